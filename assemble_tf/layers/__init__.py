@@ -1,0 +1,33 @@
+"""Keras 3 layers of Assemble-TF (all registered serializable)."""
+
+from assemble_tf.layers.big_little import BigLittleMerge
+from assemble_tf.layers.blur_pool import BlurPool2D, binomial_kernel
+from assemble_tf.layers.drop_block import DropBlock2D
+from assemble_tf.layers.gem import GeMPooling2D
+from assemble_tf.layers.selective_kernel import SelectiveKernel
+from assemble_tf.layers.squeeze_excite import SqueezeExcite
+
+
+def set_dropblock_keep_prob(model, keep_prob):
+    """Sets the keep probability of every DropBlock2D layer in `model`.
+
+    Returns the number of layers updated (0 when DropBlock is off).
+    """
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, DropBlock2D):
+            layer.set_keep_prob(keep_prob)
+            count += 1
+    return count
+
+
+__all__ = [
+    "BigLittleMerge",
+    "BlurPool2D",
+    "DropBlock2D",
+    "GeMPooling2D",
+    "SelectiveKernel",
+    "SqueezeExcite",
+    "binomial_kernel",
+    "set_dropblock_keep_prob",
+]

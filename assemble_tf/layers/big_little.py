@@ -1,0 +1,60 @@
+"""BigLittleNet merge: upsample the big branch and add the little branch.
+
+Chen et al., "Big-Little Net: An Efficient Multi-Scale Feature
+Representation for Visual and Speech Recognition", ICLR 2019,
+https://arxiv.org/abs/1807.03848. In Assemble-ResNet (Lee et al. 2020,
+https://arxiv.org/abs/2001.06268) the big branch runs at half resolution and
+the little branch (width / alpha, depth from beta) at full resolution; they
+meet as ReLU(nearest_upsample_2x(big) + little), following
+clovaai/assembled-cnn `nets/resnet_model.py` (resnet_version=2).
+"""
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="assemble_tf")
+class BigLittleMerge(keras.layers.Layer):
+    """ReLU(nearest 2x upsample of `big` + `little`).
+
+    Called on `[big, little]` where `big` is H/2 x W/2 x C and `little` is
+    H x W x C (the little branch after its 1x1 expansion and BN). Because the
+    big branch halves the map twice as often, every BigLittleNet input side
+    must be a multiple of 32; a mismatch raises a ValueError at build time.
+
+    Args:
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Reference:
+        Chen et al. 2019, https://arxiv.org/abs/1807.03848.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.upsample = keras.layers.UpSampling2D(
+            2, interpolation="nearest", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        big, little = input_shape
+        for axis in (1, 2):
+            b, s = big[axis], little[axis]
+            if b is not None and s is not None and 2 * b != s:
+                raise ValueError(
+                    f"{self.name}: the big branch ({big[1]}x{big[2]}) must be "
+                    f"half the little branch ({little[1]}x{little[2]}). "
+                    "BigLittleNet needs input sides that are multiples of "
+                    "32 (e.g. 224 or 256)."
+                )
+        if big[-1] != little[-1]:
+            raise ValueError(
+                f"{self.name}: channel mismatch big={big[-1]} "
+                f"little={little[-1]}."
+            )
+        self.upsample.build(big)
+
+    def call(self, inputs):
+        big, little = inputs
+        return keras.ops.relu(self.upsample(big) + little)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]

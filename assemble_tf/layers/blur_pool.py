@@ -1,0 +1,121 @@
+"""Anti-aliased downsampling (BlurPool).
+
+Zhang, "Making Convolutional Networks Shift-Invariant Again", ICML 2019,
+https://arxiv.org/abs/1904.11486. Assemble-ResNet (Lee et al. 2020,
+https://arxiv.org/abs/2001.06268) blurs after the stride-1 3x3 conv of every
+stride-2 bottleneck ("sconv"). Numerics follow clovaai/assembled-cnn
+`nets/blocks.py: anti_aliased_downsample`: a normalized binomial filter,
+reflect padding of int((k - 1) / 2) on every side, a depthwise VALID
+convolution with stride 2. The filter is a constant, not a weight.
+"""
+
+import keras
+import numpy as np
+
+# Rows of Pascal's triangle: the 1-D binomial filters of size 1 to 7.
+BINOMIAL_ROWS = {
+    1: (1.0,),
+    2: (1.0, 1.0),
+    3: (1.0, 2.0, 1.0),
+    4: (1.0, 3.0, 3.0, 1.0),
+    5: (1.0, 4.0, 6.0, 4.0, 1.0),
+    6: (1.0, 5.0, 10.0, 10.0, 5.0, 1.0),
+    7: (1.0, 6.0, 15.0, 20.0, 15.0, 6.0, 1.0),
+}
+
+
+def binomial_kernel(filter_size):
+    """Returns the normalized 2-D binomial filter as a float64 array.
+
+    Args:
+        filter_size: int. Side of the filter, 1 to 7.
+
+    Returns:
+        A `(filter_size, filter_size)` array that sums to 1.
+    """
+    if filter_size not in BINOMIAL_ROWS:
+        raise ValueError(
+            "BlurPool filter_size must be an integer from 1 to 7. "
+            f"Received: filter_size={filter_size!r}"
+        )
+    row = np.asarray(BINOMIAL_ROWS[filter_size], dtype=np.float64)
+    kernel = np.outer(row, row)
+    return kernel / kernel.sum()
+
+
+@keras.saving.register_keras_serializable(package="assemble_tf")
+class BlurPool2D(keras.layers.Layer):
+    """Blur with a binomial filter, then subsample (anti-aliased pooling).
+
+    Every channel is filtered with the same normalized binomial kernel
+    (depthwise), after reflect padding of `int((filter_size - 1) / 2)` pixels
+    on every side, with a VALID convolution at `strides`. Size 1 is plain
+    subsampling. A 56x56 map with size 3 becomes 28x28. The layer has no
+    weights.
+
+    Args:
+        filter_size: int. Binomial filter side, 1 to 7 (default 3).
+        strides: int. Subsampling factor (default 2).
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Reference:
+        Zhang 2019, https://arxiv.org/abs/1904.11486.
+    """
+
+    def __init__(self, filter_size=3, strides=2, **kwargs):
+        super().__init__(**kwargs)
+        binomial_kernel(filter_size)  # validates
+        if not isinstance(strides, int) or strides < 1:
+            raise ValueError(
+                f"BlurPool2D strides must be a positive int. "
+                f"Received: strides={strides!r}"
+            )
+        self.filter_size = filter_size
+        self.strides = strides
+        self.pad = (filter_size - 1) // 2
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                "BlurPool2D needs a known channel count. "
+                f"Received: input_shape={input_shape}"
+            )
+        kernel = binomial_kernel(self.filter_size)
+        self.kernel = np.tile(
+            kernel[:, :, None, None], (1, 1, channels, 1)
+        ).astype("float32")
+
+    def call(self, inputs):
+        x = inputs
+        if self.pad:
+            p = self.pad
+            x = keras.ops.pad(
+                x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect"
+            )
+        kernel = keras.ops.cast(self.kernel, x.dtype)
+        return keras.ops.depthwise_conv(
+            x, kernel, strides=self.strides, padding="valid"
+        )
+
+    def compute_output_shape(self, input_shape):
+        def out(size):
+            if size is None:
+                return None
+            return (size + 2 * self.pad - self.filter_size) // self.strides + 1
+
+        n, h, w, c = input_shape
+        return (n, out(h), out(w), c)
+
+    def macs(self, input_shape):
+        """Multiply-adds for one example of `input_shape` (H, W, C)."""
+        _, h, w, c = self.compute_output_shape((None, *input_shape))
+        return h * w * c * self.filter_size**2
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"filter_size": self.filter_size, "strides": self.strides}
+        )
+        return config
