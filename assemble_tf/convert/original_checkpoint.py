@@ -188,6 +188,16 @@ def load_original_checkpoint(prefix, model, layout):
             "checkpoint). Check --preset and the overrides (num_classes, "
             "base_width, block_sizes, big_little)."
         ]
+        ckpt_bl = any("/stage" in n for n in shapes)
+        model_bl = any("/stage" in scope for scope in layout.scopes)
+        if ckpt_bl != model_bl:
+            lines.append(
+                "Hint: the checkpoint is a "
+                + ("BigLittleNet (resnet_version=2)" if ckpt_bl
+                   else "plain ResNet (resnet_version=1)")
+                + " graph but the model is not; pick a preset of that kind"
+                " (assemble_resnet50 / resnet50)."
+            )
         for title, items in (
             ("in the checkpoint but not in the model", unmatched),
             ("in the model but not in the checkpoint", missing),

@@ -1,0 +1,50 @@
+"""Model construction: `build_model(preset, **overrides)`."""
+
+import inspect
+
+from assemble_tf import presets
+from assemble_tf.models.profile import count_macs, count_params
+from assemble_tf.models.resnet import RESNET_SPECS, Layout, build_resnet
+
+OVERRIDABLE = tuple(
+    name
+    for name, p in inspect.signature(build_resnet).parameters.items()
+    if name not in ("layout",)
+)
+
+
+def build_model(preset, layout=None, **overrides):
+    """Builds the Keras model of a named preset.
+
+    Args:
+        preset: str. A name from `assemble_tf.presets.names()`.
+        layout: `Layout` or None. Filled with the layers in the original
+            TF1 creation order (for the checkpoint importer).
+        **overrides: any `build_resnet` argument, e.g. `image_size`,
+            `num_classes`, `base_width`, `block_sizes`.
+
+    Returns:
+        A `keras.Model` named after the preset.
+    """
+    spec = presets.get(preset)
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise ValueError(
+            f"Unknown override(s) {unknown} for preset {preset!r}. "
+            f"Allowed: {', '.join(OVERRIDABLE)}"
+        )
+    kwargs = spec.model_kwargs()
+    kwargs.update(overrides)
+    kwargs.setdefault("name", preset)
+    return build_resnet(layout=layout, **kwargs)
+
+
+__all__ = [
+    "OVERRIDABLE",
+    "RESNET_SPECS",
+    "Layout",
+    "build_model",
+    "build_resnet",
+    "count_macs",
+    "count_params",
+]

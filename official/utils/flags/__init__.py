@@ -1,0 +1,1 @@
+"""absl flag helpers shared by the binaries."""

@@ -1,0 +1,1 @@
+"""Thin binaries; run as `python -m tools.NAME --help`."""
