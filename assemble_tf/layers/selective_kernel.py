@@ -170,6 +170,8 @@ class SelectiveKernel(keras.layers.Layer):
 
     def path_weights(self, inputs, training=False):
         """Returns the paths U1, U2 and their softmax weights (N,1,1,2,F)."""
+        if not self.built:
+            self.build(tuple(inputs.shape))
         u1, u2 = self._paths(inputs, training)
         s = keras.ops.mean(u1 + u2, axis=(1, 2), keepdims=True)
         z = keras.ops.relu(self.attn_bn(self.fc1(s), training=training))

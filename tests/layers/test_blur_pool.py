@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from assemble_tf.layers import BlurPool2D, binomial_kernel
+from tests import testing_utils
+
+
+def test_kernel_values_size_3_and_5():
+    expected3 = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0
+    np.testing.assert_array_equal(binomial_kernel(3), expected3)
+    row5 = np.array([1, 4, 6, 4, 1], dtype=float)
+    np.testing.assert_array_equal(binomial_kernel(5), np.outer(row5, row5) / 256)
+    for size in range(1, 8):
+        k = binomial_kernel(size)
+        assert k.shape == (size, size)
+        assert k.sum() == pytest.approx(1.0)
+        np.testing.assert_array_equal(k, k.T)
+    assert binomial_kernel(1).tolist() == [[1.0]]
+    assert binomial_kernel(7)[3, 3] == pytest.approx(400 / 64**2)
+
+
+def test_exact_output_on_tiny_map():
+    x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    out = BlurPool2D(filter_size=3)(x).numpy()[0, :, :, 0]
+    padded = np.pad(x[0, :, :, 0], 1, mode="reflect")
+    k = binomial_kernel(3)
+    expected = np.array(
+        [[(padded[i:i + 3, j:j + 3] * k).sum() for j in (0, 2)] for i in (0, 2)]
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    # By hand: reflect padding puts rows [5,4,5], [1,0,1], [5,4,5] under the
+    # top-left kernel, 40 / 16 = 2.5 (zero padding would give 15 / 16).
+    assert out[0, 0] == pytest.approx(2.5)
+
+
+def test_shapes_depthwise_and_size_one_is_subsampling():
+    x = testing_utils.random_images((2, 56, 56, 8))
+    assert BlurPool2D(3)(x).shape == (2, 28, 28, 8)
+    assert BlurPool2D(5)(x).shape == (2, 28, 28, 8)
+    assert BlurPool2D(3)(x[:, :7, :9]).shape == (2, 4, 5, 8)
+    np.testing.assert_array_equal(BlurPool2D(1)(x).numpy(), x[:, ::2, ::2])
+    # Channels are filtered independently.
+    y = x.copy()
+    y[..., 1:] = 0.0
+    out = BlurPool2D(3)(y).numpy()
+    assert np.all(out[..., 1:] == 0.0)
+    layer = BlurPool2D(3)
+    layer.build((None, 8, 8, 3))
+    assert layer.count_params() == 0 and not layer.weights
+
+
+def test_bad_filter_size_is_rejected_with_value():
+    with pytest.raises(ValueError, match="filter_size=8"):
+        BlurPool2D(filter_size=8)
+    with pytest.raises(ValueError, match="strides=0"):
+        BlurPool2D(strides=0)
+
+
+def test_layer_contract():
+    testing_utils.run_serialization_test(BlurPool2D(filter_size=5, name="b"))
+    x = testing_utils.random_images((1, 8, 8, 3))
+    testing_utils.run_precision_test(lambda: BlurPool2D(3), x)

@@ -1,0 +1,74 @@
+import keras
+import numpy as np
+import pytest
+
+from assemble_tf.layers import BigLittleMerge, GeMPooling2D, SqueezeExcite
+from tests import testing_utils
+
+
+def test_squeeze_excite_gates_channels():
+    x = testing_utils.random_images((2, 5, 5, 32))
+    layer = SqueezeExcite(ratio=16)
+    out = layer(x).numpy()
+    assert layer.count_params() == 2 * 32 * 2  # no bias, C/16 = 2
+    gate = out / x
+    # One gate in (0, 1) per example and channel, shared over H x W.
+    np.testing.assert_allclose(gate, gate[:, :1, :1, :] + 0 * gate, rtol=1e-4)
+    assert np.all((gate > 0) & (gate < 1))
+
+
+def test_squeeze_excite_contract():
+    testing_utils.run_serialization_test(SqueezeExcite(ratio=4, name="se"))
+    testing_utils.run_precision_test(
+        lambda: SqueezeExcite(4), testing_utils.random_images((1, 4, 4, 8))
+    )
+    with pytest.raises(ValueError, match="ratio=0"):
+        SqueezeExcite(ratio=0)
+
+
+def test_gem_matches_formula_and_limits():
+    x = np.abs(testing_utils.random_images((2, 4, 3, 5))) + 0.1
+    out = GeMPooling2D(p=3.0)(x).numpy()
+    np.testing.assert_allclose(
+        out, np.mean(x**3, axis=(1, 2)) ** (1 / 3), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        GeMPooling2D(p=1.0)(x).numpy(), x.mean(axis=(1, 2)), rtol=1e-5
+    )
+    # Negative inputs are clipped to epsilon, as the original.
+    neg = -np.ones((1, 2, 2, 1), "float32")
+    assert GeMPooling2D()(neg).numpy()[0, 0] == pytest.approx(1e-6, rel=1e-3)
+    layer = GeMPooling2D(trainable_p=True)
+    layer(x)
+    assert [w.name for w in layer.trainable_weights] == ["p"]
+
+
+def test_gem_contract():
+    testing_utils.run_serialization_test(GeMPooling2D(p=4.0, name="gem"))
+    testing_utils.run_precision_test(
+        lambda: GeMPooling2D(), testing_utils.random_images((1, 4, 4, 8))
+    )
+
+
+def test_big_little_merge_upsamples_and_adds():
+    big = np.arange(4, dtype="float32").reshape(1, 2, 2, 1)
+    little = np.full((1, 4, 4, 1), -1.0, "float32")
+    out = BigLittleMerge()([big, little]).numpy()[0, :, :, 0]
+    expected = np.maximum(np.kron(big[0, :, :, 0], np.ones((2, 2))) - 1, 0)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_big_little_merge_rejects_bad_sizes():
+    big = keras.Input((7, 7, 8))
+    little = keras.Input((15, 15, 8))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        BigLittleMerge(name="stage1_merge")([big, little])
+
+
+def test_big_little_merge_contract():
+    testing_utils.run_serialization_test(BigLittleMerge(name="m"))
+    testing_utils.run_precision_test(
+        lambda: BigLittleMerge(),
+        [testing_utils.random_images((1, 2, 2, 3)),
+         testing_utils.random_images((1, 4, 4, 3))],
+    )

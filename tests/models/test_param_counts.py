@@ -1,0 +1,82 @@
+"""Exact parameter counts and GMACs of full-size models.
+
+Numbers: ASSEMBLE_SPEC Appendix B (counted on the original master graph
+under tf.compat.v1), REFERENCE.md section 5.2 and Table 12, keras-hub and
+Model Garden for the plain / D counts. "total" includes BN moving stats.
+"""
+
+import pytest
+
+from assemble_tf.models import build_model, count_macs, count_params
+
+COUNTS = [
+    # preset, overrides, total, trainable, non-trainable
+    ("resnet50", {}, 25_612_201, 25_559_081, 53_120),
+    ("table2_c3", {}, 38_838_313, 38_773_865, 64_448),  # R50 + SK
+    ("assemble_resnet50", {}, 41_925_801, 41_848_489, 77_312),
+    ("assemble_resnet50", {"num_classes": 1000}, 41_923_752, 41_846_440,
+     77_312),
+    ("assemble_resnet152", {}, 117_255_849, 117_006_249, 249_600),
+    ("assemble_resnet152", {"num_classes": 1000}, 117_253_800, 117_004_200,
+     249_600),
+    ("resnet152", {}, 60_346_281, 60_194_857, 151_424),
+    ("resnet50d", {"num_classes": 1000}, 25_629_512, 25_576_264, 53_248),
+    ("sk_resnet50d", {"num_classes": 1000}, 38_855_624, 38_791_048, 64_576),
+    # BL-R50 (alpha 2, beta 4) and BL-R152 (alpha 1, beta 2) without SK.
+    ("table6_m4", {"attention": None}, 28_470_953, 28_405_673, 65_280),
+    ("table6_m4", {"attention": None, "num_classes": 1000}, 28_468_904,
+     28_403_624, 65_280),
+    ("assemble_resnet152", {"attention": None}, 75_445_929, 75_242_409,
+     203_520),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset,overrides,total,trainable,frozen", COUNTS)
+def test_parameter_counts(preset, overrides, total, trainable, frozen):
+    model = build_model(preset, **overrides)
+    assert count_params(model) == (total, trainable, frozen)
+
+
+@pytest.mark.parametrize(
+    "overrides,trainable",
+    [
+        # Headless backbones (Model Garden resnet_test / keras-hub presets).
+        ({"depth": 50, "include_top": False}, 23_508_032),
+        ({"depth": 18, "num_classes": 1000}, 11_689_512),
+        ({"depth": 34, "num_classes": 1000}, 21_797_672),
+        ({"depth": 101, "num_classes": 1000}, 44_549_160),
+    ],
+)
+def test_plain_resnets_match_torchvision_counts(overrides, trainable):
+    model = build_model("resnet50", **overrides)
+    assert count_params(model)[1] == trainable
+
+
+@pytest.mark.slow
+def test_headless_backbone_totals():
+    # STYLE.md 3.6: headless R50 23,561,152 and R50-D 23,580,512 in total.
+    assert build_model("resnet50", include_top=False).count_params() == (
+        23_561_152
+    )
+    assert build_model("resnet50d", include_top=False).count_params() == (
+        23_580_512
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "preset,size,gmacs",
+    [
+        ("resnet50", 224, 4.09),
+        ("resnet50d", 224, 4.33),
+        ("sk_resnet50d", 224, 6.18),
+        ("table6_m3", 256, 5.44),
+        ("assemble_resnet50", 224, 5.73),
+        ("assemble_resnet50", 256, 7.48),
+        ("assemble_resnet152", 224, 15.68),
+    ],
+)
+def test_gmacs_within_one_percent(preset, size, gmacs):
+    macs = count_macs(build_model(preset, image_size=size)) / 1e9
+    assert macs == pytest.approx(gmacs, rel=0.01)

@@ -1,0 +1,53 @@
+"""Keras 3 layer-contract checks, in the shape of keras-hub's test helpers."""
+
+import inspect
+import json
+
+import keras
+import numpy as np
+
+
+def run_serialization_test(layer):
+    """get_config holds exactly the constructor args and round-trips."""
+    config = layer.get_config()
+    base = set(inspect.signature(keras.layers.Layer.__init__).parameters)
+    own = set(inspect.signature(type(layer).__init__).parameters) - {
+        "self",
+        "kwargs",
+    }
+    extra = set(config) - own - base - {"name", "dtype", "trainable"}
+    assert not extra, f"get_config keys that are not __init__ args: {extra}"
+    missing = own - set(config)
+    assert not missing, f"__init__ args missing from get_config: {missing}"
+    clone = type(layer).from_config(config)
+    assert json.dumps(clone.get_config(), sort_keys=True) == json.dumps(
+        config, sort_keys=True
+    )
+    revived = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert type(revived) is type(layer)
+    assert revived.get_config() == config
+
+
+def run_precision_test(layer_fn, inputs, training=False):
+    """Under mixed_float16: float16 outputs, float32 variables."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = layer_fn()
+        out = layer(inputs, training=training)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        for o in outs:
+            assert keras.backend.standardize_dtype(o.dtype) == "float16"
+        for v in layer.weights:
+            assert v.dtype == "float32", v.path
+        return layer
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def random_images(shape, seed=0, low=-1.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, shape).astype(
+        "float32"
+    )
