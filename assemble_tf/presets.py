@@ -65,12 +65,12 @@ COSINE_120 = _recipe()
 LS_120 = _recipe(label_smoothing=0.1)
 LS_MIXUP_200 = _recipe(epochs=200, label_smoothing=0.1, mixup_type=1)
 LS_MIXUP_DB_270 = _recipe(
-    epochs=270, label_smoothing=0.1, mixup_type=1,
+    epochs=270,
+    label_smoothing=0.1,
+    mixup_type=1,
     dropblock_keep_prob=(1.0, 0.9),
 )
-KD_270 = dict(
-    LS_MIXUP_DB_270, kd_temperature=1.0, teacher="AmoebaNet-A"
-)
+KD_270 = dict(LS_MIXUP_DB_270, kd_temperature=1.0, teacher="AmoebaNet-A")
 KD_600 = dict(KD_270, epochs=600)
 ASSEMBLE_600 = dict(KD_600, autoaugment="imagenet")
 ASSEMBLE152_600 = dict(ASSEMBLE_600, teacher="EfficientNet-B7")
@@ -120,119 +120,277 @@ def _add(name, description, model, paper=None, recipe=COSINE_120, **kw):
     merged = {}
     for part in model:
         merged.update(copy.deepcopy(part))
-    PRESETS[name] = Preset(
-        name, description, merged, paper, dict(recipe), **kw
-    )
+    PRESETS[name] = Preset(name, description, merged, paper, dict(recipe), **kw)
 
 
 _BL_EVAL = {"eval_image_size": 256, "eval_preprocessing": "imagenet_224_256"}
 
 # The networks users ask for by name. ------------------------------------
-_add("resnet50", "ResNet-50 v1.5, the original baseline (1001 classes)",
-     [R50], PaperFigures("Table 1", 76.3, 76.0, 536))
-_add("resnet50d", "ResNet-50-D: deep stem, 2x2 avg-pool shortcut", [R50D],
-     PaperFigures("Table 7 E1", 77.37, 75.73, 493))
+_add(
+    "resnet50",
+    "ResNet-50 v1.5, the original baseline (1001 classes)",
+    [R50],
+    PaperFigures("Table 1", 76.3, 76.0, 536),
+)
+_add(
+    "resnet50d",
+    "ResNet-50-D: deep stem, 2x2 avg-pool shortcut",
+    [R50D],
+    PaperFigures("Table 7 E1", 77.37, 75.73, 493),
+)
 _add("resnet101", "ResNet-101 v1.5", [{"depth": 101}])
 _add("resnet152", "ResNet-152 v1.5", [{"depth": 152}])
-_add("se_resnet50d", "ResNet-50-D + SE (ratio 16)", [R50D, SE],
-     PaperFigures("Table 7 E4", 79.71, 64.48, 420), LS_MIXUP_200)
-_add("sk_resnet50d", "ResNet-50-D + SK (3x3, 2x channels, r=2)", [R50D, SK],
-     PaperFigures("Table 6 M2", 78.83, None, 359))
-_add("assemble_resnet50",
-     "Assemble-ResNet-50: BL(2,4) + SK + AA + DropBlock (master graph)",
-     [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
-     PaperFigures("Table 7 E11", 82.78, 48.89, 312), ASSEMBLE_600,
-     **_BL_EVAL)
-_add("assemble_resnet152",
-     "Assemble-ResNet-152: BL(1,2) + SK + AA + DropBlock (master graph)",
-     [{"depth": 152, "big_little": (1, 2), "shortcut": "avg3"}, SK, AA,
-      DROPBLOCK],
-     PaperFigures("Table 7 E12", 84.19, 43.27, 143), ASSEMBLE152_600,
-     eval_image_size=256, eval_preprocessing="imagenet_224_256a")
+_add(
+    "se_resnet50d",
+    "ResNet-50-D + SE (ratio 16)",
+    [R50D, SE],
+    PaperFigures("Table 7 E4", 79.71, 64.48, 420),
+    LS_MIXUP_200,
+)
+_add(
+    "sk_resnet50d",
+    "ResNet-50-D + SK (3x3, 2x channels, r=2)",
+    [R50D, SK],
+    PaperFigures("Table 6 M2", 78.83, None, 359),
+)
+_add(
+    "assemble_resnet50",
+    "Assemble-ResNet-50: BL(2,4) + SK + AA + DropBlock (master graph)",
+    [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
+    PaperFigures("Table 7 E11", 82.78, 48.89, 312),
+    ASSEMBLE_600,
+    **_BL_EVAL,
+)
+_add(
+    "assemble_resnet152",
+    "Assemble-ResNet-152: BL(1,2) + SK + AA + DropBlock (master graph)",
+    [
+        {"depth": 152, "big_little": (1, 2), "shortcut": "avg3"},
+        SK,
+        AA,
+        DROPBLOCK,
+    ],
+    PaperFigures("Table 7 E12", 84.19, 43.27, 143),
+    ASSEMBLE152_600,
+    eval_image_size=256,
+    eval_preprocessing="imagenet_224_256a",
+)
 
 # Table 2: Selective Kernel variants (R50, 120 epochs, step LR). ----------
-_add("table2_c0", "C0 ResNet-50", [R50],
-     PaperFigures("Table 2 C0", 76.30, None, 536), STEP_120)
-_add("table2_c1", "C1 R50 + SE", [R50, SE],
-     PaperFigures("Table 2 C1", 77.40, None, 466), STEP_120)
-_add("table2_c2", "C2 R50 + SK 3x3 + 5x5 (dilated 3x3), r=2",
-     [R50, {"attention": "sknet"}],
-     PaperFigures("Table 2 C2", 78.00, None, 326), STEP_120)
-_add("table2_c3", "C3 R50 + SK 3x3 with 2x channels, r=2 (chosen)", [R50, SK],
-     PaperFigures("Table 2 C3", 77.92, None, 382), STEP_120)
-_add("table2_c4", "C4 R50 + SK 3x3 with 2x channels, r=16",
-     [R50, SK, {"sk_reduction": 16}],
-     PaperFigures("Table 2 C4", 77.57, None, 402), STEP_120)
-_add("table2_c5", "C5 R50 + SK (r=2) + SE",
-     [R50, {"attention": ("sk", "se")}],
-     PaperFigures("Table 2 C5", 77.50, None, 345), STEP_120)
+_add(
+    "table2_c0",
+    "C0 ResNet-50",
+    [R50],
+    PaperFigures("Table 2 C0", 76.30, None, 536),
+    STEP_120,
+)
+_add(
+    "table2_c1",
+    "C1 R50 + SE",
+    [R50, SE],
+    PaperFigures("Table 2 C1", 77.40, None, 466),
+    STEP_120,
+)
+_add(
+    "table2_c2",
+    "C2 R50 + SK 3x3 + 5x5 (dilated 3x3), r=2",
+    [R50, {"attention": "sknet"}],
+    PaperFigures("Table 2 C2", 78.00, None, 326),
+    STEP_120,
+)
+_add(
+    "table2_c3",
+    "C3 R50 + SK 3x3 with 2x channels, r=2 (chosen)",
+    [R50, SK],
+    PaperFigures("Table 2 C3", 77.92, None, 382),
+    STEP_120,
+)
+_add(
+    "table2_c4",
+    "C4 R50 + SK 3x3 with 2x channels, r=16",
+    [R50, SK, {"sk_reduction": 16}],
+    PaperFigures("Table 2 C4", 77.57, None, 402),
+    STEP_120,
+)
+_add(
+    "table2_c5",
+    "C5 R50 + SK (r=2) + SE",
+    [R50, {"attention": ("sk", "se")}],
+    PaperFigures("Table 2 C5", 77.50, None, 345),
+    STEP_120,
+)
 
 # Table 3: anti-aliasing placements (R50, 120 epochs, step LR). -----------
-_add("table3_a0", "A0 ResNet-50, no anti-aliasing", [R50],
-     PaperFigures("Table 3 A0", 76.30, None, 536), STEP_120)
-_add("table3_a1", "A1 blur size 5 on max-pool, projection and strided conv",
-     [R50, {"anti_alias": ("max", "proj", "sconv"), "anti_alias_size": 5}],
-     PaperFigures("Table 3 A1", 76.81, None, 422), STEP_120)
-_add("table3_a2", "A2 blur size 3 on max-pool, projection and strided conv",
-     [R50, {"anti_alias": ("max", "proj", "sconv"), "anti_alias_size": 3}],
-     PaperFigures("Table 3 A2", 76.83, None, 456), STEP_120)
-_add("table3_a3", "A3 blur size 3 on max-pool and strided conv",
-     [R50, {"anti_alias": ("max", "sconv"), "anti_alias_size": 3}],
-     PaperFigures("Table 3 A3", 76.84, None, 483), STEP_120)
-_add("table3_a4", "A4 blur size 3 on strided conv only (chosen)", [R50, AA],
-     PaperFigures("Table 3 A4", 76.67, None, 519), STEP_120)
+_add(
+    "table3_a0",
+    "A0 ResNet-50, no anti-aliasing",
+    [R50],
+    PaperFigures("Table 3 A0", 76.30, None, 536),
+    STEP_120,
+)
+_add(
+    "table3_a1",
+    "A1 blur size 5 on max-pool, projection and strided conv",
+    [R50, {"anti_alias": ("max", "proj", "sconv"), "anti_alias_size": 5}],
+    PaperFigures("Table 3 A1", 76.81, None, 422),
+    STEP_120,
+)
+_add(
+    "table3_a2",
+    "A2 blur size 3 on max-pool, projection and strided conv",
+    [R50, {"anti_alias": ("max", "proj", "sconv"), "anti_alias_size": 3}],
+    PaperFigures("Table 3 A2", 76.83, None, 456),
+    STEP_120,
+)
+_add(
+    "table3_a3",
+    "A3 blur size 3 on max-pool and strided conv",
+    [R50, {"anti_alias": ("max", "sconv"), "anti_alias_size": 3}],
+    PaperFigures("Table 3 A3", 76.84, None, 483),
+    STEP_120,
+)
+_add(
+    "table3_a4",
+    "A4 blur size 3 on strided conv only (chosen)",
+    [R50, AA],
+    PaperFigures("Table 3 A4", 76.67, None, 519),
+    STEP_120,
+)
 
 # Table 6: network tweaks only (120 epochs, cosine). ----------------------
-_add("table6_m0", "M0 ResNet-50", [R50],
-     PaperFigures("Table 6 M0", 76.87, None, 536))
-_add("table6_m1", "M1 ResNet-50-D", [R50D],
-     PaperFigures("Table 6 M1", 77.37, None, 493))
-_add("table6_m2", "M2 R50D + SK", [R50D, SK],
-     PaperFigures("Table 6 M2", 78.83, None, 359))
-_add("table6_m3", "M3 R50D + SK + BigLittleNet (eval 256)",
-     [BIG_LITTLE_R50, SK], PaperFigures("Table 6 M3", 79.27, None, 359),
-     **_BL_EVAL)
-_add("table6_m4", "M4 R50D + SK + BL + anti-aliasing (eval 256)",
-     [BIG_LITTLE_R50, SK, AA], PaperFigures("Table 6 M4", 79.39, None, 312),
-     **_BL_EVAL)
+_add(
+    "table6_m0",
+    "M0 ResNet-50",
+    [R50],
+    PaperFigures("Table 6 M0", 76.87, None, 536),
+)
+_add(
+    "table6_m1",
+    "M1 ResNet-50-D",
+    [R50D],
+    PaperFigures("Table 6 M1", 77.37, None, 493),
+)
+_add(
+    "table6_m2",
+    "M2 R50D + SK",
+    [R50D, SK],
+    PaperFigures("Table 6 M2", 78.83, None, 359),
+)
+_add(
+    "table6_m3",
+    "M3 R50D + SK + BigLittleNet (eval 256)",
+    [BIG_LITTLE_R50, SK],
+    PaperFigures("Table 6 M3", 79.27, None, 359),
+    **_BL_EVAL,
+)
+_add(
+    "table6_m4",
+    "M4 R50D + SK + BL + anti-aliasing (eval 256)",
+    [BIG_LITTLE_R50, SK, AA],
+    PaperFigures("Table 6 M4", 79.39, None, 312),
+    **_BL_EVAL,
+)
 
 # Table 7: tweaks and regularization assembled. ---------------------------
-_add("table7_e0", "E0 ResNet-50 baseline", [R50],
-     PaperFigures("Table 7 E0", 76.87, 75.55, 536))
-_add("table7_e1", "E1 R50D", [R50D],
-     PaperFigures("Table 7 E1", 77.37, 75.73, 493))
-_add("table7_e2", "E2 R50D, label smoothing", [R50D],
-     PaperFigures("Table 7 E2", 78.35, 74.27, 493), LS_120)
-_add("table7_e3", "E3 R50D, LS + Mixup, 200 ep", [R50D],
-     PaperFigures("Table 7 E3", 79.10, 68.19, 493), LS_MIXUP_200)
-_add("table7_e4", "E4 R50D + SE, LS + Mixup, 200 ep", [R50D, SE],
-     PaperFigures("Table 7 E4", 79.71, 64.48, 420), LS_MIXUP_200)
-_add("table7_e5", "E5 R50D + SE, LS + Mixup + DropBlock, 270 ep",
-     [R50D, SE, DROPBLOCK], PaperFigures("Table 7 E5", 80.40, 62.64, 420),
-     LS_MIXUP_DB_270)
-_add("table7_e6", "E6 R50D + SK, LS + Mixup + DropBlock, 270 ep",
-     [R50D, SK, DROPBLOCK], PaperFigures("Table 7 E6", 81.40, 58.34, 359),
-     LS_MIXUP_DB_270)
-_add("table7_e7", "E7 R50D + SK, + KD, 270 ep", [R50D, SK, DROPBLOCK],
-     PaperFigures("Table 7 E7", 81.69, 57.08, 359), KD_270)
-_add("table7_e8", "E8 R50D + SK, LS + Mixup + DropBlock + KD, 600 ep",
-     [R50D, SK, DROPBLOCK], PaperFigures("Table 7 E8", 82.10, 56.48, 359),
-     KD_600)
-_add("table7_e9", "E9 R50D + BL + SK, 600 ep (eval 256)",
-     [BIG_LITTLE_R50, SK, DROPBLOCK],
-     PaperFigures("Table 7 E9", 82.44, 55.20, 359), KD_600, **_BL_EVAL)
-_add("table7_e10", "E10 R50D + BL + SK + AA, 600 ep (eval 256)",
-     [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
-     PaperFigures("Table 7 E10", 82.69, 54.12, 312), KD_600, **_BL_EVAL)
-_add("table7_e11", "E11 Assemble-ResNet-50 (+ AutoAugment)",
-     [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
-     PaperFigures("Table 7 E11", 82.78, 48.89, 312), ASSEMBLE_600,
-     **_BL_EVAL)
-_add("table7_e12", "E12 Assemble-ResNet-152 (KD teacher EfficientNet-B7)",
-     [{"depth": 152, "big_little": (1, 2), "shortcut": "avg3"}, SK, AA,
-      DROPBLOCK],
-     PaperFigures("Table 7 E12", 84.19, 43.27, 143), ASSEMBLE152_600,
-     eval_image_size=256, eval_preprocessing="imagenet_224_256a")
+_add(
+    "table7_e0",
+    "E0 ResNet-50 baseline",
+    [R50],
+    PaperFigures("Table 7 E0", 76.87, 75.55, 536),
+)
+_add(
+    "table7_e1",
+    "E1 R50D",
+    [R50D],
+    PaperFigures("Table 7 E1", 77.37, 75.73, 493),
+)
+_add(
+    "table7_e2",
+    "E2 R50D, label smoothing",
+    [R50D],
+    PaperFigures("Table 7 E2", 78.35, 74.27, 493),
+    LS_120,
+)
+_add(
+    "table7_e3",
+    "E3 R50D, LS + Mixup, 200 ep",
+    [R50D],
+    PaperFigures("Table 7 E3", 79.10, 68.19, 493),
+    LS_MIXUP_200,
+)
+_add(
+    "table7_e4",
+    "E4 R50D + SE, LS + Mixup, 200 ep",
+    [R50D, SE],
+    PaperFigures("Table 7 E4", 79.71, 64.48, 420),
+    LS_MIXUP_200,
+)
+_add(
+    "table7_e5",
+    "E5 R50D + SE, LS + Mixup + DropBlock, 270 ep",
+    [R50D, SE, DROPBLOCK],
+    PaperFigures("Table 7 E5", 80.40, 62.64, 420),
+    LS_MIXUP_DB_270,
+)
+_add(
+    "table7_e6",
+    "E6 R50D + SK, LS + Mixup + DropBlock, 270 ep",
+    [R50D, SK, DROPBLOCK],
+    PaperFigures("Table 7 E6", 81.40, 58.34, 359),
+    LS_MIXUP_DB_270,
+)
+_add(
+    "table7_e7",
+    "E7 R50D + SK, + KD, 270 ep",
+    [R50D, SK, DROPBLOCK],
+    PaperFigures("Table 7 E7", 81.69, 57.08, 359),
+    KD_270,
+)
+_add(
+    "table7_e8",
+    "E8 R50D + SK, LS + Mixup + DropBlock + KD, 600 ep",
+    [R50D, SK, DROPBLOCK],
+    PaperFigures("Table 7 E8", 82.10, 56.48, 359),
+    KD_600,
+)
+_add(
+    "table7_e9",
+    "E9 R50D + BL + SK, 600 ep (eval 256)",
+    [BIG_LITTLE_R50, SK, DROPBLOCK],
+    PaperFigures("Table 7 E9", 82.44, 55.20, 359),
+    KD_600,
+    **_BL_EVAL,
+)
+_add(
+    "table7_e10",
+    "E10 R50D + BL + SK + AA, 600 ep (eval 256)",
+    [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
+    PaperFigures("Table 7 E10", 82.69, 54.12, 312),
+    KD_600,
+    **_BL_EVAL,
+)
+_add(
+    "table7_e11",
+    "E11 Assemble-ResNet-50 (+ AutoAugment)",
+    [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
+    PaperFigures("Table 7 E11", 82.78, 48.89, 312),
+    ASSEMBLE_600,
+    **_BL_EVAL,
+)
+_add(
+    "table7_e12",
+    "E12 Assemble-ResNet-152 (KD teacher EfficientNet-B7)",
+    [
+        {"depth": 152, "big_little": (1, 2), "shortcut": "avg3"},
+        SK,
+        AA,
+        DROPBLOCK,
+    ],
+    PaperFigures("Table 7 E12", 84.19, 43.27, 143),
+    ASSEMBLE152_600,
+    eval_image_size=256,
+    eval_preprocessing="imagenet_224_256a",
+)
 
 
 def names():

@@ -30,22 +30,27 @@ def define_model_flags(preset_default=None, preset_required=True):
     if preset_required and preset_default is None:
         flags.mark_flag_as_required("preset")
     flags.DEFINE_integer(
-        "image_size", None,
+        "image_size",
+        None,
         "Square input side. Default: the preset's evaluation size for "
         "summaries, any size (fully convolutional) otherwise.",
         lower_bound=1,
     )
     flags.DEFINE_integer(
-        "num_classes", None,
+        "num_classes",
+        None,
         "Number of logits (the original ImageNet models use 1001).",
         lower_bound=1,
     )
     flags.DEFINE_integer(
-        "base_width", None, "Stem / S1 width (64); 16 builds a tiny model.",
+        "base_width",
+        None,
+        "Stem / S1 width (64); 16 builds a tiny model.",
         lower_bound=1,
     )
     flags.DEFINE_string(
-        "block_sizes", None,
+        "block_sizes",
+        None,
         "Blocks per stage, 4 comma-separated ints (BigLittleNet: nominal "
         "counts), e.g. 2,2,2,1.",
     )
@@ -57,7 +62,9 @@ def define_model_flags(preset_default=None, preset_required=True):
     flags.DEFINE_float("bn_momentum", None, "BatchNorm momentum (0.997).")
     flags.DEFINE_enum("pooling", None, ["avg", "gem"], "Global pooling.")
     flags.DEFINE_integer(
-        "embedding_size", None, "Add an embedding layer of this size.",
+        "embedding_size",
+        None,
+        "Add an embedding layer of this size.",
         lower_bound=1,
     )
 

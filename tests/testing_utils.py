@@ -48,6 +48,6 @@ def run_precision_test(layer_fn, inputs, training=False):
 
 
 def random_images(shape, seed=0, low=-1.0, high=1.0):
-    return np.random.default_rng(seed).uniform(low, high, shape).astype(
-        "float32"
+    return (
+        np.random.default_rng(seed).uniform(low, high, shape).astype("float32")
     )

@@ -50,7 +50,8 @@ def convert(checkpoint, preset, output, overrides, overwrite=False):
             f"--output={output} exists; pass --overwrite to replace it."
         )
     model, count = build_and_load(
-        checkpoint, lambda layout, **kw: build_model(preset, layout, **kw),
+        checkpoint,
+        lambda layout, **kw: build_model(preset, layout, **kw),
         **overrides,
     )
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -77,8 +78,11 @@ def verify(model, golden, tolerance):
 def main(argv):
     del argv
     model, count = convert(
-        FLAGS.checkpoint, FLAGS.preset, FLAGS.output,
-        model_flags.model_overrides(FLAGS), FLAGS.overwrite,
+        FLAGS.checkpoint,
+        FLAGS.preset,
+        FLAGS.output,
+        model_flags.model_overrides(FLAGS),
+        FLAGS.overwrite,
     )
     print(f"Copied {count} variables into {FLAGS.output}")
     if FLAGS.golden:

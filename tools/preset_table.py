@@ -48,8 +48,13 @@ def collect(names, image_size=None, progress=True):
     from assemble_tf.models import build_model, count_macs, count_params
 
     rows = []
-    bar = tqdm(names, desc="building presets", unit="model",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        names,
+        desc="building presets",
+        unit="model",
+        disable=not progress,
+        file=sys.stderr,
+    )
     for name in bar:
         bar.set_postfix_str(name)
         preset = presets.get(name)
@@ -57,19 +62,21 @@ def collect(names, image_size=None, progress=True):
         model = build_model(name, image_size=size)
         total, trainable, _ = count_params(model)
         paper = preset.paper
-        rows.append({
-            "preset": name,
-            "description": preset.description,
-            "image_size": size,
-            "total_params": int(total),
-            "trainable_params": int(trainable),
-            "total_params_m": round(total / 1e6, 2),
-            "gmacs": round(count_macs(model) / 1e9, 2),
-            "paper_top1": paper.top1 if paper else None,
-            "paper_mce": paper.mce if paper else None,
-            "paper_throughput": paper.throughput if paper else None,
-            "paper_source": paper.source if paper else "",
-        })
+        rows.append(
+            {
+                "preset": name,
+                "description": preset.description,
+                "image_size": size,
+                "total_params": int(total),
+                "trainable_params": int(trainable),
+                "total_params_m": round(total / 1e6, 2),
+                "gmacs": round(count_macs(model) / 1e9, 2),
+                "paper_top1": paper.top1 if paper else None,
+                "paper_mce": paper.mce if paper else None,
+                "paper_throughput": paper.throughput if paper else None,
+                "paper_source": paper.source if paper else "",
+            }
+        )
         del model
         keras.backend.clear_session()
     return rows
@@ -77,6 +84,7 @@ def collect(names, image_size=None, progress=True):
 
 def format_table(rows):
     """Markdown table of `rows`."""
+
     def cell(v):
         return "-" if v is None or v == "" else str(v)
 
@@ -101,23 +109,41 @@ def plot(rows, path):
         if r["paper_top1"] is not None:
             key = (r["gmacs"], r["paper_top1"])
             groups.setdefault(key, []).append(r["preset"])
-    families = {"table2": "Table 2 (SK)", "table3": "Table 3 (AA)",
-                "table6": "Table 6 (tweaks)", "table7": "Table 7 (assembled)"}
-    colors = dict(zip(list(families) + ["named"],
-                      ["tab:blue", "tab:green", "tab:orange", "tab:purple",
-                       "tab:red"], strict=True))
+    families = {
+        "table2": "Table 2 (SK)",
+        "table3": "Table 3 (AA)",
+        "table6": "Table 6 (tweaks)",
+        "table7": "Table 7 (assembled)",
+    }
+    colors = dict(
+        zip(
+            list(families) + ["named"],
+            ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:red"],
+            strict=True,
+        )
+    )
     fig, ax = plt.subplots(figsize=(10, 6.5))
     seen = set()
     for (gmacs, top1), names in sorted(groups.items()):
         family = names[0].split("_")[0]
         family = family if family in families else "named"
         label = families.get(family, "named presets")
-        ax.scatter(gmacs, top1, c=colors[family], s=30,
-                   label=None if family in seen else label)
+        ax.scatter(
+            gmacs,
+            top1,
+            c=colors[family],
+            s=30,
+            label=None if family in seen else label,
+        )
         seen.add(family)
         text = ", ".join(n.replace("table", "") for n in names)
-        ax.annotate(text, (gmacs, top1), fontsize=6.5, xytext=(4, -3),
-                    textcoords="offset points")
+        ax.annotate(
+            text,
+            (gmacs, top1),
+            fontsize=6.5,
+            xytext=(4, -3),
+            textcoords="offset points",
+        )
     ax.legend(loc="lower right", fontsize=8)
     ax.margins(x=0.15, y=0.05)
     ax.set_xlabel("GMACs at the evaluation size (one image)")
@@ -152,9 +178,11 @@ def main(argv):
             writer.writerows(rows)
         if FLAGS.plot:
             plot(rows, os.path.join(out, "presets_gmacs_vs_top1.png"))
-        print(f"\nWrote presets.json, presets.md, presets.csv"
-              f"{', presets_gmacs_vs_top1.png' if FLAGS.plot else ''} "
-              f"to {out}")
+        print(
+            f"\nWrote presets.json, presets.md, presets.csv"
+            f"{', presets_gmacs_vs_top1.png' if FLAGS.plot else ''} "
+            f"to {out}"
+        )
 
 
 if __name__ == "__main__":

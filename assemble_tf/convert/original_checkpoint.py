@@ -91,7 +91,9 @@ def expected_variables(layout, checkpoint_names):
                 expected[f"{name}/kernel"] = layer.kernel
                 conv_i += 1
             elif kind == "bn":
-                add_bn(layer, f"{scope}/{_tf1_name('batch_normalization', bn_i)}")
+                add_bn(
+                    layer, f"{scope}/{_tf1_name('batch_normalization', bn_i)}"
+                )
                 bn_i += 1
             elif kind == "sk":
                 if layer.variant != "assemble":
@@ -193,8 +195,11 @@ def load_original_checkpoint(prefix, model, layout):
         if ckpt_bl != model_bl:
             lines.append(
                 "Hint: the checkpoint is a "
-                + ("BigLittleNet (resnet_version=2)" if ckpt_bl
-                   else "plain ResNet (resnet_version=1)")
+                + (
+                    "BigLittleNet (resnet_version=2)"
+                    if ckpt_bl
+                    else "plain ResNet (resnet_version=1)"
+                )
                 + " graph but the model is not; pick a preset of that kind"
                 " (assemble_resnet50 / resnet50)."
             )

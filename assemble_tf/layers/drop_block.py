@@ -145,9 +145,7 @@ class DropBlock2D(keras.layers.Layer):
 
     def _drop(self, inputs):
         mask = self.drop_mask(inputs)
-        scale = tf.cast(tf.size(mask), "float32") / (
-            tf.reduce_sum(mask) + 1e-8
-        )
+        scale = tf.cast(tf.size(mask), "float32") / (tf.reduce_sum(mask) + 1e-8)
         return inputs * tf.cast(mask * scale, inputs.dtype)
 
     def call(self, inputs, training=None):

@@ -128,8 +128,13 @@ def create_drop_block(dropblock, num_stages=4):
             "`dropblock` must be None or a dict of DropBlock options. "
             f"Received: dropblock={dropblock!r}"
         )
-    allowed = {"stages", "block_size", "gamma_scales", "keep_prob",
-               "shared_mask"}
+    allowed = {
+        "stages",
+        "block_size",
+        "gamma_scales",
+        "keep_prob",
+        "shared_mask",
+    }
     extra = sorted(set(dropblock) - allowed)
     if extra:
         raise ValueError(

@@ -150,7 +150,10 @@ class SelectiveKernel(keras.layers.Layer):
             self.conv.build(shape)
             self.bn.build(self.conv.compute_output_shape(shape))
         else:
-            for conv, bn in ((self.conv_a, self.bn_a), (self.conv_b, self.bn_b)):
+            for conv, bn in (
+                (self.conv_a, self.bn_a),
+                (self.conv_b, self.bn_b),
+            ):
                 conv.build(input_shape)
                 bn.build((n, h, w, self.filters))
         self.fc1.build((n, 1, 1, self.filters))

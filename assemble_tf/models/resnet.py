@@ -211,15 +211,23 @@ class _Builder:
         x = self.conv_bn(x, filters, 1, strides, name, scope)
         return self.drop(x, drop_fn, name)
 
-    def block(self, x, filters, strides, name, scope, *, project, drop_fn,
-              last_relu=True):
+    def block(
+        self,
+        x,
+        filters,
+        strides,
+        name,
+        scope,
+        *,
+        project,
+        drop_fn,
+        last_relu=True,
+    ):
         """One residual block (bottleneck or basic), v1.5 post-activation."""
         btype = self.o["block_type"]
         out_filters = filters * EXPANSION[btype]
         if btype == "basic":
-            project = project and (
-                strides != 1 or x.shape[-1] != out_filters
-            )
+            project = project and (strides != 1 or x.shape[-1] != out_filters)
         shortcut = x
         if project:
             shortcut = self.shortcut(
@@ -233,7 +241,9 @@ class _Builder:
             y = self.drop(y, drop_fn, f"{name}_1")
             y = self.relu(y, f"{name}_1")
         if self.attn_middle is not None:
-            sk = self.attn_middle(filters, strides=mid_strides, name=f"{name}_sk")
+            sk = self.attn_middle(
+                filters, strides=mid_strides, name=f"{name}_sk"
+            )
             self.layout.add(scope, "sk", sk)
             y = self.drop(sk(y), drop_fn, f"{name}_sk")
         else:
@@ -245,7 +255,12 @@ class _Builder:
         last = f"{name}_3" if btype == "bottleneck" else f"{name}_2b"
         kernel = 1 if btype == "bottleneck" else 3
         y = self.conv_bn(
-            y, out_filters, kernel, 1, last, scope,
+            y,
+            out_filters,
+            kernel,
+            1,
+            last,
+            scope,
             zero_gamma=self.o["zero_gamma"],
         )
         y = self.drop(y, drop_fn, last)
@@ -258,8 +273,17 @@ class _Builder:
             y = self.relu(y, f"{name}_out")
         return y
 
-    def block_layer(self, x, filters, num_blocks, strides, name, scope,
-                    drop_fn, last_relu=True):
+    def block_layer(
+        self,
+        x,
+        filters,
+        num_blocks,
+        strides,
+        name,
+        scope,
+        drop_fn,
+        last_relu=True,
+    ):
         for b in range(num_blocks):
             x = self.block(
                 x,
@@ -281,21 +305,41 @@ class _Builder:
         drop_fn = self.dropblock(stage)
         name = f"stage{stage}"
         big = self.block_layer(
-            x, filters, num_blocks - 1, 2, f"{name}_big",
-            f"{scope}/big{stage}", drop_fn, last_relu=False,
+            x,
+            filters,
+            num_blocks - 1,
+            2,
+            f"{name}_big",
+            f"{scope}/big{stage}",
+            drop_fn,
+            last_relu=False,
         )
         little_scope = f"{scope}/little{stage}"
         little = self.block_layer(
-            x, filters // alpha, max(1, num_blocks // beta - 1), 1,
-            f"{name}_little", little_scope, drop_fn,
+            x,
+            filters // alpha,
+            max(1, num_blocks // beta - 1),
+            1,
+            f"{name}_little",
+            little_scope,
+            drop_fn,
         )
         little = self.conv_bn(
-            little, filters * EXPANSION["bottleneck"], 1, 1,
-            f"{name}_little_expand", little_scope,
+            little,
+            filters * EXPANSION["bottleneck"],
+            1,
+            1,
+            f"{name}_little_expand",
+            little_scope,
         )
         x = BigLittleMerge(name=f"{name}_merge")([big, little])
         return self.block_layer(
-            x, filters, 1, strides, f"{name}_merge", f"{scope}/merge{stage}",
+            x,
+            filters,
+            1,
+            strides,
+            f"{name}_merge",
+            f"{scope}/merge{stage}",
             drop_fn,
         )
 
@@ -329,8 +373,10 @@ def _resolve_options(
         if (
             not isinstance(big_little, (tuple, list))
             or len(big_little) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
-                   for v in big_little)
+            or any(
+                isinstance(v, bool) or not isinstance(v, int) or v < 1
+                for v in big_little
+            )
         ):
             raise ValueError(
                 "`big_little` must be None or (alpha, beta), two positive "
@@ -376,7 +422,8 @@ def _resolve_options(
         )
     if stage_strides is None:
         stage_strides = (
-            BIG_LITTLE_STAGE_STRIDES if big_little is not None
+            BIG_LITTLE_STAGE_STRIDES
+            if big_little is not None
             else STAGE_STRIDES
         )
     stage_strides = tuple(stage_strides)
@@ -478,17 +525,35 @@ def build_resnet(
         float32 logits (or features with `include_top=False`).
     """
     block_type, sizes, strides = _resolve_options(
-        depth, block_sizes, stage_strides, base_width, stem, shortcut,
-        big_little, anti_alias, attention, image_size, num_classes, pooling,
+        depth,
+        block_sizes,
+        stage_strides,
+        base_width,
+        stem,
+        shortcut,
+        big_little,
+        anti_alias,
+        attention,
+        image_size,
+        num_classes,
+        pooling,
         embedding_size,
     )
     opts = dict(
-        block_type=block_type, base_width=base_width, stem=stem,
-        shortcut=shortcut, attention=attention, se_ratio=se_ratio,
-        sk_reduction=sk_reduction, sk_min_dim=sk_min_dim,
-        anti_alias=anti_alias, anti_alias_size=anti_alias_size,
+        block_type=block_type,
+        base_width=base_width,
+        stem=stem,
+        shortcut=shortcut,
+        attention=attention,
+        se_ratio=se_ratio,
+        sk_reduction=sk_reduction,
+        sk_min_dim=sk_min_dim,
+        anti_alias=anti_alias,
+        anti_alias_size=anti_alias_size,
         big_little=tuple(big_little) if big_little else None,
-        dropblock=dropblock, zero_gamma=zero_gamma, bn_momentum=bn_momentum,
+        dropblock=dropblock,
+        zero_gamma=zero_gamma,
+        bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
     )
     b = _Builder(opts, layout if layout is not None else _NullLayout())
@@ -511,7 +576,11 @@ def build_resnet(
             )
         else:
             x = b.block_layer(
-                x, filters, n, s, f"stage{stage}",
+                x,
+                filters,
+                n,
+                s,
+                f"stage{stage}",
                 f"{root}/stage{stage}" if bl else root,
                 b.dropblock(stage),
             )
@@ -539,7 +608,5 @@ def build_resnet(
         b.layout.add(root, "dense", dense)
         x = dense(x)
         # Logits (and so losses) stay float32 under mixed precision.
-        x = keras.layers.Activation("linear", dtype="float32", name="logits")(
-            x
-        )
+        x = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}")

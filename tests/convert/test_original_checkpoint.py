@@ -21,12 +21,16 @@ from tests.conftest import DATA
 GOLDEN = os.path.join(DATA, "golden")
 CASES = {
     "tiny_vanilla_64": (
-        "resnet50", {"base_width": 16, "block_sizes": (1, 1, 1, 1)}, 87,
+        "resnet50",
+        {"base_width": 16, "block_sizes": (1, 1, 1, 1)},
+        87,
         1_024_729,
     ),
     "tiny_assemble_64": (
-        "assemble_resnet50", {"base_width": 16, "block_sizes": (2, 2, 2, 1)},
-        307, 1_612_857,
+        "assemble_resnet50",
+        {"base_width": 16, "block_sizes": (2, 2, 2, 1)},
+        307,
+        1_612_857,
     ),
 }
 
@@ -54,8 +58,12 @@ def test_golden_logits_are_reproduced(folder):
 def test_wrong_preset_lists_every_offending_variable():
     prefix = os.path.join(GOLDEN, "tiny_assemble_64", "model.ckpt")
     with pytest.raises(CheckpointMismatchError) as info:
-        build_and_load(prefix, _builder("resnet50"), base_width=16,
-                       block_sizes=(2, 2, 2, 1))
+        build_and_load(
+            prefix,
+            _builder("resnet50"),
+            base_width=16,
+            block_sizes=(2, 2, 2, 1),
+        )
     text = str(info.value)
     assert "305 in the checkpoint but not in the model" in text
     assert "resnet_model/stage1/big1/sk_block/sk_fc_1/kernel" in text
@@ -65,10 +73,16 @@ def test_wrong_preset_lists_every_offending_variable():
 def test_wrong_class_count_is_a_shape_mismatch():
     prefix = os.path.join(GOLDEN, "tiny_vanilla_64", "model.ckpt")
     with pytest.raises(CheckpointMismatchError) as info:
-        build_and_load(prefix, _builder("resnet50"), base_width=16,
-                       block_sizes=(1, 1, 1, 1), num_classes=1000)
-    assert ("resnet_model/dense/kernel: checkpoint [512, 1001] vs model "
-            "[512, 1000]") in str(info.value)
+        build_and_load(
+            prefix,
+            _builder("resnet50"),
+            base_width=16,
+            block_sizes=(1, 1, 1, 1),
+            num_classes=1000,
+        )
+    assert (
+        "resnet_model/dense/kernel: checkpoint [512, 1001] vs model [512, 1000]"
+    ) in str(info.value)
 
 
 def test_optimizer_slots_are_ignored_and_extras_are_not(tmp_path):
@@ -78,25 +92,33 @@ def test_optimizer_slots_are_ignored_and_extras_are_not(tmp_path):
     variables = {n: tf.Variable(reader.get_tensor(n)) for n in names}
     variables["global_step"] = tf.Variable(7, dtype=tf.int64)
     variables["resnet_model/conv2d/kernel/Momentum"] = tf.Variable(
-        np.zeros((7, 7, 3, 16), "float32"))
+        np.zeros((7, 7, 3, 16), "float32")
+    )
     prefix = str(tmp_path / "with_slots")
     _write_tf1_style(variables, prefix)
-    _, count = build_and_load(prefix, _builder("resnet50"), base_width=16,
-                              block_sizes=(1, 1, 1, 1))
+    _, count = build_and_load(
+        prefix, _builder("resnet50"), base_width=16, block_sizes=(1, 1, 1, 1)
+    )
     assert count == 87
     variables["resnet_model/extra_layer/kernel"] = tf.Variable([1.0])
     prefix = str(tmp_path / "with_extra")
     _write_tf1_style(variables, prefix)
     with pytest.raises(CheckpointMismatchError, match="extra_layer/kernel"):
-        build_and_load(prefix, _builder("resnet50"), base_width=16,
-                       block_sizes=(1, 1, 1, 1))
+        build_and_load(
+            prefix,
+            _builder("resnet50"),
+            base_width=16,
+            block_sizes=(1, 1, 1, 1),
+        )
 
 
 def _write_tf1_style(variables, prefix):
     """Writes a name-keyed (TF1-style) checkpoint with raw save ops."""
     names = sorted(variables)
     tf.raw_ops.SaveV2(
-        prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
         tensors=[variables[n] for n in names],
     )
 
@@ -108,6 +130,10 @@ def test_missing_checkpoint_names_the_prefix(tmp_path):
 
 def test_golden_files_are_in_the_repository():
     for folder in CASES:
-        for name in ("model.ckpt.index", "model.ckpt.data-00000-of-00001",
-                     "golden.npz", "variables.txt"):
+        for name in (
+            "model.ckpt.index",
+            "model.ckpt.data-00000-of-00001",
+            "golden.npz",
+            "variables.txt",
+        ):
             assert os.path.isfile(os.path.join(GOLDEN, folder, name))

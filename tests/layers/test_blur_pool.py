@@ -9,7 +9,9 @@ def test_kernel_values_size_3_and_5():
     expected3 = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16.0
     np.testing.assert_array_equal(binomial_kernel(3), expected3)
     row5 = np.array([1, 4, 6, 4, 1], dtype=float)
-    np.testing.assert_array_equal(binomial_kernel(5), np.outer(row5, row5) / 256)
+    np.testing.assert_array_equal(
+        binomial_kernel(5), np.outer(row5, row5) / 256
+    )
     for size in range(1, 8):
         k = binomial_kernel(size)
         assert k.shape == (size, size)
@@ -25,7 +27,10 @@ def test_exact_output_on_tiny_map():
     padded = np.pad(x[0, :, :, 0], 1, mode="reflect")
     k = binomial_kernel(3)
     expected = np.array(
-        [[(padded[i:i + 3, j:j + 3] * k).sum() for j in (0, 2)] for i in (0, 2)]
+        [
+            [(padded[i : i + 3, j : j + 3] * k).sum() for j in (0, 2)]
+            for i in (0, 2)
+        ]
     )
     np.testing.assert_allclose(out, expected, rtol=1e-6)
     # By hand: reflect padding puts rows [5,4,5], [1,0,1], [5,4,5] under the

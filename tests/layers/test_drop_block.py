@@ -32,8 +32,8 @@ def test_identity_at_inference_and_at_keep_prob_one():
 
 
 @pytest.mark.parametrize(
-    "h,w,block,keep", [(16, 16, 5, 0.8), (14, 14, 7, 0.9), (7, 7, 7, 0.9),
-                       (5, 12, 7, 0.7)]
+    "h,w,block,keep",
+    [(16, 16, 5, 0.8), (14, 14, 7, 0.9), (7, 7, 7, 0.9), (5, 12, 7, 0.7)],
 )
 def test_dropped_fraction_within_bounds(h, w, block, keep):
     layer = DropBlock2D(keep_prob=keep, block_size=block, seed=7)
@@ -125,6 +125,7 @@ def test_validation_and_contract():
         DropBlock2D(0.9, 5, 0.25, True, 3, name="db")
     )
     testing_utils.run_precision_test(
-        lambda: DropBlock2D(0.8, 3), testing_utils.random_images((2, 8, 8, 4)),
+        lambda: DropBlock2D(0.8, 3),
+        testing_utils.random_images((2, 8, 8, 4)),
         training=True,
     )

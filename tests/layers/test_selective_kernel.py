@@ -9,8 +9,9 @@ def _bn(c):
     return 4 * c
 
 
-@pytest.mark.parametrize("filters,reduction,dim", [(64, 2, 32), (256, 2, 128),
-                                                   (64, 16, 32)])
+@pytest.mark.parametrize(
+    "filters,reduction,dim", [(64, 2, 32), (256, 2, 128), (64, 16, 32)]
+)
 def test_parameter_count_formula(filters, reduction, dim):
     layer = SelectiveKernel(filters, reduction=reduction)
     layer.build((None, 8, 8, filters))
@@ -39,7 +40,10 @@ def test_strides_and_variants(variant):
     x = testing_utils.random_images((2, 9, 10, 4))
     assert SelectiveKernel(6, variant=variant)(x).shape == (2, 9, 10, 6)
     assert SelectiveKernel(6, strides=2, variant=variant)(x).shape == (
-        2, 5, 5, 6,
+        2,
+        5,
+        5,
+        6,
     )
 
 

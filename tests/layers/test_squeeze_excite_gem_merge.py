@@ -69,6 +69,8 @@ def test_big_little_merge_contract():
     testing_utils.run_serialization_test(BigLittleMerge(name="m"))
     testing_utils.run_precision_test(
         lambda: BigLittleMerge(),
-        [testing_utils.random_images((1, 2, 2, 3)),
-         testing_utils.random_images((1, 4, 4, 3))],
+        [
+            testing_utils.random_images((1, 2, 2, 3)),
+            testing_utils.random_images((1, 4, 4, 3)),
+        ],
     )

@@ -14,20 +14,40 @@ COUNTS = [
     ("resnet50", {}, 25_612_201, 25_559_081, 53_120),
     ("table2_c3", {}, 38_838_313, 38_773_865, 64_448),  # R50 + SK
     ("assemble_resnet50", {}, 41_925_801, 41_848_489, 77_312),
-    ("assemble_resnet50", {"num_classes": 1000}, 41_923_752, 41_846_440,
-     77_312),
+    (
+        "assemble_resnet50",
+        {"num_classes": 1000},
+        41_923_752,
+        41_846_440,
+        77_312,
+    ),
     ("assemble_resnet152", {}, 117_255_849, 117_006_249, 249_600),
-    ("assemble_resnet152", {"num_classes": 1000}, 117_253_800, 117_004_200,
-     249_600),
+    (
+        "assemble_resnet152",
+        {"num_classes": 1000},
+        117_253_800,
+        117_004_200,
+        249_600,
+    ),
     ("resnet152", {}, 60_346_281, 60_194_857, 151_424),
     ("resnet50d", {"num_classes": 1000}, 25_629_512, 25_576_264, 53_248),
     ("sk_resnet50d", {"num_classes": 1000}, 38_855_624, 38_791_048, 64_576),
     # BL-R50 (alpha 2, beta 4) and BL-R152 (alpha 1, beta 2) without SK.
     ("table6_m4", {"attention": None}, 28_470_953, 28_405_673, 65_280),
-    ("table6_m4", {"attention": None, "num_classes": 1000}, 28_468_904,
-     28_403_624, 65_280),
-    ("assemble_resnet152", {"attention": None}, 75_445_929, 75_242_409,
-     203_520),
+    (
+        "table6_m4",
+        {"attention": None, "num_classes": 1000},
+        28_468_904,
+        28_403_624,
+        65_280,
+    ),
+    (
+        "assemble_resnet152",
+        {"attention": None},
+        75_445_929,
+        75_242_409,
+        203_520,
+    ),
 ]
 
 

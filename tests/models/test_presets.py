@@ -8,8 +8,16 @@ TABLE_ROWS = (
     + [f"table6_m{i}" for i in range(5)]
     + [f"table7_e{i}" for i in range(13)]
 )
-NAMED = ["resnet50", "resnet50d", "resnet101", "resnet152", "se_resnet50d",
-         "sk_resnet50d", "assemble_resnet50", "assemble_resnet152"]
+NAMED = [
+    "resnet50",
+    "resnet50d",
+    "resnet101",
+    "resnet152",
+    "se_resnet50d",
+    "sk_resnet50d",
+    "assemble_resnet50",
+    "assemble_resnet152",
+]
 
 
 def test_every_required_preset_exists_with_a_description():
@@ -29,7 +37,10 @@ def test_table_rows_carry_the_papers_figures(name):
 def test_final_models_match_the_paper_and_master():
     a50 = presets.get("assemble_resnet50")
     assert (a50.paper.top1, a50.paper.mce, a50.paper.throughput) == (
-        82.78, 48.89, 312)
+        82.78,
+        48.89,
+        312,
+    )
     assert a50.eval_image_size == 256
     assert a50.eval_preprocessing == "imagenet_224_256"
     assert a50.model["big_little"] == (2, 4)

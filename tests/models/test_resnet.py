@@ -26,16 +26,27 @@ def test_every_preset_builds_tiny_and_runs(name):
 
 
 def test_layer_names_are_deterministic_and_hierarchical():
-    names = [layer.name for layer in build_model("assemble_resnet50", **TINY).layers]
+    names = [
+        layer.name for layer in build_model("assemble_resnet50", **TINY).layers
+    ]
     keras.backend.clear_session()
-    again = [layer.name for layer in build_model("assemble_resnet50", **TINY).layers]
+    again = [
+        layer.name for layer in build_model("assemble_resnet50", **TINY).layers
+    ]
     assert names == again
     for expected in [
-        "stem_1_conv", "stem_bl_big_conv", "stem_bl_merge_bn",
-        "stage1_big_block1_shortcut_conv", "stage1_big_block1_sk",
-        "stage1_big_block1_blur", "stage1_little_expand_conv",
-        "stage1_merge", "stage3_merge_block1_3_drop", "stage4_block1_sk",
-        "head_dense", "logits",
+        "stem_1_conv",
+        "stem_bl_big_conv",
+        "stem_bl_merge_bn",
+        "stage1_big_block1_shortcut_conv",
+        "stage1_big_block1_sk",
+        "stage1_big_block1_blur",
+        "stage1_little_expand_conv",
+        "stage1_merge",
+        "stage3_merge_block1_3_drop",
+        "stage4_block1_sk",
+        "head_dense",
+        "logits",
     ]:
         assert expected in names
 
@@ -50,8 +61,9 @@ def test_feature_map_shapes():
 
 
 def test_dynamic_input_size():
-    model = build_model("assemble_resnet50", base_width=16,
-                        block_sizes=(2, 2, 2, 1))
+    model = build_model(
+        "assemble_resnet50", base_width=16, block_sizes=(2, 2, 2, 1)
+    )
     for size in (64, 96):
         x = testing_utils.random_images((1, size, size, 3))
         assert model(x).shape == (1, 1001)
@@ -69,42 +81,55 @@ def test_mixed_precision_keeps_float32_logits_and_variables(mixed_precision):
 
 def test_tweak_placement():
     model = build_model("assemble_resnet50", **TINY)
-    blurs = [l.name for l in model.layers if isinstance(l, BlurPool2D)]
+    blurs = [
+        layer.name for layer in model.layers if isinstance(layer, BlurPool2D)
+    ]
     # Every stride-2 block: S1/S2/S3 big block 1, S1/S2 merges, S4 block 1.
     assert blurs == [
-        "stage1_big_block1_blur", "stage1_merge_block1_blur",
-        "stage2_big_block1_blur", "stage2_merge_block1_blur",
-        "stage3_big_block1_blur", "stage4_block1_blur",
+        "stage1_big_block1_blur",
+        "stage1_merge_block1_blur",
+        "stage2_big_block1_blur",
+        "stage2_merge_block1_blur",
+        "stage3_big_block1_blur",
+        "stage4_block1_blur",
     ]
-    sks = [l for l in model.layers if isinstance(l, SelectiveKernel)]
-    assert len(sks) == 10 and all(l.strides == 1 for l in sks)
-    drops = [l for l in model.layers if isinstance(l, DropBlock2D)]
-    assert {l.gamma_scale for l in drops if l.name.startswith("stage3")} == {
-        0.25
-    }
-    assert {l.gamma_scale for l in drops if l.name.startswith("stage4")} == {
-        1.0
-    }
+    sks = [
+        layer for layer in model.layers if isinstance(layer, SelectiveKernel)
+    ]
+    assert len(sks) == 10 and all(layer.strides == 1 for layer in sks)
+    drops = [layer for layer in model.layers if isinstance(layer, DropBlock2D)]
+    assert {
+        layer.gamma_scale for layer in drops if layer.name.startswith("stage3")
+    } == {0.25}
+    assert {
+        layer.gamma_scale for layer in drops if layer.name.startswith("stage4")
+    } == {1.0}
     assert len(drops) == 16
     assert set_dropblock_keep_prob(model, 0.9) == 16
-    assert all(float(l.keep_prob_variable.numpy()) == pytest.approx(0.9)
-               for l in drops)
+    assert all(
+        float(layer.keep_prob_variable.numpy()) == pytest.approx(0.9)
+        for layer in drops
+    )
     a2 = build_model("table3_a2", base_width=16, image_size=64)
-    names = [l.name for l in a2.layers]
+    names = [layer.name for layer in a2.layers]
     assert "stem_blur" in names and "stage2_block1_shortcut_blur" in names
 
 
 def test_zero_gamma_only_on_last_bn_of_each_block():
     model = build_model("resnet50", base_width=16, block_sizes=(1, 1, 1, 1))
-    gammas = {l.name: l.gamma.numpy() for l in model.layers
-              if isinstance(l, keras.layers.BatchNormalization)}
+    gammas = {
+        layer.name: layer.gamma.numpy()
+        for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
     for name, gamma in gammas.items():
         if name.endswith("_3_bn"):
             assert np.all(gamma == 0), name
         else:
             assert np.all(gamma == 1), name
-    off = build_model("resnet50", base_width=16, block_sizes=(1, 1, 1, 1),
-                      zero_gamma=False)
+    off = build_model(
+        "resnet50", base_width=16, block_sizes=(1, 1, 1, 1), zero_gamma=False
+    )
     assert np.all(off.get_layer("stage1_block1_3_bn").gamma.numpy() == 1)
 
 

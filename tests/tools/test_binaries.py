@@ -17,14 +17,19 @@ GOLDEN = os.path.join(DATA, "golden")
 def run_tool(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=600,
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def test_model_summary_json_full_assemble_r50():
-    result = run_tool("tools.model_summary", "--preset=assemble_resnet50",
-                      "--json")
+    result = run_tool(
+        "tools.model_summary", "--preset=assemble_resnet50", "--json"
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["preset"] == "assemble_resnet50"
@@ -36,16 +41,25 @@ def test_model_summary_json_full_assemble_r50():
 
 
 def test_model_summary_overrides_and_clean_errors():
-    result = run_tool("tools.model_summary", "--preset=resnet50",
-                      "--image_size=224", "--num_classes=1000", "--json")
+    result = run_tool(
+        "tools.model_summary",
+        "--preset=resnet50",
+        "--image_size=224",
+        "--num_classes=1000",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     # torchvision's ResNet-50: 25,557,032 trainable (+53,120 BN statistics).
     assert summary["trainable_params"] == 25_557_032
     assert summary["total_params"] == 25_610_152
     assert summary["gmacs"] == pytest.approx(4.09, rel=0.01)
-    bad = run_tool("tools.model_summary", "--preset=assemble_resnet50",
-                   "--image_size=240", "--json")
+    bad = run_tool(
+        "tools.model_summary",
+        "--preset=assemble_resnet50",
+        "--image_size=240",
+        "--json",
+    )
     assert bad.returncode == 2
     assert "image_size=240" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -55,24 +69,38 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
     output = str(tmp_path / "tiny.weights.h5")
     args = [
         "tools.convert_original_checkpoint",
-        f"--checkpoint={folder}/model.ckpt", "--preset=assemble_resnet50",
-        "--base_width=16", "--block_sizes=2,2,2,1", "--image_size=64",
-        f"--output={output}", f"--golden={folder}/golden.npz",
+        f"--checkpoint={folder}/model.ckpt",
+        "--preset=assemble_resnet50",
+        "--base_width=16",
+        "--block_sizes=2,2,2,1",
+        "--image_size=64",
+        f"--output={output}",
+        f"--golden={folder}/golden.npz",
     ]
     result = run_tool(*args)
     assert result.returncode == 0, result.stderr
     assert "Copied 307 variables" in result.stdout
     assert "Golden check passed" in result.stdout
-    model = build_model("assemble_resnet50", base_width=16,
-                        block_sizes=(2, 2, 2, 1), image_size=64)
+    model = build_model(
+        "assemble_resnet50",
+        base_width=16,
+        block_sizes=(2, 2, 2, 1),
+        image_size=64,
+    )
     model.load_weights(output)
     golden = np.load(os.path.join(folder, "golden.npz"))
     logits = model(golden["inputs"], training=False).numpy()
-    assert np.abs(logits - golden["logits"]).max() <= 1e-3 * np.abs(
-        golden["logits"]).max()
+    assert (
+        np.abs(logits - golden["logits"]).max()
+        <= 1e-3 * np.abs(golden["logits"]).max()
+    )
     again = run_tool(*args)  # no silent overwrite
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    wrong = run_tool(*args[:2], "--preset=resnet50", "--base_width=16",
-                     f"--output={tmp_path / 'x.weights.h5'}")
+    wrong = run_tool(
+        *args[:2],
+        "--preset=resnet50",
+        "--base_width=16",
+        f"--output={tmp_path / 'x.weights.h5'}",
+    )
     assert wrong.returncode == 2
     assert "in the checkpoint but not in the model" in wrong.stderr
