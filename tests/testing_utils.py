@@ -51,3 +51,35 @@ def random_images(shape, seed=0, low=-1.0, high=1.0):
     return (
         np.random.default_rng(seed).uniform(low, high, shape).astype("float32")
     )
+
+
+def jpeg_bytes(array, quality=95):
+    """Encodes a uint8 HxWx3 array as JPEG bytes with PIL."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(
+        buf, format="JPEG", quality=quality
+    )
+    return buf.getvalue()
+
+
+def smooth_image(height, width, seed=0):
+    """A smooth random uint8 colour image (compresses like a photo)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    a, b, c = rng.uniform(0, 1, (3, 1, 1, 3))
+    img = 255 * (0.5 + 0.25 * np.sin(6 * a * y + 5 * b * x + 3 * c))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_records(path, examples):
+    """Writes `tf.train.Example`s to one TFRecord file."""
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for example in examples:
+            writer.write(example.SerializeToString())

@@ -1,0 +1,328 @@
+"""The tf.data input pipeline: decode -> preprocess -> batch -> mix.
+
+Shape after TF Model Garden `official/vision/dataloaders` (a Decoder kept
+apart from the train / eval parsers, batch-level Mixup as a post-process)
+and the mechanics of clovaai/assembled-cnn `utils/data_util.py` (Lee et al.
+2020, https://arxiv.org/abs/2001.06268): shuffle the file list, interleave
+files, shuffle records, repeat, map, batch, prefetch. Per-worker sharding
+goes through `tf.distribute.InputContext`.
+
+Elements are `(images, batch)` with `batch` a dict: `labels` int32 [B]
+(with `label_offset` removed), `targets` float32 [B, K] (one-hot, then
+Mixup / CutMix, then label smoothing), `teacher_probs` float32 [B, K] when
+teacher logits are read (softmax(logits / T), mixed with the same lambda),
+`lambda` with Mixup, and `filenames`.
+
+A record whose image is not a decodable JPEG is skipped and counted
+(`PipelineStats`), never crashing a long run.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from assemble_tf.augment.mixup import MixupAndCutmix
+from assemble_tf.data import preprocessing, schema
+
+
+class PipelineStats:
+    """Counters of records read and skipped (tf.Variables on the host).
+
+    `skipped` counts records whose image fails the JPEG check (SOI/EOI
+    markers) plus those whose decode raised; it is exact once a pass has
+    been consumed (during training, in-flight records are not yet counted).
+    """
+
+    def __init__(self):
+        with tf.init_scope():
+            self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    @property
+    def skipped(self):
+        return int(self.read.numpy()) - int(self.emitted.numpy())
+
+    def as_dict(self):
+        return {
+            "records_read": int(self.read.numpy()),
+            "records_skipped": self.skipped,
+            "records_invalid_jpeg": int(self.invalid.numpy()),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """What the pipeline reads and how.
+
+    Attributes:
+        file_pattern: glob of TFRecord shards, e.g. `/data/train-*`.
+        is_training: random crops, shuffling and repetition when True.
+        batch_size: global batch size (per worker after sharding).
+        num_classes: width of `targets`.
+        image_size: train crop side.
+        preprocessing_type: eval resize/crop rule (see preprocessing).
+        label_offset: subtracted from the stored label (1 maps ImageNet's
+            1..1000 records onto 1000 classes; 0 keeps 1001-way labels).
+        use_bboxes: sample train crops around stored boxes.
+        num_logits: read `image/logit` of this length (KD), else None.
+        teacher_temperature: T of softmax(teacher_logits / T).
+        mixup_type, mixup_alpha, mixup_mode, label_smoothing: see mixup.
+        augmenter: object with `distort(uint8 image)` or None.
+        stddev: divide by the RGB stddev (not in the original).
+        dtype: image dtype.
+        shuffle_buffer: records shuffle buffer (10,000 for ImageNet).
+        cycle_length: files interleaved at once.
+        deterministic: fixed order and seeds (slower).
+        seed: base seed of file and record shuffles and of the crops.
+        drop_remainder: defaults to `is_training` (eval sees every image).
+        cache: cache decoded records in memory (small datasets).
+    """
+
+    file_pattern: str
+    is_training: bool
+    batch_size: int
+    num_classes: int
+    image_size: int = 224
+    preprocessing_type: str = "imagenet"
+    label_offset: int = 0
+    use_bboxes: bool = False
+    num_logits: int | None = None
+    teacher_temperature: float = 1.0
+    mixup_type: int = 0
+    mixup_alpha: float = 0.2
+    mixup_mode: str = "mixup"
+    label_smoothing: float = 0.0
+    augmenter: object = None
+    stddev: tuple | None = None
+    dtype: str = "float32"
+    shuffle_buffer: int = 10_000
+    cycle_length: int = 20
+    deterministic: bool = False
+    seed: int = 0
+    drop_remainder: bool | None = None
+    cache: bool = False
+
+
+def decode_record(serialized, num_logits=None):
+    """Serialized Example -> dict (the Decoder: no image decoding here)."""
+    parsed = tf.io.parse_single_example(
+        serialized, schema.feature_spec(num_logits)
+    )
+    boxes = tf.stack(
+        [
+            tf.sparse.to_dense(parsed[schema.BBOX_YMIN]),
+            tf.sparse.to_dense(parsed[schema.BBOX_XMIN]),
+            tf.sparse.to_dense(parsed[schema.BBOX_YMAX]),
+            tf.sparse.to_dense(parsed[schema.BBOX_XMAX]),
+        ],
+        axis=-1,
+    )
+    out = {
+        "image_bytes": parsed[schema.IMAGE],
+        "label": tf.cast(parsed[schema.LABEL], tf.int32),
+        "filename": parsed[schema.FILENAME],
+        "bboxes": boxes,
+    }
+    if num_logits:
+        out["logits"] = parsed[schema.LOGIT]
+    return out
+
+
+def looks_like_jpeg(image_bytes):
+    """True when the bytes start with SOI (FFD8) and end with EOI (FFD9).
+
+    A cheap check that never raises: truncated files lose their EOI marker.
+    """
+    n = tf.strings.length(image_bytes)
+    head = tf.strings.substr(image_bytes, 0, 2)
+    tail = tf.strings.substr(image_bytes, tf.maximum(n - 2, 0), 2)
+    return (n > 4) & tf.equal(head, b"\xff\xd8") & tf.equal(tail, b"\xff\xd9")
+
+
+def _file_dataset(config, input_context):
+    files = tf.io.gfile.glob(config.file_pattern)
+    if not files:
+        raise FileNotFoundError(
+            f"No TFRecord files match {config.file_pattern!r}. Build them "
+            "with `python -m tools.build_imagenet_tfrecords` (or "
+            "`tools.make_demo_dataset`) and pass the shard glob."
+        )
+    files = sorted(files)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) < input_context.num_input_pipelines:
+            raise ValueError(
+                f"{len(files)} files cannot be sharded over "
+                f"{input_context.num_input_pipelines} input pipelines."
+            )
+        ds = ds.shard(
+            input_context.num_input_pipelines, input_context.input_pipeline_id
+        )
+    if config.is_training:
+        ds = ds.shuffle(len(files), seed=config.seed)
+    return ds
+
+
+def _one_hot(label, config):
+    return tf.one_hot(label, config.num_classes, dtype=tf.float32)
+
+
+def build_dataset(config, input_context=None, stats=None):
+    """Builds the `tf.data.Dataset` of `(images, batch_dict)`.
+
+    Args:
+        config: `InputConfig`.
+        input_context: `tf.distribute.InputContext` or None; the batch
+            size becomes the per-replica size and files are sharded.
+        stats: `PipelineStats` or None, to count skipped records.
+
+    Returns:
+        A batched, prefetched dataset (infinite when training).
+    """
+    batch_size = config.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    mixer = None
+    if config.is_training and (config.mixup_type or config.label_smoothing):
+        mixer = MixupAndCutmix(
+            config.mixup_type,
+            config.mixup_alpha,
+            config.mixup_mode,
+            config.label_smoothing,
+        )
+    per_step = batch_size * (mixer.batch_multiplier if mixer else 1)
+    stats = stats or PipelineStats()
+    options = tf.data.Options()
+    options.deterministic = config.deterministic
+    options.experimental_optimization.map_parallelization = True
+
+    ds = _file_dataset(config, input_context)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=config.cycle_length,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
+    if config.cache:
+        ds = ds.cache()
+    if config.is_training:
+        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed)
+        ds = ds.repeat()
+
+    def decode(serialized):
+        record = decode_record(serialized, config.num_logits)
+        ok = looks_like_jpeg(record["image_bytes"])
+        stats.read.assign_add(1)
+        stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+        record["ok"] = ok
+        return record
+
+    def parse(index, record):
+        seed = tf.stack([tf.cast(config.seed, tf.int64), index])
+        if config.is_training:
+            image = preprocessing.preprocess_train(
+                record["image_bytes"],
+                seed,
+                config.image_size,
+                record["bboxes"] if config.use_bboxes else None,
+                config.augmenter,
+                config.dtype,
+                config.stddev,
+            )
+        else:
+            image = preprocessing.preprocess_eval(
+                record["image_bytes"],
+                config.preprocessing_type,
+                config.dtype,
+                config.stddev,
+            )
+        label = record["label"] - config.label_offset
+        out = {
+            "images": image,
+            "labels": label,
+            "targets": _one_hot(label, config),
+            "filenames": record["filename"],
+        }
+        if config.num_logits:
+            # The same offset as the labels: with 1001 stored logits and
+            # label_offset 1 the background logit is dropped.
+            logits = record["logits"][
+                config.label_offset : config.label_offset + config.num_classes
+            ]
+            out["teacher_probs"] = tf.nn.softmax(
+                logits / config.teacher_temperature
+            )
+        return out
+
+    def count(element):
+        stats.emitted.assign_add(1)
+        return element
+
+    ds = ds.map(
+        decode,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
+    ds = ds.filter(lambda r: r["ok"])
+    ds = ds.enumerate()
+    ds = ds.map(
+        parse,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
+    ds = ds.ignore_errors()
+    ds = ds.map(count)
+    drop = (
+        config.is_training
+        if config.drop_remainder is None
+        else (config.drop_remainder)
+    )
+    ds = ds.batch(
+        per_step,
+        drop_remainder=drop,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
+    if mixer is not None:
+        ds = ds.enumerate().map(
+            lambda i, b: mixer(
+                dict(b, seed=tf.stack([tf.cast(config.seed + 1, tf.int64), i]))
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=config.deterministic,
+        )
+    ds = ds.map(lambda b: (b.pop("images"), b))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(options)
+
+
+def build_synthetic_dataset(config, input_context=None):
+    """Random images and labels with the element spec of `build_dataset`.
+
+    For benchmarks that must not depend on disk or decoding speed.
+    """
+    batch_size = config.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    size = config.image_size
+    if not config.is_training:
+        size = preprocessing.eval_sizes(config.preprocessing_type)[2]
+    images = tf.random.stateless_uniform(
+        [batch_size, size, size, 3], [config.seed, 0], -120.0, 130.0
+    )
+    labels = tf.random.stateless_uniform(
+        [batch_size], [config.seed, 1], 0, config.num_classes, tf.int32
+    )
+    batch = {
+        "labels": labels,
+        "targets": tf.one_hot(labels, config.num_classes),
+        "filenames": tf.fill([batch_size], "synthetic"),
+    }
+    if config.mixup_type and config.is_training:
+        batch["lambda"] = tf.ones([batch_size])
+    if config.num_logits:
+        batch["teacher_probs"] = tf.one_hot(labels, config.num_classes)
+    element = (tf.cast(images, config.dtype), batch)
+    ds = tf.data.Dataset.from_tensors(element).repeat()
+    return ds.prefetch(tf.data.AUTOTUNE)

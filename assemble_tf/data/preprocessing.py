@@ -1,0 +1,196 @@
+"""Train and eval image preprocessing of the original Assemble-ResNet.
+
+Follows clovaai/assembled-cnn `preprocessing/imagenet_preprocessing.py` and
+`utils/data_util.py: preprocess_image` (itself the TF official ResNet
+preprocessing), Lee et al. 2020 (https://arxiv.org/abs/2001.06268):
+
+* Train: `sample_distorted_bounding_box` (min object covered 0.1, aspect
+  ratio [0.75, 1.33], area [0.05, 1.0], 100 attempts, whole image as the
+  fallback), decode-and-crop of the JPEG, random horizontal flip, bilinear
+  resize to the train size without keeping the aspect ratio, optional
+  augmentation on uint8, mean subtraction.
+* Eval (`preprocessing_type`): decode, aspect-preserving resize of the
+  shorter side to R (new side = int(side * R / shorter)), center crop S
+  (offset floor((dim - S) / 2)), mean subtraction. `imagenet` 256 -> 224,
+  `imagenet_224_256` 292 -> 256, `imagenet_224_256a` 257 -> 256,
+  `imagenet_NNN` int(NNN / 0.875) -> NNN, `imagenet_NNNa` NNN + 1 -> NNN.
+
+All resizes are TF1's legacy bilinear (`half_pixel_centers=False`), which the
+released checkpoints were trained and evaluated with; TF2's
+`tf.image.resize` gives slightly different pixels. JPEGs are decoded with
+`dct_method="INTEGER_ACCURATE"` as in master.
+"""
+
+import re
+
+import tensorflow as tf
+
+from assemble_tf.data.schema import MEAN_RGB
+
+# sample_distorted_bounding_box parameters of the original.
+MIN_OBJECT_COVERED = 0.1
+ASPECT_RATIO_RANGE = (0.75, 1.33)
+AREA_RANGE = (0.05, 1.0)
+MAX_ATTEMPTS = 100
+STDDEV_RGB = (58.393, 57.12, 57.375)
+DCT_METHOD = "INTEGER_ACCURATE"
+
+_FIXED_TYPES = {
+    "imagenet": (224, 256, 224),
+    "imagenet_224_256": (224, 292, 256),
+    "imagenet_224_256a": (224, 257, 256),
+}
+_PATTERN = re.compile(r"^imagenet_(\d+)(a?)$")
+
+
+def eval_sizes(preprocessing_type):
+    """Returns `(train_size, resize_side, crop_size)` of a preprocessing type.
+
+    Raises:
+        ValueError: naming the unknown type and the accepted forms.
+    """
+    if preprocessing_type in _FIXED_TYPES:
+        return _FIXED_TYPES[preprocessing_type]
+    m = _PATTERN.match(str(preprocessing_type))
+    if m:
+        size = int(m.group(1))
+        if size > 0:
+            resize = size + 1 if m.group(2) else int(size / 0.875)
+            return size, resize, size
+    raise ValueError(
+        "preprocessing_type must be one of "
+        f"{sorted(_FIXED_TYPES)}, 'imagenet_NNN' or 'imagenet_NNNa'. "
+        f"Received: preprocessing_type={preprocessing_type!r}"
+    )
+
+
+def resize_bilinear_legacy(image, size):
+    """TF1 bilinear resize (no half-pixel centers) of HxWxC to float32."""
+    images = tf.cast(image, tf.float32)[tf.newaxis]
+    out = tf.raw_ops.ResizeBilinear(
+        images=images,
+        size=tf.cast(size, tf.int32),
+        align_corners=False,
+        half_pixel_centers=False,
+    )
+    return out[0]
+
+
+def aspect_preserving_size(height, width, resize_side):
+    """New (h, w) with the shorter side at `resize_side` (float32 math)."""
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    scale = tf.cast(resize_side, tf.float32) / tf.minimum(h, w)
+    return (
+        tf.cast(h * scale, tf.int32),
+        tf.cast(w * scale, tf.int32),
+    )
+
+
+def center_crop(image, crop_size):
+    shape = tf.shape(image)
+    top = (shape[0] - crop_size) // 2
+    left = (shape[1] - crop_size) // 2
+    return tf.slice(image, [top, left, 0], [crop_size, crop_size, -1])
+
+
+def normalize(image, mean=MEAN_RGB, stddev=None):
+    """Subtracts the RGB mean; divides by `stddev` only when given."""
+    image = tf.cast(image, tf.float32) - tf.constant(mean, tf.float32)
+    if stddev is not None:
+        image = image / tf.constant(stddev, tf.float32)
+    return image
+
+
+def decode_jpeg(image_bytes):
+    return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=DCT_METHOD)
+
+
+def preprocess_eval(
+    image_bytes,
+    preprocessing_type="imagenet",
+    dtype=tf.float32,
+    stddev=None,
+):
+    """JPEG bytes -> the original eval crop, mean-subtracted, `dtype`."""
+    _, resize_side, crop_size = eval_sizes(preprocessing_type)
+    image = decode_jpeg(image_bytes)
+    shape = tf.shape(image)
+    new_h, new_w = aspect_preserving_size(shape[0], shape[1], resize_side)
+    image = resize_bilinear_legacy(image, tf.stack([new_h, new_w]))
+    image = center_crop(image, crop_size)
+    image = normalize(image, stddev=stddev)
+    image.set_shape([crop_size, crop_size, 3])
+    return tf.cast(image, dtype)
+
+
+def sample_crop_window(image_bytes, bboxes, seed):
+    """Samples the random crop window (offset_y, offset_x, h, w).
+
+    Args:
+        image_bytes: scalar string, a JPEG.
+        bboxes: float32 [N, 4] (ymin, xmin, ymax, xmax) normalized boxes, or
+            an empty [0, 4] tensor for the whole image (the original's
+            classifier path).
+        seed: int32 [2], a stateless seed.
+
+    Returns:
+        int32 [4] crop window for `tf.image.decode_and_crop_jpeg`.
+    """
+    shape = tf.image.extract_jpeg_shape(image_bytes)
+    whole = tf.constant([[0.0, 0.0, 1.0, 1.0]], tf.float32)
+    boxes = tf.cond(tf.shape(bboxes)[0] > 0, lambda: bboxes, lambda: whole)[
+        tf.newaxis
+    ]
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=boxes,
+        seed=seed,
+        min_object_covered=MIN_OBJECT_COVERED,
+        aspect_ratio_range=ASPECT_RATIO_RANGE,
+        area_range=AREA_RANGE,
+        max_attempts=MAX_ATTEMPTS,
+        use_image_if_no_bounding_boxes=True,
+    )
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def preprocess_train(
+    image_bytes,
+    seed,
+    image_size=224,
+    bboxes=None,
+    augmenter=None,
+    dtype=tf.float32,
+    stddev=None,
+):
+    """JPEG bytes -> a random training crop, mean-subtracted, `dtype`.
+
+    Args:
+        image_bytes: scalar string, a JPEG.
+        seed: int32 [2] stateless seed (crop and flip are reproducible).
+        image_size: int. Output side.
+        bboxes: None or float32 [N, 4] boxes to sample around.
+        augmenter: None or an object with `distort(uint8 image) -> uint8`
+            (AutoAugment, RandAugment), applied after the resize.
+        dtype: output dtype.
+        stddev: None (the original: mean only) or per-channel stddevs.
+    """
+    if bboxes is None:
+        bboxes = tf.zeros([0, 4], tf.float32)
+    seeds = tf.random.experimental.stateless_split(
+        tf.cast(seed, tf.int64), num=2
+    )
+    window = sample_crop_window(image_bytes, bboxes, seeds[0])
+    image = tf.image.decode_and_crop_jpeg(
+        image_bytes, window, channels=3, dct_method=DCT_METHOD
+    )
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = resize_bilinear_legacy(image, [image_size, image_size])
+    if augmenter is not None:
+        # The original clips, truncates to uint8, augments, casts back.
+        image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+        image = augmenter.distort(image)
+    image = normalize(image, stddev=stddev)
+    image.set_shape([image_size, image_size, 3])
+    return tf.cast(image, dtype)

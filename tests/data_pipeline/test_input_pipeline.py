@@ -1,0 +1,183 @@
+"""The tf.data pipeline on small TFRecords written here."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf.data import schema
+from assemble_tf.data.input_pipeline import (
+    InputConfig,
+    PipelineStats,
+    build_dataset,
+    build_synthetic_dataset,
+)
+from tests import testing_utils
+
+NUM_CLASSES = 5
+
+
+def _examples(n, offset=0, logits=False, start=0):
+    out = []
+    for i in range(start, start + n):
+        jpeg = testing_utils.jpeg_bytes(
+            testing_utils.smooth_image(40 + i, 50, seed=i)
+        )
+        out.append(
+            schema.make_example(
+                jpeg,
+                i % NUM_CLASSES + offset,
+                40 + i,
+                50,
+                filename=f"img{i}.jpg",
+                logits=(
+                    np.arange(NUM_CLASSES + offset, dtype=float) * (i % 3)
+                    if logits
+                    else None
+                ),
+            )
+        )
+    return out
+
+
+@pytest.fixture
+def records(tmp_path):
+    """3 shards of 4 good records each (labels 1..5) plus 2 corrupt ones."""
+    for shard in range(3):
+        examples = _examples(4, offset=1, start=4 * shard)
+        if shard == 1:
+            good = testing_utils.jpeg_bytes(testing_utils.smooth_image(30, 30))
+            examples.append(
+                schema.make_example(
+                    good[: len(good) // 2], 1, 30, 30, filename="truncated.jpg"
+                )
+            )
+            examples.append(
+                schema.make_example(
+                    b"not a jpeg at all", 1, 30, 30, filename="garbage.jpg"
+                )
+            )
+        testing_utils.write_records(
+            tmp_path / f"train-{shard:05d}-of-00003", examples
+        )
+    return str(tmp_path / "train-*")
+
+
+def _eval_config(pattern, **kw):
+    base = dict(
+        file_pattern=pattern,
+        is_training=False,
+        batch_size=5,
+        num_classes=NUM_CLASSES,
+        preprocessing_type="imagenet_32",
+        label_offset=1,
+        deterministic=True,
+    )
+    base.update(kw)
+    return InputConfig(**base)
+
+
+def test_eval_reads_every_image_and_skips_corrupt_records(records):
+    stats = PipelineStats()
+    batches = list(build_dataset(_eval_config(records), stats=stats))
+    sizes = [images.shape[0] for images, _ in batches]
+    assert sizes == [5, 5, 2]  # no dropped partial batch
+    images, batch = batches[0]
+    assert images.shape == (5, 32, 32, 3) and images.dtype == tf.float32
+    names = sorted(
+        n.decode() for _, b in batches for n in b["filenames"].numpy()
+    )
+    assert names == sorted(f"img{i}.jpg" for i in range(12))
+    labels = np.concatenate([b["labels"].numpy() for _, b in batches])
+    assert sorted(labels.tolist()) == sorted(i % 5 for i in range(12))
+    np.testing.assert_array_equal(
+        batch["targets"].numpy(), np.eye(5)[batch["labels"].numpy()]
+    )
+    assert stats.as_dict() == {
+        "records_read": 14,
+        "records_skipped": 2,
+        "records_invalid_jpeg": 2,
+    }
+
+
+def test_train_batches_mixup_type1_and_smoothing(records):
+    config = InputConfig(
+        file_pattern=records,
+        is_training=True,
+        batch_size=3,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        label_offset=1,
+        mixup_type=1,
+        label_smoothing=0.1,
+        shuffle_buffer=16,
+        seed=3,
+    )
+    images, batch = next(iter(build_dataset(config)))
+    assert images.shape == (3, 32, 32, 3)
+    targets = batch["targets"].numpy()
+    np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+    assert targets.min() >= 0.1 / NUM_CLASSES - 1e-7
+    assert batch["lambda"].shape == (3,)
+
+
+def test_sharding_by_input_context_is_disjoint(records):
+    names = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pid, num_replicas_in_sync=2
+        )
+        ds = build_dataset(_eval_config(records, batch_size=4), ctx)
+        names.append({n for _, b in ds for n in b["filenames"].numpy()})
+    assert names[0] and names[1] and not names[0] & names[1]
+    assert len(names[0] | names[1]) == 12
+
+
+def test_deterministic_mode_repeats_exactly(records):
+    config = InputConfig(
+        file_pattern=records,
+        is_training=True,
+        batch_size=4,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        label_offset=1,
+        deterministic=True,
+        seed=5,
+        shuffle_buffer=8,
+    )
+    a = [x.numpy() for x, _ in build_dataset(config).take(3)]
+    b = [x.numpy() for x, _ in build_dataset(config).take(3)]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_teacher_logits_drop_background_with_the_offset(tmp_path):
+    testing_utils.write_records(tmp_path / "val-0", _examples(3, 1, True))
+    config = _eval_config(
+        str(tmp_path / "val-*"),
+        num_logits=NUM_CLASSES + 1,
+        teacher_temperature=2.0,
+    )
+    _, batch = next(iter(build_dataset(config)))
+    for name, probs in zip(
+        batch["filenames"].numpy(), batch["teacher_probs"].numpy(), strict=True
+    ):
+        i = int(name.decode()[3:-4])
+        logits = np.arange(1, NUM_CLASSES + 1) * (i % 3) / 2.0
+        expected = np.exp(logits - logits.max())
+        np.testing.assert_allclose(probs, expected / expected.sum(), rtol=1e-5)
+
+
+def test_missing_files_name_the_pattern(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing-here"):
+        build_dataset(_eval_config(str(tmp_path / "nothing-here-*")))
+
+
+def test_synthetic_dataset_has_the_same_structure(records):
+    config = _eval_config(
+        records, is_training=True, image_size=32, batch_size=4
+    )
+    real = build_dataset(config).element_spec
+    synthetic = build_synthetic_dataset(config).element_spec
+    assert set(real[1]) == set(synthetic[1])
+    assert real[0].shape[1:] == synthetic[0].shape[1:]
+    assert real[0].dtype == synthetic[0].dtype

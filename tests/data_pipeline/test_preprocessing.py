@@ -1,0 +1,134 @@
+"""Train / eval preprocessing against the original's outputs and rules."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf.data import preprocessing as pp
+from tests import testing_utils
+from tests.conftest import DATA
+
+GOLDEN = np.load(os.path.join(DATA, "golden", "eval_preprocessing.npz"))
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+@pytest.mark.parametrize(
+    "ptype", ["imagenet", "imagenet_224_256", "imagenet_224_256a"]
+)
+def test_eval_matches_the_original_on_real_jpegs(name, ptype):
+    expected = GOLDEN[f"{ptype}__{name}"]
+    out = pp.preprocess_eval(
+        tf.constant(GOLDEN[f"jpeg_{name}"].tobytes()), ptype
+    ).numpy()
+    assert out.shape == expected.shape and out.dtype == np.float32
+    assert np.abs(out - expected).max() <= 1e-3
+
+
+@pytest.mark.parametrize(
+    "ptype,sizes",
+    [
+        ("imagenet", (224, 256, 224)),
+        ("imagenet_224_256", (224, 292, 256)),
+        ("imagenet_224_256a", (224, 257, 256)),
+        ("imagenet_320", (320, 365, 320)),
+        ("imagenet_320a", (320, 321, 320)),
+        ("imagenet_64", (64, 73, 64)),
+    ],
+)
+def test_eval_sizes(ptype, sizes):
+    assert pp.eval_sizes(ptype) == sizes
+
+
+def test_bad_preprocessing_type_is_named():
+    with pytest.raises(ValueError, match="preprocessing_type='inception'"):
+        pp.eval_sizes("inception")
+
+
+@pytest.mark.parametrize(
+    "h,w,side,expected",
+    [
+        (384, 512, 256, (256, 341)),
+        (600, 400, 292, (438, 292)),
+        (300, 451, 257, (257, 386)),
+        (224, 224, 256, (256, 256)),
+    ],
+)
+def test_aspect_preserving_resize_arithmetic(h, w, side, expected):
+    new_h, new_w = pp.aspect_preserving_size(h, w, side)
+    assert (int(new_h), int(new_w)) == expected
+
+
+def test_center_crop_offsets_floor():
+    image = tf.reshape(tf.range(5 * 8, dtype=tf.float32), [5, 8, 1])
+    crop = pp.center_crop(image, 2).numpy()[..., 0]
+    # offsets floor((5 - 2) / 2) = 1 and floor((8 - 2) / 2) = 3.
+    np.testing.assert_array_equal(crop, [[11, 12], [19, 20]])
+
+
+def test_legacy_bilinear_has_no_half_pixel_centers():
+    image = tf.constant([[[0.0], [10.0]]])  # 1 x 2
+    out = pp.resize_bilinear_legacy(image, [1, 4]).numpy()[0, :, 0]
+    # Source x = dst * 2 / 4: 0, 0.5, 1, 1.5 -> 0, 5, 10, 10 (clamped).
+    np.testing.assert_array_equal(out, [0.0, 5.0, 10.0, 10.0])
+
+
+def test_crop_sampler_stays_in_the_spec_ranges():
+    h, w = 300, 400
+    jpeg = tf.constant(
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(h, w))
+    )
+    boxes = tf.zeros([0, 4])
+    areas, ratios = [], []
+    for i in range(400):
+        window = pp.sample_crop_window(jpeg, boxes, tf.constant([7, i]))
+        _, _, ch, cw = (int(v) for v in window)
+        areas.append(ch * cw / (h * w))
+        ratios.append(cw / ch)
+    areas, ratios = np.array(areas), np.array(ratios)
+    # min_object_covered 0.1 of the whole-image box bounds the area below
+    # by 0.1 (tighter than area_range's 0.05).
+    assert areas.min() >= 0.1 - 1e-3 and areas.max() <= 1.0
+    # Integer rounding of the sides moves the ratio a little past the range.
+    assert ratios.min() >= 0.75 - 0.02 and ratios.max() <= 1.33 + 0.02
+    # Spread over the whole range (uniform area, rejected when the box
+    # does not fit: the mean falls below 0.525).
+    assert 0.3 < areas.mean() < 0.5
+    assert (areas < 0.15).any() and (areas > 0.8).any()
+
+
+def test_train_output_is_reproducible_and_mean_subtracted():
+    jpeg = tf.constant(
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(120, 90, seed=3))
+    )
+    a = pp.preprocess_train(jpeg, tf.constant([1, 2]), 64).numpy()
+    b = pp.preprocess_train(jpeg, tf.constant([1, 2]), 64).numpy()
+    c = pp.preprocess_train(jpeg, tf.constant([1, 3]), 64).numpy()
+    assert a.shape == (64, 64, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= -123.68 - 1e-3 and a.max() <= 255 - 103.94 + 1e-3
+    half = pp.preprocess_train(jpeg, tf.constant([1, 2]), 32, dtype=tf.float16)
+    assert half.dtype == tf.float16
+
+
+def test_train_augmenter_sees_uint8_after_resize():
+    seen = {}
+
+    class Probe:
+        def distort(self, image):
+            seen["dtype"], seen["shape"] = image.dtype, image.shape
+            return 255 - image
+
+    jpeg = tf.constant(
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(50, 50))
+    )
+    plain = pp.preprocess_train(jpeg, tf.constant([0, 0]), 32).numpy()
+    inverted = pp.preprocess_train(
+        jpeg, tf.constant([0, 0]), 32, augmenter=Probe()
+    ).numpy()
+    assert seen["dtype"] == tf.uint8 and tuple(seen["shape"]) == (32, 32, 3)
+    mean = np.array([123.68, 116.78, 103.94], np.float32)
+    # uint8 truncation happens before the op: allow one grey level.
+    np.testing.assert_allclose(255 - (plain + mean), inverted + mean, atol=1)
