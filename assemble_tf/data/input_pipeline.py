@@ -255,9 +255,10 @@ def build_dataset(config, input_context=None, stats=None):
             )
         return out
 
-    def count(element):
-        stats.emitted.assign_add(1)
-        return element
+    def count(batch):
+        stats.emitted.assign_add(tf.cast(tf.shape(batch["labels"])[0],
+                                         tf.int64))
+        return batch
 
     ds = ds.map(
         decode,
@@ -272,7 +273,6 @@ def build_dataset(config, input_context=None, stats=None):
         deterministic=config.deterministic,
     )
     ds = ds.ignore_errors()
-    ds = ds.map(count)
     drop = (
         config.is_training
         if config.drop_remainder is None
@@ -284,6 +284,7 @@ def build_dataset(config, input_context=None, stats=None):
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )
+    ds = ds.map(count)
     if mixer is not None:
         ds = ds.enumerate().map(
             lambda i, b: mixer(

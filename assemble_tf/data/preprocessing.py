@@ -66,7 +66,11 @@ def eval_sizes(preprocessing_type):
 
 def resize_bilinear_legacy(image, size):
     """TF1 bilinear resize (no half-pixel centers) of HxWxC to float32."""
-    images = tf.cast(image, tf.float32)[tf.newaxis]
+    # The kernel reads uint8 (or float) and computes in float32: casting
+    # first would only add a pass over the pixels.
+    images = image[tf.newaxis]
+    if images.dtype not in (tf.uint8, tf.float32):
+        images = tf.cast(images, tf.float32)
     out = tf.raw_ops.ResizeBilinear(
         images=images,
         size=tf.cast(size, tf.int32),

@@ -1,0 +1,101 @@
+"""Input-pipeline benchmark: full training pipeline vs decode-and-crop.
+
+    python -m tools.benchmark_input --data_dir=/data/imagenet \
+        --autoaugment=imagenet --mixup_type=1 --json
+
+Prints images/s of the whole training pipeline (crop, flip, resize,
+optional AutoAugment, batching, Mixup) and of decode-and-crop alone on the
+same records, and their ratio (the goal is >= 0.7).
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from official.utils.flags import core as flags_core  # noqa: E402
+
+flags.DEFINE_string("data_dir", None, "Folder with TFRecord shards.")
+flags.DEFINE_string("file_pattern", "train-*", "Shard glob inside data_dir.")
+flags.DEFINE_integer("batch_size", 128, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("image_size", 224, "Train crop side.", lower_bound=8)
+flags.DEFINE_integer("steps", 50, "Timed batches per pipeline.", lower_bound=1)
+flags.DEFINE_integer("warmup_steps", 5, "Untimed batches first.", lower_bound=0)
+flags.DEFINE_string(
+    "autoaugment", None, "AutoAugment policy (imagenet, v0, good) or none."
+)
+flags.DEFINE_integer("randaugment_layers", 0, "RandAugment N (0 = off).")
+flags.DEFINE_integer("randaugment_magnitude", 10, "RandAugment M.")
+flags.DEFINE_enum("mixup_type", "0", ["0", "1", "2"], "Mixup type.")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
+flags.DEFINE_integer("num_classes", 1001, "Width of the targets.")
+flags.DEFINE_enum(
+    "dtype", "float32", ["float32", "float16", "bfloat16"], "Image dtype."
+)
+flags.DEFINE_bool("json", False, "Print one JSON line only.")
+flags.mark_flag_as_required("data_dir")
+FLAGS = flags.FLAGS
+
+
+def make_augmenter(autoaugment, randaugment_layers, randaugment_magnitude):
+    """AutoAugment / RandAugment object or None, from flag values."""
+    if autoaugment and autoaugment.lower() != "none":
+        from assemble_tf.augment.autoaugment import AutoAugment
+
+        return AutoAugment(policy=autoaugment)
+    if randaugment_layers:
+        from assemble_tf.augment.autoaugment import RandAugment
+
+        return RandAugment(randaugment_layers, randaugment_magnitude)
+    return None
+
+
+def main(argv):
+    del argv
+    from tqdm import tqdm
+
+    from assemble_tf.data import benchmark
+    from official.utils.logs import logger
+
+    pattern = os.path.join(FLAGS.data_dir, FLAGS.file_pattern)
+    config = benchmark.InputConfig(
+        file_pattern=pattern,
+        is_training=True,
+        batch_size=FLAGS.batch_size,
+        num_classes=FLAGS.num_classes,
+        image_size=FLAGS.image_size,
+        mixup_type=int(FLAGS.mixup_type),
+        label_smoothing=FLAGS.label_smoothing,
+        dtype=FLAGS.dtype,
+        augmenter=make_augmenter(
+            FLAGS.autoaugment,
+            FLAGS.randaugment_layers,
+            FLAGS.randaugment_magnitude,
+        ),
+    )
+    total = 2 * FLAGS.steps
+    with tqdm(
+        total=total, desc="timing batches", file=sys.stderr, disable=FLAGS.json
+    ) as bar:
+        result = benchmark.run(config, FLAGS.steps, FLAGS.warmup_steps, bar)
+    result.update(
+        batch_size=FLAGS.batch_size,
+        image_size=FLAGS.image_size,
+        autoaugment=FLAGS.autoaugment,
+        mixup_type=int(FLAGS.mixup_type),
+        dtype=FLAGS.dtype,
+        cpu_count=os.cpu_count(),
+        **{k: v for k, v in logger.run_info().items() if k != "devices"},
+    )
+    if FLAGS.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:32s} {value}")
+
+
+if __name__ == "__main__":
+    app.run(flags_core.clean_errors(main))
