@@ -175,15 +175,16 @@ def preprocess_train(
         seed: int32 [2] stateless seed (crop and flip are reproducible).
         image_size: int. Output side.
         bboxes: None or float32 [N, 4] boxes to sample around.
-        augmenter: None or an object with `distort(uint8 image) -> uint8`
-            (AutoAugment, RandAugment), applied after the resize.
+        augmenter: None or an object with `distort(uint8 image, seed)
+            -> uint8` (AutoAugment, RandAugment), applied after the resize
+            with a stateless seed, so augmented runs replay exactly too.
         dtype: output dtype.
         stddev: None (the original: mean only) or per-channel stddevs.
     """
     if bboxes is None:
         bboxes = tf.zeros([0, 4], tf.float32)
     seeds = tf.random.experimental.stateless_split(
-        tf.cast(seed, tf.int64), num=2
+        tf.cast(seed, tf.int64), num=3
     )
     window = sample_crop_window(image_bytes, bboxes, seeds[0])
     image = tf.image.decode_and_crop_jpeg(
@@ -194,7 +195,7 @@ def preprocess_train(
     if augmenter is not None:
         # The original clips, truncates to uint8, augments, casts back.
         image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
-        image = augmenter.distort(image)
+        image = augmenter.distort(image, seed=seeds[2])
     image = normalize(image, stddev=stddev)
     image.set_shape([image_size, image_size, 3])
     return tf.cast(image, dtype)

@@ -117,8 +117,9 @@ def test_train_augmenter_sees_uint8_after_resize():
     seen = {}
 
     class Probe:
-        def distort(self, image):
+        def distort(self, image, seed=None):
             seen["dtype"], seen["shape"] = image.dtype, image.shape
+            seen["seed"] = seed
             return 255 - image
 
     jpeg = tf.constant(
@@ -129,6 +130,7 @@ def test_train_augmenter_sees_uint8_after_resize():
         jpeg, tf.constant([0, 0]), 32, augmenter=Probe()
     ).numpy()
     assert seen["dtype"] == tf.uint8 and tuple(seen["shape"]) == (32, 32, 3)
+    assert seen["seed"].shape == (2,)
     mean = np.array([123.68, 116.78, 103.94], np.float32)
     # uint8 truncation happens before the op: allow one grey level.
     np.testing.assert_allclose(255 - (plain + mean), inverted + mean, atol=1)

@@ -1,0 +1,1 @@
+"""Training pieces: schedules, losses, weight decay, the custom loop."""

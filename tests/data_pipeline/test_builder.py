@@ -1,0 +1,592 @@
+"""The TFRecord builder on small generated image folders."""
+
+import glob
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from assemble_tf.data import builder, schema
+from tests.conftest import REPO
+
+# --------------------------------------------------------------------------
+# Helpers.
+
+
+def smooth_rgb(height, width, seed):
+    """A gradient image (JPEG-friendly, so round trips stay close)."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack(
+        [
+            x * 255.0 / width,
+            y * 255.0 / height,
+            np.full(x.shape, (seed * 37) % 256, np.float64),
+        ],
+        axis=-1,
+    )
+    return rgb.astype(np.uint8)
+
+
+def jpeg_bytes(array, mode=None, quality=95):
+    image = Image.fromarray(array)
+    if mode:
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def read_records(output_dir, split):
+    """`[(shard_file_name, {key: values})]` of every record of `split`."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(output_dir, f"{split}-*"))):
+        for raw in tf.data.TFRecordDataset(path):
+            example = tf.train.Example.FromString(raw.numpy())
+            features = {}
+            for key, feature in example.features.feature.items():
+                kind = feature.WhichOneof("kind")
+                features[key] = list(getattr(feature, kind).value)
+            records.append((os.path.basename(path), features))
+    return records
+
+
+def by_filename(records):
+    out = {}
+    for _, features in records:
+        name = features[schema.FILENAME][0].decode()
+        assert name not in out, f"{name} written twice"
+        out[name] = features
+    return out
+
+
+def simple_folder(root, per_class=6, classes=("ant", "bee")):
+    """`root/<class>/<class>_<i>.jpg` RGB JPEGs; returns the file names."""
+    names = []
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            filename = f"{name}_{i}.jpg"
+            array = smooth_rgb(16 + i, 20 + c, seed=10 * c + i)
+            write(os.path.join(root, name, filename), jpeg_bytes(array))
+            names.append(filename)
+    return names
+
+
+def folder_config(train_dir, output_dir, **kwargs):
+    kwargs.setdefault("train_shards", 4)
+    return builder.BuildConfig(
+        output_dir=str(output_dir),
+        layout="folder",
+        train_dir=str(train_dir),
+        progress=False,
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------
+# Round trip of every kind of input file.
+
+
+@pytest.fixture
+def mixed_dataset(tmp_path):
+    """A folder dataset of 10 image files (3 bad) plus side files."""
+    train = tmp_path / "train"
+    sources = {}  # file -> (class, height, width, RGB array or None)
+
+    def add(cls, name, data, array):
+        write(str(train / cls / name), data)
+        sources[name] = (cls, array)
+
+    a = smooth_rgb(20, 30, 1)
+    add("cat", "cat_a.jpg", jpeg_bytes(a), a)
+    b = smooth_rgb(21, 31, 2)
+    add("cat", "cat_b.jpg", jpeg_bytes(b), b)
+    c = smooth_rgb(22, 32, 3)
+    add("cat", "cmyk.jpg", jpeg_bytes(c, mode="CMYK"), c)
+    add("cat", "truncated.jpg", jpeg_bytes(smooth_rgb(40, 40, 4))[:300], None)
+    d = smooth_rgb(23, 33, 5)
+    add("dog", "dog_a.jpg", jpeg_bytes(d), d)
+    e = smooth_rgb(24, 34, 6)
+    add("dog", "png_named.JPEG", png_bytes(e), e)
+    g = smooth_rgb(25, 35, 7)[..., 0]
+    add("dog", "gray.jpg", jpeg_bytes(g), np.stack([g] * 3, -1))
+    rgba = np.concatenate(
+        [smooth_rgb(26, 36, 8), np.full((26, 36, 1), 255, np.uint8)], -1
+    )
+    add("dog", "rgba.png", png_bytes(rgba), rgba[..., :3])
+    add("dog", "empty.jpg", b"", None)
+    add("dog", "garbage.jpg", b"this is not an image", None)
+    write(str(train / "cat" / "notes.txt"), b"not an image file")
+
+    rng = np.random.RandomState(0)
+    logits = {name: rng.randn(4).astype(np.float32) for name in sources}
+    names = sorted(logits)
+    for part, chunk in enumerate((names[:4], names[4:])):
+        lines = ["filename,l0,l1,l2,l3"] if part == 0 else []
+        lines += [
+            ",".join([n] + [repr(float(v)) for v in logits[n]]) for n in chunk
+        ]
+        write(
+            str(tmp_path / f"logits-{part}.csv"),
+            ("\n".join(lines) + "\n").encode(),
+        )
+    write(
+        str(tmp_path / "boxes.csv"),
+        b"cat_a.jpg,0.1,0.2,0.5,0.6\ncat_a.jpg,0.0,0.0,1.0,1.0\n"
+        b"dog_a.jpg,0.25,0.25,0.75,0.75\n",
+    )
+    write(
+        str(tmp_path / "synsets.txt"),
+        b"cat Felis catus, house cat\ndog Canis familiaris\n",
+    )
+    return tmp_path, sources, logits
+
+
+def test_folder_round_trip_reencodes_skips_and_keeps_logits(mixed_dataset):
+    root, sources, logits = mixed_dataset
+    out = root / "out"
+    summary = builder.build(
+        folder_config(
+            root / "train",
+            out,
+            train_shards=3,
+            label_offset=3,
+            synsets_file=str(root / "synsets.txt"),
+            bbox_csv=str(root / "boxes.csv"),
+            logits=str(root / "logits-*.csv"),
+        )
+    )
+    records = read_records(str(out), "train")
+    shard_files = sorted({shard for shard, _ in records})
+    assert shard_files == [
+        "train-00000-of-00003",
+        "train-00001-of-00003",
+        "train-00002-of-00003",
+    ]
+    got = by_filename(records)
+    assert sorted(got) == [
+        "cat_a.jpg",
+        "cat_b.jpg",
+        "cmyk.jpg",
+        "dog_a.jpg",
+        "gray.jpg",
+        "png_named.JPEG",
+        "rgba.png",
+    ]
+    for name, features in got.items():
+        cls, array = sources[name]
+        assert features[schema.LABEL] == [3 if cls == "cat" else 4]
+        assert features[schema.SYNSET] == [cls.encode()]
+        text = "Felis catus, house cat" if cls == "cat" else "Canis familiaris"
+        assert features[schema.TEXT] == [text.encode()]
+        assert features[schema.HEIGHT] == [array.shape[0]]
+        assert features[schema.WIDTH] == [array.shape[1]]
+        assert features[schema.CHANNELS] == [3]
+        assert features[schema.COLORSPACE] == [b"RGB"]
+        assert features[schema.FORMAT] == [b"JPEG"]
+        encoded = features[schema.IMAGE][0]
+        image = tf.io.decode_jpeg(encoded).numpy()
+        assert image.shape == array.shape  # 3 channels, RGB
+        diff = np.abs(image.astype(np.float64) - array).mean()
+        assert diff < 6.0, (name, diff)
+        # Exact float32 round trip of the teacher logits.
+        np.testing.assert_array_equal(
+            np.asarray(features[schema.LOGIT], np.float32), logits[name]
+        )
+        source = open(root / "train" / cls / name, "rb").read()
+        kept = name in ("cat_a.jpg", "cat_b.jpg", "dog_a.jpg")
+        assert (encoded == source) is kept, name
+    gray = tf.io.decode_jpeg(got["gray.jpg"][schema.IMAGE][0]).numpy()
+    assert np.abs(gray[..., 0].astype(int) - gray[..., 2]).max() <= 2
+    np.testing.assert_allclose(
+        got["cat_a.jpg"][schema.BBOX_XMIN], [0.1, 0.0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        got["cat_a.jpg"][schema.BBOX_YMAX], [0.6, 1.0], rtol=1e-6
+    )
+    assert got["cat_a.jpg"][schema.BBOX_LABEL] == [3, 3]
+    assert got["dog_a.jpg"][schema.BBOX_XMAX] == [0.75]
+    assert got["cmyk.jpg"][schema.BBOX_XMIN] == []
+
+    train = summary["splits"]["train"]
+    assert train["files"] == 10
+    assert train["images"] == 7
+    assert train["skipped"] == 3
+    assert train["per_class"] == {"cat": 3, "dog": 4}
+    assert train["num_logits"] == 4
+    assert train["reencoded"] == {
+        "JPEG CMYK": 1,
+        "JPEG L": 1,
+        "PNG RGB": 1,
+        "PNG RGBA": 1,
+    }
+    assert train["ignored_files"] == ["cat/notes.txt"]
+    assert [(s["file"], s["reason"]) for s in summary["skipped"]] == [
+        ("cat/truncated.jpg", "truncated"),
+        ("dog/empty.jpg", "empty file"),
+        ("dog/garbage.jpg", "unreadable"),
+    ]
+    with open(out / "summary.json") as f:
+        on_disk = json.load(f)
+    assert on_disk["splits"]["train"]["images"] == 7
+    assert len(on_disk["skipped"]) == 3
+    assert (out / "labels.txt").read_text() == (
+        "3\tcat\tFelis catus, house cat\n4\tdog\tCanis familiaris\n"
+    )
+
+
+def test_encode_image_modes():
+    rgb = smooth_rgb(12, 14, 3)
+    data = jpeg_bytes(rgb)
+    assert builder.encode_image(data) == (data, 12, 14, None)
+    palette = Image.fromarray(rgb).convert("P")
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG")
+    jpeg, height, width, kind = builder.encode_image(buffer.getvalue(), 90)
+    assert (height, width, kind) == (12, 14, "PNG P")
+    assert tf.io.decode_jpeg(jpeg).shape == (12, 14, 3)
+    transparent = np.zeros((4, 5, 4), np.uint8)  # fully transparent black
+    jpeg, _, _, kind = builder.encode_image(png_bytes(transparent))
+    assert kind == "PNG RGBA"
+    assert tf.io.decode_jpeg(jpeg).numpy().min() >= 250  # white background
+    with pytest.raises(builder.SkipImage) as info:
+        builder.encode_image(b"")
+    assert info.value.reason == "empty file"
+
+
+def test_missing_logits_is_an_error_listing_the_names(tmp_path):
+    simple_folder(str(tmp_path / "train"), per_class=3)
+    write(str(tmp_path / "t.csv"), b"ant_0.jpg,1,2\nbee_1.jpg,3,4\n")
+    config = folder_config(
+        tmp_path / "train",
+        tmp_path / "out",
+        train_shards=2,
+        train_logits=str(tmp_path / "t.csv"),
+    )
+    with pytest.raises(ValueError) as info:
+        builder.build(config)
+    message = str(info.value)
+    assert "--train_logits=" in message
+    assert "4 of the 6 train images have no logits" in message
+    for name in ("ant/ant_1.jpg", "ant/ant_2.jpg", "bee/bee_0.jpg"):
+        assert name in message
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_npz_logits_keyed_by_relative_path(tmp_path):
+    names = simple_folder(str(tmp_path / "train"), per_class=2)
+    keys = [f"{n.split('_')[0]}/{n}" for n in names]
+    values = np.arange(len(keys) * 3, dtype=np.float32).reshape(-1, 3) / 7
+    np.savez(tmp_path / "t.npz", filenames=np.array(keys), logits=values)
+    builder.build(
+        folder_config(
+            tmp_path / "train",
+            tmp_path / "out",
+            train_shards=1,
+            logits=str(tmp_path / "t.npz"),
+        )
+    )
+    got = by_filename(read_records(str(tmp_path / "out"), "train"))
+    for key, row in zip(keys, values, strict=True):
+        logit = np.asarray(got[key.split("/")[1]][schema.LOGIT], np.float32)
+        np.testing.assert_array_equal(logit, row)
+    np.save(tmp_path / "t.npy", values)
+    with pytest.raises(ValueError, match="np.savez"):
+        builder.build(
+            folder_config(
+                tmp_path / "train",
+                tmp_path / "out2",
+                logits=str(tmp_path / "t.npy"),
+            )
+        )
+
+
+# --------------------------------------------------------------------------
+# The ImageNet layout.
+
+
+def imagenet_tree(root):
+    """3 wnids x 2 train images and 6 flat validation images."""
+    wnids = ["n00000003", "n00000001", "n00000002"]  # sorted: 1, 2, 3
+    for w, wnid in enumerate(wnids):
+        for i in range(2):
+            array = smooth_rgb(18, 18 + i, seed=w * 2 + i)
+            path = os.path.join(root, "train", wnid, f"{wnid}_{i}.JPEG")
+            write(path, jpeg_bytes(array))
+    val_classes = ["n00000002", "n00000003", "n00000001"] * 2
+    for i in range(len(val_classes)):
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        path = os.path.join(root, "val", name)
+        write(path, jpeg_bytes(smooth_rgb(16, 16, seed=50 + i)))
+    write(
+        os.path.join(root, "LOC_synset_mapping.txt"),
+        b"n00000001 first thing, alpha\nn00000002 second thing\n"
+        b"n00000003 third thing\nn00000004 unused class\n",
+    )
+    return val_classes
+
+
+def test_imagenet_layout_with_validation_labels_file(tmp_path):
+    val_classes = imagenet_tree(str(tmp_path))
+    write(
+        str(tmp_path / "val_labels.txt"),
+        ("\n".join(val_classes) + "\n").encode(),
+    )
+    config = builder.BuildConfig(
+        output_dir=str(tmp_path / "out"),
+        layout="imagenet",
+        train_dir=str(tmp_path / "train"),
+        validation_dir=str(tmp_path / "val"),
+        validation_labels=str(tmp_path / "val_labels.txt"),
+        synsets_file=str(tmp_path / "LOC_synset_mapping.txt"),
+        train_shards=2,
+        validation_shards=2,
+        progress=False,
+    )
+    summary = builder.build(config)
+    labels = {"n00000001": 1, "n00000002": 2, "n00000003": 3}
+    train = by_filename(read_records(config.output_dir, "train"))
+    assert len(train) == 6
+    for name, features in train.items():
+        wnid = name.split("_")[0]
+        assert features[schema.LABEL] == [labels[wnid]]
+        assert features[schema.SYNSET] == [wnid.encode()]
+    val = by_filename(read_records(config.output_dir, "validation"))
+    assert sorted(val) == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 7)]
+    for i, wnid in enumerate(val_classes):
+        features = val[f"ILSVRC2012_val_{i + 1:08d}.JPEG"]
+        assert features[schema.LABEL] == [labels[wnid]]
+        assert features[schema.SYNSET] == [wnid.encode()]
+    first = val["ILSVRC2012_val_00000003.JPEG"]
+    assert first[schema.TEXT] == [b"first thing, alpha"]
+    assert summary["label_offset"] == 1
+    assert summary["splits"]["validation"]["per_class"] == {
+        "n00000001": 2,
+        "n00000002": 2,
+        "n00000003": 2,
+    }
+    assert sorted(os.listdir(config.output_dir)) == [
+        ".build_state",
+        "build_manifest.json",
+        "labels.txt",
+        "summary.json",
+        "train-00000-of-00002",
+        "train-00001-of-00002",
+        "validation-00000-of-00002",
+        "validation-00001-of-00002",
+    ]
+
+    # The two-column form (CSV, names without extension) gives the same.
+    rows = [
+        f"ILSVRC2012_val_{i + 1:08d},{wnid}"
+        for i, wnid in enumerate(val_classes)
+    ]
+    write(
+        str(tmp_path / "val_solution.csv"),
+        ("filename,wnid\n" + "\n".join(reversed(rows))).encode(),
+    )
+    again = builder.BuildConfig(
+        output_dir=str(tmp_path / "out2"),
+        layout="imagenet",
+        train_dir=str(tmp_path / "train"),
+        validation_dir=str(tmp_path / "val"),
+        validation_labels=str(tmp_path / "val_solution.csv"),
+        validation_shards=1,
+        progress=False,
+    )
+    builder.build(again)
+    val2 = by_filename(read_records(again.output_dir, "validation"))
+    assert {k: v[schema.LABEL] for k, v in val2.items()} == {
+        k: v[schema.LABEL] for k, v in val.items()
+    }
+    assert val2["ILSVRC2012_val_00000003.JPEG"][schema.TEXT] == [b"n00000001"]
+
+
+def test_imagenet_layout_errors_name_the_flag(tmp_path):
+    imagenet_tree(str(tmp_path))
+    write(str(tmp_path / "ids.txt"), b"65\n970\n230\n809\n516\n57\n")
+    config = builder.BuildConfig(
+        output_dir=str(tmp_path / "out"),
+        validation_dir=str(tmp_path / "val"),
+        validation_labels=str(tmp_path / "ids.txt"),
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="WordNet ids.*meta.mat"):
+        builder.build(config)
+    config.validation_labels = None
+    with pytest.raises(ValueError, match="--validation_labels=FILE"):
+        builder.build(config)
+    bad = builder.BuildConfig(
+        output_dir=str(tmp_path / "out"), train_dir=str(tmp_path)
+    )
+    with pytest.raises(ValueError, match="--layout=folder"):
+        builder.build(bad)
+    bad.jpeg_quality = 101
+    with pytest.raises(ValueError, match="--jpeg_quality=101"):
+        builder.build(bad)
+
+
+# --------------------------------------------------------------------------
+# Resume, refusal, determinism.
+
+
+def test_resume_after_a_crash_and_a_deleted_shard(tmp_path, monkeypatch):
+    names = simple_folder(str(tmp_path / "train"))
+    out = tmp_path / "out"
+    config = folder_config(tmp_path / "train", out)
+    real = builder.write_shard
+    calls = []
+
+    def crash_on_third_shard(task, progress=None):
+        if len(calls) == 2:  # dies half-way through its temp file
+            write(builder.temp_shard_path(str(out), task.name), b"partial")
+            raise RuntimeError("simulated crash")
+        calls.append(task.name)
+        return real(task, progress)
+
+    monkeypatch.setattr(builder, "write_shard", crash_on_third_shard)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        builder.build(config)
+    monkeypatch.setattr(builder, "write_shard", real)
+    done = sorted(glob.glob(str(out / "train-*")))
+    assert [os.path.basename(p) for p in done] == calls
+    assert len(glob.glob(str(out / ".train-*.tmp"))) == 1
+    assert not (out / "summary.json").exists()
+    before = {p: os.stat(p).st_mtime_ns for p in done}
+
+    summary = builder.build(config)
+    train = summary["splits"]["train"]
+    assert (train["shards_resumed"], train["shards_done"]) == (2, 4)
+    assert train["images"] == 12 and train["complete"]
+    assert glob.glob(str(out / ".train-*.tmp")) == []
+    assert {p: os.stat(p).st_mtime_ns for p in done} == before  # kept
+    records = read_records(str(out), "train")
+    filenames = [f[schema.FILENAME][0].decode() for _, f in records]
+    assert sorted(filenames) == sorted(names)  # each exactly once
+
+    os.remove(out / "train-00002-of-00004")
+    summary = builder.build(config)
+    assert summary["splits"]["train"]["shards_resumed"] == 3
+    records = read_records(str(out), "train")
+    assert sorted(f[schema.FILENAME][0].decode() for _, f in records) == (
+        sorted(names)
+    )
+    # A complete build rerun is a no-op.
+    summary = builder.build(config)
+    assert summary["splits"]["train"]["shards_resumed"] == 4
+
+
+def test_refuses_to_overwrite_another_build(tmp_path):
+    simple_folder(str(tmp_path / "train"))
+    out = tmp_path / "out"
+    builder.build(folder_config(tmp_path / "train", out))
+    with pytest.raises(FileExistsError) as info:
+        builder.build(
+            folder_config(
+                tmp_path / "train", out, train_shards=3, jpeg_quality=90
+            )
+        )
+    message = str(info.value)
+    assert "--jpeg_quality: existing build 95, now 90" in message
+    assert "--train_shards: existing build 4, now 3" in message
+    assert "--overwrite" in message
+    # New inputs under the same options are refused too.
+    write(
+        str(tmp_path / "train" / "ant" / "ant_new.jpg"),
+        jpeg_bytes(smooth_rgb(9, 9, 99)),
+    )
+    with pytest.raises(FileExistsError, match="train inputs"):
+        builder.build(folder_config(tmp_path / "train", out))
+    summary = builder.build(
+        folder_config(tmp_path / "train", out, train_shards=3, overwrite=True)
+    )
+    assert summary["splits"]["train"]["images"] == 13
+    assert sorted(os.path.basename(p) for p in glob.glob(str(out / "tr*"))) == [
+        "train-00000-of-00003",
+        "train-00001-of-00003",
+        "train-00002-of-00003",
+    ]
+    # Shards without a manifest are never silently replaced.
+    stray = tmp_path / "stray"
+    write(str(stray / "train-00000-of-00001"), b"old records")
+    with pytest.raises(FileExistsError, match="no build_manifest.json"):
+        builder.build(folder_config(tmp_path / "train", stray))
+    assert (stray / "train-00000-of-00001").read_bytes() == b"old records"
+
+
+def test_deterministic_shards_for_a_seed_and_any_worker_count(tmp_path):
+    assert builder.assign_shards(10, 3, 12345) == [
+        [8, 7, 3],
+        [5, 1, 2],
+        [9, 4, 0, 6],
+    ]
+    assert builder.assign_shards(10, 3, 7) == [
+        [8, 3, 1],
+        [4, 7, 0],
+        [9, 6, 2, 5],
+    ]
+    simple_folder(str(tmp_path / "train"))
+
+    def shard_bytes(name, **kwargs):
+        out = tmp_path / name
+        builder.build(folder_config(tmp_path / "train", out, **kwargs))
+        return [
+            open(p, "rb").read()
+            for p in sorted(glob.glob(str(out / "train-*")))
+        ]
+
+    serial = shard_bytes("serial")
+    assert len(serial) == 4
+    assert shard_bytes("parallel", num_workers=2) == serial
+    assert shard_bytes("other_seed", seed=1) != serial
+
+
+def test_binary_builds_and_fails_cleanly(tmp_path):
+    simple_folder(str(tmp_path / "train"), per_class=2)
+
+    def run(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "tools.build_imagenet_tfrecords", *flags],
+            cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    common = [
+        "--layout=folder",
+        f"--train_dir={tmp_path / 'train'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--num_workers=1",
+        "--noprogress",
+    ]
+    result = run(*common, "--train_shards=2", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["splits"]["train"]["images"] == 4
+    assert summary["splits"]["train"]["per_class"] == {"ant": 2, "bee": 2}
+    refused = run(*common, "--train_shards=3")
+    assert refused.returncode == 2
+    assert "--train_shards: existing build 2, now 3" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    bad = run(*common, "--jpeg_quality=0")
+    assert bad.returncode == 2
+    assert "--jpeg_quality=0" in bad.stderr
