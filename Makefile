@@ -23,6 +23,9 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not slow" tests
 
 demo: $(STAMP)
+	$(PY) -m tools.make_demo_dataset --output_dir=$(DEMO_DIR)/digits
+	$(PY) -m tools.benchmark_input --data_dir=$(DEMO_DIR)/digits \
+		--image_size=64 --batch_size=64 --steps=20
 	$(PY) -m tools.preset_table --output_dir=$(DEMO_DIR)
 
 lint: $(STAMP)

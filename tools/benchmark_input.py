@@ -33,7 +33,12 @@ flags.DEFINE_enum("mixup_type", "0", ["0", "1", "2"], "Mixup type.")
 flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.")
 flags.DEFINE_integer("num_classes", 1001, "Width of the targets.")
 flags.DEFINE_enum(
-    "dtype", "float32", ["float32", "float16", "bfloat16"], "Image dtype."
+    "dtype",
+    "uint8",
+    ["uint8", "float32", "float16", "bfloat16"],
+    "Image dtype out of tf.data. uint8 (default, the trainer's setting) "
+    "leaves normalization and Mixup to the train step on the device; a "
+    "float dtype does them in tf.data.",
 )
 flags.DEFINE_bool("json", False, "Print one JSON line only.")
 flags.mark_flag_as_required("data_dir")

@@ -106,6 +106,11 @@ def normalize(image, mean=MEAN_RGB, stddev=None):
     return image
 
 
+def normalize_batch(images, dtype=tf.float32, stddev=None):
+    """uint8 (or float) [B, H, W, 3] -> mean-subtracted `dtype` images."""
+    return tf.cast(normalize(images, stddev=stddev), dtype)
+
+
 def decode_jpeg(image_bytes):
     return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=DCT_METHOD)
 
@@ -178,7 +183,8 @@ def preprocess_train(
         augmenter: None or an object with `distort(uint8 image, seed)
             -> uint8` (AutoAugment, RandAugment), applied after the resize
             with a stateless seed, so augmented runs replay exactly too.
-        dtype: output dtype.
+        dtype: output dtype; `uint8` returns the resized (rounded) pixels
+            without normalization, for `normalize_batch` on the device.
         stddev: None (the original: mean only) or per-channel stddevs.
     """
     if bboxes is None:
@@ -196,6 +202,12 @@ def preprocess_train(
         # The original clips, truncates to uint8, augments, casts back.
         image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
         image = augmenter.distort(image, seed=seeds[2])
-    image = normalize(image, stddev=stddev)
     image.set_shape([image_size, image_size, 3])
+    if dtype == tf.uint8 or dtype == "uint8":
+        # Normalization happens later on the batch (on the accelerator):
+        # a quarter of the bytes to batch and to copy to the device.
+        if image.dtype != tf.uint8:
+            image = tf.cast(tf.round(image), tf.uint8)
+        return image
+    image = normalize(image, stddev=stddev)
     return tf.cast(image, dtype)

@@ -75,8 +75,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         elif self.schedule == "piecewise":
             bounds = [b * self.steps_per_epoch for b in PIECEWISE_BOUNDARIES]
             after = lr * tf.constant(PIECEWISE_FACTORS[0])
-            for bound, factor in zip(bounds, PIECEWISE_FACTORS[1:],
-                                     strict=True):
+            for bound, factor in zip(
+                bounds, PIECEWISE_FACTORS[1:], strict=True
+            ):
                 after = tf.where(step >= bound, lr * factor, after)
         else:
             after = lr

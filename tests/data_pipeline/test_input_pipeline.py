@@ -181,3 +181,41 @@ def test_synthetic_dataset_has_the_same_structure(records):
     assert set(real[1]) == set(synthetic[1])
     assert real[0].shape[1:] == synthetic[0].shape[1:]
     assert real[0].dtype == synthetic[0].dtype
+
+
+def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
+    from assemble_tf.data.input_pipeline import BatchPostprocess
+
+    common = dict(
+        file_pattern=records,
+        is_training=True,
+        batch_size=4,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        label_offset=1,
+        deterministic=True,
+        seed=9,
+        shuffle_buffer=8,
+        mixup_type=1,
+        label_smoothing=0.1,
+    )
+    u8 = InputConfig(dtype="uint8", **common)
+    raw, batch = next(iter(build_dataset(u8)))
+    assert raw.dtype == tf.uint8 and raw.shape == (8, 32, 32, 3)
+    assert "lambda" not in batch  # mixing waits for the train step
+    images, mixed = BatchPostprocess(u8)(
+        dict(batch, images=raw), tf.constant([1, 2])
+    )
+    assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
+    np.testing.assert_allclose(mixed["targets"].numpy().sum(-1), 1.0, rtol=1e-6)
+    f32 = InputConfig(
+        dtype="float32", **dict(common, mixup_type=0, label_smoothing=0.0)
+    )
+    floats, _ = next(iter(build_dataset(f32)))
+    # Same crops; uint8 rounding moves a pixel by at most half a level.
+    normalized = raw.numpy()[:4].astype(np.float32) - np.array(
+        schema.MEAN_RGB, np.float32
+    )
+    assert np.abs(normalized - floats.numpy()).max() <= 0.5 + 1e-4
+    with pytest.raises(ValueError, match="uint8"):
+        build_dataset(_eval_config(records, dtype="uint8"))
