@@ -1,0 +1,370 @@
+"""The experiment configuration: one frozen tree, written to config.json.
+
+Shape after TF Model Garden `ExperimentConfig` (a dataclass tree serialized
+next to the checkpoints, from which evaluation, export and resumption rebuild
+everything), without its registry machinery. Defaults of a run come from a
+preset's recipe (`assemble_tf.presets`, Lee et al. 2020,
+https://arxiv.org/abs/2001.06268); flags override only what the user set.
+Every field carries its help text, from which the binaries' flags are made.
+"""
+
+import dataclasses
+import json
+import os
+
+from assemble_tf import presets
+
+
+def _f(default, help_text, **kw):
+    return dataclasses.field(
+        default=default, metadata={"help": help_text, **kw}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    preset: str = _f("assemble_resnet50", "Named model (README 'Presets').")
+    base_width: int | None = _f(None, "Override the stem / S1 width.")
+    block_sizes: str | None = _f(None, "Override blocks per stage: '2,2,2,1'.")
+    bn_momentum: float | None = _f(None, "Override BN momentum (0.997).")
+    dropblock: bool = _f(
+        True, "Keep the preset's DropBlock layers (False removes them)."
+    )
+
+    def build_overrides(self, num_classes, image_size=None):
+        """Keyword overrides for `assemble_tf.models.build_model`."""
+        out = {"num_classes": num_classes}
+        if image_size is not None:
+            out["image_size"] = image_size
+        if self.base_width is not None:
+            out["base_width"] = self.base_width
+        if self.block_sizes:
+            out["block_sizes"] = tuple(
+                int(v) for v in str(self.block_sizes).split(",")
+            )
+        if self.bn_momentum is not None:
+            out["bn_momentum"] = self.bn_momentum
+        if not self.dropblock:
+            out["dropblock"] = None
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    data_dir: str | None = _f(None, "Folder of TFRecord shards.")
+    train_pattern: str = _f("train-*", "Train shard glob inside data_dir.")
+    validation_pattern: str = _f(
+        "validation-*", "Validation shard glob inside data_dir."
+    )
+    num_classes: int = _f(1001, "Logits (1001 for ImageNet as the original).")
+    label_offset: int = _f(
+        0,
+        "Subtracted from stored labels (0 keeps ImageNet's 1..1000 in a "
+        "1001-way head; 1 maps them onto 1000 classes).",
+    )
+    num_train_examples: int | None = _f(
+        None, "Train images; None reads summary.json or counts records."
+    )
+    image_size: int = _f(224, "Train crop side.")
+    eval_preprocessing: str = _f(
+        "imagenet",
+        "Eval resize/crop: imagenet, imagenet_224_256, "
+        "imagenet_224_256a, imagenet_NNN, imagenet_NNNa.",
+    )
+    use_bboxes: bool = _f(False, "Sample train crops around stored boxes.")
+    shuffle_buffer: int = _f(10_000, "Record shuffle buffer.")
+    cache: bool = _f(False, "Cache the records in memory (small datasets).")
+    synthetic: bool = _f(False, "Random data (benchmarks, smoke tests).")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    autoaugment: str | None = _f(
+        None, "AutoAugment policy: imagenet, v0, good, test, or none."
+    )
+    randaugment_layers: int = _f(0, "RandAugment N (0 = off).")
+    randaugment_magnitude: int = _f(10, "RandAugment M.")
+    mixup_type: int = _f(0, "Mixup: 0 off, 1 two batches, 2 halves.")
+    mixup_alpha: float = _f(0.2, "Beta(alpha, alpha) of Mixup.")
+    mixup_mode: str = _f("mixup", "mixup or cutmix.")
+    label_smoothing: float = _f(0.0, "Label smoothing after mixing.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = _f(120.0, "Training epochs.")
+    batch_size: int = _f(1024, "Global batch size (examples per step).")
+    eval_batch_size: int | None = _f(None, "Eval batch (default batch_size).")
+    base_learning_rate: float = _f(0.4, "Peak learning rate.")
+    scale_learning_rate: bool = _f(
+        False, "Multiply the learning rate by batch_size / 256."
+    )
+    lr_schedule: str = _f("cosine", "cosine, piecewise or constant.")
+    warmup_epochs: float = _f(5.0, "Linear warm-up epochs from 0.")
+    momentum: float = _f(0.9, "SGD momentum (no Nesterov).")
+    weight_decay: float = _f(
+        1e-4,
+        "wd * 1/2 * sum(w^2) over all trainable variables except BN "
+        "gamma/beta (FC bias included), as the original master.",
+    )
+    dropblock_keep_prob: str | None = _f(
+        None,
+        "DropBlock keep probability 'start,end', decayed linearly "
+        "over the run (e.g. 1.0,0.9); None keeps 1.0.",
+    )
+    kd_temperature: float = _f(
+        0.0,
+        "Knowledge distillation temperature T (0 = off); teacher "
+        "logits come from image/logit in the records.",
+    )
+    mixed_precision: str = _f(
+        "float32", "float32, mixed_float16 or mixed_bfloat16."
+    )
+    jit_compile: bool = _f(False, "Compile the train step with XLA.")
+    seed: int = _f(0, "Seed of data order, crops, mixing and init.")
+    deterministic: bool = _f(
+        False, "Op determinism and a fixed data order (slower)."
+    )
+    max_steps: int | None = _f(None, "Stop after this many steps.")
+    log_every: int = _f(50, "Steps between log lines.")
+    checkpoint_every_epochs: float = _f(1.0, "Epochs between checkpoints.")
+    eval_every_epochs: float = _f(1.0, "Epochs between evaluations.")
+    keep_checkpoints: int = _f(3, "Latest checkpoints kept.")
+    keep_best: int = _f(3, "Best checkpoints kept by validation top-1.")
+    warm_start: str | None = _f(
+        None, "Checkpoint dir/prefix or .weights.h5 to start from."
+    )
+    warm_start_head: bool = _f(
+        False, "Also load the classifier head (False re-initialises it)."
+    )
+    warm_start_bn_stats: bool = _f(
+        True, "Keep BN moving statistics when warm starting (False resets)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    distribution_strategy: str = _f(
+        "off", "off, one_device, mirrored, multi_worker_mirrored or tpu."
+    )
+    num_gpus: int | None = _f(None, "GPUs for mirrored (default: all).")
+    tpu: str = _f("", "TPU name or address for the tpu strategy.")
+
+
+GROUPS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "train": TrainConfig,
+    "runtime": RuntimeConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    model_dir: str
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self, path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d):
+        kwargs = {"model_dir": d["model_dir"]}
+        for name, group in GROUPS.items():
+            values = d.get(name, {})
+            known = {f.name for f in dataclasses.fields(group)}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(
+                    f"Unknown {name} config keys {sorted(unknown)}."
+                )
+            kwargs[name] = group(**values)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"No config at {path}; pass the model_dir of a training run "
+                "(it holds config.json)."
+            )
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+
+def preset_defaults(preset_name):
+    """Field overrides implied by a preset: its recipe and eval size."""
+    preset = presets.get(preset_name)
+    r = preset.recipe
+    train = {
+        "epochs": float(r["epochs"]),
+        "batch_size": r["batch_size"],
+        "base_learning_rate": r["base_learning_rate"],
+        "lr_schedule": r["lr_schedule"],
+        "warmup_epochs": float(r["warmup_epochs"]),
+        "weight_decay": r["weight_decay"],
+        "kd_temperature": r["kd_temperature"],
+    }
+    if r["dropblock_keep_prob"]:
+        train["dropblock_keep_prob"] = ",".join(
+            str(v) for v in r["dropblock_keep_prob"]
+        )
+    augment = {
+        "label_smoothing": r["label_smoothing"],
+        "mixup_type": r["mixup_type"],
+        "autoaugment": r["autoaugment"],
+    }
+    data = {
+        "image_size": preset.train_image_size,
+        "eval_preprocessing": preset.eval_preprocessing,
+    }
+    return {"train": train, "augment": augment, "data": data}
+
+
+def make_config(model_dir, preset, overrides=None):
+    """Preset defaults, then `overrides` ({group: {field: value}}), then
+    validation. Returns an `ExperimentConfig`."""
+    groups = {name: {} for name in GROUPS}
+    for name, values in preset_defaults(preset).items():
+        groups[name].update(values)
+    groups["model"]["preset"] = preset
+    for name, values in (overrides or {}).items():
+        if name not in GROUPS:
+            raise ValueError(f"Unknown config group {name!r}")
+        groups[name].update(values)
+    config = ExperimentConfig.from_dict({"model_dir": model_dir, **groups})
+    validate(config)
+    return config
+
+
+def _check(ok, flag, value, allowed):
+    if not ok:
+        raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
+
+
+def validate(config):
+    """Raises ValueError naming the flag, its value and the allowed range."""
+    presets.get(config.model.preset)
+    d, a, t, rt = config.data, config.augment, config.train, config.runtime
+    _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
+    _check(d.label_offset >= 0, "label_offset", d.label_offset, "must be >= 0")
+    _check(d.image_size >= 16, "image_size", d.image_size, "must be >= 16")
+    _check(t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1")
+    _check(t.epochs > 0, "epochs", t.epochs, "must be > 0")
+    _check(
+        t.base_learning_rate > 0,
+        "base_learning_rate",
+        t.base_learning_rate,
+        "must be > 0",
+    )
+    _check(
+        t.warmup_epochs >= 0, "warmup_epochs", t.warmup_epochs, "must be >= 0"
+    )
+    _check(
+        t.warmup_epochs < t.epochs or t.warmup_epochs == 0,
+        "warmup_epochs",
+        t.warmup_epochs,
+        f"must be < epochs={t.epochs}",
+    )
+    _check(0 <= t.momentum < 1, "momentum", t.momentum, "must be in [0, 1)")
+    _check(t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0")
+    _check(
+        t.lr_schedule in ("cosine", "piecewise", "constant"),
+        "lr_schedule",
+        t.lr_schedule,
+        "cosine, piecewise or constant",
+    )
+    _check(
+        t.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
+        "mixed_precision",
+        t.mixed_precision,
+        "float32, mixed_float16 or mixed_bfloat16",
+    )
+    _check(
+        t.kd_temperature >= 0,
+        "kd_temperature",
+        t.kd_temperature,
+        "must be >= 0",
+    )
+    _check(a.mixup_type in (0, 1, 2), "mixup_type", a.mixup_type, "0, 1 or 2")
+    _check(
+        a.mixup_mode in ("mixup", "cutmix"),
+        "mixup_mode",
+        a.mixup_mode,
+        "mixup or cutmix",
+    )
+    _check(
+        0 <= a.label_smoothing < 1,
+        "label_smoothing",
+        a.label_smoothing,
+        "must be in [0, 1)",
+    )
+    _check(a.mixup_alpha > 0, "mixup_alpha", a.mixup_alpha, "must be > 0")
+    _check(
+        t.max_steps is None or t.max_steps > 0,
+        "max_steps",
+        t.max_steps,
+        "must be > 0",
+    )
+    _check(t.log_every >= 1, "log_every", t.log_every, "must be >= 1")
+    _check(
+        rt.distribution_strategy
+        in ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"),
+        "distribution_strategy",
+        rt.distribution_strategy,
+        "off, one_device, mirrored, multi_worker_mirrored or tpu",
+    )
+    if t.dropblock_keep_prob:
+        try:
+            values = [float(v) for v in t.dropblock_keep_prob.split(",")]
+        except ValueError:
+            values = []
+        _check(
+            len(values) == 2 and all(0 < v <= 1 for v in values),
+            "dropblock_keep_prob",
+            t.dropblock_keep_prob,
+            "two probabilities in (0, 1] such as 1.0,0.9",
+        )
+    if a.autoaugment and a.autoaugment != "none":
+        from assemble_tf.augment.autoaugment import POLICIES
+
+        _check(
+            a.autoaugment in POLICIES,
+            "autoaugment",
+            a.autoaugment,
+            f"one of {sorted(POLICIES)} or none",
+        )
+    if not d.synthetic:
+        _check(
+            bool(d.data_dir),
+            "data_dir",
+            d.data_dir,
+            "required unless --synthetic",
+        )
+        _check(
+            os.path.isdir(d.data_dir),
+            "data_dir",
+            d.data_dir,
+            "no such directory",
+        )
+    from assemble_tf.data.preprocessing import eval_sizes
+
+    eval_sizes(d.eval_preprocessing)
+
+
+def dropblock_range(train_config):
+    """(start, end) keep probabilities or None."""
+    if not train_config.dropblock_keep_prob:
+        return None
+    start, end = (float(v) for v in train_config.dropblock_keep_prob.split(","))
+    return start, end

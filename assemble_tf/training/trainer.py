@@ -1,0 +1,537 @@
+"""The custom training loop: any tf.distribute strategy, resumable.
+
+A `strategy.run` loop in the shape of TF Model Garden's and the authors'
+tf2.1 branch (Keras 3.15's `model.fit` fails under
+MultiWorkerMirroredStrategy, keras-team/keras#20585). One step, per replica:
+normalize and mix the uint8 batch on the device (`BatchPostprocess`), run the
+model, loss = soft CE (Mixup, label smoothing) + T^2 KD + weight decay, all
+in float32, scaled so that the optimizer's cross-replica gradient sum is the
+global mean (Keras 3 optimizers all-reduce-sum gradients), loss scaling under
+mixed_float16. SGD with momentum, warm-up + cosine per step, the DropBlock
+keep-probability schedule (Lee et al. 2020,
+https://arxiv.org/abs/2001.06268; clovaai/assembled-cnn
+`nets/run_loop_classification.py`).
+
+Checkpoints are written at epoch ends by a `tf.train.CheckpointManager`
+(model, optimizer, epoch); a rerun of the same command resumes from the
+latest one. Each epoch's data order depends only on (seed, epoch), so with
+`deterministic=True` a resumed run ends with the same weights as an
+uninterrupted one.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf import presets
+from assemble_tf.data import input_pipeline
+from assemble_tf.layers import DropBlock2D
+from assemble_tf.models import build_model
+from assemble_tf.training import losses, schedules
+from official.utils.misc import distribution_utils
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def setup_runtime(config):
+    """Precision policy, seeds and determinism; returns the strategy."""
+    t = config.train
+    keras.config.set_dtype_policy(t.mixed_precision)
+    keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    rt = config.runtime
+    return distribution_utils.get_distribution_strategy(
+        rt.distribution_strategy, rt.num_gpus, rt.tpu
+    )
+
+
+def count_examples(data_dir, split, pattern):
+    """Images of a split: from the builder's summary.json, else counted."""
+    summary = os.path.join(data_dir, "summary.json")
+    if os.path.isfile(summary):
+        with open(summary) as f:
+            splits = json.load(f).get("splits", {})
+        if split in splits and "images" in splits[split]:
+            return int(splits[split]["images"])
+    files = tf.io.gfile.glob(os.path.join(data_dir, pattern))
+    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+
+
+def make_augmenter(augment):
+    if augment.autoaugment and augment.autoaugment != "none":
+        from assemble_tf.augment.autoaugment import AutoAugment
+
+        return AutoAugment(augment.autoaugment)
+    if augment.randaugment_layers:
+        from assemble_tf.augment.autoaugment import RandAugment
+
+        return RandAugment(
+            augment.randaugment_layers, augment.randaugment_magnitude
+        )
+    return None
+
+
+def input_config(config, is_training, epoch=0):
+    """The `InputConfig` of the train or eval split."""
+    d, a, t = config.data, config.augment, config.train
+    num_logits = None
+    if t.kd_temperature > 0 and is_training:
+        num_logits = d.num_classes + d.label_offset
+    return input_pipeline.InputConfig(
+        file_pattern=os.path.join(
+            d.data_dir or "",
+            d.train_pattern if is_training else d.validation_pattern,
+        ),
+        is_training=is_training,
+        batch_size=t.batch_size
+        if is_training
+        else (t.eval_batch_size or t.batch_size),
+        num_classes=d.num_classes,
+        image_size=d.image_size,
+        preprocessing_type=d.eval_preprocessing,
+        label_offset=d.label_offset,
+        use_bboxes=d.use_bboxes,
+        num_logits=num_logits,
+        teacher_temperature=t.kd_temperature or 1.0,
+        mixup_type=a.mixup_type,
+        mixup_alpha=a.mixup_alpha,
+        mixup_mode=a.mixup_mode,
+        label_smoothing=a.label_smoothing,
+        augmenter=make_augmenter(a) if is_training else None,
+        dtype="uint8" if is_training else "float32",
+        shuffle_buffer=d.shuffle_buffer,
+        deterministic=t.deterministic,
+        seed=t.seed * 1000 + epoch,
+        cache=d.cache,
+    )
+
+
+def build_run_model(config, image_size=None):
+    """The preset's model with the run's overrides."""
+    return build_model(
+        config.model.preset,
+        **config.model.build_overrides(config.data.num_classes, image_size),
+    )
+
+
+class Trainer:
+    """Owns the model, optimizer, checkpoints and the train / eval steps.
+
+    Args:
+        config: `ExperimentConfig`.
+        strategy: a `tf.distribute.Strategy` (from `setup_runtime`).
+        log: callable(str) for progress lines (default: print to stderr).
+    """
+
+    def __init__(self, config, strategy, log=None):
+        self.config = config
+        self.strategy = strategy
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        d, t = config.data, config.train
+        self.num_replicas = strategy.num_replicas_in_sync
+        if t.batch_size % self.num_replicas:
+            raise ValueError(
+                f"--batch_size={t.batch_size} is not divisible by the "
+                f"{self.num_replicas} replicas."
+            )
+        if d.synthetic:
+            self.num_train = d.num_train_examples or 10 * t.batch_size
+        else:
+            self.num_train = d.num_train_examples or count_examples(
+                d.data_dir, "train", d.train_pattern
+            )
+        self.steps_per_epoch = max(1, self.num_train // t.batch_size)
+        self.total_steps = max(1, int(self.steps_per_epoch * t.epochs))
+        if t.max_steps:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        lr = t.base_learning_rate
+        if t.scale_learning_rate:
+            lr = lr * t.batch_size / 256.0
+        self.lr_schedule = schedules.WarmupSchedule(
+            lr,
+            self.num_train / t.batch_size,
+            t.epochs,
+            t.warmup_epochs,
+            t.lr_schedule,
+        )
+        self.dropblock = config_lib.dropblock_range(t)
+        self.post = input_pipeline.BatchPostprocess(input_config(config, True))
+        with strategy.scope():
+            self.model = build_run_model(config)
+            optimizer = keras.optimizers.SGD(
+                learning_rate=self.lr_schedule, momentum=t.momentum
+            )
+            if t.mixed_precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            # Build the slots on the variables inside the scope, before the
+            # first tf.function call (Keras 3 + strategy requirement).
+            optimizer.build(self.model.trainable_variables)
+            self.optimizer = optimizer
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.decayed = losses.decayed_variables(self.model)
+            self.dropblock_layers = [
+                layer
+                for layer in self.model._flatten_layers(include_self=False)
+                if isinstance(layer, DropBlock2D)
+            ]
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.epoch
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            os.path.join(config.model_dir, "checkpoints"),
+            max_to_keep=t.keep_checkpoints,
+        )
+        self.compute_dtype = keras.config.dtype_policy().compute_dtype
+        self._train_fn = None
+        self._eval_fn = None
+
+    # Steps ---------------------------------------------------------------
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def _replica_train_step(self, images, batch, seed):
+        t = self.config.train
+        images, batch = self.post(
+            dict(batch, images=images), seed, dtype=self.compute_dtype
+        )
+        global_batch = tf.cast(
+            tf.shape(images)[0] * self.num_replicas, tf.float32
+        )
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            ce = losses.soft_cross_entropy(batch["targets"], logits)
+            loss = tf.reduce_sum(ce) / global_batch
+            if t.kd_temperature > 0:
+                kd = losses.distillation_loss(
+                    batch["teacher_probs"], logits, t.kd_temperature
+                )
+                loss += tf.reduce_sum(kd) / global_batch
+            wd = losses.weight_decay_loss(self.decayed, t.weight_decay)
+            total = loss + wd / self.num_replicas
+            scaled = (
+                self.optimizer.scale_loss(total)
+                if hasattr(self.optimizer, "scale_loss")
+                else total
+            )
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return total, wd / self.num_replicas
+
+    def _make_train_fn(self):
+        def train_fn(iterator, seed_base):
+            images, batch = next(iterator)
+            step = tf.cast(self.optimizer.iterations, tf.int64)
+            if self.dropblock and self.dropblock_layers:
+                start, end = self.dropblock
+                frac = tf.minimum(
+                    tf.cast(step, tf.float32) / float(self.total_steps), 1.0
+                )
+                keep = start + (end - start) * frac
+                for layer in self.dropblock_layers:
+                    layer.keep_prob_variable.assign(keep)
+            seed = tf.stack([seed_base, step])
+            total, wd = self.strategy.run(
+                self._replica_train_step, args=(images, batch, seed)
+            )
+            return (
+                self.strategy.reduce("SUM", total, axis=None),
+                self.strategy.reduce("SUM", wd, axis=None),
+            )
+
+        return tf.function(train_fn, jit_compile=self.config.train.jit_compile)
+
+    def _make_eval_fn(self):
+        def replica_eval(images, batch):
+            logits = tf.cast(self.model(images, training=False), tf.float32)
+            labels = batch["labels"]
+            k = min(5, self.config.data.num_classes)
+            top1 = tf.cast(
+                tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32
+            )
+            top5 = tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
+            probs = tf.nn.softmax(logits)
+            conf = tf.reduce_max(probs, -1)
+            bins = tf.minimum(tf.cast(conf * 10.0, tf.int32), 9)
+            hist = tf.stack(
+                [
+                    tf.math.unsorted_segment_sum(tf.ones_like(conf), bins, 10),
+                    tf.math.unsorted_segment_sum(conf, bins, 10),
+                    tf.math.unsorted_segment_sum(top1, bins, 10),
+                ]
+            )
+            ce = tf.reduce_sum(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            )
+            return tf.stack(
+                [
+                    tf.reduce_sum(top1),
+                    tf.reduce_sum(top5),
+                    ce,
+                    tf.cast(tf.size(labels), tf.float32),
+                ]
+            ), hist
+
+        def eval_fn(images, batch):
+            sums, hist = self.strategy.run(replica_eval, args=(images, batch))
+            return (
+                self.strategy.reduce("SUM", sums, axis=None),
+                self.strategy.reduce("SUM", hist, axis=None),
+            )
+
+        return tf.function(eval_fn)
+
+    # Loops ---------------------------------------------------------------
+
+    def train_dataset(self, epoch):
+        cfg = input_config(self.config, True, epoch)
+        if self.config.data.synthetic:
+            cfg = dataclassed(cfg, dtype="float32", mixup_type=0)
+            return self.strategy.distribute_datasets_from_function(
+                lambda ctx: input_pipeline.build_synthetic_dataset(cfg, ctx)
+            )
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.build_dataset(cfg, ctx)
+        )
+
+    def evaluate(self, dataset=None):
+        """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
+        if self._eval_fn is None:
+            self._eval_fn = self._make_eval_fn()
+        if dataset is None:
+            cfg = input_config(self.config, False)
+            dataset = self.strategy.distribute_datasets_from_function(
+                lambda ctx: input_pipeline.build_dataset(cfg, ctx)
+            )
+        sums = np.zeros(4)
+        hist = np.zeros((3, 10))
+        for images, batch in dataset:
+            s, h = self._eval_fn(images, batch)
+            sums += s.numpy()
+            hist += h.numpy()
+        return metrics_from_sums(sums, hist)
+
+    def restore(self):
+        """Resumes from the latest checkpoint; returns True if it did."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.log(
+                f"Resumed from {latest} (epoch {int(self.epoch.numpy())}, "
+                f"step {self.step})."
+            )
+            return True
+        return False
+
+    def train(self, on_epoch_end=None):
+        """Runs to the end; returns the history (one dict per epoch)."""
+        t = self.config.train
+        self.restore()
+        if self._train_fn is None:
+            self._train_fn = self._make_train_fn()
+        history = [
+            r
+            for r in _load_history(self.config.model_dir)
+            if r["epoch"] <= int(self.epoch.numpy())
+        ]
+        writer = tf.summary.create_file_writer(
+            os.path.join(self.config.model_dir, "logs", "train")
+        )
+        num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        best = _BestKeeper(self.config.model_dir, t.keep_best)
+        while self.step < self.total_steps:
+            epoch = int(self.epoch.numpy())
+            if epoch >= num_epochs:
+                break
+            iterator = iter(self.train_dataset(epoch))
+            steps = min(self.steps_per_epoch, self.total_steps - self.step)
+            seed_base = tf.constant(t.seed * 7919 + epoch, tf.int64)
+            start = time.perf_counter()
+            losses_seen = []
+            progress = _Progress(steps, epoch + 1, num_epochs, self.log)
+            for i in range(steps):
+                total, wd = self._train_fn(iterator, seed_base)
+                value = float(total.numpy())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"Loss is {value} at step {self.step} (epoch "
+                        f"{epoch + 1}); stopping. The last good checkpoint "
+                        f"is {self.manager.latest_checkpoint}."
+                    )
+                losses_seen.append(value)
+                elapsed = time.perf_counter() - start
+                progress.update(i + 1, value, (i + 1) * t.batch_size / elapsed)
+            elapsed = time.perf_counter() - start
+            images_per_sec = steps * t.batch_size / max(elapsed, 1e-9)
+            self.epoch.assign(epoch + 1)
+            record = {
+                "epoch": epoch + 1,
+                "step": self.step,
+                "train_loss": float(np.mean(losses_seen)),
+                "weight_decay_loss": float(wd.numpy()),
+                "learning_rate": float(self.lr_schedule(self.step)),
+                "train_images_per_sec": images_per_sec,
+            }
+            if self.dropblock_layers:
+                record["dropblock_keep_prob"] = float(
+                    self.dropblock_layers[0].keep_prob_variable.numpy()
+                )
+            last = self.step >= self.total_steps or epoch + 1 >= num_epochs
+            if (epoch + 1) % max(1, round(t.eval_every_epochs)) == 0 or last:
+                if not self.config.data.synthetic:
+                    metrics = self.evaluate()
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+            path = self.manager.save(checkpoint_number=epoch + 1)
+            if "val_top1" in record:
+                best.offer(path, record["val_top1"], epoch + 1)
+            with writer.as_default(step=self.step):
+                for k, v in record.items():
+                    if isinstance(v, float):
+                        tf.summary.scalar(k, v)
+            history.append(record)
+            _save_history(self.config.model_dir, history)
+            progress.close(record)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+        return history
+
+
+def dataclassed(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def metrics_from_sums(sums, hist):
+    """Dict of top1, top5, loss, ece and count from the summed counters."""
+    n = max(sums[3], 1.0)
+    count, conf, correct = hist
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(correct - conf)  # n_b * |acc_b - conf_b|
+    return {
+        "top1": float(sums[0] / n),
+        "top5": float(sums[1] / n),
+        "loss": float(sums[2] / n),
+        "ece": float(gap.sum() / n),
+        "count": int(sums[3]),
+        "reliability": {
+            "count": count.tolist(),
+            "confidence": np.divide(
+                conf, count, out=np.zeros(10), where=count > 0
+            ).tolist(),
+            "accuracy": np.divide(
+                correct, count, out=np.zeros(10), where=count > 0
+            ).tolist(),
+        },
+    }
+
+
+class _Progress:
+    """A one-line progress display with loss and images/s."""
+
+    def __init__(self, steps, epoch, num_epochs, log):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=steps,
+            desc=f"epoch {epoch}/{num_epochs}",
+            unit="step",
+            file=sys.stderr,
+            leave=False,
+            mininterval=1.0,
+        )
+        self.done = 0
+        self.log = log
+
+    def update(self, done, loss, images_per_sec):
+        self.bar.update(done - self.done)
+        self.done = done
+        self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_sec:.0f}")
+
+    def close(self, record):
+        self.bar.close()
+        parts = [
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in record.items()
+            if k != "val_reliability"
+        ]
+        self.log(" ".join(parts))
+
+
+class _BestKeeper:
+    """Copies the N best checkpoints by validation top-1 to model_dir/best."""
+
+    def __init__(self, model_dir, keep):
+        self.dir = os.path.join(model_dir, "best")
+        self.keep = keep
+        self.index_path = os.path.join(self.dir, "best.json")
+        self.entries = []
+        if os.path.isfile(self.index_path):
+            with open(self.index_path) as f:
+                self.entries = json.load(f)
+
+    def offer(self, prefix, top1, epoch):
+        if self.keep <= 0:
+            return
+        os.makedirs(self.dir, exist_ok=True)
+        name = f"epoch{epoch:04d}"
+        for src in tf.io.gfile.glob(prefix + ".*"):
+            suffix = src[len(prefix) :]
+            shutil.copyfile(src, os.path.join(self.dir, name + suffix))
+        self.entries = [e for e in self.entries if e["epoch"] != epoch]
+        self.entries.append(
+            {
+                "epoch": epoch,
+                "top1": top1,
+                "prefix": os.path.join(self.dir, name),
+            }
+        )
+        self.entries.sort(key=lambda e: (-e["top1"], e["epoch"]))
+        for gone in self.entries[self.keep :]:
+            for f in tf.io.gfile.glob(gone["prefix"] + ".*"):
+                os.remove(f)
+        self.entries = self.entries[: self.keep]
+        with open(self.index_path, "w") as f:
+            json.dump(self.entries, f, indent=1)
+
+
+def _history_path(model_dir):
+    return os.path.join(model_dir, "history.json")
+
+
+def _load_history(model_dir):
+    path = _history_path(model_dir)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return []
+
+
+def _save_history(model_dir, history):
+    with open(_history_path(model_dir), "w") as f:
+        json.dump(history, f, indent=1)
+
+
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "count_examples",
+    "input_config",
+    "metrics_from_sums",
+    "presets",
+    "setup_runtime",
+]

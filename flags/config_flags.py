@@ -1,0 +1,76 @@
+"""Flags generated from the config dataclasses, and flags -> config.
+
+Every field of `assemble_tf.config` groups becomes a flag of the same name
+with the field's help text. `--preset` picks the recipe; only flags the user
+set explicitly override it (stricter than "non-None": a flag left at its
+default never hides a preset value).
+"""
+
+import dataclasses
+import types
+import typing
+
+from absl import flags
+
+from assemble_tf import config as config_lib
+from assemble_tf import presets
+
+# Fields whose flag differs from the field (none yet) or that are not flags.
+_SKIP = {("model", "preset")}
+
+
+def _base_type(tp):
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def define_config_flags(groups=tuple(config_lib.GROUPS)):
+    """Defines --model_dir, --preset and one flag per config field."""
+    flags.DEFINE_string(
+        "model_dir", None, "Run folder: config.json, checkpoints, logs."
+    )
+    flags.DEFINE_enum(
+        "preset",
+        "assemble_resnet50",
+        presets.names(),
+        "Named model and its training recipe (README 'Presets').",
+    )
+    for group in groups:
+        cls = config_lib.GROUPS[group]
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if (group, field.name) in _SKIP:
+                continue
+            tp = _base_type(hints[field.name])
+            help_text = f"[{group}] {field.metadata.get('help', '')}"
+            default = field.default
+            if tp is bool:
+                flags.DEFINE_bool(field.name, default, help_text)
+            elif tp is int:
+                flags.DEFINE_integer(field.name, default, help_text)
+            elif tp is float:
+                flags.DEFINE_float(field.name, default, help_text)
+            else:
+                flags.DEFINE_string(field.name, default, help_text)
+
+
+def flags_to_config(flag_values, groups=tuple(config_lib.GROUPS)):
+    """Preset recipe, then the explicitly set flags, then validation."""
+    overrides = {}
+    for group in groups:
+        cls = config_lib.GROUPS[group]
+        for field in dataclasses.fields(cls):
+            if (group, field.name) in _SKIP:
+                continue
+            if flag_values[field.name].present:
+                value = flag_values[field.name].value
+                if isinstance(value, str) and value.lower() == "none":
+                    value = None
+                overrides.setdefault(group, {})[field.name] = value
+    if not flag_values["model_dir"].value:
+        raise ValueError("--model_dir is required (the run folder).")
+    return config_lib.make_config(
+        flag_values["model_dir"].value, flag_values["preset"].value, overrides
+    )
