@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 DEMO_DIR ?= demo_out
 
-.PHONY: venv test test-fast demo lint format clean
+.PHONY: venv test test-fast demo presets lint format clean
 
 venv: $(STAMP)
 
@@ -23,10 +23,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -m "not slow" tests
 
 demo: $(STAMP)
-	$(PY) -m tools.make_demo_dataset --output_dir=$(DEMO_DIR)/digits
-	$(PY) -m tools.benchmark_input --data_dir=$(DEMO_DIR)/digits \
-		--image_size=64 --batch_size=64 --steps=20
-	$(PY) -m tools.preset_table --output_dir=$(DEMO_DIR)
+	$(PY) -m tools.demo --output_dir=$(DEMO_DIR)
+
+presets: $(STAMP)
+	$(PY) -m tools.preset_table --output_dir=$(DEMO_DIR)/presets
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -72,6 +72,11 @@ class DataConfig:
         "imagenet_224_256a, imagenet_NNN, imagenet_NNNa.",
     )
     use_bboxes: bool = _f(False, "Sample train crops around stored boxes.")
+    min_crop_area: float = _f(
+        0.05,
+        "Smallest random train crop as a fraction of the image area "
+        "(0.05 as the original; small images may want more).",
+    )
     shuffle_buffer: int = _f(10_000, "Record shuffle buffer.")
     cache: bool = _f(False, "Cache the records in memory (small datasets).")
     synthetic: bool = _f(False, "Random data (benchmarks, smoke tests).")
@@ -259,6 +264,12 @@ def validate(config):
     _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
     _check(d.label_offset >= 0, "label_offset", d.label_offset, "must be >= 0")
     _check(d.image_size >= 16, "image_size", d.image_size, "must be >= 16")
+    _check(
+        0 < d.min_crop_area <= 1,
+        "min_crop_area",
+        d.min_crop_area,
+        "must be in (0, 1]",
+    )
     _check(t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1")
     _check(t.epochs > 0, "epochs", t.epochs, "must be > 0")
     _check(

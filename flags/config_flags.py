@@ -26,16 +26,20 @@ def _base_type(tp):
     return tp
 
 
-def define_config_flags(groups=tuple(config_lib.GROUPS)):
+def define_config_flags(
+    groups=tuple(config_lib.GROUPS), flag_values=flags.FLAGS
+):
     """Defines --model_dir, --preset and one flag per config field."""
+    fv = {"flag_values": flag_values}
     flags.DEFINE_string(
-        "model_dir", None, "Run folder: config.json, checkpoints, logs."
+        "model_dir", None, "Run folder: config.json, checkpoints, logs.", **fv
     )
     flags.DEFINE_enum(
         "preset",
         "assemble_resnet50",
         presets.names(),
         "Named model and its training recipe (README 'Presets').",
+        **fv,
     )
     for group in groups:
         cls = config_lib.GROUPS[group]
@@ -47,13 +51,13 @@ def define_config_flags(groups=tuple(config_lib.GROUPS)):
             help_text = f"[{group}] {field.metadata.get('help', '')}"
             default = field.default
             if tp is bool:
-                flags.DEFINE_bool(field.name, default, help_text)
+                flags.DEFINE_bool(field.name, default, help_text, **fv)
             elif tp is int:
-                flags.DEFINE_integer(field.name, default, help_text)
+                flags.DEFINE_integer(field.name, default, help_text, **fv)
             elif tp is float:
-                flags.DEFINE_float(field.name, default, help_text)
+                flags.DEFINE_float(field.name, default, help_text, **fv)
             else:
-                flags.DEFINE_string(field.name, default, help_text)
+                flags.DEFINE_string(field.name, default, help_text, **fv)
 
 
 def flags_to_config(flag_values, groups=tuple(config_lib.GROUPS)):

@@ -65,6 +65,8 @@ class InputConfig:
         label_offset: subtracted from the stored label (1 maps ImageNet's
             1..1000 records onto 1000 classes; 0 keeps 1001-way labels).
         use_bboxes: sample train crops around stored boxes.
+        min_crop_area: smallest train crop, as a fraction of the image area
+            (0.05 as the original).
         num_logits: read `image/logit` of this length (KD), else None.
         teacher_temperature: T of softmax(teacher_logits / T).
         mixup_type, mixup_alpha, mixup_mode, label_smoothing: see mixup.
@@ -89,6 +91,7 @@ class InputConfig:
     preprocessing_type: str = "imagenet"
     label_offset: int = 0
     use_bboxes: bool = False
+    min_crop_area: float = preprocessing.AREA_RANGE[0]
     num_logits: int | None = None
     teacher_temperature: float = 1.0
     mixup_type: int = 0
@@ -271,6 +274,7 @@ def build_dataset(config, input_context=None, stats=None):
                 config.augmenter,
                 config.dtype,
                 config.stddev,
+                (config.min_crop_area, 1.0),
             )
         else:
             image = preprocessing.preprocess_eval(

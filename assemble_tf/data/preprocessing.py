@@ -133,7 +133,7 @@ def preprocess_eval(
     return tf.cast(image, dtype)
 
 
-def sample_crop_window(image_bytes, bboxes, seed):
+def sample_crop_window(image_bytes, bboxes, seed, area_range=AREA_RANGE):
     """Samples the random crop window (offset_y, offset_x, h, w).
 
     Args:
@@ -157,7 +157,7 @@ def sample_crop_window(image_bytes, bboxes, seed):
         seed=seed,
         min_object_covered=MIN_OBJECT_COVERED,
         aspect_ratio_range=ASPECT_RATIO_RANGE,
-        area_range=AREA_RANGE,
+        area_range=area_range,
         max_attempts=MAX_ATTEMPTS,
         use_image_if_no_bounding_boxes=True,
     )
@@ -172,6 +172,7 @@ def preprocess_train(
     augmenter=None,
     dtype=tf.float32,
     stddev=None,
+    area_range=AREA_RANGE,
 ):
     """JPEG bytes -> a random training crop, mean-subtracted, `dtype`.
 
@@ -186,13 +187,15 @@ def preprocess_train(
         dtype: output dtype; `uint8` returns the resized (rounded) pixels
             without normalization, for `normalize_batch` on the device.
         stddev: None (the original: mean only) or per-channel stddevs.
+        area_range: (min, max) crop area fraction ((0.05, 1.0) as the
+            original; small images may want a larger minimum).
     """
     if bboxes is None:
         bboxes = tf.zeros([0, 4], tf.float32)
     seeds = tf.random.experimental.stateless_split(
         tf.cast(seed, tf.int64), num=3
     )
-    window = sample_crop_window(image_bytes, bboxes, seeds[0])
+    window = sample_crop_window(image_bytes, bboxes, seeds[0], area_range)
     image = tf.image.decode_and_crop_jpeg(
         image_bytes, window, channels=3, dct_method=DCT_METHOD
     )

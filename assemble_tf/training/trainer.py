@@ -33,6 +33,7 @@ import tensorflow as tf
 from assemble_tf import config as config_lib
 from assemble_tf import presets
 from assemble_tf.data import input_pipeline
+from assemble_tf.evaluation.evaluator import Evaluator
 from assemble_tf.layers import DropBlock2D
 from assemble_tf.models import build_model
 from assemble_tf.training import losses, schedules
@@ -102,6 +103,7 @@ def input_config(config, is_training, epoch=0):
         preprocessing_type=d.eval_preprocessing,
         label_offset=d.label_offset,
         use_bboxes=d.use_bboxes,
+        min_crop_area=d.min_crop_area,
         num_logits=num_logits,
         teacher_temperature=t.kd_temperature or 1.0,
         mixup_type=a.mixup_type,
@@ -179,6 +181,7 @@ class Trainer:
             optimizer.build(self.model.trainable_variables)
             self.optimizer = optimizer
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.evaluator = Evaluator(self.model, strategy)
             self.decayed = losses.decayed_variables(self.model)
             self.dropblock_layers = [
                 layer
@@ -188,14 +191,14 @@ class Trainer:
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, epoch=self.epoch
         )
+        # Every worker saves (the save is collective under multi-worker);
+        # only the chief writes into model_dir, the others to a scratch dir.
+        self.is_chief, ckpt_dir = _chief_and_dir(strategy, config.model_dir)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint,
-            os.path.join(config.model_dir, "checkpoints"),
-            max_to_keep=t.keep_checkpoints,
+            self.checkpoint, ckpt_dir, max_to_keep=t.keep_checkpoints
         )
         self.compute_dtype = keras.config.dtype_policy().compute_dtype
         self._train_fn = None
-        self._eval_fn = None
 
     # Steps ---------------------------------------------------------------
 
@@ -255,46 +258,6 @@ class Trainer:
 
         return tf.function(train_fn, jit_compile=self.config.train.jit_compile)
 
-    def _make_eval_fn(self):
-        def replica_eval(images, batch):
-            logits = tf.cast(self.model(images, training=False), tf.float32)
-            labels = batch["labels"]
-            k = min(5, self.config.data.num_classes)
-            top1 = tf.cast(
-                tf.equal(tf.argmax(logits, -1, tf.int32), labels), tf.float32
-            )
-            top5 = tf.cast(tf.nn.in_top_k(labels, logits, k), tf.float32)
-            probs = tf.nn.softmax(logits)
-            conf = tf.reduce_max(probs, -1)
-            bins = tf.minimum(tf.cast(conf * 10.0, tf.int32), 9)
-            hist = tf.stack(
-                [
-                    tf.math.unsorted_segment_sum(tf.ones_like(conf), bins, 10),
-                    tf.math.unsorted_segment_sum(conf, bins, 10),
-                    tf.math.unsorted_segment_sum(top1, bins, 10),
-                ]
-            )
-            ce = tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-            )
-            return tf.stack(
-                [
-                    tf.reduce_sum(top1),
-                    tf.reduce_sum(top5),
-                    ce,
-                    tf.cast(tf.size(labels), tf.float32),
-                ]
-            ), hist
-
-        def eval_fn(images, batch):
-            sums, hist = self.strategy.run(replica_eval, args=(images, batch))
-            return (
-                self.strategy.reduce("SUM", sums, axis=None),
-                self.strategy.reduce("SUM", hist, axis=None),
-            )
-
-        return tf.function(eval_fn)
-
     # Loops ---------------------------------------------------------------
 
     def train_dataset(self, epoch):
@@ -310,20 +273,9 @@ class Trainer:
 
     def evaluate(self, dataset=None):
         """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
-        if self._eval_fn is None:
-            self._eval_fn = self._make_eval_fn()
         if dataset is None:
-            cfg = input_config(self.config, False)
-            dataset = self.strategy.distribute_datasets_from_function(
-                lambda ctx: input_pipeline.build_dataset(cfg, ctx)
-            )
-        sums = np.zeros(4)
-        hist = np.zeros((3, 10))
-        for images, batch in dataset:
-            s, h = self._eval_fn(images, batch)
-            sums += s.numpy()
-            hist += h.numpy()
-        return metrics_from_sums(sums, hist)
+            dataset = self.evaluator.dataset(input_config(self.config, False))
+        return self.evaluator.evaluate(dataset)
 
     def restore(self):
         """Resumes from the latest checkpoint; returns True if it did."""
@@ -340,7 +292,14 @@ class Trainer:
     def train(self, on_epoch_end=None):
         """Runs to the end; returns the history (one dict per epoch)."""
         t = self.config.train
-        self.restore()
+        if not self.restore() and t.warm_start:
+            warm_start_model(
+                self.model,
+                t.warm_start,
+                t.warm_start_head,
+                t.warm_start_bn_stats,
+            )
+            self.log(f"Warm start from {t.warm_start}.")
         if self._train_fn is None:
             self._train_fn = self._make_train_fn()
         history = [
@@ -396,48 +355,92 @@ class Trainer:
                     metrics = self.evaluate()
                     record.update({f"val_{k}": v for k, v in metrics.items()})
             path = self.manager.save(checkpoint_number=epoch + 1)
-            if "val_top1" in record:
+            if "val_top1" in record and self.is_chief:
                 best.offer(path, record["val_top1"], epoch + 1)
             with writer.as_default(step=self.step):
                 for k, v in record.items():
                     if isinstance(v, float):
                         tf.summary.scalar(k, v)
             history.append(record)
-            _save_history(self.config.model_dir, history)
+            if self.is_chief:
+                _save_history(self.config.model_dir, history)
             progress.close(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)
         return history
 
 
+def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
+    """Loads pretrained weights for fine-tuning.
+
+    Args:
+        model: the freshly built model.
+        path: a `.weights.h5` file (e.g. from the checkpoint importer) or a
+            run's checkpoint directory / prefix.
+        load_head: also take the classifier; False re-initialises it (its
+            shape may differ: 1001 ImageNet classes vs the new task).
+        keep_bn_stats: keep BN moving statistics; False resets them to
+            0 / 1 (the original warm start restored trainable variables
+            only, ASSEMBLE_SPEC 8.3).
+    """
+    if path.endswith(".weights.h5"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--warm_start={path} does not exist.")
+        model.load_weights(path, skip_mismatch=not load_head)
+    else:
+        prefix = (
+            tf.train.latest_checkpoint(path) if os.path.isdir(path) else (path)
+        )
+        if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+            raise FileNotFoundError(
+                f"--warm_start={path}: no checkpoint found (pass a run's "
+                "checkpoints/ dir, a prefix, or a .weights.h5 file)."
+            )
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    if not load_head:
+        for name in ("head_dense", "head_embedding"):
+            try:
+                layer = model.get_layer(name)
+            except ValueError:
+                continue
+            for var, init in (
+                (layer.kernel, layer.kernel_initializer),
+                (
+                    getattr(layer, "bias", None),
+                    getattr(layer, "bias_initializer", None),
+                ),
+            ):
+                if var is not None:
+                    var.assign(init(var.shape, var.dtype))
+    if not keep_bn_stats:
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+                layer.moving_variance.assign(
+                    tf.ones_like(layer.moving_variance)
+                )
+
+
+def _chief_and_dir(strategy, model_dir):
+    """(is_chief, checkpoint dir) following the multi-worker convention."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", 0) or 0
+    if task_type is None or task_type == "chief":
+        chief = True
+    else:
+        spec = resolver.cluster_spec().as_dict() if resolver else {}
+        chief = "chief" not in spec and task_type == "worker" and task_id == 0
+    base = os.path.join(model_dir, "checkpoints")
+    if chief:
+        return True, base
+    return False, os.path.join(model_dir, f".scratch_{task_type}{task_id}")
+
+
 def dataclassed(cfg, **changes):
     import dataclasses
 
     return dataclasses.replace(cfg, **changes)
-
-
-def metrics_from_sums(sums, hist):
-    """Dict of top1, top5, loss, ece and count from the summed counters."""
-    n = max(sums[3], 1.0)
-    count, conf, correct = hist
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.abs(correct - conf)  # n_b * |acc_b - conf_b|
-    return {
-        "top1": float(sums[0] / n),
-        "top5": float(sums[1] / n),
-        "loss": float(sums[2] / n),
-        "ece": float(gap.sum() / n),
-        "count": int(sums[3]),
-        "reliability": {
-            "count": count.tolist(),
-            "confidence": np.divide(
-                conf, count, out=np.zeros(10), where=count > 0
-            ).tolist(),
-            "accuracy": np.divide(
-                correct, count, out=np.zeros(10), where=count > 0
-            ).tolist(),
-        },
-    }
 
 
 class _Progress:
@@ -531,7 +534,6 @@ __all__ = [
     "Trainer",
     "count_examples",
     "input_config",
-    "metrics_from_sums",
     "presets",
     "setup_runtime",
 ]

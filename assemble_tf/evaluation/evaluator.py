@@ -1,0 +1,61 @@
+"""Evaluation over a whole validation split: top-1, top-5, loss, ECE.
+
+Shared by the training loop (periodic validation) and `tools.evaluate`.
+Every image counts: the eval pipeline keeps the last partial batch (the
+tf2.1 branch of clovaai/assembled-cnn dropped it, ASSEMBLE_SPEC pitfall 18).
+"""
+
+import tensorflow as tf
+
+from assemble_tf.data import input_pipeline
+from assemble_tf.evaluation.metrics import ClassificationMetrics
+
+
+class Evaluator:
+    """Runs `model` over a dataset under `strategy` and reports metrics.
+
+    Create it inside `strategy.scope()` (the metric state is per replica).
+
+    Args:
+        model: a Keras classifier returning logits.
+        strategy: the `tf.distribute.Strategy` the model lives in.
+    """
+
+    def __init__(self, model, strategy):
+        self.model = model
+        self.strategy = strategy
+        self.metrics = ClassificationMetrics(num_bins=10, top_k=5)
+        self._fn = None
+
+    def _make_fn(self):
+        def replica_eval(images, labels):
+            logits = self.model(images, training=False)
+            self.metrics.update_state(labels, logits)
+
+        def eval_fn(images, batch):
+            self.strategy.run(replica_eval, args=(images, batch["labels"]))
+
+        return tf.function(eval_fn)
+
+    def dataset(self, input_config):
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.build_dataset(input_config, ctx)
+        )
+
+    def evaluate(self, dataset, progress=None):
+        """Returns top1, top5, ece, loss, count and the reliability bins."""
+        if self._fn is None:
+            self._fn = self._make_fn()
+        self.metrics.reset()
+        for images, batch in dataset:
+            self._fn(images, batch)
+            if progress is not None:
+                progress.update(1)
+        result = self.metrics.result()
+        count, confidence, accuracy = self.metrics.bins()
+        result["reliability"] = {
+            "count": count.tolist(),
+            "confidence": confidence.tolist(),
+            "accuracy": accuracy.tolist(),
+        }
+        return result

@@ -1,0 +1,92 @@
+"""Experiment config: preset recipes, explicit overrides, validation."""
+
+import pytest
+from absl import flags as absl_flags
+
+from assemble_tf import config as config_lib
+from flags import config_flags
+
+
+def test_preset_recipe_sets_the_defaults(tmp_path):
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "assemble_resnet50",
+        {"data": {"data_dir": str(tmp_path)}},
+    )
+    assert cfg.train.epochs == 600 and cfg.train.base_learning_rate == 0.4
+    assert cfg.augment.mixup_type == 1 and cfg.augment.label_smoothing == 0.1
+    assert cfg.augment.autoaugment == "imagenet"
+    assert cfg.train.dropblock_keep_prob == "1.0,0.9"
+    assert cfg.train.kd_temperature == 1.0
+    assert cfg.data.eval_preprocessing == "imagenet_224_256"
+    assert config_lib.dropblock_range(cfg.train) == (1.0, 0.9)
+    vanilla = config_lib.make_config(
+        str(tmp_path), "resnet50", {"data": {"data_dir": str(tmp_path)}}
+    )
+    assert vanilla.augment.mixup_type == 0 and vanilla.train.epochs == 120
+
+
+def test_json_round_trip(tmp_path):
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {"data": {"data_dir": str(tmp_path)}, "train": {"batch_size": 32}},
+    )
+    path = str(tmp_path / "config.json")
+    cfg.to_json(path)
+    assert config_lib.ExperimentConfig.from_json(path) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (
+            {"train": {"base_learning_rate": -0.1}},
+            "--base_learning_rate=-0.1 is invalid: must be > 0",
+        ),
+        ({"train": {"mixed_precision": "fp16"}}, "--mixed_precision='fp16'"),
+        ({"augment": {"mixup_type": 3}}, "--mixup_type=3"),
+        ({"augment": {"autoaugment": "cifar"}}, "--autoaugment='cifar'"),
+        ({"train": {"dropblock_keep_prob": "1.0"}}, "dropblock_keep_prob"),
+        (
+            {"data": {"data_dir": "/no/such/dir"}},
+            "--data_dir='/no/such/dir' is invalid: no such directory",
+        ),
+        (
+            {"data": {"eval_preprocessing": "inception"}},
+            "preprocessing_type='inception'",
+        ),
+    ],
+)
+def test_validation_names_flag_and_value(tmp_path, overrides, match):
+    overrides = dict(overrides)
+    data = dict(overrides.pop("data", {}))
+    data.setdefault("data_dir", str(tmp_path))
+    with pytest.raises(ValueError, match=match):
+        config_lib.make_config(
+            str(tmp_path), "resnet50", {"data": data, **overrides}
+        )
+
+
+def test_only_explicit_flags_override_the_preset(tmp_path):
+    values = absl_flags.FlagValues()
+    config_flags.define_config_flags(flag_values=values)
+    values(
+        [
+            "prog",
+            f"--model_dir={tmp_path}",
+            "--preset=assemble_resnet50",
+            f"--data_dir={tmp_path}",
+            "--batch_size=64",
+            "--epochs=3",
+            "--mixup_type=0",
+            "--warmup_epochs=1",
+        ]
+    )
+    cfg = config_flags.flags_to_config(values)
+    assert cfg.train.batch_size == 64 and cfg.train.epochs == 3.0
+    assert cfg.augment.mixup_type == 0
+    # Not set: the preset's recipe, not the flag defaults.
+    assert cfg.augment.label_smoothing == 0.1
+    assert cfg.train.kd_temperature == 1.0
+    assert cfg.data.eval_preprocessing == "imagenet_224_256"

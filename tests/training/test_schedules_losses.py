@@ -1,0 +1,112 @@
+"""Learning rate, DropBlock schedule, losses and weight-decay set."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf.models import build_model
+from assemble_tf.training import losses, schedules
+
+
+def test_warmup_cosine_values():
+    # ImageNet at 1024: 1251.14 steps / epoch, 600 epochs, 5 warm-up.
+    s = schedules.WarmupSchedule(0.4, 1281167 / 1024, 600, 5)
+    assert s.warmup_steps == 6255 and s.total_steps == 750683
+    assert float(s(0)) == 0.0
+    assert float(s(6255 // 2)) == pytest.approx(0.4 * 3127 / 6255, rel=1e-5)
+    assert float(s(6255)) == pytest.approx(0.4, rel=1e-6)
+    mid = 6255 + (750683 - 6255) // 2
+    assert float(s(mid)) == pytest.approx(0.2, abs=1e-5)
+    assert float(s(750683)) == pytest.approx(0.0, abs=1e-7)
+    assert float(s(800000)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_piecewise_and_constant():
+    s = schedules.WarmupSchedule(0.1, 100, 100, 0, "piecewise")
+    assert [round(float(s(e * 100)), 8) for e in (0, 29, 30, 60, 80, 90)] == [
+        0.1,
+        0.1,
+        0.01,
+        0.001,
+        0.0001,
+        1e-5,
+    ]
+    c = schedules.WarmupSchedule(0.3, 10, 5, 1, "constant")
+    assert float(c(5)) == pytest.approx(0.15, rel=1e-6)
+    assert float(c(40)) == pytest.approx(0.3, rel=1e-6)
+    with pytest.raises(ValueError, match="schedule='step'"):
+        schedules.WarmupSchedule(0.1, 10, 5, 1, "step")
+    with pytest.raises(ValueError, match="base_learning_rate=-1"):
+        schedules.WarmupSchedule(-1, 10, 5)
+
+
+def test_dropblock_schedule_is_linear():
+    assert schedules.dropblock_keep_prob(0, 1000) == 1.0
+    assert schedules.dropblock_keep_prob(500, 1000) == pytest.approx(0.95)
+    assert schedules.dropblock_keep_prob(1000, 1000) == pytest.approx(0.9)
+    assert schedules.dropblock_keep_prob(2000, 1000) == pytest.approx(0.9)
+    assert schedules.dropblock_keep_prob(250, 1000, 0.9, 0.7) == (
+        pytest.approx(0.85)
+    )
+
+
+def test_kd_reduces_to_cross_entropy_and_scales_with_t_squared():
+    logits = tf.constant([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
+    onehot = tf.one_hot([0, 2], 3)
+    ce = tf.nn.softmax_cross_entropy_with_logits(onehot, logits).numpy()
+    np.testing.assert_allclose(
+        losses.distillation_loss(onehot, logits, 1.0).numpy(), ce, rtol=1e-6
+    )
+    teacher = tf.nn.softmax(tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 2.0]]))
+    t = 3.0
+    manual = -np.sum(
+        teacher.numpy() * tf.nn.log_softmax(logits / t).numpy(), axis=-1
+    )
+    np.testing.assert_allclose(
+        losses.distillation_loss(teacher, logits, t).numpy(),
+        t * t * manual,
+        rtol=1e-6,
+    )
+
+
+def test_soft_cross_entropy_with_smoothed_mixed_targets():
+    logits = tf.constant([[1.0, 2.0, 3.0, 4.0]], tf.float16)
+    targets = tf.constant([[0.0, 0.3, 0.7, 0.0]]) * 0.9 + 0.1 / 4
+    out = losses.soft_cross_entropy(targets, logits)
+    assert out.dtype == tf.float32
+    logp = np.log(np.exp([1, 2, 3, 4]) / np.exp([1, 2, 3, 4]).sum())
+    assert float(out[0]) == pytest.approx(
+        -(targets.numpy() * logp).sum(), rel=1e-5
+    )
+
+
+def test_weight_decay_set_excludes_bn_and_includes_fc_bias():
+    model = build_model(
+        "assemble_resnet50",
+        base_width=16,
+        block_sizes=(2, 2, 2, 1),
+        num_classes=10,
+    )
+    decayed = losses.decayed_variables(model)
+    paths = {v.path for v in decayed}
+    assert "head_dense/bias" in paths and "head_dense/kernel" in paths
+    assert any(p.endswith("sk/fc1/kernel") for p in paths)
+    assert not any("gamma" in p or "beta" in p for p in paths)
+    bn = [
+        v
+        for v in model.trainable_variables
+        if v.path.endswith(("gamma", "beta"))
+    ]
+    assert len(decayed) + len(bn) == len(model.trainable_variables)
+    value = losses.weight_decay_loss(decayed, 1e-4)
+    expected = (
+        1e-4 * 0.5 * sum(float(np.sum(np.square(v.numpy()))) for v in decayed)
+    )
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.weight_decay_loss(decayed, 0.0)) == 0.0
+    assert math.isfinite(float(value)) and keras.backend.backend() == (
+        "tensorflow"
+    )

@@ -1,0 +1,393 @@
+"""The training loop and binaries end to end on tiny data."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from assemble_tf import config as config_lib
+from assemble_tf.data import schema
+from tests import testing_utils
+from tests.conftest import REPO
+
+TINY_FLAGS = [
+    "--preset=resnet50",
+    "--base_width=8",
+    "--block_sizes=1,1,1,1",
+    "--num_classes=4",
+    "--image_size=32",
+    "--eval_preprocessing=imagenet_32",
+    "--batch_size=16",
+    "--warmup_epochs=0",
+    "--base_learning_rate=0.05",
+    "--bn_momentum=0.9",
+    "--log_every=1",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """64 train / 16 validation 32x32 JPEGs of 4 colour classes."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    rng = np.random.default_rng(0)
+    palette = np.array(
+        [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]]
+    )
+    for split, n in (("train", 64), ("validation", 16)):
+        examples = []
+        for i in range(n):
+            label = i % 4
+            img = palette[label] + rng.integers(-30, 30, (32, 32, 3))
+            jpeg = testing_utils.jpeg_bytes(np.clip(img, 0, 255))
+            examples.append(
+                schema.make_example(
+                    jpeg, label, 32, 32, filename=f"{split}{i}.jpg"
+                )
+            )
+        testing_utils.write_records(root / f"{split}-00000-of-00001", examples)
+    return str(root)
+
+
+def run_train(*args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, "-m", "tools.train", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bad_flags_exit_with_a_clear_message(tmp_path, tiny_data):
+    cases = [
+        (["--preset=resnet51", f"--model_dir={tmp_path}/a"], "resnet51"),
+        (
+            [
+                f"--model_dir={tmp_path}/b",
+                f"--data_dir={tiny_data}",
+                "--base_learning_rate=-1",
+            ],
+            "--base_learning_rate=-1.0 is invalid",
+        ),
+        (
+            [f"--model_dir={tmp_path}/c", "--data_dir=/no/such/data"],
+            "--data_dir='/no/such/data' is invalid: no such directory",
+        ),
+    ]
+    for args, message in cases:
+        result = run_train(*args)
+        assert result.returncode != 0
+        assert message in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+
+
+def _weights(model_dir):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(
+        tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    )
+    names = sorted(
+        n
+        for n in reader.get_variable_to_shape_map()
+        if n.startswith("model/") and "OPTIMIZER" not in n
+    )
+    return {n: reader.get_tensor(n) for n in names}
+
+
+@pytest.mark.slow
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
+    common = [
+        *TINY_FLAGS,
+        f"--data_dir={tiny_data}",
+        "--epochs=3",
+        "--deterministic",
+        "--seed=3",
+        "--shuffle_buffer=64",
+        "--mixup_type=1",
+        "--label_smoothing=0.1",
+    ]
+    straight = str(tmp_path / "straight")
+    result = run_train(*common, f"--model_dir={straight}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 12  # 64 // 16 x 3 epochs
+
+    killed = str(tmp_path / "killed")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.train", *common, f"--model_dir={killed}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = os.path.join(killed, "checkpoints", "ckpt-1.index")
+    deadline = time.time() + 300
+    while not os.path.exists(first) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.exists(first)
+    resumed = run_train(*common, f"--model_dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 12
+    a, b = _weights(straight), _weights(killed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_allclose(
+            a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    history = json.load(open(os.path.join(killed, "history.json")))
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
+    import tensorflow as tf
+
+    from assemble_tf.training import trainer as trainer_lib
+
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "model": {
+                "base_width": 8,
+                "block_sizes": "1,1,1,1",
+                "bn_momentum": 0.9,
+            },
+            "data": {
+                "data_dir": tiny_data,
+                "num_classes": 4,
+                "image_size": 32,
+                "eval_preprocessing": "imagenet_32",
+            },
+            "train": {
+                "batch_size": 16,
+                "epochs": 2.0,
+                "warmup_epochs": 0.0,
+                "base_learning_rate": 0.05,
+            },
+        },
+    )
+    strategy = trainer_lib.setup_runtime(cfg)
+    trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+    trainer.total_steps = 4  # one epoch first
+    trainer.train()
+    saved = trainer.manager.latest_checkpoint
+    assert saved.endswith("ckpt-1")
+    before = open(saved + ".index", "rb").read()
+    kernel = trainer.model.get_layer("head_dense").kernel
+    kernel.assign(tf.fill(kernel.shape, float("nan")))
+    trainer.total_steps = 8
+    trainer.restore = lambda: False  # keep the poisoned weights
+    with pytest.raises(
+        trainer_lib.NonFiniteLossError,
+        match=r"Loss is nan at step 4 \(epoch 2\)",
+    ):
+        trainer.train()
+    assert trainer.manager.latest_checkpoint == saved
+    assert open(saved + ".index", "rb").read() == before
+
+
+DISTRIBUTED = r"""
+import os, sys, json
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, os.getcwd())
+from assemble_tf import config as config_lib
+from assemble_tf.training import trainer as trainer_lib
+
+cfg = config_lib.make_config(sys.argv[1], "resnet50", {
+    "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+    "data": {"synthetic": True, "num_classes": 4, "image_size": 32,
+             "num_train_examples": 64},
+    "train": {"batch_size": 8, "epochs": 1.0, "warmup_epochs": 0.0,
+              "base_learning_rate": 0.1, "lr_schedule": "constant",
+              "weight_decay": 1e-3},
+    "augment": {"label_smoothing": 0.1}})
+rng = np.random.default_rng(0)
+half = rng.integers(0, 255, (4, 32, 32, 3)).astype("uint8")
+labels = np.array([0, 1, 2, 3], "int32")
+targets = np.eye(4, dtype="float32")[labels]
+
+def one_step(strategy, images, labels, targets, init=None):
+    trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+    if init is not None:
+        trainer.model.set_weights(init)
+    init = trainer.model.get_weights()
+    dist = strategy.experimental_distribute_values_from_function(
+        lambda ctx: (tf.constant(images), {"labels": tf.constant(labels),
+                                            "targets": tf.constant(targets)}))
+    @tf.function
+    def step(data):
+        images, batch = data
+        return strategy.run(trainer._replica_train_step,
+                            args=(images, batch, tf.constant([1, 2], tf.int64)))
+    step(dist)
+    return init, trainer.model.get_weights()
+
+# One replica sees the global batch [X, X]; two replicas see X each, so the
+# per-replica BN statistics equal the global ones.
+single = tf.distribute.OneDeviceStrategy("/cpu:0")
+init, w1 = one_step(single, np.concatenate([half, half]),
+                    np.concatenate([labels, labels]),
+                    np.concatenate([targets, targets]))
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+_, w2 = one_step(mirrored, half, labels, targets, init)
+moved = max(float(np.abs(a - b).max()) for a, b in zip(w1, init))
+diff = max(float(np.abs(a - b).max()) for a, b in zip(w1, w2))
+print(json.dumps({"moved": moved, "diff": diff}))
+"""
+
+
+@pytest.mark.slow
+def test_two_replica_step_equals_one_replica_step(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, "-c", DISTRIBUTED, str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["moved"] > 1e-3  # the step really changed the weights
+    # Loss scaling is right when the cross-replica gradient sum equals the
+    # single-replica mean; float reduction order bounds the difference.
+    assert out["diff"] < 1e-5
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_completes_three_steps(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="3",
+            CUDA_VISIBLE_DEVICES="",
+            TF_CONFIG=json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.train",
+                    *TINY_FLAGS,
+                    "--synthetic",
+                    "--num_train_examples=64",
+                    "--epochs=1",
+                    "--max_steps=3",
+                    "--batch_size=8",
+                    "--distribution_strategy=multi_worker_mirrored",
+                    f"--model_dir={tmp_path / 'mw'}",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    chief = json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert chief["steps"] == 3
+    assert os.path.exists(tmp_path / "mw" / "checkpoints" / "ckpt-1.index")
+    history = json.load(open(tmp_path / "mw" / "history.json"))
+    assert history[-1]["step"] == 3
+
+
+def test_extract_teacher_logits_adds_logits_record_for_record(
+    tmp_path, tiny_data
+):
+    import tensorflow as tf
+
+    from assemble_tf.data.input_pipeline import InputConfig, build_dataset
+    from assemble_tf.data.preprocessing import preprocess_eval
+    from assemble_tf.models import build_model
+
+    teacher = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=4
+    )
+    weights = str(tmp_path / "teacher.weights.h5")
+    teacher.save_weights(weights)
+    out = tmp_path / "kd"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.extract_teacher_logits",
+            f"--input_dir={tiny_data}",
+            f"--output_dir={out}",
+            "--teacher_preset=resnet50",
+            "--teacher_weights=" + weights,
+            "--teacher_num_classes=4",
+            "--teacher_preprocessing=imagenet_32",
+            "--prepend_zero",
+            "--batch_size=7",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    src = tf.data.TFRecordDataset(
+        os.path.join(tiny_data, "validation-00000-of-00001")
+    )
+    dst = tf.data.TFRecordDataset(str(out / "validation-00000-of-00001"))
+    pairs = list(zip(src, dst, strict=True))
+    assert len(pairs) == 16
+    raw, new = (tf.train.Example.FromString(t.numpy()) for t in pairs[3])
+    image = raw.features.feature["image/encoded"].bytes_list.value[0]
+    assert new.features.feature["image/encoded"].bytes_list.value[0] == image
+    logits = np.array(new.features.feature["image/logit"].float_list.value)
+    expected = teacher(
+        preprocess_eval(tf.constant(image), "imagenet_32")[None]
+    ).numpy()[0]
+    assert logits.shape == (5,) and logits[0] == 0.0
+    np.testing.assert_allclose(logits[1:], expected, rtol=1e-4, atol=1e-4)
+    # The KD reader takes them: 5 stored logits, offset 1 -> 4 classes.
+    ds = build_dataset(
+        InputConfig(
+            file_pattern=str(out / "validation-*"),
+            is_training=False,
+            batch_size=16,
+            num_classes=4,
+            label_offset=0,
+            num_logits=5,
+            preprocessing_type="imagenet_32",
+        )
+    )
+    _, batch = next(iter(ds))
+    assert batch["teacher_probs"].shape == (16, 4)
