@@ -34,6 +34,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("teacher_num_classes", 1001, "Teacher logits.")
 flags.DEFINE_string(
+    "teacher_overrides",
+    None,
+    "build_model overrides as JSON, e.g. '{\"base_width\": 32}'.",
+)
+flags.DEFINE_string(
     "teacher_saved_model", None, "SavedModel teacher (instead of a preset)."
 )
 flags.DEFINE_string(
@@ -46,7 +51,7 @@ flags.mark_flags_as_required(["input_dir", "output_dir"])
 FLAGS = flags.FLAGS
 
 
-def load_teacher(preset, weights, num_classes, saved_model):
+def load_teacher(preset, weights, num_classes, saved_model, overrides=None):
     """Returns a callable images -> float32 logits."""
     import tensorflow as tf
 
@@ -67,7 +72,9 @@ def load_teacher(preset, weights, num_classes, saved_model):
     from assemble_tf.models import build_model
     from assemble_tf.training.trainer import warm_start_model
 
-    model = build_model(preset, num_classes=num_classes)
+    overrides = dict(overrides or {})
+    overrides["num_classes"] = num_classes
+    model = build_model(preset, **overrides)
     warm_start_model(model, weights, load_head=True)
     return tf.function(
         lambda images: tf.cast(model(images, training=False), tf.float32)
@@ -134,11 +141,18 @@ def main(argv):
     if os.path.abspath(FLAGS.input_dir) == os.path.abspath(FLAGS.output_dir):
         raise ValueError("--output_dir must differ from --input_dir.")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    try:
+        overrides = json.loads(FLAGS.teacher_overrides or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--teacher_overrides is not JSON: {FLAGS.teacher_overrides!r}"
+        ) from e
     teacher = load_teacher(
         FLAGS.teacher_preset,
         FLAGS.teacher_weights,
         FLAGS.teacher_num_classes,
         FLAGS.teacher_saved_model,
+        overrides,
     )
     report = {"shards": {}, "skipped_records": 0}
     for src in tqdm(files, desc="shards", unit="shard", file=sys.stderr):

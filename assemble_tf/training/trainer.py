@@ -46,15 +46,17 @@ class NonFiniteLossError(RuntimeError):
 
 def setup_runtime(config):
     """Precision policy, seeds and determinism; returns the strategy."""
-    t = config.train
+    t, rt = config.train, config.runtime
+    # The strategy first: multi-worker collectives must be configured
+    # before the TF runtime starts.
+    strategy = distribution_utils.get_distribution_strategy(
+        rt.distribution_strategy, rt.num_gpus, rt.tpu
+    )
     keras.config.set_dtype_policy(t.mixed_precision)
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
-    rt = config.runtime
-    return distribution_utils.get_distribution_strategy(
-        rt.distribution_strategy, rt.num_gpus, rt.tpu
-    )
+    return strategy
 
 
 def count_examples(data_dir, split, pattern):
@@ -354,16 +356,18 @@ class Trainer:
                 if not self.config.data.synthetic:
                     metrics = self.evaluate()
                     record.update({f"val_{k}": v for k, v in metrics.items()})
-            path = self.manager.save(checkpoint_number=epoch + 1)
-            if "val_top1" in record and self.is_chief:
-                best.offer(path, record["val_top1"], epoch + 1)
             with writer.as_default(step=self.step):
                 for k, v in record.items():
                     if isinstance(v, float):
                         tf.summary.scalar(k, v)
             history.append(record)
+            # History first: a kill between the two leaves an entry that the
+            # resumed run drops (it keeps epochs <= the restored one).
             if self.is_chief:
                 _save_history(self.config.model_dir, history)
+            path = self.manager.save(checkpoint_number=epoch + 1)
+            if "val_top1" in record and self.is_chief:
+                best.offer(path, record["val_top1"], epoch + 1)
             progress.close(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)

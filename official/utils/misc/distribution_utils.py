@@ -23,6 +23,10 @@ def get_distribution_strategy(name="mirrored", num_gpus=None, tpu_address=""):
             f"distribution_strategy must be one of {STRATEGIES}. "
             f"Received: {name!r}"
         )
+    if name == "multi_worker_mirrored":
+        # Must come before anything initializes the TF runtime (listing
+        # devices included): collectives are configured at startup.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is not None and num_gpus > len(gpus):
         raise ValueError(
@@ -38,8 +42,6 @@ def get_distribution_strategy(name="mirrored", num_gpus=None, tpu_address=""):
             return tf.distribute.MirroredStrategy(["/cpu:0"])
         devices = [g.name for g in gpus[: num_gpus or len(gpus)]]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=tpu_address
     )
