@@ -96,6 +96,12 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def dropblock_keep_prob(step, total_steps, start=1.0, end=0.9):
-    """Linear keep probability from `start` to `end` over `total_steps`."""
-    frac = min(max(float(step) / max(float(total_steps), 1.0), 0.0), 1.0)
+    """Linear keep probability from `start` to `end` over `total_steps`.
+
+    Works on Python numbers and on tensors (the train step calls it with
+    the optimizer's iteration counter); returns a float32 tensor.
+    """
+    frac = tf.clip_by_value(
+        tf.cast(step, tf.float32) / max(float(total_steps), 1.0), 0.0, 1.0
+    )
     return start + (end - start) * frac

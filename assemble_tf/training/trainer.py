@@ -242,11 +242,9 @@ class Trainer:
             images, batch = next(iterator)
             step = tf.cast(self.optimizer.iterations, tf.int64)
             if self.dropblock and self.dropblock_layers:
-                start, end = self.dropblock
-                frac = tf.minimum(
-                    tf.cast(step, tf.float32) / float(self.total_steps), 1.0
+                keep = schedules.dropblock_keep_prob(
+                    step, self.total_steps, *self.dropblock
                 )
-                keep = start + (end - start) * frac
                 for layer in self.dropblock_layers:
                     layer.keep_prob_variable.assign(keep)
             seed = tf.stack([seed_base, step])
@@ -365,9 +363,11 @@ class Trainer:
             # resumed run drops (it keeps epochs <= the restored one).
             if self.is_chief:
                 _save_history(self.config.model_dir, history)
-            path = self.manager.save(checkpoint_number=epoch + 1)
-            if "val_top1" in record and self.is_chief:
-                best.offer(path, record["val_top1"], epoch + 1)
+            every = max(1, round(t.checkpoint_every_epochs))
+            if (epoch + 1) % every == 0 or last:
+                path = self.manager.save(checkpoint_number=epoch + 1)
+                if "val_top1" in record and self.is_chief:
+                    best.offer(path, record["val_top1"], epoch + 1)
             progress.close(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)

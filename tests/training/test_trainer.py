@@ -383,3 +383,77 @@ def test_extract_teacher_logits_adds_logits_record_for_record(
         got = tf.train.Example.FromString(new_t.numpy()).features.feature
         assert got["image/filename"] == old["image/filename"]
         assert len(got["image/logit"].float_list.value) == 5
+
+
+@pytest.mark.slow
+def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
+    run_dir = str(tmp_path / "fp16")
+    result = run_train(
+        *TINY_FLAGS,
+        f"--data_dir={tiny_data}",
+        "--epochs=1",
+        "--mixed_precision=mixed_float16",
+        "--distribution_strategy=mirrored",
+        f"--model_dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 4 and np.isfinite(summary["train_loss"])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.evaluate",
+            f"--model_dir={run_dir}",
+            "--batch_size=5",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    out = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert out["count"] == 16  # 5 + 5 + 5 + 1: the partial batch counts
+    assert 0.0 <= out["top1"] <= out["top5"] <= 1.0
+    assert 0.0 <= out["ece"] <= 1.0
+    # The same numbers the training loop reported for the same checkpoint.
+    assert out["top1"] == pytest.approx(summary["top1"], abs=1e-6)
+    assert os.path.getsize(out["reliability_png"]) > 1000
+    assert out["checkpoint"].endswith("ckpt-1")
+
+
+def test_warm_start_reinitialises_the_head_and_resets_bn(tmp_path):
+    from assemble_tf.models import build_model
+    from assemble_tf.training.trainer import warm_start_model
+
+    tiny = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
+    source = build_model("resnet50", num_classes=1001, **tiny)
+    bn = source.get_layer("stage1_block1_1_bn")
+    bn.moving_mean.assign(np.full(bn.moving_mean.shape, 0.5, "float32"))
+    path = str(tmp_path / "source.weights.h5")
+    source.save_weights(path)
+    target = build_model("resnet50", num_classes=7, **tiny)
+    warm_start_model(target, path, load_head=False, keep_bn_stats=False)
+    np.testing.assert_array_equal(
+        target.get_layer("stage2_block1_2_conv").kernel.numpy(),
+        source.get_layer("stage2_block1_2_conv").kernel.numpy(),
+    )
+    assert target.get_layer("head_dense").kernel.shape == (256, 7)
+    assert np.all(target.get_layer("head_dense").bias.numpy() == 0)
+    assert np.all(
+        target.get_layer("stage1_block1_1_bn").moving_mean.numpy() == 0
+    )
+    same = build_model("resnet50", num_classes=1001, **tiny)
+    warm_start_model(same, path, load_head=True, keep_bn_stats=True)
+    np.testing.assert_array_equal(
+        same.get_layer("head_dense").kernel.numpy(),
+        source.get_layer("head_dense").kernel.numpy(),
+    )
+    assert np.all(
+        same.get_layer("stage1_block1_1_bn").moving_mean.numpy() == 0.5
+    )
+    with pytest.raises(FileNotFoundError, match="--warm_start"):
+        warm_start_model(same, str(tmp_path / "missing.weights.h5"))
