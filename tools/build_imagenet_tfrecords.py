@@ -163,8 +163,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["output_dir"])
-    app.run(
-        flags_core.clean_errors(
-            main, (ValueError, FileNotFoundError, FileExistsError)
-        )
-    )
+    app.run(flags_core.clean_errors(main))

@@ -96,8 +96,4 @@ def main(argv):
 if __name__ == "__main__":
     model_flags.define_model_flags()
     flags.mark_flags_as_required(["checkpoint", "output"])
-    app.run(
-        flags_core.clean_errors(
-            main, (ValueError, FileNotFoundError, FileExistsError)
-        )
-    )
+    app.run(flags_core.clean_errors(main))

@@ -55,7 +55,7 @@ def register_int_list_validator(flag_name, length):
     flags.register_validator(flag_name, check)
 
 
-def clean_errors(main, errors=(ValueError, FileNotFoundError)):
+def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
     """Wraps an absl `main` so expected errors print one message, no trace.
 
     The message should name the flag or file and the fix; the exit code is 2.
