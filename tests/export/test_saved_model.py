@@ -1,0 +1,92 @@
+"""SavedModel export: three signatures, verified, atomic."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf.data import preprocessing
+from assemble_tf.export import saved_model as export_lib
+from assemble_tf.models import build_model
+from tests import testing_utils
+
+TINY = {"base_width": 8, "block_sizes": (2, 2, 2, 1), "num_classes": 5}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = build_model("assemble_resnet50", **TINY)
+    path = str(tmp_path_factory.mktemp("export") / "1")
+    diffs = export_lib.export_saved_model(model, path, "imagenet_64")
+    return model, path, diffs
+
+
+def test_export_round_trip_through_all_signatures(exported):
+    model, path, diffs = exported
+    assert set(diffs) == {"serving_default", "preprocessed", "feature_vector"}
+    assert max(diffs.values()) <= 1e-4
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == set(diffs)
+    images = testing_utils.random_images((3, 64, 64, 3), low=-120, high=130)
+    out = loaded.signatures["preprocessed"](images=tf.constant(images))
+    expected = model(images, training=False).numpy()
+    np.testing.assert_allclose(out["logits"].numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(
+        out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5
+    )
+    assert out["classes"].dtype == tf.int64
+    feats = loaded.signatures["feature_vector"](images=tf.constant(images))
+    assert feats["features"].shape == (3, 256)
+
+
+def test_bytes_signature_matches_the_python_eval_pipeline(exported):
+    model, path, _ = exported
+    loaded = tf.saved_model.load(path)
+    jpegs = [
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(h, w, s))
+        for s, (h, w) in enumerate([(80, 100), (120, 70), (64, 64)])
+    ]
+    png = tf.io.encode_png(testing_utils.smooth_image(90, 75, 9)).numpy()
+    data = jpegs + [png]
+    out = loaded.signatures["serving_default"](images=tf.constant(data))
+    for i, raw in enumerate(data):
+        if i < 3:
+            image = preprocessing.preprocess_eval(
+                tf.constant(raw), "imagenet_64"
+            )
+        else:
+            image = export_lib.preprocess_bytes(tf.constant(raw), "imagenet_64")
+        logits = model(image[None], training=False).numpy()[0]
+        assert int(out["classes"][i]) == int(np.argmax(logits))
+        np.testing.assert_allclose(out["logits"][i].numpy(), logits, atol=1e-4)
+
+
+def test_non_image_bytes_are_rejected_clearly(exported):
+    _, path, _ = exported
+    loaded = tf.saved_model.load(path)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="not a JPEG or PNG image"
+    ):
+        loaded.signatures["serving_default"](
+            images=tf.constant([b"this is not an image"])
+        )
+
+
+def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
+    model = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    target = tmp_path / "serving" / "1"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected failure during verification")
+
+    monkeypatch.setattr(export_lib, "verify", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        export_lib.export_saved_model(model, str(target), "imagenet_32")
+    assert not target.exists()
+    assert os.listdir(tmp_path / "serving") == []
+    target.mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_lib.export_saved_model(model, str(target), "imagenet_32")
