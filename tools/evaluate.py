@@ -46,6 +46,7 @@ FLAGS = flags.FLAGS
 def resolve(flag_values):
     """Returns (config, checkpoint_prefix_or_None, weights_or_None)."""
     from assemble_tf import config as config_lib
+    from assemble_tf.training import trainer as trainer_lib
 
     data, model = {}, {}
     for name, group in (
@@ -80,34 +81,10 @@ def resolve(flag_values):
         raise ValueError("Pass --model_dir, or --preset with --weights.")
     checkpoint = None
     if not flag_values.weights:
-        checkpoint = _find_checkpoint(
+        checkpoint = trainer_lib.find_checkpoint(
             config.model_dir, flag_values.checkpoint or "latest"
         )
     return config, checkpoint, flag_values.weights
-
-
-def _find_checkpoint(model_dir, which):
-    import tensorflow as tf
-
-    if which == "latest":
-        found = tf.train.latest_checkpoint(
-            os.path.join(model_dir, "checkpoints")
-        )
-    elif which == "best":
-        index = os.path.join(model_dir, "best", "best.json")
-        found = None
-        if os.path.isfile(index):
-            with open(index) as f:
-                entries = json.load(f)
-            found = entries[0]["prefix"] if entries else None
-    else:
-        found = which if tf.io.gfile.glob(which + ".index") else None
-    if not found:
-        raise FileNotFoundError(
-            f"No checkpoint '{which}' under {model_dir}; train first or pass "
-            "--checkpoint=PREFIX / --weights=FILE."
-        )
-    return found
 
 
 def main(argv):

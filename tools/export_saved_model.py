@@ -29,6 +29,11 @@ flags.DEFINE_string("preset", None, "Preset, with --weights.")
 flags.DEFINE_string("weights", None, "A .weights.h5 file.")
 flags.DEFINE_integer("num_classes", None, "Classes (with --preset).")
 flags.DEFINE_string(
+    "model_overrides",
+    None,
+    "build_model overrides as JSON (with --preset).",
+)
+flags.DEFINE_string(
     "preprocessing", None, "Eval preprocessing (default: the run's/preset's)."
 )
 flags.DEFINE_string("export_dir", None, "Where the SavedModel goes.")
@@ -46,7 +51,6 @@ def load_model():
     from assemble_tf import presets
     from assemble_tf.models import build_model
     from assemble_tf.training import trainer as trainer_lib
-    from tools import evaluate
 
     if FLAGS.model_dir:
         config = config_lib.ExperimentConfig.from_json(
@@ -56,7 +60,7 @@ def load_model():
         if FLAGS.weights:
             model.load_weights(FLAGS.weights)
         else:
-            prefix = evaluate._find_checkpoint(
+            prefix = trainer_lib.find_checkpoint(
                 FLAGS.model_dir, FLAGS.checkpoint
             )
             tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
@@ -64,7 +68,12 @@ def load_model():
     if not (FLAGS.preset and FLAGS.weights):
         raise ValueError("Pass --model_dir, or --preset with --weights.")
     preset = presets.get(FLAGS.preset)
-    kwargs = {}
+    try:
+        kwargs = json.loads(FLAGS.model_overrides or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--model_overrides is not JSON: {FLAGS.model_overrides!r}"
+        ) from e
     if FLAGS.num_classes:
         kwargs["num_classes"] = FLAGS.num_classes
     model = build_model(FLAGS.preset, **kwargs)

@@ -374,6 +374,29 @@ class Trainer:
         return history
 
 
+def find_checkpoint(model_dir, which="latest"):
+    """A run's checkpoint prefix: "latest", "best" or an explicit prefix."""
+    if which == "latest":
+        found = tf.train.latest_checkpoint(
+            os.path.join(model_dir, "checkpoints")
+        )
+    elif which == "best":
+        index = os.path.join(model_dir, "best", "best.json")
+        found = None
+        if os.path.isfile(index):
+            with open(index) as f:
+                entries = json.load(f)
+            found = entries[0]["prefix"] if entries else None
+    else:
+        found = which if tf.io.gfile.glob(which + ".index") else None
+    if not found:
+        raise FileNotFoundError(
+            f"No checkpoint '{which}' under {model_dir}; train first or pass "
+            "--checkpoint=PREFIX / --weights=FILE."
+        )
+    return found
+
+
 def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
     """Loads pretrained weights for fine-tuning.
 

@@ -90,3 +90,52 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
     target.mkdir(parents=True)
     with pytest.raises(FileExistsError, match="--overwrite"):
         export_lib.export_saved_model(model, str(target), "imagenet_32")
+
+
+def test_export_binary_and_saved_model_cli(tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    model = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    weights = str(tmp_path / "m.weights.h5")
+    model.save_weights(weights)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    args = [
+        sys.executable,
+        "-m",
+        "tools.export_saved_model",
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
+        "--preprocessing=imagenet_32",
+        f"--export_dir={tmp_path}/sm/1",
+    ]
+    result = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert max(out["max_abs_diff"].values()) <= 1e-4
+    again = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
+    if cli:
+        show = subprocess.run(
+            [cli, "show", "--dir", f"{tmp_path}/sm/1", "--all"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert show.returncode == 0, show.stderr[-2000:]
+        for name in ("serving_default", "preprocessed", "feature_vector"):
+            assert f"signature_def['{name}']" in show.stdout
