@@ -113,14 +113,17 @@ class _Builder:
             strides=strides,
             padding="valid" if strides > 1 else "same",
             dilation_rate=dilation,
-            use_bias=False,
+            # With BN folded (inference) the conv carries the BN shift.
+            use_bias=self.o["fold_bn"],
             kernel_initializer=common.conv_initializer(),
             name=f"{name}_conv",
         )
         self.layout.add(scope, "conv", layer)
         return layer(x)
 
-    def bn(self, x, name, scope, zero_gamma=False):
+    def bn(self, x, name, scope, zero_gamma=False, foldable=True):
+        if foldable and self.o["fold_bn"]:
+            return x
         layer = keras.layers.BatchNormalization(
             gamma_initializer="zeros" if zero_gamma else "ones",
             name=f"{name}_bn",
@@ -480,6 +483,7 @@ def build_resnet(
     embedding_size=None,
     name=None,
     layout=None,
+    fold_bn=False,
 ):
     """Builds a ResNet v1.5 Keras model with the Assemble-ResNet tweaks.
 
@@ -517,6 +521,9 @@ def build_resnet(
         embedding_size: int or None. 1x1 embedding + BN (+ ReLU before the
             classifier), for retrieval.
         name: str or None. Model name.
+        fold_bn: bool. Inference graph with every conv + BN pair fused into
+            a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
+            fills its weights); BNs inside SK units stay.
         layout: `Layout` or None. Receives the layers in original creation
             order (used by the checkpoint importer).
 
@@ -555,6 +562,7 @@ def build_resnet(
         zero_gamma=zero_gamma,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
+        fold_bn=fold_bn,
     )
     b = _Builder(opts, layout if layout is not None else _NullLayout())
     bl = opts["big_little"] is not None
@@ -598,7 +606,7 @@ def build_resnet(
             )
             b.layout.add(root, "embedding", emb)
             x = emb(x)
-            x = b.bn(x, "head_embedding", f"{root}/embedding")
+            x = b.bn(x, "head_embedding", f"{root}/embedding", foldable=False)
             x = b.relu(x, "head_embedding")
         dense = keras.layers.Dense(
             num_classes,

@@ -121,11 +121,12 @@ def input_config(config, is_training, epoch=0):
     )
 
 
-def build_run_model(config, image_size=None):
-    """The preset's model with the run's overrides."""
+def build_run_model(config, image_size=None, **extra):
+    """The preset's model with the run's overrides (and `extra` ones)."""
     return build_model(
         config.model.preset,
         **config.model.build_overrides(config.data.num_classes, image_size),
+        **extra,
     )
 
 

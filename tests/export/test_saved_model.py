@@ -139,3 +139,40 @@ def test_export_binary_and_saved_model_cli(tmp_path):
         assert show.returncode == 0, show.stderr[-2000:]
         for name in ("serving_default", "preprocessed", "feature_vector"):
             assert f"signature_def['{name}']" in show.stdout
+
+
+@pytest.mark.parametrize("preset", ["assemble_resnet50", "table7_e4"])
+def test_bn_folding_stays_within_tolerance(preset):
+    from assemble_tf.export.optimize import fold_batch_norm
+
+    model = build_model(preset, **TINY)
+    # Non-trivial BN statistics so the fold is exercised.
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(
+            layer,
+            tf.keras.layers.BatchNormalization
+            if False
+            else type(model.get_layer("head_dense")),
+        ):
+            continue
+        if layer.name.endswith("_bn"):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, g.shape),
+                    rng.normal(0, 0.1, b.shape),
+                    rng.normal(0, 0.1, m.shape),
+                    rng.uniform(0.5, 1.5, v.shape),
+                ]
+            )
+    folded = build_model(preset, fold_bn=True, **TINY)
+    count = fold_batch_norm(model, folded)
+    bns = [layer for layer in model.layers if layer.name.endswith("_bn")]
+    assert count == len(bns) and count > 20
+    assert not any(layer.name.endswith("_bn") for layer in folded.layers)
+    images = testing_utils.random_images((2, 64, 64, 3), low=-120, high=130)
+    want = model(images, training=False).numpy()
+    got = folded(images, training=False).numpy()
+    # Stated tolerance: 1e-4 of the logit range (float32 re-association).
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
