@@ -169,3 +169,12 @@ def test_bn_folding_stays_within_tolerance(preset):
     got = folded(images, training=False).numpy()
     # Stated tolerance: 1e-4 of the logit range (float32 re-association).
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_xla_serving_path_stays_within_tolerance():
+    model = build_model("assemble_resnet50", **TINY)
+    module = export_lib.ServingModule(model, "imagenet_64", jit_compile=True)
+    images = testing_utils.random_images((2, 64, 64, 3), low=-120, high=130)
+    got = module.preprocessed(tf.constant(images))["logits"].numpy()
+    want = model(images, training=False).numpy()
+    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
