@@ -178,3 +178,41 @@ def test_xla_serving_path_stays_within_tolerance():
     got = module.preprocessed(tf.constant(images))["logits"].numpy()
     want = model(images, training=False).numpy()
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.benchmark_throughput",
+            "--smoke",
+            "--preset=resnet50,assemble_resnet50",
+            f"--output_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        json.loads(line)
+        for line in open(tmp_path / "benchmark.jsonl").read().splitlines()
+    ]
+    assert [r["model"] for r in rows] == ["resnet50", "assemble_resnet50"]
+    for r in rows:
+        assert r["images_per_sec"] > 0 and r["batch_size"] == 2
+        assert r["matmul_peak_gflops"] > 0 and r["device"].startswith("CPU")
+    assert rows[0]["ratio_vs_r50"] == 1.0
+    assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
+    assert (tmp_path / "benchmark.md").read_text().startswith("| model")
+    assert os.path.getsize(tmp_path / "benchmark.png") > 1000

@@ -1,0 +1,276 @@
+"""Inference throughput of presets, as ratios measured in one run.
+
+    python -m tools.benchmark_throughput --preset=assemble_resnet50 \
+        --compare=keras_resnet50 --output_dir=bench_out
+    python -m tools.benchmark_throughput --paper_table --output_dir=bench_out
+
+Lee et al. 2020 (https://arxiv.org/abs/2001.06268) report images/s on one
+Tesla P40, FP32, batch 64. Absolute numbers depend on the machine, so this
+tool prints ratios against references timed in the same process: Keras'
+`ResNet50(weights=None)` (`--compare=keras_resnet50`) and our R50
+(`--paper_table`, beside the paper's ratio, e.g. Assemble-R50 312/536 =
+0.58). Each figure is the median of `--runs` timed runs of `--steps` batches
+after `--warmup` batches, inside `tf.function` (optionally XLA, BN folded).
+Also reports achieved GFLOP/s against a float32 matmul peak measured in the
+same run. Writes JSON lines, a markdown table and a bar chart.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from official.utils.flags import core as flags_core  # noqa: E402
+
+flags.DEFINE_list("preset", ["resnet50"], "Presets to time.")
+flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("image_size", None, "Default: each preset's eval size.")
+flags.DEFINE_enum(
+    "dtype", "float32", ["float32", "float16", "bfloat16"], "Compute dtype."
+)
+flags.DEFINE_integer("warmup", 2, "Untimed batches.", lower_bound=0)
+flags.DEFINE_integer(
+    "runs", 5, "Timed runs (the median is kept).", lower_bound=1
+)
+flags.DEFINE_integer("steps", 3, "Batches per timed run.", lower_bound=1)
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward pass.")
+flags.DEFINE_bool("fold_bn", False, "Fold BatchNorm into the convolutions.")
+flags.DEFINE_enum("compare", None, ["keras_resnet50"], "Reference model.")
+flags.DEFINE_bool(
+    "paper_table", False, "Time the paper's Table 7 architectures vs R50."
+)
+flags.DEFINE_bool("smoke", False, "Tiny sizes and 2 iterations (tests, CI).")
+flags.DEFINE_string("output_dir", None, "Where JSON, markdown, PNG go.")
+FLAGS = flags.FLAGS
+
+# Distinct architectures of Table 7 (rows sharing one are timed once).
+PAPER_ROWS = [
+    "table7_e0",
+    "table7_e1",
+    "table7_e4",
+    "table7_e6",
+    "table7_e9",
+    "table7_e11",
+    "table7_e12",
+]
+
+
+def device_name():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return details.get("device_name", "GPU")
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def time_fn(fn, images, warmup, runs, steps, batch_size):
+    """Median images/s of `fn(images)` over `runs` runs of `steps` calls."""
+    for _ in range(warmup):
+        fn(images).numpy()
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = fn(images)
+        out.numpy()
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def matmul_peak_gflops(dtype, size=1024, repeats=5):
+    """float32 (or dtype) matmul GFLOP/s on this machine, for reference."""
+    import tensorflow as tf
+
+    a = tf.random.uniform([size, size], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    fn = tf.function(lambda x: tf.matmul(x, x))
+    fn(a).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(a)
+    out.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def build(preset, image_size, fold_bn):
+    from assemble_tf.export.optimize import fold_batch_norm
+    from assemble_tf.models import build_model, count_macs
+
+    kwargs = {"image_size": image_size}
+    if FLAGS.smoke:
+        kwargs.update(base_width=8, block_sizes=(2, 2, 2, 1))
+    model = build_model(preset, **kwargs)
+    macs = count_macs(model)
+    if fold_bn:
+        folded = build_model(preset, fold_bn=True, **kwargs)
+        fold_batch_norm(model, folded)
+        model = folded
+    return model, macs
+
+
+def measure(model, macs, size, settings):
+    import tensorflow as tf
+
+    images = tf.random.uniform(
+        [settings["batch_size"], size, size, 3], -120, 130
+    )
+    images = tf.cast(images, model.compute_dtype)
+    fn = tf.function(
+        lambda x: model(x, training=False), jit_compile=FLAGS.jit_compile
+    )
+    rate = time_fn(
+        fn,
+        images,
+        settings["warmup"],
+        settings["runs"],
+        settings["steps"],
+        settings["batch_size"],
+    )
+    return rate, 2 * macs * rate / 1e9
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from assemble_tf import presets
+
+    keras.config.set_dtype_policy(
+        "float32" if FLAGS.dtype == "float32" else f"mixed_{FLAGS.dtype}"
+    )
+    settings = {
+        "batch_size": FLAGS.batch_size,
+        "warmup": FLAGS.warmup,
+        "runs": FLAGS.runs,
+        "steps": FLAGS.steps,
+    }
+    if FLAGS.smoke:
+        settings = {"batch_size": 2, "warmup": 1, "runs": 2, "steps": 1}
+    names = PAPER_ROWS if FLAGS.paper_table else FLAGS.preset
+    for name in names:
+        presets.get(name)  # fail before timing anything
+    device = device_name()
+    peak = matmul_peak_gflops(FLAGS.dtype)
+    rows = []
+    for name in names:
+        preset = presets.get(name)
+        size = (
+            64 if FLAGS.smoke else (FLAGS.image_size or preset.eval_image_size)
+        )
+        model, macs = build(name, size, FLAGS.fold_bn)
+        rate, gflops = measure(model, macs, size, settings)
+        paper = preset.paper
+        rows.append(
+            {
+                "model": name,
+                "image_size": size,
+                "images_per_sec": rate,
+                "gflops": gflops,
+                "peak_fraction": gflops / peak,
+                "paper_images_per_sec": paper.throughput if paper else None,
+            }
+        )
+        print(f"{name}: {rate:.1f} img/s", file=sys.stderr)
+        keras.backend.clear_session()
+    if FLAGS.compare == "keras_resnet50":
+        size = 64 if FLAGS.smoke else 224
+        ref = keras.applications.ResNet50(
+            weights=None, input_shape=(size, size, 3)
+        )
+        rate, _ = measure(
+            ref, 4_089_184_256 * (size / 224) ** 2, size, settings
+        )
+        rows.append(
+            {
+                "model": "keras_resnet50",
+                "image_size": size,
+                "images_per_sec": rate,
+            }
+        )
+    base = next(
+        (r for r in rows if r["model"] in ("table7_e0", "resnet50")), None
+    )
+    keras_row = next((r for r in rows if r["model"] == "keras_resnet50"), None)
+    for r in rows:
+        if base:
+            r["ratio_vs_r50"] = r["images_per_sec"] / base["images_per_sec"]
+            if r.get("paper_images_per_sec"):
+                r["paper_ratio_vs_r50"] = r["paper_images_per_sec"] / 536
+        if keras_row:
+            r["ratio_vs_keras_resnet50"] = (
+                r["images_per_sec"] / keras_row["images_per_sec"]
+            )
+        r.update(
+            device=device,
+            dtype=FLAGS.dtype,
+            batch_size=settings["batch_size"],
+            jit_compile=FLAGS.jit_compile,
+            fold_bn=FLAGS.fold_bn,
+            matmul_peak_gflops=peak,
+        )
+        print(json.dumps(r))
+    if FLAGS.output_dir:
+        write_outputs(rows, FLAGS.output_dir)
+
+
+def write_outputs(rows, out_dir):
+    """benchmark.jsonl, benchmark.md and benchmark.png in `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "benchmark.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    cols = [
+        "model",
+        "image_size",
+        "images_per_sec",
+        "ratio_vs_r50",
+        "paper_ratio_vs_r50",
+        "ratio_vs_keras_resnet50",
+        "gflops",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(
+                "-"
+                if v is None
+                else f"{v:.3g}"
+                if isinstance(v, float)
+                else str(v)
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(
+        [r["model"] for r in rows],
+        [r["images_per_sec"] for r in rows],
+        color="tab:blue",
+    )
+    ax.set_ylabel("images / s")
+    ax.set_title(
+        f"Inference throughput ({rows[0]['device']}, "
+        f"{rows[0]['dtype']}, batch {rows[0]['batch_size']})"
+    )
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "benchmark.png"), dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    app.run(flags_core.clean_errors(main))
