@@ -71,16 +71,21 @@ def count_examples(data_dir, split, pattern):
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
 
 
-def make_augmenter(augment):
+def make_augmenter(augment, seed=0):
+    """AutoAugment / RandAugment from the config (seeded: the pipeline
+    passes per-image stateless seeds, and op determinism forbids unseeded
+    generators)."""
     if augment.autoaugment and augment.autoaugment != "none":
         from assemble_tf.augment.autoaugment import AutoAugment
 
-        return AutoAugment(augment.autoaugment)
+        return AutoAugment(augment.autoaugment, seed=seed)
     if augment.randaugment_layers:
         from assemble_tf.augment.autoaugment import RandAugment
 
         return RandAugment(
-            augment.randaugment_layers, augment.randaugment_magnitude
+            augment.randaugment_layers,
+            augment.randaugment_magnitude,
+            seed=seed,
         )
     return None
 
@@ -112,7 +117,7 @@ def input_config(config, is_training, epoch=0):
         mixup_alpha=a.mixup_alpha,
         mixup_mode=a.mixup_mode,
         label_smoothing=a.label_smoothing,
-        augmenter=make_augmenter(a) if is_training else None,
+        augmenter=make_augmenter(a, t.seed) if is_training else None,
         dtype="uint8" if is_training else "float32",
         shuffle_buffer=d.shuffle_buffer,
         deterministic=t.deterministic,
