@@ -19,6 +19,7 @@ latest one. Each epoch's data order depends only on (seed, epoch), so with
 uninterrupted one.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -31,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf import config as config_lib
-from assemble_tf import presets
 from assemble_tf.data import input_pipeline
 from assemble_tf.evaluation.evaluator import Evaluator
 from assemble_tf.layers import DropBlock2D
@@ -269,7 +269,7 @@ class Trainer:
     def train_dataset(self, epoch):
         cfg = input_config(self.config, True, epoch)
         if self.config.data.synthetic:
-            cfg = dataclassed(cfg, dtype="float32", mixup_type=0)
+            cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
             return self.strategy.distribute_datasets_from_function(
                 lambda ctx: input_pipeline.build_synthetic_dataset(cfg, ctx)
             )
@@ -470,12 +470,6 @@ def _chief_and_dir(strategy, model_dir):
     return False, os.path.join(model_dir, f".scratch_{task_type}{task_id}")
 
 
-def dataclassed(cfg, **changes):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)
-
-
 class _Progress:
     """A one-line progress display with loss and images/s."""
 
@@ -567,6 +561,5 @@ __all__ = [
     "Trainer",
     "count_examples",
     "input_config",
-    "presets",
     "setup_runtime",
 ]
