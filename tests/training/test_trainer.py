@@ -398,7 +398,10 @@ def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 4 and np.isfinite(summary["train_loss"])
+    # 4 batches ran; dynamic loss scaling may skip the first update(s)
+    # while it calibrates (Keras does not count a skipped step).
+    assert summary["epochs"] == 1 and 1 <= summary["steps"] <= 4
+    assert np.isfinite(summary["train_loss"])
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     ev = subprocess.run(
         [
