@@ -115,15 +115,11 @@ def decode_jpeg(image_bytes):
     return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=DCT_METHOD)
 
 
-def preprocess_eval(
-    image_bytes,
-    preprocessing_type="imagenet",
-    dtype=tf.float32,
-    stddev=None,
+def eval_crop(
+    image, preprocessing_type="imagenet", dtype=tf.float32, stddev=None
 ):
-    """JPEG bytes -> the original eval crop, mean-subtracted, `dtype`."""
+    """Decoded uint8 HxWx3 -> the original eval crop, mean-subtracted."""
     _, resize_side, crop_size = eval_sizes(preprocessing_type)
-    image = decode_jpeg(image_bytes)
     shape = tf.shape(image)
     new_h, new_w = aspect_preserving_size(shape[0], shape[1], resize_side)
     image = resize_bilinear_legacy(image, tf.stack([new_h, new_w]))
@@ -131,6 +127,18 @@ def preprocess_eval(
     image = normalize(image, stddev=stddev)
     image.set_shape([crop_size, crop_size, 3])
     return tf.cast(image, dtype)
+
+
+def preprocess_eval(
+    image_bytes,
+    preprocessing_type="imagenet",
+    dtype=tf.float32,
+    stddev=None,
+):
+    """JPEG bytes -> the original eval crop, mean-subtracted, `dtype`."""
+    return eval_crop(
+        decode_jpeg(image_bytes), preprocessing_type, dtype, stddev
+    )
 
 
 def sample_crop_window(image_bytes, bboxes, seed, area_range=AREA_RANGE):

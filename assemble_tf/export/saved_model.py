@@ -57,19 +57,7 @@ def decode_any(image_bytes):
 
 def preprocess_bytes(image_bytes, preprocessing_type):
     """Encoded bytes -> the eval crop of `preprocessing_type` (float32)."""
-    _, resize_side, crop = preprocessing.eval_sizes(preprocessing_type)
-    image = decode_any(image_bytes)
-    shape = tf.shape(image)
-    new_h, new_w = preprocessing.aspect_preserving_size(
-        shape[0], shape[1], resize_side
-    )
-    image = preprocessing.resize_bilinear_legacy(
-        image, tf.stack([new_h, new_w])
-    )
-    image = preprocessing.center_crop(image, crop)
-    image = preprocessing.normalize(image)
-    image.set_shape([crop, crop, 3])
-    return image
+    return preprocessing.eval_crop(decode_any(image_bytes), preprocessing_type)
 
 
 def feature_model(model):
