@@ -40,6 +40,12 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("steps", 3, "Batches per timed run.", lower_bound=1)
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward pass.")
 flags.DEFINE_bool("fold_bn", False, "Fold BatchNorm into the convolutions.")
+flags.DEFINE_list(
+    "modes",
+    [],
+    "Serving paths to time side by side, any of plain, xla, fold_bn, "
+    "fold_bn_xla (overrides --fold_bn / --jit_compile).",
+)
 flags.DEFINE_enum("compare", None, ["keras_resnet50"], "Reference model.")
 flags.DEFINE_bool(
     "paper_table", False, "Time the paper's Table 7 architectures vs R50."
@@ -70,18 +76,27 @@ def device_name():
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def time_fn(fn, images, warmup, runs, steps, batch_size):
-    """Median images/s of `fn(images)` over `runs` runs of `steps` calls."""
-    for _ in range(warmup):
-        fn(images).numpy()
-    rates = []
+def time_interleaved(entries, warmup, runs, steps, batch_size):
+    """Median images/s of each entry's `fn(images)`, runs interleaved.
+
+    Run r of every entry is timed before run r + 1 of any, so slow drifts of
+    a shared machine (other jobs, frequency scaling) hit all entries alike
+    and the ratios stay meaningful.
+    """
+    for e in entries:
+        for _ in range(warmup):
+            e["fn"](e["images"]).numpy()
+    rates = {id(e): [] for e in entries}
     for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(steps):
-            out = fn(images)
-        out.numpy()
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for e in entries:
+            start = time.perf_counter()
+            for _ in range(steps):
+                out = e["fn"](e["images"])
+            out.numpy()
+            rates[id(e)].append(
+                steps * batch_size / (time.perf_counter() - start)
+            )
+    return [statistics.median(rates[id(e)]) for e in entries]
 
 
 def matmul_peak_gflops(dtype, size=1024, repeats=5):
@@ -115,7 +130,8 @@ def build(preset, image_size, fold_bn):
     return model, macs
 
 
-def measure(model, macs, size, settings):
+def entry(label, model, macs, size, mode, settings, **meta):
+    """A timed callable: the forward pass in tf.function, maybe XLA."""
     import tensorflow as tf
 
     images = tf.random.uniform(
@@ -123,17 +139,18 @@ def measure(model, macs, size, settings):
     )
     images = tf.cast(images, model.compute_dtype)
     fn = tf.function(
-        lambda x: model(x, training=False), jit_compile=FLAGS.jit_compile
+        lambda x: model(x, training=False), jit_compile="xla" in mode
     )
-    rate = time_fn(
-        fn,
-        images,
-        settings["warmup"],
-        settings["runs"],
-        settings["steps"],
-        settings["batch_size"],
-    )
-    return rate, 2 * macs * rate / 1e9
+    return dict(label=label, fn=fn, images=images, macs=macs, mode=mode, **meta)
+
+
+def selected_modes():
+    if FLAGS.modes:
+        return FLAGS.modes
+    mode = "fold_bn" if FLAGS.fold_bn else "plain"
+    if FLAGS.jit_compile:
+        mode = "xla" if mode == "plain" else "fold_bn_xla"
+    return [mode]
 
 
 def main(argv):
@@ -156,50 +173,105 @@ def main(argv):
     names = PAPER_ROWS if FLAGS.paper_table else FLAGS.preset
     for name in names:
         presets.get(name)  # fail before timing anything
+    bad = set(FLAGS.modes) - {"plain", "xla", "fold_bn", "fold_bn_xla"}
+    if bad:
+        raise ValueError(
+            f"--modes={','.join(FLAGS.modes)}: unknown {sorted(bad)}; use "
+            "plain, xla, fold_bn or fold_bn_xla."
+        )
+    from assemble_tf.models import count_macs
+
+    modes = selected_modes()
     device = device_name()
     peak = matmul_peak_gflops(FLAGS.dtype)
-    rows = []
+    entries = []
     for name in names:
         preset = presets.get(name)
         size = (
             64 if FLAGS.smoke else (FLAGS.image_size or preset.eval_image_size)
         )
-        model, macs = build(name, size, FLAGS.fold_bn)
-        rate, gflops = measure(model, macs, size, settings)
         paper = preset.paper
-        rows.append(
-            {
-                "model": name,
-                "image_size": size,
-                "images_per_sec": rate,
-                "gflops": gflops,
-                "peak_fraction": gflops / peak,
-                "paper_images_per_sec": paper.throughput if paper else None,
-            }
-        )
-        print(f"{name}: {rate:.1f} img/s", file=sys.stderr)
-        keras.backend.clear_session()
+        for mode in modes:
+            model, macs = build(name, size, "fold_bn" in mode)
+            entries.append(
+                entry(
+                    name if len(modes) == 1 else f"{name} ({mode})",
+                    model,
+                    macs,
+                    size,
+                    mode,
+                    settings,
+                    model_name=name,
+                    paper=paper.throughput if paper else None,
+                )
+            )
     if FLAGS.compare == "keras_resnet50":
         size = 64 if FLAGS.smoke else 224
         ref = keras.applications.ResNet50(
             weights=None, input_shape=(size, size, 3)
         )
-        rate, _ = measure(
-            ref, 4_089_184_256 * (size / 224) ** 2, size, settings
+        # Keras' ResNet50 is v1 (stride on the 1x1): 3.86 GMACs at 224.
+        macs = count_macs(ref)
+        ref_modes = ["plain"] + (
+            ["xla"] if any("xla" in m for m in modes) else []
         )
+        for mode in ref_modes:
+            entries.append(
+                entry(
+                    "keras_resnet50" + ("" if mode == "plain" else " (xla)"),
+                    ref,
+                    macs,
+                    size,
+                    mode,
+                    settings,
+                    model_name="keras_resnet50",
+                    paper=None,
+                )
+            )
+    print(
+        f"Timing {len(entries)} models on {device}, batch "
+        f"{settings['batch_size']}, {FLAGS.dtype}: {settings['warmup']} "
+        f"warm-up, {settings['runs']} interleaved runs of "
+        f"{settings['steps']} batches.",
+        file=sys.stderr,
+    )
+    rates = time_interleaved(
+        entries,
+        settings["warmup"],
+        settings["runs"],
+        settings["steps"],
+        settings["batch_size"],
+    )
+    rows = []
+    for e, rate in zip(entries, rates, strict=True):
+        gflops = 2 * e["macs"] * rate / 1e9
         rows.append(
             {
-                "model": "keras_resnet50",
-                "image_size": size,
+                "model": e["label"],
+                "preset": e["model_name"],
+                "mode": e["mode"],
+                "image_size": int(e["images"].shape[1]),
                 "images_per_sec": rate,
+                "gflops": gflops,
+                "peak_fraction": gflops / peak,
+                "paper_images_per_sec": e["paper"],
             }
         )
-    base = next(
-        (r for r in rows if r["model"] in ("table7_e0", "resnet50")), None
+        print(f"{e['label']}: {rate:.2f} img/s", file=sys.stderr)
+    bases = {
+        r["mode"]: r for r in rows if r["preset"] in ("table7_e0", "resnet50")
+    }
+    keras_row = next(
+        (
+            r
+            for r in rows
+            if r["preset"] == "keras_resnet50" and r["mode"] == "plain"
+        ),
+        None,
     )
-    keras_row = next((r for r in rows if r["model"] == "keras_resnet50"), None)
     for r in rows:
-        if base:
+        base = bases.get(r["mode"])
+        if base and r["preset"] != "keras_resnet50":
             r["ratio_vs_r50"] = r["images_per_sec"] / base["images_per_sec"]
             if r.get("paper_images_per_sec"):
                 r["paper_ratio_vs_r50"] = r["paper_images_per_sec"] / 536
@@ -211,8 +283,6 @@ def main(argv):
             device=device,
             dtype=FLAGS.dtype,
             batch_size=settings["batch_size"],
-            jit_compile=FLAGS.jit_compile,
-            fold_bn=FLAGS.fold_bn,
             matmul_peak_gflops=peak,
         )
         print(json.dumps(r))
@@ -234,6 +304,7 @@ def write_outputs(rows, out_dir):
         "paper_ratio_vs_r50",
         "ratio_vs_keras_resnet50",
         "gflops",
+        "peak_fraction",
     ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

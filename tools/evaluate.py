@@ -45,54 +45,35 @@ FLAGS = flags.FLAGS
 
 def resolve(flag_values):
     """Returns (config, checkpoint_prefix_or_None, weights_or_None)."""
-    from assemble_tf import config as config_lib
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.evaluation import loading
 
-    data, model = {}, {}
-    for name, group in (
-        ("data_dir", data),
-        ("validation_pattern", data),
-        ("num_classes", data),
-        ("label_offset", data),
-        ("eval_preprocessing", data),
-    ):
-        if flag_values[name].value is not None:
-            group[name] = flag_values[name].value
-    overrides = {
-        "data": data,
-        "model": model,
-        "train": {"eval_batch_size": flag_values.batch_size},
+    data = {
+        name: flag_values[name].value
+        for name in (
+            "data_dir",
+            "validation_pattern",
+            "num_classes",
+            "label_offset",
+            "eval_preprocessing",
+        )
+        if flag_values[name].value is not None
     }
-    if flag_values.model_dir:
-        path = os.path.join(flag_values.model_dir, "config.json")
-        base = config_lib.ExperimentConfig.from_json(path).to_dict()
-        for group, values in overrides.items():
-            base[group].update(values)
-        config = config_lib.ExperimentConfig.from_dict(base)
-        config_lib.validate(config)
-    elif flag_values.preset:
-        if not flag_values.weights:
-            raise ValueError("--preset needs --weights (or use --model_dir).")
-        out = flag_values.output_dir or os.path.dirname(
-            os.path.abspath(flag_values.weights)
-        )
-        config = config_lib.make_config(out, flag_values.preset, overrides)
-    else:
-        raise ValueError("Pass --model_dir, or --preset with --weights.")
-    checkpoint = None
-    if not flag_values.weights:
-        checkpoint = trainer_lib.find_checkpoint(
-            config.model_dir, flag_values.checkpoint or "latest"
-        )
-    return config, checkpoint, flag_values.weights
+    return loading.resolve(
+        model_dir=flag_values.model_dir,
+        checkpoint=flag_values.checkpoint,
+        preset=flag_values.preset,
+        weights=flag_values.weights,
+        output_dir=flag_values.output_dir,
+        data=data,
+        train={"eval_batch_size": flag_values.batch_size},
+    )
 
 
 def main(argv):
     del argv
-    import tensorflow as tf
     from tqdm import tqdm
 
-    from assemble_tf.evaluation import plots
+    from assemble_tf.evaluation import loading, plots
     from assemble_tf.evaluation.evaluator import Evaluator
     from assemble_tf.training import trainer as trainer_lib
 
@@ -101,10 +82,7 @@ def main(argv):
     with strategy.scope():
         model = trainer_lib.build_run_model(config)
         evaluator = Evaluator(model, strategy)
-    if weights:
-        model.load_weights(weights)
-    else:
-        tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    loading.restore(model, checkpoint, weights)
     input_config = trainer_lib.input_config(config, is_training=False)
     with tqdm(desc="evaluating", unit="batch", file=sys.stderr) as bar:
         result = evaluator.evaluate(evaluator.dataset(input_config), bar)

@@ -1,5 +1,6 @@
 """Keras 3 layers of Assemble-TF (all registered serializable)."""
 
+from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.blur_pool import BlurPool2D, binomial_kernel
 from assemble_tf.layers.drop_block import DropBlock2D
@@ -22,6 +23,7 @@ def set_dropblock_keep_prob(model, keep_prob):
 
 
 __all__ = [
+    "BatchNorm",
     "BigLittleMerge",
     "BlurPool2D",
     "DropBlock2D",

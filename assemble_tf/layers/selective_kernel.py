@@ -15,6 +15,7 @@ is built here too; the original code never implemented it.
 import keras
 
 from assemble_tf.layers import common
+from assemble_tf.layers.batch_norm import BatchNorm
 
 VARIANTS = ("assemble", "sknet")
 
@@ -97,7 +98,7 @@ class SelectiveKernel(keras.layers.Layer):
                 dtype=dtype,
                 name="conv",
             )
-            self.bn = keras.layers.BatchNormalization(**bn_args, name="bn")
+            self.bn = BatchNorm(**bn_args, name="bn")
         else:
             self.conv_a = keras.layers.Conv2D(
                 filters,
@@ -108,7 +109,7 @@ class SelectiveKernel(keras.layers.Layer):
                 dtype=dtype,
                 name="conv_a",
             )
-            self.bn_a = keras.layers.BatchNormalization(**bn_args, name="bn_a")
+            self.bn_a = BatchNorm(**bn_args, name="bn_a")
             self.conv_b = keras.layers.Conv2D(
                 filters,
                 3,
@@ -119,7 +120,7 @@ class SelectiveKernel(keras.layers.Layer):
                 dtype=dtype,
                 name="conv_b",
             )
-            self.bn_b = keras.layers.BatchNormalization(**bn_args, name="bn_b")
+            self.bn_b = BatchNorm(**bn_args, name="bn_b")
         self.fc1 = keras.layers.Conv2D(
             self.attention_dim,
             1,
@@ -128,9 +129,7 @@ class SelectiveKernel(keras.layers.Layer):
             dtype=dtype,
             name="fc1",
         )
-        self.attn_bn = keras.layers.BatchNormalization(
-            **bn_args, name="attn_bn"
-        )
+        self.attn_bn = BatchNorm(**bn_args, name="attn_bn")
         self.fc2 = keras.layers.Conv2D(
             2 * filters,
             1,

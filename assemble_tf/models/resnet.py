@@ -21,6 +21,7 @@ deterministic (`stage3_big_block2_conv2`) and are the checkpoint ABI.
 import keras
 
 from assemble_tf.layers import common
+from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.factory import (
     create_anti_alias,
@@ -124,7 +125,7 @@ class _Builder:
     def bn(self, x, name, scope, zero_gamma=False, foldable=True):
         if foldable and self.o["fold_bn"]:
             return x
-        layer = keras.layers.BatchNormalization(
+        layer = BatchNorm(
             gamma_initializer="zeros" if zero_gamma else "ones",
             name=f"{name}_bn",
             **self.bn_args,
