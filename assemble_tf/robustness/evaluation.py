@@ -1,0 +1,412 @@
+"""Evaluates a classifier on ImageNet-C folders and ImageNet-P videos.
+
+Hendrycks & Dietterich, ICLR 2019 (https://arxiv.org/abs/1903.12261); the
+folder layouts are those of the official releases
+(github.com/hendrycks/robustness): ImageNet-C
+`<root>/<corruption>/<severity>/<wnid>/<file>.JPEG`, ImageNet-P
+`<root>/<perturbation>/<wnid>/<name>.mp4` (noise perturbations at a higher
+difficulty in `<perturbation>_<d>`). As in Assemble-ResNet's
+`mce/eval_robustness.py` (github.com/clovaai/assembled-cnn), images are fed
+as they are stored (decoded with INTEGER_ACCURATE, mean-subtracted, no
+resize): generate the sets at the model's evaluation size (`tools.
+make_imagenet_c --resize=292 --crop=256` for the 256-px models).
+
+Results are cached per corruption / perturbation under `cache_dir`, so an
+interrupted evaluation continues where it stopped.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from assemble_tf.data import preprocessing
+from assemble_tf.robustness import metrics
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+
+def _sorted_files(folder, extensions):
+    return sorted(
+        f
+        for f in os.listdir(folder)
+        if f.lower().endswith(extensions)
+        and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+def find_imagenet_c(root, corruptions=None):
+    """Lists a corrupted set: {corruption: {severity: [(path, wnid)]}}.
+
+    Args:
+        root: the set's top folder.
+        corruptions: names to keep (default: every known one present).
+
+    Raises:
+        FileNotFoundError: `root` missing or holding no known corruption.
+        ValueError: a requested corruption is unknown or absent.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--data_dir={root} is not a directory.")
+    present = [
+        c
+        for c in metrics.ALL_CORRUPTIONS
+        if os.path.isdir(os.path.join(root, c))
+    ]
+    if corruptions:
+        unknown = sorted(set(corruptions) - set(metrics.ALL_CORRUPTIONS))
+        if unknown:
+            raise ValueError(
+                f"Unknown corruptions {unknown}; known: "
+                f"{list(metrics.ALL_CORRUPTIONS)}."
+            )
+        absent = [c for c in corruptions if c not in present]
+        if absent:
+            raise ValueError(f"{root} has no folder for {absent}.")
+        present = [c for c in present if c in corruptions]
+    if not present:
+        raise FileNotFoundError(
+            f"{root} holds none of the ImageNet-C corruption folders "
+            f"({', '.join(metrics.ALL_CORRUPTIONS[:3])}, ...); expected "
+            "<root>/<corruption>/<severity>/<wnid>/<file>.JPEG."
+        )
+    found = {}
+    for c in present:
+        severities = {}
+        for s in range(1, 6):
+            folder = os.path.join(root, c, str(s))
+            if not os.path.isdir(folder):
+                continue
+            items = []
+            for wnid in sorted(os.listdir(folder)):
+                sub = os.path.join(folder, wnid)
+                if os.path.isdir(sub):
+                    items += [
+                        (os.path.join(sub, f), wnid)
+                        for f in _sorted_files(sub, IMAGE_EXTENSIONS)
+                    ]
+            if items:
+                severities[s] = items
+        if not severities:
+            raise FileNotFoundError(
+                f"{os.path.join(root, c)} has no severity folders 1-5 with "
+                "images."
+            )
+        found[c] = severities
+    return found
+
+
+def find_imagenet_p(root, perturbations=None, difficulty=1):
+    """Lists a perturbed set: {perturbation: [(path, wnid)]} of mp4 files.
+
+    Noise perturbations at difficulty d > 1 are read from
+    `<perturbation>_<d>` as in the official release; the other perturbations
+    use the difficulty as the frame step.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--data_dir={root} is not a directory.")
+    known = metrics.TEST_PERTURBATIONS + metrics.VALIDATION_PERTURBATIONS
+    if perturbations:
+        unknown = sorted(set(perturbations) - set(known))
+        if unknown:
+            raise ValueError(
+                f"Unknown perturbations {unknown}; known: {list(known)}."
+            )
+    found = {}
+    for p in perturbations or known:
+        folder = p
+        if difficulty > 1 and p in metrics.NOISE_PERTURBATIONS:
+            folder = f"{p}_{difficulty}"
+        top = os.path.join(root, folder)
+        if not os.path.isdir(top):
+            if perturbations:
+                raise ValueError(f"{root} has no folder {folder}.")
+            continue
+        items = []
+        for wnid in sorted(os.listdir(top)):
+            sub = os.path.join(top, wnid)
+            if os.path.isdir(sub):
+                items += [
+                    (os.path.join(sub, f), wnid)
+                    for f in _sorted_files(sub, (".mp4",))
+                ]
+        if items:
+            found[p] = items
+    if not found:
+        raise FileNotFoundError(
+            f"{root} holds no ImageNet-P videos; expected "
+            "<root>/<perturbation>/<wnid>/<name>.mp4."
+        )
+    return found
+
+
+def read_label_map(path):
+    """{wnid: label} from our builder's labels.txt or a synsets file.
+
+    `labels.txt` lines are `label<TAB>wnid<TAB>text`; a synsets file has
+    one `wnid [text]` per line, in label order starting at 0.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--labels_file={path}: no such file.")
+    mapping = {}
+    with open(path, encoding="utf-8") as f:
+        for index, line in enumerate(f):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 2 and parts[0].strip().isdigit():
+                mapping[parts[1].strip()] = int(parts[0])
+            elif line.strip():
+                mapping[line.split()[0]] = index
+    if not mapping:
+        raise ValueError(f"--labels_file={path} holds no classes.")
+    return mapping
+
+
+def label_map(wnids, num_classes, label_offset, labels_file=None):
+    """{wnid: label} for the classes of an evaluation set.
+
+    With `labels_file` (the training set's labels.txt or synsets list) the
+    labels are taken from it. Without it, the set must hold every class
+    (num_classes - label_offset of them: the official releases do), and
+    labels follow their sorted order plus `label_offset`, as the original.
+    """
+    wnids = sorted(set(wnids))
+    if labels_file:
+        mapping = read_label_map(labels_file)
+        missing = [w for w in wnids if w not in mapping]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} classes of the set are not in "
+                f"{labels_file}, e.g. {missing[:3]}."
+            )
+        return {w: mapping[w] for w in wnids}
+    expected = num_classes - label_offset
+    if len(wnids) != expected:
+        raise ValueError(
+            f"The set has {len(wnids)} classes but the model expects "
+            f"{expected}; pass --labels_file=<training data_dir>/labels.txt "
+            "so that labels are not guessed from a subset."
+        )
+    return {w: i + label_offset for i, w in enumerate(wnids)}
+
+
+def make_predict_fn(model, k=5):
+    """uint8 or float [B, H, W, 3] -> top-k class indices [B, k] (int32)."""
+
+    @tf.function(reduce_retracing=True)
+    def predict(images):
+        images = preprocessing.normalize_batch(images, model.compute_dtype)
+        logits = tf.cast(model(images, training=False), tf.float32)
+        return tf.math.top_k(logits, k=min(k, logits.shape[-1])).indices
+
+    return predict
+
+
+def _load_images(paths):
+    images = [
+        preprocessing.decode_jpeg(tf.io.read_file(p)).numpy() for p in paths
+    ]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images of one batch differ in size {sorted(shapes)} (e.g. "
+            f"{paths[0]}); generate the set at one crop size."
+        )
+    return np.stack(images)
+
+
+def _cache_path(cache_dir, name):
+    return os.path.join(cache_dir, f"{name}.json")
+
+
+def _read_cache(cache_dir, name, signature):
+    path = _cache_path(cache_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        cached = json.load(f)
+    return cached if cached.get("signature") == signature else None
+
+
+def _write_cache(cache_dir, name, payload):
+    os.makedirs(cache_dir, exist_ok=True)
+    path = _cache_path(cache_dir, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f)
+    os.replace(path + ".tmp", path)
+
+
+def evaluate_c(
+    predict_fn,
+    found,
+    labels,
+    cache_dir,
+    signature,
+    batch_size=64,
+    progress=None,
+):
+    """Top-1 / top-5 errors per corruption and severity.
+
+    Args:
+        predict_fn: from `make_predict_fn`.
+        found: `find_imagenet_c` output.
+        labels: {wnid: label}.
+        cache_dir: per-corruption results are stored here and reused when
+            their `signature` (model + data identity) matches.
+        signature: any JSON value identifying model and data.
+        batch_size: images per forward pass.
+        progress: optional tqdm-like object (`update(n)`).
+
+    Returns:
+        {corruption: {"top1_error": [5 floats or None], "top5_error": [...],
+        "count": [...], "cached": bool}}.
+    """
+    results = {}
+    for corruption, severities in found.items():
+        cached = _read_cache(cache_dir, corruption, signature)
+        if cached:
+            results[corruption] = dict(cached["result"], cached=True)
+            if progress is not None:
+                progress.update(sum(len(v) for v in severities.values()))
+            continue
+        top1 = [None] * 5
+        top5 = [None] * 5
+        count = [0] * 5
+        for s, items in severities.items():
+            wrong1 = wrong5 = 0
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                images = _load_images([p for p, _ in chunk])
+                target = np.array([labels[w] for _, w in chunk])
+                pred = predict_fn(tf.constant(images)).numpy()
+                wrong1 += int(np.sum(pred[:, 0] != target))
+                wrong5 += int(np.sum(~np.any(pred == target[:, None], 1)))
+                if progress is not None:
+                    progress.update(len(chunk))
+            count[s - 1] = len(items)
+            top1[s - 1] = wrong1 / len(items)
+            top5[s - 1] = wrong5 / len(items)
+        result = {"top1_error": top1, "top5_error": top5, "count": count}
+        _write_cache(
+            cache_dir, corruption, {"signature": signature, "result": result}
+        )
+        results[corruption] = dict(result, cached=False)
+    return results
+
+
+def evaluate_p(
+    predict_fn,
+    found,
+    labels,
+    cache_dir,
+    signature,
+    read_video,
+    difficulty=1,
+    progress=None,
+):
+    """Flip probability, top-5 distance and top-1 error per perturbation.
+
+    Args:
+        predict_fn: from `make_predict_fn` (k >= 5).
+        found: `find_imagenet_p` output.
+        labels: {wnid: label}.
+        cache_dir, signature: as for `evaluate_c`.
+        read_video: path -> uint8 frames [n, H, W, 3].
+        difficulty: frame step of the non-noise perturbations.
+        progress: optional tqdm-like object, updated per video.
+    """
+    results = {}
+    for name, items in found.items():
+        cached = _read_cache(cache_dir, f"p_{name}", signature)
+        if cached:
+            results[name] = dict(cached["result"], cached=True)
+            if progress is not None:
+                progress.update(len(items))
+            continue
+        top5, wrong, frames = [], 0, 0
+        lengths = set()
+        for path, wnid in items:
+            video = read_video(path)
+            pred = predict_fn(tf.constant(video)).numpy()
+            lengths.add(len(pred))
+            top5.append(pred)
+            wrong += int(np.sum(pred[:, 0] != labels[wnid]))
+            frames += len(pred)
+            if progress is not None:
+                progress.update(1)
+        if len(lengths) > 1:
+            raise ValueError(
+                f"{name}: videos have different frame counts "
+                f"{sorted(lengths)}; regenerate the set."
+            )
+        top5 = np.stack(top5)
+        noise = name in metrics.NOISE_PERTURBATIONS
+        step = 1 if noise else difficulty
+        result = {
+            "flip_probability": metrics.flip_probability(
+                top5[:, :, 0], noise=noise, step=step
+            ),
+            # Needs 5 ranked classes (None for models with fewer).
+            "top5_distance": metrics.top5_distance(top5, noise=noise, step=step)
+            if top5.shape[2] >= 5
+            else None,
+            "top1_error": wrong / frames,
+            "videos": len(items),
+            "frames_per_video": int(top5.shape[1]),
+        }
+        _write_cache(
+            cache_dir, f"p_{name}", {"signature": signature, "result": result}
+        )
+        results[name] = dict(result, cached=False)
+    return results
+
+
+def summarize_c(results, clean_error=None):
+    """Per-corruption errors and CE, mCE (15 and 19), relative mCE."""
+    errors = {}
+    for name, r in results.items():
+        values = [e for e in r["top1_error"] if e is not None]
+        if len(values) == 5:
+            errors[name] = values
+        elif values:
+            errors[name] = float(np.mean(values))
+    ce = metrics.corruption_errors(errors)
+    summary = {
+        "top1_error": {k: metrics.mean_error(v) for k, v in errors.items()},
+        "ce": ce,
+        "mean_error_all": float(
+            np.mean([metrics.mean_error(v) for v in errors.values()])
+        ),
+        "mce": None,
+        "mce_19": None,
+        "relative_mce": None,
+        "clean_error": clean_error,
+        "severities_complete": sorted(
+            k for k, v in errors.items() if np.size(v) == 5
+        ),
+    }
+    if all(c in errors for c in metrics.STANDARD_CORRUPTIONS):
+        summary["mce"] = metrics.mce(errors)
+        if clean_error is not None:
+            summary["relative_mce"] = metrics.relative_mce(errors, clean_error)
+            summary["relative_ce"] = metrics.relative_corruption_errors(
+                {c: errors[c] for c in metrics.STANDARD_CORRUPTIONS},
+                clean_error,
+            )
+    if all(c in errors for c in metrics.ALL_CORRUPTIONS):
+        summary["mce_19"] = metrics.mce(errors, metrics.ALL_CORRUPTIONS)
+    return summary
+
+
+def summarize_p(results):
+    """FR per perturbation and mFR when all 10 test ones are present."""
+    fp = {k: v["flip_probability"] for k, v in results.items()}
+    summary = {
+        "flip_probability": fp,
+        "fr": metrics.flip_rates(fp),
+        "top5_distance": {k: v["top5_distance"] for k, v in results.items()},
+        "mfr": None,
+    }
+    if all(p in fp for p in metrics.TEST_PERTURBATIONS):
+        summary["mfr"] = metrics.mfr(fp)
+    return summary

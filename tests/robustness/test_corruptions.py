@@ -1,0 +1,560 @@
+"""Tests of the ImageNet-C corruptions and their filters.
+
+Constants and formulas from Hendrycks & Dietterich (ICLR 2019) and
+hendrycks/robustness `ImageNet-C/create_c/make_imagenet_c.py`.
+"""
+
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from assemble_tf.robustness import corruptions as C
+from assemble_tf.robustness import filters as F
+
+
+def _image(h=64, w=80, seed=0):
+    """A smooth colour image with some texture (uint8 HxWx3)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, h)[:, None, None]
+    x = np.linspace(0, 1, w)[None, :, None]
+    phase = rng.uniform(0, 6, (1, 1, 3))
+    base = 0.5 + 0.35 * np.sin(7 * x + 5 * y + phase)
+    base += 0.1 * rng.standard_normal((h, w, 1))
+    return (np.clip(base, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _clean_keras_state():
+    """Overrides the conftest fixture: nothing here uses Keras, and its
+    clear_session() costs ~0.8 s per test."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def photos():
+    import skimage.data
+
+    return [
+        C.resize_center_crop(getattr(skimage.data, name)(), 110, 96)
+        for name in ("astronaut", "chelsea", "coffee")
+    ]
+
+
+# ------------------------------------------------------------ names
+
+
+def test_names_order_and_categories():
+    assert len(C.CORRUPTIONS) == 19 == len(set(C.CORRUPTIONS))
+    assert C.STANDARD == (
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "defocus_blur",
+        "glass_blur",
+        "motion_blur",
+        "zoom_blur",
+        "snow",
+        "frost",
+        "fog",
+        "brightness",
+        "contrast",
+        "elastic_transform",
+        "pixelate",
+        "jpeg_compression",
+    )
+    assert C.EXTRA == (
+        "speckle_noise",
+        "gaussian_blur",
+        "spatter",
+        "saturate",
+    )
+    counts = {}
+    for name in C.CORRUPTIONS:
+        counts[C.CATEGORY[name]] = counts.get(C.CATEGORY[name], 0) + 1
+    assert counts == {
+        "noise": 3,
+        "blur": 4,
+        "weather": 4,
+        "digital": 4,
+        "extra": 4,
+    }
+    assert set(C.PARAMS) == set(C.CORRUPTIONS)
+    assert all(len(v) == 5 for v in C.PARAMS.values())
+
+
+def test_published_constants_spot_checks():
+    assert C.PARAMS["gaussian_noise"] == (0.08, 0.12, 0.18, 0.26, 0.38)
+    assert C.PARAMS["shot_noise"] == (60, 25, 12, 5, 3)
+    assert C.PARAMS["glass_blur"][4] == (1.5, 4, 2)
+    assert C.PARAMS["motion_blur"][4] == (20, 15)
+    assert C.PARAMS["frost"][4] == (0.6, 0.75)
+    assert C.PARAMS["jpeg_compression"] == (25, 18, 15, 10, 7)
+    np.testing.assert_allclose(
+        C.PARAMS["elastic_transform"][0], (488, 170.8, 24.4)
+    )
+    np.testing.assert_allclose(
+        C.PARAMS["elastic_transform"][4], (29.28, 2.44, 4.88)
+    )
+    assert C.PARAMS["saturate"][4] == (20, 0.2)
+
+
+# ------------------------------------------------- shape, determinism
+
+
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_shape_dtype_and_determinism(name):
+    image = _image(64, 80)
+    for severity in C.SEVERITIES:
+        out = C.corrupt(image, name, severity, seed=3)
+        assert out.shape == (64, 80, 3) and out.dtype == np.uint8
+        np.testing.assert_array_equal(
+            out, C.corrupt(image, name, severity, seed=3)
+        )
+        other = C.corrupt(image, name, severity, seed=4)
+        if name in C.RANDOM:
+            assert not np.array_equal(out, other), (name, severity)
+        else:
+            np.testing.assert_array_equal(out, other)
+        assert not np.array_equal(out, image), (name, severity)
+
+
+def test_global_numpy_state_is_untouched():
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    C.corrupt(_image(), "gaussian_noise", 3, seed=1)
+    C.corrupt(_image(), "glass_blur", 1, seed=1)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+def test_non_square_and_large_images():
+    out = C.corrupt(_image(40, 300), "fog", 5)  # fractal 512 > 300
+    assert out.shape == (40, 300, 3)
+    out = C.corrupt(_image(300, 33), "zoom_blur", 5)
+    assert out.shape == (300, 33, 3)
+
+
+# ------------------------------------------------------ bad inputs
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "fgsm"}, r"'fgsm'.*gaussian_noise, shot_noise"),
+        ({"name": "Gaussian_Noise"}, "Valid names"),
+        ({"severity": 0}, "got 0"),
+        ({"severity": 6}, "got 6"),
+        ({"severity": 2.0}, "got 2.0"),
+        ({"severity": True}, "got True"),
+        ({"seed": -1}, "got -1"),
+        ({"image": np.zeros((64, 64, 3), np.float32)}, "float32"),
+        ({"image": np.zeros((64, 64), np.uint8)}, r"\(64, 64\)"),
+        ({"image": np.zeros((31, 64, 3), np.uint8)}, r"\(31, 64, 3\)"),
+        ({"image": np.zeros((64, 64, 4), np.uint8)}, r"\(64, 64, 4\)"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    args = {"image": _image(), "name": "contrast", "severity": 1}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        C.corrupt(**args)
+
+
+# ------------------------------------------------- severity ordering
+
+
+def _mae(a, b):
+    return float(np.abs(a.astype(np.float64) - b).mean())
+
+
+def _structure_loss(a, b):
+    """1 - Pearson correlation of the clean and corrupted pixels."""
+    return 1.0 - float(
+        np.corrcoef(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())[
+            0, 1
+        ]
+    )
+
+
+# Mean |corrupted - clean| is monotone for these (published constants
+# monotone). Exceptions, measured on the same photos (means of 8 seeds):
+# frost: MAE ~flat (the image is darkened by c0 while frost adds c1 * t,
+#   which cancel; e.g. 37.1 35.6 37.9 37.3 39.4 over 100 seeds) -> measured by
+#   the structure loss, which follows c1 / c0;
+# fog: severities 3 and 4 share strength 2.5 (only the roughness differs),
+#   MAE 49.7 vs 48.9 -> structure loss; spatter: 3 (water) vs 4 (mud) MAE
+#   8.23 vs 8.16 -> structure loss. elastic_transform and saturate are
+#   non-monotone by construction (tested separately).
+_MAE_MONOTONE = tuple(
+    n
+    for n in C.CORRUPTIONS
+    if n not in ("frost", "fog", "spatter", "elastic_transform", "saturate")
+)
+_SEEDS = 6
+
+
+def _distortions(photos, name, metric):
+    return [
+        np.mean(
+            [
+                metric(p, C.corrupt(p, name, s, seed=k))
+                for p in photos
+                for k in range(_SEEDS)
+            ]
+        )
+        for s in C.SEVERITIES
+    ]
+
+
+@pytest.mark.parametrize("name", _MAE_MONOTONE)
+def test_distortion_grows_with_severity(photos, name):
+    d = _distortions(photos, name, _mae)
+    for s in range(4):
+        assert d[s + 1] >= 0.97 * d[s], (name, np.round(d, 2))
+    assert d[4] > 1.3 * d[0], (name, np.round(d, 2))
+
+
+@pytest.mark.parametrize("name", ["frost", "fog", "spatter"])
+def test_structure_loss_grows_with_severity(photos, name):
+    d = _distortions(photos, name, _structure_loss)
+    for s in range(4):
+        assert d[s + 1] >= 0.97 * d[s], (name, np.round(d, 3))
+    assert d[4] > 1.5 * d[0], (name, np.round(d, 3))
+
+
+def test_elastic_and_saturate_are_not_monotone(photos):
+    e = _distortions(photos, "elastic_transform", _mae)
+    # 1-2: large smooth affine warps; 3-5: small local ones, growing.
+    assert e[1] > 1.5 * e[2] and e[0] > 1.5 * e[2], np.round(e, 2)
+    assert e[2] <= 1.03 * e[3] and e[3] <= 1.03 * e[4], np.round(e, 2)
+    s = _distortions(photos, "saturate", _mae)
+    # 1-2 desaturate (0.3, 0.1), 3-5 oversaturate (2, 5, 20).
+    assert s[0] < s[1] and s[2] < s[3] < s[4] and s[1] > s[2], s
+
+
+# --------------------------------------------- exact closed forms
+
+
+def _trunc(x):
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _tiny():
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (32, 40, 3)).astype(np.uint8)
+    img[0, :4] = 0  # black pixels: brightness turns them gray
+    img[1, :4] = 255
+    img[2, :4] = (200, 30, 30)
+    return img
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_brightness_is_hsv_value_shift(severity):
+    import skimage.color
+
+    img = _tiny()
+    hsv = skimage.color.rgb2hsv(img / 255.0)
+    hsv[..., 2] = np.clip(
+        hsv[..., 2] + C.PARAMS["brightness"][severity - 1], 0, 1
+    )
+    want = _trunc(skimage.color.hsv2rgb(hsv))
+    got = C.corrupt(img, "brightness", severity)
+    assert np.abs(got.astype(int) - want).max() <= 1
+    c = C.PARAMS["brightness"][severity - 1]
+    v = round(255 * c)
+    assert abs(int(got[0, 0, 0]) - v) <= 1 and np.ptp(got[0, 0]) == 0
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_contrast_factor_about_channel_means(severity):
+    img = _tiny()
+    c = C.PARAMS["contrast"][severity - 1]
+    x = img / 255.0
+    mean = x.mean(axis=(0, 1), keepdims=True)
+    want = _trunc((x - mean) * c + mean)
+    got = C.corrupt(img, "contrast", severity)
+    assert np.abs(got.astype(int) - want).max() <= 1
+    np.testing.assert_allclose(
+        got.std(axis=(0, 1)), c * img.std(axis=(0, 1)), atol=0.6
+    )
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_saturate_scales_hsv_saturation(severity):
+    import skimage.color
+
+    img = _tiny()
+    a, b = C.PARAMS["saturate"][severity - 1]
+    hsv = skimage.color.rgb2hsv(img / 255.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * a + b, 0, 1)
+    want = _trunc(skimage.color.hsv2rgb(hsv))
+    got = C.corrupt(img, "saturate", severity)
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_saturate_keeps_value_channel():
+    img = _tiny()
+    got = C.corrupt(img, "saturate", 2)  # S * 0.1
+    assert np.abs(got.max(axis=2).astype(int) - img.max(axis=2)).max() <= 1
+
+
+def test_pixelate_is_box_down_and_up():
+    img = _image(40, 60)
+    got = C.corrupt(img, "pixelate", 2)  # factor 0.5: 2x2 blocks
+    blocks = img.reshape(20, 2, 30, 2, 3).astype(np.float64).mean(axis=(1, 3))
+    want = np.repeat(np.repeat(blocks, 2, axis=0), 2, axis=1)
+    assert np.abs(got - want).max() <= 1  # PIL fixed-point rounding
+    # severity 5: int(60 * .25) = 15 columns, int(40 * .25) = 10 rows
+    got5 = C.corrupt(img, "pixelate", 5)
+    assert got5.shape == img.shape
+    assert np.all(got5[:, 0::4] == got5[:, 3::4])
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_jpeg_round_trip_at_published_quality(severity):
+    img = _image(48, 64)
+    quality = C.PARAMS["jpeg_compression"][severity - 1]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    want = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    np.testing.assert_array_equal(
+        C.corrupt(img, "jpeg_compression", severity), want
+    )
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_impulse_noise_fraction_binomial(severity):
+    img = np.full((64, 80, 3), 128, np.uint8)
+    amount = C.PARAMS["impulse_noise"][severity - 1]
+    out = C.corrupt(img, "impulse_noise", severity, seed=11)
+    n = img.size
+    hit = out != 128
+    assert set(np.unique(out[hit])) <= {0, 255}
+    sd = math.sqrt(n * amount * (1 - amount))
+    assert abs(hit.sum() - n * amount) < 4.5 * sd
+    salt = (out == 255).sum()
+    assert abs(salt - hit.sum() / 2) < 4.5 * math.sqrt(hit.sum() / 4)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_gaussian_noise_std(severity):
+    img = np.full((96, 96, 3), 128, np.uint8)
+    sigma = C.PARAMS["gaussian_noise"][severity - 1]
+    out = C.corrupt(img, "gaussian_noise", severity, seed=5) / 255.0
+    delta = out - 128 / 255.0
+    n = delta.size
+    # std of a normal sample: relative s.e. 1/sqrt(2n) ~ 0.43 %.
+    assert abs(delta.std() / sigma - 1) < 0.03
+    # truncation to uint8 lowers the mean by ~0.5 / 255
+    assert abs(delta.mean() + 0.5 / 255) < 4.5 * sigma / math.sqrt(n)
+
+
+def test_shot_and_speckle_noise_moments():
+    img = np.full((96, 96, 3), 102, np.uint8)  # x = 0.4
+    x = 0.4
+    for severity in (1, 3):
+        rate = C.PARAMS["shot_noise"][severity - 1]
+        out = C.corrupt(img, "shot_noise", severity, seed=2) / 255.0
+        assert abs(out.std() / math.sqrt(x / rate) - 1) < 0.05
+        assert abs(out.mean() - x) < 0.01
+        c = C.PARAMS["speckle_noise"][severity - 1]
+        out = C.corrupt(img, "speckle_noise", severity, seed=2) / 255.0
+        assert abs(out.std() / (x * c) - 1) < 0.05
+
+
+@pytest.mark.parametrize("severity", [1, 3, 5])
+def test_gaussian_blur_matches_skimage(severity):
+    import skimage.filters
+
+    img = _image(48, 56)
+    sigma = C.PARAMS["gaussian_blur"][severity - 1]
+    want = _trunc(
+        skimage.filters.gaussian(img / 255.0, sigma=sigma, channel_axis=-1)
+    )
+    got = C.corrupt(img, "gaussian_blur", severity)
+    assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_frost_is_published_blend_of_texture():
+    img = _image(64, 80)
+    for severity in (1, 5):
+        a, b = C.PARAMS["frost"][severity - 1]
+        rng = C.make_rng("frost", severity, seed=9)
+        index = int(rng.integers(1, 6))
+        frost = F.frost_texture(64, 80, rng, index)
+        want = _trunc(a * (img / np.float32(255)) + b * frost)
+        got = C.corrupt(img, "frost", severity, seed=9)
+        assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_constant_images_stay_constant_under_linear_blurs():
+    img = np.full((48, 48, 3), 77, np.uint8)
+    for name in ("defocus_blur", "gaussian_blur", "zoom_blur", "motion_blur"):
+        for severity in (1, 5):
+            out = C.corrupt(img, name, severity)
+            assert np.abs(out.astype(int) - 77).max() <= 1, (name, severity)
+    out = C.corrupt(img, "glass_blur", 5)
+    assert np.abs(out.astype(int) - 77).max() <= 1
+
+
+# ------------------------------------------------------------ filters
+
+
+def test_disk_kernel():
+    k = F.disk_kernel(3, 0.1)
+    assert k.shape == (17, 17) and k.dtype == np.float32
+    assert abs(k.sum() - 1) < 1e-5
+    np.testing.assert_allclose(k, k.T, atol=1e-7)
+    np.testing.assert_allclose(k, k[::-1], atol=1e-7)
+    assert k[8, 8] > 0 and k[0, 0] == 0 and k[8, 0] == 0
+    assert F.disk_kernel(10, 0.5).shape == (21, 21)
+    with pytest.raises(ValueError, match="-1"):
+        F.disk_kernel(-1, 0.1)
+
+
+@pytest.mark.parametrize("angle", [0, 30, 90, -45, 135, 200])
+def test_motion_kernel_sums_to_one_and_points_along_angle(angle):
+    radius, sigma = 10, 4
+    k = F.motion_blur_kernel(radius, sigma, angle)
+    assert k.shape == (41, 41)
+    assert abs(k.sum() - 1) < 1e-5
+    ys, xs = np.nonzero(k)
+    centre = 20
+    w = k[ys, xs]
+    cx, cy = (w * (xs - centre)).sum(), (w * (ys - centre)).sum()
+    # the weighted centroid lies along (cos a, sin a), y down (within the
+    # pixel rounding of taps ~4 px out: atan(0.5 / 4) ~ 7 degrees)
+    got = math.degrees(math.atan2(cy, cx))
+    assert abs((got - angle + 180) % 360 - 180) < 7.5
+    assert math.hypot(cx, cy) > 2
+    # one-sided: every tap is within 2 * ceil(r) + 1 steps of the origin
+    # along the ray (rounded to pixels).
+    a = math.radians(angle)
+    along = (xs - centre) * math.cos(a) + (ys - centre) * math.sin(a)
+    assert along.min() >= -0.8 and along.max() <= 21.5
+    # tap 0 (weight 1 / sum) is the origin; rounding may merge later taps
+    weights = np.exp(-(np.arange(21) ** 2) / (2.0 * sigma**2))
+    assert k[centre, centre] == pytest.approx(1 / weights.sum(), rel=1e-5)
+
+
+def test_motion_kernel_weights_are_one_sided_gaussian():
+    k = F.motion_blur_kernel(3, 2, 0)  # 7 taps along +x
+    row = k[6, 6:13]
+    i = np.arange(7)
+    want = np.exp(-(i**2) / 8.0)
+    np.testing.assert_allclose(row, want / want.sum(), rtol=1e-6)
+    assert k.sum() == pytest.approx(row.sum())
+
+
+def test_motion_blur_smears_a_dot_against_the_angle():
+    img = np.zeros((41, 41), np.float32)
+    img[20, 20] = 1
+    out = F.motion_blur(img, 5, 3, 0)  # samples to the right
+    assert out[20, 20] > 0 and out[20, 15] > 0 and out[20, 25] == 0
+    np.testing.assert_allclose(out.sum(), 1, rtol=1e-5)
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = rng.random((30, 50, 3)).astype(np.float32)
+    kernel = F.motion_blur_kernel(8, 5, 37)
+    want = cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_allclose(F.motion_blur(img, 8, 5, 37), want, atol=1e-5)
+
+
+def test_clipped_zoom():
+    ramp = np.tile(np.arange(60, dtype=np.float32), (40, 1))
+    np.testing.assert_array_equal(F.clipped_zoom(ramp, 1), ramp)
+    out = F.clipped_zoom(ramp, 2)
+    assert out.shape == (40, 60)
+    # bilinear zoom about the centre halves the slope of a ramp
+    np.testing.assert_allclose(np.diff(out, axis=1), 0.5, atol=1e-4)
+    np.testing.assert_allclose(out[:, 29:31].mean(), 29.5, atol=1e-4)
+    rgb = np.random.default_rng(0).random((33, 47, 3)).astype(np.float32)
+    assert F.clipped_zoom(rgb, 1.3).shape == (33, 47, 3)
+
+
+def test_plasma_fractal():
+    a = F.plasma_fractal(64, 2, np.random.default_rng(1))
+    b = F.plasma_fractal(64, 2, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (64, 64) and a.min() == 0 and a.max() == 1
+    # a smaller decay keeps more fine-scale energy (rougher fog)
+    rough = F.plasma_fractal(256, 1.4, np.random.default_rng(2))
+    smooth = F.plasma_fractal(256, 2.0, np.random.default_rng(2))
+    assert np.abs(np.diff(rough)).mean() > 2 * np.abs(np.diff(smooth)).mean()
+    with pytest.raises(ValueError, match="100"):
+        F.plasma_fractal(100, 2, np.random.default_rng(0))
+
+
+def test_snow_layer():
+    rng = np.random.default_rng(0)
+    layer = F.snow_layer((48, 64), 0.55, 0.3, 4, 0.9, 12, 8, -90, rng)
+    assert layer.shape == (48, 64) and layer.dtype == np.float32
+    assert layer.min() >= 0 and layer.max() <= 1 and layer.max() > 0
+    empty = F.snow_layer((48, 64), 0.1, 0.01, 2, 0.9, 10, 4, -90, rng)
+    assert empty.max() == 0
+
+
+def test_frost_texture():
+    t = F.frost_texture(50, 70, np.random.default_rng(0), 2)
+    assert t.shape == (50, 70, 3) and t.dtype == np.float32
+    assert t.min() >= 0 and t.max() <= 1
+    np.testing.assert_array_equal(
+        t, F.frost_texture(50, 70, np.random.default_rng(0), 2)
+    )
+    means = t.mean(axis=(0, 1))
+    assert means[0] < means[1] < means[2]  # bluish white
+    big = F.frost_texture(600, 520, np.random.default_rng(0), 1)
+    assert big.shape == (600, 520, 3)
+    with pytest.raises(ValueError, match="6"):
+        F.frost_texture(8, 8, np.random.default_rng(0), 6)
+
+
+@pytest.mark.parametrize("delta, passes", [(1, 2), (2, 1), (4, 2)])
+def test_local_shuffle_is_a_bounded_permutation(delta, passes):
+    h, w = 40, 50
+    index = np.arange(h * w).reshape(h, w)
+    out = F.local_shuffle(index, delta, passes, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.sort(out.ravel()), index.ravel())
+    src_y, src_x = np.divmod(out, w)
+    dy = np.abs(src_y - np.arange(h)[:, None])
+    dx = np.abs(src_x - np.arange(w)[None, :])
+    assert max(dy.max(), dx.max()) <= delta * passes
+    if passes == 1:  # one pass: at most one swap per pixel
+        moved = out != index
+        assert moved.mean() > 0.6
+    # row 0 / column 0 are never reached (offsets >= -d from row d + 1)
+    np.testing.assert_array_equal(out[0], index[0])
+    np.testing.assert_array_equal(out[:, 0], index[:, 0])
+
+
+def test_glass_blur_moves_pixels_at_most_two_delta_per_iteration():
+    # glass blur = blur, local_shuffle(d, 2 * iterations), blur: check the
+    # shuffle bound with the corruption's own generator.
+    assert C._GLASS_PASSES == 2
+    sigma, d, iters = C.PARAMS["glass_blur"][4]
+    h, w = 48, 48
+    index = np.arange(h * w).reshape(h, w)
+    out = F.local_shuffle(
+        index, d, C._GLASS_PASSES * iters, np.random.default_rng(1)
+    )
+    src_y, src_x = np.divmod(out, w)
+    shift = np.maximum(
+        np.abs(src_y - np.arange(h)[:, None]),
+        np.abs(src_x - np.arange(w)[None, :]),
+    )
+    assert shift.max() <= 2 * d * iters
+    assert shift.max() > d  # and the passes do compound
+
+
+def test_resize_center_crop_follows_torchvision_rule():
+    img = _image(40, 48)
+    out = C.resize_center_crop(img, 36, 32)
+    # shorter side 40 -> 36, long 48 -> int(36 * 48 / 40) = 43; offsets
+    # int((43 - 32) / 2) = 5 and int((36 - 32) / 2) = 2.
+    big = np.asarray(Image.fromarray(img).resize((43, 36), Image.BILINEAR))
+    np.testing.assert_array_equal(out, big[2:34, 5:37])
+    with pytest.raises(ValueError, match="resize"):
+        C.resize_center_crop(img, 30, 32)

@@ -1,0 +1,169 @@
+"""eval_robustness end to end on a tiny corrupted set and a tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from assemble_tf.robustness import evaluation, metrics
+from tests.conftest import REPO
+from tests.testing_utils import jpeg_bytes, smooth_image
+
+WNIDS = ("n00000001", "n00000002", "n00000003")
+TINY = {"base_width": 8, "block_sizes": "1,1,1,1"}
+
+
+def write_set(root, corruptions, severities=range(1, 6), per_class=2):
+    for c_index, c in enumerate(corruptions):
+        for s in severities:
+            for w_index, wnid in enumerate(WNIDS):
+                folder = os.path.join(root, c, str(s), wnid)
+                os.makedirs(folder, exist_ok=True)
+                for k in range(per_class):
+                    seed = 1000 * c_index + 100 * s + 10 * w_index + k
+                    path = os.path.join(folder, f"img_{w_index}{k}.JPEG")
+                    with open(path, "wb") as f:
+                        f.write(jpeg_bytes(smooth_image(32, 32, seed)))
+
+
+def test_find_imagenet_c_layout_and_errors(tmp_path):
+    write_set(str(tmp_path), ("fog", "snow"), severities=(1, 2))
+    found = evaluation.find_imagenet_c(str(tmp_path))
+    assert list(found) == ["snow", "fog"]  # standard order
+    assert sorted(found["fog"]) == [1, 2]
+    assert len(found["fog"][1]) == 6
+    assert found["fog"][1][0][1] == "n00000001"
+    with pytest.raises(ValueError, match="Unknown corruptions"):
+        evaluation.find_imagenet_c(str(tmp_path), ["fogg"])
+    with pytest.raises(ValueError, match="no folder for"):
+        evaluation.find_imagenet_c(str(tmp_path), ["frost"])
+    with pytest.raises(FileNotFoundError, match="none of the ImageNet-C"):
+        evaluation.find_imagenet_c(str(tmp_path / "fog"))
+
+
+def test_label_map(tmp_path):
+    assert evaluation.label_map(WNIDS, 4, 1) == {
+        "n00000001": 1,
+        "n00000002": 2,
+        "n00000003": 3,
+    }
+    with pytest.raises(ValueError, match="labels_file"):
+        evaluation.label_map(WNIDS[:2], 4, 1)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("1\tn00000009\tx\n2\tn00000002\ty\n3\tn00000001\tz\n")
+    assert evaluation.label_map(WNIDS[:2], 1001, 1, str(labels)) == {
+        "n00000001": 3,
+        "n00000002": 2,
+    }
+    synsets = tmp_path / "synsets.txt"
+    synsets.write_text("n00000002 two\nn00000001 one\n")
+    assert evaluation.label_map(WNIDS[:2], 3, 0, str(synsets)) == {
+        "n00000001": 1,
+        "n00000002": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    import keras
+
+    from assemble_tf.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model(
+        "resnet50", num_classes=4, base_width=8, block_sizes=(1, 1, 1, 1)
+    )
+    path = str(tmp_path_factory.mktemp("w") / "tiny.weights.h5")
+    model.save_weights(path)
+    return model, path
+
+
+def run_tool(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.eval_robustness", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def expected_errors(model, found, labels):
+    import tensorflow as tf
+
+    predict = evaluation.make_predict_fn(model)
+    errors = {}
+    for c, sev in found.items():
+        errors[c] = []
+        for s in range(1, 6):
+            items = sev[s]
+            images = np.stack(
+                [
+                    tf.io.decode_jpeg(
+                        tf.io.read_file(p), dct_method="INTEGER_ACCURATE"
+                    ).numpy()
+                    for p, _ in items
+                ]
+            )
+            top1 = predict(images).numpy()[:, 0]
+            truth = np.array([labels[w] for _, w in items])
+            errors[c].append(float(np.mean(top1 != truth)))
+    return errors
+
+
+def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
+    model, weights = tiny_weights
+    data = str(tmp_path / "c")
+    write_set(data, metrics.ALL_CORRUPTIONS, per_class=1)
+    out = str(tmp_path / "out")
+    args = [
+        "--kind=c",
+        f"--data_dir={data}",
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=4",
+        "--label_offset=1",
+        f"--model_overrides={json.dumps(TINY)}",
+        "--clean_error=0.5",
+        "--batch_size=7",
+        f"--output_dir={out}",
+    ]
+    proc = run_tool(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = json.load(open(line["json"]))
+    found = evaluation.find_imagenet_c(data)
+    labels = evaluation.label_map(WNIDS, 4, 1)
+    want = expected_errors(model, found, labels)
+    for c in metrics.ALL_CORRUPTIONS:
+        assert report["results"][c]["top1_error"] == pytest.approx(want[c])
+        assert report["results"][c]["count"] == [3] * 5
+    assert line["mce"] == pytest.approx(metrics.mce(want))
+    assert line["mce_19"] == pytest.approx(
+        metrics.mce(want, metrics.ALL_CORRUPTIONS)
+    )
+    assert line["relative_mce"] == pytest.approx(
+        metrics.relative_mce(want, 0.5)
+    )
+    for key in ("chart_png", "gallery_png", "markdown"):
+        assert os.path.getsize(line[key]) > 1000
+    assert "mCE (19, the original's protocol)" in open(line["markdown"]).read()
+    assert not any(r["cached"] for r in report["results"].values())
+    # Resume: drop one corruption's cache; only it is recomputed.
+    os.remove(os.path.join(out, "cache_c", "fog.json"))
+    proc = run_tool(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.load(open(line["json"]))
+    cached = {c for c, r in again["results"].items() if r["cached"]}
+    assert cached == set(metrics.ALL_CORRUPTIONS) - {"fog"}
+    assert again["summary"]["mce"] == pytest.approx(line["mce"])
+
+
+def test_eval_robustness_bad_flags(tmp_path):
+    proc = run_tool("--kind=c", f"--data_dir={tmp_path}/missing")
+    assert proc.returncode == 2
+    assert "is not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr

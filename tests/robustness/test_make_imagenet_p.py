@@ -1,0 +1,338 @@
+"""mp4 I/O and the `make_imagenet_p` binary on tiny folders and TFRecords."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from assemble_tf.robustness import video
+from tests.conftest import REPO
+from tests.testing_utils import jpeg_bytes, smooth_image, write_records
+from tools import make_imagenet_p as tool
+
+WNIDS = ("n01440764", "n01443537")
+FILES = ("ILSVRC2012_val_00000293.JPEG", "ILSVRC2012_val_00002138.JPEG")
+
+
+def picture(seed):
+    """A 40 x 48 photo-like image: smooth colours plus a few edges."""
+    image = smooth_image(40, 48, seed=seed).astype(int)
+    image[10:30, 12:20] = 255 - image[10:30, 12:20]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_folder(root):
+    """2 wnids x 2 JPEGs; returns {(wnid, file): jpeg bytes}."""
+    images = {}
+    for w, wnid in enumerate(WNIDS):
+        os.makedirs(os.path.join(root, wnid))
+        for f, name in enumerate(FILES):
+            data = jpeg_bytes(picture(10 * w + f))
+            with open(os.path.join(root, wnid, name), "wb") as out:
+                out.write(data)
+            images[(wnid, name)] = data
+    return images
+
+
+def options(tmp_path, out="out", **kwargs):
+    settings = dict(
+        output_dir=str(tmp_path / out),
+        input_dir=str(tmp_path / "val"),
+        resize=36,
+        crop=32,
+        perturbations="translate,gaussian_noise",
+        progress=False,
+    )
+    settings.update(kwargs)
+    return tool.Options(**settings)
+
+
+def tree(root):
+    return sorted(
+        os.path.relpath(p, root)
+        for p in glob.glob(os.path.join(root, "**", "*"), recursive=True)
+        if os.path.isfile(p)
+    )
+
+
+def crop_errors(frame, data):
+    """Mean |frame - crop| of the PIL bilinear 40x48 -> 36x43 resize for
+    every crop offset; the specified one is (2, 5)."""
+    image = tool.load_image(data=data)
+    resized = np.asarray(image.resize((43, 36), Image.Resampling.BILINEAR))
+    errors = np.full((5, 12), np.inf)
+    for top in range(5):
+        for left in range(12):
+            crop = resized[top : top + 32, left : left + 32].astype(int)
+            errors[top, left] = np.abs(frame.astype(int) - crop).mean()
+    return errors
+
+
+# --------------------------------------------------------------------------
+# Video files.
+
+
+def test_video_round_trip_is_exact_in_count_and_close_in_pixels(tmp_path):
+    base = smooth_image(64, 64, seed=3).astype(int)
+    frames = np.stack([np.clip(base + k - 15, 0, 255) for k in range(31)])
+    frames = frames.astype(np.uint8)
+    path = str(tmp_path / "clip.mp4")
+    assert video.write_video(path, frames) == path
+    assert os.listdir(tmp_path) == ["clip.mp4"]  # no temp file left
+    back = video.read_video(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    error = np.abs(back.astype(int) - frames).mean(axis=(1, 2, 3))
+    assert error.max() < 3.0  # mp4v is lossy
+    # RGB order survives (a BGR swap would cost ~40 grey levels here).
+    red = np.zeros((3, 16, 16, 3), np.uint8)
+    red[..., 0] = 200
+    video.write_video(path, red)
+    np.testing.assert_allclose(
+        video.read_video(path).mean(axis=(0, 1, 2)), [200, 0, 0], atol=6
+    )
+
+
+def test_video_errors_name_the_problem(tmp_path, monkeypatch):
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="must be even"):
+        video.write_video(str(tmp_path / "a.mp4"), frames[:, :15])
+    with pytest.raises(ValueError, match="uint8"):
+        video.write_video(str(tmp_path / "a.mp4"), frames.astype(float))
+    missing_dir = str(tmp_path / "nowhere" / "a.mp4")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        video.write_video(missing_dir, frames)
+    monkeypatch.setattr(video, "FOURCC", "zzzz")
+    with pytest.raises(ValueError, match="could not open a zzzz"):
+        video.write_video(str(tmp_path / "a.mp4"), frames)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []  # nothing half-written
+    with pytest.raises(FileNotFoundError, match="gone.mp4 does not exist"):
+        video.read_video(str(tmp_path / "gone.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="junk.mp4"):
+        video.read_video(str(junk))
+
+
+# --------------------------------------------------------------------------
+# The binary.
+
+
+def test_folder_input_tree_frames_workers_and_resume(tmp_path):
+    images = make_folder(str(tmp_path / "val"))
+    serial = tool.generate(options(tmp_path, "serial", workers=1))
+    parallel = tool.generate(options(tmp_path, "parallel", workers=2))
+    videos = [
+        f"{p}/{w}/{os.path.splitext(f)[0]}.mp4"
+        for p in ("gaussian_noise", "translate")
+        for w in WNIDS
+        for f in FILES
+    ]
+    expected_tree = sorted(["options.json", "summary.json"] + videos)
+    assert tree(tmp_path / "serial") == expected_tree
+    assert tree(tmp_path / "parallel") == expected_tree
+    for summary in (serial, parallel):
+        assert summary["images_processed"] == 4 and summary["complete"]
+        assert summary["perturbations"] == {
+            "translate": {"frames": 41, "written": 4, "kept": 0, "videos": 4},
+            "gaussian_noise": {
+                "frames": 31,
+                "written": 4,
+                "kept": 0,
+                "videos": 4,
+            },
+        }
+    for rel in videos:
+        frames = video.read_video(str(tmp_path / "serial" / rel))
+        n = 41 if rel.startswith("translate") else 31
+        assert frames.shape == (n, 32, 32, 3)
+        # Same seed per file name whatever the worker count.
+        np.testing.assert_array_equal(
+            frames, video.read_video(str(tmp_path / "parallel" / rel))
+        )
+    # Resize 36 and crop 32 as specified: the clean frames match.
+    data = images[(WNIDS[1], FILES[0])]
+    stem = f"{WNIDS[1]}/{os.path.splitext(FILES[0])[0]}.mp4"
+    noise = video.read_video(str(tmp_path / "serial/gaussian_noise" / stem))
+    shift = video.read_video(str(tmp_path / "serial/translate" / stem))
+    for clean in (noise[0], shift[20]):  # frame 1; shift 0
+        errors = crop_errors(clean, data)
+        assert np.unravel_index(errors.argmin(), errors.shape) == (2, 5)
+        assert errors[2, 5] < 5  # mp4v on a 32 px frame
+    # Noise of std 0.03 * 255 = 7.7; mp4v smooths some of it away.
+    assert 4 < (noise[1:].astype(int) - noise[0]).std() < 9
+    # The two images of a class get different noise.
+    other = video.read_video(
+        str(
+            tmp_path
+            / "serial/gaussian_noise"
+            / stem.replace("00000293", "00002138")
+        )
+    )
+    assert not np.array_equal(noise[1:] - noise[0], other[1:] - other[0])
+    # A rerun skips every video.
+    mtime = os.path.getmtime(tmp_path / "serial" / videos[0])
+    again = tool.generate(options(tmp_path, "serial"))
+    assert again["images_processed"] == 0
+    assert {p["kept"] for p in again["perturbations"].values()} == {4}
+    assert {p["written"] for p in again["perturbations"].values()} == {0}
+    assert os.path.getmtime(tmp_path / "serial" / videos[0]) == mtime
+    saved = json.loads((tmp_path / "serial" / "summary.json").read_text())
+    assert saved["perturbations"]["translate"]["kept"] == 4
+
+
+def test_changed_options_are_refused_other_perturbations_added(tmp_path):
+    make_folder(str(tmp_path / "val"))
+    tool.generate(options(tmp_path, perturbations="brightness", limit=1))
+    with pytest.raises(FileExistsError, match="--crop: existing 32, now 30"):
+        tool.generate(options(tmp_path, crop=30, perturbations="brightness"))
+    with pytest.raises(FileExistsError, match="--seed: existing 0, now 5"):
+        tool.generate(options(tmp_path, seed=5, perturbations="brightness"))
+    os.makedirs(tmp_path / "val2" / WNIDS[0])
+    (tmp_path / "val2" / WNIDS[0] / FILES[0]).write_bytes(
+        jpeg_bytes(picture(0))
+    )
+    with pytest.raises(FileExistsError, match="input: existing --input_dir"):
+        tool.generate(options(tmp_path, input_dir=str(tmp_path / "val2")))
+    # Another perturbation, a limit and a stale temp file are fine.
+    stale = tmp_path / "out" / "brightness" / WNIDS[0] / ".x.mp4.9.tmp.mp4"
+    stale.write_bytes(b"partial")
+    summary = tool.generate(
+        options(tmp_path, perturbations="brightness,scale", limit=2)
+    )
+    assert not stale.exists() and summary["stale_temp_files_removed"] == 1
+    assert summary["perturbations"]["brightness"]["kept"] == 1
+    assert summary["perturbations"]["brightness"]["written"] == 1
+    assert summary["perturbations"]["scale"]["written"] == 2
+    assert summary["images_selected"] == 2 and summary["images_found"] == 4
+
+
+def test_tfrecord_input_gives_the_folder_videos(tmp_path):
+    from assemble_tf.data import schema
+
+    images = make_folder(str(tmp_path / "val"))
+    items = sorted(images.items())
+    for shard, part in enumerate((items[:3], items[3:])):
+        write_records(
+            tmp_path / f"validation-{shard:05d}-of-00002",
+            [
+                schema.make_example(data, 1, 40, 48, filename=name, synset=wnid)
+                for (wnid, name), data in part
+            ],
+        )
+    common = dict(perturbations="gaussian_noise", difficulty=2)
+    from_records = tool.generate(
+        options(
+            tmp_path,
+            "records",
+            input_dir=None,
+            tfrecord_pattern=str(tmp_path / "validation-*"),
+            **common,
+        )
+    )
+    tool.generate(options(tmp_path, "folder", **common))
+    assert from_records["images_found"] == 4 and from_records["complete"]
+    assert list(from_records["perturbations"]) == ["gaussian_noise_2"]
+    expected = sorted(
+        f"gaussian_noise_2/{w}/{os.path.splitext(f)[0]}.mp4"
+        for w in WNIDS
+        for f in FILES
+    )
+    assert [p for p in tree(tmp_path / "records") if p.endswith(".mp4")] == (
+        expected
+    )
+    for rel in expected:
+        a = video.read_video(str(tmp_path / "records" / rel))
+        b = video.read_video(str(tmp_path / "folder" / rel))
+        np.testing.assert_array_equal(a, b)
+    # Difficulty 2 is sigma 0.05 (before the lossy codec: ~0.05 * 255).
+    spread = (a[1:].astype(float) - a[0]).std()
+    assert 8 < spread < 14
+
+
+def test_unreadable_images_are_listed_not_fatal(tmp_path):
+    make_folder(str(tmp_path / "val"))
+    (tmp_path / "val" / WNIDS[0] / "broken.JPEG").write_bytes(b"\xff\xd8 no")
+    summary = tool.generate(options(tmp_path, perturbations="rotate"))
+    assert summary["unreadable"][0]["file"] == f"{WNIDS[0]}/broken.JPEG"
+    assert summary["perturbations"]["rotate"]["written"] == 4
+    assert not summary["complete"]
+    assert "unreadable n01440764/broken.JPEG" in tool.format_summary(summary)
+
+
+def test_bad_options_are_refused_clearly(tmp_path):
+    make_folder(str(tmp_path / "val"))
+    cases = [
+        (dict(tfrecord_pattern="x*"), "exactly one of --input_dir"),
+        (dict(crop=31), "--crop=31: the crop side must be even"),
+        (dict(resize=30), "--resize=30 is smaller than --crop=32"),
+        (dict(perturbations="rotate,fog"), "unknown fog. Valid: gaussian"),
+        (dict(perturbations="rotate", difficulty=2), "none is in"),
+        (dict(set="train", perturbations=None), "--set must be one of"),
+        (dict(input_dir=str(tmp_path / "nope")), "is not a directory"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            tool.generate(options(tmp_path, **kwargs))
+    # Two files that would share one video name.
+    twin = tmp_path / "val" / WNIDS[0] / "ILSVRC2012_val_00000293.png"
+    twin.write_bytes(b"")
+    with pytest.raises(ValueError, match="would both be written"):
+        tool.generate(options(tmp_path))
+    assert tool.image_seed(0, "n1", "a.JPEG") == tool.image_seed(
+        0, "n1", "a.JPEG"
+    )
+    assert (
+        len(
+            {
+                tool.image_seed(0, "n1", "a.JPEG"),
+                tool.image_seed(1, "n1", "a.JPEG"),
+                tool.image_seed(0, "n1", "b.JPEG"),
+                tool.image_seed(0, "n2", "a.JPEG"),
+            }
+        )
+        == 4
+    )
+
+
+def test_binary_end_to_end_and_clean_errors(tmp_path):
+    make_folder(str(tmp_path / "val"))
+
+    def run(*flags):
+        return subprocess.run(
+            [sys.executable, "-m", "tools.make_imagenet_p", *flags],
+            cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    common = [
+        f"--input_dir={tmp_path / 'val'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--resize=36",
+        "--crop=32",
+        "--noprogress",
+    ]
+    result = run(*common, "--perturbations=tilt,shot_noise", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["perturbations"]["tilt"]["written"] == 4
+    assert summary["perturbations"]["shot_noise"]["frames"] == 31
+    assert "tilt: 4 videos of 31 frames (4 written" in result.stdout
+    assert video.read_video(
+        str(tmp_path / "out/tilt" / WNIDS[0] / "ILSVRC2012_val_00000293.mp4")
+    ).shape == (31, 32, 32, 3)
+    refused = run(*common, "--crop=30", "--perturbations=tilt")
+    assert refused.returncode == 2
+    assert "ERROR: --output_dir=" in refused.stderr
+    assert "--crop: existing 32, now 30" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    bad = run(*common, "--perturbations=fog")
+    assert bad.returncode == 2 and "unknown fog" in bad.stderr

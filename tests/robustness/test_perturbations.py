@@ -1,0 +1,319 @@
+"""ImageNet-P sequences: frame counts, sweeps and noise statistics.
+
+Published numbers (hendrycks/robustness `ImageNet-P/create_p/
+make_imagenet_p.py`): 31 frames per sequence, 41 for translate; translate
+shifts 1 px per frame (-20..20), rotate and shear 1 degree (-15..15),
+brightness 0.02 per frame in HSV value (-0.3..0.3), scale 0.025 per frame
+(0.40..1.15); gaussian / shot / speckle noise have three levels.
+"""
+
+import numpy as np
+import pytest
+
+from assemble_tf.robustness import perturbations as P
+from tests.testing_utils import smooth_image
+
+PUBLISHED_FRAMES = {
+    "gaussian_noise": 31,
+    "shot_noise": 31,
+    "motion_blur": 31,
+    "zoom_blur": 31,
+    "snow": 31,
+    "brightness": 31,
+    "translate": 41,
+    "rotate": 31,
+    "tilt": 31,
+    "scale": 31,
+    "speckle_noise": 31,
+    "gaussian_blur": 31,
+    "spatter": 31,
+    "shear": 31,
+}
+RANDOM = ("gaussian_noise", "shot_noise", "speckle_noise", "snow", "spatter")
+
+
+def textured(height, width, seed=0):
+    """A uint8 RGB image with edges and smooth parts."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    phase = rng.uniform(0, 3, (1, 1, 3))
+    smooth = 0.5 + 0.3 * np.sin(7 * y + 9 * x + phase)
+    blocks = (np.floor(y * 5) + np.floor(x * 4)) % 2
+    img = 255 * (0.7 * smooth + 0.3 * blocks)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+IMAGE = textured(24, 30)  # "resized" image; crop 20
+
+
+def test_sets_and_published_frame_counts():
+    assert P.TEST_PERTURBATIONS == (
+        "gaussian_noise",
+        "shot_noise",
+        "motion_blur",
+        "zoom_blur",
+        "snow",
+        "brightness",
+        "translate",
+        "rotate",
+        "tilt",
+        "scale",
+    )
+    assert P.VALIDATION_PERTURBATIONS == (
+        "speckle_noise",
+        "gaussian_blur",
+        "spatter",
+        "shear",
+    )
+    assert P.FRAME_COUNTS == PUBLISHED_FRAMES
+    # test.py: a perturbation is a noise one when 'noise' is in its name.
+    assert P.NOISE_PERTURBATIONS == tuple(
+        n for n in P.PERTURBATIONS if "noise" in n
+    )
+    assert P.folder_name("shot_noise", 3) == "shot_noise_3"
+    assert P.folder_name("gaussian_noise") == "gaussian_noise"
+
+
+def test_published_sweeps():
+    np.testing.assert_array_equal(
+        P.frame_parameters("translate"), np.arange(-20, 21)
+    )
+    np.testing.assert_array_equal(
+        P.frame_parameters("rotate"), np.arange(-15, 16)
+    )
+    np.testing.assert_allclose(
+        P.frame_parameters("brightness")[[0, 15, 30]], [-0.3, 0, 0.3]
+    )
+    np.testing.assert_allclose(
+        P.frame_parameters("scale")[[0, 24, 30]], [0.40, 1.0, 1.15]
+    )
+    np.testing.assert_allclose(
+        P.frame_parameters("motion_blur")[[0, 30]], [-120, 0]
+    )
+    np.testing.assert_allclose(P.frame_parameters("snow")[[0, 30]], [-150, -30])
+    np.testing.assert_allclose(
+        P.frame_parameters("zoom_blur")[[0, 30]], [1.0, 1.12]
+    )
+    np.testing.assert_allclose(
+        P.frame_parameters("gaussian_blur")[[0, 30]], [0.25, 1.3]
+    )
+    levels = [P.frame_parameters("gaussian_noise", d)[1] for d in (1, 2, 3)]
+    assert levels == [0.03, 0.05, 0.08]
+    assert P.frame_parameters("shot_noise", 2)[0] == np.inf  # clean frame 1
+
+
+@pytest.mark.parametrize("name", P.PERTURBATIONS)
+def test_shape_dtype_and_determinism(name):
+    frames = P.sequence(IMAGE, name, seed=3, crop_size=20)
+    assert frames.shape == (PUBLISHED_FRAMES[name], 20, 20, 3)
+    assert frames.dtype == np.uint8
+    again = P.sequence(IMAGE, name, seed=3, crop_size=20)
+    np.testing.assert_array_equal(frames, again)
+    other = P.sequence(IMAGE, name, seed=4, crop_size=20)
+    if name in RANDOM:
+        assert not np.array_equal(frames, other)
+    else:  # not random: the seed does not matter
+        np.testing.assert_array_equal(frames, other)
+    # Without a crop the frames keep the input size.
+    assert P.sequence(IMAGE, name, seed=3).shape[1:] == (24, 30, 3)
+
+
+def test_no_global_numpy_state():
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    P.sequence(IMAGE, "gaussian_noise", seed=1)
+    P.sequence(IMAGE, "spatter", seed=1)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+@pytest.mark.parametrize(
+    "name,expected_std",
+    [
+        ("gaussian_noise", 0.03 * 255),
+        ("shot_noise", 255 * np.sqrt(0.5 / 300)),
+        ("speckle_noise", 0.05 * 0.5 * 255),
+    ],
+)
+def test_noise_frames_are_independent_noisings_of_frame_1(name, expected_std):
+    grey = np.full((48, 48, 3), 128, np.uint8)  # x = 0.502: no clipping
+    frames = P.sequence(grey, name, seed=0).astype(np.float64)
+    np.testing.assert_array_equal(frames[0], grey)
+    vs_clean = frames[1:] - frames[0]
+    vs_previous = frames[2:] - frames[1:-1]
+    # The noise (before truncation) has the published std.
+    assert vs_clean.std() == pytest.approx(expected_std, rel=0.05)
+    # Independent: consecutive frames differ by sqrt(2) x the noise.
+    ratio = np.abs(vs_previous).mean() / np.abs(vs_clean).mean()
+    assert 1.33 < ratio < 1.5
+    a = (vs_clean[:-1] - vs_clean[:-1].mean()).ravel()
+    b = (vs_clean[1:] - vs_clean[1:].mean()).ravel()
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.03
+
+
+def test_noise_difficulty_levels_grow():
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    stds = [
+        (P.sequence(grey, "gaussian_noise", 0, d)[1:].astype(float) - 128).std()
+        for d in (1, 2, 3)
+    ]
+    np.testing.assert_allclose(stds, [7.65, 12.75, 20.4], rtol=0.06)
+    shot = [
+        (P.sequence(grey, "shot_noise", 0, d)[1:].astype(float) - 128).std()
+        for d in (1, 2, 3)
+    ]
+    assert shot[0] < shot[1] < shot[2]
+    with pytest.raises(ValueError, match="noise perturbations"):
+        P.sequence(grey, "rotate", difficulty=2)
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        P.sequence(grey, "shot_noise", difficulty=4)
+
+
+def test_translate_shifts_one_pixel_per_frame():
+    image = textured(40, 48, seed=2)
+    frames = P.sequence(image, "translate", crop_size=32)
+    crop = image[4:36, 8:40]  # offsets int((40-32)/2), int((48-32)/2)
+    np.testing.assert_array_equal(frames[20], crop)  # shift 0
+    for k in range(1, 41):  # frame k = frame k-1 moved right by 1 px
+        np.testing.assert_array_equal(frames[k][:, 1:], frames[k - 1][:, :-1])
+    # The crop reads the resized image's border, black only beyond it:
+    # frame 0 (shift -20) shows columns 28..47 then 12 black columns.
+    np.testing.assert_array_equal(frames[0][:, :20], image[4:36, 28:48])
+    assert frames[0][:, 20:].max() == 0
+
+
+def test_brightness_is_monotone_and_matches_skimage_hsv():
+    from skimage import color
+
+    image = textured(16, 18, seed=5)
+    image[0, 0] = 0  # black: becomes grey when brightened
+    frames = P.sequence(image, "brightness").astype(int)
+    assert (np.diff(frames, axis=0) >= 0).all()  # per pixel, per step
+    assert (np.diff(frames.mean(axis=(1, 2, 3))) > 0).all()
+    assert np.abs(frames[15] - image).max() <= 1  # c = 0
+    np.testing.assert_array_equal(frames[30][0, 0], [76, 76, 76])  # .3
+    for i in (0, 7, 22, 30):  # the reference's skimage round trip
+        hsv = color.rgb2hsv(image / 255.0)
+        hsv[..., 2] = np.clip(hsv[..., 2] + 0.02 * (i - 15), 0, 1)
+        expected = np.uint8(color.hsv2rgb(hsv) * 255).astype(int)
+        assert np.abs(frames[i] - expected).max() <= 1
+        assert (frames[i] == expected).mean() > 0.99
+
+
+def _dot_angles(frames):
+    """Angle (degrees, y down) of the bright dot about the frame centre."""
+    angles = []
+    for frame in frames:
+        weight = frame[..., 0].astype(float)
+        ys, xs = np.indices(weight.shape)
+        cy = (weight * ys).sum() / weight.sum() - (weight.shape[0] - 1) / 2
+        cx = (weight * xs).sum() / weight.sum() - (weight.shape[1] - 1) / 2
+        angles.append(np.degrees(np.arctan2(cy, cx)))
+    return np.array(angles)
+
+
+def test_rotate_angle_increases_one_degree_per_frame():
+    image = np.zeros((41, 41, 3), np.uint8)
+    image[19:22, 33:36] = 255  # a dot right of the centre (20, 20)
+    frames = P.sequence(image, "rotate")
+    np.testing.assert_array_equal(frames[15], image)  # angle 0
+    angles = _dot_angles(frames)
+    assert (np.diff(angles) > 0).all()  # clockwise on screen
+    np.testing.assert_allclose(angles, np.arange(-15, 16), atol=0.3)
+
+
+def test_scale_and_shear_sweeps():
+    white = np.full((40, 40, 3), 255, np.uint8)
+    frames = P.sequence(white, "scale", crop_size=32)
+    np.testing.assert_array_equal(frames[24], white[:32, :32])  # scale 1
+    # scale 0.40: the 40 px image shrinks to 16 px, 1/4 of the crop.
+    assert (frames[0] > 127).mean() == pytest.approx(16**2 / 32**2, abs=0.02)
+    coverage = (frames > 127).mean(axis=(1, 2, 3))
+    assert (np.diff(coverage) >= 0).all() and coverage[15] < 1
+    np.testing.assert_array_equal(coverage[16:], 1)  # 40 x .8 >= 32
+    image = textured(24, 30, seed=1)
+    shear = P.sequence(image, "shear")
+    np.testing.assert_array_equal(shear[15], image)  # shear 0
+    assert np.abs(shear[0].astype(int) - image).mean() > 10
+
+
+def test_tilt_homography_and_frames():
+    h, w = 30, 40
+    f = np.hypot(w, h)  # 50
+    # Untilted, the reference's plane at z = 1 shrinks by f / (f + 1).
+    untilted = P.tilt_homography(h, w, 0)
+    np.testing.assert_allclose(
+        untilted / untilted[2, 2],
+        [[f / (f + 1), 0, w / 2 / (f + 1)], [0, f / (f + 1), h / 2 / (f + 1)]]
+        + [[0, 0, 1]],
+        atol=1e-12,
+    )
+    image = smooth_image(60, 80, seed=4)
+    frames = P.sequence(image, "tilt").astype(int)
+    errors = np.abs(frames - image)[:, 3:-3, 3:-3].mean(axis=(1, 2, 3))
+    # Near-identity at 0 degrees; the change grows with the tilt both ways
+    # (the z = 1 shrink moves the closest frame to i = 16, +1 degree).
+    assert errors[15] < 0.5 and errors.argmin() in (15, 16)
+    assert (np.diff(errors[:16]) < 0).all() and (np.diff(errors[16:]) > 0).all()
+    assert errors[0] > 10 and errors[30] > 10
+
+
+def test_zoom_blur_is_a_running_mean_of_zooms():
+    flat = np.full((24, 30, 3), 100, np.uint8)
+    frames = P.sequence(flat, "zoom_blur", crop_size=20)
+    np.testing.assert_array_equal(frames, 100)  # zooms of a constant
+    image = textured(24, 30, seed=6)
+    frames = P.sequence(image, "zoom_blur", crop_size=20)
+    crop = P.center_crop(image, 20)
+    np.testing.assert_array_equal(frames[0], crop)  # frame 1 is clean
+    err = np.abs(frames.astype(int) - crop).mean(axis=(1, 2, 3))
+    assert (np.diff(err[1:]) >= -0.05).all() and err[30] > err[1] + 2
+
+
+def test_motion_blur_snow_and_gaussian_blur():
+    from skimage.filters import gaussian
+
+    flat = np.full((20, 20, 3), 90, np.uint8)
+    np.testing.assert_array_equal(P.sequence(flat, "motion_blur"), 90)
+    image = textured(24, 30, seed=7)
+    blurred = P.sequence(image, "gaussian_blur")
+    expected = np.uint8(
+        255 * gaussian(image / 255.0, sigma=0.25, channel_axis=-1, truncate=6)
+    )
+    np.testing.assert_array_equal(blurred[0], expected)
+    spread = np.diff(blurred.astype(float).std(axis=(1, 2, 3)))
+    assert spread[0] <= 0 and (spread[1:] < 0).all()  # sigma grows
+    # Snow only adds: every frame >= the brightened base image.
+    x = image.astype(np.float32) / 255
+    grey = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    base = 0.85 * x + 0.15 * np.maximum(x, 1.5 * grey + 0.5)
+    snow = P.sequence(image, "snow", seed=1)
+    assert (snow.astype(int) >= np.uint8(np.clip(base, 0, 1) * 255) - 1).all()
+    assert not np.array_equal(snow[0], snow[30])  # the streaks turn
+
+
+def test_spatter_flow_matches_numpy_convolve_and_adds_liquid():
+    layer = np.random.default_rng(0).random((12, 5))
+    expected = np.stack(
+        [np.convolve(layer[:, j], P.SPATTER_FLOW, "same") for j in range(5)],
+        axis=1,
+    )
+    np.testing.assert_allclose(P.spatter_flow(layer), expected, atol=1e-15)
+    image = textured(64, 64, seed=8)
+    frames = P.sequence(image, "spatter", seed=2).astype(int)
+    assert (frames >= image.astype(int) - 1).all()  # liquid only adds
+    assert (frames - image).max() > 40  # visible drops
+    assert not np.array_equal(frames[0], frames[30])  # the drops flow
+
+
+def test_bad_inputs_are_refused_clearly():
+    with pytest.raises(ValueError, match="Valid: test gaussian_noise.*shear"):
+        P.sequence(IMAGE, "fog")
+    with pytest.raises(ValueError, match="uint8"):
+        P.sequence(IMAGE.astype(np.float32), "rotate")
+    with pytest.raises(ValueError, match=r"shape \(24, 30\)"):
+        P.sequence(IMAGE[..., 0], "rotate")
+    with pytest.raises(ValueError, match="crop size 32 does not fit"):
+        P.sequence(IMAGE, "rotate", crop_size=32)
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        P.sequence(IMAGE, "snow", seed=-1)

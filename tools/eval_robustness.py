@@ -1,0 +1,317 @@
+"""ImageNet-C mCE and ImageNet-P mFR of a trained or imported model.
+
+    # official ImageNet-C (224 px) with a training run
+    python -m tools.eval_robustness --kind=c --data_dir=/data/ImageNet-C \
+        --model_dir=/runs/r50 --clean_error=0.2313
+    # a set regenerated at 292 -> 256 for the 256-px Assemble-ResNet-50
+    python -m tools.eval_robustness --kind=c --data_dir=/data/imagenet_c_256 \
+        --preset=assemble_resnet50 --weights=assemble_r50.weights.h5
+    # ImageNet-P (mp4 videos)
+    python -m tools.eval_robustness --kind=p --data_dir=/data/ImageNet-P \
+        --model_dir=/runs/r50
+
+Hendrycks & Dietterich, ICLR 2019 (https://arxiv.org/abs/1903.12261);
+protocol of Assemble-ResNet (Lee et al. 2020, clovaai/assembled-cnn
+`mce/eval_robustness.py`): images are fed at their stored size, decoded with
+INTEGER_ACCURATE and mean-subtracted. Reports per corruption and severity
+top-1 / top-5 error, CE, mCE over the 15 standard corruptions and over all
+19 (the original's number), relative mCE (with --clean_error); for
+ImageNet-P flip probabilities, FR, mFR and top-5 distances. Writes
+robustness_<kind>.json, robustness_<kind>.md (the paper's figures beside
+ours for paper presets), a bar chart and a gallery PNG, and prints one JSON
+line. Per-corruption results are cached in <output_dir>/cache_<kind>, so
+rerunning an interrupted command continues where it stopped.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from official.utils.flags import core as flags_core  # noqa: E402
+
+flags.DEFINE_enum("kind", None, ["c", "p"], "ImageNet-C or ImageNet-P.")
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "ImageNet-C root (<corruption>/<severity>/<wnid>/<file>) or ImageNet-P "
+    "root (<perturbation>/<wnid>/<name>.mp4).",
+)
+flags.DEFINE_string("model_dir", None, "A training run (holds config.json).")
+flags.DEFINE_string(
+    "checkpoint", None, "'latest' (default), 'best' or a checkpoint prefix."
+)
+flags.DEFINE_string("preset", None, "Preset, when there is no model_dir.")
+flags.DEFINE_string("weights", None, "A .weights.h5 file (e.g. imported).")
+flags.DEFINE_integer("num_classes", None, "Logits of --preset (1001).")
+flags.DEFINE_integer("label_offset", None, "Label of the first class.")
+flags.DEFINE_string(
+    "model_overrides",
+    None,
+    'Model config overrides as JSON, e.g. {"base_width": 16}.',
+)
+flags.DEFINE_string(
+    "labels_file",
+    None,
+    "wnid -> label: the training data_dir's labels.txt or a synsets list. "
+    "Default: <run's data_dir>/labels.txt when it exists, else the sorted "
+    "classes of the set (which must then hold all of them).",
+)
+flags.DEFINE_list(
+    "names", [], "Corruptions / perturbations to evaluate (default: all)."
+)
+flags.DEFINE_integer(
+    "difficulty", 1, "ImageNet-P difficulty (frame step).", lower_bound=1
+)
+flags.DEFINE_float(
+    "clean_error",
+    None,
+    "Clean top-1 error (fraction) for relative mCE, e.g. from "
+    "tools.evaluate's eval.json (1 - top1).",
+)
+flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Results folder (default: <model_dir>/robustness, or next to --weights).",
+)
+FLAGS = flags.FLAGS
+
+
+def load(flag_values):
+    from assemble_tf.evaluation import loading
+    from assemble_tf.training import trainer as trainer_lib
+
+    try:
+        model_overrides = json.loads(flag_values.model_overrides or "{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--model_overrides is not JSON: {flag_values.model_overrides!r}"
+        ) from e
+    data = {}
+    if flag_values.num_classes is not None:
+        data["num_classes"] = flag_values.num_classes
+    if flag_values.label_offset is not None:
+        data["label_offset"] = flag_values.label_offset
+    config, checkpoint, weights = loading.resolve(
+        model_dir=flag_values.model_dir,
+        checkpoint=flag_values.checkpoint,
+        preset=flag_values.preset,
+        weights=flag_values.weights,
+        output_dir=flag_values.output_dir,
+        data=data,
+        model=model_overrides,
+        needs_data=False,
+    )
+    strategy = trainer_lib.setup_runtime(config)
+    with strategy.scope():
+        model = trainer_lib.build_run_model(config)
+    loading.restore(model, checkpoint, weights)
+    return config, model, checkpoint or os.path.abspath(weights)
+
+
+def signature(source, data_dir, kind, difficulty):
+    """Identifies model + data for the per-corruption cache."""
+    stat = []
+    for suffix in ("", ".index", ".data-00000-of-00001"):
+        if os.path.exists(source + suffix):
+            st = os.stat(source + suffix)
+            stat.append([suffix, st.st_size, int(st.st_mtime)])
+    blob = json.dumps(
+        [source, stat, os.path.abspath(data_dir), kind, difficulty]
+    )
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+def _fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_c(summary, results, paper, preset):
+    lines = [
+        "| corruption | top-1 error % (sev. 1-5) | mean | CE |",
+        "|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        per = " / ".join(
+            "-" if e is None else f"{100 * e:.1f}" for e in r["top1_error"]
+        )
+        lines.append(
+            f"| {name} | {per} | {100 * summary['top1_error'][name]:.2f} | "
+            f"{summary['ce'][name]:.2f} |"
+        )
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.2f}"
+
+    lines += [
+        "",
+        "| metric | ours | paper |",
+        "|---|---|---|",
+        f"| mCE (15 standard) | {fmt(summary['mce'])} | - |",
+        f"| mCE (19, the original's protocol) | {fmt(summary['mce_19'])} | "
+        f"{fmt(paper.mce if paper else None)} |",
+        f"| relative mCE | {fmt(summary['relative_mce'])} | - |",
+        f"| mean top-1 error % | {100 * summary['mean_error_all']:.2f} | - |",
+    ]
+    if paper:
+        lines.append(f"\nPaper: {preset}, {paper.source}.")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_p(summary, results, paper, preset):
+    lines = [
+        "| perturbation | flip prob. | FR | top-5 dist. | top-1 error % |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['flip_probability']:.5f} | "
+            f"{summary['fr'][name]:.2f} | {_fmt(r['top5_distance'], 4)} | "
+            f"{100 * r['top1_error']:.2f} |"
+        )
+    mfr = summary["mfr"]
+    paper_mfr = paper.mfr if paper else None
+    lines += [
+        "",
+        "| metric | ours | paper |",
+        "|---|---|---|",
+        f"| mFR | {'-' if mfr is None else f'{mfr:.2f}'} | "
+        f"{'-' if paper_mfr is None else paper_mfr} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    del argv
+    from tqdm import tqdm
+
+    from assemble_tf import presets
+    from assemble_tf.robustness import evaluation, plots
+
+    if not FLAGS.kind or not FLAGS.data_dir:
+        raise ValueError("Pass --kind=c|p and --data_dir.")
+    if FLAGS.clean_error is not None and not 0 <= FLAGS.clean_error <= 1:
+        raise ValueError(
+            f"--clean_error={FLAGS.clean_error} must be a fraction in [0, 1]."
+        )
+    kind = FLAGS.kind
+    if kind == "c":
+        found = evaluation.find_imagenet_c(FLAGS.data_dir, FLAGS.names)
+        wnids = {
+            w for sev in found.values() for v in sev.values() for _, w in v
+        }
+        total = sum(len(v) for sev in found.values() for v in sev.values())
+    else:
+        found = evaluation.find_imagenet_p(
+            FLAGS.data_dir, FLAGS.names, FLAGS.difficulty
+        )
+        wnids = {w for v in found.values() for _, w in v}
+        total = sum(len(v) for v in found.values())
+    config, model, source = load(FLAGS)
+    labels_file = FLAGS.labels_file
+    if labels_file is None and config.data.data_dir:
+        candidate = os.path.join(config.data.data_dir, "labels.txt")
+        labels_file = candidate if os.path.isfile(candidate) else None
+    labels = evaluation.label_map(
+        wnids, config.data.num_classes, config.data.label_offset, labels_file
+    )
+    out = FLAGS.output_dir or (
+        os.path.join(config.model_dir, "robustness")
+        if FLAGS.model_dir
+        else os.path.dirname(source)
+    )
+    os.makedirs(out, exist_ok=True)
+    sig = signature(source, FLAGS.data_dir, kind, FLAGS.difficulty)
+    cache = os.path.join(out, f"cache_{kind}")
+    predict = evaluation.make_predict_fn(model)
+    unit = "image" if kind == "c" else "video"
+    with tqdm(
+        total=total, desc=f"ImageNet-{kind.upper()}", unit=unit, file=sys.stderr
+    ) as bar:
+        if kind == "c":
+            results = evaluation.evaluate_c(
+                predict, found, labels, cache, sig, FLAGS.batch_size, bar
+            )
+        else:
+            from assemble_tf.robustness.video import read_video
+
+            results = evaluation.evaluate_p(
+                predict,
+                found,
+                labels,
+                cache,
+                sig,
+                read_video,
+                FLAGS.difficulty,
+                bar,
+            )
+    preset_name = config.model.preset
+    paper = presets.get(preset_name).paper
+    files = {}
+    if kind == "c":
+        summary = evaluation.summarize_c(results, FLAGS.clean_error)
+        table = markdown_c(summary, results, paper, preset_name)
+        files["chart_png"] = plots.error_bars(
+            summary["ce"],
+            os.path.join(out, "ce_per_corruption.png"),
+            f"{preset_name}: CE per corruption (AlexNet = 100)",
+            "CE (%)",
+            mean=summary["mce"] or summary["mce_19"],
+        )
+        files["gallery_png"] = plots.corruption_gallery(
+            found, os.path.join(out, "gallery_c.png")
+        )
+    else:
+        from assemble_tf.robustness.video import read_video
+
+        summary = evaluation.summarize_p(results)
+        table = markdown_p(summary, results, paper, preset_name)
+        files["chart_png"] = plots.error_bars(
+            summary["fr"],
+            os.path.join(out, "fr_per_perturbation.png"),
+            f"{preset_name}: flip rate per perturbation (AlexNet = 100)",
+            "FR (%)",
+            mean=summary["mfr"],
+        )
+        files["gallery_png"] = plots.perturbation_strip(
+            {p: read_video(items[0][0]) for p, items in found.items()},
+            os.path.join(out, "gallery_p.png"),
+        )
+    files["markdown"] = os.path.join(out, f"robustness_{kind}.md")
+    with open(files["markdown"], "w") as f:
+        f.write(table)
+    report = {
+        "kind": kind,
+        "preset": preset_name,
+        "source": source,
+        "data_dir": os.path.abspath(FLAGS.data_dir),
+        "summary": summary,
+        "results": results,
+        "paper": None
+        if paper is None
+        else {"source": paper.source, "mce": paper.mce, "mfr": paper.mfr},
+        **files,
+    }
+    files["json"] = os.path.join(out, f"robustness_{kind}.json")
+    with open(files["json"], "w") as f:
+        json.dump(report, f, indent=1)
+    print(table, file=sys.stderr)
+    keys = ("mce", "mce_19", "relative_mce", "mfr")
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                **{k: summary[k] for k in keys if k in summary},
+                **files,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    app.run(flags_core.clean_errors(main))

@@ -1,0 +1,533 @@
+"""Regenerates ImageNet-C (19 corruptions x 5 severities) from validation data.
+
+    python -m tools.make_imagenet_c --input_dir=/data/ILSVRC2012/val \
+        --output_dir=/data/imagenet_c_224 --workers=16
+
+    # the 256-px set for the Assemble models (292 -> 256)
+    python -m tools.make_imagenet_c \
+        --tfrecord_pattern='/data/imagenet/validation-*' \
+        --output_dir=/data/imagenet_c_256 --resize=292 --crop=256
+
+Hendrycks & Dietterich (ICLR 2019, github.com/hendrycks/robustness) build
+ImageNet-C by resizing every validation image (shorter side 256, PIL
+bilinear), centre-cropping 224 and applying each corruption at severities
+1-5; Assemble-ResNet (Lee et al., arXiv 2001.06268, clovaai/assembled-cnn
+`datasets/CE_dataset/CE_validation_generator.py`) does the same with 292 ->
+256 for its 256-px models and evaluates mCE over all 19 corruptions. The
+corruptions are `assemble_tf.robustness.corruptions` (frost textures are
+synthetic; see there).
+
+Input: `--input_dir` in ImageNet val layout `<wnid>/<file>.JPEG`, or
+`--tfrecord_pattern` (our validation records: image/encoded,
+image/class/synset, image/filename). Output, as the reference:
+`<output_dir>/<corruption>/<severity>/<wnid>/<file stem>.JPEG`, JPEG quality
+85 (optimize). Each file is written to a hidden temp file and renamed, so an
+interrupted run resumes: existing files are skipped and counted. The
+options that change pixels (--resize, --crop, --seed, JPEG quality) are kept
+in `options.json`; a run with other values in the same --output_dir is
+refused. --corruptions / --severities / --limit only select which files to
+write. The random draws of one image depend on --seed and its file name only,
+not on --workers. A summary (counts, failures with reasons, seconds,
+options) is printed and written to `summary.json`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from official.utils.flags import core as flags_core
+
+JPEG_QUALITY = 85
+OPTIONS_FILE = "options.json"
+SUMMARY_FILE = "summary.json"
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+_MAX_LISTED_FAILURES = 1000
+
+hw = flags_core.help_wrap
+flags.DEFINE_string(
+    "input_dir", None, "Validation folder in the <wnid>/<file>.JPEG layout."
+)
+flags.DEFINE_string(
+    "tfrecord_pattern",
+    None,
+    hw(
+        "Glob of validation TFRecords (image/encoded, image/class/synset, "
+        "image/filename), instead of --input_dir."
+    ),
+)
+flags.DEFINE_string("output_dir", None, "Where the corrupted set goes.")
+flags.DEFINE_integer(
+    "resize", 256, "Shorter side after the bilinear resize.", lower_bound=1
+)
+flags.DEFINE_integer("crop", 224, "Centre crop side.", lower_bound=32)
+flags.DEFINE_string(
+    "corruptions",
+    "",
+    "Comma-separated corruption names (default: all 19).",
+)
+flags.DEFINE_string("severities", "1,2,3,4,5", "Comma-separated, in 1..5.")
+flags.DEFINE_integer(
+    "seed", 0, "Base seed (per image: + its file name).", lower_bound=0
+)
+flags.DEFINE_integer("workers", 1, "Worker processes (spawn).", lower_bound=1)
+flags.DEFINE_integer(
+    "limit", 0, "Only the first N images (0 = all).", lower_bound=0
+)
+flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What `generate` needs; built from the flags by `options_from_flags`."""
+
+    output_dir: str
+    input_dir: str | None = None
+    tfrecord_pattern: str | None = None
+    resize: int = 256
+    crop: int = 224
+    corruptions: tuple = ()  # empty = all 19
+    severities: tuple = (1, 2, 3, 4, 5)
+    seed: int = 0
+    workers: int = 1
+    limit: int = 0
+    jpeg_quality: int = JPEG_QUALITY
+
+    def pixel_options(self):
+        """The options that change the written pixels (options.json)."""
+        return {
+            "resize": self.resize,
+            "crop": self.crop,
+            "seed": self.seed,
+            "jpeg_quality": self.jpeg_quality,
+        }
+
+
+# --------------------------------------------------------------- options
+
+
+def parse_corruptions(text):
+    """'a,b' -> ('a', 'b'); '' -> all 19; unknown names are an error."""
+    from assemble_tf.robustness import corruptions
+
+    if not text or not text.strip():
+        return corruptions.CORRUPTIONS
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in corruptions.CORRUPTIONS]
+    if bad:
+        raise ValueError(
+            f"--corruptions: unknown {', '.join(map(repr, bad))}. Valid "
+            f"names: {', '.join(corruptions.CORRUPTIONS)}."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"--corruptions lists a name twice: {text}")
+    return names
+
+
+def parse_severities(text):
+    """'1,3' -> (1, 3); values outside 1..5 or repeats are an error."""
+    try:
+        values = flags_core.parse_int_list("severities", text)
+    except flags.ValidationError as e:
+        raise ValueError(str(e)) from None
+    if not values or any(v not in range(1, 6) for v in values):
+        raise ValueError(
+            f"--severities takes integers in 1..5, e.g. 1,2,3,4,5. "
+            f"Received: --severities={text}"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"--severities lists a value twice: {text}")
+    return tuple(values)
+
+
+def options_from_flags(flag_values):
+    """Checks the flags and returns `Options`."""
+    fv = flag_values
+    if bool(fv.input_dir) == bool(fv.tfrecord_pattern):
+        raise ValueError(
+            "Pass exactly one of --input_dir (a <wnid>/<file>.JPEG folder) "
+            "and --tfrecord_pattern (validation TFRecords). Received: "
+            f"--input_dir={fv.input_dir} "
+            f"--tfrecord_pattern={fv.tfrecord_pattern}"
+        )
+    if not fv.output_dir:
+        raise ValueError("--output_dir is required.")
+    if fv.resize < fv.crop:
+        raise ValueError(
+            f"--resize={fv.resize} must be >= --crop={fv.crop} (the crop "
+            "is taken from the resized image), e.g. --resize=256 --crop=224 "
+            "or --resize=292 --crop=256."
+        )
+    return Options(
+        output_dir=fv.output_dir,
+        input_dir=fv.input_dir,
+        tfrecord_pattern=fv.tfrecord_pattern,
+        resize=fv.resize,
+        crop=fv.crop,
+        corruptions=parse_corruptions(fv.corruptions),
+        severities=parse_severities(fv.severities),
+        seed=fv.seed,
+        workers=fv.workers,
+        limit=fv.limit,
+    )
+
+
+def _atomic_write(path, data):
+    tmp = os.path.join(
+        os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}"
+    )
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def prepare_output(options):
+    """Creates output_dir with options.json, or checks the existing one."""
+    out = options.output_dir
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, OPTIONS_FILE)
+    wanted = options.pixel_options()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            try:
+                existing = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{path} is not valid JSON ({e}); use a new --output_dir."
+                ) from None
+        diffs = [
+            f"--{key}: existing {existing.get(key)!r}, now {value!r}"
+            for key, value in wanted.items()
+            if existing.get(key) != value
+        ]
+        if diffs:
+            raise ValueError(
+                f"--output_dir={out} holds a set made with other options "
+                f"({'; '.join(diffs)}). Mixing them would corrupt the set: "
+                "pass a new --output_dir, or rerun with the existing values "
+                "to resume."
+            )
+        return
+    _atomic_write(path, json.dumps(wanted, indent=1).encode())
+
+
+# --------------------------------------------------------------- sources
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One validation image: where it comes from and where it goes."""
+
+    wnid: str
+    filename: str  # original name, e.g. ILSVRC2012_val_00000001.JPEG
+    path: str | None = None  # --input_dir
+    data: bytes | None = None  # --tfrecord_pattern
+
+    @property
+    def key(self):
+        return f"{self.wnid}/{self.filename}"
+
+
+def image_seed(seed, filename):
+    """Per-image seed from --seed and the file name (worker-independent)."""
+    digest = hashlib.sha256(f"{seed}/{filename}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def output_name(filename):
+    """The original file name with a .JPEG extension."""
+    return os.path.splitext(os.path.basename(filename))[0] + ".JPEG"
+
+
+def list_input_dir(input_dir):
+    """Sorted `Task`s of <wnid>/<image> files; errors explain the layout."""
+    if not os.path.isdir(input_dir):
+        raise FileNotFoundError(
+            f"--input_dir={input_dir} is not a folder. Point it at the "
+            "validation images in the <wnid>/<file>.JPEG layout."
+        )
+    entries = sorted(os.listdir(input_dir))
+    classes = [e for e in entries if os.path.isdir(os.path.join(input_dir, e))]
+    tasks = []
+    for wnid in classes:
+        folder = os.path.join(input_dir, wnid)
+        for name in sorted(os.listdir(folder)):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(
+                os.path.join(folder, name)
+            ):
+                tasks.append(Task(wnid, name, path=os.path.join(folder, name)))
+    if not tasks:
+        flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
+        hint = (
+            f" It holds {len(flat)} images at the top level: the ImageNet "
+            "val archive is flat, so first sort it into <wnid>/ folders "
+            "(e.g. with the devkit labels), or use --tfrecord_pattern."
+            if flat
+            else ""
+        )
+        raise ValueError(
+            f"--input_dir={input_dir} has no images in <wnid>/ sub-folders "
+            f"(extensions {', '.join(IMAGE_EXTENSIONS)}).{hint}"
+        )
+    return tasks
+
+
+def iter_tfrecords(pattern, limit=0):
+    """`Task`s (with the encoded bytes) from validation TFRecords, lazily.
+
+    The files are globbed now (an empty match is an error); the records are
+    read as the returned generator is consumed.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"--tfrecord_pattern={pattern} matches no files. Quote the glob "
+            "and check the folder, e.g. '/data/imagenet/validation-*'."
+        )
+    return _read_records(files, limit)
+
+
+def _read_records(files, limit):
+    import tensorflow as tf
+
+    from assemble_tf.data import schema
+
+    count = 0
+    for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
+        example = tf.train.Example.FromString(record)
+        feature = example.features.feature
+
+        def first(key, feature=feature):
+            values = feature[key].bytes_list.value if key in feature else []
+            return values[0] if values else b""
+
+        yield Task(
+            wnid=first(schema.SYNSET).decode("utf-8", "replace"),
+            filename=os.path.basename(
+                first(schema.FILENAME).decode("utf-8", "replace")
+            ),
+            data=first(schema.IMAGE),
+        )
+        count += 1
+        if limit and count >= limit:
+            return
+
+
+# --------------------------------------------------------------- work
+
+
+def process(task, options):
+    """Writes the missing outputs of one image; returns a result dict."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from assemble_tf.robustness import corruptions
+
+    result = {"written": 0, "skipped": 0, "failures": []}
+    if not task.wnid or not task.filename:
+        result["failures"].append(
+            {"file": task.key, "reason": "no synset or no file name"}
+        )
+        return result
+    out_name = output_name(task.filename)
+    targets = []
+    for name in options.corruptions:
+        for severity in options.severities:
+            folder = os.path.join(
+                options.output_dir, name, str(severity), task.wnid
+            )
+            path = os.path.join(folder, out_name)
+            if os.path.exists(path):
+                result["skipped"] += 1
+            else:
+                targets.append((name, severity, folder, path))
+    if not targets:
+        return result
+    try:
+        source = task.path if task.path else io.BytesIO(task.data)
+        with Image.open(source) as pil:
+            pil.load()
+            clean = corruptions.resize_center_crop(
+                pil, options.resize, options.crop
+            )
+    except (OSError, ValueError, SyntaxError) as e:
+        result["failures"].append(
+            {"file": task.key, "reason": f"cannot decode: {e}"}
+        )
+        return result
+    seed = image_seed(options.seed, task.filename)
+    for name, severity, folder, path in targets:
+        try:
+            image = corruptions.corrupt(clean, name, severity, seed=seed)
+            buf = io.BytesIO()
+            Image.fromarray(np.asarray(image, np.uint8)).save(
+                buf, format="JPEG", quality=options.jpeg_quality, optimize=True
+            )
+            os.makedirs(folder, exist_ok=True)
+            _atomic_write(path, buf.getvalue())
+            result["written"] += 1
+        except (OSError, ValueError) as e:
+            result["failures"].append(
+                {"file": task.key, "reason": f"{name}/{severity}: {e}"}
+            )
+    return result
+
+
+def _init_worker():
+    """Worker set-up: one OpenCV thread per process, no GPU."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _run(tasks, options, num_tasks, progress):
+    """Runs `tasks` in-process or on spawned workers; yields results."""
+    import concurrent.futures
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    with tqdm(
+        total=num_tasks, unit="img", desc="images", disable=not progress
+    ) as bar:
+        if options.workers <= 1:
+            for task in tasks:
+                yield process(task, options)
+                bar.update(1)
+            return
+        tasks = iter(tasks)
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=options.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+        ) as pool:
+            pending = set()
+
+            def submit_next():
+                task = next(tasks, None)
+                if task is not None:
+                    pending.add(pool.submit(process, task, options))
+
+            try:
+                for _ in range(4 * options.workers):
+                    submit_next()
+                while pending:
+                    done, _ = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED
+                    )
+                    for future in done:
+                        pending.discard(future)
+                        yield future.result()
+                        bar.update(1)
+                        submit_next()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+
+def generate(options, progress=True):
+    """Builds (or resumes) the corrupted set; returns the summary dict."""
+    start = time.time()
+    if options.resize < options.crop:
+        raise ValueError(
+            f"--resize={options.resize} must be >= --crop={options.crop}."
+        )
+    if options.input_dir:
+        listed = list_input_dir(options.input_dir)
+        if options.limit:
+            listed = listed[: options.limit]
+        tasks, num_tasks = listed, len(listed)
+    else:
+        tasks = iter_tfrecords(options.tfrecord_pattern, options.limit)
+        num_tasks = options.limit or None
+    prepare_output(options)
+    if not options.corruptions:
+        options = dataclasses.replace(
+            options, corruptions=parse_corruptions("")
+        )
+    seen, failures = set(), []
+
+    def unique(tasks):
+        for task in tasks:
+            if task.key in seen:
+                failures.append(
+                    {"file": task.key, "reason": "duplicate wnid/file name"}
+                )
+                continue
+            seen.add(task.key)
+            yield task
+
+    images = written = skipped = 0
+    for result in _run(unique(tasks), options, num_tasks, progress):
+        images += 1
+        written += result["written"]
+        skipped += result["skipped"]
+        failures.extend(result["failures"])
+    per_image = len(options.corruptions) * len(options.severities)
+    summary = {
+        "images": images,
+        "outputs_per_image": per_image,
+        "written": written,
+        "skipped_existing": skipped,
+        "num_failures": len(failures),
+        "failures": failures[:_MAX_LISTED_FAILURES],
+        "seconds": round(time.time() - start, 2),
+        "options": {
+            **options.pixel_options(),
+            "input_dir": options.input_dir,
+            "tfrecord_pattern": options.tfrecord_pattern,
+            "corruptions": list(options.corruptions),
+            "severities": list(options.severities),
+            "workers": options.workers,
+            "limit": options.limit,
+        },
+    }
+    _atomic_write(
+        os.path.join(options.output_dir, SUMMARY_FILE),
+        json.dumps(summary, indent=1).encode(),
+    )
+    return summary
+
+
+def format_summary(summary):
+    """A few human-readable lines."""
+    lines = [
+        f"images: {summary['images']} x {summary['outputs_per_image']} "
+        "outputs each",
+        f"written: {summary['written']}",
+        f"skipped (already there): {summary['skipped_existing']}",
+        f"failures: {summary['num_failures']}",
+    ]
+    for failure in summary["failures"][:10]:
+        lines.append(f"  {failure['file']}: {failure['reason']}")
+    if summary["num_failures"] > 10:
+        lines.append(f"  ... see {SUMMARY_FILE}")
+    lines.append(f"seconds: {summary['seconds']}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    options = options_from_flags(FLAGS)
+    summary = generate(options, progress=FLAGS.progress)
+    print(format_summary(summary))
+    print(
+        f"summary: {os.path.join(options.output_dir, SUMMARY_FILE)}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    app.run(flags_core.clean_errors(main))

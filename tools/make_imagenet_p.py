@@ -1,0 +1,753 @@
+"""Generates ImageNet-P perturbation videos from ImageNet validation images.
+
+    python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \
+        --output_dir=/data/imagenet-p --workers=16
+    python -m tools.make_imagenet_p \
+        --tfrecord_pattern='/data/imagenet_tfrecords/validation-*' \
+        --output_dir=/data/imagenet-p-256 --resize=292 --crop=256
+    python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \
+        --output_dir=/data/imagenet-p --perturbations=gaussian_noise \
+        --difficulty=2                     # writes gaussian_noise_2/
+
+Follows hendrycks/robustness `ImageNet-P/create_p/make_imagenet_p.py`
+(Hendrycks & Dietterich, ICLR 2019, arXiv 1903.12261): every image is
+resized (PIL bilinear, shorter side `--resize`, long side
+int(resize * long / short)), perturbed into a sequence
+(`assemble_tf.robustness.perturbations.sequence`, geometric perturbations
+before the centre crop of `--crop`, offset int((new - crop) / 2)) and saved
+as `<output_dir>/<perturbation>/<wnid>/<stem>.mp4`, the layout of the
+release and of its `video_loader.py` (class folders under one folder per
+perturbation; the harder noise levels in `gaussian_noise_2`,
+`gaussian_noise_3`, ...). Assemble-ResNet (Lee et al., arXiv 2001.06268)
+evaluates at 224 (256 -> 224) and, for its big-little models, 256
+(292 -> 256).
+
+Inputs: `--input_dir`, the validation set in class folders
+(`<wnid>/<file>.JPEG`), or `--tfrecord_pattern`, this project's validation
+TFRecords (`image/encoded`, `image/class/synset`, `image/filename`). Each
+image's random perturbations are seeded from `--seed` and
+`<wnid>/<file name>`, so both inputs give the same videos for the same
+JPEG, whatever `--workers`.
+
+Videos are written to a temporary name and renamed, so a rerun skips the
+finished ones (counted in the summary) and redoes the rest. `options.json`
+records the flags that change a video's content (`--resize`, `--crop`,
+`--seed`, the input); a later run into the same `--output_dir` with other
+values is refused. `--perturbations`, `--set`, `--difficulty`, `--limit`
+and `--workers` may differ between runs (they choose which videos to
+write). The run ends with a summary, also saved as `summary.json`.
+"""
+
+import collections
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import os
+import time
+
+from absl import app, flags
+
+from official.utils.flags import core as flags_core
+
+FLAGS = flags.FLAGS
+OPTIONS = "options.json"
+SUMMARY = "summary.json"
+FORMAT_VERSION = 1
+SETS = ("test", "validation", "all")
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+GUARDED = ("resize", "crop", "seed")
+_MAX_LISTED = 20
+
+
+def define_flags():
+    """Defines the binary's flags (names match `Options` fields)."""
+    hw = flags_core.help_wrap
+    flags.DEFINE_string(
+        "input_dir",
+        None,
+        hw("ImageNet validation images in class folders <wnid>/<file>.JPEG."),
+    )
+    flags.DEFINE_string(
+        "tfrecord_pattern",
+        None,
+        hw(
+            "Glob of validation TFRecords (e.g. /data/validation-*) with "
+            "image/encoded, image/class/synset and image/filename."
+        ),
+    )
+    flags.DEFINE_string("output_dir", None, "Where the videos go.")
+    flags.DEFINE_integer(
+        "resize", 256, "Shorter side after the bilinear resize."
+    )
+    flags.DEFINE_integer("crop", 224, "Side of the centre crop (even).")
+    flags.DEFINE_string(
+        "perturbations",
+        None,
+        hw(
+            "Comma-separated perturbations. Default: those of --set. Valid: "
+            "gaussian_noise, shot_noise, motion_blur, zoom_blur, snow, "
+            "brightness, translate, rotate, tilt, scale (test); "
+            "speckle_noise, gaussian_blur, spatter, shear (validation)."
+        ),
+    )
+    flags.DEFINE_enum(
+        "set",
+        "test",
+        list(SETS),
+        hw("Perturbations when --perturbations is not given."),
+    )
+    flags.DEFINE_integer(
+        "difficulty",
+        1,
+        hw(
+            "Noise level 1..3 of gaussian_noise, shot_noise and "
+            "speckle_noise; 2 and 3 go to <name>_2, <name>_3. The other "
+            "perturbations have one sequence and ignore it."
+        ),
+    )
+    flags.DEFINE_integer("seed", 0, "Seed of the random perturbations.")
+    flags.DEFINE_integer("workers", 1, "Worker processes (spawned).")
+    flags.DEFINE_integer(
+        "limit", 0, "Only the first N images (sorted order); 0 = all."
+    )
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("json", False, "Also print the summary as JSON.")
+
+
+@dataclasses.dataclass
+class Options:
+    """Everything a run needs; field names are the binary's flag names."""
+
+    output_dir: str
+    input_dir: str | None = None
+    tfrecord_pattern: str | None = None
+    resize: int = 256
+    crop: int = 224
+    perturbations: str | tuple | None = None
+    set: str = "test"
+    difficulty: int = 1
+    seed: int = 0
+    workers: int = 1
+    limit: int = 0
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class Task:
+    """One image and the videos still to write for it (picklable)."""
+
+    wnid: str
+    filename: str
+    path: str | None  # an image file, or
+    data: bytes | None  # its encoded bytes (TFRecord input)
+    seed: int
+    jobs: list  # (perturbation, difficulty, output path)
+    resize: int
+    crop: int
+
+
+# --------------------------------------------------------------------------
+# Options.
+
+
+def resolve_perturbations(perturbations, set_name):
+    """The perturbations to generate, in the order given, without repeats."""
+    from assemble_tf.robustness import perturbations as P
+
+    if set_name not in SETS:
+        raise ValueError(f"--set must be one of {SETS}; received {set_name}.")
+    if not perturbations:
+        return {
+            "test": P.TEST_PERTURBATIONS,
+            "validation": P.VALIDATION_PERTURBATIONS,
+            "all": P.PERTURBATIONS,
+        }[set_name]
+    if isinstance(perturbations, str):
+        perturbations = perturbations.split(",")
+    names = tuple(dict.fromkeys(p.strip() for p in perturbations if p.strip()))
+    bad = [name for name in names if name not in P.PERTURBATIONS]
+    if bad or not names:
+        raise ValueError(
+            f"--perturbations={','.join(perturbations)}: unknown "
+            f"{', '.join(bad) or '(empty)'}. Valid: "
+            f"{', '.join(P.PERTURBATIONS)}."
+        )
+    return names
+
+
+def check_options(options):
+    """Validates `options`; returns the perturbation names."""
+    o = options
+    if bool(o.input_dir) == bool(o.tfrecord_pattern):
+        raise ValueError(
+            "Give exactly one of --input_dir (class folders of images) and "
+            "--tfrecord_pattern (validation TFRecords)."
+        )
+    if not o.output_dir:
+        raise ValueError("--output_dir is required.")
+    if o.input_dir and not os.path.isdir(o.input_dir):
+        raise FileNotFoundError(
+            f"--input_dir={o.input_dir} is not a directory; point it at the "
+            f"validation folder holding <wnid>/<file>.JPEG."
+        )
+    if o.crop < 2 or o.crop % 2:
+        raise ValueError(
+            f"--crop={o.crop}: the crop side must be even and >= 2 (mp4v "
+            f"stores 4:2:0 video), e.g. --crop=224."
+        )
+    if o.resize < o.crop:
+        raise ValueError(
+            f"--resize={o.resize} is smaller than --crop={o.crop}; the "
+            f"shorter side must be at least the crop (e.g. 256 and 224)."
+        )
+    if o.difficulty not in (1, 2, 3):
+        raise ValueError(f"--difficulty={o.difficulty}: use 1, 2 or 3.")
+    if o.seed < 0:
+        raise ValueError(f"--seed={o.seed}: use a seed >= 0.")
+    if o.workers < 1:
+        raise ValueError(f"--workers={o.workers}: use 1 or more.")
+    if o.limit < 0:
+        raise ValueError(f"--limit={o.limit}: use 0 (all) or more.")
+    names = resolve_perturbations(o.perturbations, o.set)
+    from assemble_tf.robustness import perturbations as P
+
+    if o.difficulty > 1 and not set(names) & set(P.NOISE_PERTURBATIONS):
+        raise ValueError(
+            f"--difficulty={o.difficulty} applies to "
+            f"{', '.join(P.NOISE_PERTURBATIONS)} only, and none is in "
+            f"--perturbations ({','.join(names)})."
+        )
+    return names
+
+
+def folders(names, difficulty):
+    """`[(perturbation, difficulty, folder)]`: the noise ones at
+    `difficulty`, the others at 1."""
+    from assemble_tf.robustness import perturbations as P
+
+    out = []
+    for name in names:
+        level = difficulty if name in P.NOISE_PERTURBATIONS else 1
+        out.append((name, level, P.folder_name(name, level)))
+    return out
+
+
+def image_seed(seed, wnid, filename):
+    """The seed of one image's perturbations, from --seed and its name."""
+    text = f"{int(seed)}:{wnid}/{filename}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big")
+
+
+def _stem(filename):
+    return os.path.splitext(os.path.basename(filename))[0]
+
+
+# --------------------------------------------------------------------------
+# Images.
+
+
+def load_image(path=None, data=None):
+    """Decodes an image file (or its bytes) to an RGB PIL image."""
+    from PIL import Image
+
+    image = Image.open(path if data is None else io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+def resize_shorter_side(image, size):
+    """PIL bilinear resize of the shorter side to `size`; the long side
+    becomes int(size * long / short) (torchvision `Resize(size)`)."""
+    from PIL import Image
+
+    width, height = image.size
+    if width <= height:
+        new = (size, int(size * height / width))
+    else:
+        new = (int(size * width / height), size)
+    if new == (width, height):
+        return image
+    return image.resize(new, Image.Resampling.BILINEAR)
+
+
+def process_image(task):
+    """Writes the videos of one image; returns what happened."""
+    import numpy as np
+
+    from assemble_tf.robustness import perturbations as P
+    from assemble_tf.robustness import video
+
+    start = time.perf_counter()
+    try:
+        image = load_image(task.path, task.data)
+    except Exception as e:  # noqa: BLE001 - any decoder failure skips
+        return {"unreadable": f"{type(e).__name__}: {e}"}
+    pixels = np.asarray(resize_shorter_side(image, task.resize))
+    written = []
+    for name, difficulty, path in task.jobs:
+        frames = P.sequence(
+            pixels, name, task.seed, difficulty, crop_size=task.crop
+        )
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        video.write_video(path, frames)
+        written.append(path)
+    return {"written": written, "seconds": time.perf_counter() - start}
+
+
+def _init_worker():
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+
+
+# --------------------------------------------------------------------------
+# Inputs: (wnid, filename, path, record index).
+
+
+def list_folder(input_dir):
+    """Sorted `(wnid, filename, path)` of `input_dir/<wnid>/<file>`."""
+    classes = sorted(
+        name
+        for name in os.listdir(input_dir)
+        if os.path.isdir(os.path.join(input_dir, name))
+        and not name.startswith(".")
+    )
+    if not classes:
+        raise ValueError(
+            f"--input_dir={input_dir} has no class folders. Expected the "
+            f"validation set sorted into <wnid>/<file>.JPEG (e.g. "
+            f"n01440764/ILSVRC2012_val_00000293.JPEG); a flat folder can be "
+            f"sorted with its labels first, or use --tfrecord_pattern."
+        )
+    entries = []
+    for wnid in classes:
+        folder = os.path.join(input_dir, wnid)
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if (
+                name.lower().endswith(IMAGE_EXTENSIONS)
+                and not name.startswith(".")
+                and os.path.isfile(path)
+            ):
+                entries.append((wnid, name, path))
+    if not entries:
+        raise ValueError(
+            f"--input_dir={input_dir} has class folders but no .JPEG, .jpg "
+            f"or .png images in them."
+        )
+    return entries
+
+
+def _tfrecord_files(pattern):
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"--tfrecord_pattern={pattern} matches no file; give a glob "
+            f"such as /data/imagenet_tfrecords/validation-*."
+        )
+    return files
+
+
+def _records(files, keys):
+    """Yields the parsed `keys` (as bytes) of every record, in order."""
+    import tensorflow as tf
+
+    spec = {
+        key: tf.io.FixedLenFeature([], tf.string, default_value="")
+        for key in keys
+    }
+    dataset = tf.data.TFRecordDataset(files).map(
+        lambda r: tf.io.parse_single_example(r, spec)
+    )
+    for record in dataset.as_numpy_iterator():
+        yield tuple(record[key] for key in keys)
+
+
+def list_tfrecords(pattern):
+    """`(wnid, filename, None)` of every record, in file order."""
+    from assemble_tf.data import schema
+
+    files = _tfrecord_files(pattern)
+    entries = []
+    for index, (synset, filename) in enumerate(
+        _records(files, (schema.SYNSET, schema.FILENAME))
+    ):
+        wnid, name = synset.decode(), filename.decode()
+        if not wnid or not name:
+            raise ValueError(
+                f"--tfrecord_pattern={pattern}: record {index} has no "
+                f"{schema.SYNSET if not wnid else schema.FILENAME}; the "
+                f"output layout <wnid>/<stem>.mp4 needs both (build the "
+                f"records with tools.build_imagenet_tfrecords)."
+            )
+        entries.append((wnid, name, None))
+    if not entries:
+        raise ValueError(f"--tfrecord_pattern={pattern} holds no record.")
+    return entries
+
+
+def _record_bytes(pattern, wanted):
+    """Yields `(index, encoded)` for the record indices in `wanted`."""
+    from assemble_tf.data import schema
+
+    files = _tfrecord_files(pattern)
+    for index, (encoded,) in enumerate(_records(files, (schema.IMAGE,))):
+        if index in wanted:
+            yield index, encoded
+
+
+# --------------------------------------------------------------------------
+# The output folder.
+
+
+def _atomic_write_text(path, text):
+    tmp = os.path.join(
+        os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}"
+    )
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _recorded_options(options):
+    from assemble_tf.robustness import video
+
+    source = "input_dir" if options.input_dir else "tfrecord_pattern"
+    value = options.input_dir or options.tfrecord_pattern
+    if source == "input_dir":
+        value = os.path.abspath(value)
+    return {
+        "format_version": FORMAT_VERSION,
+        "resize": int(options.resize),
+        "crop": int(options.crop),
+        "seed": int(options.seed),
+        "source": source,
+        "source_value": value,
+        "fourcc": video.FOURCC,
+        "fps": video.DEFAULT_FPS,
+    }
+
+
+def prepare_output(options):
+    """Creates `output_dir` or checks that its videos used these options.
+
+    Raises:
+        FileExistsError: `output_dir` holds videos of other options.
+    """
+    out = options.output_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"--output_dir={out} is a file, not a folder.")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, OPTIONS)
+    new = _recorded_options(options)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        except ValueError:
+            raise FileExistsError(
+                f"--output_dir={out}: {OPTIONS} is not valid JSON; delete "
+                f"the folder or choose another --output_dir."
+            ) from None
+        reasons = []
+        for key in GUARDED:
+            if old.get(key) != new[key]:
+                reasons.append(
+                    f"--{key}: existing {old.get(key)}, now {new[key]}"
+                )
+        before = (old.get("source"), old.get("source_value"))
+        if before != (new["source"], new["source_value"]):
+            reasons.append(
+                f"input: existing --{before[0]}={before[1]}, now "
+                f"--{new['source']}={new['source_value']}"
+            )
+        for key in ("format_version", "fourcc", "fps"):
+            if old.get(key) != new[key]:
+                reasons.append(
+                    f"{key}: existing {old.get(key)}, now {new[key]}"
+                )
+        if reasons:
+            raise FileExistsError(
+                f"--output_dir={out} holds videos made with other options: "
+                + "; ".join(reasons)
+                + ". Rerun with the same flags to resume or extend it, or "
+                "choose another --output_dir."
+            )
+    else:
+        stray = glob.glob(os.path.join(out, "*", "*", "*.mp4"))
+        if stray:
+            raise FileExistsError(
+                f"--output_dir={out} already holds videos ({stray[0]}, ...) "
+                f"but no {OPTIONS}; choose another --output_dir."
+            )
+        _atomic_write_text(path, json.dumps(new, indent=1, sort_keys=True))
+
+
+def _remove_stale_temps(out, folder_names):
+    removed = 0
+    for folder in folder_names:
+        for path in glob.glob(os.path.join(out, folder, "*", ".*.tmp.mp4")):
+            os.remove(path)
+            removed += 1
+    return removed
+
+
+# --------------------------------------------------------------------------
+# The run.
+
+
+def generate(options):
+    """Generates (or resumes) the videos of `options`; returns the summary.
+
+    Args:
+        options: an `Options`.
+
+    Returns:
+        The summary dict also written to `output_dir/summary.json`.
+
+    Raises:
+        ValueError, FileNotFoundError: bad flags or inputs (the message
+            names the flag and the fix).
+        FileExistsError: `output_dir` holds videos of other options.
+    """
+    from assemble_tf.robustness import perturbations as P
+
+    start = time.time()
+    names = check_options(options)
+    jobs = folders(names, options.difficulty)
+    if options.input_dir:
+        entries = list_folder(options.input_dir)
+    else:
+        entries = list_tfrecords(options.tfrecord_pattern)
+    total_inputs = len(entries)
+    indexed = list(enumerate(entries))
+    if options.limit:
+        indexed = indexed[: options.limit]
+    seen = {}
+    for _, (wnid, filename, _) in indexed:
+        key = (wnid, _stem(filename))
+        if key in seen:
+            raise ValueError(
+                f"{wnid}/{seen[key]} and {wnid}/{filename} would both be "
+                f"written to <perturbation>/{wnid}/{key[1]}.mp4; rename or "
+                f"remove one of them."
+            )
+        seen[key] = filename
+    prepare_output(options)
+    out = options.output_dir
+    stale = _remove_stale_temps(out, [folder for _, _, folder in jobs])
+
+    kept = collections.Counter()
+    tasks = []  # (record index, Task)
+    for index, (wnid, filename, path) in indexed:
+        todo = []
+        for name, difficulty, folder in jobs:
+            target = os.path.join(out, folder, wnid, _stem(filename) + ".mp4")
+            if os.path.isfile(target):
+                kept[folder] += 1
+            else:
+                todo.append((name, difficulty, target))
+        if todo:
+            task = Task(
+                wnid=wnid,
+                filename=filename,
+                path=path,
+                data=None,
+                seed=image_seed(options.seed, wnid, filename),
+                jobs=todo,
+                resize=int(options.resize),
+                crop=int(options.crop),
+            )
+            tasks.append((index, task))
+
+    results = _run(tasks, options)
+    written = collections.Counter()
+    unreadable, seconds = [], []
+    for task, result in results:
+        if "unreadable" in result:
+            unreadable.append(
+                {
+                    "file": f"{task.wnid}/{task.filename}",
+                    "reason": result["unreadable"],
+                }
+            )
+            continue
+        seconds.append(result["seconds"] / max(1, len(result["written"])))
+        for name, difficulty, _ in task.jobs:
+            written[P.folder_name(name, difficulty)] += 1
+    summary = {
+        "output_dir": out,
+        "source": {
+            "input_dir": options.input_dir,
+            "tfrecord_pattern": options.tfrecord_pattern,
+        },
+        "resize": int(options.resize),
+        "crop": int(options.crop),
+        "seed": int(options.seed),
+        "difficulty": int(options.difficulty),
+        "images_found": total_inputs,
+        "images_selected": len(indexed),
+        "images_processed": len(tasks) - len(unreadable),
+        "perturbations": {
+            folder: {
+                "frames": P.FRAME_COUNTS[name],
+                "written": written[folder],
+                "kept": kept[folder],
+                "videos": written[folder] + kept[folder],
+            }
+            for name, _, folder in jobs
+        },
+        "unreadable": sorted(unreadable, key=lambda u: u["file"]),
+        "stale_temp_files_removed": stale,
+        "seconds_per_video": round(sum(seconds) / len(seconds), 4)
+        if seconds
+        else None,
+        "elapsed_s": round(time.time() - start, 2),
+    }
+    summary["complete"] = not unreadable and all(
+        p["videos"] == len(indexed) for p in summary["perturbations"].values()
+    )
+    _atomic_write_text(
+        os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
+    )
+    return summary
+
+
+def _with_bytes(tasks, options):
+    """Fills `Task.data` from the TFRecords, streaming, in record order."""
+    if not options.tfrecord_pattern:
+        yield from tasks
+        return
+    by_index = dict(tasks)
+    if not by_index:
+        return
+    for index, encoded in _record_bytes(options.tfrecord_pattern, by_index):
+        task = by_index.pop(index)
+        task.data = encoded
+        yield index, task
+        if not by_index:
+            return  # the rest of the records are done already
+
+
+def _run(tasks, options):
+    """Runs the tasks in-process or on spawned workers; returns
+    `[(task, result)]` in input order."""
+    import concurrent.futures
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    results = {}
+    stream = _with_bytes(tasks, options)
+    with tqdm(
+        total=len(tasks),
+        unit="img",
+        desc="images",
+        disable=not options.progress,
+    ) as bar:
+        if options.workers <= 1 or len(tasks) <= 1:
+            for index, task in stream:
+                results[index] = (task, process_image(task))
+                task.data = None
+                bar.update(1)
+        else:
+            # spawn: forking a process that may have imported TensorFlow
+            # is unsafe.
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(options.workers, len(tasks)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            ) as pool:
+                pending = {}
+
+                def submit_next():
+                    item = next(stream, None)
+                    if item is not None:
+                        index, task = item
+                        pending[pool.submit(process_image, task)] = item
+
+                try:
+                    for _ in range(2 * options.workers):
+                        submit_next()
+                    while pending:
+                        done, _ = concurrent.futures.wait(
+                            pending,
+                            return_when=concurrent.futures.FIRST_COMPLETED,
+                        )
+                        for future in done:
+                            index, task = pending.pop(future)
+                            task.data = None
+                            results[index] = (task, future.result())
+                            bar.update(1)
+                            submit_next()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    return [results[index] for index in sorted(results)]
+
+
+def format_summary(summary):
+    """The summary as a few readable lines."""
+    lines = [
+        f"Wrote ImageNet-P videos to {summary['output_dir']} (resize "
+        f"{summary['resize']}, crop {summary['crop']}, seed "
+        f"{summary['seed']}): {summary['images_processed']} images processed"
+        f" of {summary['images_selected']} selected "
+        f"({summary['images_found']} found)"
+    ]
+    for folder, p in summary["perturbations"].items():
+        lines.append(
+            f"  {folder}: {p['videos']} videos of {p['frames']} frames "
+            f"({p['written']} written, {p['kept']} kept from an earlier run)"
+        )
+    if summary["seconds_per_video"] is not None:
+        lines.append(
+            f"  {summary['seconds_per_video']:.3f} s per video, "
+            f"{summary['elapsed_s']:.1f} s in all"
+        )
+    if summary["stale_temp_files_removed"]:
+        lines.append(
+            f"  removed {summary['stale_temp_files_removed']} unfinished "
+            f"temporary files of an interrupted run"
+        )
+    for u in summary["unreadable"][:_MAX_LISTED]:
+        lines.append(f"  unreadable {u['file']}: {u['reason']}")
+    if len(summary["unreadable"]) > _MAX_LISTED:
+        lines.append(
+            f"  ... {len(summary['unreadable']) - _MAX_LISTED} more "
+            f"unreadable files in {SUMMARY}"
+        )
+    if not summary["complete"]:
+        lines.append("  [INCOMPLETE: see the unreadable files above]")
+    return "\n".join(lines)
+
+
+def options_from_flags(flag_values):
+    """The `Options` of the parsed flags."""
+    names = [f.name for f in dataclasses.fields(Options)]
+    return Options(**{name: flag_values[name].value for name in names})
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(
+            f"Unexpected arguments {argv[1:]}; every option is a --flag."
+        )
+    summary = generate(options_from_flags(FLAGS))
+    print(format_summary(summary))
+    print(f"Summary: {os.path.join(FLAGS.output_dir, SUMMARY)}")
+    if FLAGS.json:
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep GPUs free
+    define_flags()
+    flags.mark_flags_as_required(["output_dir"])
+    app.run(flags_core.clean_errors(main))
