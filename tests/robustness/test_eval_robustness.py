@@ -152,14 +152,72 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
         assert os.path.getsize(line[key]) > 1000
     assert "mCE (19, the original's protocol)" in open(line["markdown"]).read()
     assert not any(r["cached"] for r in report["results"].values())
-    # Resume: drop one corruption's cache; only it is recomputed.
-    os.remove(os.path.join(out, "cache_c", "fog.json"))
-    proc = run_tool(*args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    again = json.load(open(line["json"]))
-    cached = {c for c, r in again["results"].items() if r["cached"]}
+    # Resume (library level, same cache): drop one corruption's cache and
+    # only it is predicted again.
+    cache = os.path.join(out, "cache_c")
+    sig = json.load(open(os.path.join(cache, "snow.json")))["signature"]
+    os.remove(os.path.join(cache, "fog.json"))
+    calls = []
+
+    def counting_predict(images):
+        calls.append(len(images))
+        return evaluation.make_predict_fn(model)(images)
+
+    again = evaluation.evaluate_c(counting_predict, found, labels, cache, sig)
+    cached = {c for c, r in again.items() if r["cached"]}
     assert cached == set(metrics.ALL_CORRUPTIONS) - {"fog"}
-    assert again["summary"]["mce"] == pytest.approx(line["mce"])
+    assert sum(calls) == 15  # fog: 5 severities x 3 images
+    assert again["fog"]["top1_error"] == pytest.approx(want["fog"])
+    # Another model or data set (signature) recomputes everything.
+    calls.clear()
+    evaluation.evaluate_c(counting_predict, found, labels, cache, "other")
+    assert sum(calls) == 19 * 15
+
+
+def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
+    from assemble_tf.robustness import perturbations, video
+
+    model, weights = tiny_weights
+    data = tmp_path / "p"
+    for w_index, wnid in enumerate(WNIDS[:2]):
+        image = smooth_image(32, 32, seed=w_index)
+        for name in metrics.TEST_PERTURBATIONS:
+            folder = data / name / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            frames = perturbations.sequence(image, name, seed=w_index)
+            video.write_video(str(folder / f"v{w_index}.mp4"), frames)
+    out = tmp_path / "out"
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("1\tn00000001\ta\n2\tn00000002\tb\n")
+    proc = run_tool(
+        "--kind=p",
+        f"--data_dir={data}",
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=4",
+        f"--labels_file={labels_file}",
+        f"--model_overrides={json.dumps(TINY)}",
+        f"--output_dir={out}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = json.load(open(line["json"]))
+    predict = evaluation.make_predict_fn(model)
+    fps = {}
+    for name in metrics.TEST_PERTURBATIONS:
+        preds = []
+        for w_index, wnid in enumerate(WNIDS[:2]):
+            path = data / name / wnid / f"v{w_index}.mp4"
+            preds.append(predict(video.read_video(str(path))).numpy()[:, 0])
+        noise = name in metrics.NOISE_PERTURBATIONS
+        fps[name] = metrics.flip_probability(np.stack(preds), noise=noise)
+        got = report["results"][name]
+        assert got["flip_probability"] == pytest.approx(fps[name]), name
+        assert got["frames_per_video"] == perturbations.FRAME_COUNTS[name]
+        assert got["top5_distance"] is None  # 4 classes < 5
+    assert line["mfr"] == pytest.approx(metrics.mfr(fps))
+    assert os.path.getsize(line["gallery_png"]) > 1000
+    assert "| mFR |" in open(line["markdown"]).read()
 
 
 def test_eval_robustness_bad_flags(tmp_path):

@@ -1,0 +1,1 @@
+"""Image retrieval: nearest neighbours, recall@k, embedding extraction."""

@@ -1,0 +1,289 @@
+"""Retrieval embeddings of encoded images with a trained or exported model.
+
+Lee et al. 2020 (arXiv 2001.06268) evaluate zero-shot retrieval on the
+embedding of clovaai/assembled-cnn's `return_embedding=True` (spec 1.7 and
+10.5): the pooled GAP (or GeM) vector, or, for a model with an embedding
+head, the batch-normalised embedding before its ReLU, computed with the eval
+preprocessing of the model. This module rebuilds that from our Keras models
+(`head_embedding_bn` when present, else `head_pool`) or from the
+`feature_vector` signature of `assemble_tf.export.saved_model` (the pooled
+features), and runs it over `(image_bytes, label)` datasets with the same
+JPEG/PNG decode and eval crop as ImageNet evaluation.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+# Output layer of the embedding, best first (spec 1.7: BN'd embedding before
+# its ReLU, else the pooled features).
+EMBEDDING_LAYERS = ("head_embedding_bn", "head_pool")
+
+
+@dataclasses.dataclass
+class Embedder:
+    """A batch function [B, S, S, 3] float32 -> [B, D] float32.
+
+    Attributes:
+        fn: the function (a `tf.function` or a SavedModel signature).
+        preprocessing: the eval preprocessing type of the inputs.
+        layer: where the embedding is taken ("head_pool", ...).
+        source: a short description of the model (for the report).
+    """
+
+    fn: object
+    preprocessing: str
+    layer: str
+    source: dict
+
+    @property
+    def crop_size(self):
+        from assemble_tf.data import preprocessing
+
+        return preprocessing.eval_sizes(self.preprocessing)[2]
+
+
+def embedding_model(model, layer=None):
+    """The sub-model from the input to the retrieval embedding.
+
+    Args:
+        model: a Keras model from `assemble_tf.models.build_model`.
+        layer: a layer name; default the first of `EMBEDDING_LAYERS` present.
+
+    Returns:
+        (keras.Model, layer name).
+
+    Raises:
+        ValueError: the layer does not exist.
+    """
+    import keras
+
+    names = [lay.name for lay in model.layers]
+    if layer is None:
+        layer = next((n for n in EMBEDDING_LAYERS if n in names), None)
+        if layer is None:
+            raise ValueError(
+                f"The model has none of {EMBEDDING_LAYERS}; pass the layer "
+                "to embed from (--embedding_layer)."
+            )
+    elif layer not in names:
+        raise ValueError(
+            f"--embedding_layer={layer}: no such layer; the last ones are "
+            f"{names[-6:]}."
+        )
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, model.get_layer(layer).output), layer
+
+
+def keras_embedder(model, preprocessing, layer=None, source=None):
+    """An `Embedder` around a Keras classifier."""
+    from assemble_tf.data import preprocessing as prep
+
+    prep.eval_sizes(preprocessing)  # validates the type
+    sub, layer = embedding_model(model, layer)
+
+    @tf.function(reduce_retracing=True)
+    def fn(images):
+        out = sub(images, training=False)
+        return tf.cast(tf.reshape(out, [tf.shape(out)[0], -1]), tf.float32)
+
+    return Embedder(fn, preprocessing, layer, source or {})
+
+
+def saved_model_embedder(path, preprocessing=None):
+    """An `Embedder` from the `feature_vector` signature of our export.
+
+    Args:
+        path: the SavedModel folder.
+        preprocessing: the eval preprocessing; default from the signature's
+            input size S: "imagenet" for 224, else "imagenet_S" (resize
+            int(S / 0.875), centre crop S).
+
+    Raises:
+        FileNotFoundError: no SavedModel there.
+        ValueError: no `feature_vector` signature, or a preprocessing whose
+            crop does not match the signature.
+    """
+    from assemble_tf.data import preprocessing as prep
+
+    if not tf.saved_model.contains_saved_model(path):
+        raise FileNotFoundError(
+            f"--saved_model={path}: no SavedModel there (export one with "
+            "python -m tools.export_saved_model)."
+        )
+    loaded = tf.saved_model.load(path)
+    if "feature_vector" not in loaded.signatures:
+        raise ValueError(
+            f"--saved_model={path} has no feature_vector signature (it has "
+            f"{sorted(loaded.signatures)}); export it with "
+            "tools.export_saved_model."
+        )
+    signature = loaded.signatures["feature_vector"]
+    spec = signature.structured_input_signature[1]["images"]
+    size = int(spec.shape[1])
+    if preprocessing is None:
+        preprocessing = "imagenet" if size == 224 else f"imagenet_{size}"
+    crop = prep.eval_sizes(preprocessing)[2]
+    if crop != size:
+        raise ValueError(
+            f"--eval_preprocessing={preprocessing} crops {crop} pixels but "
+            f"the SavedModel takes {size}."
+        )
+
+    def fn(images):
+        return signature(images=images)["features"]
+
+    fn.loaded = loaded  # keeps the SavedModel alive
+    return Embedder(
+        fn, preprocessing, "feature_vector", {"saved_model": str(path)}
+    )
+
+
+def load_embedder(
+    *,
+    model_dir=None,
+    checkpoint=None,
+    preset=None,
+    weights=None,
+    saved_model=None,
+    num_classes=None,
+    model_overrides=None,
+    preprocessing=None,
+    layer=None,
+):
+    """An `Embedder` from one model source.
+
+    Args:
+        model_dir: a training run (config.json + checkpoints); `checkpoint`
+            "latest" (default), "best" or a prefix; `weights` replaces it.
+        preset, weights: a preset built with `model_overrides` (a dict or
+            JSON of `build_model` arguments, e.g. {"embedding_size": 512}) and
+            `num_classes` (that of the weights), plus a .weights.h5 file.
+        saved_model: an export of `tools.export_saved_model`.
+        preprocessing: override the eval preprocessing.
+        layer: override the embedding layer (Keras models).
+
+    Raises:
+        ValueError / FileNotFoundError: no or several sources, bad JSON, a
+            missing file.
+    """
+    sources = [
+        name
+        for name, value in (
+            ("--model_dir", model_dir),
+            ("--preset", preset),
+            ("--saved_model", saved_model),
+        )
+        if value
+    ]
+    if len(sources) != 1:
+        raise ValueError(
+            "Pass exactly one of --model_dir, --preset (with --weights) or "
+            f"--saved_model. Received: {sources or 'none'}."
+        )
+    if saved_model:
+        return saved_model_embedder(saved_model, preprocessing)
+    overrides = _overrides(model_overrides)
+    if model_dir:
+        from assemble_tf.evaluation import loading
+
+        if "num_classes" in overrides or num_classes:
+            raise ValueError(
+                "--num_classes comes from the run's config.json with "
+                "--model_dir; drop it (or num_classes in --model_overrides)."
+            )
+        from assemble_tf.training import trainer as trainer_lib
+
+        config, prefix, weights = loading.resolve(
+            model_dir=model_dir, checkpoint=checkpoint, weights=weights
+        )
+        model = trainer_lib.build_run_model(config, **overrides)
+        loading.restore(model, prefix, weights)
+        ptype = preprocessing or config.data.eval_preprocessing
+        source = {"model_dir": model_dir, "checkpoint": prefix or weights}
+    else:
+        from assemble_tf import presets
+        from assemble_tf.models import build_model
+
+        if not weights:
+            raise ValueError("--preset needs --weights (or use --model_dir).")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"--weights={weights}: no such file.")
+        if num_classes:
+            overrides["num_classes"] = num_classes
+        model = build_model(preset, **overrides)
+        model.load_weights(weights)
+        ptype = preprocessing or presets.get(preset).eval_preprocessing
+        source = {"preset": preset, "weights": weights}
+    return keras_embedder(model, ptype, layer, source)
+
+
+def _overrides(value):
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError:
+        out = None
+    if not isinstance(out, dict):
+        raise ValueError(
+            f"--model_overrides must be a JSON object, e.g. "
+            f"'{{\"embedding_size\": 512}}'. Received: {value!r}"
+        )
+    if "block_sizes" in out and isinstance(out["block_sizes"], list):
+        out["block_sizes"] = tuple(out["block_sizes"])
+    return out
+
+
+def preprocessed_batches(dataset, preprocessing, batch_size):
+    """`(bytes, label)` -> batches of (eval crops float32, labels int64)."""
+    from assemble_tf.export.saved_model import preprocess_bytes
+
+    return (
+        dataset.map(
+            lambda image, label: (
+                preprocess_bytes(image, preprocessing),
+                label,
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def compute_embeddings(embedder, dataset, batch_size=64, progress=None):
+    """Embeddings and labels of every `(image_bytes, label)` of `dataset`.
+
+    Args:
+        embedder: an `Embedder`.
+        dataset: a `tf.data.Dataset` of (tf.string, tf.int64) scalars.
+        batch_size: images per forward pass.
+        progress: optional callable(num_images_in_batch).
+
+    Returns:
+        (embeddings float32 [N, D], labels int64 [N]).
+
+    Raises:
+        ValueError: the dataset is empty.
+    """
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}.")
+    chunks, labels = [], []
+    for images, batch_labels in preprocessed_batches(
+        dataset, embedder.preprocessing, batch_size
+    ):
+        chunks.append(np.asarray(embedder.fn(images), np.float32))
+        labels.append(batch_labels.numpy())
+        if progress is not None:
+            progress(len(labels[-1]))
+    if not chunks:
+        raise ValueError(
+            "No images to embed: the split (or class range) is empty."
+        )
+    return np.concatenate(chunks), np.concatenate(labels).astype(np.int64)

@@ -1,0 +1,1 @@
+"""Tests of assemble_tf.retrieval and tools.eval_retrieval."""

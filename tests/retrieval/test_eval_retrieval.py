@@ -1,0 +1,263 @@
+"""Embeddings (assemble_tf.retrieval.embed) and tools.eval_retrieval."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from assemble_tf.data import tfds_source
+from assemble_tf.models import build_model
+from assemble_tf.retrieval import embed
+from tests.conftest import REPO
+from tests.testing_utils import jpeg_bytes, smooth_image
+
+TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
+CLASSES = ("ant", "bee", "cat")
+
+
+def run_tool(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, "-m", "tools.eval_retrieval", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _images(root):
+    """test/<class>/: 4 images per class, each drawn twice (0/2, 1/3)."""
+    for c, cls in enumerate(CLASSES):
+        for split, n in (("train", 1), ("test", 4)):
+            os.makedirs(root / split / cls)
+            for i in range(n):
+                image = smooth_image(40 + 4 * c, 48, seed=10 * c + i % 2)
+                (root / split / cls / f"{i}.jpg").write_bytes(jpeg_bytes(image))
+    return root
+
+
+def _info(name, kind="tfds", num_classes=10, splits=None):
+    return tfds_source.SourceInfo(
+        name=name,
+        kind=kind,
+        data_dir="/x",
+        num_classes=num_classes,
+        class_names=None,
+        splits=splits or {"train": 10, "test": 10},
+    )
+
+
+def test_retrieval_selection():
+    sel = tfds_source.retrieval_selection
+    cars = _info("cars196", num_classes=196)
+    assert sel(cars) == ("train+test", (98, 196), "test")
+    assert sel(cars, class_split="train") == ("train+test", (0, 98), "train")
+    assert sel(cars, class_split="all") == ("train+test", None, "all")
+    assert sel(cars, "test") == ("test", (98, 196), "test")
+    cub = _info("caltech_birds2011", num_classes=200)
+    assert sel(cub) == ("train+test", (100, 200), "test")
+    sop = _info("stanford_online_products", num_classes=22634)
+    assert sel(sop) == ("test", (11318, 22634), "test")
+    assert sel(sop, class_split="all") == ("train+test", None, "all")
+    folder = _info("mine", kind="folder")
+    assert sel(folder) == ("test", None, "all")
+    assert sel(_info("x", splits={"val": 3})) == ("val", None, "all")
+    with pytest.raises(ValueError, match="--class_split=test needs"):
+        sel(folder, class_split="test")
+    with pytest.raises(ValueError, match="pass --split"):
+        sel(_info("x", splits={"a": 1, "b": 2}))
+    with pytest.raises(ValueError, match="class_split='half'"):
+        sel(cars, class_split="half")
+
+
+def test_embedding_layer_and_compute_embeddings():
+    model = build_model("resnet50", num_classes=3, embedding_size=16, **TINY)
+    sub, layer = embed.embedding_model(model)
+    assert layer == "head_embedding_bn"  # BN'd embedding, before its ReLU
+    plain = build_model("resnet50", num_classes=3, **TINY)
+    assert embed.embedding_model(plain)[1] == "head_pool"
+    with pytest.raises(ValueError, match="--embedding_layer=nope"):
+        embed.embedding_model(plain, "nope")
+
+    embedder = embed.keras_embedder(model, "imagenet_64")
+    assert embedder.crop_size == 64
+    images = [smooth_image(50 + i, 70, seed=i) for i in range(5)]
+    ds = tf.data.Dataset.from_tensor_slices(
+        (
+            [jpeg_bytes(x) for x in images],
+            tf.constant([2, 0, 1, 1, 2], tf.int64),
+        )
+    )
+    seen = []
+    emb, labels = embed.compute_embeddings(embedder, ds, 2, seen.append)
+    assert seen == [2, 2, 1]
+    assert emb.shape == (5, 16) and emb.dtype == np.float32
+    np.testing.assert_array_equal(labels, [2, 0, 1, 1, 2])
+    crops = next(iter(embed.preprocessed_batches(ds, "imagenet_64", 5)))[0]
+    assert crops.shape == (5, 64, 64, 3)
+    np.testing.assert_allclose(
+        emb, sub(crops, training=False), rtol=1e-5, atol=1e-4
+    )
+    # Negative values: the embedding is taken before the ReLU.
+    assert emb.min() < 0
+    with pytest.raises(ValueError, match="No images"):
+        embed.compute_embeddings(embedder, ds.take(0), 2)
+
+
+class _Features(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32)])
+    def feature_vector(self, images):
+        return {"features": tf.reduce_mean(images, axis=[1, 2])}
+
+
+def test_saved_model_embedder(tmp_path):
+    module = _Features()
+    path = str(tmp_path / "sm")
+    tf.saved_model.save(
+        module, path, signatures={"feature_vector": module.feature_vector}
+    )
+    embedder = embed.saved_model_embedder(path)
+    assert embedder.preprocessing == "imagenet_64"
+    assert embedder.layer == "feature_vector"
+    x = np.arange(2 * 64 * 64 * 3, dtype=np.float32).reshape(2, 64, 64, 3)
+    np.testing.assert_allclose(embedder.fn(x), x.mean(axis=(1, 2)), rtol=1e-6)
+    with pytest.raises(ValueError, match="crops 224 pixels"):
+        embed.saved_model_embedder(path, "imagenet")
+    with pytest.raises(FileNotFoundError, match="no SavedModel"):
+        embed.saved_model_embedder(str(tmp_path))
+    bare = str(tmp_path / "bare")
+    tf.saved_model.save(
+        module, bare, signatures={"other": module.feature_vector}
+    )
+    with pytest.raises(ValueError, match="no feature_vector signature"):
+        embed.saved_model_embedder(bare)
+
+
+def test_load_embedder_errors(tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        embed.load_embedder()
+    with pytest.raises(ValueError, match="exactly one"):
+        embed.load_embedder(preset="resnet50", saved_model="/x")
+    with pytest.raises(ValueError, match="needs --weights"):
+        embed.load_embedder(preset="resnet50")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        embed.load_embedder(preset="resnet50", weights=str(tmp_path / "w.h5"))
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match="JSON object"):
+        embed.load_embedder(
+            preset="resnet50",
+            weights=str(tmp_path / "w.weights.h5"),
+            model_overrides="[1, 2]",
+        )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    import keras
+
+    root = tmp_path_factory.mktemp("retrieval")
+    _images(root / "data")
+    keras.utils.set_random_seed(3)
+    model = build_model("resnet50", num_classes=3, **TINY)
+    model.save_weights(str(root / "tiny.weights.h5"))
+    return root
+
+
+def test_eval_retrieval_end_to_end(tiny_run):
+    out = tiny_run / "out"
+    result = run_tool(
+        "--preset=resnet50",
+        f"--weights={tiny_run / 'tiny.weights.h5'}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]}',
+        "--image_size=64",
+        f"--dataset={tiny_run / 'data'}",
+        "--ks=1,2,4",
+        "--batch_size=5",
+        "--chunk_size=5",
+        "--plot_queries=3",
+        "--save_embeddings",
+        f"--output_dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "embedding" in result.stderr and "searching" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    with open(out / "retrieval.json") as f:
+        assert json.load(f) == summary
+    # Every image has an identical twin of its class: recall@1 is exact.
+    assert summary["recall@1"] == summary["recall@2"] == 1.0
+    assert summary["recall@4"] == 1.0
+    assert (summary["num_queries"], summary["num_gallery"]) == (12, 12)
+    assert summary["similarity"] == "cosine"
+    assert (summary["split"], summary["class_split"]) == ("test", "all")
+    assert summary["class_range"] is None
+    assert summary["num_classes_evaluated"] == 3
+    assert summary["embedding_dim"] == 256  # 8 * 4 * 8 channels, pooled
+    assert summary["embedding_layer"] == "head_pool"
+    assert summary["eval_preprocessing"] == "imagenet_64"
+    assert summary["source_kind"] == "folder"
+    assert summary["images_per_second"] > 0
+    with Image.open(summary["neighbours_png"]) as png:
+        assert png.format == "PNG" and png.size[0] > png.size[1] > 100
+    npz = np.load(summary["embeddings_npz"])
+    assert npz["embeddings"].shape == (12, 256)
+    assert sorted(npz["labels"].tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    assert not [p for p in os.listdir(out) if ".tmp" in p]
+
+
+@pytest.mark.slow
+def test_eval_retrieval_clean_errors():
+    result = run_tool("--dataset=caltech_birds201", "--preset=resnet50")
+    assert result.returncode == 2
+    assert "ERROR: --dataset=caltech_birds201" in result.stderr
+    assert "caltech_birds2011" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_embedder_from_model_dir(tmp_path):
+    from assemble_tf import config as config_lib
+    from assemble_tf.training import trainer as trainer_lib
+
+    config = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "data": {
+                "data_dir": str(tmp_path),
+                "num_classes": 3,
+                "eval_preprocessing": "imagenet_64",
+            },
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+        },
+    )
+    config.to_json(str(tmp_path / "config.json"))
+    model = trainer_lib.build_run_model(config)
+    weights = str(tmp_path / "run.weights.h5")
+    model.save_weights(weights)
+    embedder = embed.load_embedder(model_dir=str(tmp_path), weights=weights)
+    assert embedder.preprocessing == "imagenet_64"  # from config.json
+    assert embedder.layer == "head_pool"
+    assert embedder.source == {
+        "model_dir": str(tmp_path),
+        "checkpoint": weights,
+    }
+    x = np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3))
+    want = embed.embedding_model(model)[0](x.astype("float32"))
+    np.testing.assert_allclose(
+        embedder.fn(x.astype("float32")), want, atol=1e-4
+    )
+    assert (
+        embed.load_embedder(
+            model_dir=str(tmp_path), weights=weights, preprocessing="imagenet"
+        ).preprocessing
+        == "imagenet"
+    )
+    with pytest.raises(ValueError, match="--num_classes comes from"):
+        embed.load_embedder(model_dir=str(tmp_path), num_classes=3)
