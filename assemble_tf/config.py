@@ -80,6 +80,21 @@ class DataConfig:
     shuffle_buffer: int = _f(10_000, "Record shuffle buffer.")
     cache: bool = _f(False, "Cache the records in memory (small datasets).")
     synthetic: bool = _f(False, "Random data (benchmarks, smoke tests).")
+    source: str | None = _f(
+        None,
+        "A tfds dataset name (e.g. oxford_flowers102) or an image folder "
+        "<root>/<split>/<class>/<image>, read instead of TFRecords.",
+    )
+    tfds_data_dir: str | None = _f(
+        None, "tfds data_dir of --source (default: tfds' own)."
+    )
+    train_split: str = _f("train", "Split of --source to train on.")
+    validation_split: str = _f(
+        "validation", "Split of --source to evaluate on."
+    )
+    download: bool = _f(
+        False, "Let tfds download and prepare --source (off: never)."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +159,17 @@ class TrainConfig:
     )
     warm_start_bn_stats: bool = _f(
         True, "Keep BN moving statistics when warm starting (False resets)."
+    )
+    bn_reestimate_steps: int = _f(
+        0,
+        "Before training, re-estimate BN moving statistics as the exact "
+        "mean over this many training batches (0 = off).",
+    )
+    freeze_backbone: bool = _f(
+        False, "Train only the head (embedding + classifier)."
+    )
+    backbone_lr_multiplier: float = _f(
+        1.0, "Learning rate of the backbone relative to the head."
     )
 
 
@@ -355,7 +381,21 @@ def validate(config):
             a.autoaugment,
             f"one of {sorted(POLICIES)} or none",
         )
-    if not d.synthetic:
+    _check(
+        0 <= t.backbone_lr_multiplier,
+        "backbone_lr_multiplier",
+        t.backbone_lr_multiplier,
+        "must be >= 0",
+    )
+    _check(
+        t.bn_reestimate_steps >= 0,
+        "bn_reestimate_steps",
+        t.bn_reestimate_steps,
+        "must be >= 0",
+    )
+    if d.source:
+        _check(not d.synthetic, "synthetic", d.synthetic, "not with --source")
+    elif not d.synthetic:
         _check(
             bool(d.data_dir),
             "data_dir",

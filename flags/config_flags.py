@@ -60,8 +60,8 @@ def define_config_flags(
                 flags.DEFINE_string(field.name, default, help_text, **fv)
 
 
-def flags_to_config(flag_values, groups=tuple(config_lib.GROUPS)):
-    """Preset recipe, then the explicitly set flags, then validation."""
+def explicit_overrides(flag_values, groups=tuple(config_lib.GROUPS)):
+    """{group: {field: value}} of the config flags set on the command line."""
     overrides = {}
     for group in groups:
         cls = config_lib.GROUPS[group]
@@ -73,6 +73,12 @@ def flags_to_config(flag_values, groups=tuple(config_lib.GROUPS)):
                 if isinstance(value, str) and value.lower() == "none":
                     value = None
                 overrides.setdefault(group, {})[field.name] = value
+    return overrides
+
+
+def flags_to_config(flag_values, groups=tuple(config_lib.GROUPS)):
+    """Preset recipe, then the explicitly set flags, then validation."""
+    overrides = explicit_overrides(flag_values, groups)
     if not flag_values["model_dir"].value:
         raise ValueError("--model_dir is required (the run folder).")
     return config_lib.make_config(

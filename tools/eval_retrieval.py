@@ -1,12 +1,12 @@
 """Image-retrieval recall@k of a model on a tfds set or an image folder.
 
     python -m tools.eval_retrieval --model_dir=/runs/a50_cub \
-        --dataset=caltech_birds2011 --data_dir=~/tensorflow_datasets
+        --source=caltech_birds2011 --tfds_data_dir=~/tensorflow_datasets
     python -m tools.eval_retrieval --preset=assemble_resnet50 \
-        --weights=a50.weights.h5 --dataset=cars196 --class_split=test \
+        --weights=a50.weights.h5 --source=cars196 --class_split=test \
         --similarity=cosine --ks=1,2,4,8 --output_dir=/evals/a50_cars
     python -m tools.eval_retrieval --saved_model=/serving/a50/1 \
-        --dataset=/data/my_products --split=test --save_embeddings
+        --source=/data/my_products --split=test --save_embeddings
 
 Zero-shot retrieval as in Lee et al. 2020 (arXiv 2001.06268) and
 clovaai/assembled-cnn `metric/recall_metric.py` (spec 10.5): embed every
@@ -64,14 +64,16 @@ flags.DEFINE_string(
     "Layer to embed from (default head_embedding_bn, else head_pool).",
 )
 flags.DEFINE_string(
-    "dataset",
+    "source",
     None,
     hw(
         "A tfds name (caltech_birds2011, cars196, stanford_online_products, "
         "...) or a folder <root>/<split>/<class>/<image>."
     ),
 )
-flags.DEFINE_string("data_dir", None, "tfds data_dir (default tfds's).")
+flags.DEFINE_string(
+    "tfds_data_dir", None, "tfds data_dir (default tfds's)."
+)
 flags.DEFINE_bool(
     "download", False, "Let tfds download and prepare the set (network)."
 )
@@ -139,12 +141,12 @@ flags.DEFINE_string(
     None,
     hw(
         "Where retrieval.json and neighbours.png go (default "
-        "<model_dir or weights folder>/retrieval/<dataset>; required with "
+        "<model_dir or weights folder>/retrieval/<source>; required with "
         "--saved_model)."
     ),
 )
 flags_core.register_int_list_validator("ks", None)
-flags.mark_flag_as_required("dataset")
+flags.mark_flag_as_required("source")
 FLAGS = flags.FLAGS
 
 PLOT_K = 5
@@ -236,7 +238,7 @@ def main(argv):
         preprocessing = f"imagenet_{FLAGS.image_size}"
     # Data first: a missing or unprepared set fails before model building.
     info = tfds_source.open_source(
-        FLAGS.dataset, FLAGS.data_dir, FLAGS.download
+        FLAGS.source, FLAGS.tfds_data_dir, FLAGS.download
     )
     split, class_range, class_split = tfds_source.retrieval_selection(
         info, FLAGS.split, FLAGS.class_split

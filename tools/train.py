@@ -27,9 +27,16 @@ FLAGS = flags.FLAGS
 
 def resolve_config(flag_values):
     """Flags -> config; an existing config.json must agree (resume)."""
-    from assemble_tf import config as config_lib
 
     config = config_flags.flags_to_config(flag_values)
+    check_resume(config)
+    return config
+
+
+def check_resume(config):
+    """An existing config.json in model_dir must equal `config`."""
+    from assemble_tf import config as config_lib
+
     path = os.path.join(config.model_dir, "config.json")
     if os.path.isfile(path):
         old = config_lib.ExperimentConfig.from_json(path)
@@ -46,7 +53,6 @@ def resolve_config(flag_values):
                 "configuration (" + "; ".join(diffs) + "). Rerun with the "
                 "same flags to resume, or pick a new --model_dir."
             )
-    return config
 
 
 def run(config):

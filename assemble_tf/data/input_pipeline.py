@@ -81,6 +81,10 @@ class InputConfig:
         seed: base seed of file and record shuffles and of the crops.
         drop_remainder: defaults to `is_training` (eval sees every image).
         cache: cache decoded records in memory (small datasets).
+        record_source: None (read `file_pattern` TFRecords) or a callable
+            `(input_context, is_training, seed) -> Dataset of (image_bytes,
+            label)`, e.g. a tfds dataset or an image folder
+            (`assemble_tf.data.tfds_source`); labels are 0-based.
     """
 
     file_pattern: str
@@ -107,6 +111,7 @@ class InputConfig:
     seed: int = 0
     drop_remainder: bool | None = None
     cache: bool = False
+    record_source: object = None
 
 
 def decode_record(serialized, num_logits=None):
@@ -242,22 +247,45 @@ def build_dataset(config, input_context=None, stats=None):
     options.deterministic = config.deterministic
     options.experimental_optimization.map_parallelization = True
 
-    ds = _file_dataset(config, input_context)
-    ds = ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=config.cycle_length,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=config.deterministic,
-    )
+    if config.record_source is not None:
+        ds = config.record_source(
+            input_context, config.is_training, config.seed
+        )
+        ds = ds.map(
+            lambda image_bytes, label: {
+                "image_bytes": image_bytes,
+                "label": tf.cast(label, tf.int32),
+                "filename": tf.constant(""),
+                "bboxes": tf.zeros([0, 4], tf.float32),
+            },
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        if config.num_logits:
+            raise ValueError(
+                "Teacher logits (KD) are read from TFRecords; a tfds or "
+                "folder source has none. Set --kd_temperature=0."
+            )
+    else:
+        ds = _file_dataset(config, input_context)
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=config.cycle_length,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=config.deterministic,
+        )
     if config.cache:
         ds = ds.cache()
     if config.is_training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed)
         ds = ds.repeat()
 
-    def decode(serialized):
-        record = decode_record(serialized, config.num_logits)
-        ok = looks_like_jpeg(record["image_bytes"])
+    def decode(element):
+        if config.record_source is not None:
+            record = element
+            ok = preprocessing.is_supported_image(record["image_bytes"])
+        else:
+            record = decode_record(element, config.num_logits)
+            ok = looks_like_jpeg(record["image_bytes"])
         stats.read.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         record["ok"] = ok

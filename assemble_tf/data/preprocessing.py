@@ -115,6 +115,31 @@ def decode_jpeg(image_bytes):
     return tf.io.decode_jpeg(image_bytes, channels=3, dct_method=DCT_METHOD)
 
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def is_supported_image(image_bytes):
+    """True for JPEG (any), PNG, GIF or BMP bytes (tfds / folder sources)."""
+    head = tf.strings.substr(image_bytes, 0, 8)
+    return (
+        tf.io.is_jpeg(image_bytes)
+        | tf.equal(head, _PNG_MAGIC)
+        | tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+        | tf.equal(tf.strings.substr(image_bytes, 0, 2), b"BM")
+    )
+
+
+def decode_image(image_bytes):
+    """JPEG (INTEGER_ACCURATE, as the original) or PNG/GIF/BMP -> uint8 RGB."""
+    return tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: decode_jpeg(image_bytes),
+        lambda: tf.io.decode_image(
+            image_bytes, channels=3, expand_animations=False
+        ),
+    )
+
+
 def eval_crop(
     image, preprocessing_type="imagenet", dtype=tf.float32, stddev=None
 ):
@@ -135,9 +160,9 @@ def preprocess_eval(
     dtype=tf.float32,
     stddev=None,
 ):
-    """JPEG bytes -> the original eval crop, mean-subtracted, `dtype`."""
+    """JPEG (or PNG) bytes -> the original eval crop, normalized, `dtype`."""
     return eval_crop(
-        decode_jpeg(image_bytes), preprocessing_type, dtype, stddev
+        decode_image(image_bytes), preprocessing_type, dtype, stddev
     )
 
 
@@ -154,7 +179,12 @@ def sample_crop_window(image_bytes, bboxes, seed, area_range=AREA_RANGE):
     Returns:
         int32 [4] crop window for `tf.image.decode_and_crop_jpeg`.
     """
-    shape = tf.image.extract_jpeg_shape(image_bytes)
+    return _crop_window(
+        tf.image.extract_jpeg_shape(image_bytes), bboxes, seed, area_range
+    )
+
+
+def _crop_window(shape, bboxes, seed, area_range):
     whole = tf.constant([[0.0, 0.0, 1.0, 1.0]], tf.float32)
     boxes = tf.cond(tf.shape(bboxes)[0] > 0, lambda: bboxes, lambda: whole)[
         tf.newaxis
@@ -203,10 +233,21 @@ def preprocess_train(
     seeds = tf.random.experimental.stateless_split(
         tf.cast(seed, tf.int64), num=3
     )
-    window = sample_crop_window(image_bytes, bboxes, seeds[0], area_range)
-    image = tf.image.decode_and_crop_jpeg(
-        image_bytes, window, channels=3, dct_method=DCT_METHOD
-    )
+
+    def jpeg():
+        window = sample_crop_window(image_bytes, bboxes, seeds[0], area_range)
+        return tf.image.decode_and_crop_jpeg(
+            image_bytes, window, channels=3, dct_method=DCT_METHOD
+        )
+
+    def other():  # PNG / GIF / BMP from tfds or image folders
+        full = tf.io.decode_image(
+            image_bytes, channels=3, expand_animations=False
+        )
+        w = _crop_window(tf.shape(full), bboxes, seeds[0], area_range)
+        return full[w[0] : w[0] + w[2], w[1] : w[1] + w[3]]
+
+    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     image = resize_bilinear_legacy(image, [image_size, image_size])
     if augmenter is not None:

@@ -248,7 +248,7 @@ def retrieval_selection(info, split=None, class_split=None):
             split = next(iter(info.splits))
         else:
             raise ValueError(
-                f"--dataset={info.name} has splits {sorted(info.splits)}; "
+                f"--source={info.name} has splits {sorted(info.splits)}; "
                 "pass --split."
             )
     return split, class_range, class_split
@@ -394,7 +394,7 @@ def _open_tfds(source, data_dir, download):
     except registered.DatasetNotFoundError:
         raise ValueError(_unknown_name_message(source)) from None
     except (AssertionError, ValueError) as e:
-        raise ValueError(f"--dataset={source}: {e}") from None
+        raise ValueError(f"--source={source}: {e}") from None
     if not builder.is_prepared():
         _prepare(builder, source, download)
     features = builder.info.features
@@ -433,10 +433,10 @@ def _unknown_name_message(source):
     close = difflib.get_close_matches(base, names, n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
     return (
-        f"--dataset={source}: no tfds dataset {base!r} (tensorflow_datasets "
+        f"--source={source}: no tfds dataset {base!r} (tensorflow_datasets "
         f"knows {len(names)} names).{hint} For FGVC-Aircraft or your own "
         "images, pass a folder laid out <root>/<split>/<class>/<image> "
-        "instead (e.g. --dataset=/data/fgvc_aircraft)."
+        "instead (e.g. --source=/data/fgvc_aircraft)."
     )
 
 
@@ -462,7 +462,7 @@ def _prepare(builder, source, download):
             f"{source}: not prepared: looked in {builder.data_dir} (data_dir "
             f"{root}). Prepare it with `tfds build {name} --data_dir={root}`, "
             "pass --download to let tfds fetch and prepare it now (needs "
-            "network), or point --data_dir at the folder that holds it."
+            "network), or point --tfds_data_dir at the folder that holds it."
         )
     builder.download_and_prepare()
 
@@ -610,7 +610,7 @@ def _open_folder(root):
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(
-            f"--dataset={root}: no such folder. Pass a tfds name (e.g. "
+            f"--source={root}: no such folder. Pass a tfds name (e.g. "
             "oxford_flowers102) or a folder <root>/<split>/<class>/<image>."
         )
     examples, classes = scan_folder(root)
@@ -626,7 +626,7 @@ def _open_folder(root):
             else "no .jpg/.jpeg/.png images two levels down"
         )
         raise ValueError(
-            f"--dataset={root}: no split subfolders with images; expected "
+            f"--source={root}: no split subfolders with images; expected "
             f"<root>/<split>/<class>/<image> (e.g. {root}/train/<class>/"
             f"x.jpg and {root}/test/<class>/y.jpg), found {found}. Move the "
             "class folders into a split folder such as train/."

@@ -52,29 +52,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from assemble_tf.robustness import filters
+from assemble_tf.robustness import filters, metrics
 
-CORRUPTIONS = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "saturate",
-)
+# The 15 standard corruptions in the standard order, then the 4 extra ones
+# (names shared with the AlexNet tables of `metrics`).
+CORRUPTIONS = metrics.ALL_CORRUPTIONS
 STANDARD = CORRUPTIONS[:15]
 EXTRA = CORRUPTIONS[15:]
 CATEGORY = {

@@ -80,27 +80,14 @@ import zlib
 
 import numpy as np
 
-TEST_PERTURBATIONS = (
-    "gaussian_noise",
-    "shot_noise",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "brightness",
-    "translate",
-    "rotate",
-    "tilt",
-    "scale",
-)
-VALIDATION_PERTURBATIONS = (
-    "speckle_noise",
-    "gaussian_blur",
-    "spatter",
-    "shear",
-)
+from assemble_tf.robustness import metrics
+
+# Names (and which ones compare frames with frame 1, as `'noise' in name`
+# in the reference test.py) are shared with the metrics tables.
+TEST_PERTURBATIONS = metrics.TEST_PERTURBATIONS
+VALIDATION_PERTURBATIONS = metrics.VALIDATION_PERTURBATIONS
 PERTURBATIONS = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
-# Frames 2..n are compared with frame 1 (`'noise' in name` in test.py).
-NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
+NOISE_PERTURBATIONS = metrics.NOISE_PERTURBATIONS
 # Warped before the centre crop, as in the reference.
 GEOMETRIC_PERTURBATIONS = (
     "zoom_blur",

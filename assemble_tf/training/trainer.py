@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -123,7 +124,52 @@ def input_config(config, is_training, epoch=0):
         deterministic=t.deterministic,
         seed=t.seed * 1000 + epoch,
         cache=d.cache,
+        record_source=_record_source(d, is_training),
     )
+
+
+def open_data_source(data_config):
+    """The `SourceInfo` of `data.source` (tfds name or image folder)."""
+
+    return open_source_cached(
+        data_config.source, data_config.tfds_data_dir, data_config.download
+    )
+
+
+_SOURCES = {}
+
+
+def open_source_cached(source, data_dir, download):
+    from assemble_tf.data import tfds_source
+
+    key = (source, data_dir, download)
+    if key not in _SOURCES:
+        _SOURCES[key] = tfds_source.open_source(source, data_dir, download)
+    return _SOURCES[key]
+
+
+def _record_source(data_config, is_training):
+    """A `record_source` callable for `InputConfig`, or None (TFRecords)."""
+    if not data_config.source:
+        return None
+    from assemble_tf.data import tfds_source
+
+    info = open_data_source(data_config)
+    split = (
+        data_config.train_split if is_training else data_config.validation_split
+    )
+    tfds_source.num_examples(info, split)  # validates the split name now
+
+    def source(input_context, training, seed):
+        return tfds_source.encoded_dataset(
+            info,
+            split,
+            shuffle_files=training,
+            input_context=input_context,
+            seed=seed,
+        )
+
+    return source
 
 
 def build_run_model(config, image_size=None, **extra):
@@ -157,6 +203,12 @@ class Trainer:
             )
         if d.synthetic:
             self.num_train = d.num_train_examples or 10 * t.batch_size
+        elif d.source:
+            from assemble_tf.data import tfds_source
+
+            self.num_train = d.num_train_examples or tfds_source.num_examples(
+                open_data_source(d), d.train_split
+            )
         else:
             self.num_train = d.num_train_examples or count_examples(
                 d.data_dir, "train", d.train_pattern
@@ -179,6 +231,18 @@ class Trainer:
         self.post = input_pipeline.BatchPostprocess(input_config(config, True))
         with strategy.scope():
             self.model = build_run_model(config)
+            if t.freeze_backbone:
+                for layer in self.model.layers:
+                    if not layer.name.startswith(HEAD_PREFIXES):
+                        layer.trainable = False
+            self.lr_multipliers = None
+            if t.backbone_lr_multiplier != 1.0 and not t.freeze_backbone:
+                self.lr_multipliers = [
+                    1.0
+                    if _is_head_variable(v)
+                    else float(t.backbone_lr_multiplier)
+                    for v in self.model.trainable_variables
+                ]
             optimizer = keras.optimizers.SGD(
                 learning_rate=self.lr_schedule, momentum=t.momentum
             )
@@ -240,6 +304,13 @@ class Trainer:
             )
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if self.lr_multipliers is not None:
+            # SGD (+ momentum) is linear in the gradient: scaling a
+            # variable's gradient scales its learning rate.
+            grads = [
+                g if m == 1.0 else g * tf.cast(m, g.dtype)
+                for g, m in zip(grads, self.lr_multipliers, strict=True)
+            ]
         self.optimizer.apply(grads, variables)
         return total, wd / self.num_replicas
 
@@ -277,6 +348,20 @@ class Trainer:
             lambda ctx: input_pipeline.build_dataset(cfg, ctx)
         )
 
+    def _bn_batches(self):
+        """Training crops (no mixing), normalized, one replica's batches."""
+        cfg = dataclasses.replace(
+            input_config(self.config, True),
+            mixup_type=0,
+            augmenter=None,
+            dtype="float32",
+        )
+        if self.config.data.synthetic:
+            ds = input_pipeline.build_synthetic_dataset(cfg)
+        else:
+            ds = input_pipeline.build_dataset(cfg)
+        return (images for images, _ in ds)
+
     def evaluate(self, dataset=None):
         """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
         if dataset is None:
@@ -304,8 +389,23 @@ class Trainer:
                 t.warm_start,
                 t.warm_start_head,
                 t.warm_start_bn_stats,
+                rebuild=lambda n: build_model(
+                    self.config.model.preset,
+                    **self.config.model.build_overrides(n),
+                ),
             )
             self.log(f"Warm start from {t.warm_start}.")
+            if t.bn_reestimate_steps:
+                count = reestimate_bn_statistics(
+                    self.model,
+                    self._bn_batches(),
+                    t.bn_reestimate_steps,
+                    self.compute_dtype,
+                )
+                self.log(
+                    f"Re-estimated BN statistics of {count} layers on "
+                    f"{t.bn_reestimate_steps} batches."
+                )
         if self._train_fn is None:
             self._train_fn = self._make_train_fn()
         history = [
@@ -403,35 +503,141 @@ def find_checkpoint(model_dir, which="latest"):
     return found
 
 
-def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
+# Layers of the classification / embedding head (everything else is the
+# backbone for freeze_backbone and backbone_lr_multiplier).
+HEAD_PREFIXES = ("head_", "logits")
+# Layers re-initialised by a warm start without the head.
+_REINIT_LAYERS = ("head_dense", "head_embedding")
+
+
+def _is_head_variable(variable):
+    return variable.path.startswith(HEAD_PREFIXES)
+
+
+def _layer_of(path):
+    return path.split("/")[0]
+
+
+def _source_weights(path, rebuild):
+    """{variable path: numpy value} of a SavedModel or a run checkpoint
+    whose model differs from ours (another class count), or None when the
+    checkpoint can be restored directly."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if rebuild is None:
+            raise ValueError(
+                f"--warm_start={path} is a SavedModel: warm starting from it "
+                "needs the run's config (use the training binaries)."
+            )
+        loaded = tf.saved_model.load(path)
+        if "preprocessed" not in loaded.signatures:
+            raise ValueError(
+                f"--warm_start={path} is not a SavedModel of "
+                "tools.export_saved_model (no 'preprocessed' signature)."
+            )
+        outputs = loaded.signatures["preprocessed"].structured_outputs
+        twin = rebuild(int(outputs["logits"].shape[-1]))
+        tf.train.Checkpoint(model=twin).read(
+            os.path.join(path, "variables", "variables")
+        ).expect_partial()
+        return {v.path: v.numpy() for v in twin.variables}
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (run_dir, os.path.dirname(run_dir)):
+        cfg = os.path.join(candidate, "config.json")
+        if os.path.isfile(cfg):
+            source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
+            prefix = (
+                tf.train.latest_checkpoint(path)
+                if os.path.isdir(path)
+                else path
+            )
+            if prefix is None and os.path.isdir(path):
+                prefix = tf.train.latest_checkpoint(
+                    os.path.join(path, "checkpoints")
+                )
+            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+                return None
+            tf.train.Checkpoint(model=source).restore(prefix).expect_partial()
+            return {v.path: v.numpy() for v in source.variables}
+    return None
+
+
+def _assign_by_path(model, weights, load_head, origin):
+    """Copies `weights` ({path: value}) into `model`; returns the count."""
+    missing, mismatched, count = [], [], 0
+    for v in model.variables:
+        if not load_head and _layer_of(v.path) in _REINIT_LAYERS:
+            continue
+        value = weights.get(v.path)
+        if value is None:
+            missing.append(v.path)
+        elif tuple(value.shape) != tuple(v.shape):
+            mismatched.append(f"{v.path} {value.shape} vs {tuple(v.shape)}")
+        else:
+            v.assign(value)
+            count += 1
+    if missing or mismatched:
+        raise ValueError(
+            f"--warm_start={origin} does not fit the model: "
+            f"{len(missing)} variables missing (e.g. {missing[:3]}), "
+            f"{len(mismatched)} of another shape (e.g. {mismatched[:3]}). "
+            "Use the preset (and overrides) the weights were trained with."
+        )
+    return count
+
+
+def warm_start_model(
+    model, path, load_head=False, keep_bn_stats=True, rebuild=None
+):
     """Loads pretrained weights for fine-tuning.
 
     Args:
         model: the freshly built model.
-        path: a `.weights.h5` file (e.g. from the checkpoint importer) or a
-            run's checkpoint directory / prefix.
+        path: a `.weights.h5` file (e.g. from the checkpoint importer), a
+            run's model_dir / checkpoints dir / checkpoint prefix (its
+            config.json may have another class count), or a SavedModel
+            exported by `tools.export_saved_model`.
         load_head: also take the classifier; False re-initialises it (its
             shape may differ: 1001 ImageNet classes vs the new task).
         keep_bn_stats: keep BN moving statistics; False resets them to
             0 / 1 (the original warm start restored trainable variables
             only, ASSEMBLE_SPEC 8.3).
+        rebuild: callable(num_classes) -> a model of the same architecture
+            with another class count (needed for SavedModels, whose
+            variables are matched through such a twin; BN-folded exports
+            cannot be used).
     """
     if path.endswith(".weights.h5"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--warm_start={path} does not exist.")
-        model.load_weights(path, skip_mismatch=not load_head)
+        with warnings.catch_warnings():
+            # Without the head its shape may differ (e.g. 1001 -> 102):
+            # Keras warns about the skipped layer, which is intended here.
+            if not load_head:
+                warnings.filterwarnings(
+                    "ignore", message=".*could not be loaded.*"
+                )
+            model.load_weights(path, skip_mismatch=not load_head)
+    elif not tf.io.gfile.exists(path) and not tf.io.gfile.glob(path + ".index"):
+        raise FileNotFoundError(f"--warm_start={path} does not exist.")
     else:
-        prefix = (
-            tf.train.latest_checkpoint(path) if os.path.isdir(path) else (path)
-        )
-        if not prefix or not tf.io.gfile.glob(prefix + ".index"):
-            raise FileNotFoundError(
-                f"--warm_start={path}: no checkpoint found (pass a run's "
-                "checkpoints/ dir, a prefix, or a .weights.h5 file)."
+        weights = _source_weights(path, rebuild)
+        if weights is not None:
+            _assign_by_path(model, weights, load_head, path)
+        else:
+            prefix = (
+                tf.train.latest_checkpoint(path)
+                if os.path.isdir(path)
+                else path
             )
-        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+                raise FileNotFoundError(
+                    f"--warm_start={path}: no checkpoint found (pass a "
+                    "run's model_dir or checkpoints/ dir, a prefix, a "
+                    "SavedModel or a .weights.h5 file)."
+                )
+            tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
     if not load_head:
-        for name in ("head_dense", "head_embedding"):
+        for name in _REINIT_LAYERS:
             try:
                 layer = model.get_layer(name)
             except ValueError:
@@ -452,6 +658,53 @@ def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
                 layer.moving_variance.assign(
                     tf.ones_like(layer.moving_variance)
                 )
+
+
+def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
+    """Sets BN moving statistics to the mean over `steps` batches.
+
+    Fine-tuning from weights whose statistics were reset (the original
+    restored trainable variables only) or that come from another domain.
+    Batch k is given momentum k / (k + 1), so after n batches the moving
+    mean is exactly the mean of the n batch means (likewise the variance).
+    DropBlock is switched off (keep probability 1) meanwhile.
+
+    Args:
+        model: the model (its BN layers are updated in place).
+        batches: an iterable of normalized image batches.
+        steps: number of batches to use.
+        dtype: compute dtype the images are cast to.
+
+    Returns:
+        The number of BN layers updated.
+    """
+    from assemble_tf.layers import set_dropblock_keep_prob
+
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and layer.trainable
+    ]
+    momentum = [layer.momentum for layer in layers]
+    set_dropblock_keep_prob(model, 1.0)
+    done = 0
+    try:
+        for k, images in enumerate(batches):
+            if k >= steps:
+                break
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)
+            model(tf.cast(images, dtype), training=True)
+            done += 1
+    finally:
+        for layer, m in zip(layers, momentum, strict=True):
+            layer.momentum = m
+    if done < steps:
+        raise ValueError(
+            f"--bn_reestimate_steps={steps}: the data gave only {done} batches."
+        )
+    return len(layers)
 
 
 def _chief_and_dir(strategy, model_dir):

@@ -178,7 +178,7 @@ def test_eval_retrieval_end_to_end(tiny_run):
         "--num_classes=3",
         '--model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]}',
         "--image_size=64",
-        f"--dataset={tiny_run / 'data'}",
+        f"--source={tiny_run / 'data'}",
         "--ks=1,2,4",
         "--batch_size=5",
         "--chunk_size=5",
@@ -214,9 +214,9 @@ def test_eval_retrieval_end_to_end(tiny_run):
 
 @pytest.mark.slow
 def test_eval_retrieval_clean_errors():
-    result = run_tool("--dataset=caltech_birds201", "--preset=resnet50")
+    result = run_tool("--source=caltech_birds201", "--preset=resnet50")
     assert result.returncode == 2
-    assert "ERROR: --dataset=caltech_birds201" in result.stderr
+    assert "ERROR: --source=caltech_birds201" in result.stderr
     assert "caltech_birds2011" in result.stderr
     assert "Traceback" not in result.stderr
 

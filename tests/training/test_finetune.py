@@ -1,0 +1,277 @@
+"""Fine-tuning: tfds mock data and image folders through the ImageNet loop."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from assemble_tf import config as config_lib
+from assemble_tf.models import build_model
+from assemble_tf.training import recipes
+from assemble_tf.training import trainer as trainer_lib
+from tests.conftest import REPO
+from tests.data_pipeline.test_tfds_source import _write_metadata
+from tests.testing_utils import jpeg_bytes, smooth_image
+
+TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
+
+
+@pytest.fixture(scope="module")
+def source_weights(tmp_path_factory):
+    """A 'pretrained' tiny R50 (5 classes) with non-trivial BN stats."""
+    keras.utils.set_random_seed(7)
+    model = build_model("resnet50", num_classes=5, **TINY)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 1, n).astype("float32"))
+            layer.moving_variance.assign(
+                rng.uniform(0.5, 2, n).astype("float32")
+            )
+    path = str(tmp_path_factory.mktemp("src") / "src.weights.h5")
+    model.save_weights(path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """<root>/{train,test}/<class>/<image>: 3 classes, one PNG."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    for split, per_class in (("train", 4), ("test", 2)):
+        for c in range(3):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                image = smooth_image(40, 48, seed=100 * c + 10 * k + len(split))
+                if split == "train" and c == 1 and k == 0:
+                    Image.fromarray(image).save(folder / f"{k}.png")
+                else:
+                    (folder / f"{k}.jpg").write_bytes(jpeg_bytes(image))
+    return str(root)
+
+
+def make_config(model_dir, source, **train):
+    overrides = recipes.get("vanilla")
+    overrides["model"].update(
+        base_width=8, block_sizes="1,1,1,1", bn_momentum=0.9
+    )
+    overrides["data"].update(
+        source=source,
+        num_classes=3,
+        validation_split="test",
+        image_size=32,
+        eval_preprocessing="imagenet_32",
+        shuffle_buffer=16,
+    )
+    overrides["train"].update(
+        dict(
+            batch_size=4,
+            eval_batch_size=4,
+            epochs=1.0,
+            max_steps=2,
+            warmup_epochs=0.0,
+            base_learning_rate=0.5,
+            log_every=1,
+            **train,
+        )
+    )
+    return config_lib.make_config(str(model_dir), "resnet50", overrides)
+
+
+def backbone(model):
+    return {
+        v.path: v.numpy()
+        for v in model.variables
+        if not v.path.startswith(trainer_lib.HEAD_PREFIXES)
+    }
+
+
+def test_recipes_follow_the_food101_scripts():
+    a = recipes.get("assemble")
+    assert a["train"]["base_learning_rate"] == 0.01
+    assert a["train"]["batch_size"] == 256
+    assert a["train"]["weight_decay"] == 1e-3
+    assert a["train"]["epochs"] == 100.0
+    assert a["train"]["dropblock_keep_prob"] == "0.9,0.7"
+    assert a["model"]["bn_momentum"] == 0.966
+    assert a["augment"] == {
+        "mixup_type": 1,
+        "autoaugment": "good",
+        "label_smoothing": 0.1,
+    }
+    assert not a["train"]["warm_start_bn_stats"]
+    assert recipes.get("vanilla")["augment"]["mixup_type"] == 0
+    assert recipes.default_for("assemble_resnet50") == "assemble"
+    assert recipes.default_for("resnet50") == "vanilla"
+    with pytest.raises(ValueError, match="--recipe='food'"):
+        recipes.get("food")
+
+
+def test_folder_frozen_backbone_changes_only_the_head(
+    tmp_path, image_folder, source_weights, monkeypatch
+):
+    src, path = source_weights
+    config = make_config(
+        tmp_path / "run",
+        image_folder,
+        warm_start=path,
+        warm_start_bn_stats=True,
+        freeze_backbone=True,
+    )
+    assert config.data.label_offset == 0
+    strategy = trainer_lib.setup_runtime(config)
+    trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
+    assert trainer.num_train == 12  # 3 classes x 4 (one PNG)
+    snapshot = {}
+    original = trainer_lib.warm_start_model
+
+    def spy(model, *args, **kwargs):
+        original(model, *args, **kwargs)
+        snapshot["head"] = model.get_layer("head_dense").kernel.numpy().copy()
+        snapshot["backbone"] = backbone(model)
+
+    monkeypatch.setattr(trainer_lib, "warm_start_model", spy)
+    history = trainer.train()
+    # Warm start: every backbone variable (BN statistics included) is the
+    # source's exactly; the head is new (3 classes, zero bias).
+    want = backbone(src)
+    assert set(snapshot["backbone"]) == set(want)
+    for key, value in want.items():
+        np.testing.assert_array_equal(snapshot["backbone"][key], value, key)
+    assert snapshot["head"].shape == (256, 3)
+    # Two steps with a frozen backbone: the backbone is untouched (frozen
+    # BN layers normalise with their moving statistics), the head moved.
+    for key, value in backbone(trainer.model).items():
+        np.testing.assert_array_equal(value, want[key], key)
+    head = trainer.model.get_layer("head_dense").kernel.numpy()
+    assert np.abs(head - snapshot["head"]).max() > 1e-4
+    assert len(trainer.model.trainable_variables) == 2
+    assert history[-1]["val_count"] == 6  # the test split, PNG-free
+    assert 0.0 <= history[-1]["val_top1"] <= 1.0
+
+
+def test_tfds_mock_backbone_lr_zero_and_bn_reestimation(
+    tmp_path, source_weights
+):
+    src, path = source_weights
+    data_dir = tmp_path / "tfds"
+    _write_metadata(
+        "oxford_flowers102", data_dir, {"train": 1020, "test": 6149}
+    )
+    with tfds.testing.mock_data(num_examples=8, data_dir=str(data_dir)):
+        config = make_config(
+            tmp_path / "run",
+            "oxford_flowers102",
+            warm_start=path,
+            backbone_lr_multiplier=0.0,
+            bn_reestimate_steps=2,
+        )
+        config = config_lib.ExperimentConfig.from_dict(
+            dict(
+                config.to_dict(),
+                data=dict(
+                    config.to_dict()["data"],
+                    num_classes=102,
+                    tfds_data_dir=str(data_dir),
+                ),
+            )
+        )
+        strategy = trainer_lib.setup_runtime(config)
+        trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
+        assert trainer.num_train == 1020
+        trainer.train()
+    model = trainer.model
+    want = backbone(src)
+    for v in model.trainable_variables:
+        if not v.path.startswith(trainer_lib.HEAD_PREFIXES):
+            np.testing.assert_array_equal(v.numpy(), want[v.path], v.path)
+    bn = model.get_layer("stem_1_bn")
+    # Reset by the recipe (warm_start_bn_stats False), then re-estimated
+    # from data and updated by training: neither 0/1 nor the source's.
+    assert np.abs(bn.moving_mean.numpy()).max() > 1e-3
+    assert (
+        np.abs(bn.moving_mean.numpy() - want[bn.moving_mean.path]).max() > 1e-3
+    )
+    assert model.get_layer("head_dense").kernel.shape == (256, 102)
+
+
+def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
+    keras.utils.set_random_seed(1)
+    model = build_model("resnet50", num_classes=4, **TINY)
+    rng = np.random.default_rng(0)
+    batches = [
+        rng.normal(0, 50, (3, 32, 32, 3)).astype("float32") for _ in range(3)
+    ]
+    conv = keras.Model(model.input, model.get_layer("stem_1_conv").output)
+    outs = [conv(b).numpy() for b in batches]
+    want_mean = np.mean([o.mean(axis=(0, 1, 2)) for o in outs], axis=0)
+    want_var = np.mean([o.var(axis=(0, 1, 2)) for o in outs], axis=0)
+    count = trainer_lib.reestimate_bn_statistics(model, iter(batches), 3)
+    assert count == sum(
+        isinstance(layer, keras.layers.BatchNormalization)
+        for layer in model.layers
+    )
+    bn = model.get_layer("stem_1_bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), want_mean, rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), want_var, rtol=1e-4)
+    assert bn.momentum == 0.997  # restored
+    with pytest.raises(ValueError, match="only 3 batches"):
+        trainer_lib.reestimate_bn_statistics(model, iter(batches), 5)
+
+
+def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
+    from assemble_tf.export.saved_model import export_saved_model
+
+    src, _ = source_weights
+    export = str(tmp_path / "export")
+    export_saved_model(src, export, "imagenet_32")
+    ckpt = tf.train.Checkpoint(model=src).save(str(tmp_path / "run/ckpt"))
+    run_config = config_lib.make_config(
+        str(tmp_path / "run"),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+            "data": {"num_classes": 5, "synthetic": True},
+        },
+    )
+    run_config.to_json(str(tmp_path / "run" / "config.json"))
+    want = backbone(src)
+    for origin in (export, ckpt):
+        target = build_model("resnet50", num_classes=3, **TINY)
+        trainer_lib.warm_start_model(
+            target,
+            origin,
+            rebuild=lambda n: build_model("resnet50", num_classes=n, **TINY),
+        )
+        got = backbone(target)
+        for key, value in want.items():
+            np.testing.assert_array_equal(got[key], value, f"{origin} {key}")
+    other = build_model("resnet50", num_classes=3, base_width=16)
+    with pytest.raises(ValueError, match="does not fit the model"):
+        trainer_lib.warm_start_model(other, ckpt)
+
+
+def test_finetune_tool_names_unknown_datasets(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.finetune",
+            "--source=oxford_flowers10",
+            f"--model_dir={tmp_path}/run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "oxford_flowers102" in proc.stderr
+    assert "Traceback" not in proc.stderr
