@@ -30,6 +30,12 @@ class ModelConfig:
     dropblock: bool = _f(
         True, "Keep the preset's DropBlock layers (False removes them)."
     )
+    pooling: str | None = _f(None, "Override the head pooling: avg or gem.")
+    embedding_size: int | None = _f(
+        None,
+        "Embedding head (1x1 conv + BN before the classifier) of this "
+        "size, e.g. 512 for retrieval; None keeps the preset's (none).",
+    )
 
     def build_overrides(self, num_classes, image_size=None):
         """Keyword overrides for `assemble_tf.models.build_model`."""
@@ -46,6 +52,10 @@ class ModelConfig:
             out["bn_momentum"] = self.bn_momentum
         if not self.dropblock:
             out["dropblock"] = None
+        if self.pooling is not None:
+            out["pooling"] = self.pooling
+        if self.embedding_size:
+            out["embedding_size"] = self.embedding_size
         return out
 
 
@@ -94,6 +104,12 @@ class DataConfig:
     )
     download: bool = _f(
         False, "Let tfds download and prepare --source (off: never)."
+    )
+    class_range: str | None = _f(
+        None,
+        "Keep only labels in [low, high) of --source, shifted to start at "
+        "0: 'low,high' (class-disjoint retrieval training, e.g. 0,100 on "
+        "caltech_birds2011).",
     )
 
 
@@ -408,9 +424,33 @@ def validate(config):
             d.data_dir,
             "no such directory",
         )
+    if d.class_range:
+        _check(bool(d.source), "class_range", d.class_range, "needs --source")
+        low, high = class_range(d)
+        _check(
+            0 <= low < high and high - low == d.num_classes,
+            "class_range",
+            d.class_range,
+            f"'low,high' with 0 <= low < high and high - low == "
+            f"--num_classes ({d.num_classes})",
+        )
     from assemble_tf.data.preprocessing import eval_sizes
 
     eval_sizes(d.eval_preprocessing)
+
+
+def class_range(data_config):
+    """(low, high) of `data.class_range`, or None."""
+    if not data_config.class_range:
+        return None
+    try:
+        low, high = (int(v) for v in str(data_config.class_range).split(","))
+    except ValueError:
+        raise ValueError(
+            f"--class_range={data_config.class_range!r} is invalid: "
+            "'low,high' integers such as 0,100."
+        ) from None
+    return low, high
 
 
 def dropblock_range(train_config):

@@ -71,9 +71,7 @@ flags.DEFINE_string(
         "...) or a folder <root>/<split>/<class>/<image>."
     ),
 )
-flags.DEFINE_string(
-    "tfds_data_dir", None, "tfds data_dir (default tfds's)."
-)
+flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir (default tfds's).")
 flags.DEFINE_bool(
     "download", False, "Let tfds download and prepare the set (network)."
 )

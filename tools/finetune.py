@@ -45,6 +45,14 @@ def define_flags():
         "Fine-tuning recipe: assemble or vanilla (default: assemble for "
         "Assemble presets, else vanilla); none keeps the preset's.",
     )
+    flags.DEFINE_bool(
+        "retrieval",
+        False,
+        "Class-disjoint retrieval training on the train classes of "
+        "caltech_birds2011 (0-99), cars196 (0-97) or stanford_online_"
+        "products (its train split); pair with --embedding_size / "
+        "--pooling=gem and evaluate with tools.eval_retrieval.",
+    )
 
 
 def dataset_overrides(flag_values):
@@ -67,6 +75,20 @@ def dataset_overrides(flag_values):
         flag_values.source, flag_values.tfds_data_dir, flag_values.download
     )
     data["num_classes"] = info.num_classes
+    if flag_values.retrieval:
+        split, low, high = tfds_source.retrieval_classes(
+            flag_values.source, "train"
+        )
+        # Train and evaluate on the training classes (evaluation: the same
+        # split, a sanity check); recall@K on the held-out test classes
+        # comes from tools.eval_retrieval.
+        data.update(
+            train_split=split,
+            validation_split=split,
+            num_classes=high - low,
+            class_range=f"{low},{high}",
+        )
+        return data, info
     if known is not None:
         data["train_split"] = known.train_split
         data["validation_split"] = known.eval_split

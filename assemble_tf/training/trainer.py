@@ -160,16 +160,32 @@ def _record_source(data_config, is_training):
     )
     tfds_source.num_examples(info, split)  # validates the split name now
 
+    bounds = config_lib.class_range(data_config)
+
     def source(input_context, training, seed):
-        return tfds_source.encoded_dataset(
+        ds = tfds_source.encoded_dataset(
             info,
             split,
             shuffle_files=training,
             input_context=input_context,
             seed=seed,
         )
+        if bounds:
+            low = tf.constant(bounds[0], tf.int64)
+            ds = tfds_source.filter_classes(ds, *bounds)
+            ds = ds.map(lambda image, label: (image, label - low))
+        return ds
 
     return source
+
+
+def count_source_examples(data_config, split):
+    """Examples of `split` of `data.source` within `data.class_range`."""
+    source = _record_source(
+        dataclasses.replace(data_config, train_split=split), True
+    )
+    ds = source(None, False, 0).map(lambda image, label: label)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
 def build_run_model(config, image_size=None, **extra):
@@ -206,9 +222,15 @@ class Trainer:
         elif d.source:
             from assemble_tf.data import tfds_source
 
-            self.num_train = d.num_train_examples or tfds_source.num_examples(
-                open_data_source(d), d.train_split
-            )
+            if d.num_train_examples:
+                self.num_train = d.num_train_examples
+            elif d.class_range:
+                # Filtered by label: count once (labels only).
+                self.num_train = count_source_examples(d, d.train_split)
+            else:
+                self.num_train = tfds_source.num_examples(
+                    open_data_source(d), d.train_split
+                )
         else:
             self.num_train = d.num_train_examples or count_examples(
                 d.data_dir, "train", d.train_pattern

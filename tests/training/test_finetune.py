@@ -1,5 +1,6 @@
 """Fine-tuning: tfds mock data and image folders through the ImageNet loop."""
 
+import json
 import subprocess
 import sys
 
@@ -71,17 +72,15 @@ def make_config(model_dir, source, **train):
         shuffle_buffer=16,
     )
     overrides["train"].update(
-        dict(
-            batch_size=4,
-            eval_batch_size=4,
-            epochs=1.0,
-            max_steps=2,
-            warmup_epochs=0.0,
-            base_learning_rate=0.5,
-            log_every=1,
-            **train,
-        )
+        batch_size=4,
+        eval_batch_size=4,
+        epochs=1.0,
+        max_steps=2,
+        warmup_epochs=0.0,
+        base_learning_rate=0.5,
+        log_every=1,
     )
+    overrides["train"].update(train)
     return config_lib.make_config(str(model_dir), "resnet50", overrides)
 
 
@@ -275,3 +274,74 @@ def test_finetune_tool_names_unknown_datasets(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "oxford_flowers102" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
+    from assemble_tf.layers import GeMPooling2D
+
+    config = make_config(tmp_path / "run", image_folder, max_steps=1)
+    data = dict(config.to_dict()["data"], class_range="1,3", num_classes=2)
+    model = dict(config.to_dict()["model"], embedding_size=16, pooling="gem")
+    config = config_lib.ExperimentConfig.from_dict(
+        dict(config.to_dict(), data=data, model=model)
+    )
+    config_lib.validate(config)
+    strategy = trainer_lib.setup_runtime(config)
+    trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
+    assert trainer.num_train == 8  # classes 1 and 2 of the train split
+    labels = [
+        int(label)
+        for _, label in trainer_lib._record_source(config.data, False)(
+            None, False, 0
+        )
+    ]
+    assert sorted(labels) == [0, 0, 1, 1]  # test split, shifted by 1
+    history = trainer.train()
+    assert history[-1]["val_count"] == 4
+    assert isinstance(trainer.model.get_layer("head_pool"), GeMPooling2D)
+    assert trainer.model.get_layer("head_embedding").kernel.shape[-1] == 16
+    bad = dict(data, num_classes=3)
+    with pytest.raises(ValueError, match="--class_range='1,3' is invalid"):
+        config_lib.validate(
+            config_lib.ExperimentConfig.from_dict(
+                dict(config.to_dict(), data=bad)
+            )
+        )
+
+
+def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
+    _, weights = source_weights
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.finetune",
+            "--preset=resnet50",
+            f"--source={image_folder}",
+            f"--warm_start={weights}",
+            "--base_width=8",
+            "--block_sizes=1,1,1,1",
+            "--image_size=32",
+            "--eval_preprocessing=imagenet_32",
+            "--batch_size=4",
+            "--max_steps=2",
+            "--epochs=1",
+            "--warmup_epochs=0",
+            f"--model_dir={tmp_path}/run",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["recipe"] == "vanilla" and summary["steps"] == 2
+    config = config_lib.ExperimentConfig.from_json(
+        f"{tmp_path}/run/config.json"
+    )
+    assert config.data.num_classes == 3
+    assert config.data.validation_split == "test"
+    assert config.model.bn_momentum == 0.966  # the recipe's
+    assert config.train.weight_decay == 1e-3
+    assert "3 classes; train 'train', eval 'test'" in proc.stderr
