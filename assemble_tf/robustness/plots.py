@@ -100,7 +100,10 @@ def corruption_gallery(found, path, max_side=96):
             if s == 1:
                 ax.set_ylabel(c.replace("_", " "), fontsize=7)
     figure.suptitle(pick, fontsize=8)
-    figure.tight_layout()
+    # Fixed margins: tight_layout over 95 axes costs seconds.
+    figure.subplots_adjust(
+        left=0.12, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.1
+    )
     figure.savefig(path, dpi=100)
     return path
 
