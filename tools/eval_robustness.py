@@ -48,7 +48,12 @@ flags.DEFINE_string(
 flags.DEFINE_string("preset", None, "Preset, when there is no model_dir.")
 flags.DEFINE_string("weights", None, "A .weights.h5 file (e.g. imported).")
 flags.DEFINE_integer("num_classes", None, "Logits of --preset (1001).")
-flags.DEFINE_integer("label_offset", None, "Label of the first class.")
+flags.DEFINE_integer(
+    "label_offset",
+    None,
+    "Subtracted from the stored (ImageNet: sorted wnid index + 1) labels: "
+    "0 for 1001-way heads (default), 1 for 1000-way ones.",
+)
 flags.DEFINE_string(
     "model_overrides",
     None,

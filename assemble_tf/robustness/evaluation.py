@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import preprocessing
+from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
 from assemble_tf.robustness import metrics
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
@@ -142,33 +143,39 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
 
 
 def read_label_map(path):
-    """{wnid: label} from our builder's labels.txt or a synsets file.
+    """{wnid: stored label} from our builder's labels.txt or a synsets file.
 
-    `labels.txt` lines are `label<TAB>wnid<TAB>text`; a synsets file has
-    one `wnid [text]` per line, in label order starting at 0.
+    `labels.txt` lines are `label<TAB>wnid<TAB>text` (the labels written to
+    the TFRecords); a synsets file has one `wnid [text]` per line in class
+    order, whose stored labels are the ImageNet ones (line index + 1).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--labels_file={path}: no such file.")
     mapping = {}
     with open(path, encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) >= 2 and parts[0].strip().isdigit():
-                mapping[parts[1].strip()] = int(parts[0])
-            elif line.strip():
-                mapping[line.split()[0]] = index
+        lines = [line.rstrip("\n") for line in f if line.strip()]
+    for index, line in enumerate(lines):
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].strip().isdigit():
+            mapping[parts[1].strip()] = int(parts[0])
+        else:
+            mapping[line.split()[0]] = index + IMAGENET_LABEL_OFFSET
     if not mapping:
         raise ValueError(f"--labels_file={path} holds no classes.")
     return mapping
 
 
 def label_map(wnids, num_classes, label_offset, labels_file=None):
-    """{wnid: label} for the classes of an evaluation set.
+    """{wnid: model label} for the classes of an evaluation set.
 
-    With `labels_file` (the training set's labels.txt or synsets list) the
-    labels are taken from it. Without it, the set must hold every class
-    (num_classes - label_offset of them: the official releases do), and
-    labels follow their sorted order plus `label_offset`, as the original.
+    Stored labels follow the ImageNet builder (sorted wnid index + 1, as the
+    original); the model's label is the stored one minus `label_offset`
+    (0 for the original's 1001-way heads, 1 for 1000-way ones), exactly as
+    the training pipeline reads TFRecords.
+
+    With `labels_file` (the training set's labels.txt or a synsets list) the
+    stored labels come from it. Without it, the set must hold every class
+    (the official releases do) and they follow the sorted wnids.
     """
     wnids = sorted(set(wnids))
     if labels_file:
@@ -179,15 +186,24 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
                 f"{len(missing)} classes of the set are not in "
                 f"{labels_file}, e.g. {missing[:3]}."
             )
-        return {w: mapping[w] for w in wnids}
-    expected = num_classes - label_offset
-    if len(wnids) != expected:
+        stored = {w: mapping[w] for w in wnids}
+    else:
+        expected = num_classes - (IMAGENET_LABEL_OFFSET - label_offset)
+        if len(wnids) != expected:
+            raise ValueError(
+                f"The set has {len(wnids)} classes but the model expects "
+                f"{expected}; pass --labels_file=<training data_dir>/"
+                "labels.txt so that labels are not guessed from a subset."
+            )
+        stored = {w: i + IMAGENET_LABEL_OFFSET for i, w in enumerate(wnids)}
+    labels = {w: v - label_offset for w, v in stored.items()}
+    bad = {w: v for w, v in labels.items() if not 0 <= v < num_classes}
+    if bad:
         raise ValueError(
-            f"The set has {len(wnids)} classes but the model expects "
-            f"{expected}; pass --labels_file=<training data_dir>/labels.txt "
-            "so that labels are not guessed from a subset."
+            f"Labels outside the model's {num_classes} classes after "
+            f"label_offset={label_offset}: {dict(list(bad.items())[:3])}."
         )
-    return {w: i + label_offset for i, w in enumerate(wnids)}
+    return labels
 
 
 def make_predict_fn(model, k=5):

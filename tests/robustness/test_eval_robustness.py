@@ -45,25 +45,38 @@ def test_find_imagenet_c_layout_and_errors(tmp_path):
 
 
 def test_label_map(tmp_path):
-    assert evaluation.label_map(WNIDS, 4, 1) == {
+    # 1001-way head (label_offset 0): stored labels = sorted index + 1.
+    assert evaluation.label_map(WNIDS, 4, 0) == {
         "n00000001": 1,
         "n00000002": 2,
         "n00000003": 3,
     }
+    # 1000-way head (label_offset 1): 0-based.
+    assert evaluation.label_map(WNIDS, 3, 1) == {
+        "n00000001": 0,
+        "n00000002": 1,
+        "n00000003": 2,
+    }
     with pytest.raises(ValueError, match="labels_file"):
-        evaluation.label_map(WNIDS[:2], 4, 1)
+        evaluation.label_map(WNIDS[:2], 4, 0)
     labels = tmp_path / "labels.txt"
     labels.write_text("1\tn00000009\tx\n2\tn00000002\ty\n3\tn00000001\tz\n")
-    assert evaluation.label_map(WNIDS[:2], 1001, 1, str(labels)) == {
+    assert evaluation.label_map(WNIDS[:2], 1001, 0, str(labels)) == {
         "n00000001": 3,
         "n00000002": 2,
     }
+    assert evaluation.label_map(WNIDS[:2], 1000, 1, str(labels)) == {
+        "n00000001": 2,
+        "n00000002": 1,
+    }
     synsets = tmp_path / "synsets.txt"
     synsets.write_text("n00000002 two\nn00000001 one\n")
-    assert evaluation.label_map(WNIDS[:2], 3, 0, str(synsets)) == {
+    assert evaluation.label_map(WNIDS[:2], 2, 1, str(synsets)) == {
         "n00000001": 1,
         "n00000002": 0,
     }
+    with pytest.raises(ValueError, match="outside the model's 2 classes"):
+        evaluation.label_map(WNIDS[:2], 2, 0, str(synsets))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +138,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
         "--preset=resnet50",
         f"--weights={weights}",
         "--num_classes=4",
-        "--label_offset=1",
+        "--label_offset=0",
         f"--model_overrides={json.dumps(TINY)}",
         "--clean_error=0.5",
         "--batch_size=7",
@@ -136,7 +149,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))
     found = evaluation.find_imagenet_c(data)
-    labels = evaluation.label_map(WNIDS, 4, 1)
+    labels = evaluation.label_map(WNIDS, 4, 0)
     want = expected_errors(model, found, labels)
     for c in metrics.ALL_CORRUPTIONS:
         assert report["results"][c]["top1_error"] == pytest.approx(want[c])
@@ -158,10 +171,11 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     sig = json.load(open(os.path.join(cache, "snow.json")))["signature"]
     os.remove(os.path.join(cache, "fog.json"))
     calls = []
+    predict = evaluation.make_predict_fn(model)
 
     def counting_predict(images):
         calls.append(len(images))
-        return evaluation.make_predict_fn(model)(images)
+        return predict(images)
 
     again = evaluation.evaluate_c(counting_predict, found, labels, cache, sig)
     cached = {c for c, r in again.items() if r["cached"]}
