@@ -182,8 +182,26 @@ class SelectiveKernel(keras.layers.Layer):
         return u1, u2, keras.ops.softmax(a, axis=3)
 
     def call(self, inputs, training=None):
-        u1, u2, a = self.path_weights(inputs, training=training)
-        return a[..., 0, :] * u1 + a[..., 1, :] * u2
+        if self.variant != "assemble":
+            u1, u2, a = self.path_weights(inputs, training=training)
+            return a[..., 0, :] * u1 + a[..., 1, :] * u2
+        # Same result as path_weights() + the weighted sum, without slicing
+        # the 2F-channel activation into copies: the GAP of U1 + U2 is the
+        # sum of the two halves of the pooled 2F vector, and the weighted
+        # sum is a reduction over a free (..., 2, F) reshape.
+        if not self.built:
+            self.build(tuple(inputs.shape))
+        f = self.filters
+        x = inputs if self.pad is None else self.pad(inputs)
+        u = keras.ops.relu(self.bn(self.conv(x), training=training))
+        pooled = keras.ops.mean(u, axis=(1, 2), keepdims=True)
+        s = pooled[..., :f] + pooled[..., f:]
+        z = keras.ops.relu(self.attn_bn(self.fc1(s), training=training))
+        a = keras.ops.reshape(self.fc2(z), (-1, 1, 1, 2, f))
+        a = keras.ops.softmax(a, axis=3)
+        shape = keras.ops.shape(u)
+        u = keras.ops.reshape(u, (-1, shape[1], shape[2], 2, f))
+        return keras.ops.sum(u * a, axis=3)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
