@@ -45,7 +45,6 @@ from official.utils.flags import core as flags_core
 JPEG_QUALITY = 85
 OPTIONS_FILE = "options.json"
 SUMMARY_FILE = "summary.json"
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 _MAX_LISTED_FAILURES = 1000
 
 hw = flags_core.help_wrap
@@ -246,35 +245,12 @@ def output_name(filename):
 
 def list_input_dir(input_dir):
     """Sorted `Task`s of <wnid>/<image> files; errors explain the layout."""
-    if not os.path.isdir(input_dir):
-        raise FileNotFoundError(
-            f"--input_dir={input_dir} is not a folder. Point it at the "
-            "validation images in the <wnid>/<file>.JPEG layout."
-        )
-    entries = sorted(os.listdir(input_dir))
-    classes = [e for e in entries if os.path.isdir(os.path.join(input_dir, e))]
-    tasks = []
-    for wnid in classes:
-        folder = os.path.join(input_dir, wnid)
-        for name in sorted(os.listdir(folder)):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(
-                os.path.join(folder, name)
-            ):
-                tasks.append(Task(wnid, name, path=os.path.join(folder, name)))
-    if not tasks:
-        flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
-        hint = (
-            f" It holds {len(flat)} images at the top level: the ImageNet "
-            "val archive is flat, so first sort it into <wnid>/ folders "
-            "(e.g. with the devkit labels), or use --tfrecord_pattern."
-            if flat
-            else ""
-        )
-        raise ValueError(
-            f"--input_dir={input_dir} has no images in <wnid>/ sub-folders "
-            f"(extensions {', '.join(IMAGE_EXTENSIONS)}).{hint}"
-        )
-    return tasks
+    from assemble_tf.robustness import inputs
+
+    return [
+        Task(wnid, name, path=path)
+        for wnid, name, path in inputs.list_image_folder(input_dir)
+    ]
 
 
 def iter_tfrecords(pattern, limit=0):
@@ -284,39 +260,24 @@ def iter_tfrecords(pattern, limit=0):
     read as the returned generator is consumed.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from assemble_tf.robustness import inputs
 
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(
-            f"--tfrecord_pattern={pattern} matches no files. Quote the glob "
-            "and check the folder, e.g. '/data/imagenet/validation-*'."
-        )
-    return _read_records(files, limit)
+    return _read_records(inputs.tfrecord_files(pattern), limit)
 
 
 def _read_records(files, limit):
-    import tensorflow as tf
-
     from assemble_tf.data import schema
+    from assemble_tf.robustness import inputs
 
-    count = 0
-    for record in tf.data.TFRecordDataset(files).as_numpy_iterator():
-        example = tf.train.Example.FromString(record)
-        feature = example.features.feature
-
-        def first(key, feature=feature):
-            values = feature[key].bytes_list.value if key in feature else []
-            return values[0] if values else b""
-
+    keys = (schema.SYNSET, schema.FILENAME, schema.IMAGE)
+    for count, (synset, filename, data) in enumerate(
+        inputs.read_records(files, keys), 1
+    ):
         yield Task(
-            wnid=first(schema.SYNSET).decode("utf-8", "replace"),
-            filename=os.path.basename(
-                first(schema.FILENAME).decode("utf-8", "replace")
-            ),
-            data=first(schema.IMAGE),
+            wnid=synset.decode("utf-8", "replace"),
+            filename=os.path.basename(filename.decode("utf-8", "replace")),
+            data=data,
         )
-        count += 1
         if limit and count >= limit:
             return
 

@@ -49,6 +49,7 @@ import time
 
 from absl import app, flags
 
+from assemble_tf.robustness import inputs
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
@@ -56,7 +57,6 @@ OPTIONS = "options.json"
 SUMMARY = "summary.json"
 FORMAT_VERSION = 1
 SETS = ("test", "validation", "all")
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 GUARDED = ("resize", "crop", "seed")
 _MAX_LISTED = 20
 
@@ -257,21 +257,6 @@ def load_image(path=None, data=None):
     return image.convert("RGB")
 
 
-def resize_shorter_side(image, size):
-    """PIL bilinear resize of the shorter side to `size`; the long side
-    becomes int(size * long / short) (torchvision `Resize(size)`)."""
-    from PIL import Image
-
-    width, height = image.size
-    if width <= height:
-        new = (size, int(size * height / width))
-    else:
-        new = (int(size * width / height), size)
-    if new == (width, height):
-        return image
-    return image.resize(new, Image.Resampling.BILINEAR)
-
-
 def process_image(task):
     """Writes the videos of one image; returns what happened."""
     import numpy as np
@@ -284,7 +269,7 @@ def process_image(task):
         image = load_image(task.path, task.data)
     except Exception as e:  # noqa: BLE001 - any decoder failure skips
         return {"unreadable": f"{type(e).__name__}: {e}"}
-    pixels = np.asarray(resize_shorter_side(image, task.resize))
+    pixels = np.asarray(inputs.resize_shorter_side(image, task.resize))
     written = []
     for name, difficulty, path in task.jobs:
         frames = P.sequence(
@@ -309,73 +294,17 @@ def _init_worker():
 
 def list_folder(input_dir):
     """Sorted `(wnid, filename, path)` of `input_dir/<wnid>/<file>`."""
-    classes = sorted(
-        name
-        for name in os.listdir(input_dir)
-        if os.path.isdir(os.path.join(input_dir, name))
-        and not name.startswith(".")
-    )
-    if not classes:
-        raise ValueError(
-            f"--input_dir={input_dir} has no class folders. Expected the "
-            f"validation set sorted into <wnid>/<file>.JPEG (e.g. "
-            f"n01440764/ILSVRC2012_val_00000293.JPEG); a flat folder can be "
-            f"sorted with its labels first, or use --tfrecord_pattern."
-        )
-    entries = []
-    for wnid in classes:
-        folder = os.path.join(input_dir, wnid)
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if (
-                name.lower().endswith(IMAGE_EXTENSIONS)
-                and not name.startswith(".")
-                and os.path.isfile(path)
-            ):
-                entries.append((wnid, name, path))
-    if not entries:
-        raise ValueError(
-            f"--input_dir={input_dir} has class folders but no .JPEG, .jpg "
-            f"or .png images in them."
-        )
-    return entries
-
-
-def _tfrecord_files(pattern):
-    import tensorflow as tf
-
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise FileNotFoundError(
-            f"--tfrecord_pattern={pattern} matches no file; give a glob "
-            f"such as /data/imagenet_tfrecords/validation-*."
-        )
-    return files
-
-
-def _records(files, keys):
-    """Yields the parsed `keys` (as bytes) of every record, in order."""
-    import tensorflow as tf
-
-    spec = {
-        key: tf.io.FixedLenFeature([], tf.string, default_value="")
-        for key in keys
-    }
-    dataset = tf.data.TFRecordDataset(files).map(
-        lambda r: tf.io.parse_single_example(r, spec)
-    )
-    for record in dataset.as_numpy_iterator():
-        yield tuple(record[key] for key in keys)
+    return inputs.list_image_folder(input_dir)
 
 
 def list_tfrecords(pattern):
     """`(wnid, filename, None)` of every record, in file order."""
     from assemble_tf.data import schema
 
-    files = _tfrecord_files(pattern)
+    files = inputs.tfrecord_files(pattern)
     entries = []
     for index, (synset, filename) in enumerate(
-        _records(files, (schema.SYNSET, schema.FILENAME))
+        inputs.read_records(files, (schema.SYNSET, schema.FILENAME))
     ):
         wnid, name = synset.decode(), filename.decode()
         if not wnid or not name:
@@ -395,8 +324,10 @@ def _record_bytes(pattern, wanted):
     """Yields `(index, encoded)` for the record indices in `wanted`."""
     from assemble_tf.data import schema
 
-    files = _tfrecord_files(pattern)
-    for index, (encoded,) in enumerate(_records(files, (schema.IMAGE,))):
+    files = inputs.tfrecord_files(pattern)
+    for index, (encoded,) in enumerate(
+        inputs.read_records(files, (schema.IMAGE,))
+    ):
         if index in wanted:
             yield index, encoded
 

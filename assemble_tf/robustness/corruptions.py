@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from assemble_tf.robustness import filters, metrics
+from assemble_tf.robustness import filters, inputs, metrics
 
 # The 15 standard corruptions in the standard order, then the 4 extra ones
 # (names shared with the AlexNet tables of `metrics`).
@@ -486,13 +486,8 @@ def resize_center_crop(image, resize, crop):
         )
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, np.uint8))
-    image = image.convert("RGB")
-    w, h = image.size
-    if w <= h:
-        size = (resize, int(resize * h / w))
-    else:
-        size = (int(resize * w / h), resize)
-    image = image.resize(size, Image.BILINEAR)
+    image = inputs.resize_shorter_side(image.convert("RGB"), resize)
+    size = image.size
     left = int((size[0] - crop) / 2)
     top = int((size[1] - crop) / 2)
     return np.asarray(image.crop((left, top, left + crop, top + crop)))

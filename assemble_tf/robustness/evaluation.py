@@ -24,8 +24,7 @@ import tensorflow as tf
 from assemble_tf.data import preprocessing
 from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
 from assemble_tf.robustness import metrics
-
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 
 
 def _sorted_files(folder, extensions):

@@ -1,0 +1,104 @@
+"""Validation images for the ImageNet-C / ImageNet-P generators.
+
+The generators (`tools.make_imagenet_c`, `tools.make_imagenet_p`) read the
+ImageNet validation set either as a folder `<wnid>/<file>.JPEG` or as our
+validation TFRecords (keys of `assemble_tf.data.schema`), and bring each
+image to the evaluation size as Hendrycks & Dietterich's generators
+(github.com/hendrycks/robustness, torchvision `Resize` + `CenterCrop`) and
+the Assemble-ResNet one (clovaai/assembled-cnn
+`datasets/CE_dataset/CE_validation_generator.py`) do: PIL bilinear resize of
+the shorter side, then a centre crop.
+"""
+
+import os
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+
+def list_image_folder(input_dir):
+    """Sorted `(wnid, filename, path)` of `input_dir/<wnid>/<file>`.
+
+    Raises:
+        FileNotFoundError: `input_dir` is not a folder.
+        ValueError: no images in class sub-folders (the message explains the
+            expected layout, and the flat ImageNet val archive case).
+    """
+    if not os.path.isdir(input_dir):
+        raise FileNotFoundError(
+            f"--input_dir={input_dir} is not a folder. Point it at the "
+            "validation images in the <wnid>/<file>.JPEG layout."
+        )
+    entries = sorted(os.listdir(input_dir))
+    classes = [
+        e
+        for e in entries
+        if os.path.isdir(os.path.join(input_dir, e)) and not e.startswith(".")
+    ]
+    found = []
+    for wnid in classes:
+        folder = os.path.join(input_dir, wnid)
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if (
+                name.lower().endswith(IMAGE_EXTENSIONS)
+                and not name.startswith(".")
+                and os.path.isfile(path)
+            ):
+                found.append((wnid, name, path))
+    if not found:
+        flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
+        hint = (
+            f" It holds {len(flat)} images at the top level: the ImageNet "
+            "val archive is flat, so first sort it into <wnid>/ folders "
+            "(e.g. with the devkit labels), or use --tfrecord_pattern."
+            if flat
+            else ""
+        )
+        raise ValueError(
+            f"--input_dir={input_dir} has no images in <wnid>/ sub-folders "
+            f"(extensions {', '.join(IMAGE_EXTENSIONS)}).{hint}"
+        )
+    return found
+
+
+def tfrecord_files(pattern):
+    """The sorted files of a TFRecord glob (an empty match is an error)."""
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"--tfrecord_pattern={pattern} matches no files. Quote the glob "
+            "and check the folder, e.g. '/data/imagenet/validation-*'."
+        )
+    return files
+
+
+def read_records(files, keys):
+    """Yields the bytes features `keys` of every record, in file order."""
+    import tensorflow as tf
+
+    spec = {
+        key: tf.io.FixedLenFeature([], tf.string, default_value="")
+        for key in keys
+    }
+    dataset = tf.data.TFRecordDataset(files).map(
+        lambda r: tf.io.parse_single_example(r, spec)
+    )
+    for record in dataset.as_numpy_iterator():
+        yield tuple(record[key] for key in keys)
+
+
+def resize_shorter_side(image, size):
+    """PIL bilinear resize of the shorter side to `size`; the long side
+    becomes int(size * long / short) (torchvision `Resize(size)`)."""
+    from PIL import Image
+
+    width, height = image.size
+    if width <= height:
+        new = (size, int(size * height / width))
+    else:
+        new = (int(size * width / height), size)
+    if new == (width, height):
+        return image
+    return image.resize(new, Image.Resampling.BILINEAR)
