@@ -34,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.misc import file_utils  # noqa: E402
 
 hw = flags_core.help_wrap
 flags.DEFINE_string("model_dir", None, "A training run (holds config.json).")
@@ -160,10 +161,7 @@ def output_dir(info):
 
 
 def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    file_utils.atomic_write_json(path, data, indent=1)
 
 
 def _thumbnail(image_bytes, side=96):

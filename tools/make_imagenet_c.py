@@ -41,6 +41,7 @@ import time
 from absl import app, flags
 
 from official.utils.flags import core as flags_core
+from official.utils.misc import file_utils
 
 JPEG_QUALITY = 85
 OPTIONS_FILE = "options.json"
@@ -176,15 +177,6 @@ def options_from_flags(flag_values):
     )
 
 
-def _atomic_write(path, data):
-    tmp = os.path.join(
-        os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}"
-    )
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def prepare_output(options):
     """Creates output_dir with options.json, or checks the existing one."""
     out = options.output_dir
@@ -212,7 +204,7 @@ def prepare_output(options):
                 "to resume."
             )
         return
-    _atomic_write(path, json.dumps(wanted, indent=1).encode())
+    file_utils.atomic_write(path, json.dumps(wanted, indent=1).encode())
 
 
 # --------------------------------------------------------------- sources
@@ -335,7 +327,7 @@ def process(task, options):
                 buf, format="JPEG", quality=options.jpeg_quality, optimize=True
             )
             os.makedirs(folder, exist_ok=True)
-            _atomic_write(path, buf.getvalue())
+            file_utils.atomic_write(path, buf.getvalue())
             result["written"] += 1
         except (OSError, ValueError) as e:
             result["failures"].append(
@@ -454,7 +446,7 @@ def generate(options, progress=True):
             "limit": options.limit,
         },
     }
-    _atomic_write(
+    file_utils.atomic_write(
         os.path.join(options.output_dir, SUMMARY_FILE),
         json.dumps(summary, indent=1).encode(),
     )

@@ -51,6 +51,7 @@ from absl import app, flags
 
 from assemble_tf.robustness import inputs
 from official.utils.flags import core as flags_core
+from official.utils.misc import file_utils
 
 FLAGS = flags.FLAGS
 OPTIONS = "options.json"
@@ -336,15 +337,6 @@ def _record_bytes(pattern, wanted):
 # The output folder.
 
 
-def _atomic_write_text(path, text):
-    tmp = os.path.join(
-        os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}"
-    )
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _recorded_options(options):
     from assemble_tf.robustness import video
 
@@ -416,7 +408,7 @@ def prepare_output(options):
                 f"--output_dir={out} already holds videos ({stray[0]}, ...) "
                 f"but no {OPTIONS}; choose another --output_dir."
             )
-        _atomic_write_text(path, json.dumps(new, indent=1, sort_keys=True))
+        file_utils.atomic_write(path, json.dumps(new, indent=1, sort_keys=True))
 
 
 def _remove_stale_temps(out, folder_names):
@@ -543,7 +535,7 @@ def generate(options):
     summary["complete"] = not unreadable and all(
         p["videos"] == len(indexed) for p in summary["perturbations"].values()
     )
-    _atomic_write_text(
+    file_utils.atomic_write(
         os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
     )
     return summary

@@ -69,6 +69,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from official.utils.misc import file_utils
+
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -800,15 +802,6 @@ def _split_logits(config, split, entries, cache):
 # Writing one shard (runs in worker processes).
 
 
-def _atomic_write_text(path, text):
-    tmp = os.path.join(
-        os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}"
-    )
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def temp_shard_path(output_dir, name):
     """Where a shard is written before it is complete (hidden, so readers
     globbing `train-*` never see it)."""
@@ -888,7 +881,7 @@ def write_shard(task, progress=None):
         "reencoded": dict(sorted(reencoded.items())),
         "skipped": skipped,
     }
-    _atomic_write_text(
+    file_utils.atomic_write(
         state_path(task.output_dir, name), json.dumps(state, indent=1)
     )
     os.replace(tmp, os.path.join(task.output_dir, name))
@@ -1064,7 +1057,7 @@ def prepare_output(config, manifest):
             kept = {**old, "splits": {**old.get("splits", {})}}
             kept["splits"].update(manifest["splits"])
     kept["format_version"] = FORMAT_VERSION
-    _atomic_write_text(path, json.dumps(kept, indent=1, sort_keys=True))
+    file_utils.atomic_write(path, json.dumps(kept, indent=1, sort_keys=True))
     return kept
 
 
@@ -1091,7 +1084,7 @@ def build(config):
     classes, texts, plans = plan(config)
     manifest = prepare_output(config, _manifest(config, classes, plans))
     out = config.output_dir
-    _atomic_write_text(
+    file_utils.atomic_write(
         os.path.join(out, LABELS),
         "".join(
             f"{i + config.label_offset}\t{c}\t{texts[c]}\n"
@@ -1135,7 +1128,7 @@ def build(config):
     )
     summary = summarize(config, classes, plans, manifest, resumed)
     summary["elapsed_s"] = round(time.time() - start, 2)
-    _atomic_write_text(
+    file_utils.atomic_write(
         os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
     )
     return summary

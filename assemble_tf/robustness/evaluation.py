@@ -25,6 +25,7 @@ from assemble_tf.data import preprocessing
 from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
 from assemble_tf.robustness import metrics
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
+from official.utils.misc import file_utils
 
 
 def _sorted_files(folder, extensions):
@@ -246,9 +247,7 @@ def _read_cache(cache_dir, name, signature):
 def _write_cache(cache_dir, name, payload):
     os.makedirs(cache_dir, exist_ok=True)
     path = _cache_path(cache_dir, name)
-    with open(path + ".tmp", "w") as f:
-        json.dump(payload, f)
-    os.replace(path + ".tmp", path)
+    file_utils.atomic_write_json(path, payload)
 
 
 def evaluate_c(
