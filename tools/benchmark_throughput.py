@@ -13,6 +13,10 @@ tool prints ratios against references timed in the same process: Keras'
 after `--warmup` batches, inside `tf.function` (optionally XLA, BN folded).
 Also reports achieved GFLOP/s against a float32 matmul peak measured in the
 same run. Writes JSON lines, a markdown table and a bar chart.
+
+Under `KERAS_BACKEND=jax` (a machine with JAX but no TensorFlow, such as a
+GPU box) the same models run through `jax.jit` of Keras' stateless call:
+always XLA-compiled, so only the `plain` and `fold_bn` modes exist there.
 """
 
 import json
@@ -20,6 +24,8 @@ import os
 import statistics
 import sys
 import time
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -66,7 +72,20 @@ PAPER_ROWS = [
 ]
 
 
+def backend():
+    import keras
+
+    return keras.backend.backend()
+
+
 def device_name():
+    if backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return f"CPU ({os.cpu_count()} cores, JAX)"
+        return f"{device.device_kind} (JAX)"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -74,6 +93,14 @@ def device_name():
         details = tf.config.experimental.get_device_details(gpus[0])
         return details.get("device_name", "GPU")
     return f"CPU ({os.cpu_count()} cores)"
+
+
+def wait(out):
+    """Blocks until `out` is computed, without copying it to the host."""
+    if hasattr(out, "block_until_ready"):  # a JAX array
+        out.block_until_ready()
+    else:
+        out.numpy()
 
 
 def time_interleaved(entries, warmup, runs, steps, batch_size):
@@ -85,14 +112,14 @@ def time_interleaved(entries, warmup, runs, steps, batch_size):
     """
     for e in entries:
         for _ in range(warmup):
-            e["fn"](e["images"]).numpy()
+            wait(e["fn"](e["images"]))
     rates = {id(e): [] for e in entries}
     for _ in range(runs):
         for e in entries:
             start = time.perf_counter()
             for _ in range(steps):
                 out = e["fn"](e["images"])
-            out.numpy()
+            wait(out)
             rates[id(e)].append(
                 steps * batch_size / (time.perf_counter() - start)
             )
@@ -105,18 +132,25 @@ def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):
     The best of `trials` (after a warm-up call) so that a machine still
     ramping up or briefly disturbed does not understate the peak.
     """
-    import tensorflow as tf
+    a = np.random.default_rng(0).random((size, size), np.float32)
+    if backend() == "jax":
+        import jax
+        import jax.numpy as jnp
 
-    a = tf.random.uniform([size, size], dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    fn = tf.function(lambda x: tf.matmul(x, x))
-    fn(a).numpy()
+        a = jnp.asarray(a, dtype)
+        fn = jax.jit(lambda x: x @ x)
+    else:
+        import tensorflow as tf
+
+        a = tf.cast(a, dtype)
+        fn = tf.function(lambda x: tf.matmul(x, x))
+    wait(fn(a))
     best = 0.0
     for _ in range(trials):
         start = time.perf_counter()
         for _ in range(repeats):
             out = fn(a)
-        out.numpy()
+        wait(out)
         elapsed = time.perf_counter() - start
         best = max(best, 2 * size**3 * repeats / elapsed / 1e9)
     return best
@@ -139,16 +173,34 @@ def build(preset, image_size, fold_bn):
 
 
 def entry(label, model, macs, size, mode, settings, **meta):
-    """A timed callable: the forward pass in tf.function, maybe XLA."""
-    import tensorflow as tf
+    """A timed callable: the compiled forward pass.
 
-    images = tf.random.uniform(
-        [settings["batch_size"], size, size, 3], -120, 130
-    )
-    images = tf.cast(images, model.compute_dtype)
-    fn = tf.function(
-        lambda x: model(x, training=False), jit_compile="xla" in mode
-    )
+    TensorFlow: `tf.function`, XLA when the mode says so. JAX: `jax.jit` of
+    the model's stateless call on its current variables.
+    """
+    import keras
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-120, 130, (settings["batch_size"], size, size, 3))
+    images = keras.ops.cast(images.astype(np.float32), model.compute_dtype)
+    if backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(
+            lambda t, f, x: model.stateless_call(t, f, x, training=False)[0]
+        )
+
+        def fn(x):
+            return forward(trainable, frozen, x)
+
+    else:
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False), jit_compile="xla" in mode
+        )
     return dict(label=label, fn=fn, images=images, macs=macs, mode=mode, **meta)
 
 
@@ -187,11 +239,23 @@ def main(argv):
             f"--modes={','.join(FLAGS.modes)}: unknown {sorted(bad)}; use "
             "plain, xla, fold_bn or fold_bn_xla."
         )
+    modes = selected_modes()
+    if backend() == "jax" and any("xla" in m for m in modes):
+        raise ValueError(
+            f"--modes={','.join(modes)} (or --jit_compile): under "
+            "KERAS_BACKEND=jax every mode is XLA-compiled already; use "
+            "plain or fold_bn."
+        )
     from assemble_tf.models import count_macs
 
-    modes = selected_modes()
     device = device_name()
-    peak = matmul_peak_gflops(FLAGS.dtype)
+    # A 2048^2 product keeps a CPU busy; a GPU needs 8192^2 to fill up.
+    on_cpu = device.startswith("CPU")
+    peak = matmul_peak_gflops(
+        FLAGS.dtype,
+        size=2048 if on_cpu else 8192,
+        repeats=3 if on_cpu else 10,
+    )
     entries = []
     for name in names:
         preset = presets.get(name)
@@ -292,6 +356,7 @@ def main(argv):
             dtype=FLAGS.dtype,
             batch_size=settings["batch_size"],
             matmul_peak_gflops=peak,
+            backend=backend(),
         )
         print(json.dumps(r))
     if FLAGS.output_dir:

@@ -10,11 +10,12 @@ keeps Keras' `BatchNormalization` unchanged for training (same variables,
 same moving-statistics update, same checkpoints) and runs inference through
 `FusedBatchNormV3`, which Grappler fuses with Conv2D (+ ReLU) on CPU and
 which XLA and cuDNN handle natively: about 1.25x faster ResNet-50 inference
-on a 2-core CPU (docs/benchmarks.md).
+on a 2-core CPU (docs/benchmarks.md). Under another Keras backend (JAX,
+used for the GPU figures where TensorFlow is not installed) the layer is
+plain Keras BN: XLA fuses BN into the convolution there by itself.
 """
 
 import keras
-import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
@@ -30,6 +31,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def _fusable(self, inputs, mask):
+        if keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
         axis = self.axis if isinstance(self.axis, int) else None
         rank = len(inputs.shape)
         return (
@@ -45,6 +50,8 @@ class BatchNorm(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if (training and self.trainable) or not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
             inputs,
             tf.cast(self.gamma, tf.float32),

@@ -18,10 +18,12 @@ in the DropBlock paper, with `shared_mask=True` for the original's one mask
 per batch; the block is clipped to the map, so maps smaller than the block
 (or not square) work; the keep probability is read from a variable that a
 schedule updates (`set_keep_prob`) rather than baked into the graph.
+Training needs the TensorFlow backend; under another Keras backend (JAX, for
+the GPU inference figures) the layer builds and is the identity at
+inference.
 """
 
 import keras
-import tensorflow as tf
 
 from assemble_tf.layers import common
 
@@ -76,6 +78,10 @@ class DropBlock2D(keras.layers.Layer):
         self.keep_prob_variable = None
 
     def build(self, input_shape):
+        if keras.backend.backend() != "tensorflow":
+            return  # inference only: the layer is the identity there
+        import tensorflow as tf
+
         # A raw tf.Variable: tracked for tf.train.Checkpoint and SavedModel,
         # but not a Keras weight, so parameter counts stay exact.
         self.keep_prob_variable = tf.Variable(
@@ -88,10 +94,13 @@ class DropBlock2D(keras.layers.Layer):
     def set_keep_prob(self, value):
         """Sets the keep probability used from the next call on."""
         common.check_probability("keep_prob", float(value))
+        self._require_tensorflow()
         self.keep_prob_variable.assign(float(value))
 
     def drop_mask(self, inputs):
         """Returns the binary keep mask (1 = kept) for `inputs`."""
+        import tensorflow as tf
+
         shape = tf.shape(inputs)
         n, c = shape[0], shape[3]
         # Static sizes when known (the usual case: XLA-friendly max-pool);
@@ -144,6 +153,8 @@ class DropBlock2D(keras.layers.Layer):
         return 1.0 - dropped
 
     def _drop(self, inputs):
+        import tensorflow as tf
+
         mask = self.drop_mask(inputs)
         scale = tf.cast(tf.size(mask), "float32") / (tf.reduce_sum(mask) + 1e-8)
         return inputs * tf.cast(mask * scale, inputs.dtype)
@@ -151,11 +162,22 @@ class DropBlock2D(keras.layers.Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
+        self._require_tensorflow()
+        import tensorflow as tf
+
         return tf.cond(
             self.keep_prob_variable < 1.0,
             lambda: self._drop(inputs),
             lambda: tf.identity(inputs),
         )
+
+    def _require_tensorflow(self):
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                f"{self.name}: DropBlock2D trains only under the TensorFlow "
+                f"backend (KERAS_BACKEND={keras.backend.backend()!r}); "
+                "use it for inference there, or set KERAS_BACKEND=tensorflow."
+            )
 
     def compute_output_shape(self, input_shape):
         return input_shape

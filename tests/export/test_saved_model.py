@@ -187,7 +187,12 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
 
     from tests.conftest import REPO
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+        KERAS_BACKEND="tensorflow",
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -212,6 +217,7 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
     for r in rows:
         assert r["images_per_sec"] > 0 and r["batch_size"] == 2
         assert r["matmul_peak_gflops"] > 0 and r["device"].startswith("CPU")
+        assert r["backend"] == "tensorflow"
     assert rows[0]["ratio_vs_r50"] == 1.0
     assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
     assert (tmp_path / "benchmark.md").read_text().startswith("| model")

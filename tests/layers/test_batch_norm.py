@@ -104,3 +104,17 @@ def test_models_use_it(preset):
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     assert bns and all(type(b) is BatchNorm for b in bns)
+
+
+def test_other_backends_take_the_keras_path(monkeypatch):
+    # Under JAX (the GPU benchmark) the TensorFlow-only fused op must not be
+    # used; the layer is plain Keras BN there.
+    ours, ref = _pair()
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    fn = tf.function(lambda t: ours(t, training=False))
+    graph = fn.get_concrete_function(tf.TensorSpec((2, 5, 7, 6))).graph
+    assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}
+    x = random_images((3, 5, 7, 6), low=-4, high=4)
+    np.testing.assert_allclose(
+        fn(x).numpy(), ref(x, training=False).numpy(), atol=2e-6, rtol=1e-6
+    )

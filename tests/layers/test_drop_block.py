@@ -129,3 +129,17 @@ def test_validation_and_contract():
         testing_utils.random_images((2, 8, 8, 4)),
         training=True,
     )
+
+
+def test_other_backends_build_for_inference_only(monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    layer = DropBlock2D(keep_prob=0.9, block_size=3, name="db")
+    x = testing_utils.random_images((2, 8, 8, 3))
+    np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
+    assert layer.keep_prob_variable is None
+    with pytest.raises(NotImplementedError, match="db.*KERAS_BACKEND='jax'"):
+        layer(x, training=True)
+    with pytest.raises(NotImplementedError, match="TensorFlow backend"):
+        layer.set_keep_prob(0.5)
