@@ -278,6 +278,31 @@ def preset_defaults(preset_name):
     return {"train": train, "augment": augment, "data": data}
 
 
+def parse_model_overrides(value):
+    """`build_model` overrides from a dict or a JSON object's text.
+
+    Lists become tuples (`block_sizes`, `stage_strides`); None or "" give {}.
+
+    Raises:
+        ValueError: the text is not a JSON object; the message echoes it.
+    """
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        out = dict(value)
+    else:
+        try:
+            out = json.loads(value)
+        except json.JSONDecodeError:
+            out = None
+        if not isinstance(out, dict):
+            raise ValueError(
+                "--model_overrides must be a JSON object, e.g. "
+                f"'{{\"base_width\": 16}}'. Received: {value!r}"
+            )
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
+
+
 def make_config(model_dir, preset, overrides=None):
     """Preset defaults, then `overrides` ({group: {field: value}}), then
     validation. Returns an `ExperimentConfig`."""

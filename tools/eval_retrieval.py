@@ -33,29 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import model_source_flags  # noqa: E402
 from official.utils.flags import core as flags_core  # noqa: E402
 from official.utils.misc import file_utils  # noqa: E402
 
 hw = flags_core.help_wrap
-flags.DEFINE_string("model_dir", None, "A training run (holds config.json).")
-flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "With --model_dir: 'latest' (default), 'best' or a prefix.",
-)
-flags.DEFINE_string("preset", None, "Preset, with --weights.")
-flags.DEFINE_string("weights", None, "A .weights.h5 file.")
-flags.DEFINE_integer(
-    "num_classes", None, "Classes of --weights (with --preset).", lower_bound=1
-)
-flags.DEFINE_string(
-    "model_overrides",
-    None,
-    hw(
-        "build_model arguments as JSON (with --preset or --model_dir), e.g. "
-        '\'{"embedding_size": 512, "pooling": "gem"}\'.'
-    ),
-)
+model_source_flags.define_model_source_flags(model_overrides=True)
 flags.DEFINE_string(
     "saved_model", None, "An export of tools.export_saved_model."
 )
@@ -242,10 +225,7 @@ def main(argv):
     out_dir = output_dir(info)
     total = tfds_source.num_examples(info, split)
     embedder = embed.load_embedder(
-        model_dir=FLAGS.model_dir,
-        checkpoint=FLAGS.checkpoint,
-        preset=FLAGS.preset,
-        weights=FLAGS.weights,
+        **model_source_flags.model_source(FLAGS),
         saved_model=FLAGS.saved_model,
         num_classes=FLAGS.num_classes,
         model_overrides=FLAGS.model_overrides,

@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import model_source_flags  # noqa: E402
 from official.utils.flags import core as flags_core  # noqa: E402
 
 flags.DEFINE_enum("kind", None, ["c", "p"], "ImageNet-C or ImageNet-P.")
@@ -41,23 +42,12 @@ flags.DEFINE_string(
     "ImageNet-C root (<corruption>/<severity>/<wnid>/<file>) or ImageNet-P "
     "root (<perturbation>/<wnid>/<name>.mp4).",
 )
-flags.DEFINE_string("model_dir", None, "A training run (holds config.json).")
-flags.DEFINE_string(
-    "checkpoint", None, "'latest' (default), 'best' or a checkpoint prefix."
-)
-flags.DEFINE_string("preset", None, "Preset, when there is no model_dir.")
-flags.DEFINE_string("weights", None, "A .weights.h5 file (e.g. imported).")
-flags.DEFINE_integer("num_classes", None, "Logits of --preset (1001).")
+model_source_flags.define_model_source_flags(model_overrides=True)
 flags.DEFINE_integer(
     "label_offset",
     None,
     "Subtracted from the stored (ImageNet: sorted wnid index + 1) labels: "
     "0 for 1001-way heads (default), 1 for 1000-way ones.",
-)
-flags.DEFINE_string(
-    "model_overrides",
-    None,
-    'Model config overrides as JSON, e.g. {"base_width": 16}.',
 )
 flags.DEFINE_string(
     "labels_file",
@@ -91,22 +81,16 @@ def load(flag_values):
     from assemble_tf.evaluation import loading
     from assemble_tf.training import trainer as trainer_lib
 
-    try:
-        model_overrides = json.loads(flag_values.model_overrides or "{}")
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"--model_overrides is not JSON: {flag_values.model_overrides!r}"
-        ) from e
+    model_overrides = model_source_flags.parse_overrides(
+        flag_values.model_overrides
+    )
     data = {}
     if flag_values.num_classes is not None:
         data["num_classes"] = flag_values.num_classes
     if flag_values.label_offset is not None:
         data["label_offset"] = flag_values.label_offset
     config, checkpoint, weights = loading.resolve(
-        model_dir=flag_values.model_dir,
-        checkpoint=flag_values.checkpoint,
-        preset=flag_values.preset,
-        weights=flag_values.weights,
+        **model_source_flags.model_source(flag_values),
         output_dir=flag_values.output_dir,
         data=data,
         model=model_overrides,

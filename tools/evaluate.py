@@ -19,19 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import model_source_flags  # noqa: E402
 from official.utils.flags import core as flags_core  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "A training run (holds config.json).")
-flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "Checkpoint prefix, 'latest' (default with --model_dir) or 'best'.",
-)
-flags.DEFINE_string("weights", None, "A .weights.h5 file (e.g. imported).")
-flags.DEFINE_string("preset", None, "Preset, when there is no model_dir.")
+model_source_flags.define_model_source_flags()
 flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
 flags.DEFINE_string("validation_pattern", None, "Override the shard glob.")
-flags.DEFINE_integer("num_classes", None, "Override (no model_dir).")
 flags.DEFINE_integer("label_offset", None, "Override the label offset.")
 flags.DEFINE_string("eval_preprocessing", None, "Override resize/crop.")
 flags.DEFINE_integer("batch_size", 100, "Eval batch size.", lower_bound=1)
@@ -59,10 +52,7 @@ def resolve(flag_values):
         if flag_values[name].value is not None
     }
     return loading.resolve(
-        model_dir=flag_values.model_dir,
-        checkpoint=flag_values.checkpoint,
-        preset=flag_values.preset,
-        weights=flag_values.weights,
+        **model_source_flags.model_source(flag_values),
         output_dir=flag_values.output_dir,
         data=data,
         train={"eval_batch_size": flag_values.batch_size},

@@ -20,20 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from flags import model_source_flags  # noqa: E402
 from official.utils.flags import core as flags_core  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "A training run (config.json).")
-flags.DEFINE_string(
-    "checkpoint", "latest", "Checkpoint prefix, 'latest' or 'best'."
-)
-flags.DEFINE_string("preset", None, "Preset, with --weights.")
-flags.DEFINE_string("weights", None, "A .weights.h5 file.")
-flags.DEFINE_integer("num_classes", None, "Classes (with --preset).")
-flags.DEFINE_string(
-    "model_overrides",
-    None,
-    "build_model overrides as JSON (with --preset).",
-)
+model_source_flags.define_model_source_flags(model_overrides=True)
 flags.DEFINE_string(
     "preprocessing", None, "Eval preprocessing (default: the run's/preset's)."
 )
@@ -68,7 +58,7 @@ def load_model():
             model.load_weights(FLAGS.weights)
         else:
             prefix = trainer_lib.find_checkpoint(
-                FLAGS.model_dir, FLAGS.checkpoint
+                FLAGS.model_dir, FLAGS.checkpoint or "latest"
             )
             tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
         return (
@@ -79,12 +69,7 @@ def load_model():
     if not (FLAGS.preset and FLAGS.weights):
         raise ValueError("Pass --model_dir, or --preset with --weights.")
     preset = presets.get(FLAGS.preset)
-    try:
-        kwargs = json.loads(FLAGS.model_overrides or "{}")
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"--model_overrides is not JSON: {FLAGS.model_overrides!r}"
-        ) from e
+    kwargs = model_source_flags.parse_overrides(FLAGS.model_overrides)
     if FLAGS.num_classes:
         kwargs["num_classes"] = FLAGS.num_classes
     model = build_model(FLAGS.preset, **kwargs)

@@ -12,11 +12,12 @@ JPEG/PNG decode and eval crop as ImageNet evaluation.
 """
 
 import dataclasses
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
+
+from assemble_tf import config as config_lib
 
 # Output layer of the embedding, best first (spec 1.7: BN'd embedding before
 # its ReLU, else the pooled features).
@@ -186,7 +187,7 @@ def load_embedder(
         )
     if saved_model:
         return saved_model_embedder(saved_model, preprocessing)
-    overrides = _overrides(model_overrides)
+    overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:
         from assemble_tf.evaluation import loading
 
@@ -219,25 +220,6 @@ def load_embedder(
         ptype = preprocessing or presets.get(preset).eval_preprocessing
         source = {"preset": preset, "weights": weights}
     return keras_embedder(model, ptype, layer, source)
-
-
-def _overrides(value):
-    if not value:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    try:
-        out = json.loads(value)
-    except json.JSONDecodeError:
-        out = None
-    if not isinstance(out, dict):
-        raise ValueError(
-            f"--model_overrides must be a JSON object, e.g. "
-            f"'{{\"embedding_size\": 512}}'. Received: {value!r}"
-        )
-    if "block_sizes" in out and isinstance(out["block_sizes"], list):
-        out["block_sizes"] = tuple(out["block_sizes"])
-    return out
 
 
 def preprocessed_batches(dataset, preprocessing, batch_size):
