@@ -99,8 +99,10 @@ def wait(out):
     """Blocks until `out` is computed, without copying it to the host."""
     if hasattr(out, "block_until_ready"):  # a JAX array
         out.block_until_ready()
-    else:
-        out.numpy()
+    else:  # a tf.Tensor: one fetched element waits for all of it
+        import tensorflow as tf
+
+        tf.reshape(out, [-1])[0].numpy()
 
 
 def time_interleaved(entries, warmup, runs, steps, batch_size):
