@@ -401,7 +401,13 @@ def write_outputs(rows, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    # With the paper's ratios at hand, a second panel sets ours beside them.
+    paired = [r for r in rows if r.get("paper_ratio_vs_r50") is not None]
+    paired = [r for r in paired if r.get("ratio_vs_r50") is not None]
+    fig, axes = plt.subplots(
+        1, 2 if paired else 1, figsize=(13 if paired else 8, 4), squeeze=False
+    )
+    ax = axes[0, 0]
     ax.bar(
         [r["model"] for r in rows],
         [r["images_per_sec"] for r in rows],
@@ -413,6 +419,27 @@ def write_outputs(rows, out_dir):
         f"{rows[0]['dtype']}, batch {rows[0]['batch_size']})"
     )
     ax.tick_params(axis="x", rotation=30)
+    if paired:
+        ax = axes[0, 1]
+        x = np.arange(len(paired))
+        ax.bar(
+            x - 0.2,
+            [r["ratio_vs_r50"] for r in paired],
+            0.4,
+            label="measured",
+            color="tab:blue",
+        )
+        ax.bar(
+            x + 0.2,
+            [r["paper_ratio_vs_r50"] for r in paired],
+            0.4,
+            label="paper (P40)",
+            color="tab:gray",
+        )
+        ax.set_xticks(x, [r["model"] for r in paired], rotation=30)
+        ax.set_ylabel("throughput / R50's")
+        ax.set_title("Relative to R50, measured and in the paper")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "benchmark.png"), dpi=110)
     plt.close(fig)
