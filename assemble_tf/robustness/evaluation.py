@@ -79,14 +79,7 @@ def find_imagenet_c(root, corruptions=None):
             folder = os.path.join(root, c, str(s))
             if not os.path.isdir(folder):
                 continue
-            items = []
-            for wnid in sorted(os.listdir(folder)):
-                sub = os.path.join(folder, wnid)
-                if os.path.isdir(sub):
-                    items += [
-                        (os.path.join(sub, f), wnid)
-                        for f in _sorted_files(sub, IMAGE_EXTENSIONS)
-                    ]
+            items = _class_files(folder, IMAGE_EXTENSIONS)
             if items:
                 severities[s] = items
         if not severities:
@@ -96,6 +89,19 @@ def find_imagenet_c(root, corruptions=None):
             )
         found[c] = severities
     return found
+
+
+def _class_files(folder, extensions):
+    """[(path, wnid)] of `<folder>/<wnid>/<file>`, sorted by wnid and file."""
+    items = []
+    for wnid in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, wnid)
+        if os.path.isdir(sub):
+            items += [
+                (os.path.join(sub, f), wnid)
+                for f in _sorted_files(sub, extensions)
+            ]
+    return items
 
 
 def find_imagenet_p(root, perturbations=None, difficulty=1):
@@ -124,14 +130,7 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
             if perturbations:
                 raise ValueError(f"{root} has no folder {folder}.")
             continue
-        items = []
-        for wnid in sorted(os.listdir(top)):
-            sub = os.path.join(top, wnid)
-            if os.path.isdir(sub):
-                items += [
-                    (os.path.join(sub, f), wnid)
-                    for f in _sorted_files(sub, (".mp4",))
-                ]
+        items = _class_files(top, (".mp4",))
         if items:
             found[p] = items
     if not found:
