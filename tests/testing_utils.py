@@ -83,3 +83,64 @@ def write_records(path, examples):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for example in examples:
             writer.write(example.SerializeToString())
+
+
+def run_command(args, cwd=None, timeout=600, env=None):
+    """Runs a command as a user would (CPU only); returns CompletedProcess.
+
+    `cwd` defaults to the repository root.
+    """
+    import os
+    import subprocess
+
+    from tests.conftest import REPO
+
+    full_env = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
+    )
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_module(module, *args, cwd=None, timeout=600, env=None):
+    """`python -m module args...` with this interpreter."""
+    import sys
+
+    return run_command([sys.executable, "-m", module, *args], cwd, timeout, env)
+
+
+def venv_script(name):
+    """Path of a console script (e.g. saved_model_cli) of this interpreter."""
+    import os
+    import sys
+
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def randomize_bn(model, seed=0):
+    """Non-trivial BN parameters and statistics (zero-gamma models
+    otherwise output constant logits)."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, g.shape),
+                    rng.normal(0, 0.1, b.shape),
+                    rng.normal(0, 0.1, m.shape),
+                    rng.uniform(0.5, 1.5, v.shape),
+                ]
+            )
+            count += 1
+    return count

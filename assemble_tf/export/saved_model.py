@@ -15,9 +15,11 @@ preset's eval size, not a fixed 224. Signatures:
   pooled (pre-classifier) features.
 
 The export is written to a temporary folder next to the target, reloaded
-with `tf.saved_model.load`, compared signature by signature with the
-in-memory model, and only then renamed into place: a failure never leaves a
-half export.
+twice, with `tf.saved_model.load` and with the graph-and-session loader that
+`saved_model_cli run` and TF Serving use, compared signature by signature
+with the in-memory model, and only then renamed into place (with the
+umask's permissions, not the temporary folder's 0700): a failure never
+leaves a half export.
 """
 
 import os
@@ -74,6 +76,12 @@ class ServingModule(tf.Module):
         super().__init__()
         self.model = model
         self.features = feature_model(model)
+        # Track the TensorFlow variables themselves. Through the Keras
+        # objects alone the SavedModel restores them under other handles
+        # than the functions read, which `tf.saved_model.load` tolerates but
+        # the C++ session loader of `saved_model_cli run` and TF Serving
+        # does not ("Could not find variable ...").
+        self.serving_variables = [v.value for v in model.variables]
         self.preprocessing_type = preprocessing_type
         size = preprocessing.eval_sizes(preprocessing_type)[2]
         self.size = size
@@ -172,6 +180,7 @@ def export_saved_model(
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         diffs = verify(tmp, module, check_images, check_bytes, atol)
+        os.chmod(tmp, 0o777 & ~_umask())
         if os.path.exists(export_dir):
             shutil.rmtree(export_dir)
         os.replace(tmp, export_dir)
@@ -182,22 +191,42 @@ def export_saved_model(
 
 
 def verify(path, module, images, image_bytes, atol):
-    """Compares every signature of the SavedModel at `path` with `module`."""
-    loaded = tf.saved_model.load(path)
-    sigs = loaded.signatures
+    """Compares every signature of the SavedModel at `path` with `module`,
+    loaded by TF2 (`tf.saved_model.load`) and by the TF1 session loader of
+    `saved_model_cli run` and TF Serving; returns the larger max diffs."""
+    inputs = {
+        "preprocessed": np.asarray(images, np.float32),
+        "feature_vector": np.asarray(images, np.float32),
+        "serving_default": np.asarray(image_bytes, object),
+    }
+    want = {
+        name: {k: v.numpy() for k, v in fn(tf.constant(inputs[name])).items()}
+        for name, fn in module.signatures().items()
+    }
+    sigs = tf.saved_model.load(path).signatures
+    loaders = {
+        "tf.saved_model.load": {
+            name: {
+                k: v.numpy()
+                for k, v in sigs[name](images=tf.constant(x)).items()
+            }
+            for name, x in inputs.items()
+        },
+        "session loader": run_in_session(path, inputs),
+    }
     diffs = {}
-    want = module.preprocessed(tf.constant(images))
-    got = sigs["preprocessed"](images=tf.constant(images))
-    diffs["preprocessed"] = _max_diff(want["logits"], got["logits"])
-    want_f = module.feature_vector(tf.constant(images))["features"]
-    got_f = sigs["feature_vector"](images=tf.constant(images))["features"]
-    diffs["feature_vector"] = _max_diff(want_f, got_f)
-    data = tf.constant(image_bytes)
-    want_b = module.serving_default(data)
-    got_b = sigs["serving_default"](images=data)
-    diffs["serving_default"] = _max_diff(want_b["logits"], got_b["logits"])
-    if not np.array_equal(want_b["classes"].numpy(), got_b["classes"].numpy()):
-        raise ValueError("Reloaded serving_default disagrees on classes.")
+    for loader, results in loaders.items():
+        for name, expected in want.items():
+            key = "features" if name == "feature_vector" else "logits"
+            diff = _max_diff(expected[key], results[name][key])
+            diffs[name] = max(diffs.get(name, 0.0), diff)
+            if "classes" in expected and not np.array_equal(
+                expected["classes"], results[name]["classes"]
+            ):
+                raise ValueError(
+                    f"The SavedModel's {name} signature, loaded by the "
+                    f"{loader}, disagrees with the model on classes."
+                )
     bad = {k: v for k, v in diffs.items() if not v <= atol}
     if bad:
         raise ValueError(
@@ -205,6 +234,36 @@ def verify(path, module, images, image_bytes, atol):
             f"(allowed {atol})."
         )
     return diffs
+
+
+def run_in_session(path, inputs, tags=("serve",)):
+    """Runs signatures as TF Serving does: the SavedModel's graph imported
+    into a TF1 session, variables restored by its saver.
+
+    Args:
+        path: the SavedModel folder.
+        inputs: {signature name: numpy value of its `images` input}.
+        tags: the MetaGraph's tag set.
+
+    Returns:
+        {signature name: {output name: numpy value}}.
+    """
+    out = {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.load(sess, list(tags), path)
+        for name, value in inputs.items():
+            sig = meta.signature_def[name]
+            fetches = {k: t.name for k, t in sig.outputs.items()}
+            out[name] = sess.run(
+                fetches, feed_dict={sig.inputs["images"].name: value}
+            )
+    return out
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _max_diff(a, b):
