@@ -583,10 +583,20 @@ def _source_weights(path, rebuild):
     return None
 
 
+def is_rng_state(variable):
+    """True for the state of a `keras.random.SeedGenerator` (DropBlock's
+    noise): not a weight, and named by a process-wide counter
+    (`seed_generator_<n>`) that differs between two builds of one model."""
+    return variable.path.rsplit("/", 1)[-1] == "seed_generator_state"
+
+
 def _assign_by_path(model, weights, load_head, origin):
-    """Copies `weights` ({path: value}) into `model`; returns the count."""
+    """Copies `weights` ({path: value}) into `model`; returns the count.
+    Random generator states are neither copied nor required."""
     missing, mismatched, count = [], [], 0
     for v in model.variables:
+        if is_rng_state(v):
+            continue
         if not load_head and _layer_of(v.path) in _REINIT_LAYERS:
             continue
         value = weights.get(v.path)

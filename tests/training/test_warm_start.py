@@ -1,0 +1,101 @@
+"""Warm start from runs of every layer family that owns state."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf.layers import DropBlock2D
+from assemble_tf.training import trainer as trainer_lib
+from tests import testing_utils
+
+OVERRIDES = {
+    "model": {"base_width": 8, "block_sizes": "2,2,2,1"},
+    "data": {"synthetic": True, "num_classes": 5, "image_size": 32},
+}
+
+
+def _run(tmp_path, preset):
+    """A run folder (config.json + checkpoints/) of a tiny `preset`."""
+    run_dir = str(tmp_path / "run")
+    config = config_lib.make_config(run_dir, preset, OVERRIDES)
+    config.to_json(os.path.join(run_dir, "config.json"))
+    model = trainer_lib.build_run_model(config)
+    testing_utils.randomize_bn(model, seed=3)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model),
+        os.path.join(run_dir, "checkpoints"),
+        1,
+    )
+    return run_dir, manager.save(), model
+
+
+@pytest.mark.parametrize(
+    "preset, family",
+    [
+        ("se_resnet50d", "SqueezeExcite"),
+        ("sk_resnet50d", "SelectiveKernel"),
+        ("table6_m3", "BigLittleMerge"),  # BigLittleNet (+ SK)
+        ("table7_e5", "DropBlock2D"),  # DropBlock (+ SE)
+        ("assemble_resnet50", "DropBlock2D"),  # all of them
+    ],
+)
+def test_warm_start_from_a_run_of_each_stateful_family(
+    tmp_path, preset, family
+):
+    run_dir, prefix, source = _run(tmp_path, preset)
+    layers = list(source._flatten_layers(include_self=False))
+    assert any(type(layer).__name__ == family for layer in layers)
+    has_dropblock = any(isinstance(x, DropBlock2D) for x in layers)
+    # Another build in between: DropBlock's seed generators of the target
+    # get other process-wide numbers than the source's.
+    trainer_lib.build_run_model(
+        config_lib.make_config(str(tmp_path / "x"), preset, OVERRIDES)
+    )
+    want = {
+        v.path: v.numpy()
+        for v in source.variables
+        if not trainer_lib.is_rng_state(v)
+    }
+    for origin in (run_dir, prefix):
+        target = trainer_lib.build_run_model(
+            config_lib.make_config(str(tmp_path / "t"), preset, OVERRIDES)
+        )
+        rng = [v.path for v in target.variables if trainer_lib.is_rng_state(v)]
+        assert bool(rng) == has_dropblock
+        if has_dropblock:
+            source_rng = {
+                v.path for v in source.variables if trainer_lib.is_rng_state(v)
+            }
+            assert not source_rng & set(rng)  # the names really differ
+        trainer_lib.warm_start_model(target, origin, load_head=True)
+        got = {v.path: v.numpy() for v in target.variables}
+        assert set(want) <= set(got)
+        for path, value in want.items():
+            np.testing.assert_array_equal(got[path], value, f"{origin} {path}")
+        images = testing_utils.random_images((2, 32, 32, 3), low=-100)
+        np.testing.assert_allclose(
+            target(images, training=False).numpy(),
+            source(images, training=False).numpy(),
+            atol=1e-5,
+        )
+
+
+def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
+    run_dir, _, _ = _run(tmp_path, "assemble_resnet50")
+    other = trainer_lib.build_run_model(
+        config_lib.make_config(
+            str(tmp_path / "o"),
+            "assemble_resnet50",
+            {
+                **OVERRIDES,
+                "model": {"base_width": 16, "block_sizes": "2,2,2,1"},
+            },
+        )
+    )
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match="of another shape"):
+        trainer_lib.warm_start_model(other, run_dir, load_head=True)
