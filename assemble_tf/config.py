@@ -45,9 +45,7 @@ class ModelConfig:
         if self.base_width is not None:
             out["base_width"] = self.base_width
         if self.block_sizes:
-            out["block_sizes"] = tuple(
-                int(v) for v in str(self.block_sizes).split(",")
-            )
+            out["block_sizes"] = parse_int_list("block_sizes", self.block_sizes)
         if self.bn_momentum is not None:
             out["bn_momentum"] = self.bn_momentum
         if not self.dropblock:
@@ -162,7 +160,11 @@ class TrainConfig:
         False, "Op determinism and a fixed data order (slower)."
     )
     max_steps: int | None = _f(None, "Stop after this many steps.")
-    log_every: int = _f(50, "Steps between log lines.")
+    log_every: int = _f(
+        50,
+        "Steps between TensorBoard step scalars (step/train_loss, "
+        "step/learning_rate, step/train_images_per_sec in logs/train).",
+    )
     checkpoint_every_epochs: float = _f(1.0, "Epochs between checkpoints.")
     eval_every_epochs: float = _f(1.0, "Epochs between evaluations.")
     keep_checkpoints: int = _f(3, "Latest checkpoints kept.")
@@ -209,6 +211,9 @@ GROUPS = {
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
+    """The whole run. `model_dir` is not stored in config.json: a run is
+    the folder that holds its config.json, wherever it has been moved."""
+
     model_dir: str
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -220,9 +225,15 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def to_json(self, path):
+        """Writes the config (atomically); `model_dir` becomes "." (the
+        folder of `path`)."""
+        from official.utils.misc import file_utils
+
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+        values = dict(self.to_dict(), model_dir=".")
+        file_utils.atomic_write(
+            path, json.dumps(values, indent=2, sort_keys=True)
+        )
 
     @classmethod
     def from_dict(cls, d):
@@ -246,7 +257,11 @@ class ExperimentConfig:
                 "(it holds config.json)."
             )
         with open(path) as f:
-            return cls.from_dict(json.load(f))
+            values = json.load(f)
+        # The run is where its config.json is (older runs stored an
+        # absolute model_dir that a move makes stale).
+        values["model_dir"] = os.path.dirname(os.path.abspath(path))
+        return cls.from_dict(values)
 
 
 def preset_defaults(preset_name):
@@ -305,7 +320,16 @@ def parse_model_overrides(value):
 
 def make_config(model_dir, preset, overrides=None):
     """Preset defaults, then `overrides` ({group: {field: value}}), then
-    validation. Returns an `ExperimentConfig`."""
+    the class count of the data, then validation.
+
+    A TFRecord `data_dir` whose summary.json / labels.txt states its
+    classes sets `num_classes` (the head must fit the labels); an explicit
+    `num_classes` that does not fit is refused.
+
+    Returns:
+        An `ExperimentConfig`.
+    """
+    presets.get(preset)
     groups = {name: {} for name in GROUPS}
     for name, values in preset_defaults(preset).items():
         groups[name].update(values)
@@ -314,9 +338,60 @@ def make_config(model_dir, preset, overrides=None):
         if name not in GROUPS:
             raise ValueError(f"Unknown config group {name!r}")
         groups[name].update(values)
-    config = ExperimentConfig.from_dict({"model_dir": model_dir, **groups})
+    config = ExperimentConfig.from_dict(
+        {
+            "model_dir": os.path.abspath(model_dir) if model_dir else None,
+            **groups,
+        }
+    )
+    explicit = "num_classes" in (overrides or {}).get("data", {})
+    config = _classes_from_data(config, explicit)
     validate(config)
     return config
+
+
+def _classes_from_data(config, explicit):
+    """`config` with the head width the data's labels need (see
+    `make_config`)."""
+    from assemble_tf.data import metadata
+
+    d = config.data
+    if d.synthetic or d.source or not d.data_dir:
+        return config
+    if not os.path.isdir(d.data_dir):
+        return config  # validate() names the missing folder
+    info = metadata.dataset_info(d.data_dir)
+    if info is None:
+        return config
+    width = info.head_width(d.label_offset)
+    if width == d.num_classes:
+        return config
+    if explicit:
+        raise ValueError(
+            f"--num_classes={d.num_classes} does not fit --data_dir="
+            f"{d.data_dir}: its {os.path.basename(info.source)} lists "
+            f"{info.num_classes} classes stored as {info.label_base}.."
+            f"{info.label_base + info.num_classes - 1}, so with "
+            f"--label_offset={d.label_offset} the head needs {width} "
+            "outputs. Leave --num_classes out to take it from the data."
+        )
+    return dataclasses.replace(
+        config, data=dataclasses.replace(d, num_classes=width)
+    )
+
+
+def parse_int_list(flag, value):
+    """'2,2,2,1' -> (2, 2, 2, 1) of positive ints; the error names --flag."""
+    try:
+        values = tuple(int(v) for v in str(value).split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ValueError(
+            f"--{flag}={value!r} is invalid: comma-separated positive "
+            "integers such as 3,4,6,3."
+        )
+    return values
 
 
 def _check(ok, flag, value, allowed):
@@ -329,6 +404,17 @@ def validate(config):
     presets.get(config.model.preset)
     d, a, t, rt = config.data, config.augment, config.train, config.runtime
     _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
+    if config.model.block_sizes:
+        parse_int_list("block_sizes", config.model.block_sizes)
+    if d.source:
+        _check(
+            t.kd_temperature == 0,
+            "kd_temperature",
+            t.kd_temperature,
+            "must be 0 with --source: teacher logits for knowledge "
+            "distillation are read from TFRecords (image/logit), and a "
+            "tfds or folder source has none",
+        )
     _check(d.label_offset >= 0, "label_offset", d.label_offset, "must be >= 0")
     _check(d.image_size >= 16, "image_size", d.image_size, "must be >= 16")
     _check(

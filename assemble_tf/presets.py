@@ -16,6 +16,7 @@ released checkpoints load. In the paper's naming "R50D+BL" is master's
 
 import copy
 import dataclasses
+import difflib
 
 # Building blocks of the rows (arguments of models.resnet.build_resnet).
 R50 = {"depth": 50}
@@ -404,10 +405,13 @@ def get(name):
     """Returns the `Preset` called `name`.
 
     Raises:
-        ValueError: naming the unknown preset and listing the known ones.
+        ValueError: naming the unknown preset and its close matches.
     """
     if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), list(PRESETS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
-            f"Unknown preset {name!r}. Known presets: {', '.join(PRESETS)}"
+            f"--preset={name!r} is not a preset.{hint} All {len(PRESETS)} "
+            "names: `python -m tools.preset_table` or README 'Presets'."
         )
     return PRESETS[name]

@@ -13,7 +13,7 @@ import typing
 from absl import flags
 
 from assemble_tf import config as config_lib
-from assemble_tf import presets
+from flags import model_source_flags
 
 # Fields whose flag differs from the field (none yet) or that are not flags.
 _SKIP = {("model", "preset")}
@@ -34,13 +34,14 @@ def define_config_flags(
     flags.DEFINE_string(
         "model_dir", None, "Run folder: config.json, checkpoints, logs.", **fv
     )
-    flags.DEFINE_enum(
+    flags.DEFINE_string(
         "preset",
         "assemble_resnet50",
-        presets.names(),
-        "Named model and its training recipe (README 'Presets').",
+        "Named model and its training recipe (README 'Presets'; "
+        "`python -m tools.preset_table` lists them).",
         **fv,
     )
+    flags.register_validator("preset", model_source_flags.check_preset, **fv)
     for group in groups:
         cls = config_lib.GROUPS[group]
         hints = typing.get_type_hints(cls)

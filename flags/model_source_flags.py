@@ -8,8 +8,6 @@ optionally `--model_overrides`. Resolving them is library work
 and read the flags.
 """
 
-import difflib
-
 from absl import flags
 
 from assemble_tf import config as config_lib
@@ -19,15 +17,16 @@ from official.utils.flags import core as flags_core
 SOURCE_FLAGS = ("model_dir", "checkpoint", "preset", "weights")
 
 
-def _check_preset(name):
-    if name is None or name in presets.names():
+def check_preset(name):
+    """absl validator of --preset: the unknown name and its close matches
+    (`presets.get`'s message)."""
+    if name is None:
         return True
-    close = difflib.get_close_matches(name, presets.names(), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise flags.ValidationError(
-        f"--preset={name!r} is not a preset.{hint} All names: "
-        "`python -m tools.preset_table` or README 'Presets'."
-    )
+    try:
+        presets.get(name)
+    except ValueError as e:
+        raise flags.ValidationError(str(e)) from None
+    return True
 
 
 # `--model_overrides` JSON as a dict (lists as tuples); {} if unset.
@@ -91,7 +90,7 @@ def define_model_source_flags(model_overrides=False, flag_values=None):
         lower_bound=1,
         **fv,
     )
-    flags.register_validator("preset", _check_preset, **fv)
+    flags.register_validator("preset", check_preset, **fv)
     if model_overrides:
         flags.DEFINE_string(
             "model_overrides",

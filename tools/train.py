@@ -34,12 +34,19 @@ def resolve_config(flag_values):
 
 
 def check_resume(config):
-    """An existing config.json in model_dir must equal `config`."""
+    """An existing config.json in model_dir must equal `config` when the
+    run has a checkpoint to resume from (without one, the rerun replaces
+    it: nothing would be lost)."""
     from assemble_tf import config as config_lib
+    from assemble_tf.training import trainer as trainer_lib
 
     path = os.path.join(config.model_dir, "config.json")
     if os.path.isfile(path):
         old = config_lib.ExperimentConfig.from_json(path)
+        try:
+            trainer_lib.find_checkpoint(config.model_dir)
+        except FileNotFoundError:
+            return
         if old != config:
             a, b = old.to_dict(), config.to_dict()
             diffs = [
@@ -57,11 +64,16 @@ def check_resume(config):
 
 def run(config):
     """Trains and evaluates; returns the final summary dict."""
+    from assemble_tf.data import checks
     from assemble_tf.training import trainer as trainer_lib
 
     strategy = trainer_lib.setup_runtime(config)
-    config.to_json(os.path.join(config.model_dir, "config.json"))
+    checks.check_training_data(config)
     trainer = trainer_lib.Trainer(config, strategy)
+    trainer.prepare()  # resume or warm start
+    # Only now that the configuration, the data and the starting weights
+    # have been checked: a failed start leaves nothing to refuse a rerun.
+    config.to_json(os.path.join(config.model_dir, "config.json"))
     history = trainer.train()
     final = history[-1] if history else {}
     summary = {

@@ -13,10 +13,15 @@ Mixup / CutMix, then label smoothing), `teacher_probs` float32 [B, K] when
 teacher logits are read (softmax(logits / T), mixed with the same lambda),
 `lambda` with Mixup, and `filenames`.
 
-A record whose image is not a decodable JPEG is skipped and counted
-(`PipelineStats`), never crashing a long run.
+A record that cannot be used (its image is not a decodable JPEG, or it lacks
+the teacher logits that KD asks for) is skipped and counted
+(`PipelineStats`), never crashing a long run; but never without bound:
+`max_consecutive_unusable` such records in a row stop the pipeline with a
+`DataError` (a repeated dataset of unusable records would otherwise never
+yield and training would hang).
 """
 
+import contextlib
 import dataclasses
 
 import tensorflow as tf
@@ -24,19 +29,28 @@ import tensorflow as tf
 from assemble_tf.augment.mixup import MixupAndCutmix
 from assemble_tf.data import preprocessing, schema
 
+# Marks the guard's error so that `reraise_data_errors` can recognise it.
+_DATA_ERROR_TAG = "[assemble_tf.DataError]"
+
+
+class DataError(ValueError):
+    """The data cannot feed the configured run (e.g. no usable record)."""
+
 
 class PipelineStats:
     """Counters of records read and skipped (tf.Variables on the host).
 
     `skipped` counts records whose image fails the JPEG check (SOI/EOI
-    markers) plus those whose decode raised; it is exact once a pass has
-    been consumed (during training, in-flight records are not yet counted).
+    markers), records without the teacher logits KD needs, and those whose
+    decode raised; it is exact once a pass has been consumed (during
+    training, in-flight records are not yet counted).
     """
 
     def __init__(self):
         with tf.init_scope():
             self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.no_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
@@ -48,7 +62,23 @@ class PipelineStats:
             "records_read": int(self.read.numpy()),
             "records_skipped": self.skipped,
             "records_invalid_jpeg": int(self.invalid.numpy()),
+            "records_without_logits": int(self.no_logits.numpy()),
         }
+
+
+@contextlib.contextmanager
+def reraise_data_errors():
+    """Turns the pipeline guard's error into a one-line `DataError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        text = e.message
+        if _DATA_ERROR_TAG not in text:
+            raise
+        text = text.split(_DATA_ERROR_TAG, 1)[1]
+        text = text.split("\n", 1)[0].split("[[", 1)[0]
+        text = text.replace("] [", " ").strip(" ]")
+        raise DataError(text) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +115,9 @@ class InputConfig:
             `(input_context, is_training, seed) -> Dataset of (image_bytes,
             label)`, e.g. a tfds dataset or an image folder
             (`assemble_tf.data.tfds_source`); labels are 0-based.
+        max_consecutive_unusable: this many unusable records in a row
+            (not an image, or without teacher logits when `num_logits` is
+            set) stop the pipeline with a `DataError`.
     """
 
     file_pattern: str
@@ -112,10 +145,15 @@ class InputConfig:
     drop_remainder: bool | None = None
     cache: bool = False
     record_source: object = None
+    max_consecutive_unusable: int = 1000
 
 
 def decode_record(serialized, num_logits=None):
-    """Serialized Example -> dict (the Decoder: no image decoding here)."""
+    """Serialized Example -> dict (the Decoder: no image decoding here).
+
+    Never raises on a missing or mis-sized feature: a record without
+    `image/logit` of `num_logits` values gets `has_logits` False.
+    """
     parsed = tf.io.parse_single_example(
         serialized, schema.feature_spec(num_logits)
     )
@@ -135,7 +173,13 @@ def decode_record(serialized, num_logits=None):
         "bboxes": boxes,
     }
     if num_logits:
-        out["logits"] = parsed[schema.LOGIT]
+        logits = tf.sparse.to_dense(parsed[schema.LOGIT])
+        out["has_logits"] = tf.equal(tf.size(logits), num_logits)
+        out["logits"] = tf.cond(
+            out["has_logits"],
+            lambda: tf.reshape(logits, [num_logits]),
+            lambda: tf.zeros([num_logits]),
+        )
     return out
 
 
@@ -263,7 +307,7 @@ def build_dataset(config, input_context=None, stats=None):
         if config.num_logits:
             raise ValueError(
                 "Teacher logits (KD) are read from TFRecords; a tfds or "
-                "folder source has none. Set --kd_temperature=0."
+                "folder source has none. Pass --kd_temperature=0."
             )
     else:
         ds = _file_dataset(config, input_context)
@@ -288,13 +332,18 @@ def build_dataset(config, input_context=None, stats=None):
             ok = looks_like_jpeg(record["image_bytes"])
         stats.read.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+        if config.num_logits:
+            has = record.pop("has_logits")
+            stats.no_logits.assign_add(
+                tf.cast(ok & tf.logical_not(has), tf.int64)
+            )
+            ok = ok & has
         record["ok"] = ok
         return record
 
-    def parse(index, record):
-        seed = tf.stack([tf.cast(config.seed, tf.int64), index])
+    def preprocess(record, seed):
         if config.is_training:
-            image = preprocessing.preprocess_train(
+            return preprocessing.preprocess_train(
                 record["image_bytes"],
                 seed,
                 config.image_size,
@@ -304,15 +353,30 @@ def build_dataset(config, input_context=None, stats=None):
                 config.stddev,
                 (config.min_crop_area, 1.0),
             )
-        else:
-            image = preprocessing.preprocess_eval(
-                record["image_bytes"],
-                config.preprocessing_type,
-                config.dtype,
-                config.stddev,
-            )
+        return preprocessing.preprocess_eval(
+            record["image_bytes"],
+            config.preprocessing_type,
+            config.dtype,
+            config.stddev,
+        )
+
+    # Unusable records flow on (flagged, with a blank image) past
+    # ignore_errors to the guard, which must see them to bound them.
+    size = config.image_size
+    if not config.is_training:
+        size = preprocessing.eval_sizes(config.preprocessing_type)[2]
+    blank = tf.zeros([size, size, 3], config.dtype)
+
+    def parse(index, record):
+        seed = tf.stack([tf.cast(config.seed, tf.int64), index])
+        image = tf.cond(
+            record["ok"],
+            lambda: preprocess(record, seed),
+            lambda: blank,
+        )
         label = record["label"] - config.label_offset
         out = {
+            "ok": record["ok"],
             "images": image,
             "labels": label,
             "targets": _one_hot(label, config),
@@ -335,12 +399,33 @@ def build_dataset(config, input_context=None, stats=None):
         )
         return batch
 
+    limit = config.max_consecutive_unusable
+    message = _unusable_message(config, limit)
+
+    def guard(run, element):
+        run = tf.where(element["ok"], tf.constant(0, tf.int64), run + 1)
+        check = tf.debugging.Assert(
+            run < limit,
+            [
+                message,
+                "Of",
+                stats.read.read_value(),
+                "records read:",
+                stats.invalid.read_value(),
+                "not images,",
+                stats.no_logits.read_value(),
+                "without teacher logits.",
+            ],
+            summarize=8,
+        )
+        with tf.control_dependencies([check]):
+            return run, dict(element)
+
     ds = ds.map(
         decode,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )
-    ds = ds.filter(lambda r: r["ok"])
     ds = ds.enumerate()
     ds = ds.map(
         parse,
@@ -348,6 +433,9 @@ def build_dataset(config, input_context=None, stats=None):
         deterministic=config.deterministic,
     )
     ds = ds.ignore_errors()
+    ds = ds.scan(tf.constant(0, tf.int64), guard)
+    ds = ds.filter(lambda element: element["ok"])
+    ds = ds.map(lambda element: {k: v for k, v in element.items() if k != "ok"})
     drop = (
         config.is_training
         if config.drop_remainder is None
@@ -372,6 +460,28 @@ def build_dataset(config, input_context=None, stats=None):
         ds = ds.map(lambda b: (b.pop("images"), b))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(options)
+
+
+def _unusable_message(config, limit):
+    """The guard's message: what was read, what was wrong, what to do."""
+    where = config.file_pattern if config.record_source is None else "--source"
+    text = (
+        f"{_DATA_ERROR_TAG} {limit:,} records in a row of {where} could not "
+        "be used: each was not a decodable image"
+    )
+    if config.num_logits:
+        text += (
+            f" or had no teacher logits (image/logit of {config.num_logits} "
+            "values, needed by knowledge distillation). For KD, add them "
+            "with `python -m tools.extract_teacher_logits`; to train "
+            "without, pass --kd_temperature=0"
+        )
+    else:
+        text += (
+            ". Rebuild the records with `python -m "
+            "tools.build_imagenet_tfrecords`"
+        )
+    return text + "."
 
 
 def build_synthetic_dataset(config, input_context=None):

@@ -48,7 +48,8 @@ def feature_spec(num_logits=None):
         BBOX_YMAX: tf.io.VarLenFeature(tf.float32),
     }
     if num_logits:
-        spec[LOGIT] = tf.io.FixedLenFeature([num_logits], tf.float32)
+        # VarLen: a missing or mis-sized feature is checked, not raised.
+        spec[LOGIT] = tf.io.VarLenFeature(tf.float32)
     return spec
 
 

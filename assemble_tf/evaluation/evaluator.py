@@ -47,11 +47,18 @@ class Evaluator:
         if self._fn is None:
             self._fn = self._make_fn()
         self.metrics.reset()
-        for images, batch in dataset:
-            self._fn(images, batch)
-            if progress is not None:
-                progress.update(1)
+        with input_pipeline.reraise_data_errors():
+            for images, batch in dataset:
+                self._fn(images, batch)
+                if progress is not None:
+                    progress.update(1)
         result = self.metrics.result()
+        if not result.get("count"):
+            raise input_pipeline.DataError(
+                "The evaluation split yielded no usable image (every record "
+                "was skipped, or the split is empty); check --data_dir and "
+                "--validation_pattern (or --validation_split)."
+            )
         count, confidence, accuracy = self.metrics.bins()
         result["reliability"] = {
             "count": count.tolist(),

@@ -33,12 +33,12 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf import config as config_lib
-from assemble_tf.data import input_pipeline
+from assemble_tf.data import input_pipeline, metadata
 from assemble_tf.evaluation.evaluator import Evaluator
 from assemble_tf.layers import DropBlock2D
 from assemble_tf.models import build_model
 from assemble_tf.training import losses, schedules
-from official.utils.misc import distribution_utils
+from official.utils.misc import distribution_utils, file_utils
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,12 +62,9 @@ def setup_runtime(config):
 
 def count_examples(data_dir, split, pattern):
     """Images of a split: from the builder's summary.json, else counted."""
-    summary = os.path.join(data_dir, "summary.json")
-    if os.path.isfile(summary):
-        with open(summary) as f:
-            splits = json.load(f).get("splits", {})
-        if split in splits and "images" in splits[split]:
-            return int(splits[split]["images"])
+    images = metadata.split_images(data_dir, split)
+    if images is not None:
+        return images
     files = tf.io.gfile.glob(os.path.join(data_dir, pattern))
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
 
@@ -235,6 +232,14 @@ class Trainer:
             self.num_train = d.num_train_examples or count_examples(
                 d.data_dir, "train", d.train_pattern
             )
+        if self.num_train < 1:
+            where = d.source or d.data_dir
+            raise input_pipeline.DataError(
+                f"The training split of {where} has no images "
+                f"({self.num_train}); check the data (summary.json of "
+                "tools.build_imagenet_tfrecords lists what was skipped) or "
+                "--num_train_examples."
+            )
         self.steps_per_epoch = max(1, self.num_train // t.batch_size)
         self.total_steps = max(1, int(self.steps_per_epoch * t.epochs))
         if t.max_steps:
@@ -293,6 +298,7 @@ class Trainer:
         )
         self.compute_dtype = keras.config.dtype_policy().compute_dtype
         self._train_fn = None
+        self._prepared = False
 
     # Steps ---------------------------------------------------------------
 
@@ -359,7 +365,8 @@ class Trainer:
 
     # Loops ---------------------------------------------------------------
 
-    def train_dataset(self, epoch):
+    def train_dataset(self, epoch, stats=None):
+        """The distributed train set of `epoch` (counted into `stats`)."""
         cfg = input_config(self.config, True, epoch)
         if self.config.data.synthetic:
             cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
@@ -367,7 +374,7 @@ class Trainer:
                 lambda ctx: input_pipeline.build_synthetic_dataset(cfg, ctx)
             )
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: input_pipeline.build_dataset(cfg, ctx)
+            lambda ctx: input_pipeline.build_dataset(cfg, ctx, stats)
         )
 
     def _bn_batches(self):
@@ -402,8 +409,11 @@ class Trainer:
             return True
         return False
 
-    def train(self, on_epoch_end=None):
-        """Runs to the end; returns the history (one dict per epoch)."""
+    def prepare(self):
+        """Resumes from the latest checkpoint, or warm starts a new run
+        (and re-estimates BN statistics). Idempotent; `train` calls it."""
+        if self._prepared:
+            return
         t = self.config.train
         if not self.restore() and t.warm_start:
             warm_start_model(
@@ -418,16 +428,32 @@ class Trainer:
             )
             self.log(f"Warm start from {t.warm_start}.")
             if t.bn_reestimate_steps:
-                count = reestimate_bn_statistics(
-                    self.model,
-                    self._bn_batches(),
-                    t.bn_reestimate_steps,
-                    self.compute_dtype,
-                )
+                with input_pipeline.reraise_data_errors():
+                    count = reestimate_bn_statistics(
+                        self.model,
+                        self._bn_batches(),
+                        t.bn_reestimate_steps,
+                        self.compute_dtype,
+                    )
                 self.log(
                     f"Re-estimated BN statistics of {count} layers on "
                     f"{t.bn_reestimate_steps} batches."
                 )
+        self._prepared = True
+
+    def train(self, on_epoch_end=None):
+        """Runs to the end; returns the history (one dict per epoch).
+
+        Raises:
+            DataError: the data stopped yielding usable records.
+            NonFiniteLossError: the loss became NaN or infinite.
+        """
+        with input_pipeline.reraise_data_errors():
+            return self._train(on_epoch_end)
+
+    def _train(self, on_epoch_end):
+        t = self.config.train
+        self.prepare()
         if self._train_fn is None:
             self._train_fn = self._make_train_fn()
         history = [
@@ -444,7 +470,8 @@ class Trainer:
             epoch = int(self.epoch.numpy())
             if epoch >= num_epochs:
                 break
-            iterator = iter(self.train_dataset(epoch))
+            stats = input_pipeline.PipelineStats()
+            iterator = iter(self.train_dataset(epoch, stats))
             steps = min(self.steps_per_epoch, self.total_steps - self.step)
             seed_base = tf.constant(t.seed * 7919 + epoch, tf.int64)
             start = time.perf_counter()
@@ -461,7 +488,16 @@ class Trainer:
                     )
                 losses_seen.append(value)
                 elapsed = time.perf_counter() - start
-                progress.update(i + 1, value, (i + 1) * t.batch_size / elapsed)
+                rate = (i + 1) * t.batch_size / elapsed
+                progress.update(i + 1, value, rate)
+                if self.step % t.log_every == 0 and self.is_chief:
+                    with writer.as_default(step=self.step):
+                        tf.summary.scalar("step/train_loss", value)
+                        tf.summary.scalar(
+                            "step/learning_rate",
+                            float(self.lr_schedule(self.step)),
+                        )
+                        tf.summary.scalar("step/train_images_per_sec", rate)
             elapsed = time.perf_counter() - start
             images_per_sec = steps * t.batch_size / max(elapsed, 1e-9)
             self.epoch.assign(epoch + 1)
@@ -473,6 +509,22 @@ class Trainer:
                 "learning_rate": float(self.lr_schedule(self.step)),
                 "train_images_per_sec": images_per_sec,
             }
+            if not self.config.data.synthetic:
+                skipped = stats.as_dict()
+                # In-flight records are read but not yet emitted: count
+                # only what was found unusable.
+                record["train_records_skipped"] = (
+                    skipped["records_invalid_jpeg"]
+                    + skipped["records_without_logits"]
+                )
+                if record["train_records_skipped"]:
+                    self.log(
+                        f"WARNING: epoch {epoch + 1} skipped "
+                        f"{record['train_records_skipped']} unusable training "
+                        f"records ({skipped['records_invalid_jpeg']} not "
+                        f"images, {skipped['records_without_logits']} "
+                        "without teacher logits)."
+                    )
             if self.dropblock_layers:
                 record["dropblock_keep_prob"] = float(
                     self.dropblock_layers[0].keep_prob_variable.numpy()
@@ -509,12 +561,8 @@ def find_checkpoint(model_dir, which="latest"):
             os.path.join(model_dir, "checkpoints")
         )
     elif which == "best":
-        index = os.path.join(model_dir, "best", "best.json")
-        found = None
-        if os.path.isfile(index):
-            with open(index) as f:
-                entries = json.load(f)
-            found = entries[0]["prefix"] if entries else None
+        entries = _BestKeeper(model_dir, 0).entries
+        found = entries[0]["prefix"] if entries else None
     else:
         found = which if tf.io.gfile.glob(which + ".index") else None
     if not found:
@@ -788,7 +836,11 @@ class _Progress:
 
 
 class _BestKeeper:
-    """Copies the N best checkpoints by validation top-1 to model_dir/best."""
+    """Copies the N best checkpoints by validation top-1 to model_dir/best.
+
+    best.json stores each prefix by name inside `best/` (a moved run
+    stays whole); `entries` holds them as full paths.
+    """
 
     def __init__(self, model_dir, keep):
         self.dir = os.path.join(model_dir, "best")
@@ -797,7 +849,11 @@ class _BestKeeper:
         self.entries = []
         if os.path.isfile(self.index_path):
             with open(self.index_path) as f:
-                self.entries = json.load(f)
+                self.entries = [
+                    # basename: older runs stored absolute paths.
+                    dict(e, prefix=os.path.join(self.dir, _name(e["prefix"])))
+                    for e in json.load(f)
+                ]
 
     def offer(self, prefix, top1, epoch):
         if self.keep <= 0:
@@ -820,8 +876,12 @@ class _BestKeeper:
             for f in tf.io.gfile.glob(gone["prefix"] + ".*"):
                 os.remove(f)
         self.entries = self.entries[: self.keep]
-        with open(self.index_path, "w") as f:
-            json.dump(self.entries, f, indent=1)
+        stored = [dict(e, prefix=_name(e["prefix"])) for e in self.entries]
+        file_utils.atomic_write_json(self.index_path, stored, indent=1)
+
+
+def _name(prefix):
+    return os.path.basename(prefix.replace("\\", "/"))
 
 
 def _history_path(model_dir):
@@ -837,8 +897,7 @@ def _load_history(model_dir):
 
 
 def _save_history(model_dir, history):
-    with open(_history_path(model_dir), "w") as f:
-        json.dump(history, f, indent=1)
+    file_utils.atomic_write_json(_history_path(model_dir), history, indent=1)
 
 
 __all__ = [

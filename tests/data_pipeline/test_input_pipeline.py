@@ -96,6 +96,7 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
         "records_read": 14,
         "records_skipped": 2,
         "records_invalid_jpeg": 2,
+        "records_without_logits": 0,
     }
 
 
@@ -219,3 +220,80 @@ def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
     assert np.abs(normalized - floats.numpy()).max() <= 0.5 + 1e-4
     with pytest.raises(ValueError, match="uint8"):
         build_dataset(_eval_config(records, dtype="uint8"))
+
+
+def _train_kd_config(pattern, **kw):
+    base = dict(
+        file_pattern=pattern,
+        is_training=True,
+        batch_size=4,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        label_offset=1,
+        num_logits=NUM_CLASSES + 1,
+        shuffle_buffer=8,
+        seed=1,
+    )
+    base.update(kw)
+    return InputConfig(**base)
+
+
+def test_kd_on_records_without_logits_stops_instead_of_hanging(records):
+    """The repeated train set has no record with image/logit: before the
+    guard, ignore_errors() dropped every one and next() never returned."""
+    from assemble_tf.data.input_pipeline import DataError, reraise_data_errors
+
+    stats = PipelineStats()
+    ds = build_dataset(_train_kd_config(records), stats=stats)
+    with pytest.raises(DataError) as err, reraise_data_errors():
+        next(iter(ds))
+    text = str(err.value)
+    assert "1,000 records in a row" in text and records in text
+    assert "--kd_temperature=0" in text
+    assert "tools.extract_teacher_logits" in text
+    assert "\n" not in text and "[[" not in text
+    # Every record read before the stop was counted, none parsed.
+    counts = stats.as_dict()
+    assert counts["records_read"] >= 1000
+    assert (
+        counts["records_without_logits"] + counts["records_invalid_jpeg"]
+        == (counts["records_read"])
+    )
+    assert counts["records_invalid_jpeg"] > 0
+
+
+def test_records_with_and_without_logits_are_counted(tmp_path):
+    """Half the records carry logits (one of the wrong length): training
+    goes on with the good ones and counts the rest."""
+    examples = _examples(6, offset=1, logits=True)
+    wrong = _examples(1, offset=0, logits=True, start=6)  # 5 values, not 6
+    plain = _examples(5, offset=1, start=7)
+    testing_utils.write_records(tmp_path / "train-0", examples + wrong + plain)
+    stats = PipelineStats()
+    config = _train_kd_config(
+        str(tmp_path / "train-*"), deterministic=True, shuffle_buffer=1
+    )
+    ds = build_dataset(config, stats=stats)
+    names = []
+    for _, batch in ds.take(6):
+        names += [n.decode() for n in batch["filenames"].numpy()]
+        assert batch["teacher_probs"].shape == (4, NUM_CLASSES)
+    assert set(names) == {f"img{i}.jpg" for i in range(6)}
+    counts = stats.as_dict()
+    # Two passes over 12 records at least: 6 of each 12 lack good logits.
+    assert counts["records_without_logits"] >= 12
+    assert counts["records_invalid_jpeg"] == 0
+
+
+def test_guard_bounds_a_run_of_bad_records_with_a_small_limit(records):
+    from assemble_tf.data.input_pipeline import DataError, reraise_data_errors
+
+    config = _eval_config(records, max_consecutive_unusable=2)
+    # The two corrupt records of shard 1 are adjacent: a run of 2.
+    with (
+        pytest.raises(DataError, match="2 records in a row"),
+        reraise_data_errors(),
+    ):
+        list(build_dataset(config))
+    ok = list(build_dataset(_eval_config(records, max_consecutive_unusable=3)))
+    assert sum(int(images.shape[0]) for images, _ in ok) == 12

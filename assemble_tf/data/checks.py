@@ -1,0 +1,184 @@
+"""Checks the data against a run's configuration before the run starts.
+
+The tf.data pipeline skips unusable records (and stops after a long run of
+them), but a configuration the data cannot serve should stop before
+anything is written, with a message that names the flag and the fix: the
+Assemble recipes distil from teacher logits (`image/logit`, Lee et al.
+2020, https://arxiv.org/abs/2001.06268; clovaai/assembled-cnn reads them
+from the records), which plain ImageNet records do not have; a 1001-way
+head does not fit 0-based labels of 10 classes; a split may be empty.
+The first records of each split are read (no image is decoded).
+"""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from assemble_tf.data import schema
+from assemble_tf.data.input_pipeline import DataError
+
+# Records read per split: enough to see a mixed set, fast on any disk.
+SAMPLE_RECORDS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSample:
+    """What the first records of a split hold.
+
+    Attributes:
+        pattern: the shard glob.
+        files: number of shards.
+        records: records read (at most the sample size).
+        images: records whose image looks like a JPEG or PNG.
+        logit_sizes: {length of image/logit: records} (0: no logits).
+        min_label, max_label: stored labels seen (None without records).
+    """
+
+    pattern: str
+    files: int
+    records: int
+    images: int
+    logit_sizes: dict
+    min_label: int | None
+    max_label: int | None
+
+
+def _is_image(data):
+    jpeg = data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
+    return jpeg or data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def sample_records(pattern, limit=SAMPLE_RECORDS):
+    """Reads the first `limit` records of the sorted shards of `pattern`.
+
+    Raises:
+        FileNotFoundError: no file matches `pattern`.
+    """
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(
+            f"No TFRecord files match {pattern!r}. Build them with `python "
+            "-m tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`)"
+            " and check --data_dir / --train_pattern / --validation_pattern."
+        )
+    spec = {
+        schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        schema.LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        schema.LOGIT: tf.io.VarLenFeature(tf.float32),
+    }
+    records, images, sizes, labels = 0, 0, collections.Counter(), []
+    ds = tf.data.TFRecordDataset(files).take(limit).batch(256)
+    for serialized in ds:
+        parsed = tf.io.parse_example(serialized, spec)
+        data = parsed[schema.IMAGE].numpy()
+        records += len(data)
+        images += sum(_is_image(d) for d in data)
+        rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
+        sizes.update(np.bincount(rows, minlength=len(data)).tolist())
+        labels.append(parsed[schema.LABEL].numpy())
+    labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
+    return RecordSample(
+        pattern=pattern,
+        files=len(files),
+        records=records,
+        images=images,
+        logit_sizes=dict(sizes),
+        min_label=int(labels.min()) if labels.size else None,
+        max_label=int(labels.max()) if labels.size else None,
+    )
+
+
+def _check_labels(sample, data_config):
+    d = data_config
+    low = sample.min_label - d.label_offset
+    high = sample.max_label - d.label_offset
+    if low < 0 or high >= d.num_classes:
+        raise DataError(
+            f"{sample.pattern} holds labels {sample.min_label}.."
+            f"{sample.max_label}, which with --label_offset={d.label_offset} "
+            f"do not fit --num_classes={d.num_classes} (model labels "
+            f"{low}..{high} must lie in 0..{d.num_classes - 1}). Fix "
+            "--num_classes / --label_offset (ImageNet records are 1..1000: "
+            "1001 classes with offset 0, or 1000 with offset 1)."
+        )
+
+
+def check_training_data(config, limit=SAMPLE_RECORDS):
+    """Raises unless the TFRecords of `config` can feed its run.
+
+    Checks both splits exist and hold records with images and labels that
+    fit the head, and, with knowledge distillation on, that the training
+    records carry teacher logits of the head's width. Synthetic data and
+    tfds / folder sources are not TFRecords and pass.
+
+    Args:
+        config: an `ExperimentConfig`.
+        limit: records read per split.
+
+    Returns:
+        {split: RecordSample} of what was read.
+
+    Raises:
+        FileNotFoundError: a split has no shard.
+        DataError: a split is empty or unusable, or KD lacks logits.
+    """
+    d, t = config.data, config.train
+    if d.synthetic or d.source:
+        return {}
+    samples = {}
+    for split, pattern in (
+        ("train", d.train_pattern),
+        ("validation", d.validation_pattern),
+    ):
+        sample = sample_records(os.path.join(d.data_dir, pattern), limit)
+        samples[split] = sample
+        if not sample.records:
+            raise DataError(
+                f"The {split} shards {sample.pattern} ({sample.files} files) "
+                "hold no records. Rebuild them with `python -m "
+                "tools.build_imagenet_tfrecords` and check that the "
+                f"{split} folder has readable images."
+            )
+        if not sample.images:
+            raise DataError(
+                f"None of the first {sample.records:,} records of "
+                f"{sample.pattern} holds a JPEG or PNG image (image/encoded). "
+                "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
+            )
+        _check_labels(sample, d)
+    if t.kd_temperature > 0:
+        sample = samples["train"]
+        want = d.num_classes + d.label_offset
+        with_logits = sample.records - sample.logit_sizes.get(0, 0)
+        fix = (
+            "Pass --kd_temperature=0 to train without knowledge "
+            "distillation, or write the teacher's logits into the records "
+            "first: `python -m tools.extract_teacher_logits "
+            f"--input_dir={d.data_dir} --output_dir=<new folder> "
+            "--teacher_preset=... --teacher_weights=...` and train on "
+            "--data_dir=<new folder>."
+        )
+        if not with_logits:
+            raise DataError(
+                f"--kd_temperature={t.kd_temperature:g} turns on knowledge "
+                f"distillation (the {config.model.preset} recipe), which "
+                "needs teacher logits (image/logit) in the training "
+                f"records, and none of the first {sample.records:,} records "
+                f"of {sample.pattern} has them. {fix}"
+            )
+        wrong = {
+            n: c for n, c in sample.logit_sizes.items() if n not in (0, want)
+        }
+        if wrong:
+            raise DataError(
+                f"The teacher logits (image/logit) in {sample.pattern} hold "
+                f"{sorted(wrong)} values, but --num_classes={d.num_classes} "
+                f"with --label_offset={d.label_offset} needs {want}. Extract "
+                "them for this head (tools.extract_teacher_logits "
+                "--prepend_zero adds the background logit of 1001-way "
+                "heads) or pass --kd_temperature=0."
+            )
+    return samples

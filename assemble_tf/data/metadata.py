@@ -1,0 +1,93 @@
+"""What a TFRecord folder says about itself: classes, label base, logits.
+
+`tools.build_imagenet_tfrecords` (`assemble_tf.data.builder`) writes, beside
+the shards, `labels.txt` (one `label<TAB>wnid<TAB>text` line per class, the
+labels as stored in the records) and `summary.json` (its `num_classes`, the
+stored `label_offset` of the first class, and per split the image count and
+`num_logits` of teacher logits). ImageNet is stored 1..1000 as the original
+(clovaai/assembled-cnn `datasets/build_imagenet_data.py`), other folders
+0-based. Light on purpose (no TensorFlow): the configuration reads it.
+"""
+
+import dataclasses
+import json
+import os
+
+SUMMARY = "summary.json"
+LABELS = "labels.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Attributes:
+    num_classes: classes of the dataset.
+    label_base: the stored label of the first class (1 for ImageNet).
+    source: the file it was read from.
+    """
+
+    num_classes: int
+    label_base: int
+    source: str
+
+    def head_width(self, label_offset):
+        """Logits a model needs when `label_offset` is subtracted from the
+        stored labels: ImageNet (base 1) is 1001 with offset 0, 1000 with
+        offset 1; a 0-based 10-class folder is 10."""
+        return self.label_base + self.num_classes - label_offset
+
+
+def read_labels(path):
+    """[(stored label, wnid, text)] of a builder's labels.txt.
+
+    Raises:
+        ValueError: a line is not `label<TAB>wnid<TAB>text`; names the line.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2 or not parts[0].strip().lstrip("-").isdigit():
+                raise ValueError(
+                    f"{path}:{number} is not 'label<TAB>wnid<TAB>text': "
+                    f"{line.strip()!r}"
+                )
+            text = parts[2] if len(parts) > 2 else ""
+            rows.append((int(parts[0]), parts[1].strip(), text))
+    return rows
+
+
+def dataset_info(data_dir):
+    """The `DatasetInfo` of a TFRecord folder, or None when it says nothing
+    (no summary.json with `num_classes`, no labels.txt)."""
+    if not data_dir:
+        return None
+    summary = os.path.join(data_dir, SUMMARY)
+    if os.path.isfile(summary):
+        with open(summary, encoding="utf-8") as f:
+            values = json.load(f)
+        if "num_classes" in values:
+            return DatasetInfo(
+                int(values["num_classes"]),
+                int(values.get("label_offset", 0)),
+                summary,
+            )
+    labels = os.path.join(data_dir, LABELS)
+    if os.path.isfile(labels):
+        rows = read_labels(labels)
+        if rows:
+            return DatasetInfo(len(rows), min(r[0] for r in rows), labels)
+    return None
+
+
+def split_images(data_dir, split):
+    """Images of `split` according to summary.json, or None."""
+    summary = os.path.join(data_dir or "", SUMMARY)
+    if not os.path.isfile(summary):
+        return None
+    with open(summary, encoding="utf-8") as f:
+        splits = json.load(f).get("splits", {})
+    if split in splits and "images" in splits[split]:
+        return int(splits[split]["images"])
+    return None
