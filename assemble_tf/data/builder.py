@@ -1127,11 +1127,34 @@ def build(config):
         progress=config.progress,
     )
     summary = summarize(config, classes, plans, manifest, resumed)
+    _refuse_empty_splits(summary, plans)
     summary["elapsed_s"] = round(time.time() - start, 2)
     file_utils.atomic_write(
         os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
     )
     return summary
+
+
+def _refuse_empty_splits(summary, plans):
+    """Raises (after removing its empty shards) when a split of this build
+    wrote no image: training on it could only fail later, less clearly."""
+    out = summary["output_dir"]
+    for split in plans:
+        entry = summary["splits"][split]
+        if entry["images"]:
+            continue
+        _remove_split(out, split)
+        skipped = [s for s in summary["skipped"] if s["split"] == split]
+        examples = "; ".join(
+            f"{s['file']}: {s['reason']} ({s['detail']})" for s in skipped[:3]
+        )
+        raise ValueError(
+            f"--{split}_dir={plans[split].root}: none of its "
+            f"{entry['files']} files is a readable image"
+            + (f" (e.g. {examples})" if examples else "")
+            + f". No {split} shards were kept in {out}; fix or remove the "
+            "files and rerun."
+        )
 
 
 def _init_worker():

@@ -590,3 +590,25 @@ def test_binary_builds_and_fails_cleanly(tmp_path):
     bad = run(*common, "--jpeg_quality=0")
     assert bad.returncode == 2
     assert "--jpeg_quality=0" in bad.stderr
+
+
+def test_a_split_without_any_readable_image_is_an_error(tmp_path):
+    """Before: 0-byte shards and exit 0 with '0 images'."""
+    train = str(tmp_path / "train")
+    simple_folder(train, per_class=2)
+    validation = tmp_path / "val"
+    for c in ("ant", "bee"):
+        write(str(validation / c / "broken.jpg"), b"not an image")
+    out = str(tmp_path / "out")
+    config = folder_config(train, out, validation_dir=str(validation))
+    with pytest.raises(ValueError) as err:
+        builder.build(config)
+    text = str(err.value)
+    assert text.startswith(
+        f"--validation_dir={validation}: none of its 2 files is a readable "
+        "image (e.g. ant/broken.jpg: unreadable"
+    )
+    assert not glob.glob(os.path.join(out, "validation-*"))
+    assert not os.path.exists(os.path.join(out, builder.SUMMARY))
+    # The good split is kept for the rerun.
+    assert len(glob.glob(os.path.join(out, "train-*"))) == 4

@@ -1,0 +1,199 @@
+"""tools.train / evaluate / export as a new user meets them (issue 12).
+
+A TFRecord folder written by the builder (labels.txt, summary.json) of 3
+colour classes; every command runs as a subprocess, as from the README.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from assemble_tf.data import builder
+from tests import testing_utils
+
+TINY = [
+    "--preset=resnet50",
+    "--base_width=8",
+    "--block_sizes=1,1,1,1",
+    "--image_size=32",
+    "--eval_preprocessing=imagenet_32",
+    "--batch_size=8",
+    "--warmup_epochs=0",
+    "--base_learning_rate=0.05",
+    "--bn_momentum=0.9",
+    "--shuffle_buffer=32",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """3 classes x (8 train, 3 validation) 32x32 JPEGs, built as TFRecords."""
+    root = tmp_path_factory.mktemp("first_run")
+    palette = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]])
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 3)):
+        for c in range(3):
+            folder = root / "images" / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = palette[c] + rng.integers(-30, 30, (32, 32, 3))
+                (folder / f"{i}.jpg").write_bytes(
+                    testing_utils.jpeg_bytes(np.clip(img, 0, 255))
+                )
+    out = str(root / "records")
+    builder.build(
+        builder.BuildConfig(
+            output_dir=out,
+            layout="folder",
+            train_dir=str(root / "images" / "train"),
+            validation_dir=str(root / "images" / "val"),
+            train_shards=2,
+            validation_shards=1,
+            progress=False,
+        )
+    )
+    return out
+
+
+def train(*args, timeout=300):
+    return testing_utils.run_module(
+        "tools.train", *TINY, *args, timeout=timeout
+    )
+
+
+def last_json(result):
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
+    """Item 1: the Assemble recipe distils; these records have no logits.
+    Before: the pipeline dropped every record and training hung (the
+    timeout makes a hang fail this test)."""
+    model_dir = tmp_path / "run"
+    result = testing_utils.run_module(
+        "tools.train",
+        "--preset=assemble_resnet50",
+        "--base_width=8",
+        "--block_sizes=2,2,2,1",
+        "--image_size=32",
+        "--eval_preprocessing=imagenet_32",
+        "--batch_size=8",
+        "--epochs=2",
+        "--warmup_epochs=0",
+        f"--data_dir={data_dir}",
+        f"--model_dir={model_dir}",
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("ERROR: --kd_temperature=1 ")
+    assert "image/logit" in error and "--kd_temperature=0" in error
+    assert "tools.extract_teacher_logits" in error
+    assert "Traceback" not in result.stderr
+    assert not model_dir.exists()  # nothing half-written
+
+
+def test_failed_start_leaves_nothing_and_the_fixed_rerun_trains(
+    data_dir, tmp_path
+):
+    """Item 5: a bad start writes no config.json; the corrected rerun is
+    accepted. Bad list flags name the flag."""
+    model_dir = tmp_path / "run"
+    common = [f"--data_dir={data_dir}", f"--model_dir={model_dir}"]
+    bad = train(*common, "--block_sizes=2,2,x", "--epochs=1")
+    assert bad.returncode == 2
+    assert "--block_sizes='2,2,x' is invalid" in bad.stderr
+    assert "invalid literal" not in bad.stderr
+    missing = train(*common, "--epochs=1", f"--warm_start={tmp_path}/nope")
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    assert f"--warm_start={tmp_path}/nope does not exist" in missing.stderr
+    assert not (model_dir / "config.json").exists()
+    fixed = train(*common, "--epochs=1", "--max_steps=2")
+    assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert last_json(fixed)["steps"] == 2
+    assert (model_dir / "config.json").exists()
+
+
+def test_num_classes_comes_from_the_data(data_dir, tmp_path):
+    """Item 6: labels.txt / summary.json say 3 classes; the preset's 1001
+    would be silently wrong, an explicit mismatch is refused."""
+    model_dir = tmp_path / "run"
+    wrong = train(
+        f"--data_dir={data_dir}",
+        f"--model_dir={model_dir}",
+        "--num_classes=1001",
+        "--epochs=1",
+    )
+    assert wrong.returncode == 2
+    assert "--num_classes=1001 does not fit" in wrong.stderr
+    assert "3 classes stored as 0..2" in wrong.stderr
+    assert not model_dir.exists()
+    ok = train(
+        f"--data_dir={data_dir}",
+        f"--model_dir={model_dir}",
+        "--epochs=1",
+        "--max_steps=1",
+    )
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["data"]["num_classes"] == 3
+
+
+def test_empty_shards_are_refused_naming_the_folder(data_dir, tmp_path):
+    """Item 7: 0-byte shards (as an older builder left for a split without
+    images) stop the run before it starts."""
+    empty = tmp_path / "empty"
+    shutil.copytree(data_dir, empty)
+    for name in os.listdir(empty):
+        if name.startswith("train-"):
+            (empty / name).write_bytes(b"")
+    result = train(
+        f"--data_dir={empty}", f"--model_dir={tmp_path}/run", "--epochs=1"
+    )
+    assert result.returncode == 2
+    assert f"The train shards {empty}/train-* (2 files) hold no records" in (
+        result.stderr
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
+    """Item 4: config.json and best.json hold no absolute paths; evaluate,
+    export and resume read and write the folder the run is in now."""
+    first = tmp_path / "first"
+    result = train(
+        f"--data_dir={data_dir}", f"--model_dir={first}", "--epochs=2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("config.json", "best/best.json", "checkpoints/checkpoint"):
+        assert str(tmp_path) not in (first / name).read_text(), name
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(first), str(moved))
+    for which in ("latest", "best"):
+        ev = testing_utils.run_module(
+            "tools.evaluate", f"--model_dir={moved}", f"--checkpoint={which}"
+        )
+        assert ev.returncode == 0, ev.stderr[-3000:]
+        summary = last_json(ev)
+        assert summary["checkpoint"].startswith(str(moved))
+        assert summary["eval_json"] == str(moved / "eval.json")
+        assert summary["count"] == 9
+    assert (moved / "reliability.png").exists() and not first.exists()
+    export = testing_utils.run_module(
+        "tools.export_saved_model",
+        f"--model_dir={moved}",
+        f"--export_dir={tmp_path}/serving/1",
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert max(last_json(export)["max_abs_diff"].values()) <= 1e-4
+    again = train(
+        f"--data_dir={data_dir}", f"--model_dir={moved}", "--epochs=2"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Resumed from {moved}/checkpoints/ckpt-2" in again.stderr
+    assert last_json(again)["steps"] == last_json(result)["steps"]
