@@ -5,6 +5,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+from official.utils.logs import startup  # noqa: E402
+
+startup.quiet_tensorflow_startup()  # as the binaries: no start-up block
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -3,6 +3,9 @@
 import os
 import re
 import subprocess
+import sys
+
+import pytest
 
 import official
 from tests.conftest import REPO
@@ -86,3 +89,91 @@ def test_dependencies_point_one_way():
                     ), f"{path} imports {pkg}"
         if path.startswith("assemble_tf/"):
             assert "FLAGS" not in text and "absl" not in text, path
+
+
+LOAD_SCRIPT = """
+import sys
+import numpy as np
+if sys.argv[1] == "assemble_tf_first":
+    import assemble_tf  # registers the layers (README 'Saving and loading')
+    import keras
+else:
+    import keras
+    import assemble_tf
+model = keras.saving.load_model("model.keras")
+np.save("out.npy", model(np.load("x.npy"), training=False))
+print(assemble_tf.__file__)
+"""
+
+
+@pytest.mark.parametrize("order", ["assemble_tf_first", "keras_first"])
+def test_keras_file_loads_in_a_fresh_process_from_another_folder(
+    tmp_path, order
+):
+    """The installed package (make venv: pip install -e .) registers every
+    layer on `import assemble_tf`, in either import order."""
+    import numpy as np
+
+    from assemble_tf.models import build_model
+    from tests import testing_utils
+
+    model = build_model(
+        "assemble_resnet50",
+        base_width=8,
+        block_sizes=(2, 2, 2, 1),
+        num_classes=4,
+        image_size=32,
+    )
+    testing_utils.randomize_bn(model)
+    model.save(tmp_path / "model.keras")
+    x = testing_utils.random_images((2, 32, 32, 3), low=-100, high=100)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "load.py").write_text(LOAD_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "load.py", order],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(
+        os.path.join("assemble_tf", "__init__.py")
+    )
+    want = model(x, training=False).numpy()
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-5)
+
+
+def test_importing_the_package_does_not_load_keras():
+    """Corruptions and the builder's workers stay free of TensorFlow."""
+    code = (
+        "import sys, assemble_tf, assemble_tf.robustness.corruptions, "
+        "assemble_tf.data.builder, assemble_tf.config; "
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_binaries_run_from_another_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.preset_table", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--output_dir" in result.stdout

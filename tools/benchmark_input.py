@@ -12,11 +12,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_string("data_dir", None, "Folder with TFRecord shards.")
 flags.DEFINE_string("file_pattern", "train-*", "Shard glob inside data_dir.")
@@ -103,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

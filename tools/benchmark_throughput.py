@@ -26,12 +26,9 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_list("preset", ["resnet50"], "Presets to time.")
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
@@ -446,4 +443,4 @@ def write_outputs(rows, out_dir):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

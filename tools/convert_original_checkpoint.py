@@ -14,12 +14,10 @@ produced and fails when max |diff| > `--tolerance` x max |logit|.
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import model_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
+from flags import model_flags
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_string(
     "checkpoint", None, "TF1 checkpoint prefix (without .index)."
@@ -96,4 +94,4 @@ def main(argv):
 if __name__ == "__main__":
     model_flags.define_model_flags()
     flags.mark_flags_as_required(["checkpoint", "output"])
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

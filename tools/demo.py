@@ -18,11 +18,9 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_string("output_dir", "demo_out", "Where everything is written.")
 flags.DEFINE_integer("epochs", 40, "Training epochs.", lower_bound=1)
@@ -139,4 +137,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -29,13 +29,11 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import model_source_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
-from official.utils.misc import file_utils  # noqa: E402
+from flags import model_source_flags
+from official.utils.flags import core as flags_core
+from official.utils.misc import file_utils
 
 hw = flags_core.help_wrap
 model_source_flags.define_model_source_flags(model_overrides=True)
@@ -317,4 +315,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -28,12 +28,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import model_source_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
+from flags import model_source_flags
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_enum("kind", None, ["c", "p"], "ImageNet-C or ImageNet-P.")
 flags.DEFINE_string(
@@ -303,4 +301,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -15,12 +15,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import model_source_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
+from flags import model_source_flags
+from official.utils.flags import core as flags_core
 
 model_source_flags.define_model_source_flags()
 flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
@@ -98,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -19,11 +19,9 @@ SavedModel whose `serving_default` takes mean-subtracted float images.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_string("input_dir", None, "Folder of TFRecord shards.")
 flags.DEFINE_list("patterns", ["train-*", "validation-*"], "Shard globs.")
@@ -184,4 +182,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -29,12 +29,11 @@ manifest; a rerun into the same folder finds the build complete.
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep GPUs free
 
-from absl import app, flags  # noqa: E402
+from absl import flags
 
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
@@ -169,4 +168,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["output_dir"])
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from official.utils.flags import core as flags_core
 from official.utils.misc import file_utils
@@ -483,4 +483,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -47,7 +47,7 @@ import json
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from assemble_tf.robustness import inputs
 from official.utils.flags import core as flags_core
@@ -673,4 +673,4 @@ if __name__ == "__main__":
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep GPUs free
     define_flags()
     flags.mark_flags_as_required(["output_dir"])
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

@@ -7,14 +7,11 @@ blurs, attention 1x1s and the dense head for one image.
 """
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import model_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
+from flags import model_flags
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 FLAGS = flags.FLAGS
@@ -53,4 +50,4 @@ def main(argv):
 
 if __name__ == "__main__":
     model_flags.define_model_flags()
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

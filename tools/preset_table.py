@@ -13,11 +13,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from official.utils.flags import core as flags_core  # noqa: E402
+from official.utils.flags import core as flags_core
 
 flags.DEFINE_string("output_dir", None, "Where to write the table and plot.")
 flags.DEFINE_list("presets", None, "Subset of presets (default: all).")
@@ -186,4 +184,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

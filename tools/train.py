@@ -15,12 +15,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags
 
-from absl import app, flags  # noqa: E402
-
-from flags import config_flags  # noqa: E402
-from official.utils.flags import core as flags_core  # noqa: E402
+from flags import config_flags
+from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
@@ -115,4 +113,4 @@ def main(argv):
 
 if __name__ == "__main__":
     config_flags.define_config_flags()
-    app.run(flags_core.clean_errors(main))
+    flags_core.run(main)

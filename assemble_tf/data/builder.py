@@ -1159,8 +1159,10 @@ def _refuse_empty_splits(summary, plans):
 
 def _init_worker():
     """Worker set-up, before TensorFlow loads: no GPU, quiet logs."""
+    from official.utils.logs import startup
+
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    startup.quiet_tensorflow_startup()
 
 
 def _run_tasks(tasks, num_tasks, num_images, num_workers, progress):

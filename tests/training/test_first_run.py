@@ -4,6 +4,7 @@ A TFRecord folder written by the builder (labels.txt, summary.json) of 3
 colour classes; every command runs as a subprocess, as from the README.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -111,10 +112,31 @@ def test_failed_start_leaves_nothing_and_the_fixed_rerun_trains(
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert f"--warm_start={tmp_path}/nope does not exist" in missing.stderr
     assert not (model_dir / "config.json").exists()
-    fixed = train(*common, "--epochs=1", "--max_steps=2")
+    fixed = train(*common, "--epochs=1", "--max_steps=3", "--log_every=2")
     assert fixed.returncode == 0, fixed.stderr[-3000:]
-    assert last_json(fixed)["steps"] == 2
+    assert last_json(fixed)["steps"] == 3
     assert (model_dir / "config.json").exists()
+    # Item 9: no TensorFlow start-up block, no absl INFO line per checkpoint.
+    for noise in ("InitializeLog", "cuInit", "functional_saver", "I0000"):
+        assert noise not in fixed.stderr, fixed.stderr[-2000:]
+    # Item 10: --log_every writes step scalars (step 2 of 3), besides the
+    # per-epoch ones.
+    steps = _scalars(model_dir / "logs" / "train")
+    assert steps["step/train_loss"] == [2]
+    assert steps["step/learning_rate"] == [2]
+    assert steps["train_loss"] == [3]
+
+
+def _scalars(log_dir):
+    """{tag: [steps]} of the TensorBoard event files in `log_dir`."""
+    import tensorflow as tf
+
+    out = {}
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append(int(event.step))
+    return out
 
 
 def test_num_classes_comes_from_the_data(data_dir, tmp_path):

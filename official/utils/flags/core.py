@@ -5,9 +5,19 @@ code never touches `FLAGS` (tensorflow/models official/utils/flags/
 guidelines.md). Only flags the user set explicitly override a preset.
 """
 
+import functools
+import sys
 import textwrap
 
-from absl import flags
+from absl import app, flags
+from absl import logging as absl_logging
+
+from official.utils.logs import startup
+
+# Modules whose flags a binary's --help lists (absl's own are left to
+# --helpfull).
+PROJECT_MODULES = ("flags.", "official.")
+_HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 
 
 def help_wrap(text, width=76, indent="  "):
@@ -60,8 +70,6 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
 
     The message should name the flag or file and the fix; the exit code is 2.
     """
-    import functools
-    import sys
 
     @functools.wraps(main)
     def wrapped(argv):
@@ -72,3 +80,49 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
             sys.exit(2)
 
     return wrapped
+
+
+def adopt_project_flags(flag_values=flags.FLAGS, main_module=None):
+    """Makes every flag defined by the project's flag modules (flags/,
+    official/) a key flag of the main module, so `--help` lists them (absl
+    lists only the main module's own flags there).
+
+    Returns the number of flags adopted.
+    """
+    main_module = main_module or sys.argv[0]
+    count = 0
+    for module, module_flags in flag_values.flags_by_module_dict().items():
+        if module == main_module or not module.startswith(PROJECT_MODULES):
+            continue
+        for flag in module_flags:
+            flag_values.register_key_flag_for_module(main_module, flag)
+            count += 1
+    return count
+
+
+def run(main, argv=None):
+    """`app.run` for the project's binaries.
+
+    Quiets TensorFlow's start-up block and absl's INFO lines unless `-v N`
+    asks for them, makes `--help` list the binary's flags (and exit 0),
+    and prints expected errors as one line (`clean_errors`).
+    """
+    argv = sys.argv if argv is None else argv
+    startup.quiet_tensorflow_startup(argv)
+    adopt_project_flags()
+
+    def quiet_main(args):
+        if not flags.FLAGS["verbosity"].present:
+            # absl raises an unset verbosity to INFO after parsing; keep
+            # warnings and errors only (TensorFlow logs every checkpoint
+            # shard at INFO).
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        return clean_errors(main)(args)
+
+    try:
+        app.run(quiet_main, argv=argv)
+    except SystemExit as e:
+        # absl exits 1 after printing the help that was asked for.
+        if e.code == 1 and any(a in _HELP_ARGS for a in argv[1:]):
+            raise SystemExit(0) from None
+        raise

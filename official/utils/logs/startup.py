@@ -1,0 +1,142 @@
+"""Quiet TensorFlow start-up for the binaries (`-v 0` brings it back).
+
+Importing TensorFlow 2.21 prints its start-up block twice (two libraries
+each initialise absl logging): oneDNN, "Could not find cuda drivers",
+CPU-instruction notes, and on a machine without a GPU an `E0000 ... failed
+call to cuInit` error at device set-up. `TF_CPP_MIN_LOG_LEVEL` does not
+silence these (they are logged before absl's log is initialised). So the
+first import of TensorFlow in a binary runs with file descriptor 2 captured;
+afterwards the captured text is written back without the known start-up
+lines. Everything else, warnings and errors included, comes through, and
+later TensorFlow messages are not touched (TF_CPP_MIN_LOG_LEVEL=2 still
+hides its C++ info and warning lines, as before).
+
+Nothing here imports TensorFlow: the capture is a meta-path hook that waits
+for the binary's own first `import tensorflow`, so `--help` stays instant.
+"""
+
+import importlib.abc
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+
+# Lines of the start-up block (matched against each captured line).
+STARTUP_NOISE = (
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called",
+    r"^I\d{4} [\d:. ]+\d+ \S+\] ",  # absl C++ INFO lines
+    r"^To enable the following instructions: .* rebuild TensorFlow",
+    r"failed call to cuInit",
+    r"Could not find cuda drivers",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"computation placer already registered",
+    r"TF-TRT Warning: Could not find TensorRT",
+    r"oneDNN custom operations are on",
+    r"cpu_feature_guard",
+)
+_NOISE = re.compile("|".join(f"(?:{p})" for p in STARTUP_NOISE))
+
+
+def requested_verbosity(argv):
+    """The absl `-v` / `--verbosity` value in `argv`, or None.
+
+    Read before flags are parsed (TensorFlow may be imported by then).
+    """
+    value = None
+    for i, arg in enumerate(argv[1:], 1):
+        for name in ("-v", "--v", "--verbosity", "-verbosity"):
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        levels = {"debug": 1, "info": 0, "warning": -1, "error": -2}
+        return levels.get(value.lower())
+
+
+def filter_startup_lines(text):
+    """`text` without the start-up block's lines."""
+    kept = [
+        line
+        for line in text.splitlines(keepends=True)
+        if not _NOISE.search(line)
+    ]
+    return "".join(kept)
+
+
+class _CaptureFirstImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs the first import of `tensorflow` (and its device set-up) with
+    fd 2 redirected to a file, then writes back what is not start-up noise.
+    """
+
+    def __init__(self):
+        self._loader = None
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        with _captured_stderr():
+            self._loader.exec_module(module)
+            module.__loader__ = module.__spec__.loader = self._loader
+            # Device set-up prints the cuInit error: do it now, captured.
+            module.config.list_physical_devices()
+
+
+class _captured_stderr:
+    """Redirects fd 2 to a temporary file; on exit restores it and writes
+    back the filtered text."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+        kept = filter_startup_lines(text)
+        if kept:
+            sys.stderr.write(kept)
+            sys.stderr.flush()
+        return False
+
+
+def quiet_tensorflow_startup(argv=None):
+    """Call before TensorFlow is imported (binaries, worker processes).
+
+    With `-v N` / `--verbosity=N` (N >= 0) in `argv` nothing is hidden.
+    Returns True when the start-up block will be filtered.
+    """
+    argv = sys.argv if argv is None else argv
+    verbosity = requested_verbosity(argv)
+    if verbosity is not None and verbosity >= 0:
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return False
+    if not any(isinstance(f, _CaptureFirstImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _CaptureFirstImport())
+    return True

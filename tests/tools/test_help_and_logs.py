@@ -1,0 +1,117 @@
+"""Every binary: --help lists its own flags; TensorFlow's start-up is quiet."""
+
+import glob
+import os
+import re
+
+import pytest
+
+from official.utils.logs import startup
+from tests import testing_utils
+from tests.conftest import REPO
+
+TOOLS = sorted(
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(REPO, "tools", "*.py"))
+    if not p.endswith("__init__.py")
+)
+_HEADER = re.compile(r"^(\S.*):$")
+_FLAG = re.compile(r"^  --(?:\[no\])?(\w+):")
+
+
+def _flags_by_module(helpfull):
+    """{module header: [flag names]} of `--helpfull` output."""
+    out, module = {}, None
+    for line in helpfull.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            module = header.group(1)
+            continue
+        flag = _FLAG.match(line)
+        if flag and module:
+            out.setdefault(module, []).append(flag.group(1))
+    return out
+
+
+def test_there_are_binaries():
+    assert len(TOOLS) >= 18 and "train" in TOOLS
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_lists_the_binarys_own_flags(tool):
+    """Before: `--help` of tools.train and others said only 'Try
+    --helpfull' (their flags live in flags/, not in the main module)."""
+    full = testing_utils.run_module(f"tools.{tool}", "--helpfull")
+    assert full.returncode == 0, full.stderr[-2000:]
+    own = [
+        name
+        for module, names in _flags_by_module(full.stdout).items()
+        if module.startswith(("flags.", "official."))
+        or module.endswith(os.path.join("tools", f"{tool}.py"))
+        for name in names
+    ]
+    assert own, f"tools.{tool} defines no flags of its own?"
+    short = testing_utils.run_module(f"tools.{tool}", "--help")
+    assert short.returncode == 0, short.stderr[-2000:]
+    listed = {
+        m.group(1) for m in map(_FLAG.match, short.stdout.splitlines()) if m
+    }
+    assert set(own) <= listed, sorted(set(own) - listed)
+    assert "--verbosity" not in short.stdout  # absl's own stay in --helpfull
+
+
+NOISE = (
+    "All log messages before absl::InitializeLog",
+    "cuInit",
+    "Could not find cuda drivers",
+    "oneDNN custom operations",
+    "functional_saver.py",
+)
+
+
+def test_tensorflow_startup_is_quiet_and_v_brings_it_back():
+    quiet = testing_utils.run_module(
+        "tools.model_summary", "--preset=resnet50", "--json"
+    )
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert not [n for n in NOISE if n in quiet.stderr], quiet.stderr[-2000:]
+    loud = testing_utils.run_module(
+        "tools.model_summary", "--preset=resnet50", "--json", "-v", "0"
+    )
+    assert loud.returncode == 0
+    assert "All log messages before absl::InitializeLog" in loud.stderr
+    assert quiet.stdout == loud.stdout
+
+
+def test_startup_filter_keeps_everything_else():
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called "
+        "are written to STDERR\n"
+        "I0000 00:00:1796138478.457638    2425 port.cc:153] oneDNN custom "
+        "operations are on.\n"
+        "E0000 00:00:1796138481.496639    2425 cuda_platform.cc:52] failed "
+        "call to cuInit: INTERNAL: CUDA error\n"
+        "W0000 00:00:1796138481.5  2425 some.cc:1] a real warning\n"
+        "Traceback (most recent call last):\n"
+        "ValueError: kept\n"
+    )
+    assert startup.filter_startup_lines(text) == (
+        "W0000 00:00:1796138481.5  2425 some.cc:1] a real warning\n"
+        "Traceback (most recent call last):\n"
+        "ValueError: kept\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["x"], None),
+        (["x", "-v", "1"], 1),
+        (["x", "-v=0"], 0),
+        (["x", "--verbosity=-1"], -1),
+        (["x", "--verbosity", "info"], 0),
+        (["x", "--v=2", "--other=3"], 2),
+    ],
+)
+def test_requested_verbosity(argv, expected):
+    assert startup.requested_verbosity(argv) == expected
