@@ -199,9 +199,24 @@ def plot(path, dataset, embeddings, labels, class_names, result):
     return path
 
 
+def check_ks(ks, num_images, where):
+    """Each query is ranked against the other images: k <= images - 1."""
+    if num_images < 2:
+        raise ValueError(
+            f"Only {num_images} image(s) in {where}; retrieval needs >= 2."
+        )
+    if max(ks) > num_images - 1:
+        raise ValueError(
+            f"--ks={FLAGS.ks}: k can be at most {num_images - 1} for the "
+            f"{num_images} images of {where}; lower --ks (or raise "
+            "--max_images)."
+        )
+
+
 def main(argv):
     del argv
     import numpy as np
+    import tensorflow as tf
     from tqdm import tqdm
 
     from assemble_tf.data import tfds_source
@@ -222,6 +237,20 @@ def main(argv):
     )
     out_dir = output_dir(info)
     total = tfds_source.num_examples(info, split)
+    dataset = tfds_source.encoded_dataset(info, split)
+    if class_range:
+        dataset = tfds_source.filter_classes(dataset, *class_range)
+        # The class-disjoint half: count it (labels only, no decoding).
+        total = int(
+            dataset.map(lambda image, label: label).reduce(
+                tf.constant(0, tf.int64), lambda n, _: n + 1
+            )
+        )
+    if FLAGS.max_images:
+        dataset = dataset.take(FLAGS.max_images)
+        total = min(total, FLAGS.max_images)
+    # Before any embedding: a query needs k other images.
+    check_ks(ks, total, f"{split} of {info.name}")
     embedder = embed.load_embedder(
         **model_source_flags.model_source(FLAGS),
         saved_model=FLAGS.saved_model,
@@ -230,16 +259,10 @@ def main(argv):
         preprocessing=preprocessing,
         layer=FLAGS.embedding_layer,
     )
-    dataset = tfds_source.encoded_dataset(info, split)
-    if class_range:
-        dataset = tfds_source.filter_classes(dataset, *class_range)
-    if FLAGS.max_images:
-        dataset = dataset.take(FLAGS.max_images)
-        total = min(total, FLAGS.max_images)
 
     start = time.time()
     with tqdm(
-        total=None if class_range else total,
+        total=total,
         desc="embedding",
         unit="img",
         file=sys.stderr,
@@ -248,15 +271,7 @@ def main(argv):
             embedder, dataset, FLAGS.batch_size, bar.update
         )
     embed_seconds = time.time() - start
-    if len(labels) < 2:
-        raise ValueError(
-            f"Only {len(labels)} image(s) in {split} of {info.name}; need >= 2."
-        )
-    if max(ks) > len(labels) - 1:
-        raise ValueError(
-            f"--ks={FLAGS.ks}: k can be at most {len(labels) - 1} for "
-            f"{len(labels)} images."
-        )
+    check_ks(ks, len(labels), f"{split} of {info.name}")  # unreadable ones
     start = time.time()
     with tqdm(total=len(labels), desc="searching", unit="query",
               file=sys.stderr) as bar:  # fmt: skip

@@ -118,7 +118,7 @@ def _fmt(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def markdown_c(summary, results, paper, preset):
+def markdown_c(summary, results, paper, preset, note=None):
     lines = [
         "| corruption | top-1 error % (sev. 1-5) | mean | CE |",
         "|---|---|---|---|",
@@ -147,10 +147,12 @@ def markdown_c(summary, results, paper, preset):
     ]
     if paper:
         lines.append(f"\nPaper: {preset}, {paper.source}.")
+    if note:
+        lines.append(f"\n{note}")
     return "\n".join(lines) + "\n"
 
 
-def markdown_p(summary, results, paper, preset):
+def markdown_p(summary, results, paper, preset, note=None):
     lines = [
         "| perturbation | flip prob. | FR | top-5 dist. | top-1 error % |",
         "|---|---|---|---|---|",
@@ -170,6 +172,8 @@ def markdown_p(summary, results, paper, preset):
         f"| mFR | {'-' if mfr is None else f'{mfr:.2f}'} | "
         f"{'-' if paper_mfr is None else paper_mfr} |",
     ]
+    if note:
+        lines.append(f"\n{note}")
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +211,23 @@ def main(argv):
     labels = evaluation.label_map(
         wnids, config.data.num_classes, config.data.label_offset, labels_file
     )
+    classes, imagenet = evaluation.training_classes(config.data)
+    notes = []
+    if len(wnids) < classes:
+        notes.append(
+            f"The set covers {len(wnids)} of the model's {classes} classes: "
+            "errors are over those classes only, and CE / mCE (normalised "
+            "by AlexNet's errors on all of ImageNet) are not comparable "
+            "with published figures."
+        )
+    if not imagenet:
+        notes.append(
+            f"The model was trained on {classes} classes, not on ImageNet: "
+            f"the paper's ImageNet {'mCE' if kind == 'c' else 'mFR'} of "
+            f"{config.model.preset} is not shown beside it."
+        )
+    for note in notes:
+        print(f"WARNING: {note}", file=sys.stderr)
     out = FLAGS.output_dir or (
         os.path.join(config.model_dir, "robustness")
         if FLAGS.model_dir
@@ -238,11 +259,12 @@ def main(argv):
                 bar,
             )
     preset_name = config.model.preset
-    paper = presets.get(preset_name).paper
+    paper = presets.get(preset_name).paper if imagenet else None
+    note = " ".join(notes) or None
     files = {}
     if kind == "c":
         summary = evaluation.summarize_c(results, FLAGS.clean_error)
-        table = markdown_c(summary, results, paper, preset_name)
+        table = markdown_c(summary, results, paper, preset_name, note)
         files["chart_png"] = plots.error_bars(
             summary["ce"],
             os.path.join(out, "ce_per_corruption.png"),
@@ -257,7 +279,7 @@ def main(argv):
         from assemble_tf.robustness.video import read_video
 
         summary = evaluation.summarize_p(results)
-        table = markdown_p(summary, results, paper, preset_name)
+        table = markdown_p(summary, results, paper, preset_name, note)
         files["chart_png"] = plots.error_bars(
             summary["fr"],
             os.path.join(out, "fr_per_perturbation.png"),
@@ -282,6 +304,7 @@ def main(argv):
         "paper": None
         if paper is None
         else {"source": paper.source, "mce": paper.mce, "mfr": paper.mfr},
+        "warnings": notes,
         **files,
     }
     files["json"] = os.path.join(out, f"robustness_{kind}.json")

@@ -205,6 +205,30 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
     return labels
 
 
+IMAGENET_CLASSES = 1000
+
+
+def training_classes(data_config):
+    """(classes the model was trained on, whether they are ImageNet's).
+
+    From the training data's summary.json / labels.txt when the run has a
+    TFRecord data_dir, from the source's name for tfds / folder runs, else
+    (a preset with imported weights) from the head: 1001 with label offset
+    0 or 1000 with offset 1 is ImageNet's 1000.
+    """
+    from assemble_tf.data import metadata
+
+    d = data_config
+    if d.source:
+        imagenet = str(d.source).split(":")[0].startswith("imagenet2012")
+        return d.num_classes, imagenet
+    info = None if d.synthetic else metadata.dataset_info(d.data_dir)
+    if info is not None:
+        return info.num_classes, info.num_classes == IMAGENET_CLASSES
+    real = d.num_classes - (IMAGENET_LABEL_OFFSET - d.label_offset)
+    return real, real == IMAGENET_CLASSES
+
+
 def make_predict_fn(model, k=5):
     """uint8 or float [B, H, W, 3] -> top-k class indices [B, k] (int32)."""
 

@@ -212,6 +212,27 @@ def test_eval_retrieval_end_to_end(tiny_run):
     assert not [p for p in os.listdir(out) if ".tmp" in p]
 
 
+def test_eval_retrieval_checks_k_before_embedding(tiny_run):
+    """Before: 'k can be at most 2 for 3 images' came after embedding."""
+    result = run_tool(
+        "--preset=resnet50",
+        f"--weights={tiny_run / 'tiny.weights.h5'}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]}',
+        f"--source={tiny_run / 'data'}",
+        "--max_images=3",
+        "--ks=1,4",
+        f"--output_dir={tiny_run / 'bad_k'}",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ERROR: --ks=1,4: k can be at most 2 for the 3 images of test of "
+        "data; lower --ks (or raise --max_images)."
+    )
+    assert "embedding" not in result.stderr  # no progress bar was started
+    assert not (tiny_run / "bad_k").exists()
+
+
 @pytest.mark.slow
 def test_eval_retrieval_clean_errors():
     result = run_tool("--source=caltech_birds201", "--preset=resnet50")

@@ -163,7 +163,16 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     )
     for key in ("chart_png", "gallery_png", "markdown"):
         assert os.path.getsize(line[key]) > 1000
-    assert "mCE (19, the original's protocol)" in open(line["markdown"]).read()
+    table = open(line["markdown"]).read()
+    assert "mCE (19, the original's protocol)" in table
+    # A 3-class model: no paper figure beside it (resnet50's is 76.7).
+    assert report["paper"] is None and "76.7" not in table
+    not_imagenet = (
+        "The model was trained on 3 classes, not on ImageNet: the paper's "
+        "ImageNet mCE of resnet50 is not shown beside it."
+    )
+    assert f"WARNING: {not_imagenet}" in proc.stderr
+    assert not_imagenet in table and report["warnings"] == [not_imagenet]
     assert not any(r["cached"] for r in report["results"].values())
     # Resume (library level, same cache): drop one corruption's cache and
     # only it is predicted again.
@@ -232,6 +241,37 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     assert line["mfr"] == pytest.approx(metrics.mfr(fps))
     assert os.path.getsize(line["gallery_png"]) > 1000
     assert "| mFR |" in open(line["markdown"]).read()
+    # The set has 2 of the model's 3 classes.
+    assert (
+        "WARNING: The set covers 2 of the model's 3 classes: errors are over "
+        "those classes only"
+    ) in proc.stderr
+    assert report["paper"] is None and len(report["warnings"]) == 2
+
+
+def test_training_classes_tells_imagenet_models(tmp_path):
+    from assemble_tf import config as config_lib
+
+    def data(**kw):
+        return config_lib.DataConfig(**kw)
+
+    assert evaluation.training_classes(data(num_classes=1001)) == (1000, True)
+    assert evaluation.training_classes(
+        data(num_classes=1000, label_offset=1)
+    ) == (1000, True)
+    assert evaluation.training_classes(data(num_classes=4)) == (3, False)
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"num_classes": 10, "label_offset": 0})
+    )
+    assert evaluation.training_classes(
+        data(num_classes=10, data_dir=str(tmp_path))
+    ) == (10, False)
+    assert evaluation.training_classes(
+        data(num_classes=102, source="oxford_flowers102")
+    ) == (102, False)
+    assert evaluation.training_classes(
+        data(num_classes=1000, source="imagenet2012:5.1.0")
+    ) == (1000, True)
 
 
 def test_eval_robustness_bad_flags(tmp_path):

@@ -219,3 +219,17 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"Resumed from {moved}/checkpoints/ckpt-2" in again.stderr
     assert last_json(again)["steps"] == last_json(result)["steps"]
+
+
+@pytest.mark.parametrize("tool", ["train", "finetune", "evaluate"])
+def test_preset_typos_suggest_close_matches(tool):
+    """Item 12: tools.train listed all 37 names; one helper for all."""
+    result = testing_utils.run_module(
+        f"tools.{tool}", "--preset=asemble_resnet50", "--model_dir=/tmp/x"
+    )
+    assert result.returncode != 0
+    assert (
+        "--preset='asemble_resnet50' is not a preset. Did you mean "
+        "assemble_resnet50, assemble_resnet152" in result.stderr
+    )
+    assert "table7_e12" not in result.stderr  # no dump of every name
