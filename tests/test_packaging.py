@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import official
+from tests import testing_utils
 from tests.conftest import REPO
 
 
@@ -115,7 +116,6 @@ def test_keras_file_loads_in_a_fresh_process_from_another_folder(
     import numpy as np
 
     from assemble_tf.models import build_model
-    from tests import testing_utils
 
     model = build_model(
         "assemble_resnet50",
@@ -129,14 +129,8 @@ def test_keras_file_loads_in_a_fresh_process_from_another_folder(
     x = testing_utils.random_images((2, 32, 32, 3), low=-100, high=100)
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "load.py").write_text(LOAD_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "load.py", order],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = testing_utils.run_command(
+        [sys.executable, "load.py", order], cwd=tmp_path, unset=["PYTHONPATH"]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(
@@ -154,26 +148,14 @@ def test_importing_the_package_does_not_load_keras():
         "assemble_tf.data.builder, assemble_tf.config; "
         "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = testing_utils.run_command([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 
 
 def test_binaries_run_from_another_folder(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.preset_table", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = testing_utils.run_module(
+        "tools.preset_table", "--help", cwd=tmp_path, unset=["PYTHONPATH"]
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--output_dir" in result.stdout

@@ -85,10 +85,11 @@ def write_records(path, examples):
             writer.write(example.SerializeToString())
 
 
-def run_command(args, cwd=None, timeout=600, env=None):
+def run_command(args, cwd=None, timeout=600, env=None, unset=()):
     """Runs a command as a user would (CPU only); returns CompletedProcess.
 
-    `cwd` defaults to the repository root.
+    `cwd` defaults to the repository root; `env` adds variables and `unset`
+    removes some (e.g. PYTHONPATH, to use the installed package).
     """
     import os
     import subprocess
@@ -99,6 +100,8 @@ def run_command(args, cwd=None, timeout=600, env=None):
         os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
     )
     full_env.update(env or {})
+    for name in unset:
+        full_env.pop(name, None)
     return subprocess.run(
         [str(a) for a in args],
         cwd=cwd or REPO,
@@ -109,11 +112,13 @@ def run_command(args, cwd=None, timeout=600, env=None):
     )
 
 
-def run_module(module, *args, cwd=None, timeout=600, env=None):
+def run_module(module, *args, cwd=None, timeout=600, env=None, unset=()):
     """`python -m module args...` with this interpreter."""
     import sys
 
-    return run_command([sys.executable, "-m", module, *args], cwd, timeout, env)
+    return run_command(
+        [sys.executable, "-m", module, *args], cwd, timeout, env, unset
+    )
 
 
 def venv_script(name):

@@ -360,20 +360,20 @@ def build_dataset(config, input_context=None, stats=None):
             config.stddev,
         )
 
-    # Unusable records flow on (flagged, with a blank image) past
-    # ignore_errors to the guard, which must see them to bound them.
-    size = config.image_size
-    if not config.is_training:
-        size = preprocessing.eval_sizes(config.preprocessing_type)[2]
-    blank = tf.zeros([size, size, 3], config.dtype)
+    # Unusable records flow on (flagged, their image replaced by a tiny
+    # valid JPEG: cheaper than a branch) past ignore_errors to the guard,
+    # which must see them to bound them.
+    placeholder = tf.constant(_PLACEHOLDER_JPEG)
 
     def parse(index, record):
         seed = tf.stack([tf.cast(config.seed, tf.int64), index])
-        image = tf.cond(
-            record["ok"],
-            lambda: preprocess(record, seed),
-            lambda: blank,
+        record = dict(
+            record,
+            image_bytes=tf.where(
+                record["ok"], record["image_bytes"], placeholder
+            ),
         )
+        image = preprocess(record, seed)
         label = record["label"] - config.label_offset
         out = {
             "ok": record["ok"],
@@ -394,6 +394,7 @@ def build_dataset(config, input_context=None, stats=None):
         return out
 
     def count(batch):
+        batch.pop("ok")  # all true after the filter
         stats.emitted.assign_add(
             tf.cast(tf.shape(batch["labels"])[0], tf.int64)
         )
@@ -402,10 +403,16 @@ def build_dataset(config, input_context=None, stats=None):
     limit = config.max_consecutive_unusable
     message = _unusable_message(config, limit)
 
-    def guard(run, element):
-        run = tf.where(element["ok"], tf.constant(0, tf.int64), run + 1)
+    with tf.init_scope():
+        # Unusable records since the last usable one.
+        run = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def guard(element):
+        """The filter predicate, counting runs of unusable records."""
+        ok = element["ok"]
+        current = run.assign(tf.where(ok, tf.constant(0, tf.int64), run + 1))
         check = tf.debugging.Assert(
-            run < limit,
+            current < limit,
             [
                 message,
                 "Of",
@@ -419,7 +426,7 @@ def build_dataset(config, input_context=None, stats=None):
             summarize=8,
         )
         with tf.control_dependencies([check]):
-            return run, dict(element)
+            return tf.identity(ok)
 
     ds = ds.map(
         decode,
@@ -433,9 +440,7 @@ def build_dataset(config, input_context=None, stats=None):
         deterministic=config.deterministic,
     )
     ds = ds.ignore_errors()
-    ds = ds.scan(tf.constant(0, tf.int64), guard)
-    ds = ds.filter(lambda element: element["ok"])
-    ds = ds.map(lambda element: {k: v for k, v in element.items() if k != "ok"})
+    ds = ds.filter(guard)  # sequential: counts runs in record order
     drop = (
         config.is_training
         if config.drop_remainder is None
@@ -460,6 +465,21 @@ def build_dataset(config, input_context=None, stats=None):
         ds = ds.map(lambda b: (b.pop("images"), b))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     return ds.with_options(options)
+
+
+# An 8x8 grey baseline greyscale JPEG (stands in for unusable records' images).
+_PLACEHOLDER_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909"
+    "080a0c140d0c0b0b0c1912130f141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c"
+    "30313434341f27393d38323c2e333432ffc0000b080008000801011100ffc4001f000001"
+    "0501010101010100000000000000000102030405060708090a0bffc400b5100002010303"
+    "020403050504040000017d01020300041105122131410613516107227114328191a10823"
+    "42b1c11552d1f02433627282090a161718191a25262728292a3435363738393a43444546"
+    "4748494a535455565758595a636465666768696a737475767778797a838485868788898a"
+    "92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9ca"
+    "d2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008010100"
+    "003f00f9fe8a28a00fffd9"
+)
 
 
 def _unusable_message(config, limit):

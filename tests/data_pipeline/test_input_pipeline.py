@@ -224,18 +224,16 @@ def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
 
 def _train_kd_config(pattern, **kw):
     base = dict(
-        file_pattern=pattern,
         is_training=True,
         batch_size=4,
-        num_classes=NUM_CLASSES,
         image_size=32,
-        label_offset=1,
         num_logits=NUM_CLASSES + 1,
         shuffle_buffer=8,
         seed=1,
+        deterministic=False,
     )
     base.update(kw)
-    return InputConfig(**base)
+    return _eval_config(pattern, **base)
 
 
 def test_kd_on_records_without_logits_stops_instead_of_hanging(records):
@@ -252,13 +250,12 @@ def test_kd_on_records_without_logits_stops_instead_of_hanging(records):
     assert "--kd_temperature=0" in text
     assert "tools.extract_teacher_logits" in text
     assert "\n" not in text and "[[" not in text
-    # Every record read before the stop was counted, none parsed.
+    # Every record read was counted as unusable, none emitted (the
+    # parallel decoders may still be counting in-flight ones: >=).
     counts = stats.as_dict()
-    assert counts["records_read"] >= 1000
-    assert (
-        counts["records_without_logits"] + counts["records_invalid_jpeg"]
-        == (counts["records_read"])
-    )
+    unusable = counts["records_without_logits"] + counts["records_invalid_jpeg"]
+    assert unusable >= 1000 and counts["records_read"] >= 1000
+    assert counts["records_skipped"] >= 1000  # none emitted
     assert counts["records_invalid_jpeg"] > 0
 
 

@@ -232,18 +232,7 @@ def test_bn_folding_stays_within_tolerance(preset):
 
     model = build_model(preset, **TINY)
     # Non-trivial BN statistics so the fold is exercised.
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if layer.name.endswith("_bn"):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, g.shape),
-                    rng.normal(0, 0.1, b.shape),
-                    rng.normal(0, 0.1, m.shape),
-                    rng.uniform(0.5, 1.5, v.shape),
-                ]
-            )
+    testing_utils.randomize_bn(model, seed=1)
     folded = build_model(preset, fold_bn=True, **TINY)
     count = fold_batch_norm(model, folded)
     bns = [layer for layer in model.layers if layer.name.endswith("_bn")]

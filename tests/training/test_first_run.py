@@ -14,19 +14,14 @@ import pytest
 
 from assemble_tf.data import builder
 from tests import testing_utils
+from tests.training.test_trainer import TINY_FLAGS
 
+# test_trainer's tiny configuration; the class count comes from the data.
 TINY = [
-    "--preset=resnet50",
-    "--base_width=8",
-    "--block_sizes=1,1,1,1",
-    "--image_size=32",
-    "--eval_preprocessing=imagenet_32",
-    "--batch_size=8",
-    "--warmup_epochs=0",
-    "--base_learning_rate=0.05",
-    "--bn_momentum=0.9",
-    "--shuffle_buffer=32",
-]
+    flag
+    for flag in TINY_FLAGS
+    if flag.split("=")[0] not in ("--num_classes", "--batch_size")
+] + ["--batch_size=8", "--shuffle_buffer=32"]
 
 
 @pytest.fixture(scope="module")

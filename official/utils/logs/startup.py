@@ -15,12 +15,12 @@ Nothing here imports TensorFlow: the capture is a meta-path hook that waits
 for the binary's own first `import tensorflow`, so `--help` stays instant.
 """
 
-import importlib.abc
-import importlib.util
 import os
 import re
 import sys
 import tempfile
+
+from official.utils.misc import import_hooks
 
 # Lines of the start-up block (matched against each captured line).
 STARTUP_NOISE = (
@@ -69,34 +69,9 @@ def filter_startup_lines(text):
     return "".join(kept)
 
 
-class _CaptureFirstImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Runs the first import of `tensorflow` (and its device set-up) with
-    fd 2 redirected to a file, then writes back what is not start-up noise.
-    """
-
-    def __init__(self):
-        self._loader = None
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader = spec.loader
-        spec.loader = self
-        return spec
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        with _captured_stderr():
-            self._loader.exec_module(module)
-            module.__loader__ = module.__spec__.loader = self._loader
-            # Device set-up prints the cuInit error: do it now, captured.
-            module.config.list_physical_devices()
+def _set_up_devices(tf_module):
+    # Device set-up prints the cuInit error: do it now, captured.
+    tf_module.config.list_physical_devices()
 
 
 class _captured_stderr:
@@ -135,8 +110,6 @@ def quiet_tensorflow_startup(argv=None):
     if verbosity is not None and verbosity >= 0:
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return False
-    if not any(isinstance(f, _CaptureFirstImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _CaptureFirstImport())
-    return True
+    return import_hooks.after_first_import(
+        "tensorflow", _set_up_devices, wrap=_captured_stderr
+    )
