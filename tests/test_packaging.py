@@ -74,6 +74,70 @@ def test_no_banned_imports_and_no_shared_reads():
             assert "../shared" not in text, path
 
 
+# The sub-packages of assemble_tf, lowest first: a module imports only from
+# lower levels (function-level imports included); one level's members do
+# not import each other.
+LEVELS = (
+    ("layers", "presets"),
+    ("models",),
+    ("augment",),
+    ("data",),
+    ("config",),
+    ("convert", "runs"),
+    ("evaluation", "export", "robustness", "retrieval"),
+    ("training",),
+)
+_LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}
+
+
+def _project_imports(text, package):
+    """Top-level names of `package` imported by `text` (any indentation)."""
+    names = set()
+    for m in re.finditer(
+        rf"^\s*(?:from|import)\s+{package}\.(\w+)", text, re.M
+    ):
+        names.add(m.group(1))
+    for m in re.finditer(
+        rf"^\s*from\s+{package}\s+import\s+\(?([\w, \n]+)\)?", text, re.M
+    ):
+        names.update(n.split()[0] for n in m.group(1).split(",") if n.strip())
+    return names
+
+
+def test_assemble_tf_subpackages_import_downwards_only():
+    unplaced, upward = [], []
+    for path in _python_files():
+        parts = path.split("/")
+        if (
+            parts[0] != "assemble_tf"
+            or parts[-1] == "__init__.py"
+            and len(parts) == 2
+        ):
+            continue
+        source = parts[1].removesuffix(".py")
+        if source not in _LEVEL:
+            unplaced.append(path)
+            continue
+        for target in _project_imports(_read(path), "assemble_tf"):
+            if target == source:
+                continue
+            if target not in _LEVEL:
+                unplaced.append(f"{path} -> {target}")
+            elif _LEVEL[target] >= _LEVEL[source]:
+                upward.append(f"{path} -> {target}")
+    assert not unplaced, unplaced
+    assert not upward, upward
+
+
+def test_binaries_do_not_import_binaries():
+    for path in _python_files():
+        if path.startswith("tools/"):
+            assert not _project_imports(_read(path), "tools"), path
+            assert not re.search(
+                r"^\s*(from|import)\s+tools\b", _read(path), re.M
+            ), path
+
+
 def test_dependencies_point_one_way():
     rules = {
         "official/": ("assemble_tf", "flags", "tools"),

@@ -100,20 +100,21 @@ def main(argv):
     del argv
     start = time.time()
     from assemble_tf import config as config_lib
+    from assemble_tf.data import demo_dataset
     from assemble_tf.evaluation import plots
-    from tools import make_demo_dataset, train
+    from assemble_tf.training import train_lib
 
     out = os.path.abspath(FLAGS.output_dir)
     data_dir = os.path.join(out, "digits")
     if not os.path.isfile(os.path.join(data_dir, "summary.json")):
         print("Writing the digits dataset ...", file=sys.stderr)
-        make_demo_dataset.make_demo_dataset(data_dir, progress=False)
+        demo_dataset.make_demo_dataset(data_dir, progress=False)
     overrides = {k: dict(v) for k, v in DEMO_OVERRIDES.items()}
     overrides["data"]["data_dir"] = data_dir
     overrides["train"]["epochs"] = float(FLAGS.epochs)
     model_dir = os.path.join(out, "run")
     config = config_lib.make_config(model_dir, "assemble_resnet50", overrides)
-    summary = train.run(config)
+    summary = train_lib.run_experiment(config)
     with open(summary["history"]) as f:
         history = json.load(f)
     rel = history[-1]["val_reliability"]
@@ -123,7 +124,7 @@ def main(argv):
         reliability,
         title="Demo: held-out digits",
     )
-    from assemble_tf.training.trainer import build_run_model
+    from assemble_tf.runs.models import build_run_model
 
     summary.update(
         data_dir=data_dir,

@@ -76,8 +76,8 @@ FLAGS = flags.FLAGS
 
 
 def load(flag_values):
-    from assemble_tf.evaluation import loading
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.runs import checkpoints, loading, runtime
+    from assemble_tf.runs import models as run_models
 
     model_overrides = model_source_flags.parse_overrides(
         flag_values.model_overrides
@@ -94,10 +94,10 @@ def load(flag_values):
         model=model_overrides,
         needs_data=False,
     )
-    strategy = trainer_lib.setup_runtime(config)
+    strategy = runtime.setup_runtime(config)
     with strategy.scope():
-        model = trainer_lib.build_run_model(config)
-    loading.restore(model, checkpoint, weights)
+        model = run_models.build_run_model(config)
+    checkpoints.restore(model, checkpoint, weights)
     return config, model, checkpoint or os.path.abspath(weights)
 
 

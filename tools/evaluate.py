@@ -36,7 +36,7 @@ FLAGS = flags.FLAGS
 
 def resolve(flag_values):
     """Returns (config, checkpoint_prefix_or_None, weights_or_None)."""
-    from assemble_tf.evaluation import loading
+    from assemble_tf.runs import loading
 
     data = {
         name: flag_values[name].value
@@ -61,17 +61,18 @@ def main(argv):
     del argv
     from tqdm import tqdm
 
-    from assemble_tf.evaluation import loading, plots
+    from assemble_tf.evaluation import plots
     from assemble_tf.evaluation.evaluator import Evaluator
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.runs import checkpoints, inputs, runtime
+    from assemble_tf.runs import models as run_models
 
     config, checkpoint, weights = resolve(FLAGS)
-    strategy = trainer_lib.setup_runtime(config)
+    strategy = runtime.setup_runtime(config)
     with strategy.scope():
-        model = trainer_lib.build_run_model(config)
+        model = run_models.build_run_model(config)
         evaluator = Evaluator(model, strategy)
-    loading.restore(model, checkpoint, weights)
-    input_config = trainer_lib.input_config(config, is_training=False)
+    checkpoints.restore(model, checkpoint, weights)
+    input_config = inputs.input_config(config, is_training=False)
     with tqdm(desc="evaluating", unit="batch", file=sys.stderr) as bar:
         result = evaluator.evaluate(evaluator.dataset(input_config), bar)
     out_dir = FLAGS.output_dir or config.model_dir

@@ -45,24 +45,25 @@ def load_model():
     from assemble_tf import config as config_lib
     from assemble_tf import presets
     from assemble_tf.models import build_model
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.runs import checkpoints
+    from assemble_tf.runs import models as run_models
 
     if FLAGS.model_dir:
         config = config_lib.ExperimentConfig.from_json(
             os.path.join(FLAGS.model_dir, "config.json")
         )
-        model = trainer_lib.build_run_model(config)
+        model = run_models.build_run_model(config)
         if FLAGS.weights:
             model.load_weights(FLAGS.weights)
         else:
-            prefix = trainer_lib.find_checkpoint(
+            prefix = checkpoints.find_checkpoint(
                 FLAGS.model_dir, FLAGS.checkpoint or "latest"
             )
             tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
         return (
             model,
             config.data.eval_preprocessing,
-            lambda **extra: trainer_lib.build_run_model(config, **extra),
+            lambda **extra: run_models.build_run_model(config, **extra),
         )
     if not (FLAGS.preset and FLAGS.weights):
         raise ValueError("Pass --model_dir, or --preset with --weights.")

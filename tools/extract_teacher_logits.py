@@ -68,7 +68,7 @@ def load_teacher(preset, weights, num_classes, saved_model, overrides=None):
             "--teacher_saved_model."
         )
     from assemble_tf.models import build_model
-    from assemble_tf.training.trainer import warm_start_model
+    from assemble_tf.runs.warm_start import warm_start_model
 
     overrides = dict(overrides or {})
     overrides["num_classes"] = num_classes

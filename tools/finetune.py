@@ -55,7 +55,7 @@ def define_flags():
 def dataset_overrides(flag_values):
     """Source, class count and splits of --source."""
     from assemble_tf.data import tfds_source
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.runs import inputs
 
     if not flag_values.source:
         raise ValueError(
@@ -68,7 +68,7 @@ def dataset_overrides(flag_values):
         known = tfds_source.transfer_dataset(flag_values.source)
     except ValueError:
         pass
-    info = trainer_lib.open_source_cached(
+    info = inputs.open_source_cached(
         flag_values.source, flag_values.tfds_data_dir, flag_values.download
     )
     data["num_classes"] = info.num_classes
@@ -122,11 +122,10 @@ def resolve_config(flag_values):
 
 def main(argv):
     del argv
+    from assemble_tf.training import train_lib
     from assemble_tf.training.trainer import NonFiniteLossError
-    from tools import train as train_tool
 
     config, recipe, info = resolve_config(FLAGS)
-    train_tool.check_resume(config)
     print(
         f"Fine-tuning {config.model.preset} on {info.name} ({info.kind}, "
         f"{config.data.num_classes} classes; train "
@@ -135,7 +134,7 @@ def main(argv):
         file=sys.stderr,
     )
     try:
-        summary = train_tool.run(config)
+        summary = train_lib.run_experiment(config)
     except NonFiniteLossError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         sys.exit(3)

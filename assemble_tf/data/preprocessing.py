@@ -140,6 +140,34 @@ def decode_image(image_bytes):
     )
 
 
+def decode_jpeg_or_png(image_bytes):
+    """JPEG (as the original: INTEGER_ACCURATE) or PNG bytes -> uint8 RGB,
+    for serving: anything else fails with InvalidArgumentError saying the
+    input is not a JPEG or PNG image."""
+    is_jpeg = tf.io.is_jpeg(image_bytes)
+    is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), _PNG_MAGIC)
+    check = tf.debugging.Assert(
+        is_jpeg | is_png,
+        [
+            "Input is not a JPEG or PNG image (first bytes:",
+            tf.strings.substr(image_bytes, 0, 8),
+            ")",
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.cond(
+            is_jpeg,
+            lambda: decode_jpeg(image_bytes),
+            lambda: tf.io.decode_png(image_bytes, channels=3),
+        )
+
+
+def preprocess_bytes(image_bytes, preprocessing_type):
+    """Encoded JPEG / PNG bytes -> the eval crop of `preprocessing_type`
+    (float32), as the SavedModel's `serving_default` computes it."""
+    return eval_crop(decode_jpeg_or_png(image_bytes), preprocessing_type)
+
+
 def eval_crop(
     image, preprocessing_type="imagenet", dtype=tf.float32, stddev=None
 ):

@@ -31,36 +31,6 @@ import tensorflow as tf
 
 from assemble_tf.data import preprocessing
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def decode_any(image_bytes):
-    """JPEG (as the original: INTEGER_ACCURATE) or PNG bytes -> uint8 RGB.
-
-    Raises InvalidArgumentError saying the input is not a JPEG or PNG image.
-    """
-    is_jpeg = tf.io.is_jpeg(image_bytes)
-    is_png = tf.equal(tf.strings.substr(image_bytes, 0, 8), _PNG_MAGIC)
-    check = tf.debugging.Assert(
-        is_jpeg | is_png,
-        [
-            "Input is not a JPEG or PNG image (first bytes:",
-            tf.strings.substr(image_bytes, 0, 8),
-            ")",
-        ],
-    )
-    with tf.control_dependencies([check]):
-        return tf.cond(
-            is_jpeg,
-            lambda: preprocessing.decode_jpeg(image_bytes),
-            lambda: tf.io.decode_png(image_bytes, channels=3),
-        )
-
-
-def preprocess_bytes(image_bytes, preprocessing_type):
-    """Encoded bytes -> the eval crop of `preprocessing_type` (float32)."""
-    return preprocessing.eval_crop(decode_any(image_bytes), preprocessing_type)
-
 
 def feature_model(model):
     """The sub-model from the input to the pooled features."""
@@ -112,7 +82,9 @@ class ServingModule(tf.Module):
 
     def _serve_bytes(self, images):
         batch = tf.map_fn(
-            lambda b: preprocess_bytes(b, self.preprocessing_type),
+            lambda b: preprocessing.preprocess_bytes(
+                b, self.preprocessing_type
+            ),
             images,
             fn_output_signature=tf.TensorSpec(
                 [self.size, self.size, 3], tf.float32

@@ -18,6 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf import config as config_lib
+from assemble_tf import presets
+from assemble_tf.data import preprocessing as prep
+from assemble_tf.models import build_model
+from assemble_tf.runs import checkpoints, loading
+from assemble_tf.runs import models as run_models
 
 # Output layer of the embedding, best first (spec 1.7: BN'd embedding before
 # its ReLU, else the pooled features).
@@ -42,9 +47,8 @@ class Embedder:
 
     @property
     def crop_size(self):
-        from assemble_tf.data import preprocessing
 
-        return preprocessing.eval_sizes(self.preprocessing)[2]
+        return prep.eval_sizes(self.preprocessing)[2]
 
 
 def embedding_model(model, layer=None):
@@ -81,7 +85,6 @@ def embedding_model(model, layer=None):
 
 def keras_embedder(model, preprocessing, layer=None, source=None):
     """An `Embedder` around a Keras classifier."""
-    from assemble_tf.data import preprocessing as prep
 
     prep.eval_sizes(preprocessing)  # validates the type
     sub, layer = embedding_model(model, layer)
@@ -108,7 +111,6 @@ def saved_model_embedder(path, preprocessing=None):
         ValueError: no `feature_vector` signature, or a preprocessing whose
             crop does not match the signature.
     """
-    from assemble_tf.data import preprocessing as prep
 
     if not tf.saved_model.contains_saved_model(path):
         raise FileNotFoundError(
@@ -189,26 +191,20 @@ def load_embedder(
         return saved_model_embedder(saved_model, preprocessing)
     overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:
-        from assemble_tf.evaluation import loading
-
         if "num_classes" in overrides or num_classes:
             raise ValueError(
                 "--num_classes comes from the run's config.json with "
                 "--model_dir; drop it (or num_classes in --model_overrides)."
             )
-        from assemble_tf.training import trainer as trainer_lib
 
         config, prefix, weights = loading.resolve(
             model_dir=model_dir, checkpoint=checkpoint, weights=weights
         )
-        model = trainer_lib.build_run_model(config, **overrides)
-        loading.restore(model, prefix, weights)
+        model = run_models.build_run_model(config, **overrides)
+        checkpoints.restore(model, prefix, weights)
         ptype = preprocessing or config.data.eval_preprocessing
         source = {"model_dir": model_dir, "checkpoint": prefix or weights}
     else:
-        from assemble_tf import presets
-        from assemble_tf.models import build_model
-
         if not weights:
             raise ValueError("--preset needs --weights (or use --model_dir).")
         if not os.path.isfile(weights):
@@ -224,12 +220,11 @@ def load_embedder(
 
 def preprocessed_batches(dataset, preprocessing, batch_size):
     """`(bytes, label)` -> batches of (eval crops float32, labels int64)."""
-    from assemble_tf.export.saved_model import preprocess_bytes
 
     return (
         dataset.map(
             lambda image, label: (
-                preprocess_bytes(image, preprocessing),
+                prep.preprocess_bytes(image, preprocessing),
                 label,
             ),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from assemble_tf.data import demo_dataset as demo
 from assemble_tf.data import schema
 from tests.conftest import REPO
-from tools import make_demo_dataset as demo
 
 TRAIN_PER_DIGIT = [142, 146, 142, 146, 145, 146, 145, 143, 139, 144]
 VALIDATION_PER_DIGIT = [36, 36, 35, 37, 36, 36, 36, 36, 35, 36]

@@ -80,7 +80,7 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     )
     crops = tf.stack(
         [
-            export_lib.preprocess_bytes(tf.constant(b), "imagenet_64")
+            preprocessing.preprocess_bytes(tf.constant(b), "imagenet_64")
             for b in jpegs
         ]
     )
@@ -141,7 +141,9 @@ def test_bytes_signature_matches_the_python_eval_pipeline(exported):
                 tf.constant(raw), "imagenet_64"
             )
         else:
-            image = export_lib.preprocess_bytes(tf.constant(raw), "imagenet_64")
+            image = preprocessing.preprocess_bytes(
+                tf.constant(raw), "imagenet_64"
+            )
         logits = model(image[None], training=False).numpy()[0]
         assert int(out["classes"][i]) == int(np.argmax(logits))
         np.testing.assert_allclose(out["logits"][i].numpy(), logits, atol=1e-4)

@@ -244,7 +244,7 @@ def test_eval_retrieval_clean_errors():
 
 def test_load_embedder_from_model_dir(tmp_path):
     from assemble_tf import config as config_lib
-    from assemble_tf.training import trainer as trainer_lib
+    from assemble_tf.runs import models as run_models
 
     config = config_lib.make_config(
         str(tmp_path),
@@ -259,7 +259,7 @@ def test_load_embedder_from_model_dir(tmp_path):
         },
     )
     config.to_json(str(tmp_path / "config.json"))
-    model = trainer_lib.build_run_model(config)
+    model = run_models.build_run_model(config)
     weights = str(tmp_path / "run.weights.h5")
     model.save_weights(weights)
     embedder = embed.load_embedder(model_dir=str(tmp_path), weights=weights)

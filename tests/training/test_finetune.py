@@ -12,6 +12,8 @@ import tensorflow_datasets as tfds
 
 from assemble_tf import config as config_lib
 from assemble_tf.models import build_model
+from assemble_tf.runs import inputs, runtime, warm_start
+from assemble_tf.runs import models as run_models
 from assemble_tf.training import recipes
 from assemble_tf.training import trainer as trainer_lib
 from tests.conftest import REPO
@@ -88,7 +90,7 @@ def backbone(model):
     return {
         v.path: v.numpy()
         for v in model.variables
-        if not v.path.startswith(trainer_lib.HEAD_PREFIXES)
+        if not v.path.startswith(run_models.HEAD_PREFIXES)
     }
 
 
@@ -125,18 +127,18 @@ def test_folder_frozen_backbone_changes_only_the_head(
         freeze_backbone=True,
     )
     assert config.data.label_offset == 0
-    strategy = trainer_lib.setup_runtime(config)
+    strategy = runtime.setup_runtime(config)
     trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
     assert trainer.num_train == 12  # 3 classes x 4 (one PNG)
     snapshot = {}
-    original = trainer_lib.warm_start_model
+    original = warm_start.warm_start_model
 
     def spy(model, *args, **kwargs):
         original(model, *args, **kwargs)
         snapshot["head"] = model.get_layer("head_dense").kernel.numpy().copy()
         snapshot["backbone"] = backbone(model)
 
-    monkeypatch.setattr(trainer_lib, "warm_start_model", spy)
+    monkeypatch.setattr(warm_start, "warm_start_model", spy)
     history = trainer.train()
     # Warm start: every backbone variable (BN statistics included) is the
     # source's exactly; the head is new (3 classes, zero bias).
@@ -182,14 +184,14 @@ def test_tfds_mock_backbone_lr_zero_and_bn_reestimation(
                 ),
             )
         )
-        strategy = trainer_lib.setup_runtime(config)
+        strategy = runtime.setup_runtime(config)
         trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
         assert trainer.num_train == 1020
         trainer.train()
     model = trainer.model
     want = backbone(src)
     for v in model.trainable_variables:
-        if not v.path.startswith(trainer_lib.HEAD_PREFIXES):
+        if not v.path.startswith(run_models.HEAD_PREFIXES):
             np.testing.assert_array_equal(v.numpy(), want[v.path], v.path)
     bn = model.get_layer("stem_1_bn")
     # Reset by the recipe (warm_start_bn_stats False), then re-estimated
@@ -212,7 +214,7 @@ def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
     outs = [conv(b).numpy() for b in batches]
     want_mean = np.mean([o.mean(axis=(0, 1, 2)) for o in outs], axis=0)
     want_var = np.mean([o.var(axis=(0, 1, 2)) for o in outs], axis=0)
-    count = trainer_lib.reestimate_bn_statistics(model, iter(batches), 3)
+    count = warm_start.reestimate_bn_statistics(model, iter(batches), 3)
     assert count == sum(
         isinstance(layer, keras.layers.BatchNormalization)
         for layer in model.layers
@@ -222,7 +224,7 @@ def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), want_var, rtol=1e-4)
     assert bn.momentum == 0.997  # restored
     with pytest.raises(ValueError, match="only 3 batches"):
-        trainer_lib.reestimate_bn_statistics(model, iter(batches), 5)
+        warm_start.reestimate_bn_statistics(model, iter(batches), 5)
 
 
 def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
@@ -244,7 +246,7 @@ def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
     want = backbone(src)
     for origin in (export, ckpt):
         target = build_model("resnet50", num_classes=3, **TINY)
-        trainer_lib.warm_start_model(
+        warm_start.warm_start_model(
             target,
             origin,
             rebuild=lambda n: build_model("resnet50", num_classes=n, **TINY),
@@ -254,7 +256,7 @@ def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
             np.testing.assert_array_equal(got[key], value, f"{origin} {key}")
     other = build_model("resnet50", num_classes=3, base_width=16)
     with pytest.raises(ValueError, match="does not fit the model"):
-        trainer_lib.warm_start_model(other, ckpt)
+        warm_start.warm_start_model(other, ckpt)
 
 
 def test_finetune_tool_names_unknown_datasets(tmp_path):
@@ -286,12 +288,12 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
         dict(config.to_dict(), data=data, model=model)
     )
     config_lib.validate(config)
-    strategy = trainer_lib.setup_runtime(config)
+    strategy = runtime.setup_runtime(config)
     trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
     assert trainer.num_train == 8  # classes 1 and 2 of the train split
     labels = [
         int(label)
-        for _, label in trainer_lib._record_source(config.data, False)(
+        for _, label in inputs._record_source(config.data, False)(
             None, False, 0
         )
     ]

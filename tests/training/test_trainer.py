@@ -153,6 +153,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     import tensorflow as tf
 
+    from assemble_tf.runs import runtime
     from assemble_tf.training import trainer as trainer_lib
 
     cfg = config_lib.make_config(
@@ -178,7 +179,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
             },
         },
     )
-    strategy = trainer_lib.setup_runtime(cfg)
+    strategy = runtime.setup_runtime(cfg)
     trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
     trainer.total_steps = 4  # one epoch first
     trainer.train()
@@ -430,7 +431,7 @@ def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
 
 def test_warm_start_reinitialises_the_head_and_resets_bn(tmp_path):
     from assemble_tf.models import build_model
-    from assemble_tf.training.trainer import warm_start_model
+    from assemble_tf.runs.warm_start import warm_start_model
 
     tiny = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
     source = build_model("resnet50", num_classes=1001, **tiny)

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from assemble_tf import config as config_lib
 from assemble_tf.layers import DropBlock2D
-from assemble_tf.training import trainer as trainer_lib
+from assemble_tf.runs import models as run_models
+from assemble_tf.runs import warm_start
 from tests import testing_utils
 
 OVERRIDES = {
@@ -23,7 +24,7 @@ def _run(tmp_path, preset):
     run_dir = str(tmp_path / "run")
     config = config_lib.make_config(run_dir, preset, OVERRIDES)
     config.to_json(os.path.join(run_dir, "config.json"))
-    model = trainer_lib.build_run_model(config)
+    model = run_models.build_run_model(config)
     testing_utils.randomize_bn(model, seed=3)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=model),
@@ -52,26 +53,26 @@ def test_warm_start_from_a_run_of_each_stateful_family(
     has_dropblock = any(isinstance(x, DropBlock2D) for x in layers)
     # Another build in between: DropBlock's seed generators of the target
     # get other process-wide numbers than the source's.
-    trainer_lib.build_run_model(
+    run_models.build_run_model(
         config_lib.make_config(str(tmp_path / "x"), preset, OVERRIDES)
     )
     want = {
         v.path: v.numpy()
         for v in source.variables
-        if not trainer_lib.is_rng_state(v)
+        if not warm_start.is_rng_state(v)
     }
     for origin in (run_dir, prefix):
-        target = trainer_lib.build_run_model(
+        target = run_models.build_run_model(
             config_lib.make_config(str(tmp_path / "t"), preset, OVERRIDES)
         )
-        rng = [v.path for v in target.variables if trainer_lib.is_rng_state(v)]
+        rng = [v.path for v in target.variables if warm_start.is_rng_state(v)]
         assert bool(rng) == has_dropblock
         if has_dropblock:
             source_rng = {
-                v.path for v in source.variables if trainer_lib.is_rng_state(v)
+                v.path for v in source.variables if warm_start.is_rng_state(v)
             }
             assert not source_rng & set(rng)  # the names really differ
-        trainer_lib.warm_start_model(target, origin, load_head=True)
+        warm_start.warm_start_model(target, origin, load_head=True)
         got = {v.path: v.numpy() for v in target.variables}
         assert set(want) <= set(got)
         for path, value in want.items():
@@ -86,7 +87,7 @@ def test_warm_start_from_a_run_of_each_stateful_family(
 
 def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
     run_dir, _, _ = _run(tmp_path, "assemble_resnet50")
-    other = trainer_lib.build_run_model(
+    other = run_models.build_run_model(
         config_lib.make_config(
             str(tmp_path / "o"),
             "assemble_resnet50",
@@ -98,4 +99,4 @@ def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
     )
     keras.utils.set_random_seed(0)
     with pytest.raises(ValueError, match="of another shape"):
-        trainer_lib.warm_start_model(other, run_dir, load_head=True)
+        warm_start.warm_start_model(other, run_dir, load_head=True)

@@ -8,10 +8,8 @@ imported original checkpoint is a preset plus a `.weights.h5` file.
 
 import os
 
-import tensorflow as tf
-
 from assemble_tf import config as config_lib
-from assemble_tf.training import trainer as trainer_lib
+from assemble_tf.runs import checkpoints
 
 
 def resolve(
@@ -76,18 +74,7 @@ def resolve(
         raise ValueError("Pass --model_dir, or --preset with --weights.")
     prefix = None
     if not weights:
-        prefix = trainer_lib.find_checkpoint(
+        prefix = checkpoints.find_checkpoint(
             config.model_dir, checkpoint or "latest"
         )
     return config, prefix, weights
-
-
-def restore(model, checkpoint=None, weights=None):
-    """Loads `weights` (.weights.h5) or the checkpoint prefix into `model`."""
-    if weights:
-        model.load_weights(weights)
-    elif checkpoint:
-        tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-    else:
-        raise ValueError("restore() needs a checkpoint or weights.")
-    return model

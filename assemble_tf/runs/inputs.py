@@ -1,0 +1,161 @@
+"""The input pipelines of a run: `InputConfig`s and data sources.
+
+Translates the config's data / augment / train groups into the tf.data
+pipeline's `InputConfig` (`assemble_tf.data.input_pipeline`), for TFRecords
+or a tfds / folder source (`assemble_tf.data.tfds_source`), and counts the
+training examples.
+"""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf.augment.autoaugment import AutoAugment, RandAugment
+from assemble_tf.data import input_pipeline, metadata, tfds_source
+
+
+def count_examples(data_dir, split, pattern):
+    """Images of a split: from the builder's summary.json, else counted."""
+    images = metadata.split_images(data_dir, split)
+    if images is not None:
+        return images
+    files = tf.io.gfile.glob(os.path.join(data_dir, pattern))
+    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+
+
+def make_augmenter(augment, seed=0):
+    """AutoAugment / RandAugment from the config (seeded: the pipeline
+    passes per-image stateless seeds, and op determinism forbids unseeded
+    generators)."""
+    if augment.autoaugment and augment.autoaugment != "none":
+        return AutoAugment(augment.autoaugment, seed=seed)
+    if augment.randaugment_layers:
+        return RandAugment(
+            augment.randaugment_layers,
+            augment.randaugment_magnitude,
+            seed=seed,
+        )
+    return None
+
+
+def input_config(config, is_training, epoch=0):
+    """The `InputConfig` of the train or eval split."""
+    d, a, t = config.data, config.augment, config.train
+    num_logits = None
+    if t.kd_temperature > 0 and is_training:
+        num_logits = d.num_classes + d.label_offset
+    return input_pipeline.InputConfig(
+        file_pattern=os.path.join(
+            d.data_dir or "",
+            d.train_pattern if is_training else d.validation_pattern,
+        ),
+        is_training=is_training,
+        batch_size=t.batch_size
+        if is_training
+        else (t.eval_batch_size or t.batch_size),
+        num_classes=d.num_classes,
+        image_size=d.image_size,
+        preprocessing_type=d.eval_preprocessing,
+        label_offset=d.label_offset,
+        use_bboxes=d.use_bboxes,
+        min_crop_area=d.min_crop_area,
+        num_logits=num_logits,
+        teacher_temperature=t.kd_temperature or 1.0,
+        mixup_type=a.mixup_type,
+        mixup_alpha=a.mixup_alpha,
+        mixup_mode=a.mixup_mode,
+        label_smoothing=a.label_smoothing,
+        augmenter=make_augmenter(a, t.seed) if is_training else None,
+        dtype="uint8" if is_training else "float32",
+        shuffle_buffer=d.shuffle_buffer,
+        deterministic=t.deterministic,
+        seed=t.seed * 1000 + epoch,
+        cache=d.cache,
+        record_source=_record_source(d, is_training),
+    )
+
+
+def open_data_source(data_config):
+    """The `SourceInfo` of `data.source` (tfds name or image folder)."""
+
+    return open_source_cached(
+        data_config.source, data_config.tfds_data_dir, data_config.download
+    )
+
+
+_SOURCES = {}
+
+
+def open_source_cached(source, data_dir, download):
+    key = (source, data_dir, download)
+    if key not in _SOURCES:
+        _SOURCES[key] = tfds_source.open_source(source, data_dir, download)
+    return _SOURCES[key]
+
+
+def _record_source(data_config, is_training):
+    """A `record_source` callable for `InputConfig`, or None (TFRecords)."""
+    if not data_config.source:
+        return None
+    info = open_data_source(data_config)
+    split = (
+        data_config.train_split if is_training else data_config.validation_split
+    )
+    tfds_source.num_examples(info, split)  # validates the split name now
+
+    bounds = config_lib.class_range(data_config)
+
+    def source(input_context, training, seed):
+        ds = tfds_source.encoded_dataset(
+            info,
+            split,
+            shuffle_files=training,
+            input_context=input_context,
+            seed=seed,
+        )
+        if bounds:
+            low = tf.constant(bounds[0], tf.int64)
+            ds = tfds_source.filter_classes(ds, *bounds)
+            ds = ds.map(lambda image, label: (image, label - low))
+        return ds
+
+    return source
+
+
+def count_source_examples(data_config, split):
+    """Examples of `split` of `data.source` within `data.class_range`."""
+    source = _record_source(
+        dataclasses.replace(data_config, train_split=split), True
+    )
+    ds = source(None, False, 0).map(lambda image, label: label)
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def num_train_examples(config):
+    """Training examples of the run (synthetic: 10 batches).
+
+    Raises:
+        DataError: the training split is empty.
+    """
+    d, t = config.data, config.train
+    if d.synthetic:
+        count = d.num_train_examples or 10 * t.batch_size
+    elif d.num_train_examples:
+        count = d.num_train_examples
+    elif d.source and d.class_range:
+        # Filtered by label: count once (labels only).
+        count = count_source_examples(d, d.train_split)
+    elif d.source:
+        count = tfds_source.num_examples(open_data_source(d), d.train_split)
+    else:
+        count = count_examples(d.data_dir, "train", d.train_pattern)
+    if count < 1:
+        raise input_pipeline.DataError(
+            f"The training split of {d.source or d.data_dir} has no images "
+            f"({count}); check the data (summary.json of "
+            "tools.build_imagenet_tfrecords lists what was skipped) or "
+            "--num_train_examples."
+        )
+    return count

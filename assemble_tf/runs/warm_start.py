@@ -1,0 +1,219 @@
+"""Warm start and BN re-estimation for fine-tuning.
+
+Lee et al. 2020 (https://arxiv.org/abs/2001.06268), transfer learning: the
+authors' Food-101 scripts (clovaai/assembled-cnn) start from ImageNet
+weights with the classifier re-initialised and, restoring trainable
+variables only, BN statistics reset (ASSEMBLE_SPEC 8.3); the statistics can
+then be re-estimated on the new data.
+"""
+
+import os
+import warnings
+
+import keras
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf.layers import set_dropblock_keep_prob
+from assemble_tf.runs.models import REINIT_LAYERS, build_run_model
+
+
+def _layer_of(path):
+    return path.split("/")[0]
+
+
+def _source_weights(path, rebuild):
+    """{variable path: numpy value} of a SavedModel or a run checkpoint
+    whose model differs from ours (another class count), or None when the
+    checkpoint can be restored directly."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if rebuild is None:
+            raise ValueError(
+                f"--warm_start={path} is a SavedModel: warm starting from it "
+                "needs the run's config (use the training binaries)."
+            )
+        loaded = tf.saved_model.load(path)
+        if "preprocessed" not in loaded.signatures:
+            raise ValueError(
+                f"--warm_start={path} is not a SavedModel of "
+                "tools.export_saved_model (no 'preprocessed' signature)."
+            )
+        outputs = loaded.signatures["preprocessed"].structured_outputs
+        twin = rebuild(int(outputs["logits"].shape[-1]))
+        tf.train.Checkpoint(model=twin).read(
+            os.path.join(path, "variables", "variables")
+        ).expect_partial()
+        return {v.path: v.numpy() for v in twin.variables}
+    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (run_dir, os.path.dirname(run_dir)):
+        cfg = os.path.join(candidate, "config.json")
+        if os.path.isfile(cfg):
+            source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
+            prefix = (
+                tf.train.latest_checkpoint(path)
+                if os.path.isdir(path)
+                else path
+            )
+            if prefix is None and os.path.isdir(path):
+                prefix = tf.train.latest_checkpoint(
+                    os.path.join(path, "checkpoints")
+                )
+            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+                return None
+            tf.train.Checkpoint(model=source).restore(prefix).expect_partial()
+            return {v.path: v.numpy() for v in source.variables}
+    return None
+
+
+def is_rng_state(variable):
+    """True for the state of a `keras.random.SeedGenerator` (DropBlock's
+    noise): not a weight, and named by a process-wide counter
+    (`seed_generator_<n>`) that differs between two builds of one model."""
+    return variable.path.rsplit("/", 1)[-1] == "seed_generator_state"
+
+
+def _assign_by_path(model, weights, load_head, origin):
+    """Copies `weights` ({path: value}) into `model`; returns the count.
+    Random generator states are neither copied nor required."""
+    missing, mismatched, count = [], [], 0
+    for v in model.variables:
+        if is_rng_state(v):
+            continue
+        if not load_head and _layer_of(v.path) in REINIT_LAYERS:
+            continue
+        value = weights.get(v.path)
+        if value is None:
+            missing.append(v.path)
+        elif tuple(value.shape) != tuple(v.shape):
+            mismatched.append(f"{v.path} {value.shape} vs {tuple(v.shape)}")
+        else:
+            v.assign(value)
+            count += 1
+    if missing or mismatched:
+        raise ValueError(
+            f"--warm_start={origin} does not fit the model: "
+            f"{len(missing)} variables missing (e.g. {missing[:3]}), "
+            f"{len(mismatched)} of another shape (e.g. {mismatched[:3]}). "
+            "Use the preset (and overrides) the weights were trained with."
+        )
+    return count
+
+
+def warm_start_model(
+    model, path, load_head=False, keep_bn_stats=True, rebuild=None
+):
+    """Loads pretrained weights for fine-tuning.
+
+    Args:
+        model: the freshly built model.
+        path: a `.weights.h5` file (e.g. from the checkpoint importer), a
+            run's model_dir / checkpoints dir / checkpoint prefix (its
+            config.json may have another class count), or a SavedModel
+            exported by `tools.export_saved_model`.
+        load_head: also take the classifier; False re-initialises it (its
+            shape may differ: 1001 ImageNet classes vs the new task).
+        keep_bn_stats: keep BN moving statistics; False resets them to
+            0 / 1 (the original warm start restored trainable variables
+            only, ASSEMBLE_SPEC 8.3).
+        rebuild: callable(num_classes) -> a model of the same architecture
+            with another class count (needed for SavedModels, whose
+            variables are matched through such a twin; BN-folded exports
+            cannot be used).
+    """
+    if path.endswith(".weights.h5"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--warm_start={path} does not exist.")
+        with warnings.catch_warnings():
+            # Without the head its shape may differ (e.g. 1001 -> 102):
+            # Keras warns about the skipped layer, which is intended here.
+            if not load_head:
+                warnings.filterwarnings(
+                    "ignore", message=".*could not be loaded.*"
+                )
+            model.load_weights(path, skip_mismatch=not load_head)
+    elif not tf.io.gfile.exists(path) and not tf.io.gfile.glob(path + ".index"):
+        raise FileNotFoundError(f"--warm_start={path} does not exist.")
+    else:
+        weights = _source_weights(path, rebuild)
+        if weights is not None:
+            _assign_by_path(model, weights, load_head, path)
+        else:
+            prefix = (
+                tf.train.latest_checkpoint(path)
+                if os.path.isdir(path)
+                else path
+            )
+            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+                raise FileNotFoundError(
+                    f"--warm_start={path}: no checkpoint found (pass a "
+                    "run's model_dir or checkpoints/ dir, a prefix, a "
+                    "SavedModel or a .weights.h5 file)."
+                )
+            tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+    if not load_head:
+        for name in REINIT_LAYERS:
+            try:
+                layer = model.get_layer(name)
+            except ValueError:
+                continue
+            for var, init in (
+                (layer.kernel, layer.kernel_initializer),
+                (
+                    getattr(layer, "bias", None),
+                    getattr(layer, "bias_initializer", None),
+                ),
+            ):
+                if var is not None:
+                    var.assign(init(var.shape, var.dtype))
+    if not keep_bn_stats:
+        for layer in model._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+                layer.moving_variance.assign(
+                    tf.ones_like(layer.moving_variance)
+                )
+
+
+def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
+    """Sets BN moving statistics to the mean over `steps` batches.
+
+    Fine-tuning from weights whose statistics were reset (the original
+    restored trainable variables only) or that come from another domain.
+    Batch k is given momentum k / (k + 1), so after n batches the moving
+    mean is exactly the mean of the n batch means (likewise the variance).
+    DropBlock is switched off (keep probability 1) meanwhile.
+
+    Args:
+        model: the model (its BN layers are updated in place).
+        batches: an iterable of normalized image batches.
+        steps: number of batches to use.
+        dtype: compute dtype the images are cast to.
+
+    Returns:
+        The number of BN layers updated.
+    """
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and layer.trainable
+    ]
+    momentum = [layer.momentum for layer in layers]
+    set_dropblock_keep_prob(model, 1.0)
+    done = 0
+    try:
+        for k, images in enumerate(batches):
+            if k >= steps:
+                break
+            for layer in layers:
+                layer.momentum = k / (k + 1.0)
+            model(tf.cast(images, dtype), training=True)
+            done += 1
+    finally:
+        for layer, m in zip(layers, momentum, strict=True):
+            layer.momentum = m
+    if done < steps:
+        raise ValueError(
+            f"--bn_reestimate_steps={steps}: the data gave only {done} batches."
+        )
+    return len(layers)

@@ -1,0 +1,85 @@
+"""One experiment, end to end: check, train, evaluate, summarise.
+
+Shared by `tools.train`, `tools.finetune` and `tools.demo`, in the shape of
+TF Model Garden's `train_lib.run_experiment` under a ~20-line `train.py`:
+the binaries turn flags into an `ExperimentConfig`; this runs it (Lee et
+al. 2020, https://arxiv.org/abs/2001.06268, recipes in
+`assemble_tf.presets`).
+"""
+
+import os
+
+from assemble_tf import config as config_lib
+from assemble_tf.data import checks
+from assemble_tf.evaluation import plots
+from assemble_tf.runs import checkpoints, runtime
+from assemble_tf.training import trainer as trainer_lib
+
+
+def check_resume(config):
+    """An existing config.json in model_dir must equal `config` when the
+    run has a checkpoint to resume from (without one, the rerun replaces
+    it: nothing would be lost).
+
+    Raises:
+        ValueError: listing the differences.
+    """
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.isfile(path):
+        return
+    old = config_lib.ExperimentConfig.from_json(path)
+    try:
+        checkpoints.find_checkpoint(config.model_dir)
+    except FileNotFoundError:
+        return
+    if old != config:
+        a, b = old.to_dict(), config.to_dict()
+        diffs = [
+            f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}"
+            for g in config_lib.GROUPS
+            for k in a[g]
+            if a[g][k] != b[g][k]
+        ]
+        raise ValueError(
+            f"--model_dir={config.model_dir} holds a run with a different "
+            "configuration (" + "; ".join(diffs) + "). Rerun with the "
+            "same flags to resume, or pick a new --model_dir."
+        )
+
+
+def run_experiment(config, log=None):
+    """Trains and evaluates `config`; returns the final summary dict.
+
+    The data are checked and the run resumed or warm-started before
+    config.json is written: a failed start leaves nothing behind.
+
+    Raises:
+        ValueError (and its `DataError`), FileNotFoundError: bad config or
+            data, naming the flag or file.
+        NonFiniteLossError: the loss diverged.
+    """
+    check_resume(config)
+    strategy = runtime.setup_runtime(config)
+    checks.check_training_data(config)
+    trainer = trainer_lib.Trainer(config, strategy, log)
+    trainer.prepare()  # resume or warm start
+    config.to_json(os.path.join(config.model_dir, "config.json"))
+    history = trainer.train()
+    final = history[-1] if history else {}
+    summary = {
+        "model_dir": config.model_dir,
+        "preset": config.model.preset,
+        "steps": trainer.step,
+        "epochs": final.get("epoch"),
+        "train_loss": final.get("train_loss"),
+        "top1": final.get("val_top1"),
+        "top5": final.get("val_top5"),
+        "ece": final.get("val_ece"),
+        "train_images_per_sec": final.get("train_images_per_sec"),
+        "checkpoint": trainer.manager.latest_checkpoint,
+        "history": checkpoints.history_path(config.model_dir),
+    }
+    png = os.path.join(config.model_dir, "training_curves.png")
+    plots.training_curves(history, png)
+    summary["training_curves"] = png
+    return summary
