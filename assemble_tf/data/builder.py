@@ -57,6 +57,7 @@ layout, label offset, quality, seed and classes.
 
 import collections
 import dataclasses
+import functools
 import glob
 import hashlib
 import io
@@ -69,7 +70,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from official.utils.misc import file_utils
+from official.utils.misc import file_utils, worker_pool
 
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
@@ -1166,48 +1167,25 @@ def _init_worker():
 
 
 def _run_tasks(tasks, num_tasks, num_images, num_workers, progress):
-    """Runs shard tasks (an iterable) in-process or on worker processes,
-    keeping at most two tasks per worker in flight."""
-    import concurrent.futures
-    import multiprocessing
-
+    """Runs shard tasks (an iterable) in-process or on worker processes
+    (`official.utils.misc.worker_pool`)."""
     from tqdm import tqdm
 
     with tqdm(
         total=num_images, unit="img", desc="images", disable=not progress
     ) as bar:
-        if num_workers <= 1 or num_tasks <= 1:
-            for task in tasks:
-                write_shard(task, bar.update)
-            return
-        tasks = iter(tasks)
-        # spawn: forking a process that has imported TensorFlow is unsafe.
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=min(num_workers, num_tasks),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-        ) as pool:
-            pending = {}
-
-            def submit_next():
-                task = next(tasks, None)
-                if task is not None:
-                    pending[pool.submit(write_shard, task)] = len(task.entries)
-
-            try:
-                for _ in range(2 * num_workers):
-                    submit_next()
-                while pending:
-                    done, _ = concurrent.futures.wait(
-                        pending, return_when=concurrent.futures.FIRST_COMPLETED
-                    )
-                    for future in done:
-                        bar.update(pending.pop(future))
-                        future.result()
-                        submit_next()
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        workers = min(num_workers, num_tasks)
+        # In-process, the bar moves per image; with workers, per shard.
+        fn = (
+            write_shard
+            if workers > 1
+            else functools.partial(write_shard, progress=bar.update)
+        )
+        for task, _ in worker_pool.imap_bounded(
+            fn, tasks, workers, initializer=_init_worker
+        ):
+            if workers > 1:
+                bar.update(len(task.entries))
 
 
 def summarize(config, classes, plans, manifest, resumed=None):

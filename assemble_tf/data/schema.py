@@ -6,8 +6,6 @@ with 0 the unused background, so the original 1001-way checkpoints score as
 published; other datasets are written 0-based (`label_offset=0`).
 """
 
-import tensorflow as tf
-
 IMAGE = "image/encoded"
 LABEL = "image/class/label"
 SYNSET = "image/class/synset"
@@ -38,6 +36,8 @@ def shard_name(split, index, num_shards):
 
 def feature_spec(num_logits=None):
     """The `tf.io.parse_single_example` spec; logits only when asked."""
+    import tensorflow as tf  # the key constants above stay TF-free
+
     spec = {
         IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
         LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
@@ -54,14 +54,20 @@ def feature_spec(num_logits=None):
 
 
 def _bytes(values):
+    import tensorflow as tf
+
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
 
 def _ints(values):
+    import tensorflow as tf
+
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
 
 def _floats(values):
+    import tensorflow as tf
+
     return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
 
@@ -90,6 +96,8 @@ def make_example(
     Returns:
         A `tf.train.Example`.
     """
+    import tensorflow as tf
+
     bboxes = bboxes or []
     feature = {
         IMAGE: _bytes([encoded_jpeg]),

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from assemble_tf.robustness import generate_c as mic
 from tests import testing_utils
-from tools import make_imagenet_c as mic
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 FILES = {"n01440764": ("a.JPEG", "b.JPEG"), "n01443537": ("c.JPEG", "d.JPEG")}
@@ -280,10 +280,10 @@ def _flags(**kwargs):
 def test_options_from_flags():
     from assemble_tf.robustness import corruptions
 
-    options = mic.options_from_flags(_flags())
+    options = mic.options_from_values(_flags())
     assert options.corruptions == corruptions.CORRUPTIONS
     assert options.severities == (1, 2, 3, 4, 5)
-    options = mic.options_from_flags(
+    options = mic.options_from_values(
         _flags(corruptions="snow, fog", severities="5,1")
     )
     assert options.corruptions == ("snow", "fog")
@@ -299,7 +299,7 @@ def test_options_from_flags():
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
-            mic.options_from_flags(_flags(**kwargs))
+            mic.options_from_values(_flags(**kwargs))
 
 
 def test_seed_and_names():

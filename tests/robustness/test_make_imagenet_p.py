@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from assemble_tf.robustness import generate_p as tool
 from assemble_tf.robustness import video
 from tests.conftest import REPO
 from tests.testing_utils import jpeg_bytes, smooth_image, write_records
-from tools import make_imagenet_p as tool
 
 WNIDS = ("n01440764", "n01443537")
 FILES = ("ILSVRC2012_val_00000293.JPEG", "ILSVRC2012_val_00002138.JPEG")

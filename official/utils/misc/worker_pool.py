@@ -1,0 +1,62 @@
+"""A bounded pool of spawned worker processes over a stream of tasks.
+
+Shared by the TFRecord builder and the ImageNet-C / ImageNet-P generators:
+tasks are drawn from an iterable as workers free up, at most `in_flight`
+per worker at a time, so a long stream (tasks may carry image bytes) never
+sits in memory at once. Workers are spawned, not forked: forking a process
+that has imported TensorFlow is unsafe. With one worker everything runs in
+this process, in order.
+"""
+
+import concurrent.futures
+import multiprocessing
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+def imap_bounded(
+    fn, tasks, workers, initializer=None, in_flight=IN_FLIGHT_PER_WORKER
+):
+    """Yields `(task, fn(task))` as tasks finish.
+
+    Args:
+        fn: a picklable callable (with several workers) of one task.
+        tasks: an iterable of picklable tasks, consumed lazily.
+        workers: worker processes; <= 1 runs `fn` here, in task order.
+        initializer: run once in each worker before its first task.
+        in_flight: tasks submitted per worker ahead of completion.
+
+    Raises:
+        Whatever `fn` raised; the pending tasks are cancelled first.
+    """
+    tasks = iter(tasks)
+    if workers <= 1:
+        for task in tasks:
+            yield task, fn(task)
+        return
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=initializer,
+    ) as pool:
+        pending = {}
+
+        def submit_next():
+            task = next(tasks, None)
+            if task is not None:
+                pending[pool.submit(fn, task)] = task
+
+        try:
+            for _ in range(in_flight * workers):
+                submit_next()
+            while pending:
+                done, _ = concurrent.futures.wait(
+                    pending, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    task = pending.pop(future)
+                    yield task, future.result()
+                    submit_next()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
