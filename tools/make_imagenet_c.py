@@ -8,27 +8,9 @@
         --tfrecord_pattern='/data/imagenet/validation-*' \
         --output_dir=/data/imagenet_c_256 --resize=292 --crop=256
 
-Hendrycks & Dietterich (ICLR 2019, github.com/hendrycks/robustness) build
-ImageNet-C by resizing every validation image (shorter side 256, PIL
-bilinear), centre-cropping 224 and applying each corruption at severities
-1-5; Assemble-ResNet (Lee et al., arXiv 2001.06268, clovaai/assembled-cnn
-`datasets/CE_dataset/CE_validation_generator.py`) does the same with 292 ->
-256 for its 256-px models and evaluates mCE over all 19 corruptions. The
-corruptions are `assemble_tf.robustness.corruptions` (frost textures are
-synthetic; see there).
-
-Input: `--input_dir` in ImageNet val layout `<wnid>/<file>.JPEG`, or
-`--tfrecord_pattern` (our validation records: image/encoded,
-image/class/synset, image/filename). Output, as the reference:
-`<output_dir>/<corruption>/<severity>/<wnid>/<file stem>.JPEG`, JPEG quality
-85 (optimize). Each file is written to a hidden temp file and renamed, so an
-interrupted run resumes: existing files are skipped and counted. The
-options that change pixels (--resize, --crop, --seed, JPEG quality) are kept
-in `options.json`; a run with other values in the same --output_dir is
-refused. --corruptions / --severities / --limit only select which files to
-write. The random draws of one image depend on --seed and its file name only,
-not on --workers. A summary (counts, failures with reasons, seconds,
-options) is printed and written to `summary.json`.
+The work, its reference and its resumable output are described in
+`assemble_tf.robustness.generate_c`. A summary is printed and written to
+`summary.json`.
 """
 
 import os

@@ -9,33 +9,9 @@
         --output_dir=/data/imagenet-p --perturbations=gaussian_noise \
         --difficulty=2                     # writes gaussian_noise_2/
 
-Follows hendrycks/robustness `ImageNet-P/create_p/make_imagenet_p.py`
-(Hendrycks & Dietterich, ICLR 2019, arXiv 1903.12261): every image is
-resized (PIL bilinear, shorter side `--resize`, long side
-int(resize * long / short)), perturbed into a sequence
-(`assemble_tf.robustness.perturbations.sequence`, geometric perturbations
-before the centre crop of `--crop`, offset int((new - crop) / 2)) and saved
-as `<output_dir>/<perturbation>/<wnid>/<stem>.mp4`, the layout of the
-release and of its `video_loader.py` (class folders under one folder per
-perturbation; the harder noise levels in `gaussian_noise_2`,
-`gaussian_noise_3`, ...). Assemble-ResNet (Lee et al., arXiv 2001.06268)
-evaluates at 224 (256 -> 224) and, for its big-little models, 256
-(292 -> 256).
-
-Inputs: `--input_dir`, the validation set in class folders
-(`<wnid>/<file>.JPEG`), or `--tfrecord_pattern`, this project's validation
-TFRecords (`image/encoded`, `image/class/synset`, `image/filename`). Each
-image's random perturbations are seeded from `--seed` and
-`<wnid>/<file name>`, so both inputs give the same videos for the same
-JPEG, whatever `--workers`.
-
-Videos are written to a temporary name and renamed, so a rerun skips the
-finished ones (counted in the summary) and redoes the rest. `options.json`
-records the flags that change a video's content (`--resize`, `--crop`,
-`--seed`, the input); a later run into the same `--output_dir` with other
-values is refused. `--perturbations`, `--set`, `--difficulty`, `--limit`
-and `--workers` may differ between runs (they choose which videos to
-write). The run ends with a summary, also saved as `summary.json`.
+The work, its reference and its resumable output are described in
+`assemble_tf.robustness.generate_p`. A summary is printed and written to
+`summary.json`.
 """
 
 import dataclasses
