@@ -1,0 +1,272 @@
+"""Inference throughput as ratios measured in one run.
+
+Lee et al. 2020 (https://arxiv.org/abs/2001.06268) report images/s on one
+Tesla P40, FP32, batch 64. Absolute numbers depend on the machine, so
+`tools.benchmark_throughput` times models side by side in one process and
+reports ratios: against Keras' `ResNet50(weights=None)` and against our R50
+beside the paper's ratio (Assemble-R50 312/536 = 0.58). These are its
+pieces: compiled forward passes (TensorFlow `tf.function`, optionally XLA;
+or `jax.jit` of Keras' stateless call under `KERAS_BACKEND=jax`, where no
+TensorFlow is needed), interleaved timing, a matmul peak, and the outputs
+(JSON lines, a markdown table, a bar chart).
+"""
+
+import json
+import os
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from assemble_tf.export.optimize import fold_batch_norm
+from assemble_tf.models import build_model, count_macs
+
+MODES = ("plain", "xla", "fold_bn", "fold_bn_xla")
+PAPER_R50_IMAGES_PER_SEC = 536  # Table 7 E0 on one P40
+
+# Distinct architectures of Table 7 (rows sharing one are timed once).
+PAPER_ROWS = [
+    "table7_e0",
+    "table7_e1",
+    "table7_e4",
+    "table7_e6",
+    "table7_e9",
+    "table7_e11",
+    "table7_e12",
+]
+
+
+def backend():
+    return keras.backend.backend()
+
+
+def device_name():
+    if backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform == "cpu":
+            return f"CPU ({os.cpu_count()} cores, JAX)"
+        return f"{device.device_kind} (JAX)"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return details.get("device_name", "GPU")
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def wait(out):
+    """Blocks until `out` is computed, without copying it to the host."""
+    if hasattr(out, "block_until_ready"):  # a JAX array
+        out.block_until_ready()
+    else:  # a tf.Tensor: one fetched element waits for all of it
+        import tensorflow as tf
+
+        tf.reshape(out, [-1])[0].numpy()
+
+
+def time_interleaved(entries, warmup, runs, steps, batch_size):
+    """Median images/s of each entry's `fn(images)`, runs interleaved.
+
+    Run r of every entry is timed before run r + 1 of any, so slow drifts of
+    a shared machine (other jobs, frequency scaling) hit all entries alike
+    and the ratios stay meaningful.
+    """
+    for e in entries:
+        for _ in range(warmup):
+            wait(e["fn"](e["images"]))
+    rates = {id(e): [] for e in entries}
+    for _ in range(runs):
+        for e in entries:
+            start = time.perf_counter()
+            for _ in range(steps):
+                out = e["fn"](e["images"])
+            wait(out)
+            rates[id(e)].append(
+                steps * batch_size / (time.perf_counter() - start)
+            )
+    return [statistics.median(rates[id(e)]) for e in entries]
+
+
+def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):
+    """Best float32 (or dtype) matmul GFLOP/s of several trials.
+
+    The best of `trials` (after a warm-up call) so that a machine still
+    ramping up or briefly disturbed does not understate the peak.
+    """
+    a = np.random.default_rng(0).random((size, size), np.float32)
+    if backend() == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        a = jnp.asarray(a, dtype)
+        fn = jax.jit(lambda x: x @ x)
+    else:
+        import tensorflow as tf
+
+        a = tf.cast(a, dtype)
+        fn = tf.function(lambda x: tf.matmul(x, x))
+    wait(fn(a))
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            out = fn(a)
+        wait(out)
+        elapsed = time.perf_counter() - start
+        best = max(best, 2 * size**3 * repeats / elapsed / 1e9)
+    return best
+
+
+def build(preset, image_size, fold_bn, **overrides):
+    """The preset's model (BN folded if asked) and its MACs."""
+    kwargs = {"image_size": image_size, **overrides}
+    model = build_model(preset, **kwargs)
+    macs = count_macs(model)
+    if fold_bn:
+        folded = build_model(preset, fold_bn=True, **kwargs)
+        fold_batch_norm(model, folded)
+        model = folded
+    return model, macs
+
+
+def entry(label, model, macs, size, mode, settings, **meta):
+    """A timed callable: the compiled forward pass.
+
+    TensorFlow: `tf.function`, XLA when the mode says so. JAX: `jax.jit` of
+    the model's stateless call on its current variables.
+    """
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-120, 130, (settings["batch_size"], size, size, 3))
+    images = keras.ops.cast(images.astype(np.float32), model.compute_dtype)
+    if backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(
+            lambda t, f, x: model.stateless_call(t, f, x, training=False)[0]
+        )
+
+        def fn(x):
+            return forward(trainable, frozen, x)
+
+    else:
+        import tensorflow as tf
+
+        fn = tf.function(
+            lambda x: model(x, training=False), jit_compile="xla" in mode
+        )
+    return dict(label=label, fn=fn, images=images, macs=macs, mode=mode, **meta)
+
+
+def add_ratios(rows):
+    """Adds ratios to our R50 (per mode, with the paper's beside) and to
+    Keras' ResNet50 (plain) where those rows are present."""
+    bases = {
+        r["mode"]: r for r in rows if r["preset"] in ("table7_e0", "resnet50")
+    }
+    keras_row = next(
+        (
+            r
+            for r in rows
+            if r["preset"] == "keras_resnet50" and r["mode"] == "plain"
+        ),
+        None,
+    )
+    for r in rows:
+        base = bases.get(r["mode"])
+        if base and r["preset"] != "keras_resnet50":
+            r["ratio_vs_r50"] = r["images_per_sec"] / base["images_per_sec"]
+            if r.get("paper_images_per_sec"):
+                r["paper_ratio_vs_r50"] = (
+                    r["paper_images_per_sec"] / PAPER_R50_IMAGES_PER_SEC
+                )
+        if keras_row:
+            r["ratio_vs_keras_resnet50"] = (
+                r["images_per_sec"] / keras_row["images_per_sec"]
+            )
+    return rows
+
+
+def write_outputs(rows, out_dir):
+    """benchmark.jsonl, benchmark.md and benchmark.png in `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "benchmark.jsonl"), "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    cols = [
+        "model",
+        "image_size",
+        "images_per_sec",
+        "ratio_vs_r50",
+        "paper_ratio_vs_r50",
+        "ratio_vs_keras_resnet50",
+        "gflops",
+        "peak_fraction",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(
+                "-"
+                if v is None
+                else f"{v:.3g}"
+                if isinstance(v, float)
+                else str(v)
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # With the paper's ratios at hand, a second panel sets ours beside them.
+    paired = [r for r in rows if r.get("paper_ratio_vs_r50") is not None]
+    paired = [r for r in paired if r.get("ratio_vs_r50") is not None]
+    fig, axes = plt.subplots(
+        1, 2 if paired else 1, figsize=(13 if paired else 8, 4), squeeze=False
+    )
+    ax = axes[0, 0]
+    ax.bar(
+        [r["model"] for r in rows],
+        [r["images_per_sec"] for r in rows],
+        color="tab:blue",
+    )
+    ax.set_ylabel("images / s")
+    ax.set_title(
+        f"Inference throughput ({rows[0]['device']}, "
+        f"{rows[0]['dtype']}, batch {rows[0]['batch_size']})"
+    )
+    ax.tick_params(axis="x", rotation=30)
+    if paired:
+        ax = axes[0, 1]
+        x = np.arange(len(paired))
+        ax.bar(
+            x - 0.2,
+            [r["ratio_vs_r50"] for r in paired],
+            0.4,
+            label="measured",
+            color="tab:blue",
+        )
+        ax.bar(
+            x + 0.2,
+            [r["paper_ratio_vs_r50"] for r in paired],
+            0.4,
+            label="paper (P40)",
+            color="tab:gray",
+        )
+        ax.set_xticks(x, [r["model"] for r in paired], rotation=30)
+        ax.set_ylabel("throughput / R50's")
+        ax.set_title("Relative to R50, measured and in the paper")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "benchmark.png"), dpi=110)
+    plt.close(fig)
