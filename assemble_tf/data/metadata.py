@@ -58,6 +58,16 @@ def read_labels(path):
     return rows
 
 
+def write_labels(path, rows):
+    """Writes [(stored label, wnid, text)] as labels.txt (atomically)."""
+    from official.utils.misc import file_utils
+
+    file_utils.atomic_write(
+        path,
+        "".join(f"{label}\t{wnid}\t{text}\n" for label, wnid, text in rows),
+    )
+
+
 def dataset_info(data_dir):
     """The `DatasetInfo` of a TFRecord folder, or None when it says nothing
     (no summary.json with `num_classes`, no labels.txt)."""

@@ -21,7 +21,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from assemble_tf.data import preprocessing
+from assemble_tf.data import metadata, preprocessing
 from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
 from assemble_tf.robustness import metrics
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
@@ -145,20 +145,21 @@ def read_label_map(path):
     """{wnid: stored label} from our builder's labels.txt or a synsets file.
 
     `labels.txt` lines are `label<TAB>wnid<TAB>text` (the labels written to
-    the TFRecords); a synsets file has one `wnid [text]` per line in class
-    order, whose stored labels are the ImageNet ones (line index + 1).
+    the TFRecords, `assemble_tf.data.metadata`); a synsets file has one
+    `wnid [text]` per line in class order, whose stored labels are the
+    ImageNet ones (line index + 1).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--labels_file={path}: no such file.")
-    mapping = {}
-    with open(path, encoding="utf-8") as f:
-        lines = [line.rstrip("\n") for line in f if line.strip()]
-    for index, line in enumerate(lines):
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[0].strip().isdigit():
-            mapping[parts[1].strip()] = int(parts[0])
-        else:
-            mapping[line.split()[0]] = index + IMAGENET_LABEL_OFFSET
+    try:
+        mapping = {wnid: label for label, wnid, _ in metadata.read_labels(path)}
+    except ValueError:  # not labels.txt: a synsets list
+        with open(path, encoding="utf-8") as f:
+            lines = [line.split()[0] for line in f if line.strip()]
+        mapping = {
+            wnid: index + IMAGENET_LABEL_OFFSET
+            for index, wnid in enumerate(lines)
+        }
     if not mapping:
         raise ValueError(f"--labels_file={path} holds no classes.")
     return mapping

@@ -461,10 +461,10 @@ def test_resume_after_a_crash_and_a_deleted_shard(tmp_path, monkeypatch):
         calls.append(task.name)
         return real(task, progress)
 
-    monkeypatch.setattr(builder, "write_shard", crash_on_third_shard)
+    monkeypatch.setattr(builder.run, "write_shard", crash_on_third_shard)
     with pytest.raises(RuntimeError, match="simulated crash"):
         builder.build(config)
-    monkeypatch.setattr(builder, "write_shard", real)
+    monkeypatch.setattr(builder.run, "write_shard", real)
     done = sorted(glob.glob(str(out / "train-*")))
     assert [os.path.basename(p) for p in done] == calls
     assert len(glob.glob(str(out / ".train-*.tmp"))) == 1

@@ -1,0 +1,89 @@
+"""Checking and re-encoding one image file (Pillow): RGB JPEGs are kept
+byte for byte, anything else becomes an RGB JPEG; unreadable files are
+skipped with a reason."""
+
+import io
+
+import numpy as np
+
+from assemble_tf.data.builder.config import DEFAULT_JPEG_QUALITY
+
+SKIP_EMPTY = "empty file"
+
+
+SKIP_TRUNCATED = "truncated"
+
+
+SKIP_UNREADABLE = "unreadable"
+
+
+class SkipImage(Exception):
+    """An input file that cannot become a record; `reason` is one of the
+    `SKIP_*` strings and `detail` says why."""
+
+    def __init__(self, reason, detail):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def encode_image(data, jpeg_quality=DEFAULT_JPEG_QUALITY):
+    """Checks one image file and returns it as an RGB JPEG.
+
+    Args:
+        data: bytes, the whole file.
+        jpeg_quality: int, the quality used when re-encoding.
+
+    Returns:
+        `(jpeg_bytes, height, width, conversion)`: `conversion` is None when
+        the file was already an RGB JPEG (returned byte for byte), else a
+        "FORMAT MODE" string such as "JPEG CMYK" or "PNG RGBA".
+
+    Raises:
+        SkipImage: the file is empty, truncated or not a readable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise SkipImage(SKIP_EMPTY, "0 bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()  # decodes every pixel: catches truncated files
+    except UnidentifiedImageError:
+        raise SkipImage(
+            SKIP_UNREADABLE, "not an image format Pillow recognizes"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure skips
+        message = f"{type(e).__name__}: {e}"
+        reason = SKIP_TRUNCATED if "truncat" in str(e).lower() else None
+        raise SkipImage(reason or SKIP_UNREADABLE, message) from None
+    width, height = image.size
+    if image.format in ("JPEG", "MPO") and image.mode == "RGB":
+        return data, height, width, None
+    conversion = f"{image.format} {image.mode}"
+    buffer = io.BytesIO()
+    _to_rgb(image).save(buffer, format="JPEG", quality=int(jpeg_quality))
+    return buffer.getvalue(), height, width, conversion
+
+
+def _to_rgb(image):
+    """RGB copy of a Pillow image; transparency is composed onto white."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        if pixels.max(initial=0) > 255:  # 16-bit samples
+            pixels = pixels / 257.0
+        pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+        return Image.fromarray(pixels, mode="L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")  # CMYK (Adobe inversion handled), L, P, ...

@@ -1,0 +1,323 @@
+"""Reading a build's inputs: class folders, synsets, validation labels,
+bounding boxes and teacher logits, with errors that name the flag."""
+
+import collections
+import glob
+import os
+import re
+
+import numpy as np
+
+from assemble_tf.data.builder.config import (
+    IMAGE_EXTENSIONS,
+    MAX_LISTED,
+    WNID_PATTERN,
+)
+
+
+def is_image_name(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def require_dir(path, flag):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"--{flag}={path} is not a directory; point --{flag} at the "
+            f"folder holding the images."
+        )
+
+
+def require_file(path, flag):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--{flag}={path} does not exist or is not a file."
+        )
+
+
+def list_images(folder):
+    """Returns `(images, ignored)`: sorted image file names directly in
+    `folder` and the other (non-hidden) files."""
+    images, ignored = [], []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path) or name.startswith("."):
+            continue
+        (images if is_image_name(name) else ignored).append(name)
+    return images, ignored
+
+
+def list_class_folders(root, flag, layout):
+    """Sorted class sub-folders of `root`; in the imagenet layout each must
+    be a WordNet id."""
+    require_dir(root, flag)
+    classes = sorted(
+        name
+        for name in os.listdir(root)
+        if os.path.isdir(os.path.join(root, name)) and not name.startswith(".")
+    )
+    if not classes:
+        raise ValueError(
+            f"--{flag}={root} has no class folders. Expected "
+            f"{flag.split('_')[0]}/<class>/<image> (e.g. "
+            f"train/n01440764/n01440764_10026.JPEG)."
+        )
+    if layout == "imagenet":
+        bad = [name for name in classes if not WNID_PATTERN.match(name)]
+        if bad:
+            raise ValueError(
+                f"--{flag}={root} holds folders that are not WordNet ids "
+                f"(nXXXXXXXX): {listing(bad)}. Point --{flag} at the folder "
+                f"of the n01440764/... class folders, or use --layout=folder "
+                f"for other datasets."
+            )
+    return classes
+
+
+def read_synsets(path):
+    """Reads `wnid text` lines into `{wnid: text}` (the first one wins)."""
+    require_file(path, "synsets_file")
+    texts = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.strip().split(None, 1)
+            if parts and not parts[0].startswith("#"):
+                texts.setdefault(parts[0], parts[1] if len(parts) > 1 else "")
+    if not texts:
+        raise ValueError(
+            f"--synsets_file={path} is empty; it needs lines like "
+            f"'n01440764 tench, Tinca tinca'."
+        )
+    return texts
+
+
+def read_validation_labels(path, image_names):
+    """Returns the class of each image of a flat validation folder.
+
+    Args:
+        path: the labels file. Either one class per line, in the order of
+            the sorted image file names (ILSVRC2012_validation_ground_truth
+            mapped to wnids), or `filename wnid` lines (space, tab or comma
+            separated; the file name with or without its extension).
+        image_names: sorted image file names of the folder.
+
+    Returns:
+        A list of class names, one per `image_names` entry.
+    """
+    require_file(path, "validation_labels")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                rows.append((lineno, re.split(r"[,\s]+", line)))
+    widths = sorted({len(fields) for _, fields in rows})
+    if not rows:
+        raise ValueError(f"--validation_labels={path} is empty.")
+    if widths == [1]:
+        if len(rows) != len(image_names):
+            raise ValueError(
+                f"--validation_labels={path} has {len(rows)} lines (one "
+                f"class per line) but --validation_dir holds "
+                f"{len(image_names)} images; the file must list one class "
+                f"per image in sorted-filename order."
+            )
+        return [fields[0] for _, fields in rows]
+    if widths != [2]:
+        lineno, fields = next(r for r in rows if len(r[1]) not in (1, 2))
+        raise ValueError(
+            f"--validation_labels={path} line {lineno} has {len(fields)} "
+            f"fields; use one class per line or 'filename class' lines."
+        )
+    table = {}
+    for index, (lineno, (name, label)) in enumerate(rows):
+        if index == 0 and name.lower() in ("filename", "file", "image"):
+            continue  # a header
+        if name in table and table[name] != label:
+            raise ValueError(
+                f"--validation_labels={path} line {lineno}: {name} is "
+                f"labelled twice ({table[name]} and {label})."
+            )
+        table[name] = label
+    labels, missing = [], []
+    for name in image_names:
+        label = table.get(name, table.get(os.path.splitext(name)[0]))
+        labels.append(label)
+        if label is None:
+            missing.append(name)
+    if missing:
+        raise ValueError(
+            f"--validation_labels={path} has no line for {len(missing)} "
+            f"images of --validation_dir: {listing(missing)}."
+        )
+    return labels
+
+
+def read_bboxes(path):
+    """Reads `filename,xmin,ymin,xmax,ymax` lines into `{filename: boxes}`."""
+    require_file(path, "bbox_csv")
+    boxes = collections.defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = [v.strip() for v in line.split(",")]
+            try:
+                if len(fields) != 5:
+                    raise ValueError
+                box = tuple(float(v) for v in fields[1:])
+            except ValueError:
+                if lineno == 1:
+                    continue  # a header
+                raise ValueError(
+                    f"--bbox_csv={path} line {lineno}: expected "
+                    f"'filename,xmin,ymin,xmax,ymax' with numbers. "
+                    f"Received: {line[:120]}"
+                ) from None
+            xmin, ymin, xmax, ymax = box
+            tol = 1e-6
+            if not (
+                -tol <= xmin <= xmax <= 1 + tol
+                and -tol <= ymin <= ymax <= 1 + tol
+            ):
+                raise ValueError(
+                    f"--bbox_csv={path} line {lineno}: boxes must be "
+                    f"normalized, 0 <= xmin <= xmax <= 1 and 0 <= ymin <= "
+                    f"ymax <= 1. Received: {line[:120]}"
+                )
+            boxes[fields[0]].append(tuple(min(max(v, 0.0), 1.0) for v in box))
+    return dict(boxes)
+
+
+def resolve_logit_files(spec, split, flag):
+    """The logits files of `split`: `spec` is comma-separated files or
+    globs, or one directory (then `DIR/<split>*`)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(parts) == 1 and os.path.isdir(parts[0]):
+        parts = [os.path.join(parts[0], f"{split}*")]
+    files = []
+    for part in parts:
+        matches = sorted(glob.glob(part))
+        if not matches:
+            raise FileNotFoundError(
+                f"--{flag}={spec}: {part} matches no file (needed for the "
+                f"{split} split)."
+            )
+        files.extend(m for m in matches if os.path.isfile(m))
+    return sorted(set(files))
+
+
+def read_logits(files, flag):
+    """Reads teacher logits into `({name: row}, matrix[N, K] float32)`.
+
+    A CSV has rows `filename,v1,...,vK` (an optional header line); an
+    `.npz` holds arrays `filenames` ([N] str) and `logits` ([N, K]).
+    """
+    names, rows, origin = [], [], {}
+    for path in files:
+        if path.endswith(".npy"):
+            raise ValueError(
+                f"--{flag}: {path} is an .npy file; save names and values "
+                f"together with np.savez(PATH.npz, filenames=names, "
+                f"logits=values), or write a CSV."
+            )
+        if path.endswith(".npz"):
+            file_names, values = _read_logits_npz(path, flag)
+        else:
+            file_names, values = _read_logits_csv(path, flag)
+        for name in file_names:
+            if name in origin:
+                raise ValueError(
+                    f"--{flag}: {name} has logits in both {origin[name]} "
+                    f"and {path}; give each image one row."
+                )
+            origin[name] = path
+        names.extend(file_names)
+        rows.append(values)
+    widths = {r.shape[1] for r in rows if r.size}
+    if len(widths) > 1:
+        raise ValueError(
+            f"--{flag}: the files have different numbers of logits per row "
+            f"({sorted(widths)}); every row needs the same length."
+        )
+    if not names:
+        raise ValueError(f"--{flag}: {', '.join(files)} hold no logits.")
+    matrix = np.concatenate([r for r in rows if r.size], axis=0)
+    return {name: i for i, name in enumerate(names)}, matrix
+
+
+def _read_logits_csv(path, flag):
+    names, values, width = [], [], None
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split(",")
+            try:
+                row = np.asarray(fields[1:], dtype=np.float32)
+            except ValueError:
+                if lineno == 1:
+                    continue  # a header
+                raise ValueError(
+                    f"--{flag}: {path} line {lineno} is not "
+                    f"'filename,v1,...,vK' with numbers."
+                ) from None
+            width = width or len(row)
+            if len(row) != width or not width:
+                raise ValueError(
+                    f"--{flag}: {path} line {lineno} has {len(row)} values, "
+                    f"earlier lines {width}."
+                )
+            names.append(fields[0].strip())
+            values.append(row)
+    if not values:
+        return [], np.zeros((0, 0), np.float32)
+    return names, np.stack(values)
+
+
+def _read_logits_npz(path, flag):
+    with np.load(path, allow_pickle=False) as data:
+        if "filenames" not in data or "logits" not in data:
+            raise ValueError(
+                f"--{flag}: {path} needs arrays 'filenames' and 'logits'; "
+                f"it has {sorted(data.files)}."
+            )
+        names = [str(n) for n in data["filenames"].reshape(-1)]
+        values = np.asarray(data["logits"], dtype=np.float32)
+    if values.ndim != 2 or values.shape[0] != len(names):
+        raise ValueError(
+            f"--{flag}: {path} has {len(names)} filenames but logits of "
+            f"shape {values.shape}; expected ({len(names)}, K)."
+        )
+    return names, values
+
+
+def match_names(entries, table, what, flag):
+    """Returns one `table` value (or None) per entry, by relpath then base
+    name; a base name shared by several files is an error."""
+    counts = collections.Counter(os.path.basename(e.relpath) for e in entries)
+    values, ambiguous = [], []
+    for entry in entries:
+        if entry.relpath in table:
+            values.append(table[entry.relpath])
+            continue
+        base = os.path.basename(entry.relpath)
+        if base in table and counts[base] > 1:
+            ambiguous.append(entry.relpath)
+        values.append(table.get(base))
+    if ambiguous:
+        raise ValueError(
+            f"--{flag}: {what} are keyed by base name, but these files share "
+            f"their base name with another file: {listing(ambiguous)}. Key "
+            f"them by the path under the split folder (class/name.jpg)."
+        )
+    return values
+
+
+def listing(names, limit=MAX_LISTED):
+    names = list(names)
+    text = ", ".join(names[:limit])
+    if len(names) > limit:
+        text += f", ... and {len(names) - limit} more"
+    return text
