@@ -219,7 +219,7 @@ def main(argv):
     import tensorflow as tf
     from tqdm import tqdm
 
-    from assemble_tf.data import tfds_source
+    from assemble_tf.data import sources
     from assemble_tf.retrieval import embed, recall
 
     ks = flags_core.parse_int_list("ks", FLAGS.ks)
@@ -229,17 +229,17 @@ def main(argv):
     if FLAGS.image_size and not preprocessing:
         preprocessing = f"imagenet_{FLAGS.image_size}"
     # Data first: a missing or unprepared set fails before model building.
-    info = tfds_source.open_source(
+    info = sources.open_source(
         FLAGS.source, FLAGS.tfds_data_dir, FLAGS.download
     )
-    split, class_range, class_split = tfds_source.retrieval_selection(
+    split, class_range, class_split = sources.retrieval_selection(
         info, FLAGS.split, FLAGS.class_split
     )
     out_dir = output_dir(info)
-    total = tfds_source.num_examples(info, split)
-    dataset = tfds_source.encoded_dataset(info, split)
+    total = sources.num_examples(info, split)
+    dataset = sources.encoded_dataset(info, split)
     if class_range:
-        dataset = tfds_source.filter_classes(dataset, *class_range)
+        dataset = sources.filter_classes(dataset, *class_range)
         # The class-disjoint half: count it (labels only, no decoding).
         total = int(
             dataset.map(lambda image, label: label).reduce(

@@ -54,7 +54,7 @@ def define_flags():
 
 def dataset_overrides(flag_values):
     """Source, class count and splits of --source."""
-    from assemble_tf.data import tfds_source
+    from assemble_tf.data import sources
     from assemble_tf.runs import inputs
 
     if not flag_values.source:
@@ -65,7 +65,7 @@ def dataset_overrides(flag_values):
     data = {"source": flag_values.source, "label_offset": 0}
     known = None
     try:
-        known = tfds_source.transfer_dataset(flag_values.source)
+        known = sources.transfer_dataset(flag_values.source)
     except ValueError:
         pass
     info = inputs.open_source_cached(
@@ -73,7 +73,7 @@ def dataset_overrides(flag_values):
     )
     data["num_classes"] = info.num_classes
     if flag_values.retrieval:
-        split, low, high = tfds_source.retrieval_classes(
+        split, low, high = sources.retrieval_classes(
             flag_values.source, "train"
         )
         # Train and evaluate on the training classes (evaluation: the same

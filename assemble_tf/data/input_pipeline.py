@@ -114,7 +114,7 @@ class InputConfig:
         record_source: None (read `file_pattern` TFRecords) or a callable
             `(input_context, is_training, seed) -> Dataset of (image_bytes,
             label)`, e.g. a tfds dataset or an image folder
-            (`assemble_tf.data.tfds_source`); labels are 0-based.
+            (`assemble_tf.data.sources`); labels are 0-based.
         max_consecutive_unusable: this many unusable records in a row
             (not an image, or without teacher logits when `num_logits` is
             set) stop the pipeline with a `DataError`.

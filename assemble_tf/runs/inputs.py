@@ -2,7 +2,7 @@
 
 Translates the config's data / augment / train groups into the tf.data
 pipeline's `InputConfig` (`assemble_tf.data.input_pipeline`), for TFRecords
-or a tfds / folder source (`assemble_tf.data.tfds_source`), and counts the
+or a tfds / folder source (`assemble_tf.data.sources`), and counts the
 training examples.
 """
 
@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from assemble_tf import config as config_lib
 from assemble_tf.augment.autoaugment import AutoAugment, RandAugment
-from assemble_tf.data import input_pipeline, metadata, tfds_source
+from assemble_tf.data import input_pipeline, metadata, sources
 
 
 def count_examples(data_dir, split, pattern):
@@ -91,7 +91,7 @@ _SOURCES = {}
 def open_source_cached(source, data_dir, download):
     key = (source, data_dir, download)
     if key not in _SOURCES:
-        _SOURCES[key] = tfds_source.open_source(source, data_dir, download)
+        _SOURCES[key] = sources.open_source(source, data_dir, download)
     return _SOURCES[key]
 
 
@@ -103,12 +103,12 @@ def _record_source(data_config, is_training):
     split = (
         data_config.train_split if is_training else data_config.validation_split
     )
-    tfds_source.num_examples(info, split)  # validates the split name now
+    sources.num_examples(info, split)  # validates the split name now
 
     bounds = config_lib.class_range(data_config)
 
     def source(input_context, training, seed):
-        ds = tfds_source.encoded_dataset(
+        ds = sources.encoded_dataset(
             info,
             split,
             shuffle_files=training,
@@ -117,7 +117,7 @@ def _record_source(data_config, is_training):
         )
         if bounds:
             low = tf.constant(bounds[0], tf.int64)
-            ds = tfds_source.filter_classes(ds, *bounds)
+            ds = sources.filter_classes(ds, *bounds)
             ds = ds.map(lambda image, label: (image, label - low))
         return ds
 
@@ -148,7 +148,7 @@ def num_train_examples(config):
         # Filtered by label: count once (labels only).
         count = count_source_examples(d, d.train_split)
     elif d.source:
-        count = tfds_source.num_examples(open_data_source(d), d.train_split)
+        count = sources.num_examples(open_data_source(d), d.train_split)
     else:
         count = count_examples(d.data_dir, "train", d.train_pattern)
     if count < 1:

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from assemble_tf.data import tfds_source
+from assemble_tf.data import sources
 from assemble_tf.models import build_model
 from assemble_tf.retrieval import embed
 from tests.conftest import REPO
@@ -44,7 +44,7 @@ def _images(root):
 
 
 def _info(name, kind="tfds", num_classes=10, splits=None):
-    return tfds_source.SourceInfo(
+    return sources.SourceInfo(
         name=name,
         kind=kind,
         data_dir="/x",
@@ -55,7 +55,7 @@ def _info(name, kind="tfds", num_classes=10, splits=None):
 
 
 def test_retrieval_selection():
-    sel = tfds_source.retrieval_selection
+    sel = sources.retrieval_selection
     cars = _info("cars196", num_classes=196)
     assert sel(cars) == ("train+test", (98, 196), "test")
     assert sel(cars, class_split="train") == ("train+test", (0, 98), "train")

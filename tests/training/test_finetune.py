@@ -17,7 +17,7 @@ from assemble_tf.runs import models as run_models
 from assemble_tf.training import recipes
 from assemble_tf.training import trainer as trainer_lib
 from tests.conftest import REPO
-from tests.data_pipeline.test_tfds_source import _write_metadata
+from tests.data_pipeline.test_sources import _write_metadata
 from tests.testing_utils import jpeg_bytes, smooth_image
 
 TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}

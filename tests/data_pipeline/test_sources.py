@@ -1,4 +1,4 @@
-"""tfds / image-folder sources (assemble_tf.data.tfds_source), offline."""
+"""tfds / image-folder sources (assemble_tf.data.sources), offline."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from assemble_tf.data import tfds_source
+from assemble_tf.data import sources
 from tests import testing_utils
 
 CLASSES = ("b_cls", "a_cls", "c_cls")
@@ -125,7 +125,7 @@ def tiny_dir(tmp_path_factory):
 
 
 def test_folder_info(folder):
-    info = tfds_source.open_source(folder)  # a pathlib.Path works too
+    info = sources.open_source(folder)  # a pathlib.Path works too
     assert info.kind == "folder"
     assert info.name == os.path.basename(str(folder))
     assert info.data_dir == str(folder)
@@ -137,8 +137,8 @@ def test_folder_info(folder):
 
 
 def test_folder_dataset_bytes_labels_and_imagefolder_order(folder):
-    info = tfds_source.open_source(str(folder))
-    ds = tfds_source.encoded_dataset(info, "train")
+    info = sources.open_source(str(folder))
+    ds = sources.encoded_dataset(info, "train")
     assert ds.element_spec == (
         tf.TensorSpec([], tf.string),
         tf.TensorSpec([], tf.int64),
@@ -173,25 +173,25 @@ def test_folder_dataset_bytes_labels_and_imagefolder_order(folder):
     ],
 )
 def test_folder_sub_splits(folder, split, expected):
-    info = tfds_source.open_source(str(folder))
-    assert tfds_source.num_examples(info, split) == expected
-    items = _items(tfds_source.encoded_dataset(info, split))
+    info = sources.open_source(str(folder))
+    assert sources.num_examples(info, split) == expected
+    items = _items(sources.encoded_dataset(info, split))
     assert len(items) == expected
     if split == "test[2:5]":
-        assert items == _items(tfds_source.encoded_dataset(info, "test"))[2:5]
+        assert items == _items(sources.encoded_dataset(info, "test"))[2:5]
 
 
 def test_folder_shuffle_and_shards(folder):
-    info = tfds_source.open_source(str(folder))
-    plain = _items(tfds_source.encoded_dataset(info, "train"))
-    a = _items(tfds_source.encoded_dataset(info, "train", True, seed=3))
-    b = _items(tfds_source.encoded_dataset(info, "train", True, seed=3))
+    info = sources.open_source(str(folder))
+    plain = _items(sources.encoded_dataset(info, "train"))
+    a = _items(sources.encoded_dataset(info, "train", True, seed=3))
+    b = _items(sources.encoded_dataset(info, "train", True, seed=3))
     assert a == b
     assert a != plain
     assert sorted(a) == sorted(plain)
     shards = [
         _items(
-            tfds_source.encoded_dataset(
+            sources.encoded_dataset(
                 info, "train", input_context=tf.distribute.InputContext(2, i)
             )
         )
@@ -210,7 +210,7 @@ def test_folder_without_splits(tmp_path):
             testing_utils.jpeg_bytes(np.zeros((4, 4, 3)))
         )
     with pytest.raises(ValueError) as e:
-        tfds_source.open_source(str(tmp_path))
+        sources.open_source(str(tmp_path))
     msg = str(e.value)
     assert "<root>/<split>/<class>/<image>" in msg
     assert "class folders" in msg and "cat" in msg
@@ -219,14 +219,14 @@ def test_folder_without_splits(tmp_path):
 
 def test_folder_errors(folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        tfds_source.open_source(str(tmp_path / "missing"))
+        sources.open_source(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        tfds_source.open_source("./surely/not/here")
-    info = tfds_source.open_source(str(folder))
+        sources.open_source("./surely/not/here")
+    info = sources.open_source(str(folder))
     with pytest.raises(ValueError, match=r"'val'.*\['test', 'train'\]"):
-        tfds_source.encoded_dataset(info, "val")
+        sources.encoded_dataset(info, "val")
     with pytest.raises(ValueError, match="Bad split 'train\\[:x\\]'"):
-        tfds_source.num_examples(info, "train[:x]")
+        sources.num_examples(info, "train[:x]")
 
 
 # ------------------------------------------------------------------- tfds
@@ -234,7 +234,7 @@ def test_folder_errors(folder, tmp_path):
 
 def test_unknown_tfds_name_suggests_close_match():
     with pytest.raises(ValueError) as e:
-        tfds_source.open_source("oxford_flower102")
+        sources.open_source("oxford_flower102")
     msg = str(e.value)
     assert "oxford_flowers102" in msg
     assert "folder" in msg and "<root>/<split>/<class>/<image>" in msg
@@ -244,7 +244,7 @@ def test_manual_download_message(tmp_path):
     assert tfds.builder_cls("imagenet2012").MANUAL_DOWNLOAD_INSTRUCTIONS
     for download in (False, True):  # no files in manual_dir: never fetches
         with pytest.raises(ValueError) as e:
-            tfds_source.open_source(
+            sources.open_source(
                 "imagenet2012", data_dir=str(tmp_path), download=download
             )
         msg = str(e.value)
@@ -256,7 +256,7 @@ def test_manual_download_message(tmp_path):
 
 def test_not_prepared_message(tmp_path):
     with pytest.raises(ValueError) as e:
-        tfds_source.open_source("food101", data_dir=str(tmp_path))
+        sources.open_source("food101", data_dir=str(tmp_path))
     msg = str(e.value)
     assert "not prepared" in msg
     assert os.path.join(str(tmp_path), "food101") in msg
@@ -267,40 +267,40 @@ def test_not_prepared_message(tmp_path):
 
 def test_bad_version_is_value_error(tmp_path):
     with pytest.raises(ValueError, match="9.9.9"):
-        tfds_source.open_source("food101:9.9.9", data_dir=str(tmp_path))
+        sources.open_source("food101:9.9.9", data_dir=str(tmp_path))
 
 
 def test_prepared_tfds_source(tiny_dir):
-    info = tfds_source.open_source("tiny_transfer", data_dir=str(tiny_dir))
+    info = sources.open_source("tiny_transfer", data_dir=str(tiny_dir))
     assert info.kind == "tfds"
     assert info.name == "tiny_transfer"
     assert info.data_dir == str(tiny_dir)
     assert info.splits == {"train": 12, "test": 8}
     assert (info.num_classes, info.class_names) == (4, ("w", "x", "y", "z"))
     assert (info.image_key, info.label_key) == ("image", "label")
-    ds = tfds_source.encoded_dataset(info, "train[:50%]+test")
+    ds = sources.encoded_dataset(info, "train[:50%]+test")
     assert ds.element_spec == (
         tf.TensorSpec([], tf.string),
         tf.TensorSpec([], tf.int64),
     )
     items = _items(ds)
-    assert len(items) == tfds_source.num_examples(info, "train[:50%]+test")
+    assert len(items) == sources.num_examples(info, "train[:50%]+test")
     assert len(items) == 14
     assert all(b[:4] == b"\x89PNG" for b, _ in items)  # tfds stores PNG
     labels = sorted(label for _, label in _items(ds.skip(6)))
     assert labels == [0, 0, 1, 1, 2, 2, 3, 3]  # test: (i + 1) % 4
     image = tf.io.decode_png(items[0][0]).numpy()
     assert image.shape[1:] == (11, 3)
-    same = tfds_source.open_source("tiny_transfer:1.0.0", str(tiny_dir))
+    same = sources.open_source("tiny_transfer:1.0.0", str(tiny_dir))
     assert same == info
 
 
 def test_tfds_input_context(tiny_dir):
-    info = tfds_source.open_source("tiny_transfer", data_dir=str(tiny_dir))
-    full = _items(tfds_source.encoded_dataset(info, "train"))
+    info = sources.open_source("tiny_transfer", data_dir=str(tiny_dir))
+    full = _items(sources.encoded_dataset(info, "train"))
     shards = [
         _items(
-            tfds_source.encoded_dataset(
+            sources.encoded_dataset(
                 info, "train", input_context=tf.distribute.InputContext(2, i)
             )
         )
@@ -312,12 +312,12 @@ def test_tfds_input_context(tiny_dir):
 
 def test_label_key_fallback_and_table(tiny_dir, monkeypatch):
     with pytest.raises(ValueError, match="item_id.*_LABEL_KEYS"):
-        tfds_source.open_source("tiny_products", data_dir=str(tiny_dir))
-    monkeypatch.setitem(tfds_source._LABEL_KEYS, "tiny_products", "item_id")
-    info = tfds_source.open_source("tiny_products", data_dir=str(tiny_dir))
+        sources.open_source("tiny_products", data_dir=str(tiny_dir))
+    monkeypatch.setitem(sources.tfds._LABEL_KEYS, "tiny_products", "item_id")
+    info = sources.open_source("tiny_products", data_dir=str(tiny_dir))
     assert (info.image_key, info.label_key) == ("picture", "item_id")
     assert (info.num_classes, info.class_names) == (6, None)
-    labels = [label for _, label in _items(tfds_source.encoded_dataset(
+    labels = [label for _, label in _items(sources.encoded_dataset(
         info, "test"))]  # fmt: skip
     assert sorted(labels) == [0, 0, 1, 1, 2, 3, 4, 5]
 
@@ -343,19 +343,19 @@ def test_mock_data_real_builders(tmp_path):
         "stanford_online_products", tmp_path, {"train": 59551, "test": 60502}
     )
     with tfds.testing.mock_data(num_examples=6, data_dir=str(tmp_path)):
-        pets = tfds_source.open_source("oxford_iiit_pet", str(tmp_path))
+        pets = sources.open_source("oxford_iiit_pet", str(tmp_path))
         assert pets.splits == {"train": 3680, "test": 3669}
         assert pets.num_classes == 37 and pets.label_key == "label"
         assert pets.class_names[0] == "Abyssinian"
-        assert tfds_source.num_examples(pets, "train[:10%]") == 368
-        items = _items(tfds_source.encoded_dataset(pets, "test"))
+        assert sources.num_examples(pets, "train[:10%]") == 368
+        items = _items(sources.encoded_dataset(pets, "test"))
         assert len(items) == 6
         assert all(b[:2] == b"\xff\xd8" for b, _ in items)
         assert all(0 <= label < 37 for _, label in items)
-        sop = tfds_source.open_source("stanford_online_products", tmp_path)
+        sop = sources.open_source("stanford_online_products", tmp_path)
         assert sop.label_key == "class_id"
         assert (sop.num_classes, sop.class_names) == (22634, None)
-        items = _items(tfds_source.encoded_dataset(sop, "train"))
+        items = _items(sources.encoded_dataset(sop, "train"))
         assert all(0 <= label < 22634 for _, label in items)
 
 
@@ -363,7 +363,7 @@ def test_mock_data_real_builders(tmp_path):
 
 
 def test_transfer_table():
-    t = tfds_source.TRANSFER_DATASETS
+    t = sources.TRANSFER_DATASETS
     assert sorted(t) == sorted(
         [
             "food101",
@@ -397,13 +397,13 @@ def test_transfer_table():
         "oxford_iiit_pet": (92.5, 94.3),
     }
     assert t["food101"].num_train == 75750
-    assert tfds_source.transfer_dataset("food101:2.0.0") is t["food101"]
+    assert sources.transfer_dataset("food101:2.0.0") is t["food101"]
     with pytest.raises(ValueError, match="cars196"):
-        tfds_source.transfer_dataset("cars197")
+        sources.transfer_dataset("cars197")
 
 
 def test_retrieval_classes():
-    rc = tfds_source.retrieval_classes
+    rc = sources.retrieval_classes
     assert rc("caltech_birds2011") == ("train+test", 100, 200)
     assert rc("caltech_birds2011", "train") == ("train+test", 0, 100)
     assert rc("caltech_birds2011", "all") == ("train+test", 0, 200)
@@ -423,7 +423,7 @@ def test_filter_classes():
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.strings.as_string(labels), labels)
     )
-    kept = _items(tfds_source.filter_classes(ds, 3, 5))
+    kept = _items(sources.filter_classes(ds, 3, 5))
     assert kept == [(b"3", 3), (b"4", 4), (b"4", 4)]
     with pytest.raises(ValueError, match="low=4, high=4"):
-        tfds_source.filter_classes(ds, 4, 4)
+        sources.filter_classes(ds, 4, 4)

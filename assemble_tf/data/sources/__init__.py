@@ -1,0 +1,182 @@
+"""Transfer-learning data sources: a tfds name or an image folder.
+
+Lee et al. 2020 ("Compounding the Performance Improvements of Assembled
+Techniques in a Convolutional Neural Network", arXiv 2001.06268, Table 10 /
+the FGVC figure) fine-tune Assemble-ResNet-50 on Food-101, Stanford Cars,
+Oxford-Flowers-102, FGVC-Aircraft and Oxford-IIIT Pets, and evaluate image
+retrieval (recall@k) on class-disjoint halves of CUB-200-2011, Cars196 and
+Stanford Online Products. clovaai/assembled-cnn converts each set into its
+own TFRecords (`datasets/build_*.py`); here the same sets come from
+TensorFlow Datasets (`tensorflow_datasets` 4.9) or, for FGVC-Aircraft (not
+in tfds) and a user's own data, from a folder laid out
+`<root>/<split>/<class>/<image>` (the `tfds.folder_dataset.ImageFolder`
+layout and label order). The code is this project's; split sizes and the
+class-disjoint retrieval halves are taken from the authors' builders.
+
+Images stay encoded: `encoded_dataset` yields `(image_bytes, label)` with
+`tfds.decode.SkipDecoding`, so the project's own JPEG/PNG decode and crop
+(`assemble_tf.data.preprocessing`, the ImageNet eval/train preprocessing)
+runs on them exactly as on the ImageNet TFRecords.
+
+Nothing here touches the network unless `open_source(..., download=True)`:
+a tfds dataset that is not prepared in `data_dir` is an error that says
+where it looked and how to prepare it (`tfds build NAME --data_dir=DIR`).
+"""
+
+import os
+
+import tensorflow as tf
+
+from assemble_tf.data.sources.catalog import (
+    RETRIEVAL_SPLITS,
+    TRANSFER_DATASETS,
+    RetrievalSplit,
+    SourceInfo,
+    TransferDataset,
+    import_tfds,
+    retrieval_classes,
+    retrieval_selection,
+    transfer_dataset,
+)
+from assemble_tf.data.sources.folder import folder_dataset, open_folder
+from assemble_tf.data.sources.tfds import is_tfds_name, open_tfds, tfds_dataset
+
+
+def filter_classes(dataset, low, high):
+    """Keeps the `(image, label)` elements with low <= label < high."""
+    if not 0 <= low < high:
+        raise ValueError(
+            f"Need 0 <= low < high. Received: low={low}, high={high}"
+        )
+    low64, high64 = tf.constant(low, tf.int64), tf.constant(high, tf.int64)
+    return dataset.filter(
+        lambda image, label: (label >= low64) & (label < high64)
+    )
+
+
+def open_source(source, data_dir=None, download=False):
+    """Opens a tfds dataset or an image folder without touching the network.
+
+    Args:
+        source: a tfds name ("oxford_flowers102", "food101:2.0.0",
+            "name/config"), or a folder `<root>/<split>/<class>/<image>`
+            (.jpg, .jpeg, .png; a str or path). A string starting with
+            "/", "." or "~" is always a folder; another existing folder is
+            one unless the string is also a tfds name.
+        data_dir: the tfds data root (default: tfds's, ~/tensorflow_datasets
+            or $TFDS_DATA_DIR). Ignored for a folder.
+        download: let tfds download and prepare a dataset that is not
+            prepared yet (needs network; manual-download sets need their
+            files in `<data_dir>/downloads/manual` first).
+
+    Returns:
+        A `SourceInfo`.
+
+    Raises:
+        ValueError: unknown tfds name (with close matches), a set that is not
+            prepared, manual data missing, no ClassLabel feature, or a folder
+            without split subfolders.
+        FileNotFoundError: a folder path that does not exist.
+    """
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not source or not isinstance(source, str):
+        raise ValueError(
+            f"Pass a tfds name or a folder. Received: source={source!r}"
+        )
+    path = os.path.expanduser(source)
+    path_like = source.startswith(("/", ".", "~"))
+    if path_like or (os.path.isdir(path) and not is_tfds_name(source)):
+        return open_folder(path)
+    return open_tfds(source, data_dir, download)
+
+
+def num_examples(info, split):
+    """Examples in `split` of `info`; slices and sums allowed ("a[:10%]+b").
+
+    Raises:
+        ValueError: unknown split name or bad split syntax.
+    """
+    return sum(to - from_ for _, from_, to in _absolute(info, split))
+
+
+def encoded_dataset(
+    info, split, shuffle_files=False, input_context=None, seed=None
+):
+    """`(image_bytes, label)` pairs of `split`, images still encoded.
+
+    Args:
+        info: a `SourceInfo` from `open_source`.
+        split: a split, a slice or a sum in tfds syntax ("train",
+            "train[:90%]", "train+validation", "test[10:20]").
+        shuffle_files: tfds: shuffle the order of the shard files (examples
+            inside a shard keep their order; shuffle examples downstream).
+            Folder: shuffle the file list (cheap, before reading).
+        input_context: a `tf.distribute.InputContext`; each input pipeline
+            reads its share (tfds: a contiguous even share of the examples,
+            `tfds.even_splits`; folder: every n-th example).
+        seed: seed of the file shuffling (None: random).
+
+    Returns:
+        A `tf.data.Dataset` of `(tf.string scalar, tf.int64 scalar)`.
+
+    Raises:
+        ValueError: unknown split (the message lists the splits).
+    """
+    ranges = _absolute(info, split)  # validates the split
+    if info.kind == "tfds":
+        return tfds_dataset(info, split, shuffle_files, input_context, seed)
+    if info.kind != "folder":
+        raise ValueError(f"Unknown SourceInfo.kind={info.kind!r}.")
+    return folder_dataset(info, ranges, shuffle_files, input_context, seed)
+
+
+def _split_dict(info):
+    tfds = import_tfds()
+    return tfds.core.SplitDict(
+        [
+            tfds.core.SplitInfo(name=k, shard_lengths=[n], num_bytes=0)
+            for k, n in info.splits.items()
+        ]
+    )
+
+
+def _absolute(info, split):
+    """[(split_name, from, to)] of a tfds split expression."""
+    tfds = import_tfds()
+    if not split or not isinstance(split, str):
+        raise ValueError(f"split must be a string. Received: {split!r}")
+    try:
+        instruction = tfds.core.ReadInstruction.from_spec(split)
+    except (ValueError, NotImplementedError) as e:
+        raise ValueError(f"Bad split {split!r} for {info.name}: {e}") from None
+    split_dict = _split_dict(info)
+    out = []
+    try:
+        for a in instruction.to_absolute(split_dict):
+            n = info.splits[a.splitname]
+            from_ = 0 if a.from_ is None else a.from_
+            to = n if a.to is None else a.to
+            out.append((a.splitname, from_, to))
+    except (KeyError, ValueError) as e:
+        raise ValueError(
+            f"Unknown split {split!r} for {info.name}: it has "
+            f"{sorted(info.splits)} ({e})."
+        ) from None
+    return out
+
+
+__all__ = [
+    "RETRIEVAL_SPLITS",
+    "TRANSFER_DATASETS",
+    "RetrievalSplit",
+    "SourceInfo",
+    "TransferDataset",
+    "encoded_dataset",
+    "filter_classes",
+    "num_examples",
+    "open_source",
+    "retrieval_classes",
+    "retrieval_selection",
+    "transfer_dataset",
+]

@@ -1,0 +1,119 @@
+"""Image-folder sources `<root>/<split>/<class>/<image>` (the
+`tfds.folder_dataset.ImageFolder` layout and label order), read with the
+images still encoded."""
+
+import os
+import random
+
+import tensorflow as tf
+
+from assemble_tf.data.sources.catalog import SourceInfo, import_tfds
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def _list_images(folder):
+    return sorted(
+        os.path.join(folder, f)
+        for f in tf.io.gfile.listdir(folder)
+        if f.lower().endswith(_IMAGE_EXTENSIONS)
+        and not tf.io.gfile.isdir(os.path.join(folder, f))
+    )
+
+
+def _subdirs(folder):
+    return sorted(
+        f.rstrip("/")
+        for f in tf.io.gfile.listdir(folder)
+        if tf.io.gfile.isdir(os.path.join(folder, f)) and not f.startswith(".")
+    )
+
+
+def scan_folder(root):
+    """{split: [(path, class_name)]} and the sorted class names of `root`.
+
+    Same rules and order as `tfds.folder_dataset.ImageFolder`: splits and
+    classes are the subfolders, images end in .jpg/.jpeg/.png (any case),
+    the label space is the sorted union of class folders over all splits,
+    and each split's list is shuffled with `random.Random(split_name)` so
+    that a slice like "train[:90%]" mixes classes.
+    """
+    examples, classes = {}, set()
+    for split in _subdirs(root):
+        items = []
+        for cls in _subdirs(os.path.join(root, split)):
+            classes.add(cls)
+            items += [
+                (p, cls) for p in _list_images(os.path.join(root, split, cls))
+            ]
+        random.Random(split).shuffle(items)
+        examples[split] = items
+    return examples, sorted(classes)
+
+
+def open_folder(root):
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"--source={root}: no such folder. Pass a tfds name (e.g. "
+            "oxford_flowers102) or a folder <root>/<split>/<class>/<image>."
+        )
+    examples, classes = scan_folder(root)
+    splits = {k: len(v) for k, v in examples.items() if v}
+    if not splits:
+        flat = _list_images(root)
+        top = [s for s in _subdirs(root) if _list_images(os.path.join(root, s))]
+        found = (
+            f"{len(flat)} images directly in it"
+            if flat
+            else f"images directly in class folders {top[:3]}"
+            if top
+            else "no .jpg/.jpeg/.png images two levels down"
+        )
+        raise ValueError(
+            f"--source={root}: no split subfolders with images; expected "
+            f"<root>/<split>/<class>/<image> (e.g. {root}/train/<class>/"
+            f"x.jpg and {root}/test/<class>/y.jpg), found {found}. Move the "
+            "class folders into a split folder such as train/."
+        )
+    builder = import_tfds().folder_dataset.ImageFolder(root)
+    return SourceInfo(
+        name=os.path.basename(root),
+        kind="folder",
+        data_dir=root,
+        num_classes=len(classes),
+        class_names=tuple(classes),
+        splits=splits,
+        image_key="image",
+        label_key="label",
+        builder=builder,
+    )
+
+
+def folder_dataset(info, ranges, shuffle_files, input_context, seed):
+    examples, _ = scan_folder(info.data_dir)
+    index = {name: i for i, name in enumerate(info.class_names)}
+    paths, labels = [], []
+    for split, from_, to in ranges:
+        items = examples.get(split, [])[from_:to]
+        missing = {c for _, c in items} - set(index)
+        if len(examples.get(split, [])) != info.splits[split] or missing:
+            raise ValueError(
+                f"{info.data_dir} changed since open_source (split {split!r}"
+                f"); call open_source again."
+            )
+        paths += [p for p, _ in items]
+        labels += [index[c] for _, c in items]
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(labels, tf.int64))
+    )
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(
+            input_context.num_input_pipelines, input_context.input_pipeline_id
+        )
+    if shuffle_files and paths:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    return ds.map(
+        lambda path, label: (tf.io.read_file(path), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
