@@ -16,9 +16,37 @@ from assemble_tf import presets
 
 
 def _f(default, help_text, **kw):
+    """A config field with its help text (and `parse`: a function that
+    turns any accepted form of the value, e.g. a flag's text or a JSON
+    list, into the field's type; `from_dict` applies it)."""
     return dataclasses.field(
         default=default, metadata={"help": help_text, **kw}
     )
+
+
+def parse_keep_prob_range(value, flag="dropblock_keep_prob"):
+    """DropBlock's keep-probability schedule as `(start, end)` floats.
+
+    Accepts None / "" / "none" (no schedule), "1.0,0.9", or a pair.
+
+    Raises:
+        ValueError: not two probabilities in (0, 1]; names the flag.
+    """
+    if value is None or (
+        isinstance(value, str) and value.strip() in ("", "none")
+    ):
+        return None
+    try:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        pair = tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(0 < v <= 1 for v in pair):
+        raise ValueError(
+            f"--{flag}={value!r} is invalid: two probabilities in (0, 1] "
+            "such as 1.0,0.9."
+        )
+    return pair
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +169,12 @@ class TrainConfig:
         "wd * 1/2 * sum(w^2) over all trainable variables except BN "
         "gamma/beta (FC bias included), as the original master.",
     )
-    dropblock_keep_prob: str | None = _f(
+    dropblock_keep_prob: tuple | None = _f(
         None,
         "DropBlock keep probability 'start,end', decayed linearly "
-        "over the run (e.g. 1.0,0.9); None keeps 1.0.",
+        "over the run (e.g. 1.0,0.9); None keeps 1.0. Only for models "
+        "with DropBlock layers.",
+        parse=parse_keep_prob_range,
     )
     kd_temperature: float = _f(
         0.0,
@@ -246,6 +276,11 @@ class ExperimentConfig:
                 raise ValueError(
                     f"Unknown {name} config keys {sorted(unknown)}."
                 )
+            values = dict(values)
+            for field in dataclasses.fields(group):
+                parse = field.metadata.get("parse")
+                if parse and field.name in values:
+                    values[field.name] = parse(values[field.name])
             kwargs[name] = group(**values)
         return cls(**kwargs)
 
@@ -276,11 +311,8 @@ def preset_defaults(preset_name):
         "warmup_epochs": float(r["warmup_epochs"]),
         "weight_decay": r["weight_decay"],
         "kd_temperature": r["kd_temperature"],
+        "dropblock_keep_prob": r["dropblock_keep_prob"],
     }
-    if r["dropblock_keep_prob"]:
-        train["dropblock_keep_prob"] = ",".join(
-            str(v) for v in r["dropblock_keep_prob"]
-        )
     augment = {
         "label_smoothing": r["label_smoothing"],
         "mixup_type": r["mixup_type"],
@@ -338,6 +370,13 @@ def make_config(model_dir, preset, overrides=None):
         if name not in GROUPS:
             raise ValueError(f"Unknown config group {name!r}")
         groups[name].update(values)
+    explicit_schedule = "dropblock_keep_prob" in (overrides or {}).get(
+        "train", {}
+    )
+    if not explicit_schedule and not _has_dropblock(preset, groups["model"]):
+        # The preset's schedule does not apply to a model built without
+        # its DropBlock layers (--nodropblock); an explicit one is refused.
+        groups["train"]["dropblock_keep_prob"] = None
     config = ExperimentConfig.from_dict(
         {
             "model_dir": os.path.abspath(model_dir) if model_dir else None,
@@ -348,6 +387,13 @@ def make_config(model_dir, preset, overrides=None):
     config = _classes_from_data(config, explicit)
     validate(config)
     return config
+
+
+def _has_dropblock(preset, model_values):
+    """Whether `preset` with these model fields builds DropBlock layers."""
+    return bool(
+        presets.get(preset).model.get("dropblock")
+    ) and model_values.get("dropblock", True)
 
 
 def _classes_from_data(config, explicit):
@@ -489,15 +535,23 @@ def validate(config):
         "off, one_device, mirrored, multi_worker_mirrored or tpu",
     )
     if t.dropblock_keep_prob:
-        try:
-            values = [float(v) for v in t.dropblock_keep_prob.split(",")]
-        except ValueError:
-            values = []
+        preset = presets.get(config.model.preset)
+        has_layers = _has_dropblock(preset.name, {})
+        why = (
+            "the model has no DropBlock layers ("
+            + (
+                "--nodropblock removes them"
+                if has_layers
+                else f"{preset.name} has none"
+            )
+            + "), so a schedule would silently do nothing; leave it out "
+            "(or --dropblock_keep_prob=none)"
+        )
         _check(
-            len(values) == 2 and all(0 < v <= 1 for v in values),
+            _has_dropblock(preset.name, dataclasses.asdict(config.model)),
             "dropblock_keep_prob",
             t.dropblock_keep_prob,
-            "two probabilities in (0, 1] such as 1.0,0.9",
+            why,
         )
     if a.autoaugment and a.autoaugment != "none":
         from assemble_tf.augment.autoaugment import POLICIES
@@ -562,11 +616,3 @@ def class_range(data_config):
             "'low,high' integers such as 0,100."
         ) from None
     return low, high
-
-
-def dropblock_range(train_config):
-    """(start, end) keep probabilities or None."""
-    if not train_config.dropblock_keep_prob:
-        return None
-    start, end = (float(v) for v in train_config.dropblock_keep_prob.split(","))
-    return start, end

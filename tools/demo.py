@@ -66,7 +66,7 @@ def report(path, config, summary, history):
         f"{t.warmup_epochs:g} warm-up epoch, weight decay {t.weight_decay}, "
         f"Mixup type {a.mixup_type}, label smoothing {a.label_smoothing}, "
         f"AutoAugment {a.autoaugment}, DropBlock keep "
-        f"{t.dropblock_keep_prob}.",
+        f"{' -> '.join(map(str, t.dropblock_keep_prob or (1.0,)))}.",
         "",
         "| metric | value |",
         "|---|---|",

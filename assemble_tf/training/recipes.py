@@ -49,7 +49,7 @@ FINETUNE_RECIPES = {
             "autoaugment": "good",
             "label_smoothing": 0.1,
         },
-        {"dropblock_keep_prob": "0.9,0.7"},
+        {"dropblock_keep_prob": (0.9, 0.7)},
     ),
     "vanilla": _recipe(
         {"mixup_type": 0, "autoaugment": "none", "label_smoothing": 0.0},

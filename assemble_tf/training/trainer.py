@@ -30,7 +30,6 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from assemble_tf import config as config_lib
 from assemble_tf.data import input_pipeline
 from assemble_tf.evaluation.evaluator import Evaluator
 from assemble_tf.layers import DropBlock2D
@@ -77,7 +76,7 @@ class Trainer:
             t.warmup_epochs,
             t.lr_schedule,
         )
-        self.dropblock = config_lib.dropblock_range(t)
+        self.dropblock = t.dropblock_keep_prob  # (start, end) or None
         self.post = input_pipeline.BatchPostprocess(
             inputs.input_config(config, True)
         )

@@ -16,10 +16,9 @@ def test_preset_recipe_sets_the_defaults(tmp_path):
     assert cfg.train.epochs == 600 and cfg.train.base_learning_rate == 0.4
     assert cfg.augment.mixup_type == 1 and cfg.augment.label_smoothing == 0.1
     assert cfg.augment.autoaugment == "imagenet"
-    assert cfg.train.dropblock_keep_prob == "1.0,0.9"
+    assert cfg.train.dropblock_keep_prob == (1.0, 0.9)  # parsed once
     assert cfg.train.kd_temperature == 1.0
     assert cfg.data.eval_preprocessing == "imagenet_224_256"
-    assert config_lib.dropblock_range(cfg.train) == (1.0, 0.9)
     vanilla = config_lib.make_config(
         str(tmp_path), "resnet50", {"data": {"data_dir": str(tmp_path)}}
     )
@@ -90,3 +89,49 @@ def test_only_explicit_flags_override_the_preset(tmp_path):
     assert cfg.augment.label_smoothing == 0.1
     assert cfg.train.kd_temperature == 1.0
     assert cfg.data.eval_preprocessing == "imagenet_224_256"
+
+
+def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
+    tmp_path,
+):
+    data = {"data": {"data_dir": str(tmp_path)}}
+    for given in ("0.9,0.7", [0.9, 0.7], (0.9, 0.7)):
+        cfg = config_lib.make_config(
+            str(tmp_path),
+            "assemble_resnet50",
+            {**data, "train": {"dropblock_keep_prob": given}},
+        )
+        assert cfg.train.dropblock_keep_prob == (0.9, 0.7)
+    path = str(tmp_path / "config.json")
+    cfg.to_json(path)
+    assert config_lib.ExperimentConfig.from_json(path) == cfg  # list -> pair
+    off = config_lib.make_config(
+        str(tmp_path),
+        "assemble_resnet50",
+        {**data, "train": {"dropblock_keep_prob": "none"}},
+    )
+    assert off.train.dropblock_keep_prob is None
+    # Before: accepted, and silently did nothing.
+    with pytest.raises(ValueError, match="resnet50 has none"):
+        config_lib.make_config(
+            str(tmp_path),
+            "resnet50",
+            {**data, "train": {"dropblock_keep_prob": "1.0,0.9"}},
+        )
+    # --nodropblock drops the preset's schedule; an explicit one is refused.
+    plain = config_lib.make_config(
+        str(tmp_path),
+        "assemble_resnet50",
+        {**data, "model": {"dropblock": False}},
+    )
+    assert plain.train.dropblock_keep_prob is None
+    with pytest.raises(ValueError, match="--nodropblock removes them"):
+        config_lib.make_config(
+            str(tmp_path),
+            "assemble_resnet50",
+            {
+                **data,
+                "model": {"dropblock": False},
+                "train": {"dropblock_keep_prob": "1.0,0.9"},
+            },
+        )

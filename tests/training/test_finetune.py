@@ -100,7 +100,7 @@ def test_recipes_follow_the_food101_scripts():
     assert a["train"]["batch_size"] == 256
     assert a["train"]["weight_decay"] == 1e-3
     assert a["train"]["epochs"] == 100.0
-    assert a["train"]["dropblock_keep_prob"] == "0.9,0.7"
+    assert a["train"]["dropblock_keep_prob"] == (0.9, 0.7)
     assert a["model"]["bn_momentum"] == 0.966
     assert a["augment"] == {
         "mixup_type": 1,
