@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -13,23 +12,21 @@ from tests.conftest import REPO
 
 
 def _python_files():
-    out = subprocess.run(
-        ["git", "ls-files", "*.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    files = out.split() or []
-    for root, _, names in os.walk(REPO):
-        if ".venv" in root or ".git" in root:
-            continue
+    """Every .py file of the project (tracked or not), repo-relative."""
+    files = []
+    for root, dirs, names in os.walk(REPO):
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in (".git", ".venv", "__pycache__")
+            and not d.endswith(".egg-info")
+        ]
         files += [
             os.path.relpath(os.path.join(root, n), REPO)
             for n in names
             if n.endswith(".py")
         ]
-    return sorted(set(files))
+    return sorted(files)
 
 
 def _read(path):
@@ -171,6 +168,7 @@ print(assemble_tf.__file__)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["assemble_tf_first", "keras_first"])
 def test_keras_file_loads_in_a_fresh_process_from_another_folder(
     tmp_path, order
@@ -205,6 +203,7 @@ def test_keras_file_loads_in_a_fresh_process_from_another_folder(
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_load_keras():
     """Corruptions and the builder's workers stay free of TensorFlow."""
     code = (
@@ -217,9 +216,74 @@ def test_importing_the_package_does_not_load_keras():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_binaries_run_from_another_folder(tmp_path):
-    result = testing_utils.run_module(
+    result = testing_utils.run_binary(
         "tools.preset_table", "--help", cwd=tmp_path, unset=["PYTHONPATH"]
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--output_dir" in result.stdout
+
+
+# Calls that start processes: binaries, subprocesses, worker pools.
+_STARTS_PROCESS = (
+    "subprocess.",
+    "run_binary(",
+    "run_command(",
+    "Popen(",
+    "workers=2",
+)
+
+
+def _tests_starting_processes(path):
+    """(test name, marked slow) of the tests in `path` that start a
+    process, directly or through a module-level helper."""
+    import ast
+
+    text = _read(path)
+    lines = text.splitlines()
+    tree = ast.parse(text)
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def source(node):
+        return "\n".join(lines[node.lineno - 1 : node.end_lineno])
+
+    def starts(node, seen=()):
+        if any(k in source(node) for k in _STARTS_PROCESS):
+            return True
+        return any(
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Name)
+            and c.func.id in funcs
+            and c.func.id not in seen + (node.name,)
+            and starts(funcs[c.func.id], seen + (node.name,))
+            for c in ast.walk(node)
+        )
+
+    module_slow = "pytestmark = pytest.mark.slow" in text
+    return [
+        (
+            n.name,
+            module_slow
+            or any("mark.slow" in source(d) for d in n.decorator_list),
+        )
+        for n in tree.body
+        if isinstance(n, ast.FunctionDef)
+        and n.name.startswith("test_")
+        and starts(n)
+    ]
+
+
+def test_every_test_that_starts_a_process_is_marked_slow():
+    """`make test-fast` (-m "not slow") runs no binary and no subprocess."""
+    found, unmarked = 0, []
+    for path in _python_files():
+        if path.startswith("tests/") and os.path.basename(path).startswith(
+            "test_"
+        ):
+            for name, slow in _tests_starting_processes(path):
+                found += 1
+                if not slow:
+                    unmarked.append(f"{path}::{name}")
+    assert found >= 30  # the scan sees them
+    assert not unmarked, unmarked

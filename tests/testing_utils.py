@@ -112,7 +112,7 @@ def run_command(args, cwd=None, timeout=600, env=None, unset=()):
     )
 
 
-def run_module(module, *args, cwd=None, timeout=600, env=None, unset=()):
+def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
     """`python -m module args...` with this interpreter."""
     import sys
 

@@ -4,8 +4,6 @@ import glob
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from assemble_tf.data import builder, schema
-from tests.conftest import REPO
+from tests import testing_utils
 
 # --------------------------------------------------------------------------
 # Helpers.
@@ -531,6 +529,7 @@ def test_refuses_to_overwrite_another_build(tmp_path):
     assert (stray / "train-00000-of-00001").read_bytes() == b"old records"
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_deterministic_shards_for_a_seed_and_any_worker_count(tmp_path):
     assert builder.assign_shards(10, 3, 12345) == [
         [8, 7, 3],
@@ -558,17 +557,13 @@ def test_deterministic_shards_for_a_seed_and_any_worker_count(tmp_path):
     assert shard_bytes("other_seed", seed=1) != serial
 
 
+@pytest.mark.slow
 def test_binary_builds_and_fails_cleanly(tmp_path):
     simple_folder(str(tmp_path / "train"), per_class=2)
 
     def run(*flags):
-        return subprocess.run(
-            [sys.executable, "-m", "tools.build_imagenet_tfrecords", *flags],
-            cwd=REPO,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            capture_output=True,
-            text=True,
-            timeout=300,
+        return testing_utils.run_binary(
+            "tools.build_imagenet_tfrecords", *flags, timeout=300
         )
 
     common = [

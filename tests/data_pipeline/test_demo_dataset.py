@@ -4,15 +4,14 @@ import collections
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from assemble_tf.data import demo_dataset as demo
 from assemble_tf.data import schema
-from tests.conftest import REPO
+from tests import testing_utils
 
 TRAIN_PER_DIGIT = [142, 146, 142, 146, 145, 146, 145, 143, 139, 144]
 VALIDATION_PER_DIGIT = [36, 36, 35, 37, 36, 36, 36, 36, 35, 36]
@@ -38,20 +37,13 @@ def test_split_is_fixed_and_stratified():
     assert validation[:5].tolist() == [3, 7, 13, 19, 36]
 
 
+@pytest.mark.slow
 def test_demo_binary_writes_the_digits_records(tmp_path):
     out = tmp_path / "digits"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.make_demo_dataset",
-            f"--output_dir={out}",
-            "--noprogress",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        capture_output=True,
-        text=True,
+    result = testing_utils.run_binary(
+        "tools.make_demo_dataset",
+        f"--output_dir={out}",
+        "--noprogress",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -13,7 +12,7 @@ import tensorflow as tf
 
 from assemble_tf.evaluation import metrics as M
 from assemble_tf.evaluation import plots
-from tests.conftest import REPO
+from tests import testing_utils
 
 # Five examples over K = 6 classes, given as probabilities; the logits are
 # their logs, so softmax(logits) gives the probabilities back.
@@ -307,17 +306,9 @@ _DISTRIBUTED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_sums_over_two_replicas():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _DISTRIBUTED],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = testing_utils.run_command([sys.executable, "-c", _DISTRIBUTED])
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
     out = json.loads(line[-1][len("RESULT") :])

@@ -24,6 +24,7 @@ def exported(tmp_path_factory):
     return model, path, diffs
 
 
+@pytest.mark.slow
 def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     """The C++ session loader of saved_model_cli (as TF Serving) runs all
     three signatures with the README's commands and matches the model."""
@@ -107,6 +108,7 @@ def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
         export_lib.run_in_session(str(tmp_path / "raw"), {"preprocessed": x})
 
 
+@pytest.mark.slow  # the exported fixture: a verified export
 def test_export_round_trip_through_all_signatures(exported):
     model, path, diffs = exported
     assert set(diffs) == {"serving_default", "preprocessed", "feature_vector"}
@@ -125,6 +127,7 @@ def test_export_round_trip_through_all_signatures(exported):
     assert feats["features"].shape == (3, 256)
 
 
+@pytest.mark.slow  # the exported fixture: a verified export
 def test_bytes_signature_matches_the_python_eval_pipeline(exported):
     model, path, _ = exported
     loaded = tf.saved_model.load(path)
@@ -149,6 +152,7 @@ def test_bytes_signature_matches_the_python_eval_pipeline(exported):
         np.testing.assert_allclose(out["logits"][i].numpy(), logits, atol=1e-4)
 
 
+@pytest.mark.slow  # the exported fixture: a verified export
 def test_non_image_bytes_are_rejected_clearly(exported):
     _, path, _ = exported
     loaded = tf.saved_model.load(path)
@@ -179,23 +183,16 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
         export_lib.export_saved_model(model, str(target), "imagenet_32")
 
 
+@pytest.mark.slow
 def test_export_binary_and_saved_model_cli(tmp_path):
     import json
-    import shutil
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     model = build_model(
         "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
     )
     weights = str(tmp_path / "m.weights.h5")
     model.save_weights(weights)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     args = [
-        sys.executable,
-        "-m",
         "tools.export_saved_model",
         "--preset=resnet50",
         f"--weights={weights}",
@@ -204,24 +201,16 @@ def test_export_binary_and_saved_model_cli(tmp_path):
         "--preprocessing=imagenet_32",
         f"--export_dir={tmp_path}/sm/1",
     ]
-    result = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = testing_utils.run_binary(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert max(out["max_abs_diff"].values()) <= 1e-4
-    again = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    again = testing_utils.run_binary(*args)
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    if cli:
-        show = subprocess.run(
-            [cli, "show", "--dir", f"{tmp_path}/sm/1", "--all"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+    cli = testing_utils.venv_script("saved_model_cli")
+    if os.path.exists(cli):
+        show = testing_utils.run_command(
+            [cli, "show", "--dir", f"{tmp_path}/sm/1", "--all"]
         )
         assert show.returncode == 0, show.stderr[-2000:]
         for name in ("serving_default", "preprocessed", "feature_vector"):
@@ -247,6 +236,7 @@ def test_bn_folding_stays_within_tolerance(preset):
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
+@pytest.mark.slow  # trains or compiles
 def test_xla_serving_path_stays_within_tolerance():
     model = build_model("assemble_resnet50", **TINY)
     module = export_lib.ServingModule(model, "imagenet_64", jit_compile=True)
@@ -256,33 +246,16 @@ def test_xla_serving_path_stays_within_tolerance():
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
     import json
-    import subprocess
-    import sys
 
-    from tests.conftest import REPO
-
-    env = dict(
-        os.environ,
-        TF_CPP_MIN_LOG_LEVEL="3",
-        CUDA_VISIBLE_DEVICES="",
-        KERAS_BACKEND="tensorflow",
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.benchmark_throughput",
-            "--smoke",
-            "--preset=resnet50,assemble_resnet50",
-            f"--output_dir={tmp_path}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = testing_utils.run_binary(
+        "tools.benchmark_throughput",
+        "--smoke",
+        "--preset=resnet50,assemble_resnet50",
+        f"--output_dir={tmp_path}",
+        env={"KERAS_BACKEND": "tensorflow"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,23 +11,11 @@ from PIL import Image
 from assemble_tf.data import sources
 from assemble_tf.models import build_model
 from assemble_tf.retrieval import embed
-from tests.conftest import REPO
+from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
 
 TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
 CLASSES = ("ant", "bee", "cat")
-
-
-def run_tool(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run(
-        [sys.executable, "-m", "tools.eval_retrieval", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _images(root):
@@ -170,9 +156,11 @@ def tiny_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_eval_retrieval_end_to_end(tiny_run):
     out = tiny_run / "out"
-    result = run_tool(
+    result = testing_utils.run_binary(
+        "tools.eval_retrieval",
         "--preset=resnet50",
         f"--weights={tiny_run / 'tiny.weights.h5'}",
         "--num_classes=3",
@@ -212,9 +200,11 @@ def test_eval_retrieval_end_to_end(tiny_run):
     assert not [p for p in os.listdir(out) if ".tmp" in p]
 
 
+@pytest.mark.slow
 def test_eval_retrieval_checks_k_before_embedding(tiny_run):
     """Before: 'k can be at most 2 for 3 images' came after embedding."""
-    result = run_tool(
+    result = testing_utils.run_binary(
+        "tools.eval_retrieval",
         "--preset=resnet50",
         f"--weights={tiny_run / 'tiny.weights.h5'}",
         "--num_classes=3",
@@ -235,7 +225,9 @@ def test_eval_retrieval_checks_k_before_embedding(tiny_run):
 
 @pytest.mark.slow
 def test_eval_retrieval_clean_errors():
-    result = run_tool("--source=caltech_birds201", "--preset=resnet50")
+    result = testing_utils.run_binary(
+        "tools.eval_retrieval", "--source=caltech_birds201", "--preset=resnet50"
+    )
     assert result.returncode == 2
     assert "ERROR: --source=caltech_birds201" in result.stderr
     assert "caltech_birds2011" in result.stderr

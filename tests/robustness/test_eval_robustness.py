@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from assemble_tf.robustness import evaluation, metrics
-from tests.conftest import REPO
+from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
 
 WNIDS = ("n00000001", "n00000002", "n00000003")
@@ -94,16 +92,6 @@ def tiny_weights(tmp_path_factory):
     return model, path
 
 
-def run_tool(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "tools.eval_robustness", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def expected_errors(model, found, labels):
     import tensorflow as tf
 
@@ -127,6 +115,7 @@ def expected_errors(model, found, labels):
     return errors
 
 
+@pytest.mark.slow
 def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     model, weights = tiny_weights
     data = str(tmp_path / "c")
@@ -144,7 +133,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
         "--batch_size=7",
         f"--output_dir={out}",
     ]
-    proc = run_tool(*args)
+    proc = testing_utils.run_binary("tools.eval_robustness", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))
@@ -197,6 +186,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     assert sum(calls) == 19 * 15
 
 
+@pytest.mark.slow
 def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     from assemble_tf.robustness import perturbations, video
 
@@ -212,7 +202,8 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     out = tmp_path / "out"
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("1\tn00000001\ta\n2\tn00000002\tb\n")
-    proc = run_tool(
+    proc = testing_utils.run_binary(
+        "tools.eval_robustness",
         "--kind=p",
         f"--data_dir={data}",
         "--preset=resnet50",
@@ -274,8 +265,11 @@ def test_training_classes_tells_imagenet_models(tmp_path):
     ) == (1000, True)
 
 
+@pytest.mark.slow
 def test_eval_robustness_bad_flags(tmp_path):
-    proc = run_tool("--kind=c", f"--data_dir={tmp_path}/missing")
+    proc = testing_utils.run_binary(
+        "tools.eval_robustness", "--kind=c", f"--data_dir={tmp_path}/missing"
+    )
     assert proc.returncode == 2
     assert "is not a directory" in proc.stderr
     assert "Traceback" not in proc.stderr

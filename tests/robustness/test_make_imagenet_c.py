@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -78,6 +76,7 @@ def _expected_images():
     }
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     out = tmp_path / "c"
     summary = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
@@ -314,11 +313,10 @@ def test_seed_and_names():
     assert mic.output_name("scan.png") == "scan.JPEG"
 
 
+@pytest.mark.slow
 def test_cli_runs_and_refuses_mixed_options(jpeg_dir, tmp_path):
     out = str(tmp_path / "cli")
     base = [
-        sys.executable,
-        "-m",
         "tools.make_imagenet_c",
         f"--input_dir={jpeg_dir}",
         f"--output_dir={out}",
@@ -329,14 +327,10 @@ def test_cli_runs_and_refuses_mixed_options(jpeg_dir, tmp_path):
         "--limit=1",
         "--noprogress",
     ]
-    run = subprocess.run(
-        base, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    run = testing_utils.run_binary(*base)
     assert run.returncode == 0, run.stderr
     assert "written: 1" in run.stdout
     assert os.path.exists(os.path.join(out, "fog", "3", "n01440764", "a.JPEG"))
-    run = subprocess.run(
-        base + ["--seed=5"], cwd=REPO, capture_output=True, text=True
-    )
+    run = testing_utils.run_binary(*base, "--seed=5")
     assert run.returncode == 2
     assert "ERROR: --output_dir=" in run.stderr and "--seed" in run.stderr

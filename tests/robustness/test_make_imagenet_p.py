@@ -3,8 +3,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from PIL import Image
 
 from assemble_tf.robustness import generate_p as tool
 from assemble_tf.robustness import video
-from tests.conftest import REPO
+from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image, write_records
 
 WNIDS = ("n01440764", "n01443537")
@@ -123,6 +121,7 @@ def test_video_errors_name_the_problem(tmp_path, monkeypatch):
 # The binary.
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_folder_input_tree_frames_workers_and_resume(tmp_path):
     images = make_folder(str(tmp_path / "val"))
     serial = tool.generate(options(tmp_path, "serial", workers=1))
@@ -300,17 +299,13 @@ def test_bad_options_are_refused_clearly(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_binary_end_to_end_and_clean_errors(tmp_path):
     make_folder(str(tmp_path / "val"))
 
     def run(*flags):
-        return subprocess.run(
-            [sys.executable, "-m", "tools.make_imagenet_p", *flags],
-            cwd=REPO,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            capture_output=True,
-            text=True,
-            timeout=300,
+        return testing_utils.run_binary(
+            "tools.make_imagenet_p", *flags, timeout=300
         )
 
     common = [

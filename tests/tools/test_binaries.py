@@ -2,32 +2,20 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from assemble_tf.models import build_model
-from tests.conftest import DATA, REPO
+from tests import testing_utils
+from tests.conftest import DATA
 
 GOLDEN = os.path.join(DATA, "golden")
 
 
-def run_tool(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
+@pytest.mark.slow
 def test_model_summary_json_full_assemble_r50():
-    result = run_tool(
+    result = testing_utils.run_binary(
         "tools.model_summary", "--preset=assemble_resnet50", "--json"
     )
     assert result.returncode == 0, result.stderr
@@ -40,8 +28,9 @@ def test_model_summary_json_full_assemble_r50():
     assert summary["gmacs"] == pytest.approx(7.48, rel=0.01)
 
 
+@pytest.mark.slow
 def test_model_summary_overrides_and_clean_errors():
-    result = run_tool(
+    result = testing_utils.run_binary(
         "tools.model_summary",
         "--preset=resnet50",
         "--image_size=224",
@@ -54,7 +43,7 @@ def test_model_summary_overrides_and_clean_errors():
     assert summary["trainable_params"] == 25_557_032
     assert summary["total_params"] == 25_610_152
     assert summary["gmacs"] == pytest.approx(4.09, rel=0.01)
-    bad = run_tool(
+    bad = testing_utils.run_binary(
         "tools.model_summary",
         "--preset=assemble_resnet50",
         "--image_size=240",
@@ -64,6 +53,7 @@ def test_model_summary_overrides_and_clean_errors():
     assert "image_size=240" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_convert_tool_writes_weights_that_load(tmp_path):
     folder = os.path.join(GOLDEN, "tiny_assemble_64")
     output = str(tmp_path / "tiny.weights.h5")
@@ -77,7 +67,7 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
         f"--output={output}",
         f"--golden={folder}/golden.npz",
     ]
-    result = run_tool(*args)
+    result = testing_utils.run_binary(*args)
     assert result.returncode == 0, result.stderr
     assert "Copied 307 variables" in result.stdout
     assert "Golden check passed" in result.stdout
@@ -94,9 +84,9 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
         np.abs(logits - golden["logits"]).max()
         <= 1e-3 * np.abs(golden["logits"]).max()
     )
-    again = run_tool(*args)  # no silent overwrite
+    again = testing_utils.run_binary(*args)  # no silent overwrite
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    wrong = run_tool(
+    wrong = testing_utils.run_binary(
         *args[:2],
         "--preset=resnet50",
         "--base_width=16",

@@ -37,11 +37,12 @@ def test_there_are_binaries():
     assert len(TOOLS) >= 18 and "train" in TOOLS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", TOOLS)
 def test_help_lists_the_binarys_own_flags(tool):
     """Before: `--help` of tools.train and others said only 'Try
     --helpfull' (their flags live in flags/, not in the main module)."""
-    full = testing_utils.run_module(f"tools.{tool}", "--helpfull")
+    full = testing_utils.run_binary(f"tools.{tool}", "--helpfull")
     assert full.returncode == 0, full.stderr[-2000:]
     own = [
         name
@@ -51,7 +52,7 @@ def test_help_lists_the_binarys_own_flags(tool):
         for name in names
     ]
     assert own, f"tools.{tool} defines no flags of its own?"
-    short = testing_utils.run_module(f"tools.{tool}", "--help")
+    short = testing_utils.run_binary(f"tools.{tool}", "--help")
     assert short.returncode == 0, short.stderr[-2000:]
     listed = {
         m.group(1) for m in map(_FLAG.match, short.stdout.splitlines()) if m
@@ -69,13 +70,14 @@ NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_tensorflow_startup_is_quiet_and_v_brings_it_back():
-    quiet = testing_utils.run_module(
+    quiet = testing_utils.run_binary(
         "tools.model_summary", "--preset=resnet50", "--json"
     )
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert not [n for n in NOISE if n in quiet.stderr], quiet.stderr[-2000:]
-    loud = testing_utils.run_module(
+    loud = testing_utils.run_binary(
         "tools.model_summary", "--preset=resnet50", "--json", "-v", "0"
     )
     assert loud.returncode == 0

@@ -1,8 +1,6 @@
 """Fine-tuning: tfds mock data and image folders through the ImageNet loop."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,7 +14,7 @@ from assemble_tf.runs import inputs, runtime, warm_start
 from assemble_tf.runs import models as run_models
 from assemble_tf.training import recipes
 from assemble_tf.training import trainer as trainer_lib
-from tests.conftest import REPO
+from tests import testing_utils
 from tests.data_pipeline.test_sources import _write_metadata
 from tests.testing_utils import jpeg_bytes, smooth_image
 
@@ -115,6 +113,7 @@ def test_recipes_follow_the_food101_scripts():
         recipes.get("food")
 
 
+@pytest.mark.slow  # trains or compiles
 def test_folder_frozen_backbone_changes_only_the_head(
     tmp_path, image_folder, source_weights, monkeypatch
 ):
@@ -158,6 +157,7 @@ def test_folder_frozen_backbone_changes_only_the_head(
     assert 0.0 <= history[-1]["val_top1"] <= 1.0
 
 
+@pytest.mark.slow  # trains or compiles
 def test_tfds_mock_backbone_lr_zero_and_bn_reestimation(
     tmp_path, source_weights
 ):
@@ -227,6 +227,7 @@ def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
         warm_start.reestimate_bn_statistics(model, iter(batches), 5)
 
 
+@pytest.mark.slow  # trains or compiles
 def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
     from assemble_tf.export.saved_model import export_saved_model
 
@@ -259,18 +260,12 @@ def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
         warm_start.warm_start_model(other, ckpt)
 
 
+@pytest.mark.slow
 def test_finetune_tool_names_unknown_datasets(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.finetune",
-            "--source=oxford_flowers10",
-            f"--model_dir={tmp_path}/run",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = testing_utils.run_binary(
+        "tools.finetune",
+        "--source=oxford_flowers10",
+        f"--model_dir={tmp_path}/run",
         timeout=300,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -278,6 +273,7 @@ def test_finetune_tool_names_unknown_datasets(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # trains or compiles
 def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
     from assemble_tf.layers import GeMPooling2D
 
@@ -311,29 +307,23 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
         )
 
 
+@pytest.mark.slow
 def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
     _, weights = source_weights
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.finetune",
-            "--preset=resnet50",
-            f"--source={image_folder}",
-            f"--warm_start={weights}",
-            "--base_width=8",
-            "--block_sizes=1,1,1,1",
-            "--image_size=32",
-            "--eval_preprocessing=imagenet_32",
-            "--batch_size=4",
-            "--max_steps=2",
-            "--epochs=1",
-            "--warmup_epochs=0",
-            f"--model_dir={tmp_path}/run",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = testing_utils.run_binary(
+        "tools.finetune",
+        "--preset=resnet50",
+        f"--source={image_folder}",
+        f"--warm_start={weights}",
+        "--base_width=8",
+        "--block_sizes=1,1,1,1",
+        "--image_size=32",
+        "--eval_preprocessing=imagenet_32",
+        "--batch_size=4",
+        "--max_steps=2",
+        "--epochs=1",
+        "--warmup_epochs=0",
+        f"--model_dir={tmp_path}/run",
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

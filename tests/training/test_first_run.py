@@ -55,7 +55,7 @@ def data_dir(tmp_path_factory):
 
 
 def train(*args, timeout=300):
-    return testing_utils.run_module(
+    return testing_utils.run_binary(
         "tools.train", *TINY, *args, timeout=timeout
     )
 
@@ -64,12 +64,13 @@ def last_json(result):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
     """Item 1: the Assemble recipe distils; these records have no logits.
     Before: the pipeline dropped every record and training hung (the
     timeout makes a hang fail this test)."""
     model_dir = tmp_path / "run"
-    result = testing_utils.run_module(
+    result = testing_utils.run_binary(
         "tools.train",
         "--preset=assemble_resnet50",
         "--base_width=8",
@@ -92,6 +93,7 @@ def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
     assert not model_dir.exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_failed_start_leaves_nothing_and_the_fixed_rerun_trains(
     data_dir, tmp_path
 ):
@@ -134,6 +136,7 @@ def _scalars(log_dir):
     return out
 
 
+@pytest.mark.slow
 def test_num_classes_comes_from_the_data(data_dir, tmp_path):
     """Item 6: labels.txt / summary.json say 3 classes; the preset's 1001
     would be silently wrong, an explicit mismatch is refused."""
@@ -159,6 +162,7 @@ def test_num_classes_comes_from_the_data(data_dir, tmp_path):
     assert config["data"]["num_classes"] == 3
 
 
+@pytest.mark.slow
 def test_empty_shards_are_refused_naming_the_folder(data_dir, tmp_path):
     """Item 7: 0-byte shards (as an older builder left for a split without
     images) stop the run before it starts."""
@@ -192,7 +196,7 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
     moved.parent.mkdir()
     shutil.move(str(first), str(moved))
     for which in ("latest", "best"):
-        ev = testing_utils.run_module(
+        ev = testing_utils.run_binary(
             "tools.evaluate", f"--model_dir={moved}", f"--checkpoint={which}"
         )
         assert ev.returncode == 0, ev.stderr[-3000:]
@@ -201,7 +205,7 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
         assert summary["eval_json"] == str(moved / "eval.json")
         assert summary["count"] == 9
     assert (moved / "reliability.png").exists() and not first.exists()
-    export = testing_utils.run_module(
+    export = testing_utils.run_binary(
         "tools.export_saved_model",
         f"--model_dir={moved}",
         f"--export_dir={tmp_path}/serving/1",
@@ -216,10 +220,11 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
     assert last_json(again)["steps"] == last_json(result)["steps"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["train", "finetune", "evaluate"])
 def test_preset_typos_suggest_close_matches(tool):
     """Item 12: tools.train listed all 37 names; one helper for all."""
-    result = testing_utils.run_module(
+    result = testing_utils.run_binary(
         f"tools.{tool}", "--preset=asemble_resnet50", "--model_dir=/tmp/x"
     )
     assert result.returncode != 0

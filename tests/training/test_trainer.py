@@ -53,18 +53,7 @@ def tiny_data(tmp_path_factory):
     return str(root)
 
 
-def run_train(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run(
-        [sys.executable, "-m", "tools.train", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
+@pytest.mark.slow
 def test_bad_flags_exit_with_a_clear_message(tmp_path, tiny_data):
     cases = [
         (["--preset=resnet51", f"--model_dir={tmp_path}/a"], "resnet51"),
@@ -82,7 +71,7 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path, tiny_data):
         ),
     ]
     for args, message in cases:
-        result = run_train(*args)
+        result = testing_utils.run_binary("tools.train", *args)
         assert result.returncode != 0
         assert message in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
@@ -115,7 +104,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
         "--label_smoothing=0.1",
     ]
     straight = str(tmp_path / "straight")
-    result = run_train(*common, f"--model_dir={straight}")
+    result = testing_utils.run_binary(
+        "tools.train", *common, f"--model_dir={straight}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 12  # 64 // 16 x 3 epochs
@@ -136,7 +127,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert os.path.exists(first)
-    resumed = run_train(*common, f"--model_dir={killed}")
+    resumed = testing_utils.run_binary(
+        "tools.train", *common, f"--model_dir={killed}"
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 12
@@ -150,6 +143,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     assert [r["epoch"] for r in history] == [1, 2, 3]
 
 
+@pytest.mark.slow  # trains or compiles
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     import tensorflow as tf
 
@@ -255,14 +249,8 @@ print(json.dumps({"moved": moved, "diff": diff}))
 
 @pytest.mark.slow
 def test_two_replica_step_equals_one_replica_step(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", DISTRIBUTED, str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = testing_utils.run_command(
+        [sys.executable, "-c", DISTRIBUTED, str(tmp_path)]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -326,6 +314,7 @@ def test_multi_worker_mirrored_completes_three_steps(tmp_path):
     assert history[-1]["step"] == 3
 
 
+@pytest.mark.slow
 def test_extract_teacher_logits_adds_logits_record_for_record(
     tmp_path, tiny_data
 ):
@@ -340,26 +329,17 @@ def test_extract_teacher_logits_adds_logits_record_for_record(
     weights = str(tmp_path / "teacher.weights.h5")
     teacher.save_weights(weights)
     out = tmp_path / "kd"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.extract_teacher_logits",
-            f"--input_dir={tiny_data}",
-            f"--output_dir={out}",
-            "--teacher_preset=resnet50",
-            '--teacher_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
-            "--teacher_weights=" + weights,
-            "--teacher_num_classes=4",
-            "--teacher_preprocessing=imagenet_32",
-            "--prepend_zero",
-            "--batch_size=7",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    result = testing_utils.run_binary(
+        "tools.extract_teacher_logits",
+        f"--input_dir={tiny_data}",
+        f"--output_dir={out}",
+        "--teacher_preset=resnet50",
+        '--teacher_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
+        "--teacher_weights=" + weights,
+        "--teacher_num_classes=4",
+        "--teacher_preprocessing=imagenet_32",
+        "--prepend_zero",
+        "--batch_size=7",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -389,7 +369,8 @@ def test_extract_teacher_logits_adds_logits_record_for_record(
 @pytest.mark.slow
 def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     run_dir = str(tmp_path / "fp16")
-    result = run_train(
+    result = testing_utils.run_binary(
+        "tools.train",
         *TINY_FLAGS,
         f"--data_dir={tiny_data}",
         "--epochs=1",
@@ -403,19 +384,10 @@ def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     # while it calibrates (Keras does not count a skipped step).
     assert summary["epochs"] == 1 and 1 <= summary["steps"] <= 4
     assert np.isfinite(summary["train_loss"])
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    ev = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.evaluate",
-            f"--model_dir={run_dir}",
-            "--batch_size=5",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    ev = testing_utils.run_binary(
+        "tools.evaluate",
+        f"--model_dir={run_dir}",
+        "--batch_size=5",
         timeout=600,
     )
     assert ev.returncode == 0, ev.stderr[-3000:]
