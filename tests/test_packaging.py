@@ -287,3 +287,12 @@ def test_every_test_that_starts_a_process_is_marked_slow():
                     unmarked.append(f"{path}::{name}")
     assert found >= 30  # the scan sees them
     assert not unmarked, unmarked
+
+
+def test_no_citation_of_documents_outside_the_repository():
+    """A user's clone has no ../shared: cite papers and repositories."""
+    outside = re.compile(r"ASSEMBLE_SPEC|REFERENCE\.md|DECISIONS\.md|STYLE\.md")
+    for path in _python_files() + ["README.md"]:
+        if path == "tests/test_packaging.py":
+            continue
+        assert not outside.search(_read(path)), path

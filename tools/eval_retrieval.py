@@ -9,7 +9,7 @@
         --source=/data/my_products --split=test --save_embeddings
 
 Zero-shot retrieval as in Lee et al. 2020 (arXiv 2001.06268) and
-clovaai/assembled-cnn `metric/recall_metric.py` (spec 10.5): embed every
+clovaai/assembled-cnn `metric/recall_metric.py`: embed every
 image of the split with the model's eval preprocessing (the BN'd embedding
 of an embedding head, else the pooled GAP/GeM features; a SavedModel's
 `feature_vector`), then each image is a query against all the others;

@@ -14,7 +14,7 @@ the teacher distribution, and label smoothing is applied after mixing:
 * type 2: a batch of B is split into halves x1, x2; out1 mixes x1 with x2,
   out2 mixes x1 with reverse(x2) under a fresh lambda (B outputs). The
   original's type-2 bug (the second half's teacher target taken from the
-  one-hot labels) is fixed here (DECISIONS.md section 3).
+  one-hot labels) is fixed here, on purpose.
 
 CutMix is an addition: a box of area (1 - lambda) from the partner replaces
 the same box of the image, and lambda becomes the exact kept area. Runs as a

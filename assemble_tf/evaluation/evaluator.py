@@ -2,7 +2,7 @@
 
 Shared by the training loop (periodic validation) and `tools.evaluate`.
 Every image counts: the eval pipeline keeps the last partial batch (the
-tf2.1 branch of clovaai/assembled-cnn dropped it, ASSEMBLE_SPEC pitfall 18).
+tf2.1 branch of clovaai/assembled-cnn dropped it).
 """
 
 import tensorflow as tf

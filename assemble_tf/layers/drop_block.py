@@ -13,7 +13,7 @@ Bernoulli(gamma) seeds on the (H-bs+1) x (W-bs+1) grid are padded back to
 H x W and grown into bs x bs blocks by a stride-1 max-pool; the kept
 activations are rescaled by numel(mask) / sum(mask) over the whole mask.
 
-Where we differ (DECISIONS.md section 3): masks are drawn per example, as
+Where we differ from the original, on purpose: masks are drawn per example, as
 in the DropBlock paper, with `shared_mask=True` for the original's one mask
 per batch; the block is clipped to the map, so maps smaller than the block
 (or not square) work; the keep probability is read from a variable that a

@@ -1,9 +1,9 @@
 """Retrieval embeddings of encoded images with a trained or exported model.
 
 Lee et al. 2020 (arXiv 2001.06268) evaluate zero-shot retrieval on the
-embedding of clovaai/assembled-cnn's `return_embedding=True` (spec 1.7 and
-10.5): the pooled GAP (or GeM) vector, or, for a model with an embedding
-head, the batch-normalised embedding before its ReLU, computed with the eval
+embedding of clovaai/assembled-cnn's `return_embedding=True`: the pooled
+GAP (or GeM) vector, or, for a model with an embedding head, the
+batch-normalised embedding before its ReLU, computed with the eval
 preprocessing of the model. This module rebuilds that from our Keras models
 (`head_embedding_bn` when present, else `head_pool`) or from the
 `feature_vector` signature of `assemble_tf.export.saved_model` (the pooled
@@ -24,8 +24,9 @@ from assemble_tf.models import build_model
 from assemble_tf.runs import checkpoints, loading
 from assemble_tf.runs import models as run_models
 
-# Output layer of the embedding, best first (spec 1.7: BN'd embedding before
-# its ReLU, else the pooled features).
+# Output layer of the embedding, best first (the original's
+# `return_embedding`: BN'd embedding before its ReLU, else the pooled
+# features).
 EMBEDDING_LAYERS = ("head_embedding_bn", "head_pool")
 
 

@@ -3,7 +3,7 @@
 Lee et al. 2020 ("Compounding the Performance Improvements of Assembled
 Techniques in a Convolutional Neural Network", arXiv 2001.06268) report
 zero-shot retrieval as recall@k; clovaai/assembled-cnn computes it in
-`metric/recall_metric.py` (spec section 10.5). This is a new implementation
+`metric/recall_metric.py`. This is a new implementation
 of those semantics:
 
 * Similarity: "cosine" L2-normalises queries and gallery, then takes dot

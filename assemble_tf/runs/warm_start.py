@@ -3,7 +3,7 @@
 Lee et al. 2020 (https://arxiv.org/abs/2001.06268), transfer learning: the
 authors' Food-101 scripts (clovaai/assembled-cnn) start from ImageNet
 weights with the classifier re-initialised and, restoring trainable
-variables only, BN statistics reset (ASSEMBLE_SPEC 8.3); the statistics can
+variables only, BN statistics reset; the statistics can
 then be re-estimated on the new data.
 """
 
@@ -114,7 +114,7 @@ def warm_start_model(
             shape may differ: 1001 ImageNet classes vs the new task).
         keep_bn_stats: keep BN moving statistics; False resets them to
             0 / 1 (the original warm start restored trainable variables
-            only, ASSEMBLE_SPEC 8.3).
+            only).
         rebuild: callable(num_classes) -> a model of the same architecture
             with another class count (needed for SavedModels, whose
             variables are matched through such a twin; BN-folded exports

@@ -2,7 +2,7 @@
 
 Follows clovaai/assembled-cnn `losses/cls_losses.py` and
 `nets/run_loop_classification.py` (Lee et al. 2020,
-https://arxiv.org/abs/2001.06268) and DECISIONS.md section 3:
+https://arxiv.org/abs/2001.06268):
 
 * supervised: cross-entropy against soft targets (one-hot, then Mixup, then
   label smoothing, all done by the input pipeline);

@@ -2,7 +2,7 @@
 
 Lee et al. 2020 (https://arxiv.org/abs/2001.06268), section 4 and the
 authors' scripts `scripts/finetuning_{assemble,vanila}_on_food101.sh`
-(github.com/clovaai/assembled-cnn; ASSEMBLE_SPEC 8.3): 100 epochs, batch
+(github.com/clovaai/assembled-cnn): 100 epochs, batch
 256, cosine from 0.01 with 5 warm-up epochs, weight decay 1e-3, BN momentum
 0.966, the ImageNet weights without the classifier and without BN moving
 statistics (only trainable variables were restored), evaluation at 224

@@ -22,7 +22,8 @@ RNG = np.random.default_rng(7)
 IMAGE = RNG.integers(20, 221, (37, 53, 3), dtype=np.uint8)
 SPEC = tf.TensorSpec([None, None, 3], tf.uint8)
 
-# AutoAugment paper ImageNet policy (REFERENCE.md 4.1, spec 7.5).
+# The ImageNet policy of the AutoAugment paper (Cubuk et al. 2019,
+# arXiv 1805.09501, Table 9), as TF TPU `autoaugment.py` writes it.
 EXPECTED_IMAGENET = [
     (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
     (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
@@ -126,7 +127,8 @@ def test_other_policies_sizes_and_contents():
 
 
 def test_original_level_to_arg_table():
-    # REFERENCE.md 4.2, "TPU / assembled-cnn" column.
+    # The level-to-argument mapping of TF TPU / clovaai/assembled-cnn
+    # `autoaugment.py`.
     def args(op, levels):
         return [level_to_arg(op, level) for level in levels]
 

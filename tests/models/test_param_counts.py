@@ -1,8 +1,8 @@
 """Exact parameter counts and GMACs of full-size models.
 
-Numbers: ASSEMBLE_SPEC Appendix B (counted on the original master graph
-under tf.compat.v1), REFERENCE.md section 5.2 and Table 12, keras-hub and
-Model Garden for the plain / D counts. "total" includes BN moving stats.
+Numbers: counted on the original master graph of clovaai/assembled-cnn
+under tf.compat.v1, the paper's Table 12, keras-hub and Model Garden for
+the plain / D counts. "total" includes BN moving stats.
 """
 
 import pytest
@@ -75,7 +75,8 @@ def test_plain_resnets_match_torchvision_counts(overrides, trainable):
 
 @pytest.mark.slow
 def test_headless_backbone_totals():
-    # STYLE.md 3.6: headless R50 23,561,152 and R50-D 23,580,512 in total.
+    # keras-hub's ResNet presets: headless R50 23,561,152 and R50-D
+    # 23,580,512 in total.
     assert build_model("resnet50", include_top=False).count_params() == (
         23_561_152
     )

@@ -1,4 +1,5 @@
-"""mCE / relative mCE / FP / mFR against REFERENCE.md section 1.5 vectors."""
+"""mCE / relative mCE / FP / mFR against published test vectors (Hendrycks &
+Dietterich, ICLR 2019, and hendrycks/robustness)."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from assemble_tf.robustness import metrics
 
 # torchvision ResNet-50 top-1 accuracy (%) per corruption, mean over the 5
-# severities (Geirhos et al. `clean_results.txt`, REFERENCE.md 1.3).
+# severities (Geirhos et al. `clean_results.txt`).
 R50_ACCURACY = {
     "gaussian_noise": 29.29,
     "shot_noise": 27.03,

@@ -50,7 +50,7 @@ class TransferDataset:
         train_split: the split to fine-tune on.
         eval_split: the split the paper reports.
         num_classes: classes.
-        num_train: examples in `train_split` (spec section 12).
+        num_train: examples in `train_split`, as the authors' builders.
         num_eval: examples in `eval_split`.
         resnet50_top1: the paper's ResNet-50 fine-tuned top-1 (%), or None.
         assemble_r50_top1: the paper's Assemble-ResNet-FGVC-50 top-1 (%).
@@ -67,8 +67,9 @@ class TransferDataset:
     assemble_r50_top1: float | None = None
 
 
-# Paper numbers: REFERENCE 5.1 (AC `figures/FGVC.png`). CUB-200 is a tfds
-# set the paper does not fine-tune on (it uses it for retrieval only).
+# Paper numbers: its FGVC figure (clovaai/assembled-cnn `figures/FGVC.png`).
+# CUB-200 is a tfds set the paper does not fine-tune on (it uses it for
+# retrieval only).
 TRANSFER_DATASETS = {
     d.name: d
     for d in (
