@@ -149,3 +149,73 @@ def randomize_bn(model, seed=0):
             )
             count += 1
     return count
+
+
+def run_layer_test(
+    layer_fn,
+    inputs,
+    expected_output_shape,
+    expected_trainable_weights,
+    expected_non_trainable_weights,
+    training=False,
+):
+    """The Keras layer contract in one call, after keras-hub's
+    `TestCase.run_layer_test`: output shape, weight counts, serialization
+    (`run_serialization_test`), mixed precision (`run_precision_test`) and
+    one training step (finite gradients reach every trainable weight, or
+    the input when there is none, and an SGD step changes the weights).
+
+    Args:
+        layer_fn: () -> a new layer.
+        inputs: a numpy array or a list of them.
+        expected_output_shape: the output's shape (a tuple).
+        expected_trainable_weights, expected_non_trainable_weights: counts
+            of weight variables (not of scalars).
+        training: call the layer in training mode for the shape and
+            precision checks (the training step always does).
+    """
+    import keras
+    import tensorflow as tf
+
+    layer = layer_fn()
+    out = layer(inputs, training=training)
+    assert tuple(out.shape) == tuple(expected_output_shape), out.shape
+    assert len(layer.trainable_weights) == expected_trainable_weights, [
+        w.path for w in layer.trainable_weights
+    ]
+    assert len(layer.non_trainable_weights) == expected_non_trainable_weights, [
+        w.path for w in layer.non_trainable_weights
+    ]
+    run_serialization_test(layer_fn())
+    run_precision_test(layer_fn, inputs, training=training)
+
+    layer = layer_fn()
+    xs = [
+        tf.constant(x)
+        for x in (inputs if isinstance(inputs, (list, tuple)) else [inputs])
+    ]
+    layer(xs if isinstance(inputs, (list, tuple)) else xs[0], training=True)
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        y = layer(
+            xs if isinstance(inputs, (list, tuple)) else xs[0], training=True
+        )
+        loss = tf.reduce_mean(tf.square(tf.cast(y, tf.float32)))
+    weights = layer.trainable_weights
+    grads = tape.gradient(loss, [w.value for w in weights] + xs)
+    for g in grads:
+        assert g is not None and bool(tf.reduce_all(tf.math.is_finite(g)))
+    reached = [float(tf.reduce_max(tf.abs(g))) > 0 for g in grads]
+    if weights:  # every weight learns
+        assert all(reached[: len(weights)]), [
+            w.path for w, r in zip(weights, reached, strict=False) if not r
+        ]
+    assert any(reached)
+    if weights:
+        before = [w.numpy().copy() for w in weights]
+        keras.optimizers.SGD(1.0).apply(grads[: len(weights)], weights)
+        assert any(
+            not np.array_equal(b, w.numpy())
+            for b, w in zip(before, weights, strict=True)
+        )
+    return layer

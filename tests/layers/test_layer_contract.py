@@ -1,0 +1,104 @@
+"""Every layer of assemble_tf.layers through one Keras contract check
+(`testing_utils.run_layer_test`, after keras-hub's `run_layer_test`)."""
+
+import numpy as np
+import pytest
+
+from assemble_tf.layers import (
+    BatchNorm,
+    BigLittleMerge,
+    BlurPool2D,
+    DropBlock2D,
+    GeMPooling2D,
+    SelectiveKernel,
+    SqueezeExcite,
+)
+from tests import testing_utils
+
+X = testing_utils.random_images
+
+# (layer, inputs, output shape, trainable / non-trainable weight variables,
+# training mode for the shape and precision checks)
+CASES = {
+    # gamma, beta / moving mean and variance.
+    "BatchNorm": (
+        lambda: BatchNorm(momentum=0.9, name="bn"),
+        X((2, 4, 4, 8)),
+        (2, 4, 4, 8),
+        2,
+        2,
+        False,
+    ),
+    # A fixed binomial filter, stride 2: no weights.
+    "BlurPool2D": (
+        lambda: BlurPool2D(3),
+        X((2, 8, 8, 3)),
+        (2, 4, 4, 3),
+        0,
+        0,
+        False,
+    ),
+    # The keep probability and the noise seed are state, not weights.
+    "DropBlock2D": (
+        lambda: DropBlock2D(0.8, 3),
+        X((2, 8, 8, 4)),
+        (2, 8, 8, 4),
+        0,
+        0,
+        True,
+    ),
+    # p fixed (the original's GeM is not learned).
+    "GeMPooling2D": (
+        lambda: GeMPooling2D(p=3.0),
+        np.abs(X((2, 4, 4, 5))) + 0.1,
+        (2, 5),
+        0,
+        0,
+        False,
+    ),
+    # 2F-channel conv, its BN, fc1, the attention BN, fc2 (no biases).
+    "SelectiveKernel": (
+        lambda: SelectiveKernel(8),
+        X((2, 8, 8, 4)),
+        (2, 8, 8, 8),
+        7,
+        4,
+        True,
+    ),
+    # Two bias-free 1x1 kernels.
+    "SqueezeExcite": (
+        lambda: SqueezeExcite(4),
+        X((2, 4, 4, 8), low=0.0, high=2.0),  # ReLU in fc1 alive
+        (2, 4, 4, 8),
+        2,
+        0,
+        False,
+    ),
+    # Upsample-and-add of the big branch onto the little one.
+    "BigLittleMerge": (
+        lambda: BigLittleMerge(),
+        [X((2, 2, 2, 3)), X((2, 4, 4, 3))],
+        (2, 4, 4, 3),
+        0,
+        0,
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_contract(name):
+    layer_fn, inputs, shape, trainable, frozen, training = CASES[name]
+    layer = testing_utils.run_layer_test(
+        layer_fn, inputs, shape, trainable, frozen, training=training
+    )
+    assert type(layer).__name__ == name
+
+
+def test_every_exported_layer_is_checked():
+    import assemble_tf.layers as layers
+
+    exported = {
+        n for n in layers.__all__ if isinstance(getattr(layers, n), type)
+    }
+    assert exported == set(CASES)
