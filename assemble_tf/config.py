@@ -302,27 +302,12 @@ class ExperimentConfig:
 def preset_defaults(preset_name):
     """Field overrides implied by a preset: its recipe and eval size."""
     preset = presets.get(preset_name)
-    r = preset.recipe
-    train = {
-        "epochs": float(r["epochs"]),
-        "batch_size": r["batch_size"],
-        "base_learning_rate": r["base_learning_rate"],
-        "lr_schedule": r["lr_schedule"],
-        "warmup_epochs": float(r["warmup_epochs"]),
-        "weight_decay": r["weight_decay"],
-        "kd_temperature": r["kd_temperature"],
-        "dropblock_keep_prob": r["dropblock_keep_prob"],
-    }
-    augment = {
-        "label_smoothing": r["label_smoothing"],
-        "mixup_type": r["mixup_type"],
-        "autoaugment": r["autoaugment"],
-    }
-    data = {
+    out = {group: dict(values) for group, values in preset.recipe.items()}
+    out["data"] = {
         "image_size": preset.train_image_size,
         "eval_preprocessing": preset.eval_preprocessing,
     }
-    return {"train": train, "augment": augment, "data": data}
+    return out
 
 
 def parse_model_overrides(value):

@@ -34,47 +34,52 @@ DROPBLOCK = {
     }
 }
 
-# Training recipes (master scripts: SGD momentum 0.9, batch 1024, base LR
-# 0.4 not batch-scaled, 5 warm-up epochs, weight decay 1e-4 x 1/2 sum w^2).
+# Training recipes as {config group: {field: value}} (the fields of
+# `assemble_tf.config`; master scripts: SGD momentum 0.9, batch 1024, base
+# LR 0.4 not batch-scaled, 5 warm-up epochs, weight decay 1e-4 x 1/2 sum w^2).
 _BASE_RECIPE = {
-    "epochs": 120,
-    "batch_size": 1024,
-    "base_learning_rate": 0.4,
-    "lr_schedule": "cosine",
-    "warmup_epochs": 5,
-    "weight_decay": 1e-4,
-    "label_smoothing": 0.0,
-    "mixup_type": 0,
-    "dropblock_keep_prob": None,
-    "kd_temperature": 0.0,
-    "teacher": None,
-    "autoaugment": None,
+    "train": {
+        "epochs": 120.0,
+        "batch_size": 1024,
+        "base_learning_rate": 0.4,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 5.0,
+        "weight_decay": 1e-4,
+        "dropblock_keep_prob": None,
+        "kd_temperature": 0.0,
+    },
+    "augment": {"label_smoothing": 0.0, "mixup_type": 0, "autoaugment": None},
 }
 
 
-def _recipe(**changes):
-    unknown = set(changes) - set(_BASE_RECIPE)
-    if unknown:
-        raise ValueError(f"Unknown recipe keys: {sorted(unknown)}")
-    recipe = dict(_BASE_RECIPE)
-    recipe.update(changes)
+def _recipe(base=_BASE_RECIPE, **changes):
+    """A copy of `base` with each change put in the group of its field."""
+    recipe = {group: dict(values) for group, values in base.items()}
+    for field, value in changes.items():
+        groups = [g for g, values in recipe.items() if field in values]
+        if not groups:
+            raise ValueError(f"Unknown recipe field {field!r}")
+        recipe[groups[0]][field] = value
     return recipe
 
 
 STEP_120 = _recipe(lr_schedule="piecewise")  # Tables 2 and 3 (step LR)
 COSINE_120 = _recipe()
 LS_120 = _recipe(label_smoothing=0.1)
-LS_MIXUP_200 = _recipe(epochs=200, label_smoothing=0.1, mixup_type=1)
+LS_MIXUP_200 = _recipe(epochs=200.0, label_smoothing=0.1, mixup_type=1)
 LS_MIXUP_DB_270 = _recipe(
-    epochs=270,
+    epochs=270.0,
     label_smoothing=0.1,
     mixup_type=1,
     dropblock_keep_prob=(1.0, 0.9),
 )
-KD_270 = dict(LS_MIXUP_DB_270, kd_temperature=1.0, teacher="AmoebaNet-A")
-KD_600 = dict(KD_270, epochs=600)
-ASSEMBLE_600 = dict(KD_600, autoaugment="imagenet")
-ASSEMBLE152_600 = dict(ASSEMBLE_600, teacher="EfficientNet-B7")
+KD_270 = _recipe(LS_MIXUP_DB_270, kd_temperature=1.0)
+KD_600 = _recipe(KD_270, epochs=600.0)
+ASSEMBLE_600 = _recipe(KD_600, autoaugment="imagenet")
+# The paper's KD teachers: AmoebaNet-A for the ResNet-50 rows,
+# EfficientNet-B7 for Assemble-ResNet-152.
+AMOEBANET = "AmoebaNet-A"
+EFFICIENTNET_B7 = "EfficientNet-B7"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,13 +103,15 @@ class PaperFigures:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A named network: architecture, evaluation size, figures, recipe."""
+    """A named network: architecture, evaluation size, figures, recipe
+    ({config group: {field: value}}) and, for KD recipes, the teacher."""
 
     name: str
     description: str
     model: dict
     paper: PaperFigures | None = None
-    recipe: dict = dataclasses.field(default_factory=COSINE_120.copy)
+    recipe: dict = dataclasses.field(default_factory=lambda: _recipe())
+    teacher: str | None = None
     train_image_size: int = 224
     eval_image_size: int = 224
     eval_preprocessing: str = "imagenet"
@@ -123,7 +130,11 @@ def _add(name, description, model, paper=None, recipe=COSINE_120, **kw):
     merged = {}
     for part in model:
         merged.update(copy.deepcopy(part))
-    PRESETS[name] = Preset(name, description, merged, paper, dict(recipe), **kw)
+    if recipe["train"]["kd_temperature"]:
+        kw.setdefault("teacher", AMOEBANET)
+    PRESETS[name] = Preset(
+        name, description, merged, paper, _recipe(recipe), **kw
+    )
 
 
 _BL_EVAL = {"eval_image_size": 256, "eval_preprocessing": "imagenet_224_256"}
@@ -174,7 +185,8 @@ _add(
         DROPBLOCK,
     ],
     PaperFigures("Table 7 E12", 84.19, 43.27, 143),
-    ASSEMBLE152_600,
+    ASSEMBLE_600,
+    teacher=EFFICIENTNET_B7,
     eval_image_size=256,
     eval_preprocessing="imagenet_224_256a",
 )
@@ -390,7 +402,8 @@ _add(
         DROPBLOCK,
     ],
     PaperFigures("Table 7 E12", 84.19, 43.27, 143),
-    ASSEMBLE152_600,
+    ASSEMBLE_600,
+    teacher=EFFICIENTNET_B7,
     eval_image_size=256,
     eval_preprocessing="imagenet_224_256a",
 )

@@ -48,12 +48,16 @@ def test_final_models_match_the_paper_and_master():
     a152 = presets.get("assemble_resnet152")
     assert a152.model["big_little"] == (1, 2)
     assert a152.eval_preprocessing == "imagenet_224_256a"
-    assert a152.recipe["teacher"] == "EfficientNet-B7"
-    assert a50.recipe["epochs"] == 600 and a50.recipe["mixup_type"] == 1
-    assert a50.recipe["dropblock_keep_prob"] == (1.0, 0.9)
+    assert a152.teacher == "EfficientNet-B7" and a50.teacher == "AmoebaNet-A"
+    assert a50.recipe["train"]["epochs"] == 600
+    assert a50.recipe["augment"]["mixup_type"] == 1
+    assert a50.recipe["train"]["dropblock_keep_prob"] == (1.0, 0.9)
     assert presets.get("table7_e11").model == a50.model
-    assert presets.get("table7_e0").recipe["label_smoothing"] == 0.0
-    assert presets.get("table2_c0").recipe["lr_schedule"] == "piecewise"
+    assert presets.get("table7_e0").recipe["augment"]["label_smoothing"] == 0.0
+    assert presets.get("table7_e0").teacher is None
+    assert (
+        presets.get("table2_c0").recipe["train"]["lr_schedule"] == "piecewise"
+    )
 
 
 def test_model_kwargs_are_copies():
