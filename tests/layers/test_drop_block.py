@@ -124,11 +124,6 @@ def test_validation_and_contract():
     testing_utils.run_serialization_test(
         DropBlock2D(0.9, 5, 0.25, True, 3, name="db")
     )
-    testing_utils.run_precision_test(
-        lambda: DropBlock2D(0.8, 3),
-        testing_utils.random_images((2, 8, 8, 4)),
-        training=True,
-    )
 
 
 def test_other_backends_build_for_inference_only(monkeypatch):

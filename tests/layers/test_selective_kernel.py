@@ -64,9 +64,8 @@ def test_validation_echoes_value():
         SelectiveKernel(0)
 
 
-def test_layer_contract():
+def test_non_default_arguments_round_trip():
+    # Defaults and mixed precision: tests/layers/test_layer_contract.py.
     testing_utils.run_serialization_test(
         SelectiveKernel(8, strides=2, variant="sknet", reduction=4, name="sk")
     )
-    x = testing_utils.random_images((2, 8, 8, 4))
-    testing_utils.run_precision_test(lambda: SelectiveKernel(8), x, True)
