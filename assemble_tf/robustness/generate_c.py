@@ -263,14 +263,6 @@ def process(task, options):
     return result
 
 
-def _init_worker():
-    """Worker set-up: one OpenCV thread per process, no GPU."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _run(tasks, options, num_tasks, progress):
     """Runs `tasks` in-process or on spawned workers; yields results."""
     with tqdm(
@@ -280,7 +272,7 @@ def _run(tasks, options, num_tasks, progress):
             functools.partial(process, options=options),
             tasks,
             options.workers,
-            initializer=_init_worker,
+            initializer=worker_pool.init_image_worker,
         ):
             yield result
             bar.update(1)

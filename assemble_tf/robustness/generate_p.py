@@ -206,13 +206,6 @@ def process_image(task):
     return {"written": written, "seconds": time.perf_counter() - start}
 
 
-def _init_worker():
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-
-
 # --------------------------------------------------------------------------
 # Inputs: (wnid, filename, path, record index).
 
@@ -452,7 +445,7 @@ def _run(tasks, options):
             _process_indexed,
             _with_bytes(tasks, options),
             min(options.workers, len(tasks)),
-            initializer=_init_worker,
+            initializer=worker_pool.init_image_worker,
         ):
             task.data = None
             results[index] = (task, result)

@@ -10,8 +10,18 @@ this process, in order.
 
 import concurrent.futures
 import multiprocessing
+import os
 
 IN_FLIGHT_PER_WORKER = 2
+
+
+def init_image_worker():
+    """Worker set-up for pixel work: no GPU, one OpenCV thread (the pool
+    already runs one process per core)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def imap_bounded(
