@@ -158,9 +158,11 @@ def markdown_p(summary, results, paper, preset, note=None):
         "|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        fr = summary["fr"].get(name)
         lines.append(
             f"| {name} | {r['flip_probability']:.5f} | "
-            f"{summary['fr'][name]:.2f} | {_fmt(r['top5_distance'], 4)} | "
+            f"{'-' if fr is None else f'{fr:.2f}'} | "
+            f"{_fmt(r['top5_distance'], 4)} | "
             f"{100 * r['top1_error']:.2f} |"
         )
     mfr = summary["mfr"]
@@ -172,8 +174,9 @@ def markdown_p(summary, results, paper, preset, note=None):
         f"| mFR | {'-' if mfr is None else f'{mfr:.2f}'} | "
         f"{'-' if paper_mfr is None else paper_mfr} |",
     ]
-    if note:
-        lines.append(f"\n{note}")
+    for text in (summary.get("note"), note):
+        if text:
+            lines.append(f"\n{text}")
     return "\n".join(lines) + "\n"
 
 
@@ -278,15 +281,26 @@ def main(argv):
     else:
         from assemble_tf.robustness.video import read_video
 
-        summary = evaluation.summarize_p(results)
+        summary = evaluation.summarize_p(results, FLAGS.difficulty)
         table = markdown_p(summary, results, paper, preset_name, note)
-        files["chart_png"] = plots.error_bars(
-            summary["fr"],
-            os.path.join(out, "fr_per_perturbation.png"),
-            f"{preset_name}: flip rate per perturbation (AlexNet = 100)",
-            "FR (%)",
-            mean=summary["mfr"],
-        )
+        if summary["note"]:
+            print(f"WARNING: {summary['note']}", file=sys.stderr)
+            files["chart_png"] = plots.error_bars(
+                {k: 100 * v for k, v in summary["flip_probability"].items()},
+                os.path.join(out, "fp_per_perturbation.png"),
+                f"{preset_name}: flip probability per perturbation "
+                f"(difficulty {FLAGS.difficulty})",
+                "flip probability (%)",
+                reference=None,
+            )
+        else:
+            files["chart_png"] = plots.error_bars(
+                summary["fr"],
+                os.path.join(out, "fr_per_perturbation.png"),
+                f"{preset_name}: flip rate per perturbation (AlexNet = 100)",
+                "FR (%)",
+                mean=summary["mfr"],
+            )
         files["gallery_png"] = plots.perturbation_strip(
             {p: read_video(items[0][0]) for p, items in found.items()},
             os.path.join(out, "gallery_p.png"),

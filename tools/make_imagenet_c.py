@@ -37,6 +37,17 @@ flags.DEFINE_integer(
     "resize", 256, "Shorter side after the bilinear resize.", lower_bound=1
 )
 flags.DEFINE_integer("crop", 224, "Centre crop side.", lower_bound=32)
+flags.DEFINE_enum(
+    "crop_rounding",
+    "auto",
+    ["auto", "round", "floor"],
+    hw(
+        "Rounding of the centre crop's offset (n - crop) / 2: round = "
+        "torchvision 0.2.1's half to even (the released 256 -> 224 "
+        "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> "
+        "256 set); auto = round for --crop=224, floor otherwise."
+    ),
+)
 flags.DEFINE_string(
     "corruptions",
     "",

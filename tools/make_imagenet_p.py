@@ -8,6 +8,8 @@
     python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \
         --output_dir=/data/imagenet-p --perturbations=gaussian_noise \
         --difficulty=2                     # writes gaussian_noise_2/
+    python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \
+        --output_dir=/data/imagenet-p-mp4v --codec=mp4v  # no ffmpeg binary
 
 The work, its reference and its resumable output are described in
 `assemble_tf.robustness.generate_p`. A summary is printed and written to
@@ -20,7 +22,7 @@ import os
 
 from absl import flags
 
-from assemble_tf.robustness import generate_p
+from assemble_tf.robustness import generate_p, video
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
@@ -46,7 +48,20 @@ def define_flags():
     flags.DEFINE_integer(
         "resize", 256, "Shorter side after the bilinear resize."
     )
-    flags.DEFINE_integer("crop", 224, "Side of the centre crop (even).")
+    flags.DEFINE_integer(
+        "crop", 224, "Side of the centre crop (even with --codec=mp4v)."
+    )
+    flags.DEFINE_enum(
+        "crop_rounding",
+        "auto",
+        ["auto", "round", "floor"],
+        hw(
+            "Rounding of the centre crop's offset (n - crop) / 2: round = "
+            "torchvision 0.2.1's half to even (the released 256 -> 224 "
+            "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> "
+            "256 set); auto = round for --crop=224, floor otherwise."
+        ),
+    )
     flags.DEFINE_string(
         "perturbations",
         None,
@@ -73,6 +88,18 @@ def define_flags():
         ),
     )
     flags.DEFINE_integer("seed", 0, "Seed of the random perturbations.")
+    flags.DEFINE_enum(
+        "codec",
+        video.DEFAULT_CODEC,
+        list(video.CODECS),
+        hw(
+            "x264: libx264 with the release's ffmpeg options (-crf 20, or "
+            "-tune grain for the noise sequences; yuv444p, -preset "
+            "veryslow) through imageio-ffmpeg's binary. mp4v: OpenCV's "
+            "MPEG-4 Part 2 (4:2:0, even --crop), a less faithful fallback "
+            "that needs no ffmpeg binary."
+        ),
+    )
     flags.DEFINE_integer("workers", 1, "Worker processes (spawned).")
     flags.DEFINE_integer(
         "limit", 0, "Only the first N images (sorted order); 0 = all."

@@ -19,11 +19,13 @@ Differences from the reference, all deliberate:
 * Frost uses SYNTHETIC textures (`filters.frost_texture`) instead of the
   frost1-5 photographs, so frost results are not comparable with the
   official frost set; the blend constants are the published ones.
-* Glass blur shuffles pixels with vectorised disjoint swaps
-  (`filters.local_shuffle`, 2 passes per reference iteration) instead of a
-  sequential Python loop (1-8 s per image): same offset distribution,
-  distortion within ~6 % of the loop's, and a pixel moves at most
-  2 * max_delta * iterations (the loop can carry one further).
+* Glass blur runs the reference's sequential pixel loop exactly
+  (`filters.glass_shuffle`: its "swap" of two numpy views copies one pixel
+  onto the other), over pixel indices with the offsets drawn up front, in
+  milliseconds instead of the reference's 1-8 s per image.
+* zoom_blur and the snow layer use the reference's `clipped_zoom` (crop
+  ceil(H / z), scipy-style bilinear zoom, centred trim; the Assemble
+  generator's version for H != W), computed separably.
 * Any H x W >= 32 works. The constants are pixel-level and are used
   unchanged at every resolution (no scaling), as the reference does at 224
   and the Assemble generator at 256. Where the reference hard-codes 224 we
@@ -135,13 +137,6 @@ PARAMS = {
     "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),  # S*a+b
 }
 
-# Disjoint-swap passes of `filters.local_shuffle` per reference glass-blur
-# iteration. Measured on astronaut at 128 px (mean |corrupted - clean|, 2
-# seeds): reference loop 17.6 18.6 25.0 26.9 30.8 for severities 1..5; one
-# pass per iteration 13.5 15.6 19.9 21.5 25.6; two passes 16.0 17.8 23.4
-# 25.4 29.3.
-_GLASS_PASSES = 2
-
 _WATER_RGB = np.array([175, 238, 238], np.float32) / 255  # pale turquoise
 _MUD_RGB = np.array([63, 42, 20], np.float32) / 255  # mud brown
 
@@ -184,12 +179,8 @@ def _glass_blur(x, c, rng):
     blurred = filters.gaussian(x, sigma)
     # The reference quantises to uint8 between the two blurs.
     quant = (np.clip(blurred, 0, 1) * 255).astype(np.uint8)
-    # One sequential reference iteration carries a value along ~2 swaps on
-    # average; two disjoint-swap passes per iteration match its distortion
-    # (see _GLASS_PASSES).
-    shuffled = filters.local_shuffle(
-        quant, max_delta, _GLASS_PASSES * iterations, rng
-    )
+    offsets = filters.glass_offsets(quant.shape, max_delta, iterations, rng)
+    shuffled = filters.glass_shuffle(quant, max_delta, offsets)
     return filters.gaussian(shuffled.astype(np.float32) / 255, sigma)
 
 
@@ -462,18 +453,20 @@ def corrupt(image, name, severity, seed=0):
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
-def resize_center_crop(image, resize, crop):
+def resize_center_crop(image, resize, crop, rounding="floor"):
     """The ImageNet-C input preprocessing: resize shorter side, centre crop.
 
     As in hendrycks/robustness (torchvision Resize + CenterCrop) and the
     Assemble generator: PIL bilinear resize so that the shorter side is
     `resize` and the longer one int(resize * long / short), then a crop x
-    crop window at offset int((new - crop) / 2) per axis.
+    crop window at offset `inputs.crop_offset(new, crop, rounding)` per axis.
 
     Args:
       image: PIL image or uint8 H x W x 3 array.
       resize: shorter side after resizing, >= crop.
       crop: output side.
+      rounding: "floor" (the Assemble generator), "round" (torchvision
+        0.2.1, the released sets) or "auto" (`inputs.CROP_ROUNDINGS`).
 
     Returns:
       uint8 crop x crop x 3 RGB array.
@@ -484,10 +477,11 @@ def resize_center_crop(image, resize, crop):
         raise ValueError(
             f"resize must be an int >= crop ({crop}), got {resize!r}."
         )
+    rounding = inputs.resolve_crop_rounding(rounding, crop)
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, np.uint8))
     image = inputs.resize_shorter_side(image.convert("RGB"), resize)
-    size = image.size
-    left = int((size[0] - crop) / 2)
-    top = int((size[1] - crop) / 2)
+    width, height = image.size
+    left = inputs.crop_offset(width, crop, rounding)
+    top = inputs.crop_offset(height, crop, rounding)
     return np.asarray(image.crop((left, top, left + crop, top + crop)))

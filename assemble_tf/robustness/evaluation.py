@@ -436,15 +436,33 @@ def summarize_c(results, clean_error=None):
     return summary
 
 
-def summarize_p(results):
-    """FR per perturbation and mFR when all 10 test ones are present."""
+FR_DIFFICULTY_NOTE = (
+    "FR and mFR are not given at difficulty {d}: the AlexNet flip "
+    "probabilities that normalise them exist for difficulty 1 only "
+    "(hendrycks/robustness); the flip probabilities are."
+)
+
+
+def summarize_p(results, difficulty=1):
+    """FR per perturbation and mFR when all 10 test ones are present.
+
+    FR divides by AlexNet's flip probabilities, which were published for
+    difficulty 1 only; at a higher difficulty the summary has the flip
+    probabilities and top-5 distances, `fr` empty, `mfr` None and a note.
+    """
     fp = {k: v["flip_probability"] for k, v in results.items()}
     summary = {
+        "difficulty": int(difficulty),
         "flip_probability": fp,
-        "fr": metrics.flip_rates(fp),
+        "fr": {},
         "top5_distance": {k: v["top5_distance"] for k, v in results.items()},
         "mfr": None,
+        "note": None,
     }
+    if difficulty > 1:
+        summary["note"] = FR_DIFFICULTY_NOTE.format(d=int(difficulty))
+        return summary
+    summary["fr"] = metrics.flip_rates(fp)
     if all(p in fp for p in metrics.TEST_PERTURBATIONS):
         summary["mfr"] = metrics.mfr(fp)
     return summary

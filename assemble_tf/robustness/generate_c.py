@@ -14,8 +14,9 @@ validation TFRecords (image/encoded, image/class/synset, image/filename).
 Output, as the reference: `<output_dir>/<corruption>/<severity>/<wnid>/<file
 stem>.JPEG`, JPEG quality 85 (optimize). Each file is written to a hidden
 temp file and renamed, so an interrupted run resumes: existing files are
-skipped and counted. The options that change pixels (resize, crop, seed,
-JPEG quality) are kept in `options.json`; a run with other values in the
+skipped and counted. The options that change pixels (resize, crop, the
+crop offset's rounding, seed, JPEG quality, the format version) are kept
+in `options.json`; a run with other values in the
 same folder is refused. The corruptions / severities / limit only select
 which files to write. The random draws of one image depend on the seed and
 its file name only, not on the worker count. A summary (counts, failures
@@ -39,6 +40,8 @@ from assemble_tf.robustness import corruptions, inputs
 from official.utils.misc import file_utils, worker_pool
 
 JPEG_QUALITY = 85
+# 2: the reference's clipped_zoom, glass-blur loop and crop rounding.
+FORMAT_VERSION = 2
 OPTIONS_FILE = "options.json"
 SUMMARY_FILE = "summary.json"
 _MAX_LISTED_FAILURES = 1000
@@ -53,6 +56,7 @@ class Options:
     tfrecord_pattern: str | None = None
     resize: int = 256
     crop: int = 224
+    crop_rounding: str = "auto"  # inputs.CROP_ROUNDINGS
     corruptions: tuple = ()  # empty = all 19
     severities: tuple = (1, 2, 3, 4, 5)
     seed: int = 0
@@ -63,8 +67,12 @@ class Options:
     def pixel_options(self):
         """The options that change the written pixels (options.json)."""
         return {
+            "format_version": FORMAT_VERSION,
             "resize": self.resize,
             "crop": self.crop,
+            "crop_rounding": inputs.resolve_crop_rounding(
+                self.crop_rounding, self.crop
+            ),
             "seed": self.seed,
             "jpeg_quality": self.jpeg_quality,
         }
@@ -127,12 +135,14 @@ def options_from_values(values):
             "is taken from the resized image), e.g. --resize=256 --crop=224 "
             "or --resize=292 --crop=256."
         )
+    inputs.resolve_crop_rounding(fv.crop_rounding, fv.crop)
     return Options(
         output_dir=fv.output_dir,
         input_dir=fv.input_dir,
         tfrecord_pattern=fv.tfrecord_pattern,
         resize=fv.resize,
         crop=fv.crop,
+        crop_rounding=fv.crop_rounding,
         corruptions=parse_corruptions(fv.corruptions),
         severities=parse_severities(fv.severities),
         seed=fv.seed,
@@ -238,7 +248,7 @@ def process(task, options):
         with Image.open(source) as pil:
             pil.load()
             clean = corruptions.resize_center_crop(
-                pil, options.resize, options.crop
+                pil, options.resize, options.crop, options.crop_rounding
             )
     except (OSError, ValueError, SyntaxError) as e:
         result["failures"].append(

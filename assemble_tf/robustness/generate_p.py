@@ -5,7 +5,8 @@ Follows hendrycks/robustness `ImageNet-P/create_p/make_imagenet_p.py`
 resized (PIL bilinear, shorter side `resize`, long side
 int(resize * long / short)), perturbed into a sequence
 (`assemble_tf.robustness.perturbations.sequence`, geometric perturbations
-before the centre crop of `crop`, offset int((new - crop) / 2)) and saved
+before the centre crop of `crop`, offset rounded as `--crop_rounding`
+says: torchvision 0.2.1's half to even by default at 224) and saved
 as `<output_dir>/<perturbation>/<wnid>/<stem>.mp4`, the layout of the
 release and of its `video_loader.py` (class folders under one folder per
 perturbation; the harder noise levels in `gaussian_noise_2`,
@@ -20,9 +21,12 @@ seed and `<wnid>/<file name>`, so both inputs give the same videos for the
 same JPEG, whatever the worker count.
 
 Videos are written to a temporary name and renamed, so a rerun skips the
-finished ones (counted in the summary) and redoes the rest. `options.json`
-records the options that change a video's content (resize, crop, seed,
-the input); a later run into the same folder with other values is refused.
+finished ones (counted in the summary) and redoes the rest. They are
+encoded with libx264 and the release's ffmpeg options (`video`,
+`--codec=x264`); `--codec=mp4v` is a less faithful OpenCV fallback.
+`options.json` records the options that change a video's content (resize,
+crop, seed, the input, the codec); a later run into the same folder with
+other values is refused.
 The perturbations, set, difficulty, limit and workers may differ between
 runs (they choose which videos to write). The run ends with a summary, also
 saved as `summary.json`.
@@ -48,7 +52,9 @@ from official.utils.misc import file_utils, worker_pool
 
 OPTIONS = "options.json"
 SUMMARY = "summary.json"
-FORMAT_VERSION = 2  # 2: options.json records the input as one key
+# 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
+# affine centre, clipped_zoom and crop rounding (crop_rounding recorded).
+FORMAT_VERSION = 4
 SETS = ("test", "validation", "all")
 GUARDED = ("resize", "crop", "seed")
 _MAX_LISTED = 20
@@ -63,6 +69,7 @@ class Options:
     tfrecord_pattern: str | None = None
     resize: int = 256
     crop: int = 224
+    crop_rounding: str = "auto"  # inputs.CROP_ROUNDINGS
     perturbations: str | tuple | None = None
     set: str = "test"
     difficulty: int = 1
@@ -70,6 +77,7 @@ class Options:
     workers: int = 1
     limit: int = 0
     progress: bool = True
+    codec: str = video.DEFAULT_CODEC  # "x264" (the release's) or "mp4v"
 
 
 @dataclasses.dataclass
@@ -84,6 +92,8 @@ class Task:
     jobs: list  # (perturbation, difficulty, output path)
     resize: int
     crop: int
+    crop_rounding: str = "round"
+    codec: str = video.DEFAULT_CODEC
 
 
 # --------------------------------------------------------------------------
@@ -128,10 +138,12 @@ def check_options(options):
             f"--input_dir={o.input_dir} is not a directory; point it at the "
             f"validation folder holding <wnid>/<file>.JPEG."
         )
-    if o.crop < 2 or o.crop % 2:
+    video.check_codec(o.codec)  # a bad name, or x264 without its ffmpeg
+    inputs.resolve_crop_rounding(o.crop_rounding, o.crop)
+    if o.crop < 2 or (o.codec == "mp4v" and o.crop % 2):
         raise ValueError(
-            f"--crop={o.crop}: the crop side must be even and >= 2 (mp4v "
-            f"stores 4:2:0 video), e.g. --crop=224."
+            f"--crop={o.crop}: the crop side must be >= 2, and even with "
+            f"--codec=mp4v (it stores 4:2:0 video), e.g. --crop=224."
         )
     if o.resize < o.crop:
         raise ValueError(
@@ -198,10 +210,20 @@ def process_image(task):
     written = []
     for name, difficulty, path in task.jobs:
         frames = P.sequence(
-            pixels, name, task.seed, difficulty, crop_size=task.crop
+            pixels,
+            name,
+            task.seed,
+            difficulty,
+            crop_size=task.crop,
+            crop_rounding=task.crop_rounding,
         )
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        video.write_video(path, frames)
+        video.write_video(
+            path,
+            frames,
+            codec=task.codec,
+            noise=name in P.NOISE_PERTURBATIONS,
+        )
         written.append(path)
     return {"written": written, "seconds": time.perf_counter() - start}
 
@@ -260,9 +282,13 @@ def _recorded_options(options):
         "format_version": FORMAT_VERSION,
         "resize": int(options.resize),
         "crop": int(options.crop),
+        "crop_rounding": inputs.resolve_crop_rounding(
+            options.crop_rounding, options.crop
+        ),
         "seed": int(options.seed),
         "input": f"--{source}={value}",
-        "fourcc": video.FOURCC,
+        "codec": options.codec,
+        "codec_settings": video.codec_settings(options.codec),
         "fps": video.DEFAULT_FPS,
     }
 
@@ -279,7 +305,8 @@ def prepare_output(options):
         labels={
             "input": "input",
             "format_version": "format_version",
-            "fourcc": "fourcc",
+            "codec": "--codec",
+            "codec_settings": "codec settings",
             "fps": "fps",
         },
         what="videos",
@@ -359,6 +386,10 @@ def generate(options):
                 jobs=todo,
                 resize=int(options.resize),
                 crop=int(options.crop),
+                crop_rounding=inputs.resolve_crop_rounding(
+                    options.crop_rounding, options.crop
+                ),
+                codec=options.codec,
             )
             tasks.append((index, task))
 

@@ -7,12 +7,40 @@ image to the evaluation size as Hendrycks & Dietterich's generators
 (github.com/hendrycks/robustness, torchvision `Resize` + `CenterCrop`) and
 the Assemble-ResNet one (clovaai/assembled-cnn
 `datasets/CE_dataset/CE_validation_generator.py`) do: PIL bilinear resize of
-the shorter side, then a centre crop.
+the shorter side, then a centre crop. The two differ in the crop offset:
+torchvision 0.2.1's `CenterCrop` (the hendrycks sets) rounds
+(new - crop) / 2 half to even, the Assemble generator floors it
+(`crop_offset`).
 """
 
 import os
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
+# How the centre crop's offset is rounded: "round" = int(round((n - c) /
+# 2.)) (torchvision 0.2.1 CenterCrop, Python's half to even: the released
+# 256 -> 224 ImageNet-C and ImageNet-P), "floor" = int((n - c) / 2) (the
+# Assemble generator, used for its 292 -> 256 set). "auto" picks "round"
+# for a 224 crop and "floor" otherwise.
+CROP_ROUNDINGS = ("auto", "round", "floor")
+
+
+def resolve_crop_rounding(rounding, crop):
+    """ "round" or "floor" for `rounding` in CROP_ROUNDINGS and a crop."""
+    if rounding not in CROP_ROUNDINGS:
+        raise ValueError(
+            f"--crop_rounding={rounding!r} is not one of {CROP_ROUNDINGS}."
+        )
+    if rounding == "auto":
+        return "round" if crop == 224 else "floor"
+    return rounding
+
+
+def crop_offset(size, crop, rounding):
+    """The centre crop's offset along an axis of `size` pixels."""
+    if rounding == "round":
+        return int(round((size - crop) / 2.0))
+    return int((size - crop) / 2)
 
 
 def list_image_folder(input_dir):

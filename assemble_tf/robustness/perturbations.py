@@ -55,18 +55,24 @@ the numbers can be checked):
 * Affine warps follow the torchvision 0.2 `affine` the reference ran on:
   forward matrix scale * [[cos a, -sin(a + s)], [sin a, cos(a + s)]] about
   the image centre (a = angle, s = shear; positive a turns clockwise on
-  screen), bilinear, black fill; translate is an exact integer shift. The
-  centre is the exact centre ((W - 1) / 2, (H - 1) / 2), half a pixel from
-  torchvision 0.2's (W / 2, H / 2) in pixel-index terms.
+  screen), computed as it did: PIL's bilinear affine transform about pixel
+  index (W / 2, H / 2), black fill; translate is an exact integer shift.
+* The crop offsets are torchvision 0.2.1 CenterCrop's int(round((n - 224)
+  / 2.)) (half to even), `center_crop`.
 * Tilt is the reference's homography K [R | f] with focal length
   f = sqrt(W^2 + H^2), R = Rx(t) Ry(t) and the image plane at z = 1 (so the
   untilted frame i = 15 is shrunk by f / (f + 1) about the centre),
   bilinear, black fill, on the whole resized image.
-* zoom_blur zooms the whole resized image with the same affine warp
+* zoom_blur zooms the whole resized image with the same affine transform
   (scale 1.004 k, as the reference's torchvision `affine`), not with
   `filters.clipped_zoom` (ImageNet-C's helper, which crops a whole number
-  of pixels and so cannot zoom by 0.4 %); frame i is the truncated integer
-  mean of the clean crop and zooms 1..i.
+  of pixels and so cannot zoom by 0.4 %); frame i is the truncated float32
+  mean of the clean crop and zooms 1..i, as torchvision computed it.
+* The constants are the 224-px ones at every size. The reference's 299-px
+  generator (`make_imagenet_p_inception.py`) raises six of them for its
+  larger frames; no 256-px version exists, so flip rates of sequences made
+  at 292 -> 256 (as Assemble-ResNet's 256-px models would need) are not
+  comparable with any published mFR.
 * Float-to-uint8 conversions truncate (numpy `uint8`, torchvision
   `ToPILImage`) as in the reference; motion blur and snow round, as the
   8-bit ImageMagick output did.
@@ -80,7 +86,7 @@ import zlib
 
 import numpy as np
 
-from assemble_tf.robustness import metrics
+from assemble_tf.robustness import inputs, metrics
 
 # Names (and which ones compare frames with frame 1, as `'noise' in name`
 # in the reference test.py) are shared with the metrics tables.
@@ -211,15 +217,18 @@ def _check_image(image):
     return image
 
 
-def center_crop(image, size):
-    """The central size x size window, offsets int((H - size) / 2) and
-    int((W - size) / 2); works on [..., H, W, C] stacks."""
+def center_crop(image, size, rounding="round"):
+    """The central size x size window of [..., H, W, C] arrays; offsets
+    `inputs.crop_offset(H, size, rounding)` and likewise for W ("round":
+    torchvision 0.2.1's CenterCrop, as the reference)."""
     height, width = image.shape[-3], image.shape[-2]
     if not 1 <= size <= min(height, width):
         raise ValueError(
             f"crop size {size} does not fit an image of {height} x {width}."
         )
-    top, left = (height - size) // 2, (width - size) // 2
+    rounding = inputs.resolve_crop_rounding(rounding, size)
+    top = inputs.crop_offset(height, size, rounding)
+    left = inputs.crop_offset(width, size, rounding)
     return image[..., top : top + size, left : left + size, :]
 
 
@@ -232,27 +241,48 @@ def _round_uint8(x):
     return np.clip(np.asarray(x) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _affine_matrix(height, width, angle=0.0, shear=0.0, scale=1.0):
-    """The forward 2x3 map of torchvision 0.2 `affine` about the centre."""
+def inverse_affine(height, width, angle=0.0, shear=0.0, scale=1.0):
+    """The 6 coefficients torchvision 0.2.1's `affine` hands to PIL.
+
+    PIL maps each output point to an input point (pixel centres at k + .5);
+    the centre is (W / 2 + .5, H / 2 + .5) in those coordinates, i.e.
+    pixel index (W / 2, H / 2). The forward map is scale * [[cos a,
+    -sin(a + s)], [sin a, cos(a + s)]] about it.
+    """
     a, s = math.radians(angle), math.radians(shear)
-    linear = scale * np.array(
-        [[math.cos(a), -math.sin(a + s)], [math.sin(a), math.cos(a + s)]]
-    )
-    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-    return np.concatenate([linear, (centre - linear @ centre)[:, None]], 1)
+    cx, cy = width * 0.5 + 0.5, height * 0.5 + 0.5
+    inverse_scale = 1.0 / scale
+    det = math.cos(a + s) * math.cos(a) + math.sin(a + s) * math.sin(a)
+    m = [
+        math.cos(a + s),
+        math.sin(a + s),
+        0.0,
+        -math.sin(a),
+        math.cos(a),
+        0.0,
+    ]
+    # In torchvision's order of operations, so the floats agree exactly.
+    m = [inverse_scale / det * v for v in m]
+    m[2] += m[0] * -cx + m[1] * -cy
+    m[5] += m[3] * -cx + m[4] * -cy
+    m[2] += cx
+    m[5] += cy
+    return m
 
 
-def _warp_affine(image, matrix):
-    import cv2
+def _affine(image, **kwargs):
+    """torchvision 0.2.1 `affine(..., resample=BILINEAR)`: PIL's bilinear
+    affine transform, black fill."""
+    from PIL import Image
 
     height, width = image.shape[:2]
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (width, height),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
+    return np.asarray(
+        Image.fromarray(image).transform(
+            (width, height),
+            Image.Transform.AFFINE,
+            inverse_affine(height, width, **kwargs),
+            Image.Resampling.BILINEAR,
+        )
     )
 
 
@@ -324,19 +354,17 @@ def _motion_blur(x, params):
     )
 
 
-def _zoom_blur(image, params, crop_size):
+def _zoom_blur(image, params, crop_size, rounding):
     """Frame i: truncated mean of the crop and its zooms 1.004 .. 1.004 i."""
-    height, width = image.shape[:2]
-    zooms = [image] + [
-        _warp_affine(image, _affine_matrix(height, width, scale=float(z)))
-        for z in params[1:]
-    ]
+    zooms = [image] + [_affine(image, scale=float(z)) for z in params[1:]]
     stack = np.stack(zooms)
     if crop_size:
-        stack = center_crop(stack, crop_size)
-    total = np.cumsum(stack, axis=0, dtype=np.uint32)  # exact sums
-    count = np.arange(1, len(params) + 1, dtype=np.uint32)
-    return (total // count[:, None, None, None]).astype(np.uint8)
+        stack = center_crop(stack, crop_size, rounding)
+    # As the reference: float32 ToTensor images summed, divided by the
+    # count and truncated back to uint8 (ToPILImage).
+    total = np.cumsum(stack.astype(np.float32) / 255, axis=0)
+    count = np.arange(1, len(params) + 1, dtype=np.float32)
+    return (total / count[:, None, None, None] * 255).astype(np.uint8)
 
 
 def _snow(x, params, rng):
@@ -394,16 +422,8 @@ def _translate(image, params):
 
 
 def _affine_sequence(image, name, params):
-    height, width = image.shape[:2]
     keyword = {"rotate": "angle", "shear": "shear", "scale": "scale"}[name]
-    return np.stack(
-        [
-            _warp_affine(
-                image, _affine_matrix(height, width, **{keyword: float(p)})
-            )
-            for p in params
-        ]
-    )
+    return np.stack([_affine(image, **{keyword: float(p)}) for p in params])
 
 
 def _tilt(image, params):
@@ -485,7 +505,9 @@ def _spatter(x, params, rng):
     return np.stack(frames)
 
 
-def sequence(image, name, seed=0, difficulty=1, crop_size=None):
+def sequence(
+    image, name, seed=0, difficulty=1, crop_size=None, crop_rounding="auto"
+):
     """The ImageNet-P sequence of one clean image.
 
     Frame 1 (index 0) is the clean image for gaussian_noise, shot_noise,
@@ -505,9 +527,12 @@ def sequence(image, name, seed=0, difficulty=1, crop_size=None):
             global numpy state is used or changed. Same seed, same frames.
         difficulty: 1, 2 or 3 for the noise perturbations (the noise level,
             `DIFFICULTY_LEVELS`); must be 1 for the others.
-        crop_size: int or None. Frames are the central crop_size squares,
-            offsets int((H - crop_size) / 2), int((W - crop_size) / 2);
-            geometric perturbations warp the whole image first.
+        crop_size: int or None. Frames are the central crop_size squares
+            (`center_crop`); geometric perturbations warp the whole image
+            first.
+        crop_rounding: the crop offset's rounding, one of
+            `inputs.CROP_ROUNDINGS` ("auto": the reference's half-to-even
+            rounding for a 224 crop, floor otherwise).
 
     Returns:
         uint8 [FRAME_COUNTS[name], H', W', 3], H' = W' = crop_size or the
@@ -527,22 +552,24 @@ def sequence(image, name, seed=0, difficulty=1, crop_size=None):
             raise ValueError(
                 f"crop_size must be an int; received {crop_size!r}."
             )
-        center_crop(image, int(crop_size))  # validates the size
+        center_crop(image, int(crop_size), crop_rounding)  # validates
     rng = _rng(seed, name, difficulty)
     params = frame_parameters(name, difficulty)
 
     if name in GEOMETRIC_PERTURBATIONS:
         if name == "zoom_blur":
-            return _zoom_blur(image, params, crop_size)
+            return _zoom_blur(image, params, crop_size, crop_rounding)
         if name == "translate":
             frames = _translate(image, params)
         elif name == "tilt":
             frames = _tilt(image, params)
         else:
             frames = _affine_sequence(image, name, params)
-        return center_crop(frames, crop_size).copy() if crop_size else frames
+        if crop_size:
+            return center_crop(frames, crop_size, crop_rounding).copy()
+        return frames
 
-    x = center_crop(image, crop_size) if crop_size else image
+    x = center_crop(image, crop_size, crop_rounding) if crop_size else image
     x = np.ascontiguousarray(x)
     if name in NOISE_PERTURBATIONS:
         return _noise(x, name, rng, difficulty)

@@ -273,3 +273,26 @@ def test_eval_robustness_bad_flags(tmp_path):
     assert proc.returncode == 2
     assert "is not a directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_flip_rates_need_difficulty_one():
+    """AlexNet's flip probabilities exist for difficulty 1 only: at 2 the
+    summary and the table give flip probabilities, no FR / mFR, and say
+    why."""
+    from tools import eval_robustness
+
+    results = {
+        p: {"flip_probability": 0.05, "top5_distance": 0.1, "top1_error": 0.3}
+        for p in metrics.TEST_PERTURBATIONS
+    }
+    one = evaluation.summarize_p(results)
+    assert one["fr"]["rotate"] == pytest.approx(
+        100 * 0.05 / metrics.ALEXNET_FLIP_PROBABILITY["rotate"]
+    )
+    assert one["mfr"] is not None and one["note"] is None
+    two = evaluation.summarize_p(results, difficulty=2)
+    assert two["fr"] == {} and two["mfr"] is None
+    assert "difficulty 2" in two["note"] and "difficulty 1 only" in two["note"]
+    table = eval_robustness.markdown_p(two, results, None, "resnet50")
+    assert "| rotate | 0.05000 | - |" in table and "| mFR | - |" in table
+    assert "difficulty 1 only" in table

@@ -88,8 +88,10 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     tree = _tree(out)
     assert set(tree) == _expected_images() | {"options.json", "summary.json"}
     assert json.loads(tree["options.json"]) == {
+        "format_version": 2,
         "resize": 36,
         "crop": 32,
+        "crop_rounding": "floor",  # "auto" at a crop other than 224
         "seed": 0,
         "jpeg_quality": 85,
     }
@@ -153,6 +155,10 @@ def test_changed_options_are_refused(jpeg_dir, tmp_path):
         mic.generate(_options(out, input_dir=jpeg_dir, resize=40))
     with pytest.raises(ValueError, match=r"--crop.*--seed|--seed.*--crop"):
         mic.generate(_options(out, input_dir=jpeg_dir, crop=33, seed=2))
+    with pytest.raises(
+        ValueError, match=r"--crop_rounding: existing floor, now round"
+    ):
+        mic.generate(_options(out, input_dir=jpeg_dir, crop_rounding="round"))
     # more severities / corruptions only add files
     more = mic.generate(
         _options(out, input_dir=jpeg_dir, severities=(1, 2)), progress=False
@@ -266,6 +272,7 @@ def _flags(**kwargs):
         "output_dir": "/out",
         "resize": 256,
         "crop": 224,
+        "crop_rounding": "auto",
         "corruptions": "",
         "severities": "1,2,3,4,5",
         "seed": 0,
@@ -295,6 +302,7 @@ def test_options_from_flags():
         ({"severities": "1,x"}, r"--severities=1,x"),
         ({"severities": "2,2"}, "twice"),
         ({"corruptions": "snow,hail"}, r"'hail'.*gaussian_noise"),
+        ({"crop_rounding": "up"}, r"--crop_rounding='up'"),
     ]
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):

@@ -7,6 +7,8 @@ brightness 0.02 per frame in HSV value (-0.3..0.3), scale 0.025 per frame
 (0.40..1.15); gaussian / shot / speckle noise have three levels.
 """
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,17 @@ def textured(height, width, seed=0):
 
 
 IMAGE = textured(24, 30)  # "resized" image; crop 20
+
+
+@pytest.fixture(scope="module")
+def photo_256():
+    """A real photo (scikit-image's chelsea) at 256 x 341, the shape a
+    4:3 validation image has after the reference's Resize(256)."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(data.chelsea()).resize((341, 256), Image.BILINEAR)
+    return np.asarray(image)
 
 
 def test_sets_and_published_frame_counts():
@@ -201,20 +214,21 @@ def test_brightness_is_monotone_and_matches_skimage_hsv():
 
 
 def _dot_angles(frames):
-    """Angle (degrees, y down) of the bright dot about the frame centre."""
+    """Angle (degrees, y down) of the bright dot about pixel index (W / 2,
+    H / 2), torchvision 0.2.1's centre."""
     angles = []
     for frame in frames:
         weight = frame[..., 0].astype(float)
         ys, xs = np.indices(weight.shape)
-        cy = (weight * ys).sum() / weight.sum() - (weight.shape[0] - 1) / 2
-        cx = (weight * xs).sum() / weight.sum() - (weight.shape[1] - 1) / 2
+        cy = (weight * ys).sum() / weight.sum() - weight.shape[0] / 2
+        cx = (weight * xs).sum() / weight.sum() - weight.shape[1] / 2
         angles.append(np.degrees(np.arctan2(cy, cx)))
     return np.array(angles)
 
 
 def test_rotate_angle_increases_one_degree_per_frame():
-    image = np.zeros((41, 41, 3), np.uint8)
-    image[19:22, 33:36] = 255  # a dot right of the centre (20, 20)
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[19:22, 33:36] = 255  # a dot right of the centre index (20, 20)
     frames = P.sequence(image, "rotate")
     np.testing.assert_array_equal(frames[15], image)  # angle 0
     angles = _dot_angles(frames)
@@ -261,7 +275,9 @@ def test_tilt_homography_and_frames():
 def test_zoom_blur_is_a_running_mean_of_zooms():
     flat = np.full((24, 30, 3), 100, np.uint8)
     frames = P.sequence(flat, "zoom_blur", crop_size=20)
-    np.testing.assert_array_equal(frames, 100)  # zooms of a constant
+    # Zooms of a constant; the reference's float32 mean truncated back to
+    # uint8 can lose one level (100 / 255 * 255 < 100).
+    assert set(np.unique(frames)) <= {99, 100}
     image = textured(24, 30, seed=6)
     frames = P.sequence(image, "zoom_blur", crop_size=20)
     crop = P.center_crop(image, 20)
@@ -317,3 +333,87 @@ def test_bad_inputs_are_refused_clearly():
         P.sequence(IMAGE, "rotate", crop_size=32)
     with pytest.raises(ValueError, match="seed must be an int >= 0"):
         P.sequence(IMAGE, "snow", seed=-1)
+
+
+def _reference_affine(image, angle=0.0, shear=0.0, scale=1.0):
+    """torchvision 0.2.1 `functional.affine(img, angle, (0, 0), scale,
+    shear, resample=BILINEAR)` restated: the inverse matrix of
+    `_get_inverse_affine_matrix` about (W * .5 + .5, H * .5 + .5), handed to
+    PIL's `Image.transform`."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    center = (w * 0.5 + 0.5, h * 0.5 + 0.5)
+    a, s = math.radians(angle), math.radians(shear)
+    inv_scale = 1.0 / scale
+    d = math.cos(a + s) * math.cos(a) + math.sin(a + s) * math.sin(a)
+    m = [math.cos(a + s), math.sin(a + s), 0, -math.sin(a), math.cos(a), 0]
+    m = [inv_scale / d * v for v in m]
+    m[2] += m[0] * -center[0] + m[1] * -center[1]
+    m[5] += m[3] * -center[0] + m[4] * -center[1]
+    m[2] += center[0]
+    m[5] += center[1]
+    out = Image.fromarray(image).transform(
+        (w, h), Image.AFFINE, m, Image.BILINEAR
+    )
+    return np.asarray(out)
+
+
+def _reference_center_crop(image, size):
+    """torchvision 0.2.1 CenterCrop: int(round((h - th) / 2.))."""
+    h, w = image.shape[-3:-1]
+    i, j = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return image[..., i : i + size, j : j + size, :]
+
+
+@pytest.mark.parametrize("name", ["rotate", "scale", "shear", "zoom_blur"])
+def test_geometric_frames_equal_the_reference_procedure(photo_256, name):
+    """Resize(256) of a real photo, torchvision 0.2.1 affine and CenterCrop
+    (an odd width, 341 -> offsets 16 and round(58.5) = 58), as the
+    reference generator does."""
+    image = photo_256
+    frames = P.sequence(image, name, crop_size=224)
+    params = P.frame_parameters(name)
+    keyword = {"rotate": "angle", "shear": "shear"}.get(name, "scale")
+    if name == "zoom_blur":
+        # Frame i: ToPILImage of the float mean of the clean crop and the
+        # zooms 1..i (truncated).
+        crops = [_reference_center_crop(image, 224).astype(np.float32)]
+        for z in params[1:]:
+            warped = _reference_affine(image, scale=float(z))
+            crops.append(_reference_center_crop(warped, 224))
+        avg = crops[0] / 255
+        expected = [crops[0].astype(np.uint8)]
+        for i, crop in enumerate(crops[1:], 1):
+            avg = avg + crop.astype(np.float32) / 255
+            expected.append(np.uint8(avg / (i + 1) * 255))
+        np.testing.assert_array_equal(frames, np.stack(expected))
+        return
+    for i in (0, 7, 30):
+        warped = _reference_affine(image, **{keyword: float(params[i])})
+        np.testing.assert_array_equal(
+            frames[i], _reference_center_crop(warped, 224)
+        )
+
+
+def test_crop_rounding_choices(photo_256):
+    image = photo_256  # 256 x 341: (341 - 224) / 2 = 58.5
+    assert image.shape[:2] == (256, 341)
+    clean = P.sequence(image, "translate", crop_size=224)[20]
+    np.testing.assert_array_equal(clean, image[16:240, 58:282])  # even
+    floor = P.sequence(
+        image, "translate", crop_size=224, crop_rounding="floor"
+    )[20]
+    np.testing.assert_array_equal(floor, image[16:240, 58:282])
+    wide = np.concatenate([image, image[:, -2:]], axis=1)  # 343: 59.5
+    auto = P.sequence(wide, "translate", crop_size=224)[20]
+    np.testing.assert_array_equal(auto, wide[16:240, 60:284])  # to even
+    floor = P.sequence(wide, "translate", crop_size=224, crop_rounding="floor")[
+        20
+    ]
+    np.testing.assert_array_equal(floor, wide[16:240, 59:283])
+    # Another crop size: "auto" floors (the Assemble generator's layout).
+    auto = P.sequence(wide, "translate", crop_size=200)[20]
+    np.testing.assert_array_equal(auto, wide[28:228, 71:271])
+    with pytest.raises(ValueError, match="crop_rounding='up'"):
+        P.sequence(image, "brightness", crop_size=224, crop_rounding="up")
