@@ -129,8 +129,6 @@ flags_core.register_int_list_validator("ks", None)
 flags.mark_flag_as_required("source")
 FLAGS = flags.FLAGS
 
-PLOT_K = 5
-
 
 def output_dir(info):
     if FLAGS.output_dir:
@@ -143,60 +141,6 @@ def output_dir(info):
 
 def _write_json(path, data):
     file_utils.atomic_write_json(path, data, indent=1)
-
-
-def _thumbnail(image_bytes, side=96):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(image_bytes)) as image:
-        image = image.convert("RGB")
-        image.thumbnail((side, side))
-        return np.asarray(image)
-
-
-def plot(path, dataset, embeddings, labels, class_names, result):
-    """Draws a few random queries and their nearest neighbours."""
-    import numpy as np
-
-    from assemble_tf.retrieval import recall
-
-    queries = np.flatnonzero(labels != -1)
-    rng = np.random.default_rng(FLAGS.seed)
-    n = min(FLAGS.plot_queries, queries.size)
-    chosen = np.sort(rng.choice(queries, n, replace=False))
-    k = min(PLOT_K, len(labels) - 1)
-    idx, _ = recall.nearest_neighbours(
-        embeddings, k, FLAGS.similarity, queries=chosen
-    )
-    wanted = set(chosen.tolist()) | set(idx.ravel().tolist())
-    images = {}
-    for i, (image_bytes, _) in enumerate(dataset.as_numpy_iterator()):
-        if i in wanted:
-            images[i] = _thumbnail(image_bytes)
-            if len(images) == len(wanted):
-                break
-
-    def name(label):
-        if class_names is not None and 0 <= label < len(class_names):
-            return class_names[label]
-        return f"class {label}"
-
-    tmp = path[: -len(".png")] + ".tmp.png"
-    recall.plot_neighbours(
-        tmp,
-        [images[i] for i in chosen],
-        [[images[j] for j in row] for row in idx],
-        labels[idx] == labels[chosen][:, None],
-        query_labels=[name(labels[i]) for i in chosen],
-        title=f"{result['similarity']} recall@1 {result['recall@1']:.3f}"
-        if "recall@1" in result
-        else None,
-    )
-    os.replace(tmp, path)
-    return path
 
 
 def check_ks(ks, num_images, where):
@@ -317,13 +261,18 @@ def main(argv):
         os.replace(tmp, path)
         summary["embeddings_npz"] = path
     if FLAGS.plot_queries:
-        summary["neighbours_png"] = plot(
+        from assemble_tf.retrieval import plots
+
+        summary["neighbours_png"] = plots.neighbours_figure(
             os.path.join(out_dir, "neighbours.png"),
             dataset,
             embeddings,
             labels,
             info.class_names,
             result,
+            num_queries=FLAGS.plot_queries,
+            similarity=FLAGS.similarity,
+            seed=FLAGS.seed,
         )
     _write_json(summary["retrieval_json"], summary)
     print(json.dumps(summary))

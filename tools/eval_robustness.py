@@ -23,7 +23,6 @@ line. Per-corruption results are cached in <output_dir>/cache_<kind>, so
 rerunning an interrupted command continues where it stopped.
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -101,91 +100,12 @@ def load(flag_values):
     return config, model, checkpoint or os.path.abspath(weights)
 
 
-def signature(source, data_dir, kind, difficulty):
-    """Identifies model + data for the per-corruption cache."""
-    stat = []
-    for suffix in ("", ".index", ".data-00000-of-00001"):
-        if os.path.exists(source + suffix):
-            st = os.stat(source + suffix)
-            stat.append([suffix, st.st_size, int(st.st_mtime)])
-    blob = json.dumps(
-        [source, stat, os.path.abspath(data_dir), kind, difficulty]
-    )
-    return hashlib.sha1(blob.encode()).hexdigest()
-
-
-def _fmt(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def markdown_c(summary, results, paper, preset, note=None):
-    lines = [
-        "| corruption | top-1 error % (sev. 1-5) | mean | CE |",
-        "|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        per = " / ".join(
-            "-" if e is None else f"{100 * e:.1f}" for e in r["top1_error"]
-        )
-        lines.append(
-            f"| {name} | {per} | {100 * summary['top1_error'][name]:.2f} | "
-            f"{summary['ce'][name]:.2f} |"
-        )
-
-    def fmt(v):
-        return "-" if v is None else f"{v:.2f}"
-
-    lines += [
-        "",
-        "| metric | ours | paper |",
-        "|---|---|---|",
-        f"| mCE (15 standard) | {fmt(summary['mce'])} | - |",
-        f"| mCE (19, the original's protocol) | {fmt(summary['mce_19'])} | "
-        f"{fmt(paper.mce if paper else None)} |",
-        f"| relative mCE | {fmt(summary['relative_mce'])} | - |",
-        f"| mean top-1 error % | {100 * summary['mean_error_all']:.2f} | - |",
-    ]
-    if paper:
-        lines.append(f"\nPaper: {preset}, {paper.source}.")
-    if note:
-        lines.append(f"\n{note}")
-    return "\n".join(lines) + "\n"
-
-
-def markdown_p(summary, results, paper, preset, note=None):
-    lines = [
-        "| perturbation | flip prob. | FR | top-5 dist. | top-1 error % |",
-        "|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        fr = summary["fr"].get(name)
-        lines.append(
-            f"| {name} | {r['flip_probability']:.5f} | "
-            f"{'-' if fr is None else f'{fr:.2f}'} | "
-            f"{_fmt(r['top5_distance'], 4)} | "
-            f"{100 * r['top1_error']:.2f} |"
-        )
-    mfr = summary["mfr"]
-    paper_mfr = paper.mfr if paper else None
-    lines += [
-        "",
-        "| metric | ours | paper |",
-        "|---|---|---|",
-        f"| mFR | {'-' if mfr is None else f'{mfr:.2f}'} | "
-        f"{'-' if paper_mfr is None else paper_mfr} |",
-    ]
-    for text in (summary.get("note"), note):
-        if text:
-            lines.append(f"\n{text}")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv):
     del argv
     from tqdm import tqdm
 
     from assemble_tf import presets
-    from assemble_tf.robustness import evaluation, plots
+    from assemble_tf.robustness import evaluation, plots, report
 
     if not FLAGS.kind or not FLAGS.data_dir:
         raise ValueError("Pass --kind=c|p and --data_dir.")
@@ -237,7 +157,7 @@ def main(argv):
         else os.path.dirname(source)
     )
     os.makedirs(out, exist_ok=True)
-    sig = signature(source, FLAGS.data_dir, kind, FLAGS.difficulty)
+    sig = report.signature(source, FLAGS.data_dir, kind, FLAGS.difficulty)
     cache = os.path.join(out, f"cache_{kind}")
     predict = evaluation.make_predict_fn(model)
     unit = "image" if kind == "c" else "video"
@@ -267,7 +187,7 @@ def main(argv):
     files = {}
     if kind == "c":
         summary = evaluation.summarize_c(results, FLAGS.clean_error)
-        table = markdown_c(summary, results, paper, preset_name, note)
+        table = report.markdown_c(summary, results, paper, preset_name, note)
         files["chart_png"] = plots.error_bars(
             summary["ce"],
             os.path.join(out, "ce_per_corruption.png"),
@@ -282,7 +202,7 @@ def main(argv):
         from assemble_tf.robustness.video import read_video
 
         summary = evaluation.summarize_p(results, FLAGS.difficulty)
-        table = markdown_p(summary, results, paper, preset_name, note)
+        table = report.markdown_p(summary, results, paper, preset_name, note)
         if summary["note"]:
             print(f"WARNING: {summary['note']}", file=sys.stderr)
             files["chart_png"] = plots.error_bars(

@@ -279,7 +279,7 @@ def test_flip_rates_need_difficulty_one():
     """AlexNet's flip probabilities exist for difficulty 1 only: at 2 the
     summary and the table give flip probabilities, no FR / mFR, and say
     why."""
-    from tools import eval_robustness
+    from assemble_tf.robustness import report
 
     results = {
         p: {"flip_probability": 0.05, "top5_distance": 0.1, "top1_error": 0.3}
@@ -293,6 +293,6 @@ def test_flip_rates_need_difficulty_one():
     two = evaluation.summarize_p(results, difficulty=2)
     assert two["fr"] == {} and two["mfr"] is None
     assert "difficulty 2" in two["note"] and "difficulty 1 only" in two["note"]
-    table = eval_robustness.markdown_p(two, results, None, "resnet50")
+    table = report.markdown_p(two, results, None, "resnet50")
     assert "| rotate | 0.05000 | - |" in table and "| mFR | - |" in table
     assert "difficulty 1 only" in table
