@@ -186,7 +186,9 @@ def _glass_blur(x, c, rng):
 
 def _motion_blur(x, c, rng):
     angle = rng.uniform(-45, 45)
-    return filters.motion_blur(x, c[0], c[1], angle)
+    # ImageMagick wrote the blurred image rounded to 8 bits: + half a level
+    # turns the final truncation into that rounding.
+    return filters.motion_blur(x, c[0], c[1], angle) + 0.5 / 255
 
 
 def _zoom_blur(x, c, rng):
@@ -216,6 +218,7 @@ def _snow(x, c, rng):
     layer = filters.snow_layer(
         x.shape[:2], loc, scale, zoom, thr, radius, sigma, angle, rng
     )[..., None]
+    layer = np.round(layer * 255) / 255  # ImageMagick's 8-bit output
     x = blend * x + (1 - blend) * np.maximum(x, _gray(x) * 1.5 + 0.5)
     return x + layer + layer[::-1, ::-1]
 
