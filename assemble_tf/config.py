@@ -58,6 +58,12 @@ class ModelConfig:
     dropblock: bool = _f(
         True, "Keep the preset's DropBlock layers (False removes them)."
     )
+    add_dropblock: bool = _f(
+        False,
+        "Add the paper's DropBlock layers (groups 3 and 4, block 7) to a "
+        "preset that has none, e.g. to fine-tune with a keep-prob schedule "
+        "(Table 8 rows F5-F8).",
+    )
     pooling: str | None = _f(None, "Override the head pooling: avg or gem.")
     embedding_size: int | None = _f(
         None,
@@ -78,6 +84,10 @@ class ModelConfig:
             out["bn_momentum"] = self.bn_momentum
         if not self.dropblock:
             out["dropblock"] = None
+        elif self.add_dropblock and not presets.get(self.preset).model.get(
+            "dropblock"
+        ):
+            out["dropblock"] = dict(presets.DROPBLOCK["dropblock"])
         if self.pooling is not None:
             out["pooling"] = self.pooling
         if self.embedding_size:
@@ -376,9 +386,9 @@ def make_config(model_dir, preset, overrides=None):
 
 def _has_dropblock(preset, model_values):
     """Whether `preset` with these model fields builds DropBlock layers."""
-    return bool(
-        presets.get(preset).model.get("dropblock")
-    ) and model_values.get("dropblock", True)
+    own = bool(presets.get(preset).model.get("dropblock"))
+    added = bool(model_values.get("add_dropblock", False))
+    return (own or added) and model_values.get("dropblock", True)
 
 
 def _classes_from_data(config, explicit):
@@ -437,6 +447,12 @@ def validate(config):
     _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
     if config.model.block_sizes:
         parse_int_list("block_sizes", config.model.block_sizes)
+    _check(
+        not (config.model.add_dropblock and not config.model.dropblock),
+        "add_dropblock",
+        config.model.add_dropblock,
+        "contradicts --nodropblock (which removes DropBlock layers)",
+    )
     if d.source:
         _check(
             t.kd_temperature == 0,
@@ -526,8 +542,8 @@ def validate(config):
             "the model has no DropBlock layers ("
             + (
                 "--nodropblock removes them"
-                if has_layers
-                else f"{preset.name} has none"
+                if has_layers or config.model.add_dropblock
+                else f"{preset.name} has none; --add_dropblock adds them"
             )
             + "), so a schedule would silently do nothing; leave it out "
             "(or --dropblock_keep_prob=none)"

@@ -135,3 +135,43 @@ def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
                 "train": {"dropblock_keep_prob": "1.0,0.9"},
             },
         )
+
+
+def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
+    tmp_path,
+):
+    """Table 8 F5-F8 fine-tune M4 (no DropBlock layers) with DropBlock."""
+    from assemble_tf.layers import DropBlock2D
+    from assemble_tf.runs import models as run_models
+
+    data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
+    schedule = {"train": {"dropblock_keep_prob": "0.9,0.7"}}
+    with pytest.raises(ValueError, match="--add_dropblock adds them"):
+        config_lib.make_config(str(tmp_path), "table6_m4", {**data, **schedule})
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "table6_m4",
+        {
+            **data,
+            **schedule,
+            "model": {
+                "add_dropblock": True,
+                "base_width": 8,
+                "block_sizes": "2,2,2,1",
+            },
+        },
+    )
+    assert cfg.train.dropblock_keep_prob == (0.9, 0.7)
+    model = run_models.build_run_model(cfg, image_size=64)
+    layers = model._flatten_layers()
+    blocks = [x for x in layers if isinstance(x, DropBlock2D)]
+    # Groups 3 and 4 (the paper's): one per block there, and shortcuts.
+    assert blocks and {b.block_size for b in blocks} == {7}
+    names = sorted({b.name.split("_")[0] for b in blocks})
+    assert names == ["stage3", "stage4"], names
+    with pytest.raises(ValueError, match="--add_dropblock=True is invalid: contradicts"):
+        config_lib.make_config(
+            str(tmp_path),
+            "table6_m4",
+            {**data, "model": {"add_dropblock": True, "dropblock": False}},
+        )
