@@ -70,6 +70,16 @@ class ModelConfig:
         "Embedding head (1x1 conv + BN before the classifier) of this "
         "size, e.g. 512 for retrieval; None keeps the preset's (none).",
     )
+    classifier: str | None = _f(
+        None,
+        "Classifier head: dense (default) or cosine: NormSoftmax, cos / "
+        "temperature (retrieval; Zhai & Wu 2019, arXiv 1811.12649).",
+    )
+    cosine_temperature: float | None = _f(
+        None,
+        "Temperature T > 0 of the cosine classifier (default 0.05, as "
+        "NormSoftmax); its logits lie in [-1/T, 1/T].",
+    )
 
     def build_overrides(self, num_classes, image_size=None):
         """Keyword overrides for `assemble_tf.models.build_model`."""
@@ -92,6 +102,10 @@ class ModelConfig:
             out["pooling"] = self.pooling
         if self.embedding_size:
             out["embedding_size"] = self.embedding_size
+        if self.classifier is not None:
+            out["classifier"] = self.classifier
+        if self.cosine_temperature is not None:
+            out["cosine_temperature"] = self.cosine_temperature
         return out
 
 
@@ -447,6 +461,19 @@ def validate(config):
     _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
     if config.model.block_sizes:
         parse_int_list("block_sizes", config.model.block_sizes)
+    _check(
+        config.model.classifier in (None, "dense", "cosine"),
+        "classifier",
+        config.model.classifier,
+        "must be dense or cosine",
+    )
+    if config.model.cosine_temperature is not None:
+        _check(
+            config.model.cosine_temperature > 0,
+            "cosine_temperature",
+            config.model.cosine_temperature,
+            "must be > 0",
+        )
     _check(
         not (config.model.add_dropblock and not config.model.dropblock),
         "add_dropblock",

@@ -13,6 +13,8 @@ _SCALAR_OVERRIDES = (
     "bn_momentum",
     "pooling",
     "embedding_size",
+    "classifier",
+    "cosine_temperature",
 )
 _LIST_OVERRIDES = ("block_sizes", "stage_strides")
 
@@ -66,6 +68,15 @@ def define_model_flags(preset_default=None, preset_required=True):
         None,
         "Add an embedding layer of this size.",
         lower_bound=1,
+    )
+    flags.DEFINE_enum(
+        "classifier",
+        None,
+        ["dense", "cosine"],
+        "Classifier: dense (default) or cosine (NormSoftmax, retrieval).",
+    )
+    flags.DEFINE_float(
+        "cosine_temperature", None, "Temperature of the cosine classifier."
     )
 
 

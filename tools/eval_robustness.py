@@ -65,6 +65,14 @@ flags.DEFINE_float(
     "Clean top-1 error (fraction) for relative mCE, e.g. from "
     "tools.evaluate's eval.json (1 - top1).",
 )
+flags.DEFINE_enum(
+    "normalization",
+    "alexnet",
+    ["alexnet", "none"],
+    "ImageNet-C: alexnet divides each corruption error by AlexNet's (the "
+    "ImageNet-C mCE); none reports the plain mean corruption error, as "
+    "the paper's Food-101-C mCE (Table 8) and for any non-ImageNet set.",
+)
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 flags.DEFINE_string(
     "output_dir",
@@ -131,9 +139,22 @@ def main(argv):
     if labels_file is None and config.data.data_dir:
         candidate = os.path.join(config.data.data_dir, "labels.txt")
         labels_file = candidate if os.path.isfile(candidate) else None
-    labels = evaluation.label_map(
-        wnids, config.data.num_classes, config.data.label_offset, labels_file
-    )
+    if config.data.source and labels_file is None:
+        from assemble_tf.runs import inputs
+
+        info = inputs.open_source_cached(
+            config.data.source, config.data.tfds_data_dir, False
+        )
+        labels = evaluation.source_label_map(
+            wnids, info.class_names, config.data.source
+        )
+    else:
+        labels = evaluation.label_map(
+            wnids,
+            config.data.num_classes,
+            config.data.label_offset,
+            labels_file,
+        )
     classes, imagenet = evaluation.training_classes(config.data)
     notes = []
     if len(wnids) < classes:
@@ -182,17 +203,23 @@ def main(argv):
                 bar,
             )
     preset_name = config.model.preset
-    paper = presets.get(preset_name).paper if imagenet else None
+    plain = kind == "c" and FLAGS.normalization == "none"
+    paper = presets.get(preset_name).paper if imagenet and not plain else None
     note = " ".join(notes) or None
     files = {}
     if kind == "c":
-        summary = evaluation.summarize_c(results, FLAGS.clean_error)
+        summary = evaluation.summarize_c(
+            results, FLAGS.clean_error, FLAGS.normalization
+        )
         table = report.markdown_c(summary, results, paper, preset_name, note)
         files["chart_png"] = plots.error_bars(
             summary["ce"],
             os.path.join(out, "ce_per_corruption.png"),
-            f"{preset_name}: CE per corruption (AlexNet = 100)",
-            "CE (%)",
+            f"{preset_name}: error per corruption (not normalised)"
+            if plain
+            else f"{preset_name}: CE per corruption (AlexNet = 100)",
+            "top-1 error (%)" if plain else "CE (%)",
+            reference=None if plain else 100.0,
             mean=summary["mce"] or summary["mce_19"],
         )
         files["gallery_png"] = plots.corruption_gallery(

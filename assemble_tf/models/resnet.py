@@ -23,6 +23,7 @@ import keras
 from assemble_tf.layers import common
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
+from assemble_tf.layers.cosine_classifier import CosineClassifier
 from assemble_tf.layers.factory import (
     create_anti_alias,
     create_attention,
@@ -46,6 +47,7 @@ BIG_LITTLE_STAGE_STRIDES = (2, 2, 1, 2)
 STEMS = ("classic", "deep")
 SHORTCUTS = ("conv", "avg2", "avg3")
 POOLINGS = ("avg", "gem")
+CLASSIFIERS = ("dense", "cosine")
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
@@ -54,8 +56,8 @@ class Layout:
 
     Keys are the original variable scopes (`resnet_model/stage1/big1`);
     values list `(kind, layer)` with kind in conv, bn, sk, se, dense,
-    embedding. The checkpoint importer maps TF1 names (numbered by creation
-    order within a scope) onto our layers with it.
+    embedding, cosine. The checkpoint importer maps TF1 names (numbered by
+    creation order within a scope) onto our layers with it.
     """
 
     def __init__(self):
@@ -362,6 +364,8 @@ def _resolve_options(
     num_classes,
     pooling,
     embedding_size,
+    classifier,
+    cosine_temperature,
 ):
     if depth not in RESNET_SPECS:
         raise ValueError(
@@ -455,6 +459,16 @@ def _resolve_options(
         common.check_positive_int("num_classes", num_classes)
     if embedding_size is not None:
         common.check_positive_int("embedding_size", embedding_size)
+    _check_choice("classifier", classifier, CLASSIFIERS)
+    if (
+        isinstance(cosine_temperature, bool)
+        or not isinstance(cosine_temperature, (int, float))
+        or not cosine_temperature > 0
+    ):
+        raise ValueError(
+            "`cosine_temperature` must be a number > 0. "
+            f"Received: cosine_temperature={cosine_temperature!r}"
+        )
     return block_type, sizes, stage_strides
 
 
@@ -482,6 +496,8 @@ def build_resnet(
     bn_epsilon=1e-5,
     pooling="avg",
     embedding_size=None,
+    classifier="dense",
+    cosine_temperature=0.05,
     name=None,
     layout=None,
     fold_bn=False,
@@ -521,6 +537,14 @@ def build_resnet(
         pooling: str. "avg" or "gem" (p = 3).
         embedding_size: int or None. 1x1 embedding + BN (+ ReLU before the
             classifier), for retrieval.
+        classifier: str. The head: "dense" (biased, glorot-uniform, as the
+            original) or "cosine" (NormSoftmax, Zhai & Wu 2019,
+            https://arxiv.org/abs/1811.12649: `CosineClassifier`, logits
+            cos(embedding, class weight) / `cosine_temperature`, no bias,
+            computed in float32; with `embedding_size` it takes the BN
+            output, without the ReLU).
+        cosine_temperature: float. Temperature T > 0 of the cosine head
+            (0.05 as the paper); its logits lie in [-1 / T, 1 / T].
         name: str or None. Model name.
         fold_bn: bool. Inference graph with every conv + BN pair fused into
             a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
@@ -546,6 +570,8 @@ def build_resnet(
         num_classes,
         pooling,
         embedding_size,
+        classifier,
+        cosine_temperature,
     )
     opts = dict(
         block_type=block_type,
@@ -608,13 +634,26 @@ def build_resnet(
             b.layout.add(root, "embedding", emb)
             x = emb(x)
             x = b.bn(x, "head_embedding", f"{root}/embedding", foldable=False)
-            x = b.relu(x, "head_embedding")
-        dense = keras.layers.Dense(
-            num_classes,
-            kernel_initializer="glorot_uniform",
-            name="head_dense",
-        )
-        b.layout.add(root, "dense", dense)
+            if classifier == "dense":
+                x = b.relu(x, "head_embedding")
+        if classifier == "cosine":
+            # float32 policy: no float16 rounding of logits up to 1 / T.
+            # Layout kind "cosine": no bias, no original checkpoint name
+            # (the importer refuses it instead of reading a Dense bias).
+            dense = CosineClassifier(
+                num_classes,
+                cosine_temperature,
+                dtype="float32",
+                name="head_dense",
+            )
+            b.layout.add(root, "cosine", dense)
+        else:
+            dense = keras.layers.Dense(
+                num_classes,
+                kernel_initializer="glorot_uniform",
+                name="head_dense",
+            )
+            b.layout.add(root, "dense", dense)
         x = dense(x)
         # Logits (and so losses) stay float32 under mixed precision.
         x = keras.layers.Activation("linear", dtype="float32", name="logits")(x)

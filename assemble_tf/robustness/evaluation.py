@@ -206,6 +206,37 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
     return labels
 
 
+def source_label_map(wnids, class_names, source):
+    """{class folder: model label} for a model fine-tuned on a tfds set or
+    an image folder: labels are 0-based in the source's class order, so a
+    corrupted set made from that dataset's validation images (class folders
+    named as its classes, e.g. Food-101's `apple_pie`) maps by name.
+
+    Args:
+        wnids: the set's class folder names.
+        class_names: the source's class names in label order (or None when
+            the source only numbers its classes: folders named 0, 1, ...).
+        source: the source's name, for messages.
+    """
+    names = [str(n) for n in class_names] if class_names else None
+    index = {n: i for i, n in enumerate(names)} if names else None
+    labels = {}
+    for w in sorted(set(wnids)):
+        if index is not None and w in index:
+            labels[w] = index[w]
+        elif index is None and w.isdigit():
+            labels[w] = int(w)
+        else:
+            known = ", ".join(names[:5]) + ", ..." if names else "0, 1, ..."
+            raise ValueError(
+                f"Class folder {w!r} of the set is not a class of the "
+                f"model's training source {source} ({known}); generate the "
+                "set from that dataset's images in <class name>/<file> "
+                "folders, or pass --labels_file."
+            )
+    return labels
+
+
 IMAGENET_CLASSES = 1000
 
 
@@ -399,8 +430,13 @@ def evaluate_p(
     return results
 
 
-def summarize_c(results, clean_error=None):
-    """Per-corruption errors and CE, mCE (15 and 19), relative mCE."""
+def summarize_c(results, clean_error=None, normalization="alexnet"):
+    """Per-corruption errors and CE, mCE (15 and 19), relative mCE.
+
+    With normalization="none" CE is the plain error (%) and mCE the plain
+    mean corruption error, as the paper's Food-101-C figures (Table 8);
+    relative mCE (an AlexNet-normalised quantity) is then not computed.
+    """
     errors = {}
     for name, r in results.items():
         values = [e for e in r["top1_error"] if e is not None]
@@ -408,8 +444,9 @@ def summarize_c(results, clean_error=None):
             errors[name] = values
         elif values:
             errors[name] = float(np.mean(values))
-    ce = metrics.corruption_errors(errors)
+    ce = metrics.corruption_errors(errors, normalization)
     summary = {
+        "normalization": normalization,
         "top1_error": {k: metrics.mean_error(v) for k, v in errors.items()},
         "ce": ce,
         "mean_error_all": float(
@@ -424,15 +461,17 @@ def summarize_c(results, clean_error=None):
         ),
     }
     if all(c in errors for c in metrics.STANDARD_CORRUPTIONS):
-        summary["mce"] = metrics.mce(errors)
-        if clean_error is not None:
+        summary["mce"] = metrics.mce(errors, normalization=normalization)
+        if clean_error is not None and normalization == "alexnet":
             summary["relative_mce"] = metrics.relative_mce(errors, clean_error)
             summary["relative_ce"] = metrics.relative_corruption_errors(
                 {c: errors[c] for c in metrics.STANDARD_CORRUPTIONS},
                 clean_error,
             )
     if all(c in errors for c in metrics.ALL_CORRUPTIONS):
-        summary["mce_19"] = metrics.mce(errors, metrics.ALL_CORRUPTIONS)
+        summary["mce_19"] = metrics.mce(
+            errors, metrics.ALL_CORRUPTIONS, normalization
+        )
     return summary
 
 

@@ -154,27 +154,43 @@ def mean_error(errors):
     return float(values.mean())
 
 
-def corruption_errors(errors):
+NORMALIZATIONS = ("alexnet", "none")
+
+
+def _check_normalization(normalization):
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"--normalization={normalization!r} is not one of {NORMALIZATIONS}."
+        )
+
+
+def corruption_errors(errors, normalization="alexnet"):
     """CE per corruption (x100): model error / AlexNet error.
 
     Args:
         errors: dict corruption -> 5 per-severity top-1 errors (fractions)
             or their mean.
+        normalization: "alexnet" (the ImageNet-C protocol) or "none": the
+            plain error in percent, as the Assemble-ResNet paper reports on
+            Food-101-C (Table 8: "not normalised by AlexNet's errors").
 
     Returns:
         dict corruption -> CE in percent.
     """
+    _check_normalization(normalization)
     result = {}
     for name, value in errors.items():
         _check_name(name, ALEXNET_ERROR, "corruption")
         err = mean_error(value)
         _check_error(name, err)
-        result[name] = 100.0 * err / ALEXNET_ERROR[name]
+        reference = ALEXNET_ERROR[name] if normalization == "alexnet" else 1
+        result[name] = 100.0 * err / reference
     return result
 
 
-def mce(errors, corruptions=STANDARD_CORRUPTIONS):
-    """Mean CE (x100) over `corruptions` (default: the 15 standard ones).
+def mce(errors, corruptions=STANDARD_CORRUPTIONS, normalization="alexnet"):
+    """Mean CE (x100) over `corruptions` (default: the 15 standard ones);
+    with normalization="none" the plain mean corruption error in percent.
 
     Raises:
         ValueError: a corruption of `corruptions` is missing from `errors`.
@@ -182,7 +198,7 @@ def mce(errors, corruptions=STANDARD_CORRUPTIONS):
     missing = [c for c in corruptions if c not in errors]
     if missing:
         raise ValueError(f"mCE needs errors for {missing}.")
-    ce = corruption_errors({c: errors[c] for c in corruptions})
+    ce = corruption_errors({c: errors[c] for c in corruptions}, normalization)
     return float(np.mean([ce[c] for c in corruptions]))
 
 

@@ -31,7 +31,9 @@ def markdown_c(summary, results, paper, preset, note=None):
     """The ImageNet-C table: errors per severity, CE, and mCE beside the
     paper's figure (`paper`: a preset's `PaperFigures` or None)."""
     lines = [
-        "| corruption | top-1 error % (sev. 1-5) | mean | CE |",
+        "| corruption | top-1 error % (sev. 1-5) | mean | "
+        + ("error %" if summary.get("normalization") == "none" else "CE")
+        + " |",
         "|---|---|---|---|",
     ]
     for name, r in results.items():
@@ -46,13 +48,15 @@ def markdown_c(summary, results, paper, preset, note=None):
     def fmt(v):
         return "-" if v is None else f"{v:.2f}"
 
+    plain = summary.get("normalization") == "none"
+    kind = "not normalised" if plain else "AlexNet-normalised"
     lines += [
         "",
         "| metric | ours | paper |",
         "|---|---|---|",
-        f"| mCE (15 standard) | {fmt(summary['mce'])} | - |",
-        f"| mCE (19, the original's protocol) | {fmt(summary['mce_19'])} | "
-        f"{fmt(paper.mce if paper else None)} |",
+        f"| mCE (15 standard, {kind}) | {fmt(summary['mce'])} | - |",
+        f"| mCE (19, the original's protocol, {kind}) | "
+        f"{fmt(summary['mce_19'])} | {fmt(paper.mce if paper else None)} |",
         f"| relative mCE | {fmt(summary['relative_mce'])} | - |",
         f"| mean top-1 error % | {100 * summary['mean_error_all']:.2f} | - |",
     ]

@@ -8,6 +8,7 @@ from assemble_tf.layers import (
     BatchNorm,
     BigLittleMerge,
     BlurPool2D,
+    CosineClassifier,
     DropBlock2D,
     GeMPooling2D,
     SelectiveKernel,
@@ -35,6 +36,16 @@ CASES = {
         X((2, 8, 8, 3)),
         (2, 4, 4, 3),
         0,
+        0,
+        False,
+    ),
+    # One bias-free class-weight kernel (computed in float32, output in
+    # the compute dtype).
+    "CosineClassifier": (
+        lambda: CosineClassifier(4, temperature=0.1),
+        X((2, 6)),
+        (2, 4),
+        1,
         0,
         False,
     ),

@@ -187,3 +187,144 @@ def test_keras_save_and_reload_round_trip(tmp_path):
     np.testing.assert_allclose(
         revived(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5
     )
+
+
+COSINE_TINY = {
+    "base_width": 8,
+    "block_sizes": (1, 1, 1, 1),
+    "image_size": 32,
+    "num_classes": 5,
+}
+
+
+def _cosine_inputs():
+    return testing_utils.random_images((3, 32, 32, 3), low=-120, high=130)
+
+
+@pytest.mark.parametrize("embedding_size", [16, None])
+def test_cosine_classifier_head(embedding_size):
+    from assemble_tf.layers import CosineClassifier
+    from assemble_tf.models import Layout, count_params
+
+    kw = dict(COSINE_TINY, embedding_size=embedding_size)
+    dense = build_model("resnet50", **kw)
+    layout = Layout()
+    cosine = build_model("resnet50", layout=layout, classifier="cosine", **kw)
+    head = cosine.get_layer("head_dense")
+    assert isinstance(head, CosineClassifier)
+    assert head.units == 5 and head.temperature == 0.05
+    assert ("cosine", head) in layout.scopes["resnet_model"]
+    # The dense head's bias is the only difference in parameters.
+    assert count_params(cosine)[1] == count_params(dense)[1] - 5
+    assert count_params(cosine)[2] == count_params(dense)[2]
+    names = [layer.name for layer in cosine.layers]
+    if embedding_size:
+        # Dense: BN, ReLU, Dense; cosine: on the BN output (no ReLU).
+        assert "head_embedding_relu" in [layer.name for layer in dense.layers]
+        assert "head_embedding_relu" not in names
+        source = "head_embedding_bn"
+    else:
+        source = "head_pool"
+    assert head.input is cosine.get_layer(source).output
+    assert names[-2:] == ["head_dense", "logits"]
+    testing_utils.randomize_bn(cosine)
+    logits = cosine(_cosine_inputs(), training=False).numpy()
+    assert logits.shape == (3, 5) and np.all(np.isfinite(logits))
+    assert np.all(np.abs(logits) <= 1 / 0.05 * (1 + 1e-6))
+    assert np.ptp(logits) > 0
+    hot = build_model(
+        "resnet50", classifier="cosine", cosine_temperature=0.5, **kw
+    )
+    hot.set_weights(cosine.get_weights())
+    np.testing.assert_allclose(
+        hot(_cosine_inputs(), training=False).numpy(),
+        logits * 0.05 / 0.5,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_default_classifier_keeps_the_dense_head_and_its_counts():
+    from assemble_tf.models import count_params
+
+    kw = dict(COSINE_TINY, embedding_size=16)
+    default = build_model("resnet50", **kw)
+    explicit = build_model("resnet50", classifier="dense", **kw)
+    assert isinstance(default.get_layer("head_dense"), keras.layers.Dense)
+    # The counts of this model before the classifier option existed.
+    assert count_params(default) == (135053, 132605, 2448)
+    assert count_params(explicit) == count_params(default)
+    assert count_params(build_model("resnet50", **COSINE_TINY)) == (
+        132093,
+        129677,
+        2416,
+    )
+
+
+def test_cosine_classifier_keras_save_and_reload(tmp_path):
+    model = build_model(
+        "resnet50", classifier="cosine", embedding_size=16, **COSINE_TINY
+    )
+    testing_utils.randomize_bn(model)
+    x = _cosine_inputs()
+    path = str(tmp_path / "cosine.keras")
+    model.save(path)
+    revived = keras.models.load_model(path)
+    assert type(revived.get_layer("head_dense")).__name__ == "CosineClassifier"
+    assert revived.get_layer("head_dense").get_config() == (
+        model.get_layer("head_dense").get_config()
+    )
+    np.testing.assert_allclose(
+        revived(x, training=False).numpy(),
+        model(x, training=False).numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_cosine_classifier_float32_under_mixed_precision(mixed_precision):
+    model = build_model(
+        "resnet50", classifier="cosine", embedding_size=16, **COSINE_TINY
+    )
+    logits = model(_cosine_inputs(), training=True)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert all(v.dtype == "float32" for v in model.weights)
+    assert model.get_layer("head_embedding_bn").compute_dtype == "float16"
+    assert model.get_layer("head_dense").compute_dtype == "float32"
+    assert np.all(np.abs(logits.numpy()) <= 1 / 0.05 * (1 + 1e-6))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"classifier": "arcface"}, "classifier='arcface'"),
+        ({"classifier": None}, "classifier=None"),
+        ({"classifier": "cosine", "cosine_temperature": 0}, "temperature=0"),
+        ({"cosine_temperature": -1.0}, "cosine_temperature=-1.0"),
+        ({"cosine_temperature": "0.05"}, "cosine_temperature='0.05'"),
+    ],
+)
+def test_bad_classifier_options_fail_naming_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_resnet(**kwargs)
+
+
+def test_model_config_threads_the_classifier():
+    from assemble_tf.config import ModelConfig
+
+    assert "classifier" not in ModelConfig().build_overrides(5)
+    assert "cosine_temperature" not in ModelConfig().build_overrides(5)
+    config = ModelConfig(
+        preset="resnet50",
+        base_width=8,
+        block_sizes="1,1,1,1",
+        embedding_size=16,
+        classifier="cosine",
+        cosine_temperature=0.1,
+    )
+    overrides = config.build_overrides(5, 32)
+    assert overrides["classifier"] == "cosine"
+    assert overrides["cosine_temperature"] == 0.1
+    head = build_model("resnet50", **overrides).get_layer("head_dense")
+    assert type(head).__name__ == "CosineClassifier"
+    assert head.temperature == 0.1 and head.units == 5

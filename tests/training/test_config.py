@@ -169,9 +169,29 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
     assert blocks and {b.block_size for b in blocks} == {7}
     names = sorted({b.name.split("_")[0] for b in blocks})
     assert names == ["stage3", "stage4"], names
-    with pytest.raises(ValueError, match="--add_dropblock=True is invalid: contradicts"):
+    with pytest.raises(
+        ValueError, match="--add_dropblock=True is invalid: contradicts"
+    ):
         config_lib.make_config(
             str(tmp_path),
             "table6_m4",
             {**data, "model": {"add_dropblock": True, "dropblock": False}},
         )
+
+
+def test_classifier_is_checked_before_the_model_is_built(tmp_path):
+    data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {**data, "model": {"classifier": "cosine", "cosine_temperature": 0.1}},
+    )
+    assert cfg.model.build_overrides(10)["classifier"] == "cosine"
+    for model, match in (
+        ({"classifier": "arcface"}, "--classifier='arcface' is invalid"),
+        ({"cosine_temperature": 0.0}, "--cosine_temperature=0.0 is invalid"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            config_lib.make_config(
+                str(tmp_path), "resnet50", {**data, "model": model}
+            )

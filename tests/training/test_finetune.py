@@ -59,7 +59,7 @@ def image_folder(tmp_path_factory):
 
 
 def make_config(model_dir, source, **train):
-    overrides = recipes.get("vanilla")
+    overrides = recipes.get("vanilla").overrides
     overrides["model"].update(
         base_width=8, block_sizes="1,1,1,1", bn_momentum=0.9
     )
@@ -93,20 +93,26 @@ def backbone(model):
 
 
 def test_recipes_follow_the_food101_scripts():
-    a = recipes.get("assemble")
+    a = recipes.get("assemble").overrides
     assert a["train"]["base_learning_rate"] == 0.01
     assert a["train"]["batch_size"] == 256
     assert a["train"]["weight_decay"] == 1e-3
     assert a["train"]["epochs"] == 100.0
     assert a["train"]["dropblock_keep_prob"] == (0.9, 0.7)
-    assert a["model"]["bn_momentum"] == 0.966
+    assert a["model"] == {"bn_momentum": 0.966, "add_dropblock": True}
     assert a["augment"] == {
         "mixup_type": 1,
         "autoaugment": "good",
         "label_smoothing": 0.1,
     }
     assert not a["train"]["warm_start_bn_stats"]
-    assert recipes.get("vanilla")["augment"]["mixup_type"] == 0
+    v = recipes.get("vanilla").overrides
+    assert v["augment"] == {
+        "mixup_type": 0,
+        "autoaugment": "none",
+        "label_smoothing": 0.0,
+    }
+    assert v["train"]["dropblock_keep_prob"] is None
     assert recipes.default_for("assemble_resnet50") == "assemble"
     assert recipes.default_for("resnet50") == "vanilla"
     with pytest.raises(ValueError, match="--recipe='food'"):

@@ -1,0 +1,311 @@
+"""The paper's transfer rows by name: Table 8 (F0-F13), the retrieval
+ablation (S0-S9) and Assemble-ResNet-IR-50 (Table 15), Lee et al. 2020
+(arXiv 2001.06268, section 5.1).
+
+`ROWS` restates the paper's tables: the backbone (as our preset), the
+regularizers switched on during fine-tuning and the paper's figure. Each
+recipe must resolve, through the fine-tuning binary's own code path, to
+exactly that backbone and those regularizers.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+
+from assemble_tf import config as config_lib
+from assemble_tf.robustness import evaluation, metrics
+from assemble_tf.training import recipes
+from tests import testing_utils
+from tools import finetune
+
+DB, MX, AA, LS = "DropBlock", "Mixup", "AutoAugment", "LS"
+M4 = "table6_m4"  # R50D+SK+BL+AA
+REG = "assemble_resnet50"  # E11: R50D+SK+BL+AA + LS/Mixup/DB/KD/AA
+SK_REG = "table7_e8"  # R50D+SK + LS/Mixup/DB/KD (no AutoAugment)
+SOP = "stanford_online_products"
+
+# name: (backbone preset, fine-tuning regularizers, dataset, metric, paper)
+ROWS = {
+    "table8_f0": ("resnet50", set(), "food101", "top1", 86.99),
+    "table8_f1": ("resnet50d", set(), "food101", "top1", 87.63),
+    "table8_f2": ("table6_m2", set(), "food101", "top1", 89.77),
+    "table8_f3": ("table6_m3", set(), "food101", "top1", 90.15),
+    "table8_f4": (M4, set(), "food101", "top1", 90.37),
+    "table8_f5": (M4, {DB}, "food101", "top1", 91.25),
+    "table8_f6": (M4, {DB, MX}, "food101", "top1", 91.64),
+    "table8_f7": (M4, {DB, MX, AA}, "food101", "top1", 91.85),
+    "table8_f8": (M4, {DB, MX, AA, LS}, "food101", "top1", 91.76),
+    "table8_f9": (REG, set(), "food101", "top1", 90.63),
+    "table8_f10": (REG, {DB}, "food101", "top1", 91.62),
+    "table8_f11": (REG, {DB, MX}, "food101", "top1", 92.11),
+    "table8_f12": (REG, {DB, MX, AA}, "food101", "top1", 92.21),
+    "table8_f13": (REG, {DB, MX, AA, LS}, "food101", "top1", 92.47),
+    "retrieval_s0": ("resnet50", set(), SOP, "recall@1", 82.9),
+    "retrieval_s1": ("resnet50d", set(), SOP, "recall@1", 84.2),
+    "retrieval_s2": ("table6_m2", set(), SOP, "recall@1", 85.4),
+    "retrieval_s3": ("table6_m3", set(), SOP, "recall@1", 85.2),
+    "retrieval_s4": (M4, set(), SOP, "recall@1", 85.1),
+    "retrieval_s5": ("table6_m2", {DB}, SOP, "recall@1", 85.9),
+    "retrieval_s6": ("table6_m2", {DB, AA}, SOP, "recall@1", 83.7),
+    "retrieval_s7": (SK_REG, set(), SOP, "recall@1", 85.2),
+    "retrieval_s8": (SK_REG, {DB}, SOP, "recall@1", 85.9),
+    "retrieval_s9": (SK_REG, {DB, AA}, SOP, "recall@1", 84.0),
+    "assemble_ir50_sop": (SK_REG, {DB}, SOP, "recall@1", 85.9),
+    "assemble_ir50_cub200": (
+        SK_REG,
+        {DB},
+        "caltech_birds2011",
+        "recall@1",
+        80.3,
+    ),
+    "assemble_ir50_cars196": (
+        SK_REG,
+        {DB, LS, AA},
+        "cars196",
+        "recall@1",
+        96.1,
+    ),
+}
+FOOD101_MCE = {  # Table 8, not normalised by AlexNet
+    0: 61.50, 1: 62.12, 2: 57.20, 3: 57.16, 4: 56.66, 5: 53.13, 6: 48.53,
+    7: 41.73, 8: 41.40, 9: 53.98, 10: 51.01, 11: 45.73, 12: 41.69, 13: 41.99,
+}  # fmt: skip
+
+
+def _resolve(*argv):
+    """The binary's own resolution (`tools.finetune.resolve_config`) of a
+    command line, with --dry_run semantics: no data, no weights."""
+    values = flags.FlagValues()
+    finetune.define_flags(values)
+    values(["finetune", *argv])
+    config, name, recipe, info = finetune.resolve_config(values, dry_run=True)
+    assert info is None  # nothing was opened
+    return config, recipe
+
+
+def test_the_rows_are_the_papers():
+    named = {n for n in recipes.RECIPES if n.startswith(("table8", "retr"))}
+    named |= {n for n in recipes.RECIPES if n.startswith("assemble_ir50")}
+    assert named == set(ROWS)
+    assert len(recipes.RECIPES) == len(ROWS) + 3  # vanilla, assemble, fgvc
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_row_resolves_to_its_backbone_and_regularizers(name):
+    preset, regs, dataset, metric, figure = ROWS[name]
+    config, recipe = _resolve(f"--recipe={name}")
+    m, d, a, t = config.model, config.data, config.augment, config.train
+    assert m.preset == preset and d.source == dataset
+    paper = {metric: figure}
+    if name.startswith("table8"):
+        paper["mce"] = FOOD101_MCE[int(name[len("table8_f") :])]
+    assert recipe.paper == {dataset: paper}
+    # The regularizers of the row, and only those.
+    has_db = config_lib._has_dropblock(m.preset, config.to_dict()["model"])
+    assert (t.dropblock_keep_prob == (0.9, 0.7)) == (DB in regs)
+    assert has_db >= (DB in regs)  # DropBlock layers where it is on
+    assert a.mixup_type == (1 if MX in regs else 0)
+    assert a.autoaugment == ("good" if AA in regs else "none")
+    assert a.label_smoothing == (0.1 if LS in regs else 0.0)
+    # The authors' Food-101 protocol otherwise.
+    assert t.base_learning_rate == 0.01 and t.lr_schedule == "cosine"
+    assert t.weight_decay == 1e-3 and m.bn_momentum == 0.966
+    assert t.kd_temperature == 0.0 and not t.warm_start_bn_stats
+    assert d.image_size == 224 and d.label_offset == 0
+    if metric == "recall@1":  # NormSoftmax on the class-disjoint half
+        assert m.classifier == "cosine" and m.cosine_temperature == 0.05
+        assert m.embedding_size == 512 and t.epochs == 30.0
+        low, high = {
+            SOP: (0, 11318),
+            "caltech_birds2011": (0, 100),
+            "cars196": (0, 98),
+        }[dataset]
+        assert d.class_range == f"{low},{high}"
+        assert d.num_classes == high - low
+    else:
+        assert m.classifier is None and t.epochs == 100.0
+        assert d.num_classes == 101 and d.validation_split == "validation"
+
+
+def test_fgvc50_is_f13_on_any_fgvc_set():
+    f13 = recipes.get("table8_f13")
+    fgvc = recipes.get("assemble_fgvc50")
+    assert fgvc.overrides == f13.overrides and fgvc.preset == f13.preset
+    assert fgvc.paper == {
+        "food101": {"top1": 92.5},
+        "cars196": {"top1": 94.4},
+        "oxford_flowers102": {"top1": 98.9},
+        "fgvc_aircraft": {"top1": 92.4},
+        "oxford_iiit_pet": {"top1": 94.3},
+    }
+    config, _ = _resolve("--recipe=assemble_fgvc50", "--source=cars196")
+    assert config.data.num_classes == 196 and config.data.source == "cars196"
+    assert config.data.validation_split == "test"
+    with pytest.raises(ValueError, match="--source is required"):
+        _resolve("--recipe=assemble_fgvc50")
+
+
+def test_explicit_flags_win_and_a_foreign_backbone_is_flagged(capsys):
+    config, _ = _resolve(
+        "--recipe=table8_f5", "--preset=resnet50", "--epochs=30"
+    )
+    assert config.model.preset == "resnet50" and config.train.epochs == 30.0
+    assert "the paper's figures do not apply" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="Did you mean table8_f1"):
+        _resolve("--recipe=table8_f1x")
+
+
+@pytest.mark.slow  # starts the binary
+def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
+    proc = testing_utils.run_binary(
+        "tools.finetune", "--recipe=table8_f13", "--dry_run", timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["recipe"] == "table8_f13"
+    assert out["paper"] == {"food101": {"top1": 92.47, "mce": 41.99}}
+    cfg = out["config"]
+    assert cfg["model"]["preset"] == "assemble_resnet50"
+    assert cfg["train"]["dropblock_keep_prob"] == [0.9, 0.7]
+    assert cfg["augment"]["autoaugment"] == "good"
+    assert not (tmp_path / "run").exists()
+    table = testing_utils.run_binary(
+        "tools.finetune", "--list_recipes", timeout=300
+    )
+    assert table.returncode == 0, table.stderr[-2000:]
+    lines = table.stdout.strip().splitlines()
+    assert len(lines) == 2 + len(recipes.RECIPES)
+    assert any(
+        line.startswith("| table8_f7 | table6_m4 | "
+                        "DropBlock+Mixup+AutoAugment | food101 |")
+        for line in lines
+    )  # fmt: skip
+    bad = testing_utils.run_binary(
+        "tools.finetune", "--recipe=retreival_s5", "--dry_run", timeout=300
+    )
+    assert bad.returncode == 2 and "Did you mean retrieval_s5" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_plain_mce_is_the_mean_corruption_error():
+    """Table 8's Food-101 mCE: the plain mean of the corruption errors (in
+    %), beside the AlexNet-normalised ImageNet mCE, on a hand-made table."""
+    errors = {c: 0.5 for c in metrics.ALL_CORRUPTIONS}
+    errors["fog"] = [0.1, 0.2, 0.3, 0.4, 0.5]  # mean 0.3
+    errors["saturate"] = 0.9
+    plain = metrics.mce(errors, normalization="none")
+    assert plain == pytest.approx(100 * (14 * 0.5 + 0.3) / 15)
+    assert metrics.mce(
+        errors, metrics.ALL_CORRUPTIONS, "none"
+    ) == pytest.approx(100 * (17 * 0.5 + 0.3 + 0.9) / 19)
+    alexnet = metrics.mce(errors)
+    expected = np.mean(
+        [
+            100 * np.mean(errors[c]) / metrics.ALEXNET_ERROR[c]
+            for c in metrics.STANDARD_CORRUPTIONS
+        ]
+    )
+    assert alexnet == pytest.approx(expected) and alexnet != plain
+    results = {
+        c: {"top1_error": list(np.broadcast_to(errors[c], 5))}
+        for c in metrics.ALL_CORRUPTIONS
+    }
+    summary = evaluation.summarize_c(results, 0.2, normalization="none")
+    assert summary["mce"] == pytest.approx(plain)
+    assert summary["ce"]["fog"] == pytest.approx(30.0)
+    assert summary["relative_mce"] is None  # AlexNet-relative: undefined
+    with pytest.raises(ValueError, match="--normalization='z'"):
+        metrics.mce(errors, normalization="z")
+
+
+def test_a_fine_tuned_model_maps_class_folders_by_name():
+    labels = evaluation.source_label_map(
+        ["churros", "apple_pie"], ["apple_pie", "baklava", "churros"], "x"
+    )
+    assert labels == {"apple_pie": 0, "churros": 2}
+    assert evaluation.source_label_map(["3", "0"], None, "x") == {
+        "3": 3,
+        "0": 0,
+    }
+    with pytest.raises(ValueError, match="'pizza' of the set is not"):
+        evaluation.source_label_map(["pizza"], ["apple_pie"], "food101")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """<root>/{train,test}/<class>/<image>: 3 classes of JPEGs."""
+    root = tmp_path_factory.mktemp("folder")
+    for split, per_class in (("train", 4), ("test", 2)):
+        for c in range(3):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                image = testing_utils.smooth_image(
+                    48, 56, seed=100 * c + 10 * k + len(split)
+                )
+                (folder / f"{k}.jpg").write_bytes(
+                    testing_utils.jpeg_bytes(image)
+                )
+    return str(root)
+
+
+TINY_BL = ("--base_width=8", "--block_sizes=2,2,2,1")
+
+
+def _backbone_weights(tmp_path, preset):
+    """A tiny 'ImageNet' backbone of `preset` (10 classes) to start from."""
+    import keras
+
+    from assemble_tf.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model(
+        preset, base_width=8, block_sizes=(2, 2, 2, 1), num_classes=10
+    )
+    path = str(tmp_path / f"{preset}.weights.h5")
+    model.save_weights(path)
+    return path
+
+
+@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.parametrize("name", ["table8_f8", "retrieval_s5"])
+def test_two_steps_of_a_row_on_an_image_folder(tmp_path, image_folder, name):
+    """F8 adds DropBlock layers to M4 and trains with Mixup, AutoAugment
+    and LS; S5 trains R50D+SK with DropBlock and the NormSoftmax head."""
+    preset = recipes.get(name).preset
+    proc = testing_utils.run_binary(
+        "tools.finetune",
+        f"--recipe={name}",
+        f"--source={image_folder}",
+        f"--warm_start={_backbone_weights(tmp_path, preset)}",
+        *TINY_BL,
+        "--image_size=64",
+        "--eval_preprocessing=imagenet_64",
+        "--batch_size=4",
+        "--eval_batch_size=4",
+        "--max_steps=2",
+        "--epochs=2",
+        "--warmup_epochs=0",
+        f"--model_dir={tmp_path}/run",
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["recipe"] == name and summary["steps"] == 2
+    assert summary["paper"] == recipes.get(name).paper
+    config = config_lib.ExperimentConfig.from_json(
+        f"{tmp_path}/run/config.json"
+    )
+    assert config.model.preset == preset
+    assert config.train.dropblock_keep_prob == (0.9, 0.7)
+    assert config.model.add_dropblock
+    if name == "table8_f8":
+        assert config.augment.mixup_type == 1
+        assert config.augment.autoaugment == "good"
+        assert config.augment.label_smoothing == 0.1
+        assert config.data.validation_split == "test"
+    else:
+        assert config.model.classifier == "cosine"
+        assert config.data.validation_split == "train"  # the train half
