@@ -306,6 +306,52 @@ def test_two_steps_of_a_row_on_an_image_folder(tmp_path, image_folder, name):
         assert config.augment.autoaugment == "good"
         assert config.augment.label_smoothing == 0.1
         assert config.data.validation_split == "test"
+        _food101_c_of_the_run(tmp_path, image_folder)
     else:
         assert config.model.classifier == "cosine"
         assert config.data.validation_split == "train"  # the train half
+
+
+def _food101_c_of_the_run(tmp_path, image_folder):
+    """Table 8's Food-101-C protocol on the fine-tuned run: a corrupted set
+    from the dataset's test images (class folders by name), evaluated with
+    the plain mean corruption error."""
+    from assemble_tf.robustness import generate_c
+
+    corrupted = tmp_path / "c"
+    generate_c.generate(
+        generate_c.Options(
+            output_dir=str(corrupted),
+            input_dir=f"{image_folder}/test",
+            resize=72,
+            crop=64,
+            corruptions=("fog", "contrast"),
+            severities=(1, 5),
+        ),
+        progress=False,
+    )
+    proc = testing_utils.run_binary(
+        "tools.eval_robustness",
+        "--kind=c",
+        f"--data_dir={corrupted}",
+        f"--model_dir={tmp_path}/run",
+        "--normalization=none",
+        "--batch_size=4",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(
+        (tmp_path / "run/robustness/robustness_c.json").read_text()
+    )
+    summary = report["summary"]
+    assert summary["normalization"] == "none" and report["paper"] is None
+    for c in ("fog", "contrast"):
+        errors = [
+            e for e in report["results"][c]["top1_error"] if e is not None
+        ]
+        assert len(errors) == 2  # severities 1 and 5, 6 images each
+        assert summary["ce"][c] == pytest.approx(100 * np.mean(errors))
+    assert (
+        "not normalised"
+        in (tmp_path / "run/robustness/robustness_c.md").read_text()
+    )
