@@ -10,6 +10,7 @@ https://arxiv.org/abs/2001.06268).
 import dataclasses
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import preprocessing
@@ -21,18 +22,16 @@ from assemble_tf.data.input_pipeline import (
 )
 
 
-def images_per_second(dataset, batch_size, steps, warmup_steps, progress=None):
-    """Times `steps` batches after `warmup_steps`; returns images/s."""
-    iterator = iter(dataset)
-    for _ in range(warmup_steps):
+def images_per_second(iterator, batch_size, min_seconds, min_steps=2):
+    """Pulls batches from `iterator` for at least `min_seconds` (and
+    `min_steps` batches); returns images/s."""
+    steps, start = 0, time.perf_counter()
+    while True:
         next(iterator)
-    start = time.perf_counter()
-    for _ in range(steps):
-        next(iterator)
-        if progress is not None:
-            progress.update(1)
-    elapsed = time.perf_counter() - start
-    return steps * batch_size / elapsed
+        steps += 1
+        elapsed = time.perf_counter() - start
+        if steps >= min_steps and elapsed >= min_seconds:
+            return steps * batch_size / elapsed
 
 
 def decode_and_crop_dataset(config):
@@ -67,33 +66,54 @@ def decode_and_crop_dataset(config):
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def run(config, steps=50, warmup_steps=5, progress=None):
-    """Measures both pipelines; returns a dict of figures and the ratio.
+def run(config, rounds=5, min_seconds=2.0, warmup_steps=5, progress=None):
+    """Measures both pipelines, interleaved; returns figures and the ratio.
 
-    With Mixup type 1 the pipeline reads two images per training example;
-    the ratio compares images read per second.
+    Both pipelines are built and warmed up first; then each round times
+    the full pipeline and decode-and-crop one after the other for at least
+    `min_seconds` each, so a slow period of the machine hits both. The
+    ratio is the median over rounds of the per-round ratios. With Mixup
+    type 1 the pipeline reads two images per training example; the ratio
+    compares images read per second.
+
+    Args:
+        config: an `InputConfig` (is_training is forced on).
+        rounds: timed rounds (each pipeline once per round).
+        min_seconds: minimum timing per pipeline and round.
+        warmup_steps: untimed batches per pipeline first.
+        progress: optional tqdm-like object, updated once per timing.
     """
     config = dataclasses.replace(config, is_training=True)
     multiplier = BatchPostprocess(config).batch_multiplier
-    full = images_per_second(
-        build_dataset(config),
-        config.batch_size,
-        steps,
-        warmup_steps,
-        progress,
-    )
-    crop = images_per_second(
-        decode_and_crop_dataset(config),
-        config.batch_size,
-        steps,
-        warmup_steps,
-        progress,
-    )
+    full = iter(build_dataset(config))
+    crop = iter(decode_and_crop_dataset(config))
+    for _ in range(warmup_steps):
+        next(full)
+        next(crop)
+    full_rates, crop_rates = [], []
+    for _ in range(rounds):
+        for iterator, rates, scale in (
+            (full, full_rates, multiplier),
+            (crop, crop_rates, 1),
+        ):
+            rates.append(
+                scale
+                * images_per_second(iterator, config.batch_size, min_seconds)
+            )
+            if progress is not None:
+                progress.update(1)
+    ratios = [f / c for f, c in zip(full_rates, crop_rates, strict=True)]
+    full_images = float(np.median(full_rates))
     return {
-        "full_pipeline_examples_per_sec": round(full, 1),
-        "full_pipeline_images_per_sec": round(full * multiplier, 1),
-        "decode_and_crop_images_per_sec": round(crop, 1),
-        "ratio": round(full * multiplier / crop, 3),
+        "full_pipeline_examples_per_sec": round(full_images / multiplier, 1),
+        "full_pipeline_images_per_sec": round(full_images, 1),
+        "decode_and_crop_images_per_sec": round(
+            float(np.median(crop_rates)), 1
+        ),
+        "ratio": round(float(np.median(ratios)), 3),
+        "ratio_per_round": [round(r, 3) for r in ratios],
+        "rounds": rounds,
+        "min_seconds": min_seconds,
     }
 
 
