@@ -14,9 +14,15 @@ after `--warmup` batches, inside `tf.function` (optionally XLA, BN folded).
 Also reports achieved GFLOP/s against a float32 matmul peak measured in the
 same run. Writes JSON lines, a markdown table and a bar chart.
 
+`--modes=plain,bf16 --compare=keras_resnet50` times our model computing in
+bfloat16 (float32 in and out, as `tools.export_saved_model
+--precision=bfloat16` serves it) beside float32, against Keras' float32
+ResNet50; bf16 rows report their GFLOP/s against a bfloat16 matmul peak.
+
 Under `KERAS_BACKEND=jax` (a machine with JAX but no TensorFlow, such as a
 GPU box) the same models run through `jax.jit` of Keras' stateless call:
-always XLA-compiled, so only the `plain` and `fold_bn` modes exist there.
+always XLA-compiled, so only the modes without `xla` exist there (`bf16`
+and `fold_bn_bf16` are untested there).
 """
 
 import json
@@ -43,7 +49,8 @@ flags.DEFINE_list(
     "modes",
     [],
     "Serving paths to time side by side, any of plain, xla, fold_bn, "
-    "fold_bn_xla (overrides --fold_bn / --jit_compile).",
+    "fold_bn_xla, bf16, fold_bn_bf16 (bf16: computing in bfloat16, float32 "
+    "in and out; overrides --fold_bn / --jit_compile).",
 )
 flags.DEFINE_enum("compare", None, ["keras_resnet50"], "Reference model.")
 flags.DEFINE_bool(
@@ -88,9 +95,15 @@ def main(argv):
     if bad:
         raise ValueError(
             f"--modes={','.join(FLAGS.modes)}: unknown {sorted(bad)}; use "
-            "plain, xla, fold_bn or fold_bn_xla."
+            f"any of {', '.join(throughput.MODES)}."
         )
     modes = selected_modes()
+    if FLAGS.dtype != "float32" and any("bf16" in m for m in modes):
+        raise ValueError(
+            f"--modes={','.join(modes)} with --dtype={FLAGS.dtype}: the bf16 "
+            "modes time bfloat16 beside float32; drop --dtype (or the bf16 "
+            "modes)."
+        )
     if throughput.backend() == "jax" and any("xla" in m for m in modes):
         raise ValueError(
             f"--modes={','.join(modes)} (or --jit_compile): under "
@@ -100,11 +113,15 @@ def main(argv):
     device = throughput.device_name()
     # A 2048^2 product keeps a CPU busy; a GPU needs 8192^2 to fill up.
     on_cpu = device.startswith("CPU")
-    peak = throughput.matmul_peak_gflops(
-        FLAGS.dtype,
-        size=2048 if on_cpu else 8192,
-        repeats=3 if on_cpu else 10,
-    )
+    peaks = {
+        dtype: throughput.matmul_peak_gflops(
+            dtype,
+            size=2048 if on_cpu else 8192,
+            repeats=3 if on_cpu else 10,
+        )
+        for dtype in [FLAGS.dtype]
+        + (["bfloat16"] if any("bf16" in m for m in modes) else [])
+    }
     tiny = {"base_width": 8, "block_sizes": (2, 2, 2, 1)} if FLAGS.smoke else {}
     entries = []
     for name in names:
@@ -115,7 +132,7 @@ def main(argv):
         paper = preset.paper
         for mode in modes:
             model, macs = throughput.build(
-                name, size, "fold_bn" in mode, **tiny
+                name, size, "fold_bn" in mode, "bf16" in mode, **tiny
             )
             entries.append(
                 throughput.entry(
@@ -169,15 +186,18 @@ def main(argv):
     rows = []
     for e, rate in zip(entries, rates, strict=True):
         gflops = 2 * e["macs"] * rate / 1e9
+        dtype = "bfloat16" if "bf16" in e["mode"] else FLAGS.dtype
         rows.append(
             {
                 "model": e["label"],
                 "preset": e["model_name"],
                 "mode": e["mode"],
+                "dtype": dtype,
                 "image_size": int(e["images"].shape[1]),
                 "images_per_sec": rate,
                 "gflops": gflops,
-                "peak_fraction": gflops / peak,
+                "peak_fraction": gflops / peaks[dtype],
+                "matmul_peak_gflops": peaks[dtype],
                 "paper_images_per_sec": e["paper"],
             }
         )
@@ -185,9 +205,7 @@ def main(argv):
     for r in throughput.add_ratios(rows):
         r.update(
             device=device,
-            dtype=FLAGS.dtype,
             batch_size=settings["batch_size"],
-            matmul_peak_gflops=peak,
             backend=throughput.backend(),
         )
         print(json.dumps(r))

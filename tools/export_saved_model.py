@@ -5,11 +5,22 @@
     python -m tools.export_saved_model --preset=assemble_resnet50 \
         --weights=assemble_r50.weights.h5 --export_dir=/serving/a50/1
 
+    python -m tools.export_saved_model --model_dir=/runs/a50 \
+        --precision=bfloat16 --export_dir=/serving/a50_bf16/1
+
 Signatures: `serving_default` (JPEG/PNG bytes -> classes, probabilities,
 logits, with the preset's eval preprocessing in the graph), `preprocessed`
 (float eval crops) and `feature_vector` (pooled features). The export is
 written to a temporary folder, reloaded and compared with the in-memory
 model signature by signature, then renamed into place.
+
+`--precision=bfloat16` serves the same weights computing in bfloat16 (R50:
+1.6-2.7x the float32 images/s on a CPU with AVX512_BF16 / AMX); the inputs
+and outputs stay float32 (and string). The verification then also compares
+every signature with the float32 model on 32 images: mean relative L2 of
+logits and features <= 0.15 and top-1 agreement >= 0.8, else nothing is
+written. Check the accuracy on data with
+`tools.evaluate --precision=bfloat16`.
 """
 
 import json
@@ -31,6 +42,13 @@ flags.DEFINE_bool(
     "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
 )
 flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16"],
+    "Compute precision of the served model (inputs and outputs stay "
+    "float32); bfloat16 is verified against the float32 model.",
+)
 flags.mark_flag_as_required("export_dir")
 FLAGS = flags.FLAGS
 
@@ -82,10 +100,12 @@ def load_model():
 
 def main(argv):
     del argv
-    from assemble_tf.export.saved_model import export_saved_model
+    from assemble_tf.export import precision
+    from assemble_tf.export import saved_model as export_lib
 
     model, ptype, rebuild = load_model()
     ptype = FLAGS.preprocessing or ptype
+    float32_model = model
     if FLAGS.fold_bn:
         from assemble_tf.export.optimize import fold_batch_norm
 
@@ -93,22 +113,31 @@ def main(argv):
         count = fold_batch_norm(model, folded)
         print(f"Folded {count} BatchNorm layers.", file=sys.stderr)
         model = folded
-    diffs = export_saved_model(
+    reference = None
+    if FLAGS.precision == "bfloat16":
+        model = precision.bfloat16_copy(
+            model, lambda: rebuild(fold_bn=FLAGS.fold_bn)
+        )
+        reference = export_lib.ReferenceCheck(float32_model)
+    diffs = export_lib.export_saved_model(
         model,
         FLAGS.export_dir,
         ptype,
         jit_compile=FLAGS.jit_compile,
         overwrite=FLAGS.overwrite,
+        reference=reference,
     )
-    print(
-        json.dumps(
-            {
-                "export_dir": os.path.abspath(FLAGS.export_dir),
-                "preprocessing": ptype,
-                "max_abs_diff": diffs,
-            }
+    summary = {
+        "export_dir": os.path.abspath(FLAGS.export_dir),
+        "preprocessing": ptype,
+        "precision": FLAGS.precision,
+        "max_abs_diff": diffs,
+    }
+    if reference is not None:
+        summary["vs_float32"] = dict(
+            reference.measured, tolerance=reference.tolerance()
         )
-    )
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

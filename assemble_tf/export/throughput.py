@@ -9,6 +9,11 @@ pieces: compiled forward passes (TensorFlow `tf.function`, optionally XLA;
 or `jax.jit` of Keras' stateless call under `KERAS_BACKEND=jax`, where no
 TensorFlow is needed), interleaved timing, a matmul peak, and the outputs
 (JSON lines, a markdown table, a bar chart).
+
+Modes are serving paths: `plain`, `xla`, `fold_bn` (BatchNorm folded),
+`fold_bn_xla`, and `bf16` / `fold_bn_bf16`: the model computing in bfloat16
+from float32 inputs to float32 logits, as `tools.export_saved_model
+--precision=bfloat16` serves it (`precision.bfloat16_copy`).
 """
 
 import json
@@ -19,10 +24,11 @@ import time
 import keras
 import numpy as np
 
+from assemble_tf.export import precision
 from assemble_tf.export.optimize import fold_batch_norm
 from assemble_tf.models import build_model, count_macs
 
-MODES = ("plain", "xla", "fold_bn", "fold_bn_xla")
+MODES = ("plain", "xla", "fold_bn", "fold_bn_xla", "bf16", "fold_bn_bf16")
 PAPER_R50_IMAGES_PER_SEC = 536  # Table 7 E0 on one P40
 
 # Distinct architectures of Table 7 (rows sharing one are timed once).
@@ -121,8 +127,9 @@ def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):
     return best
 
 
-def build(preset, image_size, fold_bn, **overrides):
-    """The preset's model (BN folded if asked) and its MACs."""
+def build(preset, image_size, fold_bn, bfloat16=False, **overrides):
+    """The preset's model (BN folded, computing in bfloat16 if asked) and
+    its MACs."""
     kwargs = {"image_size": image_size, **overrides}
     model = build_model(preset, **kwargs)
     macs = count_macs(model)
@@ -130,6 +137,10 @@ def build(preset, image_size, fold_bn, **overrides):
         folded = build_model(preset, fold_bn=True, **kwargs)
         fold_batch_norm(model, folded)
         model = folded
+    if bfloat16:
+        model = precision.bfloat16_copy(
+            model, lambda: build_model(preset, fold_bn=fold_bn, **kwargs)
+        )
     return model, macs
 
 
@@ -137,11 +148,13 @@ def entry(label, model, macs, size, mode, settings, **meta):
     """A timed callable: the compiled forward pass.
 
     TensorFlow: `tf.function`, XLA when the mode says so. JAX: `jax.jit` of
-    the model's stateless call on its current variables.
+    the model's stateless call on its current variables. The images are in
+    the model's compute dtype, except in the bf16 modes: float32, as served.
     """
     rng = np.random.default_rng(0)
     images = rng.uniform(-120, 130, (settings["batch_size"], size, size, 3))
-    images = keras.ops.cast(images.astype(np.float32), model.compute_dtype)
+    dtype = "float32" if "bf16" in mode else model.compute_dtype
+    images = keras.ops.cast(images.astype(np.float32), dtype)
     if backend() == "jax":
         import jax
 
@@ -164,8 +177,16 @@ def entry(label, model, macs, size, mode, settings, **meta):
 
 
 def add_ratios(rows):
-    """Adds ratios to our R50 (per mode, with the paper's beside) and to
-    Keras' ResNet50 (plain) where those rows are present."""
+    """Adds ratios to our R50 (per mode, with the paper's beside), to
+    Keras' ResNet50 (plain) and, for a bf16 mode, to the same preset's
+    float32 mode (`bf16` to `plain`, `fold_bn_bf16` to `fold_bn`) where
+    those rows are present."""
+    by_mode = {(r["preset"], r["mode"]): r for r in rows}
+    float32_mode = {"bf16": "plain", "fold_bn_bf16": "fold_bn"}
+    for r in rows:
+        same = by_mode.get((r["preset"], float32_mode.get(r["mode"])))
+        if same:
+            r["ratio_vs_float32"] = r["images_per_sec"] / same["images_per_sec"]
     bases = {
         r["mode"]: r for r in rows if r["preset"] in ("table7_e0", "resnet50")
     }
@@ -208,6 +229,8 @@ def write_outputs(rows, out_dir):
         "gflops",
         "peak_fraction",
     ]
+    if any("ratio_vs_float32" in r for r in rows):
+        cols.insert(cols.index("gflops"), "ratio_vs_float32")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = []

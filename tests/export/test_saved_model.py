@@ -271,3 +271,304 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
     assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
     assert (tmp_path / "benchmark.md").read_text().startswith("| model")
     assert os.path.getsize(tmp_path / "benchmark.png") > 1000
+
+
+# bfloat16 serving: tools.export_saved_model --precision=bfloat16.
+
+TINY_R50 = {"base_width": 8, "block_sizes": (1, 1, 1, 1), "num_classes": 3}
+
+
+def _bfloat16_pair(seed=2):
+    from assemble_tf.export import precision
+
+    model = build_model("resnet50", **TINY_R50)
+    testing_utils.randomize_bn(model, seed=seed)
+    return model, precision.bfloat16_copy(
+        model, lambda: build_model("resnet50", **TINY_R50)
+    )
+
+
+def test_bfloat16_copy_computes_in_bfloat16_with_float32_ends():
+    import keras
+
+    from assemble_tf.export import precision
+
+    model, bf16 = _bfloat16_pair()
+    assert bf16.dtype_policy.name == "mixed_bfloat16"
+    assert {v.dtype for v in bf16.weights} == {"float32"}
+    conv = bf16.get_layer("stage1_block1_1_conv")
+    assert conv.compute_dtype == "bfloat16"
+    x = testing_utils.random_images((4, 32, 32, 3), low=-120, high=130)
+    out = bf16(x, training=False)
+    assert out.dtype == "float32"
+    # The global policy is back to float32 after the build.
+    assert keras.config.dtype_policy().name == "float32"
+    want = model(x, training=False).numpy()
+    rel = np.linalg.norm(out - want, axis=-1) / np.linalg.norm(want, axis=-1)
+    assert 0 < rel.max() <= 0.05  # bfloat16 ran, and stayed close
+    with pytest.raises(ValueError, match="does not match"):
+        precision.bfloat16_copy(
+            model, lambda: build_model("resnet50", num_classes=3)
+        )
+
+
+def test_compare_logits_on_hand_made_rows():
+    from assemble_tf.export.precision import compare_logits
+
+    got = compare_logits(
+        [[4.0, 3.0, 0.0], [0.0, 8.0, 6.0]], [[4.0, 3.0, 0.5], [0.0, 6.0, 8.0]]
+    )
+    assert got == pytest.approx(
+        {
+            "count": 2,
+            "top1_agreement": 0.5,
+            "mean_relative_l2": (0.1 + 0.2 * 2**0.5) / 2,
+            "max_relative_l2": 0.2 * 2**0.5,
+        }
+    )
+    with pytest.raises(ValueError, match="one shape"):
+        compare_logits([[1.0, 2.0]], [[1.0, 2.0, 3.0]])
+
+
+def test_reference_check_passes_bfloat16_and_names_what_fails():
+    """The check of a bfloat16 export against float32, on the signatures'
+    outputs: within the default tolerance; a tighter one names the
+    signature, the number and the flag to fall back to."""
+    model, bf16 = _bfloat16_pair()
+    module = export_lib.ServingModule(bf16, "imagenet_32")
+    images = testing_utils.random_images((8, 32, 32, 3), low=-120, high=130)
+    jpegs = [
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50, s))
+        for s in range(2)
+    ]
+    results = {
+        name: {k: v.numpy() for k, v in fn(tf.constant(x)).items()}
+        for name, fn, x in (
+            ("preprocessed", module.preprocessed, images),
+            ("feature_vector", module.feature_vector, images),
+            ("serving_default", module.serving_default, np.array(jpegs)),
+        )
+    }
+    check = export_lib.ReferenceCheck(model)
+    measured = export_lib.check_reference(
+        check, results, images, jpegs, "imagenet_32"
+    )
+    assert set(measured) == {
+        "preprocessed",
+        "feature_vector",
+        "serving_default",
+    }
+    for m in measured.values():
+        assert 0 < m["mean_relative_l2"] <= check.max_mean_relative_l2
+    assert measured["preprocessed"]["count"] == 8
+    tight = export_lib.ReferenceCheck(model, max_mean_relative_l2=1e-6)
+    with pytest.raises(ValueError) as info:
+        export_lib.check_reference(tight, results, images, jpegs, "imagenet_32")
+    message = str(info.value)
+    for part in (
+        "preprocessed: mean relative L2 of logits",
+        "feature_vector: mean relative L2 of features",
+        "> 1e-06",
+        "--precision=float32",
+    ):
+        assert part in message, message
+    strict = export_lib.ReferenceCheck(model, min_top1_agreement=1.5)
+    with pytest.raises(ValueError, match="top-1 agreement .* < 1.5 on 8"):
+        export_lib.check_reference(
+            strict, results, images, jpegs, "imagenet_32"
+        )
+
+
+def _bfloat16_ops(path):
+    """Op types that compute in bfloat16 anywhere in the SavedModel."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    found = set()
+    for function in proto.meta_graphs[0].graph_def.library.function:
+        for node in function.node_def:
+            if node.attr["T"].type == tf.bfloat16.as_datatype_enum:
+                found.add(node.op)
+    return found
+
+
+@pytest.mark.slow
+def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path):
+    """--precision=bfloat16: the graph convolves in bfloat16, every
+    signature keeps its float32 / string inputs and float32 outputs, and
+    saved_model_cli run (the C++ loader) matches the float32 model within
+    the bfloat16 tolerance."""
+    import json
+
+    model, _ = _bfloat16_pair(seed=4)
+    weights = str(tmp_path / "m.weights.h5")
+    model.save_weights(weights)
+    export_dir = tmp_path / "sm" / "1"
+    result = testing_utils.run_binary(
+        "tools.export_saved_model",
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
+        "--preprocessing=imagenet_32",
+        "--precision=bfloat16",
+        f"--export_dir={export_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["precision"] == "bfloat16"
+    # Reloaded vs in-memory: the same bfloat16 graph, no fusion to differ.
+    assert max(out["max_abs_diff"].values()) <= 1e-4
+    vs = out["vs_float32"]
+    assert vs["tolerance"] == {
+        "max_mean_relative_l2": 0.15,
+        "min_top1_agreement": 0.8,
+    }
+    assert vs["preprocessed"]["count"] == 32
+    for name in ("preprocessed", "feature_vector", "serving_default"):
+        assert 0 < vs[name]["mean_relative_l2"] <= 0.15, name
+    assert {"Conv2D", "MatMul"} <= _bfloat16_ops(str(export_dir))
+    loaded = tf.saved_model.load(str(export_dir))
+    dtypes = {
+        name: (
+            {k: s.dtype for k, s in fn.structured_input_signature[1].items()},
+            {k: s.dtype for k, s in fn.structured_outputs.items()},
+        )
+        for name, fn in loaded.signatures.items()
+    }
+    logits = {"classes": tf.int64, "probabilities": tf.float32}
+    logits["logits"] = tf.float32
+    assert dtypes == {
+        "serving_default": ({"images": tf.string}, logits),
+        "preprocessed": ({"images": tf.float32}, logits),
+        "feature_vector": ({"images": tf.float32}, {"features": tf.float32}),
+    }
+    images = testing_utils.random_images((4, 32, 32, 3), low=-120, high=130)
+    np.save(tmp_path / "x.npy", images)
+    cli = testing_utils.venv_script("saved_model_cli")
+    run = testing_utils.run_command(
+        [
+            cli,
+            "run",
+            "--dir",
+            export_dir,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "preprocessed",
+            "--inputs",
+            "images=x.npy",
+            "--outdir",
+            tmp_path / "out",
+        ],
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = np.load(tmp_path / "out" / "logits.npy")
+    assert got.dtype == np.float32
+    want = model(images, training=False).numpy()
+    rel = np.linalg.norm(got - want, axis=-1) / np.linalg.norm(want, axis=-1)
+    assert 0 < rel.mean() <= 0.15
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "out" / "classes.npy"), got.argmax(-1)
+    )
+
+
+@pytest.mark.slow  # exports
+def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
+    """The reloaded graph fuses conv + bias + ReLU of a folded model and
+    rounds differently in bfloat16 than the in-memory one: a float32
+    tolerance refuses it (and leaves nothing), the bfloat16 one (5 % of
+    the largest output) accepts it."""
+    from assemble_tf.export import precision
+    from assemble_tf.export.optimize import fold_batch_norm
+
+    model, _ = _bfloat16_pair()
+    folded = build_model("resnet50", fold_bn=True, **TINY_R50)
+    fold_batch_norm(model, folded)
+    bf16 = precision.bfloat16_copy(
+        folded, lambda: build_model("resnet50", fold_bn=True, **TINY_R50)
+    )
+    with pytest.raises(ValueError, match="differs from the model"):
+        export_lib.export_saved_model(
+            bf16, str(tmp_path / "strict"), "imagenet_32", rtol=0.0
+        )
+    assert os.listdir(tmp_path) == []
+    check = export_lib.ReferenceCheck(model)
+    diffs = export_lib.export_saved_model(
+        bf16, str(tmp_path / "1"), "imagenet_32", reference=check
+    )
+    assert max(diffs.values()) > 1e-4  # the case the tolerance is for
+    assert check.measured["preprocessed"]["mean_relative_l2"] <= 0.15
+    assert check.measured["preprocessed"]["top1_agreement"] >= 0.8
+
+
+def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
+    from assemble_tf.export import throughput
+
+    def row(preset, mode, rate):
+        return {"preset": preset, "mode": mode, "images_per_sec": rate}
+
+    rows = throughput.add_ratios(
+        [
+            row("resnet50", "plain", 100.0),
+            row("resnet50", "bf16", 160.0),
+            row("resnet50", "fold_bn", 110.0),
+            row("resnet50", "fold_bn_bf16", 165.0),
+            row("keras_resnet50", "plain", 95.0),
+        ]
+    )
+    assert [r.get("ratio_vs_float32") for r in rows] == [
+        None,
+        1.6,
+        None,
+        1.5,
+        None,
+    ]
+    assert rows[1]["ratio_vs_keras_resnet50"] == pytest.approx(160 / 95)
+    assert rows[1]["ratio_vs_r50"] == 1.0  # our R50 in the same mode
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
+    import json
+
+    result = testing_utils.run_binary(
+        "tools.benchmark_throughput",
+        "--smoke",
+        "--preset=resnet50",
+        "--modes=plain,bf16",
+        "--compare=keras_resnet50",
+        f"--output_dir={tmp_path}",
+        env={"KERAS_BACKEND": "tensorflow"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        json.loads(line)
+        for line in open(tmp_path / "benchmark.jsonl").read().splitlines()
+    ]
+    assert [(r["model"], r["dtype"]) for r in rows] == [
+        ("resnet50 (plain)", "float32"),
+        ("resnet50 (bf16)", "bfloat16"),
+        ("keras_resnet50", "float32"),
+    ]
+    bf16 = rows[1]
+    assert bf16["ratio_vs_float32"] == pytest.approx(
+        bf16["images_per_sec"] / rows[0]["images_per_sec"]
+    )
+    assert bf16["ratio_vs_keras_resnet50"] == pytest.approx(
+        bf16["images_per_sec"] / rows[2]["images_per_sec"]
+    )
+    assert bf16["matmul_peak_gflops"] != rows[0]["matmul_peak_gflops"]
+    table = (tmp_path / "benchmark.md").read_text()
+    assert "ratio_vs_float32" in table.splitlines()[0]
+    bad = testing_utils.run_binary(
+        "tools.benchmark_throughput",
+        "--smoke",
+        "--modes=bf16",
+        "--dtype=float16",
+    )
+    assert bad.returncode != 0
+    assert "--dtype=float16" in bad.stderr and "bf16" in bad.stderr

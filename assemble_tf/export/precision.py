@@ -1,0 +1,94 @@
+"""bfloat16 inference: the same weights computed in bfloat16.
+
+A model built under Keras' "mixed_bfloat16" policy keeps float32 variables
+and computes every layer in bfloat16; the project's models end in a float32
+`logits` layer, so the logits stay float32 (Micikevicius et al. 2018,
+https://arxiv.org/abs/1710.03740, for the mixed-precision scheme; Kalamkar
+et al. 2019, https://arxiv.org/abs/1905.12322, for bfloat16). On CPUs with
+AVX512_BF16 / AMX, oneDNN runs its convolutions and matmuls in bfloat16:
+R50 ran at 1.6-2.7x its float32 images/s there (docs/benchmarks.md).
+
+`bfloat16_copy` rebuilds a float32 model under that policy and copies its
+weights; `compare_logits` measures how far the bfloat16 logits are from the
+float32 ones, as the export verification reports it.
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets Keras' global dtype policy to `name` inside the block only."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def bfloat16_copy(model, build):
+    """The model rebuilt by `build()` under "mixed_bfloat16", with `model`'s
+    weights.
+
+    Args:
+        model: the float32 Keras model (any variable dtype policy).
+        build: a no-argument callable building the same architecture (e.g.
+            `lambda: build_model(preset, **overrides)`).
+
+    Returns:
+        A Keras model computing in bfloat16 from float32 inputs, with
+        float32 variables and float32 logits.
+
+    Raises:
+        ValueError: `build()` makes another architecture.
+    """
+    with dtype_policy("mixed_bfloat16"):
+        copy = build()
+    source = model.get_weights()
+    shapes = [tuple(v.shape) for v in copy.weights]
+    if shapes != [w.shape for w in source]:
+        raise ValueError(
+            "The bfloat16 rebuild does not match the model's weights "
+            f"({len(shapes)} vs {len(source)} arrays)."
+        )
+    copy.set_weights(source)
+    return copy
+
+
+def compare_logits(reference, logits):
+    """How far `logits` (e.g. bfloat16) are from `reference` (float32).
+
+    Args:
+        reference: [N, K] array, the float32 logits.
+        logits: [N, K] array of the same images.
+
+    Returns:
+        {"count": N, "top1_agreement": fraction of rows with the same
+        argmax, "mean_relative_l2": mean over rows of
+        ||logits - reference|| / ||reference||, "max_relative_l2": its
+        largest row}. A row whose reference is all zero has relative L2 0
+        when `logits` is too, else infinity.
+    """
+    ref = np.asarray(reference, np.float64)
+    got = np.asarray(logits, np.float64)
+    if ref.shape != got.shape or ref.ndim != 2 or not len(ref):
+        raise ValueError(
+            f"Expected two [N, K] arrays of one shape, got {ref.shape} and "
+            f"{got.shape}."
+        )
+    diff = np.linalg.norm(got - ref, axis=-1)
+    norm = np.linalg.norm(ref, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / norm)
+    return {
+        "count": len(ref),
+        "top1_agreement": float(np.mean(ref.argmax(-1) == got.argmax(-1))),
+        "mean_relative_l2": float(rel.mean()),
+        "max_relative_l2": float(rel.max()),
+    }

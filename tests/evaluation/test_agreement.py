@@ -1,0 +1,221 @@
+"""bfloat16 vs float32 agreement: hand-made logits and tools.evaluate."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf.evaluation import agreement as A
+from tests import testing_utils
+
+# Five images over K = 3 classes: float32 logits, the other precision's.
+HAND_LABELS = np.array([0, 1, 1, 2, 0])
+HAND_FLOAT32 = np.array(
+    [
+        [4.0, 3.0, 0.0],  # |.| 5, class 0 (right)
+        [0.0, 8.0, 6.0],  # |.| 10, class 1 (right)
+        [2.0, 2.0, 0.0],  # a tie: class 0 (wrong)
+        [0.0, 0.0, 1.0],  # class 2 (right)
+        [0.0, 0.0, 0.0],  # all tied: class 0 (right)
+    ]
+)
+HAND_OTHER = np.array(
+    [
+        [3.0, 4.0, 0.0],  # flips to 1 (wrong); |diff| sqrt 2: 0.2 sqrt 2
+        [0.0, 6.0, 8.0],  # flips to 2 (wrong); |diff| 2 sqrt 2: 0.2 sqrt 2
+        [2.0, 2.5, 0.0],  # flips to 1 (right); |diff| 0.5: sqrt 2 / 8
+        [0.0, 0.0, 1.0],  # equal: 0
+        [0.0, 0.0, 0.0],  # equal (both zero): 0
+    ]
+)
+# top-1 float32 4/5, other 3/5: delta -20 points; same class 2/5;
+# mean relative L2 (0.2 + 0.2 + 0.125) sqrt 2 / 5 = 0.105 sqrt 2.
+HAND_REPORT = {
+    "top1_bfloat16": 0.6,
+    "top1_float32": 0.8,
+    "top1_delta_points": -20.0,
+    "top1_agreement": 0.4,
+    "mean_relative_logit_l2": 0.105 * math.sqrt(2),
+    "count": 5,
+}
+
+
+def test_precision_agreement_on_hand_made_logits():
+    got = A.precision_agreement(HAND_LABELS, HAND_FLOAT32, HAND_OTHER)
+    assert list(got) == list(HAND_REPORT)
+    assert got == pytest.approx(HAND_REPORT, abs=1e-12)
+    same = A.precision_agreement(HAND_LABELS, HAND_FLOAT32, HAND_FLOAT32)
+    assert same["top1_agreement"] == 1.0
+    assert same["mean_relative_logit_l2"] == 0.0
+    assert same["top1_delta_points"] == 0.0
+    renamed = A.precision_agreement(
+        HAND_LABELS, HAND_FLOAT32, HAND_OTHER, precision="float16"
+    )
+    assert renamed["top1_float16"] == 0.6
+    with pytest.raises(ValueError, match="one shape"):
+        A.precision_agreement(HAND_LABELS, HAND_FLOAT32, HAND_OTHER[:, :2])
+
+
+def test_streaming_agreement_matches_in_uneven_batches():
+    metrics = A.AgreementMetrics()
+    update = tf.function(metrics.update_state)
+    for lo, hi in ((0, 3), (3, 4), (4, 5)):
+        update(
+            tf.constant(HAND_FLOAT32[lo:hi], tf.float32),
+            tf.constant(HAND_OTHER[lo:hi], tf.bfloat16),
+        )
+    got = metrics.result()
+    assert got["count"] == 5
+    assert got["top1_agreement"] == 0.4
+    assert got["mean_relative_logit_l2"] == pytest.approx(
+        0.105 * math.sqrt(2), abs=1e-7
+    )
+    summary = A.summarize(0.6, 0.8, got)
+    assert summary == pytest.approx(HAND_REPORT, abs=1e-7)
+    metrics.reset()
+    assert metrics.result()["count"] == 0
+    assert math.isnan(metrics.result()["top1_agreement"])
+
+
+def test_zero_reference_logits_against_nonzero_ones_are_infinitely_far():
+    zero, one = np.zeros((1, 3)), np.array([[0.0, 1.0, 0.0]])
+    got = A.precision_agreement([0], zero, one)
+    assert got["mean_relative_logit_l2"] == math.inf
+    metrics = A.AgreementMetrics()
+    metrics.update_state(zero, one)
+    assert metrics.result()["mean_relative_logit_l2"] == math.inf
+
+
+def test_agreement_evaluator_runs_both_models_on_the_same_batches():
+    """Both "models" see each batch once; the report equals the numpy one
+    on the same logits, and the markdown carries every number."""
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (
+            HAND_FLOAT32.astype("float32"),
+            {"labels": HAND_LABELS.astype("int32")},
+        )
+    ).batch(2)
+    shift = HAND_OTHER - HAND_FLOAT32
+    table = tf.constant(shift.astype("float32"))
+
+    def other(x, training=False):
+        # Row i of HAND_FLOAT32 -> row i of HAND_OTHER, found by its logits.
+        hits = tf.reduce_all(
+            tf.equal(x[:, None, :], tf.constant(HAND_FLOAT32, tf.float32)),
+            axis=-1,
+        )
+        return x + tf.gather(table, tf.argmax(hits, axis=-1))
+
+    def float32(x, training=False):
+        return tf.identity(x)
+
+    evaluator = A.AgreementEvaluator(
+        other, float32, tf.distribute.get_strategy()
+    )
+    result = evaluator.evaluate(dataset)
+    assert result["count"] == 5 and result["top1"] == pytest.approx(0.6)
+    assert result["float32"]["top1"] == pytest.approx(0.8)
+    assert result["agreement"] == pytest.approx(HAND_REPORT, abs=1e-6)
+    again = evaluator.evaluate(dataset)  # reset between evaluations
+    assert again["agreement"]["count"] == 5
+    text = A.agreement_markdown(result)
+    for row in (
+        "| top-1 | 0.8000 | 0.6000 |",
+        "| top-1 delta (points) | -20.00 |",
+        "| top-1 agreement | 0.4000 |",
+        "| mean relative logit L2 | 0.1485 |",
+        "| images | 5 |",
+    ):
+        assert row in text, text
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder (config.json + checkpoint) of a base-width-8 R50 on 32
+    px JPEGs of 3 colour classes, 10 validation images; no training."""
+    import keras
+
+    from assemble_tf import config as config_lib
+    from assemble_tf.data import schema
+    from assemble_tf.runs.models import build_run_model
+
+    root = tmp_path_factory.mktemp("bf16_eval")
+    rng = np.random.default_rng(0)
+    palette = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]])
+    for split, n in (("train", 6), ("validation", 10)):
+        examples = []
+        for i in range(n):
+            img = palette[i % 3] + rng.integers(-30, 30, (32, 32, 3))
+            examples.append(
+                schema.make_example(
+                    testing_utils.jpeg_bytes(np.clip(img, 0, 255)),
+                    i % 3,
+                    32,
+                    32,
+                    filename=f"{split}{i}.jpg",
+                )
+            )
+        testing_utils.write_records(root / f"{split}-00000-of-00001", examples)
+    run = root / "run"
+    config = config_lib.make_config(
+        str(run),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+            "data": {
+                "data_dir": str(root),
+                "num_classes": 3,
+                "image_size": 32,
+                "eval_preprocessing": "imagenet_32",
+            },
+        },
+    )
+    config.to_json(str(run / "config.json"))
+    keras.utils.set_random_seed(5)
+    model = build_run_model(config)
+    testing_utils.randomize_bn(model, seed=5)
+    tf.train.Checkpoint(model=model).save(str(run / "checkpoints" / "ckpt"))
+    return config, model
+
+
+@pytest.mark.slow
+def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
+    from assemble_tf.evaluation.evaluator import Evaluator
+    from assemble_tf.runs import inputs
+
+    config, model = tiny_run
+    result = testing_utils.run_binary(
+        "tools.evaluate",
+        f"--model_dir={config.model_dir}",
+        "--precision=bfloat16",
+        "--batch_size=4",
+        f"--output_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["precision"] == "bfloat16" and out["count"] == 10
+    a = out["agreement"]
+    assert list(a) == list(HAND_REPORT)
+    assert a["count"] == 10 and a["top1_bfloat16"] == out["top1"]
+    assert a["top1_float32"] == out["float32"]["top1"]
+    assert a["top1_delta_points"] == pytest.approx(
+        100 * (out["top1"] - out["float32"]["top1"])
+    )
+    assert 0.0 <= a["top1_agreement"] <= 1.0
+    # bfloat16 really ran (not float32 twice), within its tolerance.
+    assert 0.0 < a["mean_relative_logit_l2"] <= 0.15
+    # The float32 half is the plain float32 evaluation of the checkpoint.
+    evaluator = Evaluator(model, tf.distribute.get_strategy())
+    want = evaluator.evaluate(
+        evaluator.dataset(inputs.input_config(config, is_training=False))
+    )
+    assert out["float32"]["top1"] == pytest.approx(want["top1"], abs=1e-9)
+    assert out["float32"]["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    text = open(out["agreement_md"]).read()
+    assert out["agreement_md"] == os.path.join(tmp_path, "agreement.md")
+    assert "| top-1 agreement |" in text and "| images | 10 |" in text
+    saved = json.load(open(out["eval_json"]))
+    assert saved["agreement"] == a and "reliability" in saved
