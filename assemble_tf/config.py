@@ -208,7 +208,12 @@ class TrainConfig:
     mixed_precision: str = _f(
         "float32", "float32, mixed_float16 or mixed_bfloat16."
     )
-    jit_compile: bool = _f(False, "Compile the train step with XLA.")
+    jit_compile: bool = _f(
+        False,
+        "XLA-compile the per-replica train step (off by default). On CPU it "
+        "makes the step ~2.8x slower, as for Keras' own step: an option for "
+        "GPUs and TPUs.",
+    )
     seed: int = _f(0, "Seed of data order, crops, mixing and init.")
     deterministic: bool = _f(
         False, "Op determinism and a fixed data order (slower)."

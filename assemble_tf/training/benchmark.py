@@ -1,0 +1,503 @@
+"""Training throughput as ratios measured in one run.
+
+`tools.benchmark_training` times the real training step of presets (the
+`Trainer`'s compiled step: uint8 batches normalized and mixed on the device
+by `BatchPostprocess`, soft cross-entropy with the recipe's Mixup / label
+smoothing, knowledge distillation against teacher probabilities, weight
+decay, SGD with momentum, the DropBlock schedule, loss scaling under
+mixed_float16) beside Keras' `ResNet50(weights=None)` trained by a plain
+`GradientTape` step (softmax cross-entropy, SGD with momentum) in the same
+process. Absolute images/s depend on the machine; the ratio ours / Keras
+and the achieved GFLOP/s against a matmul peak measured in the same run do
+not so much.
+
+Both sides read in-memory batches (ours: one uint8 batch repeated through a
+distributed `tf.data` iterator, as `Trainer.train` reads its data; Keras: a
+float batch), so the host's input pipeline (JPEG decoding, crops,
+AutoAugment) is not timed: `tools.benchmark_input` times that. Timing,
+peak and device name come from `assemble_tf.export.throughput`: warm-up
+steps first, then the entries run interleaved (repeat r of every entry
+before repeat r + 1 of any) and the median of the repeats is kept.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf import presets as presets_lib
+from assemble_tf.export import throughput
+from assemble_tf.models import count_macs
+from assemble_tf.runs import models, runtime
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+KERAS_LABEL = "keras_resnet50"
+# Training FLOPs per image ~ 3 forward passes' worth (forward, gradients of
+# the activations, gradients of the weights) x 2 FLOPs per MAC.
+TRAIN_FLOPS_PER_MAC = 3 * 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to time (the flags of `tools.benchmark_training`).
+
+    Attributes:
+        presets: preset names (each trained with its own recipe).
+        precisions: any of `PRECISIONS` (Keras dtype policies).
+        batch_size: global batch (examples per step, after Mixup).
+        image_size: train crop side (None: each preset's train size).
+        repeats: timed repeats per entry (the median is kept).
+        steps_per_repeat: steps per timed repeat.
+        warmup_steps: untimed steps per entry first (tracing, compiling).
+        jit_compile: XLA-compile both train steps.
+        num_classes: classifier width of every model.
+        model_overrides: `build_model` overrides of our models (tests).
+        peak_matmul_size: side of the matmul that measures the peak.
+    """
+
+    presets: tuple = ("resnet50", "assemble_resnet50")
+    precisions: tuple = ("float32",)
+    batch_size: int = 32
+    image_size: int | None = 224
+    repeats: int = 5
+    steps_per_repeat: int = 2
+    warmup_steps: int = 2
+    jit_compile: bool = False
+    num_classes: int = 1000
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    peak_matmul_size: int | None = None
+
+    def validate(self):
+        """Raises ValueError naming the flag of a bad value."""
+        if not self.presets:
+            raise ValueError("--presets is empty; name at least one preset.")
+        for name in self.presets:
+            try:
+                presets_lib.get(name)
+            except ValueError as e:  # its message names --preset
+                raise ValueError(
+                    str(e).replace("--preset=", "--presets=", 1)
+                ) from None
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise ValueError(
+                f"--precisions={','.join(self.precisions)}: use any of "
+                f"{', '.join(PRECISIONS)}."
+            )
+        for name in ("batch_size", "repeats", "steps_per_repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name}={getattr(self, name)} must be at least 1."
+                )
+        if self.warmup_steps < 0:
+            raise ValueError(
+                f"--warmup_steps={self.warmup_steps} must be at least 0."
+            )
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(
+                f"--image_size={self.image_size} must be at least 32."
+            )
+
+
+def smoke_options(**overrides):
+    """Tiny models and sizes for tests: one repeat of one step."""
+    values = dict(
+        batch_size=2,
+        image_size=32,
+        repeats=1,
+        steps_per_repeat=1,
+        warmup_steps=1,
+        num_classes=10,
+        # BigLittleNet stages need 2 blocks (as tools.benchmark_throughput).
+        model_overrides={"base_width": 8, "block_sizes": "2,2,2,1"},
+        peak_matmul_size=256,
+    )
+    values.update(overrides)
+    return Options(**values)
+
+
+def compute_dtype(precision):
+    return keras.DTypePolicy(precision).compute_dtype
+
+
+def _uint8_batch(num_images, size, num_classes, kd, seed=0):
+    """One training batch as the uint8 pipeline delivers it."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, num_images).astype(np.int32)
+    batch = {
+        "labels": labels,
+        "targets": np.eye(num_classes, dtype=np.float32)[labels],
+    }
+    if kd:
+        logits = rng.normal(size=(num_images, num_classes))
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        batch["teacher_probs"] = (probs / probs.sum(-1, keepdims=True)).astype(
+            np.float32
+        )
+    images = rng.integers(0, 256, (num_images, size, size, 3), np.uint8)
+    return images, batch
+
+
+def trainer_entry(preset, precision, options, model_dir):
+    """Our `Trainer`'s compiled step on a repeated in-memory uint8 batch.
+
+    Returns:
+        A dict for `throughput.time_interleaved` (`fn(images)` runs one
+        step and returns its loss) with the model's MACs and metadata.
+    """
+    from assemble_tf.training.trainer import Trainer
+
+    size = options.image_size or presets_lib.get(preset).train_image_size
+    overrides = {
+        "model": dict(options.model_overrides),
+        "data": {
+            "synthetic": True,
+            "num_classes": options.num_classes,
+            "image_size": size,
+            # Enough examples that the schedules see a long run.
+            "num_train_examples": 1000 * options.batch_size,
+        },
+        "train": {
+            "batch_size": options.batch_size,
+            "mixed_precision": precision,
+            "jit_compile": options.jit_compile,
+        },
+    }
+    config = config_lib.make_config(model_dir, preset, overrides)
+    strategy = runtime.setup_runtime(config)  # sets the dtype policy
+    trainer = Trainer(config, strategy, log=lambda s: None)
+    kd = config.train.kd_temperature > 0
+    images, batch = _uint8_batch(
+        options.batch_size * trainer.post.batch_multiplier,
+        size,
+        options.num_classes,
+        kd,
+    )
+    dataset = tf.data.Dataset.from_tensors((images, batch)).repeat()
+    dist = strategy.experimental_distribute_dataset(dataset)
+    iterator = iter(dist)
+    train_fn = trainer.train_function()
+    seed_base = tf.constant(config.train.seed, tf.int64)
+
+    def fn(_):
+        return train_fn(iterator, seed_base)[0]
+
+    # The run's model has a dynamic input size; count on a static twin.
+    macs = count_macs(models.build_run_model(config, image_size=size))
+    return {
+        "label": preset,
+        "preset": preset,
+        "precision": precision,
+        "fn": fn,
+        "images": None,
+        "macs": macs,
+        "image_size": size,
+        "recipe": _recipe(config, trainer),
+        "trainer": trainer,
+    }
+
+
+def _recipe(config, trainer):
+    """What the timed step does beyond a plain step."""
+    a, t = config.augment, config.train
+    parts = []
+    if a.mixup_type:
+        parts.append(f"{a.mixup_mode} type {a.mixup_type}")
+    if a.label_smoothing:
+        parts.append(f"LS {a.label_smoothing:g}")
+    if t.kd_temperature:
+        parts.append(f"KD T={t.kd_temperature:g}")
+    if t.dropblock_keep_prob and trainer.dropblock_layers:
+        parts.append("DropBlock")
+    if t.weight_decay:
+        parts.append(f"wd {t.weight_decay:g}")
+    return ", ".join(parts) or "plain"
+
+
+def keras_entry(precision, options, image_size):
+    """Keras' ResNet50 (weights=None) with a plain GradientTape SGD step."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = keras.applications.ResNet50(
+            weights=None,
+            input_shape=(image_size, image_size, 3),
+            classes=options.num_classes,
+            classifier_activation=None,
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(1)
+    images = tf.constant(
+        rng.uniform(-2, 2, (options.batch_size, image_size, image_size, 3)),
+        tf.float32,
+    )
+    labels = tf.constant(
+        rng.integers(0, options.num_classes, options.batch_size), tf.int32
+    )
+
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+            )
+            scaled = (
+                optimizer.scale_loss(loss)
+                if hasattr(optimizer, "scale_loss")
+                else loss
+            )
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss
+
+    compiled = tf.function(step, jit_compile=options.jit_compile)
+    return {
+        "label": KERAS_LABEL,
+        "preset": KERAS_LABEL,
+        "precision": precision,
+        "fn": lambda x: compiled(x, labels),
+        "images": images,
+        "macs": count_macs(model),
+        "image_size": image_size,
+        "recipe": "plain",
+    }
+
+
+def build_entries(options, model_dir):
+    """Ours for every preset x precision, then Keras' for every precision."""
+    entries = []
+    previous = keras.config.dtype_policy()
+    try:
+        for precision in options.precisions:
+            for preset in options.presets:
+                entries.append(
+                    trainer_entry(
+                        preset,
+                        precision,
+                        options,
+                        os.path.join(model_dir, f"{preset}_{precision}"),
+                    )
+                )
+            size = options.image_size or entries[-1]["image_size"]
+            entries.append(keras_entry(precision, options, size))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return entries
+
+
+def matmul_peaks(precisions, size):
+    """{compute dtype: best matmul GFLOP/s} for the precisions' dtypes."""
+    out = {}
+    for precision in precisions:
+        dtype = compute_dtype(precision)
+        if dtype not in out:
+            out[dtype] = throughput.matmul_peak_gflops(
+                dtype, size=size, repeats=3 if size <= 2048 else 10
+            )
+    return out
+
+
+def run(options, log=None):
+    """Times the entries; returns the report (see `write_outputs`).
+
+    Args:
+        options: `Options`.
+        log: callable(str) for progress lines, or None.
+
+    Returns:
+        A dict: device, settings, matmul_peak_gflops ({dtype: GFLOP/s}),
+        rows (one per preset x precision: images_per_sec,
+        keras_images_per_sec, ratio_vs_keras, gflops, peak_fraction, ...)
+        and keras (one per precision).
+    """
+    log = log or (lambda s: None)
+    options.validate()
+    device = throughput.device_name()
+    on_cpu = device.startswith("CPU")
+    peak_size = options.peak_matmul_size or (2048 if on_cpu else 8192)
+    log(f"Measuring the matmul peak ({peak_size}^2) on {device}.")
+    peaks = matmul_peaks(options.precisions, peak_size)
+    with tempfile.TemporaryDirectory() as model_dir:
+        entries = build_entries(options, model_dir)
+        log(
+            f"Timing {len(entries)} train steps, batch {options.batch_size}: "
+            f"{options.warmup_steps} warm-up steps each, then "
+            f"{options.repeats} interleaved repeats of "
+            f"{options.steps_per_repeat} steps."
+        )
+        rates = throughput.time_interleaved(
+            entries,
+            options.warmup_steps,
+            options.repeats,
+            options.steps_per_repeat,
+            options.batch_size,
+        )
+    measured = []
+    for e, rate in zip(entries, rates, strict=True):
+        gflops = TRAIN_FLOPS_PER_MAC * e["macs"] * rate / 1e9
+        measured.append(
+            {
+                "model": e["label"],
+                "precision": e["precision"],
+                "image_size": e["image_size"],
+                "recipe": e["recipe"],
+                "images_per_sec": rate,
+                "gmacs": e["macs"] / 1e9,
+                "gflops": gflops,
+                "peak_fraction": gflops / peaks[compute_dtype(e["precision"])],
+            }
+        )
+    keras_rows = {
+        r["precision"]: r for r in measured if r["model"] == KERAS_LABEL
+    }
+    rows = []
+    for r in measured:
+        if r["model"] == KERAS_LABEL:
+            continue
+        ref = keras_rows[r["precision"]]
+        rows.append(
+            dict(
+                r,
+                preset=r.pop("model"),
+                keras_images_per_sec=ref["images_per_sec"],
+                keras_gflops=ref["gflops"],
+                ratio_vs_keras=r["images_per_sec"] / ref["images_per_sec"],
+            )
+        )
+    return {
+        "device": device,
+        "backend": throughput.backend(),
+        "settings": {
+            "batch_size": options.batch_size,
+            "image_size": options.image_size,
+            "repeats": options.repeats,
+            "steps_per_repeat": options.steps_per_repeat,
+            "warmup_steps": options.warmup_steps,
+            "jit_compile": options.jit_compile,
+            "num_classes": options.num_classes,
+            "model_overrides": dict(options.model_overrides),
+        },
+        "matmul_peak_gflops": peaks,
+        "rows": rows,
+        "keras": list(keras_rows.values()),
+    }
+
+
+COLUMNS = [
+    ("preset", "preset"),
+    ("precision", "precision"),
+    ("recipe", "timed recipe"),
+    ("images_per_sec", "img/s"),
+    ("keras_images_per_sec", "Keras R50 img/s"),
+    ("ratio_vs_keras", "ours / Keras"),
+    ("gflops", "GFLOP/s"),
+    ("keras_gflops", "Keras GFLOP/s"),
+    ("peak_fraction", "of matmul peak"),
+]
+
+
+def markdown_table(report):
+    """One row per preset x precision."""
+    lines = [
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for r in report["rows"]:
+        cells = [
+            f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
+            for k, _ in COLUMNS
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    s = report["settings"]
+    lines.append("")
+    lines.append(
+        f"{report['device']}, batch {s['batch_size']}, "
+        f"{s['image_size'] or 'train size'} px, "
+        f"{'XLA' if s['jit_compile'] else 'no XLA'}; median of "
+        f"{s['repeats']} interleaved repeats of {s['steps_per_repeat']} "
+        "steps after "
+        f"{s['warmup_steps']} warm-up steps. GFLOP/s = 6 x forward MACs x "
+        "img/s; matmul peak: "
+        + ", ".join(
+            f"{k} {v:.0f} GFLOP/s"
+            for k, v in report["matmul_peak_gflops"].items()
+        )
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(report, out_dir):
+    """benchmark_training.json, .md and .png in `out_dir`; returns paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {
+        ext: os.path.join(out_dir, f"benchmark_training.{ext}")
+        for ext in ("json", "md", "png")
+    }
+    with open(paths["json"], "w") as f:
+        json.dump(report, f, indent=1)
+    with open(paths["md"], "w") as f:
+        f.write(markdown_table(report))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    names = [f"{r['preset']}\n{r['precision']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), squeeze=False)
+    ax = axes[0, 0]
+    ax.bar(
+        x - 0.2,
+        [r["images_per_sec"] for r in rows],
+        0.4,
+        label="ours (Trainer step)",
+        color="tab:blue",
+    )
+    ax.bar(
+        x + 0.2,
+        [r["keras_images_per_sec"] for r in rows],
+        0.4,
+        label="Keras ResNet50 (plain step)",
+        color="tab:gray",
+    )
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("training images / s")
+    s = report["settings"]
+    ax.set_title(
+        f"Training throughput ({report['device']}, batch {s['batch_size']})",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    ax.bar(x, [r["ratio_vs_keras"] for r in rows], color="tab:blue")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylabel("ours / Keras ResNet50")
+    ax.set_title("Relative to Keras' ResNet50, same precision", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+__all__ = [
+    "KERAS_LABEL",
+    "Options",
+    "PRECISIONS",
+    "markdown_table",
+    "run",
+    "smoke_options",
+    "write_outputs",
+]

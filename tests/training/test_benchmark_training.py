@@ -1,0 +1,154 @@
+"""`tools.benchmark_training` and `assemble_tf.training.benchmark`."""
+
+import json
+import os
+
+import pytest
+
+from assemble_tf.training import benchmark
+from tests import testing_utils
+
+ROW_KEYS = {
+    "preset",
+    "precision",
+    "image_size",
+    "recipe",
+    "images_per_sec",
+    "keras_images_per_sec",
+    "ratio_vs_keras",
+    "gmacs",
+    "gflops",
+    "keras_gflops",
+    "peak_fraction",
+}
+REPORT_KEYS = {
+    "device",
+    "backend",
+    "settings",
+    "matmul_peak_gflops",
+    "rows",
+    "keras",
+}
+
+
+def _table_rows(markdown):
+    """(preset, precision) of the markdown table's body rows."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [
+        tuple(cell.strip() for cell in line.strip("|").split("|")[:2])
+        for line in lines[2:]
+    ]
+
+
+def _check_report(report, presets, precisions):
+    assert set(report) == REPORT_KEYS
+    assert [(r["preset"], r["precision"]) for r in report["rows"]] == [
+        (p, q) for q in precisions for p in presets
+    ]
+    for r in report["rows"]:
+        assert set(r) == ROW_KEYS, sorted(set(r) ^ ROW_KEYS)
+        assert r["images_per_sec"] > 0 and r["keras_images_per_sec"] > 0
+        assert r["ratio_vs_keras"] == pytest.approx(
+            r["images_per_sec"] / r["keras_images_per_sec"]
+        )
+        assert r["gflops"] > 0 and r["peak_fraction"] > 0
+    assert [k["precision"] for k in report["keras"]] == list(precisions)
+    assert all(v > 0 for v in report["matmul_peak_gflops"].values())
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"precisions": ("float32", "fp8")}, "--precisions=float32,fp8"),
+        ({"presets": ("resnet51",)}, "--presets='resnet51' is not a preset"),
+        ({"presets": ()}, "--presets is empty"),
+        ({"repeats": 0}, "--repeats=0"),
+        ({"image_size": 8}, "--image_size=8"),
+    ],
+)
+def test_bad_options_name_the_flag(changes, message):
+    with pytest.raises(ValueError, match=message):
+        benchmark.Options(**changes).validate()
+
+
+def test_markdown_has_a_row_per_preset_and_precision(tmp_path):
+    rows = [
+        {
+            "preset": p,
+            "precision": q,
+            "image_size": 224,
+            "recipe": "plain",
+            "images_per_sec": 10.0,
+            "keras_images_per_sec": 20.0,
+            "ratio_vs_keras": 0.5,
+            "gmacs": 4.1,
+            "gflops": 246.0,
+            "keras_gflops": 463.2,
+            "peak_fraction": 0.3,
+        }
+        for q in ("float32", "mixed_bfloat16")
+        for p in ("resnet50", "assemble_resnet50")
+    ]
+    report = {
+        "device": "CPU (2 cores)",
+        "backend": "tensorflow",
+        "settings": {
+            "batch_size": 32,
+            "image_size": 224,
+            "repeats": 3,
+            "steps_per_repeat": 1,
+            "warmup_steps": 1,
+            "jit_compile": False,
+        },
+        "matmul_peak_gflops": {"float32": 800.0, "bfloat16": 1600.0},
+        "rows": rows,
+        "keras": [],
+    }
+    table = benchmark.markdown_table(report)
+    assert _table_rows(table) == [(r["preset"], r["precision"]) for r in rows]
+    assert "| 0.5 |" in table
+    paths = benchmark.write_outputs(report, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [
+        "benchmark_training.json",
+        "benchmark_training.md",
+        "benchmark_training.png",
+    ]
+    assert json.load(open(paths["json"])) == report
+
+
+@pytest.mark.slow  # compiles two train steps
+def test_smoke_run_in_process(tmp_path):
+    options = benchmark.smoke_options(presets=("resnet50",))
+    report = benchmark.run(options)
+    _check_report(report, ["resnet50"], ["float32"])
+    assert report["settings"]["batch_size"] == 2
+    assert report["rows"][0]["image_size"] == 32
+    assert report["rows"][0]["recipe"] == "wd 0.0001"
+
+
+@pytest.mark.slow  # a subprocess that compiles six train steps
+def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
+    presets = ["resnet50", "assemble_resnet50"]
+    precisions = ["float32", "mixed_bfloat16"]
+    result = testing_utils.run_binary(
+        "tools.benchmark_training",
+        "--smoke",
+        f"--presets={','.join(presets)}",
+        f"--precisions={','.join(precisions)}",
+        f"--output_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(tmp_path / "benchmark_training.json"))
+    _check_report(report, presets, precisions)
+    recipes = {r["preset"]: r["recipe"] for r in report["rows"]}
+    assert recipes["assemble_resnet50"] == (
+        "mixup type 1, LS 0.1, KD T=1, DropBlock, wd 0.0001"
+    )
+    table = open(tmp_path / "benchmark_training.md").read()
+    assert sorted(_table_rows(table)) == sorted(
+        (p, q) for p in presets for q in precisions
+    )
+    assert os.path.getsize(tmp_path / "benchmark_training.png") > 1000
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(printed) == 4
+    assert "ours / Keras = " in result.stderr

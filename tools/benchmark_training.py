@@ -1,0 +1,128 @@
+"""Training images/s of presets, as ratios to Keras' ResNet50.
+
+    python -m tools.benchmark_training \
+        --presets=resnet50,assemble_resnet50 \
+        --precisions=float32,mixed_bfloat16 --output_dir=bench_out
+
+Times our `Trainer`'s compiled step (uint8 batches normalized and mixed on
+the device, the preset's recipe: Mixup, label smoothing, KD, weight decay,
+DropBlock schedule, SGD with momentum) beside Keras'
+`ResNet50(weights=None)` trained by a plain GradientTape SGD step in the
+same process, interleaved, and prints ours / Keras per preset and
+precision, and the achieved GFLOP/s (6 x forward MACs per image) against a
+matmul peak measured in the same run. Writes benchmark_training.json, .md
+and .png to --output_dir. The host input pipeline is not timed
+(`tools.benchmark_input` times it). See `assemble_tf.training.benchmark`.
+"""
+
+import json
+import sys
+
+from absl import flags
+
+from official.utils.flags import core as flags_core
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the binary's flags (names match `benchmark.Options`)."""
+    flags.DEFINE_list(
+        "presets",
+        ["resnet50", "assemble_resnet50"],
+        "Presets to time, each with its own training recipe.",
+    )
+    flags.DEFINE_list(
+        "precisions",
+        ["float32"],
+        "Any of float32, mixed_float16, mixed_bfloat16.",
+    )
+    flags.DEFINE_integer(
+        "batch_size", 32, "Examples per step (after Mixup).", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "image_size",
+        224,
+        "Train crop side of every model (0: each preset's train size).",
+        lower_bound=0,
+    )
+    flags.DEFINE_integer(
+        "repeats",
+        5,
+        "Timed repeats per model (the median is kept).",
+        lower_bound=1,
+    )
+    flags.DEFINE_integer(
+        "steps_per_repeat", 2, "Train steps per timed repeat.", lower_bound=1
+    )
+    flags.DEFINE_integer(
+        "warmup_steps",
+        2,
+        "Untimed steps per model first (tracing, compiling).",
+        lower_bound=0,
+    )
+    flags.DEFINE_bool(
+        "jit_compile",
+        False,
+        "XLA-compile both train steps (ours as `train --jit_compile`). "
+        "On CPU XLA makes the step slower; for GPUs and TPUs.",
+    )
+    flags.DEFINE_integer(
+        "num_classes", 1000, "Classifier width of every model.", lower_bound=2
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Where the JSON, markdown and PNG go."
+    )
+    flags.DEFINE_bool(
+        "smoke",
+        False,
+        "Tiny run for tests: our models at base_width 8, 32 px, batch 2, "
+        "one repeat of one step.",
+    )
+
+
+def main(argv):
+    del argv
+    from assemble_tf.training import benchmark
+
+    values = dict(
+        presets=tuple(FLAGS.presets),
+        precisions=tuple(FLAGS.precisions),
+        batch_size=FLAGS.batch_size,
+        image_size=FLAGS.image_size or None,
+        repeats=FLAGS.repeats,
+        steps_per_repeat=FLAGS.steps_per_repeat,
+        warmup_steps=FLAGS.warmup_steps,
+        jit_compile=FLAGS.jit_compile,
+        num_classes=FLAGS.num_classes,
+    )
+    if FLAGS.smoke:
+        options = benchmark.smoke_options(
+            presets=values["presets"],
+            precisions=values["precisions"],
+            jit_compile=values["jit_compile"],
+        )
+    else:
+        options = benchmark.Options(**values)
+
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    report = benchmark.run(options, log=log)
+    for r in report["rows"]:
+        log(
+            f"{r['preset']} {r['precision']}: {r['images_per_sec']:.3g} "
+            f"img/s, Keras ResNet50 {r['keras_images_per_sec']:.3g} img/s, "
+            f"ours / Keras = {r['ratio_vs_keras']:.3f}; "
+            f"{r['gflops']:.3g} GFLOP/s ({r['peak_fraction']:.1%} of the "
+            "matmul peak)"
+        )
+        print(json.dumps(r))
+    if FLAGS.output_dir:
+        paths = benchmark.write_outputs(report, FLAGS.output_dir)
+        log(f"Wrote {', '.join(paths.values())}.")
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags_core.run(main)
