@@ -242,7 +242,10 @@ init, w1 = one_step(single, np.concatenate([half, half]),
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 _, w2 = one_step(mirrored, half, labels, targets, init)
 moved = max(float(np.abs(a - b).max()) for a, b in zip(w1, init))
-diff = max(float(np.abs(a - b).max()) for a, b in zip(w1, w2))
+diff = max(
+    float(np.abs(a - b).max()) / max(1.0, float(np.abs(a).max()))
+    for a, b in zip(w1, w2)
+)
 print(json.dumps({"moved": moved, "diff": diff}))
 """
 
@@ -256,7 +259,10 @@ def test_two_replica_step_equals_one_replica_step(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["moved"] > 1e-3  # the step really changed the weights
     # Loss scaling is right when the cross-replica gradient sum equals the
-    # single-replica mean; float reduction order bounds the difference.
+    # single-replica mean; float reduction order bounds the difference,
+    # relative to the variable's scale (the first BN's moving variance is
+    # ~18, and oneDNN's fused BN kernel computes batch moments to ~1e-6
+    # relative: 1.1e-5 to 2.7e-5 absolute there).
     assert out["diff"] < 1e-5
 
 
