@@ -18,6 +18,7 @@ import sys
 
 from absl import flags
 
+from assemble_tf.robustness import inputs
 from official.utils.flags import core as flags_core
 
 hw = flags_core.help_wrap
@@ -40,13 +41,8 @@ flags.DEFINE_integer("crop", 224, "Centre crop side.", lower_bound=32)
 flags.DEFINE_enum(
     "crop_rounding",
     "auto",
-    ["auto", "round", "floor"],
-    hw(
-        "Rounding of the centre crop's offset (n - crop) / 2: round = "
-        "torchvision 0.2.1's half to even (the released 256 -> 224 "
-        "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> "
-        "256 set); auto = round for --crop=224, floor otherwise."
-    ),
+    list(inputs.CROP_ROUNDINGS),
+    hw(inputs.CROP_ROUNDING_HELP),
 )
 flags.DEFINE_string(
     "corruptions",

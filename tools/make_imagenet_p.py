@@ -22,7 +22,7 @@ import os
 
 from absl import flags
 
-from assemble_tf.robustness import generate_p, video
+from assemble_tf.robustness import generate_p, inputs, video
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
@@ -54,13 +54,8 @@ def define_flags():
     flags.DEFINE_enum(
         "crop_rounding",
         "auto",
-        ["auto", "round", "floor"],
-        hw(
-            "Rounding of the centre crop's offset (n - crop) / 2: round = "
-            "torchvision 0.2.1's half to even (the released 256 -> 224 "
-            "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> "
-            "256 set); auto = round for --crop=224, floor otherwise."
-        ),
+        list(inputs.CROP_ROUNDINGS),
+        hw(inputs.CROP_ROUNDING_HELP),
     )
     flags.DEFINE_string(
         "perturbations",

@@ -23,6 +23,12 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 # Assemble generator, used for its 292 -> 256 set). "auto" picks "round"
 # for a 224 crop and "floor" otherwise.
 CROP_ROUNDINGS = ("auto", "round", "floor")
+CROP_ROUNDING_HELP = (
+    "Rounding of the centre crop's offset (n - crop) / 2: round = "
+    "torchvision 0.2.1's half to even (the released 256 -> 224 "
+    "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> 256 "
+    "set); auto = round for --crop=224, floor otherwise."
+)
 
 
 def resolve_crop_rounding(rounding, crop):
