@@ -233,24 +233,6 @@ def test_a_fine_tuned_model_maps_class_folders_by_name():
         evaluation.source_label_map(["pizza"], ["apple_pie"], "food101")
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """<root>/{train,test}/<class>/<image>: 3 classes of JPEGs."""
-    root = tmp_path_factory.mktemp("folder")
-    for split, per_class in (("train", 4), ("test", 2)):
-        for c in range(3):
-            folder = root / split / f"class_{c}"
-            folder.mkdir(parents=True)
-            for k in range(per_class):
-                image = testing_utils.smooth_image(
-                    48, 56, seed=100 * c + 10 * k + len(split)
-                )
-                (folder / f"{k}.jpg").write_bytes(
-                    testing_utils.jpeg_bytes(image)
-                )
-    return str(root)
-
-
 TINY_BL = ("--base_width=8", "--block_sizes=2,2,2,1")
 
 
