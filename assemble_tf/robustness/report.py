@@ -54,12 +54,13 @@ def markdown_c(summary, results, paper, preset, note=None):
         "",
         "| metric | ours | paper |",
         "|---|---|---|",
-        f"| mCE (15 standard, {kind}) | {fmt(summary['mce'])} | - |",
-        f"| mCE (19, the original's protocol, {kind}) | "
-        f"{fmt(summary['mce_19'])} | {fmt(paper.mce if paper else None)} |",
+        f"| mCE (15 standard) | {fmt(summary['mce'])} | - |",
+        f"| mCE (19, the original's protocol) | {fmt(summary['mce_19'])} | "
+        f"{fmt(paper.mce if paper else None)} |",
         f"| relative mCE | {fmt(summary['relative_mce'])} | - |",
         f"| mean top-1 error % | {100 * summary['mean_error_all']:.2f} | - |",
     ]
+    lines.append(f"\nmCE here is {kind}.")
     if paper:
         lines.append(f"\nPaper: {preset}, {paper.source}.")
     if note:
