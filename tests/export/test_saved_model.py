@@ -246,22 +246,27 @@ def test_xla_serving_path_stays_within_tolerance():
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
-@pytest.mark.slow
-def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
+def _benchmark_rows(tmp_path, *flags):
+    """Runs `tools.benchmark_throughput --smoke` and returns its JSON rows."""
     import json
 
     result = testing_utils.run_binary(
         "tools.benchmark_throughput",
         "--smoke",
-        "--preset=resnet50,assemble_resnet50",
+        *flags,
         f"--output_dir={tmp_path}",
         env={"KERAS_BACKEND": "tensorflow"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [
+    return [
         json.loads(line)
         for line in open(tmp_path / "benchmark.jsonl").read().splitlines()
     ]
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
+    rows = _benchmark_rows(tmp_path, "--preset=resnet50,assemble_resnet50")
     assert [r["model"] for r in rows] == ["resnet50", "assemble_resnet50"]
     for r in rows:
         assert r["images_per_sec"] > 0 and r["batch_size"] == 2
@@ -533,22 +538,12 @@ def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
 
 @pytest.mark.slow
 def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
-    import json
-
-    result = testing_utils.run_binary(
-        "tools.benchmark_throughput",
-        "--smoke",
+    rows = _benchmark_rows(
+        tmp_path,
         "--preset=resnet50",
         "--modes=plain,bf16",
         "--compare=keras_resnet50",
-        f"--output_dir={tmp_path}",
-        env={"KERAS_BACKEND": "tensorflow"},
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [
-        json.loads(line)
-        for line in open(tmp_path / "benchmark.jsonl").read().splitlines()
-    ]
     assert [(r["model"], r["dtype"]) for r in rows] == [
         ("resnet50 (plain)", "float32"),
         ("resnet50 (bf16)", "bfloat16"),
