@@ -3,6 +3,7 @@
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.blur_pool import BlurPool2D, binomial_kernel
+from assemble_tf.layers.conv import Conv2D
 from assemble_tf.layers.cosine_classifier import CosineClassifier
 from assemble_tf.layers.drop_block import DropBlock2D
 from assemble_tf.layers.gem import GeMPooling2D
@@ -27,6 +28,7 @@ __all__ = [
     "BatchNorm",
     "BigLittleMerge",
     "BlurPool2D",
+    "Conv2D",
     "CosineClassifier",
     "DropBlock2D",
     "GeMPooling2D",

@@ -16,6 +16,7 @@ import keras
 
 from assemble_tf.layers import common
 from assemble_tf.layers.batch_norm import BatchNorm
+from assemble_tf.layers.conv import Conv2D
 
 VARIANTS = ("assemble", "sknet")
 
@@ -88,7 +89,7 @@ class SelectiveKernel(keras.layers.Layer):
                 if strides == 2
                 else None
             )
-            self.conv = keras.layers.Conv2D(
+            self.conv = Conv2D(
                 2 * filters,
                 3,
                 strides=strides,
@@ -100,7 +101,7 @@ class SelectiveKernel(keras.layers.Layer):
             )
             self.bn = BatchNorm(**bn_args, name="bn")
         else:
-            self.conv_a = keras.layers.Conv2D(
+            self.conv_a = Conv2D(
                 filters,
                 3,
                 padding="same",
@@ -110,7 +111,7 @@ class SelectiveKernel(keras.layers.Layer):
                 name="conv_a",
             )
             self.bn_a = BatchNorm(**bn_args, name="bn_a")
-            self.conv_b = keras.layers.Conv2D(
+            self.conv_b = Conv2D(
                 filters,
                 3,
                 padding="same",

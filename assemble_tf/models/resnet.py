@@ -23,6 +23,7 @@ import keras
 from assemble_tf.layers import common
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
+from assemble_tf.layers.conv import Conv2D
 from assemble_tf.layers.cosine_classifier import CosineClassifier
 from assemble_tf.layers.factory import (
     create_anti_alias,
@@ -110,7 +111,7 @@ class _Builder:
                 x = keras.layers.ZeroPadding2D(
                     ((before, after), (before, after)), name=f"{name}_pad"
                 )(x)
-        layer = keras.layers.Conv2D(
+        layer = Conv2D(
             filters,
             kernel,
             strides=strides,

@@ -8,6 +8,7 @@ from assemble_tf.layers import (
     BatchNorm,
     BigLittleMerge,
     BlurPool2D,
+    Conv2D,
     CosineClassifier,
     DropBlock2D,
     GeMPooling2D,
@@ -38,6 +39,16 @@ CASES = {
         0,
         0,
         False,
+    ),
+    # Kernel and bias; in training its 6 x 6 output takes the MatMul
+    # weight gradient (float32 rule: at most 7 x 7 positions).
+    "Conv2D": (
+        lambda: Conv2D(4, 3, padding="same", name="conv"),
+        X((2, 6, 6, 3)),
+        (2, 6, 6, 4),
+        2,
+        0,
+        True,
     ),
     # One bias-free class-weight kernel (computed in float32, output in
     # the compute dtype).
