@@ -6,8 +6,10 @@
 Prints images/s of the whole training pipeline (crop, flip, resize,
 optional AutoAugment, batching, Mixup) and of decode-and-crop alone on the
 same records, and their ratio (the goal is >= 0.8). The two are timed in
-alternation, `--rounds` times for at least `--min_seconds` each, and the
-ratio is the median of the per-round ratios.
+alternation, `--rounds` times for at least `--min_seconds` each (after
+`--settle_seconds` untimed, which drain the batches a pipeline prefetched
+while the other one ran), and the ratio is the median of the per-round
+ratios.
 """
 
 import json
@@ -32,6 +34,13 @@ flags.DEFINE_float(
     "min_seconds",
     2.0,
     "Minimum timing per pipeline and round (whole batches).",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "settle_seconds",
+    0.5,
+    "Untimed pulling before each timing (drains the batches a pipeline "
+    "prefetched while the other one was timed).",
     lower_bound=0.0,
 )
 flags.DEFINE_integer("warmup_steps", 5, "Untimed batches first.", lower_bound=0)
@@ -95,6 +104,7 @@ def main(argv):
             FLAGS.min_seconds,
             FLAGS.warmup_steps,
             bar,
+            settle_seconds=FLAGS.settle_seconds,
         )
     result.update(
         batch_size=FLAGS.batch_size,

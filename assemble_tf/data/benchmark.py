@@ -66,7 +66,14 @@ def decode_and_crop_dataset(config):
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def run(config, rounds=5, min_seconds=2.0, warmup_steps=5, progress=None):
+def run(
+    config,
+    rounds=5,
+    min_seconds=2.0,
+    warmup_steps=5,
+    progress=None,
+    settle_seconds=0.5,
+):
     """Measures both pipelines, interleaved; returns figures and the ratio.
 
     Both pipelines are built and warmed up first; then each round times
@@ -82,6 +89,9 @@ def run(config, rounds=5, min_seconds=2.0, warmup_steps=5, progress=None):
         min_seconds: minimum timing per pipeline and round.
         warmup_steps: untimed batches per pipeline first.
         progress: optional tqdm-like object, updated once per timing.
+        settle_seconds: untimed pulling before each timing, which drains
+            the batches the pipeline prefetched in the background while
+            the other one was timed.
     """
     config = dataclasses.replace(config, is_training=True)
     multiplier = BatchPostprocess(config).batch_multiplier
@@ -96,6 +106,10 @@ def run(config, rounds=5, min_seconds=2.0, warmup_steps=5, progress=None):
             (full, full_rates, multiplier),
             (crop, crop_rates, 1),
         ):
+            # Untimed first: the batches this pipeline prefetched while the
+            # other one ran would otherwise count as instant.
+            if settle_seconds > 0:
+                images_per_second(iterator, config.batch_size, settle_seconds)
             rates.append(
                 scale
                 * images_per_second(iterator, config.batch_size, min_seconds)
@@ -114,6 +128,7 @@ def run(config, rounds=5, min_seconds=2.0, warmup_steps=5, progress=None):
         "ratio_per_round": [round(r, 3) for r in ratios],
         "rounds": rounds,
         "min_seconds": min_seconds,
+        "settle_seconds": settle_seconds,
     }
 
 

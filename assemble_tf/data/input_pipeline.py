@@ -352,6 +352,9 @@ def build_dataset(config, input_context=None, stats=None):
                 config.dtype,
                 config.stddev,
                 (config.min_crop_area, 1.0),
+                # TFRecord images passed `looks_like_jpeg` (or are the
+                # placeholder JPEG): no format branch.
+                assume_jpeg=config.record_source is None,
             )
         return preprocessing.preprocess_eval(
             record["image_bytes"],
@@ -379,7 +382,6 @@ def build_dataset(config, input_context=None, stats=None):
             "ok": record["ok"],
             "images": image,
             "labels": label,
-            "targets": _one_hot(label, config),
             "filenames": record["filename"],
         }
         if config.num_logits:
@@ -395,6 +397,9 @@ def build_dataset(config, input_context=None, stats=None):
 
     def count(batch):
         batch.pop("ok")  # all true after the filter
+        # One op per batch rather than one per image (and 4 KB fewer per
+        # image through batching).
+        batch["targets"] = _one_hot(batch["labels"], config)
         stats.emitted.assign_add(
             tf.cast(tf.shape(batch["labels"])[0], tf.int64)
         )
@@ -428,14 +433,12 @@ def build_dataset(config, input_context=None, stats=None):
         with tf.control_dependencies([check]):
             return tf.identity(ok)
 
-    ds = ds.map(
-        decode,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=config.deterministic,
-    )
+    # One parallel map per record (a second stage costs ~10 % of the
+    # pipeline's throughput on 2 cores); the index is the record's place in
+    # the shuffled stream, so deterministic runs replay the same seeds.
     ds = ds.enumerate()
     ds = ds.map(
-        parse,
+        lambda index, element: parse(index, decode(element)),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )

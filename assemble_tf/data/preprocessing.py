@@ -66,11 +66,10 @@ def eval_sizes(preprocessing_type):
 
 def resize_bilinear_legacy(image, size):
     """TF1 bilinear resize (no half-pixel centers) of HxWxC to float32."""
-    # The kernel reads uint8 (or float) and computes in float32: casting
-    # first would only add a pass over the pixels.
-    images = image[tf.newaxis]
-    if images.dtype not in (tf.uint8, tf.float32):
-        images = tf.cast(images, tf.float32)
+    # The kernel computes in float32 whatever the input; it reads float32
+    # input ~1.6x faster than uint8 (360 vs 580 us for a 260x300 crop to
+    # 224x224 on one core, the cast included), with the same result.
+    images = tf.cast(image[tf.newaxis], tf.float32)
     out = tf.raw_ops.ResizeBilinear(
         images=images,
         size=tf.cast(size, tf.int32),
@@ -239,6 +238,7 @@ def preprocess_train(
     dtype=tf.float32,
     stddev=None,
     area_range=AREA_RANGE,
+    assume_jpeg=False,
 ):
     """JPEG bytes -> a random training crop, mean-subtracted, `dtype`.
 
@@ -255,6 +255,8 @@ def preprocess_train(
         stddev: None (the original: mean only) or per-channel stddevs.
         area_range: (min, max) crop area fraction ((0.05, 1.0) as the
             original; small images may want a larger minimum).
+        assume_jpeg: the caller has checked that the bytes are a JPEG:
+            skip the branch that decodes other formats.
     """
     if bboxes is None:
         bboxes = tf.zeros([0, 4], tf.float32)
@@ -275,7 +277,10 @@ def preprocess_train(
         w = _crop_window(tf.shape(full), bboxes, seeds[0], area_range)
         return full[w[0] : w[0] + w[2], w[1] : w[1] + w[3]]
 
-    image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+    if assume_jpeg:
+        image = jpeg()
+    else:
+        image = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     image = resize_bilinear_legacy(image, [image_size, image_size])
     if augmenter is not None:

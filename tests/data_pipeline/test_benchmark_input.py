@@ -47,8 +47,12 @@ def test_time_based_rounds_alternate_and_report_the_median_ratio(
         mixup_type=1,
         shuffle_buffer=8,
     )
-    result = benchmark.run(config, rounds=3, min_seconds=0.05, warmup_steps=1)
-    assert timed == [0.05] * 6  # 3 rounds x (full, decode-and-crop)
+    result = benchmark.run(
+        config, rounds=3, min_seconds=0.05, warmup_steps=1, settle_seconds=0.01
+    )
+    # 3 rounds x (full, decode-and-crop), each settled untimed first.
+    assert timed == [0.01, 0.05] * 6
+    assert result["settle_seconds"] == 0.01
     ratios = result["ratio_per_round"]
     assert len(ratios) == 3 and result["ratio"] == pytest.approx(
         float(np.median(ratios)), abs=1e-3

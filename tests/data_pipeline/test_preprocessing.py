@@ -98,6 +98,36 @@ def test_crop_sampler_stays_in_the_spec_ranges():
     assert (areas < 0.15).any() and (areas > 0.8).any()
 
 
+@pytest.mark.parametrize("shape,size", [((260, 300), 224), ((37, 91), 64)])
+def test_legacy_bilinear_of_uint8_equals_the_kernel_on_uint8(shape, size):
+    """The uint8 crop is cast to float32 before the kernel (faster); the
+    kernel computes in float32 either way, so the output is bit-equal."""
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), np.uint8)
+    direct = tf.raw_ops.ResizeBilinear(
+        images=tf.constant(image)[tf.newaxis],
+        size=[size, size],
+        align_corners=False,
+        half_pixel_centers=False,
+    )[0]
+    np.testing.assert_array_equal(
+        pp.resize_bilinear_legacy(tf.constant(image), [size, size]).numpy(),
+        direct.numpy(),
+    )
+
+
+def test_train_assume_jpeg_skips_only_the_format_branch():
+    jpeg = tf.constant(
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(120, 90, seed=4))
+    )
+    for seed in ([1, 2], [5, 9]):
+        np.testing.assert_array_equal(
+            pp.preprocess_train(
+                jpeg, tf.constant(seed), 48, dtype=tf.uint8, assume_jpeg=True
+            ).numpy(),
+            pp.preprocess_train(jpeg, tf.constant(seed), 48, dtype=tf.uint8),
+        )
+
+
 def test_train_output_is_reproducible_and_mean_subtracted():
     jpeg = tf.constant(
         testing_utils.jpeg_bytes(testing_utils.smooth_image(120, 90, seed=3))
