@@ -433,9 +433,9 @@ def build_dataset(config, input_context=None, stats=None):
         with tf.control_dependencies([check]):
             return tf.identity(ok)
 
-    # One parallel map per record (a second stage costs ~10 % of the
-    # pipeline's throughput on 2 cores); the index is the record's place in
-    # the shuffled stream, so deterministic runs replay the same seeds.
+    # One parallel map per record (one stage of threads and buffers less);
+    # the index is the record's place in the shuffled stream, so
+    # deterministic runs replay the same seeds.
     ds = ds.enumerate()
     ds = ds.map(
         lambda index, element: parse(index, decode(element)),
