@@ -15,6 +15,18 @@ from tests import testing_utils
 TINY = {"base_width": 8, "block_sizes": (2, 2, 2, 1), "num_classes": 5}
 
 
+def _tiny_export_args(weights):
+    """`tools.export_saved_model` flags for the tiny R50 whose weights
+    `weights` holds (3 classes, 32-px preprocessing)."""
+    return [
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
+        "--preprocessing=imagenet_32",
+    ]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model = build_model("assemble_resnet50", **TINY)
@@ -194,11 +206,7 @@ def test_export_binary_and_saved_model_cli(tmp_path):
     model.save_weights(weights)
     args = [
         "tools.export_saved_model",
-        "--preset=resnet50",
-        f"--weights={weights}",
-        "--num_classes=3",
-        '--model_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
-        "--preprocessing=imagenet_32",
+        *_tiny_export_args(weights),
         f"--export_dir={tmp_path}/sm/1",
     ]
     result = testing_utils.run_binary(*args)
@@ -413,11 +421,7 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path):
     export_dir = tmp_path / "sm" / "1"
     result = testing_utils.run_binary(
         "tools.export_saved_model",
-        "--preset=resnet50",
-        f"--weights={weights}",
-        "--num_classes=3",
-        '--model_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
-        "--preprocessing=imagenet_32",
+        *_tiny_export_args(weights),
         "--precision=bfloat16",
         f"--export_dir={export_dir}",
     )
