@@ -93,7 +93,7 @@ def main(argv):
         ),
     )
     with tqdm(
-        total=2 * FLAGS.rounds,
+        total=3 * FLAGS.rounds,
         desc="timing rounds",
         file=sys.stderr,
         disable=FLAGS.json,

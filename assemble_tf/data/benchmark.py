@@ -1,5 +1,6 @@
 """Input-pipeline throughput: the full training pipeline against
-decode-and-crop alone, timed on the same records in the same process.
+decode-and-crop alone (and decode-crop-resize), timed on the same records in
+the same process.
 
 The ratio says how much of the JPEG decoding budget the rest of the pipeline
 (flip, resize, augmentation, batching, Mixup) costs; the original input
@@ -34,8 +35,13 @@ def images_per_second(iterator, batch_size, min_seconds, min_steps=2):
             return steps * batch_size / elapsed
 
 
-def decode_and_crop_dataset(config):
-    """Records -> random crop decoded (no resize, no augmentation)."""
+def decode_and_crop_dataset(config, resize=False):
+    """Records -> random crop decoded: the least any training pipeline does.
+
+    With `resize`, the crop is also resized to `config.image_size` (the
+    legacy bilinear resize, float32): the least work that yields training
+    crops, so its rate bounds what any exact pipeline can reach here.
+    """
     files = sorted(tf.io.gfile.glob(config.file_pattern))
     ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files))
     ds = ds.interleave(
@@ -59,7 +65,10 @@ def decode_and_crop_dataset(config):
             channels=3,
             dct_method=preprocessing.DCT_METHOD,
         )
-        # Keep one value so the decode cannot be skipped, and batch cheaply.
+        if resize:
+            size = [config.image_size, config.image_size]
+            image = preprocessing.resize_bilinear_legacy(image, size)
+        # Keep one value so the work cannot be skipped, and batch cheaply.
         return image[0, 0, 0]
 
     ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -74,58 +83,77 @@ def run(
     progress=None,
     settle_seconds=0.5,
 ):
-    """Measures both pipelines, interleaved; returns figures and the ratio.
+    """Measures three pipelines, interleaved; returns figures and ratios.
 
-    Both pipelines are built and warmed up first; then each round times
-    the full pipeline and decode-and-crop one after the other for at least
-    `min_seconds` each, so a slow period of the machine hits both. The
-    ratio is the median over rounds of the per-round ratios. With Mixup
-    type 1 the pipeline reads two images per training example; the ratio
-    compares images read per second.
+    The pipelines are the full training pipeline, decode-and-crop alone,
+    and decode-crop-resize (the crop resized to `image_size`, nothing
+    else). Each round times them one
+    after the other, for at least `min_seconds` each, so a slow period of
+    the machine hits all; each timing gets a fresh iterator (deleted after
+    it, so no idle pipeline refills its buffers in the background), warmed
+    up and settled untimed first. Ratios are medians over rounds of per-round
+    ratios:
+
+    * `ratio`: full pipeline / decode-and-crop, the figure of merit;
+    * `resize_ratio`: decode-crop-resize / decode-and-crop, the most
+      `ratio` can be on this machine for a pipeline that resizes exactly;
+    * `ratio_vs_resize`: full pipeline / decode-crop-resize, what the
+      rest (flip, rounding, augmentation, batching, Mixup) costs.
+
+    With Mixup type 1 the pipeline reads two images per training example;
+    the ratios compare images read per second.
 
     Args:
         config: an `InputConfig` (is_training is forced on).
         rounds: timed rounds (each pipeline once per round).
         min_seconds: minimum timing per pipeline and round.
-        warmup_steps: untimed batches per pipeline first.
+        warmup_steps: untimed batches per timing first.
         progress: optional tqdm-like object, updated once per timing.
-        settle_seconds: untimed pulling before each timing, which drains
-            the batches the pipeline prefetched in the background while
-            the other one was timed.
+        settle_seconds: untimed pulling after the warm-up, which drains
+            the batches prefetched while the pipeline warmed up.
     """
     config = dataclasses.replace(config, is_training=True)
     multiplier = BatchPostprocess(config).batch_multiplier
-    full = iter(build_dataset(config))
-    crop = iter(decode_and_crop_dataset(config))
-    for _ in range(warmup_steps):
-        next(full)
-        next(crop)
-    full_rates, crop_rates = [], []
+    pipelines = {
+        "full": (build_dataset(config), multiplier),
+        "crop": (decode_and_crop_dataset(config), 1),
+        "resize": (decode_and_crop_dataset(config, resize=True), 1),
+    }
+    rates = {name: [] for name in pipelines}
     for _ in range(rounds):
-        for iterator, rates, scale in (
-            (full, full_rates, multiplier),
-            (crop, crop_rates, 1),
-        ):
-            # Untimed first: the batches this pipeline prefetched while the
-            # other one ran would otherwise count as instant.
+        for name, (dataset, scale) in pipelines.items():
+            # A fresh iterator per timing, deleted after it: an idle
+            # iterator keeps filling its buffers in the background and
+            # would take CPU from the one being timed.
+            iterator = iter(dataset)
+            for _ in range(warmup_steps):
+                next(iterator)
             if settle_seconds > 0:
                 images_per_second(iterator, config.batch_size, settle_seconds)
-            rates.append(
+            rates[name].append(
                 scale
                 * images_per_second(iterator, config.batch_size, min_seconds)
             )
+            del iterator
             if progress is not None:
                 progress.update(1)
-    ratios = [f / c for f, c in zip(full_rates, crop_rates, strict=True)]
-    full_images = float(np.median(full_rates))
+
+    def ratios(top, bottom):
+        return [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
+
+    def median(values):
+        return float(np.median(values))
+
+    full_images = median(rates["full"])
     return {
         "full_pipeline_examples_per_sec": round(full_images / multiplier, 1),
         "full_pipeline_images_per_sec": round(full_images, 1),
-        "decode_and_crop_images_per_sec": round(
-            float(np.median(crop_rates)), 1
-        ),
-        "ratio": round(float(np.median(ratios)), 3),
-        "ratio_per_round": [round(r, 3) for r in ratios],
+        "decode_and_crop_images_per_sec": round(median(rates["crop"]), 1),
+        "decode_crop_resize_images_per_sec": round(median(rates["resize"]), 1),
+        "ratio": round(median(ratios("full", "crop")), 3),
+        "ratio_per_round": [round(r, 3) for r in ratios("full", "crop")],
+        "resize_ratio": round(median(ratios("resize", "crop")), 3),
+        "ratio_vs_resize": round(median(ratios("full", "resize")), 3),
         "rounds": rounds,
         "min_seconds": min_seconds,
         "settle_seconds": settle_seconds,
