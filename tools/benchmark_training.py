@@ -113,7 +113,9 @@ def main(argv):
         log(
             f"{r['preset']} {r['precision']}: {r['images_per_sec']:.3g} "
             f"img/s, Keras ResNet50 {r['keras_images_per_sec']:.3g} img/s, "
-            f"ours / Keras = {r['ratio_vs_keras']:.3f}; "
+            f"ours / Keras = {r['ratio_vs_keras']:.3f} (middle half of the "
+            f"repeats {r['ratio_quartiles'][0]:.3f}-"
+            f"{r['ratio_quartiles'][1]:.3f}); "
             f"{r['gflops']:.3g} GFLOP/s ({r['peak_fraction']:.1%} of the "
             "matmul peak)"
         )

@@ -74,27 +74,40 @@ def wait(out):
         tf.reshape(out, [-1])[0].numpy()
 
 
-def time_interleaved(entries, warmup, runs, steps, batch_size):
-    """Median images/s of each entry's `fn(images)`, runs interleaved.
+def time_interleaved_runs(entries, warmup, runs, steps, batch_size):
+    """Images/s of each entry's `fn(images)` per run, runs interleaved.
 
     Run r of every entry is timed before run r + 1 of any, so slow drifts of
     a shared machine (other jobs, frequency scaling) hit all entries alike
-    and the ratios stay meaningful.
+    and per-run ratios stay meaningful. The order alternates (forward in
+    even runs, backward in odd ones), so no entry always follows the same
+    one or always comes first.
+
+    Returns:
+        One list of `runs` images/s per entry, in `entries` order.
     """
     for e in entries:
         for _ in range(warmup):
             wait(e["fn"](e["images"]))
-    rates = {id(e): [] for e in entries}
-    for _ in range(runs):
-        for e in entries:
+    rates = [[] for _ in entries]
+    for run in range(runs):
+        order = range(len(entries))
+        for i in order if run % 2 == 0 else reversed(order):
+            e = entries[i]
             start = time.perf_counter()
             for _ in range(steps):
                 out = e["fn"](e["images"])
             wait(out)
-            rates[id(e)].append(
-                steps * batch_size / (time.perf_counter() - start)
-            )
-    return [statistics.median(rates[id(e)]) for e in entries]
+            rates[i].append(steps * batch_size / (time.perf_counter() - start))
+    return rates
+
+
+def time_interleaved(entries, warmup, runs, steps, batch_size):
+    """Median images/s of each entry over `time_interleaved_runs`."""
+    return [
+        statistics.median(r)
+        for r in time_interleaved_runs(entries, warmup, runs, steps, batch_size)
+    ]
 
 
 def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):

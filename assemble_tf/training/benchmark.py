@@ -17,7 +17,10 @@ float batch), so the host's input pipeline (JPEG decoding, crops,
 AutoAugment) is not timed: `tools.benchmark_input` times that. Timing,
 peak and device name come from `assemble_tf.export.throughput`: warm-up
 steps first, then the entries run interleaved (repeat r of every entry
-before repeat r + 1 of any) and the median of the repeats is kept.
+before repeat r + 1 of any, the order reversed every other repeat). Each
+img/s is the median of the repeats; ours / Keras is the median of the
+ratios within a repeat (with its quartiles), which a machine whose speed
+drifts between repeats disturbs least.
 """
 
 import dataclasses
@@ -335,7 +338,7 @@ def run(options, log=None):
             f"{options.repeats} interleaved repeats of "
             f"{options.steps_per_repeat} steps."
         )
-        rates = throughput.time_interleaved(
+        runs = throughput.time_interleaved_runs(
             entries,
             options.warmup_steps,
             options.repeats,
@@ -343,7 +346,8 @@ def run(options, log=None):
             options.batch_size,
         )
     measured = []
-    for e, rate in zip(entries, rates, strict=True):
+    for e, per_run in zip(entries, runs, strict=True):
+        rate = float(np.median(per_run))
         gflops = TRAIN_FLOPS_PER_MAC * e["macs"] * rate / 1e9
         measured.append(
             {
@@ -352,6 +356,7 @@ def run(options, log=None):
                 "image_size": e["image_size"],
                 "recipe": e["recipe"],
                 "images_per_sec": rate,
+                "images_per_sec_per_repeat": per_run,
                 "gmacs": e["macs"] / 1e9,
                 "gflops": gflops,
                 "peak_fraction": gflops / peaks[compute_dtype(e["precision"])],
@@ -365,15 +370,29 @@ def run(options, log=None):
         if r["model"] == KERAS_LABEL:
             continue
         ref = keras_rows[r["precision"]]
+        # Paired per repeat: both ran within one round of the machine.
+        paired = [
+            ours / theirs
+            for ours, theirs in zip(
+                r.pop("images_per_sec_per_repeat"),
+                ref["images_per_sec_per_repeat"],
+                strict=True,
+            )
+        ]
         rows.append(
             dict(
                 r,
                 preset=r.pop("model"),
                 keras_images_per_sec=ref["images_per_sec"],
                 keras_gflops=ref["gflops"],
-                ratio_vs_keras=r["images_per_sec"] / ref["images_per_sec"],
+                ratio_vs_keras=float(np.median(paired)),
+                ratio_quartiles=[
+                    float(q) for q in np.percentile(paired, [25, 75])
+                ],
             )
         )
+    for r in keras_rows.values():
+        r.pop("images_per_sec_per_repeat")
     return {
         "device": device,
         "backend": throughput.backend(),
@@ -400,10 +419,19 @@ COLUMNS = [
     ("images_per_sec", "img/s"),
     ("keras_images_per_sec", "Keras R50 img/s"),
     ("ratio_vs_keras", "ours / Keras"),
+    ("ratio_quartiles", "middle half of the repeats"),
     ("gflops", "GFLOP/s"),
     ("keras_gflops", "Keras GFLOP/s"),
     ("peak_fraction", "of matmul peak"),
 ]
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):  # quartiles
+        return "-".join(f"{v:.3g}" for v in value)
+    return str(value)
 
 
 def markdown_table(report):
@@ -413,20 +441,18 @@ def markdown_table(report):
         "|" + "---|" * len(COLUMNS),
     ]
     for r in report["rows"]:
-        cells = [
-            f"{r[k]:.3g}" if isinstance(r[k], float) else str(r[k])
-            for k, _ in COLUMNS
-        ]
+        cells = [_cell(r[k]) for k, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     s = report["settings"]
     lines.append("")
     lines.append(
         f"{report['device']}, batch {s['batch_size']}, "
         f"{s['image_size'] or 'train size'} px, "
-        f"{'XLA' if s['jit_compile'] else 'no XLA'}; median of "
+        f"{'XLA' if s['jit_compile'] else 'no XLA'}; "
         f"{s['repeats']} interleaved repeats of {s['steps_per_repeat']} "
-        "steps after "
-        f"{s['warmup_steps']} warm-up steps. GFLOP/s = 6 x forward MACs x "
+        f"steps after {s['warmup_steps']} warm-up steps; img/s are medians "
+        "of the repeats, ours / Keras the median of the per-repeat ratios. "
+        "GFLOP/s = 6 x forward MACs x "
         "img/s; matmul peak: "
         + ", ".join(
             f"{k} {v:.0f} GFLOP/s"
