@@ -87,12 +87,11 @@ def run(
 
     The pipelines are the full training pipeline, decode-and-crop alone,
     and decode-crop-resize (the crop resized to `image_size`, nothing
-    else). Each round times them one
-    after the other, for at least `min_seconds` each, so a slow period of
-    the machine hits all; each timing gets a fresh iterator (deleted after
-    it, so no idle pipeline refills its buffers in the background), warmed
-    up and settled untimed first. Ratios are medians over rounds of per-round
-    ratios:
+    else). Each round times them one after the other, for at least
+    `min_seconds` each, so a slow period of the machine hits all; each
+    timing gets a fresh iterator (deleted after it, so no idle pipeline
+    refills its buffers in the background), warmed up and settled untimed
+    first. Ratios are medians over rounds of per-round ratios:
 
     * `ratio`: full pipeline / decode-and-crop, the figure of merit;
     * `resize_ratio`: decode-crop-resize / decode-and-crop, the most
