@@ -127,10 +127,12 @@ def test_smoke_run_in_process(tmp_path):
     assert report["rows"][0]["recipe"] == "wd 0.0001"
 
 
-@pytest.mark.slow  # a subprocess that compiles six train steps
+@pytest.mark.slow  # a subprocess that compiles three train steps
 def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
+    # bfloat16 here, float32 in process above; the 2 x 2 table's order is
+    # checked on fixed rows.
     presets = ["resnet50", "assemble_resnet50"]
-    precisions = ["float32", "mixed_bfloat16"]
+    precisions = ["mixed_bfloat16"]
     result = testing_utils.run_binary(
         "tools.benchmark_training",
         "--smoke",
@@ -151,7 +153,7 @@ def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
     )
     assert os.path.getsize(tmp_path / "benchmark_training.png") > 1000
     printed = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(printed) == 4
+    assert len(printed) == 2
     assert "ours / Keras = " in result.stderr
 
 
