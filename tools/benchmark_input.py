@@ -119,7 +119,7 @@ def main(argv):
         print(json.dumps(result))
         return
     for key, value in result.items():
-        print(f"{key:32s} {value}")
+        print(f"{key:34s} {value}")
 
 
 if __name__ == "__main__":
