@@ -219,6 +219,12 @@ class TrainConfig:
         False, "Op determinism and a fixed data order (slower)."
     )
     max_steps: int | None = _f(None, "Stop after this many steps.")
+    steps_per_loop: int = _f(
+        100,
+        "Steps run on the device per host round trip: the loss is read, "
+        "checked for NaN and shown once per loop (loops end at epoch "
+        "ends).",
+    )
     log_every: int = _f(
         50,
         "Steps between TensorBoard step scalars (step/train_loss, "
@@ -560,6 +566,12 @@ def validate(config):
         "must be > 0",
     )
     _check(t.log_every >= 1, "log_every", t.log_every, "must be >= 1")
+    _check(
+        t.steps_per_loop >= 1,
+        "steps_per_loop",
+        t.steps_per_loop,
+        "must be >= 1",
+    )
     _check(
         rt.distribution_strategy
         in ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"),

@@ -18,11 +18,15 @@ the teacher distribution, and label smoothing is applied after mixing:
 
 CutMix is an addition: a box of area (1 - lambda) from the partner replaces
 the same box of the image, and lambda becomes the exact kept area. Runs as a
-post-process after `batch()`, on the whole batch, graph-compatible.
+post-process after `batch()`, on the whole batch, in `keras.ops`: the same
+code mixes inside a TensorFlow step, a `tf.data` pipeline or a `jax.jit` step
+(random draws from an explicit seed, `stateless_random`).
 """
 
-import tensorflow as tf
-import tensorflow_probability as tfp
+import keras
+from keras import ops
+
+from assemble_tf.augment import stateless_random
 
 MIXUP_TYPES = (0, 1, 2)
 MODES = ("mixup", "cutmix")
@@ -32,62 +36,61 @@ def smooth_targets(targets, label_smoothing):
     """y (1 - ls) + ls / K over all K outputs (the original's TF1 loss)."""
     if not label_smoothing:
         return targets
-    k = tf.cast(tf.shape(targets)[-1], targets.dtype)
+    k = targets.shape[-1]
     return targets * (1.0 - label_smoothing) + label_smoothing / k
 
 
 def sample_lambda(batch, alpha, seed):
     """Per-example lambda ~ Beta(alpha, alpha), float32 [batch]."""
-    beta = tfp.distributions.Beta(
-        tf.constant(alpha, tf.float32), tf.constant(alpha, tf.float32)
-    )
-    # tfp takes int32 stateless seeds; the cast wraps, deterministically.
-    return beta.sample([batch], seed=tf.cast(seed, tf.int32))
+    return stateless_random.beta(batch, float(alpha), seed)
 
 
 def _mix(a, b, lam):
-    lam = tf.reshape(lam, [-1] + [1] * (len(a.shape) - 1))
-    lam = tf.cast(lam, a.dtype)
+    lam = ops.reshape(lam, [-1] + [1] * (len(a.shape) - 1))
+    lam = ops.cast(lam, a.dtype)
     return lam * a + (1.0 - lam) * b
 
 
 def _cutmix_boxes(lam, height, width, seed):
     """Boxes of area ~ (1 - lam) H W; returns a [B, H, W, 1] paste mask
     and the exact kept fraction."""
-    batch = tf.shape(lam)[0]
-    cut = tf.sqrt(1.0 - lam)
-    h = tf.cast(height, tf.float32)
-    w = tf.cast(width, tf.float32)
-    cut_h = tf.cast(cut * h, tf.int32)
-    cut_w = tf.cast(cut * w, tf.int32)
-    centers = tf.random.stateless_uniform([batch, 2], seed, 0.0, 1.0)
-    cy = tf.cast(centers[:, 0] * h, tf.int32)
-    cx = tf.cast(centers[:, 1] * w, tf.int32)
-    y0 = tf.clip_by_value(cy - cut_h // 2, 0, height)
-    y1 = tf.clip_by_value(cy + cut_h // 2, 0, height)
-    x0 = tf.clip_by_value(cx - cut_w // 2, 0, width)
-    x1 = tf.clip_by_value(cx + cut_w // 2, 0, width)
-    rows = tf.range(height)[tf.newaxis, :, tf.newaxis]
-    cols = tf.range(width)[tf.newaxis, tf.newaxis, :]
+    cut = ops.sqrt(1.0 - lam)
+    h, w = float(height), float(width)
+    cut_h = ops.cast(cut * h, "int32")
+    cut_w = ops.cast(cut * w, "int32")
+    centers = stateless_random.uniform((ops.shape(lam)[0], 2), seed)
+    cy = ops.cast(centers[:, 0] * h, "int32")
+    cx = ops.cast(centers[:, 1] * w, "int32")
+    y0 = ops.clip(cy - cut_h // 2, 0, height)
+    y1 = ops.clip(cy + cut_h // 2, 0, height)
+    x0 = ops.clip(cx - cut_w // 2, 0, width)
+    x1 = ops.clip(cx + cut_w // 2, 0, width)
+    rows = ops.reshape(ops.arange(height, dtype="int32"), [1, -1, 1])
+    cols = ops.reshape(ops.arange(width, dtype="int32"), [1, 1, -1])
     inside = (
         (rows >= y0[:, None, None])
         & (rows < y1[:, None, None])
         & (cols >= x0[:, None, None])
         & (cols < x1[:, None, None])
     )
-    area = tf.cast((y1 - y0) * (x1 - x0), tf.float32)
+    area = ops.cast((y1 - y0) * (x1 - x0), "float32")
     kept = 1.0 - area / (h * w)
-    return tf.cast(inside, tf.float32)[..., tf.newaxis], kept
+    return ops.expand_dims(ops.cast(inside, "float32"), -1), kept
 
 
 def _combine(x1, x2, lam, mode, seed):
     """Mixes images; returns (images, effective lambda)."""
     if mode == "mixup":
         return _mix(x1, x2, lam), lam
-    shape = tf.shape(x1)
-    paste, kept = _cutmix_boxes(lam, shape[1], shape[2], seed)
-    paste = tf.cast(paste, x1.dtype)
+    # CutMix needs the spatial size when the graph is built (known for
+    # every training pipeline: crops have a fixed size).
+    paste, kept = _cutmix_boxes(lam, x1.shape[1], x1.shape[2], seed)
+    paste = ops.cast(paste, x1.dtype)
     return x1 * (1.0 - paste) + x2 * paste, kept
+
+
+def _is_floating(x):
+    return "float" in keras.backend.standardize_dtype(x.dtype)
 
 
 class MixupAndCutmix:
@@ -143,10 +146,8 @@ class MixupAndCutmix:
                 batch["targets"], self.label_smoothing
             )
             return batch
-        seeds = tf.random.experimental.stateless_split(
-            tf.cast(seed, tf.int64), num=4
-        )
-        n = tf.shape(batch["images"])[0]
+        seeds = stateless_random.split(seed, 4)
+        n = ops.shape(batch["images"])[0]
         half = n // 2
         first = {k: batch[k][:half] for k in keys}
         second = {k: batch[k][half : 2 * half] for k in keys}
@@ -161,7 +162,7 @@ class MixupAndCutmix:
         else:
             lam1 = sample_lambda(half, self.alpha, seeds[0])
             lam2 = sample_lambda(half, self.alpha, seeds[1])
-            rev = {k: tf.reverse(v, [0]) for k, v in second.items()}
+            rev = {k: ops.flip(v, axis=0) for k, v in second.items()}
             im1, lam1 = _combine(
                 first["images"], second["images"], lam1, self.mode, seeds[2]
             )
@@ -169,11 +170,11 @@ class MixupAndCutmix:
                 first["images"], rev["images"], lam2, self.mode, seeds[3]
             )
             out = {
-                "images": tf.concat([im1, im2], 0),
-                "lambda": tf.concat([lam1, lam2], 0),
+                "images": ops.concatenate([im1, im2], 0),
+                "lambda": ops.concatenate([lam1, lam2], 0),
             }
             for k in keys[1:]:
-                out[k] = tf.concat(
+                out[k] = ops.concatenate(
                     [
                         _mix(first[k], second[k], lam1),
                         _mix(first[k], rev[k], lam2),
@@ -188,9 +189,9 @@ class MixupAndCutmix:
                 out[k] = (
                     v[:half]
                     if self.mixup_type == 1
-                    else tf.concat([v[:half], v[:half]], 0)
+                    else ops.concatenate([v[:half], v[:half]], 0)
                 )
         return {
-            k: tf.stop_gradient(v) if v.dtype.is_floating else v
+            k: ops.stop_gradient(v) if _is_floating(v) else v
             for k, v in out.items()
         }

@@ -24,10 +24,14 @@ yield and training would hang).
 import contextlib
 import dataclasses
 
+import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from assemble_tf.augment.mixup import MixupAndCutmix
 from assemble_tf.data import preprocessing, schema
+from assemble_tf.data.schema import MEAN_RGB
 
 # Marks the guard's error so that `reraise_data_errors` can recognise it.
 _DATA_ERROR_TAG = "[assemble_tf.DataError]"
@@ -222,6 +226,16 @@ def _one_hot(label, config):
     return tf.one_hot(label, config.num_classes, dtype=tf.float32)
 
 
+def normalize_batch(images, dtype="float32", stddev=None):
+    """uint8 [B, H, W, 3] -> mean-subtracted (and `stddev`-scaled) `dtype`
+    images, in `keras.ops` (the train step's normalization on every backend;
+    the same numbers as `preprocessing.normalize`)."""
+    images = ops.cast(images, "float32") - np.array(MEAN_RGB, np.float32)
+    if stddev is not None:
+        images = images / np.array(stddev, np.float32)
+    return ops.cast(images, dtype)
+
+
 class BatchPostprocess:
     """Normalization, Mixup / CutMix and label smoothing of a batch.
 
@@ -253,9 +267,9 @@ class BatchPostprocess:
     def __call__(self, batch, seed, dtype=None):
         batch = dict(batch)
         images = batch["images"]
-        if images.dtype == tf.uint8:
-            images = preprocessing.normalize_batch(
-                images, dtype or tf.float32, self.config.stddev
+        if keras.backend.standardize_dtype(images.dtype) == "uint8":
+            images = normalize_batch(
+                images, dtype or "float32", self.config.stddev
             )
         batch["images"] = images
         if self.mixer is not None:

@@ -18,25 +18,45 @@ in the DropBlock paper, with `shared_mask=True` for the original's one mask
 per batch; the block is clipped to the map, so maps smaller than the block
 (or not square) work; the keep probability is read from a variable that a
 schedule updates (`set_keep_prob`) rather than baked into the graph.
-Training needs the TensorFlow backend; under another Keras backend (JAX, for
-the GPU inference figures) the layer builds and is the identity at
-inference.
+
+The mask is `keras.ops` / `keras.random` and trains on every backend. Under
+TensorFlow the keep probability is a `tf.Variable` (checkpointed, assigned
+by the train step); a pure JAX step passes it in instead, traced, through
+`keep_prob_override` (the noise comes from the layer's `SeedGenerator`,
+whose state `stateless_call` threads through the step).
 """
 
+import contextlib
+
 import keras
+from keras import ops
 
 from assemble_tf.layers import common
+
+
+@contextlib.contextmanager
+def keep_prob_override(layers, keep_prob):
+    """Makes `layers` (DropBlock2D) use `keep_prob` (a number or a traced
+    scalar) while the block runs: how a stateless step feeds its schedule."""
+    for layer in layers:
+        object.__setattr__(layer, "_keep_prob_override", keep_prob)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            object.__setattr__(layer, "_keep_prob_override", None)
 
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
 class DropBlock2D(keras.layers.Layer):
     """Drops bs x bs blocks of an NHWC feature map during training.
 
-    The keep probability lives in a scalar `tf.Variable` (not a weight, so it
-    does not count as a parameter and is not saved in `.weights.h5`); change
-    it with `set_keep_prob`, or for a whole model with
-    `assemble_tf.layers.set_dropblock_keep_prob`. At inference, and whenever
-    the keep probability is 1, the layer is the identity.
+    Under TensorFlow the keep probability lives in a scalar `tf.Variable`
+    (not a weight, so it does not count as a parameter and is not saved in
+    `.weights.h5`); change it with `set_keep_prob`, or for a whole model with
+    `assemble_tf.layers.set_dropblock_keep_prob` (under JAX a jitted step
+    passes it with `keep_prob_override`). At inference, and whenever the
+    keep probability is 1, the layer is the identity.
 
     Args:
         keep_prob: float. Initial keep probability in (0, 1] (default 1.0).
@@ -76,10 +96,12 @@ class DropBlock2D(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_spec = keras.layers.InputSpec(ndim=4)
         self.keep_prob_variable = None
+        self._keep_prob_value = self.keep_prob
+        self._keep_prob_override = None
 
     def build(self, input_shape):
         if keras.backend.backend() != "tensorflow":
-            return  # inference only: the layer is the identity there
+            return  # the keep probability is a Python number or passed in
         import tensorflow as tf
 
         # A raw tf.Variable: tracked for tf.train.Checkpoint and SavedModel,
@@ -94,29 +116,69 @@ class DropBlock2D(keras.layers.Layer):
     def set_keep_prob(self, value):
         """Sets the keep probability used from the next call on."""
         common.check_probability("keep_prob", float(value))
-        self._require_tensorflow()
-        self.keep_prob_variable.assign(float(value))
+        self._keep_prob_value = float(value)
+        if self.keep_prob_variable is not None:
+            self.keep_prob_variable.assign(float(value))
 
-    def drop_mask(self, inputs):
+    def current_keep_prob(self):
+        """The keep probability the next training call uses."""
+        if self._keep_prob_override is not None:
+            return self._keep_prob_override
+        if self.keep_prob_variable is not None:
+            return self.keep_prob_variable
+        return self._keep_prob_value
+
+    def drop_mask(self, inputs, keep_prob=None):
         """Returns the binary keep mask (1 = kept) for `inputs`."""
-        import tensorflow as tf
-
-        shape = tf.shape(inputs)
-        n, c = shape[0], shape[3]
-        # Static sizes when known (the usual case: XLA-friendly max-pool);
-        # dynamic ones otherwise.
-        h = inputs.shape[1] if inputs.shape[1] is not None else shape[1]
-        w = inputs.shape[2] if inputs.shape[2] is not None else shape[2]
-        static = isinstance(h, int) and isinstance(w, int)
-        if static:
-            bs_h, bs_w = min(self.block_size, h), min(self.block_size, w)
-        else:
-            bs_h = tf.minimum(self.block_size, h)
-            bs_w = tf.minimum(self.block_size, w)
+        if keep_prob is None:
+            keep_prob = self.current_keep_prob()
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is None or w is None:
+            return self._dynamic_mask(inputs, keep_prob)
+        c = inputs.shape[3]
+        bs_h, bs_w = min(self.block_size, h), min(self.block_size, w)
         seed_h, seed_w = h - bs_h + 1, w - bs_w + 1
         gamma = (
             self.gamma_scale
-            * (1.0 - self.keep_prob_variable)
+            * (1.0 - ops.cast(keep_prob, "float32"))
+            / float(bs_h * bs_w)
+            * float(h * w)
+            / float(seed_h * seed_w)
+        )
+        batch = 1 if self.shared_mask else ops.shape(inputs)[0]
+        uniform = keras.random.uniform(
+            (batch, seed_h, seed_w, c), seed=self.seed_generator
+        )
+        seeds = ops.cast(uniform < gamma, "float32")
+        pad_h, pad_w = bs_h - 1, bs_w - 1
+        seeds = ops.pad(
+            seeds,
+            [
+                [0, 0],
+                [pad_h - pad_h // 2, pad_h // 2],
+                [pad_w - pad_w // 2, pad_w // 2],
+                [0, 0],
+            ],
+        )
+        # A stride-1 SAME max-pool grows every seed into a bs x bs block.
+        dropped = ops.max_pool(
+            seeds, pool_size=(bs_h, bs_w), strides=1, padding="same"
+        )
+        return 1.0 - dropped
+
+    def _dynamic_mask(self, inputs, keep_prob):
+        """`drop_mask` for maps of unknown height or width (TensorFlow
+        graphs only; JAX shapes are always static)."""
+        import tensorflow as tf
+
+        shape = tf.shape(inputs)
+        n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+        bs_h = tf.minimum(self.block_size, h)
+        bs_w = tf.minimum(self.block_size, w)
+        seed_h, seed_w = h - bs_h + 1, w - bs_w + 1
+        gamma = (
+            self.gamma_scale
+            * (1.0 - tf.cast(keep_prob, "float32"))
             / tf.cast(bs_h * bs_w, "float32")
             * tf.cast(h * w, "float32")
             / tf.cast(seed_h * seed_w, "float32")
@@ -136,48 +198,37 @@ class DropBlock2D(keras.layers.Layer):
                 [0, 0],
             ],
         )
-        # A stride-1 SAME max-pool grows every seed into a bs x bs block.
-        if static:
-            dropped = tf.nn.max_pool2d(
-                seeds, ksize=(bs_h, bs_w), strides=1, padding="SAME"
-            )
-        else:
-            dropped = tf.nn.dilation2d(
-                seeds,
-                filters=tf.zeros(tf.stack([bs_h, bs_w, c])),
-                strides=[1, 1, 1, 1],
-                padding="SAME",
-                data_format="NHWC",
-                dilations=[1, 1, 1, 1],
-            )
+        dropped = tf.nn.dilation2d(
+            seeds,
+            filters=tf.zeros(tf.stack([bs_h, bs_w, c])),
+            strides=[1, 1, 1, 1],
+            padding="SAME",
+            data_format="NHWC",
+            dilations=[1, 1, 1, 1],
+        )
         return 1.0 - dropped
 
-    def _drop(self, inputs):
-        import tensorflow as tf
-
-        mask = self.drop_mask(inputs)
-        scale = tf.cast(tf.size(mask), "float32") / (tf.reduce_sum(mask) + 1e-8)
-        return inputs * tf.cast(mask * scale, inputs.dtype)
+    def _drop(self, inputs, keep_prob):
+        mask = self.drop_mask(inputs, keep_prob)
+        size = ops.cast(ops.size(mask), "float32")
+        scale = size / (ops.sum(mask) + 1e-8)
+        return inputs * ops.cast(mask * scale, inputs.dtype)
 
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        self._require_tensorflow()
-        import tensorflow as tf
-
-        return tf.cond(
-            self.keep_prob_variable < 1.0,
-            lambda: self._drop(inputs),
-            lambda: tf.identity(inputs),
-        )
-
-    def _require_tensorflow(self):
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(
-                f"{self.name}: DropBlock2D trains only under the TensorFlow "
-                f"backend (KERAS_BACKEND={keras.backend.backend()!r}); "
-                "use it for inference there, or set KERAS_BACKEND=tensorflow."
+        keep = self.current_keep_prob()
+        if isinstance(keep, float):
+            return inputs if keep >= 1.0 else self._drop(inputs, keep)
+        if keras.backend.backend() == "tensorflow":
+            return ops.cond(
+                keep < 1.0,
+                lambda: self._drop(inputs, keep),
+                lambda: ops.copy(inputs),
             )
+        # No branch in a traced JAX step (the seed state must leave it):
+        # at keep_prob = 1 no seed falls and the scale is exactly 1.
+        return self._drop(inputs, keep)
 
     def compute_output_shape(self, input_shape):
         return input_shape

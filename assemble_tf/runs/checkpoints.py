@@ -1,15 +1,29 @@
 """A run folder's checkpoints, best-N keeper and history.
 
-`<model_dir>/checkpoints` (a `tf.train.CheckpointManager`, latest N),
+`<model_dir>/checkpoints` holds the latest N checkpoints in one of two
+formats, and every reader here takes both:
+
+* TensorFlow runs: a `tf.train.CheckpointManager` (`ckpt-N.index` /
+  `.data-*`);
+* runs trained under another Keras backend (JAX): `ckpt-N.weights.h5`
+  (the model, Keras' own backend-neutral format, loadable by any Keras
+  model of the preset) plus `ckpt-N.state.npz` (every model and optimizer
+  variable and the epoch, for an exact resume), written by
+  `KerasCheckpointManager`.
+
+
 `<model_dir>/best` (the N best by validation top-1, `best.json` naming them
 inside the folder so that a moved run stays whole) and `history.json` (one
 record per epoch), written atomically.
 """
 
+import glob
 import json
 import os
+import re
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
 from official.utils.misc import file_utils
@@ -18,14 +32,15 @@ from official.utils.misc import file_utils
 def find_checkpoint(model_dir, which="latest"):
     """A run's checkpoint prefix: "latest", "best" or an explicit prefix."""
     if which == "latest":
-        found = tf.train.latest_checkpoint(
-            os.path.join(model_dir, "checkpoints")
+        ckpt_dir = os.path.join(model_dir, "checkpoints")
+        found = tf.train.latest_checkpoint(ckpt_dir) or latest_keras_checkpoint(
+            ckpt_dir
         )
     elif which == "best":
         entries = BestKeeper(model_dir, 0).entries
         found = entries[0]["prefix"] if entries else None
     else:
-        found = which if tf.io.gfile.glob(which + ".index") else None
+        found = which if checkpoint_exists(which) else None
     if not found:
         raise FileNotFoundError(
             f"No checkpoint '{which}' under {model_dir}; train first or pass "
@@ -38,11 +53,128 @@ def restore(model, checkpoint=None, weights=None):
     """Loads `weights` (.weights.h5) or the checkpoint prefix into `model`."""
     if weights:
         model.load_weights(weights)
+    elif checkpoint and is_keras_checkpoint(checkpoint):
+        model.load_weights(checkpoint + KERAS_WEIGHTS)
     elif checkpoint:
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     else:
         raise ValueError("restore() needs a checkpoint or weights.")
     return model
+
+
+KERAS_WEIGHTS = ".weights.h5"
+KERAS_STATE = ".state.npz"
+
+
+def is_keras_checkpoint(prefix):
+    """True when `prefix` names a `KerasCheckpointManager` checkpoint."""
+    return os.path.isfile(prefix + KERAS_WEIGHTS) and os.path.isfile(
+        prefix + KERAS_STATE
+    )
+
+
+def checkpoint_exists(prefix):
+    """True for a TensorFlow or a Keras-format checkpoint prefix."""
+    return bool(tf.io.gfile.glob(prefix + ".index")) or is_keras_checkpoint(
+        prefix
+    )
+
+
+def _keras_checkpoints(directory):
+    """[(number, prefix)] of the complete Keras-format checkpoints."""
+    found = []
+    for path in glob.glob(os.path.join(directory, "ckpt-*" + KERAS_STATE)):
+        match = re.fullmatch(
+            r"ckpt-(\d+)", os.path.basename(path)[: -len(KERAS_STATE)]
+        )
+        prefix = path[: -len(KERAS_STATE)]
+        if match and os.path.isfile(prefix + KERAS_WEIGHTS):
+            found.append((int(match.group(1)), prefix))
+    return sorted(found)
+
+
+def latest_keras_checkpoint(directory):
+    """The newest Keras-format checkpoint prefix in `directory`, or None."""
+    found = _keras_checkpoints(directory)
+    return found[-1][1] if found else None
+
+
+class KerasCheckpointManager:
+    """Latest-N checkpoints of a model and optimizer on any Keras backend.
+
+    `ckpt-N.weights.h5` is the model (`model.save_weights`): what the
+    TensorFlow tools (evaluate, export, fine-tune) load. `ckpt-N.state.npz`
+    holds every model variable (random-generator states included) and
+    optimizer variable in order, and the epoch: what a resume restores.
+    Both are written to temporary names and renamed, the state last, so a
+    kill leaves either a whole checkpoint or none.
+
+    Args:
+        model: the Keras model.
+        optimizer: its built optimizer.
+        directory: where checkpoints go.
+        max_to_keep: checkpoints kept (older ones are deleted).
+    """
+
+    def __init__(self, model, optimizer, directory, max_to_keep):
+        self.model = model
+        self.optimizer = optimizer
+        self.directory = directory
+        self.max_to_keep = max_to_keep
+
+    @property
+    def latest_checkpoint(self):
+        return latest_keras_checkpoint(self.directory)
+
+    def save(self, checkpoint_number, epoch):
+        """Writes checkpoint `checkpoint_number`; returns its prefix."""
+        os.makedirs(self.directory, exist_ok=True)
+        prefix = os.path.join(self.directory, f"ckpt-{checkpoint_number}")
+        tmp = prefix + ".tmp"
+        self.model.save_weights(tmp + KERAS_WEIGHTS)
+        os.replace(tmp + KERAS_WEIGHTS, prefix + KERAS_WEIGHTS)
+        arrays = {"epoch": np.asarray(epoch, np.int64)}
+        for group, variables in (
+            ("model", self.model.variables),
+            ("optimizer", self.optimizer.variables),
+        ):
+            for i, v in enumerate(variables):
+                arrays[f"{group}/{i:05d}"] = np.asarray(v.value)
+        with open(tmp + KERAS_STATE, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp + KERAS_STATE, prefix + KERAS_STATE)
+        for _, old in _keras_checkpoints(self.directory)[: -self.max_to_keep]:
+            for suffix in (KERAS_STATE, KERAS_WEIGHTS):
+                os.remove(old + suffix)
+        return prefix
+
+    def restore(self, prefix):
+        """Loads checkpoint `prefix`; returns its epoch.
+
+        Raises:
+            ValueError: the checkpoint holds another model or optimizer.
+        """
+        with np.load(prefix + KERAS_STATE) as data:
+            for group, variables in (
+                ("model", self.model.variables),
+                ("optimizer", self.optimizer.variables),
+            ):
+                keys = sorted(k for k in data.files if k.startswith(group))
+                if len(keys) != len(variables):
+                    raise ValueError(
+                        f"{prefix}{KERAS_STATE} holds {len(keys)} {group} "
+                        f"variables, the run's {group} has {len(variables)}: "
+                        "it was written by another configuration."
+                    )
+                for key, v in zip(keys, variables, strict=True):
+                    value = data[key]
+                    if tuple(value.shape) != tuple(v.shape):
+                        raise ValueError(
+                            f"{prefix}{KERAS_STATE}: {v.path} has shape "
+                            f"{value.shape}, the run's {tuple(v.shape)}."
+                        )
+                    v.assign(value)
+            return int(data["epoch"])
 
 
 def chief_and_dir(strategy, model_dir):

@@ -1,14 +1,128 @@
-"""Runtime set-up of a run: strategy, precision policy, seeds, determinism."""
+"""Runtime set-up of a run: backend, devices, precision, seeds, determinism.
+
+Under TensorFlow (the default Keras backend) a run gets a
+`tf.distribute.Strategy`; under `KERAS_BACKEND=jax` a `JaxRuntime`: the
+local devices and, with `--distribution_strategy=mirrored` on more than one,
+a `keras.distribution.DataParallel` that replicates the variables and a
+sharding that splits every batch along its first axis.
+"""
+
+import dataclasses
 
 import keras
-import tensorflow as tf
 
-from official.utils.misc import distribution_utils
+# What each TensorFlow-only strategy is under JAX.
+JAX_STRATEGIES = ("off", "one_device", "mirrored")
+_JAX_ALTERNATIVES = {
+    "tpu": (
+        "under JAX a TPU VM's chips are local devices: install the "
+        "jax[tpu] build and pass --distribution_strategy=mirrored "
+        "(keras.distribution.DataParallel over all local devices), or use "
+        "KERAS_BACKEND=tensorflow for TPUStrategy."
+    ),
+    "multi_worker_mirrored": (
+        "under JAX, scale out by calling jax.distributed.initialize() on "
+        "every host and passing --distribution_strategy=mirrored "
+        "(docs/training.md), or use KERAS_BACKEND=tensorflow for "
+        "MultiWorkerMirroredStrategy."
+    ),
+}
+
+
+@dataclasses.dataclass
+class JaxRuntime:
+    """The devices of a JAX run and how a global batch is laid on them.
+
+    Attributes:
+        devices: the `jax.Device`s the step runs on.
+        batch_sharding: a `jax.sharding.NamedSharding` splitting the batch
+            axis over `devices`, or None on one device.
+    """
+
+    devices: list
+    batch_sharding: object = None
+
+    @property
+    def num_replicas_in_sync(self):
+        return len(self.devices)
+
+
+def backend():
+    return keras.backend.backend()
+
+
+def check_backend_options(config):
+    """Rejects options the current Keras backend cannot run.
+
+    Raises:
+        ValueError: naming the flag and the alternative.
+    """
+    if backend() == "tensorflow":
+        return
+    name = config.runtime.distribution_strategy
+    if backend() != "jax":
+        raise ValueError(
+            f"KERAS_BACKEND={backend()!r}: the training loop runs under "
+            "tensorflow or jax; set KERAS_BACKEND to one of them."
+        )
+    if name in _JAX_ALTERNATIVES:
+        raise ValueError(
+            f"--distribution_strategy={name} is TensorFlow-only: "
+            + _JAX_ALTERNATIVES[name]
+        )
+
+
+def _jax_runtime(config):
+    import jax
+
+    rt = config.runtime
+    devices = jax.local_devices()
+    if rt.num_gpus is not None and rt.num_gpus > len(devices):
+        raise ValueError(
+            f"--num_gpus={rt.num_gpus} but JAX sees only {len(devices)} "
+            f"local device(s) ({devices[0].platform})."
+        )
+    if rt.distribution_strategy != "mirrored":
+        keras.distribution.set_distribution(None)
+        return JaxRuntime(devices[:1])
+    devices = devices[: rt.num_gpus or len(devices)]
+    if len(devices) == 1:
+        keras.distribution.set_distribution(None)
+        return JaxRuntime(devices)
+    batch = config.train.batch_size
+    if batch % len(devices):
+        raise ValueError(
+            f"--batch_size={batch} is not divisible by the {len(devices)} "
+            "devices of --distribution_strategy=mirrored."
+        )
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=devices)
+    )
+    mesh = jax.sharding.Mesh(devices, ("batch",))
+    sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec("batch")
+    )
+    return JaxRuntime(devices, sharding)
 
 
 def setup_runtime(config):
-    """Precision policy, seeds and determinism; returns the strategy."""
+    """Precision policy, seeds and determinism; returns the strategy
+    (TensorFlow) or the `JaxRuntime` (JAX).
+
+    Raises:
+        ValueError: an option the backend cannot run, naming the flag.
+    """
+    check_backend_options(config)
     t, rt = config.train, config.runtime
+    if backend() == "jax":
+        runtime = _jax_runtime(config)
+        keras.config.set_dtype_policy(t.mixed_precision)
+        keras.utils.set_random_seed(t.seed)
+        return runtime
+    import tensorflow as tf
+
+    from official.utils.misc import distribution_utils
+
     # The strategy first: multi-worker collectives must be configured
     # before the TF runtime starts.
     strategy = distribution_utils.get_distribution_strategy(

@@ -11,6 +11,7 @@ import os
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from assemble_tf import config as config_lib
@@ -207,7 +208,8 @@ def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
                 break
             for layer in layers:
                 layer.momentum = k / (k + 1.0)
-            model(tf.cast(images, dtype), training=True)
+            # Host arrays: the batches are tf.data's, the model any backend's.
+            model(keras.ops.cast(np.asarray(images), dtype), training=True)
             done += 1
     finally:
         for layer, m in zip(layers, momentum, strict=True):

@@ -6,13 +6,15 @@ https://arxiv.org/abs/2001.06268): the base learning rate is used as given
 (no batch scaling unless asked), a linear warm-up from 0 over
 int(steps_per_epoch * warmup_epochs) steps, then cosine to exactly 0 at
 int(steps_per_epoch * epochs); the DropBlock keep probability falls
-linearly from its start to its end value over the whole run.
+linearly from its start to its end value over the whole run. Both are
+`keras.ops`: the optimizer evaluates the learning rate inside the TensorFlow
+step and inside the JAX step alike.
 """
 
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 LR_SCHEDULES = ("cosine", "piecewise", "constant")
 PIECEWISE_BOUNDARIES = (30, 60, 80, 90)
@@ -65,24 +67,24 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = int(self.steps_per_epoch * self.epochs)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        lr = tf.constant(self.base_learning_rate, tf.float32)
+        step = ops.cast(step, "float32")
+        lr = self.base_learning_rate
         w = float(self.warmup_steps)
         if self.schedule == "cosine":
             decay = max(float(self.total_steps) - w, 1.0)
-            t = tf.minimum(tf.maximum(step - w, 0.0), decay)
-            after = lr * 0.5 * (1.0 + tf.cos(math.pi * t / decay))
+            t = ops.minimum(ops.maximum(step - w, 0.0), decay)
+            after = lr * 0.5 * (1.0 + ops.cos(math.pi * t / decay))
         elif self.schedule == "piecewise":
             bounds = [b * self.steps_per_epoch for b in PIECEWISE_BOUNDARIES]
-            after = lr * tf.constant(PIECEWISE_FACTORS[0])
+            after = ops.full_like(step, lr * PIECEWISE_FACTORS[0])
             for bound, factor in zip(
                 bounds, PIECEWISE_FACTORS[1:], strict=True
             ):
-                after = tf.where(step >= bound, lr * factor, after)
+                after = ops.where(step >= bound, lr * factor, after)
         else:
-            after = lr
+            after = ops.full_like(step, lr)
         if self.warmup_steps > 0:
-            return tf.where(step < w, lr * step / w, after)
+            return ops.where(step < w, lr * step / w, after)
         return after
 
     def get_config(self):
@@ -98,10 +100,10 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def dropblock_keep_prob(step, total_steps, start=1.0, end=0.9):
     """Linear keep probability from `start` to `end` over `total_steps`.
 
-    Works on Python numbers and on tensors (the train step calls it with
-    the optimizer's iteration counter); returns a float32 tensor.
+    Works on Python numbers and on tensors (the train steps call it with
+    the step counter); returns a float32 tensor.
     """
-    frac = tf.clip_by_value(
-        tf.cast(step, tf.float32) / max(float(total_steps), 1.0), 0.0, 1.0
+    frac = ops.clip(
+        ops.cast(step, "float32") / max(float(total_steps), 1.0), 0.0, 1.0
     )
     return start + (end - start) * frac

@@ -76,7 +76,7 @@ def run_experiment(config, log=None):
         "top5": final.get("val_top5"),
         "ece": final.get("val_ece"),
         "train_images_per_sec": final.get("train_images_per_sec"),
-        "checkpoint": trainer.manager.latest_checkpoint,
+        "checkpoint": trainer.backend.latest_checkpoint,
         "history": checkpoints.history_path(config.model_dir),
     }
     png = os.path.join(config.model_dir, "training_curves.png")

@@ -5,6 +5,7 @@ no IteratorGetNext). Tiny models, a few steps; each compile takes tens of
 seconds on CPU, hence `slow`.
 """
 
+import dataclasses
 import json
 import sys
 
@@ -137,7 +138,10 @@ def _assemble_losses(tmp_path, augment, dropblock_keep_prob, steps=2):
         cfg = _config(tmp_path / str(jit), "assemble_resnet50", overrides, jit)
         assert cfg.train.kd_temperature > 0 and cfg.augment.label_smoothing
         trainer = _trainer(cfg)
-        trainer.total_steps = steps  # the keep probability moves every step
+        # The keep probability moves every step.
+        trainer.backend.plan = dataclasses.replace(
+            trainer.plan, total_steps=steps
+        )
         assert trainer.dropblock_layers
         iterator = _uint8_batches(trainer, steps)
         fn = trainer.train_function()

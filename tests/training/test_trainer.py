@@ -1,5 +1,6 @@
 """The training loop and binaries end to end on tiny data."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -175,21 +176,21 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     )
     strategy = runtime.setup_runtime(cfg)
     trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
-    trainer.total_steps = 4  # one epoch first
+    trainer.plan = dataclasses.replace(trainer.plan, total_steps=4)  # epoch 1
     trainer.train()
-    saved = trainer.manager.latest_checkpoint
+    saved = trainer.backend.latest_checkpoint
     assert saved.endswith("ckpt-1")
     before = open(saved + ".index", "rb").read()
     kernel = trainer.model.get_layer("head_dense").kernel
     kernel.assign(tf.fill(kernel.shape, float("nan")))
-    trainer.total_steps = 8
+    trainer.plan = dataclasses.replace(trainer.plan, total_steps=8)
     trainer.restore = lambda: False  # keep the poisoned weights
     with pytest.raises(
         trainer_lib.NonFiniteLossError,
-        match=r"Loss is nan at step 5 \(epoch 2\)",
+        match=r"Loss is nan in steps 5-8 \(epoch 2\)",
     ):
         trainer.train()
-    assert trainer.manager.latest_checkpoint == saved
+    assert trainer.backend.latest_checkpoint == saved
     assert open(saved + ".index", "rb").read() == before
 
 
@@ -228,7 +229,7 @@ def one_step(strategy, images, labels, targets, init=None):
     @tf.function
     def step(data):
         images, batch = data
-        return strategy.run(trainer._replica_train_step,
+        return strategy.run(trainer.backend._replica_train_step,
                             args=(images, batch, tf.constant([1, 2], tf.int64)))
     step(dist)
     return init, trainer.model.get_weights()

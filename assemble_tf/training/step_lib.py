@@ -1,0 +1,184 @@
+"""What every backend's train step shares: the plan, the parts, the loss.
+
+The recipe of Lee et al. 2020 (https://arxiv.org/abs/2001.06268;
+clovaai/assembled-cnn `nets/run_loop_classification.py`) is written here
+once, in `keras.ops`, and called by the TensorFlow step (`tf_step`) and the
+JAX step (`jax_step`):
+
+* `Plan`: steps per epoch, total steps, the warm-up + cosine learning rate
+  and the DropBlock keep-probability range of a run;
+* `build_parts`: the model, SGD with momentum (loss-scaled under
+  mixed_float16), the weight-decayed variables, the DropBlock layers and
+  the per-variable learning-rate multipliers of fine-tuning;
+* `step_loss`: normalize and mix a uint8 batch (`BatchPostprocess`), then
+  soft cross-entropy (Mixup, label smoothing) + T^2 KD + L2 weight decay,
+  all float32.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from assemble_tf.data import input_pipeline
+from assemble_tf.layers import DropBlock2D
+from assemble_tf.runs import inputs, models
+from assemble_tf.training import losses, schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The step counts and schedules of a run.
+
+    Attributes:
+        num_train: training examples.
+        steps_per_epoch: whole global batches per epoch.
+        total_steps: steps of the run (`max_steps` included).
+        num_epochs: epochs the loop runs (the last may be cut short).
+        lr_schedule: the `WarmupSchedule`.
+        dropblock: (start, end) keep probability, or None.
+    """
+
+    num_train: int
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int
+    lr_schedule: schedules.WarmupSchedule
+    dropblock: tuple | None
+
+    def keep_prob(self, step):
+        """The DropBlock keep probability at `step` (number or tensor)."""
+        return schedules.dropblock_keep_prob(
+            step, self.total_steps, *self.dropblock
+        )
+
+
+def make_plan(config):
+    """The `Plan` of `config` (reads the training split's size)."""
+    t = config.train
+    num_train = inputs.num_train_examples(config)
+    steps_per_epoch = max(1, num_train // t.batch_size)
+    total_steps = max(1, int(steps_per_epoch * t.epochs))
+    if t.max_steps:
+        total_steps = min(total_steps, t.max_steps)
+    lr = t.base_learning_rate
+    if t.scale_learning_rate:
+        lr = lr * t.batch_size / 256.0
+    schedule = schedules.WarmupSchedule(
+        lr, num_train / t.batch_size, t.epochs, t.warmup_epochs, t.lr_schedule
+    )
+    return Plan(
+        num_train=num_train,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        num_epochs=math.ceil(total_steps / steps_per_epoch),
+        lr_schedule=schedule,
+        dropblock=t.dropblock_keep_prob,
+    )
+
+
+@dataclasses.dataclass
+class Parts:
+    """The trainable pieces of a run (built inside the backend's scope)."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    decayed: list
+    dropblock_layers: list
+    lr_multipliers: list | None
+    post: input_pipeline.BatchPostprocess
+
+
+def build_parts(config, plan):
+    """The model and optimizer of a run, with what the loss needs."""
+    t = config.train
+    model = models.build_run_model(config)
+    if t.freeze_backbone:
+        for layer in model.layers:
+            if not layer.name.startswith(models.HEAD_PREFIXES):
+                layer.trainable = False
+    multipliers = None
+    if t.backbone_lr_multiplier != 1.0 and not t.freeze_backbone:
+        multipliers = [
+            1.0
+            if models.is_head_variable(v)
+            else float(t.backbone_lr_multiplier)
+            for v in model.trainable_variables
+        ]
+    optimizer = keras.optimizers.SGD(
+        learning_rate=plan.lr_schedule, momentum=t.momentum
+    )
+    if t.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, DropBlock2D)
+    ]
+    return Parts(
+        model=model,
+        optimizer=optimizer,
+        decayed=losses.decayed_variables(model),
+        dropblock_layers=layers,
+        lr_multipliers=multipliers,
+        post=input_pipeline.BatchPostprocess(inputs.input_config(config, True)),
+    )
+
+
+def numeric_entries(batch):
+    """The numeric entries of a host (numpy) batch: steps take no strings
+    (the filenames)."""
+    return {k: v for k, v in batch.items() if v.dtype.kind not in "OSU"}
+
+
+def step_loss(
+    config, parts, images, batch, seed, logits_fn, decayed, num_replicas
+):
+    """Post-processes a uint8 batch, runs the model and returns the loss.
+
+    Args:
+        config: `ExperimentConfig`.
+        parts: `Parts`.
+        images: uint8 [N, H, W, 3] (N = 2B under Mixup type 1).
+        batch: the batch dict (`targets`, optional `teacher_probs`).
+        seed: int [2], the step's seed (mixing draws).
+        logits_fn: callable(images) -> logits (a plain call under
+            TensorFlow, a stateless call under JAX).
+        decayed: the weight-decayed variables (or their values).
+        num_replicas: replicas whose losses are summed (1 under JAX, where
+            the step sees the global batch).
+
+    Returns:
+        (this replica's share of the total loss, of the weight decay).
+    """
+    compute_dtype = keras.config.dtype_policy().compute_dtype
+    images, batch = parts.post(
+        dict(batch, images=images), seed, dtype=compute_dtype
+    )
+    global_batch = images.shape[0]
+    if global_batch is None:
+        global_batch = keras.ops.shape(images)[0]
+    logits = logits_fn(images)
+    loss = losses.recipe_loss(
+        batch,
+        logits,
+        config.train.kd_temperature,
+        global_batch * num_replicas,
+    )
+    wd = (
+        losses.weight_decay_loss(decayed, config.train.weight_decay)
+        / num_replicas
+    )
+    return loss + wd, wd
+
+
+def scale_gradients(grads, multipliers):
+    """SGD (+ momentum) is linear in the gradient: scaling a variable's
+    gradient scales its learning rate."""
+    if multipliers is None:
+        return grads
+    return [
+        g if m == 1.0 else g * keras.ops.cast(m, g.dtype)
+        for g, m in zip(grads, multipliers, strict=True)
+    ]

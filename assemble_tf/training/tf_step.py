@@ -1,0 +1,252 @@
+"""The TensorFlow train step: any tf.distribute strategy, loops on device.
+
+A `strategy.run` step in the shape of TF Model Garden's and the authors'
+tf2.1 branch (Keras 3.15's `model.fit` fails under
+MultiWorkerMirroredStrategy, keras-team/keras#20585), driven by the
+backend-neutral `Trainer` (Lee et al. 2020,
+https://arxiv.org/abs/2001.06268). Per replica: normalize and mix the uint8
+batch, run the model, `step_lib.step_loss` (scaled so that the optimizer's
+cross-replica gradient sum is the global mean: Keras 3 optimizers
+all-reduce-sum gradients), loss scaling under mixed_float16, the DropBlock
+keep probability from the step counter.
+
+`train_loop` runs `n` steps inside one `tf.function` (a `tf.range` loop, as
+Orbit's `StandardTrainer`) and returns the mean loss: the host reads it once
+per loop.
+
+`jit_compile` (off by default) XLA-compiles the per-replica step: the batch
+is taken from the iterator and the DropBlock schedule set in a plain
+`tf.function` around `strategy.run` (XLA has no `IteratorGetNext`). With one
+replica the optimizer update is compiled too; with several it runs after
+the compiled forward / backward pass, since its cross-replica gradient sum
+cannot run in a nested `tf.function`. On CPU XLA makes the step ~2.6-2.8x
+slower (Keras' own step alike): it is for GPUs and TPUs.
+
+Checkpoints are a `tf.train.CheckpointManager` (model, optimizer, epoch).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from assemble_tf.data import input_pipeline
+from assemble_tf.evaluation.evaluator import Evaluator
+from assemble_tf.runs import checkpoints, inputs
+from assemble_tf.training import step_lib
+
+
+class TFStep:
+    """The model, optimizer, checkpoints and steps under TensorFlow.
+
+    Args:
+        config: `ExperimentConfig`.
+        plan: `step_lib.Plan`.
+        strategy: a `tf.distribute.Strategy` (from `setup_runtime`).
+    """
+
+    backend = "tensorflow"
+
+    def __init__(self, config, plan, strategy):
+        self.config = config
+        self.plan = plan
+        self.strategy = strategy
+        self.num_replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
+            # Slots are built inside the scope, before the first
+            # tf.function call (Keras 3 + strategy requirement).
+            self.parts = step_lib.build_parts(config, plan)
+            self.epoch_variable = tf.Variable(0, dtype=tf.int64)
+            self.evaluator = Evaluator(self.model, strategy)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=self.epoch_variable,
+        )
+        # Every worker saves (the save is collective under multi-worker);
+        # only the chief writes into model_dir, the others to a scratch dir.
+        self.is_chief, ckpt_dir = checkpoints.chief_and_dir(
+            strategy, config.model_dir
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, ckpt_dir, max_to_keep=config.train.keep_checkpoints
+        )
+        self._step_fn = None
+        self._loop_fn = None
+
+    model = property(lambda self: self.parts.model)
+    optimizer = property(lambda self: self.parts.optimizer)
+    post = property(lambda self: self.parts.post)
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    @property
+    def epoch(self):
+        return int(self.epoch_variable.numpy())
+
+    # Steps ---------------------------------------------------------------
+
+    def _replica_gradients(self, images, batch, seed):
+        """One replica's forward pass, loss and gradients.
+
+        Returns:
+            (gradients of the trainable variables, scaled under
+            mixed_float16 and by their learning-rate multipliers; the
+            replica's share of the loss; its share of the weight decay).
+        """
+        parts = self.parts
+        with tf.GradientTape() as tape:
+            total, wd = step_lib.step_loss(
+                self.config,
+                parts,
+                images,
+                batch,
+                seed,
+                lambda x: self.model(x, training=True),
+                parts.decayed,
+                self.num_replicas,
+            )
+            scaled = (
+                self.optimizer.scale_loss(total)
+                if hasattr(self.optimizer, "scale_loss")
+                else total
+            )
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        return step_lib.scale_gradients(grads, parts.lr_multipliers), total, wd
+
+    def _replica_train_step(self, images, batch, seed):
+        """One replica's step: gradients, then the optimizer update (which
+        sums the gradients across replicas)."""
+        grads, total, wd = self._replica_gradients(images, batch, seed)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        return total, wd
+
+    def _xla_replica_step(self):
+        """`_replica_train_step` with its computation compiled by XLA.
+
+        With one replica the whole step (optimizer update included) is one
+        XLA computation. With several, the update sums the gradients across
+        replicas through a `merge_call`, which cannot run inside a nested
+        `tf.function`: XLA computes the gradients, the update runs outside.
+        """
+        whole = self.num_replicas == 1
+        compiled = tf.function(
+            self._replica_train_step if whole else self._replica_gradients,
+            jit_compile=True,
+        )
+
+        def step(images, batch, seed):
+            # XLA takes no strings (the batch's filenames).
+            batch = {k: v for k, v in batch.items() if v.dtype != tf.string}
+            if whole:
+                return compiled(images, batch, seed)
+            grads, total, wd = compiled(images, batch, seed)
+            self.optimizer.apply(grads, self.model.trainable_variables)
+            return total, wd
+
+        return step
+
+    def _one_step(self, iterator, seed_base):
+        """Traced body of one global step: (loss, wd loss)."""
+        replica_step = self._replica_train_step
+        if self.config.train.jit_compile:
+            if self._xla is None:
+                self._xla = self._xla_replica_step()
+            replica_step = self._xla
+        images, batch = next(iterator)
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        if self.plan.dropblock and self.parts.dropblock_layers:
+            keep = self.plan.keep_prob(step)
+            for layer in self.parts.dropblock_layers:
+                layer.keep_prob_variable.assign(keep)
+        seed = tf.stack([seed_base, step])
+        total, wd = self.strategy.run(replica_step, args=(images, batch, seed))
+        return (
+            self.strategy.reduce("SUM", total, axis=None),
+            self.strategy.reduce("SUM", wd, axis=None),
+        )
+
+    _xla = None
+
+    def train_function(self):
+        """One compiled step, `fn(iterator, seed_base) -> (loss, wd loss)`.
+
+        `iterator` yields the distributed `(uint8 images, batch dict)` of
+        `dataset`; `seed_base` is an int64 scalar (the per-step seed is
+        `[seed_base, step]`).
+        """
+        if self._step_fn is None:
+            self._step_fn = tf.function(self._one_step, jit_compile=False)
+        return self._step_fn
+
+    def train_loop(self, iterator, seed_base, num_steps):
+        """Runs `num_steps` steps in one `tf.function`; returns the mean
+        loss over them and the last weight-decay loss (device tensors)."""
+        if self._loop_fn is None:
+
+            def loop(iterator, seed_base, num_steps):
+                total = tf.constant(0.0, tf.float32)
+                wd = tf.constant(0.0, tf.float32)
+                for _ in tf.range(num_steps):
+                    loss, wd = self._one_step(iterator, seed_base)
+                    total += loss
+                return total / tf.cast(num_steps, tf.float32), wd
+
+            self._loop_fn = tf.function(loop, jit_compile=False)
+        return self._loop_fn(
+            iterator,
+            tf.constant(seed_base, tf.int64),
+            tf.constant(num_steps, tf.int32),
+        )
+
+    def keep_prob(self):
+        """The DropBlock keep probability in use, or None without layers."""
+        layers = self.parts.dropblock_layers
+        if not layers:
+            return None
+        return float(layers[0].keep_prob_variable.numpy())
+
+    def sync(self):
+        """Nothing to do: the variables are the state."""
+
+    # Data, evaluation, checkpoints ----------------------------------------
+
+    def dataset(self, epoch, stats=None):
+        """The distributed train set of `epoch` (counted into `stats`)."""
+        cfg = inputs.input_config(self.config, True, epoch)
+        if self.config.data.synthetic:
+            cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
+            return self.strategy.distribute_datasets_from_function(
+                lambda ctx: input_pipeline.build_synthetic_dataset(cfg, ctx)
+            )
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.build_dataset(cfg, ctx, stats)
+        )
+
+    def evaluate(self, dataset=None):
+        """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
+        if dataset is None:
+            dataset = self.evaluator.dataset(
+                inputs.input_config(self.config, False)
+            )
+        return self.evaluator.evaluate(dataset)
+
+    @property
+    def latest_checkpoint(self):
+        return self.manager.latest_checkpoint
+
+    def restore(self):
+        """Restores the latest checkpoint; returns its prefix or None."""
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return latest
+
+    def save(self, epoch):
+        """Writes the checkpoint of `epoch` (done); returns its prefix."""
+        self.epoch_variable.assign(epoch)
+        return self.manager.save(checkpoint_number=epoch)
+
+    def set_epoch(self, epoch):
+        self.epoch_variable.assign(epoch)
