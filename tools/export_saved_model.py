@@ -58,7 +58,6 @@ def load_model():
 
     `rebuild(**extra)` builds the same architecture again (BN folding).
     """
-    import tensorflow as tf
 
     from assemble_tf import config as config_lib
     from assemble_tf import presets
@@ -77,7 +76,7 @@ def load_model():
             prefix = checkpoints.find_checkpoint(
                 FLAGS.model_dir, FLAGS.checkpoint or "latest"
             )
-            tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+            checkpoints.restore(model, prefix)
         return (
             model,
             config.data.eval_preprocessing,

@@ -56,10 +56,24 @@ def restore(model, checkpoint=None, weights=None):
     elif checkpoint and is_keras_checkpoint(checkpoint):
         model.load_weights(checkpoint + KERAS_WEIGHTS)
     elif checkpoint:
+        _require_tensorflow(checkpoint)
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     else:
         raise ValueError("restore() needs a checkpoint or weights.")
     return model
+
+
+def _require_tensorflow(prefix):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"{prefix} is a TensorFlow checkpoint; under "
+            f"KERAS_BACKEND={keras.backend.backend()} load a .weights.h5 "
+            "file instead (a run trained under JAX writes them; for this "
+            "one, load it under KERAS_BACKEND=tensorflow and call "
+            "model.save_weights)."
+        )
 
 
 KERAS_WEIGHTS = ".weights.h5"

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from assemble_tf import config as config_lib
 from assemble_tf.layers import set_dropblock_keep_prob
+from assemble_tf.runs import checkpoints
 from assemble_tf.runs.models import REINIT_LAYERS, build_run_model
 
 
@@ -50,19 +51,25 @@ def _source_weights(path, rebuild):
         cfg = os.path.join(candidate, "config.json")
         if os.path.isfile(cfg):
             source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
-            prefix = (
-                tf.train.latest_checkpoint(path)
-                if os.path.isdir(path)
-                else path
-            )
-            if prefix is None and os.path.isdir(path):
-                prefix = tf.train.latest_checkpoint(
-                    os.path.join(path, "checkpoints")
-                )
-            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+            prefix = _checkpoint_prefix(path)
+            if not prefix:
                 return None
-            tf.train.Checkpoint(model=source).restore(prefix).expect_partial()
+            checkpoints.restore(source, prefix)
             return {v.path: v.numpy() for v in source.variables}
+    return None
+
+
+def _checkpoint_prefix(path):
+    """The checkpoint a warm-start path names: a prefix, or the latest in a
+    run's model_dir or checkpoints/ dir (TensorFlow or Keras format)."""
+    if not os.path.isdir(path):
+        return path if checkpoints.checkpoint_exists(path) else None
+    for folder in (path, os.path.join(path, "checkpoints")):
+        found = tf.train.latest_checkpoint(
+            folder
+        ) or checkpoints.latest_keras_checkpoint(folder)
+        if found:
+            return found
     return None
 
 
@@ -132,25 +139,23 @@ def warm_start_model(
                     "ignore", message=".*could not be loaded.*"
                 )
             model.load_weights(path, skip_mismatch=not load_head)
-    elif not tf.io.gfile.exists(path) and not tf.io.gfile.glob(path + ".index"):
+    elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
+        path
+    ):
         raise FileNotFoundError(f"--warm_start={path} does not exist.")
     else:
         weights = _source_weights(path, rebuild)
         if weights is not None:
             _assign_by_path(model, weights, load_head, path)
         else:
-            prefix = (
-                tf.train.latest_checkpoint(path)
-                if os.path.isdir(path)
-                else path
-            )
-            if not prefix or not tf.io.gfile.glob(prefix + ".index"):
+            prefix = _checkpoint_prefix(path)
+            if not prefix:
                 raise FileNotFoundError(
                     f"--warm_start={path}: no checkpoint found (pass a "
                     "run's model_dir or checkpoints/ dir, a prefix, a "
                     "SavedModel or a .weights.h5 file)."
                 )
-            tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+            checkpoints.restore(model, prefix)
     if not load_head:
         for name in REINIT_LAYERS:
             try:
