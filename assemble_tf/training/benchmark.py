@@ -24,6 +24,7 @@ drifts between repeats disturbs least.
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import tempfile
@@ -181,11 +182,20 @@ def trainer_entry(preset, precision, options, model_dir):
         options.num_classes,
         kd,
     )
-    dataset = tf.data.Dataset.from_tensors((images, batch)).repeat()
-    dist = strategy.experimental_distribute_dataset(dataset)
-    iterator = iter(dist)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        # One device batch, repeated: what `JaxStep.dataset` yields.
+        placed = jax.device_put(
+            (images, batch), trainer.backend.runtime.batch_sharding
+        )
+        iterator = itertools.repeat(placed)
+        seed_base = config.train.seed
+    else:
+        dataset = tf.data.Dataset.from_tensors((images, batch)).repeat()
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        seed_base = tf.constant(config.train.seed, tf.int64)
     train_fn = trainer.train_function()
-    seed_base = tf.constant(config.train.seed, tf.int64)
 
     def fn(_):
         return train_fn(iterator, seed_base)[0]
@@ -240,13 +250,32 @@ def keras_entry(precision, options, image_size):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(1)
-    images = tf.constant(
-        rng.uniform(-2, 2, (options.batch_size, image_size, image_size, 3)),
-        tf.float32,
+    images = rng.uniform(
+        -2, 2, (options.batch_size, image_size, image_size, 3)
+    ).astype(np.float32)
+    labels = rng.integers(0, options.num_classes, options.batch_size).astype(
+        np.int32
     )
-    labels = tf.constant(
-        rng.integers(0, options.num_classes, options.batch_size), tf.int32
-    )
+    if keras.backend.backend() == "jax":
+        fn = _keras_jax_step(model, optimizer, images, labels)
+    else:
+        fn = _keras_tf_step(model, optimizer, labels, options.jit_compile)
+        images = tf.constant(images)
+    return {
+        "label": KERAS_LABEL,
+        "preset": KERAS_LABEL,
+        "precision": precision,
+        "fn": fn,
+        "images": images,
+        "macs": count_macs(model),
+        "image_size": image_size,
+        "recipe": "plain",
+    }
+
+
+def _keras_tf_step(model, optimizer, labels, jit_compile):
+    """A plain GradientTape SGD step of `model` (TensorFlow)."""
+    labels = tf.constant(labels)
 
     def step(x, y):
         with tf.GradientTape() as tape:
@@ -263,17 +292,37 @@ def keras_entry(precision, options, image_size):
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    compiled = tf.function(step, jit_compile=options.jit_compile)
-    return {
-        "label": KERAS_LABEL,
-        "preset": KERAS_LABEL,
-        "precision": precision,
-        "fn": lambda x: compiled(x, labels),
-        "images": images,
-        "macs": count_macs(model),
-        "image_size": image_size,
-        "recipe": "plain",
-    }
+    compiled = tf.function(step, jit_compile=jit_compile)
+    return lambda x: compiled(x, labels)
+
+
+def _keras_jax_step(model, optimizer, images, labels):
+    """Keras' own JAX train step (`model.train_function`, the jitted,
+    state-donating step that `fit` runs), fed its state as `fit` does:
+    nothing waits for the device between steps."""
+    import jax
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    model.train_on_batch(images, labels)  # builds, compiles
+    state = [
+        (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.optimizer.variables],
+            [v.value for v in model.metrics_variables],
+        )
+    ]
+    data = jax.device_put((images, labels, None))
+
+    def fn(_):
+        logs, state[0] = model.train_function(state[0], iter([data]))
+        return logs["loss"]
+
+    return fn
 
 
 def build_entries(options, model_dir):
