@@ -1,7 +1,10 @@
 """Fixtures shared by the training tests."""
 
+import numpy as np
 import pytest
 
+from assemble_tf.data import schema
+from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
 
 
@@ -21,4 +24,27 @@ def image_folder(tmp_path_factory):
                     Image.fromarray(image).save(folder / f"{k}.png")
                 else:
                     (folder / f"{k}.jpg").write_bytes(jpeg_bytes(image))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """64 train / 16 validation 32x32 JPEGs of 4 colour classes."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    rng = np.random.default_rng(0)
+    palette = np.array(
+        [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]]
+    )
+    for split, n in (("train", 64), ("validation", 16)):
+        examples = []
+        for i in range(n):
+            label = i % 4
+            img = palette[label] + rng.integers(-30, 30, (32, 32, 3))
+            jpeg = testing_utils.jpeg_bytes(np.clip(img, 0, 255))
+            examples.append(
+                schema.make_example(
+                    jpeg, label, 32, 32, filename=f"{split}{i}.jpg"
+                )
+            )
+        testing_utils.write_records(root / f"{split}-00000-of-00001", examples)
     return str(root)
