@@ -97,6 +97,7 @@ class Trainer:
     post = property(lambda self: self.backend.post)
     strategy = property(lambda self: self.backend.strategy)
     step = property(lambda self: self.backend.step)
+    num_train = property(lambda self: self.plan.num_train)
     steps_per_epoch = property(lambda self: self.plan.steps_per_epoch)
     total_steps = property(lambda self: self.plan.total_steps)
     lr_schedule = property(lambda self: self.plan.lr_schedule)

@@ -27,7 +27,7 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """64 train / 16 validation 32x32 JPEGs of 4 colour classes."""
     root = tmp_path_factory.mktemp("tiny_data")

@@ -109,14 +109,21 @@ def test_failed_start_leaves_nothing_and_the_fixed_rerun_trains(
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert f"--warm_start={tmp_path}/nope does not exist" in missing.stderr
     assert not (model_dir / "config.json").exists()
-    fixed = train(*common, "--epochs=1", "--max_steps=3", "--log_every=2")
+    fixed = train(
+        *common,
+        "--epochs=1",
+        "--max_steps=3",
+        "--log_every=2",
+        "--steps_per_loop=1",  # step scalars at step 2, not at a loop end
+    )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert last_json(fixed)["steps"] == 3
     assert (model_dir / "config.json").exists()
     # Item 9: no TensorFlow start-up block, no absl INFO line per checkpoint.
     for noise in ("InitializeLog", "cuInit", "functional_saver", "I0000"):
         assert noise not in fixed.stderr, fixed.stderr[-2000:]
-    # Item 10: --log_every writes step scalars (step 2 of 3), besides the
+    # Item 10: --log_every writes step scalars (step 2 of 3; one-step
+    # loops), besides the
     # per-epoch ones.
     steps = _scalars(model_dir / "logs" / "train")
     assert steps["step/train_loss"] == [2]

@@ -20,8 +20,8 @@ import pytest
 from tests import testing_utils
 from tests.conftest import REPO
 
-# One worker runs the module: the JAX run is trained once (make test uses
-# --dist loadgroup).
+# One worker runs the module and the JAX run is a session fixture: it is
+# trained once (make test uses --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("jax_runs")
 
 JAX = {"KERAS_BACKEND": "jax"}
@@ -55,7 +55,7 @@ def _train(model_dir, data_dir, env=JAX):
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def jax_run(tmp_path_factory, tiny_data):
     model_dir = str(tmp_path_factory.mktemp("jax_run") / "run")
     result = _train(model_dir, tiny_data)
