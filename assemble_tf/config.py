@@ -370,6 +370,11 @@ def parse_model_overrides(value):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
+def synthetic_train_examples(config):
+    """Training examples of a synthetic-data run (default: 10 batches)."""
+    return config.data.num_train_examples or 10 * config.train.batch_size
+
+
 def make_config(model_dir, preset, overrides=None):
     """Preset defaults, then `overrides` ({group: {field: value}}), then
     the class count of the data, then validation.
@@ -599,7 +604,7 @@ def validate(config):
             why,
         )
     if a.autoaugment and a.autoaugment != "none":
-        from assemble_tf.augment.autoaugment import POLICIES
+        from assemble_tf.augment.policies import POLICIES
 
         _check(
             a.autoaugment in POLICIES,
@@ -644,7 +649,7 @@ def validate(config):
             f"'low,high' with 0 <= low < high and high - low == "
             f"--num_classes ({d.num_classes})",
         )
-    from assemble_tf.data.preprocessing import eval_sizes
+    from assemble_tf.data.sizes import eval_sizes
 
     eval_sizes(d.eval_preprocessing)
 

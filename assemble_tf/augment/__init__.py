@@ -20,17 +20,35 @@ ImageProjectiveTransformV3`; no tensorflow-addons, no tf_keras.
   package does not pull in its dependencies).
 """
 
-from assemble_tf.augment import ops
-from assemble_tf.augment.autoaugment import (
-    LEVEL_TO_ARG,
-    MAPPINGS,
-    NAME_TO_FUNC,
-    POLICIES,
-    RANDAUGMENT_OPS,
-    AutoAugment,
-    RandAugment,
-    level_to_arg,
-)
+import importlib
+
+# Exported lazily (PEP 562): `assemble_tf.augment.mixup`, which the train
+# steps use on every backend, imports no TensorFlow, and importing it must
+# not pull in the TensorFlow image ops through this package.
+_EXPORTS = {
+    "ops": "assemble_tf.augment.ops",
+    **{
+        name: "assemble_tf.augment.autoaugment"
+        for name in (
+            "LEVEL_TO_ARG",
+            "MAPPINGS",
+            "NAME_TO_FUNC",
+            "POLICIES",
+            "RANDAUGMENT_OPS",
+            "AutoAugment",
+            "RandAugment",
+            "level_to_arg",
+        )
+    },
+}
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    return module if name == "ops" else getattr(module, name)
+
 
 __all__ = [
     "LEVEL_TO_ARG",

@@ -24,14 +24,10 @@ yield and training would hang).
 import contextlib
 import dataclasses
 
-import keras
-import numpy as np
 import tensorflow as tf
-from keras import ops
 
-from assemble_tf.augment.mixup import MixupAndCutmix
 from assemble_tf.data import preprocessing, schema
-from assemble_tf.data.schema import MEAN_RGB
+from assemble_tf.data.postprocess import BatchPostprocess
 
 # Marks the guard's error so that `reraise_data_errors` can recognise it.
 _DATA_ERROR_TAG = "[assemble_tf.DataError]"
@@ -224,57 +220,6 @@ def _file_dataset(config, input_context):
 
 def _one_hot(label, config):
     return tf.one_hot(label, config.num_classes, dtype=tf.float32)
-
-
-def normalize_batch(images, dtype="float32", stddev=None):
-    """uint8 [B, H, W, 3] -> mean-subtracted (and `stddev`-scaled) `dtype`
-    images, in `keras.ops` (the train step's normalization on every backend;
-    the same numbers as `preprocessing.normalize`)."""
-    images = ops.cast(images, "float32") - np.array(MEAN_RGB, np.float32)
-    if stddev is not None:
-        images = images / np.array(stddev, np.float32)
-    return ops.cast(images, dtype)
-
-
-class BatchPostprocess:
-    """Normalization, Mixup / CutMix and label smoothing of a batch.
-
-    The same code runs inside `tf.data` (float pipelines) or in the train
-    step on the accelerator (`dtype="uint8"` pipelines):
-    `images, batch = post(batch_with_images, seed)`.
-    """
-
-    def __init__(self, config):
-        self.config = config
-        self.mixer = None
-        if config.is_training and (config.mixup_type or config.label_smoothing):
-            self.mixer = MixupAndCutmix(
-                config.mixup_type,
-                config.mixup_alpha,
-                config.mixup_mode,
-                config.label_smoothing,
-            )
-
-    @property
-    def active(self):
-        return self.mixer is not None
-
-    @property
-    def batch_multiplier(self):
-        """Images the pipeline delivers per training example (2: type 1)."""
-        return self.mixer.batch_multiplier if self.mixer else 1
-
-    def __call__(self, batch, seed, dtype=None):
-        batch = dict(batch)
-        images = batch["images"]
-        if keras.backend.standardize_dtype(images.dtype) == "uint8":
-            images = normalize_batch(
-                images, dtype or "float32", self.config.stddev
-            )
-        batch["images"] = images
-        if self.mixer is not None:
-            batch = self.mixer(dict(batch, seed=seed))
-        return batch.pop("images"), batch
 
 
 def build_dataset(config, input_context=None, stats=None):

@@ -21,11 +21,10 @@ released checkpoints were trained and evaluated with; TF2's
 `dct_method="INTEGER_ACCURATE"` as in master.
 """
 
-import re
-
 import tensorflow as tf
 
 from assemble_tf.data.schema import MEAN_RGB
+from assemble_tf.data.sizes import eval_sizes  # noqa: F401 (re-exported)
 
 # sample_distorted_bounding_box parameters of the original.
 MIN_OBJECT_COVERED = 0.1
@@ -34,34 +33,6 @@ AREA_RANGE = (0.05, 1.0)
 MAX_ATTEMPTS = 100
 STDDEV_RGB = (58.393, 57.12, 57.375)
 DCT_METHOD = "INTEGER_ACCURATE"
-
-_FIXED_TYPES = {
-    "imagenet": (224, 256, 224),
-    "imagenet_224_256": (224, 292, 256),
-    "imagenet_224_256a": (224, 257, 256),
-}
-_PATTERN = re.compile(r"^imagenet_(\d+)(a?)$")
-
-
-def eval_sizes(preprocessing_type):
-    """Returns `(train_size, resize_side, crop_size)` of a preprocessing type.
-
-    Raises:
-        ValueError: naming the unknown type and the accepted forms.
-    """
-    if preprocessing_type in _FIXED_TYPES:
-        return _FIXED_TYPES[preprocessing_type]
-    m = _PATTERN.match(str(preprocessing_type))
-    if m:
-        size = int(m.group(1))
-        if size > 0:
-            resize = size + 1 if m.group(2) else int(size / 0.875)
-            return size, resize, size
-    raise ValueError(
-        "preprocessing_type must be one of "
-        f"{sorted(_FIXED_TYPES)}, 'imagenet_NNN' or 'imagenet_NNNa'. "
-        f"Received: preprocessing_type={preprocessing_type!r}"
-    )
 
 
 def resize_bilinear_legacy(image, size):

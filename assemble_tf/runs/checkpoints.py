@@ -24,18 +24,25 @@ import re
 import shutil
 
 import numpy as np
-import tensorflow as tf
 
 from official.utils.misc import file_utils
+
+
+def _tf():
+    """TensorFlow, imported when a TensorFlow-format checkpoint is touched
+    (a JAX-only machine writes and reads Keras-format ones without it)."""
+    import tensorflow as tf
+
+    return tf
 
 
 def find_checkpoint(model_dir, which="latest"):
     """A run's checkpoint prefix: "latest", "best" or an explicit prefix."""
     if which == "latest":
         ckpt_dir = os.path.join(model_dir, "checkpoints")
-        found = tf.train.latest_checkpoint(ckpt_dir) or latest_keras_checkpoint(
+        found = latest_keras_checkpoint(
             ckpt_dir
-        )
+        ) or _tf().train.latest_checkpoint(ckpt_dir)
     elif which == "best":
         entries = BestKeeper(model_dir, 0).entries
         found = entries[0]["prefix"] if entries else None
@@ -57,6 +64,7 @@ def restore(model, checkpoint=None, weights=None):
         model.load_weights(checkpoint + KERAS_WEIGHTS)
     elif checkpoint:
         _require_tensorflow(checkpoint)
+        tf = _tf()
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     else:
         raise ValueError("restore() needs a checkpoint or weights.")
@@ -89,8 +97,8 @@ def is_keras_checkpoint(prefix):
 
 def checkpoint_exists(prefix):
     """True for a TensorFlow or a Keras-format checkpoint prefix."""
-    return bool(tf.io.gfile.glob(prefix + ".index")) or is_keras_checkpoint(
-        prefix
+    return is_keras_checkpoint(prefix) or bool(
+        _tf().io.gfile.glob(prefix + ".index")
     )
 
 
@@ -232,7 +240,7 @@ class BestKeeper:
             return
         os.makedirs(self.dir, exist_ok=True)
         name = f"epoch{epoch:04d}"
-        for src in tf.io.gfile.glob(prefix + ".*"):
+        for src in glob.glob(glob.escape(prefix) + ".*"):
             suffix = src[len(prefix) :]
             shutil.copyfile(src, os.path.join(self.dir, name + suffix))
         self.entries = [e for e in self.entries if e["epoch"] != epoch]
@@ -245,7 +253,7 @@ class BestKeeper:
         )
         self.entries.sort(key=lambda e: (-e["top1"], e["epoch"]))
         for gone in self.entries[self.keep :]:
-            for f in tf.io.gfile.glob(gone["prefix"] + ".*"):
+            for f in glob.glob(glob.escape(gone["prefix"]) + ".*"):
                 os.remove(f)
         self.entries = self.entries[: self.keep]
         stored = [dict(e, prefix=_name(e["prefix"])) for e in self.entries]

@@ -139,9 +139,9 @@ def num_train_examples(config):
     Raises:
         DataError: the training split is empty.
     """
-    d, t = config.data, config.train
+    d = config.data
     if d.synthetic:
-        count = d.num_train_examples or 10 * t.batch_size
+        count = config_lib.synthetic_train_examples(config)
     elif d.num_train_examples:
         count = d.num_train_examples
     elif d.source and d.class_range:

@@ -31,7 +31,6 @@ import tempfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from assemble_tf import config as config_lib
 from assemble_tf import presets as presets_lib
@@ -192,6 +191,8 @@ def trainer_entry(preset, precision, options, model_dir):
         iterator = itertools.repeat(placed)
         seed_base = config.train.seed
     else:
+        import tensorflow as tf
+
         dataset = tf.data.Dataset.from_tensors((images, batch)).repeat()
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         seed_base = tf.constant(config.train.seed, tf.int64)
@@ -259,6 +260,8 @@ def keras_entry(precision, options, image_size):
     if keras.backend.backend() == "jax":
         fn = _keras_jax_step(model, optimizer, images, labels)
     else:
+        import tensorflow as tf
+
         fn = _keras_tf_step(model, optimizer, labels, options.jit_compile)
         images = tf.constant(images)
     return {
@@ -275,6 +278,8 @@ def keras_entry(precision, options, image_size):
 
 def _keras_tf_step(model, optimizer, labels, jit_compile):
     """A plain GradientTape SGD step of `model` (TensorFlow)."""
+    import tensorflow as tf
+
     labels = tf.constant(labels)
 
     def step(x, y):

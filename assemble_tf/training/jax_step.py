@@ -38,11 +38,12 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from assemble_tf.data import input_pipeline
-from assemble_tf.evaluation.metrics import ClassificationMetrics
 from assemble_tf.layers.drop_block import keep_prob_override
-from assemble_tf.runs import checkpoints, inputs
+from assemble_tf.runs import checkpoints
 from assemble_tf.training import step_lib
+
+# The tf.data pipeline and the metrics are imported where they are used:
+# the step itself (and the training benchmark) needs no TensorFlow.
 
 
 class JaxStep:
@@ -211,6 +212,9 @@ class JaxStep:
 
     def dataset(self, epoch, stats=None):
         """The train set of `epoch` as device batches, one ahead."""
+        from assemble_tf.data import input_pipeline
+        from assemble_tf.runs import inputs
+
         cfg = inputs.input_config(self.config, True, epoch)
         if self.config.data.synthetic:
             cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
@@ -232,6 +236,10 @@ class JaxStep:
 
     def evaluate(self, dataset=None):
         """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
+        from assemble_tf.data import input_pipeline
+        from assemble_tf.evaluation.metrics import ClassificationMetrics
+        from assemble_tf.runs import inputs
+
         if dataset is None:
             cfg = inputs.input_config(self.config, False)
             dataset = input_pipeline.build_dataset(cfg)

@@ -20,9 +20,10 @@ import math
 
 import keras
 
-from assemble_tf.data import input_pipeline
+from assemble_tf import config as config_lib
+from assemble_tf.data import postprocess
 from assemble_tf.layers import DropBlock2D
-from assemble_tf.runs import inputs, models
+from assemble_tf.runs import models
 from assemble_tf.training import losses, schedules
 
 
@@ -56,7 +57,12 @@ class Plan:
 def make_plan(config):
     """The `Plan` of `config` (reads the training split's size)."""
     t = config.train
-    num_train = inputs.num_train_examples(config)
+    if config.data.synthetic:  # nothing to read (nor TensorFlow to import)
+        num_train = config_lib.synthetic_train_examples(config)
+    else:
+        from assemble_tf.runs import inputs
+
+        num_train = inputs.num_train_examples(config)
     steps_per_epoch = max(1, num_train // t.batch_size)
     total_steps = max(1, int(steps_per_epoch * t.epochs))
     if t.max_steps:
@@ -86,7 +92,7 @@ class Parts:
     decayed: list
     dropblock_layers: list
     lr_multipliers: list | None
-    post: input_pipeline.BatchPostprocess
+    post: postprocess.BatchPostprocess
 
 
 def build_parts(config, plan):
@@ -122,7 +128,9 @@ def build_parts(config, plan):
         decayed=losses.decayed_variables(model),
         dropblock_layers=layers,
         lr_multipliers=multipliers,
-        post=input_pipeline.BatchPostprocess(inputs.input_config(config, True)),
+        post=postprocess.BatchPostprocess(
+            postprocess.MixingConfig.from_augment(config.augment)
+        ),
     )
 
 

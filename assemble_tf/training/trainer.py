@@ -31,9 +31,12 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from assemble_tf.data import input_pipeline
-from assemble_tf.runs import checkpoints, models, warm_start
+from assemble_tf.runs import checkpoints, models
 from assemble_tf.training import step_lib
+
+# TensorFlow (tf.data, TensorBoard, warm start) is imported where it is
+# used: building a Trainer and running its JAX step needs none, so the
+# training benchmark runs on a JAX-only machine.
 
 
 class NonFiniteLossError(RuntimeError):
@@ -122,6 +125,7 @@ class Trainer:
         """Training crops (no mixing), normalized, one replica's batches."""
         import dataclasses
 
+        from assemble_tf.data import input_pipeline
         from assemble_tf.runs import inputs
 
         cfg = dataclasses.replace(
@@ -166,6 +170,9 @@ class Trainer:
         (and re-estimates BN statistics). Idempotent; `train` calls it."""
         if self._prepared:
             return
+        from assemble_tf.data import input_pipeline
+        from assemble_tf.runs import warm_start
+
         t = self.config.train
         if not self.restore() and t.warm_start:
             warm_start.warm_start_model(
@@ -199,6 +206,8 @@ class Trainer:
             DataError: the data stopped yielding usable records.
             NonFiniteLossError: the loss became NaN or infinite.
         """
+        from assemble_tf.data import input_pipeline
+
         with input_pipeline.reraise_data_errors():
             return self._train(on_epoch_end)
 
@@ -230,6 +239,8 @@ class Trainer:
 
     def _train_epoch(self, epoch, writer):
         """One epoch of loops; returns its history record (no eval yet)."""
+        from assemble_tf.data import input_pipeline
+
         t, plan, backend = self.config.train, self.plan, self.backend
         stats = input_pipeline.PipelineStats()
         iterator = iter(backend.dataset(epoch, stats))

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from assemble_tf.data.input_pipeline import normalize_batch
+from assemble_tf.data.postprocess import normalize_batch
 from assemble_tf.training import losses, schedules
 
 

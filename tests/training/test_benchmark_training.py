@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -155,6 +156,51 @@ def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
     printed = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(printed) == 2
     assert "ours / Keras = " in result.stderr
+
+
+NO_TENSORFLOW = """
+import importlib.abc, runpy, sys
+
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in (
+            "tensorflow", "tensorflow_probability", "tensorflow_datasets"
+        ):
+            raise ImportError("no TensorFlow on this machine: " + name)
+
+
+sys.meta_path.insert(0, NoTensorFlow())
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow  # a subprocess that compiles three train steps
+def test_jax_benchmark_runs_on_a_machine_without_tensorflow(tmp_path):
+    """The GPU benchmark machine has JAX and no TensorFlow: under
+    KERAS_BACKEND=jax the training benchmark (our whole recipe, DropBlock
+    included, beside Keras' own JAX step) imports none."""
+    runner = tmp_path / "no_tensorflow.py"
+    runner.write_text(NO_TENSORFLOW)
+    result = testing_utils.run_command(
+        [
+            sys.executable,
+            runner,
+            "tools.benchmark_training",
+            "--smoke",
+            "--presets=assemble_resnet50",
+            f"--output_dir={tmp_path}",
+        ],
+        env={"KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.load(open(tmp_path / "benchmark_training.json"))
+    assert report["backend"] == "jax"
+    _check_report(report, ["assemble_resnet50"], ["float32"])
+    assert report["rows"][0]["recipe"] == (
+        "mixup type 1, LS 0.1, KD T=1, DropBlock, wd 0.0001"
+    )
 
 
 def test_repeats_alternate_their_order():
