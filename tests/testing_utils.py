@@ -121,6 +121,39 @@ def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
     )
 
 
+def kill_binary_when(path, module, *args, env=None, timeout=300):
+    """Starts `python -m module args...`, SIGKILLs it as soon as `path`
+    exists (a checkpoint: the `kill -9` a preempted job gets) and returns
+    whether `path` appeared before `timeout` seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    full_env = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
+    )
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + timeout
+    while not os.path.exists(path) and time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return os.path.exists(path)
+
+
 def venv_script(name):
     """Path of a console script (e.g. saved_model_cli) of this interpreter."""
     import os

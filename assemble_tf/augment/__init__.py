@@ -50,14 +50,4 @@ def __getattr__(name):
     return module if name == "ops" else getattr(module, name)
 
 
-__all__ = [
-    "LEVEL_TO_ARG",
-    "MAPPINGS",
-    "NAME_TO_FUNC",
-    "POLICIES",
-    "RANDAUGMENT_OPS",
-    "AutoAugment",
-    "RandAugment",
-    "level_to_arg",
-    "ops",
-]
+__all__ = sorted(_EXPORTS)

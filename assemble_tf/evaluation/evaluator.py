@@ -52,17 +52,27 @@ class Evaluator:
                 self._fn(images, batch)
                 if progress is not None:
                     progress.update(1)
-        result = self.metrics.result()
-        if not result.get("count"):
-            raise input_pipeline.DataError(
-                "The evaluation split yielded no usable image (every record "
-                "was skipped, or the split is empty); check --data_dir and "
-                "--validation_pattern (or --validation_split)."
-            )
-        count, confidence, accuracy = self.metrics.bins()
-        result["reliability"] = {
-            "count": count.tolist(),
-            "confidence": confidence.tolist(),
-            "accuracy": accuracy.tolist(),
-        }
-        return result
+        return metrics_report(self.metrics)
+
+
+def metrics_report(metrics):
+    """The dict of a finished evaluation: top1, top5, ece, loss, count and
+    the reliability bins of `metrics` (a `ClassificationMetrics`).
+
+    Raises:
+        DataError: no example was counted.
+    """
+    result = metrics.result()
+    if not result.get("count"):
+        raise input_pipeline.DataError(
+            "The evaluation split yielded no usable image (every record "
+            "was skipped, or the split is empty); check --data_dir and "
+            "--validation_pattern (or --validation_split)."
+        )
+    count, confidence, accuracy = metrics.bins()
+    result["reliability"] = {
+        "count": count.tolist(),
+        "confidence": confidence.tolist(),
+        "accuracy": accuracy.tolist(),
+    }
+    return result

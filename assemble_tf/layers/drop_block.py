@@ -47,6 +47,18 @@ def keep_prob_override(layers, keep_prob):
             object.__setattr__(layer, "_keep_prob_override", None)
 
 
+def _seed_padding(block_h, block_w):
+    """NHWC paddings that bring the seed grid back to H x W (numbers or
+    tensors), the block's extra row / column at the top / left."""
+    pad_h, pad_w = block_h - 1, block_w - 1
+    return [
+        [0, 0],
+        [pad_h - pad_h // 2, pad_h // 2],
+        [pad_w - pad_w // 2, pad_w // 2],
+        [0, 0],
+    ]
+
+
 @keras.saving.register_keras_serializable(package="assemble_tf")
 class DropBlock2D(keras.layers.Layer):
     """Drops bs x bs blocks of an NHWC feature map during training.
@@ -150,16 +162,7 @@ class DropBlock2D(keras.layers.Layer):
             (batch, seed_h, seed_w, c), seed=self.seed_generator
         )
         seeds = ops.cast(uniform < gamma, "float32")
-        pad_h, pad_w = bs_h - 1, bs_w - 1
-        seeds = ops.pad(
-            seeds,
-            [
-                [0, 0],
-                [pad_h - pad_h // 2, pad_h // 2],
-                [pad_w - pad_w // 2, pad_w // 2],
-                [0, 0],
-            ],
-        )
+        seeds = ops.pad(seeds, _seed_padding(bs_h, bs_w))
         # A stride-1 SAME max-pool grows every seed into a bs x bs block.
         dropped = ops.max_pool(
             seeds, pool_size=(bs_h, bs_w), strides=1, padding="same"
@@ -188,16 +191,7 @@ class DropBlock2D(keras.layers.Layer):
             tf.stack([batch, seed_h, seed_w, c]), seed=self.seed_generator
         )
         seeds = tf.cast(uniform < gamma, "float32")
-        pad_h, pad_w = bs_h - 1, bs_w - 1
-        seeds = tf.pad(
-            seeds,
-            [
-                [0, 0],
-                [pad_h - pad_h // 2, pad_h // 2],
-                [pad_w - pad_w // 2, pad_w // 2],
-                [0, 0],
-            ],
-        )
+        seeds = tf.pad(seeds, _seed_padding(bs_h, bs_w))
         dropped = tf.nn.dilation2d(
             seeds,
             filters=tf.zeros(tf.stack([bs_h, bs_w, c])),

@@ -237,6 +237,7 @@ class JaxStep:
     def evaluate(self, dataset=None):
         """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
         from assemble_tf.data import input_pipeline
+        from assemble_tf.evaluation.evaluator import metrics_report
         from assemble_tf.evaluation.metrics import ClassificationMetrics
         from assemble_tf.runs import inputs
 
@@ -253,20 +254,7 @@ class JaxStep:
                 metrics.update_state(
                     batch["labels"], np.asarray(logits, np.float32)
                 )
-        result = metrics.result()
-        if not result.get("count"):
-            raise input_pipeline.DataError(
-                "The evaluation split yielded no usable image (every record "
-                "was skipped, or the split is empty); check --data_dir and "
-                "--validation_pattern (or --validation_split)."
-            )
-        count, confidence, accuracy = metrics.bins()
-        result["reliability"] = {
-            "count": count.tolist(),
-            "confidence": confidence.tolist(),
-            "accuracy": accuracy.tolist(),
-        }
-        return result
+        return metrics_report(metrics)
 
     @property
     def latest_checkpoint(self):

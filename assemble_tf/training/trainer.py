@@ -29,7 +29,6 @@ import time
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 from assemble_tf.runs import checkpoints, models
 from assemble_tf.training import step_lib
@@ -360,6 +359,8 @@ class _Progress:
     """A one-line progress bar with loss and images/s, updated per loop."""
 
     def __init__(self, steps, epoch, num_epochs, log):
+        from tqdm import tqdm
+
         self.bar = tqdm(
             total=steps,
             desc=f"epoch {epoch}/{num_epochs}",

@@ -9,16 +9,11 @@ TF Serving uses), in other processes.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from tests import testing_utils
-from tests.conftest import REPO
 
 # One worker runs the module and the JAX run is a session fixture: it is
 # trained once (make test uses --dist loadgroup).
@@ -73,28 +68,15 @@ def test_jax_run_resumes_after_kill_like_an_uninterrupted_one(
     tmp_path, tiny_data, jax_run
 ):
     killed = str(tmp_path / "killed")
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", **JAX)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tools.train",
-            *FLAGS,
-            f"--data_dir={tiny_data}",
-            f"--model_dir={killed}",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     first = os.path.join(killed, "checkpoints", "ckpt-1.state.npz")
-    deadline = time.time() + 300
-    while not os.path.exists(first) and time.time() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert os.path.exists(first)
+    assert testing_utils.kill_binary_when(
+        first,
+        "tools.train",
+        *FLAGS,
+        f"--data_dir={tiny_data}",
+        f"--model_dir={killed}",
+        env=JAX,
+    )
     resumed = _train(killed, tiny_data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
@@ -226,3 +208,33 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
     assert "--distribution_strategy=mirrored" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "tpu" / "config.json")
+
+
+@pytest.mark.slow
+def test_finetune_under_jax_from_a_jax_run(tmp_path, image_folder, jax_run):
+    """tools.finetune under JAX: warm start from a JAX run (head
+    re-initialised for 3 classes), BN statistics re-estimated on the new
+    data, then trained and evaluated on an image folder."""
+    result = testing_utils.run_binary(
+        "tools.finetune",
+        "--preset=assemble_resnet50",
+        f"--source={image_folder}",
+        f"--warm_start={jax_run}",
+        "--base_width=8",
+        "--block_sizes=2,2,2,1",
+        "--image_size=32",
+        "--eval_preprocessing=imagenet_32",
+        "--batch_size=4",
+        "--max_steps=2",
+        "--epochs=1",
+        "--warmup_epochs=0",
+        "--bn_reestimate_steps=2",
+        f"--model_dir={tmp_path / 'ft'}",
+        env=JAX,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Warm start from" in result.stderr
+    assert "Re-estimated BN statistics" in result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and 0.0 <= summary["top1"] <= 1.0
+    assert os.path.isfile(tmp_path / "ft" / "checkpoints" / "ckpt-1.weights.h5")

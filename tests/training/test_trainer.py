@@ -3,10 +3,8 @@
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -89,21 +87,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     assert summary["steps"] == 12  # 64 // 16 x 3 epochs
 
     killed = str(tmp_path / "killed")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.train", *common, f"--model_dir={killed}"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     first = os.path.join(killed, "checkpoints", "ckpt-1.index")
-    deadline = time.time() + 300
-    while not os.path.exists(first) and time.time() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert os.path.exists(first)
+    assert testing_utils.kill_binary_when(
+        first, "tools.train", *common, f"--model_dir={killed}"
+    )
     resumed = testing_utils.run_binary(
         "tools.train", *common, f"--model_dir={killed}"
     )
