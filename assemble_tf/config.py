@@ -572,6 +572,12 @@ def validate(config):
     )
     _check(t.log_every >= 1, "log_every", t.log_every, "must be >= 1")
     _check(
+        t.eval_batch_size is None or t.eval_batch_size >= 1,
+        "eval_batch_size",
+        t.eval_batch_size,
+        "must be >= 1 (or unset: the training batch size)",
+    )
+    _check(
         t.steps_per_loop >= 1,
         "steps_per_loop",
         t.steps_per_loop,

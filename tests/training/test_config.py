@@ -45,6 +45,9 @@ def test_json_round_trip(tmp_path):
         ),
         ({"train": {"mixed_precision": "fp16"}}, "--mixed_precision='fp16'"),
         ({"augment": {"mixup_type": 3}}, "--mixup_type=3"),
+        ({"train": {"eval_batch_size": -3}}, "--eval_batch_size=-3 is invalid"),
+        ({"train": {"eval_batch_size": 0}}, "--eval_batch_size=0 is invalid"),
+        ({"train": {"steps_per_loop": 0}}, "--steps_per_loop=0 is invalid"),
         ({"augment": {"autoaugment": "cifar"}}, "--autoaugment='cifar'"),
         ({"train": {"dropblock_keep_prob": "1.0"}}, "dropblock_keep_prob"),
         (
