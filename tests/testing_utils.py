@@ -121,14 +121,22 @@ def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
     )
 
 
-def kill_binary_when(path, module, *args, env=None, timeout=300):
-    """Starts `python -m module args...`, SIGKILLs it as soon as `path`
-    exists (a checkpoint: the `kill -9` a preempted job gets) and returns
-    whether `path` appeared before `timeout` seconds."""
+def kill_binary_when(
+    path, module, *args, env=None, timeout=300, signal_number=None
+):
+    """Starts `python -m module args...` and signals it as soon as `path`
+    exists (a checkpoint). SIGKILL by default: the `kill -9` a preempted
+    job gets; SIGINT is Ctrl-C.
+
+    Returns:
+        (whether `path` appeared before `timeout` s, the exit code, the
+        process's stderr).
+    """
     import os
     import signal
     import subprocess
     import sys
+    import tempfile
     import time
 
     from tests.conftest import REPO
@@ -137,21 +145,27 @@ def kill_binary_when(path, module, *args, env=None, timeout=300):
         os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
     )
     full_env.update(env or {})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=REPO,
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + timeout
-    while not os.path.exists(path) and time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return os.path.exists(path)
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *map(str, args)],
+            cwd=REPO,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        deadline = time.time() + timeout
+        while not os.path.exists(path) and time.time() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal_number or signal.SIGKILL)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stderr.seek(0)
+        return os.path.exists(path), proc.returncode, stderr.read()
 
 
 def venv_script(name):

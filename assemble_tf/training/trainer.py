@@ -42,6 +42,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where a rerun resumes."""
+
+
 def make_step(config, plan, runtime):
     """The backend step of the current Keras backend."""
     if keras.backend.backend() == "jax":
@@ -207,8 +211,21 @@ class Trainer:
         """
         from assemble_tf.data import input_pipeline
 
-        with input_pipeline.reraise_data_errors():
-            return self._train(on_epoch_end)
+        try:
+            with input_pipeline.reraise_data_errors():
+                return self._train(on_epoch_end)
+        except KeyboardInterrupt:
+            latest = self.backend.latest_checkpoint
+            # Checkpoints are numbered by the epochs they hold (ckpt-N).
+            where = (
+                f"after epoch {latest.rsplit('-', 1)[-1]} ({latest})"
+                if latest
+                else "from the start (no checkpoint yet)"
+            )
+            raise TrainingInterrupted(
+                f"Training stopped at step {self.step}; rerun the same "
+                f"command to resume {where}."
+            ) from None
 
     def _train(self, on_epoch_end):
         self.prepare()
@@ -385,4 +402,10 @@ def _format_record(record):
     )
 
 
-__all__ = ["NonFiniteLossError", "Trainer", "make_step", "to_host"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingInterrupted",
+    "make_step",
+    "to_host",
+]

@@ -69,7 +69,7 @@ def test_jax_run_resumes_after_kill_like_an_uninterrupted_one(
 ):
     killed = str(tmp_path / "killed")
     first = os.path.join(killed, "checkpoints", "ckpt-1.state.npz")
-    assert testing_utils.kill_binary_when(
+    appeared, _, _ = testing_utils.kill_binary_when(
         first,
         "tools.train",
         *FLAGS,
@@ -77,6 +77,7 @@ def test_jax_run_resumes_after_kill_like_an_uninterrupted_one(
         f"--model_dir={killed}",
         env=JAX,
     )
+    assert appeared
     resumed = _train(killed, tiny_data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr

@@ -88,9 +88,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
 
     killed = str(tmp_path / "killed")
     first = os.path.join(killed, "checkpoints", "ckpt-1.index")
-    assert testing_utils.kill_binary_when(
+    appeared, _, _ = testing_utils.kill_binary_when(
         first, "tools.train", *common, f"--model_dir={killed}"
     )
+    assert appeared
     resumed = testing_utils.run_binary(
         "tools.train", *common, f"--model_dir={killed}"
     )
@@ -105,6 +106,37 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
         )
     history = json.load(open(os.path.join(killed, "history.json")))
     assert [r["epoch"] for r in history] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes(tmp_path):
+    import signal
+
+    model_dir = tmp_path / "run"
+    appeared, code, stderr = testing_utils.kill_binary_when(
+        model_dir / "checkpoints" / "checkpoint",  # after the first save
+        "tools.train",
+        "--preset=resnet50",
+        "--base_width=8",
+        "--block_sizes=1,1,1,1",
+        "--num_classes=4",
+        "--image_size=32",
+        "--synthetic",
+        "--num_train_examples=32",
+        "--batch_size=16",
+        "--epochs=100000",
+        "--warmup_epochs=0",
+        "--steps_per_loop=1",
+        f"--model_dir={model_dir}",
+        signal_number=signal.SIGINT,
+    )
+    assert appeared
+    assert code == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    lines = [line for line in stderr.splitlines() if "Interrupted" in line]
+    assert len(lines) == 1, stderr[-3000:]
+    assert "rerun the same command to resume after epoch " in lines[0]
+    assert "/checkpoints/ckpt-" in lines[0]
 
 
 @pytest.mark.slow  # trains or compiles

@@ -69,6 +69,8 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
     """Wraps an absl `main` so expected errors print one message, no trace.
 
     The message should name the flag or file and the fix; the exit code is 2.
+    Ctrl-C prints one line (the interrupt's own text, e.g. how to resume)
+    and exits 130.
     """
 
     @functools.wraps(main)
@@ -78,6 +80,11 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
         except errors as e:
             print(f"ERROR: {e}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt as e:
+            # Ctrl-C: one line (a long job may say how to resume), the
+            # shell's exit code for SIGINT.
+            print(f"Interrupted. {e}".rstrip(), file=sys.stderr)
+            sys.exit(130)
 
     return wrapped
 
