@@ -168,6 +168,28 @@ def kill_binary_when(
         return os.path.exists(path), proc.returncode, stderr.read()
 
 
+def saved_model_cli_run(export_dir, signature, inputs, outdir, cwd):
+    """`saved_model_cli run` (the session loader TF Serving uses) on one
+    signature; `inputs` as the CLI takes them, e.g. "images=x.npy"."""
+    return run_command(
+        [
+            venv_script("saved_model_cli"),
+            "run",
+            "--dir",
+            export_dir,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            signature,
+            "--inputs",
+            inputs,
+            "--outdir",
+            outdir,
+        ],
+        cwd=cwd,
+    )
+
+
 def venv_script(name):
     """Path of a console script (e.g. saved_model_cli) of this interpreter."""
     import os

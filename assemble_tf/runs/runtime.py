@@ -11,8 +11,7 @@ import dataclasses
 
 import keras
 
-# What each TensorFlow-only strategy is under JAX.
-JAX_STRATEGIES = ("off", "one_device", "mirrored")
+# The JAX alternative to each TensorFlow-only strategy.
 _JAX_ALTERNATIVES = {
     "tpu": (
         "under JAX a TPU VM's chips are local devices: install the "

@@ -72,6 +72,7 @@ class TFStep:
         )
         self._step_fn = None
         self._loop_fn = None
+        self._xla = None  # the XLA replica step, built on first use
 
     model = property(lambda self: self.parts.model)
     optimizer = property(lambda self: self.parts.optimizer)
@@ -166,8 +167,6 @@ class TFStep:
             self.strategy.reduce("SUM", total, axis=None),
             self.strategy.reduce("SUM", wd, axis=None),
         )
-
-    _xla = None
 
     def train_function(self):
         """One compiled step, `fn(iterator, seed_base) -> (loss, wd loss)`.

@@ -262,7 +262,7 @@ class Trainer:
         iterator = iter(backend.dataset(epoch, stats))
         steps = min(plan.steps_per_epoch, plan.total_steps - self.step)
         seed_base = t.seed * 7919 + epoch
-        progress = _Progress(steps, epoch + 1, plan.num_epochs, self.log)
+        progress = _Progress(steps, epoch + 1, plan.num_epochs)
         start = time.perf_counter()
         done, loss_sum, wd = 0, 0.0, 0.0
         while done < steps:
@@ -375,7 +375,7 @@ class _SummaryWriter:
 class _Progress:
     """A one-line progress bar with loss and images/s, updated per loop."""
 
-    def __init__(self, steps, epoch, num_epochs, log):
+    def __init__(self, steps, epoch, num_epochs):
         from tqdm import tqdm
 
         self.bar = tqdm(

@@ -52,7 +52,6 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     ]
     # The README's way to pass encoded images: a numpy bytes array.
     np.save(tmp_path / "jpegs.npy", np.array(jpegs))
-    cli = testing_utils.venv_script("saved_model_cli")
     outputs = {}
     for name, npy in (
         ("preprocessed", "x.npy"),
@@ -60,22 +59,8 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
         ("serving_default", "jpegs.npy"),
     ):
         out = tmp_path / name
-        run = testing_utils.run_command(
-            [
-                cli,
-                "run",
-                "--dir",
-                path,
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                name,
-                "--inputs",
-                f"images={npy}",
-                "--outdir",
-                out,
-            ],
-            cwd=tmp_path,
+        run = testing_utils.saved_model_cli_run(
+            path, name, f"images={npy}", out, tmp_path
         )
         assert run.returncode == 0, run.stderr[-3000:]
         outputs[name] = {
@@ -456,23 +441,8 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path):
     }
     images = testing_utils.random_images((4, 32, 32, 3), low=-120, high=130)
     np.save(tmp_path / "x.npy", images)
-    cli = testing_utils.venv_script("saved_model_cli")
-    run = testing_utils.run_command(
-        [
-            cli,
-            "run",
-            "--dir",
-            export_dir,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "preprocessed",
-            "--inputs",
-            "images=x.npy",
-            "--outdir",
-            tmp_path / "out",
-        ],
-        cwd=tmp_path,
+    run = testing_utils.saved_model_cli_run(
+        export_dir, "preprocessed", "images=x.npy", tmp_path / "out", tmp_path
     )
     assert run.returncode == 0, run.stderr[-3000:]
     got = np.load(tmp_path / "out" / "logits.npy")

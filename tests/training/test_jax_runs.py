@@ -134,22 +134,12 @@ def test_tensorflow_tools_evaluate_export_and_serve_a_jax_run(
     assert result.returncode == 0, result.stderr[-3000:]
     jpegs, labels = _validation_jpegs(tiny_data)
     np.save(tmp_path / "jpegs.npy", jpegs.astype(bytes))
-    result = testing_utils.run_command(
-        [
-            testing_utils.venv_script("saved_model_cli"),
-            "run",
-            "--dir",
-            export,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            "--inputs",
-            "images=jpegs.npy",
-            "--outdir",
-            tmp_path / "out",
-        ],
-        cwd=tmp_path,
+    result = testing_utils.saved_model_cli_run(
+        export,
+        "serving_default",
+        "images=jpegs.npy",
+        tmp_path / "out",
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     logits = np.load(tmp_path / "out" / "logits.npy").astype(np.float64)
