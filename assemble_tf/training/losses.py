@@ -56,13 +56,19 @@ def recipe_loss(batch, logits, kd_temperature, global_batch):
 
 
 def decayed_variables(model):
-    """The variables weight decay applies to (BN gamma / beta excluded)."""
-    out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        out.extend(v for v in layer._trainable_variables)
-    return out
+    """The variables weight decay applies to, in `trainable_variables` order.
+
+    Every trainable variable except BatchNorm gamma / beta. A frozen layer
+    (`layer.trainable = False`, e.g. `--freeze_backbone`) has none, so its
+    weights are neither updated nor counted in the L2 term.
+    """
+    bn = {
+        id(v)
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.weights
+    }
+    return [v for v in model.trainable_variables if id(v) not in bn]
 
 
 def weight_decay_loss(values, weight_decay):

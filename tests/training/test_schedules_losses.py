@@ -113,3 +113,25 @@ def test_weight_decay_set_excludes_bn_and_includes_fc_bias():
     assert math.isfinite(float(value)) and keras.backend.backend() == (
         "tensorflow"
     )
+
+
+def test_weight_decay_skips_a_frozen_backbone():
+    # --freeze_backbone sets trainable=False on the backbone's layers: their
+    # weights must leave the L2 term too (Keras keeps a frozen layer's
+    # private `_trainable_variables`, which the first version read).
+    model = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    everything = len(losses.decayed_variables(model))
+    for layer in model.layers:
+        if not layer.name.startswith("head"):
+            layer.trainable = False
+    decayed = losses.decayed_variables(model)
+    assert everything > 2
+    assert sorted(v.path for v in decayed) == [
+        "head_dense/bias",
+        "head_dense/kernel",
+    ]
+    assert [v.path for v in decayed] == [
+        v.path for v in model.trainable_variables
+    ]
