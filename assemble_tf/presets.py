@@ -137,6 +137,16 @@ def _add(name, description, model, paper=None, recipe=COSINE_120, **kw):
     )
 
 
+def _alias(name, of, description):
+    """`name` is preset `of` under another name (a paper row that is also
+    a network users ask for by name)."""
+    if name in PRESETS:
+        raise ValueError(f"Duplicate preset {name!r}")
+    PRESETS[name] = dataclasses.replace(
+        PRESETS[of], name=name, description=description
+    )
+
+
 _BL_EVAL = {"eval_image_size": 256, "eval_preprocessing": "imagenet_224_256"}
 
 # The networks users ask for by name. ------------------------------------
@@ -384,28 +394,13 @@ _add(
     KD_600,
     **_BL_EVAL,
 )
-_add(
-    "table7_e11",
-    "E11 Assemble-ResNet-50 (+ AutoAugment)",
-    [BIG_LITTLE_R50, SK, AA, DROPBLOCK],
-    PaperFigures("Table 7 E11", 82.78, 48.89, 312, mfr=32.3),
-    ASSEMBLE_600,
-    **_BL_EVAL,
+_alias(
+    "table7_e11", "assemble_resnet50", "E11 Assemble-ResNet-50 (+ AutoAugment)"
 )
-_add(
+_alias(
     "table7_e12",
+    "assemble_resnet152",
     "E12 Assemble-ResNet-152 (KD teacher EfficientNet-B7)",
-    [
-        {"depth": 152, "big_little": (1, 2), "shortcut": "avg3"},
-        SK,
-        AA,
-        DROPBLOCK,
-    ],
-    PaperFigures("Table 7 E12", 84.19, 43.27, 143),
-    ASSEMBLE_600,
-    teacher=EFFICIENTNET_B7,
-    eval_image_size=256,
-    eval_preprocessing="imagenet_224_256a",
 )
 
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from assemble_tf.data import preprocessing, schema
 from assemble_tf.data.postprocess import BatchPostprocess
+from official.utils.misc import seeds
 
 # Marks the guard's error so that `reraise_data_errors` can recognise it.
 _DATA_ERROR_TAG = "[assemble_tf.DataError]"
@@ -416,9 +417,10 @@ def build_dataset(config, input_context=None, stats=None):
     )
     ds = ds.map(count)
     if mixer is not None:
+        mixing_seed = seeds.derive_seed(config.seed, "mixing")
         ds = ds.enumerate().map(
             lambda i, b: mixer(
-                b, tf.stack([tf.cast(config.seed + 1, tf.int64), i])
+                b, tf.stack([tf.constant(mixing_seed, tf.int64), i])
             ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=config.deterministic,

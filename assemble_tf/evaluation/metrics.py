@@ -36,20 +36,14 @@ correctness is also the "correct" used by ECE.
 import numpy as np
 import tensorflow as tf
 
+from official.utils.misc.validation import check_positive_int
+
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 _INT_DTYPES = (tf.int32, tf.int64, tf.int16, tf.int8, tf.uint8)
 
 # Accumulator dtype: float64 keeps counts exact and sums precise over a
 # whole ImageNet validation set.
 _ACC_DTYPE = tf.float64
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}.")
-    return int(value)
 
 
 def _bin_edges(num_bins, dtype=np.float64):
@@ -87,8 +81,8 @@ class ClassificationMetrics:
     """
 
     def __init__(self, num_bins=10, top_k=5, name="classification_metrics"):
-        self.num_bins = _check_positive_int(num_bins, "num_bins")
-        self.top_k = _check_positive_int(top_k, "top_k")
+        self.num_bins = check_positive_int("num_bins", num_bins)
+        self.top_k = check_positive_int("top_k", top_k)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}.")
         self.name = name
@@ -386,7 +380,7 @@ def topk_accuracy(logits, labels, k):
     Returns:
         float in [0, 1]; NaN when N == 0.
     """
-    k = _check_positive_int(k, "k")
+    k = check_positive_int("k", k)
     logits = _check_scores(logits, "logits").astype(np.float64)
     labels = _check_labels(labels, logits.shape[0], logits.shape[1])
     if logits.shape[0] == 0:
@@ -408,7 +402,7 @@ def calibration_bins(probs, labels, num_bins=10):
         (count int64, confidence float64, accuracy float64) arrays of
         length num_bins; 0 confidence and accuracy for empty bins.
     """
-    num_bins = _check_positive_int(num_bins, "num_bins")
+    num_bins = check_positive_int("num_bins", num_bins)
     probs = _check_scores(probs, "probs")
     labels = _check_labels(labels, probs.shape[0], probs.shape[1])
     if probs.size and (

@@ -7,15 +7,15 @@ fused=True)`. Keras 3 computes BN as separate ops over the whole activation:
 in inference a multiply and add (`tf.nn.batch_normalization`), which
 TensorFlow's graph optimizer cannot merge into the preceding convolution, and
 in training the moments as well (Mean, SquaredDifference, ..., with float32
-casts under mixed precision), about 30 % of a ResNet-50 training step's op
-time on a 2-core CPU. This layer keeps Keras' `BatchNormalization` variables,
+casts under mixed precision), a large share of a CPU training step. This
+layer keeps Keras' `BatchNormalization` variables,
 moving-statistics update, checkpoints and config, and runs both modes through
-`FusedBatchNormV3`: in inference Grappler fuses it with Conv2D (+ ReLU) on CPU
-(about 1.25x faster ResNet-50 inference), in training it computes the batch
-moments, the normalization and (through FusedBatchNormGradV3) the gradient in
-one kernel each, taking the 16-bit input as is under mixed precision (a
-ResNet-50 training step on a 2-core CPU about 1.25x faster in float32 and
-1.7x with mixed_bfloat16; docs/benchmarks.md). XLA and cuDNN handle the fused op
+`FusedBatchNormV3`: in inference Grappler fuses it with Conv2D (+ ReLU) on
+CPU, in training it computes the batch moments, the normalization and
+(through FusedBatchNormGradV3) the gradient in one kernel each, taking the
+16-bit input as is under mixed precision. The speed-ups, with the machine
+they were measured on, are in docs/benchmarks.md ("Fused training
+BatchNorm"). XLA and cuDNN handle the fused op
 natively. Under another Keras backend (JAX, used for the GPU figures where
 TensorFlow is not installed) the layer is plain Keras BN: XLA fuses BN by
 itself there.

@@ -15,14 +15,6 @@ def conv_initializer():
     )
 
 
-def check_positive_int(name, value):
-    """Raises ValueError naming `name` unless `value` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
 def check_probability(name, value):
     """Raises ValueError naming `name` unless 0 < value <= 1."""
     if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:

@@ -6,18 +6,16 @@ over output positions, `dW[i, j] = sum_p x[p * s + (i, j)]^T dy[p]` for
 each kernel tap (i, j) and stride s, i.e. one matrix product per tap
 between the (strided, shifted) input and the output gradient, both
 flattened to (positions, channels). On CPU TensorFlow computes it with
-oneDNN's backward-weights convolution, which is slow for the shapes of a
-ResNet's later stages: on our 2-core AVX512_BF16 / AMX machine, in
-bfloat16, 58-210 GFLOP/s for every 1 x 1 convolution and for the 3 x 3
-ones at 14 x 14 outputs or fewer, while `MatMul` reaches 330-520 GFLOP/s
-on the same products (2-9x faster; in float32 only the strided 1 x 1 and
-the 7 x 7-output 3 x 3 gain, 1.3-1.4x). Those gradients were about 40 %
-of a ResNet-50 `mixed_bfloat16` training step. Tables in
-docs/benchmarks.md.
+oneDNN's backward-weights convolution, which on some CPUs is much slower
+than `MatMul` on the same products for the shapes of a ResNet's later
+stages (1 x 1 convolutions, 3 x 3 ones at small outputs), above all in
+bfloat16. The measured rates, the machine and the share of a training step
+are in docs/benchmarks.md ("Weight gradients as MatMuls"), with the script
+that re-measures them.
 
 In training this layer computes them as those products, tap by tap (a contiguous
 slice of the padded input; a stride is taken by a reshape and a slice,
-which is 25x faster here than a strided slice), where the table
+which is much faster than a strided slice on CPU), where the table
 `MATMUL_WEIGHT_GRADIENT_RULES` says it is faster. The forward pass and the
 input gradient are unchanged (Keras' convolution and TensorFlow's
 `Conv2DBackpropInput`), so inference, BN folding and Grappler's Conv2D +

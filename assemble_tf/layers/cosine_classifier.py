@@ -11,7 +11,7 @@ embedding is then a good retrieval feature under cosine distance.
 
 import keras
 
-from assemble_tf.layers import common
+from official.utils.misc import validation
 
 # Floor of the squared L2 norm: a zero vector normalises to zero (finite).
 _EPSILON = 1e-12
@@ -53,7 +53,7 @@ class CosineClassifier(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        common.check_positive_int("units", units)
+        validation.check_positive_int("units", units)
         if (
             isinstance(temperature, bool)
             or not isinstance(temperature, (int, float))

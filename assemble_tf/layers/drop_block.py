@@ -32,6 +32,7 @@ import keras
 from keras import ops
 
 from assemble_tf.layers import common
+from official.utils.misc import validation
 
 
 @contextlib.contextmanager
@@ -94,7 +95,7 @@ class DropBlock2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         common.check_probability("keep_prob", keep_prob)
-        common.check_positive_int("block_size", block_size)
+        validation.check_positive_int("block_size", block_size)
         if not isinstance(gamma_scale, (int, float)) or gamma_scale < 0:
             raise ValueError(
                 "`gamma_scale` must be a non-negative number. "

@@ -17,6 +17,7 @@ import keras
 from assemble_tf.layers import common
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.conv import Conv2D
+from official.utils.misc import validation
 
 VARIANTS = ("assemble", "sknet")
 
@@ -59,7 +60,7 @@ class SelectiveKernel(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        common.check_positive_int("filters", filters)
+        validation.check_positive_int("filters", filters)
         if strides not in (1, 2):
             raise ValueError(
                 f"SelectiveKernel strides must be 1 or 2. "
@@ -70,8 +71,8 @@ class SelectiveKernel(keras.layers.Layer):
                 f"SelectiveKernel variant must be one of {VARIANTS}. "
                 f"Received: variant={variant!r}"
             )
-        common.check_positive_int("reduction", reduction)
-        common.check_positive_int("min_dim", min_dim)
+        validation.check_positive_int("reduction", reduction)
+        validation.check_positive_int("min_dim", min_dim)
         self.filters = filters
         self.strides = strides
         self.variant = variant

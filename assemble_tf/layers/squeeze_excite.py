@@ -10,6 +10,7 @@ clovaai/assembled-cnn `nets/blocks.py: se_block`: GAP -> 1x1 conv to C / ratio
 import keras
 
 from assemble_tf.layers import common
+from official.utils.misc import validation
 
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
@@ -27,8 +28,8 @@ class SqueezeExcite(keras.layers.Layer):
 
     def __init__(self, ratio=16, min_dim=1, **kwargs):
         super().__init__(**kwargs)
-        common.check_positive_int("ratio", ratio)
-        common.check_positive_int("min_dim", min_dim)
+        validation.check_positive_int("ratio", ratio)
+        validation.check_positive_int("min_dim", min_dim)
         self.ratio = ratio
         self.min_dim = min_dim
         self.input_spec = keras.layers.InputSpec(ndim=4)

@@ -31,6 +31,7 @@ from assemble_tf.layers.factory import (
     create_drop_block,
 )
 from assemble_tf.layers.gem import GeMPooling2D
+from official.utils.misc import validation
 
 # depth: (block type, blocks per stage, BigLittleNet "nominal" blocks). The
 # BL counts are those of clovaai/assembled-cnn functions/model_fns.py.
@@ -377,7 +378,7 @@ def _resolve_options(
     _check_choice("stem", stem, STEMS)
     _check_choice("shortcut", shortcut, SHORTCUTS)
     _check_choice("pooling", pooling, POOLINGS)
-    common.check_positive_int("base_width", base_width)
+    validation.check_positive_int("base_width", base_width)
     if big_little is not None:
         if (
             not isinstance(big_little, (tuple, list))
@@ -455,11 +456,11 @@ def _resolve_options(
         )
     middle, _ = create_attention(attention)
     if image_size is not None:
-        common.check_positive_int("image_size", image_size)
+        validation.check_positive_int("image_size", image_size)
     if num_classes is not None:
-        common.check_positive_int("num_classes", num_classes)
+        validation.check_positive_int("num_classes", num_classes)
     if embedding_size is not None:
-        common.check_positive_int("embedding_size", embedding_size)
+        validation.check_positive_int("embedding_size", embedding_size)
     _check_choice("classifier", classifier, CLASSIFIERS)
     if (
         isinstance(cosine_temperature, bool)

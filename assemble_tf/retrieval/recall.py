@@ -42,6 +42,8 @@ import math
 
 import numpy as np
 
+from official.utils.misc.validation import check_positive_int
+
 SIMILARITIES = ("cosine", "euclidean")
 
 
@@ -83,15 +85,6 @@ def _check_similarity(similarity):
         )
 
 
-def _check_chunk(chunk_size):
-    if isinstance(chunk_size, bool) or not isinstance(
-        chunk_size, (int, np.integer)
-    ):
-        raise ValueError(f"chunk_size must be an int, got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
-
-
 def nearest_neighbours(
     embeddings,
     k,
@@ -125,7 +118,7 @@ def nearest_neighbours(
     import tensorflow as tf
 
     _check_similarity(similarity)
-    _check_chunk(chunk_size)
+    check_positive_int("chunk_size", chunk_size)
     embeddings = _as_matrix("embeddings", embeddings)
     exclude_self = gallery is None
     if exclude_self:

@@ -42,7 +42,6 @@ from official.utils.misc import file_utils, worker_pool
 JPEG_QUALITY = 85
 # 2: the reference's clipped_zoom, glass-blur loop and crop rounding.
 FORMAT_VERSION = 2
-OPTIONS_FILE = "options.json"
 SUMMARY_FILE = "summary.json"
 _MAX_LISTED_FAILURES = 1000
 

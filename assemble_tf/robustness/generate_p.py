@@ -50,13 +50,11 @@ from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
 from official.utils.misc import file_utils, worker_pool
 
-OPTIONS = "options.json"
 SUMMARY = "summary.json"
 # 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
 # affine centre, clipped_zoom and crop rounding (crop_rounding recorded).
 FORMAT_VERSION = 4
 SETS = ("test", "validation", "all")
-GUARDED = ("resize", "crop", "seed")
 _MAX_LISTED = 20
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from assemble_tf import config as config_lib
 from assemble_tf.augment.autoaugment import AutoAugment, RandAugment
 from assemble_tf.data import input_pipeline, metadata, sources
+from official.utils.misc import seeds
 
 
 def count_examples(data_dir, split, pattern):
@@ -71,7 +72,7 @@ def input_config(config, is_training, epoch=0):
         dtype="uint8" if is_training else "float32",
         shuffle_buffer=d.shuffle_buffer,
         deterministic=t.deterministic,
-        seed=t.seed * 1000 + epoch,
+        seed=seeds.derive_seed(t.seed, "input", epoch),
         cache=d.cache,
         record_source=_record_source(d, is_training),
     )

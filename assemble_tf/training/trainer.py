@@ -32,6 +32,7 @@ import numpy as np
 
 from assemble_tf.runs import checkpoints, models
 from assemble_tf.training import step_lib
+from official.utils.misc import seeds
 
 # TensorFlow (tf.data, TensorBoard, warm start) is imported where it is
 # used: building a Trainer and running its JAX step needs none, so the
@@ -261,7 +262,7 @@ class Trainer:
         stats = input_pipeline.PipelineStats()
         iterator = iter(backend.dataset(epoch, stats))
         steps = min(plan.steps_per_epoch, plan.total_steps - self.step)
-        seed_base = t.seed * 7919 + epoch
+        seed_base = seeds.derive_seed(t.seed, "step", epoch)
         progress = _Progress(steps, epoch + 1, plan.num_epochs)
         start = time.perf_counter()
         done, loss_sum, wd = 0, 0.0, 0.0

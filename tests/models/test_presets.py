@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from assemble_tf import presets
@@ -52,7 +54,14 @@ def test_final_models_match_the_paper_and_master():
     assert a50.recipe["train"]["epochs"] == 600
     assert a50.recipe["augment"]["mixup_type"] == 1
     assert a50.recipe["train"]["dropblock_keep_prob"] == (1.0, 0.9)
-    assert presets.get("table7_e11").model == a50.model
+    e11, e12 = presets.get("table7_e11"), presets.get("table7_e12")
+    assert dataclasses.replace(e11, name=a50.name, description="") == (
+        dataclasses.replace(a50, description="")
+    )
+    assert dataclasses.replace(e12, name=a152.name, description="") == (
+        dataclasses.replace(a152, description="")
+    )
+    assert e11.name == "table7_e11" and e11.paper.source == "Table 7 E11"
     assert presets.get("table7_e0").recipe["augment"]["label_smoothing"] == 0.0
     assert presets.get("table7_e0").teacher is None
     assert (

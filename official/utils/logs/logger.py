@@ -1,9 +1,7 @@
-"""JSON-lines metric logging and run information."""
+"""Run information to put beside every benchmark figure."""
 
-import json
 import platform
 import sys
-import time
 
 
 def run_info():
@@ -18,21 +16,3 @@ def run_info():
         "keras": keras.__version__,
         "devices": [d.name for d in tf.config.list_logical_devices()],
     }
-
-
-class JsonLinesLogger:
-    """Appends one JSON object per call to a file (and optionally stdout)."""
-
-    def __init__(self, path=None, echo=False):
-        self.path = path
-        self.echo = echo
-
-    def log(self, **record):
-        record.setdefault("time", time.time())
-        line = json.dumps(record, sort_keys=True, default=str)
-        if self.path:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
-        if self.echo:
-            print(line, flush=True)
-        return record

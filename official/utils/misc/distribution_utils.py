@@ -48,13 +48,3 @@ def get_distribution_strategy(name="mirrored", num_gpus=None, tpu_address=""):
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
-
-
-def per_replica_batch_size(global_batch_size, num_replicas):
-    """Splits a global batch evenly, or raises naming both numbers."""
-    if global_batch_size % num_replicas:
-        raise ValueError(
-            f"batch_size={global_batch_size} is not divisible by the "
-            f"{num_replicas} replicas."
-        )
-    return global_batch_size // num_replicas
