@@ -1,8 +1,10 @@
-"""Model construction: `build_model(preset, **overrides)`."""
+"""Model construction: `build_model(preset, **overrides)`, and
+`build_backbone(model)` for multi-scale (P2-P5) features."""
 
 import inspect
 
 from assemble_tf import presets
+from assemble_tf.models.backbone import build_backbone, pyramid_outputs
 from assemble_tf.models.profile import count_macs, count_params
 from assemble_tf.models.resnet import RESNET_SPECS, Layout, build_resnet
 
@@ -43,8 +45,10 @@ __all__ = [
     "OVERRIDABLE",
     "RESNET_SPECS",
     "Layout",
+    "build_backbone",
     "build_model",
     "build_resnet",
     "count_macs",
     "count_params",
+    "pyramid_outputs",
 ]

@@ -1,0 +1,102 @@
+"""Multi-scale features of our ResNets: a backbone for detection and
+segmentation heads.
+
+Feature Pyramid Networks (Lin et al. 2017, https://arxiv.org/abs/1612.03144)
+and the detectors and segmenters built on them read a backbone's last
+feature map at each output stride 4, 8, 16 and 32, the levels P2-P5 (level
+l has stride 2**l). keras-hub's backbones expose these as
+`pyramid_outputs`, TF Model Garden's as `endpoints`; this module gives
+every model `build_resnet` makes, Assemble-ResNet included, the same dict.
+
+The levels are found from the deterministic layer names: the stem's layers
+start with `stem_` and stage n's with `stage{n}_`, and a functional model
+lists its layers in graph order, so the last layer of each group is that
+group's output. At each stride the deepest output wins: in a BigLittleNet
+(`big_little`, merge strides (2, 2, 1, 2)) stage 2 and stage 3 both end at
+stride 16 and P4 is stage 3's; the BL stem module gives P2.
+"""
+
+import math
+
+import keras
+
+from assemble_tf.models.resnet import build_resnet
+
+# The groups whose outputs are candidates, in graph order.
+_GROUPS = ("stem_", "stage1_", "stage2_", "stage3_", "stage4_")
+# Side of the probe input used to measure strides when the model accepts any
+# size (a multiple of 32, as BigLittleNet needs).
+_PROBE_SIDE = 256
+
+
+def _group_outputs(model):
+    last = {}
+    for layer in model.layers:
+        for prefix in _GROUPS:
+            if layer.name.startswith(prefix):
+                last[prefix] = layer
+    missing = [p + "*" for p in _GROUPS[1:] if p not in last]
+    if "stem_" not in last or missing:
+        raise ValueError(
+            f"Model {model.name!r} has no layers named {missing or 'stem_*'}: "
+            "pyramid outputs need a model made by `build_resnet` / "
+            "`build_model` (or loaded from one)."
+        )
+    return [last[p].output for p in _GROUPS]
+
+
+def pyramid_outputs(model):
+    """The model's last feature map at each output stride.
+
+    Args:
+        model: a functional `keras.Model` built by `build_resnet` or
+            `build_model` (with or without its head), or loaded from one.
+
+    Returns:
+        dict from "P2", "P3", ... ("P{l}": stride 2**l) to the symbolic
+        tensors of `model`'s graph, in increasing stride.
+    """
+    tensors = _group_outputs(model)
+    side = model.input.shape[1] or _PROBE_SIDE
+    probe = keras.Model(model.input, tensors)
+    specs = probe.compute_output_spec(
+        keras.KerasTensor((1, side, side, 3), dtype=model.input.dtype)
+    )
+    levels = {}
+    for tensor, spec in zip(tensors, specs, strict=True):
+        level = round(math.log2(side / spec.shape[1]))
+        levels[f"P{level}"] = tensor  # deeper groups come later and win
+    return dict(sorted(levels.items(), key=lambda kv: int(kv[0][1:])))
+
+
+def build_backbone(model=None, name=None, **kwargs):
+    """A model from images to the dict of `pyramid_outputs`.
+
+    Either shares the layers (and so the weights) of an existing model, e.g.
+    one whose ImageNet weights were loaded, or builds a new headless
+    network from `build_resnet` arguments.
+
+    Args:
+        model: a `keras.Model` from `build_resnet` / `build_model`, or None.
+        name: str or None. The backbone's name (default: the model's name +
+            "_backbone").
+        **kwargs: with `model=None`, the `build_resnet` arguments (e.g.
+            `depth`, `big_little`, `attention`, `image_size`); the head is
+            not built.
+
+    Returns:
+        A `keras.Model` whose output is a dict {"P2": [B, H/4, W/4, C2],
+        ..., "P5": [B, H/32, W/32, C5]}.
+    """
+    if model is None:
+        kwargs["include_top"] = False
+        model = build_resnet(**kwargs)
+    elif kwargs:
+        raise ValueError(
+            "Pass either a model or `build_resnet` arguments, not both. "
+            f"Received: model={model.name!r} and {sorted(kwargs)}"
+        )
+    outputs = pyramid_outputs(model)
+    return keras.Model(
+        model.input, outputs, name=name or f"{model.name}_backbone"
+    )
