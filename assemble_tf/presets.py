@@ -420,6 +420,6 @@ def get(name):
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(
             f"--preset={name!r} is not a preset.{hint} All {len(PRESETS)} "
-            "names: `python -m tools.preset_table` or README 'Presets'."
+            "names: `python -m tools.preset_table` or docs/models.md 'Presets'."
         )
     return PRESETS[name]

@@ -37,7 +37,7 @@ def define_config_flags(
     flags.DEFINE_string(
         "preset",
         "assemble_resnet50",
-        "Named model and its training recipe (README 'Presets'; "
+        "Named model and its training recipe (docs/models.md 'Presets'; "
         "`python -m tools.preset_table` lists them).",
         **fv,
     )

@@ -157,7 +157,7 @@ LOAD_SCRIPT = """
 import sys
 import numpy as np
 if sys.argv[1] == "assemble_tf_first":
-    import assemble_tf  # registers the layers (README 'Saving and loading')
+    import assemble_tf  # registers the layers (docs/models.md)
     import keras
 else:
     import keras
@@ -292,7 +292,57 @@ def test_every_test_that_starts_a_process_is_marked_slow():
 def test_no_citation_of_documents_outside_the_repository():
     """A user's clone has no ../shared: cite papers and repositories."""
     outside = re.compile(r"ASSEMBLE_SPEC|REFERENCE\.md|DECISIONS\.md|STYLE\.md")
-    for path in _python_files() + ["README.md"]:
+    docs = sorted(
+        os.path.join("docs", f)
+        for f in os.listdir(os.path.join(REPO, "docs"))
+        if f.endswith(".md")
+    )
+    assert "docs/models.md" in docs
+    for path in _python_files() + ["README.md"] + docs:
         if path == "tests/test_packaging.py":
             continue
         assert not outside.search(_read(path)), path
+
+
+def test_relative_links_of_the_docs_resolve():
+    """Every relative link (and image) of README.md and docs/*.md names a
+    file of the repository, and a #anchor a heading of that file."""
+    pages = ["README.md"] + [
+        os.path.join("docs", f)
+        for f in sorted(os.listdir(os.path.join(REPO, "docs")))
+        if f.endswith(".md")
+    ]
+    link = re.compile(r"\]\(([^)\s]+)\)")
+    checked, broken = 0, []
+    for page in pages:
+        prose = re.sub(r"```.*?```", "", _read(page), flags=re.S)
+        for target in link.findall(re.sub(r"`[^`\n]*`", "", prose)):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            full = os.path.normpath(
+                os.path.join(os.path.dirname(page), path) if path else page
+            )
+            checked += 1
+            if not os.path.exists(os.path.join(REPO, full)):
+                broken.append(f"{page}: {target}")
+            elif anchor and full.endswith(".md"):
+                if anchor not in _anchors(_read(full)):
+                    broken.append(f"{page}: {target} (no such heading)")
+    assert checked >= 30
+    assert not broken, broken
+
+
+def _anchors(markdown):
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces
+    to hyphens."""
+    out, in_code = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or not line.startswith("#"):
+            continue
+        text = line.lstrip("#").strip().lower()
+        text = re.sub(r"[^\w\- ]", "", text)
+        out.add(text.replace(" ", "-"))
+    return out

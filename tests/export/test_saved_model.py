@@ -39,7 +39,7 @@ def exported(tmp_path_factory):
 @pytest.mark.slow
 def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     """The C++ session loader of saved_model_cli (as TF Serving) runs all
-    three signatures with the README's commands and matches the model."""
+    three signatures with the commands of docs/deployment.md and matches the model."""
     model, path, _ = exported
     mask = os.umask(0)
     os.umask(mask)
@@ -50,7 +50,7 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
         testing_utils.jpeg_bytes(testing_utils.smooth_image(80, 100, 3)),
         tf.io.encode_png(testing_utils.smooth_image(90, 75, 9)).numpy(),
     ]
-    # The README's way to pass encoded images: a numpy bytes array.
+    # docs/deployment.md's way to pass encoded images: a numpy bytes array.
     np.save(tmp_path / "jpegs.npy", np.array(jpegs))
     outputs = {}
     for name, npy in (
@@ -269,6 +269,66 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
     assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
     assert (tmp_path / "benchmark.md").read_text().startswith("| model")
     assert os.path.getsize(tmp_path / "benchmark.png") > 1000
+
+
+def test_run_benchmark_in_process(tmp_path, monkeypatch):
+    """The library of tools.benchmark_throughput: the smoke run's rows
+    (a fixed matmul peak instead of the measured one, for speed)."""
+    import json
+
+    import keras
+
+    from assemble_tf.export import throughput, throughput_run
+
+    monkeypatch.setattr(
+        throughput, "matmul_peak_gflops", lambda dtype, **_: 100.0
+    )
+    lines = []
+    options = throughput_run.ThroughputOptions(
+        preset=("resnet50", "assemble_resnet50"),
+        dtype="bfloat16",
+        smoke=True,
+        output_dir=str(tmp_path),
+    )
+    report = throughput_run.run_benchmark(options, log=lines.append)
+    rows = report["rows"]
+    assert [r["model"] for r in rows] == ["resnet50", "assemble_resnet50"]
+    for r in rows:
+        assert r["images_per_sec"] > 0 and r["batch_size"] == 2
+        assert (r["image_size"], r["dtype"]) == (64, "bfloat16")
+        assert r["peak_fraction"] == pytest.approx(r["gflops"] / 100.0)
+    assert rows[0]["ratio_vs_r50"] == 1.0
+    assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
+    assert report["settings"] == throughput_run.SMOKE_SETTINGS
+    assert lines[0].startswith("Timing 2 models on ")
+    assert lines[1].startswith("resnet50: ")
+    written = (tmp_path / "benchmark.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in written] == rows
+    # The mixed_bfloat16 policy of the run is undone.
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_run_benchmark_option_errors_name_the_option():
+    from assemble_tf.export import throughput_run
+    from official.utils.misc.validation import OptionError
+
+    options = throughput_run.ThroughputOptions
+    with pytest.raises(OptionError) as e:
+        throughput_run.run_benchmark(options(modes=("bf16",), dtype="float16"))
+    assert str(e.value).startswith("`modes`=bf16 with `dtype`=float16: ")
+    assert e.value.as_flag() == (
+        "--modes=bf16 with --dtype=float16: the bf16 modes time bfloat16 "
+        "beside float32; drop --dtype (or the bf16 modes)."
+    )
+    with pytest.raises(OptionError) as e:
+        throughput_run.run_benchmark(options(modes=("plain", "fast")))
+    assert e.value.as_flag().startswith("--modes=plain,fast: unknown ['fast']")
+    with pytest.raises(OptionError, match="`runs`=0 must be at least 1"):
+        throughput_run.run_benchmark(options(runs=0))
+    with pytest.raises(ValueError, match="'resnet5' is not a preset"):
+        throughput_run.run_benchmark(options(preset=("resnet5",)))
+    assert throughput_run.selected_modes(options(fold_bn=True)) == ["fold_bn"]
+    assert throughput_run.selected_modes(options(jit_compile=True)) == ["xla"]
 
 
 # bfloat16 serving: tools.export_saved_model --precision=bfloat16.

@@ -1,7 +1,7 @@
 """tools.train / evaluate / export as a new user meets them (issue 12).
 
 A TFRecord folder written by the builder (labels.txt, summary.json) of 3
-colour classes; every command runs as a subprocess, as from the README.
+colour classes; every command runs as a subprocess, as from docs/training.md.
 """
 
 import glob
