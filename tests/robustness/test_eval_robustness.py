@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -184,6 +185,82 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     calls.clear()
     evaluation.evaluate_c(counting_predict, found, labels, cache, "other")
     assert sum(calls) == 19 * 15
+
+
+def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
+    """The library behind the binary, on the set of the end-to-end test:
+    the same errors, mCEs, files and warnings, no subprocess."""
+    from assemble_tf.robustness import run
+
+    model, weights = tiny_weights
+    data = str(tmp_path / "c")
+    write_set(data, metrics.ALL_CORRUPTIONS, per_class=1)
+    options = run.RobustnessOptions(
+        kind="c",
+        data_dir=data,
+        preset="resnet50",
+        weights=weights,
+        num_classes=4,
+        label_offset=0,
+        model_overrides=TINY,
+        clean_error=0.5,
+        batch_size=7,
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+    )
+    config, loaded, source = run.load_model(options)
+    assert source == os.path.abspath(weights)
+    logged = []
+    report = run.evaluate_robustness(
+        options, loaded, config, source, log=logged.append
+    )
+    found = evaluation.find_imagenet_c(data)
+    want = expected_errors(model, found, evaluation.label_map(WNIDS, 4, 0))
+    for c in metrics.ALL_CORRUPTIONS:
+        assert report["results"][c]["top1_error"] == pytest.approx(want[c])
+        assert report["results"][c]["count"] == [3] * 5
+    line = run.console_line(report)
+    assert line["mce"] == pytest.approx(metrics.mce(want))
+    assert line["mce_19"] == pytest.approx(
+        metrics.mce(want, metrics.ALL_CORRUPTIONS)
+    )
+    assert line["relative_mce"] == pytest.approx(
+        metrics.relative_mce(want, 0.5)
+    )
+    for key in ("chart_png", "gallery_png", "markdown"):
+        assert os.path.getsize(line[key]) > 1000
+    written = json.load(open(line["json"]))
+    del report["json"]
+    assert written == json.loads(json.dumps(report))  # the file: no "json"
+    table = open(line["markdown"]).read()
+    assert report["paper"] is None and "76.7" not in table
+    not_imagenet = (
+        "The model was trained on 3 classes, not on ImageNet: the paper's "
+        "ImageNet mCE of resnet50 is not shown beside it."
+    )
+    assert logged == [f"WARNING: {not_imagenet}", table]
+    assert report["warnings"] == [not_imagenet]
+
+
+def test_robustness_options_name_the_bad_field(tmp_path):
+    from assemble_tf.robustness import run
+
+    def options(**kw):
+        return run.RobustnessOptions(**{"kind": "c", "data_dir": "d", **kw})
+
+    options().validate()
+    for field, value, rule in (
+        ("kind", "x", "must be one of c, p"),
+        ("clean_error", 1.5, "must be a fraction in [0, 1]"),
+        ("normalization", "l2", "must be one of alexnet, none"),
+        ("difficulty", 0, "must be at least 1"),
+        ("batch_size", 0, "must be at least 1"),
+    ):
+        message = re.escape(f"{field}={value} {rule}.")
+        with pytest.raises(ValueError, match=f"^{message}"):
+            options(**{field: value}).validate()
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        run.find_set(options(data_dir=str(tmp_path / "missing")))
 
 
 @pytest.mark.slow

@@ -1,0 +1,405 @@
+"""ImageNet-C mCE and ImageNet-P mFR of a model (`tools.eval_robustness`).
+
+Hendrycks & Dietterich, ICLR 2019 (https://arxiv.org/abs/1903.12261);
+protocol of Assemble-ResNet (Lee et al. 2020, clovaai/assembled-cnn
+`mce/eval_robustness.py`): images are fed at their stored size, decoded with
+INTEGER_ACCURATE and mean-subtracted (`evaluation`). The report has per
+corruption and severity top-1 / top-5 error, CE, mCE over the 15 standard
+corruptions and over all 19 (the original's number), relative mCE (with a
+clean error); for ImageNet-P flip probabilities, FR, mFR and top-5
+distances. `evaluate_robustness` writes robustness_<kind>.json,
+robustness_<kind>.md (the paper's figures beside ours for paper presets),
+a bar chart and a gallery PNG. Per-corruption results are cached in
+<output_dir>/cache_<kind>, so rerunning an interrupted evaluation continues
+where it stopped.
+
+    options = run.RobustnessOptions(kind="c", data_dir="/data/ImageNet-C",
+                                    model_dir="/runs/r50", clean_error=0.23)
+    found = run.find_set(options)       # a bad data_dir fails before loading
+    config, model, source = run.load_model(options)
+    report = run.evaluate_robustness(options, model, config, source, found)
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from assemble_tf.robustness import evaluation
+
+KINDS = ("c", "p")
+NORMALIZATIONS = ("alexnet", "none")
+# Summary figures of the one-line console report, when the kind has them.
+LINE_KEYS = ("mce", "mce_19", "relative_mce", "mfr")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustnessOptions:
+    """What to evaluate, and on which model (the binary's flag names).
+
+    Attributes:
+        kind: "c" (ImageNet-C folders) or "p" (ImageNet-P videos).
+        data_dir: the set's root: <corruption>/<severity>/<wnid>/<file> or
+            <perturbation>/<wnid>/<name>.mp4.
+        names: corruptions / perturbations to evaluate (empty: all).
+        difficulty: ImageNet-P difficulty (frame step).
+        clean_error: clean top-1 error (fraction) for relative mCE.
+        normalization: ImageNet-C "alexnet" (CE divided by AlexNet's) or
+            "none" (plain mean corruption error, for non-ImageNet sets).
+        batch_size: images per forward pass.
+        output_dir: results folder (default: <model_dir>/robustness, or the
+            folder of `weights`).
+        labels_file: wnid -> label (labels.txt or a synsets list); default
+            the run's <data_dir>/labels.txt when it exists.
+        model_dir, checkpoint, preset, weights: the model's source, as
+            `assemble_tf.runs.loading.resolve` takes them.
+        num_classes: logits of `preset`'s model (None: the preset's).
+        label_offset: subtracted from the stored labels (None: the
+            config's; 0 for 1001-way heads, 1 for 1000-way ones).
+        model_overrides: `build_model` arguments replacing the config's.
+        progress: show a progress bar (on stderr).
+    """
+
+    kind: str
+    data_dir: str
+    names: tuple = ()
+    difficulty: int = 1
+    clean_error: float | None = None
+    normalization: str = "alexnet"
+    batch_size: int = 64
+    output_dir: str | None = None
+    labels_file: str | None = None
+    model_dir: str | None = None
+    checkpoint: str | None = None
+    preset: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    label_offset: int | None = None
+    model_overrides: dict = dataclasses.field(default_factory=dict)
+    progress: bool = True
+
+    def validate(self):
+        """Raises ValueError "<field>=<value> ..." for a bad value (a binary
+        prefixes "--" to name its flag)."""
+        checks = (
+            ("kind", self.kind in KINDS, f"must be one of {', '.join(KINDS)}"),
+            ("data_dir", bool(self.data_dir), "must name the set's folder"),
+            ("difficulty", self.difficulty >= 1, "must be at least 1"),
+            (
+                "clean_error",
+                self.clean_error is None or 0 <= self.clean_error <= 1,
+                "must be a fraction in [0, 1]",
+            ),
+            (
+                "normalization",
+                self.normalization in NORMALIZATIONS,
+                f"must be one of {', '.join(NORMALIZATIONS)}",
+            ),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)} {rule}.")
+
+
+def find_set(options):
+    """The set's files: `evaluation.find_imagenet_c` or `find_imagenet_p`
+    output for `options.kind`.
+
+    Raises:
+        FileNotFoundError, ValueError: no such set, or unknown names.
+    """
+    if options.kind == "c":
+        return evaluation.find_imagenet_c(options.data_dir, options.names)
+    return evaluation.find_imagenet_p(
+        options.data_dir, options.names, options.difficulty
+    )
+
+
+def _items(kind, found):
+    """[(path, wnid)] of every image (ImageNet-C) or video (ImageNet-P)."""
+    if kind == "c":
+        return [i for sev in found.values() for v in sev.values() for i in v]
+    return [i for v in found.values() for i in v]
+
+
+def load_model(options):
+    """Builds the model of `options`' source and restores its weights.
+
+    Returns:
+        (config, model, source): the experiment config, the Keras model and
+        the checkpoint prefix or weights file it was restored from.
+    """
+    from assemble_tf.runs import checkpoints, loading, runtime
+    from assemble_tf.runs import models as run_models
+
+    data = {
+        name: getattr(options, name)
+        for name in ("num_classes", "label_offset")
+        if getattr(options, name) is not None
+    }
+    config, checkpoint, weights = loading.resolve(
+        model_dir=options.model_dir,
+        checkpoint=options.checkpoint,
+        preset=options.preset,
+        weights=options.weights,
+        output_dir=options.output_dir,
+        data=data,
+        model=dict(options.model_overrides),
+        needs_data=False,
+    )
+    strategy = runtime.setup_runtime(config)
+    with strategy.scope():
+        model = run_models.build_run_model(config)
+    checkpoints.restore(model, checkpoint, weights)
+    return config, model, checkpoint or os.path.abspath(weights)
+
+
+def label_map(options, config, wnids):
+    """{class folder: model label} of the set's classes: by the labels
+    file (`options.labels_file`, else the run's labels.txt), by the class
+    names of the run's tfds / folder source, else by sorted wnids."""
+    labels_file = options.labels_file
+    if labels_file is None and config.data.data_dir:
+        candidate = os.path.join(config.data.data_dir, "labels.txt")
+        labels_file = candidate if os.path.isfile(candidate) else None
+    if config.data.source and labels_file is None:
+        from assemble_tf.runs import inputs
+
+        info = inputs.open_source_cached(
+            config.data.source, config.data.tfds_data_dir, False
+        )
+        return evaluation.source_label_map(
+            wnids, info.class_names, config.data.source
+        )
+    return evaluation.label_map(
+        wnids, config.data.num_classes, config.data.label_offset, labels_file
+    )
+
+
+def comparability_notes(kind, config, wnids):
+    """(warnings, whether the model is an ImageNet one): a set with fewer
+    classes than the model, or a model not trained on ImageNet (no paper
+    figure beside it)."""
+    classes, imagenet = evaluation.training_classes(config.data)
+    notes = []
+    if len(wnids) < classes:
+        notes.append(
+            f"The set covers {len(wnids)} of the model's {classes} classes: "
+            "errors are over those classes only, and CE / mCE (normalised "
+            "by AlexNet's errors on all of ImageNet) are not comparable "
+            "with published figures."
+        )
+    if not imagenet:
+        notes.append(
+            f"The model was trained on {classes} classes, not on ImageNet: "
+            f"the paper's ImageNet {'mCE' if kind == 'c' else 'mFR'} of "
+            f"{config.model.preset} is not shown beside it."
+        )
+    return notes, imagenet
+
+
+def output_dir(options, config, source):
+    """`options.output_dir`, else <model_dir>/robustness for a training
+    run, else the folder of the weights file."""
+    if options.output_dir:
+        return options.output_dir
+    if options.model_dir:
+        return os.path.join(config.model_dir, "robustness")
+    return os.path.dirname(source)
+
+
+def _log_to_stderr(text):
+    print(text, file=sys.stderr)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evaluation:
+    """What the steps of `evaluate_robustness` share."""
+
+    options: RobustnessOptions
+    config: object  # assemble_tf.config.ExperimentConfig
+    source: str
+    found: dict
+    out: str  # the output folder
+    notes: list  # comparability warnings
+    imagenet: bool  # an ImageNet model: the paper's figures apply
+    log: object  # callable(str)
+
+
+def _predict_set(ev, model, labels):
+    """Per-corruption / perturbation results (cached under `ev.out`)."""
+    from tqdm import tqdm
+
+    from assemble_tf.robustness import report
+
+    o = ev.options
+    sig = report.signature(ev.source, o.data_dir, o.kind, o.difficulty)
+    cache = os.path.join(ev.out, f"cache_{o.kind}")
+    predict = evaluation.make_predict_fn(model)
+    with tqdm(
+        total=len(_items(o.kind, ev.found)),
+        desc=f"ImageNet-{o.kind.upper()}",
+        unit="image" if o.kind == "c" else "video",
+        file=sys.stderr,
+        disable=not o.progress,
+    ) as bar:
+        if o.kind == "c":
+            return evaluation.evaluate_c(
+                predict, ev.found, labels, cache, sig, o.batch_size, bar
+            )
+        from assemble_tf.robustness.video import read_video
+
+        return evaluation.evaluate_p(
+            predict, ev.found, labels, cache, sig, read_video, o.difficulty, bar
+        )
+
+
+def _report_c(ev, results, paper):
+    """(summary, markdown table, {chart_png, gallery_png}) of ImageNet-C."""
+    from assemble_tf.robustness import plots, report
+
+    o, preset = ev.options, ev.config.model.preset
+    plain = o.normalization == "none"
+    summary = evaluation.summarize_c(results, o.clean_error, o.normalization)
+    note = " ".join(ev.notes) or None
+    table = report.markdown_c(summary, results, paper, preset, note)
+    files = {}
+    files["chart_png"] = plots.error_bars(
+        summary["ce"],
+        os.path.join(ev.out, "ce_per_corruption.png"),
+        f"{preset}: error per corruption (not normalised)"
+        if plain
+        else f"{preset}: CE per corruption (AlexNet = 100)",
+        "top-1 error (%)" if plain else "CE (%)",
+        reference=None if plain else 100.0,
+        mean=summary["mce"] or summary["mce_19"],
+    )
+    files["gallery_png"] = plots.corruption_gallery(
+        ev.found, os.path.join(ev.out, "gallery_c.png")
+    )
+    return summary, table, files
+
+
+def _report_p(ev, results, paper):
+    """(summary, markdown table, {chart_png, gallery_png}) of ImageNet-P;
+    logs the summary's note (no FR above difficulty 1)."""
+    from assemble_tf.robustness import plots, report
+    from assemble_tf.robustness.video import read_video
+
+    preset, difficulty = ev.config.model.preset, ev.options.difficulty
+    summary = evaluation.summarize_p(results, difficulty)
+    note = " ".join(ev.notes) or None
+    table = report.markdown_p(summary, results, paper, preset, note)
+    files = {}
+    if summary["note"]:
+        ev.log(f"WARNING: {summary['note']}")
+        files["chart_png"] = plots.error_bars(
+            {k: 100 * v for k, v in summary["flip_probability"].items()},
+            os.path.join(ev.out, "fp_per_perturbation.png"),
+            f"{preset}: flip probability per perturbation "
+            f"(difficulty {difficulty})",
+            "flip probability (%)",
+            reference=None,
+        )
+    else:
+        files["chart_png"] = plots.error_bars(
+            summary["fr"],
+            os.path.join(ev.out, "fr_per_perturbation.png"),
+            f"{preset}: flip rate per perturbation (AlexNet = 100)",
+            "FR (%)",
+            mean=summary["mfr"],
+        )
+    files["gallery_png"] = plots.perturbation_strip(
+        {p: read_video(items[0][0]) for p, items in ev.found.items()},
+        os.path.join(ev.out, "gallery_p.png"),
+    )
+    return summary, table, files
+
+
+def _summarize(ev, results):
+    """(report without the markdown and json paths, markdown table)."""
+    from assemble_tf import presets
+
+    o, preset = ev.options, ev.config.model.preset
+    plain = o.kind == "c" and o.normalization == "none"
+    paper = presets.get(preset).paper if ev.imagenet and not plain else None
+    make = _report_c if o.kind == "c" else _report_p
+    summary, table, files = make(ev, results, paper)
+    report = {
+        "kind": o.kind,
+        "preset": preset,
+        "source": ev.source,
+        "data_dir": os.path.abspath(o.data_dir),
+        "summary": summary,
+        "results": results,
+        "paper": None
+        if paper is None
+        else {"source": paper.source, "mce": paper.mce, "mfr": paper.mfr},
+        "warnings": ev.notes,
+        **files,
+    }
+    return report, table
+
+
+def evaluate_robustness(
+    options, model, config, source, found=None, log=_log_to_stderr
+):
+    """Evaluates `model` on the set of `options` and writes the report.
+
+    Args:
+        options: a `RobustnessOptions`.
+        model: the Keras classifier (e.g. from `load_model`).
+        config: its experiment config (labels, classes, preset).
+        source: the checkpoint prefix or weights file it was restored from
+            (part of the cache key; its folder is the default output).
+        found: `find_set(options)`, when already listed.
+        log: called with each warning line and, at the end, the table.
+
+    Returns:
+        The report written to robustness_<kind>.json (kind, preset, source,
+        data_dir, summary, results, paper, warnings, chart_png,
+        gallery_png, markdown), plus that file's path under "json".
+
+    Raises:
+        ValueError, FileNotFoundError: bad options, set or labels.
+    """
+    options.validate()
+    found = find_set(options) if found is None else found
+    wnids = {wnid for _, wnid in _items(options.kind, found)}
+    labels = label_map(options, config, wnids)
+    notes, imagenet = comparability_notes(options.kind, config, wnids)
+    for note in notes:
+        log(f"WARNING: {note}")
+    out = output_dir(options, config, source)
+    os.makedirs(out, exist_ok=True)
+    ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
+    report, table = _summarize(ev, _predict_set(ev, model, labels))
+    report = _write_report(report, table, out)
+    log(table)
+    return report
+
+
+def _write_report(report, table, out):
+    """Writes robustness_<kind>.md (`table`) and .json (`report` with the
+    markdown's path); returns the report with the json path added."""
+    kind = report["kind"]
+    report = dict(report, markdown=os.path.join(out, f"robustness_{kind}.md"))
+    with open(report["markdown"], "w") as f:
+        f.write(table)
+    path = os.path.join(out, f"robustness_{kind}.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    return dict(report, json=path)
+
+
+def console_line(report):
+    """The one-line summary a binary prints: kind, mCE / mFR figures and
+    the paths of the files written."""
+    summary = report["summary"]
+    files = ("chart_png", "gallery_png", "markdown", "json")
+    return {
+        "kind": report["kind"],
+        **{k: summary[k] for k in LINE_KEYS if k in summary},
+        **{k: report[k] for k in files},
+    }
