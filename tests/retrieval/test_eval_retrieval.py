@@ -200,6 +200,78 @@ def test_eval_retrieval_end_to_end(tiny_run):
     assert not [p for p in os.listdir(out) if ".tmp" in p]
 
 
+def _tiny_options(tiny_run, **values):
+    from assemble_tf.retrieval import run
+
+    values = {
+        "source": str(tiny_run / "data"),
+        "preset": "resnet50",
+        "weights": str(tiny_run / "tiny.weights.h5"),
+        "num_classes": 3,
+        "model_overrides": TINY,
+        "image_size": 64,
+        **values,
+    }
+    return run.RetrievalOptions(**values)
+
+
+def test_evaluate_retrieval_in_process(tiny_run):
+    """The library of tools.eval_retrieval: the end-to-end test's numbers."""
+    from assemble_tf.retrieval import run
+
+    out = tiny_run / "in_process"
+    options = _tiny_options(
+        tiny_run,
+        ks=(1, 2, 4),
+        batch_size=5,
+        chunk_size=5,
+        plot_queries=0,
+        output_dir=str(out),
+    )
+    report = run.evaluate_retrieval(options, progress=False)
+    with open(out / "retrieval.json") as f:
+        assert json.load(f) == report
+    assert report["recall@1"] == report["recall@2"] == 1.0
+    assert report["recall@4"] == 1.0
+    assert (report["num_queries"], report["num_gallery"]) == (12, 12)
+    assert (report["split"], report["class_split"]) == ("test", "all")
+    assert report["num_classes_evaluated"] == 3
+    assert report["embedding_dim"] == 256
+    assert report["embedding_layer"] == "head_pool"
+    assert report["eval_preprocessing"] == "imagenet_64"
+    assert report["neighbours_png"] is report["embeddings_npz"] is None
+    assert sorted(os.listdir(out)) == ["retrieval.json"]
+
+
+def test_evaluate_retrieval_option_errors(tiny_run):
+    """Errors name the option (`ks`); `as_flag()` is the binary's text."""
+    from assemble_tf.retrieval import run
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, max_images=3, ks=(1, 4)))
+    assert str(e.value) == (
+        "`ks`=1,4: k can be at most 2 for the 3 images of test of data; "
+        "lower `ks` (or raise `max_images`)."
+    )
+    assert e.value.as_flag() == (
+        "--ks=1,4: k can be at most 2 for the 3 images of test of data; "
+        "lower --ks (or raise --max_images)."
+    )
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, ks=(0, 1)))
+    assert e.value.as_flag() == "--ks needs positive integers. Received: 0,1"
+    with pytest.raises(OptionError, match="`image_size`=16 must be at least"):
+        run.evaluate_retrieval(_tiny_options(tiny_run, image_size=16))
+    saved = _tiny_options(tiny_run, preset=None, saved_model="/x/1")
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(saved)
+    assert e.value.as_flag() == "--saved_model needs --output_dir."
+    # Before: no --weights (nor --model_dir) failed in os.path.abspath(None).
+    with pytest.raises(ValueError, match="--preset needs --weights"):
+        run.evaluate_retrieval(_tiny_options(tiny_run, weights=None))
+
+
 @pytest.mark.slow
 def test_eval_retrieval_checks_k_before_embedding(tiny_run):
     """Before: 'k can be at most 2 for 3 images' came after embedding."""

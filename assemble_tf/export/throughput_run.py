@@ -1,0 +1,337 @@
+"""Inference throughput of presets, as ratios measured in one run.
+
+Lee et al. 2020 (https://arxiv.org/abs/2001.06268) report images/s on one
+Tesla P40, FP32, batch 64. Absolute numbers depend on the machine, so
+`run_benchmark` reports ratios against references timed in the same
+process: Keras' `ResNet50(weights=None)` (`compare="keras_resnet50"`) and
+our R50 (`paper_table`, beside the paper's ratio, e.g. Assemble-R50
+312/536 = 0.58). Each figure is the median of `runs` timed runs of `steps`
+batches after `warmup` batches, inside `tf.function` (optionally XLA, BN
+folded), or `jax.jit` under `KERAS_BACKEND=jax`. Also reports achieved
+GFLOP/s against a float32 (bf16 modes: bfloat16) matmul peak measured in
+the same run. The pieces (compiled forward passes, interleaved timing, the
+peak, the outputs) are `assemble_tf.export.throughput`'s;
+`tools.benchmark_throughput` is the command line.
+"""
+
+import contextlib
+import dataclasses
+import sys
+
+from assemble_tf.export import throughput
+from official.utils.misc.validation import OptionError
+
+DTYPES = ("float32", "float16", "bfloat16")
+REFERENCES = ("keras_resnet50",)
+# `smoke`: tiny models, sizes and iterations (tests, CI). BigLittleNet
+# stages need 2 blocks.
+SMOKE_SETTINGS = {"batch_size": 2, "warmup": 1, "runs": 2, "steps": 1}
+SMOKE_MODEL = {"base_width": 8, "block_sizes": (2, 2, 2, 1)}
+SMOKE_IMAGE_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputOptions:
+    """What to time; field names are `tools.benchmark_throughput`'s flags.
+
+    Attributes:
+        preset: presets to time.
+        batch_size: images per batch.
+        image_size: input side (None: each preset's eval size).
+        dtype: compute dtype, one of `DTYPES` (a Keras dtype policy).
+        warmup: untimed batches per model.
+        runs: timed runs (the median is kept).
+        steps: batches per timed run.
+        jit_compile: XLA-compile the forward pass (without `modes`).
+        fold_bn: fold BatchNorm into the convolutions (without `modes`).
+        modes: serving paths timed side by side, any of
+            `throughput.MODES`; they override `fold_bn` / `jit_compile`.
+        compare: a reference model of `REFERENCES`, or None.
+        paper_table: time the paper's Table 7 architectures instead of
+            `preset`.
+        smoke: tiny models, sizes and 2 iterations (tests, CI).
+        output_dir: where benchmark.jsonl, .md and .png go (None: none).
+    """
+
+    preset: tuple[str, ...] = ("resnet50",)
+    batch_size: int = 64
+    image_size: int | None = None
+    dtype: str = "float32"
+    warmup: int = 2
+    runs: int = 5
+    steps: int = 3
+    jit_compile: bool = False
+    fold_bn: bool = False
+    modes: tuple[str, ...] = ()
+    compare: str | None = None
+    paper_table: bool = False
+    smoke: bool = False
+    output_dir: str | None = None
+
+
+class _OptionsError(OptionError):
+    """An `OptionError` also naming `others` (`{name}` in the template)."""
+
+    def __init__(self, field, template, others, **values):
+        self.others = tuple(others)
+        names = {name: f"`{name}`" for name in self.others}
+        super().__init__(field, template, **names, **values)
+
+    def as_flag(self, flag=None):
+        """The message with every option named as its `--flag`."""
+        values = {**self.values, **{n: f"--{n}" for n in self.others}}
+        return self.template.format(field=f"--{flag or self.field}", **values)
+
+
+def selected_modes(options):
+    """`options.modes`, else the one mode of `fold_bn` and `jit_compile`."""
+    if options.modes:
+        return list(options.modes)
+    mode = "fold_bn" if options.fold_bn else "plain"
+    if options.jit_compile:
+        mode = "xla" if mode == "plain" else "fold_bn_xla"
+    return [mode]
+
+
+def preset_names(options):
+    """The presets to time (checked: fail before timing anything)."""
+    from assemble_tf import presets
+
+    names = throughput.PAPER_ROWS if options.paper_table else options.preset
+    for name in names:
+        presets.get(name)
+    return list(names)
+
+
+def _check_values(options):
+    """Raises `OptionError` for a value out of its range or choices."""
+    choices = {"dtype": DTYPES, "compare": REFERENCES}
+    for name, allowed in choices.items():
+        value = getattr(options, name)
+        if value is not None and value not in allowed:
+            raise OptionError(
+                name,
+                "{field}={value!r}: use one of {allowed}.",
+                value=value,
+                allowed=", ".join(allowed),
+            )
+    lowest = {"batch_size": 1, "warmup": 0, "runs": 1, "steps": 1}
+    for name, low in lowest.items():
+        value = getattr(options, name)
+        if value < low:
+            raise OptionError(
+                name,
+                "{field}={value} must be at least {low}.",
+                value=value,
+                low=low,
+            )
+
+
+def validate(options):
+    """The modes to time; raises `OptionError` naming bad options."""
+    _check_values(options)
+    bad = set(options.modes) - set(throughput.MODES)
+    if bad:
+        raise OptionError(
+            "modes",
+            "{field}={modes}: unknown {bad}; use any of {valid}.",
+            modes=",".join(options.modes),
+            bad=sorted(bad),
+            valid=", ".join(throughput.MODES),
+        )
+    modes = selected_modes(options)
+    if options.dtype != "float32" and any("bf16" in m for m in modes):
+        raise _OptionsError(
+            "dtype",
+            "{modes}={selected} with {field}={dtype}: the bf16 modes time "
+            "bfloat16 beside float32; drop {field} (or the bf16 modes).",
+            ["modes"],
+            selected=",".join(modes),
+            dtype=options.dtype,
+        )
+    if throughput.backend() == "jax" and any("xla" in m for m in modes):
+        raise _OptionsError(
+            "modes",
+            "{field}={selected} (or {jit_compile}): under KERAS_BACKEND=jax "
+            "every mode is XLA-compiled already; use plain or fold_bn.",
+            ["jit_compile"],
+            selected=",".join(modes),
+        )
+    return modes
+
+
+def timing_settings(options):
+    """{batch_size, warmup, runs, steps} of `options` (or of `smoke`)."""
+    if options.smoke:
+        return dict(SMOKE_SETTINGS)
+    names = ("batch_size", "warmup", "runs", "steps")
+    return {name: getattr(options, name) for name in names}
+
+
+def matmul_peaks(dtype, modes, device):
+    """{dtype: matmul GFLOP/s} of `dtype`, and of bfloat16 for bf16 modes."""
+    # A 2048^2 product keeps a CPU busy; a GPU needs 8192^2 to fill up.
+    on_cpu = device.startswith("CPU")
+    dtypes = [dtype] + (["bfloat16"] if any("bf16" in m for m in modes) else [])
+    return {
+        d: throughput.matmul_peak_gflops(
+            d, size=2048 if on_cpu else 8192, repeats=3 if on_cpu else 10
+        )
+        for d in dtypes
+    }
+
+
+def preset_entries(options, names, modes, settings):
+    """Timed entries of every preset in every mode (`throughput.entry`)."""
+    from assemble_tf import presets
+
+    tiny = SMOKE_MODEL if options.smoke else {}
+    entries = []
+    for name in names:
+        preset = presets.get(name)
+        size = options.image_size or preset.eval_image_size
+        size = SMOKE_IMAGE_SIZE if options.smoke else size
+        paper = preset.paper.throughput if preset.paper else None
+        for mode in modes:
+            model, macs = throughput.build(
+                name, size, "fold_bn" in mode, "bf16" in mode, **tiny
+            )
+            label = name if len(modes) == 1 else f"{name} ({mode})"
+            entries.append(
+                throughput.entry(
+                    label,
+                    model,
+                    macs,
+                    size,
+                    mode,
+                    settings,
+                    model_name=name,
+                    paper=paper,
+                )
+            )
+    return entries
+
+
+def keras_entries(options, modes, settings):
+    """Entries of Keras' ResNet50 (plain, and XLA when a mode is)."""
+    import keras
+
+    size = SMOKE_IMAGE_SIZE if options.smoke else 224
+    ref = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
+    # Keras' ResNet50 is v1 (stride on the 1x1): 3.86 GMACs at 224.
+    macs = throughput.count_macs(ref)
+    ref_modes = ["plain"] + (["xla"] if any("xla" in m for m in modes) else [])
+    return [
+        throughput.entry(
+            "keras_resnet50" + ("" if mode == "plain" else " (xla)"),
+            ref,
+            macs,
+            size,
+            mode,
+            settings,
+            model_name="keras_resnet50",
+            paper=None,
+        )
+        for mode in ref_modes
+    ]
+
+
+def result_row(entry, rate, dtype, peaks):
+    """The JSON row of one timed entry (before ratios)."""
+    gflops = 2 * entry["macs"] * rate / 1e9
+    dtype = "bfloat16" if "bf16" in entry["mode"] else dtype
+    return {
+        "model": entry["label"],
+        "preset": entry["model_name"],
+        "mode": entry["mode"],
+        "dtype": dtype,
+        "image_size": int(entry["images"].shape[1]),
+        "images_per_sec": rate,
+        "gflops": gflops,
+        "peak_fraction": gflops / peaks[dtype],
+        "matmul_peak_gflops": peaks[dtype],
+        "paper_images_per_sec": entry["paper"],
+    }
+
+
+@contextlib.contextmanager
+def _dtype_policy(dtype):
+    """Keras' global dtype policy computing in `dtype`, then the previous."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(
+        "float32" if dtype == "float32" else f"mixed_{dtype}"
+    )
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _stderr(line):
+    print(line, file=sys.stderr)
+
+
+def _time_rows(entries, settings, dtype, peaks, log):
+    """Times `entries` interleaved; their rows, with ratios."""
+    rates = throughput.time_interleaved(
+        entries,
+        settings["warmup"],
+        settings["runs"],
+        settings["steps"],
+        settings["batch_size"],
+    )
+    rows = []
+    for entry, rate in zip(entries, rates, strict=True):
+        rows.append(result_row(entry, rate, dtype, peaks))
+        log(f"{entry['label']}: {rate:.2f} img/s")
+    return throughput.add_ratios(rows)
+
+
+def run_benchmark(options, log=_stderr):
+    """Times the models of `options` side by side; writes the outputs.
+
+    Args:
+        options: a `ThroughputOptions`.
+        log: called with each progress line (default: printed to stderr).
+
+    Returns:
+        {"device", "backend", "dtype", "settings", "rows"}: "rows" holds
+        one dict per timed model (images/s, GFLOP/s, peak fraction, ratios
+        to R50 / Keras' ResNet50 / float32, device, batch size, backend),
+        as benchmark.jsonl has them.
+
+    Raises:
+        OptionError: a bad option (named); ValueError: an unknown preset.
+    """
+    names = preset_names(options)
+    modes = validate(options)
+    settings = timing_settings(options)
+    with _dtype_policy(options.dtype):
+        device = throughput.device_name()
+        peaks = matmul_peaks(options.dtype, modes, device)
+        entries = preset_entries(options, names, modes, settings)
+        if options.compare == "keras_resnet50":
+            entries += keras_entries(options, modes, settings)
+        log(
+            f"Timing {len(entries)} models on {device}, batch "
+            f"{settings['batch_size']}, {options.dtype}: "
+            f"{settings['warmup']} warm-up, {settings['runs']} interleaved "
+            f"runs of {settings['steps']} batches."
+        )
+        rows = _time_rows(entries, settings, options.dtype, peaks, log)
+    backend = throughput.backend()
+    for row in rows:
+        row.update(
+            device=device, batch_size=settings["batch_size"], backend=backend
+        )
+    if options.output_dir:
+        throughput.write_outputs(rows, options.output_dir)
+    return dict(
+        device=device,
+        backend=backend,
+        dtype=options.dtype,
+        settings=settings,
+        rows=rows,
+    )

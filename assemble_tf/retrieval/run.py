@@ -1,0 +1,386 @@
+"""Image-retrieval recall@k of a model on a tfds set or an image folder.
+
+Zero-shot retrieval as in Lee et al. 2020 (arXiv 2001.06268) and
+clovaai/assembled-cnn `metric/recall_metric.py`: embed every image of the
+split with the model's eval preprocessing (the BN'd embedding of an
+embedding head, else the pooled GAP/GeM features; a SavedModel's
+`feature_vector`; `assemble_tf.retrieval.embed`), then each image is a
+query against all the others; recall@k is the fraction of queries with a
+same-class image among their k nearest neighbours
+(`assemble_tf.retrieval.recall`). For caltech_birds2011 and cars196 the
+evaluated images are those of the class-disjoint test half (classes
+100-199 / 98-195 of all images) and for stanford_online_products its test
+split, unless `class_split` says otherwise. Nothing is downloaded unless
+`download`.
+
+`evaluate_retrieval` writes `retrieval.json` (recalls, counts, settings),
+`neighbours.png` (a few queries and their nearest neighbours, green = same
+class) and with `save_embeddings` `embeddings.npz`, and returns the
+report. `tools.eval_retrieval` is its command line.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+
+from assemble_tf.retrieval import recall
+from official.utils.misc import file_utils
+from official.utils.misc.validation import OptionError
+
+CLASS_SPLITS = ("test", "train", "all")  # sources.retrieval_selection's
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalOptions:
+    """What to evaluate; field names are `tools.eval_retrieval`'s flags.
+
+    Attributes:
+        source: a tfds name (caltech_birds2011, cars196,
+            stanford_online_products, ...) or a folder
+            `<root>/<split>/<class>/<image>`.
+        model_dir: a training run (config.json and checkpoints/).
+        checkpoint: with `model_dir`: "latest" (default), "best" or a
+            checkpoint prefix.
+        preset: without `model_dir`: the preset `weights` belong to.
+        weights: a .weights.h5 file; with `model_dir` it replaces the run's
+            checkpoint.
+        num_classes: logits of `preset`'s model (default the preset's).
+        model_overrides: `build_model` arguments (a dict or JSON object).
+        saved_model: an export of `tools.export_saved_model`.
+        embedding_layer: layer to embed from (default head_embedding_bn,
+            else head_pool).
+        tfds_data_dir: tfds data_dir (default tfds's).
+        download: let tfds download and prepare the set (network).
+        split: split to read (tfds syntax); default the class split's for
+            the retrieval sets, else test (or the only split).
+        class_split: class-disjoint half ("test", "train" or "all") of the
+            retrieval sets; None: "test" for those, "all" for the others.
+        similarity: neighbour ranking, "cosine" or "euclidean".
+        ks: the k of recall@k.
+        chunk_size: queries per search chunk (memory).
+        batch_size: images per forward pass.
+        eval_preprocessing: eval resize/crop (default the run's / preset's
+            / SavedModel's).
+        image_size: shorthand for `eval_preprocessing="imagenet_SIZE"`.
+        max_images: embed only the first N images (quick runs).
+        plot_queries: queries drawn in neighbours.png (0: no plot).
+        seed: seed of the plotted queries.
+        save_embeddings: also write embeddings.npz (embeddings, labels).
+        output_dir: where the outputs go (default `<model_dir or weights
+            folder>/retrieval/<source>`; required with `saved_model`).
+    """
+
+    source: str
+    model_dir: str | None = None
+    checkpoint: str | None = None
+    preset: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    model_overrides: str | dict | None = None
+    saved_model: str | None = None
+    embedding_layer: str | None = None
+    tfds_data_dir: str | None = None
+    download: bool = False
+    split: str | None = None
+    class_split: str | None = None
+    similarity: str = "cosine"
+    ks: tuple[int, ...] = (1, 2, 4, 8)
+    chunk_size: int = 2048
+    batch_size: int = 64
+    eval_preprocessing: str | None = None
+    image_size: int | None = None
+    max_images: int | None = None
+    plot_queries: int = 6
+    seed: int = 0
+    save_embeddings: bool = False
+    output_dir: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Images:
+    """The images a run embeds: the opened source's selection."""
+
+    info: object  # sources.SourceInfo
+    split: str
+    class_range: tuple | None
+    class_split: str
+    dataset: object  # tf.data of (encoded image, label)
+    total: int
+
+    @property
+    def where(self):
+        return f"{self.split} of {self.info.name}"
+
+
+class _OptionsError(OptionError):
+    """An `OptionError` also naming `others` (`{name}` in the template)."""
+
+    def __init__(self, field, template, others, **values):
+        self.others = tuple(others)
+        names = {name: f"`{name}`" for name in self.others}
+        super().__init__(field, template, **names, **values)
+
+    def as_flag(self, flag=None):
+        """The message with every option named as its `--flag`."""
+        values = {**self.values, **{n: f"--{n}" for n in self.others}}
+        return self.template.format(field=f"--{flag or self.field}", **values)
+
+
+def _join(ks):
+    return ",".join(str(k) for k in ks)
+
+
+def validate(options):
+    """Raises `OptionError` naming the option of a bad value."""
+    if not options.ks or min(options.ks) < 1:
+        raise OptionError(
+            "ks",
+            "{field} needs positive integers. Received: {ks}",
+            ks=_join(options.ks),
+        )
+    choices = {"similarity": recall.SIMILARITIES, "class_split": CLASS_SPLITS}
+    for name, allowed in choices.items():
+        value = getattr(options, name)
+        if value is not None and value not in allowed:
+            raise OptionError(
+                name,
+                "{field}={value!r}: use one of {allowed}.",
+                value=value,
+                allowed=", ".join(allowed),
+            )
+    lowest = dict(chunk_size=1, batch_size=1, image_size=32, max_images=2)
+    lowest["plot_queries"] = 0
+    for name, low in lowest.items():
+        value = getattr(options, name)
+        if value is not None and value < low:
+            raise OptionError(
+                name,
+                "{field}={value} must be at least {low}.",
+                value=value,
+                low=low,
+            )
+
+
+def check_ks(ks, num_images, where):
+    """Each query is ranked against the other images: k <= images - 1."""
+    if num_images < 2:
+        raise ValueError(
+            f"Only {num_images} image(s) in {where}; retrieval needs >= 2."
+        )
+    if max(ks) > num_images - 1:
+        raise _OptionsError(
+            "ks",
+            "{field}={ks}: k can be at most {most} for the {num_images} "
+            "images of {where}; lower {field} (or raise {max_images}).",
+            ["max_images"],
+            ks=_join(ks),
+            most=num_images - 1,
+            num_images=num_images,
+            where=where,
+        )
+
+
+def output_dir(options, info):
+    """`options.output_dir`, else `<model_dir or weights folder>/retrieval/
+    <source name>` (None without either: the model source is missing)."""
+    if options.output_dir:
+        return options.output_dir
+    if options.saved_model:
+        raise _OptionsError(
+            "output_dir", "{saved_model} needs {field}.", ["saved_model"]
+        )
+    if not (options.model_dir or options.weights):
+        return None  # `load_embedder` names what is missing
+    root = options.model_dir or os.path.dirname(
+        os.path.abspath(options.weights)
+    )
+    return os.path.join(root, "retrieval", info.name.replace("/", "_"))
+
+
+def read_images(options, info, split, class_range, class_split):
+    """The `_Images` of `info`'s selection (`sources.retrieval_selection`),
+    at most `options.max_images` of them."""
+    import tensorflow as tf
+
+    from assemble_tf.data import sources
+
+    total = sources.num_examples(info, split)
+    dataset = sources.encoded_dataset(info, split)
+    if class_range:
+        dataset = sources.filter_classes(dataset, *class_range)
+        # The class-disjoint half: count it (labels only, no decoding).
+        total = int(
+            dataset.map(lambda image, label: label).reduce(
+                tf.constant(0, tf.int64), lambda n, _: n + 1
+            )
+        )
+    if options.max_images:
+        dataset = dataset.take(options.max_images)
+        total = min(total, options.max_images)
+    return _Images(info, split, class_range, class_split, dataset, total)
+
+
+def load_embedder(options):
+    """The `embed.Embedder` of `options`' model source."""
+    from assemble_tf.retrieval import embed
+
+    preprocessing = options.eval_preprocessing
+    if options.image_size and not preprocessing:
+        preprocessing = f"imagenet_{options.image_size}"
+    return embed.load_embedder(
+        model_dir=options.model_dir,
+        checkpoint=options.checkpoint,
+        preset=options.preset,
+        weights=options.weights,
+        saved_model=options.saved_model,
+        num_classes=options.num_classes,
+        model_overrides=options.model_overrides,
+        preprocessing=preprocessing,
+        layer=options.embedding_layer,
+    )
+
+
+def _bar(total, desc, unit, progress):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, disable=not progress
+    )
+
+
+def embed_images(embedder, images, batch_size, progress=True):
+    """(embeddings, labels, seconds) of `images`, with a progress bar."""
+    from assemble_tf.retrieval import embed
+
+    start = time.time()
+    with _bar(images.total, "embedding", "img", progress) as bar:
+        embeddings, labels = embed.compute_embeddings(
+            embedder, images.dataset, batch_size, bar.update
+        )
+    return embeddings, labels, time.time() - start
+
+
+def search(embeddings, labels, options, progress=True):
+    """(recall dict of `recall.recall_at_k`, seconds), with a progress bar."""
+    start = time.time()
+    with _bar(len(labels), "searching", "query", progress) as bar:
+        done = [0]
+
+        def advance(n):
+            bar.update(n - done[0])
+            done[0] = n
+
+        result = recall.recall_at_k(
+            embeddings,
+            labels,
+            options.ks,
+            options.similarity,
+            options.chunk_size,
+            progress=advance,
+        )
+    return result, time.time() - start
+
+
+def _report(result, images, embedder, embeddings, labels, seconds, out_dir):
+    """The recalls with counts and settings (no outputs written yet)."""
+    report = dict(result)
+    report.update(
+        dataset=images.info.name,
+        source_kind=images.info.kind,
+        split=images.split,
+        class_split=images.class_split,
+        class_range=list(images.class_range) if images.class_range else None,
+        num_classes_evaluated=int(np.unique(labels[labels != -1]).size),
+        embedding_dim=int(embeddings.shape[1]),
+        embedding_layer=embedder.layer,
+        eval_preprocessing=embedder.preprocessing,
+        model=embedder.source,
+        images_per_second=round(len(labels) / max(seconds[0], 1e-9), 2),
+        search_seconds=round(seconds[1], 3),
+        retrieval_json=os.path.join(out_dir, "retrieval.json"),
+        neighbours_png=None,
+        embeddings_npz=None,
+    )
+    return report
+
+
+def write_outputs(report, options, images, embeddings, labels, result):
+    """embeddings.npz, neighbours.png (as `options` ask) and
+    retrieval.json (`report`, with their paths) next to it."""
+    out_dir = os.path.dirname(report["retrieval_json"])
+    os.makedirs(out_dir, exist_ok=True)
+    if options.save_embeddings:
+        path = os.path.join(out_dir, "embeddings.npz")
+        tmp = path[: -len(".npz")] + ".tmp.npz"
+        np.savez(tmp, embeddings=embeddings, labels=labels)
+        os.replace(tmp, path)
+        report["embeddings_npz"] = path
+    if options.plot_queries:
+        from assemble_tf.retrieval import plots
+
+        report["neighbours_png"] = plots.neighbours_figure(
+            os.path.join(out_dir, "neighbours.png"),
+            images.dataset,
+            embeddings,
+            labels,
+            images.info.class_names,
+            result,
+            num_queries=options.plot_queries,
+            similarity=options.similarity,
+            seed=options.seed,
+        )
+    file_utils.atomic_write_json(report["retrieval_json"], report, indent=1)
+    return report
+
+
+def evaluate_retrieval(options, progress=True):
+    """Embeds the images of `options`, ranks them and writes the outputs.
+
+    The data are opened and k checked against the image count before the
+    model is built, and before any embedding.
+
+    Args:
+        options: a `RetrievalOptions`.
+        progress: show progress bars of the embedding and the search on
+            stderr.
+
+    Returns:
+        The report written to retrieval.json: "recall@k" for each k,
+        counts, settings and the paths written.
+
+    Raises:
+        OptionError: a bad or missing option (named).
+        ValueError, FileNotFoundError: an unusable source, model or split.
+    """
+    from assemble_tf.data import sources
+
+    validate(options)
+    # Data first: a missing or unprepared set fails before model building.
+    info = sources.open_source(
+        options.source, options.tfds_data_dir, options.download
+    )
+    selection = sources.retrieval_selection(
+        info, options.split, options.class_split
+    )
+    out_dir = output_dir(options, info)
+    images = read_images(options, info, *selection)
+    check_ks(options.ks, images.total, images.where)
+    embedder = load_embedder(options)
+    embeddings, labels, embed_seconds = embed_images(
+        embedder, images, options.batch_size, progress
+    )
+    check_ks(options.ks, len(labels), images.where)  # unreadable ones
+    result, search_seconds = search(embeddings, labels, options, progress)
+    report = _report(
+        result,
+        images,
+        embedder,
+        embeddings,
+        labels,
+        (embed_seconds, search_seconds),
+        out_dir,
+    )
+    return write_outputs(report, options, images, embeddings, labels, result)
