@@ -39,6 +39,8 @@ explicitly.
 import dataclasses
 import difflib
 
+from official.utils.misc.validation import OptionError
+
 _COMMON = {
     "model": {"bn_momentum": 0.966},
     "data": {"image_size": 224, "eval_preprocessing": "imagenet"},
@@ -251,10 +253,13 @@ def get(name):
     if name not in RECIPES:
         close = difflib.get_close_matches(name, list(RECIPES), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"--recipe={name!r} is not a recipe.{hint} "
-            f"`python -m tools.finetune --list_recipes` lists all "
-            f"{len(RECIPES)}."
+        raise OptionError(
+            "recipe",
+            "{field}={name!r} is not a recipe.{hint} "
+            "`python -m tools.finetune --list_recipes` lists all {count}.",
+            name=name,
+            hint=hint,
+            count=len(RECIPES),
         )
     return RECIPES[name]
 

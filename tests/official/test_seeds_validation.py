@@ -36,3 +36,26 @@ def test_check_positive_int_names_the_argument_and_value(bad):
 def test_check_positive_int_returns_a_python_int():
     out = check_positive_int("k", np.int64(5))
     assert out == 5 and type(out) is int
+
+
+def test_option_error_names_the_field_and_binaries_print_the_flag(capsys):
+    from official.utils.flags import core as flags_core
+    from official.utils.misc.validation import OptionError
+
+    error = OptionError(
+        "source", "{field} is required, e.g. {example}.", example="food101"
+    )
+    assert str(error) == "`source` is required, e.g. food101."
+    assert error.as_flag("data_source") == (
+        "--data_source is required, e.g. food101."
+    )
+
+    def main(argv):
+        raise error
+
+    with pytest.raises(SystemExit) as exit_info:
+        flags_core.clean_errors(main)([])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "ERROR: --source is required, e.g. food101.\n"
+    )

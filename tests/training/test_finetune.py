@@ -95,8 +95,9 @@ def test_recipes_follow_the_food101_scripts():
     assert v["train"]["dropblock_keep_prob"] is None
     assert recipes.default_for("assemble_resnet50") == "assemble"
     assert recipes.default_for("resnet50") == "vanilla"
-    with pytest.raises(ValueError, match="--recipe='food'"):
+    with pytest.raises(ValueError, match="`recipe`='food' is not") as e:
         recipes.get("food")
+    assert e.value.as_flag().startswith("--recipe='food' is not a recipe.")
 
 
 @pytest.mark.slow  # trains or compiles

@@ -16,9 +16,10 @@ from absl import flags
 
 from assemble_tf import config as config_lib
 from assemble_tf.robustness import evaluation, metrics
-from assemble_tf.training import recipes
+from assemble_tf.training import recipes, transfer
+from flags import finetune_flags
+from official.utils.misc.validation import OptionError
 from tests import testing_utils
-from tools import finetune
 
 DB, MX, AA, LS = "DropBlock", "Mixup", "AutoAugment", "LS"
 M4 = "table6_m4"  # R50D+SK+BL+AA
@@ -75,14 +76,15 @@ FOOD101_MCE = {  # Table 8, not normalised by AlexNet
 
 
 def _resolve(*argv):
-    """The binary's own resolution (`tools.finetune.resolve_config`) of a
-    command line, with --dry_run semantics: no data, no weights."""
+    """The binary's resolution of a command line (its flags, then
+    `transfer.resolve`), with --dry_run semantics: no data, no weights."""
     values = flags.FlagValues()
-    finetune.define_flags(values)
+    finetune_flags.define_finetune_flags(values)
     values(["finetune", *argv])
-    config, name, recipe, info = finetune.resolve_config(values, dry_run=True)
-    assert info is None  # nothing was opened
-    return config, recipe
+    request = finetune_flags.request_from_flags(values)
+    result = transfer.resolve(request, dry_run=True)
+    assert result.source_info is None  # nothing was opened
+    return result.config, result.recipe, result
 
 
 def test_the_rows_are_the_papers():
@@ -95,13 +97,14 @@ def test_the_rows_are_the_papers():
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_row_resolves_to_its_backbone_and_regularizers(name):
     preset, regs, dataset, metric, figure = ROWS[name]
-    config, recipe = _resolve(f"--recipe={name}")
+    config, recipe, result = _resolve(f"--recipe={name}")
     m, d, a, t = config.model, config.data, config.augment, config.train
     assert m.preset == preset and d.source == dataset
     paper = {metric: figure}
     if name.startswith("table8"):
         paper["mce"] = FOOD101_MCE[int(name[len("table8_f") :])]
-    assert recipe.paper == {dataset: paper}
+    assert recipe.paper == {dataset: paper} == result.paper
+    assert result.warnings == ()  # the row's own backbone
     # The regularizers of the row, and only those.
     has_db = config_lib._has_dropblock(m.preset, config.to_dict()["model"])
     assert (t.dropblock_keep_prob == (0.9, 0.7)) == (DB in regs)
@@ -140,19 +143,24 @@ def test_fgvc50_is_f13_on_any_fgvc_set():
         "fgvc_aircraft": {"top1": 92.4},
         "oxford_iiit_pet": {"top1": 94.3},
     }
-    config, _ = _resolve("--recipe=assemble_fgvc50", "--source=cars196")
+    config, _, _ = _resolve("--recipe=assemble_fgvc50", "--source=cars196")
     assert config.data.num_classes == 196 and config.data.source == "cars196"
     assert config.data.validation_split == "test"
-    with pytest.raises(ValueError, match="--source is required"):
+    with pytest.raises(OptionError, match="`source` is required") as e:
         _resolve("--recipe=assemble_fgvc50")
+    assert e.value.as_flag().startswith("--source is required: a tfds name")
 
 
-def test_explicit_flags_win_and_a_foreign_backbone_is_flagged(capsys):
-    config, _ = _resolve(
+def test_explicit_flags_win_and_a_foreign_backbone_is_flagged():
+    config, _, result = _resolve(
         "--recipe=table8_f5", "--preset=resnet50", "--epochs=30"
     )
     assert config.model.preset == "resnet50" and config.train.epochs == 30.0
-    assert "the paper's figures do not apply" in capsys.readouterr().err
+    (warning,) = result.warnings
+    assert "preset resnet50 replaces it" in warning
+    assert "the paper's figures do not apply" in warning
+    # ... so they are not reported (issue 24 item 11).
+    assert result.paper == {}
     with pytest.raises(ValueError, match="Did you mean table8_f1"):
         _resolve("--recipe=table8_f1x")
 
@@ -186,7 +194,18 @@ def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
         "tools.finetune", "--recipe=retreival_s5", "--dry_run", timeout=300
     )
     assert bad.returncode == 2 and "Did you mean retrieval_s5" in bad.stderr
+    assert "ERROR: --recipe='retreival_s5' is not a recipe." in bad.stderr
     assert "Traceback" not in bad.stderr
+    foreign = testing_utils.run_binary(
+        "tools.finetune",
+        "--recipe=table8_f5",
+        "--preset=resnet50",
+        "--dry_run",
+        timeout=300,
+    )
+    assert foreign.returncode == 0, foreign.stderr[-2000:]
+    assert "figures do not apply" in foreign.stderr
+    assert json.loads(foreign.stdout.strip().splitlines()[-1])["paper"] == {}
 
 
 def test_plain_mce_is_the_mean_corruption_error():

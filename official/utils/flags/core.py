@@ -13,6 +13,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from official.utils.logs import startup
+from official.utils.misc.validation import OptionError
 
 # Modules whose flags a binary's --help lists (absl's own are left to
 # --helpfull).
@@ -68,7 +69,8 @@ def register_int_list_validator(flag_name, length):
 def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
     """Wraps an absl `main` so expected errors print one message, no trace.
 
-    The message should name the flag or file and the fix; the exit code is 2.
+    The message should name the flag or file and the fix (an `OptionError`
+    names the option's flag); the exit code is 2.
     Ctrl-C prints one line (the interrupt's own text, e.g. how to resume)
     and exits 130.
     """
@@ -78,7 +80,8 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
         try:
             return main(argv)
         except errors as e:
-            print(f"ERROR: {e}", file=sys.stderr)
+            text = e.as_flag() if isinstance(e, OptionError) else e
+            print(f"ERROR: {text}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as e:
             # Ctrl-C: one line (a long job may say how to resume), the

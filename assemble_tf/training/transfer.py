@@ -1,0 +1,218 @@
+"""Resolves a fine-tuning request into a run configuration.
+
+Lee et al. 2020 (https://arxiv.org/abs/2001.06268), section 5.1, transfer
+learning: a fine-tuning run is a preset (the backbone), a recipe (the
+authors' Food-101 scripts in clovaai/assembled-cnn, or a row of Table 8 /
+the retrieval ablation, `assemble_tf.training.recipes`) and a dataset (a
+tfds name or an image folder). This module turns what the user asked for
+into the `config.Config` of an ordinary training run:
+
+1. the recipe: named, or the default for the preset (`assemble` for the
+   Assemble presets, else `vanilla`); a paper row also brings its backbone
+   (unless the preset was given) and its dataset (unless one was given);
+2. the dataset: its class count and splits, from the source itself, or
+   from the catalogue without reading any data for a dry run; retrieval
+   training keeps the train classes only (the class-disjoint protocol);
+3. the options the user set explicitly, which win over the recipe.
+"""
+
+import dataclasses
+import os
+
+from assemble_tf import config as config_lib
+from assemble_tf.training import recipes
+from official.utils.misc.validation import OptionError
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneRequest:
+    """What a fine-tuning run asks for, before the recipe is applied.
+
+    Attributes:
+        model_dir: the run folder (may be None for a dry run).
+        preset: the backbone preset asked for (or the default one).
+        preset_explicit: whether `preset` was chosen (a paper row's own
+            backbone replaces only a default preset).
+        recipe: a recipe name, "none" (the preset's ImageNet recipe) or None
+            (the preset's default recipe).
+        source: a tfds name or an image folder, or None (the row's).
+        retrieval: class-disjoint retrieval training.
+        overrides: {group: {field: value}} set explicitly; they win over
+            the recipe.
+    """
+
+    model_dir: str | None
+    preset: str
+    preset_explicit: bool = False
+    recipe: str | None = None
+    source: str | None = None
+    retrieval: bool = False
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def data_option(self, name):
+        """An explicit data option, else its `DataConfig` default."""
+        data = self.overrides.get("data", {})
+        if name in data:
+            return data[name]
+        return config_lib.DataConfig.__dataclass_fields__[name].default
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """A resolved request: the configuration and what it came from.
+
+    Attributes:
+        config: the run's `config.Config`.
+        recipe_name: the recipe applied ("none" for none).
+        recipe: the `recipes.Recipe`, or None.
+        source_info: the opened source (None for a dry run).
+        warnings: lines for the user (a foreign backbone, no warm start).
+        paper: the recipe's figures ({dataset: {metric: value}}), empty
+            when the run differs from the paper's row (another backbone).
+    """
+
+    config: object
+    recipe_name: str
+    recipe: object
+    source_info: object
+    warnings: tuple = ()
+    paper: dict = dataclasses.field(default_factory=dict)
+
+
+def resolve(request, dry_run=False):
+    """The `Resolution` of `request`.
+
+    Args:
+        request: a `FinetuneRequest`.
+        dry_run: resolve without reading data or weights (the class count
+            comes from the catalogue or the folder's class folders).
+
+    Raises:
+        OptionError: naming the missing or unusable option.
+    """
+    name = request.recipe or recipes.default_for(request.preset)
+    recipe = None if name == "none" else recipes.get(name)
+    preset, source, warnings = _apply_recipe(request, name, recipe)
+    retrieval = request.retrieval or bool(recipe and recipe.retrieval)
+    data, info = dataset_options(request, source, retrieval, dry_run=dry_run)
+    overrides = dict(recipe.overrides) if recipe else {}
+    overrides["data"] = {**overrides.get("data", {}), **data}
+    for group, values in request.overrides.items():
+        overrides[group] = {**overrides.get(group, {}), **values}
+    if not request.model_dir and not dry_run:
+        raise OptionError("model_dir", "{field} is required (the run folder).")
+    config = config_lib.make_config(request.model_dir, preset, overrides)
+    if not config.train.warm_start and not dry_run:
+        warnings += ("no warm start: training from scratch.",)
+    paper = {}
+    if recipe is not None and recipe.preset in (None, preset):
+        paper = recipe.paper
+    return Resolution(config, name, recipe, info, warnings, paper)
+
+
+def _apply_recipe(request, name, recipe):
+    """(preset, source, warnings) once the recipe's row is applied."""
+    preset, source, warnings = request.preset, request.source, ()
+    if recipe is None:
+        return preset, source, warnings
+    if recipe.preset:
+        if not request.preset_explicit:
+            preset = recipe.preset
+        elif preset != recipe.preset:
+            warnings += (
+                f"recipe {name} is fine-tuned from {recipe.preset} in the "
+                f"paper; preset {preset} replaces it, so the paper's "
+                "figures do not apply.",
+            )
+    return preset, source or recipe.source, warnings
+
+
+def dataset_options(request, source, retrieval, dry_run=False):
+    """({data field: value}, opened source or None) of `source`.
+
+    The class count and the splits come from the source (opened once and
+    cached), or with `dry_run` from the catalogue
+    or the folder's class folders, reading no data.
+    """
+    from assemble_tf.runs import inputs
+
+    if not source:
+        raise OptionError(
+            "source",
+            "{field} is required: a tfds name (e.g. oxford_flowers102) or "
+            "an image folder <root>/<split>/<class>/<image>.",
+        )
+    data, info = {"source": source, "label_offset": 0}, None
+    if dry_run:
+        explicit = request.overrides.get("data", {}).get("num_classes")
+        data["num_classes"] = explicit or _catalogue_classes(
+            request, source, retrieval
+        )
+        splits = {"validation"}
+    else:
+        info = inputs.open_source_cached(
+            source,
+            request.data_option("tfds_data_dir"),
+            request.data_option("download"),
+        )
+        data["num_classes"] = info.num_classes
+        splits = set(info.splits)
+    if retrieval:
+        data.update(_retrieval_split(request, source))
+        return data, info
+    known = _known(source)
+    if known is not None:
+        data["train_split"] = known.train_split
+        data["validation_split"] = known.eval_split
+    elif "validation" not in splits and "test" in splits:
+        data["validation_split"] = "test"
+    return data, info
+
+
+def _known(source):
+    from assemble_tf.data import sources
+
+    try:
+        return sources.transfer_dataset(source)
+    except ValueError:
+        return None
+
+
+def _retrieval_split(request, source):
+    """Train and evaluate on the training classes (the evaluation a sanity
+    check); recall@K on the held-out classes is `eval_retrieval`'s."""
+    from assemble_tf.data import sources
+
+    if os.path.isdir(source):
+        # A folder: its train split is the training half (its classes are
+        # kept apart from the test split's for a class-disjoint evaluation).
+        split = request.data_option("train_split") or "train"
+        return {"train_split": split, "validation_split": split}
+    split, low, high = sources.retrieval_classes(source, "train")
+    return {
+        "train_split": split,
+        "validation_split": split,
+        "num_classes": high - low,
+        "class_range": f"{low},{high}",
+    }
+
+
+def _catalogue_classes(request, source, retrieval):
+    """The class count of `source` without reading its data."""
+    from assemble_tf.data import sources
+
+    if retrieval and not os.path.isdir(source):
+        _, low, high = sources.retrieval_classes(source, "train")
+        return high - low
+    known = _known(source)
+    if known is not None:
+        return known.num_classes
+    root = os.path.join(source, request.data_option("train_split") or "train")
+    if os.path.isdir(root):
+        return len([d for d in os.scandir(root) if d.is_dir()])
+    raise OptionError(
+        "num_classes",
+        "A dry run cannot tell the classes of source={source!r} without "
+        "reading it; pass {field}.",
+        source=source,
+    )
