@@ -51,7 +51,7 @@ def parse_keep_prob_range(value, flag="dropblock_keep_prob"):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    preset: str = _f("assemble_resnet50", "Named model (docs/models.md 'Presets').")
+    preset: str = _f("assemble_resnet50", "Named model (docs/models.md).")
     base_width: int | None = _f(None, "Override the stem / S1 width.")
     block_sizes: str | None = _f(None, "Override blocks per stage: '2,2,2,1'.")
     bn_momentum: float | None = _f(None, "Override BN momentum (0.997).")

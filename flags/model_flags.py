@@ -26,7 +26,7 @@ def define_model_flags(preset_default=None, preset_required=True):
         preset_default,
         presets.names(),
         flags_core.help_wrap(
-            "Named model (see docs/models.md 'Presets'), e.g. assemble_resnet50."
+            "Named model (docs/models.md 'Presets'), e.g. assemble_resnet50."
         ),
     )
     if preset_required and preset_default is None:

@@ -39,7 +39,8 @@ def exported(tmp_path_factory):
 @pytest.mark.slow
 def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     """The C++ session loader of saved_model_cli (as TF Serving) runs all
-    three signatures with the commands of docs/deployment.md and matches the model."""
+    three signatures with the commands of docs/deployment.md and matches
+    the model."""
     model, path, _ = exported
     mask = os.umask(0)
     os.umask(mask)
