@@ -9,6 +9,7 @@ imported original checkpoint is a preset plus a `.weights.h5` file.
 import os
 
 from assemble_tf import config as config_lib
+from assemble_tf.option_errors import OptionsError
 from assemble_tf.runs import checkpoints
 
 
@@ -43,7 +44,8 @@ def resolve(
         (config, checkpoint_prefix or None, weights or None).
 
     Raises:
-        ValueError: neither source given, or a preset without weights.
+        OptionError: neither source given, or a preset without weights
+            (named: "`preset` needs `weights` ...").
         FileNotFoundError: no config.json or no such checkpoint.
     """
     overrides = {"data": dict(data or {}), "model": model or {}}
@@ -65,13 +67,21 @@ def resolve(
         config_lib.validate(config)
     elif preset:
         if not weights:
-            raise ValueError("--preset needs --weights (or use --model_dir).")
+            raise OptionsError(
+                "preset",
+                "{field} needs {weights} (or use {model_dir}).",
+                ["weights", "model_dir"],
+            )
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"--weights={weights}: no such file.")
         out = output_dir or os.path.dirname(os.path.abspath(weights))
         config = config_lib.make_config(out, preset, overrides)
     else:
-        raise ValueError("Pass --model_dir, or --preset with --weights.")
+        raise OptionsError(
+            "model_dir",
+            "Pass {field}, or {preset} with {weights}.",
+            ["preset", "weights"],
+        )
     prefix = None
     if not weights:
         prefix = checkpoints.find_checkpoint(

@@ -183,10 +183,7 @@ def tiny_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
-    from assemble_tf.evaluation.evaluator import Evaluator
-    from assemble_tf.runs import inputs
-
-    config, model = tiny_run
+    config, _ = tiny_run
     result = testing_utils.run_binary(
         "tools.evaluate",
         f"--model_dir={config.model_dir}",
@@ -196,6 +193,52 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
+    _check_bfloat16_report(out, tiny_run, tmp_path)
+
+
+def test_evaluate_model_reports_bfloat16_agreement(tiny_run, tmp_path):
+    """The library behind tools.evaluate, in-process: the same report."""
+    from assemble_tf.evaluation import run
+
+    config, _ = tiny_run
+    options = run.EvaluateOptions(
+        model_dir=config.model_dir,
+        precision="bfloat16",
+        batch_size=4,
+        output_dir=str(tmp_path),
+        progress=False,
+    )
+    out = run.evaluate_model(options)
+    _check_bfloat16_report(out, tiny_run, tmp_path)
+    assert os.path.getsize(out["reliability_png"]) > 1000
+
+
+def test_evaluate_model_names_the_options():
+    from assemble_tf.evaluation import run
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as e:
+        run.evaluate_model(run.EvaluateOptions())
+    assert str(e.value) == "Pass `model_dir`, or `preset` with `weights`."
+    assert e.value.as_flag() == "Pass --model_dir, or --preset with --weights."
+    with pytest.raises(OptionError) as e:
+        run.evaluate_model(run.EvaluateOptions(preset="resnet50"))
+    assert e.value.as_flag() == (
+        "--preset needs --weights (or use --model_dir)."
+    )
+    with pytest.raises(OptionError) as e:
+        run.evaluate_model(run.EvaluateOptions(precision="float16"))
+    assert e.value.as_flag() == (
+        "--precision='float16': use one of float32, bfloat16."
+    )
+
+
+def _check_bfloat16_report(out, tiny_run, tmp_path):
+    """tools.evaluate --precision=bfloat16's report on `tiny_run`."""
+    from assemble_tf.evaluation.evaluator import Evaluator
+    from assemble_tf.runs import inputs
+
+    config, model = tiny_run
     assert out["precision"] == "bfloat16" and out["count"] == 10
     a = out["agreement"]
     assert list(a) == list(HAND_REPORT)

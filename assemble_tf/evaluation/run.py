@@ -1,0 +1,243 @@
+"""Top-1, top-5, cross-entropy and ECE of a model on a validation split.
+
+The work of `tools.evaluate`: the model is a training run (config.json and
+a checkpoint) or a preset with a `.weights.h5` file
+(`assemble_tf.runs.loading`); every image of the split counts (no dropped
+partial batch; `assemble_tf.evaluation.evaluator`). `evaluate_model`
+writes `eval.json` and a reliability diagram `reliability.png` (10 bins,
+Guo et al. 2017) and returns the report.
+
+With `precision="bfloat16"` the model computing in bfloat16 (as
+`tools.export_saved_model --precision=bfloat16` serves it) and in float32
+run on the same batches: the top-level metrics are bfloat16's, "float32"
+holds float32's and "agreement" top-1 of both, the top-1 delta in points,
+the top-1 agreement (fraction of images whose class is the same) and the
+mean relative logit L2 difference; also written as `agreement.md`
+(`assemble_tf.evaluation.agreement`).
+
+    options = run.EvaluateOptions(model_dir="/runs/a50", checkpoint="best")
+    report = run.evaluate_model(options)   # top1, top5, ece, loss, ...
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from official.utils.misc.validation import OptionError
+
+PRECISIONS = ("float32", "bfloat16")
+# Options that override the run's (or preset's) data config when set.
+DATA_OVERRIDES = (
+    "data_dir",
+    "validation_pattern",
+    "num_classes",
+    "label_offset",
+    "eval_preprocessing",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """What to evaluate; field names are `tools.evaluate`'s flags.
+
+    Attributes:
+        model_dir: a training run (config.json and checkpoints/).
+        checkpoint: with `model_dir`: "latest" (default), "best" or a
+            checkpoint prefix.
+        preset: without `model_dir`: the preset `weights` belong to.
+        weights: a .weights.h5 file; with `model_dir` it replaces the
+            run's checkpoint.
+        num_classes: logits of `preset`'s model (default the preset's).
+        data_dir: replaces the run's data_dir.
+        validation_pattern: replaces the run's validation shard glob.
+        label_offset: replaces the run's label offset.
+        eval_preprocessing: replaces the run's eval resize / crop.
+        batch_size: images per evaluation batch.
+        precision: "float32", "bfloat16" (also evaluates float32 and
+            reports the agreement) or None (the run's mixed precision).
+        output_dir: where eval.json and reliability.png go (default the
+            config's model_dir: the run, or the folder of `weights`).
+        progress: show a progress bar (on stderr).
+    """
+
+    model_dir: str | None = None
+    checkpoint: str | None = None
+    preset: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    data_dir: str | None = None
+    validation_pattern: str | None = None
+    label_offset: int | None = None
+    eval_preprocessing: str | None = None
+    batch_size: int = 100
+    precision: str | None = None
+    output_dir: str | None = None
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A restored model and where it came from (`load_model`)."""
+
+    config: object  # assemble_tf.config.ExperimentConfig
+    strategy: object  # tf.distribute.Strategy (JaxRuntime under JAX)
+    model: object  # the Keras classifier
+    checkpoint: str | None  # the checkpoint prefix restored, or None
+    weights: str | None  # the weights file restored, or None
+
+
+def validate(options):
+    """Raises `OptionError` naming the option of a bad value."""
+    if options.precision is not None and options.precision not in PRECISIONS:
+        raise OptionError(
+            "precision",
+            "{field}={value!r}: use one of {allowed}.",
+            value=options.precision,
+            allowed=", ".join(PRECISIONS),
+        )
+    if options.batch_size < 1:
+        raise OptionError(
+            "batch_size",
+            "{field}={value} must be at least 1.",
+            value=options.batch_size,
+        )
+
+
+def resolve(options):
+    """(config, checkpoint prefix or None, weights or None) of `options`'
+    model source, with its data overrides and batch size."""
+    from assemble_tf.runs import loading
+
+    data = {
+        name: getattr(options, name)
+        for name in DATA_OVERRIDES
+        if getattr(options, name) is not None
+    }
+    return loading.resolve(
+        model_dir=options.model_dir,
+        checkpoint=options.checkpoint,
+        preset=options.preset,
+        weights=options.weights,
+        output_dir=options.output_dir,
+        data=data,
+        train={"eval_batch_size": options.batch_size},
+    )
+
+
+def load_model(options):
+    """Sets up the runtime and restores the model of `options`.
+
+    An explicit `precision` computes in float32 (Keras' dtype policy),
+    whatever the run's mixed precision.
+
+    Returns:
+        A `LoadedModel`.
+    """
+    from assemble_tf.runs import checkpoints, runtime
+    from assemble_tf.runs import models as run_models
+
+    config, checkpoint, weights = resolve(options)
+    strategy = runtime.setup_runtime(config)
+    if options.precision:
+        import keras
+
+        keras.config.set_dtype_policy("float32")
+    with strategy.scope():
+        model = run_models.build_run_model(config)
+    checkpoints.restore(model, checkpoint, weights)
+    return LoadedModel(config, strategy, model, checkpoint, weights)
+
+
+def make_evaluator(loaded, precision=None):
+    """An `Evaluator` of the loaded model or, for "bfloat16", an
+    `AgreementEvaluator` of its bfloat16 copy against it."""
+    from assemble_tf.evaluation.evaluator import Evaluator
+    from assemble_tf.runs import models as run_models
+
+    with loaded.strategy.scope():
+        if precision != "bfloat16":
+            return Evaluator(loaded.model, loaded.strategy)
+        from assemble_tf.evaluation.agreement import AgreementEvaluator
+        from assemble_tf.export import precision as precision_lib
+
+        bfloat16 = precision_lib.bfloat16_copy(
+            loaded.model, lambda: run_models.build_run_model(loaded.config)
+        )
+        return AgreementEvaluator(bfloat16, loaded.model, loaded.strategy)
+
+
+def run_evaluation(evaluator, config, progress=True):
+    """`evaluator.evaluate` over the config's whole validation split."""
+    from tqdm import tqdm
+
+    from assemble_tf.runs import inputs
+
+    input_config = inputs.input_config(config, is_training=False)
+    with tqdm(
+        desc="evaluating",
+        unit="batch",
+        file=sys.stderr,
+        disable=not progress,
+    ) as bar:
+        return evaluator.evaluate(evaluator.dataset(input_config), bar)
+
+
+def write_outputs(result, loaded, precision, out_dir):
+    """Writes reliability.png, agreement.md (with an agreement) and
+    eval.json to `out_dir`; returns the report (eval.json without the
+    reliability bins)."""
+    from assemble_tf.evaluation import plots
+
+    os.makedirs(out_dir, exist_ok=True)
+    png = os.path.join(out_dir, "reliability.png")
+    rel = result["reliability"]
+    plots.reliability_diagram(
+        (rel["count"], rel["confidence"], rel["accuracy"]),
+        png,
+        title=f"{loaded.config.model.preset}"
+        + (f" ({precision})" if precision else "")
+        + f": top-1 {result['top1']:.4f}",
+    )
+    report = {k: v for k, v in result.items() if k != "reliability"}
+    report.update(
+        precision=precision or loaded.config.train.mixed_precision,
+        checkpoint=loaded.checkpoint,
+        weights=loaded.weights,
+        reliability_png=png,
+        eval_json=os.path.join(out_dir, "eval.json"),
+    )
+    if "agreement" in result:
+        from assemble_tf.evaluation.agreement import agreement_markdown
+
+        report["agreement_md"] = os.path.join(out_dir, "agreement.md")
+        with open(report["agreement_md"], "w") as f:
+            f.write(agreement_markdown(result))
+    with open(report["eval_json"], "w") as f:
+        json.dump(dict(report, reliability=rel), f, indent=1)
+    return report
+
+
+def evaluate_model(options):
+    """Evaluates the model of `options` on its validation split.
+
+    Args:
+        options: an `EvaluateOptions`.
+
+    Returns:
+        The report: top1, top5, ece, loss, count (with bfloat16 also
+        "float32" and "agreement"), precision, checkpoint, weights,
+        reliability_png, eval_json (and agreement_md). eval.json holds
+        it plus the reliability bins.
+
+    Raises:
+        OptionError: a bad or missing option (named).
+        FileNotFoundError: no config.json, checkpoint or weights file.
+        DataError: the split yielded no usable image.
+    """
+    validate(options)
+    loaded = load_model(options)
+    evaluator = make_evaluator(loaded, options.precision)
+    result = run_evaluation(evaluator, loaded.config, options.progress)
+    out_dir = options.output_dir or loaded.config.model_dir
+    return write_outputs(result, loaded, options.precision, out_dir)
