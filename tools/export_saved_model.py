@@ -20,124 +20,65 @@ and outputs stay float32 (and string). The verification then also compares
 every signature with the float32 model on 32 images: mean relative L2 of
 logits and features <= 0.15 and top-1 agreement >= 0.8, else nothing is
 written. Check the accuracy on data with
-`tools.evaluate --precision=bfloat16`.
+`tools.evaluate --precision=bfloat16`. The work is
+`assemble_tf.export.saved_model_run.export`.
 """
 
+import dataclasses
 import json
-import os
-import sys
 
 from absl import flags
 
 from flags import model_source_flags
 from official.utils.flags import core as flags_core
 
-model_source_flags.define_model_source_flags(model_overrides=True)
-flags.DEFINE_string(
-    "preprocessing", None, "Eval preprocessing (default: the run's/preset's)."
-)
-flags.DEFINE_string("export_dir", None, "Where the SavedModel goes.")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile `preprocessed`.")
-flags.DEFINE_bool(
-    "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
-)
-flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
-flags.DEFINE_enum(
-    "precision",
-    "float32",
-    ["float32", "bfloat16"],
-    "Compute precision of the served model (inputs and outputs stay "
-    "float32); bfloat16 is verified against the float32 model.",
-)
-flags.mark_flag_as_required("export_dir")
 FLAGS = flags.FLAGS
 
 
-def load_model():
-    """Returns (model, eval preprocessing, rebuild) from the flags.
+def define_flags():
+    """Defines the binary's flags (names match `ExportOptions` fields)."""
+    model_source_flags.define_model_source_flags(model_overrides=True)
+    flags.DEFINE_string(
+        "preprocessing",
+        None,
+        "Eval preprocessing (default: the run's/preset's).",
+    )
+    flags.DEFINE_string("export_dir", None, "Where the SavedModel goes.")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile `preprocessed`.")
+    flags.DEFINE_bool(
+        "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
+    )
+    flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+    flags.DEFINE_enum(
+        "precision",
+        "float32",
+        ["float32", "bfloat16"],
+        "Compute precision of the served model (inputs and outputs stay "
+        "float32); bfloat16 is verified against the float32 model.",
+    )
+    flags.mark_flag_as_required("export_dir")
 
-    `rebuild(**extra)` builds the same architecture again (BN folding).
-    """
 
-    from assemble_tf import config as config_lib
-    from assemble_tf import presets
-    from assemble_tf.models import build_model
-    from assemble_tf.runs import checkpoints
-    from assemble_tf.runs import models as run_models
+def options_from_flags(flag_values):
+    """The `ExportOptions` of the parsed flags."""
+    from assemble_tf.export import saved_model_run
 
-    if FLAGS.model_dir:
-        config = config_lib.ExperimentConfig.from_json(
-            os.path.join(FLAGS.model_dir, "config.json")
-        )
-        model = run_models.build_run_model(config)
-        if FLAGS.weights:
-            model.load_weights(FLAGS.weights)
-        else:
-            prefix = checkpoints.find_checkpoint(
-                FLAGS.model_dir, FLAGS.checkpoint or "latest"
-            )
-            checkpoints.restore(model, prefix)
-        return (
-            model,
-            config.data.eval_preprocessing,
-            lambda **extra: run_models.build_run_model(config, **extra),
-        )
-    if not (FLAGS.preset and FLAGS.weights):
-        raise ValueError("Pass --model_dir, or --preset with --weights.")
-    preset = presets.get(FLAGS.preset)
-    kwargs = model_source_flags.parse_overrides(FLAGS.model_overrides)
-    if FLAGS.num_classes:
-        kwargs["num_classes"] = FLAGS.num_classes
-    model = build_model(FLAGS.preset, **kwargs)
-    model.load_weights(FLAGS.weights)
-    return (
-        model,
-        preset.eval_preprocessing,
-        lambda **extra: build_model(FLAGS.preset, **kwargs, **extra),
+    return saved_model_run.ExportOptions(
+        **{
+            f.name: flag_values[f.name].value
+            for f in dataclasses.fields(saved_model_run.ExportOptions)
+        }
     )
 
 
 def main(argv):
     del argv
-    from assemble_tf.export import precision
-    from assemble_tf.export import saved_model as export_lib
+    from assemble_tf.export import saved_model_run
 
-    model, ptype, rebuild = load_model()
-    ptype = FLAGS.preprocessing or ptype
-    float32_model = model
-    if FLAGS.fold_bn:
-        from assemble_tf.export.optimize import fold_batch_norm
-
-        folded = rebuild(fold_bn=True)
-        count = fold_batch_norm(model, folded)
-        print(f"Folded {count} BatchNorm layers.", file=sys.stderr)
-        model = folded
-    reference = None
-    if FLAGS.precision == "bfloat16":
-        model = precision.bfloat16_copy(
-            model, lambda: rebuild(fold_bn=FLAGS.fold_bn)
-        )
-        reference = export_lib.ReferenceCheck(float32_model)
-    diffs = export_lib.export_saved_model(
-        model,
-        FLAGS.export_dir,
-        ptype,
-        jit_compile=FLAGS.jit_compile,
-        overwrite=FLAGS.overwrite,
-        reference=reference,
-    )
-    summary = {
-        "export_dir": os.path.abspath(FLAGS.export_dir),
-        "preprocessing": ptype,
-        "precision": FLAGS.precision,
-        "max_abs_diff": diffs,
-    }
-    if reference is not None:
-        summary["vs_float32"] = dict(
-            reference.measured, tolerance=reference.tolerance()
-        )
-    print(json.dumps(summary))
+    report = saved_model_run.export(options_from_flags(FLAGS))
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
+    define_flags()
     flags_core.run(main)

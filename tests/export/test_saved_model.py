@@ -211,6 +211,62 @@ def test_export_binary_and_saved_model_cli(tmp_path):
             assert f"signature_def['{name}']" in show.stdout
 
 
+@pytest.mark.slow  # exports
+def test_export_run_folds_and_exports_in_process(tmp_path):
+    """The library behind tools.export_saved_model, with --fold_bn."""
+    from assemble_tf.export import saved_model_run
+
+    model = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    testing_utils.randomize_bn(model, seed=2)
+    weights = str(tmp_path / "m.weights.h5")
+    model.save_weights(weights)
+    options = saved_model_run.ExportOptions(
+        export_dir=str(tmp_path / "sm" / "1"),
+        preset="resnet50",
+        weights=weights,
+        num_classes=3,
+        model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]},
+        preprocessing="imagenet_32",
+        fold_bn=True,
+    )
+    lines = []
+    report = saved_model_run.export(options, log=lines.append)
+    assert list(report) == [
+        "export_dir",
+        "preprocessing",
+        "precision",
+        "max_abs_diff",
+    ]
+    assert report["export_dir"] == str(tmp_path / "sm" / "1")
+    assert report["preprocessing"] == "imagenet_32"
+    assert report["precision"] == "float32"
+    assert max(report["max_abs_diff"].values()) <= 1e-4
+    bns = [layer for layer in model.layers if layer.name.endswith("_bn")]
+    assert lines == [f"Folded {len(bns)} BatchNorm layers."]
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        saved_model_run.export(options, log=lines.append)
+
+
+def test_export_run_option_errors_name_the_option(tmp_path):
+    from assemble_tf.export import saved_model_run
+    from official.utils.misc.validation import OptionError
+
+    options = saved_model_run.ExportOptions
+    with pytest.raises(OptionError) as e:
+        saved_model_run.export(options(export_dir=str(tmp_path / "x")))
+    assert str(e.value) == "Pass `model_dir`, or `preset` with `weights`."
+    assert e.value.as_flag() == "Pass --model_dir, or --preset with --weights."
+    with pytest.raises(OptionError) as e:
+        saved_model_run.export(options(export_dir="x", precision="float16"))
+    assert e.value.as_flag() == (
+        "--precision='float16': use one of float32, bfloat16."
+    )
+    with pytest.raises(OptionError, match="`export_dir` is required"):
+        saved_model_run.export(options(export_dir=None))
+
+
 @pytest.mark.parametrize("preset", ["assemble_resnet50", "table7_e4"])
 def test_bn_folding_stays_within_tolerance(preset):
     from assemble_tf.export.optimize import fold_batch_norm

@@ -1,0 +1,229 @@
+"""Exports a trained or imported model as a verified SavedModel.
+
+The work of `tools.export_saved_model`. The model is a training run
+(config.json and a checkpoint, or `weights` replacing it) or a preset with
+a `.weights.h5` file; `export` optionally folds every conv + BatchNorm pair
+(`assemble_tf.export.optimize`) and serves it computing in bfloat16
+(`assemble_tf.export.precision`), then writes it with
+`assemble_tf.export.saved_model.export_saved_model`: signatures
+`serving_default` (JPEG/PNG bytes -> classes, probabilities, logits, with
+the eval preprocessing in the graph), `preprocessed` (float eval crops)
+and `feature_vector` (pooled features), written to a temporary folder,
+reloaded and compared with the in-memory model signature by signature,
+then renamed into place.
+
+With `precision="bfloat16"` the inputs and outputs stay float32 (and
+string), and the verification also compares every signature with the
+float32 model on 32 images: mean relative L2 of logits and features <=
+0.15 and top-1 agreement >= 0.8, else nothing is written.
+
+    options = saved_model_run.ExportOptions(
+        export_dir="/serving/a50/1", model_dir="/runs/a50")
+    report = saved_model_run.export(options)   # export_dir, max_abs_diff
+"""
+
+import dataclasses
+import os
+import sys
+
+from assemble_tf.option_errors import OptionsError
+from official.utils.misc.validation import OptionError
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """What to export; field names are `tools.export_saved_model`'s flags.
+
+    Attributes:
+        export_dir: where the SavedModel goes.
+        model_dir: a training run (config.json and checkpoints/).
+        checkpoint: with `model_dir`: "latest" (default), "best" or a
+            checkpoint prefix.
+        preset: without `model_dir`: the preset `weights` belong to.
+        weights: a .weights.h5 file; with `model_dir` it replaces the
+            run's checkpoint.
+        num_classes: logits of `preset`'s model (default the preset's).
+        model_overrides: `build_model` arguments of `preset`'s model (a
+            dict or a JSON object's text).
+        preprocessing: eval preprocessing put in the graph (default the
+            run's / preset's).
+        jit_compile: XLA-compile the `preprocessed` signature.
+        fold_bn: fold every conv + BatchNorm pair (faster inference).
+        overwrite: replace an existing `export_dir`.
+        precision: compute precision of the served model, "float32" or
+            "bfloat16" (verified against the float32 model).
+    """
+
+    export_dir: str
+    model_dir: str | None = None
+    checkpoint: str | None = None
+    preset: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    model_overrides: str | dict | None = None
+    preprocessing: str | None = None
+    jit_compile: bool = False
+    fold_bn: bool = False
+    overwrite: bool = False
+    precision: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A restored model, its eval preprocessing and how to rebuild it.
+
+    `rebuild(**extra)` builds the same architecture again with `build_model`
+    arguments `extra` (e.g. `fold_bn=True`).
+    """
+
+    model: object  # the Keras classifier
+    preprocessing: str
+    rebuild: object  # callable(**extra) -> keras.Model
+
+
+def validate(options):
+    """Raises `OptionError` naming the option of a bad value."""
+    if not options.export_dir:
+        raise OptionError("export_dir", "{field} is required.")
+    if options.precision not in PRECISIONS:
+        raise OptionError(
+            "precision",
+            "{field}={value!r}: use one of {allowed}.",
+            value=options.precision,
+            allowed=", ".join(PRECISIONS),
+        )
+
+
+def _load_run(options):
+    """The `LoadedModel` of the training run `options.model_dir` (its
+    checkpoint, or `options.weights`)."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs import checkpoints
+    from assemble_tf.runs import models as run_models
+
+    config = config_lib.ExperimentConfig.from_json(
+        os.path.join(options.model_dir, "config.json")
+    )
+    model = run_models.build_run_model(config)
+    if options.weights:
+        model.load_weights(options.weights)
+    else:
+        prefix = checkpoints.find_checkpoint(
+            options.model_dir, options.checkpoint or "latest"
+        )
+        checkpoints.restore(model, prefix)
+    return LoadedModel(
+        model,
+        config.data.eval_preprocessing,
+        lambda **extra: run_models.build_run_model(config, **extra),
+    )
+
+
+def _load_preset(options):
+    """The `LoadedModel` of `options.preset` with `options.weights`."""
+    from assemble_tf import config as config_lib
+    from assemble_tf import presets
+    from assemble_tf.models import build_model
+
+    preset = presets.get(options.preset)
+    kwargs = config_lib.parse_model_overrides(options.model_overrides)
+    if options.num_classes:
+        kwargs["num_classes"] = options.num_classes
+    model = build_model(options.preset, **kwargs)
+    model.load_weights(options.weights)
+    return LoadedModel(
+        model,
+        preset.eval_preprocessing,
+        lambda **extra: build_model(options.preset, **kwargs, **extra),
+    )
+
+
+def load_model(options):
+    """The `LoadedModel` of `options`' model source.
+
+    Raises:
+        OptionError: neither a run nor a preset with weights (named).
+    """
+    if options.model_dir:
+        return _load_run(options)
+    if not (options.preset and options.weights):
+        raise OptionsError(
+            "model_dir",
+            "Pass {field}, or {preset} with {weights}.",
+            ["preset", "weights"],
+        )
+    return _load_preset(options)
+
+
+def _log_to_stderr(text):
+    print(text, file=sys.stderr)
+
+
+def serving_model(options, loaded, log=_log_to_stderr):
+    """(model to export, `ReferenceCheck` or None): the loaded model,
+    BN-folded with `fold_bn` (logs the count) and computing in bfloat16
+    with `precision="bfloat16"` (checked against the float32 model)."""
+    from assemble_tf.export import precision
+    from assemble_tf.export import saved_model as export_lib
+
+    model = float32_model = loaded.model
+    if options.fold_bn:
+        from assemble_tf.export.optimize import fold_batch_norm
+
+        folded = loaded.rebuild(fold_bn=True)
+        count = fold_batch_norm(model, folded)
+        log(f"Folded {count} BatchNorm layers.")
+        model = folded
+    if options.precision != "bfloat16":
+        return model, None
+    model = precision.bfloat16_copy(
+        model, lambda: loaded.rebuild(fold_bn=options.fold_bn)
+    )
+    return model, export_lib.ReferenceCheck(float32_model)
+
+
+def export(options, log=_log_to_stderr):
+    """Exports and verifies the model of `options`.
+
+    Args:
+        options: an `ExportOptions`.
+        log: called with each progress line (default: printed to stderr).
+
+    Returns:
+        {"export_dir" (absolute), "preprocessing", "precision",
+        "max_abs_diff" ({signature: max |difference| after reloading})},
+        with bfloat16 also "vs_float32" (the comparison with the float32
+        model and its tolerance).
+
+    Raises:
+        OptionError: a bad or missing option (named).
+        FileExistsError: `export_dir` exists and not `overwrite`.
+        ValueError: the export does not match the model.
+    """
+    from assemble_tf.export import saved_model as export_lib
+
+    validate(options)
+    loaded = load_model(options)
+    ptype = options.preprocessing or loaded.preprocessing
+    model, reference = serving_model(options, loaded, log)
+    diffs = export_lib.export_saved_model(
+        model,
+        options.export_dir,
+        ptype,
+        jit_compile=options.jit_compile,
+        overwrite=options.overwrite,
+        reference=reference,
+    )
+    report = {
+        "export_dir": os.path.abspath(options.export_dir),
+        "preprocessing": ptype,
+        "precision": options.precision,
+        "max_abs_diff": diffs,
+    }
+    if reference is not None:
+        report["vs_float32"] = dict(
+            reference.measured, tolerance=reference.tolerance()
+        )
+    return report
