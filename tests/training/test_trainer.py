@@ -317,58 +317,6 @@ def test_multi_worker_mirrored_completes_three_steps(tmp_path):
 
 
 @pytest.mark.slow
-def test_extract_teacher_logits_adds_logits_record_for_record(
-    tmp_path, tiny_data
-):
-    import tensorflow as tf
-
-    from assemble_tf.data.preprocessing import preprocess_eval
-    from assemble_tf.models import build_model
-
-    teacher = build_model(
-        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=4
-    )
-    weights = str(tmp_path / "teacher.weights.h5")
-    teacher.save_weights(weights)
-    out = tmp_path / "kd"
-    result = testing_utils.run_binary(
-        "tools.extract_teacher_logits",
-        f"--input_dir={tiny_data}",
-        f"--output_dir={out}",
-        "--teacher_preset=resnet50",
-        '--teacher_overrides={"base_width": 8, "block_sizes": [1,1,1,1]}',
-        "--teacher_weights=" + weights,
-        "--teacher_num_classes=4",
-        "--teacher_preprocessing=imagenet_32",
-        "--prepend_zero",
-        "--batch_size=7",
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    src = tf.data.TFRecordDataset(
-        os.path.join(tiny_data, "validation-00000-of-00001")
-    )
-    dst = tf.data.TFRecordDataset(str(out / "validation-00000-of-00001"))
-    pairs = list(zip(src, dst, strict=True))
-    assert len(pairs) == 16
-    raw, new = (tf.train.Example.FromString(t.numpy()) for t in pairs[3])
-    image = raw.features.feature["image/encoded"].bytes_list.value[0]
-    assert new.features.feature["image/encoded"].bytes_list.value[0] == image
-    logits = np.array(new.features.feature["image/logit"].float_list.value)
-    expected = teacher(
-        preprocess_eval(tf.constant(image), "imagenet_32")[None]
-    ).numpy()[0]
-    assert logits.shape == (5,) and logits[0] == 0.0
-    np.testing.assert_allclose(logits[1:], expected, rtol=1e-4, atol=1e-4)
-    # The whole shard: same records in the same order, a logit row each.
-    for raw_t, new_t in pairs:
-        old = tf.train.Example.FromString(raw_t.numpy()).features.feature
-        got = tf.train.Example.FromString(new_t.numpy()).features.feature
-        assert got["image/filename"] == old["image/filename"]
-        assert len(got["image/logit"].float_list.value) == 5
-
-
-@pytest.mark.slow
 def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     run_dir = str(tmp_path / "fp16")
     result = testing_utils.run_binary(

@@ -1,0 +1,650 @@
+"""Teacher logits (`image/logit`) written into TFRecord shards, for KD.
+
+Knowledge distillation (Hinton et al. 2015,
+https://arxiv.org/abs/1503.02531) as Assemble-ResNet trains it (Lee et al.
+2020, clovaai/assembled-cnn): the teacher's logits are stored in the
+records (`image/logit`; the original `kd/extract_embeddings.py` computed
+AmoebaNet / EfficientNet logits offline on center crops), so KD training
+(`kd_temperature` > 0) needs no teacher at run time. This is the work of
+`tools.extract_teacher_logits`: the teacher runs once over every record
+with eval preprocessing (no augmentation) and each shard is written again,
+record for record, with `image/logit` added; then the output folder gets
+`labels.txt` and `summary.json` (`assemble_tf.data.metadata`), so training
+on it takes the class count from the data like on any folder of ours.
+
+The teacher is a preset with weights, or a SavedModel: its `preprocessed`
+signature (float32 [N, S, S, 3] mean-subtracted crops -> a dict with
+`logits`, as `tools.export_saved_model` writes it), else a
+`serving_default` whose single input takes such float images and whose
+output is named `logits` (or is its only one). The logits width must fit
+the input folder's classes (its `labels.txt` / `summary.json`), with
+`prepend_zero` adding the 0 background logit of 1000-class teachers for
+the 1001-way original format. Shards are written under a hidden temporary
+name and renamed when complete: a failure leaves no partial file (and,
+when it comes before the first shard, no output folder); finished shards
+are kept on rerun unless `overwrite`.
+
+    options = teacher_logits.TeacherLogitsOptions(
+        input_dir="/data/imagenet", output_dir="/data/imagenet_kd",
+        teacher_saved_model="/exports/a152/1",
+        teacher_preprocessing="imagenet_224_256a")
+    report = teacher_logits.extract_teacher_logits(options)  # summary.json
+"""
+
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from assemble_tf.data import metadata, schema, sizes
+from official.utils.misc import file_utils
+from official.utils.misc.validation import OptionError
+
+PREPROCESSED = "preprocessed"  # our export: float crops -> logits
+SERVING_DEFAULT = "serving_default"
+LOGITS = "logits"
+TEMPORARY = ".{name}.tmp"  # a shard being written
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherLogitsOptions:
+    """What to extract; field names are `tools.extract_teacher_logits`'s
+    flags.
+
+    Attributes:
+        input_dir: folder of TFRecord shards (and, for our folders, their
+            labels.txt / summary.json).
+        output_dir: where the new shards go (not `input_dir`).
+        patterns: shard globs in `input_dir`.
+        teacher_preset: the teacher's preset (with `teacher_weights`).
+        teacher_weights: .weights.h5 file, checkpoint prefix or run folder
+            of the preset.
+        teacher_num_classes: logits of the preset's model.
+        teacher_overrides: `build_model` arguments of the preset's model.
+        teacher_saved_model: a SavedModel teacher (instead of a preset).
+        teacher_preprocessing: the eval resize / crop the teacher takes.
+        prepend_zero: prepend a 0 background logit (1000-class teachers for
+            the 1001-way original format, labels stored 1..1000).
+        batch_size: images per teacher call.
+        overwrite: redo shards that already exist in `output_dir`.
+        progress: show a progress bar (on stderr).
+    """
+
+    input_dir: str
+    output_dir: str
+    patterns: tuple = ("train-*", "validation-*")
+    teacher_preset: str | None = None
+    teacher_weights: str | None = None
+    teacher_num_classes: int = 1001
+    teacher_overrides: dict = dataclasses.field(default_factory=dict)
+    teacher_saved_model: str | None = None
+    teacher_preprocessing: str = "imagenet"
+    prepend_zero: bool = False
+    batch_size: int = 64
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self):
+        """Raises OptionError naming the first missing or bad option."""
+        for name in ("input_dir", "output_dir"):
+            if not getattr(self, name):
+                raise OptionError(name, "{field} is required.")
+        if os.path.abspath(self.input_dir) == os.path.abspath(self.output_dir):
+            raise OptionError(
+                "output_dir", "{field} must differ from the input folder."
+            )
+        if self.teacher_saved_model and self.teacher_preset:
+            raise OptionError(
+                "teacher_saved_model",
+                "{field} is a whole teacher: leave the preset out.",
+            )
+        if not self.teacher_saved_model:
+            self._validate_preset()
+        for name in ("batch_size", "teacher_num_classes"):
+            if getattr(self, name) < 1:
+                raise OptionError(name, "{field} must be at least 1.")
+        crop_size(self)
+
+    def _validate_preset(self):
+        """A preset teacher needs both its name and its weights."""
+        if not self.teacher_preset and not self.teacher_weights:
+            raise OptionError(
+                "teacher_saved_model",
+                "Name the teacher: {field}=<SavedModel folder>, or a preset "
+                "with its weights (teacher_preset, teacher_weights).",
+            )
+        for name, other in (
+            ("teacher_weights", "teacher_preset"),
+            ("teacher_preset", "teacher_weights"),
+        ):
+            if not getattr(self, name):
+                raise OptionError(
+                    name, "{field} is required with {other}.", other=other
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A loaded teacher.
+
+    Attributes:
+        call: float32 [N, S, S, 3] mean-subtracted crops -> float32 [N, K]
+            logits.
+        num_logits: K.
+        source: what it is, for the summary (the preset and weights, or
+            the SavedModel, its signature and output).
+    """
+
+    call: object
+    num_logits: int
+    source: dict
+
+
+def crop_size(options):
+    """The side of the teacher's eval crops (`teacher_preprocessing`)."""
+    try:
+        return sizes.eval_sizes(options.teacher_preprocessing)[2]
+    except ValueError as e:
+        raise OptionError(
+            "teacher_preprocessing",
+            "{field}={value!r} is unknown: {reason}",
+            value=options.teacher_preprocessing,
+            reason=e,
+        ) from None
+
+
+def find_shards(options):
+    """The input shards: every match of `options.patterns`, in order.
+
+    Raises:
+        OptionError: nothing matches (names `input_dir`).
+    """
+    files = []
+    for pattern in options.patterns:
+        found = tf.io.gfile.glob(os.path.join(options.input_dir, pattern))
+        files += sorted(found)
+    if not files:
+        raise OptionError(
+            "input_dir",
+            "{field}={path} has no shards matching {patterns}.",
+            path=options.input_dir,
+            patterns=", ".join(options.patterns),
+        )
+    return list(dict.fromkeys(files))
+
+
+def load_teacher(options):
+    """The `Teacher` of `options` (one call on a blank crop tells its
+    logits width).
+
+    Raises:
+        OptionError: the teacher cannot be read or used (names the option).
+    """
+    size = crop_size(options)
+    if options.teacher_saved_model:
+        call, source = _saved_model_teacher(options, size)
+    else:
+        call, source = _preset_teacher(options)
+    logits = call(tf.zeros([1, size, size, 3]))
+    if logits.shape.rank != 2:
+        field = "teacher_preset"
+        if options.teacher_saved_model:
+            field = "teacher_saved_model"
+        raise OptionError(
+            field,
+            "{field}: the teacher returns {shape}, not [N, classes] logits.",
+            shape=logits.shape.as_list(),
+        )
+    return Teacher(call, int(logits.shape[-1]), source)
+
+
+def _preset_teacher(options):
+    """(call, source) of a preset restored from `teacher_weights`."""
+    from assemble_tf.models import build_model
+    from assemble_tf.runs import checkpoints
+    from assemble_tf.runs.warm_start import warm_start_model
+
+    path = options.teacher_weights
+    if not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(path):
+        raise OptionError(
+            "teacher_weights", "{field}={path} does not exist.", path=path
+        )
+    overrides = dict(options.teacher_overrides)
+    overrides["num_classes"] = options.teacher_num_classes
+    model = build_model(options.teacher_preset or "", **overrides)
+    try:
+        warm_start_model(model, path, load_head=True)
+    except (OSError, ValueError) as e:
+        raise OptionError(
+            "teacher_weights",
+            "{field}={path} cannot be loaded into {preset}: {reason}",
+            path=path,
+            preset=options.teacher_preset,
+            reason=_first_line(e),
+        ) from None
+    call = tf.function(
+        lambda images: tf.cast(model(images, training=False), tf.float32),
+        reduce_retracing=True,
+    )
+    source = {"preset": options.teacher_preset, "weights": _abs(path)}
+    return call, {**source, "overrides": overrides}
+
+
+def _saved_model_teacher(options, size):
+    """(call, source) of the SavedModel's usable signature."""
+    path = options.teacher_saved_model
+    if not tf.io.gfile.isdir(path):
+        raise OptionError(
+            "teacher_saved_model",
+            "{field}={path} is not a SavedModel folder.",
+            path=path,
+        )
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise OptionError(
+            "teacher_saved_model",
+            "{field}={path} is not a readable SavedModel: {reason}",
+            path=path,
+            reason=_first_line(e),
+        ) from None
+    name, input_name, spec, output = pick_signature(loaded.signatures, path)
+    _check_crop(spec, size, options, name)
+
+    def call(images):  # the closure keeps `loaded` (its variables) alive
+        inputs = {input_name: tf.cast(images, spec.dtype)}
+        return tf.cast(loaded.signatures[name](**inputs)[output], tf.float32)
+
+    source = {"saved_model": _abs(path), "signature": name, "output": output}
+    return call, source
+
+
+def pick_signature(signatures, path=""):
+    """The signature a teacher is called through, by name.
+
+    `preprocessed` (our export) when it takes float images and returns
+    `logits`; else `serving_default` when its single input takes float
+    images [N, S, S, 3] and it returns `logits` (or one output only).
+
+    Args:
+        signatures: a loaded SavedModel's `signatures`.
+        path: the SavedModel, for the message.
+
+    Returns:
+        (signature name, input name, input `tf.TensorSpec`, output name).
+
+    Raises:
+        OptionError: no signature fits (names `teacher_saved_model`, the
+            signatures found and what is needed).
+    """
+    for name, only_logits in ((PREPROCESSED, True), (SERVING_DEFAULT, False)):
+        if name in signatures:
+            found = _usable(signatures[name], only_logits)
+            if found:
+                return (name, *found)
+    found = "; ".join(_describe(n, f) for n, f in sorted(signatures.items()))
+    raise OptionError(
+        "teacher_saved_model",
+        "{field}={path} has no signature a teacher can be called through "
+        "(found: {found}). Needed: `preprocessed` (float32 [N, S, S, 3] "
+        "mean-subtracted crops -> `logits`, as tools.export_saved_model "
+        "writes it), or a `serving_default` whose single input takes such "
+        "float images and whose output is `logits` (or its only one).",
+        path=path,
+        found=found or "none",
+    )
+
+
+def _usable(fn, only_logits):
+    """(input name, input spec, output name) of a signature that takes one
+    float image batch and returns logits, else None."""
+    args, kwargs = fn.structured_input_signature
+    outputs = fn.structured_outputs
+    if args or len(kwargs) != 1 or not isinstance(outputs, dict):
+        return None
+    ((input_name, spec),) = kwargs.items()
+    shape = spec.shape
+    images = shape.rank == 4 and shape[-1] in (3, None)
+    if not spec.dtype.is_floating or not images:
+        return None
+    if LOGITS in outputs:
+        return input_name, spec, LOGITS
+    if not only_logits and len(outputs) == 1:
+        return input_name, spec, next(iter(outputs))
+    return None
+
+
+def _describe(name, fn):
+    """'name(input: dtype [shape] -> output, ...)' of a signature."""
+    _, kwargs = fn.structured_input_signature
+    inputs = ", ".join(
+        f"{k}: {s.dtype.name} {s.shape.as_list() if s.shape.rank else '?'}"
+        for k, s in sorted(kwargs.items())
+    )
+    outputs = ", ".join(sorted(getattr(fn, "structured_outputs", {}) or {}))
+    return f"{name}({inputs} -> {outputs})"
+
+
+def _check_crop(spec, size, options, name):
+    """Refuses a preprocessing whose crops the signature cannot take."""
+    side = [d for d in spec.shape.as_list()[1:3] if d is not None]
+    if side and side != [size] * len(side):
+        raise OptionError(
+            "teacher_preprocessing",
+            "{field}={value} makes {size}-px crops, but the {name} signature "
+            "of {path} takes {side}-px images: pass the teacher's own eval "
+            "preprocessing (e.g. {field}=imagenet_{side}).",
+            value=options.teacher_preprocessing,
+            size=size,
+            name=name,
+            path=options.teacher_saved_model,
+            side=side[0],
+        )
+
+
+def label_space(options, num_logits):
+    """(label base, class count) the output folder declares.
+
+    From the input folder's labels.txt / summary.json, whose classes the
+    stored logits must cover (base + classes = `num_logits`); without them
+    from the logits: stored from 1 with `prepend_zero` (0 is the
+    background), else from 0.
+
+    Raises:
+        OptionError: the logits do not fit the input folder's classes.
+    """
+    info = metadata.dataset_info(options.input_dir)
+    if info is None:
+        base = int(options.prepend_zero)
+        return base, num_logits - base
+    need = info.label_base + info.num_classes
+    if num_logits == need:
+        return info.label_base, info.num_classes
+    toggled = num_logits + (-1 if options.prepend_zero else 1)
+    if toggled == need:
+        field = "prepend_zero"
+        fix = "leave {field} out" if options.prepend_zero else "pass {field}"
+    elif options.teacher_saved_model:
+        field, fix = "teacher_saved_model", "{field} has other classes"
+    else:
+        field = "teacher_num_classes"
+        fix = "the teacher needs {field}={classes}"
+    raise OptionError(
+        field,
+        "The teacher's logits are {width} wide, but {source} lists {n} "
+        "classes stored as {low}..{high}, which need {need}: " + fix + ".",
+        classes=need - int(options.prepend_zero),
+        width=num_logits,
+        source=info.source,
+        n=info.num_classes,
+        low=info.label_base,
+        high=need - 1,
+        need=need,
+    )
+
+
+def extract_shard(src, dst, teacher, options, labels):
+    """Writes `dst` = `src` with the teacher's logits, record for record.
+
+    Records whose image cannot be read are left out. `dst` appears only
+    when complete (written as a hidden temporary file, removed on failure).
+
+    Args:
+        src: the input shard.
+        dst: the output shard.
+        teacher: a `Teacher`.
+        options: the `TeacherLogitsOptions` (preprocessing, batch size,
+            prepend_zero).
+        labels: the range of stored labels the logits cover.
+
+    Returns:
+        (records read, records written, {label: (synset, text)} seen).
+    """
+    tmp = temporary_path(dst)
+    read = sum(1 for _ in tf.data.TFRecordDataset(src))
+    written, seen = 0, {}
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for serialized, images in _batches(src, options):
+                logits = np.asarray(teacher.call(images), np.float32)
+                if options.prepend_zero:
+                    logits = np.pad(logits, [[0, 0], [1, 0]])
+                for raw, row in zip(serialized.numpy(), logits, strict=True):
+                    example = tf.train.Example.FromString(raw)
+                    _note_label(example, seen, labels, src, options)
+                    feature = example.features.feature[schema.LOGIT]
+                    del feature.float_list.value[:]
+                    feature.float_list.value.extend(row.tolist())
+                    writer.write(example.SerializeToString(deterministic=True))
+                    written += 1
+        os.replace(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return read, written, seen
+
+
+def _batches(src, options):
+    """(serialized records, eval crops) batches of a shard's readable
+    images, in order."""
+    from assemble_tf.data import preprocessing
+
+    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
+    kind = options.teacher_preprocessing
+
+    def parse(serialized):
+        image = tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
+        return serialized, preprocessing.preprocess_eval(image, kind)
+
+    return (
+        tf.data.TFRecordDataset(src)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .batch(options.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _note_label(example, seen, labels=None, path="", options=None):
+    """Adds the record's class to `seen`; refuses a label outside `labels`
+    (the range the logits cover; None: any)."""
+    feature = example.features.feature
+    if (
+        schema.LABEL not in feature
+        or not feature[schema.LABEL].int64_list.value
+    ):
+        return
+    label = int(feature[schema.LABEL].int64_list.value[0])
+    if labels is not None and label not in labels:
+        raise _label_error(label, labels, path, options)
+    if label not in seen:
+        seen[label] = tuple(
+            _text(feature, key) for key in (schema.SYNSET, schema.TEXT)
+        )
+
+
+def _label_error(label, labels, path, options):
+    """The OptionError of a record label the stored logits do not cover."""
+    values = {"path": path, "label": label}
+    if options.prepend_zero and label < labels.start:
+        return OptionError(
+            "prepend_zero",
+            "{field} makes logit 0 the background of labels stored from 1 "
+            "(ImageNet's 1..1000), but {path} holds label {label}: leave "
+            "{field} out for 0-based labels.",
+            **values,
+        )
+    return OptionError(
+        "input_dir",
+        "{field}: {path} holds label {label}, but the stored logits cover "
+        "labels {low}..{high}; use a teacher of this data's classes.",
+        low=labels.start,
+        high=labels.stop - 1,
+        **values,
+    )
+
+
+def _text(feature, key):
+    if key not in feature or not feature[key].bytes_list.value:
+        return ""
+    return feature[key].bytes_list.value[0].decode("utf-8", "replace")
+
+
+def scan_shard(path, labels=True):
+    """(records, {label: (synset, text)}) of a finished shard (the labels
+    only when asked: they need every record parsed)."""
+    records, seen = 0, {}
+    for raw in tf.data.TFRecordDataset(path):
+        records += 1
+        if labels:
+            _note_label(tf.train.Example.FromString(raw.numpy()), seen)
+    return records, seen
+
+
+def temporary_path(dst):
+    """The hidden name `dst` is written under until complete."""
+    folder, name = os.path.split(dst)
+    return os.path.join(folder, TEMPORARY.format(name=name))
+
+
+def _abs(path):
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:300]
+
+
+def extract_teacher_logits(options):
+    """Writes every shard with teacher logits, then labels.txt and
+    summary.json; returns the summary.
+
+    Raises:
+        OptionError: a bad option or teacher (before the output folder is
+            made), or a record label the logits do not cover.
+    """
+    options.validate()
+    files = find_shards(options)
+    teacher = load_teacher(options)
+    width = teacher.num_logits + int(options.prepend_zero)
+    base, num_classes = label_space(options, width)
+    out = options.output_dir
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        shards, seen = _write_shards(
+            files, teacher, options, range(base, base + num_classes)
+        )
+        summary = make_summary(options, teacher, base, num_classes, shards)
+        write_metadata(options, summary, seen)
+    except BaseException:
+        if created and not os.listdir(out):
+            os.rmdir(out)
+        raise
+    return summary
+
+
+def _write_shards(files, teacher, options, labels):
+    """({shard: {records, skipped, kept}}, {label: (synset, text)})."""
+    from tqdm import tqdm
+
+    need_labels = not os.path.isfile(
+        os.path.join(options.input_dir, metadata.LABELS)
+    )
+    shards, seen = {}, {}
+    for src in tqdm(
+        files,
+        desc="shards",
+        unit="shard",
+        file=sys.stderr,
+        disable=not options.progress,
+    ):
+        name = os.path.basename(src)
+        dst = os.path.join(options.output_dir, name)
+        _remove(temporary_path(dst))  # left by a killed run
+        kept = os.path.exists(dst) and not options.overwrite
+        if kept:
+            records, found = scan_shard(dst, need_labels)
+            read = records
+        else:
+            read, records, found = extract_shard(
+                src, dst, teacher, options, labels
+            )
+        shards[name] = {"records": records, "skipped": read - records}
+        shards[name]["kept"] = kept
+        for label, names in found.items():
+            seen.setdefault(label, names)
+    return shards, seen
+
+
+def make_summary(options, teacher, base, num_classes, shards):
+    """The output folder's summary.json: the builder's class keys
+    (`num_classes`, `label_offset` = stored label of the first class),
+    per split the images and `num_logits`, the teacher and every shard."""
+    width = teacher.num_logits + int(options.prepend_zero)
+    splits = {}
+    for name, shard in shards.items():
+        split = splits.setdefault(
+            name.split("-")[0],
+            {"images": 0, "shards": 0, "skipped": 0, "num_logits": width},
+        )
+        split["images"] += shard["records"]
+        split["shards"] += 1
+        split["skipped"] += shard["skipped"]
+    teacher_info = dict(
+        teacher.source,
+        num_logits=teacher.num_logits,
+        preprocessing=options.teacher_preprocessing,
+        prepend_zero=options.prepend_zero,
+    )
+    return {
+        "output_dir": os.path.abspath(options.output_dir),
+        "input_dir": os.path.abspath(options.input_dir),
+        "num_classes": num_classes,
+        "label_offset": base,
+        "num_logits": width,
+        "teacher": teacher_info,
+        "splits": splits,
+        "skipped_records": sum(s["skipped"] for s in shards.values()),
+        "shards": shards,
+    }
+
+
+def write_metadata(options, summary, seen):
+    """Writes labels.txt (the input's, else one row per class with the
+    synset and text its records hold) and summary.json, atomically."""
+    out = options.output_dir
+    labels = os.path.join(options.input_dir, metadata.LABELS)
+    if os.path.isfile(labels):
+        with open(labels, "rb") as f:
+            file_utils.atomic_write(
+                os.path.join(out, metadata.LABELS), f.read()
+            )
+    else:
+        base = summary["label_offset"]
+        rows = [
+            (label, *seen.get(label, ("", "")))
+            for label in range(base, base + summary["num_classes"])
+        ]
+        metadata.write_labels(os.path.join(out, metadata.LABELS), rows)
+    file_utils.atomic_write_json(
+        os.path.join(out, metadata.SUMMARY), summary, indent=1
+    )
+
+
+def console_line(summary):
+    """The one-line report of `tools.extract_teacher_logits`."""
+    keys = ("output_dir", "num_classes", "label_offset", "num_logits")
+    line = {k: summary[k] for k in keys}
+    line["shards"] = len(summary["shards"])
+    line["images"] = sum(s["images"] for s in summary["splits"].values())
+    line["skipped_records"] = summary["skipped_records"]
+    return line

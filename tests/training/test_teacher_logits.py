@@ -1,0 +1,440 @@
+"""Teacher logits in the records (`tools.extract_teacher_logits`,
+`assemble_tf.training.teacher_logits`): our own export as the teacher,
+foreign SavedModels, the output folder's labels.txt / summary.json, and
+failures that leave no file (issue 24 item 1)."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from assemble_tf import config as config_lib
+from assemble_tf.data import metadata, schema
+from assemble_tf.data.preprocessing import preprocess_eval
+from assemble_tf.models import build_model
+from assemble_tf.training import teacher_logits as tl
+from official.utils.misc.validation import OptionError
+from tests import testing_utils
+
+TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
+SHARDS = ("train-00000-of-00001", "validation-00000-of-00001")
+CLASSES = 3
+
+
+def _write_data(root, label_base=0, with_metadata=True):
+    """9 train / 4 validation 40x48 JPEGs of 3 classes stored from
+    `label_base`; labels.txt and summary.json as the builder writes them."""
+    os.makedirs(root, exist_ok=True)
+    counts = {}
+    for shard, n in zip(SHARDS, (9, 4), strict=True):
+        examples = []
+        for i in range(n):
+            c = i % CLASSES
+            jpeg = testing_utils.jpeg_bytes(
+                testing_utils.smooth_image(40, 48, seed=10 * i + len(shard))
+            )
+            examples.append(
+                schema.make_example(
+                    jpeg,
+                    c + label_base,
+                    40,
+                    48,
+                    filename=f"{shard[:5]}{i}.jpg",
+                    synset=f"n0{c}",
+                    text=f"class {c}",
+                )
+            )
+        testing_utils.write_records(os.path.join(root, shard), examples)
+        counts[shard.split("-")[0]] = {"images": n}
+    if with_metadata:
+        metadata.write_labels(
+            os.path.join(root, metadata.LABELS),
+            [(c + label_base, f"n0{c}", f"class {c}") for c in range(CLASSES)],
+        )
+        summary = {"num_classes": CLASSES, "label_offset": label_base}
+        with open(os.path.join(root, metadata.SUMMARY), "w") as f:
+            json.dump({**summary, "splits": counts}, f)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def labelled_data(tmp_path_factory):
+    """A folder of ours: 0-based, with labels.txt and summary.json."""
+    return _write_data(tmp_path_factory.mktemp("labelled"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(model, path): a tiny 3-class R50 exported by our exporter."""
+    from assemble_tf.export import saved_model as export_lib
+
+    model = build_model("resnet50", num_classes=CLASSES, **TINY)
+    testing_utils.randomize_bn(model)  # zero-gamma gives constant logits
+    path = str(tmp_path_factory.mktemp("export") / "1")
+    export_lib.export_saved_model(model, path, "imagenet_32")
+    return model, path
+
+
+def _options(input_dir, output_dir, **kwargs):
+    kwargs.setdefault("teacher_preprocessing", "imagenet_32")
+    kwargs.setdefault("batch_size", 4)
+    return tl.TeacherLogitsOptions(
+        input_dir=input_dir,
+        output_dir=str(output_dir),
+        progress=False,
+        **kwargs,
+    )
+
+
+def _examples(path):
+    return [
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(str(path))
+    ]
+
+
+def _crops(examples, kind="imagenet_32"):
+    """The eval crops of the records' images, as the teacher gets them."""
+    return tf.stack(
+        [
+            preprocess_eval(
+                tf.constant(
+                    e.features.feature[schema.IMAGE].bytes_list.value[0]
+                ),
+                kind,
+            )
+            for e in examples
+        ]
+    )
+
+
+def _logits(examples):
+    return np.array(
+        [e.features.feature[schema.LOGIT].float_list.value for e in examples]
+    )
+
+
+def _head_width(data_dir, tmp_path, **data):
+    """The class count training takes from `data_dir`."""
+    config = config_lib.make_config(
+        str(tmp_path / "run"),
+        "resnet50",
+        {"data": {"data_dir": data_dir, **data}},
+    )
+    return config.data.num_classes
+
+
+def _foreign(path, dtype=tf.float32, outputs=("output_0",), size=32):
+    """A SavedModel whose `serving_default` maps x: [N, size, size, 3] to
+    `outputs` (3 logits each: the mean colour times a fixed matrix)."""
+    weights = tf.constant(np.arange(9.0).reshape(3, 3) / 9 - 0.4, tf.float32)
+
+    class Foreign(tf.Module):
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, size, size, 3], dtype, "x")]
+        )
+        def serve(self, x):
+            logits = tf.reduce_mean(tf.cast(x, tf.float32), [1, 2]) @ weights
+            return {k: logits * (i + 1) for i, k in enumerate(outputs)}
+
+    module = Foreign()
+    tf.saved_model.save(
+        module, str(path), signatures={"serving_default": module.serve}
+    )
+    return lambda x: module.serve(tf.cast(x, dtype))
+
+
+def _saved(path, **kwargs):
+    """The path of a `_foreign` SavedModel written there."""
+    _foreign(path, **kwargs)
+    return str(path)
+
+
+def _bytes_only(path):
+    """A SavedModel whose only signature takes encoded images (strings)."""
+
+    class Bytes(tf.Module):
+        @tf.function(
+            input_signature=[tf.TensorSpec([None], tf.string, "images")]
+        )
+        def serve(self, images):
+            return {"logits": tf.zeros([tf.shape(images)[0], CLASSES])}
+
+    module = Bytes()
+    tf.saved_model.save(
+        module, str(path), signatures={"serving_default": module.serve}
+    )
+    return str(path)
+
+
+def test_our_export_is_a_teacher(exported, labelled_data, tmp_path):
+    """Before: the bytes `serving_default` was fed float crops (a traceback
+    of ~400 lines) and its first output taken as the logits. Now the
+    `preprocessed` signature's `logits`, equal to the model's own; the
+    folder carries labels.txt / summary.json that training reads."""
+    model, path = exported
+    out = tmp_path / "kd"
+    summary = tl.extract_teacher_logits(
+        _options(labelled_data, out, teacher_saved_model=path)
+    )
+    assert summary["teacher"]["signature"] == "preprocessed"
+    assert summary["teacher"]["output"] == "logits"
+    assert sorted(os.listdir(out)) == sorted(
+        [*SHARDS, metadata.LABELS, metadata.SUMMARY]
+    )
+    for shard, count in zip(SHARDS, (9, 4), strict=True):
+        src = _examples(os.path.join(labelled_data, shard))
+        dst = _examples(out / shard)
+        assert len(dst) == count
+        for old, new in zip(src, dst, strict=True):
+            del new.features.feature[schema.LOGIT]
+            assert new == old  # record for record, only the logits added
+        want = model(_crops(src), training=False).numpy()
+        assert np.abs(want).max() > 0.1  # a real comparison
+        np.testing.assert_allclose(
+            _logits(_examples(out / shard)), want, atol=1e-4
+        )
+    with open(os.path.join(labelled_data, metadata.LABELS)) as f:
+        assert (out / metadata.LABELS).read_text() == f.read()
+    info = metadata.dataset_info(str(out))
+    assert (info.num_classes, info.label_base) == (CLASSES, 0)
+    assert metadata.split_images(str(out), "train") == 9
+    assert _head_width(str(out), tmp_path) == CLASSES  # not the preset's 1001
+    assert summary["splits"]["train"]["num_logits"] == CLASSES
+
+
+def test_preset_teacher_on_a_folder_without_metadata(tmp_path):
+    """A 1000-class-style teacher on records labelled from 1 (the original
+    1001-way format): --prepend_zero's background logit; the class count
+    and labels.txt come from the teacher and the records."""
+    data = _write_data(tmp_path / "in", label_base=1, with_metadata=False)
+    teacher = build_model("resnet50", num_classes=CLASSES, **TINY)
+    testing_utils.randomize_bn(teacher)
+    weights = str(tmp_path / "teacher.weights.h5")
+    teacher.save_weights(weights)
+    out = tmp_path / "kd"
+    options = _options(
+        data,
+        out,
+        teacher_preset="resnet50",
+        teacher_weights=weights,
+        teacher_num_classes=CLASSES,
+        teacher_overrides=dict(TINY),
+        prepend_zero=True,
+    )
+    summary = tl.extract_teacher_logits(options)
+    src = _examples(os.path.join(data, SHARDS[0]))
+    logits = _logits(_examples(out / SHARDS[0]))
+    assert logits.shape == (9, CLASSES + 1) and not logits[:, 0].any()
+    want = teacher(_crops(src), training=False).numpy()
+    np.testing.assert_allclose(logits[:, 1:], want, rtol=1e-4, atol=1e-4)
+    assert (summary["num_classes"], summary["label_offset"]) == (CLASSES, 1)
+    rows = metadata.read_labels(str(out / metadata.LABELS))
+    assert rows == [(c + 1, f"n0{c}", f"class {c}") for c in range(CLASSES)]
+    assert _head_width(str(out), tmp_path) == CLASSES + 1
+    assert _head_width(str(out), tmp_path, label_offset=1) == CLASSES
+    # A rerun keeps the finished shards and writes the same summary.
+    again = tl.extract_teacher_logits(options)
+    assert all(s["kept"] for s in again["shards"].values())
+    assert again["splits"] == summary["splits"]
+    assert (out / metadata.LABELS).read_text().count("\n") == CLASSES
+
+
+def test_foreign_serving_default_on_float_images(labelled_data, tmp_path):
+    """Without `preprocessed`: a `serving_default` with one float input
+    and one output (any name) is the teacher; its `logits` among several
+    outputs is taken by name."""
+    for outputs in (("output_0",), ("probs", "logits")):
+        path = tmp_path / f"foreign{len(outputs)}"
+        fn = _foreign(path, outputs=outputs)
+        out = tmp_path / f"kd{len(outputs)}"
+        tl.extract_teacher_logits(
+            _options(labelled_data, out, teacher_saved_model=str(path))
+        )
+        src = _examples(os.path.join(labelled_data, SHARDS[1]))
+        want = fn(_crops(src))[outputs[-1]].numpy()
+        np.testing.assert_allclose(
+            _logits(_examples(out / SHARDS[1])), want, atol=1e-5
+        )
+
+
+def _assert_no_files(out, error, field, *words):
+    assert error.value.field == field
+    text = error.value.as_flag()
+    assert f"--{field}" in text, text
+    for word in words:
+        assert word in text, text
+    assert not os.path.exists(out) or not os.listdir(out), os.listdir(out)
+
+
+@pytest.mark.parametrize(
+    "make, field, words",
+    [
+        (lambda p: str(p / "missing"), "teacher_saved_model", ["folder"]),
+        (lambda p: str(p), "teacher_saved_model", ["not a readable"]),
+        (
+            lambda p: _bytes_only(p / "bytes"),
+            "teacher_saved_model",
+            ["serving_default(images: string [None] -> logits)", "float"],
+        ),
+        (
+            lambda p: _saved(p / "two", outputs=("a", "b")),
+            "teacher_saved_model",
+            ["serving_default(x: float32 [None, 32, 32, 3] -> a, b)"],
+        ),
+        (
+            lambda p: _saved(p / "64", size=64),
+            "teacher_preprocessing",
+            ["32-px crops", "imagenet_64"],
+        ),
+    ],
+    ids=["missing", "unreadable", "bytes_only", "two_outputs", "crop_size"],
+)
+def test_an_unusable_teacher_fails_before_any_file(
+    labelled_data, tmp_path, make, field, words
+):
+    """Before: a wrong teacher failed inside the first shard and left an
+    empty hidden shard in the output folder."""
+    teacher_dir = tmp_path / "teachers"
+    teacher_dir.mkdir()
+    out = tmp_path / "kd"
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            _options(labelled_data, out, teacher_saved_model=make(teacher_dir))
+        )
+    _assert_no_files(out, error, field, *words)
+    assert not out.exists()
+
+
+def test_logits_that_do_not_fit_the_classes_are_refused(
+    labelled_data, tmp_path
+):
+    """The data's summary.json says 3 classes from 0: a 3-logit teacher
+    with --prepend_zero (4 wide) is refused naming the flag, as is
+    --prepend_zero on 0-based records that have no metadata."""
+    path = tmp_path / "foreign"
+    _foreign(path)
+    out = tmp_path / "kd"
+    options = _options(
+        labelled_data, out, teacher_saved_model=str(path), prepend_zero=True
+    )
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(options)
+    _assert_no_files(out, error, "prepend_zero", "leave --prepend_zero out")
+    plain = _write_data(tmp_path / "plain", with_metadata=False)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(dataclasses.replace(options, input_dir=plain))
+    _assert_no_files(out, error, "prepend_zero", "holds label 0")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "width, teacher, field, fix",
+    [
+        (2, {}, "prepend_zero", "pass --prepend_zero"),
+        (4, {"prepend_zero": True}, "prepend_zero", "leave --prepend_zero"),
+        (5, {}, "teacher_num_classes", "needs --teacher_num_classes=3"),
+        (6, {"prepend_zero": True}, "teacher_num_classes", "classes=2"),
+        (2, {"teacher_saved_model": "t"}, "prepend_zero", "pass"),
+        (5, {"teacher_saved_model": "t"}, "teacher_saved_model", "other"),
+    ],
+)
+def test_label_space_names_the_option_to_change(
+    labelled_data, tmp_path, width, teacher, field, fix
+):
+    """3 classes stored from 0 need 3 logits; the error says how."""
+    options = _options(labelled_data, tmp_path / "kd", **teacher)
+    assert tl.label_space(options, 3) == (0, CLASSES)
+    with pytest.raises(OptionError) as error:
+        tl.label_space(options, width)
+    assert error.value.field == field
+    assert fix in error.value.as_flag(), error.value.as_flag()
+
+
+def test_a_failure_inside_a_shard_leaves_no_partial_file(
+    labelled_data, tmp_path, monkeypatch
+):
+    """The teacher fails in the second shard: the finished first shard
+    stays (a rerun keeps it), nothing else (before: an empty hidden
+    shard)."""
+    calls = []
+
+    def call(images):
+        calls.append(len(images))
+        if len(calls) == 4:  # 3 batches of train, then validation
+            raise RuntimeError("teacher failed")
+        return tf.zeros([len(images), CLASSES])
+
+    teacher = tl.Teacher(call, CLASSES, {"test": True})
+    monkeypatch.setattr(tl, "load_teacher", lambda options: teacher)
+    out = tmp_path / "kd"
+    options = _options(labelled_data, out, teacher_saved_model="unused")
+    with pytest.raises(RuntimeError, match="teacher failed"):
+        tl.extract_teacher_logits(options)
+    assert os.listdir(out) == [SHARDS[0]]
+    summary = tl.extract_teacher_logits(options)
+    assert summary["shards"][SHARDS[0]]["kept"]
+    assert not summary["shards"][SHARDS[1]]["kept"]
+    assert sorted(os.listdir(out)) == sorted(
+        [*SHARDS, metadata.LABELS, metadata.SUMMARY]
+    )
+
+
+@pytest.mark.parametrize(
+    "changes, field, words",
+    [
+        ({"input_dir": ""}, "input_dir", ["required"]),
+        ({"output_dir": "IN"}, "output_dir", ["differ"]),
+        ({"teacher_saved_model": None}, "teacher_saved_model", ["preset"]),
+        (
+            {"teacher_saved_model": None, "teacher_preset": "resnet50"},
+            "teacher_weights",
+            ["required with teacher_preset"],
+        ),
+        ({"teacher_preset": "resnet50"}, "teacher_saved_model", ["whole"]),
+        ({"teacher_preprocessing": "bad"}, "teacher_preprocessing", ["'bad'"]),
+        ({"batch_size": 0}, "batch_size", ["at least 1"]),
+    ],
+)
+def test_options_name_their_field(tmp_path, changes, field, words):
+    values = {
+        "input_dir": str(tmp_path),
+        "output_dir": str(tmp_path / "out"),
+        "teacher_saved_model": "teacher",
+        **changes,
+    }
+    if values["output_dir"] == "IN":
+        values["output_dir"] = values["input_dir"]
+    with pytest.raises(OptionError) as error:
+        tl.TeacherLogitsOptions(**values).validate()
+    assert error.value.field == field
+    for word in words:
+        assert word in error.value.as_flag(), error.value.as_flag()
+
+
+@pytest.mark.slow
+def test_binary_with_a_bad_teacher_prints_one_error_line(
+    labelled_data, tmp_path
+):
+    """The user's command with a teacher it cannot call: exit code 2, one
+    ERROR line naming the flag and the signatures, no traceback, no file."""
+    teacher = _bytes_only(tmp_path / "bytes")
+    out = tmp_path / "kd"
+    result = testing_utils.run_binary(
+        "tools.extract_teacher_logits",
+        f"--input_dir={labelled_data}",
+        f"--output_dir={out}",
+        f"--teacher_saved_model={teacher}",
+        "--teacher_preprocessing=imagenet_32",
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert errors[0].startswith(f"ERROR: --teacher_saved_model={teacher} ")
+    assert "`preprocessed`" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
