@@ -1,0 +1,66 @@
+"""assemble_tf.models.preset_report: tools.model_summary and
+tools.preset_table in-process."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from assemble_tf.models import preset_report
+
+
+def test_summarize_matches_torchvision_resnet50():
+    """The numbers `tests/tools/test_binaries.py` checks on the binary."""
+    summary = preset_report.summarize(
+        "resnet50", {"image_size": 224, "num_classes": 1000}
+    )
+    assert summary["trainable_params"] == 25_557_032
+    assert summary["total_params"] == 25_610_152
+    assert summary["gmacs"] == pytest.approx(4.09, rel=0.01)
+    lines = preset_report.format_summary(summary).splitlines()
+    assert lines[0] == "preset                resnet50"
+    assert lines[2] == "total_params          25,610,152"
+    assert len(lines) == 6
+
+
+def test_preset_table_writes_the_table_files(tmp_path):
+    shown = []
+    options = preset_report.PresetTableOptions(
+        presets=("resnet50", "table7_e4"),
+        output_dir=str(tmp_path),
+        progress=False,
+    )
+    report = preset_report.preset_table(options, shown.append)
+    assert shown == [report["table"]]
+    assert report["files"] == [
+        "presets.json",
+        "presets.md",
+        "presets.csv",
+        "presets_gmacs_vs_top1.png",
+    ]
+    assert sorted(os.listdir(tmp_path)) == sorted(report["files"])
+    rows = report["rows"]
+    assert [r["preset"] for r in rows] == ["resnet50", "table7_e4"]
+    assert rows[0]["total_params"] == 25_612_201  # 1001 classes
+    assert rows[0]["paper_top1"] == 76.3 and rows[1]["gmacs"] == 4.33
+    lines = report["table"].splitlines()
+    assert lines[2] == (
+        "| resnet50 | 224 | 25.61 | 4.09 | 76.3 | 76.0 | 536 | Table 1 |"
+    )
+    assert json.loads((tmp_path / "presets.json").read_text()) == rows
+    assert (tmp_path / "presets.md").read_text() == report["table"] + "\n"
+    with open(tmp_path / "presets.csv", newline="") as f:
+        assert [r["preset"] for r in csv.DictReader(f)] == [
+            "resnet50",
+            "table7_e4",
+        ]
+
+
+def test_preset_table_refuses_an_unknown_preset_before_building(tmp_path):
+    options = preset_report.PresetTableOptions(
+        presets=("resnet50", "resnet5"), output_dir=str(tmp_path / "out")
+    )
+    with pytest.raises(ValueError, match="'resnet5' is not a preset"):
+        preset_report.preset_table(options)
+    assert not (tmp_path / "out").exists()
