@@ -1,0 +1,182 @@
+"""Input-pipeline benchmark of a TFRecord folder: the full training
+pipeline vs decode-and-crop.
+
+The work of `tools.benchmark_input`: images/s of the whole training
+pipeline (crop, flip, resize, optional AutoAugment / RandAugment,
+batching, Mixup) and of decode-and-crop alone on the same records, and
+their ratio (the goal is >= 0.8). The two are timed in alternation,
+`rounds` times for at least `min_seconds` each (after `settle_seconds`
+untimed, which drain the batches a pipeline prefetched while the other one
+ran), and the ratio is the median of the per-round ratios
+(`assemble_tf.data.benchmark.run`; the input mechanics follow
+clovaai/assembled-cnn, Lee et al. 2020, https://arxiv.org/abs/2001.06268).
+
+    options = benchmark_run.InputBenchmarkOptions(data_dir="/data/imagenet")
+    report = benchmark_run.run_benchmark(options)   # ratio, images/s, ...
+"""
+
+import dataclasses
+import os
+import sys
+
+from official.utils.misc.validation import OptionError
+
+MIXUP_TYPES = (0, 1, 2)
+DTYPES = ("uint8", "float32", "float16", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputBenchmarkOptions:
+    """What to time; field names are `tools.benchmark_input`'s flags.
+
+    Attributes:
+        data_dir: folder with TFRecord shards.
+        file_pattern: shard glob inside `data_dir`.
+        batch_size: images per batch.
+        image_size: train crop side.
+        rounds: timed rounds; each times both pipelines, one after the
+            other.
+        min_seconds: minimum timing per pipeline and round (whole
+            batches).
+        settle_seconds: untimed pulling before each timing (drains the
+            batches a pipeline prefetched while the other one was timed).
+        warmup_steps: untimed batches first.
+        autoaugment: AutoAugment policy (imagenet, v0, good), none or None.
+        randaugment_layers: RandAugment N (0: off).
+        randaugment_magnitude: RandAugment M.
+        mixup_type: Mixup type, 0 (off), 1 or 2.
+        label_smoothing: label smoothing of the targets.
+        num_classes: width of the targets.
+        dtype: image dtype out of tf.data, one of `DTYPES`: uint8 (the
+            trainer's setting) leaves normalization and Mixup to the train
+            step; a float dtype does them in tf.data.
+        progress: show a progress bar (on stderr).
+    """
+
+    data_dir: str
+    file_pattern: str = "train-*"
+    batch_size: int = 128
+    image_size: int = 224
+    rounds: int = 5
+    min_seconds: float = 2.0
+    settle_seconds: float = 0.5
+    warmup_steps: int = 5
+    autoaugment: str | None = None
+    randaugment_layers: int = 0
+    randaugment_magnitude: int = 10
+    mixup_type: int = 0
+    label_smoothing: float = 0.0
+    num_classes: int = 1001
+    dtype: str = "uint8"
+    progress: bool = True
+
+
+def validate(options):
+    """Raises `OptionError` naming the option of a bad value."""
+    if not options.data_dir:
+        raise OptionError("data_dir", "{field} is required.")
+    choices = {"mixup_type": MIXUP_TYPES, "dtype": DTYPES}
+    for name, allowed in choices.items():
+        value = getattr(options, name)
+        if value not in allowed:
+            raise OptionError(
+                name,
+                "{field}={value!r}: use one of {allowed}.",
+                value=value,
+                allowed=", ".join(map(str, allowed)),
+            )
+    lowest = dict(batch_size=1, image_size=8, rounds=1, warmup_steps=0)
+    lowest.update(min_seconds=0.0, settle_seconds=0.0)
+    for name, low in lowest.items():
+        value = getattr(options, name)
+        if value < low:
+            raise OptionError(
+                name,
+                "{field}={value} must be at least {low}.",
+                value=value,
+                low=low,
+            )
+
+
+def input_config(options):
+    """The training `InputConfig` of `options` (shards, sizes, Mixup,
+    label smoothing, dtype and augmenter)."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.data import benchmark
+    from assemble_tf.runs.inputs import make_augmenter
+
+    return benchmark.InputConfig(
+        file_pattern=os.path.join(options.data_dir, options.file_pattern),
+        is_training=True,
+        batch_size=options.batch_size,
+        num_classes=options.num_classes,
+        image_size=options.image_size,
+        mixup_type=options.mixup_type,
+        label_smoothing=options.label_smoothing,
+        dtype=options.dtype,
+        augmenter=make_augmenter(
+            config_lib.AugmentConfig(
+                autoaugment=options.autoaugment,
+                randaugment_layers=options.randaugment_layers,
+                randaugment_magnitude=options.randaugment_magnitude,
+            )
+        ),
+    )
+
+
+def run_benchmark(options):
+    """Times the pipelines of `options` in alternation.
+
+    Args:
+        options: an `InputBenchmarkOptions`.
+
+    Returns:
+        `assemble_tf.data.benchmark.run`'s figures and ratios, then the
+        settings (batch_size, image_size, autoaugment, mixup_type, dtype),
+        cpu_count and the run information of
+        `official.utils.logs.logger.run_info` (without devices).
+
+    Raises:
+        OptionError: a bad option (named).
+    """
+    from tqdm import tqdm
+
+    from assemble_tf.data import benchmark
+
+    validate(options)
+    config = input_config(options)
+    with tqdm(
+        total=3 * options.rounds,
+        desc="timing rounds",
+        file=sys.stderr,
+        disable=not options.progress,
+    ) as bar:
+        result = benchmark.run(
+            config,
+            options.rounds,
+            options.min_seconds,
+            options.warmup_steps,
+            bar,
+            settle_seconds=options.settle_seconds,
+        )
+    return {**result, **_settings(options)}
+
+
+def _settings(options):
+    """The settings and machine a report names beside its figures."""
+    from official.utils.logs import logger
+
+    return dict(
+        batch_size=options.batch_size,
+        image_size=options.image_size,
+        autoaugment=options.autoaugment,
+        mixup_type=options.mixup_type,
+        dtype=options.dtype,
+        cpu_count=os.cpu_count(),
+        **{k: v for k, v in logger.run_info().items() if k != "devices"},
+    )
+
+
+def format_text(report):
+    """`run_benchmark`'s report as aligned "key value" lines."""
+    return "\n".join(f"{key:34s} {value}" for key, value in report.items())

@@ -1,0 +1,88 @@
+"""assemble_tf.data.benchmark_run (tools.benchmark_input) in-process."""
+
+import dataclasses
+
+import pytest
+
+from assemble_tf.data import benchmark_run, schema
+from official.utils.misc.validation import OptionError
+from tests import testing_utils
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    for shard in range(2):
+        examples = [
+            schema.make_example(
+                testing_utils.jpeg_bytes(
+                    testing_utils.smooth_image(60, 80, seed=10 * shard + i)
+                ),
+                i % 3 + 1,
+                60,
+                80,
+                filename=f"img{shard}_{i}.jpg",
+            )
+            for i in range(6)
+        ]
+        testing_utils.write_records(tmp_path / f"train-{shard}", examples)
+    return str(tmp_path)
+
+
+def _options(data_dir, **kwargs):
+    return benchmark_run.InputBenchmarkOptions(
+        data_dir=data_dir,
+        batch_size=4,
+        image_size=32,
+        rounds=1,
+        min_seconds=0.0,
+        settle_seconds=0.0,
+        warmup_steps=1,
+        num_classes=4,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_run_benchmark_reports_ratios_and_settings(data_dir):
+    options = _options(data_dir, mixup_type=1, autoaugment="v0")
+    report = benchmark_run.run_benchmark(options)
+    assert list(report)[:3] == [
+        "full_pipeline_examples_per_sec",
+        "full_pipeline_images_per_sec",
+        "decode_and_crop_images_per_sec",
+    ]
+    # Mixup type 1 reads two images per example.
+    assert report["full_pipeline_images_per_sec"] == pytest.approx(
+        2 * report["full_pipeline_examples_per_sec"], rel=0.01
+    )
+    assert len(report["ratio_per_round"]) == 1 and report["ratio"] > 0
+    settings = dict(batch_size=4, image_size=32, autoaugment="v0")
+    settings.update(mixup_type=1, dtype="uint8")
+    assert {k: report[k] for k in settings} == settings
+    assert report["cpu_count"] >= 1 and "devices" not in report
+    lines = benchmark_run.format_text(report).splitlines()
+    assert len(lines) == len(report)
+    assert lines[0].startswith("full_pipeline_examples_per_sec     ")
+
+
+def test_input_config_is_the_training_pipeline(data_dir):
+    config = benchmark_run.input_config(_options(data_dir, dtype="float32"))
+    assert config.file_pattern == f"{data_dir}/train-*"
+    assert config.is_training and config.batch_size == 4
+    assert config.dtype == "float32" and config.augmenter is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mixup_type": 3}, "--mixup_type=3: use one of 0, 1, 2."),
+        ({"dtype": "int8"}, "--dtype='int8': use one of uint8, float32, "),
+        ({"rounds": 0}, "--rounds=0 must be at least 1."),
+        ({"data_dir": ""}, "--data_dir is required."),
+    ],
+)
+def test_option_errors_name_the_flag(data_dir, kwargs, message):
+    options = dataclasses.replace(_options(data_dir), **kwargs)
+    with pytest.raises(OptionError) as e:
+        benchmark_run.run_benchmark(options)
+    assert e.value.as_flag().startswith(message)
