@@ -21,44 +21,61 @@ from absl import flags
 from assemble_tf.robustness import inputs
 from official.utils.flags import core as flags_core
 
-hw = flags_core.help_wrap
-flags.DEFINE_string(
-    "input_dir", None, "Validation folder in the <wnid>/<file>.JPEG layout."
-)
-flags.DEFINE_string(
-    "tfrecord_pattern",
-    None,
-    hw(
-        "Glob of validation TFRecords (image/encoded, image/class/synset, "
-        "image/filename), instead of --input_dir."
-    ),
-)
-flags.DEFINE_string("output_dir", None, "Where the corrupted set goes.")
-flags.DEFINE_integer(
-    "resize", 256, "Shorter side after the bilinear resize.", lower_bound=1
-)
-flags.DEFINE_integer("crop", 224, "Centre crop side.", lower_bound=32)
-flags.DEFINE_enum(
-    "crop_rounding",
-    "auto",
-    list(inputs.CROP_ROUNDINGS),
-    hw(inputs.CROP_ROUNDING_HELP),
-)
-flags.DEFINE_string(
-    "corruptions",
-    "",
-    "Comma-separated corruption names (default: all 19).",
-)
-flags.DEFINE_string("severities", "1,2,3,4,5", "Comma-separated, in 1..5.")
-flags.DEFINE_integer(
-    "seed", 0, "Base seed (per image: + its file name).", lower_bound=0
-)
-flags.DEFINE_integer("workers", 1, "Worker processes (spawn).", lower_bound=1)
-flags.DEFINE_integer(
-    "limit", 0, "Only the first N images (0 = all).", lower_bound=0
-)
-flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the binary's flags (`generate_c.options_from_values` reads
+    them)."""
+    _define_input_flags()
+    _define_output_flags()
+    flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
+
+
+def _define_input_flags():
+    """Where the validation images come from, and how many."""
+    hw = flags_core.help_wrap
+    flags.DEFINE_string(
+        "input_dir", None, "Validation folder in the <wnid>/<file>.JPEG layout."
+    )
+    flags.DEFINE_string(
+        "tfrecord_pattern",
+        None,
+        hw(
+            "Glob of validation TFRecords (image/encoded, "
+            "image/class/synset, image/filename), instead of --input_dir."
+        ),
+    )
+    flags.DEFINE_integer(
+        "limit", 0, "Only the first N images (0 = all).", lower_bound=0
+    )
+    flags.DEFINE_integer(
+        "workers", 1, "Worker processes (spawn).", lower_bound=1
+    )
+
+
+def _define_output_flags():
+    """What is written: the crop, the corruptions and the seed."""
+    flags.DEFINE_string("output_dir", None, "Where the corrupted set goes.")
+    flags.DEFINE_integer(
+        "resize", 256, "Shorter side after the bilinear resize.", lower_bound=1
+    )
+    flags.DEFINE_integer("crop", 224, "Centre crop side.", lower_bound=32)
+    flags.DEFINE_enum(
+        "crop_rounding",
+        "auto",
+        list(inputs.CROP_ROUNDINGS),
+        flags_core.help_wrap(inputs.CROP_ROUNDING_HELP),
+    )
+    flags.DEFINE_string(
+        "corruptions",
+        "",
+        "Comma-separated corruption names (default: all 19).",
+    )
+    flags.DEFINE_string("severities", "1,2,3,4,5", "Comma-separated, in 1..5.")
+    flags.DEFINE_integer(
+        "seed", 0, "Base seed (per image: + its file name).", lower_bound=0
+    )
 
 
 def main(argv):
@@ -76,4 +93,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags_core.run(main)
