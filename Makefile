@@ -24,11 +24,11 @@ $(STAMP): requirements.txt pyproject.toml
 JAX_ENV := KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 tests
+	$(PY) -m pytest -n 2 --durations=15 tests
 	$(JAX_ENV) $(PY) -m pytest -n 2 --durations=5 tests/backends
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" tests
+	$(PY) -m pytest -n 2 -m "not slow" tests
 	$(JAX_ENV) $(PY) -m pytest -n 2 -m "not slow" tests/backends
 
 demo: $(STAMP)

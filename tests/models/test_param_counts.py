@@ -5,6 +5,9 @@ under tf.compat.v1, the paper's Table 12, keras-hub and Model Garden for
 the plain / D counts. "total" includes BN moving stats.
 """
 
+import functools
+
+import keras
 import pytest
 
 from assemble_tf.models import build_model, count_macs, count_params
@@ -51,11 +54,57 @@ COUNTS = [
 ]
 
 
+# Full-size models are built once per module (an R152 takes 5-20 s): the
+# parameter counts and GMACs of a preset read the same model.
+_SIZE = {"table6_m3": 256}
+
+
+@functools.cache
+def _built(preset, image_size=224, **overrides):
+    return build_model(preset, image_size=image_size, **overrides)
+
+
+def _model(preset, image_size=None, **overrides):
+    return _built(preset, image_size or _SIZE.get(preset, 224), **overrides)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_the_models():
+    yield
+    _built.cache_clear()
+    keras.backend.clear_session()
+
+
+def _head_params(model):
+    """Parameters of one logit of the dense head (its kernel row and
+    bias): a C-class model has C - 1000 times them more than the same
+    model with 1000 classes."""
+    return model.get_layer("head_dense").kernel.shape[0] + 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset,overrides,total,trainable,frozen", COUNTS)
 def test_parameter_counts(preset, overrides, total, trainable, frozen):
-    model = build_model(preset, **overrides)
-    assert count_params(model) == (total, trainable, frozen)
+    overrides = dict(overrides)
+    num_classes = overrides.pop("num_classes", 1001)
+    model = _model(preset, **overrides)
+    assert model.get_layer("head_dense").units == 1001
+    # Only the head depends on the class count: the 1000-class rows are
+    # the 1001-class model less one logit's parameters (2,049 for a
+    # 2,048-wide head), counted on the same build.
+    fewer = (1001 - num_classes) * _head_params(model)
+    assert count_params(model) == (total + fewer, trainable + fewer, frozen)
+
+
+def test_a_1000_class_build_has_one_logit_fewer():
+    # What the derivation above relies on, on a small model.
+    a = build_model("assemble_resnet50", base_width=16, num_classes=1001)
+    b = build_model("assemble_resnet50", base_width=16, num_classes=1000)
+    assert (
+        count_params(a)[0] - count_params(b)[0]
+        == _head_params(a)
+        == (16 * 32 + 1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +118,7 @@ def test_parameter_counts(preset, overrides, total, trainable, frozen):
     ],
 )
 def test_plain_resnets_match_torchvision_counts(overrides, trainable):
-    model = build_model("resnet50", **overrides)
+    model = _model("resnet50", **overrides)
     assert count_params(model)[1] == trainable
 
 
@@ -99,5 +148,5 @@ def test_headless_backbone_totals():
     ],
 )
 def test_gmacs_within_one_percent(preset, size, gmacs):
-    macs = count_macs(build_model(preset, image_size=size)) / 1e9
+    macs = count_macs(_model(preset, image_size=size)) / 1e9
     assert macs == pytest.approx(gmacs, rel=0.01)

@@ -1,5 +1,9 @@
 """Fixtures shared by the training tests."""
 
+import fcntl
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -27,10 +31,32 @@ def image_folder(tmp_path_factory):
     return str(root)
 
 
+def shared_once(tmp_path_factory, name, make):
+    """`make(folder)` once per test run, by whichever xdist worker asks
+    first; the others wait for it and reuse the folder (the pattern of
+    pytest-xdist's docs, with an flock). A failed `make` leaves no mark,
+    so the next worker tries again and reports its own failure."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a failed attempt
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """64 train / 16 validation 32x32 JPEGs of 4 colour classes."""
-    root = tmp_path_factory.mktemp("tiny_data")
+    return str(shared_once(tmp_path_factory, "tiny_data", _write_tiny_data))
+
+
+def _write_tiny_data(root):
     rng = np.random.default_rng(0)
     palette = np.array(
         [[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]]
@@ -47,4 +73,3 @@ def tiny_data(tmp_path_factory):
                 )
             )
         testing_utils.write_records(root / f"{split}-00000-of-00001", examples)
-    return str(root)

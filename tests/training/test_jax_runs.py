@@ -14,10 +14,7 @@ import numpy as np
 import pytest
 
 from tests import testing_utils
-
-# One worker runs the module and the JAX run is a session fixture: it is
-# trained once (make test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("jax_runs")
+from tests.training.conftest import shared_once
 
 JAX = {"KERAS_BACKEND": "jax"}
 FLAGS = [
@@ -52,10 +49,13 @@ def _train(model_dir, data_dir, env=JAX):
 
 @pytest.fixture(scope="session")
 def jax_run(tmp_path_factory, tiny_data):
-    model_dir = str(tmp_path_factory.mktemp("jax_run") / "run")
-    result = _train(model_dir, tiny_data)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return model_dir
+    """The JAX run, trained once per test run whichever worker asks."""
+
+    def train(folder):
+        result = _train(str(folder / "run"), tiny_data)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return str(shared_once(tmp_path_factory, "jax_run", train) / "run")
 
 
 def _state(prefix):
