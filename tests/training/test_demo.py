@@ -1,0 +1,72 @@
+"""assemble_tf.training.demo (tools.demo): its config and its report.
+
+`make demo` runs the whole job; these check the parts it adds to
+`train_lib.run_experiment` without training.
+"""
+
+import pytest
+
+from assemble_tf.training import demo
+
+
+def test_demo_config_is_the_small_assemble_recipe(tmp_path):
+    (tmp_path / "digits").mkdir()
+    options = demo.DemoOptions(output_dir=str(tmp_path / "out"), epochs=3)
+    config = demo.demo_config(options, str(tmp_path / "digits"))
+    assert config.model_dir == str(tmp_path / "out" / "run")
+    assert config.model.preset == "assemble_resnet50"
+    assert config.model.base_width == 16
+    assert config.model.block_sizes == "2,2,2,1"
+    assert config.data.data_dir == str(tmp_path / "digits")
+    assert config.data.num_classes == 10 and config.data.image_size == 32
+    assert config.train.epochs == 3.0 and config.train.batch_size == 32
+    assert config.train.kd_temperature == 0.0
+    # The overrides are copied, not edited in place.
+    assert "data_dir" not in demo.DEMO_OVERRIDES["data"]
+
+
+def test_report_lists_setup_metrics_and_epochs(tmp_path):
+    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
+    (tmp_path / "digits").mkdir()
+    config = demo.demo_config(options, str(tmp_path / "digits"))
+    summary = {
+        "data_dir": "/data/digits",
+        "params": 123456,
+        "top1": 0.9,
+        "top5": 0.99,
+        "ece": 0.05,
+        "train_images_per_sec": 400.4,
+        "seconds": 61.2,
+    }
+    history = [
+        {"epoch": 1, "train_loss": 2.0},
+        {"epoch": 2, "train_loss": 1.5, "val_top1": 0.9},
+    ]
+    path = tmp_path / "report.md"
+    demo.write_report(str(path), config, summary, history)
+    lines = path.read_text().split("\n")
+    assert lines[:2] == ["# Assemble-TF demo report", ""]
+    assert lines[2].startswith("Data: /data/digits (scikit-learn digits")
+    assert "(123,456 parameters)" in lines[3]
+    assert lines[4].startswith("Recipe: 2 epochs, batch 32, SGD momentum")
+    assert "| top-1 | 0.9000 |" in lines
+    assert "| train images/s (last epoch) | 400 |" in lines
+    assert "| wall time | 61 s |" in lines
+    assert lines[-6:] == [
+        "| 1 | 2.0000 | - |",
+        "| 2 | 1.5000 | 0.9000 |",
+        "",
+        "![training curves](training_curves.png)",
+        "![reliability](reliability.png)",
+        "",
+    ]
+
+
+def test_run_demo_names_a_bad_epoch_count(tmp_path):
+    from official.utils.misc.validation import OptionError
+
+    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=0)
+    with pytest.raises(OptionError) as e:
+        demo.run_demo(options)
+    assert e.value.as_flag() == "--epochs=0 must be at least 1."
+    assert not list(tmp_path.iterdir())
