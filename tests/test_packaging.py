@@ -94,10 +94,14 @@ def _project_imports(text, package):
         rf"^\s*(?:from|import)\s+{package}\.(\w+)", text, re.M
     ):
         names.add(m.group(1))
+    # A parenthesised list may span lines; a bare one ends with its line.
     for m in re.finditer(
-        rf"^\s*from\s+{package}\s+import\s+\(?([\w, \n]+)\)?", text, re.M
+        rf"^\s*from\s+{package}\s+import\s+(?:\(([\w, \n]+)\)|([\w, ]+))",
+        text,
+        re.M,
     ):
-        names.update(n.split()[0] for n in m.group(1).split(",") if n.strip())
+        listed = m.group(1) or m.group(2)
+        names.update(n.split()[0] for n in listed.split(",") if n.strip())
     return names
 
 

@@ -121,6 +121,49 @@ def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
     )
 
 
+def run_main(module, *args):
+    """`python -m module args...` in this process: the binary's
+    `define_flags()`, the binaries' flag parsing and error handling
+    (`official.utils.flags.core`), then its `main`. Saves the TensorFlow
+    import and start-up of a subprocess; keep one `run_binary` smoke test
+    per binary for the real entry point.
+
+    The flags the binary defines are removed afterwards, so binaries that
+    share flag names run one after another in one process.
+
+    Returns:
+        a `subprocess.CompletedProcess` (returncode, stdout, stderr).
+    """
+    import contextlib
+    import importlib
+    import io
+    import subprocess
+
+    from absl import flags
+
+    from official.utils.flags import core as flags_core
+
+    binary = importlib.import_module(module)
+    before = set(flags.FLAGS)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv = [module, *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            binary.define_flags()
+            try:
+                rest = flags_core.parse_flags(argv)
+                result = flags_core.clean_errors(binary.main)(rest)
+                code = result if isinstance(result, int) else 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+    return subprocess.CompletedProcess(
+        argv, code, out.getvalue(), err.getvalue()
+    )
+
+
 def kill_binary_when(
     path, module, *args, env=None, timeout=300, signal_number=None
 ):

@@ -32,6 +32,7 @@ from flags import finetune_flags
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
+define_flags = finetune_flags.define_finetune_flags
 
 
 def main(argv):
@@ -72,5 +73,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    finetune_flags.define_finetune_flags()
+    define_flags()
     flags_core.run(main)

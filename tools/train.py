@@ -22,6 +22,11 @@ from official.utils.flags import core as flags_core
 FLAGS = flags.FLAGS
 
 
+def define_flags():
+    """One flag per config field, plus --model_dir and --preset."""
+    config_flags.define_config_flags()
+
+
 def main(argv):
     del argv
     from assemble_tf.training import train_lib
@@ -37,5 +42,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    config_flags.define_config_flags()
+    define_flags()
     flags_core.run(main)

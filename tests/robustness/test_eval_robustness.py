@@ -189,7 +189,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
 
 def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     """The library behind the binary, on the set of the end-to-end test:
-    the same errors, mCEs, files and warnings, no subprocess."""
+    the same errors, mCEs, files and warnings, in this process."""
     from assemble_tf.robustness import run
 
     model, weights = tiny_weights

@@ -110,6 +110,21 @@ def adopt_project_flags(flag_values=flags.FLAGS, main_module=None):
     return count
 
 
+def parse_flags(argv, flag_values=flags.FLAGS):
+    """absl's flag parsing with the binaries' error format.
+
+    A bad or missing flag prints one `ERROR:` line (absl's own message,
+    which names the flag) and exits 2, as every other expected error does;
+    absl would print `FATAL Flags parsing error` and a usage hint, exit 1.
+    `--help` still prints the help (absl raises SystemExit for it).
+    """
+    try:
+        return flag_values(argv)
+    except flags.Error as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run(main, argv=None):
     """`app.run` for the project's binaries.
 
@@ -130,7 +145,7 @@ def run(main, argv=None):
         return clean_errors(main)(args)
 
     try:
-        app.run(quiet_main, argv=argv)
+        app.run(quiet_main, argv=argv, flags_parser=parse_flags)
     except SystemExit as e:
         # absl exits 1 after printing the help that was asked for.
         if e.code == 1 and any(a in _HELP_ARGS for a in argv[1:]):
