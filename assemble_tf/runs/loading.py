@@ -1,9 +1,13 @@
 """Where a trained model comes from: a run's model_dir or preset + weights.
 
-Shared by the evaluation binaries (`tools.evaluate`, `tools.eval_robustness`,
-`tools.eval_retrieval`, `tools.export_saved_model`): a training run is its
-`config.json` plus a checkpoint (latest, best or an explicit prefix); an
-imported original checkpoint is a preset plus a `.weights.h5` file.
+Shared by the libraries of the evaluation binaries
+(`assemble_tf.evaluation.run` of `tools.evaluate`,
+`assemble_tf.robustness.run` of `tools.eval_robustness`,
+`assemble_tf.retrieval.embed` of `tools.eval_retrieval`): a training run is
+its `config.json` plus a checkpoint (latest, best or an explicit prefix);
+an imported original checkpoint is a preset plus a `.weights.h5` file. A
+missing source is an `OptionError` naming the options (a binary prints
+their flags).
 """
 
 import os
@@ -54,28 +58,9 @@ def resolve(
     if train:
         overrides["train"] = train
     if model_dir:
-        path = os.path.join(model_dir, "config.json")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"--model_dir={model_dir} has no config.json; pass a training "
-                "run's model_dir, or --preset with --weights."
-            )
-        base = config_lib.ExperimentConfig.from_json(path).to_dict()
-        for group, values in overrides.items():
-            base[group].update(values)
-        config = config_lib.ExperimentConfig.from_dict(base)
-        config_lib.validate(config)
+        config = _run_config(model_dir, overrides)
     elif preset:
-        if not weights:
-            raise OptionsError(
-                "preset",
-                "{field} needs {weights} (or use {model_dir}).",
-                ["weights", "model_dir"],
-            )
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"--weights={weights}: no such file.")
-        out = output_dir or os.path.dirname(os.path.abspath(weights))
-        config = config_lib.make_config(out, preset, overrides)
+        config = _preset_config(preset, weights, output_dir, overrides)
     else:
         raise OptionsError(
             "model_dir",
@@ -88,3 +73,35 @@ def resolve(
             config.model_dir, checkpoint or "latest"
         )
     return config, prefix, weights
+
+
+def _run_config(model_dir, overrides):
+    """The config.json of the run in `model_dir`, with `overrides`
+    ({group: {field: value}}) applied and validated."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"--model_dir={model_dir} has no config.json; pass a training "
+            "run's model_dir, or --preset with --weights."
+        )
+    base = config_lib.ExperimentConfig.from_json(path).to_dict()
+    for group, values in overrides.items():
+        base[group].update(values)
+    config = config_lib.ExperimentConfig.from_dict(base)
+    config_lib.validate(config)
+    return config
+
+
+def _preset_config(preset, weights, output_dir, overrides):
+    """The config of `preset` with `overrides`, its model_dir `output_dir`
+    (default: the folder of `weights`, which must exist)."""
+    if not weights:
+        raise OptionsError(
+            "preset",
+            "{field} needs {weights} (or use {model_dir}).",
+            ["weights", "model_dir"],
+        )
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"--weights={weights}: no such file.")
+    out = output_dir or os.path.dirname(os.path.abspath(weights))
+    return config_lib.make_config(out, preset, overrides)

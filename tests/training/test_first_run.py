@@ -1,7 +1,9 @@
 """tools.train / evaluate / export as a new user meets them (issue 12).
 
 A TFRecord folder written by the builder (labels.txt, summary.json) of 3
-colour classes; every command runs as a subprocess, as from docs/training.md.
+colour classes; every command runs as from docs/training.md, through the
+binary's own flags and error handling (`testing_utils.run_main`), and one
+as a real process (its console: no TensorFlow start-up block).
 """
 
 import glob
@@ -54,10 +56,10 @@ def data_dir(tmp_path_factory):
     return out
 
 
-def train(*args, timeout=300):
-    return testing_utils.run_binary(
-        "tools.train", *TINY, *args, timeout=timeout
-    )
+def train(*args, process=False):
+    if process:
+        return testing_utils.run_binary("tools.train", *TINY, *args)
+    return testing_utils.run_main("tools.train", *TINY, *args)
 
 
 def last_json(result):
@@ -115,6 +117,7 @@ def test_failed_start_leaves_nothing_and_the_fixed_rerun_trains(
         "--max_steps=3",
         "--log_every=2",
         "--steps_per_loop=1",  # step scalars at step 2, not at a loop end
+        process=True,
     )
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     assert last_json(fixed)["steps"] == 3
