@@ -154,6 +154,19 @@ def write_report(path, config, summary, history):
         f.write("\n".join(lines))
 
 
+def plot_reliability(history, path):
+    """The reliability diagram of the last validation in `history` (the
+    run's history.json records)."""
+    from assemble_tf.evaluation import plots
+
+    rel = history[-1]["val_reliability"]
+    plots.reliability_diagram(
+        (rel["count"], rel["confidence"], rel["accuracy"]),
+        path,
+        title="Demo: held-out digits",
+    )
+
+
 def run_demo(options, log=_log_to_stderr):
     """Writes the digits, trains and evaluates the demo model, and writes
     its reliability diagram and report.
@@ -170,7 +183,6 @@ def run_demo(options, log=_log_to_stderr):
         OptionError: `epochs` below 1 (named).
     """
     start = time.time()
-    from assemble_tf.evaluation import plots
     from assemble_tf.runs.models import build_run_model
     from assemble_tf.training import train_lib
 
@@ -185,13 +197,8 @@ def run_demo(options, log=_log_to_stderr):
     summary = train_lib.run_experiment(config)
     with open(summary["history"]) as f:
         history = json.load(f)
-    rel = history[-1]["val_reliability"]
     reliability = os.path.join(config.model_dir, "reliability.png")
-    plots.reliability_diagram(
-        (rel["count"], rel["confidence"], rel["accuracy"]),
-        reliability,
-        title="Demo: held-out digits",
-    )
+    plot_reliability(history, reliability)
     summary.update(
         data_dir=data_dir,
         reliability_png=reliability,

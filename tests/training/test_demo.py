@@ -70,3 +70,15 @@ def test_run_demo_names_a_bad_epoch_count(tmp_path):
         demo.run_demo(options)
     assert e.value.as_flag() == "--epochs=0 must be at least 1."
     assert not list(tmp_path.iterdir())
+
+
+def test_reliability_diagram_of_the_last_validation(tmp_path):
+    bins = {
+        "count": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
+        "confidence": [0.05 + 0.1 * i for i in range(10)],
+        "accuracy": [0.1 * i for i in range(10)],
+    }
+    history = [{"epoch": 1}, {"epoch": 2, "val_reliability": bins}]
+    path = tmp_path / "reliability.png"
+    demo.plot_reliability(history, str(path))
+    assert path.stat().st_size > 1000
