@@ -62,7 +62,7 @@ def options_from_flags(flag_values):
         **{
             f.name: flag_values[f.name].value
             for f in dataclasses.fields(run.EvaluateOptions)
-            if f.name in flag_values  # progress: always on
+            if f.name != "progress"  # always on
         }
     )
 
