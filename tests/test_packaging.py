@@ -81,7 +81,8 @@ LEVELS = (
     ("data",),
     ("config",),
     ("convert", "runs"),
-    ("evaluation", "export", "robustness", "retrieval"),
+    ("export",),  # evaluation.run evaluates export.precision's bf16 copy
+    ("evaluation", "robustness", "retrieval"),
     ("training",),
 )
 _LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}

@@ -9,7 +9,7 @@ same records, and their ratio (the goal is >= 0.8). The two are timed in
 alternation, `--rounds` times for at least `--min_seconds` each (after
 `--settle_seconds` untimed, which drain the batches a pipeline prefetched
 while the other one ran), and the ratio is the median of the per-round
-ratios. The work is `assemble_tf.data.benchmark_run.run_benchmark`.
+ratios. The work is `assemble_tf.training.input_benchmark.run_benchmark`.
 """
 
 import dataclasses
@@ -85,28 +85,28 @@ def _define_pipeline_flags():
 def options_from_flags(flag_values):
     """The `InputBenchmarkOptions` of the parsed flags (a progress bar
     unless --json)."""
-    from assemble_tf.data import benchmark_run
+    from assemble_tf.training import input_benchmark
 
     values = {
         f.name: flag_values[f.name].value
-        for f in dataclasses.fields(benchmark_run.InputBenchmarkOptions)
+        for f in dataclasses.fields(input_benchmark.InputBenchmarkOptions)
         if f.name != "progress"
     }
     values["mixup_type"] = int(values["mixup_type"])
-    return benchmark_run.InputBenchmarkOptions(
+    return input_benchmark.InputBenchmarkOptions(
         **values, progress=not flag_values.json
     )
 
 
 def main(argv):
     del argv
-    from assemble_tf.data import benchmark_run
+    from assemble_tf.training import input_benchmark
 
-    report = benchmark_run.run_benchmark(options_from_flags(FLAGS))
+    report = input_benchmark.run_benchmark(options_from_flags(FLAGS))
     if FLAGS.json:
         print(json.dumps(report))
         return
-    print(benchmark_run.format_text(report))
+    print(input_benchmark.format_text(report))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""assemble_tf.data.benchmark_run (tools.benchmark_input) in-process."""
+"""assemble_tf.training.input_benchmark (tools.benchmark_input) in-process."""
 
 import dataclasses
 
 import pytest
 
-from assemble_tf.data import benchmark_run, schema
+from assemble_tf.data import schema
+from assemble_tf.training import input_benchmark
 from official.utils.misc.validation import OptionError
 from tests import testing_utils
 
@@ -29,7 +30,7 @@ def data_dir(tmp_path):
 
 
 def _options(data_dir, **kwargs):
-    return benchmark_run.InputBenchmarkOptions(
+    return input_benchmark.InputBenchmarkOptions(
         data_dir=data_dir,
         batch_size=4,
         image_size=32,
@@ -45,7 +46,7 @@ def _options(data_dir, **kwargs):
 
 def test_run_benchmark_reports_ratios_and_settings(data_dir):
     options = _options(data_dir, mixup_type=1, autoaugment="v0")
-    report = benchmark_run.run_benchmark(options)
+    report = input_benchmark.run_benchmark(options)
     assert list(report)[:3] == [
         "full_pipeline_examples_per_sec",
         "full_pipeline_images_per_sec",
@@ -60,13 +61,13 @@ def test_run_benchmark_reports_ratios_and_settings(data_dir):
     settings.update(mixup_type=1, dtype="uint8")
     assert {k: report[k] for k in settings} == settings
     assert report["cpu_count"] >= 1 and "devices" not in report
-    lines = benchmark_run.format_text(report).splitlines()
+    lines = input_benchmark.format_text(report).splitlines()
     assert len(lines) == len(report)
     assert lines[0].startswith("full_pipeline_examples_per_sec     ")
 
 
 def test_input_config_is_the_training_pipeline(data_dir):
-    config = benchmark_run.input_config(_options(data_dir, dtype="float32"))
+    config = input_benchmark.input_config(_options(data_dir, dtype="float32"))
     assert config.file_pattern == f"{data_dir}/train-*"
     assert config.is_training and config.batch_size == 4
     assert config.dtype == "float32" and config.augmenter is None
@@ -84,5 +85,5 @@ def test_input_config_is_the_training_pipeline(data_dir):
 def test_option_errors_name_the_flag(data_dir, kwargs, message):
     options = dataclasses.replace(_options(data_dir), **kwargs)
     with pytest.raises(OptionError) as e:
-        benchmark_run.run_benchmark(options)
+        input_benchmark.run_benchmark(options)
     assert e.value.as_flag().startswith(message)

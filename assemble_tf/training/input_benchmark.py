@@ -11,8 +11,8 @@ ran), and the ratio is the median of the per-round ratios
 (`assemble_tf.data.benchmark.run`; the input mechanics follow
 clovaai/assembled-cnn, Lee et al. 2020, https://arxiv.org/abs/2001.06268).
 
-    options = benchmark_run.InputBenchmarkOptions(data_dir="/data/imagenet")
-    report = benchmark_run.run_benchmark(options)   # ratio, images/s, ...
+    options = input_benchmark.InputBenchmarkOptions(data_dir="/data/imagenet")
+    report = input_benchmark.run_benchmark(options)   # ratio, images/s, ...
 """
 
 import dataclasses
