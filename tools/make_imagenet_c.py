@@ -1,4 +1,4 @@
-"""Regenerates ImageNet-C (19 corruptions x 5 severities) from validation data.
+r"""Regenerates ImageNet-C (19 corruptions x 5 severities) from validation data.
 
     python -m tools.make_imagenet_c --input_dir=/data/ILSVRC2012/val \
         --output_dir=/data/imagenet_c_224 --workers=16
@@ -13,9 +13,6 @@ The work, its reference and its resumable output are described in
 `summary.json`.
 """
 
-import os
-import sys
-
 from absl import flags
 
 from assemble_tf.robustness import inputs
@@ -25,8 +22,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the binary's flags (`generate_c.options_from_values` reads
-    them)."""
+    """Defines the binary's flags (the fields of `generate_c.Options`)."""
     _define_input_flags()
     _define_output_flags()
     flags.DEFINE_bool("progress", True, "Show a tqdm progress bar.")
@@ -34,17 +30,14 @@ def define_flags():
 
 def _define_input_flags():
     """Where the validation images come from, and how many."""
-    hw = flags_core.help_wrap
     flags.DEFINE_string(
         "input_dir", None, "Validation folder in the <wnid>/<file>.JPEG layout."
     )
     flags.DEFINE_string(
         "tfrecord_pattern",
         None,
-        hw(
-            "Glob of validation TFRecords (image/encoded, "
-            "image/class/synset, image/filename), instead of --input_dir."
-        ),
+        "Glob of validation TFRecords (image/encoded, image/class/synset, "
+        "image/filename), instead of --input_dir.",
     )
     flags.DEFINE_integer(
         "limit", 0, "Only the first N images (0 = all).", lower_bound=0
@@ -65,7 +58,7 @@ def _define_output_flags():
         "crop_rounding",
         "auto",
         list(inputs.CROP_ROUNDINGS),
-        flags_core.help_wrap(inputs.CROP_ROUNDING_HELP),
+        inputs.CROP_ROUNDING_HELP,
     )
     flags.DEFINE_string(
         "corruptions",
@@ -80,16 +73,9 @@ def _define_output_flags():
 
 def main(argv):
     from assemble_tf.robustness import generate_c
+    from official.utils.misc import jobs
 
-    if len(argv) > 1:
-        raise ValueError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    options = generate_c.options_from_values(FLAGS)
-    summary = generate_c.generate(options, progress=FLAGS.progress)
-    print(generate_c.format_summary(summary))
-    print(
-        f"summary: {os.path.join(options.output_dir, generate_c.SUMMARY_FILE)}",
-        file=sys.stderr,
-    )
+    jobs.main(generate_c.JOB, argv, FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Generates ImageNet-P perturbation videos from ImageNet validation images.
+r"""Generates ImageNet-P perturbation videos from ImageNet validation images.
 
     python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \
         --output_dir=/data/imagenet-p --workers=16
@@ -16,33 +16,29 @@ The work, its reference and its resumable output are described in
 `summary.json`.
 """
 
-import dataclasses
-import json
 import os
 
 from absl import flags
 
 from assemble_tf.robustness import generate_p, inputs, video
 from official.utils.flags import core as flags_core
+from official.utils.misc import jobs
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the binary's flags (names match `Options` fields)."""
-    hw = flags_core.help_wrap
+    """Defines the binary's flags (the fields of `generate_p.Options`)."""
     flags.DEFINE_string(
         "input_dir",
         None,
-        hw("ImageNet validation images in class folders <wnid>/<file>.JPEG."),
+        "ImageNet validation images in class folders <wnid>/<file>.JPEG.",
     )
     flags.DEFINE_string(
         "tfrecord_pattern",
         None,
-        hw(
-            "Glob of validation TFRecords (e.g. /data/validation-*) with "
-            "image/encoded, image/class/synset and image/filename."
-        ),
+        "Glob of validation TFRecords (e.g. /data/validation-*) with "
+        "image/encoded, image/class/synset and image/filename.",
     )
     flags.DEFINE_string("output_dir", None, "Where the videos go.")
     flags.DEFINE_integer(
@@ -55,45 +51,39 @@ def define_flags():
         "crop_rounding",
         "auto",
         list(inputs.CROP_ROUNDINGS),
-        hw(inputs.CROP_ROUNDING_HELP),
+        inputs.CROP_ROUNDING_HELP,
     )
     flags.DEFINE_string(
         "perturbations",
         None,
-        hw(
-            "Comma-separated perturbations. Default: those of --set. Valid: "
-            "gaussian_noise, shot_noise, motion_blur, zoom_blur, snow, "
-            "brightness, translate, rotate, tilt, scale (test); "
-            "speckle_noise, gaussian_blur, spatter, shear (validation)."
-        ),
+        "Comma-separated perturbations. Default: those of --set. Valid: "
+        "gaussian_noise, shot_noise, motion_blur, zoom_blur, snow, "
+        "brightness, translate, rotate, tilt, scale (test); "
+        "speckle_noise, gaussian_blur, spatter, shear (validation).",
     )
     flags.DEFINE_enum(
         "set",
         "test",
         list(generate_p.SETS),
-        hw("Perturbations when --perturbations is not given."),
+        "Perturbations when --perturbations is not given.",
     )
     flags.DEFINE_integer(
         "difficulty",
         1,
-        hw(
-            "Noise level 1..3 of gaussian_noise, shot_noise and "
-            "speckle_noise; 2 and 3 go to <name>_2, <name>_3. The other "
-            "perturbations have one sequence and ignore it."
-        ),
+        "Noise level 1..3 of gaussian_noise, shot_noise and "
+        "speckle_noise; 2 and 3 go to <name>_2, <name>_3. The other "
+        "perturbations have one sequence and ignore it.",
     )
     flags.DEFINE_integer("seed", 0, "Seed of the random perturbations.")
     flags.DEFINE_enum(
         "codec",
         video.DEFAULT_CODEC,
         list(video.CODECS),
-        hw(
-            "x264: libx264 with the release's ffmpeg options (-crf 20, or "
-            "-tune grain for the noise sequences; yuv444p, -preset "
-            "veryslow) through imageio-ffmpeg's binary. mp4v: OpenCV's "
-            "MPEG-4 Part 2 (4:2:0, even --crop), a less faithful fallback "
-            "that needs no ffmpeg binary."
-        ),
+        "x264: libx264 with the release's ffmpeg options (-crf 20, or "
+        "-tune grain for the noise sequences; yuv444p, -preset "
+        "veryslow) through imageio-ffmpeg's binary. mp4v: OpenCV's "
+        "MPEG-4 Part 2 (4:2:0, even --crop), a less faithful fallback "
+        "that needs no ffmpeg binary.",
     )
     flags.DEFINE_integer("workers", 1, "Worker processes (spawned).")
     flags.DEFINE_integer(
@@ -103,24 +93,8 @@ def define_flags():
     flags.DEFINE_bool("json", False, "Also print the summary as JSON.")
 
 
-def options_from_flags(flag_values):
-    """The `Options` of the parsed flags."""
-    names = [f.name for f in dataclasses.fields(generate_p.Options)]
-    return generate_p.Options(
-        **{name: flag_values[name].value for name in names}
-    )
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(
-            f"Unexpected arguments {argv[1:]}; every option is a --flag."
-        )
-    summary = generate_p.generate(options_from_flags(FLAGS))
-    print(generate_p.format_summary(summary))
-    print(f"Summary: {os.path.join(FLAGS.output_dir, generate_p.SUMMARY)}")
-    if FLAGS.json:
-        print(json.dumps(summary))
+    jobs.main(generate_p.JOB, argv, FLAGS)
 
 
 if __name__ == "__main__":

@@ -23,32 +23,39 @@ its file name only, not on the worker count. A summary (counts, failures
 with reasons, seconds, options) is written to `summary.json`.
 """
 
+import collections
 import dataclasses
 import functools
 import hashlib
 import io
-import json
 import os
 import time
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from assemble_tf.data import schema
+from assemble_tf.option_errors import OptionsError
 from assemble_tf.robustness import corruptions, inputs
-from official.utils.misc import file_utils, worker_pool
+from official.utils.misc import file_utils, jobs, worker_pool
+from official.utils.misc.validation import OptionError
 
 JPEG_QUALITY = 85
 # 2: the reference's clipped_zoom, glass-blur loop and crop rounding.
 FORMAT_VERSION = 2
-SUMMARY_FILE = "summary.json"
+SUMMARY_FILE = jobs.SUMMARY_FILE
 _MAX_LISTED_FAILURES = 1000
+_OUTPUT = jobs.OutputRecord(what="a set", format_version=FORMAT_VERSION)
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-    """What `generate` needs; built from the flags by `options_from_flags`."""
+class Options(jobs.JobOptions):
+    """What `generate` needs; field names are `tools.make_imagenet_c`'s
+    flags (`jpeg_quality` has none).
+
+    `corruptions` and `severities` may be given as comma-separated text
+    (the flags'); they are kept as tuples, all 19 corruptions when empty.
+    """
 
     output_dir: str
     input_dir: str | None = None
@@ -62,6 +69,39 @@ class Options:
     workers: int = 1
     limit: int = 0
     jpeg_quality: int = JPEG_QUALITY
+    progress: bool = True
+
+    def __post_init__(self):
+        set_ = functools.partial(object.__setattr__, self)
+        set_("corruptions", parse_corruptions(self.corruptions))
+        set_("severities", parse_severities(self.severities))
+
+    def validate(self):
+        """Raises `OptionError` naming the first missing or bad option."""
+        inputs.check_source(self.input_dir, self.tfrecord_pattern)
+        jobs.require(self, "output_dir")
+        if self.resize < self.crop:
+            raise OptionsError(
+                "resize",
+                "{field}={resize} must be >= {crop}={crop_value} (the crop "
+                "is taken from the resized image), e.g. {field}=256 "
+                "{crop}=224 or {field}=292 {crop}=256.",
+                others=("crop",),
+                resize=self.resize,
+                crop_value=self.crop,
+            )
+        inputs.resolve_crop_rounding(self.crop_rounding, self.crop)
+
+    def warnings(self):
+        """A crop other than the benchmark's 224 or the Assemble models'
+        256 (their set: 292 -> 256, the 224 constants)."""
+        warning = inputs.crop_warning(
+            self.crop,
+            "ImageNet-C corruption",
+            allowed=(inputs.BENCHMARK_CROP, 256),
+            size_note="; 256 is the Assemble models' set",
+        )
+        return (warning,) if warning else ()
 
     def pixel_options(self):
         """The options that change the written pixels (options.json)."""
@@ -80,81 +120,69 @@ class Options:
 # --------------------------------------------------------------- options
 
 
-def parse_corruptions(text):
-    """'a,b' -> ('a', 'b'); '' -> all 19; unknown names are an error."""
-    if not text or not text.strip():
+def parse_corruptions(names):
+    """'a,b' or ('a', 'b') -> ('a', 'b'); empty -> all 19; unknown names or
+    repeats are an error."""
+    if isinstance(names, str):
+        names = names.split(",")
+    names = tuple(n.strip() for n in names or () if n.strip())
+    if not names:
         return corruptions.CORRUPTIONS
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
     bad = [n for n in names if n not in corruptions.CORRUPTIONS]
     if bad:
-        raise ValueError(
-            f"--corruptions: unknown {', '.join(map(repr, bad))}. Valid "
-            f"names: {', '.join(corruptions.CORRUPTIONS)}."
+        raise OptionError(
+            "corruptions",
+            "{field}: unknown {bad}. Valid names: {valid}.",
+            bad=", ".join(map(repr, bad)),
+            valid=", ".join(corruptions.CORRUPTIONS),
         )
     if len(set(names)) != len(names):
-        raise ValueError(f"--corruptions lists a name twice: {text}")
+        raise OptionError(
+            "corruptions",
+            "{field} lists a name twice: {value}",
+            value=",".join(names),
+        )
     return names
 
 
-def parse_severities(text):
-    """'1,3' -> (1, 3); values outside 1..5 or repeats are an error."""
+def parse_severities(values):
+    """'1,3' or (1, 3) -> (1, 3); values outside 1..5 or repeats are an
+    error."""
+    text = values if isinstance(values, str) else ",".join(map(str, values))
     try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(
-            "--severities takes comma-separated integers, e.g. 3,4,6,3. "
-            f"Received: --severities={text}"
+        raise OptionError(
+            "severities",
+            "{field} takes comma-separated integers, e.g. 3,4,6,3. "
+            "Received: {field}={value}",
+            value=text,
         ) from None
     if not values or any(v not in range(1, 6) for v in values):
-        raise ValueError(
-            f"--severities takes integers in 1..5, e.g. 1,2,3,4,5. "
-            f"Received: --severities={text}"
+        raise OptionError(
+            "severities",
+            "{field} takes integers in 1..5, e.g. 1,2,3,4,5. "
+            "Received: {field}={value}",
+            value=text,
         )
     if len(set(values)) != len(values):
-        raise ValueError(f"--severities lists a value twice: {text}")
-    return tuple(values)
+        raise OptionError(
+            "severities", "{field} lists a value twice: {value}", value=text
+        )
+    return values
 
 
 def options_from_values(values):
-    """Checks the binary's flag values (any object with its flag names as
-    attributes) and returns `Options`."""
-    fv = values
-    if bool(fv.input_dir) == bool(fv.tfrecord_pattern):
-        raise ValueError(
-            "Pass exactly one of --input_dir (a <wnid>/<file>.JPEG folder) "
-            "and --tfrecord_pattern (validation TFRecords). Received: "
-            f"--input_dir={fv.input_dir} "
-            f"--tfrecord_pattern={fv.tfrecord_pattern}"
-        )
-    if not fv.output_dir:
-        raise ValueError("--output_dir is required.")
-    if fv.resize < fv.crop:
-        raise ValueError(
-            f"--resize={fv.resize} must be >= --crop={fv.crop} (the crop "
-            "is taken from the resized image), e.g. --resize=256 --crop=224 "
-            "or --resize=292 --crop=256."
-        )
-    inputs.resolve_crop_rounding(fv.crop_rounding, fv.crop)
-    return Options(
-        output_dir=fv.output_dir,
-        input_dir=fv.input_dir,
-        tfrecord_pattern=fv.tfrecord_pattern,
-        resize=fv.resize,
-        crop=fv.crop,
-        crop_rounding=fv.crop_rounding,
-        corruptions=parse_corruptions(fv.corruptions),
-        severities=parse_severities(fv.severities),
-        seed=fv.seed,
-        workers=fv.workers,
-        limit=fv.limit,
-    )
+    """The validated `Options` of the binary's flag values (any object with
+    its flag names as attributes)."""
+    return Options.from_flags(values)
 
 
 def prepare_output(options):
     """Creates output_dir with options.json, or checks the existing one."""
-    file_utils.claim_output_dir(
-        options.output_dir, options.pixel_options(), what="a set"
-    )
+    record = dict(options.pixel_options())
+    del record["format_version"]  # the claim adds it
+    jobs.claim_output_dir(options.output_dir, record, _OUTPUT)
 
 
 # --------------------------------------------------------------- sources
@@ -221,25 +249,13 @@ def _read_records(files, limit):
 
 def process(task, options):
     """Writes the missing outputs of one image; returns a result dict."""
-
     result = {"written": 0, "skipped": 0, "failures": []}
     if not task.wnid or not task.filename:
         result["failures"].append(
             {"file": task.key, "reason": "no synset or no file name"}
         )
         return result
-    out_name = output_name(task.filename)
-    targets = []
-    for name in options.corruptions:
-        for severity in options.severities:
-            folder = os.path.join(
-                options.output_dir, name, str(severity), task.wnid
-            )
-            path = os.path.join(folder, out_name)
-            if os.path.exists(path):
-                result["skipped"] += 1
-            else:
-                targets.append((name, severity, folder, path))
+    targets = _targets(task, options, result)
     if not targets:
         return result
     try:
@@ -258,12 +274,7 @@ def process(task, options):
     for name, severity, folder, path in targets:
         try:
             image = corruptions.corrupt(clean, name, severity, seed=seed)
-            buf = io.BytesIO()
-            Image.fromarray(np.asarray(image, np.uint8)).save(
-                buf, format="JPEG", quality=options.jpeg_quality, optimize=True
-            )
-            os.makedirs(folder, exist_ok=True)
-            file_utils.atomic_write(path, buf.getvalue())
+            _write(image, folder, path, options.jpeg_quality)
             result["written"] += 1
         except (OSError, ValueError) as e:
             result["failures"].append(
@@ -272,68 +283,106 @@ def process(task, options):
     return result
 
 
-def _run(tasks, options, num_tasks, progress):
-    """Runs `tasks` in-process or on spawned workers; yields results."""
-    with tqdm(
-        total=num_tasks, unit="img", desc="images", disable=not progress
-    ) as bar:
-        for _, result in worker_pool.imap_bounded(
-            functools.partial(process, options=options),
-            tasks,
-            options.workers,
-            initializer=worker_pool.init_image_worker,
-        ):
-            yield result
-            bar.update(1)
+def _targets(task, options, result):
+    """`[(corruption, severity, folder, path)]` of the outputs still to
+    write; counts the others in `result["skipped"]`."""
+    out_name = output_name(task.filename)
+    targets = []
+    for name in options.corruptions:
+        for severity in options.severities:
+            folder = os.path.join(
+                options.output_dir, name, str(severity), task.wnid
+            )
+            path = os.path.join(folder, out_name)
+            if os.path.exists(path):
+                result["skipped"] += 1
+            else:
+                targets.append((name, severity, folder, path))
+    return targets
 
 
-def generate(options, progress=True):
-    """Builds (or resumes) the corrupted set; returns the summary dict."""
-    start = time.time()
-    if options.resize < options.crop:
-        raise ValueError(
-            f"--resize={options.resize} must be >= --crop={options.crop}."
-        )
+def _write(image, folder, path, quality):
+    """Saves one corrupted image as a JPEG, atomically."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(
+        buf, format="JPEG", quality=quality, optimize=True
+    )
+    os.makedirs(folder, exist_ok=True)
+    file_utils.atomic_write(path, buf.getvalue())
+
+
+def _sources(options):
+    """`(tasks, number of tasks or None)` of the input."""
     if options.input_dir:
         listed = list_input_dir(options.input_dir)
         if options.limit:
             listed = listed[: options.limit]
-        tasks, num_tasks = listed, len(listed)
-    else:
-        tasks = iter_tfrecords(options.tfrecord_pattern, options.limit)
-        num_tasks = options.limit or None
+        return listed, len(listed)
+    tasks = iter_tfrecords(options.tfrecord_pattern, options.limit)
+    return tasks, options.limit or None
+
+
+def _unique(tasks, failures):
+    """`tasks` without repeated wnid/file names (listed in `failures`)."""
+    seen = set()
+    for task in tasks:
+        if task.key in seen:
+            failures.append(
+                {"file": task.key, "reason": "duplicate wnid/file name"}
+            )
+            continue
+        seen.add(task.key)
+        yield task
+
+
+def generate(options, progress=None):
+    """Builds (or resumes) the corrupted set; returns the summary dict.
+
+    Args:
+        options: an `Options`.
+        progress: show a progress bar (default: `options.progress`).
+
+    Returns:
+        The summary, also written to `output_dir/summary.json`.
+
+    Raises:
+        OptionError (a ValueError; MissingPathError, a FileNotFoundError,
+            for a missing input): a bad option, named.
+        OutputMismatchError (a FileExistsError): `output_dir` holds a set
+            of other options.
+    """
+    start = time.time()
+    if progress is not None:
+        options = dataclasses.replace(options, progress=progress)
+    options.validate()
+    tasks, num_tasks = _sources(options)
     prepare_output(options)
-    if not options.corruptions:
-        options = dataclasses.replace(
-            options, corruptions=parse_corruptions("")
-        )
-    seen, failures = set(), []
-
-    def unique(tasks):
-        for task in tasks:
-            if task.key in seen:
-                failures.append(
-                    {"file": task.key, "reason": "duplicate wnid/file name"}
-                )
-                continue
-            seen.add(task.key)
-            yield task
-
-    images = written = skipped = 0
-    for result in _run(unique(tasks), options, num_tasks, progress):
-        images += 1
-        written += result["written"]
-        skipped += result["skipped"]
+    failures, counts = [], collections.Counter()
+    for _, result in jobs.run_tasks(
+        functools.partial(process, options=options),
+        _unique(tasks, failures),
+        options.workers,
+        total=num_tasks,
+        progress=options.progress,
+        initializer=worker_pool.init_image_worker,
+    ):
+        counts.update(images=1, written=result["written"])
+        counts.update(skipped=result["skipped"])
         failures.extend(result["failures"])
-    per_image = len(options.corruptions) * len(options.severities)
-    summary = {
-        "images": images,
-        "outputs_per_image": per_image,
-        "written": written,
-        "skipped_existing": skipped,
+    summary = _summary(options, counts, failures, time.time() - start)
+    jobs.write_summary(options.output_dir, summary)
+    return summary
+
+
+def _summary(options, counts, failures, seconds):
+    return {
+        "images": counts["images"],
+        "outputs_per_image": len(options.corruptions) * len(options.severities),
+        "written": counts["written"],
+        "skipped_existing": counts["skipped"],
         "num_failures": len(failures),
         "failures": failures[:_MAX_LISTED_FAILURES],
-        "seconds": round(time.time() - start, 2),
+        "seconds": round(seconds, 2),
         "options": {
             **options.pixel_options(),
             "input_dir": options.input_dir,
@@ -344,11 +393,6 @@ def generate(options, progress=True):
             "limit": options.limit,
         },
     }
-    file_utils.atomic_write(
-        os.path.join(options.output_dir, SUMMARY_FILE),
-        json.dumps(summary, indent=1).encode(),
-    )
-    return summary
 
 
 def format_summary(summary):
@@ -360,9 +404,14 @@ def format_summary(summary):
         f"skipped (already there): {summary['skipped_existing']}",
         f"failures: {summary['num_failures']}",
     ]
-    for failure in summary["failures"][:10]:
-        lines.append(f"  {failure['file']}: {failure['reason']}")
-    if summary["num_failures"] > 10:
-        lines.append(f"  ... see {SUMMARY_FILE}")
+    lines += jobs.format_problems(
+        summary["failures"],
+        lambda f: f"{f['file']}: {f['reason']}",
+        limit=10,
+        noun="failures",
+    )
     lines.append(f"seconds: {summary['seconds']}")
     return "\n".join(lines)
+
+
+JOB = jobs.Job(Options, generate, format_summary)

@@ -37,29 +37,36 @@ import dataclasses
 import glob
 import hashlib
 import io
-import json
 import os
 import time
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from assemble_tf.data import schema
+from assemble_tf.option_errors import OptionsError
 from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
-from official.utils.misc import file_utils, worker_pool
+from official.utils.misc import jobs, worker_pool
+from official.utils.misc.jobs import MissingPathError
+from official.utils.misc.validation import OptionError
 
-SUMMARY = "summary.json"
+SUMMARY = jobs.SUMMARY_FILE
 # 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
 # affine centre, clipped_zoom and crop rounding (crop_rounding recorded).
 FORMAT_VERSION = 4
 SETS = ("test", "validation", "all")
 _MAX_LISTED = 20
+_OUTPUT = jobs.OutputRecord(
+    what="videos",
+    format_version=FORMAT_VERSION,
+    stray=(os.path.join("*", "*", "*.mp4"),),
+    labels={"input": "input", "codec_settings": "codec settings", "fps": "fps"},
+)
 
 
-@dataclasses.dataclass
-class Options:
+@dataclasses.dataclass(frozen=True)
+class Options(jobs.JobOptions):
     """Everything a run needs; field names are the binary's flag names."""
 
     output_dir: str
@@ -76,6 +83,84 @@ class Options:
     limit: int = 0
     progress: bool = True
     codec: str = video.DEFAULT_CODEC  # "x264" (the release's) or "mp4v"
+
+    def validate(self):
+        """Raises `OptionError` naming the first missing or bad option
+        (`video.check_codec`'s ValueError for the codec)."""
+        inputs.check_source(self.input_dir, self.tfrecord_pattern)
+        jobs.require(self, "output_dir")
+        if self.input_dir and not os.path.isdir(self.input_dir):
+            raise MissingPathError(
+                "input_dir",
+                "{field}={value} is not a directory; point it at the "
+                "validation folder holding <wnid>/<file>.JPEG.",
+                value=self.input_dir,
+            )
+        video.check_codec(self.codec)  # a bad name, or x264 without ffmpeg
+        inputs.resolve_crop_rounding(self.crop_rounding, self.crop)
+        self._validate_sizes()
+        self._validate_counts()
+        self.perturbation_names()
+
+    def _validate_counts(self):
+        """The seed, workers and limit are counts."""
+        for name, low, use in (
+            ("seed", 0, "a seed >= 0"),
+            ("workers", 1, "1 or more"),
+            ("limit", 0, "0 (all) or more"),
+        ):
+            value = getattr(self, name)
+            if value < low:
+                raise OptionError(
+                    name, "{field}={value}: use {use}.", value=value, use=use
+                )
+
+    def _validate_sizes(self):
+        """The crop (even for mp4v's 4:2:0) and the resize around it."""
+        if self.crop < 2 or (self.codec == "mp4v" and self.crop % 2):
+            raise OptionsError(
+                "crop",
+                "{field}={value}: the crop side must be >= 2, and even with "
+                "{codec}=mp4v (it stores 4:2:0 video), e.g. {field}=224.",
+                others=("codec",),
+                value=self.crop,
+            )
+        if self.resize < self.crop:
+            raise OptionsError(
+                "resize",
+                "{field}={value} is smaller than {crop}={crop_value}; the "
+                "shorter side must be at least the crop (e.g. 256 and 224).",
+                others=("crop",),
+                value=self.resize,
+                crop_value=self.crop,
+            )
+
+    def perturbation_names(self):
+        """The perturbations to generate (checked with the difficulty)."""
+        names = resolve_perturbations(self.perturbations, self.set)
+        if self.difficulty not in (1, 2, 3):
+            raise OptionError(
+                "difficulty",
+                "{field}={value}: use 1, 2 or 3.",
+                value=self.difficulty,
+            )
+        if self.difficulty > 1 and not set(names) & set(P.NOISE_PERTURBATIONS):
+            raise OptionsError(
+                "difficulty",
+                "{field}={value} applies to {noise} only, and none is in "
+                "{perturbations} ({names}).",
+                others=("perturbations",),
+                value=self.difficulty,
+                noise=", ".join(P.NOISE_PERTURBATIONS),
+                names=",".join(names),
+            )
+        return names
+
+    def warnings(self):
+        """A crop other than the benchmark's 224: no reference set exists
+        at another size (the Assemble models' 256 included)."""
+        warning = inputs.crop_warning(self.crop, "ImageNet-P perturbation")
+        return (warning,) if warning else ()
 
 
 @dataclasses.dataclass
@@ -101,7 +186,12 @@ class Task:
 def resolve_perturbations(perturbations, set_name):
     """The perturbations to generate, in the order given, without repeats."""
     if set_name not in SETS:
-        raise ValueError(f"--set must be one of {SETS}; received {set_name}.")
+        raise OptionError(
+            "set",
+            "{field} must be one of {sets}; received {value}.",
+            sets=SETS,
+            value=set_name,
+        )
     if not perturbations:
         return {
             "test": P.TEST_PERTURBATIONS,
@@ -113,55 +203,12 @@ def resolve_perturbations(perturbations, set_name):
     names = tuple(dict.fromkeys(p.strip() for p in perturbations if p.strip()))
     bad = [name for name in names if name not in P.PERTURBATIONS]
     if bad or not names:
-        raise ValueError(
-            f"--perturbations={','.join(perturbations)}: unknown "
-            f"{', '.join(bad) or '(empty)'}. Valid: "
-            f"{', '.join(P.PERTURBATIONS)}."
-        )
-    return names
-
-
-def check_options(options):
-    """Validates `options`; returns the perturbation names."""
-    o = options
-    if bool(o.input_dir) == bool(o.tfrecord_pattern):
-        raise ValueError(
-            "Give exactly one of --input_dir (class folders of images) and "
-            "--tfrecord_pattern (validation TFRecords)."
-        )
-    if not o.output_dir:
-        raise ValueError("--output_dir is required.")
-    if o.input_dir and not os.path.isdir(o.input_dir):
-        raise FileNotFoundError(
-            f"--input_dir={o.input_dir} is not a directory; point it at the "
-            f"validation folder holding <wnid>/<file>.JPEG."
-        )
-    video.check_codec(o.codec)  # a bad name, or x264 without its ffmpeg
-    inputs.resolve_crop_rounding(o.crop_rounding, o.crop)
-    if o.crop < 2 or (o.codec == "mp4v" and o.crop % 2):
-        raise ValueError(
-            f"--crop={o.crop}: the crop side must be >= 2, and even with "
-            f"--codec=mp4v (it stores 4:2:0 video), e.g. --crop=224."
-        )
-    if o.resize < o.crop:
-        raise ValueError(
-            f"--resize={o.resize} is smaller than --crop={o.crop}; the "
-            f"shorter side must be at least the crop (e.g. 256 and 224)."
-        )
-    if o.difficulty not in (1, 2, 3):
-        raise ValueError(f"--difficulty={o.difficulty}: use 1, 2 or 3.")
-    if o.seed < 0:
-        raise ValueError(f"--seed={o.seed}: use a seed >= 0.")
-    if o.workers < 1:
-        raise ValueError(f"--workers={o.workers}: use 1 or more.")
-    if o.limit < 0:
-        raise ValueError(f"--limit={o.limit}: use 0 (all) or more.")
-    names = resolve_perturbations(o.perturbations, o.set)
-    if o.difficulty > 1 and not set(names) & set(P.NOISE_PERTURBATIONS):
-        raise ValueError(
-            f"--difficulty={o.difficulty} applies to "
-            f"{', '.join(P.NOISE_PERTURBATIONS)} only, and none is in "
-            f"--perturbations ({','.join(names)})."
+        raise OptionError(
+            "perturbations",
+            "{field}={value}: unknown {bad}. Valid: {valid}.",
+            value=",".join(perturbations),
+            bad=", ".join(bad) or "(empty)",
+            valid=", ".join(P.PERTURBATIONS),
         )
     return names
 
@@ -244,15 +291,22 @@ def list_tfrecords(pattern):
     ):
         wnid, name = synset.decode(), filename.decode()
         if not wnid or not name:
-            raise ValueError(
-                f"--tfrecord_pattern={pattern}: record {index} has no "
-                f"{schema.SYNSET if not wnid else schema.FILENAME}; the "
-                f"output layout <wnid>/<stem>.mp4 needs both (build the "
-                f"records with tools.build_imagenet_tfrecords)."
+            raise OptionError(
+                "tfrecord_pattern",
+                "{field}={value}: record {index} has no {key}; the output "
+                "layout <wnid>/<stem>.mp4 needs both (build the records "
+                "with tools.build_imagenet_tfrecords).",
+                value=pattern,
+                index=index,
+                key=schema.SYNSET if not wnid else schema.FILENAME,
             )
         entries.append((wnid, name, None))
     if not entries:
-        raise ValueError(f"--tfrecord_pattern={pattern} holds no record.")
+        raise OptionError(
+            "tfrecord_pattern",
+            "{field}={value} holds no record.",
+            value=pattern,
+        )
     return entries
 
 
@@ -266,6 +320,29 @@ def _record_bytes(pattern, wanted):
             yield index, encoded
 
 
+def _select(options):
+    """`(images found, [(record index, (wnid, filename, path))])` of the
+    run; two files that would share one video name are an error."""
+    if options.input_dir:
+        entries = list_folder(options.input_dir)
+    else:
+        entries = list_tfrecords(options.tfrecord_pattern)
+    indexed = list(enumerate(entries))
+    if options.limit:
+        indexed = indexed[: options.limit]
+    seen = {}
+    for _, (wnid, filename, _) in indexed:
+        key = (wnid, _stem(filename))
+        if key in seen:
+            raise ValueError(
+                f"{wnid}/{seen[key]} and {wnid}/{filename} would both be "
+                f"written to <perturbation>/{wnid}/{key[1]}.mp4; rename or "
+                f"remove one of them."
+            )
+        seen[key] = filename
+    return len(entries), indexed
+
+
 # --------------------------------------------------------------------------
 # The output folder.
 
@@ -277,7 +354,6 @@ def _recorded_options(options):
     if source == "input_dir":
         value = os.path.abspath(value)
     return {
-        "format_version": FORMAT_VERSION,
         "resize": int(options.resize),
         "crop": int(options.crop),
         "crop_rounding": inputs.resolve_crop_rounding(
@@ -297,18 +373,8 @@ def prepare_output(options):
     Raises:
         OutputMismatchError: `output_dir` holds videos of other options.
     """
-    file_utils.claim_output_dir(
-        options.output_dir,
-        _recorded_options(options),
-        labels={
-            "input": "input",
-            "format_version": "format_version",
-            "codec": "--codec",
-            "codec_settings": "codec settings",
-            "fps": "fps",
-        },
-        what="videos",
-        stray=os.path.join("*", "*", "*.mp4"),
+    jobs.claim_output_dir(
+        options.output_dir, _recorded_options(options), _OUTPUT
     )
 
 
@@ -335,41 +401,68 @@ def generate(options):
         The summary dict also written to `output_dir/summary.json`.
 
     Raises:
-        ValueError, FileNotFoundError: bad flags or inputs (the message
-            names the flag and the fix).
-        FileExistsError: `output_dir` holds videos of other options.
+        OptionError (a ValueError; MissingPathError, a FileNotFoundError,
+            for a missing input): a bad option, named.
+        OutputMismatchError (a FileExistsError): `output_dir` holds videos
+            of other options.
     """
     start = time.time()
-    names = check_options(options)
-    jobs = folders(names, options.difficulty)
-    if options.input_dir:
-        entries = list_folder(options.input_dir)
-    else:
-        entries = list_tfrecords(options.tfrecord_pattern)
-    total_inputs = len(entries)
-    indexed = list(enumerate(entries))
-    if options.limit:
-        indexed = indexed[: options.limit]
-    seen = {}
-    for _, (wnid, filename, _) in indexed:
-        key = (wnid, _stem(filename))
-        if key in seen:
-            raise ValueError(
-                f"{wnid}/{seen[key]} and {wnid}/{filename} would both be "
-                f"written to <perturbation>/{wnid}/{key[1]}.mp4; rename or "
-                f"remove one of them."
-            )
-        seen[key] = filename
+    options.validate()
+    targets = folders(options.perturbation_names(), options.difficulty)
+    found, indexed = _select(options)
     prepare_output(options)
-    out = options.output_dir
-    stale = _remove_stale_temps(out, [folder for _, _, folder in jobs])
+    stale = _remove_stale_temps(
+        options.output_dir, [folder for _, _, folder in targets]
+    )
+    tasks, kept = _plan(indexed, targets, options)
+    written, unreadable, seconds = _tally(_run(tasks, options))
+    summary = {
+        "output_dir": options.output_dir,
+        "source": {
+            "input_dir": options.input_dir,
+            "tfrecord_pattern": options.tfrecord_pattern,
+        },
+        "resize": int(options.resize),
+        "crop": int(options.crop),
+        "seed": int(options.seed),
+        "difficulty": int(options.difficulty),
+        "images_found": found,
+        "images_selected": len(indexed),
+        "images_processed": len(tasks) - len(unreadable),
+        "perturbations": {
+            folder: {
+                "frames": P.FRAME_COUNTS[name],
+                "written": written[folder],
+                "kept": kept[folder],
+                "videos": written[folder] + kept[folder],
+            }
+            for name, _, folder in targets
+        },
+        "unreadable": sorted(unreadable, key=lambda u: u["file"]),
+        "stale_temp_files_removed": stale,
+        "seconds_per_video": round(sum(seconds) / len(seconds), 4)
+        if seconds
+        else None,
+        "elapsed_s": round(time.time() - start, 2),
+    }
+    summary["complete"] = not unreadable and all(
+        p["videos"] == len(indexed) for p in summary["perturbations"].values()
+    )
+    jobs.write_summary(options.output_dir, summary)
+    return summary
 
+
+def _plan(indexed, targets, options):
+    """`([(record index, Task)], {folder: videos already there})`: the
+    images with videos still to write, and the finished ones."""
     kept = collections.Counter()
-    tasks = []  # (record index, Task)
+    tasks = []
     for index, (wnid, filename, path) in indexed:
         todo = []
-        for name, difficulty, folder in jobs:
-            target = os.path.join(out, folder, wnid, _stem(filename) + ".mp4")
+        for name, difficulty, folder in targets:
+            target = os.path.join(
+                options.output_dir, folder, wnid, _stem(filename) + ".mp4"
+            )
             if os.path.isfile(target):
                 kept[folder] += 1
             else:
@@ -390,8 +483,11 @@ def generate(options):
                 codec=options.codec,
             )
             tasks.append((index, task))
+    return tasks, kept
 
-    results = _run(tasks, options)
+
+def _tally(results):
+    """`({folder: videos written}, [unreadable], [seconds per video])`."""
     written = collections.Counter()
     unreadable, seconds = [], []
     for task, result in results:
@@ -406,42 +502,7 @@ def generate(options):
         seconds.append(result["seconds"] / max(1, len(result["written"])))
         for name, difficulty, _ in task.jobs:
             written[P.folder_name(name, difficulty)] += 1
-    summary = {
-        "output_dir": out,
-        "source": {
-            "input_dir": options.input_dir,
-            "tfrecord_pattern": options.tfrecord_pattern,
-        },
-        "resize": int(options.resize),
-        "crop": int(options.crop),
-        "seed": int(options.seed),
-        "difficulty": int(options.difficulty),
-        "images_found": total_inputs,
-        "images_selected": len(indexed),
-        "images_processed": len(tasks) - len(unreadable),
-        "perturbations": {
-            folder: {
-                "frames": P.FRAME_COUNTS[name],
-                "written": written[folder],
-                "kept": kept[folder],
-                "videos": written[folder] + kept[folder],
-            }
-            for name, _, folder in jobs
-        },
-        "unreadable": sorted(unreadable, key=lambda u: u["file"]),
-        "stale_temp_files_removed": stale,
-        "seconds_per_video": round(sum(seconds) / len(seconds), 4)
-        if seconds
-        else None,
-        "elapsed_s": round(time.time() - start, 2),
-    }
-    summary["complete"] = not unreadable and all(
-        p["videos"] == len(indexed) for p in summary["perturbations"].values()
-    )
-    file_utils.atomic_write(
-        os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
-    )
-    return summary
+    return written, unreadable, seconds
 
 
 def _with_bytes(tasks, options):
@@ -464,21 +525,16 @@ def _run(tasks, options):
     """Runs the tasks in-process or on spawned workers; returns
     `[(task, result)]` in input order."""
     results = {}
-    with tqdm(
+    for (index, task), result in jobs.run_tasks(
+        _process_indexed,
+        _with_bytes(tasks, options),
+        min(options.workers, len(tasks)),
         total=len(tasks),
-        unit="img",
-        desc="images",
-        disable=not options.progress,
-    ) as bar:
-        for (index, task), result in worker_pool.imap_bounded(
-            _process_indexed,
-            _with_bytes(tasks, options),
-            min(options.workers, len(tasks)),
-            initializer=worker_pool.init_image_worker,
-        ):
-            task.data = None
-            results[index] = (task, result)
-            bar.update(1)
+        progress=options.progress,
+        initializer=worker_pool.init_image_worker,
+    ):
+        task.data = None
+        results[index] = (task, result)
     return [results[index] for index in sorted(results)]
 
 
@@ -510,13 +566,15 @@ def format_summary(summary):
             f"  removed {summary['stale_temp_files_removed']} unfinished "
             f"temporary files of an interrupted run"
         )
-    for u in summary["unreadable"][:_MAX_LISTED]:
-        lines.append(f"  unreadable {u['file']}: {u['reason']}")
-    if len(summary["unreadable"]) > _MAX_LISTED:
-        lines.append(
-            f"  ... {len(summary['unreadable']) - _MAX_LISTED} more "
-            f"unreadable files in {SUMMARY}"
-        )
+    lines += jobs.format_problems(
+        summary["unreadable"],
+        lambda u: f"unreadable {u['file']}: {u['reason']}",
+        limit=_MAX_LISTED,
+        noun="unreadable files",
+    )
     if not summary["complete"]:
         lines.append("  [INCOMPLETE: see the unreadable files above]")
     return "\n".join(lines)
+
+
+JOB = jobs.Job(Options, generate, format_summary)

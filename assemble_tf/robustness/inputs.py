@@ -11,9 +11,17 @@ the shorter side, then a centre crop. The two differ in the crop offset:
 torchvision 0.2.1's `CenterCrop` (the hendrycks sets) rounds
 (new - crop) / 2 half to even, the Assemble generator floors it
 (`crop_offset`).
+
+Both generators' corruption and perturbation parameters are in pixels of
+the benchmark's 224 crop (`BENCHMARK_CROP`); `crop_warning` says so for
+another crop.
 """
 
 import os
+
+from assemble_tf.option_errors import OptionsError
+from official.utils.misc.jobs import MissingPathError
+from official.utils.misc.validation import OptionError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
@@ -31,11 +39,58 @@ CROP_ROUNDING_HELP = (
 )
 
 
+# The crop side Hendrycks & Dietterich defined ImageNet-C and -P at.
+BENCHMARK_CROP = 224
+
+
+def check_source(input_dir, tfrecord_pattern):
+    """Raises unless exactly one of the two inputs is given."""
+    if bool(input_dir) == bool(tfrecord_pattern):
+        raise OptionsError(
+            "input_dir",
+            "Pass exactly one of {field} (a <wnid>/<file>.JPEG folder) and "
+            "{tfrecord_pattern} (validation TFRecords). Received: "
+            "{field}={input_value} {tfrecord_pattern}={pattern_value}",
+            others=("tfrecord_pattern",),
+            input_value=input_dir,
+            pattern_value=tfrecord_pattern,
+        )
+
+
+def crop_warning(crop, benchmark, allowed=(BENCHMARK_CROP,), size_note=""):
+    """An `OptionError` to print (not raise) when `crop` is not in
+    `allowed`: the benchmark's pixel parameters then distort the images
+    more or less than they were meant to.
+
+    Args:
+        crop: the crop side.
+        benchmark: what the parameters are, e.g. "ImageNet-C corruption".
+        allowed: crops without a warning.
+        size_note: said after "the benchmark's size", e.g. another set.
+    """
+    if crop in allowed:
+        return None
+    return OptionError(
+        "crop",
+        "{field}={crop}: the {benchmark} parameters are in pixels of a "
+        "{size} crop (the benchmark's size{note}); at {crop} px they change "
+        "the images more or less than the benchmark does, so the results "
+        "are not comparable with published figures.",
+        crop=crop,
+        benchmark=benchmark,
+        size=BENCHMARK_CROP,
+        note=size_note,
+    )
+
+
 def resolve_crop_rounding(rounding, crop):
     """ "round" or "floor" for `rounding` in CROP_ROUNDINGS and a crop."""
     if rounding not in CROP_ROUNDINGS:
-        raise ValueError(
-            f"--crop_rounding={rounding!r} is not one of {CROP_ROUNDINGS}."
+        raise OptionError(
+            "crop_rounding",
+            "{field}={value!r} is not one of {choices}.",
+            value=rounding,
+            choices=CROP_ROUNDINGS,
         )
     if rounding == "auto":
         return "round" if crop == 224 else "floor"
@@ -53,14 +108,16 @@ def list_image_folder(input_dir):
     """Sorted `(wnid, filename, path)` of `input_dir/<wnid>/<file>`.
 
     Raises:
-        FileNotFoundError: `input_dir` is not a folder.
-        ValueError: no images in class sub-folders (the message explains the
-            expected layout, and the flat ImageNet val archive case).
+        MissingPathError (a FileNotFoundError): `input_dir` is not a folder.
+        OptionError: no images in class sub-folders (the message explains
+            the expected layout, and the flat ImageNet val archive case).
     """
     if not os.path.isdir(input_dir):
-        raise FileNotFoundError(
-            f"--input_dir={input_dir} is not a folder. Point it at the "
-            "validation images in the <wnid>/<file>.JPEG layout."
+        raise MissingPathError(
+            "input_dir",
+            "{field}={value} is not a folder. Point it at the validation "
+            "images in the <wnid>/<file>.JPEG layout.",
+            value=input_dir,
         )
     entries = sorted(os.listdir(input_dir))
     classes = [
@@ -80,19 +137,29 @@ def list_image_folder(input_dir):
             ):
                 found.append((wnid, name, path))
     if not found:
-        flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
-        hint = (
-            f" It holds {len(flat)} images at the top level: the ImageNet "
-            "val archive is flat, so first sort it into <wnid>/ folders "
-            "(e.g. with the devkit labels), or use --tfrecord_pattern."
-            if flat
-            else ""
-        )
-        raise ValueError(
-            f"--input_dir={input_dir} has no images in <wnid>/ sub-folders "
-            f"(extensions {', '.join(IMAGE_EXTENSIONS)}).{hint}"
-        )
+        _no_images(input_dir, entries)
     return found
+
+
+def _no_images(input_dir, entries):
+    """Raises for a folder without images in class folders."""
+    flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]
+    hint = (
+        " It holds {flat} images at the top level: the ImageNet val "
+        "archive is flat, so first sort it into <wnid>/ folders (e.g. "
+        "with the devkit labels), or use {tfrecord_pattern}."
+        if flat
+        else ""
+    )
+    raise OptionsError(
+        "input_dir",
+        "{field}={value} has no images in <wnid>/ sub-folders (extensions "
+        "{extensions})." + hint,
+        others=("tfrecord_pattern",),
+        value=input_dir,
+        extensions=", ".join(IMAGE_EXTENSIONS),
+        flat=len(flat),
+    )
 
 
 def tfrecord_files(pattern):
@@ -101,9 +168,11 @@ def tfrecord_files(pattern):
 
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise FileNotFoundError(
-            f"--tfrecord_pattern={pattern} matches no files. Quote the glob "
-            "and check the folder, e.g. '/data/imagenet/validation-*'."
+        raise MissingPathError(
+            "tfrecord_pattern",
+            "{field}={value} matches no files. Quote the glob and check the "
+            "folder, e.g. '/data/imagenet/validation-*'.",
+            value=pattern,
         )
     return files
 

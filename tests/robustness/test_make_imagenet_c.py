@@ -1,7 +1,9 @@
 """Tests of the `make_imagenet_c` binary (ImageNet-C regeneration)."""
 
+import contextlib
 import json
 import os
+import re
 import types
 
 import numpy as np
@@ -40,6 +42,16 @@ def jpeg_dir(tmp_path):
         (root / wnid).mkdir(parents=True, exist_ok=True)
         (root / wnid / name).write_bytes(data)
     return str(root)
+
+
+@contextlib.contextmanager
+def raises_as_flag(kind, match):
+    """`pytest.raises` matching the message the binary prints (an
+    `OptionError`'s `as_flag()`: options written as --flags)."""
+    with pytest.raises(kind) as info:
+        yield info
+    text = info.value.as_flag()
+    assert re.search(match, text), text
 
 
 def _options(output_dir, **kwargs):
@@ -149,13 +161,13 @@ def test_changed_options_are_refused(jpeg_dir, tmp_path):
     mic.generate(
         _options(out, input_dir=jpeg_dir, severities=(1,)), progress=False
     )
-    with pytest.raises(ValueError, match=r"--seed: existing 0, now 1.*new"):
+    with raises_as_flag(ValueError, match=r"--seed: existing 0, now 1.*new"):
         mic.generate(_options(out, input_dir=jpeg_dir, seed=1))
-    with pytest.raises(ValueError, match=r"--resize: existing 36, now 40"):
+    with raises_as_flag(ValueError, match=r"--resize: existing 36, now 40"):
         mic.generate(_options(out, input_dir=jpeg_dir, resize=40))
-    with pytest.raises(ValueError, match=r"--crop.*--seed|--seed.*--crop"):
+    with raises_as_flag(ValueError, match=r"--crop.*--seed|--seed.*--crop"):
         mic.generate(_options(out, input_dir=jpeg_dir, crop=33, seed=2))
-    with pytest.raises(
+    with raises_as_flag(
         ValueError, match=r"--crop_rounding: existing floor, now round"
     ):
         mic.generate(_options(out, input_dir=jpeg_dir, crop_rounding="round"))
@@ -305,7 +317,7 @@ def test_options_from_flags():
         ({"crop_rounding": "up"}, r"--crop_rounding='up'"),
     ]
     for kwargs, match in cases:
-        with pytest.raises(ValueError, match=match):
+        with raises_as_flag(ValueError, match=match):
             mic.options_from_values(_flags(**kwargs))
 
 

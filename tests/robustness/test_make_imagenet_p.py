@@ -1,8 +1,10 @@
 """mp4 I/O and the `make_imagenet_p` binary on tiny folders and TFRecords."""
 
+import contextlib
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -38,6 +40,18 @@ def make_folder(root):
                 out.write(data)
             images[(wnid, name)] = data
     return images
+
+
+@contextlib.contextmanager
+def raises_as_flag(kind, match):
+    """`pytest.raises` matching the message the binary prints (an
+    `OptionError`'s `as_flag()`, options written as --flags; other errors'
+    text)."""
+    with pytest.raises(kind) as info:
+        yield info
+    error = info.value
+    text = error.as_flag() if hasattr(error, "as_flag") else str(error)
+    assert re.search(match, text), text
 
 
 def options(tmp_path, out="out", **kwargs):
@@ -365,17 +379,17 @@ def test_changed_options_are_refused_other_perturbations_added(tmp_path):
         "encoder": "OpenCV fourcc mp4v",
         "note": "fallback: MPEG-4 Part 2, 4:2:0, less faithful than x264",
     }
-    with pytest.raises(FileExistsError, match="--codec: existing mp4v, now"):
+    with raises_as_flag(FileExistsError, match="--codec: existing mp4v, now"):
         tool.generate(options(tmp_path, perturbations="brightness"))
-    with pytest.raises(FileExistsError, match="--crop: existing 32, now 30"):
+    with raises_as_flag(FileExistsError, match="--crop: existing 32, now 30"):
         tool.generate(mp4v(crop=30, perturbations="brightness"))
-    with pytest.raises(FileExistsError, match="--seed: existing 0, now 5"):
+    with raises_as_flag(FileExistsError, match="--seed: existing 0, now 5"):
         tool.generate(mp4v(seed=5, perturbations="brightness"))
     os.makedirs(tmp_path / "val2" / WNIDS[0])
     (tmp_path / "val2" / WNIDS[0] / FILES[0]).write_bytes(
         jpeg_bytes(picture(0))
     )
-    with pytest.raises(FileExistsError, match="input: existing --input_dir"):
+    with raises_as_flag(FileExistsError, match="input: existing --input_dir"):
         tool.generate(mp4v(input_dir=str(tmp_path / "val2")))
     # Another perturbation, a limit and a stale temp file are fine.
     stale = tmp_path / "out" / "brightness" / WNIDS[0] / ".x.mp4.9.tmp.mp4"
@@ -459,7 +473,7 @@ def test_bad_options_are_refused_clearly(tmp_path):
         (dict(input_dir=str(tmp_path / "nope")), "is not a directory"),
     ]
     for kwargs, message in cases:
-        with pytest.raises((ValueError, FileNotFoundError), match=message):
+        with raises_as_flag((ValueError, FileNotFoundError), match=message):
             tool.generate(options(tmp_path, **kwargs))
     # Two files that would share one video name.
     twin = tmp_path / "val" / WNIDS[0] / "ILSVRC2012_val_00000293.png"

@@ -1,0 +1,398 @@
+"""The skeleton of a resumable job over many inputs, and of its binary.
+
+Shared by the TFRecord builder (`assemble_tf.data.builder`) and the
+ImageNet-C / ImageNet-P generators (`assemble_tf.robustness.generate_c`,
+`generate_p`), whose binaries are a `define_flags()` and a `main` calling
+`main(job, argv, FLAGS)`:
+
+* `JobOptions`: the base of a job's options, a frozen dataclass whose field
+  names are the binary's flag names: `from_flags`, `validate` (raises an
+  `OptionError` naming the field; the binaries print it as `--flag`) and
+  `warnings` (values that work but mislead).
+* `claim_output_dir`: the output folder and its record (`OutputRecord`:
+  the options that change the outputs and a format version) that lets a
+  rerun resume, or refuses one with other options.
+* `run_tasks`: the bounded pool of spawned workers
+  (`worker_pool.imap_bounded`) behind one progress bar.
+* `write_summary`, `format_problems`, `print_summary`: `summary.json` and
+  the console.
+* `Job` and `main`: the binary's run of a job, from flags to console.
+
+Nothing here imports TensorFlow.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import string
+import sys
+from collections.abc import Callable
+
+from official.utils.misc import file_utils, worker_pool
+from official.utils.misc.validation import OptionError
+
+SUMMARY_FILE = "summary.json"
+
+# --------------------------------------------------------------- errors
+
+
+class OutputMismatchError(OptionError, FileExistsError):
+    """`output_dir` is a file, or holds results of other options.
+
+    Every other `{name}` of the template without a value is an option:
+    written `name` (in backquotes) in `str(e)`, `--name` by `as_flag()`.
+    """
+
+    def __init__(self, template, **values):
+        self.options = tuple(
+            sorted(
+                {
+                    name
+                    for _, name, _, _ in string.Formatter().parse(template)
+                    if name and name != "field" and name not in values
+                }
+            )
+        )
+        names = {name: f"`{name}`" for name in self.options}
+        super().__init__("output_dir", template, **values, **names)
+
+    def as_flag(self, flag=None):
+        """The message with every option written as its `--flag`."""
+        values = {**self.values, **{n: f"--{n}" for n in self.options}}
+        return self.template.format(field=f"--{flag or self.field}", **values)
+
+
+class MissingPathError(OptionError, FileNotFoundError):
+    """An option names a file or folder that is not there."""
+
+
+def literal(value):
+    """`value` as text to put in a message template (braces escaped)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
+# --------------------------------------------------------------- options
+
+
+class JobOptions:
+    """The base of a job's options: a frozen dataclass (`@dataclass(frozen=
+    True)` on the subclass) whose field names are the binary's flags."""
+
+    def validate(self):
+        """Raises `OptionError` naming the first missing or bad option."""
+
+    def warnings(self):
+        """`OptionError`s, not raised, of values that work but mislead; the
+        binary prints each as one `WARNING:` line."""
+        return ()
+
+    @classmethod
+    def from_flags(cls, values):
+        """The validated options of parsed flags (`absl.flags.FLAGS`, or any
+        object with the flag names as attributes); fields that are no flag
+        keep their defaults."""
+        fields = [f.name for f in dataclasses.fields(cls)]
+        options = cls(
+            **{
+                name: getattr(values, name)
+                for name in fields
+                if hasattr(values, name)
+            }
+        )
+        options.validate()
+        return options
+
+
+def require(options, *names):
+    """Raises `OptionError` naming the first of `names` that is empty."""
+    for name in names:
+        if not getattr(options, name):
+            raise OptionError(name, "{field} is required.")
+
+
+# --------------------------------------------------------------- output
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputRecord:
+    """How a job's output folder records what made its outputs.
+
+    Attributes:
+        what: what the folder holds, for messages ("a set", "videos").
+        format_version: the version of the job's output format; a folder of
+            another version is refused like other options.
+        file_name: the JSON record in the folder.
+        stray: globs (relative to the folder) of outputs: any match in a
+            folder without the record is another job's, refused.
+        labels: {key: name in messages} of recorded values that are not
+            options; the other keys are named as options (`--key`).
+        compare: `(old record, new record) -> [reason]` instead of the
+            comparison key by key; each reason is a template naming options
+            as `{name}` (values through `literal`).
+    """
+
+    what: str
+    format_version: int
+    file_name: str = "options.json"
+    stray: tuple = ()
+    labels: dict = dataclasses.field(default_factory=dict)
+    compare: Callable | None = None
+
+
+def claim_output_dir(output_dir, record, spec, overwrite=None, keep=None):
+    """Creates `output_dir` recording `record`, or checks the record there.
+
+    A resumable job keeps the options that change its outputs (and
+    `spec.format_version`) in `output_dir/spec.file_name`; a rerun with
+    other values would mix two kinds of results in one folder and is
+    refused, naming every difference.
+
+    Args:
+        output_dir: the folder (created if missing).
+        record: {key: JSON value} of what changes the outputs.
+        spec: an `OutputRecord`.
+        overwrite: None for a job that never replaces its outputs; else the
+            job's `overwrite` option: True takes a folder of other options
+            or another job's (`keep` removes the outputs).
+        keep: `old record (None: none, or unreadable) -> record to write`,
+            called once the folder is accepted, before the record is
+            written; it removes the outputs the new record does not cover.
+            Default: `record`.
+
+    Returns:
+        The record written.
+
+    Raises:
+        OutputMismatchError (a FileExistsError and an OptionError naming
+            `output_dir`): the folder is a file, holds results of other
+            options, an unreadable record, or outputs without a record.
+    """
+    record = {"format_version": spec.format_version, **record}
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputMismatchError(
+            "{field}={output_dir} is a file, not a folder.",
+            output_dir=output_dir,
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, spec.file_name)
+    old = _read_record(output_dir, spec, overwrite)
+    if not overwrite:
+        if old is None:
+            _refuse_stray(output_dir, spec, overwrite)
+        else:
+            _refuse_other_options(output_dir, spec, old, record, overwrite)
+    kept = keep(old) if keep else record
+    kept = {**kept, "format_version": spec.format_version}
+    file_utils.atomic_write_json(path, kept, indent=1, sort_keys=True)
+    return kept
+
+
+def _remedy(overwrite, action):
+    """The end of a refusal: `overwrite` when the job has it."""
+    if overwrite is None:
+        return ""
+    return f"pass {{overwrite}} to {action}"
+
+
+def _read_record(output_dir, spec, overwrite):
+    """The folder's record, or None (none there, or unreadable and
+    `overwrite`)."""
+    path = os.path.join(output_dir, spec.file_name)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError:
+        if overwrite:
+            return None
+        fix = _remedy(overwrite, "rebuild from scratch")
+        raise OutputMismatchError(
+            "{field}={output_dir}: {file} is not valid JSON; "
+            + (fix or "delete the folder or choose another {field}")
+            + ".",
+            output_dir=output_dir,
+            file=spec.file_name,
+        ) from None
+
+
+def _refuse_stray(output_dir, spec, overwrite):
+    """Raises when a folder without the record holds outputs."""
+    import glob
+
+    found = sorted(
+        path
+        for pattern in spec.stray
+        for path in glob.glob(os.path.join(output_dir, pattern))
+    )
+    if found:
+        fix = _remedy(overwrite, "replace them")
+        raise OutputMismatchError(
+            "{field}={output_dir} already holds {what} ({found}, ...) but "
+            "no {file}; "
+            + (f"{fix} or choose" if fix else "choose")
+            + " another {field}.",
+            output_dir=output_dir,
+            what=spec.what,
+            found=found[0],
+            file=spec.file_name,
+        )
+
+
+def _refuse_other_options(output_dir, spec, old, record, overwrite):
+    """Raises naming every difference between `old` and `record`."""
+    compare = spec.compare or functools.partial(_differences, spec.labels)
+    reasons = compare(old, record)
+    if reasons:
+        fix = _remedy(overwrite, "replace it")
+        raise OutputMismatchError(
+            "{field}={output_dir} holds {what} made with other options ("
+            + "; ".join(reasons)
+            + "). Mixing them would corrupt the set: rerun with the same "
+            "values to resume, " + (fix + ", " if fix else "") + "or pass a "
+            "new {field}.",
+            output_dir=output_dir,
+            what=spec.what,
+        )
+
+
+def _differences(labels, old, new):
+    """`{key}: existing X, now Y` of every value of `new` that differs."""
+    labels = {"format_version": "format_version", **labels}
+    return [
+        f"{literal(labels[key]) if key in labels else '{' + key + '}'}: "
+        f"existing {literal(old.get(key))}, now {literal(value)}"
+        for key, value in new.items()
+        if old.get(key) != value
+    ]
+
+
+# --------------------------------------------------------------- work
+
+
+def run_tasks(
+    fn,
+    tasks,
+    workers,
+    total=None,
+    progress=True,
+    initializer=None,
+    size=None,
+    reports_progress=False,
+):
+    """Yields `(task, fn(task))` as tasks finish, behind a progress bar.
+
+    Args:
+        fn: a picklable callable (with several workers) of one task.
+        tasks: an iterable of picklable tasks, consumed lazily.
+        workers: worker processes (spawned); <= 1 runs `fn` here, in order.
+        total: images in all (the bar's length); None if unknown.
+        progress: show the bar (tqdm, on stderr).
+        initializer: run once in each worker before its first task.
+        size: `task -> images`, how far a finished task moves the bar
+            (default 1).
+        reports_progress: in this process `fn(task, progress=callable)`
+            moves the bar itself, image by image.
+
+    Raises:
+        Whatever `fn` raised; the pending tasks are cancelled first.
+    """
+    from tqdm import tqdm
+
+    with tqdm(
+        total=total, unit="img", desc="images", disable=not progress
+    ) as bar:
+        live = reports_progress and workers <= 1
+        call = functools.partial(fn, progress=bar.update) if live else fn
+        for task, result in worker_pool.imap_bounded(
+            call, tasks, workers, initializer=initializer
+        ):
+            if not live:
+                bar.update(size(task) if size else 1)
+            yield task, result
+
+
+def summary_path(output_dir):
+    """Where a job's summary goes."""
+    return os.path.join(output_dir, SUMMARY_FILE)
+
+
+def write_summary(output_dir, summary):
+    """Writes `summary` to `output_dir/summary.json` (atomically)."""
+    path = summary_path(output_dir)
+    file_utils.atomic_write_json(path, summary, indent=1)
+    return path
+
+
+# --------------------------------------------------------------- console
+
+
+def format_problems(problems, line, limit, noun, total=None):
+    """Console lines of the first `limit` problems (`line(problem)`), then
+    how many more `summary.json` holds (`total` if more than listed)."""
+    total = len(problems) if total is None else total
+    lines = [f"  {line(problem)}" for problem in problems[:limit]]
+    if total > limit:
+        lines.append(f"  ... {total - limit} more {noun} in {SUMMARY_FILE}")
+    return lines
+
+
+def print_summary(text, files, summary=None):
+    """Prints a job's summary lines, the files it wrote (`[(label, path)]`)
+    and, when given, the summary dict as one JSON line (stdout)."""
+    print(text)
+    print(", ".join(f"{label}: {path}" for label, path in files))
+    if summary is not None:
+        print(json.dumps(summary))
+
+
+def print_warnings(options):
+    """Prints `options.warnings()` on stderr, one `WARNING:` line each."""
+    for warning in options.warnings():
+        print(f"WARNING: {warning.as_flag()}", file=sys.stderr)
+
+
+# --------------------------------------------------------------- binary
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job as its binary runs it.
+
+    Attributes:
+        options: the `JobOptions` dataclass (fields = flags).
+        run: `options -> summary dict`, also written to summary.json.
+        format_summary: `summary -> console lines` (one string).
+        files: (label, file name) of other files in `output_dir` to name
+            after the summary (e.g. `("labels", "labels.txt")`).
+    """
+
+    options: type
+    run: Callable[[object], dict]
+    format_summary: Callable[[dict], str]
+    files: tuple = ()
+
+
+def main(job, argv, flag_values):
+    """A job binary's `main`: its flags -> options (validated; warnings on
+    stderr) -> the run -> the summary on stdout (also as JSON with
+    `--json`, where the binary has it). Errors are left to the binaries'
+    `clean_errors` (one `ERROR:` line, exit 2)."""
+    if len(argv) > 1:
+        raise ValueError(
+            f"Unexpected arguments {argv[1:]}; every option is a --flag."
+        )
+    options = job.options.from_flags(flag_values)
+    print_warnings(options)
+    summary = job.run(options)
+    files = [("Summary", summary_path(options.output_dir))]
+    files += [
+        (label, os.path.join(options.output_dir, name))
+        for label, name in job.files
+    ]
+    as_json = getattr(flag_values, "json", False)
+    print_summary(
+        job.format_summary(summary), files, summary if as_json else None
+    )
+    return summary

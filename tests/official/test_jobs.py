@@ -1,0 +1,167 @@
+"""official.utils.misc.jobs: the skeleton of the builder and generators."""
+
+import dataclasses
+import json
+import os
+import types
+
+import pytest
+
+from official.utils.misc import jobs
+from official.utils.misc.validation import OptionError
+
+SPEC = jobs.OutputRecord(
+    what="a set", format_version=3, labels={"source": "input"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyOptions(jobs.JobOptions):
+    output_dir: str
+    size: int = 2
+    progress: bool = True  # no flag of the toy binary: keeps its default
+
+    def validate(self):
+        jobs.require(self, "output_dir")
+        if self.size < 1:
+            raise OptionError(
+                "size", "{field}={value} must be >= 1.", value=self.size
+            )
+
+    def warnings(self):
+        if self.size == 7:
+            return (OptionError("size", "{field}=7 is unusual."),)
+        return ()
+
+
+def test_claim_records_resumes_and_refuses_other_options(tmp_path):
+    out = str(tmp_path / "out")
+    record = {"size": 2, "source": "/a"}
+    kept = jobs.claim_output_dir(out, record, SPEC)
+    assert kept == {"format_version": 3, "size": 2, "source": "/a"}
+    with open(os.path.join(out, "options.json")) as f:
+        assert json.load(f) == kept
+    assert jobs.claim_output_dir(out, record, SPEC) == kept  # resume
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(out, {"size": 3, "source": "/b"}, SPEC)
+    error = info.value
+    assert isinstance(error, FileExistsError)
+    assert isinstance(error, ValueError) and isinstance(error, OptionError)
+    assert error.field == "output_dir"
+    assert str(error) == (
+        f"`output_dir`={out} holds a set made with other options (`size`: "
+        "existing 2, now 3; input: existing /a, now /b). Mixing them would "
+        "corrupt the set: rerun with the same values to resume, or pass a "
+        "new `output_dir`."
+    )
+    assert error.as_flag().startswith(
+        f"--output_dir={out} holds a set made with other options (--size: "
+        "existing 2, now 3; input: existing /a, now /b)."
+    )
+    newer = dataclasses.replace(SPEC, format_version=4)
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(out, record, newer)
+    assert "(format_version: existing 3, now 4)" in info.value.as_flag()
+
+
+def test_claim_refuses_a_file_stray_outputs_and_a_broken_record(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(str(tmp_path / "file"), {}, SPEC)
+    assert info.value.as_flag().endswith("is a file, not a folder.")
+    stray = tmp_path / "stray"
+    (stray / "a").mkdir(parents=True)
+    (stray / "a" / "x.JPEG").write_bytes(b"")
+    spec = dataclasses.replace(SPEC, stray=("*/*.JPEG",))
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(str(stray), {}, spec)
+    assert info.value.as_flag() == (
+        f"--output_dir={stray} already holds a set ({stray}/a/x.JPEG, ...) "
+        "but no options.json; choose another --output_dir."
+    )
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(str(stray), {}, spec, overwrite=False)
+    assert "; pass --overwrite to replace them or choose another" in (
+        info.value.as_flag()
+    )
+    (stray / "options.json").write_text("{not json")
+    with pytest.raises(jobs.OutputMismatchError, match="not valid JSON"):
+        jobs.claim_output_dir(str(stray), {}, spec)
+
+
+def test_claim_with_overwrite_calls_keep_with_the_old_record(tmp_path):
+    out = str(tmp_path / "out")
+    jobs.claim_output_dir(out, {"size": 2}, SPEC, overwrite=False)
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(out, {"size": 3}, SPEC, overwrite=False)
+    assert "pass --overwrite to replace it, or pass a new --output_dir" in (
+        info.value.as_flag()
+    )
+    seen = []
+
+    def keep(old):
+        seen.append(old)
+        return {"size": 3, "kept": True}
+
+    kept = jobs.claim_output_dir(out, {"size": 3}, SPEC, True, keep)
+    assert seen == [{"format_version": 3, "size": 2}]
+    assert kept == {"format_version": 3, "size": 3, "kept": True}
+
+
+def test_options_from_flags_validate_and_warnings():
+    values = types.SimpleNamespace(output_dir="/o", size=7, json=True)
+    options = ToyOptions.from_flags(values)
+    assert options == ToyOptions("/o", 7)
+    assert [w.as_flag() for w in options.warnings()] == ["--size=7 is unusual."]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.size = 3
+    with pytest.raises(OptionError) as info:
+        ToyOptions.from_flags(types.SimpleNamespace(output_dir="", size=1))
+    assert info.value.as_flag() == "--output_dir is required."
+
+
+def test_run_tasks_in_process_and_the_bar():
+    done = list(jobs.run_tasks(lambda t: t * 2, [1, 2, 3], 1, progress=False))
+    assert done == [(1, 2), (2, 4), (3, 6)]
+    moved = []
+
+    def fn(task, progress):
+        for _ in range(task):
+            progress(1)
+            moved.append(task)
+        return task
+
+    list(jobs.run_tasks(fn, [2, 1], 1, progress=False, reports_progress=True))
+    assert moved == [2, 2, 1]
+
+
+def test_console_lines_and_main(tmp_path, capsys):
+    problems = [{"f": str(i)} for i in range(4)]
+    lines = jobs.format_problems(problems, lambda p: p["f"], 2, "bad files")
+    assert lines == ["  0", "  1", "  ... 2 more bad files in summary.json"]
+
+    def run(options):
+        summary = {"size": options.size}
+        jobs.write_summary(options.output_dir, summary)
+        return summary
+
+    out = str(tmp_path)
+    job = jobs.Job(
+        ToyOptions,
+        run,
+        lambda s: f"size {s['size']}",
+        files=(("labels", "labels.txt"),),
+    )
+    flags = types.SimpleNamespace(output_dir=out, size=7, json=True)
+    assert jobs.main(job, ["toy"], flags) == {"size": 7}
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "size 7",
+        f"Summary: {out}/summary.json, labels: {out}/labels.txt",
+        '{"size": 7}',
+    ]
+    assert captured.err == "WARNING: --size=7 is unusual.\n"
+    with open(os.path.join(out, "summary.json")) as f:
+        assert f.read() == '{\n "size": 7\n}'
+    with pytest.raises(ValueError, match="Unexpected arguments"):
+        jobs.main(job, ["toy", "extra"], flags)
