@@ -13,14 +13,60 @@ import json
 import os
 
 from assemble_tf import presets
+from official.utils.misc.validation import OptionError
 
 
-def _f(default, help_text, **kw):
-    """A config field with its help text (and `parse`: a function that
-    turns any accepted form of the value, e.g. a flag's text or a JSON
-    list, into the field's type; `from_dict` applies it)."""
-    return dataclasses.field(
-        default=default, metadata={"help": help_text, **kw}
+def _f(default, help_text, check=None, parse=None):
+    """A config field with its help text.
+
+    Args:
+        default: the default value.
+        help_text: the help of the field (and of its flag).
+        check: `(predicate, allowed)`: a value that is not None must pass
+            `predicate`, else `validate()` says "is invalid: {allowed}".
+        parse: turns any accepted form of the value (a flag's text, a JSON
+            list) into the field's type; `from_dict` applies it.
+    """
+    meta = {"help": help_text}
+    if check is not None:
+        meta["check"] = check
+    if parse is not None:
+        meta["parse"] = parse
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _one_of(*values):
+    allowed = ", ".join(str(v) for v in values[:-1]) + f" or {values[-1]}"
+    return (lambda v: v in values, allowed)
+
+
+def _at_least(low):
+    return (lambda v: v >= low, f"must be >= {low}")
+
+
+def _above(low):
+    return (lambda v: v > low, f"must be > {low}")
+
+
+def _fraction(closed_low, closed_high, low=0, high=1):
+    """In [low, high] with open or closed ends."""
+    text = "[" if closed_low else "("
+    text += f"{low}, {high}" + ("]" if closed_high else ")")
+
+    def ok(v):
+        return (v >= low if closed_low else v > low) and (
+            v <= high if closed_high else v < high
+        )
+
+    return (ok, f"must be in {text}")
+
+
+def invalid(field, value, allowed):
+    """The error of a field whose value is not allowed (`OptionError`:
+    the library names the field, a binary prints its flag)."""
+    allowed = allowed.replace("{", "{{").replace("}", "}}")
+    return OptionError(
+        field, "{field}={value!r} is invalid: " + allowed + ".", value=value
     )
 
 
@@ -30,7 +76,7 @@ def parse_keep_prob_range(value, flag="dropblock_keep_prob"):
     Accepts None / "" / "none" (no schedule), "1.0,0.9", or a pair.
 
     Raises:
-        ValueError: not two probabilities in (0, 1]; names the flag.
+        OptionError: not two probabilities in (0, 1]; names the field.
     """
     if value is None or (
         isinstance(value, str) and value.strip() in ("", "none")
@@ -42,19 +88,85 @@ def parse_keep_prob_range(value, flag="dropblock_keep_prob"):
     except (TypeError, ValueError):
         pair = ()
     if len(pair) != 2 or not all(0 < v <= 1 for v in pair):
-        raise ValueError(
-            f"--{flag}={value!r} is invalid: two probabilities in (0, 1] "
-            "such as 1.0,0.9."
+        raise invalid(
+            flag, value, "two probabilities in (0, 1] such as 1.0,0.9"
         )
     return pair
 
 
+def parse_int_list(flag, value):
+    """'2,2,2,1' (or a list) -> (2, 2, 2, 1) of positive ints."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        values = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        values = ()
+    if not values or min(values) < 1:
+        raise invalid(
+            flag,
+            value,
+            "comma-separated positive integers such as 3,4,6,3",
+        )
+    return values
+
+
+def _block_sizes(value):
+    return parse_int_list("block_sizes", value)
+
+
+def parse_class_range(value):
+    """'low,high' (or a pair) -> (low, high) ints, or None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        low, high = (int(v) for v in items)
+    except (TypeError, ValueError):
+        raise invalid(
+            "class_range", value, "'low,high' integers such as 0,100"
+        ) from None
+    return low, high
+
+
+class _Group:
+    """A config group: typed fields (a field's `parse` turns a flag's text
+    or a JSON list into its type however the group is made), each field's
+    own check, then `_check_together`."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            parse = field.metadata.get("parse")
+            if parse is not None:
+                value = parse(getattr(self, field.name))
+                object.__setattr__(self, field.name, value)
+
+    def validate(self):
+        """Raises `OptionError` naming the first field that is invalid."""
+        for field in dataclasses.fields(self):
+            check = field.metadata.get("check")
+            value = getattr(self, field.name)
+            if check and value is not None and not check[0](value):
+                raise invalid(field.name, value, check[1])
+        self._check_together()
+
+    def _check_together(self):
+        """Checks between the group's fields (none by default)."""
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Group):
     preset: str = _f("assemble_resnet50", "Named model (docs/models.md).")
-    base_width: int | None = _f(None, "Override the stem / S1 width.")
-    block_sizes: str | None = _f(None, "Override blocks per stage: '2,2,2,1'.")
-    bn_momentum: float | None = _f(None, "Override BN momentum (0.997).")
+    base_width: int | None = _f(
+        None, "Override the stem / S1 width.", check=_at_least(1)
+    )
+    block_sizes: tuple[int, ...] | None = _f(
+        None, "Override blocks per stage: '2,2,2,1'.", parse=_block_sizes
+    )
+    bn_momentum: float | None = _f(
+        None, "Override BN momentum (0.997).", check=_fraction(True, False)
+    )
     dropblock: bool = _f(
         True, "Keep the preset's DropBlock layers (False removes them)."
     )
@@ -64,22 +176,38 @@ class ModelConfig:
         "preset that has none, e.g. to fine-tune with a keep-prob schedule "
         "(Table 8 rows F5-F8).",
     )
-    pooling: str | None = _f(None, "Override the head pooling: avg or gem.")
+    pooling: str | None = _f(
+        None,
+        "Override the head pooling: avg or gem.",
+        check=_one_of("avg", "gem"),
+    )
     embedding_size: int | None = _f(
         None,
         "Embedding head (1x1 conv + BN before the classifier) of this "
         "size, e.g. 512 for retrieval; None keeps the preset's (none).",
+        check=_at_least(0),
     )
     classifier: str | None = _f(
         None,
         "Classifier head: dense (default) or cosine: NormSoftmax, cos / "
         "temperature (retrieval; Zhai & Wu 2019, arXiv 1811.12649).",
+        check=(lambda v: v in ("dense", "cosine"), "must be dense or cosine"),
     )
     cosine_temperature: float | None = _f(
         None,
         "Temperature T > 0 of the cosine classifier (default 0.05, as "
         "NormSoftmax); its logits lie in [-1/T, 1/T].",
+        check=_above(0),
     )
+
+    def _check_together(self):
+        presets.get(self.preset)
+        if self.add_dropblock and not self.dropblock:
+            raise invalid(
+                "add_dropblock",
+                self.add_dropblock,
+                "contradicts --nodropblock (which removes DropBlock layers)",
+            )
 
     def build_overrides(self, num_classes, image_size=None):
         """Keyword overrides for `assemble_tf.models.build_model`."""
@@ -89,7 +217,7 @@ class ModelConfig:
         if self.base_width is not None:
             out["base_width"] = self.base_width
         if self.block_sizes:
-            out["block_sizes"] = parse_int_list("block_sizes", self.block_sizes)
+            out["block_sizes"] = tuple(self.block_sizes)
         if self.bn_momentum is not None:
             out["bn_momentum"] = self.bn_momentum
         if not self.dropblock:
@@ -110,22 +238,25 @@ class ModelConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Group):
     data_dir: str | None = _f(None, "Folder of TFRecord shards.")
     train_pattern: str = _f("train-*", "Train shard glob inside data_dir.")
     validation_pattern: str = _f(
         "validation-*", "Validation shard glob inside data_dir."
     )
-    num_classes: int = _f(1001, "Logits (1001 for ImageNet as the original).")
+    num_classes: int = _f(
+        1001, "Logits (1001 for ImageNet as the original).", check=_at_least(2)
+    )
     label_offset: int = _f(
         0,
         "Subtracted from stored labels (0 keeps ImageNet's 1..1000 in a "
         "1001-way head; 1 maps them onto 1000 classes).",
+        check=_at_least(0),
     )
     num_train_examples: int | None = _f(
         None, "Train images; None reads summary.json or counts records."
     )
-    image_size: int = _f(224, "Train crop side.")
+    image_size: int = _f(224, "Train crop side.", check=_at_least(16))
     eval_preprocessing: str = _f(
         "imagenet",
         "Eval resize/crop: imagenet, imagenet_224_256, "
@@ -136,6 +267,7 @@ class DataConfig:
         0.05,
         "Smallest random train crop as a fraction of the image area "
         "(0.05 as the original; small images may want more).",
+        check=_fraction(False, True),
     )
     shuffle_buffer: int = _f(10_000, "Record shuffle buffer.")
     cache: bool = _f(False, "Cache the records in memory (small datasets).")
@@ -155,43 +287,104 @@ class DataConfig:
     download: bool = _f(
         False, "Let tfds download and prepare --source (off: never)."
     )
-    class_range: str | None = _f(
+    class_range: tuple[int, int] | None = _f(
         None,
         "Keep only labels in [low, high) of --source, shifted to start at "
         "0: 'low,high' (class-disjoint retrieval training, e.g. 0,100 on "
         "caltech_birds2011).",
+        parse=parse_class_range,
     )
+
+    def _check_together(self):
+        from assemble_tf.data.sizes import eval_sizes
+
+        if self.source and self.synthetic:
+            raise invalid("synthetic", self.synthetic, "not with --source")
+        if not self.source and not self.synthetic and not self.data_dir:
+            raise invalid(
+                "data_dir", self.data_dir, "required unless --synthetic"
+            )
+        if self.class_range:
+            text = ",".join(map(str, self.class_range))
+            if not self.source:
+                raise invalid("class_range", text, "needs --source")
+            low, high = self.class_range
+            if not (0 <= low < high and high - low == self.num_classes):
+                raise invalid(
+                    "class_range",
+                    text,
+                    "'low,high' with 0 <= low < high and high - low == "
+                    f"--num_classes ({self.num_classes})",
+                )
+        eval_sizes(self.eval_preprocessing)
 
 
 @dataclasses.dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(_Group):
     autoaugment: str | None = _f(
         None, "AutoAugment policy: imagenet, v0, good, test, or none."
     )
     randaugment_layers: int = _f(0, "RandAugment N (0 = off).")
     randaugment_magnitude: int = _f(10, "RandAugment M.")
-    mixup_type: int = _f(0, "Mixup: 0 off, 1 two batches, 2 halves.")
-    mixup_alpha: float = _f(0.2, "Beta(alpha, alpha) of Mixup.")
-    mixup_mode: str = _f("mixup", "mixup or cutmix.")
-    label_smoothing: float = _f(0.0, "Label smoothing after mixing.")
+    mixup_type: int = _f(
+        0, "Mixup: 0 off, 1 two batches, 2 halves.", check=_one_of(0, 1, 2)
+    )
+    mixup_alpha: float = _f(
+        0.2, "Beta(alpha, alpha) of Mixup.", check=_above(0)
+    )
+    mixup_mode: str = _f(
+        "mixup", "mixup or cutmix.", check=_one_of("mixup", "cutmix")
+    )
+    label_smoothing: float = _f(
+        0.0, "Label smoothing after mixing.", check=_fraction(True, False)
+    )
+
+    def _check_together(self):
+        if self.autoaugment and self.autoaugment != "none":
+            from assemble_tf.augment.policies import POLICIES
+
+            if self.autoaugment not in POLICIES:
+                raise invalid(
+                    "autoaugment",
+                    self.autoaugment,
+                    f"one of {sorted(POLICIES)} or none",
+                )
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    epochs: float = _f(120.0, "Training epochs.")
-    batch_size: int = _f(1024, "Global batch size (examples per step).")
-    eval_batch_size: int | None = _f(None, "Eval batch (default batch_size).")
-    base_learning_rate: float = _f(0.4, "Peak learning rate.")
+class TrainConfig(_Group):
+    epochs: float = _f(120.0, "Training epochs.", check=_above(0))
+    batch_size: int = _f(
+        1024, "Global batch size (examples per step).", check=_at_least(1)
+    )
+    eval_batch_size: int | None = _f(
+        None,
+        "Eval batch (default batch_size).",
+        check=(
+            lambda v: v >= 1,
+            "must be >= 1 (or unset: the training batch size)",
+        ),
+    )
+    base_learning_rate: float = _f(0.4, "Peak learning rate.", check=_above(0))
     scale_learning_rate: bool = _f(
         False, "Multiply the learning rate by batch_size / 256."
     )
-    lr_schedule: str = _f("cosine", "cosine, piecewise or constant.")
-    warmup_epochs: float = _f(5.0, "Linear warm-up epochs from 0.")
-    momentum: float = _f(0.9, "SGD momentum (no Nesterov).")
+    lr_schedule: str = _f(
+        "cosine",
+        "cosine, piecewise or constant.",
+        check=_one_of("cosine", "piecewise", "constant"),
+    )
+    warmup_epochs: float = _f(
+        5.0, "Linear warm-up epochs from 0.", check=_at_least(0)
+    )
+    momentum: float = _f(
+        0.9, "SGD momentum (no Nesterov).", check=_fraction(True, False)
+    )
     weight_decay: float = _f(
         1e-4,
         "wd * 1/2 * sum(w^2) over all trainable variables except BN "
         "gamma/beta (FC bias included), as the original master.",
+        check=_at_least(0),
     )
     dropblock_keep_prob: tuple | None = _f(
         None,
@@ -204,9 +397,12 @@ class TrainConfig:
         0.0,
         "Knowledge distillation temperature T (0 = off); teacher "
         "logits come from image/logit in the records.",
+        check=_at_least(0),
     )
     mixed_precision: str = _f(
-        "float32", "float32, mixed_float16 or mixed_bfloat16."
+        "float32",
+        "float32, mixed_float16 or mixed_bfloat16.",
+        check=_one_of("float32", "mixed_float16", "mixed_bfloat16"),
     )
     jit_compile: bool = _f(
         False,
@@ -218,17 +414,21 @@ class TrainConfig:
     deterministic: bool = _f(
         False, "Op determinism and a fixed data order (slower)."
     )
-    max_steps: int | None = _f(None, "Stop after this many steps.")
+    max_steps: int | None = _f(
+        None, "Stop after this many steps.", check=_above(0)
+    )
     steps_per_loop: int = _f(
         100,
         "Steps run on the device per host round trip: the loss is read, "
         "checked for NaN and shown once per loop (loops end at epoch "
         "ends).",
+        check=_at_least(1),
     )
     log_every: int = _f(
         50,
         "Steps between TensorBoard step scalars (step/train_loss, "
         "step/learning_rate, step/train_images_per_sec in logs/train).",
+        check=_at_least(1),
     )
     checkpoint_every_epochs: float = _f(1.0, "Epochs between checkpoints.")
     eval_every_epochs: float = _f(1.0, "Epochs between evaluations.")
@@ -247,19 +447,34 @@ class TrainConfig:
         0,
         "Before training, re-estimate BN moving statistics as the exact "
         "mean over this many training batches (0 = off).",
+        check=_at_least(0),
     )
     freeze_backbone: bool = _f(
         False, "Train only the head (embedding + classifier)."
     )
     backbone_lr_multiplier: float = _f(
-        1.0, "Learning rate of the backbone relative to the head."
+        1.0,
+        "Learning rate of the backbone relative to the head.",
+        check=_at_least(0),
     )
+
+    def _check_together(self):
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise invalid(
+                "warmup_epochs",
+                self.warmup_epochs,
+                f"must be < epochs={self.epochs}",
+            )
 
 
 @dataclasses.dataclass(frozen=True)
-class RuntimeConfig:
+class RuntimeConfig(_Group):
     distribution_strategy: str = _f(
-        "off", "off, one_device, mirrored, multi_worker_mirrored or tpu."
+        "off",
+        "off, one_device, mirrored, multi_worker_mirrored or tpu.",
+        check=_one_of(
+            "off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"
+        ),
     )
     num_gpus: int | None = _f(None, "GPUs for mirrored (default: all).")
     tpu: str = _f("", "TPU name or address for the tpu strategy.")
@@ -311,12 +526,7 @@ class ExperimentConfig:
                 raise ValueError(
                     f"Unknown {name} config keys {sorted(unknown)}."
                 )
-            values = dict(values)
-            for field in dataclasses.fields(group):
-                parse = field.metadata.get("parse")
-                if parse and field.name in values:
-                    values[field.name] = parse(values[field.name])
-            kwargs[name] = group(**values)
+            kwargs[name] = group(**values)  # its fields parse themselves
         return cls(**kwargs)
 
     @classmethod
@@ -377,7 +587,8 @@ def synthetic_train_examples(config):
 
 def make_config(model_dir, preset, overrides=None):
     """Preset defaults, then `overrides` ({group: {field: value}}), then
-    the class count of the data, then validation.
+    validation, then what the data says (`_read_data`, the one step that
+    reads the disk).
 
     A TFRecord `data_dir` whose summary.json / labels.txt states its
     classes sets `num_classes` (the head must fit the labels); an explicit
@@ -408,10 +619,9 @@ def make_config(model_dir, preset, overrides=None):
             **groups,
         }
     )
-    explicit = "num_classes" in (overrides or {}).get("data", {})
-    config = _classes_from_data(config, explicit)
     validate(config)
-    return config
+    explicit = "num_classes" in (overrides or {}).get("data", {})
+    return _read_data(config, explicit)
 
 
 def _has_dropblock(preset, model_values):
@@ -421,16 +631,16 @@ def _has_dropblock(preset, model_values):
     return (own or added) and model_values.get("dropblock", True)
 
 
-def _classes_from_data(config, explicit):
+def _read_data(config, explicit):
     """`config` with the head width the data's labels need (see
-    `make_config`)."""
+    `make_config`), once `data_dir` is known to be a folder."""
     from assemble_tf.data import metadata
 
     d = config.data
     if d.synthetic or d.source or not d.data_dir:
         return config
     if not os.path.isdir(d.data_dir):
-        return config  # validate() names the missing folder
+        raise invalid("data_dir", d.data_dir, "no such directory")
     info = metadata.dataset_info(d.data_dir)
     if info is None:
         return config
@@ -438,7 +648,7 @@ def _classes_from_data(config, explicit):
     if width == d.num_classes:
         return config
     if explicit:
-        raise ValueError(
+        raise ValueError(  # names three flags: one message for all users
             f"--num_classes={d.num_classes} does not fit --data_dir="
             f"{d.data_dir}: its {os.path.basename(info.source)} lists "
             f"{info.num_classes} classes stored as {info.label_base}.."
@@ -451,224 +661,41 @@ def _classes_from_data(config, explicit):
     )
 
 
-def parse_int_list(flag, value):
-    """'2,2,2,1' -> (2, 2, 2, 1) of positive ints; the error names --flag."""
-    try:
-        values = tuple(int(v) for v in str(value).split(","))
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise ValueError(
-            f"--{flag}={value!r} is invalid: comma-separated positive "
-            "integers such as 3,4,6,3."
-        )
-    return values
-
-
-def _check(ok, flag, value, allowed):
-    if not ok:
-        raise ValueError(f"--{flag}={value!r} is invalid: {allowed}.")
-
-
 def validate(config):
-    """Raises ValueError naming the flag, its value and the allowed range."""
-    presets.get(config.model.preset)
-    d, a, t, rt = config.data, config.augment, config.train, config.runtime
-    _check(d.num_classes >= 2, "num_classes", d.num_classes, "must be >= 2")
-    if config.model.block_sizes:
-        parse_int_list("block_sizes", config.model.block_sizes)
-    _check(
-        config.model.classifier in (None, "dense", "cosine"),
-        "classifier",
-        config.model.classifier,
-        "must be dense or cosine",
-    )
-    if config.model.cosine_temperature is not None:
-        _check(
-            config.model.cosine_temperature > 0,
-            "cosine_temperature",
-            config.model.cosine_temperature,
-            "must be > 0",
-        )
-    _check(
-        not (config.model.add_dropblock and not config.model.dropblock),
-        "add_dropblock",
-        config.model.add_dropblock,
-        "contradicts --nodropblock (which removes DropBlock layers)",
-    )
-    if d.source:
-        _check(
-            t.kd_temperature == 0,
+    """Each group's checks, then the checks across groups.
+
+    Raises:
+        OptionError: naming the field, its value and what is allowed.
+    """
+    for name in GROUPS:
+        getattr(config, name).validate()
+    d, t, m = config.data, config.train, config.model
+    if d.source and t.kd_temperature != 0:
+        raise invalid(
             "kd_temperature",
             t.kd_temperature,
             "must be 0 with --source: teacher logits for knowledge "
             "distillation are read from TFRecords (image/logit), and a "
             "tfds or folder source has none",
         )
-    _check(d.label_offset >= 0, "label_offset", d.label_offset, "must be >= 0")
-    _check(d.image_size >= 16, "image_size", d.image_size, "must be >= 16")
-    _check(
-        0 < d.min_crop_area <= 1,
-        "min_crop_area",
-        d.min_crop_area,
-        "must be in (0, 1]",
-    )
-    _check(t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1")
-    _check(t.epochs > 0, "epochs", t.epochs, "must be > 0")
-    _check(
-        t.base_learning_rate > 0,
-        "base_learning_rate",
-        t.base_learning_rate,
-        "must be > 0",
-    )
-    _check(
-        t.warmup_epochs >= 0, "warmup_epochs", t.warmup_epochs, "must be >= 0"
-    )
-    _check(
-        t.warmup_epochs < t.epochs or t.warmup_epochs == 0,
-        "warmup_epochs",
-        t.warmup_epochs,
-        f"must be < epochs={t.epochs}",
-    )
-    _check(0 <= t.momentum < 1, "momentum", t.momentum, "must be in [0, 1)")
-    _check(t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0")
-    _check(
-        t.lr_schedule in ("cosine", "piecewise", "constant"),
-        "lr_schedule",
-        t.lr_schedule,
-        "cosine, piecewise or constant",
-    )
-    _check(
-        t.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
-        "mixed_precision",
-        t.mixed_precision,
-        "float32, mixed_float16 or mixed_bfloat16",
-    )
-    _check(
-        t.kd_temperature >= 0,
-        "kd_temperature",
-        t.kd_temperature,
-        "must be >= 0",
-    )
-    _check(a.mixup_type in (0, 1, 2), "mixup_type", a.mixup_type, "0, 1 or 2")
-    _check(
-        a.mixup_mode in ("mixup", "cutmix"),
-        "mixup_mode",
-        a.mixup_mode,
-        "mixup or cutmix",
-    )
-    _check(
-        0 <= a.label_smoothing < 1,
-        "label_smoothing",
-        a.label_smoothing,
-        "must be in [0, 1)",
-    )
-    _check(a.mixup_alpha > 0, "mixup_alpha", a.mixup_alpha, "must be > 0")
-    _check(
-        t.max_steps is None or t.max_steps > 0,
-        "max_steps",
-        t.max_steps,
-        "must be > 0",
-    )
-    _check(t.log_every >= 1, "log_every", t.log_every, "must be >= 1")
-    _check(
-        t.eval_batch_size is None or t.eval_batch_size >= 1,
-        "eval_batch_size",
-        t.eval_batch_size,
-        "must be >= 1 (or unset: the training batch size)",
-    )
-    _check(
-        t.steps_per_loop >= 1,
-        "steps_per_loop",
-        t.steps_per_loop,
-        "must be >= 1",
-    )
-    _check(
-        rt.distribution_strategy
-        in ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"),
-        "distribution_strategy",
-        rt.distribution_strategy,
-        "off, one_device, mirrored, multi_worker_mirrored or tpu",
-    )
-    if t.dropblock_keep_prob:
-        preset = presets.get(config.model.preset)
-        has_layers = _has_dropblock(preset.name, {})
-        why = (
+    if t.dropblock_keep_prob and not _has_dropblock(
+        m.preset, dataclasses.asdict(m)
+    ):
+        has_layers = _has_dropblock(m.preset, {})
+        raise invalid(
+            "dropblock_keep_prob",
+            t.dropblock_keep_prob,
             "the model has no DropBlock layers ("
             + (
                 "--nodropblock removes them"
-                if has_layers or config.model.add_dropblock
-                else f"{preset.name} has none; --add_dropblock adds them"
+                if has_layers or m.add_dropblock
+                else f"{m.preset} has none; --add_dropblock adds them"
             )
             + "), so a schedule would silently do nothing; leave it out "
-            "(or --dropblock_keep_prob=none)"
+            "(or --dropblock_keep_prob=none)",
         )
-        _check(
-            _has_dropblock(preset.name, dataclasses.asdict(config.model)),
-            "dropblock_keep_prob",
-            t.dropblock_keep_prob,
-            why,
-        )
-    if a.autoaugment and a.autoaugment != "none":
-        from assemble_tf.augment.policies import POLICIES
-
-        _check(
-            a.autoaugment in POLICIES,
-            "autoaugment",
-            a.autoaugment,
-            f"one of {sorted(POLICIES)} or none",
-        )
-    _check(
-        0 <= t.backbone_lr_multiplier,
-        "backbone_lr_multiplier",
-        t.backbone_lr_multiplier,
-        "must be >= 0",
-    )
-    _check(
-        t.bn_reestimate_steps >= 0,
-        "bn_reestimate_steps",
-        t.bn_reestimate_steps,
-        "must be >= 0",
-    )
-    if d.source:
-        _check(not d.synthetic, "synthetic", d.synthetic, "not with --source")
-    elif not d.synthetic:
-        _check(
-            bool(d.data_dir),
-            "data_dir",
-            d.data_dir,
-            "required unless --synthetic",
-        )
-        _check(
-            os.path.isdir(d.data_dir),
-            "data_dir",
-            d.data_dir,
-            "no such directory",
-        )
-    if d.class_range:
-        _check(bool(d.source), "class_range", d.class_range, "needs --source")
-        low, high = class_range(d)
-        _check(
-            0 <= low < high and high - low == d.num_classes,
-            "class_range",
-            d.class_range,
-            f"'low,high' with 0 <= low < high and high - low == "
-            f"--num_classes ({d.num_classes})",
-        )
-    from assemble_tf.data.sizes import eval_sizes
-
-    eval_sizes(d.eval_preprocessing)
 
 
 def class_range(data_config):
     """(low, high) of `data.class_range`, or None."""
-    if not data_config.class_range:
-        return None
-    try:
-        low, high = (int(v) for v in str(data_config.class_range).split(","))
-    except ValueError:
-        raise ValueError(
-            f"--class_range={data_config.class_range!r} is invalid: "
-            "'low,high' integers such as 0,100."
-        ) from None
-    return low, high
+    return data_config.class_range

@@ -1,5 +1,6 @@
 """Keras 3 layer-contract checks, in the shape of keras-hub's test helpers."""
 
+import contextlib
 import inspect
 import json
 
@@ -119,6 +120,24 @@ def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
     return run_command(
         [sys.executable, "-m", module, *args], cwd, timeout, env, unset
     )
+
+
+@contextlib.contextmanager
+def raises_flag_error(match):
+    """Like `pytest.raises(ValueError, match=match)`, matched against the
+    message a binary prints: an `OptionError` (which names a config field
+    or option) as its `--flag` form."""
+    import re
+
+    import pytest
+
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(ValueError) as info:
+        yield info
+    error = info.value
+    text = error.as_flag() if isinstance(error, OptionError) else str(error)
+    assert re.search(match, text), f"{match!r} not in {text!r}"
 
 
 def run_main(module, *args):

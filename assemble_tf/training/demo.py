@@ -96,11 +96,12 @@ def demo_config(options, data_dir):
 def _setup_lines(config, summary):
     """The report's data, model and recipe paragraphs."""
     a, t = config.augment, config.train
+    blocks = ",".join(map(str, config.model.block_sizes))
     return [
         f"Data: {summary['data_dir']} (scikit-learn digits, 1,438 train / "
         "359 validation, 64x64 JPEG).",
         f"Model: `{config.model.preset}` at base width "
-        f"{config.model.base_width}, blocks {config.model.block_sizes}, "
+        f"{config.model.base_width}, blocks {blocks}, "
         f"input {config.data.image_size}: BigLittleNet + SK + anti-aliasing "
         f"+ DropBlock ({summary['params']:,} parameters).",
         f"Recipe: {t.epochs:g} epochs, batch {t.batch_size}, SGD momentum "

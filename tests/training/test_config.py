@@ -5,6 +5,7 @@ from absl import flags as absl_flags
 
 from assemble_tf import config as config_lib
 from flags import config_flags
+from tests import testing_utils
 
 
 def test_preset_recipe_sets_the_defaults(tmp_path):
@@ -64,7 +65,7 @@ def test_validation_names_flag_and_value(tmp_path, overrides, match):
     overrides = dict(overrides)
     data = dict(overrides.pop("data", {}))
     data.setdefault("data_dir", str(tmp_path))
-    with pytest.raises(ValueError, match=match):
+    with testing_utils.raises_flag_error(match):
         config_lib.make_config(
             str(tmp_path), "resnet50", {"data": data, **overrides}
         )
@@ -172,8 +173,8 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
     assert blocks and {b.block_size for b in blocks} == {7}
     names = sorted({b.name.split("_")[0] for b in blocks})
     assert names == ["stage3", "stage4"], names
-    with pytest.raises(
-        ValueError, match="--add_dropblock=True is invalid: contradicts"
+    with testing_utils.raises_flag_error(
+        "--add_dropblock=True is invalid: contradicts"
     ):
         config_lib.make_config(
             str(tmp_path),
@@ -194,7 +195,7 @@ def test_classifier_is_checked_before_the_model_is_built(tmp_path):
         ({"classifier": "arcface"}, "--classifier='arcface' is invalid"),
         ({"cosine_temperature": 0.0}, "--cosine_temperature=0.0 is invalid"),
     ):
-        with pytest.raises(ValueError, match=match):
+        with testing_utils.raises_flag_error(match):
             config_lib.make_config(
                 str(tmp_path), "resnet50", {**data, "model": model}
             )

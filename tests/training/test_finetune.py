@@ -285,7 +285,7 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
     assert isinstance(trainer.model.get_layer("head_pool"), GeMPooling2D)
     assert trainer.model.get_layer("head_embedding").kernel.shape[-1] == 16
     bad = dict(data, num_classes=3)
-    with pytest.raises(ValueError, match="--class_range='1,3' is invalid"):
+    with testing_utils.raises_flag_error("--class_range='1,3' is invalid"):
         config_lib.validate(
             config_lib.ExperimentConfig.from_dict(
                 dict(config.to_dict(), data=bad)
