@@ -69,20 +69,6 @@ class ThroughputOptions:
     output_dir: str | None = None
 
 
-class _OptionsError(OptionError):
-    """An `OptionError` also naming `others` (`{name}` in the template)."""
-
-    def __init__(self, field, template, others, **values):
-        self.others = tuple(others)
-        names = {name: f"`{name}`" for name in self.others}
-        super().__init__(field, template, **names, **values)
-
-    def as_flag(self, flag=None):
-        """The message with every option named as its `--flag`."""
-        values = {**self.values, **{n: f"--{n}" for n in self.others}}
-        return self.template.format(field=f"--{flag or self.field}", **values)
-
-
 def selected_modes(options):
     """`options.modes`, else the one mode of `fold_bn` and `jit_compile`."""
     if options.modes:
@@ -141,7 +127,7 @@ def validate(options):
         )
     modes = selected_modes(options)
     if options.dtype != "float32" and any("bf16" in m for m in modes):
-        raise _OptionsError(
+        raise OptionError(
             "dtype",
             "{modes}={selected} with {field}={dtype}: the bf16 modes time "
             "bfloat16 beside float32; drop {field} (or the bf16 modes).",
@@ -150,7 +136,7 @@ def validate(options):
             dtype=options.dtype,
         )
     if throughput.backend() == "jax" and any("xla" in m for m in modes):
-        raise _OptionsError(
+        raise OptionError(
             "modes",
             "{field}={selected} (or {jit_compile}): under KERAS_BACKEND=jax "
             "every mode is XLA-compiled already; use plain or fold_bn.",

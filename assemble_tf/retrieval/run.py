@@ -115,20 +115,6 @@ class _Images:
         return f"{self.split} of {self.info.name}"
 
 
-class _OptionsError(OptionError):
-    """An `OptionError` also naming `others` (`{name}` in the template)."""
-
-    def __init__(self, field, template, others, **values):
-        self.others = tuple(others)
-        names = {name: f"`{name}`" for name in self.others}
-        super().__init__(field, template, **names, **values)
-
-    def as_flag(self, flag=None):
-        """The message with every option named as its `--flag`."""
-        values = {**self.values, **{n: f"--{n}" for n in self.others}}
-        return self.template.format(field=f"--{flag or self.field}", **values)
-
-
 def _join(ks):
     return ",".join(str(k) for k in ks)
 
@@ -171,7 +157,7 @@ def check_ks(ks, num_images, where):
             f"Only {num_images} image(s) in {where}; retrieval needs >= 2."
         )
     if max(ks) > num_images - 1:
-        raise _OptionsError(
+        raise OptionError(
             "ks",
             "{field}={ks}: k can be at most {most} for the {num_images} "
             "images of {where}; lower {field} (or raise {max_images}).",
@@ -189,7 +175,7 @@ def output_dir(options, info):
     if options.output_dir:
         return options.output_dir
     if options.saved_model:
-        raise _OptionsError(
+        raise OptionError(
             "output_dir", "{saved_model} needs {field}.", ["saved_model"]
         )
     if not (options.model_dir or options.weights):

@@ -23,20 +23,33 @@ def check_positive_int(name, value):
 class OptionError(ValueError):
     """A missing or unusable option, named by its field.
 
-    The library writes `{field}` where the option's name goes; library
-    users read the field (`str(e)`: "`source` is required ..."), the
-    binaries print the flag that sets it (`as_flag()`: "--source is
-    required ..."; `official.utils.flags.core.clean_errors`).
+    The library writes `{field}` where the option's name goes (and
+    `{name}` for each of `others`, the other options the message
+    mentions); library users read the fields (`str(e)`: "`source` is
+    required ..."), the binaries print the flags that set them
+    (`as_flag()`: "--source is required ..."; `official.utils.flags.core.
+    clean_errors`).
+
+    Args:
+        field: the option at fault.
+        template: the message, with `{field}`, `{name}` for each of
+            `others` and `{key}` for each of `values`.
+        others: names of other options the message mentions.
+        **values: the other values of the message.
     """
 
-    def __init__(self, field, template, **values):
+    def __init__(self, field, template, others=(), **values):
         self.field = field
         self.template = template
+        self.others = tuple(others)
         self.values = values
-        super().__init__(template.format(field=f"`{field}`", **values))
+        names = {n: f"`{n}`" for n in self.others}
+        super().__init__(template.format(field=f"`{field}`", **names, **values))
 
     def as_flag(self, flag=None):
-        """The message with `--flag` (default: the field's own name)."""
+        """The message with `--flag` (default: the field's own name) and
+        every other option as its flag."""
+        names = {n: f"--{n}" for n in self.others}
         return self.template.format(
-            field=f"--{flag or self.field}", **self.values
+            field=f"--{flag or self.field}", **names, **self.values
         )
