@@ -206,7 +206,7 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
     moved.parent.mkdir()
     shutil.move(str(first), str(moved))
     for which in ("latest", "best"):
-        ev = testing_utils.run_binary(
+        ev = testing_utils.run_main(
             "tools.evaluate", f"--model_dir={moved}", f"--checkpoint={which}"
         )
         assert ev.returncode == 0, ev.stderr[-3000:]
@@ -215,7 +215,7 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
         assert summary["eval_json"] == str(moved / "eval.json")
         assert summary["count"] == 9
     assert (moved / "reliability.png").exists() and not first.exists()
-    export = testing_utils.run_binary(
+    export = testing_utils.run_main(
         "tools.export_saved_model",
         f"--model_dir={moved}",
         f"--export_dir={tmp_path}/serving/1",
@@ -234,10 +234,11 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
 @pytest.mark.parametrize("tool", ["train", "finetune", "evaluate"])
 def test_preset_typos_suggest_close_matches(tool):
     """Item 12: tools.train listed all 37 names; one helper for all."""
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         f"tools.{tool}", "--preset=asemble_resnet50", "--model_dir=/tmp/x"
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
+    assert result.stderr.startswith("ERROR: ")
     assert (
         "--preset='asemble_resnet50' is not a preset. Did you mean "
         "assemble_resnet50, assemble_resnet152" in result.stderr

@@ -337,11 +337,8 @@ def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     # while it calibrates (Keras does not count a skipped step).
     assert summary["epochs"] == 1 and 1 <= summary["steps"] <= 4
     assert np.isfinite(summary["train_loss"])
-    ev = testing_utils.run_binary(
-        "tools.evaluate",
-        f"--model_dir={run_dir}",
-        "--batch_size=5",
-        timeout=600,
+    ev = testing_utils.run_main(
+        "tools.evaluate", f"--model_dir={run_dir}", "--batch_size=5"
     )
     assert ev.returncode == 0, ev.stderr[-3000:]
     out = json.loads(ev.stdout.strip().splitlines()[-1])
