@@ -1,4 +1,4 @@
-"""Converts an image dataset into sharded TFRecords in the original format.
+r"""Converts an image dataset into sharded TFRecords in the original format.
 
     python -m tools.build_imagenet_tfrecords \
         --train_dir=/data/ILSVRC2012/train \
@@ -20,7 +20,6 @@ file formats. A rerun of the same command resumes an interrupted build;
 another build in the same `--output_dir` needs `--overwrite`.
 """
 
-import json
 import os
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep GPUs free
@@ -33,57 +32,46 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the builder's flags (names match `BuildConfig` fields)."""
-    hw = flags_core.help_wrap
+    """Defines the builder's flags (the fields of `BuildConfig`)."""
     flags.DEFINE_enum(
         "layout",
         "imagenet",
         ["imagenet", "folder"],
-        hw(
-            "imagenet: train/<wnid>/*.JPEG, labels = sorted wnid + 1. "
-            "folder: root/<class>/*.jpg|jpeg|png, labels = sorted class."
-        ),
+        "imagenet: train/<wnid>/*.JPEG, labels = sorted wnid + 1. "
+        "folder: root/<class>/*.jpg|jpeg|png, labels = sorted class.",
     )
     flags.DEFINE_string("train_dir", None, "Folder of class folders.")
     flags.DEFINE_string(
         "validation_dir",
         None,
-        hw(
-            "Folder of class folders, or a flat folder of images with "
-            "--validation_labels."
-        ),
+        "Folder of class folders, or a flat folder of images with "
+        "--validation_labels.",
     )
     flags.DEFINE_string(
         "validation_labels",
         None,
-        hw(
-            "Labels of a flat --validation_dir: one class (wnid) per line "
-            "in sorted-filename order, or 'filename class' lines."
-        ),
+        "Labels of a flat --validation_dir: one class (wnid) per line "
+        "in sorted-filename order, or 'filename class' lines.",
     )
     flags.DEFINE_string(
         "synsets_file",
         None,
-        hw(
-            "Lines 'n01440764 tench, Tinca tinca' giving image/class/text "
-            "(LOC_synset_mapping.txt, imagenet_metadata.txt). Default text: "
-            "the class name."
-        ),
+        "Lines 'n01440764 tench, Tinca tinca' giving image/class/text "
+        "(LOC_synset_mapping.txt, imagenet_metadata.txt). Default text: "
+        "the class name.",
     )
     flags.DEFINE_string(
         "bbox_csv",
         None,
-        hw("Lines 'filename,xmin,ymin,xmax,ymax', normalized to [0, 1]."),
+        "Lines 'filename,xmin,ymin,xmax,ymax', normalized to [0, 1].",
     )
     flags.DEFINE_string(
         "logits",
         None,
-        hw(
-            "Teacher logits for every split: comma-separated CSV files "
-            "(rows 'filename,v1,...,vK') or .npz files (arrays 'filenames', "
-            "'logits'), globs allowed; a directory means DIR/train* and "
-            "DIR/validation*."
-        ),
+        "Teacher logits for every split: comma-separated CSV files "
+        "(rows 'filename,v1,...,vK') or .npz files (arrays 'filenames', "
+        "'logits'), globs allowed; a directory means DIR/train* and "
+        "DIR/validation*.",
     )
     flags.DEFINE_string(
         "train_logits", None, "Teacher logits of train only (as --logits)."
@@ -123,40 +111,18 @@ def define_flags():
     flags.DEFINE_bool(
         "overwrite",
         False,
-        hw(
-            "Replace another build in --output_dir. Not needed to resume "
-            "the same build."
-        ),
+        "Replace another build in --output_dir. Not needed to resume "
+        "the same build.",
     )
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     flags.DEFINE_bool("json", False, "Also print the summary as JSON.")
 
 
-def config_from_flags(flag_values):
-    """The `BuildConfig` of the parsed flags."""
-    import dataclasses
-
-    from assemble_tf.data.builder import BuildConfig
-
-    names = [f.name for f in dataclasses.fields(BuildConfig)]
-    return BuildConfig(**{name: flag_values[name].value for name in names})
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise ValueError(
-            f"Unexpected arguments {argv[1:]}; every option is a --flag."
-        )
     from assemble_tf.data import builder
+    from official.utils.misc import jobs
 
-    summary = builder.build(config_from_flags(FLAGS))
-    print(builder.format_summary(summary))
-    print(
-        f"Summary: {os.path.join(FLAGS.output_dir, builder.SUMMARY)}, "
-        f"labels: {os.path.join(FLAGS.output_dir, builder.LABELS)}"
-    )
-    if FLAGS.json:
-        print(json.dumps(summary))
+    jobs.main(builder.JOB, argv, FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The TFRecord builder on small generated image folders."""
 
+import contextlib
+import dataclasses
 import glob
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +88,16 @@ def simple_folder(root, per_class=6, classes=("ant", "bee")):
             write(os.path.join(root, name, filename), jpeg_bytes(array))
             names.append(filename)
     return names
+
+
+@contextlib.contextmanager
+def raises_as_flag(kind, match):
+    """`pytest.raises` matching the message the binary prints (an
+    `OptionError`'s `as_flag()`: options written as --flags)."""
+    with pytest.raises(kind) as info:
+        yield info
+    text = info.value.as_flag()
+    assert re.search(match, text), text
 
 
 def folder_config(train_dir, output_dir, **kwargs):
@@ -280,7 +293,7 @@ def test_missing_logits_is_an_error_listing_the_names(tmp_path):
     )
     with pytest.raises(ValueError) as info:
         builder.build(config)
-    message = str(info.value)
+    message = info.value.as_flag()
     assert "--train_logits=" in message
     assert "4 of the 6 train images have no logits" in message
     for name in ("ant/ant_1.jpg", "ant/ant_2.jpg", "bee/bee_0.jpg"):
@@ -426,18 +439,18 @@ def test_imagenet_layout_errors_name_the_flag(tmp_path):
         validation_labels=str(tmp_path / "ids.txt"),
         progress=False,
     )
-    with pytest.raises(ValueError, match="WordNet ids.*meta.mat"):
+    with raises_as_flag(ValueError, match="WordNet ids.*meta.mat"):
         builder.build(config)
-    config.validation_labels = None
-    with pytest.raises(ValueError, match="--validation_labels=FILE"):
+    config = dataclasses.replace(config, validation_labels=None)
+    with raises_as_flag(ValueError, match="--validation_labels=FILE"):
         builder.build(config)
     bad = builder.BuildConfig(
         output_dir=str(tmp_path / "out"), train_dir=str(tmp_path)
     )
-    with pytest.raises(ValueError, match="--layout=folder"):
+    with raises_as_flag(ValueError, match="--layout=folder"):
         builder.build(bad)
-    bad.jpeg_quality = 101
-    with pytest.raises(ValueError, match="--jpeg_quality=101"):
+    bad = dataclasses.replace(bad, jpeg_quality=101)
+    with raises_as_flag(ValueError, match="--jpeg_quality=101"):
         builder.build(bad)
 
 
@@ -501,7 +514,7 @@ def test_refuses_to_overwrite_another_build(tmp_path):
                 tmp_path / "train", out, train_shards=3, jpeg_quality=90
             )
         )
-    message = str(info.value)
+    message = info.value.as_flag()
     assert "--jpeg_quality: existing build 95, now 90" in message
     assert "--train_shards: existing build 4, now 3" in message
     assert "--overwrite" in message
@@ -598,7 +611,7 @@ def test_a_split_without_any_readable_image_is_an_error(tmp_path):
     config = folder_config(train, out, validation_dir=str(validation))
     with pytest.raises(ValueError) as err:
         builder.build(config)
-    text = str(err.value)
+    text = err.value.as_flag()
     assert text.startswith(
         f"--validation_dir={validation}: none of its 2 files is a readable "
         "image (e.g. ant/broken.jpg: unreadable"
@@ -607,3 +620,42 @@ def test_a_split_without_any_readable_image_is_an_error(tmp_path):
     assert not os.path.exists(os.path.join(out, builder.SUMMARY))
     # The good split is kept for the rerun.
     assert len(glob.glob(os.path.join(out, "train-*"))) == 4
+
+
+def test_unreadable_files_leave_no_empty_shard(tmp_path):
+    """Issue 24 item 10. Before: with the shard count fixed from the file
+    count (one file per shard), the shards of the 2 corrupt files were
+    written as 0-byte files: 'train: 8 images in 10/10 shards'."""
+    names = simple_folder(str(tmp_path / "train"), per_class=4)
+    for c in ("ant", "bee"):
+        write(str(tmp_path / "train" / c / f"{c}_bad.jpg"), b"not an image")
+    out = tmp_path / "out"
+    config = folder_config(tmp_path / "train", out, train_shards=None)
+    summary = builder.build(config)
+    paths = sorted(glob.glob(str(out / "train-*")))
+    assert [os.path.basename(p) for p in paths] == [
+        f"train-{i:05d}-of-00008" for i in range(8)
+    ]
+    assert all(os.path.getsize(p) > 0 for p in paths)
+    train = summary["splits"]["train"]
+    assert (train["files"], train["images"], train["skipped"]) == (10, 8, 2)
+    assert (train["shards"], train["shards_done"]) == (8, 8)
+    assert train["empty_shards"] == 2 and train["complete"]
+    assert "train: 8 images in 8/8 shards" in builder.format_summary(summary)
+    filenames = [
+        f[schema.FILENAME][0].decode() for _, f in read_records(out, "train")
+    ]
+    assert sorted(filenames) == sorted(names)
+    # The renumbered build resumes as it is, and rebuilds a lost shard.
+    before = {p: os.stat(p).st_mtime_ns for p in paths}
+    again = builder.build(config)
+    assert again["splits"]["train"]["shards_resumed"] == 8
+    assert {p: os.stat(p).st_mtime_ns for p in paths} == before
+    os.remove(paths[3])
+    again = builder.build(config)
+    assert again["splits"]["train"]["shards_resumed"] == 7
+    assert sorted(glob.glob(str(out / "train-*"))) == paths
+    filenames = [
+        f[schema.FILENAME][0].decode() for _, f in read_records(out, "train")
+    ]
+    assert sorted(filenames) == sorted(names)

@@ -50,7 +50,10 @@ SHA-256 per shard over its files, labels, texts, boxes and logits) and
 `.build_state/` (one JSON per finished shard). Shards are written to a
 hidden temp file and renamed when complete, so a rerun of the same build
 skips finished shards and redoes only the rest; a rerun with other options
-or inputs is refused unless `overwrite`. A split missing from the folder
+or inputs is refused unless `overwrite`. A planned shard whose files are
+all unreadable writes no file; once a split is complete its other shards
+are renumbered `-00000-of-KKKKK` ... (K shards with images), so no shard
+is empty and the names stay consistent. A split missing from the folder
 (e.g. validation after train) may be added by a later run with the same
 layout, label offset, quality, seed and classes.
 """
@@ -69,9 +72,15 @@ from assemble_tf.data.builder.config import (
 )
 from assemble_tf.data.builder.images import SkipImage, encode_image
 from assemble_tf.data.builder.plan import assign_shards, plan, resolve_config
-from assemble_tf.data.builder.run import build, format_summary, summarize
+from assemble_tf.data.builder.run import (
+    JOB,
+    build,
+    format_summary,
+    summarize,
+)
 from assemble_tf.data.builder.shards import (
     ShardTask,
+    finalize_split,
     state_path,
     temp_shard_path,
     write_shard,
@@ -80,6 +89,7 @@ from assemble_tf.data.builder.shards import (
 __all__ = [
     "DEFAULT_JPEG_QUALITY",
     "DEFAULT_SEED",
+    "JOB",
     "LABELS",
     "LAYOUTS",
     "MANIFEST",
@@ -93,6 +103,7 @@ __all__ = [
     "assign_shards",
     "build",
     "encode_image",
+    "finalize_split",
     "format_summary",
     "plan",
     "resolve_config",

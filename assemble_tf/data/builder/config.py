@@ -5,6 +5,9 @@ import re
 from typing import NamedTuple
 
 from assemble_tf.data import metadata
+from assemble_tf.option_errors import OptionsError
+from official.utils.misc import jobs
+from official.utils.misc.validation import OptionError
 
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
@@ -37,8 +40,8 @@ class Entry(NamedTuple):
     text: str
 
 
-@dataclasses.dataclass
-class BuildConfig:
+@dataclasses.dataclass(frozen=True)
+class BuildConfig(jobs.JobOptions):
     """Everything a build needs; field names are the binary's flag names.
 
     `train_shards`, `validation_shards` and `label_offset` left as None take
@@ -65,3 +68,71 @@ class BuildConfig:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     overwrite: bool = False
     progress: bool = True
+
+    def validate(self):
+        """Raises `OptionError` naming the first missing or bad option."""
+        if self.layout not in LAYOUTS:
+            raise OptionError(
+                "layout",
+                "{field} must be one of {layouts}. Received: {field}={value}",
+                layouts=", ".join(LAYOUTS),
+                value=self.layout,
+            )
+        jobs.require(self, "output_dir")
+        self._validate_inputs()
+        for name, low, high in (
+            ("label_offset", 0, None),
+            ("jpeg_quality", 1, 100),
+            ("num_workers", 1, None),
+            ("train_shards", 1, None),
+            ("validation_shards", 1, None),
+        ):
+            _check_range(name, getattr(self, name), low, high)
+
+    def _validate_inputs(self):
+        """A split to build, and what goes with each split."""
+        if not self.train_dir and not self.validation_dir:
+            raise OptionsError(
+                "train_dir",
+                "Nothing to build: set {field} and/or {validation_dir}.",
+                others=("validation_dir",),
+            )
+        if self.validation_labels and not self.validation_dir:
+            raise OptionsError(
+                "validation_labels",
+                "{field}={value} needs {validation_dir} (the flat folder of "
+                "validation images).",
+                others=("validation_dir",),
+                value=self.validation_labels,
+            )
+        for split in ("train", "validation"):
+            if getattr(self, f"{split}_logits") and not getattr(
+                self, f"{split}_dir"
+            ):
+                raise OptionsError(
+                    f"{split}_logits",
+                    "{field} needs " + jobs.named(f"{split}_dir") + ".",
+                    others=(f"{split}_dir",),
+                )
+
+    def resolved(self):
+        """The validated config with the layout's default label offset."""
+        self.validate()
+        offset = self.label_offset
+        if offset is None:
+            offset = DEFAULT_LABEL_OFFSET[self.layout]
+        return dataclasses.replace(self, label_offset=int(offset))
+
+
+def _check_range(name, value, low, high):
+    """Raises `OptionError` unless `value` (None: a default) is in
+    low..high."""
+    if value is None or (low <= int(value) and (high is None or value <= high)):
+        return
+    bound = f"in {low}..{high}" if high else f">= {low}"
+    raise OptionError(
+        name,
+        "{field} must be {bound}. Received: {field}={value}",
+        bound=bound,
+        value=value,
+    )

@@ -1,5 +1,6 @@
 """Reading a build's inputs: class folders, synsets, validation labels,
-bounding boxes and teacher logits, with errors that name the flag."""
+bounding boxes and teacher logits, with errors that name the option
+(`OptionError`: its field, printed by the binary as its flag)."""
 
 import collections
 import glob
@@ -13,6 +14,9 @@ from assemble_tf.data.builder.config import (
     MAX_LISTED,
     WNID_PATTERN,
 )
+from assemble_tf.option_errors import OptionsError
+from official.utils.misc.jobs import MissingPathError
+from official.utils.misc.validation import OptionError
 
 
 def is_image_name(name):
@@ -20,17 +24,21 @@ def is_image_name(name):
 
 
 def require_dir(path, flag):
+    """Raises `MissingPathError` naming `flag` unless `path` is a folder."""
     if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"--{flag}={path} is not a directory; point --{flag} at the "
-            f"folder holding the images."
+        raise MissingPathError(
+            flag,
+            "{field}={path} is not a directory; point {field} at the folder "
+            "holding the images.",
+            path=path,
         )
 
 
 def require_file(path, flag):
+    """Raises `MissingPathError` naming `flag` unless `path` is a file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"--{flag}={path} does not exist or is not a file."
+        raise MissingPathError(
+            flag, "{field}={path} does not exist or is not a file.", path=path
         )
 
 
@@ -56,19 +64,25 @@ def list_class_folders(root, flag, layout):
         if os.path.isdir(os.path.join(root, name)) and not name.startswith(".")
     )
     if not classes:
-        raise ValueError(
-            f"--{flag}={root} has no class folders. Expected "
-            f"{flag.split('_')[0]}/<class>/<image> (e.g. "
-            f"train/n01440764/n01440764_10026.JPEG)."
+        raise OptionError(
+            flag,
+            "{field}={root} has no class folders. Expected {split}/<class>/"
+            "<image> (e.g. train/n01440764/n01440764_10026.JPEG).",
+            root=root,
+            split=flag.split("_")[0],
         )
     if layout == "imagenet":
         bad = [name for name in classes if not WNID_PATTERN.match(name)]
         if bad:
-            raise ValueError(
-                f"--{flag}={root} holds folders that are not WordNet ids "
-                f"(nXXXXXXXX): {listing(bad)}. Point --{flag} at the folder "
-                f"of the n01440764/... class folders, or use --layout=folder "
-                f"for other datasets."
+            raise OptionsError(
+                flag,
+                "{field}={root} holds folders that are not WordNet ids "
+                "(nXXXXXXXX): {bad}. Point {field} at the folder of the "
+                "n01440764/... class folders, or use {layout}=folder for "
+                "other datasets.",
+                others=("layout",),
+                root=root,
+                bad=listing(bad),
             )
     return classes
 
@@ -83,9 +97,11 @@ def read_synsets(path):
             if parts and not parts[0].startswith("#"):
                 texts.setdefault(parts[0], parts[1] if len(parts) > 1 else "")
     if not texts:
-        raise ValueError(
-            f"--synsets_file={path} is empty; it needs lines like "
-            f"'n01440764 tench, Tinca tinca'."
+        raise OptionError(
+            "synsets_file",
+            "{field}={path} is empty; it needs lines like 'n01440764 tench, "
+            "Tinca tinca'.",
+            path=path,
         )
     return texts
 
@@ -112,30 +128,51 @@ def read_validation_labels(path, image_names):
                 rows.append((lineno, re.split(r"[,\s]+", line)))
     widths = sorted({len(fields) for _, fields in rows})
     if not rows:
-        raise ValueError(f"--validation_labels={path} is empty.")
+        raise OptionError(
+            "validation_labels", "{field}={path} is empty.", path=path
+        )
     if widths == [1]:
         if len(rows) != len(image_names):
-            raise ValueError(
-                f"--validation_labels={path} has {len(rows)} lines (one "
-                f"class per line) but --validation_dir holds "
-                f"{len(image_names)} images; the file must list one class "
-                f"per image in sorted-filename order."
+            raise OptionsError(
+                "validation_labels",
+                "{field}={path} has {lines} lines (one class per line) but "
+                "{validation_dir} holds {images} images; the file must list "
+                "one class per image in sorted-filename order.",
+                others=("validation_dir",),
+                path=path,
+                lines=len(rows),
+                images=len(image_names),
             )
         return [fields[0] for _, fields in rows]
     if widths != [2]:
         lineno, fields = next(r for r in rows if len(r[1]) not in (1, 2))
-        raise ValueError(
-            f"--validation_labels={path} line {lineno} has {len(fields)} "
-            f"fields; use one class per line or 'filename class' lines."
+        raise OptionError(
+            "validation_labels",
+            "{field}={path} line {lineno} has {count} fields; use one class "
+            "per line or 'filename class' lines.",
+            path=path,
+            lineno=lineno,
+            count=len(fields),
         )
+    return _labels_by_name(path, rows, image_names)
+
+
+def _labels_by_name(path, rows, image_names):
+    """The class of each image from `(lineno, [filename, class])` rows."""
     table = {}
     for index, (lineno, (name, label)) in enumerate(rows):
         if index == 0 and name.lower() in ("filename", "file", "image"):
             continue  # a header
         if name in table and table[name] != label:
-            raise ValueError(
-                f"--validation_labels={path} line {lineno}: {name} is "
-                f"labelled twice ({table[name]} and {label})."
+            raise OptionError(
+                "validation_labels",
+                "{field}={path} line {lineno}: {name} is labelled twice "
+                "({first} and {second}).",
+                path=path,
+                lineno=lineno,
+                name=name,
+                first=table[name],
+                second=label,
             )
         table[name] = label
     labels, missing = [], []
@@ -145,9 +182,14 @@ def read_validation_labels(path, image_names):
         if label is None:
             missing.append(name)
     if missing:
-        raise ValueError(
-            f"--validation_labels={path} has no line for {len(missing)} "
-            f"images of --validation_dir: {listing(missing)}."
+        raise OptionsError(
+            "validation_labels",
+            "{field}={path} has no line for {count} images of "
+            "{validation_dir}: {names}.",
+            others=("validation_dir",),
+            path=path,
+            count=len(missing),
+            names=listing(missing),
         )
     return labels
 
@@ -169,10 +211,14 @@ def read_bboxes(path):
             except ValueError:
                 if lineno == 1:
                     continue  # a header
-                raise ValueError(
-                    f"--bbox_csv={path} line {lineno}: expected "
-                    f"'filename,xmin,ymin,xmax,ymax' with numbers. "
-                    f"Received: {line[:120]}"
+                raise OptionError(
+                    "bbox_csv",
+                    "{field}={path} line {lineno}: expected "
+                    "'filename,xmin,ymin,xmax,ymax' with numbers. "
+                    "Received: {line}",
+                    path=path,
+                    lineno=lineno,
+                    line=line[:120],
                 ) from None
             xmin, ymin, xmax, ymax = box
             tol = 1e-6
@@ -180,10 +226,14 @@ def read_bboxes(path):
                 -tol <= xmin <= xmax <= 1 + tol
                 and -tol <= ymin <= ymax <= 1 + tol
             ):
-                raise ValueError(
-                    f"--bbox_csv={path} line {lineno}: boxes must be "
-                    f"normalized, 0 <= xmin <= xmax <= 1 and 0 <= ymin <= "
-                    f"ymax <= 1. Received: {line[:120]}"
+                raise OptionError(
+                    "bbox_csv",
+                    "{field}={path} line {lineno}: boxes must be normalized, "
+                    "0 <= xmin <= xmax <= 1 and 0 <= ymin <= ymax <= 1. "
+                    "Received: {line}",
+                    path=path,
+                    lineno=lineno,
+                    line=line[:120],
                 )
             boxes[fields[0]].append(tuple(min(max(v, 0.0), 1.0) for v in box))
     return dict(boxes)
@@ -199,9 +249,13 @@ def resolve_logit_files(spec, split, flag):
     for part in parts:
         matches = sorted(glob.glob(part))
         if not matches:
-            raise FileNotFoundError(
-                f"--{flag}={spec}: {part} matches no file (needed for the "
-                f"{split} split)."
+            raise MissingPathError(
+                flag,
+                "{field}={spec}: {part} matches no file (needed for the "
+                "{split} split).",
+                spec=spec,
+                part=part,
+                split=split,
             )
         files.extend(m for m in matches if os.path.isfile(m))
     return sorted(set(files))
@@ -216,10 +270,12 @@ def read_logits(files, flag):
     names, rows, origin = [], [], {}
     for path in files:
         if path.endswith(".npy"):
-            raise ValueError(
-                f"--{flag}: {path} is an .npy file; save names and values "
-                f"together with np.savez(PATH.npz, filenames=names, "
-                f"logits=values), or write a CSV."
+            raise OptionError(
+                flag,
+                "{field}: {path} is an .npy file; save names and values "
+                "together with np.savez(PATH.npz, filenames=names, "
+                "logits=values), or write a CSV.",
+                path=path,
             )
         if path.endswith(".npz"):
             file_names, values = _read_logits_npz(path, flag)
@@ -227,21 +283,29 @@ def read_logits(files, flag):
             file_names, values = _read_logits_csv(path, flag)
         for name in file_names:
             if name in origin:
-                raise ValueError(
-                    f"--{flag}: {name} has logits in both {origin[name]} "
-                    f"and {path}; give each image one row."
+                raise OptionError(
+                    flag,
+                    "{field}: {name} has logits in both {first} and {path}; "
+                    "give each image one row.",
+                    name=name,
+                    first=origin[name],
+                    path=path,
                 )
             origin[name] = path
         names.extend(file_names)
         rows.append(values)
     widths = {r.shape[1] for r in rows if r.size}
     if len(widths) > 1:
-        raise ValueError(
-            f"--{flag}: the files have different numbers of logits per row "
-            f"({sorted(widths)}); every row needs the same length."
+        raise OptionError(
+            flag,
+            "{field}: the files have different numbers of logits per row "
+            "({widths}); every row needs the same length.",
+            widths=sorted(widths),
         )
     if not names:
-        raise ValueError(f"--{flag}: {', '.join(files)} hold no logits.")
+        raise OptionError(
+            flag, "{field}: {files} hold no logits.", files=", ".join(files)
+        )
     matrix = np.concatenate([r for r in rows if r.size], axis=0)
     return {name: i for i, name in enumerate(names)}, matrix
 
@@ -259,15 +323,23 @@ def _read_logits_csv(path, flag):
             except ValueError:
                 if lineno == 1:
                     continue  # a header
-                raise ValueError(
-                    f"--{flag}: {path} line {lineno} is not "
-                    f"'filename,v1,...,vK' with numbers."
+                raise OptionError(
+                    flag,
+                    "{field}: {path} line {lineno} is not "
+                    "'filename,v1,...,vK' with numbers.",
+                    path=path,
+                    lineno=lineno,
                 ) from None
             width = width or len(row)
             if len(row) != width or not width:
-                raise ValueError(
-                    f"--{flag}: {path} line {lineno} has {len(row)} values, "
-                    f"earlier lines {width}."
+                raise OptionError(
+                    flag,
+                    "{field}: {path} line {lineno} has {count} values, "
+                    "earlier lines {width}.",
+                    path=path,
+                    lineno=lineno,
+                    count=len(row),
+                    width=width,
                 )
             names.append(fields[0].strip())
             values.append(row)
@@ -279,16 +351,23 @@ def _read_logits_csv(path, flag):
 def _read_logits_npz(path, flag):
     with np.load(path, allow_pickle=False) as data:
         if "filenames" not in data or "logits" not in data:
-            raise ValueError(
-                f"--{flag}: {path} needs arrays 'filenames' and 'logits'; "
-                f"it has {sorted(data.files)}."
+            raise OptionError(
+                flag,
+                "{field}: {path} needs arrays 'filenames' and 'logits'; it "
+                "has {arrays}.",
+                path=path,
+                arrays=sorted(data.files),
             )
         names = [str(n) for n in data["filenames"].reshape(-1)]
         values = np.asarray(data["logits"], dtype=np.float32)
     if values.ndim != 2 or values.shape[0] != len(names):
-        raise ValueError(
-            f"--{flag}: {path} has {len(names)} filenames but logits of "
-            f"shape {values.shape}; expected ({len(names)}, K)."
+        raise OptionError(
+            flag,
+            "{field}: {path} has {count} filenames but logits of shape "
+            "{shape}; expected ({count}, K).",
+            path=path,
+            count=len(names),
+            shape=values.shape,
         )
     return names, values
 
@@ -307,10 +386,13 @@ def match_names(entries, table, what, flag):
             ambiguous.append(entry.relpath)
         values.append(table.get(base))
     if ambiguous:
-        raise ValueError(
-            f"--{flag}: {what} are keyed by base name, but these files share "
-            f"their base name with another file: {listing(ambiguous)}. Key "
-            f"them by the path under the split folder (class/name.jpg)."
+        raise OptionError(
+            flag,
+            "{field}: {what} are keyed by base name, but these files share "
+            "their base name with another file: {names}. Key them by the "
+            "path under the split folder (class/name.jpg).",
+            what=what,
+            names=listing(ambiguous),
         )
     return values
 

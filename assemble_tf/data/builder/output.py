@@ -1,8 +1,8 @@
 """The output folder: the manifest of a build, and the refusal of a
 different build in the same folder."""
 
+import functools
 import hashlib
-import json
 import os
 
 from assemble_tf.data.builder.config import (
@@ -11,8 +11,8 @@ from assemble_tf.data.builder.config import (
     SPLITS,
     STATE_DIR,
 )
-from assemble_tf.data.builder.shards import remove_split, shard_files
-from official.utils.misc import file_utils
+from assemble_tf.data.builder.shards import remove_split
+from official.utils.misc import jobs
 
 
 def make_manifest(config, classes, plans):
@@ -41,113 +41,117 @@ def make_manifest(config, classes, plans):
 
 
 def _differences(old, new):
-    """Readable reasons why `new` is not the build recorded in `old`."""
+    """Why `new` is not the build recorded in `old`: message templates
+    naming the options as `{name}` (`jobs.OutputRecord.compare`)."""
     reasons = []
     old_options, options = old.get("options", {}), new["options"]
-    flags = {"layout", "label_offset", "jpeg_quality", "seed"}
     for key, value in options.items():
         before = old_options.get(key)
         if before == value:
             continue
-        if key in flags:
-            reasons.append(f"--{key}: existing build {before}, now {value}")
+        if key in ("layout", "label_offset", "jpeg_quality", "seed"):
+            reasons.append(_change(jobs.named(key), before, value))
         elif key == "num_classes":
-            reasons.append(
-                f"number of classes: existing build {before}, now {value}"
-            )
+            reasons.append(_change("number of classes", before, value))
         elif old_options.get("num_classes") == options["num_classes"]:
             reasons.append("the class names (sorted class folders) differ")
     for split, section in new["splits"].items():
         before = old.get("splits", {}).get(split)
-        if before is None:
-            continue
-        if before.get("num_shards") != section["num_shards"]:
-            reasons.append(
-                f"--{split}_shards: existing build {before.get('num_shards')}"
-                f", now {section['num_shards']}"
+        if before is not None:
+            reasons += _split_differences(split, before, section)
+    return reasons
+
+
+def _change(label, before, value):
+    return (
+        f"{label}: existing build {jobs.literal(before)}, now "
+        f"{jobs.literal(value)}"
+    )
+
+
+def _split_differences(split, before, section):
+    """The reasons why one split of the new build is not the old one."""
+    if before.get("num_shards") != section["num_shards"]:
+        return [
+            _change(
+                jobs.named(f"{split}_shards"),
+                before.get("num_shards"),
+                section["num_shards"],
             )
-            continue
-        if before.get("num_logits") != section["num_logits"]:
-            reasons.append(
-                f"{split} logits per image: existing build "
-                f"{before.get('num_logits')}, now {section['num_logits']}"
-            )
-        changed = sum(
-            a != b
-            for a, b in zip(
-                before.get("shard_sha256", []),
-                section["shard_sha256"],
-                strict=False,
+        ]
+    reasons = []
+    if before.get("num_logits") != section["num_logits"]:
+        reasons.append(
+            _change(
+                f"{split} logits per image",
+                before.get("num_logits"),
+                section["num_logits"],
             )
         )
-        if changed:
-            reasons.append(
-                f"the {split} inputs (files, labels, texts, boxes or logits) "
-                f"differ in {changed} of {section['num_shards']} shards "
-                f"({before.get('num_files')} files before, "
-                f"{section['num_files']} now)"
-            )
+    changed = sum(
+        a != b
+        for a, b in zip(
+            before.get("shard_sha256", []),
+            section["shard_sha256"],
+            strict=False,
+        )
+    )
+    if changed:
+        reasons.append(
+            f"the {split} inputs (files, labels, texts, boxes or logits) "
+            f"differ in {changed} of {section['num_shards']} shards "
+            f"({before.get('num_files')} files before, "
+            f"{section['num_files']} now)"
+        )
     return reasons
+
+
+_OUTPUT = jobs.OutputRecord(
+    what="shards",
+    format_version=FORMAT_VERSION,
+    file_name=MANIFEST,
+    stray=tuple(f"{s}-{'[0-9]' * 5}-of-{'[0-9]' * 5}" for s in SPLITS),
+    compare=_differences,
+)
 
 
 def prepare_output(config, manifest):
     """Creates or checks `config.output_dir`; returns the manifest to keep.
 
+    A split missing from the folder's build (e.g. validation after train)
+    is added to its manifest; `config.overwrite` replaces another build.
+
     Raises:
-        FileExistsError: the folder holds another build (or shards without
-            a manifest) and `config.overwrite` is False.
+        OutputMismatchError (a FileExistsError): the folder holds another
+            build (or shards without a manifest) and `config.overwrite` is
+            False.
     """
-    out = config.output_dir
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise FileExistsError(f"--output_dir={out} is a file, not a folder.")
-    os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)
-    path = os.path.join(out, MANIFEST)
-    old = None
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except ValueError:
-            if not config.overwrite:
-                raise FileExistsError(
-                    f"--output_dir={out}: {MANIFEST} is not valid JSON; "
-                    f"pass --overwrite to rebuild from scratch."
-                ) from None
-            old = {"options": {}, "splits": {}}
+    return jobs.claim_output_dir(
+        config.output_dir,
+        manifest,
+        _OUTPUT,
+        overwrite=bool(config.overwrite),
+        keep=functools.partial(
+            _keep, config.output_dir, manifest, config.overwrite
+        ),
+    )
+
+
+def _keep(out, manifest, overwrite, old):
+    """The manifest to write once the folder is accepted; removes the
+    shards of the splits it replaces."""
     if old is None:
-        stray = [f for s in SPLITS for f in shard_files(out, s)]
-        if stray and not config.overwrite:
-            raise FileExistsError(
-                f"--output_dir={out} already holds {len(stray)} shards "
-                f"({os.path.basename(stray[0])}, ...) from another build "
-                f"(no {MANIFEST}); pass --overwrite to replace them or "
-                f"choose another --output_dir."
-            )
-        for split in SPLITS:
-            remove_split(out, split)
+        replaced, kept = SPLITS, manifest
+    elif overwrite and old.get("options") != manifest["options"]:
+        replaced = set(old.get("splits", {})) | set(SPLITS)
         kept = manifest
     else:
-        reasons = _differences(old, manifest)
-        if reasons and not config.overwrite:
-            raise FileExistsError(
-                f"--output_dir={out} holds a different build: "
-                + "; ".join(reasons)
-                + ". Rerun with the same flags to resume it, pass "
-                "--overwrite to replace it, or choose another --output_dir."
-            )
-        if config.overwrite:
-            if old.get("options") != manifest["options"]:
-                replaced = set(old.get("splits", {})) | set(SPLITS)
-                kept = manifest
-            else:
-                replaced = set(manifest["splits"])
-                kept = {**old, "splits": {**old["splits"]}}
-                kept["splits"].update(manifest["splits"])
-            for split in sorted(replaced):
-                remove_split(out, split)
-        else:
-            kept = {**old, "splits": {**old.get("splits", {})}}
-            kept["splits"].update(manifest["splits"])
-    kept["format_version"] = FORMAT_VERSION
-    file_utils.atomic_write(path, json.dumps(kept, indent=1, sort_keys=True))
+        replaced = set(manifest["splits"]) if overwrite else ()
+        kept = {
+            **old,
+            "splits": {**old.get("splits", {}), **manifest["splits"]},
+        }
+    for split in sorted(replaced):
+        remove_split(out, split)
+    os.makedirs(os.path.join(out, STATE_DIR), exist_ok=True)
     return kept

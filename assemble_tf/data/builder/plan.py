@@ -10,10 +10,8 @@ import random
 import numpy as np
 
 from assemble_tf.data.builder.config import (
-    DEFAULT_LABEL_OFFSET,
     DEFAULT_SHARDS,
     IMAGE_EXTENSIONS,
-    LAYOUTS,
     SPLITS,
     WNID_PATTERN,
     Entry,
@@ -30,6 +28,8 @@ from assemble_tf.data.builder.inputs import (
     require_dir,
     resolve_logit_files,
 )
+from assemble_tf.option_errors import OptionsError
+from official.utils.misc.validation import OptionError
 
 
 @dataclasses.dataclass
@@ -48,53 +48,9 @@ class SplitPlan:
 
 
 def resolve_config(config):
-    """Checks the flag values and fills the layout defaults."""
-    if config.layout not in LAYOUTS:
-        raise ValueError(
-            f"--layout must be one of {', '.join(LAYOUTS)}. "
-            f"Received: --layout={config.layout}"
-        )
-    if not config.output_dir:
-        raise ValueError("--output_dir is required.")
-    if not config.train_dir and not config.validation_dir:
-        raise ValueError(
-            "Nothing to build: set --train_dir and/or --validation_dir."
-        )
-    if config.validation_labels and not config.validation_dir:
-        raise ValueError(
-            f"--validation_labels={config.validation_labels} needs "
-            f"--validation_dir (the flat folder of validation images)."
-        )
-    if config.train_logits and not config.train_dir:
-        raise ValueError("--train_logits needs --train_dir.")
-    if config.validation_logits and not config.validation_dir:
-        raise ValueError("--validation_logits needs --validation_dir.")
-    label_offset = config.label_offset
-    if label_offset is None:
-        label_offset = DEFAULT_LABEL_OFFSET[config.layout]
-    if int(label_offset) < 0:
-        raise ValueError(
-            f"--label_offset must be >= 0. Received: "
-            f"--label_offset={label_offset}"
-        )
-    if not 1 <= int(config.jpeg_quality) <= 100:
-        raise ValueError(
-            f"--jpeg_quality must be in 1..100. Received: "
-            f"--jpeg_quality={config.jpeg_quality}"
-        )
-    if int(config.num_workers) < 1:
-        raise ValueError(
-            f"--num_workers must be >= 1. Received: "
-            f"--num_workers={config.num_workers}"
-        )
-    for split in SPLITS:
-        value = getattr(config, f"{split}_shards")
-        if value is not None and int(value) < 1:
-            raise ValueError(
-                f"--{split}_shards must be >= 1. Received: "
-                f"--{split}_shards={value}"
-            )
-    return dataclasses.replace(config, label_offset=int(label_offset))
+    """Checks the options and fills the layout defaults
+    (`BuildConfig.resolved`)."""
+    return config.resolved()
 
 
 def _discover_split(config, split, classes):
@@ -107,16 +63,21 @@ def _discover_split(config, split, classes):
     if split == "validation" and config.validation_labels:
         names, ignored = list_images(root)
         if not names:
-            raise ValueError(f"--validation_dir={root} holds no images.")
+            raise OptionError(
+                "validation_dir", "{field}={root} holds no images.", root=root
+            )
         labels = read_validation_labels(config.validation_labels, names)
         return root, list(zip(names, labels, strict=True)), ignored
     has_folders = any(
         os.path.isdir(os.path.join(root, c)) for c in os.listdir(root)
     )
     if not has_folders and list_images(root)[0]:
-        raise ValueError(
-            f"--{flag}={root} holds images but no class folders; pass "
-            f"--validation_labels=FILE to label a flat folder."
+        raise OptionsError(
+            flag,
+            "{field}={root} holds images but no class folders; pass "
+            "{validation_labels}=FILE to label a flat folder.",
+            others=("validation_labels",),
+            root=root,
         )
     if classes is None:
         list_class_folders(root, flag, config.layout)  # checks the names
@@ -132,9 +93,11 @@ def _discover_split(config, split, classes):
         files.extend((f"{name}/{image}", name) for image in images)
         ignored.extend(f"{name}/{other}" for other in others)
     if not files:
-        raise ValueError(
-            f"--{flag}={root} holds no {'/'.join(IMAGE_EXTENSIONS)} images "
-            f"in its class folders."
+        raise OptionError(
+            flag,
+            "{field}={root} holds no {extensions} images in its class folders.",
+            root=root,
+            extensions="/".join(IMAGE_EXTENSIONS),
         )
     return root, files, ignored
 
@@ -160,28 +123,43 @@ def discover(config):
         if config.layout == "imagenet":
             bad = [c for c in classes if not WNID_PATTERN.match(c)]
             if bad:
-                source = config.validation_labels or config.validation_dir
-                raise ValueError(
-                    f"{source}: classes must be WordNet ids (nXXXXXXXX) in "
-                    f"the imagenet layout, got {listing(bad)}. Map the "
-                    f"ILSVRC2012 ground-truth ids to wnids with the devkit "
-                    f"(meta.mat), or use --layout=folder."
+                field = (
+                    "validation_labels"
+                    if config.validation_labels
+                    else "validation_dir"
+                )
+                raise OptionsError(
+                    field,
+                    "{field}={source}: classes must be WordNet ids "
+                    "(nXXXXXXXX) in the imagenet layout, got {bad}. Map the "
+                    "ILSVRC2012 ground-truth ids to wnids with the devkit "
+                    "(meta.mat), or use {layout}=folder.",
+                    others=("layout",),
+                    source=getattr(config, field),
+                    bad=listing(bad),
                 )
     known = set(classes)
     for split, (_, files, _) in found.items():
         unknown = sorted({c for _, c in files} - known)
         if unknown:
-            raise ValueError(
-                f"The {split} split has classes that are not class folders "
-                f"of --train_dir={config.train_dir}: {listing(unknown)}."
+            raise OptionError(
+                "train_dir",
+                "The {split} split has classes that are not class folders "
+                "of {field}={root}: {names}.",
+                split=split,
+                root=config.train_dir,
+                names=listing(unknown),
             )
     if config.synsets_file:
         mapping = read_synsets(config.synsets_file)
         missing = [c for c in classes if c not in mapping]
         if missing:
-            raise ValueError(
-                f"--synsets_file={config.synsets_file} has no line for "
-                f"{len(missing)} classes: {listing(missing)}."
+            raise OptionError(
+                "synsets_file",
+                "{field}={path} has no line for {count} classes: {names}.",
+                path=config.synsets_file,
+                count=len(missing),
+                names=listing(missing),
             )
         texts = {c: mapping[c] for c in classes}
     else:
@@ -238,9 +216,13 @@ def plan(config):
         if num_shards is None:
             num_shards = min(DEFAULT_SHARDS[config.layout][split], len(entries))
         elif num_shards > len(entries):
-            raise ValueError(
-                f"--{flag}={num_shards} is more than the {len(entries)} "
-                f"{split} images; use at most {len(entries)}."
+            raise OptionError(
+                flag,
+                "{field}={value} is more than the {count} {split} images; "
+                "use at most {count}.",
+                value=num_shards,
+                count=len(entries),
+                split=split,
             )
         shards = assign_shards(len(entries), num_shards, config.seed)
         digests = [
@@ -273,9 +255,14 @@ def _split_logits(config, split, entries, cache):
         e.relpath for e, r in zip(entries, found, strict=True) if r is None
     ]
     if missing:
-        raise ValueError(
-            f"--{flag}={spec}: {len(missing)} of the {len(entries)} {split} "
-            f"images have no logits: {listing(missing)}. Extract logits "
-            f"for them or remove the files."
+        raise OptionError(
+            flag,
+            "{field}={spec}: {count} of the {total} {split} images have no "
+            "logits: {names}. Extract logits for them or remove the files.",
+            spec=spec,
+            count=len(missing),
+            total=len(entries),
+            split=split,
+            names=listing(missing),
         )
     return matrix[np.asarray(found, dtype=np.int64)]

@@ -2,9 +2,7 @@
 bounded worker pool, summarise (`builder.build`)."""
 
 import collections
-import functools
 import glob
-import json
 import os
 import time
 
@@ -12,17 +10,19 @@ from assemble_tf.data import metadata, schema
 from assemble_tf.data.builder.config import (
     LABELS,
     MAX_LISTED,
-    SUMMARY,
+    BuildConfig,
 )
 from assemble_tf.data.builder.output import make_manifest, prepare_output
 from assemble_tf.data.builder.plan import plan, resolve_config
 from assemble_tf.data.builder.shards import (
     ShardTask,
+    finalize_split,
     load_state,
     remove_split,
     write_shard,
 )
-from official.utils.misc import file_utils, worker_pool
+from official.utils.misc import jobs
+from official.utils.misc.validation import OptionError
 
 
 def build(config):
@@ -35,9 +35,10 @@ def build(config):
         The summary dict also written to `output_dir/summary.json`.
 
     Raises:
-        ValueError, FileNotFoundError: bad flags or inputs (the message
-            names the flag and the fix).
-        FileExistsError: `output_dir` holds another build.
+        OptionError (a ValueError; MissingPathError, a FileNotFoundError,
+            for a missing input): a bad option or input, named.
+        OutputMismatchError (a FileExistsError): `output_dir` holds another
+            build.
     """
     start = time.time()
     config = resolve_config(config)
@@ -48,26 +49,46 @@ def build(config):
         os.path.join(out, LABELS),
         [(i + config.label_offset, c, texts[c]) for i, c in enumerate(classes)],
     )
+    todo, resumed = _unfinished_shards(out, plans)
+    _write_shards(config, todo)
+    for split, p in plans.items():
+        finalize_split(out, split, p.digests)
+    summary = summarize(config, classes, plans, manifest, resumed)
+    _refuse_empty_splits(summary, plans)
+    summary["elapsed_s"] = round(time.time() - start, 2)
+    jobs.write_summary(out, summary)
+    return summary
 
+
+def _unfinished_shards(out, plans):
+    """`([(split plan, shard index)] to write, {split: shards with images
+    kept from an earlier run})`; removes an interrupted run's temp files."""
     todo, resumed = [], collections.Counter()
     for split, p in plans.items():
         for stale in glob.glob(os.path.join(out, f".{split}-*.tmp")):
             os.remove(stale)  # left by an interrupted run
         for index in range(p.num_shards):
             name = schema.shard_name(split, index, p.num_shards)
-            if load_state(out, name, p.digests[index]) is None:
+            state = load_state(out, name, p.digests[index])
+            if state is None:
                 todo.append((p, index))
-            else:
+            elif state["images"]:
                 resumed[split] += 1
+    return todo, resumed
 
-    def make_task(p, index):  # built on demand: logits can be large
+
+def _write_shards(config, todo):
+    """Writes the shards of `todo` in-process or on worker processes; the
+    tasks are made as the workers take them (logits can be large)."""
+
+    def make_task(p, index):
         shard = p.shards[index]
         return ShardTask(
             split=p.split,
             index=index,
             num_shards=p.num_shards,
             root=p.root,
-            output_dir=out,
+            output_dir=config.output_dir,
             entries=[p.entries[i] for i in shard],
             bboxes=[p.bboxes[i] for i in shard],
             logits=None if p.logits is None else p.logits[shard],
@@ -75,25 +96,22 @@ def build(config):
             sha256=p.digests[index],
         )
 
-    _run_tasks(
+    for _ in jobs.run_tasks(
+        write_shard,
         (make_task(p, index) for p, index in todo),
-        num_tasks=len(todo),
-        num_images=sum(len(p.shards[index]) for p, index in todo),
-        num_workers=config.num_workers,
+        min(config.num_workers, len(todo)),
+        total=sum(len(p.shards[index]) for p, index in todo),
         progress=config.progress,
-    )
-    summary = summarize(config, classes, plans, manifest, resumed)
-    _refuse_empty_splits(summary, plans)
-    summary["elapsed_s"] = round(time.time() - start, 2)
-    file_utils.atomic_write(
-        os.path.join(out, SUMMARY), json.dumps(summary, indent=1)
-    )
-    return summary
+        initializer=_init_worker,
+        size=lambda task: len(task.entries),
+        reports_progress=True,
+    ):
+        pass
 
 
 def _refuse_empty_splits(summary, plans):
-    """Raises (after removing its empty shards) when a split of this build
-    wrote no image: training on it could only fail later, less clearly."""
+    """Raises (after removing its shards) when a split of this build wrote
+    no image: training on it could only fail later, less clearly."""
     out = summary["output_dir"]
     for split in plans:
         entry = summary["splits"][split]
@@ -104,12 +122,17 @@ def _refuse_empty_splits(summary, plans):
         examples = "; ".join(
             f"{s['file']}: {s['reason']} ({s['detail']})" for s in skipped[:3]
         )
-        raise ValueError(
-            f"--{split}_dir={plans[split].root}: none of its "
-            f"{entry['files']} files is a readable image"
-            + (f" (e.g. {examples})" if examples else "")
-            + f". No {split} shards were kept in {out}; fix or remove the "
-            "files and rerun."
+        raise OptionError(
+            f"{split}_dir",
+            "{field}={root}: none of its {files} files is a readable image"
+            + (" (e.g. {examples})" if examples else "")
+            + ". No {split} shards were kept in {out}; fix or remove the "
+            "files and rerun.",
+            root=plans[split].root,
+            files=entry["files"],
+            examples=examples,
+            split=split,
+            out=out,
         )
 
 
@@ -121,63 +144,19 @@ def _init_worker():
     startup.quiet_tensorflow_startup()
 
 
-def _run_tasks(tasks, num_tasks, num_images, num_workers, progress):
-    """Runs shard tasks (an iterable) in-process or on worker processes
-    (`official.utils.misc.worker_pool`)."""
-    from tqdm import tqdm
-
-    with tqdm(
-        total=num_images, unit="img", desc="images", disable=not progress
-    ) as bar:
-        workers = min(num_workers, num_tasks)
-        # In-process, the bar moves per image; with workers, per shard.
-        fn = (
-            write_shard
-            if workers > 1
-            else functools.partial(write_shard, progress=bar.update)
-        )
-        for task, _ in worker_pool.imap_bounded(
-            fn, tasks, workers, initializer=_init_worker
-        ):
-            if workers > 1:
-                bar.update(len(task.entries))
-
-
 def summarize(config, classes, plans, manifest, resumed=None):
     """Collects the shard states of every split in the manifest."""
     resumed = resumed or {}
     out = config.output_dir
     splits, skipped = {}, []
     for split, section in sorted(manifest["splits"].items()):
-        per_class = collections.Counter()
-        reencoded = collections.Counter()
-        done, images = 0, 0
-        num_shards = section["num_shards"]
-        for index, sha in enumerate(section["shard_sha256"]):
-            name = schema.shard_name(split, index, num_shards)
-            state = load_state(out, name, sha)
-            if state is None:
-                continue
-            done += 1
-            images += state["images"]
-            per_class.update(state["per_class"])
-            reencoded.update(state["reencoded"])
+        states = _states(out, split, section)
+        for state in states:
             skipped.extend({"split": split, **s} for s in state["skipped"])
-        entry = {
-            "files": section["num_files"],
-            "images": images,
-            "skipped": sum(1 for s in skipped if s["split"] == split),
-            "shards": num_shards,
-            "shards_done": done,
-            "shards_resumed": resumed.get(split, 0),
-            "complete": done == num_shards,
-            "num_logits": section.get("num_logits"),
-            "reencoded": dict(sorted(reencoded.items())),
-            "per_class": {c: per_class.get(c, 0) for c in classes}
-            if split in plans
-            else dict(sorted(per_class.items())),
-        }
+        entry = _split_summary(section, states, resumed.get(split, 0))
+        per_class = entry["per_class"]
         if split in plans:
+            entry["per_class"] = {c: per_class.get(c, 0) for c in classes}
             entry["source"] = plans[split].root
             entry["ignored_files"] = plans[split].ignored
         splits[split] = entry
@@ -191,6 +170,41 @@ def summarize(config, classes, plans, manifest, resumed=None):
         "seed": int(config.seed),
         "splits": splits,
         "skipped": skipped,
+    }
+
+
+def _states(out, split, section):
+    """The states of the finished shards of one split of the manifest."""
+    num_shards = section["num_shards"]
+    states = (
+        load_state(out, schema.shard_name(split, index, num_shards), sha)
+        for index, sha in enumerate(section["shard_sha256"])
+    )
+    return [state for state in states if state is not None]
+
+
+def _split_summary(section, states, resumed):
+    """One split's entry of the summary. `shards` counts the shard files:
+    the planned shards without the empty ones (`empty_shards`, whose
+    files were all unreadable; `finalize_split` numbers the others)."""
+    per_class = collections.Counter()
+    reencoded = collections.Counter()
+    for state in states:
+        per_class.update(state["per_class"])
+        reencoded.update(state["reencoded"])
+    empty = sum(1 for state in states if not state["images"])
+    return {
+        "files": section["num_files"],
+        "images": sum(state["images"] for state in states),
+        "skipped": sum(len(state["skipped"]) for state in states),
+        "shards": section["num_shards"] - empty,
+        "shards_done": len(states) - empty,
+        "shards_resumed": resumed,
+        "empty_shards": empty,
+        "complete": len(states) == section["num_shards"],
+        "num_logits": section.get("num_logits"),
+        "reencoded": dict(sorted(reencoded.items())),
+        "per_class": dict(sorted(per_class.items())),
     }
 
 
@@ -213,13 +227,15 @@ def format_summary(summary):
         )
         for kind, count in s["reencoded"].items():
             lines.append(f"    re-encoded {kind}: {count}")
-    for s in summary["skipped"][:MAX_LISTED]:
-        lines.append(
-            f"  skipped {s['split']}/{s['file']}: {s['reason']} ({s['detail']})"
-        )
-    if len(summary["skipped"]) > MAX_LISTED:
-        lines.append(
-            f"  ... {len(summary['skipped']) - MAX_LISTED} more skipped "
-            f"files in {SUMMARY}"
-        )
+    lines += jobs.format_problems(
+        summary["skipped"],
+        lambda s: (
+            f"skipped {s['split']}/{s['file']}: {s['reason']} ({s['detail']})"
+        ),
+        limit=MAX_LISTED,
+        noun="skipped files",
+    )
     return "\n".join(lines)
+
+
+JOB = jobs.Job(BuildConfig, build, format_summary, files=(("labels", LABELS),))

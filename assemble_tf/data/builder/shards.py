@@ -53,91 +53,164 @@ def write_shard(task, progress=None):
     """Writes one shard and its state file; returns the state dict.
 
     The records go to a hidden temp file that is renamed to the shard name
-    only once it is complete and its state file is written.
+    only once it is complete and its state file is written. A shard whose
+    files are all unreadable leaves no file (its state says `"file":
+    None`); `finalize_split` renumbers the others.
 
     Args:
         task: a `ShardTask`.
         progress: optional callable, called with 1 after every file.
 
     Returns:
-        `{"shard", "sha256", "bytes", "images", "per_class", "reencoded",
-        "skipped"}`; `skipped` lists `{"file", "reason", "detail"}`.
+        `{"shard", "file", "sha256", "bytes", "images", "per_class",
+        "reencoded", "skipped"}`; `skipped` lists `{"file", "reason",
+        "detail"}`; `file` is the shard's file name, None when empty.
     """
     import tensorflow as tf
 
     name = task.name
     tmp = temp_shard_path(task.output_dir, name)
-    per_class = collections.Counter()
-    reencoded = collections.Counter()
-    skipped = []
     with tf.io.TFRecordWriter(tmp) as writer:
-        for i, entry in enumerate(task.entries):
-            path = os.path.join(task.root, *entry.relpath.split("/"))
-            try:
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                except OSError as e:
-                    raise SkipImage(SKIP_UNREADABLE, str(e)) from None
-                jpeg, height, width, conversion = encode_image(
-                    data, task.jpeg_quality
-                )
-            except SkipImage as e:
-                skipped.append(
-                    {"file": entry.relpath, "reason": e.reason,
-                     "detail": e.detail}
-                )  # fmt: skip
-            else:
-                example = schema.make_example(
-                    jpeg,
-                    entry.label,
-                    height,
-                    width,
-                    filename=os.path.basename(entry.relpath),
-                    synset=entry.synset,
-                    text=entry.text,
-                    bboxes=task.bboxes[i],
-                    logits=None if task.logits is None else task.logits[i],
-                )
-                writer.write(example.SerializeToString(deterministic=True))
-                per_class[entry.synset] += 1
-                if conversion:
-                    reencoded[conversion] += 1
-            if progress is not None:
-                progress(1)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+        per_class, reencoded, skipped = _write_records(task, writer, progress)
+    images = sum(per_class.values())
+    if images:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
     state = {
         "shard": name,
+        "file": name if images else None,
         "sha256": task.sha256,
-        "bytes": os.path.getsize(tmp),
-        "images": sum(per_class.values()),
+        "bytes": os.path.getsize(tmp) if images else 0,
+        "images": images,
         "per_class": dict(sorted(per_class.items())),
         "reencoded": dict(sorted(reencoded.items())),
         "skipped": skipped,
     }
-    file_utils.atomic_write(
-        state_path(task.output_dir, name), json.dumps(state, indent=1)
-    )
-    os.replace(tmp, os.path.join(task.output_dir, name))
+    _save_state(task.output_dir, name, state)
+    if images:
+        os.replace(tmp, os.path.join(task.output_dir, name))
+    else:
+        os.remove(tmp)
     return state
 
 
+def _write_records(task, writer, progress):
+    """Writes the readable files of `task`; returns `(per_class,
+    reencoded, skipped)`."""
+    per_class = collections.Counter()
+    reencoded = collections.Counter()
+    skipped = []
+    for i, entry in enumerate(task.entries):
+        try:
+            jpeg, height, width, conversion = _read_image(task, entry)
+        except SkipImage as e:
+            skipped.append(
+                {"file": entry.relpath, "reason": e.reason, "detail": e.detail}
+            )
+        else:
+            example = schema.make_example(
+                jpeg,
+                entry.label,
+                height,
+                width,
+                filename=os.path.basename(entry.relpath),
+                synset=entry.synset,
+                text=entry.text,
+                bboxes=task.bboxes[i],
+                logits=None if task.logits is None else task.logits[i],
+            )
+            writer.write(example.SerializeToString(deterministic=True))
+            per_class[entry.synset] += 1
+            if conversion:
+                reencoded[conversion] += 1
+        if progress is not None:
+            progress(1)
+    return per_class, reencoded, skipped
+
+
+def _read_image(task, entry):
+    """`encode_image` of one file (an unreadable file is a `SkipImage`)."""
+    path = os.path.join(task.root, *entry.relpath.split("/"))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SkipImage(SKIP_UNREADABLE, str(e)) from None
+    return encode_image(data, task.jpeg_quality)
+
+
+def _save_state(output_dir, name, state):
+    file_utils.atomic_write(
+        state_path(output_dir, name), json.dumps(state, indent=1)
+    )
+
+
 def load_state(output_dir, name, sha256):
-    """The state of a finished shard, or None when it must be (re)built."""
-    final = os.path.join(output_dir, name)
+    """The state of a finished shard, or None when it must be (re)built.
+
+    `name` is the shard's planned name; its file is the state's `file`
+    (renumbered by `finalize_split`; None: no readable image, no file).
+    """
     try:
         with open(state_path(output_dir, name), encoding="utf-8") as f:
             state = json.load(f)
     except (OSError, ValueError):
         return None
-    if (
-        not os.path.isfile(final)
-        or state.get("sha256") != sha256
-        or state.get("bytes") != os.path.getsize(final)
-    ):
+    if state.get("sha256") != sha256:
+        return None
+    file_name = state.get("file", name)  # older states: the planned name
+    if file_name is None:
+        return state if state.get("images") == 0 else None
+    path = os.path.join(output_dir, file_name)
+    if not os.path.isfile(path) or state.get("bytes") != os.path.getsize(path):
         return None
     return state
+
+
+def finalize_split(output_dir, split, digests):
+    """Numbers the shards of a finished split without its empty ones.
+
+    Shards are written under their planned names `split-IIIII-of-NNNNN`; a
+    shard whose files were all unreadable has no file (or, from an older
+    build, a 0-byte one, removed here). The others are renamed
+    `split-00000-of-KKKKK` ... in order, K the shards with images, so no
+    0-byte shard is left and the names stay consistent. Each state records
+    its file first, so an interrupted rename redoes that shard.
+
+    Args:
+        output_dir: the build's folder.
+        split: "train" or "validation".
+        digests: the SHA-256 of each planned shard (the manifest's).
+
+    Returns:
+        The number of shard files, or None when the split is unfinished.
+    """
+    planned = [
+        schema.shard_name(split, i, len(digests)) for i in range(len(digests))
+    ]
+    states = [
+        load_state(output_dir, name, sha)
+        for name, sha in zip(planned, digests, strict=True)
+    ]
+    if any(state is None for state in states):
+        return None
+    kept = [i for i, state in enumerate(states) if state["images"]]
+    for rank, i in enumerate(kept):
+        final = schema.shard_name(split, rank, len(kept))
+        current = states[i].get("file", planned[i])
+        if current != final:
+            _save_state(output_dir, planned[i], {**states[i], "file": final})
+            os.replace(
+                os.path.join(output_dir, current),
+                os.path.join(output_dir, final),
+            )
+    for i, state in enumerate(states):
+        if not state["images"] and state.get("file", planned[i]):
+            path = os.path.join(output_dir, state.get("file", planned[i]))
+            if os.path.exists(path):
+                os.remove(path)
+            _save_state(output_dir, planned[i], {**state, "file": None})
+    return len(kept)
 
 
 def shard_files(output_dir, split):

@@ -31,4 +31,3 @@ def atomic_write(path, data):
 def atomic_write_json(path, value, **dump_kwargs):
     """`json.dumps(value, **dump_kwargs)` written atomically to `path`."""
     atomic_write(path, json.dumps(value, **dump_kwargs))
-

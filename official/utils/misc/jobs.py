@@ -72,6 +72,11 @@ def literal(value):
     return str(value).replace("{", "{{").replace("}", "}}")
 
 
+def named(option):
+    """The template text naming `option` (`{option}`)."""
+    return "{" + option + "}"
+
+
 # --------------------------------------------------------------- options
 
 
@@ -261,7 +266,7 @@ def _differences(labels, old, new):
     """`{key}: existing X, now Y` of every value of `new` that differs."""
     labels = {"format_version": "format_version", **labels}
     return [
-        f"{literal(labels[key]) if key in labels else '{' + key + '}'}: "
+        f"{literal(labels[key]) if key in labels else named(key)}: "
         f"existing {literal(old.get(key))}, now {literal(value)}"
         for key, value in new.items()
         if old.get(key) != value
