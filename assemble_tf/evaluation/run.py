@@ -24,7 +24,10 @@ import json
 import os
 import sys
 
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import (
+    check_at_least,
+    check_choices,
+)
 
 PRECISIONS = ("float32", "bfloat16")
 # Options that override the run's (or preset's) data config when set.
@@ -89,19 +92,8 @@ class LoadedModel:
 
 def validate(options):
     """Raises `OptionError` naming the option of a bad value."""
-    if options.precision is not None and options.precision not in PRECISIONS:
-        raise OptionError(
-            "precision",
-            "{field}={value!r}: use one of {allowed}.",
-            value=options.precision,
-            allowed=", ".join(PRECISIONS),
-        )
-    if options.batch_size < 1:
-        raise OptionError(
-            "batch_size",
-            "{field}={value} must be at least 1.",
-            value=options.batch_size,
-        )
+    check_choices(options, {"precision": PRECISIONS})
+    check_at_least(options, {"batch_size": 1})
 
 
 def resolve(options):

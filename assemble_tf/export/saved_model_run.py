@@ -26,8 +26,7 @@ import dataclasses
 import os
 import sys
 
-from assemble_tf.option_errors import OptionsError
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_choices
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -87,13 +86,7 @@ def validate(options):
     """Raises `OptionError` naming the option of a bad value."""
     if not options.export_dir:
         raise OptionError("export_dir", "{field} is required.")
-    if options.precision not in PRECISIONS:
-        raise OptionError(
-            "precision",
-            "{field}={value!r}: use one of {allowed}.",
-            value=options.precision,
-            allowed=", ".join(PRECISIONS),
-        )
+    check_choices(options, {"precision": PRECISIONS})
 
 
 def _load_run(options):
@@ -149,7 +142,7 @@ def load_model(options):
     if options.model_dir:
         return _load_run(options)
     if not (options.preset and options.weights):
-        raise OptionsError(
+        raise OptionError(
             "model_dir",
             "Pass {field}, or {preset} with {weights}.",
             ["preset", "weights"],

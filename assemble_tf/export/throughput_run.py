@@ -19,7 +19,11 @@ import dataclasses
 import sys
 
 from assemble_tf.export import throughput
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    check_choices,
+)
 
 DTYPES = ("float32", "float16", "bfloat16")
 REFERENCES = ("keras_resnet50",)
@@ -92,25 +96,9 @@ def preset_names(options):
 def _check_values(options):
     """Raises `OptionError` for a value out of its range or choices."""
     choices = {"dtype": DTYPES, "compare": REFERENCES}
-    for name, allowed in choices.items():
-        value = getattr(options, name)
-        if value is not None and value not in allowed:
-            raise OptionError(
-                name,
-                "{field}={value!r}: use one of {allowed}.",
-                value=value,
-                allowed=", ".join(allowed),
-            )
+    check_choices(options, choices)
     lowest = {"batch_size": 1, "warmup": 0, "runs": 1, "steps": 1}
-    for name, low in lowest.items():
-        value = getattr(options, name)
-        if value < low:
-            raise OptionError(
-                name,
-                "{field}={value} must be at least {low}.",
-                value=value,
-                low=low,
-            )
+    check_at_least(options, lowest)
 
 
 def validate(options):

@@ -28,7 +28,11 @@ import numpy as np
 
 from assemble_tf.retrieval import recall
 from official.utils.misc import file_utils
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    check_choices,
+)
 
 CLASS_SPLITS = ("test", "train", "all")  # sources.retrieval_selection's
 
@@ -128,26 +132,10 @@ def validate(options):
             ks=_join(options.ks),
         )
     choices = {"similarity": recall.SIMILARITIES, "class_split": CLASS_SPLITS}
-    for name, allowed in choices.items():
-        value = getattr(options, name)
-        if value is not None and value not in allowed:
-            raise OptionError(
-                name,
-                "{field}={value!r}: use one of {allowed}.",
-                value=value,
-                allowed=", ".join(allowed),
-            )
+    check_choices(options, choices)
     lowest = dict(chunk_size=1, batch_size=1, image_size=32, max_images=2)
     lowest["plot_queries"] = 0
-    for name, low in lowest.items():
-        value = getattr(options, name)
-        if value is not None and value < low:
-            raise OptionError(
-                name,
-                "{field}={value} must be at least {low}.",
-                value=value,
-                low=low,
-            )
+    check_at_least(options, lowest)
 
 
 def check_ks(ks, num_images, where):

@@ -19,7 +19,11 @@ import dataclasses
 import os
 import sys
 
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    check_choices,
+)
 
 MIXUP_TYPES = (0, 1, 2)
 DTYPES = ("uint8", "float32", "float16", "bfloat16")
@@ -76,26 +80,10 @@ def validate(options):
     if not options.data_dir:
         raise OptionError("data_dir", "{field} is required.")
     choices = {"mixup_type": MIXUP_TYPES, "dtype": DTYPES}
-    for name, allowed in choices.items():
-        value = getattr(options, name)
-        if value not in allowed:
-            raise OptionError(
-                name,
-                "{field}={value!r}: use one of {allowed}.",
-                value=value,
-                allowed=", ".join(map(str, allowed)),
-            )
+    check_choices(options, choices)
     lowest = dict(batch_size=1, image_size=8, rounds=1, warmup_steps=0)
     lowest.update(min_seconds=0.0, settle_seconds=0.0)
-    for name, low in lowest.items():
-        value = getattr(options, name)
-        if value < low:
-            raise OptionError(
-                name,
-                "{field}={value} must be at least {low}.",
-                value=value,
-                low=low,
-            )
+    check_at_least(options, lowest)
 
 
 def input_config(options):

@@ -53,3 +53,41 @@ class OptionError(ValueError):
         return self.template.format(
             field=f"--{flag or self.field}", **names, **self.values
         )
+
+
+def check_choices(options, choices):
+    """Raises `OptionError` for the first attribute of `options` that is
+    set (not None) and not among its allowed values.
+
+    Args:
+        options: any object (an options dataclass).
+        choices: {attribute name: allowed values}.
+    """
+    for name, allowed in choices.items():
+        value = getattr(options, name)
+        if value is not None and value not in allowed:
+            raise OptionError(
+                name,
+                "{field}={value!r}: use one of {allowed}.",
+                value=value,
+                allowed=", ".join(map(str, allowed)),
+            )
+
+
+def check_at_least(options, lowest):
+    """Raises `OptionError` for the first attribute of `options` that is
+    set (not None) and below its lowest value.
+
+    Args:
+        options: any object (an options dataclass).
+        lowest: {attribute name: lowest allowed value}.
+    """
+    for name, low in lowest.items():
+        value = getattr(options, name)
+        if value is not None and value < low:
+            raise OptionError(
+                name,
+                "{field}={value} must be at least {low}.",
+                value=value,
+                low=low,
+            )
