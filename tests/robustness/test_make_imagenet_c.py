@@ -354,3 +354,34 @@ def test_cli_runs_and_refuses_mixed_options(jpeg_dir, tmp_path):
     run = testing_utils.run_binary(*base, "--seed=5")
     assert run.returncode == 2
     assert "ERROR: --output_dir=" in run.stderr and "--seed" in run.stderr
+
+
+def test_a_crop_other_than_224_or_256_warns(jpeg_dir, tmp_path):
+    """Issue 24 item 12. Before: --crop=32 ran silently, though the
+    corruption constants are pixels of a 224 crop. 256 (292 -> 256, the
+    constants unchanged) is the Assemble models' own set: no warning."""
+    for crop in (224, 256):
+        assert mic.Options("/o", input_dir="/i", crop=crop).warnings() == ()
+    run = testing_utils.run_main(
+        "tools.make_imagenet_c",
+        f"--input_dir={jpeg_dir}",
+        f"--output_dir={tmp_path / 'c'}",
+        "--resize=36",
+        "--crop=32",
+        "--corruptions=fog",
+        "--severities=3",
+        "--limit=1",
+        "--noprogress",
+    )
+    assert run.returncode == 0, run.stderr
+    warnings = [
+        line for line in run.stderr.splitlines() if line.startswith("WARN")
+    ]
+    assert warnings == [
+        "WARNING: --crop=32: the ImageNet-C corruption parameters are in "
+        "pixels of a 224 crop (the benchmark's size; 256 is the Assemble "
+        "models' set); at 32 px they change the images more or less than "
+        "the benchmark does, so the results are not comparable with "
+        "published figures."
+    ]
+    assert "written: 1" in run.stdout

@@ -533,3 +533,42 @@ def test_binary_end_to_end_and_clean_errors(tmp_path):
     assert "--codec: existing x264, now mp4v" in fallback.stderr
     unknown = run(*common, "--codec=h265")
     assert unknown.returncode != 0 and "x264|mp4v" in unknown.stderr
+
+
+@pytest.mark.slow  # runs the binary
+def test_help_keeps_the_example_lines_and_whole_sentences():
+    """Issue 24 item 11. Before: the module docstring was not raw, so each
+    `\\` joined its example line with the next (runs of spaces), and the
+    flag help pre-wrapped by `help_wrap` was wrapped again by absl, breaking
+    lines mid-sentence ("(-crf" / "20, or -tune grain for" / "the noise")."""
+    result = testing_utils.run_binary("tools.make_imagenet_p", "--help")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for line in (
+        "    python -m tools.make_imagenet_p --input_dir=/data/imagenet/val \\",
+        "        --output_dir=/data/imagenet-p --workers=16",
+        "        --tfrecord_pattern='/data/imagenet_tfrecords/validation-*' \\",
+    ):
+        assert line in lines
+    # Each flag's help is one paragraph: every line but its last is full.
+    paragraphs = []
+    for line in lines:
+        if line.startswith("  --"):
+            paragraphs.append([line])
+        elif line.startswith("    ") and paragraphs and line.strip()[:1] != "(":
+            paragraphs[-1].append(line)
+    assert len(paragraphs) >= 15
+    for paragraph in paragraphs:
+        for line in paragraph[:-1]:
+            assert len(line) > 60, paragraph
+
+
+def test_a_crop_other_than_224_warns():
+    """Issue 24 item 12: the perturbation constants are pixels of the
+    benchmark's 224 crop; there is no reference set at 256 either."""
+    assert tool.Options("/o", input_dir="/i").warnings() == ()
+    for crop in (32, 256):
+        (warning,) = tool.Options("/o", input_dir="/i", crop=crop).warnings()
+        text = warning.as_flag()
+        assert text.startswith(f"--crop={crop}: the ImageNet-P perturbation")
+        assert "pixels of a 224 crop" in text
