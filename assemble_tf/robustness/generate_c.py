@@ -35,7 +35,6 @@ import numpy as np
 from PIL import Image
 
 from assemble_tf.data import schema
-from assemble_tf.option_errors import OptionsError
 from assemble_tf.robustness import corruptions, inputs
 from official.utils.misc import file_utils, jobs, worker_pool
 from official.utils.misc.validation import OptionError
@@ -81,7 +80,7 @@ class Options(jobs.JobOptions):
         inputs.check_source(self.input_dir, self.tfrecord_pattern)
         jobs.require(self, "output_dir")
         if self.resize < self.crop:
-            raise OptionsError(
+            raise OptionError(
                 "resize",
                 "{field}={resize} must be >= {crop}={crop_value} (the crop "
                 "is taken from the resized image), e.g. {field}=256 "

@@ -44,12 +44,11 @@ import numpy as np
 from PIL import Image
 
 from assemble_tf.data import schema
-from assemble_tf.option_errors import OptionsError
 from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
 from official.utils.misc import jobs, worker_pool
 from official.utils.misc.jobs import MissingPathError
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_at_least
 
 SUMMARY = jobs.SUMMARY_FILE
 # 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
@@ -99,26 +98,13 @@ class Options(jobs.JobOptions):
         video.check_codec(self.codec)  # a bad name, or x264 without ffmpeg
         inputs.resolve_crop_rounding(self.crop_rounding, self.crop)
         self._validate_sizes()
-        self._validate_counts()
+        check_at_least(self, {"seed": 0, "workers": 1, "limit": 0})
         self.perturbation_names()
-
-    def _validate_counts(self):
-        """The seed, workers and limit are counts."""
-        for name, low, use in (
-            ("seed", 0, "a seed >= 0"),
-            ("workers", 1, "1 or more"),
-            ("limit", 0, "0 (all) or more"),
-        ):
-            value = getattr(self, name)
-            if value < low:
-                raise OptionError(
-                    name, "{field}={value}: use {use}.", value=value, use=use
-                )
 
     def _validate_sizes(self):
         """The crop (even for mp4v's 4:2:0) and the resize around it."""
         if self.crop < 2 or (self.codec == "mp4v" and self.crop % 2):
-            raise OptionsError(
+            raise OptionError(
                 "crop",
                 "{field}={value}: the crop side must be >= 2, and even with "
                 "{codec}=mp4v (it stores 4:2:0 video), e.g. {field}=224.",
@@ -126,7 +112,7 @@ class Options(jobs.JobOptions):
                 value=self.crop,
             )
         if self.resize < self.crop:
-            raise OptionsError(
+            raise OptionError(
                 "resize",
                 "{field}={value} is smaller than {crop}={crop_value}; the "
                 "shorter side must be at least the crop (e.g. 256 and 224).",
@@ -145,7 +131,7 @@ class Options(jobs.JobOptions):
                 value=self.difficulty,
             )
         if self.difficulty > 1 and not set(names) & set(P.NOISE_PERTURBATIONS):
-            raise OptionsError(
+            raise OptionError(
                 "difficulty",
                 "{field}={value} applies to {noise} only, and none is in "
                 "{perturbations} ({names}).",

@@ -19,7 +19,6 @@ another crop.
 
 import os
 
-from assemble_tf.option_errors import OptionsError
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -46,7 +45,7 @@ BENCHMARK_CROP = 224
 def check_source(input_dir, tfrecord_pattern):
     """Raises unless exactly one of the two inputs is given."""
     if bool(input_dir) == bool(tfrecord_pattern):
-        raise OptionsError(
+        raise OptionError(
             "input_dir",
             "Pass exactly one of {field} (a <wnid>/<file>.JPEG folder) and "
             "{tfrecord_pattern} (validation TFRecords). Received: "
@@ -151,7 +150,7 @@ def _no_images(input_dir, entries):
         if flat
         else ""
     )
-    raise OptionsError(
+    raise OptionError(
         "input_dir",
         "{field}={value} has no images in <wnid>/ sub-folders (extensions "
         "{extensions})." + hint,

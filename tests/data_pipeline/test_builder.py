@@ -55,6 +55,11 @@ def write(path, data):
         f.write(data)
 
 
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def read_records(output_dir, split):
     """`[(shard_file_name, {key: values})]` of every record of `split`."""
     records = []
@@ -654,6 +659,19 @@ def test_unreadable_files_leave_no_empty_shard(tmp_path):
     os.remove(paths[3])
     again = builder.build(config)
     assert again["splits"]["train"]["shards_resumed"] == 7
+    assert sorted(glob.glob(str(out / "train-*"))) == paths
+    # An older build's 0-byte shard (its state without "file") is removed.
+    states = glob.glob(str(out / ".build_state" / "train-*-of-00010.json"))
+    empty = [p for p in states if read_json(p)["images"] == 0]
+    assert len(states) == 10 and len(empty) == 2
+    state = read_json(empty[0])
+    del state["file"]
+    write(empty[0], json.dumps(state).encode())
+    legacy = out / os.path.basename(empty[0]).removesuffix(".json")
+    write(str(legacy), b"")
+    again = builder.build(config)
+    assert again["splits"]["train"]["shards_resumed"] == 8
+    assert not legacy.exists()
     assert sorted(glob.glob(str(out / "train-*"))) == paths
     filenames = [
         f[schema.FILENAME][0].decode() for _, f in read_records(out, "train")

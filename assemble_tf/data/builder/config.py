@@ -5,9 +5,8 @@ import re
 from typing import NamedTuple
 
 from assemble_tf.data import metadata
-from assemble_tf.option_errors import OptionsError
 from official.utils.misc import jobs
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_at_least
 
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
@@ -80,25 +79,32 @@ class BuildConfig(jobs.JobOptions):
             )
         jobs.require(self, "output_dir")
         self._validate_inputs()
-        for name, low, high in (
-            ("label_offset", 0, None),
-            ("jpeg_quality", 1, 100),
-            ("num_workers", 1, None),
-            ("train_shards", 1, None),
-            ("validation_shards", 1, None),
-        ):
-            _check_range(name, getattr(self, name), low, high)
+        check_at_least(
+            self,
+            {
+                "label_offset": 0,
+                "num_workers": 1,
+                "train_shards": 1,
+                "validation_shards": 1,
+            },
+        )
+        if not 1 <= self.jpeg_quality <= 100:
+            raise OptionError(
+                "jpeg_quality",
+                "{field} must be in 1..100. Received: {field}={value}",
+                value=self.jpeg_quality,
+            )
 
     def _validate_inputs(self):
         """A split to build, and what goes with each split."""
         if not self.train_dir and not self.validation_dir:
-            raise OptionsError(
+            raise OptionError(
                 "train_dir",
                 "Nothing to build: set {field} and/or {validation_dir}.",
                 others=("validation_dir",),
             )
         if self.validation_labels and not self.validation_dir:
-            raise OptionsError(
+            raise OptionError(
                 "validation_labels",
                 "{field}={value} needs {validation_dir} (the flat folder of "
                 "validation images).",
@@ -109,7 +115,7 @@ class BuildConfig(jobs.JobOptions):
             if getattr(self, f"{split}_logits") and not getattr(
                 self, f"{split}_dir"
             ):
-                raise OptionsError(
+                raise OptionError(
                     f"{split}_logits",
                     "{field} needs " + jobs.named(f"{split}_dir") + ".",
                     others=(f"{split}_dir",),
@@ -122,17 +128,3 @@ class BuildConfig(jobs.JobOptions):
         if offset is None:
             offset = DEFAULT_LABEL_OFFSET[self.layout]
         return dataclasses.replace(self, label_offset=int(offset))
-
-
-def _check_range(name, value, low, high):
-    """Raises `OptionError` unless `value` (None: a default) is in
-    low..high."""
-    if value is None or (low <= int(value) and (high is None or value <= high)):
-        return
-    bound = f"in {low}..{high}" if high else f">= {low}"
-    raise OptionError(
-        name,
-        "{field} must be {bound}. Received: {field}={value}",
-        bound=bound,
-        value=value,
-    )

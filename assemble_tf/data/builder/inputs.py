@@ -14,7 +14,6 @@ from assemble_tf.data.builder.config import (
     MAX_LISTED,
     WNID_PATTERN,
 )
-from assemble_tf.option_errors import OptionsError
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -74,7 +73,7 @@ def list_class_folders(root, flag, layout):
     if layout == "imagenet":
         bad = [name for name in classes if not WNID_PATTERN.match(name)]
         if bad:
-            raise OptionsError(
+            raise OptionError(
                 flag,
                 "{field}={root} holds folders that are not WordNet ids "
                 "(nXXXXXXXX): {bad}. Point {field} at the folder of the "
@@ -133,7 +132,7 @@ def read_validation_labels(path, image_names):
         )
     if widths == [1]:
         if len(rows) != len(image_names):
-            raise OptionsError(
+            raise OptionError(
                 "validation_labels",
                 "{field}={path} has {lines} lines (one class per line) but "
                 "{validation_dir} holds {images} images; the file must list "
@@ -182,7 +181,7 @@ def _labels_by_name(path, rows, image_names):
         if label is None:
             missing.append(name)
     if missing:
-        raise OptionsError(
+        raise OptionError(
             "validation_labels",
             "{field}={path} has no line for {count} images of "
             "{validation_dir}: {names}.",

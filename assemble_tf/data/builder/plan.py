@@ -28,7 +28,6 @@ from assemble_tf.data.builder.inputs import (
     require_dir,
     resolve_logit_files,
 )
-from assemble_tf.option_errors import OptionsError
 from official.utils.misc.validation import OptionError
 
 
@@ -72,7 +71,7 @@ def _discover_split(config, split, classes):
         os.path.isdir(os.path.join(root, c)) for c in os.listdir(root)
     )
     if not has_folders and list_images(root)[0]:
-        raise OptionsError(
+        raise OptionError(
             flag,
             "{field}={root} holds images but no class folders; pass "
             "{validation_labels}=FILE to label a flat folder.",
@@ -128,7 +127,7 @@ def discover(config):
                     if config.validation_labels
                     else "validation_dir"
                 )
-                raise OptionsError(
+                raise OptionError(
                     field,
                     "{field}={source}: classes must be WordNet ids "
                     "(nXXXXXXXX) in the imagenet layout, got {bad}. Map the "

@@ -40,27 +40,20 @@ SUMMARY_FILE = "summary.json"
 class OutputMismatchError(OptionError, FileExistsError):
     """`output_dir` is a file, or holds results of other options.
 
-    Every other `{name}` of the template without a value is an option:
-    written `name` (in backquotes) in `str(e)`, `--name` by `as_flag()`.
+    Every other `{name}` of the template without a value is an option
+    (`OptionError`'s `others`): `name` in `str(e)`, `--name` by
+    `as_flag()`.
     """
 
     def __init__(self, template, **values):
-        self.options = tuple(
-            sorted(
-                {
-                    name
-                    for _, name, _, _ in string.Formatter().parse(template)
-                    if name and name != "field" and name not in values
-                }
-            )
+        others = sorted(
+            {
+                name
+                for _, name, _, _ in string.Formatter().parse(template)
+                if name and name != "field" and name not in values
+            }
         )
-        names = {name: f"`{name}`" for name in self.options}
-        super().__init__("output_dir", template, **values, **names)
-
-    def as_flag(self, flag=None):
-        """The message with every option written as its `--flag`."""
-        values = {**self.values, **{n: f"--{n}" for n in self.options}}
-        return self.template.format(field=f"--{flag or self.field}", **values)
+        super().__init__("output_dir", template, others=others, **values)
 
 
 class MissingPathError(OptionError, FileNotFoundError):
