@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the binary's flags (names match `EvaluateOptions` fields)."""
-    model_source_flags.define_model_source_flags()
+    model_source_flags.define_model_source_flags(model_overrides=True)
     flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
     flags.DEFINE_string("validation_pattern", None, "Override the shard glob.")
     flags.DEFINE_integer("label_offset", None, "Override the label offset.")

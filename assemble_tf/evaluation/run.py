@@ -24,7 +24,9 @@ import json
 import os
 import sys
 
+from assemble_tf.runs import loading
 from official.utils.misc.validation import (
+    OptionError,
     check_at_least,
     check_choices,
 )
@@ -40,18 +42,11 @@ DATA_OVERRIDES = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluateOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluateOptions(loading.ModelSource):
     """What to evaluate; field names are `tools.evaluate`'s flags.
 
-    Attributes:
-        model_dir: a training run (config.json and checkpoints/).
-        checkpoint: with `model_dir`: "latest" (default), "best" or a
-            checkpoint prefix.
-        preset: without `model_dir`: the preset `weights` belong to.
-        weights: a .weights.h5 file; with `model_dir` it replaces the
-            run's checkpoint.
-        num_classes: logits of `preset`'s model (default the preset's).
+    Attributes (besides the `loading.ModelSource` fields):
         data_dir: replaces the run's data_dir.
         validation_pattern: replaces the run's validation shard glob.
         label_offset: replaces the run's label offset.
@@ -64,11 +59,6 @@ class EvaluateOptions:
         progress: show a progress bar (on stderr).
     """
 
-    model_dir: str | None = None
-    checkpoint: str | None = None
-    preset: str | None = None
-    weights: str | None = None
-    num_classes: int | None = None
     data_dir: str | None = None
     validation_pattern: str | None = None
     label_offset: int | None = None
@@ -94,18 +84,29 @@ def validate(options):
     """Raises `OptionError` naming the option of a bad value."""
     check_choices(options, {"precision": PRECISIONS})
     check_at_least(options, {"batch_size": 1})
+    if options.model_dir and options.num_classes is not None:
+        # A run's head is what its config.json says; a different class
+        # count cannot restore its checkpoint.
+        raise OptionError(
+            "num_classes",
+            "{field} applies to {preset} with {weights}; a run's class "
+            "count comes from its config.json ({model_dir}={path}): leave "
+            "{field} out.",
+            others=["preset", "weights", "model_dir"],
+            path=options.model_dir,
+        )
 
 
 def resolve(options):
     """(config, checkpoint prefix or None, weights or None) of `options`'
     model source, with its data overrides and batch size."""
-    from assemble_tf.runs import loading
-
     data = {
         name: getattr(options, name)
         for name in DATA_OVERRIDES
         if getattr(options, name) is not None
     }
+    from assemble_tf import config as config_lib
+
     return loading.resolve(
         model_dir=options.model_dir,
         checkpoint=options.checkpoint,
@@ -113,6 +114,7 @@ def resolve(options):
         weights=options.weights,
         output_dir=options.output_dir,
         data=data,
+        model=config_lib.parse_model_overrides(options.model_overrides),
         train={"eval_batch_size": options.batch_size},
     )
 

@@ -26,26 +26,18 @@ import dataclasses
 import os
 import sys
 
+from assemble_tf.runs import loading
 from official.utils.misc.validation import OptionError, check_choices
 
 PRECISIONS = ("float32", "bfloat16")
 
 
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportOptions(loading.ModelSource):
     """What to export; field names are `tools.export_saved_model`'s flags.
 
-    Attributes:
+    Attributes (besides the `loading.ModelSource` fields):
         export_dir: where the SavedModel goes.
-        model_dir: a training run (config.json and checkpoints/).
-        checkpoint: with `model_dir`: "latest" (default), "best" or a
-            checkpoint prefix.
-        preset: without `model_dir`: the preset `weights` belong to.
-        weights: a .weights.h5 file; with `model_dir` it replaces the
-            run's checkpoint.
-        num_classes: logits of `preset`'s model (default the preset's).
-        model_overrides: `build_model` arguments of `preset`'s model (a
-            dict or a JSON object's text).
         preprocessing: eval preprocessing put in the graph (default the
             run's / preset's).
         jit_compile: XLA-compile the `preprocessed` signature.
@@ -56,12 +48,6 @@ class ExportOptions:
     """
 
     export_dir: str
-    model_dir: str | None = None
-    checkpoint: str | None = None
-    preset: str | None = None
-    weights: str | None = None
-    num_classes: int | None = None
-    model_overrides: str | dict | None = None
     preprocessing: str | None = None
     jit_compile: bool = False
     fold_bn: bool = False

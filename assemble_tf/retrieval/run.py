@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from assemble_tf.retrieval import recall
+from assemble_tf.runs import loading
 from official.utils.misc import file_utils
 from official.utils.misc.validation import (
     OptionError,
@@ -37,22 +38,14 @@ from official.utils.misc.validation import (
 CLASS_SPLITS = ("test", "train", "all")  # sources.retrieval_selection's
 
 
-@dataclasses.dataclass(frozen=True)
-class RetrievalOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetrievalOptions(loading.ModelSource):
     """What to evaluate; field names are `tools.eval_retrieval`'s flags.
 
-    Attributes:
+    Attributes (besides the `loading.ModelSource` fields):
         source: a tfds name (caltech_birds2011, cars196,
             stanford_online_products, ...) or a folder
             `<root>/<split>/<class>/<image>`.
-        model_dir: a training run (config.json and checkpoints/).
-        checkpoint: with `model_dir`: "latest" (default), "best" or a
-            checkpoint prefix.
-        preset: without `model_dir`: the preset `weights` belong to.
-        weights: a .weights.h5 file; with `model_dir` it replaces the run's
-            checkpoint.
-        num_classes: logits of `preset`'s model (default the preset's).
-        model_overrides: `build_model` arguments (a dict or JSON object).
         saved_model: an export of `tools.export_saved_model`.
         embedding_layer: layer to embed from (default head_embedding_bn,
             else head_pool).
@@ -78,12 +71,6 @@ class RetrievalOptions:
     """
 
     source: str
-    model_dir: str | None = None
-    checkpoint: str | None = None
-    preset: str | None = None
-    weights: str | None = None
-    num_classes: int | None = None
-    model_overrides: str | dict | None = None
     saved_model: str | None = None
     embedding_layer: str | None = None
     tfds_data_dir: str | None = None

@@ -26,6 +26,7 @@ import os
 import sys
 
 from assemble_tf.robustness import evaluation
+from assemble_tf.runs import loading
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
@@ -33,11 +34,11 @@ NORMALIZATIONS = ("alexnet", "none")
 LINE_KEYS = ("mce", "mce_19", "relative_mce", "mfr")
 
 
-@dataclasses.dataclass(frozen=True)
-class RobustnessOptions:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RobustnessOptions(loading.ModelSource):
     """What to evaluate, and on which model (the binary's flag names).
 
-    Attributes:
+    Attributes (besides the `loading.ModelSource` fields):
         kind: "c" (ImageNet-C folders) or "p" (ImageNet-P videos).
         data_dir: the set's root: <corruption>/<severity>/<wnid>/<file> or
             <perturbation>/<wnid>/<name>.mp4.
@@ -51,12 +52,8 @@ class RobustnessOptions:
             folder of `weights`).
         labels_file: wnid -> label (labels.txt or a synsets list); default
             the run's <data_dir>/labels.txt when it exists.
-        model_dir, checkpoint, preset, weights: the model's source, as
-            `assemble_tf.runs.loading.resolve` takes them.
-        num_classes: logits of `preset`'s model (None: the preset's).
         label_offset: subtracted from the stored labels (None: the
             config's; 0 for 1001-way heads, 1 for 1000-way ones).
-        model_overrides: `build_model` arguments replacing the config's.
         progress: show a progress bar (on stderr).
     """
 
@@ -69,13 +66,7 @@ class RobustnessOptions:
     batch_size: int = 64
     output_dir: str | None = None
     labels_file: str | None = None
-    model_dir: str | None = None
-    checkpoint: str | None = None
-    preset: str | None = None
-    weights: str | None = None
-    num_classes: int | None = None
     label_offset: int | None = None
-    model_overrides: dict = dataclasses.field(default_factory=dict)
     progress: bool = True
 
     def validate(self):
@@ -130,7 +121,8 @@ def load_model(options):
         (config, model, source): the experiment config, the Keras model and
         the checkpoint prefix or weights file it was restored from.
     """
-    from assemble_tf.runs import checkpoints, loading, runtime
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs import checkpoints, runtime
     from assemble_tf.runs import models as run_models
 
     data = {
@@ -145,7 +137,7 @@ def load_model(options):
         weights=options.weights,
         output_dir=options.output_dir,
         data=data,
-        model=dict(options.model_overrides),
+        model=config_lib.parse_model_overrides(options.model_overrides),
         needs_data=False,
     )
     strategy = runtime.setup_runtime(config)

@@ -10,11 +10,37 @@ missing source is an `OptionError` naming the options (a binary prints
 their flags).
 """
 
+import dataclasses
 import os
 
 from assemble_tf import config as config_lib
 from assemble_tf.option_errors import OptionsError
 from assemble_tf.runs import checkpoints
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelSource:
+    """Where the model comes from: the fields every evaluation, export and
+    retrieval options object starts with (their binaries' shared flags).
+
+    Attributes:
+        model_dir: a training run (config.json and checkpoints/).
+        checkpoint: with `model_dir`: "latest" (default), "best" or a
+            checkpoint prefix.
+        preset: without `model_dir`: the preset `weights` belong to.
+        weights: a .weights.h5 file; with `model_dir` it replaces the
+            run's checkpoint.
+        num_classes: logits of `preset`'s model (default the preset's).
+        model_overrides: `build_model` arguments replacing the config's (a
+            dict or a JSON object's text).
+    """
+
+    model_dir: str | None = None
+    checkpoint: str | None = None
+    preset: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None
+    model_overrides: str | dict | None = None
 
 
 def resolve(

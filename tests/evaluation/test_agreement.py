@@ -231,6 +231,46 @@ def test_evaluate_model_names_the_options():
     assert e.value.as_flag() == (
         "--precision='float16': use one of float32, bfloat16."
     )
+    # Issue 24 item 7: --num_classes does not apply to a run.
+    with pytest.raises(OptionError) as e:
+        run.evaluate_model(run.EvaluateOptions(model_dir="/r", num_classes=5))
+    assert e.value.as_flag() == (
+        "--num_classes applies to --preset with --weights; a run's class "
+        "count comes from its config.json (--model_dir=/r): leave "
+        "--num_classes out."
+    )
+
+
+def test_evaluate_preset_weights_with_model_overrides(tiny_run, tmp_path):
+    """Issue 24 item 8: the .weights.h5 of a non-default width evaluates
+    with --preset and --model_overrides (as the other model-source
+    binaries), giving the run's own numbers."""
+    from assemble_tf.evaluation import run
+
+    config, model = tiny_run
+    weights = str(tmp_path / "tiny.weights.h5")
+    model.save_weights(weights)
+    common = dict(batch_size=4, progress=False)
+    want = run.evaluate_model(
+        run.EvaluateOptions(
+            model_dir=config.model_dir, output_dir=str(tmp_path / "a"), **common
+        )
+    )
+    got = run.evaluate_model(
+        run.EvaluateOptions(
+            preset="resnet50",
+            weights=weights,
+            num_classes=3,
+            model_overrides='{"base_width": 8, "block_sizes": [1, 1, 1, 1]}',
+            data_dir=config.data.data_dir,
+            eval_preprocessing="imagenet_32",
+            output_dir=str(tmp_path / "b"),
+            **common,
+        )
+    )
+    assert got["count"] == want["count"] == 10
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert got["top1"] == want["top1"]
 
 
 def _check_bfloat16_report(out, tiny_run, tmp_path):
