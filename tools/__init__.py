@@ -1,1 +1,1 @@
-"""Thin binaries; run as `python -m tools.NAME --help`."""
+r"""Thin binaries; run as `python -m tools.NAME --help`."""

@@ -1,4 +1,4 @@
-"""Times the 19 ImageNet-C corruptions per image, ours vs `imagecorruptions`.
+r"""Times the 19 ImageNet-C corruptions per image, ours vs `imagecorruptions`.
 
     python -m tools.benchmark_corruptions
     python -m tools.benchmark_corruptions --compare_imagecorruptions \

@@ -1,4 +1,4 @@
-"""Input-pipeline benchmark: full training pipeline vs decode-and-crop.
+r"""Input-pipeline benchmark: full training pipeline vs decode-and-crop.
 
     python -m tools.benchmark_input --data_dir=/data/imagenet \
         --autoaugment=imagenet --mixup_type=1 --json

@@ -1,4 +1,4 @@
-"""Inference throughput of presets, as ratios measured in one run.
+r"""Inference throughput of presets, as ratios measured in one run.
 
     python -m tools.benchmark_throughput --preset=assemble_resnet50 \
         --compare=keras_resnet50 --output_dir=bench_out

@@ -1,4 +1,4 @@
-"""Training images/s of presets, as ratios to Keras' ResNet50.
+r"""Training images/s of presets, as ratios to Keras' ResNet50.
 
     python -m tools.benchmark_training \
         --presets=resnet50,assemble_resnet50 \

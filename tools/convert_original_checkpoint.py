@@ -1,4 +1,4 @@
-"""Converts a checkpoint of the original TF1 Assemble-ResNet code to Keras.
+r"""Converts a checkpoint of the original TF1 Assemble-ResNet code to Keras.
 
     python -m tools.convert_original_checkpoint \
         --checkpoint=/ckpts/assemble_r50/model.ckpt-750683 \

@@ -1,4 +1,4 @@
-"""The end-to-end demo: real data in, a trained Assemble model out.
+r"""The end-to-end demo: real data in, a trained Assemble model out.
 
     python -m tools.demo --output_dir=demo_out
 

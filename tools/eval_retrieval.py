@@ -1,4 +1,4 @@
-"""Image-retrieval recall@k of a model on a tfds set or an image folder.
+r"""Image-retrieval recall@k of a model on a tfds set or an image folder.
 
     python -m tools.eval_retrieval --model_dir=/runs/a50_cub \
         --source=caltech_birds2011 --tfds_data_dir=~/tensorflow_datasets

@@ -1,4 +1,4 @@
-"""ImageNet-C mCE and ImageNet-P mFR of a trained or imported model.
+r"""ImageNet-C mCE and ImageNet-P mFR of a trained or imported model.
 
     # official ImageNet-C (224 px) with a training run
     python -m tools.eval_robustness --kind=c --data_dir=/data/ImageNet-C \

@@ -1,4 +1,4 @@
-"""Evaluates a training run or imported weights on a validation split.
+r"""Evaluates a training run or imported weights on a validation split.
 
     python -m tools.evaluate --model_dir=/runs/a50            # latest ckpt
     python -m tools.evaluate --model_dir=/runs/a50 --checkpoint=best

@@ -1,4 +1,4 @@
-"""Exports a trained or imported model as a verified SavedModel.
+r"""Exports a trained or imported model as a verified SavedModel.
 
     python -m tools.export_saved_model --model_dir=/runs/a50 \
         --export_dir=/serving/a50/1

@@ -1,4 +1,4 @@
-"""Adds teacher logits (`image/logit`) to TFRecord shards for distillation.
+r"""Adds teacher logits (`image/logit`) to TFRecord shards for distillation.
 
     # a preset teacher and its weights
     python -m tools.extract_teacher_logits --input_dir=/data/imagenet \

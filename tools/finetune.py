@@ -1,4 +1,4 @@
-"""Fine-tunes a pretrained model on a tfds dataset or an image folder.
+r"""Fine-tunes a pretrained model on a tfds dataset or an image folder.
 
     # Flowers-102 from an imported Assemble-ResNet-50 checkpoint
     python -m tools.finetune --preset=assemble_resnet50 \

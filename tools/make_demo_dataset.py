@@ -1,4 +1,4 @@
-"""Writes a small real classification dataset as TFRecords (no download).
+r"""Writes a small real classification dataset as TFRecords (no download).
 
     python -m tools.make_demo_dataset --output_dir=demo_out/digits
 

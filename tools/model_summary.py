@@ -1,4 +1,4 @@
-"""Prints parameter and multiply-add counts of a preset.
+r"""Prints parameter and multiply-add counts of a preset.
 
     python -m tools.model_summary --preset=assemble_resnet50 --json
 

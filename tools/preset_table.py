@@ -1,4 +1,4 @@
-"""Builds every preset and tabulates size and cost beside the paper.
+r"""Builds every preset and tabulates size and cost beside the paper.
 
     python -m tools.preset_table --output_dir=demo_out
 

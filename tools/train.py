@@ -1,4 +1,4 @@
-"""Trains a preset with its recipe on TFRecords, on any tf.distribute
+r"""Trains a preset with its recipe on TFRecords, on any tf.distribute
 strategy, resumably.
 
     python -m tools.train --preset=assemble_resnet50 \

@@ -59,6 +59,25 @@ def test_help_lists_the_binarys_own_flags(tool):
     }
     assert set(own) <= listed, sorted(set(own) - listed)
     assert "--verbosity" not in short.stdout  # absl's own stay in --helpfull
+    # Issue 24 item 11: the docstring's example commands keep their line
+    # breaks (a `\` line end in a non-raw docstring joined them into runs
+    # of spaces), and flag help is wrapped once, by absl (text pre-wrapped
+    # by us came out broken mid-sentence, a line of one or two words).
+    joined = [line for line in short.stdout.splitlines() if "    --" in line]
+    assert not [j for j in joined if re.search(r"\S {4,}--", j)], joined
+    lines = short.stdout.split("\nflags:\n", 1)[-1].splitlines()
+
+    def prose(line):  # a continuation line of a flag's help text
+        return line.startswith("    ") and not line.strip().startswith("(")
+
+    # absl fills each line to ~80 columns: a short line followed by more
+    # of the same paragraph is a break inside a sentence.
+    stubs = [
+        a
+        for a, b in zip(lines, lines[1:], strict=False)
+        if prose(a) and prose(b) and len(a) < 50
+    ]
+    assert not stubs, stubs
 
 
 NOISE = (

@@ -7,7 +7,6 @@ guidelines.md). Only flags the user set explicitly override a preset.
 
 import functools
 import sys
-import textwrap
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -21,11 +20,10 @@ PROJECT_MODULES = ("flags.", "official.")
 _HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 
 
-def help_wrap(text, width=76, indent="  "):
-    """Wraps flag help so `--help` stays readable."""
-    return textwrap.fill(
-        textwrap.dedent(text).strip(), width=width, subsequent_indent=indent
-    )
+def help_wrap(text):
+    """Flag help as one paragraph: absl wraps it for `--help` itself, so
+    text wrapped here would be broken again mid-sentence."""
+    return " ".join(text.split())
 
 
 def explicitly_set(flag_values, names):
