@@ -18,8 +18,16 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines --preset, the architecture overrides and --json."""
+    """Defines --preset, the architecture overrides and --json.
+
+    --preset is a plain string here: a typo gets `presets.get`'s close
+    matches (one ERROR line, exit 2), not absl's list of every preset.
+    """
     model_flags.define_model_flags()
+    preset = FLAGS["preset"]
+    FLAGS.remove_flag_values(["preset"])
+    flags.DEFINE_string("preset", None, preset.help)
+    flags.mark_flag_as_required("preset")
     flags.DEFINE_bool(
         "json", False, "Print one JSON object instead of a table."
     )
@@ -27,8 +35,10 @@ def define_flags():
 
 def main(argv):
     del argv
+    from assemble_tf import presets
     from assemble_tf.models import preset_report
 
+    presets.get(FLAGS.preset)  # ValueError with close matches
     summary = preset_report.summarize(
         FLAGS.preset, model_flags.model_overrides(FLAGS)
     )

@@ -53,6 +53,19 @@ def test_model_summary_overrides_and_clean_errors():
     assert "image_size=240" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_model_summary_suggests_close_presets():
+    bad = testing_utils.run_main(
+        "tools.model_summary", "--preset=asemble_resnet50"
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1, bad.stderr
+    assert lines[0].startswith("ERROR: --preset='asemble_resnet50' is not a")
+    assert "Did you mean assemble_resnet50" in lines[0]
+    assert "table7_e12" not in lines[0]  # not every preset
+    assert bad.stdout == ""
+
+
 @pytest.mark.slow
 def test_convert_tool_writes_weights_that_load(tmp_path):
     folder = os.path.join(GOLDEN, "tiny_assemble_64")
