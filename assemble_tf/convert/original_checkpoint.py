@@ -6,20 +6,21 @@ variable scope and creation order: `resnet_model/conv2d_5/kernel` for a
 plain ResNet (resnet_version=1), `resnet_model/stage1/big1/conv2d_3/kernel`,
 `resnet_model/stage0/pool/batch_normalization_2/gamma` and
 `resnet_model/stage1/big1/sk_block/sk_fc_1/kernel` for BigLittleNet models
-(resnet_version=2). `build_resnet` records, per original scope, the layers in
-the order that graph created them (`Layout`); the k-th `conv2d` of a scope is
-our k-th conv there, and so on. Optimizer slots and bookkeeping variables are
-ignored; any other unmatched, missing or mis-shaped variable is an error that
-lists every offender.
+(resnet_version=2). `tf1_names.original_scopes` gives, from our layer
+names, the layers of each original scope in the order that graph created
+them; the k-th `conv2d` of a scope is our k-th conv there, and so on.
+Optimizer slots and bookkeeping variables are ignored; any other unmatched,
+missing or mis-shaped variable is an error that lists every offender.
 """
 
 import collections
+import inspect
 import re
 
 import numpy as np
 import tensorflow as tf
 
-from assemble_tf.models.resnet import Layout
+from assemble_tf.convert import tf1_names
 
 # Variables a training run adds beside the model: ignored on import.
 _IGNORED = re.compile(
@@ -62,11 +63,11 @@ def _sk_units(scope, names):
     return ordered
 
 
-def expected_variables(layout, checkpoint_names):
+def expected_variables(scopes, checkpoint_names):
     """Maps original variable names to our Keras variables.
 
     Args:
-        layout: the `Layout` filled by `build_resnet`.
+        scopes: `tf1_names.original_scopes(model)`.
         checkpoint_names: names present in the checkpoint (used only to
             order the SK units of a scope).
 
@@ -77,7 +78,7 @@ def expected_variables(layout, checkpoint_names):
         CheckpointMismatchError: for layers the original never had.
     """
     expected = {}
-    for scope, items in layout.scopes.items():
+    for scope, items in scopes.items():
         conv_i = bn_i = sk_i = 0
         sk = _sk_units(scope, checkpoint_names)
 
@@ -156,13 +157,14 @@ def read_checkpoint(prefix):
     return reader, shapes
 
 
-def load_original_checkpoint(prefix, model, layout):
+def load_original_checkpoint(prefix, model):
     """Copies a TF1 checkpoint of the original code into `model`.
 
     Args:
         prefix: str. Checkpoint prefix (`.../model.ckpt-750683`).
-        model: the `keras.Model` built with `layout`.
-        layout: the `Layout` that `build_resnet(..., layout=layout)` filled.
+        model: a `keras.Model` made by `build_resnet` / `build_model`; the
+            original names of its variables follow from its layer names
+            (`tf1_names`).
 
     Returns:
         The number of variables copied.
@@ -172,9 +174,12 @@ def load_original_checkpoint(prefix, model, layout):
             variable, every model variable missing from the checkpoint and
             every shape mismatch.
     """
-    del model  # the layout holds the layers; kept for a clear call site
+    try:
+        scopes = tf1_names.original_scopes(model)
+    except ValueError as e:
+        raise CheckpointMismatchError(str(e)) from None
     reader, shapes = read_checkpoint(prefix)
-    expected = expected_variables(layout, list(shapes))
+    expected = expected_variables(scopes, list(shapes))
     missing = sorted(set(expected) - set(shapes))
     unmatched = sorted(set(shapes) - set(expected))
     mismatched = sorted(
@@ -191,7 +196,7 @@ def load_original_checkpoint(prefix, model, layout):
             "base_width, block_sizes, big_little)."
         ]
         ckpt_bl = any("/stage" in n for n in shapes)
-        model_bl = any("/stage" in scope for scope in layout.scopes)
+        model_bl = tf1_names.is_big_little(model)
         if ckpt_bl != model_bl:
             lines.append(
                 "Hint: the checkpoint is a "
@@ -219,11 +224,14 @@ def load_original_checkpoint(prefix, model, layout):
 
 
 def build_and_load(prefix, build_fn, **build_kwargs):
-    """Builds a model with `build_fn(layout=..., **kwargs)` and imports.
+    """Builds a model with `build_fn(**build_kwargs)` and imports `prefix`.
 
     Returns:
         `(model, num_variables)`.
     """
-    layout = Layout()
-    model = build_fn(layout=layout, **build_kwargs)
-    return model, load_original_checkpoint(prefix, model, layout)
+    if "layout" in inspect.signature(build_fn).parameters:
+        # Transition: callers written for the removed `Layout` pass
+        # `lambda layout, **kw: build_model(preset, layout, **kw)`.
+        build_kwargs = {"layout": None, **build_kwargs}
+    model = build_fn(**build_kwargs)
+    return model, load_original_checkpoint(prefix, model)

@@ -4,11 +4,84 @@ At inference a BatchNorm after a convolution is an affine map per output
 channel, y = g (conv(x) - m) / sqrt(v + eps) + b, so it can be folded into
 the convolution: kernel' = kernel * s and bias' = b - m * s with
 s = g / sqrt(v + eps) (Jacob et al. 2018, https://arxiv.org/abs/1712.05877,
-section 3.2). `build_resnet(fold_bn=True)` builds the same graph with biased
-convs and no BN layers; `fold_batch_norm` fills it from a trained model.
+section 3.2). `fold_bn_graph` clones a model with every such conv + BN pair
+(`<x>_conv` feeding only `<x>_bn`) replaced by one biased conv;
+`fold_batch_norm` fills it from the trained model; `folded_copy` does both.
+BNs that follow no conv (the embedding head's) or live inside a layer (the
+SK unit's) stay.
+
+    folded, count = optimize.folded_copy(model)
 """
 
+import collections
+
+import keras
 import numpy as np
+
+_CONV, _BN = "_conv", "_bn"
+
+
+def foldable_pairs(model):
+    """`{conv name: bn name}` of the conv + BN pairs BN folding fuses.
+
+    A pair is a `keras.layers.Conv2D` named `<x>_conv` whose output goes
+    to a `BatchNormalization` named `<x>_bn` and nowhere else.
+    """
+    uses = collections.Counter(map(id, keras.tree.flatten(model.outputs)))
+    layers = {}
+    for layer in model.layers:
+        layers[layer.name] = layer
+        if not isinstance(layer, keras.layers.InputLayer):
+            uses.update(map(id, keras.tree.flatten(layer.input)))
+    pairs = {}
+    for name, layer in layers.items():
+        if not (
+            isinstance(layer, keras.layers.BatchNormalization)
+            and name.endswith(_BN)
+        ):
+            continue
+        conv = layers.get(name[: -len(_BN)] + _CONV)
+        if (
+            isinstance(conv, keras.layers.Conv2D)
+            and layer.input is conv.output
+            and uses[id(conv.output)] == 1
+        ):
+            pairs[conv.name] = name
+    return pairs
+
+
+def fold_bn_graph(model):
+    """A clone of `model` with its foldable conv + BN pairs as biased convs.
+
+    The layers keep their names and configurations (dtype policy
+    included); the folded convs gain a bias, their BNs are left out. The
+    weights are new: `fold_batch_norm(model, clone)` fills them. For a
+    `build_resnet` model this is the graph `build_resnet(fold_bn=True)`
+    builds.
+
+    Args:
+        model: a functional `keras.Model`.
+
+    Returns:
+        The folded functional `keras.Model` (same name, inputs, outputs).
+    """
+    pairs = foldable_pairs(model)
+    folded_bns = set(pairs.values())
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in pairs:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    def call(layer, *args, **kwargs):
+        if layer.name in folded_bns:
+            return args[0]
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(
+        model, clone_function=clone, call_function=call
+    )
 
 
 def fold_batch_norm(model, folded):
@@ -16,7 +89,8 @@ def fold_batch_norm(model, folded):
 
     Args:
         model: the trained model (BN layers named `<x>_bn` after `<x>_conv`).
-        folded: the same architecture built with `fold_bn=True`.
+        folded: its `fold_bn_graph` (or the same architecture built with
+            `fold_bn=True`).
 
     Returns:
         The number of BN layers folded.
@@ -34,8 +108,8 @@ def fold_batch_norm(model, folded):
                 f"{layer.name} of the folded model has no counterpart."
             )
         original = source[layer.name]
-        bn_name = layer.name[: -len("_conv")] + "_bn"
-        if layer.name.endswith("_conv") and bn_name in source:
+        bn_name = layer.name[: -len(_CONV)] + _BN
+        if layer.name.endswith(_CONV) and bn_name in source:
             bn = source[bn_name]
             gamma, beta, mean, var = (
                 np.asarray(w, np.float64) for w in bn.get_weights()
@@ -49,3 +123,9 @@ def fold_batch_norm(model, folded):
         else:
             layer.set_weights(original.get_weights())
     return folded_count
+
+
+def folded_copy(model):
+    """`(folded model with model's weights, number of BNs folded)`."""
+    folded = fold_bn_graph(model)
+    return folded, fold_batch_norm(model, folded)

@@ -10,7 +10,15 @@ s = GAP(U1 + U2); z = ReLU(BN(W1 s)) with d = max(int(F / r), L);
 a = W2 z split in halves; softmax across the two paths; V = a1 U1 + a2 U2.
 The SKNet two-kernel variant (3x3 and dilated 3x3 standing for 5x5, row C2)
 is built here too; the original code never implemented it.
+
+A variant is a list of `PathSpec`s (`path_specs`): the convolutions that
+compute the two paths, each with its kernel size, dilation, how many paths
+it computes (the Assemble conv: both, as one 2F-channel output) and how it
+strides. One forward pass serves every variant: the paths side by side on
+the channels, one attention, one weighted sum.
 """
+
+import typing
 
 import keras
 
@@ -20,6 +28,48 @@ from assemble_tf.layers.conv import Conv2D
 from official.utils.misc import validation
 
 VARIANTS = ("assemble", "sknet")
+NUM_PATHS = 2
+
+
+class PathSpec(typing.NamedTuple):
+    """One convolution (+ BN + ReLU) of an SK unit and the paths it feeds.
+
+    Attributes:
+        suffix: its layers are `conv<suffix>`, `bn<suffix>` and, when it
+            pads, `pad<suffix>` (the layer attributes, hence the variable
+            paths and the checkpoint names).
+        kernel: int. Kernel size.
+        dilation: int. Dilation rate.
+        paths: int. Paths it computes: its output has `paths * F` channels,
+            path after path (the Assemble grouping: one conv, two paths).
+        strided: bool. With `strides=2`: pad explicitly and run a strided
+            VALID conv (the original's `conv2d_fixed_padding`), or run at
+            stride 1 and keep every other position.
+    """
+
+    suffix: str
+    kernel: int
+    dilation: int
+    paths: int
+    strided: bool
+
+
+def path_specs(variant):
+    """The convolutions of an SK variant, in creation order.
+
+    Args:
+        variant: str. One of `VARIANTS`.
+
+    Returns:
+        A tuple of `PathSpec`s whose `paths` sum to `NUM_PATHS`.
+    """
+    if variant == "assemble":  # one 3x3 conv to 2F, split in two
+        return (PathSpec("", 3, 1, NUM_PATHS, strided=True),)
+    # SKNet: 3x3 and dilated 3x3 (a 5x5 field), both at stride 1.
+    return (
+        PathSpec("_a", 3, 1, 1, strided=False),
+        PathSpec("_b", 3, 2, 1, strided=False),
+    )
 
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
@@ -28,9 +78,9 @@ class SelectiveKernel(keras.layers.Layer):
 
     The output has `filters` channels, is non-negative and carries no BN or
     ReLU after it. With `strides=2` the "assemble" conv pads 1/1 explicitly
-    and runs VALID, as the original; the dilated "sknet" path runs at
-    stride 1 and is subsampled, which equals a strided dilated conv with
-    padding 2.
+    and runs VALID, as the original; the "sknet" convs run at stride 1 and
+    are subsampled, which for the dilated one equals a strided dilated conv
+    with padding 2.
 
     Args:
         filters: int. Output channels F (the bottleneck width).
@@ -81,128 +131,125 @@ class SelectiveKernel(keras.layers.Layer):
         self.bn_momentum = bn_momentum
         self.bn_epsilon = bn_epsilon
         self.attention_dim = max(int(filters / reduction), min_dim)
+        self.specs = path_specs(variant)
+        # Sub-layers in creation order (their order in `weights`); the
+        # attribute names are the variable paths and checkpoint keys.
+        for spec in self.specs:
+            self._add_path_layers(spec)
+        self.fc1 = self._pointwise(self.attention_dim, "fc1")
+        self.attn_bn = self._batch_norm("attn_bn")
+        self.fc2 = self._pointwise(NUM_PATHS * filters, "fc2")
 
-        dtype = self.dtype_policy
-        bn_args = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype)
-        if variant == "assemble":
-            self.pad = (
-                keras.layers.ZeroPadding2D(1, dtype=dtype)
-                if strides == 2
-                else None
-            )
-            self.conv = Conv2D(
-                2 * filters,
-                3,
-                strides=strides,
-                padding="valid" if strides == 2 else "same",
-                use_bias=False,
-                kernel_initializer=common.conv_initializer(),
-                dtype=dtype,
-                name="conv",
-            )
-            self.bn = BatchNorm(**bn_args, name="bn")
-        else:
-            self.conv_a = Conv2D(
-                filters,
-                3,
-                padding="same",
-                use_bias=False,
-                kernel_initializer=common.conv_initializer(),
-                dtype=dtype,
-                name="conv_a",
-            )
-            self.bn_a = BatchNorm(**bn_args, name="bn_a")
-            self.conv_b = Conv2D(
-                filters,
-                3,
-                padding="same",
-                dilation_rate=2,
-                use_bias=False,
-                kernel_initializer=common.conv_initializer(),
-                dtype=dtype,
-                name="conv_b",
-            )
-            self.bn_b = BatchNorm(**bn_args, name="bn_b")
-        self.fc1 = keras.layers.Conv2D(
-            self.attention_dim,
-            1,
-            use_bias=False,
-            kernel_initializer=common.conv_initializer(),
-            dtype=dtype,
-            name="fc1",
+    def _batch_norm(self, name):
+        return BatchNorm(
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            dtype=self.dtype_policy,
+            name=name,
         )
-        self.attn_bn = BatchNorm(**bn_args, name="attn_bn")
-        self.fc2 = keras.layers.Conv2D(
-            2 * filters,
+
+    def _pointwise(self, channels, name):
+        return keras.layers.Conv2D(
+            channels,
             1,
             use_bias=False,
             kernel_initializer=common.conv_initializer(),
-            dtype=dtype,
-            name="fc2",
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _add_path_layers(self, spec):
+        """Sets `pad<suffix>` (strided specs), `conv<suffix>`, `bn<suffix>`."""
+        downsamples = spec.strided and self.strides == 2
+        if spec.strided:  # the attribute exists (None at stride 1)
+            pad = spec.dilation * (spec.kernel - 1) // 2
+            setattr(
+                self,
+                f"pad{spec.suffix}",
+                keras.layers.ZeroPadding2D(pad, dtype=self.dtype_policy)
+                if downsamples
+                else None,
+            )
+        conv = Conv2D(
+            spec.paths * self.filters,
+            spec.kernel,
+            strides=self.strides if downsamples else 1,
+            padding="valid" if downsamples else "same",
+            dilation_rate=spec.dilation,
+            use_bias=False,
+            kernel_initializer=common.conv_initializer(),
+            dtype=self.dtype_policy,
+            name=f"conv{spec.suffix}",
+        )
+        setattr(self, f"conv{spec.suffix}", conv)
+        setattr(self, f"bn{spec.suffix}", self._batch_norm(f"bn{spec.suffix}"))
+
+    def _path_layers(self, spec):
+        """`(pad or None, conv, bn)` of `spec`."""
+        return (
+            getattr(self, f"pad{spec.suffix}", None),
+            getattr(self, f"conv{spec.suffix}"),
+            getattr(self, f"bn{spec.suffix}"),
         )
 
     def build(self, input_shape):
-        n, h, w, c = input_shape
-        if self.variant == "assemble":
+        n = input_shape[0]
+        for spec in self.specs:
+            pad, conv, bn = self._path_layers(spec)
             shape = input_shape
-            if self.pad is not None:
-                self.pad.build(shape)
-                shape = self.pad.compute_output_shape(shape)
-            self.conv.build(shape)
-            self.bn.build(self.conv.compute_output_shape(shape))
-        else:
-            for conv, bn in (
-                (self.conv_a, self.bn_a),
-                (self.conv_b, self.bn_b),
-            ):
-                conv.build(input_shape)
-                bn.build((n, h, w, self.filters))
+            if pad is not None:
+                pad.build(shape)
+                shape = pad.compute_output_shape(shape)
+            conv.build(shape)
+            bn.build(conv.compute_output_shape(shape))
         self.fc1.build((n, 1, 1, self.filters))
         self.attn_bn.build((n, 1, 1, self.attention_dim))
         self.fc2.build((n, 1, 1, self.attention_dim))
 
     def _paths(self, inputs, training):
-        if self.variant == "assemble":
-            x = inputs if self.pad is None else self.pad(inputs)
-            u = keras.ops.relu(self.bn(self.conv(x), training=training))
-            return u[..., : self.filters], u[..., self.filters :]
-        u1 = keras.ops.relu(self.bn_a(self.conv_a(inputs), training=training))
-        u2 = keras.ops.relu(self.bn_b(self.conv_b(inputs), training=training))
-        if self.strides == 2:
-            u1, u2 = u1[:, ::2, ::2, :], u2[:, ::2, ::2, :]
-        return u1, u2
+        """U: the paths side by side on the channels, (N, H, W, 2F)."""
+        outputs = []
+        for spec in self.specs:
+            pad, conv, bn = self._path_layers(spec)
+            x = inputs if pad is None else pad(inputs)
+            u = keras.ops.relu(bn(conv(x), training=training))
+            if self.strides == 2 and not spec.strided:
+                u = u[:, ::2, ::2, :]
+            outputs.append(u)
+        if len(outputs) == 1:
+            return outputs[0]
+        return keras.ops.concatenate(outputs, axis=-1)
+
+    def _attention(self, u, training):
+        """Softmax weights of the paths, (N, 1, 1, 2, F), from U.
+
+        The GAP of U1 + U2 is the sum of the halves of the pooled U: no
+        slice of U is copied.
+        """
+        f = self.filters
+        pooled = keras.ops.mean(u, axis=(1, 2), keepdims=True)
+        s = pooled[..., :f] + pooled[..., f:]
+        z = keras.ops.relu(self.attn_bn(self.fc1(s), training=training))
+        a = keras.ops.reshape(self.fc2(z), (-1, 1, 1, NUM_PATHS, f))
+        return keras.ops.softmax(a, axis=3)
 
     def path_weights(self, inputs, training=False):
         """Returns the paths U1, U2 and their softmax weights (N,1,1,2,F)."""
         if not self.built:
             self.build(tuple(inputs.shape))
-        u1, u2 = self._paths(inputs, training)
-        s = keras.ops.mean(u1 + u2, axis=(1, 2), keepdims=True)
-        z = keras.ops.relu(self.attn_bn(self.fc1(s), training=training))
-        a = self.fc2(z)
-        a = keras.ops.reshape(a, (-1, 1, 1, 2, self.filters))
-        return u1, u2, keras.ops.softmax(a, axis=3)
+        u = self._paths(inputs, training)
+        f = self.filters
+        return u[..., :f], u[..., f:], self._attention(u, training)
 
     def call(self, inputs, training=None):
-        if self.variant != "assemble":
-            u1, u2, a = self.path_weights(inputs, training=training)
-            return a[..., 0, :] * u1 + a[..., 1, :] * u2
-        # Same result as path_weights() + the weighted sum, without slicing
-        # the 2F-channel activation into copies: the GAP of U1 + U2 is the
-        # sum of the two halves of the pooled 2F vector, and the weighted
-        # sum is a reduction over a free (..., 2, F) reshape.
-        if not self.built:
-            self.build(tuple(inputs.shape))
-        f = self.filters
-        x = inputs if self.pad is None else self.pad(inputs)
-        u = keras.ops.relu(self.bn(self.conv(x), training=training))
-        pooled = keras.ops.mean(u, axis=(1, 2), keepdims=True)
-        s = pooled[..., :f] + pooled[..., f:]
-        z = keras.ops.relu(self.attn_bn(self.fc1(s), training=training))
-        a = keras.ops.reshape(self.fc2(z), (-1, 1, 1, 2, f))
-        a = keras.ops.softmax(a, axis=3)
+        u = self._paths(inputs, training)
+        a = self._attention(u, training)
+        # The weighted sum a1 U1 + a2 U2 as a reduction over a free
+        # (..., 2, F) view of U.
         shape = keras.ops.shape(u)
-        u = keras.ops.reshape(u, (-1, shape[1], shape[2], 2, f))
+        u = keras.ops.reshape(
+            u, (-1, shape[1], shape[2], NUM_PATHS, self.filters)
+        )
         return keras.ops.sum(u * a, axis=3)
 
     def compute_output_shape(self, input_shape):
@@ -214,14 +261,14 @@ class SelectiveKernel(keras.layers.Layer):
 
     def macs(self, input_shape):
         """Multiply-adds for one example of `input_shape` (H, W, C)."""
-        _, h, w, f = self.compute_output_shape((None, *input_shape))
-        cin = input_shape[-1]
-        if self.variant == "assemble":
-            conv = h * w * 9 * cin * 2 * f
-        else:
-            h1, w1 = input_shape[0], input_shape[1]
-            conv = 2 * h1 * w1 * 9 * cin * f  # both run at stride 1
-        return conv + f * self.attention_dim + self.attention_dim * 2 * f
+        h, w, cin = input_shape
+        _, out_h, out_w, f = self.compute_output_shape((None, *input_shape))
+        total = f * self.attention_dim + self.attention_dim * NUM_PATHS * f
+        for spec in self.specs:
+            # A subsampled conv runs at the input resolution.
+            positions = out_h * out_w if spec.strided else h * w
+            total += positions * spec.kernel**2 * cin * spec.paths * f
+        return total
 
     def get_config(self):
         config = super().get_config()

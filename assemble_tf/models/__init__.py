@@ -6,13 +6,9 @@ import inspect
 from assemble_tf import presets
 from assemble_tf.models.backbone import build_backbone, pyramid_outputs
 from assemble_tf.models.profile import count_macs, count_params
-from assemble_tf.models.resnet import RESNET_SPECS, Layout, build_resnet
+from assemble_tf.models.resnet import RESNET_SPECS, build_resnet
 
-OVERRIDABLE = tuple(
-    name
-    for name, p in inspect.signature(build_resnet).parameters.items()
-    if name not in ("layout",)
-)
+OVERRIDABLE = tuple(inspect.signature(build_resnet).parameters)
 
 
 def build_model(preset, layout=None, **overrides):
@@ -20,14 +16,23 @@ def build_model(preset, layout=None, **overrides):
 
     Args:
         preset: str. A name from `assemble_tf.presets.names()`.
-        layout: `Layout` or None. Filled with the layers in the original
-            TF1 creation order (for the checkpoint importer).
+        layout: None. Transition only, for callers of the removed `Layout`
+            (the checkpoint importer now reads the original TF1 names off
+            the layer names, `assemble_tf.convert.tf1_names`); anything
+            else is an error.
         **overrides: any `build_resnet` argument, e.g. `image_size`,
             `num_classes`, `base_width`, `block_sizes`.
 
     Returns:
         A `keras.Model` named after the preset.
     """
+    if layout is not None:
+        raise TypeError(
+            "build_model() no longer takes a `layout`: the checkpoint "
+            "importer derives the original names from the layer names "
+            "(assemble_tf.convert.tf1_names). Received: layout="
+            f"{layout!r}"
+        )
     spec = presets.get(preset)
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
@@ -38,13 +43,12 @@ def build_model(preset, layout=None, **overrides):
     kwargs = spec.model_kwargs()
     kwargs.update(overrides)
     kwargs.setdefault("name", preset)
-    return build_resnet(layout=layout, **kwargs)
+    return build_resnet(**kwargs)
 
 
 __all__ = [
     "OVERRIDABLE",
     "RESNET_SPECS",
-    "Layout",
     "build_backbone",
     "build_model",
     "build_resnet",

@@ -15,8 +15,12 @@ variance-scaling conv init, glorot-uniform dense, 1001 classes.
 
 Every tweak is an independent argument of `build_resnet`; named variants are
 a few lines in `assemble_tf/presets.py`. Layer names are hierarchical and
-deterministic (`stage3_big_block2_conv2`) and are the checkpoint ABI.
+deterministic (`stage3_big_block2_conv2`) and are the checkpoint ABI: the
+importer of the original TF1 checkpoints derives the original variable
+names from them (`assemble_tf.convert.tf1_names`).
 """
+
+import dataclasses
 
 import keras
 
@@ -53,25 +57,41 @@ CLASSIFIERS = ("dense", "cosine")
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-class Layout:
-    """Records layers in the order the original TF1 graph created them.
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """The `build_resnet` arguments (but `name`), as `_resolve` fills them:
+    `block_sizes` and `stage_strides` are 4-tuples, `big_little` a tuple or
+    None. The fields are documented in `build_resnet`."""
 
-    Keys are the original variable scopes (`resnet_model/stage1/big1`);
-    values list `(kind, layer)` with kind in conv, bn, sk, se, dense,
-    embedding, cosine. The checkpoint importer maps TF1 names (numbered by
-    creation order within a scope) onto our layers with it.
-    """
+    depth: int
+    image_size: int | None
+    num_classes: int
+    include_top: bool
+    base_width: int
+    block_sizes: tuple | None
+    stage_strides: tuple | None
+    stem: str
+    shortcut: str
+    attention: object
+    se_ratio: int
+    sk_reduction: int
+    sk_min_dim: int
+    anti_alias: object
+    anti_alias_size: int
+    big_little: tuple | None
+    dropblock: dict | None
+    zero_gamma: bool
+    bn_momentum: float
+    bn_epsilon: float
+    pooling: str
+    embedding_size: int | None
+    classifier: str
+    cosine_temperature: float
+    fold_bn: bool
 
-    def __init__(self):
-        self.scopes = {}
-
-    def add(self, scope, kind, layer):
-        self.scopes.setdefault(scope, []).append((kind, layer))
-
-
-class _NullLayout:
-    def add(self, scope, kind, layer):
-        pass
+    @property
+    def block_type(self):
+        return RESNET_SPECS[self.depth][0]
 
 
 def _check_choice(option, value, choices):
@@ -81,30 +101,169 @@ def _check_choice(option, value, choices):
         )
 
 
-class _Builder:
-    """Holds the resolved options while the functional graph is built."""
+def _are_positive_ints(values, count):
+    """Whether `values` is `count` ints >= 1 (bools excluded)."""
+    return (
+        isinstance(values, (tuple, list))
+        and len(values) == count
+        and not any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 1
+            for v in values
+        )
+    )
 
-    def __init__(self, opts, layout):
-        self.o = opts
-        self.layout = layout
+
+def _check_big_little(o):
+    """BigLittleNet needs bottleneck blocks, block counts, a multiple of 32
+    and a width that alpha divides."""
+    if not _are_positive_ints(o.big_little, 2):
+        raise ValueError(
+            "`big_little` must be None or (alpha, beta), two positive "
+            f"ints. Received: big_little={o.big_little!r}"
+        )
+    if o.block_type != "bottleneck":
+        raise ValueError(
+            "`big_little` needs bottleneck blocks (depth >= 50). "
+            f"Received: depth={o.depth}"
+        )
+    if o.block_sizes is None and RESNET_SPECS[o.depth][2] is None:
+        raise ValueError(
+            f"BigLittleNet has no block counts for depth={o.depth}; pass "
+            "`block_sizes` (4 nominal counts)."
+        )
+    if o.image_size is not None and o.image_size % 32:
+        raise ValueError(
+            "BigLittleNet needs an input side that is a multiple of 32 "
+            "(the big branch is upsampled 2x and added to the little "
+            f"one). Received: image_size={o.image_size}"
+        )
+    if o.base_width % o.big_little[0]:
+        raise ValueError(
+            f"`base_width` must be divisible by the BigLittleNet alpha. "
+            f"Received: base_width={o.base_width}, big_little={o.big_little}"
+        )
+
+
+def _block_sizes(o):
+    """The 4 blocks per stage (BigLittleNet: nominal counts)."""
+    _, plain_sizes, bl_sizes = RESNET_SPECS[o.depth]
+    if o.block_sizes is None:
+        sizes = plain_sizes if o.big_little is None else bl_sizes
+    else:
+        sizes = o.block_sizes
+    if not _are_positive_ints(tuple(sizes), 4):
+        raise ValueError(
+            "`block_sizes` must be 4 positive ints (blocks per stage). "
+            f"Received: block_sizes={o.block_sizes!r}"
+        )
+    sizes = tuple(sizes)
+    if o.big_little is not None and min(sizes[:3]) < 2:
+        raise ValueError(
+            "BigLittleNet stages S1-S3 need at least 2 nominal blocks (the "
+            f"big branch has n - 1). Received: block_sizes={sizes}"
+        )
+    return sizes
+
+
+def _stage_strides(o):
+    if o.stage_strides is None:
+        big_little = o.big_little is not None
+        return BIG_LITTLE_STAGE_STRIDES if big_little else STAGE_STRIDES
+    strides = tuple(o.stage_strides)
+    if len(strides) != 4 or any(s not in (1, 2) for s in strides):
+        raise ValueError(
+            "`stage_strides` must be 4 values of 1 or 2. "
+            f"Received: stage_strides={strides!r}"
+        )
+    return strides
+
+
+def _check_anti_alias(o):
+    placements, _ = create_anti_alias(o.anti_alias)
+    if "max" in placements and o.big_little is not None:
+        raise ValueError(
+            "anti_alias 'max' blurs the stem max-pool, which BigLittleNet "
+            f"replaces. Received: anti_alias={o.anti_alias!r}, "
+            f"big_little={o.big_little}"
+        )
+    if "proj" in placements and o.shortcut != "conv":
+        raise ValueError(
+            "anti_alias 'proj' blurs the strided-conv shortcut only. "
+            f"Received: anti_alias={o.anti_alias!r}, shortcut={o.shortcut!r}"
+        )
+
+
+def _check_head(o):
+    for option in ("image_size", "num_classes", "embedding_size"):
+        if getattr(o, option) is not None:
+            validation.check_positive_int(option, getattr(o, option))
+    _check_choice("classifier", o.classifier, CLASSIFIERS)
+    t = o.cosine_temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+        raise ValueError(
+            "`cosine_temperature` must be a number > 0. "
+            f"Received: cosine_temperature={t!r}"
+        )
+
+
+def _resolve(o):
+    """Checks every option, in one pass, and fills the defaults.
+
+    Errors name the argument and echo the value received.
+
+    Args:
+        o: an `_Options` of the `build_resnet` arguments as passed.
+
+    Returns:
+        The `_Options` with `block_sizes`, `stage_strides` and `big_little`
+        as tuples.
+    """
+    if o.depth not in RESNET_SPECS:
+        raise ValueError(
+            f"`depth` must be one of {sorted(RESNET_SPECS)}. "
+            f"Received: depth={o.depth!r}"
+        )
+    _check_choice("stem", o.stem, STEMS)
+    _check_choice("shortcut", o.shortcut, SHORTCUTS)
+    _check_choice("pooling", o.pooling, POOLINGS)
+    validation.check_positive_int("base_width", o.base_width)
+    if o.big_little is not None:
+        _check_big_little(o)
+    sizes = _block_sizes(o)
+    strides = _stage_strides(o)
+    _check_anti_alias(o)
+    create_attention(o.attention)
+    _check_head(o)
+    big_little = tuple(o.big_little) if o.big_little is not None else None
+    return dataclasses.replace(
+        o, block_sizes=sizes, stage_strides=strides, big_little=big_little
+    )
+
+
+class _Builder:
+    """Builds the functional graph from resolved `_Options`."""
+
+    def __init__(self, options):
+        o = self.options = options
         self.attn_middle, self.attn_post = create_attention(
-            opts["attention"],
-            se_ratio=opts["se_ratio"],
-            sk_reduction=opts["sk_reduction"],
-            sk_min_dim=opts["sk_min_dim"],
+            o.attention,
+            se_ratio=o.se_ratio,
+            sk_reduction=o.sk_reduction,
+            sk_min_dim=o.sk_min_dim,
         )
-        self.aa, self.blur = create_anti_alias(
-            opts["anti_alias"], opts["anti_alias_size"]
-        )
-        self.dropblock = create_drop_block(opts["dropblock"])
-        self.bn_args = dict(
-            momentum=opts["bn_momentum"], epsilon=opts["bn_epsilon"]
-        )
+        self.aa, self.blur = create_anti_alias(o.anti_alias, o.anti_alias_size)
+        self.dropblock = create_drop_block(o.dropblock)
 
     # Basic units -----------------------------------------------------------
 
-    def conv(self, x, filters, kernel, strides, name, scope, dilation=1):
-        """Conv without bias; strided convs pad explicitly, then VALID."""
+    def conv_bn(self, x, filters, kernel, strides, name, zero_gamma=False):
+        """Conv (no bias) + BN; strided convs pad explicitly, then VALID.
+
+        With `fold_bn` (inference, the one place it acts) the pair is one
+        biased conv, which `assemble_tf.export.optimize.fold_batch_norm`
+        fills; `export.optimize.fold_bn_graph` makes the same graph from
+        any built model.
+        """
         if strides > 1:
             before = (kernel - 1) // 2
             after = kernel - 1 - before
@@ -112,35 +271,26 @@ class _Builder:
                 x = keras.layers.ZeroPadding2D(
                     ((before, after), (before, after)), name=f"{name}_pad"
                 )(x)
-        layer = Conv2D(
+        x = Conv2D(
             filters,
             kernel,
             strides=strides,
             padding="valid" if strides > 1 else "same",
-            dilation_rate=dilation,
-            # With BN folded (inference) the conv carries the BN shift.
-            use_bias=self.o["fold_bn"],
+            use_bias=self.options.fold_bn,
             kernel_initializer=common.conv_initializer(),
             name=f"{name}_conv",
-        )
-        self.layout.add(scope, "conv", layer)
-        return layer(x)
-
-    def bn(self, x, name, scope, zero_gamma=False, foldable=True):
-        if foldable and self.o["fold_bn"]:
+        )(x)
+        if self.options.fold_bn:
             return x
-        layer = BatchNorm(
+        return self.bn(x, name, zero_gamma=zero_gamma)
+
+    def bn(self, x, name, zero_gamma=False):
+        return BatchNorm(
+            momentum=self.options.bn_momentum,
+            epsilon=self.options.bn_epsilon,
             gamma_initializer="zeros" if zero_gamma else "ones",
             name=f"{name}_bn",
-            **self.bn_args,
-        )
-        self.layout.add(scope, "bn", layer)
-        return layer(x)
-
-    def conv_bn(self, x, filters, kernel, strides, name, scope, **kw):
-        zero_gamma = kw.pop("zero_gamma", False)
-        x = self.conv(x, filters, kernel, strides, name, scope, **kw)
-        return self.bn(x, name, scope, zero_gamma=zero_gamma)
+        )(x)
 
     @staticmethod
     def relu(x, name):
@@ -152,20 +302,17 @@ class _Builder:
 
     # Stem -----------------------------------------------------------------
 
-    def stem(self, x, scope_conv, scope_bn):
-        width = self.o["base_width"]
-        if self.o["stem"] == "classic":
-            x = self.conv(x, width, 7, 2, "stem_1", scope_conv)
-            x = self.bn(x, "stem_1", scope_bn)
-            x = self.relu(x, "stem_1")
+    def stem(self, x):
+        """7x7/2 conv, or the ResNet-C/D deep stem: 3x3/2 (w/2), 3x3 (w/2),
+        3x3 (w); each with BN and ReLU."""
+        width = self.options.base_width
+        if self.options.stem == "classic":
+            layers = ((width, 7, 2),)
         else:
-            # ResNet-C/D deep stem: 3x3/2 (w/2), 3x3 (w/2), 3x3 (w).
-            for i, (f, s) in enumerate(
-                ((width // 2, 2), (width // 2, 1), (width, 1)), start=1
-            ):
-                x = self.conv(x, f, 3, s, f"stem_{i}", scope_conv)
-                x = self.bn(x, f"stem_{i}", scope_bn)
-                x = self.relu(x, f"stem_{i}")
+            layers = ((width // 2, 3, 2), (width // 2, 3, 1), (width, 3, 1))
+        for i, (filters, kernel, strides) in enumerate(layers, start=1):
+            x = self.conv_bn(x, filters, kernel, strides, f"stem_{i}")
+            x = self.relu(x, f"stem_{i}")
         return x
 
     def stem_pool(self, x):
@@ -179,26 +326,28 @@ class _Builder:
             3, strides=2, padding="same", name="stem_pool"
         )(x)
 
-    def big_little_stem(self, x, scope):
+    def big_little_stem(self, x):
         """The BL stem module that replaces the max-pool (stage0/pool)."""
-        width, alpha = self.o["base_width"], self.o["big_little"][0]
-        big = self.conv_bn(x, width, 3, 2, "stem_bl_big", scope)
-        little = self.conv_bn(x, width // alpha, 3, 1, "stem_bl_little1", scope)
-        little = self.relu(little, "stem_bl_little1")
-        little = self.conv_bn(
-            little, width // alpha, 3, 2, "stem_bl_little2", scope
-        )
-        little = self.relu(little, "stem_bl_little2")
-        little = self.conv_bn(little, width, 1, 1, "stem_bl_little3", scope)
+        width, alpha = self.options.base_width, self.options.big_little[0]
+        big = self.conv_bn(x, width, 3, 2, "stem_bl_big")
+        little = x
+        for i, (filters, kernel, strides) in enumerate(
+            ((width // alpha, 3, 1), (width // alpha, 3, 2)), start=1
+        ):
+            little = self.conv_bn(
+                little, filters, kernel, strides, f"stem_bl_little{i}"
+            )
+            little = self.relu(little, f"stem_bl_little{i}")
+        little = self.conv_bn(little, width, 1, 1, "stem_bl_little3")
         x = keras.layers.Add(name="stem_bl_add")([big, little])
         x = self.relu(x, "stem_bl_add")
-        x = self.conv_bn(x, width, 1, 1, "stem_bl_merge", scope)
+        x = self.conv_bn(x, width, 1, 1, "stem_bl_merge")
         return self.relu(x, "stem_bl_merge")
 
     # Blocks ---------------------------------------------------------------
 
-    def shortcut(self, x, filters, strides, name, scope, drop_fn):
-        kind = self.o["shortcut"]
+    def shortcut(self, x, filters, strides, name, drop_fn):
+        kind = self.options.shortcut
         if strides > 1 and kind == "avg2":
             # ResNet-D: 2x2/2 average pool, padding excluded from the mean.
             x = keras.layers.AveragePooling2D(
@@ -216,81 +365,62 @@ class _Builder:
         elif strides > 1 and "proj" in self.aa:
             x = self.blur(name=f"{name}_blur")(x)
             strides = 1
-        x = self.conv_bn(x, filters, 1, strides, name, scope)
+        x = self.conv_bn(x, filters, 1, strides, name)
         return self.drop(x, drop_fn, name)
 
-    def block(
-        self,
-        x,
-        filters,
-        strides,
-        name,
-        scope,
-        *,
-        project,
-        drop_fn,
-        last_relu=True,
-    ):
-        """One residual block (bottleneck or basic), v1.5 post-activation."""
-        btype = self.o["block_type"]
-        out_filters = filters * EXPANSION[btype]
-        if btype == "basic":
-            project = project and (strides != 1 or x.shape[-1] != out_filters)
-        shortcut = x
-        if project:
-            shortcut = self.shortcut(
-                x, out_filters, strides, f"{name}_shortcut", scope, drop_fn
-            )
+    def unit(self, x, filters, kernel, strides, name, drop_fn):
+        """Conv + BN, DropBlock, ReLU: a unit of the residual branch."""
+        x = self.conv_bn(x, filters, kernel, strides, name)
+        return self.relu(self.drop(x, drop_fn, name), name)
+
+    def middle(self, x, filters, strides, name, drop_fn):
+        """The 3x3 of the branch (or the SK unit replacing it), and the
+        anti-aliasing blur of a strided block after it."""
         blur_after = strides > 1 and "sconv" in self.aa
         mid_strides = 1 if blur_after else strides
-        y = x
-        if btype == "bottleneck":
-            y = self.conv_bn(y, filters, 1, 1, f"{name}_1", scope)
-            y = self.drop(y, drop_fn, f"{name}_1")
-            y = self.relu(y, f"{name}_1")
         if self.attn_middle is not None:
             sk = self.attn_middle(
                 filters, strides=mid_strides, name=f"{name}_sk"
             )
-            self.layout.add(scope, "sk", sk)
-            y = self.drop(sk(y), drop_fn, f"{name}_sk")
+            x = self.drop(sk(x), drop_fn, f"{name}_sk")
         else:
-            y = self.conv_bn(y, filters, 3, mid_strides, f"{name}_2", scope)
-            y = self.drop(y, drop_fn, f"{name}_2")
-            y = self.relu(y, f"{name}_2")
+            x = self.unit(x, filters, 3, mid_strides, f"{name}_2", drop_fn)
         if blur_after:
-            y = self.blur(name=f"{name}_blur")(y)
-        last = f"{name}_3" if btype == "bottleneck" else f"{name}_2b"
-        kernel = 1 if btype == "bottleneck" else 3
+            x = self.blur(name=f"{name}_blur")(x)
+        return x
+
+    def block(self, x, filters, strides, name, *, project, drop_fn, last_relu):
+        """One residual block (bottleneck or basic), v1.5 post-activation."""
+        bottleneck = self.options.block_type == "bottleneck"
+        out_filters = filters * EXPANSION[self.options.block_type]
+        if not bottleneck:
+            project = project and (strides != 1 or x.shape[-1] != out_filters)
+        shortcut = x
+        if project:
+            shortcut = self.shortcut(
+                x, out_filters, strides, f"{name}_shortcut", drop_fn
+            )
+        y = x
+        if bottleneck:
+            y = self.unit(y, filters, 1, 1, f"{name}_1", drop_fn)
+        y = self.middle(y, filters, strides, name, drop_fn)
+        last = f"{name}_3" if bottleneck else f"{name}_2b"
         y = self.conv_bn(
             y,
             out_filters,
-            kernel,
+            1 if bottleneck else 3,
             1,
             last,
-            scope,
-            zero_gamma=self.o["zero_gamma"],
+            zero_gamma=self.options.zero_gamma,
         )
         y = self.drop(y, drop_fn, last)
         if self.attn_post is not None:
-            se = self.attn_post(name=f"{name}_se")
-            self.layout.add(scope, "se", se)
-            y = se(y)
+            y = self.attn_post(name=f"{name}_se")(y)
         y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
-        if last_relu:
-            y = self.relu(y, f"{name}_out")
-        return y
+        return self.relu(y, f"{name}_out") if last_relu else y
 
     def block_layer(
-        self,
-        x,
-        filters,
-        num_blocks,
-        strides,
-        name,
-        scope,
-        drop_fn,
-        last_relu=True,
+        self, x, filters, num_blocks, strides, name, drop_fn, last_relu=True
     ):
         for b in range(num_blocks):
             x = self.block(
@@ -298,7 +428,6 @@ class _Builder:
                 filters,
                 strides if b == 0 else 1,
                 f"{name}_block{b + 1}",
-                scope,
                 project=b == 0,
                 drop_fn=drop_fn,
                 # As in the original block_layer, the first block is built
@@ -308,28 +437,22 @@ class _Builder:
             )
         return x
 
-    def big_little_stage(self, x, stage, filters, num_blocks, strides, scope):
-        alpha, beta = self.o["big_little"]
+    def big_little_stage(self, x, stage, filters, num_blocks, strides):
+        """Big branch (n - 1 blocks at half resolution), little branch
+        (n / beta - 1 blocks of width / alpha, then a 1x1 expansion), the
+        merge and one merge block with the stage's stride."""
+        alpha, beta = self.options.big_little
         drop_fn = self.dropblock(stage)
         name = f"stage{stage}"
         big = self.block_layer(
-            x,
-            filters,
-            num_blocks - 1,
-            2,
-            f"{name}_big",
-            f"{scope}/big{stage}",
-            drop_fn,
-            last_relu=False,
+            x, filters, num_blocks - 1, 2, f"{name}_big", drop_fn, False
         )
-        little_scope = f"{scope}/little{stage}"
         little = self.block_layer(
             x,
             filters // alpha,
             max(1, num_blocks // beta - 1),
             1,
             f"{name}_little",
-            little_scope,
             drop_fn,
         )
         little = self.conv_bn(
@@ -338,140 +461,68 @@ class _Builder:
             1,
             1,
             f"{name}_little_expand",
-            little_scope,
         )
         x = BigLittleMerge(name=f"{name}_merge")([big, little])
         return self.block_layer(
-            x,
-            filters,
-            1,
-            strides,
-            f"{name}_merge",
-            f"{scope}/merge{stage}",
-            drop_fn,
+            x, filters, 1, strides, f"{name}_merge", drop_fn
         )
 
+    # Network --------------------------------------------------------------
 
-def _resolve_options(
-    depth,
-    block_sizes,
-    stage_strides,
-    base_width,
-    stem,
-    shortcut,
-    big_little,
-    anti_alias,
-    attention,
-    image_size,
-    num_classes,
-    pooling,
-    embedding_size,
-    classifier,
-    cosine_temperature,
-):
-    if depth not in RESNET_SPECS:
-        raise ValueError(
-            f"`depth` must be one of {sorted(RESNET_SPECS)}. "
-            f"Received: depth={depth!r}"
-        )
-    block_type, plain_sizes, bl_sizes = RESNET_SPECS[depth]
-    _check_choice("stem", stem, STEMS)
-    _check_choice("shortcut", shortcut, SHORTCUTS)
-    _check_choice("pooling", pooling, POOLINGS)
-    validation.check_positive_int("base_width", base_width)
-    if big_little is not None:
-        if (
-            not isinstance(big_little, (tuple, list))
-            or len(big_little) != 2
-            or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < 1
-                for v in big_little
-            )
+    def features(self, x):
+        """Stem and the four stages: the last feature map."""
+        o = self.options
+        if o.big_little is not None:
+            x = self.big_little_stem(self.stem(x))
+        else:
+            x = self.stem_pool(self.stem(x))
+        for i, (n, s) in enumerate(
+            zip(o.block_sizes, o.stage_strides, strict=True)
         ):
-            raise ValueError(
-                "`big_little` must be None or (alpha, beta), two positive "
-                f"ints. Received: big_little={big_little!r}"
-            )
-        if block_type != "bottleneck":
-            raise ValueError(
-                "`big_little` needs bottleneck blocks (depth >= 50). "
-                f"Received: depth={depth}"
-            )
-        if block_sizes is None and bl_sizes is None:
-            raise ValueError(
-                f"BigLittleNet has no block counts for depth={depth}; pass "
-                "`block_sizes` (4 nominal counts)."
-            )
-        if image_size is not None and image_size % 32:
-            raise ValueError(
-                "BigLittleNet needs an input side that is a multiple of 32 "
-                "(the big branch is upsampled 2x and added to the little "
-                f"one). Received: image_size={image_size}"
-            )
-        alpha = big_little[0]
-        if base_width % alpha:
-            raise ValueError(
-                f"`base_width` must be divisible by the BigLittleNet alpha. "
-                f"Received: base_width={base_width}, big_little={big_little}"
-            )
-        default_sizes = bl_sizes
-    else:
-        default_sizes = plain_sizes
-    sizes = tuple(block_sizes) if block_sizes is not None else default_sizes
-    if len(sizes) != 4 or any(
-        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes
-    ):
-        raise ValueError(
-            "`block_sizes` must be 4 positive ints (blocks per stage). "
-            f"Received: block_sizes={block_sizes!r}"
-        )
-    if big_little is not None and min(sizes[:3]) < 2:
-        raise ValueError(
-            "BigLittleNet stages S1-S3 need at least 2 nominal blocks (the "
-            f"big branch has n - 1). Received: block_sizes={sizes}"
-        )
-    if stage_strides is None:
-        stage_strides = (
-            BIG_LITTLE_STAGE_STRIDES
-            if big_little is not None
-            else STAGE_STRIDES
-        )
-    stage_strides = tuple(stage_strides)
-    if len(stage_strides) != 4 or any(s not in (1, 2) for s in stage_strides):
-        raise ValueError(
-            "`stage_strides` must be 4 values of 1 or 2. "
-            f"Received: stage_strides={stage_strides!r}"
-        )
-    placements, _ = create_anti_alias(anti_alias)
-    if "max" in placements and big_little is not None:
-        raise ValueError(
-            "anti_alias 'max' blurs the stem max-pool, which BigLittleNet "
-            f"replaces. Received: anti_alias={anti_alias!r}, "
-            f"big_little={big_little}"
-        )
-    if "proj" in placements and shortcut != "conv":
-        raise ValueError(
-            "anti_alias 'proj' blurs the strided-conv shortcut only. "
-            f"Received: anti_alias={anti_alias!r}, shortcut={shortcut!r}"
-        )
-    middle, _ = create_attention(attention)
-    if image_size is not None:
-        validation.check_positive_int("image_size", image_size)
-    if num_classes is not None:
-        validation.check_positive_int("num_classes", num_classes)
-    if embedding_size is not None:
-        validation.check_positive_int("embedding_size", embedding_size)
-    _check_choice("classifier", classifier, CLASSIFIERS)
-    if (
-        isinstance(cosine_temperature, bool)
-        or not isinstance(cosine_temperature, (int, float))
-        or not cosine_temperature > 0
-    ):
-        raise ValueError(
-            "`cosine_temperature` must be a number > 0. "
-            f"Received: cosine_temperature={cosine_temperature!r}"
-        )
-    return block_type, sizes, stage_strides
+            stage, filters = i + 1, o.base_width * 2**i
+            if o.big_little is not None and stage < 4:
+                x = self.big_little_stage(x, stage, filters, n, s)
+            else:
+                x = self.block_layer(
+                    x, filters, n, s, f"stage{stage}", self.dropblock(stage)
+                )
+        return x
+
+    def head(self, x):
+        """Pooling, the optional embedding and the classifier: logits."""
+        o = self.options
+        if o.pooling == "gem":
+            x = GeMPooling2D(name="head_pool")(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+        if o.embedding_size is not None:
+            x = keras.layers.Dense(
+                o.embedding_size,
+                use_bias=False,
+                kernel_initializer=common.conv_initializer(),
+                name="head_embedding",
+            )(x)
+            x = self.bn(x, "head_embedding")
+            if o.classifier == "dense":
+                x = self.relu(x, "head_embedding")
+        if o.classifier == "cosine":
+            # float32 policy: no float16 rounding of logits up to 1 / T.
+            x = CosineClassifier(
+                o.num_classes,
+                o.cosine_temperature,
+                dtype="float32",
+                name="head_dense",
+            )(x)
+        else:
+            x = keras.layers.Dense(
+                o.num_classes,
+                kernel_initializer="glorot_uniform",
+                name="head_dense",
+            )(x)
+        # Logits (and so losses) stay float32 under mixed precision.
+        return keras.layers.Activation(
+            "linear", dtype="float32", name="logits"
+        )(x)
 
 
 def build_resnet(
@@ -501,7 +552,6 @@ def build_resnet(
     classifier="dense",
     cosine_temperature=0.05,
     name=None,
-    layout=None,
     fold_bn=False,
 ):
     """Builds a ResNet v1.5 Keras model with the Assemble-ResNet tweaks.
@@ -550,113 +600,22 @@ def build_resnet(
         name: str or None. Model name.
         fold_bn: bool. Inference graph with every conv + BN pair fused into
             a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
-            fills its weights); BNs inside SK units stay.
-        layout: `Layout` or None. Receives the layers in original creation
-            order (used by the checkpoint importer).
+            fills its weights); BNs inside SK units stay. The same graph
+            as `assemble_tf.export.optimize.fold_bn_graph(model)`, which
+            export code should prefer.
 
     Returns:
         A `keras.Model` from NHWC float images (mean-subtracted RGB) to
         float32 logits (or features with `include_top=False`).
     """
-    block_type, sizes, strides = _resolve_options(
-        depth,
-        block_sizes,
-        stage_strides,
-        base_width,
-        stem,
-        shortcut,
-        big_little,
-        anti_alias,
-        attention,
-        image_size,
-        num_classes,
-        pooling,
-        embedding_size,
-        classifier,
-        cosine_temperature,
-    )
-    opts = dict(
-        block_type=block_type,
-        base_width=base_width,
-        stem=stem,
-        shortcut=shortcut,
-        attention=attention,
-        se_ratio=se_ratio,
-        sk_reduction=sk_reduction,
-        sk_min_dim=sk_min_dim,
-        anti_alias=anti_alias,
-        anti_alias_size=anti_alias_size,
-        big_little=tuple(big_little) if big_little else None,
-        dropblock=dropblock,
-        zero_gamma=zero_gamma,
-        bn_momentum=bn_momentum,
-        bn_epsilon=bn_epsilon,
-        fold_bn=fold_bn,
-    )
-    b = _Builder(opts, layout if layout is not None else _NullLayout())
-    bl = opts["big_little"] is not None
-    root = "resnet_model"
-
+    # The arguments by name (first statement: nothing else is local yet),
+    # so the option names are written once, in the signature.
+    arguments = dict(locals())
+    del arguments["name"]
+    options = _resolve(_Options(**arguments))
+    builder = _Builder(options)
     inputs = keras.Input((image_size, image_size, 3), name="images")
-    if bl:
-        x = b.stem(inputs, f"{root}/stage0", f"{root}/stage0_1")
-        x = b.big_little_stem(x, f"{root}/stage0/pool")
-    else:
-        x = b.stem(inputs, root, root)
-        x = b.stem_pool(x)
-    for i, (n, s) in enumerate(zip(sizes, strides, strict=True)):
-        stage = i + 1
-        filters = base_width * 2**i
-        if bl and stage < 4:
-            x = b.big_little_stage(
-                x, stage, filters, n, s, f"{root}/stage{stage}"
-            )
-        else:
-            x = b.block_layer(
-                x,
-                filters,
-                n,
-                s,
-                f"stage{stage}",
-                f"{root}/stage{stage}" if bl else root,
-                b.dropblock(stage),
-            )
+    x = builder.features(inputs)
     if include_top:
-        if pooling == "gem":
-            x = GeMPooling2D(name="head_pool")(x)
-        else:
-            x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        if embedding_size is not None:
-            emb = keras.layers.Dense(
-                embedding_size,
-                use_bias=False,
-                kernel_initializer=common.conv_initializer(),
-                name="head_embedding",
-            )
-            b.layout.add(root, "embedding", emb)
-            x = emb(x)
-            x = b.bn(x, "head_embedding", f"{root}/embedding", foldable=False)
-            if classifier == "dense":
-                x = b.relu(x, "head_embedding")
-        if classifier == "cosine":
-            # float32 policy: no float16 rounding of logits up to 1 / T.
-            # Layout kind "cosine": no bias, no original checkpoint name
-            # (the importer refuses it instead of reading a Dense bias).
-            dense = CosineClassifier(
-                num_classes,
-                cosine_temperature,
-                dtype="float32",
-                name="head_dense",
-            )
-            b.layout.add(root, "cosine", dense)
-        else:
-            dense = keras.layers.Dense(
-                num_classes,
-                kernel_initializer="glorot_uniform",
-                name="head_dense",
-            )
-            b.layout.add(root, "dense", dense)
-        x = dense(x)
-        # Logits (and so losses) stay float32 under mixed precision.
-        x = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
+        x = builder.head(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}")

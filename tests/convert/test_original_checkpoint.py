@@ -5,6 +5,7 @@ tests/data/golden/* were written by clovaai/assembled-cnn master
 there. Acceptance: max |diff| <= 1e-3 x max |logit|.
 """
 
+import functools
 import os
 
 import numpy as np
@@ -36,7 +37,7 @@ CASES = {
 
 
 def _builder(preset):
-    return lambda layout, **kw: build_model(preset, layout, **kw)
+    return functools.partial(build_model, preset)
 
 
 @pytest.mark.parametrize("folder", sorted(CASES))

@@ -204,16 +204,14 @@ def _cosine_inputs():
 @pytest.mark.parametrize("embedding_size", [16, None])
 def test_cosine_classifier_head(embedding_size):
     from assemble_tf.layers import CosineClassifier
-    from assemble_tf.models import Layout, count_params
+    from assemble_tf.models import count_params
 
     kw = dict(COSINE_TINY, embedding_size=embedding_size)
     dense = build_model("resnet50", **kw)
-    layout = Layout()
-    cosine = build_model("resnet50", layout=layout, classifier="cosine", **kw)
+    cosine = build_model("resnet50", classifier="cosine", **kw)
     head = cosine.get_layer("head_dense")
     assert isinstance(head, CosineClassifier)
     assert head.units == 5 and head.temperature == 0.05
-    assert ("cosine", head) in layout.scopes["resnet_model"]
     # The dense head's bias is the only difference in parameters.
     assert count_params(cosine)[1] == count_params(dense)[1] - 5
     assert count_params(cosine)[2] == count_params(dense)[2]
@@ -328,3 +326,28 @@ def test_model_config_threads_the_classifier():
     head = build_model("resnet50", **overrides).get_layer("head_dense")
     assert type(head).__name__ == "CosineClassifier"
     assert head.temperature == 0.1 and head.units == 5
+
+
+@pytest.mark.parametrize("preset", ["assemble_resnet50", "table2_c5"])
+def test_fold_bn_build_is_the_export_clone(preset):
+    from assemble_tf.export.optimize import fold_bn_graph, folded_copy
+
+    model = build_model(preset, **TINY)
+    testing_utils.randomize_bn(model)
+    built = build_model(preset, fold_bn=True, **TINY)
+    clone, count = folded_copy(model)
+    assert [type(layer) for layer in clone.layers] == [
+        type(layer) for layer in built.layers
+    ]
+    assert [layer.name for layer in clone.layers] == [
+        layer.name for layer in built.layers
+    ]
+    assert [(w.path, w.shape) for w in clone.weights] == [
+        (w.path, w.shape) for w in built.weights
+    ]
+    assert count == sum(layer.name.endswith("_bn") for layer in model.layers)
+    x = testing_utils.random_images((2, 64, 64, 3), low=-120, high=130)
+    expected = model(x, training=False).numpy()
+    diff = np.abs(clone(x, training=False).numpy() - expected).max()
+    assert diff <= 1e-5 * np.abs(expected).max()
+    assert fold_bn_graph(clone).count_params() == clone.count_params()
