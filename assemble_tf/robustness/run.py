@@ -27,6 +27,7 @@ import sys
 
 from assemble_tf.robustness import evaluation
 from assemble_tf.runs import loading
+from official.utils.misc.validation import OptionError
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
@@ -91,6 +92,16 @@ class RobustnessOptions(loading.ModelSource):
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)} {rule}.")
+        if self.kind == "p" and self.normalization != "alexnet":
+            # ImageNet-P's FR is defined relative to AlexNet's flip rates;
+            # a plain mean would be silently the same report.
+            raise OptionError(
+                "normalization",
+                "{field}={value} applies to ImageNet-C ({kind}=c) only: "
+                "ImageNet-P's FR is always relative to AlexNet's.",
+                others=["kind"],
+                value=self.normalization,
+            )
 
 
 def find_set(options):
@@ -169,18 +180,25 @@ def label_map(options, config, wnids):
     )
 
 
-def comparability_notes(kind, config, wnids):
+def comparability_notes(kind, config, wnids, normalization="alexnet"):
     """(warnings, whether the model is an ImageNet one): a set with fewer
     classes than the model, or a model not trained on ImageNet (no paper
     figure beside it)."""
     classes, imagenet = evaluation.training_classes(config.data)
     notes = []
     if len(wnids) < classes:
+        if kind == "p":
+            which = "FR / mFR (relative to AlexNet's flip rates on all of "
+            which += "ImageNet-P) are"
+        elif normalization == "none":
+            which = "the mean corruption error is"
+        else:
+            which = "CE / mCE (normalised by AlexNet's errors on all of "
+            which += "ImageNet) are"
         notes.append(
             f"The set covers {len(wnids)} of the model's {classes} classes: "
-            "errors are over those classes only, and CE / mCE (normalised "
-            "by AlexNet's errors on all of ImageNet) are not comparable "
-            "with published figures."
+            f"errors are over those classes only, and {which} not "
+            "comparable with published figures."
         )
     if not imagenet:
         notes.append(
@@ -360,7 +378,9 @@ def evaluate_robustness(
     found = find_set(options) if found is None else found
     wnids = {wnid for _, wnid in _items(options.kind, found)}
     labels = label_map(options, config, wnids)
-    notes, imagenet = comparability_notes(options.kind, config, wnids)
+    notes, imagenet = comparability_notes(
+        options.kind, config, wnids, options.normalization
+    )
     for note in notes:
         log(f"WARNING: {note}")
     out = output_dir(options, config, source)
@@ -368,7 +388,10 @@ def evaluate_robustness(
     ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
     report, table = _summarize(ev, _predict_set(ev, model, labels))
     report = _write_report(report, table, out)
-    log(table)
+    # The notes were logged as warnings; the file's table ends with them,
+    # the console's does not repeat them.
+    logged = {" ".join(notes), report["summary"].get("note")}
+    log("\n".join(x for x in table.split("\n") if x not in logged).rstrip())
     return report
 
 

@@ -238,7 +238,11 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
         "The model was trained on 3 classes, not on ImageNet: the paper's "
         "ImageNet mCE of resnet50 is not shown beside it."
     )
-    assert logged == [f"WARNING: {not_imagenet}", table]
+    assert table.rstrip().endswith(not_imagenet)  # the file keeps it
+    console = table.rstrip()[: -len(not_imagenet)].rstrip()
+    assert logged == [f"WARNING: {not_imagenet}", console]
+    # Issue 24 item 11: each note once on the console.
+    assert sum(not_imagenet in line for line in logged) == 1
     assert report["warnings"] == [not_imagenet]
 
 
@@ -261,6 +265,14 @@ def test_robustness_options_name_the_bad_field(tmp_path):
             options(**{field: value}).validate()
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         run.find_set(options(data_dir=str(tmp_path / "missing")))
+    # Issue 24 item 11: ImageNet-P's FR is always AlexNet-relative; a
+    # plain-mean request was silently ignored.
+    with pytest.raises(ValueError) as e:
+        options(kind="p", normalization="none").validate()
+    assert e.value.as_flag() == (
+        "--normalization=none applies to ImageNet-C (--kind=c) only: "
+        "ImageNet-P's FR is always relative to AlexNet's."
+    )
 
 
 @pytest.mark.slow
@@ -309,11 +321,14 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     assert line["mfr"] == pytest.approx(metrics.mfr(fps))
     assert os.path.getsize(line["gallery_png"]) > 1000
     assert "| mFR |" in open(line["markdown"]).read()
-    # The set has 2 of the model's 3 classes.
-    assert (
+    # The set has 2 of the model's 3 classes; said once, in ImageNet-P's
+    # terms (issue 24 item 11: it said "normalised by AlexNet's errors").
+    subset = (
         "WARNING: The set covers 2 of the model's 3 classes: errors are over "
-        "those classes only"
-    ) in proc.stderr
+        "those classes only, and FR / mFR (relative to AlexNet's flip rates"
+    )
+    assert proc.stderr.count("The set covers 2 of") == 1
+    assert subset in proc.stderr
     assert report["paper"] is None and len(report["warnings"]) == 2
 
 
