@@ -41,7 +41,10 @@ def define_flags():
     flags.DEFINE_list("preset", ["resnet50"], "Presets to time.")
     flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
     flags.DEFINE_integer(
-        "image_size", None, "Default: each preset's eval size."
+        "image_size",
+        None,
+        "Input side of every model, --compare's too. Default: each "
+        "preset's eval size.",
     )
     flags.DEFINE_enum(
         "dtype", "float32", ["float32", "float16", "bfloat16"], "Compute dtype."

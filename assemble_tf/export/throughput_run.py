@@ -41,7 +41,8 @@ class ThroughputOptions:
     Attributes:
         preset: presets to time.
         batch_size: images per batch.
-        image_size: input side (None: each preset's eval size).
+        image_size: input side of every model, the reference too (None:
+            each preset's eval size, `SMOKE_IMAGE_SIZE` with `smoke`).
         dtype: compute dtype, one of `DTYPES` (a Keras dtype policy).
         warmup: untimed batches per model.
         runs: timed runs (the median is kept).
@@ -50,7 +51,8 @@ class ThroughputOptions:
         fold_bn: fold BatchNorm into the convolutions (without `modes`).
         modes: serving paths timed side by side, any of
             `throughput.MODES`; they override `fold_bn` / `jit_compile`.
-        compare: a reference model of `REFERENCES`, or None.
+        compare: a reference model of `REFERENCES`, or None; timed at
+            the presets' size (`reference_size`).
         paper_table: time the paper's Table 7 architectures instead of
             `preset`.
         smoke: tiny models, sizes and 2 iterations (tests, CI).
@@ -163,8 +165,8 @@ def preset_entries(options, names, modes, settings):
     entries = []
     for name in names:
         preset = presets.get(name)
-        size = options.image_size or preset.eval_image_size
-        size = SMOKE_IMAGE_SIZE if options.smoke else size
+        default = SMOKE_IMAGE_SIZE if options.smoke else preset.eval_image_size
+        size = options.image_size or default
         paper = preset.paper.throughput if preset.paper else None
         for mode in modes:
             model, macs = throughput.build(
@@ -186,11 +188,39 @@ def preset_entries(options, names, modes, settings):
     return entries
 
 
-def keras_entries(options, modes, settings):
-    """Entries of Keras' ResNet50 (plain, and XLA when a mode is)."""
+def reference_size(options, names):
+    """The input side of the reference model: that of the presets `names`
+    timed beside it (`options.image_size`, or their one eval size).
+
+    Raises:
+        OptionError: the presets are timed at different sizes (without
+            `image_size`), so no one size compares with all of them.
+    """
+    if options.image_size:
+        return options.image_size
+    from assemble_tf import presets
+
+    if options.smoke:
+        return SMOKE_IMAGE_SIZE
+    sizes = sorted({presets.get(n).eval_image_size for n in names})
+    if len(sizes) != 1:
+        raise OptionError(
+            "image_size",
+            "{compare}={reference} times the reference at the size of the "
+            "presets beside it, but they are timed at {sizes} pixels; pass "
+            "{field} (one size for all).",
+            ["compare"],
+            reference=options.compare,
+            sizes=", ".join(map(str, sizes)),
+        )
+    return sizes[0]
+
+
+def keras_entries(options, modes, settings, size):
+    """Entries of Keras' ResNet50 (plain, and XLA when a mode is) at
+    `size` pixels (`reference_size`)."""
     import keras
 
-    size = SMOKE_IMAGE_SIZE if options.smoke else 224
     ref = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
     # Keras' ResNet50 is v1 (stride on the 1x1): 3.86 GMACs at 224.
     macs = throughput.count_macs(ref)
@@ -211,9 +241,22 @@ def keras_entries(options, modes, settings):
 
 
 def result_row(entry, rate, dtype, peaks):
-    """The JSON row of one timed entry (before ratios)."""
+    """The JSON row of one timed entry (before ratios).
+
+    Raises:
+        ValueError: the row's GFLOP/s exceed the matmul peak of its dtype
+            (a wrong MAC count, timing or peak; naming the row).
+    """
     gflops = 2 * entry["macs"] * rate / 1e9
     dtype = "bfloat16" if "bf16" in entry["mode"] else dtype
+    fraction = gflops / peaks[dtype]
+    if fraction > 1:
+        raise ValueError(
+            f"{entry['label']}: {gflops:.1f} GFLOP/s is {fraction:.2f}x the "
+            f"{dtype} matmul peak measured in this run "
+            f"({peaks[dtype]:.1f} GFLOP/s); a model cannot beat the peak, so "
+            "its MAC count, its timing or the peak is wrong. Not reported."
+        )
     return {
         "model": entry["label"],
         "preset": entry["model_name"],
@@ -222,7 +265,7 @@ def result_row(entry, rate, dtype, peaks):
         "image_size": int(entry["images"].shape[1]),
         "images_per_sec": rate,
         "gflops": gflops,
-        "peak_fraction": gflops / peaks[dtype],
+        "peak_fraction": fraction,
         "matmul_peak_gflops": peaks[dtype],
         "paper_images_per_sec": entry["paper"],
     }
@@ -277,17 +320,20 @@ def run_benchmark(options, log=_stderr):
         as benchmark.jsonl has them.
 
     Raises:
-        OptionError: a bad option (named); ValueError: an unknown preset.
+        OptionError: a bad option (named); ValueError: an unknown preset,
+            or a row above the matmul peak (named).
     """
     names = preset_names(options)
     modes = validate(options)
     settings = timing_settings(options)
+    if options.compare:
+        keras_size = reference_size(options, names)
     with _dtype_policy(options.dtype):
         device = throughput.device_name()
         peaks = matmul_peaks(options.dtype, modes, device)
         entries = preset_entries(options, names, modes, settings)
         if options.compare == "keras_resnet50":
-            entries += keras_entries(options, modes, settings)
+            entries += keras_entries(options, modes, settings, keras_size)
         log(
             f"Timing {len(entries)} models on {device}, batch "
             f"{settings['batch_size']}, {options.dtype}: "
