@@ -1,15 +1,20 @@
-r"""Input-pipeline benchmark: full training pipeline vs decode-and-crop.
+r"""Input-pipeline benchmark: the training pipeline against two baselines.
 
     python -m tools.benchmark_input --data_dir=/data/imagenet \
         --autoaugment=imagenet --mixup_type=1 --json
 
-Prints images/s of the whole training pipeline (crop, flip, resize,
-optional AutoAugment, batching, Mixup) and of decode-and-crop alone on the
-same records, and their ratio (the goal is >= 0.8). The two are timed in
-alternation, `--rounds` times for at least `--min_seconds` each (after
-`--settle_seconds` untimed, which drain the batches a pipeline prefetched
-while the other one ran), and the ratio is the median of the per-round
-ratios. The work is `assemble_tf.training.input_benchmark.run_benchmark`.
+Prints images/s of three pipelines on the same records: the whole
+training pipeline (crop, flip, resize, optional AutoAugment, batching,
+Mixup), decode-and-crop alone, and decode-crop-resize (the crop resized,
+nothing else), and their ratios: `ratio` = full / decode-and-crop (the goal
+is >= 0.8), `resize_ratio` = decode-crop-resize / decode-and-crop (the most
+`ratio` can be on this machine) and `ratio_vs_resize` = full /
+decode-crop-resize (what augmentation, batching and Mixup cost). The three
+are timed in alternation, `--rounds` times for at least `--min_seconds`
+each (after `--settle_seconds` untimed, which drain the batches a pipeline
+prefetched while another one ran), and each ratio is the median of the
+per-round ratios. The work is
+`assemble_tf.training.input_benchmark.run_benchmark`.
 """
 
 import dataclasses

@@ -14,7 +14,6 @@ missing or mis-shaped variable is an error that lists every offender.
 """
 
 import collections
-import inspect
 import re
 
 import numpy as np
@@ -229,9 +228,5 @@ def build_and_load(prefix, build_fn, **build_kwargs):
     Returns:
         `(model, num_variables)`.
     """
-    if "layout" in inspect.signature(build_fn).parameters:
-        # Transition: callers written for the removed `Layout` pass
-        # `lambda layout, **kw: build_model(preset, layout, **kw)`.
-        build_kwargs = {"layout": None, **build_kwargs}
     model = build_fn(**build_kwargs)
     return model, load_original_checkpoint(prefix, model)

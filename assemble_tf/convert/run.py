@@ -18,6 +18,7 @@ the original graph produced (a golden `.npz` with arrays `inputs`,
 """
 
 import dataclasses
+import functools
 import os
 
 from official.utils.misc.validation import OptionError
@@ -90,7 +91,7 @@ def convert(options):
     check_output(options.output, options.overwrite)
     model, count = build_and_load(
         options.checkpoint,
-        lambda layout, **kw: build_model(options.preset, layout, **kw),
+        functools.partial(build_model, options.preset),
         **options.model_overrides,
     )
     os.makedirs(os.path.dirname(os.path.abspath(options.output)), exist_ok=True)

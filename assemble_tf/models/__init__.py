@@ -11,28 +11,17 @@ from assemble_tf.models.resnet import RESNET_SPECS, build_resnet
 OVERRIDABLE = tuple(inspect.signature(build_resnet).parameters)
 
 
-def build_model(preset, layout=None, **overrides):
+def build_model(preset, **overrides):
     """Builds the Keras model of a named preset.
 
     Args:
         preset: str. A name from `assemble_tf.presets.names()`.
-        layout: None. Transition only, for callers of the removed `Layout`
-            (the checkpoint importer now reads the original TF1 names off
-            the layer names, `assemble_tf.convert.tf1_names`); anything
-            else is an error.
         **overrides: any `build_resnet` argument, e.g. `image_size`,
             `num_classes`, `base_width`, `block_sizes`.
 
     Returns:
         A `keras.Model` named after the preset.
     """
-    if layout is not None:
-        raise TypeError(
-            "build_model() no longer takes a `layout`: the checkpoint "
-            "importer derives the original names from the layer names "
-            "(assemble_tf.convert.tf1_names). Received: layout="
-            f"{layout!r}"
-        )
     spec = presets.get(preset)
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:

@@ -1,5 +1,6 @@
 """The original TF1 scopes and creation order, from our layer names."""
 
+import functools
 import os
 
 import keras
@@ -110,16 +111,12 @@ def test_a_weighted_layer_of_another_model_is_refused():
         tf1_names.original_scopes(model)
 
 
-def test_layout_callers_still_load_and_layouts_are_refused():
-    # Transition: `build_and_load` passes layout=None to a build function
-    # written for the removed `Layout` (assemble_tf/convert/run.py).
+def test_build_and_load_imports_the_golden_checkpoint():
     prefix = os.path.join(DATA, "golden", "tiny_vanilla_64", "model.ckpt")
     _, count = build_and_load(
         prefix,
-        lambda layout, **kw: build_model("resnet50", layout, **kw),
+        functools.partial(build_model, "resnet50"),
         base_width=16,
         block_sizes=(1, 1, 1, 1),
     )
     assert count == 87
-    with pytest.raises(TypeError, match="no longer takes a `layout`"):
-        build_model("resnet50", object())

@@ -128,3 +128,15 @@ def test_images_per_second_runs_whole_batches_for_the_minimum_time():
 
     rate = benchmark.images_per_second(Counting(), 8, 0.0, min_steps=5)
     assert len(pulled) == 5 and rate > 0
+
+
+def test_the_binarys_help_describes_the_three_pipelines_it_times():
+    # Issue 24 item 11: --help described two pipelines and one ratio.
+    from tools import benchmark_input
+
+    text = " ".join(benchmark_input.__doc__.split())
+    assert "three pipelines" in text
+    for name in ("decode-and-crop", "decode-crop-resize"):
+        assert name in text
+    for ratio in ("`ratio`", "`resize_ratio`", "`ratio_vs_resize`"):
+        assert ratio in text
