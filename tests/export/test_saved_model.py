@@ -418,6 +418,58 @@ def test_peak_fraction_above_one_is_refused():
     )
 
 
+def test_keras_reference_is_timed_at_the_requested_size(monkeypatch):
+    """--compare=keras_resnet50 --image_size=S times Keras at S pixels, not
+    224 (issue 24 item 5)."""
+    import dataclasses
+
+    from assemble_tf.export import throughput, throughput_run
+    from official.utils.misc.validation import OptionError
+
+    monkeypatch.setattr(
+        throughput, "matmul_peak_gflops", lambda dtype, **_: 1e9
+    )
+    options = throughput_run.ThroughputOptions(
+        preset=("resnet50",), compare="keras_resnet50", smoke=True
+    )
+    sized = dataclasses.replace(options, image_size=32)
+    rows = throughput_run.run_benchmark(sized, log=lambda line: None)["rows"]
+    assert [(r["model"], r["image_size"]) for r in rows] == [
+        ("resnet50", 32),
+        ("keras_resnet50", 32),
+    ]
+    assert throughput_run.reference_size(options, ["resnet50"]) == 64
+    full = dataclasses.replace(options, smoke=False)
+    assert throughput_run.reference_size(full, ["resnet50"]) == 224
+    with pytest.raises(OptionError) as e:
+        throughput_run.reference_size(full, ["resnet50", "assemble_resnet50"])
+    assert e.value.as_flag().startswith("--compare=keras_resnet50 times")
+    assert "224, 256 pixels; pass --image_size" in e.value.as_flag()
+
+
+def test_peak_fraction_above_one_is_refused():
+    """A row faster than the matmul peak is a bug: an error naming the row,
+    not a peak fraction > 1 (issue 24 item 5)."""
+    from assemble_tf.export import throughput_run
+
+    entry = {
+        "label": "keras_resnet50",
+        "model_name": "keras_resnet50",
+        "mode": "plain",
+        "images": np.zeros([1, 64, 64, 3], np.float32),
+        "macs": 1e9,
+        "paper": None,
+    }
+    peaks = {"float32": 100.0}  # stubbed peak: 68 img/s is 136 GFLOP/s
+    row = throughput_run.result_row(entry, 40.0, "float32", peaks)
+    assert row["peak_fraction"] == pytest.approx(0.8)
+    with pytest.raises(ValueError) as e:
+        throughput_run.result_row(entry, 68.0, "float32", peaks)
+    assert str(e.value).startswith(
+        "keras_resnet50: 136.0 GFLOP/s is 1.36x the float32 matmul peak"
+    )
+
+
 def test_run_benchmark_option_errors_name_the_option():
     from assemble_tf.export import throughput_run
     from official.utils.misc.validation import OptionError
