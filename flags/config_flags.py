@@ -49,16 +49,25 @@ def define_config_flags(
             if (group, field.name) in _SKIP:
                 continue
             tp = _base_type(hints[field.name])
-            help_text = f"[{group}] {field.metadata.get('help', '')}"
+            # No flag default: a flag left out takes the preset's recipe
+            # (or the fine-tuning recipe), else the field's default, which
+            # the help says; absl's "(default: ...)" would claim more.
             default = field.default
+            shown = "none" if default is None else default
+            if isinstance(default, tuple):
+                shown = ",".join(map(str, default))
+            help_text = (
+                f"[{group}] {field.metadata.get('help', '')} "
+                f"(default: the recipe's, else {shown})"
+            )
             if tp is bool:
-                flags.DEFINE_bool(field.name, default, help_text, **fv)
+                flags.DEFINE_bool(field.name, None, help_text, **fv)
             elif tp is int:
-                flags.DEFINE_integer(field.name, default, help_text, **fv)
+                flags.DEFINE_integer(field.name, None, help_text, **fv)
             elif tp is float:
-                flags.DEFINE_float(field.name, default, help_text, **fv)
+                flags.DEFINE_float(field.name, None, help_text, **fv)
             else:
-                flags.DEFINE_string(field.name, default, help_text, **fv)
+                flags.DEFINE_string(field.name, None, help_text, **fv)
 
 
 def explicit_overrides(flag_values, groups=tuple(config_lib.GROUPS)):
