@@ -219,24 +219,81 @@ def load_embedder(
     return keras_embedder(model, ptype, layer, source)
 
 
-def preprocessed_batches(dataset, preprocessing, batch_size):
-    """`(bytes, label)` -> batches of (eval crops float32, labels int64)."""
+def preprocessed_batches(dataset, preprocessing, batch_size, stats=None):
+    """`(bytes, label)` -> batches of (eval crops float32, labels int64,
+    indices int64: each image's place in `dataset`).
+
+    Unusable images are skipped and counted as the input pipeline does
+    (`assemble_tf.data.input_pipeline`, as `tools.evaluate` and
+    `tools.finetune` read): bytes that are not a JPEG, PNG, GIF or BMP
+    (`preprocessing.is_supported_image`) and images whose decode fails
+    (a truncated JPEG). Their indices are missing from the batches.
+
+    Args:
+        dataset: a `tf.data.Dataset` of (tf.string, tf.int64) scalars.
+        preprocessing: the eval preprocessing type.
+        batch_size: images per batch.
+        stats: an `input_pipeline.PipelineStats` counting images read,
+            not images (`invalid`) and embedded (`emitted`), or None.
+    """
+    from assemble_tf.data import input_pipeline
+
+    stats = stats or input_pipeline.PipelineStats()
+
+    def check(index, element):
+        ok = prep.is_supported_image(element[0])
+        stats.read.assign_add(1)
+        stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
+        return ok
+
+    def crop(index, element):
+        image, label = element
+        return prep.preprocess_eval(image, preprocessing), label, index
+
+    def count(images, labels, indices):
+        stats.emitted.assign_add(tf.cast(tf.shape(labels)[0], tf.int64))
+        return images, labels, indices
 
     return (
-        dataset.map(
-            lambda image, label: (
-                prep.preprocess_bytes(image, preprocessing),
-                label,
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        dataset.enumerate()
+        .filter(check)
+        .map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()  # a decode that fails: the image is skipped
         .batch(batch_size)
+        .map(count)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def compute_embeddings(embedder, dataset, batch_size=64, progress=None):
-    """Embeddings and labels of every `(image_bytes, label)` of `dataset`.
+@dataclasses.dataclass
+class Embedded:
+    """The embeddings of a dataset's usable images.
+
+    Attributes:
+        embeddings: float32 [N, D].
+        labels: int64 [N].
+        indices: int64 [N], each embedded image's place in the dataset.
+        read: images read (embedded or skipped).
+        not_images: skipped images whose bytes are not an image.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    read: int
+    not_images: int
+
+    @property
+    def skipped(self):
+        """Indices in the dataset of the skipped (unusable) images."""
+        mask = np.ones(self.read, bool)
+        mask[self.indices] = False
+        return np.flatnonzero(mask)
+
+
+def embed_dataset(embedder, dataset, batch_size=64, progress=None):
+    """The `Embedded` of every usable `(image_bytes, label)` of `dataset`;
+    unusable images are skipped and counted (`preprocessed_batches`).
 
     Args:
         embedder: an `Embedder`.
@@ -244,24 +301,50 @@ def compute_embeddings(embedder, dataset, batch_size=64, progress=None):
         batch_size: images per forward pass.
         progress: optional callable(num_images_in_batch).
 
+    Raises:
+        ValueError: no usable image (the dataset is empty, or all of its
+            images are unusable).
+    """
+    from assemble_tf.data import input_pipeline
+
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}.")
+    stats = input_pipeline.PipelineStats()
+    chunks, labels, indices = [], [], []
+    for images, batch_labels, batch_indices in preprocessed_batches(
+        dataset, embedder.preprocessing, batch_size, stats
+    ):
+        chunks.append(np.asarray(embedder.fn(images), np.float32))
+        labels.append(batch_labels.numpy())
+        indices.append(batch_indices.numpy())
+        if progress is not None:
+            progress(len(labels[-1]))
+    read = int(stats.read.numpy())
+    if not chunks:
+        raise ValueError(
+            "No images to embed: the split (or class range) is empty."
+            if not read
+            else f"None of the {read} images could be decoded (not a JPEG, "
+            "PNG, GIF or BMP, or truncated)."
+        )
+    return Embedded(
+        np.concatenate(chunks),
+        np.concatenate(labels).astype(np.int64),
+        np.concatenate(indices).astype(np.int64),
+        read,
+        int(stats.invalid.numpy()),
+    )
+
+
+def compute_embeddings(embedder, dataset, batch_size=64, progress=None):
+    """Embeddings and labels of every usable `(image_bytes, label)` of
+    `dataset` (`embed_dataset`, which also says which were skipped).
+
     Returns:
         (embeddings float32 [N, D], labels int64 [N]).
 
     Raises:
-        ValueError: the dataset is empty.
+        ValueError: no usable image.
     """
-    if batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {batch_size}.")
-    chunks, labels = [], []
-    for images, batch_labels in preprocessed_batches(
-        dataset, embedder.preprocessing, batch_size
-    ):
-        chunks.append(np.asarray(embedder.fn(images), np.float32))
-        labels.append(batch_labels.numpy())
-        if progress is not None:
-            progress(len(labels[-1]))
-    if not chunks:
-        raise ValueError(
-            "No images to embed: the split (or class range) is empty."
-        )
-    return np.concatenate(chunks), np.concatenate(labels).astype(np.int64)
+    done = embed_dataset(embedder, dataset, batch_size, progress)
+    return done.embeddings, done.labels

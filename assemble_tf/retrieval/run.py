@@ -36,6 +36,7 @@ from official.utils.misc.validation import (
 )
 
 CLASS_SPLITS = ("test", "train", "all")  # sources.retrieval_selection's
+NAMED_SKIPPED = 5  # skipped images named in the report and on the console
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,6 +105,35 @@ class _Images:
     @property
     def where(self):
         return f"{self.split} of {self.info.name}"
+
+    def names(self, indices):
+        """Names of the images at `indices` of `dataset`: a folder's
+        files (relative to its root), else "<split>[<index>]" (the index
+        among the selected images)."""
+        if self.info.kind != "folder":
+            return [f"{self.split}[{i}]" for i in indices]
+        paths = _folder_paths(self)
+        root = self.info.data_dir
+        return [os.path.relpath(paths[i], root) for i in indices]
+
+
+def _folder_paths(images):
+    """The files of a folder source's `_Images`, in `dataset` order (that
+    of `sources.encoded_dataset` without shuffling, then the class range;
+    `max_images` only cuts the tail)."""
+    from assemble_tf.data import sources
+    from assemble_tf.data.sources import folder
+
+    info = images.info
+    examples, _ = folder.scan_folder(info.data_dir)
+    index = {name: i for i, name in enumerate(info.class_names)}
+    low, high = images.class_range or (0, len(index))
+    return [
+        path
+        for split, from_, to in sources._absolute(info, images.split)
+        for path, cls in examples.get(split, [])[from_:to]
+        if low <= index[cls] < high
+    ]
 
 
 def _join(ks):
@@ -213,15 +243,69 @@ def _bar(total, desc, unit, progress):
 
 
 def embed_images(embedder, images, batch_size, progress=True):
-    """(embeddings, labels, seconds) of `images`, with a progress bar."""
+    """(`embed.Embedded`, seconds) of `images`, with a progress bar;
+    unusable images are skipped and counted."""
     from assemble_tf.retrieval import embed
 
     start = time.time()
     with _bar(images.total, "embedding", "img", progress) as bar:
-        embeddings, labels = embed.compute_embeddings(
+        done = embed.embed_dataset(
             embedder, images.dataset, batch_size, bar.update
         )
-    return embeddings, labels, time.time() - start
+    return done, time.time() - start
+
+
+def skipped_images(done, images):
+    """The report's count of skipped images and the first names.
+
+    Args:
+        done: the `embed.Embedded` of `images`.
+        images: the `_Images` embedded.
+
+    Returns:
+        {"images_read", "images_skipped", "images_not_images",
+        "skipped_images"} (at most `NAMED_SKIPPED` names).
+    """
+    skipped = done.skipped
+    return {
+        "images_read": done.read,
+        "images_skipped": int(skipped.size),
+        "images_not_images": done.not_images,
+        "skipped_images": images.names(skipped[:NAMED_SKIPPED].tolist()),
+    }
+
+
+def skipped_message(counts, where):
+    """The console line about skipped images (None when none was)."""
+    n = counts["images_skipped"]
+    if not n:
+        return None
+    names = ", ".join(counts["skipped_images"])
+    rest = n - len(counts["skipped_images"])
+    more = f" and {rest} more" if rest else ""
+    return (
+        f"WARNING: skipped {n} of the {counts['images_read']} images of "
+        f"{where} that cannot be decoded ({counts['images_not_images']} not "
+        f"a JPEG, PNG, GIF or BMP; the others truncated or corrupt): "
+        f"{names}{more}. Recall is over the other "
+        f"{counts['images_read'] - n}."
+    )
+
+
+def kept_dataset(dataset, done):
+    """`dataset` without the images `done` skipped (embedding order)."""
+    import tensorflow as tf
+
+    if not done.skipped.size:
+        return dataset
+    mask = np.zeros(done.read, bool)
+    mask[done.indices] = True
+    mask = tf.constant(mask)
+    return (
+        dataset.enumerate()
+        .filter(lambda i, element: mask[i])
+        .map(lambda i, element: element)
+    )
 
 
 def search(embeddings, labels, options, progress=True):
@@ -297,7 +381,11 @@ def write_outputs(report, options, images, embeddings, labels, result):
     return report
 
 
-def evaluate_retrieval(options, progress=True):
+def _stderr(line):
+    print(line, file=sys.stderr)
+
+
+def evaluate_retrieval(options, progress=True, log=_stderr):
     """Embeds the images of `options`, ranks them and writes the outputs.
 
     The data are opened and k checked against the image count before the
@@ -307,10 +395,13 @@ def evaluate_retrieval(options, progress=True):
         options: a `RetrievalOptions`.
         progress: show progress bars of the embedding and the search on
             stderr.
+        log: called with the warning line about skipped images (default:
+            printed to stderr).
 
     Returns:
         The report written to retrieval.json: "recall@k" for each k,
-        counts, settings and the paths written.
+        counts (with the images skipped as unusable, `skipped_images`:
+        recall is over the others), settings and the paths written.
 
     Raises:
         OptionError: a bad or missing option (named).
@@ -330,10 +421,18 @@ def evaluate_retrieval(options, progress=True):
     images = read_images(options, info, *selection)
     check_ks(options.ks, images.total, images.where)
     embedder = load_embedder(options)
-    embeddings, labels, embed_seconds = embed_images(
+    done, embed_seconds = embed_images(
         embedder, images, options.batch_size, progress
     )
+    counts = skipped_images(done, images)
+    message = skipped_message(counts, images.where)
+    if message:
+        log(message)
+    embeddings, labels = done.embeddings, done.labels
     check_ks(options.ks, len(labels), images.where)  # unreadable ones
+    images = dataclasses.replace(
+        images, dataset=kept_dataset(images.dataset, done)
+    )
     result, search_seconds = search(embeddings, labels, options, progress)
     report = _report(
         result,
@@ -344,4 +443,5 @@ def evaluate_retrieval(options, progress=True):
         (embed_seconds, search_seconds),
         out_dir,
     )
+    report.update(counts)
     return write_outputs(report, options, images, embeddings, labels, result)

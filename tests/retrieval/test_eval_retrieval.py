@@ -95,6 +95,20 @@ def test_embedding_layer_and_compute_embeddings():
     assert emb.min() < 0
     with pytest.raises(ValueError, match="No images"):
         embed.compute_embeddings(embedder, ds.take(0), 2)
+    # Unusable images are skipped and counted, the others keep their place.
+    bad = tf.data.Dataset.from_tensor_slices(
+        (
+            [b"text", jpeg_bytes(images[0])[:300]],
+            tf.constant([0, 1], tf.int64),
+        )
+    )
+    done = embed.embed_dataset(embedder, ds.take(2).concatenate(bad), 2)
+    assert (done.read, done.not_images) == (4, 1)
+    np.testing.assert_array_equal(done.indices, [0, 1])
+    np.testing.assert_array_equal(done.skipped, [2, 3])
+    np.testing.assert_allclose(done.embeddings, emb[:2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="None of the 2 images"):
+        embed.compute_embeddings(embedder, bad, 2)
 
 
 class _Features(tf.Module):
@@ -270,6 +284,55 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     # Before: no --weights (nor --model_dir) failed in os.path.abspath(None).
     with pytest.raises(ValueError, match="--preset needs --weights"):
         run.evaluate_retrieval(_tiny_options(tiny_run, weights=None))
+
+
+def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
+    """A truncated JPEG and a text file named .jpg are skipped, counted and
+    named, as tools.evaluate skips them; recall is over the other images.
+    Before: the run died on a raw `jpeg::Uncompress failed` / `Input is not
+    a JPEG or PNG image` naming no file (issue 24 item 2)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "data", data)
+    whole = (data / "test" / "ant" / "0.jpg").read_bytes()
+    (data / "test" / "ant" / "truncated.jpg").write_bytes(whole[:400])
+    (data / "test" / "bee" / "notes.jpg").write_text("not an image\n")
+    out = tmp_path / "out"
+    result = testing_utils.run_main(
+        "tools.eval_retrieval",
+        "--preset=resnet50",
+        f"--weights={tiny_run / 'tiny.weights.h5'}",
+        "--num_classes=3",
+        '--model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]}',
+        "--image_size=64",
+        f"--source={data}",
+        "--ks=1,2,4",
+        "--batch_size=5",
+        "--plot_queries=3",
+        f"--output_dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    with open(out / "retrieval.json") as f:
+        assert json.load(f) == report
+    bad = ["test/ant/truncated.jpg", "test/bee/notes.jpg"]
+    assert (report["images_read"], report["images_skipped"]) == (14, 2)
+    assert report["images_not_images"] == 1  # the text file
+    assert sorted(report["skipped_images"]) == bad
+    # Recall over the 12 good images: each has an identical twin.
+    assert (report["num_queries"], report["num_gallery"]) == (12, 12)
+    assert report["recall@1"] == report["recall@4"] == 1.0
+    assert os.path.getsize(report["neighbours_png"]) > 1000
+    warning = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert len(warning) == 1, result.stderr[-3000:]
+    assert warning[0].startswith(
+        "WARNING: skipped 2 of the 14 images of test of data that cannot "
+        "be decoded (1 not a JPEG, PNG, GIF or BMP; the others truncated "
+        "or corrupt): "
+    )
+    assert all(name in warning[0] for name in bad)
+    assert warning[0].endswith("Recall is over the other 12.")
 
 
 @pytest.mark.slow
