@@ -226,6 +226,11 @@ def _one_hot(label, config):
 def build_dataset(config, input_context=None, stats=None):
     """Builds the `tf.data.Dataset` of `(images, batch_dict)`.
 
+    Records (TFRecords or `config.record_source`) -> decode and flag the
+    unusable ones -> crop / augment / normalize -> drop unusable records,
+    stopping after a long run of them -> batch -> one-hot targets and
+    Mixup / CutMix -> prefetch.
+
     Args:
         config: `InputConfig`.
         input_context: `tf.distribute.InputContext` or None; the batch
@@ -243,15 +248,39 @@ def build_dataset(config, input_context=None, stats=None):
             "dtype='uint8' is for training pipelines; evaluation returns the "
             "original's normalized float crops."
         )
-    post = BatchPostprocess(config)
-    per_step = batch_size * post.batch_multiplier
-    mixer = post if config.dtype != "uint8" and post.active else None
     stats = stats or PipelineStats()
+    ds = _records(config, input_context)
+    decode = _decoder(config, stats)
+    parse = _parser(config)
+    guard = _guard(config, stats)
+    # One parallel map per record (one stage of threads and buffers less);
+    # the index is the record's place in the shuffled stream, so
+    # deterministic runs replay the same seeds.
+    ds = ds.enumerate()
+    ds = ds.map(
+        lambda index, element: parse(index, decode(element)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
+    ds = ds.ignore_errors()
+    ds = ds.filter(guard)  # sequential: counts runs in record order
+    ds = _batches(ds, config, batch_size, stats)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     options.experimental_optimization.map_parallelization = True
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
+
+def _records(config, input_context):
+    """The record stream: a `record_source`'s (image bytes, label) as
+    record dicts, or the TFRecord shards interleaved; cached, shuffled and
+    repeated as the config says."""
     if config.record_source is not None:
+        if config.num_logits:
+            raise ValueError(
+                "Teacher logits (KD) are read from TFRecords; a tfds or "
+                "folder source has none. Pass --kd_temperature=0."
+            )
         ds = config.record_source(
             input_context, config.is_training, config.seed
         )
@@ -264,11 +293,6 @@ def build_dataset(config, input_context=None, stats=None):
             },
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        if config.num_logits:
-            raise ValueError(
-                "Teacher logits (KD) are read from TFRecords; a tfds or "
-                "folder source has none. Pass --kd_temperature=0."
-            )
     else:
         ds = _file_dataset(config, input_context)
         ds = ds.interleave(
@@ -282,6 +306,12 @@ def build_dataset(config, input_context=None, stats=None):
     if config.is_training:
         ds = ds.shuffle(config.shuffle_buffer, seed=config.seed)
         ds = ds.repeat()
+    return ds
+
+
+def _decoder(config, stats):
+    """`decode(element) -> record` with `ok` (a usable image, and teacher
+    logits when KD needs them), counting what is read and skipped."""
 
     def decode(element):
         if config.record_source is not None:
@@ -301,28 +331,36 @@ def build_dataset(config, input_context=None, stats=None):
         record["ok"] = ok
         return record
 
-    def preprocess(record, seed):
-        if config.is_training:
-            return preprocessing.preprocess_train(
-                record["image_bytes"],
-                seed,
-                config.image_size,
-                record["bboxes"] if config.use_bboxes else None,
-                config.augmenter,
-                config.dtype,
-                config.stddev,
-                (config.min_crop_area, 1.0),
-                # TFRecord images passed `looks_like_jpeg` (or are the
-                # placeholder JPEG): no format branch.
-                assume_jpeg=config.record_source is None,
-            )
-        return preprocessing.preprocess_eval(
+    return decode
+
+
+def _preprocess(config, record, seed):
+    """The train crop (with augmentation) or the eval resize / crop."""
+    if config.is_training:
+        return preprocessing.preprocess_train(
             record["image_bytes"],
-            config.preprocessing_type,
+            seed,
+            config.image_size,
+            record["bboxes"] if config.use_bboxes else None,
+            config.augmenter,
             config.dtype,
             config.stddev,
+            (config.min_crop_area, 1.0),
+            # TFRecord images passed `looks_like_jpeg` (or are the
+            # placeholder JPEG): no format branch.
+            assume_jpeg=config.record_source is None,
         )
+    return preprocessing.preprocess_eval(
+        record["image_bytes"],
+        config.preprocessing_type,
+        config.dtype,
+        config.stddev,
+    )
 
+
+def _parser(config):
+    """`parse(index, record) -> example dict` (images, labels, filenames,
+    teacher probabilities, `ok`)."""
     # Unusable records flow on (flagged, their image replaced by a tiny
     # valid JPEG: cheaper than a branch) past ignore_errors to the guard,
     # which must see them to bound them.
@@ -336,12 +374,10 @@ def build_dataset(config, input_context=None, stats=None):
                 record["ok"], record["image_bytes"], placeholder
             ),
         )
-        image = preprocess(record, seed)
-        label = record["label"] - config.label_offset
         out = {
             "ok": record["ok"],
-            "images": image,
-            "labels": label,
+            "images": _preprocess(config, record, seed),
+            "labels": record["label"] - config.label_offset,
             "filenames": record["filename"],
         }
         if config.num_logits:
@@ -355,25 +391,20 @@ def build_dataset(config, input_context=None, stats=None):
             )
         return out
 
-    def count(batch):
-        batch.pop("ok")  # all true after the filter
-        # One op per batch rather than one per image (and 4 KB fewer per
-        # image through batching).
-        batch["targets"] = _one_hot(batch["labels"], config)
-        stats.emitted.assign_add(
-            tf.cast(tf.shape(batch["labels"])[0], tf.int64)
-        )
-        return batch
+    return parse
 
+
+def _guard(config, stats):
+    """The filter predicate: keeps usable examples and stops the pipeline
+    (an assertion naming the counts) after `max_consecutive_unusable`
+    unusable records in a row."""
     limit = config.max_consecutive_unusable
     message = _unusable_message(config, limit)
-
     with tf.init_scope():
         # Unusable records since the last usable one.
         run = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def guard(element):
-        """The filter predicate, counting runs of unusable records."""
         ok = element["ok"]
         current = run.assign(tf.where(ok, tf.constant(0, tf.int64), run + 1))
         check = tf.debugging.Assert(
@@ -393,42 +424,48 @@ def build_dataset(config, input_context=None, stats=None):
         with tf.control_dependencies([check]):
             return tf.identity(ok)
 
-    # One parallel map per record (one stage of threads and buffers less);
-    # the index is the record's place in the shuffled stream, so
-    # deterministic runs replay the same seeds.
-    ds = ds.enumerate()
-    ds = ds.map(
-        lambda index, element: parse(index, decode(element)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=config.deterministic,
-    )
-    ds = ds.ignore_errors()
-    ds = ds.filter(guard)  # sequential: counts runs in record order
+    return guard
+
+
+def _batches(ds, config, batch_size, stats):
+    """Batches of `batch_size` examples (times the Mixup multiplier) as
+    `(images, batch dict)`, with one-hot targets, mixed when the config
+    mixes (float pipelines; uint8 ones are mixed on the device)."""
+    post = BatchPostprocess(config)
+    mixer = post if config.dtype != "uint8" and post.active else None
     drop = (
         config.is_training
         if config.drop_remainder is None
-        else (config.drop_remainder)
+        else config.drop_remainder
     )
     ds = ds.batch(
-        per_step,
+        batch_size * post.batch_multiplier,
         drop_remainder=drop,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )
-    ds = ds.map(count)
-    if mixer is not None:
-        mixing_seed = seeds.derive_seed(config.seed, "mixing")
-        ds = ds.enumerate().map(
-            lambda i, b: mixer(
-                b, tf.stack([tf.constant(mixing_seed, tf.int64), i])
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=config.deterministic,
+
+    def count(batch):
+        batch.pop("ok")  # all true after the filter
+        # One op per batch rather than one per image (and 4 KB fewer per
+        # image through batching).
+        batch["targets"] = _one_hot(batch["labels"], config)
+        stats.emitted.assign_add(
+            tf.cast(tf.shape(batch["labels"])[0], tf.int64)
         )
-    else:
-        ds = ds.map(lambda b: (b.pop("images"), b))
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(options)
+        return batch
+
+    ds = ds.map(count)
+    if mixer is None:
+        return ds.map(lambda b: (b.pop("images"), b))
+    mixing_seed = seeds.derive_seed(config.seed, "mixing")
+    return ds.enumerate().map(
+        lambda i, b: mixer(
+            b, tf.stack([tf.constant(mixing_seed, tf.int64), i])
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=config.deterministic,
+    )
 
 
 # An 8x8 grey baseline greyscale JPEG (stands in for unusable records' images).
