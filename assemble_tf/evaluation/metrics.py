@@ -51,6 +51,79 @@ def _bin_edges(num_bins, dtype=np.float64):
     return np.linspace(0.0, 1.0, num_bins + 1).astype(dtype)
 
 
+def _checked(labels, logits):
+    """(int32 labels, float32 logits) after the static checks, with the
+    run-time ones (batch sizes, label range) as control dependencies."""
+    labels = tf.convert_to_tensor(labels)
+    logits = tf.convert_to_tensor(logits)
+    if labels.dtype not in _INT_DTYPES:
+        raise TypeError(
+            f"labels must be an integer tensor, got dtype {labels.dtype}."
+        )
+    if logits.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"logits must be a float tensor, got dtype {logits.dtype}."
+        )
+    if labels.shape.rank != 1:
+        raise ValueError(
+            f"labels must have shape [B], got shape {labels.shape}."
+        )
+    if logits.shape.rank != 2:
+        raise ValueError(
+            f"logits must have shape [B, K], got shape {logits.shape}."
+        )
+    num_classes = logits.shape[1]
+    if num_classes is None or num_classes < 1:
+        raise ValueError(
+            "logits must have a static number of classes K >= 1, got "
+            f"shape {logits.shape}."
+        )
+    if (
+        labels.shape[0] is not None
+        and logits.shape[0] is not None
+        and labels.shape[0] != logits.shape[0]
+    ):
+        raise ValueError(
+            f"labels and logits batch sizes differ: {labels.shape} vs "
+            f"{logits.shape}."
+        )
+    labels = tf.cast(labels, tf.int32)
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(labels)[0],
+            tf.shape(logits)[0],
+            message="labels and logits batch sizes differ",
+        ),
+        tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+        tf.debugging.assert_less(
+            labels,
+            tf.constant(num_classes, tf.int32),
+            message=f"labels must be < K = {num_classes}",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        logits = tf.cast(logits, tf.float32)
+    return labels, logits
+
+
+def _label_rank(labels, logits):
+    """The rank of each label among the classes, by decreasing logit
+    (ties: the lower class id first), [B] int32."""
+    num_classes = logits.shape[1]
+    label_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
+    label_logit = label_logit[:, tf.newaxis]
+    class_ids = tf.range(num_classes, dtype=tf.int32)[tf.newaxis, :]
+    ahead = tf.logical_or(
+        logits > label_logit,
+        tf.logical_and(
+            tf.equal(logits, label_logit),
+            class_ids < labels[:, tf.newaxis],
+        ),
+    )
+    rank = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1)
+    return rank
+
+
 class ClassificationMetrics:
     """Streaming top-1, top-k, mean cross-entropy and ECE.
 
@@ -140,70 +213,9 @@ class ClassificationMetrics:
             tf.errors.InvalidArgumentError: (at run time) a label outside
                 [0, K) or batch sizes that differ.
         """
-        labels = tf.convert_to_tensor(labels)
-        logits = tf.convert_to_tensor(logits)
-        if labels.dtype not in _INT_DTYPES:
-            raise TypeError(
-                f"labels must be an integer tensor, got dtype {labels.dtype}."
-            )
-        if logits.dtype not in _FLOAT_DTYPES:
-            raise TypeError(
-                f"logits must be a float tensor, got dtype {logits.dtype}."
-            )
-        if labels.shape.rank != 1:
-            raise ValueError(
-                f"labels must have shape [B], got shape {labels.shape}."
-            )
-        if logits.shape.rank != 2:
-            raise ValueError(
-                f"logits must have shape [B, K], got shape {logits.shape}."
-            )
+        labels, logits = _checked(labels, logits)
         num_classes = logits.shape[1]
-        if num_classes is None or num_classes < 1:
-            raise ValueError(
-                "logits must have a static number of classes K >= 1, got "
-                f"shape {logits.shape}."
-            )
-        if (
-            labels.shape[0] is not None
-            and logits.shape[0] is not None
-            and labels.shape[0] != logits.shape[0]
-        ):
-            raise ValueError(
-                f"labels and logits batch sizes differ: {labels.shape} vs "
-                f"{logits.shape}."
-            )
-        labels = tf.cast(labels, tf.int32)
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(labels)[0],
-                tf.shape(logits)[0],
-                message="labels and logits batch sizes differ",
-            ),
-            tf.debugging.assert_non_negative(
-                labels, message="labels must be >= 0"
-            ),
-            tf.debugging.assert_less(
-                labels,
-                tf.constant(num_classes, tf.int32),
-                message=f"labels must be < K = {num_classes}",
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            logits = tf.cast(logits, tf.float32)
-
-        # Rank of the label among the classes (stable, by decreasing logit).
-        label_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
-        label_logit = label_logit[:, tf.newaxis]
-        class_ids = tf.range(num_classes, dtype=tf.int32)[tf.newaxis, :]
-        ahead = tf.logical_or(
-            logits > label_logit,
-            tf.logical_and(
-                tf.equal(logits, label_logit),
-                class_ids < labels[:, tf.newaxis],
-            ),
-        )
-        rank = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1)
+        rank = _label_rank(labels, logits)
         k = min(self.top_k, num_classes)
         top1 = tf.cast(rank < 1, _ACC_DTYPE)
         topk = tf.cast(rank < k, _ACC_DTYPE)
