@@ -106,7 +106,7 @@ def _checked(labels, logits):
     return labels, logits
 
 
-def _label_rank(labels, logits):
+def _label_rank_tf(labels, logits):
     """The rank of each label among the classes, by decreasing logit
     (ties: the lower class id first), [B] int32."""
     num_classes = logits.shape[1]
@@ -215,7 +215,7 @@ class ClassificationMetrics:
         """
         labels, logits = _checked(labels, logits)
         num_classes = logits.shape[1]
-        rank = _label_rank(labels, logits)
+        rank = _label_rank_tf(labels, logits)
         k = min(self.top_k, num_classes)
         top1 = tf.cast(rank < 1, _ACC_DTYPE)
         topk = tf.cast(rank < k, _ACC_DTYPE)
