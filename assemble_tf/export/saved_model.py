@@ -18,19 +18,27 @@ The export is written to a temporary folder next to the target, reloaded
 twice, with `tf.saved_model.load` and with the graph-and-session loader that
 `saved_model_cli run` and TF Serving use, compared signature by signature
 with the in-memory model, and only then renamed into place (with the
-umask's permissions, not the temporary folder's 0700): a failure never
-leaves a half export.
+umask's permissions, not the temporary folder's 0700), never over a
+folder that appeared meanwhile unless `overwrite`: a failure never leaves
+a half export, and the temporary folder a killed export left
+(`.export_<pid>@<host>.*`) goes with the next export beside it. Bad inputs
+fail at the signature with an `InvalidArgumentError` saying what it takes.
 
 A bfloat16 export (`precision.bfloat16_copy` of the model) keeps the same
 float32 (and string) inputs and float32 outputs; the verification then also
 compares every signature, as the session loader runs it, with the float32
 model (`ReferenceCheck`): mean relative L2 of logits and features <= 0.15,
-top-1 agreement >= 0.8 on the 32 verification images.
+top-1 agreement >= 0.8 on the 32 verification images (crops, and as
+many encoded images for `serving_default`).
 """
 
+import ctypes
 import dataclasses
+import errno
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
@@ -44,7 +52,11 @@ def feature_model(model):
     """The sub-model from the input to the pooled features."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer("head_pool").output)
+    # The single input itself, not `model.inputs` (a list): a sub-model
+    # built on a list warns that a tensor "doesn't match the expected
+    # structure" each time it is called with one.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, model.get_layer("head_pool").output)
 
 
 class ServingModule(tf.Module):
@@ -68,19 +80,45 @@ class ServingModule(tf.Module):
             self._outputs, input_signature=[spec], jit_compile=jit_compile
         )
         self.feature_vector = tf.function(
-            lambda images: {
-                "features": tf.cast(
-                    self.features(images, training=False), tf.float32
-                )
-            },
-            input_signature=[spec],
+            self._features, input_signature=[spec]
         )
         self.serving_default = tf.function(
             self._serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="images")],
         )
 
+    def _check_crops(self, images, signature):
+        """`images` after asserting it is a non-empty batch of S x S x 3
+        crops (InvalidArgumentError naming the signature and the size, not
+        one from inside the model)."""
+        size = self.size
+        with tf.control_dependencies(
+            [
+                tf.debugging.Assert(
+                    tf.shape(images)[0] > 0,
+                    [f"{signature}: the batch of images is empty"],
+                ),
+                tf.debugging.assert_equal(
+                    tf.shape(images)[1:],
+                    tf.constant([size, size, 3]),
+                    message=(
+                        f"{signature} takes float32 crops of shape "
+                        f"[N, {size}, {size}, 3] (the eval size of "
+                        f"{self.preprocessing_type}); got another shape"
+                    ),
+                    summarize=4,
+                ),
+            ]
+        ):
+            return tf.identity(images)
+
+    def _features(self, images):
+        images = self._check_crops(images, "feature_vector")
+        features = self.features(images, training=False)
+        return {"features": tf.cast(features, tf.float32)}
+
     def _outputs(self, images):
+        images = self._check_crops(images, "preprocessed")
         logits = tf.cast(self.model(images, training=False), tf.float32)
         return {
             "classes": tf.argmax(logits, axis=-1),
@@ -89,6 +127,7 @@ class ServingModule(tf.Module):
         }
 
     def _serve_bytes(self, images):
+        images = check_encoded_images(images)
         batch = tf.map_fn(
             lambda b: preprocessing.preprocess_bytes(
                 b, self.preprocessing_type
@@ -106,6 +145,48 @@ class ServingModule(tf.Module):
             "preprocessed": self.preprocessed,
             "feature_vector": self.feature_vector,
         }
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check_encoded_images(images):
+    """`images` (string [N]) after asserting it is a non-empty batch of JPEG
+    or PNG bytes.
+
+    The messages hold no bytes of the input (a BMP's or WebP's first bytes
+    in an error message are no UTF-8: Python clients then fail decoding the
+    message instead of raising the error); the index of the first bad image
+    is given.
+
+    Raises:
+        tf.errors.InvalidArgumentError: (when run) an empty batch, or an
+            image that is neither JPEG nor PNG.
+    """
+    ok = tf.logical_or(
+        tf.equal(tf.strings.substr(images, 0, len(JPEG_MAGIC)), JPEG_MAGIC),
+        tf.equal(tf.strings.substr(images, 0, len(PNG_MAGIC)), PNG_MAGIC),
+    )
+    # N (no bad image) appended: an empty batch reaches its own check.
+    bad = tf.concat([tf.cast(ok, tf.int32), [0]], 0)
+    first_bad = tf.argmin(bad, output_type=tf.int32)
+    checks = [
+        tf.debugging.Assert(
+            tf.size(images) > 0,
+            ["serving_default: the batch of images is empty"],
+        ),
+        tf.debugging.Assert(
+            tf.reduce_all(ok),
+            [
+                "serving_default: input is not a JPEG or PNG image (the "
+                "accepted formats); index of the first such image:",
+                first_bad,
+            ],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
 
 
 @dataclasses.dataclass
@@ -157,6 +238,7 @@ def export_saved_model(
     atol=1e-4,
     reference=None,
     rtol=None,
+    log=lambda text: None,
 ):
     """Writes, reloads and verifies a SavedModel; returns the max diffs.
 
@@ -168,7 +250,7 @@ def export_saved_model(
         check_images: float32 [N, S, S, 3] for the verification, or None
             for random ones (2, or `reference.num_images`).
         check_bytes: a list of encoded images for the bytes signature, or
-            None for generated ones.
+            None for generated ones (as many as random `check_images`).
         jit_compile: compile `preprocessed` with XLA.
         overwrite: replace an existing `export_dir`.
         atol: allowed max |difference| of logits after reloading.
@@ -183,49 +265,55 @@ def export_saved_model(
             rtol > 0 the classes must
             agree where the top-2 margin exceeds twice the allowed
             difference.
+        log: called with a line for each temporary folder of a dead
+            export removed from `export_dir`'s parent.
 
     Returns:
         {signature: max |difference| of the reloaded SavedModel's logits
         (features) from `model`'s}, the larger of the two loaders.
 
+    The temporary folder, `.export_<pid>@<host>.<random>` beside
+    `export_dir`, is removed on any error; one left by a killed export
+    (`kill -9`) is removed by the next export into the same parent folder
+    on the same host once its process is gone (`remove_stale_exports`).
+
     Raises:
-        FileExistsError: `export_dir` exists and `overwrite` is False.
+        FileExistsError: `export_dir` exists and `overwrite` is False, also
+            when it appeared during the export (another export into it):
+            the final rename never replaces a folder without `overwrite`.
         ValueError: a signature of the reloaded SavedModel disagrees with
             `model`, or is further from `reference.model` than allowed.
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(
-            f"--export_dir={export_dir} exists; pass --overwrite to replace it."
-        )
+        raise _exists_error(export_dir)
     size = preprocessing.eval_sizes(preprocessing_type)[2]
+    count = 2 if reference is None else reference.num_images
     if check_images is None:
-        count = 2 if reference is None else reference.num_images
         check_images = (
             np.random.default_rng(0)
             .uniform(-120, 130, (count, size, size, 3))
             .astype("float32")
         )
     if check_bytes is None:
-        check_bytes = [
-            _sample_jpeg(size + 37, size + 11),
-            _sample_png(size, size + 20),
-        ]
+        check_bytes = sample_images(size, count)
     if rtol is None:
         rtol = 0.0 if model.compute_dtype == "float32" else 0.05
     module = ServingModule(model, preprocessing_type, jit_compile)
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    for stale in remove_stale_exports(parent):
+        log(f"Removed {stale}, the temporary folder of a dead export.")
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         diffs = verify(
             tmp, module, check_images, check_bytes, atol, reference, rtol
         )
         os.chmod(tmp, 0o777 & ~_umask())
-        if os.path.exists(export_dir):
+        if overwrite and os.path.exists(export_dir):
             shutil.rmtree(export_dir)
-        os.replace(tmp, export_dir)
+        _rename_no_replace(tmp, export_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -373,8 +461,12 @@ def run_in_session(path, inputs, tags=("serve",)):
         {signature name: {output name: numpy value}}.
     """
     out = {}
+    # `SavedModelLoader.load` is what `tf.compat.v1.saved_model.load` (and
+    # so saved_model_cli) runs, without that function's deprecation warning.
+    from tensorflow.python.saved_model import loader_impl
+
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.load(sess, list(tags), path)
+        meta = loader_impl.SavedModelLoader(path).load(sess, list(tags))
         for name, value in inputs.items():
             sig = meta.signature_def[name]
             fetches = {k: t.name for k, t in sig.outputs.items()}
@@ -382,6 +474,108 @@ def run_in_session(path, inputs, tags=("serve",)):
                 fetches, feed_dict={sig.inputs["images"].name: value}
             )
     return out
+
+
+_TEMP_NAME = re.compile(r"\.export_(\d+)@(.*)\.[^.]+$")
+
+
+def _temp_prefix():
+    return f".export_{os.getpid()}@{socket.gethostname()}."
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_exports(parent):
+    """Removes the temporary folders of dead exports from `parent`.
+
+    A temporary export folder is named `.export_<pid>@<host>.<random>`;
+    one of this host whose process no longer runs was left by a killed
+    export and is removed (folders of other hosts, which may share the
+    file system, are kept).
+
+    Returns:
+        The removed folders' paths.
+    """
+    removed = []
+    host = socket.gethostname()
+    for name in sorted(os.listdir(parent)):
+        match = _TEMP_NAME.match(name)
+        path = os.path.join(parent, name)
+        if (
+            match
+            and match.group(2) == host
+            and not _pid_alive(int(match.group(1)))
+            and os.path.isdir(path)
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _exists_error(export_dir):
+    return FileExistsError(
+        errno.EEXIST,
+        f"--export_dir={export_dir} exists; pass --overwrite to replace it.",
+    )
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _rename_no_replace(src, dst):
+    """Renames `src` to `dst`, failing if `dst` exists (even empty).
+
+    Linux' renameat2(RENAME_NOREPLACE) where available, else a check and
+    `os.rename` (which refuses a non-empty `dst`).
+
+    Raises:
+        FileExistsError: `dst` exists (naming --overwrite).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    rename = getattr(libc, "renameat2", None)
+    if rename is not None:
+        result = rename(
+            _AT_FDCWD,
+            os.fsencode(src),
+            _AT_FDCWD,
+            os.fsencode(dst),
+            _RENAME_NOREPLACE,
+        )
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise _exists_error(dst)
+        if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
+            raise OSError(code, os.strerror(code), dst)
+    if os.path.lexists(dst):
+        raise _exists_error(dst)
+    try:
+        os.rename(src, dst)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise _exists_error(dst) from e
+        raise
+
+
+def sample_images(size, count):
+    """`count` encoded images (JPEG, PNG alternately) of sizes around
+    `size`, for the verification of the bytes signature."""
+    return [
+        (_sample_jpeg if i % 2 == 0 else _sample_png)(
+            size + (37 + 7 * i) % 45, size + (11 + 13 * i) % 50
+        )
+        for i in range(count)
+    ]
 
 
 def _umask():

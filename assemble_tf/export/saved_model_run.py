@@ -194,6 +194,7 @@ def export(options, log=_log_to_stderr):
         jit_compile=options.jit_compile,
         overwrite=options.overwrite,
         reference=reference,
+        log=log,
     )
     report = {
         "export_dir": os.path.abspath(options.export_dir),

@@ -1,6 +1,7 @@
 """SavedModel export: three signatures, verified, atomic."""
 
 import os
+import shutil
 import stat
 
 import numpy as np
@@ -710,3 +711,181 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
     )
     assert bad.returncode != 0
     assert "--dtype=float16" in bad.stderr and "bf16" in bad.stderr
+
+
+# Issue 24 items 4 and 9: bad serving inputs, dead and racing exports,
+# warnings of our own code, the bfloat16 check's image count.
+
+
+def _tiny_r50(seed=3):
+    model = build_model("resnet50", **TINY_R50)
+    testing_utils.randomize_bn(model, seed=seed)
+    return model
+
+
+def _encoded(image_format, size=(40, 48)):
+    """A smooth image encoded by PIL as `image_format` ("BMP", "WEBP")."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(testing_utils.smooth_image(*size, 5)).save(
+        buffer, image_format
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.slow  # exports
+def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
+    """BMP / WebP bytes, an empty batch and crops of another size fail with
+    InvalidArgumentError at the signature, saying what it takes (no raw
+    bytes in the message, no error from inside the model)."""
+    path = str(tmp_path / "1")
+    export_lib.export_saved_model(_tiny_r50(), path, "imagenet_32")
+    sigs = tf.saved_model.load(path).signatures
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50, 1))
+    for image_format in ("BMP", "WEBP"):
+        data = [jpeg, _encoded(image_format)]
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            sigs["serving_default"](images=tf.constant(data))
+        message = info.value.message
+        assert "not a JPEG or PNG image" in message, message
+        assert "first such image:] [1]" in message, message
+        assert "\\x" not in message and "RIFF" not in message, message
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="batch of images is empty"
+    ):
+        sigs["serving_default"](images=tf.constant([], tf.string))
+    crops = testing_utils.random_images((2, 64, 64, 3))
+    for name in ("preprocessed", "feature_vector"):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            sigs[name](images=tf.constant(crops))
+        message = info.value.message
+        assert f"{name} takes float32 crops of shape [N, 32, 32, 3]" in (
+            message
+        ), message
+        assert "imagenet_32" in message, message
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=f"{name}: the batch of images is empty",
+        ):
+            sigs[name](images=tf.zeros((0, 32, 32, 3)))
+    out = sigs["serving_default"](images=tf.constant([jpeg]))
+    assert out["logits"].shape == (1, 3)  # good inputs still pass
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.slow  # exports
+def test_next_export_removes_temp_folders_of_dead_exports(tmp_path):
+    """A `kill -9`ed export leaves `.export_<pid>@<host>.*` beside the
+    target; the next export into that parent removes it (and says so),
+    keeping those of live processes and other hosts."""
+    import socket
+
+    host = socket.gethostname()
+    parent = tmp_path / "serving"
+    dead = parent / f".export_{_dead_pid()}@{host}.k9x_a1"
+    live = parent / f".export_{os.getppid()}@{host}.live01"
+    remote = parent / f".export_{_dead_pid()}@elsewhere.example.r3m0t3"
+    for folder in (dead, live, remote):
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"partial")
+    lines = []
+    export_lib.export_saved_model(
+        _tiny_r50(), str(parent / "1"), "imagenet_32", log=lines.append
+    )
+    assert not dead.exists()
+    assert lines == [f"Removed {dead}, the temporary folder of a dead export."]
+    assert sorted(os.listdir(parent)) == sorted(["1", live.name, remote.name])
+
+
+@pytest.mark.slow  # exports
+def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
+    """Two exports into one --export_dir without --overwrite: the one that
+    renames last fails naming --overwrite, and the first one's export (or
+    even an empty folder made meanwhile) stays."""
+    target = tmp_path / "serving" / "1"
+    verify = export_lib.verify
+
+    def racing(*args, **kwargs):
+        result = verify(*args, **kwargs)
+        target.mkdir(parents=True, exist_ok=True)
+        if make_file:
+            (target / "saved_model.pb").write_bytes(b"the other export")
+        return result
+
+    monkeypatch.setattr(export_lib, "verify", racing)
+    model = _tiny_r50()
+    for make_file in (True, False):
+        with pytest.raises(FileExistsError, match="pass --overwrite"):
+            export_lib.export_saved_model(model, str(target), "imagenet_32")
+        assert os.listdir(tmp_path / "serving") == ["1"]  # no temp left
+        if make_file:
+            assert (target / "saved_model.pb").read_bytes() == (
+                b"the other export"
+            )
+        else:
+            assert os.listdir(target) == []
+        shutil.rmtree(target)
+    make_file = True
+    diffs = export_lib.export_saved_model(
+        model, str(target), "imagenet_32", overwrite=True
+    )
+    assert (target / "saved_model.pb").read_bytes() != b"the other export"
+    assert max(diffs.values()) <= 1e-4
+
+
+@pytest.mark.slow  # exports
+def test_bfloat16_export_is_quiet_and_checks_32_images(monkeypatch):
+    """No DeprecationWarning or TF deprecation log from our own loader
+    call, no Keras "structure of `inputs`" warning; every signature is
+    compared with float32 on 32 images, as the docs say."""
+    import logging
+    import tempfile
+    import warnings
+
+    from tensorflow.python.util import deprecation
+
+    # TF logs each deprecation once per process: forget earlier ones.
+    monkeypatch.setattr(deprecation, "_PRINTED_WARNING", {})
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    model, bf16 = _bfloat16_pair()
+    check = export_lib.ReferenceCheck(model)
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            warnings.simplefilter("always")
+            export_lib.export_saved_model(
+                bf16, os.path.join(tmp, "1"), "imagenet_32", reference=check
+            )
+    finally:
+        tf_logger.removeHandler(handler)
+    messages = [str(w.message) for w in caught] + [
+        r.getMessage() for r in records
+    ]
+    noisy = [
+        m for m in messages if "deprecated" in m or "structure of `inputs`" in m
+    ]
+    assert not noisy, noisy
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert {name: m["count"] for name, m in check.measured.items()} == {
+        "preprocessed": 32,
+        "feature_vector": 32,
+        "serving_default": 32,
+    }
+    assert check.measured["serving_default"]["top1_agreement"] >= 0.8
