@@ -283,11 +283,13 @@ def randomize_bn(model, seed=0):
 
 
 def run_layer_test(
+    *,
     layer_fn,
-    inputs,
+    input_data,
     expected_output_shape,
-    expected_trainable_weights,
-    expected_non_trainable_weights,
+    expected_num_trainable_weights,
+    expected_num_non_trainable_weights,
+    expected_output_data=None,
     training=False,
 ):
     """The Keras layer contract in one call, after keras-hub's
@@ -296,26 +298,36 @@ def run_layer_test(
     one training step (finite gradients reach every trainable weight, or
     the input when there is none, and an SGD step changes the weights).
 
+    Keyword arguments only, as keras-hub's.
+
     Args:
         layer_fn: () -> a new layer.
-        inputs: a numpy array or a list of them.
+        input_data: a numpy array or a list of them.
         expected_output_shape: the output's shape (a tuple).
-        expected_trainable_weights, expected_non_trainable_weights: counts
-            of weight variables (not of scalars).
+        expected_num_trainable_weights, expected_num_non_trainable_weights:
+            counts of weight variables (not of scalars).
+        expected_output_data: the output's values (compared to 1e-6), or
+            None.
         training: call the layer in training mode for the shape and
             precision checks (the training step always does).
     """
     import keras
     import tensorflow as tf
 
+    inputs = input_data
     layer = layer_fn()
     out = layer(inputs, training=training)
     assert tuple(out.shape) == tuple(expected_output_shape), out.shape
-    assert len(layer.trainable_weights) == expected_trainable_weights, [
-        w.path for w in layer.trainable_weights
+    if expected_output_data is not None:
+        np.testing.assert_allclose(
+            np.asarray(out), expected_output_data, rtol=1e-6, atol=1e-6
+        )
+    trainable, frozen = layer.trainable_weights, layer.non_trainable_weights
+    assert len(trainable) == expected_num_trainable_weights, [
+        w.path for w in trainable
     ]
-    assert len(layer.non_trainable_weights) == expected_non_trainable_weights, [
-        w.path for w in layer.non_trainable_weights
+    assert len(frozen) == expected_num_non_trainable_weights, [
+        w.path for w in frozen
     ]
     run_serialization_test(layer_fn())
     run_precision_test(layer_fn, inputs, training=training)
@@ -350,3 +362,37 @@ def run_layer_test(
             for b, w in zip(before, weights, strict=True)
         )
     return layer
+
+
+def run_model_saving_test(*, model, input_data, path):
+    """Saves `model` as a `.keras` file at `path`, reloads it and checks
+    that the reloaded model gives the same outputs (a tensor or a dict of
+    them), after keras-hub's `run_model_saving_test`."""
+    import keras
+
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    want = model.predict(input_data, verbose=0)
+    got = restored.predict(input_data, verbose=0)
+    if isinstance(want, dict):
+        assert sorted(got) == sorted(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    else:
+        np.testing.assert_array_equal(got, want)
+    return restored
+
+
+def run_backbone_test(*, backbone, input_data, expected_output_shapes):
+    """A multi-scale backbone (`assemble_tf.models.build_backbone`): its
+    dict of outputs has exactly `expected_output_shapes` ({level: shape}),
+    finite values, and one weight per layer variable (no duplicates)."""
+    out = backbone.predict(input_data, verbose=0)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        k: tuple(v) for k, v in expected_output_shapes.items()
+    }
+    for level, value in out.items():
+        assert np.isfinite(value).all(), level
+    paths = [w.path for w in backbone.weights]
+    assert len(paths) == len(set(paths))
+    return out

@@ -112,7 +112,12 @@ CASES = {
 def test_layer_contract(name):
     layer_fn, inputs, shape, trainable, frozen, training = CASES[name]
     layer = testing_utils.run_layer_test(
-        layer_fn, inputs, shape, trainable, frozen, training=training
+        layer_fn=layer_fn,
+        input_data=inputs,
+        expected_output_shape=shape,
+        expected_num_trainable_weights=trainable,
+        expected_num_non_trainable_weights=frozen,
+        training=training,
     )
     assert type(layer).__name__ == name
 

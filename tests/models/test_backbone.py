@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from assemble_tf.models import build_backbone, build_model, pyramid_outputs
+from tests import testing_utils
 
 TINY = dict(base_width=8, block_sizes=(2, 2, 2, 1), num_classes=5)
 
@@ -46,24 +47,24 @@ def test_backbone_shares_the_classifier_weights_and_features(tmp_path):
         rtol=1e-6,
         atol=1e-6,
     )
-    backbone.save(tmp_path / "b.keras")
-    loaded = keras.saving.load_model(tmp_path / "b.keras")
-    got, want = loaded.predict(x, verbose=0), backbone.predict(x, verbose=0)
-    assert sorted(got) == ["P2", "P3", "P4", "P5"]
-    for level in got:
-        np.testing.assert_array_equal(got[level], want[level])
+    testing_utils.run_model_saving_test(
+        model=backbone, input_data=x, path=tmp_path / "b.keras"
+    )
 
 
 def test_any_size_backbone_from_build_resnet_arguments():
     backbone = build_backbone(depth=18, base_width=8, name="r18")
     assert backbone.name == "r18"
-    out = backbone.predict(np.zeros((1, 96, 64, 3), "f4"), verbose=0)
-    assert {k: v.shape for k, v in out.items()} == {
-        "P2": (1, 24, 16, 8),
-        "P3": (1, 12, 8, 16),
-        "P4": (1, 6, 4, 32),
-        "P5": (1, 3, 2, 64),
-    }
+    testing_utils.run_backbone_test(
+        backbone=backbone,
+        input_data=np.zeros((1, 96, 64, 3), "f4"),
+        expected_output_shapes={
+            "P2": (1, 24, 16, 8),
+            "P3": (1, 12, 8, 16),
+            "P4": (1, 6, 4, 32),
+            "P5": (1, 3, 2, 64),
+        },
+    )
     with pytest.raises(ValueError, match="either a model or"):
         build_backbone(build_model("resnet50", **TINY), depth=18)
     plain = keras.Sequential(
