@@ -42,9 +42,19 @@ def _source_weights(path, rebuild):
             )
         outputs = loaded.signatures["preprocessed"].structured_outputs
         twin = rebuild(int(outputs["logits"].shape[-1]))
-        tf.train.Checkpoint(model=twin).read(
-            os.path.join(path, "variables", "variables")
-        ).expect_partial()
+        try:
+            status = tf.train.Checkpoint(model=twin).read(
+                os.path.join(path, "variables", "variables")
+            )
+            status.expect_partial()  # no warning per unmatched variable
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError):
+            raise ValueError(
+                f"--warm_start={path} is a SavedModel of another graph than "
+                "the model's (its BatchNorms folded into the convolutions "
+                "by --fold_bn, or another architecture): warm start from an "
+                "export made without --fold_bn, or from the training run."
+            ) from None
         return {v.path: v.numpy() for v in twin.variables}
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
     for candidate in (run_dir, os.path.dirname(run_dir)):

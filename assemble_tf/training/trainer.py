@@ -32,7 +32,7 @@ import numpy as np
 
 from assemble_tf.runs import checkpoints, models
 from assemble_tf.training import step_lib
-from official.utils.misc import seeds
+from official.utils.misc import interrupts, seeds
 
 # TensorFlow (tf.data, TensorBoard, warm start) is imported where it is
 # used: building a Trainer and running its JAX step needs none, so the
@@ -267,6 +267,7 @@ class Trainer:
         start = time.perf_counter()
         done, loss_sum, wd = 0, 0.0, 0.0
         while done < steps:
+            interrupts.check()  # a Ctrl-C whose exception was swallowed
             n = min(t.steps_per_loop, steps - done)
             first = self.step
             mean, wd_value = backend.train_loop(iterator, seed_base, n)

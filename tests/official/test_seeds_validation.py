@@ -59,3 +59,31 @@ def test_option_error_names_the_field_and_binaries_print_the_flag(capsys):
     assert capsys.readouterr().err == (
         "ERROR: --source is required, e.g. food101.\n"
     )
+
+
+def test_a_swallowed_ctrl_c_is_still_seen_by_the_next_check():
+    import os
+    import signal
+
+    from official.utils.misc import interrupts
+
+    interrupts.reset()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts.install()
+
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)  # lands in __del__
+
+        interrupts.check()  # nothing yet
+        try:
+            Finalized()  # its KeyboardInterrupt is "ignored" by Python
+        except KeyboardInterrupt:
+            pass
+        assert interrupts.requested()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupts.reset()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from assemble_tf.robustness import perturbations as P
+from tests import testing_utils
 from tests.testing_utils import smooth_image
 
 PUBLISHED_FRAMES = {
@@ -415,7 +416,7 @@ def test_crop_rounding_choices(photo_256):
     # Another crop size: "auto" floors (the Assemble generator's layout).
     auto = P.sequence(wide, "translate", crop_size=200)[20]
     np.testing.assert_array_equal(auto, wide[28:228, 71:271])
-    with pytest.raises(ValueError, match="crop_rounding='up'"):
+    with testing_utils.raises_flag_error("--crop_rounding='up'"):
         P.sequence(image, "brightness", crop_size=224, crop_rounding="up")
 
 

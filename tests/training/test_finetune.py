@@ -245,6 +245,22 @@ def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
     other = build_model("resnet50", num_classes=3, base_width=16)
     with pytest.raises(ValueError, match="does not fit the model"):
         warm_start.warm_start_model(other, ckpt)
+    # Issue 24 item 7: a BN-folded export is another graph; it gave a raw
+    # TensorFlow message and hundreds of warning lines.
+    from assemble_tf.export.optimize import folded_copy
+
+    folded_dir = str(tmp_path / "folded")
+    export_saved_model(folded_copy(src)[0], folded_dir, "imagenet_32")
+    target = build_model("resnet50", num_classes=3, **TINY)
+    with pytest.raises(ValueError) as e:
+        warm_start.warm_start_model(
+            target,
+            folded_dir,
+            rebuild=lambda n: build_model("resnet50", num_classes=n, **TINY),
+        )
+    (line,) = str(e.value).splitlines()
+    assert f"--warm_start={folded_dir} is a SavedModel of another graph" in line
+    assert "without --fold_bn" in line
 
 
 def test_finetune_tool_names_unknown_datasets(tmp_path):

@@ -12,6 +12,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from official.utils.logs import startup
+from official.utils.misc import interrupts
 from official.utils.misc.validation import OptionError
 
 # Modules whose flags a binary's --help lists (absl's own are left to
@@ -131,6 +132,7 @@ def run(main, argv=None):
     and prints expected errors as one line (`clean_errors`).
     """
     argv = sys.argv if argv is None else argv
+    interrupts.install()
     startup.quiet_tensorflow_startup(argv)
     adopt_project_flags()
 
