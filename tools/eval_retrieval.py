@@ -55,7 +55,8 @@ def define_flags():
         hw(
             "A tfds name (caltech_birds2011, cars196, "
             "stanford_online_products, ...) or a folder "
-            "<root>/<split>/<class>/<image>."
+            "<root>/<split>/<class>/<image>. Default with --model_dir: the "
+            "source the run was trained on."
         ),
     )
     flags.DEFINE_string(
@@ -135,7 +136,6 @@ def define_flags():
         ),
     )
     flags_core.register_int_list_validator("ks", None)
-    flags.mark_flag_as_required("source")
 
 
 def options_from_flags(flag_values):

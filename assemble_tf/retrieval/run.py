@@ -71,7 +71,7 @@ class RetrievalOptions(loading.ModelSource):
             folder>/retrieval/<source>`; required with `saved_model`).
     """
 
-    source: str
+    source: str | None = None
     saved_model: str | None = None
     embedding_layer: str | None = None
     tfds_data_dir: str | None = None
@@ -138,6 +138,33 @@ def _folder_paths(images):
 
 def _join(ks):
     return ",".join(str(k) for k in ks)
+
+
+def source_of(options):
+    """`options.source`, else the source the run in `options.model_dir`
+    was trained on (its config.json records it)."""
+    if options.source:
+        return options.source
+    if options.model_dir:
+        from assemble_tf import config as config_lib
+
+        config = config_lib.ExperimentConfig.from_json(
+            os.path.join(options.model_dir, "config.json")
+        )
+        if config.data.source:
+            return config.data.source
+        raise OptionError(
+            "source",
+            "{field} is required: the run {model_dir}={path} was trained on "
+            "TFRecords, not on a tfds or folder source it could reuse.",
+            others=["model_dir"],
+            path=options.model_dir,
+        )
+    raise OptionError(
+        "source",
+        "{field} is required: a tfds name (e.g. caltech_birds2011) or an "
+        "image folder <root>/<split>/<class>/<image>.",
+    )
 
 
 def validate(options):
@@ -410,6 +437,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     from assemble_tf.data import sources
 
     validate(options)
+    options = dataclasses.replace(options, source=source_of(options))
     # Data first: a missing or unprepared set fails before model building.
     info = sources.open_source(
         options.source, options.tfds_data_dir, options.download

@@ -409,3 +409,37 @@ def test_load_embedder_from_model_dir(tmp_path):
     )
     with pytest.raises(ValueError, match="--num_classes comes from"):
         embed.load_embedder(model_dir=str(tmp_path), num_classes=3)
+
+
+def test_source_defaults_to_the_runs_own(tmp_path):
+    """Issue 24 item 8: `--model_dir=RUN` needed `--source` although the
+    run's config.json records it."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.retrieval import run
+    from official.utils.misc.validation import OptionError
+
+    folder_run, record_run = tmp_path / "folder_run", tmp_path / "records"
+    config_lib.make_config(
+        str(folder_run),
+        "resnet50",
+        {"data": {"source": "/data/birds", "num_classes": 3}},
+    ).to_json(str(folder_run / "config.json"))
+    config_lib.make_config(
+        str(record_run), "resnet50", {"data": {"synthetic": True}}
+    ).to_json(str(record_run / "config.json"))
+    given = run.RetrievalOptions(source="cars196", model_dir=str(folder_run))
+    assert run.source_of(given) == "cars196"
+    assert (
+        run.source_of(run.RetrievalOptions(model_dir=str(folder_run)))
+        == "/data/birds"
+    )
+    with pytest.raises(OptionError) as e:
+        run.source_of(run.RetrievalOptions(model_dir=str(record_run)))
+    assert e.value.as_flag() == (
+        f"--source is required: the run --model_dir={record_run} was "
+        "trained on TFRecords, not on a tfds or folder source it could "
+        "reuse."
+    )
+    with pytest.raises(OptionError) as e:
+        run.source_of(run.RetrievalOptions(preset="resnet50"))
+    assert e.value.as_flag().startswith("--source is required: a tfds name")

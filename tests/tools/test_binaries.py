@@ -107,3 +107,17 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
     )
     assert wrong.returncode == 2
     assert "in the checkpoint but not in the model" in wrong.stderr
+
+
+@pytest.mark.slow  # starts the binary: the exit code is the point
+def test_a_flag_that_does_not_parse_is_one_error_line_and_exit_2(tmp_path):
+    """Issue 24 item 6: absl printed `FATAL Flags parsing error` and a
+    usage hint and exited 1; every other expected error is one ERROR
+    line and exit 2."""
+    result = testing_utils.run_binary(
+        "tools.make_imagenet_c", "--workers=0", f"--output_dir={tmp_path}"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ERROR: flag --workers=0: 0 is not a positive integer"
+    ]
