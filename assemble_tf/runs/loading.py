@@ -78,6 +78,9 @@ def resolve(
             (named: "`preset` needs `weights` ...").
         FileNotFoundError: no config.json or no such checkpoint.
     """
+    if weights and not os.path.isfile(weights):
+        # Before anything reads it (h5py's errno message names no flag).
+        raise FileNotFoundError(f"--weights={weights}: no such file.")
     overrides = {"data": dict(data or {}), "model": model or {}}
     if not needs_data and not model_dir:
         overrides["data"].setdefault("synthetic", True)
@@ -127,7 +130,5 @@ def _preset_config(preset, weights, output_dir, overrides):
             "{field} needs {weights} (or use {model_dir}).",
             ["weights", "model_dir"],
         )
-    if not os.path.isfile(weights):
-        raise FileNotFoundError(f"--weights={weights}: no such file.")
     out = output_dir or os.path.dirname(os.path.abspath(weights))
     return config_lib.make_config(out, preset, overrides)

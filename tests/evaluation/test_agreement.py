@@ -231,6 +231,12 @@ def test_evaluate_model_names_the_options():
     assert e.value.as_flag() == (
         "--precision='float16': use one of float32, bfloat16."
     )
+    # Issue 24 item 8: a missing --weights file is named before h5py reads.
+    with pytest.raises(FileNotFoundError) as e:
+        run.evaluate_model(
+            run.EvaluateOptions(model_dir="/r", weights="/no/w.weights.h5")
+        )
+    assert str(e.value) == "--weights=/no/w.weights.h5: no such file."
     # Issue 24 item 7: --num_classes does not apply to a run.
     with pytest.raises(OptionError) as e:
         run.evaluate_model(run.EvaluateOptions(model_dir="/r", num_classes=5))
