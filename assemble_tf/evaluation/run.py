@@ -105,16 +105,9 @@ def resolve(options):
         for name in DATA_OVERRIDES
         if getattr(options, name) is not None
     }
-    from assemble_tf import config as config_lib
-
-    return loading.resolve(
-        model_dir=options.model_dir,
-        checkpoint=options.checkpoint,
-        preset=options.preset,
-        weights=options.weights,
+    return options.resolve_source(
         output_dir=options.output_dir,
         data=data,
-        model=config_lib.parse_model_overrides(options.model_overrides),
         train={"eval_batch_size": options.batch_size},
     )
 

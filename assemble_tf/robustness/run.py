@@ -132,7 +132,6 @@ def load_model(options):
         (config, model, source): the experiment config, the Keras model and
         the checkpoint prefix or weights file it was restored from.
     """
-    from assemble_tf import config as config_lib
     from assemble_tf.runs import checkpoints, runtime
     from assemble_tf.runs import models as run_models
 
@@ -141,15 +140,8 @@ def load_model(options):
         for name in ("num_classes", "label_offset")
         if getattr(options, name) is not None
     }
-    config, checkpoint, weights = loading.resolve(
-        model_dir=options.model_dir,
-        checkpoint=options.checkpoint,
-        preset=options.preset,
-        weights=options.weights,
-        output_dir=options.output_dir,
-        data=data,
-        model=config_lib.parse_model_overrides(options.model_overrides),
-        needs_data=False,
+    config, checkpoint, weights = options.resolve_source(
+        output_dir=options.output_dir, data=data, needs_data=False
     )
     strategy = runtime.setup_runtime(config)
     with strategy.scope():

@@ -42,6 +42,19 @@ class ModelSource:
     num_classes: int | None = None
     model_overrides: str | dict | None = None
 
+    def resolve_source(self, **kwargs):
+        """`resolve` of this source (its model overrides parsed);
+        `kwargs` are `resolve`'s other arguments (`output_dir`, `data`,
+        `train`, `needs_data`)."""
+        return resolve(
+            model_dir=self.model_dir,
+            checkpoint=self.checkpoint,
+            preset=self.preset,
+            weights=self.weights,
+            model=config_lib.parse_model_overrides(self.model_overrides),
+            **kwargs,
+        )
+
 
 def resolve(
     *,

@@ -6,27 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from assemble_tf.data import benchmark, schema
-from tests import testing_utils
+from assemble_tf.data import benchmark
 
 
 @pytest.fixture
-def shards(tmp_path):
-    for shard in range(2):
-        examples = [
-            schema.make_example(
-                testing_utils.jpeg_bytes(
-                    testing_utils.smooth_image(60, 80, seed=10 * shard + i)
-                ),
-                i % 3 + 1,
-                60,
-                80,
-                filename=f"img{shard}_{i}.jpg",
-            )
-            for i in range(6)
-        ]
-        testing_utils.write_records(tmp_path / f"train-{shard}", examples)
-    return str(tmp_path / "train-*")
+def shards(benchmark_shards):
+    return benchmark_shards + "/train-*"
 
 
 def _config(shards, **kwargs):

@@ -4,29 +4,13 @@ import dataclasses
 
 import pytest
 
-from assemble_tf.data import schema
 from assemble_tf.training import input_benchmark
 from official.utils.misc.validation import OptionError
-from tests import testing_utils
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    for shard in range(2):
-        examples = [
-            schema.make_example(
-                testing_utils.jpeg_bytes(
-                    testing_utils.smooth_image(60, 80, seed=10 * shard + i)
-                ),
-                i % 3 + 1,
-                60,
-                80,
-                filename=f"img{shard}_{i}.jpg",
-            )
-            for i in range(6)
-        ]
-        testing_utils.write_records(tmp_path / f"train-{shard}", examples)
-    return str(tmp_path)
+def data_dir(benchmark_shards):
+    return benchmark_shards
 
 
 def _options(data_dir, **kwargs):
