@@ -24,18 +24,23 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines --output_dir and --epochs (`DemoOptions` fields)."""
+    """Defines --output_dir, --epochs and --seed (`DemoOptions` fields)."""
     flags.DEFINE_string(
         "output_dir", "demo_out", "Where everything is written."
     )
     flags.DEFINE_integer("epochs", 40, "Training epochs.", lower_bound=1)
+    flags.DEFINE_integer(
+        "seed", 0, "Seed of the run (data order, crops, init).", lower_bound=0
+    )
 
 
 def main(argv):
     del argv
     from assemble_tf.training import demo
 
-    options = demo.DemoOptions(output_dir=FLAGS.output_dir, epochs=FLAGS.epochs)
+    options = demo.DemoOptions(
+        output_dir=FLAGS.output_dir, epochs=FLAGS.epochs, seed=FLAGS.seed
+    )
     print(json.dumps(demo.run_demo(options)))
 
 

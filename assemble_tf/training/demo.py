@@ -59,10 +59,12 @@ class DemoOptions:
         output_dir: where everything is written (the digits in
             <output_dir>/digits, the run in <output_dir>/run).
         epochs: training epochs.
+        seed: the run's seed (data order, crops, mixing, initialisation).
     """
 
     output_dir: str = "demo_out"
     epochs: int = 40
+    seed: int = 0
 
 
 def _log_to_stderr(text):
@@ -89,6 +91,7 @@ def demo_config(options, data_dir):
     overrides = {k: dict(v) for k, v in DEMO_OVERRIDES.items()}
     overrides["data"]["data_dir"] = data_dir
     overrides["train"]["epochs"] = float(options.epochs)
+    overrides["train"]["seed"] = options.seed
     model_dir = os.path.join(os.path.abspath(options.output_dir), "run")
     return config_lib.make_config(model_dir, PRESET, overrides)
 

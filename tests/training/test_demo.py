@@ -16,14 +16,17 @@ def test_demo_config_is_the_small_assemble_recipe(tmp_path):
     assert config.model_dir == str(tmp_path / "out" / "run")
     assert config.model.preset == "assemble_resnet50"
     assert config.model.base_width == 16
-    blocks = "".join(c for c in str(config.model.block_sizes) if c.isdigit())
-    assert blocks == "2221"
+    assert config.model.block_sizes == (2, 2, 2, 1)
     assert config.data.data_dir == str(tmp_path / "digits")
     assert config.data.num_classes == 10 and config.data.image_size == 32
     assert config.train.epochs == 3.0 and config.train.batch_size == 32
     assert config.train.kd_temperature == 0.0
     # The overrides are copied, not edited in place.
     assert "data_dir" not in demo.DEMO_OVERRIDES["data"]
+    assert config.train.seed == 0
+    seeded = demo.DemoOptions(output_dir=str(tmp_path / "out"), seed=3)
+    assert demo.demo_config(seeded, str(tmp_path / "digits")).train.seed == 3
+    assert demo.DEMO_OVERRIDES["train"]["seed"] == 0
 
 
 def test_report_lists_setup_metrics_and_epochs(tmp_path):
