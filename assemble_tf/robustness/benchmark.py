@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 
-from assemble_tf.option_errors import OptionsError
 from official.utils.misc.validation import OptionError
 
 # The keys of the one-line JSON report (`console_line`).
@@ -161,7 +160,7 @@ def astronaut_crop(image_size, resize):
     from assemble_tf.robustness import corruptions
 
     if resize < image_size:
-        raise OptionsError(
+        raise OptionError(
             "resize",
             "{field}={resize} must be >= {image_size}={size}.",
             ["image_size"],
@@ -251,7 +250,7 @@ def time_imagecorruptions(image, names, repeats, python, single_thread):
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise OptionsError(
+        raise OptionError(
             "compare_imagecorruptions",
             "{field}: {interpreter} could not time imagecorruptions "
             "({tail}). Install it in a separate venv (pip install "

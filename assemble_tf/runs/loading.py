@@ -14,8 +14,8 @@ import dataclasses
 import os
 
 from assemble_tf import config as config_lib
-from assemble_tf.option_errors import OptionsError
 from assemble_tf.runs import checkpoints
+from official.utils.misc.validation import OptionError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +104,7 @@ def resolve(
     elif preset:
         config = _preset_config(preset, weights, output_dir, overrides)
     else:
-        raise OptionsError(
+        raise OptionError(
             "model_dir",
             "Pass {field}, or {preset} with {weights}.",
             ["preset", "weights"],
@@ -138,7 +138,7 @@ def _preset_config(preset, weights, output_dir, overrides):
     """The config of `preset` with `overrides`, its model_dir `output_dir`
     (default: the folder of `weights`, which must exist)."""
     if not weights:
-        raise OptionsError(
+        raise OptionError(
             "preset",
             "{field} needs {weights} (or use {model_dir}).",
             ["weights", "model_dir"],
