@@ -2,17 +2,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-nodeps.txt pyproject.toml | sha1sum | cut -c1-12)
 DEMO_DIR ?= demo_out
 
 .PHONY: venv test test-fast demo presets lint format clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# Data-only wheels (the release's frost photos), without their
+	# dependencies: imagecorruptions would pull in opencv-python.
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	# The project itself, editable: `import assemble_tf` and
 	# `python -m tools.NAME` work from any folder.
 	$(PY) -m pip install --quiet --no-deps -e .

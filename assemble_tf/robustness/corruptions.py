@@ -16,9 +16,15 @@ Differences from the reference, all deliberate:
 
 * No ImageMagick: `motion_blur` and the snow streaks use our explicit
   ImageMagick-equivalent kernel (`filters.motion_blur`).
-* Frost uses SYNTHETIC textures (`filters.frost_texture`) instead of the
-  frost1-5 photographs, so frost results are not comparable with the
-  official frost set; the blend constants are the published ones.
+* Frost blends the release's own frost1-5 photographs, read from the
+  `imagecorruptions` wheel (`filters.frost_layer`: file and crop drawn as
+  the release draws them); without that wheel it falls back to SYNTHETIC
+  textures (`filters.frost_texture`, one warning), whose results are not
+  comparable with the official frost set.
+* brightness and saturate run scikit-image's float64 HSV round trip, as
+  the release does, restated bit for bit (`filters.rgb_to_hsv`,
+  `filters.hsv_factors`); elastic_transform interpolates with scipy's
+  `map_coordinates` as the release does (per channel: the same numbers).
 * Glass blur runs the reference's sequential pixel loop exactly
   (`filters.glass_shuffle`: its "swap" of two numpy views copies one pixel
   onto the other), over pixel indices with the offsets drawn up front, in
@@ -37,7 +43,10 @@ Differences from the reference, all deliberate:
 * Randomness comes only from `np.random.default_rng([seed, corruption
   index, severity])`; global numpy state is never used.
 * Float results are clipped to [0, 255] and truncated to uint8 like the
-  reference's `np.uint8(...)`; pixelate and JPEG stay in uint8 (PIL).
+  reference's `np.uint8(...)`; pixelate and JPEG stay in uint8 (PIL);
+  defocus_blur, frost, brightness, contrast and saturate start from the
+  uint8 pixels in float64, as the release's `np.array(x) / 255.` does, and
+  equal its pixels bit for bit (so its quality-85 JPEG files too).
 
 Mean absolute distortion grows with severity except where the published
 constants are non-monotone: elastic_transform (severities 1-2 are large
@@ -53,6 +62,7 @@ import io
 import cv2
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from assemble_tf.robustness import filters, inputs, metrics
 
@@ -169,9 +179,13 @@ def _speckle_noise(x, c, rng):
 # ----------------------------------------------------------------- blur
 
 
-def _defocus_blur(x, c, rng):
+def _defocus_blur(image_u8, c, rng):
+    # The release filters the float64 image (OpenCV: the same numbers for
+    # 3 channels at once as per channel); float32 would move pixels by one
+    # grey level, and the JPEG save spreads that over 8 x 8 blocks.
     del rng
-    return cv2.filter2D(x, -1, filters.disk_kernel(*c))
+    out = cv2.filter2D(image_u8 / 255.0, -1, filters.disk_kernel(*c))
+    return _float64_to_uint8(out)
 
 
 def _glass_blur(x, c, rng):
@@ -223,10 +237,11 @@ def _snow(x, c, rng):
     return x + layer + layer[::-1, ::-1]
 
 
-def _frost(x, c, rng):
-    index = int(rng.integers(1, 6))  # frost1..frost5, as the reference
-    frost = filters.frost_texture(x.shape[0], x.shape[1], rng, index)
-    return c[0] * x + c[1] * frost
+def _frost(image_u8, c, rng):
+    # The release: c0 * uint8 image + c1 * uint8 photo crop, in float64.
+    frost = filters.frost_layer(image_u8.shape[0], image_u8.shape[1], rng)
+    out = c[0] * image_u8.astype(np.float64) + c[1] * frost.astype(np.float64)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _fog(x, c, rng):
@@ -242,25 +257,26 @@ def _fog(x, c, rng):
     )
 
 
-def _brightness(x, c, rng):
-    # In HSV each channel is V * (1 - S g(H)), so raising V with H, S fixed
-    # scales RGB by V'/V; black (V = 0, S = 0) becomes gray V'.
+def _float64_to_uint8(x):
+    """np.uint8(np.clip(x, 0, 1) * 255), as the release stores results."""
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _brightness(image_u8, c, rng):
+    # skimage's float64 rgb2hsv, V + c clipped, hsv2rgb (bit for bit).
     del rng
-    value = x.max(axis=2, keepdims=True)
-    new_value = np.minimum(value + c, 1)
-    ratio = np.divide(
-        new_value, value, out=np.zeros_like(value), where=value > 0
-    )
-    return np.where(value > 0, x * ratio, new_value)
+    h, s, v = filters.rgb_to_hsv(image_u8 / 255.0)
+    return _float64_to_uint8(filters.hsv_to_rgb(h, s, np.clip(v + c, 0, 1)))
 
 
 # -------------------------------------------------------------- digital
 
 
-def _contrast(x, c, rng):
+def _contrast(image_u8, c, rng):
     del rng
+    x = image_u8 / 255.0  # float64, as the release
     means = x.mean(axis=(0, 1), keepdims=True)
-    return (x - means) * c + means
+    return _float64_to_uint8((x - means) * c + means)
 
 
 def _elastic_transform(x, c, rng):
@@ -282,27 +298,34 @@ def _elastic_transform(x, c, rng):
     # mode="reflect", truncate=3).
     noise = rng.uniform(-1, 1, (h, w, 2)).astype(np.float32)
     field = filters.gaussian(noise, sigma, truncate=3, mode="reflect") * alpha
-    cols, rows = np.meshgrid(
-        np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+    # The release's map_coordinates(order=1, mode="reflect") at float64
+    # coordinates (integer grid + float32 field), one 2-D call per channel
+    # (the same numbers as its 3-D call, 3x faster). OpenCV's remap would
+    # round the weights to 1/32 pixel.
+    coords = np.stack(
+        [
+            np.arange(h, dtype=np.float64)[:, None] + field[..., 1],
+            np.arange(w, dtype=np.float64)[None, :] + field[..., 0],
+        ]
     )
-    # scipy map_coordinates(order=1, mode="reflect") == cv2 BORDER_REFLECT.
-    return cv2.remap(
-        x,
-        cols + field[..., 0],
-        rows + field[..., 1],
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REFLECT,
-    )
+    out = np.empty_like(x)
+    for k in range(x.shape[2]):
+        ndimage.map_coordinates(
+            x[..., k], coords, output=out[..., k], order=1, mode="reflect"
+        )
+    return out
 
 
-def _pixelate(image_u8, c):
+def _pixelate(image_u8, c, rng):
+    del rng
     h, w = image_u8.shape[:2]
     pil = Image.fromarray(image_u8)
     small = pil.resize((max(1, int(w * c)), max(1, int(h * c))), Image.BOX)
     return np.asarray(small.resize((w, h), Image.BOX))
 
 
-def _jpeg_compression(image_u8, c):
+def _jpeg_compression(image_u8, c, rng):
+    del rng
     buf = io.BytesIO()
     Image.fromarray(image_u8).save(buf, format="JPEG", quality=int(c))
     buf.seek(0)
@@ -337,33 +360,38 @@ def _spatter(x, c, rng):
     return x * (1 - mask) + mask * _MUD_RGB
 
 
-def _saturate(x, c, rng):
+def _saturate(image_u8, c, rng):
+    # skimage's float64 rgb2hsv, S * a + b clipped, hsv2rgb (bit for bit).
     del rng
-    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
-    hsv[..., 1] = np.clip(hsv[..., 1] * c[0] + c[1], 0, 1)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    h, s, v = filters.rgb_to_hsv(image_u8 / 255.0)
+    s = np.clip(s * c[0] + c[1], 0, 1)
+    return _float64_to_uint8(filters.hsv_to_rgb(h, s, v))
 
 
 _FLOAT_OPS = {
     "gaussian_noise": _gaussian_noise,
     "shot_noise": _shot_noise,
     "impulse_noise": _impulse_noise,
-    "defocus_blur": _defocus_blur,
     "glass_blur": _glass_blur,
     "motion_blur": _motion_blur,
     "zoom_blur": _zoom_blur,
     "snow": _snow,
-    "frost": _frost,
     "fog": _fog,
-    "brightness": _brightness,
-    "contrast": _contrast,
     "elastic_transform": _elastic_transform,
     "speckle_noise": _speckle_noise,
     "gaussian_blur": _gaussian_blur,
     "spatter": _spatter,
+}
+# These take the uint8 image and return the uint8 result.
+_UINT8_OPS = {
+    "defocus_blur": _defocus_blur,
+    "frost": _frost,
+    "contrast": _contrast,
+    "brightness": _brightness,
+    "pixelate": _pixelate,
+    "jpeg_compression": _jpeg_compression,
     "saturate": _saturate,
 }
-_UINT8_OPS = {"pixelate": _pixelate, "jpeg_compression": _jpeg_compression}
 RANDOM = (
     "gaussian_noise",
     "shot_noise",
@@ -450,7 +478,7 @@ def corrupt(image, name, severity, seed=0):
     c = PARAMS[name][severity - 1]
     image = np.ascontiguousarray(image)
     if name in _UINT8_OPS:
-        return _UINT8_OPS[name](image, c)
+        return _UINT8_OPS[name](image, c, rng)
     x = image.astype(np.float32) / 255
     out = _FLOAT_OPS[name](x, c, rng)
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
@@ -461,8 +489,13 @@ def resize_center_crop(image, resize, crop, rounding="floor"):
 
     As in hendrycks/robustness (torchvision Resize + CenterCrop) and the
     Assemble generator: PIL bilinear resize so that the shorter side is
-    `resize` and the longer one int(resize * long / short), then a crop x
-    crop window at offset `inputs.crop_offset(new, crop, rounding)` per axis.
+    `resize`, then a crop x crop window at offset `inputs.crop_offset(new,
+    crop, rounding)` per axis. The longer side follows the same reference
+    as the rounding: int(resize * long / short) with "round" (torchvision
+    0.2.1's `Resize`), int(resize * (long / short)) with "floor" (the
+    Assemble generator's `resize_and_center_crop`); the two differ by one
+    pixel for some sizes, where float rounding puts the product just below
+    an integer in one order and not in the other.
 
     Args:
       image: PIL image or uint8 H x W x 3 array.
@@ -483,7 +516,16 @@ def resize_center_crop(image, resize, crop, rounding="floor"):
     rounding = inputs.resolve_crop_rounding(rounding, crop)
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, np.uint8))
-    image = inputs.resize_shorter_side(image.convert("RGB"), resize)
+    image = image.convert("RGB")
+    if rounding == "floor":
+        width, height = image.size
+        if height > width:
+            new = (resize, int(resize * (height / width)))
+        else:
+            new = (int(resize * (width / height)), resize)
+        image = image.resize(new, Image.Resampling.BILINEAR)
+    else:
+        image = inputs.resize_shorter_side(image, resize)
     width, height = image.size
     left = inputs.crop_offset(width, crop, rounding)
     top = inputs.crop_offset(height, crop, rounding)

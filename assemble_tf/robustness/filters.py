@@ -4,30 +4,40 @@ Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common
 Corruptions and Perturbations", ICLR 2019 (arXiv 1903.12261) build their
 corruptions from a handful of primitives: a disk (defocus) kernel, an
 ImageMagick motion blur, a centre zoom, a diamond-square plasma fractal, a
-snow-flake layer and photographs of frost. Assemble-ResNet (Lee et al.,
-arXiv 2001.06268, github.com/clovaai/assembled-cnn) regenerates the sets with
-the same primitives at 224 and 256 px.
+snow-flake layer, photographs of frost and scikit-image's HSV conversion.
+Assemble-ResNet (Lee et al., arXiv 2001.06268, github.com/clovaai/
+assembled-cnn) regenerates the sets with the same primitives at 224 and 256
+px.
 
 This module re-implements those primitives with vectorised numpy / OpenCV so
-that no ImageMagick (Wand) install and no frost photographs are needed. The
-parameters and their meaning follow hendrycks/robustness
-`ImageNet-C/create_c/make_imagenet_c.py` and bethgelab/imagecorruptions; the
-code is our own. Differences from the reference are documented per function:
+that no ImageMagick (Wand) install is needed. The parameters and their
+meaning follow hendrycks/robustness `ImageNet-C/create_c/make_imagenet_c.py`
+and bethgelab/imagecorruptions; the code is our own. Differences from the
+reference are documented per function:
 
 * `motion_blur` builds ImageMagick's `-motion-blur` kernel explicitly.
 * `clipped_zoom` is the reference's crop-zoom-trim (generalised to H != W
   as the Assemble generator does), computed separably.
 * `glass_shuffle` is the reference's sequential glass-blur loop, with its
   offsets drawn up front.
-* `frost_texture` is SYNTHETIC: procedurally generated ice crystals in place
-  of the reference's frost1-5 photographs.
+* `frost_photo` reads the release's frost photographs (frost1-6, Apache-2.0)
+  from the `imagecorruptions` wheel (bethgelab/imagecorruptions 1.1.2,
+  the same files as hendrycks/robustness) without importing that package;
+  `frost_crop` crops them as the release does. Without the wheel, frost
+  falls back to `frost_texture`, SYNTHETIC ice crystals (one warning).
+* `rgb_to_hsv` / `hsv_factors` restate scikit-image's float64
+  rgb2hsv / hsv2rgb (what the release's brightness and saturate use) bit
+  for bit, vectorised without masked assignments.
 
 Images are float32 arrays in [0, 1], HxW or HxWxC, unless stated otherwise.
 Every random function takes an explicit `np.random.Generator`.
 """
 
 import functools
+import importlib.util
 import math
+import os
+import warnings
 
 import cv2
 import numpy as np
@@ -41,7 +51,13 @@ __all__ = [
     "plasma_fractal",
     "snow_layer",
     "frost_texture",
+    "frost_photo",
+    "frost_crop",
+    "frost_layer",
     "glass_shuffle",
+    "rgb_to_hsv",
+    "hsv_factors",
+    "hsv_to_rgb",
 ]
 
 
@@ -379,7 +395,9 @@ _FROST_STYLES = {
     5: (150, 18, 0.55, 0.55, 1.5),
 }
 FROST_INDICES = tuple(sorted(_FROST_STYLES))
-_FROST_MEAN = 0.4  # mean intensity of every texture (before the tint)
+# Mean intensity of every texture (before the tint): the mean of the
+# release's photos frost1-5.
+_FROST_MEAN = 0.64
 _FROST_BASE = 512  # side of the cached base texture (cropped per call)
 
 
@@ -473,15 +491,16 @@ def _frost_base(index, side):
 def frost_texture(height, width, rng, index):
     """Returns a random crop of SYNTHETIC frost texture `index` (1..5).
 
-    ImageNet-C blends the image with a random crop of one of five frost
-    photographs (frost1-5; frost6 is listed but never drawn). Those photos
-    cannot be shipped, so each index here is a procedurally generated,
-    deterministic ice texture: multi-scale value noise (haze and grain) plus
-    branching dendrites (jittered lines with 60-degree side branches, as in
-    hexagonal ice) with a soft glow, tinted bluish white. Styles differ per
-    index (crystal density, branch length, haze); all are scaled to a mean
-    intensity of 0.4. Statistics are only roughly those of the photos, so
-    frost errors are NOT comparable with the official ImageNet-C frost set.
+    The fallback of `frost_layer` when the release's frost photos (the
+    `imagecorruptions` wheel) are not installed: each index is a
+    procedurally generated, deterministic ice texture: multi-scale value
+    noise (haze and grain) plus branching dendrites (jittered lines with
+    60-degree side branches, as in hexagonal ice) with a soft glow, tinted
+    bluish white. Styles differ per index (crystal density, branch length,
+    haze); all are scaled to a mean intensity of 0.64, the mean of the
+    photos frost1-5 (0.48-0.81 each). Statistics are only roughly those of
+    the photos, so frost errors are NOT comparable with the official
+    ImageNet-C frost set.
 
     The base texture is a square whose side is the next power of two >=
     max(512, H, W), generated once per process (~0.5 s per index at 512)
@@ -512,6 +531,132 @@ def frost_texture(height, width, rng, index):
     top = int(rng.integers(0, side - height + 1))
     left = int(rng.integers(0, side - width + 1))
     return base[top : top + height, left : left + width]
+
+
+# --------------------------------------------------------------------------
+# The release's frost photographs.
+
+# hendrycks/robustness lists six files; its frost draws frost1-5 only.
+FROST_FILES = (
+    "frost1.png",
+    "frost2.png",
+    "frost3.png",
+    "frost4.jpg",
+    "frost5.jpg",
+    "frost6.jpg",
+)
+FROST_PHOTO_PACKAGE = "imagecorruptions"  # its wheel ships them (Apache-2.0)
+_fallback_warned = False
+
+
+def frost_photo_dir():
+    """The folder holding the release's frost photos, or None.
+
+    They ship as package data of the `imagecorruptions` wheel (1.1.2,
+    `imagecorruptions/frost/`; byte-identical to hendrycks/robustness
+    `ImageNet-C/create_c/frost*`). The package is located with
+    `importlib.util.find_spec`, which does not execute its `__init__`
+    (that imports `pkg_resources` and fails on numpy 2): only the files are
+    read.
+    """
+    try:
+        spec = importlib.util.find_spec(FROST_PHOTO_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for root in (spec and spec.submodule_search_locations) or ():
+        folder = os.path.join(root, "frost")
+        if all(os.path.isfile(os.path.join(folder, f)) for f in FROST_FILES):
+            return folder
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _read_frost_photo(folder, index):
+    bgr = cv2.imread(os.path.join(folder, FROST_FILES[index - 1]))
+    if bgr is None:
+        raise OSError(f"Cannot read frost photo {FROST_FILES[index - 1]}.")
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    rgb.setflags(write=False)
+    return rgb
+
+
+def frost_photo(index):
+    """The release's frost photo `index` (1..6) as uint8 H x W x 3 RGB
+    (read-only, cached per process; read with OpenCV as the release reads
+    it), or None when the `imagecorruptions` wheel is not installed."""
+    if index not in range(1, len(FROST_FILES) + 1):
+        raise ValueError(
+            f"frost_photo index must be in 1..{len(FROST_FILES)}, got "
+            f"{index!r}."
+        )
+    folder = frost_photo_dir()
+    return None if folder is None else _read_frost_photo(folder, int(index))
+
+
+def frost_crop(photo, height, width, rng):
+    """A random height x width crop of `photo`, drawn as the release draws
+    it: top ~ randint(0, H - height), then left ~ randint(0, W - width)
+    (upper bounds excluded, so the last row / column is never the crop's
+    edge; the Assemble generator uses the same draws at 256 px).
+
+    A photo not larger than the crop in both sides (frost2 / frost3 are
+    315 px high: crops above 314 px), where the release would fail, is
+    first enlarged with bicubic interpolation by 1.1 times the factor that
+    makes it fit, as bethgelab/imagecorruptions does.
+
+    Args:
+      photo: uint8 H x W x 3 array.
+      height, width: crop size (>= 1).
+      rng: np.random.Generator (two `integers` draws).
+
+    Returns:
+      uint8 height x width x 3 view or array.
+    """
+    ph, pw = photo.shape[:2]
+    if ph <= height or pw <= width:
+        factor = 1.1 * max(height / ph, width / pw, 1.0)
+        size = (int(math.ceil(pw * factor)), int(math.ceil(ph * factor)))
+        photo = cv2.resize(photo, size, interpolation=cv2.INTER_CUBIC)
+        ph, pw = photo.shape[:2]
+    top = int(rng.integers(0, ph - height))
+    left = int(rng.integers(0, pw - width))
+    return photo[top : top + height, left : left + width]
+
+
+def frost_layer(height, width, rng):
+    """The frost layer of one ImageNet-C frost corruption, uint8 or float.
+
+    As the release: file index ~ randint(5) (frost1..frost5), then
+    `frost_crop` of that photo; returns uint8 RGB. Without the
+    `imagecorruptions` wheel, the same draws crop the SYNTHETIC
+    `frost_texture` of that index (float32 in [0, 1] scaled to 0..255,
+    statistics only roughly those of the photos) and one RuntimeWarning
+    says so per process.
+
+    Args:
+      height, width: layer size (>= 1).
+      rng: np.random.Generator (three `integers` draws).
+
+    Returns:
+      height x width x 3 array in 0..255 (uint8 from a photo, float32 from
+      the fallback texture).
+    """
+    index = int(rng.integers(5)) + 1
+    photo = frost_photo(index)
+    if photo is not None:
+        return frost_crop(photo, height, width, rng)
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        warnings.warn(
+            "The release's frost photos were not found (pip install "
+            "--no-deps imagecorruptions==1.1.2, as `make venv` does): frost "
+            "uses SYNTHETIC textures and its results are not comparable "
+            "with ImageNet-C's frost.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return frost_texture(height, width, rng, index) * np.float32(255)
 
 
 # --------------------------------------------------------------------------
@@ -585,3 +730,78 @@ def glass_shuffle(image, max_delta, offsets):
         _pull_loop(source_of, targets.tolist(), sources.tolist())
     flat = image.reshape((h * w,) + image.shape[2:])
     return flat[np.asarray(source_of)].reshape(image.shape)
+
+
+# --------------------------------------------------------------------------
+# HSV round trips (brightness, saturate).
+
+# hsv2rgb's channel sources per sextant hi = floor(6 h) % 6, as indices into
+# the factors (1, t, p, q) of `hsv_factors`: sextant 0 is (v, t, p), 1
+# (q, v, p), 2 (p, v, t), 3 (p, q, v), 4 (t, p, v), 5 (v, p, q).
+_SEXTANT_SOURCES = np.array(
+    [[0, 1, 2], [3, 0, 2], [2, 0, 1], [2, 3, 0], [1, 2, 0], [0, 2, 3]]
+)
+
+
+def rgb_to_hsv(rgb):
+    """`skimage.color.rgb2hsv`, bit for bit: float64 (h, s, v) in [0, 1].
+
+    The release converts with scikit-image (float64); this restates its
+    arithmetic operation for operation (hue from the channel that holds
+    the maximum, blue before green before red on ties; hue and saturation
+    0 where max == min) without its masked assignments.
+
+    Args:
+      rgb: float64 array [..., 3] in [0, 1].
+
+    Returns:
+      (h, s, v): three float64 arrays of shape rgb.shape[:-1].
+    """
+    rgb = np.asarray(rgb, np.float64)
+    r, g, b = (np.ascontiguousarray(rgb[..., k]) for k in range(3))
+    v = np.maximum(np.maximum(r, g), b)
+    delta = v - np.minimum(np.minimum(r, g), b)
+    s = delta / np.where(v == 0, 1.0, v)  # 0 where delta == 0
+    grey = delta == 0
+    blue_max, green_max = b == v, g == v
+    # skimage: (g - b) / delta, 2 + (b - r) / delta or 4 + (r - g) /
+    # delta (0 + x == x exactly), then (h6 / 6) % 1.
+    numerator = np.where(blue_max, r - g, np.where(green_max, b - r, g - b))
+    offset = np.where(blue_max, 4.0, np.where(green_max, 2.0, 0.0))
+    delta[grey] = 1.0
+    h = (offset + numerator / delta) / 6.0 % 1.0
+    h[grey] = 0.0
+    return h, s, v
+
+
+def hsv_factors(h, s):
+    """F with `skimage.color.hsv2rgb(h, s, v) == v[..., None] * F`, bit for
+    bit: each RGB channel of hsv2rgb is v times one of 1, 1 - s,
+    1 - f s or 1 - (1 - f) s (f the fractional part of 6 h), chosen by the
+    sextant of h. Computed once, F serves every V (ImageNet-P's brightness
+    frames).
+
+    Args:
+      h, s: float64 arrays in [0, 1] of one shape.
+
+    Returns:
+      float64 array h.shape + (3,).
+    """
+    h6 = np.asarray(h, np.float64) * 6
+    hi = np.floor(h6)
+    f = h6 - hi
+    s = np.asarray(s, np.float64)
+    candidates = np.empty(s.shape + (4,))
+    candidates[..., 0] = 1.0
+    candidates[..., 1] = 1 - (1 - f) * s
+    candidates[..., 2] = 1 - s
+    candidates[..., 3] = 1 - f * s
+    sources = _SEXTANT_SOURCES[hi.astype(np.uint8) % 6].reshape(-1, 3)
+    flat = candidates.reshape(-1)
+    sources += 4 * np.arange(sources.shape[0])[:, None]
+    return flat[sources].reshape(s.shape + (3,))
+
+
+def hsv_to_rgb(h, s, v):
+    """`skimage.color.hsv2rgb`, bit for bit: float64 [..., 3]."""
+    return np.asarray(v, np.float64)[..., None] * hsv_factors(h, s)

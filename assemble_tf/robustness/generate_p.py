@@ -2,8 +2,9 @@
 
 Follows hendrycks/robustness `ImageNet-P/create_p/make_imagenet_p.py`
 (Hendrycks & Dietterich, ICLR 2019, arXiv 1903.12261): every image is
-resized (PIL bilinear, shorter side `resize`, long side
-int(resize * long / short)), perturbed into a sequence
+resized in its own colour mode and then converted to RGB (the reference's
+order; a CMYK JPEG is resized as CMYK) with PIL bilinear, shorter side
+`resize`, long side int(resize * long / short), perturbed into a sequence
 (`assemble_tf.robustness.perturbations.sequence`, geometric perturbations
 before the centre crop of `crop`, offset rounded as `--crop_rounding`
 says: torchvision 0.2.1's half to even by default at 224) and saved
@@ -230,14 +231,27 @@ def load_image(path=None, data=None):
     return image.convert("RGB")
 
 
+def load_resized(size, path=None, data=None):
+    """Decodes an image and resizes its shorter side to `size`, then
+    converts it to RGB: the reference's `Resize(256)(Image.open(f))
+    .convert('RGB')` order, which matters for CMYK (and palette) files:
+    they are resized in their own mode, before the conversion.
+
+    Returns:
+      uint8 array [H, W, 3].
+    """
+    image = Image.open(path if data is None else io.BytesIO(data))
+    image.load()
+    return np.asarray(inputs.resize_shorter_side(image, size).convert("RGB"))
+
+
 def process_image(task):
     """Writes the videos of one image; returns what happened."""
     start = time.perf_counter()
     try:
-        image = load_image(task.path, task.data)
+        pixels = load_resized(task.resize, task.path, task.data)
     except Exception as e:  # noqa: BLE001 - any decoder failure skips
         return {"unreadable": f"{type(e).__name__}: {e}"}
-    pixels = np.asarray(inputs.resize_shorter_side(image, task.resize))
     written = []
     for name, difficulty, path in task.jobs:
         frames = P.sequence(

@@ -76,9 +76,11 @@ the numbers can be checked):
 * Float-to-uint8 conversions truncate (numpy `uint8`, torchvision
   `ToPILImage`) as in the reference; motion blur and snow round, as the
   8-bit ImageMagick output did.
-* Brightness changes only the HSV value; since RGB = V * f(H, S), it is
-  computed as V' * RGB / V (V' grey where V = 0), equal to skimage's
-  rgb2hsv / hsv2rgb round trip up to float rounding (at most 1 grey level).
+* Brightness is skimage's float64 rgb2hsv / hsv2rgb round trip, as the
+  reference's, restated bit for bit: hsv2rgb is V' times per-pixel factors
+  of (H, S) (`filters.hsv_factors`), computed once for all 31 frames.
+* Scale frame i is (2.5 i + 40) / 100, the reference's expression (the
+  float differs from .40 + .025 i in 11 of the 31 frames).
 """
 
 import math
@@ -122,7 +124,8 @@ SNOW_LOC, SNOW_SCALE, SNOW_ZOOM, SNOW_THRESHOLD = 0.05, 0.3, 3.0, 0.5
 SNOW_BLUR_RADIUS, SNOW_BLUR_SIGMA = 14.0, 4.0
 SNOW_MIX = 0.85  # x' = .85 x + .15 max(x, 1.5 grey + .5)
 BRIGHTNESS_STEP = 0.02
-SCALE_START, SCALE_STEP = 0.40, 0.025
+# Scale (SCALE_STEP_PERCENT i + SCALE_START_PERCENT) / 100, as the reference.
+SCALE_START_PERCENT, SCALE_STEP_PERCENT = 40.0, 2.5
 GAUSSIAN_BLUR_START, GAUSSIAN_BLUR_STEP, GAUSSIAN_BLUR_TRUNCATE = 0.25, 0.035, 6
 SPATTER_LOC, SPATTER_SCALE, SPATTER_SIGMA = 0.65, 0.27, 3.7
 SPATTER_THRESHOLD, SPATTER_GAIN = 0.69, 0.6
@@ -192,7 +195,7 @@ def frame_parameters(name, difficulty=1):
         "translate": i - 20,
         "rotate": i - 15,
         "tilt": i - 15,
-        "scale": SCALE_START + SCALE_STEP * i,
+        "scale": (SCALE_STEP_PERCENT * i + SCALE_START_PERCENT) / 100,
         "gaussian_blur": GAUSSIAN_BLUR_START + GAUSSIAN_BLUR_STEP * i,
         "spatter": i,
         "shear": i - 15,
@@ -399,14 +402,16 @@ def _snow(x, params, rng):
 
 
 def _brightness(x, params):
-    x01 = x.astype(np.float64) / 255
-    value = x01.max(axis=-1, keepdims=True)
-    new_value = np.clip(value[None] + params[:, None, None, None], 0, 1)
-    # x / V first, as hsv2rgb's V * (1 - S ...): the brightest channel
-    # then becomes exactly V' before the truncation.
-    shape = np.divide(x01, value, out=np.zeros_like(x01), where=value > 0)
-    out = np.where(value[None] > 0, new_value * shape[None], new_value)
-    return _truncate_uint8(out)
+    # The reference: np.uint8(hsv2rgb(V + c clipped) * 255), skimage float64.
+    from assemble_tf.robustness import filters
+
+    hue, saturation, value = filters.rgb_to_hsv(x / 255.0)
+    factors = filters.hsv_factors(hue, saturation)
+    frames = np.empty((len(params),) + x.shape, np.uint8)
+    for frame, offset in zip(frames, params, strict=True):
+        new_value = np.clip(value + offset, 0, 1)[..., None]
+        frame[...] = new_value * factors * 255
+    return frames
 
 
 def _translate(image, params):

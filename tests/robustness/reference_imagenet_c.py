@@ -26,10 +26,10 @@ Where the reference cannot be restated with its own tools:
   restatement of ImageMagick's kernel; its result is rounded to 8 bits as
   ImageMagick's PNG output is. So these two corruptions compare the rest of
   the pipeline, not the kernel.
-* Frost blends a random crop of one of five frost photographs that cannot
-  be shipped; here the "photograph" is the full synthetic texture of
-  `filters.frost_texture` (index drawn as the reference draws its file, crop
-  offset as the reference draws it). Frost is compared for the blend only.
+* Frost reads the release's photographs frost1-5 from the
+  `imagecorruptions` wheel's package data (`FROST_DIR`, located without
+  importing that package; the files are byte-identical to the release's).
+  Without the wheel, `FROST_DIR` is None and frost cannot be restated.
 * `skimage.util.random_noise` (impulse noise) no longer reads the global
   numpy RNG in current scikit-image (it takes its own `rng`); we pass it a
   seed drawn from `np.random`, so `np.random.seed(k)` still fixes the
@@ -44,7 +44,10 @@ of how closely our corruptions follow this restatement on scikit-image's
 photos (see `fidelity_table`).
 """
 
+import functools
+import importlib.util
 import io
+import os
 import sys
 
 import cv2
@@ -242,17 +245,37 @@ def _snow(img, c):
     return np.clip(x + flakes + np.rot90(flakes, k=2), 0, 1) * 255
 
 
+def _find_frost_dir():
+    """imagecorruptions/frost of the installed wheel, or None (find_spec
+    locates a top-level package without running its __init__)."""
+    spec = importlib.util.find_spec("imagecorruptions")
+    for root in (spec and spec.submodule_search_locations) or ():
+        folder = os.path.join(root, "frost")
+        if os.path.isdir(folder):
+            return folder
+    return None
+
+
+FROST_DIR = _find_frost_dir()
+_FROST_NAMES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg")
+_FROST_NAMES += ("frost5.jpg", "frost6.jpg")
+
+
+@functools.cache
+def _imread(name):
+    """cv2.imread of a frost photo (BGR), read once: the release reads the
+    file on every call, with the same result."""
+    return cv2.imread(os.path.join(FROST_DIR, name))
+
+
 def _frost(img, c):
+    if FROST_DIR is None:
+        raise RuntimeError("frost needs the imagecorruptions wheel's photos.")
     h, w = img.shape[:2]
-    index = np.random.randint(5) + 1  # frost1..frost5
-    # The whole base texture (side as in `frost_texture`): a full-size crop
-    # has only one offset, so the generator passed here draws nothing.
-    side = 2 ** int(np.ceil(np.log2(max(512, h, w))))
-    whole = filters.frost_texture(side, side, np.random.default_rng(0), index)
-    photo = whole * 255.0
-    top = np.random.randint(0, side - h)
-    left = np.random.randint(0, side - w)
-    frost = photo[top : top + h, left : left + w]
+    frost = _imread(_FROST_NAMES[np.random.randint(5)])
+    top = np.random.randint(0, frost.shape[0] - h)
+    left = np.random.randint(0, frost.shape[1] - w)
+    frost = frost[top : top + h, left : left + w][..., [2, 1, 0]]
     return np.clip(c[0] * np.array(img) + c[1] * frost, 0, 255)
 
 

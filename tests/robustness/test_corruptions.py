@@ -277,7 +277,7 @@ def test_brightness_is_hsv_value_shift(severity):
     )
     want = _trunc(skimage.color.hsv2rgb(hsv))
     got = C.corrupt(img, "brightness", severity)
-    assert np.abs(got.astype(int) - want).max() <= 1
+    np.testing.assert_array_equal(got, want)  # the release's float64 HSV
     c = C.PARAMS["brightness"][severity - 1]
     v = round(255 * c)
     assert abs(int(got[0, 0, 0]) - v) <= 1 and np.ptp(got[0, 0]) == 0
@@ -291,7 +291,7 @@ def test_contrast_factor_about_channel_means(severity):
     mean = x.mean(axis=(0, 1), keepdims=True)
     want = _trunc((x - mean) * c + mean)
     got = C.corrupt(img, "contrast", severity)
-    assert np.abs(got.astype(int) - want).max() <= 1
+    np.testing.assert_array_equal(got, want)  # float64, as the release
     np.testing.assert_allclose(
         got.std(axis=(0, 1)), c * img.std(axis=(0, 1)), atol=0.6
     )
@@ -307,7 +307,7 @@ def test_saturate_scales_hsv_saturation(severity):
     hsv[..., 1] = np.clip(hsv[..., 1] * a + b, 0, 1)
     want = _trunc(skimage.color.hsv2rgb(hsv))
     got = C.corrupt(img, "saturate", severity)
-    assert np.abs(got.astype(int) - want).max() <= 1
+    np.testing.assert_array_equal(got, want)  # the release's float64 HSV
 
 
 def test_saturate_keeps_value_channel():
@@ -393,16 +393,125 @@ def test_gaussian_blur_matches_skimage(severity):
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-def test_frost_is_published_blend_of_texture():
+def _release_frost_dir():
+    """imagecorruptions/frost/ of the installed wheel (package data; the
+    package itself is never imported: its __init__ breaks on numpy 2)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("imagecorruptions")
+    if spec is None:
+        pytest.skip("the imagecorruptions wheel (frost photos) is absent")
+    return os.path.join(list(spec.submodule_search_locations)[0], "frost")
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_frost_blends_the_release_photos(photos224, severity):
+    """The release's frost, restated: file frost{randint(5) + 1}, read with
+    cv2.imread, a crop at (randint(0, H - 224), randint(0, W - 224)),
+    BGR -> RGB, np.clip(c0 * x + c1 * frost, 0, 255) -> uint8; fed our
+    generator's draws, in the release's order."""
+    import os
+
+    import cv2
+
+    folder = _release_frost_dir()
+    files = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg"]
+    files += ["frost5.jpg", "frost6.jpg"]
+    c0, c1 = C.PARAMS["frost"][severity - 1]
+    for seed, x in enumerate(photos224):
+        rng = C.make_rng("frost", severity, seed=seed)
+        frost = cv2.imread(os.path.join(folder, files[rng.integers(5)]))
+        x_start = rng.integers(0, frost.shape[0] - 224)
+        y_start = rng.integers(0, frost.shape[1] - 224)
+        frost = frost[x_start : x_start + 224, y_start : y_start + 224]
+        frost = frost[..., [2, 1, 0]]
+        want = np.uint8(np.clip(c0 * np.array(x) + c1 * frost, 0, 255))
+        got = C.corrupt(x, "frost", severity, seed=seed)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_frost_photos_are_the_release_files_read_without_the_package():
+    """The wheel's six photos (the release's sizes) are found and read in
+    a fresh interpreter without importing `imagecorruptions`."""
+    import subprocess
+    import sys
+
+    _release_frost_dir()
+    code = (
+        "import sys\n"
+        "from assemble_tf.robustness import filters as F\n"
+        "print([F.frost_photo(i).shape[:2] for i in range(1, 7)])\n"
+        "print('imagecorruptions' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out == [
+        "[(600, 900), (315, 560), (315, 560), (350, 527), (495, 660), "
+        "(323, 485)]",
+        "False",
+    ]
+
+
+def test_opencv_stays_the_headless_build():
+    """imagecorruptions is installed with --no-deps: its requirement
+    `opencv-python` must not replace our opencv-python-headless."""
+    from importlib import metadata
+
+    _release_frost_dir()
+    assert metadata.version("imagecorruptions") == "1.1.2"
+    assert metadata.version("opencv-python-headless")
+    names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    assert "opencv-python" not in names
+    assert "opencv-contrib-python" not in names
+
+
+def test_frost_photo_crop_enlarges_a_photo_smaller_than_the_image():
+    photo = _image(40, 50)
+    crop = F.frost_crop(photo, 60, 30, np.random.default_rng(0))
+    assert crop.shape == (60, 30, 3) and crop.dtype == np.uint8
+    # Larger than the crop in both sides: a plain window, never the last
+    # row or column (the release's exclusive upper bounds).
+    tops = set()
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        crop = F.frost_crop(photo, 38, 50 - 3, rng)
+        rng = np.random.default_rng(seed)
+        top, left = rng.integers(0, 2), rng.integers(0, 3)
+        np.testing.assert_array_equal(
+            crop, photo[top : top + 38, left : left + 47]
+        )
+        tops.add(int(top))
+    assert tops == {0, 1}
+    with pytest.raises(ValueError, match="1..6"):
+        F.frost_photo(7)
+
+
+def test_frost_falls_back_to_synthetic_textures_with_one_warning(
+    monkeypatch,
+):
+    import warnings
+
     img = _image(64, 80)
-    for severity in (1, 5):
-        a, b = C.PARAMS["frost"][severity - 1]
-        rng = C.make_rng("frost", severity, seed=9)
-        index = int(rng.integers(1, 6))
-        frost = F.frost_texture(64, 80, rng, index)
-        want = _trunc(a * (img / np.float32(255)) + b * frost)
-        got = C.corrupt(img, "frost", severity, seed=9)
-        assert np.abs(got.astype(int) - want).max() <= 1
+    monkeypatch.setattr(F, "frost_photo_dir", lambda: None)
+    monkeypatch.setattr(F, "_fallback_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = [C.corrupt(img, "frost", s, seed=9) for s in (1, 5, 5)]
+    assert len(caught) == 1 and "SYNTHETIC" in str(caught[0].message)
+    np.testing.assert_array_equal(outs[1], outs[2])
+    # The same draws as the photos: index, then the texture's crop.
+    a, b = C.PARAMS["frost"][4]
+    rng = C.make_rng("frost", 5, seed=9)
+    index = int(rng.integers(5)) + 1
+    texture = F.frost_texture(64, 80, rng, index) * np.float32(255)
+    want = a * img.astype(np.float64) + b * texture.astype(np.float64)
+    want = np.clip(want, 0, 255)
+    np.testing.assert_array_equal(outs[1], want.astype(np.uint8))
 
 
 def test_constant_images_stay_constant_under_linear_blurs():
@@ -641,3 +750,28 @@ def test_resize_center_crop_follows_torchvision_rule():
     np.testing.assert_array_equal(out, big[2:34, 5:37])
     with pytest.raises(ValueError, match="resize"):
         C.resize_center_crop(img, 30, 32)
+
+
+def test_292_crop_follows_the_assemble_generator_long_side():
+    """The 292 -> 256 set: clovaai/assembled-cnn `resize_and_center_crop`
+    restated (long side int(292 * (h / w)), offsets int((n - 256) / 2)) on
+    a real photo of 292 x 309 px, where torchvision's int(292 * h / w)
+    gives one row more."""
+    import skimage.data
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((292, 309))
+    w, h = photo.size
+    if h > w:
+        new_h, new_w = int(292 * (h / w)), 292
+    else:
+        new_h, new_w = 292, int(292 * (w / h))
+    assert (new_h, int(292 * h / w)) == (308, 309)
+    resized = photo.resize((new_w, new_h), resample=Image.BILINEAR)
+    top, left = int((new_h - 256) / 2), int((new_w - 256) / 2)
+    want = np.asarray(resized.crop((left, top, left + 256, top + 256)))
+    got = C.resize_center_crop(photo, 292, 256, rounding="floor")
+    np.testing.assert_array_equal(got, want)
+    # The released sets' torchvision path keeps int(size * h / w).
+    tv = C.resize_center_crop(photo, 292, 256, rounding="round")
+    big = np.asarray(photo.resize((292, 309), Image.BILINEAR))
+    np.testing.assert_array_equal(tv, big[26:282, 18:274])

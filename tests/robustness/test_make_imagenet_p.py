@@ -572,3 +572,29 @@ def test_a_crop_other_than_224_warns():
         text = warning.as_flag()
         assert text.startswith(f"--crop={crop}: the ImageNet-P perturbation")
         assert "pixels of a 224 crop" in text
+
+
+def test_a_cmyk_jpeg_is_resized_before_its_rgb_conversion():
+    """The reference: `trn.Resize(256)(Image.open(f)).convert('RGB')`, so
+    a CMYK JPEG (ImageNet's validation set has some) is resized in CMYK
+    (torchvision 0.2.1: shorter side to the size, long side int(size *
+    long / short), bilinear) and converted afterwards."""
+    import io
+
+    import skimage.data
+
+    rgb = Image.fromarray(skimage.data.coffee()).resize((75, 50))
+    buf = io.BytesIO()
+    rgb.convert("CMYK").save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as original:
+        assert original.mode == "CMYK"
+        w, h = original.size
+        resized = original.resize((int(32 * w / h), 32), Image.BILINEAR)
+        want = np.asarray(resized.convert("RGB"))
+        converted_first = np.asarray(
+            original.convert("RGB").resize((48, 32), Image.BILINEAR)
+        )
+    got = tool.load_resized(32, data=data)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, converted_first)  # the order matters

@@ -102,6 +102,16 @@ def test_published_sweeps():
     np.testing.assert_allclose(
         P.frame_parameters("scale")[[0, 24, 30]], [0.40, 1.0, 1.15]
     )
+    # The reference's expressions, float for float: scale=(i * 2.5 + 40) /
+    # 100. (0.40 + 0.025 i differs in 11 of the 31 frames) and
+    # c=(i - 15) * 2 / 100.
+    np.testing.assert_array_equal(
+        P.frame_parameters("scale"), [(i * 2.5 + 40) / 100.0 for i in range(31)]
+    )
+    np.testing.assert_array_equal(
+        P.frame_parameters("brightness"),
+        [(i - 15) * 2 / 100.0 for i in range(31)],
+    )
     np.testing.assert_allclose(
         P.frame_parameters("motion_blur")[[0, 30]], [-120, 0]
     )
@@ -210,8 +220,22 @@ def test_brightness_is_monotone_and_matches_skimage_hsv():
         hsv = color.rgb2hsv(image / 255.0)
         hsv[..., 2] = np.clip(hsv[..., 2] + 0.02 * (i - 15), 0, 1)
         expected = np.uint8(color.hsv2rgb(hsv) * 255).astype(int)
-        assert np.abs(frames[i] - expected).max() <= 1
-        assert (frames[i] == expected).mean() > 0.99
+        np.testing.assert_array_equal(frames[i], expected)
+
+
+def test_brightness_frames_equal_the_reference_on_a_photo(photo_256):
+    """The reference's `brightness(x, c)`: np.uint8(hsv2rgb(rgb2hsv(x /
+    255.) with V + c clipped) * 255) in scikit-image's float64, on the
+    224 crop of a real photo, c = (i - 15) * 2 / 100.: the same pixels."""
+    from skimage import color
+
+    frames = P.sequence(photo_256, "brightness", crop_size=224)
+    crop = _reference_center_crop(photo_256, 224)
+    for i in (0, 9, 15, 24, 30):
+        x = color.rgb2hsv(np.array(crop, copy=True) / 255.0)
+        x[:, :, 2] = np.clip(x[:, :, 2] + (i - 15) * 2 / 100.0, 0, 1)
+        expected = np.uint8(color.hsv2rgb(x) * 255)
+        np.testing.assert_array_equal(frames[i], expected)
 
 
 def _dot_angles(frames):
@@ -391,7 +415,10 @@ def test_geometric_frames_equal_the_reference_procedure(photo_256, name):
         np.testing.assert_array_equal(frames, np.stack(expected))
         return
     for i in (0, 7, 30):
-        warped = _reference_affine(image, **{keyword: float(params[i])})
+        # The reference's values (scale=(i * 2.5 + 40) / 100.; frame 7 is
+        # one whose float 0.40 + 0.025 i misses).
+        value = {"scale": (i * 2.5 + 40) / 100.0}.get(name, i - 15)
+        warped = _reference_affine(image, **{keyword: value})
         np.testing.assert_array_equal(
             frames[i], _reference_center_crop(warped, 224)
         )
