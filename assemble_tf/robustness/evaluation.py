@@ -261,14 +261,34 @@ def training_classes(data_config):
     return real, real == IMAGENET_CLASSES
 
 
-def make_predict_fn(model, k=5):
-    """uint8 or float [B, H, W, 3] -> top-k class indices [B, k] (int32)."""
+def background_class(data_config):
+    """The model's background class, or None.
+
+    A model trained with label_offset 0 on the builder's 1-based labels
+    (the original's 1001-way heads) has a class 0 that no image has; the
+    release's models have only the 1000 real classes, so ImageNet-P's flip
+    rates and top-5 distance rank those (hendrycks/robustness
+    `ImageNet-P/test.py`). tfds / folder sources are 0-based: no background.
+    """
+    d = data_config
+    if d.source or d.label_offset >= IMAGENET_LABEL_OFFSET:
+        return None
+    return 0
+
+
+def make_predict_fn(model, k=5, background=None):
+    """uint8 or float [B, H, W, 3] -> top-k class indices [B, k] (int32);
+    with `background` (a class index), over the other classes only."""
 
     @tf.function(reduce_retracing=True)
     def predict(images):
         images = preprocessing.normalize_batch(images, model.compute_dtype)
         logits = tf.cast(model(images, training=False), tf.float32)
-        return tf.math.top_k(logits, k=min(k, logits.shape[-1])).indices
+        classes = logits.shape[-1]
+        if background is not None:
+            logits += tf.one_hot(background, classes, -np.inf, 0.0)
+            classes -= 1
+        return tf.math.top_k(logits, k=min(k, classes)).indices
 
     return predict
 

@@ -238,7 +238,13 @@ def _predict_set(ev, model, labels):
     o = ev.options
     sig = report.signature(ev.source, o.data_dir, o.kind, o.difficulty)
     cache = os.path.join(ev.out, f"cache_{o.kind}")
-    predict = evaluation.make_predict_fn(model)
+    # Flip rates rank the real classes, as the release's 1000-way models
+    # (caches of the earlier all-outputs ranking are not reused).
+    background = None
+    if o.kind == "p":
+        background = evaluation.background_class(ev.config.data)
+        sig = {"signature": sig, "ranking": "real classes"}
+    predict = evaluation.make_predict_fn(model, background=background)
     with tqdm(
         total=len(_items(o.kind, ev.found)),
         desc=f"ImageNet-{o.kind.upper()}",

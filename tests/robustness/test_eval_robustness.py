@@ -305,7 +305,9 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))
-    predict = evaluation.make_predict_fn(model)
+    # 4 outputs, 3 classes (label_offset 0): class 0 is background and the
+    # flip rates rank the other three.
+    predict = evaluation.make_predict_fn(model, background=0)
     fps = {}
     for name in metrics.TEST_PERTURBATIONS:
         preds = []
@@ -355,6 +357,62 @@ def test_training_classes_tells_imagenet_models(tmp_path):
     assert evaluation.training_classes(
         data(num_classes=1000, source="imagenet2012:5.1.0")
     ) == (1000, True)
+
+
+def test_background_class_of_the_original_1001_way_heads():
+    from assemble_tf import config as config_lib
+
+    def data(**kw):
+        return config_lib.DataConfig(**kw)
+
+    assert evaluation.background_class(data(num_classes=1001)) == 0
+    assert (
+        evaluation.background_class(data(num_classes=1000, label_offset=1))
+        is None
+    )
+    assert (
+        evaluation.background_class(
+            data(num_classes=102, source="oxford_flowers102")
+        )
+        is None
+    )
+
+
+def test_flip_rates_rank_the_1000_real_classes():
+    """A 1001-way head (background 0) ranked over its 1000 real classes
+    equals the release's 1000-way model with the same real logits: its
+    top-1 flips and top-5 distance (hendrycks/robustness ImageNet-P
+    test.py: argmax / argsort of the 1000 outputs) are restated here."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    frames, real = 12, 1000
+    base = rng.normal(size=real + 1)
+    logits = base + 0.01 * rng.normal(size=(frames, real + 1))
+    logits[:, 8] = 5.0  # the real top-1 ...
+    logits[5:7, 4] = 6.0  # ... but class 4 in frames 5 and 6
+    # Background wins in every other frame (its top-1 would flip each time).
+    logits[::2, 0] = 10.0
+    logits = logits.astype(np.float32)
+
+    class Fixed(tf.keras.Model):
+        def call(self, images, training=False):
+            return tf.constant(logits)[: tf.shape(images)[0]]
+
+    video = np.zeros((frames, 8, 8, 3), np.uint8)
+    ours = evaluation.make_predict_fn(Fixed(), background=0)(video).numpy()
+    # The release: the 1000 outputs, classes numbered 1..1000 here.
+    release = np.argsort(-logits[:, 1:], axis=1, kind="stable")[:, :5] + 1
+    np.testing.assert_array_equal(ours, release)
+    top1 = release[:, 0]
+    want_fp = np.mean(top1[1:] != top1[:-1])
+    got_fp = metrics.flip_probability(ours[None, :, 0])
+    assert got_fp == pytest.approx(want_fp) == 2 / 11
+    with_background = evaluation.make_predict_fn(Fixed())(video).numpy()
+    assert metrics.flip_probability(with_background[None, :, 0]) == 1
+    assert metrics.top5_distance(ours[None]) == pytest.approx(
+        metrics.top5_distance(release[None])
+    )
 
 
 @pytest.mark.slow
