@@ -110,6 +110,11 @@ def run(
         progress: optional tqdm-like object, updated once per timing.
         settle_seconds: untimed pulling after the warm-up, which drains
             the batches prefetched while the pipeline warmed up.
+
+    Returns:
+        A dict: the median images/s of each pipeline (the full one also
+        per example), the ratios above (`ratio` also per round), rounds,
+        min_seconds and settle_seconds.
     """
     config = dataclasses.replace(config, is_training=True)
     multiplier = BatchPostprocess(config).batch_multiplier
@@ -121,21 +126,62 @@ def run(
     rates = {name: [] for name in pipelines}
     for _ in range(rounds):
         for name, (dataset, scale) in pipelines.items():
-            # A fresh iterator per timing, deleted after it: an idle
-            # iterator keeps filling its buffers in the background and
-            # would take CPU from the one being timed.
-            iterator = iter(dataset)
-            for _ in range(warmup_steps):
-                next(iterator)
-            if settle_seconds > 0:
-                images_per_second(iterator, config.batch_size, settle_seconds)
-            rates[name].append(
-                scale
-                * images_per_second(iterator, config.batch_size, min_seconds)
+            rate = _time_pipeline(
+                dataset,
+                config.batch_size,
+                warmup_steps,
+                settle_seconds,
+                min_seconds,
             )
-            del iterator
+            rates[name].append(scale * rate)
             if progress is not None:
                 progress.update(1)
+    return dict(
+        _summary(rates, multiplier),
+        rounds=rounds,
+        min_seconds=min_seconds,
+        settle_seconds=settle_seconds,
+    )
+
+
+def _time_pipeline(dataset, batch_size, warmup_steps, settle_seconds, seconds):
+    """Times one fresh iterator of `dataset`; returns its batches' images/s.
+
+    The iterator is deleted after the timing: an idle iterator keeps filling
+    its buffers in the background and would take CPU from the one being
+    timed.
+
+    Args:
+        dataset: the `tf.data.Dataset` of batches.
+        batch_size: images per batch.
+        warmup_steps: untimed batches first.
+        settle_seconds: untimed pulling after the warm-up (none if <= 0).
+        seconds: minimum timed duration.
+
+    Returns:
+        The images per second of the timed part.
+    """
+    iterator = iter(dataset)
+    for _ in range(warmup_steps):
+        next(iterator)
+    if settle_seconds > 0:
+        images_per_second(iterator, batch_size, settle_seconds)
+    rate = images_per_second(iterator, batch_size, seconds)
+    del iterator
+    return rate
+
+
+def _summary(rates, multiplier):
+    """The figures and ratios of `run` from the timings of every round.
+
+    Args:
+        rates: {"full", "crop", "resize": images/s of each round}.
+        multiplier: images read per training example (2 with Mixup type 1).
+
+    Returns:
+        The medians over rounds of the rates (the full pipeline also per
+        example) and of the per-round ratios, rounded for the report.
+    """
 
     def ratios(top, bottom):
         return [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
@@ -153,9 +199,6 @@ def run(
         "ratio_per_round": [round(r, 3) for r in ratios("full", "crop")],
         "resize_ratio": round(median(ratios("resize", "crop")), 3),
         "ratio_vs_resize": round(median(ratios("full", "resize")), 3),
-        "rounds": rounds,
-        "min_seconds": min_seconds,
-        "settle_seconds": settle_seconds,
     }
 
 

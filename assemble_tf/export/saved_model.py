@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from assemble_tf.data import preprocessing
 from assemble_tf.export import precision
+from official.utils.misc.validation import OptionError
 
 
 def feature_model(model):
@@ -262,9 +263,8 @@ def export_saved_model(
             or float16, whose reloaded graph may fuse ops (conv + bias +
             ReLU of a BN-folded model) and so round differently (measured:
             1.6 % of the largest feature of the BN-folded demo model). With
-            rtol > 0 the classes must
-            agree where the top-2 margin exceeds twice the allowed
-            difference.
+            rtol > 0 the classes must agree where the top-2 margin exceeds
+            twice the allowed difference.
         log: called with a line for each temporary folder of a dead
             export removed from `export_dir`'s parent.
 
@@ -278,46 +278,90 @@ def export_saved_model(
     on the same host once its process is gone (`remove_stale_exports`).
 
     Raises:
-        FileExistsError: `export_dir` exists and `overwrite` is False, also
-            when it appeared during the export (another export into it):
-            the final rename never replaces a folder without `overwrite`.
+        ExportExistsError (a FileExistsError and an `OptionError`):
+            `export_dir` exists and `overwrite` is False, also when it
+            appeared during the export (another export into it): the final
+            rename never replaces a folder without `overwrite`.
         ValueError: a signature of the reloaded SavedModel disagrees with
-            `model`, or is further from `reference.model` than allowed.
+            `model`, or is further from `reference.model` than allowed (an
+            `OptionError` naming `precision`).
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
         raise _exists_error(export_dir)
-    size = preprocessing.eval_sizes(preprocessing_type)[2]
-    count = 2 if reference is None else reference.num_images
-    if check_images is None:
-        check_images = (
-            np.random.default_rng(0)
-            .uniform(-120, 130, (count, size, size, 3))
-            .astype("float32")
-        )
-    if check_bytes is None:
-        check_bytes = sample_images(size, count)
+    check_images, check_bytes = _verification_inputs(
+        preprocessing_type, check_images, check_bytes, reference
+    )
     if rtol is None:
         rtol = 0.0 if model.compute_dtype == "float32" else 0.05
     module = ServingModule(model, preprocessing_type, jit_compile)
-    parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
-    for stale in remove_stale_exports(parent):
-        log(f"Removed {stale}, the temporary folder of a dead export.")
-    tmp = tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+    tmp = _temp_export_dir(export_dir, log)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         diffs = verify(
             tmp, module, check_images, check_bytes, atol, reference, rtol
         )
-        os.chmod(tmp, 0o777 & ~_umask())
-        if overwrite and os.path.exists(export_dir):
-            shutil.rmtree(export_dir)
-        _rename_no_replace(tmp, export_dir)
+        _move_into_place(tmp, export_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return diffs
+
+
+def _verification_inputs(preprocessing_type, images, image_bytes, reference):
+    """The crops and encoded images the export is verified on.
+
+    Args:
+        preprocessing_type: the eval preprocessing (its size is the crops').
+        images: float32 [N, S, S, 3], or None for random ones (2, or
+            `reference.num_images`).
+        image_bytes: encoded images, or None for as many generated ones.
+        reference: a `ReferenceCheck` or None.
+
+    Returns:
+        (images, image_bytes), the given ones or made ones.
+    """
+    size = preprocessing.eval_sizes(preprocessing_type)[2]
+    count = 2 if reference is None else reference.num_images
+    if images is None:
+        images = (
+            np.random.default_rng(0)
+            .uniform(-120, 130, (count, size, size, 3))
+            .astype("float32")
+        )
+    if image_bytes is None:
+        image_bytes = sample_images(size, count)
+    return images, image_bytes
+
+
+def _temp_export_dir(export_dir, log):
+    """A new temporary folder beside `export_dir` to write the export to.
+
+    Makes the parent folder and first removes the temporary folders of
+    dead exports there (`remove_stale_exports`), logging each.
+
+    Returns:
+        The temporary folder's path (`.export_<pid>@<host>.<random>`).
+    """
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    for stale in remove_stale_exports(parent):
+        log(f"Removed {stale}, the temporary folder of a dead export.")
+    return tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+
+
+def _move_into_place(tmp, export_dir, overwrite):
+    """Renames the verified export `tmp` to `export_dir`, with the umask's
+    permissions (not the temporary folder's 0700).
+
+    Raises:
+        ExportExistsError: `export_dir` exists and not `overwrite` (also
+            when it appeared during the export).
+    """
+    os.chmod(tmp, 0o777 & ~_umask())
+    if overwrite and os.path.exists(export_dir):
+        shutil.rmtree(export_dir)
+    _rename_no_replace(tmp, export_dir)
 
 
 def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
@@ -398,8 +442,9 @@ def check_reference(reference, results, images, image_bytes, ptype):
         ptype: the eval preprocessing of the bytes signature.
 
     Raises:
-        ValueError: a signature's mean relative L2 or top-1 agreement is
-            outside the tolerance; names the signature and the numbers.
+        OptionError: (field `precision`) a signature's mean relative L2 or
+            top-1 agreement is outside the tolerance; names the signature
+            and the numbers.
     """
     model = reference.model
     crops = tf.stack(
@@ -439,11 +484,13 @@ def check_reference(reference, results, images, image_bytes, ptype):
                 f"{reference.min_top1_agreement} on {got['count']} images"
             )
     if failures:
-        raise ValueError(
+        raise OptionError(
+            "precision",
             "The exported model is further from the reference (float32) "
-            f"model than allowed: {'; '.join(failures)}. Export with "
-            "--precision=float32, or check the model's bfloat16 accuracy "
-            "with tools.evaluate --precision=bfloat16."
+            "model than allowed: {failures}. Export with {field}=float32, "
+            "or check the model's bfloat16 accuracy with tools.evaluate "
+            "{field}=bfloat16.",
+            failures="; ".join(failures),
         )
     return reference.measured
 
@@ -520,11 +567,21 @@ def remove_stale_exports(parent):
     return removed
 
 
+class ExportExistsError(OptionError, FileExistsError):
+    """`export_dir` exists and `overwrite` is off: an `OptionError` (`str(e)`
+    names both options, `as_flag()` their flags) that `except
+    FileExistsError` also catches."""
+
+
 def _exists_error(export_dir):
-    return FileExistsError(
-        errno.EEXIST,
-        f"--export_dir={export_dir} exists; pass --overwrite to replace it.",
+    error = ExportExistsError(
+        "export_dir",
+        "{field}={path} exists; pass {overwrite} to replace it.",
+        others=("overwrite",),
+        path=export_dir,
     )
+    error.errno = errno.EEXIST
+    return error
 
 
 _RENAME_NOREPLACE = 1
@@ -538,7 +595,7 @@ def _rename_no_replace(src, dst):
     `os.rename` (which refuses a non-empty `dst`).
 
     Raises:
-        FileExistsError: `dst` exists (naming --overwrite).
+        ExportExistsError (a FileExistsError): `dst` exists.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     rename = getattr(libc, "renameat2", None)

@@ -61,7 +61,56 @@ EXPANSION = {"basic": 1, "bottleneck": 4}
 class _Options:
     """The `build_resnet` arguments (but `name`), as `_resolve` fills them:
     `block_sizes` and `stage_strides` are 4-tuples, `big_little` a tuple or
-    None. The fields are documented in `build_resnet`."""
+    None. Each argument is documented here, once; the defaults are
+    `build_resnet`'s.
+
+    Attributes:
+        depth: int. 18 or 34 (basic blocks), 50, 101, 152 or 200 (bottleneck).
+        image_size: int or None. Square input side; None accepts any size
+            (the network is fully convolutional).
+        num_classes: int. Logits (1001 for the original ImageNet models,
+            class 0 being the unused background).
+        include_top: bool. Add pooling and the dense head; False returns
+            the last feature map.
+        base_width: int. Stem width and S1 bottleneck width (64).
+        block_sizes: 4 ints or None. Blocks per stage (BigLittleNet:
+            nominal counts); None takes `RESNET_SPECS[depth]`.
+        stage_strides: 4 ints or None. Default (1, 2, 2, 2), or (2, 2, 1, 2)
+            with BigLittleNet (the merge-block strides).
+        stem: str. "classic" (7x7/2) or "deep" (ResNet-C 3x3 x3, 32-32-64).
+        shortcut: str. Downsampling projection: "conv" (strided 1x1),
+            "avg2" (ResNet-D 2x2/2 average pool + 1x1) or "avg3" (original
+            BigLittleNet pad-1 3x3/2 average pool + 1x1).
+        attention: None, "se", "sk", "sknet" or a combination like
+            ("sk", "se").
+        se_ratio: int. SE reduction (16).
+        sk_reduction: int. SK ratio r (2).
+        sk_min_dim: int. SK attention floor L (32).
+        anti_alias: None or placements among "sconv", "proj", "max".
+        anti_alias_size: int. Blur filter size 1-7 (3).
+        big_little: None or (alpha, beta): BigLittleNet in S1-S3 with the BL
+            stem module.
+        dropblock: None or a dict (see `create_drop_block`).
+        zero_gamma: bool. Zero-init the last BN gamma of every block.
+        bn_momentum: float. BN momentum (0.997).
+        bn_epsilon: float. BN epsilon (1e-5).
+        pooling: str. "avg" or "gem" (p = 3).
+        embedding_size: int or None. 1x1 embedding + BN (+ ReLU before the
+            classifier), for retrieval.
+        classifier: str. The head: "dense" (biased, glorot-uniform, as the
+            original) or "cosine" (NormSoftmax, Zhai & Wu 2019,
+            https://arxiv.org/abs/1811.12649: `CosineClassifier`, logits
+            cos(embedding, class weight) / `cosine_temperature`, no bias,
+            computed in float32; with `embedding_size` it takes the BN
+            output, without the ReLU).
+        cosine_temperature: float. Temperature T > 0 of the cosine head
+            (0.05 as the paper); its logits lie in [-1 / T, 1 / T].
+        fold_bn: bool. Inference graph with every conv + BN pair fused into
+            a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
+            fills its weights); BNs inside SK units stay. The same graph
+            as `assemble_tf.export.optimize.fold_bn_graph(model)`, which
+            export code should prefer.
+    """
 
     depth: int
     image_size: int | None
@@ -556,53 +605,12 @@ def build_resnet(
 ):
     """Builds a ResNet v1.5 Keras model with the Assemble-ResNet tweaks.
 
+    Every argument but `name` is an option of the network, documented under
+    its own name (type, meaning, choices) in `_Options`, the dataclass that
+    holds them; the defaults are the signature's.
+
     Args:
-        depth: int. 18 or 34 (basic blocks), 50, 101, 152 or 200 (bottleneck).
-        image_size: int or None. Square input side; None accepts any size
-            (the network is fully convolutional).
-        num_classes: int. Logits (1001 for the original ImageNet models,
-            class 0 being the unused background).
-        include_top: bool. Add pooling and the dense head; False returns
-            the last feature map.
-        base_width: int. Stem width and S1 bottleneck width (64).
-        block_sizes: 4 ints or None. Blocks per stage (BigLittleNet:
-            nominal counts); None takes `RESNET_SPECS[depth]`.
-        stage_strides: 4 ints or None. Default (1, 2, 2, 2), or (2, 2, 1, 2)
-            with BigLittleNet (the merge-block strides).
-        stem: str. "classic" (7x7/2) or "deep" (ResNet-C 3x3 x3, 32-32-64).
-        shortcut: str. Downsampling projection: "conv" (strided 1x1),
-            "avg2" (ResNet-D 2x2/2 average pool + 1x1) or "avg3" (original
-            BigLittleNet pad-1 3x3/2 average pool + 1x1).
-        attention: None, "se", "sk", "sknet" or a combination like
-            ("sk", "se").
-        se_ratio: int. SE reduction (16).
-        sk_reduction: int. SK ratio r (2).
-        sk_min_dim: int. SK attention floor L (32).
-        anti_alias: None or placements among "sconv", "proj", "max".
-        anti_alias_size: int. Blur filter size 1-7 (3).
-        big_little: None or (alpha, beta): BigLittleNet in S1-S3 with the BL
-            stem module.
-        dropblock: None or a dict (see `create_drop_block`).
-        zero_gamma: bool. Zero-init the last BN gamma of every block.
-        bn_momentum: float. BN momentum (0.997).
-        bn_epsilon: float. BN epsilon (1e-5).
-        pooling: str. "avg" or "gem" (p = 3).
-        embedding_size: int or None. 1x1 embedding + BN (+ ReLU before the
-            classifier), for retrieval.
-        classifier: str. The head: "dense" (biased, glorot-uniform, as the
-            original) or "cosine" (NormSoftmax, Zhai & Wu 2019,
-            https://arxiv.org/abs/1811.12649: `CosineClassifier`, logits
-            cos(embedding, class weight) / `cosine_temperature`, no bias,
-            computed in float32; with `embedding_size` it takes the BN
-            output, without the ReLU).
-        cosine_temperature: float. Temperature T > 0 of the cosine head
-            (0.05 as the paper); its logits lie in [-1 / T, 1 / T].
-        name: str or None. Model name.
-        fold_bn: bool. Inference graph with every conv + BN pair fused into
-            a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
-            fills its weights); BNs inside SK units stay. The same graph
-            as `assemble_tf.export.optimize.fold_bn_graph(model)`, which
-            export code should prefer.
+        name: str or None. Model name (default "resnet<depth>").
 
     Returns:
         A `keras.Model` from NHWC float images (mean-subtracted RGB) to

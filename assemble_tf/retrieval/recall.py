@@ -115,30 +115,78 @@ def nearest_neighbours(
     Raises:
         ValueError: bad shapes, k, similarity or chunk_size.
     """
-    import tensorflow as tf
-
     _check_similarity(similarity)
     check_positive_int("chunk_size", chunk_size)
-    embeddings = _as_matrix("embeddings", embeddings)
+    embeddings, gallery = _as_search_matrices(embeddings, gallery)
     exclude_self = gallery is None
     if exclude_self:
         gallery = embeddings
-    else:
-        gallery = _as_matrix("gallery", gallery)
-        if gallery.shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"gallery has {gallery.shape[1]} dimensions, embeddings "
-                f"{embeddings.shape[1]}."
-            )
-        if gallery.dtype != embeddings.dtype:
-            gallery = gallery.astype(np.float64)
-            embeddings = embeddings.astype(np.float64)
-    n, m = embeddings.shape[0], gallery.shape[0]
+    queries = _as_queries(queries, embeddings.shape[0])
+    _check_k(k, gallery.shape[0], exclude_self)
+    return _search_chunks(
+        embeddings,
+        gallery,
+        queries,
+        k,
+        similarity,
+        chunk_size,
+        exclude_self,
+        progress,
+    )
+
+
+def _as_search_matrices(embeddings, gallery):
+    """The checked query and gallery matrices, in one dtype.
+
+    Args:
+        embeddings: [N, D] query vectors.
+        gallery: [M, D] gallery vectors, or None (the queries are the
+            gallery).
+
+    Returns:
+        (embeddings, gallery or None); both float64 when their dtypes differ.
+
+    Raises:
+        ValueError: a matrix is bad (see `_as_matrix`), or D differs.
+    """
+    embeddings = _as_matrix("embeddings", embeddings)
+    if gallery is None:
+        return embeddings, None
+    gallery = _as_matrix("gallery", gallery)
+    if gallery.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"gallery has {gallery.shape[1]} dimensions, embeddings "
+            f"{embeddings.shape[1]}."
+        )
+    if gallery.dtype != embeddings.dtype:
+        gallery = gallery.astype(np.float64)
+        embeddings = embeddings.astype(np.float64)
+    return embeddings, gallery
+
+
+def _as_queries(queries, n):
+    """Row indices to search for as int64 [Q] (None: all `n` rows).
+
+    Raises:
+        ValueError: an index outside 0..n - 1.
+    """
     if queries is None:
         queries = np.arange(n, dtype=np.int64)
     queries = np.asarray(queries, np.int64).reshape(-1)
     if queries.size and (queries.min() < 0 or queries.max() >= n):
         raise ValueError(f"queries must index 0..{n - 1}.")
+    return queries
+
+
+def _check_k(k, m, exclude_self):
+    """Raises ValueError unless `k` is an int in 1..available neighbours.
+
+    Args:
+        k: neighbours per query.
+        m: gallery size.
+        exclude_self: whether each query's own index is excluded (one
+            neighbour fewer available).
+    """
     available = m - 1 if exclude_self else m
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an int, got {k!r}.")
@@ -147,6 +195,37 @@ def nearest_neighbours(
             f"k must be in 1..{available} (gallery of {m}"
             f"{', self excluded' if exclude_self else ''}). Received: k={k}"
         )
+
+
+def _search_chunks(
+    embeddings,
+    gallery,
+    queries,
+    k,
+    similarity,
+    chunk_size,
+    exclude_self,
+    progress,
+):
+    """The top-k search of `nearest_neighbours`, `chunk_size` queries at a
+    time, on checked inputs.
+
+    Args:
+        embeddings: [N, D] query vectors.
+        gallery: [M, D] gallery vectors (`embeddings` itself when
+            `exclude_self`).
+        queries: int64 [Q] rows of `embeddings` to search for.
+        k: neighbours per query.
+        similarity: one of `SIMILARITIES`.
+        chunk_size: queries scored at a time.
+        exclude_self: drop each query's own row index from its neighbours.
+        progress: optional callable(num_queries_done) after each chunk.
+
+    Returns:
+        (indices int64 [Q, k], scores [Q, k]), as `nearest_neighbours`.
+    """
+    import tensorflow as tf
+
     g = tf.constant(gallery)
     g_sq = tf.reduce_sum(g * g, axis=1)
     if similarity == "cosine":
@@ -164,15 +243,32 @@ def nearest_neighbours(
         values, indices = search(tf.constant(embeddings[rows]), g, g_sq)
         values, indices = values.numpy(), indices.numpy().astype(np.int64)
         if exclude_self:
-            keep = np.argsort(indices == rows[:, None], axis=1, kind="stable")
-            keep = keep[:, :k]
-            values = np.take_along_axis(values, keep, axis=1)
-            indices = np.take_along_axis(indices, keep, axis=1)
+            values, indices = _drop_self(values, indices, rows, k)
         out_idx[start : start + rows.size] = indices
         out_score[start : start + rows.size] = values
         if progress is not None:
             progress(start + rows.size)
     return out_idx, out_score
+
+
+def _drop_self(values, indices, rows, k):
+    """The first `k` of k + 1 neighbours that are not the query itself.
+
+    Args:
+        values: [C, k + 1] scores, best first.
+        indices: int64 [C, k + 1] gallery indices of `values`.
+        rows: int64 [C] the queries' own indices.
+        k: neighbours to keep.
+
+    Returns:
+        (values, indices), each [C, k]: the query's own index dropped (or,
+        when it is not among them, the last neighbour), the order kept.
+    """
+    keep = np.argsort(indices == rows[:, None], axis=1, kind="stable")
+    keep = keep[:, :k]
+    values = np.take_along_axis(values, keep, axis=1)
+    indices = np.take_along_axis(indices, keep, axis=1)
+    return values, indices
 
 
 def _chunk_search(similarity, k):

@@ -37,6 +37,7 @@ from assemble_tf import presets as presets_lib
 from assemble_tf.export import throughput
 from assemble_tf.models import count_macs
 from assemble_tf.runs import models, runtime
+from official.utils.misc.validation import OptionError, check_at_least
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 KERAS_LABEL = "keras_resnet50"
@@ -76,35 +77,40 @@ class Options:
     peak_matmul_size: int | None = None
 
     def validate(self):
-        """Raises ValueError naming the flag of a bad value."""
-        if not self.presets:
-            raise ValueError("--presets is empty; name at least one preset.")
-        for name in self.presets:
-            try:
-                presets_lib.get(name)
-            except ValueError as e:  # its message names --preset
-                raise ValueError(
-                    str(e).replace("--preset=", "--presets=", 1)
-                ) from None
+        """Raises `OptionError` naming the option of a bad value."""
+        _check_presets(self.presets)
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad or not self.precisions:
-            raise ValueError(
-                f"--precisions={','.join(self.precisions)}: use any of "
-                f"{', '.join(PRECISIONS)}."
+            raise OptionError(
+                "precisions",
+                "{field}={value}: use any of {allowed}.",
+                value=",".join(self.precisions),
+                allowed=", ".join(PRECISIONS),
             )
-        for name in ("batch_size", "repeats", "steps_per_repeat"):
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"--{name}={getattr(self, name)} must be at least 1."
-                )
-        if self.warmup_steps < 0:
-            raise ValueError(
-                f"--warmup_steps={self.warmup_steps} must be at least 0."
-            )
-        if self.image_size is not None and self.image_size < 32:
-            raise ValueError(
-                f"--image_size={self.image_size} must be at least 32."
-            )
+        lowest = {
+            "batch_size": 1,
+            "repeats": 1,
+            "steps_per_repeat": 1,
+            "warmup_steps": 0,
+            "image_size": 32,  # None (each preset's train size) passes
+        }
+        check_at_least(self, lowest)
+
+
+def _check_presets(names):
+    """Raises `OptionError` (field `presets`) unless `names` is a non-empty
+    list of preset names; an unknown name gets its close matches."""
+    if not names:
+        raise OptionError(
+            "presets", "{field} is empty; name at least one preset."
+        )
+    for name in names:
+        try:
+            presets_lib.get(name)
+        except OptionError as e:  # names `preset`; the option is `presets`
+            raise OptionError(
+                "presets", e.template, e.others, **e.values
+            ) from None
 
 
 def smoke_options(**overrides):
@@ -384,6 +390,29 @@ def run(options, log=None):
     peak_size = options.peak_matmul_size or (2048 if on_cpu else 8192)
     log(f"Measuring the matmul peak ({peak_size}^2) on {device}.")
     peaks = matmul_peaks(options.precisions, peak_size)
+    entries, runs = _time_entries(options, log)
+    measured = [
+        _measured_row(e, per_run, peaks)
+        for e, per_run in zip(entries, runs, strict=True)
+    ]
+    rows, keras_rows = _rows_vs_keras(measured)
+    return {
+        "device": device,
+        "backend": throughput.backend(),
+        "settings": _settings(options),
+        "matmul_peak_gflops": peaks,
+        "rows": rows,
+        "keras": keras_rows,
+    }
+
+
+def _time_entries(options, log):
+    """Builds every entry (`build_entries`) and times them interleaved.
+
+    Returns:
+        (entries, runs): the entries and, for each, its images/s per
+        timed repeat.
+    """
     with tempfile.TemporaryDirectory() as model_dir:
         entries = build_entries(options, model_dir)
         log(
@@ -399,23 +428,48 @@ def run(options, log=None):
             options.steps_per_repeat,
             options.batch_size,
         )
-    measured = []
-    for e, per_run in zip(entries, runs, strict=True):
-        rate = float(np.median(per_run))
-        gflops = TRAIN_FLOPS_PER_MAC * e["macs"] * rate / 1e9
-        measured.append(
-            {
-                "model": e["label"],
-                "precision": e["precision"],
-                "image_size": e["image_size"],
-                "recipe": e["recipe"],
-                "images_per_sec": rate,
-                "images_per_sec_per_repeat": per_run,
-                "gmacs": e["macs"] / 1e9,
-                "gflops": gflops,
-                "peak_fraction": gflops / peaks[compute_dtype(e["precision"])],
-            }
-        )
+    return entries, runs
+
+
+def _measured_row(entry, per_run, peaks):
+    """The figures of one timed entry.
+
+    Args:
+        entry: an entry of `build_entries`.
+        per_run: its images/s in each timed repeat.
+        peaks: {compute dtype: matmul peak GFLOP/s}.
+
+    Returns:
+        A dict: model, precision, image_size, recipe, images_per_sec (the
+        median), images_per_sec_per_repeat, gmacs, gflops, peak_fraction.
+    """
+    rate = float(np.median(per_run))
+    gflops = TRAIN_FLOPS_PER_MAC * entry["macs"] * rate / 1e9
+    return {
+        "model": entry["label"],
+        "precision": entry["precision"],
+        "image_size": entry["image_size"],
+        "recipe": entry["recipe"],
+        "images_per_sec": rate,
+        "images_per_sec_per_repeat": per_run,
+        "gmacs": entry["macs"] / 1e9,
+        "gflops": gflops,
+        "peak_fraction": gflops / peaks[compute_dtype(entry["precision"])],
+    }
+
+
+def _rows_vs_keras(measured):
+    """Our rows with their ratios to Keras' row of the same precision.
+
+    Args:
+        measured: `_measured_row`s of every entry; their
+            images_per_sec_per_repeat are removed.
+
+    Returns:
+        (rows, keras_rows): ours (model renamed preset, with
+        keras_images_per_sec, keras_gflops, ratio_vs_keras: the median of
+        the per-repeat ratios, ratio_quartiles) and Keras' rows.
+    """
     keras_rows = {
         r["precision"]: r for r in measured if r["model"] == KERAS_LABEL
     }
@@ -447,22 +501,20 @@ def run(options, log=None):
         )
     for r in keras_rows.values():
         r.pop("images_per_sec_per_repeat")
+    return rows, list(keras_rows.values())
+
+
+def _settings(options):
+    """The report's record of what was timed and how."""
     return {
-        "device": device,
-        "backend": throughput.backend(),
-        "settings": {
-            "batch_size": options.batch_size,
-            "image_size": options.image_size,
-            "repeats": options.repeats,
-            "steps_per_repeat": options.steps_per_repeat,
-            "warmup_steps": options.warmup_steps,
-            "jit_compile": options.jit_compile,
-            "num_classes": options.num_classes,
-            "model_overrides": dict(options.model_overrides),
-        },
-        "matmul_peak_gflops": peaks,
-        "rows": rows,
-        "keras": list(keras_rows.values()),
+        "batch_size": options.batch_size,
+        "image_size": options.image_size,
+        "repeats": options.repeats,
+        "steps_per_repeat": options.steps_per_repeat,
+        "warmup_steps": options.warmup_steps,
+        "jit_compile": options.jit_compile,
+        "num_classes": options.num_classes,
+        "model_overrides": dict(options.model_overrides),
     }
 
 

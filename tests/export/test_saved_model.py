@@ -178,7 +178,7 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
     assert not target.exists()
     assert os.listdir(tmp_path / "serving") == []
     target.mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="pass `overwrite`"):
         export_lib.export_saved_model(model, str(target), "imagenet_32")
 
 
@@ -246,7 +246,7 @@ def test_export_run_folds_and_exports_in_process(tmp_path):
     assert max(report["max_abs_diff"].values()) <= 1e-4
     bns = [layer for layer in model.layers if layer.name.endswith("_bn")]
     assert lines == [f"Folded {len(bns)} BatchNorm layers."]
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="pass `overwrite`"):
         saved_model_run.export(options, log=lines.append)
 
 
@@ -537,9 +537,10 @@ def test_reference_check_passes_bfloat16_and_names_what_fails():
         "preprocessed: mean relative L2 of logits",
         "feature_vector: mean relative L2 of features",
         "> 1e-06",
-        "--precision=float32",
+        "`precision`=float32",
     ):
         assert part in message, message
+    assert "--precision=float32" in info.value.as_flag()
     strict = export_lib.ReferenceCheck(model, min_top1_agreement=1.5)
     with pytest.raises(ValueError, match="top-1 agreement .* < 1.5 on 8"):
         export_lib.check_reference(
@@ -826,7 +827,7 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
     monkeypatch.setattr(export_lib, "verify", racing)
     model = _tiny_r50()
     for make_file in (True, False):
-        with pytest.raises(FileExistsError, match="pass --overwrite"):
+        with pytest.raises(FileExistsError, match="pass `overwrite`"):
             export_lib.export_saved_model(model, str(target), "imagenet_32")
         assert os.listdir(tmp_path / "serving") == ["1"]  # no temp left
         if make_file:

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from assemble_tf.training import benchmark
+from official.utils.misc.validation import OptionError
 from tests import testing_utils
 
 ROW_KEYS = {
@@ -60,16 +61,19 @@ def _check_report(report, presets, precisions):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"precisions": ("float32", "fp8")}, "--precisions=float32,fp8"),
-        ({"presets": ("resnet51",)}, "--presets='resnet51' is not a preset"),
-        ({"presets": ()}, "--presets is empty"),
-        ({"repeats": 0}, "--repeats=0"),
-        ({"image_size": 8}, "--image_size=8"),
+        ({"precisions": ("float32", "fp8")}, "`precisions`=float32,fp8"),
+        ({"presets": ("resnet51",)}, "`presets`='resnet51' is not a preset"),
+        ({"presets": ()}, "`presets` is empty"),
+        ({"repeats": 0}, "`repeats`=0"),
+        ({"image_size": 8}, "`image_size`=8"),
     ],
 )
 def test_bad_options_name_the_flag(changes, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(OptionError, match=message) as e:
         benchmark.Options(**changes).validate()
+    field = message.split("`")[1]
+    assert e.value.field == field
+    assert message.replace(f"`{field}`", f"--{field}") in e.value.as_flag()
 
 
 def test_markdown_has_a_row_per_preset_and_precision(tmp_path):
