@@ -395,9 +395,10 @@ _FROST_STYLES = {
     5: (150, 18, 0.55, 0.55, 1.5),
 }
 FROST_INDICES = tuple(sorted(_FROST_STYLES))
-# Mean intensity of every texture (before the tint): the mean of the
-# release's photos frost1-5.
-_FROST_MEAN = 0.64
+# Mean intensity of every texture before the clip and the tint, which
+# bring the RGB mean to 0.62-0.65, about that of the release's photos
+# frost1-5 (0.64): the fallback frost is then as strong as the photos'.
+_FROST_MEAN = 0.72
 _FROST_BASE = 512  # side of the cached base texture (cropped per call)
 
 
@@ -497,9 +498,10 @@ def frost_texture(height, width, rng, index):
     noise (haze and grain) plus branching dendrites (jittered lines with
     60-degree side branches, as in hexagonal ice) with a soft glow, tinted
     bluish white. Styles differ per index (crystal density, branch length,
-    haze); all are scaled to a mean intensity of 0.64, the mean of the
-    photos frost1-5 (0.48-0.81 each). Statistics are only roughly those of
-    the photos, so frost errors are NOT comparable with the official
+    haze); all are scaled to an RGB mean of 0.62-0.65, that of the photos
+    frost1-5 (0.64; 0.48-0.81 each), so that the fallback frost is about
+    as strong as the release's. Statistics are only roughly those of the
+    photos, so frost errors are NOT comparable with the official
     ImageNet-C frost set.
 
     The base texture is a square whose side is the next power of two >=
