@@ -6,8 +6,9 @@ bilinear), centre-cropping 224 and applying each corruption at severities
 1-5; Assemble-ResNet (Lee et al., arXiv 2001.06268, clovaai/assembled-cnn
 `datasets/CE_dataset/CE_validation_generator.py`) does the same with 292 ->
 256 for its 256-px models and evaluates mCE over all 19 corruptions. The
-corruptions are `assemble_tf.robustness.corruptions` (frost textures are
-synthetic; see there). `tools.make_imagenet_c` is the binary.
+corruptions are `assemble_tf.robustness.corruptions` (frost blends the
+release's photos from the `imagecorruptions` wheel, synthetic textures
+without it; see there). `tools.make_imagenet_c` is the binary.
 
 Input: a folder in ImageNet val layout `<wnid>/<file>.JPEG`, or our
 validation TFRecords (image/encoded, image/class/synset, image/filename).
@@ -15,7 +16,8 @@ Output, as the reference: `<output_dir>/<corruption>/<severity>/<wnid>/<file
 stem>.JPEG`, JPEG quality 85 (optimize). Each file is written to a hidden
 temp file and renamed, so an interrupted run resumes: existing files are
 skipped and counted. The options that change pixels (resize, crop, the
-crop offset's rounding, seed, JPEG quality, the format version) are kept
+crop offset's rounding, seed, JPEG quality, the frost source, the format
+version) are kept
 in `options.json`; a run with other values in the
 same folder is refused. The corruptions / severities / limit only select
 which files to write. The random draws of one image depend on the seed and
@@ -35,13 +37,15 @@ import numpy as np
 from PIL import Image
 
 from assemble_tf.data import schema
-from assemble_tf.robustness import corruptions, inputs
+from assemble_tf.robustness import corruptions, filters, inputs
 from official.utils.misc import file_utils, jobs, worker_pool
 from official.utils.misc.validation import OptionError
 
 JPEG_QUALITY = 85
-# 2: the reference's clipped_zoom, glass-blur loop and crop rounding.
-FORMAT_VERSION = 2
+# 2: the reference's clipped_zoom, glass-blur loop and crop rounding; 3:
+# the release's frost photos, float64 defocus / contrast / HSV, elastic by
+# map_coordinates, the Assemble generator's long side at floor rounding.
+FORMAT_VERSION = 3
 SUMMARY_FILE = jobs.SUMMARY_FILE
 _MAX_LISTED_FAILURES = 1000
 _OUTPUT = jobs.OutputRecord(what="a set", format_version=FORMAT_VERSION)
@@ -113,7 +117,16 @@ class Options(jobs.JobOptions):
             ),
             "seed": self.seed,
             "jpeg_quality": self.jpeg_quality,
+            "frost": frost_source(),
         }
+
+
+def frost_source():
+    """ "release photos" (the imagecorruptions wheel's frost1-5) or
+    "synthetic textures" (the fallback without it)."""
+    if filters.frost_photo_dir() is None:
+        return "synthetic textures"
+    return "release photos"
 
 
 # --------------------------------------------------------------- options

@@ -53,8 +53,9 @@ from official.utils.misc.validation import OptionError, check_at_least
 
 SUMMARY = jobs.SUMMARY_FILE
 # 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
-# affine centre, clipped_zoom and crop rounding (crop_rounding recorded).
-FORMAT_VERSION = 4
+# affine centre, clipped_zoom and crop rounding (crop_rounding recorded);
+# 5: brightness and scale as the reference's floats, resize before RGB.
+FORMAT_VERSION = 5
 SETS = ("test", "validation", "all")
 _MAX_LISTED = 20
 _OUTPUT = jobs.OutputRecord(

@@ -100,13 +100,16 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     tree = _tree(out)
     assert set(tree) == _expected_images() | {"options.json", "summary.json"}
     assert json.loads(tree["options.json"]) == {
-        "format_version": 2,
+        "format_version": 3,
         "resize": 36,
         "crop": 32,
         "crop_rounding": "floor",  # "auto" at a crop other than 224
         "seed": 0,
         "jpeg_quality": 85,
+        # the imagecorruptions wheel's photos (make installs it)
+        "frost": mic.frost_source(),
     }
+    assert mic.frost_source() in ("release photos", "synthetic textures")
     assert json.loads(tree["summary.json"]) == summary
     for rel in _expected_images():
         with Image.open(out / rel) as im:

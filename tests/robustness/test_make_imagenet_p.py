@@ -372,7 +372,7 @@ def test_changed_options_are_refused_other_perturbations_added(tmp_path):
 
     tool.generate(mp4v(perturbations="brightness", limit=1))
     recorded = json.loads((tmp_path / "out" / "options.json").read_text())
-    assert recorded["format_version"] == 4 and "fourcc" not in recorded
+    assert recorded["format_version"] == 5 and "fourcc" not in recorded
     assert recorded["crop_rounding"] == "floor"  # auto, crop != 224
     assert recorded["codec"] == "mp4v"
     assert recorded["codec_settings"] == {
