@@ -37,7 +37,7 @@ paper's notation is i = 0):
 | translate | test | 41 | shift right by i-20 px | shift -20 |
 | rotate | test | 31 | rotate i-15 deg clockwise | -15 deg |
 | tilt | test | 31 | 3-D tilt about x and y by i-15 deg | -15 deg |
-| scale | test | 31 | scale .40 + .025i about the centre | scale .40 |
+| scale | test | 31 | scale (2.5i + 40) / 100 about the centre | .40 |
 | speckle_noise | validation | 31 | x + x N(0, s), s = .05/.10/.15 | clean |
 | gaussian_blur | validation | 31 | Gaussian sigma .25 + .035i | sigma .25 |
 | spatter | validation | 31 | a liquid layer flowing down | first layer |

@@ -464,6 +464,24 @@ def test_opencv_stays_the_headless_build():
     assert "opencv-contrib-python" not in names
 
 
+def test_make_installs_the_frost_wheel_without_its_dependencies():
+    """requirements-nodeps.txt pins the wheel; the Makefile's venv target
+    installs it with --no-deps and its stamp hashes that file too."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    with open(os.path.join(root, "requirements-nodeps.txt")) as f:
+        pins = [ln for ln in f.read().splitlines() if not ln.startswith("#")]
+    assert pins == ["imagecorruptions==1.1.2"]
+    with open(os.path.join(root, "Makefile")) as f:
+        make = f.read()
+    stamp = next(ln for ln in make.splitlines() if ln.startswith("STAMP :="))
+    assert "requirements-nodeps.txt" in stamp
+    assert "pip install --quiet --no-deps -r requirements-nodeps.txt" in make
+    with open(os.path.join(root, "requirements.txt")) as f:
+        assert "imagecorruptions" not in f.read()
+
+
 def test_frost_photo_crop_enlarges_a_photo_smaller_than_the_image():
     photo = _image(40, 50)
     crop = F.frost_crop(photo, 60, 30, np.random.default_rng(0))
