@@ -4,8 +4,9 @@ Shape after TF Model Garden `ExperimentConfig` (a dataclass tree serialized
 next to the checkpoints, from which evaluation, export and resumption rebuild
 everything), without its registry machinery. Defaults of a run come from a
 preset's recipe (`assemble_tf.presets`, Lee et al. 2020,
-https://arxiv.org/abs/2001.06268); flags override only what the user set.
-Every field carries its help text, from which the binaries' flags are made.
+https://arxiv.org/abs/2001.06268); overrides replace only the fields the user
+set. Every field carries its help text, from which the binaries' flags are
+made (a field named `name` in backticks reads as its flag there).
 """
 
 import dataclasses
@@ -21,11 +22,13 @@ def _f(default, help_text, check=None, parse=None):
 
     Args:
         default: the default value.
-        help_text: the help of the field (and of its flag).
+        help_text: the help of the field (and of its flag); other fields
+            are named in backticks (`source`).
         check: `(predicate, allowed)`: a value that is not None must pass
             `predicate`, else `validate()` says "is invalid: {allowed}".
-        parse: turns any accepted form of the value (a flag's text, a JSON
-            list) into the field's type; `from_dict` applies it.
+        parse: turns any accepted form of the value (text such as
+            "3,4,6,3", a JSON list) into the field's type; `from_dict`
+            applies it.
     """
     meta = {"help": help_text}
     if check is not None:
@@ -61,12 +64,25 @@ def _fraction(closed_low, closed_high, low=0, high=1):
     return (ok, f"must be in {text}")
 
 
-def invalid(field, value, allowed):
+def invalid(field, value, allowed, others=()):
     """The error of a field whose value is not allowed (`OptionError`:
-    the library names the field, a binary prints its flag)."""
+    the library names the field, a binary prints its flag).
+
+    Args:
+        field: the field at fault.
+        value: its value.
+        allowed: what is allowed, as text; `{name}` names each of `others`
+            (other braces are literal).
+        others: other fields `allowed` names.
+    """
     allowed = allowed.replace("{", "{{").replace("}", "}}")
+    for name in others:
+        allowed = allowed.replace("{{" + name + "}}", "{" + name + "}")
     return OptionError(
-        field, "{field}={value!r} is invalid: " + allowed + ".", value=value
+        field,
+        "{field}={value!r} is invalid: " + allowed + ".",
+        others=others,
+        value=value,
     )
 
 
@@ -206,7 +222,9 @@ class ModelConfig(_Group):
             raise invalid(
                 "add_dropblock",
                 self.add_dropblock,
-                "contradicts --nodropblock (which removes DropBlock layers)",
+                "contradicts {dropblock}=False (which removes DropBlock "
+                "layers)",
+                others=("dropblock",),
             )
 
     def build_overrides(self, num_classes, image_size=None):
@@ -240,9 +258,9 @@ class ModelConfig(_Group):
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Group):
     data_dir: str | None = _f(None, "Folder of TFRecord shards.")
-    train_pattern: str = _f("train-*", "Train shard glob inside data_dir.")
+    train_pattern: str = _f("train-*", "Train shard glob inside `data_dir`.")
     validation_pattern: str = _f(
-        "validation-*", "Validation shard glob inside data_dir."
+        "validation-*", "Validation shard glob inside `data_dir`."
     )
     num_classes: int = _f(
         1001, "Logits (1001 for ImageNet as the original).", check=_at_least(2)
@@ -278,18 +296,18 @@ class DataConfig(_Group):
         "<root>/<split>/<class>/<image>, read instead of TFRecords.",
     )
     tfds_data_dir: str | None = _f(
-        None, "tfds data_dir of --source (default: tfds' own)."
+        None, "tfds data_dir of `source` (default: tfds' own)."
     )
-    train_split: str = _f("train", "Split of --source to train on.")
+    train_split: str = _f("train", "Split of `source` to train on.")
     validation_split: str = _f(
-        "validation", "Split of --source to evaluate on."
+        "validation", "Split of `source` to evaluate on."
     )
     download: bool = _f(
-        False, "Let tfds download and prepare --source (off: never)."
+        False, "Let tfds download and prepare `source` (off: never)."
     )
     class_range: tuple[int, int] | None = _f(
         None,
-        "Keep only labels in [low, high) of --source, shifted to start at "
+        "Keep only labels in [low, high) of `source`, shifted to start at "
         "0: 'low,high' (class-disjoint retrieval training, e.g. 0,100 on "
         "caltech_birds2011).",
         parse=parse_class_range,
@@ -299,22 +317,28 @@ class DataConfig(_Group):
         from assemble_tf.data.sizes import eval_sizes
 
         if self.source and self.synthetic:
-            raise invalid("synthetic", self.synthetic, "not with --source")
+            raise invalid(
+                "synthetic", self.synthetic, "not with {source}", ["source"]
+            )
         if not self.source and not self.synthetic and not self.data_dir:
             raise invalid(
-                "data_dir", self.data_dir, "required unless --synthetic"
+                "data_dir",
+                self.data_dir,
+                "required unless {synthetic}",
+                ["synthetic"],
             )
         if self.class_range:
             text = ",".join(map(str, self.class_range))
             if not self.source:
-                raise invalid("class_range", text, "needs --source")
+                raise invalid("class_range", text, "needs {source}", ["source"])
             low, high = self.class_range
             if not (0 <= low < high and high - low == self.num_classes):
                 raise invalid(
                     "class_range",
                     text,
                     "'low,high' with 0 <= low < high and high - low == "
-                    f"--num_classes ({self.num_classes})",
+                    f"{{num_classes}} ({self.num_classes})",
+                    ["num_classes"],
                 )
         eval_sizes(self.eval_preprocessing)
 
@@ -463,7 +487,8 @@ class TrainConfig(_Group):
             raise invalid(
                 "warmup_epochs",
                 self.warmup_epochs,
-                f"must be < epochs={self.epochs}",
+                f"must be < {{epochs}}={self.epochs}",
+                ["epochs"],
             )
 
 
@@ -561,7 +586,8 @@ def parse_model_overrides(value):
     Lists become tuples (`block_sizes`, `stage_strides`); None or "" give {}.
 
     Raises:
-        ValueError: the text is not a JSON object; the message echoes it.
+        OptionError: the text is not a JSON object (names
+            `model_overrides` and echoes the text).
     """
     if not value:
         return {}
@@ -573,9 +599,11 @@ def parse_model_overrides(value):
         except json.JSONDecodeError:
             out = None
         if not isinstance(out, dict):
-            raise ValueError(
-                "--model_overrides must be a JSON object, e.g. "
-                f"'{{\"base_width\": 16}}'. Received: {value!r}"
+            raise OptionError(
+                "model_overrides",
+                "{field} must be a JSON object, e.g. "
+                "'{{\"base_width\": 16}}'. Received: {value!r}",
+                value=value,
             )
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
@@ -611,7 +639,8 @@ def make_config(model_dir, preset, overrides=None):
     )
     if not explicit_schedule and not _has_dropblock(preset, groups["model"]):
         # The preset's schedule does not apply to a model built without
-        # its DropBlock layers (--nodropblock); an explicit one is refused.
+        # its DropBlock layers (`dropblock` False); an explicit one is
+        # refused.
         groups["train"]["dropblock_keep_prob"] = None
     config = ExperimentConfig.from_dict(
         {
@@ -648,13 +677,21 @@ def _read_data(config, explicit):
     if width == d.num_classes:
         return config
     if explicit:
-        raise ValueError(  # names three flags: one message for all users
-            f"--num_classes={d.num_classes} does not fit --data_dir="
-            f"{d.data_dir}: its {os.path.basename(info.source)} lists "
-            f"{info.num_classes} classes stored as {info.label_base}.."
-            f"{info.label_base + info.num_classes - 1}, so with "
-            f"--label_offset={d.label_offset} the head needs {width} "
-            "outputs. Leave --num_classes out to take it from the data."
+        raise OptionError(
+            "num_classes",
+            "{field}={value} does not fit {data_dir}={path}: its {file} "
+            "lists {count} classes stored as {low}..{high}, so with "
+            "{label_offset}={offset} the head needs {width} outputs. Leave "
+            "{field} out to take it from the data.",
+            others=("data_dir", "label_offset"),
+            value=d.num_classes,
+            path=d.data_dir,
+            file=os.path.basename(info.source),
+            count=info.num_classes,
+            low=info.label_base,
+            high=info.label_base + info.num_classes - 1,
+            offset=d.label_offset,
+            width=width,
         )
     return dataclasses.replace(
         config, data=dataclasses.replace(d, num_classes=width)
@@ -674,9 +711,10 @@ def validate(config):
         raise invalid(
             "kd_temperature",
             t.kd_temperature,
-            "must be 0 with --source: teacher logits for knowledge "
+            "must be 0 with {source}: teacher logits for knowledge "
             "distillation are read from TFRecords (image/logit), and a "
             "tfds or folder source has none",
+            ["source"],
         )
     if t.dropblock_keep_prob and not _has_dropblock(
         m.preset, dataclasses.asdict(m)
@@ -687,12 +725,13 @@ def validate(config):
             t.dropblock_keep_prob,
             "the model has no DropBlock layers ("
             + (
-                "--nodropblock removes them"
+                "{dropblock}=False removes them"
                 if has_layers or m.add_dropblock
-                else f"{m.preset} has none; --add_dropblock adds them"
+                else f"{m.preset} has none; {{add_dropblock}} adds them"
             )
             + "), so a schedule would silently do nothing; leave it out "
-            "(or --dropblock_keep_prob=none)",
+            "(or set it to none)",
+            ["dropblock", "add_dropblock"],
         )
 
 

@@ -18,6 +18,8 @@ import copy
 import dataclasses
 import difflib
 
+from official.utils.misc.validation import OptionError
+
 # Building blocks of the rows (arguments of models.resnet.build_resnet).
 R50 = {"depth": 50}
 R50D = {"depth": 50, "stem": "deep", "shortcut": "avg2"}
@@ -413,13 +415,18 @@ def get(name):
     """Returns the `Preset` called `name`.
 
     Raises:
-        ValueError: naming the unknown preset and its close matches.
+        OptionError: naming `preset`, the unknown name and its close
+            matches.
     """
     if name not in PRESETS:
         close = difflib.get_close_matches(str(name), list(PRESETS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"--preset={name!r} is not a preset.{hint} All {len(PRESETS)} "
-            "names: `python -m tools.preset_table` or docs/models.md 'Presets'."
+        raise OptionError(
+            "preset",
+            "{field}={name!r} is not a preset.{hint} All {count} names: "
+            "`python -m tools.preset_table` or docs/models.md 'Presets'.",
+            name=name,
+            hint=hint,
+            count=len(PRESETS),
         )
     return PRESETS[name]

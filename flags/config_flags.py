@@ -7,6 +7,7 @@ default never hides a preset value).
 """
 
 import dataclasses
+import re
 import types
 import typing
 
@@ -26,6 +27,26 @@ def _base_type(tp):
     return tp
 
 
+def flag_help(text, names):
+    """Field help as flag help: a field named in backticks (`source`) reads
+    as its flag (--source); other backticked text is left as it is."""
+
+    def as_flag(match):
+        name = match.group(1)
+        return f"--{name}" if name in names else match.group(0)
+
+    return re.sub(r"`([a-z][a-z0-9_]*)`", as_flag, text)
+
+
+def _flag_names(groups):
+    names = {"model_dir", "preset"}
+    for group in groups:
+        names.update(
+            f.name for f in dataclasses.fields(config_lib.GROUPS[group])
+        )
+    return names
+
+
 def define_config_flags(
     groups=tuple(config_lib.GROUPS), flag_values=flags.FLAGS
 ):
@@ -42,6 +63,7 @@ def define_config_flags(
         **fv,
     )
     flags.register_validator("preset", model_source_flags.check_preset, **fv)
+    names = _flag_names(config_lib.GROUPS)
     for group in groups:
         cls = config_lib.GROUPS[group]
         hints = typing.get_type_hints(cls)
@@ -57,7 +79,8 @@ def define_config_flags(
             if isinstance(default, tuple):
                 shown = ",".join(map(str, default))
             help_text = (
-                f"[{group}] {field.metadata.get('help', '')} "
+                f"[{group}] "
+                f"{flag_help(field.metadata.get('help', ''), names)} "
                 f"(default: the recipe's, else {shown})"
             )
             if tp is bool:

@@ -13,8 +13,14 @@ from absl import flags
 from assemble_tf import config as config_lib
 from assemble_tf import presets
 from official.utils.flags import core as flags_core
+from official.utils.misc.validation import OptionError
 
 SOURCE_FLAGS = ("model_dir", "checkpoint", "preset", "weights")
+
+
+def _as_flag(error):
+    """A library error as a binary prints it (options as their flags)."""
+    return error.as_flag() if isinstance(error, OptionError) else str(error)
 
 
 def check_preset(name):
@@ -25,7 +31,7 @@ def check_preset(name):
     try:
         presets.get(name)
     except ValueError as e:
-        raise flags.ValidationError(str(e)) from None
+        raise flags.ValidationError(_as_flag(e)) from None
     return True
 
 
@@ -37,7 +43,7 @@ def _check_overrides(text):
     try:
         parse_overrides(text)
     except ValueError as e:
-        raise flags.ValidationError(str(e)) from None
+        raise flags.ValidationError(_as_flag(e)) from None
     return True
 
 

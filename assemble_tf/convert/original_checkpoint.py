@@ -191,7 +191,7 @@ def load_original_checkpoint(prefix, model):
         lines = [
             f"Checkpoint {prefix!r} does not match the model "
             f"({len(expected)} model variables, {len(shapes)} in the "
-            "checkpoint). Check --preset and the overrides (num_classes, "
+            "checkpoint). Check the preset and the overrides (num_classes, "
             "base_width, block_sizes, big_little)."
         ]
         ckpt_bl = any("/stage" in n for n in shapes)

@@ -67,9 +67,16 @@ def check_output(output, overwrite=False):
             output=output,
         )
     if os.path.exists(output) and not overwrite:
-        raise FileExistsError(
-            f"--output={output} exists; pass --overwrite to replace it."
+        raise OutputExistsError(
+            "output",
+            "{field}={output} exists; pass {overwrite} to replace it.",
+            ["overwrite"],
+            output=output,
         )
+
+
+class OutputExistsError(OptionError, FileExistsError):
+    """The output file exists and `overwrite` is off."""
 
 
 def convert(options):

@@ -2,7 +2,7 @@
 
 The tf.data pipeline skips unusable records (and stops after a long run of
 them), but a configuration the data cannot serve should stop before
-anything is written, with a message that names the flag and the fix: the
+anything is written, with a message that names the option and the fix: the
 Assemble recipes distil from teacher logits (`image/logit`, Lee et al.
 2020, https://arxiv.org/abs/2001.06268; clovaai/assembled-cnn reads them
 from the records), which plain ImageNet records do not have; a 1001-way
@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import schema
-from assemble_tf.data.input_pipeline import DataError
+from assemble_tf.data.input_pipeline import DataError, DataOptionError
+from official.utils.misc.validation import MissingPathError
 
 # Records read per split: enough to see a mixed set, fast on any disk.
 SAMPLE_RECORDS = 1000
@@ -55,14 +56,18 @@ def sample_records(pattern, limit=SAMPLE_RECORDS):
     """Reads the first `limit` records of the sorted shards of `pattern`.
 
     Raises:
-        FileNotFoundError: no file matches `pattern`.
+        FileNotFoundError: no file matches `pattern` (a `MissingPathError`
+            naming `data_dir` and the patterns).
     """
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise FileNotFoundError(
-            f"No TFRecord files match {pattern!r}. Build them with `python "
+        raise MissingPathError(
+            "data_dir",
+            "No TFRecord files match {pattern!r}. Build them with `python "
             "-m tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`)"
-            " and check --data_dir / --train_pattern / --validation_pattern."
+            " and check {field} / {train_pattern} / {validation_pattern}.",
+            ["train_pattern", "validation_pattern"],
+            pattern=pattern,
         )
     spec = {
         schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -96,13 +101,22 @@ def _check_labels(sample, data_config):
     low = sample.min_label - d.label_offset
     high = sample.max_label - d.label_offset
     if low < 0 or high >= d.num_classes:
-        raise DataError(
-            f"{sample.pattern} holds labels {sample.min_label}.."
-            f"{sample.max_label}, which with --label_offset={d.label_offset} "
-            f"do not fit --num_classes={d.num_classes} (model labels "
-            f"{low}..{high} must lie in 0..{d.num_classes - 1}). Fix "
-            "--num_classes / --label_offset (ImageNet records are 1..1000: "
-            "1001 classes with offset 0, or 1000 with offset 1)."
+        raise DataOptionError(
+            "num_classes",
+            "{pattern} holds labels {min_label}..{max_label}, which with "
+            "{label_offset}={offset} do not fit {field}={classes} (model "
+            "labels {low}..{high} must lie in 0..{top}). Fix {field} / "
+            "{label_offset} (ImageNet records are 1..1000: 1001 classes with "
+            "offset 0, or 1000 with offset 1).",
+            ["label_offset"],
+            pattern=sample.pattern,
+            min_label=sample.min_label,
+            max_label=sample.max_label,
+            offset=d.label_offset,
+            classes=d.num_classes,
+            low=low,
+            high=high,
+            top=d.num_classes - 1,
         )
 
 
@@ -154,31 +168,41 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
         want = d.num_classes + d.label_offset
         with_logits = sample.records - sample.logit_sizes.get(0, 0)
         fix = (
-            "Pass --kd_temperature=0 to train without knowledge "
-            "distillation, or write the teacher's logits into the records "
-            "first: `python -m tools.extract_teacher_logits "
-            f"--input_dir={d.data_dir} --output_dir=<new folder> "
-            "--teacher_preset=... --teacher_weights=...` and train on "
-            "--data_dir=<new folder>."
+            "Set {field}=0 to train without knowledge distillation, or "
+            "write the teacher's logits into a copy of the records first "
+            "with `python -m tools.extract_teacher_logits` (docs/training.md)"
+            " and set {data_dir} to that copy."
         )
         if not with_logits:
-            raise DataError(
-                f"--kd_temperature={t.kd_temperature:g} turns on knowledge "
-                f"distillation (the {config.model.preset} recipe), which "
-                "needs teacher logits (image/logit) in the training "
-                f"records, and none of the first {sample.records:,} records "
-                f"of {sample.pattern} has them. {fix}"
+            raise DataOptionError(
+                "kd_temperature",
+                "{field}={value:g} turns on knowledge distillation (the "
+                "{preset} recipe), which needs teacher logits (image/logit) "
+                "in the training records, and none of the first {records:,} "
+                "records of {pattern} has them. " + fix,
+                ["data_dir"],
+                value=t.kd_temperature,
+                preset=config.model.preset,
+                records=sample.records,
+                pattern=sample.pattern,
             )
         wrong = {
             n: c for n, c in sample.logit_sizes.items() if n not in (0, want)
         }
         if wrong:
-            raise DataError(
-                f"The teacher logits (image/logit) in {sample.pattern} hold "
-                f"{sorted(wrong)} values, but --num_classes={d.num_classes} "
-                f"with --label_offset={d.label_offset} needs {want}. Extract "
-                "them for this head (tools.extract_teacher_logits "
-                "--prepend_zero adds the background logit of 1001-way "
-                "heads) or pass --kd_temperature=0."
+            raise DataOptionError(
+                "kd_temperature",
+                "The teacher logits (image/logit) in {pattern} hold {sizes} "
+                "values, but {num_classes}={classes} with {label_offset}="
+                "{offset} needs {want}. Extract them for this head "
+                "(tools.extract_teacher_logits, whose prepend_zero option "
+                "adds the background logit of 1001-way heads; "
+                "docs/training.md) or set {field}=0.",
+                ["num_classes", "label_offset"],
+                pattern=sample.pattern,
+                sizes=sorted(wrong),
+                classes=d.num_classes,
+                offset=d.label_offset,
+                want=want,
             )
     return samples

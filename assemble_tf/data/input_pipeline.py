@@ -23,12 +23,14 @@ yield and training would hang).
 
 import contextlib
 import dataclasses
+import string
 
 import tensorflow as tf
 
 from assemble_tf.data import preprocessing, schema
 from assemble_tf.data.postprocess import BatchPostprocess
 from official.utils.misc import seeds
+from official.utils.misc.validation import OptionError
 
 # Marks the guard's error so that `reraise_data_errors` can recognise it.
 _DATA_ERROR_TAG = "[assemble_tf.DataError]"
@@ -36,6 +38,20 @@ _DATA_ERROR_TAG = "[assemble_tf.DataError]"
 
 class DataError(ValueError):
     """The data cannot feed the configured run (e.g. no usable record)."""
+
+
+class DataOptionError(OptionError, DataError):
+    """A `DataError` whose fix is an option: an `OptionError` (`str(e)`
+    names the fields, a binary prints their flags)."""
+
+
+def _data_error(text):
+    """`DataOptionError` of a template naming options as `{name}` (the
+    first is the field), else a plain `DataError`."""
+    names = [n for _, n, _, _ in string.Formatter().parse(text) if n]
+    if not names:
+        return DataError(text.replace("{{", "{").replace("}}", "}"))
+    return DataOptionError(names[0], text, others=sorted(set(names)))
 
 
 class PipelineStats:
@@ -79,7 +95,7 @@ def reraise_data_errors():
         text = text.split(_DATA_ERROR_TAG, 1)[1]
         text = text.split("\n", 1)[0].split("[[", 1)[0]
         text = text.replace("] [", " ").strip(" ]")
-        raise DataError(text) from None
+        raise _data_error(text) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +295,7 @@ def _records(config, input_context):
         if config.num_logits:
             raise ValueError(
                 "Teacher logits (KD) are read from TFRecords; a tfds or "
-                "folder source has none. Pass --kd_temperature=0."
+                "folder source has none. Set `kd_temperature` to 0."
             )
         ds = config.record_source(
             input_context, config.is_training, config.seed
@@ -485,7 +501,10 @@ _PLACEHOLDER_JPEG = bytes.fromhex(
 
 def _unusable_message(config, limit):
     """The guard's message: what was read, what was wrong, what to do."""
-    where = config.file_pattern if config.record_source is None else "--source"
+    if config.record_source is None:
+        where = config.file_pattern.replace("{", "{{").replace("}", "}}")
+    else:
+        where = "{source}"
     text = (
         f"{_DATA_ERROR_TAG} {limit:,} records in a row of {where} could not "
         "be used: each was not a decodable image"
@@ -495,7 +514,7 @@ def _unusable_message(config, limit):
             f" or had no teacher logits (image/logit of {config.num_logits} "
             "values, needed by knowledge distillation). For KD, add them "
             "with `python -m tools.extract_teacher_logits`; to train "
-            "without, pass --kd_temperature=0"
+            "without, set {kd_temperature}=0"
         )
     else:
         text += (

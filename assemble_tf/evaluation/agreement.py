@@ -1,7 +1,7 @@
 """Agreement of a reduced-precision model with its float32 self.
 
-bfloat16 serving (`tools.export_saved_model --precision=bfloat16`) moves
-the logits a little; `tools.evaluate --precision=bfloat16` measures how much
+bfloat16 serving (`tools.export_saved_model` with precision bfloat16) moves
+the logits a little; `tools.evaluate` with precision bfloat16 measures how much
 on a labelled split, running both precisions on the same batches. With
 float32 logits a_i and bfloat16 logits b_i of image i (N images):
 

@@ -64,10 +64,12 @@ def metrics_report(metrics):
     """
     result = metrics.result()
     if not result.get("count"):
-        raise input_pipeline.DataError(
+        raise input_pipeline.DataOptionError(
+            "data_dir",
             "The evaluation split yielded no usable image (every record "
-            "was skipped, or the split is empty); check --data_dir and "
-            "--validation_pattern (or --validation_split)."
+            "was skipped, or the split is empty); check {field} and "
+            "{validation_pattern} (or {validation_split}).",
+            ["validation_pattern", "validation_split"],
         )
     count, confidence, accuracy = metrics.bins()
     result["reliability"] = {

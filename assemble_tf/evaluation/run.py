@@ -8,7 +8,7 @@ writes `eval.json` and a reliability diagram `reliability.png` (10 bins,
 Guo et al. 2017) and returns the report.
 
 With `precision="bfloat16"` the model computing in bfloat16 (as
-`tools.export_saved_model --precision=bfloat16` serves it) and in float32
+`tools.export_saved_model` with precision bfloat16 serves it) and in float32
 run on the same batches: the top-level metrics are bfloat16's, "float32"
 holds float32's and "agreement" top-1 of both, the top-1 delta in points,
 the top-1 agreement (fraction of images whose class is the same) and the

@@ -12,8 +12,8 @@ TensorFlow is needed), interleaved timing, a matmul peak, and the outputs
 
 Modes are serving paths: `plain`, `xla`, `fold_bn` (BatchNorm folded),
 `fold_bn_xla`, and `bf16` / `fold_bn_bf16`: the model computing in bfloat16
-from float32 inputs to float32 logits, as `tools.export_saved_model
---precision=bfloat16` serves it (`precision.bfloat16_copy`).
+from float32 inputs to float32 logits, as `tools.export_saved_model` with
+precision bfloat16 serves it (`precision.bfloat16_copy`).
 """
 
 import json

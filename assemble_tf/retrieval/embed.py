@@ -23,6 +23,7 @@ from assemble_tf.data import preprocessing as prep
 from assemble_tf.models import build_model
 from assemble_tf.runs import checkpoints, loading
 from assemble_tf.runs import models as run_models
+from official.utils.misc.validation import MissingPathError, OptionError
 
 # Output layer of the embedding, best first (the original's
 # `return_embedding`: BN'd embedding before its ReLU, else the pooled
@@ -63,7 +64,7 @@ def embedding_model(model, layer=None):
         (keras.Model, layer name).
 
     Raises:
-        ValueError: the layer does not exist.
+        OptionError: the layer does not exist (names `embedding_layer`).
     """
     import keras
 
@@ -71,14 +72,18 @@ def embedding_model(model, layer=None):
     if layer is None:
         layer = next((n for n in EMBEDDING_LAYERS if n in names), None)
         if layer is None:
-            raise ValueError(
-                f"The model has none of {EMBEDDING_LAYERS}; pass the layer "
-                "to embed from (--embedding_layer)."
+            raise OptionError(
+                "embedding_layer",
+                "The model has none of {layers}; pass the layer to embed "
+                "from ({field}).",
+                layers=EMBEDDING_LAYERS,
             )
     elif layer not in names:
-        raise ValueError(
-            f"--embedding_layer={layer}: no such layer; the last ones are "
-            f"{names[-6:]}."
+        raise OptionError(
+            "embedding_layer",
+            "{field}={layer}: no such layer; the last ones are {last}.",
+            layer=layer,
+            last=names[-6:],
         )
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     return keras.Model(inputs, model.get_layer(layer).output), layer
@@ -108,22 +113,27 @@ def saved_model_embedder(path, preprocessing=None):
             int(S / 0.875), centre crop S).
 
     Raises:
-        FileNotFoundError: no SavedModel there.
-        ValueError: no `feature_vector` signature, or a preprocessing whose
-            crop does not match the signature.
+        FileNotFoundError: no SavedModel there (a `MissingPathError`
+            naming `saved_model`).
+        OptionError: no `feature_vector` signature, or a preprocessing
+            whose crop does not match the signature.
     """
 
     if not tf.saved_model.contains_saved_model(path):
-        raise FileNotFoundError(
-            f"--saved_model={path}: no SavedModel there (export one with "
-            "python -m tools.export_saved_model)."
+        raise MissingPathError(
+            "saved_model",
+            "{field}={path}: no SavedModel there (export one with "
+            "python -m tools.export_saved_model).",
+            path=path,
         )
     loaded = tf.saved_model.load(path)
     if "feature_vector" not in loaded.signatures:
-        raise ValueError(
-            f"--saved_model={path} has no feature_vector signature (it has "
-            f"{sorted(loaded.signatures)}); export it with "
-            "tools.export_saved_model."
+        raise OptionError(
+            "saved_model",
+            "{field}={path} has no feature_vector signature (it has "
+            "{signatures}); export it with tools.export_saved_model.",
+            path=path,
+            signatures=sorted(loaded.signatures),
         )
     signature = loaded.signatures["feature_vector"]
     spec = signature.structured_input_signature[1]["images"]
@@ -132,9 +142,13 @@ def saved_model_embedder(path, preprocessing=None):
         preprocessing = "imagenet" if size == 224 else f"imagenet_{size}"
     crop = prep.eval_sizes(preprocessing)[2]
     if crop != size:
-        raise ValueError(
-            f"--eval_preprocessing={preprocessing} crops {crop} pixels but "
-            f"the SavedModel takes {size}."
+        raise OptionError(
+            "eval_preprocessing",
+            "{field}={value} crops {crop} pixels but the SavedModel takes "
+            "{size}.",
+            value=preprocessing,
+            crop=crop,
+            size=size,
         )
 
     def fn(images):
@@ -171,31 +185,33 @@ def load_embedder(
         layer: override the embedding layer (Keras models).
 
     Raises:
-        ValueError / FileNotFoundError: no or several sources, bad JSON, a
-            missing file.
+        OptionError / FileNotFoundError: no or several sources, bad JSON, a
+            missing file (each names the option).
     """
-    sources = [
-        name
-        for name, value in (
-            ("--model_dir", model_dir),
-            ("--preset", preset),
-            ("--saved_model", saved_model),
-        )
-        if value
-    ]
-    if len(sources) != 1:
-        raise ValueError(
-            "Pass exactly one of --model_dir, --preset (with --weights) or "
-            f"--saved_model. Received: {sources or 'none'}."
+    sources = {
+        "model_dir": model_dir,
+        "preset": preset,
+        "saved_model": saved_model,
+    }
+    given = [name for name, value in sources.items() if value]
+    if len(given) != 1:
+        received = ", ".join("{" + name + "}" for name in given)
+        raise OptionError(
+            "model_dir",
+            "Pass exactly one of {field}, {preset} (with {weights}) or "
+            "{saved_model}. Received: " + (received or "none") + ".",
+            ["model_dir", "preset", "weights", "saved_model"],
         )
     if saved_model:
         return saved_model_embedder(saved_model, preprocessing)
     overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:
         if "num_classes" in overrides or num_classes:
-            raise ValueError(
-                "--num_classes comes from the run's config.json with "
-                "--model_dir; drop it (or num_classes in --model_overrides)."
+            raise OptionError(
+                "num_classes",
+                "{field} comes from the run's config.json with {model_dir}; "
+                "drop it (or num_classes in {model_overrides}).",
+                ["model_dir", "model_overrides"],
             )
 
         config, prefix, weights = loading.resolve(
@@ -207,9 +223,15 @@ def load_embedder(
         source = {"model_dir": model_dir, "checkpoint": prefix or weights}
     else:
         if not weights:
-            raise ValueError("--preset needs --weights (or use --model_dir).")
+            raise OptionError(
+                "preset",
+                "{field} needs {weights} (or use {model_dir}).",
+                ["weights", "model_dir"],
+            )
         if not os.path.isfile(weights):
-            raise FileNotFoundError(f"--weights={weights}: no such file.")
+            raise MissingPathError(
+                "weights", "{field}={path}: no such file.", path=weights
+            )
         if num_classes:
             overrides["num_classes"] = num_classes
         model = build_model(preset, **overrides)
@@ -308,7 +330,11 @@ def embed_dataset(embedder, dataset, batch_size=64, progress=None):
     from assemble_tf.data import input_pipeline
 
     if batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {batch_size}.")
+        raise OptionError(
+            "batch_size",
+            "{field} must be >= 1. Received: {value}",
+            value=batch_size,
+        )
     stats = input_pipeline.PipelineStats()
     chunks, labels, indices = [], [], []
     for images, batch_labels, batch_indices in preprocessed_batches(

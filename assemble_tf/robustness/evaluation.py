@@ -9,7 +9,8 @@ difficulty in `<perturbation>_<d>`). As in Assemble-ResNet's
 `mce/eval_robustness.py` (github.com/clovaai/assembled-cnn), images are fed
 as they are stored (decoded with INTEGER_ACCURATE, mean-subtracted, no
 resize): generate the sets at the model's evaluation size (`tools.
-make_imagenet_c --resize=292 --crop=256` for the 256-px models).
+make_imagenet_c` with resize 292 and crop 256 for the 256-px models;
+docs/robustness.md).
 
 Results are cached per corruption / perturbation under `cache_dir`, so an
 interrupted evaluation continues where it stopped.
@@ -26,6 +27,7 @@ from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
 from assemble_tf.robustness import metrics
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from official.utils.misc import file_utils
+from official.utils.misc.validation import MissingPathError, OptionError
 
 
 def _sorted_files(folder, extensions):
@@ -37,6 +39,12 @@ def _sorted_files(folder, extensions):
     )
 
 
+def _not_a_directory(root):
+    return MissingPathError(
+        "data_dir", "{field}={root} is not a directory.", root=root
+    )
+
+
 def find_imagenet_c(root, corruptions=None):
     """Lists a corrupted set: {corruption: {severity: [(path, wnid)]}}.
 
@@ -45,11 +53,12 @@ def find_imagenet_c(root, corruptions=None):
         corruptions: names to keep (default: every known one present).
 
     Raises:
-        FileNotFoundError: `root` missing or holding no known corruption.
+        FileNotFoundError: `root` missing (a `MissingPathError` naming
+            `data_dir`) or holding no known corruption.
         ValueError: a requested corruption is unknown or absent.
     """
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data_dir={root} is not a directory.")
+        raise _not_a_directory(root)
     present = [
         c
         for c in metrics.ALL_CORRUPTIONS
@@ -112,7 +121,7 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
     use the difficulty as the frame step.
     """
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"--data_dir={root} is not a directory.")
+        raise _not_a_directory(root)
     known = metrics.TEST_PERTURBATIONS + metrics.VALIDATION_PERTURBATIONS
     if perturbations:
         unknown = sorted(set(perturbations) - set(known))
@@ -150,7 +159,9 @@ def read_label_map(path):
     ImageNet ones (line index + 1).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--labels_file={path}: no such file.")
+        raise MissingPathError(
+            "labels_file", "{field}={path}: no such file.", path=path
+        )
     try:
         mapping = {wnid: label for label, wnid, _ in metadata.read_labels(path)}
     except ValueError:  # not labels.txt: a synsets list
@@ -161,7 +172,9 @@ def read_label_map(path):
             for index, wnid in enumerate(lines)
         }
     if not mapping:
-        raise ValueError(f"--labels_file={path} holds no classes.")
+        raise OptionError(
+            "labels_file", "{field}={path} holds no classes.", path=path
+        )
     return mapping
 
 
@@ -190,10 +203,13 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
     else:
         expected = num_classes - (IMAGENET_LABEL_OFFSET - label_offset)
         if len(wnids) != expected:
-            raise ValueError(
-                f"The set has {len(wnids)} classes but the model expects "
-                f"{expected}; pass --labels_file=<training data_dir>/"
-                "labels.txt so that labels are not guessed from a subset."
+            raise OptionError(
+                "labels_file",
+                "The set has {count} classes but the model expects "
+                "{expected}; pass {field}=<training data_dir>/labels.txt so "
+                "that labels are not guessed from a subset.",
+                count=len(wnids),
+                expected=expected,
             )
         stored = {w: i + IMAGENET_LABEL_OFFSET for i, w in enumerate(wnids)}
     labels = {w: v - label_offset for w, v in stored.items()}
@@ -228,11 +244,15 @@ def source_label_map(wnids, class_names, source):
             labels[w] = int(w)
         else:
             known = ", ".join(names[:5]) + ", ..." if names else "0, 1, ..."
-            raise ValueError(
-                f"Class folder {w!r} of the set is not a class of the "
-                f"model's training source {source} ({known}); generate the "
+            raise OptionError(
+                "labels_file",
+                "Class folder {folder!r} of the set is not a class of the "
+                "model's training source {source} ({known}); generate the "
                 "set from that dataset's images in <class name>/<file> "
-                "folders, or pass --labels_file."
+                "folders, or pass {field}.",
+                folder=w,
+                source=source,
+                known=known,
             )
     return labels
 

@@ -34,7 +34,7 @@ CROP_ROUNDING_HELP = (
     "Rounding of the centre crop's offset (n - crop) / 2: round = "
     "torchvision 0.2.1's half to even (the released 256 -> 224 "
     "ImageNet-C / -P), floor = the Assemble generator's (its 292 -> 256 "
-    "set); auto = round for --crop=224, floor otherwise."
+    "set); auto = round for a 224-pixel crop, floor otherwise."
 )
 
 

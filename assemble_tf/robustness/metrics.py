@@ -26,6 +26,8 @@ flip probabilities.
 
 import numpy as np
 
+from official.utils.misc.validation import OptionError
+
 STANDARD_CORRUPTIONS = (
     "gaussian_noise",
     "shot_noise",
@@ -159,8 +161,11 @@ NORMALIZATIONS = ("alexnet", "none")
 
 def _check_normalization(normalization):
     if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"--normalization={normalization!r} is not one of {NORMALIZATIONS}."
+        raise OptionError(
+            "normalization",
+            "{field}={value!r} is not one of {allowed}.",
+            value=normalization,
+            allowed=NORMALIZATIONS,
         )
 
 

@@ -42,6 +42,8 @@ import subprocess
 
 import numpy as np
 
+from official.utils.misc.validation import OptionError
+
 CODECS = ("x264", "mp4v")
 DEFAULT_CODEC = "x264"
 FOURCC = "mp4v"  # OpenCV's fourcc of the mp4v fallback
@@ -49,8 +51,12 @@ DEFAULT_FPS = 1.0  # the release: ffmpeg -r 1 -framerate 1
 IMAGEIO_FFMPEG_PIN = "imageio-ffmpeg==0.8.1"
 
 
-class EncoderUnavailableError(ImportError, ValueError):
-    """The ffmpeg binary of `imageio-ffmpeg` is not available."""
+class EncoderUnavailableError(OptionError, ImportError):
+    """The ffmpeg binary of `imageio-ffmpeg` is not available (an
+    `OptionError`, a ValueError, naming the `codec` option's fallback)."""
+
+    def __init__(self, template, **values):
+        super().__init__("codec", template, **values)
 
 
 def x264_arguments(noise=False):
@@ -99,10 +105,11 @@ def _imageio_ffmpeg():
         import imageio_ffmpeg
     except ImportError:
         raise EncoderUnavailableError(
-            f"codec x264 needs the ffmpeg binary (with libx264) of the "
-            f"imageio-ffmpeg package, which is not installed: run "
-            f"`pip install {IMAGEIO_FFMPEG_PIN}` (or `make`), or pass "
-            f"codec mp4v (--codec=mp4v), a less faithful fallback."
+            "codec x264 needs the ffmpeg binary (with libx264) of the "
+            "imageio-ffmpeg package, which is not installed: run "
+            "`pip install {pin}` (or `make`), or set {field} to mp4v, a "
+            "less faithful fallback.",
+            pin=IMAGEIO_FFMPEG_PIN,
         ) from None
     return imageio_ffmpeg
 
@@ -120,9 +127,11 @@ def ffmpeg_exe():
         return _imageio_ffmpeg().get_ffmpeg_exe()
     except RuntimeError as e:
         raise EncoderUnavailableError(
-            f"imageio-ffmpeg found no ffmpeg binary ({e}); reinstall it "
-            f"with `pip install --force-reinstall {IMAGEIO_FFMPEG_PIN}`, "
-            f"or pass codec mp4v (--codec=mp4v), a less faithful fallback."
+            "imageio-ffmpeg found no ffmpeg binary ({error}); reinstall it "
+            "with `pip install --force-reinstall {pin}`, or set {field} to "
+            "mp4v, a less faithful fallback.",
+            error=e,
+            pin=IMAGEIO_FFMPEG_PIN,
         ) from None
 
 

@@ -26,6 +26,7 @@ import shutil
 import numpy as np
 
 from official.utils.misc import file_utils
+from official.utils.misc.validation import MissingPathError
 
 
 def _tf():
@@ -49,9 +50,13 @@ def find_checkpoint(model_dir, which="latest"):
     else:
         found = which if checkpoint_exists(which) else None
     if not found:
-        raise FileNotFoundError(
-            f"No checkpoint '{which}' under {model_dir}; train first or pass "
-            "--checkpoint=PREFIX / --weights=FILE."
+        raise MissingPathError(
+            "checkpoint",
+            "No checkpoint '{which}' under {model_dir}; train first or pass "
+            "{field}=PREFIX / {weights}=FILE.",
+            ["weights"],
+            which=which,
+            model_dir=model_dir,
         )
     return found
 

@@ -153,10 +153,12 @@ def num_train_examples(config):
     else:
         count = count_examples(d.data_dir, "train", d.train_pattern)
     if count < 1:
-        raise input_pipeline.DataError(
-            f"The training split of {d.source or d.data_dir} has no images "
-            f"({count}); check the data (summary.json of "
-            "tools.build_imagenet_tfrecords lists what was skipped) or "
-            "--num_train_examples."
+        raise input_pipeline.DataOptionError(
+            "num_train_examples",
+            "The training split of {where} has no images ({count}); check "
+            "the data (summary.json of tools.build_imagenet_tfrecords lists "
+            "what was skipped) or {field}.",
+            where=d.source or d.data_dir,
+            count=count,
         )
     return count

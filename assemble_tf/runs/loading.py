@@ -15,7 +15,7 @@ import os
 
 from assemble_tf import config as config_lib
 from assemble_tf.runs import checkpoints
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import MissingPathError, OptionError
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,11 +89,14 @@ def resolve(
     Raises:
         OptionError: neither source given, or a preset without weights
             (named: "`preset` needs `weights` ...").
-        FileNotFoundError: no config.json or no such checkpoint.
+        FileNotFoundError: no config.json, no such checkpoint or no such
+            `weights` file (a `MissingPathError` naming the option).
     """
     if weights and not os.path.isfile(weights):
         # Before anything reads it (h5py's errno message names no flag).
-        raise FileNotFoundError(f"--weights={weights}: no such file.")
+        raise MissingPathError(
+            "weights", "{field}={path}: no such file.", path=weights
+        )
     overrides = {"data": dict(data or {}), "model": model or {}}
     if not needs_data and not model_dir:
         overrides["data"].setdefault("synthetic", True)
@@ -122,9 +125,12 @@ def _run_config(model_dir, overrides):
     ({group: {field: value}}) applied and validated."""
     path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"--model_dir={model_dir} has no config.json; pass a training "
-            "run's model_dir, or --preset with --weights."
+        raise MissingPathError(
+            "model_dir",
+            "{field}={path} has no config.json; pass a training run's "
+            "{field}, or {preset} with {weights}.",
+            ["preset", "weights"],
+            path=model_dir,
         )
     base = config_lib.ExperimentConfig.from_json(path).to_dict()
     for group, values in overrides.items():

@@ -2,7 +2,7 @@
 
 Under TensorFlow (the default Keras backend) a run gets a
 `tf.distribute.Strategy`; under `KERAS_BACKEND=jax` a `JaxRuntime`: the
-local devices and, with `--distribution_strategy=mirrored` on more than one,
+local devices and, with `distribution_strategy` "mirrored" on more than one,
 a `keras.distribution.DataParallel` that replicates the variables and a
 sharding that splits every batch along its first axis.
 """
@@ -11,17 +11,19 @@ import dataclasses
 
 import keras
 
+from official.utils.misc.validation import OptionError
+
 # The JAX alternative to each TensorFlow-only strategy.
 _JAX_ALTERNATIVES = {
     "tpu": (
         "under JAX a TPU VM's chips are local devices: install the "
-        "jax[tpu] build and pass --distribution_strategy=mirrored "
+        "jax[tpu] build and set {field}=mirrored "
         "(keras.distribution.DataParallel over all local devices), or use "
         "KERAS_BACKEND=tensorflow for TPUStrategy."
     ),
     "multi_worker_mirrored": (
         "under JAX, scale out by calling jax.distributed.initialize() on "
-        "every host and passing --distribution_strategy=mirrored "
+        "every host and setting {field}=mirrored "
         "(docs/training.md), or use KERAS_BACKEND=tensorflow for "
         "MultiWorkerMirroredStrategy."
     ),
@@ -54,7 +56,8 @@ def check_backend_options(config):
     """Rejects options the current Keras backend cannot run.
 
     Raises:
-        ValueError: naming the flag and the alternative.
+        ValueError: an unsupported backend; `OptionError` naming the
+            option and the alternative.
     """
     if backend() == "tensorflow":
         return
@@ -65,9 +68,10 @@ def check_backend_options(config):
             "tensorflow or jax; set KERAS_BACKEND to one of them."
         )
     if name in _JAX_ALTERNATIVES:
-        raise ValueError(
-            f"--distribution_strategy={name} is TensorFlow-only: "
-            + _JAX_ALTERNATIVES[name]
+        raise OptionError(
+            "distribution_strategy",
+            "{field}={name} is TensorFlow-only: " + _JAX_ALTERNATIVES[name],
+            name=name,
         )
 
 
@@ -77,9 +81,13 @@ def _jax_runtime(config):
     rt = config.runtime
     devices = jax.local_devices()
     if rt.num_gpus is not None and rt.num_gpus > len(devices):
-        raise ValueError(
-            f"--num_gpus={rt.num_gpus} but JAX sees only {len(devices)} "
-            f"local device(s) ({devices[0].platform})."
+        raise OptionError(
+            "num_gpus",
+            "{field}={value} but JAX sees only {count} local device(s) "
+            "({platform}).",
+            value=rt.num_gpus,
+            count=len(devices),
+            platform=devices[0].platform,
         )
     if rt.distribution_strategy != "mirrored":
         keras.distribution.set_distribution(None)
@@ -90,9 +98,13 @@ def _jax_runtime(config):
         return JaxRuntime(devices)
     batch = config.train.batch_size
     if batch % len(devices):
-        raise ValueError(
-            f"--batch_size={batch} is not divisible by the {len(devices)} "
-            "devices of --distribution_strategy=mirrored."
+        raise OptionError(
+            "batch_size",
+            "{field}={batch} is not divisible by the {count} devices of "
+            "{distribution_strategy}=mirrored.",
+            ["distribution_strategy"],
+            batch=batch,
+            count=len(devices),
         )
     keras.distribution.set_distribution(
         keras.distribution.DataParallel(devices=devices)

@@ -18,6 +18,13 @@ from assemble_tf import config as config_lib
 from assemble_tf.layers import set_dropblock_keep_prob
 from assemble_tf.runs import checkpoints
 from assemble_tf.runs.models import REINIT_LAYERS, build_run_model
+from official.utils.misc.validation import MissingPathError, OptionError
+
+
+def _missing(path):
+    return MissingPathError(
+        "warm_start", "{field}={path} does not exist.", path=path
+    )
 
 
 def _layer_of(path):
@@ -30,15 +37,19 @@ def _source_weights(path, rebuild):
     checkpoint can be restored directly."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         if rebuild is None:
-            raise ValueError(
-                f"--warm_start={path} is a SavedModel: warm starting from it "
-                "needs the run's config (use the training binaries)."
+            raise OptionError(
+                "warm_start",
+                "{field}={path} is a SavedModel: warm starting from it "
+                "needs the run's config (use the training binaries).",
+                path=path,
             )
         loaded = tf.saved_model.load(path)
         if "preprocessed" not in loaded.signatures:
-            raise ValueError(
-                f"--warm_start={path} is not a SavedModel of "
-                "tools.export_saved_model (no 'preprocessed' signature)."
+            raise OptionError(
+                "warm_start",
+                "{field}={path} is not a SavedModel of "
+                "tools.export_saved_model (no 'preprocessed' signature).",
+                path=path,
             )
         outputs = loaded.signatures["preprocessed"].structured_outputs
         twin = rebuild(int(outputs["logits"].shape[-1]))
@@ -49,11 +60,14 @@ def _source_weights(path, rebuild):
             status.expect_partial()  # no warning per unmatched variable
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError):
-            raise ValueError(
-                f"--warm_start={path} is a SavedModel of another graph than "
-                "the model's (its BatchNorms folded into the convolutions "
-                "by --fold_bn, or another architecture): warm start from an "
-                "export made without --fold_bn, or from the training run."
+            raise OptionError(
+                "warm_start",
+                "{field}={path} is a SavedModel of another graph than the "
+                "model's (its BatchNorms folded into the convolutions by "
+                "the export's fold_bn option, or another architecture): warm "
+                "start from an export made without fold_bn, or from the "
+                "training run.",
+                path=path,
             ) from None
         return {v.path: v.numpy() for v in twin.variables}
     run_dir = path if os.path.isdir(path) else os.path.dirname(path)
@@ -108,11 +122,17 @@ def _assign_by_path(model, weights, load_head, origin):
             v.assign(value)
             count += 1
     if missing or mismatched:
-        raise ValueError(
-            f"--warm_start={origin} does not fit the model: "
-            f"{len(missing)} variables missing (e.g. {missing[:3]}), "
-            f"{len(mismatched)} of another shape (e.g. {mismatched[:3]}). "
-            "Use the preset (and overrides) the weights were trained with."
+        raise OptionError(
+            "warm_start",
+            "{field}={path} does not fit the model: {missing} variables "
+            "missing (e.g. {some_missing}), {mismatched} of another shape "
+            "(e.g. {some_mismatched}). Use the preset (and overrides) the "
+            "weights were trained with.",
+            path=origin,
+            missing=len(missing),
+            some_missing=missing[:3],
+            mismatched=len(mismatched),
+            some_mismatched=mismatched[:3],
         )
     return count
 
@@ -140,7 +160,7 @@ def warm_start_model(
     """
     if path.endswith(".weights.h5"):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--warm_start={path} does not exist.")
+            raise _missing(path)
         with warnings.catch_warnings():
             # Without the head its shape may differ (e.g. 1001 -> 102):
             # Keras warns about the skipped layer, which is intended here.
@@ -152,7 +172,7 @@ def warm_start_model(
     elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
         path
     ):
-        raise FileNotFoundError(f"--warm_start={path} does not exist.")
+        raise _missing(path)
     else:
         weights = _source_weights(path, rebuild)
         if weights is not None:
@@ -160,10 +180,12 @@ def warm_start_model(
         else:
             prefix = _checkpoint_prefix(path)
             if not prefix:
-                raise FileNotFoundError(
-                    f"--warm_start={path}: no checkpoint found (pass a "
-                    "run's model_dir or checkpoints/ dir, a prefix, a "
-                    "SavedModel or a .weights.h5 file)."
+                raise MissingPathError(
+                    "warm_start",
+                    "{field}={path}: no checkpoint found (pass a run's "
+                    "model_dir or checkpoints/ dir, a prefix, a SavedModel "
+                    "or a .weights.h5 file).",
+                    path=path,
                 )
             checkpoints.restore(model, prefix)
     if not load_head:
@@ -230,7 +252,10 @@ def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
         for layer, m in zip(layers, momentum, strict=True):
             layer.momentum = m
     if done < steps:
-        raise ValueError(
-            f"--bn_reestimate_steps={steps}: the data gave only {done} batches."
+        raise OptionError(
+            "bn_reestimate_steps",
+            "{field}={steps}: the data gave only {done} batches.",
+            steps=steps,
+            done=done,
         )
     return len(layers)

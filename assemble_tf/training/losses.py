@@ -59,7 +59,7 @@ def decayed_variables(model):
     """The variables weight decay applies to, in `trainable_variables` order.
 
     Every trainable variable except BatchNorm gamma / beta. A frozen layer
-    (`layer.trainable = False`, e.g. `--freeze_backbone`) has none, so its
+    (`layer.trainable = False`, e.g. `freeze_backbone`) has none, so its
     weights are neither updated nor counted in the L2 term.
     """
     bn = {

@@ -97,7 +97,7 @@ class Recipe:
     """A named fine-tuning recipe.
 
     Attributes:
-        name: the `--recipe` name.
+        name: the name the `recipe` option takes.
         description: one line.
         regularizers: the fine-tuning regularizers (keys of `REGULARIZERS`).
         preset: the backbone preset the row starts from, or None (any).
@@ -256,7 +256,9 @@ def get(name):
         raise OptionError(
             "recipe",
             "{field}={name!r} is not a recipe.{hint} "
-            "`python -m tools.finetune --list_recipes` lists all {count}.",
+            "All {count}: {list_recipes} of tools.finetune, or "
+            "docs/transfer.md.",
+            ["list_recipes"],
             name=name,
             hint=hint,
             count=len(RECIPES),

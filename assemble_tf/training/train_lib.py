@@ -14,6 +14,7 @@ from assemble_tf.data import checks
 from assemble_tf.evaluation import plots
 from assemble_tf.runs import checkpoints, runtime
 from assemble_tf.training import trainer as trainer_lib
+from official.utils.misc.validation import OptionError
 
 
 def check_resume(config):
@@ -22,7 +23,7 @@ def check_resume(config):
     it: nothing would be lost).
 
     Raises:
-        ValueError: listing the differences.
+        OptionError: naming `model_dir` and listing the differences.
     """
     path = os.path.join(config.model_dir, "config.json")
     if not os.path.isfile(path):
@@ -40,10 +41,13 @@ def check_resume(config):
             for k in a[g]
             if a[g][k] != b[g][k]
         ]
-        raise ValueError(
-            f"--model_dir={config.model_dir} holds a run with a different "
-            "configuration (" + "; ".join(diffs) + "). Rerun with the "
-            "same flags to resume, or pick a new --model_dir."
+        raise OptionError(
+            "model_dir",
+            "{field}={path} holds a run with a different configuration "
+            "({diffs}). Rerun with the same options to resume, or pick a "
+            "new {field}.",
+            path=config.model_dir,
+            diffs="; ".join(diffs),
         )
 
 
@@ -55,7 +59,7 @@ def run_experiment(config, log=None):
 
     Raises:
         ValueError (and its `DataError`), FileNotFoundError: bad config or
-            data, naming the flag or file.
+            data, naming the option or file.
         NonFiniteLossError: the loss diverged.
     """
     check_resume(config)

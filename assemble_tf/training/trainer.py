@@ -10,7 +10,7 @@ https://arxiv.org/abs/2001.06268; clovaai/assembled-cnn
 * `jax_step.JaxStep` under `KERAS_BACKEND=jax` (one jitted stateless step,
   data parallel over the local devices).
 
-Both run `--steps_per_loop` steps per call on the device and hand back the
+Both run `steps_per_loop` steps per call on the device and hand back the
 mean loss: the host reads the loss once per loop (the NaN check, progress
 bar and TensorBoard step scalars happen there), never once per step.
 
@@ -33,6 +33,7 @@ import numpy as np
 from assemble_tf.runs import checkpoints, models
 from assemble_tf.training import step_lib
 from official.utils.misc import interrupts, seeds
+from official.utils.misc.validation import OptionError
 
 # TensorFlow (tf.data, TensorBoard, warm start) is imported where it is
 # used: building a Trainer and running its JAX step needs none, so the
@@ -89,9 +90,11 @@ class Trainer:
         t = config.train
         replicas = runtime.num_replicas_in_sync
         if t.batch_size % replicas:
-            raise ValueError(
-                f"--batch_size={t.batch_size} is not divisible by the "
-                f"{replicas} replicas."
+            raise OptionError(
+                "batch_size",
+                "{field}={value} is not divisible by the {replicas} replicas.",
+                value=t.batch_size,
+                replicas=replicas,
             )
         self.plan = step_lib.make_plan(config)
         self.backend = make_step(config, self.plan, runtime)
@@ -154,11 +157,15 @@ class Trainer:
         other = _other_format_checkpoint(self.config.model_dir, backend)
         latest = self.backend.latest_checkpoint
         if other and not latest:
-            raise ValueError(
-                f"--model_dir={self.config.model_dir} holds checkpoints "
-                f"written under another Keras backend ({other}); resume it "
-                f"with that backend (KERAS_BACKEND), or use a new "
-                "--model_dir and --warm_start from it."
+            raise OptionError(
+                "model_dir",
+                "{field}={path} holds checkpoints written under another "
+                "Keras backend ({other}); resume it with that backend "
+                "(KERAS_BACKEND), or use a new {field} and {warm_start} "
+                "from it.",
+                ["warm_start"],
+                path=self.config.model_dir,
+                other=other,
             )
         latest = self.backend.restore()
         if latest:

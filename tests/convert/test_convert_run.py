@@ -40,7 +40,7 @@ def test_convert_and_verify_the_golden_checkpoint(tmp_path):
         run.verify(model, os.path.join(FOLDER, "golden.npz"), 0.0)
     with pytest.raises(FileExistsError) as e:
         run.convert(_options(output))
-    assert str(e.value) == (
+    assert e.value.as_flag() == (
         f"--output={output} exists; pass --overwrite to replace it."
     )
     _, count = run.convert(_options(output, overwrite=True))

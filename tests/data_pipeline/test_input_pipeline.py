@@ -247,7 +247,7 @@ def test_kd_on_records_without_logits_stops_instead_of_hanging(records):
         next(iter(ds))
     text = str(err.value)
     assert "1,000 records in a row" in text and records in text
-    assert "--kd_temperature=0" in text
+    assert "`kd_temperature`=0" in text
     assert "tools.extract_teacher_logits" in text
     assert "\n" not in text and "[[" not in text
     # Every record read was counted as unusable, none emitted (the

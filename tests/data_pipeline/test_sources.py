@@ -261,7 +261,7 @@ def test_not_prepared_message(tmp_path):
     assert "not prepared" in msg
     assert os.path.join(str(tmp_path), "food101") in msg
     assert f"tfds build food101 --data_dir={tmp_path}" in msg
-    assert "--download" in msg
+    assert "set `download`" in msg
     assert not os.path.exists(tmp_path / "food101")  # nothing written
 
 

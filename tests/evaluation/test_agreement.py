@@ -236,7 +236,7 @@ def test_evaluate_model_names_the_options():
         run.evaluate_model(
             run.EvaluateOptions(model_dir="/r", weights="/no/w.weights.h5")
         )
-    assert str(e.value) == "--weights=/no/w.weights.h5: no such file."
+    assert e.value.as_flag() == "--weights=/no/w.weights.h5: no such file."
     # Issue 24 item 7: --num_classes does not apply to a run.
     with pytest.raises(OptionError) as e:
         run.evaluate_model(run.EvaluateOptions(model_dir="/r", num_classes=5))

@@ -171,7 +171,7 @@ def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
 def test_build_model_rejects_unknown_preset_and_override():
     with pytest.raises(
         ValueError,
-        match=r"--preset='resnet51' is not a preset\. Did you mean resnet50",
+        match=r"`preset`='resnet51' is not a preset\. Did you mean resnet50",
     ):
         build_model("resnet51")
     with pytest.raises(ValueError, match="widht"):

@@ -55,9 +55,9 @@ def test_retrieval_selection():
     folder = _info("mine", kind="folder")
     assert sel(folder) == ("test", None, "all")
     assert sel(_info("x", splits={"val": 3})) == ("val", None, "all")
-    with pytest.raises(ValueError, match="--class_split=test needs"):
+    with pytest.raises(ValueError, match="`class_split`=test needs"):
         sel(folder, class_split="test")
-    with pytest.raises(ValueError, match="pass --split"):
+    with pytest.raises(ValueError, match="pass `split`"):
         sel(_info("x", splits={"a": 1, "b": 2}))
     with pytest.raises(ValueError, match="class_split='half'"):
         sel(cars, class_split="half")
@@ -69,7 +69,7 @@ def test_embedding_layer_and_compute_embeddings():
     assert layer == "head_embedding_bn"  # BN'd embedding, before its ReLU
     plain = build_model("resnet50", num_classes=3, **TINY)
     assert embed.embedding_model(plain)[1] == "head_pool"
-    with pytest.raises(ValueError, match="--embedding_layer=nope"):
+    with pytest.raises(ValueError, match="`embedding_layer`=nope"):
         embed.embedding_model(plain, "nope")
 
     embedder = embed.keras_embedder(model, "imagenet_64")
@@ -145,7 +145,7 @@ def test_load_embedder_errors(tmp_path):
         embed.load_embedder()
     with pytest.raises(ValueError, match="exactly one"):
         embed.load_embedder(preset="resnet50", saved_model="/x")
-    with pytest.raises(ValueError, match="needs --weights"):
+    with pytest.raises(ValueError, match="needs `weights`"):
         embed.load_embedder(preset="resnet50")
     with pytest.raises(FileNotFoundError, match="no such file"):
         embed.load_embedder(preset="resnet50", weights=str(tmp_path / "w.h5"))
@@ -282,7 +282,7 @@ def test_evaluate_retrieval_option_errors(tiny_run):
         run.evaluate_retrieval(saved)
     assert e.value.as_flag() == "--saved_model needs --output_dir."
     # Before: no --weights (nor --model_dir) failed in os.path.abspath(None).
-    with pytest.raises(ValueError, match="--preset needs --weights"):
+    with pytest.raises(ValueError, match="`preset` needs `weights`"):
         run.evaluate_retrieval(_tiny_options(tiny_run, weights=None))
 
 
@@ -407,7 +407,7 @@ def test_load_embedder_from_model_dir(tmp_path):
         ).preprocessing
         == "imagenet"
     )
-    with pytest.raises(ValueError, match="--num_classes comes from"):
+    with pytest.raises(ValueError, match="`num_classes` comes from"):
         embed.load_embedder(model_dir=str(tmp_path), num_classes=3)
 
 

@@ -270,7 +270,7 @@ def test_codec_choices_and_a_missing_imageio_ffmpeg_are_explained(
     assert issubclass(video.EncoderUnavailableError, ValueError)
     with pytest.raises(
         video.EncoderUnavailableError,
-        match=r"pip install imageio-ffmpeg==0\.8\.1.*--codec=mp4v",
+        match=r"pip install imageio-ffmpeg==0\.8\.1.*set `codec` to mp4v",
     ):
         video.write_video(target, frames)
     make_folder(str(tmp_path / "val"))

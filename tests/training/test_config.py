@@ -129,7 +129,7 @@ def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
         {**data, "model": {"dropblock": False}},
     )
     assert plain.train.dropblock_keep_prob is None
-    with pytest.raises(ValueError, match="--nodropblock removes them"):
+    with pytest.raises(ValueError, match="`dropblock`=False removes them"):
         config_lib.make_config(
             str(tmp_path),
             "assemble_resnet50",
@@ -150,7 +150,7 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
 
     data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
     schedule = {"train": {"dropblock_keep_prob": "0.9,0.7"}}
-    with pytest.raises(ValueError, match="--add_dropblock adds them"):
+    with pytest.raises(ValueError, match="`add_dropblock` adds them"):
         config_lib.make_config(str(tmp_path), "table6_m4", {**data, **schedule})
     cfg = config_lib.make_config(
         str(tmp_path),

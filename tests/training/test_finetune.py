@@ -259,8 +259,8 @@ def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
             rebuild=lambda n: build_model("resnet50", num_classes=n, **TINY),
         )
     (line,) = str(e.value).splitlines()
-    assert f"--warm_start={folded_dir} is a SavedModel of another graph" in line
-    assert "without --fold_bn" in line
+    assert f"`warm_start`={folded_dir} is a SavedModel of another" in line
+    assert "without fold_bn" in line
 
 
 def test_finetune_tool_names_unknown_datasets(tmp_path):

@@ -381,5 +381,5 @@ def test_warm_start_reinitialises_the_head_and_resets_bn(tmp_path):
     assert np.all(
         same.get_layer("stage1_block1_1_bn").moving_mean.numpy() == 0.5
     )
-    with pytest.raises(FileNotFoundError, match="--warm_start"):
+    with pytest.raises(FileNotFoundError, match="`warm_start`"):
         warm_start_model(same, str(tmp_path / "missing.weights.h5"))

@@ -235,7 +235,7 @@ def test_plain_mce_is_the_mean_corruption_error():
     assert summary["mce"] == pytest.approx(plain)
     assert summary["ce"]["fog"] == pytest.approx(30.0)
     assert summary["relative_mce"] is None  # AlexNet-relative: undefined
-    with pytest.raises(ValueError, match="--normalization='z'"):
+    with pytest.raises(ValueError, match="`normalization`='z'"):
         metrics.mce(errors, normalization="z")
 
 

@@ -20,7 +20,7 @@ runs on them exactly as on the ImageNet TFRecords.
 
 Nothing here touches the network unless `open_source(..., download=True)`:
 a tfds dataset that is not prepared in `data_dir` is an error that says
-where it looked and how to prepare it (`tfds build NAME --data_dir=DIR`).
+where it looked and how to prepare it (the `tfds build` command).
 """
 
 import os

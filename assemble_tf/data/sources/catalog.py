@@ -9,6 +9,8 @@ import dataclasses
 import difflib
 import os
 
+from official.utils.misc.validation import OptionError
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceInfo:
@@ -158,10 +160,12 @@ def retrieval_classes(name, part="test"):
     """
     base = base_name(name)
     if base not in RETRIEVAL_SPLITS:
-        raise ValueError(
-            f"No class-disjoint retrieval split for {name!r}; known: "
-            f"{sorted(RETRIEVAL_SPLITS)}. Use --class_split=all for other "
-            "datasets."
+        raise OptionError(
+            "class_split",
+            "No class-disjoint retrieval split for {name!r}; known: "
+            "{known}. Use {field}=all for other datasets.",
+            name=name,
+            known=sorted(RETRIEVAL_SPLITS),
         )
     r = RETRIEVAL_SPLITS[base]
     if part == "train":
@@ -204,10 +208,13 @@ def retrieval_selection(info, split=None, class_split=None):
             f"class_split={class_split!r}"
         )
     if not retrieval and class_split in ("train", "test"):
-        raise ValueError(
-            f"--class_split={class_split} needs one of "
-            f"{sorted(RETRIEVAL_SPLITS)}; {info.name} has no class-disjoint "
-            "halves. Use --class_split=all (the default)."
+        raise OptionError(
+            "class_split",
+            "{field}={value} needs one of {known}; {name} has no "
+            "class-disjoint halves. Use {field}=all (the default).",
+            value=class_split,
+            known=sorted(RETRIEVAL_SPLITS),
+            name=info.name,
         )
     class_split = class_split or ("test" if retrieval else "all")
     class_range = None
@@ -222,9 +229,12 @@ def retrieval_selection(info, split=None, class_split=None):
         elif len(info.splits) == 1:
             split = next(iter(info.splits))
         else:
-            raise ValueError(
-                f"--source={info.name} has splits {sorted(info.splits)}; "
-                "pass --split."
+            raise OptionError(
+                "split",
+                "{source}={name} has splits {splits}; pass {field}.",
+                ["source"],
+                name=info.name,
+                splits=sorted(info.splits),
             )
     return split, class_range, class_split
 

@@ -8,6 +8,7 @@ import random
 import tensorflow as tf
 
 from assemble_tf.data.sources.catalog import SourceInfo, import_tfds
+from official.utils.misc.validation import MissingPathError, OptionError
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -54,9 +55,11 @@ def scan_folder(root):
 def open_folder(root):
     root = os.path.abspath(root)
     if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"--source={root}: no such folder. Pass a tfds name (e.g. "
-            "oxford_flowers102) or a folder <root>/<split>/<class>/<image>."
+        raise MissingPathError(
+            "source",
+            "{field}={root}: no such folder. Pass a tfds name (e.g. "
+            "oxford_flowers102) or a folder <root>/<split>/<class>/<image>.",
+            root=root,
         )
     examples, classes = scan_folder(root)
     splits = {k: len(v) for k, v in examples.items() if v}
@@ -70,11 +73,14 @@ def open_folder(root):
             if top
             else "no .jpg/.jpeg/.png images two levels down"
         )
-        raise ValueError(
-            f"--source={root}: no split subfolders with images; expected "
-            f"<root>/<split>/<class>/<image> (e.g. {root}/train/<class>/"
-            f"x.jpg and {root}/test/<class>/y.jpg), found {found}. Move the "
-            "class folders into a split folder such as train/."
+        raise OptionError(
+            "source",
+            "{field}={root}: no split subfolders with images; expected "
+            "<root>/<split>/<class>/<image> (e.g. {root}/train/<class>/"
+            "x.jpg and {root}/test/<class>/y.jpg), found {found}. Move the "
+            "class folders into a split folder such as train/.",
+            root=root,
+            found=found,
         )
     builder = import_tfds().folder_dataset.ImageFolder(root)
     return SourceInfo(

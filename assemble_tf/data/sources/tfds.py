@@ -11,6 +11,7 @@ from assemble_tf.data.sources.catalog import (
     base_name,
     import_tfds,
 )
+from official.utils.misc.validation import OptionError
 
 # Label feature of tfds sets whose label is not called "label" (or that
 # hold several ClassLabel features).
@@ -31,9 +32,11 @@ def open_tfds(source, data_dir, download):
     try:
         builder = tfds.builder(source, **kwargs)
     except registered.DatasetNotFoundError:
-        raise ValueError(_unknown_name_message(source)) from None
+        raise _unknown_name_error(source) from None
     except (AssertionError, ValueError) as e:
-        raise ValueError(f"--source={source}: {e}") from None
+        raise OptionError(
+            "source", "{field}={source}: {error}", source=source, error=e
+        ) from None
     if not builder.is_prepared():
         _prepare(builder, source, download)
     features = builder.info.features
@@ -66,16 +69,21 @@ def _data_root(builder):
     return path
 
 
-def _unknown_name_message(source):
+def _unknown_name_error(source):
     base = base_name(source)
     names = import_tfds().list_builders(with_community_datasets=False)
     close = difflib.get_close_matches(base, names, n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
-    return (
-        f"--source={source}: no tfds dataset {base!r} (tensorflow_datasets "
-        f"knows {len(names)} names).{hint} For FGVC-Aircraft or your own "
-        "images, pass a folder laid out <root>/<split>/<class>/<image> "
-        "instead (e.g. --source=/data/fgvc_aircraft)."
+    return OptionError(
+        "source",
+        "{field}={source}: no tfds dataset {base!r} (tensorflow_datasets "
+        "knows {count} names).{hint} For FGVC-Aircraft or your own images, "
+        "set {field} to a folder laid out <root>/<split>/<class>/<image> "
+        "instead (e.g. /data/fgvc_aircraft).",
+        source=source,
+        base=base,
+        count=len(names),
+        hint=hint,
     )
 
 
@@ -88,20 +96,31 @@ def _prepare(builder, source, download):
     if instructions:
         has_files = os.path.isdir(manual_dir) and os.listdir(manual_dir)
         if not (download and has_files):
-            raise ValueError(
-                f"{name} is not prepared in {builder.data_dir} and needs a "
-                f"manual download: put its files in the manual_dir "
-                f"{manual_dir}, then run `tfds build {name} "
-                f"--data_dir={root} --manual_dir={manual_dir}` (or pass "
-                "--download to prepare it from that folder). tfds "
-                f"instructions:\n{instructions.strip()}"
+            raise OptionError(
+                "download",
+                "{name} is not prepared in {where} and needs a manual "
+                "download: put its files in the manual_dir {manual_dir}, "
+                "then run `tfds build {name} --data_dir={root} "
+                "--manual_dir={manual_dir}` (or set {field} to prepare it "
+                "from that folder). tfds instructions:\n{instructions}",
+                name=name,
+                where=builder.data_dir,
+                manual_dir=manual_dir,
+                root=root,
+                instructions=instructions.strip(),
             )
     elif not download:
-        raise ValueError(
-            f"{source}: not prepared: looked in {builder.data_dir} (data_dir "
-            f"{root}). Prepare it with `tfds build {name} --data_dir={root}`, "
-            "pass --download to let tfds fetch and prepare it now (needs "
-            "network), or point --tfds_data_dir at the folder that holds it."
+        raise OptionError(
+            "download",
+            "{source}: not prepared: looked in {where} (data_dir {root}). "
+            "Prepare it with `tfds build {name} --data_dir={root}`, set "
+            "{field} to let tfds fetch and prepare it now (needs network), "
+            "or point {tfds_data_dir} at the folder that holds it.",
+            ["tfds_data_dir"],
+            source=source,
+            where=builder.data_dir,
+            root=root,
+            name=name,
         )
     builder.download_and_prepare()
 

@@ -65,11 +65,17 @@ def register_int_list_validator(flag_name, length):
     flags.register_validator(flag_name, check)
 
 
-def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
+def clean_errors(
+    main,
+    errors=(ValueError, FileNotFoundError, FileExistsError),
+    flag_names=None,
+):
     """Wraps an absl `main` so expected errors print one message, no trace.
 
-    The message should name the flag or file and the fix (an `OptionError`
-    names the option's flag); the exit code is 2.
+    The message should name the flag or file and the fix: an `OptionError`
+    (also a `MissingPathError`, a FileNotFoundError) prints its options as
+    their flags (`as_flag(names=flag_names)`; `flag_names`: {option: flag}
+    for options whose flag is named otherwise). The exit code is 2.
     Ctrl-C prints one line (the interrupt's own text, e.g. how to resume)
     and exits 130.
     """
@@ -79,7 +85,10 @@ def clean_errors(main, errors=(ValueError, FileNotFoundError, FileExistsError)):
         try:
             return main(argv)
         except errors as e:
-            text = e.as_flag() if isinstance(e, OptionError) else e
+            if isinstance(e, OptionError):
+                text = e.as_flag(names=flag_names)
+            else:
+                text = e
             print(f"ERROR: {text}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as e:
@@ -124,12 +133,13 @@ def parse_flags(argv, flag_values=flags.FLAGS):
         sys.exit(2)
 
 
-def run(main, argv=None):
+def run(main, argv=None, flag_names=None):
     """`app.run` for the project's binaries.
 
     Quiets TensorFlow's start-up block and absl's INFO lines unless `-v N`
     asks for them, makes `--help` list the binary's flags (and exit 0),
-    and prints expected errors as one line (`clean_errors`).
+    and prints expected errors as one line (`clean_errors`, with
+    `flag_names`: {option: flag} where the flag is named otherwise).
     """
     argv = sys.argv if argv is None else argv
     interrupts.install()
@@ -142,7 +152,7 @@ def run(main, argv=None):
             # warnings and errors only (TensorFlow logs every checkpoint
             # shard at INFO).
             absl_logging.set_verbosity(absl_logging.WARNING)
-        return clean_errors(main)(args)
+        return clean_errors(main, flag_names=flag_names)(args)
 
     try:
         app.run(quiet_main, argv=argv, flags_parser=parse_flags)

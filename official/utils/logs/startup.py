@@ -12,7 +12,7 @@ later TensorFlow messages are not touched (TF_CPP_MIN_LOG_LEVEL=2 still
 hides its C++ info and warning lines, as before).
 
 Nothing here imports TensorFlow: the capture is a meta-path hook that waits
-for the binary's own first `import tensorflow`, so `--help` stays instant.
+for the binary's own first `import tensorflow`, so its help stays instant.
 """
 
 import os
@@ -39,7 +39,8 @@ _NOISE = re.compile("|".join(f"(?:{p})" for p in STARTUP_NOISE))
 
 
 def requested_verbosity(argv):
-    """The absl `-v` / `--verbosity` value in `argv`, or None.
+    """The value of absl's verbosity flag (`-v N`, long or short form) in
+    `argv`, or None.
 
     Read before flags are parsed (TensorFlow may be imported by then).
     """
@@ -102,7 +103,8 @@ class _captured_stderr:
 def quiet_tensorflow_startup(argv=None):
     """Call before TensorFlow is imported (binaries, worker processes).
 
-    With `-v N` / `--verbosity=N` (N >= 0) in `argv` nothing is hidden.
+    With absl's verbosity flag at N >= 0 (`-v N`) in `argv` nothing is
+    hidden.
     Returns True when the start-up block will be filtered.
     """
     argv = sys.argv if argv is None else argv

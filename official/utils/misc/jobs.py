@@ -7,7 +7,7 @@ ImageNet-C / ImageNet-P generators (`assemble_tf.robustness.generate_c`,
 
 * `JobOptions`: the base of a job's options, a frozen dataclass whose field
   names are the binary's flag names: `from_flags`, `validate` (raises an
-  `OptionError` naming the field; the binaries print it as `--flag`) and
+  `OptionError` naming the field; the binaries print its flag) and
   `warnings` (values that work but mislead).
 * `claim_output_dir`: the output folder and its record (`OutputRecord`:
   the options that change the outputs and a format version) that lets a
@@ -30,7 +30,10 @@ import sys
 from collections.abc import Callable
 
 from official.utils.misc import file_utils, worker_pool
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import (  # noqa: F401 (re-export)
+    MissingPathError,
+    OptionError,
+)
 
 SUMMARY_FILE = "summary.json"
 
@@ -41,8 +44,8 @@ class OutputMismatchError(OptionError, FileExistsError):
     """`output_dir` is a file, or holds results of other options.
 
     Every other `{name}` of the template without a value is an option
-    (`OptionError`'s `others`): `name` in `str(e)`, `--name` by
-    `as_flag()`.
+    (`OptionError`'s `others`): `str(e)` names the field, `as_flag()`
+    its flag.
     """
 
     def __init__(self, template, **values):
@@ -54,10 +57,6 @@ class OutputMismatchError(OptionError, FileExistsError):
             }
         )
         super().__init__("output_dir", template, others=others, **values)
-
-
-class MissingPathError(OptionError, FileNotFoundError):
-    """An option names a file or folder that is not there."""
 
 
 def literal(value):
@@ -124,7 +123,7 @@ class OutputRecord:
         stray: globs (relative to the folder) of outputs: any match in a
             folder without the record is another job's, refused.
         labels: {key: name in messages} of recorded values that are not
-            options; the other keys are named as options (`--key`).
+            options; the other keys are named as options (`{key}`).
         compare: `(old record, new record) -> [reason]` instead of the
             comparison key by key; each reason is a template naming options
             as `{name}` (values through `literal`).
@@ -374,12 +373,13 @@ class Job:
 
 def main(job, argv, flag_values):
     """A job binary's `main`: its flags -> options (validated; warnings on
-    stderr) -> the run -> the summary on stdout (also as JSON with
-    `--json`, where the binary has it). Errors are left to the binaries'
-    `clean_errors` (one `ERROR:` line, exit 2)."""
+    stderr) -> the run -> the summary on stdout (also as JSON with a true
+    `json` flag, where the binary has one). Errors are left to the
+    binaries' `clean_errors` (one `ERROR:` line, exit 2)."""
     if len(argv) > 1:
         raise ValueError(
-            f"Unexpected arguments {argv[1:]}; every option is a --flag."
+            f"Unexpected arguments {argv[1:]}; every option is a named "
+            "flag, not a positional argument."
         )
     options = job.options.from_flags(flag_values)
     print_warnings(options)

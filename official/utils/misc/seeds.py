@@ -1,4 +1,4 @@
-"""One way to derive the seeds of a run's random streams from `--seed`.
+"""One way to derive the seeds of a run's random streams from its `seed`.
 
 Each stream (the input order of an epoch, the step randomness of an epoch,
 the batch mixing) gets its own seed from the run's seed and a tuple of keys,

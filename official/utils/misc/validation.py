@@ -27,8 +27,8 @@ class OptionError(ValueError):
     `{name}` for each of `others`, the other options the message
     mentions); library users read the fields (`str(e)`: "`source` is
     required ..."), the binaries print the flags that set them
-    (`as_flag()`: "--source is required ..."; `official.utils.flags.core.
-    clean_errors`).
+    (`as_flag()`, the same with each option as its command-line flag;
+    `official.utils.flags.core.clean_errors`).
 
     Args:
         field: the option at fault.
@@ -46,13 +46,41 @@ class OptionError(ValueError):
         names = {n: f"`{n}`" for n in self.others}
         super().__init__(template.format(field=f"`{field}`", **names, **values))
 
-    def as_flag(self, flag=None):
-        """The message with `--flag` (default: the field's own name) and
-        every other option as its flag."""
-        names = {n: f"--{n}" for n in self.others}
-        return self.template.format(
-            field=f"--{flag or self.field}", **names, **self.values
-        )
+    def __reduce__(self):
+        # Pickled (e.g. from a worker process) with its parts: subclasses
+        # take other arguments than the message that `args` holds.
+        state = (self.field, self.template, self.others, self.values)
+        return _rebuild_option_error, (type(self), str(self), state)
+
+    def as_flag(self, flag=None, names=None):
+        """The message as a binary prints it: every option as its flag.
+
+        Args:
+            flag: the flag of the field (default: `names`' entry, else the
+                field's own name).
+            names: {option: flag name} of options whose flag is named
+                otherwise (e.g. {"preset": "presets"}); the rest keep
+                their names.
+        """
+        names = names or {}
+        flags = {n: f"--{names.get(n, n)}" for n in self.others}
+        field = flag or names.get(self.field, self.field)
+        return self.template.format(field=f"--{field}", **flags, **self.values)
+
+
+def _rebuild_option_error(cls, message, state):
+    # OSError (FileNotFoundError ...) has its own __new__.
+    base = OSError if issubclass(cls, OSError) else Exception
+    error = base.__new__(cls)
+    Exception.__init__(error, message)
+    error.field, error.template, error.others, error.values = state
+    return error
+
+
+class MissingPathError(OptionError, FileNotFoundError):
+    """An option names a file or folder that is not there: an
+    `OptionError` (`str(e)` names the field, `as_flag()` its flag) that
+    `except FileNotFoundError` also catches."""
 
 
 def check_choices(options, choices):
