@@ -18,9 +18,10 @@ Differences from the reference, all deliberate:
   ImageMagick-equivalent kernel (`filters.motion_blur`).
 * Frost blends the release's own frost1-5 photographs, read from the
   `imagecorruptions` wheel (`filters.frost_layer`: file and crop drawn as
-  the release draws them); without that wheel it falls back to SYNTHETIC
-  textures (`filters.frost_texture`, one warning), whose results are not
-  comparable with the official frost set.
+  the release draws them; a photo smaller than the image is enlarged
+  first, as bethgelab/imagecorruptions does); without that wheel it falls
+  back to SYNTHETIC textures (`filters.frost_texture`, one warning), whose
+  results are not comparable with the official frost set.
 * brightness and saturate run scikit-image's float64 HSV round trip, as
   the release does, restated bit for bit (`filters.rgb_to_hsv`,
   `filters.hsv_factors`); elastic_transform interpolates with scipy's

@@ -559,8 +559,13 @@ def frost_photo_dir():
     `ImageNet-C/create_c/frost*`). The package is located with
     `importlib.util.find_spec`, which does not execute its `__init__`
     (that imports `pkg_resources` and fails on numpy 2): only the files are
-    read.
+    read. Looked up once per process.
     """
+    return _find_frost_photo_dir()
+
+
+@functools.cache
+def _find_frost_photo_dir():
     try:
         spec = importlib.util.find_spec(FROST_PHOTO_PACKAGE)
     except (ImportError, ValueError):
