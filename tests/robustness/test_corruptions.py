@@ -146,6 +146,9 @@ def test_non_square_and_large_images():
     assert out.shape == (40, 300, 3)
     out = C.corrupt(_image(300, 33), "zoom_blur", 5)
     assert out.shape == (300, 33, 3)
+    for seed in range(3):  # larger than every frost photo: enlarged first
+        out = C.corrupt(_image(620, 910), "frost", 3, seed=seed)
+        assert out.shape == (620, 910, 3)
 
 
 # ------------------------------------------------------ bad inputs
