@@ -117,10 +117,7 @@ def options_from_flags(flag_values):
         values["model_overrides"]
     )
     options = run.RobustnessOptions(**values)
-    try:
-        options.validate()
-    except ValueError as e:  # "clean_error=2.0 must ..." names the option
-        raise ValueError(f"--{e}") from None
+    options.validate()  # an OptionError: clean_errors prints its flag
     return options
 
 

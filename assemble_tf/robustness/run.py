@@ -71,8 +71,7 @@ class RobustnessOptions(loading.ModelSource):
     progress: bool = True
 
     def validate(self):
-        """Raises ValueError "<field>=<value> ..." for a bad value (a binary
-        prefixes "--" to name its flag)."""
+        """Raises `OptionError` naming the field of a bad value."""
         checks = (
             ("kind", self.kind in KINDS, f"must be one of {', '.join(KINDS)}"),
             ("data_dir", bool(self.data_dir), "must name the set's folder"),
@@ -91,7 +90,11 @@ class RobustnessOptions(loading.ModelSource):
         )
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"{name}={getattr(self, name)} {rule}.")
+                raise OptionError(
+                    name,
+                    "{field}={value} " + rule + ".",
+                    value=getattr(self, name),
+                )
         if self.kind == "p" and self.normalization != "alexnet":
             # ImageNet-P's FR is defined relative to AlexNet's flip rates;
             # a plain mean would be silently the same report.

@@ -260,9 +260,18 @@ def test_robustness_options_name_the_bad_field(tmp_path):
         ("difficulty", 0, "must be at least 1"),
         ("batch_size", 0, "must be at least 1"),
     ):
-        message = re.escape(f"{field}={value} {rule}.")
-        with pytest.raises(ValueError, match=f"^{message}"):
+        message = re.escape(f"`{field}`={value} {rule}.")
+        with pytest.raises(ValueError, match=f"^{message}") as e:
             options(**{field: value}).validate()
+        assert e.value.as_flag() == f"--{field}={value} {rule}."
+    # The binary prints the flag (it once printed "--`clean_error`=...").
+    result = testing_utils.run_main(
+        "tools.eval_robustness", "--kind=c", "--data_dir=d", "--clean_error=2"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "ERROR: --clean_error=2.0 must be a fraction in [0, 1]."
+    )
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         run.find_set(options(data_dir=str(tmp_path / "missing")))
     # Issue 24 item 11: ImageNet-P's FR is always AlexNet-relative; a
