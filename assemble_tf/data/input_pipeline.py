@@ -274,17 +274,24 @@ def build_dataset(config, input_context=None, stats=None):
     # deterministic runs replay the same seeds.
     ds = ds.enumerate()
     ds = ds.map(
-        lambda index, element: parse(index, decode(element)),
+        _graph_fn(lambda index, element: parse(index, decode(element))),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )
     ds = ds.ignore_errors()
-    ds = ds.filter(guard)  # sequential: counts runs in record order
+    ds = ds.filter(_graph_fn(guard))  # sequential: counts runs in record order
     ds = _batches(ds, config, batch_size, stats)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     options.experimental_optimization.map_parallelization = True
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _graph_fn(fn):
+    """`fn` for `tf.data` without autograph: the pipeline's functions use
+    TensorFlow control flow where they need it, and converting them costs
+    about a second per trace."""
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _records(config, input_context):
@@ -471,13 +478,15 @@ def _batches(ds, config, batch_size, stats):
         )
         return batch
 
-    ds = ds.map(count)
+    ds = ds.map(_graph_fn(count))
     if mixer is None:
-        return ds.map(lambda b: (b.pop("images"), b))
+        return ds.map(_graph_fn(lambda b: (b.pop("images"), b)))
     mixing_seed = seeds.derive_seed(config.seed, "mixing")
     return ds.enumerate().map(
-        lambda i, b: mixer(
-            b, tf.stack([tf.constant(mixing_seed, tf.int64), i])
+        _graph_fn(
+            lambda i, b: mixer(
+                b, tf.stack([tf.constant(mixing_seed, tf.int64), i])
+            )
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,

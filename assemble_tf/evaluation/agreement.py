@@ -215,7 +215,7 @@ class AgreementEvaluator(Evaluator):
         def eval_fn(images, batch):
             self.strategy.run(replica_eval, args=(images, batch["labels"]))
 
-        return tf.function(eval_fn)
+        return tf.function(eval_fn, autograph=False, reduce_retracing=True)
 
     def evaluate(self, dataset, progress=None):
         self.reference_metrics.reset()

@@ -35,7 +35,9 @@ class Evaluator:
         def eval_fn(images, batch):
             self.strategy.run(replica_eval, args=(images, batch["labels"]))
 
-        return tf.function(eval_fn)
+        # No autograph (as Keras' own steps); one trace for every batch
+        # size (the last, partial batch would trace the model again).
+        return tf.function(eval_fn, autograph=False, reduce_retracing=True)
 
     def dataset(self, input_config):
         return self.strategy.distribute_datasets_from_function(

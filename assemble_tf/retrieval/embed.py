@@ -95,7 +95,7 @@ def keras_embedder(model, preprocessing, layer=None, source=None):
     prep.eval_sizes(preprocessing)  # validates the type
     sub, layer = embedding_model(model, layer)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def fn(images):
         out = sub(images, training=False)
         return tf.cast(tf.reshape(out, [tf.shape(out)[0], -1]), tf.float32)

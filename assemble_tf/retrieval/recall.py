@@ -275,7 +275,7 @@ def _chunk_search(similarity, k):
     """A tf.function: (queries, gallery, |gallery|^2) -> top-k of each."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def search(q, g, g_sq):
         if similarity == "cosine":
             scores = tf.matmul(_normalize(q), g, transpose_b=True)

@@ -300,7 +300,7 @@ def make_predict_fn(model, k=5, background=None):
     """uint8 or float [B, H, W, 3] -> top-k class indices [B, k] (int32);
     with `background` (a class index), over the other classes only."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(images):
         images = preprocessing.normalize_batch(images, model.compute_dtype)
         logits = tf.cast(model(images, training=False), tf.float32)

@@ -303,7 +303,7 @@ def _keras_tf_step(model, optimizer, labels, jit_compile):
         optimizer.apply(grads, model.trainable_variables)
         return loss
 
-    compiled = tf.function(step, jit_compile=jit_compile)
+    compiled = tf.function(step, jit_compile=jit_compile, autograph=False)
     return lambda x: compiled(x, labels)
 
 

@@ -227,6 +227,7 @@ def _preset_teacher(options):
     call = tf.function(
         lambda images: tf.cast(model(images, training=False), tf.float32),
         reduce_retracing=True,
+        autograph=False,
     )
     source = {"preset": options.teacher_preset, "weights": _abs(path)}
     return call, {**source, "overrides": overrides}

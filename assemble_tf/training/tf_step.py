@@ -135,6 +135,7 @@ class TFStep:
         compiled = tf.function(
             self._replica_train_step if whole else self._replica_gradients,
             jit_compile=True,
+            autograph=False,
         )
 
         def step(images, batch, seed):
@@ -176,7 +177,9 @@ class TFStep:
         `[seed_base, step]`).
         """
         if self._step_fn is None:
-            self._step_fn = tf.function(self._one_step, jit_compile=False)
+            self._step_fn = tf.function(
+                self._one_step, jit_compile=False, autograph=False
+            )
         return self._step_fn
 
     def train_loop(self, iterator, seed_base, num_steps):
@@ -185,14 +188,24 @@ class TFStep:
         if self._loop_fn is None:
 
             def loop(iterator, seed_base, num_steps):
-                total = tf.constant(0.0, tf.float32)
-                wd = tf.constant(0.0, tf.float32)
-                for _ in tf.range(num_steps):
+                def body(i, total, wd):
                     loss, wd = self._one_step(iterator, seed_base)
-                    total += loss
+                    return i + 1, total + loss, wd
+
+                zero = tf.constant(0.0, tf.float32)
+                _, total, wd = tf.while_loop(
+                    lambda i, *_: i < num_steps,
+                    body,
+                    (tf.constant(0, tf.int32), zero, zero),
+                )
                 return total / tf.cast(num_steps, tf.float32), wd
 
-            self._loop_fn = tf.function(loop, jit_compile=False)
+            # No autograph, as Keras' own train step: the step is written
+            # for every backend (no tensor-valued Python control flow), and
+            # converting it costs seconds of every trace.
+            self._loop_fn = tf.function(
+                loop, jit_compile=False, autograph=False
+            )
         return self._loop_fn(
             iterator,
             tf.constant(seed_base, tf.int64),

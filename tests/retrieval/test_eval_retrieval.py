@@ -338,7 +338,7 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_eval_retrieval_checks_k_before_embedding(tiny_run):
     """Before: 'k can be at most 2 for 3 images' came after embedding."""
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.eval_retrieval",
         "--preset=resnet50",
         f"--weights={tiny_run / 'tiny.weights.h5'}",
@@ -360,7 +360,7 @@ def test_eval_retrieval_checks_k_before_embedding(tiny_run):
 
 @pytest.mark.slow
 def test_eval_retrieval_clean_errors():
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.eval_retrieval", "--source=caltech_birds201", "--preset=resnet50"
     )
     assert result.returncode == 2

@@ -300,7 +300,7 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     out = tmp_path / "out"
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("1\tn00000001\ta\n2\tn00000002\tb\n")
-    proc = testing_utils.run_binary(
+    proc = testing_utils.run_main(
         "tools.eval_robustness",
         "--kind=p",
         f"--data_dir={data}",
@@ -426,7 +426,7 @@ def test_flip_rates_rank_the_1000_real_classes():
 
 @pytest.mark.slow
 def test_eval_robustness_bad_flags(tmp_path):
-    proc = testing_utils.run_binary(
+    proc = testing_utils.run_main(
         "tools.eval_robustness", "--kind=c", f"--data_dir={tmp_path}/missing"
     )
     assert proc.returncode == 2

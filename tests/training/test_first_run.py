@@ -72,7 +72,7 @@ def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
     Before: the pipeline dropped every record and training hung (the
     timeout makes a hang fail this test)."""
     model_dir = tmp_path / "run"
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.train",
         "--preset=assemble_resnet50",
         "--base_width=8",
@@ -84,7 +84,6 @@ def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
         "--warmup_epochs=0",
         f"--data_dir={data_dir}",
         f"--model_dir={model_dir}",
-        timeout=120,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     error = result.stderr.strip().splitlines()[-1]

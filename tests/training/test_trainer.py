@@ -81,8 +81,10 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
         "--mixup_type=1",
         "--label_smoothing=0.1",
     ]
+    # The uninterrupted run and the resume in process (the kill needs a
+    # process of its own).
     straight = str(tmp_path / "straight")
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.train", *common, f"--model_dir={straight}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -95,7 +97,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
         first, "tools.train", *common, f"--model_dir={killed}"
     )
     assert appeared
-    resumed = testing_utils.run_binary(
+    resumed = testing_utils.run_main(
         "tools.train", *common, f"--model_dir={killed}"
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -322,7 +324,7 @@ def test_multi_worker_mirrored_completes_three_steps(tmp_path):
 @pytest.mark.slow
 def test_mixed_float16_mirrored_run_then_evaluate_tool(tmp_path, tiny_data):
     run_dir = str(tmp_path / "fp16")
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.train",
         *TINY_FLAGS,
         f"--data_dir={tiny_data}",

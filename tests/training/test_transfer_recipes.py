@@ -165,10 +165,9 @@ def test_explicit_flags_win_and_a_foreign_backbone_is_flagged():
         _resolve("--recipe=table8_f1x")
 
 
-@pytest.mark.slow  # starts the binary
 def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
-    proc = testing_utils.run_binary(
-        "tools.finetune", "--recipe=table8_f13", "--dry_run", timeout=300
+    proc = testing_utils.run_main(
+        "tools.finetune", "--recipe=table8_f13", "--dry_run"
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -179,9 +178,7 @@ def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
     assert cfg["train"]["dropblock_keep_prob"] == [0.9, 0.7]
     assert cfg["augment"]["autoaugment"] == "good"
     assert not (tmp_path / "run").exists()
-    table = testing_utils.run_binary(
-        "tools.finetune", "--list_recipes", timeout=300
-    )
+    table = testing_utils.run_main("tools.finetune", "--list_recipes")
     assert table.returncode == 0, table.stderr[-2000:]
     lines = table.stdout.strip().splitlines()
     assert len(lines) == 2 + len(recipes.RECIPES)
@@ -190,18 +187,14 @@ def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
                         "DropBlock+Mixup+AutoAugment | food101 |")
         for line in lines
     )  # fmt: skip
-    bad = testing_utils.run_binary(
-        "tools.finetune", "--recipe=retreival_s5", "--dry_run", timeout=300
+    bad = testing_utils.run_main(
+        "tools.finetune", "--recipe=retreival_s5", "--dry_run"
     )
     assert bad.returncode == 2 and "Did you mean retrieval_s5" in bad.stderr
     assert "ERROR: --recipe='retreival_s5' is not a recipe." in bad.stderr
     assert "Traceback" not in bad.stderr
-    foreign = testing_utils.run_binary(
-        "tools.finetune",
-        "--recipe=table8_f5",
-        "--preset=resnet50",
-        "--dry_run",
-        timeout=300,
+    foreign = testing_utils.run_main(
+        "tools.finetune", "--recipe=table8_f5", "--preset=resnet50", "--dry_run"
     )
     assert foreign.returncode == 0, foreign.stderr[-2000:]
     assert "figures do not apply" in foreign.stderr
@@ -270,13 +263,14 @@ def _backbone_weights(tmp_path, preset):
     return path
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow  # trains (in process: tools.finetune's own smoke test
+# runs the binary, tests/training/test_finetune.py)
 @pytest.mark.parametrize("name", ["table8_f8", "retrieval_s5"])
 def test_two_steps_of_a_row_on_an_image_folder(tmp_path, image_folder, name):
     """F8 adds DropBlock layers to M4 and trains with Mixup, AutoAugment
     and LS; S5 trains R50D+SK with DropBlock and the NormSoftmax head."""
     preset = recipes.get(name).preset
-    proc = testing_utils.run_binary(
+    proc = testing_utils.run_main(
         "tools.finetune",
         f"--recipe={name}",
         f"--source={image_folder}",
@@ -290,7 +284,6 @@ def test_two_steps_of_a_row_on_an_image_folder(tmp_path, image_folder, name):
         "--epochs=2",
         "--warmup_epochs=0",
         f"--model_dir={tmp_path}/run",
-        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -331,14 +324,13 @@ def _food101_c_of_the_run(tmp_path, image_folder):
         ),
         progress=False,
     )
-    proc = testing_utils.run_binary(
+    proc = testing_utils.run_main(
         "tools.eval_robustness",
         "--kind=c",
         f"--data_dir={corrupted}",
         f"--model_dir={tmp_path}/run",
         "--normalization=none",
         "--batch_size=4",
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(
