@@ -116,26 +116,47 @@ def _uint8_batches(trainer, steps):
     return iter(trainer.strategy.experimental_distribute_dataset(ds))
 
 
-def _assemble_losses(tmp_path, augment, dropblock_keep_prob, steps=2):
-    """Losses of `steps` steps of a tiny Assemble-R50 with its recipe (KD,
-    label smoothing, weight decay, DropBlock) plus `augment`, without and
-    with XLA; and the DropBlock keep probability after them."""
+# The Assemble recipe (KD, label smoothing, weight decay, DropBlock layers)
+# on a tiny Assemble-R50, and on a tiny R50 with DropBlock layers added
+# (XLA compiles it in a fraction of the time).
+ASSEMBLE = ("assemble_resnet50", {"base_width": 8, "block_sizes": "2,2,2,1"})
+R50_WITH_THE_RECIPE = (
+    "resnet50",
+    {"base_width": 8, "block_sizes": "1,1,1,1", "add_dropblock": True},
+)
+
+
+def _recipe_losses(
+    tmp_path,
+    augment,
+    dropblock_keep_prob,
+    model=ASSEMBLE,
+    learning_rate=0.1,
+    steps=2,
+):
+    """Losses of `steps` steps of `model` (preset, overrides) with the
+    Assemble recipe (KD, label smoothing, weight decay, DropBlock) plus
+    `augment`, without and with XLA; and the DropBlock keep probability
+    after them."""
     import tensorflow as tf
 
+    preset, model_overrides = model
     overrides = {
-        "model": {"base_width": 8, "block_sizes": "2,2,2,1"},
+        "model": model_overrides,
         "data": TINY["data"],
         "train": dict(
             TINY["train"],
             max_steps=None,
             batch_size=4,
             dropblock_keep_prob=dropblock_keep_prob,
+            kd_temperature=1.0,
+            base_learning_rate=learning_rate,
         ),
-        "augment": augment,
+        "augment": {"label_smoothing": 0.1, **augment},
     }
     losses, keeps = {}, {}
     for jit in (False, True):
-        cfg = _config(tmp_path / str(jit), "assemble_resnet50", overrides, jit)
+        cfg = _config(tmp_path / str(jit), preset, overrides, jit)
         assert cfg.train.kd_temperature > 0 and cfg.augment.label_smoothing
         trainer = _trainer(cfg)
         # The keep probability moves every step.
@@ -158,7 +179,7 @@ def _assemble_losses(tmp_path, augment, dropblock_keep_prob, steps=2):
 def test_xla_step_with_kd_label_smoothing_and_dropblock_layers(tmp_path):
     """No random draws (no Mixup, DropBlock keeping everything): the XLA
     step computes the plain step's losses."""
-    losses, keeps = _assemble_losses(tmp_path, {"mixup_type": 0}, "1.0,1.0")
+    losses, keeps = _recipe_losses(tmp_path, {"mixup_type": 0}, "1.0,1.0")
     assert keeps == {False: 1.0, True: 1.0}
     np.testing.assert_allclose(losses[True], losses[False], rtol=LOSS_RTOL)
 
@@ -168,14 +189,18 @@ def test_xla_step_with_cutmix_and_the_dropblock_schedule(tmp_path):
     """The full recipe with CutMix type 1 and DropBlock 1.0 -> 0.9 trains
     under XLA. Its draws differ: XLA's stateless random ops give other
     numbers than TensorFlow's kernels for the same seed (the same
-    distributions), so the losses agree only roughly (measured: 1 % after
-    one step, 10 % after two)."""
-    losses, keeps = _assemble_losses(
-        tmp_path, {"mixup_type": 1, "mixup_mode": "cutmix"}, "1.0,0.9"
+    distributions), so the losses agree only roughly (measured: 2.4 % after
+    one step, 2.0 % after two at this learning rate)."""
+    losses, keeps = _recipe_losses(
+        tmp_path,
+        {"mixup_type": 1, "mixup_mode": "cutmix"},
+        "1.0,0.9",
+        model=R50_WITH_THE_RECIPE,
+        learning_rate=0.01,  # the tiny R50 swings at 0.1 (-45 % .. +46 %)
     )
     # Set before each step from the step counter: 1.0, then 0.95.
     assert keeps[True] == keeps[False] == pytest.approx(0.95)
-    np.testing.assert_allclose(losses[True], losses[False], rtol=0.25)
+    np.testing.assert_allclose(losses[True], losses[False], rtol=0.1)
 
 
 MIRRORED = r"""
