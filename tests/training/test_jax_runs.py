@@ -114,10 +114,9 @@ def test_tensorflow_tools_evaluate_export_and_serve_a_jax_run(
 ):
     history = json.load(open(os.path.join(jax_run, "history.json")))
     jax_loss = history[-1]["val_loss"]
-    # tools.evaluate under TensorFlow reads the JAX checkpoint.
-    result = testing_utils.run_binary(
-        "tools.evaluate", f"--model_dir={jax_run}"
-    )
+    # tools.evaluate under TensorFlow (this process) reads the JAX
+    # checkpoint; saved_model_cli, a process of its own, serves the export.
+    result = testing_utils.run_main("tools.evaluate", f"--model_dir={jax_run}")
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads(result.stdout.strip().splitlines()[-1])
     assert evaluated["checkpoint"].endswith("ckpt-2")
@@ -126,7 +125,7 @@ def test_tensorflow_tools_evaluate_export_and_serve_a_jax_run(
     assert evaluated["top1"] == history[-1]["val_top1"]
     # Exported, then served from JPEG bytes by saved_model_cli.
     export = str(tmp_path / "export")
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.export_saved_model",
         f"--model_dir={jax_run}",
         f"--export_dir={export}",
@@ -157,7 +156,13 @@ def test_tensorflow_refuses_to_resume_a_jax_run_and_warm_starts_from_it(
 
     copy = str(tmp_path / "copy")
     shutil.copytree(jax_run, copy)
-    result = _train(copy, tiny_data, env={"KERAS_BACKEND": "tensorflow"})
+    # tools.train under TensorFlow, in this process.
+    result = testing_utils.run_main(
+        "tools.train",
+        *FLAGS,
+        f"--data_dir={tiny_data}",
+        f"--model_dir={copy}",
+    )
     assert result.returncode != 0
     assert "written under another Keras backend" in result.stderr
     assert "Traceback" not in result.stderr
