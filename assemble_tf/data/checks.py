@@ -139,7 +139,7 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
         FileNotFoundError: a split has no shard.
         DataError: a split is empty or unusable, or KD lacks logits.
     """
-    d, t = config.data, config.train
+    d = config.data
     if d.synthetic or d.source:
         return {}
     samples = {}
@@ -149,60 +149,71 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
     ):
         sample = sample_records(os.path.join(d.data_dir, pattern), limit)
         samples[split] = sample
-        if not sample.records:
-            raise DataError(
-                f"The {split} shards {sample.pattern} ({sample.files} files) "
-                "hold no records. Rebuild them with `python -m "
-                "tools.build_imagenet_tfrecords` and check that the "
-                f"{split} folder has readable images."
-            )
-        if not sample.images:
-            raise DataError(
-                f"None of the first {sample.records:,} records of "
-                f"{sample.pattern} holds a JPEG or PNG image (image/encoded). "
-                "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
-            )
+        _check_records(split, sample)
         _check_labels(sample, d)
-    if t.kd_temperature > 0:
-        sample = samples["train"]
-        want = d.num_classes + d.label_offset
-        with_logits = sample.records - sample.logit_sizes.get(0, 0)
-        fix = (
-            "Set {field}=0 to train without knowledge distillation, or "
-            "write the teacher's logits into a copy of the records first "
-            "with `python -m tools.extract_teacher_logits` (docs/training.md)"
-            " and set {data_dir} to that copy."
-        )
-        if not with_logits:
-            raise DataOptionError(
-                "kd_temperature",
-                "{field}={value:g} turns on knowledge distillation (the "
-                "{preset} recipe), which needs teacher logits (image/logit) "
-                "in the training records, and none of the first {records:,} "
-                "records of {pattern} has them. " + fix,
-                ["data_dir"],
-                value=t.kd_temperature,
-                preset=config.model.preset,
-                records=sample.records,
-                pattern=sample.pattern,
-            )
-        wrong = {
-            n: c for n, c in sample.logit_sizes.items() if n not in (0, want)
-        }
-        if wrong:
-            raise DataOptionError(
-                "kd_temperature",
-                "The teacher logits (image/logit) in {pattern} hold {sizes} "
-                "values, but {num_classes}={classes} with {label_offset}="
-                "{offset} needs {want}. Extract them for this head "
-                "(tools.extract_teacher_logits, whose prepend_zero option "
-                "adds the background logit of 1001-way heads; "
-                "docs/training.md) or set {field}=0.",
-                ["num_classes", "label_offset"],
-                pattern=sample.pattern,
-                sizes=sorted(wrong),
-                classes=d.num_classes,
-                offset=d.label_offset,
-                want=want,
-            )
+    if config.train.kd_temperature > 0:
+        _check_teacher_logits(config, samples["train"])
     return samples
+
+
+def _check_records(split, sample):
+    """Raises `DataError` unless `sample` (of `split`) read records with
+    images."""
+    if not sample.records:
+        raise DataError(
+            f"The {split} shards {sample.pattern} ({sample.files} files) "
+            "hold no records. Rebuild them with `python -m "
+            "tools.build_imagenet_tfrecords` and check that the "
+            f"{split} folder has readable images."
+        )
+    if not sample.images:
+        raise DataError(
+            f"None of the first {sample.records:,} records of "
+            f"{sample.pattern} holds a JPEG or PNG image (image/encoded). "
+            "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
+        )
+
+
+def _check_teacher_logits(config, sample):
+    """Raises `DataOptionError` (naming `kd_temperature`) unless the
+    training records of `sample` carry teacher logits of the head's
+    width (knowledge distillation is on)."""
+    d, t = config.data, config.train
+    want = d.num_classes + d.label_offset
+    with_logits = sample.records - sample.logit_sizes.get(0, 0)
+    fix = (
+        "Set {field}=0 to train without knowledge distillation, or "
+        "write the teacher's logits into a copy of the records first "
+        "with `python -m tools.extract_teacher_logits` (docs/training.md)"
+        " and set {data_dir} to that copy."
+    )
+    if not with_logits:
+        raise DataOptionError(
+            "kd_temperature",
+            "{field}={value:g} turns on knowledge distillation (the "
+            "{preset} recipe), which needs teacher logits (image/logit) "
+            "in the training records, and none of the first {records:,} "
+            "records of {pattern} has them. " + fix,
+            ["data_dir"],
+            value=t.kd_temperature,
+            preset=config.model.preset,
+            records=sample.records,
+            pattern=sample.pattern,
+        )
+    wrong = {n: c for n, c in sample.logit_sizes.items() if n not in (0, want)}
+    if wrong:
+        raise DataOptionError(
+            "kd_temperature",
+            "The teacher logits (image/logit) in {pattern} hold {sizes} "
+            "values, but {num_classes}={classes} with {label_offset}="
+            "{offset} needs {want}. Extract them for this head "
+            "(tools.extract_teacher_logits, whose prepend_zero option "
+            "adds the background logit of 1001-way heads; "
+            "docs/training.md) or set {field}=0.",
+            ["num_classes", "label_offset"],
+            pattern=sample.pattern,
+            sizes=sorted(wrong),
+            classes=d.num_classes,
+            offset=d.label_offset,
+            want=want,
+        )
