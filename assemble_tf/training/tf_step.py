@@ -10,9 +10,11 @@ cross-replica gradient sum is the global mean: Keras 3 optimizers
 all-reduce-sum gradients), loss scaling under mixed_float16, the DropBlock
 keep probability from the step counter.
 
-`train_loop` runs `n` steps inside one `tf.function` (a `tf.range` loop, as
+`train_loop` runs `n` steps inside one `tf.function` (a `tf.while_loop`, as
 Orbit's `StandardTrainer`) and returns the mean loss: the host reads it once
-per loop.
+per loop. Every function here is traced without autograph, as Keras traces
+its own train step: the step is backend-neutral code (no tensor-valued
+Python control flow) and converting it costs seconds per trace.
 
 `jit_compile` (off by default) XLA-compiles the per-replica step: the batch
 is taken from the iterator and the DropBlock schedule set in a plain

@@ -200,7 +200,7 @@ def test_export_binary_and_saved_model_cli(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert max(out["max_abs_diff"].values()) <= 1e-4
-    again = testing_utils.run_binary(*args)
+    again = testing_utils.run_main(*args)  # in process: an error line
     assert again.returncode == 2 and "--overwrite" in again.stderr
     cli = testing_utils.venv_script("saved_model_cli")
     if os.path.exists(cli):
@@ -297,17 +297,19 @@ def test_xla_serving_path_stays_within_tolerance():
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
-def _benchmark_rows(tmp_path, *flags):
-    """Runs `tools.benchmark_throughput --smoke` and returns its JSON rows."""
+def _benchmark_rows(tmp_path, *flags, process=True):
+    """Runs `tools.benchmark_throughput --smoke` (in a process of its own,
+    or in this one) and returns its JSON rows."""
     import json
 
-    result = testing_utils.run_binary(
-        "tools.benchmark_throughput",
-        "--smoke",
-        *flags,
-        f"--output_dir={tmp_path}",
-        env={"KERAS_BACKEND": "tensorflow"},
-    )
+    args = ("tools.benchmark_throughput", "--smoke", *flags)
+    args += (f"--output_dir={tmp_path}",)
+    if process:
+        result = testing_utils.run_binary(
+            *args, env={"KERAS_BACKEND": "tensorflow"}
+        )
+    else:
+        result = testing_utils.run_main(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return [
         json.loads(line)
@@ -575,7 +577,9 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path):
     weights = str(tmp_path / "m.weights.h5")
     model.save_weights(weights)
     export_dir = tmp_path / "sm" / "1"
-    result = testing_utils.run_binary(
+    # In process (the binary's own process: the test above); the C++
+    # loader below runs in one of its own.
+    result = testing_utils.run_main(
         "tools.export_saved_model",
         *_tiny_export_args(weights),
         "--precision=bfloat16",
@@ -688,6 +692,7 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
         "--preset=resnet50",
         "--modes=plain,bf16",
         "--compare=keras_resnet50",
+        process=False,
     )
     assert [(r["model"], r["dtype"]) for r in rows] == [
         ("resnet50 (plain)", "float32"),
@@ -704,7 +709,7 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
     assert bf16["matmul_peak_gflops"] != rows[0]["matmul_peak_gflops"]
     table = (tmp_path / "benchmark.md").read_text()
     assert "ratio_vs_float32" in table.splitlines()[0]
-    bad = testing_utils.run_binary(
+    bad = testing_utils.run_main(
         "tools.benchmark_throughput",
         "--smoke",
         "--modes=bf16",
