@@ -1,6 +1,7 @@
 """Test set-up: CPU only, quiet TF, fixed seeds, clean Keras state."""
 
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,6 +38,13 @@ def _clean_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.backend.clear_session()
+    # A binary run in process with --deterministic turns on TensorFlow's
+    # process-wide op determinism, which XLA cannot compile a MaxPool
+    # gradient under: the next test starts without it.
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+
+        tf_config.disable_op_determinism()
 
 
 @pytest.fixture

@@ -31,46 +31,15 @@ import json
 
 from absl import flags
 
+from flags import benchmark_throughput_flags
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the binary's flags (names match `ThroughputOptions` fields)."""
-    flags.DEFINE_list("preset", ["resnet50"], "Presets to time.")
-    flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
-    flags.DEFINE_integer(
-        "image_size",
-        None,
-        "Input side of every model, --compare's too. Default: each "
-        "preset's eval size.",
-    )
-    flags.DEFINE_enum(
-        "dtype", "float32", ["float32", "float16", "bfloat16"], "Compute dtype."
-    )
-    flags.DEFINE_integer("warmup", 2, "Untimed batches.", lower_bound=0)
-    flags.DEFINE_integer(
-        "runs", 5, "Timed runs (the median is kept).", lower_bound=1
-    )
-    flags.DEFINE_integer("steps", 3, "Batches per timed run.", lower_bound=1)
-    flags.DEFINE_bool("jit_compile", False, "XLA-compile the forward pass.")
-    flags.DEFINE_bool("fold_bn", False, "Fold BatchNorm into the convolutions.")
-    flags.DEFINE_list(
-        "modes",
-        [],
-        "Serving paths to time side by side, any of plain, xla, fold_bn, "
-        "fold_bn_xla, bf16, fold_bn_bf16 (bf16: computing in bfloat16, float32 "
-        "in and out; overrides --fold_bn / --jit_compile).",
-    )
-    flags.DEFINE_enum("compare", None, ["keras_resnet50"], "Reference model.")
-    flags.DEFINE_bool(
-        "paper_table", False, "Time the paper's Table 7 architectures vs R50."
-    )
-    flags.DEFINE_bool(
-        "smoke", False, "Tiny sizes and 2 iterations (tests, CI)."
-    )
-    flags.DEFINE_string("output_dir", None, "Where JSON, markdown, PNG go.")
+    """Defines the binary's flags (`flags.benchmark_throughput_flags`)."""
+    benchmark_throughput_flags.define()
 
 
 def options_from_flags(flag_values):

@@ -20,65 +20,15 @@ import sys
 
 from absl import flags
 
+from flags import benchmark_training_flags
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the binary's flags (names match `benchmark.Options`)."""
-    flags.DEFINE_list(
-        "presets",
-        ["resnet50", "assemble_resnet50"],
-        "Presets to time, each with its own training recipe.",
-    )
-    flags.DEFINE_list(
-        "precisions",
-        ["float32"],
-        "Any of float32, mixed_float16, mixed_bfloat16.",
-    )
-    flags.DEFINE_integer(
-        "batch_size", 32, "Examples per step (after Mixup).", lower_bound=1
-    )
-    flags.DEFINE_integer(
-        "image_size",
-        224,
-        "Train crop side of every model (0: each preset's train size).",
-        lower_bound=0,
-    )
-    flags.DEFINE_integer(
-        "repeats",
-        5,
-        "Timed repeats per model (the median is kept).",
-        lower_bound=1,
-    )
-    flags.DEFINE_integer(
-        "steps_per_repeat", 2, "Train steps per timed repeat.", lower_bound=1
-    )
-    flags.DEFINE_integer(
-        "warmup_steps",
-        2,
-        "Untimed steps per model first (tracing, compiling).",
-        lower_bound=0,
-    )
-    flags.DEFINE_bool(
-        "jit_compile",
-        False,
-        "XLA-compile both train steps (ours as `train --jit_compile`). "
-        "On CPU XLA makes the step slower; for GPUs and TPUs.",
-    )
-    flags.DEFINE_integer(
-        "num_classes", 1000, "Classifier width of every model.", lower_bound=2
-    )
-    flags.DEFINE_string(
-        "output_dir", None, "Where the JSON, markdown and PNG go."
-    )
-    flags.DEFINE_bool(
-        "smoke",
-        False,
-        "Tiny run for tests: our models at base_width 8, 32 px, batch 2, "
-        "one repeat of one step.",
-    )
+    """Defines the binary's flags (`flags.benchmark_training_flags`)."""
+    benchmark_training_flags.define()
 
 
 def main(argv):

@@ -26,96 +26,16 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU job: keep GPUs free
 
 from absl import flags
 
+from flags import build_imagenet_tfrecords_flags
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the builder's flags (the fields of `BuildConfig`)."""
-    flags.DEFINE_enum(
-        "layout",
-        "imagenet",
-        ["imagenet", "folder"],
-        "imagenet: train/<wnid>/*.JPEG, labels = sorted wnid + 1. "
-        "folder: root/<class>/*.jpg|jpeg|png, labels = sorted class.",
-    )
-    flags.DEFINE_string("train_dir", None, "Folder of class folders.")
-    flags.DEFINE_string(
-        "validation_dir",
-        None,
-        "Folder of class folders, or a flat folder of images with "
-        "--validation_labels.",
-    )
-    flags.DEFINE_string(
-        "validation_labels",
-        None,
-        "Labels of a flat --validation_dir: one class (wnid) per line "
-        "in sorted-filename order, or 'filename class' lines.",
-    )
-    flags.DEFINE_string(
-        "synsets_file",
-        None,
-        "Lines 'n01440764 tench, Tinca tinca' giving image/class/text "
-        "(LOC_synset_mapping.txt, imagenet_metadata.txt). Default text: "
-        "the class name.",
-    )
-    flags.DEFINE_string(
-        "bbox_csv",
-        None,
-        "Lines 'filename,xmin,ymin,xmax,ymax', normalized to [0, 1].",
-    )
-    flags.DEFINE_string(
-        "logits",
-        None,
-        "Teacher logits for every split: comma-separated CSV files "
-        "(rows 'filename,v1,...,vK') or .npz files (arrays 'filenames', "
-        "'logits'), globs allowed; a directory means DIR/train* and "
-        "DIR/validation*.",
-    )
-    flags.DEFINE_string(
-        "train_logits", None, "Teacher logits of train only (as --logits)."
-    )
-    flags.DEFINE_string(
-        "validation_logits",
-        None,
-        "Teacher logits of validation only (as --logits).",
-    )
-    flags.DEFINE_string("output_dir", None, "Where the shards go.")
-    flags.DEFINE_integer(
-        "train_shards",
-        None,
-        "Train shards. Default: 1024 (imagenet), 128 (folder).",
-    )
-    flags.DEFINE_integer(
-        "validation_shards",
-        None,
-        "Validation shards. Default: 128 (imagenet), 16 (folder).",
-    )
-    flags.DEFINE_integer(
-        "num_workers",
-        min(os.cpu_count() or 1, 16),
-        "Worker processes, one shard each at a time.",
-    )
-    flags.DEFINE_integer(
-        "seed", 12345, "Seed of the file shuffle before sharding."
-    )
-    flags.DEFINE_integer(
-        "label_offset",
-        None,
-        "Added to the class index. Default: 1 (imagenet), 0 (folder).",
-    )
-    flags.DEFINE_integer(
-        "jpeg_quality", 95, "Quality of re-encoded images (1..100)."
-    )
-    flags.DEFINE_bool(
-        "overwrite",
-        False,
-        "Replace another build in --output_dir. Not needed to resume "
-        "the same build.",
-    )
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.DEFINE_bool("json", False, "Also print the summary as JSON.")
+    """Defines the builder's flags (`flags.build_imagenet_tfrecords_flags`,
+    the fields of `BuildConfig`)."""
+    build_imagenet_tfrecords_flags.define()
 
 
 def main(argv):

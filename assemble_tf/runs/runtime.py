@@ -60,6 +60,15 @@ def check_backend_options(config):
             option and the alternative.
     """
     if backend() == "tensorflow":
+        t = config.train
+        if t.jit_compile and t.deterministic:
+            raise OptionError(
+                "jit_compile",
+                "{field} with {deterministic}: TensorFlow's op determinism "
+                "has no XLA kernel for the MaxPool gradient of every ResNet "
+                "stem (on the CPU too); drop one of the two.",
+                ["deterministic"],
+            )
         return
     name = config.runtime.distribution_strategy
     if backend() != "jax":

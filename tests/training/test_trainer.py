@@ -43,6 +43,19 @@ def test_bad_flags_exit_with_a_clear_message(tmp_path, tiny_data):
             [f"--model_dir={tmp_path}/c", "--data_dir=/no/such/data"],
             "--data_dir='/no/such/data' is invalid: no such directory",
         ),
+        (
+            # Before: XLA's UnimplementedError ("GPU MaxPool gradient ops
+            # do not yet have a deterministic XLA implementation") at the
+            # first step.
+            [
+                f"--model_dir={tmp_path}/d",
+                "--synthetic",
+                "--jit_compile",
+                "--deterministic",
+            ],
+            "ERROR: --jit_compile with --deterministic: TensorFlow's op "
+            "determinism has no XLA kernel for the MaxPool gradient",
+        ),
     ]
     for args, message in cases:
         assert args[0].startswith("--model_dir=")
