@@ -206,8 +206,8 @@ class Task:
 
     wnid: str
     filename: str  # original name, e.g. ILSVRC2012_val_00000001.JPEG
-    path: str | None = None  # --input_dir
-    data: bytes | None = None  # --tfrecord_pattern
+    path: str | None = None  # from `input_dir`
+    data: bytes | None = None  # from `tfrecord_pattern`
 
     @property
     def key(self):
@@ -215,7 +215,7 @@ class Task:
 
 
 def image_seed(seed, filename):
-    """Per-image seed from --seed and the file name (worker-independent)."""
+    """Per-image seed from `seed` and the file name (worker-independent)."""
     digest = hashlib.sha256(f"{seed}/{filename}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 

@@ -6,7 +6,7 @@ resized in its own colour mode and then converted to RGB (the reference's
 order; a CMYK JPEG is resized as CMYK) with PIL bilinear, shorter side
 `resize`, long side int(resize * long / short), perturbed into a sequence
 (`assemble_tf.robustness.perturbations.sequence`, geometric perturbations
-before the centre crop of `crop`, offset rounded as `--crop_rounding`
+before the centre crop of `crop`, offset rounded as `crop_rounding`
 says: torchvision 0.2.1's half to even by default at 224) and saved
 as `<output_dir>/<perturbation>/<wnid>/<stem>.mp4`, the layout of the
 release and of its `video_loader.py` (class folders under one folder per
@@ -23,8 +23,8 @@ same JPEG, whatever the worker count.
 
 Videos are written to a temporary name and renamed, so a rerun skips the
 finished ones (counted in the summary) and redoes the rest. They are
-encoded with libx264 and the release's ffmpeg options (`video`,
-`--codec=x264`); `--codec=mp4v` is a less faithful OpenCV fallback.
+encoded with libx264 and the release's ffmpeg options (`video`, codec
+`x264`); codec `mp4v` is a less faithful OpenCV fallback.
 `options.json` records the options that change a video's content (resize,
 crop, seed, the input, the codec); a later run into the same folder with
 other values is refused.
@@ -212,7 +212,7 @@ def folders(names, difficulty):
 
 
 def image_seed(seed, wnid, filename):
-    """The seed of one image's perturbations, from --seed and its name."""
+    """The seed of one image's perturbations, from `seed` and its name."""
     text = f"{int(seed)}:{wnid}/{filename}".encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big")
 
