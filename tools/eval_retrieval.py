@@ -31,14 +31,16 @@ import json
 from absl import flags
 
 from assemble_tf.retrieval import run
-from flags import eval_retrieval_flags
+from flags import eval_retrieval_flags, model_source_flags
 from official.utils.flags import core as flags_core
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the binary's flags (`flags.eval_retrieval_flags`)."""
+    """Defines the model source flags and the binary's own
+    (`flags.eval_retrieval_flags`)."""
+    model_source_flags.define_model_source_flags(model_overrides=True)
     eval_retrieval_flags.define()
 
 

@@ -1,0 +1,66 @@
+"""Flags of `tools.benchmark_throughput` (names match `ThroughputOptions`
+fields).
+
+Only absl and the flag table: the binary also runs under
+`KERAS_BACKEND=jax` on a machine without TensorFlow.
+"""
+
+from flags import flag_table
+
+TABLE = (
+    ("list", "preset", ["resnet50"], "Presets to time."),
+    ("integer", "batch_size", 64, "Images per batch.", {"lower_bound": 1}),
+    (
+        "integer",
+        "image_size",
+        None,
+        "Input side of every model, --compare's too. Default: each "
+        "preset's eval size.",
+    ),
+    (
+        "enum",
+        "dtype",
+        "float32",
+        "Compute dtype.",
+        {"enum_values": ["float32", "float16", "bfloat16"]},
+    ),
+    ("integer", "warmup", 2, "Untimed batches.", {"lower_bound": 0}),
+    (
+        "integer",
+        "runs",
+        5,
+        "Timed runs (the median is kept).",
+        {"lower_bound": 1},
+    ),
+    ("integer", "steps", 3, "Batches per timed run.", {"lower_bound": 1}),
+    ("bool", "jit_compile", False, "XLA-compile the forward pass."),
+    ("bool", "fold_bn", False, "Fold BatchNorm into the convolutions."),
+    (
+        "list",
+        "modes",
+        [],
+        "Serving paths to time side by side, any of plain, xla, fold_bn, "
+        "fold_bn_xla, bf16, fold_bn_bf16 (bf16: computing in bfloat16, float32 "
+        "in and out; overrides --fold_bn / --jit_compile).",
+    ),
+    (
+        "enum",
+        "compare",
+        None,
+        "Reference model.",
+        {"enum_values": ["keras_resnet50"]},
+    ),
+    (
+        "bool",
+        "paper_table",
+        False,
+        "Time the paper's Table 7 architectures vs R50.",
+    ),
+    ("bool", "smoke", False, "Tiny sizes and 2 iterations (tests, CI)."),
+    ("string", "output_dir", None, "Where JSON, markdown, PNG go."),
+)
+
+
+def define():
+    """Defines the binary's flags."""
+    flag_table.define_table(TABLE, __name__)
