@@ -23,15 +23,17 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $(STAMP)
 
 # All tests under TensorFlow, then the backend-neutral ones (tests/backends)
-# again under JAX on two virtual CPU devices (data parallel).
+# again under JAX on two virtual CPU devices (data parallel). The slowest
+# files are collected first (tests/conftest.py) and an idle worker steals
+# queued tests from the other (--dist worksteal).
 JAX_ENV := KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15 tests
 	$(JAX_ENV) $(PY) -m pytest -n 2 --durations=5 tests/backends
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow" tests
 	$(JAX_ENV) $(PY) -m pytest -n 2 -m "not slow" tests/backends
 
 demo: $(STAMP)

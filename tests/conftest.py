@@ -52,3 +52,26 @@ def mixed_precision():
     keras.config.set_dtype_policy("mixed_float16")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+# The slowest files first (processes, XLA compiles, training): the two
+# xdist workers start on them together and the many small tests even out
+# the end, instead of one worker finishing a long test alone.
+_SLOWEST_FIRST = (
+    "tests/training/test_jax_runs.py",
+    "tests/training/test_benchmark_training.py",
+    "tests/training/test_jit_compile.py",
+    "tests/training/test_trainer.py",
+    "tests/export/test_saved_model.py",
+    "tests/training/test_transfer_recipes.py",
+    "tests/training/test_first_run.py",
+    "tests/training/test_finetune.py",
+    "tests/training/test_teacher_logits.py",
+    "tests/tools/test_binaries.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(_SLOWEST_FIRST)}
+    last = len(rank)
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], last))
