@@ -71,6 +71,15 @@ _SLOWEST_FIRST = (
 )
 
 
+def pytest_collection_finish(session):
+    # TensorFlow, Keras and the test modules are imported: keep the cyclic
+    # collector off them (keras.backend.clear_session's gc.collect after
+    # every test: 0.18 s -> 5 ms).
+    from official.utils.misc import heap
+
+    heap.freeze()
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {path: i for i, path in enumerate(_SLOWEST_FIRST)}
     last = len(rank)

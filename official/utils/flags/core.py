@@ -12,7 +12,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from official.utils.logs import startup
-from official.utils.misc import interrupts
+from official.utils.misc import heap, interrupts
 from official.utils.misc.validation import OptionError
 
 # Modules whose flags a binary's --help lists (absl's own are left to
@@ -144,6 +144,7 @@ def run(main, argv=None, flag_names=None):
     argv = sys.argv if argv is None else argv
     interrupts.install()
     startup.quiet_tensorflow_startup(argv)
+    heap.freeze_after_import("keras")
     adopt_project_flags()
 
     def quiet_main(args):
