@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import os
 
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, PathExistsError
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -67,16 +67,12 @@ def check_output(output, overwrite=False):
             output=output,
         )
     if os.path.exists(output) and not overwrite:
-        raise OutputExistsError(
+        raise PathExistsError(
             "output",
             "{field}={output} exists; pass {overwrite} to replace it.",
             ["overwrite"],
             output=output,
         )
-
-
-class OutputExistsError(OptionError, FileExistsError):
-    """The output file exists and `overwrite` is off."""
 
 
 def convert(options):

@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from assemble_tf.data import preprocessing
 from assemble_tf.export import precision
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, PathExistsError
 
 
 def feature_model(model):
@@ -278,7 +278,7 @@ def export_saved_model(
     on the same host once its process is gone (`remove_stale_exports`).
 
     Raises:
-        ExportExistsError (a FileExistsError and an `OptionError`):
+        PathExistsError (a FileExistsError and an `OptionError`):
             `export_dir` exists and `overwrite` is False, also when it
             appeared during the export (another export into it): the final
             rename never replaces a folder without `overwrite`.
@@ -355,7 +355,7 @@ def _move_into_place(tmp, export_dir, overwrite):
     permissions (not the temporary folder's 0700).
 
     Raises:
-        ExportExistsError: `export_dir` exists and not `overwrite` (also
+        PathExistsError: `export_dir` exists and not `overwrite` (also
             when it appeared during the export).
     """
     os.chmod(tmp, 0o777 & ~_umask())
@@ -567,21 +567,13 @@ def remove_stale_exports(parent):
     return removed
 
 
-class ExportExistsError(OptionError, FileExistsError):
-    """`export_dir` exists and `overwrite` is off: an `OptionError` (`str(e)`
-    names both options, `as_flag()` their flags) that `except
-    FileExistsError` also catches."""
-
-
 def _exists_error(export_dir):
-    error = ExportExistsError(
+    return PathExistsError(
         "export_dir",
         "{field}={path} exists; pass {overwrite} to replace it.",
         others=("overwrite",),
         path=export_dir,
     )
-    error.errno = errno.EEXIST
-    return error
 
 
 _RENAME_NOREPLACE = 1
@@ -595,7 +587,7 @@ def _rename_no_replace(src, dst):
     `os.rename` (which refuses a non-empty `dst`).
 
     Raises:
-        ExportExistsError (a FileExistsError): `dst` exists.
+        PathExistsError (a FileExistsError): `dst` exists.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     rename = getattr(libc, "renameat2", None)

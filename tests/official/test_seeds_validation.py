@@ -87,3 +87,20 @@ def test_a_swallowed_ctrl_c_is_still_seen_by_the_next_check():
     finally:
         signal.signal(signal.SIGINT, previous)
         interrupts.reset()
+
+
+def test_path_exists_error_is_an_option_error_and_a_file_exists_error():
+    import errno
+
+    from official.utils.misc.validation import PathExistsError
+
+    e = PathExistsError(
+        "output",
+        "{field}={path} exists; pass {overwrite}.",
+        ["overwrite"],
+        path="w.h5",
+    )
+    assert isinstance(e, FileExistsError) and isinstance(e, ValueError)
+    assert e.errno == errno.EEXIST
+    assert str(e) == "`output`=w.h5 exists; pass `overwrite`."
+    assert e.as_flag() == "--output=w.h5 exists; pass --overwrite."

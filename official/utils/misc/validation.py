@@ -1,5 +1,6 @@
 """Argument checks and option errors shared by the library."""
 
+import errno
 import numbers
 
 
@@ -81,6 +82,16 @@ class MissingPathError(OptionError, FileNotFoundError):
     """An option names a file or folder that is not there: an
     `OptionError` (`str(e)` names the field, `as_flag()` its flag) that
     `except FileNotFoundError` also catches."""
+
+
+class PathExistsError(OptionError, FileExistsError):
+    """An option names an output that is already there (and nothing
+    allows replacing it): an `OptionError` that `except FileExistsError`
+    also catches, with `errno` EEXIST."""
+
+    def __init__(self, field, template, others=(), **values):
+        super().__init__(field, template, others, **values)
+        self.errno = errno.EEXIST
 
 
 def check_choices(options, choices):
