@@ -58,6 +58,7 @@ def mixed_precision():
 # xdist workers start on them together and the many small tests even out
 # the end, instead of one worker finishing a long test alone.
 _SLOWEST_FIRST = (
+    "tests/backends/test_trainer_loop.py",
     "tests/training/test_jax_runs.py",
     "tests/training/test_benchmark_training.py",
     "tests/training/test_jit_compile.py",

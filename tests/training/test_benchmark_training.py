@@ -196,7 +196,7 @@ def test_jax_benchmark_runs_on_a_machine_without_tensorflow(tmp_path):
             "--presets=assemble_resnet50",
             f"--output_dir={tmp_path}",
         ],
-        env={"KERAS_BACKEND": "jax"},
+        env=testing_utils.JAX_ENV,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.load(open(tmp_path / "benchmark_training.json"))

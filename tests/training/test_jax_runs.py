@@ -16,7 +16,7 @@ import pytest
 from tests import testing_utils
 from tests.training.conftest import shared_once
 
-JAX = {"KERAS_BACKEND": "jax"}
+JAX = testing_utils.JAX_ENV
 FLAGS = [
     "--preset=assemble_resnet50",  # Mixup, LS, DropBlock, zero-gamma ...
     "--base_width=8",
