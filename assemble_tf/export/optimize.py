@@ -7,8 +7,9 @@ s = g / sqrt(v + eps) (Jacob et al. 2018, https://arxiv.org/abs/1712.05877,
 section 3.2). `fold_bn_graph` clones a model with every such conv + BN pair
 (`<x>_conv` feeding only `<x>_bn`) replaced by one biased conv;
 `fold_batch_norm` fills it from the trained model; `folded_copy` does both.
-BNs that follow no conv (the embedding head's) or live inside a layer (the
-SK unit's) stay.
+A layer with conv + BN pairs inside (the SK unit: `folded_pairs()`, a
+`fold_bn` argument) is rebuilt with `fold_bn=True` and its pairs fused the
+same way. BNs that follow no conv (the embedding head's) stay.
 
     folded, count = optimize.folded_copy(model)
 """
@@ -72,6 +73,8 @@ def fold_bn_graph(model):
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
+        if hasattr(layer, "folded_pairs"):
+            config["fold_bn"] = True
         return layer.__class__.from_config(config)
 
     def call(layer, *args, **kwargs):
@@ -110,19 +113,43 @@ def fold_batch_norm(model, folded):
         original = source[layer.name]
         bn_name = layer.name[: -len(_CONV)] + _BN
         if layer.name.endswith(_CONV) and bn_name in source:
-            bn = source[bn_name]
-            gamma, beta, mean, var = (
-                np.asarray(w, np.float64) for w in bn.get_weights()
-            )
-            scale = gamma / np.sqrt(var + bn.epsilon)
-            kernel = np.asarray(original.kernel, np.float64) * scale
-            bias = beta - mean * scale
-            layer.kernel.assign(kernel.astype(layer.kernel.dtype))
-            layer.bias.assign(bias.astype(layer.bias.dtype))
+            _fold_pair(original, source[bn_name], layer)
             folded_count += 1
+        elif getattr(layer, "fold_bn", False) and not original.fold_bn:
+            folded_count += _fold_inner_pairs(original, layer)
         else:
             layer.set_weights(original.get_weights())
     return folded_count
+
+
+def _fold_pair(conv, bn, target):
+    """Fills the biased conv `target` with `conv` + `bn` fused."""
+    gamma, beta, mean, var = (
+        np.asarray(w, np.float64) for w in bn.get_weights()
+    )
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    kernel = np.asarray(conv.kernel, np.float64) * scale
+    bias = beta - mean * scale
+    target.kernel.assign(kernel.astype(target.kernel.dtype))
+    target.bias.assign(bias.astype(target.bias.dtype))
+
+
+def _fold_inner_pairs(original, layer):
+    """Fills `layer` (built with `fold_bn=True`) from `original`: its
+    `folded_pairs()` fused, its other sub-layers copied. Returns the number
+    of BNs folded."""
+    pairs = original.folded_pairs()
+    folded_bns = set(pairs.values())
+    for attr, sub in vars(original).items():
+        if not isinstance(sub, keras.layers.Layer) or attr in folded_bns:
+            continue
+        if attr in pairs:
+            _fold_pair(
+                sub, getattr(original, pairs[attr]), getattr(layer, attr)
+            )
+        elif sub.weights:
+            getattr(layer, attr).set_weights(sub.get_weights())
+    return len(pairs)
 
 
 def folded_copy(model):

@@ -429,7 +429,10 @@ class _Builder:
         mid_strides = 1 if blur_after else strides
         if self.attn_middle is not None:
             sk = self.attn_middle(
-                filters, strides=mid_strides, name=f"{name}_sk"
+                filters,
+                strides=mid_strides,
+                fold_bn=self.options.fold_bn,
+                name=f"{name}_sk",
             )
             x = self.drop(sk(x), drop_fn, f"{name}_sk")
         else:

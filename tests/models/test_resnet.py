@@ -343,7 +343,23 @@ def test_fold_bn_build_is_the_export_clone(preset):
     assert [(w.path, w.shape) for w in clone.weights] == [
         (w.path, w.shape) for w in built.weights
     ]
-    assert count == sum(layer.name.endswith("_bn") for layer in model.layers)
+
+    # Every BN is folded, the SK units' own (two per unit) included.
+    def bns(m):
+        return [
+            layer
+            for layer in m._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+
+    sk_units = [layer for layer in model.layers if layer.name.endswith("_sk")]
+    assert len(sk_units) > 0
+    assert count == len(bns(model))
+    assert count == (
+        sum(layer.name.endswith("_bn") for layer in model.layers)
+        + 2 * len(sk_units)
+    )
+    assert bns(clone) == []
     x = testing_utils.random_images((2, 64, 64, 3), low=-120, high=130)
     expected = model(x, training=False).numpy()
     diff = np.abs(clone(x, training=False).numpy() - expected).max()
