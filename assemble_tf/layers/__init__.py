@@ -1,5 +1,6 @@
 """Keras 3 layers of Assemble-TF (all registered serializable)."""
 
+from assemble_tf.layers.avg_pool import PaddedAveragePool2D
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.blur_pool import BlurPool2D, binomial_kernel
@@ -32,6 +33,7 @@ __all__ = [
     "CosineClassifier",
     "DropBlock2D",
     "GeMPooling2D",
+    "PaddedAveragePool2D",
     "SelectiveKernel",
     "SqueezeExcite",
     "binomial_kernel",

@@ -25,6 +25,7 @@ import dataclasses
 import keras
 
 from assemble_tf.layers import common
+from assemble_tf.layers.avg_pool import PaddedAveragePool2D
 from assemble_tf.layers.batch_norm import BatchNorm
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.conv import Conv2D
@@ -405,10 +406,13 @@ class _Builder:
             strides = 1
         elif strides > 1 and kind == "avg3":
             # Original BigLittleNet shortcut: pad 1, 3x3/2 average pool
-            # with the zeros counted (count_include_pad).
-            x = keras.layers.ZeroPadding2D(1, name=f"{name}_pool_pad")(x)
-            x = keras.layers.AveragePooling2D(
-                3, strides=2, padding="valid", name=f"{name}_pool"
+            # with the zeros counted (count_include_pad), one layer. The
+            # weightless `_pool_pad` stands where the pad layer stood:
+            # TensorFlow checkpoints index the model's layers, and runs
+            # written before restore.
+            x = keras.layers.Identity(name=f"{name}_pool_pad")(x)
+            x = PaddedAveragePool2D(
+                3, strides=2, padding=1, name=f"{name}_pool"
             )(x)
             strides = 1
         elif strides > 1 and "proj" in self.aa:

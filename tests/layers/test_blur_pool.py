@@ -64,3 +64,57 @@ def test_bad_filter_size_is_rejected_with_value():
 def test_non_default_arguments_round_trip():
     # Defaults and mixed precision: tests/layers/test_layer_contract.py.
     testing_utils.run_serialization_test(BlurPool2D(filter_size=5, name="b"))
+
+
+def _reference_blur(x, size, strides):
+    """numpy: reflect-pad by (size - 1) // 2 (np.pad "reflect", as
+    tf.pad REFLECT), then the binomial window at every `strides`-th
+    position."""
+    p = (size - 1) // 2
+    padded = np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)], mode="reflect")
+    k = binomial_kernel(size)
+    oh = (x.shape[1] + 2 * p - size) // strides + 1
+    ow = (x.shape[2] + 2 * p - size) // strides + 1
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            window = padded[
+                :,
+                i * strides : i * strides + size,
+                j * strides : j * strides + size,
+            ]
+            out[:, i, j] = np.einsum("nabc,ab->nc", window, k)
+    return out
+
+
+@pytest.mark.parametrize("size", [2, 3, 4, 5, 7])
+@pytest.mark.parametrize("strides", [1, 2, 3])
+def test_reflected_border_on_every_side_it_reads(size, strides):
+    """The border built by concatenation (static maps, only the sides the
+    window reads) and the reflect pad of a map of unknown size both equal
+    numpy's reflect padding, on even and odd sides."""
+    import tensorflow as tf
+
+    layer = BlurPool2D(size, strides)
+    dynamic = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, None, None, 2))]
+    )
+    for h, w in ((8, 8), (9, 7), (10, 5)):
+        x = testing_utils.random_images((2, h, w, 2), seed=h * w)
+        want = _reference_blur(x, size, strides)
+        np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-5)
+        np.testing.assert_allclose(dynamic(x).numpy(), want, atol=1e-5)
+
+
+def test_even_size_3_reads_no_bottom_or_right_border():
+    """For an even side and size 3 the concatenated border is one mirrored
+    row on top and one column on the left: the padded map is 9 x 9."""
+    x = testing_utils.random_images((1, 8, 8, 1))
+    layer = BlurPool2D(3)
+    assert tuple(layer._reflect(layer._reflect(x, 1), 2).shape) == (
+        1,
+        9,
+        9,
+        1,
+    )
+    assert tuple(layer._reflect(x[:, :7], 1).shape) == (1, 9, 8, 1)

@@ -12,6 +12,7 @@ from assemble_tf.layers import (
     CosineClassifier,
     DropBlock2D,
     GeMPooling2D,
+    PaddedAveragePool2D,
     SelectiveKernel,
     SqueezeExcite,
 )
@@ -74,6 +75,15 @@ CASES = {
         lambda: GeMPooling2D(p=3.0),
         np.abs(X((2, 4, 4, 5))) + 0.1,
         (2, 5),
+        0,
+        0,
+        False,
+    ),
+    # A constant window, zeros counted: no weights.
+    "PaddedAveragePool2D": (
+        lambda: PaddedAveragePool2D(3, strides=2, padding=1),
+        X((2, 8, 8, 3)),
+        (2, 4, 4, 3),
         0,
         0,
         False,

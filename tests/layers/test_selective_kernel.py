@@ -101,3 +101,58 @@ def test_variants_are_path_specs_with_their_layers(variant):
         (25 if spec.strided else 81) * 9 * 4 * spec.paths * 8 for spec in specs
     )
     assert layer.macs((9, 9, 4)) == conv_macs + 8 * 32 + 32 * 16
+
+
+@pytest.mark.parametrize("size", [9, 2])
+def test_fast_paths_equal_the_mean_and_the_elementwise_sum(size):
+    """A static map takes the whole-map average pool and (under
+    TensorFlow, at least 2F positions: 9 x 9) the block-diagonal matmul; a
+    2 x 2 map with F = 8 the elementwise sum; a map of unknown size the mean
+    and the elementwise sum. All give the softmax-weighted mix."""
+    import tensorflow as tf
+
+    x = testing_utils.random_images((3, size, size, 16), seed=size)
+    layer = SelectiveKernel(8)
+    static = layer(x).numpy()
+    dynamic = tf.function(layer, autograph=False).get_concrete_function(
+        tf.TensorSpec((None, None, None, 16))
+    )
+    np.testing.assert_allclose(dynamic(x).numpy(), static, atol=1e-6)
+    traced = tf.function(layer, autograph=False).get_concrete_function(
+        tf.TensorSpec(x.shape)
+    )
+    ops = {op.type for op in traced.graph.get_operations()}
+    assert ("BatchMatMulV2" in ops) == (size == 9)
+    assert ("AvgPool" in ops) and "Softmax" not in ops
+    u1, u2, a = (t.numpy() for t in layer.path_weights(x))
+    pooled = (u1 + u2).mean(axis=(1, 2), keepdims=True)
+    z = np.maximum(
+        layer.attn_bn(layer.fc1(pooled), training=False).numpy(), 0.0
+    )
+    logits = layer.fc2(z).numpy().reshape(3, 1, 1, 2, 8)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=3, keepdims=True)
+    np.testing.assert_allclose(a, softmax, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        static, a[..., 0, :] * u1 + a[..., 1, :] * u2, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_fold_bn_drops_the_bns_and_biases_their_convs():
+    layer = SelectiveKernel(8, fold_bn=True)
+    layer.build((None, 8, 8, 4))
+    assert layer.bn is None and layer.attn_bn is None
+    assert layer.folded_pairs() == {"conv": "bn", "fc1": "attn_bn"}
+    paths = [w.path.split("/", 1)[1] for w in layer.weights]
+    assert paths == [
+        "conv/kernel",
+        "conv/bias",
+        "fc1/kernel",
+        "fc1/bias",
+        "fc2/kernel",
+    ]
+    sknet = SelectiveKernel(8, variant="sknet", fold_bn=True)
+    assert sknet.folded_pairs() == {
+        "conv_a": "bn_a",
+        "conv_b": "bn_b",
+        "fc1": "attn_bn",
+    }

@@ -48,6 +48,23 @@ def test_big_little_merge_upsamples_and_adds():
     np.testing.assert_array_equal(out, expected)
 
 
+def test_big_little_merge_static_resize_equals_dynamic_repeat():
+    """A static map is upsampled by a nearest resize, one of unknown size
+    by repeating rows and columns: the same pixels, bit for bit."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(2, 3, 5, 4)).astype("float32")
+    little = rng.normal(size=(2, 6, 10, 4)).astype("float32")
+    layer = BigLittleMerge()
+    want = np.maximum(np.repeat(np.repeat(big, 2, 1), 2, 2) + little, 0)
+    np.testing.assert_array_equal(layer([big, little]).numpy(), want)
+    spec = tf.TensorSpec((None, None, None, 4))
+    dynamic = tf.function(lambda b, s: layer([b, s]), autograph=False)
+    dynamic = dynamic.get_concrete_function(spec, spec)
+    np.testing.assert_array_equal(dynamic(big, little).numpy(), want)
+
+
 def test_big_little_merge_rejects_bad_sizes():
     big = keras.Input((7, 7, 8))
     little = keras.Input((15, 15, 8))

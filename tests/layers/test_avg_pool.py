@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from assemble_tf.layers import PaddedAveragePool2D
+from tests import testing_utils
+
+
+def _reference(x, size, strides, padding):
+    """numpy: zero-pad, then the mean of every window (zeros counted)."""
+    p = padding
+    padded = np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)])
+    oh = (x.shape[1] + 2 * p - size) // strides + 1
+    ow = (x.shape[2] + 2 * p - size) // strides + 1
+    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+    for i in range(oh):
+        for j in range(ow):
+            r, c = i * strides, j * strides
+            window = padded[:, r : r + size, c : c + size]
+            out[:, i, j] = window.mean(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize(
+    "size,strides,padding,shape",
+    [
+        (3, 2, 1, (8, 8)),
+        (3, 2, 1, (7, 9)),
+        (2, 2, 0, (6, 6)),
+        (5, 1, 2, (5, 4)),
+    ],
+)
+def test_matches_zero_pad_then_valid_average(
+    size, strides, padding, shape, training
+):
+    """The depthwise-convolution path (inference, TensorFlow) and the
+    pad-then-pool path (training) both divide every window by size^2."""
+    x = testing_utils.random_images((2, *shape, 3), seed=size + padding)
+    layer = PaddedAveragePool2D(size, strides=strides, padding=padding)
+    out = layer(x, training=training).numpy()
+    np.testing.assert_allclose(
+        out, _reference(x, size, strides, padding), atol=1e-5
+    )
+    assert out.shape == layer.compute_output_shape(x.shape)
+
+
+def test_corner_counts_the_padded_zeros():
+    x = np.ones((1, 4, 4, 1), np.float32)
+    out = PaddedAveragePool2D(3, strides=2, padding=1)(x).numpy()[0, :, :, 0]
+    # Top-left window: 4 of 9 inside the map; others: 6 or 9 of 9.
+    np.testing.assert_allclose(out, [[4 / 9, 6 / 9], [6 / 9, 1.0]], rtol=1e-6)
+
+
+def test_bad_arguments_echo_the_value():
+    with pytest.raises(ValueError, match="pool_size=0"):
+        PaddedAveragePool2D(0)
+    with pytest.raises(ValueError, match="padding=-1"):
+        PaddedAveragePool2D(3, padding=-1)
+    with pytest.raises(ValueError, match="strides=1.5"):
+        PaddedAveragePool2D(3, strides=1.5)
