@@ -1,0 +1,46 @@
+"""Flags of `tools.profile_inference` (names match `ProfileOptions`
+fields)."""
+
+from flags import flag_table
+
+TABLE = (
+    ("string", "preset", "assemble_resnet50", "Preset to profile."),
+    (
+        "enum",
+        "mode",
+        "fold_bn_bf16",
+        "Serving path (as tools.benchmark_throughput --modes): bf16 computes "
+        "in bfloat16 from float32 images, fold_bn folds BatchNorm.",
+        {
+            "enum_values": [
+                "plain",
+                "xla",
+                "fold_bn",
+                "fold_bn_xla",
+                "bf16",
+                "fold_bn_bf16",
+            ]
+        },
+    ),
+    (
+        "integer",
+        "image_size",
+        None,
+        "Input side. Default: the preset's eval size.",
+        {"lower_bound": 32},
+    ),
+    ("integer", "batch_size", 32, "Images per batch.", {"lower_bound": 1}),
+    ("integer", "warmup", 2, "Untimed batches.", {"lower_bound": 0}),
+    (
+        "integer",
+        "steps",
+        3,
+        "Timed, then traced batches (the report is per batch).",
+        {"lower_bound": 1},
+    ),
+    ("string", "output_dir", None, "Where profile.json, .md and .png go."),
+)
+
+
+def define():
+    flag_table.define_table(TABLE, __name__)
