@@ -8,9 +8,12 @@ the little branch (width / alpha, depth from beta) at full resolution; they
 meet as ReLU(nearest_upsample_2x(big) + little), following
 clovaai/assembled-cnn `nets/resnet_model.py` (resnet_version=2).
 
-The 2x nearest upsampling of a static map is a nearest-neighbour resize
-(the same pixels as repeating rows and columns; 7x faster in
-bfloat16 on oneDNN CPUs than `UpSampling2D`'s two repeats).
+At inference under TensorFlow the 2x nearest upsampling of a static map is
+a nearest-neighbour resize: the same pixels as repeating rows and columns,
+7x faster in bfloat16 on oneDNN CPUs than `UpSampling2D`'s two repeats.
+In training (XLA has no gradient of the resize), under other backends (XLA
+turns repeats into a broadcast) and for maps of unknown size it repeats
+rows and columns.
 """
 
 import keras
@@ -52,10 +55,12 @@ class BigLittleMerge(keras.layers.Layer):
                 f"little={little[-1]}."
             )
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         big, little = inputs
         h, w = big.shape[1], big.shape[2]
-        if h is None or w is None:  # a map of dynamic size
+        # Inference only: XLA has no gradient of the resize.
+        resize = not training and keras.backend.backend() == "tensorflow"
+        if h is None or w is None or not resize:
             up = keras.ops.repeat(keras.ops.repeat(big, 2, axis=1), 2, axis=2)
         else:
             up = keras.ops.image.resize(

@@ -19,13 +19,14 @@ the channels, one attention, one weighted sum.
 
 Speed (inference, measured on oneDNN CPUs, docs/benchmarks.md "Assemble-R50
 in bfloat16"): the GAP is an average pool over the whole map (Keras' `mean`
-upcasts bfloat16 to float32 first; 7x slower), and under TensorFlow the
-weighted sum is one batched matmul of U with the block-diagonal matrix
-[diag(a1); diag(a2)] (oneDNN runs it on AMX, 4x faster than the bfloat16
-multiply and sum, no slower in float32) wherever that matrix is at most half
-the size of U. The softmax of two logits is a sigmoid of their difference.
-With `fold_bn` (export) the BNs of the paths and of the attention are
-folded into their convolutions (`assemble_tf.export.optimize`).
+upcasts bfloat16 to float32 first; 7x slower), and in bfloat16 under
+TensorFlow the weighted sum is one batched matmul of U with the
+block-diagonal matrix [diag(a1); diag(a2)] (oneDNN runs it on AMX, 4x faster
+than the bfloat16 multiply and sum; in float32 the profile of the whole
+model found it slower) wherever that matrix is at most half the size of U.
+The softmax of two logits is a sigmoid of their difference. With `fold_bn`
+(export) the BNs of the paths and of the attention are folded into their
+convolutions (`assemble_tf.export.optimize`).
 """
 
 import typing
@@ -331,16 +332,18 @@ def _global_average(u):
 def _weighted_sum(u, a, f):
     """V = a1 U1 + a2 U2 for U (N, H, W, 2F) and weights a (N, 1, 1, 2, F).
 
-    Under TensorFlow with a static map of at least 2F positions (the
-    block-diagonal matrix no larger than U): one batched matmul, (N, HW, 2F)
-    @ [diag(a1); diag(a2)] (N, 2F, F). Otherwise (and under JAX, whose XLA
-    fuses it) a reduction over a free (..., 2, F) view of U. Measured in
-    bfloat16, batch 32: 64x64 map, F = 64: 3.3 ms against 13.2; 16x16,
+    In bfloat16 under TensorFlow with a static map of at least 2F
+    positions (the block-diagonal matrix no larger than U): one batched
+    matmul, (N, HW, 2F) @ [diag(a1); diag(a2)] (N, 2F, F). Otherwise (in
+    float32, where oneDNN's multiply and sum are fast, and under JAX, whose
+    XLA fuses them) a reduction over a free (..., 2, F) view of U. Measured
+    in bfloat16, batch 32: 64x64 map, F = 64: 3.3 ms against 13.2; 16x16,
     F = 128: 1.4 against 1.7; 16x16, F = 256: 3.2 against 2.7.
     """
     h, w = u.shape[1], u.shape[2]
     if (
         keras.backend.backend() == "tensorflow"
+        and keras.backend.standardize_dtype(u.dtype) == "bfloat16"
         and h is not None
         and w is not None
         and h * w >= 2 * f

@@ -105,10 +105,11 @@ def test_variants_are_path_specs_with_their_layers(variant):
 
 @pytest.mark.parametrize("size", [9, 2])
 def test_fast_paths_equal_the_mean_and_the_elementwise_sum(size):
-    """A static map takes the whole-map average pool and (under
-    TensorFlow, at least 2F positions: 9 x 9) the block-diagonal matmul; a
-    2 x 2 map with F = 8 the elementwise sum; a map of unknown size the mean
-    and the elementwise sum. All give the softmax-weighted mix."""
+    """A static map takes the whole-map average pool and (in bfloat16
+    under TensorFlow, at least 2F positions: 9 x 9) the block-diagonal
+    matmul; a 2 x 2 map with F = 8 and float32 the elementwise sum; a map of
+    unknown size the mean and the elementwise sum. All give the
+    softmax-weighted mix."""
     import tensorflow as tf
 
     x = testing_utils.random_images((3, size, size, 16), seed=size)
@@ -118,12 +119,23 @@ def test_fast_paths_equal_the_mean_and_the_elementwise_sum(size):
         tf.TensorSpec((None, None, None, 16))
     )
     np.testing.assert_allclose(dynamic(x).numpy(), static, atol=1e-6)
-    traced = tf.function(layer, autograph=False).get_concrete_function(
-        tf.TensorSpec(x.shape)
-    )
-    ops = {op.type for op in traced.graph.get_operations()}
-    assert ("BatchMatMulV2" in ops) == (size == 9)
+
+    def op_types(layer):
+        traced = tf.function(layer, autograph=False).get_concrete_function(
+            tf.TensorSpec(x.shape)
+        )
+        return {op.type for op in traced.graph.get_operations()}
+
+    ops = op_types(layer)
+    assert "BatchMatMulV2" not in ops  # float32: multiply and sum
     assert ("AvgPool" in ops) and "Softmax" not in ops
+    bf16 = SelectiveKernel(8, dtype="mixed_bfloat16")
+    bf16.build(x.shape)
+    bf16.set_weights(layer.get_weights())
+    assert ("BatchMatMulV2" in op_types(bf16)) == (size == 9)
+    np.testing.assert_allclose(
+        bf16(x).numpy().astype(np.float32), static, rtol=0.05, atol=0.05
+    )
     u1, u2, a = (t.numpy() for t in layer.path_weights(x))
     pooled = (u1 + u2).mean(axis=(1, 2), keepdims=True)
     z = np.maximum(
