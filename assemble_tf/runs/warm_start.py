@@ -168,6 +168,13 @@ def warm_start_model(
                 warnings.filterwarnings(
                     "ignore", message=".*could not be loaded.*"
                 )
+                # Keras 3.15 retries a functional model's
+                # `_operations_by_depth` container with skip_mismatch, meets
+                # the skipped head again and warns that "affected layers"
+                # keep their initial weights: only the head does (tested).
+                warnings.filterwarnings(
+                    "ignore", message="Skipping nested container.*"
+                )
             model.load_weights(path, skip_mismatch=not load_head)
     elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
         path

@@ -382,11 +382,19 @@ def test_warm_start_reinitialises_the_head_and_resets_bn(tmp_path):
     path = str(tmp_path / "source.weights.h5")
     source.save_weights(path)
     target = build_model("resnet50", num_classes=7, **tiny)
-    warm_start_model(target, path, load_head=False, keep_bn_stats=False)
-    np.testing.assert_array_equal(
-        target.get_layer("stage2_block1_2_conv").kernel.numpy(),
-        source.get_layer("stage2_block1_2_conv").kernel.numpy(),
-    )
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warm_start_model(target, path, load_head=False, keep_bn_stats=False)
+    # Keras' "Skipping nested container ... retain their freshly-initialized
+    # weights" after the intended head skip is silenced: every weight but
+    # the head's (and the reset BN statistics) did load.
+    assert not [w for w in caught if "nested container" in str(w.message)]
+    for a, b in zip(target.weights, source.weights, strict=True):
+        if a.path.startswith("head_dense") or "moving_" in a.path:
+            continue
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     assert target.get_layer("head_dense").kernel.shape == (256, 7)
     assert np.all(target.get_layer("head_dense").bias.numpy() == 0)
     assert np.all(
