@@ -56,9 +56,7 @@ def fold_bn_graph(model):
 
     The layers keep their names and configurations (dtype policy
     included); the folded convs gain a bias, their BNs are left out. The
-    weights are new: `fold_batch_norm(model, clone)` fills them. For a
-    `build_resnet` model this is the graph `build_resnet(fold_bn=True)`
-    builds.
+    weights are new: `fold_batch_norm(model, clone)` fills them.
 
     Args:
         model: a functional `keras.Model`.
@@ -92,8 +90,7 @@ def fold_batch_norm(model, folded):
 
     Args:
         model: the trained model (BN layers named `<x>_bn` after `<x>_conv`).
-        folded: its `fold_bn_graph` (or the same architecture built with
-            `fold_bn=True`).
+        folded: its `fold_bn_graph`.
 
     Returns:
         The number of BN layers folded.

@@ -60,7 +60,7 @@ class LoadedModel:
     """A restored model, its eval preprocessing and how to rebuild it.
 
     `rebuild(**extra)` builds the same architecture again with `build_model`
-    arguments `extra` (e.g. `fold_bn=True`).
+    arguments `extra` (e.g. `num_classes=...`).
     """
 
     model: object  # the Keras classifier
@@ -144,22 +144,21 @@ def serving_model(options, loaded, log=_log_to_stderr):
     """(model to export, `ReferenceCheck` or None): the loaded model,
     BN-folded with `fold_bn` (logs the count) and computing in bfloat16
     with `precision="bfloat16"` (checked against the float32 model)."""
-    from assemble_tf.export import precision
+    from assemble_tf.export import optimize, precision
     from assemble_tf.export import saved_model as export_lib
 
     model = float32_model = loaded.model
     if options.fold_bn:
-        from assemble_tf.export.optimize import fold_batch_norm
-
-        folded = loaded.rebuild(fold_bn=True)
-        count = fold_batch_norm(model, folded)
+        model, count = optimize.folded_copy(model)
         log(f"Folded {count} BatchNorm layers.")
-        model = folded
     if options.precision != "bfloat16":
         return model, None
-    model = precision.bfloat16_copy(
-        model, lambda: loaded.rebuild(fold_bn=options.fold_bn)
-    )
+
+    def rebuild():
+        fresh = loaded.rebuild()
+        return optimize.fold_bn_graph(fresh) if options.fold_bn else fresh
+
+    model = precision.bfloat16_copy(model, rebuild)
     return model, export_lib.ReferenceCheck(float32_model)
 
 

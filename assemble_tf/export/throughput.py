@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from assemble_tf.export import precision
-from assemble_tf.export.optimize import fold_batch_norm
+from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 from assemble_tf.models import build_model, count_macs
 
 MODES = ("plain", "xla", "fold_bn", "fold_bn_xla", "bf16", "fold_bn_bf16")
@@ -147,13 +147,14 @@ def build(preset, image_size, fold_bn, bfloat16=False, **overrides):
     model = build_model(preset, **kwargs)
     macs = count_macs(model)
     if fold_bn:
-        folded = build_model(preset, fold_bn=True, **kwargs)
-        fold_batch_norm(model, folded)
-        model = folded
+        model, _ = folded_copy(model)
+
+    def rebuild():
+        fresh = build_model(preset, **kwargs)
+        return fold_bn_graph(fresh) if fold_bn else fresh
+
     if bfloat16:
-        model = precision.bfloat16_copy(
-            model, lambda: build_model(preset, fold_bn=fold_bn, **kwargs)
-        )
+        model = precision.bfloat16_copy(model, rebuild)
     return model, macs
 
 

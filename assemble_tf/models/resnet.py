@@ -106,11 +106,10 @@ class _Options:
             output, without the ReLU).
         cosine_temperature: float. Temperature T > 0 of the cosine head
             (0.05 as the paper); its logits lie in [-1 / T, 1 / T].
-        fold_bn: bool. Inference graph with every conv + BN pair fused into
-            a biased conv (`assemble_tf.export.optimize.fold_batch_norm`
-            fills its weights); BNs inside SK units stay. The same graph
-            as `assemble_tf.export.optimize.fold_bn_graph(model)`, which
-            export code should prefer.
+
+    BN folding (inference) is not a builder option: it belongs to the
+    export, `assemble_tf.export.optimize.fold_bn_graph(model)` /
+    `folded_copy(model)`.
     """
 
     depth: int
@@ -137,7 +136,6 @@ class _Options:
     embedding_size: int | None
     classifier: str
     cosine_temperature: float
-    fold_bn: bool
 
     @property
     def block_type(self):
@@ -309,10 +307,8 @@ class _Builder:
     def conv_bn(self, x, filters, kernel, strides, name, zero_gamma=False):
         """Conv (no bias) + BN; strided convs pad explicitly, then VALID.
 
-        With `fold_bn` (inference, the one place it acts) the pair is one
-        biased conv, which `assemble_tf.export.optimize.fold_batch_norm`
-        fills; `export.optimize.fold_bn_graph` makes the same graph from
-        any built model.
+        The pair is `<name>_conv` feeding `<name>_bn` only, the form
+        `assemble_tf.export.optimize.fold_bn_graph` folds for inference.
         """
         if strides > 1:
             before = (kernel - 1) // 2
@@ -326,12 +322,10 @@ class _Builder:
             kernel,
             strides=strides,
             padding="valid" if strides > 1 else "same",
-            use_bias=self.options.fold_bn,
+            use_bias=False,
             kernel_initializer=common.conv_initializer(),
             name=f"{name}_conv",
         )(x)
-        if self.options.fold_bn:
-            return x
         return self.bn(x, name, zero_gamma=zero_gamma)
 
     def bn(self, x, name, zero_gamma=False):
@@ -435,7 +429,6 @@ class _Builder:
             sk = self.attn_middle(
                 filters,
                 strides=mid_strides,
-                fold_bn=self.options.fold_bn,
                 name=f"{name}_sk",
             )
             x = self.drop(sk(x), drop_fn, f"{name}_sk")
@@ -608,7 +601,6 @@ def build_resnet(
     classifier="dense",
     cosine_temperature=0.05,
     name=None,
-    fold_bn=False,
 ):
     """Builds a ResNet v1.5 Keras model with the Assemble-ResNet tweaks.
 

@@ -271,13 +271,12 @@ def test_export_run_option_errors_name_the_option(tmp_path):
 
 @pytest.mark.parametrize("preset", ["assemble_resnet50", "table7_e4"])
 def test_bn_folding_stays_within_tolerance(preset):
-    from assemble_tf.export.optimize import fold_batch_norm
+    from assemble_tf.export.optimize import folded_copy
 
     model = build_model(preset, **TINY)
     # Non-trivial BN statistics so the fold is exercised.
     testing_utils.randomize_bn(model, seed=1)
-    folded = build_model(preset, fold_bn=True, **TINY)
-    count = fold_batch_norm(model, folded)
+    folded, count = folded_copy(model)
     # Every BN, those inside SK units included.
     bns = [
         layer
@@ -646,13 +645,12 @@ def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
     tolerance refuses it (and leaves nothing), the bfloat16 one (5 % of
     the largest output) accepts it."""
     from assemble_tf.export import precision
-    from assemble_tf.export.optimize import fold_batch_norm
+    from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 
     model, _ = _bfloat16_pair()
-    folded = build_model("resnet50", fold_bn=True, **TINY_R50)
-    fold_batch_norm(model, folded)
+    folded, _ = folded_copy(model)
     bf16 = precision.bfloat16_copy(
-        folded, lambda: build_model("resnet50", fold_bn=True, **TINY_R50)
+        folded, lambda: fold_bn_graph(build_model("resnet50", **TINY_R50))
     )
     with pytest.raises(ValueError, match="differs from the model"):
         export_lib.export_saved_model(

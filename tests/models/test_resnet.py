@@ -327,22 +327,36 @@ def test_model_config_threads_the_classifier():
 
 
 @pytest.mark.parametrize("preset", ["assemble_resnet50", "table2_c5"])
-def test_fold_bn_build_is_the_export_clone(preset):
+def test_the_export_clone_folds_every_bn(preset):
+    """`fold_bn_graph` keeps every layer but the folded BNs (names and
+    types); each folded conv gains a bias, each SK unit is rebuilt with
+    `fold_bn=True`; the logits stay."""
     from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 
     model = build_model(preset, **TINY)
     testing_utils.randomize_bn(model)
-    built = build_model(preset, fold_bn=True, **TINY)
     clone, count = folded_copy(model)
-    assert [type(layer) for layer in clone.layers] == [
-        type(layer) for layer in built.layers
+    kept = [
+        layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.BatchNormalization)
     ]
-    assert [layer.name for layer in clone.layers] == [
-        layer.name for layer in built.layers
-    ]
-    assert [(w.path, w.shape) for w in clone.weights] == [
-        (w.path, w.shape) for w in built.weights
-    ]
+    assert sorted((type(a).__name__, a.name) for a in clone.layers) == sorted(
+        (type(b).__name__, b.name) for b in kept
+    )
+    biased = {
+        w.path.split("/")[0] for w in clone.weights if w.path.endswith("bias")
+    }
+    # The convs feeding the model-level BNs (the stem, the blocks, the
+    # shortcuts) are exactly the biased `_conv` layers.
+    assert {n for n in biased if n.endswith("_conv")} == {
+        b.name[: -len("_bn")] + "_conv"
+        for b in model.layers
+        if isinstance(b, keras.layers.BatchNormalization)
+    }
+    assert all(
+        layer.fold_bn for layer in clone.layers if layer.name.endswith("_sk")
+    )
 
     # Every BN is folded, the SK units' own (two per unit) included.
     def bns(m):
