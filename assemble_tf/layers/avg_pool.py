@@ -17,6 +17,8 @@ Training and the other backends pad, then pool.
 import keras
 import numpy as np
 
+from official.utils.misc import validation
+
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
 class PaddedAveragePool2D(keras.layers.Layer):
@@ -35,18 +37,17 @@ class PaddedAveragePool2D(keras.layers.Layer):
 
     def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
         super().__init__(**kwargs)
-        for name, value, low in (
-            ("pool_size", pool_size, 1),
-            ("strides", strides, 1),
-            ("padding", padding, 0),
+        self.pool_size = validation.check_positive_int("pool_size", pool_size)
+        self.strides = validation.check_positive_int("strides", strides)
+        if (
+            isinstance(padding, bool)
+            or not isinstance(padding, int)
+            or (padding < 0)
         ):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"PaddedAveragePool2D {name} must be an int >= {low}. "
-                    f"Received: {name}={value!r}"
-                )
-        self.pool_size = pool_size
-        self.strides = strides
+            raise ValueError(
+                "`padding` must be an integer >= 0. "
+                f"Received: padding={padding!r}"
+            )
         self.padding = padding
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
