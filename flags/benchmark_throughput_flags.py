@@ -56,7 +56,13 @@ TABLE = (
         False,
         "Time the paper's Table 7 architectures vs R50.",
     ),
-    ("bool", "smoke", False, "Tiny sizes and 2 iterations (tests, CI)."),
+    (
+        "bool",
+        "smoke",
+        False,
+        "Tiny models (Keras' ResNet50 with one block per stage), sizes and "
+        "2 iterations (tests, CI).",
+    ),
     ("string", "output_dir", None, "Where JSON, markdown, PNG go."),
 )
 

@@ -69,8 +69,8 @@ TABLE = (
         "bool",
         "smoke",
         False,
-        "Tiny run for tests: our models at base_width 8, 32 px, batch 2, "
-        "one repeat of one step.",
+        "Tiny run for tests: our models at base_width 8, Keras' ResNet50 "
+        "with one block per stage, 32 px, batch 2, one repeat of one step.",
     ),
 )
 

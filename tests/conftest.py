@@ -24,6 +24,19 @@ from official.utils.logs import startup  # noqa: E402
 
 startup.quiet_tensorflow_startup()  # as the binaries: no start-up block
 
+if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    # Two logical CPU devices (before TensorFlow's runtime starts): the
+    # two-replica MirroredStrategy tests run in process instead of in a
+    # TensorFlow process of their own each. Nothing else sees them: default
+    # placement is /cpu:0, and our "mirrored" strategy on a machine without
+    # GPUs is /cpu:0 alone (official/utils/misc/distribution_utils.py).
+    import tensorflow as tf  # noqa: E402
+
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * 2,
+    )
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 

@@ -18,6 +18,34 @@ JAX_ENV = {
 }
 
 
+def two_replica_strategy():
+    """A `tf.distribute.MirroredStrategy` over the two logical CPU devices
+    the test processes start with (tests/conftest.py)."""
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) >= 2, (
+        f"two logical CPU devices expected (tests/conftest.py), got {devices}"
+    )
+    return tf.distribute.MirroredStrategy(devices[:2])
+
+
+def serving_model(num_classes=3, image_size=32, seed=0):
+    """The smallest model `assemble_tf.export` serves: a convolution, the
+    `head_pool` it takes features from and a `head_dense` classifier. For
+    tests of the export's mechanics (temporary folders, races, signature
+    errors), which do not depend on the network: exported in ~1 s, where
+    a tiny ResNet-50 takes ~6 s."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", name="stem")(
+        inputs
+    )
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    logits = keras.layers.Dense(num_classes, name="head_dense")(x)
+    return keras.Model(inputs, logits, name="serving_model")
+
+
 def run_serialization_test(layer):
     """get_config holds exactly the constructor args and round-trips."""
     config = layer.get_config()

@@ -43,6 +43,53 @@ PAPER_ROWS = [
 ]
 
 
+# Keras' ResNet50 with one block per stage: `smoke` runs (tests, CI) time
+# Keras' own blocks without building and compiling all 16 of them.
+SMOKE_KERAS_BLOCKS = (1, 1, 1, 1)
+
+
+def keras_resnet50(input_shape, blocks=None, **kwargs):
+    """Keras' `ResNet50(weights=None)`, the reference of both benchmarks.
+
+    Args:
+        input_shape: (height, width, 3).
+        blocks: None for the real ResNet-50 (3, 4, 6, 3); else blocks per
+            stage of the same network (Keras' own residual blocks and
+            stem), e.g. `SMOKE_KERAS_BLOCKS` for tiny test runs.
+        **kwargs: more `keras.applications.ResNet50` arguments (`classes`,
+            `classifier_activation`).
+    """
+    if blocks is None:
+        return keras.applications.ResNet50(
+            weights=None, input_shape=input_shape, **kwargs
+        )
+    from keras.src.applications import resnet
+
+    def stack_fn(x):
+        for stage, (filters, count) in enumerate(
+            zip((64, 128, 256, 512), blocks, strict=True)
+        ):
+            x = resnet.stack_residual_blocks_v1(
+                x,
+                filters,
+                count,
+                stride1=1 if stage == 0 else 2,
+                name=f"conv{stage + 2}",
+            )
+        return x
+
+    return resnet.ResNet(
+        stack_fn,
+        preact=False,
+        use_bias=True,
+        weights_name=None,
+        name="resnet50_" + "".join(map(str, blocks)),
+        weights=None,
+        input_shape=input_shape,
+        **kwargs,
+    )
+
+
 def backend():
     return keras.backend.backend()
 

@@ -55,7 +55,8 @@ class ThroughputOptions:
             the presets' size (`reference_size`).
         paper_table: time the paper's Table 7 architectures instead of
             `preset`.
-        smoke: tiny models, sizes and 2 iterations (tests, CI).
+        smoke: tiny models (ours, and Keras' ResNet50 with one block per
+            stage), sizes and 2 iterations (tests, CI).
         output_dir: where benchmark.jsonl, .md and .png go (None: none).
     """
 
@@ -219,9 +220,9 @@ def reference_size(options, names):
 def keras_entries(options, modes, settings, size):
     """Entries of Keras' ResNet50 (plain, and XLA when a mode is) at
     `size` pixels (`reference_size`)."""
-    import keras
 
-    ref = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
+    blocks = throughput.SMOKE_KERAS_BLOCKS if options.smoke else None
+    ref = throughput.keras_resnet50((size, size, 3), blocks=blocks)
     # Keras' ResNet50 is v1 (stride on the 1x1): 3.86 GMACs at 224.
     macs = throughput.count_macs(ref)
     ref_modes = ["plain"] + (["xla"] if any("xla" in m for m in modes) else [])

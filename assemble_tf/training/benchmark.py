@@ -62,6 +62,9 @@ class Options:
         num_classes: classifier width of every model.
         model_overrides: `build_model` overrides of our models (tests).
         peak_matmul_size: side of the matmul that measures the peak.
+        keras_blocks: blocks per stage of Keras' reference ResNet-50
+            (None: its real 3, 4, 6, 3; smoke runs take
+            `throughput.SMOKE_KERAS_BLOCKS`).
     """
 
     presets: tuple = ("resnet50", "assemble_resnet50")
@@ -75,6 +78,7 @@ class Options:
     num_classes: int = 1000
     model_overrides: dict = dataclasses.field(default_factory=dict)
     peak_matmul_size: int | None = None
+    keras_blocks: tuple | None = None
 
     def validate(self):
         """Raises `OptionError` naming the option of a bad value."""
@@ -125,6 +129,7 @@ def smoke_options(**overrides):
         # BigLittleNet stages need 2 blocks (as tools.benchmark_throughput).
         model_overrides={"base_width": 8, "block_sizes": "2,2,2,1"},
         peak_matmul_size=256,
+        keras_blocks=throughput.SMOKE_KERAS_BLOCKS,
     )
     values.update(overrides)
     return Options(**values)
@@ -240,13 +245,14 @@ def _recipe(config, trainer):
 
 
 def keras_entry(precision, options, image_size):
-    """Keras' ResNet50 (weights=None) with a plain GradientTape SGD step."""
+    """Keras' ResNet50 (weights=None; `options.keras_blocks` per stage in
+    smoke runs) with a plain GradientTape SGD step."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        model = keras.applications.ResNet50(
-            weights=None,
-            input_shape=(image_size, image_size, 3),
+        model = throughput.keras_resnet50(
+            (image_size, image_size, 3),
+            blocks=options.keras_blocks,
             classes=options.num_classes,
             classifier_activation=None,
         )
@@ -515,6 +521,8 @@ def _settings(options):
         "jit_compile": options.jit_compile,
         "num_classes": options.num_classes,
         "model_overrides": dict(options.model_overrides),
+        # Keras' ResNet-50 blocks per stage (3, 4, 6, 3 unless smoke).
+        "keras_blocks": list(options.keras_blocks or (3, 4, 6, 3)),
     }
 
 

@@ -1,10 +1,7 @@
 """Streaming metrics vs hand-computed values and the numpy references."""
 
-import json
 import math
 import os
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -253,18 +250,10 @@ def test_input_validation():
     assert math.isnan(M.calibration_error_from_bins([0, 0], [0, 0], [0, 0]))
 
 
-_DISTRIBUTED = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-    )
-    from assemble_tf.evaluation import metrics as M
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def _two_replica_metrics():
+    """Two steps of `ClassificationMetrics.update_state` under a two-replica
+    MirroredStrategy, then reset and the same steps again."""
+    strategy = testing_utils.two_replica_strategy()
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 2, 16, 7)).astype(np.float32) * 2
     labels = rng.integers(0, 7, size=(2, 2, 16))
@@ -302,17 +291,11 @@ _DISTRIBUTED = textwrap.dedent(
     out["after_reset"] = m.result()["count"]
     run_all()
     out["again"] = m.result()
-    print("RESULT" + json.dumps(out))
-    """
-)
+    return out
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_sums_over_two_replicas():
-    proc = testing_utils.run_command([sys.executable, "-c", _DISTRIBUTED])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    out = json.loads(line[-1][len("RESULT") :])
+    out = _two_replica_metrics()
     assert out["replicas"] == 2
     r = out["result"]
     assert r["count"] == 64  # 2 steps x 2 replicas x 16

@@ -165,9 +165,7 @@ def test_non_image_bytes_are_rejected_clearly(exported):
 
 
 def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
-    model = build_model(
-        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
-    )
+    model = testing_utils.serving_model()
     target = tmp_path / "serving" / "1"
 
     def broken(*args, **kwargs):
@@ -730,12 +728,6 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
 # warnings of our own code, the bfloat16 check's image count.
 
 
-def _tiny_r50(seed=3):
-    model = build_model("resnet50", **TINY_R50)
-    testing_utils.randomize_bn(model, seed=seed)
-    return model
-
-
 def _encoded(image_format, size=(40, 48)):
     """A smooth image encoded by PIL as `image_format` ("BMP", "WEBP")."""
     import io
@@ -755,7 +747,9 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
     InvalidArgumentError at the signature, saying what it takes (no raw
     bytes in the message, no error from inside the model)."""
     path = str(tmp_path / "1")
-    export_lib.export_saved_model(_tiny_r50(), path, "imagenet_32")
+    export_lib.export_saved_model(
+        testing_utils.serving_model(), path, "imagenet_32"
+    )
     sigs = tf.saved_model.load(path).signatures
     jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50, 1))
     for image_format in ("BMP", "WEBP"):
@@ -814,7 +808,10 @@ def test_next_export_removes_temp_folders_of_dead_exports(tmp_path):
         (folder / "saved_model.pb").write_bytes(b"partial")
     lines = []
     export_lib.export_saved_model(
-        _tiny_r50(), str(parent / "1"), "imagenet_32", log=lines.append
+        testing_utils.serving_model(),
+        str(parent / "1"),
+        "imagenet_32",
+        log=lines.append,
     )
     assert not dead.exists()
     assert lines == [f"Removed {dead}, the temporary folder of a dead export."]
@@ -837,7 +834,7 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(export_lib, "verify", racing)
-    model = _tiny_r50()
+    model = testing_utils.serving_model()
     for make_file in (True, False):
         with pytest.raises(FileExistsError, match="pass `overwrite`"):
             export_lib.export_saved_model(model, str(target), "imagenet_32")

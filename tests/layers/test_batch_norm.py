@@ -1,8 +1,5 @@
 """BatchNorm: fused inference and training == Keras BatchNormalization."""
 
-import json
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -282,75 +279,90 @@ def test_unfusable_training_falls_back(case):
     )
 
 
-_MIRRORED = r"""
-import json, os, sys
-import numpy as np
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras
-sys.path.insert(0, os.getcwd())
-from assemble_tf.layers import BatchNorm
+def _mirrored_batch_norm():
+    """Our BatchNorm and Keras' under a two-replica MirroredStrategy, three
+    training steps on each replica's own batches."""
+    rng = np.random.default_rng(0)
+    shape = (4, 5, 7, 6)
+    init = [
+        rng.uniform(0.5, 2.0, 6),
+        rng.normal(0, 1, 6),
+        rng.normal(0, 2, 6),
+        rng.uniform(0.1, 3.0, 6),
+    ]
+    init = [v.astype("float32") for v in init]
+    # Each replica its own batches (3 steps), with their own statistics.
+    xs = [rng.normal(r, 1 + r, (3,) + shape).astype("float32") for r in (0, 1)]
+    w = rng.normal(0, 1, shape).astype("float32")
+    strategy = testing_utils.two_replica_strategy()
 
-rng = np.random.default_rng(0)
-shape = (4, 5, 7, 6)
-init = [rng.uniform(0.5, 2.0, 6), rng.normal(0, 1, 6), rng.normal(0, 2, 6),
-        rng.uniform(0.1, 3.0, 6)]
-init = [v.astype("float32") for v in init]
-# Each replica its own batches (3 steps), with their own statistics.
-xs = [rng.normal(r, 1 + r, (3,) + shape).astype("float32") for r in (0, 1)]
-w = rng.normal(0, 1, shape).astype("float32")
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    def run(cls):
+        with strategy.scope():
+            layer = cls(epsilon=1e-5, momentum=0.9)
+            layer.build((None,) + shape[1:])
+            layer.set_weights(init)
 
-def run(cls):
-    with strategy.scope():
-        layer = cls(epsilon=1e-5, momentum=0.9)
-        layer.build((None,) + shape[1:])
-        layer.set_weights(init)
-    def replica_step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(layer(x, training=True) * w)
-        return [layer(x, training=True)] + tape.gradient(
-            loss, [x, layer.gamma, layer.beta])
-    step = tf.function(lambda x: strategy.run(replica_step, args=(x,)))
-    outs = []
-    for s in range(3):
-        x = strategy.experimental_distribute_values_from_function(
-            lambda ctx, s=s: tf.constant(xs[ctx.replica_id_in_sync_group][s]))
-        outs.append([[t.numpy() for t in strategy.experimental_local_results(p)]
-                     for p in step(x)])
-    graph = step.get_concrete_function(x).graph
-    ops = {op.type for op in graph.get_operations()}
-    return outs, layer.moving_mean.numpy(), layer.moving_variance.numpy(), ops
+        def replica_step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x, training=True) * w)
+            return [layer(x, training=True)] + tape.gradient(
+                loss, [x, layer.gamma, layer.beta]
+            )
 
-ours, om, ov, ops = run(BatchNorm)
-ref, rm, rv, ref_ops = run(keras.layers.BatchNormalization)
-err = max(float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
-          for s in range(3) for i in range(4)
-          for a, b in zip(ours[s][i], ref[s][i]))
-# Per replica: replica r's first output is BN of its own first batch.
-single = keras.layers.BatchNormalization(epsilon=1e-5)
-single.build((None,) + shape[1:])
-local = max(float(np.abs(ours[0][0][r] - single(xs[r][0], training=True)).max())
-            for r in (0, 1) if not single.set_weights(init))
-print("RESULT" + json.dumps({
-    "replicas": strategy.num_replicas_in_sync, "err": err, "local": local,
-    "mean": float(np.abs(om - rm).max()), "var": float(np.abs(ov - rv).max()),
-    "moved": float(np.abs(om - init[2]).max()),
-    "fused": "FusedBatchNormV3" in ops,
-    "ref_fused": "FusedBatchNormV3" in ref_ops,
-}))
-"""
+        step = tf.function(lambda x: strategy.run(replica_step, args=(x,)))
+        outs = []
+        for s in range(3):
+            x = strategy.experimental_distribute_values_from_function(
+                lambda ctx, s=s: tf.constant(
+                    xs[ctx.replica_id_in_sync_group][s]
+                )
+            )
+            outs.append(
+                [
+                    [t.numpy() for t in strategy.experimental_local_results(p)]
+                    for p in step(x)
+                ]
+            )
+        graph = step.get_concrete_function(x).graph
+        ops = {op.type for op in graph.get_operations()}
+        return (
+            outs,
+            layer.moving_mean.numpy(),
+            layer.moving_variance.numpy(),
+            ops,
+        )
+
+    ours, om, ov, ops = run(BatchNorm)
+    ref, rm, rv, ref_ops = run(keras.layers.BatchNormalization)
+    err = max(
+        float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+        for s in range(3)
+        for i in range(4)
+        for a, b in zip(ours[s][i], ref[s][i], strict=True)
+    )
+    # Per replica: replica r's first output is BN of its own first batch.
+    single = keras.layers.BatchNormalization(epsilon=1e-5)
+    single.build((None,) + shape[1:])
+    single.set_weights(init)
+    local = max(
+        float(np.abs(ours[0][0][r] - single(xs[r][0], training=True)).max())
+        for r in (0, 1)
+    )
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "err": err,
+        "local": local,
+        "mean": float(np.abs(om - rm).max()),
+        "var": float(np.abs(ov - rv).max()),
+        "moved": float(np.abs(om - init[2]).max()),
+        "fused": "FusedBatchNormV3" in ops,
+        "ref_fused": "FusedBatchNormV3" in ref_ops,
+    }
 
 
-@pytest.mark.slow
 def test_mirrored_two_replicas_match_keras():
-    proc = testing_utils.run_command([sys.executable, "-c", _MIRRORED])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
-    out = json.loads(line[-1][len("RESULT") :])
+    out = _mirrored_batch_norm()
     assert out["replicas"] == 2
     assert out["fused"] and not out["ref_fused"]
     assert out["err"] < 1e-5  # outputs and gradients, every replica and step

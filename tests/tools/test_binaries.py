@@ -15,7 +15,8 @@ GOLDEN = os.path.join(DATA, "golden")
 
 @pytest.mark.slow
 def test_model_summary_json_full_assemble_r50():
-    result = testing_utils.run_binary(
+    # In process; the resnet50 run below is the binary's entry point.
+    result = testing_utils.run_main(
         "tools.model_summary", "--preset=assemble_resnet50", "--json"
     )
     assert result.returncode == 0, result.stderr
@@ -43,7 +44,7 @@ def test_model_summary_overrides_and_clean_errors():
     assert summary["trainable_params"] == 25_557_032
     assert summary["total_params"] == 25_610_152
     assert summary["gmacs"] == pytest.approx(4.09, rel=0.01)
-    bad = testing_utils.run_binary(
+    bad = testing_utils.run_main(
         "tools.model_summary",
         "--preset=assemble_resnet50",
         "--image_size=240",
@@ -97,9 +98,10 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
         np.abs(logits - golden["logits"]).max()
         <= 1e-3 * np.abs(golden["logits"]).max()
     )
-    again = testing_utils.run_binary(*args)  # no silent overwrite
+    # The error paths in process (the entry point ran above).
+    again = testing_utils.run_main(*args)  # no silent overwrite
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    wrong = testing_utils.run_binary(
+    wrong = testing_utils.run_main(
         *args[:2],
         "--preset=resnet50",
         "--base_width=16",

@@ -7,7 +7,6 @@ seconds on CPU, hence `slow`.
 
 import dataclasses
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -203,50 +202,29 @@ def test_xla_step_with_cutmix_and_the_dropblock_schedule(tmp_path):
     np.testing.assert_allclose(losses[True], losses[False], rtol=0.1)
 
 
-MIRRORED = r"""
-import os, sys, json
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, os.getcwd())
-from assemble_tf import config as config_lib
-from assemble_tf.runs import runtime
-from assemble_tf.training import trainer as trainer_lib
-
-overrides = json.loads(sys.argv[2])
-out = {}
-for jit in (False, True):
-    overrides["train"]["jit_compile"] = jit
-    cfg = config_lib.make_config(
-        os.path.join(sys.argv[1], str(jit)), "resnet50", overrides)
-    runtime.setup_runtime(cfg)  # the seed: the same initial weights
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
-    history = trainer.train()
-    out[str(jit)] = {
-        "loss": history[-1]["train_loss"],
-        "step": trainer.step,
-        "weights": [w.tolist() for w in trainer.model.get_weights()[:4]],
-    }
-print(json.dumps(out))
-"""
-
-
-@pytest.mark.slow  # compiles with XLA, in a subprocess (2 CPU devices)
+@pytest.mark.slow  # compiles with XLA
 def test_xla_under_a_two_replica_mirrored_strategy(tmp_path):
     """Several replicas: XLA computes the gradients, the optimizer's
     cross-replica sum runs outside (a merge_call cannot run inside a nested
     tf.function)."""
+    from assemble_tf.runs import runtime
+    from assemble_tf.training import trainer as trainer_lib
+
     overrides = json.loads(json.dumps(TINY))
     overrides["train"]["max_steps"] = 2
-    result = testing_utils.run_command(
-        [sys.executable, "-c", MIRRORED, str(tmp_path), json.dumps(overrides)]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    plain, xla = out["False"], out["True"]
+    out = {}
+    for jit in (False, True):
+        cfg = _config(tmp_path / str(jit), "resnet50", overrides, jit)
+        runtime.setup_runtime(cfg)  # the seed: the same initial weights
+        strategy = testing_utils.two_replica_strategy()
+        trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+        history = trainer.train()
+        out[jit] = {
+            "loss": history[-1]["train_loss"],
+            "step": trainer.step,
+            "weights": trainer.model.get_weights()[:4],
+        }
+    plain, xla = out[False], out[True]
     assert plain["step"] == xla["step"] == 2
     assert np.isfinite(xla["loss"])
     np.testing.assert_allclose(xla["loss"], plain["loss"], rtol=LOSS_RTOL)

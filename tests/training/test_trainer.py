@@ -207,75 +207,94 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     assert open(saved + ".index", "rb").read() == before
 
 
-DISTRIBUTED = r"""
-import os, sys, json
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, os.getcwd())
-from assemble_tf import config as config_lib
-from assemble_tf.training import trainer as trainer_lib
-import keras
+def _one_and_two_replica_steps(tmp_path):
+    """One training step of a tiny R50 on one replica with the global batch
+    [X, X], and on two replicas with X each (so the per-replica BN
+    statistics equal the global ones), from the same weights."""
+    import keras
+    import tensorflow as tf
 
-# A fixed initialisation: the float reduction-order difference depends on
-# the weights (unseeded runs measured 8e-7 .. 3e-5, one of them over the
-# bound; seed 0: 1.2e-6).
-keras.utils.set_random_seed(0)
-cfg = config_lib.make_config(sys.argv[1], "resnet50", {
-    "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
-    "data": {"synthetic": True, "num_classes": 4, "image_size": 32,
-             "num_train_examples": 64},
-    "train": {"batch_size": 8, "epochs": 1.0, "warmup_epochs": 0.0,
-              "base_learning_rate": 0.1, "lr_schedule": "constant",
-              "weight_decay": 1e-3},
-    "augment": {"label_smoothing": 0.1}})
-rng = np.random.default_rng(0)
-half = rng.integers(0, 255, (4, 32, 32, 3)).astype("uint8")
-labels = np.array([0, 1, 2, 3], "int32")
-targets = np.eye(4, dtype="float32")[labels]
+    from assemble_tf.training import trainer as trainer_lib
 
-def one_step(strategy, images, labels, targets, init=None):
-    trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
-    if init is not None:
-        trainer.model.set_weights(init)
-    init = trainer.model.get_weights()
-    dist = strategy.experimental_distribute_values_from_function(
-        lambda ctx: (tf.constant(images), {"labels": tf.constant(labels),
-                                            "targets": tf.constant(targets)}))
-    @tf.function
-    def step(data):
-        images, batch = data
-        return strategy.run(trainer.backend._replica_train_step,
-                            args=(images, batch, tf.constant([1, 2], tf.int64)))
-    step(dist)
-    return init, trainer.model.get_weights()
+    # A fixed initialisation: the float reduction-order difference depends
+    # on the weights (unseeded runs measured 8e-7 .. 3e-5, one of them over
+    # the bound; seed 0: 1.2e-6).
+    keras.utils.set_random_seed(0)
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+            "data": {
+                "synthetic": True,
+                "num_classes": 4,
+                "image_size": 32,
+                "num_train_examples": 64,
+            },
+            "train": {
+                "batch_size": 8,
+                "epochs": 1.0,
+                "warmup_epochs": 0.0,
+                "base_learning_rate": 0.1,
+                "lr_schedule": "constant",
+                "weight_decay": 1e-3,
+            },
+            "augment": {"label_smoothing": 0.1},
+        },
+    )
+    rng = np.random.default_rng(0)
+    half = rng.integers(0, 255, (4, 32, 32, 3)).astype("uint8")
+    labels = np.array([0, 1, 2, 3], "int32")
+    targets = np.eye(4, dtype="float32")[labels]
 
-# One replica sees the global batch [X, X]; two replicas see X each, so the
-# per-replica BN statistics equal the global ones.
-single = tf.distribute.OneDeviceStrategy("/cpu:0")
-init, w1 = one_step(single, np.concatenate([half, half]),
-                    np.concatenate([labels, labels]),
-                    np.concatenate([targets, targets]))
-mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-_, w2 = one_step(mirrored, half, labels, targets, init)
-moved = max(float(np.abs(a - b).max()) for a, b in zip(w1, init))
-diff = max(
-    float(np.abs(a - b).max()) / max(1.0, float(np.abs(a).max()))
-    for a, b in zip(w1, w2)
-)
-print(json.dumps({"moved": moved, "diff": diff}))
-"""
+    def one_step(strategy, images, labels, targets, init=None):
+        trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+        if init is not None:
+            trainer.model.set_weights(init)
+        init = trainer.model.get_weights()
+        dist = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (
+                tf.constant(images),
+                {
+                    "labels": tf.constant(labels),
+                    "targets": tf.constant(targets),
+                },
+            )
+        )
+
+        @tf.function
+        def step(data):
+            images, batch = data
+            return strategy.run(
+                trainer.backend._replica_train_step,
+                args=(images, batch, tf.constant([1, 2], tf.int64)),
+            )
+
+        step(dist)
+        return init, trainer.model.get_weights()
+
+    single = tf.distribute.OneDeviceStrategy("/cpu:0")
+    init, w1 = one_step(
+        single,
+        np.concatenate([half, half]),
+        np.concatenate([labels, labels]),
+        np.concatenate([targets, targets]),
+    )
+    mirrored = testing_utils.two_replica_strategy()
+    _, w2 = one_step(mirrored, half, labels, targets, init)
+    moved = max(
+        float(np.abs(a - b).max()) for a, b in zip(w1, init, strict=True)
+    )
+    diff = max(
+        float(np.abs(a - b).max()) / max(1.0, float(np.abs(a).max()))
+        for a, b in zip(w1, w2, strict=True)
+    )
+    return {"moved": moved, "diff": diff}
 
 
 @pytest.mark.slow
 def test_two_replica_step_equals_one_replica_step(tmp_path):
-    result = testing_utils.run_command(
-        [sys.executable, "-c", DISTRIBUTED, str(tmp_path)]
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = _one_and_two_replica_steps(tmp_path)
     assert out["moved"] > 1e-3  # the step really changed the weights
     # Loss scaling is right when the cross-replica gradient sum equals the
     # single-replica mean; float reduction order bounds the difference,
