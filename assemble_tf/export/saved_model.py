@@ -49,15 +49,20 @@ from assemble_tf.export import precision
 from official.utils.misc.validation import OptionError, PathExistsError
 
 
-def feature_model(model):
-    """The sub-model from the input to the pooled features."""
+def feature_model(model, with_logits=False):
+    """The sub-model from the input to the pooled features; with
+    `with_logits`, to {"logits", "features"} (one pass for both)."""
     import keras
 
     # The single input itself, not `model.inputs` (a list): a sub-model
     # built on a list warns that a tensor "doesn't match the expected
     # structure" each time it is called with one.
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, model.get_layer("head_pool").output)
+    features = model.get_layer("head_pool").output
+    if with_logits:
+        outputs = {"logits": model.outputs[0], "features": features}
+        return keras.Model(inputs, outputs)
+    return keras.Model(inputs, features)
 
 
 class ServingModule(tf.Module):
@@ -66,7 +71,11 @@ class ServingModule(tf.Module):
     def __init__(self, model, preprocessing_type, jit_compile=False):
         super().__init__()
         self.model = model
-        self.features = feature_model(model)
+        # Logits and features from one traced function, which all three
+        # signatures call: the SavedModel holds the network once, and the
+        # export traces it once (the feature signature computes the
+        # classifier's matmul too, which it does not return).
+        self.network = feature_model(model, with_logits=True)
         # Track the TensorFlow variables themselves. Through the Keras
         # objects alone the SavedModel restores them under other handles
         # than the functions read, which `tf.saved_model.load` tolerates but
@@ -77,6 +86,7 @@ class ServingModule(tf.Module):
         size = preprocessing.eval_sizes(preprocessing_type)[2]
         self.size = size
         spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
+        self.forward = tf.function(self._forward, input_signature=[spec])
         self.preprocessed = tf.function(
             self._outputs, input_signature=[spec], jit_compile=jit_compile
         )
@@ -113,14 +123,17 @@ class ServingModule(tf.Module):
         ):
             return tf.identity(images)
 
+    def _forward(self, images):
+        out = self.network(images, training=False)
+        return {k: tf.cast(v, tf.float32) for k, v in out.items()}
+
     def _features(self, images):
         images = self._check_crops(images, "feature_vector")
-        features = self.features(images, training=False)
-        return {"features": tf.cast(features, tf.float32)}
+        return {"features": self.forward(images)["features"]}
 
     def _outputs(self, images):
         images = self._check_crops(images, "preprocessed")
-        logits = tf.cast(self.model(images, training=False), tf.float32)
+        logits = self.forward(images)["logits"]
         return {
             "classes": tf.argmax(logits, axis=-1),
             "probabilities": tf.nn.softmax(logits),

@@ -96,9 +96,7 @@ def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
     """Without its variables tracked as TensorFlow variables, the export
     loads in Python but not under the session loader: the verification
     catches that and nothing is left behind."""
-    model = build_model(
-        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
-    )
+    model = testing_utils.serving_model()
     module = export_lib.ServingModule(model, "imagenet_32")
     del module.serving_variables
     tf.saved_model.save(module, str(tmp_path / "raw"), module.signatures())
