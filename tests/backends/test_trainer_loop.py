@@ -10,15 +10,11 @@ import pytest
 from assemble_tf import config as config_lib
 from assemble_tf.runs import runtime
 from assemble_tf.training import trainer as trainer_lib
+from tests.training.conftest import TINY_SYNTHETIC
 
 TINY = {
     "model": {"base_width": 8, "block_sizes": "2,2,2,1"},
-    "data": {
-        "synthetic": True,
-        "num_classes": 4,
-        "image_size": 32,
-        "num_train_examples": 64,
-    },
+    "data": TINY_SYNTHETIC["data"],  # 64 synthetic 32-px images, 4 classes
 }
 
 

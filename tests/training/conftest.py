@@ -11,6 +11,29 @@ from assemble_tf.data import schema
 from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
 
+# A tiny R50 on synthetic data: `config.make_config` group overrides of
+# the XLA and two-replica training tests.
+TINY_SYNTHETIC = {
+    "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+    "data": {
+        "synthetic": True,
+        "num_classes": 4,
+        "image_size": 32,
+        "num_train_examples": 64,
+    },
+    "train": {
+        "batch_size": 8,
+        "epochs": 1.0,
+        "max_steps": 3,
+        "warmup_epochs": 0.0,
+        "base_learning_rate": 0.1,
+        "lr_schedule": "constant",
+        "weight_decay": 1e-3,
+        "seed": 3,
+    },
+    "augment": {"label_smoothing": 0.1},
+}
+
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):

@@ -13,6 +13,7 @@ import pytest
 
 from assemble_tf import config as config_lib
 from tests import testing_utils
+from tests.training.conftest import TINY_SYNTHETIC as TINY
 
 # Measured on this CPU (3 steps of TINY), XLA vs plain: float32 losses
 # within 2.3e-7 relative (2 replicas: 1.9e-6), trainable weights within
@@ -21,27 +22,6 @@ from tests import testing_utils
 LOSS_RTOL = 1e-4
 WEIGHT_RTOL = 1e-4
 WEIGHT_ATOL = 1e-5
-
-TINY = {
-    "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
-    "data": {
-        "synthetic": True,
-        "num_classes": 4,
-        "image_size": 32,
-        "num_train_examples": 64,
-    },
-    "train": {
-        "batch_size": 8,
-        "epochs": 1.0,
-        "max_steps": 3,
-        "warmup_epochs": 0.0,
-        "base_learning_rate": 0.1,
-        "lr_schedule": "constant",
-        "weight_decay": 1e-3,
-        "seed": 3,
-    },
-    "augment": {"label_smoothing": 0.1},
-}
 
 
 def _config(model_dir, preset, overrides, jit_compile):

@@ -12,6 +12,7 @@ import pytest
 from assemble_tf import config as config_lib
 from tests import testing_utils
 from tests.conftest import REPO
+from tests.training.conftest import TINY_SYNTHETIC
 
 TINY_FLAGS = [
     "--preset=resnet50",
@@ -220,28 +221,9 @@ def _one_and_two_replica_steps(tmp_path):
     # on the weights (unseeded runs measured 8e-7 .. 3e-5, one of them over
     # the bound; seed 0: 1.2e-6).
     keras.utils.set_random_seed(0)
-    cfg = config_lib.make_config(
-        str(tmp_path),
-        "resnet50",
-        {
-            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
-            "data": {
-                "synthetic": True,
-                "num_classes": 4,
-                "image_size": 32,
-                "num_train_examples": 64,
-            },
-            "train": {
-                "batch_size": 8,
-                "epochs": 1.0,
-                "warmup_epochs": 0.0,
-                "base_learning_rate": 0.1,
-                "lr_schedule": "constant",
-                "weight_decay": 1e-3,
-            },
-            "augment": {"label_smoothing": 0.1},
-        },
-    )
+    overrides = json.loads(json.dumps(TINY_SYNTHETIC))
+    del overrides["train"]["max_steps"], overrides["train"]["seed"]
+    cfg = config_lib.make_config(str(tmp_path), "resnet50", overrides)
     rng = np.random.default_rng(0)
     half = rng.integers(0, 255, (4, 32, 32, 3)).astype("uint8")
     labels = np.array([0, 1, 2, 3], "int32")
