@@ -190,30 +190,6 @@ def test_tfds_mock_backbone_lr_zero_and_bn_reestimation(
     assert model.get_layer("head_dense").kernel.shape == (256, 102)
 
 
-def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
-    keras.utils.set_random_seed(1)
-    model = build_model("resnet50", num_classes=4, **TINY)
-    rng = np.random.default_rng(0)
-    batches = [
-        rng.normal(0, 50, (3, 32, 32, 3)).astype("float32") for _ in range(3)
-    ]
-    conv = keras.Model(model.input, model.get_layer("stem_1_conv").output)
-    outs = [conv(b).numpy() for b in batches]
-    want_mean = np.mean([o.mean(axis=(0, 1, 2)) for o in outs], axis=0)
-    want_var = np.mean([o.var(axis=(0, 1, 2)) for o in outs], axis=0)
-    count = warm_start.reestimate_bn_statistics(model, iter(batches), 3)
-    assert count == sum(
-        isinstance(layer, keras.layers.BatchNormalization)
-        for layer in model.layers
-    )
-    bn = model.get_layer("stem_1_bn")
-    np.testing.assert_allclose(bn.moving_mean.numpy(), want_mean, rtol=1e-4)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), want_var, rtol=1e-4)
-    assert bn.momentum == 0.997  # restored
-    with pytest.raises(ValueError, match="only 3 batches"):
-        warm_start.reestimate_bn_statistics(model, iter(batches), 5)
-
-
 @pytest.mark.slow  # trains or compiles
 def test_warm_start_from_a_run_and_a_saved_model(tmp_path, source_weights):
     from assemble_tf.export.saved_model import export_saved_model
