@@ -52,11 +52,22 @@ def test_layer_names_are_deterministic_and_hierarchical():
 
 
 def test_feature_map_shapes():
-    plain = build_resnet(50, image_size=224, include_top=False)
+    # Full width; one block per stage (two where BigLittleNet needs them):
+    # the depth changes no shape.
+    plain = build_resnet(
+        50, image_size=224, include_top=False, block_sizes=(1, 1, 1, 1)
+    )
     assert plain.output.shape == (None, 7, 7, 2048)
-    bl = build_model("assemble_resnet50", image_size=256, include_top=False)
+    bl = build_model(
+        "assemble_resnet50",
+        image_size=256,
+        include_top=False,
+        block_sizes=(2, 2, 2, 1),
+    )
     assert bl.output.shape == (None, 8, 8, 2048)
-    basic = build_resnet(18, image_size=96, include_top=False)
+    basic = build_resnet(
+        18, image_size=96, include_top=False, block_sizes=(1, 1, 1, 1)
+    )
     assert basic.output.shape == (None, 3, 3, 512)
 
 
