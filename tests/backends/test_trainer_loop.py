@@ -31,6 +31,7 @@ def _config(model_dir, preset="resnet50", train=None, **groups):
     return config_lib.make_config(str(model_dir), preset, overrides)
 
 
+@pytest.mark.slow  # trains
 def test_the_loss_is_read_once_per_loop(tmp_path, monkeypatch):
     cfg = _config(tmp_path, train={"steps_per_loop": 3, "log_every": 2})
     trainer = trainer_lib.Trainer(
@@ -64,6 +65,7 @@ def _jax_devices():
     return jax.local_device_count()
 
 
+@pytest.mark.slow  # trains twice
 @pytest.mark.skipif(_jax_devices() < 2, reason="JAX with 2 devices only")
 def test_two_devices_train_the_recipe_like_one(tmp_path):
     """Mixup type 1, label smoothing, KD and DropBlock on two virtual
