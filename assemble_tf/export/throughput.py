@@ -43,8 +43,10 @@ PAPER_ROWS = [
 ]
 
 
-# Keras' ResNet50 with one block per stage: `smoke` runs (tests, CI) time
-# Keras' own blocks without building and compiling all 16 of them.
+# Keras' ResNet50's blocks per stage, and one block per stage for `smoke`
+# runs (tests, CI): Keras' own blocks without building and compiling all
+# 16 of them.
+KERAS_RESNET50_BLOCKS = (3, 4, 6, 3)
 SMOKE_KERAS_BLOCKS = (1, 1, 1, 1)
 
 
@@ -53,9 +55,9 @@ def keras_resnet50(input_shape, blocks=None, **kwargs):
 
     Args:
         input_shape: (height, width, 3).
-        blocks: None for the real ResNet-50 (3, 4, 6, 3); else blocks per
-            stage of the same network (Keras' own residual blocks and
-            stem), e.g. `SMOKE_KERAS_BLOCKS` for tiny test runs.
+        blocks: None for the real ResNet-50 (`KERAS_RESNET50_BLOCKS`);
+            else blocks per stage of the same network (Keras' own residual
+            blocks and stem), e.g. `SMOKE_KERAS_BLOCKS` for tiny runs.
         **kwargs: more `keras.applications.ResNet50` arguments (`classes`,
             `classifier_activation`).
     """

@@ -39,16 +39,7 @@ class PaddedAveragePool2D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pool_size = validation.check_positive_int("pool_size", pool_size)
         self.strides = validation.check_positive_int("strides", strides)
-        if (
-            isinstance(padding, bool)
-            or not isinstance(padding, int)
-            or (padding < 0)
-        ):
-            raise ValueError(
-                "`padding` must be an integer >= 0. "
-                f"Received: padding={padding!r}"
-            )
-        self.padding = padding
+        self.padding = validation.check_non_negative_int("padding", padding)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def call(self, inputs, training=None):

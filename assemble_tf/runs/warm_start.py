@@ -285,8 +285,9 @@ def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
             steps=steps,
             done=done,
         )
-    for variable, total in zip(stats, sums or [], strict=False):
-        variable.assign((total / done).astype(variable.dtype))
+    if done:  # (steps 0: nothing to average)
+        for variable, total in zip(stats, sums, strict=True):
+            variable.assign((total / done).astype(variable.dtype))
     return len(layers)
 
 

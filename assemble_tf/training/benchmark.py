@@ -521,8 +521,9 @@ def _settings(options):
         "jit_compile": options.jit_compile,
         "num_classes": options.num_classes,
         "model_overrides": dict(options.model_overrides),
-        # Keras' ResNet-50 blocks per stage (3, 4, 6, 3 unless smoke).
-        "keras_blocks": list(options.keras_blocks or (3, 4, 6, 3)),
+        "keras_blocks": list(
+            options.keras_blocks or throughput.KERAS_RESNET50_BLOCKS
+        ),
     }
 
 

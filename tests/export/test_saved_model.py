@@ -372,6 +372,35 @@ def test_run_benchmark_in_process(tmp_path, monkeypatch):
     assert keras.config.dtype_policy().name == "float32"
 
 
+def test_keras_reference_with_its_own_blocks_is_keras_resnet50():
+    """`throughput.keras_resnet50(blocks=...)` restates Keras' ResNet50
+    stacking: with ResNet-50's blocks it has Keras' parameter count and
+    layer names; the smoke reference is the same network, shallower."""
+    from assemble_tf.export import throughput
+
+    shape = (64, 64, 3)
+    real = keras.applications.ResNet50(
+        weights=None, input_shape=shape, classes=10
+    )
+    again = throughput.keras_resnet50(
+        shape, blocks=throughput.KERAS_RESNET50_BLOCKS, classes=10
+    )
+    assert again.count_params() == real.count_params() == 23_608_202
+    # (Input layers are numbered per session: compare the rest.)
+    assert [layer.name for layer in again.layers[1:]] == [
+        layer.name for layer in real.layers[1:]
+    ]
+    smoke = throughput.keras_resnet50(
+        shape, blocks=throughput.SMOKE_KERAS_BLOCKS, classes=10
+    )
+    final = real.get_layer("conv5_block3_out").output.shape
+    assert final == (None, 2, 2, 2048)  # strides 32, as Keras'
+    assert again.get_layer("conv5_block3_out").output.shape == final
+    assert smoke.get_layer("conv5_block1_out").output.shape == final
+    names = {layer.name for layer in smoke.layers}
+    assert "conv5_block1_out" in names and "conv5_block2_out" not in names
+
+
 def test_keras_reference_is_timed_at_the_requested_size(monkeypatch):
     """--compare=keras_resnet50 --image_size=S times Keras at S pixels, not
     224 (issue 24 item 5)."""

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from official.utils.misc.seeds import derive_seed
-from official.utils.misc.validation import check_positive_int
+from official.utils.misc.validation import (
+    check_non_negative_int,
+    check_positive_int,
+)
 
 
 def test_derive_seed_is_stable_and_separates_streams():
@@ -36,6 +39,15 @@ def test_check_positive_int_names_the_argument_and_value(bad):
 def test_check_positive_int_returns_a_python_int():
     out = check_positive_int("k", np.int64(5))
     assert out == 5 and type(out) is int
+
+
+@pytest.mark.parametrize("bad", [-1, 0.5, False, "0", None])
+def test_check_non_negative_int_takes_zero_and_names_bad_values(bad):
+    assert check_non_negative_int("pad", np.int64(0)) == 0
+    with pytest.raises(
+        ValueError, match=r"`pad` must be an integer >= 0. Received: pad="
+    ):
+        check_non_negative_int("pad", bad)
 
 
 def test_option_error_names_the_field_and_binaries_print_the_flag(capsys):

@@ -10,14 +10,25 @@ def check_positive_int(name, value):
     Raises:
         ValueError: `value` is not an integer (a bool is not one) or < 1.
     """
+    return _check_int(name, value, 1, "a positive integer")
+
+
+def check_non_negative_int(name, value):
+    """Returns `value` as an int, or raises naming `name` and the value.
+
+    Raises:
+        ValueError: `value` is not an integer (a bool is not one) or < 0.
+    """
+    return _check_int(name, value, 0, "an integer >= 0")
+
+
+def _check_int(name, value, minimum, what):
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Integral)
-        or value < 1
+        or value < minimum
     ):
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
     return int(value)
 
 
