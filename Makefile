@@ -25,12 +25,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 # All tests under TensorFlow, then the backend-neutral ones (tests/backends)
 # again under JAX on two virtual CPU devices (data parallel). The slowest
 # files are collected first (tests/conftest.py) and an idle worker steals
-# queued tests from the other (--dist worksteal). The JAX pass compiles with
-# LLVM at -O0, as the JAX binaries the TF pass starts (tests/testing_utils.py
-# JAX_ENV): same results, about half the compile time.
-JAX_XLA_FLAGS := --xla_force_host_platform_device_count=2 \
-	--xla_backend_optimization_level=0
-JAX_ENV := KERAS_BACKEND=jax XLA_FLAGS="$(JAX_XLA_FLAGS)"
+# queued tests from the other (--dist worksteal). XLA compiles for CPU fast
+# rather than well in both passes (tests/conftest.py TEST_XLA_FLAGS).
+JAX_ENV := KERAS_BACKEND=jax \
+	XLA_FLAGS=--xla_force_host_platform_device_count=2
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist worksteal --durations=15 tests

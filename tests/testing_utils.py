@@ -7,15 +7,11 @@ import json
 import keras
 import numpy as np
 
-# A binary under the Keras JAX backend, as the tests start it. XLA compiles
-# its programs with LLVM at -O0: the same HLO, scheduled and computed the
-# same way (float32 results within rounding of -O3), in about half the
-# compile time (the tiny JAX run 43 s -> 26 s on 2 cores). Benchmarks and
-# users compile at the default level; Makefile's JAX pass does the same.
-JAX_ENV = {
-    "KERAS_BACKEND": "jax",
-    "XLA_FLAGS": "--xla_backend_optimization_level=0",
-}
+from tests.conftest import TEST_XLA_FLAGS
+
+# A binary under the Keras JAX backend, as the tests start it; XLA compiles
+# as in every test process (tests/conftest.py TEST_XLA_FLAGS).
+JAX_ENV = {"KERAS_BACKEND": "jax", "XLA_FLAGS": TEST_XLA_FLAGS}
 
 
 def two_replica_strategy():

@@ -106,7 +106,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     assert summary["steps"] == 12  # 64 // 16 x 3 epochs
 
     killed = str(tmp_path / "killed")
-    first = os.path.join(killed, "checkpoints", "ckpt-1.index")
+    # The state file names a checkpoint once its files are complete (the
+    # index appears before it: a kill between the two resumes nothing).
+    first = os.path.join(killed, "checkpoints", "checkpoint")
     appeared, _, _ = testing_utils.kill_binary_when(
         first, "tools.train", *common, f"--model_dir={killed}"
     )
