@@ -270,20 +270,56 @@ def saved_model_cli_run(export_dir, signature, inputs, outdir, cwd):
     return run_command(
         [
             venv_script("saved_model_cli"),
-            "run",
-            "--dir",
-            export_dir,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            signature,
-            "--inputs",
-            inputs,
-            "--outdir",
-            outdir,
+            *_saved_model_cli_run_args(export_dir, signature, inputs, outdir),
         ],
         cwd=cwd,
     )
+
+
+# saved_model_cli's console script is `sys.exit(main())` of this module;
+# this runs that main once per command line, in one process.
+_SAVED_MODEL_CLI_COMMANDS = """
+import json, sys
+from tensorflow.python.tools import saved_model_cli
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["saved_model_cli", *argv]
+    try:
+        saved_model_cli.main()
+    except SystemExit as exit:
+        if exit.code:
+            raise
+"""
+
+
+def saved_model_cli_runs(export_dir, runs, cwd):
+    """`saved_model_cli run` on several signatures in one fresh process
+    (one TensorFlow start-up): saved_model_cli's own `main` per command
+    line, as its console script calls it. `runs`: (signature, inputs,
+    outdir) triples, as for `saved_model_cli_run`."""
+    import json
+    import sys
+
+    commands = [_saved_model_cli_run_args(export_dir, *run) for run in runs]
+    return run_command(
+        [sys.executable, "-c", _SAVED_MODEL_CLI_COMMANDS, json.dumps(commands)],
+        cwd=cwd,
+    )
+
+
+def _saved_model_cli_run_args(export_dir, signature, inputs, outdir):
+    return [
+        "run",
+        "--dir",
+        str(export_dir),
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        signature,
+        "--inputs",
+        inputs,
+        "--outdir",
+        str(outdir),
+    ]
 
 
 def venv_script(name):

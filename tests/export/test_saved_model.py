@@ -55,20 +55,17 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     ]
     # docs/deployment.md's way to pass encoded images: a numpy bytes array.
     np.save(tmp_path / "jpegs.npy", np.array(jpegs))
-    outputs = {}
-    for name, npy in (
-        ("preprocessed", "x.npy"),
-        ("feature_vector", "x.npy"),
-        ("serving_default", "jpegs.npy"),
-    ):
-        out = tmp_path / name
-        run = testing_utils.saved_model_cli_run(
-            path, name, f"images={npy}", out, tmp_path
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        outputs[name] = {
-            f[:-4]: np.load(out / f) for f in sorted(os.listdir(out))
-        }
+    runs = [
+        ("preprocessed", "images=x.npy", tmp_path / "preprocessed"),
+        ("feature_vector", "images=x.npy", tmp_path / "feature_vector"),
+        ("serving_default", "images=jpegs.npy", tmp_path / "serving_default"),
+    ]
+    run = testing_utils.saved_model_cli_runs(path, runs, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    outputs = {
+        name: {f[:-4]: np.load(out / f) for f in sorted(os.listdir(out))}
+        for name, _, out in runs
+    }
     want = model(images, training=False).numpy()
     assert np.abs(want).max() > 0.1  # a real comparison, not of zeros
     got = outputs["preprocessed"]
