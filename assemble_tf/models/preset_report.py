@@ -82,11 +82,15 @@ def summarize(preset, overrides):
         non_trainable_params, gmacs}.
     """
     from assemble_tf import presets
-    from assemble_tf.models import build_model, count_macs, count_params
+    from assemble_tf.models import (
+        build_model_to_count,
+        count_macs,
+        count_params,
+    )
 
     overrides = dict(overrides)
     overrides.setdefault("image_size", presets.get(preset).eval_image_size)
-    model = build_model(preset, **overrides)
+    model = build_model_to_count(preset, **overrides)
     total, trainable, non_trainable = count_params(model)
     return {
         "preset": preset,
@@ -112,11 +116,15 @@ def format_summary(summary):
 def preset_row(name, image_size=None):
     """The table row of preset `name` (builds its model)."""
     from assemble_tf import presets
-    from assemble_tf.models import build_model, count_macs, count_params
+    from assemble_tf.models import (
+        build_model_to_count,
+        count_macs,
+        count_params,
+    )
 
     preset = presets.get(name)
     size = image_size or preset.eval_image_size
-    model = build_model(name, image_size=size)
+    model = build_model_to_count(name, image_size=size)
     total, trainable, _ = count_params(model)
     paper = preset.paper
     return {

@@ -6,11 +6,18 @@ the plain / D counts. "total" includes BN moving stats.
 """
 
 import functools
+import re
 
 import keras
+import numpy as np
 import pytest
 
-from assemble_tf.models import build_model, count_macs, count_params
+from assemble_tf.models import (
+    build_model,
+    build_model_to_count,
+    count_macs,
+    count_params,
+)
 
 COUNTS = [
     # preset, overrides, total, trainable, non-trainable
@@ -54,14 +61,15 @@ COUNTS = [
 ]
 
 
-# Full-size models are built once per module (an R152 takes 5-20 s): the
+# Full-size models are built once per module, without drawing their
+# weights (`build_model_to_count`; an Assemble-R152 in 1 s, 5 s with): the
 # parameter counts and GMACs of a preset read the same model.
 _SIZE = {"table6_m3": 256}
 
 
 @functools.cache
 def _built(preset, image_size=224, **overrides):
-    return build_model(preset, image_size=image_size, **overrides)
+    return build_model_to_count(preset, image_size=image_size, **overrides)
 
 
 def _model(preset, image_size=None, **overrides):
@@ -107,6 +115,33 @@ def test_a_1000_class_build_has_one_logit_fewer():
     )
 
 
+def test_a_model_to_count_is_the_model_without_weight_values():
+    """What the counts above rely on: the same variables, shapes, layers
+    and multiply-adds as `build_model`, no values drawn."""
+    kwargs = {"base_width": 16, "block_sizes": (2, 2, 2, 1), "image_size": 64}
+    real = build_model("assemble_resnet50", **kwargs)
+    counted = build_model_to_count("assemble_resnet50", **kwargs)
+
+    def variables(model):
+        # A SeedGenerator's name holds a process-wide counter.
+        return [
+            (re.sub(r"seed_generator_\d+", "seed_generator", v.path), v.shape)
+            for v in model.variables
+        ]
+
+    assert variables(counted) == variables(real)
+    assert [layer.name for layer in counted.layers] == [
+        layer.name for layer in real.layers
+    ]
+    assert count_params(counted) == count_params(real)
+    assert count_macs(counted) == count_macs(real) > 0
+    assert counted.variables[0]._value is None  # nothing drawn
+    x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
+    assert np.abs(real(x)).max() > 0
+    with pytest.raises(ValueError, match="has no weight values"):
+        counted(x)  # not zeros from uninitialized variables
+
+
 @pytest.mark.parametrize(
     "overrides,trainable",
     [
@@ -126,12 +161,8 @@ def test_plain_resnets_match_torchvision_counts(overrides, trainable):
 def test_headless_backbone_totals():
     # keras-hub's ResNet presets: headless R50 23,561,152 and R50-D
     # 23,580,512 in total.
-    assert build_model("resnet50", include_top=False).count_params() == (
-        23_561_152
-    )
-    assert build_model("resnet50d", include_top=False).count_params() == (
-        23_580_512
-    )
+    assert _model("resnet50", include_top=False).count_params() == 23_561_152
+    assert _model("resnet50d", include_top=False).count_params() == 23_580_512
 
 
 @pytest.mark.slow
