@@ -109,10 +109,15 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     # The state file names a checkpoint once its files are complete (the
     # index appears before it: a kill between the two resumes nothing).
     first = os.path.join(killed, "checkpoints", "checkpoint")
-    appeared, _, _ = testing_utils.kill_binary_when(
+    appeared, _, stderr = testing_utils.kill_binary_when(
         first, "tools.train", *common, f"--model_dir={killed}"
     )
     assert appeared
+    # A real process up to its first checkpoint: no TensorFlow start-up
+    # block, no absl INFO line per checkpoint (test_first_run.py item 9).
+    assert "epoch 1/3" in stderr
+    for noise in ("InitializeLog", "cuInit", "functional_saver", "I0000"):
+        assert noise not in stderr, stderr[-2000:]
     resumed = testing_utils.run_main(
         "tools.train", *common, f"--model_dir={killed}"
     )
