@@ -109,3 +109,24 @@ def test_two_devices_train_the_recipe_like_one(tmp_path):
 
     assert largest_difference(init, weights["off"]) > 1e-3  # it trained
     assert largest_difference(weights["off"], weights["mirrored"]) < 1e-4
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="TensorFlow-only options: JAX"
+)
+def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
+    from tests import testing_utils
+
+    result = testing_utils.run_main(
+        "tools.train",
+        "--preset=resnet50",
+        "--synthetic",
+        "--num_classes=4",
+        "--distribution_strategy=tpu",
+        f"--model_dir={tmp_path / 'tpu'}",
+    )
+    assert result.returncode != 0
+    assert "--distribution_strategy=tpu is TensorFlow-only" in result.stderr
+    assert "--distribution_strategy=mirrored" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "tpu" / "config.json").exists()

@@ -189,24 +189,6 @@ def test_tensorflow_refuses_to_resume_a_jax_run_and_warm_starts_from_it(
 
 
 @pytest.mark.slow
-def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
-    result = testing_utils.run_binary(
-        "tools.train",
-        "--preset=resnet50",
-        "--synthetic",
-        "--num_classes=4",
-        "--distribution_strategy=tpu",
-        f"--model_dir={tmp_path / 'tpu'}",
-        env=JAX,
-    )
-    assert result.returncode != 0
-    assert "--distribution_strategy=tpu is TensorFlow-only" in result.stderr
-    assert "--distribution_strategy=mirrored" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not os.path.exists(tmp_path / "tpu" / "config.json")
-
-
-@pytest.mark.slow
 def test_finetune_under_jax_from_a_jax_run(tmp_path, image_folder, jax_run):
     """tools.finetune under JAX: warm start from a JAX run (head
     re-initialised for 3 classes), BN statistics re-estimated on the new
