@@ -291,15 +291,17 @@ for argv in json.loads(sys.argv[1]):
 """
 
 
-def saved_model_cli_runs(export_dir, runs, cwd):
+def saved_model_cli_runs(export_dir, runs, cwd, show=False):
     """`saved_model_cli run` on several signatures in one fresh process
     (one TensorFlow start-up): saved_model_cli's own `main` per command
     line, as its console script calls it. `runs`: (signature, inputs,
-    outdir) triples, as for `saved_model_cli_run`."""
+    outdir) triples, as for `saved_model_cli_run`; `show`: first
+    `saved_model_cli show --all` (its listing on stdout)."""
     import json
     import sys
 
-    commands = [_saved_model_cli_run_args(export_dir, *run) for run in runs]
+    commands = [["show", "--dir", str(export_dir), "--all"]] if show else []
+    commands += [_saved_model_cli_run_args(export_dir, *run) for run in runs]
     return run_command(
         [sys.executable, "-c", _SAVED_MODEL_CLI_COMMANDS, json.dumps(commands)],
         cwd=cwd,

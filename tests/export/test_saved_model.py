@@ -60,8 +60,10 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
         ("feature_vector", "images=x.npy", tmp_path / "feature_vector"),
         ("serving_default", "images=jpegs.npy", tmp_path / "serving_default"),
     ]
-    run = testing_utils.saved_model_cli_runs(path, runs, tmp_path)
+    run = testing_utils.saved_model_cli_runs(path, runs, tmp_path, show=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    for name, _, _ in runs:  # `saved_model_cli show --all` lists them
+        assert f"signature_def['{name}']" in run.stdout
     outputs = {
         name: {f[:-4]: np.load(out / f) for f in sorted(os.listdir(out))}
         for name, _, out in runs
@@ -196,14 +198,7 @@ def test_export_binary_and_saved_model_cli(tmp_path):
     assert max(out["max_abs_diff"].values()) <= 1e-4
     again = testing_utils.run_main(*args)  # in process: an error line
     assert again.returncode == 2 and "--overwrite" in again.stderr
-    cli = testing_utils.venv_script("saved_model_cli")
-    if os.path.exists(cli):
-        show = testing_utils.run_command(
-            [cli, "show", "--dir", f"{tmp_path}/sm/1", "--all"]
-        )
-        assert show.returncode == 0, show.stderr[-2000:]
-        for name in ("serving_default", "preprocessed", "feature_vector"):
-            assert f"signature_def['{name}']" in show.stdout
+    # `saved_model_cli show`: test_saved_model_cli_runs_every_signature.
 
 
 @pytest.mark.slow  # exports
