@@ -95,6 +95,7 @@ def _fpn_head(backbone, width=16, num_classes=3):
     return keras.Model(backbone.input, logits)
 
 
+@pytest.mark.slow  # trains
 def test_pyramid_feeds_an_fpn_head_and_every_level_trains():
     keras.utils.set_random_seed(0)
     backbone = build_backbone(

@@ -170,6 +170,7 @@ def _bytes_only(path):
     return str(path)
 
 
+@pytest.mark.slow  # exports (the fixture)
 def test_our_export_is_a_teacher(exported, labelled_data, tmp_path):
     """Before: the bytes `serving_default` was fed float crops (a traceback
     of ~400 lines) and its first output taken as the logits. Now the
