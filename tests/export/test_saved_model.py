@@ -112,6 +112,10 @@ def test_export_round_trip_through_all_signatures(exported):
     assert max(diffs.values()) <= 1e-4
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == set(diffs)
+    # The Keras model once, as `model` (what warm starts read), not again
+    # as the signatures' two-output network.
+    assert hasattr(loaded, "model") and not hasattr(loaded, "_network")
+    assert len(loaded.serving_variables) == len(model.variables)
     images = testing_utils.random_images((3, 64, 64, 3), low=-120, high=130)
     out = loaded.signatures["preprocessed"](images=tf.constant(images))
     expected = model(images, training=False).numpy()
