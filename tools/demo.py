@@ -9,7 +9,7 @@ r"""The end-to-end demo: real data in, a trained Assemble model out.
 3. evaluates it on the held-out digits (top-1, top-5, ECE);
 4. writes training curves, a reliability diagram and a short report, and
    prints one JSON line.
-About six minutes on 2 cores.
+About three and a half minutes on 2 cores.
 Rerunning resumes / reuses what is there. The work is
 `assemble_tf.training.demo.run_demo`.
 """
