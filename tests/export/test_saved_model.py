@@ -113,8 +113,22 @@ def test_export_round_trip_through_all_signatures(exported):
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == set(diffs)
     # The Keras model once, as `model` (what warm starts read), not again
-    # as the signatures' two-output network.
-    assert hasattr(loaded, "model") and not hasattr(loaded, "_network")
+    # as the signatures' two-output network: the root's saved children.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    root = saved.meta_graphs[0].object_graph_def.nodes[0]
+    assert sorted(c.local_name for c in root.children) == [
+        "feature_vector",
+        "forward",
+        "model",
+        "preprocessed",
+        "serving_default",
+        "serving_variables",
+        "signatures",
+    ]
     assert len(loaded.serving_variables) == len(model.variables)
     images = testing_utils.random_images((3, 64, 64, 3), low=-120, high=130)
     out = loaded.signatures["preprocessed"](images=tf.constant(images))
