@@ -13,16 +13,17 @@ Mixup / CutMix, then label smoothing), `teacher_probs` float32 [B, K] when
 teacher logits are read (softmax(logits / T), mixed with the same lambda),
 `lambda` with Mixup, and `filenames`.
 
-A record that cannot be used (its image is not a decodable JPEG, or it lacks
-the teacher logits that KD asks for) is skipped and counted
-(`PipelineStats`), never crashing a long run; but never without bound:
-`max_consecutive_unusable` such records in a row stop the pipeline with a
-`DataError` (a repeated dataset of unusable records would otherwise never
-yield and training would hang).
+A record that cannot be used (its bytes are not an image, its image does not
+decode, e.g. a truncated download, or it lacks the teacher logits that KD
+asks for) is skipped and counted (`PipelineStats`), never crashing a long
+run; but never without bound: `max_consecutive_unusable` such records in a
+row stop the pipeline with a `DataError` (a repeated dataset of unusable
+records would otherwise never yield and training would hang).
 """
 
 import contextlib
 import dataclasses
+import functools
 import string
 
 import tensorflow as tf
@@ -57,16 +58,20 @@ def _data_error(text):
 class PipelineStats:
     """Counters of records read and skipped (tf.Variables on the host).
 
-    `skipped` counts records whose image fails the JPEG check (SOI/EOI
-    markers), records without the teacher logits KD needs, and those whose
-    decode raised; it is exact once a pass has been consumed (during
-    training, in-flight records are not yet counted).
+    Each record is counted as it is read: `invalid` (bytes that fail the
+    format check: SOI/EOI markers for TFRecords, a JPEG, PNG, GIF or BMP
+    signature for tfds and folder sources), `undecodable` (bytes that pass
+    it but do not decode: a truncated or damaged file), `no_logits`
+    (without the teacher logits KD needs). `skipped` (read, not emitted)
+    is exact once a pass has been consumed; during training it also holds
+    the records in flight.
     """
 
     def __init__(self):
         with tf.init_scope():
             self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.undecodable = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.no_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
 
@@ -74,13 +79,37 @@ class PipelineStats:
     def skipped(self):
         return int(self.read.numpy()) - int(self.emitted.numpy())
 
+    @property
+    def unusable(self):
+        """Records found unusable as they were read (exact at any time)."""
+        return sum(
+            int(v.numpy())
+            for v in (self.invalid, self.undecodable, self.no_logits)
+        )
+
     def as_dict(self):
         return {
             "records_read": int(self.read.numpy()),
             "records_skipped": self.skipped,
             "records_invalid_jpeg": int(self.invalid.numpy()),
+            "records_undecodable": int(self.undecodable.numpy()),
             "records_without_logits": int(self.no_logits.numpy()),
         }
+
+    def describe(self, finished=False):
+        """'2 not images, 1 not decodable': the non-zero kinds. With
+        `finished` (a consumed pass), records dropped by `ignore_errors`
+        (a TFRecord image that passed the marker check but did not
+        decode) count as not decodable."""
+        undecodable = int(self.undecodable.numpy())
+        if finished:
+            undecodable += self.skipped - self.unusable
+        kinds = (
+            (int(self.invalid.numpy()), "not images"),
+            (undecodable, "not decodable"),
+            (int(self.no_logits.numpy()), "without teacher logits"),
+        )
+        return ", ".join(f"{n:,} {what}" for n, what in kinds if n)
 
 
 @contextlib.contextmanager
@@ -267,7 +296,7 @@ def build_dataset(config, input_context=None, stats=None):
     stats = stats or PipelineStats()
     ds = _records(config, input_context)
     decode = _decoder(config, stats)
-    parse = _parser(config)
+    parse = _parser(config, stats)
     guard = _guard(config, stats)
     # One parallel map per record (one stage of threads and buffers less);
     # the index is the record's place in the shuffled stream, so
@@ -278,6 +307,9 @@ def build_dataset(config, input_context=None, stats=None):
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=config.deterministic,
     )
+    # Images of tfds and folder sources that do not decode are flagged in
+    # `parse`; this drops what else fails (e.g. a record that is not an
+    # Example): `PipelineStats.skipped` counts it once a pass is consumed.
     ds = ds.ignore_errors()
     ds = ds.filter(_graph_fn(guard))  # sequential: counts runs in record order
     ds = _batches(ds, config, batch_size, stats)
@@ -381,12 +413,43 @@ def _preprocess(config, record, seed):
     )
 
 
-def _parser(config):
+def _or_flagged(fn, *inputs):
+    """`(fn(*inputs), True)`, or `(zeros of its spec, False)` where `fn`
+    raises (an image that passes the format check but does not decode).
+
+    A one-element dataset with `ignore_errors` is the one way to catch a
+    kernel's error inside a `tf.data` function; without it the record was
+    dropped uncounted, and a split of such images hung training (the guard
+    never saw them)."""
+    inner = (
+        tf.data.Dataset.from_tensors(inputs)
+        .map(_graph_fn(lambda *x: (fn(*x), tf.constant(True))))
+        .ignore_errors()
+    )
+    spec = inner.element_spec[0]
+    fallback = tf.nest.map_structure(
+        lambda s: tf.zeros([d or 0 for d in s.shape], s.dtype), spec
+    )
+    out, ok = (
+        inner.concatenate(
+            tf.data.Dataset.from_tensors((fallback, tf.constant(False)))
+        )
+        .take(1)
+        .get_single_element()
+    )
+    # The fallback's unknown dimensions are 0: keep the static shape.
+    out = tf.nest.map_structure(
+        lambda t, s: tf.ensure_shape(t, s.shape), out, spec
+    )
+    return out, ok
+
+
+def _parser(config, stats):
     """`parse(index, record) -> example dict` (images, labels, filenames,
-    teacher probabilities, `ok`)."""
+    teacher probabilities, `ok`), counting images that do not decode."""
     # Unusable records flow on (flagged, their image replaced by a tiny
-    # valid JPEG: cheaper than a branch) past ignore_errors to the guard,
-    # which must see them to bound them.
+    # valid JPEG: cheaper than a branch) to the guard, which must see them
+    # to bound them.
     placeholder = tf.constant(_PLACEHOLDER_JPEG)
 
     def parse(index, record):
@@ -397,9 +460,23 @@ def _parser(config):
                 record["ok"], record["image_bytes"], placeholder
             ),
         )
+        if config.record_source is None:
+            # Our builder decoded every image it wrote, and a truncated
+            # file fails `looks_like_jpeg`: what still fails to decode is
+            # dropped by ignore_errors (counted at the end of a pass).
+            # Flagging costs 20 % of the ImageNet pipeline's speed.
+            images, decoded = _preprocess(config, record, seed), True
+        else:
+            # User files, checked by their signature only.
+            images, decoded = _or_flagged(
+                functools.partial(_preprocess, config), record, seed
+            )
+            stats.undecodable.assign_add(
+                tf.cast(record["ok"] & tf.logical_not(decoded), tf.int64)
+            )
         out = {
-            "ok": record["ok"],
-            "images": _preprocess(config, record, seed),
+            "ok": record["ok"] & decoded,
+            "images": images,
             "labels": record["label"] - config.label_offset,
             "filenames": record["filename"],
         }
@@ -439,10 +516,12 @@ def _guard(config, stats):
                 "records read:",
                 stats.invalid.read_value(),
                 "not images,",
+                stats.undecodable.read_value(),
+                "not decodable,",
                 stats.no_logits.read_value(),
                 "without teacher logits.",
             ],
-            summarize=8,
+            summarize=10,
         )
         with tf.control_dependencies([check]):
             return tf.identity(ok)
@@ -525,11 +604,13 @@ def _unusable_message(config, limit):
             "with `python -m tools.extract_teacher_logits`; to train "
             "without, set {kd_temperature}=0"
         )
-    else:
+    elif config.record_source is None:
         text += (
             ". Rebuild the records with `python -m "
             "tools.build_imagenet_tfrecords`"
         )
+    else:
+        text += " (a JPEG, PNG, GIF or BMP file that opens)"
     return text + "."
 
 

@@ -217,10 +217,10 @@ class AgreementEvaluator(Evaluator):
 
         return tf.function(eval_fn, autograph=False, reduce_retracing=True)
 
-    def evaluate(self, dataset, progress=None):
+    def evaluate(self, dataset, progress=None, stats=None):
         self.reference_metrics.reset()
         self.agreement.reset()
-        result = super().evaluate(dataset, progress)
+        result = super().evaluate(dataset, progress, stats)
         result["float32"] = self.reference_metrics.result()
         result["agreement"] = summarize(
             result["top1"],

@@ -39,13 +39,17 @@ class Evaluator:
         # size (the last, partial batch would trace the model again).
         return tf.function(eval_fn, autograph=False, reduce_retracing=True)
 
-    def dataset(self, input_config):
+    def dataset(self, input_config, stats=None):
+        """The distributed eval set (its records counted into `stats`, an
+        `input_pipeline.PipelineStats`)."""
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: input_pipeline.build_dataset(input_config, ctx)
+            lambda ctx: input_pipeline.build_dataset(input_config, ctx, stats)
         )
 
-    def evaluate(self, dataset, progress=None):
-        """Returns top1, top5, ece, loss, count and the reliability bins."""
+    def evaluate(self, dataset, progress=None, stats=None):
+        """Returns top1, top5, ece, loss, count and the reliability bins
+        (and `skipped`, the unusable records, with the dataset's `stats`).
+        """
         if self._fn is None:
             self._fn = self._make_fn()
         self.metrics.reset()
@@ -54,12 +58,14 @@ class Evaluator:
                 self._fn(images, batch)
                 if progress is not None:
                     progress.update(1)
-        return metrics_report(self.metrics)
+        return metrics_report(self.metrics, stats)
 
 
-def metrics_report(metrics):
+def metrics_report(metrics, stats=None):
     """The dict of a finished evaluation: top1, top5, ece, loss, count and
-    the reliability bins of `metrics` (a `ClassificationMetrics`).
+    the reliability bins of `metrics` (a `ClassificationMetrics`); with
+    the pass's `input_pipeline.PipelineStats`, also `skipped`: the records
+    read and not counted (not images, not decodable).
 
     Raises:
         DataError: no example was counted.
@@ -73,6 +79,8 @@ def metrics_report(metrics):
             "{validation_pattern} (or {validation_split}).",
             ["validation_pattern", "validation_split"],
         )
+    if stats is not None:
+        result["skipped"] = stats.skipped
     count, confidence, accuracy = metrics.bins()
     result["reliability"] = {
         "count": count.tolist(),

@@ -155,19 +155,32 @@ def make_evaluator(loaded, precision=None):
 
 
 def run_evaluation(evaluator, config, progress=True):
-    """`evaluator.evaluate` over the config's whole validation split."""
+    """`evaluator.evaluate` over the config's whole validation split; a
+    warning on stderr names the records it skipped."""
     from tqdm import tqdm
 
+    from assemble_tf.data import input_pipeline
     from assemble_tf.runs import inputs
 
     input_config = inputs.input_config(config, is_training=False)
+    stats = input_pipeline.PipelineStats()
     with tqdm(
         desc="evaluating",
         unit="batch",
         file=sys.stderr,
         disable=not progress,
     ) as bar:
-        return evaluator.evaluate(evaluator.dataset(input_config), bar)
+        dataset = evaluator.dataset(input_config, stats)
+        result = evaluator.evaluate(dataset, bar, stats)
+    skipped = result["skipped"]
+    if skipped:
+        print(
+            f"WARNING: {skipped:,} of {skipped + result['count']:,} "
+            f"validation records skipped ({stats.describe(True)}); the metrics "
+            "count the others.",
+            file=sys.stderr,
+        )
+    return result
 
 
 def write_outputs(result, loaded, precision, out_dir):

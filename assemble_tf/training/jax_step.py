@@ -241,9 +241,11 @@ class JaxStep:
         from assemble_tf.evaluation.metrics import ClassificationMetrics
         from assemble_tf.runs import inputs
 
+        stats = None
         if dataset is None:
             cfg = inputs.input_config(self.config, False)
-            dataset = input_pipeline.build_dataset(cfg)
+            stats = input_pipeline.PipelineStats()
+            dataset = input_pipeline.build_dataset(cfg, None, stats)
         self.sync()
         trainable = [v.value for v in self.model.trainable_variables]
         non_trainable = [v.value for v in self.model.non_trainable_variables]
@@ -254,7 +256,7 @@ class JaxStep:
                 metrics.update_state(
                     batch["labels"], np.asarray(logits, np.float32)
                 )
-        return metrics_report(metrics)
+        return metrics_report(metrics, stats)
 
     @property
     def latest_checkpoint(self):

@@ -240,11 +240,13 @@ class TFStep:
 
     def evaluate(self, dataset=None):
         """Top-1, top-5, ECE (10 bins) and loss over the whole split."""
-        if dataset is None:
-            dataset = self.evaluator.dataset(
-                inputs.input_config(self.config, False)
-            )
-        return self.evaluator.evaluate(dataset)
+        if dataset is not None:
+            return self.evaluator.evaluate(dataset)
+        stats = input_pipeline.PipelineStats()
+        dataset = self.evaluator.dataset(
+            inputs.input_config(self.config, False), stats
+        )
+        return self.evaluator.evaluate(dataset, stats=stats)
 
     @property
     def latest_checkpoint(self):

@@ -306,6 +306,7 @@ class Trainer:
                     },
                 )
         elapsed = time.perf_counter() - start
+        progress.bar.close()  # before any warning: a line of its own
         record = {
             "epoch": epoch + 1,
             "step": self.step,
@@ -315,25 +316,17 @@ class Trainer:
             "train_images_per_sec": steps * t.batch_size / max(elapsed, 1e-9),
         }
         if not self.config.data.synthetic:
-            skipped = stats.as_dict()
             # In-flight records are read but not yet emitted: count only
-            # what was found unusable.
-            record["train_records_skipped"] = (
-                skipped["records_invalid_jpeg"]
-                + skipped["records_without_logits"]
-            )
-            if record["train_records_skipped"]:
+            # what was found unusable (as it was read, read-ahead included).
+            record["train_records_skipped"] = stats.unusable
+            if stats.unusable:
                 self.log(
-                    f"WARNING: epoch {epoch + 1} skipped "
-                    f"{record['train_records_skipped']} unusable training "
-                    f"records ({skipped['records_invalid_jpeg']} not "
-                    f"images, {skipped['records_without_logits']} "
-                    "without teacher logits)."
+                    f"WARNING: epoch {epoch + 1} skipped {stats.unusable:,} "
+                    f"unusable training records ({stats.describe()})."
                 )
         keep = backend.keep_prob()
         if keep is not None:
             record["dropblock_keep_prob"] = keep
-        progress.bar.close()
         return record
 
     def _finish_epoch(self, epoch, record, history, writer, best):

@@ -1,5 +1,7 @@
 """The tf.data pipeline on small TFRecords written here."""
 
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,9 +97,11 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
     assert stats.as_dict() == {
         "records_read": 14,
         "records_skipped": 2,
-        "records_invalid_jpeg": 2,
+        "records_invalid_jpeg": 2,  # the truncated one lost its EOI marker
+        "records_undecodable": 0,
         "records_without_logits": 0,
     }
+    assert stats.unusable == 2 and stats.describe(True) == "2 not images"
 
 
 def test_train_batches_mixup_type1_and_smoothing(records):
@@ -294,3 +298,118 @@ def test_guard_bounds_a_run_of_bad_records_with_a_small_limit(records):
         list(build_dataset(config))
     ok = list(build_dataset(_eval_config(records, max_consecutive_unusable=3)))
     assert sum(int(images.shape[0]) for images, _ in ok) == 12
+
+
+def _png_bytes(array):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _user_files():
+    """Image files as a folder holds them: 6 good ones (JPEG and PNG) and
+    a truncated JPEG and PNG (a cut-off download: the right signature,
+    no decodable image), which the format check cannot see."""
+    good = [
+        (testing_utils.jpeg_bytes(testing_utils.smooth_image(30, 40, i)), i)
+        for i in range(4)
+    ]
+    good += [
+        (_png_bytes(testing_utils.smooth_image(36, 30, i)), i)
+        for i in range(4, 6)
+    ]
+    jpeg, png = good[0][0], good[4][0]
+    bad = [(jpeg[: len(jpeg) // 2], 0), (png[: len(png) // 2], 1)]
+    files = good[:3] + bad[:1] + good[3:] + bad[1:]
+    return [f for f, _ in files], [label % 5 for _, label in files]
+
+
+def _source(files, labels):
+    def source(input_context, is_training, seed):
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.constant(files), tf.constant(labels, tf.int64))
+        )
+
+    return source
+
+
+def test_user_images_that_do_not_decode_are_counted_not_lost():
+    """Before: a truncated file of a folder or tfds source passed the
+    signature check, failed to decode, and ignore_errors dropped it
+    uncounted (evaluation silently counted 6 of 8)."""
+    files, labels = _user_files()
+    stats = PipelineStats()
+    config = _eval_config(
+        "", record_source=_source(files, labels), label_offset=0
+    )
+    batches = list(build_dataset(config, stats=stats))
+    got = np.concatenate([b["labels"].numpy() for _, b in batches])
+    assert sorted(got.tolist()) == [0, 0, 1, 2, 3, 4]  # labels i % 5
+    assert stats.as_dict() == {
+        "records_read": 8,
+        "records_skipped": 2,
+        "records_invalid_jpeg": 0,
+        "records_undecodable": 2,
+        "records_without_logits": 0,
+    }
+    assert stats.describe() == "2 not decodable"
+
+
+def test_a_training_source_of_undecodable_images_stops_not_hangs():
+    """Before: training on such files never yielded a batch (the guard
+    never saw them) and hung."""
+    from assemble_tf.data.input_pipeline import DataError, reraise_data_errors
+
+    files, labels = _user_files()
+    config = InputConfig(
+        file_pattern="",
+        is_training=True,
+        batch_size=2,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        record_source=_source(files[3:4] * 3, labels[3:4] * 3),
+        max_consecutive_unusable=5,
+    )
+    stats = PipelineStats()
+    errors = []
+
+    def first_batch():  # a daemon thread: a hang fails the test
+        try:
+            with reraise_data_errors():
+                next(iter(build_dataset(config, stats=stats)))
+        except DataError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=first_batch, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the pipeline hung"
+    assert len(errors) == 1
+    text = str(errors[0])
+    assert "5 records in a row of `source` could not be used" in text
+    assert "a JPEG, PNG, GIF or BMP file that opens" in text
+    assert "0 not images, " in text and " not decodable" in text
+    assert stats.as_dict()["records_undecodable"] >= 5
+
+
+def test_tfrecord_images_that_do_not_decode_are_counted_after_a_pass(
+    tmp_path,
+):
+    """A JPEG with intact SOI / EOI markers whose data does not decode
+    (not from our builder): dropped, and counted once the pass is over."""
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(30, 30))
+    damaged = jpeg[:200] + bytes(len(jpeg) - 202) + b"\xff\xd9"
+    examples = _examples(3, offset=1) + [
+        schema.make_example(damaged, 1, 30, 30, filename="damaged.jpg")
+    ]
+    testing_utils.write_records(tmp_path / "validation-0", examples)
+    stats = PipelineStats()
+    config = _eval_config(str(tmp_path / "validation-*"))
+    batches = list(build_dataset(config, stats=stats))
+    assert sum(int(images.shape[0]) for images, _ in batches) == 3
+    assert stats.skipped == 1 and stats.unusable == 0
+    assert stats.describe(True) == "1 not decodable"

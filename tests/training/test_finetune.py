@@ -102,12 +102,19 @@ def test_recipes_follow_the_food101_scripts():
 
 @pytest.mark.slow  # trains or compiles
 def test_folder_frozen_backbone_changes_only_the_head(
-    tmp_path, image_folder, source_weights, monkeypatch
+    tmp_path, image_folder, source_weights, monkeypatch, capsys
 ):
+    import shutil
+
     src, path = source_weights
+    # A cut-off download in the test split: counted and named, not lost.
+    folder = tmp_path / "folder"
+    shutil.copytree(image_folder, folder)
+    jpeg = (folder / "test" / "class_2" / "0.jpg").read_bytes()
+    (folder / "test" / "class_2" / "cut.jpg").write_bytes(jpeg[:300])
     config = make_config(
         tmp_path / "run",
-        image_folder,
+        str(folder),
         warm_start=path,
         warm_start_bn_stats=True,
         freeze_backbone=True,
@@ -141,7 +148,22 @@ def test_folder_frozen_backbone_changes_only_the_head(
     assert np.abs(head - snapshot["head"]).max() > 1e-4
     assert len(trainer.model.trainable_variables) == 2
     assert history[-1]["val_count"] == 6  # the test split, PNG-free
+    assert history[-1]["val_skipped"] == 1  # cut.jpg
+    assert history[-1]["train_records_skipped"] == 0
     assert 0.0 <= history[-1]["val_top1"] <= 1.0
+    # What tools.evaluate runs: the same count, and a warning.
+    from assemble_tf.evaluation import run as evaluation_run
+
+    evaluator = evaluation_run.make_evaluator(
+        evaluation_run.LoadedModel(config, strategy, trainer.model, None, None)
+    )
+    capsys.readouterr()
+    result = evaluation_run.run_evaluation(evaluator, config, progress=False)
+    assert (result["count"], result["skipped"]) == (6, 1)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "WARNING: 1 of 7 validation records skipped (1 not decodable); "
+        "the metrics count the others."
+    )
 
 
 @pytest.mark.slow  # trains or compiles
