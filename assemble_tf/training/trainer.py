@@ -322,7 +322,8 @@ class Trainer:
             if stats.unusable:
                 self.log(
                     f"WARNING: epoch {epoch + 1} skipped {stats.unusable:,} "
-                    f"unusable training records ({stats.describe()})."
+                    f"unusable training records ({stats.describe()}; "
+                    "counted as read, records read ahead included)."
                 )
         keep = backend.keep_prob()
         if keep is not None:

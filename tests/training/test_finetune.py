@@ -107,11 +107,12 @@ def test_folder_frozen_backbone_changes_only_the_head(
     import shutil
 
     src, path = source_weights
-    # A cut-off download in the test split: counted and named, not lost.
+    # A cut-off download in each split: counted and named, not lost.
     folder = tmp_path / "folder"
     shutil.copytree(image_folder, folder)
     jpeg = (folder / "test" / "class_2" / "0.jpg").read_bytes()
-    (folder / "test" / "class_2" / "cut.jpg").write_bytes(jpeg[:300])
+    for split in ("train", "test"):
+        (folder / split / "class_2" / "cut.jpg").write_bytes(jpeg[:300])
     config = make_config(
         tmp_path / "run",
         str(folder),
@@ -121,8 +122,9 @@ def test_folder_frozen_backbone_changes_only_the_head(
     )
     assert config.data.label_offset == 0
     strategy = runtime.setup_runtime(config)
-    trainer = trainer_lib.Trainer(config, strategy, log=lambda s: None)
-    assert trainer.num_train == 12  # 3 classes x 4 (one PNG)
+    logged = []
+    trainer = trainer_lib.Trainer(config, strategy, log=logged.append)
+    assert trainer.num_train == 13  # 3 classes x 4 (one PNG), cut.jpg
     snapshot = {}
     original = warm_start.warm_start_model
 
@@ -149,7 +151,13 @@ def test_folder_frozen_backbone_changes_only_the_head(
     assert len(trainer.model.trainable_variables) == 2
     assert history[-1]["val_count"] == 6  # the test split, PNG-free
     assert history[-1]["val_skipped"] == 1  # cut.jpg
-    assert history[-1]["train_records_skipped"] == 0
+    skipped = history[-1]["train_records_skipped"]  # read-ahead too
+    assert skipped >= 1
+    assert (
+        f"WARNING: epoch 1 skipped {skipped} unusable training records "
+        f"({skipped} not decodable; counted as read, records read ahead "
+        "included)."
+    ) in logged
     assert 0.0 <= history[-1]["val_top1"] <= 1.0
     # What tools.evaluate runs: the same count, and a warning.
     from assemble_tf.evaluation import run as evaluation_run
