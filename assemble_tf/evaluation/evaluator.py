@@ -48,7 +48,9 @@ class Evaluator:
 
     def evaluate(self, dataset, progress=None, stats=None):
         """Returns top1, top5, ece, loss, count and the reliability bins
-        (and `skipped`, the unusable records, with the dataset's `stats`).
+        (and `skipped`, the unusable records, with the dataset's `stats`:
+        this worker's, where several workers read a shard each; `count`
+        is over all of them).
         """
         if self._fn is None:
             self._fn = self._make_fn()
