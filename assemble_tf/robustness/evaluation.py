@@ -16,8 +16,10 @@ Results are cached per corruption / perturbation under `cache_dir`, so an
 interrupted evaluation continues where it stopped.
 """
 
+import hashlib
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -313,10 +315,21 @@ def make_predict_fn(model, k=5, background=None):
     return predict
 
 
+def _load_image(path):
+    try:
+        return preprocessing.decode_jpeg(tf.io.read_file(path)).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", e.message)
+        reason = reason.split("\n")[0].split("[[")[0].strip()
+        raise ValueError(
+            f"{path} is not a decodable JPEG ({reason}). Regenerate it: "
+            "delete it and rerun `python -m tools.make_imagenet_c` with the "
+            "same flags (it writes only the missing files)."
+        ) from None
+
+
 def _load_images(paths):
-    images = [
-        preprocessing.decode_jpeg(tf.io.read_file(p)).numpy() for p in paths
-    ]
+    images = [_load_image(p) for p in paths]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise ValueError(
@@ -324,6 +337,17 @@ def _load_images(paths):
             f"{paths[0]}); generate the set at one crop size."
         )
     return np.stack(images)
+
+
+def files_key(paths):
+    """The identity of a set's files: their paths, sizes and modification
+    times. A corruption whose files changed (a `--limit` subset grown to
+    the whole set, a regenerated severity) misses the cache."""
+    digest = hashlib.sha1()
+    for path in sorted(paths):
+        st = os.stat(path)
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _cache_path(cache_dir, name):
@@ -361,7 +385,8 @@ def evaluate_c(
         found: `find_imagenet_c` output.
         labels: {wnid: label}.
         cache_dir: per-corruption results are stored here and reused when
-            their `signature` (model + data identity) matches.
+            their `signature` (model + data identity) matches and their
+            files are the same (`files_key`).
         signature: any JSON value identifying model and data.
         batch_size: images per forward pass.
         progress: optional tqdm-like object (`update(n)`).
@@ -372,7 +397,11 @@ def evaluate_c(
     """
     results = {}
     for corruption, severities in found.items():
-        cached = _read_cache(cache_dir, corruption, signature)
+        key = {
+            "signature": signature,
+            "files": files_key(p for v in severities.values() for p, _ in v),
+        }
+        cached = _read_cache(cache_dir, corruption, key)
         if cached:
             results[corruption] = dict(cached["result"], cached=True)
             if progress is not None:
@@ -397,7 +426,7 @@ def evaluate_c(
             top5[s - 1] = wrong5 / len(items)
         result = {"top1_error": top1, "top5_error": top5, "count": count}
         _write_cache(
-            cache_dir, corruption, {"signature": signature, "result": result}
+            cache_dir, corruption, {"signature": key, "result": result}
         )
         results[corruption] = dict(result, cached=False)
     return results
@@ -426,7 +455,8 @@ def evaluate_p(
     """
     results = {}
     for name, items in found.items():
-        cached = _read_cache(cache_dir, f"p_{name}", signature)
+        key = {"signature": signature, "files": files_key(p for p, _ in items)}
+        cached = _read_cache(cache_dir, f"p_{name}", key)
         if cached:
             results[name] = dict(cached["result"], cached=True)
             if progress is not None:
@@ -464,7 +494,7 @@ def evaluate_p(
             "frames_per_video": int(top5.shape[1]),
         }
         _write_cache(
-            cache_dir, f"p_{name}", {"signature": signature, "result": result}
+            cache_dir, f"p_{name}", {"signature": key, "result": result}
         )
         results[name] = dict(result, cached=False)
     return results

@@ -387,7 +387,16 @@ def evaluate_robustness(
     out = output_dir(options, config, source)
     os.makedirs(out, exist_ok=True)
     ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
-    report, table = _summarize(ev, _predict_set(ev, model, labels))
+    results = _predict_set(ev, model, labels)
+    cached = [name for name, r in results.items() if r["cached"]]
+    if cached:
+        log(
+            f"Reused the cached results of {len(cached)} of {len(results)} "
+            f"({', '.join(cached[:3])}{', ...' if len(cached) > 3 else ''}): "
+            "same model and the same files. Delete "
+            f"{os.path.join(out, 'cache_' + options.kind)} to recompute."
+        )
+    report, table = _summarize(ev, results)
     report = _write_report(report, table, out)
     # The notes were logged as warnings; the file's table ends with them,
     # the console's does not repeat them.

@@ -167,7 +167,11 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     # Resume (library level, same cache): drop one corruption's cache and
     # only it is predicted again.
     cache = os.path.join(out, "cache_c")
-    sig = json.load(open(os.path.join(cache, "snow.json")))["signature"]
+    key = json.load(open(os.path.join(cache, "snow.json")))["signature"]
+    sig = key["signature"]  # model and data; "files": snow's files
+    assert key["files"] == evaluation.files_key(
+        p for items in found["snow"].values() for p, _ in items
+    )
     os.remove(os.path.join(cache, "fog.json"))
     calls = []
     predict = evaluation.make_predict_fn(model)
@@ -181,10 +185,20 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     assert cached == set(metrics.ALL_CORRUPTIONS) - {"fog"}
     assert sum(calls) == 15  # fog: 5 severities x 3 images
     assert again["fog"]["top1_error"] == pytest.approx(want["fog"])
+    # Before: a set that gained images (a --limit subset, then the whole
+    # set) kept the subset's cached errors. Snow severity 2 gains one.
+    extra = os.path.join(data, "snow", "2", WNIDS[0], "extra.JPEG")
+    with open(extra, "wb") as f:
+        f.write(jpeg_bytes(smooth_image(32, 32, 99)))
+    calls.clear()
+    grown = evaluation.find_imagenet_c(data)
+    again = evaluation.evaluate_c(counting_predict, grown, labels, cache, sig)
+    assert {c for c, r in again.items() if not r["cached"]} == {"snow"}
+    assert sum(calls) == 16 and again["snow"]["count"] == [3, 4, 3, 3, 3]
     # Another model or data set (signature) recomputes everything.
     calls.clear()
-    evaluation.evaluate_c(counting_predict, found, labels, cache, "other")
-    assert sum(calls) == 19 * 15
+    evaluation.evaluate_c(counting_predict, grown, labels, cache, "other")
+    assert sum(calls) == 19 * 15 + 1
 
 
 def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
@@ -244,6 +258,19 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     # Issue 24 item 11: each note once on the console.
     assert sum(not_imagenet in line for line in logged) == 1
     assert report["warnings"] == [not_imagenet]
+    # Run again: every result comes from the cache, and the console says so.
+    logged.clear()
+    again = run.evaluate_robustness(
+        options, loaded, config, source, log=logged.append
+    )
+    assert all(r["cached"] for r in again["results"].values())
+    assert again["summary"] == report["summary"]
+    assert logged[1] == (
+        "Reused the cached results of 19 of 19 (gaussian_noise, shot_noise, "
+        "impulse_noise, ...): same model and the same files. Delete "
+        f"{tmp_path / 'out' / 'cache_c'} to recompute."
+    )
+    assert logged[0] == f"WARNING: {not_imagenet}"
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):
@@ -455,3 +482,28 @@ def test_flip_rates_need_difficulty_one():
     table = report.markdown_p(two, results, None, "resnet50")
     assert "| rotate | 0.05000 | - |" in table and "| mFR | - |" in table
     assert "difficulty 1 only" in table
+
+
+def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):
+    """Before: a traceback ending in DecodeJpeg, naming no file."""
+    data = str(tmp_path / "c")
+    write_set(data, ("fog",), severities=(1,), per_class=1)
+    found = evaluation.find_imagenet_c(data)
+    damaged = found["fog"][1][1][0]
+    with open(damaged, "rb") as f:
+        head = f.read(300)
+    with open(damaged, "wb") as f:
+        f.write(head)
+    labels = evaluation.label_map(WNIDS, 4, 0)
+
+    def predict(images):
+        return np.zeros([len(images), 5], np.int32)
+
+    with pytest.raises(ValueError) as error:
+        evaluation.evaluate_c(predict, found, labels, str(tmp_path), "s")
+    assert str(error.value) == (
+        f"{damaged} is not a decodable JPEG (jpeg::Uncompress failed. "
+        "Invalid JPEG data or crop window.). Regenerate it: delete it and "
+        "rerun `python -m tools.make_imagenet_c` with the same flags (it "
+        "writes only the missing files)."
+    )
