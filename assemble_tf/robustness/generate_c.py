@@ -213,6 +213,11 @@ class Task:
     def key(self):
         return f"{self.wnid}/{self.filename}"
 
+    @property
+    def output_key(self):
+        """wnid/output file name: what the task writes (once per set)."""
+        return f"{self.wnid}/{output_name(self.filename)}"
+
 
 def image_seed(seed, filename):
     """Per-image seed from `seed` and the file name (worker-independent)."""
@@ -226,11 +231,24 @@ def output_name(filename):
 
 
 def list_input_dir(input_dir):
-    """Sorted `Task`s of <wnid>/<image> files; errors explain the layout."""
-    return [
-        Task(wnid, name, path=path)
-        for wnid, name, path in inputs.list_image_folder(input_dir)
-    ]
+    """Sorted `Task`s of <wnid>/<image> files; errors explain the layout.
+
+    Raises:
+        ValueError: two files would be written to one output file (a.jpg
+            and a.png both give a.JPEG), as `tools.make_imagenet_p`.
+    """
+    tasks, seen = [], {}
+    for wnid, name, path in inputs.list_image_folder(input_dir):
+        task = Task(wnid, name, path=path)
+        if task.output_key in seen:
+            raise ValueError(
+                f"{seen[task.output_key]} and {task.key} would both be "
+                f"written to <corruption>/<severity>/{task.output_key}; "
+                "rename or remove one of them."
+            )
+        seen[task.output_key] = task.key
+        tasks.append(task)
+    return tasks
 
 
 def iter_tfrecords(pattern, limit=0):
@@ -338,12 +356,12 @@ def _unique(tasks, failures):
     """`tasks` without repeated wnid/file names (listed in `failures`)."""
     seen = set()
     for task in tasks:
-        if task.key in seen:
+        if task.output_key in seen:
             failures.append(
                 {"file": task.key, "reason": "duplicate wnid/file name"}
             )
             continue
-        seen.add(task.key)
+        seen.add(task.output_key)
         yield task
 
 

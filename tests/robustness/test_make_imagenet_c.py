@@ -278,6 +278,19 @@ def test_input_errors(tmp_path):
         mic.list_input_dir(str(flat))
     with pytest.raises(FileNotFoundError, match="not a folder"):
         mic.list_input_dir(str(tmp_path / "missing"))
+    # Before: a.jpg and a.png were both "a.JPEG"; the second was counted
+    # as "skipped (already there)" and never corrupted.
+    both = tmp_path / "both" / "n01440764"
+    both.mkdir(parents=True)
+    (both / "a.jpg").write_bytes(b"x")
+    (both / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError) as error:
+        mic.list_input_dir(str(tmp_path / "both"))
+    assert str(error.value) == (
+        "n01440764/a.jpg and n01440764/a.png would both be written to "
+        "<corruption>/<severity>/n01440764/a.JPEG; rename or remove one of "
+        "them."
+    )
 
 
 def _flags(**kwargs):
