@@ -184,11 +184,26 @@ def read_records(files, keys):
         key: tf.io.FixedLenFeature([], tf.string, default_value="")
         for key in keys
     }
-    dataset = tf.data.TFRecordDataset(files).map(
-        lambda r: tf.io.parse_single_example(r, spec)
-    )
-    for record in dataset.as_numpy_iterator():
-        yield tuple(record[key] for key in keys)
+    for path in files:  # one at a time: an error names its file
+        dataset = tf.data.TFRecordDataset(path).map(
+            lambda r: tf.io.parse_single_example(r, spec)
+        )
+        read = 0
+        try:
+            for record in dataset.as_numpy_iterator():
+                yield tuple(record[key] for key in keys)
+                read += 1
+        except (tf.errors.OpError, UnicodeDecodeError) as e:
+            what = (
+                "is cut off or corrupt"
+                if isinstance(e, tf.errors.DataLossError)
+                else "holds a record that is not a tf.train.Example"
+            )
+            raise ValueError(
+                f"{path} {what} (after {read:,} readable records). Rebuild "
+                "it with `python -m tools.build_imagenet_tfrecords`, or "
+                "leave it out of the pattern."
+            ) from None
 
 
 def resize_shorter_side(image, size):

@@ -401,3 +401,41 @@ def test_a_crop_other_than_224_or_256_warns(jpeg_dir, tmp_path):
         "published figures."
     ]
     assert "written: 1" in run.stdout
+
+
+def test_a_cut_or_corrupt_shard_is_named(tmp_path):
+    """Before: a DataLossError traceback (a cut-off shard) or a bare
+    'utf-8' codec error (a record that is not an Example), naming no
+    file. Both generators read records through `read_records`."""
+    import tensorflow as tf
+
+    from assemble_tf.data import schema
+    from assemble_tf.robustness import inputs
+
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(8, 8))
+    good = [
+        schema.make_example(
+            jpeg, 1, 8, 8, filename=f"{i}.JPEG"
+        ).SerializeToString()
+        for i in range(3)
+    ]
+    keys = (schema.FILENAME,)
+    cut = tmp_path / "cut"
+    with tf.io.TFRecordWriter(str(cut)) as writer:
+        for record in good:
+            writer.write(record)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) - 10])
+    with pytest.raises(ValueError) as error:
+        list(inputs.read_records([str(cut)], keys))
+    assert str(error.value) == (
+        f"{cut} is cut off or corrupt (after 2 readable records). Rebuild "
+        "it with `python -m tools.build_imagenet_tfrecords`, or leave it "
+        "out of the pattern."
+    )
+    garbage = tmp_path / "garbage"
+    with tf.io.TFRecordWriter(str(garbage)) as writer:
+        writer.write(good[0])
+        writer.write(b"\xff\xfe not a proto \x00" * 10)
+    with pytest.raises(ValueError, match="holds a record that is not a tf"):
+        list(inputs.read_records([str(garbage)], keys))
