@@ -32,6 +32,7 @@ are kept on rerun unless `overwrite`.
 """
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -46,6 +47,10 @@ PREPROCESSED = "preprocessed"  # our export: float crops -> logits
 SERVING_DEFAULT = "serving_default"
 LOGITS = "logits"
 TEMPORARY = ".{name}.tmp"  # a shard being written
+# Per finished shard of an unfinished run: records written and skipped (a
+# rerun keeps the shard and reads its counts here, or in the summary.json
+# of a finished run). Removed when summary.json is written.
+PROGRESS = "extract_progress.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,7 +409,7 @@ def extract_shard(src, dst, teacher, options, labels):
         (records read, records written, {label: (synset, text)} seen).
     """
     tmp = temporary_path(dst)
-    read = sum(1 for _ in tf.data.TFRecordDataset(src))
+    read = count_records(src)
     written, seen = 0, {}
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
@@ -493,6 +498,31 @@ def _text(feature, key):
     return feature[key].bytes_list.value[0].decode("utf-8", "replace")
 
 
+def metadata_path(options):
+    """The output folder's summary.json."""
+    return os.path.join(options.output_dir, metadata.SUMMARY)
+
+
+def count_records(path):
+    """The records of a TFRecord file.
+
+    Raises:
+        ValueError: the file is cut off or corrupt (named, with the fix).
+    """
+    read = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            read += 1
+    except tf.errors.DataLossError:
+        raise ValueError(
+            f"{path} is cut off or corrupt (after {read:,} readable "
+            "records). Rebuild it with `python -m "
+            "tools.build_imagenet_tfrecords`, or move it out of the input "
+            "folder."
+        ) from None
+    return read
+
+
 def scan_shard(path, labels=True):
     """(records, {label: (synset, text)}) of a finished shard (the labels
     only when asked: they need every record parsed)."""
@@ -545,7 +575,17 @@ def extract_teacher_logits(options):
             files, teacher, options, range(base, base + num_classes)
         )
         summary = make_summary(options, teacher, base, num_classes, shards)
+        empty = [s for s, v in summary["splits"].items() if not v["images"]]
+        if empty:
+            split = summary["splits"][empty[0]]
+            raise ValueError(
+                f"No record of the {empty[0]} shards in {options.input_dir} "
+                f"has an image that decodes ({split['skipped']:,} left "
+                "out): rebuild them with `python -m "
+                "tools.build_imagenet_tfrecords`."
+            )
         write_metadata(options, summary, seen)
+        _remove(os.path.join(out, PROGRESS))
     except BaseException:
         if created and not os.listdir(out):
             os.rmdir(out)
@@ -560,27 +600,52 @@ def _write_shards(files, teacher, options, labels):
     need_labels = not os.path.isfile(
         os.path.join(options.input_dir, metadata.LABELS)
     )
+    progress_path = os.path.join(options.output_dir, PROGRESS)
+    done = {}
+    for path, key in (
+        (metadata_path(options), "shards"),
+        (progress_path, None),
+    ):
+        if os.path.isfile(path):
+            with open(path) as f:
+                found = json.load(f)
+            done.update(found.get(key, {}) if key else found)
     shards, seen = {}, {}
-    for src in tqdm(
+    bar = tqdm(
         files,
         desc="shards",
         unit="shard",
         file=sys.stderr,
         disable=not options.progress,
-    ):
+    )
+    for src in bar:
         name = os.path.basename(src)
         dst = os.path.join(options.output_dir, name)
         _remove(temporary_path(dst))  # left by a killed run
         kept = os.path.exists(dst) and not options.overwrite
         if kept:
             records, found = scan_shard(dst, need_labels)
-            read = records
+            known = done.get(name, {})
+            # Counts of an older run without them: read the input again.
+            read = (
+                records + known["skipped"]
+                if (known.get("records") == records)
+                else count_records(src)
+            )
         else:
             read, records, found = extract_shard(
                 src, dst, teacher, options, labels
             )
+            done[name] = {"records": records, "skipped": read - records}
+            file_utils.atomic_write_json(progress_path, done)
         shards[name] = {"records": records, "skipped": read - records}
         shards[name]["kept"] = kept
+        if read > records and not kept:
+            bar.write(
+                f"WARNING: {name}: {read - records:,} of {read:,} records "
+                "left out (their image does not decode).",
+                file=sys.stderr,
+            )
         for label, names in found.items():
             seen.setdefault(label, names)
     return shards, seen

@@ -375,7 +375,8 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
     options = _options(labelled_data, out, teacher_saved_model="unused")
     with pytest.raises(RuntimeError, match="teacher failed"):
         tl.extract_teacher_logits(options)
-    assert os.listdir(out) == [SHARDS[0]]
+    # The finished shard, and its counts for the rerun.
+    assert sorted(os.listdir(out)) == [tl.PROGRESS, SHARDS[0]]
     summary = tl.extract_teacher_logits(options)
     assert summary["shards"][SHARDS[0]]["kept"]
     assert not summary["shards"][SHARDS[1]]["kept"]
@@ -439,3 +440,76 @@ def test_binary_with_a_bad_teacher_prints_one_error_line(
     assert "`preprocessed`" in errors[0]
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_unreadable_records_are_counted_named_and_kept_on_rerun(
+    tmp_path, capsys
+):
+    """Before: the left-out records were never named, a rerun (keeping the
+    finished shards) wrote 'skipped: 0', a cut-off shard was a
+    DataLossError traceback, and a split of unreadable records a 0-byte
+    shard with exit 0."""
+    data = _write_data(tmp_path / "in")
+    train = os.path.join(data, SHARDS[0])
+    good = [e.SerializeToString() for e in _examples(train)]
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 48))
+    bad = [
+        schema.make_example(data_, 0, 40, 48, filename=f"bad{i}.jpg")
+        for i, data_ in enumerate([b"not an image", jpeg[:200]])
+    ]
+    with tf.io.TFRecordWriter(train) as writer:
+        for record in good[:4] + [b.SerializeToString() for b in bad]:
+            writer.write(record)
+        for record in good[4:]:
+            writer.write(record)
+    teacher = build_model("resnet50", num_classes=CLASSES, **TINY)
+    weights = str(tmp_path / "teacher.weights.h5")
+    teacher.save_weights(weights)
+    out = tmp_path / "kd"
+    options = _options(
+        data,
+        out,
+        teacher_preset="resnet50",
+        teacher_weights=weights,
+        teacher_num_classes=CLASSES,
+        teacher_overrides=dict(TINY),
+    )
+    summary = tl.extract_teacher_logits(options)
+    assert summary["splits"]["train"] == {
+        "images": 9,
+        "shards": 1,
+        "skipped": 2,
+        "num_logits": CLASSES,
+    }
+    assert (
+        f"WARNING: {SHARDS[0]}: 2 of 11 records left out (their image does "
+        "not decode)." in capsys.readouterr().err.splitlines()
+    )
+    # A rerun keeps the shards and their counts (from summary.json, or
+    # extract_progress.json after an interrupted run; else read again).
+    assert not (out / tl.PROGRESS).exists()
+    assert tl.extract_teacher_logits(options)["skipped_records"] == 2
+    os.remove(out / metadata.SUMMARY)
+    assert tl.extract_teacher_logits(options)["skipped_records"] == 2
+    # A cut-off input shard: one line naming it.
+    data_bytes = open(train, "rb").read()
+    with open(train, "wb") as f:
+        f.write(data_bytes[:-10])
+    cut = dataclasses.replace(options, output_dir=str(tmp_path / "cut"))
+    with pytest.raises(ValueError) as error:
+        tl.extract_teacher_logits(cut)
+    assert str(error.value).startswith(
+        f"{train} is cut off or corrupt (after 10 readable records)."
+    )
+    # A split without one readable image is refused, not left as a 0-byte
+    # shard.
+    testing_utils.write_records(train, bad)
+    with pytest.raises(ValueError) as error:
+        tl.extract_teacher_logits(
+            dataclasses.replace(cut, output_dir=str(tmp_path / "none"))
+        )
+    assert str(error.value) == (
+        f"No record of the train shards in {data} has an image that decodes "
+        "(2 left out): rebuild them with `python -m "
+        "tools.build_imagenet_tfrecords`."
+    )
