@@ -125,6 +125,28 @@ def _record_source(data_config, is_training):
     return source
 
 
+def check_source_splits(data_config):
+    """Refuses a tfds or folder source whose train or validation split
+    does not exist, before training (the validation split was otherwise
+    first read after the first epoch).
+
+    Raises:
+        OptionError: naming the split field, the source and its splits.
+    """
+    from official.utils.misc.validation import OptionError
+
+    if not data_config.source or data_config.synthetic:
+        return
+    info = open_data_source(data_config)
+    for field in ("train_split", "validation_split"):
+        try:
+            sources.num_examples(info, getattr(data_config, field))
+        except ValueError as e:
+            raise OptionError(
+                field, "{field}: {reason}", reason=str(e)
+            ) from None
+
+
 def count_source_examples(data_config, split):
     """Examples of `split` of `data.source` within `data.class_range`."""
     source = _record_source(

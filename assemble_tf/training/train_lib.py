@@ -12,7 +12,7 @@ import os
 from assemble_tf import config as config_lib
 from assemble_tf.data import checks
 from assemble_tf.evaluation import plots
-from assemble_tf.runs import checkpoints, runtime
+from assemble_tf.runs import checkpoints, inputs, runtime
 from assemble_tf.training import trainer as trainer_lib
 from official.utils.misc.validation import OptionError
 
@@ -65,6 +65,7 @@ def run_experiment(config, log=None):
     check_resume(config)
     strategy = runtime.setup_runtime(config)
     checks.check_training_data(config)
+    inputs.check_source_splits(config.data)
     trainer = trainer_lib.Trainer(config, strategy, log)
     trainer.prepare()  # resume or warm start
     config.to_json(os.path.join(config.model_dir, "config.json"))

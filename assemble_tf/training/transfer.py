@@ -164,8 +164,12 @@ def dataset_options(request, source, retrieval, dry_run=False):
     if known is not None:
         data["train_split"] = known.train_split
         data["validation_split"] = known.eval_split
-    elif "validation" not in splits and "test" in splits:
-        data["validation_split"] = "test"
+    elif "validation" not in splits:
+        # An image folder's held-out split: test/ or val/.
+        for name in ("test", "val"):
+            if name in splits:
+                data["validation_split"] = name
+                break
     return data, info
 
 

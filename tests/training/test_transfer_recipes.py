@@ -348,3 +348,50 @@ def _food101_c_of_the_run(tmp_path, image_folder):
         "not normalised"
         in (tmp_path / "run/robustness/robustness_c.md").read_text()
     )
+
+
+def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
+    tmp_path,
+):
+    """An image folder with train/ and val/ evaluates on val/ (before:
+    'validation', missing); a split it lacks is refused before anything
+    is trained or written (before: after the first epoch)."""
+    root = tmp_path / "pets"
+    for split in ("train", "val"):
+        for c, name in enumerate(("cat", "dog")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            image = testing_utils.smooth_image(40, 48, seed=c)
+            (folder / "0.jpg").write_bytes(testing_utils.jpeg_bytes(image))
+    values = flags.FlagValues()
+    finetune_flags.define_finetune_flags(values)
+    values(
+        ["finetune", "--preset=resnet50", f"--source={root}", "--model_dir=m"]
+    )
+    result = transfer.resolve(finetune_flags.request_from_flags(values))
+    assert (
+        result.config.data.train_split,
+        result.config.data.validation_split,
+    ) == (
+        "train",
+        "val",
+    )
+    run = testing_utils.run_main(
+        "tools.finetune",
+        "--preset=resnet50",
+        f"--source={root}",
+        "--validation_split=validation",
+        f"--model_dir={tmp_path / 'run'}",
+        *TINY_BL,  # tiny, should a regression start training
+        "--image_size=32",
+        "--eval_preprocessing=imagenet_32",
+        "--batch_size=2",
+        "--max_steps=1",
+        "--warmup_epochs=0",
+    )
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1].startswith(
+        "ERROR: --validation_split: Unknown split 'validation' for pets: it "
+        "has ['train', 'val']"
+    )
+    assert not (tmp_path / "run").exists()
