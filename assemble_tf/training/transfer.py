@@ -104,6 +104,14 @@ def resolve(request, dry_run=False):
     config = config_lib.make_config(request.model_dir, preset, overrides)
     if not config.train.warm_start and not dry_run:
         warnings += ("no warm start: training from scratch.",)
+    if info is not None and info.ignored:
+        shown = ", ".join(info.ignored[:3])
+        more = ", ..." if len(info.ignored) > 3 else ""
+        warnings += (
+            f"{info.data_dir}: left out the files that are not .jpg/.jpeg/"
+            f".png images ({len(info.ignored):,}: {shown}{more}); convert "
+            "them to use them.",
+        )
     paper = {}
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper

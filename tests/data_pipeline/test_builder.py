@@ -254,6 +254,11 @@ def test_folder_round_trip_reencodes_skips_and_keeps_logits(mixed_dataset):
         "PNG RGBA": 1,
     }
     assert train["ignored_files"] == ["cat/notes.txt"]
+    # Before: on the console only as "3 skipped".
+    assert (
+        "    not read (no image file extension): 1, e.g. cat/notes.txt "
+        "(ignored_files in summary.json)"
+    ) in builder.format_summary(summary).splitlines()
     assert [(s["file"], s["reason"]) for s in summary["skipped"]] == [
         ("cat/truncated.jpg", "truncated"),
         ("dog/empty.jpg", "empty file"),

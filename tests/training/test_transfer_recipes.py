@@ -354,8 +354,9 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
     tmp_path,
 ):
     """An image folder with train/ and val/ evaluates on val/ (before:
-    'validation', missing); a split it lacks is refused before anything
-    is trained or written (before: after the first epoch)."""
+    'validation', missing); its files that are not images are named; a
+    split it lacks is refused before anything is trained or written
+    (before: after the first epoch)."""
     root = tmp_path / "pets"
     for split in ("train", "val"):
         for c, name in enumerate(("cat", "dog")):
@@ -363,6 +364,8 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
             folder.mkdir(parents=True)
             image = testing_utils.smooth_image(40, 48, seed=c)
             (folder / "0.jpg").write_bytes(testing_utils.jpeg_bytes(image))
+    (root / "train" / "cat" / "1.webp").write_bytes(b"RIFF")  # not read
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"")
     values = flags.FlagValues()
     finetune_flags.define_finetune_flags(values)
     values(
@@ -375,6 +378,11 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
     ) == (
         "train",
         "val",
+    )
+    # Before: left out without a word on the console.
+    assert result.warnings[-1] == (
+        f"{root}: left out the files that are not .jpg/.jpeg/.png images "
+        "(1: train/cat/1.webp); convert them to use them."
     )
     run = testing_utils.run_main(
         "tools.finetune",

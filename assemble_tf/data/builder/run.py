@@ -227,6 +227,13 @@ def format_summary(summary):
         )
         for kind, count in s["reencoded"].items():
             lines.append(f"    re-encoded {kind}: {count}")
+        ignored = s.get("ignored_files", [])
+        if ignored:
+            lines.append(
+                f"    not read (no image file extension): {len(ignored)}, "
+                f"e.g. {', '.join(ignored[:3])} (ignored_files in "
+                "summary.json)"
+            )
     lines += jobs.format_problems(
         summary["skipped"],
         lambda s: (

@@ -29,6 +29,9 @@ class SourceInfo:
         label_key: the label feature.
         builder: the tfds builder (`tfds.folder_dataset.ImageFolder` for a
             folder); not part of equality or repr.
+        ignored: a folder's files in class folders that are not
+            .jpg/.jpeg/.png (left out, as tfds' ImageFolder leaves them),
+            relative to the folder.
     """
 
     name: str
@@ -40,6 +43,7 @@ class SourceInfo:
     image_key: str = "image"
     label_key: str = "label"
     builder: object = dataclasses.field(default=None, compare=False, repr=False)
+    ignored: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,23 @@ def _list_images(folder):
     )
 
 
+def _ignored_files(root):
+    """Files of `root`'s class folders that `scan_folder` leaves out (not
+    .jpg/.jpeg/.png; hidden files aside), relative to `root`."""
+    ignored = []
+    for split in _subdirs(root):
+        for cls in _subdirs(os.path.join(root, split)):
+            folder = os.path.join(root, split, cls)
+            ignored += [
+                f"{split}/{cls}/{f}"
+                for f in sorted(tf.io.gfile.listdir(folder))
+                if not f.startswith(".")
+                and not f.lower().endswith(_IMAGE_EXTENSIONS)
+                and not tf.io.gfile.isdir(os.path.join(folder, f))
+            ]
+    return tuple(ignored)
+
+
 def _subdirs(folder):
     return sorted(
         f.rstrip("/")
@@ -93,6 +110,7 @@ def open_folder(root):
         image_key="image",
         label_key="label",
         builder=builder,
+        ignored=_ignored_files(root),
     )
 
 
