@@ -445,6 +445,13 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     selection = sources.retrieval_selection(
         info, options.split, options.class_split
     )
+    if info.ignored:
+        shown = ", ".join(info.ignored[:3])
+        log(
+            f"WARNING: {info.data_dir}: left out the files that are not "
+            f".jpg/.jpeg/.png images ({len(info.ignored):,}: {shown}"
+            f"{', ...' if len(info.ignored) > 3 else ''})."
+        )
     out_dir = output_dir(options, info)
     images = read_images(options, info, *selection)
     check_ks(options.ks, images.total, images.where)

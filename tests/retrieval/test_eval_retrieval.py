@@ -298,6 +298,7 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     whole = (data / "test" / "ant" / "0.jpg").read_bytes()
     (data / "test" / "ant" / "truncated.jpg").write_bytes(whole[:400])
     (data / "test" / "bee" / "notes.jpg").write_text("not an image\n")
+    (data / "test" / "bee" / "scan.tif").write_bytes(b"II*\x00")  # not read
     out = tmp_path / "out"
     result = testing_utils.run_main(
         "tools.eval_retrieval",
@@ -325,7 +326,12 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     assert report["recall@1"] == report["recall@4"] == 1.0
     assert os.path.getsize(report["neighbours_png"]) > 1000
     warning = [line for line in result.stderr.splitlines() if "WARNING" in line]
-    assert len(warning) == 1, result.stderr[-3000:]
+    assert len(warning) == 2, result.stderr[-3000:]
+    ignored = warning.pop(0)  # before: left out without a word
+    assert ignored == (
+        f"WARNING: {data}: left out the files that are not .jpg/.jpeg/.png "
+        "images (1: test/bee/scan.tif)."
+    )
     assert warning[0].startswith(
         "WARNING: skipped 2 of the 14 images of test of data that cannot "
         "be decoded (1 not a JPEG, PNG, GIF or BMP; the others truncated "
