@@ -446,12 +446,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         info, options.split, options.class_split
     )
     if info.ignored:
-        shown = ", ".join(info.ignored[:3])
-        log(
-            f"WARNING: {info.data_dir}: left out the files that are not "
-            f".jpg/.jpeg/.png images ({len(info.ignored):,}: {shown}"
-            f"{', ...' if len(info.ignored) > 3 else ''})."
-        )
+        log(f"WARNING: {sources.ignored_message(info)}")
     out_dir = output_dir(options, info)
     images = read_images(options, info, *selection)
     check_ks(options.ks, images.total, images.where)

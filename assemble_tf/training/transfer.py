@@ -105,13 +105,9 @@ def resolve(request, dry_run=False):
     if not config.train.warm_start and not dry_run:
         warnings += ("no warm start: training from scratch.",)
     if info is not None and info.ignored:
-        shown = ", ".join(info.ignored[:3])
-        more = ", ..." if len(info.ignored) > 3 else ""
-        warnings += (
-            f"{info.data_dir}: left out the files that are not .jpg/.jpeg/"
-            f".png images ({len(info.ignored):,}: {shown}{more}); convert "
-            "them to use them.",
-        )
+        from assemble_tf.data import sources
+
+        warnings += (sources.ignored_message(info),)
     paper = {}
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper

@@ -330,7 +330,7 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     ignored = warning.pop(0)  # before: left out without a word
     assert ignored == (
         f"WARNING: {data}: left out the files that are not .jpg/.jpeg/.png "
-        "images (1: test/bee/scan.tif)."
+        "images (1: test/bee/scan.tif); convert them to use them."
     )
     assert warning[0].startswith(
         "WARNING: skipped 2 of the 14 images of test of data that cannot "

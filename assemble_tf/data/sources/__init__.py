@@ -91,6 +91,20 @@ def open_source(source, data_dir=None, download=False):
     return open_tfds(source, data_dir, download)
 
 
+def ignored_message(info):
+    """The warning line naming a folder's files that are not images (left
+    out), or None."""
+    if not info.ignored:
+        return None
+    shown = ", ".join(info.ignored[:3])
+    more = ", ..." if len(info.ignored) > 3 else ""
+    return (
+        f"{info.data_dir}: left out the files that are not .jpg/.jpeg/.png "
+        f"images ({len(info.ignored):,}: {shown}{more}); convert them to use "
+        "them."
+    )
+
+
 def num_examples(info, split):
     """Examples in `split` of `info`; slices and sums allowed ("a[:10%]+b").
 
@@ -174,6 +188,7 @@ __all__ = [
     "TransferDataset",
     "encoded_dataset",
     "filter_classes",
+    "ignored_message",
     "num_examples",
     "open_source",
     "retrieval_classes",
