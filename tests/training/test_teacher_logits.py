@@ -89,6 +89,25 @@ def _options(input_dir, output_dir, **kwargs):
     )
 
 
+def _preset_teacher(tmp_path, data, out, **kwargs):
+    """(teacher, options): a tiny resnet50 teacher (BN randomized) saved as
+    weights, and the options that load it as a preset."""
+    teacher = build_model("resnet50", num_classes=CLASSES, **TINY)
+    testing_utils.randomize_bn(teacher)
+    weights = str(tmp_path / "teacher.weights.h5")
+    teacher.save_weights(weights)
+    options = _options(
+        data,
+        out,
+        teacher_preset="resnet50",
+        teacher_weights=weights,
+        teacher_num_classes=CLASSES,
+        teacher_overrides=dict(TINY),
+        **kwargs,
+    )
+    return teacher, options
+
+
 def _examples(path):
     return [
         tf.train.Example.FromString(r.numpy())
@@ -212,20 +231,8 @@ def test_preset_teacher_on_a_folder_without_metadata(tmp_path):
     1001-way format): --prepend_zero's background logit; the class count
     and labels.txt come from the teacher and the records."""
     data = _write_data(tmp_path / "in", label_base=1, with_metadata=False)
-    teacher = build_model("resnet50", num_classes=CLASSES, **TINY)
-    testing_utils.randomize_bn(teacher)
-    weights = str(tmp_path / "teacher.weights.h5")
-    teacher.save_weights(weights)
     out = tmp_path / "kd"
-    options = _options(
-        data,
-        out,
-        teacher_preset="resnet50",
-        teacher_weights=weights,
-        teacher_num_classes=CLASSES,
-        teacher_overrides=dict(TINY),
-        prepend_zero=True,
-    )
+    teacher, options = _preset_teacher(tmp_path, data, out, prepend_zero=True)
     summary = tl.extract_teacher_logits(options)
     src = _examples(os.path.join(data, SHARDS[0]))
     logits = _logits(_examples(out / SHARDS[0]))
@@ -462,18 +469,8 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
             writer.write(record)
         for record in good[4:]:
             writer.write(record)
-    teacher = build_model("resnet50", num_classes=CLASSES, **TINY)
-    weights = str(tmp_path / "teacher.weights.h5")
-    teacher.save_weights(weights)
     out = tmp_path / "kd"
-    options = _options(
-        data,
-        out,
-        teacher_preset="resnet50",
-        teacher_weights=weights,
-        teacher_num_classes=CLASSES,
-        teacher_overrides=dict(TINY),
-    )
+    _, options = _preset_teacher(tmp_path, data, out)
     summary = tl.extract_teacher_logits(options)
     assert summary["splits"]["train"] == {
         "images": 9,
