@@ -25,7 +25,7 @@ import json
 import os
 import sys
 
-from assemble_tf.robustness import evaluation
+from assemble_tf.robustness import evaluation, metrics
 from assemble_tf.runs import loading
 from official.utils.misc.validation import OptionError
 
@@ -118,6 +118,23 @@ def find_set(options):
         return evaluation.find_imagenet_c(options.data_dir, options.names)
     return evaluation.find_imagenet_p(
         options.data_dir, options.names, options.difficulty
+    )
+
+
+def unknown_folders(kind, data_dir):
+    """The folders of a set that name no corruption (kind "c") or
+    perturbation ("p"): not evaluated, so the user is told."""
+    known = set(
+        metrics.ALL_CORRUPTIONS
+        if kind == "c"
+        else metrics.TEST_PERTURBATIONS + metrics.VALIDATION_PERTURBATIONS
+    )
+    return sorted(
+        name
+        for name in os.listdir(data_dir)
+        if name not in known
+        and not name.startswith(".")
+        and os.path.isdir(os.path.join(data_dir, name))
     )
 
 
@@ -384,6 +401,12 @@ def evaluate_robustness(
     )
     for note in notes:
         log(f"WARNING: {note}")
+    unknown = unknown_folders(options.kind, options.data_dir)
+    if unknown:
+        log(
+            f"WARNING: {options.data_dir}: not evaluated, no ImageNet-"
+            f"{options.kind.upper()} name: {', '.join(unknown)}."
+        )
     out = output_dir(options, config, source)
     os.makedirs(out, exist_ok=True)
     ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)

@@ -258,19 +258,25 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     # Issue 24 item 11: each note once on the console.
     assert sum(not_imagenet in line for line in logged) == 1
     assert report["warnings"] == [not_imagenet]
-    # Run again: every result comes from the cache, and the console says so.
+    # Run again: every result comes from the cache, and the console says
+    # so; a folder that names no corruption is named (before: silently
+    # left out).
+    os.makedirs(os.path.join(data, "my_blur", "1"))
     logged.clear()
     again = run.evaluate_robustness(
         options, loaded, config, source, log=logged.append
     )
     assert all(r["cached"] for r in again["results"].values())
     assert again["summary"] == report["summary"]
-    assert logged[1] == (
+    assert logged[2] == (
         "Reused the cached results of 19 of 19 (gaussian_noise, shot_noise, "
         "impulse_noise, ...): same model and the same files. Delete "
         f"{tmp_path / 'out' / 'cache_c'} to recompute."
     )
     assert logged[0] == f"WARNING: {not_imagenet}"
+    assert logged[1] == (
+        f"WARNING: {data}: not evaluated, no ImageNet-C name: my_blur."
+    )
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):
