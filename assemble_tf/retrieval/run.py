@@ -445,8 +445,8 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     selection = sources.retrieval_selection(
         info, options.split, options.class_split
     )
-    if info.ignored:
-        log(f"WARNING: {sources.ignored_message(info)}")
+    for line in sources.folder_warnings(info):
+        log(f"WARNING: {line}")
     out_dir = output_dir(options, info)
     images = read_images(options, info, *selection)
     check_ks(options.ks, images.total, images.where)

@@ -104,10 +104,10 @@ def resolve(request, dry_run=False):
     config = config_lib.make_config(request.model_dir, preset, overrides)
     if not config.train.warm_start and not dry_run:
         warnings += ("no warm start: training from scratch.",)
-    if info is not None and info.ignored:
+    if info is not None:
         from assemble_tf.data import sources
 
-        warnings += (sources.ignored_message(info),)
+        warnings += tuple(sources.folder_warnings(info))
     paper = {}
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper

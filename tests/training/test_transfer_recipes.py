@@ -366,6 +366,7 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
             (folder / "0.jpg").write_bytes(testing_utils.jpeg_bytes(image))
     (root / "train" / "cat" / "1.webp").write_bytes(b"RIFF")  # not read
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"")
+    (root / "val" / "owl").mkdir()  # a class without images
     values = flags.FlagValues()
     finetune_flags.define_finetune_flags(values)
     values(
@@ -380,10 +381,12 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         "val",
     )
     # Before: left out without a word on the console.
-    assert result.warnings[-1] == (
+    assert result.warnings[-2:] == (
         f"{root}: left out the files that are not .jpg/.jpeg/.png images "
-        "(1: train/cat/1.webp); convert them to use them."
+        "(1: train/cat/1.webp); convert them to use them.",
+        f"{root}: class folders without images, still counted as classes: owl.",
     )
+    assert result.config.data.num_classes == 3
     run = testing_utils.run_main(
         "tools.finetune",
         "--preset=resnet50",

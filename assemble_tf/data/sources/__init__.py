@@ -91,18 +91,25 @@ def open_source(source, data_dir=None, download=False):
     return open_tfds(source, data_dir, download)
 
 
-def ignored_message(info):
-    """The warning line naming a folder's files that are not images (left
-    out), or None."""
-    if not info.ignored:
-        return None
-    shown = ", ".join(info.ignored[:3])
-    more = ", ..." if len(info.ignored) > 3 else ""
-    return (
-        f"{info.data_dir}: left out the files that are not .jpg/.jpeg/.png "
-        f"images ({len(info.ignored):,}: {shown}{more}); convert them to use "
-        "them."
-    )
+def folder_warnings(info):
+    """Warning lines for a folder source: its files that are not images
+    (left out) and its class folders without images (labels no image
+    has)."""
+    lines = []
+    if info.ignored:
+        shown = ", ".join(info.ignored[:3])
+        more = ", ..." if len(info.ignored) > 3 else ""
+        lines.append(
+            f"{info.data_dir}: left out the files that are not .jpg/.jpeg/"
+            f".png images ({len(info.ignored):,}: {shown}{more}); convert "
+            "them to use them."
+        )
+    if info.empty_classes:
+        lines.append(
+            f"{info.data_dir}: class folders without images, still counted "
+            f"as classes: {', '.join(info.empty_classes)}."
+        )
+    return lines
 
 
 def num_examples(info, split):
@@ -188,7 +195,7 @@ __all__ = [
     "TransferDataset",
     "encoded_dataset",
     "filter_classes",
-    "ignored_message",
+    "folder_warnings",
     "num_examples",
     "open_source",
     "retrieval_classes",

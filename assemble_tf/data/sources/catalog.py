@@ -32,6 +32,8 @@ class SourceInfo:
         ignored: a folder's files in class folders that are not
             .jpg/.jpeg/.png (left out, as tfds' ImageFolder leaves them),
             relative to the folder.
+        empty_classes: a folder's class folders without an image in any
+            split (still labels, as in tfds' ImageFolder).
     """
 
     name: str
@@ -44,6 +46,7 @@ class SourceInfo:
     label_key: str = "label"
     builder: object = dataclasses.field(default=None, compare=False, repr=False)
     ignored: tuple = ()
+    empty_classes: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)

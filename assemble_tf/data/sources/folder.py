@@ -111,6 +111,9 @@ def open_folder(root):
         label_key="label",
         builder=builder,
         ignored=_ignored_files(root),
+        empty_classes=tuple(
+            sorted(set(classes) - {c for v in examples.values() for _, c in v})
+        ),
     )
 
 
