@@ -48,7 +48,12 @@ def define_flags():
     flags.DEFINE_bool(
         "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
     )
-    flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+    flags.DEFINE_bool(
+        "overwrite",
+        False,
+        "Replace an existing export_dir (only a SavedModel or an empty "
+        "folder).",
+    )
     flags.DEFINE_enum(
         "precision",
         "float32",

@@ -305,8 +305,8 @@ def export_saved_model(
             `OptionError` naming `precision`).
     """
     export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise _exists_error(export_dir)
+    if os.path.exists(export_dir):
+        _check_replaceable(export_dir, overwrite)
     check_images, check_bytes = _verification_inputs(
         preprocessing_type, check_images, check_bytes, reference
     )
@@ -378,6 +378,7 @@ def _move_into_place(tmp, export_dir, overwrite):
     """
     os.chmod(tmp, 0o777 & ~_umask())
     if overwrite and os.path.exists(export_dir):
+        _check_replaceable(export_dir, overwrite)
         shutil.rmtree(export_dir)
     _rename_no_replace(tmp, export_dir)
 
@@ -583,6 +584,30 @@ def remove_stale_exports(parent):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _check_replaceable(export_dir, overwrite):
+    """Raises unless `overwrite` and `export_dir` is a SavedModel or an
+    empty folder: `--overwrite` once replaced any folder (a training run,
+    a dataset) or failed on a file with a traceback."""
+    if not overwrite:
+        raise _exists_error(export_dir)
+    if os.path.isdir(export_dir):
+        names = sorted(os.listdir(export_dir))
+        if not names or {"saved_model.pb", "saved_model.pbtxt"} & set(names):
+            return
+        what = f"a folder holding {', '.join(names[:4])}"
+        what += ", ..." if len(names) > 4 else ""
+    else:
+        what = "a file"
+    raise PathExistsError(
+        "export_dir",
+        "{field}={path} is {what}, not a SavedModel: {overwrite} replaces "
+        "only a SavedModel or an empty folder. Choose another {field}.",
+        others=("overwrite",),
+        path=export_dir,
+        what=what,
+    )
 
 
 def _exists_error(export_dir):

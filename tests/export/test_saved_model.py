@@ -194,6 +194,25 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
     target.mkdir(parents=True)
     with pytest.raises(FileExistsError, match="pass `overwrite`"):
         export_lib.export_saved_model(model, str(target), "imagenet_32")
+    # Before: overwrite=True deleted any folder, e.g. the training run.
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError) as error:
+        export_lib.export_saved_model(
+            model, str(run), "imagenet_32", overwrite=True
+        )
+    assert error.value.as_flag() == (
+        f"--export_dir={run} is a folder holding checkpoints, config.json, "
+        "not a SavedModel: --overwrite replaces only a SavedModel or an "
+        "empty folder. Choose another --export_dir."
+    )
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json"]
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file, not a SavedModel"):
+        export_lib.export_saved_model(
+            model, str(tmp_path / "afile"), "imagenet_32", overwrite=True
+        )
 
 
 @pytest.mark.slow
