@@ -62,18 +62,44 @@ def find_checkpoint(model_dir, which="latest"):
 
 
 def restore(model, checkpoint=None, weights=None):
-    """Loads `weights` (.weights.h5) or the checkpoint prefix into `model`."""
-    if weights:
-        model.load_weights(weights)
-    elif checkpoint and is_keras_checkpoint(checkpoint):
-        model.load_weights(checkpoint + KERAS_WEIGHTS)
-    elif checkpoint:
-        _require_tensorflow(checkpoint)
-        tf = _tf()
-        tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-    else:
+    """Loads `weights` (.weights.h5) or the checkpoint prefix into `model`.
+
+    Raises:
+        ValueError: the files are damaged or incomplete (named, with what
+            to do), or do not fit `model`.
+    """
+    if not (weights or checkpoint):
         raise ValueError("restore() needs a checkpoint or weights.")
+    try:
+        if weights:
+            model.load_weights(weights)
+        elif is_keras_checkpoint(checkpoint):
+            model.load_weights(checkpoint + KERAS_WEIGHTS)
+        else:
+            _require_tensorflow(checkpoint)
+            tf = _tf()
+            tf.train.Checkpoint(model=model).restore(
+                checkpoint
+            ).expect_partial()
+    except FileNotFoundError:
+        raise
+    except (IndexError, OSError, _tf_errors()) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"{weights or checkpoint} cannot be read ({type(e).__name__}: "
+            f"{reason[:200]}): its files are damaged or incomplete. Restore "
+            "them from a copy, or choose another checkpoint (--checkpoint="
+            "PREFIX) or weights file."
+        ) from None
     return model
+
+
+def _tf_errors():
+    """TensorFlow's OpError, where TensorFlow is installed."""
+    try:
+        return _tf().errors.OpError
+    except ImportError:
+        return OSError
 
 
 def _require_tensorflow(prefix):

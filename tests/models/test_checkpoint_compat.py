@@ -34,3 +34,47 @@ def test_checkpoint_of_4633545_restores_with_the_same_logits():
     got = model(images, training=False).numpy()
     assert np.abs(want).max() > 0.05  # restored, not the initial zeros
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_damaged_checkpoint_or_weights_file_is_named(tmp_path):
+    """Before: IndexError / OpError tracebacks from tools.evaluate and
+    tools.export_saved_model (a cut-off .data file, an empty .index, a
+    weights file that is not HDF5)."""
+    import shutil
+
+    import pytest
+
+    model = build_model(
+        "resnet50", base_width=4, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    for name in ("cut", "empty_index"):
+        shutil.copytree(EARLIER, tmp_path / name)
+    cut = tmp_path / "cut" / "assemble_r50_w4"
+    data = cut.with_name(cut.name + ".data-00000-of-00001")
+    data.write_bytes(data.read_bytes()[:1000])
+    empty = tmp_path / "empty_index" / "assemble_r50_w4"
+    empty.with_name(empty.name + ".index").write_bytes(b"")
+    weights = tmp_path / "noise.weights.h5"
+    weights.write_bytes(b"not an HDF5 file" * 64)
+    assembled = build_model(
+        "assemble_resnet50",
+        base_width=4,
+        block_sizes=(2, 2, 2, 1),
+        num_classes=3,
+        image_size=32,
+    )
+    for target, kwargs in (
+        (assembled, {"checkpoint": str(cut)}),
+        (assembled, {"checkpoint": str(empty)}),
+        (model, {"weights": str(weights)}),
+    ):
+        with pytest.raises(ValueError) as error:
+            checkpoints.restore(target, **kwargs)
+        text = str(error.value)
+        path = kwargs.get("checkpoint") or kwargs.get("weights")
+        assert text.startswith(f"{path} cannot be read ("), text
+        assert text.endswith(
+            "its files are damaged or incomplete. Restore them from a copy, "
+            "or choose another checkpoint (--checkpoint=PREFIX) or weights "
+            "file."
+        )
