@@ -561,12 +561,31 @@ class ExperimentConfig:
                 f"No config at {path}; pass the model_dir of a training run "
                 "(it holds config.json)."
             )
-        with open(path) as f:
-            values = json.load(f)
+        fix = (
+            "tools.train writes it; restore it from a copy, or pass "
+            "--preset and --weights instead of the run"
+        )
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except ValueError as e:
+            raise ValueError(
+                f"{path} is not valid JSON ({e}); {fix}."
+            ) from None
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"{path} holds a {type(values).__name__}, not a config "
+                f"object; {fix}."
+            )
         # The run is where its config.json is (older runs stored an
         # absolute model_dir that a move makes stale).
         values["model_dir"] = os.path.dirname(os.path.abspath(path))
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except (TypeError, KeyError, AttributeError) as e:
+            raise ValueError(
+                f"{path} does not read as a config ({e}); {fix}."
+            ) from None
 
 
 def preset_defaults(preset_name):

@@ -199,3 +199,23 @@ def test_classifier_is_checked_before_the_model_is_built(tmp_path):
             config_lib.make_config(
                 str(tmp_path), "resnet50", {**data, "model": model}
             )
+
+
+def test_a_damaged_config_json_is_named_with_the_fix(tmp_path):
+    """Before: a bare JSON decoder message naming no file, or a
+    TypeError traceback for a config.json holding a list."""
+    path = tmp_path / "config.json"
+    fix = (
+        "tools.train writes it; restore it from a copy, or pass --preset and "
+        "--weights instead of the run."
+    )
+    for text, message in (
+        ('{"model": ', f"{path} is not valid JSON ("),
+        ("[]", f"{path} holds a list, not a config object; {fix}"),
+        ('{"model": 5}', f"{path} does not read as a config ("),
+    ):
+        path.write_text(text)
+        with pytest.raises(ValueError) as error:
+            config_lib.ExperimentConfig.from_json(str(path))
+        assert str(error.value).startswith(message)
+        assert str(error.value).endswith(fix)
