@@ -20,14 +20,19 @@ from tests.conftest import DATA
 EARLIER = os.path.join(DATA, "earlier_checkpoints")
 
 
-def test_checkpoint_of_4633545_restores_with_the_same_logits():
-    model = build_model(
+def _earlier_model():
+    """The model of the checkpoint in tests/data/earlier_checkpoints."""
+    return build_model(
         "assemble_resnet50",
         base_width=4,
         block_sizes=(2, 2, 2, 1),
         num_classes=3,
         image_size=32,
     )
+
+
+def test_checkpoint_of_4633545_restores_with_the_same_logits():
+    model = _earlier_model()
     checkpoints.restore(model, os.path.join(EARLIER, "assemble_r50_w4"))
     with np.load(os.path.join(EARLIER, "assemble_r50_w4_logits.npz")) as data:
         images, want = data["images"], data["logits"]
@@ -56,13 +61,7 @@ def test_a_damaged_checkpoint_or_weights_file_is_named(tmp_path):
     empty.with_name(empty.name + ".index").write_bytes(b"")
     weights = tmp_path / "noise.weights.h5"
     weights.write_bytes(b"not an HDF5 file" * 64)
-    assembled = build_model(
-        "assemble_resnet50",
-        base_width=4,
-        block_sizes=(2, 2, 2, 1),
-        num_classes=3,
-        image_size=32,
-    )
+    assembled = _earlier_model()
     for target, kwargs in (
         (assembled, {"checkpoint": str(cut)}),
         (assembled, {"checkpoint": str(empty)}),
