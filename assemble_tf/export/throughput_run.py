@@ -97,11 +97,23 @@ def preset_names(options):
 
 
 def _check_values(options):
-    """Raises `OptionError` for a value out of its range or choices."""
+    """Raises `OptionError` for a value out of its range or choices, or a
+    list naming one entry twice (it was timed twice: a ratio of a model
+    to itself)."""
     choices = {"dtype": DTYPES, "compare": REFERENCES}
     check_choices(options, choices)
     lowest = {"batch_size": 1, "warmup": 0, "runs": 1, "steps": 1}
     check_at_least(options, lowest)
+    for field in ("modes", "preset"):
+        values = list(getattr(options, field))
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise OptionError(
+                field,
+                "{field}={values} names {twice} more than once.",
+                values=",".join(values),
+                twice=", ".join(twice),
+            )
 
 
 def validate(options):

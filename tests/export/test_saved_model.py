@@ -499,6 +499,14 @@ def test_run_benchmark_option_errors_name_the_option():
     assert e.value.as_flag().startswith("--modes=plain,fast: unknown ['fast']")
     with pytest.raises(OptionError, match="`runs`=0 must be at least 1"):
         throughput_run.run_benchmark(options(runs=0))
+    # Before: timed twice, and a ratio of the model to itself reported.
+    with pytest.raises(OptionError) as e:
+        throughput_run.run_benchmark(options(modes=("plain", "plain")))
+    assert (
+        e.value.as_flag() == "--modes=plain,plain names plain more than once."
+    )
+    with pytest.raises(OptionError, match="`preset`=resnet50,resnet50 names"):
+        throughput_run.run_benchmark(options(preset=("resnet50", "resnet50")))
     with pytest.raises(ValueError, match="'resnet5' is not a preset"):
         throughput_run.run_benchmark(options(preset=("resnet5",)))
     assert throughput_run.selected_modes(options(fold_bn=True)) == ["fold_bn"]
