@@ -266,13 +266,28 @@ def preset_table(options, show=None):
         files written there (empty without an output folder)}.
 
     Raises:
-        ValueError: an unknown preset (before anything is built).
+        ValueError: an unknown or repeated preset, or an `output_dir` that
+            is a file (before anything is built).
     """
     from assemble_tf import presets
+    from official.utils.misc.validation import OptionError
 
     names = list(options.presets) or presets.names()
     for name in names:
         presets.get(name)  # fail before building anything
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise OptionError(
+            "presets",
+            "{field} names {twice} more than once.",
+            twice=", ".join(twice),
+        )
+    if options.output_dir and os.path.isfile(options.output_dir):
+        raise OptionError(
+            "output_dir",
+            "{field}={path} is a file; pass a folder (made if missing).",
+            path=options.output_dir,
+        )
     rows = collect(names, options.image_size, options.progress)
     table = format_table(rows)
     if show is not None:

@@ -64,3 +64,26 @@ def test_preset_table_refuses_an_unknown_preset_before_building(tmp_path):
     with pytest.raises(ValueError, match="'resnet5' is not a preset"):
         preset_report.preset_table(options)
     assert not (tmp_path / "out").exists()
+
+
+def test_preset_table_refuses_repeats_and_a_file_before_building(
+    tmp_path, monkeypatch
+):
+    """Before: a repeated preset gave two rows, and an output_dir that is a
+    file failed only after every preset was built."""
+    built = []
+    monkeypatch.setattr(preset_report, "collect", lambda *a: built.append(a))
+    options = preset_report.PresetTableOptions
+    with pytest.raises(ValueError) as error:
+        preset_report.preset_table(options(presets=("resnet50", "resnet50")))
+    assert error.value.as_flag() == "--presets names resnet50 more than once."
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError) as error:
+        preset_report.preset_table(
+            options(presets=("resnet50",), output_dir=str(tmp_path / "afile"))
+        )
+    assert error.value.as_flag() == (
+        f"--output_dir={tmp_path / 'afile'} is a file; pass a folder (made if "
+        "missing)."
+    )
+    assert built == []
