@@ -47,6 +47,22 @@ class RecordSample:
     max_label: int | None
 
 
+def damaged_shard_error(path, read, error):
+    """The one-line `ValueError` for a TFRecord file that stopped reading
+    after `read` records with `error` (a cut-off file, or a record that is
+    not a `tf.train.Example`), naming it and the fix."""
+    what = (
+        "is cut off or corrupt"
+        if isinstance(error, tf.errors.DataLossError)
+        else "holds a record that is not a tf.train.Example"
+    )
+    return ValueError(
+        f"{path} {what} (after {read:,} readable records). Rebuild it with "
+        "`python -m tools.build_imagenet_tfrecords`, or leave it out of the "
+        "input."
+    )
+
+
 def _is_image(data):
     jpeg = data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
     return jpeg or data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,6 +23,7 @@ from official.utils.misc.validation import (
     OptionError,
     check_at_least,
     check_choices,
+    check_distinct,
 )
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -104,16 +105,7 @@ def _check_values(options):
     check_choices(options, choices)
     lowest = {"batch_size": 1, "warmup": 0, "runs": 1, "steps": 1}
     check_at_least(options, lowest)
-    for field in ("modes", "preset"):
-        values = list(getattr(options, field))
-        twice = sorted({v for v in values if values.count(v) > 1})
-        if twice:
-            raise OptionError(
-                field,
-                "{field}={values} names {twice} more than once.",
-                values=",".join(values),
-                twice=", ".join(twice),
-            )
+    check_distinct(options, ("modes", "preset"))
 
 
 def validate(options):

@@ -270,18 +270,12 @@ def preset_table(options, show=None):
             is a file (before anything is built).
     """
     from assemble_tf import presets
-    from official.utils.misc.validation import OptionError
+    from official.utils.misc.validation import OptionError, check_distinct
 
     names = list(options.presets) or presets.names()
     for name in names:
         presets.get(name)  # fail before building anything
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise OptionError(
-            "presets",
-            "{field} names {twice} more than once.",
-            twice=", ".join(twice),
-        )
+    check_distinct(options, ("presets",))
     if options.output_dir and os.path.isfile(options.output_dir):
         raise OptionError(
             "output_dir",

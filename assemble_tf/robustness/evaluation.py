@@ -124,7 +124,7 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
     """
     if not os.path.isdir(root):
         raise _not_a_directory(root)
-    known = metrics.TEST_PERTURBATIONS + metrics.VALIDATION_PERTURBATIONS
+    known = metrics.ALL_PERTURBATIONS
     if perturbations:
         unknown = sorted(set(perturbations) - set(known))
         if unknown:

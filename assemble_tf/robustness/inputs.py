@@ -194,16 +194,9 @@ def read_records(files, keys):
                 yield tuple(record[key] for key in keys)
                 read += 1
         except (tf.errors.OpError, UnicodeDecodeError) as e:
-            what = (
-                "is cut off or corrupt"
-                if isinstance(e, tf.errors.DataLossError)
-                else "holds a record that is not a tf.train.Example"
-            )
-            raise ValueError(
-                f"{path} {what} (after {read:,} readable records). Rebuild "
-                "it with `python -m tools.build_imagenet_tfrecords`, or "
-                "leave it out of the pattern."
-            ) from None
+            from assemble_tf.data import checks
+
+            raise checks.damaged_shard_error(path, read, e) from None
 
 
 def resize_shorter_side(image, size):

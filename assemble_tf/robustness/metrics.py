@@ -112,6 +112,7 @@ VALIDATION_PERTURBATIONS = (
     "spatter",
     "shear",
 )
+ALL_PERTURBATIONS = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
 NOISE_PERTURBATIONS = ("gaussian_noise", "shot_noise", "speckle_noise")
 
 ALEXNET_FLIP_PROBABILITY = {

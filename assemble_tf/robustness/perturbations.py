@@ -94,7 +94,7 @@ from assemble_tf.robustness import inputs, metrics
 # in the reference test.py) are shared with the metrics tables.
 TEST_PERTURBATIONS = metrics.TEST_PERTURBATIONS
 VALIDATION_PERTURBATIONS = metrics.VALIDATION_PERTURBATIONS
-PERTURBATIONS = TEST_PERTURBATIONS + VALIDATION_PERTURBATIONS
+PERTURBATIONS = metrics.ALL_PERTURBATIONS
 NOISE_PERTURBATIONS = metrics.NOISE_PERTURBATIONS
 # Warped before the centre crop, as in the reference.
 GEOMETRIC_PERTURBATIONS = (

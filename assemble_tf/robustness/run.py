@@ -125,9 +125,7 @@ def unknown_folders(kind, data_dir):
     """The folders of a set that name no corruption (kind "c") or
     perturbation ("p"): not evaluated, so the user is told."""
     known = set(
-        metrics.ALL_CORRUPTIONS
-        if kind == "c"
-        else metrics.TEST_PERTURBATIONS + metrics.VALIDATION_PERTURBATIONS
+        metrics.ALL_CORRUPTIONS if kind == "c" else metrics.ALL_PERTURBATIONS
     )
     return sorted(
         name

@@ -513,13 +513,10 @@ def count_records(path):
     try:
         for _ in tf.data.TFRecordDataset(path):
             read += 1
-    except tf.errors.DataLossError:
-        raise ValueError(
-            f"{path} is cut off or corrupt (after {read:,} readable "
-            "records). Rebuild it with `python -m "
-            "tools.build_imagenet_tfrecords`, or move it out of the input "
-            "folder."
-        ) from None
+    except tf.errors.DataLossError as e:
+        from assemble_tf.data import checks
+
+        raise checks.damaged_shard_error(path, read, e) from None
     return read
 
 

@@ -76,7 +76,9 @@ def test_preset_table_refuses_repeats_and_a_file_before_building(
     options = preset_report.PresetTableOptions
     with pytest.raises(ValueError) as error:
         preset_report.preset_table(options(presets=("resnet50", "resnet50")))
-    assert error.value.as_flag() == "--presets names resnet50 more than once."
+    assert error.value.as_flag() == (
+        "--presets=resnet50,resnet50 names resnet50 more than once."
+    )
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError) as error:
         preset_report.preset_table(

@@ -431,7 +431,7 @@ def test_a_cut_or_corrupt_shard_is_named(tmp_path):
     assert str(error.value) == (
         f"{cut} is cut off or corrupt (after 2 readable records). Rebuild "
         "it with `python -m tools.build_imagenet_tfrecords`, or leave it "
-        "out of the pattern."
+        "out of the input."
     )
     garbage = tmp_path / "garbage"
     with tf.io.TFRecordWriter(str(garbage)) as writer:

@@ -124,6 +124,22 @@ def check_choices(options, choices):
             )
 
 
+def check_distinct(options, names):
+    """Raises `OptionError` for the first list attribute of `options` (in
+    `names`) that holds an entry more than once (it would be done twice).
+    """
+    for name in names:
+        values = list(getattr(options, name) or ())
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise OptionError(
+                name,
+                "{field}={values} names {twice} more than once.",
+                values=",".join(values),
+                twice=", ".join(twice),
+            )
+
+
 def check_at_least(options, lowest):
     """Raises `OptionError` for the first attribute of `options` that is
     set (not None) and below its lowest value.
