@@ -12,6 +12,7 @@ made (a field named `name` in backticks reads as its flag there).
 import dataclasses
 import json
 import os
+import typing
 
 from assemble_tf import presets
 from official.utils.misc.validation import OptionError
@@ -146,6 +147,37 @@ def parse_class_range(value):
     return low, high
 
 
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _check_type(field, value):
+    """Raises `OptionError` unless `value` has the field's annotated type
+    (a float field takes an integer too; an optional one None). A config
+    edited by hand, e.g. "base_width": "eight", fails here, named, rather
+    than as a TypeError deep in the model builder."""
+    types = typing.get_args(field.type) or (field.type,)
+    if value is None and type(None) in types:
+        return
+    for kind in types:
+        if kind is bool and isinstance(value, bool):
+            return
+        if (
+            kind is int
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
+            return
+        if kind is float and isinstance(value, (int, float)):
+            if not isinstance(value, bool):
+                return
+        if kind is str and isinstance(value, str):
+            return
+    wanted = [_TYPE_NAMES.get(k, "text") for k in types if k is not type(None)]
+    if type(None) in types:
+        wanted.append("null")
+    raise invalid(field.name, value, "must be " + " or ".join(wanted))
+
+
 class _Group:
     """A config group: typed fields (a field's `parse` turns a flag's text
     or a JSON list into its type however the group is made), each field's
@@ -157,6 +189,8 @@ class _Group:
             if parse is not None:
                 value = parse(getattr(self, field.name))
                 object.__setattr__(self, field.name, value)
+            else:
+                _check_type(field, getattr(self, field.name))
 
     def validate(self):
         """Raises `OptionError` naming the first field that is invalid."""
@@ -582,9 +616,10 @@ class ExperimentConfig:
         values["model_dir"] = os.path.dirname(os.path.abspath(path))
         try:
             return cls.from_dict(values)
-        except (TypeError, KeyError, AttributeError) as e:
+        except (TypeError, KeyError, AttributeError, OptionError) as e:
+            reason = str(e).rstrip(".")
             raise ValueError(
-                f"{path} does not read as a config ({e}); {fix}."
+                f"{path} does not read as a config ({reason}); {fix}."
             ) from None
 
 

@@ -213,9 +213,41 @@ def test_a_damaged_config_json_is_named_with_the_fix(tmp_path):
         ('{"model": ', f"{path} is not valid JSON ("),
         ("[]", f"{path} holds a list, not a config object; {fix}"),
         ('{"model": 5}', f"{path} does not read as a config ("),
+        # A value of the wrong type, named (it was a TypeError in the
+        # model builder, naming neither the file nor the field).
+        (
+            '{"model": {"base_width": "eight"}}',
+            f"{path} does not read as a config (`base_width`='eight' is "
+            "invalid: must be an integer or null);",
+        ),
+        (
+            '{"data": {"num_classes": 4.5}}',
+            f"{path} does not read as a config (`num_classes`=4.5 is "
+            "invalid: must be an integer);",
+        ),
+        (
+            '{"train": {"deterministic": "yes"}}',
+            f"{path} does not read as a config (`deterministic`='yes' is "
+            "invalid: must be true or false);",
+        ),
     ):
         path.write_text(text)
         with pytest.raises(ValueError) as error:
             config_lib.ExperimentConfig.from_json(str(path))
         assert str(error.value).startswith(message)
         assert str(error.value).endswith(fix)
+
+
+def test_fields_take_their_own_types_only():
+    """Integers in float fields are numbers; bools are not integers."""
+    assert config_lib.TrainConfig(epochs=2, base_learning_rate=1).epochs == 2
+    assert config_lib.ModelConfig(base_width=None).base_width is None
+    for group, field, value in (
+        (config_lib.DataConfig, "num_classes", True),
+        (config_lib.TrainConfig, "epochs", "2"),
+        (config_lib.ModelConfig, "preset", 50),
+        (config_lib.RuntimeConfig, "num_gpus", 1.0),
+    ):
+        with pytest.raises(config_lib.OptionError) as error:
+            group(**{field: value})
+        assert error.value.field == field
