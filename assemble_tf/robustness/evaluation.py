@@ -506,15 +506,31 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
     With normalization="none" CE is the plain error (%) and mCE the plain
     mean corruption error, as the paper's Food-101-C figures (Table 8);
     relative mCE (an AlexNet-normalised quantity) is then not computed.
+
+    A corruption evaluated at some severities only (`make_imagenet_c
+    --severities`) is normalised by AlexNet's errors at the same
+    severities (CE_c sums both over the same s), and the summary's `note`
+    says that its mCE is not the published protocol's; one of the four
+    extra corruptions, whose AlexNet errors per severity are not
+    published, then has no CE (and mCE over 19 is not given).
     """
     errors = {}
     for name, r in results.items():
-        values = [e for e in r["top1_error"] if e is not None]
-        if len(values) == 5:
+        values = list(r["top1_error"])
+        if any(e is not None for e in values):
             errors[name] = values
-        elif values:
-            errors[name] = float(np.mean(values))
-    ce = metrics.corruption_errors(errors, normalization)
+    partial = {
+        k: [i + 1 for i, e in enumerate(v) if e is not None]
+        for k, v in errors.items()
+        if None in v
+    }
+    plain = normalization == "none"
+    normalised = {
+        k: v
+        for k, v in errors.items()
+        if plain or k not in partial or k in metrics.STANDARD_CORRUPTIONS
+    }
+    ce = metrics.corruption_errors(normalised, normalization)
     summary = {
         "normalization": normalization,
         "top1_error": {k: metrics.mean_error(v) for k, v in errors.items()},
@@ -526,23 +542,44 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
         "mce_19": None,
         "relative_mce": None,
         "clean_error": clean_error,
-        "severities_complete": sorted(
-            k for k, v in errors.items() if np.size(v) == 5
-        ),
+        "severities_complete": sorted(set(errors) - set(partial)),
+        "severities_partial": partial,
+        "note": _partial_note(partial, set(errors) - set(normalised)),
     }
-    if all(c in errors for c in metrics.STANDARD_CORRUPTIONS):
+    if all(c in ce for c in metrics.STANDARD_CORRUPTIONS):
         summary["mce"] = metrics.mce(errors, normalization=normalization)
-        if clean_error is not None and normalization == "alexnet":
+        if clean_error is not None and not plain:
             summary["relative_mce"] = metrics.relative_mce(errors, clean_error)
             summary["relative_ce"] = metrics.relative_corruption_errors(
                 {c: errors[c] for c in metrics.STANDARD_CORRUPTIONS},
                 clean_error,
             )
-    if all(c in errors for c in metrics.ALL_CORRUPTIONS):
+    if all(c in ce for c in metrics.ALL_CORRUPTIONS):
         summary["mce_19"] = metrics.mce(
             errors, metrics.ALL_CORRUPTIONS, normalization
         )
     return summary
+
+
+def _partial_note(partial, without_ce):
+    """The summary's note on corruptions evaluated at some severities."""
+    if not partial:
+        return None
+    given = sorted({tuple(v) for v in partial.values()})
+    severities = "; ".join(",".join(map(str, v)) for v in given)
+    note = (
+        f"{len(partial)} corruption(s) evaluated at severities "
+        f"{severities} only: their CE is normalised by AlexNet's errors at "
+        "the same severities, and mCE is not the published protocol's "
+        "(all 5 severities), so it does not compare with published figures."
+    )
+    if without_ce:
+        note += (
+            f" No CE for {', '.join(sorted(without_ce))}: AlexNet's errors "
+            "per severity are published for the 15 standard corruptions "
+            "only."
+        )
+    return note
 
 
 FR_DIFFICULTY_NOTE = (

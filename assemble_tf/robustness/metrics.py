@@ -147,14 +147,51 @@ def _check_error(name, value):
         )
 
 
-def mean_error(errors):
-    """Mean of a per-severity sequence (or a single mean) of error rates."""
-    values = np.atleast_1d(np.asarray(errors, dtype=np.float64))
-    if values.size not in (1, 5):
+def evaluated_severities(errors):
+    """Indices (0..4) of the severities a per-severity sequence holds
+    (None marks one not evaluated); None for a single mean."""
+    if np.ndim(errors) == 0:
+        return None
+    if len(errors) != 5:
         raise ValueError(
-            f"Expected 5 per-severity errors or one mean, got {values.size}."
+            f"Expected 5 per-severity errors or one mean, got {len(errors)}."
         )
-    return float(values.mean())
+    present = [i for i, e in enumerate(errors) if e is not None]
+    if not present:
+        raise ValueError("No severity evaluated: all 5 errors are None.")
+    return present
+
+
+def mean_error(errors):
+    """Mean of a per-severity sequence (None for a severity not evaluated:
+    the mean of the others) or a single mean, of error rates."""
+    present = evaluated_severities(errors)
+    if present is None:
+        return float(errors)
+    return float(np.mean([errors[i] for i in present], dtype=np.float64))
+
+
+def alexnet_error(name, errors):
+    """AlexNet's mean error at the severities `errors` holds: the mean over
+    all 5 (`ALEXNET_ERROR`) for a single mean or a full sequence, else over
+    the same severities (CE_c sums both over the same s).
+
+    Raises:
+        ValueError: severities missing from one of the four extra
+            corruptions, whose per-severity AlexNet errors are not
+            published.
+    """
+    _check_name(name, ALEXNET_ERROR, "corruption")
+    present = evaluated_severities(errors)
+    if present is None or len(present) == 5:
+        return ALEXNET_ERROR[name]
+    if name not in ALEXNET_ERROR_BY_SEVERITY:
+        raise ValueError(
+            f"{name}: AlexNet's errors per severity are published for the "
+            "15 standard corruptions only; evaluate all 5 severities of "
+            f"{name} (severities {[i + 1 for i in present]} given)."
+        )
+    return float(np.mean([ALEXNET_ERROR_BY_SEVERITY[name][i] for i in present]))
 
 
 NORMALIZATIONS = ("alexnet", "none")
@@ -174,8 +211,9 @@ def corruption_errors(errors, normalization="alexnet"):
     """CE per corruption (x100): model error / AlexNet error.
 
     Args:
-        errors: dict corruption -> 5 per-severity top-1 errors (fractions)
-            or their mean.
+        errors: dict corruption -> 5 per-severity top-1 errors (fractions;
+            None for a severity not evaluated: AlexNet's errors at the same
+            severities normalise it) or their mean over all 5.
         normalization: "alexnet" (the ImageNet-C protocol) or "none": the
             plain error in percent, as the Assemble-ResNet paper reports on
             Food-101-C (Table 8: "not normalised by AlexNet's errors").
@@ -189,7 +227,8 @@ def corruption_errors(errors, normalization="alexnet"):
         _check_name(name, ALEXNET_ERROR, "corruption")
         err = mean_error(value)
         _check_error(name, err)
-        reference = ALEXNET_ERROR[name] if normalization == "alexnet" else 1
+        plain = normalization != "alexnet"
+        reference = 1 if plain else alexnet_error(name, value)
         result[name] = 100.0 * err / reference
     return result
 
@@ -211,12 +250,13 @@ def mce(errors, corruptions=STANDARD_CORRUPTIONS, normalization="alexnet"):
 def relative_corruption_errors(
     errors, clean_error, alexnet_clean_error=ALEXNET_CLEAN_ERROR
 ):
-    """Relative CE per corruption (x100), standard corruptions only."""
+    """Relative CE per corruption (x100), standard corruptions only
+    (`errors` as for `corruption_errors`)."""
     _check_error("clean", clean_error)
     result = {}
     for name, value in errors.items():
         _check_name(name, ALEXNET_ERROR_BY_SEVERITY, "standard corruption")
-        ref = mean_error(ALEXNET_ERROR_BY_SEVERITY[name])
+        ref = alexnet_error(name, value)
         result[name] = (
             100.0
             * (mean_error(value) - clean_error)

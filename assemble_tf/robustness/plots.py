@@ -21,7 +21,9 @@ def _figure(width, height):
     return figure
 
 
-def error_bars(values, path, title, ylabel, reference=100.0, mean=None):
+def error_bars(
+    values, path, title, ylabel, reference=100.0, mean=None, mean_label="mean"
+):
     """Bar chart of per-corruption CE (or per-perturbation FR).
 
     Args:
@@ -31,6 +33,8 @@ def error_bars(values, path, title, ylabel, reference=100.0, mean=None):
         ylabel: y-axis label.
         reference: a horizontal line (AlexNet = 100); None for none.
         mean: optional mean drawn as a dashed line and in the legend.
+        mean_label: its name in the legend (e.g. "mCE over the 15
+            standard").
     """
     names = list(values)
     figure = _figure(max(6.0, 0.45 * len(names) + 2), 4.2)
@@ -41,7 +45,11 @@ def error_bars(values, path, title, ylabel, reference=100.0, mean=None):
         ax.axhline(reference, color="gray", lw=1, label="AlexNet")
     if mean is not None:
         ax.axhline(
-            mean, color="tab:red", ls="--", lw=1, label=f"mean {mean:.1f}"
+            mean,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"{mean_label} {mean:.1f}",
         )
     ax.set_xticks(x, [n.replace("_", " ") for n in names], rotation=60)
     ax.set_ylabel(ylabel)

@@ -42,7 +42,7 @@ def markdown_c(summary, results, paper, preset, note=None):
         )
         lines.append(
             f"| {name} | {per} | {100 * summary['top1_error'][name]:.2f} | "
-            f"{summary['ce'][name]:.2f} |"
+            f"{_fmt(summary['ce'].get(name))} |"
         )
 
     def fmt(v):
@@ -63,8 +63,9 @@ def markdown_c(summary, results, paper, preset, note=None):
     lines.append(f"\nmCE here is {kind}.")
     if paper:
         lines.append(f"\nPaper: {preset}, {paper.source}.")
-    if note:
-        lines.append(f"\n{note}")
+    for text in (summary.get("note"), note):
+        if text:
+            lines.append(f"\n{text}")
     return "\n".join(lines) + "\n"
 
 

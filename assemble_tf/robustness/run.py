@@ -290,6 +290,12 @@ def _report_c(ev, results, paper):
     summary = evaluation.summarize_c(results, o.clean_error, o.normalization)
     note = " ".join(ev.notes) or None
     table = report.markdown_c(summary, results, paper, preset, note)
+    if summary["note"]:
+        ev.log(f"WARNING: {summary['note']}")
+    # The dashed line: the 15-corruption mCE, else the 19-corruption one.
+    mean, over = summary["mce"], "15 standard"
+    if mean is None:
+        mean, over = summary["mce_19"], "19"
     files = {}
     files["chart_png"] = plots.error_bars(
         summary["ce"],
@@ -299,7 +305,8 @@ def _report_c(ev, results, paper):
         else f"{preset}: CE per corruption (AlexNet = 100)",
         "top-1 error (%)" if plain else "CE (%)",
         reference=None if plain else 100.0,
-        mean=summary["mce"] or summary["mce_19"],
+        mean=mean,
+        mean_label=f"mCE ({over})",
     )
     files["gallery_png"] = plots.corruption_gallery(
         ev.found, os.path.join(ev.out, "gallery_c.png")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -277,6 +278,46 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     assert logged[1] == (
         f"WARNING: {data}: not evaluated, no ImageNet-C name: my_blur."
     )
+    # A set without severity 5 (a quick `--severities` subset): each CE
+    # sums AlexNet's errors over the same 4 severities (before: over all
+    # 5, an mCE biased low and shown as if complete), the extras have no
+    # CE (AlexNet's per-severity errors are unpublished), and a warning
+    # says the mCE does not compare with published figures.
+    for c in metrics.ALL_CORRUPTIONS:
+        shutil.rmtree(os.path.join(data, c, "5"))
+    logged.clear()
+    partial = run.evaluate_robustness(
+        options, loaded, config, source, log=logged.append
+    )
+    summary = partial["summary"]
+    table = metrics.ALEXNET_ERROR_BY_SEVERITY
+    ce = {
+        c: 100 * sum(want[c][:4]) / sum(table[c][:4])
+        for c in metrics.STANDARD_CORRUPTIONS
+    }
+    assert summary["ce"] == pytest.approx(ce)
+    assert summary["mce"] == pytest.approx(np.mean(list(ce.values())))
+    assert summary["mce_19"] is None
+    rel = [
+        100
+        * sum(e - 0.5 for e in want[c][:4])
+        / sum(a - metrics.ALEXNET_CLEAN_ERROR for a in table[c][:4])
+        for c in metrics.STANDARD_CORRUPTIONS
+    ]
+    assert summary["relative_mce"] == pytest.approx(np.mean(rel))
+    assert summary["severities_partial"]["fog"] == [1, 2, 3, 4]
+    assert summary["note"] == (
+        "19 corruption(s) evaluated at severities 1,2,3,4 only: their CE "
+        "is normalised by AlexNet's errors at the same severities, and mCE "
+        "is not the published protocol's (all 5 severities), so it does "
+        "not compare with published figures. No CE for gaussian_blur, "
+        "saturate, spatter, speckle_noise: AlexNet's errors per severity "
+        "are published for the 15 standard corruptions only."
+    )
+    assert f"WARNING: {summary['note']}" in logged
+    markdown = open(partial["markdown"]).read()
+    assert summary["note"] in markdown
+    assert "| spatter | " in markdown and markdown.count(" | - |") >= 4
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):

@@ -71,6 +71,40 @@ def test_alexnet_own_errors_give_100():
     assert metrics.relative_mce(errors, 0.4345) == pytest.approx(100.0)
 
 
+def test_some_severities_are_normalised_by_the_same_severities():
+    """CE_c = sum_s E_s / sum_s E^AlexNet_s over the severities evaluated:
+    AlexNet's own errors at severities 1-2 give 100, not the 79.7 that
+    the mean over all 5 gave (AlexNet's error grows with severity)."""
+    table = metrics.ALEXNET_ERROR_BY_SEVERITY
+    first = {c: [v[0], v[1], None, None, None] for c, v in table.items()}
+    assert metrics.mce(first) == pytest.approx(100.0, abs=1e-9)
+    assert metrics.relative_mce(first, 0.4345) == pytest.approx(100.0)
+    # fog at severities 1-3 of a model 0.3 error each: by hand.
+    fog = [0.3, 0.3, 0.3, None, None]
+    expected = 100 * 0.9 / (0.67474 + 0.76050 + 0.84378)
+    ce = metrics.corruption_errors({"fog": fog})["fog"]
+    assert ce == pytest.approx(expected, rel=1e-12)
+    assert ce == pytest.approx(
+        39.49, abs=0.01
+    )  # the mean over all 5 gave 36.62
+    # Relative: sum_s (E_s - E_clean) / sum_s (A_s - A_clean), same s.
+    relative = (
+        100 * 3 * (0.3 - 0.2) / (0.67474 + 0.76050 + 0.84378 - 3 * 0.4345)
+    )
+    assert metrics.relative_corruption_errors({"fog": fog}, 0.2)[
+        "fog"
+    ] == pytest.approx(relative, rel=1e-12)
+    assert relative == pytest.approx(30.75, abs=0.01)
+    # The extras' AlexNet errors per severity are not published.
+    with pytest.raises(ValueError, match="evaluate all 5 severities"):
+        metrics.corruption_errors({"spatter": [0.5, None, None, None, None]})
+    assert metrics.corruption_errors(
+        {"spatter": [0.5, None, None, None, None]}, "none"
+    )["spatter"] == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="No severity evaluated"):
+        metrics.corruption_errors({"fog": [None] * 5})
+
+
 def test_resnet50_relative_mce():
     assert metrics.relative_mce(R50_ERRORS, 0.2387) == pytest.approx(
         104.85, abs=0.05
