@@ -105,27 +105,48 @@ class ServingModule(tf.Module):
 
     def _check_crops(self, images, signature):
         """`images` after asserting it is a non-empty batch of S x S x 3
-        crops (InvalidArgumentError naming the signature and the size, not
-        one from inside the model)."""
+        crops of finite values (InvalidArgumentError naming the signature,
+        not one from inside the model). The session loader of TF Serving
+        feeds any shape: the rank is checked before the sizes. NaN or Inf
+        are refused: the exported graph's fused convolutions turn them into
+        finite, confident logits (Grappler's remapper), where the Keras
+        model gives NaN."""
         size = self.size
-        with tf.control_dependencies(
+        shape = tf.shape(images)
+        padded = tf.concat([shape, tf.zeros([4], tf.int32)], 0)
+        good_shape = tf.logical_and(
+            tf.equal(tf.size(shape), 4),
+            tf.reduce_all(tf.equal(padded[1:4], [size, size, 3])),
+        )
+        checks = [
+            tf.debugging.Assert(
+                good_shape,
+                [
+                    f"{signature} takes float32 crops of shape "
+                    f"[N, {size}, {size}, 3] (the eval size of "
+                    f"{self.preprocessing_type}); got shape",
+                    shape,
+                ],
+                summarize=5,
+            ),
+            tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(good_shape), padded[0] > 0),
+                [f"{signature}: the batch of images is empty"],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
+        finite = tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3])
+        first_bad = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)
+        check = tf.debugging.Assert(
+            tf.reduce_all(finite),
             [
-                tf.debugging.Assert(
-                    tf.shape(images)[0] > 0,
-                    [f"{signature}: the batch of images is empty"],
-                ),
-                tf.debugging.assert_equal(
-                    tf.shape(images)[1:],
-                    tf.constant([size, size, 3]),
-                    message=(
-                        f"{signature} takes float32 crops of shape "
-                        f"[N, {size}, {size}, 3] (the eval size of "
-                        f"{self.preprocessing_type}); got another shape"
-                    ),
-                    summarize=4,
-                ),
-            ]
-        ):
+                f"{signature}: the crops hold NaN or Inf values; index of "
+                "the first such image:",
+                first_bad,
+            ],
+        )
+        with tf.control_dependencies([check]):
             return tf.identity(images)
 
     def _forward(self, images):
@@ -183,14 +204,26 @@ def check_encoded_images(images):
         tf.errors.InvalidArgumentError: (when run) an empty batch, or an
             image that is neither JPEG nor PNG.
     """
+    # The session loader of TF Serving feeds any shape: a scalar (one
+    # image not in a batch) or [N, 1] is named, not a ConcatOp error.
+    shape = tf.shape(images)
+    flat = tf.reshape(images, [-1])
     ok = tf.logical_or(
-        tf.equal(tf.strings.substr(images, 0, len(JPEG_MAGIC)), JPEG_MAGIC),
-        tf.equal(tf.strings.substr(images, 0, len(PNG_MAGIC)), PNG_MAGIC),
+        tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC),
+        tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC),
     )
     # N (no bad image) appended: an empty batch reaches its own check.
     bad = tf.concat([tf.cast(ok, tf.int32), [0]], 0)
     first_bad = tf.argmin(bad, output_type=tf.int32)
     checks = [
+        tf.debugging.Assert(
+            tf.equal(tf.size(shape), 1),
+            [
+                "serving_default takes a batch of encoded images: string "
+                "[N], one JPEG or PNG each; got shape",
+                shape,
+            ],
+        ),
         tf.debugging.Assert(
             tf.size(images) > 0,
             ["serving_default: the batch of images is empty"],
@@ -379,8 +412,38 @@ def _move_into_place(tmp, export_dir, overwrite):
     os.chmod(tmp, 0o777 & ~_umask())
     if overwrite and os.path.exists(export_dir):
         _check_replaceable(export_dir, overwrite)
-        shutil.rmtree(export_dir)
+        # Swapped, then the old one removed: TF Serving, polling the
+        # version folder, never finds it missing (it was deleted, then
+        # the new one renamed: a poll in between unloaded the version).
+        _exchange(tmp, export_dir)
+        shutil.rmtree(tmp)
+        return
     _rename_no_replace(tmp, export_dir)
+
+
+def _exchange(a, b):
+    """Swaps the folders `a` and `b` in one step: Linux' renameat2(
+    RENAME_EXCHANGE) where available, else `b` renamed aside, `a` renamed
+    to `b`, and the old `b` renamed to `a` (an instant without `b`)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    rename = getattr(libc, "renameat2", None)
+    if rename is not None:
+        result = rename(
+            _AT_FDCWD,
+            os.fsencode(a),
+            _AT_FDCWD,
+            os.fsencode(b),
+            _RENAME_EXCHANGE,
+        )
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
+            raise OSError(code, os.strerror(code), b)
+    aside = a + ".old"
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
 
 
 def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
@@ -620,6 +683,7 @@ def _exists_error(export_dir):
 
 
 _RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 

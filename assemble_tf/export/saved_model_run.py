@@ -183,6 +183,14 @@ def export(options, log=_log_to_stderr):
     from assemble_tf.export import saved_model as export_lib
 
     validate(options)
+    version = os.path.basename(os.path.normpath(options.export_dir))
+    if not version.isdigit():
+        log(
+            f"WARNING: TF Serving serves numbered version folders of its "
+            f"--model_base_path: {options.export_dir} is not one. For TF "
+            f"Serving, export to {os.path.join(options.export_dir, '1')} "
+            "and serve its parent."
+        )
     loaded = load_model(options)
     ptype = options.preprocessing or loaded.preprocessing
     model, reference = serving_model(options, loaded, log)

@@ -115,6 +115,30 @@ def test_legacy_bilinear_of_uint8_equals_the_kernel_on_uint8(shape, size):
     )
 
 
+def test_large_images_are_resized_without_a_float32_copy(monkeypatch):
+    """Above FLOAT_COPY_MAX_PIXELS the uint8 image goes to the kernel as
+    is (a 187 KB 8000x8000 PNG at the serving signature took 1.9 GB of
+    float32 copy): the same output, in the graph as well."""
+    image = np.random.default_rng(1).integers(0, 256, (61, 47, 3), np.uint8)
+    resize = tf.function(lambda x: pp.resize_bilinear_legacy(x, [32, 40]))
+    small = resize(tf.constant(image)).numpy()
+    monkeypatch.setattr(pp, "FLOAT_COPY_MAX_PIXELS", 61 * 47 - 1)
+    large = tf.function(lambda x: pp.resize_bilinear_legacy(x, [32, 40]))
+    graph = large.get_concrete_function(tf.constant(image)).graph
+    kernels = [
+        node.attr["T"].type
+        for function in graph.as_graph_def().library.function
+        for node in function.node_def
+        if node.op == "ResizeBilinear"
+    ]
+    # Two branches: one reads a float32 copy, one the uint8 image.
+    assert sorted(kernels) == sorted(
+        [tf.float32.as_datatype_enum, tf.uint8.as_datatype_enum]
+    )
+    np.testing.assert_array_equal(large(tf.constant(image)).numpy(), small)
+    assert pp.FLOAT_COPY_MAX_PIXELS < 8000 * 8000
+
+
 def test_train_assume_jpeg_skips_only_the_format_branch():
     jpeg = tf.constant(
         testing_utils.jpeg_bytes(testing_utils.smooth_image(120, 90, seed=4))

@@ -1,6 +1,8 @@
 """SavedModel export: three signatures, verified, atomic."""
 
+import dataclasses
 import os
+import re
 import shutil
 import stat
 
@@ -239,7 +241,7 @@ def test_export_binary_and_saved_model_cli(tmp_path):
 
 
 @pytest.mark.slow  # exports
-def test_export_run_folds_and_exports_in_process(tmp_path):
+def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     """The library behind tools.export_saved_model, with --fold_bn."""
     from assemble_tf.export import saved_model_run
 
@@ -274,6 +276,35 @@ def test_export_run_folds_and_exports_in_process(tmp_path):
     assert lines == [f"Folded {len(bns)} BatchNorm layers."]
     with pytest.raises(FileExistsError, match="pass `overwrite`"):
         saved_model_run.export(options, log=lines.append)
+    # `overwrite`: the new export is swapped into place, then the old one
+    # removed (before: the old one removed, then the new one renamed: a
+    # TF Serving poll in between found no version). A folder that is no
+    # version number gets a warning.
+    target = tmp_path / "sm" / "latest"
+    shutil.copytree(tmp_path / "sm" / "1", target)
+    stamp = (target / "saved_model.pb").stat().st_mtime_ns
+    removed = []
+    rmtree = shutil.rmtree
+
+    def checked_rmtree(path, *args, **kwargs):
+        assert (target / "saved_model.pb").is_file()  # never missing
+        removed.append(path)
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", checked_rmtree)
+    lines.clear()
+    options = dataclasses.replace(
+        options, export_dir=str(target), overwrite=True
+    )
+    saved_model_run.export(options, log=lines.append)
+    assert (target / "saved_model.pb").stat().st_mtime_ns != stamp
+    assert len(removed) == 1 and not os.path.exists(removed[0])
+    assert sorted(os.listdir(tmp_path / "sm")) == ["1", "latest"]
+    assert lines[0] == (
+        "WARNING: TF Serving serves numbered version folders of its "
+        f"--model_base_path: {target} is not one. For TF Serving, export "
+        f"to {target / '1'} and serve its parent."
+    )
 
 
 def test_export_run_option_errors_name_the_option(tmp_path):
@@ -842,8 +873,67 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
             match=f"{name}: the batch of images is empty",
         ):
             sigs[name](images=tf.zeros((0, 32, 32, 3)))
+    # NaN / Inf crops: the exported graph's fused convolutions (Grappler's
+    # remapper) turned them into finite, confident logits.
+    good = testing_utils.random_images((3, 32, 32, 3))
+    for value in (np.nan, np.inf):
+        bad = good.copy()
+        bad[2, 5, 5, 0] = value
+        for name in ("preprocessed", "feature_vector"):
+            with pytest.raises(
+                tf.errors.InvalidArgumentError,
+                match=re.escape(
+                    f"{name}: the crops hold NaN or Inf values; index of the "
+                    "first such image:] [2]"
+                ),
+            ):
+                sigs[name](images=tf.constant(bad))
     out = sigs["serving_default"](images=tf.constant([jpeg]))
     assert out["logits"].shape == (1, 3)  # good inputs still pass
+    out = sigs["preprocessed"](images=tf.constant(good))
+    assert np.isfinite(out["logits"].numpy()).all()
+
+
+def test_inputs_of_another_rank_are_named():
+    """TF Serving's session feeds any shape, past the signature's own
+    check: one image without its batch axis, or a scalar string, is named
+    (before: "Incompatible shapes: [3] vs. [2]" and "ConcatOp: Can't
+    concatenate scalars")."""
+    module = export_lib.ServingModule(
+        testing_utils.serving_model(), "imagenet_32"
+    )
+    # Traced for any shape, as the session runs the exported graph.
+    check = tf.function(
+        lambda images: module._check_crops(images, "preprocessed"),
+        input_signature=[tf.TensorSpec(None, tf.float32)],
+    )
+    for shape in ((32, 32, 3), (1, 1, 32, 32, 3), ()):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            check(tf.zeros(shape))
+        message = info.value.message
+        assert (
+            "preprocessed takes float32 crops of shape [N, 32, 32, 3] (the "
+            "eval size of imagenet_32); got shape] [" in message
+        ), message
+    assert check(tf.zeros((2, 32, 32, 3))).shape == (
+        2,
+        32,
+        32,
+        3,
+    )
+    check_bytes = tf.function(
+        export_lib.check_encoded_images,
+        input_signature=[tf.TensorSpec(None, tf.string)],
+    )
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50, 1))
+    for images in (tf.constant(jpeg), tf.constant([[jpeg], [jpeg]])):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            check_bytes(images)
+        assert (
+            "serving_default takes a batch of encoded images: string [N], "
+            "one JPEG or PNG each; got shape" in info.value.message
+        ), info.value.message
+    assert check_bytes(tf.constant([jpeg])).shape == (1,)
 
 
 def _dead_pid():
