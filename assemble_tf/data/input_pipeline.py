@@ -62,9 +62,11 @@ class PipelineStats:
     format check: SOI/EOI markers for TFRecords, a JPEG, PNG, GIF or BMP
     signature for tfds and folder sources), `undecodable` (bytes that pass
     it but do not decode: a truncated or damaged file), `no_logits`
-    (without the teacher logits KD needs). `skipped` (read, not emitted)
-    is exact once a pass has been consumed; during training it also holds
-    the records in flight.
+    (without the teacher logits KD needs), `bad_label` (a label, less
+    `label_offset`, outside 0..num_classes-1: the up-front check reads the
+    first records only, and such a label trained on an all-zero target).
+    `skipped` (read, not emitted) is exact once a pass has been consumed;
+    during training it also holds the records in flight.
     """
 
     def __init__(self):
@@ -73,6 +75,7 @@ class PipelineStats:
             self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.undecodable = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.no_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.bad_label = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     @property
@@ -84,7 +87,12 @@ class PipelineStats:
         """Records found unusable as they were read (exact at any time)."""
         return sum(
             int(v.numpy())
-            for v in (self.invalid, self.undecodable, self.no_logits)
+            for v in (
+                self.invalid,
+                self.undecodable,
+                self.no_logits,
+                self.bad_label,
+            )
         )
 
     def as_dict(self):
@@ -94,6 +102,7 @@ class PipelineStats:
             "records_invalid_jpeg": int(self.invalid.numpy()),
             "records_undecodable": int(self.undecodable.numpy()),
             "records_without_logits": int(self.no_logits.numpy()),
+            "records_label_out_of_range": int(self.bad_label.numpy()),
         }
 
     def describe(self, finished=False):
@@ -108,6 +117,7 @@ class PipelineStats:
             (int(self.invalid.numpy()), "not images"),
             (undecodable, "not decodable"),
             (int(self.no_logits.numpy()), "without teacher logits"),
+            (int(self.bad_label.numpy()), "with a label out of range"),
         )
         return ", ".join(f"{n:,} {what}" for n, what in kinds if n)
 
@@ -383,7 +393,10 @@ def _decoder(config, stats):
                 tf.cast(ok & tf.logical_not(has), tf.int64)
             )
             ok = ok & has
-        record["ok"] = ok
+        label = record["label"] - config.label_offset
+        fits = (label >= 0) & (label < config.num_classes)
+        stats.bad_label.assign_add(tf.cast(ok & tf.logical_not(fits), tf.int64))
+        record["ok"] = ok & fits
         return record
 
     return decode
@@ -519,7 +532,9 @@ def _guard(config, stats):
                 stats.undecodable.read_value(),
                 "not decodable,",
                 stats.no_logits.read_value(),
-                "without teacher logits.",
+                "without teacher logits,",
+                stats.bad_label.read_value(),
+                "with a label out of range.",
             ],
             summarize=10,
         )
@@ -597,9 +612,14 @@ def _unusable_message(config, limit):
         f"{_DATA_ERROR_TAG} {limit:,} records in a row of {where} could not "
         "be used: each was not a decodable image"
     )
+    label_range = (
+        f", or had a label outside 0..{config.num_classes - 1} (after "
+        f"subtracting the label offset {config.label_offset})"
+    )
+    text += label_range
     if config.num_logits:
         text += (
-            f" or had no teacher logits (image/logit of {config.num_logits} "
+            f", or had no teacher logits (image/logit of {config.num_logits} "
             "values, needed by knowledge distillation). For KD, add them "
             "with `python -m tools.extract_teacher_logits`; to train "
             "without, set {kd_temperature}=0"

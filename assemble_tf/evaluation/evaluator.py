@@ -67,7 +67,8 @@ def metrics_report(metrics, stats=None):
     """The dict of a finished evaluation: top1, top5, ece, loss, count and
     the reliability bins of `metrics` (a `ClassificationMetrics`); with
     the pass's `input_pipeline.PipelineStats`, also `skipped`: the records
-    read and not counted (not images, not decodable).
+    read and not counted (not images, not decodable, labels out of
+    range).
 
     Raises:
         DataError: no example was counted.

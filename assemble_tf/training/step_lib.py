@@ -70,8 +70,16 @@ def make_plan(config):
     lr = t.base_learning_rate
     if t.scale_learning_rate:
         lr = lr * t.batch_size / 256.0
+    # The schedule's epoch: num_train / batch_size steps (fractional, as
+    # the original), but never under the one step the loop runs per
+    # epoch: a split smaller than a batch made the schedule end after
+    # half the steps and train the rest at learning rate 0.
     schedule = schedules.WarmupSchedule(
-        lr, num_train / t.batch_size, t.epochs, t.warmup_epochs, t.lr_schedule
+        lr,
+        max(1.0, num_train / t.batch_size),
+        t.epochs,
+        t.warmup_epochs,
+        t.lr_schedule,
     )
     return Plan(
         num_train=num_train,

@@ -97,6 +97,13 @@ class Trainer:
                 replicas=replicas,
             )
         self.plan = step_lib.make_plan(config)
+        if self.plan.num_train < t.batch_size:
+            self.log(
+                f"WARNING: the training split has {self.plan.num_train:,} "
+                f"images, fewer than one batch of {t.batch_size:,}: each "
+                "step repeats images within its batch. A smaller batch_size "
+                "trains on each image once a step."
+            )
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
 

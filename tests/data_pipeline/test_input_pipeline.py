@@ -100,8 +100,56 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
         "records_invalid_jpeg": 2,  # the truncated one lost its EOI marker
         "records_undecodable": 0,
         "records_without_logits": 0,
+        "records_label_out_of_range": 0,
     }
     assert stats.unusable == 2 and stats.describe(True) == "2 not images"
+
+
+def test_labels_the_head_does_not_have_are_counted_not_trained_on(tmp_path):
+    """The up-front check reads the first records only; a later label of 9
+    for a 5-class head was trained on an all-zero target (and failed
+    tools.evaluate with a metrics assertion). Now it is skipped and
+    counted; a split of such labels stops (the guard) with the range."""
+    from assemble_tf.data.input_pipeline import DataError, reraise_data_errors
+
+    examples = _examples(6, offset=1)  # labels 1..5: 0..4 after offset 1
+    bad = [
+        schema.make_example(
+            testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50)),
+            label,
+            40,
+            50,
+            filename=f"bad{label}.jpg",
+        )
+        for label in (0, 6, 9)  # -1, 5 and 8 after the offset
+    ]
+    testing_utils.write_records(tmp_path / "validation-0", examples + bad)
+    stats = PipelineStats()
+    pattern = str(tmp_path / "validation-*")
+    batches = list(build_dataset(_eval_config(pattern), stats=stats))
+    names = sorted(
+        n.decode() for _, b in batches for n in b["filenames"].numpy()
+    )
+    assert names == [f"img{i}.jpg" for i in range(6)]
+    labels = np.concatenate([b["labels"].numpy() for _, b in batches])
+    assert labels.min() >= 0 and labels.max() < NUM_CLASSES
+    counts = stats.as_dict()
+    assert counts["records_label_out_of_range"] == 3
+    assert counts["records_skipped"] == 3 and stats.unusable == 3
+    assert stats.describe(True) == "3 with a label out of range"
+    testing_utils.write_records(tmp_path / "train-0", bad)
+    config = _eval_config(
+        str(tmp_path / "train-*"),
+        is_training=True,
+        image_size=32,
+        shuffle_buffer=4,
+    )
+    with pytest.raises(DataError) as err, reraise_data_errors():
+        next(iter(build_dataset(config)))
+    assert (
+        "or had a label outside 0..4 (after subtracting the label offset 1)"
+        in str(err.value)
+    )
 
 
 def test_train_batches_mixup_type1_and_smoothing(records):
@@ -355,6 +403,7 @@ def test_user_images_that_do_not_decode_are_counted_not_lost():
         "records_invalid_jpeg": 0,
         "records_undecodable": 2,
         "records_without_logits": 0,
+        "records_label_out_of_range": 0,
     }
     assert stats.describe() == "2 not decodable"
 

@@ -135,3 +135,59 @@ def test_weight_decay_skips_a_frozen_backbone():
     assert [v.path for v in decayed] == [
         v.path for v in model.trainable_variables
     ]
+
+
+def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
+    """8 images, batch 16, 2 epochs: the loop runs one step an epoch; the
+    schedule (num_train / batch_size = 0.5 steps an epoch) ended after the
+    first, and the second trained at learning rate 0."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.training import step_lib
+
+    config = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+            "data": {
+                "synthetic": True,
+                "num_train_examples": 8,
+                "num_classes": 4,
+                "image_size": 32,
+            },
+            "train": {
+                "batch_size": 16,
+                "epochs": 2.0,
+                "warmup_epochs": 0.0,
+                "base_learning_rate": 0.1,
+                "lr_schedule": "cosine",
+            },
+        },
+    )
+    plan = step_lib.make_plan(config)
+    assert (plan.steps_per_epoch, plan.total_steps) == (1, 2)
+    rates = [float(plan.lr_schedule(step)) for step in range(2)]
+    # Cosine over the loop's 2 steps: 0.1, then 0.1 * (1 + cos(pi/2)) / 2.
+    np.testing.assert_allclose(rates, [0.1, 0.05], rtol=1e-6)
+    # And the trainer says that each batch repeats images.
+    from assemble_tf.runs import runtime
+    from assemble_tf.training import trainer as trainer_lib
+
+    logged = []
+    trainer_lib.Trainer(config, runtime.setup_runtime(config), logged.append)
+    assert logged == [
+        "WARNING: the training split has 8 images, fewer than one batch of "
+        "16: each step repeats images within its batch. A smaller "
+        "batch_size trains on each image once a step."
+    ]
+    # 1,281,167 ImageNet images at 1,024: the fractional epoch stays.
+    config = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "data": {"synthetic": True, "num_train_examples": 1281167},
+            "train": {"batch_size": 1024},
+        },
+    )
+    schedule = step_lib.make_plan(config).lr_schedule
+    assert schedule.steps_per_epoch == pytest.approx(1281167 / 1024)
