@@ -83,7 +83,7 @@ def restore(model, checkpoint=None, weights=None):
             ).expect_partial()
     except FileNotFoundError:
         raise
-    except (IndexError, OSError, _tf_errors()) as e:
+    except (IndexError, OSError, tf_errors()) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(
             f"{weights or checkpoint} cannot be read ({type(e).__name__}: "
@@ -94,7 +94,7 @@ def restore(model, checkpoint=None, weights=None):
     return model
 
 
-def _tf_errors():
+def tf_errors():
     """TensorFlow's OpError, where TensorFlow is installed."""
     try:
         return _tf().errors.OpError
@@ -300,11 +300,31 @@ def history_path(model_dir):
 
 
 def load_history(model_dir):
+    """The run's history.json records (one dict per epoch), or [].
+
+    Raises:
+        ValueError: the file is not such a list (named, with the fix).
+    """
     path = history_path(model_dir)
-    if os.path.isfile(path):
+    if not os.path.isfile(path):
+        return []
+    fix = (
+        "restore it from a copy, or delete it: the run resumes, and its "
+        "history and curves start at the next epoch"
+    )
+    try:
         with open(path) as f:
-            return json.load(f)
-    return []
+            records = json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {fix}.") from None
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in records
+    ):
+        raise ValueError(
+            f'{path} is not a list of epoch records ({{"epoch": 1, '
+            f"...}}); {fix}."
+        )
+    return records
 
 
 def save_history(model_dir, history):

@@ -28,6 +28,7 @@ Checkpoints are a `tf.train.CheckpointManager` (model, optimizer, epoch).
 """
 
 import dataclasses
+import os
 
 import tensorflow as tf
 
@@ -253,10 +254,28 @@ class TFStep:
         return self.manager.latest_checkpoint
 
     def restore(self):
-        """Restores the latest checkpoint; returns its prefix or None."""
-        latest = self.manager.latest_checkpoint
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        """Restores the newest checkpoint whose files are there (the
+        `checkpoint` state file may list one whose files were deleted);
+        returns its prefix or None.
+
+        Raises:
+            ValueError: the state file lists checkpoints, none of whose
+                files are there.
+        """
+        listed = self.manager.checkpoints
+        if not listed:
+            return None
+        present = [p for p in listed if tf.io.gfile.exists(p + ".index")]
+        if not present:
+            folder = self.manager.directory
+            names = ", ".join(os.path.basename(p) for p in listed)
+            raise ValueError(
+                f"{os.path.join(folder, 'checkpoint')} lists {names}, but "
+                "their files are missing: restore them from a copy, or "
+                f"delete {folder} to train from the start."
+            )
+        latest = present[-1]
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
         return latest
 
     def save(self, epoch):

@@ -26,6 +26,7 @@ uninterrupted one.
 import os
 import sys
 import time
+import zipfile
 
 import keras
 import numpy as np
@@ -174,10 +175,20 @@ class Trainer:
                 path=self.config.model_dir,
                 other=other,
             )
-        latest = self.backend.restore()
-        if latest:
+        try:
+            restored = self.backend.restore()
+        except (IndexError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise _damaged_checkpoint(latest, e) from None
+        except checkpoints.tf_errors() as e:
+            raise _damaged_checkpoint(latest, e) from None
+        if restored and restored != latest:
             self.log(
-                f"Resumed from {latest} (epoch {self.backend.epoch}, "
+                f"WARNING: {latest}, the newest checkpoint listed, has no "
+                f"files; resumed from {restored}, the newest that has."
+            )
+        if restored:
+            self.log(
+                f"Resumed from {restored} (epoch {self.backend.epoch}, "
                 f"step {self.step})."
             )
             return True
@@ -250,6 +261,14 @@ class Trainer:
             for r in checkpoints.load_history(self.config.model_dir)
             if r["epoch"] <= backend.epoch
         ]
+        lost = backend.epoch - len({r["epoch"] for r in history})
+        if lost > 0:
+            self.log(
+                f"WARNING: {checkpoints.history_path(self.config.model_dir)} "
+                f"has no record of {lost} of the {backend.epoch} epochs "
+                "trained (deleted or replaced?): the history and training "
+                "curves lack them."
+            )
         writer = _SummaryWriter(
             os.path.join(self.config.model_dir, "logs", "train"),
             backend.is_chief,
@@ -419,3 +438,15 @@ __all__ = [
     "make_step",
     "to_host",
 ]
+
+
+def _damaged_checkpoint(prefix, error):
+    """The one-line error of a resume whose checkpoint does not read."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = os.path.basename(prefix)
+    return ValueError(
+        f"{prefix} cannot be read ({type(error).__name__}: {reason[:200]}): "
+        f"its files are damaged or incomplete. Delete {name}.* in "
+        f"{os.path.dirname(prefix)} and rerun to resume from the checkpoint "
+        "before it, or train into a new model_dir."
+    )

@@ -55,6 +55,75 @@ def test_the_loss_is_read_once_per_loop(tmp_path, monkeypatch):
     assert trainer.step == 8
     assert [r["step"] for r in history] == [4, 8]
     assert all(np.isfinite(r["train_loss"]) for r in history)
+    _resumes_of_a_damaged_run(tmp_path)
+
+
+def _resumes_of_a_damaged_run(run):
+    """Resuming a run whose newest checkpoint is damaged or gone, or whose
+    history.json is: one line naming the file and the fix, or a fallback
+    with a warning (before: tracebacks; a deleted TensorFlow checkpoint
+    still listed in `checkpoint` could not be resumed at all)."""
+    import glob
+    import os
+    import shutil
+
+    def trainer(folder, **train):
+        cfg = _config(folder, train={"steps_per_loop": 3, **train})
+        logged = []
+        out = trainer_lib.Trainer(
+            cfg, runtime.setup_runtime(cfg), log=logged.append
+        )
+        return out, logged
+
+    copy = run.parent / "damaged"
+    shutil.copytree(run, copy)
+    ckpts = copy / "checkpoints"
+    newest = str(ckpts / "ckpt-2")
+    files = sorted(glob.glob(newest + ".*"))
+    biggest = max(files, key=os.path.getsize)
+    with open(biggest, "r+b") as f:
+        f.truncate(os.path.getsize(biggest) // 2)
+    t, _ = trainer(copy)
+    with pytest.raises(ValueError) as error:
+        t.prepare()
+    message = str(error.value)
+    assert message.startswith(f"{newest} cannot be read (")
+    assert message.endswith(
+        f"its files are damaged or incomplete. Delete ckpt-2.* in {ckpts} "
+        "and rerun to resume from the checkpoint before it, or train into "
+        "a new model_dir."
+    )
+    assert "\n" not in message
+    for name in files:
+        os.remove(name)
+    t, logged = trainer(copy)
+    t.prepare()
+    assert t.step == 4 and t.backend.epoch == 1
+    resumed = f"Resumed from {ckpts / 'ckpt-1'} (epoch 1, step 4)."
+    if keras.backend.backend() == "tensorflow":  # still listed there
+        assert logged == [
+            f"WARNING: {newest}, the newest checkpoint listed, has no "
+            f"files; resumed from {ckpts / 'ckpt-1'}, the newest that has.",
+            resumed,
+        ]
+    else:
+        assert logged == [resumed]
+    # history.json damaged: named with the fix, before any step; deleted:
+    # a warning that the curves lack the epochs trained.
+    history = copy / "history.json"
+    for text in ('[{"epoch": 1, ', '{"epoch": 1}'):
+        history.write_text(text)
+        t, _ = trainer(copy)
+        with pytest.raises(ValueError, match="restore it from a copy") as e:
+            t.train()
+        assert str(e.value).startswith(f"{history} is not ")
+    history.unlink()
+    t, logged = trainer(copy, max_steps=4)  # nothing left to train
+    t.train()
+    assert logged[-1] == (
+        f"WARNING: {history} has no record of 1 of the 1 epochs trained "
+        "(deleted or replaced?): the history and training curves lack them."
+    )
 
 
 def _jax_devices():
