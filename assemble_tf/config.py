@@ -48,6 +48,15 @@ def _at_least(low):
     return (lambda v: v >= low, f"must be >= {low}")
 
 
+def _whole_epochs():
+    """Checkpoints and evaluations happen at epoch ends: 1, 2, ..."""
+    return (
+        lambda v: v >= 1 and float(v).is_integer(),
+        "must be a whole number of epochs >= 1 (checkpoints and "
+        "evaluations happen at epoch ends)",
+    )
+
+
 def _above(low):
     return (lambda v: v > low, f"must be > {low}")
 
@@ -306,7 +315,9 @@ class DataConfig(_Group):
         check=_at_least(0),
     )
     num_train_examples: int | None = _f(
-        None, "Train images; None reads summary.json or counts records."
+        None,
+        "Train images; None reads summary.json or counts records.",
+        check=_at_least(1),
     )
     image_size: int = _f(224, "Train crop side.", check=_at_least(16))
     eval_preprocessing: str = _f(
@@ -321,7 +332,9 @@ class DataConfig(_Group):
         "(0.05 as the original; small images may want more).",
         check=_fraction(False, True),
     )
-    shuffle_buffer: int = _f(10_000, "Record shuffle buffer.")
+    shuffle_buffer: int = _f(
+        10_000, "Record shuffle buffer.", check=_at_least(1)
+    )
     cache: bool = _f(False, "Cache the records in memory (small datasets).")
     synthetic: bool = _f(False, "Random data (benchmarks, smoke tests).")
     source: str | None = _f(
@@ -382,8 +395,10 @@ class AugmentConfig(_Group):
     autoaugment: str | None = _f(
         None, "AutoAugment policy: imagenet, v0, good, test, or none."
     )
-    randaugment_layers: int = _f(0, "RandAugment N (0 = off).")
-    randaugment_magnitude: int = _f(10, "RandAugment M.")
+    randaugment_layers: int = _f(
+        0, "RandAugment N (0 = off).", check=_at_least(0)
+    )
+    randaugment_magnitude: int = _f(10, "RandAugment M.", check=_at_least(0))
     mixup_type: int = _f(
         0, "Mixup: 0 off, 1 two batches, 2 halves.", check=_one_of(0, 1, 2)
     )
@@ -488,10 +503,20 @@ class TrainConfig(_Group):
         "step/learning_rate, step/train_images_per_sec in logs/train).",
         check=_at_least(1),
     )
-    checkpoint_every_epochs: float = _f(1.0, "Epochs between checkpoints.")
-    eval_every_epochs: float = _f(1.0, "Epochs between evaluations.")
-    keep_checkpoints: int = _f(3, "Latest checkpoints kept.")
-    keep_best: int = _f(3, "Best checkpoints kept by validation top-1.")
+    checkpoint_every_epochs: float = _f(
+        1.0, "Epochs between checkpoints.", check=_whole_epochs()
+    )
+    eval_every_epochs: float = _f(
+        1.0, "Epochs between evaluations.", check=_whole_epochs()
+    )
+    keep_checkpoints: int = _f(
+        3, "Latest checkpoints kept.", check=_at_least(1)
+    )
+    keep_best: int = _f(
+        3,
+        "Best checkpoints kept by validation top-1 (0 = none).",
+        check=_at_least(0),
+    )
     warm_start: str | None = _f(
         None, "Checkpoint dir/prefix or .weights.h5 to start from."
     )
@@ -535,7 +560,11 @@ class RuntimeConfig(_Group):
             "off", "one_device", "mirrored", "multi_worker_mirrored", "tpu"
         ),
     )
-    num_gpus: int | None = _f(None, "GPUs for mirrored (default: all).")
+    num_gpus: int | None = _f(
+        None,
+        "GPUs for mirrored (default: all; 0 = the CPU, under TensorFlow).",
+        check=_at_least(0),
+    )
     tpu: str = _f("", "TPU name or address for the tpu strategy.")
 
 
@@ -787,6 +816,36 @@ def validate(config):
             "(or set it to none)",
             ["dropblock", "add_dropblock"],
         )
+    _check_big_little_sizes(m, d)
+
+
+def _check_big_little_sizes(m, d):
+    """A BigLittleNet model merges its big branch, which runs at half the
+    resolution, with the little one: other sizes than multiples of 32 give
+    them different shapes, and training failed at its first step."""
+    from assemble_tf.data.sizes import eval_sizes
+
+    if not presets.get(m.preset).model.get("big_little"):
+        return
+    crop = eval_sizes(d.eval_preprocessing)[2]
+    for field, size in (
+        ("image_size", d.image_size),
+        ("eval_preprocessing", crop),
+    ):
+        if size % 32:
+            value = (
+                d.image_size
+                if field == "image_size"
+                else (d.eval_preprocessing)
+            )
+            raise invalid(
+                field,
+                value,
+                f"{m.preset} is a BigLittleNet model: its "
+                + ("crops" if field == "image_size" else f"crop ({size} px)")
+                + " must be a multiple of 32 px (its big branch runs at "
+                "half the resolution of the little one it merges with)",
+            )
 
 
 def class_range(data_config):

@@ -89,6 +89,13 @@ def _jax_runtime(config):
 
     rt = config.runtime
     devices = jax.local_devices()
+    if rt.num_gpus == 0:
+        raise OptionError(
+            "num_gpus",
+            "{field}=0 (the CPU) is TensorFlow's convention; under JAX, "
+            "set JAX_PLATFORMS=cpu to train on the CPU and leave {field} "
+            "out.",
+        )
     if rt.num_gpus is not None and rt.num_gpus > len(devices):
         raise OptionError(
             "num_gpus",

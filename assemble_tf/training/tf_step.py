@@ -216,11 +216,15 @@ class TFStep:
         )
 
     def keep_prob(self):
-        """The DropBlock keep probability in use, or None without layers."""
+        """The DropBlock keep probability at the current step (the
+        schedule's value after the steps done, as the JAX step reports it;
+        the layers hold the last step's), or None without layers."""
         layers = self.parts.dropblock_layers
         if not layers:
             return None
-        return float(layers[0].keep_prob_variable.numpy())
+        if not self.plan.dropblock:
+            return float(layers[0].keep_prob_variable.numpy())
+        return float(self.plan.keep_prob(self.step))
 
     def sync(self):
         """Nothing to do: the variables are the state."""

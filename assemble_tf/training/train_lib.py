@@ -16,39 +16,65 @@ from assemble_tf.runs import checkpoints, inputs, runtime
 from assemble_tf.training import trainer as trainer_lib
 from official.utils.misc.validation import OptionError
 
+# Fields a resume may change: how the loop is run and reported, not what
+# it trains (the learning-rate and DropBlock schedules, the data, the
+# model and the devices stay as they were).
+RESUME_MAY_CHANGE = (
+    ("train", "steps_per_loop"),
+    ("train", "log_every"),
+    ("train", "keep_checkpoints"),
+    ("train", "keep_best"),
+    ("train", "eval_batch_size"),
+)
+
 
 def check_resume(config):
     """An existing config.json in model_dir must equal `config` when the
     run has a checkpoint to resume from (without one, the rerun replaces
-    it: nothing would be lost).
+    it: nothing would be lost), except in `RESUME_MAY_CHANGE`.
+
+    Returns:
+        The changes allowed ("train.steps_per_loop: 100 -> 3"), or [].
 
     Raises:
-        OptionError: naming `model_dir` and listing the differences.
+        OptionError: naming `model_dir` and listing the differences; or
+            checkpoints without a config.json to compare with.
     """
     path = os.path.join(config.model_dir, "config.json")
-    if not os.path.isfile(path):
-        return
-    old = config_lib.ExperimentConfig.from_json(path)
+    if not os.path.isdir(os.path.join(config.model_dir, "checkpoints")):
+        return []
     try:
-        checkpoints.find_checkpoint(config.model_dir)
+        found = checkpoints.find_checkpoint(config.model_dir)
     except FileNotFoundError:
-        return
-    if old != config:
-        a, b = old.to_dict(), config.to_dict()
-        diffs = [
-            f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}"
-            for g in config_lib.GROUPS
-            for k in a[g]
-            if a[g][k] != b[g][k]
-        ]
+        return []
+    if not os.path.isfile(path):
+        raise OptionError(
+            "model_dir",
+            "{field}={path} holds checkpoints ({name}) but no config.json "
+            "(deleted?): what they were trained with is unknown. Restore "
+            "config.json from a copy to resume, or pick a new {field}.",
+            path=config.model_dir,
+            name=os.path.basename(found),
+        )
+    old = config_lib.ExperimentConfig.from_json(path)
+    a, b = old.to_dict(), config.to_dict()
+    diffs = [
+        (g, k, f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}")
+        for g in config_lib.GROUPS
+        for k in a[g]
+        if a[g][k] != b[g][k]
+    ]
+    refused = [d for g, k, d in diffs if (g, k) not in RESUME_MAY_CHANGE]
+    if refused:
         raise OptionError(
             "model_dir",
             "{field}={path} holds a run with a different configuration "
             "({diffs}). Rerun with the same options to resume, or pick a "
             "new {field}.",
             path=config.model_dir,
-            diffs="; ".join(diffs),
+            diffs="; ".join(refused),
         )
+    return [d for _, _, d in diffs]
 
 
 def run_experiment(config, log=None):
@@ -62,12 +88,17 @@ def run_experiment(config, log=None):
             data, naming the option or file.
         NonFiniteLossError: the loss diverged.
     """
-    check_resume(config)
+    changed = check_resume(config)
     strategy = runtime.setup_runtime(config)
     checks.check_training_data(config)
     inputs.check_source_splits(config.data)
     trainer = trainer_lib.Trainer(config, strategy, log)
     trainer.prepare()  # resume or warm start
+    if changed:  # resumed: only a run with checkpoints has changes
+        trainer.log(
+            "Resuming with other settings of how the loop runs (not of "
+            f"what it trains): {'; '.join(changed)}."
+        )
     config.to_json(os.path.join(config.model_dir, "config.json"))
     history = trainer.train()
     final = history[-1] if history else {}

@@ -199,3 +199,20 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
     assert "--distribution_strategy=mirrored" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "tpu" / "config.json").exists()
+    # --num_gpus=0 is TensorFlow's "the CPU"; under JAX it meant all
+    # devices, silently.
+    result = testing_utils.run_main(
+        "tools.train",
+        "--preset=resnet50",
+        "--synthetic",
+        "--num_classes=4",
+        "--distribution_strategy=mirrored",
+        "--num_gpus=0",
+        f"--model_dir={tmp_path / 'cpu'}",
+    )
+    assert result.returncode != 0
+    assert (
+        "--num_gpus=0 (the CPU) is TensorFlow's convention; under JAX, set "
+        "JAX_PLATFORMS=cpu to train on the CPU and leave --num_gpus out."
+    ) in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,5 +1,7 @@
 """Experiment config: preset recipes, explicit overrides, validation."""
 
+import re
+
 import pytest
 from absl import flags as absl_flags
 
@@ -251,3 +253,125 @@ def test_fields_take_their_own_types_only():
         with pytest.raises(config_lib.OptionError) as error:
             group(**{field: value})
         assert error.value.field == field
+
+
+def test_loop_and_data_sizes_are_checked_before_anything_runs(tmp_path):
+    """Before: --shuffle_buffer=0 failed in tf.data with a traceback after
+    config.json was written, --keep_checkpoints=0 with Keras' message
+    naming no flag, and an --eval_every_epochs of 0.5 or -1 was silently
+    taken as 1."""
+    data = {"synthetic": True}
+    for group, field, value, allowed in (
+        ("data", "shuffle_buffer", 0, "must be >= 1"),
+        ("data", "num_train_examples", -5, "must be >= 1"),
+        ("train", "keep_checkpoints", 0, "must be >= 1"),
+        ("train", "keep_best", -1, "must be >= 0"),
+        ("train", "eval_every_epochs", 0.5, "must be a whole number"),
+        ("train", "checkpoint_every_epochs", -1.0, "must be a whole number"),
+        ("augment", "randaugment_layers", -1, "must be >= 0"),
+        ("augment", "randaugment_magnitude", -5, "must be >= 0"),
+        ("runtime", "num_gpus", -3, "must be >= 0"),
+    ):
+        overrides = {"data": dict(data)}
+        overrides.setdefault(group, {})[field] = value
+        with testing_utils.raises_flag_error(
+            f"--{field}={value!r} is invalid: {allowed}"
+        ):
+            config_lib.make_config(str(tmp_path), "resnet50", overrides)
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {"data": data, "train": {"eval_every_epochs": 2, "keep_best": 0}},
+    )
+    assert cfg.train.eval_every_epochs == 2 and cfg.train.keep_best == 0
+
+
+def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
+    """check_resume: a run with a checkpoint refuses another configuration
+    (listing the differences), takes new loop and reporting settings
+    (before: --steps_per_loop or --keep_best alone blocked a resume), and
+    refuses checkpoints without their config.json (before: compared with
+    nothing, then a shape-mismatch error from the restore)."""
+    from assemble_tf.training import train_lib
+
+    def config(**train):
+        return config_lib.make_config(
+            str(tmp_path),
+            "resnet50",
+            {
+                "data": {"synthetic": True},
+                "train": {"epochs": 2.0, "warmup_epochs": 0.0, **train},
+            },
+        )
+
+    base = config()
+    assert train_lib.check_resume(base) == []  # a new folder
+    base.to_json(str(tmp_path / "config.json"))
+    assert train_lib.check_resume(config(epochs=3.0)) == []  # no checkpoint
+    (tmp_path / "checkpoints").mkdir()
+    for suffix in (".state.npz", ".weights.h5"):
+        (tmp_path / "checkpoints" / f"ckpt-1{suffix}").write_bytes(b"")
+    assert train_lib.check_resume(base) == []
+    assert train_lib.check_resume(config(steps_per_loop=3, keep_best=0)) == [
+        "train.steps_per_loop: 100 -> 3",
+        "train.keep_best: 3 -> 0",
+    ]
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--model_dir={tmp_path} holds a run with a different "
+            "configuration (train.epochs: 2.0 -> 3.0). Rerun with the same "
+            "options to resume, or pick a new --model_dir."
+        )
+    ):
+        train_lib.check_resume(config(epochs=3.0, steps_per_loop=3))
+    (tmp_path / "config.json").unlink()
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--model_dir={tmp_path} holds checkpoints (ckpt-1) but no "
+            "config.json (deleted?)"
+        )
+    ):
+        train_lib.check_resume(base)
+
+
+def test_big_little_models_take_multiples_of_32_px(tmp_path):
+    """Before: --image_size=17 (>= 16, so accepted) failed a BigLittleNet
+    model at its first training step inside BigLittleMerge, leaving
+    config.json behind; sizes such as 48 or 224 + 8 failed alike."""
+    data = {"synthetic": True}
+    train = {"kd_temperature": 0.0}
+    for size in (17, 48, 232):
+        with testing_utils.raises_flag_error(
+            re.escape(
+                f"--image_size={size} is invalid: assemble_resnet50 is a "
+                "BigLittleNet model: its crops must be a multiple of 32 px"
+            )
+        ):
+            config_lib.make_config(
+                str(tmp_path),
+                "assemble_resnet50",
+                {"data": {**data, "image_size": size}, "train": train},
+            )
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "--eval_preprocessing='imagenet_17' is invalid: "
+            "assemble_resnet50 is a BigLittleNet model: its crop (17 px)"
+        )
+    ):
+        config_lib.make_config(
+            str(tmp_path),
+            "assemble_resnet50",
+            {
+                "data": {**data, "eval_preprocessing": "imagenet_17"},
+                "train": train,
+            },
+        )
+    # A plain ResNet takes any size from 16; the BigLittle one 32k.
+    config_lib.make_config(
+        str(tmp_path), "resnet50", {"data": {**data, "image_size": 17}}
+    )
+    config_lib.make_config(
+        str(tmp_path),
+        "assemble_resnet50",
+        {"data": {**data, "image_size": 96}, "train": train},
+    )

@@ -157,6 +157,11 @@ def _recipe_losses(
             float(fn(iterator, seed)[0].numpy()) for _ in range(steps)
         ]
         keeps[jit] = float(trainer.dropblock_layers[0].keep_prob_variable)
+        # What the history records: the schedule after the steps done
+        # (its end here), as the JAX step reports it (before: the last
+        # step's value, 0.95 where JAX said 0.9).
+        end = float(dropblock_keep_prob.split(",")[1])
+        assert trainer.backend.keep_prob() == pytest.approx(end)
     assert np.all(np.isfinite(losses[True]))
     return losses, keeps
 
