@@ -120,13 +120,21 @@ def parse_keep_prob_range(value, flag="dropblock_keep_prob"):
     return pair
 
 
+def _whole(v):
+    """An int from an int or its text ("3"); 2.7 or True is no integer
+    (int() made them 2 and 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError(f"{v!r} is no integer")
+    return int(v)
+
+
 def parse_int_list(flag, value):
     """'2,2,2,1' (or a list) -> (2, 2, 2, 1) of positive ints."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         items = value.split(",") if isinstance(value, str) else list(value)
-        values = tuple(int(v) for v in items)
+        values = tuple(_whole(v) for v in items)
     except (TypeError, ValueError):
         values = ()
     if not values or min(values) < 1:
@@ -221,7 +229,10 @@ class ModelConfig(_Group):
         None, "Override the stem / S1 width.", check=_at_least(1)
     )
     block_sizes: tuple[int, ...] | None = _f(
-        None, "Override blocks per stage: '2,2,2,1'.", parse=_block_sizes
+        None,
+        "Override blocks per stage: '2,2,2,1'.",
+        check=(lambda v: len(v) == 4, "must be 4 numbers, one per stage"),
+        parse=_block_sizes,
     )
     bn_momentum: float | None = _f(
         None, "Override BN momentum (0.997).", check=_fraction(True, False)
@@ -625,8 +636,8 @@ class ExperimentConfig:
                 "(it holds config.json)."
             )
         fix = (
-            "tools.train writes it; restore it from a copy, or pass "
-            "--preset and --weights instead of the run"
+            "tools.train writes it; restore it from a copy (the tools that "
+            "read a run also take --preset and --weights instead)"
         )
         try:
             with open(path) as f:
@@ -640,12 +651,22 @@ class ExperimentConfig:
                 f"{path} holds a {type(values).__name__}, not a config "
                 f"object; {fix}."
             )
+        # tools.train writes every group; one left out (or its preset)
+        # silently became the defaults: another model than the weights'.
+        model = values.get("model")
+        if not isinstance(model, dict) or "preset" not in model:
+            raise ValueError(
+                f'{path} has no model preset ("model": {{"preset": '
+                f"...}}); {fix}."
+            )
         # The run is where its config.json is (older runs stored an
         # absolute model_dir that a move makes stale).
         values["model_dir"] = os.path.dirname(os.path.abspath(path))
         try:
-            return cls.from_dict(values)
-        except (TypeError, KeyError, AttributeError, OptionError) as e:
+            config = cls.from_dict(values)
+            validate(config)  # e.g. "eval_preprocessing": "foo", edited
+            return config
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
             reason = str(e).rstrip(".")
             raise ValueError(
                 f"{path} does not read as a config ({reason}); {fix}."

@@ -168,11 +168,17 @@ class ServingModule(tf.Module):
 
     def _serve_bytes(self, images):
         images = check_encoded_images(images)
+
+        def preprocess(args):
+            index, image = args
+            image = check_image_pixels(image, index)
+            return preprocessing.preprocess_bytes(
+                image, self.preprocessing_type
+            )
+
         batch = tf.map_fn(
-            lambda b: preprocessing.preprocess_bytes(
-                b, self.preprocessing_type
-            ),
-            images,
+            preprocess,
+            (tf.range(tf.size(images)), images),
             fn_output_signature=tf.TensorSpec(
                 [self.size, self.size, 3], tf.float32
             ),
@@ -239,6 +245,62 @@ def check_encoded_images(images):
     ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
+
+
+# PIL's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): a 187 KB
+# PNG can hold 8000 x 8000 pixels, and a JPEG up to 65,535 x 65,535 (12.9
+# GB decoded). 8,000 x 8,000 passes; 9,500 x 9,500 does not.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def image_size_from_header(image):
+    """(height, width) int64 of JPEG or PNG bytes, read from the header
+    (no decoding); (0, 0) for a PNG too short to hold one."""
+    png_size = tf.cond(
+        tf.strings.length(image) >= 24,
+        lambda: tf.cast(
+            tf.io.decode_raw(
+                tf.strings.substr(image, 16, 8), tf.uint8, little_endian=False
+            ),
+            tf.int64,
+        ),
+        lambda: tf.zeros([8], tf.int64),
+    )
+    # IHDR: width then height, big-endian 32-bit.
+    weights = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
+    png = tf.stack(
+        [
+            tf.reduce_sum(png_size[4:] * weights),
+            tf.reduce_sum(png_size[:4] * weights),
+        ]
+    )
+    return tf.cond(
+        tf.io.is_jpeg(image),
+        lambda: tf.cast(tf.io.extract_jpeg_shape(image)[:2], tf.int64),
+        lambda: png,
+    )
+
+
+def check_image_pixels(image, index):
+    """`image` (JPEG or PNG bytes) after asserting, from its header, that it
+    holds at most `MAX_IMAGE_PIXELS` pixels (InvalidArgumentError naming
+    its index in the batch and its size)."""
+    size = image_size_from_header(image)
+    check = tf.debugging.Assert(
+        size[0] * size[1] <= MAX_IMAGE_PIXELS,
+        [
+            "serving_default: image",
+            index,
+            "is",
+            size[1],
+            "x",
+            size[0],
+            f"pixels (width x height), more than the {MAX_IMAGE_PIXELS:,} "
+            "this export decodes; send it resized",
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
 
 
 @dataclasses.dataclass

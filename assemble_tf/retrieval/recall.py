@@ -319,7 +319,9 @@ def recall_at_k(
 
     Returns:
         {"recall@k": float for each k, "num_queries": int, "num_gallery":
-        int, "similarity": str}.
+        int, "num_queries_without_match": int (queries with no other
+        gallery item of their label: misses at every k), "similarity":
+        str}.
 
     Raises:
         ValueError: bad shapes, ks, similarity, or no query at all.
@@ -357,9 +359,22 @@ def recall_at_k(
     result.update(
         num_queries=int(queries.size),
         num_gallery=int(len(g_labels)),
+        num_queries_without_match=_without_match(
+            labels[queries], g_labels, gallery is None
+        ),
         similarity=similarity,
     )
     return result
+
+
+def _without_match(query_labels, gallery_labels, exclude_self):
+    """Queries whose label no other gallery item has."""
+    values, counts = np.unique(gallery_labels, return_counts=True)
+    available = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    need = 2 if exclude_self else 1
+    return int(
+        sum(available.get(label, 0) < need for label in query_labels.tolist())
+    )
 
 
 def _check_ks(ks):

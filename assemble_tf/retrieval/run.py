@@ -464,6 +464,14 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         images, dataset=kept_dataset(images.dataset, done)
     )
     result, search_seconds = search(embeddings, labels, options, progress)
+    alone = result["num_queries_without_match"]
+    if alone:
+        log(
+            f"WARNING: {alone:,} of {result['num_queries']:,} queries of "
+            f"{images.where} have no other image of their class (a class "
+            "of one image): they count as misses at every k, as in the "
+            "original's recall."
+        )
     report = _report(
         result,
         images,

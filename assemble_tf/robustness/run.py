@@ -123,17 +123,39 @@ def find_set(options):
 
 def unknown_folders(kind, data_dir):
     """The folders of a set that name no corruption (kind "c") or
-    perturbation ("p"): not evaluated, so the user is told."""
+    perturbation ("p"; the release's `<noise>_<difficulty>` folders, e.g.
+    gaussian_noise_2, are perturbations): not evaluated, so the user is
+    told."""
     known = set(
         metrics.ALL_CORRUPTIONS if kind == "c" else metrics.ALL_PERTURBATIONS
     )
+
+    def named(name):
+        base, _, level = name.rpartition("_")
+        noise = kind == "p" and base in metrics.NOISE_PERTURBATIONS
+        return name in known or (noise and level.isdigit())
+
     return sorted(
         name
         for name in os.listdir(data_dir)
-        if name not in known
+        if not named(name)
         and not name.startswith(".")
         and os.path.isdir(os.path.join(data_dir, name))
     )
+
+
+def missing_noise_folders(data_dir, difficulty):
+    """ImageNet-P noise perturbations left out at `difficulty` > 1: their
+    `<noise>` folder is there, their `<noise>_<difficulty>` one (from which
+    that difficulty is read, as in the release) is not."""
+    if difficulty <= 1:
+        return []
+    return [
+        f"{p}_{difficulty}"
+        for p in metrics.NOISE_PERTURBATIONS
+        if os.path.isdir(os.path.join(data_dir, p))
+        and not os.path.isdir(os.path.join(data_dir, f"{p}_{difficulty}"))
+    ]
 
 
 def _items(kind, found):
@@ -411,6 +433,18 @@ def evaluate_robustness(
         log(
             f"WARNING: {options.data_dir}: not evaluated, no ImageNet-"
             f"{options.kind.upper()} name: {', '.join(unknown)}."
+        )
+    missing = []
+    if options.kind == "p":
+        missing = missing_noise_folders(options.data_dir, options.difficulty)
+    if missing:
+        log(
+            f"WARNING: {options.data_dir} has no {', '.join(missing)}: "
+            "noise sequences at difficulty "
+            f"{options.difficulty} are read from <noise>_"
+            f"{options.difficulty} folders (as the release holds them), so "
+            f"{', '.join(m.rsplit('_', 1)[0] for m in missing)} "
+            "are left out."
         )
     out = output_dir(options, config, source)
     os.makedirs(out, exist_ok=True)

@@ -120,10 +120,13 @@ def test_large_images_are_resized_without_a_float32_copy(monkeypatch):
     is (a 187 KB 8000x8000 PNG at the serving signature took 1.9 GB of
     float32 copy): the same output, in the graph as well."""
     image = np.random.default_rng(1).integers(0, 256, (61, 47, 3), np.uint8)
-    resize = tf.function(lambda x: pp.resize_bilinear_legacy(x, [32, 40]))
-    small = resize(tf.constant(image)).numpy()
+
+    def resize(x):
+        return pp.resize_bilinear_legacy(x, [32, 40])
+
+    small = tf.function(resize, autograph=False)(tf.constant(image)).numpy()
     monkeypatch.setattr(pp, "FLOAT_COPY_MAX_PIXELS", 61 * 47 - 1)
-    large = tf.function(lambda x: pp.resize_bilinear_legacy(x, [32, 40]))
+    large = tf.function(resize, autograph=False)  # traced anew
     graph = large.get_concrete_function(tf.constant(image)).graph
     kernels = [
         node.attr["T"].type

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 
 import keras
 import numpy as np
@@ -888,6 +889,22 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
                 ),
             ):
                 sigs[name](images=tf.constant(bad))
+    # A decompression bomb: a PNG whose header says 10,000 x 9,000 pixels
+    # (a 187 KB PNG of 8,000 x 8,000 took 1.9 GB) is refused from its
+    # header, before anything is decoded.
+    header = struct.pack(">II", 10_000, 9_000) + b"\x08\x02\x00\x00\x00"
+    bomb = export_lib.PNG_MAGIC + b"\x00\x00\x00\x0dIHDR" + header
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        sigs["serving_default"](images=tf.constant([jpeg, bomb + b"\0" * 64]))
+    assert (
+        "serving_default: image] [1] [is] [10000] [x] [9000] [pixels (width "
+        "x height), more than the 89,478,485 this export decodes; send it "
+        "resized" in info.value.message
+    ), info.value.message
+    size = tf.function(export_lib.image_size_from_header)
+    png = tf.io.encode_png(testing_utils.smooth_image(30, 70, 2))
+    assert size(png).numpy().tolist() == [30, 70]  # (height, width)
+    assert size(tf.constant(jpeg)).numpy().tolist() == [40, 50]
     out = sigs["serving_default"](images=tf.constant([jpeg]))
     assert out["logits"].shape == (1, 3)  # good inputs still pass
     out = sigs["preprocessed"](images=tf.constant(good))
@@ -902,11 +919,16 @@ def test_inputs_of_another_rank_are_named():
     module = export_lib.ServingModule(
         testing_utils.serving_model(), "imagenet_32"
     )
+
     # Traced for any shape, as the session runs the exported graph.
-    check = tf.function(
-        lambda images: module._check_crops(images, "preprocessed"),
-        input_signature=[tf.TensorSpec(None, tf.float32)],
+    # (No AutoGraph: in a full run it mistook the function's source for
+    # another and called ServingModule.signatures.)
+    @tf.function(
+        input_signature=[tf.TensorSpec(None, tf.float32)], autograph=False
     )
+    def check(images):
+        return module._check_crops(images, "preprocessed")
+
     for shape in ((32, 32, 3), (1, 1, 32, 32, 3), ()):
         with pytest.raises(tf.errors.InvalidArgumentError) as info:
             check(tf.zeros(shape))
@@ -924,6 +946,7 @@ def test_inputs_of_another_rank_are_named():
     check_bytes = tf.function(
         export_lib.check_encoded_images,
         input_signature=[tf.TensorSpec(None, tf.string)],
+        autograph=False,
     )
     jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 50, 1))
     for images in (tf.constant(jpeg), tf.constant([[jpeg], [jpeg]])):

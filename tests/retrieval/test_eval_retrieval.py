@@ -299,6 +299,12 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     (data / "test" / "ant" / "truncated.jpg").write_bytes(whole[:400])
     (data / "test" / "bee" / "notes.jpg").write_text("not an image\n")
     (data / "test" / "bee" / "scan.tif").write_bytes(b"II*\x00")  # not read
+    # A class of one image: its query cannot hit (before: counted as a
+    # miss without a word).
+    (data / "test" / "wasp").mkdir()
+    (data / "test" / "wasp" / "0.jpg").write_bytes(
+        testing_utils.jpeg_bytes(testing_utils.smooth_image(64, 64, 5))
+    )
     out = tmp_path / "out"
     result = testing_utils.run_main(
         "tools.eval_retrieval",
@@ -318,27 +324,34 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     with open(out / "retrieval.json") as f:
         assert json.load(f) == report
     bad = ["test/ant/truncated.jpg", "test/bee/notes.jpg"]
-    assert (report["images_read"], report["images_skipped"]) == (14, 2)
+    assert (report["images_read"], report["images_skipped"]) == (15, 2)
     assert report["images_not_images"] == 1  # the text file
     assert sorted(report["skipped_images"]) == bad
-    # Recall over the 12 good images: each has an identical twin.
-    assert (report["num_queries"], report["num_gallery"]) == (12, 12)
-    assert report["recall@1"] == report["recall@4"] == 1.0
+    # Recall over the 13 good images: each of 12 has an identical twin,
+    # the wasp none.
+    assert (report["num_queries"], report["num_gallery"]) == (13, 13)
+    assert report["num_queries_without_match"] == 1
+    assert report["recall@1"] == report["recall@4"] == 12 / 13
     assert os.path.getsize(report["neighbours_png"]) > 1000
     warning = [line for line in result.stderr.splitlines() if "WARNING" in line]
-    assert len(warning) == 2, result.stderr[-3000:]
+    assert len(warning) == 3, result.stderr[-3000:]
+    assert warning.pop() == (
+        "WARNING: 1 of 13 queries of test of data have no other image of "
+        "their class (a class of one image): they count as misses at every "
+        "k, as in the original's recall."
+    )
     ignored = warning.pop(0)  # before: left out without a word
     assert ignored == (
         f"WARNING: {data}: left out the files that are not .jpg/.jpeg/.png "
         "images (1: test/bee/scan.tif); convert them to use them."
     )
     assert warning[0].startswith(
-        "WARNING: skipped 2 of the 14 images of test of data that cannot "
+        "WARNING: skipped 2 of the 15 images of test of data that cannot "
         "be decoded (1 not a JPEG, PNG, GIF or BMP; the others truncated "
         "or corrupt): "
     )
     assert all(name in warning[0] for name in bad)
-    assert warning[0].endswith("Recall is over the other 12.")
+    assert warning[0].endswith("Recall is over the other 13.")
 
 
 @pytest.mark.slow

@@ -122,6 +122,7 @@ def test_hand_made_euclidean_with_distractor_and_tie():
         "recall@3": 1.0,
         "num_queries": 4,
         "num_gallery": 5,
+        "num_queries_without_match": 0,
         "similarity": "euclidean",
     }
     idx, scores = recall.nearest_neighbours(x, 2, similarity="euclidean")
@@ -138,6 +139,23 @@ def test_distractors_never_query_but_count_as_miss():
     assert (got["recall@1"], got["recall@2"]) == (0.0, 1.0)
     with pytest.raises(ValueError, match="all 5 labels are -1"):
         recall.recall_at_k(x, [-1] * 5, (1,))
+
+
+def test_queries_of_a_one_image_class_are_counted_as_misses():
+    """A class with one image has no possible match (its query is excluded
+    from its own neighbours): a miss at every k, as in the original, and
+    counted so that a report can say so."""
+    x = np.array([[0.0], [1.0], [2.0], [9.0]])
+    labels = [0, 0, 1, 2]  # classes 1 and 2: one image each
+    got = recall.recall_at_k(x, labels, (1, 3), similarity="euclidean")
+    assert got["num_queries_without_match"] == 2
+    assert (got["recall@1"], got["recall@3"]) == (0.5, 0.5)
+    # Against a separate gallery holding class 1 twice, only class 2 lacks.
+    gallery = np.array([[2.0], [2.5], [0.0]])
+    got = recall.recall_at_k(
+        x, labels, (1,), gallery=gallery, gallery_labels=[1, 1, 0]
+    )
+    assert got["num_queries_without_match"] == 1
 
 
 def test_cosine_is_scale_free_euclidean_is_not():

@@ -371,6 +371,9 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
             folder.mkdir(parents=True, exist_ok=True)
             frames = perturbations.sequence(image, name, seed=w_index)
             video.write_video(str(folder / f"v{w_index}.mp4"), frames)
+    # The release's folder of difficulty 2 noise: a perturbation (before:
+    # warned about as a folder naming none).
+    (data / "gaussian_noise_2" / WNIDS[0]).mkdir(parents=True)
     out = tmp_path / "out"
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("1\tn00000001\ta\n2\tn00000002\tb\n")
@@ -415,6 +418,14 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     assert proc.stderr.count("The set covers 2 of") == 1
     assert subset in proc.stderr
     assert report["paper"] is None and len(report["warnings"]) == 2
+    assert "no ImageNet-P name" not in proc.stderr
+    # At difficulty 2 noise is read from <noise>_2: shot_noise_2 is missing
+    # (before: shot noise was left out without a word).
+    from assemble_tf.robustness import run
+
+    assert run.unknown_folders("p", str(data)) == []
+    assert run.missing_noise_folders(str(data), 2) == ["shot_noise_2"]
+    assert run.missing_noise_folders(str(data), 1) == []
 
 
 def test_training_classes_tells_imagenet_models(tmp_path):

@@ -208,29 +208,52 @@ def test_a_damaged_config_json_is_named_with_the_fix(tmp_path):
     TypeError traceback for a config.json holding a list."""
     path = tmp_path / "config.json"
     fix = (
-        "tools.train writes it; restore it from a copy, or pass --preset and "
-        "--weights instead of the run."
+        "tools.train writes it; restore it from a copy (the tools that read "
+        "a run also take --preset and --weights instead)."
     )
     for text, message in (
         ('{"model": ', f"{path} is not valid JSON ("),
         ("[]", f"{path} holds a list, not a config object; {fix}"),
-        ('{"model": 5}', f"{path} does not read as a config ("),
+        ('{"model": 5}', f'{path} has no model preset ("model": '),
         # A value of the wrong type, named (it was a TypeError in the
         # model builder, naming neither the file nor the field).
         (
-            '{"model": {"base_width": "eight"}}',
+            '{"model": {"preset": "resnet50", "base_width": "eight"}}',
             f"{path} does not read as a config (`base_width`='eight' is "
             "invalid: must be an integer or null);",
         ),
         (
-            '{"data": {"num_classes": 4.5}}',
+            '{"model": {"preset": "resnet50"}, "data": {"num_classes": 4.5}}',
             f"{path} does not read as a config (`num_classes`=4.5 is "
             "invalid: must be an integer);",
         ),
         (
-            '{"train": {"deterministic": "yes"}}',
+            '{"model": {"preset": "resnet50"}, '
+            '"train": {"deterministic": "yes"}}',
             f"{path} does not read as a config (`deterministic`='yes' is "
             "invalid: must be true or false);",
+        ),
+        # A group left out became its defaults (another model than the
+        # checkpoints'): the preset at least must be there.
+        ('{"data": {}}', f'{path} has no model preset ("model": '),
+        ('{"model": [1, 2]}', f'{path} has no model preset ("model": '),
+        # Values the model builder or the pipeline refused, or int()
+        # rounded, without naming the file.
+        (
+            '{"model": {"preset": "resnet50", "block_sizes": [2, 2]}}',
+            f"{path} does not read as a config (`block_sizes`=(2, 2) is "
+            "invalid: must be 4 numbers, one per stage);",
+        ),
+        (
+            '{"model": {"preset": "resnet50", "block_sizes": [2.7, 2, 2, 1]}}',
+            f"{path} does not read as a config (`block_sizes`=[2.7, 2, 2, 1] "
+            "is invalid: comma-separated positive integers",
+        ),
+        (
+            '{"model": {"preset": "resnet50"}, '
+            '"data": {"synthetic": true, "eval_preprocessing": "foo"}}',
+            f"{path} does not read as a config (preprocessing_type must be "
+            "one of",
         ),
     ):
         path.write_text(text)
