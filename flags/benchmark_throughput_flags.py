@@ -9,7 +9,13 @@ from flags import flag_table
 
 TABLE = (
     ("list", "preset", ["resnet50"], "Presets to time."),
-    ("integer", "batch_size", 64, "Images per batch.", {"lower_bound": 1}),
+    (
+        "integer",
+        "batch_size",
+        None,
+        "Images per batch. Default: 64 (2 with --smoke).",
+        {"lower_bound": 1},
+    ),
     (
         "integer",
         "image_size",
@@ -24,15 +30,27 @@ TABLE = (
         "Compute dtype.",
         {"enum_values": ["float32", "float16", "bfloat16"]},
     ),
-    ("integer", "warmup", 2, "Untimed batches.", {"lower_bound": 0}),
+    (
+        "integer",
+        "warmup",
+        None,
+        "Untimed batches. Default: 2 (1 with --smoke).",
+        {"lower_bound": 0},
+    ),
     (
         "integer",
         "runs",
-        5,
-        "Timed runs (the median is kept).",
+        None,
+        "Timed runs (the median is kept). Default: 5 (2 with --smoke).",
         {"lower_bound": 1},
     ),
-    ("integer", "steps", 3, "Batches per timed run.", {"lower_bound": 1}),
+    (
+        "integer",
+        "steps",
+        None,
+        "Batches per timed run. Default: 3 (1 with --smoke).",
+        {"lower_bound": 1},
+    ),
     ("bool", "jit_compile", False, "XLA-compile the forward pass."),
     ("bool", "fold_bn", False, "Fold BatchNorm into the convolutions."),
     (
@@ -61,7 +79,8 @@ TABLE = (
         "smoke",
         False,
         "Tiny models (Keras' ResNet50 with one block per stage), sizes and "
-        "2 iterations (tests, CI).",
+        "2 iterations (tests, CI); --batch_size, --warmup, --runs and "
+        "--steps given explicitly are kept.",
     ),
     ("string", "output_dir", None, "Where JSON, markdown, PNG go."),
 )

@@ -31,6 +31,8 @@ REFERENCES = ("keras_resnet50",)
 # `smoke`: tiny models, sizes and iterations (tests, CI). BigLittleNet
 # stages need 2 blocks.
 SMOKE_SETTINGS = {"batch_size": 2, "warmup": 1, "runs": 2, "steps": 1}
+# Without `smoke`; a value given in the options wins over either.
+DEFAULT_SETTINGS = {"batch_size": 64, "warmup": 2, "runs": 5, "steps": 3}
 SMOKE_MODEL = {"base_width": 8, "block_sizes": (2, 2, 2, 1)}
 SMOKE_IMAGE_SIZE = 64
 
@@ -41,7 +43,9 @@ class ThroughputOptions:
 
     Attributes:
         preset: presets to time.
-        batch_size: images per batch.
+        batch_size: images per batch (None: 64, or `smoke`'s 2; so too
+            `warmup`, `runs` and `steps`, see `DEFAULT_SETTINGS` and
+            `SMOKE_SETTINGS`).
         image_size: input side of every model, the reference too (None:
             each preset's eval size, `SMOKE_IMAGE_SIZE` with `smoke`).
         dtype: compute dtype, one of `DTYPES` (a Keras dtype policy).
@@ -57,17 +61,18 @@ class ThroughputOptions:
         paper_table: time the paper's Table 7 architectures instead of
             `preset`.
         smoke: tiny models (ours, and Keras' ResNet50 with one block per
-            stage), sizes and 2 iterations (tests, CI).
+            stage), sizes and 2 iterations (tests, CI); timing settings
+            given explicitly are kept.
         output_dir: where benchmark.jsonl, .md and .png go (None: none).
     """
 
     preset: tuple[str, ...] = ("resnet50",)
-    batch_size: int = 64
+    batch_size: int | None = None
     image_size: int | None = None
     dtype: str = "float32"
-    warmup: int = 2
-    runs: int = 5
-    steps: int = 3
+    warmup: int | None = None
+    runs: int | None = None
+    steps: int | None = None
     jit_compile: bool = False
     fold_bn: bool = False
     modes: tuple[str, ...] = ()
@@ -142,11 +147,14 @@ def validate(options):
 
 
 def timing_settings(options):
-    """{batch_size, warmup, runs, steps} of `options` (or of `smoke`)."""
-    if options.smoke:
-        return dict(SMOKE_SETTINGS)
-    names = ("batch_size", "warmup", "runs", "steps")
-    return {name: getattr(options, name) for name in names}
+    """{batch_size, warmup, runs, steps}: those `options` give, the rest
+    from `SMOKE_SETTINGS` with `smoke` (it silently replaced given ones),
+    else from `DEFAULT_SETTINGS`."""
+    settings = dict(SMOKE_SETTINGS if options.smoke else DEFAULT_SETTINGS)
+    for name in settings:
+        if getattr(options, name) is not None:
+            settings[name] = getattr(options, name)
+    return settings
 
 
 def matmul_peaks(dtype, modes, device):

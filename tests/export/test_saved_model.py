@@ -433,6 +433,25 @@ def test_run_benchmark_in_process(tmp_path, monkeypatch):
     assert keras.config.dtype_policy().name == "float32"
 
 
+def test_smoke_keeps_the_timing_settings_given():
+    """Before: --smoke replaced --runs=3 (and the others) without a word."""
+    from assemble_tf.export import throughput_run
+
+    def settings(**values):
+        options = throughput_run.ThroughputOptions(**values)
+        return throughput_run.timing_settings(options)
+
+    assert settings() == {"batch_size": 64, "warmup": 2, "runs": 5, "steps": 3}
+    assert settings(smoke=True) == throughput_run.SMOKE_SETTINGS
+    assert settings(smoke=True, runs=3, batch_size=4) == {
+        "batch_size": 4,
+        "warmup": 1,
+        "runs": 3,
+        "steps": 1,
+    }
+    assert settings(steps=7)["steps"] == 7
+
+
 def test_keras_reference_with_its_own_blocks_is_keras_resnet50():
     """`throughput.keras_resnet50(blocks=...)` restates Keras' ResNet50
     stacking: with ResNet-50's blocks it has Keras' parameter count and
