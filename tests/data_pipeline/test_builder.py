@@ -256,8 +256,9 @@ def test_folder_round_trip_reencodes_skips_and_keeps_logits(mixed_dataset):
     assert train["ignored_files"] == ["cat/notes.txt"]
     # Before: on the console only as "3 skipped".
     assert (
-        "    not read (no image file extension): 1, e.g. cat/notes.txt "
-        "(ignored_files in summary.json)"
+        "    not read (no image file extension, sub-folders, broken "
+        "links, names not UTF-8): 1, e.g. cat/notes.txt (ignored_files "
+        "in summary.json)"
     ) in builder.format_summary(summary).splitlines()
     assert [(s["file"], s["reason"]) for s in summary["skipped"]] == [
         ("cat/truncated.jpg", "truncated"),
@@ -271,6 +272,82 @@ def test_folder_round_trip_reencodes_skips_and_keeps_logits(mixed_dataset):
     assert (out / "labels.txt").read_text() == (
         "3\tcat\tFelis catus, house cat\n4\tdog\tCanis familiaris\n"
     )
+
+
+def test_files_the_pipeline_would_drop_or_nobody_would_see(tmp_path):
+    """Before: a JPEG without its final end-of-image marker (cut, or with
+    data after it) was kept byte for byte and then dropped by training and
+    evaluation; a sub-folder, a broken link or a file name that is not
+    UTF-8 (which stopped the build naming nothing) vanished without a
+    record; a class folder without images, a synset without a folder and
+    a replaced input file went unmentioned."""
+    train = tmp_path / "train"
+    whole = jpeg_bytes(smooth_rgb(20, 30, 1))
+    write(str(train / "cat" / "a.jpg"), whole)
+    write(str(train / "cat" / "cut.jpg"), whole[:-2])
+    write(str(train / "cat" / "trailing.jpg"), whole + b"\0" * 16)
+    write(str(train / "cat" / "nested" / "deep.jpg"), whole)
+    os.symlink("/nonexistent/file.jpg", train / "cat" / "dangling.jpg")
+    latin1 = os.fsencode(str(train / "cat")) + b"/latin1_\xe9.jpg"
+    with open(latin1, "wb") as f:
+        f.write(whole)
+    write(str(train / "dog" / "d.jpg"), jpeg_bytes(smooth_rgb(21, 31, 2)))
+    (train / "emu").mkdir()
+    write(str(tmp_path / "synsets.txt"), b"bird B\ncat C\ndog D\nemu E\n")
+    out = tmp_path / "out"
+    config = folder_config(
+        train, out, train_shards=2, synsets_file=str(tmp_path / "synsets.txt")
+    )
+    summary = builder.build(config)
+    split = summary["splits"]["train"]
+    # Pillow finds this cut file truncated (a file it decodes without its
+    # marker is re-encoded as the one with data after its marker is).
+    assert (split["images"], split["skipped"]) == (3, 1)
+    assert summary["skipped"][0]["file"] == "cat/cut.jpg"
+    assert split["reencoded"] == {
+        "JPEG RGB without a final end-of-image marker": 1
+    }
+    records = read_records(str(out), "train")
+    encoded = [f[schema.IMAGE][0] for _, f in records]
+    assert all(e[:2] == b"\xff\xd8" and e[-2:] == b"\xff\xd9" for e in encoded)
+    assert split["ignored_files"] == [
+        "cat/dangling.jpg (a broken link, or not a file)",
+        "cat/latin1_\ufffd.jpg (name not UTF-8: rename it)",
+        "cat/nested/ (a sub-folder: not read)",
+    ]
+    assert summary["synsets_without_folder"] == ["bird"]
+    lines = builder.format_summary(summary).splitlines()
+    assert (
+        "WARNING: 1 synsets of the synsets file have no class folder (bird): "
+        "labels number the 3 folders there are, so they are not the synsets "
+        "file's numbering."
+    ) in lines
+    assert (
+        "WARNING: train: 1 classes without an image (emu): their labels "
+        "exist, and the model learns nothing of them."
+    ) in lines
+    # A replaced input file: its shard is not silently kept.
+    os.utime(train / "dog" / "d.jpg", ns=(1, 1))
+    with raises_as_flag(
+        FileExistsError,
+        match=re.escape(
+            "the train inputs (files, their sizes or modification times, "
+            "labels, texts, boxes or logits) differ in 1 of 2 shards"
+        ),
+    ):
+        builder.build(config)
+    # Boxes none of whose names is an image of the build.
+    write(str(tmp_path / "boxes.csv"), b"train/cat/a.jpg,0,0,1,1\n")
+    with raises_as_flag(
+        ValueError, match=r"--bbox_csv=.*: none of its 1 file names"
+    ):
+        builder.build(
+            dataclasses.replace(
+                config,
+                output_dir=str(tmp_path / "out2"),
+                bbox_csv=str(tmp_path / "boxes.csv"),
+            )
+        )
 
 
 def test_encode_image_modes():
@@ -455,13 +532,26 @@ def test_imagenet_layout_errors_name_the_flag(tmp_path):
     with raises_as_flag(ValueError, match="--validation_labels=FILE"):
         builder.build(config)
     bad = builder.BuildConfig(
-        output_dir=str(tmp_path / "out"), train_dir=str(tmp_path)
+        output_dir=f"{tmp_path}_out", train_dir=str(tmp_path)
     )
     with raises_as_flag(ValueError, match="--layout=folder"):
         builder.build(bad)
     bad = dataclasses.replace(bad, jpeg_quality=101)
     with raises_as_flag(ValueError, match="--jpeg_quality=101"):
         builder.build(bad)
+    # An output folder inside an input one: its records became a class
+    # (folder layout), or a rerun was refused ("records" is no WordNet id).
+    inside = dataclasses.replace(
+        bad, jpeg_quality=90, output_dir=str(tmp_path / "records")
+    )
+    with raises_as_flag(
+        ValueError,
+        match=re.escape(
+            f"--output_dir={tmp_path / 'records'} is inside "
+            f"--train_dir={tmp_path}: its records would be read"
+        ),
+    ):
+        builder.build(inside)
 
 
 # --------------------------------------------------------------------------

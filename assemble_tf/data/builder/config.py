@@ -1,6 +1,7 @@
 """What a build is given: its options, layouts and defaults."""
 
 import dataclasses
+import os
 import re
 from typing import NamedTuple
 
@@ -111,6 +112,22 @@ class BuildConfig(jobs.JobOptions):
                 others=("validation_dir",),
                 value=self.validation_labels,
             )
+        out = os.path.realpath(self.output_dir)
+        for flag in ("train_dir", "validation_dir"):
+            root = getattr(self, flag)
+            if root and os.path.commonpath(
+                [out, os.path.realpath(root)]
+            ) == os.path.realpath(root):
+                raise OptionError(
+                    "output_dir",
+                    "{field}={out} is inside "
+                    + jobs.named(flag)
+                    + "={root}: its records would be read as images of a "
+                    "class (or block the rerun); choose a folder outside it.",
+                    others=(flag,),
+                    out=self.output_dir,
+                    root=root,
+                )
         for split in ("train", "validation"):
             if getattr(self, f"{split}_logits") and not getattr(
                 self, f"{split}_dir"

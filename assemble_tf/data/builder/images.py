@@ -1,6 +1,6 @@
-"""Checking and re-encoding one image file (Pillow): RGB JPEGs are kept
-byte for byte, anything else becomes an RGB JPEG; unreadable files are
-skipped with a reason."""
+"""Checking and re-encoding one image file (Pillow): RGB JPEGs that end
+with their end-of-image marker are kept byte for byte, anything else
+becomes an RGB JPEG; unreadable files are skipped with a reason."""
 
 import io
 
@@ -9,6 +9,8 @@ import numpy as np
 from assemble_tf.data.builder.config import DEFAULT_JPEG_QUALITY
 
 SKIP_EMPTY = "empty file"
+
+JPEG_END = b"\xff\xd9"  # EOI, the last two bytes of a whole JPEG
 
 
 SKIP_TRUNCATED = "truncated"
@@ -59,8 +61,14 @@ def encode_image(data, jpeg_quality=DEFAULT_JPEG_QUALITY):
         raise SkipImage(reason or SKIP_UNREADABLE, message) from None
     width, height = image.size
     if image.format in ("JPEG", "MPO") and image.mode == "RGB":
-        return data, height, width, None
-    conversion = f"{image.format} {image.mode}"
+        if data.endswith(JPEG_END):
+            return data, height, width, None
+        # Decodable, but the training and evaluation pipelines drop a JPEG
+        # that does not end with its end-of-image marker (their check of a
+        # cut-off file): a lost marker or data after it is re-encoded.
+        conversion = "JPEG RGB without a final end-of-image marker"
+    else:
+        conversion = f"{image.format} {image.mode}"
     buffer = io.BytesIO()
     _to_rgb(image).save(buffer, format="JPEG", quality=int(jpeg_quality))
     return buffer.getvalue(), height, width, conversion

@@ -41,15 +41,38 @@ def require_file(path, flag):
         )
 
 
+def shown_name(name):
+    """`name` printable: a byte of a name that is not UTF-8 (os.listdir's
+    surrogate escape) shows as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _utf8(name):
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def list_images(folder):
     """Returns `(images, ignored)`: sorted image file names directly in
-    `folder` and the other (non-hidden) files."""
+    `folder`, and the other (non-hidden) entries, each as its name plus,
+    where it is not simply a file of another extension, why it is not read
+    (a sub-folder, a broken link, a name that is not UTF-8)."""
     images, ignored = [], []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(path) or name.startswith("."):
+        if name.startswith("."):
             continue
-        (images if is_image_name(name) else ignored).append(name)
+        if not _utf8(name):
+            ignored.append(f"{shown_name(name)} (name not UTF-8: rename it)")
+        elif os.path.isdir(path):
+            ignored.append(f"{name}/ (a sub-folder: not read)")
+        elif not os.path.isfile(path):
+            ignored.append(f"{name} (a broken link, or not a file)")
+        else:
+            (images if is_image_name(name) else ignored).append(name)
     return images, ignored
 
 
@@ -62,6 +85,16 @@ def list_class_folders(root, flag, layout):
         for name in os.listdir(root)
         if os.path.isdir(os.path.join(root, name)) and not name.startswith(".")
     )
+    bad = [shown_name(name) for name in classes if not _utf8(name)]
+    if bad:
+        raise OptionError(
+            flag,
+            "{field}={root} has class folders whose names are not UTF-8: "
+            "{bad}. Rename them (class names go into labels.txt and the "
+            "records).",
+            root=root,
+            bad=listing(bad),
+        )
     if not classes:
         raise OptionError(
             flag,

@@ -98,7 +98,8 @@ def _split_differences(split, before, section):
     )
     if changed:
         reasons.append(
-            f"the {split} inputs (files, labels, texts, boxes or logits) "
+            f"the {split} inputs (files, their sizes or modification "
+            "times, labels, texts, boxes or logits) "
             f"differ in {changed} of {section['num_shards']} shards "
             f"({before.get('num_files')} files before, "
             f"{section['num_files']} now)"

@@ -27,6 +27,7 @@ from assemble_tf.data.builder.inputs import (
     read_validation_labels,
     require_dir,
     resolve_logit_files,
+    shown_name,
 )
 from official.utils.misc.validation import OptionError
 
@@ -86,7 +87,7 @@ def _discover_split(config, split, classes):
         if name.startswith("."):
             continue
         if not os.path.isdir(folder):
-            ignored.append(name)
+            ignored.append(shown_name(name))
             continue
         images, others = list_images(folder)
         files.extend((f"{name}/{image}", name) for image in images)
@@ -175,13 +176,23 @@ def assign_shards(num_items, num_shards, seed):
     return [order[bounds[i] : bounds[i + 1]] for i in range(num_shards)]
 
 
-def shard_digest(entries, bboxes, logits):
-    """SHA-256 over what a shard's records are made of, in order."""
+def shard_digest(root, entries, bboxes, logits):
+    """SHA-256 over what a shard's records are made of, in order: names,
+    labels, the files' sizes and modification times (a file replaced, e.g.
+    a fixed one that was skipped, rebuilds its shard), boxes and logits."""
     digest = hashlib.sha256()
     for i, entry in enumerate(entries):
+        stat = os.stat(os.path.join(root, entry.relpath))
         digest.update(
             "\t".join(
-                [entry.relpath, str(entry.label), entry.synset, entry.text]
+                [
+                    entry.relpath,
+                    str(entry.label),
+                    entry.synset,
+                    entry.text,
+                    str(stat.st_size),
+                    str(stat.st_mtime_ns),
+                ]
             ).encode()
         )
         digest.update(repr(bboxes[i]).encode() + b"\n")
@@ -226,6 +237,7 @@ def plan(config):
         shards = assign_shards(len(entries), num_shards, config.seed)
         digests = [
             shard_digest(
+                root,
                 [entries[i] for i in shard],
                 [bboxes[i] for i in shard],
                 None if logits is None else logits[shard],
@@ -236,6 +248,17 @@ def plan(config):
             split, root, entries, ignored, num_shards, shards, bboxes,
             logits, digests,
         )  # fmt: skip
+    if bbox_table and not any(b for p in plans.values() for b in p.bboxes):
+        raise OptionError(
+            "bbox_csv",
+            "{field}={path}: none of its {count} file names (e.g. {example}) "
+            "is an image of the build; key the boxes by the file's name "
+            "(n01440764_10026.JPEG) or its path under the split folder "
+            "(n01440764/n01440764_10026.JPEG).",
+            path=config.bbox_csv,
+            count=len(bbox_table),
+            example=next(iter(bbox_table)),
+        )
     return classes, texts, plans
 
 

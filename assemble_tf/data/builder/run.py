@@ -159,6 +159,10 @@ def summarize(config, classes, plans, manifest, resumed=None):
             entry["per_class"] = {c: per_class.get(c, 0) for c in classes}
             entry["source"] = plans[split].root
             entry["ignored_files"] = plans[split].ignored
+            if config.bbox_csv:
+                entry["files_with_boxes"] = sum(
+                    1 for b in plans[split].bboxes if b
+                )
         splits[split] = entry
     skipped.sort(key=lambda s: (s["split"], s["file"]))
     return {
@@ -170,7 +174,19 @@ def summarize(config, classes, plans, manifest, resumed=None):
         "seed": int(config.seed),
         "splits": splits,
         "skipped": skipped,
+        "synsets_without_folder": _synsets_without_folder(config, classes),
     }
+
+
+def _synsets_without_folder(config, classes):
+    """The `synsets_file` classes with no class folder: labels follow the
+    folders, so with one missing the later ones are not ImageNet's usual
+    numbers (the original converter numbered the synsets list)."""
+    if not config.synsets_file:
+        return []
+    from assemble_tf.data.builder.inputs import read_synsets
+
+    return [w for w in read_synsets(config.synsets_file) if w not in classes]
 
 
 def _states(out, split, section):
@@ -230,9 +246,32 @@ def format_summary(summary):
         ignored = s.get("ignored_files", [])
         if ignored:
             lines.append(
-                f"    not read (no image file extension): {len(ignored)}, "
+                f"    not read (no image file extension, sub-folders, "
+                f"broken links, names not UTF-8): {len(ignored)}, "
                 f"e.g. {', '.join(ignored[:3])} (ignored_files in "
                 "summary.json)"
+            )
+        if "files_with_boxes" in s:
+            lines.append(
+                f"    files with bounding boxes: {s['files_with_boxes']} of "
+                f"{s['files']}"
+            )
+    missing = summary.get("synsets_without_folder") or []
+    if missing:
+        lines.append(
+            f"WARNING: {len(missing)} synsets of the synsets file have no "
+            f"class folder ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}): labels number the "
+            f"{summary['num_classes']} folders there are, so they are not "
+            "the synsets file's numbering."
+        )
+    for split, s in summary["splits"].items():
+        empty = [c for c, n in s["per_class"].items() if not n]
+        if empty:
+            lines.append(
+                f"WARNING: {split}: {len(empty)} classes without an image "
+                f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''})"
+                ": their labels exist, and the model learns nothing of them."
             )
     lines += jobs.format_problems(
         summary["skipped"],
