@@ -351,3 +351,21 @@ def _anchors(markdown):
         text = re.sub(r"[^\w\- ]", "", text)
         out.add(text.replace(" ", "-"))
     return out
+
+
+def test_the_training_guide_lists_every_config_flag():
+    """docs/training.md's flag table names every field of the config (15
+    were missing: the transfer and classifier ones)."""
+    import dataclasses
+
+    from assemble_tf import config as config_lib
+
+    text = open(os.path.join(REPO, "docs", "training.md")).read()
+    section = text.split("### Flags", 1)[1].split("Weight decay follows", 1)[0]
+    missing = [
+        f.name
+        for group in config_lib.GROUPS.values()
+        for f in dataclasses.fields(group)
+        if f"`--{f.name}`" not in section
+    ]
+    assert missing == []

@@ -46,7 +46,7 @@ def _define_timing_flags():
     flags.DEFINE_integer(
         "rounds",
         5,
-        "Timed rounds; each times both pipelines, one after the other.",
+        "Timed rounds; each times all three pipelines, one after the other.",
         lower_bound=1,
     )
     flags.DEFINE_float(

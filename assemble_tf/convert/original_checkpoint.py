@@ -204,8 +204,13 @@ def load_original_checkpoint(prefix, model):
                     if ckpt_bl
                     else "plain ResNet (resnet_version=1)"
                 )
-                + " graph but the model is not; pick a preset of that kind"
-                " (assemble_resnet50 / resnet50)."
+                + " graph but the model is not; pick a preset of that kind ("
+                + (
+                    "e.g. assemble_resnet50, table6_m3"
+                    if ckpt_bl
+                    else "e.g. resnet50, table7_e8"
+                )
+                + ")."
             )
         for title, items in (
             ("in the checkpoint but not in the model", unmatched),

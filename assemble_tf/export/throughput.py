@@ -16,6 +16,7 @@ from float32 inputs to float32 logits, as `tools.export_saved_model` with
 precision bfloat16 serves it (`precision.bfloat16_copy`).
 """
 
+import functools
 import json
 import os
 import statistics
@@ -233,10 +234,17 @@ def entry(label, model, macs, size, mode, settings, **meta):
     else:
         import tensorflow as tf
 
+        # A partial, not a lambda: TensorFlow counts traces per code object,
+        # and one lambda per model warned "5 out of the last 5 calls ...
+        # triggered tf.function retracing" at the fifth model.
         fn = tf.function(
-            lambda x: model(x, training=False), jit_compile="xla" in mode
+            functools.partial(_inference, model), jit_compile="xla" in mode
         )
     return dict(label=label, fn=fn, images=images, macs=macs, mode=mode, **meta)
+
+
+def _inference(model, images):
+    return model(images, training=False)
 
 
 def add_ratios(rows):

@@ -38,7 +38,7 @@ class InputBenchmarkOptions:
         file_pattern: shard glob inside `data_dir`.
         batch_size: images per batch.
         image_size: train crop side.
-        rounds: timed rounds; each times both pipelines, one after the
+        rounds: timed rounds; each times all three pipelines, one after the
             other.
         min_seconds: minimum timing per pipeline and round (whole
             batches).

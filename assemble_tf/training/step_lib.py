@@ -35,6 +35,8 @@ class Plan:
         num_train: training examples.
         steps_per_epoch: whole global batches per epoch.
         total_steps: steps of the run (`max_steps` included).
+        schedule_steps: steps the schedules span, `epochs` of them
+            (`max_steps` stops a run early: the start of the same run).
         num_epochs: epochs the loop runs (the last may be cut short).
         lr_schedule: the `WarmupSchedule`.
         dropblock: (start, end) keep probability, or None.
@@ -43,6 +45,7 @@ class Plan:
     num_train: int
     steps_per_epoch: int
     total_steps: int
+    schedule_steps: int
     num_epochs: int
     lr_schedule: schedules.WarmupSchedule
     dropblock: tuple | None
@@ -50,7 +53,7 @@ class Plan:
     def keep_prob(self, step):
         """The DropBlock keep probability at `step` (number or tensor)."""
         return schedules.dropblock_keep_prob(
-            step, self.total_steps, *self.dropblock
+            step, self.schedule_steps, *self.dropblock
         )
 
 
@@ -64,7 +67,8 @@ def make_plan(config):
 
         num_train = inputs.num_train_examples(config)
     steps_per_epoch = max(1, num_train // t.batch_size)
-    total_steps = max(1, int(steps_per_epoch * t.epochs))
+    schedule_steps = max(1, int(steps_per_epoch * t.epochs))
+    total_steps = schedule_steps
     if t.max_steps:
         total_steps = min(total_steps, t.max_steps)
     lr = t.base_learning_rate
@@ -85,6 +89,7 @@ def make_plan(config):
         num_train=num_train,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
+        schedule_steps=schedule_steps,
         num_epochs=math.ceil(total_steps / steps_per_epoch),
         lr_schedule=schedule,
         dropblock=t.dropblock_keep_prob,

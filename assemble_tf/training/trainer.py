@@ -299,40 +299,44 @@ class Trainer:
         progress = _Progress(steps, epoch + 1, plan.num_epochs)
         start = time.perf_counter()
         done, loss_sum, wd = 0, 0.0, 0.0
-        while done < steps:
-            interrupts.check()  # a Ctrl-C whose exception was swallowed
-            n = min(t.steps_per_loop, steps - done)
-            first = self.step
-            mean, wd_value = backend.train_loop(iterator, seed_base, n)
-            loss, wd = to_host(mean, wd_value)
-            if not np.isfinite(loss):
-                where = (
-                    f"at step {first + 1}"
-                    if n == 1
-                    else f"in steps {first + 1}-{first + n}"
-                )
-                raise NonFiniteLossError(
-                    f"Loss is {loss} {where} (epoch {epoch + 1}); stopping. "
-                    "The last good checkpoint is "
-                    f"{backend.latest_checkpoint}."
-                )
-            done += n
-            loss_sum += loss * n
-            rate = done * t.batch_size / (time.perf_counter() - start)
-            progress.update(done, loss, rate)
-            if self.step // t.log_every > first // t.log_every:
-                writer.scalars(
-                    self.step,
-                    {
-                        "step/train_loss": loss,
-                        "step/learning_rate": float(
-                            np.asarray(plan.lr_schedule(self.step))
-                        ),
-                        "step/train_images_per_sec": rate,
-                    },
-                )
-        elapsed = time.perf_counter() - start
-        progress.bar.close()  # before any warning: a line of its own
+        try:
+            while done < steps:
+                interrupts.check()  # a Ctrl-C whose exception was swallowed
+                n = min(t.steps_per_loop, steps - done)
+                first = self.step
+                mean, wd_value = backend.train_loop(iterator, seed_base, n)
+                loss, wd = to_host(mean, wd_value)
+                if not np.isfinite(loss):
+                    where = (
+                        f"at step {first + 1}"
+                        if n == 1
+                        else f"in steps {first + 1}-{first + n}"
+                    )
+                    raise NonFiniteLossError(
+                        f"Loss is {loss} {where} (epoch {epoch + 1}); "
+                        "stopping. The last good checkpoint is "
+                        f"{backend.latest_checkpoint}."
+                    )
+                done += n
+                loss_sum += loss * n
+                rate = done * t.batch_size / (time.perf_counter() - start)
+                progress.update(done, loss, rate)
+                if self.step // t.log_every > first // t.log_every:
+                    writer.scalars(
+                        self.step,
+                        {
+                            "step/train_loss": loss,
+                            "step/learning_rate": float(
+                                np.asarray(plan.lr_schedule(self.step))
+                            ),
+                            "step/train_images_per_sec": rate,
+                        },
+                    )
+            elapsed = time.perf_counter() - start
+        finally:
+            # Before any message, a Ctrl-C's or a NaN's too: a line of its
+            # own (it was glued to the bar).
+            progress.bar.close()
         record = {
             "epoch": epoch + 1,
             "step": self.step,

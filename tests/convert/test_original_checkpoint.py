@@ -68,7 +68,14 @@ def test_wrong_preset_lists_every_offending_variable():
     text = str(info.value)
     assert "305 in the checkpoint but not in the model" in text
     assert "resnet_model/stage1/big1/sk_block/sk_fc_1/kernel" in text
-    assert "BigLittleNet (resnet_version=2)" in text
+    # The hint names presets of the checkpoint's kind only (before: "pick
+    # a preset of that kind (assemble_resnet50 / resnet50)", resnet50 the
+    # preset just refused).
+    assert (
+        "Hint: the checkpoint is a BigLittleNet (resnet_version=2) graph but "
+        "the model is not; pick a preset of that kind (e.g. "
+        "assemble_resnet50, table6_m3)."
+    ) in text
 
 
 def test_wrong_class_count_is_a_shape_mismatch():

@@ -452,6 +452,24 @@ def test_smoke_keeps_the_timing_settings_given():
     assert settings(steps=7)["steps"] == 7
 
 
+def test_timing_many_models_does_not_warn_of_retracing(caplog):
+    """One tf.function per model: `--paper_table` printed TensorFlow's "5
+    out of the last 5 calls ... triggered tf.function retracing" twice
+    (traces are counted per code object, and each model's function was
+    the same lambda)."""
+    import logging
+
+    from assemble_tf.export import throughput
+
+    model = build_model("resnet50", base_width=8, block_sizes=(1, 1, 1, 1))
+    settings = {"batch_size": 1}
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for i in range(6):
+            timed = throughput.entry(f"m{i}", model, 1, 32, "plain", settings)
+            timed["fn"](timed["images"])
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_keras_reference_with_its_own_blocks_is_keras_resnet50():
     """`throughput.keras_resnet50(blocks=...)` restates Keras' ResNet50
     stacking: with ResNet-50's blocks it has Keras' parameter count and

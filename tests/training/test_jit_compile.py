@@ -147,7 +147,7 @@ def _recipe_losses(
         trainer = _trainer(cfg)
         # The keep probability moves every step.
         trainer.backend.plan = dataclasses.replace(
-            trainer.plan, total_steps=steps
+            trainer.plan, total_steps=steps, schedule_steps=steps
         )
         assert trainer.dropblock_layers
         iterator = _uint8_batches(trainer, steps)

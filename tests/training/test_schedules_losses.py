@@ -191,3 +191,41 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
     )
     schedule = step_lib.make_plan(config).lr_schedule
     assert schedule.steps_per_epoch == pytest.approx(1281167 / 1024)
+
+
+def test_max_steps_stops_the_run_early_without_squeezing_dropblock(tmp_path):
+    """Both schedules span --epochs; --max_steps is the start of the same
+    run (DropBlock's schedule alone was squeezed into --max_steps, while
+    the learning rate followed --epochs)."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.training import step_lib
+
+    def plan(**train):
+        config = config_lib.make_config(
+            str(tmp_path),
+            "assemble_resnet50",
+            {
+                "data": {"synthetic": True, "num_train_examples": 64},
+                "train": {
+                    "batch_size": 16,
+                    "epochs": 2.0,
+                    "warmup_epochs": 0.0,
+                    "kd_temperature": 0.0,
+                    "dropblock_keep_prob": "1.0,0.8",
+                    **train,
+                },
+            },
+        )
+        return step_lib.make_plan(config)
+
+    full, cut = plan(), plan(max_steps=2)
+    assert (full.total_steps, cut.total_steps) == (8, 2)
+    assert cut.schedule_steps == full.schedule_steps == 8
+    for step in (0, 1, 2):
+        assert float(cut.keep_prob(step)) == pytest.approx(
+            float(full.keep_prob(step))
+        )
+        assert float(cut.lr_schedule(step)) == pytest.approx(
+            float(full.lr_schedule(step))
+        )
+    assert float(cut.keep_prob(2)) == pytest.approx(0.95)  # 1 - 0.2 * 2/8

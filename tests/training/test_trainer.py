@@ -162,6 +162,8 @@ def test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes(tmp_path):
     lines = [line for line in stderr.splitlines() if "Interrupted" in line]
     assert len(lines) == 1, stderr[-3000:]
     assert "rerun the same command to resume after epoch " in lines[0]
+    # On a line of its own (it was glued to the progress bar's).
+    assert lines[0].startswith("Interrupted. Training stopped at step ")
     assert "/checkpoints/ckpt-" in lines[0]
 
 
