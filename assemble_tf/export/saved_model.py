@@ -483,25 +483,28 @@ def _move_into_place(tmp, export_dir, overwrite):
     _rename_no_replace(tmp, export_dir)
 
 
+def _renameat2(src, dst, flags):
+    """Linux' renameat2(src, dst, flags): 0, or the errno (ENOSYS where
+    the C library has no renameat2)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    rename = getattr(libc, "renameat2", None)
+    if rename is None:
+        return errno.ENOSYS
+    result = rename(
+        _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags
+    )
+    return 0 if result == 0 else ctypes.get_errno()
+
+
 def _exchange(a, b):
     """Swaps the folders `a` and `b` in one step: Linux' renameat2(
     RENAME_EXCHANGE) where available, else `b` renamed aside, `a` renamed
     to `b`, and the old `b` renamed to `a` (an instant without `b`)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    rename = getattr(libc, "renameat2", None)
-    if rename is not None:
-        result = rename(
-            _AT_FDCWD,
-            os.fsencode(a),
-            _AT_FDCWD,
-            os.fsencode(b),
-            _RENAME_EXCHANGE,
-        )
-        if result == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
-            raise OSError(code, os.strerror(code), b)
+    code = _renameat2(a, b, _RENAME_EXCHANGE)
+    if code == 0:
+        return
+    if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
+        raise OSError(code, os.strerror(code), b)
     aside = a + ".old"
     os.rename(b, aside)
     os.rename(a, b)
@@ -758,23 +761,13 @@ def _rename_no_replace(src, dst):
     Raises:
         PathExistsError (a FileExistsError): `dst` exists.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    rename = getattr(libc, "renameat2", None)
-    if rename is not None:
-        result = rename(
-            _AT_FDCWD,
-            os.fsencode(src),
-            _AT_FDCWD,
-            os.fsencode(dst),
-            _RENAME_NOREPLACE,
-        )
-        if result == 0:
-            return
-        code = ctypes.get_errno()
-        if code == errno.EEXIST:
-            raise _exists_error(dst)
-        if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
-            raise OSError(code, os.strerror(code), dst)
+    code = _renameat2(src, dst, _RENAME_NOREPLACE)
+    if code == 0:
+        return
+    if code == errno.EEXIST:
+        raise _exists_error(dst)
+    if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
+        raise OSError(code, os.strerror(code), dst)
     if os.path.lexists(dst):
         raise _exists_error(dst)
     try:
