@@ -179,14 +179,17 @@ class KerasCheckpointManager:
     def latest_checkpoint(self):
         return latest_keras_checkpoint(self.directory)
 
-    def save(self, checkpoint_number, epoch):
-        """Writes checkpoint `checkpoint_number`; returns its prefix."""
+    def save(self, checkpoint_number, epoch, step=None):
+        """Writes checkpoint `checkpoint_number` (with the epoch and, when
+        given, the steps run); returns its prefix."""
         os.makedirs(self.directory, exist_ok=True)
         prefix = os.path.join(self.directory, f"ckpt-{checkpoint_number}")
         tmp = prefix + ".tmp"
         self.model.save_weights(tmp + KERAS_WEIGHTS)
         os.replace(tmp + KERAS_WEIGHTS, prefix + KERAS_WEIGHTS)
         arrays = {"epoch": np.asarray(epoch, np.int64)}
+        if step is not None:
+            arrays["step"] = np.asarray(step, np.int64)
         for group, variables in (
             ("model", self.model.variables),
             ("optimizer", self.optimizer.variables),
@@ -202,7 +205,7 @@ class KerasCheckpointManager:
         return prefix
 
     def restore(self, prefix):
-        """Loads checkpoint `prefix`; returns its epoch.
+        """Loads checkpoint `prefix`; returns `(epoch, steps run or None)`.
 
         Raises:
             ValueError: the checkpoint holds another model or optimizer.
@@ -227,7 +230,8 @@ class KerasCheckpointManager:
                             f"{value.shape}, the run's {tuple(v.shape)}."
                         )
                     v.assign(value)
-            return int(data["epoch"])
+            step = int(data["step"]) if "step" in data.files else None
+            return int(data["epoch"]), step
 
 
 def chief_and_dir(strategy, model_dir):

@@ -266,8 +266,13 @@ class JaxStep:
         """Restores the latest checkpoint; returns its prefix or None."""
         latest = self.manager.latest_checkpoint
         if latest:
-            self._epoch = self.manager.restore(latest)
-            self._step = int(np.asarray(self.optimizer.iterations.value))
+            self._epoch, step = self.manager.restore(latest)
+            # The steps run: the optimizer's iterations lag behind them
+            # where a loss-scaled (mixed_float16) step was skipped, and a
+            # resume from them ran the schedules a step behind.
+            if step is None:  # a checkpoint written before steps were kept
+                step = int(np.asarray(self.optimizer.iterations.value))
+            self._step = step
             self.state = None
         return latest
 
@@ -275,7 +280,7 @@ class JaxStep:
         """Writes the checkpoint of `epoch` (done); returns its prefix."""
         self.sync()
         self._epoch = epoch
-        return self.manager.save(epoch, epoch)
+        return self.manager.save(epoch, epoch, step=self._step)
 
     def set_epoch(self, epoch):
         self._epoch = epoch
