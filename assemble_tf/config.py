@@ -433,6 +433,17 @@ class AugmentConfig(_Group):
                     self.autoaugment,
                     f"one of {sorted(POLICIES)} or none",
                 )
+            if self.randaugment_layers:
+                # AutoAugment is applied instead (every Assemble preset
+                # sets it): RandAugment was silently ignored.
+                raise invalid(
+                    "randaugment_layers",
+                    self.randaugment_layers,
+                    "RandAugment replaces AutoAugment, and {autoaugment}="
+                    f"{self.autoaugment} is set (the preset's or yours); "
+                    "add {autoaugment}=none to use RandAugment",
+                    ["autoaugment"],
+                )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,10 +7,11 @@ r"""Training images/s of presets, as ratios to Keras' ResNet50.
 Times our `Trainer`'s compiled step (uint8 batches normalized and mixed on
 the device, the preset's recipe: Mixup, label smoothing, KD, weight decay,
 DropBlock schedule, SGD with momentum) beside Keras'
-`ResNet50(weights=None)` trained by a plain GradientTape SGD step in the
-same process, interleaved, and prints ours / Keras per preset and
-precision, and the achieved GFLOP/s (6 x forward MACs per image) against a
-matmul peak measured in the same run. Writes benchmark_training.json, .md
+`ResNet50(weights=None)` trained by a plain GradientTape SGD step (under
+KERAS_BACKEND=jax: Keras' own compiled `train_function`) in the same
+process, interleaved, and prints ours / Keras per preset and precision,
+and the achieved GFLOP/s (6 x forward MACs per image) against a matmul
+peak measured in the same run. Writes benchmark_training.json, .md
 and .png to --output_dir. The host input pipeline is not timed
 (`tools.benchmark_input` times it). See `assemble_tf.training.benchmark`.
 """

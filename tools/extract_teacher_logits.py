@@ -112,4 +112,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    flags_core.run(main)
+    flags_core.run(main, tensorflow_only=True)

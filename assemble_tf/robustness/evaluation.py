@@ -544,7 +544,9 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
         "clean_error": clean_error,
         "severities_complete": sorted(set(errors) - set(partial)),
         "severities_partial": partial,
-        "note": _partial_note(partial, set(errors) - set(normalised)),
+        "note": _partial_note(
+            partial, set(errors) - set(normalised), normalization
+        ),
     }
     if all(c in ce for c in metrics.STANDARD_CORRUPTIONS):
         summary["mce"] = metrics.mce(errors, normalization=normalization)
@@ -561,17 +563,22 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
     return summary
 
 
-def _partial_note(partial, without_ce):
+def _partial_note(partial, without_ce, normalization="alexnet"):
     """The summary's note on corruptions evaluated at some severities."""
     if not partial:
         return None
     given = sorted({tuple(v) for v in partial.values()})
     severities = "; ".join(",".join(map(str, v)) for v in given)
+    how = (
+        "their error is the mean over those severities"
+        if normalization == "none"
+        else "their CE is normalised by AlexNet's errors at the same severities"
+    )
     note = (
         f"{len(partial)} corruption(s) evaluated at severities "
-        f"{severities} only: their CE is normalised by AlexNet's errors at "
-        "the same severities, and mCE is not the published protocol's "
-        "(all 5 severities), so it does not compare with published figures."
+        f"{severities} only: {how}, and mCE is not the published "
+        "protocol's (all 5 severities), so it does not compare with "
+        "published figures."
     )
     if without_ce:
         note += (

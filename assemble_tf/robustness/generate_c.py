@@ -401,7 +401,19 @@ def generate(options, progress=None):
         failures.extend(result["failures"])
     summary = _summary(options, counts, failures, time.time() - start)
     jobs.write_summary(options.output_dir, summary)
+    if failures and not (counts["written"] or counts["skipped"]):
+        # Nothing written and nothing there: it exited 0.
+        first = failures[0]
+        raise NothingWrittenError(
+            f"No corrupted image was written: all {len(failures):,} inputs "
+            f"failed (first: {first['file']}: {first['reason']}; every "
+            f"failure in {jobs.summary_path(options.output_dir)})."
+        )
     return summary
+
+
+class NothingWrittenError(ValueError):
+    """Every input failed: the set is empty (the summary lists why)."""
 
 
 def _summary(options, counts, failures, seconds):

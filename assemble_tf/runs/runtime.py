@@ -82,6 +82,13 @@ def check_backend_options(config):
             "{field}={name} is TensorFlow-only: " + _JAX_ALTERNATIVES[name],
             name=name,
         )
+    if config.train.jit_compile:
+        # Accepted and ignored, it then blocked a resume without it.
+        raise OptionError(
+            "jit_compile",
+            "{field} is TensorFlow's switch: under JAX every training step "
+            "is XLA-compiled already (jax.jit); leave {field} out.",
+        )
 
 
 def _jax_runtime(config):

@@ -563,7 +563,12 @@ def markdown_table(report):
     lines.append(
         f"{report['device']}, batch {s['batch_size']}, "
         f"{s['image_size'] or 'train size'} px, "
-        f"{'XLA' if s['jit_compile'] else 'no XLA'}; "
+        + (
+            "XLA (jax.jit, both steps)"
+            if report.get("backend") == "jax"
+            else ("XLA" if s["jit_compile"] else "no XLA")
+        )
+        + "; "
         f"{s['repeats']} interleaved repeats of {s['steps_per_repeat']} "
         f"steps after {s['warmup_steps']} warm-up steps; img/s are medians "
         "of the repeats, ours / Keras the median of the per-repeat ratios. "

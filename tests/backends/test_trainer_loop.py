@@ -213,6 +213,21 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
     assert "--distribution_strategy=mirrored" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "tpu" / "config.json").exists()
+    # --jit_compile under JAX: accepted and ignored, then it blocked a
+    # resume without it.
+    result = testing_utils.run_main(
+        "tools.train",
+        "--preset=resnet50",
+        "--synthetic",
+        "--num_classes=4",
+        "--jit_compile",
+        f"--model_dir={tmp_path / 'jit'}",
+    )
+    assert result.returncode != 0
+    assert (
+        "--jit_compile is TensorFlow's switch: under JAX every training "
+        "step is XLA-compiled already (jax.jit); leave --jit_compile out."
+    ) in result.stderr
     # --num_gpus=0 is TensorFlow's "the CPU"; under JAX it meant all
     # devices, silently.
     result = testing_utils.run_main(
@@ -230,3 +245,25 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         "JAX_PLATFORMS=cpu to train on the CPU and leave --num_gpus out."
     ) in result.stderr
     assert "Traceback" not in result.stderr
+    # A TensorFlow-only binary under KERAS_BACKEND=jax (still exported
+    # after training under JAX): one line, not a traceback.
+    from official.utils.flags import core as flags_core
+
+    with pytest.raises(ValueError) as error:
+        flags_core.require_tensorflow_backend("tools.evaluate")
+    assert str(error.value) == (
+        "tools.evaluate runs under TensorFlow, and KERAS_BACKEND=jax is set: "
+        "run it with KERAS_BACKEND unset (or =tensorflow); it reads runs "
+        "trained under any backend."
+    )
+    result = testing_utils.run_binary(
+        "tools.export_saved_model",
+        f"--model_dir={tmp_path}",
+        f"--export_dir={tmp_path / 'export' / '1'}",
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ERROR: tools.export_saved_model runs under TensorFlow, and "
+        "KERAS_BACKEND=jax is set: run it with KERAS_BACKEND unset (or "
+        "=tensorflow); it reads runs trained under any backend."
+    )

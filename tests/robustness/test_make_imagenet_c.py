@@ -268,6 +268,20 @@ def test_undecodable_inputs_are_reported(jpeg_dir, tmp_path):
         )["images"]
         == 2
     )
+    # Every input failing: an error after the summary (it exited 0 with
+    # nothing written).
+    bad = tmp_path / "bad" / "n01443537"
+    bad.mkdir(parents=True)
+    (bad / "x.JPEG").write_bytes(b"not a jpeg")
+    with pytest.raises(
+        mic.NothingWrittenError,
+        match=r"all 1 inputs failed \(first: n01443537/x.JPEG: cannot decode",
+    ):
+        mic.generate(
+            _options(tmp_path / "none", input_dir=str(tmp_path / "bad")),
+            progress=False,
+        )
+    assert (tmp_path / "none" / "summary.json").is_file()
 
 
 def test_input_errors(tmp_path):

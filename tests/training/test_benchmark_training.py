@@ -207,6 +207,10 @@ def test_jax_benchmark_runs_on_a_machine_without_tensorflow(tmp_path):
     assert report["rows"][0]["recipe"] == (
         "mixup type 1, LS 0.1, KD T=1, DropBlock, wd 0.0001"
     )
+    # Both steps are jax.jit-compiled (the table said "no XLA").
+    markdown = (tmp_path / "benchmark_training.md").read_text()
+    assert "XLA (jax.jit, both steps); " in markdown
+    assert "no XLA" not in markdown
 
 
 def test_repeats_alternate_their_order():

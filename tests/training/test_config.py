@@ -398,3 +398,26 @@ def test_big_little_models_take_multiples_of_32_px(tmp_path):
         "assemble_resnet50",
         {"data": {**data, "image_size": 96}, "train": train},
     )
+
+
+def test_randaugment_beside_autoaugment_is_refused(tmp_path):
+    """Before: --randaugment_layers=2 on an Assemble preset (which sets
+    AutoAugment) was stored in config.json and silently not applied."""
+    overrides = {
+        "data": {"synthetic": True},
+        "augment": {"randaugment_layers": 2},
+        "train": {"kd_temperature": 0.0},
+    }
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "--randaugment_layers=2 is invalid: RandAugment replaces "
+            "AutoAugment, and --autoaugment=imagenet is set (the preset's or "
+            "yours); add --autoaugment=none to use RandAugment."
+        )
+    ):
+        config_lib.make_config(str(tmp_path), "assemble_resnet50", overrides)
+    overrides["augment"]["autoaugment"] = "none"
+    config = config_lib.make_config(
+        str(tmp_path), "assemble_resnet50", overrides
+    )
+    assert config.augment.randaugment_layers == 2

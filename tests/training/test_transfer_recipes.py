@@ -228,6 +228,15 @@ def test_plain_mce_is_the_mean_corruption_error():
     assert summary["mce"] == pytest.approx(plain)
     assert summary["ce"]["fog"] == pytest.approx(30.0)
     assert summary["relative_mce"] is None  # AlexNet-relative: undefined
+    assert summary["note"] is None
+    # Some severities only: the note speaks of plain errors (it said
+    # "normalised by AlexNet's errors" under normalization="none").
+    results["fog"]["top1_error"][4] = None
+    note = evaluation.summarize_c(results, 0.2, normalization="none")["note"]
+    assert note.startswith(
+        "1 corruption(s) evaluated at severities 1,2,3,4 only: their error "
+        "is the mean over those severities, and mCE is not the published"
+    )
     with pytest.raises(ValueError, match="`normalization`='z'"):
         metrics.mce(errors, normalization="z")
 

@@ -6,6 +6,7 @@ guidelines.md). Only flags the user set explicitly override a preset.
 """
 
 import functools
+import os
 import sys
 
 from absl import app, flags
@@ -133,13 +134,29 @@ def parse_flags(argv, flag_values=flags.FLAGS):
         sys.exit(2)
 
 
-def run(main, argv=None, flag_names=None):
+def require_tensorflow_backend(binary):
+    """Raises a one-line `ValueError` unless Keras runs on TensorFlow: a
+    TensorFlow-only binary under an exported KERAS_BACKEND=jax (likely
+    after training under JAX) failed with a traceback."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            f"{binary} runs under TensorFlow, and KERAS_BACKEND={backend} "
+            "is set: run it with KERAS_BACKEND unset (or =tensorflow); it "
+            "reads runs trained under any backend."
+        )
+
+
+def run(main, argv=None, flag_names=None, tensorflow_only=False):
     """`app.run` for the project's binaries.
 
     Quiets TensorFlow's start-up block and absl's INFO lines unless `-v N`
     asks for them, makes `--help` list the binary's flags (and exit 0),
     and prints expected errors as one line (`clean_errors`, with
-    `flag_names`: {option: flag} where the flag is named otherwise).
+    `flag_names`: {option: flag} where the flag is named otherwise). With
+    `tensorflow_only`, another Keras backend is such an error.
     """
     argv = sys.argv if argv is None else argv
     interrupts.install()
@@ -153,7 +170,14 @@ def run(main, argv=None, flag_names=None):
             # warnings and errors only (TensorFlow logs every checkpoint
             # shard at INFO).
             absl_logging.set_verbosity(absl_logging.WARNING)
-        return clean_errors(main, flag_names=flag_names)(args)
+
+        def checked_main(argv):
+            if tensorflow_only:
+                name = os.path.basename(argv[0]).removesuffix(".py")
+                require_tensorflow_backend(f"tools.{name}")
+            return main(argv)
+
+        return clean_errors(checked_main, flag_names=flag_names)(args)
 
     try:
         app.run(quiet_main, argv=argv, flags_parser=parse_flags)
