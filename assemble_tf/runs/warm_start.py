@@ -43,6 +43,18 @@ def _source_weights(path, rebuild):
                 "needs the run's config (use the training binaries).",
                 path=path,
             )
+        if keras.backend.backend() != "tensorflow":
+            # Its variables restore into TensorFlow variables only; the
+            # read failed and was reported as a fold_bn export.
+            raise OptionError(
+                "warm_start",
+                "{field}={path} is a SavedModel, which only TensorFlow "
+                "restores: under KERAS_BACKEND={backend}, warm start from "
+                "the training run or a .weights.h5 (or fine-tune under "
+                "TensorFlow).",
+                path=path,
+                backend=keras.backend.backend(),
+            )
         loaded = tf.saved_model.load(path)
         if "preprocessed" not in loaded.signatures:
             raise OptionError(

@@ -126,7 +126,7 @@ def _result_lines(summary, history):
         f"| ECE (10 bins) | {summary['ece']:.4f} |",
         f"| train images/s (last epoch) | "
         f"{summary['train_images_per_sec']:.0f} |",
-        f"| wall time | {summary['seconds']:.0f} s |",
+        f"| wall time (this invocation) | {summary['seconds']:.0f} s |",
         "",
         "| epoch | train loss | val top-1 |",
         "|---|---|---|",
