@@ -194,6 +194,7 @@ def test_two_devices_train_the_recipe_like_one(tmp_path):
     assert largest_difference(weights["off"], weights["mirrored"]) < 1e-4
 
 
+@pytest.mark.slow  # one binary in a process of its own
 @pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="TensorFlow-only options: JAX"
 )
