@@ -641,6 +641,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, path):
+        from official.utils.misc import file_utils
+
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"No config at {path}; pass the model_dir of a training run "
@@ -650,13 +652,7 @@ class ExperimentConfig:
             "tools.train writes it; restore it from a copy (the tools that "
             "read a run also take --preset and --weights instead)"
         )
-        try:
-            with open(path) as f:
-                values = json.load(f)
-        except ValueError as e:
-            raise ValueError(
-                f"{path} is not valid JSON ({e}); {fix}."
-            ) from None
+        values = file_utils.read_json(path, fix)
         if not isinstance(values, dict):
             raise ValueError(
                 f"{path} holds a {type(values).__name__}, not a config "

@@ -612,11 +612,10 @@ def _unusable_message(config, limit):
         f"{_DATA_ERROR_TAG} {limit:,} records in a row of {where} could not "
         "be used: each was not a decodable image"
     )
-    label_range = (
+    text += (
         f", or had a label outside 0..{config.num_classes - 1} (after "
         f"subtracting the label offset {config.label_offset})"
     )
-    text += label_range
     if config.num_logits:
         text += (
             f", or had no teacher logits (image/logit of {config.num_logits} "

@@ -84,14 +84,24 @@ def restore(model, checkpoint=None, weights=None):
     except FileNotFoundError:
         raise
     except (IndexError, OSError, tf_errors()) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"{weights or checkpoint} cannot be read ({type(e).__name__}: "
-            f"{reason[:200]}): its files are damaged or incomplete. Restore "
-            "them from a copy, or choose another checkpoint (--checkpoint="
-            "PREFIX) or weights file."
+        raise unreadable_error(
+            weights or checkpoint,
+            e,
+            "Restore them from a copy, or choose another checkpoint "
+            "(--checkpoint=PREFIX) or weights file.",
         ) from None
     return model
+
+
+def unreadable_error(path, error, fix):
+    """The one-line `ValueError` of checkpoint or weights files at `path`
+    that do not read (`error`, its first line kept), ending with `fix`."""
+    text = str(error).strip()
+    reason = text.splitlines()[0][:200] if text else ""
+    return ValueError(
+        f"{path} cannot be read ({type(error).__name__}: {reason}): its "
+        f"files are damaged or incomplete. {fix}"
+    )
 
 
 def tf_errors():
@@ -316,11 +326,7 @@ def load_history(model_dir):
         "restore it from a copy, or delete it: the run resumes, and its "
         "history and curves start at the next epoch"
     )
-    try:
-        with open(path) as f:
-            records = json.load(f)
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); {fix}.") from None
+    records = file_utils.read_json(path, fix)
     if not isinstance(records, list) or not all(
         isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in records
     ):

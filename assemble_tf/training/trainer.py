@@ -446,11 +446,10 @@ __all__ = [
 
 def _damaged_checkpoint(prefix, error):
     """The one-line error of a resume whose checkpoint does not read."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    name = os.path.basename(prefix)
-    return ValueError(
-        f"{prefix} cannot be read ({type(error).__name__}: {reason[:200]}): "
-        f"its files are damaged or incomplete. Delete {name}.* in "
-        f"{os.path.dirname(prefix)} and rerun to resume from the checkpoint "
-        "before it, or train into a new model_dir."
+    return checkpoints.unreadable_error(
+        prefix,
+        error,
+        f"Delete {os.path.basename(prefix)}.* in {os.path.dirname(prefix)} "
+        "and rerun to resume from the checkpoint before it, or train into "
+        "a new model_dir.",
     )

@@ -31,3 +31,17 @@ def atomic_write(path, data):
 def atomic_write_json(path, value, **dump_kwargs):
     """`json.dumps(value, **dump_kwargs)` written atomically to `path`."""
     atomic_write(path, json.dumps(value, **dump_kwargs))
+
+
+def read_json(path, fix):
+    """The JSON value in `path`.
+
+    Raises:
+        ValueError: not JSON: one line naming `path`, the parser's reason
+            and `fix` (what the user can do).
+    """
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); {fix}.") from None
