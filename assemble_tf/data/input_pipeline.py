@@ -171,6 +171,11 @@ class InputConfig:
             `(input_context, is_training, seed) -> Dataset of (image_bytes,
             label)`, e.g. a tfds dataset or an image folder
             (`assemble_tf.data.sources`); labels are 0-based.
+        skip_steps: global steps of this (training) pass already run, by
+            a run that resumes within an epoch: their records are skipped
+            before decoding, and the records after them get the seeds they
+            had (the same batches as before, with `deterministic` and no
+            unusable records among those skipped).
         max_consecutive_unusable: this many unusable records in a row
             (not an image, or without teacher logits when `num_logits` is
             set) stop the pipeline with a `DataError`.
@@ -201,6 +206,7 @@ class InputConfig:
     drop_remainder: bool | None = None
     cache: bool = False
     record_source: object = None
+    skip_steps: int = 0
     max_consecutive_unusable: int = 1000
 
 
@@ -305,13 +311,16 @@ def build_dataset(config, input_context=None, stats=None):
         )
     stats = stats or PipelineStats()
     ds = _records(config, input_context)
+    skipped = _records_to_skip(config, input_context)
+    if skipped:
+        ds = ds.skip(skipped)
     decode = _decoder(config, stats)
     parse = _parser(config, stats)
     guard = _guard(config, stats)
     # One parallel map per record (one stage of threads and buffers less);
     # the index is the record's place in the shuffled stream, so
     # deterministic runs replay the same seeds.
-    ds = ds.enumerate()
+    ds = ds.enumerate(start=skipped)
     ds = ds.map(
         _graph_fn(lambda index, element: parse(index, decode(element))),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -322,11 +331,24 @@ def build_dataset(config, input_context=None, stats=None):
     # Example): `PipelineStats.skipped` counts it once a pass is consumed.
     ds = ds.ignore_errors()
     ds = ds.filter(_graph_fn(guard))  # sequential: counts runs in record order
-    ds = _batches(ds, config, batch_size, stats)
+    ds = _batches(ds, config, batch_size, stats, skipped)
     options = tf.data.Options()
     options.deterministic = config.deterministic
     options.experimental_optimization.map_parallelization = True
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _records_to_skip(config, input_context):
+    """Records of this pipeline that `config.skip_steps` global steps
+    consumed: a global batch (times the Mixup multiplier) per step, split
+    over the input pipelines."""
+    if not config.skip_steps:
+        return 0
+    if not config.is_training:
+        raise ValueError("skip_steps is for training pipelines.")
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    multiplier = BatchPostprocess(config).batch_multiplier
+    return config.skip_steps * (config.batch_size // pipelines) * multiplier
 
 
 def _graph_fn(fn):
@@ -544,10 +566,11 @@ def _guard(config, stats):
     return guard
 
 
-def _batches(ds, config, batch_size, stats):
+def _batches(ds, config, batch_size, stats, skipped=0):
     """Batches of `batch_size` examples (times the Mixup multiplier) as
     `(images, batch dict)`, with one-hot targets, mixed when the config
-    mixes (float pipelines; uint8 ones are mixed on the device)."""
+    mixes (float pipelines; uint8 ones are mixed on the device); `skipped`
+    records came before the first."""
     post = BatchPostprocess(config)
     mixer = post if config.dtype != "uint8" and post.active else None
     drop = (
@@ -576,7 +599,8 @@ def _batches(ds, config, batch_size, stats):
     if mixer is None:
         return ds.map(_graph_fn(lambda b: (b.pop("images"), b)))
     mixing_seed = seeds.derive_seed(config.seed, "mixing")
-    return ds.enumerate().map(
+    per_batch = batch_size * post.batch_multiplier
+    return ds.enumerate(start=skipped // per_batch).map(
         _graph_fn(
             lambda i, b: mixer(
                 b, tf.stack([tf.constant(mixing_seed, tf.int64), i])

@@ -12,6 +12,11 @@ formats, and every reader here takes both:
   `KerasCheckpointManager`.
 
 
+`<model_dir>/checkpoints/preempted` holds at most one checkpoint written
+within an epoch, on SIGTERM (a preempted machine), with `progress.json`
+saying where in the epoch it stopped; the next epoch checkpoint replaces
+it. Only a resume reads it: the tools read the epoch checkpoints.
+
 `<model_dir>/best` (the N best by validation top-1, `best.json` naming them
 inside the folder so that a moved run stays whole) and `history.json` (one
 record per epoch), written atomically.
@@ -339,3 +344,66 @@ def load_history(model_dir):
 
 def save_history(model_dir, history):
     file_utils.atomic_write_json(history_path(model_dir), history, indent=1)
+
+
+PREEMPTED = "preempted"
+_PROGRESS = "progress.json"
+# What progress.json holds, each an int except loss_sum (a float).
+PROGRESS_FIELDS = (
+    "backend",  # the Keras backend that wrote the checkpoint
+    "checkpoint",  # its file name prefix, in the same folder
+    "epoch",  # the epoch in progress, 0-based (= epochs done)
+    "step",  # global steps run
+    "epoch_steps",  # the epoch's steps
+    "epoch_steps_done",  # of which done
+    "loss_sum",  # their summed loss (the epoch's train_loss to come)
+    "records_skipped",  # unusable records skipped in them
+)
+
+
+def preempted_dir(checkpoint_dir):
+    """Where `checkpoint_dir`'s mid-epoch (SIGTERM) checkpoint goes."""
+    return os.path.join(checkpoint_dir, PREEMPTED)
+
+
+def save_preempted_progress(checkpoint_dir, progress):
+    """Writes progress.json beside the mid-epoch checkpoint (after it: a
+    kill before leaves no progress, so no resume from a partial save)."""
+    missing = set(PROGRESS_FIELDS) - set(progress)
+    if missing:
+        raise ValueError(f"progress lacks {sorted(missing)}")
+    file_utils.atomic_write_json(
+        os.path.join(preempted_dir(checkpoint_dir), _PROGRESS),
+        progress,
+        indent=1,
+    )
+
+
+def load_preempted(checkpoint_dir):
+    """`(prefix, progress dict)` of the mid-epoch checkpoint, or None.
+
+    Raises:
+        ValueError: progress.json is damaged (named, with the fix).
+    """
+    folder = preempted_dir(checkpoint_dir)
+    path = os.path.join(folder, _PROGRESS)
+    if not os.path.isfile(path):
+        return None
+    fix = f"delete {folder} to resume from the last epoch checkpoint instead"
+    progress = file_utils.read_json(path, fix)
+    if not isinstance(progress, dict) or any(
+        not isinstance(progress.get(k), float if k == "loss_sum" else int)
+        for k in PROGRESS_FIELDS
+        if k not in ("backend", "checkpoint")
+    ):
+        raise ValueError(
+            f"{path} is not the progress of a mid-epoch checkpoint "
+            f"(fields {', '.join(PROGRESS_FIELDS)}); {fix}."
+        )
+    return os.path.join(folder, str(progress["checkpoint"])), progress
+
+
+def clear_preempted(checkpoint_dir):
+    """Removes the mid-epoch checkpoint (an epoch checkpoint replaced
+    it)."""
+    shutil.rmtree(preempted_dir(checkpoint_dir), ignore_errors=True)

@@ -41,8 +41,9 @@ def make_augmenter(augment, seed=0):
     return None
 
 
-def input_config(config, is_training, epoch=0):
-    """The `InputConfig` of the train or eval split."""
+def input_config(config, is_training, epoch=0, skip_steps=0):
+    """The `InputConfig` of the train or eval split (the train split of
+    `epoch`, resumed after `skip_steps` of its steps)."""
     d, a, t = config.data, config.augment, config.train
     num_logits = None
     if t.kd_temperature > 0 and is_training:
@@ -75,6 +76,7 @@ def input_config(config, is_training, epoch=0):
         seed=seeds.derive_seed(t.seed, "input", epoch),
         cache=d.cache,
         record_source=_record_source(d, is_training),
+        skip_steps=skip_steps,
     )
 
 

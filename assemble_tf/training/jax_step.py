@@ -210,12 +210,13 @@ class JaxStep:
 
     # Data, evaluation, checkpoints ----------------------------------------
 
-    def dataset(self, epoch, stats=None):
-        """The train set of `epoch` as device batches, one ahead."""
+    def dataset(self, epoch, stats=None, skip_steps=0):
+        """The train set of `epoch` as device batches, one ahead, after
+        its first `skip_steps` steps."""
         from assemble_tf.data import input_pipeline
         from assemble_tf.runs import inputs
 
-        cfg = inputs.input_config(self.config, True, epoch)
+        cfg = inputs.input_config(self.config, True, epoch, skip_steps)
         if self.config.data.synthetic:
             cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
             ds = input_pipeline.build_synthetic_dataset(cfg)
@@ -281,6 +282,37 @@ class JaxStep:
         self.sync()
         self._epoch = epoch
         return self.manager.save(epoch, epoch, step=self._step)
+
+    @property
+    def checkpoint_dir(self):
+        return self.manager.directory
+
+    @property
+    def graceful_termination(self):
+        """Whether SIGTERM may stop this process alone after a save (not
+        across JAX processes, which step together)."""
+        return jax.process_count() == 1
+
+    def _preempted_manager(self):
+        return checkpoints.KerasCheckpointManager(
+            self.model,
+            self.optimizer,
+            checkpoints.preempted_dir(self.manager.directory),
+            1,
+        )
+
+    def save_preempted(self, number):
+        """Writes the mid-epoch checkpoint `number` (the epochs done and
+        the steps run with it); returns its prefix."""
+        self.sync()
+        return self._preempted_manager().save(
+            number, self._epoch, step=self._step
+        )
+
+    def restore_preempted(self, prefix):
+        """Restores the mid-epoch checkpoint `prefix`."""
+        self._epoch, self._step = self._preempted_manager().restore(prefix)
+        self.state = None
 
     def set_epoch(self, epoch):
         self._epoch = epoch

@@ -231,9 +231,10 @@ class TFStep:
 
     # Data, evaluation, checkpoints ----------------------------------------
 
-    def dataset(self, epoch, stats=None):
-        """The distributed train set of `epoch` (counted into `stats`)."""
-        cfg = inputs.input_config(self.config, True, epoch)
+    def dataset(self, epoch, stats=None, skip_steps=0):
+        """The distributed train set of `epoch` (counted into `stats`),
+        after its first `skip_steps` steps."""
+        cfg = inputs.input_config(self.config, True, epoch, skip_steps)
         if self.config.data.synthetic:
             cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
             return self.strategy.distribute_datasets_from_function(
@@ -286,6 +287,34 @@ class TFStep:
         """Writes the checkpoint of `epoch` (done); returns its prefix."""
         self.epoch_variable.assign(epoch)
         return self.manager.save(checkpoint_number=epoch)
+
+    @property
+    def checkpoint_dir(self):
+        return self.manager.directory
+
+    @property
+    def graceful_termination(self):
+        """Whether SIGTERM may stop this process alone after a save (not
+        under a multi-worker strategy, where the save is collective)."""
+        extended = self.strategy.extended
+        return (
+            self.is_chief
+            and not getattr(extended, "_in_multi_worker_mode", lambda: False)()
+        )
+
+    def save_preempted(self, number):
+        """Writes the mid-epoch checkpoint `number` (the epochs done and
+        the steps run with it); returns its prefix."""
+        manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            checkpoints.preempted_dir(self.manager.directory),
+            max_to_keep=1,
+        )
+        return manager.save(checkpoint_number=number)
+
+    def restore_preempted(self, prefix):
+        """Restores the mid-epoch checkpoint `prefix`."""
+        self.checkpoint.restore(prefix).assert_existing_objects_matched()
 
     def set_epoch(self, epoch):
         self.epoch_variable.assign(epoch)

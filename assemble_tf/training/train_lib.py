@@ -46,7 +46,13 @@ def check_resume(config):
     try:
         found = checkpoints.find_checkpoint(config.model_dir)
     except FileNotFoundError:
-        return []
+        # Stopped on SIGTERM within the first epoch: a checkpoint too.
+        preempted = checkpoints.load_preempted(
+            os.path.join(config.model_dir, "checkpoints")
+        )
+        if preempted is None:
+            return []
+        found = preempted[0]
     if not os.path.isfile(path):
         raise OptionError(
             "model_dir",

@@ -21,6 +21,13 @@ resumes from the latest one. Each epoch's data order depends only on
 (seed, epoch), and each step's mixing only on (seed, epoch, step), so with
 `deterministic=True` a resumed run ends with the same weights as an
 uninterrupted one.
+
+SIGTERM (a preempted machine) stops the run at the next loop boundary with
+a checkpoint of where it is within the epoch (`checkpoints/preempted`); the
+rerun resumes from that step, skipping the records the epoch had used, so a
+preemption costs at most one loop (`steps_per_loop`) of work. Keep a loop
+shorter than the scheduler's grace period (30 s on Compute Engine and
+Kubernetes by default).
 """
 
 import os
@@ -107,6 +114,7 @@ class Trainer:
             )
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
+        self._resume = None  # a mid-epoch checkpoint's progress
 
     # What the tools and tests read -----------------------------------------
 
@@ -186,6 +194,8 @@ class Trainer:
                 f"WARNING: {latest}, the newest checkpoint listed, has no "
                 f"files; resumed from {restored}, the newest that has."
             )
+        if self._restore_preempted():
+            return True
         if restored:
             self.log(
                 f"Resumed from {restored} (epoch {self.backend.epoch}, "
@@ -193,6 +203,41 @@ class Trainer:
             )
             return True
         return False
+
+    def _restore_preempted(self):
+        """Restores the mid-epoch checkpoint that continues the restored
+        epochs (a stale one is removed); returns True if it did."""
+        backend = self.backend
+        found = checkpoints.load_preempted(backend.checkpoint_dir)
+        if found is None:
+            return False
+        prefix, progress = found
+        if progress["epoch"] < backend.epoch:  # an epoch checkpoint is newer
+            checkpoints.clear_preempted(backend.checkpoint_dir)
+            return False
+        if progress["backend"] != backend.backend:
+            raise OptionError(
+                "model_dir",
+                "{field}={path} was stopped within an epoch under another "
+                "Keras backend ({other}); resume it with that backend "
+                "(KERAS_BACKEND).",
+                path=self.config.model_dir,
+                other=progress["backend"],
+            )
+        try:
+            backend.restore_preempted(prefix)
+        except (IndexError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise _damaged_preempted(prefix, e) from None
+        except checkpoints.tf_errors() as e:
+            raise _damaged_preempted(prefix, e) from None
+        self._resume = progress
+        self.log(
+            f"Resumed from {prefix} (step {self.step}: "
+            f"{progress['epoch_steps_done']} of the "
+            f"{progress['epoch_steps']} steps of epoch {progress['epoch'] + 1} "
+            "done, saved on SIGTERM)."
+        )
+        return True
 
     def prepare(self):
         """Resumes from the latest checkpoint, or warm starts a new run
@@ -234,11 +279,18 @@ class Trainer:
         Raises:
             DataError: the data stopped yielding usable records.
             NonFiniteLossError: the loss became NaN or infinite.
+            interrupts.Terminated: SIGTERM; the message names the
+                mid-epoch checkpoint a rerun resumes from.
         """
         from assemble_tf.data import input_pipeline
 
         try:
-            with input_pipeline.reraise_data_errors():
+            with (
+                interrupts.graceful_termination(
+                    self.backend.graceful_termination
+                ),
+                input_pipeline.reraise_data_errors(),
+            ):
                 return self._train(on_epoch_end)
         except KeyboardInterrupt:
             latest = self.backend.latest_checkpoint
@@ -292,16 +344,46 @@ class Trainer:
         from assemble_tf.data import input_pipeline
 
         t, plan, backend = self.config.train, self.plan, self.backend
+        resume, self._resume = self._resume, None
+        if resume is not None and resume["epoch"] != epoch:
+            resume = None
+        if resume is None:
+            resume = {
+                "epoch_steps": min(
+                    plan.steps_per_epoch, plan.total_steps - self.step
+                ),
+                "epoch_steps_done": 0,
+                "loss_sum": 0.0,
+                "records_skipped": 0,
+            }
+        steps = resume["epoch_steps"]
+        first_step = done = resume["epoch_steps_done"]
+        loss_sum, wd = resume["loss_sum"], 0.0
         stats = input_pipeline.PipelineStats()
-        iterator = iter(backend.dataset(epoch, stats))
-        steps = min(plan.steps_per_epoch, plan.total_steps - self.step)
+        # (Saved at the epoch's end: no data to skip through.)
+        iterator = (
+            iter(backend.dataset(epoch, stats, skip_steps=done))
+            if done < steps
+            else None
+        )
         seed_base = seeds.derive_seed(t.seed, "step", epoch)
-        progress = _Progress(steps, epoch + 1, plan.num_epochs)
+        progress = _Progress(steps, epoch + 1, plan.num_epochs, done)
+
+        def check_signals():
+            interrupts.check()  # a Ctrl-C whose exception was swallowed
+            if interrupts.termination_requested():
+                raise self._stop_on_sigterm(
+                    epoch,
+                    steps,
+                    done,
+                    loss_sum,
+                    resume["records_skipped"] + stats.unusable,
+                )
+
         start = time.perf_counter()
-        done, loss_sum, wd = 0, 0.0, 0.0
         try:
             while done < steps:
-                interrupts.check()  # a Ctrl-C whose exception was swallowed
+                check_signals()
                 n = min(t.steps_per_loop, steps - done)
                 first = self.step
                 mean, wd_value = backend.train_loop(iterator, seed_base, n)
@@ -319,7 +401,11 @@ class Trainer:
                     )
                 done += n
                 loss_sum += loss * n
-                rate = done * t.batch_size / (time.perf_counter() - start)
+                rate = (
+                    (done - first_step)
+                    * t.batch_size
+                    / (time.perf_counter() - start)
+                )
                 progress.update(done, loss, rate)
                 if self.step // t.log_every > first // t.log_every:
                     writer.scalars(
@@ -333,6 +419,7 @@ class Trainer:
                         },
                     )
             elapsed = time.perf_counter() - start
+            check_signals()  # before the evaluation: it may take minutes
         finally:
             # Before any message, a Ctrl-C's or a NaN's too: a line of its
             # own (it was glued to the bar).
@@ -343,15 +430,19 @@ class Trainer:
             "train_loss": loss_sum / max(steps, 1),
             "weight_decay_loss": wd,
             "learning_rate": float(np.asarray(plan.lr_schedule(self.step))),
-            "train_images_per_sec": steps * t.batch_size / max(elapsed, 1e-9),
+            # Of this process (a resumed epoch: its steps after the resume).
+            "train_images_per_sec": (steps - first_step)
+            * t.batch_size
+            / max(elapsed, 1e-9),
         }
         if not self.config.data.synthetic:
             # In-flight records are read but not yet emitted: count only
             # what was found unusable (as it was read, read-ahead included).
-            record["train_records_skipped"] = stats.unusable
-            if stats.unusable:
+            skipped = resume["records_skipped"] + stats.unusable
+            record["train_records_skipped"] = skipped
+            if skipped:
                 self.log(
-                    f"WARNING: epoch {epoch + 1} skipped {stats.unusable:,} "
+                    f"WARNING: epoch {epoch + 1} skipped {skipped:,} "
                     f"unusable training records ({stats.describe()}; "
                     "counted as read, records read ahead included)."
                 )
@@ -381,9 +472,36 @@ class Trainer:
         every = max(1, round(t.checkpoint_every_epochs))
         if (epoch + 1) % every == 0 or last:
             path = backend.save(epoch + 1)
+            if backend.is_chief:
+                checkpoints.clear_preempted(backend.checkpoint_dir)
             if "val_top1" in record and backend.is_chief:
                 best.offer(path, record["val_top1"], epoch + 1)
         self.log(_format_record(record))
+
+    def _stop_on_sigterm(self, epoch, steps, done, loss_sum, skipped):
+        """Saves the mid-epoch checkpoint; returns the `Terminated` to
+        raise."""
+        backend = self.backend
+        backend.sync()
+        prefix = backend.save_preempted(self.step)
+        checkpoints.save_preempted_progress(
+            backend.checkpoint_dir,
+            {
+                "backend": backend.backend,
+                "checkpoint": os.path.basename(prefix),
+                "epoch": epoch,
+                "step": self.step,
+                "epoch_steps": steps,
+                "epoch_steps_done": done,
+                "loss_sum": float(loss_sum),
+                "records_skipped": int(skipped),
+            },
+        )
+        return interrupts.Terminated(
+            f"Training stopped on SIGTERM at step {self.step} ({done} of the "
+            f"{steps} steps of epoch {epoch + 1}) and saved {prefix}; rerun "
+            "the same command to resume from there."
+        )
 
 
 class _SummaryWriter:
@@ -408,18 +526,19 @@ class _SummaryWriter:
 class _Progress:
     """A one-line progress bar with loss and images/s, updated per loop."""
 
-    def __init__(self, steps, epoch, num_epochs):
+    def __init__(self, steps, epoch, num_epochs, done=0):
         from tqdm import tqdm
 
         self.bar = tqdm(
             total=steps,
+            initial=done,
             desc=f"epoch {epoch}/{num_epochs}",
             unit="step",
             file=sys.stderr,
             leave=False,
             mininterval=1.0,
         )
-        self.done = 0
+        self.done = done
 
     def update(self, done, loss, images_per_sec):
         self.bar.update(done - self.done)
@@ -442,6 +561,16 @@ __all__ = [
     "make_step",
     "to_host",
 ]
+
+
+def _damaged_preempted(prefix, error):
+    """The one-line error of a mid-epoch checkpoint that does not read."""
+    folder = os.path.dirname(prefix)
+    return checkpoints.unreadable_error(
+        prefix,
+        error,
+        f"Delete {folder} and rerun to resume from the last epoch checkpoint.",
+    )
 
 
 def _damaged_checkpoint(prefix, error):

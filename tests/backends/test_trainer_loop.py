@@ -10,6 +10,7 @@ import pytest
 from assemble_tf import config as config_lib
 from assemble_tf.runs import runtime
 from assemble_tf.training import trainer as trainer_lib
+from tests.training import conftest as training_conftest
 from tests.training.conftest import TINY_SYNTHETIC
 
 TINY = {
@@ -281,4 +282,129 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         f"`warm_start`={export} is a SavedModel, which only TensorFlow "
         "restores: under KERAS_BACKEND=jax, warm start from the training run "
         "or a .weights.h5 (or fine-tune under TensorFlow)."
+    )
+
+
+@pytest.mark.slow  # trains three times
+def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
+    tmp_path, tmp_path_factory
+):
+    """A preempted machine's SIGTERM: the run saves where it is within the
+    epoch and stops; the rerun skips the records the epoch had used and
+    ends with the weights, losses and metrics of an uninterrupted run
+    (before: killed, and the rerun repeated the whole epoch)."""
+    import json
+    import os
+    import signal
+    import time
+
+    from official.utils.misc import interrupts
+
+    tiny_data = str(  # the tiny records of tests/training, shared
+        training_conftest.shared_once(
+            tmp_path_factory, "tiny_data", training_conftest._write_tiny_data
+        )
+    )
+
+    def config(folder):
+        return _config(
+            folder,
+            train={"steps_per_loop": 1, "deterministic": True, "seed": 5},
+            model={"base_width": 8, "block_sizes": "1,1,1,1"},
+            data={
+                "data_dir": tiny_data,  # 64 train images: 4 steps of 16
+                "num_classes": 4,
+                "image_size": 32,
+                "eval_preprocessing": "imagenet_32",
+                "shuffle_buffer": 64,
+            },
+            augment={"mixup_type": 1, "label_smoothing": 0.1},
+        )
+
+    def weights(trainer):
+        return [keras.ops.convert_to_numpy(v) for v in trainer.model.weights]
+
+    def trainer(folder):
+        cfg = config(folder)
+        assert cfg.augment.mixup_type == 1  # 2 records per example
+        logged = []
+        t = trainer_lib.Trainer(cfg, runtime.setup_runtime(cfg), logged.append)
+        return t, logged
+
+    whole, _ = trainer(tmp_path / "whole")
+    expected = whole.train()
+
+    run = tmp_path / "stopped"
+    stopped, _ = trainer(run)
+    train_loop = stopped.backend.train_loop
+
+    def loop_then_sigterm(iterator, seed, n):
+        out = train_loop(iterator, seed, n)
+        if stopped.step == 6:  # 2 of the 4 steps of epoch 2
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while not interrupts.termination_requested():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        return out
+
+    stopped.backend.train_loop = loop_then_sigterm
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(interrupts.Terminated) as stop:
+        stopped.train()
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back
+    prefix = str(run / "checkpoints" / "preempted" / "ckpt-6")
+    assert str(stop.value) == (
+        "Training stopped on SIGTERM at step 6 (2 of the 4 steps of epoch "
+        f"2) and saved {prefix}; rerun the same command to resume from "
+        "there."
+    )
+    progress = json.loads(
+        (run / "checkpoints/preempted/progress.json").read_text()
+    )
+    assert {k: v for k, v in progress.items() if k != "loss_sum"} == {
+        "backend": keras.backend.backend(),
+        "checkpoint": "ckpt-6",
+        "epoch": 1,
+        "step": 6,
+        "epoch_steps": 4,
+        "epoch_steps_done": 2,
+        "records_skipped": 0,
+    }
+    # The tools still read the epoch checkpoints only.
+    from assemble_tf.runs import checkpoints
+
+    assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-1"
+
+    resumed, logged = trainer(run)
+    history = resumed.train()
+    assert logged[0] == (
+        f"Resumed from {prefix} (step 6: 2 of the 4 steps of epoch 2 done, "
+        "saved on SIGTERM)."
+    )
+    assert resumed.step == 8
+    assert not (run / "checkpoints" / "preempted").exists()
+    for a, b in zip(weights(whole), weights(resumed), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert [r["epoch"] for r in history] == [1, 2]
+    for key in ("train_loss", "val_loss", "val_top1", "learning_rate"):
+        assert history[-1][key] == pytest.approx(expected[-1][key], rel=1e-5)
+    # A stale progress.json (an epoch checkpoint came after it) is removed;
+    # a damaged one is named with the fix.
+    preempted = run / "checkpoints" / "preempted"
+    preempted.mkdir()
+    (preempted / "progress.json").write_text(json.dumps(progress))
+    again, _ = trainer(run)
+    again.prepare()
+    assert again.step == 8 and not preempted.exists()
+    preempted.mkdir()
+    (preempted / "progress.json").write_text('{"epoch": 2}')
+    again, _ = trainer(run)
+    with pytest.raises(ValueError) as error:
+        again.prepare()
+    assert str(error.value) == (
+        f"{preempted / 'progress.json'} is not the progress of a mid-epoch "
+        "checkpoint (fields backend, checkpoint, epoch, step, epoch_steps, "
+        "epoch_steps_done, loss_sum, records_skipped); delete "
+        f"{preempted} to resume from the last epoch checkpoint instead."
     )

@@ -75,7 +75,7 @@ def test_option_error_names_the_field_and_binaries_print_the_flag(capsys):
 
 def test_a_swallowed_ctrl_c_is_still_seen_by_the_next_check():
     """A Ctrl-C landing in a finalizer (tqdm's `__del__` at an epoch's end
-    made `test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes` flaky):
+    made the Ctrl-C test of `tests/training/test_trainer.py` flaky):
     no "Exception ignored" traceback, the next check raises; another
     exception in a finalizer is still reported."""
     import os
@@ -133,3 +133,38 @@ def test_path_exists_error_is_an_option_error_and_a_file_exists_error():
     assert e.errno == errno.EEXIST
     assert str(e) == "`output`=w.h5 exists; pass `overwrite`."
     assert e.as_flag() == "--output=w.h5 exists; pass --overwrite."
+
+
+def test_sigterm_sets_a_flag_only_inside_graceful_termination():
+    import os
+    import signal
+    import time
+
+    from official.utils.misc import interrupts
+
+    def sigterm_seen(wait=5.0):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while not interrupts.termination_requested():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda *a: calls.append(a[0]))
+    try:
+        with interrupts.graceful_termination():
+            assert not interrupts.termination_requested()
+            assert sigterm_seen()
+        assert calls == []  # the flag, not the handler before
+        with interrupts.graceful_termination():  # a new block: not stale
+            assert not interrupts.termination_requested()
+        with interrupts.graceful_termination(enabled=False):
+            interrupts.reset()
+            assert not sigterm_seen(wait=0.2)
+        assert calls == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        interrupts.reset()
+    assert interrupts.TERMINATED_EXIT_CODE == 143

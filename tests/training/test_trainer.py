@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -135,12 +136,13 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-def test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes(tmp_path):
+def test_ctrl_c_and_sigterm_print_one_line_naming_where_a_rerun_resumes(
+    tmp_path,
+):
     import signal
 
     model_dir = tmp_path / "run"
-    appeared, code, stderr = testing_utils.kill_binary_when(
-        model_dir / "checkpoints" / "checkpoint",  # after the first save
+    args = (
         "tools.train",
         "--preset=resnet50",
         "--base_width=8",
@@ -154,6 +156,10 @@ def test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes(tmp_path):
         "--warmup_epochs=0",
         "--steps_per_loop=1",
         f"--model_dir={model_dir}",
+    )
+    appeared, code, stderr = testing_utils.kill_binary_when(
+        model_dir / "checkpoints" / "checkpoint",  # after the first save
+        *args,
         signal_number=signal.SIGINT,
     )
     assert appeared
@@ -165,6 +171,32 @@ def test_ctrl_c_prints_one_line_naming_where_a_rerun_resumes(tmp_path):
     # On a line of its own (it was glued to the progress bar's).
     assert lines[0].startswith("Interrupted. Training stopped at step ")
     assert "/checkpoints/ckpt-" in lines[0]
+    # The rerun resumes; SIGTERM (a preempted machine) after its first
+    # epoch: a checkpoint within the epoch, one line, the exit code of a
+    # process SIGTERM stopped (before: killed at once, no word).
+    epoch = int(re.search(r"/checkpoints/ckpt-(\d+)", lines[0]).group(1))
+    appeared, code, stderr = testing_utils.kill_binary_when(
+        model_dir / "checkpoints" / f"ckpt-{epoch + 1}.index",
+        *args,
+        signal_number=signal.SIGTERM,
+    )
+    assert appeared
+    assert code == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if "SIGTERM" in line]
+    assert len(lines) == 1, stderr[-3000:]
+    match = re.fullmatch(
+        r"Terminated\. Training stopped on SIGTERM at step (\d+) \(\d of "
+        r"the 2 steps of epoch \d+\) and saved (\S+); rerun the same "
+        r"command to resume from there\.",
+        lines[0],
+    )
+    assert match, lines[0]
+    step, prefix = match.groups()
+    assert prefix == str(
+        model_dir / "checkpoints" / "preempted" / f"ckpt-{step}"
+    )
+    assert os.path.isfile(prefix + ".index")
 
 
 @pytest.mark.slow  # trains or compiles

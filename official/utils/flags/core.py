@@ -78,7 +78,8 @@ def clean_errors(
     their flags (`as_flag(names=flag_names)`; `flag_names`: {option: flag}
     for options whose flag is named otherwise). The exit code is 2.
     Ctrl-C prints one line (the interrupt's own text, e.g. how to resume)
-    and exits 130.
+    and exits 130; a job that stopped on SIGTERM (`interrupts.Terminated`)
+    likewise, exit 143.
     """
 
     @functools.wraps(main)
@@ -92,6 +93,10 @@ def clean_errors(
                 text = e
             print(f"ERROR: {text}", file=sys.stderr)
             sys.exit(2)
+        except interrupts.Terminated as e:
+            # SIGTERM, after the job saved what a rerun goes on from.
+            print(f"Terminated. {e}".rstrip(), file=sys.stderr)
+            sys.exit(interrupts.TERMINATED_EXIT_CODE)
         except KeyboardInterrupt as e:
             # Ctrl-C: one line (a long job may say how to resume), the
             # shell's exit code for SIGINT.

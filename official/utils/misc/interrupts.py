@@ -8,13 +8,33 @@ on. `install()` makes SIGINT also set a flag that long loops poll
 exception itself was swallowed, and keeps Python's "Exception ignored ...
 Traceback ... KeyboardInterrupt" report of the swallowed one off the
 console: the job ends with its own one-line message.
+
+`graceful_termination()` is the other signal a long job gets: SIGTERM, what
+a cloud scheduler sends before it takes the machine (preemptible VMs, TPU
+maintenance, Kubernetes), with a grace period of some seconds. Inside it,
+SIGTERM only sets a flag (`termination_requested()`); the job polls it at a
+point where its state is whole, saves, and raises `Terminated`, which the
+binaries print as one line and exit 143 (128 + SIGTERM), as a process
+killed by SIGTERM would. Model Garden's `PreemptionCheckpointHandler` is
+the TensorFlow-only form of this.
 """
 
+import contextlib
 import signal
 import sys
 import threading
 
 _requested = threading.Event()
+_terminate = threading.Event()
+
+# The exit status of a job stopped by SIGTERM (128 + 15), as the shell
+# reports a process that the signal killed.
+TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
+
+
+class Terminated(Exception):
+    """A job stopped on SIGTERM after saving; the message says how to go
+    on."""
 
 
 def install():
@@ -62,5 +82,34 @@ def check():
 
 
 def reset():
-    """Forgets an earlier SIGINT (tests)."""
+    """Forgets an earlier SIGINT or SIGTERM (tests)."""
     _requested.clear()
+    _terminate.clear()
+
+
+@contextlib.contextmanager
+def graceful_termination(enabled=True):
+    """Within the block, SIGTERM sets `termination_requested()` instead of
+    killing the process; the previous handler is back afterwards.
+
+    Off outside the main thread (where Python cannot install handlers) and
+    when not `enabled` (e.g. a multi-worker job, whose workers must agree
+    on a save: there SIGTERM kills as before and the last checkpoint is
+    the resume point).
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _terminate.clear()  # before, SIGTERM would have killed the process
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: _terminate.set()
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def termination_requested():
+    """Whether SIGTERM arrived inside `graceful_termination()`."""
+    return _terminate.is_set()
