@@ -66,6 +66,44 @@ def resize_bilinear_legacy(image, size):
     )
 
 
+# An eval resize above this many pixels (the shorter side at R, so an
+# aspect ratio beyond ~1:256) computes only the center crop's pixels (see
+# `crop_of_resize_bilinear_legacy`).
+RESIZED_MAX_PIXELS = 4096 * 4096
+
+
+def crop_of_resize_bilinear_legacy(image, size, top, left, crop_size):
+    """The `crop_size` square at (top, left) of `resize_bilinear_legacy(
+    image, size)`, computing those pixels only.
+
+    The same arithmetic as TensorFlow's ResizeBilinear kernel (legacy
+    scaler: source = float32(i) * in / out, lerp between floor and ceil,
+    rows after columns), so the same values; the whole resize of a 1x8000
+    JPEG with its shorter side at 256 took 7 GB and 22 s.
+    """
+    shape = tf.shape(image)
+
+    def axis(start, in_size, out_size):
+        scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+        x = tf.cast(tf.range(start, start + crop_size), tf.float32) * scale
+        lower = tf.floor(x)
+        upper = tf.minimum(tf.math.ceil(x), tf.cast(in_size - 1, tf.float32))
+        lower = tf.maximum(lower, 0.0)
+        return tf.cast(lower, tf.int32), tf.cast(upper, tf.int32), x - lower
+
+    y0, y1, y_lerp = axis(top, shape[0], size[0])
+    x0, x1, x_lerp = axis(left, shape[1], size[1])
+
+    def corner(rows, cols):
+        index = tf.stack(tf.meshgrid(rows, cols, indexing="ij"), axis=-1)
+        return tf.cast(tf.gather_nd(image, index), tf.float32)
+
+    x_lerp = x_lerp[tf.newaxis, :, tf.newaxis]
+    top_row = corner(y0, x0) + (corner(y0, x1) - corner(y0, x0)) * x_lerp
+    bottom = corner(y1, x0) + (corner(y1, x1) - corner(y1, x0)) * x_lerp
+    return top_row + (bottom - top_row) * y_lerp[:, tf.newaxis, tf.newaxis]
+
+
 def aspect_preserving_size(height, width, resize_side):
     """New (h, w) with the shorter side at `resize_side` (float32 math)."""
     h = tf.cast(height, tf.float32)
@@ -161,8 +199,19 @@ def eval_crop(
     _, resize_side, crop_size = eval_sizes(preprocessing_type)
     shape = tf.shape(image)
     new_h, new_w = aspect_preserving_size(shape[0], shape[1], resize_side)
-    image = resize_bilinear_legacy(image, tf.stack([new_h, new_w]))
-    image = center_crop(image, crop_size)
+    size = tf.stack([new_h, new_w])
+    image = tf.cond(
+        tf.cast(new_h, tf.int64) * tf.cast(new_w, tf.int64)
+        <= RESIZED_MAX_PIXELS,
+        lambda: center_crop(resize_bilinear_legacy(image, size), crop_size),
+        lambda: crop_of_resize_bilinear_legacy(
+            image,
+            size,
+            (new_h - crop_size) // 2,
+            (new_w - crop_size) // 2,
+            crop_size,
+        ),
+    )
     image = normalize(image, stddev=stddev)
     image.set_shape([crop_size, crop_size, 3])
     return tf.cast(image, dtype)

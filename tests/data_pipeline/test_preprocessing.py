@@ -142,6 +142,37 @@ def test_large_images_are_resized_without_a_float32_copy(monkeypatch):
     assert pp.FLOAT_COPY_MAX_PIXELS < 8000 * 8000
 
 
+def test_extreme_aspect_ratios_compute_only_the_center_crop(monkeypatch):
+    """An eval crop whose resize would exceed RESIZED_MAX_PIXELS computes
+    the crop's pixels alone (a 1x8000 JPEG at the serving signature took
+    7 GB and 22 s): bit for bit the crop of the whole resize, on shapes
+    where floor and ceil meet, clamp at the border and upsample."""
+    rng = np.random.default_rng(3)
+    for h, w, side, crop in (
+        (375, 500, 256, 224),
+        (500, 375, 292, 256),
+        (7, 3, 256, 224),
+        (1, 9, 8, 5),
+        (33, 4000, 256, 224),
+    ):
+        image = tf.constant(rng.integers(0, 256, (h, w, 3), np.uint8))
+        nh, nw = pp.aspect_preserving_size(h, w, side)
+        size = tf.stack([nh, nw])
+        top, left = (nh - crop) // 2, (nw - crop) // 2
+        np.testing.assert_array_equal(
+            pp.crop_of_resize_bilinear_legacy(image, size, top, left, crop),
+            pp.center_crop(pp.resize_bilinear_legacy(image, size), crop),
+        )
+    # eval_crop takes that path above the limit, in the graph too.
+    image = tf.constant(rng.integers(0, 256, (2, 700, 3), np.uint8))
+    monkeypatch.setattr(pp, "RESIZED_MAX_PIXELS", 256 * 89_600)  # 2 x 700
+    whole = pp.eval_crop(image).numpy()
+    monkeypatch.setattr(pp, "RESIZED_MAX_PIXELS", 256 * 89_600 - 1)
+    crop = tf.function(pp.eval_crop, autograph=False)(image).numpy()
+    np.testing.assert_array_equal(crop, whole)
+    assert pp.RESIZED_MAX_PIXELS < 256 * 8000 * 256
+
+
 def test_train_assume_jpeg_skips_only_the_format_branch():
     jpeg = tf.constant(
         testing_utils.jpeg_bytes(testing_utils.smooth_image(120, 90, seed=4))
