@@ -108,7 +108,9 @@ def _checked(labels, logits):
 
 def _label_rank_tf(labels, logits):
     """The rank of each label among the classes, by decreasing logit
-    (ties: the lower class id first), [B] int32."""
+    (ties: the lower class id first), [B] int32; K (never among the top k)
+    for a row with a NaN or infinite logit, which every comparison would
+    rank first (an overflowed float16 model scored top-1 1.0)."""
     num_classes = logits.shape[1]
     label_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
     label_logit = label_logit[:, tf.newaxis]
@@ -121,7 +123,8 @@ def _label_rank_tf(labels, logits):
         ),
     )
     rank = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1)
-    return rank
+    finite = tf.reduce_all(tf.math.is_finite(logits), axis=1)
+    return tf.where(finite, rank, num_classes)
 
 
 class ClassificationMetrics:
@@ -370,19 +373,22 @@ def _check_scores(scores, name):
 
 
 def _label_rank(scores, labels):
-    """How many classes rank ahead of the label (stable, decreasing)."""
+    """How many classes rank ahead of the label (stable, decreasing); K
+    for a row with a NaN or infinite score (counted wrong at any k)."""
     label_score = np.take_along_axis(scores, labels[:, None], axis=1)
     ids = np.arange(scores.shape[1])[None, :]
     ahead = (scores > label_score) | (
         (scores == label_score) & (ids < labels[:, None])
     )
-    return ahead.sum(axis=1)
+    finite = np.isfinite(scores).all(axis=1)
+    return np.where(finite, ahead.sum(axis=1), scores.shape[1])
 
 
 def topk_accuracy(logits, labels, k):
     """Fraction of examples whose label is among the k best logits.
 
-    Ties are broken towards the smaller class index; k >= K gives 1.0.
+    Ties are broken towards the smaller class index; k >= K gives 1.0; a
+    row with a NaN or infinite logit counts as wrong.
 
     Args:
         logits: float array [N, K] (probabilities work equally).
@@ -397,6 +403,7 @@ def topk_accuracy(logits, labels, k):
     labels = _check_labels(labels, logits.shape[0], logits.shape[1])
     if logits.shape[0] == 0:
         return float("nan")
+    k = min(k, logits.shape[1])
     return float(np.mean(_label_rank(logits, labels) < k))
 
 

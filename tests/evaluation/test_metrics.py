@@ -187,6 +187,26 @@ def test_float16_logits():
     )
 
 
+def test_rows_with_nan_or_inf_logits_count_as_wrong():
+    """Every comparison with NaN is false, so a NaN row ranked its label
+    first: top-1 2/3 here, and 1.0 for a float16 model whose logit
+    overflowed to inf."""
+    labels = np.array([0, 2, 1, 0])
+    logits = np.array(
+        [[np.nan, 0, 0], [0, np.nan, 1], [1, 2, 3], [np.inf, 0, 0]],
+        np.float32,
+    )
+    assert M.topk_accuracy(logits, labels, 1) == 0.0
+    assert M.topk_accuracy(logits, labels, 2) == 0.25
+    assert M.topk_accuracy(logits, labels, 3) == 0.25  # k = K
+    assert M.topk_accuracy(logits[2:3], labels[2:3], 9) == 1.0
+    m = M.ClassificationMetrics(top_k=3)
+    m.update_state(labels, logits)
+    result = m.result()
+    assert result["top1"] == 0.0 and result["top5"] == 0.25
+    assert np.isnan(result["loss"])
+
+
 def test_fewer_than_five_classes():
     # K = 3: top-5 becomes top-3, which is always right.
     logits = np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 3.0], [0.0, 1.0, 0.0]])
