@@ -203,7 +203,7 @@ def test_rows_with_nan_or_inf_logits_count_as_wrong():
     m = M.ClassificationMetrics(top_k=3)
     m.update_state(labels, logits)
     result = m.result()
-    assert result["top1"] == 0.0 and result["top5"] == 0.25
+    assert result["top1"] == 0.0 and result["top3"] == 0.25
     assert np.isnan(result["loss"])
 
 
