@@ -409,7 +409,11 @@ class AugmentConfig(_Group):
     randaugment_layers: int = _f(
         0, "RandAugment N (0 = off).", check=_at_least(0)
     )
-    randaugment_magnitude: int = _f(10, "RandAugment M.", check=_at_least(0))
+    randaugment_magnitude: int = _f(
+        10,
+        "RandAugment M, of the 10 levels of the original's scale.",
+        check=(lambda v: 0 <= v <= 10, "must be in [0, 10]"),
+    )
     mixup_type: int = _f(
         0, "Mixup: 0 off, 1 two batches, 2 halves.", check=_one_of(0, 1, 2)
     )
@@ -570,6 +574,23 @@ class TrainConfig(_Group):
                 self.warmup_epochs,
                 f"must be < {{epochs}}={self.epochs}",
                 ["epochs"],
+            )
+        if (
+            self.freeze_backbone
+            and self.warm_start
+            and not (self.warm_start_bn_stats or self.bn_reestimate_steps)
+        ):
+            # A frozen BatchNorm runs in inference mode: the reset
+            # statistics (0 / 1) would never be updated (train loss 135
+            # where the kept statistics give 6).
+            raise invalid(
+                "freeze_backbone",
+                self.freeze_backbone,
+                "a frozen backbone never updates its BN statistics, and "
+                "{warm_start_bn_stats}=False resets them to 0 / 1: keep them "
+                "({warm_start_bn_stats}) or re-estimate them on the new data "
+                "({bn_reestimate_steps}=N)",
+                ["warm_start_bn_stats", "bn_reestimate_steps"],
             )
 
 
@@ -843,6 +864,16 @@ def validate(config):
             + "), so a schedule would silently do nothing; leave it out "
             "(or set it to none)",
             ["dropblock", "add_dropblock"],
+        )
+    if config.augment.mixup_type == 2 and t.batch_size % 2:
+        # Type 2 mixes the two halves of each (per-replica) batch: an odd
+        # one lost an image per step, a batch of 1 failed at its first.
+        raise invalid(
+            "batch_size",
+            t.batch_size,
+            "{mixup_type}=2 mixes the two halves of each batch: it must be "
+            "even",
+            ["mixup_type"],
         )
     _check_big_little_sizes(m, d)
 

@@ -17,7 +17,11 @@ import tensorflow as tf
 from assemble_tf import config as config_lib
 from assemble_tf.layers import set_dropblock_keep_prob
 from assemble_tf.runs import checkpoints
-from assemble_tf.runs.models import REINIT_LAYERS, build_run_model
+from assemble_tf.runs.models import (
+    REINIT_LAYERS,
+    build_run_model,
+    is_head_variable,
+)
 from official.utils.misc.validation import MissingPathError, OptionError
 
 
@@ -93,6 +97,45 @@ def _source_weights(path, rebuild):
             checkpoints.restore(source, prefix)
             return {v.path: v.numpy() for v in source.variables}
     return None
+
+
+def _load_all_but_the_head(model, path):
+    """`load_weights` that may skip the head only: Keras' skip_mismatch
+    skips any layer whose shapes differ, and a file of another
+    architecture (another width or depth) loaded nothing, silently.
+
+    Every other variable is set to NaN first, so one the file did not fill
+    is found afterwards.
+
+    Raises:
+        OptionError: (field `warm_start`) variables outside the head were
+            not loaded.
+    """
+    body = [
+        v
+        for v in model.variables
+        if not is_rng_state(v)
+        and not is_head_variable(v)  # a new embedding head has no source
+        and "float" in str(v.dtype)
+    ]
+    for v in body:
+        v.assign(keras.ops.full(v.shape, float("nan"), v.dtype))
+    model.load_weights(path, skip_mismatch=True)
+    left = [
+        v.path for v in body if np.isnan(keras.ops.convert_to_numpy(v)).any()
+    ]
+    if left:
+        raise OptionError(
+            "warm_start",
+            "{field}={path} does not fit the model: {left} of its {total} "
+            "variables outside the head were not loaded (e.g. {some}), so "
+            "it holds another architecture (or NaN values). Use the preset "
+            "(and overrides) the weights were trained with.",
+            path=path,
+            left=len(left),
+            total=len(body),
+            some=left[:3],
+        )
 
 
 def _checkpoint_prefix(path):
@@ -187,7 +230,10 @@ def warm_start_model(
                 warnings.filterwarnings(
                     "ignore", message="Skipping nested container.*"
                 )
-            model.load_weights(path, skip_mismatch=not load_head)
+            if load_head:
+                model.load_weights(path)
+            else:
+                _load_all_but_the_head(model, path)
     elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
         path
     ):

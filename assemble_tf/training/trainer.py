@@ -104,6 +104,22 @@ class Trainer:
                 value=t.batch_size,
                 replicas=replicas,
             )
+        # (Under JAX the step mixes the global batch.)
+        if (
+            config.augment.mixup_type == 2
+            and (t.batch_size // replicas) % 2
+            and keras.backend.backend() == "tensorflow"
+        ):
+            raise OptionError(
+                "batch_size",
+                "{field}={value} gives each of the {replicas} replicas "
+                "{per_replica} images, and {mixup_type}=2 mixes the two "
+                "halves of each replica's batch: make it even.",
+                ["mixup_type"],
+                value=t.batch_size,
+                replicas=replicas,
+                per_replica=t.batch_size // replicas,
+            )
         self.plan = step_lib.make_plan(config)
         if self.plan.num_train < t.batch_size:
             self.log(

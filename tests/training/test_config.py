@@ -61,6 +61,32 @@ def test_json_round_trip(tmp_path):
             {"data": {"eval_preprocessing": "inception"}},
             "preprocessing_type='inception'",
         ),
+        (  # it failed at training time, naming no flag
+            {"augment": {"randaugment_magnitude": 15}},
+            re.escape(
+                "--randaugment_magnitude=15 is invalid: must be in [0, 10]"
+            ),
+        ),
+        (  # an odd batch lost an image per step, 1 failed
+            {"augment": {"mixup_type": 2}, "train": {"batch_size": 3}},
+            "--batch_size=3 is invalid: --mixup_type=2 mixes the two halves "
+            "of each batch: it must be even.",
+        ),
+        (  # the reset BN statistics stayed 0 / 1: train loss 135
+            {
+                "train": {
+                    "warm_start": "w.weights.h5",
+                    "warm_start_bn_stats": False,
+                    "freeze_backbone": True,
+                }
+            },
+            re.escape(
+                "--freeze_backbone=True is invalid: a frozen backbone never "
+                "updates its BN statistics, and --warm_start_bn_stats=False "
+                "resets them to 0 / 1: keep them (--warm_start_bn_stats) or "
+                "re-estimate them on the new data (--bn_reestimate_steps=N)."
+            ),
+        ),
     ],
 )
 def test_validation_names_flag_and_value(tmp_path, overrides, match):
@@ -292,13 +318,13 @@ def test_loop_and_data_sizes_are_checked_before_anything_runs(tmp_path):
         ("train", "eval_every_epochs", 0.5, "must be a whole number"),
         ("train", "checkpoint_every_epochs", -1.0, "must be a whole number"),
         ("augment", "randaugment_layers", -1, "must be >= 0"),
-        ("augment", "randaugment_magnitude", -5, "must be >= 0"),
+        ("augment", "randaugment_magnitude", -5, "must be in [0, 10]"),
         ("runtime", "num_gpus", -3, "must be >= 0"),
     ):
         overrides = {"data": dict(data)}
         overrides.setdefault(group, {})[field] = value
         with testing_utils.raises_flag_error(
-            f"--{field}={value!r} is invalid: {allowed}"
+            re.escape(f"--{field}={value!r} is invalid: {allowed}")
         ):
             config_lib.make_config(str(tmp_path), "resnet50", overrides)
     cfg = config_lib.make_config(

@@ -99,3 +99,36 @@ def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
     keras.utils.set_random_seed(0)
     with pytest.raises(ValueError, match="of another shape"):
         warm_start.warm_start_model(other, run_dir, load_head=True)
+
+
+def test_a_weights_file_of_another_architecture_is_refused(tmp_path):
+    """Keras' skip_mismatch skips any layer of another shape: a
+    .weights.h5 of another width loaded nothing and the run trained from
+    scratch without a word. Only the head may be skipped."""
+    from assemble_tf.models import build_model
+
+    tiny = {"block_sizes": (1, 1, 1, 1), "image_size": 32}
+    path = str(tmp_path / "w16.weights.h5")
+    build_model("resnet50", base_width=16, num_classes=5, **tiny).save_weights(
+        path
+    )
+    model = build_model("resnet50", base_width=8, num_classes=3, **tiny)
+    with pytest.raises(ValueError) as error:
+        warm_start.warm_start_model(model, path)
+    message = str(error.value)
+    assert message.startswith(
+        f"`warm_start`={path} does not fit the model: 85 of its 85 "
+        "variables outside the head were not loaded (e.g. "
+        "['stem_1_conv/kernel',"
+    ), message
+    assert message.endswith(
+        "Use the preset (and overrides) the weights were trained with."
+    )
+    # The same width: everything but the 5-class head loads.
+    path = str(tmp_path / "w8.weights.h5")
+    source = build_model("resnet50", base_width=8, num_classes=5, **tiny)
+    source.save_weights(path)
+    warm_start.warm_start_model(model, path)
+    for a, b in zip(source.weights, model.weights, strict=True):
+        if not a.path.startswith("head_"):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), a.path)
