@@ -101,8 +101,12 @@ def resolve(request, dry_run=False):
         overrides[group] = {**overrides.get(group, {}), **values}
     if not request.model_dir and not dry_run:
         raise OptionError("model_dir", "{field} is required (the run folder).")
+    _check_class_count(request, info, overrides["data"])
     config = config_lib.make_config(request.model_dir, preset, overrides)
-    if not config.train.warm_start and not dry_run:
+    resuming = os.path.isfile(
+        os.path.join(request.model_dir or "", "config.json")
+    )
+    if not config.train.warm_start and not dry_run and not resuming:
         warnings += ("no warm start: training from scratch.",)
     if info is not None:
         from assemble_tf.data import sources
@@ -112,6 +116,36 @@ def resolve(request, dry_run=False):
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper
     return Resolution(config, name, recipe, info, warnings, paper)
+
+
+def _check_class_count(request, info, data):
+    """An explicit `num_classes` below the source's class count dropped
+    the other classes' images as out of range, silently; with a
+    `class_range` alone the count is the range's."""
+    explicit = request.overrides.get("data", {})
+    class_range = explicit.get("class_range")
+    if class_range and "num_classes" not in explicit:
+        low, high = config_lib.parse_class_range(class_range)
+        data["num_classes"] = high - low
+        return
+    if (
+        info is None
+        or class_range
+        or "num_classes" not in explicit
+        or explicit["num_classes"] >= info.num_classes
+    ):
+        return
+    raise OptionError(
+        "num_classes",
+        "{field}={value} is fewer than the {found} classes of {source}="
+        "{path}: the images of the others would be skipped as labels out "
+        "of range. Leave {field} out (the source's count), or train on "
+        "some classes with {class_range}=LOW,HIGH.",
+        ["source", "class_range"],
+        value=explicit["num_classes"],
+        found=info.num_classes,
+        path=request.source,
+    )
 
 
 def _apply_recipe(request, name, recipe):
@@ -152,7 +186,11 @@ def dataset_options(request, source, retrieval, dry_run=False):
         data["num_classes"] = explicit or _catalogue_classes(
             request, source, retrieval
         )
-        splits = {"validation"}
+        splits = (
+            set(_folder_splits(source))
+            if os.path.isdir(source)
+            else {"validation"}
+        )
     else:
         info = inputs.open_source_cached(
             source,
@@ -215,12 +253,28 @@ def _catalogue_classes(request, source, retrieval):
     known = _known(source)
     if known is not None:
         return known.num_classes
-    root = os.path.join(source, request.data_option("train_split") or "train")
-    if os.path.isdir(root):
-        return len([d for d in os.scandir(root) if d.is_dir()])
+    if os.path.isdir(source):
+        # The label space of a folder: class folders of all its splits.
+        return len(
+            {
+                c.name
+                for split in _folder_splits(source)
+                for c in os.scandir(os.path.join(source, split))
+                if c.is_dir() and not c.name.startswith(".")
+            }
+        )
     raise OptionError(
         "num_classes",
         "A dry run cannot tell the classes of source={source!r} without "
         "reading it; pass {field}.",
         source=source,
+    )
+
+
+def _folder_splits(root):
+    """The split folders of an image folder (hidden ones aside)."""
+    return sorted(
+        d.name
+        for d in os.scandir(root)
+        if d.is_dir() and not d.name.startswith(".")
     )

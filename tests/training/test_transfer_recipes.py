@@ -9,6 +9,7 @@ exactly that backbone and those regularizers.
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -396,6 +397,30 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         f"{root}: class folders without images, still counted as classes: owl.",
     )
     assert result.config.data.num_classes == 3
+    # --dry_run says what the run uses (before: 'validation' and the train
+    # split's 2 classes).
+    config, _, _ = _resolve("--preset=resnet50", f"--source={root}")
+    assert (config.data.validation_split, config.data.num_classes) == (
+        "val",
+        3,
+    )
+    # Fewer classes than the folder's: refused (before: the others'
+    # images were skipped as out of range, top-1 over 2 of 3 classes);
+    # a class range alone sets the count.
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--num_classes=2 is fewer than the 3 classes of --source={root}: "
+            "the images of the others would be skipped as labels out of "
+            "range. Leave --num_classes out (the source's count), or train "
+            "on some classes with --class_range=LOW,HIGH."
+        )
+    ):
+        values(["finetune", "--num_classes=2"])
+        transfer.resolve(finetune_flags.request_from_flags(values))
+    values["num_classes"].unparse()
+    values(["finetune", "--class_range=0,2"])
+    result = transfer.resolve(finetune_flags.request_from_flags(values))
+    assert result.config.data.num_classes == 2
     run = testing_utils.run_main(
         "tools.finetune",
         "--preset=resnet50",
