@@ -62,11 +62,25 @@ def pyramid_outputs(model):
     specs = probe.compute_output_spec(
         keras.KerasTensor((1, side, side, 3), dtype=model.input.dtype)
     )
-    levels = {}
+    levels, level = {}, 0
     for tensor, spec in zip(tensors, specs, strict=True):
-        level = round(math.log2(side / spec.shape[1]))
+        level = _stride_level(side, spec.shape[1], level)
         levels[f"P{level}"] = tensor  # deeper groups come later and win
     return dict(sorted(levels.items(), key=lambda kv: int(kv[0][1:])))
+
+
+def _stride_level(side, out, at_least):
+    """The l of stride 2**l that maps `side` to `out` pixels.
+
+    Every downsampling pads "same" (out = ceil(in / 2)), so `out` is
+    ceil(side / 2**l); l never decreases from one group to the next. A
+    rounded log2(side / out) mislabelled fixed odd sizes: at 33 px the
+    stage-3 map (5 px) became P3's rival and P5 went missing.
+    """
+    for level in range(at_least, at_least + 16):
+        if -(-side // 2**level) == out:
+            return level
+    return max(at_least, round(math.log2(side / out)))
 
 
 def build_backbone(model=None, name=None, **kwargs):

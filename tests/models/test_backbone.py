@@ -31,6 +31,26 @@ def test_levels_have_stride_two_to_the_level(preset, channels):
     assert list(pyramid_outputs(model)) == ["P2", "P3", "P4", "P5"]
 
 
+@pytest.mark.parametrize(
+    "side, sizes",
+    [
+        # A rounded log2(side / size) mislabelled these: at 33 px stage 3
+        # (5 px) took P3's name over stage 2's and P5 was missing.
+        (33, (9, 5, 3, 2)),
+        (65, (17, 9, 5, 3)),
+        (32, (8, 4, 2, 1)),
+    ],
+)
+def test_odd_fixed_sizes_keep_one_level_per_stage(side, sizes):
+    tiny = dict(TINY, block_sizes=(1, 1, 1, 1))
+    model = build_model("resnet50", image_size=side, **tiny)
+    shapes = {k: tuple(v.shape[1:3]) for k, v in pyramid_outputs(model).items()}
+    assert shapes == {
+        f"P{level}": (size, size)
+        for level, size in zip((2, 3, 4, 5), sizes, strict=True)
+    }
+
+
 def test_backbone_shares_the_classifier_weights_and_features(tmp_path):
     model = build_model("resnet50", image_size=32, **TINY)
     backbone = build_backbone(model)
