@@ -58,10 +58,10 @@ def main(argv):
     from assemble_tf.convert import run
 
     options = options_from_flags(FLAGS)
-    model, count = run.convert(options)
+    _, count, checked = run.convert(options)
     print(f"Copied {count} variables into {options.output}")
-    if options.golden:
-        diff, scale = run.verify(model, options.golden, options.tolerance)
+    if checked:
+        diff, scale = checked
         print(
             f"Golden check passed: max |diff| {diff:.3g} "
             f"(max |logit| {scale:.3g}, ratio {diff / scale:.2g})"

@@ -140,20 +140,36 @@ def expected_variables(scopes, checkpoint_names):
 
 def read_checkpoint(prefix):
     """Returns `(reader, {name: shape})` of the model variables in `prefix`."""
+    hint = "pass the prefix, e.g. model.ckpt-750683, not the .index file"
+    if re.search(r"\.(index|data-\d+-of-\d+)$", prefix):
+        raise FileNotFoundError(
+            f"{prefix!r} is one of a checkpoint's files: {hint}."
+        )
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        names = reader.get_variable_to_shape_map()
+    except (tf.errors.OpError, IndexError, ValueError) as e:
+        # A damaged .index (not an sstable) or a missing .data file too.
         raise FileNotFoundError(
-            f"Cannot read a TF1 checkpoint at prefix {prefix!r} (pass the "
-            "prefix, e.g. model.ckpt-750683, not the .index file): "
-            f"{e}"
-        ) from e
+            f"Cannot read a TF1 checkpoint at prefix {prefix!r} ({hint}; "
+            f"its files may be damaged or incomplete): "
+            f"{_first_line(e)}"
+        ) from None
+    if not names:
+        raise FileNotFoundError(f"{prefix!r} holds no variables: {hint}.")
     shapes = {
         name: tuple(shape)
-        for name, shape in reader.get_variable_to_shape_map().items()
+        for name, shape in names.items()
         if not _IGNORED.search(name)
     }
     return reader, shapes
+
+
+def _first_line(error):
+    text = getattr(error, "message", None) or str(error)
+    return (
+        text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    )
 
 
 def load_original_checkpoint(prefix, model):
@@ -222,7 +238,13 @@ def load_original_checkpoint(prefix, model):
                 lines.extend(f"  {item}" for item in items)
         raise CheckpointMismatchError("\n".join(lines))
     for name, variable in expected.items():
-        value = np.asarray(reader.get_tensor(name))
+        try:
+            value = np.asarray(reader.get_tensor(name))
+        except (tf.errors.OpError, IndexError) as e:
+            raise FileNotFoundError(
+                f"Cannot read {name} from the checkpoint {prefix!r}: its "
+                f".data file is damaged or incomplete ({_first_line(e)})."
+            ) from None
         variable.assign(value.astype(variable.dtype))
     return len(expected)
 

@@ -76,41 +76,94 @@ def check_output(output, overwrite=False):
 
 
 def convert(options):
-    """Converts the checkpoint and saves the weights file.
+    """Converts the checkpoint, checks it against `options.golden` (when
+    given) and only then saves the weights file: a failed check leaves no
+    file for the next run to trip over.
 
     Args:
         options: a `ConvertOptions`.
 
     Returns:
-        `(model, number of variables copied)`.
+        `(model, number of variables copied, (max_diff, max_logit) of the
+        golden check or None)`.
 
     Raises:
-        OptionError, FileExistsError: a bad `output` (`check_output`).
-        ValueError: variables that do not match the model, all listed.
+        OptionError, FileExistsError: a bad `output` (`check_output`) or
+            `golden` (`read_golden`), before any work.
+        ValueError: variables that do not match the model, all listed; or
+            the golden check failed.
     """
     from assemble_tf.convert.original_checkpoint import build_and_load
     from assemble_tf.models import build_model
 
     check_output(options.output, options.overwrite)
+    golden = read_golden(options.golden) if options.golden else None
     model, count = build_and_load(
         options.checkpoint,
         functools.partial(build_model, options.preset),
         **options.model_overrides,
     )
+    checked = None
+    if golden is not None:
+        checked = verify(model, options.golden, options.tolerance, golden)
     os.makedirs(os.path.dirname(os.path.abspath(options.output)), exist_ok=True)
     model.save_weights(options.output)
-    return model, count
+    return model, count, checked
 
 
-def verify(model, golden, tolerance):
+def read_golden(path):
+    """The `inputs` and `logits` arrays of a golden `.npz`.
+
+    Raises:
+        OptionError: (field `golden`) missing, not an .npz, or without
+            those arrays.
+    """
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"inputs", "logits"} - set(data.files)
+            if missing:
+                raise OptionError(
+                    "golden",
+                    "{field}={path} lacks the arrays {missing}: it needs "
+                    "`inputs` (the images) and `logits` (the original "
+                    "graph's outputs).",
+                    path=path,
+                    missing=sorted(missing),
+                )
+            return {k: data[k] for k in ("inputs", "logits")}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, OptionError):
+            raise
+        raise OptionError(
+            "golden",
+            "{field}={path} is not a readable .npz ({reason}).",
+            path=path,
+            reason=str(e).splitlines()[0] if str(e) else type(e).__name__,
+        ) from None
+
+
+def verify(model, golden, tolerance, data=None):
     """Returns `(max_diff, max_logit)` of `model` on the golden inputs.
 
     Raises:
-        ValueError: max |diff| > `tolerance` x max |logit|.
+        ValueError: max |diff| > `tolerance` x max |logit|, or inputs of
+            another size than the model's.
     """
     import numpy as np
 
-    data = np.load(golden)
+    data = data if data is not None else read_golden(golden)
+    expected = tuple(model.input.shape[1:3])
+    given = tuple(data["inputs"].shape[1:3])
+    if None not in expected and expected != given:
+        raise ValueError(
+            f"{golden} holds {given[0]}x{given[1]} images and the model "
+            f"takes {expected[0]}x{expected[1]}: convert with the image "
+            "size the golden logits were made at."
+        )
     logits = np.asarray(model(data["inputs"], training=False))
     diff = float(np.abs(logits - data["logits"]).max())
     scale = float(np.abs(data["logits"]).max())

@@ -89,6 +89,9 @@ class BlurPool2D(keras.layers.Layer):
                 "BlurPool2D needs a known channel count. "
                 f"Received: input_shape={input_shape}"
             )
+        for axis in (1, 2):
+            if self.pad and input_shape[axis] is not None:
+                self._check_reflectable(input_shape[axis], axis, input_shape)
         kernel = binomial_kernel(self.filter_size)
         self.kernel = np.tile(
             kernel[:, :, None, None], (1, 1, channels, 1)
@@ -110,14 +113,33 @@ class BlurPool2D(keras.layers.Layer):
             x, kernel, strides=self.strides, padding="valid"
         )
 
+    def _padding_after(self, n):
+        """Positions after the end the strided filter reads (size n)."""
+        outputs = (n + 2 * self.pad - self.filter_size) // self.strides + 1
+        last = (outputs - 1) * self.strides + self.filter_size - 1
+        return max(0, last - (n + self.pad - 1))
+
+    def _check_reflectable(self, n, axis, shape):
+        """Reflection pads at most n - 1 pixels (TensorFlow's REFLECT pad,
+        the original's, refuses more); slicing past the edge gave another
+        shape than `compute_output_shape`, silently."""
+        pad = max(self.pad, self._padding_after(n))
+        if pad > n - 1:
+            raise ValueError(
+                f"BlurPool2D {self.name!r} (filter_size={self.filter_size}) "
+                f"reflect-pads {pad} pixels, which needs maps of at least "
+                f"{pad + 1} pixels; received {n} along axis {axis} (input "
+                f"shape {tuple(shape)}). Use a larger image size or a "
+                "smaller filter_size (anti_alias_size)."
+            )
+
     def _reflect(self, x, axis):
         """`x` reflect-padded along `axis` (static size) by `self.pad`
         before and by as many positions after as the strided filter reads.
         """
         n, p = x.shape[axis], self.pad
-        outputs = (n + 2 * p - self.filter_size) // self.strides + 1
-        last = (outputs - 1) * self.strides + self.filter_size - 1
-        after = max(0, last - (n + p - 1))
+        after = self._padding_after(n)
+        self._check_reflectable(n, axis, x.shape)
 
         def rows(start, stop):  # x[start:stop] along axis, reversed
             index = [slice(None)] * 4

@@ -1,5 +1,6 @@
 """assemble_tf.convert.run (tools.convert_original_checkpoint) in-process."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -27,8 +28,8 @@ def _options(output, **kwargs):
 def test_convert_and_verify_the_golden_checkpoint(tmp_path):
     """The numbers the binary test checks: 307 variables, the goldens."""
     output = str(tmp_path / "sub" / "tiny.weights.h5")
-    model, count = run.convert(_options(output))
-    assert count == 307
+    model, count, checked = run.convert(_options(output))
+    assert count == 307 and checked is None
     diff, scale = run.verify(model, os.path.join(FOLDER, "golden.npz"), 1e-3)
     assert diff <= 1e-3 * scale
     loaded = build_model("assemble_resnet50", **TINY)
@@ -43,8 +44,62 @@ def test_convert_and_verify_the_golden_checkpoint(tmp_path):
     assert e.value.as_flag() == (
         f"--output={output} exists; pass --overwrite to replace it."
     )
-    _, count = run.convert(_options(output, overwrite=True))
-    assert count == 307
+    golden = os.path.join(FOLDER, "golden.npz")
+    _, count, checked = run.convert(
+        _options(output, overwrite=True, golden=golden)
+    )
+    assert count == 307 and checked == (diff, scale)
+    # A failed check leaves no file (before: written, then the check
+    # failed, and the rerun needed --overwrite).
+    failed = str(tmp_path / "failed.weights.h5")
+    with pytest.raises(ValueError, match="differs from"):
+        run.convert(_options(failed, golden=golden, tolerance=0.0))
+    assert not os.path.exists(failed)
+
+
+def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
+    """A damaged or incomplete checkpoint, its .index passed as the prefix
+    and a golden file that is missing, not an .npz or without `logits`:
+    one message naming the file (before: tracebacks, or 87 variables
+    'missing' for the .index path), and no output file."""
+    import shutil
+
+    output = str(tmp_path / "w.weights.h5")
+    index = os.path.join(FOLDER, "model.ckpt.index")
+    with pytest.raises(FileNotFoundError, match="not the .index file"):
+        run.convert(dataclasses.replace(_options(output), checkpoint=index))
+    for name, damage in (
+        ("cut_data", lambda p: _truncate(p + ".data-00000-of-00001", 1000)),
+        ("no_data", lambda p: os.remove(p + ".data-00000-of-00001")),
+        ("cut_index", lambda p: _truncate(p + ".index", 200)),
+    ):
+        folder = tmp_path / name
+        shutil.copytree(FOLDER, folder)
+        prefix = str(folder / "model.ckpt")
+        damage(prefix)
+        with pytest.raises(FileNotFoundError) as error:
+            run.convert(
+                dataclasses.replace(_options(output), checkpoint=prefix)
+            )
+        assert prefix in str(error.value), name
+        assert "damaged or incomplete" in str(error.value), name
+        assert "\n" not in str(error.value)
+    np.savez(tmp_path / "nologits.npz", inputs=np.zeros((1, 64, 64, 3)))
+    (tmp_path / "text.npz").write_text("not a zip")
+    for golden, reason in (
+        (tmp_path / "none.npz", "is not a readable .npz"),
+        (tmp_path / "text.npz", "is not a readable .npz"),
+        (tmp_path / "nologits.npz", "lacks the arrays ['logits']"),
+    ):
+        with pytest.raises(OptionError) as error:
+            run.convert(_options(output, golden=str(golden)))
+        assert error.value.as_flag().startswith(f"--golden={golden} {reason}")
+    assert not os.path.exists(output)
+
+
+def _truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
 
 
 def test_output_must_be_a_keras_weights_file(tmp_path):

@@ -118,3 +118,26 @@ def test_even_size_3_reads_no_bottom_or_right_border():
         1,
     )
     assert tuple(layer._reflect(x[:, :7], 1).shape) == (1, 9, 8, 1)
+
+
+def test_maps_too_small_to_reflect_are_refused_with_the_sizes():
+    """Reflection pads at most n - 1 pixels: the slices went past the
+    edge and gave a 4x4 output where the layer's own shape said 1x1 (an
+    Add downstream broadcast it, silently). The smallest maps that reflect
+    still match numpy."""
+    for size, n in ((5, 2), (6, 2), (7, 3), (3, 1)):
+        layer = BlurPool2D(size, name="blur")
+        x = testing_utils.random_images((1, n, n, 2))
+        with pytest.raises(ValueError) as error:
+            layer(x)
+        pad = (size - 1) // 2
+        assert f"BlurPool2D 'blur' (filter_size={size}) reflect-pads " in str(
+            error.value
+        )
+        assert f"received {n} along axis 1" in str(error.value)
+        assert pad >= n or size > n + 1
+    for size, n in ((3, 2), (5, 3), (7, 4)):
+        x = testing_utils.random_images((1, n, n, 2), seed=n)
+        np.testing.assert_allclose(
+            BlurPool2D(size)(x).numpy(), _reference_blur(x, size, 2), atol=1e-5
+        )
