@@ -59,7 +59,8 @@ def check_image(image):
         The image as a `tf.Tensor`.
 
     Raises:
-        ValueError: If the dtype is not uint8 or the static rank is not 3.
+        ValueError: If the dtype is not uint8, the static rank is not 3 or
+            the static channel count is not 1 or 3.
     """
     image = tf.convert_to_tensor(image)
     if image.dtype != tf.uint8:
@@ -69,6 +70,13 @@ def check_image(image):
     if image.shape.rank is not None and image.shape.rank != 3:
         raise ValueError(
             f"Expected an image of shape [H, W, C], got shape {image.shape}."
+        )
+    if image.shape.rank == 3 and image.shape[-1] not in (None, 1, 3):
+        # The colour ops weigh 3 channels (or 1): 4 failed deep in a
+        # random branch, for some seeds only.
+        raise ValueError(
+            f"Expected an RGB (3-channel) or greyscale (1-channel) image, "
+            f"got shape {image.shape}."
         )
     return image
 

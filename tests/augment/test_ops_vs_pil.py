@@ -346,3 +346,9 @@ def test_validation_echoes_bad_values():
         ops.color(x, -0.5)
     with pytest.raises(ValueError, match=r"\(37, 53\)|37, 53\]"):
         ops.equalize(x[..., 0])
+    # 4 channels: the colour ops failed deep in a random branch, for some
+    # seeds only.
+    rgba = np.concatenate([x, x[..., :1]], axis=-1)
+    with pytest.raises(ValueError, match=r"RGB .* got shape \(37, 53, 4\)"):
+        ops.color(rgba, 0.5)
+    assert ops.color(x[..., :1], 0.5).shape == (37, 53, 1)  # greyscale

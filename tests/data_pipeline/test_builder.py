@@ -367,6 +367,17 @@ def test_encode_image_modes():
     with pytest.raises(builder.SkipImage) as info:
         builder.encode_image(b"")
     assert info.value.reason == "empty file"
+    # A dark 16-bit greyscale PNG (values <= 255 of 65535) is near black,
+    # as TensorFlow decodes it (folders, serving); before, its values were
+    # taken as 8-bit: mean 99.
+    dark = (np.arange(40 * 60) % 200).reshape(40, 60).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(dark).save(buffer, format="PNG")
+    jpeg, _, _, kind = builder.encode_image(buffer.getvalue(), 95)
+    assert kind.startswith("PNG I")
+    ours = tf.io.decode_jpeg(jpeg).numpy().astype(float)
+    theirs = tf.io.decode_png(buffer.getvalue(), channels=3).numpy()
+    assert ours.mean() < 1.5 and theirs.mean() < 1.5
 
 
 def test_missing_logits_is_an_error_listing_the_names(tmp_path):

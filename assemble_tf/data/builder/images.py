@@ -83,7 +83,14 @@ def _to_rgb(image):
         return image
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        if pixels.max(initial=0) > 255:  # 16-bit samples
+        # 16-bit samples by the mode (a PNG has no 32-bit integers): a
+        # dark 16-bit image (all values <= 255) was kept as 8-bit values,
+        # bright, where TensorFlow's decoder (folders, serving) gives it
+        # dark. Other integer or float images: by their range.
+        sixteen_bit = mode.startswith("I;16") or (
+            mode == "I" and image.format == "PNG"
+        )
+        if sixteen_bit or pixels.max(initial=0) > 255:
             pixels = pixels / 257.0
         pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
         return Image.fromarray(pixels, mode="L").convert("RGB")
