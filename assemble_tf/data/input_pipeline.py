@@ -219,20 +219,11 @@ def decode_record(serialized, num_logits=None):
     parsed = tf.io.parse_single_example(
         serialized, schema.feature_spec(num_logits)
     )
-    boxes = tf.stack(
-        [
-            tf.sparse.to_dense(parsed[schema.BBOX_YMIN]),
-            tf.sparse.to_dense(parsed[schema.BBOX_XMIN]),
-            tf.sparse.to_dense(parsed[schema.BBOX_YMAX]),
-            tf.sparse.to_dense(parsed[schema.BBOX_XMAX]),
-        ],
-        axis=-1,
-    )
     out = {
         "image_bytes": parsed[schema.IMAGE],
         "label": tf.cast(parsed[schema.LABEL], tf.int32),
         "filename": parsed[schema.FILENAME],
-        "bboxes": boxes,
+        "bboxes": _boxes(parsed),
     }
     if num_logits:
         logits = tf.sparse.to_dense(parsed[schema.LOGIT])
@@ -243,6 +234,32 @@ def decode_record(serialized, num_logits=None):
             lambda: tf.zeros([num_logits]),
         )
     return out
+
+
+def _boxes(parsed):
+    """[N, 4] (ymin, xmin, ymax, xmax) boxes of a record, clipped to
+    [0, 1]; none where the four coordinate lists differ in length, and
+    without the boxes that hold NaN. The builder writes clipped boxes; a
+    record of another tool with a box outside the image made the crop
+    sampler fail, and `ignore_errors` dropped the record uncounted."""
+    coords = [
+        tf.sparse.to_dense(parsed[key])
+        for key in (
+            schema.BBOX_YMIN,
+            schema.BBOX_XMIN,
+            schema.BBOX_YMAX,
+            schema.BBOX_XMAX,
+        )
+    ]
+    sizes = tf.stack([tf.size(c) for c in coords])
+    same = tf.reduce_all(tf.equal(sizes, sizes[0]))
+    boxes = tf.cond(
+        same,
+        lambda: tf.stack(coords, axis=-1),
+        lambda: tf.zeros([0, 4], tf.float32),
+    )
+    finite = tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
+    return tf.clip_by_value(tf.boolean_mask(boxes, finite), 0.0, 1.0)
 
 
 def looks_like_jpeg(image_bytes):
