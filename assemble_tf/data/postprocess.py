@@ -83,10 +83,16 @@ class BatchPostprocess:
         batch = dict(batch)
         images = batch["images"]
         if keras.backend.standardize_dtype(images.dtype) == "uint8":
-            images = normalize_batch(
-                images, dtype or "float32", self.config.stddev
-            )
+            # Mixed in float32, then cast: mixing bfloat16 images weighed
+            # them by a rounded lambda (0.5977) and their targets by the
+            # exact one (0.5974).
+            images = normalize_batch(images, "float32", self.config.stddev)
         batch["images"] = images
         if self.mixer is not None:
             batch = self.mixer(dict(batch, seed=seed))
-        return batch.pop("images"), batch
+        images = batch.pop("images")
+        if dtype is not None and keras.backend.standardize_dtype(
+            images.dtype
+        ) != keras.backend.standardize_dtype(dtype):
+            images = keras.ops.cast(images, dtype)
+        return images, batch

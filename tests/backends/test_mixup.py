@@ -130,3 +130,29 @@ def test_type0_only_smooths_and_bad_options_are_named():
         MixupAndCutmix(mixup_type=3)
     with pytest.raises(ValueError, match="mode='mix'"):
         MixupAndCutmix(mode="mix")
+
+
+def test_low_precision_batches_are_mixed_in_float32_then_cast():
+    """BatchPostprocess mixes float32 images, then casts: in bfloat16 the
+    image weight was lambda rounded to 8 bits (0.5977) while the target
+    took the exact lambda (0.5974); pixels differed by up to 1.0."""
+    from assemble_tf.data.postprocess import BatchPostprocess, MixingConfig
+
+    post = BatchPostprocess(
+        MixingConfig(mixup_type=1, mixup_alpha=0.2, mixup_mode="mixup")
+    )
+    rng = np.random.default_rng(4)
+    batch = {
+        "images": rng.integers(0, 256, (8, 6, 8, 3)).astype(np.uint8),
+        "targets": np.eye(K, dtype=np.float32)[np.arange(8) % K],
+        "labels": (np.arange(8) % K).astype(np.int32),
+    }
+    seed = np.array([5, 6], np.int32)
+    images32, out32 = post(batch, seed)
+    images16, out16 = post(batch, seed, dtype="bfloat16")
+    assert keras.backend.standardize_dtype(images16.dtype) == "bfloat16"
+    np.testing.assert_array_equal(
+        np_(keras.ops.cast(images32, "bfloat16")).astype(np.float32),
+        np_(images16).astype(np.float32),
+    )
+    np.testing.assert_array_equal(np_(out32["targets"]), np_(out16["targets"]))
