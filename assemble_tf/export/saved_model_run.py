@@ -87,7 +87,7 @@ def _load_run(options):
     )
     model = run_models.build_run_model(config)
     if options.weights:
-        model.load_weights(options.weights)
+        checkpoints.load_weights_file(model, options.weights)
     else:
         prefix = checkpoints.find_checkpoint(
             options.model_dir, options.checkpoint or "latest"
@@ -105,13 +105,14 @@ def _load_preset(options):
     from assemble_tf import config as config_lib
     from assemble_tf import presets
     from assemble_tf.models import build_model
+    from assemble_tf.runs import checkpoints
 
     preset = presets.get(options.preset)
     kwargs = config_lib.parse_model_overrides(options.model_overrides)
     if options.num_classes:
         kwargs["num_classes"] = options.num_classes
     model = build_model(options.preset, **kwargs)
-    model.load_weights(options.weights)
+    checkpoints.load_weights_file(model, options.weights)
     return LoadedModel(
         model,
         preset.eval_preprocessing,

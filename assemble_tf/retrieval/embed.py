@@ -235,7 +235,7 @@ def load_embedder(
         if num_classes:
             overrides["num_classes"] = num_classes
         model = build_model(preset, **overrides)
-        model.load_weights(weights)
+        checkpoints.load_weights_file(model, weights)
         ptype = preprocessing or presets.get(preset).eval_preprocessing
         source = {"preset": preset, "weights": weights}
     return keras_embedder(model, ptype, layer, source)

@@ -77,9 +77,9 @@ def restore(model, checkpoint=None, weights=None):
         raise ValueError("restore() needs a checkpoint or weights.")
     try:
         if weights:
-            model.load_weights(weights)
+            load_weights_file(model, weights)
         elif is_keras_checkpoint(checkpoint):
-            model.load_weights(checkpoint + KERAS_WEIGHTS)
+            load_weights_file(model, checkpoint + KERAS_WEIGHTS, "checkpoint")
         else:
             _require_tensorflow(checkpoint)
             tf = _tf()
@@ -96,6 +96,53 @@ def restore(model, checkpoint=None, weights=None):
             "(--checkpoint=PREFIX) or weights file.",
         ) from None
     return model
+
+
+def load_weights_file(model, path, field="weights"):
+    """`model.load_weights(path)` with one line where the file does not
+    fit: Keras' error prints the variable's values (20 lines of numbers)
+    and warns about each container it skips.
+
+    Raises:
+        OptionError: (`field`) the file holds another architecture or
+            class count; names the first variable that differs.
+    """
+    import warnings
+
+    from official.utils.misc.validation import OptionError
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping nested container")
+        try:
+            model.load_weights(path)
+        except ValueError as e:
+            raise OptionError(
+                field,
+                "{field}={path} does not fit the model ({detail}): use the "
+                "preset, model overrides and class count the weights were "
+                "saved with.",
+                path=path,
+                detail=_mismatch_detail(str(e)),
+            ) from None
+
+
+def _mismatch_detail(text):
+    """The first differing variable of Keras' load error, in a phrase."""
+    count = re.search(r"A total of (\d+) objects could not be loaded", text)
+    shapes = re.search(
+        r"variable\.shape=(\(.*?\)), Received: value\.shape=(\(.*?\))", text
+    )
+    name = re.search(r"Target variable: <Variable path=([^,]+)", text)
+    if shapes and name:
+        detail = (
+            f"{name.group(1)} has shape {shapes.group(1)} in the model and "
+            f"{shapes.group(2)} in the file"
+        )
+        if count and count.group(1) != "1":
+            detail += f"; {count.group(1)} layers differ"
+        return detail
+    first = text.strip().splitlines()[0] if text.strip() else "ValueError"
+    return first[:300]
 
 
 def unreadable_error(path, error, fix):

@@ -77,3 +77,35 @@ def test_a_damaged_checkpoint_or_weights_file_is_named(tmp_path):
             "or choose another checkpoint (--checkpoint=PREFIX) or weights "
             "file."
         )
+
+
+def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
+    """Keras' own error printed the variable's values (20 lines of numbers)
+    after a warning per skipped container (tools.evaluate,
+    tools.eval_retrieval, tools.export_saved_model)."""
+    import warnings
+
+    import pytest
+
+    from official.utils.misc.validation import OptionError
+
+    tiny = {"block_sizes": (1, 1, 1, 1), "base_width": 8}
+    path = str(tmp_path / "ten.weights.h5")
+    build_model("resnet50", num_classes=10, **tiny).save_weights(path)
+    nine = build_model("resnet50", num_classes=9, **tiny)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(OptionError) as error:
+            checkpoints.restore(nine, weights=path)
+    assert error.value.as_flag() == (
+        f"--weights={path} does not fit the model (head_dense/kernel has "
+        "shape (256, 9) in the model and (256, 10) in the file): use the "
+        "preset, model overrides and class count the weights were saved "
+        "with."
+    )
+    assert not [w for w in caught if "Skipping nested" in str(w.message)]
+    wide = build_model("resnet50", num_classes=10, block_sizes=(1, 1, 1, 1))
+    with pytest.raises(OptionError) as error:
+        checkpoints.restore(wide, weights=path)
+    message = error.value.as_flag()
+    assert "\n" not in message and " layers differ)" in message, message
