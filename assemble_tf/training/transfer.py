@@ -216,8 +216,12 @@ def dataset_options(request, source, retrieval, dry_run=False):
 
 
 def _known(source):
+    """The catalogue's entry of a tfds `source`; None for an image folder
+    (a folder named food101 took Food-101's splits and failed)."""
     from assemble_tf.data import sources
 
+    if sources.is_folder(source):
+        return None
     try:
         return sources.transfer_dataset(source)
     except ValueError:

@@ -343,7 +343,8 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     ignored = warning.pop(0)  # before: left out without a word
     assert ignored == (
         f"WARNING: {data}: left out the files that are not .jpg/.jpeg/.png "
-        "images (1: test/bee/scan.tif); convert them to use them."
+        "images in a class folder <split>/<class>/ (1: test/bee/scan.tif); "
+        "convert or move them to use them."
     )
     assert warning[0].startswith(
         "WARNING: skipped 2 of the 15 images of test of data that cannot "

@@ -375,6 +375,10 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
             image = testing_utils.smooth_image(40, 48, seed=c)
             (folder / "0.jpg").write_bytes(testing_utils.jpeg_bytes(image))
     (root / "train" / "cat" / "1.webp").write_bytes(b"RIFF")  # not read
+    jpeg = (root / "train" / "cat" / "0.jpg").read_bytes()
+    (root / "train" / "loose.jpg").write_bytes(jpeg)  # nor these
+    (root / "train" / "cat" / "deeper").mkdir()
+    (root / "train" / "cat" / "deeper" / "2.jpg").write_bytes(jpeg)
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"")
     (root / "val" / "owl").mkdir()  # a class without images
     values = flags.FlagValues()
@@ -393,7 +397,9 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
     # Before: left out without a word on the console.
     assert result.warnings[-2:] == (
         f"{root}: left out the files that are not .jpg/.jpeg/.png images "
-        "(1: train/cat/1.webp); convert them to use them.",
+        "in a class folder <split>/<class>/ (3: train/loose.jpg (outside a "
+        "class folder), train/cat/1.webp, train/cat/deeper/ (a subfolder)); "
+        "convert or move them to use them.",
         f"{root}: class folders without images, still counted as classes: owl.",
     )
     assert result.config.data.num_classes == 3
@@ -404,6 +410,18 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         "val",
         3,
     )
+    # A folder named like a catalogued set is a folder (before: Food-101's
+    # splits, 'validation' unknown).
+    import shutil
+
+    named = tmp_path / "food101"
+    shutil.copytree(root, named)
+    config, _, _ = _resolve("--preset=resnet50", f"--source={named}")
+    assert (
+        config.data.train_split,
+        config.data.validation_split,
+        config.data.num_classes,
+    ) == ("train", "val", 3)
     # Fewer classes than the folder's: refused (before: the others'
     # images were skipped as out of range, top-1 over 2 of 3 classes);
     # a class range alone sets the count.

@@ -84,11 +84,18 @@ def open_source(source, data_dir=None, download=False):
         raise ValueError(
             f"Pass a tfds name or a folder. Received: source={source!r}"
         )
+    if is_folder(source):
+        return open_folder(os.path.expanduser(source))
+    return open_tfds(source, data_dir, download)
+
+
+def is_folder(source):
+    """Whether `source` names an image folder (a path: it starts with /,
+    . or ~, or is an existing folder whose name is not a tfds name), not a
+    tfds data set."""
     path = os.path.expanduser(source)
     path_like = source.startswith(("/", ".", "~"))
-    if path_like or (os.path.isdir(path) and not is_tfds_name(source)):
-        return open_folder(path)
-    return open_tfds(source, data_dir, download)
+    return path_like or (os.path.isdir(path) and not is_tfds_name(source))
 
 
 def folder_warnings(info):
@@ -101,7 +108,8 @@ def folder_warnings(info):
         more = ", ..." if len(info.ignored) > 3 else ""
         lines.append(
             f"{info.data_dir}: left out the files that are not .jpg/.jpeg/"
-            f".png images ({len(info.ignored):,}: {shown}{more}); convert "
+            f".png images in a class folder <split>/<class>/ "
+            f"({len(info.ignored):,}: {shown}{more}); convert or move "
             "them to use them."
         )
     if info.empty_classes:
@@ -196,6 +204,7 @@ __all__ = [
     "encoded_dataset",
     "filter_classes",
     "folder_warnings",
+    "is_folder",
     "num_examples",
     "open_source",
     "retrieval_classes",

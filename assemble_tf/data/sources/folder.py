@@ -23,19 +23,29 @@ def _list_images(folder):
 
 
 def _ignored_files(root):
-    """Files of `root`'s class folders that `scan_folder` leaves out (not
-    .jpg/.jpeg/.png; hidden files aside), relative to `root`."""
+    """What `scan_folder` leaves out, relative to `root` (hidden files
+    aside): files of the class folders that are not .jpg/.jpeg/.png, and
+    the subfolders of class folders and files directly in a split folder
+    (images there are not read: they were left out without a word)."""
     ignored = []
     for split in _subdirs(root):
-        for cls in _subdirs(os.path.join(root, split)):
-            folder = os.path.join(root, split, cls)
-            ignored += [
-                f"{split}/{cls}/{f}"
-                for f in sorted(tf.io.gfile.listdir(folder))
-                if not f.startswith(".")
-                and not f.lower().endswith(_IMAGE_EXTENSIONS)
-                and not tf.io.gfile.isdir(os.path.join(folder, f))
-            ]
+        top = os.path.join(root, split)
+        ignored += [
+            f"{split}/{f} (outside a class folder)"
+            for f in sorted(tf.io.gfile.listdir(top))
+            if not f.startswith(".")
+            and not tf.io.gfile.isdir(os.path.join(top, f))
+        ]
+        for cls in _subdirs(top):
+            folder = os.path.join(top, cls)
+            for f in sorted(tf.io.gfile.listdir(folder)):
+                f = f.rstrip("/")
+                if f.startswith("."):
+                    continue
+                if tf.io.gfile.isdir(os.path.join(folder, f)):
+                    ignored.append(f"{split}/{cls}/{f}/ (a subfolder)")
+                elif not f.lower().endswith(_IMAGE_EXTENSIONS):
+                    ignored.append(f"{split}/{cls}/{f}")
     return tuple(ignored)
 
 
