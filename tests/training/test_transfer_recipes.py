@@ -8,6 +8,7 @@ recipe must resolve, through the fine-tuning binary's own code path, to
 exactly that backbone and those regularizers.
 """
 
+import dataclasses
 import json
 import re
 
@@ -436,6 +437,19 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         values(["finetune", "--num_classes=2"])
         transfer.resolve(finetune_flags.request_from_flags(values))
     values["num_classes"].unparse()
+    one = tmp_path / "one"
+    shutil.copytree(root / "train" / "cat", one / "train" / "cat")
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--source={one} has 1 class(es) (cat): a classifier needs at "
+            "least 2 class folders <split>/<class>/."
+        )
+    ):
+        transfer.resolve(
+            dataclasses.replace(
+                finetune_flags.request_from_flags(values), source=str(one)
+            )
+        )
     values(["finetune", "--class_range=0,2"])
     result = transfer.resolve(finetune_flags.request_from_flags(values))
     assert result.config.data.num_classes == 2
