@@ -40,6 +40,14 @@ class BigLittleMerge(keras.layers.Layer):
 
     def build(self, input_shape):
         big, little = input_shape
+        self._check_sizes(big, little)
+        if big[-1] != little[-1]:
+            raise ValueError(
+                f"{self.name}: channel mismatch big={big[-1]} "
+                f"little={little[-1]}."
+            )
+
+    def _check_sizes(self, big, little):
         for axis in (1, 2):
             b, s = big[axis], little[axis]
             if b is not None and s is not None and 2 * b != s:
@@ -49,14 +57,13 @@ class BigLittleMerge(keras.layers.Layer):
                     "BigLittleNet needs input sides that are multiples of "
                     "32 (e.g. 224 or 256)."
                 )
-        if big[-1] != little[-1]:
-            raise ValueError(
-                f"{self.name}: channel mismatch big={big[-1]} "
-                f"little={little[-1]}."
-            )
 
     def call(self, inputs, training=None):
         big, little = inputs
+        # Again with the sizes of this call: a model built for any size
+        # (image_size=None) met a 33 px image with TensorFlow's
+        # "Incompatible shapes: [1,10,10,32] vs. [1,9,9,32]".
+        self._check_sizes(tuple(big.shape), tuple(little.shape))
         h, w = big.shape[1], big.shape[2]
         # Inference only: XLA has no gradient of the resize.
         resize = not training and keras.backend.backend() == "tensorflow"

@@ -70,3 +70,9 @@ def test_big_little_merge_rejects_bad_sizes():
     little = keras.Input((15, 15, 8))
     with pytest.raises(ValueError, match="multiples of 32"):
         BigLittleMerge(name="stage1_merge")([big, little])
+    # Built for any size, then called on sizes that do not pair (a 33 px
+    # image): named, not TensorFlow's "Incompatible shapes".
+    layer = BigLittleMerge(name="stage2_merge")
+    layer([keras.Input((None, None, 8)), keras.Input((None, None, 8))])
+    with pytest.raises(ValueError, match="stage2_merge: the big branch"):
+        layer([np.zeros((1, 5, 5, 8), "f4"), np.zeros((1, 9, 9, 8), "f4")])
