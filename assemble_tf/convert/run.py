@@ -21,7 +21,11 @@ import dataclasses
 import functools
 import os
 
-from official.utils.misc.validation import OptionError, PathExistsError
+from official.utils.misc.validation import (
+    OptionError,
+    PathExistsError,
+    check_creatable,
+)
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -66,6 +70,7 @@ def check_output(output, overwrite=False):
             "Received: {field}={output}",
             output=output,
         )
+    check_creatable(ConvertOptions("", "", output), files=["output"])
     if os.path.exists(output) and not overwrite:
         raise PathExistsError(
             "output",

@@ -29,6 +29,7 @@ from official.utils.misc.validation import (
     OptionError,
     check_at_least,
     check_choices,
+    check_creatable,
 )
 
 PRECISIONS = ("float32", "bfloat16")
@@ -84,6 +85,7 @@ def validate(options):
     """Raises `OptionError` naming the option of a bad value."""
     check_choices(options, {"precision": PRECISIONS})
     check_at_least(options, {"batch_size": 1})
+    check_creatable(options, folders=["output_dir"])
     if options.model_dir and options.num_classes is not None:
         # A run's head is what its config.json says; a different class
         # count cannot restore its checkpoint.

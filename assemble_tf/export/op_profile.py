@@ -33,6 +33,7 @@ from official.utils.misc.validation import (
     OptionError,
     check_at_least,
     check_choices,
+    check_creatable,
 )
 
 # Layer class name -> family (first match wins; other layers: "other").
@@ -88,6 +89,7 @@ class ProfileOptions:
         from assemble_tf import presets
 
         check_choices(self, {"mode": throughput.MODES})
+        check_creatable(self, folders=["output_dir"])
         check_at_least(
             self, {"batch_size": 1, "warmup": 0, "steps": 1, "image_size": 32}
         )

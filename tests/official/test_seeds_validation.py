@@ -168,3 +168,36 @@ def test_sigterm_sets_a_flag_only_inside_graceful_termination():
         signal.signal(signal.SIGTERM, previous)
         interrupts.reset()
     assert interrupts.TERMINATED_EXIT_CODE == 143
+
+
+def test_outputs_behind_a_file_are_refused_before_the_work(tmp_path):
+    """A file where an output folder must go failed after the whole
+    conversion, evaluation or profile, with "[Errno 17] File exists"."""
+    import types
+
+    from assemble_tf.convert import run as convert_run
+    from official.utils.misc.validation import OptionError, check_creatable
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    options = types.SimpleNamespace(
+        out=str(afile / "sub"), weights=str(afile / "w.weights.h5"), none=None
+    )
+    with pytest.raises(OptionError) as error:
+        check_creatable(options, folders=["out"], files=["weights"])
+    assert error.value.as_flag() == (
+        f"--out={afile / 'sub'} cannot be created: {afile} is a file, not a "
+        "folder."
+    )
+    options.out = str(tmp_path / "new" / "deeper")  # can be made
+    with pytest.raises(OptionError) as error:
+        check_creatable(options, folders=["out"], files=["weights"])
+    assert error.value.as_flag().startswith(
+        f"--weights={afile / 'w.weights.h5'} cannot be created: {afile} "
+    )
+    check_creatable(options, folders=["none"], files=[])
+    options.out = str(afile)  # the output folder itself is a file
+    with pytest.raises(OptionError, match="is a file, not a folder"):
+        check_creatable(options, folders=["out"])
+    with pytest.raises(OptionError, match="`output`=.* cannot be created"):
+        convert_run.check_output(str(afile / "x.weights.h5"))

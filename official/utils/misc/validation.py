@@ -157,3 +157,35 @@ def check_at_least(options, lowest):
                 value=value,
                 low=low,
             )
+
+
+def check_creatable(options, folders=(), files=()):
+    """Refuses output paths that cannot be made because a file sits where
+    a folder must be: found before the work, not after it.
+
+    Args:
+        options: an object with the named attributes (None values pass).
+        folders: attributes naming output folders.
+        files: attributes naming output files (their folders are checked).
+
+    Raises:
+        OptionError: naming the option and the file in the way.
+    """
+    import os
+
+    for name in (*folders, *files):
+        path = getattr(options, name)
+        if not path:
+            continue
+        path = os.path.abspath(path)
+        current = path if name in folders else os.path.dirname(path)
+        while not os.path.exists(current):
+            current = os.path.dirname(current)
+        if not os.path.isdir(current):
+            raise OptionError(
+                name,
+                "{field}={path} cannot be created: {file} is a file, not a "
+                "folder.",
+                path=getattr(options, name),
+                file=current,
+            )
