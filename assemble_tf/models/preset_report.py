@@ -270,12 +270,18 @@ def preset_table(options, show=None):
             is a file (before anything is built).
     """
     from assemble_tf import presets
-    from official.utils.misc.validation import OptionError, check_distinct
+    from official.utils.misc.validation import (
+        OptionError,
+        check_at_least,
+        check_distinct,
+    )
 
     names = list(options.presets) or presets.names()
     for name in names:
         presets.get(name)  # fail before building anything
     check_distinct(options, ("presets",))
+    if options.image_size is not None:  # 0 was taken as "each preset's"
+        check_at_least(options, {"image_size": 32})
     if options.output_dir and os.path.isfile(options.output_dir):
         raise OptionError(
             "output_dir",
