@@ -275,6 +275,15 @@ def _resolve(o):
     _check_choice("shortcut", o.shortcut, SHORTCUTS)
     _check_choice("pooling", o.pooling, POOLINGS)
     validation.check_positive_int("base_width", o.base_width)
+    if not 0.0 <= o.bn_momentum < 1.0:  # 5 built, and trained, diverging
+        raise ValueError(
+            f"`bn_momentum` must be in [0, 1). Received: "
+            f"bn_momentum={o.bn_momentum!r}"
+        )
+    if not o.bn_epsilon > 0.0:
+        raise ValueError(
+            f"`bn_epsilon` must be > 0. Received: bn_epsilon={o.bn_epsilon!r}"
+        )
     if o.big_little is not None:
         _check_big_little(o)
     sizes = _block_sizes(o)

@@ -172,6 +172,8 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"dropblock": {"stages": (3,), "gamma_scales": (1, 2)}}, "one value"),
         ({"dropblock": {"size": 7}}, "size"),
         ({"num_classes": 0}, "num_classes=0"),
+        ({"bn_momentum": 5}, "bn_momentum=5"),  # built and trained before
+        ({"bn_epsilon": 0.0}, "bn_epsilon=0.0"),
     ],
 )
 def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
