@@ -96,7 +96,9 @@ class TeacherLogitsOptions:
         for name in ("input_dir", "output_dir"):
             if not getattr(self, name):
                 raise OptionError(name, "{field} is required.")
-        if os.path.abspath(self.input_dir) == os.path.abspath(self.output_dir):
+        if os.path.realpath(self.input_dir) == os.path.realpath(
+            self.output_dir
+        ):  # a link to the input folder too: its shards were rewritten
             raise OptionError(
                 "output_dir", "{field} must differ from the input folder."
             )
@@ -561,9 +563,11 @@ def extract_teacher_logits(options):
     """
     options.validate()
     files = find_shards(options)
+    _refuse_shared_names(files, options)
     teacher = load_teacher(options)
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
+    _check_kept_shards(files, options, _settings(options, teacher, width))
     out = options.output_dir
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
@@ -590,6 +594,136 @@ def extract_teacher_logits(options):
     return summary
 
 
+def _settings(options, teacher, width):
+    """What decides a shard's logits: kept shards must share it (as JSON
+    stores it: lists for tuples)."""
+    settings = {
+        "teacher": dict(teacher.source),
+        "preprocessing": options.teacher_preprocessing,
+        "prepend_zero": options.prepend_zero,
+        "num_logits": width,
+    }
+    return json.loads(json.dumps(settings))
+
+
+def _recorded_settings(options):
+    """The settings of the run that wrote the output folder's shards (its
+    progress file, else its summary.json), or None."""
+    progress = os.path.join(options.output_dir, PROGRESS)
+    if os.path.isfile(progress):
+        with open(progress) as f:
+            found = json.load(f)
+        if isinstance(found, dict) and "settings" in found:
+            return found["settings"]
+    path = metadata_path(options)
+    if os.path.isfile(path):
+        with open(path) as f:
+            summary = json.load(f)
+        teacher = dict(summary.get("teacher", {}))
+        if not teacher:
+            return None
+        preprocessing = teacher.pop("preprocessing", None)
+        prepend_zero = teacher.pop("prepend_zero", None)
+        teacher.pop("num_logits", None)
+        return {
+            "teacher": teacher,
+            "preprocessing": preprocessing,
+            "prepend_zero": prepend_zero,
+            "num_logits": summary.get("num_logits"),
+        }
+    return None
+
+
+def _refuse_shared_names(files, options):
+    """Shards are written under their file names: two inputs of one name
+    (a/train-0 and b/train-0) wrote one output, the other dropped."""
+    first = {}
+    for path in files:
+        name = os.path.basename(path)
+        if name in first:
+            raise OptionError(
+                "patterns",
+                "{field} matches {a} and {b}, which share a file name: the "
+                "output keeps one shard per name. Extract each folder into "
+                "its own {output_dir}.",
+                ["output_dir"],
+                a=first[name],
+                b=path,
+            )
+        first[name] = path
+
+
+def _check_kept_shards(files, options, settings):
+    """A rerun keeps the shards already written: only those of the same
+    teacher and settings, holding logits of this width (before: any file
+    of the name was kept, e.g. the input's own shards without logits, or
+    those of another teacher weights, while the summary named this one).
+
+    Raises:
+        OptionError: (field `output_dir`) naming the shard or the settings
+            that differ, and `overwrite`.
+    """
+    if options.overwrite:
+        return
+    kept = [
+        os.path.join(options.output_dir, os.path.basename(src))
+        for src in files
+        if os.path.exists(
+            os.path.join(options.output_dir, os.path.basename(src))
+        )
+    ]
+    if not kept:
+        return
+    recorded = _recorded_settings(options)
+    if recorded is not None and recorded != settings:
+        diffs = [
+            f"{key} {recorded.get(key)!r} -> {value!r}"
+            for key, value in settings.items()
+            if recorded.get(key) != value
+        ]
+        raise OptionError(
+            "output_dir",
+            "{field}={path} holds shards extracted with other settings "
+            "({diffs}): pass {overwrite} to extract every shard again, or "
+            "pick another {field}.",
+            ["overwrite"],
+            path=options.output_dir,
+            diffs="; ".join(diffs),
+        )
+    for dst in kept:
+        width = _first_logit_width(dst)
+        if width not in (settings["num_logits"], "empty"):
+            raise OptionError(
+                "output_dir",
+                "{field}={path} holds {name}, whose records carry "
+                "{found} (this teacher writes {width}): it was not written "
+                "by this extraction. Pass {overwrite} to extract it again, "
+                "or pick another {field}.",
+                ["overwrite"],
+                path=options.output_dir,
+                name=os.path.basename(dst),
+                found="no teacher logits"
+                if width is None
+                else f"{width} logits",
+                width=settings["num_logits"],
+            )
+
+
+def _first_logit_width(path):
+    """The `image/logit` length of the first record of `path`: None for
+    none (or a first record that does not read), "empty" for a shard
+    without records (every record of its input was left out)."""
+    try:
+        for raw in tf.data.TFRecordDataset(path).take(1):
+            feature = tf.train.Example.FromString(raw.numpy()).features.feature
+            if schema.LOGIT not in feature:
+                return None
+            return len(feature[schema.LOGIT].float_list.value)
+    except (tf.errors.OpError, ValueError):
+        return None
+    return "empty"
+
+
 def _write_shards(files, teacher, options, labels):
     """({shard: {records, skipped, kept}}, {label: (synset, text)})."""
     from tqdm import tqdm
@@ -601,12 +735,16 @@ def _write_shards(files, teacher, options, labels):
     done = {}
     for path, key in (
         (metadata_path(options), "shards"),
-        (progress_path, None),
+        (progress_path, "shards"),
     ):
         if os.path.isfile(path):
             with open(path) as f:
                 found = json.load(f)
-            done.update(found.get(key, {}) if key else found)
+            if path == progress_path and "settings" not in found:
+                found = {"shards": found}  # written before settings were
+            done.update(found.get(key, {}))
+    width = teacher.num_logits + int(options.prepend_zero)
+    settings = _settings(options, teacher, width)
     shards, seen = {}, {}
     bar = tqdm(
         files,
@@ -621,7 +759,13 @@ def _write_shards(files, teacher, options, labels):
         _remove(temporary_path(dst))  # left by a killed run
         kept = os.path.exists(dst) and not options.overwrite
         if kept:
-            records, found = scan_shard(dst, need_labels)
+            try:
+                records, found = scan_shard(dst, need_labels)
+            except tf.errors.DataLossError:
+                # A damaged shard of an earlier run: extracted again
+                # (before: a traceback).
+                kept = False
+        if kept:
             known = done.get(name, {})
             # Counts of an older run without them: read the input again.
             read = (
@@ -634,7 +778,9 @@ def _write_shards(files, teacher, options, labels):
                 src, dst, teacher, options, labels
             )
             done[name] = {"records": records, "skipped": read - records}
-            file_utils.atomic_write_json(progress_path, done)
+            file_utils.atomic_write_json(
+                progress_path, {"settings": settings, "shards": done}
+            )
         shards[name] = {"records": records, "skipped": read - records}
         shards[name]["kept"] = kept
         if read > records and not kept:

@@ -510,3 +510,69 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
         "(2 left out): rebuild them with `python -m "
         "tools.build_imagenet_tfrecords`."
     )
+
+
+def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
+    """A rerun kept any shard of the name: those of other teacher weights
+    (the summary then named this teacher), or the input's own shards
+    without logits (exit 0, num_logits in summary.json, none in the
+    records); two inputs of one file name wrote one shard, the other
+    dropped; a link to the input folder was written into."""
+    data = _write_data(tmp_path / "in")
+    out = tmp_path / "kd"
+    _, options = _preset_teacher(tmp_path, data, out)
+    tl.extract_teacher_logits(options)
+    other = build_model("resnet50", num_classes=CLASSES, **TINY)
+    weights = str(tmp_path / "other.weights.h5")
+    other.save_weights(weights)
+    again = dataclasses.replace(options, teacher_weights=weights)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(again)
+    message = error.value.as_flag()
+    assert message.startswith(
+        f"--output_dir={out} holds shards extracted with other settings "
+        "(teacher {"
+    )
+    assert message.endswith(
+        "pass --overwrite to extract every shard again, or pick another "
+        "--output_dir."
+    )
+    assert not tl.extract_teacher_logits(
+        dataclasses.replace(again, overwrite=True)
+    )["shards"][SHARDS[0]]["kept"]
+    # The input's shards in the output folder (no record of a run).
+    copied = tmp_path / "copied"
+    os.makedirs(copied)
+    for shard in SHARDS:
+        with open(os.path.join(data, shard), "rb") as f:
+            (copied / shard).write_bytes(f.read())
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            dataclasses.replace(options, output_dir=str(copied))
+        )
+    assert error.value.as_flag() == (
+        f"--output_dir={copied} holds {SHARDS[0]}, whose records carry no "
+        f"teacher logits (this teacher writes {CLASSES}): it was not written "
+        "by this extraction. Pass --overwrite to extract it again, or pick "
+        "another --output_dir."
+    )
+    # Two inputs of one name; a link to the input folder.
+    nested = tmp_path / "nested"
+    for sub in ("a", "b"):
+        os.makedirs(nested / sub)
+        with open(os.path.join(data, SHARDS[0]), "rb") as f:
+            (nested / sub / SHARDS[0]).write_bytes(f.read())
+    with pytest.raises(OptionError, match="share a file name"):
+        tl.extract_teacher_logits(
+            dataclasses.replace(
+                options,
+                input_dir=str(nested),
+                output_dir=str(tmp_path / "n_out"),
+                patterns=("a/train-*", "b/train-*"),
+            )
+        )
+    os.symlink(data, tmp_path / "link")
+    with pytest.raises(OptionError, match="must differ from the input"):
+        tl.extract_teacher_logits(
+            dataclasses.replace(options, output_dir=str(tmp_path / "link"))
+        )
