@@ -91,15 +91,25 @@ def sample_records(pattern, limit=SAMPLE_RECORDS):
         schema.LOGIT: tf.io.VarLenFeature(tf.float32),
     }
     records, images, sizes, labels = 0, 0, collections.Counter(), []
-    ds = tf.data.TFRecordDataset(files).take(limit).batch(256)
-    for serialized in ds:
-        parsed = tf.io.parse_example(serialized, spec)
-        data = parsed[schema.IMAGE].numpy()
-        records += len(data)
-        images += sum(_is_image(d) for d in data)
-        rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
-        sizes.update(np.bincount(rows, minlength=len(data)).tolist())
-        labels.append(parsed[schema.LABEL].numpy())
+    for path in files:
+        if records >= limit:
+            break
+        read = 0
+        try:
+            for serialized in (
+                tf.data.TFRecordDataset(path).take(limit - records).batch(256)
+            ):
+                parsed = _parse_batch(serialized, spec)
+                data = parsed[schema.IMAGE].numpy()
+                read += len(serialized)
+                records += len(serialized)
+                images += sum(_is_image(d) for d in data)
+                rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
+                sizes.update(np.bincount(rows, minlength=len(data)).tolist())
+                labels.append(parsed[schema.LABEL].numpy())
+        except tf.errors.DataLossError as e:
+            # A cut-off shard: one line naming it (before: a traceback).
+            raise damaged_shard_error(path, read, e) from None
     labels = np.concatenate(labels) if labels else np.zeros([0], np.int64)
     return RecordSample(
         pattern=pattern,
@@ -110,6 +120,25 @@ def sample_records(pattern, limit=SAMPLE_RECORDS):
         min_label=int(labels.min()) if labels.size else None,
         max_label=int(labels.max()) if labels.size else None,
     )
+
+
+def _parse_batch(serialized, spec):
+    """`tf.io.parse_example` of a batch, leaving out the records that are
+    not `tf.train.Example`s (the pipeline skips and counts them; here they
+    were a traceback)."""
+    try:
+        return tf.io.parse_example(serialized, spec)
+    except tf.errors.InvalidArgumentError:
+        good = []
+        for record in serialized:
+            try:
+                tf.io.parse_single_example(record, spec)
+            except tf.errors.InvalidArgumentError:
+                continue
+            good.append(record)
+        return tf.io.parse_example(
+            tf.stack(good) if good else tf.constant([], tf.string), spec
+        )
 
 
 def _check_labels(sample, data_config):

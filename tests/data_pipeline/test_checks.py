@@ -88,3 +88,28 @@ def test_empty_shards_are_refused_naming_the_split(tmp_path):
         testing_utils.write_records(tmp_path / f"{split}-00000-of-00001", [])
     with pytest.raises(DataError, match="The train shards .* hold no records"):
         checks.check_training_data(_config(tmp_path, 3))
+
+
+def test_records_that_are_not_examples_and_cut_off_shards(tmp_path):
+    """The check reads the first records with tf.io.parse_example: a
+    record that is not an Example (the pipeline skips and counts it) and a
+    cut-off shard were tracebacks before any training."""
+    import tensorflow as tf
+
+    _write(tmp_path, [0, 1, 2, 1])
+    train = tmp_path / "train-00000-of-00001"
+    good = [r.numpy() for r in tf.data.TFRecordDataset(str(train))]
+    with tf.io.TFRecordWriter(str(train)) as writer:
+        for record in good[:2] + [b"not an Example"] + good[2:]:
+            writer.write(record)
+    sample = checks.sample_records(str(train))
+    assert (sample.records, sample.images) == (5, 4)
+    assert (sample.min_label, sample.max_label) == (0, 2)
+    checks.check_training_data(_config(tmp_path, 3))
+    data = train.read_bytes()
+    train.write_bytes(data[:-10])
+    with pytest.raises(ValueError) as error:
+        checks.check_training_data(_config(tmp_path, 3))
+    assert str(error.value).startswith(
+        f"{train} is cut off or corrupt (after 0 readable records)."
+    )
