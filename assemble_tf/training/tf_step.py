@@ -35,6 +35,7 @@ import tensorflow as tf
 from assemble_tf.data import input_pipeline
 from assemble_tf.evaluation.evaluator import Evaluator
 from assemble_tf.runs import checkpoints, inputs
+from assemble_tf.runs.warm_start import is_rng_state
 from assemble_tf.training import step_lib
 
 
@@ -60,10 +61,17 @@ class TFStep:
             self.parts = step_lib.build_parts(config, plan)
             self.epoch_variable = tf.Variable(0, dtype=tf.int64)
             self.evaluator = Evaluator(self.model, strategy)
+        # The model's random-generator states (DropBlock's SeedGenerator)
+        # are Keras variables that tf.train.Checkpoint does not reach
+        # through the model: a resumed run drew other DropBlock masks than
+        # an uninterrupted one (the JAX state.npz always held them).
+        # Restores read them where present: older checkpoints lack them.
+        self._rng = [v.value for v in self.model.variables if is_rng_state(v)]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model,
             optimizer=self.optimizer,
             epoch=self.epoch_variable,
+            rng=self._rng,
         )
         # Every worker saves (the save is collective under multi-worker);
         # only the chief writes into model_dir, the others to a scratch dir.
@@ -280,8 +288,19 @@ class TFStep:
                 f"delete {folder} to train from the start."
             )
         latest = present[-1]
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        self._restore(latest)
         return latest
+
+    def _restore(self, prefix):
+        """The model, optimizer and epoch (all required), then the random
+        generator states where the checkpoint has them."""
+        tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=self.epoch_variable,
+        ).restore(prefix).assert_existing_objects_matched()
+        if self._rng:
+            tf.train.Checkpoint(rng=self._rng).restore(prefix).expect_partial()
 
     def save(self, epoch):
         """Writes the checkpoint of `epoch` (done); returns its prefix."""
@@ -314,7 +333,7 @@ class TFStep:
 
     def restore_preempted(self, prefix):
         """Restores the mid-epoch checkpoint `prefix`."""
-        self.checkpoint.restore(prefix).assert_existing_objects_matched()
+        self._restore(prefix)
 
     def set_epoch(self, epoch):
         self.epoch_variable.assign(epoch)
