@@ -395,7 +395,7 @@ def save_history(model_dir, history):
 
 PREEMPTED = "preempted"
 _PROGRESS = "progress.json"
-# What progress.json holds, each an int except loss_sum (a float).
+# What progress.json holds, each an int except the floats below.
 PROGRESS_FIELDS = (
     "backend",  # the Keras backend that wrote the checkpoint
     "checkpoint",  # its file name prefix, in the same folder
@@ -405,7 +405,10 @@ PROGRESS_FIELDS = (
     "epoch_steps_done",  # of which done
     "loss_sum",  # their summed loss (the epoch's train_loss to come)
     "records_skipped",  # unusable records skipped in them
+    "weight_decay_loss",  # of the last step (float)
+    "train_images_per_sec",  # of the last loop (float)
 )
+_FLOAT_FIELDS = ("loss_sum", "weight_decay_loss", "train_images_per_sec")
 
 
 def preempted_dir(checkpoint_dir):
@@ -415,7 +418,8 @@ def preempted_dir(checkpoint_dir):
 
 def save_preempted_progress(checkpoint_dir, progress):
     """Writes progress.json beside the mid-epoch checkpoint (after it: a
-    kill before leaves no progress, so no resume from a partial save)."""
+    kill before leaves the progress of the checkpoint before, which stays
+    until `prune_preempted`)."""
     missing = set(PROGRESS_FIELDS) - set(progress)
     if missing:
         raise ValueError(f"progress lacks {sorted(missing)}")
@@ -439,7 +443,7 @@ def load_preempted(checkpoint_dir):
     fix = f"delete {folder} to resume from the last epoch checkpoint instead"
     progress = file_utils.read_json(path, fix)
     if not isinstance(progress, dict) or any(
-        not isinstance(progress.get(k), float if k == "loss_sum" else int)
+        not isinstance(progress.get(k), float if k in _FLOAT_FIELDS else int)
         for k in PROGRESS_FIELDS
         if k not in ("backend", "checkpoint")
     ):
@@ -448,6 +452,16 @@ def load_preempted(checkpoint_dir):
             f"(fields {', '.join(PROGRESS_FIELDS)}); {fix}."
         )
     return os.path.join(folder, str(progress["checkpoint"])), progress
+
+
+def prune_preempted(checkpoint_dir, prefix):
+    """Removes the mid-epoch checkpoints other than `prefix` (once
+    progress.json names it)."""
+    folder = preempted_dir(checkpoint_dir)
+    keep = os.path.basename(prefix)
+    for name in os.listdir(folder):
+        if name.startswith("ckpt-") and name.split(".")[0] != keep:
+            os.remove(os.path.join(folder, name))
 
 
 def clear_preempted(checkpoint_dir):

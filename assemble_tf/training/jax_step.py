@@ -298,7 +298,7 @@ class JaxStep:
             self.model,
             self.optimizer,
             checkpoints.preempted_dir(self.manager.directory),
-            1,
+            2,  # the one before stays until progress.json names this one
         )
 
     def save_preempted(self, number):

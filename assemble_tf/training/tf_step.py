@@ -324,10 +324,13 @@ class TFStep:
     def save_preempted(self, number):
         """Writes the mid-epoch checkpoint `number` (the epochs done and
         the steps run with it); returns its prefix."""
+        # The one before stays until progress.json names the new one
+        # (`checkpoints.prune_preempted`): a kill in between left a
+        # progress.json naming a deleted checkpoint.
         manager = tf.train.CheckpointManager(
             self.checkpoint,
             checkpoints.preempted_dir(self.manager.directory),
-            max_to_keep=1,
+            max_to_keep=2,
         )
         return manager.save(checkpoint_number=number)
 

@@ -374,7 +374,11 @@ class Trainer:
             }
         steps = resume["epoch_steps"]
         first_step = done = resume["epoch_steps_done"]
-        loss_sum, wd = resume["loss_sum"], 0.0
+        loss_sum = resume["loss_sum"]
+        # Those of the steps before a resume, until a loop runs here (a
+        # stop at the epoch's end logged 0 for both).
+        wd = resume.get("weight_decay_loss", 0.0)
+        rate = resume.get("train_images_per_sec", 0.0)
         stats = input_pipeline.PipelineStats()
         # (Saved at the epoch's end: no data to skip through.)
         iterator = (
@@ -394,6 +398,8 @@ class Trainer:
                     done,
                     loss_sum,
                     resume["records_skipped"] + stats.unusable,
+                    wd,
+                    rate,
                 )
 
         start = time.perf_counter()
@@ -449,7 +455,9 @@ class Trainer:
             # Of this process (a resumed epoch: its steps after the resume).
             "train_images_per_sec": (steps - first_step)
             * t.batch_size
-            / max(elapsed, 1e-9),
+            / max(elapsed, 1e-9)
+            if steps > first_step
+            else rate,
         }
         if not self.config.data.synthetic:
             # In-flight records are read but not yet emitted: count only
@@ -494,7 +502,7 @@ class Trainer:
                 best.offer(path, record["val_top1"], epoch + 1)
         self.log(_format_record(record))
 
-    def _stop_on_sigterm(self, epoch, steps, done, loss_sum, skipped):
+    def _stop_on_sigterm(self, epoch, steps, done, loss_sum, skipped, wd, rate):
         """Saves the mid-epoch checkpoint; returns the `Terminated` to
         raise."""
         backend = self.backend
@@ -511,8 +519,11 @@ class Trainer:
                 "epoch_steps_done": done,
                 "loss_sum": float(loss_sum),
                 "records_skipped": int(skipped),
+                "weight_decay_loss": float(wd),
+                "train_images_per_sec": float(rate),
             },
         )
+        checkpoints.prune_preempted(backend.checkpoint_dir, prefix)
         return interrupts.Terminated(
             f"Training stopped on SIGTERM at step {self.step} ({done} of the "
             f"{steps} steps of epoch {epoch + 1}) and saved {prefix}; rerun "

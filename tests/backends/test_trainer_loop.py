@@ -346,51 +346,88 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     expected = whole.train()
 
     run = tmp_path / "stopped"
-    stopped, _ = trainer(run)
-    train_loop = stopped.backend.train_loop
+    from assemble_tf.runs import checkpoints
 
-    def loop_then_sigterm(iterator, seed, n):
-        out = train_loop(iterator, seed, n)
-        if stopped.step == 6:  # 2 of the 4 steps of epoch 2
-            os.kill(os.getpid(), signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while not interrupts.termination_requested():
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-        return out
+    class Killed(Exception):
+        """kill -9 between the checkpoint and its progress.json."""
 
-    stopped.backend.train_loop = loop_then_sigterm
-    handler = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(interrupts.Terminated) as stop:
-        stopped.train()
-    assert signal.getsignal(signal.SIGTERM) is handler  # put back
-    prefix = str(run / "checkpoints" / "preempted" / "ckpt-6")
-    assert str(stop.value) == (
-        "Training stopped on SIGTERM at step 6 (2 of the 4 steps of epoch "
+    def stop_at(step, kill_before_progress=False):
+        """A rerun of `run` that gets SIGTERM once `step` steps ran;
+        returns (its Terminated, its log)."""
+        t, logged = trainer(run)
+        train_loop = t.backend.train_loop
+
+        def loop_then_sigterm(iterator, seed, n):
+            out = train_loop(iterator, seed, n)
+            if t.step == step:
+                os.kill(os.getpid(), signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while not interrupts.termination_requested():
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+            return out
+
+        t.backend.train_loop = loop_then_sigterm
+        save = checkpoints.save_preempted_progress
+        if kill_before_progress:
+
+            def killed(*args):
+                raise Killed
+
+            checkpoints.save_preempted_progress = killed
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            with pytest.raises(
+                Killed if kill_before_progress else (interrupts.Terminated)
+            ) as stop:
+                t.train()
+        finally:
+            checkpoints.save_preempted_progress = save
+        assert signal.getsignal(signal.SIGTERM) is handler  # put back
+        return stop.value, logged
+
+    # At the end of epoch 1 (its record was logged with a weight decay
+    # and speed of 0 after the resume), then twice within epoch 2, the
+    # second time killed before its progress.json.
+    stop, _ = stop_at(4)
+    assert "at step 4 (4 of the 4 steps of epoch 1)" in str(stop)
+    stop, logged = stop_at(5)
+    assert logged[0].startswith(
+        f"Resumed from {run / 'checkpoints' / 'preempted' / 'ckpt-4'} "
+        "(step 4: 4 of the 4 steps of epoch 1 done"
+    )
+    first = json.loads((run / "history.json").read_text())[0]
+    assert first["weight_decay_loss"] == pytest.approx(
+        expected[0]["weight_decay_loss"], rel=1e-5
+    )
+    assert first["train_images_per_sec"] > 0
+    prefix = str(run / "checkpoints" / "preempted" / "ckpt-5")
+    assert str(stop) == (
+        "Training stopped on SIGTERM at step 5 (1 of the 4 steps of epoch "
         f"2) and saved {prefix}; rerun the same command to resume from "
         "there."
     )
     progress = json.loads(
         (run / "checkpoints/preempted/progress.json").read_text()
     )
-    assert {k: v for k, v in progress.items() if k != "loss_sum"} == {
+    floats = ("loss_sum", "weight_decay_loss", "train_images_per_sec")
+    assert {k: v for k, v in progress.items() if k not in floats} == {
         "backend": keras.backend.backend(),
-        "checkpoint": "ckpt-6",
+        "checkpoint": "ckpt-5",
         "epoch": 1,
-        "step": 6,
+        "step": 5,
         "epoch_steps": 4,
-        "epoch_steps_done": 2,
+        "epoch_steps_done": 1,
         "records_skipped": 0,
     }
     # The tools still read the epoch checkpoints only.
-    from assemble_tf.runs import checkpoints
-
     assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-1"
-
+    stop_at(6, kill_before_progress=True)
+    # (before: the checkpoint progress.json names was deleted by then)
     resumed, logged = trainer(run)
     history = resumed.train()
     assert logged[0] == (
-        f"Resumed from {prefix} (step 6: 2 of the 4 steps of epoch 2 done, "
+        f"Resumed from {prefix} (step 5: 1 of the 4 steps of epoch 2 done, "
         "saved on SIGTERM)."
     )
     assert resumed.step == 8
@@ -416,6 +453,7 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     assert str(error.value) == (
         f"{preempted / 'progress.json'} is not the progress of a mid-epoch "
         "checkpoint (fields backend, checkpoint, epoch, step, epoch_steps, "
-        "epoch_steps_done, loss_sum, records_skipped); delete "
+        "epoch_steps_done, loss_sum, records_skipped, weight_decay_loss, "
+        "train_images_per_sec); delete "
         f"{preempted} to resume from the last epoch checkpoint instead."
     )
