@@ -55,10 +55,20 @@ def find_checkpoint(model_dir, which="latest"):
     else:
         found = which if checkpoint_exists(which) else None
     if not found:
+        preempted = which == "latest" and os.path.isdir(
+            preempted_dir(os.path.join(model_dir, "checkpoints"))
+        )
         raise MissingPathError(
             "checkpoint",
-            "No checkpoint '{which}' under {model_dir}; train first or pass "
-            "{field}=PREFIX / {weights}=FILE.",
+            "No checkpoint '{which}' under {model_dir}; "
+            + (
+                "the run was stopped within its first epoch (only "
+                "checkpoints/preempted, which resumes training): rerun its "
+                "training to finish an epoch, or pass "
+                if preempted
+                else "train first or pass "
+            )
+            + "{field}=PREFIX / {weights}=FILE.",
             ["weights"],
             which=which,
             model_dir=model_dir,

@@ -309,17 +309,31 @@ class Trainer:
             ):
                 return self._train(on_epoch_end)
         except KeyboardInterrupt:
-            latest = self.backend.latest_checkpoint
-            # Checkpoints are numbered by the epochs they hold (ckpt-N).
-            where = (
-                f"after epoch {latest.rsplit('-', 1)[-1]} ({latest})"
-                if latest
-                else "from the start (no checkpoint yet)"
-            )
+            latest, step = self._resume_point()
+            if step is not None:  # a mid-epoch checkpoint is newer
+                where = f"from step {step} ({latest})"
+            elif latest:
+                # Epoch checkpoints are numbered by their epochs (ckpt-N).
+                where = f"after epoch {latest.rsplit('-', 1)[-1]} ({latest})"
+            else:
+                where = "from the start (no checkpoint yet)"
             raise TrainingInterrupted(
                 f"Training stopped at step {self.step}; rerun the same "
                 f"command to resume {where}."
             ) from None
+
+    def _resume_point(self):
+        """(the checkpoint a rerun resumes from or None, its step when it
+        is a mid-epoch one, else None)."""
+        latest = self.backend.latest_checkpoint
+        try:
+            found = checkpoints.load_preempted(self.backend.checkpoint_dir)
+        except ValueError:  # damaged: the rerun says so
+            found = None
+        done = int(latest.rsplit("-", 1)[-1]) if latest else 0
+        if found is not None and found[1]["epoch"] >= done:
+            return found[0], found[1]["step"]
+        return latest, None
 
     def _train(self, on_epoch_end):
         self.prepare()
@@ -419,7 +433,7 @@ class Trainer:
                     raise NonFiniteLossError(
                         f"Loss is {loss} {where} (epoch {epoch + 1}); "
                         "stopping. The last good checkpoint is "
-                        f"{backend.latest_checkpoint}."
+                        f"{self._resume_point()[0]}."
                     )
                 done += n
                 loss_sum += loss * n

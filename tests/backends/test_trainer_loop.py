@@ -422,6 +422,19 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     }
     # The tools still read the epoch checkpoints only.
     assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-1"
+    # Ctrl-C names it too (before: the epoch checkpoint before it).
+    interrupted, _ = trainer(run)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    interrupted.backend.train_loop = ctrl_c
+    with pytest.raises(trainer_lib.TrainingInterrupted) as error:
+        interrupted.train()
+    assert str(error.value) == (
+        "Training stopped at step 5; rerun the same command to resume from "
+        f"step 5 ({prefix})."
+    )
     stop_at(6, kill_before_progress=True)
     # (before: the checkpoint progress.json names was deleted by then)
     resumed, logged = trainer(run)
