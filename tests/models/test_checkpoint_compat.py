@@ -109,3 +109,19 @@ def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
         checkpoints.restore(wide, weights=path)
     message = error.value.as_flag()
     assert "\n" not in message and " layers differ)" in message, message
+
+
+def test_a_run_with_only_a_mid_epoch_checkpoint_is_explained(tmp_path):
+    """Before: "train first", for a run that trained and was preempted
+    within its first epoch."""
+    import pytest
+
+    os.makedirs(tmp_path / "checkpoints" / "preempted")
+    with pytest.raises(FileNotFoundError) as error:
+        checkpoints.find_checkpoint(str(tmp_path))
+    assert error.value.as_flag().startswith(
+        f"No checkpoint 'latest' under {tmp_path}; the run was stopped "
+        "within its first epoch (only checkpoints/preempted, which resumes "
+        "training): rerun its training to finish an epoch, or pass "
+        "--checkpoint=PREFIX"
+    )
