@@ -484,6 +484,20 @@ def _label_error(label, labels, path, options):
             "{field} out for 0-based labels.",
             **values,
         )
+    if not options.prepend_zero and labels.start == 0 and label == labels.stop:
+        # One past the last: labels stored from 1 (ImageNet's 1..1000)
+        # with a teacher of as many classes.
+        return OptionError(
+            "input_dir",
+            "{field}: {path} holds label {label}, but the stored logits "
+            "cover labels {low}..{high}: for labels stored from 1 with a "
+            "teacher of as many classes, pass {prepend_zero} (logit 0 "
+            "becomes the background).",
+            ["prepend_zero"],
+            low=labels.start,
+            high=labels.stop - 1,
+            **values,
+        )
     return OptionError(
         "input_dir",
         "{field}: {path} holds label {label}, but the stored logits cover "

@@ -337,6 +337,22 @@ def test_logits_that_do_not_fit_the_classes_are_refused(
         tl.extract_teacher_logits(dataclasses.replace(options, input_dir=plain))
     _assert_no_files(out, error, "prepend_zero", "holds label 0")
     assert not out.exists()
+    # Labels stored from 1 without metadata, a teacher of as many classes:
+    # the fix is --prepend_zero (before: "use a teacher of this data's
+    # classes").
+    one_based = _write_data(tmp_path / "one", label_base=1, with_metadata=False)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            dataclasses.replace(
+                options, input_dir=one_based, prepend_zero=False
+            )
+        )
+    assert error.value.field == "input_dir"
+    assert error.value.as_flag().endswith(
+        "holds label 3, but the stored logits cover labels 0..2: for labels "
+        "stored from 1 with a teacher of as many classes, pass "
+        "--prepend_zero (logit 0 becomes the background)."
+    )
 
 
 @pytest.mark.parametrize(
