@@ -479,9 +479,13 @@ class Trainer:
             skipped = resume["records_skipped"] + stats.unusable
             record["train_records_skipped"] = skipped
             if skipped:
+                before = resume["records_skipped"]
+                kinds = stats.describe() or "none"
+                if before:  # the kinds are this process's only
+                    kinds = f"{before:,} before the resume; since: {kinds}"
                 self.log(
                     f"WARNING: epoch {epoch + 1} skipped {skipped:,} "
-                    f"unusable training records ({stats.describe()}; "
+                    f"unusable training records ({kinds}; "
                     "counted as read, records read ahead included)."
                 )
         keep = backend.keep_prob()
