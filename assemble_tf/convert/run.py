@@ -8,13 +8,14 @@ global_step are ignored; any other unmatched or missing variable, or a
 shape mismatch, stops the conversion with the full list. `convert` saves
 the Keras weights file; `verify` checks the converted model against logits
 the original graph produced (a golden `.npz` with arrays `inputs`,
-`logits`) and fails when max |diff| > tolerance x max |logit|.
+`logits`) and fails when max |diff| > tolerance x max |logit|; with
+`golden` set, `convert` runs it before the file is written.
 
     options = run.ConvertOptions(
         checkpoint="/ckpts/assemble_r50/model.ckpt-750683",
-        preset="assemble_resnet50", output="assemble_r50.weights.h5")
-    model, count = run.convert(options)
-    diff, scale = run.verify(model, "golden.npz", options.tolerance)
+        preset="assemble_resnet50", output="assemble_r50.weights.h5",
+        golden="golden.npz")
+    model, count, (diff, scale) = run.convert(options)
 """
 
 import dataclasses

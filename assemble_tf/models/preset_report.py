@@ -281,7 +281,9 @@ def preset_table(options, show=None):
         presets.get(name)  # fail before building anything
     check_distinct(options, ("presets",))
     if options.image_size is not None:  # 0 was taken as "each preset's"
-        check_at_least(options, {"image_size": 32})
+        # The smallest size every preset builds at (BlurPool's 5-tap
+        # filters need 3-pixel maps; BigLittleNet multiples of 32).
+        check_at_least(options, {"image_size": 64})
     if options.output_dir and os.path.isfile(options.output_dir):
         raise OptionError(
             "output_dir",

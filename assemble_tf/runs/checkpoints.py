@@ -62,7 +62,7 @@ def find_checkpoint(model_dir, which="latest"):
             "checkpoint",
             "No checkpoint '{which}' under {model_dir}; "
             + (
-                "the run was stopped within its first epoch (only "
+                "the run was stopped before its first epoch checkpoint (only "
                 "checkpoints/preempted, which resumes training): rerun its "
                 "training to finish an epoch, or pass "
                 if preempted
@@ -126,18 +126,22 @@ def load_weights_file(model, path, field="weights"):
         try:
             model.load_weights(path)
         except ValueError as e:
+            detail = _mismatch_detail(str(e))
+            if detail is None:  # not a misfit (e.g. not a weights file)
+                raise
             raise OptionError(
                 field,
                 "{field}={path} does not fit the model ({detail}): use the "
                 "preset, model overrides and class count the weights were "
                 "saved with.",
                 path=path,
-                detail=_mismatch_detail(str(e)),
+                detail=detail,
             ) from None
 
 
 def _mismatch_detail(text):
-    """The first differing variable of Keras' load error, in a phrase."""
+    """The first differing variable of Keras' load error, in a phrase;
+    None for another error."""
     count = re.search(r"A total of (\d+) objects could not be loaded", text)
     shapes = re.search(
         r"variable\.shape=(\(.*?\)), Received: value\.shape=(\(.*?\))", text
@@ -151,8 +155,10 @@ def _mismatch_detail(text):
         if count and count.group(1) != "1":
             detail += f"; {count.group(1)} layers differ"
         return detail
-    first = text.strip().splitlines()[0] if text.strip() else "ValueError"
-    return first[:300]
+    if count or "could not be loaded" in text:
+        first = text.strip().splitlines()[0]
+        return first[:300]
+    return None
 
 
 def unreadable_error(path, error, fix):
@@ -464,14 +470,30 @@ def load_preempted(checkpoint_dir):
     return os.path.join(folder, str(progress["checkpoint"])), progress
 
 
+def load_preempted_name(checkpoint_dir):
+    """The checkpoint progress.json names (None: none, or unreadable)."""
+    try:
+        found = load_preempted(checkpoint_dir)
+    except ValueError:
+        return None
+    return found[0] if found else None
+
+
 def prune_preempted(checkpoint_dir, prefix):
-    """Removes the mid-epoch checkpoints other than `prefix` (once
-    progress.json names it)."""
+    """Removes the mid-epoch checkpoints other than `prefix` (None: all),
+    and what a save cut short left (TensorFlow's `<prefix>_temp/`)."""
     folder = preempted_dir(checkpoint_dir)
-    keep = os.path.basename(prefix)
+    if not os.path.isdir(folder):
+        return
+    keep = os.path.basename(prefix) if prefix else None
     for name in os.listdir(folder):
-        if name.startswith("ckpt-") and name.split(".")[0] != keep:
-            os.remove(os.path.join(folder, name))
+        if not name.startswith("ckpt-") or name.split(".")[0] == keep:
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def clear_preempted(checkpoint_dir):

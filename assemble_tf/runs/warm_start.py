@@ -307,8 +307,21 @@ def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
         layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
         if isinstance(layer, keras.layers.BatchNormalization)
-        and layer.trainable
     ]
+    # Frozen ones too (`freeze_backbone`): a BatchNorm that is not
+    # trainable computes no batch statistics, so those of a frozen
+    # backbone stayed at their reset 0 / 1. Trainable meanwhile.
+    frozen = [layer for layer in layers if not layer.trainable]
+    for layer in frozen:
+        layer.trainable = True
+    try:
+        return _reestimate(model, layers, batches, steps, dtype)
+    finally:
+        for layer in frozen:
+            layer.trainable = False
+
+
+def _reestimate(model, layers, batches, steps, dtype):
     stats = [
         v
         for layer in layers

@@ -298,7 +298,7 @@ class JaxStep:
             self.model,
             self.optimizer,
             checkpoints.preempted_dir(self.manager.directory),
-            2,  # the one before stays until progress.json names this one
+            3,  # pruned by the controller (`checkpoints.prune_preempted`)
         )
 
     def save_preempted(self, number):

@@ -706,7 +706,7 @@ def _check_kept_shards(files, options, settings):
         )
     for dst in kept:
         width = _first_logit_width(dst)
-        if width not in (settings["num_logits"], "empty"):
+        if width not in (settings["num_logits"], "empty", "damaged"):
             raise OptionError(
                 "output_dir",
                 "{field}={path} holds {name}, whose records carry "
@@ -725,8 +725,9 @@ def _check_kept_shards(files, options, settings):
 
 def _first_logit_width(path):
     """The `image/logit` length of the first record of `path`: None for
-    none (or a first record that does not read), "empty" for a shard
-    without records (every record of its input was left out)."""
+    none, "empty" for a shard without records (every record of its input
+    was left out), "damaged" for one that does not read (extracted
+    again)."""
     try:
         for raw in tf.data.TFRecordDataset(path).take(1):
             feature = tf.train.Example.FromString(raw.numpy()).features.feature
@@ -734,7 +735,7 @@ def _first_logit_width(path):
                 return None
             return len(feature[schema.LOGIT].float_list.value)
     except (tf.errors.OpError, ValueError):
-        return None
+        return "damaged"
     return "empty"
 
 
@@ -775,7 +776,7 @@ def _write_shards(files, teacher, options, labels):
         if kept:
             try:
                 records, found = scan_shard(dst, need_labels)
-            except tf.errors.DataLossError:
+            except (tf.errors.DataLossError, ValueError):
                 # A damaged shard of an earlier run: extracted again
                 # (before: a traceback).
                 kept = False

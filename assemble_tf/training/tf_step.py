@@ -330,7 +330,7 @@ class TFStep:
         manager = tf.train.CheckpointManager(
             self.checkpoint,
             checkpoints.preempted_dir(self.manager.directory),
-            max_to_keep=2,
+            max_to_keep=3,
         )
         return manager.save(checkpoint_number=number)
 

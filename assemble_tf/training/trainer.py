@@ -358,7 +358,9 @@ class Trainer:
         best = checkpoints.BestKeeper(
             self.config.model_dir, self.config.train.keep_best
         )
-        while self.step < plan.total_steps:
+        # (A run stopped on SIGTERM in its last loop has run every step,
+        # and its last epoch is still to evaluate and checkpoint.)
+        while self.step < plan.total_steps or self._resume is not None:
             epoch = backend.epoch
             if epoch >= plan.num_epochs:
                 break
@@ -525,6 +527,10 @@ class Trainer:
         raise."""
         backend = self.backend
         backend.sync()
+        # Only the checkpoint progress.json names stays until the new one
+        # is named (a kill in between resumes from the one before).
+        named = checkpoints.load_preempted_name(backend.checkpoint_dir)
+        checkpoints.prune_preempted(backend.checkpoint_dir, named)
         prefix = backend.save_preempted(self.step)
         checkpoints.save_preempted_progress(
             backend.checkpoint_dir,

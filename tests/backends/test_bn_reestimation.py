@@ -15,6 +15,11 @@ def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
     model = build_model(
         "resnet50", num_classes=4, base_width=8, block_sizes=(1, 1, 1, 1)
     )
+    # A frozen backbone (--freeze_backbone) is re-estimated too: frozen
+    # BatchNorms compute no batch statistics, and theirs stayed 0 / 1.
+    for layer in model.layers:
+        if not layer.name.startswith("head_"):
+            layer.trainable = False
     rng = np.random.default_rng(0)
     batches = [
         rng.normal(0, 50, (3, 32, 32, 3)).astype("float32") for _ in range(3)
@@ -30,6 +35,7 @@ def test_bn_reestimation_is_the_exact_mean_of_batch_statistics():
     )
     bn = model.get_layer("stem_1_bn")
     mean = keras.ops.convert_to_numpy(bn.moving_mean)
+    assert not model.get_layer("stem_1_bn").trainable  # frozen again
     variance = keras.ops.convert_to_numpy(bn.moving_variance)
     np.testing.assert_allclose(mean, want_mean, rtol=1e-4)
     np.testing.assert_allclose(variance, want_var, rtol=1e-4)

@@ -437,13 +437,18 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     )
     stop_at(6, kill_before_progress=True)
     # (before: the checkpoint progress.json names was deleted by then)
-    resumed, logged = trainer(run)
-    history = resumed.train()
+    stop, logged = stop_at(8)  # in the run's last loop
     assert logged[0] == (
         f"Resumed from {prefix} (step 5: 1 of the 4 steps of epoch 2 done, "
         "saved on SIGTERM)."
     )
+    assert "at step 8 (4 of the 4 steps of epoch 2)" in str(stop)
+    # Every step ran: the rerun still evaluates and checkpoints epoch 2
+    # (before: it did nothing, and the weights stayed in preempted/).
+    resumed, logged = trainer(run)
+    history = resumed.train()
     assert resumed.step == 8
+    assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-2"
     assert not (run / "checkpoints" / "preempted").exists()
     for a, b in zip(weights(whole), weights(resumed), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)

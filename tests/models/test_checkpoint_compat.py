@@ -109,6 +109,25 @@ def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
         checkpoints.restore(wide, weights=path)
     message = error.value.as_flag()
     assert "\n" not in message and " layers differ)" in message, message
+    # Not a misfit: Keras' own message (before: "does not fit").
+    (tmp_path / "x.txt").write_text("not weights")
+    with pytest.raises(ValueError) as error:
+        checkpoints.restore(nine, weights=str(tmp_path / "x.txt"))
+    assert "does not fit" not in str(error.value)
+
+
+def test_pruning_mid_epoch_checkpoints_keeps_the_named_one(tmp_path):
+    """A save cut short leaves TensorFlow's `<prefix>_temp/` folder: the
+    next pruning failed on it (IsADirectoryError, a traceback instead of
+    the SIGTERM line)."""
+    folder = tmp_path / "checkpoints" / "preempted"
+    os.makedirs(folder / "ckpt-7_temp")
+    for name in ("ckpt-5.index", "ckpt-50.index", "ckpt-7.index", "checkpoint"):
+        (folder / name).write_text("")
+    checkpoints.prune_preempted(str(tmp_path / "checkpoints"), "x/ckpt-5")
+    assert sorted(os.listdir(folder)) == ["checkpoint", "ckpt-5.index"]
+    checkpoints.prune_preempted(str(tmp_path / "checkpoints"), None)
+    assert os.listdir(folder) == ["checkpoint"]
 
 
 def test_a_run_with_only_a_mid_epoch_checkpoint_is_explained(tmp_path):
@@ -121,7 +140,8 @@ def test_a_run_with_only_a_mid_epoch_checkpoint_is_explained(tmp_path):
         checkpoints.find_checkpoint(str(tmp_path))
     assert error.value.as_flag().startswith(
         f"No checkpoint 'latest' under {tmp_path}; the run was stopped "
-        "within its first epoch (only checkpoints/preempted, which resumes "
-        "training): rerun its training to finish an epoch, or pass "
+        "before its first epoch checkpoint (only checkpoints/preempted, "
+        "which resumes training): rerun its training to finish an epoch, or "
+        "pass "
         "--checkpoint=PREFIX"
     )

@@ -90,5 +90,5 @@ def test_preset_table_refuses_repeats_and_a_file_before_building(
     )
     with pytest.raises(ValueError) as error:  # 0 meant "each preset's"
         preset_report.preset_table(options(presets=("resnet50",), image_size=0))
-    assert error.value.as_flag() == "--image_size=0 must be at least 32."
+    assert error.value.as_flag() == "--image_size=0 must be at least 64."
     assert built == []

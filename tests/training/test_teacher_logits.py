@@ -556,6 +556,15 @@ def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
     assert not tl.extract_teacher_logits(
         dataclasses.replace(again, overwrite=True)
     )["shards"][SHARDS[0]]["kept"]
+    # A kept shard whose first record is damaged is extracted again
+    # (before: refused as "not written by this extraction").
+    shard = out / SHARDS[0]
+    data_bytes = bytearray(shard.read_bytes())
+    data_bytes[20] ^= 0xFF
+    shard.write_bytes(bytes(data_bytes))
+    summary = tl.extract_teacher_logits(again)
+    assert not summary["shards"][SHARDS[0]]["kept"]
+    assert summary["shards"][SHARDS[1]]["kept"]
     # The input's shards in the output folder (no record of a run).
     copied = tmp_path / "copied"
     os.makedirs(copied)
