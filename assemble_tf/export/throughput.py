@@ -261,14 +261,12 @@ def add_ratios(rows):
     bases = {
         r["mode"]: r for r in rows if r["preset"] in ("table7_e0", "resnet50")
     }
-    keras_row = next(
-        (
-            r
-            for r in rows
-            if r["preset"] == "keras_resnet50" and r["mode"] == "plain"
-        ),
-        None,
-    )
+    # The reference at each row's own size.
+    keras_rows = {
+        r.get("image_size"): r
+        for r in rows
+        if r["preset"] == "keras_resnet50" and r["mode"] == "plain"
+    }
     for r in rows:
         base = bases.get(r["mode"])
         if base and r["preset"] != "keras_resnet50":
@@ -277,6 +275,7 @@ def add_ratios(rows):
                 r["paper_ratio_vs_r50"] = (
                     r["paper_images_per_sec"] / PAPER_R50_IMAGES_PER_SEC
                 )
+        keras_row = keras_rows.get(r.get("image_size"))
         if keras_row:
             r["ratio_vs_keras_resnet50"] = (
                 r["images_per_sec"] / keras_row["images_per_sec"]
