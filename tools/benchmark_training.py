@@ -23,6 +23,7 @@ from absl import flags
 
 from flags import benchmark_training_flags
 from official.utils.flags import core as flags_core
+from official.utils.misc import validation
 
 FLAGS = flags.FLAGS
 
@@ -59,6 +60,7 @@ def main(argv):
     def log(line):
         print(line, file=sys.stderr, flush=True)
 
+    validation.check_creatable(FLAGS, folders=["output_dir"])  # before
     report = benchmark.run(options, log=log)
     for r in report["rows"]:
         log(

@@ -89,6 +89,17 @@ class ProfileOptions:
         from assemble_tf import presets
 
         check_choices(self, {"mode": throughput.MODES})
+        if "xla" in self.mode:
+            # XLA's cluster runs as one op: nothing to attribute (the
+            # profile came out empty).
+            raise OptionError(
+                "mode",
+                "{field}={value}: an XLA-compiled model runs as one fused "
+                "cluster, which the profile cannot split into layers; "
+                "profile the same model without XLA (plain, fold_bn, bf16 "
+                "or fold_bn_bf16).",
+                value=self.mode,
+            )
         check_creatable(self, folders=["output_dir"])
         check_at_least(
             self, {"batch_size": 1, "warmup": 0, "steps": 1, "image_size": 32}

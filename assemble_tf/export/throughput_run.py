@@ -23,6 +23,7 @@ from official.utils.misc.validation import (
     OptionError,
     check_at_least,
     check_choices,
+    check_creatable,
     check_distinct,
 )
 
@@ -97,6 +98,8 @@ def preset_names(options):
     from assemble_tf import presets
 
     names = throughput.PAPER_ROWS if options.paper_table else options.preset
+    if not names:  # timed nothing (or the reference alone)
+        raise OptionError("preset", "{field} is empty: name a preset.")
     for name in names:
         presets.get(name)
     return list(names)
@@ -108,9 +111,13 @@ def _check_values(options):
     to itself)."""
     choices = {"dtype": DTYPES, "compare": REFERENCES}
     check_choices(options, choices)
-    lowest = {"batch_size": 1, "warmup": 0, "runs": 1, "steps": 1}
+    # One warm-up batch at least: the first call traces (and compiles),
+    # and timed it gave a fifth of the rate and wrong ratios.
+    lowest = {"batch_size": 1, "warmup": 1, "runs": 1, "steps": 1}
     check_at_least(options, lowest)
     check_distinct(options, ("modes", "preset"))
+    # Before the timing (it failed after it, on writing).
+    check_creatable(options, folders=["output_dir"])
 
 
 def validate(options):

@@ -37,7 +37,11 @@ from assemble_tf import presets as presets_lib
 from assemble_tf.export import throughput
 from assemble_tf.models import count_macs
 from assemble_tf.runs import models, runtime
-from official.utils.misc.validation import OptionError, check_at_least
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    check_distinct,
+)
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 KERAS_LABEL = "keras_resnet50"
@@ -95,10 +99,12 @@ class Options:
             "batch_size": 1,
             "repeats": 1,
             "steps_per_repeat": 1,
-            "warmup_steps": 0,
+            "warmup_steps": 1,  # the first step traces and compiles
             "image_size": 32,  # None (each preset's train size) passes
         }
         check_at_least(self, lowest)
+        # A repeat was timed twice and paired with one Keras run.
+        check_distinct(self, ("presets", "precisions"))
 
 
 def _check_presets(names):

@@ -94,6 +94,14 @@ def test_binary_prints_tables_and_names_bad_flags(tmp_path):
     assert bad.returncode != 0
     assert "--preset" in bad.stderr and "assemble_resnet50" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # XLA's one fused cluster: refused (before: an empty profile).
+    xla = testing_utils.run_main(
+        "tools.profile_inference", "--preset=resnet50", "--mode=xla"
+    )
+    assert xla.returncode == 2
+    assert "ERROR: --mode=xla: an XLA-compiled model runs as one fused" in (
+        xla.stderr
+    )
     small = testing_utils.run_main(
         "tools.profile_inference",
         "--preset=resnet50",

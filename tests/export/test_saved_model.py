@@ -578,6 +578,14 @@ def test_run_benchmark_option_errors_name_the_option():
         throughput_run.run_benchmark(options(preset=("resnet50", "resnet50")))
     with pytest.raises(ValueError, match="'resnet5' is not a preset"):
         throughput_run.run_benchmark(options(preset=("resnet5",)))
+    # Before: the first (tracing) call timed, nothing timed, and an
+    # output_dir behind a file failed after all the timing.
+    with pytest.raises(OptionError, match="`warmup`=0 must be at least 1"):
+        throughput_run.run_benchmark(options(warmup=0))
+    with pytest.raises(OptionError, match="`preset` is empty"):
+        throughput_run.run_benchmark(options(preset=()))
+    with pytest.raises(OptionError, match="is a file, not a folder"):
+        throughput_run.run_benchmark(options(output_dir=__file__ + "/out"))
     assert throughput_run.selected_modes(options(fold_bn=True)) == ["fold_bn"]
     assert throughput_run.selected_modes(options(jit_compile=True)) == ["xla"]
 

@@ -66,6 +66,10 @@ def _check_report(report, presets, precisions):
         ({"presets": ()}, "`presets` is empty"),
         ({"repeats": 0}, "`repeats`=0"),
         ({"image_size": 8}, "`image_size`=8"),
+        # Timed the first (tracing) step; timed a repeat twice, paired with
+        # one Keras run.
+        ({"warmup_steps": 0}, "`warmup_steps`=0"),
+        ({"presets": ("resnet50", "resnet50")}, "`presets`=resnet50,resnet50"),
     ],
 )
 def test_bad_options_name_the_flag(changes, message):
