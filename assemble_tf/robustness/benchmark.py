@@ -150,6 +150,15 @@ def check_names(names, valid):
             bad=", ".join(bad),
             valid=", ".join(valid),
         )
+    if not names:
+        raise OptionError("corruptions", "{field} is empty: name one.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # the table summed it twice, the JSON once
+        raise OptionError(
+            "corruptions",
+            "{field} names {repeated} more than once.",
+            repeated=", ".join(repeated),
+        )
     return tuple(names)
 
 

@@ -84,6 +84,25 @@ def validate(options):
     lowest = dict(batch_size=1, image_size=8, rounds=1, warmup_steps=0)
     lowest.update(min_seconds=0.0, settle_seconds=0.0)
     check_at_least(options, lowest)
+    import keras
+
+    if (
+        options.dtype != "uint8"
+        and options.mixup_type
+        and keras.backend.backend() != "tensorflow"
+    ):
+        # Float pipelines mix inside tf.data with Keras ops, whose random
+        # draws only the TensorFlow backend runs on tf.data tensors (a
+        # traceback under JAX).
+        raise OptionError(
+            "dtype",
+            "{field}={value} with {mixup_type} mixes inside tf.data, "
+            "which needs KERAS_BACKEND=tensorflow; under {backend} time "
+            "{field}=uint8 (mixed on the device, as training does).",
+            ["mixup_type"],
+            value=options.dtype,
+            backend=keras.backend.backend(),
+        )
 
 
 def input_config(options):

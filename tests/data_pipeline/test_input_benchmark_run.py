@@ -71,3 +71,19 @@ def test_option_errors_name_the_flag(data_dir, kwargs, message):
     with pytest.raises(OptionError) as e:
         input_benchmark.run_benchmark(options)
     assert e.value.as_flag().startswith(message)
+
+
+def test_float_mixing_under_another_backend_is_refused(data_dir, monkeypatch):
+    """Under JAX a float pipeline with Mixup failed with a traceback (its
+    random draws on tf.data tensors); uint8 (mixed on the device) runs."""
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    options = _options(data_dir, mixup_type=1, dtype="float32")
+    with pytest.raises(OptionError) as error:
+        input_benchmark.validate(options)
+    assert error.value.as_flag().startswith(
+        "--dtype=float32 with --mixup_type mixes inside tf.data, which needs "
+        "KERAS_BACKEND=tensorflow; under jax time --dtype=uint8"
+    )
+    input_benchmark.validate(dataclasses.replace(options, dtype="uint8"))

@@ -47,6 +47,11 @@ def test_option_errors_name_the_flags():
     valid = ("fog", "snow")
     assert benchmark.check_names(None, valid) == valid
     assert benchmark.check_names(["snow"], valid) == ("snow",)
+    # The table summed a repeat twice, the JSON once; none timed nothing.
+    with pytest.raises(ValueError, match="names fog more than once"):
+        benchmark.check_names(["fog", "fog", "snow"], valid)
+    with pytest.raises(ValueError, match="is empty"):
+        benchmark.check_names([], valid)
     with pytest.raises(OptionError) as e:
         benchmark.check_names(["bogus", "fog"], valid)
     assert str(e.value) == "`corruptions`: unknown bogus. Valid: fog, snow."
