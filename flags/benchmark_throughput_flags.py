@@ -34,8 +34,9 @@ TABLE = (
         "integer",
         "warmup",
         None,
-        "Untimed batches. Default: 2 (1 with --smoke).",
-        {"lower_bound": 0},
+        "Untimed batches (at least 1: the first traces). Default: 2 (1 "
+        "with --smoke).",
+        {"lower_bound": 1},
     ),
     (
         "integer",

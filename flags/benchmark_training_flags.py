@@ -47,8 +47,8 @@ TABLE = (
         "integer",
         "warmup_steps",
         2,
-        "Untimed steps per model first (tracing, compiling).",
-        {"lower_bound": 0},
+        "Untimed steps per model first (tracing, compiling; at least 1).",
+        {"lower_bound": 1},
     ),
     (
         "bool",
