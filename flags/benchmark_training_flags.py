@@ -70,7 +70,8 @@ TABLE = (
         "smoke",
         False,
         "Tiny run for tests: our models at base_width 8, Keras' ResNet50 "
-        "with one block per stage, 32 px, batch 2, one repeat of one step.",
+        "with one block per stage, 32 px, batch 2, one repeat of one step "
+        "(flags given on the command line win).",
     ),
 )
 

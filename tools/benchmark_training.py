@@ -33,29 +33,36 @@ def define_flags():
     benchmark_training_flags.define()
 
 
+def options_from_flags(flag_values):
+    """The `benchmark.Options` of the parsed flags (`--smoke`: tiny
+    settings, but the flags given win; before, they were dropped)."""
+    from assemble_tf.training import benchmark
+
+    f = flag_values
+    values = dict(
+        presets=tuple(f.presets),
+        precisions=tuple(f.precisions),
+        batch_size=f.batch_size,
+        image_size=f.image_size or None,
+        repeats=f.repeats,
+        steps_per_repeat=f.steps_per_repeat,
+        warmup_steps=f.warmup_steps,
+        jit_compile=f.jit_compile,
+        num_classes=f.num_classes,
+    )
+    if not f.smoke:
+        return benchmark.Options(**values)
+    always = ("presets", "precisions", "jit_compile")
+    return benchmark.smoke_options(
+        **{k: v for k, v in values.items() if k in always or f[k].present}
+    )
+
+
 def main(argv):
     del argv
     from assemble_tf.training import benchmark
 
-    values = dict(
-        presets=tuple(FLAGS.presets),
-        precisions=tuple(FLAGS.precisions),
-        batch_size=FLAGS.batch_size,
-        image_size=FLAGS.image_size or None,
-        repeats=FLAGS.repeats,
-        steps_per_repeat=FLAGS.steps_per_repeat,
-        warmup_steps=FLAGS.warmup_steps,
-        jit_compile=FLAGS.jit_compile,
-        num_classes=FLAGS.num_classes,
-    )
-    if FLAGS.smoke:
-        options = benchmark.smoke_options(
-            presets=values["presets"],
-            precisions=values["precisions"],
-            jit_compile=values["jit_compile"],
-        )
-    else:
-        options = benchmark.Options(**values)
+    options = options_from_flags(FLAGS)
 
     def log(line):
         print(line, file=sys.stderr, flush=True)

@@ -281,3 +281,23 @@ def test_ratio_is_the_median_of_per_repeat_ratios(monkeypatch):
     assert row["images_per_sec"] == 12.0
     assert row["keras_images_per_sec"] == 10.0
     assert "images_per_sec_per_repeat" not in report["keras"][0]
+
+
+def test_smoke_keeps_the_flags_given():
+    """--smoke set its tiny settings over explicit --batch_size,
+    --image_size ... without a word (benchmark_throughput keeps them)."""
+    from absl import flags
+
+    from flags import benchmark_training_flags
+    from tools import benchmark_training
+
+    values = flags.FlagValues()
+    for kind, name, default, text, *options in benchmark_training_flags.TABLE:
+        getattr(flags, f"DEFINE_{kind}")(
+            name, default, help=text, flag_values=values, **(options or [{}])[0]
+        )
+    values(["b", "--smoke", "--batch_size=4", "--image_size=64"])
+    options = benchmark_training.options_from_flags(values)
+    assert (options.batch_size, options.image_size) == (4, 64)
+    assert (options.repeats, options.num_classes) == (1, 10)  # smoke's
+    assert options.keras_blocks == benchmark.smoke_options().keras_blocks
