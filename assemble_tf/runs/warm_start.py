@@ -120,7 +120,16 @@ def _load_all_but_the_head(model, path):
     ]
     for v in body:
         v.assign(keras.ops.full(v.shape, float("nan"), v.dtype))
-    model.load_weights(path, skip_mismatch=True)
+    with warnings.catch_warnings():
+        # Without the head its shape may differ (e.g. 1001 -> 102): Keras
+        # warns about the skipped layer, which is intended here. Keras
+        # 3.15 retries a functional model's `_operations_by_depth`
+        # container with skip_mismatch, meets the skipped head again and
+        # warns that "affected layers" keep their initial weights: only
+        # the head does (the NaN check below proves it).
+        warnings.filterwarnings("ignore", message=".*could not be loaded.*")
+        warnings.filterwarnings("ignore", message="Skipping nested container.*")
+        model.load_weights(path, skip_mismatch=True)
     left = [
         v.path for v in body if np.isnan(keras.ops.convert_to_numpy(v)).any()
     ]
@@ -216,24 +225,10 @@ def warm_start_model(
     if path.endswith(".weights.h5"):
         if not os.path.isfile(path):
             raise _missing(path)
-        with warnings.catch_warnings():
-            # Without the head its shape may differ (e.g. 1001 -> 102):
-            # Keras warns about the skipped layer, which is intended here.
-            if not load_head:
-                warnings.filterwarnings(
-                    "ignore", message=".*could not be loaded.*"
-                )
-                # Keras 3.15 retries a functional model's
-                # `_operations_by_depth` container with skip_mismatch, meets
-                # the skipped head again and warns that "affected layers"
-                # keep their initial weights: only the head does (tested).
-                warnings.filterwarnings(
-                    "ignore", message="Skipping nested container.*"
-                )
-            if load_head:
-                model.load_weights(path)
-            else:
-                _load_all_but_the_head(model, path)
+        if load_head:
+            checkpoints.load_weights_file(model, path, "warm_start")
+        else:
+            _load_all_but_the_head(model, path)
     elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
         path
     ):

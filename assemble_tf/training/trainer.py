@@ -30,6 +30,7 @@ shorter than the scheduler's grace period (30 s on Compute Engine and
 Kubernetes by default).
 """
 
+import dataclasses
 import os
 import sys
 import time
@@ -373,124 +374,136 @@ class Trainer:
 
     def _train_epoch(self, epoch, writer):
         """One epoch of loops; returns its history record (no eval yet)."""
-        from assemble_tf.data import input_pipeline
-
-        t, plan, backend = self.config.train, self.plan, self.backend
-        resume, self._resume = self._resume, None
-        if resume is not None and resume["epoch"] != epoch:
-            resume = None
-        if resume is None:
-            resume = {
-                "epoch_steps": min(
-                    plan.steps_per_epoch, plan.total_steps - self.step
-                ),
-                "epoch_steps_done": 0,
-                "loss_sum": 0.0,
-                "records_skipped": 0,
-            }
-        steps = resume["epoch_steps"]
-        first_step = done = resume["epoch_steps_done"]
-        loss_sum = resume["loss_sum"]
-        # Those of the steps before a resume, until a loop runs here (a
-        # stop at the epoch's end logged 0 for both).
-        wd = resume.get("weight_decay_loss", 0.0)
-        rate = resume.get("train_images_per_sec", 0.0)
-        stats = input_pipeline.PipelineStats()
+        t, backend = self.config.train, self.backend
+        state = self._epoch_state(epoch)
         # (Saved at the epoch's end: no data to skip through.)
         iterator = (
-            iter(backend.dataset(epoch, stats, skip_steps=done))
-            if done < steps
+            iter(backend.dataset(epoch, state.stats, skip_steps=state.done))
+            if state.done < state.steps
             else None
         )
         seed_base = seeds.derive_seed(t.seed, "step", epoch)
-        progress = _Progress(steps, epoch + 1, plan.num_epochs, done)
-
-        def check_signals():
-            interrupts.check()  # a Ctrl-C whose exception was swallowed
-            if interrupts.termination_requested():
-                raise self._stop_on_sigterm(
-                    epoch,
-                    steps,
-                    done,
-                    loss_sum,
-                    resume["records_skipped"] + stats.unusable,
-                    wd,
-                    rate,
-                )
-
+        progress = _Progress(
+            state.steps, epoch + 1, self.plan.num_epochs, state.done
+        )
         start = time.perf_counter()
         try:
-            while done < steps:
-                check_signals()
-                n = min(t.steps_per_loop, steps - done)
-                first = self.step
-                mean, wd_value = backend.train_loop(iterator, seed_base, n)
-                loss, wd = to_host(mean, wd_value)
-                if not np.isfinite(loss):
-                    where = (
-                        f"at step {first + 1}"
-                        if n == 1
-                        else f"in steps {first + 1}-{first + n}"
-                    )
-                    raise NonFiniteLossError(
-                        f"Loss is {loss} {where} (epoch {epoch + 1}); "
-                        "stopping. The last good checkpoint is "
-                        f"{self._resume_point()[0]}."
-                    )
-                done += n
-                loss_sum += loss * n
-                rate = (
-                    (done - first_step)
-                    * t.batch_size
-                    / (time.perf_counter() - start)
-                )
-                progress.update(done, loss, rate)
-                if self.step // t.log_every > first // t.log_every:
-                    writer.scalars(
-                        self.step,
-                        {
-                            "step/train_loss": loss,
-                            "step/learning_rate": float(
-                                np.asarray(plan.lr_schedule(self.step))
-                            ),
-                            "step/train_images_per_sec": rate,
-                        },
-                    )
+            while state.done < state.steps:
+                self._check_signals(state)
+                self._run_loop(state, iterator, seed_base, writer, start)
+                progress.update(state.done, state.loss, state.rate)
             elapsed = time.perf_counter() - start
-            check_signals()  # before the evaluation: it may take minutes
+            self._check_signals(state)  # before the evaluation (minutes)
         finally:
             # Before any message, a Ctrl-C's or a NaN's too: a line of its
             # own (it was glued to the bar).
             progress.bar.close()
-        record = {
-            "epoch": epoch + 1,
-            "step": self.step,
-            "train_loss": loss_sum / max(steps, 1),
-            "weight_decay_loss": wd,
-            "learning_rate": float(np.asarray(plan.lr_schedule(self.step))),
-            # Of this process (a resumed epoch: its steps after the resume).
-            "train_images_per_sec": (steps - first_step)
+        return self._epoch_record(state, elapsed)
+
+    def _epoch_state(self, epoch):
+        """The `_EpochState` of `epoch`: from its start, or from where a
+        mid-epoch checkpoint stopped it."""
+        from assemble_tf.data import input_pipeline
+
+        resume, self._resume = self._resume, None
+        stats = input_pipeline.PipelineStats()
+        if resume is None or resume["epoch"] != epoch:
+            steps = min(
+                self.plan.steps_per_epoch, self.plan.total_steps - self.step
+            )
+            return _EpochState(epoch, steps, 0, stats=stats)
+        return _EpochState(
+            epoch,
+            resume["epoch_steps"],
+            resume["epoch_steps_done"],
+            loss_sum=resume["loss_sum"],
+            skipped_before=resume["records_skipped"],
+            # Those of the steps before the resume, until a loop runs here
+            # (a stop at the epoch's end logged 0 for both).
+            wd=resume.get("weight_decay_loss", 0.0),
+            rate=resume.get("train_images_per_sec", 0.0),
+            stats=stats,
+        )
+
+    def _check_signals(self, state):
+        interrupts.check()  # a Ctrl-C whose exception was swallowed
+        if interrupts.termination_requested():
+            raise self._stop_on_sigterm(state)
+
+    def _run_loop(self, state, iterator, seed_base, writer, start):
+        """One loop of `steps_per_loop` steps (fewer at the epoch's end):
+        the one host read, the NaN check and the step scalars."""
+        t, plan = self.config.train, self.plan
+        n = min(t.steps_per_loop, state.steps - state.done)
+        first = self.step
+        mean, wd_value = self.backend.train_loop(iterator, seed_base, n)
+        loss, state.wd = to_host(mean, wd_value)
+        if not np.isfinite(loss):
+            where = (
+                f"at step {first + 1}"
+                if n == 1
+                else f"in steps {first + 1}-{first + n}"
+            )
+            raise NonFiniteLossError(
+                f"Loss is {loss} {where} (epoch {state.epoch + 1}); "
+                "stopping. The last good checkpoint is "
+                f"{self._resume_point()[0]}."
+            )
+        state.done += n
+        state.loss = loss
+        state.loss_sum += loss * n
+        state.rate = (
+            (state.done - state.first)
             * t.batch_size
+            / (time.perf_counter() - start)
+        )
+        if self.step // t.log_every > first // t.log_every:
+            writer.scalars(
+                self.step,
+                {
+                    "step/train_loss": loss,
+                    "step/learning_rate": float(
+                        np.asarray(plan.lr_schedule(self.step))
+                    ),
+                    "step/train_images_per_sec": state.rate,
+                },
+            )
+
+    def _epoch_record(self, state, elapsed):
+        """The epoch's history record (before its evaluation)."""
+        ran = state.steps - state.first  # steps of this process
+        record = {
+            "epoch": state.epoch + 1,
+            "step": self.step,
+            "train_loss": state.loss_sum / max(state.steps, 1),
+            "weight_decay_loss": state.wd,
+            "learning_rate": float(
+                np.asarray(self.plan.lr_schedule(self.step))
+            ),
+            "train_images_per_sec": ran
+            * self.config.train.batch_size
             / max(elapsed, 1e-9)
-            if steps > first_step
-            else rate,
+            if ran
+            else state.rate,
         }
         if not self.config.data.synthetic:
             # In-flight records are read but not yet emitted: count only
             # what was found unusable (as it was read, read-ahead included).
-            skipped = resume["records_skipped"] + stats.unusable
+            skipped = state.skipped
             record["train_records_skipped"] = skipped
             if skipped:
-                before = resume["records_skipped"]
-                kinds = stats.describe() or "none"
-                if before:  # the kinds are this process's only
-                    kinds = f"{before:,} before the resume; since: {kinds}"
+                kinds = state.stats.describe() or "none"
+                if state.skipped_before:  # the kinds are this process's
+                    kinds = (
+                        f"{state.skipped_before:,} before the resume; "
+                        f"since: {kinds}"
+                    )
                 self.log(
-                    f"WARNING: epoch {epoch + 1} skipped {skipped:,} "
+                    f"WARNING: epoch {state.epoch + 1} skipped {skipped:,} "
                     f"unusable training records ({kinds}; "
                     "counted as read, records read ahead included)."
                 )
-        keep = backend.keep_prob()
+        keep = self.backend.keep_prob()
         if keep is not None:
             record["dropblock_keep_prob"] = keep
         return record
@@ -522,9 +535,9 @@ class Trainer:
                 best.offer(path, record["val_top1"], epoch + 1)
         self.log(_format_record(record))
 
-    def _stop_on_sigterm(self, epoch, steps, done, loss_sum, skipped, wd, rate):
-        """Saves the mid-epoch checkpoint; returns the `Terminated` to
-        raise."""
+    def _stop_on_sigterm(self, state):
+        """Saves the mid-epoch checkpoint of `state`; returns the
+        `Terminated` to raise."""
         backend = self.backend
         backend.sync()
         # Only the checkpoint progress.json names stays until the new one
@@ -537,22 +550,48 @@ class Trainer:
             {
                 "backend": backend.backend,
                 "checkpoint": os.path.basename(prefix),
-                "epoch": epoch,
+                "epoch": state.epoch,
                 "step": self.step,
-                "epoch_steps": steps,
-                "epoch_steps_done": done,
-                "loss_sum": float(loss_sum),
-                "records_skipped": int(skipped),
-                "weight_decay_loss": float(wd),
-                "train_images_per_sec": float(rate),
+                "epoch_steps": state.steps,
+                "epoch_steps_done": state.done,
+                "loss_sum": float(state.loss_sum),
+                "records_skipped": int(state.skipped),
+                "weight_decay_loss": float(state.wd),
+                "train_images_per_sec": float(state.rate),
             },
         )
         checkpoints.prune_preempted(backend.checkpoint_dir, prefix)
         return interrupts.Terminated(
-            f"Training stopped on SIGTERM at step {self.step} ({done} of the "
-            f"{steps} steps of epoch {epoch + 1}) and saved {prefix}; rerun "
-            "the same command to resume from there."
+            f"Training stopped on SIGTERM at step {self.step} ({state.done} "
+            f"of the {state.steps} steps of epoch {state.epoch + 1}) and "
+            f"saved {prefix}; rerun the same command to resume from there."
         )
+
+
+@dataclasses.dataclass
+class _EpochState:
+    """Where an epoch is: its steps, those done (`first` of them before
+    this process), their summed loss, the last loss, weight-decay loss and
+    images/s, and its unusable records (those before a resume, and the
+    pipeline's `stats` since)."""
+
+    epoch: int
+    steps: int
+    first: int
+    loss_sum: float = 0.0
+    skipped_before: int = 0
+    wd: float = 0.0
+    rate: float = 0.0
+    stats: object = None
+    loss: float = 0.0
+    done: int = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.done = self.first
+
+    @property
+    def skipped(self):
+        return self.skipped_before + self.stats.unusable
 
 
 class _SummaryWriter:
