@@ -648,6 +648,23 @@ def _recorded_settings(options):
     return None
 
 
+def _recorded_shards(options):
+    """Names of the shards the output folder's progress file or
+    summary.json records as written."""
+    names = set()
+    for path in (
+        os.path.join(options.output_dir, PROGRESS),
+        metadata_path(options),
+    ):
+        if os.path.isfile(path):
+            with open(path) as f:
+                found = json.load(f)
+            if isinstance(found, dict):
+                shards = found.get("shards", found)
+                names.update(k for k in shards if isinstance(k, str))
+    return names
+
+
 def _refuse_shared_names(files, options):
     """Shards are written under their file names: two inputs of one name
     (a/train-0 and b/train-0) wrote one output, the other dropped."""
@@ -704,9 +721,12 @@ def _check_kept_shards(files, options, settings):
             path=options.output_dir,
             diffs="; ".join(diffs),
         )
+    written = _recorded_shards(options)
     for dst in kept:
         width = _first_logit_width(dst)
-        if width not in (settings["num_logits"], "empty", "damaged"):
+        if width in ("damaged", "empty") and os.path.basename(dst) in written:
+            continue  # a shard of this extraction (a damaged one: again)
+        if width != settings["num_logits"]:
             raise OptionError(
                 "output_dir",
                 "{field}={path} holds {name}, whose records carry "
@@ -716,8 +736,10 @@ def _check_kept_shards(files, options, settings):
                 ["overwrite"],
                 path=options.output_dir,
                 name=os.path.basename(dst),
-                found="no teacher logits"
-                if width is None
+                found={None: "no teacher logits", "empty": "no records"}.get(
+                    width, "nothing readable"
+                )
+                if width in (None, "empty", "damaged")
                 else f"{width} logits",
                 width=settings["num_logits"],
             )

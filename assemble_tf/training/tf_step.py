@@ -330,7 +330,7 @@ class TFStep:
         manager = tf.train.CheckpointManager(
             self.checkpoint,
             checkpoints.preempted_dir(self.manager.directory),
-            max_to_keep=3,
+            max_to_keep=None,  # (its state file lists pruned ones)
         )
         return manager.save(checkpoint_number=number)
 

@@ -543,8 +543,13 @@ class Trainer:
         # Only the checkpoint progress.json names stays until the new one
         # is named (a kill in between resumes from the one before).
         named = checkpoints.load_preempted_name(backend.checkpoint_dir)
-        checkpoints.prune_preempted(backend.checkpoint_dir, named)
-        prefix = backend.save_preempted(self.step)
+        if named and os.path.basename(named) == f"ckpt-{self.step}":
+            # Stopped again before a step ran: that checkpoint is this
+            # state (rewriting it in place risked the only resume point).
+            prefix = named
+        else:
+            checkpoints.prune_preempted(backend.checkpoint_dir, named)
+            prefix = backend.save_preempted(self.step)
         checkpoints.save_preempted_progress(
             backend.checkpoint_dir,
             {

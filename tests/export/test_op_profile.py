@@ -98,10 +98,11 @@ def test_binary_prints_tables_and_names_bad_flags(tmp_path):
     xla = testing_utils.run_main(
         "tools.profile_inference", "--preset=resnet50", "--mode=xla"
     )
-    assert xla.returncode == 2
-    assert "ERROR: --mode=xla: an XLA-compiled model runs as one fused" in (
-        xla.stderr
-    )
+    assert xla.returncode == 2 and "--mode" in xla.stderr
+    from assemble_tf.export import op_profile
+
+    with pytest.raises(ValueError, match="runs as one fused cluster"):
+        op_profile.ProfileOptions(preset="resnet50", mode="xla").validate()
     small = testing_utils.run_main(
         "tools.profile_inference",
         "--preset=resnet50",

@@ -581,6 +581,16 @@ def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
         "by this extraction. Pass --overwrite to extract it again, or pick "
         "another --output_dir."
     )
+    # A file that is not TFRecords under a shard's name, in a folder no
+    # extraction wrote: refused, not overwritten.
+    texty = tmp_path / "texty"
+    os.makedirs(texty)
+    (texty / SHARDS[0]).write_text("my notes")
+    with pytest.raises(OptionError, match="carry (nothing readable|no recor)"):
+        tl.extract_teacher_logits(
+            dataclasses.replace(options, output_dir=str(texty))
+        )
+    assert (texty / SHARDS[0]).read_text() == "my notes"
     # Two inputs of one name; a link to the input folder.
     nested = tmp_path / "nested"
     for sub in ("a", "b"):
