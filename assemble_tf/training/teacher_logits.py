@@ -224,12 +224,20 @@ def _preset_teacher(options):
     try:
         warm_start_model(model, path, load_head=True)
     except (OSError, ValueError) as e:
+        reason = (
+            getattr(e, "values", {}).get("detail") or _first_line(e)
+        ).rstrip(".:")
         raise OptionError(
             "teacher_weights",
-            "{field}={path} cannot be loaded into {preset}: {reason}",
+            "{field}={path} cannot be loaded into {preset} with "
+            "{teacher_num_classes}={classes} ({reason}): pass the preset, "
+            "{teacher_overrides} and {teacher_num_classes} it was trained "
+            "with.",
+            ["teacher_num_classes", "teacher_overrides"],
             path=path,
             preset=options.teacher_preset,
-            reason=_first_line(e),
+            classes=options.teacher_num_classes,
+            reason=reason,
         ) from None
     call = tf.function(
         lambda images: tf.cast(model(images, training=False), tf.float32),

@@ -611,3 +611,21 @@ def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
         tl.extract_teacher_logits(
             dataclasses.replace(options, output_dir=str(tmp_path / "link"))
         )
+
+
+def test_a_teacher_of_another_class_count_names_the_flag(
+    labelled_data, tmp_path
+):
+    """Before: Keras' first line, cut at its colon, naming no flag."""
+    _, options = _preset_teacher(tmp_path, labelled_data, tmp_path / "kd")
+    wrong = dataclasses.replace(options, teacher_num_classes=1001)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(wrong)
+    assert error.value.as_flag() == (
+        f"--teacher_weights={options.teacher_weights} cannot be loaded into "
+        "resnet50 with --teacher_num_classes=1001 (head_dense/kernel has "
+        "shape (256, 1001) in the model and (256, 3) in the file): pass the "
+        "preset, --teacher_overrides and --teacher_num_classes it was "
+        "trained with."
+    )
+    assert not (tmp_path / "kd").exists()
