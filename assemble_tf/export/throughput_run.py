@@ -114,6 +114,7 @@ def _check_values(options):
     # One warm-up batch at least: the first call traces (and compiles),
     # and timed it gave a fifth of the rate and wrong ratios.
     lowest = {"batch_size": 1, "warmup": 1, "runs": 1, "steps": 1}
+    lowest["image_size"] = 32  # (0 was each preset's size, silently)
     check_at_least(options, lowest)
     check_distinct(options, ("modes", "preset"))
     # Before the timing (it failed after it, on writing).

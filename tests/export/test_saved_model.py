@@ -582,6 +582,8 @@ def test_run_benchmark_option_errors_name_the_option():
     # output_dir behind a file failed after all the timing.
     with pytest.raises(OptionError, match="`warmup`=0 must be at least 1"):
         throughput_run.run_benchmark(options(warmup=0))
+    with pytest.raises(OptionError, match="`image_size`=0 must be at least"):
+        throughput_run.run_benchmark(options(image_size=0))
     with pytest.raises(OptionError, match="`preset` is empty"):
         throughput_run.run_benchmark(options(preset=()))
     with pytest.raises(OptionError, match="is a file, not a folder"):
