@@ -443,6 +443,29 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
         "saved on SIGTERM)."
     )
     assert "at step 8 (4 of the 4 steps of epoch 2)" in str(stop)
+    # Stopped again before a step ran: the same checkpoint is named, not
+    # rewritten over the only resume point.
+    last = run / "checkpoints" / "preempted" / "ckpt-8"
+    files = {p: p.stat().st_mtime_ns for p in last.parent.glob("ckpt-8*")}
+    again, _ = trainer(run)
+    epoch_state = again._epoch_state
+
+    def sigterm_first(epoch):
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not interrupts.termination_requested():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return epoch_state(epoch)
+
+    again._epoch_state = sigterm_first
+    with pytest.raises(interrupts.Terminated, match=f"saved {last};"):
+        again.train()
+    assert (
+        files
+        and {p: p.stat().st_mtime_ns for p in last.parent.glob("ckpt-8*")}
+        == files
+    )
     # Every step ran: the rerun still evaluates and checkpoints epoch 2
     # (before: it did nothing, and the weights stayed in preempted/).
     resumed, logged = trainer(run)
