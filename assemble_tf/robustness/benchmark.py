@@ -26,6 +26,7 @@ them.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,21 @@ def time_ours(image, names, repeats, progress=True):
     return result, setup_s
 
 
+def _check_interpreter(python):
+    """Refuses a `python` that is not an executable file (before: "[Errno
+    2] No such file or directory" after our timings, or a PermissionError
+    traceback)."""
+    found = shutil.which(python)
+    if not found:
+        raise OptionError(
+            "python",
+            "{field}={path} is not an executable file: pass the python of a "
+            "virtual environment that has imagecorruptions "
+            "(<venv>/bin/python).",
+            path=python,
+        )
+
+
 def _run_imagecorruptions(image, names, repeats, python, single_thread):
     """The finished subprocess timing imagecorruptions in `python`."""
     import numpy as np
@@ -334,6 +350,8 @@ def run_benchmark(options):
     from assemble_tf.robustness import corruptions
 
     names = check_names(options.corruptions, corruptions.CORRUPTIONS)
+    if options.compare_imagecorruptions and options.python:
+        _check_interpreter(options.python)  # before our timings
     image = astronaut_crop(options.image_size, options.resize)
     ours, setup_s = time_ours(image, names, options.repeats, options.progress)
     theirs = None

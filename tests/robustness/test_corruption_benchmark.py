@@ -2,6 +2,7 @@
 
 import json
 import stat
+import sys
 
 import pytest
 
@@ -62,6 +63,23 @@ def test_option_errors_name_the_flags():
         benchmark.astronaut_crop(224, 100)
     assert str(e.value) == "`resize`=100 must be >= `image_size`=224."
     assert e.value.as_flag() == "--resize=100 must be >= --image_size=224."
+    # An interpreter that does not run: named before our timings.
+    with pytest.raises(OptionError) as e:
+        benchmark._check_interpreter("/no/such/python")
+    assert e.value.as_flag().startswith(
+        "--python=/no/such/python is not an executable file"
+    )
+    benchmark._check_interpreter(sys.executable)
+    with pytest.raises(OptionError, match="not an executable file"):
+        benchmark.run_benchmark(
+            benchmark.CorruptionBenchmarkOptions(
+                corruptions=("fog",),
+                single_thread=False,
+                compare_imagecorruptions=True,
+                python="/no/such/python",
+                progress=False,
+            )
+        )
 
 
 def test_markdown_table_with_imagecorruptions():
