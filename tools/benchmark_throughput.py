@@ -46,6 +46,16 @@ def options_from_flags(flag_values):
     """The `ThroughputOptions` of the parsed flags (lists as tuples)."""
     from assemble_tf.export import throughput_run
 
+    if flag_values.paper_table and flag_values["preset"].present:
+        # Before: --preset was dropped without a word.
+        from official.utils.misc.validation import OptionError
+
+        raise OptionError(
+            "preset",
+            "{field} with {paper_table}: the paper's table times its own "
+            "Table 7 rows; leave one of them out.",
+            ["paper_table"],
+        )
     values = {}
     for field in dataclasses.fields(throughput_run.ThroughputOptions):
         value = flag_values[field.name].value

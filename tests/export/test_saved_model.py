@@ -551,6 +551,18 @@ def test_peak_fraction_above_one_is_refused():
     )
 
 
+def test_paper_table_with_a_preset_is_refused():
+    """--preset beside --paper_table was dropped without a word."""
+    result = testing_utils.run_main(
+        "tools.benchmark_throughput", "--paper_table", "--preset=resnet50"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ERROR: --preset with --paper_table: the paper's table times its own "
+        "Table 7 rows; leave one of them out."
+    )
+
+
 def test_run_benchmark_option_errors_name_the_option():
     from assemble_tf.export import throughput_run
     from official.utils.misc.validation import OptionError
