@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.convert import tf1_names
+from official.utils.misc.validation import first_line
 
 # Variables a training run adds beside the model: ignored on import.
 _IGNORED = re.compile(
@@ -153,7 +154,7 @@ def read_checkpoint(prefix):
         raise FileNotFoundError(
             f"Cannot read a TF1 checkpoint at prefix {prefix!r} ({hint}; "
             f"its files may be damaged or incomplete): "
-            f"{_first_line(e)}"
+            f"{first_line(e)}"
         ) from None
     if not names:
         raise FileNotFoundError(f"{prefix!r} holds no variables: {hint}.")
@@ -163,13 +164,6 @@ def read_checkpoint(prefix):
         if not _IGNORED.search(name)
     }
     return reader, shapes
-
-
-def _first_line(error):
-    text = getattr(error, "message", None) or str(error)
-    return (
-        text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    )
 
 
 def load_original_checkpoint(prefix, model):
@@ -243,7 +237,7 @@ def load_original_checkpoint(prefix, model):
         except (tf.errors.OpError, IndexError) as e:
             raise FileNotFoundError(
                 f"Cannot read {name} from the checkpoint {prefix!r}: its "
-                f".data file is damaged or incomplete ({_first_line(e)})."
+                f".data file is damaged or incomplete ({first_line(e)})."
             ) from None
         variable.assign(value.astype(variable.dtype))
     return len(expected)

@@ -26,6 +26,7 @@ from official.utils.misc.validation import (
     OptionError,
     PathExistsError,
     check_creatable,
+    first_line,
 )
 
 WEIGHTS_SUFFIX = ".weights.h5"
@@ -148,7 +149,7 @@ def read_golden(path):
             "golden",
             "{field}={path} is not a readable .npz ({reason}).",
             path=path,
-            reason=str(e).splitlines()[0] if str(e) else type(e).__name__,
+            reason=first_line(e),
         ) from None
 
 

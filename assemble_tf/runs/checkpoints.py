@@ -164,8 +164,9 @@ def _mismatch_detail(text):
 def unreadable_error(path, error, fix):
     """The one-line `ValueError` of checkpoint or weights files at `path`
     that do not read (`error`, its first line kept), ending with `fix`."""
-    text = str(error).strip()
-    reason = text.splitlines()[0][:200] if text else ""
+    from official.utils.misc.validation import first_line
+
+    reason = first_line(error, 200)
     return ValueError(
         f"{path} cannot be read ({type(error).__name__}: {reason}): its "
         f"files are damaged or incomplete. {fix}"

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from assemble_tf.data import metadata, schema, sizes
 from official.utils.misc import file_utils
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, first_line
 
 PREPROCESSED = "preprocessed"  # our export: float crops -> logits
 SERVING_DEFAULT = "serving_default"
@@ -225,7 +225,7 @@ def _preset_teacher(options):
         warm_start_model(model, path, load_head=True)
     except (OSError, ValueError) as e:
         reason = (
-            getattr(e, "values", {}).get("detail") or _first_line(e)
+            getattr(e, "values", {}).get("detail") or first_line(e)
         ).rstrip(".:")
         raise OptionError(
             "teacher_weights",
@@ -264,7 +264,7 @@ def _saved_model_teacher(options, size):
             "teacher_saved_model",
             "{field}={path} is not a readable SavedModel: {reason}",
             path=path,
-            reason=_first_line(e),
+            reason=first_line(e),
         ) from None
     name, input_name, spec, output = pick_signature(loaded.signatures, path)
     _check_crop(spec, size, options, name)
@@ -570,11 +570,6 @@ def _remove(path):
         os.remove(path)
 
 
-def _first_line(error):
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    return lines[0][:300]
-
-
 def extract_teacher_logits(options):
     """Writes every shard with teacher logits, then labels.txt and
     summary.json; returns the summary.
@@ -589,13 +584,14 @@ def extract_teacher_logits(options):
     teacher = load_teacher(options)
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
-    _check_kept_shards(files, options, _settings(options, teacher, width))
+    settings = _settings(options, teacher, width)
+    _check_kept_shards(files, options, settings)
     out = options.output_dir
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
         shards, seen = _write_shards(
-            files, teacher, options, range(base, base + num_classes)
+            files, teacher, options, range(base, base + num_classes), settings
         )
         summary = make_summary(options, teacher, base, num_classes, shards)
         empty = [s for s, v in summary["splits"].items() if not v["images"]]
@@ -628,49 +624,34 @@ def _settings(options, teacher, width):
     return json.loads(json.dumps(settings))
 
 
-def _recorded_settings(options):
-    """The settings of the run that wrote the output folder's shards (its
-    progress file, else its summary.json), or None."""
-    progress = os.path.join(options.output_dir, PROGRESS)
-    if os.path.isfile(progress):
-        with open(progress) as f:
-            found = json.load(f)
-        if isinstance(found, dict) and "settings" in found:
-            return found["settings"]
+def _recorded(options):
+    """(settings, {shard: counts}) of the runs that wrote the output
+    folder: its summary.json, then its progress file (newer); settings
+    None when neither says."""
+    settings, shards = None, {}
     path = metadata_path(options)
     if os.path.isfile(path):
         with open(path) as f:
             summary = json.load(f)
+        shards.update(summary.get("shards", {}))
         teacher = dict(summary.get("teacher", {}))
-        if not teacher:
-            return None
-        preprocessing = teacher.pop("preprocessing", None)
-        prepend_zero = teacher.pop("prepend_zero", None)
-        teacher.pop("num_logits", None)
-        return {
-            "teacher": teacher,
-            "preprocessing": preprocessing,
-            "prepend_zero": prepend_zero,
-            "num_logits": summary.get("num_logits"),
-        }
-    return None
-
-
-def _recorded_shards(options):
-    """Names of the shards the output folder's progress file or
-    summary.json records as written."""
-    names = set()
-    for path in (
-        os.path.join(options.output_dir, PROGRESS),
-        metadata_path(options),
-    ):
-        if os.path.isfile(path):
-            with open(path) as f:
-                found = json.load(f)
-            if isinstance(found, dict):
-                shards = found.get("shards", found)
-                names.update(k for k in shards if isinstance(k, str))
-    return names
+        if teacher:
+            settings = {
+                "preprocessing": teacher.pop("preprocessing", None),
+                "prepend_zero": teacher.pop("prepend_zero", None),
+                "num_logits": summary.get("num_logits"),
+            }
+            teacher.pop("num_logits", None)  # the teacher's, not the width
+            settings["teacher"] = teacher
+    progress = os.path.join(options.output_dir, PROGRESS)
+    if os.path.isfile(progress):
+        with open(progress) as f:
+            found = json.load(f)
+        if "settings" not in found:  # written before settings were
+            found = {"shards": found}
+        settings = found.get("settings", settings)
+        shards.update(found["shards"])
+    return settings, shards
 
 
 def _refuse_shared_names(files, options):
@@ -713,7 +694,7 @@ def _check_kept_shards(files, options, settings):
     ]
     if not kept:
         return
-    recorded = _recorded_settings(options)
+    recorded, written = _recorded(options)
     if recorded is not None and recorded != settings:
         diffs = [
             f"{key} {recorded.get(key)!r} -> {value!r}"
@@ -729,7 +710,6 @@ def _check_kept_shards(files, options, settings):
             path=options.output_dir,
             diffs="; ".join(diffs),
         )
-    written = _recorded_shards(options)
     for dst in kept:
         width = _first_logit_width(dst)
         if width in ("damaged", "empty") and os.path.basename(dst) in written:
@@ -769,27 +749,16 @@ def _first_logit_width(path):
     return "empty"
 
 
-def _write_shards(files, teacher, options, labels):
-    """({shard: {records, skipped, kept}}, {label: (synset, text)})."""
+def _write_shards(files, teacher, options, labels, settings):
+    """({shard: {records, skipped, kept}}, {label: (synset, text)});
+    `settings` (`_settings`) go into the progress file."""
     from tqdm import tqdm
 
     need_labels = not os.path.isfile(
         os.path.join(options.input_dir, metadata.LABELS)
     )
     progress_path = os.path.join(options.output_dir, PROGRESS)
-    done = {}
-    for path, key in (
-        (metadata_path(options), "shards"),
-        (progress_path, "shards"),
-    ):
-        if os.path.isfile(path):
-            with open(path) as f:
-                found = json.load(f)
-            if path == progress_path and "settings" not in found:
-                found = {"shards": found}  # written before settings were
-            done.update(found.get(key, {}))
-    width = teacher.num_logits + int(options.prepend_zero)
-    settings = _settings(options, teacher, width)
+    done = _recorded(options)[1]
     shards, seen = {}, {}
     bar = tqdm(
         files,

@@ -197,7 +197,7 @@ def dataset_options(request, source, retrieval, dry_run=False):
             request, source, retrieval
         )
         splits = (
-            set(_folder_splits(source))
+            set(_folder_layout(source)[0])
             if os.path.isdir(source)
             else {"validation"}
         )
@@ -269,14 +269,7 @@ def _catalogue_classes(request, source, retrieval):
         return known.num_classes
     if os.path.isdir(source):
         # The label space of a folder: class folders of all its splits.
-        return len(
-            {
-                c.name
-                for split in _folder_splits(source)
-                for c in os.scandir(os.path.join(source, split))
-                if c.is_dir() and not c.name.startswith(".")
-            }
-        )
+        return len(_folder_layout(source)[1])
     raise OptionError(
         "num_classes",
         "A dry run cannot tell the classes of source={source!r} without "
@@ -285,10 +278,7 @@ def _catalogue_classes(request, source, retrieval):
     )
 
 
-def _folder_splits(root):
-    """The split folders of an image folder (hidden ones aside)."""
-    return sorted(
-        d.name
-        for d in os.scandir(root)
-        if d.is_dir() and not d.name.startswith(".")
-    )
+def _folder_layout(root):
+    from assemble_tf.data import sources
+
+    return sources.folder_layout(root)

@@ -38,7 +38,11 @@ from assemble_tf.data.sources.catalog import (
     retrieval_selection,
     transfer_dataset,
 )
-from assemble_tf.data.sources.folder import folder_dataset, open_folder
+from assemble_tf.data.sources.folder import (
+    folder_dataset,
+    folder_layout,
+    open_folder,
+)
 from assemble_tf.data.sources.tfds import is_tfds_name, open_tfds, tfds_dataset
 
 
@@ -203,6 +207,7 @@ __all__ = [
     "TransferDataset",
     "encoded_dataset",
     "filter_classes",
+    "folder_layout",
     "folder_warnings",
     "is_folder",
     "num_examples",

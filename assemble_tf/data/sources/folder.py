@@ -57,6 +57,15 @@ def _subdirs(folder):
     )
 
 
+def folder_layout(root):
+    """(split names, sorted class names over all splits) of `root`, read
+    from its folders alone (no image is listed): `scan_folder`'s splits
+    and label space, for a dry run."""
+    splits = _subdirs(root)
+    classes = {c for s in splits for c in _subdirs(os.path.join(root, s))}
+    return splits, sorted(classes)
+
+
 def scan_folder(root):
     """{split: [(path, class_name)]} and the sorted class names of `root`.
 

@@ -189,3 +189,11 @@ def check_creatable(options, folders=(), files=()):
                 path=getattr(options, name),
                 file=current,
             )
+
+
+def first_line(error, limit=300):
+    """The first line of an exception's message (TensorFlow's `message`
+    without its op context where it has one), at most `limit` characters;
+    the exception's type name when the message is empty."""
+    text = (getattr(error, "message", None) or str(error)).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
