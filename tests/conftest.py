@@ -37,27 +37,39 @@ os.environ["XLA_FLAGS"] = " ".join(
     + [f for f in TEST_XLA_FLAGS.split() if f.split("=")[0] not in _given]
 ).strip()
 
-from official.utils.logs import startup  # noqa: E402
-
-startup.quiet_tensorflow_startup()  # as the binaries: no start-up block
-
-if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-    # Two logical CPU devices (before TensorFlow's runtime starts): the
-    # two-replica MirroredStrategy tests run in process instead of in a
-    # TensorFlow process of their own each. Nothing else sees them: default
-    # placement is /cpu:0, and our "mirrored" strategy on a machine without
-    # GPUs is /cpu:0 alone (official/utils/misc/distribution_utils.py).
-    import tensorflow as tf  # noqa: E402
-
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration()] * 2,
-    )
-
-import keras  # noqa: E402
 import pytest  # noqa: E402
 
+from official.utils.logs import startup  # noqa: E402
 from official.utils.misc import heap  # noqa: E402
+
+# As the binaries: no start-up block, whichever process imports TensorFlow
+# first (nothing is imported here).
+startup.quiet_tensorflow_startup()
+
+
+def pytest_configure(config):
+    # The controller of `pytest -n N` only hands tests to its workers: it
+    # skips the framework (5 s of TensorFlow import before any worker
+    # starts, in each of make test's two passes).
+    if getattr(config.option, "numprocesses", None) and not hasattr(
+        config, "workerinput"
+    ):
+        return
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        # Two logical CPU devices (before TensorFlow's runtime starts): the
+        # two-replica MirroredStrategy tests run in process instead of in
+        # a TensorFlow process of their own each. Nothing else sees them:
+        # default placement is /cpu:0, and our "mirrored" strategy on a
+        # machine without GPUs is /cpu:0 alone
+        # (official/utils/misc/distribution_utils.py).
+        import tensorflow as tf
+
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * 2,
+        )
+    import keras  # noqa: F401
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
@@ -65,6 +77,8 @@ DATA = os.path.join(REPO, "tests", "data")
 
 @pytest.fixture(autouse=True)
 def _clean_keras_state():
+    import keras
+
     keras.utils.set_random_seed(1234)
     keras.config.set_dtype_policy("float32")
     yield
@@ -89,6 +103,8 @@ def _clean_keras_state():
 
 @pytest.fixture
 def mixed_precision():
+    import keras
+
     keras.config.set_dtype_policy("mixed_float16")
     yield
     keras.config.set_dtype_policy("float32")
