@@ -41,6 +41,12 @@ def exported(tmp_path_factory):
     return model, path, diffs
 
 
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The export loaded once by TensorFlow's Python loader."""
+    return tf.saved_model.load(exported[1])
+
+
 @pytest.mark.slow
 def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     """The C++ session loader of saved_model_cli (as TF Serving) runs all
@@ -109,11 +115,10 @@ def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
 
 
 @pytest.mark.slow  # the exported fixture: a verified export
-def test_export_round_trip_through_all_signatures(exported):
+def test_export_round_trip_through_all_signatures(exported, loaded):
     model, path, diffs = exported
     assert set(diffs) == {"serving_default", "preprocessed", "feature_vector"}
     assert max(diffs.values()) <= 1e-4
-    loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == set(diffs)
     # The Keras model once, as `model` (what warm starts read), not again
     # as the signatures' two-output network: the root's saved children.
@@ -146,9 +151,8 @@ def test_export_round_trip_through_all_signatures(exported):
 
 
 @pytest.mark.slow  # the exported fixture: a verified export
-def test_bytes_signature_matches_the_python_eval_pipeline(exported):
-    model, path, _ = exported
-    loaded = tf.saved_model.load(path)
+def test_bytes_signature_matches_the_python_eval_pipeline(exported, loaded):
+    model = exported[0]
     jpegs = [
         testing_utils.jpeg_bytes(testing_utils.smooth_image(h, w, s))
         for s, (h, w) in enumerate([(80, 100), (120, 70), (64, 64)])
@@ -171,9 +175,7 @@ def test_bytes_signature_matches_the_python_eval_pipeline(exported):
 
 
 @pytest.mark.slow  # the exported fixture: a verified export
-def test_non_image_bytes_are_rejected_clearly(exported):
-    _, path, _ = exported
-    loaded = tf.saved_model.load(path)
+def test_non_image_bytes_are_rejected_clearly(loaded):
     with pytest.raises(
         tf.errors.InvalidArgumentError, match="not a JPEG or PNG image"
     ):
