@@ -289,39 +289,63 @@ def write_outputs(rows, out_dir):
     with open(os.path.join(out_dir, "benchmark.jsonl"), "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
-    cols = [
-        "model",
-        "image_size",
-        "images_per_sec",
-        "ratio_vs_r50",
-        "paper_ratio_vs_r50",
-        "ratio_vs_keras_resnet50",
-        "gflops",
-        "peak_fraction",
-    ]
+    with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
+        f.write(markdown_table(rows))
+    _plot(rows, os.path.join(out_dir, "benchmark.png"))
+
+
+MARKDOWN_COLUMNS = (
+    "model",
+    "dtype",
+    "image_size",
+    "images_per_sec",
+    "ratio_vs_r50",
+    "paper_ratio_vs_r50",
+    "ratio_vs_keras_resnet50",
+    "gflops",
+    "peak_fraction",
+)
+
+
+def _settings_line(rows):
+    """What every row shares: device, backend and batch (a table pasted
+    elsewhere still says where it was measured)."""
+    first = rows[0]
+    return (
+        f"Inference throughput on {first['device']} "
+        f"({first['backend']} backend), batch {first['batch_size']}."
+    )
+
+
+def markdown_table(rows):
+    """The rows as a Markdown table, under a line naming the device,
+    backend and batch size; a row's dtype in its own column (a bf16 mode
+    computes in bfloat16 whatever `--dtype` says)."""
+    cols = list(MARKDOWN_COLUMNS)
     if any("ratio_vs_float32" in r for r in rows):
         cols.insert(cols.index("gflops"), "ratio_vs_float32")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [_settings_line(rows), ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            cells.append(
-                "-"
-                if v is None
-                else f"{v:.3g}"
-                if isinstance(v, float)
-                else str(v)
-            )
+        cells = [_cell(r.get(c)) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _plot(rows, path):
+    """Images/s per model; with the paper's ratios at hand, a second panel
+    sets ours beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # With the paper's ratios at hand, a second panel sets ours beside them.
     paired = [r for r in rows if r.get("paper_ratio_vs_r50") is not None]
     paired = [r for r in paired if r.get("ratio_vs_r50") is not None]
     fig, axes = plt.subplots(
@@ -334,32 +358,36 @@ def write_outputs(rows, out_dir):
         color="tab:blue",
     )
     ax.set_ylabel("images / s")
+    dtypes = "/".join(dict.fromkeys(r["dtype"] for r in rows))
     ax.set_title(
         f"Inference throughput ({rows[0]['device']}, "
-        f"{rows[0]['dtype']}, batch {rows[0]['batch_size']})"
+        f"{dtypes}, batch {rows[0]['batch_size']})"
     )
     ax.tick_params(axis="x", rotation=30)
     if paired:
-        ax = axes[0, 1]
-        x = np.arange(len(paired))
-        ax.bar(
-            x - 0.2,
-            [r["ratio_vs_r50"] for r in paired],
-            0.4,
-            label="measured",
-            color="tab:blue",
-        )
-        ax.bar(
-            x + 0.2,
-            [r["paper_ratio_vs_r50"] for r in paired],
-            0.4,
-            label="paper (P40)",
-            color="tab:gray",
-        )
-        ax.set_xticks(x, [r["model"] for r in paired], rotation=30)
-        ax.set_ylabel("throughput / R50's")
-        ax.set_title("Relative to R50, measured and in the paper")
-        ax.legend()
+        _plot_paper_ratios(axes[0, 1], paired)
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "benchmark.png"), dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_paper_ratios(ax, paired):
+    x = np.arange(len(paired))
+    ax.bar(
+        x - 0.2,
+        [r["ratio_vs_r50"] for r in paired],
+        0.4,
+        label="measured",
+        color="tab:blue",
+    )
+    ax.bar(
+        x + 0.2,
+        [r["paper_ratio_vs_r50"] for r in paired],
+        0.4,
+        label="paper (P40)",
+        color="tab:gray",
+    )
+    ax.set_xticks(x, [r["model"] for r in paired], rotation=30)
+    ax.set_ylabel("throughput / R50's")
+    ax.set_title("Relative to R50, measured and in the paper")
+    ax.legend()

@@ -394,7 +394,13 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
         assert r["backend"] == "tensorflow"
     assert rows[0]["ratio_vs_r50"] == 1.0
     assert rows[1]["paper_ratio_vs_r50"] == pytest.approx(312 / 536)
-    assert (tmp_path / "benchmark.md").read_text().startswith("| model")
+    lines = (tmp_path / "benchmark.md").read_text().splitlines()
+    assert lines[0] == (
+        f"Inference throughput on {rows[0]['device']} (tensorflow backend), "
+        "batch 2."
+    )
+    assert lines[2].startswith("| model | dtype | image_size |")
+    assert lines[4].startswith("| resnet50 | float32 | 64 |")
     assert os.path.getsize(tmp_path / "benchmark.png") > 1000
 
 
@@ -859,6 +865,31 @@ def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
     assert rows[1]["ratio_vs_r50"] == 1.0  # our R50 in the same mode
 
 
+def test_markdown_names_the_device_and_each_rows_dtype():
+    """A table pasted elsewhere still says where it was measured, and a
+    bf16 mode's row says bfloat16 beside the float32 rows (before: neither
+    the device, the backend, the batch nor any dtype was in the table)."""
+    from assemble_tf.export import throughput
+
+    shared = {"device": "CPU: Xeon", "backend": "jax", "batch_size": 8}
+    rows = [
+        {"model": "r50 (plain)", "dtype": "float32", "images_per_sec": 10.0},
+        {"model": "r50 (bf16)", "dtype": "bfloat16", "images_per_sec": 16.0},
+    ]
+    rows[1]["ratio_vs_float32"] = 1.6
+    table = throughput.markdown_table([dict(r, **shared) for r in rows])
+    assert table.splitlines() == [
+        "Inference throughput on CPU: Xeon (jax backend), batch 8.",
+        "",
+        "| model | dtype | image_size | images_per_sec | ratio_vs_r50 | "
+        "paper_ratio_vs_r50 | ratio_vs_keras_resnet50 | ratio_vs_float32 | "
+        "gflops | peak_fraction |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| r50 (plain) | float32 | - | 10 | - | - | - | - | - | - |",
+        "| r50 (bf16) | bfloat16 | - | 16 | - | - | - | 1.6 | - | - |",
+    ]
+
+
 @pytest.mark.slow
 def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
     rows = _benchmark_rows(
@@ -882,7 +913,7 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
     )
     assert bf16["matmul_peak_gflops"] != rows[0]["matmul_peak_gflops"]
     table = (tmp_path / "benchmark.md").read_text()
-    assert "ratio_vs_float32" in table.splitlines()[0]
+    assert "ratio_vs_float32" in table.splitlines()[2]
     bad = testing_utils.run_main(
         "tools.benchmark_throughput",
         "--smoke",
