@@ -460,7 +460,14 @@ def _temp_export_dir(export_dir, log):
     os.makedirs(parent, exist_ok=True)
     for stale in remove_stale_exports(parent):
         log(f"Removed {stale}, the temporary folder of a dead export.")
-    return tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+    try:
+        return tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+    except OSError as e:  # named by the temporary folder, unknown to users
+        raise type(e)(
+            e.errno,
+            f"{export_dir} cannot be written: no folder can be made in "
+            f"{parent} ({e.strerror}); export to a folder you can write to.",
+        ) from None
 
 
 def _move_into_place(tmp, export_dir, overwrite):

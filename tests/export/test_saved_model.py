@@ -1099,6 +1099,32 @@ def test_next_export_removes_temp_folders_of_dead_exports(tmp_path):
     assert sorted(os.listdir(parent)) == sorted(["1", live.name, remote.name])
 
 
+def test_an_unwritable_parent_is_named_not_the_temporary_folder(
+    tmp_path, monkeypatch
+):
+    """A folder the export cannot write into (a read-only mount, another
+    user's folder): the error names the export folder and its parent, not
+    the `.export_<pid>@<host>.<random>` folder users never chose."""
+    import tempfile
+
+    parent = tmp_path / "serving"
+
+    def refused(prefix, dir):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    with pytest.raises(PermissionError) as raised:
+        export_lib.export_saved_model(
+            testing_utils.serving_model(), str(parent / "1"), "imagenet_32"
+        )
+    assert str(raised.value) == (
+        f"[Errno 13] {parent / '1'} cannot be written: no folder can be "
+        f"made in {parent} (Permission denied); export to a folder you can "
+        "write to."
+    )
+    assert ".export_" not in str(raised.value)
+
+
 @pytest.mark.slow  # exports
 def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
     """Two exports into one --export_dir without --overwrite: the one that
