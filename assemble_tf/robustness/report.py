@@ -10,15 +10,29 @@ import json
 import os
 
 
-def signature(source, data_dir, kind, difficulty):
-    """Identifies model + data for the per-corruption cache."""
+def signature(source, data_dir, kind, difficulty, labels=None, model=None):
+    """Identifies model + data for the per-corruption cache: the weights
+    file (path, size, time), the set, its kind and difficulty, the class
+    -> label map its errors were counted with (`labels`: another labels
+    file or --label_offset gives other errors) and the model's build
+    options (`model`: a dict)."""
     stat = []
     for suffix in ("", ".index", ".data-00000-of-00001"):
         if os.path.exists(source + suffix):
             st = os.stat(source + suffix)
             stat.append([suffix, st.st_size, int(st.st_mtime)])
     blob = json.dumps(
-        [source, stat, os.path.abspath(data_dir), kind, difficulty]
+        [
+            source,
+            stat,
+            os.path.abspath(data_dir),
+            kind,
+            difficulty,
+            sorted((labels or {}).items()),
+            model,
+        ],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha1(blob.encode()).hexdigest()
 

@@ -276,7 +276,14 @@ def _predict_set(ev, model, labels):
     from assemble_tf.robustness import report
 
     o = ev.options
-    sig = report.signature(ev.source, o.data_dir, o.kind, o.difficulty)
+    sig = report.signature(
+        ev.source,
+        o.data_dir,
+        o.kind,
+        o.difficulty,
+        labels=labels,
+        model=dataclasses.asdict(ev.config.model),
+    )
     cache = os.path.join(ev.out, f"cache_{o.kind}")
     # Flip rates rank the real classes, as the release's 1000-way models
     # (caches of the earlier all-outputs ranking are not reused).

@@ -1,5 +1,6 @@
 """eval_robustness end to end on a tiny corrupted set and a tiny model."""
 
+import dataclasses
 import json
 import os
 import re
@@ -278,6 +279,26 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     assert logged[1] == (
         f"WARNING: {data}: not evaluated, no ImageNet-C name: my_blur."
     )
+    # Another class -> label map (a labels.txt in another order): other
+    # errors, none from the cache (before: the cache kept the first map's
+    # errors and said "same model and the same files").
+    reversed_map = dict(zip(reversed(WNIDS), (0, 1, 2), strict=True))
+    labels_txt = tmp_path / "labels.txt"
+    labels_txt.write_text(
+        "".join(f"{label}\t{wnid}\tx\n" for wnid, label in reversed_map.items())
+    )
+    permuted = run.evaluate_robustness(
+        dataclasses.replace(options, labels_file=str(labels_txt)),
+        loaded,
+        config,
+        source,
+        log=lambda line: None,
+    )
+    assert not any(r["cached"] for r in permuted["results"].values())
+    other = expected_errors(model, found, reversed_map)
+    assert other != want
+    for c in metrics.ALL_CORRUPTIONS:
+        assert permuted["results"][c]["top1_error"] == pytest.approx(other[c])
     # A set without severity 5 (a quick `--severities` subset): each CE
     # sums AlexNet's errors over the same 4 severities (before: over all
     # 5, an mCE biased low and shown as if complete), the extras have no
