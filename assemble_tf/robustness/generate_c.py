@@ -380,6 +380,8 @@ def generate(options, progress=None):
             for a missing input): a bad option, named.
         OutputMismatchError (a FileExistsError): `output_dir` holds a set
             of other options.
+        NothingWrittenError (a ValueError): every input failed (after the
+            summary is written).
     """
     start = time.time()
     if progress is not None:
@@ -404,16 +406,12 @@ def generate(options, progress=None):
     if failures and not (counts["written"] or counts["skipped"]):
         # Nothing written and nothing there: it exited 0.
         first = failures[0]
-        raise NothingWrittenError(
+        raise jobs.NothingWrittenError(
             f"No corrupted image was written: all {len(failures):,} inputs "
             f"failed (first: {first['file']}: {first['reason']}; every "
             f"failure in {jobs.summary_path(options.output_dir)})."
         )
     return summary
-
-
-class NothingWrittenError(ValueError):
-    """Every input failed: the set is empty (the summary lists why)."""
 
 
 def _summary(options, counts, failures, seconds):

@@ -406,6 +406,8 @@ def generate(options):
             for a missing input): a bad option, named.
         OutputMismatchError (a FileExistsError): `output_dir` holds videos
             of other options.
+        NothingWrittenError (a ValueError): every input failed (after the
+            summary is written).
     """
     start = time.time()
     options.validate()
@@ -450,6 +452,14 @@ def generate(options):
         p["videos"] == len(indexed) for p in summary["perturbations"].values()
     )
     jobs.write_summary(options.output_dir, summary)
+    videos = sum(p["videos"] for p in summary["perturbations"].values())
+    if unreadable and not videos:  # it exited 0 with nothing written
+        first = summary["unreadable"][0]
+        raise jobs.NothingWrittenError(
+            f"No video was written: all {len(unreadable):,} inputs failed "
+            f"(first: {first['file']}: {first['reason']}; every failure in "
+            f"{jobs.summary_path(options.output_dir)})."
+        )
     return summary
 
 

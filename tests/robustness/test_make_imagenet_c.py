@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from assemble_tf.robustness import generate_c as mic
+from official.utils.misc import jobs
 from tests import testing_utils
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
@@ -274,7 +275,7 @@ def test_undecodable_inputs_are_reported(jpeg_dir, tmp_path):
     bad.mkdir(parents=True)
     (bad / "x.JPEG").write_bytes(b"not a jpeg")
     with pytest.raises(
-        mic.NothingWrittenError,
+        jobs.NothingWrittenError,
         match=r"all 1 inputs failed \(first: n01443537/x.JPEG: cannot decode",
     ):
         mic.generate(

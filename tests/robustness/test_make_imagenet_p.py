@@ -15,6 +15,7 @@ from PIL import Image
 from assemble_tf.robustness import generate_p as tool
 from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
+from official.utils.misc import jobs
 from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image, write_records
 
@@ -457,6 +458,26 @@ def test_unreadable_images_are_listed_not_fatal(tmp_path):
     assert summary["perturbations"]["rotate"]["written"] == 4
     assert not summary["complete"]
     assert "unreadable n01440764/broken.JPEG" in tool.format_summary(summary)
+    # Every input unreadable: an error after the summary, as make_imagenet_c
+    # (before: "0 images processed", exit code 0).
+    only = tmp_path / "only" / WNIDS[0]
+    only.mkdir(parents=True)
+    (only / "broken.JPEG").write_bytes(b"\xff\xd8 no")
+    with pytest.raises(
+        jobs.NothingWrittenError,
+        match=r"^No video was written: all 1 inputs failed \(first: "
+        f"{WNIDS[0]}/broken.JPEG: ",
+    ):
+        tool.generate(
+            options(
+                tmp_path,
+                "none",
+                input_dir=str(tmp_path / "only"),
+                perturbations="rotate",
+                codec="mp4v",
+            )
+        )
+    assert (tmp_path / "none" / "summary.json").is_file()
 
 
 def test_bad_options_are_refused_clearly(tmp_path):

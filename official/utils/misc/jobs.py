@@ -59,6 +59,10 @@ class OutputMismatchError(OptionError, FileExistsError):
         super().__init__("output_dir", template, others=others, **values)
 
 
+class NothingWrittenError(ValueError):
+    """Every input failed: the job wrote nothing (its summary says why)."""
+
+
 def literal(value):
     """`value` as text to put in a message template (braces escaped)."""
     return str(value).replace("{", "{{").replace("}", "}}")
