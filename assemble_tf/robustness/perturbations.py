@@ -415,10 +415,14 @@ def _brightness(x, params):
 
 
 def _translate(image, params):
-    """Exact integer shifts to the right (left for negative), black fill."""
+    """Exact integer shifts to the right (left for negative), black fill;
+    a shift of the whole width or more leaves a black frame (a resize
+    below the release's 20-pixel shifts)."""
     frames = np.zeros((len(params),) + image.shape, np.uint8)
     width = image.shape[1]
     for frame, shift in zip(frames, params.astype(int), strict=True):
+        if abs(shift) >= width:
+            continue
         if shift >= 0:
             frame[:, shift:] = image[:, : width - shift]
         else:

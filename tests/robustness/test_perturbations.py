@@ -204,6 +204,15 @@ def test_translate_shifts_one_pixel_per_frame():
     # frame 0 (shift -20) shows columns 28..47 then 12 black columns.
     np.testing.assert_array_equal(frames[0][:, :20], image[4:36, 28:48])
     assert frames[0][:, 20:].max() == 0
+    # An image narrower than the 20-pixel sweep (a --resize below 20):
+    # shifts of its width or more give black frames (before: a broadcast
+    # error that stopped the whole run).
+    small = textured(4, 4, seed=3)
+    frames = P.sequence(small, "translate", crop_size=3)
+    assert frames.shape == (41, 3, 3, 3)
+    assert frames[:17].max() == 0 and frames[24:].max() == 0  # |shift| >= 4
+    np.testing.assert_array_equal(frames[20], small[:3, :3])
+    np.testing.assert_array_equal(frames[21][:, 1:], frames[20][:, :-1])
 
 
 def test_brightness_is_monotone_and_matches_skimage_hsv():
