@@ -65,6 +65,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from assemble_tf.data.builder import images
 from assemble_tf.robustness import filters, inputs, metrics
 
 # The 15 standard corruptions in the standard order, then the 4 extra ones
@@ -517,7 +518,9 @@ def resize_center_crop(image, resize, crop, rounding="floor"):
     rounding = inputs.resolve_crop_rounding(rounding, crop)
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, np.uint8))
-    image = image.convert("RGB")
+    # 16-bit and float images scaled to 8 bits (Pillow's conversion, as the
+    # reference's, clips them white).
+    image = images.eight_bit(image).convert("RGB")
     if rounding == "floor":
         width, height = image.size
         if height > width:

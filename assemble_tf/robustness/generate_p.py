@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 from assemble_tf.data import schema
+from assemble_tf.data.builder import images
 from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
 from official.utils.misc import jobs, worker_pool
@@ -236,13 +237,16 @@ def load_resized(size, path=None, data=None):
     """Decodes an image and resizes its shorter side to `size`, then
     converts it to RGB: the reference's `Resize(256)(Image.open(f))
     .convert('RGB')` order, which matters for CMYK (and palette) files:
-    they are resized in their own mode, before the conversion.
+    they are resized in their own mode, before the conversion. 16-bit and
+    float images are scaled to 8 bits first (`images.eight_bit`; Pillow's
+    conversion, as the reference's, clips them white).
 
     Returns:
       uint8 array [H, W, 3].
     """
     image = Image.open(path if data is None else io.BytesIO(data))
     image.load()
+    image = images.eight_bit(image)
     return np.asarray(inputs.resize_shorter_side(image, size).convert("RGB"))
 
 

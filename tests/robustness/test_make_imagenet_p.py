@@ -619,3 +619,31 @@ def test_a_cmyk_jpeg_is_resized_before_its_rgb_conversion():
     got = tool.load_resized(32, data=data)
     np.testing.assert_array_equal(got, want)
     assert not np.array_equal(got, converted_first)  # the order matters
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_in_both_generators():
+    """A 16-bit greyscale PNG: Pillow's (and the reference's) RGB
+    conversion clips its samples at 255, so every frame and corrupted image
+    came out white. Both generators scale it as the TFRecord builder does
+    (value / 257), then resize."""
+    import io
+
+    from assemble_tf.robustness import corruptions
+
+    ramp = np.tile(np.linspace(0, 65535, 48), (40, 1)).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, "PNG")
+    data = buf.getvalue()
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.mode.startswith("I")  # a wide-sample image
+        clipped = np.asarray(opened.convert("RGB"))
+        assert (clipped == 255).mean() > 0.95  # the bug: white
+        eight = Image.fromarray(
+            np.round(ramp / 257.0).astype(np.uint8)
+        ).convert("RGB")
+    want = np.asarray(eight.resize((38, 32), Image.BILINEAR))
+    np.testing.assert_array_equal(tool.load_resized(32, data=data), want)
+    with Image.open(io.BytesIO(data)) as opened:
+        got = corruptions.resize_center_crop(opened, 32, 32, rounding="round")
+    np.testing.assert_array_equal(got, want[:, 3:35])
+    assert got.min() < 40 and got.max() > 215  # dark to bright, as drawn

@@ -74,6 +74,17 @@ def encode_image(data, jpeg_quality=DEFAULT_JPEG_QUALITY):
     return buffer.getvalue(), height, width, conversion
 
 
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def eight_bit(image):
+    """A Pillow image of 16-bit, 32-bit or float samples (`WIDE_MODES`) as
+    8-bit RGB, scaled as `_to_rgb` does; any other image unchanged. Pillow's
+    own `convert("RGB")` clips such samples at 255: a 16-bit PNG came out
+    white."""
+    return _to_rgb(image) if image.mode in WIDE_MODES else image
+
+
 def _to_rgb(image):
     """RGB copy of a Pillow image; transparency is composed onto white."""
     from PIL import Image
@@ -81,7 +92,7 @@ def _to_rgb(image):
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if mode in WIDE_MODES:
         pixels = np.asarray(image, dtype=np.float64)
         # 16-bit samples by the mode (a PNG has no 32-bit integers): a
         # dark 16-bit image (all values <= 255) was kept as 8-bit values,
