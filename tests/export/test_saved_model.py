@@ -803,8 +803,8 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path):
 def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
     """The reloaded graph fuses conv + bias + ReLU of a folded model and
     rounds differently in bfloat16 than the in-memory one: a float32
-    tolerance refuses it (and leaves nothing), the bfloat16 one (5 % of
-    the largest output) accepts it."""
+    tolerance refuses it (and leaves nothing), the bfloat16 one (a mean
+    relative L2 of 0.05) accepts it."""
     from assemble_tf.export import precision
     from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 
@@ -825,6 +825,31 @@ def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
     assert max(diffs.values()) > 1e-4  # the case the tolerance is for
     assert check.measured["preprocessed"]["mean_relative_l2"] <= 0.15
     assert check.measured["preprocessed"]["top1_agreement"] >= 0.8
+
+
+def test_the_bfloat16_reload_check_is_a_mean_relative_l2():
+    """What a bfloat16 export's reload check measures, on hand-made
+    outputs. Before: max |difference| <= 5 % of the largest output, which
+    refused the documented `--precision=bfloat16 --fold_bn` export of a
+    trained tiny run (one image of 32 off by 12 % of the largest logit, a
+    mean relative L2 of 0.008, every class agreeing)."""
+    expected = np.tile([[100.0, -50.0, 10.0, 0.0]], (32, 1))
+    expected[0] = [1448.0, -700.0, 300.0, 5.0]  # the largest output
+    expected[1] = [900.0, -400.0, 200.0, 0.0]
+    one_off = expected.copy()
+    one_off[1] += [0.0, 180.0, 0.0, 0.0]  # 12 % of 1448: 18 % of its image
+    assert export_lib.reload_failure(expected, one_off, 1e-4, 0.05) is None
+    everywhere = expected * 1.06  # 6 % on every image
+    assert export_lib.reload_failure(expected, everywhere, 1e-4, 0.05) == (
+        "mean relative L2 0.06 > 0.05"
+    )
+    # float32 (rtol 0): any number beyond atol.
+    assert export_lib.reload_failure(expected, expected, 1e-4, 0.0) is None
+    nudged = expected.copy()
+    nudged[5, 2] += 2e-4
+    assert export_lib.reload_failure(expected, nudged, 1e-4, 0.0) == (
+        "max |difference| 0.0002 > 0.0001"
+    )
 
 
 def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
