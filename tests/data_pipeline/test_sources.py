@@ -254,9 +254,17 @@ def test_manual_download_message(tmp_path):
         assert f"tfds build imagenet2012 --data_dir={tmp_path}" in msg
 
 
-def test_not_prepared_message(tmp_path):
+def test_not_prepared_message(tmp_path, caplog):
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    caplog.set_level("INFO")
     with pytest.raises(ValueError) as e:
         sources.open_source("food101", data_dir=str(tmp_path))
+    # Only our error: tfds's lookup logged "Variant folder ... has no
+    # dataset_info.json" above it (a folder that does not exist).
+    assert not [r for r in caplog.records if "dataset_info" in r.getMessage()]
+    assert absl_logging.get_verbosity() == verbosity  # put back
     msg = str(e.value)
     assert "not prepared" in msg
     assert os.path.join(str(tmp_path), "food101") in msg

@@ -1,6 +1,7 @@
 """TensorFlow Datasets sources: open a prepared set (never downloading
 unless asked), and read it with the images still encoded."""
 
+import contextlib
 import difflib
 import os
 
@@ -24,20 +25,38 @@ def is_tfds_name(source):
     )
 
 
+@contextlib.contextmanager
+def _no_absl_warnings():
+    """tfds's lookup without its absl warnings: an unprepared dataset
+    logged "Variant folder <data_dir>/<name>/<version> has no
+    dataset_info.json" (a folder that need not exist) above our one-line
+    error, which says where it looked and how to prepare it."""
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def open_tfds(source, data_dir, download):
     tfds = import_tfds()
     from tensorflow_datasets.core import registered
 
     kwargs = {"data_dir": os.path.expanduser(data_dir)} if data_dir else {}
     try:
-        builder = tfds.builder(source, **kwargs)
+        with _no_absl_warnings():
+            builder = tfds.builder(source, **kwargs)
+            prepared = builder.is_prepared()
     except registered.DatasetNotFoundError:
         raise _unknown_name_error(source) from None
     except (AssertionError, ValueError) as e:
         raise OptionError(
             "source", "{field}={source}: {error}", source=source, error=e
         ) from None
-    if not builder.is_prepared():
+    if not prepared:
         _prepare(builder, source, download)
     features = builder.info.features
     image_key = _image_key(source, features)
