@@ -142,3 +142,19 @@ def test_startup_filter_keeps_everything_else():
 )
 def test_requested_verbosity(argv, expected):
     assert startup.requested_verbosity(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "tool, flag",
+    [
+        ("tools.export_saved_model", "export_dir"),
+        ("tools.model_summary", "preset"),
+        ("tools.benchmark_input", "data_dir"),
+    ],
+)
+def test_a_missing_required_flag_is_one_plain_line(tool, flag):
+    """absl's "flag --export_dir=None: Flag --export_dir must have a value
+    other than None." as the other binaries say it."""
+    result = testing_utils.run_main(tool)
+    assert result.returncode == 2
+    assert result.stderr == f"ERROR: --{flag} is required; see --help.\n"

@@ -7,6 +7,7 @@ guidelines.md). Only flags the user set explicitly override a preset.
 
 import functools
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -135,8 +136,26 @@ def parse_flags(argv, flag_values=flags.FLAGS):
     try:
         return flag_values(argv)
     except flags.Error as e:
-        print(f"ERROR: {e}", file=sys.stderr)
+        print(f"ERROR: {_plain_flag_error(e)}", file=sys.stderr)
         sys.exit(2)
+
+
+# absl's message for a flag marked required and not given.
+_REQUIRED = re.compile(
+    r"flag --(\w+)=None: Flag --\1 must have a value other than None\.$"
+)
+
+
+def _plain_flag_error(error):
+    """absl's message, with its required-flag one as the project writes
+    it: "--export_dir is required; see --help." (absl: "flag
+    --export_dir=None: Flag --export_dir must have a value other than
+    None.")."""
+    message = str(error)
+    match = _REQUIRED.match(message)
+    if match:
+        return f"--{match.group(1)} is required; see --help."
+    return message
 
 
 def require_tensorflow_backend(binary):
