@@ -206,9 +206,12 @@ def _block_sizes(o):
         )
     sizes = tuple(sizes)
     if o.big_little is not None and min(sizes[:3]) < 2:
-        raise ValueError(
+        raise validation.OptionError(
+            "block_sizes",
             "BigLittleNet stages S1-S3 need at least 2 nominal blocks (the "
-            f"big branch has n - 1). Received: block_sizes={sizes}"
+            "big branch has n - 1): {field}={value}; e.g. {field}=2,2,2,1 "
+            "for a tiny model.",
+            value=",".join(map(str, sizes)),
         )
     return sizes
 

@@ -181,6 +181,21 @@ def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
         build_resnet(**kwargs)
 
 
+def test_big_little_block_sizes_error_names_the_flag():
+    """A tiny Assemble preset with one block per stage: the binaries print
+    the flag and a size that works (before: a ValueError ending
+    "Received: block_sizes=(1, 1, 1, 1)", no flag)."""
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as raised:
+        build_model("assemble_resnet50", block_sizes=(1, 1, 1, 1))
+    assert raised.value.as_flag() == (
+        "BigLittleNet stages S1-S3 need at least 2 nominal blocks (the big "
+        "branch has n - 1): --block_sizes=1,1,1,1; e.g. --block_sizes=2,2,2,1 "
+        "for a tiny model."
+    )
+
+
 def test_build_model_rejects_unknown_preset_and_override():
     with pytest.raises(
         ValueError,
