@@ -69,9 +69,11 @@ def find_imagenet_c(root, corruptions=None):
     if corruptions:
         unknown = sorted(set(corruptions) - set(metrics.ALL_CORRUPTIONS))
         if unknown:
-            raise ValueError(
-                f"Unknown corruptions {unknown}; known: "
-                f"{list(metrics.ALL_CORRUPTIONS)}."
+            raise OptionError(
+                "names",
+                "{field}: unknown corruptions {unknown}; known: {known}.",
+                unknown=unknown,
+                known=", ".join(metrics.ALL_CORRUPTIONS),
             )
         absent = [c for c in corruptions if c not in present]
         if absent:
@@ -128,8 +130,11 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
     if perturbations:
         unknown = sorted(set(perturbations) - set(known))
         if unknown:
-            raise ValueError(
-                f"Unknown perturbations {unknown}; known: {list(known)}."
+            raise OptionError(
+                "names",
+                "{field}: unknown perturbations {unknown}; known: {known}.",
+                unknown=unknown,
+                known=", ".join(known),
             )
     found = {}
     for p in perturbations or known:

@@ -31,6 +31,8 @@ from official.utils.misc.validation import OptionError
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
+# ImageNet-P's shortest sequences (every perturbation but translate's 41).
+MIN_FRAMES = 31
 # Summary figures of the one-line console report, when the kind has them.
 LINE_KEYS = ("mce", "mce_19", "relative_mce", "mfr")
 
@@ -95,6 +97,16 @@ class RobustnessOptions(loading.ModelSource):
                     "{field}={value} " + rule + ".",
                     value=getattr(self, name),
                 )
+        if self.kind == "p" and self.difficulty >= MIN_FRAMES:
+            # The frame step: a flip compares frames `difficulty` apart.
+            raise OptionError(
+                "difficulty",
+                "{field}={value} is the frame step of ImageNet-P's flip "
+                "rates and must be below {frames} (its shortest sequences "
+                "have {frames} frames), e.g. {field}=1 as in the benchmark.",
+                value=self.difficulty,
+                frames=MIN_FRAMES,
+            )
         if self.kind == "p" and self.normalization != "alexnet":
             # ImageNet-P's FR is defined relative to AlexNet's flip rates;
             # a plain mean would be silently the same report.
@@ -144,15 +156,17 @@ def unknown_folders(kind, data_dir):
     )
 
 
-def missing_noise_folders(data_dir, difficulty):
+def missing_noise_folders(data_dir, difficulty, names=()):
     """ImageNet-P noise perturbations left out at `difficulty` > 1: their
     `<noise>` folder is there, their `<noise>_<difficulty>` one (from which
-    that difficulty is read, as in the release) is not."""
+    that difficulty is read, as in the release) is not. With `names`, only
+    those perturbations asked for."""
     if difficulty <= 1:
         return []
     return [
         f"{p}_{difficulty}"
         for p in metrics.NOISE_PERTURBATIONS
+        if not names or p in names
         if os.path.isdir(os.path.join(data_dir, p))
         and not os.path.isdir(os.path.join(data_dir, f"{p}_{difficulty}"))
     ]
@@ -443,7 +457,9 @@ def evaluate_robustness(
         )
     missing = []
     if options.kind == "p":
-        missing = missing_noise_folders(options.data_dir, options.difficulty)
+        missing = missing_noise_folders(
+            options.data_dir, options.difficulty, options.names
+        )
     if missing:
         log(
             f"WARNING: {options.data_dir} has no {', '.join(missing)}: "

@@ -37,8 +37,16 @@ def test_find_imagenet_c_layout_and_errors(tmp_path):
     assert sorted(found["fog"]) == [1, 2]
     assert len(found["fog"][1]) == 6
     assert found["fog"][1][0][1] == "n00000001"
-    with pytest.raises(ValueError, match="Unknown corruptions"):
+    with pytest.raises(ValueError, match="unknown corruptions") as e:
         evaluation.find_imagenet_c(str(tmp_path), ["fogg"])
+    assert e.value.as_flag().startswith(
+        "--names: unknown corruptions ['fogg']; known: gaussian_noise, "
+    )
+    with pytest.raises(ValueError) as e:
+        evaluation.find_imagenet_p(str(tmp_path), ["tilt", "wobble"])
+    assert e.value.as_flag().startswith(
+        "--names: unknown perturbations ['wobble']; known: gaussian_noise, "
+    )
     with pytest.raises(ValueError, match="no folder for"):
         evaluation.find_imagenet_c(str(tmp_path), ["frost"])
     with pytest.raises(FileNotFoundError, match="none of the ImageNet-C"):
@@ -369,6 +377,16 @@ def test_robustness_options_name_the_bad_field(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         run.find_set(options(data_dir=str(tmp_path / "missing")))
+    # A frame step of the whole sequence: refused before the model loads
+    # (before: "step=31 must be in [1, 31)" after every video was read).
+    with pytest.raises(ValueError) as e:
+        options(kind="p", difficulty=31).validate()
+    assert e.value.as_flag() == (
+        "--difficulty=31 is the frame step of ImageNet-P's flip rates and "
+        "must be below 31 (its shortest sequences have 31 frames), e.g. "
+        "--difficulty=1 as in the benchmark."
+    )
+    options(kind="p", difficulty=30).validate()
     # Issue 24 item 11: ImageNet-P's FR is always AlexNet-relative; a
     # plain-mean request was silently ignored.
     with pytest.raises(ValueError) as e:
@@ -447,6 +465,12 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     assert run.unknown_folders("p", str(data)) == []
     assert run.missing_noise_folders(str(data), 2) == ["shot_noise_2"]
     assert run.missing_noise_folders(str(data), 1) == []
+    # Only of the perturbations asked for (--names): a run of translate
+    # and rotate warned that shot noise was left out.
+    assert run.missing_noise_folders(str(data), 2, ("tilt",)) == []
+    assert run.missing_noise_folders(str(data), 2, ("shot_noise",)) == [
+        "shot_noise_2"
+    ]
 
 
 def test_training_classes_tells_imagenet_models(tmp_path):
