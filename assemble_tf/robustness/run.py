@@ -255,6 +255,18 @@ def comparability_notes(kind, config, wnids, normalization="alexnet"):
     return notes, imagenet
 
 
+def uneven_severities(found):
+    """ImageNet-C corruptions whose severity folders hold different numbers
+    of images (a set cut short or added to), as "fog (1: 11, 5: 4)"."""
+    uneven = []
+    for name, severities in found.items():
+        counts = {s: len(items) for s, items in sorted(severities.items())}
+        if len(set(counts.values())) > 1:
+            each = ", ".join(f"{s}: {n}" for s, n in counts.items())
+            uneven.append(f"{name} ({each})")
+    return uneven
+
+
 def output_dir(options, config, source):
     """`options.output_dir`, else <model_dir>/robustness for a training
     run, else the folder of the weights file."""
@@ -447,6 +459,14 @@ def evaluate_robustness(
     notes, imagenet = comparability_notes(
         options.kind, config, wnids, options.normalization
     )
+    uneven = uneven_severities(found) if options.kind == "c" else []
+    if uneven:
+        notes.append(
+            "Images per severity differ in "
+            + "; ".join(uneven)
+            + ": each severity's error is over other images, and the CE "
+            "mixes them."
+        )
     for note in notes:
         log(f"WARNING: {note}")
     unknown = unknown_folders(options.kind, options.data_dir)

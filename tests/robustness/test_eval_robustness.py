@@ -347,6 +347,20 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     markdown = open(partial["markdown"]).read()
     assert summary["note"] in markdown
     assert "| spatter | " in markdown and markdown.count(" | - |") >= 4
+    # A severity with fewer images than the others (a set cut short): a
+    # warning naming them (before: evaluated without a word).
+    fog_1 = os.path.join(data, "fog", "1", WNIDS[0])
+    os.remove(os.path.join(fog_1, sorted(os.listdir(fog_1))[0]))
+    logged.clear()
+    uneven = run.evaluate_robustness(
+        options, loaded, config, source, log=logged.append
+    )
+    note = (
+        "Images per severity differ in fog (1: 2, 2: 3, 3: 3, 4: 3): each "
+        "severity's error is over other images, and the CE mixes them."
+    )
+    assert f"WARNING: {note}" in logged
+    assert note in uneven["warnings"]
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):
