@@ -255,16 +255,17 @@ def test_manual_download_message(tmp_path):
 
 
 def test_not_prepared_message(tmp_path, caplog):
-    from absl import logging as absl_logging
+    import logging
 
-    verbosity = absl_logging.get_verbosity()
     caplog.set_level("INFO")
+    absl_logger = logging.getLogger("absl")
+    level, filters = absl_logger.level, list(absl_logger.filters)
     with pytest.raises(ValueError) as e:
         sources.open_source("food101", data_dir=str(tmp_path))
     # Only our error: tfds's lookup logged "Variant folder ... has no
     # dataset_info.json" above it (a folder that does not exist).
     assert not [r for r in caplog.records if "dataset_info" in r.getMessage()]
-    assert absl_logging.get_verbosity() == verbosity  # put back
+    assert (absl_logger.level, absl_logger.filters) == (level, filters)
     msg = str(e.value)
     assert "not prepared" in msg
     assert os.path.join(str(tmp_path), "food101") in msg

@@ -1,7 +1,6 @@
 """TensorFlow Datasets sources: open a prepared set (never downloading
 unless asked), and read it with the images still encoded."""
 
-import contextlib
 import difflib
 import os
 
@@ -12,6 +11,7 @@ from assemble_tf.data.sources.catalog import (
     base_name,
     import_tfds,
 )
+from official.utils.logs import dropped
 from official.utils.misc.validation import OptionError
 
 # Label feature of tfds sets whose label is not called "label" (or that
@@ -25,29 +25,16 @@ def is_tfds_name(source):
     )
 
 
-@contextlib.contextmanager
-def _no_absl_warnings():
-    """tfds's lookup without its absl warnings: an unprepared dataset
-    logged "Variant folder <data_dir>/<name>/<version> has no
-    dataset_info.json" (a folder that need not exist) above our one-line
-    error, which says where it looked and how to prepare it."""
-    from absl import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-
-
 def open_tfds(source, data_dir, download):
     tfds = import_tfds()
     from tensorflow_datasets.core import registered
 
     kwargs = {"data_dir": os.path.expanduser(data_dir)} if data_dir else {}
     try:
-        with _no_absl_warnings():
+        # Without tfds's warning "Variant folder <data_dir>/<name>/<version>
+        # has no dataset_info.json" (a folder that need not exist) above our
+        # one-line error, which says where it looked and how to prepare.
+        with dropped.dropped(r"^Variant folder .* has no dataset_info"):
             builder = tfds.builder(source, **kwargs)
             prepared = builder.is_prepared()
     except registered.DatasetNotFoundError:
