@@ -46,7 +46,11 @@ import tensorflow as tf
 
 from assemble_tf.data import preprocessing
 from assemble_tf.export import precision
-from official.utils.misc.validation import OptionError, PathExistsError
+from official.utils.misc.validation import (
+    OptionError,
+    PathExistsError,
+    PathNotWritableError,
+)
 
 
 def feature_model(model, with_logits=False):
@@ -464,10 +468,14 @@ def _temp_export_dir(export_dir, log):
     try:
         return tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
     except OSError as e:  # named by the temporary folder, unknown to users
-        raise type(e)(
-            e.errno,
-            f"{export_dir} cannot be written: no folder can be made in "
-            f"{parent} ({e.strerror}); export to a folder you can write to.",
+        raise PathNotWritableError(
+            "export_dir",
+            "{field}={path} cannot be written: no folder can be made in "
+            "{parent} ({reason}); export to a folder you can write to.",
+            errno_code=e.errno,
+            path=export_dir,
+            parent=parent,
+            reason=e.strerror or e,
         ) from None
 
 

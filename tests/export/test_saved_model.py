@@ -1142,12 +1142,29 @@ def test_an_unwritable_parent_is_named_not_the_temporary_folder(
         export_lib.export_saved_model(
             testing_utils.serving_model(), str(parent / "1"), "imagenet_32"
         )
-    assert str(raised.value) == (
-        f"[Errno 13] {parent / '1'} cannot be written: no folder can be "
+    assert raised.value.errno == 13
+    assert raised.value.as_flag() == (
+        f"--export_dir={parent / '1'} cannot be written: no folder can be "
         f"made in {parent} (Permission denied); export to a folder you can "
         "write to."
     )
     assert ".export_" not in str(raised.value)
+    # The binary: that line, no traceback (a PermissionError was not among
+    # the errors the binaries print as one line).
+    weights = tmp_path / "m.weights.h5"
+    build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    ).save_weights(str(weights))
+    result = testing_utils.run_main(
+        "tools.export_saved_model",
+        *_tiny_export_args(weights),
+        f"--export_dir={parent / '1'}",
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"ERROR: {raised.value.as_flag()}"
+    )
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow  # exports

@@ -158,3 +158,14 @@ def test_a_missing_required_flag_is_one_plain_line(tool, flag):
     result = testing_utils.run_main(tool)
     assert result.returncode == 2
     assert result.stderr == f"ERROR: --{flag} is required; see --help.\n"
+
+
+def test_several_missing_required_flags_are_one_line():
+    """absl writes one line per missing flag."""
+    result = testing_utils.run_main("tools.convert_original_checkpoint")
+    assert result.returncode == 2
+    assert re.fullmatch(
+        r"ERROR: (--\w+, )*--\w+ and --\w+ are required; see --help\.\n",
+        result.stderr,
+    ), result.stderr
+    assert "--preset" in result.stderr

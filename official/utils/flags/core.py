@@ -140,22 +140,27 @@ def parse_flags(argv, flag_values=flags.FLAGS):
         sys.exit(2)
 
 
-# absl's message for a flag marked required and not given.
+# absl's message for a flag marked required and not given (one line per
+# flag when several are missing).
 _REQUIRED = re.compile(
-    r"flag --(\w+)=None: Flag --\1 must have a value other than None\.$"
+    r"flag --(\w+)=None: Flag --\1 must have a value other than None\."
 )
 
 
 def _plain_flag_error(error):
-    """absl's message, with its required-flag one as the project writes
-    it: "--export_dir is required; see --help." (absl: "flag
+    """absl's message, with its required-flag lines as the project writes
+    them: "--export_dir is required; see --help." (absl: "flag
     --export_dir=None: Flag --export_dir must have a value other than
-    None.")."""
+    None.", one such line per missing flag)."""
     message = str(error)
-    match = _REQUIRED.match(message)
-    if match:
-        return f"--{match.group(1)} is required; see --help."
-    return message
+    lines = message.strip().splitlines()
+    missing = [_REQUIRED.fullmatch(line.strip()) for line in lines]
+    if not lines or not all(missing):
+        return message
+    names = [f"--{m.group(1)}" for m in missing]
+    if len(names) == 1:
+        return f"{names[0]} is required; see --help."
+    return f"{', '.join(names[:-1])} and {names[-1]} are required; see --help."
 
 
 def require_tensorflow_backend(binary):

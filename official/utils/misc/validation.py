@@ -105,6 +105,16 @@ class PathExistsError(OptionError, FileExistsError):
         self.errno = errno.EEXIST
 
 
+class PathNotWritableError(OptionError, PermissionError):
+    """An option names an output in a folder that cannot be written to:
+    an `OptionError` (one line in the binaries) that `except
+    PermissionError` also catches, with the failure's `errno`."""
+
+    def __init__(self, field, template, others=(), errno_code=None, **values):
+        super().__init__(field, template, others, **values)
+        self.errno = errno_code
+
+
 def check_choices(options, choices):
     """Raises `OptionError` for the first attribute of `options` that is
     set (not None) and not among its allowed values.
