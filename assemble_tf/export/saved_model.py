@@ -530,10 +530,10 @@ def _exchange(a, b):
 def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
     """Compares every signature of the SavedModel at `path` with `module`,
     loaded by TF2 (`tf.saved_model.load`) and by the TF1 session loader of
-    `saved_model_cli run` and TF Serving; returns the larger max diffs
-    (allowed: `atol` + `rtol` * the largest |output|; see
-    `export_saved_model`). With a `ReferenceCheck`, also compares the
-    session loader's outputs with its model (see `check_reference`)."""
+    `saved_model_cli run` and TF Serving; returns the larger max
+    |differences| (what each loader must meet: `reload_failure`). With a
+    `ReferenceCheck`, also compares the session loader's outputs with its
+    model (see `check_reference`)."""
     inputs = {
         "preprocessed": np.asarray(images, np.float32),
         "feature_vector": np.asarray(images, np.float32),
@@ -565,7 +565,7 @@ def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
                 expected[key], results[name][key], atol, rtol
             )
             if failure:
-                bad[name] = failure
+                bad[f"{name} ({loader})"] = failure
             if "classes" not in expected:
                 continue
             sure = (
@@ -831,11 +831,13 @@ def reload_failure(expected, got, atol, rtol):
 
     rtol == 0 (float32): every |difference| <= `atol`. rtol > 0 (bfloat16,
     float16): the mean over the images of |got - expected| / |expected|
-    (L2 norms per image) <= `rtol`. One number's share of the largest
-    output is no measure there: a reloaded BN-folded bfloat16 graph fuses
-    conv + bias + ReLU and rounds each image a little differently, and a
-    run with large activations differed by 12 % of its largest logit on
-    one image of 32 at a mean of 0.8 %, all classes agreeing.
+    (L2 norms per image) <= `rtol`, and no image's above
+    `IMAGE_RTOL_FACTOR` * rtol. One number's share of the largest output
+    is no measure there: a reloaded BN-folded bfloat16 graph fuses conv +
+    bias + ReLU and rounds each image a little differently, and a run with
+    large activations differed by 12 % of its largest logit on one image
+    of 32 (19 % of that image's norm) at a mean of 0.8 %, all classes
+    agreeing.
     """
     expected = np.asarray(expected, np.float64)
     got = np.asarray(got, np.float64)
@@ -844,10 +846,23 @@ def reload_failure(expected, got, atol, rtol):
         return None if diff <= atol else f"max |difference| {diff:.3g} > {atol}"
     norms = np.linalg.norm(expected.reshape(len(expected), -1), axis=-1)
     errors = np.linalg.norm((got - expected).reshape(len(got), -1), axis=-1)
-    relative = float(np.mean(errors / np.maximum(norms, atol)))
-    if relative <= rtol:
-        return None
-    return f"mean relative L2 {relative:.3g} > {rtol}"
+    # An all-zero row (features of a dark image) against the batch's scale.
+    floor = max(atol, 1e-3 * float(norms.max(initial=0.0)))
+    relative = errors / np.maximum(norms, floor)
+    if relative.max(initial=0.0) > IMAGE_RTOL_FACTOR * rtol:
+        worst = int(np.argmax(relative))
+        return (
+            f"image {worst}: relative L2 {relative[worst]:.3g} > "
+            f"{IMAGE_RTOL_FACTOR * rtol:.3g}"
+        )
+    if relative.mean() > rtol:
+        return f"mean relative L2 {relative.mean():.3g} > {rtol}"
+    return None
+
+
+# A reduced-precision reload may move one image further than the mean
+# allows (measured: 0.19 at a mean of 0.008), but not this much further.
+IMAGE_RTOL_FACTOR = 10
 
 
 def _max_diff(a, b):

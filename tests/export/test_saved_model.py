@@ -843,6 +843,18 @@ def test_the_bfloat16_reload_check_is_a_mean_relative_l2():
     assert export_lib.reload_failure(expected, everywhere, 1e-4, 0.05) == (
         "mean relative L2 0.06 > 0.05"
     )
+    # One image wholly wrong, whose 1/32 share of the mean would pass.
+    broken = expected.copy()
+    broken[7] = -broken[7]
+    assert export_lib.reload_failure(expected, broken, 1e-4, 0.05) == (
+        "image 7: relative L2 2 > 0.5"
+    )
+    # An all-zero row is measured against the batch's scale, not 1e-4.
+    dark = expected.copy()
+    dark[9] = 0.0
+    noisy = dark.copy()
+    noisy[9] = 0.01
+    assert export_lib.reload_failure(dark, noisy, 1e-4, 0.05) is None
     # float32 (rtol 0): any number beyond atol.
     assert export_lib.reload_failure(expected, expected, 1e-4, 0.0) is None
     nudged = expected.copy()
