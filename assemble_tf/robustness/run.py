@@ -31,8 +31,9 @@ from official.utils.misc.validation import OptionError
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
-# ImageNet-P's shortest sequences (every perturbation but translate's 41).
-MIN_FRAMES = 31
+# ImageNet-P's frames per sequence: 31, translate's 41.
+FRAMES = 31
+TRANSLATE_FRAMES = 41
 # Summary figures of the one-line console report, when the kind has them.
 LINE_KEYS = ("mce", "mce_19", "relative_mce", "mfr")
 
@@ -97,15 +98,18 @@ class RobustnessOptions(loading.ModelSource):
                     "{field}={value} " + rule + ".",
                     value=getattr(self, name),
                 )
-        if self.kind == "p" and self.difficulty >= MIN_FRAMES:
+        frames = (
+            TRANSLATE_FRAMES if tuple(self.names) == ("translate",) else FRAMES
+        )
+        if self.kind == "p" and self.difficulty >= frames:
             # The frame step: a flip compares frames `difficulty` apart.
             raise OptionError(
                 "difficulty",
                 "{field}={value} is the frame step of ImageNet-P's flip "
-                "rates and must be below {frames} (its shortest sequences "
-                "have {frames} frames), e.g. {field}=1 as in the benchmark.",
+                "rates and must be below {frames}, the frames of the "
+                "sequences asked for; e.g. {field}=1 as in the benchmark.",
                 value=self.difficulty,
-                frames=MIN_FRAMES,
+                frames=frames,
             )
         if self.kind == "p" and self.normalization != "alexnet":
             # ImageNet-P's FR is defined relative to AlexNet's flip rates;

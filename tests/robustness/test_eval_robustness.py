@@ -397,10 +397,13 @@ def test_robustness_options_name_the_bad_field(tmp_path):
         options(kind="p", difficulty=31).validate()
     assert e.value.as_flag() == (
         "--difficulty=31 is the frame step of ImageNet-P's flip rates and "
-        "must be below 31 (its shortest sequences have 31 frames), e.g. "
+        "must be below 31, the frames of the sequences asked for; e.g. "
         "--difficulty=1 as in the benchmark."
     )
     options(kind="p", difficulty=30).validate()
+    options(kind="p", difficulty=40, names=("translate",)).validate()
+    with pytest.raises(ValueError, match="must be below 41"):
+        options(kind="p", difficulty=41, names=("translate",)).validate()
     # Issue 24 item 11: ImageNet-P's FR is always AlexNet-relative; a
     # plain-mean request was silently ignored.
     with pytest.raises(ValueError) as e:
