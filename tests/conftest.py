@@ -83,15 +83,7 @@ def _clean_keras_state():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
-    # Collects this test's garbage, then freezes what survives (fixtures,
-    # caches): the next test's collections walk only its own objects. The
-    # survivors piled up otherwise, and each teardown's collection took
-    # 0.7 s by the end of a worker's run (the suite: 98 -> 16 s of
-    # teardown, 479 -> 414 s). A frozen object that later becomes cyclic
-    # garbage (a module fixture's model) stays allocated: a test run's
-    # worth of memory at most.
-    keras.backend.clear_session(free_memory=False)
-    heap.freeze()
+    keras.backend.clear_session(free_memory=False)  # collected below
     # A binary run in process with --deterministic turns on TensorFlow's
     # process-wide op determinism, which XLA cannot compile a MaxPool
     # gradient under: the next test starts without it.
@@ -99,6 +91,21 @@ def _clean_keras_state():
         from tensorflow.python.framework import config as tf_config
 
         tf_config.disable_op_determinism()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    yield
+    # pytest has run the teardowns and dropped the test's fixture values:
+    # collect its garbage, then freeze what survives (module and session
+    # fixtures, caches), so that the next test's collections walk only its
+    # own objects. The survivors piled up otherwise, and each teardown's
+    # collection took 0.7 s by the end of a worker's run (the suite: 98 ->
+    # 16 s of teardown, 479 -> 414 s). What a module or session fixture
+    # holds in reference cycles (a model, a loaded SavedModel) stays
+    # allocated once its module ends, until the worker exits: about 20 such
+    # fixtures of tiny models in the suite.
+    heap.freeze()
 
 
 @pytest.fixture
