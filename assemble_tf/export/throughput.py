@@ -371,23 +371,27 @@ def _plot(rows, path):
     plt.close(fig)
 
 
+def paired_bars(ax, names, first, second, labels, **tick_kwargs):
+    """Two bars per name on `ax` (a matplotlib axis): `first` blue,
+    `second` grey, labelled `labels`; `tick_kwargs` go to the x ticks."""
+    x = np.arange(len(names))
+    for offset, values, label, color in (
+        (-0.2, first, labels[0], "tab:blue"),
+        (0.2, second, labels[1], "tab:gray"),
+    ):
+        ax.bar(x + offset, values, 0.4, label=label, color=color)
+    ax.set_xticks(x, names, **tick_kwargs)
+
+
 def _plot_paper_ratios(ax, paired):
-    x = np.arange(len(paired))
-    ax.bar(
-        x - 0.2,
+    paired_bars(
+        ax,
+        [r["model"] for r in paired],
         [r["ratio_vs_r50"] for r in paired],
-        0.4,
-        label="measured",
-        color="tab:blue",
-    )
-    ax.bar(
-        x + 0.2,
         [r["paper_ratio_vs_r50"] for r in paired],
-        0.4,
-        label="paper (P40)",
-        color="tab:gray",
+        ("measured", "paper (P40)"),
+        rotation=30,
     )
-    ax.set_xticks(x, [r["model"] for r in paired], rotation=30)
     ax.set_ylabel("throughput / R50's")
     ax.set_title("Relative to R50, measured and in the paper")
     ax.legend()

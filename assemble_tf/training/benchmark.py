@@ -610,21 +610,14 @@ def write_outputs(report, out_dir):
     x = np.arange(len(rows))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4), squeeze=False)
     ax = axes[0, 0]
-    ax.bar(
-        x - 0.2,
+    throughput.paired_bars(
+        ax,
+        names,
         [r["images_per_sec"] for r in rows],
-        0.4,
-        label="ours (Trainer step)",
-        color="tab:blue",
-    )
-    ax.bar(
-        x + 0.2,
         [r["keras_images_per_sec"] for r in rows],
-        0.4,
-        label="Keras ResNet50 (plain step)",
-        color="tab:gray",
+        ("ours (Trainer step)", "Keras ResNet50 (plain step)"),
+        fontsize=8,
     )
-    ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("training images / s")
     s = report["settings"]
     ax.set_title(
