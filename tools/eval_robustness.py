@@ -95,6 +95,7 @@ def _define_evaluation_flags():
         "Results folder (default: <model_dir>/robustness, or next to "
         "--weights).",
     )
+    flags.DEFINE_bool("progress", True, "Show a progress bar (on stderr).")
 
 
 def options_from_flags(flag_values):
@@ -110,7 +111,7 @@ def options_from_flags(flag_values):
     values = {
         f.name: flag_values[f.name].value
         for f in dataclasses.fields(run.RobustnessOptions)
-        if f.name in flag_values  # progress: always on
+        if f.name in flag_values
     }
     values["names"] = tuple(values["names"])
     values["model_overrides"] = model_source_flags.parse_overrides(

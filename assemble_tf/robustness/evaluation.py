@@ -16,6 +16,7 @@ Results are cached per corruption / perturbation under `cache_dir`, so an
 interrupted evaluation continues where it stopped.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -96,9 +97,15 @@ def find_imagenet_c(root, corruptions=None):
             if items:
                 severities[s] = items
         if not severities:
+            videos = glob.glob(os.path.join(root, c, "*", "*.mp4"))
             raise FileNotFoundError(
                 f"{os.path.join(root, c)} has no severity folders 1-5 with "
-                "images."
+                "images"
+                + (
+                    "; it holds .mp4 videos: an ImageNet-P set (kind p)?"
+                    if videos
+                    else "."
+                )
             )
         found[c] = severities
     return found

@@ -445,8 +445,28 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
         f"--output_dir={out}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ImageNet-P: 100%" in proc.stderr  # the progress bar
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))
+    # --noprogress (before: no such flag; a bar in every log), from the
+    # cache.
+    quiet = testing_utils.run_main(
+        "tools.eval_robustness",
+        "--kind=p",
+        f"--data_dir={data}",
+        "--preset=resnet50",
+        f"--weights={weights}",
+        "--num_classes=4",
+        f"--labels_file={labels_file}",
+        f"--model_overrides={json.dumps(TINY)}",
+        f"--output_dir={out}",
+        "--noprogress",
+    )
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "ImageNet-P:" not in quiet.stderr
+    # The set read as ImageNet-C: the error says what it holds.
+    with pytest.raises(FileNotFoundError, match=r"ImageNet-P set \(kind p\)"):
+        evaluation.find_imagenet_c(str(data))
     # 4 outputs, 3 classes (label_offset 0): class 0 is background and the
     # flip rates rank the other three.
     predict = evaluation.make_predict_fn(model, background=0)
