@@ -342,11 +342,15 @@ def _load_image(path):
 
 def _load_images(paths):
     images = [_load_image(p) for p in paths]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
+    shapes = [im.shape for im in images]
+    if len(set(shapes)) > 1:
+        # Name an image of the rarer size (before: the batch's first).
+        common = max(set(shapes), key=shapes.count)
+        odd = next(p for p, s in zip(paths, shapes, strict=True) if s != common)
         raise ValueError(
-            f"Images of one batch differ in size {sorted(shapes)} (e.g. "
-            f"{paths[0]}); generate the set at one crop size."
+            f"Images of one batch differ in size {sorted(set(shapes))}: "
+            f"{odd} is {shapes[paths.index(odd)][:2]}, the others "
+            f"{common[:2]}; generate the set at one crop size."
         )
     return np.stack(images)
 

@@ -647,3 +647,25 @@ def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):
         "rerun `python -m tools.make_imagenet_c` with the same flags (it "
         "writes only the missing files)."
     )
+
+
+def test_an_image_of_another_size_is_the_one_named(tmp_path):
+    """Before: the batch's first file was named, whatever its size."""
+    data = str(tmp_path / "c")
+    write_set(data, ("fog",), severities=(1,), per_class=1)
+    found = evaluation.find_imagenet_c(data)
+    odd = found["fog"][1][2][0]
+    with open(odd, "wb") as f:
+        f.write(jpeg_bytes(smooth_image(40, 40, 7)))
+    labels = evaluation.label_map(WNIDS, 4, 0)
+
+    def predict(images):
+        return np.zeros([len(images), 5], np.int32)
+
+    with pytest.raises(ValueError) as error:
+        evaluation.evaluate_c(predict, found, labels, str(tmp_path), "s")
+    assert str(error.value) == (
+        "Images of one batch differ in size [(32, 32, 3), (40, 40, 3)]: "
+        f"{odd} is (40, 40), the others (32, 32); generate the set at one "
+        "crop size."
+    )
