@@ -115,7 +115,25 @@ def resolve(request, dry_run=False):
     paper = {}
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper
+    warnings += _other_dataset_warning(name, paper, request.source)
     return Resolution(config, name, recipe, info, warnings, paper)
+
+
+def _other_dataset_warning(name, paper, source):
+    """A warning when `source` (given, not the recipe's own) is none of
+    the datasets of the paper's figures: a folder named otherwise or
+    another tfds set (before: a CUB recipe on any folder printed the
+    paper's CUB recall beside it without a word). A folder named like the
+    dataset (/data/fgvc_aircraft) counts as it."""
+    from assemble_tf.data.sources import catalog
+
+    if not paper or not source or catalog.base_name(source) in paper:
+        return ()
+    return (
+        f"the paper's figures of recipe {name} are on {', '.join(paper)}; "
+        f"{source} is none of them by name, so compare with them only if "
+        "it holds that dataset.",
+    )
 
 
 def _check_class_count(request, info, data):

@@ -145,12 +145,36 @@ def test_fgvc50_is_f13_on_any_fgvc_set():
         "fgvc_aircraft": {"top1": 92.4},
         "oxford_iiit_pet": {"top1": 94.3},
     }
-    config, _, _ = _resolve("--recipe=assemble_fgvc50", "--source=cars196")
+    config, _, result = _resolve("--recipe=assemble_fgvc50", "--source=cars196")
     assert config.data.num_classes == 196 and config.data.source == "cars196"
     assert config.data.validation_split == "test"
+    assert result.warnings == ()  # one of the paper's sets
     with pytest.raises(OptionError, match="`source` is required") as e:
         _resolve("--recipe=assemble_fgvc50")
     assert e.value.as_flag().startswith("--source is required: a tfds name")
+
+
+def test_a_recipe_on_another_dataset_says_its_figures_are_elsewhere(
+    image_folder, tmp_path
+):
+    """Before: the CUB recipe on any folder printed the paper's CUB
+    recall@1 (80.3) beside it without a word. A folder named like one of
+    the paper's datasets counts as it."""
+    import shutil
+
+    _, _, result = _resolve(
+        "--recipe=assemble_ir50_cub200", f"--source={image_folder}"
+    )
+    assert result.paper == {"caltech_birds2011": {"recall@1": 80.3}}
+    assert result.warnings[-1] == (
+        "the paper's figures of recipe assemble_ir50_cub200 are on "
+        f"caltech_birds2011; {image_folder} is none of them by name, so "
+        "compare with them only if it holds that dataset."
+    )
+    named = tmp_path / "fgvc_aircraft"
+    shutil.copytree(image_folder, named)
+    _, _, result = _resolve("--recipe=assemble_fgvc50", f"--source={named}")
+    assert not [w for w in result.warnings if "paper's figures" in w]
 
 
 def test_explicit_flags_win_and_a_foreign_backbone_is_flagged():
