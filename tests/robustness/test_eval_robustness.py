@@ -433,7 +433,7 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
     out = tmp_path / "out"
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("1\tn00000001\ta\n2\tn00000002\tb\n")
-    proc = testing_utils.run_main(
+    command = [
         "tools.eval_robustness",
         "--kind=p",
         f"--data_dir={data}",
@@ -443,25 +443,15 @@ def test_eval_robustness_p_end_to_end(tmp_path, tiny_weights):
         f"--labels_file={labels_file}",
         f"--model_overrides={json.dumps(TINY)}",
         f"--output_dir={out}",
-    )
+    ]
+    proc = testing_utils.run_main(*command)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ImageNet-P: 100%" in proc.stderr  # the progress bar
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))
     # --noprogress (before: no such flag; a bar in every log), from the
     # cache.
-    quiet = testing_utils.run_main(
-        "tools.eval_robustness",
-        "--kind=p",
-        f"--data_dir={data}",
-        "--preset=resnet50",
-        f"--weights={weights}",
-        "--num_classes=4",
-        f"--labels_file={labels_file}",
-        f"--model_overrides={json.dumps(TINY)}",
-        f"--output_dir={out}",
-        "--noprogress",
-    )
+    quiet = testing_utils.run_main(*command, "--noprogress")
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "ImageNet-P:" not in quiet.stderr
     # The set read as ImageNet-C: the error says what it holds.
@@ -626,22 +616,13 @@ def test_flip_rates_need_difficulty_one():
 
 def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):
     """Before: a traceback ending in DecodeJpeg, naming no file."""
-    data = str(tmp_path / "c")
-    write_set(data, ("fog",), severities=(1,), per_class=1)
-    found = evaluation.find_imagenet_c(data)
+    found = _one_severity_of_fog(tmp_path)
     damaged = found["fog"][1][1][0]
     with open(damaged, "rb") as f:
         head = f.read(300)
     with open(damaged, "wb") as f:
         f.write(head)
-    labels = evaluation.label_map(WNIDS, 4, 0)
-
-    def predict(images):
-        return np.zeros([len(images), 5], np.int32)
-
-    with pytest.raises(ValueError) as error:
-        evaluation.evaluate_c(predict, found, labels, str(tmp_path), "s")
-    assert str(error.value) == (
+    assert _evaluation_error(found, tmp_path) == (
         f"{damaged} is not a decodable JPEG (jpeg::Uncompress failed. "
         "Invalid JPEG data or crop window.). Regenerate it: delete it and "
         "rerun `python -m tools.make_imagenet_c` with the same flags (it "
@@ -651,12 +632,20 @@ def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):
 
 def test_an_image_of_another_size_is_the_one_named(tmp_path):
     """Before: the batch's first file was named, whatever its size."""
-    data = str(tmp_path / "c")
-    write_set(data, ("fog",), severities=(1,), per_class=1)
-    found = evaluation.find_imagenet_c(data)
+    found = _one_severity_of_fog(tmp_path)
     odd = found["fog"][1][2][0]
     with open(odd, "wb") as f:
         f.write(jpeg_bytes(smooth_image(40, 40, 7)))
+    assert _evaluation_error(found, tmp_path) == (
+        "Images of one batch differ in size [(32, 32, 3), (40, 40, 3)]: "
+        f"{odd} is (40, 40), the others (32, 32); generate the set at one "
+        "crop size."
+    )
+
+
+def _evaluation_error(found, tmp_path):
+    """The message of the ValueError `evaluate_c` raises on `found` (a
+    constant predictor: the set's files are the point)."""
     labels = evaluation.label_map(WNIDS, 4, 0)
 
     def predict(images):
@@ -664,8 +653,11 @@ def test_an_image_of_another_size_is_the_one_named(tmp_path):
 
     with pytest.raises(ValueError) as error:
         evaluation.evaluate_c(predict, found, labels, str(tmp_path), "s")
-    assert str(error.value) == (
-        "Images of one batch differ in size [(32, 32, 3), (40, 40, 3)]: "
-        f"{odd} is (40, 40), the others (32, 32); generate the set at one "
-        "crop size."
-    )
+    return str(error.value)
+
+
+def _one_severity_of_fog(tmp_path):
+    """`find_imagenet_c` of fog at severity 1, one image per class."""
+    data = str(tmp_path / "c")
+    write_set(data, ("fog",), severities=(1,), per_class=1)
+    return evaluation.find_imagenet_c(data)
