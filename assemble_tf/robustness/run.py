@@ -25,15 +25,12 @@ import json
 import os
 import sys
 
-from assemble_tf.robustness import evaluation, metrics
+from assemble_tf.robustness import evaluation, metrics, perturbations
 from assemble_tf.runs import loading
 from official.utils.misc.validation import OptionError
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
-# ImageNet-P's frames per sequence: 31, translate's 41.
-FRAMES = 31
-TRANSLATE_FRAMES = 41
 # Summary figures of the one-line console report, when the kind has them.
 LINE_KEYS = ("mce", "mce_19", "relative_mce", "mfr")
 
@@ -98,9 +95,8 @@ class RobustnessOptions(loading.ModelSource):
                     "{field}={value} " + rule + ".",
                     value=getattr(self, name),
                 )
-        frames = (
-            TRANSLATE_FRAMES if tuple(self.names) == ("translate",) else FRAMES
-        )
+        counts = perturbations.FRAME_COUNTS
+        frames = min(counts.get(n, 31) for n in self.names or counts)
         if self.kind == "p" and self.difficulty >= frames:
             # The frame step: a flip compares frames `difficulty` apart.
             raise OptionError(
