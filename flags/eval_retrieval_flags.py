@@ -122,8 +122,8 @@ TABLE = (
         None,
         _hw(
             "Where retrieval.json and neighbours.png go (default "
-            "<model_dir or weights folder>/retrieval/<source>; required with "
-            "--saved_model)."
+            "<model_dir>/retrieval/<source>, or <--weights folder>/retrieval/"
+            "<weights name>/<source>; required with --saved_model)."
         ),
     ),
 )

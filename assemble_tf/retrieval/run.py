@@ -67,8 +67,9 @@ class RetrievalOptions(loading.ModelSource):
         plot_queries: queries drawn in neighbours.png (0: no plot).
         seed: seed of the plotted queries.
         save_embeddings: also write embeddings.npz (embeddings, labels).
-        output_dir: where the outputs go (default `<model_dir or weights
-            folder>/retrieval/<source>`; required with `saved_model`).
+        output_dir: where the outputs go (default `<model_dir>/retrieval/
+            <source>` or `<weights folder>/retrieval/<weights name>/
+            <source>`; required with `saved_model`).
     """
 
     source: str | None = None
@@ -202,8 +203,9 @@ def check_ks(ks, num_images, where):
 
 
 def output_dir(options, info):
-    """`options.output_dir`, else `<model_dir or weights folder>/retrieval/
-    <source name>` (None without either: the model source is missing)."""
+    """`options.output_dir`, else `<model_dir>/retrieval/<source name>`,
+    or `<weights folder>/retrieval/<weights name>/<source name>` (None
+    without either: the model source is missing)."""
     if options.output_dir:
         return options.output_dir
     if options.saved_model:
@@ -212,10 +214,11 @@ def output_dir(options, info):
         )
     if not (options.model_dir or options.weights):
         return None  # `load_embedder` names what is missing
-    root = options.model_dir or os.path.dirname(
-        os.path.abspath(options.weights)
-    )
-    return os.path.join(root, "retrieval", info.name.replace("/", "_"))
+    if options.model_dir:
+        root = os.path.join(options.model_dir, "retrieval")
+    else:
+        root = loading.weights_results_dir(options.weights, "retrieval")
+    return os.path.join(root, info.name.replace("/", "_"))
 
 
 def read_images(options, info, split, class_range, class_split):

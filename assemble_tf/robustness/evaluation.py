@@ -33,27 +33,21 @@ from official.utils.misc import file_utils
 from official.utils.misc.validation import MissingPathError, OptionError
 
 
-def _sorted_files(folder, extensions):
-    return sorted(
-        f
-        for f in os.listdir(folder)
-        if f.lower().endswith(extensions)
-        and os.path.isfile(os.path.join(folder, f))
-    )
-
-
 def _not_a_directory(root):
     return MissingPathError(
         "data_dir", "{field}={root} is not a directory.", root=root
     )
 
 
-def find_imagenet_c(root, corruptions=None):
+def find_imagenet_c(root, corruptions=None, skipped=None):
     """Lists a corrupted set: {corruption: {severity: [(path, wnid)]}}.
 
     Args:
         root: the set's top folder.
         corruptions: names to keep (default: every known one present).
+        skipped: a list that, when given, receives the paths under the
+            corruption folders that are not read: other than severity
+            folders 1-5 with class folders of images (hidden ones aside).
 
     Raises:
         FileNotFoundError: `root` missing (a `MissingPathError` naming
@@ -88,48 +82,63 @@ def find_imagenet_c(root, corruptions=None):
         )
     found = {}
     for c in present:
+        if skipped is not None:
+            skipped += [
+                os.path.join(root, c, name)
+                for name in sorted(os.listdir(os.path.join(root, c)))
+                if name not in ("1", "2", "3", "4", "5")
+                and not name.startswith(".")
+            ]
         severities = {}
         for s in range(1, 6):
             folder = os.path.join(root, c, str(s))
             if not os.path.isdir(folder):
                 continue
-            items = _class_files(folder, IMAGE_EXTENSIONS)
+            items = _class_files(folder, IMAGE_EXTENSIONS, skipped)
             if items:
                 severities[s] = items
         if not severities:
             videos = glob.glob(os.path.join(root, c, "*", "*.mp4"))
             raise FileNotFoundError(
                 f"{os.path.join(root, c)} has no severity folders 1-5 with "
-                "images"
+                "images in class folders"
                 + (
                     "; it holds .mp4 videos: an ImageNet-P set (kind p)?"
                     if videos
-                    else "."
+                    else " (<severity>/<wnid>/<file>.JPEG)."
                 )
             )
         found[c] = severities
     return found
 
 
-def _class_files(folder, extensions):
-    """[(path, wnid)] of `<folder>/<wnid>/<file>`, sorted by wnid and file."""
+def _class_files(folder, extensions, skipped=None):
+    """[(path, wnid)] of `<folder>/<wnid>/<file>`, sorted by wnid and file;
+    what else `folder` and its class folders hold (not hidden) goes to
+    `skipped`."""
     items = []
     for wnid in sorted(os.listdir(folder)):
         sub = os.path.join(folder, wnid)
-        if os.path.isdir(sub):
-            items += [
-                (os.path.join(sub, f), wnid)
-                for f in _sorted_files(sub, extensions)
-            ]
+        if not os.path.isdir(sub):
+            if skipped is not None and not wnid.startswith("."):
+                skipped.append(sub)
+            continue
+        for name in sorted(os.listdir(sub)):
+            path = os.path.join(sub, name)
+            if name.lower().endswith(extensions) and os.path.isfile(path):
+                items.append((path, wnid))
+            elif skipped is not None and not name.startswith("."):
+                skipped.append(path)
     return items
 
 
-def find_imagenet_p(root, perturbations=None, difficulty=1):
+def find_imagenet_p(root, perturbations=None, difficulty=1, skipped=None):
     """Lists a perturbed set: {perturbation: [(path, wnid)]} of mp4 files.
 
     Noise perturbations at difficulty d > 1 are read from
     `<perturbation>_<d>` as in the official release; the other perturbations
-    use the difficulty as the frame step.
+    use the difficulty as the frame step. `skipped` as in
+    `find_imagenet_c`.
     """
     if not os.path.isdir(root):
         raise _not_a_directory(root)
@@ -153,7 +162,7 @@ def find_imagenet_p(root, perturbations=None, difficulty=1):
             if perturbations:
                 raise ValueError(f"{root} has no folder {folder}.")
             continue
-        items = _class_files(top, (".mp4",))
+        items = _class_files(top, (".mp4",), skipped)
         if items:
             found[p] = items
     if not found:

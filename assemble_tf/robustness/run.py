@@ -26,6 +26,7 @@ import os
 import sys
 
 from assemble_tf.robustness import evaluation, metrics, perturbations
+from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from assemble_tf.runs import loading
 from official.utils.misc.validation import OptionError
 
@@ -49,8 +50,8 @@ class RobustnessOptions(loading.ModelSource):
         normalization: ImageNet-C "alexnet" (CE divided by AlexNet's) or
             "none" (plain mean corruption error, for non-ImageNet sets).
         batch_size: images per forward pass.
-        output_dir: results folder (default: <model_dir>/robustness, or the
-            folder of `weights`).
+        output_dir: results folder (default: <model_dir>/robustness, or
+            <weights folder>/robustness/<weights name>).
         labels_file: wnid -> label (labels.txt or a synsets list); default
             the run's <data_dir>/labels.txt when it exists.
         label_offset: subtracted from the stored labels (None: the
@@ -119,17 +120,44 @@ class RobustnessOptions(loading.ModelSource):
             )
 
 
-def find_set(options):
+def find_set(options, log=None):
     """The set's files: `evaluation.find_imagenet_c` or `find_imagenet_p`
-    output for `options.kind`.
+    output for `options.kind`. What the set's folders hold besides (a
+    sub-folder in a class folder, a .webp image) is not evaluated: `log`
+    (default: stderr) gets a warning naming it.
 
     Raises:
         FileNotFoundError, ValueError: no such set, or unknown names.
     """
+    skipped = []
     if options.kind == "c":
-        return evaluation.find_imagenet_c(options.data_dir, options.names)
-    return evaluation.find_imagenet_p(
-        options.data_dir, options.names, options.difficulty
+        found = evaluation.find_imagenet_c(
+            options.data_dir, options.names, skipped
+        )
+    else:
+        found = evaluation.find_imagenet_p(
+            options.data_dir, options.names, options.difficulty, skipped
+        )
+    if skipped:
+        (log or _log_to_stderr)(skipped_warning(options, skipped))
+    return found
+
+
+def skipped_warning(options, skipped):
+    """The warning line for the entries `find_set` did not read."""
+    if options.kind == "c":
+        layout = "<corruption>/<severity>/<wnid>/<image>"
+        wanted = ", ".join(IMAGE_EXTENSIONS) + " images"
+    else:
+        layout, wanted = "<perturbation>/<wnid>/<video>", ".mp4 videos"
+    shown = [os.path.relpath(p, options.data_dir) for p in skipped[:3]]
+    more = ", ..." if len(skipped) > 3 else ""
+    count = "1 entry" if len(skipped) == 1 else f"{len(skipped)} entries"
+    verb = "is" if len(skipped) == 1 else "are"
+    return (
+        f"WARNING: {count} of {options.data_dir} {verb} not evaluated "
+        f"({', '.join(shown)}{more}): the set is read as "
+        f"{layout}, {wanted} only."
     )
 
 
@@ -269,12 +297,14 @@ def uneven_severities(found):
 
 def output_dir(options, config, source):
     """`options.output_dir`, else <model_dir>/robustness for a training
-    run, else the folder of the weights file."""
+    run, else <weights folder>/robustness/<weights name> (before: the
+    weights' folder itself, where a second weights file's report replaced
+    the first's)."""
     if options.output_dir:
         return options.output_dir
     if options.model_dir:
         return os.path.join(config.model_dir, "robustness")
-    return os.path.dirname(source)
+    return loading.weights_results_dir(source, "robustness")
 
 
 def _log_to_stderr(text):
@@ -453,7 +483,7 @@ def evaluate_robustness(
         ValueError, FileNotFoundError: bad options, set or labels.
     """
     options.validate()
-    found = find_set(options) if found is None else found
+    found = find_set(options, log) if found is None else found
     wnids = {wnid for _, wnid in _items(options.kind, found)}
     labels = label_map(options, config, wnids)
     notes, imagenet = comparability_notes(

@@ -56,6 +56,22 @@ class ModelSource:
         )
 
 
+WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".keras")
+
+
+def weights_results_dir(weights, job):
+    """The default results folder of `job` (e.g. "robustness") for a
+    weights file: `<its folder>/<job>/<its name>` (a.weights.h5 ->
+    <folder>/robustness/a), so that two weights files in one folder keep
+    their reports and caches apart."""
+    folder, name = os.path.split(os.path.abspath(weights))
+    for suffix in WEIGHTS_SUFFIXES:
+        if name.endswith(suffix) and name != suffix:
+            name = name[: -len(suffix)]
+            break
+    return os.path.join(folder, job, name)
+
+
 def resolve(
     *,
     model_dir=None,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -284,6 +285,27 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     # Before: no --weights (nor --model_dir) failed in os.path.abspath(None).
     with pytest.raises(ValueError, match="`preset` needs `weights`"):
         run.evaluate_retrieval(_tiny_options(tiny_run, weights=None))
+
+
+def test_default_output_folders_keep_weights_files_apart(tmp_path):
+    """Before: `<weights folder>/retrieval/<source>` for every weights file
+    of a folder, the second run replacing the first's retrieval.json."""
+    from assemble_tf.retrieval import run
+
+    info = types.SimpleNamespace(name="cars196/1.0")  # a SourceInfo's name
+
+    def out(**kwargs):
+        return run.output_dir(run.RetrievalOptions(**kwargs), info)
+
+    weights = str(tmp_path / "a.weights.h5")
+    assert out(weights=weights) == str(
+        tmp_path / "retrieval" / "a" / "cars196_1.0"
+    )
+    assert out(model_dir="/runs/r", weights=weights) == (
+        "/runs/r/retrieval/cars196_1.0"
+    )
+    assert out(weights=weights, output_dir="/o") == "/o"
+    assert out() is None
 
 
 def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):

@@ -53,6 +53,75 @@ def test_find_imagenet_c_layout_and_errors(tmp_path):
         evaluation.find_imagenet_c(str(tmp_path / "fog"))
 
 
+def test_entries_outside_the_layout_are_named_not_skipped_silently(tmp_path):
+    """Before: a sub-folder in a class folder, a .webp image, an image
+    beside the class folders or a severity folder "6" were left out
+    without a word."""
+    from assemble_tf.robustness import run
+
+    root = tmp_path / "c"
+    write_set(str(root), ("fog",), severities=(1, 2), per_class=1)
+    fog1 = root / "fog" / "1"
+    (fog1 / WNIDS[0] / "nested").mkdir()
+    (fog1 / WNIDS[0] / "nested" / "a.JPEG").write_bytes(b"x")
+    (fog1 / WNIDS[1] / "b.webp").write_bytes(b"x")
+    (fog1 / WNIDS[1] / ".DS_Store").write_bytes(b"x")  # hidden: fine
+    (fog1 / "flat.JPEG").write_bytes(b"x")
+    (root / "fog" / "6").mkdir()
+    options = run.RobustnessOptions(kind="c", data_dir=str(root))
+    logged = []
+    found = run.find_set(options, logged.append)
+    assert [len(found["fog"][s]) for s in (1, 2)] == [3, 3]
+    assert logged == [
+        f"WARNING: 4 entries of {root} are not evaluated (fog/6, "
+        f"fog/1/flat.JPEG, fog/1/{WNIDS[0]}/nested, ...): the set is read as "
+        "<corruption>/<severity>/<wnid>/<image>, .jpeg, .jpg, .png images "
+        "only."
+    ]
+    # A complete set: nothing to say.
+    shutil.rmtree(root / "fog" / "1")
+    shutil.rmtree(root / "fog" / "6")
+    logged.clear()
+    assert list(run.find_set(options, logged.append)["fog"]) == [2]
+    assert logged == []
+    # ImageNet-P: videos only.
+    video = root / "p" / "tilt" / WNIDS[0]
+    video.mkdir(parents=True)
+    (video / "v.mp4").write_bytes(b"x")
+    (video / "v.avi").write_bytes(b"x")
+    options = run.RobustnessOptions(kind="p", data_dir=str(root / "p"))
+    assert list(run.find_set(options, logged.append)) == ["tilt"]
+    assert logged == [
+        f"WARNING: 1 entry of {root / 'p'} is not evaluated "
+        f"(tilt/{WNIDS[0]}/v.avi): the set is read as "
+        "<perturbation>/<wnid>/<video>, .mp4 videos only."
+    ]
+
+
+def test_two_weights_files_in_one_folder_keep_their_reports_apart(tmp_path):
+    """Before: both reports went to the weights' folder itself, the second
+    replacing the first's robustness_c.json."""
+    from assemble_tf.robustness import run
+
+    config = None  # read for a run's folder only
+    outs = {
+        name: run.output_dir(
+            run.RobustnessOptions(kind="c", data_dir="/x", weights=name),
+            config,
+            os.path.abspath(str(tmp_path / name)),
+        )
+        for name in ("a.weights.h5", "b.weights.h5", "ckpt-3", "m.keras")
+    }
+    assert outs == {
+        "a.weights.h5": str(tmp_path / "robustness" / "a"),
+        "b.weights.h5": str(tmp_path / "robustness" / "b"),
+        "ckpt-3": str(tmp_path / "robustness" / "ckpt-3"),
+        "m.keras": str(tmp_path / "robustness" / "m"),
+    }
+    given = run.RobustnessOptions(kind="c", data_dir="/x", output_dir="/o")
+    assert run.output_dir(given, config, "/w/a.weights.h5") == "/o"
+
+
 def test_label_map(tmp_path):
     # 1001-way head (label_offset 0): stored labels = sorted index + 1.
     assert evaluation.label_map(WNIDS, 4, 0) == {
