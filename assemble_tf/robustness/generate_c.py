@@ -48,7 +48,9 @@ JPEG_QUALITY = 85
 FORMAT_VERSION = 3
 SUMMARY_FILE = jobs.SUMMARY_FILE
 _MAX_LISTED_FAILURES = 1000
-_OUTPUT = jobs.OutputRecord(what="a set", format_version=FORMAT_VERSION)
+_OUTPUT = jobs.OutputRecord(
+    what="a set", format_version=FORMAT_VERSION, job="tools.make_imagenet_c"
+)
 
 
 @dataclasses.dataclass(frozen=True)

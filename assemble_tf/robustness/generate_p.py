@@ -62,6 +62,7 @@ _MAX_LISTED = 20
 _OUTPUT = jobs.OutputRecord(
     what="videos",
     format_version=FORMAT_VERSION,
+    job="tools.make_imagenet_p",
     stray=(os.path.join("*", "*", "*.mp4"),),
     labels={"input": "input", "codec_settings": "codec settings", "fps": "fps"},
 )

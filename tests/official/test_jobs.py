@@ -64,6 +64,38 @@ def test_claim_records_resumes_and_refuses_other_options(tmp_path):
     assert "(format_version: existing 3, now 4)" in info.value.as_flag()
 
 
+def test_claim_names_the_job_that_made_a_folder(tmp_path):
+    """Before: make_imagenet_p into make_imagenet_c's folder was refused
+    as "made with other options", listing options that P never had."""
+    out = str(tmp_path / "out")
+    c = dataclasses.replace(SPEC, job="tools.make_c")
+    p = dataclasses.replace(SPEC, what="videos", job="tools.make_p")
+    kept = jobs.claim_output_dir(out, {"size": 2}, c)
+    assert kept == {"format_version": 3, "size": 2, "job": "tools.make_c"}
+    assert jobs.claim_output_dir(out, {"size": 2}, c) == kept  # resume
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(out, {"size": 2}, p)
+    assert info.value.as_flag() == (
+        f"--output_dir={out} holds the outputs of another job, python -m "
+        "tools.make_c (its options.json says so); choose another "
+        "--output_dir for videos."
+    )
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(out, {"size": 2}, p, overwrite=False)
+    assert info.value.as_flag().endswith(
+        "says so); pass --overwrite to replace them or choose another "
+        "--output_dir for videos."
+    )
+    assert jobs.claim_output_dir(out, {"size": 2}, p, overwrite=True) == {
+        **kept,
+        "job": "tools.make_p",
+    }
+    # A record from before jobs were recorded resumes, and gains the job.
+    old = str(tmp_path / "old")
+    jobs.claim_output_dir(old, {"size": 2}, SPEC)
+    assert jobs.claim_output_dir(old, {"size": 2}, c)["job"] == "tools.make_c"
+
+
 def test_claim_refuses_a_file_stray_outputs_and_a_broken_record(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(jobs.OutputMismatchError) as info:

@@ -102,6 +102,7 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     assert set(tree) == _expected_images() | {"options.json", "summary.json"}
     assert json.loads(tree["options.json"]) == {
         "format_version": 3,
+        "job": "tools.make_imagenet_c",
         "resize": 36,
         "crop": 32,
         "crop_rounding": "floor",  # "auto" at a crop other than 224

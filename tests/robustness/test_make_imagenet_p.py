@@ -392,6 +392,31 @@ def test_changed_options_are_refused_other_perturbations_added(tmp_path):
     )
     with raises_as_flag(FileExistsError, match="input: existing --input_dir"):
         tool.generate(mp4v(input_dir=str(tmp_path / "val2")))
+    # An ImageNet-C set's folder is named as make_imagenet_c's (before:
+    # "made with other options", listing options P never had).
+    from assemble_tf.robustness import generate_c
+
+    c_set = str(tmp_path / "c_set")
+    generate_c.generate(
+        generate_c.Options(
+            output_dir=c_set,
+            input_dir=str(tmp_path / "val2"),
+            resize=36,
+            crop=32,
+            corruptions="fog",
+            severities="1",
+            progress=False,
+        )
+    )
+    with raises_as_flag(
+        FileExistsError,
+        match=re.escape(
+            f"--output_dir={c_set} holds the outputs of another job, python "
+            "-m tools.make_imagenet_c (its options.json says so); choose "
+            "another --output_dir for videos."
+        ),
+    ):
+        tool.generate(mp4v(output_dir=c_set, perturbations="brightness"))
     # Another perturbation, a limit and a stale temp file are fine.
     stale = tmp_path / "out" / "brightness" / WNIDS[0] / ".x.mp4.9.tmp.mp4"
     stale.write_bytes(b"partial")

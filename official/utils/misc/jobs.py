@@ -131,6 +131,10 @@ class OutputRecord:
         compare: `(old record, new record) -> [reason]` instead of the
             comparison key by key; each reason is a template naming options
             as `{name}` (values through `literal`).
+        job: the job's name (e.g. "tools.make_imagenet_c"), recorded as
+            "job": a folder another job recorded is refused as that job's,
+            not as one of other options (a record without "job", from
+            before, is compared as it is).
     """
 
     what: str
@@ -139,6 +143,7 @@ class OutputRecord:
     stray: tuple = ()
     labels: dict = dataclasses.field(default_factory=dict)
     compare: Callable | None = None
+    job: str | None = None
 
 
 def claim_output_dir(output_dir, record, spec, overwrite=None, keep=None):
@@ -170,6 +175,8 @@ def claim_output_dir(output_dir, record, spec, overwrite=None, keep=None):
             options, an unreadable record, or outputs without a record.
     """
     record = {"format_version": spec.format_version, **record}
+    if spec.job:
+        record["job"] = spec.job
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise OutputMismatchError(
             "{field}={output_dir} is a file, not a folder.",
@@ -185,6 +192,8 @@ def claim_output_dir(output_dir, record, spec, overwrite=None, keep=None):
             _refuse_other_options(output_dir, spec, old, record, overwrite)
     kept = keep(old) if keep else record
     kept = {**kept, "format_version": spec.format_version}
+    if spec.job:
+        kept["job"] = spec.job
     file_utils.atomic_write_json(path, kept, indent=1, sort_keys=True)
     return kept
 
@@ -243,6 +252,18 @@ def _refuse_stray(output_dir, spec, overwrite):
 
 def _refuse_other_options(output_dir, spec, old, record, overwrite):
     """Raises naming every difference between `old` and `record`."""
+    if old.get("job", spec.job) != spec.job:
+        fix = _remedy(overwrite, "replace them")
+        raise OutputMismatchError(
+            "{field}={output_dir} holds the outputs of another job, "
+            "python -m {job} (its {file} says so); "
+            + (f"{fix} or choose" if fix else "choose")
+            + " another {field} for {what}.",
+            output_dir=output_dir,
+            job=old["job"],
+            file=spec.file_name,
+            what=spec.what,
+        )
     compare = spec.compare or functools.partial(_differences, spec.labels)
     reasons = compare(old, record)
     if reasons:
@@ -265,7 +286,7 @@ def _differences(labels, old, new):
         f"{literal(labels[key]) if key in labels else named(key)}: "
         f"existing {literal(old.get(key))}, now {literal(value)}"
         for key, value in new.items()
-        if old.get(key) != value
+        if old.get(key) != value and key != "job"  # from before: no job
     ]
 
 
