@@ -364,6 +364,21 @@ def _load_images(paths):
     return np.stack(images)
 
 
+def _check_size(first, images, paths):
+    """Refuses a batch of another size than the set's first (`first`:
+    {} before it, then its (path, size)): images of one size across
+    batches too (before: batches of another size, e.g. at --batch_size=1,
+    were evaluated without a word)."""
+    size = tuple(images.shape[1:3])
+    if not first:
+        first.update(path=paths[0], size=size)
+    elif size != first["size"]:
+        raise ValueError(
+            f"{paths[0]} is {size}, but {first['path']} is {first['size']}: "
+            "a set is evaluated at one size; generate it at one crop size."
+        )
+
+
 def files_key(paths):
     """The identity of a set's files: their paths, sizes and modification
     times. A corruption whose files changed (a `--limit` subset grown to
@@ -420,7 +435,7 @@ def evaluate_c(
         {corruption: {"top1_error": [5 floats or None], "top5_error": [...],
         "count": [...], "cached": bool}}.
     """
-    results = {}
+    results, first = {}, {}
     for corruption, severities in found.items():
         key = {
             "signature": signature,
@@ -439,7 +454,9 @@ def evaluate_c(
             wrong1 = wrong5 = 0
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
-                images = _load_images([p for p, _ in chunk])
+                paths = [p for p, _ in chunk]
+                images = _load_images(paths)
+                _check_size(first, images, paths)
                 target = np.array([labels[w] for _, w in chunk])
                 pred = predict_fn(tf.constant(images)).numpy()
                 wrong1 += int(np.sum(pred[:, 0] != target))

@@ -710,18 +710,29 @@ def test_an_image_of_another_size_is_the_one_named(tmp_path):
         f"{odd} is (40, 40), the others (32, 32); generate the set at one "
         "crop size."
     )
+    # One image per batch: the set's first image sets the size (before:
+    # evaluated without a word, each image at its own size).
+    first = found["fog"][1][0][0]
+    assert _evaluation_error(found, tmp_path, batch_size=1) == (
+        f"{odd} is (40, 40), but {first} is (32, 32): a set is evaluated at "
+        "one size; generate it at one crop size."
+    )
 
 
-def _evaluation_error(found, tmp_path):
+def _evaluation_error(found, tmp_path, batch_size=64):
     """The message of the ValueError `evaluate_c` raises on `found` (a
     constant predictor: the set's files are the point)."""
     labels = evaluation.label_map(WNIDS, 4, 0)
 
+    import tensorflow as tf
+
     def predict(images):
-        return np.zeros([len(images), 5], np.int32)
+        return tf.zeros([len(images), 5], tf.int32)
 
     with pytest.raises(ValueError) as error:
-        evaluation.evaluate_c(predict, found, labels, str(tmp_path), "s")
+        evaluation.evaluate_c(
+            predict, found, labels, str(tmp_path), "s", batch_size
+        )
     return str(error.value)
 
 
