@@ -169,3 +169,28 @@ def test_several_missing_required_flags_are_one_line():
         result.stderr,
     ), result.stderr
     assert "--preset" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--preset=resnet50", "--json", "false"],
+            "unexpected argument 'false': the binaries take flags only "
+            "(--name=value); a boolean is written --json=false or --nojson, "
+            "not --json false.",
+        ),
+        (
+            ["--preset=resnet50", "resnet152"],
+            "unexpected argument 'resnet152': the binaries take flags only "
+            "(--name=value).",
+        ),
+    ],
+)
+def test_an_argument_that_is_no_flag_is_refused(args, message):
+    """Before: absl left it to `main`, which dropped it: `--json false`
+    printed JSON, `--overwrite false` overwrote."""
+    result = testing_utils.run_main("tools.model_summary", *args)
+    assert result.returncode == 2
+    assert result.stderr == f"ERROR: {message}\n"
+    assert result.stdout == ""

@@ -134,10 +134,35 @@ def parse_flags(argv, flag_values=flags.FLAGS):
     `--help` still prints the help (absl raises SystemExit for it).
     """
     try:
-        return flag_values(argv)
+        rest = flag_values(argv)
     except flags.Error as e:
         print(f"ERROR: {_plain_flag_error(e)}", file=sys.stderr)
         sys.exit(2)
+    if len(rest) > 1:
+        print(
+            f"ERROR: {_unexpected(argv, rest[1], flag_values)}", file=sys.stderr
+        )
+        sys.exit(2)
+    return rest
+
+
+def _unexpected(argv, word, flag_values):
+    """The message for an argument that is not a flag. The binaries take
+    flags only: absl leaves such words to the program, and every `main`
+    dropped them, so `--overwrite false` ran with --overwrite (before)."""
+    message = (
+        f"unexpected argument {word!r}: the binaries take flags only "
+        "(--name=value)"
+    )
+    at = argv.index(word) if word in argv else 0
+    name = argv[at - 1].lstrip("-").partition("=")[0] if at > 1 else ""
+    flag = flag_values[name] if name in flag_values else None
+    if flag is not None and isinstance(flag, flags.BooleanFlag):
+        return (
+            f"{message}; a boolean is written --{name}=false or "
+            f"--no{name}, not --{name} {word}."
+        )
+    return message + "."
 
 
 # absl's message for a flag marked required and not given (one line per
