@@ -91,7 +91,7 @@ def _source_weights(path, rebuild):
         cfg = os.path.join(candidate, "config.json")
         if os.path.isfile(cfg):
             source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
-            prefix = _checkpoint_prefix(path)
+            prefix = checkpoint_prefix(path)
             if not prefix:
                 return None
             checkpoints.restore(source, prefix)
@@ -147,7 +147,7 @@ def _load_all_but_the_head(model, path):
         )
 
 
-def _checkpoint_prefix(path):
+def checkpoint_prefix(path):
     """The checkpoint a warm-start path names: a prefix, or the latest in a
     run's model_dir or checkpoints/ dir (TensorFlow or Keras format)."""
     if not os.path.isdir(path):
@@ -238,7 +238,7 @@ def warm_start_model(
         if weights is not None:
             _assign_by_path(model, weights, load_head, path)
         else:
-            prefix = _checkpoint_prefix(path)
+            prefix = checkpoint_prefix(path)
             if not prefix:
                 raise MissingPathError(
                     "warm_start",

@@ -32,6 +32,7 @@ are kept on rerun unless `overwrite`.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -245,7 +246,39 @@ def _preset_teacher(options):
         autograph=False,
     )
     source = {"preset": options.teacher_preset, "weights": _abs(path)}
-    return call, {**source, "overrides": overrides}
+    return call, {**source, "overrides": overrides, **_weights_identity(path)}
+
+
+def _weights_identity(path):
+    """{"checkpoint", "sha256"}: the file or checkpoint prefix the weights
+    were read from (a run folder's latest) and a digest of its content,
+    recorded with the shards: a rerun after the teacher behind the same
+    path changed (retrained, replaced) is refused as another teacher
+    (before: the path alone was compared, and one folder held logits of
+    two teachers)."""
+    from assemble_tf.runs import checkpoints
+    from assemble_tf.runs.warm_start import checkpoint_prefix
+
+    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+        where, files = path, [path]
+    else:
+        where = checkpoint_prefix(path) or path
+        index = where + ".index"
+        files = [index if tf.io.gfile.exists(index) else where]
+        if not tf.io.gfile.exists(files[0]):
+            files = [where + checkpoints.KERAS_WEIGHTS]
+    return {"checkpoint": _abs(where), "sha256": _digest(files)}
+
+
+def _digest(paths):
+    """sha256 of the files' contents, in order (a TensorFlow checkpoint's
+    .index holds a checksum of every tensor)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _saved_model_teacher(options, size):
@@ -274,7 +307,10 @@ def _saved_model_teacher(options, size):
         return tf.cast(loaded.signatures[name](**inputs)[output], tf.float32)
 
     source = {"saved_model": _abs(path), "signature": name, "output": output}
-    return call, source
+    index = os.path.join(path, "variables", "variables.index")
+    files = [os.path.join(path, "saved_model.pb")]
+    files += [index] if tf.io.gfile.exists(index) else []
+    return call, {**source, "sha256": _digest(files)}
 
 
 def pick_signature(signatures, path=""):
@@ -695,12 +731,14 @@ def _check_kept_shards(files, options, settings):
     if not kept:
         return
     recorded, written = _recorded(options)
+    if recorded is not None and "sha256" not in (recorded.get("teacher") or {}):
+        # Recorded before the weights' digest was: compared without it.
+        teacher = dict(settings["teacher"])
+        for key in ("sha256", "checkpoint"):
+            teacher.pop(key, None)
+        settings = {**settings, "teacher": teacher}
     if recorded is not None and recorded != settings:
-        diffs = [
-            f"{key} {recorded.get(key)!r} -> {value!r}"
-            for key, value in settings.items()
-            if recorded.get(key) != value
-        ]
+        diffs = _differences(recorded, settings)
         raise OptionError(
             "output_dir",
             "{field}={path} holds shards extracted with other settings "
@@ -731,6 +769,25 @@ def _check_kept_shards(files, options, settings):
                 else f"{width} logits",
                 width=settings["num_logits"],
             )
+
+
+def _differences(recorded, settings):
+    """["key 'old' -> 'new'"] of the settings that differ; the teacher's
+    by its own keys (teacher.sha256: the weights' content changed)."""
+    diffs = []
+    for key, value in settings.items():
+        before = recorded.get(key)
+        if before == value:
+            continue
+        if isinstance(value, dict) and isinstance(before, dict):
+            diffs += [
+                f"{key}.{k} {before.get(k)!r} -> {value.get(k)!r}"
+                for k in sorted(set(before) | set(value))
+                if before.get(k) != value.get(k)
+            ]
+        else:
+            diffs.append(f"{key} {before!r} -> {value!r}")
+    return diffs
 
 
 def _first_logit_width(path):

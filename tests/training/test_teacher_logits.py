@@ -537,7 +537,7 @@ def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
     data = _write_data(tmp_path / "in")
     out = tmp_path / "kd"
     _, options = _preset_teacher(tmp_path, data, out)
-    tl.extract_teacher_logits(options)
+    first = tl.extract_teacher_logits(options)
     other = build_model("resnet50", num_classes=CLASSES, **TINY)
     weights = str(tmp_path / "other.weights.h5")
     other.save_weights(weights)
@@ -547,12 +547,31 @@ def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
     message = error.value.as_flag()
     assert message.startswith(
         f"--output_dir={out} holds shards extracted with other settings "
-        "(teacher {"
+        f"(teacher.checkpoint '{options.teacher_weights}' -> '{weights}'; "
+        "teacher.sha256 '"
     )
     assert message.endswith(
         "pass --overwrite to extract every shard again, or pick another "
         "--output_dir."
     )
+    # Other weights behind the same path (a retrained teacher; before:
+    # kept the shards of the first, exit 0, two teachers in one folder).
+    import hashlib
+
+    digest = hashlib.sha256(open(weights, "rb").read()).hexdigest()
+    assert (
+        first["teacher"]["sha256"]
+        == hashlib.sha256(
+            open(options.teacher_weights, "rb").read()
+        ).hexdigest()
+    )
+    os.replace(weights, options.teacher_weights)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(options)
+    assert f"(teacher.sha256 '{first['teacher']['sha256']}' -> '{digest}')" in (
+        error.value.as_flag()
+    )
+    other.save_weights(weights)
     assert not tl.extract_teacher_logits(
         dataclasses.replace(again, overwrite=True)
     )["shards"][SHARDS[0]]["kept"]
@@ -629,3 +648,32 @@ def test_a_teacher_of_another_class_count_names_the_flag(
         "trained with."
     )
     assert not (tmp_path / "kd").exists()
+
+
+def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
+    tmp_path,
+):
+    """A run folder names its latest checkpoint, whose .index (a checksum
+    of every tensor) is the digest: the run trained on is another
+    teacher."""
+    import hashlib
+
+    run = tmp_path / "run"
+    model = build_model("resnet50", num_classes=CLASSES, **TINY)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), str(run / "checkpoints"), 3
+    )
+    manager.save()
+    identity = tl._weights_identity(str(run))
+    prefix = str(run / "checkpoints" / "ckpt-1")
+    index = open(prefix + ".index", "rb").read()
+    assert identity == {
+        "checkpoint": prefix,
+        "sha256": hashlib.sha256(index).hexdigest(),
+    }
+    head = model.get_layer("head_dense")
+    head.kernel.assign(head.kernel + 1.0)
+    manager.save()
+    later = tl._weights_identity(str(run))
+    assert later["checkpoint"].endswith("ckpt-2")
+    assert later["sha256"] != identity["sha256"]
