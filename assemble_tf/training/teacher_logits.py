@@ -621,7 +621,7 @@ def extract_teacher_logits(options):
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
     settings = _settings(options, teacher, width)
-    _check_kept_shards(files, options, settings)
+    earlier = _check_kept_shards(files, options, settings)
     out = options.output_dir
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
@@ -629,6 +629,8 @@ def extract_teacher_logits(options):
         shards, seen = _write_shards(
             files, teacher, options, range(base, base + num_classes), settings
         )
+        earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
+        shards = dict(sorted({**earlier, **shards}.items()))
         summary = make_summary(options, teacher, base, num_classes, shards)
         empty = [s for s, v in summary["splits"].items() if not v["images"]]
         if empty:
@@ -714,30 +716,56 @@ def _check_kept_shards(files, options, settings):
     teacher and settings, holding logits of this width (before: any file
     of the name was kept, e.g. the input's own shards without logits, or
     those of another teacher weights, while the summary named this one).
+    Shards an earlier run wrote outside this run's `patterns` stay part of
+    the folder (and of its summary) when their settings are these.
+
+    Returns:
+        {shard: counts} of the earlier shards outside `files` (still in
+        the folder, same settings).
 
     Raises:
         OptionError: (field `output_dir`) naming the shard or the settings
-            that differ, and `overwrite`.
+            that differ, and `overwrite`; (field `patterns`) earlier shards
+            of other settings that this run would not replace.
     """
-    if options.overwrite:
-        return
+    out = options.output_dir
+    names = {os.path.basename(src) for src in files}
     kept = [
-        os.path.join(options.output_dir, os.path.basename(src))
-        for src in files
-        if os.path.exists(
-            os.path.join(options.output_dir, os.path.basename(src))
-        )
+        os.path.join(out, name)
+        for name in sorted(names)
+        if os.path.exists(os.path.join(out, name))
     ]
-    if not kept:
-        return
     recorded, written = _recorded(options)
+    others = {
+        name: counts
+        for name, counts in sorted(written.items())
+        if name not in names and os.path.exists(os.path.join(out, name))
+    }
     if recorded is not None and "sha256" not in (recorded.get("teacher") or {}):
         # Recorded before the weights' digest was: compared without it.
         teacher = dict(settings["teacher"])
         for key in ("sha256", "checkpoint"):
             teacher.pop(key, None)
         settings = {**settings, "teacher": teacher}
-    if recorded is not None and recorded != settings:
+    differs = recorded is not None and recorded != settings
+    if differs and others:
+        # Before: kept beside the new shards, and summary.json counted
+        # this run's only (train read half-length epochs).
+        raise OptionError(
+            "patterns",
+            "{output_dir}={path} holds {shards} of other settings ({diffs}), "
+            "which {field} does not cover: the folder would hold logits of "
+            "both. Extract those too (widen {field}, with {overwrite}), or "
+            "pick another {output_dir}.",
+            ["output_dir", "overwrite"],
+            path=out,
+            shards=", ".join(list(others)[:3])
+            + (", ..." if len(others) > 3 else ""),
+            diffs="; ".join(_differences(recorded, settings)),
+        )
+    if options.overwrite or not kept:
+        return others
+    if differs:
         diffs = _differences(recorded, settings)
         raise OptionError(
             "output_dir",
@@ -745,7 +773,7 @@ def _check_kept_shards(files, options, settings):
             "({diffs}): pass {overwrite} to extract every shard again, or "
             "pick another {field}.",
             ["overwrite"],
-            path=options.output_dir,
+            path=out,
             diffs="; ".join(diffs),
         )
     for dst in kept:
@@ -769,6 +797,7 @@ def _check_kept_shards(files, options, settings):
                 else f"{width} logits",
                 width=settings["num_logits"],
             )
+    return others
 
 
 def _differences(recorded, settings):

@@ -677,3 +677,57 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
     later = tl._weights_identity(str(run))
     assert later["checkpoint"].endswith("ckpt-2")
     assert later["sha256"] != identity["sha256"]
+
+
+def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
+    """Before: summary.json held the last run's shards only, so train
+    (which counts from it) ran epochs of the last pattern's records; and a
+    second teacher extracting other shards into the folder was not
+    refused."""
+    from assemble_tf.runs import inputs
+
+    out = tmp_path / "kd"
+    _, options = _preset_teacher(tmp_path, labelled_data, out)
+    train_only = dataclasses.replace(options, patterns=("train-*",))
+    assert list(tl.extract_teacher_logits(train_only)["splits"]) == ["train"]
+    summary = tl.extract_teacher_logits(
+        dataclasses.replace(options, patterns=("validation-*",))
+    )
+    assert summary["splits"]["train"]["images"] == 9
+    assert summary["splits"]["validation"]["images"] == 4
+    assert summary["shards"] == {
+        SHARDS[0]: {"records": 9, "skipped": 0, "kept": True},
+        SHARDS[1]: {"records": 4, "skipped": 0, "kept": False},
+    }
+    assert inputs.count_examples(str(out), "train", "train-*") == 9
+    # Another teacher for the validation shard alone: the train shard
+    # would keep the first teacher's logits. Refused, even overwriting.
+    other = build_model("resnet50", num_classes=CLASSES, **TINY)
+    weights = str(tmp_path / "other.weights.h5")
+    other.save_weights(weights)
+    for overwrite in (False, True):
+        with pytest.raises(OptionError) as error:
+            tl.extract_teacher_logits(
+                dataclasses.replace(
+                    options,
+                    patterns=("validation-*",),
+                    teacher_weights=weights,
+                    overwrite=overwrite,
+                )
+            )
+        message = error.value.as_flag()
+        assert message.startswith(
+            f"--output_dir={out} holds {SHARDS[0]} of other settings "
+            "(teacher.checkpoint "
+        )
+        assert message.endswith(
+            "which --patterns does not cover: the folder would hold logits "
+            "of both. Extract those too (widen --patterns, with "
+            "--overwrite), or pick another --output_dir."
+        )
+    # Every shard again with the other teacher: fine.
+    redone = tl.extract_teacher_logits(
+        dataclasses.replace(options, teacher_weights=weights, overwrite=True)
+    )
+    assert redone["teacher"]["checkpoint"] == weights
+    assert not any(s["kept"] for s in redone["shards"].values())
