@@ -5,6 +5,10 @@ r"""Adds teacher logits (`image/logit`) to TFRecord shards for distillation.
         --output_dir=/data/imagenet_kd --teacher_preset=assemble_resnet152 \
         --teacher_weights=a152.weights.h5 \
         --teacher_preprocessing=imagenet_224_256a
+    # a training run of ours (its config.json builds the model)
+    python -m tools.extract_teacher_logits --input_dir=/data/imagenet \
+        --output_dir=/data/imagenet_kd --teacher_weights=/runs/a152 \
+        --teacher_preprocessing=imagenet_224_256a
     # an export of ours (tools.export_saved_model) as the teacher
     python -m tools.extract_teacher_logits --input_dir=/data/imagenet \
         --output_dir=/data/imagenet_kd --teacher_saved_model=/exports/a152/1 \
@@ -17,7 +21,8 @@ Assemble-ResNet trains it (Lee et al. 2020, clovaai/assembled-cnn
 every record with eval preprocessing (no augmentation) and each shard is
 written again, record for record, with `image/logit` added, so KD training
 needs no teacher at run time. The teacher is a preset with weights
-(`.weights.h5` or a run's checkpoint) or a SavedModel: its `preprocessed`
+(`.weights.h5` or a run's checkpoint), a training run (built from its
+config.json) or a SavedModel: its `preprocessed`
 signature (as our exports have; float mean-subtracted crops -> `logits`),
 else a `serving_default` whose single input takes such float images and
 whose output is `logits` (or its only one). `--prepend_zero` adds a 0
@@ -54,7 +59,10 @@ def _define_teacher_flags():
     """The teacher: a preset with weights, or a SavedModel."""
     flags.DEFINE_string("teacher_preset", None, "Teacher preset name.")
     flags.DEFINE_string(
-        "teacher_weights", None, ".weights.h5 or checkpoint of the preset."
+        "teacher_weights",
+        None,
+        ".weights.h5 or checkpoint of --teacher_preset, or a training run "
+        "(model_dir; then no --teacher_preset: its config.json builds it).",
     )
     flags.DEFINE_integer("teacher_num_classes", 1001, "Teacher logits.")
     flags.DEFINE_string(

@@ -42,7 +42,11 @@ import tensorflow as tf
 
 from assemble_tf.data import metadata, schema, sizes
 from official.utils.misc import file_utils
-from official.utils.misc.validation import OptionError, first_line
+from official.utils.misc.validation import (
+    OptionError,
+    check_creatable,
+    first_line,
+)
 
 PREPROCESSED = "preprocessed"  # our export: float crops -> logits
 SERVING_DEFAULT = "serving_default"
@@ -103,6 +107,8 @@ class TeacherLogitsOptions:
             raise OptionError(
                 "output_dir", "{field} must differ from the input folder."
             )
+        # Before: a bare "[Errno 17] File exists" once the teacher loaded.
+        check_creatable(self, folders=["output_dir"])
         if self.teacher_saved_model and self.teacher_preset:
             raise OptionError(
                 "teacher_saved_model",
@@ -116,13 +122,28 @@ class TeacherLogitsOptions:
         crop_size(self)
 
     def _validate_preset(self):
-        """A preset teacher needs both its name and its weights."""
+        """A preset teacher needs both its name and its weights; a run
+        folder (its config.json) needs neither the preset nor its build
+        options."""
         if not self.teacher_preset and not self.teacher_weights:
             raise OptionError(
                 "teacher_saved_model",
-                "Name the teacher: {field}=<SavedModel folder>, or a preset "
-                "with its weights (teacher_preset, teacher_weights).",
+                "Name the teacher: {field}=<SavedModel folder>, a training "
+                "run ({teacher_weights}=<model_dir>), or a preset with its "
+                "weights ({teacher_preset}, {teacher_weights}).",
+                ["teacher_weights", "teacher_preset"],
             )
+        if not self.teacher_preset and run_config_path(self.teacher_weights):
+            if self.teacher_overrides:
+                raise OptionError(
+                    "teacher_overrides",
+                    "{field} builds a {teacher_preset}; the run "
+                    "{teacher_weights}={path} is built from its config.json: "
+                    "leave {field} out.",
+                    ["teacher_preset", "teacher_weights"],
+                    path=self.teacher_weights,
+                )
+            return
         for name, other in (
             ("teacher_weights", "teacher_preset"),
             ("teacher_preset", "teacher_weights"),
@@ -131,6 +152,19 @@ class TeacherLogitsOptions:
                 raise OptionError(
                     name, "{field} is required with {other}.", other=other
                 )
+
+
+def run_config_path(path):
+    """The config.json of the training run `path` is in (its model_dir,
+    checkpoints/ folder or a checkpoint prefix there), or None."""
+    if not path or "://" in path:
+        return None
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (folder, os.path.dirname(folder)):
+        config = os.path.join(candidate, "config.json")
+        if os.path.isfile(config):
+            return config
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,8 +242,17 @@ def load_teacher(options):
     return Teacher(call, int(logits.shape[-1]), source)
 
 
+# `build_model` and warm-start options as a teacher names them.
+_TEACHER_NAMES = {
+    "preset": "teacher_preset",
+    "num_classes": "teacher_num_classes",
+    "warm_start": "teacher_weights",
+}
+
+
 def _preset_teacher(options):
-    """(call, source) of a preset restored from `teacher_weights`."""
+    """(call, source) of a preset restored from `teacher_weights`, or of
+    the training run it names (built from its config.json)."""
     from assemble_tf.models import build_model
     from assemble_tf.runs import checkpoints
     from assemble_tf.runs.warm_start import warm_start_model
@@ -219,12 +262,28 @@ def _preset_teacher(options):
         raise OptionError(
             "teacher_weights", "{field}={path} does not exist.", path=path
         )
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        raise OptionError(
+            "teacher_weights",
+            "{field}={path} is a SavedModel: pass it as "
+            "{teacher_saved_model}={path}, without {teacher_preset}.",
+            ["teacher_saved_model", "teacher_preset"],
+            path=path,
+        )
+    if not options.teacher_preset:
+        return _run_teacher(path)
     overrides = dict(options.teacher_overrides)
     overrides["num_classes"] = options.teacher_num_classes
-    model = build_model(options.teacher_preset or "", **overrides)
+    try:
+        model = build_model(options.teacher_preset or "", **overrides)
+    except OptionError as e:
+        # Named as this job's options (before: --preset, no such flag).
+        raise e.renamed(_TEACHER_NAMES) from None
     try:
         warm_start_model(model, path, load_head=True)
     except (OSError, ValueError) as e:
+        if isinstance(e, OptionError):
+            e = e.renamed(_TEACHER_NAMES)
         reason = (
             getattr(e, "values", {}).get("detail") or first_line(e)
         ).rstrip(".:")
@@ -240,13 +299,45 @@ def _preset_teacher(options):
             classes=options.teacher_num_classes,
             reason=reason,
         ) from None
-    call = tf.function(
+    source = {"preset": options.teacher_preset, "weights": _abs(path)}
+    return _logits_call(model), {
+        **source,
+        "overrides": overrides,
+        **_weights_identity(path),
+    }
+
+
+def _run_teacher(path):
+    """(call, source) of the training run `path` names: its model built
+    from its config.json, restored from its latest checkpoint (or the
+    prefix given)."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs import checkpoints
+    from assemble_tf.runs.models import build_run_model
+    from assemble_tf.runs.warm_start import checkpoint_prefix
+
+    config = config_lib.ExperimentConfig.from_json(run_config_path(path))
+    prefix = checkpoint_prefix(path)
+    if not prefix:
+        raise OptionError(
+            "teacher_weights",
+            "{field}={path} is a training run without a checkpoint yet.",
+            path=path,
+        )
+    model = build_run_model(config)
+    checkpoints.restore(model, prefix)
+    source = {"run": _abs(path), "preset": config.model.preset}
+    return _logits_call(model), {**source, **_weights_identity(path)}
+
+
+def _logits_call(model):
+    """float32 logits of `model` in inference mode, traced once per
+    shape."""
+    return tf.function(
         lambda images: tf.cast(model(images, training=False), tf.float32),
         reduce_retracing=True,
         autograph=False,
     )
-    source = {"preset": options.teacher_preset, "weights": _abs(path)}
-    return call, {**source, "overrides": overrides, **_weights_identity(path)}
 
 
 def _weights_identity(path):

@@ -135,6 +135,36 @@ def test_path_exists_error_is_an_option_error_and_a_file_exists_error():
     assert e.as_flag() == "--output=w.h5 exists; pass --overwrite."
 
 
+def test_a_renamed_error_names_the_callers_options():
+    """`build_model`'s `preset` is a teacher's `teacher_preset`."""
+    from official.utils.misc.validation import PathExistsError
+
+    e = PathExistsError(
+        "output",
+        "{field}={path} exists; pass {overwrite}.",
+        ["overwrite"],
+        path="w.h5",
+    )
+    r = e.renamed({"output": "teacher_out", "overwrite": "force"})
+    assert type(r) is PathExistsError and isinstance(r, FileExistsError)
+    assert (r.field, r.others) == ("teacher_out", ("force",))
+    assert str(r) == "`teacher_out`=w.h5 exists; pass `force`."
+    assert r.as_flag() == "--teacher_out=w.h5 exists; pass --force."
+    assert e.as_flag() == "--output=w.h5 exists; pass --overwrite."  # kept
+
+
+def test_first_line_ends_at_a_word():
+    """Before: cut at 300 characters, mid-word ("... 'stem_1_")."""
+    from official.utils.misc.validation import first_line
+
+    words = " ".join(f"word{i}" for i in range(100))
+    line = first_line(ValueError(words + "\nsecond line"), limit=30)
+    assert line == "word0 word1 word2 word3 ..."
+    assert len(line) <= 30
+    assert first_line(ValueError("short\nmore")) == "short"
+    assert first_line(ValueError("")) == "ValueError"
+
+
 def test_sigterm_sets_a_flag_only_inside_graceful_termination():
     import os
     import signal

@@ -731,3 +731,107 @@ def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
     )
     assert redone["teacher"]["checkpoint"] == weights
     assert not any(s["kept"] for s in redone["shards"].values())
+
+
+def test_a_training_run_is_a_teacher_without_its_preset(
+    labelled_data, exported, tmp_path
+):
+    """`--teacher_weights=<model_dir>` alone: the run's config.json builds
+    the model (before: the preset, its overrides and classes had to be
+    given again, and a mismatch was refused). A SavedModel given as
+    weights names --teacher_saved_model (before: "pass the preset ... it
+    was trained with")."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs.models import build_run_model
+
+    run = tmp_path / "run"
+    config = config_lib.make_config(
+        str(run),
+        "resnet50",
+        {
+            "model": {**TINY, "block_sizes": "1,1,1,1"},
+            "data": {
+                "data_dir": labelled_data,
+                "image_size": 32,
+                "eval_preprocessing": "imagenet_32",
+            },
+        },
+    )
+    config.to_json(str(run / "config.json"))
+    model = build_run_model(config)
+    testing_utils.randomize_bn(model, seed=3)
+    tf.train.Checkpoint(model=model).save(str(run / "checkpoints" / "ckpt"))
+    out = tmp_path / "kd"
+    summary = tl.extract_teacher_logits(
+        _options(labelled_data, out, teacher_weights=str(run))
+    )
+    assert summary["teacher"]["run"] == str(run)
+    assert summary["teacher"]["preset"] == "resnet50"
+    assert summary["teacher"]["checkpoint"].endswith("ckpt-1")
+    src = _examples(os.path.join(labelled_data, SHARDS[1]))
+    want = model(_crops(src), training=False).numpy()
+    assert np.abs(want).max() > 0.1
+    np.testing.assert_allclose(
+        _logits(_examples(out / SHARDS[1])), want, atol=1e-4
+    )
+    with pytest.raises(OptionError) as error:
+        tl.TeacherLogitsOptions(
+            input_dir=labelled_data,
+            output_dir=str(out),
+            teacher_weights=str(run),
+            teacher_overrides={"base_width": 16},
+        ).validate()
+    assert error.value.as_flag() == (
+        "--teacher_overrides builds a --teacher_preset; the run "
+        f"--teacher_weights={run} is built from its config.json: leave "
+        "--teacher_overrides out."
+    )
+    _, path = exported
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            _options(
+                labelled_data,
+                tmp_path / "kd2",
+                teacher_preset="resnet50",
+                teacher_weights=path,
+            )
+        )
+    assert error.value.as_flag() == (
+        f"--teacher_weights={path} is a SavedModel: pass it as "
+        f"--teacher_saved_model={path}, without --teacher_preset."
+    )
+
+
+def test_binary_names_its_own_flags_and_a_file_in_the_way(
+    labelled_data, tmp_path
+):
+    """Before: a preset typo was reported as --preset (no such flag), and
+    an --output_dir that is a file as a bare "[Errno 17] File exists"
+    once the teacher had loaded."""
+    weights = tmp_path / "t.weights.h5"
+    weights.write_bytes(b"")
+    args = [
+        f"--input_dir={labelled_data}",
+        f"--teacher_weights={weights}",
+        "--teacher_preprocessing=imagenet_32",
+    ]
+    result = testing_utils.run_main(
+        "tools.extract_teacher_logits",
+        *args,
+        f"--output_dir={tmp_path / 'kd'}",
+        "--teacher_preset=resnet5",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("ERROR: --teacher_preset='resnet5' is not")
+    (tmp_path / "file").write_text("x")
+    result = testing_utils.run_main(
+        "tools.extract_teacher_logits",
+        *args,
+        f"--output_dir={tmp_path / 'file'}",
+        "--teacher_preset=resnet50",
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ERROR: --output_dir={tmp_path / 'file'} cannot be created: "
+        f"{tmp_path / 'file'} is a file, not a folder.\n"
+    )

@@ -1,5 +1,6 @@
 """Argument checks and option errors shared by the library."""
 
+import copy
 import errno
 import numbers
 
@@ -78,6 +79,24 @@ class OptionError(ValueError):
         flags = {n: f"--{names.get(n, n)}" for n in self.others}
         field = flag or names.get(self.field, self.field)
         return self.template.format(field=f"--{field}", **flags, **self.values)
+
+    def renamed(self, names):
+        """This error with options renamed ({option: new name}): the
+        error of a library call made for an option the caller names
+        otherwise (`build_model`'s `preset` is a teacher's
+        `teacher_preset`)."""
+        template = self.template
+        for old, new in names.items():
+            template = template.replace("{" + old + "}", "{" + new + "}")
+        error = copy.copy(self)
+        error.field = names.get(self.field, self.field)
+        error.template = template
+        error.others = tuple(names.get(n, n) for n in self.others)
+        quoted = {n: f"`{n}`" for n in error.others}
+        error.args = (
+            template.format(field=f"`{error.field}`", **quoted, **self.values),
+        )
+        return error
 
 
 def _rebuild_option_error(cls, message, state):
@@ -206,4 +225,10 @@ def first_line(error, limit=300):
     without its op context where it has one), at most `limit` characters;
     the exception's type name when the message is empty."""
     text = (getattr(error, "message", None) or str(error)).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0]
+    if len(line) <= limit:
+        return line
+    # At a word's end (before: cut mid-word, "... 'stem_1_").
+    return line[: limit - 4].rsplit(" ", 1)[0] + " ..."
