@@ -139,6 +139,10 @@ def expected_variables(scopes, checkpoint_names):
     return expected
 
 
+# The variable every TF2 `tf.train.Checkpoint` holds.
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
 def read_checkpoint(prefix):
     """Returns `(reader, {name: shape})` of the model variables in `prefix`."""
     hint = "pass the prefix, e.g. model.ckpt-750683, not the .index file"
@@ -158,6 +162,15 @@ def read_checkpoint(prefix):
         ) from None
     if not names:
         raise FileNotFoundError(f"{prefix!r} holds no variables: {hint}.")
+    if _OBJECT_GRAPH in names:
+        # Before: hundreds of unmatched names and a wrong hint.
+        raise ValueError(
+            f"{prefix!r} is a TensorFlow 2 object-based checkpoint (one of "
+            "a training run of ours), not one of the original TF1 code: no "
+            "conversion needed. Use its run folder as it is: tools.evaluate "
+            "/ tools.export_saved_model --model_dir, tools.finetune "
+            "--warm_start, tools.extract_teacher_logits --teacher_weights."
+        )
     shapes = {
         name: tuple(shape)
         for name, shape in names.items()

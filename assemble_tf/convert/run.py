@@ -73,6 +73,15 @@ def check_output(output, overwrite=False):
             output=output,
         )
     check_creatable(ConvertOptions("", "", output), files=["output"])
+    if os.path.isdir(output):
+        # Before: an h5py IsADirectoryError traceback with --overwrite.
+        raise OptionError(
+            "output",
+            "{field}={output} is a folder: name the weights file, e.g. "
+            "{field}={example}.",
+            output=output,
+            example=os.path.join(output, "model" + WEIGHTS_SUFFIX),
+        )
     if os.path.exists(output) and not overwrite:
         raise PathExistsError(
             "output",
@@ -104,6 +113,14 @@ def convert(options):
     from assemble_tf.models import build_model
 
     check_output(options.output, options.overwrite)
+    if options.tolerance < 0:
+        # Before: "differs ... > -1.0 x max |logit|", the model blamed.
+        raise OptionError(
+            "tolerance",
+            "{field}={value} must be >= 0: the allowed max |diff| as a "
+            "fraction of max |logit|, e.g. {field}=1e-3.",
+            value=options.tolerance,
+        )
     golden = read_golden(options.golden) if options.golden else None
     model, count = build_and_load(
         options.checkpoint,

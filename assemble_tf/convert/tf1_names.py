@@ -27,6 +27,7 @@ BigLittleNet (resnet_version=2) when it has the BL stem (`stem_bl_*`).
 import re
 
 from assemble_tf.layers.cosine_classifier import CosineClassifier
+from assemble_tf.layers.gem import GeMPooling2D
 
 ROOT = "resnet_model"
 # Creation order of the parts of a block, of the BL stem and of the
@@ -141,6 +142,13 @@ def original_scopes(model):
     big_little = is_big_little(model)
     placed = []
     for layer in model.layers:
+        if isinstance(layer, GeMPooling2D):
+            # No variables (p fixed): nothing else would tell (before:
+            # converted, other logits, no word).
+            raise ValueError(
+                f"{layer.name}: GeM pooling; the original pools by the "
+                "average: build the model with pooling='avg'."
+            )
         place = original_place(layer.name, big_little)
         if place is None:
             if layer.weights:

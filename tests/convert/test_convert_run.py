@@ -111,3 +111,40 @@ def test_output_must_be_a_keras_weights_file(tmp_path):
     )
     assert str(e.value).startswith("`output` must end with .weights.h5")
     assert not list(tmp_path.iterdir())
+    # A folder of that name (before: an h5py IsADirectoryError traceback
+    # with --overwrite).
+    folder = tmp_path / "dir.weights.h5"
+    folder.mkdir()
+    with pytest.raises(OptionError) as e:
+        run.convert(_options(str(folder), overwrite=True))
+    assert e.value.as_flag() == (
+        f"--output={folder} is a folder: name the weights file, e.g. "
+        f"--output={folder / 'model.weights.h5'}."
+    )
+
+
+def test_what_the_original_never_had_is_refused(tmp_path):
+    """Before: a checkpoint of ours listed hundreds of names under a
+    'plain ResNet' hint; GeM pooling (no variables) converted to other
+    logits without a word."""
+    ours = os.path.join(DATA, "earlier_checkpoints", "assemble_r50_w4")
+    output = str(tmp_path / "w.weights.h5")
+    with pytest.raises(ValueError) as e:
+        run.convert(dataclasses.replace(_options(output), checkpoint=ours))
+    assert str(e.value).startswith(
+        f"{ours!r} is a TensorFlow 2 object-based checkpoint (one of a "
+        "training run of ours), not one of the original TF1 code"
+    )
+    assert "\n" not in str(e.value)
+    gem = dataclasses.replace(
+        _options(output), model_overrides={**TINY, "pooling": "gem"}
+    )
+    with pytest.raises(ValueError) as e:
+        run.convert(gem)
+    assert "head_pool: GeM pooling; the original pools by the average" in (
+        str(e.value)
+    )
+    with pytest.raises(OptionError) as e:
+        run.convert(_options(output, tolerance=-1.0))
+    assert e.value.as_flag().startswith("--tolerance=-1.0 must be >= 0")
+    assert not os.path.exists(output)
