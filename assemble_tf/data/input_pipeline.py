@@ -62,7 +62,9 @@ class PipelineStats:
     format check: SOI/EOI markers for TFRecords, a JPEG, PNG, GIF or BMP
     signature for tfds and folder sources), `undecodable` (bytes that pass
     it but do not decode: a truncated or damaged file), `no_logits`
-    (without the teacher logits KD needs), `bad_label` (a label, less
+    (without the teacher logits KD needs), `wrong_logits` (teacher logits
+    of another width than the model's: counted as without before),
+    `bad_label` (a label, less
     `label_offset`, outside 0..num_classes-1: the up-front check reads the
     first records only, and such a label trained on an all-zero target).
     `skipped` (read, not emitted) is exact once a pass has been consumed;
@@ -75,6 +77,7 @@ class PipelineStats:
             self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.undecodable = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.no_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.wrong_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.bad_label = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
 
@@ -91,6 +94,7 @@ class PipelineStats:
                 self.invalid,
                 self.undecodable,
                 self.no_logits,
+                self.wrong_logits,
                 self.bad_label,
             )
         )
@@ -102,6 +106,7 @@ class PipelineStats:
             "records_invalid_jpeg": int(self.invalid.numpy()),
             "records_undecodable": int(self.undecodable.numpy()),
             "records_without_logits": int(self.no_logits.numpy()),
+            "records_wrong_logits": int(self.wrong_logits.numpy()),
             "records_label_out_of_range": int(self.bad_label.numpy()),
         }
 
@@ -117,6 +122,10 @@ class PipelineStats:
             (int(self.invalid.numpy()), "not images"),
             (undecodable, "not decodable"),
             (int(self.no_logits.numpy()), "without teacher logits"),
+            (
+                int(self.wrong_logits.numpy()),
+                "with teacher logits of another width",
+            ),
             (int(self.bad_label.numpy()), "with a label out of range"),
         )
         return ", ".join(f"{n:,} {what}" for n, what in kinds if n)
@@ -214,7 +223,8 @@ def decode_record(serialized, num_logits=None):
     """Serialized Example -> dict (the Decoder: no image decoding here).
 
     Never raises on a missing or mis-sized feature: a record without
-    `image/logit` of `num_logits` values gets `has_logits` False.
+    `image/logit` of `num_logits` values gets `has_logits` False (and
+    `logit_count`, the values it has).
     """
     parsed = tf.io.parse_single_example(
         serialized, schema.feature_spec(num_logits)
@@ -227,7 +237,8 @@ def decode_record(serialized, num_logits=None):
     }
     if num_logits:
         logits = tf.sparse.to_dense(parsed[schema.LOGIT])
-        out["has_logits"] = tf.equal(tf.size(logits), num_logits)
+        out["logit_count"] = tf.size(logits)
+        out["has_logits"] = tf.equal(out["logit_count"], num_logits)
         out["logits"] = tf.cond(
             out["has_logits"],
             lambda: tf.reshape(logits, [num_logits]),
@@ -428,9 +439,12 @@ def _decoder(config, stats):
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         if config.num_logits:
             has = record.pop("has_logits")
+            some = record.pop("logit_count") > 0
+            missing = ok & tf.logical_not(has)
             stats.no_logits.assign_add(
-                tf.cast(ok & tf.logical_not(has), tf.int64)
+                tf.cast(missing & tf.logical_not(some), tf.int64)
             )
+            stats.wrong_logits.assign_add(tf.cast(missing & some, tf.int64))
             ok = ok & has
         label = record["label"] - config.label_offset
         fits = (label >= 0) & (label < config.num_classes)
@@ -572,6 +586,8 @@ def _guard(config, stats):
                 "not decodable,",
                 stats.no_logits.read_value(),
                 "without teacher logits,",
+                stats.wrong_logits.read_value(),
+                "with teacher logits of another width,",
                 stats.bad_label.read_value(),
                 "with a label out of range.",
             ],

@@ -100,6 +100,7 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
         "records_invalid_jpeg": 2,  # the truncated one lost its EOI marker
         "records_undecodable": 0,
         "records_without_logits": 0,
+        "records_wrong_logits": 0,
         "records_label_out_of_range": 0,
     }
     assert stats.unusable == 2 and stats.describe(True) == "2 not images"
@@ -256,6 +257,29 @@ def test_teacher_logits_drop_background_with_the_offset(tmp_path):
         logits = np.arange(1, NUM_CLASSES + 1) * (i % 3) / 2.0
         expected = np.exp(logits - logits.max())
         np.testing.assert_allclose(probs, expected / expected.sum(), rtol=1e-5)
+
+
+def test_logits_of_another_width_are_counted_as_such(tmp_path):
+    """Before: counted (and reported) as records without teacher logits,
+    while they had logits, of the wrong width."""
+    good = _examples(3, 1, True)  # NUM_CLASSES + 1 logits
+    none = _examples(2, 1, start=3)
+    wide = _examples(1, 2, True, start=5)  # NUM_CLASSES + 2 logits
+    testing_utils.write_records(tmp_path / "val-0", good + none + wide)
+    stats = PipelineStats()
+    config = _eval_config(str(tmp_path / "val-*"), num_logits=NUM_CLASSES + 1)
+    names = [
+        n.decode()
+        for _, b in build_dataset(config, stats=stats)
+        for n in b["filenames"].numpy()
+    ]
+    assert sorted(names) == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    counts = stats.as_dict()
+    assert counts["records_without_logits"] == 2
+    assert counts["records_wrong_logits"] == 1
+    assert stats.describe(True) == (
+        "2 without teacher logits, 1 with teacher logits of another width"
+    )
 
 
 def test_missing_files_name_the_pattern(tmp_path):
@@ -441,6 +465,7 @@ def test_user_images_that_do_not_decode_are_counted_not_lost():
         "records_invalid_jpeg": 0,
         "records_undecodable": 2,
         "records_without_logits": 0,
+        "records_wrong_logits": 0,
         "records_label_out_of_range": 0,
     }
     assert stats.describe() == "2 not decodable"
