@@ -162,11 +162,16 @@ def read_golden(path):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         if isinstance(e, OptionError):
             raise
+        reason = first_line(e)
+        if "allow_pickle" in reason:
+            # numpy's guess at any other file (before: the user was told
+            # to pass allow_pickle, which they cannot).
+            reason = "neither an .npz archive nor a .npy array"
         raise OptionError(
             "golden",
             "{field}={path} is not a readable .npz ({reason}).",
             path=path,
-            reason=first_line(e),
+            reason=reason,
         ) from None
 
 

@@ -116,6 +116,15 @@ class TeacherLogitsOptions:
             )
         if not self.teacher_saved_model:
             self._validate_preset()
+        if "num_classes" in self.teacher_overrides:
+            # Before: replaced by teacher_num_classes without a word.
+            raise OptionError(
+                "teacher_overrides",
+                "{field} sets num_classes={value}: pass it as "
+                "{teacher_num_classes}={value}.",
+                ["teacher_num_classes"],
+                value=self.teacher_overrides["num_classes"],
+            )
         for name in ("batch_size", "teacher_num_classes"):
             if getattr(self, name) < 1:
                 raise OptionError(name, "{field} must be at least 1.")

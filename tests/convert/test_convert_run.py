@@ -86,10 +86,16 @@ def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
         assert "\n" not in str(error.value)
     np.savez(tmp_path / "nologits.npz", inputs=np.zeros((1, 64, 64, 3)))
     (tmp_path / "text.npz").write_text("not a zip")
+    (tmp_path / "notes.txt").write_text("some notes, not arrays")
     for golden, reason in (
         (tmp_path / "none.npz", "is not a readable .npz"),
         (tmp_path / "text.npz", "is not a readable .npz"),
         (tmp_path / "nologits.npz", "lacks the arrays ['logits']"),
+        (
+            tmp_path / "notes.txt",
+            r"is not a readable .npz (neither an .npz archive nor a .npy "
+            "array).",
+        ),
     ):
         with pytest.raises(OptionError) as error:
             run.convert(_options(output, golden=str(golden)))

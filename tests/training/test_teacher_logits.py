@@ -422,6 +422,16 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
         ({"teacher_preset": "resnet50"}, "teacher_saved_model", ["whole"]),
         ({"teacher_preprocessing": "bad"}, "teacher_preprocessing", ["'bad'"]),
         ({"batch_size": 0}, "batch_size", ["at least 1"]),
+        (
+            {
+                "teacher_saved_model": None,
+                "teacher_preset": "resnet50",
+                "teacher_weights": "w.weights.h5",
+                "teacher_overrides": {"num_classes": 10},
+            },
+            "teacher_overrides",
+            ["sets num_classes=10: pass it as --teacher_num_classes=10."],
+        ),
     ],
 )
 def test_options_name_their_field(tmp_path, changes, field, words):
