@@ -90,8 +90,9 @@ def restore(model, checkpoint=None, weights=None):
             load_weights_file(model, weights)
         elif is_keras_checkpoint(checkpoint):
             load_weights_file(model, checkpoint + KERAS_WEIGHTS, "checkpoint")
+        elif _keras_backend() != "tensorflow":
+            restore_tensorflow_checkpoint(model, checkpoint)
         else:
-            _require_tensorflow(checkpoint)
             tf = _tf()
             tf.train.Checkpoint(model=model).restore(
                 checkpoint
@@ -181,17 +182,70 @@ def tf_errors():
         return OSError
 
 
-def _require_tensorflow(prefix):
+def _keras_backend():
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    return keras.backend.backend()
+
+
+# The variable every TensorFlow 2 object-based checkpoint holds: the graph
+# of saved objects, with each variable's name.
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def restore_tensorflow_checkpoint(model, prefix):
+    """Loads the model variables of a TensorFlow run's checkpoint into
+    `model` under any Keras backend: each variable by its path, which the
+    checkpoint keeps as the variable's full name (before: refused under
+    JAX, and no tool wrote the .weights.h5 the refusal asked for).
+    Random-generator states are not weights and are left as they are.
+
+    Raises:
+        ValueError: not an object-based checkpoint, or one of another
+            model (the missing and mismatched variables named).
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    from assemble_tf.runs.warm_start import is_rng_state
+
+    reader = _tf().train.load_checkpoint(prefix)
+    if not reader.has_tensor(OBJECT_GRAPH):
         raise ValueError(
-            f"{prefix} is a TensorFlow checkpoint; under "
-            f"KERAS_BACKEND={keras.backend.backend()} load a .weights.h5 "
-            "file instead (a run trained under JAX writes them; for this "
-            "one, load it under KERAS_BACKEND=tensorflow and call "
-            "model.save_weights)."
+            f"{prefix} is not a TensorFlow 2 checkpoint of a training run "
+            "(no object graph)."
         )
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
+    keys = {
+        a.full_name: a.checkpoint_key
+        for node in graph.nodes
+        for a in node.attributes
+        if a.checkpoint_key.startswith("model/")
+    }
+    missing, mismatched, values = [], [], []
+    for variable in model.variables:
+        if is_rng_state(variable):
+            continue
+        key = keys.get(variable.path)
+        if key is None:
+            missing.append(variable.path)
+            continue
+        value = reader.get_tensor(key)
+        if tuple(value.shape) != tuple(variable.shape):
+            mismatched.append(
+                f"{variable.path} {tuple(value.shape)} vs "
+                f"{tuple(variable.shape)}"
+            )
+        values.append((variable, value))
+    if missing or mismatched:
+        listed = (missing + mismatched)[:5]
+        raise ValueError(
+            f"{prefix} holds another model: {len(missing)} variables "
+            f"missing, {len(mismatched)} of another shape (e.g. "
+            f"{', '.join(listed)})."
+        )
+    for variable, value in values:
+        variable.assign(value)
 
 
 KERAS_WEIGHTS = ".weights.h5"

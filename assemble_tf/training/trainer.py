@@ -190,14 +190,15 @@ class Trainer:
         other = _other_format_checkpoint(self.config.model_dir, backend)
         latest = self.backend.latest_checkpoint
         if other and not latest:
+            writer = "tensorflow" if backend == "jax" else "jax"
             raise OptionError(
                 "model_dir",
-                "{field}={path} holds checkpoints written under another "
-                "Keras backend ({other}); resume it with that backend "
-                "(KERAS_BACKEND), or use a new {field} and {warm_start} "
-                "from it.",
+                "{field}={path} holds checkpoints written under the {writer} "
+                "backend ({other}); resume it with KERAS_BACKEND={writer}, "
+                "or use a new {field} and {warm_start} from it.",
                 ["warm_start"],
                 path=self.config.model_dir,
+                writer=writer,
                 other=other,
             )
         try:

@@ -164,7 +164,7 @@ def test_tensorflow_refuses_to_resume_a_jax_run_and_warm_starts_from_it(
         f"--model_dir={copy}",
     )
     assert result.returncode != 0
-    assert "written under another Keras backend" in result.stderr
+    assert "written under the jax backend" in result.stderr
     assert "Traceback" not in result.stderr
 
     # Fine-tuning under TensorFlow starts from the JAX run's weights.

@@ -1,0 +1,88 @@
+"""A TensorFlow run's checkpoint restores under every Keras backend.
+
+Under JAX, `checkpoints.restore` reads a TensorFlow 2 object-based
+checkpoint (what `checkpoints/ckpt-N` of a TensorFlow run holds) variable
+by variable, by the path each variable is saved under: a JAX run warm
+starts from a TensorFlow run (before: refused, asking for a .weights.h5
+that no tool wrote). Run in both passes of `make test`.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from assemble_tf.models import build_model
+from assemble_tf.runs import checkpoints
+from tests.conftest import DATA
+
+EARLIER = os.path.join(DATA, "earlier_checkpoints", "assemble_r50_w4")
+
+
+def _model(**overrides):
+    """The model of the TensorFlow checkpoint in tests/data."""
+    kwargs = dict(
+        base_width=4, block_sizes=(2, 2, 2, 1), num_classes=3, image_size=32
+    )
+    return build_model("assemble_resnet50", **{**kwargs, **overrides})
+
+
+@pytest.mark.parametrize("by_path", [False, True])
+def test_a_tensorflow_checkpoint_gives_its_logits(by_path):
+    model = _model()
+    if by_path:  # what restore does under JAX, here on either backend
+        checkpoints.restore_tensorflow_checkpoint(model, EARLIER)
+    else:
+        checkpoints.restore(model, EARLIER)
+    with np.load(EARLIER + "_logits.npz") as data:
+        images, want = data["images"], data["logits"]
+    got = np.asarray(model(images, training=False))
+    assert np.abs(want).max() > 0.05  # restored, not the initial zeros
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_checkpoint_of_another_model_is_refused():
+    with pytest.raises(ValueError) as error:
+        checkpoints.restore_tensorflow_checkpoint(
+            _model(num_classes=5), EARLIER
+        )
+    assert str(error.value).startswith(
+        f"{EARLIER} holds another model: 0 variables missing, 2 of another "
+        "shape (e.g. head_dense/kernel (128, 3) vs (128, 5), head_dense/bias "
+        "(3,) vs (5,))."
+    )
+
+
+def test_warm_start_from_a_tensorflow_run_under_any_backend(tmp_path):
+    """What `tools.train --warm_start=<run>` / `tools.finetune` do: the
+    backbone from a TensorFlow run's checkpoint, a new 5-class head."""
+    import shutil
+
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs.warm_start import warm_start_model
+
+    run = tmp_path / "run"
+    config = config_lib.make_config(
+        str(run),
+        "assemble_resnet50",
+        {
+            "model": {"base_width": 4, "block_sizes": "2,2,2,1"},
+            "data": {"num_classes": 3, "image_size": 32, "synthetic": True},
+        },
+    )
+    config.to_json(str(run / "config.json"))
+    folder = run / "checkpoints"
+    folder.mkdir()
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(EARLIER + suffix, folder / f"ckpt-1{suffix}")
+    (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    source = _model()
+    checkpoints.restore(source, EARLIER)
+    model = _model(num_classes=5)
+    warm_start_model(model, str(run), load_head=False)
+    for name in ("stem_1_conv", "stage4_block1_3_conv"):
+        np.testing.assert_array_equal(
+            np.asarray(model.get_layer(name).kernel),
+            np.asarray(source.get_layer(name).kernel),
+        )
+    assert np.asarray(model.get_layer("head_dense").kernel).shape == (128, 5)
