@@ -693,7 +693,11 @@ def _unusable_message(config, limit):
 def build_synthetic_dataset(config, input_context=None):
     """Random images and labels with the element spec of `build_dataset`.
 
-    For benchmarks that must not depend on disk or decoding speed.
+    For benchmarks that must not depend on disk or decoding speed. A uint8
+    training config gets, as from `build_dataset`, the batch times the
+    Mixup multiplier, unmixed (the train step mixes it: before, a type-1
+    step trained on half the synthetic batch and counted all of it); a
+    float one the mixed batch.
     """
     batch_size = config.batch_size
     if input_context is not None:
@@ -701,8 +705,14 @@ def build_synthetic_dataset(config, input_context=None):
     size = config.image_size
     if not config.is_training:
         size = preprocessing.eval_sizes(config.preprocessing_type)[2]
+    in_step = config.dtype == "uint8"
+    if in_step:
+        batch_size *= BatchPostprocess(config).batch_multiplier
+        low, high = 0.0, 255.0
+    else:
+        low, high = -120.0, 130.0  # mean-subtracted
     images = tf.random.stateless_uniform(
-        [batch_size, size, size, 3], [config.seed, 0], -120.0, 130.0
+        [batch_size, size, size, 3], [config.seed, 0], low, high
     )
     labels = tf.random.stateless_uniform(
         [batch_size], [config.seed, 1], 0, config.num_classes, tf.int32
@@ -712,7 +722,7 @@ def build_synthetic_dataset(config, input_context=None):
         "targets": tf.one_hot(labels, config.num_classes),
         "filenames": tf.fill([batch_size], "synthetic"),
     }
-    if config.mixup_type and config.is_training:
+    if config.mixup_type and config.is_training and not in_step:
         batch["lambda"] = tf.ones([batch_size])
     if config.num_logits:
         batch["teacher_probs"] = tf.one_hot(labels, config.num_classes)

@@ -31,7 +31,6 @@ TensorFlow tools, `.state.npz` for an exact resume).
 """
 
 import collections
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -218,7 +217,6 @@ class JaxStep:
 
         cfg = inputs.input_config(self.config, True, epoch, skip_steps)
         if self.config.data.synthetic:
-            cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
             ds = input_pipeline.build_synthetic_dataset(cfg)
         else:
             ds = input_pipeline.build_dataset(cfg, None, stats)

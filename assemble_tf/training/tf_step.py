@@ -27,7 +27,6 @@ slower (Keras' own step alike): it is for GPUs and TPUs.
 Checkpoints are a `tf.train.CheckpointManager` (model, optimizer, epoch).
 """
 
-import dataclasses
 import os
 
 import tensorflow as tf
@@ -244,7 +243,6 @@ class TFStep:
         after its first `skip_steps` steps."""
         cfg = inputs.input_config(self.config, True, epoch, skip_steps)
         if self.config.data.synthetic:
-            cfg = dataclasses.replace(cfg, dtype="float32", mixup_type=0)
             return self.strategy.distribute_datasets_from_function(
                 lambda ctx: input_pipeline.build_synthetic_dataset(cfg, ctx)
             )

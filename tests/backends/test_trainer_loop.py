@@ -141,6 +141,28 @@ def _resumes_of_a_damaged_run(run):
     )
 
 
+def test_synthetic_batches_are_as_large_as_real_ones(tmp_path):
+    """Mixup type 1 mixes pairs: the step gets 2 x 16 synthetic images and
+    trains on 16, as on real data (before: 16, of which it trained on 8
+    while the run counted 16 per step)."""
+    cfg = _config(tmp_path, "assemble_resnet50")
+    assert cfg.augment.mixup_type == 1 and cfg.data.synthetic
+    trainer = trainer_lib.Trainer(
+        cfg, runtime.setup_runtime(cfg), log=lambda s: None
+    )
+    element = next(iter(trainer.backend.dataset(1)))
+    images = element[0]
+    if hasattr(images, "values"):  # a tf.distribute PerReplica
+        images = images.values[0]
+    assert tuple(images.shape) == (32, 32, 32, 3)
+    assert keras.backend.standardize_dtype(images.dtype) == "uint8"
+    mixed, batch = trainer.post({**element[1], "images": images}, [1, 2])
+    assert tuple(mixed.shape)[0] == 16 and tuple(batch["targets"].shape) == (
+        16,
+        4,
+    )
+
+
 def _jax_devices():
     if keras.backend.backend() != "jax":
         return 0

@@ -298,6 +298,22 @@ def test_synthetic_dataset_has_the_same_structure(records):
     assert real[0].dtype == synthetic[0].dtype
 
 
+def test_synthetic_uint8_batches_are_the_real_pipelines_shape(records):
+    """A Mixup type-1 recipe: twice the batch, unmixed, for the train step
+    to mix (before: the steps asked for B float images, which the step's
+    mixer halved, while the run counted B)."""
+    common = dict(is_training=True, image_size=32, batch_size=4, mixup_type=1)
+    config = _eval_config(records, dtype="uint8", **common)
+    real_images, real = next(iter(build_dataset(config)))
+    fake_images, fake = next(iter(build_synthetic_dataset(config)))
+    assert real_images.shape == fake_images.shape == (8, 32, 32, 3)
+    assert fake_images.dtype == tf.uint8
+    assert set(real) == set(fake) and "lambda" not in fake
+    floats = _eval_config(records, dtype="float32", **common)
+    images, batch = next(iter(build_synthetic_dataset(floats)))
+    assert images.shape == (4, 32, 32, 3) and "lambda" in batch
+
+
 def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
     from assemble_tf.data.input_pipeline import BatchPostprocess
 
