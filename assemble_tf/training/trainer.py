@@ -445,10 +445,15 @@ class Trainer:
                 if n == 1
                 else f"in steps {first + 1}-{first + n}"
             )
+            good = self._resume_point()[0]
             raise NonFiniteLossError(
                 f"Loss is {loss} {where} (epoch {state.epoch + 1}); "
-                "stopping. The last good checkpoint is "
-                f"{self._resume_point()[0]}."
+                "stopping. "
+                + (
+                    f"The last good checkpoint is {good}."
+                    if good
+                    else "No checkpoint was written yet."
+                )
             )
         state.done += n
         state.loss = loss

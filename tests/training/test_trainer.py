@@ -243,10 +243,21 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     with pytest.raises(
         trainer_lib.NonFiniteLossError,
         match=r"Loss is nan in steps 5-8 \(epoch 2\)",
-    ):
+    ) as error:
         trainer.train()
+    assert str(error.value).endswith(f"The last good checkpoint is {saved}.")
     assert trainer.backend.latest_checkpoint == saved
     assert open(saved + ".index", "rb").read() == before
+    # Before any checkpoint (before: "The last good checkpoint is None.").
+    fresh = dataclasses.replace(cfg, model_dir=str(tmp_path / "fresh"))
+    trainer = trainer_lib.Trainer(fresh, strategy, log=lambda s: None)
+    kernel = trainer.model.get_layer("head_dense").kernel
+    kernel.assign(tf.fill(kernel.shape, float("nan")))
+    with pytest.raises(trainer_lib.NonFiniteLossError) as error:
+        trainer.train()
+    assert str(error.value).endswith(
+        "(epoch 1); stopping. No checkpoint was written yet."
+    )
 
 
 def _one_and_two_replica_steps(tmp_path):
