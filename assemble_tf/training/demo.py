@@ -91,6 +91,11 @@ def demo_config(options, data_dir):
     overrides = {k: dict(v) for k, v in DEMO_OVERRIDES.items()}
     overrides["data"]["data_dir"] = data_dir
     overrides["train"]["epochs"] = float(options.epochs)
+    # Warm-up must end before training does (before: --epochs=1 failed
+    # after the data was written, naming --warmup_epochs, no demo flag).
+    overrides["train"]["warmup_epochs"] = min(
+        DEMO_OVERRIDES["train"]["warmup_epochs"], options.epochs / 2
+    )
     overrides["train"]["seed"] = options.seed
     model_dir = os.path.join(os.path.abspath(options.output_dir), "run")
     return config_lib.make_config(model_dir, PRESET, overrides)
@@ -198,7 +203,12 @@ def run_demo(options, log=_log_to_stderr):
         )
     data_dir = prepare_data(os.path.abspath(options.output_dir), log)
     config = demo_config(options, data_dir)
-    summary = train_lib.run_experiment(config)
+    try:
+        summary = train_lib.run_experiment(config)
+    except OptionError as e:
+        # The run folder is <output_dir>/run: the demo's flag for it
+        # (before: "pick a new --model_dir", no demo flag).
+        raise e.renamed({"model_dir": "output_dir"}) from None
     with open(summary["history"]) as f:
         history = json.load(f)
     reliability = os.path.join(config.model_dir, "reliability.png")

@@ -76,6 +76,51 @@ def test_run_demo_names_a_bad_epoch_count(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_one_epoch_warms_up_for_half_of_it(tmp_path):
+    """Before: --epochs=1 wrote the digits, then failed naming
+    --warmup_epochs (1.0 must be < epochs), a flag the demo has not."""
+    (tmp_path / "digits").mkdir()
+    for epochs, warmup in ((1, 0.5), (2, 1.0), (40, 1.0)):
+        options = demo.DemoOptions(output_dir=str(tmp_path), epochs=epochs)
+        config = demo.demo_config(options, str(tmp_path / "digits"))
+        assert config.train.warmup_epochs == warmup
+
+
+def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
+    """Before: "... or pick a new --model_dir", which the demo has not."""
+    import json
+
+    from assemble_tf.data import schema
+    from official.utils.misc.validation import OptionError
+    from tests import testing_utils
+
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    summary = {"num_classes": 10, "label_offset": 0}
+    (digits / "summary.json").write_text(json.dumps(summary))
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(64, 64))
+    for split in ("train", "validation"):
+        testing_utils.write_records(
+            digits / f"{split}-00000-of-00001",
+            [schema.make_example(jpeg, 3, 64, 64, filename="a.jpg")],
+        )
+    monkeypatch.setattr(demo, "prepare_data", lambda out, log: str(digits))
+    first = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
+    config = demo.demo_config(first, str(digits))
+    config.to_json(config.model_dir + "/config.json")
+    checkpoints = tmp_path / "run" / "checkpoints"  # a checkpoint to resume
+    checkpoints.mkdir()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
+    (checkpoints / "ckpt-1.index").write_bytes(b"")
+    again = demo.DemoOptions(output_dir=str(tmp_path), epochs=3)
+    with pytest.raises(OptionError) as e:
+        demo.run_demo(again)
+    text = e.value.as_flag()
+    assert text.startswith(f"--output_dir={tmp_path / 'run'} holds a run")
+    assert "train.epochs: 2.0 -> 3.0" in text
+    assert "--model_dir" not in text and text.endswith("--output_dir.")
+
+
 def test_reliability_diagram_of_the_last_validation(tmp_path):
     bins = {
         "count": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
