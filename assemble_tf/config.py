@@ -505,7 +505,8 @@ class TrainConfig(_Group):
     )
     jit_compile: bool = _f(
         False,
-        "XLA-compile the per-replica train step (off by default). On CPU it "
+        "XLA-compile the per-replica train step (off by default; "
+        "TensorFlow only: under JAX every step is compiled). On CPU it "
         "makes the step ~2.8x slower, as for Keras' own step: an option for "
         "GPUs and TPUs.",
     )
@@ -609,6 +610,31 @@ class RuntimeConfig(_Group):
         check=_at_least(0),
     )
     tpu: str = _f("", "TPU name or address for the tpu strategy.")
+
+    def _check_together(self):
+        # Before: accepted and ignored (trained on one device, no word).
+        strategy = self.distribution_strategy
+        if self.tpu and strategy != "tpu":
+            raise OptionError(
+                "tpu",
+                "{field}={value} applies to {distribution_strategy}=tpu "
+                "only (here {strategy}).",
+                ["distribution_strategy"],
+                value=self.tpu,
+                strategy=strategy,
+            )
+        if self.num_gpus is not None and strategy not in (
+            "mirrored",
+            "one_device",
+        ):
+            raise OptionError(
+                "num_gpus",
+                "{field}={value} applies to {distribution_strategy}="
+                "mirrored or one_device only (here {strategy}).",
+                ["distribution_strategy"],
+                value=self.num_gpus,
+                strategy=strategy,
+            )
 
 
 GROUPS = {

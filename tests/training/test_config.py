@@ -335,6 +335,37 @@ def test_loop_and_data_sizes_are_checked_before_anything_runs(tmp_path):
     assert cfg.train.eval_every_epochs == 2 and cfg.train.keep_best == 0
 
 
+def test_runtime_options_of_another_strategy_are_refused(tmp_path):
+    """Before: --tpu or --num_gpus with another strategy were ignored (the
+    run trained on one device without a word)."""
+    data = {"synthetic": True}
+    for runtime, message in (
+        (
+            {"tpu": "my-tpu"},
+            "--tpu=my-tpu applies to --distribution_strategy=tpu only (here "
+            "off).",
+        ),
+        (
+            {"num_gpus": 2, "distribution_strategy": "multi_worker_mirrored"},
+            "--num_gpus=2 applies to --distribution_strategy=mirrored or "
+            "one_device only (here multi_worker_mirrored).",
+        ),
+    ):
+        with testing_utils.raises_flag_error(re.escape(message)):
+            config_lib.make_config(
+                str(tmp_path), "resnet50", {"data": data, "runtime": runtime}
+            )
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "data": data,
+            "runtime": {"num_gpus": 0, "distribution_strategy": "mirrored"},
+        },
+    )
+    assert cfg.runtime.num_gpus == 0
+
+
 def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     """check_resume: a run with a checkpoint refuses another configuration
     (listing the differences), takes new loop and reporting settings
