@@ -17,14 +17,18 @@ from tests.training.conftest import TINY_SYNTHETIC as TINY
 
 # Measured on this CPU (3 steps of TINY, XLA compiling as the tests do:
 # tests/conftest.py TEST_XLA_FLAGS), XLA vs plain: float32 losses within
-# 2.3e-7 relative (2 replicas: 1.9e-6), trainable weights within 2e-6, BN
-# moving variances within 1.2e-6 relative; mixed_float16 losses within
-# 1.9e-3 relative at a learning rate of 0.01 (2e-4 at XLA's default
-# optimization level; at 0.1 float16 rounding grows to 2.7 % in 3 steps,
-# 6e-6 after the first). The tolerances leave room for other CPUs.
+# 2.3e-7 relative (2 replicas: 1.9e-6), trainable weights within 2e-6
+# (1.6e-5 in 3 of 1,176 stem weights since the synthetic batches are
+# uint8 pixels normalized by the step, as real ones: the summation order
+# of a 7x7 kernel's gradient over 8 x 32 x 32 pixels, amplified by 3 steps
+# at a learning rate of 0.1), BN moving variances within 1.2e-6 relative;
+# mixed_float16 losses within 1.9e-3 relative at a learning rate of 0.01
+# (2e-4 at XLA's default optimization level; at 0.1 float16 rounding grows
+# to 2.7 % in 3 steps, 6e-6 after the first). The tolerances leave room
+# for other CPUs.
 LOSS_RTOL = 1e-4
 WEIGHT_RTOL = 1e-4
-WEIGHT_ATOL = 1e-5
+WEIGHT_ATOL = 5e-5
 
 
 def _config(model_dir, preset, overrides, jit_compile):
