@@ -271,7 +271,16 @@ class ModelConfig(_Group):
     )
 
     def _check_together(self):
-        presets.get(self.preset)
+        preset = presets.get(self.preset)
+        classifier = self.classifier or preset.model.get("classifier", "dense")
+        if self.cosine_temperature is not None and classifier != "cosine":
+            # Before: accepted and ignored by the dense head.
+            raise invalid(
+                "cosine_temperature",
+                self.cosine_temperature,
+                "applies to {classifier}=cosine only",
+                others=("classifier",),
+            )
         if self.add_dropblock and not self.dropblock:
             raise invalid(
                 "add_dropblock",

@@ -366,6 +366,31 @@ def test_runtime_options_of_another_strategy_are_refused(tmp_path):
     assert cfg.runtime.num_gpus == 0
 
 
+def test_a_cosine_temperature_needs_the_cosine_head(tmp_path):
+    """Before: ignored by the dense head without a word."""
+    data = {"synthetic": True}
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "--cosine_temperature=0.1 is invalid: applies to "
+            "--classifier=cosine only."
+        )
+    ):
+        config_lib.make_config(
+            str(tmp_path),
+            "resnet50",
+            {"data": data, "model": {"cosine_temperature": 0.1}},
+        )
+    cfg = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "data": data,
+            "model": {"classifier": "cosine", "cosine_temperature": 0.1},
+        },
+    )
+    assert cfg.model.build_overrides(4)["cosine_temperature"] == 0.1
+
+
 def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     """check_resume: a run with a checkpoint refuses another configuration
     (listing the differences), takes new loop and reporting settings
