@@ -271,16 +271,7 @@ class ModelConfig(_Group):
     )
 
     def _check_together(self):
-        preset = presets.get(self.preset)
-        classifier = self.classifier or preset.model.get("classifier", "dense")
-        if self.cosine_temperature is not None and classifier != "cosine":
-            # Before: accepted and ignored by the dense head.
-            raise invalid(
-                "cosine_temperature",
-                self.cosine_temperature,
-                "applies to {classifier}=cosine only",
-                others=("classifier",),
-            )
+        presets.get(self.preset)
         if self.add_dropblock and not self.dropblock:
             raise invalid(
                 "add_dropblock",
@@ -620,31 +611,6 @@ class RuntimeConfig(_Group):
     )
     tpu: str = _f("", "TPU name or address for the tpu strategy.")
 
-    def _check_together(self):
-        # Before: accepted and ignored (trained on one device, no word).
-        strategy = self.distribution_strategy
-        if self.tpu and strategy != "tpu":
-            raise OptionError(
-                "tpu",
-                "{field}={value} applies to {distribution_strategy}=tpu "
-                "only (here {strategy}).",
-                ["distribution_strategy"],
-                value=self.tpu,
-                strategy=strategy,
-            )
-        if self.num_gpus is not None and strategy not in (
-            "mirrored",
-            "one_device",
-        ):
-            raise OptionError(
-                "num_gpus",
-                "{field}={value} applies to {distribution_strategy}="
-                "mirrored or one_device only (here {strategy}).",
-                ["distribution_strategy"],
-                value=self.num_gpus,
-                strategy=strategy,
-            )
-
 
 GROUPS = {
     "model": ModelConfig,
@@ -816,8 +782,52 @@ def make_config(model_dir, preset, overrides=None):
         }
     )
     validate(config)
+    refuse_ignored_options(config)
     explicit = "num_classes" in (overrides or {}).get("data", {})
     return _read_data(config, explicit)
+
+
+def refuse_ignored_options(config):
+    """Options that a new run's other options make do nothing (before:
+    accepted and ignored, e.g. --tpu with another strategy trained on one
+    device). Checked for new configs only: a stored config.json that holds
+    them still loads (its run trained without them).
+
+    Raises:
+        OptionError: naming the ignored option and the one that ignores it.
+    """
+    model, rt = config.model, config.runtime
+    preset = presets.get(model.preset)
+    classifier = model.classifier or preset.model.get("classifier", "dense")
+    strategy = rt.distribution_strategy
+    ignored = [
+        (
+            model.cosine_temperature is not None and classifier != "cosine",
+            "cosine_temperature",
+            model.cosine_temperature,
+            "applies to {classifier}=cosine only",
+            "classifier",
+        ),
+        (
+            bool(rt.tpu) and strategy != "tpu",
+            "tpu",
+            rt.tpu,
+            f"applies to {{distribution_strategy}}=tpu only (here {strategy})",
+            "distribution_strategy",
+        ),
+        (
+            rt.num_gpus is not None
+            and strategy not in ("mirrored", "one_device"),
+            "num_gpus",
+            rt.num_gpus,
+            "applies to {distribution_strategy}=mirrored or one_device only "
+            f"(here {strategy})",
+            "distribution_strategy",
+        ),
+    ]
+    for bad, field, value, allowed, other in ignored:
+        if bad:
+            raise invalid(field, value, allowed, others=(other,))
 
 
 def _has_dropblock(preset, model_values):

@@ -99,6 +99,13 @@ def resolve(request, dry_run=False):
     overrides["data"] = {**overrides.get("data", {}), **data}
     for group, values in request.overrides.items():
         overrides[group] = {**overrides.get(group, {}), **values}
+    model = overrides.get("model", {})
+    if model.get("classifier") == "dense" and "cosine_temperature" not in (
+        request.overrides.get("model", {})
+    ):
+        # The recipe's temperature goes with its cosine head, which the
+        # request replaced.
+        model.pop("cosine_temperature", None)
     if not request.model_dir and not dry_run:
         raise OptionError("model_dir", "{field} is required (the run folder).")
     _check_class_count(request, info, overrides["data"])

@@ -1,5 +1,6 @@
 """Experiment config: preset recipes, explicit overrides, validation."""
 
+import json
 import re
 
 import pytest
@@ -342,13 +343,14 @@ def test_runtime_options_of_another_strategy_are_refused(tmp_path):
     for runtime, message in (
         (
             {"tpu": "my-tpu"},
-            "--tpu=my-tpu applies to --distribution_strategy=tpu only (here "
-            "off).",
+            "--tpu='my-tpu' is invalid: applies to --distribution_strategy=tpu "
+            "only (here off).",
         ),
         (
             {"num_gpus": 2, "distribution_strategy": "multi_worker_mirrored"},
-            "--num_gpus=2 applies to --distribution_strategy=mirrored or "
-            "one_device only (here multi_worker_mirrored).",
+            "--num_gpus=2 is invalid: applies to "
+            "--distribution_strategy=mirrored or one_device only (here "
+            "multi_worker_mirrored).",
         ),
     ):
         with testing_utils.raises_flag_error(re.escape(message)):
@@ -389,6 +391,16 @@ def test_a_cosine_temperature_needs_the_cosine_head(tmp_path):
         },
     )
     assert cfg.model.build_overrides(4)["cosine_temperature"] == 0.1
+    # A config.json of an earlier version that holds such options still
+    # loads (its run trained without them).
+    stored = cfg.to_dict()
+    stored["model"]["classifier"] = "dense"
+    stored["runtime"]["num_gpus"] = 1
+    path = tmp_path / "old" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(stored))
+    loaded = config_lib.ExperimentConfig.from_json(str(path))
+    assert loaded.runtime.num_gpus == 1
 
 
 def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):

@@ -89,6 +89,21 @@ def _resolve(*argv):
     return result.config, result.recipe, result
 
 
+def test_a_retrieval_row_with_a_dense_head_drops_the_cosine_temperature():
+    """The recipe's temperature goes with its cosine head: replacing the
+    head is not refused as an ignored --cosine_temperature the user never
+    gave; giving both is."""
+    config, _, _ = _resolve("--recipe=retrieval_s0", "--classifier=dense")
+    assert config.model.classifier == "dense"
+    assert config.model.cosine_temperature is None
+    with testing_utils.raises_flag_error("applies to --classifier=cosine"):
+        _resolve(
+            "--recipe=retrieval_s0",
+            "--classifier=dense",
+            "--cosine_temperature=0.1",
+        )
+
+
 def test_the_rows_are_the_papers():
     named = {n for n in recipes.RECIPES if n.startswith(("table8", "retr"))}
     named |= {n for n in recipes.RECIPES if n.startswith("assemble_ir50")}
