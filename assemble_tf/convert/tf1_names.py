@@ -142,12 +142,15 @@ def original_scopes(model):
     big_little = is_big_little(model)
     placed = []
     for layer in model.layers:
-        if isinstance(layer, GeMPooling2D):
-            # No variables (p fixed): nothing else would tell (before:
-            # converted, other logits, no word).
+        if isinstance(layer, GeMPooling2D) and (
+            layer.p != 3.0 or layer.epsilon != 1e-6
+        ):
+            # The original's pool_type='gem' is p = 3 with a 1e-6 clip;
+            # another GeM has no variables to tell it by.
             raise ValueError(
-                f"{layer.name}: GeM pooling; the original pools by the "
-                "average: build the model with pooling='avg'."
+                f"{layer.name}: GeM with p={layer.p:g}, epsilon="
+                f"{layer.epsilon:g}; the original's GeM has p=3 and "
+                "epsilon=1e-6."
             )
         place = original_place(layer.name, big_little)
         if place is None:

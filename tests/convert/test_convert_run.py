@@ -3,6 +3,7 @@
 import dataclasses
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -131,8 +132,7 @@ def test_output_must_be_a_keras_weights_file(tmp_path):
 
 def test_what_the_original_never_had_is_refused(tmp_path):
     """Before: a checkpoint of ours listed hundreds of names under a
-    'plain ResNet' hint; GeM pooling (no variables) converted to other
-    logits without a word."""
+    'plain ResNet' hint."""
     ours = os.path.join(DATA, "earlier_checkpoints", "assemble_r50_w4")
     output = str(tmp_path / "w.weights.h5")
     with pytest.raises(ValueError) as e:
@@ -142,13 +142,20 @@ def test_what_the_original_never_had_is_refused(tmp_path):
         "training run of ours), not one of the original TF1 code"
     )
     assert "\n" not in str(e.value)
-    gem = dataclasses.replace(
-        _options(output), model_overrides={**TINY, "pooling": "gem"}
-    )
+    # GeM, the original's pool_type='gem' (p = 3), has no variables: it
+    # converts (a --golden check tells the pooling); another p is refused.
+    from assemble_tf.convert import tf1_names
+    from assemble_tf.layers.gem import GeMPooling2D
+
+    gem = build_model("assemble_resnet50", pooling="gem", **TINY)
+    assert tf1_names.original_scopes(gem)
+    inputs = keras.Input((8, 8, 16))
+    other = keras.Model(inputs, GeMPooling2D(p=4.0, name="head_pool")(inputs))
     with pytest.raises(ValueError) as e:
-        run.convert(gem)
-    assert "head_pool: GeM pooling; the original pools by the average" in (
-        str(e.value)
+        tf1_names.original_scopes(other)
+    assert str(e.value) == (
+        "head_pool: GeM with p=4, epsilon=1e-06; the original's GeM has p=3 "
+        "and epsilon=1e-6."
     )
     with pytest.raises(OptionError) as e:
         run.convert(_options(output, tolerance=-1.0))
