@@ -148,12 +148,67 @@ def _run_config(model_dir, overrides):
             ["preset", "weights"],
             path=model_dir,
         )
-    base = config_lib.ExperimentConfig.from_json(path).to_dict()
+    stored = config_lib.ExperimentConfig.from_json(path)
+    base = stored.to_dict()
     for group, values in overrides.items():
         base[group].update(values)
     config = config_lib.ExperimentConfig.from_dict(base)
     config_lib.validate(config)
+    if config.data.data_dir != stored.data.data_dir:
+        check_same_classes(stored, config.data.data_dir)
     return config
+
+
+def check_same_classes(run, data_dir):
+    """Refuses a TFRecord folder whose classes are not the run's: another
+    count (its summary.json / labels.txt), or, where both folders have a
+    labels.txt, another class under a label (before: evaluated without a
+    word, e.g. top-1 0.0 on another dataset, or a class numbered otherwise
+    by a validation-only build).
+
+    Raises:
+        OptionError: naming `data_dir`, the counts or the first class that
+            differs.
+    """
+    from assemble_tf.data import metadata
+
+    info = metadata.dataset_info(data_dir)
+    if info is None:
+        return
+    width = info.head_width(run.data.label_offset)
+    if width != run.data.num_classes:
+        raise OptionError(
+            "data_dir",
+            "{field}={path} holds {count} classes stored as {low}..{high} "
+            "({file}), which a head of {width} outputs fits, but the run's "
+            "has {classes}: evaluate on data of the run's classes.",
+            path=data_dir,
+            count=info.num_classes,
+            low=info.label_base,
+            high=info.label_base + info.num_classes - 1,
+            file=os.path.basename(info.source),
+            width=width,
+            classes=run.data.num_classes,
+        )
+    ours = os.path.join(run.data.data_dir or "", metadata.LABELS)
+    theirs = os.path.join(data_dir, metadata.LABELS)
+    if not (os.path.isfile(ours) and os.path.isfile(theirs)):
+        return
+    trained = {label: wnid for label, wnid, _ in metadata.read_labels(ours)}
+    for label, wnid, _ in metadata.read_labels(theirs):
+        if trained.get(label, wnid) != wnid:
+            raise OptionError(
+                "data_dir",
+                "{field}={path} stores {wnid} as label {label}, but the run "
+                "was trained with {trained} as {label} ({ours}): the same "
+                "classes, numbered alike, are needed (build the data "
+                "with the training set's class list).",
+                path=data_dir,
+                wnid=wnid,
+                label=label,
+                trained=trained[label],
+                ours=ours,
+            )
 
 
 def _preset_config(preset, weights, output_dir, overrides):

@@ -308,3 +308,49 @@ def _check_bfloat16_report(out, tiny_run, tmp_path):
     assert "| top-1 agreement |" in text and "| images | 10 |" in text
     saved = json.load(open(out["eval_json"]))
     assert saved["agreement"] == a and "reliability" in saved
+
+
+def test_data_of_other_classes_than_the_runs_is_refused(tiny_run, tmp_path):
+    """Before: tools.evaluate on another dataset reported top-1 0.0 (or a
+    warning about labels out of range) and exited 0."""
+    import dataclasses
+
+    from assemble_tf.data import metadata
+    from assemble_tf.evaluation import run
+    from assemble_tf.runs import loading
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run  # 3 classes stored from 0
+    other = tmp_path / "fruit"
+    other.mkdir()
+    (other / "summary.json").write_text('{"num_classes": 6}')
+    with pytest.raises(OptionError) as e:
+        run.evaluate_model(
+            run.EvaluateOptions(
+                model_dir=config.model_dir, data_dir=str(other), progress=False
+            )
+        )
+    assert e.value.as_flag() == (
+        f"--data_dir={other} holds 6 classes stored as 0..5 (summary.json), "
+        "which a head of 6 outputs fits, but the run's has 3: evaluate on "
+        "data of the run's classes."
+    )
+    # As many classes, numbered otherwise (a validation-only build).
+    trained, renumbered = tmp_path / "trained", tmp_path / "renumbered"
+    rows = [(0, "n01", "apple"), (1, "n02", "banana"), (2, "n03", "cherry")]
+    for folder, order in ((trained, rows), (renumbered, rows[1:] + rows[:1])):
+        folder.mkdir()
+        metadata.write_labels(
+            str(folder / "labels.txt"),
+            [(i, wnid, text) for i, (_, wnid, text) in enumerate(order)],
+        )
+    run_config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, data_dir=str(trained))
+    )
+    loading.check_same_classes(run_config, str(trained))  # the same
+    with pytest.raises(OptionError) as e:
+        loading.check_same_classes(run_config, str(renumbered))
+    assert e.value.as_flag().startswith(
+        f"--data_dir={renumbered} stores n02 as label 0, but the run was "
+        f"trained with n01 as 0 ({trained / 'labels.txt'})"
+    )
