@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -52,6 +53,7 @@ PREPROCESSED = "preprocessed"  # our export: float crops -> logits
 SERVING_DEFAULT = "serving_default"
 LOGITS = "logits"
 TEMPORARY = ".{name}.tmp"  # a shard being written
+_SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")  # the builder's shard names
 # Per finished shard of an unfinished run: records written and skipped (a
 # rerun keeps the shard and reads its counts here, or in the summary.json
 # of a finished run). Removed when summary.json is written.
@@ -168,6 +170,7 @@ def run_config_path(path):
     checkpoints/ folder or a checkpoint prefix there), or None."""
     if not path or "://" in path:
         return None
+    path = path.rstrip("/") or "/"
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     for candidate in (folder, os.path.dirname(folder)):
         config = os.path.join(candidate, "config.json")
@@ -326,17 +329,23 @@ def _run_teacher(path):
     from assemble_tf.runs.warm_start import checkpoint_prefix
 
     config = config_lib.ExperimentConfig.from_json(run_config_path(path))
-    prefix = checkpoint_prefix(path)
-    if not prefix:
-        raise OptionError(
-            "teacher_weights",
-            "{field}={path} is a training run without a checkpoint yet.",
-            path=path,
-        )
     model = build_run_model(config)
-    checkpoints.restore(model, prefix)
+    if os.path.isfile(path) and path.endswith(checkpoints.KERAS_WEIGHTS):
+        prefix = path  # a weights file of the run (a JAX checkpoint's)
+        checkpoints.restore(model, weights=path)
+    else:
+        prefix = checkpoint_prefix(path.removesuffix(".index"))
+        if not prefix:
+            raise OptionError(
+                "teacher_weights",
+                "{field}={path} is a training run without a checkpoint yet.",
+                path=path,
+            )
+        checkpoints.restore(model, prefix)
     source = {"run": _abs(path), "preset": config.model.preset}
-    return _logits_call(model), {**source, **_weights_identity(path)}
+    # The identity of what was restored (a later checkpoint of a run still
+    # training is not it).
+    return _logits_call(model), {**source, **_weights_identity(prefix)}
 
 
 def _logits_call(model):
@@ -721,13 +730,18 @@ def extract_teacher_logits(options):
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
     settings = _settings(options, teacher, width)
-    earlier = _check_kept_shards(files, options, settings)
+    earlier, redo = _check_kept_shards(files, options, settings)
     out = options.output_dir
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     try:
         shards, seen = _write_shards(
-            files, teacher, options, range(base, base + num_classes), settings
+            files,
+            teacher,
+            options,
+            range(base, base + num_classes),
+            settings,
+            redo,
         )
         earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
         shards = dict(sorted({**earlier, **shards}.items()))
@@ -787,9 +801,26 @@ def _recorded(options):
             found = json.load(f)
         if "settings" not in found:  # written before settings were
             found = {"shards": found}
+        if found.get("settings", settings) != settings:
+            # An extraction of other settings (an interrupted --overwrite)
+            # wrote the progress: the summary's shards are not its own.
+            shards = {}
         settings = found.get("settings", settings)
         shards.update(found["shards"])
     return settings, shards
+
+
+def _same_settings(recorded, settings):
+    """`recorded == settings`, a record from before the weights' digest
+    compared without it."""
+    if recorded is None:
+        return False
+    if "sha256" not in (recorded.get("teacher") or {}):
+        teacher = dict(settings["teacher"])
+        for key in ("sha256", "checkpoint"):
+            teacher.pop(key, None)
+        settings = {**settings, "teacher": teacher}
+    return recorded == settings
 
 
 def _refuse_shared_names(files, options):
@@ -820,8 +851,9 @@ def _check_kept_shards(files, options, settings):
     the folder (and of its summary) when their settings are these.
 
     Returns:
-        {shard: counts} of the earlier shards outside `files` (still in
-        the folder, same settings).
+        ({shard: counts} of the earlier shards outside `files` (still in
+        the folder, same settings), {shards of `files` to extract again:
+        there, but listed by no record of these settings}).
 
     Raises:
         OptionError: (field `output_dir`) naming the shard or the settings
@@ -836,19 +868,37 @@ def _check_kept_shards(files, options, settings):
         if os.path.exists(os.path.join(out, name))
     ]
     recorded, written = _recorded(options)
+    differs = recorded is not None and not _same_settings(recorded, settings)
+    if recorded is not None and not differs:
+        settings = recorded  # compared as recorded (the digest, or not)
+    # Shards outside this run that no record of these settings lists (an
+    # interrupted --overwrite left the earlier teacher's) cannot be kept.
+    unlisted = sorted(
+        name
+        for name in (os.listdir(out) if os.path.isdir(out) else ())
+        if _SHARD_NAME.search(name)
+        and name not in names
+        and recorded is not None
+        and (differs or name not in written)
+    )
     others = {
         name: counts
         for name, counts in sorted(written.items())
         if name not in names and os.path.exists(os.path.join(out, name))
     }
-    if recorded is not None and "sha256" not in (recorded.get("teacher") or {}):
-        # Recorded before the weights' digest was: compared without it.
-        teacher = dict(settings["teacher"])
-        for key in ("sha256", "checkpoint"):
-            teacher.pop(key, None)
-        settings = {**settings, "teacher": teacher}
-    differs = recorded is not None and recorded != settings
-    if differs and others:
+    if unlisted and not differs:
+        raise OptionError(
+            "patterns",
+            "{output_dir}={path} holds {shards}, which no record lists as "
+            "written with these settings and which {field} does not cover: "
+            "extract those too (widen {field}), or pick another "
+            "{output_dir}.",
+            ["output_dir"],
+            path=out,
+            shards=", ".join(unlisted[:3])
+            + (", ..." if len(unlisted) > 3 else ""),
+        )
+    if differs and unlisted:
         # Before: kept beside the new shards, and summary.json counted
         # this run's only (train read half-length epochs).
         raise OptionError(
@@ -859,12 +909,12 @@ def _check_kept_shards(files, options, settings):
             "pick another {output_dir}.",
             ["output_dir", "overwrite"],
             path=out,
-            shards=", ".join(list(others)[:3])
-            + (", ..." if len(others) > 3 else ""),
+            shards=", ".join(unlisted[:3])
+            + (", ..." if len(unlisted) > 3 else ""),
             diffs="; ".join(_differences(recorded, settings)),
         )
     if options.overwrite or not kept:
-        return others
+        return others, set()
     if differs:
         diffs = _differences(recorded, settings)
         raise OptionError(
@@ -876,9 +926,17 @@ def _check_kept_shards(files, options, settings):
             path=out,
             diffs="; ".join(diffs),
         )
+    redo = set()
     for dst in kept:
+        name = os.path.basename(dst)
+        if recorded is not None and name not in written:
+            # No record of these settings lists it (an interrupted
+            # --overwrite left the earlier teacher's): extracted again
+            # (before: kept, and named as this teacher's).
+            redo.add(name)
+            continue
         width = _first_logit_width(dst)
-        if width in ("damaged", "empty") and os.path.basename(dst) in written:
+        if width in ("damaged", "empty") and name in written:
             continue  # a shard of this extraction (a damaged one: again)
         if width != settings["num_logits"]:
             raise OptionError(
@@ -897,7 +955,7 @@ def _check_kept_shards(files, options, settings):
                 else f"{width} logits",
                 width=settings["num_logits"],
             )
-    return others
+    return others, redo
 
 
 def _differences(recorded, settings):
@@ -935,16 +993,19 @@ def _first_logit_width(path):
     return "empty"
 
 
-def _write_shards(files, teacher, options, labels, settings):
+def _write_shards(files, teacher, options, labels, settings, redo=()):
     """({shard: {records, skipped, kept}}, {label: (synset, text)});
-    `settings` (`_settings`) go into the progress file."""
+    `settings` (`_settings`) go into the progress file; the shards named
+    in `redo` are extracted again though they exist."""
     from tqdm import tqdm
 
     need_labels = not os.path.isfile(
         os.path.join(options.input_dir, metadata.LABELS)
     )
     progress_path = os.path.join(options.output_dir, PROGRESS)
-    done = _recorded(options)[1]
+    recorded, done = _recorded(options)
+    if not _same_settings(recorded, settings):
+        done = {}  # another extraction's shards: not this one's progress
     shards, seen = {}, {}
     bar = tqdm(
         files,
@@ -957,7 +1018,9 @@ def _write_shards(files, teacher, options, labels, settings):
         name = os.path.basename(src)
         dst = os.path.join(options.output_dir, name)
         _remove(temporary_path(dst))  # left by a killed run
-        kept = os.path.exists(dst) and not options.overwrite
+        kept = (
+            os.path.exists(dst) and not options.overwrite and name not in redo
+        )
         if kept:
             try:
                 records, found = scan_shard(dst, need_labels)
@@ -1038,12 +1101,21 @@ def write_metadata(options, summary, seen):
                 os.path.join(out, metadata.LABELS), f.read()
             )
     else:
+        # The classes an earlier run (other --patterns) saw stay named.
+        path = os.path.join(out, metadata.LABELS)
+        earlier = {}
+        if os.path.isfile(path):
+            earlier = {
+                label: (wnid, text)
+                for label, wnid, text in metadata.read_labels(path)
+                if wnid or text
+            }
         base = summary["label_offset"]
         rows = [
-            (label, *seen.get(label, ("", "")))
+            (label, *seen.get(label, earlier.get(label, ("", ""))))
             for label in range(base, base + summary["num_classes"])
         ]
-        metadata.write_labels(os.path.join(out, metadata.LABELS), rows)
+        metadata.write_labels(path, rows)
     file_utils.atomic_write_json(
         os.path.join(out, metadata.SUMMARY), summary, indent=1
     )

@@ -681,11 +681,24 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
         "checkpoint": prefix,
         "sha256": hashlib.sha256(index).hexdigest(),
     }
+    # The same weights saved by another run: the same digest; other
+    # weights under the same checkpoint number: another.
+    twin = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), str(tmp_path / "twin"), 3
+    )
+    twin.save()
+    assert (
+        tl._weights_identity(str(tmp_path / "twin"))["sha256"]
+        == (identity["sha256"])
+    )
     head = model.get_layer("head_dense")
     head.kernel.assign(head.kernel + 1.0)
-    manager.save()
-    later = tl._weights_identity(str(run))
-    assert later["checkpoint"].endswith("ckpt-2")
+    changed = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model), str(tmp_path / "changed"), 3
+    )
+    changed.save()
+    later = tl._weights_identity(str(tmp_path / "changed"))
+    assert later["checkpoint"].endswith("ckpt-1")
     assert later["sha256"] != identity["sha256"]
 
 
@@ -845,3 +858,78 @@ def test_binary_names_its_own_flags_and_a_file_in_the_way(
         f"ERROR: --output_dir={tmp_path / 'file'} cannot be created: "
         f"{tmp_path / 'file'} is a file, not a folder.\n"
     )
+
+
+def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
+    labelled_data, tmp_path, monkeypatch
+):
+    """Teacher A extracts both shards; B, with --overwrite, redoes train and
+    is stopped before validation. Before: the progress file listed A's
+    validation shard as B's, and a rerun kept it (summary.json: teacher
+    B). Now a rerun that covers it extracts it again, one that does not
+    is refused."""
+
+    def teacher(value, fail_on=None):
+        calls = []
+
+        def call(images):
+            calls.append(len(images))
+            if fail_on is not None and len(calls) == fail_on:
+                raise RuntimeError("stopped")
+            return tf.fill([len(images), CLASSES], float(value))
+
+        return tl.Teacher(call, CLASSES, {"name": value, "sha256": str(value)})
+
+    out = tmp_path / "kd"
+    options = _options(labelled_data, out, teacher_saved_model="unused")
+    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(1))
+    tl.extract_teacher_logits(options)
+    # 3 batches of train, then validation's first: stopped.
+    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(2, fail_on=4))
+    with pytest.raises(RuntimeError, match="stopped"):
+        tl.extract_teacher_logits(dataclasses.replace(options, overwrite=True))
+    assert _logits(_examples(out / SHARDS[0])).max() == 2.0
+    assert _logits(_examples(out / SHARDS[1])).max() == 1.0  # still A's
+    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(2))
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            dataclasses.replace(options, patterns=("train-*",))
+        )
+    assert error.value.as_flag().startswith(
+        f"--output_dir={out} holds {SHARDS[1]}, which no record lists as "
+        "written with these settings and which --patterns does not cover"
+    )
+    summary = tl.extract_teacher_logits(
+        dataclasses.replace(options, patterns=("validation-*",))
+    )
+    assert _logits(_examples(out / SHARDS[1])).max() == 2.0  # extracted
+    assert summary["shards"][SHARDS[1]]["kept"] is False
+    assert summary["shards"][SHARDS[0]]["kept"] is True
+    assert summary["teacher"]["name"] == 2
+
+
+def test_runs_of_other_patterns_keep_the_class_names(tmp_path):
+    """Input without labels.txt: the names come from the records each run
+    reads. Before: a validation-only run holding class 0 alone blanked the
+    names the train run had found."""
+    data = _write_data(tmp_path / "in", with_metadata=False)
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 48))
+    testing_utils.write_records(
+        os.path.join(data, SHARDS[1]),
+        [
+            schema.make_example(
+                jpeg, 0, 40, 48, filename="v.jpg", synset="n00", text="class 0"
+            )
+        ],
+    )
+    out = tmp_path / "kd"
+    _, options = _preset_teacher(tmp_path, data, out)
+    tl.extract_teacher_logits(
+        dataclasses.replace(options, patterns=("train-*",))
+    )
+    tl.extract_teacher_logits(
+        dataclasses.replace(options, patterns=("validation-*",))
+    )
+    assert metadata.read_labels(str(out / metadata.LABELS)) == [
+        (c, f"n0{c}", f"class {c}") for c in range(CLASSES)
+    ]
