@@ -208,7 +208,10 @@ def run_demo(options, log=_log_to_stderr):
     except OptionError as e:
         # The run folder is <output_dir>/run: the demo's flag for it
         # (before: "pick a new --model_dir", no demo flag).
-        raise e.renamed({"model_dir": "output_dir"}) from None
+        path = e.values.get("path")
+        out = os.path.abspath(options.output_dir)
+        values = {"path": out} if path == config.model_dir else {}
+        raise e.renamed({"model_dir": "output_dir"}, **values) from None
     with open(summary["history"]) as f:
         history = json.load(f)
     reliability = os.path.join(config.model_dir, "reliability.png")

@@ -80,11 +80,11 @@ class OptionError(ValueError):
         field = flag or names.get(self.field, self.field)
         return self.template.format(field=f"--{field}", **flags, **self.values)
 
-    def renamed(self, names):
-        """This error with options renamed ({option: new name}): the
-        error of a library call made for an option the caller names
-        otherwise (`build_model`'s `preset` is a teacher's
-        `teacher_preset`)."""
+    def renamed(self, names, **values):
+        """This error with options renamed ({option: new name}) and
+        `values` replaced: the error of a library call made for an option
+        the caller names otherwise (`build_model`'s `preset` is a
+        teacher's `teacher_preset`)."""
         template = self.template
         for old, new in names.items():
             template = template.replace("{" + old + "}", "{" + new + "}")
@@ -92,9 +92,10 @@ class OptionError(ValueError):
         error.field = names.get(self.field, self.field)
         error.template = template
         error.others = tuple(names.get(n, n) for n in self.others)
+        error.values = {**self.values, **values}
         quoted = {n: f"`{n}`" for n in error.others}
         error.args = (
-            template.format(field=f"`{error.field}`", **quoted, **self.values),
+            template.format(field=f"`{error.field}`", **quoted, **error.values),
         )
         return error
 
