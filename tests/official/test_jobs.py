@@ -152,6 +152,35 @@ def test_options_from_flags_validate_and_warnings():
     assert info.value.as_flag() == "--output_dir is required."
 
 
+def test_ctrl_c_in_a_job_says_how_to_resume():
+    """Before: the binaries printed "Interrupted." alone."""
+
+    def fn(task):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as e:
+        list(jobs.run_tasks(fn, [1], 1, progress=False))
+    assert str(e.value) == (
+        "Rerun the same command to resume: finished outputs are kept."
+    )
+
+
+def test_an_unreadable_path_is_one_line(tmp_path, capsys):
+    """Before: a PermissionError traceback (an unreadable class folder)."""
+    from official.utils.flags import core as flags_core
+
+    def main(argv):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    with pytest.raises(SystemExit) as e:
+        flags_core.clean_errors(main)([])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        f"ERROR: {tmp_path / 'x'}: permission denied; make it readable (and "
+        "writable, for an output) or choose another path.\n"
+    )
+
+
 def test_run_tasks_in_process_and_the_bar():
     done = list(jobs.run_tasks(lambda t: t * 2, [1, 2, 3], 1, progress=False))
     assert done == [(1, 2), (2, 4), (3, 6)]

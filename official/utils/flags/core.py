@@ -69,7 +69,7 @@ def register_int_list_validator(flag_name, length):
 
 def clean_errors(
     main,
-    errors=(ValueError, FileNotFoundError, FileExistsError),
+    errors=(ValueError, FileNotFoundError, FileExistsError, PermissionError),
     flag_names=None,
 ):
     """Wraps an absl `main` so expected errors print one message, no trace.
@@ -90,6 +90,12 @@ def clean_errors(
         except errors as e:
             if isinstance(e, OptionError):
                 text = e.as_flag(names=flag_names)
+            elif isinstance(e, PermissionError) and e.filename:
+                # Before: a traceback (an unreadable class folder).
+                text = (
+                    f"{e.filename}: permission denied; make it readable "
+                    "(and writable, for an output) or choose another path."
+                )
             else:
                 text = e
             print(f"ERROR: {text}", file=sys.stderr)

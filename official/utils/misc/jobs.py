@@ -327,12 +327,21 @@ def run_tasks(
     ) as bar:
         live = reports_progress and workers <= 1
         call = functools.partial(fn, progress=bar.update) if live else fn
-        for task, result in worker_pool.imap_bounded(
-            call, tasks, workers, initializer=initializer
-        ):
-            if not live:
-                bar.update(size(task) if size else 1)
-            yield task, result
+        try:
+            for task, result in worker_pool.imap_bounded(
+                call, tasks, workers, initializer=initializer
+            ):
+                if not live:
+                    bar.update(size(task) if size else 1)
+                yield task, result
+        except KeyboardInterrupt as e:
+            if str(e):
+                raise
+            # The binaries print it after "Interrupted." (before: that
+            # word alone, though every such job resumes).
+            raise KeyboardInterrupt(
+                "Rerun the same command to resume: finished outputs are kept."
+            ) from None
 
 
 def summary_path(output_dir):
