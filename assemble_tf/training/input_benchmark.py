@@ -84,6 +84,17 @@ def validate(options):
     lowest = dict(batch_size=1, image_size=8, rounds=1, warmup_steps=0)
     lowest.update(min_seconds=0.0, settle_seconds=0.0)
     check_at_least(options, lowest)
+    from assemble_tf import config as config_lib
+
+    # The recipe's own checks, before any timing (before: RandAugment
+    # beside AutoAugment was dropped silently, a bad label smoothing
+    # failed once the bar had started).
+    config_lib.AugmentConfig(
+        autoaugment=options.autoaugment or "none",
+        randaugment_layers=options.randaugment_layers,
+        randaugment_magnitude=options.randaugment_magnitude,
+        label_smoothing=options.label_smoothing,
+    ).validate()
     import keras
 
     if (
@@ -151,6 +162,7 @@ def run_benchmark(options):
     from assemble_tf.data import benchmark
 
     validate(options)
+    _check_labels_fit(options)
     config = input_config(options)
     with tqdm(
         total=3 * options.rounds,
@@ -169,15 +181,48 @@ def run_benchmark(options):
     return {**result, **_settings(options)}
 
 
+def _check_labels_fit(options):
+    """Refuses a `num_classes` below the labels the data's summary.json /
+    labels.txt states (before: the pipeline dropped the other records,
+    the baselines did not, and the ratio fell without a word)."""
+    from assemble_tf.data import metadata
+
+    info = metadata.dataset_info(options.data_dir)
+    if info is None:
+        return
+    width = info.head_width(0)
+    if options.num_classes < width:
+        raise OptionError(
+            "num_classes",
+            "{field}={value} does not cover the labels of {data_dir}={path} "
+            "({count} classes stored as {low}..{high}): the pipeline would "
+            "drop the other records and time less work than the baselines; "
+            "pass {field}={width} or more.",
+            ["data_dir"],
+            value=options.num_classes,
+            path=options.data_dir,
+            count=info.num_classes,
+            low=info.label_base,
+            high=info.label_base + info.num_classes - 1,
+            width=width,
+        )
+
+
 def _settings(options):
     """The settings and machine a report names beside its figures."""
     from official.utils.logs import logger
 
     return dict(
+        data_dir=options.data_dir,
+        file_pattern=options.file_pattern,
         batch_size=options.batch_size,
         image_size=options.image_size,
+        num_classes=options.num_classes,
         autoaugment=options.autoaugment,
+        randaugment_layers=options.randaugment_layers,
+        randaugment_magnitude=options.randaugment_magnitude,
         mixup_type=options.mixup_type,
+        label_smoothing=options.label_smoothing,
         dtype=options.dtype,
         cpu_count=os.cpu_count(),
         **{k: v for k, v in logger.run_info().items() if k != "devices"},

@@ -64,6 +64,14 @@ def test_input_config_is_the_training_pipeline(data_dir):
         ({"dtype": "int8"}, "--dtype='int8': use one of uint8, float32, "),
         ({"rounds": 0}, "--rounds=0 must be at least 1."),
         ({"data_dir": ""}, "--data_dir is required."),
+        # Before: RandAugment dropped silently; a bad label smoothing
+        # failed as "label_smoothing must ..." once the timing had begun.
+        (
+            {"autoaugment": "imagenet", "randaugment_layers": 2},
+            "--randaugment_layers=2 is invalid: RandAugment replaces "
+            "AutoAugment",
+        ),
+        ({"label_smoothing": 3.0}, "--label_smoothing=3.0 is invalid"),
     ],
 )
 def test_option_errors_name_the_flag(data_dir, kwargs, message):
@@ -87,3 +95,22 @@ def test_float_mixing_under_another_backend_is_refused(data_dir, monkeypatch):
         "KERAS_BACKEND=tensorflow; under jax time --dtype=uint8"
     )
     input_benchmark.validate(dataclasses.replace(options, dtype="uint8"))
+
+
+def test_a_class_count_below_the_datas_labels_is_refused(tmp_path):
+    """Before: the full pipeline dropped the records of the other labels
+    and the baselines read them all: the ratio fell without a word."""
+    from assemble_tf.data import metadata
+
+    metadata.write_labels(
+        str(tmp_path / "labels.txt"),
+        [(c, f"n0{c}", f"c{c}") for c in range(10)],
+    )
+    with pytest.raises(OptionError) as e:
+        input_benchmark.run_benchmark(_options(str(tmp_path)))
+    assert e.value.as_flag() == (
+        f"--num_classes=4 does not cover the labels of --data_dir={tmp_path} "
+        "(10 classes stored as 0..9): the pipeline would drop the other "
+        "records and time less work than the baselines; pass "
+        "--num_classes=10 or more."
+    )
