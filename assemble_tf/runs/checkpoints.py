@@ -93,10 +93,7 @@ def restore(model, checkpoint=None, weights=None):
         elif _keras_backend() != "tensorflow":
             restore_tensorflow_checkpoint(model, checkpoint)
         else:
-            tf = _tf()
-            tf.train.Checkpoint(model=model).restore(
-                checkpoint
-            ).expect_partial()
+            _restore_objects(model, checkpoint)
     except FileNotFoundError:
         raise
     except (IndexError, OSError, tf_errors()) as e:
@@ -107,6 +104,61 @@ def restore(model, checkpoint=None, weights=None):
             "(--checkpoint=PREFIX) or weights file.",
         ) from None
     return model
+
+
+def _restore_objects(model, checkpoint):
+    """`tf.train.Checkpoint(model=model).restore`, after a check that the
+    checkpoint's variables have the model's shapes: a model built with
+    other options is named in one line (before: TensorFlow's message
+    naming neither the checkpoint nor the fix, and at exit a warning per
+    value the failed restore left, 56 for a tiny run)."""
+    from official.utils.misc.validation import first_line
+
+    tf = _tf()
+    reader = tf.train.load_checkpoint(checkpoint)
+    keys = _model_keys(reader)
+    if keys is not None:
+        shapes = reader.get_variable_to_shape_map()
+        mismatched = [
+            f"{v.path} {tuple(shapes[keys[v.path]])} vs {tuple(v.shape)}"
+            for v in model.variables
+            if v.path in keys and tuple(shapes[keys[v.path]]) != tuple(v.shape)
+        ]
+        if mismatched:
+            raise _another_model(
+                checkpoint,
+                f"{len(mismatched)} variables of another shape, e.g. "
+                + ", ".join(mismatched[:2]),
+            )
+    try:
+        tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    except ValueError as e:
+        raise _another_model(checkpoint, first_line(e, 200)) from None
+
+
+def _another_model(checkpoint, reason):
+    return ValueError(
+        f"{checkpoint} holds another model than the one built ({reason}): "
+        "build it with the preset and model options it was trained with."
+    )
+
+
+def _model_keys(reader):
+    """{variable path: checkpoint key} of the model variables of a
+    TensorFlow 2 object-based checkpoint (the object graph keeps each
+    variable's path as its full name), or None for another checkpoint."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    if not reader.has_tensor(OBJECT_GRAPH):
+        return None
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
+    return {
+        a.full_name: a.checkpoint_key
+        for node in graph.nodes
+        for a in node.attributes
+        if a.checkpoint_key.startswith("model/")
+    }
 
 
 def load_weights_file(model, path, field="weights"):
@@ -204,24 +256,15 @@ def restore_tensorflow_checkpoint(model, prefix):
         ValueError: not an object-based checkpoint, or one of another
             model (the missing and mismatched variables named).
     """
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
     from assemble_tf.runs.warm_start import is_rng_state
 
     reader = _tf().train.load_checkpoint(prefix)
-    if not reader.has_tensor(OBJECT_GRAPH):
+    keys = _model_keys(reader)
+    if keys is None:
         raise ValueError(
             f"{prefix} is not a TensorFlow 2 checkpoint of a training run "
             "(no object graph)."
         )
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
-    keys = {
-        a.full_name: a.checkpoint_key
-        for node in graph.nodes
-        for a in node.attributes
-        if a.checkpoint_key.startswith("model/")
-    }
     missing, mismatched, values = [], [], []
     for variable in model.variables:
         if is_rng_state(variable):

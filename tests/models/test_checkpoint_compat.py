@@ -145,3 +145,40 @@ def test_a_run_with_only_a_mid_epoch_checkpoint_is_explained(tmp_path):
         "pass "
         "--checkpoint=PREFIX"
     )
+
+
+def test_a_checkpoint_of_another_width_is_one_line_without_warnings(caplog):
+    """Before: TensorFlow's "Received incompatible tensor ..." naming
+    neither the checkpoint nor the fix, then a warning line per value of
+    the partial restore (56 of them for a tiny run)."""
+    import pytest
+
+    model = build_model(
+        "assemble_resnet50",
+        base_width=8,
+        block_sizes=(2, 2, 2, 1),
+        num_classes=3,
+        image_size=32,
+    )
+    import logging
+
+    prefix = os.path.join(EARLIER, "assemble_r50_w4")
+    tf_logger = logging.getLogger("tensorflow")  # it does not propagate
+    tf_logger.addHandler(caplog.handler)
+    try:
+        with pytest.raises(ValueError) as e:
+            checkpoints.restore(model, prefix)
+        import gc
+
+        gc.collect()  # where the partial restore's objects warned
+    finally:
+        tf_logger.removeHandler(caplog.handler)
+    assert str(e.value).startswith(
+        f"{prefix} holds another model than the one built (266 variables of "
+        "another shape, e.g. stem_1_conv/kernel (7, 7, 3, 4) vs (7, 7, 3, 8), "
+        "stem_1_bn/gamma (4,) vs (8,))"
+    )
+    assert str(e.value).endswith(
+        "build it with the preset and model options it was trained with."
+    )
+    assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
