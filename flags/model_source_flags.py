@@ -102,7 +102,9 @@ def define_model_source_flags(model_overrides=False, flag_values=None):
             "model_overrides",
             None,
             hw(
-                "build_model arguments as a JSON object, e.g. "
+                "Model options of the run config as a JSON object (base_width, "
+                "block_sizes, bn_momentum, dropblock, add_dropblock, pooling, "
+                "embedding_size, classifier, cosine_temperature), e.g. "
                 "'{\"base_width\": 16}' or "
                 '\'{"embedding_size": 512, "pooling": "gem"}\'.'
             ),

@@ -113,6 +113,18 @@ def resolve(
         raise MissingPathError(
             "weights", "{field}={path}: no such file.", path=weights
         )
+    known = {f.name for f in dataclasses.fields(config_lib.ModelConfig)}
+    unknown = sorted(set(model or {}) - known - {"preset"})
+    if unknown:
+        # Before: "Unknown model config keys [...]", naming no option.
+        raise OptionError(
+            "model_overrides",
+            "{field} sets {unknown}, not an option of a run's model; it "
+            "takes {known} (the other architecture options come with the "
+            "preset: pick one that has them).",
+            unknown=", ".join(unknown),
+            known=", ".join(sorted(known - {"preset"})),
+        )
     overrides = {"data": dict(data or {}), "model": model or {}}
     if not needs_data and not model_dir:
         overrides["data"].setdefault("synthetic", True)

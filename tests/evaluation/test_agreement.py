@@ -354,3 +354,21 @@ def test_data_of_other_classes_than_the_runs_is_refused(tiny_run, tmp_path):
         f"--data_dir={renumbered} stores n02 as label 0, but the run was "
         f"trained with n01 as 0 ({trained / 'labels.txt'})"
     )
+
+
+def test_model_overrides_name_the_options_a_run_takes(tiny_run):
+    """Before: "Unknown model config keys ['attention']." naming no flag
+    (the help said "build_model arguments")."""
+    from assemble_tf.runs import loading
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    with pytest.raises(OptionError) as e:
+        loading.resolve(model_dir=config.model_dir, model={"attention": "se"})
+    assert e.value.as_flag() == (
+        "--model_overrides sets attention, not an option of a run's model; "
+        "it takes add_dropblock, base_width, block_sizes, bn_momentum, "
+        "classifier, cosine_temperature, dropblock, embedding_size, pooling "
+        "(the other architecture options come with the preset: pick one "
+        "that has them)."
+    )
