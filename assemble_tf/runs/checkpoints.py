@@ -53,7 +53,23 @@ def find_checkpoint(model_dir, which="latest"):
         entries = BestKeeper(model_dir, 0).entries
         found = entries[0]["prefix"] if entries else None
     else:
-        found = which if checkpoint_exists(which) else None
+        # A prefix as given, or named inside the run (before: "ckpt-1" was
+        # looked for in the current folder only).
+        candidates = (which, os.path.join(model_dir, "checkpoints", which))
+        found = next((c for c in candidates if checkpoint_exists(c)), None)
+        if not found:
+            available = _available_checkpoints(model_dir)
+            raise MissingPathError(
+                "checkpoint",
+                "{field}={which}: no such checkpoint, nor under "
+                "{model_dir}/checkpoints; the run has {available}.",
+                which=which,
+                model_dir=model_dir,
+                available=", ".join(available[:8])
+                + (", ..." if len(available) > 8 else "")
+                if available
+                else "none",
+            )
     if not found:
         preempted = which == "latest" and os.path.isdir(
             preempted_dir(os.path.join(model_dir, "checkpoints"))
@@ -74,6 +90,18 @@ def find_checkpoint(model_dir, which="latest"):
             model_dir=model_dir,
         )
     return found
+
+
+def _available_checkpoints(model_dir):
+    """The checkpoint prefixes of a run, relative to it (TensorFlow's
+    `.index` and Keras-format `.state.npz` files), sorted."""
+    found = set()
+    for suffix in (".index", KERAS_STATE):
+        for path in glob.glob(
+            os.path.join(model_dir, "**", "*" + suffix), recursive=True
+        ):
+            found.add(os.path.relpath(path[: -len(suffix)], model_dir))
+    return sorted(found)
 
 
 def restore(model, checkpoint=None, weights=None):

@@ -182,3 +182,31 @@ def test_a_checkpoint_of_another_width_is_one_line_without_warnings(caplog):
         "build it with the preset and model options it was trained with."
     )
     assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
+
+
+def test_a_checkpoint_named_inside_the_run_is_found_or_the_run_lists_its(
+    tmp_path,
+):
+    """Before: --checkpoint=ckpt-1 was looked for in the current folder
+    only, and the error said "train first" of a finished run."""
+    import shutil
+
+    import pytest
+
+    from official.utils.misc.validation import MissingPathError
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(
+            os.path.join(EARLIER, "assemble_r50_w4" + suffix),
+            folder / f"ckpt-3{suffix}",
+        )
+    found = checkpoints.find_checkpoint(str(tmp_path), "ckpt-3")
+    assert found == str(folder / "ckpt-3")
+    with pytest.raises(MissingPathError) as e:
+        checkpoints.find_checkpoint(str(tmp_path), "ckpt-1")
+    assert e.value.as_flag() == (
+        f"--checkpoint=ckpt-1: no such checkpoint, nor under {tmp_path}/"
+        "checkpoints; the run has checkpoints/ckpt-3."
+    )
