@@ -68,6 +68,30 @@ def _is_image(data):
     return jpeg or data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def no_records_error(pattern):
+    """The `MissingPathError` (naming `data_dir` and the patterns) of a
+    shard glob that matches nothing: a folder that is not there is said to
+    be missing (before: "No TFRecord files match" for a typo'd folder)."""
+    import glob as glob_lib
+
+    folder = os.path.dirname(pattern)
+    if folder and not glob_lib.has_magic(folder) and "://" not in folder:
+        if not os.path.isdir(folder):
+            return MissingPathError(
+                "data_dir",
+                "{field}={folder}: no such folder.",
+                folder=folder,
+            )
+    return MissingPathError(
+        "data_dir",
+        "No TFRecord files match {pattern!r}. Build them with `python "
+        "-m tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`)"
+        " and check {field} / {train_pattern} / {validation_pattern}.",
+        ["train_pattern", "validation_pattern"],
+        pattern=pattern,
+    )
+
+
 def sample_records(pattern, limit=SAMPLE_RECORDS):
     """Reads the first `limit` records of the sorted shards of `pattern`.
 
@@ -77,14 +101,7 @@ def sample_records(pattern, limit=SAMPLE_RECORDS):
     """
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise MissingPathError(
-            "data_dir",
-            "No TFRecord files match {pattern!r}. Build them with `python "
-            "-m tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`)"
-            " and check {field} / {train_pattern} / {validation_pattern}.",
-            ["train_pattern", "validation_pattern"],
-            pattern=pattern,
-        )
+        raise no_records_error(pattern)
     spec = {
         schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
         schema.LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),

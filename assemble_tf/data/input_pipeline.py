@@ -287,11 +287,9 @@ def looks_like_jpeg(image_bytes):
 def _file_dataset(config, input_context):
     files = tf.io.gfile.glob(config.file_pattern)
     if not files:
-        raise FileNotFoundError(
-            f"No TFRecord files match {config.file_pattern!r}. Build them "
-            "with `python -m tools.build_imagenet_tfrecords` (or "
-            "`tools.make_demo_dataset`) and pass the shard glob."
-        )
+        from assemble_tf.data import checks
+
+        raise checks.no_records_error(config.file_pattern)
     files = sorted(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:

@@ -285,6 +285,13 @@ def test_logits_of_another_width_are_counted_as_such(tmp_path):
 def test_missing_files_name_the_pattern(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         build_dataset(_eval_config(str(tmp_path / "nothing-here-*")))
+    # A folder that is not there is said to be missing (before: "No
+    # TFRecord files match", naming no flag).
+    with pytest.raises(FileNotFoundError) as e:
+        build_dataset(_eval_config(str(tmp_path / "typo" / "validation-*")))
+    assert (
+        e.value.as_flag() == f"--data_dir={tmp_path / 'typo'}: no such folder."
+    )
 
 
 def test_synthetic_dataset_has_the_same_structure(records):
