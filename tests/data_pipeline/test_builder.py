@@ -786,3 +786,24 @@ def test_unreadable_files_leave_no_empty_shard(tmp_path):
         f[schema.FILENAME][0].decode() for _, f in read_records(out, "train")
     ]
     assert sorted(filenames) == sorted(names)
+
+
+def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
+    """Before: "'utf-8' codec can't decode byte 0xe9 ...", naming neither
+    the file nor the flag."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    latin1 = tmp_path / "synsets.txt"
+    latin1.write_bytes("n01 caf\xe9\nn02 tea\n".encode("latin-1"))
+    with pytest.raises(OptionError) as e:
+        inputs.read_synsets(str(latin1))
+    assert e.value.as_flag() == (
+        f"--synsets_file={latin1} is not UTF-8 text (it holds byte 0xe9): "
+        "save it as UTF-8."
+    )
+    with pytest.raises(OptionError) as e:
+        inputs.read_validation_labels(str(latin1), ["a.jpg", "b.jpg"])
+    assert e.value.as_flag().startswith(f"--validation_labels={latin1} is not")
+    latin1.write_bytes("n01 café\n".encode())
+    assert inputs.read_synsets(str(latin1)) == {"n01": "café"}

@@ -3,6 +3,7 @@ bounding boxes and teacher logits, with errors that name the option
 (`OptionError`: its field, printed by the binary as its flag)."""
 
 import collections
+import contextlib
 import glob
 import os
 import re
@@ -119,11 +120,29 @@ def list_class_folders(root, flag, layout):
     return classes
 
 
+@contextlib.contextmanager
+def _text(path, field):
+    """The lines of a UTF-8 text file an option names; another encoding
+    is named with the option (before: "'utf-8' codec can't decode ...",
+    naming neither)."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            yield f
+        except UnicodeDecodeError as e:
+            raise OptionError(
+                field,
+                "{field}={path} is not UTF-8 text (it holds byte {byte}): "
+                "save it as UTF-8.",
+                path=path,
+                byte=hex(e.object[e.start]),
+            ) from None
+
+
 def read_synsets(path):
     """Reads `wnid text` lines into `{wnid: text}` (the first one wins)."""
     require_file(path, "synsets_file")
     texts = {}
-    with open(path, encoding="utf-8") as f:
+    with _text(path, "synsets_file") as f:
         for line in f:
             parts = line.strip().split(None, 1)
             if parts and not parts[0].startswith("#"):
@@ -153,7 +172,7 @@ def read_validation_labels(path, image_names):
     """
     require_file(path, "validation_labels")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with _text(path, "validation_labels") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if line and not line.startswith("#"):
@@ -230,7 +249,7 @@ def read_bboxes(path):
     """Reads `filename,xmin,ymin,xmax,ymax` lines into `{filename: boxes}`."""
     require_file(path, "bbox_csv")
     boxes = collections.defaultdict(list)
-    with open(path, encoding="utf-8") as f:
+    with _text(path, "bbox_csv") as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -344,7 +363,7 @@ def read_logits(files, flag):
 
 def _read_logits_csv(path, flag):
     names, values, width = [], [], None
-    with open(path, encoding="utf-8") as f:
+    with _text(path, flag) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
