@@ -807,3 +807,26 @@ def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     assert e.value.as_flag().startswith(f"--validation_labels={latin1} is not")
     latin1.write_bytes("n01 café\n".encode())
     assert inputs.read_synsets(str(latin1)) == {"n01": "café"}
+
+
+def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):
+    """Before: a real .gif or .bmp was "not an image file", though the
+    same bytes named .jpg were read and re-encoded."""
+    from PIL import Image
+
+    train = tmp_path / "train"
+    pixels = np.asarray(smooth_rgb(20, 30, 3))
+    for i, ext in enumerate(("gif", "bmp", "tif", "webp", "jpe")):
+        folder = train / ("cat" if i % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        fmt = {"tif": "TIFF", "jpe": "JPEG"}.get(ext, ext.upper())
+        Image.fromarray(pixels).save(folder / f"x.{ext}", format=fmt)
+    out = tmp_path / "out"
+    summary = builder.build(folder_config(train, out, train_shards=1))
+    split = summary["splits"]["train"]
+    assert (split["images"], split["skipped"]) == (5, 0)
+    assert split.get("ignored_files", []) == []
+    records = read_records(str(out), "train")
+    assert sorted(f[schema.FILENAME][0] for _, f in records) == sorted(
+        [b"x.bmp", b"x.gif", b"x.jpe", b"x.tif", b"x.webp"]
+    )

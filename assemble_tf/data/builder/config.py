@@ -11,7 +11,20 @@ from official.utils.misc.validation import OptionError, check_at_least
 
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# What Pillow decodes (before: .jpg, .jpeg, .png only; a real .gif or .bmp
+# was "not an image file" though its bytes under a .jpg name were read).
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 DEFAULT_SEED = 12345  # the original converters' random.seed(12345)
 DEFAULT_JPEG_QUALITY = 95
 
