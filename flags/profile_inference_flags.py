@@ -25,7 +25,13 @@ TABLE = (
         {"lower_bound": 32},
     ),
     ("integer", "batch_size", 32, "Images per batch.", {"lower_bound": 1}),
-    ("integer", "warmup", 2, "Untimed batches.", {"lower_bound": 0}),
+    (
+        "integer",
+        "warmup",
+        2,
+        "Untimed batches (at least 1: the first traces the model).",
+        {"lower_bound": 1},
+    ),
     (
         "integer",
         "steps",

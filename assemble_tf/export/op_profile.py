@@ -102,7 +102,7 @@ class ProfileOptions:
             )
         check_creatable(self, folders=["output_dir"])
         check_at_least(
-            self, {"batch_size": 1, "warmup": 0, "steps": 1, "image_size": 32}
+            self, {"batch_size": 1, "warmup": 1, "steps": 1, "image_size": 32}
         )
         presets.get(self.preset)
         if throughput.backend() != "tensorflow":
