@@ -205,6 +205,12 @@ def _remedy(overwrite, action):
     return f"pass {{overwrite}} to {action}"
 
 
+def _choose_another(overwrite):
+    """ "[pass {overwrite} to replace them or ]choose another {field}"."""
+    fix = _remedy(overwrite, "replace them")
+    return (f"{fix} or choose" if fix else "choose") + " another {field}"
+
+
 def _read_record(output_dir, spec, overwrite):
     """The folder's record, or None (none there, or unreadable and
     `overwrite`)."""
@@ -237,12 +243,9 @@ def _refuse_stray(output_dir, spec, overwrite):
         for path in glob.glob(os.path.join(output_dir, pattern))
     )
     if found:
-        fix = _remedy(overwrite, "replace them")
         raise OutputMismatchError(
             "{field}={output_dir} already holds {what} ({found}, ...) but "
-            "no {file}; "
-            + (f"{fix} or choose" if fix else "choose")
-            + " another {field}.",
+            "no {file}; " + _choose_another(overwrite) + ".",
             output_dir=output_dir,
             what=spec.what,
             found=found[0],
@@ -253,12 +256,11 @@ def _refuse_stray(output_dir, spec, overwrite):
 def _refuse_other_options(output_dir, spec, old, record, overwrite):
     """Raises naming every difference between `old` and `record`."""
     if old.get("job", spec.job) != spec.job:
-        fix = _remedy(overwrite, "replace them")
         raise OutputMismatchError(
             "{field}={output_dir} holds the outputs of another job, "
             "python -m {job} (its {file} says so); "
-            + (f"{fix} or choose" if fix else "choose")
-            + " another {field} for {what}.",
+            + _choose_another(overwrite)
+            + " for {what}.",
             output_dir=output_dir,
             job=old["job"],
             file=spec.file_name,
