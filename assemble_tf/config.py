@@ -789,7 +789,7 @@ def make_config(model_dir, preset, overrides=None):
 
 def refuse_ignored_options(config):
     """Options that a new run's other options make do nothing (before:
-    accepted and ignored, e.g. --tpu with another strategy trained on one
+    accepted and ignored, e.g. `tpu` with another strategy trained on one
     device). Checked for new configs only: a stored config.json that holds
     them still loads (its run trained without them).
 

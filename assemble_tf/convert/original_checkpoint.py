@@ -167,9 +167,9 @@ def read_checkpoint(prefix):
         raise ValueError(
             f"{prefix!r} is a TensorFlow 2 object-based checkpoint (one of "
             "a training run of ours), not one of the original TF1 code: no "
-            "conversion needed. Use its run folder as it is: tools.evaluate "
-            "/ tools.export_saved_model --model_dir, tools.finetune "
-            "--warm_start, tools.extract_teacher_logits --teacher_weights."
+            "conversion needed. Use its run folder as it is: tools.evaluate, "
+            "tools.export_saved_model, tools.finetune and "
+            "tools.extract_teacher_logits read run folders."
         )
     shapes = {
         name: tuple(shape)

@@ -74,7 +74,7 @@ def check_output(output, overwrite=False):
         )
     check_creatable(ConvertOptions("", "", output), files=["output"])
     if os.path.isdir(output):
-        # Before: an h5py IsADirectoryError traceback with --overwrite.
+        # Before: an h5py IsADirectoryError traceback when overwriting.
         raise OptionError(
             "output",
             "{field}={output} is a folder: name the weights file, e.g. "

@@ -367,7 +367,7 @@ def _load_images(paths):
 def _check_size(first, images, paths):
     """Refuses a batch of another size than the set's first (`first`:
     {} before it, then its (path, size)): images of one size across
-    batches too (before: batches of another size, e.g. at --batch_size=1,
+    batches too (before: batches of another size, e.g. at a batch size of 1,
     were evaluated without a word)."""
     size = tuple(images.shape[1:3])
     if not first:

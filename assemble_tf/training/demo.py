@@ -91,8 +91,8 @@ def demo_config(options, data_dir):
     overrides = {k: dict(v) for k, v in DEMO_OVERRIDES.items()}
     overrides["data"]["data_dir"] = data_dir
     overrides["train"]["epochs"] = float(options.epochs)
-    # Warm-up must end before training does (before: --epochs=1 failed
-    # after the data was written, naming --warmup_epochs, no demo flag).
+    # Warm-up must end before training does (before: 1 epoch failed
+    # after the data was written, naming `warmup_epochs`, no demo flag).
     overrides["train"]["warmup_epochs"] = min(
         DEMO_OVERRIDES["train"]["warmup_epochs"], options.epochs / 2
     )
@@ -207,7 +207,7 @@ def run_demo(options, log=_log_to_stderr):
         summary = train_lib.run_experiment(config)
     except OptionError as e:
         # The run folder is <output_dir>/run: the demo's flag for it
-        # (before: "pick a new --model_dir", no demo flag).
+        # (before: "pick a new `model_dir`", no demo flag).
         path = e.values.get("path")
         out = os.path.abspath(options.output_dir)
         values = {"path": out} if path == config.model_dir else {}

@@ -289,7 +289,7 @@ def _preset_teacher(options):
     try:
         model = build_model(options.teacher_preset or "", **overrides)
     except OptionError as e:
-        # Named as this job's options (before: --preset, no such flag).
+        # Named as this job's options (before: `preset`, no such flag).
         raise e.renamed(_TEACHER_NAMES) from None
     try:
         warm_start_model(model, path, load_head=True)
@@ -802,7 +802,7 @@ def _recorded(options):
         if "settings" not in found:  # written before settings were
             found = {"shards": found}
         if found.get("settings", settings) != settings:
-            # An extraction of other settings (an interrupted --overwrite)
+            # An extraction of other settings (an interrupted overwrite)
             # wrote the progress: the summary's shards are not its own.
             shards = {}
         settings = found.get("settings", settings)
@@ -862,45 +862,61 @@ def _check_kept_shards(files, options, settings):
     """
     out = options.output_dir
     names = {os.path.basename(src) for src in files}
-    kept = [
-        os.path.join(out, name)
-        for name in sorted(names)
-        if os.path.exists(os.path.join(out, name))
-    ]
     recorded, written = _recorded(options)
     differs = recorded is not None and not _same_settings(recorded, settings)
     if recorded is not None and not differs:
         settings = recorded  # compared as recorded (the digest, or not)
-    # Shards outside this run that no record of these settings lists (an
-    # interrupted --overwrite left the earlier teacher's) cannot be kept.
-    unlisted = sorted(
-        name
-        for name in (os.listdir(out) if os.path.isdir(out) else ())
-        if _SHARD_NAME.search(name)
-        and name not in names
-        and recorded is not None
-        and (differs or name not in written)
-    )
+    _refuse_unlisted(options, names, recorded, written, settings, differs)
     others = {
         name: counts
         for name, counts in sorted(written.items())
         if name not in names and os.path.exists(os.path.join(out, name))
     }
-    if unlisted and not differs:
+    kept = [n for n in sorted(names) if os.path.exists(os.path.join(out, n))]
+    if options.overwrite or not kept:
+        return others, set()
+    if differs:
         raise OptionError(
-            "patterns",
-            "{output_dir}={path} holds {shards}, which no record lists as "
-            "written with these settings and which {field} does not cover: "
-            "extract those too (widen {field}), or pick another "
-            "{output_dir}.",
-            ["output_dir"],
+            "output_dir",
+            "{field}={path} holds shards extracted with other settings "
+            "({diffs}): pass {overwrite} to extract every shard again, or "
+            "pick another {field}.",
+            ["overwrite"],
             path=out,
-            shards=", ".join(unlisted[:3])
-            + (", ..." if len(unlisted) > 3 else ""),
+            diffs="; ".join(_differences(recorded, settings)),
         )
-    if differs and unlisted:
-        # Before: kept beside the new shards, and summary.json counted
-        # this run's only (train read half-length epochs).
+    if recorded is None:
+        redo = set()
+    else:
+        # No record of these settings lists them (an interrupted overwrite
+        # left the earlier teacher's): extracted again (before: kept, and
+        # named as this teacher's).
+        redo = {name for name in kept if name not in written}
+    for name in sorted(set(kept) - redo):
+        _check_width(options, name, name in written, settings["num_logits"])
+    return others, redo
+
+
+def _refuse_unlisted(options, names, recorded, written, settings, differs):
+    """Refuses shards outside this run (`names`) that no record of these
+    settings lists: an interrupted overwrite left the earlier teacher's,
+    and they cannot be kept beside this one's (before: kept, and
+    summary.json counted this run's only: train read half-length
+    epochs)."""
+    out = options.output_dir
+    if recorded is None or not os.path.isdir(out):
+        return
+    unlisted = sorted(
+        name
+        for name in os.listdir(out)
+        if _SHARD_NAME.search(name)
+        and name not in names
+        and (differs or name not in written)
+    )
+    if not unlisted:
+        return
+    shards = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+    if differs:
         raise OptionError(
             "patterns",
             "{output_dir}={path} holds {shards} of other settings ({diffs}), "
@@ -909,53 +925,45 @@ def _check_kept_shards(files, options, settings):
             "pick another {output_dir}.",
             ["output_dir", "overwrite"],
             path=out,
-            shards=", ".join(unlisted[:3])
-            + (", ..." if len(unlisted) > 3 else ""),
+            shards=shards,
             diffs="; ".join(_differences(recorded, settings)),
         )
-    if options.overwrite or not kept:
-        return others, set()
-    if differs:
-        diffs = _differences(recorded, settings)
-        raise OptionError(
-            "output_dir",
-            "{field}={path} holds shards extracted with other settings "
-            "({diffs}): pass {overwrite} to extract every shard again, or "
-            "pick another {field}.",
-            ["overwrite"],
-            path=out,
-            diffs="; ".join(diffs),
-        )
-    redo = set()
-    for dst in kept:
-        name = os.path.basename(dst)
-        if recorded is not None and name not in written:
-            # No record of these settings lists it (an interrupted
-            # --overwrite left the earlier teacher's): extracted again
-            # (before: kept, and named as this teacher's).
-            redo.add(name)
-            continue
-        width = _first_logit_width(dst)
-        if width in ("damaged", "empty") and name in written:
-            continue  # a shard of this extraction (a damaged one: again)
-        if width != settings["num_logits"]:
-            raise OptionError(
-                "output_dir",
-                "{field}={path} holds {name}, whose records carry "
-                "{found} (this teacher writes {width}): it was not written "
-                "by this extraction. Pass {overwrite} to extract it again, "
-                "or pick another {field}.",
-                ["overwrite"],
-                path=options.output_dir,
-                name=os.path.basename(dst),
-                found={None: "no teacher logits", "empty": "no records"}.get(
-                    width, "nothing readable"
-                )
-                if width in (None, "empty", "damaged")
-                else f"{width} logits",
-                width=settings["num_logits"],
-            )
-    return others, redo
+    raise OptionError(
+        "patterns",
+        "{output_dir}={path} holds {shards}, which no record lists as "
+        "written with these settings and which {field} does not cover: "
+        "extract those too (widen {field}), or pick another {output_dir}.",
+        ["output_dir"],
+        path=out,
+        shards=shards,
+    )
+
+
+def _check_width(options, name, listed, num_logits):
+    """Refuses a kept shard whose records carry no logits or another
+    width: not written by this extraction (a damaged or empty shard that
+    a record lists is extracted again)."""
+    width = _first_logit_width(os.path.join(options.output_dir, name))
+    if width in ("damaged", "empty") and listed:
+        return
+    if width == num_logits:
+        return
+    found = {None: "no teacher logits", "empty": "no records"}.get(
+        width, "nothing readable"
+    )
+    raise OptionError(
+        "output_dir",
+        "{field}={path} holds {name}, whose records carry {found} (this "
+        "teacher writes {width}): it was not written by this extraction. "
+        "Pass {overwrite} to extract it again, or pick another {field}.",
+        ["overwrite"],
+        path=options.output_dir,
+        name=name,
+        found=found
+        if width in (None, "empty", "damaged")
+        else f"{width} logits",
+        width=num_logits,
+    )
 
 
 def _differences(recorded, settings):
@@ -1101,7 +1109,7 @@ def write_metadata(options, summary, seen):
                 os.path.join(out, metadata.LABELS), f.read()
             )
     else:
-        # The classes an earlier run (other --patterns) saw stay named.
+        # The classes an earlier run (other `patterns`) saw stay named.
         path = os.path.join(out, metadata.LABELS)
         earlier = {}
         if os.path.isfile(path):
