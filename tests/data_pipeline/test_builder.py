@@ -507,6 +507,7 @@ def test_imagenet_layout_with_validation_labels_file(tmp_path):
         f"ILSVRC2012_val_{i + 1:08d},{wnid}"
         for i, wnid in enumerate(val_classes)
     ]
+    rows.append("ILSVRC2012_val_00099999,n00000002")  # no such image
     write(
         str(tmp_path / "val_solution.csv"),
         ("filename,wnid\n" + "\n".join(reversed(rows))).encode(),
@@ -520,7 +521,14 @@ def test_imagenet_layout_with_validation_labels_file(tmp_path):
         validation_shards=1,
         progress=False,
     )
-    builder.build(again)
+    summary = builder.build(again)
+    # A line naming no image is said to be unused (before: ignored
+    # without a word).
+    assert summary["validation_labels_unused"] == ["ILSVRC2012_val_00099999"]
+    assert (
+        "WARNING: 1 lines of the validation labels name no image of the "
+        "validation folder (ILSVRC2012_val_00099999): not used."
+    ) in builder.format_summary(summary).splitlines()
     val2 = by_filename(read_records(again.output_dir, "validation"))
     assert {k: v[schema.LABEL] for k, v in val2.items()} == {
         k: v[schema.LABEL] for k, v in val.items()

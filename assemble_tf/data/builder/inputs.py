@@ -208,6 +208,23 @@ def read_validation_labels(path, image_names):
     return _labels_by_name(path, rows, image_names)
 
 
+def unused_validation_labels(path, image_names):
+    """The file names of a `filename class` labels file that name no image
+    of the folder (a labels file of a larger set, a typo): not used, and
+    said so (before: ignored without a word)."""
+    rows = []
+    with _text(path, "validation_labels") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                rows.append(re.split(r"[,\s]+", line))
+    if not rows or {len(r) for r in rows} != {2}:
+        return []
+    present = set(image_names) | {os.path.splitext(n)[0] for n in image_names}
+    header = rows[0][0].lower() in ("filename", "file", "image")
+    return [name for name, _ in rows[header:] if name not in present]
+
+
 def _labels_by_name(path, rows, image_names):
     """The class of each image from `(lineno, [filename, class])` rows."""
     table = {}

@@ -175,7 +175,18 @@ def summarize(config, classes, plans, manifest, resumed=None):
         "splits": splits,
         "skipped": skipped,
         "synsets_without_folder": _synsets_without_folder(config, classes),
+        "validation_labels_unused": _unused_validation_labels(config),
     }
+
+
+def _unused_validation_labels(config):
+    """The `validation_labels` lines naming no image of the folder."""
+    if not (config.validation_labels and config.validation_dir):
+        return []
+    from assemble_tf.data.builder import inputs
+
+    names, _ = inputs.list_images(config.validation_dir)
+    return inputs.unused_validation_labels(config.validation_labels, names)
 
 
 def _synsets_without_folder(config, classes):
@@ -264,6 +275,13 @@ def format_summary(summary):
             f"{', ...' if len(missing) > 3 else ''}): labels number the "
             f"{summary['num_classes']} folders there are, so they are not "
             "the synsets file's numbering."
+        )
+    unused = summary.get("validation_labels_unused") or []
+    if unused:
+        lines.append(
+            f"WARNING: {len(unused)} lines of the validation labels name no "
+            f"image of the validation folder ({', '.join(unused[:3])}"
+            f"{', ...' if len(unused) > 3 else ''}): not used."
         )
     for split, s in summary["splits"].items():
         empty = [c for c, n in s["per_class"].items() if not n]
