@@ -787,47 +787,76 @@ def make_config(model_dir, preset, overrides=None):
     return _read_data(config, explicit)
 
 
-def refuse_ignored_options(config):
-    """Options that a new run's other options make do nothing (before:
-    accepted and ignored, e.g. `tpu` with another strategy trained on one
-    device). Checked for new configs only: a stored config.json that holds
-    them still loads (its run trained without them).
-
-    Raises:
-        OptionError: naming the ignored option and the one that ignores it.
-    """
+def ignored_options(config):
+    """[(group, field, value, allowed, other)] of the options that the
+    config's other options make do nothing (e.g. `tpu` with another
+    strategy)."""
     model, rt = config.model, config.runtime
     preset = presets.get(model.preset)
     classifier = model.classifier or preset.model.get("classifier", "dense")
     strategy = rt.distribution_strategy
-    ignored = [
-        (
-            model.cosine_temperature is not None and classifier != "cosine",
-            "cosine_temperature",
-            model.cosine_temperature,
-            "applies to {classifier}=cosine only",
-            "classifier",
-        ),
-        (
-            bool(rt.tpu) and strategy != "tpu",
-            "tpu",
-            rt.tpu,
-            f"applies to {{distribution_strategy}}=tpu only (here {strategy})",
-            "distribution_strategy",
-        ),
-        (
-            rt.num_gpus is not None
-            and strategy not in ("mirrored", "one_device"),
-            "num_gpus",
-            rt.num_gpus,
-            "applies to {distribution_strategy}=mirrored or one_device only "
-            f"(here {strategy})",
-            "distribution_strategy",
-        ),
-    ]
-    for bad, field, value, allowed, other in ignored:
-        if bad:
-            raise invalid(field, value, allowed, others=(other,))
+    found = []
+    if model.cosine_temperature is not None and classifier != "cosine":
+        found.append(
+            (
+                "model",
+                "cosine_temperature",
+                model.cosine_temperature,
+                "applies to {classifier}=cosine only",
+                "classifier",
+            )
+        )
+    if rt.tpu and strategy != "tpu":
+        found.append(
+            (
+                "runtime",
+                "tpu",
+                rt.tpu,
+                f"applies to {{distribution_strategy}}=tpu only (here "
+                f"{strategy})",
+                "distribution_strategy",
+            )
+        )
+    if rt.num_gpus is not None and strategy not in ("mirrored", "one_device"):
+        found.append(
+            (
+                "runtime",
+                "num_gpus",
+                rt.num_gpus,
+                "applies to {distribution_strategy}=mirrored or one_device "
+                f"only (here {strategy})",
+                "distribution_strategy",
+            )
+        )
+    return found
+
+
+def refuse_ignored_options(config):
+    """Options that a new run's other options make do nothing (before:
+    accepted and ignored, e.g. `tpu` with another strategy trained on one
+    device). Checked for new configs only: a stored config.json that holds
+    them still loads (its run trained without them), and resumes compare
+    without them (`without_ignored_options`).
+
+    Raises:
+        OptionError: naming the ignored option and the one that ignores it.
+    """
+    for _, field, value, allowed, other in ignored_options(config):
+        raise invalid(field, value, allowed, others=(other,))
+
+
+def without_ignored_options(config):
+    """`config` with its ignored options at their defaults: what a run
+    trained with (a config.json of an earlier version may hold them)."""
+    for group, field, _, _, _ in ignored_options(config):
+        values = getattr(config, group)
+        default = next(
+            f.default for f in dataclasses.fields(values) if f.name == field
+        )
+        config = dataclasses.replace(
+            config, **{group: dataclasses.replace(values, **{field: default})}
+        )
+    return config
 
 
 def _has_dropblock(preset, model_values):

@@ -63,7 +63,10 @@ def check_resume(config):
             name=os.path.basename(found),
         )
     old = config_lib.ExperimentConfig.from_json(path)
-    a, b = old.to_dict(), config.to_dict()
+    # Options the run's other options ignored (an earlier version stored
+    # them) are not a difference.
+    a = config_lib.without_ignored_options(old).to_dict()
+    b = config_lib.without_ignored_options(config).to_dict()
     diffs = [
         (g, k, f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}")
         for g in config_lib.GROUPS

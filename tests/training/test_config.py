@@ -401,6 +401,19 @@ def test_a_cosine_temperature_needs_the_cosine_head(tmp_path):
     path.write_text(json.dumps(stored))
     loaded = config_lib.ExperimentConfig.from_json(str(path))
     assert loaded.runtime.num_gpus == 1
+    # ... and resumes with the options that run had in effect (before the
+    # fix: refused with them, and refused as another config without).
+    from assemble_tf.training import train_lib
+
+    (path.parent / "checkpoints").mkdir()
+    for suffix in (".state.npz", ".weights.h5"):
+        (path.parent / "checkpoints" / f"ckpt-1{suffix}").write_bytes(b"")
+    rerun = config_lib.make_config(
+        str(path.parent),
+        "resnet50",
+        {"data": data, "model": {"classifier": "dense"}},
+    )
+    assert train_lib.check_resume(rerun) == []
 
 
 def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
