@@ -167,11 +167,13 @@ def _run_config(model_dir, overrides):
     config = config_lib.ExperimentConfig.from_dict(base)
     config_lib.validate(config)
     if config.data.data_dir != stored.data.data_dir:
-        check_same_classes(stored, config.data.data_dir)
+        check_same_classes(
+            stored, config.data.data_dir, config.data.label_offset
+        )
     return config
 
 
-def check_same_classes(run, data_dir):
+def check_same_classes(run, data_dir, label_offset=None):
     """Refuses a TFRecord folder whose classes are not the run's: another
     count (its summary.json / labels.txt), or, where both folders have a
     labels.txt, another class under a label (before: evaluated without a
@@ -184,10 +186,11 @@ def check_same_classes(run, data_dir):
     """
     from assemble_tf.data import metadata
 
+    offset = run.data.label_offset if label_offset is None else label_offset
     info = metadata.dataset_info(data_dir)
     if info is None:
         return
-    width = info.head_width(run.data.label_offset)
+    width = info.head_width(offset)
     if width != run.data.num_classes:
         raise OptionError(
             "data_dir",
@@ -202,23 +205,32 @@ def check_same_classes(run, data_dir):
             width=width,
             classes=run.data.num_classes,
         )
-    ours = os.path.join(run.data.data_dir or "", metadata.LABELS)
+    if not run.data.data_dir:  # synthetic or tfds: no labels.txt
+        return
+    ours = os.path.join(run.data.data_dir, metadata.LABELS)
     theirs = os.path.join(data_dir, metadata.LABELS)
     if not (os.path.isfile(ours) and os.path.isfile(theirs)):
         return
-    trained = {label: wnid for label, wnid, _ in metadata.read_labels(ours)}
+    # Compared by head output: each folder's labels less its offset.
+    trained = {
+        label - run.data.label_offset: (label, wnid)
+        for label, wnid, _ in metadata.read_labels(ours)
+        if wnid
+    }
     for label, wnid, _ in metadata.read_labels(theirs):
-        if trained.get(label, wnid) != wnid:
+        mine = trained.get(label - offset)
+        if wnid and mine is not None and mine[1] != wnid:
             raise OptionError(
                 "data_dir",
                 "{field}={path} stores {wnid} as label {label}, but the run "
-                "was trained with {trained} as {label} ({ours}): the same "
-                "classes, numbered alike, are needed (build the data "
-                "with the training set's class list).",
+                "was trained with {trained} as {trained_label} ({ours}): "
+                "the same classes, numbered alike, are needed (build the "
+                "data with the training set's class list).",
                 path=data_dir,
                 wnid=wnid,
                 label=label,
-                trained=trained[label],
+                trained=mine[1],
+                trained_label=mine[0],
                 ours=ours,
             )
 

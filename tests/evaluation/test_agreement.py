@@ -348,6 +348,24 @@ def test_data_of_other_classes_than_the_runs_is_refused(tiny_run, tmp_path):
         config, data=dataclasses.replace(config.data, data_dir=str(trained))
     )
     loading.check_same_classes(run_config, str(trained))  # the same
+    # The same classes stored from 1, evaluated with label offset 1, and
+    # a class the other folder does not name (empty wnid): fine.
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    metadata.write_labels(
+        str(shifted / "labels.txt"),
+        [(i + 1, wnid, text) for i, (_, wnid, text) in enumerate(rows)],
+    )
+    loading.check_same_classes(run_config, str(shifted), label_offset=1)
+    with pytest.raises(OptionError, match="a head of 4 outputs fits"):
+        loading.check_same_classes(run_config, str(shifted), label_offset=0)
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    metadata.write_labels(
+        str(blank / "labels.txt"),
+        [(0, "n01", "apple"), (1, "", ""), (2, "", "")],
+    )
+    loading.check_same_classes(run_config, str(blank))
     with pytest.raises(OptionError) as e:
         loading.check_same_classes(run_config, str(renumbered))
     assert e.value.as_flag().startswith(
