@@ -55,14 +55,18 @@ def find_checkpoint(model_dir, which="latest"):
     else:
         # A prefix as given, or named inside the run (before: "ckpt-1" was
         # looked for in the current folder only).
-        candidates = (which, os.path.join(model_dir, "checkpoints", which))
+        candidates = (
+            which,
+            os.path.join(model_dir, which),
+            os.path.join(model_dir, "checkpoints", which),
+        )
         found = next((c for c in candidates if checkpoint_exists(c)), None)
         if not found:
             available = _available_checkpoints(model_dir)
             raise MissingPathError(
                 "checkpoint",
-                "{field}={which}: no such checkpoint, nor under "
-                "{model_dir}/checkpoints; the run has {available}.",
+                "{field}={which}: no such checkpoint, in {model_dir} or its "
+                "checkpoints/ folder; the run has {available}.",
                 which=which,
                 model_dir=model_dir,
                 available=", ".join(available[:8])
@@ -93,14 +97,18 @@ def find_checkpoint(model_dir, which="latest"):
 
 
 def _available_checkpoints(model_dir):
-    """The checkpoint prefixes of a run, relative to it (TensorFlow's
-    `.index` and Keras-format `.state.npz` files), sorted."""
+    """The checkpoint prefixes of a run's checkpoints/ and best/ folders,
+    relative to it (TensorFlow's `.index`, Keras-format `.state.npz`
+    files), sorted; any file system TensorFlow reads."""
+    root = glob.escape(model_dir)
     found = set()
-    for suffix in (".index", KERAS_STATE):
-        for path in glob.glob(
-            os.path.join(model_dir, "**", "*" + suffix), recursive=True
-        ):
-            found.add(os.path.relpath(path[: -len(suffix)], model_dir))
+    for pattern in ("checkpoints/*", "best/*", "best/*/*"):
+        for suffix in (".index", KERAS_STATE):
+            for path in _tf().io.gfile.glob(
+                os.path.join(root, pattern + suffix)
+            ):
+                prefix = path[: -len(suffix)]
+                found.add(prefix[len(model_dir) :].lstrip("/"))
     return sorted(found)
 
 

@@ -204,9 +204,12 @@ def test_a_checkpoint_named_inside_the_run_is_found_or_the_run_lists_its(
         )
     found = checkpoints.find_checkpoint(str(tmp_path), "ckpt-3")
     assert found == str(folder / "ckpt-3")
+    # As the listing names it, relative to the run.
+    listed = checkpoints.find_checkpoint(str(tmp_path), "checkpoints/ckpt-3")
+    assert listed == str(folder / "ckpt-3")
     with pytest.raises(MissingPathError) as e:
         checkpoints.find_checkpoint(str(tmp_path), "ckpt-1")
     assert e.value.as_flag() == (
-        f"--checkpoint=ckpt-1: no such checkpoint, nor under {tmp_path}/"
-        "checkpoints; the run has checkpoints/ckpt-3."
+        f"--checkpoint=ckpt-1: no such checkpoint, in {tmp_path} or its "
+        "checkpoints/ folder; the run has checkpoints/ckpt-3."
     )
