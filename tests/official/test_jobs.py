@@ -163,6 +163,10 @@ def test_ctrl_c_in_a_job_says_how_to_resume():
     assert str(e.value) == (
         "Rerun the same command to resume: finished outputs are kept."
     )
+    # The job says how it resumes (the builder with overwrite: without it,
+    # or the same command starts over).
+    with pytest.raises(KeyboardInterrupt, match="^without it$"):
+        list(jobs.run_tasks(fn, [1], 1, progress=False, resume="without it"))
 
 
 def test_an_unreadable_path_is_one_line(tmp_path, capsys):

@@ -105,6 +105,10 @@ def _write_shards(config, todo):
         initializer=_init_worker,
         size=lambda task: len(task.entries),
         reports_progress=True,
+        # With overwrite, the same command would start over.
+        resume="Rerun the same command"
+        + (" without the overwrite option" if config.overwrite else "")
+        + " to resume: finished shards are kept.",
     ):
         pass
 

@@ -304,6 +304,7 @@ def run_tasks(
     initializer=None,
     size=None,
     reports_progress=False,
+    resume="Rerun the same command to resume: finished outputs are kept.",
 ):
     """Yields `(task, fn(task))` as tasks finish, behind a progress bar.
 
@@ -318,6 +319,7 @@ def run_tasks(
             (default 1).
         reports_progress: in this process `fn(task, progress=callable)`
             moves the bar itself, image by image.
+        resume: what a Ctrl-C says (how the job resumes).
 
     Raises:
         Whatever `fn` raised; the pending tasks are cancelled first.
@@ -341,9 +343,7 @@ def run_tasks(
                 raise
             # The binaries print it after "Interrupted." (before: that
             # word alone, though every such job resumes).
-            raise KeyboardInterrupt(
-                "Rerun the same command to resume: finished outputs are kept."
-            ) from None
+            raise KeyboardInterrupt(resume) from None
 
 
 def summary_path(output_dir):
