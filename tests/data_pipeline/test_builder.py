@@ -838,31 +838,3 @@ def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):
     assert sorted(f[schema.FILENAME][0] for _, f in records) == sorted(
         [b"x.bmp", b"x.gif", b"x.jpe", b"x.tif", b"x.webp"]
     )
-
-
-def test_a_file_made_readable_since_changes_its_shards_digest(
-    tmp_path, monkeypatch
-):
-    """Before: size and modification time only, which chmod does not
-    change: a rerun kept the shard that had skipped the file. A readable
-    file's part is as before (earlier builds still resume)."""
-    import hashlib
-    import importlib
-    import types
-
-    plan_lib = importlib.import_module("assemble_tf.data.builder.plan")
-
-    write(str(tmp_path / "cat" / "a.jpg"), b"x" * 10)
-    entry = types.SimpleNamespace(
-        relpath="cat/a.jpg", label=0, synset="cat", text="C"
-    )
-    stat = os.stat(tmp_path / "cat" / "a.jpg")
-    before = hashlib.sha256(
-        f"cat/a.jpg\t0\tcat\tC\t10\t{stat.st_mtime_ns}".encode()
-        + repr(None).encode()
-        + b"\n"
-    ).hexdigest()
-    readable = plan_lib.shard_digest(str(tmp_path), [entry], [None], None)
-    assert readable == before
-    monkeypatch.setattr(plan_lib.os, "access", lambda path, mode: False)
-    assert plan_lib.shard_digest(str(tmp_path), [entry], [None], None) != before

@@ -179,24 +179,22 @@ def assign_shards(num_items, num_shards, seed):
 def shard_digest(root, entries, bboxes, logits):
     """SHA-256 over what a shard's records are made of, in order: names,
     labels, the files' sizes and modification times (a file replaced, e.g.
-    a fixed one that was skipped, rebuilds its shard), whether a file can
-    be read (one made readable since: `chmod` changes neither), boxes and
-    logits."""
+    a fixed one that was skipped, rebuilds its shard), boxes and logits."""
     digest = hashlib.sha256()
     for i, entry in enumerate(entries):
-        path = os.path.join(root, entry.relpath)
-        stat = os.stat(path)
-        fields = [
-            entry.relpath,
-            str(entry.label),
-            entry.synset,
-            entry.text,
-            str(stat.st_size),
-            str(stat.st_mtime_ns),
-        ]
-        if not os.access(path, os.R_OK):
-            fields.append("unreadable")  # readable files: as before
-        digest.update("\t".join(fields).encode())
+        stat = os.stat(os.path.join(root, entry.relpath))
+        digest.update(
+            "\t".join(
+                [
+                    entry.relpath,
+                    str(entry.label),
+                    entry.synset,
+                    entry.text,
+                    str(stat.st_size),
+                    str(stat.st_mtime_ns),
+                ]
+            ).encode()
+        )
         digest.update(repr(bboxes[i]).encode() + b"\n")
     if logits is not None:
         digest.update(np.ascontiguousarray(logits, np.float32).tobytes())
