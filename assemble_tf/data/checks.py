@@ -68,26 +68,35 @@ def _is_image(data):
     return jpeg or data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def no_records_error(pattern):
-    """The `MissingPathError` (naming `data_dir` and the patterns) of a
-    shard glob that matches nothing: a folder that is not there is said to
-    be missing (before: "No TFRecord files match" for a typo'd folder)."""
+def no_records_error(pattern, others=("train_pattern", "validation_pattern")):
+    """The `MissingPathError` (naming `data_dir` and `others`, the pattern
+    options of the caller) of a shard glob that matches nothing; a folder
+    that is not there is said to be missing (before: "No TFRecord files
+    match" for a typo'd folder)."""
     import glob as glob_lib
 
+    check = " / ".join(["{field}", *("{" + o + "}" for o in others)])
     folder = os.path.dirname(pattern)
-    if folder and not glob_lib.has_magic(folder) and "://" not in folder:
-        if not os.path.isdir(folder):
-            return MissingPathError(
-                "data_dir",
-                "{field}={folder}: no such folder.",
-                folder=folder,
-            )
+    if (
+        folder
+        and not glob_lib.has_magic(folder)
+        and "://" not in folder
+        and not os.path.isdir(folder)
+    ):
+        return MissingPathError(
+            "data_dir",
+            "No TFRecord files match {pattern!r}: {folder} is not a folder. "
+            "Check " + check + ".",
+            others,
+            pattern=pattern,
+            folder=folder,
+        )
     return MissingPathError(
         "data_dir",
         "No TFRecord files match {pattern!r}. Build them with `python "
         "-m tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`)"
-        " and check {field} / {train_pattern} / {validation_pattern}.",
-        ["train_pattern", "validation_pattern"],
+        " and check " + check + ".",
+        others,
         pattern=pattern,
     )
 

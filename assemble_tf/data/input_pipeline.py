@@ -289,7 +289,7 @@ def _file_dataset(config, input_context):
     if not files:
         from assemble_tf.data import checks
 
-        raise checks.no_records_error(config.file_pattern)
+        raise checks.no_records_error(config.file_pattern, others=())
     files = sorted(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:

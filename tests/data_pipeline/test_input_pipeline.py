@@ -289,8 +289,9 @@ def test_missing_files_name_the_pattern(tmp_path):
     # TFRecord files match", naming no flag).
     with pytest.raises(FileNotFoundError) as e:
         build_dataset(_eval_config(str(tmp_path / "typo" / "validation-*")))
-    assert (
-        e.value.as_flag() == f"--data_dir={tmp_path / 'typo'}: no such folder."
+    assert e.value.as_flag() == (
+        f"No TFRecord files match '{tmp_path / 'typo' / 'validation-*'}': "
+        f"{tmp_path / 'typo'} is not a folder. Check --data_dir."
     )
 
 
