@@ -183,6 +183,11 @@ def summarize(config, classes, plans, manifest, resumed=None):
     }
 
 
+def _first(names):
+    """The first three names, then ", ..." if there are more."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _unused_validation_labels(config):
     """The `validation_labels` lines naming no image of the folder."""
     if not (config.validation_labels and config.validation_dir):
@@ -275,8 +280,7 @@ def format_summary(summary):
     if missing:
         lines.append(
             f"WARNING: {len(missing)} synsets of the synsets file have no "
-            f"class folder ({', '.join(missing[:3])}"
-            f"{', ...' if len(missing) > 3 else ''}): labels number the "
+            f"class folder ({_first(missing)}): labels number the "
             f"{summary['num_classes']} folders there are, so they are not "
             "the synsets file's numbering."
         )
@@ -284,15 +288,14 @@ def format_summary(summary):
     if unused:
         lines.append(
             f"WARNING: {len(unused)} lines of the validation labels name no "
-            f"image of the validation folder ({', '.join(unused[:3])}"
-            f"{', ...' if len(unused) > 3 else ''}): not used."
+            f"image of the validation folder ({_first(unused)}): not used."
         )
     for split, s in summary["splits"].items():
         empty = [c for c, n in s["per_class"].items() if not n]
         if empty:
             lines.append(
                 f"WARNING: {split}: {len(empty)} classes without an image "
-                f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''})"
+                f"({_first(empty)})"
                 ": their labels exist, and the model learns nothing of them."
             )
     lines += jobs.format_problems(
