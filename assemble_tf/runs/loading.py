@@ -166,6 +166,19 @@ def _run_config(model_dir, overrides):
         base[group].update(values)
     config = config_lib.ExperimentConfig.from_dict(base)
     config_lib.validate(config)
+    for group, field, value, allowed, other in config_lib.ignored_options(
+        config
+    ):
+        if field in overrides.get(group, {}):
+            # An override the run's model would ignore (before: accepted).
+            raise OptionError(
+                "model_overrides",
+                "{field} sets {key}={value}, which the run ignores: it "
+                + allowed.replace("{" + other + "}", other)
+                + ".",
+                key=field,
+                value=value,
+            )
     if config.data.data_dir != stored.data.data_dir:
         check_same_classes(
             stored, config.data.data_dir, config.data.label_offset

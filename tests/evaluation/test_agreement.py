@@ -390,3 +390,20 @@ def test_model_overrides_name_the_options_a_run_takes(tiny_run):
         "(the other architecture options come with the preset: pick one "
         "that has them)."
     )
+
+
+def test_an_override_a_runs_model_would_ignore_is_refused(tiny_run):
+    """Before: `--model_overrides='{"cosine_temperature": 0.1}'` on a run
+    with the dense head was accepted and did nothing."""
+    from assemble_tf.runs import loading
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    with pytest.raises(OptionError) as e:
+        loading.resolve(
+            model_dir=config.model_dir, model={"cosine_temperature": 0.1}
+        )
+    assert e.value.as_flag() == (
+        "--model_overrides sets cosine_temperature=0.1, which the run "
+        "ignores: it applies to classifier=cosine only."
+    )
