@@ -86,16 +86,28 @@ def _source_weights(path, rebuild):
                 path=path,
             ) from None
         return {v.path: v.numpy() for v in twin.variables}
-    run_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    for candidate in (run_dir, os.path.dirname(run_dir)):
-        cfg = os.path.join(candidate, "config.json")
-        if os.path.isfile(cfg):
-            source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
-            prefix = checkpoint_prefix(path)
-            if not prefix:
-                return None
-            checkpoints.restore(source, prefix)
-            return {v.path: v.numpy() for v in source.variables}
+    cfg = run_config_path(path)
+    if cfg is None:
+        return None
+    source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
+    prefix = checkpoint_prefix(path)
+    if not prefix:
+        return None
+    checkpoints.restore(source, prefix)
+    return {v.path: v.numpy() for v in source.variables}
+
+
+def run_config_path(path):
+    """The config.json of the training run `path` is in (its model_dir,
+    checkpoints/ folder or a checkpoint prefix there), or None."""
+    if not path or "://" in path:
+        return None
+    path = path.rstrip("/") or "/"
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (folder, os.path.dirname(folder)):
+        config = os.path.join(candidate, "config.json")
+        if os.path.isfile(config):
+            return config
     return None
 
 

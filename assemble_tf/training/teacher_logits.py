@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import metadata, schema, sizes
+from assemble_tf.runs.warm_start import run_config_path
 from official.utils.misc import file_utils
 from official.utils.misc.validation import (
     OptionError,
@@ -163,20 +164,6 @@ class TeacherLogitsOptions:
                 raise OptionError(
                     name, "{field} is required with {other}.", other=other
                 )
-
-
-def run_config_path(path):
-    """The config.json of the training run `path` is in (its model_dir,
-    checkpoints/ folder or a checkpoint prefix there), or None."""
-    if not path or "://" in path:
-        return None
-    path = path.rstrip("/") or "/"
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    for candidate in (folder, os.path.dirname(folder)):
-        config = os.path.join(candidate, "config.json")
-        if os.path.isfile(config):
-            return config
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
