@@ -81,33 +81,76 @@ class PipelineStats:
             self.bad_label = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
 
+    def counts(self):
+        """The counters, each read once: a `StatsCounts` whose numbers
+        agree with each other while the pipeline reads ahead."""
+        return StatsCounts(
+            *(
+                int(v.numpy())
+                for v in (
+                    self.read,
+                    self.invalid,
+                    self.undecodable,
+                    self.no_logits,
+                    self.wrong_logits,
+                    self.bad_label,
+                    self.emitted,
+                )
+            )
+        )
+
     @property
     def skipped(self):
-        return int(self.read.numpy()) - int(self.emitted.numpy())
+        return self.counts().skipped
+
+    @property
+    def unusable(self):
+        return self.counts().unusable
+
+    def as_dict(self):
+        return self.counts().as_dict()
+
+    def describe(self, finished=False):
+        return self.counts().describe(finished)
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsCounts:
+    """`PipelineStats` read at one moment (see there for each count)."""
+
+    read: int
+    invalid: int
+    undecodable: int
+    no_logits: int
+    wrong_logits: int
+    bad_label: int
+    emitted: int
+
+    @property
+    def skipped(self):
+        """Read, not emitted (records in flight included)."""
+        return self.read - self.emitted
 
     @property
     def unusable(self):
         """Records found unusable as they were read (exact at any time)."""
-        return sum(
-            int(v.numpy())
-            for v in (
-                self.invalid,
-                self.undecodable,
-                self.no_logits,
-                self.wrong_logits,
-                self.bad_label,
-            )
+        return (
+            self.invalid
+            + self.undecodable
+            + self.no_logits
+            + self.wrong_logits
+            + self.bad_label
         )
 
     def as_dict(self):
         return {
-            "records_read": int(self.read.numpy()),
+            "records_read": self.read,
             "records_skipped": self.skipped,
-            "records_invalid_jpeg": int(self.invalid.numpy()),
-            "records_undecodable": int(self.undecodable.numpy()),
-            "records_without_logits": int(self.no_logits.numpy()),
-            "records_wrong_logits": int(self.wrong_logits.numpy()),
-            "records_label_out_of_range": int(self.bad_label.numpy()),
+            "records_invalid_jpeg": self.invalid,
+            "records_undecodable": self.undecodable,
+            "records_without_logits": self.no_logits,
+            "records_wrong_logits": self.wrong_logits,
+            "records_label_out_of_range": self.bad_label,
         }
 
     def describe(self, finished=False):
@@ -115,18 +158,15 @@ class PipelineStats:
         `finished` (a consumed pass), records dropped by `ignore_errors`
         (a TFRecord image that passed the marker check but did not
         decode) count as not decodable."""
-        undecodable = int(self.undecodable.numpy())
+        undecodable = self.undecodable
         if finished:
             undecodable += self.skipped - self.unusable
         kinds = (
-            (int(self.invalid.numpy()), "not images"),
+            (self.invalid, "not images"),
             (undecodable, "not decodable"),
-            (int(self.no_logits.numpy()), "without teacher logits"),
-            (
-                int(self.wrong_logits.numpy()),
-                "with teacher logits of another width",
-            ),
-            (int(self.bad_label.numpy()), "with a label out of range"),
+            (self.no_logits, "without teacher logits"),
+            (self.wrong_logits, "with teacher logits of another width"),
+            (self.bad_label, "with a label out of range"),
         )
         return ", ".join(f"{n:,} {what}" for n, what in kinds if n)
 

@@ -495,10 +495,12 @@ class Trainer:
         if not self.config.data.synthetic:
             # In-flight records are read but not yet emitted: count only
             # what was found unusable (as it was read, read-ahead included).
-            skipped = state.skipped
+            # One reading of the counters: the pipeline reads on.
+            counts = state.stats.counts()
+            skipped = state.skipped_before + counts.unusable
             record["train_records_skipped"] = skipped
             if skipped:
-                kinds = state.stats.describe() or "none"
+                kinds = counts.describe() or "none"
                 if state.skipped_before:  # the kinds are this process's
                     kinds = (
                         f"{state.skipped_before:,} before the resume; "

@@ -464,3 +464,44 @@ def test_warm_start_reinitialises_the_head_and_resets_bn(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="`warm_start`"):
         warm_start_model(same, str(tmp_path / "missing.weights.h5"))
+
+
+def test_the_epochs_skip_warning_reads_the_counters_once():
+    """The pipeline reads ahead while the epoch record is written (CI saw
+    "skipped 2 ... (3 not decodable ...)"): count and kinds must come
+    from one reading, and agree with the history record."""
+    import types
+
+    from assemble_tf.data.input_pipeline import PipelineStats
+    from assemble_tf.training import trainer as trainer_lib
+
+    class Ahead:  # a counter the pipeline raises between two reads
+        def __init__(self):
+            self.value = 0
+
+        def numpy(self):
+            self.value += 1
+            return self.value
+
+    stats = PipelineStats()
+    stats.undecodable = Ahead()
+    state = trainer_lib._EpochState(1, 4, 0, stats=stats)
+    state.steps = state.done = 4
+    logged = []
+    fake = types.SimpleNamespace(
+        config=types.SimpleNamespace(
+            train=types.SimpleNamespace(batch_size=8),
+            data=types.SimpleNamespace(synthetic=False),
+        ),
+        plan=types.SimpleNamespace(lr_schedule=lambda step: 0.1),
+        step=8,
+        log=logged.append,
+        backend=types.SimpleNamespace(keep_prob=lambda: None),
+    )
+    record = trainer_lib.Trainer._epoch_record(fake, state, 2.0)
+    assert record["train_records_skipped"] == 1
+    assert record["train_images_per_sec"] == 16.0
+    assert logged == [
+        "WARNING: epoch 2 skipped 1 unusable training records "
+        "(1 not decodable; counted as read, records read ahead included)."
+    ]
