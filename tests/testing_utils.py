@@ -178,8 +178,12 @@ def run_main(module, *args):
     """`python -m module args...` in this process: the binary's
     `define_flags()`, the binaries' flag parsing and error handling
     (`official.utils.flags.core`), then its `main`. Saves the TensorFlow
-    import and start-up of a subprocess; keep one `run_binary` smoke test
-    per binary for the real entry point.
+    import and start-up of a subprocess (5 s or more each). Every binary's
+    real entry point starts as a process in
+    tests/tools/test_help_and_logs.py (`--help`, `--helpfull`); start one
+    with `run_binary` only where the process is the point: start-up logs,
+    signals, exit codes of absl's own parsing, a fresh interpreter, another
+    backend.
 
     The flags the binary defines are removed afterwards, so binaries that
     share flag names run one after another in one process.
@@ -198,6 +202,7 @@ def run_main(module, *args):
 
     binary = importlib.import_module(module)
     before = set(flags.FLAGS)
+    policy = _global_dtype_policy()
     out, err, code = io.StringIO(), io.StringIO(), 0
     argv = [module, *map(str, args)]
     try:
@@ -212,9 +217,21 @@ def run_main(module, *args):
     finally:
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
+    # The tests that follow in this process train at the global policy.
+    assert _global_dtype_policy() == policy, (
+        f"{module} left the global dtype policy at "
+        f"{_global_dtype_policy()} (was {policy})"
+    )
     return subprocess.CompletedProcess(
         argv, code, out.getvalue(), err.getvalue()
     )
+
+
+def _global_dtype_policy():
+    import sys
+
+    keras = sys.modules.get("keras")
+    return keras.config.dtype_policy().name if keras else None
 
 
 def kill_binary_when(

@@ -693,12 +693,7 @@ def test_deterministic_shards_for_a_seed_and_any_worker_count(tmp_path):
 def test_binary_builds_and_fails_cleanly(tmp_path):
     simple_folder(str(tmp_path / "train"), per_class=2)
 
-    def run(*flags, process=False):
-        # The real entry point once; the error paths in process.
-        if process:
-            return testing_utils.run_binary(
-                "tools.build_imagenet_tfrecords", *flags, timeout=300
-            )
+    def run(*flags):
         return testing_utils.run_main("tools.build_imagenet_tfrecords", *flags)
 
     common = [
@@ -708,7 +703,7 @@ def test_binary_builds_and_fails_cleanly(tmp_path):
         "--num_workers=1",
         "--noprogress",
     ]
-    result = run(*common, "--train_shards=2", "--json", process=True)
+    result = run(*common, "--train_shards=2", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["splits"]["train"]["images"] == 4

@@ -40,11 +40,10 @@ def test_split_is_fixed_and_stratified():
 @pytest.mark.slow
 def test_demo_binary_writes_the_digits_records(tmp_path):
     out = tmp_path / "digits"
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.make_demo_dataset",
         f"--output_dir={out}",
         "--noprogress",
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "train: 1438 images in 2/2 shards" in result.stdout

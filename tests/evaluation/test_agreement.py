@@ -184,7 +184,7 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     config, _ = tiny_run
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.evaluate",
         f"--model_dir={config.model_dir}",
         "--precision=bfloat16",
@@ -193,22 +193,6 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    _check_bfloat16_report(out, tiny_run, tmp_path)
-
-
-def test_evaluate_model_reports_bfloat16_agreement(tiny_run, tmp_path):
-    """The library behind tools.evaluate, in-process: the same report."""
-    from assemble_tf.evaluation import run
-
-    config, _ = tiny_run
-    options = run.EvaluateOptions(
-        model_dir=config.model_dir,
-        precision="bfloat16",
-        batch_size=4,
-        output_dir=str(tmp_path),
-        progress=False,
-    )
-    out = run.evaluate_model(options)
     _check_bfloat16_report(out, tiny_run, tmp_path)
     assert os.path.getsize(out["reliability_png"]) > 1000
 

@@ -234,11 +234,11 @@ def test_export_binary_and_saved_model_cli(tmp_path):
         *_tiny_export_args(weights),
         f"--export_dir={tmp_path}/sm/1",
     ]
-    result = testing_utils.run_binary(*args)
+    result = testing_utils.run_main(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert max(out["max_abs_diff"].values()) <= 1e-4
-    again = testing_utils.run_main(*args)  # in process: an error line
+    again = testing_utils.run_main(*args)  # an error line
     assert again.returncode == 2 and "--overwrite" in again.stderr
     # `saved_model_cli show`: test_saved_model_cli_runs_every_signature.
 
@@ -364,19 +364,14 @@ def test_xla_serving_path_stays_within_tolerance():
     assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
 
 
-def _benchmark_rows(tmp_path, *flags, process=True):
-    """Runs `tools.benchmark_throughput --smoke` (in a process of its own,
-    or in this one) and returns its JSON rows."""
+def _benchmark_rows(tmp_path, *flags):
+    """Runs `tools.benchmark_throughput --smoke` and returns its JSON
+    rows."""
     import json
 
     args = ("tools.benchmark_throughput", "--smoke", *flags)
     args += (f"--output_dir={tmp_path}",)
-    if process:
-        result = testing_utils.run_binary(
-            *args, env={"KERAS_BACKEND": "tensorflow"}
-        )
-    else:
-        result = testing_utils.run_main(*args)
+    result = testing_utils.run_main(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return [
         json.loads(line)
@@ -934,7 +929,6 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
         "--preset=resnet50",
         "--modes=plain,bf16",
         "--compare=keras_resnet50",
-        process=False,
     )
     assert [(r["model"], r["dtype"]) for r in rows] == [
         ("resnet50 (plain)", "float32"),

@@ -174,7 +174,7 @@ def tiny_run(tmp_path_factory):
 @pytest.mark.slow
 def test_eval_retrieval_end_to_end(tiny_run):
     out = tiny_run / "out"
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.eval_retrieval",
         "--preset=resnet50",
         f"--weights={tiny_run / 'tiny.weights.h5'}",

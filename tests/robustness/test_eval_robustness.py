@@ -213,7 +213,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
         "--batch_size=7",
         f"--output_dir={out}",
     ]
-    proc = testing_utils.run_binary("tools.eval_robustness", *args)
+    proc = testing_utils.run_main("tools.eval_robustness", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.load(open(line["json"]))

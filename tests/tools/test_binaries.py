@@ -15,7 +15,6 @@ GOLDEN = os.path.join(DATA, "golden")
 
 @pytest.mark.slow
 def test_model_summary_json_full_assemble_r50():
-    # In process; the resnet50 run below is the binary's entry point.
     result = testing_utils.run_main(
         "tools.model_summary", "--preset=assemble_resnet50", "--json"
     )
@@ -31,7 +30,7 @@ def test_model_summary_json_full_assemble_r50():
 
 @pytest.mark.slow
 def test_model_summary_overrides_and_clean_errors():
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.model_summary",
         "--preset=resnet50",
         "--image_size=224",
@@ -81,7 +80,7 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
         f"--output={output}",
         f"--golden={folder}/golden.npz",
     ]
-    result = testing_utils.run_binary(*args)
+    result = testing_utils.run_main(*args)
     assert result.returncode == 0, result.stderr
     assert "Copied 307 variables" in result.stdout
     assert "Golden check passed" in result.stdout
@@ -98,7 +97,6 @@ def test_convert_tool_writes_weights_that_load(tmp_path):
         np.abs(logits - golden["logits"]).max()
         <= 1e-3 * np.abs(golden["logits"]).max()
     )
-    # The error paths in process (the entry point ran above).
     again = testing_utils.run_main(*args)  # no silent overwrite
     assert again.returncode == 2 and "--overwrite" in again.stderr
     wrong = testing_utils.run_main(

@@ -136,13 +136,13 @@ def test_smoke_run_in_process(tmp_path):
     assert report["rows"][0]["recipe"] == "wd 0.0001"
 
 
-@pytest.mark.slow  # a subprocess that compiles three train steps
+@pytest.mark.slow  # compiles three train steps
 def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
     # bfloat16 here, float32 in process above; a table's order is checked
     # on fixed rows.
     presets = ["assemble_resnet50"]
     precisions = ["mixed_bfloat16"]
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.benchmark_training",
         "--smoke",
         f"--presets={','.join(presets)}",
@@ -186,7 +186,7 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.slow  # a subprocess that compiles three train steps
+@pytest.mark.slow  # compiles three train steps
 def test_jax_benchmark_runs_on_a_machine_without_tensorflow(tmp_path):
     """The GPU benchmark machine has JAX and no TensorFlow: under
     KERAS_BACKEND=jax the training benchmark (our whole recipe, DropBlock

@@ -318,7 +318,7 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
 @pytest.mark.slow
 def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
     _, weights = source_weights
-    proc = testing_utils.run_binary(
+    proc = testing_utils.run_main(
         "tools.finetune",
         "--preset=resnet50",
         f"--source={image_folder}",
@@ -332,7 +332,6 @@ def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
         "--epochs=1",
         "--warmup_epochs=0",
         f"--model_dir={tmp_path}/run",
-        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

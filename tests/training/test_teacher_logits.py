@@ -458,13 +458,12 @@ def test_binary_with_a_bad_teacher_prints_one_error_line(
     ERROR line naming the flag and the signatures, no traceback, no file."""
     teacher = _bytes_only(tmp_path / "bytes")
     out = tmp_path / "kd"
-    result = testing_utils.run_binary(
+    result = testing_utils.run_main(
         "tools.extract_teacher_logits",
         f"--input_dir={labelled_data}",
         f"--output_dir={out}",
         f"--teacher_saved_model={teacher}",
         "--teacher_preprocessing=imagenet_32",
-        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
