@@ -75,6 +75,32 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _jax_compilation_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for the test run: the JAX
+    processes the tests start (`testing_utils.JAX_ENV`) and the JAX pass's
+    workers. A run resumed after a kill compiles what the uninterrupted
+    run compiled (the same executables, read back: 5 s less per process).
+    In the run's temporary folder, shared by the xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, above each worker's popen-gwK/
+    settings = {
+        "JAX_COMPILATION_CACHE_DIR": str(base / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    from tests import testing_utils
+
+    testing_utils.JAX_ENV.update(settings)
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", str(base / "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 @pytest.fixture(autouse=True)
 def _clean_keras_state():
     import keras

@@ -35,6 +35,7 @@ many encoded images for `serving_default`).
 import ctypes
 import dataclasses
 import errno
+import functools
 import os
 import re
 import shutil
@@ -95,14 +96,17 @@ class ServingModule(tf.Module):
         size = preprocessing.eval_sizes(preprocessing_type)[2]
         self.size = size
         spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="images")
-        self.forward = tf.function(self._forward, input_signature=[spec])
-        self.preprocessed = tf.function(
+        # No autograph: the signatures hold no tensor-valued Python control
+        # flow, and converting the model's code took seconds of each trace.
+        signature = functools.partial(tf.function, autograph=False)
+        self.forward = signature(self._forward, input_signature=[spec])
+        self.preprocessed = signature(
             self._outputs, input_signature=[spec], jit_compile=jit_compile
         )
-        self.feature_vector = tf.function(
+        self.feature_vector = signature(
             self._features, input_signature=[spec]
         )
-        self.serving_default = tf.function(
+        self.serving_default = signature(
             self._serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="images")],
         )

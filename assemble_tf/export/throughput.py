@@ -238,7 +238,9 @@ def entry(label, model, macs, size, mode, settings, **meta):
         # and one lambda per model warned "5 out of the last 5 calls ...
         # triggered tf.function retracing" at the fifth model.
         fn = tf.function(
-            functools.partial(_inference, model), jit_compile="xla" in mode
+            functools.partial(_inference, model),
+            jit_compile="xla" in mode,
+            autograph=False,
         )
     return dict(label=label, fn=fn, images=images, macs=macs, mode=mode, **meta)
 
