@@ -103,9 +103,7 @@ class ServingModule(tf.Module):
         self.preprocessed = signature(
             self._outputs, input_signature=[spec], jit_compile=jit_compile
         )
-        self.feature_vector = signature(
-            self._features, input_signature=[spec]
-        )
+        self.feature_vector = signature(self._features, input_signature=[spec])
         self.serving_default = signature(
             self._serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="images")],
