@@ -127,13 +127,14 @@ def load_model(options):
     from assemble_tf.runs import models as run_models
 
     config, checkpoint, weights = resolve(options)
-    strategy = runtime.setup_runtime(config)
-    if options.precision:
-        import keras
+    with runtime.kept_dtype_policy():
+        strategy = runtime.setup_runtime(config)
+        if options.precision:
+            import keras
 
-        keras.config.set_dtype_policy("float32")
-    with strategy.scope():
-        model = run_models.build_run_model(config)
+            keras.config.set_dtype_policy("float32")
+        with strategy.scope():
+            model = run_models.build_run_model(config)
     checkpoints.restore(model, checkpoint, weights)
     return LoadedModel(config, strategy, model, checkpoint, weights)
 

@@ -225,9 +225,10 @@ def load_model(options):
     config, checkpoint, weights = options.resolve_source(
         output_dir=options.output_dir, data=data, needs_data=False
     )
-    strategy = runtime.setup_runtime(config)
-    with strategy.scope():
-        model = run_models.build_run_model(config)
+    with runtime.kept_dtype_policy():
+        strategy = runtime.setup_runtime(config)
+        with strategy.scope():
+            model = run_models.build_run_model(config)
     checkpoints.restore(model, checkpoint, weights)
     return config, model, checkpoint or os.path.abspath(weights)
 

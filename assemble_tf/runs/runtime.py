@@ -7,7 +7,9 @@ a `keras.distribution.DataParallel` that replicates the variables and a
 sharding that splits every batch along its first axis.
 """
 
+import contextlib
 import dataclasses
+import functools
 
 import keras
 
@@ -167,3 +169,27 @@ def setup_runtime(config):
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     return strategy
+
+
+@contextlib.contextmanager
+def kept_dtype_policy():
+    """Keras' global dtype policy is put back at the end of the block
+    (models built inside keep their own), so that a notebook's next model
+    is not built in a run's mixed precision."""
+    previous = keras.config.dtype_policy()
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def keeps_dtype_policy(fn):
+    """`fn` (a library entry point that calls `setup_runtime`) inside
+    `kept_dtype_policy()`."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with kept_dtype_policy():
+            return fn(*args, **kwargs)
+
+    return wrapped

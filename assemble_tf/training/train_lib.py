@@ -86,6 +86,7 @@ def check_resume(config):
     return [d for _, _, d in diffs]
 
 
+@runtime.keeps_dtype_policy
 def run_experiment(config, log=None):
     """Trains and evaluates `config`; returns the final summary dict.
 
