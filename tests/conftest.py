@@ -2,23 +2,9 @@
 
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-# One JAX compilation cache per test run, shared by the xdist workers and
-# the binaries they start: a JAX training process compiles its step once
-# per run, not once per process (76 s -> 24 s for the tiny JAX runs).
-# Tracing, and so all of our code, still runs in every process.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    os.path.join(
-        tempfile.gettempdir(),
-        "assemble_tf_jax_cache",
-        os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}",
-    ),
-)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # XLA in the tests (TensorFlow's --jit_compile and XLA serving paths, every
 # JAX program) compiles for CPU fast rather than well: LLVM at -O0 and
@@ -77,28 +63,26 @@ DATA = os.path.join(REPO, "tests", "data")
 
 @pytest.fixture(scope="session", autouse=True)
 def _jax_compilation_cache(tmp_path_factory):
-    """One persistent JAX compilation cache for the test run: the JAX
-    processes the tests start (`testing_utils.JAX_ENV`) and the JAX pass's
-    workers. A run resumed after a kill compiles what the uninterrupted
-    run compiled (the same executables, read back: 5 s less per process).
-    In the run's temporary folder, shared by the xdist workers."""
+    """One JAX compilation cache per test run, in its temporary folder
+    (pytest keeps the last three runs'), shared by the xdist workers of the
+    JAX pass and every JAX process the tests start: a JAX training process
+    compiles its step once per run, not once per process (76 s -> 24 s for
+    the tiny JAX runs). Tracing, and so all of our code, still runs in
+    every process. A cache the environment names wins."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # pytest-N/, above each worker's popen-gwK/
-    settings = {
-        "JAX_COMPILATION_CACHE_DIR": str(base / "jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }
-    from tests import testing_utils
-
-    testing_utils.JAX_ENV.update(settings)
-    if os.environ.get("KERAS_BACKEND") == "jax":
+    cache = str(base / "jax_cache")
+    # The processes the tests start inherit them.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    if "jax" in sys.modules:  # this process read the environment already
         import jax
 
-        jax.config.update("jax_compilation_cache_dir", str(base / "jax_cache"))
+        jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(autouse=True)
