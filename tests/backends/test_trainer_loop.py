@@ -14,9 +14,11 @@ from tests.training import conftest as training_conftest
 from tests.training.conftest import TINY_SYNTHETIC
 
 TINY = {
-    "model": {"base_width": 8, "block_sizes": "2,2,2,1"},
+    "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
     "data": TINY_SYNTHETIC["data"],  # 64 synthetic 32-px images, 4 classes
 }
+# The tiny Assemble-R50 (Big-Little needs two blocks in stages 1-3).
+TINY_ASSEMBLE = {"base_width": 8, "block_sizes": "2,2,2,1"}
 
 
 def _config(model_dir, preset="resnet50", train=None, **groups):
@@ -145,7 +147,7 @@ def test_synthetic_batches_are_as_large_as_real_ones(tmp_path):
     """Mixup type 1 mixes pairs: the step gets 2 x 16 synthetic images and
     trains on 16, as on real data (before: 16, of which it trained on 8
     while the run counted 16 per step)."""
-    cfg = _config(tmp_path, "assemble_resnet50")
+    cfg = _config(tmp_path, "assemble_resnet50", model=TINY_ASSEMBLE)
     assert cfg.augment.mixup_type == 1 and cfg.data.synthetic
     trainer = trainer_lib.Trainer(
         cfg, runtime.setup_runtime(cfg), log=lambda s: None
@@ -189,6 +191,7 @@ def test_two_devices_train_the_recipe_like_one(tmp_path):
                 "dropblock_keep_prob": "0.8,0.8",
             },
             runtime={"distribution_strategy": strategy},
+            model=TINY_ASSEMBLE,
         )
         assert cfg.augment.mixup_type == 1 and cfg.train.kd_temperature > 0
         try:
