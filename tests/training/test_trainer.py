@@ -89,7 +89,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     common = [
         *TINY_FLAGS,
         f"--data_dir={tiny_data}",
-        "--epochs=2",
+        "--epochs=3",
         "--deterministic",
         "--seed=3",
         "--shuffle_buffer=64",
@@ -104,7 +104,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 8  # 64 // 16 x 2 epochs
+    assert summary["steps"] == 12  # 64 // 16 x 3 epochs
 
     killed = str(tmp_path / "killed")
     # The state file names a checkpoint once its files are complete (the
@@ -116,7 +116,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     assert appeared
     # A real process up to its first checkpoint: no TensorFlow start-up
     # block, no absl INFO line per checkpoint (test_first_run.py item 9).
-    assert "epoch 1/2" in stderr
+    assert "epoch 1/3" in stderr
     for noise in ("InitializeLog", "cuInit", "functional_saver", "I0000"):
         assert noise not in stderr, stderr[-2000:]
     resumed = testing_utils.run_main(
@@ -124,7 +124,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
-    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 8
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["steps"] == 12
     a, b = _weights(straight), _weights(killed)
     assert a.keys() == b.keys() and len(a) > 10
     for name in a:
@@ -132,7 +132,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
             a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name
         )
     history = json.load(open(os.path.join(killed, "history.json")))
-    assert [r["epoch"] for r in history] == [1, 2]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
 
 
 @pytest.mark.slow
