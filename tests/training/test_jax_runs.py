@@ -33,7 +33,7 @@ FLAGS = [
     "--base_learning_rate=0.05",
     "--kd_temperature=0",  # the tiny records carry no teacher logits
     "--dropblock_keep_prob=0.9,0.8",
-    "--epochs=2",
+    "--epochs=3",  # the kill after epoch 1 leaves two to run
     "--steps_per_loop=3",
     "--deterministic",
     "--seed=5",
@@ -86,14 +86,14 @@ def test_jax_run_resumes_after_kill_like_an_uninterrupted_one(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resumed from" in resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 8  # 64 // 16 x 2 epochs
-    a = _state(os.path.join(jax_run, "checkpoints", "ckpt-2"))
-    b = _state(os.path.join(killed, "checkpoints", "ckpt-2"))
+    assert summary["steps"] == 12  # 64 // 16 x 3 epochs
+    a = _state(os.path.join(jax_run, "checkpoints", "ckpt-3"))
+    b = _state(os.path.join(killed, "checkpoints", "ckpt-3"))
     assert a.keys() == b.keys() and len(a) > 100
     for key in a:
         np.testing.assert_allclose(a[key], b[key], atol=1e-6, err_msg=key)
     history = json.load(open(os.path.join(killed, "history.json")))
-    assert [r["epoch"] for r in history] == [1, 2]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
     assert history[-1]["dropblock_keep_prob"] == pytest.approx(0.8)
 
 
@@ -123,7 +123,7 @@ def test_tensorflow_tools_evaluate_export_and_serve_a_jax_run(
     result = testing_utils.run_main("tools.evaluate", f"--model_dir={jax_run}")
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads(result.stdout.strip().splitlines()[-1])
-    assert evaluated["checkpoint"].endswith("ckpt-2")
+    assert evaluated["checkpoint"].endswith("ckpt-3")
     assert evaluated["count"] == 16
     assert evaluated["loss"] == pytest.approx(jax_loss, rel=1e-4)
     assert evaluated["top1"] == history[-1]["val_top1"]
@@ -184,7 +184,7 @@ def test_tensorflow_refuses_to_resume_a_jax_run_and_warm_starts_from_it(
     )
     weights = model.get_layer("head_dense").kernel.numpy()
     with np.load(
-        os.path.join(jax_run, "checkpoints", "ckpt-2.state.npz")
+        os.path.join(jax_run, "checkpoints", "ckpt-3.state.npz")
     ) as data:
         stored = [data[k] for k in data.files if k.startswith("model/")]
     assert any(
