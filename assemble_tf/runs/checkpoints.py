@@ -156,7 +156,7 @@ def _restore_objects(model, checkpoint):
     if keys is not None:
         shapes = reader.get_variable_to_shape_map()
         mismatched = [
-            f"{v.path} {tuple(shapes[keys[v.path]])} vs {tuple(v.shape)}"
+            _shape_difference(v, shapes[keys[v.path]])
             for v in model.variables
             if v.path in keys and tuple(shapes[keys[v.path]]) != tuple(v.shape)
         ]
@@ -170,6 +170,12 @@ def _restore_objects(model, checkpoint):
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     except ValueError as e:
         raise _another_model(checkpoint, first_line(e, 200)) from None
+
+
+def _shape_difference(variable, stored_shape):
+    """'head_dense/bias (3,) vs (5,)': the checkpoint's shape, then the
+    model's."""
+    return f"{variable.path} {tuple(stored_shape)} vs {tuple(variable.shape)}"
 
 
 def _another_model(checkpoint, reason):
@@ -311,17 +317,14 @@ def restore_tensorflow_checkpoint(model, prefix):
             continue
         value = reader.get_tensor(key)
         if tuple(value.shape) != tuple(variable.shape):
-            mismatched.append(
-                f"{variable.path} {tuple(value.shape)} vs "
-                f"{tuple(variable.shape)}"
-            )
+            mismatched.append(_shape_difference(variable, value.shape))
         values.append((variable, value))
     if missing or mismatched:
         listed = (missing + mismatched)[:5]
-        raise ValueError(
-            f"{prefix} holds another model: {len(missing)} variables "
-            f"missing, {len(mismatched)} of another shape (e.g. "
-            f"{', '.join(listed)})."
+        raise _another_model(
+            prefix,
+            f"{len(missing)} variables missing, {len(mismatched)} of another "
+            f"shape, e.g. {', '.join(listed)}",
         )
     for variable, value in values:
         variable.assign(value)
