@@ -151,25 +151,41 @@ def _restore_objects(model, checkpoint):
     from official.utils.misc.validation import first_line
 
     tf = _tf()
-    reader = tf.train.load_checkpoint(checkpoint)
-    keys = _model_keys(reader)
-    if keys is not None:
-        shapes = reader.get_variable_to_shape_map()
-        mismatched = [
-            _shape_difference(v, shapes[keys[v.path]])
-            for v in model.variables
-            if v.path in keys and tuple(shapes[keys[v.path]]) != tuple(v.shape)
-        ]
-        if mismatched:
-            raise _another_model(
-                checkpoint,
-                f"{len(mismatched)} variables of another shape, e.g. "
-                + ", ".join(mismatched[:2]),
-            )
+    mismatched = (model_differences(model, checkpoint) or ((), ()))[1]
+    if mismatched:
+        raise _another_model(
+            checkpoint,
+            f"{len(mismatched)} variables of another shape, e.g. "
+            + ", ".join(mismatched[:2]),
+        )
     try:
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     except ValueError as e:
         raise _another_model(checkpoint, first_line(e, 200)) from None
+
+
+def model_differences(model, checkpoint, skip=None):
+    """(missing, mismatched): the paths of `model`'s variables an
+    object-based checkpoint (a run's, or a SavedModel's variables) lacks,
+    and 'head_dense/bias (3,) vs (5,)' for those it holds in another
+    shape; None for another kind of checkpoint. `skip(variable)` leaves
+    variables out. Checked before a restore, which would fail half-way
+    and leave TensorFlow a warning per unrestored value at exit."""
+    reader = _tf().train.load_checkpoint(checkpoint)
+    keys = _model_keys(reader)
+    if keys is None:
+        return None
+    shapes = reader.get_variable_to_shape_map()
+    missing, mismatched = [], []
+    for v in model.variables:
+        if skip is not None and skip(v):
+            continue
+        key = keys.get(v.path)
+        if key is None:
+            missing.append(v.path)
+        elif tuple(shapes[key]) != tuple(v.shape):
+            mismatched.append(_shape_difference(v, shapes[key]))
+    return missing, mismatched
 
 
 def _shape_difference(variable, stored_shape):

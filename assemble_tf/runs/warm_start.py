@@ -69,10 +69,15 @@ def _source_weights(path, rebuild):
             )
         outputs = loaded.signatures["preprocessed"].structured_outputs
         twin = rebuild(int(outputs["logits"].shape[-1]))
+        variables = os.path.join(path, "variables", "variables")
         try:
-            status = tf.train.Checkpoint(model=twin).read(
-                os.path.join(path, "variables", "variables")
-            )
+            # Paths and shapes first: a read that fails half-way left
+            # TensorFlow a warning per unrestored value at exit (70 lines
+            # for a tiny folded export).
+            differences = checkpoints.model_differences(twin, variables)
+            if differences is None or any(differences):
+                raise ValueError("another graph")
+            status = tf.train.Checkpoint(model=twin).read(variables)
             status.expect_partial()  # no warning per unmatched variable
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError):
