@@ -812,6 +812,32 @@ def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     assert inputs.read_synsets(str(latin1)) == {"n01": "café"}
 
 
+def test_validation_labels_of_file_names_with_spaces(tmp_path):
+    """Before: "line 1 has 3 fields" for a file name with a space."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    names = ["a b.jpg", "c.jpg", "d, e.jpg"]
+    path = tmp_path / "labels.txt"
+    path.write_text("a b.jpg n01\nc n02\nd, e.jpg\tn03\n")
+    assert inputs.read_validation_labels(str(path), names) == [
+        "n01",
+        "n02",
+        "n03",
+    ]
+    path.write_text("a b.jpg, n01\nc.jpg,n02\nx y,n04\n")
+    assert inputs.unused_validation_labels(str(path), names) == ["x y"]
+    path.write_text("n01\nn02\nn03\n")  # one class per image, in order
+    assert inputs.read_validation_labels(str(path), names) == [
+        "n01",
+        "n02",
+        "n03",
+    ]
+    path.write_text("a.jpg,n01,extra\n")
+    with pytest.raises(OptionError, match="line 1 has 3 fields"):
+        inputs.read_validation_labels(str(path), ["a.jpg"])
+
+
 def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):
     """Before: a real .gif or .bmp was "not an image file", though the
     same bytes named .jpg were read and re-encoded."""

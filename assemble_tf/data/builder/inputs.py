@@ -6,7 +6,6 @@ import collections
 import contextlib
 import glob
 import os
-import re
 
 import numpy as np
 
@@ -163,8 +162,9 @@ def read_validation_labels(path, image_names):
     Args:
         path: the labels file. Either one class per line, in the order of
             the sorted image file names (ILSVRC2012_validation_ground_truth
-            mapped to wnids), or `filename wnid` lines (space, tab or comma
-            separated; the file name with or without its extension).
+            mapped to wnids), or `filename wnid` lines (tab, comma or
+            space separated: the class is the last field, so a file name
+            may hold spaces; with or without its extension).
         image_names: sorted image file names of the folder.
 
     Returns:
@@ -176,7 +176,7 @@ def read_validation_labels(path, image_names):
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if line and not line.startswith("#"):
-                rows.append((lineno, re.split(r"[,\s]+", line)))
+                rows.append((lineno, _label_fields(line)))
     widths = sorted({len(fields) for _, fields in rows})
     if not rows:
         raise OptionError(
@@ -208,6 +208,17 @@ def read_validation_labels(path, image_names):
     return _labels_by_name(path, rows, image_names)
 
 
+def _label_fields(line):
+    """`[class]` or `[filename, class]` of a stripped labels-file line: a
+    tab or comma separates the fields where the line has one, else the
+    last run of spaces, so that a file name may hold spaces (before: "line
+    3 has 3 fields" for "my photo.jpg n01440764")."""
+    for separator in ("\t", ","):
+        if separator in line:
+            return [field.strip() for field in line.split(separator)]
+    return line.rsplit(None, 1)
+
+
 def unused_validation_labels(path, image_names):
     """The file names of a `filename class` labels file that name no image
     of the folder (a labels file of a larger set, a typo): not used, and
@@ -217,7 +228,7 @@ def unused_validation_labels(path, image_names):
         for line in f:
             line = line.strip()
             if line and not line.startswith("#"):
-                rows.append(re.split(r"[,\s]+", line))
+                rows.append(_label_fields(line))
     if not rows or {len(r) for r in rows} != {2}:
         return []
     present = set(image_names) | {os.path.splitext(n)[0] for n in image_names}
