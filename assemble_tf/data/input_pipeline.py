@@ -85,18 +85,10 @@ class PipelineStats:
         """The counters, each read once: a `StatsCounts` whose numbers
         agree with each other while the pipeline reads ahead."""
         return StatsCounts(
-            *(
-                int(v.numpy())
-                for v in (
-                    self.read,
-                    self.invalid,
-                    self.undecodable,
-                    self.no_logits,
-                    self.wrong_logits,
-                    self.bad_label,
-                    self.emitted,
-                )
-            )
+            **{
+                f.name: int(getattr(self, f.name).numpy())
+                for f in dataclasses.fields(StatsCounts)
+            }
         )
 
     @property

@@ -151,7 +151,8 @@ def _restore_objects(model, checkpoint):
     from official.utils.misc.validation import first_line
 
     tf = _tf()
-    mismatched = (model_differences(model, checkpoint) or ((), ()))[1]
+    differences = model_differences(model, checkpoint)
+    mismatched = differences[1] if differences else []
     if mismatched:
         raise _another_model(
             checkpoint,
@@ -175,6 +176,12 @@ def model_differences(model, checkpoint, skip=None):
     keys = _model_keys(reader)
     if keys is None:
         return None
+    return _differences(model, reader, keys, skip)
+
+
+def _differences(model, reader, keys, skip=None):
+    """`model_differences` of an open checkpoint `reader` and its
+    `_model_keys`."""
     shapes = reader.get_variable_to_shape_map()
     missing, mismatched = [], []
     for v in model.variables:
@@ -323,18 +330,7 @@ def restore_tensorflow_checkpoint(model, prefix):
             f"{prefix} is not a TensorFlow 2 checkpoint of a training run "
             "(no object graph)."
         )
-    missing, mismatched, values = [], [], []
-    for variable in model.variables:
-        if is_rng_state(variable):
-            continue
-        key = keys.get(variable.path)
-        if key is None:
-            missing.append(variable.path)
-            continue
-        value = reader.get_tensor(key)
-        if tuple(value.shape) != tuple(variable.shape):
-            mismatched.append(_shape_difference(variable, value.shape))
-        values.append((variable, value))
+    missing, mismatched = _differences(model, reader, keys, is_rng_state)
     if missing or mismatched:
         listed = (missing + mismatched)[:5]
         raise _another_model(
@@ -342,8 +338,9 @@ def restore_tensorflow_checkpoint(model, prefix):
             f"{len(missing)} variables missing, {len(mismatched)} of another "
             f"shape, e.g. {', '.join(listed)}",
         )
-    for variable, value in values:
-        variable.assign(value)
+    for variable in model.variables:
+        if not is_rng_state(variable):
+            variable.assign(reader.get_tensor(keys[variable.path]))
 
 
 KERAS_WEIGHTS = ".weights.h5"

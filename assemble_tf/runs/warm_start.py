@@ -75,12 +75,14 @@ def _source_weights(path, rebuild):
             # TensorFlow a warning per unrestored value at exit (70 lines
             # for a tiny folded export).
             differences = checkpoints.model_differences(twin, variables)
-            if differences is None or any(differences):
-                raise ValueError("another graph")
-            status = tf.train.Checkpoint(model=twin).read(variables)
-            status.expect_partial()  # no warning per unmatched variable
-            status.assert_existing_objects_matched()
+            same = differences is not None and not any(differences)
+            if same:
+                status = tf.train.Checkpoint(model=twin).read(variables)
+                status.expect_partial()  # no warning per unmatched variable
+                status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError):
+            same = False
+        if not same:
             raise OptionError(
                 "warm_start",
                 "{field}={path} is a SavedModel of another graph than the "
@@ -89,7 +91,7 @@ def _source_weights(path, rebuild):
                 "start from an export made without fold_bn, or from the "
                 "training run.",
                 path=path,
-            ) from None
+            )
         return {v.path: v.numpy() for v in twin.variables}
     cfg = run_config_path(path)
     if cfg is None:
