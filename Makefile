@@ -7,19 +7,20 @@ DEMO_DIR ?= demo_out
 
 .PHONY: venv test test-fast demo presets lint format clean
 
+# Python writes each module's bytecode the first time a process imports
+# it, also where PYTHONDONTWRITEBYTECODE is set (this project's machines):
+# without it every process compiled TensorFlow from source, 5 s more each
+# (make test took 90 s more). Lazily, not all of site-packages at install
+# (compileall: 22 s on 2 cores, most of it for modules no job imports) and
+# not pip's one file at a time (68 s of install against 37).
+export PYTHONDONTWRITEBYTECODE :=
+
 venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# Every module is compiled now: where PYTHONDONTWRITEBYTECODE is set
-	# (this project's machines), Python would otherwise compile TensorFlow
-	# from source at every import, 5 s more per process (without it make
-	# test took 90 s more). compileall on every core, not pip one file at
-	# a time: 68 -> 53 s of install on 2 cores.
 	$(PY) -m pip install --quiet --no-compile -r requirements.txt
-	$(PY) -m compileall -q -j 0 \
-		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 	# Data-only wheels (the release's frost photos), without their
 	# dependencies: imagecorruptions would pull in opencv-python.
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt

@@ -411,21 +411,9 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
         assert signal.getsignal(signal.SIGTERM) is handler  # put back
         return stop.value, logged
 
-    # At the end of epoch 1 (its record was logged with a weight decay
-    # and speed of 0 after the resume), then twice within epoch 2, the
-    # second time killed before its progress.json.
-    stop, _ = stop_at(4)
-    assert "at step 4 (4 of the 4 steps of epoch 1)" in str(stop)
-    stop, logged = stop_at(5)
-    assert logged[0].startswith(
-        f"Resumed from {run / 'checkpoints' / 'preempted' / 'ckpt-4'} "
-        "(step 4: 4 of the 4 steps of epoch 1 done"
-    )
-    first = json.loads((run / "history.json").read_text())[0]
-    assert first["weight_decay_loss"] == pytest.approx(
-        expected[0]["weight_decay_loss"], rel=1e-5
-    )
-    assert first["train_images_per_sec"] > 0
+    # Twice within epoch 2, the second time killed before its
+    # progress.json, then at the end of epoch 2 (below).
+    stop, _ = stop_at(5)
     prefix = str(run / "checkpoints" / "preempted" / "ckpt-5")
     assert str(stop) == (
         "Training stopped on SIGTERM at step 5 (1 of the 4 steps of epoch "
@@ -495,14 +483,22 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     # (before: it did nothing, and the weights stayed in preempted/).
     resumed, logged = trainer(run)
     history = resumed.train()
+    assert logged[0] == (
+        f"Resumed from {last} (step 8: 4 of the 4 steps of epoch 2 done, "
+        "saved on SIGTERM)."
+    )
     assert resumed.step == 8
     assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-2"
     assert not (run / "checkpoints" / "preempted").exists()
     for a, b in zip(weights(whole), weights(resumed), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert [r["epoch"] for r in history] == [1, 2]
-    for key in ("train_loss", "val_loss", "val_top1", "learning_rate"):
+    # The epoch's record, written by a rerun that ran none of its steps,
+    # has its weight decay and speed (before: 0 for both).
+    keys = ("train_loss", "val_loss", "val_top1", "learning_rate")
+    for key in (*keys, "weight_decay_loss"):
         assert history[-1][key] == pytest.approx(expected[-1][key], rel=1e-5)
+    assert history[-1]["train_images_per_sec"] > 0
     # A stale progress.json (an epoch checkpoint came after it) is removed;
     # a damaged one is named with the fix.
     preempted = run / "checkpoints" / "preempted"
