@@ -263,6 +263,7 @@ def _check_outputs(dataset, sizes):
     return outs
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_distort_in_tf_data_with_unknown_shape():
     ds, sizes = _dataset()
     aa = AutoAugment("imagenet", seed=0)
@@ -275,6 +276,7 @@ def test_distort_in_tf_data_with_unknown_shape():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_randaugment_applies_num_layers_ops():
     for layers, expected in [(0, IMAGE), (1, 255 - IMAGE), (2, IMAGE)]:
         ra = RandAugment(num_layers=layers, magnitude=5, ops=["Invert"])

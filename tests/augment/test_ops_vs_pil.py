@@ -321,6 +321,7 @@ OP_CALLS = {
 }
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_ops_in_graph_with_unknown_shape_match_eager():
     spec = tf.TensorSpec([None, None, 3], tf.uint8)
     array = IMAGES["random_20_220"]

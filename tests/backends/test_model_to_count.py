@@ -15,6 +15,7 @@ from assemble_tf.models import (
 TINY = {"base_width": 8, "block_sizes": (1, 1, 1, 1), "image_size": 32}
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_counts_without_weight_values_and_refuses_to_run():
     real = build_model("resnet50", num_classes=3, **TINY)
     counted = build_model_to_count("resnet50", num_classes=3, **TINY)

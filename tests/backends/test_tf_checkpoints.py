@@ -28,6 +28,7 @@ def _model(**overrides):
 
 
 @pytest.mark.parametrize("by_path", [False, True])
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_a_tensorflow_checkpoint_gives_its_logits(by_path):
     model = _model()
     if by_path:  # what restore does under JAX, here on either backend

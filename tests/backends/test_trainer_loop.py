@@ -143,6 +143,7 @@ def _resumes_of_a_damaged_run(run):
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_synthetic_batches_are_as_large_as_real_ones(tmp_path):
     """Mixup type 1 mixes pairs: the step gets 2 x 16 synthetic images and
     trains on 16, as on real data (before: 16, of which it trained on 8

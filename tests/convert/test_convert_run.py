@@ -26,6 +26,7 @@ def _options(output, **kwargs):
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_convert_and_verify_the_golden_checkpoint(tmp_path):
     """The numbers the binary test checks: 307 variables, the goldens."""
     output = str(tmp_path / "sub" / "tiny.weights.h5")
@@ -58,6 +59,7 @@ def test_convert_and_verify_the_golden_checkpoint(tmp_path):
     assert not os.path.exists(failed)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
     """A damaged or incomplete checkpoint, its .index passed as the prefix
     and a golden file that is missing, not an .npz or without `logits`:

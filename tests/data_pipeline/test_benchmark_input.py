@@ -26,6 +26,7 @@ def _config(shards, **kwargs):
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_rounds_time_three_pipelines_on_fresh_iterators(shards, monkeypatch):
     calls = []
     real = benchmark.images_per_second

@@ -231,6 +231,7 @@ def test_evaluate_model_names_the_options():
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_evaluate_preset_weights_with_model_overrides(tiny_run, tmp_path):
     """Issue 24 item 8: the .weights.h5 of a non-default width evaluates
     with --preset and --model_overrides (as the other model-source

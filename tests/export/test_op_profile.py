@@ -49,6 +49,7 @@ def test_families_of_fused_and_sk_ops_on_hand_made_names():
     assert pair["SK path convolutions / Cast"] == 0.5
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_tiny_assemble_profile_attributes_every_family(tmp_path):
     """A traced fold_bn_bf16 forward pass of a tiny Assemble-R50: every
     family of the model shows up, the SK BNs are folded (no BatchNorm op),
@@ -87,6 +88,7 @@ def test_tiny_assemble_profile_attributes_every_family(tmp_path):
     assert os.path.getsize(tmp_path / "profile.png") > 1000
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_binary_prints_tables_and_names_bad_flags(tmp_path):
     bad = testing_utils.run_main(
         "tools.profile_inference", "--preset=assemble_resnet5"

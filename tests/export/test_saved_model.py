@@ -329,6 +329,7 @@ def test_export_run_option_errors_name_the_option(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["assemble_resnet50", "table7_e4"])
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_bn_folding_stays_within_tolerance(preset):
     from assemble_tf.export.optimize import folded_copy
 
@@ -399,6 +400,7 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
     assert os.path.getsize(tmp_path / "benchmark.png") > 1000
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_run_benchmark_in_process(tmp_path, monkeypatch):
     """The library of tools.benchmark_throughput: the smoke run's rows
     (a fixed matmul peak instead of the measured one, for speed)."""

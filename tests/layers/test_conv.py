@@ -195,6 +195,7 @@ def test_off_for_inference_frozen_dilated_unknown_and_switched(monkeypatch):
     assert "MatMul" not in _gradient_ops(Conv2D(4, 1, dtype=policy), shape)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_resnet50_step_equals_tensorflow_weight_gradient(monkeypatch):
     """One SGD step of a small ResNet-50 (every conv of the model, bf16
     rules forced onto float32): the same loss and weights either way."""

@@ -51,6 +51,7 @@ def test_odd_fixed_sizes_keep_one_level_per_stage(side, sizes):
     }
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_backbone_shares_the_classifier_weights_and_features(tmp_path):
     model = build_model("resnet50", image_size=32, **TINY)
     backbone = build_backbone(model)

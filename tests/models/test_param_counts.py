@@ -104,6 +104,7 @@ def test_parameter_counts(preset, overrides, total, trainable, frozen):
     assert count_params(model) == (total + fewer, trainable + fewer, frozen)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_a_1000_class_build_has_one_logit_fewer():
     # What the derivation above relies on, on a small model.
     a = build_model("assemble_resnet50", base_width=16, num_classes=1001)

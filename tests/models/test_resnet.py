@@ -206,6 +206,7 @@ def test_build_model_rejects_unknown_preset_and_override():
         build_model("resnet50", widht=3)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_keras_save_and_reload_round_trip(tmp_path):
     model = build_model("assemble_resnet50", **TINY)
     x = testing_utils.random_images((2, 64, 64, 3))
@@ -355,6 +356,7 @@ def test_model_config_threads_the_classifier():
 
 
 @pytest.mark.parametrize("preset", ["assemble_resnet50", "table2_c5"])
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_the_export_clone_folds_every_bn(preset):
     """`fold_bn_graph` keeps every layer but the folded BNs (names and
     types); each folded conv gains a bias, each SK unit is rebuilt with

@@ -64,6 +64,7 @@ def test_retrieval_selection():
         sel(cars, class_split="half")
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_embedding_layer_and_compute_embeddings():
     model = build_model("resnet50", num_classes=3, embedding_size=16, **TINY)
     sub, layer = embed.embedding_model(model)

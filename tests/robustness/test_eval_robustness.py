@@ -280,6 +280,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     assert sum(calls) == 19 * 15 + 1
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     """The library behind the binary, on the set of the end-to-end test:
     the same errors, mCEs, files and warnings, in this process."""

@@ -518,6 +518,7 @@ def _reference_snow_layers(seed, angles, size=224):
     return np.stack(out)
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_snow_sequences_have_the_reference_strength():
     """The flakes of a grey frame (mean added brightness) and their change
     between two frames 4 degrees apart, ours over the reference procedure's,

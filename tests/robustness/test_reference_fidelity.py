@@ -186,7 +186,17 @@ def _skip_frost_without_photos(name):
         pytest.skip("the imagecorruptions wheel (frost photos) is absent")
 
 
-@pytest.mark.parametrize("name", corruptions.RANDOM)
+# Over 2 s each on 2 cores: `make test-fast` leaves them out.
+_SLOW_RANDOM = ("elastic_transform", "glass_blur", "snow", "spatter")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_RANDOM else n
+        for n in corruptions.RANDOM
+    ],
+)
 def test_random_corruption_strength_matches_reference(photos, name):
     _skip_frost_without_photos(name)
     images = [photos[p] for p in _STRENGTH_PHOTOS]

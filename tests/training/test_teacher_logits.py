@@ -226,6 +226,7 @@ def test_our_export_is_a_teacher(exported, labelled_data, tmp_path):
     assert summary["splits"]["train"]["num_logits"] == CLASSES
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_preset_teacher_on_a_folder_without_metadata(tmp_path):
     """A 1000-class-style teacher on records labelled from 1 (the original
     1001-way format): --prepend_zero's background logit; the class count
@@ -474,6 +475,7 @@ def test_binary_with_a_bad_teacher_prints_one_error_line(
     assert not out.exists()
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     tmp_path, capsys
 ):
@@ -537,6 +539,7 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_a_rerun_keeps_only_shards_of_the_same_teacher(tmp_path):
     """A rerun kept any shard of the name: those of other teacher weights
     (the summary then named this teacher), or the input's own shards
@@ -701,6 +704,7 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
     assert later["sha256"] != identity["sha256"]
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
     """Before: summary.json held the last run's shards only, so train
     (which counts from it) ran epochs of the last pattern's records; and a
@@ -755,6 +759,7 @@ def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
     assert not any(s["kept"] for s in redone["shards"].values())
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_a_training_run_is_a_teacher_without_its_preset(
     labelled_data, exported, tmp_path
 ):

@@ -44,6 +44,7 @@ def _run(tmp_path, preset):
         ),
     ],
 )
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_warm_start_from_a_run_of_each_stateful_family(
     tmp_path, preset, families
 ):
@@ -86,6 +87,7 @@ def test_warm_start_from_a_run_of_each_stateful_family(
         )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
     run_dir, _, _ = _run(tmp_path, "assemble_resnet50")
     other = run_models.build_run_model(
