@@ -791,6 +791,53 @@ def test_unreadable_files_leave_no_empty_shard(tmp_path):
     assert sorted(filenames) == sorted(names)
 
 
+def test_a_file_that_could_not_be_read_is_read_by_the_rerun(
+    tmp_path, monkeypatch
+):
+    """Before: a file skipped because it could not be opened (its
+    permissions) stayed out of the build once fixed: `chmod` changes
+    neither its size nor its modification time, so the rerun kept its
+    shard. (The tests run as root, whom permissions do not stop: the open
+    fails by a stand-in.)"""
+    import builtins
+
+    from assemble_tf.data.builder import shards
+
+    names = simple_folder(str(tmp_path / "train"), per_class=4)
+    real_open = builtins.open
+
+    def no_permission(path, *args, **kwargs):
+        if os.path.basename(str(path)) == "bee_2.jpg":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(shards, "open", no_permission, raising=False)
+    out = tmp_path / "out"
+    config = folder_config(tmp_path / "train", out)
+    summary = builder.build(config)
+    train = summary["splits"]["train"]
+    assert (train["images"], train["skipped"], train["shards"]) == (7, 1, 4)
+    (skipped,) = summary["skipped"]
+    assert skipped["file"] == "bee/bee_2.jpg"
+    assert skipped["reason"] == "could not be read"
+    assert "Permission denied" in skipped["detail"]
+    text = builder.format_summary(summary)
+    assert "skipped train/bee/bee_2.jpg: could not be read (" in text
+    assert "read again by a rerun of the same command" in text
+    monkeypatch.undo()  # the permissions fixed
+    again = builder.build(config)
+    train = again["splits"]["train"]
+    assert (train["images"], train["skipped"]) == (8, 0)
+    assert train["shards_resumed"] == 3  # the other shards are kept
+    assert not again["skipped"]
+    assert "read again" not in builder.format_summary(again)
+    filenames = [
+        f[schema.FILENAME][0].decode() for _, f in read_records(out, "train")
+    ]
+    assert sorted(filenames) == sorted(names)
+    assert builder.build(config)["splits"]["train"]["shards_resumed"] == 4
+
+
 def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     """Before: "'utf-8' codec can't decode byte 0xe9 ...", naming neither
     the file nor the flag."""

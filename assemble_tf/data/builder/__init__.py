@@ -21,7 +21,9 @@ by decoding it with Pillow; RGB JPEGs are copied byte for byte, anything
 else (CMYK or grayscale JPEG, PNG, also when named `.JPEG`) is re-encoded as
 an RGB JPEG (transparency composed onto white, 16-bit samples scaled to
 8 bits; no EXIF rotation, as in the original). Empty, truncated and
-unreadable files are skipped and listed in `summary.json`, never fatal.
+unreadable files are skipped and listed in `summary.json`, never fatal; a
+file that could not be opened is read again by a rerun (its shard is
+rebuilt), e.g. once its permissions are fixed.
 
 Optional inputs:
 

@@ -18,6 +18,12 @@ SKIP_TRUNCATED = "truncated"
 
 SKIP_UNREADABLE = "unreadable"
 
+# The file could not be opened or read (its permissions, an I/O error): a
+# rerun rebuilds its shard once it reads (`run._unfinished_shards`), since
+# fixing permissions changes neither the file's size nor its modification
+# time, which the resume compares.
+SKIP_NOT_READ = "could not be read"
+
 
 class SkipImage(Exception):
     """An input file that cannot become a record; `reason` is one of the

@@ -12,12 +12,14 @@ from assemble_tf.data.builder.config import (
     MAX_LISTED,
     BuildConfig,
 )
+from assemble_tf.data.builder.images import SKIP_NOT_READ
 from assemble_tf.data.builder.output import make_manifest, prepare_output
 from assemble_tf.data.builder.plan import plan, resolve_config
 from assemble_tf.data.builder.shards import (
     ShardTask,
     finalize_split,
     load_state,
+    reads_now,
     remove_split,
     write_shard,
 )
@@ -70,7 +72,7 @@ def _unfinished_shards(out, plans):
         for index in range(p.num_shards):
             name = schema.shard_name(split, index, p.num_shards)
             state = load_state(out, name, p.digests[index])
-            if state is None:
+            if state is None or reads_now(p.root, state):
                 todo.append((p, index))
             elif state["images"]:
                 resumed[split] += 1
@@ -306,6 +308,12 @@ def format_summary(summary):
         limit=MAX_LISTED,
         noun="skipped files",
     )
+    if any(s["reason"] == SKIP_NOT_READ for s in summary["skipped"]):
+        lines.append(
+            "Files that could not be read are read again by a rerun of the "
+            "same command (their shards are rebuilt), e.g. once their "
+            "permissions are fixed."
+        )
     return "\n".join(lines)
 
 

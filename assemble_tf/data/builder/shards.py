@@ -12,7 +12,7 @@ import numpy as np
 from assemble_tf.data import schema
 from assemble_tf.data.builder.config import STATE_DIR
 from assemble_tf.data.builder.images import (
-    SKIP_UNREADABLE,
+    SKIP_NOT_READ,
     SkipImage,
     encode_image,
 )
@@ -130,13 +130,32 @@ def _write_records(task, writer, progress):
 
 def _read_image(task, entry):
     """`encode_image` of one file (an unreadable file is a `SkipImage`)."""
-    path = os.path.join(task.root, *entry.relpath.split("/"))
     try:
-        with open(path, "rb") as f:
+        with open(source_path(task.root, entry.relpath), "rb") as f:
             data = f.read()
     except OSError as e:
-        raise SkipImage(SKIP_UNREADABLE, str(e)) from None
+        raise SkipImage(SKIP_NOT_READ, str(e)) from None
     return encode_image(data, task.jpeg_quality)
+
+
+def source_path(root, relpath):
+    """The input file of a split's `root` that `relpath` ("a/b.jpg") names."""
+    return os.path.join(root, *relpath.split("/"))
+
+
+def reads_now(root, state):
+    """Whether a file that the shard of `state` skipped because it could
+    not be read (`SKIP_NOT_READ`) reads now, e.g. after its permissions
+    were fixed: the shard is then rebuilt with it."""
+    for skipped in state["skipped"]:
+        if skipped["reason"] != SKIP_NOT_READ:
+            continue
+        try:
+            with open(source_path(root, skipped["file"]), "rb"):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _save_state(output_dir, name, state):
