@@ -17,8 +17,6 @@ TINY = {
     "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
     "data": TINY_SYNTHETIC["data"],  # 64 synthetic 32-px images, 4 classes
 }
-# The tiny Assemble-R50 (Big-Little needs two blocks in stages 1-3).
-TINY_ASSEMBLE = {"base_width": 8, "block_sizes": "2,2,2,1"}
 
 
 def _config(model_dir, preset="resnet50", train=None, **groups):
@@ -148,7 +146,7 @@ def test_synthetic_batches_are_as_large_as_real_ones(tmp_path):
     """Mixup type 1 mixes pairs: the step gets 2 x 16 synthetic images and
     trains on 16, as on real data (before: 16, of which it trained on 8
     while the run counted 16 per step)."""
-    cfg = _config(tmp_path, "assemble_resnet50", model=TINY_ASSEMBLE)
+    cfg = _config(tmp_path, "table7_e3")  # R50-D, LS + Mixup type 1
     assert cfg.augment.mixup_type == 1 and cfg.data.synthetic
     trainer = trainer_lib.Trainer(
         cfg, runtime.setup_runtime(cfg), log=lambda s: None
@@ -177,14 +175,15 @@ def _jax_devices():
 @pytest.mark.slow  # trains twice
 @pytest.mark.skipif(_jax_devices() < 2, reason="JAX with 2 devices only")
 def test_two_devices_train_the_recipe_like_one(tmp_path):
-    """Mixup type 1, label smoothing, KD and DropBlock on two virtual
-    devices (DataParallel, batch sharded) give the one-device weights: GSPMD
+    """Mixup type 1, label smoothing, KD and DropBlock (the recipe of
+    Table 7's E8, on a tiny R50-D + SK) on two virtual devices
+    (DataParallel, batch sharded) give the one-device weights: GSPMD
     computes the same global batch statistics and mean loss."""
     weights, placements = {}, {}
     for strategy in ("off", "mirrored"):
         cfg = _config(
             tmp_path / strategy,
-            "assemble_resnet50",
+            "table7_e8",
             train={
                 "epochs": 1.0,
                 "max_steps": 2,
@@ -192,12 +191,12 @@ def test_two_devices_train_the_recipe_like_one(tmp_path):
                 "dropblock_keep_prob": "0.8,0.8",
             },
             runtime={"distribution_strategy": strategy},
-            model=TINY_ASSEMBLE,
         )
         assert cfg.augment.mixup_type == 1 and cfg.train.kd_temperature > 0
         try:
             rt = runtime.setup_runtime(cfg)
             trainer = trainer_lib.Trainer(cfg, rt, log=lambda s: None)
+            assert trainer.dropblock_layers  # stages 3 and 4
             init = [
                 np.asarray(v.value) for v in trainer.model.trainable_variables
             ]
