@@ -220,32 +220,12 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
         )
 
 
-@pytest.mark.slow
-def test_export_binary_and_saved_model_cli(tmp_path):
-    import json
-
-    model = build_model(
-        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
-    )
-    weights = str(tmp_path / "m.weights.h5")
-    model.save_weights(weights)
-    args = [
-        "tools.export_saved_model",
-        *_tiny_export_args(weights),
-        f"--export_dir={tmp_path}/sm/1",
-    ]
-    result = testing_utils.run_main(*args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert max(out["max_abs_diff"].values()) <= 1e-4
-    again = testing_utils.run_main(*args)  # an error line
-    assert again.returncode == 2 and "--overwrite" in again.stderr
-    # `saved_model_cli show`: test_saved_model_cli_runs_every_signature.
-
-
 @pytest.mark.slow  # exports
 def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
-    """The library behind tools.export_saved_model, with --fold_bn."""
+    """tools.export_saved_model --fold_bn (in process), then the library
+    behind it: an existing export_dir refused, `overwrite`."""
+    import json
+
     from assemble_tf.export import saved_model_run
 
     model = build_model(
@@ -254,17 +234,15 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     testing_utils.randomize_bn(model, seed=2)
     weights = str(tmp_path / "m.weights.h5")
     model.save_weights(weights)
-    options = saved_model_run.ExportOptions(
-        export_dir=str(tmp_path / "sm" / "1"),
-        preset="resnet50",
-        weights=weights,
-        num_classes=3,
-        model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]},
-        preprocessing="imagenet_32",
-        fold_bn=True,
-    )
-    lines = []
-    report = saved_model_run.export(options, log=lines.append)
+    args = [
+        "tools.export_saved_model",
+        *_tiny_export_args(weights),
+        "--fold_bn",
+        f"--export_dir={tmp_path}/sm/1",
+    ]
+    result = testing_utils.run_main(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert list(report) == [
         "export_dir",
         "preprocessing",
@@ -276,7 +254,19 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     assert report["precision"] == "float32"
     assert max(report["max_abs_diff"].values()) <= 1e-4
     bns = [layer for layer in model.layers if layer.name.endswith("_bn")]
-    assert lines == [f"Folded {len(bns)} BatchNorm layers."]
+    assert f"Folded {len(bns)} BatchNorm layers." in result.stderr
+    again = testing_utils.run_main(*args)  # an error line
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    options = saved_model_run.ExportOptions(
+        export_dir=str(tmp_path / "sm" / "1"),
+        preset="resnet50",
+        weights=weights,
+        num_classes=3,
+        model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]},
+        preprocessing="imagenet_32",
+        fold_bn=True,
+    )
+    lines = []
     with pytest.raises(FileExistsError, match="pass `overwrite`"):
         saved_model_run.export(options, log=lines.append)
     # `overwrite`: the new export is swapped into place, then the old one
