@@ -13,23 +13,11 @@ weights; `compare_logits` measures how far the bfloat16 logits are from the
 float32 ones, as the export verification reports it.
 """
 
-import contextlib
-
-import keras
 import numpy as np
 
+from assemble_tf.runs import runtime
+
 PRECISIONS = ("float32", "bfloat16")
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Sets Keras' global dtype policy to `name` inside the block only."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def bfloat16_copy(model, build):
@@ -48,7 +36,7 @@ def bfloat16_copy(model, build):
     Raises:
         ValueError: `build()` makes another architecture.
     """
-    with dtype_policy("mixed_bfloat16"):
+    with runtime.kept_dtype_policy("mixed_bfloat16"):
         copy = build()
     source = model.get_weights()
     shapes = [tuple(v.shape) for v in copy.weights]

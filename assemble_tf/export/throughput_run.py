@@ -14,11 +14,11 @@ peak, the outputs) are `assemble_tf.export.throughput`'s;
 `tools.benchmark_throughput` is the command line.
 """
 
-import contextlib
 import dataclasses
 import sys
 
 from assemble_tf.export import throughput
+from assemble_tf.runs import runtime
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -284,21 +284,6 @@ def result_row(entry, rate, dtype, peaks):
     }
 
 
-@contextlib.contextmanager
-def _dtype_policy(dtype):
-    """Keras' global dtype policy computing in `dtype`, then the previous."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(
-        "float32" if dtype == "float32" else f"mixed_{dtype}"
-    )
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def _stderr(line):
     print(line, file=sys.stderr)
 
@@ -341,7 +326,10 @@ def run_benchmark(options, log=_stderr):
     settings = timing_settings(options)
     if options.compare:
         keras_sizes = reference_sizes(options, names)
-    with _dtype_policy(options.dtype):
+    policy = (
+        "float32" if options.dtype == "float32" else f"mixed_{options.dtype}"
+    )
+    with runtime.kept_dtype_policy(policy):
         device = throughput.device_name()
         peaks = matmul_peaks(options.dtype, modes, device)
         entries = preset_entries(options, names, modes, settings)

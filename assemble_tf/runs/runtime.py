@@ -172,12 +172,14 @@ def setup_runtime(config):
 
 
 @contextlib.contextmanager
-def kept_dtype_policy():
-    """Keras' global dtype policy is put back at the end of the block
-    (models built inside keep their own), so that a notebook's next model
-    is not built in a run's mixed precision."""
+def kept_dtype_policy(name=None):
+    """Keras' global dtype policy is `name` inside the block (unchanged if
+    None) and put back at its end: models built inside keep their own, and
+    a notebook's next model is not built in a run's mixed precision."""
     previous = keras.config.dtype_policy()
     try:
+        if name is not None:
+            keras.config.set_dtype_policy(name)
         yield
     finally:
         keras.config.set_dtype_policy(previous)

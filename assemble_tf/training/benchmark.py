@@ -253,17 +253,13 @@ def _recipe(config, trainer):
 def keras_entry(precision, options, image_size):
     """Keras' ResNet50 (weights=None; `options.keras_blocks` per stage in
     smoke runs) with a plain GradientTape SGD step."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with runtime.kept_dtype_policy(precision):
         model = throughput.keras_resnet50(
             (image_size, image_size, 3),
             blocks=options.keras_blocks,
             classes=options.num_classes,
             classifier_activation=None,
         )
-    finally:
-        keras.config.set_dtype_policy(previous)
     optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
     if precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -351,8 +347,7 @@ def _keras_jax_step(model, optimizer, images, labels):
 def build_entries(options, model_dir):
     """Ours for every preset x precision, then Keras' for every precision."""
     entries = []
-    previous = keras.config.dtype_policy()
-    try:
+    with runtime.kept_dtype_policy():  # `trainer_entry` sets each one
         for precision in options.precisions:
             for preset in options.presets:
                 entries.append(
@@ -365,8 +360,6 @@ def build_entries(options, model_dir):
                 )
             size = options.image_size or entries[-1]["image_size"]
             entries.append(keras_entry(precision, options, size))
-    finally:
-        keras.config.set_dtype_policy(previous)
     return entries
 
 
