@@ -378,6 +378,21 @@ def test_encode_image_modes():
     ours = tf.io.decode_jpeg(jpeg).numpy().astype(float)
     theirs = tf.io.decode_png(buffer.getvalue(), channels=3).numpy()
     assert ours.mean() < 1.5 and theirs.mean() < 1.5
+    # A float TIFF of samples in [0, 1] (a ramp): scaled to 0..255, not
+    # rounded to black (before: min 0, max 1, mean 0.5).
+    ramp = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (40, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp, mode="F").save(buffer, format="TIFF")
+    jpeg, _, _, kind = builder.encode_image(buffer.getvalue(), 95)
+    assert kind == "TIFF F"
+    ours = tf.io.decode_jpeg(jpeg).numpy().astype(float)
+    assert ours.min() <= 2 and ours.max() >= 253
+    assert abs(ours.mean() - 127.5) < 2
+    # Float samples beyond 1 are 8-bit values as they are.
+    buffer = io.BytesIO()
+    Image.fromarray(ramp * 200, mode="F").save(buffer, format="TIFF")
+    ours = tf.io.decode_jpeg(builder.encode_image(buffer.getvalue())[0])
+    assert abs(ours.numpy().astype(float).mean() - 100) < 2
 
 
 def test_missing_logits_is_an_error_listing_the_names(tmp_path):

@@ -107,8 +107,13 @@ def _to_rgb(image):
         sixteen_bit = mode.startswith("I;16") or (
             mode == "I" and image.format == "PNG"
         )
-        if sixteen_bit or pixels.max(initial=0) > 255:
+        high = pixels.max(initial=0)
+        if sixteen_bit or high > 255:
             pixels = pixels / 257.0
+        elif mode == "F" and high <= 1 and pixels.min(initial=0) >= 0:
+            # Float samples in [0, 1], the float convention (a float TIFF
+            # of 0..1 came out black: every sample rounded to 0 or 1).
+            pixels = pixels * 255.0
         pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
         return Image.fromarray(pixels, mode="L").convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
