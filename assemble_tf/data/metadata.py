@@ -43,7 +43,7 @@ def read_labels(path):
         ValueError: a line is not `label<TAB>wnid<TAB>text`; names the line.
     """
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue

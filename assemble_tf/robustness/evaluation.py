@@ -188,7 +188,7 @@ def read_label_map(path):
     try:
         mapping = {wnid: label for label, wnid, _ in metadata.read_labels(path)}
     except ValueError:  # not labels.txt: a synsets list
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = [line.split()[0] for line in f if line.strip()]
         mapping = {
             wnid: index + IMAGENET_LABEL_OFFSET

@@ -872,6 +872,45 @@ def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     assert e.value.as_flag().startswith(f"--validation_labels={latin1} is not")
     latin1.write_bytes("n01 café\n".encode())
     assert inputs.read_synsets(str(latin1)) == {"n01": "café"}
+    # A byte-order mark and CRLF, as Windows editors save: the BOM is not
+    # part of the first name (before: "has no line for 1 classes: n01").
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfn01 tench\r\nn02 goldfish\r\n")
+    assert inputs.read_synsets(str(bom)) == {"n01": "tench", "n02": "goldfish"}
+    bom.write_bytes(b"\xef\xbb\xbfa.jpg\tn01\r\nb.jpg\tn02\r\n")
+    assert inputs.read_validation_labels(str(bom), ["a.jpg", "b.jpg"]) == [
+        "n01",
+        "n02",
+    ]
+    bom.write_bytes(b"\xef\xbb\xbfa.jpg,1.5,-2\r\n")
+    assert inputs.read_logits([str(bom)], "train_logits")[0] == {"a.jpg": 0}
+
+
+def test_non_finite_teacher_logits_name_the_file_and_images(tmp_path):
+    """Before: kept, and the first KD step stopped on a NaN loss naming
+    neither the file nor the images. -1e40 overflows float32."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    path = tmp_path / "logits.csv"
+    path.write_text("a.jpg,nan,1\nb.jpg,0,1\nc.jpg,-1e40,2\nd.jpg,inf,0\n")
+    with pytest.raises(OptionError) as e:
+        inputs.read_logits([str(path)], "train_logits")
+    assert e.value.as_flag() == (
+        f"--train_logits: {path} has NaN or infinite logits (float32) for 3 "
+        "images: a.jpg, c.jpg, d.jpg. Give every image finite logits."
+    )
+    np.savez(
+        tmp_path / "l.npz",
+        filenames=np.array([f"{i}.jpg" for i in range(7)]),
+        logits=np.full((7, 2), np.nan),
+    )
+    with pytest.raises(
+        OptionError, match=r"for 7 images: 0.jpg, .*4.jpg, \.\.\."
+    ):
+        inputs.read_logits([str(tmp_path / "l.npz")], "validation_logits")
+    path.write_text("a.jpg,3e38,-3e38\n")  # finite in float32
+    assert inputs.read_logits([str(path)], "train_logits")[1].shape == (1, 2)
 
 
 def test_validation_labels_of_file_names_with_spaces(tmp_path):

@@ -155,6 +155,19 @@ def test_label_map(tmp_path):
     }
     with pytest.raises(ValueError, match="outside the model's 2 classes"):
         evaluation.label_map(WNIDS[:2], 2, 0, str(synsets))
+    # Saved by a Windows editor (byte-order mark, CRLF), either kind of
+    # file: the mark is not part of the first class (before: the first
+    # class was missing, or the file was not labels.txt).
+    synsets.write_bytes(b"\xef\xbb\xbfn00000002 two\r\nn00000001 one\r\n")
+    assert evaluation.label_map(WNIDS[:2], 2, 1, str(synsets)) == {
+        "n00000001": 1,
+        "n00000002": 0,
+    }
+    labels.write_bytes(b"\xef\xbb\xbf1\tn00000001\tx\r\n2\tn00000002\ty\r\n")
+    assert evaluation.label_map(WNIDS[:2], 1001, 0, str(labels)) == {
+        "n00000001": 1,
+        "n00000002": 2,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -123,8 +123,9 @@ def list_class_folders(root, flag, layout):
 def _text(path, field):
     """The lines of a UTF-8 text file an option names; another encoding
     is named with the option (before: "'utf-8' codec can't decode ...",
-    naming neither)."""
-    with open(path, encoding="utf-8") as f:
+    naming neither). A byte-order mark (Windows editors write one) is not
+    part of the first line: it made the first name unknown."""
+    with open(path, encoding="utf-8-sig") as f:
         try:
             yield f
         except UnicodeDecodeError as e:
@@ -360,6 +361,7 @@ def read_logits(files, flag):
             file_names, values = _read_logits_npz(path, flag)
         else:
             file_names, values = _read_logits_csv(path, flag)
+        _check_finite(file_names, values, path, flag)
         for name in file_names:
             if name in origin:
                 raise OptionError(
@@ -389,6 +391,23 @@ def read_logits(files, flag):
     return {name: i for i, name in enumerate(names)}, matrix
 
 
+def _check_finite(names, values, path, flag):
+    """NaN or infinite logits (in float32: beyond +-3.4e38) are an error
+    naming the file and the images; before, the build kept them and the
+    first KD step stopped on a NaN loss that named neither."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if len(bad):
+        raise OptionError(
+            flag,
+            "{field}: {path} has NaN or infinite logits (float32) for "
+            "{count} images: {names}. Give every image finite logits.",
+            path=path,
+            count=len(bad),
+            names=", ".join(names[i] for i in bad[:5])
+            + (", ..." if len(bad) > 5 else ""),
+        )
+
+
 def _read_logits_csv(path, flag):
     names, values, width = [], [], None
     with _text(path, flag) as f:
@@ -398,7 +417,8 @@ def _read_logits_csv(path, flag):
                 continue
             fields = line.split(",")
             try:
-                row = np.asarray(fields[1:], dtype=np.float32)
+                with np.errstate(over="ignore"):  # _check_finite names it
+                    row = np.asarray(fields[1:], dtype=np.float32)
             except ValueError:
                 if lineno == 1:
                     continue  # a header
