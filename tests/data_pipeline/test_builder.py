@@ -886,6 +886,30 @@ def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     assert inputs.read_logits([str(bom)], "train_logits")[0] == {"a.jpg": 0}
 
 
+def test_class_names_with_control_characters_are_refused(tmp_path):
+    """Before: a newline in a class folder's name split its labels.txt
+    line, and tools.evaluate then refused the builder's own labels.txt."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    for name in ("a", "new\nline", "tab\there", "café ok"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(OptionError) as e:
+        inputs.list_class_folders(str(tmp_path), "train_dir", "folder")
+    assert e.value.as_flag() == (
+        f"--train_dir={tmp_path} has class folders whose names hold a tab, "
+        "a newline or another control character: 'new\\nline', "
+        "'tab\\there'. Rename them (labels.txt keeps one class per line, "
+        "its fields tab-separated)."
+    )
+    (tmp_path / "new\nline").rmdir()
+    (tmp_path / "tab\there").rmdir()
+    assert inputs.list_class_folders(str(tmp_path), "train_dir", "folder") == [
+        "a",
+        "café ok",
+    ]
+
+
 def test_non_finite_teacher_logits_name_the_file_and_images(tmp_path):
     """Before: kept, and the first KD step stopped on a NaN loss naming
     neither the file nor the images. -1e40 overflows float32."""

@@ -6,6 +6,7 @@ import collections
 import contextlib
 import glob
 import os
+import unicodedata
 
 import numpy as np
 
@@ -55,6 +56,10 @@ def _utf8(name):
     return True
 
 
+def _has_control(name):
+    return any(unicodedata.category(c) == "Cc" for c in name)
+
+
 def list_images(folder):
     """Returns `(images, ignored)`: sorted image file names directly in
     `folder`, and the other (non-hidden) entries, each as its name plus,
@@ -92,6 +97,16 @@ def list_class_folders(root, flag, layout):
             "{field}={root} has class folders whose names are not UTF-8: "
             "{bad}. Rename them (class names go into labels.txt and the "
             "records).",
+            root=root,
+            bad=listing(bad),
+        )
+    bad = [repr(name) for name in classes if _has_control(name)]
+    if bad:  # a newline split labels.txt's line, which then did not read
+        raise OptionError(
+            flag,
+            "{field}={root} has class folders whose names hold a tab, a "
+            "newline or another control character: {bad}. Rename them "
+            "(labels.txt keeps one class per line, its fields tab-separated).",
             root=root,
             bad=listing(bad),
         )
