@@ -14,7 +14,8 @@ TABLE = (
         "layout",
         "imagenet",
         "imagenet: train/<wnid>/*.JPEG, labels = sorted wnid + 1. "
-        "folder: root/<class>/*.jpg|jpeg|png, labels = sorted class.",
+        "folder: root/<class>/<image>, labels = sorted class. Images: "
+        ".jpg .jpeg .jpe .jfif .png .gif .bmp .tif .tiff .webp, any case.",
         {"enum_values": ["imagenet", "folder"]},
     ),
     ("string", "train_dir", None, "Folder of class folders."),

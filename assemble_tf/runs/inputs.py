@@ -45,14 +45,18 @@ def input_config(config, is_training, epoch=0, skip_steps=0):
     """The `InputConfig` of the train or eval split (the train split of
     `epoch`, resumed after `skip_steps` of its steps)."""
     d, a, t = config.data, config.augment, config.train
+    field = "train_pattern" if is_training else "validation_pattern"
+    pattern = os.path.join(d.data_dir or "", getattr(d, field))
+    if not (d.source or d.synthetic or tf.io.gfile.glob(pattern)):
+        from assemble_tf.data import checks
+
+        # Named with its pattern field (tools.evaluate named only data_dir).
+        raise checks.no_records_error(pattern, others=(field,))
     num_logits = None
     if t.kd_temperature > 0 and is_training:
         num_logits = d.num_classes + d.label_offset
     return input_pipeline.InputConfig(
-        file_pattern=os.path.join(
-            d.data_dir or "",
-            d.train_pattern if is_training else d.validation_pattern,
-        ),
+        file_pattern=pattern,
         is_training=is_training,
         batch_size=t.batch_size
         if is_training

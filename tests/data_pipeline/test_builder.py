@@ -984,3 +984,13 @@ def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):
     assert sorted(f[schema.FILENAME][0] for _, f in records) == sorted(
         [b"x.bmp", b"x.gif", b"x.jpe", b"x.tif", b"x.webp"]
     )
+    # --help names every extension read (before: "*.jpg|jpeg|png").
+    from assemble_tf.data.builder.config import IMAGE_EXTENSIONS
+    from flags import build_imagenet_tfrecords_flags
+
+    help_text = next(
+        row[3]
+        for row in build_imagenet_tfrecords_flags.TABLE
+        if row[1] == "layout"
+    )
+    assert [e for e in IMAGE_EXTENSIONS if f" {e}" not in help_text] == []

@@ -1,5 +1,6 @@
 """bfloat16 vs float32 agreement: hand-made logits and tools.evaluate."""
 
+import dataclasses
 import json
 import math
 import os
@@ -392,3 +393,26 @@ def test_an_override_a_runs_model_would_ignore_is_refused(tiny_run):
         "--model_overrides sets cosine_temperature=0.1, which the run "
         "ignores: it applies to classifier=cosine only."
     )
+
+
+def test_a_pattern_that_matches_nothing_names_its_flag(tiny_run):
+    """Before: tools.evaluate --validation_pattern='zzz*' said "check
+    --data_dir" only."""
+    from assemble_tf.runs import inputs
+
+    config, _ = tiny_run
+    for field, training in (
+        ("validation_pattern", False),
+        ("train_pattern", True),
+    ):
+        data = dataclasses.replace(config.data, **{field: "zzz*"})
+        with pytest.raises(FileNotFoundError) as e:
+            inputs.input_config(
+                dataclasses.replace(config, data=data), training
+            )
+        pattern = os.path.join(config.data.data_dir, "zzz*")
+        assert e.value.as_flag() == (
+            f"No TFRecord files match '{pattern}'. Build them with `python -m "
+            "tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`) "
+            f"and check --data_dir / --{field}."
+        )

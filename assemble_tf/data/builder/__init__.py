@@ -13,7 +13,8 @@ Layouts (`BuildConfig.layout`):
   flat folder plus `validation_labels` (one wnid per line in sorted-filename
   order, or `filename wnid` lines). Class folders must be WordNet ids.
   Labels are `index of the sorted wnid + 1` (0 is the background).
-* `folder`: `root/<class>/*.jpg|jpeg|png` for any dataset, 0-based labels.
+* `folder`: `root/<class>/<image>` for any dataset, 0-based labels; images
+  of the extensions `IMAGE_EXTENSIONS` (JPEG, PNG, GIF, BMP, TIFF, WebP).
 
 The label space is the sorted class folders of `train_dir` (of the
 validation classes when only validation is built). Every image is checked
