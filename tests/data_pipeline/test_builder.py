@@ -642,6 +642,9 @@ def test_refuses_to_overwrite_another_build(tmp_path):
     simple_folder(str(tmp_path / "train"))
     out = tmp_path / "out"
     builder.build(folder_config(tmp_path / "train", out))
+    # The default shard count: one per image up to 128 here (12).
+    capped = tmp_path / "capped"
+    builder.build(folder_config(tmp_path / "train", capped, train_shards=None))
     with pytest.raises(FileExistsError) as info:
         builder.build(
             folder_config(
@@ -659,6 +662,17 @@ def test_refuses_to_overwrite_another_build(tmp_path):
     )
     with pytest.raises(FileExistsError, match="train inputs"):
         builder.build(folder_config(tmp_path / "train", out))
+    # Not "--train_shards: existing build 12, now 13" to a user who added
+    # an image and never passed the flag.
+    with pytest.raises(FileExistsError) as info:
+        builder.build(
+            folder_config(tmp_path / "train", capped, train_shards=None)
+        )
+    assert info.value.as_flag().startswith(
+        f"--output_dir={capped} holds shards made with other options (the "
+        "train inputs differ (12 files before, 13 now), and with them the "
+        "default --train_shards (12 before, 13 now))"
+    ), info.value.as_flag()
     summary = builder.build(
         folder_config(tmp_path / "train", out, train_shards=3, overwrite=True)
     )

@@ -31,6 +31,8 @@ def make_manifest(config, classes, plans):
         "splits": {
             split: {
                 "num_shards": p.num_shards,
+                # None: the default, which follows the number of images.
+                "shards_option": getattr(config, f"{split}_shards"),
                 "num_files": len(p.entries),
                 "num_logits": None if p.logits is None else p.logits.shape[1],
                 "shard_sha256": p.digests,
@@ -71,14 +73,19 @@ def _change(label, before, value):
 
 def _split_differences(split, before, section):
     """The reasons why one split of the new build is not the old one."""
-    if before.get("num_shards") != section["num_shards"]:
-        return [
-            _change(
-                jobs.named(f"{split}_shards"),
-                before.get("num_shards"),
-                section["num_shards"],
-            )
-        ]
+    files = before.get("num_files"), section["num_files"]
+    shards = before.get("num_shards"), section["num_shards"]
+    if shards[0] != shards[1]:
+        flag = jobs.named(f"{split}_shards")
+        if files[0] != files[1] and section.get("shards_option") is None:
+            # Before: "--train_shards: existing build 35, now 36" to a user
+            # who had added an image and never passed the flag.
+            return [
+                f"the {split} inputs differ ({files[0]} files before, "
+                f"{files[1]} now), and with them the default {flag} "
+                f"({shards[0]} before, {shards[1]} now)"
+            ]
+        return [_change(flag, *shards)]
     reasons = []
     if before.get("num_logits") != section["num_logits"]:
         reasons.append(
