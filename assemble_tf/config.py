@@ -767,6 +767,10 @@ def make_config(model_dir, preset, overrides=None):
         if name not in GROUPS:
             raise ValueError(f"Unknown config group {name!r}")
         groups[name].update(values)
+    given = (overrides or {}).get("data", {})
+    if given.get("class_range") and "num_classes" not in given:
+        low, high = parse_class_range(given["class_range"])
+        groups["data"]["num_classes"] = high - low  # the kept classes
     explicit_schedule = "dropblock_keep_prob" in (overrides or {}).get(
         "train", {}
     )
@@ -783,8 +787,39 @@ def make_config(model_dir, preset, overrides=None):
     )
     validate(config)
     refuse_ignored_options(config)
-    explicit = "num_classes" in (overrides or {}).get("data", {})
-    return _read_data(config, explicit)
+    if config.data.source and not config.data.synthetic:
+        return _read_source(config, set(given))
+    return _read_data(config, "num_classes" in given)
+
+
+def _read_source(config, given):
+    """`config` with the class count and held-out split of its tfds or
+    folder `source`, where `given` (the data fields set) lacks them:
+    before, `tools.train --source=<folder>` trained a 1001-way head on a
+    3-class folder and looked for a split "validation" the folder did not
+    have (tools.finetune resolved both)."""
+    from assemble_tf.data import sources
+
+    d = config.data
+    if {"num_classes", "validation_split"} <= given:
+        return config  # nothing to read (tools.finetune gives both)
+    info = sources.open_source_cached(d.source, d.tfds_data_dir, d.download)
+    changes = {}
+    if "validation_split" not in given:
+        held_out = sources.held_out_split(d.source, info.splits)
+        if held_out:
+            changes["validation_split"] = held_out
+    if not ({"num_classes", "class_range"} & given):
+        if info.num_classes < 2:
+            raise OptionError(
+                "source",
+                "{field}={path} has {count} class(es): a classifier needs "
+                "at least 2 (class folders <split>/<class>/).",
+                path=d.source,
+                count=info.num_classes,
+            )
+        changes["num_classes"] = info.num_classes
+    return dataclasses.replace(config, data=dataclasses.replace(d, **changes))
 
 
 def ignored_options(config):

@@ -30,10 +30,13 @@ def define_flags():
 
 def main(argv):
     del argv
+    from assemble_tf.runs import inputs
     from assemble_tf.training import train_lib
     from assemble_tf.training.trainer import NonFiniteLossError
 
     config = config_flags.flags_to_config(FLAGS)
+    for line in inputs.source_warnings(config.data):
+        print(f"WARNING: {line}", file=sys.stderr)
     try:
         summary = train_lib.run_experiment(config)
     except NonFiniteLossError as e:

@@ -92,14 +92,16 @@ def open_data_source(data_config):
     )
 
 
-_SOURCES = {}
+open_source_cached = sources.open_source_cached
 
 
-def open_source_cached(source, data_dir, download):
-    key = (source, data_dir, download)
-    if key not in _SOURCES:
-        _SOURCES[key] = sources.open_source(source, data_dir, download)
-    return _SOURCES[key]
+def source_warnings(data_config):
+    """Warning lines of a folder `source`: the files it leaves out and its
+    class folders without images (`sources.folder_warnings`); none for
+    TFRecords, tfds and synthetic data."""
+    if not data_config.source or data_config.synthetic:
+        return []
+    return sources.folder_warnings(open_data_source(data_config))
 
 
 def _record_source(data_config, is_training):

@@ -207,6 +207,7 @@ def dataset_options(request, source, retrieval, dry_run=False):
     cached), or with `dry_run` from the catalogue
     or the folder's class folders, reading no data.
     """
+    from assemble_tf.data import sources
     from assemble_tf.runs import inputs
 
     if not source:
@@ -240,13 +241,9 @@ def dataset_options(request, source, retrieval, dry_run=False):
     known = _known(source)
     if known is not None:
         data["train_split"] = known.train_split
-        data["validation_split"] = known.eval_split
-    elif "validation" not in splits:
-        # An image folder's held-out split: test/ or val/.
-        for name in ("test", "val"):
-            if name in splits:
-                data["validation_split"] = name
-                break
+    held_out = sources.held_out_split(source, splits)
+    if held_out:
+        data["validation_split"] = held_out
     return data, info
 
 

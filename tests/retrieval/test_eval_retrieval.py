@@ -465,7 +465,13 @@ def test_source_defaults_to_the_runs_own(tmp_path):
     config_lib.make_config(
         str(folder_run),
         "resnet50",
-        {"data": {"source": "/data/birds", "num_classes": 3}},
+        {
+            "data": {
+                "source": "/data/birds",  # not read: both fields given
+                "num_classes": 3,
+                "validation_split": "test",
+            }
+        },
     ).to_json(str(folder_run / "config.json"))
     config_lib.make_config(
         str(record_run), "resnet50", {"data": {"synthetic": True}}

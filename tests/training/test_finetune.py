@@ -360,3 +360,46 @@ def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
     assert config.model.bn_momentum == 0.966  # the recipe's
     assert config.train.weight_decay == 1e-3
     assert "3 classes; train 'train', eval 'test'" in proc.stderr
+
+
+def test_a_folder_source_sets_the_classes_and_held_out_split(
+    tmp_path, image_folder
+):
+    """tools.train --source=<folder> as tools.finetune: before, a 3-class
+    folder got the preset's 1001-way head, the split "validation" it does
+    not have, and no word about the files it left out."""
+    import shutil
+
+    root = tmp_path / "folder"
+    shutil.copytree(image_folder, root)
+    (root / "train" / "class_0" / "x.webp").write_bytes(b"RIFF")
+    (root / "train" / "class_9").mkdir()  # a class without images
+
+    def data(**given):
+        overrides = {"data": {"source": str(root), **given}}
+        return config_lib.make_config(
+            str(tmp_path / "run"), "resnet50", overrides
+        ).data
+
+    d = data()
+    assert (d.num_classes, d.validation_split) == (4, "test")
+    assert inputs.source_warnings(d) == [
+        f"{root}: left out the files that are not .jpg/.jpeg/.png images "
+        "in a class folder <split>/<class>/ (1: train/class_0/x.webp); "
+        "convert or move them to use them.",
+        f"{root}: class folders without images, still counted as classes: "
+        "class_9.",
+    ]
+    d = data(num_classes=10, validation_split="train")  # given: kept
+    assert (d.num_classes, d.validation_split) == (10, "train")
+    assert data(class_range="1,3").num_classes == 2
+    one = tmp_path / "one"
+    shutil.copytree(root / "train" / "class_1", one / "train" / "a")
+    with pytest.raises(ValueError) as e:
+        config_lib.make_config(
+            str(tmp_path / "run"), "resnet50", {"data": {"source": str(one)}}
+        )
+    assert e.value.as_flag() == (
+        f"--source={one} has 1 class(es): a classifier needs at least 2 "
+        "(class folders <split>/<class>/)."
+    )

@@ -93,6 +93,33 @@ def open_source(source, data_dir=None, download=False):
     return open_tfds(source, data_dir, download)
 
 
+_OPENED = {}
+
+
+def open_source_cached(source, data_dir=None, download=False):
+    """`open_source`, once per (source, data_dir, download) and process."""
+    key = (source, data_dir, download)
+    if key not in _OPENED:
+        _OPENED[key] = open_source(source, data_dir, download)
+    return _OPENED[key]
+
+
+def held_out_split(source, splits):
+    """The split to evaluate `source` (whose split names are `splits`) on:
+    the catalogue's for the paper's tfds sets; else "validation" where
+    there is one, then "test", then "val" (an image folder's held-out
+    split); None where none exists."""
+    if not is_folder(source):
+        try:
+            return transfer_dataset(source).eval_split
+        except ValueError:
+            pass
+    for name in ("validation", "test", "val"):
+        if name in splits:
+            return name
+    return None
+
+
 def is_folder(source):
     """Whether `source` names an image folder (a path: it starts with /,
     . or ~, or is an existing folder whose name is not a tfds name), not a
@@ -209,9 +236,11 @@ __all__ = [
     "filter_classes",
     "folder_layout",
     "folder_warnings",
+    "held_out_split",
     "is_folder",
     "num_examples",
     "open_source",
+    "open_source_cached",
     "retrieval_classes",
     "retrieval_selection",
     "transfer_dataset",
