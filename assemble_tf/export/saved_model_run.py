@@ -82,17 +82,16 @@ def _load_run(options):
     from assemble_tf.runs import checkpoints
     from assemble_tf.runs import models as run_models
 
-    config = config_lib.ExperimentConfig.from_json(
-        os.path.join(options.model_dir, "config.json")
+    # The model overrides validated and applied, a head width refused, as
+    # the other binaries do (before: both ignored without a word).
+    loading.refuse_num_classes_with_run(
+        options.model_dir,
+        options.num_classes,
+        config_lib.parse_model_overrides(options.model_overrides),
     )
+    config, prefix, weights = options.resolve_source(needs_data=False)
     model = run_models.build_run_model(config)
-    if options.weights:
-        checkpoints.load_weights_file(model, options.weights)
-    else:
-        prefix = checkpoints.find_checkpoint(
-            options.model_dir, options.checkpoint or "latest"
-        )
-        checkpoints.restore(model, prefix)
+    checkpoints.restore(model, prefix, weights)
     return LoadedModel(
         model,
         config.data.eval_preprocessing,

@@ -206,14 +206,7 @@ def load_embedder(
         return saved_model_embedder(saved_model, preprocessing)
     overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:
-        if "num_classes" in overrides or num_classes:
-            raise OptionError(
-                "num_classes",
-                "{field} comes from the run's config.json with {model_dir}; "
-                "drop it (or num_classes in {model_overrides}).",
-                ["model_dir", "model_overrides"],
-            )
-
+        loading.refuse_num_classes_with_run(model_dir, num_classes, overrides)
         config, prefix, weights = loading.resolve(
             model_dir=model_dir, checkpoint=checkpoint, weights=weights
         )

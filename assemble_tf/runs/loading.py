@@ -56,6 +56,19 @@ class ModelSource:
         )
 
 
+def refuse_num_classes_with_run(model_dir, num_classes, overrides):
+    """A run's head width is its config.json's: `num_classes` (or one in
+    the model `overrides`) with `model_dir` is an error naming them
+    (tools.export_saved_model ignored it, silently)."""
+    if model_dir and (num_classes or "num_classes" in (overrides or {})):
+        raise OptionError(
+            "num_classes",
+            "{field} comes from the run's config.json with {model_dir}; "
+            "drop it (or num_classes in {model_overrides}).",
+            ["model_dir", "model_overrides"],
+        )
+
+
 WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".keras")
 
 

@@ -1229,3 +1229,60 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
     )
     assert (target / "saved_model.pb").read_bytes() != b"the other export"
     assert max(diffs.values()) <= 1e-4
+
+
+def test_export_of_a_run_applies_or_refuses_the_model_flags(tmp_path):
+    """tools.export_saved_model --model_dir with --model_overrides or
+    --num_classes: before, both were ignored without a word (the export
+    kept the run's base width and head)."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.export import saved_model_run
+    from official.utils.misc.validation import OptionError
+
+    run = tmp_path / "run"
+    config = config_lib.make_config(
+        str(run),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": (1, 1, 1, 1)},
+            "data": {"synthetic": True, "num_classes": 3},
+        },
+    )
+    run.mkdir()
+    config.to_json(str(run / "config.json"))
+    model = build_model(
+        "resnet50", base_width=8, block_sizes=(1, 1, 1, 1), num_classes=3
+    )
+    weights = str(tmp_path / "w.weights.h5")
+    model.save_weights(weights)
+
+    def load(**kwargs):
+        return saved_model_run.load_model(
+            saved_model_run.ExportOptions(
+                export_dir=str(tmp_path / "x"),
+                model_dir=str(run),
+                weights=weights,
+                **kwargs,
+            )
+        )
+
+    assert load().model.output_shape == (None, 3)
+    with pytest.raises(OptionError) as e:
+        load(model_overrides={"bogus": 3})
+    assert e.value.as_flag().startswith(
+        "--model_overrides sets bogus, not an option of a run's model"
+    )
+    for kwargs in (
+        {"num_classes": 10},
+        {"model_overrides": '{"num_classes": 10}'},
+    ):
+        with pytest.raises(OptionError) as e:
+            load(**kwargs)
+        assert e.value.as_flag() == (
+            "--num_classes comes from the run's config.json with "
+            "--model_dir; drop it (or num_classes in --model_overrides)."
+        )
+    with pytest.raises(ValueError, match="base_width|shape|holds another"):
+        load(model_overrides={"base_width": 16})  # the weights do not fit
+    gem = load(model_overrides={"pooling": "gem"}).model  # applied
+    assert type(gem.get_layer("head_pool")).__name__ == "GeMPooling2D"
