@@ -71,18 +71,13 @@ def _source_weights(path, rebuild):
         twin = rebuild(int(outputs["logits"].shape[-1]))
         variables = os.path.join(path, "variables", "variables")
         try:
-            # Paths and shapes first: a read that fails half-way left
-            # TensorFlow a warning per unrestored value at exit (70 lines
-            # for a tiny folded export).
-            differences = checkpoints.model_differences(twin, variables)
-            same = differences is not None and not any(differences)
-            if same:
-                status = tf.train.Checkpoint(model=twin).read(variables)
-                status.expect_partial()  # no warning per unmatched variable
-                status.assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError):
-            same = False
-        if not same:
+            # By path, paths and shapes checked first (a read that failed
+            # half-way left TensorFlow a warning per unrestored value at
+            # exit: 70 lines for a tiny folded export); random-generator
+            # states are not weights (DropBlock's: an export of any model
+            # with DropBlock layers was refused as "another graph").
+            checkpoints.restore_tensorflow_checkpoint(twin, variables)
+        except (ValueError, tf.errors.OpError):
             raise OptionError(
                 "warm_start",
                 "{field}={path} is a SavedModel of another graph than the "
@@ -91,7 +86,7 @@ def _source_weights(path, rebuild):
                 "start from an export made without fold_bn, or from the "
                 "training run.",
                 path=path,
-            )
+            ) from None
         return {v.path: v.numpy() for v in twin.variables}
     cfg = run_config_path(path)
     if cfg is None:
