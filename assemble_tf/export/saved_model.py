@@ -217,9 +217,22 @@ def check_encoded_images(images):
             image that is neither JPEG nor PNG.
     """
     # The session loader of TF Serving feeds any shape: a scalar (one
-    # image not in a batch) or [N, 1] is named, not a ConcatOp error.
+    # image not in a batch) or [N, 1] is named, not a ConcatOp error. The
+    # rank is counted from the shape's values: the signature's [N] spec
+    # let Grappler fold tf.rank / tf.size(shape) to 1, and the check
+    # vanished. Everything after it waits for it.
     shape = tf.shape(images)
-    flat = tf.reshape(images, [-1])
+    rank = tf.math.count_nonzero(shape + 1, dtype=tf.int32)
+    rank_check = tf.debugging.Assert(
+        tf.equal(rank, 1),
+        [
+            "serving_default takes a batch of encoded images: string "
+            "[N], one JPEG or PNG each; got shape",
+            shape,
+        ],
+    )
+    with tf.control_dependencies([rank_check]):
+        flat = tf.reshape(images, [-1])
     ok = tf.logical_or(
         tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC),
         tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC),
@@ -228,14 +241,7 @@ def check_encoded_images(images):
     bad = tf.concat([tf.cast(ok, tf.int32), [0]], 0)
     first_bad = tf.argmin(bad, output_type=tf.int32)
     checks = [
-        tf.debugging.Assert(
-            tf.equal(tf.size(shape), 1),
-            [
-                "serving_default takes a batch of encoded images: string "
-                "[N], one JPEG or PNG each; got shape",
-                shape,
-            ],
-        ),
+        rank_check,
         tf.debugging.Assert(
             tf.size(images) > 0,
             ["serving_default: the batch of images is empty"],
