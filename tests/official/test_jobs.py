@@ -230,3 +230,90 @@ def test_console_lines_and_main(tmp_path, capsys):
         assert f.read() == '{\n "size": 7\n}'
     with pytest.raises(ValueError, match="Unexpected arguments"):
         jobs.main(job, ["toy", "extra"], flags)
+
+
+def _sleep_then_pid(seconds):
+    """A pool task (picklable: module level)."""
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_sigterm_stops_a_pool_job_and_its_workers():
+    """SIGTERM (a preempted machine) stops a worker-pool job as Ctrl-C
+    does: `Terminated` with the resume line, the pending tasks cancelled,
+    no worker left (before: the parent died alone and its workers wrote
+    on, then hung)."""
+    import multiprocessing
+    import signal
+    import time
+
+    from official.utils.misc import interrupts
+
+    previous = signal.getsignal(signal.SIGTERM)
+    tasks = [0.05] * 2 + [0.5] * 40
+    job = jobs.run_tasks(
+        _sleep_then_pid, tasks, 2, progress=False, resume="Rerun it."
+    )
+    done = 0
+    with pytest.raises(interrupts.Terminated) as e:
+        for _ in job:
+            done += 1
+            if done == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises here
+    assert str(e.value) == "Rerun it."
+    job.close()  # the pool shuts down: running tasks end, the rest go
+    assert done < 10
+    assert multiprocessing.active_children() == []
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow  # starts processes
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """`kill -9` of a pool job: its workers end within a second or two
+    (before: they waited for tasks forever, re-parented to init)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import multiprocessing, threading, time\n"
+        "from official.utils.misc import worker_pool\n"
+        "job = worker_pool.imap_bounded(time.sleep, [60, 60], 2, "
+        "in_flight=1)\n"
+        "threading.Thread(target=lambda: list(job), daemon=True).start()\n"
+        "while len(multiprocessing.active_children()) < 2:\n"
+        "    time.sleep(0.05)\n"
+        "print(*[p.pid for p in multiprocessing.active_children()], "
+        "flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)]

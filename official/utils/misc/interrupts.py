@@ -110,6 +110,28 @@ def graceful_termination(enabled=True):
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_raises(message):
+    """Within the block, SIGTERM raises `Terminated(message)` in the main
+    thread, as SIGINT raises `KeyboardInterrupt`: for jobs that keep each
+    finished item and can stop anywhere (the worker-pool jobs, whose pool
+    is then shut down; before, SIGTERM killed the parent alone and its
+    workers wrote on, then hung). The previous handler is back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(message)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def termination_requested():
     """Whether SIGTERM arrived inside `graceful_termination()`."""
     return _terminate.is_set()

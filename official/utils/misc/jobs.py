@@ -29,7 +29,7 @@ import string
 import sys
 from collections.abc import Callable
 
-from official.utils.misc import file_utils, worker_pool
+from official.utils.misc import file_utils, interrupts, worker_pool
 from official.utils.misc.validation import (  # noqa: F401 (re-export)
     MissingPathError,
     OptionError,
@@ -332,12 +332,13 @@ def run_tasks(
         live = reports_progress and workers <= 1
         call = functools.partial(fn, progress=bar.update) if live else fn
         try:
-            for task, result in worker_pool.imap_bounded(
-                call, tasks, workers, initializer=initializer
-            ):
-                if not live:
-                    bar.update(size(task) if size else 1)
-                yield task, result
+            with interrupts.sigterm_raises(resume):
+                for task, result in worker_pool.imap_bounded(
+                    call, tasks, workers, initializer=initializer
+                ):
+                    if not live:
+                        bar.update(size(task) if size else 1)
+                    yield task, result
         except KeyboardInterrupt as e:
             if str(e):
                 raise

@@ -9,8 +9,11 @@ this process, in order.
 """
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
+import threading
+import time
 
 IN_FLIGHT_PER_WORKER = 2
 
@@ -22,6 +25,21 @@ def init_image_worker():
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def _exit_with_parent(parent, initializer=None, poll_seconds=0.5):
+    """Worker set-up: a thread that ends this worker once its parent is
+    gone (a parent killed by SIGKILL left its workers waiting for tasks
+    forever), then `initializer()`."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    if initializer is not None:
+        initializer()
 
 
 def imap_bounded(
@@ -47,7 +65,9 @@ def imap_bounded(
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=initializer,
+        initializer=functools.partial(
+            _exit_with_parent, os.getpid(), initializer
+        ),
     ) as pool:
         pending = {}
 
