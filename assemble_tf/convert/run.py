@@ -158,7 +158,7 @@ def read_golden(path):
                     path=path,
                     missing=sorted(missing),
                 )
-            return {k: data[k] for k in ("inputs", "logits")}
+            inputs, logits = data["inputs"], data["logits"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         if isinstance(e, OptionError):
             raise
@@ -173,6 +173,23 @@ def read_golden(path):
             path=path,
             reason=reason,
         ) from None
+    if not (
+        inputs.ndim == 4
+        and inputs.shape[-1] == 3
+        and logits.ndim == 2
+        and len(logits) == len(inputs)
+    ):
+        # Before: a Keras call dump, or numpy's broadcast error.
+        raise OptionError(
+            "golden",
+            "{field}={path} holds inputs of shape {inputs} and logits of "
+            "shape {logits}; it needs inputs [N, H, W, 3] (RGB images) and "
+            "logits [N, K] of the same N.",
+            path=path,
+            inputs=inputs.shape,
+            logits=logits.shape,
+        )
+    return {"inputs": inputs, "logits": logits}
 
 
 def verify(model, golden, tolerance, data=None):
@@ -192,6 +209,13 @@ def verify(model, golden, tolerance, data=None):
             f"{golden} holds {given[0]}x{given[1]} images and the model "
             f"takes {expected[0]}x{expected[1]}: convert with the image "
             "size the golden logits were made at."
+        )
+    width, classes = data["logits"].shape[1], model.output_shape[-1]
+    if width != classes:
+        raise ValueError(
+            f"{golden} holds {width} logits per image and the model makes "
+            f"{classes}: convert with the class count the golden logits "
+            "were made with."
         )
     logits = np.asarray(model(data["inputs"], training=False))
     diff = float(np.abs(logits - data["logits"]).max())

@@ -278,7 +278,10 @@ def preset_table(options, show=None):
 
     names = list(options.presets) or presets.names()
     for name in names:
-        presets.get(name)  # fail before building anything
+        try:
+            presets.get(name)  # fail before building anything
+        except OptionError as e:  # named as this job's option, `presets`
+            raise e.renamed({"preset": "presets"}) from None
     check_distinct(options, ("presets",))
     if options.image_size is not None:  # 0 was taken as "each preset's"
         # The smallest size every preset builds at (BlurPool's 5-tap

@@ -602,7 +602,20 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
         summary["mce_19"] = metrics.mce(
             errors, metrics.ALL_CORRUPTIONS, normalization
         )
+    missing = [c for c in metrics.STANDARD_CORRUPTIONS if c not in errors]
+    if missing:  # before: mCE "-" without a word
+        summary["note"] = _joined(
+            summary["note"],
+            f"No mCE: the set has no results for {', '.join(missing)} (of "
+            "the 15 standard corruptions); generate them into the same "
+            "folder with `python -m tools.make_imagenet_c "
+            f"--names={','.join(missing)}`.",
+        )
     return summary
+
+
+def _joined(*notes):
+    return " ".join(n for n in notes if n) or None
 
 
 def _partial_note(partial, without_ce, normalization="alexnet"):
@@ -658,6 +671,14 @@ def summarize_p(results, difficulty=1):
         summary["note"] = FR_DIFFICULTY_NOTE.format(d=int(difficulty))
         return summary
     summary["fr"] = metrics.flip_rates(fp)
-    if all(p in fp for p in metrics.TEST_PERTURBATIONS):
+    missing = [p for p in metrics.TEST_PERTURBATIONS if p not in fp]
+    if not missing:
         summary["mfr"] = metrics.mfr(fp)
+    else:  # before: mFR "-" without a word
+        summary["note"] = (
+            f"No mFR: the set has no results for {', '.join(missing)} (of "
+            "the 10 test perturbations); generate them into the same "
+            "folder with `python -m tools.make_imagenet_p "
+            f"--perturbations={','.join(missing)}`."
+        )
     return summary

@@ -168,7 +168,7 @@ def parse_severities(values):
     except ValueError:
         raise OptionError(
             "severities",
-            "{field} takes comma-separated integers, e.g. 3,4,6,3. "
+            "{field} takes comma-separated integers, e.g. 1,3,5. "
             "Received: {field}={value}",
             value=text,
         ) from None

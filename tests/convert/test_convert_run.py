@@ -103,6 +103,28 @@ def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
         with pytest.raises(OptionError) as error:
             run.convert(_options(output, golden=str(golden)))
         assert error.value.as_flag().startswith(f"--golden={golden} {reason}")
+    # Arrays of other shapes: named before any work (before: a Keras call
+    # dump for one-channel images, numpy's broadcast error for logits).
+    for name, inputs, logits in (
+        ("gray", (1, 64, 64, 1), (1, 1001)),
+        ("counts", (1, 64, 64, 3), (2, 5)),
+    ):
+        golden = tmp_path / f"{name}.npz"
+        np.savez(golden, inputs=np.zeros(inputs), logits=np.zeros(logits))
+        with pytest.raises(OptionError) as error:
+            run.convert(_options(output, golden=str(golden)))
+        assert error.value.as_flag() == (
+            f"--golden={golden} holds inputs of shape {inputs} and logits of "
+            f"shape {logits}; it needs inputs [N, H, W, 3] (RGB images) and "
+            "logits [N, K] of the same N."
+        )
+    np.savez(
+        tmp_path / "k.npz",
+        inputs=np.zeros((1, 64, 64, 3)),
+        logits=np.zeros((1, 7)),
+    )
+    with pytest.raises(ValueError, match="holds 7 logits per image and the"):
+        run.convert(_options(output, golden=str(tmp_path / "k.npz")))
     assert not os.path.exists(output)
 
 

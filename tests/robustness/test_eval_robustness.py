@@ -695,6 +695,16 @@ def test_flip_rates_need_difficulty_one():
     table = report.markdown_p(two, results, None, "resnet50")
     assert "| rotate | 0.05000 | - |" in table and "| mFR | - |" in table
     assert "difficulty 1 only" in table
+    # A perturbation missing from the set: no mFR, and the note says why
+    # (before: "-" without a word).
+    del results["scale"], results["rotate"]
+    three = evaluation.summarize_p(results)
+    assert three["mfr"] is None and "rotate" not in three["fr"]
+    assert three["note"] == (
+        "No mFR: the set has no results for rotate, scale (of the 10 test "
+        "perturbations); generate them into the same folder with `python -m "
+        "tools.make_imagenet_p --perturbations=rotate,scale`."
+    )
 
 
 def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):

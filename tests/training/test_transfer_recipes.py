@@ -278,6 +278,16 @@ def test_plain_mce_is_the_mean_corruption_error():
         "1 corruption(s) evaluated at severities 1,2,3,4 only: their error "
         "is the mean over those severities, and mCE is not the published"
     )
+    # A standard corruption missing: no mCE, and the note says why and
+    # how to add it (before: "-" without a word).
+    del results["frost"]
+    summary = evaluation.summarize_c(results, 0.2)
+    assert summary["mce"] is None and summary["mce_19"] is None
+    assert summary["note"].endswith(
+        "No mCE: the set has no results for frost (of the 15 standard "
+        "corruptions); generate them into the same folder with `python -m "
+        "tools.make_imagenet_c --names=frost`."
+    )
     with pytest.raises(ValueError, match="`normalization`='z'"):
         metrics.mce(errors, normalization="z")
 
