@@ -145,6 +145,26 @@ class TeacherLogitsOptions:
                 "weights ({teacher_preset}, {teacher_weights}).",
                 ["teacher_weights", "teacher_preset"],
             )
+        weights = self.teacher_weights
+        if weights and os.path.isfile(os.path.join(weights, "saved_model.pb")):
+            # Checked before the preset: "teacher_preset is required" sent
+            # the user the wrong way.
+            raise _saved_model_as_weights(weights)
+        if (
+            weights
+            and not self.teacher_preset
+            and os.path.isdir(weights)
+            and not run_config_path(weights)
+        ):
+            raise OptionError(
+                "teacher_weights",
+                "{field}={path} is a folder, but neither a training run "
+                "(no config.json) nor a SavedModel (no saved_model.pb): pass "
+                "a run's model_dir, a SavedModel as {teacher_saved_model}, "
+                "or a .weights.h5 with {teacher_preset}.",
+                ["teacher_saved_model", "teacher_preset"],
+                path=weights,
+            )
         if not self.teacher_preset and run_config_path(self.teacher_weights):
             if self.teacher_overrides:
                 raise OptionError(
@@ -164,6 +184,16 @@ class TeacherLogitsOptions:
                 raise OptionError(
                     name, "{field} is required with {other}.", other=other
                 )
+
+
+def _saved_model_as_weights(path):
+    return OptionError(
+        "teacher_weights",
+        "{field}={path} is a SavedModel: pass it as "
+        "{teacher_saved_model}={path}, without {teacher_preset}.",
+        ["teacher_saved_model", "teacher_preset"],
+        path=path,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,13 +292,7 @@ def _preset_teacher(options):
             "teacher_weights", "{field}={path} does not exist.", path=path
         )
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        raise OptionError(
-            "teacher_weights",
-            "{field}={path} is a SavedModel: pass it as "
-            "{teacher_saved_model}={path}, without {teacher_preset}.",
-            ["teacher_saved_model", "teacher_preset"],
-            path=path,
-        )
+        raise _saved_model_as_weights(path)
     if not options.teacher_preset:
         return _run_teacher(path)
     overrides = dict(options.teacher_overrides)

@@ -827,6 +827,21 @@ def test_a_training_run_is_a_teacher_without_its_preset(
         f"--teacher_weights={path} is a SavedModel: pass it as "
         f"--teacher_saved_model={path}, without --teacher_preset."
     )
+    # The same without a preset (before: "--teacher_preset is required
+    # with teacher_weights"), and a folder that is neither.
+    for weights, start in (
+        (path, f"--teacher_weights={path} is a SavedModel: pass it as"),
+        (
+            str(tmp_path),
+            f"--teacher_weights={tmp_path} is a folder, but neither a "
+            "training run (no config.json) nor a SavedModel",
+        ),
+    ):
+        with pytest.raises(OptionError) as error:
+            _options(
+                labelled_data, tmp_path / "kd3", teacher_weights=weights
+            ).validate()
+        assert error.value.as_flag().startswith(start), error.value.as_flag()
 
 
 def test_binary_names_its_own_flags_and_a_file_in_the_way(
