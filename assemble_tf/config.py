@@ -716,7 +716,9 @@ def preset_defaults(preset_name):
 def parse_model_overrides(value):
     """`build_model` overrides from a dict or a JSON object's text.
 
-    Lists become tuples (`block_sizes`, `stage_strides`); None or "" give {}.
+    Lists become tuples (`block_sizes`, `stage_strides`), as do those two
+    written as their flags are ("3,4,6,3": the run config's overrides took
+    it, a teacher's or a preset's build refused it); None or "" give {}.
 
     Raises:
         OptionError: the text is not a JSON object (names
@@ -738,6 +740,9 @@ def parse_model_overrides(value):
                 "'{{\"base_width\": 16}}'. Received: {value!r}",
                 value=value,
             )
+    for key in ("block_sizes", "stage_strides"):
+        if isinstance(out.get(key), str):
+            out[key] = parse_int_list(key, out[key])
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 

@@ -528,3 +528,17 @@ def test_randaugment_beside_autoaugment_is_refused(tmp_path):
         str(tmp_path), "assemble_resnet50", overrides
     )
     assert config.augment.randaugment_layers == 2
+
+
+def test_model_overrides_take_block_sizes_as_lists_or_as_their_flag():
+    """'{"block_sizes": "1,1,1,1"}' was taken by a run's overrides and
+    refused by a teacher's build ("must be 4 positive ints", no flag)."""
+    parse = config_lib.parse_model_overrides
+    want = {"base_width": 8, "block_sizes": (1, 1, 1, 1)}
+    assert parse('{"base_width": 8, "block_sizes": "1,1,1,1"}') == want
+    assert parse('{"base_width": 8, "block_sizes": [1, 1, 1, 1]}') == want
+    assert parse({"stage_strides": "1,2,2,1"}) == {
+        "stage_strides": (1, 2, 2, 1)
+    }
+    with pytest.raises(ValueError, match="block_sizes"):
+        parse('{"block_sizes": "1,x"}')
