@@ -83,7 +83,9 @@ class Options(jobs.JobOptions):
 
     def validate(self):
         """Raises `OptionError` naming the first missing or bad option."""
-        inputs.check_source(self.input_dir, self.tfrecord_pattern)
+        inputs.check_source(
+            self.input_dir, self.tfrecord_pattern, self.output_dir
+        )
         jobs.require(self, "output_dir")
         if self.resize < self.crop:
             raise OptionError(

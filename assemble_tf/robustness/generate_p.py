@@ -90,7 +90,9 @@ class Options(jobs.JobOptions):
     def validate(self):
         """Raises `OptionError` naming the first missing or bad option
         (`video.check_codec`'s ValueError for the codec)."""
-        inputs.check_source(self.input_dir, self.tfrecord_pattern)
+        inputs.check_source(
+            self.input_dir, self.tfrecord_pattern, self.output_dir
+        )
         jobs.require(self, "output_dir")
         if self.input_dir and not os.path.isdir(self.input_dir):
             raise MissingPathError(

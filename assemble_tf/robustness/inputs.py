@@ -42,8 +42,24 @@ CROP_ROUNDING_HELP = (
 BENCHMARK_CROP = 224
 
 
-def check_source(input_dir, tfrecord_pattern):
-    """Raises unless exactly one of the two inputs is given."""
+def check_source(input_dir, tfrecord_pattern, output_dir=None):
+    """Raises unless exactly one of the two inputs is given, and unless
+    `output_dir` lies outside `input_dir` (before: the generators wrote
+    into the validation folder, whose next listing took the outputs for
+    inputs)."""
+    if input_dir and output_dir:
+        inside = os.path.realpath(output_dir)
+        root = os.path.realpath(input_dir)
+        if inside == root or inside.startswith(root + os.sep):
+            raise OptionError(
+                "output_dir",
+                "{field}={path} is inside {input_dir}={root}: its outputs "
+                "would land among the images read; choose a folder outside "
+                "it.",
+                others=("input_dir",),
+                path=output_dir,
+                root=input_dir,
+            )
     if bool(input_dir) == bool(tfrecord_pattern):
         raise OptionError(
             "input_dir",

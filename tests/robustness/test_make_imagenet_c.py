@@ -455,3 +455,28 @@ def test_a_cut_or_corrupt_shard_is_named(tmp_path):
         writer.write(b"\xff\xfe not a proto \x00" * 10)
     with pytest.raises(ValueError, match="holds a record that is not a tf"):
         list(inputs.read_records([str(garbage)], keys))
+
+
+def test_an_output_folder_inside_the_input_is_refused(tmp_path):
+    """Before: the generators wrote into the validation folder, whose next
+    listing took the outputs for inputs. Both generators share the check."""
+    from assemble_tf.robustness import generate_p
+    from official.utils.misc.validation import OptionError
+
+    val = tmp_path / "val"
+    (val / "n01440764").mkdir(parents=True)
+    for out in (val, val / "c", tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(val, target_is_directory=True)
+        for options in (
+            _options(out, input_dir=str(val)),
+            generate_p.Options(output_dir=str(out), input_dir=str(val)),
+        ):
+            with pytest.raises(OptionError) as e:
+                options.validate()
+            assert e.value.as_flag() == (
+                f"--output_dir={out} is inside --input_dir={val}: its "
+                "outputs would land among the images read; choose a folder "
+                "outside it."
+            )
+    _options(tmp_path / "valc", input_dir=str(val)).validate()  # a sibling
