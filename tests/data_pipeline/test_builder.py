@@ -395,6 +395,20 @@ def test_encode_image_modes():
     assert abs(ours.numpy().astype(float).mean() - 100) < 2
 
 
+def test_an_image_over_pillows_pixel_limit_is_skipped_as_too_large(
+    monkeypatch,
+):
+    """Before: "unreadable (DecompressionBombError ...)", for a file that
+    reads; the limit lowered here to 2 x 100 pixels."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(builder.SkipImage) as info:
+        builder.encode_image(png_bytes(np.zeros((20, 15, 3), np.uint8)))
+    assert info.value.reason == "too large"
+    assert "300 pixels" in str(info.value.detail)
+    assert str(info.value.detail).endswith("Downscale it to use it.")
+    assert builder.encode_image(png_bytes(np.zeros((8, 12, 3), np.uint8)))
+
+
 def test_missing_logits_is_an_error_listing_the_names(tmp_path):
     simple_folder(str(tmp_path / "train"), per_class=3)
     write(str(tmp_path / "t.csv"), b"ant_0.jpg,1,2\nbee_1.jpg,3,4\n")

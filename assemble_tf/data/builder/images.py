@@ -18,6 +18,10 @@ SKIP_TRUNCATED = "truncated"
 
 SKIP_UNREADABLE = "unreadable"
 
+# More pixels than Pillow decodes (its decompression-bomb guard, twice
+# `Image.MAX_IMAGE_PIXELS`: 179 million); it was reported as unreadable.
+SKIP_TOO_LARGE = "too large"
+
 # The file could not be opened or read (its permissions, an I/O error): a
 # rerun rebuilds its shard once it reads (`run._unfinished_shards`), since
 # fixing permissions changes neither the file's size nor its modification
@@ -60,6 +64,10 @@ def encode_image(data, jpeg_quality=DEFAULT_JPEG_QUALITY):
     except UnidentifiedImageError:
         raise SkipImage(
             SKIP_UNREADABLE, "not an image format Pillow recognizes"
+        ) from None
+    except Image.DecompressionBombError as e:
+        raise SkipImage(
+            SKIP_TOO_LARGE, f"{e} Downscale it to use it."
         ) from None
     except Exception as e:  # noqa: BLE001 - any decoder failure skips
         message = f"{type(e).__name__}: {e}"
