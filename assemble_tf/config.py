@@ -398,7 +398,7 @@ class DataConfig(_Group):
                     f"{{num_classes}} ({self.num_classes})",
                     ["num_classes"],
                 )
-        eval_sizes(self.eval_preprocessing)
+        eval_sizes(self.eval_preprocessing, "eval_preprocessing")
 
 
 @dataclasses.dataclass(frozen=True)

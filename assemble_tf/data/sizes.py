@@ -9,6 +9,8 @@ on machines that train under JAX alone.
 
 import re
 
+from official.utils.misc.validation import OptionError
+
 _FIXED_TYPES = {
     "imagenet": (224, 256, 224),
     "imagenet_224_256": (224, 292, 256),
@@ -17,11 +19,12 @@ _FIXED_TYPES = {
 _PATTERN = re.compile(r"^imagenet_(\d+)(a?)$")
 
 
-def eval_sizes(preprocessing_type):
+def eval_sizes(preprocessing_type, field="preprocessing_type"):
     """Returns `(train_size, resize_side, crop_size)` of a preprocessing type.
 
     Raises:
-        ValueError: naming the unknown type and the accepted forms.
+        OptionError: (a ValueError) naming `field`, the option that gave
+            the unknown type, and the accepted forms.
     """
     if preprocessing_type in _FIXED_TYPES:
         return _FIXED_TYPES[preprocessing_type]
@@ -31,8 +34,10 @@ def eval_sizes(preprocessing_type):
         if size > 0:
             resize = size + 1 if m.group(2) else int(size / 0.875)
             return size, resize, size
-    raise ValueError(
-        "preprocessing_type must be one of "
-        f"{sorted(_FIXED_TYPES)}, 'imagenet_NNN' or 'imagenet_NNNa'. "
-        f"Received: preprocessing_type={preprocessing_type!r}"
+    raise OptionError(
+        field,
+        "{field} must be one of {types}, 'imagenet_NNN' or 'imagenet_NNNa'. "
+        "Received: {field}={value!r}",
+        types=sorted(_FIXED_TYPES),
+        value=preprocessing_type,
     )

@@ -73,6 +73,10 @@ def validate(options):
     if not options.export_dir:
         raise OptionError("export_dir", "{field} is required.")
     check_choices(options, {"precision": PRECISIONS})
+    if options.preprocessing:  # before: "preprocessing_type must be ..."
+        from assemble_tf.data.sizes import eval_sizes
+
+        eval_sizes(options.preprocessing, "preprocessing")
 
 
 def _load_run(options):

@@ -92,7 +92,7 @@ def embedding_model(model, layer=None):
 def keras_embedder(model, preprocessing, layer=None, source=None):
     """An `Embedder` around a Keras classifier."""
 
-    prep.eval_sizes(preprocessing)  # validates the type
+    prep.eval_sizes(preprocessing, "preprocessing")  # validates the type
     sub, layer = embedding_model(model, layer)
 
     @tf.function(reduce_retracing=True, autograph=False)

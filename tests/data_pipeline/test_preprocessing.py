@@ -42,8 +42,21 @@ def test_eval_sizes(ptype, sizes):
 
 
 def test_bad_preprocessing_type_is_named():
-    with pytest.raises(ValueError, match="preprocessing_type='inception'"):
+    with pytest.raises(ValueError, match="`preprocessing_type`='inception'"):
         pp.eval_sizes("inception")
+    # By the option that gave it (tools.export_saved_model --preprocessing
+    # said "preprocessing_type must be one of ...").
+    from assemble_tf.export import saved_model_run
+
+    with pytest.raises(ValueError) as e:
+        saved_model_run.validate(
+            saved_model_run.ExportOptions(export_dir="/x", preprocessing="foo")
+        )
+    assert e.value.as_flag() == (
+        "--preprocessing must be one of ['imagenet', 'imagenet_224_256', "
+        "'imagenet_224_256a'], 'imagenet_NNN' or 'imagenet_NNNa'. Received: "
+        "--preprocessing='foo'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,8 @@ def test_json_round_trip(tmp_path):
         ),
         (
             {"data": {"eval_preprocessing": "inception"}},
-            "preprocessing_type='inception'",
+            "--eval_preprocessing must be one of .* Received: "
+            "--eval_preprocessing='inception'",
         ),
         (  # it failed at training time, naming no flag
             {"augment": {"randaugment_magnitude": 15}},
@@ -279,8 +280,8 @@ def test_a_damaged_config_json_is_named_with_the_fix(tmp_path):
         (
             '{"model": {"preset": "resnet50"}, '
             '"data": {"synthetic": true, "eval_preprocessing": "foo"}}',
-            f"{path} does not read as a config (preprocessing_type must be "
-            "one of",
+            f"{path} does not read as a config (`eval_preprocessing` must "
+            "be one of",
         ),
     ):
         path.write_text(text)
