@@ -356,15 +356,26 @@ def _predict_set(ev, model, labels):
         file=sys.stderr,
         disable=not o.progress,
     ) as bar:
-        if o.kind == "c":
-            return evaluation.evaluate_c(
-                predict, ev.found, labels, cache, sig, o.batch_size, bar
-            )
-        from assemble_tf.robustness.video import read_video
+        try:
+            if o.kind == "c":
+                return evaluation.evaluate_c(
+                    predict, ev.found, labels, cache, sig, o.batch_size, bar
+                )
+            from assemble_tf.robustness.video import read_video
 
-        return evaluation.evaluate_p(
-            predict, ev.found, labels, cache, sig, read_video, o.difficulty, bar
-        )
+            return evaluation.evaluate_p(
+                predict, ev.found, labels, cache, sig, read_video,
+                o.difficulty, bar,
+            )  # fmt: skip
+        except KeyboardInterrupt as e:
+            if str(e):
+                raise
+            # Said after "Interrupted." (before: that word alone).
+            kind = "corruptions" if o.kind == "c" else "perturbations"
+            raise KeyboardInterrupt(
+                "Rerun the same command to resume: the results of the "
+                f"finished {kind} are kept in {cache}."
+            ) from None
 
 
 def _report_c(ev, results, paper):

@@ -294,7 +294,7 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
-def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
+def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     """The library behind the binary, on the set of the end-to-end test:
     the same errors, mCEs, files and warnings, in this process."""
     from assemble_tf.robustness import run
@@ -361,6 +361,19 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights):
     )
     assert all(r["cached"] for r in again["results"].values())
     assert again["summary"] == report["summary"]
+
+    # Ctrl-C says how to resume (before: "Interrupted." alone).
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate_c", interrupted)
+    with pytest.raises(KeyboardInterrupt) as e:
+        run.evaluate_robustness(options, loaded, config, source, log=str)
+    cache = os.path.join(options.output_dir, "cache_c")
+    assert str(e.value) == (
+        "Rerun the same command to resume: the results of the finished "
+        f"corruptions are kept in {cache}."
+    )
     assert logged[2] == (
         "Reused the cached results of 19 of 19 (gaussian_noise, shot_noise, "
         "impulse_noise, ...): same model and the same files. Delete "
