@@ -362,18 +362,6 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     assert all(r["cached"] for r in again["results"].values())
     assert again["summary"] == report["summary"]
 
-    # Ctrl-C says how to resume (before: "Interrupted." alone).
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(evaluation, "evaluate_c", interrupted)
-    with pytest.raises(KeyboardInterrupt) as e:
-        run.evaluate_robustness(options, loaded, config, source, log=str)
-    cache = os.path.join(options.output_dir, "cache_c")
-    assert str(e.value) == (
-        "Rerun the same command to resume: the results of the finished "
-        f"corruptions are kept in {cache}."
-    )
     assert logged[2] == (
         "Reused the cached results of 19 of 19 (gaussian_noise, shot_noise, "
         "impulse_noise, ...): same model and the same files. Delete "
@@ -457,6 +445,19 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     )
     assert f"WARNING: {note}" in logged
     assert note in uneven["warnings"]
+
+    # Ctrl-C says how to resume (before: "Interrupted." alone).
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate_c", interrupted)
+    with pytest.raises(KeyboardInterrupt) as e:
+        run.evaluate_robustness(options, loaded, config, source, log=str)
+    cache = os.path.join(options.output_dir, "cache_c")
+    assert str(e.value) == (
+        "Rerun the same command to resume: the results of the finished "
+        f"corruptions are kept in {cache}."
+    )
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):
