@@ -8,6 +8,7 @@ from assemble_tf import presets
 from assemble_tf.models.backbone import build_backbone, pyramid_outputs
 from assemble_tf.models.profile import count_macs, count_params
 from assemble_tf.models.resnet import RESNET_SPECS, build_resnet
+from official.utils.misc.validation import OptionError
 
 OVERRIDABLE = tuple(inspect.signature(build_resnet).parameters)
 
@@ -26,9 +27,15 @@ def build_model(preset, **overrides):
     spec = presets.get(preset)
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
-        raise ValueError(
-            f"Unknown override(s) {unknown} for preset {preset!r}. "
-            f"Allowed: {', '.join(OVERRIDABLE)}"
+        # Named as the binaries' --model_overrides (tools.eval_retrieval
+        # said "Unknown override(s)", naming no flag).
+        raise OptionError(
+            "model_overrides",
+            "{field} sets {unknown}, which {preset!r} does not take; it takes "
+            "{allowed}.",
+            unknown=", ".join(unknown),
+            preset=preset,
+            allowed=", ".join(OVERRIDABLE),
         )
     kwargs = spec.model_kwargs()
     kwargs.update(overrides)

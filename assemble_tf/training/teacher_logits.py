@@ -274,6 +274,7 @@ def load_teacher(options):
 # `build_model` and warm-start options as a teacher names them.
 _TEACHER_NAMES = {
     "preset": "teacher_preset",
+    "model_overrides": "teacher_overrides",
     "num_classes": "teacher_num_classes",
     "warm_start": "teacher_weights",
 }

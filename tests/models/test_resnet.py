@@ -202,8 +202,17 @@ def test_build_model_rejects_unknown_preset_and_override():
         match=r"`preset`='resnet51' is not a preset\. Did you mean resnet50",
     ):
         build_model("resnet51")
-    with pytest.raises(ValueError, match="widht"):
+    with pytest.raises(ValueError) as e:
         build_model("resnet50", widht=3)
+    # Named as the binaries' --model_overrides (before: "Unknown
+    # override(s)", no flag); a teacher's build calls it
+    # --teacher_overrides (tests/training/test_teacher_logits.py).
+    assert e.value.as_flag().startswith(
+        "--model_overrides sets widht, which 'resnet50' does not take; it "
+        "takes depth, image_size, "
+    )
+    renamed = e.value.renamed({"model_overrides": "teacher_overrides"})
+    assert renamed.as_flag().startswith("--teacher_overrides sets widht")
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
