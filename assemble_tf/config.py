@@ -992,6 +992,25 @@ def validate(config):
     _check_big_little_sizes(m, d)
 
 
+def eval_size_warning(data):
+    """A warning when the eval crops of `data` (a `DataConfig`) are more
+    than twice, or under half, the training crops' side: a model trained
+    at 32 px scored on a preset's 256-px crops (`tools.train
+    --image_size=32` kept `eval_preprocessing` without a word). None
+    otherwise, and for synthetic data."""
+    from assemble_tf.data.sizes import eval_sizes
+
+    crop = eval_sizes(data.eval_preprocessing, "eval_preprocessing")[2]
+    if data.synthetic or data.image_size / 2 <= crop <= 2 * data.image_size:
+        return None
+    return (
+        f"eval_preprocessing={data.eval_preprocessing} evaluates "
+        f"{crop}-px crops of a model trained on {data.image_size}-px ones; "
+        f"pass --eval_preprocessing=imagenet_{data.image_size} (or a size "
+        "near the training one)."
+    )
+
+
 def _check_big_little_sizes(m, d):
     """A BigLittleNet model merges its big branch, which runs at half the
     resolution, with the little one: other sizes than multiples of 32 give

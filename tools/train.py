@@ -35,7 +35,7 @@ def main(argv):
     from assemble_tf.training.trainer import NonFiniteLossError
 
     config = config_flags.flags_to_config(FLAGS)
-    for line in inputs.source_warnings(config.data):
+    for line in inputs.data_warnings(config.data):
         print(f"WARNING: {line}", file=sys.stderr)
     try:
         summary = train_lib.run_experiment(config)

@@ -183,18 +183,21 @@ def validate(options):
     check_at_least(options, lowest)
 
 
-def check_ks(ks, num_images, where):
-    """Each query is ranked against the other images: k <= images - 1."""
+def check_ks(ks, num_images, where, max_images=None):
+    """Each query is ranked against the other images: k <= images - 1.
+    The fix names `max_images` only where it limited the images."""
     if num_images < 2:
         raise ValueError(
             f"Only {num_images} image(s) in {where}; retrieval needs >= 2."
         )
     if max(ks) > num_images - 1:
+        limited = max_images is not None and num_images >= max_images
         raise OptionError(
             "ks",
             "{field}={ks}: k can be at most {most} for the {num_images} "
-            "images of {where}; lower {field} (or raise {max_images}).",
-            ["max_images"],
+            "images of {where}; lower {field}"
+            + (" (or raise {max_images})." if limited else "."),
+            ["max_images"] if limited else [],
             ks=_join(ks),
             most=num_images - 1,
             num_images=num_images,
@@ -452,7 +455,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         log(f"WARNING: {line}")
     out_dir = output_dir(options, info)
     images = read_images(options, info, *selection)
-    check_ks(options.ks, images.total, images.where)
+    check_ks(options.ks, images.total, images.where, options.max_images)
     embedder = load_embedder(options)
     done, embed_seconds = embed_images(
         embedder, images, options.batch_size, progress
@@ -462,7 +465,9 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     if message:
         log(message)
     embeddings, labels = done.embeddings, done.labels
-    check_ks(options.ks, len(labels), images.where)  # unreadable ones
+    check_ks(  # unreadable ones
+        options.ks, len(labels), images.where, options.max_images
+    )
     images = dataclasses.replace(
         images, dataset=kept_dataset(images.dataset, done)
     )

@@ -104,6 +104,13 @@ def source_warnings(data_config):
     return sources.folder_warnings(open_data_source(data_config))
 
 
+def data_warnings(data_config):
+    """`source_warnings`, then an eval crop far from the training crop
+    (`config.eval_size_warning`)."""
+    size = config_lib.eval_size_warning(data_config)
+    return source_warnings(data_config) + ([size] if size else [])
+
+
 def _record_source(data_config, is_training):
     """A `record_source` callable for `InputConfig`, or None (TFRecords)."""
     if not data_config.source:

@@ -119,6 +119,9 @@ def resolve(request, dry_run=False):
         from assemble_tf.data import sources
 
         warnings += tuple(sources.folder_warnings(info))
+    size = config_lib.eval_size_warning(config.data)
+    if size:
+        warnings += (size,)
     paper = {}
     if recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper

@@ -274,6 +274,11 @@ def test_evaluate_retrieval_option_errors(tiny_run):
         "--ks=1,4: k can be at most 2 for the 3 images of test of data; "
         "lower --ks (or raise --max_images)."
     )
+    # All the images read: no --max_images in the fix (before: "or raise
+    # --max_images" where it was not given).
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, ks=(1, 500)))
+    assert e.value.as_flag().endswith("images of test of data; lower --ks.")
     with pytest.raises(OptionError) as e:
         run.evaluate_retrieval(_tiny_options(tiny_run, ks=(0, 1)))
     assert e.value.as_flag() == "--ks needs positive integers. Received: 0,1"

@@ -543,3 +543,22 @@ def test_model_overrides_take_block_sizes_as_lists_or_as_their_flag():
     }
     with pytest.raises(ValueError, match="block_sizes"):
         parse('{"block_sizes": "1,x"}')
+
+
+def test_an_eval_crop_far_from_the_training_crop_is_a_warning(tmp_path):
+    """tools.train --image_size=32 on assemble_resnet50 scored 256-px eval
+    crops of a 32-px model without a word."""
+
+    def data(preset, **given):
+        overrides = {"data": {"data_dir": str(tmp_path), **given}}
+        return config_lib.make_config(str(tmp_path), preset, overrides).data
+
+    far = data("assemble_resnet50", image_size=32)
+    assert config_lib.eval_size_warning(far) == (
+        "eval_preprocessing=imagenet_224_256 evaluates 256-px crops of a "
+        "model trained on 32-px ones; pass --eval_preprocessing=imagenet_32 "
+        "(or a size near the training one)."
+    )
+    assert config_lib.eval_size_warning(data("assemble_resnet50")) is None
+    near = data("resnet50", image_size=128, eval_preprocessing="imagenet_160")
+    assert config_lib.eval_size_warning(near) is None
