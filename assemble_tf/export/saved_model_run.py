@@ -166,6 +166,30 @@ def serving_model(options, loaded, log=_log_to_stderr):
     return model, export_lib.ReferenceCheck(float32_model)
 
 
+def check_crop(model, preprocessing):
+    """A Big-Little model takes crops of a multiple of 32 (its big branch
+    runs at half the resolution); another crop failed in the export's
+    first trace with a Keras call dump that named no option.
+
+    Raises:
+        OptionError: naming `preprocessing`, its crop and a size that fits.
+    """
+    from assemble_tf.data.sizes import eval_sizes
+    from assemble_tf.layers.big_little import BigLittleMerge
+
+    crop = eval_sizes(preprocessing, "preprocessing")[2]
+    if crop % 32 and any(isinstance(x, BigLittleMerge) for x in model.layers):
+        raise OptionError(
+            "preprocessing",
+            "{field}={value} gives {crop}-px crops; this Big-Little model "
+            "(its big branch at half the resolution) takes multiples of 32, "
+            "e.g. {field}=imagenet_{near}.",
+            value=preprocessing,
+            crop=crop,
+            near=max(32, round(crop / 32) * 32),
+        )
+
+
 def export(options, log=_log_to_stderr):
     """Exports and verifies the model of `options`.
 
@@ -197,6 +221,7 @@ def export(options, log=_log_to_stderr):
         )
     loaded = load_model(options)
     ptype = options.preprocessing or loaded.preprocessing
+    check_crop(loaded.model, ptype)
     model, reference = serving_model(options, loaded, log)
     diffs = export_lib.export_saved_model(
         model,

@@ -1300,3 +1300,24 @@ def test_export_of_a_run_applies_or_refuses_the_model_flags(tmp_path):
         load(model_overrides={"base_width": 16})  # the weights do not fit
     gem = load(model_overrides={"pooling": "gem"}).model  # applied
     assert type(gem.get_layer("head_pool")).__name__ == "GeMPooling2D"
+
+
+def test_a_crop_a_big_little_model_cannot_take_is_named():
+    """tools.export_saved_model --preprocessing=imagenet_48 of a Big-Little
+    model: before, a Keras call dump from the export's first trace, naming
+    no flag, and an empty parent folder."""
+    from assemble_tf.export import saved_model_run
+    from assemble_tf.models import build_model_to_count
+    from official.utils.misc.validation import OptionError
+
+    assemble = build_model_to_count("assemble_resnet50", **TINY)
+    with pytest.raises(OptionError) as e:
+        saved_model_run.check_crop(assemble, "imagenet_48")
+    assert e.value.as_flag() == (
+        "--preprocessing=imagenet_48 gives 48-px crops; this Big-Little "
+        "model (its big branch at half the resolution) takes multiples of "
+        "32, e.g. --preprocessing=imagenet_64."
+    )
+    saved_model_run.check_crop(assemble, "imagenet_64")
+    plain = build_model_to_count("resnet50", base_width=8, num_classes=3)
+    saved_model_run.check_crop(plain, "imagenet_48")
