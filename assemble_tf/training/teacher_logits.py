@@ -1146,6 +1146,9 @@ def console_line(summary):
     keys = ("output_dir", "num_classes", "label_offset", "num_logits")
     line = {k: summary[k] for k in keys}
     line["shards"] = len(summary["shards"])
+    # A rerun's kept shards, on the console too (before: only in
+    # summary.json, and a resumed run said nothing of them).
+    line["kept_shards"] = sum(s["kept"] for s in summary["shards"].values())
     line["images"] = sum(s["images"] for s in summary["splits"].values())
     line["skipped_records"] = summary["skipped_records"]
     return line

@@ -248,6 +248,9 @@ def test_preset_teacher_on_a_folder_without_metadata(tmp_path):
     # A rerun keeps the finished shards and writes the same summary.
     again = tl.extract_teacher_logits(options)
     assert all(s["kept"] for s in again["shards"].values())
+    assert tl.console_line(summary)["kept_shards"] == 0
+    line = tl.console_line(again)
+    assert line["kept_shards"] == line["shards"] == len(again["shards"]) > 0
     assert again["splits"] == summary["splits"]
     assert (out / metadata.LABELS).read_text().count("\n") == CLASSES
 
