@@ -609,7 +609,7 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
             f"No mCE: the set has no results for {', '.join(missing)} (of "
             "the 15 standard corruptions); generate them into the same "
             "folder with `python -m tools.make_imagenet_c "
-            f"--names={','.join(missing)}`.",
+            f"--corruptions={','.join(missing)}`.",
         )
     return summary
 

@@ -418,6 +418,24 @@ def generate(options, progress=None):
     return summary
 
 
+SEVERITY_DIRS = ("1", "2", "3", "4", "5")
+
+
+def severities_in_folder(output_dir):
+    """{corruption: [severities]} of every corruption folder in
+    `output_dir`, this run's and earlier ones' (before, summary.json
+    described the last run alone: after two runs of other corruptions into
+    one folder it listed the second's)."""
+    found = {}
+    for name in corruptions.CORRUPTIONS:
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path):
+            levels = [int(s) for s in os.listdir(path) if s in SEVERITY_DIRS]
+            if levels:
+                found[name] = sorted(levels)
+    return found
+
+
 def _summary(options, counts, failures, seconds):
     return {
         "images": counts["images"],
@@ -427,6 +445,7 @@ def _summary(options, counts, failures, seconds):
         "num_failures": len(failures),
         "failures": failures[:_MAX_LISTED_FAILURES],
         "seconds": round(seconds, 2),
+        "in_folder": severities_in_folder(options.output_dir),
         "options": {
             **options.pixel_options(),
             "input_dir": options.input_dir,
@@ -455,6 +474,12 @@ def format_summary(summary):
         noun="failures",
     )
     lines.append(f"seconds: {summary['seconds']}")
+    held = summary.get("in_folder") or {}
+    lines.append(
+        f"in the folder, with earlier runs: {len(held)} corruptions ("
+        + ", ".join(f"{c} {','.join(map(str, s))}" for c, s in held.items())
+        + ")"
+    )
     return "\n".join(lines)
 
 

@@ -449,6 +449,7 @@ def generate(options):
             for name, _, folder in targets
         },
         "unreadable": sorted(unreadable, key=lambda u: u["file"]),
+        "in_folder": folders_in(options.output_dir),
         "stale_temp_files_removed": stale,
         "seconds_per_video": round(sum(seconds) / len(seconds), 4)
         if seconds
@@ -560,6 +561,23 @@ def _process_indexed(item):
     return process_image(item[1])
 
 
+def folders_in(output_dir):
+    """The perturbation folders in `output_dir` (`gaussian_noise`,
+    `gaussian_noise_2`, ...), this run's and earlier ones' (before,
+    summary.json described the last run alone)."""
+    names = {
+        P.folder_name(name, level)
+        for name in P.PERTURBATIONS
+        for level in P.DIFFICULTIES
+        if level == 1 or name in P.NOISE_PERTURBATIONS
+    }
+    return sorted(
+        d
+        for d in os.listdir(output_dir)
+        if d in names and os.path.isdir(os.path.join(output_dir, d))
+    )
+
+
 def format_summary(summary):
     """The summary as a few readable lines."""
     lines = [
@@ -589,6 +607,11 @@ def format_summary(summary):
         lambda u: f"unreadable {u['file']}: {u['reason']}",
         limit=_MAX_LISTED,
         noun="unreadable files",
+    )
+    held = summary.get("in_folder") or []
+    lines.append(
+        f"  in the folder, with earlier runs: {len(held)} perturbations"
+        + (f" ({', '.join(held)})" if held else "")
     )
     if not summary["complete"]:
         lines.append("  [INCOMPLETE: see the unreadable files above]")

@@ -181,6 +181,25 @@ def test_changed_options_are_refused(jpeg_dir, tmp_path):
         _options(out, input_dir=jpeg_dir, severities=(1, 2)), progress=False
     )
     assert more["written"] == 8 and more["skipped_existing"] == 8
+    # The summary of a later run of one corruption lists the whole folder
+    # (before: that corruption alone).
+    last = mic.generate(
+        _options(
+            out, input_dir=jpeg_dir, corruptions="pixelate", severities=(3,)
+        ),
+        progress=False,
+    )
+    assert last["in_folder"] == {
+        "gaussian_noise": [1, 2],
+        "pixelate": [1, 2, 3],
+    }
+    assert (
+        json.load(open(out / "summary.json"))["in_folder"] == last["in_folder"]
+    )
+    assert mic.format_summary(last).endswith(
+        "in the folder, with earlier runs: 2 corruptions (gaussian_noise "
+        "1,2, pixelate 1,2,3)"
+    )
 
 
 def test_tfrecord_input_matches_folder_input(jpeg_dir, tmp_path):

@@ -672,3 +672,18 @@ def test_a_16_bit_png_is_scaled_to_8_bits_in_both_generators():
         got = corruptions.resize_center_crop(opened, 32, 32, rounding="round")
     np.testing.assert_array_equal(got, want[:, 3:35])
     assert got.min() < 40 and got.max() > 215  # dark to bright, as drawn
+
+
+def test_the_summary_lists_every_perturbation_folder(tmp_path):
+    """summary.json described the last run alone: after runs of other
+    perturbations into one folder, it listed the last one's."""
+    from assemble_tf.robustness import generate_p
+
+    for name in ("rotate", "gaussian_noise_2", "gaussian_noise", "rotate_2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "notes").mkdir()
+    assert generate_p.folders_in(str(tmp_path)) == [
+        "gaussian_noise",
+        "gaussian_noise_2",
+        "rotate",
+    ]

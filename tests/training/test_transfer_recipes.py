@@ -286,7 +286,7 @@ def test_plain_mce_is_the_mean_corruption_error():
     assert summary["note"].endswith(
         "No mCE: the set has no results for frost (of the 15 standard "
         "corruptions); generate them into the same folder with `python -m "
-        "tools.make_imagenet_c --names=frost`."
+        "tools.make_imagenet_c --corruptions=frost`."
     )
     with pytest.raises(ValueError, match="`normalization`='z'"):
         metrics.mce(errors, normalization="z")
