@@ -815,14 +815,7 @@ def _read_source(config, given):
         if held_out:
             changes["validation_split"] = held_out
     if not ({"num_classes", "class_range"} & given):
-        if info.num_classes < 2:
-            raise OptionError(
-                "source",
-                "{field}={path} has {count} class(es): a classifier needs "
-                "at least 2 (class folders <split>/<class>/).",
-                path=d.source,
-                count=info.num_classes,
-            )
+        sources.require_classes(info, d.source)
         changes["num_classes"] = info.num_classes
     return dataclasses.replace(config, data=dataclasses.replace(d, **changes))
 
@@ -1006,7 +999,7 @@ def eval_size_warning(data):
     return (
         f"eval_preprocessing={data.eval_preprocessing} evaluates "
         f"{crop}-px crops of a model trained on {data.image_size}-px ones; "
-        f"pass --eval_preprocessing=imagenet_{data.image_size} (or a size "
+        f"set eval_preprocessing to imagenet_{data.image_size} (or a size "
         "near the training one)."
     )
 

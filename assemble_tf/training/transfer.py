@@ -151,16 +151,11 @@ def _check_class_count(request, info, data):
     the other classes' images as out of range, silently; with a
     `class_range` alone the count is the range's."""
     explicit = request.overrides.get("data", {})
-    if info is not None and info.num_classes < 2:
+    if info is not None:
         # Before: "--num_classes=1 is invalid", a flag not given.
-        raise OptionError(
-            "source",
-            "{field}={path} has {count} class(es) ({names}): a classifier "
-            "needs at least 2 class folders <split>/<class>/.",
-            path=request.source,
-            count=info.num_classes,
-            names=", ".join(info.class_names or ()) or "none",
-        )
+        from assemble_tf.data import sources
+
+        sources.require_classes(info, request.source)
     class_range = explicit.get("class_range")
     if class_range and "num_classes" not in explicit:
         low, high = config_lib.parse_class_range(class_range)

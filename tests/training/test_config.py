@@ -556,7 +556,7 @@ def test_an_eval_crop_far_from_the_training_crop_is_a_warning(tmp_path):
     far = data("assemble_resnet50", image_size=32)
     assert config_lib.eval_size_warning(far) == (
         "eval_preprocessing=imagenet_224_256 evaluates 256-px crops of a "
-        "model trained on 32-px ones; pass --eval_preprocessing=imagenet_32 "
+        "model trained on 32-px ones; set eval_preprocessing to imagenet_32 "
         "(or a size near the training one)."
     )
     assert config_lib.eval_size_warning(data("assemble_resnet50")) is None

@@ -423,6 +423,6 @@ def test_a_folder_source_sets_the_classes_and_held_out_split(
             str(tmp_path / "run"), "resnet50", {"data": {"source": str(one)}}
         )
     assert e.value.as_flag() == (
-        f"--source={one} has 1 class(es): a classifier needs at least 2 "
-        "(class folders <split>/<class>/)."
+        f"--source={one} has 1 class(es) (a): a classifier needs at least "
+        "2 class folders <split>/<class>/."
     )

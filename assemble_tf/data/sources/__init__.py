@@ -44,6 +44,7 @@ from assemble_tf.data.sources.folder import (
     open_folder,
 )
 from assemble_tf.data.sources.tfds import is_tfds_name, open_tfds, tfds_dataset
+from official.utils.misc.validation import OptionError
 
 
 def filter_classes(dataset, low, high):
@@ -102,6 +103,20 @@ def open_source_cached(source, data_dir=None, download=False):
     if key not in _OPENED:
         _OPENED[key] = open_source(source, data_dir, download)
     return _OPENED[key]
+
+
+def require_classes(info, source):
+    """Raises `OptionError` (field `source`) unless `info` has at least 2
+    classes, which a classifier needs."""
+    if info.num_classes < 2:
+        raise OptionError(
+            "source",
+            "{field}={path} has {count} class(es) ({names}): a classifier "
+            "needs at least 2 class folders <split>/<class>/.",
+            path=source,
+            count=info.num_classes,
+            names=", ".join(info.class_names or ()) or "none",
+        )
 
 
 def held_out_split(source, splits):
@@ -241,6 +256,7 @@ __all__ = [
     "num_examples",
     "open_source",
     "open_source_cached",
+    "require_classes",
     "retrieval_classes",
     "retrieval_selection",
     "transfer_dataset",
