@@ -8,11 +8,18 @@ r"""Exports a trained or imported model as a verified SavedModel.
     python -m tools.export_saved_model --model_dir=/runs/a50 \
         --precision=bfloat16 --export_dir=/serving/a50_bf16/1
 
-Signatures: `serving_default` (JPEG/PNG bytes -> classes, probabilities,
-logits, with the preset's eval preprocessing in the graph), `preprocessed`
-(float eval crops) and `feature_vector` (pooled features). The export is
-written to a temporary folder, reloaded and compared with the in-memory
-model signature by signature, then renamed into place.
+    python -m tools.export_saved_model --preset=assemble_resnet50 \
+        --weights=assemble_r50.weights.h5 --class_names=imagenet_labels.txt \
+        --export_dir=/serving/a50/1
+
+Signatures: `serving_default` (JPEG/PNG bytes -> classes, class_names,
+probabilities, logits, with the preset's eval preprocessing in the graph),
+`preprocessed` (float eval crops) and `feature_vector` (pooled features).
+The class names are the run's (its class_names.txt, written by training)
+or `--class_names`' (else the indices); the SavedModel carries them as
+`assets/class_names.txt`. The export is written to a temporary folder,
+reloaded and compared with the in-memory model signature by signature, then
+renamed into place.
 
 `--precision=bfloat16` serves the same weights computing in bfloat16 (R50:
 1.6-2.7x the float32 images/s on a CPU with AVX512_BF16 / AMX); the inputs
@@ -60,6 +67,13 @@ def define_flags():
         ["float32", "bfloat16"],
         "Compute precision of the served model (inputs and outputs stay "
         "float32); bfloat16 is verified against the float32 model.",
+    )
+    flags.DEFINE_string(
+        "class_names",
+        None,
+        "File naming each logit (one name per line, logit 0 first, or a "
+        "builder's labels.txt) for the class_names outputs; default the "
+        "run's class_names.txt, else the logits' indices.",
     )
     flags.mark_flag_as_required("export_dir")
 

@@ -71,11 +71,31 @@ def feature_model(model, with_logits=False):
 
 
 class ServingModule(tf.Module):
-    """Holds the model and the three signature functions."""
+    """Holds the model and the three signature functions.
 
-    def __init__(self, model, preprocessing_type, jit_compile=False):
+    Args:
+        model: the Keras classifier.
+        preprocessing_type: the eval preprocessing of `serving_default`.
+        jit_compile: XLA-compile `preprocessed`.
+        class_names: the name of each logit (`class_names` outputs), or
+            None for their indices ("0", "1", ...).
+    """
+
+    def __init__(
+        self, model, preprocessing_type, jit_compile=False, class_names=None
+    ):
         super().__init__()
         self.model = model
+        width = int(model.outputs[0].shape[-1])
+        if class_names is None:
+            class_names = [str(i) for i in range(width)]
+        if len(class_names) != width:
+            raise ValueError(
+                f"{len(class_names)} class names for a model of {width} logits."
+            )
+        # A tensor, not a list attribute (which the SavedModel would keep
+        # as an empty child object).
+        self._names = tf.constant(list(class_names), tf.string)
         # Logits and features from one traced function, which all three
         # signatures call: the SavedModel holds the network once, and the
         # export traces it once (the feature signature computes the
@@ -108,6 +128,11 @@ class ServingModule(tf.Module):
             self._serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="images")],
         )
+
+    @property
+    def class_names(self):
+        """The name of each logit (what `class_names` outputs return)."""
+        return [name.decode() for name in self._names.numpy()]
 
     def _check_crops(self, images, signature):
         """`images` after asserting it is a non-empty batch of S x S x 3
@@ -166,8 +191,10 @@ class ServingModule(tf.Module):
     def _outputs(self, images):
         images = self._check_crops(images, "preprocessed")
         logits = self.forward(images)["logits"]
+        classes = tf.argmax(logits, axis=-1)
         return {
-            "classes": tf.argmax(logits, axis=-1),
+            "classes": classes,
+            "class_names": tf.gather(self._names, classes),
             "probabilities": tf.nn.softmax(logits),
             "logits": logits,
         }
@@ -365,6 +392,7 @@ def export_saved_model(
     reference=None,
     rtol=None,
     log=lambda text: None,
+    class_names=None,
 ):
     """Writes, reloads and verifies a SavedModel; returns the max diffs.
 
@@ -393,6 +421,9 @@ def export_saved_model(
             exceeds twice `atol` + rtol * the largest |output|.
         log: called with a line for each temporary folder of a dead
             export removed from `export_dir`'s parent.
+        class_names: the name of each logit, or None for their indices:
+            the `class_names` outputs, and `assets/class_names.txt` (one
+            per line, logit 0 first).
 
     Returns:
         {signature: max |difference| of the reloaded SavedModel's logits
@@ -420,10 +451,10 @@ def export_saved_model(
     )
     if rtol is None:
         rtol = 0.0 if model.compute_dtype == "float32" else 0.05
-    module = ServingModule(model, preprocessing_type, jit_compile)
+    module = ServingModule(model, preprocessing_type, jit_compile, class_names)
     tmp = _temp_export_dir(export_dir, log)
     try:
-        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        _save_with_names_asset(module, tmp)
         diffs = verify(
             tmp, module, check_images, check_bytes, atol, reference, rtol
         )
@@ -432,6 +463,17 @@ def export_saved_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return diffs
+
+
+def _save_with_names_asset(module, path):
+    """Saves `module` to `path` with its class names as the asset
+    `class_names.txt` (`tf.saved_model.load(path).class_names_file`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        names = os.path.join(folder, "class_names.txt")
+        with open(names, "w", encoding="utf-8") as f:
+            f.writelines(f"{name}\n" for name in module.class_names)
+        module.class_names_file = tf.saved_model.Asset(names)
+        tf.saved_model.save(module, path, signatures=module.signatures())
 
 
 def _verification_inputs(preprocessing_type, images, image_bytes, reference):
@@ -581,13 +623,14 @@ def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
                 if rtol
                 else slice(None)
             )
-            if not np.array_equal(
-                expected["classes"][sure], results[name]["classes"][sure]
-            ):
-                raise ValueError(
-                    f"The SavedModel's {name} signature, loaded by the "
-                    f"{loader}, disagrees with the model on classes."
-                )
+            for output in ("classes", "class_names"):
+                if not np.array_equal(
+                    expected[output][sure], results[name][output][sure]
+                ):
+                    raise ValueError(
+                        f"The SavedModel's {name} signature, loaded by the "
+                        f"{loader}, disagrees with the model on {output}."
+                    )
     if bad:
         raise ValueError(
             "The reloaded SavedModel differs from the model: "

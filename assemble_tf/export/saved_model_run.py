@@ -6,11 +6,13 @@ a `.weights.h5` file; `export` optionally folds every conv + BatchNorm pair
 (`assemble_tf.export.optimize`) and serves it computing in bfloat16
 (`assemble_tf.export.precision`), then writes it with
 `assemble_tf.export.saved_model.export_saved_model`: signatures
-`serving_default` (JPEG/PNG bytes -> classes, probabilities, logits, with
-the eval preprocessing in the graph), `preprocessed` (float eval crops)
-and `feature_vector` (pooled features), written to a temporary folder,
-reloaded and compared with the in-memory model signature by signature,
-then renamed into place.
+`serving_default` (JPEG/PNG bytes -> classes, class_names, probabilities,
+logits, with the eval preprocessing in the graph), `preprocessed` (float
+eval crops) and `feature_vector` (pooled features), written to a temporary
+folder, reloaded and compared with the in-memory model signature by
+signature, then renamed into place. The class names are the run's
+(`assemble_tf.runs.class_names`) or a file's; the SavedModel also carries
+them as `assets/class_names.txt`.
 
 With `precision="bfloat16"` the inputs and outputs stay float32 (and
 string), and the verification also compares every signature with the
@@ -26,7 +28,7 @@ import dataclasses
 import os
 import sys
 
-from assemble_tf.runs import loading
+from assemble_tf.runs import class_names, loading
 from official.utils.misc.validation import OptionError, check_choices
 
 PRECISIONS = ("float32", "bfloat16")
@@ -45,6 +47,9 @@ class ExportOptions(loading.ModelSource):
         overwrite: replace an existing `export_dir`.
         precision: compute precision of the served model, "float32" or
             "bfloat16" (verified against the float32 model).
+        class_names: a file naming each logit (one name per line, or a
+            builder's labels.txt); default the run's class_names.txt, else
+            the logits' indices.
     """
 
     export_dir: str
@@ -53,6 +58,7 @@ class ExportOptions(loading.ModelSource):
     fold_bn: bool = False
     overwrite: bool = False
     precision: str = "float32"
+    class_names: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +66,15 @@ class LoadedModel:
     """A restored model, its eval preprocessing and how to rebuild it.
 
     `rebuild(**extra)` builds the same architecture again with `build_model`
-    arguments `extra` (e.g. `num_classes=...`).
+    arguments `extra` (e.g. `num_classes=...`). `class_names` name its
+    logits (None: unknown), as `names_from` says.
     """
 
     model: object  # the Keras classifier
     preprocessing: str
     rebuild: object  # callable(**extra) -> keras.Model
+    class_names: list | None = None
+    names_from: str = "no class names given"
 
 
 def validate(options):
@@ -96,10 +105,13 @@ def _load_run(options):
     config, prefix, weights = options.resolve_source(needs_data=False)
     model = run_models.build_run_model(config)
     checkpoints.restore(model, prefix, weights)
+    names, where = class_names.of_run(options.model_dir, config)
     return LoadedModel(
         model,
         config.data.eval_preprocessing,
         lambda **extra: run_models.build_run_model(config, **extra),
+        names,
+        where,
     )
 
 
@@ -199,6 +211,7 @@ def export(options, log=_log_to_stderr):
 
     Returns:
         {"export_dir" (absolute), "preprocessing", "precision",
+        "class_names" (where they came from, or "indices"),
         "max_abs_diff" ({signature: max |difference| after reloading})},
         with bfloat16 also "vs_float32" (the comparison with the float32
         model and its tolerance).
@@ -220,6 +233,17 @@ def export(options, log=_log_to_stderr):
             "and serve its parent."
         )
     loaded = load_model(options)
+    names, names_from = loaded.class_names, loaded.names_from
+    if options.class_names:
+        width = int(loaded.model.outputs[0].shape[-1])
+        names = class_names.read(options.class_names, width)
+        names_from = options.class_names
+    if names is None:
+        log(
+            f"The class_names outputs will be the logits' indices "
+            f"({names_from}); the class_names option takes a file naming "
+            "them."
+        )
     ptype = options.preprocessing or loaded.preprocessing
     check_crop(loaded.model, ptype)
     model, reference = serving_model(options, loaded, log)
@@ -231,11 +255,13 @@ def export(options, log=_log_to_stderr):
         overwrite=options.overwrite,
         reference=reference,
         log=log,
+        class_names=names,
     )
     report = {
         "export_dir": os.path.abspath(options.export_dir),
         "preprocessing": ptype,
         "precision": options.precision,
+        "class_names": names_from if names else "indices",
         "max_abs_diff": diffs,
     }
     if reference is not None:

@@ -12,7 +12,7 @@ import os
 from assemble_tf import config as config_lib
 from assemble_tf.data import checks
 from assemble_tf.evaluation import plots
-from assemble_tf.runs import checkpoints, inputs, runtime
+from assemble_tf.runs import checkpoints, class_names, inputs, runtime
 from assemble_tf.training import trainer as trainer_lib
 from official.utils.misc.validation import OptionError
 
@@ -110,6 +110,10 @@ def run_experiment(config, log=None):
             f"what it trains): {'; '.join(changed)}."
         )
     config.to_json(os.path.join(config.model_dir, "config.json"))
+    # What each logit means, kept with the run (the export serves it).
+    names = class_names.from_data(config.data)
+    if names:
+        class_names.write(config.model_dir, names)
     history = trainer.train()
     final = history[-1] if history else {}
     summary = {

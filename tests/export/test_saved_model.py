@@ -18,6 +18,8 @@ from assemble_tf.models import build_model
 from tests import testing_utils
 
 TINY = {"base_width": 8, "block_sizes": (2, 2, 2, 1), "num_classes": 5}
+# Names as users' folders have them: spaces, non-ASCII, a duplicate text.
+NAMES = ["background", "n01440764", "crème brûlée", "red fox", "red fox"]
 
 
 def _tiny_export_args(weights):
@@ -37,7 +39,9 @@ def exported(tmp_path_factory):
     model = build_model("assemble_resnet50", **TINY)
     testing_utils.randomize_bn(model)  # zero-gamma gives constant logits
     path = str(tmp_path_factory.mktemp("export") / "1")
-    diffs = export_lib.export_saved_model(model, path, "imagenet_64")
+    diffs = export_lib.export_saved_model(
+        model, path, "imagenet_64", class_names=NAMES
+    )
     return model, path, diffs
 
 
@@ -73,14 +77,21 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     for name, _, _ in runs:  # `saved_model_cli show --all` lists them
         assert f"signature_def['{name}']" in run.stdout
+    # saved_model_cli saves the strings of class_names as an object array.
     outputs = {
-        name: {f[:-4]: np.load(out / f) for f in sorted(os.listdir(out))}
+        name: {
+            f[:-4]: np.load(out / f, allow_pickle=True)
+            for f in sorted(os.listdir(out))
+        }
         for name, _, out in runs
     }
     want = model(images, training=False).numpy()
     assert np.abs(want).max() > 0.1  # a real comparison, not of zeros
     got = outputs["preprocessed"]
-    assert sorted(got) == ["classes", "logits", "probabilities"]
+    assert sorted(got) == ["class_names", "classes", "logits", "probabilities"]
+    assert [n.decode() for n in got["class_names"]] == [
+        NAMES[i] for i in want.argmax(-1)
+    ]
     # rtol: features reach 20 here, and oneDNN's summation order may differ
     # between two processes on a busy machine (one run failed at atol 1e-4
     # alone while another job ran).
@@ -132,6 +143,7 @@ def test_export_round_trip_through_all_signatures(exported, loaded):
         saved.ParseFromString(f.read())
     root = saved.meta_graphs[0].object_graph_def.nodes[0]
     assert sorted(c.local_name for c in root.children) == [
+        "class_names_file",
         "feature_vector",
         "forward",
         "model",
@@ -149,6 +161,14 @@ def test_export_round_trip_through_all_signatures(exported, loaded):
         out["probabilities"].numpy().sum(-1), 1.0, rtol=1e-5
     )
     assert out["classes"].dtype == tf.int64
+    assert [n.decode() for n in out["class_names"].numpy()] == [
+        NAMES[i] for i in expected.argmax(-1)
+    ]
+    # The names as an asset, one per line, in the SavedModel's folder.
+    names_file = loaded.class_names_file.asset_path.numpy().decode()
+    assert names_file == os.path.join(path, "assets", "class_names.txt")
+    with open(names_file, encoding="utf-8") as f:
+        assert f.read().splitlines() == NAMES
     feats = loaded.signatures["feature_vector"](images=tf.constant(images))
     assert feats["features"].shape == (3, 256)
 
@@ -261,8 +281,15 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
         "export_dir",
         "preprocessing",
         "precision",
+        "class_names",
         "max_abs_diff",
     ]
+    # A preset's weights name no classes: the indices, and a note saying so.
+    assert report["class_names"] == "indices"
+    assert (
+        "The class_names outputs will be the logits' indices (no class "
+        "names given); the class_names option takes a file naming them."
+    ) in result.stderr
     assert report["export_dir"] == str(tmp_path / "sm" / "1")
     assert report["preprocessing"] == "imagenet_32"
     assert report["precision"] == "float32"
@@ -271,6 +298,16 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     assert f"Folded {len(bns)} BatchNorm layers." in result.stderr
     again = testing_utils.run_main(*args)  # an error line
     assert again.returncode == 2 and "--overwrite" in again.stderr
+    two = tmp_path / "two.txt"
+    two.write_text("cat\ndog\n\n")
+    wrong = testing_utils.run_main(*args, f"--class_names={two}")
+    assert wrong.returncode == 2
+    last = wrong.stderr.strip().splitlines()[-1]
+    assert last.endswith(
+        f"--class_names={two} names 2 classes; the model has 3 logits (one "
+        "name per line, logit 0 first; ImageNet's 1001-way head starts "
+        "with 'background')."
+    )
     options = saved_model_run.ExportOptions(
         export_dir=str(tmp_path / "sm" / "1"),
         preset="resnet50",
@@ -300,11 +337,23 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
 
     monkeypatch.setattr(shutil, "rmtree", checked_rmtree)
     lines.clear()
+    # With a builder's labels.txt as the class names (3 classes, 0-based).
+    labels = tmp_path / "labels.txt"
+    labels.write_text("0\tdaisy\tDaisy\n1\trose\t\n2\ttulip\tx\n")
     options = dataclasses.replace(
-        options, export_dir=str(target), overwrite=True
+        options,
+        export_dir=str(target),
+        overwrite=True,
+        class_names=str(labels),
     )
-    saved_model_run.export(options, log=lines.append)
+    report = saved_model_run.export(options, log=lines.append)
+    assert report["class_names"] == str(labels)
+    names = tf.saved_model.load(str(target)).class_names_file.asset_path
+    with open(names.numpy().decode(), encoding="utf-8") as f:
+        assert f.read() == "daisy\nrose\ntulip\n"
     assert (target / "saved_model.pb").stat().st_mtime_ns != stamp
+    # (The class names' temporary file's folder is removed too.)
+    removed = [p for p in removed if p.startswith(str(tmp_path / "sm"))]
     assert len(removed) == 1 and not os.path.exists(removed[0])
     assert sorted(os.listdir(tmp_path / "sm")) == ["1", "latest"]
     assert lines[0] == (

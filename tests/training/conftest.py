@@ -7,9 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from assemble_tf.data import schema
+from assemble_tf.data import metadata, schema
 from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
+
+# The 4 colour classes of `tiny_data`, in label order.
+TINY_CLASS_NAMES = ("red", "green", "blue", "yellow")
 
 # A tiny R50 on synthetic data: `config.make_config` group overrides of
 # the XLA and two-replica training tests.
@@ -96,3 +99,8 @@ def _write_tiny_data(root):
                 )
             )
         testing_utils.write_records(root / f"{split}-00000-of-00001", examples)
+    # As the builder writes it: the classes' names (a run keeps them).
+    metadata.write_labels(
+        str(root / metadata.LABELS),
+        [(i, name, "") for i, name in enumerate(TINY_CLASS_NAMES)],
+    )

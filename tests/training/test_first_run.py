@@ -219,6 +219,23 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
     )
     assert export.returncode == 0, export.stderr[-3000:]
     assert max(last_json(export)["max_abs_diff"].values()) <= 1e-4
+    # The run keeps its classes (the folder names) and the export serves
+    # them: what TF Serving answers for a red image of class_0.
+    assert (moved / "class_names.txt").read_text() == (
+        "class_0\nclass_1\nclass_2\n"
+    )
+    assert last_json(export)["class_names"] == str(moved / "class_names.txt")
+    import tensorflow as tf
+
+    red = testing_utils.jpeg_bytes(np.full((32, 32, 3), [200, 40, 40]))
+    served = tf.saved_model.load(f"{tmp_path}/serving/1").signatures[
+        "serving_default"
+    ](images=tf.constant([red]))
+    names = ["class_0", "class_1", "class_2"]
+    assert (
+        served["class_names"].numpy()[0].decode()
+        == (names[int(served["classes"][0])])
+    )
     again = train(
         f"--data_dir={data_dir}", f"--model_dir={moved}", "--epochs=2"
     )

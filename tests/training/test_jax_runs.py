@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import testing_utils
-from tests.training.conftest import shared_once
+from tests.training.conftest import TINY_CLASS_NAMES, shared_once
 
 JAX = testing_utils.JAX_ENV
 FLAGS = [
@@ -146,6 +146,11 @@ def test_tensorflow_tools_evaluate_export_and_serve_a_jax_run(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     logits = np.load(tmp_path / "out" / "logits.npy").astype(np.float64)
+    # The classes the JAX run kept (tiny_data's labels.txt), served.
+    names = np.load(tmp_path / "out" / "class_names.npy", allow_pickle=True)
+    assert [n.decode() for n in names] == [
+        TINY_CLASS_NAMES[i] for i in logits.argmax(-1)
+    ]
     shifted = logits - logits.max(-1, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     served_loss = -log_p[np.arange(len(labels)), labels].mean()
