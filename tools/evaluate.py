@@ -9,8 +9,10 @@ r"""Evaluates a training run or imported weights on a validation split.
     python -m tools.evaluate --model_dir=/runs/a50 --precision=bfloat16
 
 Reports top-1, top-5, cross-entropy and ECE (10 bins) over the whole split
-(no dropped partial batch), writes `eval.json` and a reliability diagram
-`reliability.png`, and prints one JSON line.
+(no dropped partial batch), writes `eval.json`, a reliability diagram
+`reliability.png` and `per_class.csv` (images and top-1 of each class, by
+the names the run keeps), and prints one JSON line (with `worst_classes`:
+the 5 classes of the lowest top-1).
 
 `--precision=bfloat16` evaluates the model computing in bfloat16 (as
 `tools.export_saved_model --precision=bfloat16` serves it) and, on the same

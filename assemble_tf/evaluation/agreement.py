@@ -193,10 +193,18 @@ class AgreementEvaluator(Evaluator):
         strategy: the `tf.distribute.Strategy` both live in (create the
             evaluator inside its scope).
         precision: the name of `model`'s precision (a report key suffix).
+        per_class: count `model`'s images and top-1 per class.
     """
 
-    def __init__(self, model, reference, strategy, precision="bfloat16"):
-        super().__init__(model, strategy)
+    def __init__(
+        self,
+        model,
+        reference,
+        strategy,
+        precision="bfloat16",
+        per_class=False,
+    ):
+        super().__init__(model, strategy, per_class)
         self.reference = reference
         self.precision = precision
         self.reference_metrics = ClassificationMetrics(

@@ -19,12 +19,17 @@ class Evaluator:
     Args:
         model: a Keras classifier returning logits.
         strategy: the `tf.distribute.Strategy` the model lives in.
+        per_class: also count images and top-1 per class (the result's
+            "per_class": {"images": [...], "top1": [...]}).
     """
 
-    def __init__(self, model, strategy):
+    def __init__(self, model, strategy, per_class=False):
         self.model = model
         self.strategy = strategy
-        self.metrics = ClassificationMetrics(num_bins=10, top_k=5)
+        width = int(model.outputs[0].shape[-1]) if per_class else None
+        self.metrics = ClassificationMetrics(
+            num_bins=10, top_k=5, num_classes=width
+        )
         self._fn = None
 
     def _make_fn(self):
@@ -90,4 +95,10 @@ def metrics_report(metrics, stats=None):
         "confidence": confidence.tolist(),
         "accuracy": accuracy.tolist(),
     }
+    if metrics.num_classes is not None:
+        images, top1 = metrics.per_class()
+        result["per_class"] = {
+            "images": images.tolist(),
+            "top1": [None if x != x else float(x) for x in top1],
+        }
     return result

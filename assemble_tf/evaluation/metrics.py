@@ -154,14 +154,25 @@ class ClassificationMetrics:
             classes use k = number of classes. The result key is
             f"top{top_k}".
         name: prefix of the variable names.
+        num_classes: K, to also count images and top-1 hits per class
+            (`per_class`); None: not counted.
     """
 
-    def __init__(self, num_bins=10, top_k=5, name="classification_metrics"):
+    def __init__(
+        self,
+        num_bins=10,
+        top_k=5,
+        name="classification_metrics",
+        num_classes=None,
+    ):
         self.num_bins = check_positive_int("num_bins", num_bins)
         self.top_k = check_positive_int("top_k", top_k)
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}.")
         self.name = name
+        self.num_classes = num_classes
+        if num_classes is not None:
+            check_positive_int("num_classes", num_classes)
 
         def make(var_name, shape=()):
             return tf.Variable(
@@ -179,6 +190,12 @@ class ClassificationMetrics:
         self._bin_count = make("bin_count", (self.num_bins,))
         self._bin_confidence = make("bin_confidence_sum", (self.num_bins,))
         self._bin_correct = make("bin_correct_sum", (self.num_bins,))
+        self._per_class = ()
+        if num_classes is not None:
+            self._per_class = (
+                make("class_count", (num_classes,)),
+                make("class_top1_correct", (num_classes,)),
+            )
         # Inner edges 1/num_bins, ..., (num_bins - 1)/num_bins: the bin of a
         # confidence c is the number of inner edges strictly below c.
         self._inner_edges = tf.constant(
@@ -196,6 +213,7 @@ class ClassificationMetrics:
             self._bin_count,
             self._bin_confidence,
             self._bin_correct,
+            *self._per_class,
         ]
 
     def update_state(self, labels, logits):
@@ -250,6 +268,21 @@ class ClassificationMetrics:
             per_bin(tf.cast(confidence, _ACC_DTYPE))
         )
         self._bin_correct.assign_add(per_bin(top1))
+        if self._per_class:
+            if num_classes != self.num_classes:
+                raise ValueError(
+                    f"Logits of {num_classes} classes for metrics counting "
+                    f"{self.num_classes} per class."
+                )
+            count, correct = self._per_class
+            count.assign_add(
+                tf.math.unsorted_segment_sum(
+                    tf.ones_like(top1), labels, self.num_classes
+                )
+            )
+            correct.assign_add(
+                tf.math.unsorted_segment_sum(top1, labels, self.num_classes)
+            )
 
     # Short alias.
     update = update_state
@@ -314,6 +347,20 @@ class ClassificationMetrics:
             "loss": t["cross_entropy_sum"] / count,
             "count": int(round(count)),
         }
+
+    def per_class(self):
+        """(images, top1) per class: int64 and float64 arrays of length
+        `num_classes`; top-1 is NaN for a class without images.
+
+        Raises:
+            ValueError: made without `num_classes`.
+        """
+        if not self._per_class:
+            raise ValueError("Made without num_classes: nothing per class.")
+        count, correct = (self._read(v) for v in self._per_class)
+        top1 = np.full(count.shape, np.nan)
+        np.divide(correct, count, out=top1, where=count > 0)
+        return np.round(count).astype(np.int64), top1
 
     def bins(self):
         """Per-bin statistics for a reliability diagram.

@@ -4,8 +4,10 @@ The work of `tools.evaluate`: the model is a training run (config.json and
 a checkpoint) or a preset with a `.weights.h5` file
 (`assemble_tf.runs.loading`); every image of the split counts (no dropped
 partial batch; `assemble_tf.evaluation.evaluator`). `evaluate_model`
-writes `eval.json` and a reliability diagram `reliability.png` (10 bins,
-Guo et al. 2017) and returns the report.
+writes `eval.json`, a reliability diagram `reliability.png` (10 bins,
+Guo et al. 2017) and `per_class.csv` (images and top-1 of each class, named
+as the run names them: `assemble_tf.runs.class_names`) and returns the
+report, which lists the 5 classes of the lowest top-1.
 
 With `precision="bfloat16"` the model computing in bfloat16 (as
 `tools.export_saved_model` with precision bfloat16 serves it) and in float32
@@ -147,14 +149,16 @@ def make_evaluator(loaded, precision=None):
 
     with loaded.strategy.scope():
         if precision != "bfloat16":
-            return Evaluator(loaded.model, loaded.strategy)
+            return Evaluator(loaded.model, loaded.strategy, per_class=True)
         from assemble_tf.evaluation.agreement import AgreementEvaluator
         from assemble_tf.export import precision as precision_lib
 
         bfloat16 = precision_lib.bfloat16_copy(
             loaded.model, lambda: run_models.build_run_model(loaded.config)
         )
-        return AgreementEvaluator(bfloat16, loaded.model, loaded.strategy)
+        return AgreementEvaluator(
+            bfloat16, loaded.model, loaded.strategy, per_class=True
+        )
 
 
 def run_evaluation(evaluator, config, progress=True):
@@ -186,11 +190,49 @@ def run_evaluation(evaluator, config, progress=True):
     return result
 
 
+WORST_CLASSES = 5
+
+
+def per_class_rows(per_class, names=None):
+    """`[{"class", "name", "images", "top1"}]` of an evaluation's
+    `per_class` counts, by class; `names` (one per logit, or None) name
+    them, else the name is the index. top1 is None without images."""
+    return [
+        {
+            "class": i,
+            "name": names[i] if names else str(i),
+            "images": images,
+            "top1": top1,
+        }
+        for i, (images, top1) in enumerate(
+            zip(per_class["images"], per_class["top1"], strict=True)
+        )
+    ]
+
+
+def worst_classes(rows, count=WORST_CLASSES):
+    """The `count` rows of classes with images and the lowest top-1 (the
+    most images first among equals)."""
+    seen = [r for r in rows if r["images"]]
+    return sorted(seen, key=lambda r: (r["top1"], -r["images"]))[:count]
+
+
+def write_per_class_csv(rows, path):
+    """Writes `per_class_rows` as CSV (class, name, images, top1)."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["class", "name", "images", "top1"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def write_outputs(result, loaded, precision, out_dir):
-    """Writes reliability.png, agreement.md (with an agreement) and
-    eval.json to `out_dir`; returns the report (eval.json without the
-    reliability bins)."""
+    """Writes reliability.png, per_class.csv, agreement.md (with an
+    agreement) and eval.json to `out_dir`; returns the report (eval.json
+    without the reliability bins and the per-class rows)."""
     from assemble_tf.evaluation import plots
+    from assemble_tf.runs import class_names
 
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "reliability.png")
@@ -202,14 +244,21 @@ def write_outputs(result, loaded, precision, out_dir):
         + (f" ({precision})" if precision else "")
         + f": top-1 {result['top1']:.4f}",
     )
-    report = {k: v for k, v in result.items() if k != "reliability"}
+    names, _ = class_names.of_run(loaded.config.model_dir, loaded.config)
+    rows = per_class_rows(result["per_class"], names)
+    report = {
+        k: v for k, v in result.items() if k not in ("reliability", "per_class")
+    }
     report.update(
         precision=precision or loaded.config.train.mixed_precision,
         checkpoint=loaded.checkpoint,
         weights=loaded.weights,
+        worst_classes=worst_classes(rows),
         reliability_png=png,
+        per_class_csv=os.path.join(out_dir, "per_class.csv"),
         eval_json=os.path.join(out_dir, "eval.json"),
     )
+    write_per_class_csv(rows, report["per_class_csv"])
     if "agreement" in result:
         from assemble_tf.evaluation.agreement import agreement_markdown
 
@@ -217,7 +266,7 @@ def write_outputs(result, loaded, precision, out_dir):
         with open(report["agreement_md"], "w") as f:
             f.write(agreement_markdown(result))
     with open(report["eval_json"], "w") as f:
-        json.dump(dict(report, reliability=rel), f, indent=1)
+        json.dump(dict(report, reliability=rel, per_class=rows), f, indent=1)
     return report
 
 

@@ -83,6 +83,27 @@ def test_hand_example_exact_values():
     )
 
 
+def test_hand_example_per_class():
+    """Labels 0, 0, 4, 1, 4 with top-1 hits on rows 0 and 3: class 0 is
+    1 of 2, class 1 1 of 1, class 4 0 of 2; classes 2, 3, 5 have none."""
+    m = M.ClassificationMetrics(num_classes=6)
+    m.update_state(HAND_LABELS, np.log(HAND_PROBS).astype(np.float32))
+    images, top1 = m.per_class()
+    assert images.dtype == np.int64
+    np.testing.assert_array_equal(images, [2, 1, 0, 0, 2, 0])
+    np.testing.assert_array_equal(top1, [0.5, 1.0, np.nan, np.nan, 0.0, np.nan])
+    m.update_state(HAND_LABELS[:1], np.log(HAND_PROBS[:1]).astype(np.float32))
+    np.testing.assert_array_equal(m.per_class()[1][[0, 4]], [2 / 3, 0.0])
+    m.reset()
+    np.testing.assert_array_equal(m.per_class()[0], [0] * 6)
+    with pytest.raises(ValueError, match="Logits of 6 classes for metrics"):
+        M.ClassificationMetrics(num_classes=7).update_state(
+            HAND_LABELS, np.log(HAND_PROBS).astype(np.float32)
+        )
+    with pytest.raises(ValueError, match="nothing per class"):
+        M.ClassificationMetrics().per_class()
+
+
 def test_hand_example_numpy_helpers():
     assert M.expected_calibration_error(
         HAND_PROBS, HAND_LABELS
@@ -278,7 +299,7 @@ def _two_replica_metrics():
     logits = rng.normal(size=(2, 2, 16, 7)).astype(np.float32) * 2
     labels = rng.integers(0, 7, size=(2, 2, 16))
     with strategy.scope():
-        m = M.ClassificationMetrics()
+        m = M.ClassificationMetrics(num_classes=7)
 
     @tf.function
     def step(y, z):
@@ -306,6 +327,14 @@ def _two_replica_metrics():
         "ref_top5": M.topk_accuracy(flat_z, flat_y, 5),
         "ref_ece": M.expected_calibration_error(probs, flat_y),
         "ref_bins": M.calibration_bins(probs, flat_y)[0].tolist(),
+        "per_class": [a.tolist() for a in m.per_class()],
+        "ref_per_class": [
+            np.bincount(flat_y, minlength=7).tolist(),
+            [
+                float(np.mean(flat_z[flat_y == c].argmax(-1) == c))
+                for c in range(7)
+            ],
+        ],
     }
     m.reset()
     out["after_reset"] = m.result()["count"]
@@ -323,6 +352,9 @@ def test_mirrored_strategy_sums_over_two_replicas():
     assert r["top5"] == out["ref_top5"]
     assert r["ece"] == pytest.approx(out["ref_ece"], abs=1e-6)
     assert out["bins"] == out["ref_bins"] and sum(out["bins"]) == 64
+    # Per class, summed over the replicas.
+    assert out["per_class"][0] == out["ref_per_class"][0]
+    np.testing.assert_allclose(out["per_class"][1], out["ref_per_class"][1])
     assert out["after_reset"] == 0
     assert out["again"] == r
 

@@ -212,6 +212,29 @@ def test_a_moved_run_evaluates_exports_and_resumes_in_place(data_dir, tmp_path):
         assert summary["eval_json"] == str(moved / "eval.json")
         assert summary["count"] == 9
     assert (moved / "reliability.png").exists() and not first.exists()
+    # Per class, by the names the run kept: 3 validation images each; the
+    # worst classes are the CSV's rows of the lowest top-1.
+    import csv
+
+    with open(moved / "per_class.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["class"], r["name"], r["images"]) for r in rows] == [
+        ("0", "class_0", "3"),
+        ("1", "class_1", "3"),
+        ("2", "class_2", "3"),
+    ]
+    hits = sum(float(r["top1"]) * 3 for r in rows)
+    assert hits == pytest.approx(summary["top1"] * 9)
+    worst = summary["worst_classes"]
+    assert [w["name"] for w in worst] == [
+        r["name"] for r in sorted(rows, key=lambda r: float(r["top1"]))
+    ]
+    assert json.loads((moved / "eval.json").read_text())["per_class"][0] == {
+        "class": 0,
+        "name": "class_0",
+        "images": 3,
+        "top1": float(rows[0]["top1"]),
+    }
     export = testing_utils.run_main(
         "tools.export_saved_model",
         f"--model_dir={moved}",
