@@ -15,7 +15,7 @@ import os
 import typing
 
 from assemble_tf import presets
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_local_path
 
 
 def _f(default, help_text, check=None, parse=None):
@@ -763,6 +763,7 @@ def make_config(model_dir, preset, overrides=None):
     Returns:
         An `ExperimentConfig`.
     """
+    check_local_path("model_dir", model_dir)
     presets.get(preset)
     groups = {name: {} for name in GROUPS}
     for name, values in preset_defaults(preset).items():

@@ -210,7 +210,8 @@ def run_main(module, *args):
             binary.define_flags()
             try:
                 rest = flags_core.parse_flags(argv)
-                result = flags_core.clean_errors(binary.main)(rest)
+                main = flags_core.checked_main(binary.main)
+                result = flags_core.clean_errors(main)(rest)
                 code = result if isinstance(result, int) else 0
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1

@@ -121,3 +121,39 @@ def test_a_flag_that_does_not_parse_is_one_error_line_and_exit_2(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "ERROR: flag --workers=0: 0 is not a positive integer"
     ]
+
+
+@pytest.mark.parametrize(
+    "binary, flag, other",
+    [
+        ("tools.train", "--model_dir", "--data_dir=gs://bucket/data"),
+        ("tools.export_saved_model", "--export_dir", "--preset=resnet50"),
+        ("tools.make_imagenet_c", "--output_dir", "--input_dir=."),
+        ("tools.evaluate", "--weights", "--data_dir=gs://bucket/data"),
+    ],
+)
+def test_a_url_where_a_local_path_goes_is_refused(
+    tmp_path, monkeypatch, binary, flag, other
+):
+    """--model_dir=gs://bucket/run trained into a local folder ./gs:/bucket/
+    run, lost with the machine; every binary now refuses a URL but in
+    data_dir / tfds_data_dir (read through TensorFlow's file system)."""
+    monkeypatch.chdir(tmp_path)
+    result = testing_utils.run_main(binary, f"{flag}=gs://bucket/run", other)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ERROR: {flag}=gs://bucket/run: a URL; this option takes a local "
+        "path (files are read and written with local file APIs, and gs:// "
+        "would become a local folder named 'gs:'). Give a local folder, or "
+        "mount the bucket (e.g. gcsfuse) and give its mount point; only "
+        "TFRecord data_dir and tfds_data_dir may be URLs."
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_library_refuses_a_url_as_a_run_folder():
+    from assemble_tf import config as config_lib
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError, match=r"^`model_dir`=s3://b/r: a URL"):
+        config_lib.make_config("s3://b/r", "resnet50")

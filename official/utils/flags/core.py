@@ -209,6 +209,38 @@ def require_tensorflow_backend(binary):
         )
 
 
+# Flags whose paths go through TensorFlow's file system layer (gfile,
+# tfds), which reads gs:// and other URLs; `tpu` names a TPU or its
+# grpc:// address.
+URL_FLAGS = ("data_dir", "tfds_data_dir", "tpu")
+
+
+def check_no_urls(flag_values):
+    """Refuses a URL given to a flag other than `URL_FLAGS`
+    (`validation.check_local_path`): before, --model_dir=gs://bucket/run
+    trained into a local folder ./gs:/bucket/run."""
+    from official.utils.misc.validation import check_local_path
+
+    for name, flag in flag_values._flags().items():
+        if flag.present and name not in URL_FLAGS:
+            check_local_path(name, flag.value)
+
+
+def checked_main(main, tensorflow_only=False):
+    """`main` after the checks of the parsed flags every binary makes: no
+    URL where a local path goes (`check_no_urls`); with `tensorflow_only`,
+    the TensorFlow backend (`require_tensorflow_backend`)."""
+
+    def checked(argv):
+        if tensorflow_only:
+            name = os.path.basename(argv[0]).removesuffix(".py")
+            require_tensorflow_backend(f"tools.{name}")
+        check_no_urls(flags.FLAGS)
+        return main(argv)
+
+    return checked
+
+
 def run(main, argv=None, flag_names=None, tensorflow_only=False):
     """`app.run` for the project's binaries.
 
@@ -231,13 +263,8 @@ def run(main, argv=None, flag_names=None, tensorflow_only=False):
             # shard at INFO).
             absl_logging.set_verbosity(absl_logging.WARNING)
 
-        def checked_main(argv):
-            if tensorflow_only:
-                name = os.path.basename(argv[0]).removesuffix(".py")
-                require_tensorflow_backend(f"tools.{name}")
-            return main(argv)
-
-        return clean_errors(checked_main, flag_names=flag_names)(args)
+        checked = checked_main(main, tensorflow_only)
+        return clean_errors(checked, flag_names=flag_names)(args)
 
     try:
         app.run(quiet_main, argv=argv, flags_parser=parse_flags)

@@ -3,6 +3,7 @@
 import copy
 import errno
 import numbers
+import re
 
 
 def check_positive_int(name, value):
@@ -219,6 +220,32 @@ def check_creatable(options, folders=(), files=()):
                 path=getattr(options, name),
                 file=current,
             )
+
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_local_path(field, path):
+    """Refuses a URL (gs://bucket/run, s3://...) where the path is read or
+    written with local file APIs: `os.makedirs("gs://bucket/run")` makes a
+    local folder named "gs:", and a run trained into it is lost with the
+    machine (it was, silently).
+
+    Raises:
+        OptionError: naming the option and the local alternatives.
+    """
+    match = _URL.match(path) if isinstance(path, str) else None
+    if match:
+        raise OptionError(
+            field,
+            "{field}={path}: a URL; this option takes a local path (files "
+            "are read and written with local file APIs, and {scheme}:// "
+            "would become a local folder named '{scheme}:'). Give a local "
+            "folder, or mount the bucket (e.g. gcsfuse) and give its mount "
+            "point; only TFRecord data_dir and tfds_data_dir may be URLs.",
+            path=path,
+            scheme=match.group(1),
+        )
 
 
 def first_line(error, limit=300):
