@@ -15,6 +15,7 @@ import os
 import typing
 
 from assemble_tf import presets
+from official.utils.misc import file_utils
 from official.utils.misc.validation import OptionError, check_local_path
 
 
@@ -908,7 +909,7 @@ def _read_data(config, explicit):
     d = config.data
     if d.synthetic or d.source or not d.data_dir:
         return config
-    if not os.path.isdir(d.data_dir):
+    if not file_utils.isdir(d.data_dir):
         raise invalid("data_dir", d.data_dir, "no such directory")
     info = metadata.dataset_info(d.data_dir)
     if info is None:

@@ -6,12 +6,15 @@ labels as stored in the records) and `summary.json` (its `num_classes`, the
 stored `label_offset` of the first class, and per split the image count and
 `num_logits` of teacher logits). ImageNet is stored 1..1000 as the original
 (clovaai/assembled-cnn `datasets/build_imagenet_data.py`), other folders
-0-based. Light on purpose (no TensorFlow): the configuration reads it.
+0-based. Light on purpose (TensorFlow only for a URL, gs://...): the
+configuration reads it.
 """
 
 import dataclasses
 import json
 import os
+
+from official.utils.misc import file_utils
 
 SUMMARY = "summary.json"
 LABELS = "labels.txt"
@@ -43,7 +46,7 @@ def read_labels(path):
         ValueError: a line is not `label<TAB>wnid<TAB>text`; names the line.
     """
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
+    with file_utils.open_text(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -60,8 +63,6 @@ def read_labels(path):
 
 def write_labels(path, rows):
     """Writes [(stored label, wnid, text)] as labels.txt (atomically)."""
-    from official.utils.misc import file_utils
-
     file_utils.atomic_write(
         path,
         "".join(f"{label}\t{wnid}\t{text}\n" for label, wnid, text in rows),
@@ -74,8 +75,8 @@ def dataset_info(data_dir):
     if not data_dir:
         return None
     summary = os.path.join(data_dir, SUMMARY)
-    if os.path.isfile(summary):
-        with open(summary, encoding="utf-8") as f:
+    if file_utils.isfile(summary):
+        with file_utils.open_text(summary) as f:
             values = json.load(f)
         if "num_classes" in values:
             return DatasetInfo(
@@ -84,7 +85,7 @@ def dataset_info(data_dir):
                 summary,
             )
     labels = os.path.join(data_dir, LABELS)
-    if os.path.isfile(labels):
+    if file_utils.isfile(labels):
         rows = read_labels(labels)
         if rows:
             return DatasetInfo(len(rows), min(r[0] for r in rows), labels)
@@ -94,9 +95,9 @@ def dataset_info(data_dir):
 def split_images(data_dir, split):
     """Images of `split` according to summary.json, or None."""
     summary = os.path.join(data_dir or "", SUMMARY)
-    if not os.path.isfile(summary):
+    if not file_utils.isfile(summary):
         return None
-    with open(summary, encoding="utf-8") as f:
+    with file_utils.open_text(summary) as f:
         splits = json.load(f).get("splits", {})
     if split in splits and "images" in splits[split]:
         return int(splits[split]["images"])

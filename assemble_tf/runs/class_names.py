@@ -49,7 +49,7 @@ def from_data(data):
         names = [str(n) for n in info.class_names[low:]]
         return _fit(names, data.num_classes, base=0)
     path = os.path.join(data.data_dir or "", metadata.LABELS)
-    if not os.path.isfile(path):
+    if not file_utils.isfile(path):
         return None
     rows = metadata.read_labels(path)
     if not rows:

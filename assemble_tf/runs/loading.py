@@ -15,6 +15,7 @@ import os
 
 from assemble_tf import config as config_lib
 from assemble_tf.runs import checkpoints
+from official.utils.misc import file_utils
 from official.utils.misc.validation import MissingPathError, OptionError
 
 
@@ -235,7 +236,7 @@ def check_same_classes(run, data_dir, label_offset=None):
         return
     ours = os.path.join(run.data.data_dir, metadata.LABELS)
     theirs = os.path.join(data_dir, metadata.LABELS)
-    if not (os.path.isfile(ours) and os.path.isfile(theirs)):
+    if not (file_utils.isfile(ours) and file_utils.isfile(theirs)):
         return
     # Compared by head output: each folder's labels less its offset.
     trained = {

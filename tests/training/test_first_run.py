@@ -281,3 +281,40 @@ def test_preset_typos_suggest_close_matches(tool):
         "assemble_resnet50, assemble_resnet152" in result.stderr
     )
     assert "table7_e12" not in result.stderr  # no dump of every name
+
+
+@pytest.mark.slow
+def test_records_behind_a_url_train_and_name_their_classes(data_dir, tmp_path):
+    """A TFRecord --data_dir may be a URL (gs:// on a TPU VM): here
+    TensorFlow's in-memory file system, ram://. Before, the run refused it
+    ("no such directory"); its labels.txt now sets the head and the class
+    names as a local folder's does. A URL run folder is refused."""
+    import tensorflow as tf
+
+    url = f"ram://{tmp_path.name}/records"
+    tf.io.gfile.makedirs(url)
+    for path in glob.glob(os.path.join(data_dir, "*")):  # files only
+        tf.io.gfile.copy(path, f"{url}/{os.path.basename(path)}")
+    model_dir = tmp_path / "run"
+    result = train(
+        f"--data_dir={url}", f"--model_dir={model_dir}", "--max_steps=1"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["data"]["num_classes"] == 3  # from its labels.txt
+    assert (model_dir / "class_names.txt").read_text().split() == [
+        "class_0",
+        "class_1",
+        "class_2",
+    ]
+    assert last_json(result)["top5"] == 1.0  # 3 classes: every label
+    # tools.evaluate reads the URL too, and compares its labels.txt with
+    # the run's.
+    ev = testing_utils.run_main(
+        "tools.evaluate", f"--model_dir={model_dir}", f"--data_dir={url}"
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert last_json(ev)["count"] == 9
+    refused = train(f"--data_dir={url}", f"--model_dir={url}/run")
+    assert refused.returncode == 2
+    assert f"--model_dir={url}/run: a URL" in refused.stderr

@@ -3,10 +3,48 @@
 The data goes to a hidden temporary file next to `path` (same file system),
 which then replaces `path` with `os.replace`. Used by every binary that
 resumes (TFRecord builder, ImageNet-C/P generators, evaluation caches).
+`isfile`, `isdir` and `open_text` also read a URL (gs://...) through
+TensorFlow's file system, for the TFRecord folders a run reads.
 """
 
 import json
 import os
+
+
+def is_url(path):
+    """Whether `path` is a URL (gs://bucket/x, ram://x): a file system that
+    TensorFlow reads (`tf.io.gfile`), not the local one."""
+    return isinstance(path, str) and "://" in path
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def isfile(path):
+    """`os.path.isfile`, also for a URL (through `tf.io.gfile`)."""
+    if is_url(path):
+        gfile = _gfile()
+        return gfile.exists(path) and not gfile.isdir(path)
+    return os.path.isfile(path)
+
+
+def isdir(path):
+    """`os.path.isdir`, also for a URL (through `tf.io.gfile`)."""
+    return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+
+
+def open_text(path):
+    """A text file to read (UTF-8, a byte-order mark dropped), local or a
+    URL (through `tf.io.gfile`)."""
+    if not is_url(path):
+        return open(path, encoding="utf-8-sig")
+    import io
+
+    with _gfile().GFile(path, "rb") as f:
+        return io.StringIO(f.read().decode("utf-8-sig"), newline=None)
 
 
 def atomic_write(path, data):
