@@ -120,9 +120,14 @@ class ServingModule(tf.Module):
         # flow, and converting the model's code took seconds of each trace.
         signature = functools.partial(tf.function, autograph=False)
         self.forward = signature(self._forward, input_signature=[spec])
-        self.preprocessed = signature(
-            self._outputs, input_signature=[spec], jit_compile=jit_compile
-        )
+        # With jit_compile, `preprocessed` runs the network XLA-compiled
+        # and its input checks and class names (string ops, which XLA has
+        # not; its Assert does nothing) outside.
+        forward = self.forward
+        if jit_compile:
+            forward = signature(self._forward, jit_compile=True)
+        self._crops_forward = lambda images: forward(images)
+        self.preprocessed = signature(self._outputs, input_signature=[spec])
         self.feature_vector = signature(self._features, input_signature=[spec])
         self.serving_default = signature(
             self._serve_bytes,
@@ -149,36 +154,38 @@ class ServingModule(tf.Module):
             tf.equal(tf.size(shape), 4),
             tf.reduce_all(tf.equal(padded[1:4], [size, size, 3])),
         )
-        checks = [
-            tf.debugging.Assert(
-                good_shape,
-                [
-                    f"{signature} takes float32 crops of shape "
-                    f"[N, {size}, {size}, 3] (the eval size of "
-                    f"{self.preprocessing_type}); got shape",
-                    shape,
-                ],
-                summarize=5,
-            ),
-            tf.debugging.Assert(
-                tf.logical_or(tf.logical_not(good_shape), padded[0] > 0),
-                [f"{signature}: the batch of images is empty"],
-            ),
-        ]
-        with tf.control_dependencies(checks):
-            images = tf.identity(images)
+        # Read through conds (`gated`): no op of the model runs on a batch
+        # of another shape, or an empty one, and fails first with its own
+        # error.
+        images = gated(
+            good_shape,
+            lambda: tf.identity(images),
+            [
+                f"{signature} takes float32 crops of shape "
+                f"[N, {size}, {size}, 3] (the eval size of "
+                f"{self.preprocessing_type}); got shape",
+                shape,
+            ],
+            tf.zeros([0, size, size, 3], images.dtype),
+        )
+        images = gated(
+            padded[0] > 0,
+            lambda: images,
+            [f"{signature}: the batch of images is empty"],
+            images,
+        )
         finite = tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3])
         first_bad = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)
-        check = tf.debugging.Assert(
+        return gated(
             tf.reduce_all(finite),
+            lambda: images,
             [
                 f"{signature}: the crops hold NaN or Inf values; index of "
                 "the first such image:",
                 first_bad,
             ],
+            images,
         )
-        with tf.control_dependencies([check]):
-            return tf.identity(images)
 
     def _forward(self, images):
         out = self._network(images)
@@ -190,7 +197,7 @@ class ServingModule(tf.Module):
 
     def _outputs(self, images):
         images = self._check_crops(images, "preprocessed")
-        logits = self.forward(images)["logits"]
+        logits = self._crops_forward(images)["logits"]
         classes = tf.argmax(logits, axis=-1)
         return {
             "classes": classes,
@@ -247,43 +254,59 @@ def check_encoded_images(images):
     # image not in a batch) or [N, 1] is named, not a ConcatOp error. The
     # rank is counted from the shape's values: the signature's [N] spec
     # let Grappler fold tf.rank / tf.size(shape) to 1, and the check
-    # vanished. Everything after it waits for it.
+    # vanished. What follows reads the batch only through `gated`'s cond:
+    # with control dependencies alone, Grappler removed the reshape
+    # ([None] -> [-1]) they hung on, and the ops after it raced the check
+    # (a ConcatOp error won now and then once the signature had run).
     shape = tf.shape(images)
     rank = tf.math.count_nonzero(shape + 1, dtype=tf.int32)
-    rank_check = tf.debugging.Assert(
+    flat = gated(
         tf.equal(rank, 1),
+        lambda: tf.reshape(images, [-1]),
         [
             "serving_default takes a batch of encoded images: string "
             "[N], one JPEG or PNG each; got shape",
             shape,
         ],
+        tf.zeros([0], tf.string),
     )
-    with tf.control_dependencies([rank_check]):
-        flat = tf.reshape(images, [-1])
+    flat = gated(
+        tf.size(flat) > 0,
+        lambda: flat,
+        ["serving_default: the batch of images is empty"],
+        flat,
+    )
     ok = tf.logical_or(
         tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC),
         tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC),
     )
-    # N (no bad image) appended: an empty batch reaches its own check.
-    bad = tf.concat([tf.cast(ok, tf.int32), [0]], 0)
-    first_bad = tf.argmin(bad, output_type=tf.int32)
-    checks = [
-        rank_check,
-        tf.debugging.Assert(
-            tf.size(images) > 0,
-            ["serving_default: the batch of images is empty"],
-        ),
-        tf.debugging.Assert(
-            tf.reduce_all(ok),
-            [
-                "serving_default: input is not a JPEG or PNG image (the "
-                "accepted formats); index of the first such image:",
-                first_bad,
-            ],
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(images)
+    first_bad = tf.argmin(tf.cast(ok, tf.int32), output_type=tf.int32)
+    return gated(
+        tf.reduce_all(ok),
+        lambda: flat,
+        [
+            "serving_default: input is not a JPEG or PNG image (the "
+            "accepted formats); index of the first such image:",
+            first_bad,
+        ],
+        flat,
+    )
+
+
+def gated(condition, passed, message, placeholder, summarize=5):
+    """`passed()` where `condition` holds, else an `InvalidArgumentError`
+    with `message` (a list of strings and tensors, `tf.debugging.Assert`'s
+    data): what follows reads the value through a cond, so no op can run
+    before the check (and fail with its own error first), whatever
+    Grappler removes. `placeholder` is the failing branch's value (never
+    returned) of `passed()`'s type."""
+
+    def refuse():
+        check = tf.debugging.Assert(False, message, summarize=summarize)
+        with tf.control_dependencies([check]):
+            return tf.identity(placeholder)
+
+    return tf.cond(condition, passed, refuse)
 
 
 # PIL's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS): a 187 KB

@@ -542,7 +542,39 @@ def evaluate_p(
     return results
 
 
-def summarize_c(results, clean_error=None, normalization="alexnet"):
+# Options of a generated set's options.json that are also flags of its
+# generator (the rest, e.g. jpeg_quality, are fixed by the generator).
+_GENERATOR_FLAGS = ("resize", "crop", "crop_rounding", "seed", "codec")
+
+
+def regenerate_command(data_dir, job, names_flag, names):
+    """The command that generates the `names` (corruptions or
+    perturbations) of a set into `data_dir` with the options the set was
+    made with: its options.json, where `job` (e.g. "tools.make_imagenet_c")
+    made it; the input, where the set does not record it, as a placeholder
+    to fill in."""
+    try:
+        with open(
+            os.path.join(data_dir, "options.json"), encoding="utf-8"
+        ) as f:
+            options = json.load(f)
+    except (OSError, ValueError):
+        options = {}
+    if not isinstance(options, dict) or options.get("job") != job:
+        options = {}
+    parts = [
+        f"python -m {job}",
+        options.get("input") or "--input_dir=<the images it was made from>",
+        f"--output_dir={data_dir}",
+        *(f"--{k}={options[k]}" for k in _GENERATOR_FLAGS if k in options),
+        f"--{names_flag}={','.join(names)}",
+    ]
+    return " ".join(parts)
+
+
+def summarize_c(
+    results, clean_error=None, normalization="alexnet", command=None
+):
     """Per-corruption errors and CE, mCE (15 and 19), relative mCE.
 
     With normalization="none" CE is the plain error (%) and mCE the plain
@@ -555,6 +587,9 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
     says that its mCE is not the published protocol's; one of the four
     extra corruptions, whose AlexNet errors per severity are not
     published, then has no CE (and mCE over 19 is not given).
+
+    `command(missing)` is the command the note gives to generate missing
+    standard corruptions (`regenerate_command`); default the bare one.
     """
     errors = {}
     for name, r in results.items():
@@ -608,8 +643,9 @@ def summarize_c(results, clean_error=None, normalization="alexnet"):
             summary["note"],
             f"No mCE: the set has no results for {', '.join(missing)} (of "
             "the 15 standard corruptions); generate them into the same "
-            "folder with `python -m tools.make_imagenet_c "
-            f"--corruptions={','.join(missing)}`.",
+            "folder with `"
+            + (command or _default_command("c", "corruptions"))(missing)
+            + "`.",
         )
     return summary
 
@@ -651,12 +687,19 @@ FR_DIFFICULTY_NOTE = (
 )
 
 
-def summarize_p(results, difficulty=1):
+def _default_command(kind, names_flag):
+    return lambda names: (
+        f"python -m tools.make_imagenet_{kind} --{names_flag}={','.join(names)}"
+    )
+
+
+def summarize_p(results, difficulty=1, command=None):
     """FR per perturbation and mFR when all 10 test ones are present.
 
     FR divides by AlexNet's flip probabilities, which were published for
     difficulty 1 only; at a higher difficulty the summary has the flip
     probabilities and top-5 distances, `fr` empty, `mfr` None and a note.
+    `command(missing)`: as `summarize_c`'s, for missing test perturbations.
     """
     fp = {k: v["flip_probability"] for k, v in results.items()}
     summary = {
@@ -678,7 +721,8 @@ def summarize_p(results, difficulty=1):
         summary["note"] = (
             f"No mFR: the set has no results for {', '.join(missing)} (of "
             "the 10 test perturbations); generate them into the same "
-            "folder with `python -m tools.make_imagenet_p "
-            f"--perturbations={','.join(missing)}`."
+            "folder with `"
+            + (command or _default_command("p", "perturbations"))(missing)
+            + "`."
         )
     return summary

@@ -21,6 +21,7 @@ where it stopped.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -384,7 +385,17 @@ def _report_c(ev, results, paper):
 
     o, preset = ev.options, ev.config.model.preset
     plain = o.normalization == "none"
-    summary = evaluation.summarize_c(results, o.clean_error, o.normalization)
+    summary = evaluation.summarize_c(
+        results,
+        o.clean_error,
+        o.normalization,
+        functools.partial(
+            evaluation.regenerate_command,
+            o.data_dir,
+            "tools.make_imagenet_c",
+            "corruptions",
+        ),
+    )
     note = " ".join(ev.notes) or None
     table = report.markdown_c(summary, results, paper, preset, note)
     if summary["note"]:
@@ -418,7 +429,16 @@ def _report_p(ev, results, paper):
     from assemble_tf.robustness.video import read_video
 
     preset, difficulty = ev.config.model.preset, ev.options.difficulty
-    summary = evaluation.summarize_p(results, difficulty)
+    summary = evaluation.summarize_p(
+        results,
+        difficulty,
+        functools.partial(
+            evaluation.regenerate_command,
+            ev.options.data_dir,
+            "tools.make_imagenet_p",
+            "perturbations",
+        ),
+    )
     note = " ".join(ev.notes) or None
     table = report.markdown_p(summary, results, paper, preset, note)
     files = {}

@@ -291,12 +291,14 @@ class TFStep:
 
     def _restore(self, prefix):
         """The model, optimizer and epoch (all required), then the random
-        generator states where the checkpoint has them."""
+        generator states where the checkpoint has them (partial: the first
+        restore leaves them to the second, which TensorFlow warned about,
+        one line per state, on every resume)."""
         tf.train.Checkpoint(
             model=self.model,
             optimizer=self.optimizer,
             epoch=self.epoch_variable,
-        ).restore(prefix).assert_existing_objects_matched()
+        ).restore(prefix).assert_existing_objects_matched().expect_partial()
         if self._rng:
             tf.train.Checkpoint(rng=self._rng).restore(prefix).expect_partial()
 

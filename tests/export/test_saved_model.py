@@ -1,6 +1,7 @@
 """SavedModel export: three signatures, verified, atomic."""
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -1129,6 +1130,15 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
     assert out["logits"].shape == (1, 3)  # good inputs still pass
     out = sigs["preprocessed"](images=tf.constant(good))
     assert np.isfinite(out["logits"].numpy()).all()
+    # Another rank through the exported [N] signature, between good
+    # batches: the signature's own message (how the ops after the check
+    # wait for it: test_the_inputs_are_read_only_through_their_checks).
+    for _ in range(3):
+        sigs["serving_default"](images=tf.constant([jpeg, jpeg]))
+        for bad in (tf.constant(jpeg), tf.constant([[jpeg], [jpeg]])):
+            with pytest.raises(tf.errors.InvalidArgumentError) as info:
+                sigs["serving_default"](images=bad)
+            assert "takes a batch of encoded images" in info.value.message
 
 
 def test_inputs_of_another_rank_are_named():
@@ -1177,6 +1187,33 @@ def test_inputs_of_another_rank_are_named():
             "one JPEG or PNG each; got shape" in info.value.message
         ), info.value.message
     assert check_bytes(tf.constant([jpeg])).shape == (1,)
+
+
+def test_the_inputs_are_read_only_through_their_checks():
+    """The ops after a signature's input checks read the batch through a
+    cond: they cannot run on a batch the checks refuse. With control
+    dependencies alone (a Reshape, Size and Identity read the input),
+    Grappler removed the Reshape ([None] -> [-1]) they hung on, and on
+    another rank its followers ran, raced the check and now and then
+    failed first ("ConcatOp: Can't concatenate scalars")."""
+    module = export_lib.ServingModule(
+        testing_utils.serving_model(), "imagenet_32"
+    )
+
+    def readers(fn, spec):
+        graph = (
+            tf.function(fn, input_signature=[spec], autograph=False)
+            .get_concrete_function()
+            .graph
+        )
+        (images,) = graph.inputs
+        return sorted(op.type for op in images.consumers())
+
+    string = tf.TensorSpec([None], tf.string)
+    crops = tf.TensorSpec([None, 32, 32, 3], tf.float32)
+    assert readers(export_lib.check_encoded_images, string) == ["If", "Shape"]
+    check = functools.partial(module._check_crops, signature="preprocessed")
+    assert readers(check, crops) == ["If", "Shape"]
 
 
 def _dead_pid():

@@ -567,6 +567,24 @@ def test_binary_end_to_end_and_clean_errors(tmp_path):
     assert video.read_video(
         str(tmp_path / "out/tilt" / WNIDS[0] / "ILSVRC2012_val_00000293.mp4")
     ).shape == (31, 32, 32, 3)
+    # tools.eval_robustness' command for missing perturbations: the set's
+    # own input and options, which the generator takes for this folder.
+    from assemble_tf.robustness import evaluation
+
+    command = evaluation.regenerate_command(
+        str(tmp_path / "out"),
+        "tools.make_imagenet_p",
+        "perturbations",
+        ["tilt"],
+    )
+    assert command == (
+        f"python -m tools.make_imagenet_p --input_dir={tmp_path / 'val'} "
+        f"--output_dir={tmp_path / 'out'} --resize=36 --crop=32 "
+        "--crop_rounding=floor --seed=0 --codec=x264 --perturbations=tilt"
+    )
+    again = testing_utils.run_main(*command.split()[2:], "--noprogress")
+    assert again.returncode == 0, again.stderr
+    assert "tilt: 4 videos of 31 frames (0 written" in again.stdout
     refused = run(*common, "--crop=30", "--perturbations=tilt")
     assert refused.returncode == 2
     assert "ERROR: --output_dir=" in refused.stderr
