@@ -544,7 +544,7 @@ def evaluate_p(
 
 # Options of a generated set's options.json that are also flags of its
 # generator (the rest, e.g. jpeg_quality, are fixed by the generator).
-_GENERATOR_FLAGS = ("resize", "crop", "crop_rounding", "seed", "codec")
+_GENERATOR_OPTIONS = ("resize", "crop", "crop_rounding", "seed", "codec")
 
 
 def regenerate_command(data_dir, job, names_flag, names):
@@ -566,7 +566,7 @@ def regenerate_command(data_dir, job, names_flag, names):
         f"python -m {job}",
         options.get("input") or "--input_dir=<the images it was made from>",
         f"--output_dir={data_dir}",
-        *(f"--{k}={options[k]}" for k in _GENERATOR_FLAGS if k in options),
+        *(f"--{k}={options[k]}" for k in _GENERATOR_OPTIONS if k in options),
         f"--{names_flag}={','.join(names)}",
     ]
     return " ".join(parts)

@@ -211,18 +211,33 @@ def _another_model(checkpoint, reason):
 def _model_keys(reader):
     """{variable path: checkpoint key} of the model variables of a
     TensorFlow 2 object-based checkpoint (the object graph keeps each
-    variable's path as its full name), or None for another checkpoint."""
+    variable's path as its full name), or None for another checkpoint.
+
+    The model's variables are the nodes reachable from the root's `model`
+    child. Their keys need not start with "model/": a variable is saved
+    once, under the first path to it, and a training run's trainable
+    variables are reached through `optimizer/_trainable_variables/N`
+    first (warm starts under JAX from runs of tools.train found 189 of
+    them missing)."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not reader.has_tensor(OBJECT_GRAPH):
         return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
+    todo = [
+        c.node_id for c in graph.nodes[0].children if c.local_name == "model"
+    ]
+    seen = set()
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(c.node_id for c in graph.nodes[node].children)
     return {
         a.full_name: a.checkpoint_key
-        for node in graph.nodes
-        for a in node.attributes
-        if a.checkpoint_key.startswith("model/")
+        for node in sorted(seen)
+        for a in graph.nodes[node].attributes
     }
 
 

@@ -89,3 +89,38 @@ def test_warm_start_from_a_tensorflow_run_under_any_backend(tmp_path):
             np.asarray(source.get_layer(name).kernel),
         )
     assert np.asarray(model.get_layer("head_dense").kernel).shape == (128, 5)
+
+
+TF_RUN = os.path.join(DATA, "tf_run")
+
+
+def test_a_run_of_tools_train_restores_and_warm_starts_by_path():
+    """A checkpoint of the TensorFlow trainer (tests/data/tf_run/README.md)
+    saves each trainable variable once, under its first path:
+    `optimizer/_trainable_variables/N`, not `model/...`. Under JAX the
+    restore by path found 189 of them missing, and `--warm_start` from a
+    run of tools.train failed."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs import models
+    from assemble_tf.runs.warm_start import warm_start_model
+
+    config = config_lib.ExperimentConfig.from_json(
+        os.path.join(TF_RUN, "config.json")
+    )
+    model = models.build_run_model(config)
+    checkpoints.restore_tensorflow_checkpoint(
+        model, os.path.join(TF_RUN, "checkpoints", "ckpt-1")
+    )
+    with np.load(os.path.join(TF_RUN, "logits.npz")) as data:
+        images, want = data["images"], data["logits"]
+    np.testing.assert_allclose(
+        np.asarray(model(images, training=False)), want, rtol=1e-4, atol=1e-5
+    )
+    # The run's backbone into a 5-class model, as tools.finetune does.
+    target = models.rebuild_fn(config)(5)
+    warm_start_model(target, TF_RUN, load_head=False)
+    for name in ("stem_1_conv", "stage4_block1_3_conv"):
+        np.testing.assert_array_equal(
+            np.asarray(target.get_layer(name).kernel),
+            np.asarray(model.get_layer(name).kernel),
+        )

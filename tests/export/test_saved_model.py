@@ -858,7 +858,7 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path, monkeypatch):
         for name, fn in loaded.signatures.items()
     }
     logits = {"classes": tf.int64, "probabilities": tf.float32}
-    logits["logits"] = tf.float32
+    logits.update(logits=tf.float32, class_names=tf.string)
     assert dtypes == {
         "serving_default": ({"images": tf.string}, logits),
         "preprocessed": ({"images": tf.float32}, logits),
