@@ -27,7 +27,8 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         base_learning_rate: float. Peak learning rate.
-        steps_per_epoch: float. N_train / global batch (may be fractional).
+        steps_per_epoch: float. Steps of an epoch (the trainer's N_train //
+            global batch; the original's N_train / batch is fractional).
         epochs: float. Length of the run.
         warmup_epochs: float. Warm-up length (5 in the paper).
         schedule: str. "cosine", "piecewise" (x0.1 at epochs 30, 60, 80, 90

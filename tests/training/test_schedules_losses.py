@@ -180,7 +180,29 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
         "16: each step repeats images within its batch. A smaller "
         "batch_size trains on each image once a step."
     ]
-    # 1,281,167 ImageNet images at 1,024: the fractional epoch stays.
+    # The schedule's epoch is the loop's, so the learning rate ends where
+    # the run does (before: N / B steps, as the original, whose data
+    # repeat across epochs; Flowers-102's 1,020 images at 256 ran 300 of
+    # the schedule's 398 steps and ended at 16 % of the peak rate).
+    config = config_lib.make_config(
+        str(tmp_path),
+        "resnet50",
+        {
+            "data": {"synthetic": True, "num_train_examples": 1020},
+            "train": {"batch_size": 256, "epochs": 100.0},
+        },
+    )
+    plan = step_lib.make_plan(config)
+    assert (plan.steps_per_epoch, plan.total_steps) == (3, 300)
+    schedule = plan.lr_schedule
+    assert schedule.steps_per_epoch == 3.0
+    peak = float(schedule(15))  # 5 warm-up epochs: 15 steps
+    assert peak == pytest.approx(schedule.base_learning_rate)
+    # Half-way through the cosine's 285 steps: half the peak; then 0.
+    assert float(schedule(15 + 142.5)) == pytest.approx(peak / 2, rel=1e-5)
+    assert float(schedule(299)) < 1e-3 * peak
+    assert float(schedule(300)) == 0.0
+    # ImageNet's 1,281,167 images at 1,024: 1,251 steps per epoch.
     config = config_lib.make_config(
         str(tmp_path),
         "resnet50",
@@ -189,8 +211,7 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
             "train": {"batch_size": 1024},
         },
     )
-    schedule = step_lib.make_plan(config).lr_schedule
-    assert schedule.steps_per_epoch == pytest.approx(1281167 / 1024)
+    assert step_lib.make_plan(config).lr_schedule.steps_per_epoch == 1251
 
 
 def test_max_steps_stops_the_run_early_without_squeezing_dropblock(tmp_path):
