@@ -194,6 +194,7 @@ def run_demo(options, log=_log_to_stderr):
     start = time.time()
     from assemble_tf.runs.models import build_run_model
     from assemble_tf.training import train_lib
+    from assemble_tf.training import trainer as trainer_lib
 
     if options.epochs < 1:
         raise OptionError(
@@ -205,6 +206,17 @@ def run_demo(options, log=_log_to_stderr):
     config = demo_config(options, data_dir)
     try:
         summary = train_lib.run_experiment(config)
+    except trainer_lib.OtherBackendRunError as e:
+        # The demo has no warm start to offer (before: "--warm_start from
+        # it", a flag tools.demo does not have).
+        raise OptionError(
+            "output_dir",
+            "{field}={path} holds a demo run trained under the {writer} "
+            "backend; rerun with KERAS_BACKEND={writer} to reuse it, or "
+            "pick a new {field}.",
+            path=os.path.abspath(options.output_dir),
+            writer=e.values["writer"],
+        ) from None
     except OptionError as e:
         # The run folder is <output_dir>/run: the demo's flag for it
         # (before: "pick a new `model_dir`", no demo flag).

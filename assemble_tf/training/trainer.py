@@ -53,6 +53,11 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class OtherBackendRunError(OptionError):
+    """`model_dir` holds checkpoints of the other Keras backend (the one
+    in `values["writer"]`)."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says where a rerun resumes."""
 
@@ -191,7 +196,7 @@ class Trainer:
         latest = self.backend.latest_checkpoint
         if other and not latest:
             writer = "tensorflow" if backend == "jax" else "jax"
-            raise OptionError(
+            raise OtherBackendRunError(
                 "model_dir",
                 "{field}={path} holds checkpoints written under the {writer} "
                 "backend ({other}); resume it with KERAS_BACKEND={writer}, "

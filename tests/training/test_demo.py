@@ -121,6 +121,42 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
     assert "--model_dir" not in text and text.endswith("--output_dir.")
 
 
+def test_a_demo_run_of_the_other_backend_names_the_fix(tmp_path, monkeypatch):
+    """Before: "... or use a new --output_dir and --warm_start from it",
+    a flag tools.demo does not have."""
+    import json
+
+    from assemble_tf.data import schema
+    from official.utils.misc.validation import OptionError
+    from tests import testing_utils
+
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    summary = {"num_classes": 10, "label_offset": 0}
+    (digits / "summary.json").write_text(json.dumps(summary))
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(64, 64))
+    for split in ("train", "validation"):
+        testing_utils.write_records(
+            digits / f"{split}-00000-of-00001",
+            [schema.make_example(jpeg, 3, 64, 64, filename="a.jpg")],
+        )
+    monkeypatch.setattr(demo, "prepare_data", lambda out, log: str(digits))
+    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
+    config = demo.demo_config(options, str(digits))
+    config.to_json(config.model_dir + "/config.json")
+    checkpoints = tmp_path / "run" / "checkpoints"  # a JAX run's
+    checkpoints.mkdir()
+    for name in ("ckpt-1.weights.h5", "ckpt-1.state.npz"):
+        (checkpoints / name).write_bytes(b"")
+    with pytest.raises(OptionError) as e:
+        demo.run_demo(options)
+    assert e.value.as_flag() == (
+        f"--output_dir={tmp_path} holds a demo run trained under the jax "
+        "backend; rerun with KERAS_BACKEND=jax to reuse it, or pick a new "
+        "--output_dir."
+    )
+
+
 def test_reliability_diagram_of_the_last_validation(tmp_path):
     bins = {
         "count": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
