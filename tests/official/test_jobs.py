@@ -185,6 +185,28 @@ def test_an_unreadable_path_is_one_line(tmp_path, capsys):
     )
 
 
+def test_sigterm_outside_a_loop_that_saves_is_one_line(capsys):
+    """SIGTERM during a binary's start-up (or any part that does not save
+    on it) prints one line and exits 143, as Ctrl-C prints "Interrupted."
+    (before: exit 143 without a word); the handler before is back after."""
+    import os
+    import signal
+    import time
+
+    from official.utils.flags import core as flags_core
+
+    def main(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as e:
+        flags_core.clean_errors(flags_core.checked_main(main))([])
+    assert e.value.code == 143
+    assert capsys.readouterr().err == "Terminated.\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_run_tasks_in_process_and_the_bar():
     done = list(jobs.run_tasks(lambda t: t * 2, [1, 2, 3], 1, progress=False))
     assert done == [(1, 2), (2, 4), (3, 6)]

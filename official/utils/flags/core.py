@@ -229,14 +229,18 @@ def check_no_urls(flag_values):
 def checked_main(main, tensorflow_only=False):
     """`main` after the checks of the parsed flags every binary makes: no
     URL where a local path goes (`check_no_urls`); with `tensorflow_only`,
-    the TensorFlow backend (`require_tensorflow_backend`)."""
+    the TensorFlow backend (`require_tensorflow_backend`). SIGTERM stops
+    it as Ctrl-C does (`clean_errors` prints one line, exit 143) where the
+    job does not handle it itself (a training loop saves first): before,
+    SIGTERM during a run's start-up exited 143 without a word."""
 
     def checked(argv):
         if tensorflow_only:
             name = os.path.basename(argv[0]).removesuffix(".py")
             require_tensorflow_backend(f"tools.{name}")
         check_no_urls(flags.FLAGS)
-        return main(argv)
+        with interrupts.sigterm_raises(""):
+            return main(argv)
 
     return checked
 
