@@ -84,8 +84,15 @@ def check_backend_options(config):
             "{field}={name} is TensorFlow-only: " + _JAX_ALTERNATIVES[name],
             name=name,
         )
-    if config.train.jit_compile:
-        # Accepted and ignored, it then blocked a resume without it.
+    refuse_jit_compile_under_jax(config.train.jit_compile)
+
+
+def refuse_jit_compile_under_jax(jit_compile):
+    """Raises `OptionError` (field `jit_compile`) for `jit_compile` under
+    the JAX backend: accepted and ignored, it then blocked a resume
+    without it (and tools.benchmark_training refused it only after
+    measuring the matmul peak)."""
+    if jit_compile and backend() == "jax":
         raise OptionError(
             "jit_compile",
             "{field} is TensorFlow's switch: under JAX every training step "

@@ -105,6 +105,9 @@ class Options:
         check_at_least(self, lowest)
         # A repeat was timed twice and paired with one Keras run.
         check_distinct(self, ("presets", "precisions"))
+        from assemble_tf.runs import runtime
+
+        runtime.refuse_jit_compile_under_jax(self.jit_compile)
 
 
 def _check_presets(names):

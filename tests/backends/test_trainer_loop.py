@@ -12,6 +12,7 @@ import pytest
 from assemble_tf import config as config_lib
 from assemble_tf.runs import runtime
 from assemble_tf.training import trainer as trainer_lib
+from official.utils.misc.validation import OptionError
 from tests.training import conftest as training_conftest
 from tests.training.conftest import TINY_SYNTHETIC
 
@@ -257,6 +258,12 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         "--jit_compile is TensorFlow's switch: under JAX every training "
         "step is XLA-compiled already (jax.jit); leave --jit_compile out."
     ) in result.stderr
+    # tools.benchmark_training refuses it before any work (before: after
+    # measuring the matmul peak).
+    from assemble_tf.training import benchmark
+
+    with pytest.raises(OptionError, match="TensorFlow's switch"):
+        benchmark.Options(presets=("resnet50",), jit_compile=True).validate()
     # --num_gpus=0 is TensorFlow's "the CPU"; under JAX it meant all
     # devices, silently.
     result = testing_utils.run_main(
