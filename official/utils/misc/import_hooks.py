@@ -20,12 +20,20 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self.callback = callback
         self.wrap = wrap
         self._loader = None
+        self._finding = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != self.name:
+        # Stays in place until the module is imported: a lookup alone
+        # (etils' `importlib.util.find_spec("tensorflow")`, inside JAX's
+        # compilation cache) took the hook away, and TensorFlow's import
+        # after it printed its start-up block.
+        if name != self.name or self._finding:
             return None
-        sys.meta_path.remove(self)  # once; and not to find itself
-        spec = importlib.util.find_spec(name)
+        self._finding = True  # not to find itself
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is None or spec.loader is None:
             return spec
         self._loader = spec.loader
@@ -36,6 +44,8 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # once
         with self.wrap():
             self._loader.exec_module(module)
             module.__loader__ = module.__spec__.loader = self._loader
