@@ -86,12 +86,13 @@ def test_one_epoch_warms_up_for_half_of_it(tmp_path):
         assert config.train.warmup_epochs == warmup
 
 
-def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
-    """Before: "... or pick a new --model_dir", which the demo has not."""
+def _demo_run_folder(tmp_path, monkeypatch, epochs):
+    """A demo output folder of one-record digits (the demo's data step
+    replaced) whose run has the config of `epochs` and an empty
+    checkpoints/ folder; returns that folder."""
     import json
 
     from assemble_tf.data import schema
-    from official.utils.misc.validation import OptionError
     from tests import testing_utils
 
     digits = tmp_path / "digits"
@@ -105,11 +106,20 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
             [schema.make_example(jpeg, 3, 64, 64, filename="a.jpg")],
         )
     monkeypatch.setattr(demo, "prepare_data", lambda out, log: str(digits))
-    first = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
+    first = demo.DemoOptions(output_dir=str(tmp_path), epochs=epochs)
     config = demo.demo_config(first, str(digits))
     config.to_json(config.model_dir + "/config.json")
-    checkpoints = tmp_path / "run" / "checkpoints"  # a checkpoint to resume
+    checkpoints = tmp_path / "run" / "checkpoints"
     checkpoints.mkdir()
+    return checkpoints
+
+
+def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
+    """Before: "... or pick a new --model_dir", which the demo has not."""
+    from official.utils.misc.validation import OptionError
+
+    checkpoints = _demo_run_folder(tmp_path, monkeypatch, epochs=2)
+    # A checkpoint to resume.
     (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
     (checkpoints / "ckpt-1.index").write_bytes(b"")
     again = demo.DemoOptions(output_dir=str(tmp_path), epochs=3)
@@ -124,30 +134,12 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
 def test_a_demo_run_of_the_other_backend_names_the_fix(tmp_path, monkeypatch):
     """Before: "... or use a new --output_dir and --warm_start from it",
     a flag tools.demo does not have."""
-    import json
-
-    from assemble_tf.data import schema
     from official.utils.misc.validation import OptionError
-    from tests import testing_utils
 
-    digits = tmp_path / "digits"
-    digits.mkdir()
-    summary = {"num_classes": 10, "label_offset": 0}
-    (digits / "summary.json").write_text(json.dumps(summary))
-    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(64, 64))
-    for split in ("train", "validation"):
-        testing_utils.write_records(
-            digits / f"{split}-00000-of-00001",
-            [schema.make_example(jpeg, 3, 64, 64, filename="a.jpg")],
-        )
-    monkeypatch.setattr(demo, "prepare_data", lambda out, log: str(digits))
-    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
-    config = demo.demo_config(options, str(digits))
-    config.to_json(config.model_dir + "/config.json")
-    checkpoints = tmp_path / "run" / "checkpoints"  # a JAX run's
-    checkpoints.mkdir()
-    for name in ("ckpt-1.weights.h5", "ckpt-1.state.npz"):
+    checkpoints = _demo_run_folder(tmp_path, monkeypatch, epochs=2)
+    for name in ("ckpt-1.weights.h5", "ckpt-1.state.npz"):  # a JAX run's
         (checkpoints / name).write_bytes(b"")
+    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
     with pytest.raises(OptionError) as e:
         demo.run_demo(options)
     assert e.value.as_flag() == (
