@@ -433,15 +433,12 @@ def export_saved_model(
         atol: allowed max |difference| of logits after reloading.
         reference: a `ReferenceCheck` (the float32 model a bfloat16 export
             must stay close to), or None; its `measured` is filled in.
-        rtol: 0: the reloaded outputs must be within `atol` of the
-            model's; > 0: their mean relative L2 over the verification
-            images must be <= rtol (`reload_failure`). None: 0 for a model
-            computing in float32, 0.05 for one computing in bfloat16 or
-            float16, whose reloaded graph may fuse ops (conv + bias + ReLU
-            of a BN-folded model) and so round differently (measured: a
-            mean relative L2 of 0.008 on a tiny trained Assemble-R50).
-            With rtol > 0 the classes must agree where the top-2 margin
-            exceeds twice `atol` + rtol * the largest |output|.
+        rtol: 0: the reloaded outputs within `atol` of the model's; > 0:
+            their mean relative L2 <= rtol, and the same classes where the
+            top-2 margin exceeds 2 atol + rtol max |output|
+            (`reload_failure`). None: 0 in float32, 0.05 computing in
+            bfloat16 / float16 (the reloaded graph fuses conv + bias + ReLU
+            and rounds otherwise: 0.008 on a tiny trained Assemble-R50).
         log: called with a line for each temporary folder of a dead
             export removed from `export_dir`'s parent.
         class_names: the name of each logit, or None for their indices:
@@ -452,10 +449,9 @@ def export_saved_model(
         {signature: max |difference| of the reloaded SavedModel's logits
         (features) from `model`'s}, the larger of the two loaders.
 
-    The temporary folder, `.export_<pid>@<host>.<random>` beside
-    `export_dir`, is removed on any error; one left by a killed export
-    (`kill -9`) is removed by the next export into the same parent folder
-    on the same host once its process is gone (`remove_stale_exports`).
+    The temporary folder `.export_<pid>@<host>.<random>` beside
+    `export_dir` is removed on any error, or if killed by the next export
+    into that parent on that host (`remove_stale_exports`).
 
     Raises:
         PathExistsError (a FileExistsError and an `OptionError`):
