@@ -145,10 +145,23 @@ def test_a_url_where_a_local_path_goes_is_refused(
         f"ERROR: {flag}=gs://bucket/run: a URL; this option takes a local "
         "path (files are read and written with local file APIs, and gs:// "
         "would become a local folder named 'gs:'). Give a local folder, or "
-        "mount the bucket (e.g. gcsfuse) and give its mount point; only "
-        "TFRecord data_dir and tfds_data_dir may be URLs."
+        "mount the bucket (e.g. gcsfuse) and give its mount point; only the "
+        "TFRecord inputs (data_dir, tfrecord_pattern) and tfds_data_dir may "
+        "be URLs."
     )
     assert os.listdir(tmp_path) == []
+
+
+def test_a_tfrecord_pattern_may_be_a_url(tmp_path):
+    """The generators read --tfrecord_pattern through tf.io.gfile: a URL
+    is read there (here TensorFlow's in-memory ram://, with no shards)."""
+    result = testing_utils.run_main(
+        "tools.make_imagenet_c",
+        "--tfrecord_pattern=ram://no_shards/validation-*",
+        f"--output_dir={tmp_path / 'c'}",
+    )
+    assert result.returncode == 2
+    assert "ram://no_shards/validation-* matches no files" in result.stderr
 
 
 def test_the_library_refuses_a_url_as_a_run_folder():

@@ -212,7 +212,7 @@ def require_tensorflow_backend(binary):
 # Flags whose paths go through TensorFlow's file system layer (gfile,
 # tfds), which reads gs:// and other URLs; `tpu` names a TPU or its
 # grpc:// address.
-URL_FLAGS = ("data_dir", "tfds_data_dir", "tpu")
+URL_FLAGS = ("data_dir", "tfrecord_pattern", "tfds_data_dir", "tpu")
 
 
 def check_no_urls(flag_values):

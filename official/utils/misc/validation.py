@@ -242,7 +242,8 @@ def check_local_path(field, path):
             "are read and written with local file APIs, and {scheme}:// "
             "would become a local folder named '{scheme}:'). Give a local "
             "folder, or mount the bucket (e.g. gcsfuse) and give its mount "
-            "point; only TFRecord data_dir and tfds_data_dir may be URLs.",
+            "point; only the TFRecord inputs (data_dir, tfrecord_pattern) "
+            "and tfds_data_dir may be URLs.",
             path=path,
             scheme=match.group(1),
         )
