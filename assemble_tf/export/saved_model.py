@@ -146,7 +146,9 @@ class ServingModule(tf.Module):
         feeds any shape: the rank is checked before the sizes. NaN or Inf
         are refused: the exported graph's fused convolutions turn them into
         finite, confident logits (Grappler's remapper), where the Keras
-        model gives NaN."""
+        model gives NaN. Control dependencies, not `gated`'s cond: the
+        TFLite converter does not take the model after a cond (its Conv2D
+        is left to TF Select), and `preprocessed` converts as it is."""
         size = self.size
         shape = tf.shape(images)
         padded = tf.concat([shape, tf.zeros([4], tf.int32)], 0)
@@ -154,38 +156,36 @@ class ServingModule(tf.Module):
             tf.equal(tf.size(shape), 4),
             tf.reduce_all(tf.equal(padded[1:4], [size, size, 3])),
         )
-        # Read through conds (`gated`): no op of the model runs on a batch
-        # of another shape, or an empty one, and fails first with its own
-        # error.
-        images = gated(
-            good_shape,
-            lambda: tf.identity(images),
-            [
-                f"{signature} takes float32 crops of shape "
-                f"[N, {size}, {size}, 3] (the eval size of "
-                f"{self.preprocessing_type}); got shape",
-                shape,
-            ],
-            tf.zeros([0, size, size, 3], images.dtype),
-        )
-        images = gated(
-            padded[0] > 0,
-            lambda: images,
-            [f"{signature}: the batch of images is empty"],
-            images,
-        )
+        checks = [
+            tf.debugging.Assert(
+                good_shape,
+                [
+                    f"{signature} takes float32 crops of shape "
+                    f"[N, {size}, {size}, 3] (the eval size of "
+                    f"{self.preprocessing_type}); got shape",
+                    shape,
+                ],
+                summarize=5,
+            ),
+            tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(good_shape), padded[0] > 0),
+                [f"{signature}: the batch of images is empty"],
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.identity(images)
         finite = tf.reduce_all(tf.math.is_finite(images), axis=[1, 2, 3])
         first_bad = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)
-        return gated(
+        check = tf.debugging.Assert(
             tf.reduce_all(finite),
-            lambda: images,
             [
                 f"{signature}: the crops hold NaN or Inf values; index of "
                 "the first such image:",
                 first_bad,
             ],
-            images,
         )
+        with tf.control_dependencies([check]):
+            return tf.identity(images)
 
     def _forward(self, images):
         out = self._network(images)

@@ -1,7 +1,6 @@
 """SavedModel export: three signatures, verified, atomic."""
 
 import dataclasses
-import functools
 import os
 import re
 import shutil
@@ -1190,15 +1189,12 @@ def test_inputs_of_another_rank_are_named():
 
 
 def test_the_inputs_are_read_only_through_their_checks():
-    """The ops after a signature's input checks read the batch through a
-    cond: they cannot run on a batch the checks refuse. With control
+    """The ops after serving_default's input checks read the batch through
+    a cond: they cannot run on a batch the checks refuse. With control
     dependencies alone (a Reshape, Size and Identity read the input),
     Grappler removed the Reshape ([None] -> [-1]) they hung on, and on
     another rank its followers ran, raced the check and now and then
     failed first ("ConcatOp: Can't concatenate scalars")."""
-    module = export_lib.ServingModule(
-        testing_utils.serving_model(), "imagenet_32"
-    )
 
     def readers(fn, spec):
         graph = (
@@ -1210,10 +1206,34 @@ def test_the_inputs_are_read_only_through_their_checks():
         return sorted(op.type for op in images.consumers())
 
     string = tf.TensorSpec([None], tf.string)
-    crops = tf.TensorSpec([None, 32, 32, 3], tf.float32)
     assert readers(export_lib.check_encoded_images, string) == ["If", "Shape"]
-    check = functools.partial(module._check_crops, signature="preprocessed")
-    assert readers(check, crops) == ["If", "Shape"]
+
+
+def test_preprocessed_converts_to_tflite_with_its_outputs():
+    """TensorFlow Lite, another consumer of the export: `preprocessed`
+    (float crops; the bytes signature decodes JPEGs, which TFLite has
+    not) converts with its checks, and gives the model's logits and class
+    names. (Its checks are control dependencies: after a cond the
+    converter left the model's Conv2D to TF Select and failed.)"""
+    import warnings
+
+    names = ["cat", "dog", "eel"]
+    model = testing_utils.serving_model()
+    module = export_lib.ServingModule(model, "imagenet_32", class_names=names)
+    function = module.preprocessed.get_concrete_function()
+    tflite = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function], module
+    ).convert()
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=tflite)
+    images = testing_utils.random_images((2, 32, 32, 3), low=-120, high=130)
+    out = interpreter.get_signature_runner()(images=images)
+    want = model(images, training=False).numpy()
+    np.testing.assert_allclose(out["logits"], want, rtol=1e-4, atol=1e-4)
+    assert [n.decode() for n in out["class_names"]] == [
+        names[i] for i in want.argmax(-1)
+    ]
 
 
 def _dead_pid():
