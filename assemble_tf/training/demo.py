@@ -101,6 +101,29 @@ def demo_config(options, data_dir):
     return config_lib.make_config(model_dir, PRESET, overrides)
 
 
+def adopt_moved_run(config, log=_log_to_stderr):
+    """Points the run of a moved (or copied) demo folder at this folder's
+    digits: its config.json names `<folder it was made in>/digits`, an
+    absolute path, so a rerun was refused as "a different configuration
+    (data.data_dir ...)". The digits are the same records wherever they
+    are written."""
+    from assemble_tf import config as config_lib
+
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.isfile(path):
+        return
+    old = config_lib.ExperimentConfig.from_json(path)
+    there, here = old.data.data_dir or "", config.data.data_dir
+    if there == here or os.path.basename(there) != "digits":
+        return
+    data = dataclasses.replace(old.data, data_dir=here)
+    dataclasses.replace(old, data=data).to_json(path)
+    log(
+        f"This demo folder was made as {os.path.dirname(there)}: its run now "
+        f"reads {here}."
+    )
+
+
 def _setup_lines(config, summary):
     """The report's data, model and recipe paragraphs."""
     a, t = config.augment, config.train
@@ -204,6 +227,7 @@ def run_demo(options, log=_log_to_stderr):
         )
     data_dir = prepare_data(os.path.abspath(options.output_dir), log)
     config = demo_config(options, data_dir)
+    adopt_moved_run(config, log)
     try:
         summary = train_lib.run_experiment(config)
     except trainer_lib.OtherBackendRunError as e:

@@ -149,6 +149,36 @@ def test_a_demo_run_of_the_other_backend_names_the_fix(tmp_path, monkeypatch):
     )
 
 
+def test_a_moved_demo_folder_resumes(tmp_path, monkeypatch):
+    """Before: a moved demo folder's rerun was refused as "a different
+    configuration (data.data_dir: '<old>/digits' -> '<new>/digits')"."""
+    import json
+    import shutil
+
+    from assemble_tf.training import train_lib
+
+    made = tmp_path / "made"
+    made.mkdir()
+    checkpoints = _demo_run_folder(made, monkeypatch, epochs=2)
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
+    (checkpoints / "ckpt-1.index").write_bytes(b"")
+    moved = tmp_path / "moved"
+    shutil.move(str(made), str(moved))
+    options = demo.DemoOptions(output_dir=str(moved), epochs=2)
+    config = demo.demo_config(options, str(moved / "digits"))
+    logged = []
+    demo.adopt_moved_run(config, logged.append)
+    assert logged == [
+        f"This demo folder was made as {made}: its run now reads "
+        f"{moved / 'digits'}."
+    ]
+    stored = json.loads((moved / "run" / "config.json").read_text())
+    assert stored["data"]["data_dir"] == str(moved / "digits")
+    assert train_lib.check_resume(config) == []  # the same run: resumes
+    demo.adopt_moved_run(config, logged.append)  # in place: nothing to do
+    assert len(logged) == 1
+
+
 def test_reliability_diagram_of_the_last_validation(tmp_path):
     bins = {
         "count": [0, 0, 1, 2, 3, 4, 5, 6, 7, 8],
