@@ -293,7 +293,7 @@ def check_encoded_images(images):
     )
 
 
-def gated(condition, passed, message, placeholder, summarize=5):
+def gated(condition, passed, message, placeholder):
     """`passed()` where `condition` holds, else an `InvalidArgumentError`
     with `message` (a list of strings and tensors, `tf.debugging.Assert`'s
     data): what follows reads the value through a cond, so no op can run
@@ -302,7 +302,7 @@ def gated(condition, passed, message, placeholder, summarize=5):
     returned) of `passed()`'s type."""
 
     def refuse():
-        check = tf.debugging.Assert(False, message, summarize=summarize)
+        check = tf.debugging.Assert(False, message, summarize=5)
         with tf.control_dependencies([check]):
             return tf.identity(placeholder)
 

@@ -52,15 +52,19 @@ def from_data(data):
     if not file_utils.isfile(path):
         return None
     rows = metadata.read_labels(path)
-    if not rows:
-        return None
-    by_label = {label - data.label_offset: wnid for label, wnid, _ in rows}
-    base = min(by_label)
-    return _fit(
-        [by_label.get(i) for i in range(max(by_label) + 1)],
-        data.num_classes,
-        base,
+    return (
+        _from_labels(rows, data.label_offset, data.num_classes)
+        if rows
+        else None
     )
+
+
+def _from_labels(rows, offset, count):
+    """The names of `count` logits from labels.txt rows, logit i being the
+    stored label i + `offset`."""
+    by_label = {label - offset: wnid for label, wnid, _ in rows}
+    names = [by_label.get(i) for i in range(max(by_label) + 1)]
+    return _fit(names, count, min(by_label))
 
 
 def _fit(names, count, base):
@@ -133,12 +137,9 @@ def _labels_file_names(path, count):
     from assemble_tf.data import metadata
 
     rows = sorted(metadata.read_labels(path))
-    by_label = {label: wnid for label, wnid, _ in rows}
-    width = max(by_label) + 1
-    if count in (None, width) and min(by_label) >= 0:
-        return _fit(
-            [by_label.get(i) for i in range(width)], width, min(by_label)
-        )
+    width = rows[-1][0] + 1
+    if count in (None, width) and rows[0][0] >= 0:
+        return _from_labels(rows, 0, width)
     return [wnid for _, wnid, _ in rows]
 
 
