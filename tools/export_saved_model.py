@@ -45,28 +45,13 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines the binary's flags (names match `ExportOptions` fields)."""
     model_source_flags.define_model_source_flags(model_overrides=True)
-    flags.DEFINE_string(
-        "preprocessing",
-        None,
-        "Eval preprocessing (default: the run's/preset's).",
-    )
+    _define_served_model_flags()
     flags.DEFINE_string("export_dir", None, "Where the SavedModel goes.")
-    flags.DEFINE_bool("jit_compile", False, "XLA-compile `preprocessed`.")
-    flags.DEFINE_bool(
-        "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
-    )
     flags.DEFINE_bool(
         "overwrite",
         False,
         "Replace an existing export_dir (only a SavedModel or an empty "
         "folder).",
-    )
-    flags.DEFINE_enum(
-        "precision",
-        "float32",
-        ["float32", "bfloat16"],
-        "Compute precision of the served model (inputs and outputs stay "
-        "float32); bfloat16 is verified against the float32 model.",
     )
     flags.DEFINE_string(
         "class_names",
@@ -76,6 +61,26 @@ def define_flags():
         "run's class_names.txt, else the logits' indices.",
     )
     flags.mark_flag_as_required("export_dir")
+
+
+def _define_served_model_flags():
+    """What the signatures compute: preprocessing, XLA, folding, precision."""
+    flags.DEFINE_string(
+        "preprocessing",
+        None,
+        "Eval preprocessing (default: the run's/preset's).",
+    )
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile `preprocessed`.")
+    flags.DEFINE_bool(
+        "fold_bn", False, "Fold every conv + BatchNorm pair (faster inference)."
+    )
+    flags.DEFINE_enum(
+        "precision",
+        "float32",
+        ["float32", "bfloat16"],
+        "Compute precision of the served model (inputs and outputs stay "
+        "float32); bfloat16 is verified against the float32 model.",
+    )
 
 
 def options_from_flags(flag_values):

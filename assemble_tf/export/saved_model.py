@@ -473,7 +473,7 @@ def export_saved_model(
     module = ServingModule(model, preprocessing_type, jit_compile, class_names)
     tmp = _temp_export_dir(export_dir, log)
     try:
-        _save_with_names_asset(module, tmp)
+        save_module(module, tmp)
         diffs = verify(
             tmp, module, check_images, check_bytes, atol, reference, rtol
         )
@@ -484,9 +484,10 @@ def export_saved_model(
     return diffs
 
 
-def _save_with_names_asset(module, path):
-    """Saves `module` to `path` with its class names as the asset
-    `class_names.txt` (`tf.saved_model.load(path).class_names_file`)."""
+def save_module(module, path):
+    """Saves the `ServingModule` `module` to `path` with its class names as
+    the asset `class_names.txt` (`tf.saved_model.load(path).class_names_file`):
+    what `export_saved_model` writes, before it verifies and renames it."""
     with tempfile.TemporaryDirectory() as folder:
         names = os.path.join(folder, "class_names.txt")
         with open(names, "w", encoding="utf-8") as f:

@@ -226,11 +226,11 @@ def test_tfds_mock_backbone_lr_zero_and_bn_reestimation(
 def test_warm_start_from_a_run_and_a_saved_model(
     tmp_path, source_weights, caplog
 ):
-    from assemble_tf.export.saved_model import export_saved_model
+    from tests.testing_utils import write_export
 
     src, _ = source_weights
     export = str(tmp_path / "export")
-    export_saved_model(src, export, "imagenet_32")
+    write_export(src, export, "imagenet_32")
     ckpt = tf.train.Checkpoint(model=src).save(str(tmp_path / "run/ckpt"))
     run_config = config_lib.make_config(
         str(tmp_path / "run"),
@@ -261,7 +261,7 @@ def test_warm_start_from_a_run_and_a_saved_model(
     source = build_model("resnet50", num_classes=5, **dropblock)
     testing_utils.randomize_bn(source, seed=4)
     assert [v for v in source.variables if warm_start.is_rng_state(v)]
-    export_saved_model(source, str(tmp_path / "db"), "imagenet_32")
+    write_export(source, tmp_path / "db", "imagenet_32")
     target = build_model("resnet50", num_classes=3, **dropblock)
     warm_start.warm_start_model(
         target,
@@ -283,7 +283,7 @@ def test_warm_start_from_a_run_and_a_saved_model(
     from assemble_tf.export.optimize import folded_copy
 
     folded_dir = str(tmp_path / "folded")
-    export_saved_model(folded_copy(src)[0], folded_dir, "imagenet_32")
+    write_export(folded_copy(src)[0], folded_dir, "imagenet_32")
     target = build_model("resnet50", num_classes=3, **TINY)
     tf_logger = logging.getLogger("tensorflow")  # it does not propagate
     tf_logger.addHandler(caplog.handler)

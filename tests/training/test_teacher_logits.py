@@ -69,12 +69,10 @@ def labelled_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """(model, path): a tiny 3-class R50 exported by our exporter."""
-    from assemble_tf.export import saved_model as export_lib
-
     model = build_model("resnet50", num_classes=CLASSES, **TINY)
     testing_utils.randomize_bn(model)  # zero-gamma gives constant logits
     path = str(tmp_path_factory.mktemp("export") / "1")
-    export_lib.export_saved_model(model, path, "imagenet_32")
+    testing_utils.write_export(model, path, "imagenet_32")
     return model, path
 
 
