@@ -56,6 +56,7 @@ def test_a_checkpoint_of_another_model_is_refused():
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_warm_start_from_a_tensorflow_run_under_any_backend(tmp_path):
     """What `tools.train --warm_start=<run>` / `tools.finetune` do: the
     backbone from a TensorFlow run's checkpoint, a new 5-class head."""

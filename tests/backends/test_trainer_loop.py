@@ -319,7 +319,6 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
     )
 
 
-@pytest.mark.slow  # trains three times
 class _LogLines(logging.Handler):
     """Collects the messages of a logger's records."""
 
@@ -331,6 +330,7 @@ class _LogLines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+@pytest.mark.slow  # trains three times
 def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     tmp_path, tmp_path_factory
 ):

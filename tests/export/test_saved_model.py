@@ -528,6 +528,7 @@ def test_timing_many_models_does_not_warn_of_retracing(caplog):
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_keras_reference_with_its_own_blocks_is_keras_resnet50():
     """`throughput.keras_resnet50(blocks=...)` restates Keras' ResNet50
     stacking: with ResNet-50's blocks it has Keras' parameter count and
@@ -677,6 +678,7 @@ def _bfloat16_pair(seed=2):
     )
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_bfloat16_copy_computes_in_bfloat16_with_float32_ends():
     import keras
 
@@ -719,6 +721,7 @@ def test_compare_logits_on_hand_made_rows():
         compare_logits([[1.0, 2.0]], [[1.0, 2.0, 3.0]])
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_reference_check_passes_bfloat16_and_names_what_fails():
     """The check of a bfloat16 export against float32, on the signatures'
     outputs: within the default tolerance; a tighter one names the
@@ -1351,6 +1354,7 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
     assert max(diffs.values()) <= 1e-4
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_export_of_a_run_applies_or_refuses_the_model_flags(tmp_path):
     """tools.export_saved_model --model_dir with --model_overrides or
     --num_classes: before, both were ignored without a word (the export

@@ -928,6 +928,7 @@ def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
     assert summary["teacher"]["name"] == 2
 
 
+@pytest.mark.slow  # over 2 s on 2 cores
 def test_runs_of_other_patterns_keep_the_class_names(tmp_path):
     """Input without labels.txt: the names come from the records each run
     reads. Before: a validation-only run holding class 0 alone blanked the
