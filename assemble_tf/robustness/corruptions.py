@@ -519,8 +519,11 @@ def resize_center_crop(image, resize, crop, rounding="floor"):
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, np.uint8))
     # 16-bit and float images scaled to 8 bits (Pillow's conversion, as the
-    # reference's, clips them white).
-    image = images.eight_bit(image).convert("RGB")
+    # reference's, clips them white); transparency onto white, as the
+    # TFRecord builder stores it (Pillow's conversion keeps the colour of
+    # transparent pixels: a folder's RGBA PNG gave another image than the
+    # same file's record).
+    image = images.eight_bit(images.flatten_alpha(image)).convert("RGB")
     if rounding == "floor":
         width, height = image.size
         if height > width:

@@ -299,6 +299,13 @@ def process(task, options):
             clean = corruptions.resize_center_crop(
                 pil, options.resize, options.crop, options.crop_rounding
             )
+    except Image.DecompressionBombError as e:
+        # Not an OSError: it stopped the whole run with a traceback, and
+        # every rerun again (the builder and make_imagenet_p skip it).
+        result["failures"].append(
+            {"file": task.key, "reason": f"too large: {e}"}
+        )
+        return result
     except (OSError, ValueError, SyntaxError) as e:
         result["failures"].append(
             {"file": task.key, "reason": f"cannot decode: {e}"}

@@ -230,10 +230,11 @@ def _stem(filename):
 
 
 def load_image(path=None, data=None):
-    """Decodes an image file (or its bytes) to an RGB PIL image."""
+    """Decodes an image file (or its bytes) to an RGB PIL image
+    (transparency onto white, as the TFRecord builder stores it)."""
     image = Image.open(path if data is None else io.BytesIO(data))
     image.load()
-    return image.convert("RGB")
+    return images.flatten_alpha(image).convert("RGB")
 
 
 def load_resized(size, path=None, data=None):
@@ -242,14 +243,15 @@ def load_resized(size, path=None, data=None):
     .convert('RGB')` order, which matters for CMYK (and palette) files:
     they are resized in their own mode, before the conversion. 16-bit and
     float images are scaled to 8 bits first (`images.eight_bit`; Pillow's
-    conversion, as the reference's, clips them white).
+    conversion, as the reference's, clips them white), and transparency is
+    composed onto white, as the TFRecord builder stores it.
 
     Returns:
       uint8 array [H, W, 3].
     """
     image = Image.open(path if data is None else io.BytesIO(data))
     image.load()
-    image = images.eight_bit(image)
+    image = images.eight_bit(images.flatten_alpha(image))
     return np.asarray(inputs.resize_shorter_side(image, size).convert("RGB"))
 
 

@@ -305,6 +305,25 @@ def test_undecodable_inputs_are_reported(jpeg_dir, tmp_path):
     assert (tmp_path / "none" / "summary.json").is_file()
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_an_image_over_pillows_pixel_limit_is_a_listed_failure(
+    jpeg_dir, tmp_path, monkeypatch
+):
+    """Pillow refuses to decode more than twice `Image.MAX_IMAGE_PIXELS`
+    (a decompression bomb) with an error that is no OSError: the run
+    stopped with a traceback, and every rerun again. It is a failure in
+    summary.json, as the builder and make_imagenet_p skip it."""
+    big = Image.new("L", (60, 50))  # 3,000 pixels
+    big.save(os.path.join(jpeg_dir, "n01443537", "big.png"))
+    # Over 2 x 1,400 pixels is an error: 60x50, not the 40x48 JPEGs.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_400)
+    summary = mic.generate(_options(tmp_path / "c", input_dir=jpeg_dir))
+    assert summary["images"] == 5 and summary["written"] == 16
+    (failure,) = summary["failures"]
+    assert failure["file"] == "n01443537/big.png"
+    assert failure["reason"].startswith("too large: Image size (3000 pixels)")
+
+
 def test_input_errors(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()

@@ -692,6 +692,37 @@ def test_a_16_bit_png_is_scaled_to_8_bits_in_both_generators():
     assert got.min() < 40 and got.max() > 215  # dark to bright, as drawn
 
 
+def test_transparency_is_composed_onto_white_in_both_generators():
+    """An RGBA PNG from a folder: the TFRecord builder stores it composed
+    onto white, and Pillow's RGB conversion kept the colour under the
+    transparent pixels (a generated set differed by 75 grey levels from
+    the same file's record). Both generators now compose it as the builder
+    does: the builder's image, resized."""
+    import io
+
+    from assemble_tf.data.builder import images
+    from assemble_tf.robustness import corruptions
+
+    rgba = np.zeros((40, 48, 4), np.uint8)
+    rgba[..., 0] = 200  # red under the transparent half
+    rgba[:, :24, 3] = 255  # the left half opaque red, the right transparent
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    data = buf.getvalue()
+    built, *_ = images.encode_image(data)  # the builder's record
+    with Image.open(io.BytesIO(built)) as record:
+        assert np.asarray(record)[:, 30:].min() > 250  # white, as stored
+    white = rgba[..., :3].copy()
+    white[:, 24:] = 255
+    want = np.asarray(Image.fromarray(white).resize((38, 32), Image.BILINEAR))
+    np.testing.assert_array_equal(tool.load_resized(32, data=data), want)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.mode == "RGBA"
+        got = corruptions.resize_center_crop(opened, 32, 32, rounding="round")
+    np.testing.assert_array_equal(got, want[:, 3:35])
+    assert got[:, -4:].min() == 255  # before: red (200, 0, 0)
+
+
 def test_the_summary_lists_every_perturbation_folder(tmp_path):
     """summary.json described the last run alone: after runs of other
     perturbations into one folder, it listed the last one's."""

@@ -124,11 +124,28 @@ def _to_rgb(image):
             pixels = pixels * 255.0
         pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
         return Image.fromarray(pixels, mode="L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+    if has_alpha(image):
+        return flatten_alpha(image)
     return image.convert("RGB")  # CMYK (Adobe inversion handled), L, P, ...
+
+
+def has_alpha(image):
+    """Whether a Pillow image has transparency (an alpha channel, or a
+    palette with a transparent entry)."""
+    return image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+
+
+def flatten_alpha(image):
+    """A Pillow image with transparency as RGB composed onto white, as the
+    builder stores it (so that the ImageNet-C / -P generators make the same
+    images from a folder as from the builder's records); any other image
+    unchanged."""
+    from PIL import Image
+
+    if not has_alpha(image):
+        return image
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
