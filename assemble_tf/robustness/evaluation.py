@@ -16,6 +16,7 @@ Results are cached per corruption / perturbation under `cache_dir`, so an
 interrupted evaluation continues where it stopped.
 """
 
+import collections
 import glob
 import hashlib
 import json
@@ -547,21 +548,18 @@ def evaluate_p(
 _GENERATOR_OPTIONS = ("resize", "crop", "crop_rounding", "seed", "codec")
 
 
-def regenerate_command(data_dir, job, names_flag, names):
+def regenerate_command(data_dir, job, names_flag, names, severities=None):
     """The command that generates the `names` (corruptions or
     perturbations) of a set into `data_dir` with the options the set was
     made with: its options.json, where `job` (e.g. "tools.make_imagenet_c")
-    made it; the input, where the set does not record it, as a placeholder
-    to fill in."""
-    try:
-        with open(
-            os.path.join(data_dir, "options.json"), encoding="utf-8"
-        ) as f:
-            options = json.load(f)
-    except (OSError, ValueError):
+    made it, and the image limit of its summary.json (its last run's); the
+    input, where the set does not record it, as a placeholder to fill in.
+    `severities`: those the set holds (ImageNet-C), where not all five."""
+    options = _read_json_dict(os.path.join(data_dir, "options.json"))
+    if options.get("job") != job:
         options = {}
-    if not isinstance(options, dict) or options.get("job") != job:
-        options = {}
+    last_run = _read_json_dict(os.path.join(data_dir, "summary.json"))
+    limit = last_run.get("options", {}).get("limit") if options else None
     parts = [
         f"python -m {job}",
         options.get("input") or "--input_dir=<the images it was made from>",
@@ -569,11 +567,29 @@ def regenerate_command(data_dir, job, names_flag, names):
         *(f"--{k}={options[k]}" for k in _GENERATOR_OPTIONS if k in options),
         f"--{names_flag}={','.join(names)}",
     ]
+    if severities and list(severities) != [1, 2, 3, 4, 5]:
+        parts.append(f"--severities={','.join(map(str, severities))}")
+    if isinstance(limit, int) and limit > 0:  # before: a set of N images
+        parts.append(f"--limit={limit}")  # was completed from all of them
     return " ".join(parts)
 
 
+def _read_json_dict(path):
+    """The JSON object in `path`, or {} (no file, not JSON, not a dict)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def summarize_c(
-    results, clean_error=None, normalization="alexnet", command=None
+    results,
+    clean_error=None,
+    normalization="alexnet",
+    command=None,
+    selected=(),
 ):
     """Per-corruption errors and CE, mCE (15 and 19), relative mCE.
 
@@ -588,8 +604,11 @@ def summarize_c(
     extra corruptions, whose AlexNet errors per severity are not
     published, then has no CE (and mCE over 19 is not given).
 
-    `command(missing)` is the command the note gives to generate missing
-    standard corruptions (`regenerate_command`); default the bare one.
+    `command(missing, severities)` is the command the note gives to
+    generate missing standard corruptions (`regenerate_command`); default
+    the bare one. `selected`: the corruptions the evaluation was limited to
+    (empty: all in the set); the note then says mCE needs the others, not
+    that the set lacks them.
     """
     errors = {}
     for name, r in results.items():
@@ -637,17 +656,64 @@ def summarize_c(
         summary["mce_19"] = metrics.mce(
             errors, metrics.ALL_CORRUPTIONS, normalization
         )
-    missing = [c for c in metrics.STANDARD_CORRUPTIONS if c not in errors]
-    if missing:  # before: mCE "-" without a word
-        summary["note"] = _joined(
-            summary["note"],
-            f"No mCE: the set has no results for {', '.join(missing)} (of "
-            "the 15 standard corruptions); generate them into the same "
-            "folder with `"
-            + (command or _default_command("c", "corruptions"))(missing)
-            + "`.",
-        )
+    summary["note"] = _joined(
+        summary["note"],
+        _uneven_images_note(results),
+        _missing_note(errors, selected, command),
+    )
     return summary
+
+
+def _missing_note(errors, selected, command):
+    """Why there is no mCE when standard corruptions have no results: left
+    out by `selected`, or missing from the set (with the command that
+    generates them at the set's severities), or None."""
+    missing = [c for c in metrics.STANDARD_CORRUPTIONS if c not in errors]
+    if not missing:
+        return None
+    if selected and not set(missing) & set(selected):
+        # Before: "the set has no results for ..." of a complete set.
+        return (
+            f"No mCE: the evaluation was limited to {len(selected)} "
+            "corruption(s) (names); mCE is the mean over the 15 standard "
+            "ones."
+        )
+    missing = [c for c in missing if not selected or c in selected]
+    held = sorted({tuple(i + 1 for i, e in enumerate(v) if e is not None)
+                   for v in errors.values()})  # fmt: skip
+    severities = held[0] if len(held) == 1 else None
+    make = command or _default_command("c", "corruptions")
+    return (  # before: mCE "-" without a word
+        f"No mCE: the set has no results for {', '.join(missing)} (of the "
+        "15 standard corruptions); generate them into the same folder "
+        f"with `{make(missing, severities)}`."
+    )
+
+
+def _uneven_images_note(results):
+    """A note naming the image counts where corruptions hold different
+    numbers of images (their errors are over other images: a set made
+    with a limit and completed without), or None."""
+    counts = {
+        name: max(r.get("count") or [0])
+        for name, r in results.items()
+        if any(e is not None for e in r["top1_error"])
+    }
+    if len(set(counts.values())) < 2:
+        return None
+    groups = collections.defaultdict(list)
+    for name, count in counts.items():
+        groups[count].append(name)
+    each = "; ".join(
+        f"{count} in {', '.join(sorted(names))}"
+        for count, names in sorted(groups.items())
+    )
+    return (
+        f"Images per corruption differ ({each}): each corruption's error "
+        "is over other images, so the mean over them mixes image sets. "
+        "Generate the smaller corruptions again from the same images "
+        "(with the same image limit as the others, or none)."
+    )
 
 
 def _joined(*notes):
@@ -688,7 +754,7 @@ FR_DIFFICULTY_NOTE = (
 
 
 def _default_command(kind, names_flag):
-    return lambda names: (
+    return lambda names, severities=None: (
         f"python -m tools.make_imagenet_{kind} --{names_flag}={','.join(names)}"
     )
 

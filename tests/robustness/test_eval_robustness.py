@@ -251,7 +251,10 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
     assert report["paper"] is None and "76.7" not in table
     not_imagenet = (
         "The model was trained on 3 classes, not on ImageNet: the paper's "
-        "ImageNet mCE of resnet50 is not shown beside it."
+        "ImageNet mCE of resnet50 is not shown beside it. Its CE and mCE "
+        "divide by AlexNet's errors on ImageNet-C, which mean nothing for "
+        "another dataset's images: normalization none gives the plain mean "
+        "corruption error (the paper's Food-101-C figures, Table 8)."
     )
     assert f"WARNING: {not_imagenet}" in proc.stderr
     assert not_imagenet in table and report["warnings"] == [not_imagenet]
@@ -343,7 +346,10 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     assert report["paper"] is None and "76.7" not in table
     not_imagenet = (
         "The model was trained on 3 classes, not on ImageNet: the paper's "
-        "ImageNet mCE of resnet50 is not shown beside it."
+        "ImageNet mCE of resnet50 is not shown beside it. Its CE and mCE "
+        "divide by AlexNet's errors on ImageNet-C, which mean nothing for "
+        "another dataset's images: normalization none gives the plain mean "
+        "corruption error (the paper's Food-101-C figures, Table 8)."
     )
     assert table.rstrip().endswith(not_imagenet)  # the file keeps it
     console = table.rstrip()[: -len(not_imagenet)].rstrip()
@@ -719,6 +725,58 @@ def test_flip_rates_need_difficulty_one():
         "perturbations); generate them into the same folder with `python -m "
         "tools.make_imagenet_p --perturbations=rotate,scale`."
     )
+
+
+def test_a_set_of_uneven_corruptions_or_a_selection_is_named():
+    """Two cases an mCE was given or refused without the right word:
+    corruptions holding different numbers of images (fog and snow made
+    with a limit of 4, the rest from all 10: an mCE of 83 that was 90 on
+    one image set), and a complete set evaluated with `names` (the note
+    said the set had no results for the others)."""
+    results = {
+        c: {
+            "top1_error": [None, None, 0.5, None, None],
+            "count": [0, 0, 4 if c in ("fog", "snow") else 10, 0, 0],
+        }
+        for c in metrics.STANDARD_CORRUPTIONS
+    }
+    uneven = evaluation.summarize_c(results)
+    assert uneven["mce"] is not None  # as with uneven severities: a note
+    assert (
+        "Images per corruption differ (4 in fog, snow; 10 in brightness, "
+        "contrast, defocus_blur, elastic_transform, frost, gaussian_noise, "
+        "glass_blur, impulse_noise, jpeg_compression, motion_blur, "
+        "pixelate, shot_noise, zoom_blur): each corruption's error is over "
+        "other images, so the mean over them mixes image sets."
+    ) in uneven["note"]
+    for c in ("fog", "snow"):
+        results[c]["count"][2] = 10
+    assert "differ" not in (evaluation.summarize_c(results)["note"] or "")
+    # Evaluated with names=fog: mCE needs the others, which the set has.
+    only_fog = evaluation.summarize_c(
+        {"fog": results["fog"]}, selected=("fog",)
+    )
+    assert only_fog["mce"] is None
+    assert only_fog["note"].endswith(
+        "No mCE: the evaluation was limited to 1 corruption(s) (names); "
+        "mCE is the mean over the 15 standard ones."
+    )
+    # A selection naming a corruption the set lacks: the set's fault, and
+    # the command makes it at the set's severities.
+    lacking = evaluation.summarize_c(
+        {"fog": results["fog"]}, selected=("fog", "snow")
+    )
+    assert lacking["note"].endswith(
+        "No mCE: the set has no results for snow (of the 15 standard "
+        "corruptions); generate them into the same folder with `python -m "
+        "tools.make_imagenet_c --corruptions=snow`."
+    )
+    command = evaluation.summarize_c(
+        {"fog": results["fog"]},
+        command=lambda names, severities: f"{names} {severities}",
+    )["note"]
+    # The severities the set holds (3 only) go to the command.
+    assert command.endswith(" (3,)`.") and "'snow'" in command
 
 
 def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):

@@ -457,21 +457,26 @@ def test_a_crop_other_than_224_or_256_warns(jpeg_dir, tmp_path):
     assert "written: 1" in run.stdout
     # The command tools.eval_robustness gives for missing corruptions
     # carries the set's options: the generator takes it for this folder
-    # (before: a bare --corruptions=..., refused for other options).
+    # (before: a bare --corruptions=..., refused for other options), its
+    # severities and its last run's image limit (before: the others were
+    # made from all images, and the mCE mixed image sets).
     from assemble_tf.robustness import evaluation
 
     command = evaluation.regenerate_command(
-        str(tmp_path / "c"), "tools.make_imagenet_c", "corruptions", ["fog"]
+        str(tmp_path / "c"),
+        "tools.make_imagenet_c",
+        "corruptions",
+        ["fog"],
+        severities=(3,),
     )
     assert command == (
         "python -m tools.make_imagenet_c --input_dir=<the images it was made "
         f"from> --output_dir={tmp_path / 'c'} --resize=36 --crop=32 "
-        "--crop_rounding=floor --seed=0 --corruptions=fog"
+        "--crop_rounding=floor --seed=0 --corruptions=fog --severities=3 "
+        "--limit=1"
     )
     argv = command.replace("<the images it was made from>", jpeg_dir).split()
-    again = testing_utils.run_main(
-        *argv[2:], "--severities=3", "--limit=1", "--noprogress"
-    )
+    again = testing_utils.run_main(*argv[2:], "--noprogress")
     assert again.returncode == 0, again.stderr
     assert "written: 0" in again.stdout
 
