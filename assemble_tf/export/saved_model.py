@@ -55,15 +55,21 @@ from official.utils.misc.validation import (
 
 
 def feature_model(model, with_logits=False):
-    """The sub-model from the input to the pooled features; with
-    `with_logits`, to {"logits", "features"} (one pass for both)."""
+    """The sub-model from the input to the model's embedding (its
+    embedding head's batch-normalised output, else the pooled features:
+    `models.embedding_layer`, what retrieval embeds); with `with_logits`,
+    to {"logits", "features"} (one pass for both)."""
     import keras
+
+    from assemble_tf.models import embedding_layer
 
     # The single input itself, not `model.inputs` (a list): a sub-model
     # built on a list warns that a tensor "doesn't match the expected
     # structure" each time it is called with one.
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    features = model.get_layer("head_pool").output
+    # Before: always head_pool, so an embedding-head (retrieval) model's
+    # export served another vector than the one it was evaluated on.
+    features = model.get_layer(embedding_layer(model) or "head_pool").output
     if with_logits:
         outputs = {"logits": model.outputs[0], "features": features}
         return keras.Model(inputs, outputs)

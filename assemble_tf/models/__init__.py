@@ -7,7 +7,12 @@ import inspect
 from assemble_tf import presets
 from assemble_tf.models.backbone import build_backbone, pyramid_outputs
 from assemble_tf.models.profile import count_macs, count_params
-from assemble_tf.models.resnet import RESNET_SPECS, build_resnet
+from assemble_tf.models.resnet import (
+    EMBEDDING_LAYERS,
+    RESNET_SPECS,
+    build_resnet,
+    embedding_layer,
+)
 from official.utils.misc.validation import OptionError
 
 OVERRIDABLE = tuple(inspect.signature(build_resnet).parameters)
@@ -73,6 +78,7 @@ def build_model_to_count(preset, **overrides):
 
 
 __all__ = [
+    "EMBEDDING_LAYERS",
     "OVERRIDABLE",
     "RESNET_SPECS",
     "build_backbone",
@@ -81,5 +87,6 @@ __all__ = [
     "build_resnet",
     "count_macs",
     "count_params",
+    "embedding_layer",
     "pyramid_outputs",
 ]

@@ -586,6 +586,21 @@ class _Builder:
         )(x)
 
 
+# The layer whose output is the model's embedding, best first: the
+# batch-normalised embedding of an embedding head (before its ReLU), else
+# the pooled features (the original's `return_embedding`,
+# clovaai/assembled-cnn). What retrieval embeds and the export's
+# `feature_vector` serves.
+EMBEDDING_LAYERS = ("head_embedding_bn", "head_pool")
+
+
+def embedding_layer(model):
+    """The name of `model`'s embedding layer (`EMBEDDING_LAYERS`), or None
+    for a model with neither."""
+    names = {layer.name for layer in model.layers}
+    return next((n for n in EMBEDDING_LAYERS if n in names), None)
+
+
 def build_resnet(
     depth=50,
     *,

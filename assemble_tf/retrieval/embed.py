@@ -6,8 +6,8 @@ GAP (or GeM) vector, or, for a model with an embedding head, the
 batch-normalised embedding before its ReLU, computed with the eval
 preprocessing of the model. This module rebuilds that from our Keras models
 (`head_embedding_bn` when present, else `head_pool`) or from the
-`feature_vector` signature of `assemble_tf.export.saved_model` (the pooled
-features), and runs it over `(image_bytes, label)` datasets with the same
+`feature_vector` signature of `assemble_tf.export.saved_model` (the same
+embedding), and runs it over `(image_bytes, label)` datasets with the same
 JPEG/PNG decode and eval crop as ImageNet evaluation.
 """
 
@@ -20,15 +20,10 @@ import tensorflow as tf
 from assemble_tf import config as config_lib
 from assemble_tf import presets
 from assemble_tf.data import preprocessing as prep
-from assemble_tf.models import build_model
+from assemble_tf.models import EMBEDDING_LAYERS, build_model, embedding_layer
 from assemble_tf.runs import checkpoints, loading
 from assemble_tf.runs import models as run_models
 from official.utils.misc.validation import MissingPathError, OptionError
-
-# Output layer of the embedding, best first (the original's
-# `return_embedding`: BN'd embedding before its ReLU, else the pooled
-# features).
-EMBEDDING_LAYERS = ("head_embedding_bn", "head_pool")
 
 
 @dataclasses.dataclass
@@ -70,7 +65,7 @@ def embedding_model(model, layer=None):
 
     names = [lay.name for lay in model.layers]
     if layer is None:
-        layer = next((n for n in EMBEDDING_LAYERS if n in names), None)
+        layer = embedding_layer(model)
         if layer is None:
             raise OptionError(
                 "embedding_layer",
@@ -203,6 +198,15 @@ def load_embedder(
             ["model_dir", "preset", "weights", "saved_model"],
         )
     if saved_model:
+        if layer is not None:  # before: ignored without a word
+            raise OptionError(
+                "embedding_layer",
+                "{field} picks a layer of a Keras model; a SavedModel "
+                "serves one embedding, its feature_vector signature's (the "
+                "embedding head's, else the pooled features). Leave "
+                "{field} out, or embed with the training run ({model_dir}).",
+                ["embedding_layer", "model_dir"],
+            )
         return saved_model_embedder(saved_model, preprocessing)
     overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:

@@ -142,6 +142,35 @@ def test_saved_model_embedder(tmp_path):
         embed.saved_model_embedder(bare)
 
 
+def test_an_embedding_head_is_what_the_export_serves(tmp_path):
+    """A NormSoftmax (retrieval) model: its export's feature_vector is the
+    embedding head's output that retrieval embeds from the run (before:
+    the pooled features, 64 wide here, so a run and its export gave other
+    recall@K), and `layer` with a SavedModel is refused (it was ignored)."""
+    from official.utils.misc.validation import OptionError
+
+    model = build_model(
+        "resnet50",
+        num_classes=3,
+        embedding_size=16,
+        classifier="cosine",
+        **TINY,
+    )
+    testing_utils.randomize_bn(model)
+    path = testing_utils.write_export(model, tmp_path / "1", "imagenet_64")
+    served = embed.saved_model_embedder(path)
+    trained = embed.keras_embedder(model, "imagenet_64")
+    assert trained.layer == "head_embedding_bn"
+    images = testing_utils.random_images((3, 64, 64, 3), low=-100, high=100)
+    want = trained.fn(images).numpy()
+    assert want.shape == (3, 16) and np.abs(want).max() > 0.1
+    np.testing.assert_allclose(served.fn(images), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(OptionError) as error:
+        embed.load_embedder(saved_model=path, layer="head_pool")
+    assert error.value.field == "embedding_layer"
+    assert "a SavedModel serves one embedding" in str(error.value)
+
+
 def test_load_embedder_errors(tmp_path):
     with pytest.raises(ValueError, match="exactly one"):
         embed.load_embedder()
