@@ -577,6 +577,18 @@ class TrainConfig(_Group):
                 f"must be < {{epochs}}={self.epochs}",
                 ["epochs"],
             )
+        if self.freeze_backbone and not self.warm_start:
+            # Before: a head trained on a random, frozen backbone (BN
+            # statistics 0 / 1), with "training from scratch" as the only
+            # word.
+            raise invalid(
+                "freeze_backbone",
+                self.freeze_backbone,
+                "trains only the head, on the backbone's initial random "
+                "weights without {warm_start}: give the run or weights to "
+                "start from ({warm_start}=...), or train the backbone too",
+                ["warm_start"],
+            )
         if (
             self.freeze_backbone
             and self.warm_start

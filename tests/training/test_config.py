@@ -74,6 +74,15 @@ def test_json_round_trip(tmp_path):
             "--batch_size=3 is invalid: --mixup_type=2 mixes the two halves "
             "of each batch: it must be even.",
         ),
+        (  # a head trained on a random frozen backbone, without a word
+            {"train": {"freeze_backbone": True}},
+            re.escape(
+                "--freeze_backbone=True is invalid: trains only the head, on "
+                "the backbone's initial random weights without "
+                "--warm_start: give the run or weights to start from "
+                "(--warm_start=...), or train the backbone too."
+            ),
+        ),
         (  # the reset BN statistics stayed 0 / 1: train loss 135
             {
                 "train": {
