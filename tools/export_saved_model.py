@@ -79,7 +79,8 @@ def _define_served_model_flags():
         "float32",
         ["float32", "bfloat16"],
         "Compute precision of the served model (inputs and outputs stay "
-        "float32); bfloat16 is verified against the float32 model.",
+        "float32); bfloat16 is verified against the float32 model (for "
+        "TensorFlow / TF Serving: TFLite has no bfloat16 ops).",
     )
 
 
