@@ -54,6 +54,11 @@ def error_bars(
     ax.set_xticks(x, [n.replace("_", " ") for n in names], rotation=60)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    # Headroom for the legend: it covered the last bars (spatter, saturate).
+    drawn = [values[n] for n in names] + [
+        v for v in (reference, mean) if v is not None
+    ]
+    ax.set_ylim(0, 1.3 * max(max(drawn, default=0.0), 1e-9))
     ax.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -135,8 +140,10 @@ def perturbation_strip(videos, path, frames=6):
             ax.imshow(video[f])
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0 or j == 0:
-                ax.set_title(f"frame {f + 1}", fontsize=7)
+            # Every cell its own frame: the rows' videos differ in length
+            # (translate 41 frames, the others 31), and the first row's
+            # titles over the others named frames they did not show.
+            ax.set_title(f"frame {f + 1}", fontsize=6)
             if j == 0:
                 ax.set_ylabel(name.replace("_", " "), fontsize=7)
     figure.tight_layout()

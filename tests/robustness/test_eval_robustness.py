@@ -837,3 +837,28 @@ def _one_severity_of_fog(tmp_path):
     data = str(tmp_path / "c")
     write_set(data, ("fog",), severities=(1,), per_class=1)
     return evaluation.find_imagenet_c(data)
+
+
+def test_the_perturbation_strip_titles_each_row_with_its_own_frames(
+    tmp_path, monkeypatch
+):
+    """translate has 41 frames, the others 31: the strip's titles came from
+    the first row, so translate's frames 1, 9, 17, ... showed under
+    "frame 7, 13, 19, ..." of a 31-frame row."""
+    from assemble_tf.robustness import plots
+
+    figures = []
+    make = plots._figure
+    monkeypatch.setattr(
+        plots, "_figure", lambda *a: figures.append(make(*a)) or figures[-1]
+    )
+    videos = {
+        "rotate": np.zeros((31, 8, 8, 3), np.uint8),
+        "translate": np.zeros((41, 8, 8, 3), np.uint8),
+    }
+    path = plots.perturbation_strip(videos, str(tmp_path / "g.png"), frames=6)
+    assert os.path.getsize(path) > 1000
+    (figure,) = figures
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles[:6] == [f"frame {f}" for f in (1, 7, 13, 19, 25, 31)]
+    assert titles[6:] == [f"frame {f}" for f in (1, 9, 17, 25, 33, 41)]
