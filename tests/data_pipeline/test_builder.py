@@ -318,12 +318,12 @@ def test_files_the_pipeline_would_drop_or_nobody_would_see(tmp_path):
     assert summary["synsets_without_folder"] == ["bird"]
     lines = builder.format_summary(summary).splitlines()
     assert (
-        "WARNING: 1 synsets of the synsets file have no class folder (bird): "
+        "WARNING: 1 synset of the synsets file without a class folder (bird): "
         "labels number the 3 folders there are, so they are not the synsets "
         "file's numbering."
     ) in lines
     assert (
-        "WARNING: train: 1 classes without an image (emu): their labels "
+        "WARNING: train: 1 class without an image (emu): their labels "
         "exist, and the model learns nothing of them."
     ) in lines
     # A replaced input file: its shard is not silently kept.

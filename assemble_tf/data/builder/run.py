@@ -281,8 +281,9 @@ def format_summary(summary):
     missing = summary.get("synsets_without_folder") or []
     if missing:
         lines.append(
-            f"WARNING: {len(missing)} synsets of the synsets file have no "
-            f"class folder ({_first(missing)}): labels number the "
+            f"WARNING: {_count(len(missing), 'synset', 'synsets')} of the "
+            "synsets file without a class folder "
+            f"({_first(missing)}): labels number the "
             f"{summary['num_classes']} folders there are, so they are not "
             "the synsets file's numbering."
         )
@@ -295,10 +296,15 @@ def format_summary(summary):
     for split, s in summary["splits"].items():
         empty = [c for c, n in s["per_class"].items() if not n]
         if empty:
+            what = (
+                "the model learns nothing of them"
+                if split == "train"
+                else "they are not evaluated"
+            )
             lines.append(
-                f"WARNING: {split}: {len(empty)} classes without an image "
-                f"({_first(empty)})"
-                ": their labels exist, and the model learns nothing of them."
+                f"WARNING: {split}: {_count(len(empty), 'class', 'classes')} "
+                f"without an image ({_first(empty)}): their labels exist, "
+                f"and {what}."
             )
     lines += jobs.format_problems(
         summary["skipped"],
@@ -318,3 +324,8 @@ def format_summary(summary):
 
 
 JOB = jobs.Job(BuildConfig, build, format_summary, files=(("labels", LABELS),))
+
+
+def _count(n, one, many):
+    """ "1 class", "2 classes"."""
+    return f"{n} {one if n == 1 else many}"
