@@ -259,8 +259,16 @@ def load_weights_file(model, path, field="weights"):
         try:
             model.load_weights(path)
         except ValueError as e:
+            if str(e).startswith("File format not supported"):
+                # Before: Keras' message, naming no option.
+                raise OptionError(
+                    field,
+                    "{field}={path} is no weights file by its name: Keras "
+                    "reads .weights.h5, .keras and legacy .h5 files.",
+                    path=path,
+                ) from None
             detail = _mismatch_detail(str(e))
-            if detail is None:  # not a misfit (e.g. not a weights file)
+            if detail is None:  # not a misfit
                 raise
             raise OptionError(
                 field,

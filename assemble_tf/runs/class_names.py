@@ -106,7 +106,17 @@ def read(path, count=None, field="class_names"):
     while lines and not lines[-1].strip():
         lines.pop()
     if lines and all("\t" in line for line in lines if line.strip()):
-        lines = _labels_file_names(path, count)
+        try:
+            lines = _labels_file_names(path, count)
+        except ValueError as e:  # before: the line alone, no option
+            raise OptionError(
+                field,
+                "{field}={path}: every line holds a TAB, so it was read as "
+                "a builder's labels.txt, and {error} Write one name per "
+                "line (no TAB) or a labels.txt.",
+                path=path,
+                error=str(e).rstrip(".") + ".",
+            ) from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             raise OptionError(

@@ -123,3 +123,14 @@ def test_a_bad_names_file_is_named(tmp_path):
         class_names.read(str(path), 3)
     with pytest.raises(OptionError, match="no such file"):
         class_names.read(str(tmp_path / "missing.txt"), 3)
+    # Lines with a TAB that are no labels.txt: the option and the rule
+    # (before: the file's line alone, naming no option).
+    path.write_text("n01\tApple\nn02\tPear\n")
+    with pytest.raises(OptionError) as e:
+        class_names.read(str(path), 2)
+    assert e.value.as_flag() == (
+        f"--class_names={path}: every line holds a TAB, so it was read as a "
+        f"builder's labels.txt, and {path}:1 is not "
+        "'label<TAB>wnid<TAB>text': 'n01\\tApple'. Write one name per line "
+        "(no TAB) or a labels.txt."
+    )

@@ -109,11 +109,15 @@ def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
         checkpoints.restore(wide, weights=path)
     message = error.value.as_flag()
     assert "\n" not in message and " layers differ)" in message, message
-    # Not a misfit: Keras' own message (before: "does not fit").
+    # Not a weights file by its name: the option, not "does not fit" (nor
+    # Keras' own message, naming no option).
     (tmp_path / "x.txt").write_text("not weights")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(OptionError) as error:
         checkpoints.restore(nine, weights=str(tmp_path / "x.txt"))
-    assert "does not fit" not in str(error.value)
+    assert error.value.as_flag() == (
+        f"--weights={tmp_path / 'x.txt'} is no weights file by its name: "
+        "Keras reads .weights.h5, .keras and legacy .h5 files."
+    )
 
 
 def test_pruning_mid_epoch_checkpoints_keeps_the_named_one(tmp_path):
