@@ -79,7 +79,7 @@ def summarize(preset, overrides):
 
     Returns:
         {preset, image_size, total_params, trainable_params,
-        non_trainable_params, gmacs}.
+        non_trainable_params, gmacs (4 significant digits)}.
     """
     from assemble_tf import presets
     from assemble_tf.models import (
@@ -98,7 +98,9 @@ def summarize(preset, overrides):
         "total_params": int(total),
         "trainable_params": int(trainable),
         "non_trainable_params": int(non_trainable),
-        "gmacs": round(count_macs(model) / 1e9, 4),
+        # Four significant digits (before: four decimals, 0.0007 for a
+        # tiny model).
+        "gmacs": float(f"{count_macs(model) / 1e9:.4g}"),
     }
 
 

@@ -22,6 +22,15 @@ def test_summarize_matches_torchvision_resnet50():
     assert lines[0] == "preset                resnet50"
     assert lines[2] == "total_params          25,610,152"
     assert len(lines) == 6
+    # A tiny model's multiply-adds keep 4 significant digits (0.0007).
+    from assemble_tf.models import build_model_to_count, count_macs
+
+    tiny = {"base_width": 8, "block_sizes": (1, 1, 1, 1), "image_size": 32}
+    macs = count_macs(build_model_to_count("resnet50", **tiny)) / 1e9
+    assert preset_report.summarize("resnet50", tiny)["gmacs"] == (
+        pytest.approx(macs, rel=5e-4)
+    )
+    assert macs < 0.001
 
 
 def test_preset_table_writes_the_table_files(tmp_path):
