@@ -1,8 +1,11 @@
 """The output folder: the manifest of a build, and the refusal of a
 different build in the same folder."""
 
+import dataclasses
 import functools
+import glob
 import hashlib
+import json
 import os
 
 from assemble_tf.data.builder.config import (
@@ -42,9 +45,10 @@ def make_manifest(config, classes, plans):
     }
 
 
-def _differences(old, new):
+def _differences(old, new, inputs=None):
     """Why `new` is not the build recorded in `old`: message templates
-    naming the options as `{name}` (`jobs.OutputRecord.compare`)."""
+    naming the options as `{name}` (`jobs.OutputRecord.compare`).
+    `inputs(split)`: the split's changed files as a phrase, or None."""
     reasons = []
     old_options, options = old.get("options", {}), new["options"]
     for key, value in options.items():
@@ -60,7 +64,7 @@ def _differences(old, new):
     for split, section in new["splits"].items():
         before = old.get("splits", {}).get(split)
         if before is not None:
-            reasons += _split_differences(split, before, section)
+            reasons += _split_differences(split, before, section, inputs)
     return reasons
 
 
@@ -71,7 +75,7 @@ def _change(label, before, value):
     )
 
 
-def _split_differences(split, before, section):
+def _split_differences(split, before, section, inputs=None):
     """The reasons why one split of the new build is not the old one."""
     files = before.get("num_files"), section["num_files"]
     shards = before.get("num_shards"), section["num_shards"]
@@ -104,14 +108,56 @@ def _split_differences(split, before, section):
         )
     )
     if changed:
+        which = inputs(split) if inputs else None
+        if which:  # a template: file names' braces are no fields
+            which = which.replace("{", "{{").replace("}", "}}")
         reasons.append(
             f"the {split} inputs (files, their sizes or modification "
             "times, labels, texts, boxes or logits) "
             f"differ in {changed} of {section['num_shards']} shards "
             f"({before.get('num_files')} files before, "
-            f"{section['num_files']} now)"
+            f"{section['num_files']} now)" + (f": {which}" if which else "")
         )
     return reasons
+
+
+def changed_inputs(out, plan, limit=5):
+    """The files of `plan`'s split that differ from the earlier build in
+    `out` (its shard states' input stamps), as "changed a, b; new c;
+    removed d" (at most `limit` of each, then a count), or None where the
+    states hold no stamps (older builds) or the files are the same (boxes,
+    texts or logits changed)."""
+    from assemble_tf.data.builder.shards import input_stamp
+
+    before = {}
+    pattern = os.path.join(out, STATE_DIR, f"{plan.split}-*.json")
+    for path in sorted(glob.glob(pattern)):
+        try:
+            with open(path, encoding="utf-8") as f:
+                stamps = json.load(f).get("inputs")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if stamps is None:
+            return None
+        before.update(line.split("\t", 1) for line in stamps)
+    now = dict(input_stamp(plan.root, e).split("\t", 1) for e in plan.entries)
+    groups = (
+        ("changed", [f for f in now if f in before and now[f] != before[f]]),
+        ("new", [f for f in now if f not in before]),
+        ("removed", [f for f in before if f not in now]),
+    )
+    parts = [
+        f"{label} {_listed(sorted(files), limit)}"
+        for label, files in groups
+        if files
+    ]
+    return "; ".join(parts) or None
+
+
+def _listed(names, limit):
+    shown = ", ".join(names[:limit])
+    more = len(names) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 _OUTPUT = jobs.OutputRecord(
@@ -123,7 +169,7 @@ _OUTPUT = jobs.OutputRecord(
 )
 
 
-def prepare_output(config, manifest):
+def prepare_output(config, manifest, plans=None):
     """Creates or checks `config.output_dir`; returns the manifest to keep.
 
     A split missing from the folder's build (e.g. validation after train)
@@ -134,10 +180,21 @@ def prepare_output(config, manifest):
             build (or shards without a manifest) and `config.overwrite` is
             False.
     """
+    output = _OUTPUT
+    if plans:
+        output = dataclasses.replace(
+            _OUTPUT,
+            compare=functools.partial(
+                _differences,
+                inputs=lambda split: changed_inputs(
+                    config.output_dir, plans[split]
+                ),
+            ),
+        )
     return jobs.claim_output_dir(
         config.output_dir,
         manifest,
-        _OUTPUT,
+        output,
         overwrite=bool(config.overwrite),
         keep=functools.partial(
             _keep, config.output_dir, manifest, config.overwrite

@@ -45,7 +45,9 @@ def build(config):
     start = time.time()
     config = resolve_config(config)
     classes, texts, plans = plan(config)
-    manifest = prepare_output(config, make_manifest(config, classes, plans))
+    manifest = prepare_output(
+        config, make_manifest(config, classes, plans), plans
+    )
     out = config.output_dir
     metadata.write_labels(
         os.path.join(out, LABELS),

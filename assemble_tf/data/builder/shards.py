@@ -85,6 +85,9 @@ def write_shard(task, progress=None):
         "per_class": dict(sorted(per_class.items())),
         "reencoded": dict(sorted(reencoded.items())),
         "skipped": skipped,
+        # What a rerun compares to name the files that changed (the
+        # digest alone says that a shard did, not which file).
+        "inputs": [input_stamp(task.root, e) for e in task.entries],
     }
     _save_state(task.output_dir, name, state)
     if images:
@@ -136,6 +139,18 @@ def _read_image(task, entry):
     except OSError as e:
         raise SkipImage(SKIP_NOT_READ, str(e)) from None
     return encode_image(data, task.jpeg_quality)
+
+
+def input_stamp(root, entry):
+    """ "relpath<TAB>label<TAB>size<TAB>mtime_ns" of one input file (what
+    the shard digest covers of it, but boxes and logits); size and time
+    are -1 for a file that cannot be read."""
+    try:
+        stat = os.stat(source_path(root, entry.relpath))
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        size = mtime = -1
+    return f"{entry.relpath}\t{entry.label}\t{size}\t{mtime}"
 
 
 def source_path(root, relpath):
