@@ -271,7 +271,10 @@ class Trainer:
         from assemble_tf.runs import warm_start
 
         t = self.config.train
-        if not self.restore() and t.warm_start:
+        resumed = self.restore()
+        if resumed:
+            self._check_same_data()
+        if not resumed and t.warm_start:
             warm_start.warm_start_model(
                 self.model,
                 t.warm_start,
@@ -293,6 +296,42 @@ class Trainer:
                     f"{t.bn_reestimate_steps} batches."
                 )
         self._prepared = True
+
+    def _check_same_data(self):
+        """Refuses to resume on a training split of another size than the
+        run's (its history's image count, or the steps of the epoch a
+        SIGTERM stopped): the schedules, epochs and steps are planned on
+        it (before: a rebuilt, larger split resumed without a word, and
+        the learning rate rose again and never reached 0)."""
+        plan = self.plan
+        history = checkpoints.load_history(self.config.model_dir)
+        before = next(
+            (
+                r["train_images"]
+                for r in reversed(history)
+                if "train_images" in r
+            ),
+            None,
+        )
+        if before is None and self._resume is not None:
+            steps = self._resume["epoch_steps"]
+            if steps != plan.steps_per_epoch:
+                before = f"{steps} steps of {self.config.train.batch_size}"
+        if before is None or before == plan.num_train:
+            return
+        data = self.config.data
+        raise OptionError(
+            "data_dir" if data.data_dir else "source",
+            "{field}={data} now holds {now:,} training images, and the run "
+            "was trained on {before} (its learning-rate and DropBlock "
+            "schedules, epochs and steps are planned on them): resume it "
+            "on the data it started on, or train a new {model_dir} with "
+            "{warm_start} from this run.",
+            ["model_dir", "warm_start"],
+            data=data.data_dir or data.source,
+            now=plan.num_train,
+            before=f"{before:,}" if isinstance(before, int) else before,
+        )
 
     # The loop ---------------------------------------------------------------
 
@@ -486,6 +525,7 @@ class Trainer:
         record = {
             "epoch": state.epoch + 1,
             "step": self.step,
+            "train_images": self.plan.num_train,
             "train_loss": state.loss_sum / max(state.steps, 1),
             "weight_decay_loss": state.wd,
             "learning_rate": float(

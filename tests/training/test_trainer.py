@@ -493,7 +493,7 @@ def test_the_epochs_skip_warning_reads_the_counters_once():
             train=types.SimpleNamespace(batch_size=8),
             data=types.SimpleNamespace(synthetic=False),
         ),
-        plan=types.SimpleNamespace(lr_schedule=lambda step: 0.1),
+        plan=types.SimpleNamespace(lr_schedule=lambda step: 0.1, num_train=64),
         step=8,
         log=logged.append,
         backend=types.SimpleNamespace(keep_prob=lambda: None),
@@ -505,3 +505,43 @@ def test_the_epochs_skip_warning_reads_the_counters_once():
         "WARNING: epoch 2 skipped 1 unusable training records "
         "(1 not decodable; counted as read, records read ahead included)."
     ]
+
+
+@pytest.mark.slow  # trains
+def test_a_resume_on_a_training_split_of_another_size_is_refused(
+    tmp_path, tiny_data
+):
+    """The records rebuilt with more images under a run: it resumed
+    without a word, the learning rate rose again and never reached 0 (the
+    schedule re-planned on the new count). The history records each
+    epoch's images; a resume on another count is refused."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    args = [
+        "tools.train",
+        *TINY_FLAGS,
+        f"--data_dir={data}",
+        "--epochs=1",
+        f"--model_dir={tmp_path / 'run'}",
+    ]
+    first = testing_utils.run_main(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    history = json.load(open(tmp_path / "run" / "history.json"))
+    assert history[-1]["train_images"] == 64
+    shutil.copy(
+        data / "train-00000-of-00001", data / "train-00001-of-00001"
+    )  # 128 training images now
+    again = testing_utils.run_main(*args)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"ERROR: --data_dir={data} now holds 128 training images, and the "
+        "run was trained on 64 (its learning-rate and DropBlock schedules, "
+        "epochs and steps are planned on them): resume it on the data it "
+        "started on, or train a new --model_dir with --warm_start from "
+        "this run."
+    )
+    os.remove(data / "train-00001-of-00001")
+    same = testing_utils.run_main(*args)  # the data it started on
+    assert same.returncode == 0, same.stderr[-3000:]
