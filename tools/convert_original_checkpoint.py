@@ -70,4 +70,7 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    flags_core.run(main, tensorflow_only=True)
+    flags_core.run(
+        main,
+        tensorflow_only="the .weights.h5 it writes loads under any backend.",
+    )

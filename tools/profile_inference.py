@@ -44,4 +44,6 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    flags_core.run(main, tensorflow_only=True)
+    # Not `tensorflow_only`: under JAX the library names the alternative
+    # (its generic line said the binary "reads runs", which it does not).
+    flags_core.run(main)

@@ -292,6 +292,16 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         "run it with KERAS_BACKEND unset (or =tensorflow); it reads runs "
         "trained under any backend."
     )
+    # Binaries that read no runs say what holds for them (before: the
+    # sentence above, under the converter and the op profiler too).
+    refused = testing_utils.run_main(
+        "tools.profile_inference", "--preset=resnet50"
+    )
+    assert refused.returncode == 2
+    assert "under KERAS_BACKEND=jax time the families with " in (refused.stderr)
+    checked = flags_core.checked_main(lambda argv: 0, tensorflow_only="X.")
+    with pytest.raises(ValueError, match=r"\(or =tensorflow\); X\.$"):
+        checked(["tools/convert_original_checkpoint.py"])
     result = testing_utils.run_binary(
         "tools.export_saved_model",
         f"--model_dir={tmp_path}",

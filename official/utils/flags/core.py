@@ -194,18 +194,22 @@ def _plain_flag_error(error):
     return f"{', '.join(names[:-1])} and {names[-1]} are required; see --help."
 
 
-def require_tensorflow_backend(binary):
+READS_ANY_RUN = "it reads runs trained under any backend."
+
+
+def require_tensorflow_backend(binary, why=READS_ANY_RUN):
     """Raises a one-line `ValueError` unless Keras runs on TensorFlow: a
     TensorFlow-only binary under an exported KERAS_BACKEND=jax (likely
-    after training under JAX) failed with a traceback."""
+    after training under JAX) failed with a traceback. `why`: the
+    sentence after the fix (what the binary's output is good for, or the
+    alternative under that backend)."""
     import keras
 
     backend = keras.config.backend()
     if backend != "tensorflow":
         raise ValueError(
             f"{binary} runs under TensorFlow, and KERAS_BACKEND={backend} "
-            "is set: run it with KERAS_BACKEND unset (or =tensorflow); it "
-            "reads runs trained under any backend."
+            f"is set: run it with KERAS_BACKEND unset (or =tensorflow); {why}"
         )
 
 
@@ -237,7 +241,8 @@ def checked_main(main, tensorflow_only=False):
     def checked(argv):
         if tensorflow_only:
             name = os.path.basename(argv[0]).removesuffix(".py")
-            require_tensorflow_backend(f"tools.{name}")
+            why = tensorflow_only if isinstance(tensorflow_only, str) else None
+            require_tensorflow_backend(f"tools.{name}", why or READS_ANY_RUN)
         check_no_urls(flags.FLAGS)
         with interrupts.sigterm_raises(""):
             return main(argv)
@@ -252,7 +257,8 @@ def run(main, argv=None, flag_names=None, tensorflow_only=False):
     asks for them, makes `--help` list the binary's flags (and exit 0),
     and prints expected errors as one line (`clean_errors`, with
     `flag_names`: {option: flag} where the flag is named otherwise). With
-    `tensorflow_only`, another Keras backend is such an error.
+    `tensorflow_only`, another Keras backend is such an error (a string:
+    its last sentence, `require_tensorflow_backend`'s `why`).
     """
     argv = sys.argv if argv is None else argv
     interrupts.install()
