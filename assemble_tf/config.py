@@ -429,6 +429,15 @@ class AugmentConfig(_Group):
     )
 
     def _check_together(self):
+        if self.mixup_mode != "mixup" and not self.mixup_type:
+            # Before: accepted, and CutMix silently never ran.
+            raise invalid(
+                "mixup_mode",
+                self.mixup_mode,
+                "mixes nothing with {mixup_type}=0 (the preset's or yours): "
+                "set {mixup_type}=1 (two batches) or 2 (halves)",
+                ["mixup_type"],
+            )
         if self.autoaugment and self.autoaugment != "none":
             from assemble_tf.augment.policies import POLICIES
 

@@ -74,6 +74,14 @@ def test_json_round_trip(tmp_path):
             "--batch_size=3 is invalid: --mixup_type=2 mixes the two halves "
             "of each batch: it must be even.",
         ),
+        (  # CutMix without a Mixup type: accepted, and it never ran
+            {"augment": {"mixup_mode": "cutmix"}},
+            re.escape(
+                "--mixup_mode='cutmix' is invalid: mixes nothing with "
+                "--mixup_type=0 (the preset's or yours): set --mixup_type=1 "
+                "(two batches) or 2 (halves)."
+            ),
+        ),
         (  # a head trained on a random frozen backbone, without a word
             {"train": {"freeze_backbone": True}},
             re.escape(
