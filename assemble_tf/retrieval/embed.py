@@ -98,6 +98,21 @@ def keras_embedder(model, preprocessing, layer=None, source=None):
     return Embedder(fn, preprocessing, layer, source or {})
 
 
+def _export_embedder(saved_model, preprocessing, layer):
+    """`saved_model_embedder`, refusing a `layer` (a SavedModel serves one
+    embedding; before, the option was ignored without a word)."""
+    if layer is not None:
+        raise OptionError(
+            "embedding_layer",
+            "{field} picks a layer of a Keras model; a SavedModel serves "
+            "one embedding, its feature_vector signature's (the embedding "
+            "head's, else the pooled features). Leave {field} out, or embed "
+            "with the training run ({model_dir}).",
+            ["embedding_layer", "model_dir"],
+        )
+    return saved_model_embedder(saved_model, preprocessing)
+
+
 def saved_model_embedder(path, preprocessing=None):
     """An `Embedder` from the `feature_vector` signature of our export.
 
@@ -198,16 +213,7 @@ def load_embedder(
             ["model_dir", "preset", "weights", "saved_model"],
         )
     if saved_model:
-        if layer is not None:  # before: ignored without a word
-            raise OptionError(
-                "embedding_layer",
-                "{field} picks a layer of a Keras model; a SavedModel "
-                "serves one embedding, its feature_vector signature's (the "
-                "embedding head's, else the pooled features). Leave "
-                "{field} out, or embed with the training run ({model_dir}).",
-                ["embedding_layer", "model_dir"],
-            )
-        return saved_model_embedder(saved_model, preprocessing)
+        return _export_embedder(saved_model, preprocessing, layer)
     overrides = config_lib.parse_model_overrides(model_overrides)
     if model_dir:
         loading.refuse_num_classes_with_run(model_dir, num_classes, overrides)
