@@ -537,6 +537,16 @@ class BestKeeper:
                 "prefix": os.path.join(self.dir, name),
             }
         )
+        self._keep_best()
+
+    def prune(self):
+        """Removes the kept checkpoints beyond `keep` (a rerun of a
+        finished run with a lower keep_best: before, `best/` kept them, as
+        only a new epoch pruned). keep 0 keeps what is there."""
+        if 0 < self.keep < len(self.entries):
+            self._keep_best()
+
+    def _keep_best(self):
         self.entries.sort(key=lambda e: (-e["top1"], e["epoch"]))
         for gone in self.entries[self.keep :]:
             for f in glob.glob(glob.escape(gone["prefix"]) + ".*"):

@@ -404,6 +404,8 @@ class Trainer:
         best = checkpoints.BestKeeper(
             self.config.model_dir, self.config.train.keep_best
         )
+        if backend.is_chief:
+            best.prune()
         # (A run stopped on SIGTERM in its last loop has run every step,
         # and its last epoch is still to evaluate and checkpoint.)
         while self.step < plan.total_steps or self._resume is not None:

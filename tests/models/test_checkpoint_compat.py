@@ -217,3 +217,30 @@ def test_a_checkpoint_named_inside_the_run_is_found_or_the_run_lists_its(
         f"--checkpoint=ckpt-1: no such checkpoint, in {tmp_path} or its "
         "checkpoints/ folder; the run has checkpoints/ckpt-3."
     )
+
+
+def test_a_lower_keep_best_prunes_the_kept_checkpoints_at_once(tmp_path):
+    """A finished run rerun with a lower keep_best: `best/` kept all of
+    them (only a new epoch pruned, and a finished run has none)."""
+    import json
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    keeper = checkpoints.BestKeeper(str(run), 3)
+    for epoch, top1 in ((1, 0.5), (2, 0.7), (3, 0.6)):
+        prefix = run / "checkpoints" / f"ckpt-{epoch}"
+        for suffix in (".index", ".data-00000-of-00001"):
+            (run / "checkpoints" / f"ckpt-{epoch}{suffix}").write_text("x")
+        keeper.offer(str(prefix), top1, epoch)
+    assert len(os.listdir(run / "best")) == 7  # 3 x 2 files + best.json
+    checkpoints.BestKeeper(str(run), 0).prune()  # 0: nothing is removed
+    assert len(os.listdir(run / "best")) == 7
+    lower = checkpoints.BestKeeper(str(run), 1)
+    lower.prune()
+    assert sorted(os.listdir(run / "best")) == [
+        "best.json",
+        "epoch0002.data-00000-of-00001",
+        "epoch0002.index",
+    ]
+    stored = json.load(open(run / "best" / "best.json"))
+    assert [(e["epoch"], e["prefix"]) for e in stored] == [(2, "epoch0002")]
