@@ -80,6 +80,9 @@ def summarize(preset, overrides):
     Returns:
         {preset, image_size, total_params, trainable_params,
         non_trainable_params, gmacs (4 significant digits)}.
+
+    Raises:
+        OptionError: an image size below 32 (names `image_size`).
     """
     from assemble_tf import presets
     from assemble_tf.models import (
@@ -87,9 +90,17 @@ def summarize(preset, overrides):
         count_macs,
         count_params,
     )
+    from official.utils.misc.validation import OptionError
 
     overrides = dict(overrides)
     overrides.setdefault("image_size", presets.get(preset).eval_image_size)
+    if overrides["image_size"] < 32:  # before: any size, e.g. 1 px counted
+        raise OptionError(
+            "image_size",
+            "{field}={value} must be at least 32 (the network's output "
+            "stride; the benchmarks' lowest size too).",
+            value=overrides["image_size"],
+        )
     model = build_model_to_count(preset, **overrides)
     total, trainable, non_trainable = count_params(model)
     return {

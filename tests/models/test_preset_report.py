@@ -31,6 +31,15 @@ def test_summarize_matches_torchvision_resnet50():
         pytest.approx(macs, rel=5e-4)
     )
     assert macs < 0.001
+    # 1 px was counted (0.0255 GMACs of maps below 1 x 1).
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as error:
+        preset_report.summarize("resnet50", {"image_size": 1})
+    assert error.value.as_flag() == (
+        "--image_size=1 must be at least 32 (the network's output stride; "
+        "the benchmarks' lowest size too)."
+    )
 
 
 def test_preset_table_writes_the_table_files(tmp_path):
