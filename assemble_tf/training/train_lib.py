@@ -25,6 +25,9 @@ RESUME_MAY_CHANGE = (
     ("train", "keep_checkpoints"),
     ("train", "keep_best"),
     ("train", "eval_batch_size"),
+    # Where this invocation stops: the schedules span `epochs` (a rerun
+    # with a larger or no max_steps continues the same run).
+    ("train", "max_steps"),
 )
 
 

@@ -224,8 +224,40 @@ class Trainer:
                 f"Resumed from {restored} (epoch {self.backend.epoch}, "
                 f"step {self.step})."
             )
+            self._reopen_cut_epoch()
             return True
         return False
+
+    def _reopen_cut_epoch(self):
+        """Continues the epoch `max_steps` cut short. That run ended with
+        the epoch's checkpoint (evaluated, in the history) at the step it
+        reached; a rerun with a larger or no `max_steps` trains the rest
+        of that epoch from there, as after a SIGTERM, and its record is
+        replaced at the epoch's end (before: the rerun was refused, and
+        the cut epoch counted as a whole one)."""
+        backend, plan = self.backend, self.plan
+        epoch = backend.epoch
+        done = self.step - (epoch - 1) * plan.steps_per_epoch
+        if not 0 < done < plan.steps_per_epoch or self.step >= plan.total_steps:
+            return
+        history = checkpoints.load_history(self.config.model_dir)
+        cut = next((r for r in history if r["epoch"] == epoch), {})
+        backend.set_epoch(epoch - 1)
+        self._resume = {
+            "epoch": epoch - 1,
+            "step": self.step,
+            "epoch_steps": plan.steps_per_epoch,
+            "epoch_steps_done": done,
+            "loss_sum": cut.get("train_loss", 0.0) * done,
+            "records_skipped": cut.get("train_records_skipped", 0),
+            "weight_decay_loss": cut.get("weight_decay_loss", 0.0),
+            "train_images_per_sec": cut.get("train_images_per_sec", 0.0),
+        }
+        self.log(
+            f"Epoch {epoch} ran {done} of its {plan.steps_per_epoch} steps "
+            f"before max_steps stopped it: training the other "
+            f"{plan.steps_per_epoch - done}."
+        )
 
     def _restore_preempted(self):
         """Restores the mid-epoch checkpoint that continues the restored
@@ -235,7 +267,9 @@ class Trainer:
         if found is None:
             return False
         prefix, progress = found
-        if progress["epoch"] < backend.epoch:  # an epoch checkpoint is newer
+        # An epoch checkpoint saved after it (at most as many steps: one
+        # that max_steps cut short may have fewer) makes it stale.
+        if progress["step"] <= self.step:
             checkpoints.clear_preempted(backend.checkpoint_dir)
             return False
         if progress["backend"] != backend.backend:
@@ -376,8 +410,12 @@ class Trainer:
             found = checkpoints.load_preempted(self.backend.checkpoint_dir)
         except ValueError:  # damaged: the rerun says so
             found = None
+        if found is None:
+            return latest, None
+        # Once prepared, a stale one is gone; before, a crash between an
+        # epoch's checkpoint and the clean-up may have left one.
         done = int(latest.rsplit("-", 1)[-1]) if latest else 0
-        if found is not None and found[1]["epoch"] >= done:
+        if self._prepared or found[1]["epoch"] >= done:
             return found[0], found[1]["step"]
         return latest, None
 

@@ -37,7 +37,7 @@ def _config(model_dir, preset="resnet50", train=None, **groups):
 
 @pytest.mark.slow  # trains
 def test_the_loss_is_read_once_per_loop(tmp_path, monkeypatch):
-    cfg = _config(tmp_path, train={"steps_per_loop": 3, "log_every": 2})
+    cfg = _config(tmp_path, train={**DETERMINISTIC, "log_every": 2})
     trainer = trainer_lib.Trainer(
         cfg, runtime.setup_runtime(cfg), log=lambda s: None
     )
@@ -59,7 +59,48 @@ def test_the_loss_is_read_once_per_loop(tmp_path, monkeypatch):
     assert trainer.step == 8
     assert [r["step"] for r in history] == [4, 8]
     assert all(np.isfinite(r["train_loss"]) for r in history)
+    weights = [np.asarray(v.value) for v in trainer.model.weights]
+    _continues_a_run_max_steps_cut(tmp_path.parent / "cut", weights)
     _resumes_of_a_damaged_run(tmp_path)
+
+
+DETERMINISTIC = {"steps_per_loop": 3, "deterministic": True, "seed": 3}
+
+
+def _continues_a_run_max_steps_cut(folder, whole):
+    """max_steps stops a run early, as the start of the same run: a rerun
+    with no max_steps trains the rest of the epoch it cut first, replaces
+    that epoch's record, and ends with the weights of `whole`, a run that
+    never stopped (before: the rerun was refused as another
+    configuration)."""
+    import json
+
+    from assemble_tf.training import train_lib
+
+    def run(**more):
+        cfg = _config(folder, train={**DETERMINISTIC, **more})
+        logged = []
+        trainer = trainer_lib.Trainer(
+            cfg, runtime.setup_runtime(cfg), log=logged.append
+        )
+        return cfg, trainer, trainer.train(), logged
+
+    cfg, trainer, history, _ = run(max_steps=6)
+    assert trainer.step == 6 and [r["step"] for r in history] == [4, 6]
+    cfg.to_json(str(folder / "config.json"))  # as tools.train writes it
+    rest = _config(folder, train=DETERMINISTIC)
+    assert train_lib.check_resume(rest) == ["train.max_steps: 6 -> None"]
+    _, trainer, history, logged = run()
+    assert logged[1] == (
+        "Epoch 2 ran 2 of its 4 steps before max_steps stopped it: "
+        "training the other 2."
+    )
+    assert trainer.step == 8 and [r["step"] for r in history] == [4, 8]
+    stored = json.loads((folder / "history.json").read_text())
+    assert [(r["epoch"], r["step"]) for r in stored] == [(1, 4), (2, 8)]
+    weights = [np.asarray(v.value) for v in trainer.model.weights]
+    for a, b in zip(whole, weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def _resumes_of_a_damaged_run(run):
@@ -72,7 +113,7 @@ def _resumes_of_a_damaged_run(run):
     import shutil
 
     def trainer(folder, **train):
-        cfg = _config(folder, train={"steps_per_loop": 3, **train})
+        cfg = _config(folder, train={**DETERMINISTIC, **train})
         logged = []
         out = trainer_lib.Trainer(
             cfg, runtime.setup_runtime(cfg), log=logged.append
