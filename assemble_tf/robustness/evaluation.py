@@ -305,19 +305,26 @@ def training_classes(data_config):
     return real, real == IMAGENET_CLASSES
 
 
-def background_class(data_config):
+def background_class(data_config, labels_file=None):
     """The model's background class, or None.
 
     A model trained with label_offset 0 on the builder's 1-based labels
     (the original's 1001-way heads) has a class 0 that no image has; the
     release's models have only the 1000 real classes, so ImageNet-P's flip
     rates and top-5 distance rank those (hendrycks/robustness
-    `ImageNet-P/test.py`). tfds / folder sources are 0-based: no background.
+    `ImageNet-P/test.py`). The stored labels are those `label_map` reads:
+    `labels_file`'s, else ImageNet's 1..1000. tfds / folder sources and
+    0-based TFRecord folders (e.g. `tools.make_demo_dataset`'s) have none
+    (before: every TFRecord run with label_offset 0 lost its real class 0).
     """
     d = data_config
-    if d.source or d.label_offset >= IMAGENET_LABEL_OFFSET:
+    if d.source:
         return None
-    return 0
+    if labels_file:
+        base = min(read_label_map(labels_file).values())
+    else:
+        base = IMAGENET_LABEL_OFFSET
+    return 0 if d.label_offset < base else None
 
 
 def make_predict_fn(model, k=5, background=None):

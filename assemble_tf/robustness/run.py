@@ -234,14 +234,19 @@ def load_model(options):
     return config, model, checkpoint or os.path.abspath(weights)
 
 
+def _labels_file(options, config):
+    """`options.labels_file`, else the run's labels.txt if there, or None."""
+    if options.labels_file is None and config.data.data_dir:
+        candidate = os.path.join(config.data.data_dir, "labels.txt")
+        return candidate if os.path.isfile(candidate) else None
+    return options.labels_file
+
+
 def label_map(options, config, wnids):
     """{class folder: model label} of the set's classes: by the labels
     file (`options.labels_file`, else the run's labels.txt), by the class
     names of the run's tfds / folder source, else by sorted wnids."""
-    labels_file = options.labels_file
-    if labels_file is None and config.data.data_dir:
-        candidate = os.path.join(config.data.data_dir, "labels.txt")
-        labels_file = candidate if os.path.isfile(candidate) else None
+    labels_file = _labels_file(options, config)
     if config.data.source and labels_file is None:
         from assemble_tf.runs import inputs
 
@@ -356,8 +361,12 @@ def _predict_set(ev, model, labels):
     # (caches of the earlier all-outputs ranking are not reused).
     background = None
     if o.kind == "p":
-        background = evaluation.background_class(ev.config.data)
+        background = evaluation.background_class(
+            ev.config.data, _labels_file(o, ev.config)
+        )
         sig = {"signature": sig, "ranking": "real classes"}
+        if background is None:  # not the caches that ranked without 0
+            sig["background"] = "none"
     predict = evaluation.make_predict_fn(model, background=background)
     with tqdm(
         total=len(_items(o.kind, ev.found)),

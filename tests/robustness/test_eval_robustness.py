@@ -628,13 +628,25 @@ def test_training_classes_tells_imagenet_models(tmp_path):
     ) == (1000, True)
 
 
-def test_background_class_of_the_original_1001_way_heads():
+def test_background_class_of_the_original_1001_way_heads(tmp_path):
     from assemble_tf import config as config_lib
 
     def data(**kw):
         return config_lib.DataConfig(**kw)
 
     assert evaluation.background_class(data(num_classes=1001)) == 0
+    # The stored labels of the labels file (the run's labels.txt or
+    # --labels_file) decide: 0-based records (tools.make_demo_dataset's)
+    # have a real class 0.
+    from assemble_tf.data import metadata
+
+    for base, offset, want in ((0, 0, None), (1, 0, 0), (1, 1, None)):
+        path = str(tmp_path / f"base{base}.txt")
+        metadata.write_labels(path, [(base + i, f"c{i}", "") for i in range(9)])
+        found = evaluation.background_class(
+            data(num_classes=9 + base - offset, label_offset=offset), path
+        )
+        assert found == want, (base, offset)
     assert (
         evaluation.background_class(data(num_classes=1000, label_offset=1))
         is None
