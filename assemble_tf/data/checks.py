@@ -12,12 +12,13 @@ The first records of each split are read (no image is decoded).
 
 import collections
 import dataclasses
+import functools
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from assemble_tf.data import schema
+from assemble_tf.data import metadata, schema
 from assemble_tf.data.input_pipeline import DataError, DataOptionError
 from official.utils.misc.validation import MissingPathError
 
@@ -51,16 +52,60 @@ def damaged_shard_error(path, read, error):
     """The one-line `ValueError` for a TFRecord file that stopped reading
     after `read` records with `error` (a cut-off file, or a record that is
     not a `tf.train.Example`), naming it and the fix."""
-    what = (
-        "is cut off or corrupt"
-        if isinstance(error, tf.errors.DataLossError)
-        else "holds a record that is not a tf.train.Example"
-    )
+    what = "holds a record that is not a tf.train.Example"
+    if isinstance(error, tf.errors.DataLossError):
+        what = "is cut off or corrupt"
+        # Read in batches, the count stopped at the last whole one.
+        read = max(read, _readable_records(path))
     return ValueError(
         f"{path} {what} (after {read:,} readable records). Rebuild it with "
         "`python -m tools.build_imagenet_tfrecords`, or leave it out of the "
         "input."
     )
+
+
+def _readable_records(path):
+    return read_through(path)[0]
+
+
+def read_through(path):
+    """(records of the TFRecord file `path` that read, the `DataLossError`
+    that stopped it or None)."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            count += 1
+    except tf.errors.DataLossError as e:
+        return count, e
+    return count, None
+
+
+def check_shard_sizes(files):
+    """Refuses TFRecord `files` whose size is not the one our builder wrote
+    (its `.build_state/`): a cut-off copy or download. The reader stops at
+    the cut, and a pipeline that skips what does not read lost the
+    records after it without a word (evaluate counted 14 images of 26).
+    Shards of other builders have no record to compare with. The sizes of
+    a folder are read once per process."""
+    for path in files:
+        folder, name = os.path.split(path)
+        expected = _built_sizes(folder).get(name)
+        if expected is None or "://" in path:
+            continue
+        size = os.path.getsize(path)
+        if size != expected:
+            raise DataError(
+                f"{path} has {size:,} bytes and the build wrote {expected:,} "
+                f"({folder}/{metadata.STATE_DIR}/): it is cut off or was "
+                "changed since. Copy it again, or rebuild it with `python -m "
+                "tools.build_imagenet_tfrecords` (the rerun rewrites that "
+                "shard)."
+            )
+
+
+@functools.lru_cache(maxsize=64)
+def _built_sizes(folder):
+    return metadata.built_shard_sizes(folder)
 
 
 def _is_image(data):
@@ -111,6 +156,7 @@ def sample_records(pattern, limit=SAMPLE_RECORDS):
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise no_records_error(pattern)
+    check_shard_sizes(files)
     spec = {
         schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
         schema.LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),

@@ -317,12 +317,13 @@ def looks_like_jpeg(image_bytes):
 
 
 def _file_dataset(config, input_context):
+    from assemble_tf.data import checks
+
     files = tf.io.gfile.glob(config.file_pattern)
     if not files:
-        from assemble_tf.data import checks
-
         raise checks.no_records_error(config.file_pattern, others=())
     files = sorted(files)
+    checks.check_shard_sizes(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) < input_context.num_input_pipelines:

@@ -18,6 +18,9 @@ from official.utils.misc import file_utils
 
 SUMMARY = "summary.json"
 LABELS = "labels.txt"
+# One JSON per finished shard (assemble_tf.data.builder.shards): its file
+# name and size, among others.
+STATE_DIR = ".build_state"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,3 +105,21 @@ def split_images(data_dir, split):
     if split in splits and "images" in splits[split]:
         return int(splits[split]["images"])
     return None
+
+
+def built_shard_sizes(folder):
+    """{shard file name: bytes} as the builder wrote the shards of `folder`
+    (its `.build_state/`), or {} for a folder of another builder's."""
+    import glob
+
+    sizes = {}
+    for path in glob.glob(os.path.join(folder, STATE_DIR, "*.json")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                state = json.load(f)
+            name, size = state.get("file"), state.get("bytes")
+        except (OSError, ValueError, AttributeError):
+            continue  # the builder's rerun redoes such a shard
+        if isinstance(name, str) and isinstance(size, int):
+            sizes[name] = size
+    return sizes

@@ -180,6 +180,12 @@ def run_evaluation(evaluator, config, progress=True):
         dataset = evaluator.dataset(input_config, stats)
         result = evaluator.evaluate(dataset, bar, stats)
     skipped = result["skipped"]
+    short = inputs.validation_shortfall(config, result["count"] + skipped)
+    if short is not None:
+        message, cut_off = short
+        if cut_off:
+            raise input_pipeline.DataError(message)
+        print(f"WARNING: {message}", file=sys.stderr)
     if skipped:
         print(
             f"WARNING: {skipped:,} of {skipped + result['count']:,} "

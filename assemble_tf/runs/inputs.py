@@ -26,6 +26,48 @@ def count_examples(data_dir, split, pattern):
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
 
 
+def validation_shortfall(config, read):
+    """Compares the records an evaluation read (`read`, skipped ones
+    included) with the validation images of the data's summary.json.
+
+    The reader stops at the cut of a cut-off shard without an error that
+    a pipeline skipping bad records could count (evaluate reported 14 of
+    26 images as the whole split), and a removed shard leaves no trace.
+    The shards are read through only when fewer records came.
+
+    Returns:
+        None, or (message, whether a shard is cut off: the message names
+        it), for the default `validation_pattern` only.
+    """
+    from assemble_tf.data import checks
+
+    d = config.data
+    default = config_lib.DataConfig().validation_pattern
+    if d.source or d.synthetic or d.validation_pattern != default:
+        return None
+    listed = metadata.split_images(d.data_dir, "validation")
+    if listed is None or read >= listed:
+        return None
+    summary = os.path.join(d.data_dir, metadata.SUMMARY)
+    pattern = os.path.join(d.data_dir, d.validation_pattern)
+    for path in sorted(tf.io.gfile.glob(pattern)):
+        count, error = checks.read_through(path)
+        if error is not None:
+            return (
+                f"{path} is cut off or corrupt (after {count:,} readable "
+                f"records): the evaluation read {read:,} of the {listed:,} "
+                f"validation images {summary} lists. Copy it again, or "
+                "rebuild it with `python -m tools.build_imagenet_tfrecords`.",
+                True,
+            )
+    return (
+        f"the validation shards ({pattern}) hold {read:,} records and "
+        f"{summary} lists {listed:,} images (shards missing?): the metrics "
+        f"count the {read:,}.",
+        False,
+    )
+
+
 def make_augmenter(augment, seed=0):
     """AutoAugment / RandAugment from the config (seeded: the pipeline
     passes per-image stateless seeds, and op determinism forbids unseeded

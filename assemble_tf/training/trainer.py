@@ -136,6 +136,7 @@ class Trainer:
             )
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
+        self._validation_counted = False
         self._resume = None  # a mid-epoch checkpoint's progress
 
     # What the tools and tests read -----------------------------------------
@@ -610,6 +611,7 @@ class Trainer:
         if (epoch + 1) % max(1, round(t.eval_every_epochs)) == 0 or last:
             if not self.config.data.synthetic:
                 metrics = self.evaluate()
+                self._check_validation_count(metrics)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
         writer.scalars(
             self.step, {k: v for k, v in record.items() if isinstance(v, float)}
@@ -627,6 +629,19 @@ class Trainer:
             if "val_top1" in record and backend.is_chief:
                 best.offer(path, record["val_top1"], epoch + 1)
         self.log(_format_record(record))
+
+    def _check_validation_count(self, metrics):
+        """Warns once where the validation split read fewer records than
+        its summary.json lists (a cut-off or missing shard)."""
+        if self._validation_counted:
+            return
+        self._validation_counted = True
+        from assemble_tf.runs import inputs
+
+        read = metrics.get("count", 0) + metrics.get("skipped", 0)
+        short = inputs.validation_shortfall(self.config, read)
+        if short is not None:
+            self.log(f"WARNING: {short[0]}")
 
     def _stop_on_sigterm(self, state):
         """Saves the mid-epoch checkpoint of `state`; returns the

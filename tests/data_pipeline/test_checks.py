@@ -110,6 +110,112 @@ def test_records_that_are_not_examples_and_cut_off_shards(tmp_path):
     train.write_bytes(data[:-10])
     with pytest.raises(ValueError) as error:
         checks.check_training_data(_config(tmp_path, 3))
+    # Read in batches of 256, it said "after 0" of the 4 before the cut.
     assert str(error.value).startswith(
-        f"{train} is cut off or corrupt (after 0 readable records)."
+        f"{train} is cut off or corrupt (after 4 readable records)."
     )
+
+
+def test_a_shard_cut_after_the_build_is_refused_by_its_size(tmp_path):
+    """The builder records each shard's size (.build_state/): a shard cut
+    off since (a partial copy) is refused by the up-front check and by
+    every pipeline, where the reader stopped at the cut and the records
+    after it were lost without a word (tools.evaluate counted 14 of 26)."""
+    import json
+
+    from assemble_tf.data import input_pipeline, metadata
+
+    _write(tmp_path, [0, 1, 2, 1])
+    shard = tmp_path / "validation-00000-of-00001"
+    size = shard.stat().st_size
+    (tmp_path / metadata.STATE_DIR).mkdir()
+    (
+        tmp_path / metadata.STATE_DIR / "validation-00003-of-00009.json"
+    ).write_text(json.dumps({"file": shard.name, "bytes": size, "images": 4}))
+    checks.check_training_data(_config(tmp_path, 3))
+    shard.write_bytes(shard.read_bytes()[: size - 10])
+    want = (
+        f"{shard} has {size - 10:,} bytes and the build wrote {size:,} "
+        f"({tmp_path}/.build_state/): it is cut off or was changed since. "
+        "Copy it again, or rebuild it with `python -m "
+        "tools.build_imagenet_tfrecords` (the rerun rewrites that shard)."
+    )
+    with pytest.raises(DataError) as error:
+        checks.check_training_data(_config(tmp_path, 3))
+    assert str(error.value) == want
+    config = input_pipeline.InputConfig(
+        file_pattern=str(tmp_path / "validation-*"),
+        is_training=False,
+        batch_size=2,
+        num_classes=3,
+        preprocessing_type="imagenet_32",
+    )
+    with pytest.raises(DataError) as error:
+        input_pipeline.build_dataset(config)
+    assert str(error.value) == want
+
+
+def test_an_evaluation_short_of_the_listed_images_names_the_cut_shard(
+    tmp_path, capsys
+):
+    """Without the build's state (a copy of the visible files), a cut-off
+    validation shard is found by the count: an evaluation that read fewer
+    records than summary.json lists reads the shards through and names the
+    cut one (tools.evaluate refuses); fewer records without a damaged shard
+    (one removed) is a warning."""
+    import json
+
+    from assemble_tf.evaluation import run as eval_run
+    from assemble_tf.runs import inputs
+
+    _write(tmp_path, [0, 1, 2, 1])
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"splits": {"validation": {"images": 4}}}))
+    config = _config(tmp_path, 3)
+    assert inputs.validation_shortfall(config, 4) is None
+    shard = tmp_path / "validation-00000-of-00001"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    message, cut_off = inputs.validation_shortfall(config, 3)
+    assert cut_off and message == (
+        f"{shard} is cut off or corrupt (after 3 readable records): the "
+        f"evaluation read 3 of the 4 validation images {summary} lists. "
+        "Copy it again, or rebuild it with `python -m "
+        "tools.build_imagenet_tfrecords`."
+    )
+
+    class Fake:  # an Evaluator that read the 3 records before the cut
+        def dataset(self, input_config, stats):
+            return None
+
+        def evaluate(self, dataset, bar, stats):
+            return {"count": 3, "skipped": 0}
+
+    with pytest.raises(DataError) as error:
+        eval_run.run_evaluation(Fake(), config, progress=False)
+    assert str(error.value) == message
+    shard.unlink()
+    testing_utils.write_records(tmp_path / "validation-00001-of-00002", [])
+    assert eval_run.run_evaluation(Fake(), config, progress=False)
+    assert capsys.readouterr().err == (
+        f"WARNING: the validation shards ({tmp_path}/validation-*) hold 3 "
+        f"records and {summary} lists 4 images (shards missing?): the "
+        "metrics count the 3.\n"
+    )
+    # Training's evaluation warns once per run (it does not stop a run).
+    import types
+
+    from assemble_tf.training import trainer as trainer_lib
+
+    logged = []
+    trainer = types.SimpleNamespace(
+        config=config, log=logged.append, _validation_counted=False
+    )
+    for _ in range(2):
+        trainer_lib.Trainer._check_validation_count(
+            trainer, {"count": 2, "skipped": 1}
+        )
+    assert logged == [
+        f"WARNING: the validation shards ({tmp_path}/validation-*) hold 3 "
+        f"records and {summary} lists 4 images (shards missing?): the "
+        "metrics count the 3."
+    ]
