@@ -813,11 +813,50 @@ def make_config(model_dir, preset, overrides=None):
             **groups,
         }
     )
+    config = absolute_paths(config)
     validate(config)
     refuse_ignored_options(config)
     if config.data.source and not config.data.synthetic:
         return _read_source(config, set(given))
     return _read_data(config, "num_classes" in given)
+
+
+def absolute_paths(config):
+    """`config` with its local data and warm-start paths made absolute.
+
+    config.json keeps them as they are now: a run trained with
+    `--data_dir=data/digits` is evaluated, exported and resumed from any
+    folder (before: relative to whichever folder the tool ran in, so
+    `tools.evaluate` found no records from another one). URLs (gs://...)
+    and tfds names stay as they are.
+    """
+
+    def absolute(path):
+        if not path or "://" in path:
+            return path
+        return os.path.abspath(os.path.expanduser(path))
+
+    def folder(source):  # `data.sources.is_folder`, TensorFlow only if needed
+        if source.startswith(("/", ".", "~")):
+            return True
+        if not os.path.isdir(os.path.expanduser(source)):
+            return False
+        from assemble_tf.data import sources
+
+        return sources.is_folder(source)
+
+    d, t = config.data, config.train
+    source = d.source
+    if source and "://" not in source and folder(source):
+        source = absolute(source)
+    data = dataclasses.replace(
+        d,
+        data_dir=absolute(d.data_dir),
+        tfds_data_dir=absolute(d.tfds_data_dir),
+        source=source,
+    )
+    train = dataclasses.replace(t, warm_start=absolute(t.warm_start))
+    return dataclasses.replace(config, data=data, train=train)
 
 
 def _read_source(config, given):

@@ -65,7 +65,9 @@ def check_resume(config):
             path=config.model_dir,
             name=os.path.basename(found),
         )
-    old = config_lib.ExperimentConfig.from_json(path)
+    # Runs written before config.json kept absolute paths: theirs as seen
+    # from here (a rerun of the same command).
+    old = config_lib.absolute_paths(config_lib.ExperimentConfig.from_json(path))
     # Options the run's other options ignored (an earlier version stored
     # them) are not a difference.
     a = config_lib.without_ignored_options(old).to_dict()

@@ -1,6 +1,8 @@
 """Experiment config: preset recipes, explicit overrides, validation."""
 
+import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -480,6 +482,52 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
         )
     ):
         train_lib.check_resume(base)
+
+
+def test_local_data_paths_are_stored_absolute(tmp_path, monkeypatch):
+    """A run trained with a relative --data_dir / --source / --warm_start
+    stores where they are (before: config.json kept "data/digits", and
+    tools.evaluate from another folder found no records); URLs and tfds
+    names stay; a run whose config.json kept a relative path resumes from
+    the folder it was started in."""
+    from assemble_tf.training import train_lib
+
+    (tmp_path / "data" / "digits").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    def make(data, train=None):
+        return config_lib.make_config(
+            "run",
+            "resnet50",
+            {
+                # Both given: the source is not opened.
+                "data": {"num_classes": 10, "validation_split": "t", **data},
+                "train": {"kd_temperature": 0.0, **(train or {})},
+            },
+        )
+
+    config = make({"data_dir": "data/digits"}, {"warm_start": "../w.h5"})
+    assert config.data.data_dir == str(tmp_path / "data" / "digits")
+    assert config.train.warm_start == str(tmp_path.parent / "w.h5")
+    folder = make({"source": "./data", "tfds_data_dir": "~/tfds"})
+    assert folder.data.source == str(tmp_path / "data")
+    assert folder.data.tfds_data_dir == os.path.expanduser("~/tfds")
+    assert make({"source": "oxford_flowers102"}).data.source == (
+        "oxford_flowers102"
+    )
+    url = dataclasses.replace(config.data, data_dir="gs://bucket/digits")
+    url = config_lib.absolute_paths(dataclasses.replace(config, data=url))
+    assert url.data.data_dir == "gs://bucket/digits"
+    # config.json of a run started before, with the relative path.
+    config = make({"data_dir": "data/digits"})
+    config.to_json("run/config.json")
+    text = (tmp_path / "run" / "config.json").read_text()
+    text = text.replace(str(tmp_path / "data" / "digits"), "data/digits")
+    (tmp_path / "run" / "config.json").write_text(text)
+    (tmp_path / "run" / "checkpoints").mkdir()
+    for suffix in (".state.npz", ".weights.h5"):
+        (tmp_path / "run" / "checkpoints" / f"ckpt-1{suffix}").write_bytes(b"")
+    assert train_lib.check_resume(config) == []
 
 
 def test_big_little_models_take_multiples_of_32_px(tmp_path):
