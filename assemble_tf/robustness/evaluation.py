@@ -212,7 +212,11 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
 
     With `labels_file` (the training set's labels.txt or a synsets list) the
     stored labels come from it. Without it, the set must hold every class
-    (the official releases do) and they follow the sorted wnids.
+    (the official releases do) and they follow the sorted wnids: 1-based
+    as ImageNet's, or, where the set has as many classes as the model
+    has outputs, the model's labels themselves (a 0-based set, e.g. one
+    made from `tools.make_demo_dataset`'s records; before: refused as
+    "10 classes but the model expects 9").
     """
     wnids = sorted(set(wnids))
     if labels_file:
@@ -224,6 +228,8 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
                 f"{labels_file}, e.g. {missing[:3]}."
             )
         stored = {w: mapping[w] for w in wnids}
+    elif len(wnids) == num_classes:
+        stored = {w: i + label_offset for i, w in enumerate(wnids)}
     else:
         expected = num_classes - (IMAGENET_LABEL_OFFSET - label_offset)
         if len(wnids) != expected:
@@ -305,23 +311,27 @@ def training_classes(data_config):
     return real, real == IMAGENET_CLASSES
 
 
-def background_class(data_config, labels_file=None):
+def background_class(data_config, labels_file=None, labels=None):
     """The model's background class, or None.
 
     A model trained with label_offset 0 on the builder's 1-based labels
     (the original's 1001-way heads) has a class 0 that no image has; the
     release's models have only the 1000 real classes, so ImageNet-P's flip
     rates and top-5 distance rank those (hendrycks/robustness
-    `ImageNet-P/test.py`). The stored labels are those `label_map` reads:
-    `labels_file`'s, else ImageNet's 1..1000. tfds / folder sources and
-    0-based TFRecord folders (e.g. `tools.make_demo_dataset`'s) have none
-    (before: every TFRecord run with label_offset 0 lost its real class 0).
+    `ImageNet-P/test.py`). The stored labels are those `label_map` read:
+    `labels_file`'s, else (the set holds every class) a background where
+    no class of `labels` (its {class folder: model label}) is 0. tfds /
+    folder sources and 0-based TFRecord folders (e.g.
+    `tools.make_demo_dataset`'s) have none (before: every TFRecord run
+    with label_offset 0 lost its real class 0).
     """
     d = data_config
     if d.source:
         return None
     if labels_file:
         base = min(read_label_map(labels_file).values())
+    elif labels is not None:
+        return None if 0 in labels.values() else 0
     else:
         base = IMAGENET_LABEL_OFFSET
     return 0 if d.label_offset < base else None

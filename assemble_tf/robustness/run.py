@@ -362,7 +362,7 @@ def _predict_set(ev, model, labels):
     background = None
     if o.kind == "p":
         background = evaluation.background_class(
-            ev.config.data, _labels_file(o, ev.config)
+            ev.config.data, _labels_file(o, ev.config), labels
         )
         sig = {"signature": sig, "ranking": "real classes"}
         if background is None:  # not the caches that ranked without 0

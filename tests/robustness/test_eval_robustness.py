@@ -135,6 +135,17 @@ def test_label_map(tmp_path):
         "n00000002": 1,
         "n00000003": 2,
     }
+    # As many classes as outputs: a 0-based set (a demo set made from
+    # tools.make_demo_dataset's records; before: "3 classes but the model
+    # expects 2"), with no background for ImageNet-P's ranking.
+    zero_based = evaluation.label_map(WNIDS, 3, 0)
+    assert zero_based == {"n00000001": 0, "n00000002": 1, "n00000003": 2}
+    from assemble_tf import config as config_lib
+
+    data = config_lib.DataConfig(num_classes=3)
+    assert evaluation.background_class(data, None, zero_based) is None
+    one_based = evaluation.label_map(WNIDS, 4, 0)
+    assert evaluation.background_class(data, None, one_based) == 0
     with pytest.raises(ValueError, match="labels_file"):
         evaluation.label_map(WNIDS[:2], 4, 0)
     labels = tmp_path / "labels.txt"
