@@ -10,6 +10,7 @@ exactly that backbone and those regularizers.
 
 import dataclasses
 import json
+import os
 import re
 
 import numpy as np
@@ -430,6 +431,10 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
     (root / "train" / "cat" / "deeper").mkdir()
     (root / "train" / "cat" / "deeper" / "2.jpg").write_bytes(jpeg)
     (root / "train" / "cat" / ".DS_Store").write_bytes(b"")
+    # A broken link (its read failed uncounted: retrieval's labels came
+    # out one short) and a named pipe (its read never returned).
+    (root / "train" / "dog" / "gone.jpg").symlink_to(tmp_path / "missing")
+    os.mkfifo(root / "train" / "dog" / "pipe.jpg")
     (root / "val" / "owl").mkdir()  # a class without images
     values = flags.FlagValues()
     finetune_flags.define_finetune_flags(values)
@@ -447,12 +452,23 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
     # Before: left out without a word on the console.
     assert result.warnings[-2:] == (
         f"{root}: left out the files that are not .jpg/.jpeg/.png images "
-        "in a class folder <split>/<class>/ (3: train/loose.jpg (outside a "
-        "class folder), train/cat/1.webp, train/cat/deeper/ (a subfolder)); "
-        "convert or move them to use them.",
+        "in a class folder <split>/<class>/ (5: train/loose.jpg (outside a "
+        "class folder), train/cat/1.webp, train/cat/deeper/ (a subfolder), "
+        "...); convert or move them to use them.",
         f"{root}: class folders without images, still counted as classes: owl.",
     )
     assert result.config.data.num_classes == 3
+    from assemble_tf.data.sources import folder
+
+    assert folder._ignored_files(str(root))[-2:] == (
+        "train/dog/gone.jpg (a broken link, or not a file)",
+        "train/dog/pipe.jpg (a broken link, or not a file)",
+    )
+    assert folder._list_images(str(root / "train" / "dog")) == [
+        str(root / "train" / "dog" / "0.jpg")
+    ]
+    for name in ("gone.jpg", "pipe.jpg"):  # copytree below copies neither
+        (root / "train" / "dog" / name).unlink()
     # --dry_run says what the run uses (before: 'validation' and the train
     # split's 2 classes).
     config, _, _ = _resolve("--preset=resnet50", f"--source={root}")

@@ -18,8 +18,17 @@ def _list_images(folder):
         os.path.join(folder, f)
         for f in tf.io.gfile.listdir(folder)
         if f.lower().endswith(_IMAGE_EXTENSIONS)
-        and not tf.io.gfile.isdir(os.path.join(folder, f))
+        and _readable_file(os.path.join(folder, f))
     )
+
+
+def _readable_file(path):
+    """A file to read: locally a regular file (not a broken link, whose
+    read failed uncounted and misaligned retrieval's labels, nor a named
+    pipe, whose read never returned), else not a folder."""
+    if "://" in path:
+        return not tf.io.gfile.isdir(path)
+    return os.path.isfile(path)
 
 
 def _ignored_files(root):
@@ -42,10 +51,15 @@ def _ignored_files(root):
                 f = f.rstrip("/")
                 if f.startswith("."):
                     continue
-                if tf.io.gfile.isdir(os.path.join(folder, f)):
+                path = os.path.join(folder, f)
+                if tf.io.gfile.isdir(path):
                     ignored.append(f"{split}/{cls}/{f}/ (a subfolder)")
                 elif not f.lower().endswith(_IMAGE_EXTENSIONS):
                     ignored.append(f"{split}/{cls}/{f}")
+                elif not _readable_file(path):
+                    ignored.append(
+                        f"{split}/{cls}/{f} (a broken link, or not a file)"
+                    )
     return tuple(ignored)
 
 
