@@ -42,11 +42,18 @@ class DatasetInfo:
         return self.label_base + self.num_classes - label_offset
 
 
+class LabelsFileError(ValueError):
+    """A labels.txt of our format whose classes contradict each other."""
+
+
 def read_labels(path):
     """[(stored label, wnid, text)] of a builder's labels.txt.
 
     Raises:
         ValueError: a line is not `label<TAB>wnid<TAB>text`; names the line.
+        LabelsFileError: a label or class listed twice, or labels with a
+            gap (a hand edit: before, trusted, and a duplicate named the
+            wrong class or a missing line made a class "unused_3").
     """
     rows = []
     with file_utils.open_text(path) as f:
@@ -61,7 +68,32 @@ def read_labels(path):
                 )
             text = parts[2] if len(parts) > 2 else ""
             rows.append((int(parts[0]), parts[1].strip(), text))
+    _check_rows(path, rows)
     return rows
+
+
+def _check_rows(path, rows):
+    fix = (
+        "Restore it from the build (tools.build_imagenet_tfrecords writes "
+        "one line per class, labels in a row)."
+    )
+    for index in (0, 1):
+        seen = {}
+        for number, row in enumerate(rows, 1):
+            if row[index] in seen and row[index] != "":  # "": unnamed
+                what = "label" if index == 0 else "class"
+                raise LabelsFileError(
+                    f"{path} lists {what} {row[index]!r} twice (entries "
+                    f"{seen[row[index]]} and {number}). {fix}"
+                )
+            seen[row[index]] = number
+    labels = sorted(r[0] for r in rows)
+    if labels and labels[-1] - labels[0] + 1 != len(labels):
+        missing = sorted(set(range(labels[0], labels[-1] + 1)) - set(labels))
+        raise LabelsFileError(
+            f"{path} lists labels {labels[0]}..{labels[-1]} without "
+            f"{', '.join(map(str, missing[:5]))}. {fix}"
+        )
 
 
 def write_labels(path, rows):
@@ -81,11 +113,20 @@ def dataset_info(data_dir):
     if file_utils.isfile(summary):
         with file_utils.open_text(summary) as f:
             values = json.load(f)
+        labels = os.path.join(data_dir, LABELS)
         if "num_classes" in values:
+            count = int(values["num_classes"])
+            listed = (
+                len(read_labels(labels)) if file_utils.isfile(labels) else 0
+            )
+            if listed and listed != count:
+                raise LabelsFileError(
+                    f"{labels} lists {listed} classes and {summary} "
+                    f"{count}: one of them was edited. Restore it from the "
+                    "build (tools.build_imagenet_tfrecords writes both)."
+                )
             return DatasetInfo(
-                int(values["num_classes"]),
-                int(values.get("label_offset", 0)),
-                summary,
+                count, int(values.get("label_offset", 0)), summary
             )
     labels = os.path.join(data_dir, LABELS)
     if file_utils.isfile(labels):

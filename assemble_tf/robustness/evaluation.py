@@ -188,6 +188,8 @@ def read_label_map(path):
         )
     try:
         mapping = {wnid: label for label, wnid, _ in metadata.read_labels(path)}
+    except metadata.LabelsFileError:
+        raise
     except ValueError:  # not labels.txt: a synsets list
         with open(path, encoding="utf-8-sig") as f:
             lines = [line.split()[0] for line in f if line.strip()]

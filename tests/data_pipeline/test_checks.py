@@ -219,3 +219,45 @@ def test_an_evaluation_short_of_the_listed_images_names_the_cut_shard(
         f"records and {summary} lists 4 images (shards missing?): the "
         "metrics count the 3."
     ]
+
+
+def test_a_hand_edited_labels_file_is_refused_naming_it(tmp_path):
+    """labels.txt names each logit (class_names.txt, the export, teacher
+    logits): a label or class listed twice, or a line removed, were
+    trusted (a duplicate named the wrong class; a gap made a class
+    "unused_3")."""
+    from assemble_tf.data import metadata
+    from assemble_tf.robustness import evaluation
+
+    path = tmp_path / "labels.txt"
+    fix = (
+        "Restore it from the build (tools.build_imagenet_tfrecords writes "
+        "one line per class, labels in a row)."
+    )
+    for text, problem in (
+        ("0\tcat\t\n1\tdog\t\n1\towl\t\n", "label 1 twice (entries 2 and 3)"),
+        (
+            "0\tcat\t\n1\tdog\t\n2\tcat\t\n",
+            "class 'cat' twice (entries 1 and 3)",
+        ),
+        ("1\ta\t\n2\tb\t\n4\td\t\n7\tg\t\n", "labels 1..7 without 3, 5, 6"),
+    ):
+        path.write_text(text)
+        with pytest.raises(metadata.LabelsFileError) as error:
+            metadata.read_labels(str(path))
+        assert str(error.value) == f"{path} lists {problem}. {fix}"
+        # Not taken for a synsets list by eval_robustness either.
+        with pytest.raises(metadata.LabelsFileError):
+            evaluation.read_label_map(str(path))
+    path.write_text("0\tcat\t\n1\t\t\n2\t\t\n")  # unnamed classes: fine
+    assert len(metadata.read_labels(str(path))) == 3
+    # A line removed at the end: the count of summary.json disagrees.
+    path.write_text("0\tcat\t\n1\tdog\t\n")
+    (tmp_path / "summary.json").write_text('{"num_classes": 3}')
+    with pytest.raises(metadata.LabelsFileError) as error:
+        metadata.dataset_info(str(tmp_path))
+    assert str(error.value) == (
+        f"{path} lists 2 classes and {tmp_path / 'summary.json'} 3: one of "
+        "them was edited. Restore it from the build "
+        "(tools.build_imagenet_tfrecords writes both)."
+    )
