@@ -112,6 +112,17 @@ def _jax_runtime(config):
             "set JAX_PLATFORMS=cpu to train on the CPU and leave {field} "
             "out.",
         )
+    if rt.num_gpus and devices[0].platform == "cpu":
+        # Before: counted the CPU devices and trained on them in silence
+        # (a GPU machine whose jax is the pinned CPU build).
+        raise OptionError(
+            "num_gpus",
+            "{field}={value} asks for GPUs and JAX sees none (the CPU "
+            "build of jax, or no visible GPU): install the CUDA build "
+            '(pip install "jax[cuda13]", docs/training.md), or leave '
+            "{field} out to train on the CPU.",
+            value=rt.num_gpus,
+        )
     if rt.num_gpus is not None and rt.num_gpus > len(devices):
         raise OptionError(
             "num_gpus",
@@ -133,8 +144,9 @@ def _jax_runtime(config):
         raise OptionError(
             "batch_size",
             "{field}={batch} is not divisible by the {count} devices of "
-            "{distribution_strategy}=mirrored.",
-            ["distribution_strategy"],
+            "{distribution_strategy}=mirrored: use a multiple of {count}, "
+            "or fewer devices ({num_gpus}).",
+            ["distribution_strategy", "num_gpus"],
             batch=batch,
             count=len(devices),
         )

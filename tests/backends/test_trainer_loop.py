@@ -322,6 +322,34 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         "JAX_PLATFORMS=cpu to train on the CPU and leave --num_gpus out."
     ) in result.stderr
     assert "Traceback" not in result.stderr
+    # --num_gpus with no GPU: JAX counted the CPU devices and trained on
+    # them without a word (a GPU machine with the CPU build of jax).
+    with pytest.raises(OptionError) as error:
+        runtime.setup_runtime(
+            _config(
+                tmp_path / "gpus",
+                runtime={"distribution_strategy": "mirrored", "num_gpus": 1},
+            )
+        )
+    assert error.value.as_flag() == (
+        "--num_gpus=1 asks for GPUs and JAX sees none (the CPU build of jax, "
+        'or no visible GPU): install the CUDA build (pip install "jax[cuda13]"'
+        ", docs/training.md), or leave --num_gpus out to train on the CPU."
+    )
+    if _jax_devices() >= 2:  # a batch the devices cannot split: the fix
+        with pytest.raises(OptionError) as error:
+            runtime.setup_runtime(
+                _config(
+                    tmp_path / "odd",
+                    train={"batch_size": 15},
+                    runtime={"distribution_strategy": "mirrored"},
+                )
+            )
+        assert error.value.as_flag() == (
+            f"--batch_size=15 is not divisible by the {_jax_devices()} "
+            "devices of --distribution_strategy=mirrored: use a multiple of "
+            f"{_jax_devices()}, or fewer devices (--num_gpus)."
+        )
     # A TensorFlow-only binary under KERAS_BACKEND=jax (still exported
     # after training under JAX): one line, not a traceback.
     from official.utils.flags import core as flags_core
