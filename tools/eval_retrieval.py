@@ -6,7 +6,8 @@ r"""Image-retrieval recall@k of a model on a tfds set or an image folder.
         --weights=a50.weights.h5 --source=cars196 --class_split=test \
         --similarity=cosine --ks=1,2,4,8 --output_dir=/evals/a50_cars
     python -m tools.eval_retrieval --saved_model=/serving/a50/1 \
-        --source=/data/my_products --split=test --save_embeddings
+        --source=/data/my_products --split=test --save_embeddings \
+        --output_dir=/evals/products
 
 Zero-shot retrieval as in Lee et al. 2020 (arXiv 2001.06268) and
 clovaai/assembled-cnn `metric/recall_metric.py`: embed every

@@ -52,7 +52,8 @@ def define_flags():
     flags.DEFINE_string(
         "output_dir",
         None,
-        "Where eval.json and reliability.png go (default: model_dir).",
+        "Where eval.json and reliability.png go (default: model_dir; with "
+        "--weights, <weights folder>/eval/<weights name>).",
     )
 
 

@@ -58,7 +58,7 @@ class EvaluateOptions(loading.ModelSource):
         precision: "float32", "bfloat16" (also evaluates float32 and
             reports the agreement) or None (the run's mixed precision).
         output_dir: where eval.json and reliability.png go (default the
-            config's model_dir: the run, or the folder of `weights`).
+            run, or <weights folder>/eval/<weights name>).
         progress: show a progress bar (on stderr).
     """
 
@@ -297,5 +297,21 @@ def evaluate_model(options):
     loaded = load_model(options)
     evaluator = make_evaluator(loaded, options.precision)
     result = run_evaluation(evaluator, loaded.config, options.progress)
-    out_dir = options.output_dir or loaded.config.model_dir
-    return write_outputs(result, loaded, options.precision, out_dir)
+    return write_outputs(
+        result, loaded, options.precision, output_dir(options, loaded)
+    )
+
+
+def output_dir(options, loaded):
+    """`options.output_dir`, else the run's folder, else (a preset with a
+    weights file) <weights folder>/eval/<weights name>, as the robustness
+    and retrieval tools (before: the weights' folder itself, often the
+    folder the tool ran in, where a second weights file's report replaced
+    the first's)."""
+    from assemble_tf.runs import loading
+
+    if options.output_dir:
+        return options.output_dir
+    if options.model_dir or not loaded.weights:
+        return loaded.config.model_dir
+    return loading.weights_results_dir(loaded.weights, "eval")

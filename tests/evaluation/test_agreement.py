@@ -416,3 +416,29 @@ def test_a_pattern_that_matches_nothing_names_its_flag(tiny_run):
             "tools.build_imagenet_tfrecords` (or `tools.make_demo_dataset`) "
             f"and check --data_dir / --{field}."
         )
+
+
+def test_a_weights_file_s_report_goes_beside_it_in_eval():
+    """tools.evaluate --preset --weights wrote eval.json, per_class.csv
+    and reliability.png into the weights' folder, often the folder it ran
+    in, where a second weights file's replaced the first's."""
+    import types
+
+    from assemble_tf.evaluation import run
+
+    def options(**kw):
+        return run.EvaluateOptions(**kw)
+
+    loaded = types.SimpleNamespace(
+        config=types.SimpleNamespace(model_dir="/w"), weights="/w/a.weights.h5"
+    )
+    assert run.output_dir(options(weights="/w/a.weights.h5"), loaded) == (
+        "/w/eval/a"
+    )
+    assert run.output_dir(options(output_dir="/o"), loaded) == "/o"
+    run_loaded = types.SimpleNamespace(
+        config=types.SimpleNamespace(model_dir="/runs/r"), weights=None
+    )
+    assert run.output_dir(options(model_dir="/runs/r"), run_loaded) == (
+        "/runs/r"
+    )
