@@ -935,6 +935,18 @@ def test_class_names_with_control_characters_are_refused(tmp_path):
     )
     (tmp_path / "new\nline").rmdir()
     (tmp_path / "tab\there").rmdir()
+    for name in ("alpha ", " beta"):
+        (tmp_path / name).mkdir()
+    with pytest.raises(OptionError) as e:
+        inputs.list_class_folders(str(tmp_path), "train_dir", "folder")
+    assert e.value.as_flag() == (
+        f"--train_dir={tmp_path} has class folders whose names start or end "
+        "with a space: ' beta', 'alpha '. Rename them (labels.txt's classes "
+        "are read without them, so two folders became one name and "
+        "eval_robustness could not find them)."
+    )
+    for name in ("alpha ", " beta"):
+        (tmp_path / name).rmdir()
     assert inputs.list_class_folders(str(tmp_path), "train_dir", "folder") == [
         "a",
         "café ok",

@@ -110,6 +110,17 @@ def list_class_folders(root, flag, layout):
             root=root,
             bad=listing(bad),
         )
+    bad = [repr(name) for name in classes if name != name.strip()]
+    if bad:  # labels.txt's reader strips them: "alpha " became "alpha"
+        raise OptionError(
+            flag,
+            "{field}={root} has class folders whose names start or end "
+            "with a space: {bad}. Rename them (labels.txt's classes are "
+            "read without them, so two folders became one name and "
+            "eval_robustness could not find them).",
+            root=root,
+            bad=listing(bad),
+        )
     if not classes:
         raise OptionError(
             flag,
