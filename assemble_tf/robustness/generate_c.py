@@ -108,7 +108,8 @@ class Options(jobs.JobOptions):
             allowed=(inputs.BENCHMARK_CROP, 256),
             size_note="; 256 is the Assemble models' set",
         )
-        return (warning,) if warning else ()
+        left_out = inputs.left_out_warning(self.input_dir)
+        return tuple(w for w in (warning, left_out) if w)
 
     def pixel_options(self):
         """The options that change the written pixels (options.json)."""

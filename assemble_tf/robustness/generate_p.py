@@ -152,7 +152,8 @@ class Options(jobs.JobOptions):
         """A crop other than the benchmark's 224: no reference set exists
         at another size (the Assemble models' 256 included)."""
         warning = inputs.crop_warning(self.crop, "ImageNet-P perturbation")
-        return (warning,) if warning else ()
+        left_out = inputs.left_out_warning(self.input_dir)
+        return tuple(w for w in (warning, left_out) if w)
 
 
 @dataclasses.dataclass

@@ -156,6 +156,48 @@ def list_image_folder(input_dir):
     return found
 
 
+def left_out_warning(input_dir):
+    """An `OptionError` (a warning, field `input_dir`) naming what
+    `list_image_folder` leaves out of `input_dir`, or None: other image
+    formats (GIF, BMP, TIFF, WebP, which the TFRecord builder converts),
+    subfolders of class folders, files outside them, broken links (before:
+    left out without a word; a class of GIFs only disappeared)."""
+    if not input_dir or not os.path.isdir(input_dir):
+        return None
+    left = []
+    for top in sorted(os.listdir(input_dir)):
+        folder = os.path.join(input_dir, top)
+        if top.startswith("."):
+            continue
+        if not os.path.isdir(folder):
+            left.append(f"{top} (outside a class folder)")
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.startswith("."):
+                continue
+            if os.path.isdir(path):
+                left.append(f"{top}/{name}/ (a subfolder)")
+            elif not name.lower().endswith(IMAGE_EXTENSIONS):
+                left.append(f"{top}/{name}")
+            elif not os.path.isfile(path):
+                left.append(f"{top}/{name} (a broken link, or not a file)")
+    if not left:
+        return None
+    shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")
+    return OptionError(
+        "input_dir",
+        "{field}={value}: left out {count} files that are not .jpeg/.jpg/"
+        ".png images in a <wnid>/ folder ({shown}); convert them (e.g. "
+        "build TFRecords with tools.build_imagenet_tfrecords and use "
+        "{tfrecord_pattern}) or move them to use them.",
+        others=("tfrecord_pattern",),
+        value=input_dir,
+        count=len(left),
+        shown=shown,
+    )
+
+
 def _no_images(input_dir, entries):
     """Raises for a folder without images in class folders."""
     flat = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS)]

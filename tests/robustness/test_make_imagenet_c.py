@@ -542,3 +542,41 @@ def test_an_output_folder_inside_the_input_is_refused(tmp_path):
                 "outside it."
             )
     _options(tmp_path / "valc", input_dir=str(val)).validate()  # a sibling
+
+
+def test_files_the_folder_input_leaves_out_are_named(tmp_path):
+    """make_imagenet_c / _p read .jpeg/.jpg/.png in <wnid>/ folders; the
+    rest (GIF, BMP, TIFF, WebP, which the TFRecord builder converts;
+    subfolders; broken links) was left out without a word, and a class of
+    GIFs disappeared from the set."""
+    from assemble_tf.robustness import generate_c, generate_p, inputs
+
+    (tmp_path / "n01").mkdir()
+    (tmp_path / "n01" / "a.JPEG").write_bytes(b"x")
+    (tmp_path / "n01" / "b.gif").write_bytes(b"x")
+    (tmp_path / "n01" / "deeper").mkdir()
+    (tmp_path / "n01" / "gone.jpg").symlink_to(tmp_path / "missing")
+    (tmp_path / "n02").mkdir()
+    (tmp_path / "n02" / "c.webp").write_bytes(b"x")
+    (tmp_path / "loose.png").write_bytes(b"x")
+    warning = inputs.left_out_warning(str(tmp_path))
+    assert warning.as_flag() == (
+        f"--input_dir={tmp_path}: left out 5 files that are not .jpeg/.jpg/"
+        ".png images in a <wnid>/ folder (loose.png (outside a class "
+        "folder), n01/b.gif, n01/deeper/ (a subfolder), n01/gone.jpg (a "
+        "broken link, or not a file), n02/c.webp); convert them (e.g. build "
+        "TFRecords with tools.build_imagenet_tfrecords and use "
+        "--tfrecord_pattern) or move them to use them."
+    )
+    assert [t[1] for t in inputs.list_image_folder(str(tmp_path))] == ["a.JPEG"]
+    for options in (
+        generate_c.Options(input_dir=str(tmp_path), output_dir="o"),
+        generate_p.Options(input_dir=str(tmp_path), output_dir="o"),
+    ):
+        assert warning.as_flag() in [w.as_flag() for w in options.warnings()]
+    (tmp_path / "n01" / "b.gif").unlink()
+    (tmp_path / "n01" / "deeper").rmdir()
+    (tmp_path / "n01" / "gone.jpg").unlink()
+    (tmp_path / "n02" / "c.webp").unlink()
+    (tmp_path / "loose.png").unlink()
+    assert inputs.left_out_warning(str(tmp_path)) is None
