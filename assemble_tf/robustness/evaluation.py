@@ -578,10 +578,12 @@ def regenerate_command(data_dir, job, names_flag, names, severities=None):
     if options.get("job") != job:
         options = {}
     last_run = _read_json_dict(os.path.join(data_dir, "summary.json"))
-    limit = last_run.get("options", {}).get("limit") if options else None
+    given, limit = _last_run_input(last_run) if options else (None, None)
     parts = [
         f"python -m {job}",
-        options.get("input") or "--input_dir=<the images it was made from>",
+        _quoted(options.get("input"))
+        or given
+        or "--input_dir=<the images it was made from>",
         f"--output_dir={data_dir}",
         *(f"--{k}={options[k]}" for k in _GENERATOR_OPTIONS if k in options),
         f"--{names_flag}={','.join(names)}",
@@ -591,6 +593,41 @@ def regenerate_command(data_dir, job, names_flag, names, severities=None):
     if isinstance(limit, int) and limit > 0:  # before: a set of N images
         parts.append(f"--limit={limit}")  # was completed from all of them
     return " ".join(parts)
+
+
+def _last_run_input(last_run):
+    """(the input flag, the image limit or None) of a generator's last
+    run, from its summary.json: make_imagenet_c keeps its options there;
+    make_imagenet_p the images found and selected (before: ImageNet-P's
+    command had no --limit, and ImageNet-C's named no input, though the
+    set recorded both)."""
+    import shlex
+
+    options = last_run.get("options")
+    options = options if isinstance(options, dict) else {}
+    given = None
+    for flag in ("input_dir", "tfrecord_pattern"):
+        if isinstance(options.get(flag), str) and options[flag]:
+            given = f"--{flag}={shlex.quote(options[flag])}"
+            break
+    limit = options.get("limit")
+    found, selected = (
+        last_run.get("images_found"),
+        last_run.get("images_selected"),
+    )
+    if limit is None and isinstance(found, int) and isinstance(selected, int):
+        limit = selected if selected < found else None
+    return given, limit
+
+
+def _quoted(flag):
+    """`--name=value` with the value quoted for a shell (a glob)."""
+    import shlex
+
+    if not flag or "=" not in flag:
+        return flag
+    name, value = flag.split("=", 1)
+    return f"{name}={shlex.quote(value)}"
 
 
 def _read_json_dict(path):

@@ -469,14 +469,15 @@ def test_a_crop_other_than_224_or_256_warns(jpeg_dir, tmp_path):
         ["fog"],
         severities=(3,),
     )
+    # Its input too, from the last run's summary.json (before: a
+    # placeholder, though the set recorded it).
     assert command == (
-        "python -m tools.make_imagenet_c --input_dir=<the images it was made "
-        f"from> --output_dir={tmp_path / 'c'} --resize=36 --crop=32 "
+        f"python -m tools.make_imagenet_c --input_dir={jpeg_dir} "
+        f"--output_dir={tmp_path / 'c'} --resize=36 --crop=32 "
         "--crop_rounding=floor --seed=0 --corruptions=fog --severities=3 "
         "--limit=1"
     )
-    argv = command.replace("<the images it was made from>", jpeg_dir).split()
-    again = testing_utils.run_main(*argv[2:], "--noprogress")
+    again = testing_utils.run_main(*command.split()[2:], "--noprogress")
     assert again.returncode == 0, again.stderr
     assert "written: 0" in again.stdout
 

@@ -736,3 +736,37 @@ def test_the_summary_lists_every_perturbation_folder(tmp_path):
         "gaussian_noise_2",
         "rotate",
     ]
+
+
+def test_the_regenerate_command_keeps_a_limited_sets_input_and_limit(
+    tmp_path,
+):
+    """A set made from a glob with --limit=10 (summary.json: 10 of 359
+    images selected): its command quotes the glob and keeps the limit
+    (before: no --limit, so the missing perturbations were made from all
+    359 images and the set was uneven)."""
+    import json
+
+    from assemble_tf.robustness import evaluation
+
+    (tmp_path / "options.json").write_text(
+        json.dumps(
+            {
+                "job": "tools.make_imagenet_p",
+                "input": "--tfrecord_pattern=/d/validation-*",
+                "resize": 36,
+                "crop": 32,
+            }
+        )
+    )
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"images_found": 359, "images_selected": 10})
+    )
+    command = evaluation.regenerate_command(
+        str(tmp_path), "tools.make_imagenet_p", "perturbations", ["tilt"]
+    )
+    assert command == (
+        "python -m tools.make_imagenet_p --tfrecord_pattern='/d/validation-*' "
+        f"--output_dir={tmp_path} --resize=36 --crop=32 "
+        "--perturbations=tilt --limit=10"
+    )
