@@ -391,6 +391,17 @@ def test_encode_image_modes():
     ours = tf.io.decode_jpeg(jpeg).numpy().astype(float)
     assert ours.min() <= 2 and ours.max() >= 253
     assert abs(ours.mean() - 127.5) < 2
+    # A 32-bit integer TIFF beyond 16 bits (8,000..192,000): its range
+    # (before: divided as 16-bit and clipped, mean 251.7 where 119 is due).
+    wide = (8000 + 184000 * np.tile(np.linspace(0, 1, 48), (40, 1))).astype(
+        np.int32
+    )
+    buffer = io.BytesIO()
+    Image.fromarray(wide, mode="I").save(buffer, format="TIFF")
+    jpeg, _, _, kind = builder.encode_image(buffer.getvalue(), 95)
+    assert kind == "TIFF I"
+    ours = tf.io.decode_jpeg(jpeg).numpy().astype(float)
+    assert abs(ours.mean() - 255 * wide.mean() / wide.max()) < 2
     # Float samples beyond 1 are 8-bit values as they are.
     buffer = io.BytesIO()
     Image.fromarray(ramp * 200, mode="F").save(buffer, format="TIFF")

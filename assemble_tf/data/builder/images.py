@@ -116,7 +116,11 @@ def _to_rgb(image):
             mode == "I" and image.format == "PNG"
         )
         high = pixels.max(initial=0)
-        if sixteen_bit or high > 255:
+        if high > 65535:
+            # Beyond 16 bits (a 32-bit integer or float TIFF): by its own
+            # range, 0..max (before: divided as 16-bit, clipped near white).
+            pixels = pixels * (255.0 / high)
+        elif sixteen_bit or high > 255:
             pixels = pixels / 257.0
         elif mode == "F" and high <= 1 and pixels.min(initial=0) >= 0:
             # Float samples in [0, 1], the float convention (a float TIFF
