@@ -641,6 +641,17 @@ def _note_label(example, seen, labels=None, path="", options=None):
 def _label_error(label, labels, path, options):
     """The OptionError of a record label the stored logits do not cover."""
     values = {"path": path, "label": label}
+    bad = _outside_the_data(label, options.input_dir)
+    if bad is not None:  # the record is wrong, not the teacher
+        return OptionError(
+            "input_dir",
+            "{field}: {path} holds label {label}, outside the {count} "
+            "classes of its folder's {file} ({low}..{high}): the record is "
+            "wrong. Rebuild the shard with `python -m "
+            "tools.build_imagenet_tfrecords`.",
+            **bad,
+            **values,
+        )
     if options.prepend_zero and label < labels.start:
         return OptionError(
             "prepend_zero",
@@ -671,6 +682,28 @@ def _label_error(label, labels, path, options):
         high=labels.stop - 1,
         **values,
     )
+
+
+def _outside_the_data(label, input_dir):
+    """{count, file, low, high} of the folder's classes where `label` is
+    outside them, else None (no or unreadable metadata included)."""
+    from assemble_tf.data import metadata
+
+    try:
+        info = metadata.dataset_info(input_dir)
+    except ValueError:
+        return None
+    if info is None:
+        return None
+    low, count = info.label_base, info.num_classes
+    if low <= label < low + count:
+        return None
+    return {
+        "count": count,
+        "file": os.path.basename(info.source),
+        "low": low,
+        "high": low + count - 1,
+    }
 
 
 def _text(feature, key):

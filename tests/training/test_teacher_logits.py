@@ -357,6 +357,21 @@ def test_logits_that_do_not_fit_the_classes_are_refused(
     )
 
 
+def test_a_record_label_outside_its_folders_classes_blames_the_record(
+    tmp_path,
+):
+    """A record of label 42 in a folder of 3 classes: the record is wrong
+    (before: "use a teacher of this data's classes")."""
+    data = _write_data(tmp_path / "data")
+    options = _options(data, tmp_path / "kd")
+    error = tl._label_error(42, range(0, 3), "train-x", options)
+    assert error.as_flag() == (
+        "--input_dir: train-x holds label 42, outside the 3 classes of its "
+        "folder's summary.json (0..2): the record is wrong. Rebuild the "
+        "shard with `python -m tools.build_imagenet_tfrecords`."
+    )
+
+
 @pytest.mark.parametrize(
     "width, teacher, field, fix",
     [
