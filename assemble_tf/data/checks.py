@@ -86,11 +86,18 @@ def check_shard_sizes(files):
     the cut, and a pipeline that skips what does not read lost the
     records after it without a word (evaluate counted 14 images of 26).
     Shards of other builders have no record to compare with. The sizes of
-    a folder are read once per process."""
+    a folder are read again only when its state folder changed (the
+    builder writes each state by a rename)."""
     for path in files:
+        if "://" in path:
+            continue
         folder, name = os.path.split(path)
-        expected = _built_sizes(folder).get(name)
-        if expected is None or "://" in path:
+        try:
+            stamp = os.stat(os.path.join(folder, metadata.STATE_DIR))
+        except OSError:
+            continue
+        expected = _built_sizes(folder, stamp.st_mtime_ns).get(name)
+        if expected is None:
             continue
         size = os.path.getsize(path)
         if size != expected:
@@ -104,7 +111,8 @@ def check_shard_sizes(files):
 
 
 @functools.lru_cache(maxsize=64)
-def _built_sizes(folder):
+def _built_sizes(folder, stamp):
+    del stamp  # the cache key: the state folder's modification time
     return metadata.built_shard_sizes(folder)
 
 
