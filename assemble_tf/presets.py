@@ -429,4 +429,6 @@ def get(name):
             hint=hint,
             count=len(PRESETS),
         )
-    return PRESETS[name]
+    # A copy: its recipe and model dicts were the registry's own (an edit
+    # changed the preset, and its aliases, for the whole process).
+    return copy.deepcopy(PRESETS[name])

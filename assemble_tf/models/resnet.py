@@ -244,10 +244,26 @@ def _check_anti_alias(o):
         )
 
 
+def _number_error(o):
+    """The message for a BN option that is not a number, or None (before:
+    "'<=' not supported between instances of 'str' and 'float')."""
+    for option in ("bn_momentum", "bn_epsilon"):
+        value = getattr(o, option)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"`{option}` must be a number. Received: {option}={value!r}"
+    return None
+
+
 def _check_head(o):
     for option in ("image_size", "num_classes", "embedding_size"):
         if getattr(o, option) is not None:
             validation.check_positive_int(option, getattr(o, option))
+    if o.include_top and o.num_classes is None:  # Keras' "units=None"
+        raise ValueError(
+            "`num_classes` must be a positive integer with include_top=True "
+            "(None: build without the head, include_top=False). Received: "
+            "num_classes=None"
+        )
     _check_choice("classifier", o.classifier, CLASSIFIERS)
     t = o.cosine_temperature
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
@@ -278,6 +294,14 @@ def _resolve(o):
     _check_choice("shortcut", o.shortcut, SHORTCUTS)
     _check_choice("pooling", o.pooling, POOLINGS)
     validation.check_positive_int("base_width", o.base_width)
+    if o.stem == "deep" and o.base_width < 2:  # its first convs: width // 2
+        raise ValueError(
+            "`base_width` must be at least 2 with stem='deep' (its first "
+            f"two convolutions are half as wide). Received: "
+            f"base_width={o.base_width!r}"
+        )
+    if number_error := _number_error(o):
+        raise ValueError(number_error)
     if not 0.0 <= o.bn_momentum < 1.0:  # 5 built, and trained, diverging
         raise ValueError(
             f"`bn_momentum` must be in [0, 1). Received: "

@@ -76,6 +76,16 @@ def test_model_kwargs_are_copies():
     assert preset.model["dropblock"]["stages"] == (3, 4)
 
 
+def test_presets_are_handed_out_as_copies():
+    """Before: `get(name).recipe` was the registry's dict; an edit changed
+    the preset, and its aliases, for the whole process."""
+    presets.get("resnet50").recipe["train"]["epochs"] = 1.0
+    assert presets.get("resnet50").recipe["train"]["epochs"] != 1.0
+    alias = presets.get("table7_e11")
+    assert alias.recipe == presets.get("assemble_resnet50").recipe
+    assert alias.recipe is not presets.get("assemble_resnet50").recipe
+
+
 def test_unknown_preset_lists_known_ones():
     with pytest.raises(ValueError, match="assemble_resnet50"):
         presets.get("assemble50")

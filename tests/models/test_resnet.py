@@ -174,6 +174,11 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"num_classes": 0}, "num_classes=0"),
         ({"bn_momentum": 5}, "bn_momentum=5"),  # built and trained before
         ({"bn_epsilon": 0.0}, "bn_epsilon=0.0"),
+        # Before: Keras' "units=None", "filters=0", "'<=' not supported".
+        ({"num_classes": None}, "include_top=False\\). Received: num_c"),
+        ({"stem": "deep", "base_width": 1}, "at least 2 with stem='deep'"),
+        ({"bn_momentum": "0.9"}, "must be a number. Received: bn_moment"),
+        ({"bn_epsilon": None}, "must be a number. Received: bn_epsilon=N"),
     ],
 )
 def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
