@@ -934,30 +934,31 @@ def test_class_names_with_control_characters_are_refused(tmp_path):
     from assemble_tf.data.builder import inputs
     from official.utils.misc.validation import OptionError
 
-    for name in ("a", "new\nline", "tab\there", "café ok"):
+    for name in ("a", "café ok"):
         (tmp_path / name).mkdir()
-    with pytest.raises(OptionError) as e:
-        inputs.list_class_folders(str(tmp_path), "train_dir", "folder")
-    assert e.value.as_flag() == (
-        f"--train_dir={tmp_path} has class folders whose names hold a tab, "
-        "a newline or another control character: 'new\\nline', "
-        "'tab\\there'. Rename them (labels.txt keeps one class per line, "
-        "its fields tab-separated)."
-    )
-    (tmp_path / "new\nline").rmdir()
-    (tmp_path / "tab\there").rmdir()
-    for name in ("alpha ", " beta"):
-        (tmp_path / name).mkdir()
-    with pytest.raises(OptionError) as e:
-        inputs.list_class_folders(str(tmp_path), "train_dir", "folder")
-    assert e.value.as_flag() == (
-        f"--train_dir={tmp_path} has class folders whose names start or end "
-        "with a space: ' beta', 'alpha '. Rename them (labels.txt's classes "
-        "are read without them, so two folders became one name and "
-        "eval_robustness could not find them)."
-    )
-    for name in ("alpha ", " beta"):
-        (tmp_path / name).rmdir()
+    refused = {
+        ("new\nline", "tab\there"): (
+            "hold a tab, a newline or another control character: "
+            "'new\\nline', 'tab\\there'. Rename them (labels.txt keeps one "
+            "class per line, its fields tab-separated)."
+        ),
+        # labels.txt's reader strips them: "alpha " and "alpha" were one.
+        ("alpha ", " beta"): (
+            "start or end with a space: ' beta', 'alpha '. Rename them "
+            "(labels.txt's classes are read without them, so two folders "
+            "became one name and eval_robustness could not find them)."
+        ),
+    }
+    for names, why in refused.items():
+        for name in names:
+            (tmp_path / name).mkdir()
+        with pytest.raises(OptionError) as e:
+            inputs.list_class_folders(str(tmp_path), "train_dir", "folder")
+        assert e.value.as_flag() == (
+            f"--train_dir={tmp_path} has class folders whose names {why}"
+        )
+        for name in names:
+            (tmp_path / name).rmdir()
     assert inputs.list_class_folders(str(tmp_path), "train_dir", "folder") == [
         "a",
         "café ok",
