@@ -64,6 +64,7 @@ class BigLittleMerge(keras.layers.Layer):
         # (image_size=None) met a 33 px image with TensorFlow's
         # "Incompatible shapes: [1,10,10,32] vs. [1,9,9,32]".
         self._check_sizes(tuple(big.shape), tuple(little.shape))
+        little = self._checked_at_run_time(big, little)
         h, w = big.shape[1], big.shape[2]
         # Inference only: XLA has no gradient of the resize.
         resize = not training and keras.backend.backend() == "tensorflow"
@@ -74,6 +75,28 @@ class BigLittleMerge(keras.layers.Layer):
                 big, (2 * h, 2 * w), interpolation="nearest"
             )
         return keras.ops.relu(up + little)
+
+    def _checked_at_run_time(self, big, little):
+        """`little`, after the size check of `_check_sizes` in the graph
+        where the sizes are known only then (a TensorFlow function of any
+        image size: before, "Incompatible shapes: [1,3,3,128] vs.
+        [1,4,4,128]" from the add)."""
+        sizes = (*big.shape[1:3], *little.shape[1:3])
+        if None not in sizes or keras.backend.backend() != "tensorflow":
+            return little
+        import tensorflow as tf
+
+        check = tf.debugging.assert_equal(
+            2 * tf.shape(big)[1:3],
+            tf.shape(little)[1:3],
+            message=(
+                f"{self.name}: the big branch must be half the little "
+                "branch. BigLittleNet needs input sides that are multiples "
+                "of 32 (e.g. 224 or 256)."
+            ),
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(little)
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]

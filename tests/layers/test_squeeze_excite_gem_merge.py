@@ -76,3 +76,15 @@ def test_big_little_merge_rejects_bad_sizes():
     layer([keras.Input((None, None, 8)), keras.Input((None, None, 8))])
     with pytest.raises(ValueError, match="stage2_merge: the big branch"):
         layer([np.zeros((1, 5, 5, 8), "f4"), np.zeros((1, 9, 9, 8), "f4")])
+    # In a TensorFlow function of any size, the sizes are known only when
+    # it runs: checked there (before: "Incompatible shapes" from the add).
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None, None, 8))
+    dynamic = tf.function(lambda b, s: layer([b, s]), autograph=False)
+    dynamic = dynamic.get_concrete_function(spec, spec)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match="stage2_merge: the big branch must be half the little branch",
+    ):
+        dynamic(np.zeros((1, 5, 5, 8), "f4"), np.zeros((1, 9, 9, 8), "f4"))
