@@ -242,6 +242,14 @@ def run_main(module, *args):
     )
 
 
+def error_line(result, code=2):
+    """The last stderr line of a binary's `result` (`run_main`,
+    `run_binary`), after asserting it exited with `code` (2: a bad flag or
+    input, one `ERROR:` line)."""
+    assert result.returncode == code, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
 def _global_dtype_policy():
     import sys
 

@@ -56,16 +56,12 @@ def damaged_shard_error(path, read, error):
     if isinstance(error, tf.errors.DataLossError):
         what = "is cut off or corrupt"
         # Read in batches, the count stopped at the last whole one.
-        read = max(read, _readable_records(path))
+        read = max(read, read_through(path)[0])
     return ValueError(
         f"{path} {what} (after {read:,} readable records). Rebuild it with "
         "`python -m tools.build_imagenet_tfrecords`, or leave it out of the "
         "input."
     )
-
-
-def _readable_records(path):
-    return read_through(path)[0]
 
 
 def read_through(path):

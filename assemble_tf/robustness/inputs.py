@@ -19,6 +19,7 @@ another crop.
 
 import os
 
+from official.utils.misc import file_utils
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -164,24 +165,7 @@ def left_out_warning(input_dir):
     left out without a word; a class of GIFs only disappeared)."""
     if not input_dir or not os.path.isdir(input_dir):
         return None
-    left = []
-    for top in sorted(os.listdir(input_dir)):
-        folder = os.path.join(input_dir, top)
-        if top.startswith("."):
-            continue
-        if not os.path.isdir(folder):
-            left.append(f"{top} (outside a class folder)")
-            continue
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if name.startswith("."):
-                continue
-            if os.path.isdir(path):
-                left.append(f"{top}/{name}/ (a subfolder)")
-            elif not name.lower().endswith(IMAGE_EXTENSIONS):
-                left.append(f"{top}/{name}")
-            elif not os.path.isfile(path):
-                left.append(f"{top}/{name} (a broken link, or not a file)")
+    left = file_utils.left_out_of_class_folders(input_dir, IMAGE_EXTENSIONS)
     if not left:
         return None
     shown = ", ".join(left[:5]) + (", ..." if len(left) > 5 else "")

@@ -376,8 +376,7 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         f"--model_dir={tmp_path}",
         f"--export_dir={tmp_path / 'export' / '1'}",
     )
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert testing_utils.error_line(result) == (
         "ERROR: tools.export_saved_model runs under TensorFlow, and "
         "KERAS_BACKEND=jax is set: run it with KERAS_BACKEND unset (or "
         "=tensorflow); it reads runs trained under any backend."

@@ -301,8 +301,7 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     two = tmp_path / "two.txt"
     two.write_text("cat\ndog\n\n")
     wrong = testing_utils.run_main(*args, f"--class_names={two}")
-    assert wrong.returncode == 2
-    last = wrong.stderr.strip().splitlines()[-1]
+    last = testing_utils.error_line(wrong)
     assert last.endswith(
         f"--class_names={two} names 2 classes; the model has 3 logits (one "
         "name per line, logit 0 first; ImageNet's 1001-way head starts "
@@ -615,8 +614,7 @@ def test_paper_table_with_a_preset_is_refused():
     result = testing_utils.run_main(
         "tools.benchmark_throughput", "--paper_table", "--preset=resnet50"
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert testing_utils.error_line(result) == (
         "ERROR: --preset with --paper_table: the paper's table times its own "
         "Table 7 rows; leave one of them out."
     )

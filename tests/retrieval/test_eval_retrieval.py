@@ -426,8 +426,7 @@ def test_eval_retrieval_checks_k_before_embedding(tiny_run):
         "--ks=1,4",
         f"--output_dir={tiny_run / 'bad_k'}",
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert testing_utils.error_line(result) == (
         "ERROR: --ks=1,4: k can be at most 2 for the 3 images of test of "
         "data; lower --ks (or raise --max_images)."
     )

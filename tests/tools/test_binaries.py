@@ -140,8 +140,7 @@ def test_a_url_where_a_local_path_goes_is_refused(
     data_dir / tfds_data_dir (read through TensorFlow's file system)."""
     monkeypatch.chdir(tmp_path)
     result = testing_utils.run_main(binary, f"{flag}=gs://bucket/run", other)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert testing_utils.error_line(result) == (
         f"ERROR: {flag}=gs://bucket/run: a URL; this option takes a local "
         "path (files are read and written with local file APIs, and gs:// "
         "would become a local folder named 'gs:'). Give a local folder, or "

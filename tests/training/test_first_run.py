@@ -84,8 +84,7 @@ def test_kd_preset_without_teacher_logits_stops_at_once(data_dir, tmp_path):
         f"--data_dir={data_dir}",
         f"--model_dir={model_dir}",
     )
-    assert result.returncode == 2, result.stderr[-2000:]
-    error = result.stderr.strip().splitlines()[-1]
+    error = testing_utils.error_line(result)
     assert error.startswith("ERROR: --kd_temperature=1 ")
     assert "image/logit" in error and "--kd_temperature=0" in error
     assert "tools.extract_teacher_logits" in error

@@ -534,8 +534,7 @@ def test_a_resume_on_a_training_split_of_another_size_is_refused(
         data / "train-00000-of-00001", data / "train-00001-of-00001"
     )  # 128 training images now
     again = testing_utils.run_main(*args)
-    assert again.returncode == 2
-    assert again.stderr.strip().splitlines()[-1] == (
+    assert testing_utils.error_line(again) == (
         f"ERROR: --data_dir={data} now holds 128 training images, and the "
         "run was trained on 64 (its learning-rate and DropBlock schedules, "
         "epochs and steps are planned on them): resume it on the data it "

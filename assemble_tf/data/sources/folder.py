@@ -8,6 +8,7 @@ import random
 import tensorflow as tf
 
 from assemble_tf.data.sources.catalog import SourceInfo, import_tfds
+from official.utils.misc import file_utils
 from official.utils.misc.validation import MissingPathError, OptionError
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -18,49 +19,24 @@ def _list_images(folder):
         os.path.join(folder, f)
         for f in tf.io.gfile.listdir(folder)
         if f.lower().endswith(_IMAGE_EXTENSIONS)
-        and _readable_file(os.path.join(folder, f))
+        and file_utils.isfile(os.path.join(folder, f))
     )
-
-
-def _readable_file(path):
-    """A file to read: locally a regular file (not a broken link, whose
-    read failed uncounted and misaligned retrieval's labels, nor a named
-    pipe, whose read never returned), else not a folder."""
-    if "://" in path:
-        return not tf.io.gfile.isdir(path)
-    return os.path.isfile(path)
 
 
 def _ignored_files(root):
     """What `scan_folder` leaves out, relative to `root` (hidden files
-    aside): files of the class folders that are not .jpg/.jpeg/.png, and
-    the subfolders of class folders and files directly in a split folder
+    aside): files of the class folders that are not .jpg/.jpeg/.png or not
+    files (a broken link, whose read failed uncounted and misaligned
+    retrieval's labels; a named pipe, whose read never returned), the
+    subfolders of class folders and files directly in a split folder
     (images there are not read: they were left out without a word)."""
-    ignored = []
-    for split in _subdirs(root):
-        top = os.path.join(root, split)
-        ignored += [
-            f"{split}/{f} (outside a class folder)"
-            for f in sorted(tf.io.gfile.listdir(top))
-            if not f.startswith(".")
-            and not tf.io.gfile.isdir(os.path.join(top, f))
-        ]
-        for cls in _subdirs(top):
-            folder = os.path.join(top, cls)
-            for f in sorted(tf.io.gfile.listdir(folder)):
-                f = f.rstrip("/")
-                if f.startswith("."):
-                    continue
-                path = os.path.join(folder, f)
-                if tf.io.gfile.isdir(path):
-                    ignored.append(f"{split}/{cls}/{f}/ (a subfolder)")
-                elif not f.lower().endswith(_IMAGE_EXTENSIONS):
-                    ignored.append(f"{split}/{cls}/{f}")
-                elif not _readable_file(path):
-                    ignored.append(
-                        f"{split}/{cls}/{f} (a broken link, or not a file)"
-                    )
-    return tuple(ignored)
+    return tuple(
+        f"{split}/{entry}"
+        for split in _subdirs(root)
+        for entry in file_utils.left_out_of_class_folders(
+            os.path.join(root, split), _IMAGE_EXTENSIONS
+        )
+    )
 
 
 def _subdirs(folder):

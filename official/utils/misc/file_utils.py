@@ -3,8 +3,8 @@
 The data goes to a hidden temporary file next to `path` (same file system),
 which then replaces `path` with `os.replace`. Used by every binary that
 resumes (TFRecord builder, ImageNet-C/P generators, evaluation caches).
-`isfile`, `isdir` and `open_text` also read a URL (gs://...) through
-TensorFlow's file system, for the TFRecord folders a run reads.
+`isfile`, `isdir`, `listdir` and `open_text` also read a URL (gs://...)
+through TensorFlow's file system, for the TFRecord folders a run reads.
 """
 
 import json
@@ -34,6 +34,37 @@ def isfile(path):
 def isdir(path):
     """`os.path.isdir`, also for a URL (through `tf.io.gfile`)."""
     return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+
+
+def listdir(path):
+    """`os.listdir`, also for a URL (through `tf.io.gfile`, whose folder
+    names end in "/": here they do not)."""
+    if is_url(path):
+        return [name.rstrip("/") for name in _gfile().listdir(path)]
+    return os.listdir(path)
+
+
+def left_out_of_class_folders(top, extensions):
+    """What a reader of `top/<class>/<file>` images with `extensions`
+    leaves out, relative to `top`, hidden files aside: files directly in
+    `top`, then, class by class, subfolders, files of other extensions,
+    and names that are not files (a broken link, a named pipe)."""
+    names = sorted(n for n in listdir(top) if not n.startswith("."))
+    classes = [n for n in names if isdir(os.path.join(top, n))]
+    left = [f"{n} (outside a class folder)" for n in names if n not in classes]
+    for cls in classes:
+        folder = os.path.join(top, cls)
+        for name in sorted(listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.startswith("."):
+                continue
+            if isdir(path):
+                left.append(f"{cls}/{name}/ (a subfolder)")
+            elif not name.lower().endswith(extensions):
+                left.append(f"{cls}/{name}")
+            elif not isfile(path):
+                left.append(f"{cls}/{name} (a broken link, or not a file)")
+    return left
 
 
 def open_text(path):
