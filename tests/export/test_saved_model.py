@@ -114,6 +114,23 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     )
 
 
+def test_the_verification_runs_the_traces_the_save_made(tmp_path):
+    """`verify` runs the signatures with the traces `tf.saved_model.save`
+    made: the network, and each signature, is traced once per export (a
+    call outside the save's options traced all of them again)."""
+    module = export_lib.ServingModule(
+        testing_utils.serving_model(), "imagenet_32"
+    )
+    export_lib.save_module(module, str(tmp_path / "1"))
+    functions = [module.forward, *module.signatures().values()]
+    assert [f.experimental_get_tracing_count() for f in functions] == [1] * 4
+    images = testing_utils.random_images((2, 32, 32, 3))
+    jpegs = export_lib.sample_images(32, 2)
+    diffs = export_lib.verify(str(tmp_path / "1"), module, images, jpegs, 1e-4)
+    assert set(diffs) == {"serving_default", "preprocessed", "feature_vector"}
+    assert [f.experimental_get_tracing_count() for f in functions] == [1] * 4
+
+
 def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
     """Without its variables tracked as TensorFlow variables, the export
     loads in Python but not under the session loader: the verification
