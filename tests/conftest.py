@@ -62,6 +62,21 @@ DATA = os.path.join(REPO, "tests", "data")
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_the_run_folder(tmp_path_factory):
+    """Temporary files of this process and the processes the tests start
+    go to the run's temporary folder, which pytest removes with the runs
+    it no longer keeps: TensorFlow Datasets leaves an empty `tmp*tfds`
+    folder in the system's temporary folder for each builder it makes
+    (about 35 a run), and a killed process its autograph files."""
+    import tempfile
+
+    folder = tmp_path_factory.getbasetemp() / "tmp"
+    folder.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _jax_compilation_cache(tmp_path_factory):
     """One JAX compilation cache per test run, in its temporary folder
     (pytest keeps the last three runs'), shared by the xdist workers of the
