@@ -12,11 +12,9 @@ record for record, with `image/logit` added; then the output folder gets
 `labels.txt` and `summary.json` (`assemble_tf.data.metadata`), so training
 on it takes the class count from the data like on any folder of ours.
 
-The teacher is a preset with weights, or a SavedModel: its `preprocessed`
-signature (float32 [N, S, S, 3] mean-subtracted crops -> a dict with
-`logits`, as `tools.export_saved_model` writes it), else a
-`serving_default` whose single input takes such float images and whose
-output is named `logits` (or is its only one). The logits width must fit
+The teacher is a training run, a preset with weights, or a SavedModel,
+loaded by `assemble_tf.training.teachers` (which signature of a SavedModel
+is called, and what identifies the teacher on rerun). The logits width must fit
 the input folder's classes (its `labels.txt` / `summary.json`), with
 `prepend_zero` adding the 0 background logit of 1000-class teachers for
 the 1001-way original format. Shards are written under a hidden temporary
@@ -32,7 +30,6 @@ are kept on rerun unless `overwrite`.
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -41,18 +38,15 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from assemble_tf.data import metadata, schema, sizes
+from assemble_tf.data import metadata, schema
 from assemble_tf.runs.warm_start import run_config_path
+from assemble_tf.training import teachers
 from official.utils.misc import file_utils
 from official.utils.misc.validation import (
     OptionError,
     check_creatable,
-    first_line,
 )
 
-PREPROCESSED = "preprocessed"  # our export: float crops -> logits
-SERVING_DEFAULT = "serving_default"
-LOGITS = "logits"
 TEMPORARY = ".{name}.tmp"  # a shard being written
 _SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")  # the builder's shard names
 # Per finished shard of an unfinished run: records written and skipped (a
@@ -131,7 +125,7 @@ class TeacherLogitsOptions:
         for name in ("batch_size", "teacher_num_classes"):
             if getattr(self, name) < 1:
                 raise OptionError(name, "{field} must be at least 1.")
-        crop_size(self)
+        teachers.crop_size(self)
 
     def _validate_preset(self):
         """A preset teacher needs both its name and its weights; a run
@@ -149,7 +143,7 @@ class TeacherLogitsOptions:
         if weights and os.path.isfile(os.path.join(weights, "saved_model.pb")):
             # Checked before the preset: "teacher_preset is required" sent
             # the user the wrong way.
-            raise _saved_model_as_weights(weights)
+            raise teachers.saved_model_as_weights(weights)
         if (
             weights
             and not self.teacher_preset
@@ -186,46 +180,6 @@ class TeacherLogitsOptions:
                 )
 
 
-def _saved_model_as_weights(path):
-    return OptionError(
-        "teacher_weights",
-        "{field}={path} is a SavedModel: pass it as "
-        "{teacher_saved_model}={path}, without {teacher_preset}.",
-        ["teacher_saved_model", "teacher_preset"],
-        path=path,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Teacher:
-    """A loaded teacher.
-
-    Attributes:
-        call: float32 [N, S, S, 3] mean-subtracted crops -> float32 [N, K]
-            logits.
-        num_logits: K.
-        source: what it is, for the summary (the preset and weights, or
-            the SavedModel, its signature and output).
-    """
-
-    call: object
-    num_logits: int
-    source: dict
-
-
-def crop_size(options):
-    """The side of the teacher's eval crops (`teacher_preprocessing`)."""
-    try:
-        return sizes.eval_sizes(options.teacher_preprocessing)[2]
-    except ValueError as e:
-        raise OptionError(
-            "teacher_preprocessing",
-            "{field}={value!r} is unknown: {reason}",
-            value=options.teacher_preprocessing,
-            reason=e,
-        ) from None
-
-
 def find_shards(options):
     """The input shards: every match of `options.patterns`, in order.
 
@@ -244,277 +198,6 @@ def find_shards(options):
             patterns=", ".join(options.patterns),
         )
     return list(dict.fromkeys(files))
-
-
-def load_teacher(options):
-    """The `Teacher` of `options` (one call on a blank crop tells its
-    logits width).
-
-    Raises:
-        OptionError: the teacher cannot be read or used (names the option).
-    """
-    size = crop_size(options)
-    if options.teacher_saved_model:
-        call, source = _saved_model_teacher(options, size)
-    else:
-        call, source = _preset_teacher(options)
-    logits = call(tf.zeros([1, size, size, 3]))
-    if logits.shape.rank != 2:
-        field = "teacher_preset"
-        if options.teacher_saved_model:
-            field = "teacher_saved_model"
-        raise OptionError(
-            field,
-            "{field}: the teacher returns {shape}, not [N, classes] logits.",
-            shape=logits.shape.as_list(),
-        )
-    return Teacher(call, int(logits.shape[-1]), source)
-
-
-# `build_model` and warm-start options as a teacher names them.
-_TEACHER_NAMES = {
-    "preset": "teacher_preset",
-    "model_overrides": "teacher_overrides",
-    "num_classes": "teacher_num_classes",
-    "warm_start": "teacher_weights",
-}
-
-
-def _preset_teacher(options):
-    """(call, source) of a preset restored from `teacher_weights`, or of
-    the training run it names (built from its config.json)."""
-    from assemble_tf.models import build_model
-    from assemble_tf.runs import checkpoints
-    from assemble_tf.runs.warm_start import warm_start_model
-
-    path = options.teacher_weights
-    if not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(path):
-        raise OptionError(
-            "teacher_weights", "{field}={path} does not exist.", path=path
-        )
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        raise _saved_model_as_weights(path)
-    if not options.teacher_preset:
-        return _run_teacher(path)
-    overrides = dict(options.teacher_overrides)
-    overrides["num_classes"] = options.teacher_num_classes
-    try:
-        model = build_model(options.teacher_preset or "", **overrides)
-    except OptionError as e:
-        # Named as this job's options (before: `preset`, no such flag).
-        raise e.renamed(_TEACHER_NAMES) from None
-    try:
-        warm_start_model(model, path, load_head=True)
-    except (OSError, ValueError) as e:
-        if isinstance(e, OptionError):
-            e = e.renamed(_TEACHER_NAMES)
-        reason = (
-            getattr(e, "values", {}).get("detail") or first_line(e)
-        ).rstrip(".:")
-        raise OptionError(
-            "teacher_weights",
-            "{field}={path} cannot be loaded into {preset} with "
-            "{teacher_num_classes}={classes} ({reason}): pass the preset, "
-            "{teacher_overrides} and {teacher_num_classes} it was trained "
-            "with.",
-            ["teacher_num_classes", "teacher_overrides"],
-            path=path,
-            preset=options.teacher_preset,
-            classes=options.teacher_num_classes,
-            reason=reason,
-        ) from None
-    source = {"preset": options.teacher_preset, "weights": _abs(path)}
-    return _logits_call(model), {
-        **source,
-        "overrides": overrides,
-        **_weights_identity(path),
-    }
-
-
-def _run_teacher(path):
-    """(call, source) of the training run `path` names: its model built
-    from its config.json, restored from its latest checkpoint (or the
-    prefix given)."""
-    from assemble_tf import config as config_lib
-    from assemble_tf.runs import checkpoints
-    from assemble_tf.runs.models import build_run_model
-    from assemble_tf.runs.warm_start import checkpoint_prefix
-
-    config = config_lib.ExperimentConfig.from_json(run_config_path(path))
-    model = build_run_model(config)
-    if os.path.isfile(path) and path.endswith(checkpoints.KERAS_WEIGHTS):
-        prefix = path  # a weights file of the run (a JAX checkpoint's)
-        checkpoints.restore(model, weights=path)
-    else:
-        prefix = checkpoint_prefix(path.removesuffix(".index"))
-        if not prefix:
-            raise OptionError(
-                "teacher_weights",
-                "{field}={path} is a training run without a checkpoint yet.",
-                path=path,
-            )
-        checkpoints.restore(model, prefix)
-    source = {"run": _abs(path), "preset": config.model.preset}
-    # The identity of what was restored (a later checkpoint of a run still
-    # training is not it).
-    return _logits_call(model), {**source, **_weights_identity(prefix)}
-
-
-def _logits_call(model):
-    """float32 logits of `model` in inference mode, traced once per
-    shape."""
-    return tf.function(
-        lambda images: tf.cast(model(images, training=False), tf.float32),
-        reduce_retracing=True,
-        autograph=False,
-    )
-
-
-def _weights_identity(path):
-    """{"checkpoint", "sha256"}: the file or checkpoint prefix the weights
-    were read from (a run folder's latest) and a digest of its content,
-    recorded with the shards: a rerun after the teacher behind the same
-    path changed (retrained, replaced) is refused as another teacher
-    (before: the path alone was compared, and one folder held logits of
-    two teachers)."""
-    from assemble_tf.runs import checkpoints
-    from assemble_tf.runs.warm_start import checkpoint_prefix
-
-    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
-        where, files = path, [path]
-    else:
-        where = checkpoint_prefix(path) or path
-        index = where + ".index"
-        files = [index if tf.io.gfile.exists(index) else where]
-        if not tf.io.gfile.exists(files[0]):
-            files = [where + checkpoints.KERAS_WEIGHTS]
-    return {"checkpoint": _abs(where), "sha256": _digest(files)}
-
-
-def _digest(paths):
-    """sha256 of the files' contents, in order (a TensorFlow checkpoint's
-    .index holds a checksum of every tensor)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _saved_model_teacher(options, size):
-    """(call, source) of the SavedModel's usable signature."""
-    path = options.teacher_saved_model
-    if not tf.io.gfile.isdir(path):
-        raise OptionError(
-            "teacher_saved_model",
-            "{field}={path} is not a SavedModel folder.",
-            path=path,
-        )
-    try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise OptionError(
-            "teacher_saved_model",
-            "{field}={path} is not a readable SavedModel: {reason}",
-            path=path,
-            reason=first_line(e),
-        ) from None
-    name, input_name, spec, output = pick_signature(loaded.signatures, path)
-    _check_crop(spec, size, options, name)
-
-    def call(images):  # the closure keeps `loaded` (its variables) alive
-        inputs = {input_name: tf.cast(images, spec.dtype)}
-        return tf.cast(loaded.signatures[name](**inputs)[output], tf.float32)
-
-    source = {"saved_model": _abs(path), "signature": name, "output": output}
-    index = os.path.join(path, "variables", "variables.index")
-    files = [os.path.join(path, "saved_model.pb")]
-    files += [index] if tf.io.gfile.exists(index) else []
-    return call, {**source, "sha256": _digest(files)}
-
-
-def pick_signature(signatures, path=""):
-    """The signature a teacher is called through, by name.
-
-    `preprocessed` (our export) when it takes float images and returns
-    `logits`; else `serving_default` when its single input takes float
-    images [N, S, S, 3] and it returns `logits` (or one output only).
-
-    Args:
-        signatures: a loaded SavedModel's `signatures`.
-        path: the SavedModel, for the message.
-
-    Returns:
-        (signature name, input name, input `tf.TensorSpec`, output name).
-
-    Raises:
-        OptionError: no signature fits (names `teacher_saved_model`, the
-            signatures found and what is needed).
-    """
-    for name, only_logits in ((PREPROCESSED, True), (SERVING_DEFAULT, False)):
-        if name in signatures:
-            found = _usable(signatures[name], only_logits)
-            if found:
-                return (name, *found)
-    found = "; ".join(_describe(n, f) for n, f in sorted(signatures.items()))
-    raise OptionError(
-        "teacher_saved_model",
-        "{field}={path} has no signature a teacher can be called through "
-        "(found: {found}). Needed: `preprocessed` (float32 [N, S, S, 3] "
-        "mean-subtracted crops -> `logits`, as tools.export_saved_model "
-        "writes it), or a `serving_default` whose single input takes such "
-        "float images and whose output is `logits` (or its only one).",
-        path=path,
-        found=found or "none",
-    )
-
-
-def _usable(fn, only_logits):
-    """(input name, input spec, output name) of a signature that takes one
-    float image batch and returns logits, else None."""
-    args, kwargs = fn.structured_input_signature
-    outputs = fn.structured_outputs
-    if args or len(kwargs) != 1 or not isinstance(outputs, dict):
-        return None
-    ((input_name, spec),) = kwargs.items()
-    shape = spec.shape
-    images = shape.rank == 4 and shape[-1] in (3, None)
-    if not spec.dtype.is_floating or not images:
-        return None
-    if LOGITS in outputs:
-        return input_name, spec, LOGITS
-    if not only_logits and len(outputs) == 1:
-        return input_name, spec, next(iter(outputs))
-    return None
-
-
-def _describe(name, fn):
-    """'name(input: dtype [shape] -> output, ...)' of a signature."""
-    _, kwargs = fn.structured_input_signature
-    inputs = ", ".join(
-        f"{k}: {s.dtype.name} {s.shape.as_list() if s.shape.rank else '?'}"
-        for k, s in sorted(kwargs.items())
-    )
-    outputs = ", ".join(sorted(getattr(fn, "structured_outputs", {}) or {}))
-    return f"{name}({inputs} -> {outputs})"
-
-
-def _check_crop(spec, size, options, name):
-    """Refuses a preprocessing whose crops the signature cannot take."""
-    side = [d for d in spec.shape.as_list()[1:3] if d is not None]
-    if side and side != [size] * len(side):
-        raise OptionError(
-            "teacher_preprocessing",
-            "{field}={value} makes {size}-px crops, but the {name} signature "
-            "of {path} takes {side}-px images: pass the teacher's own eval "
-            "preprocessing (e.g. {field}=imagenet_{side}).",
-            value=options.teacher_preprocessing,
-            size=size,
-            name=name,
-            path=options.teacher_saved_model,
-            side=side[0],
-        )
 
 
 def label_space(options, num_logits):
@@ -567,7 +250,7 @@ def extract_shard(src, dst, teacher, options, labels):
     Args:
         src: the input shard.
         dst: the output shard.
-        teacher: a `Teacher`.
+        teacher: a `teachers.Teacher`.
         options: the `TeacherLogitsOptions` (preprocessing, batch size,
             prepend_zero).
         labels: the range of stored labels the logits cover.
@@ -751,10 +434,6 @@ def temporary_path(dst):
     return os.path.join(folder, TEMPORARY.format(name=name))
 
 
-def _abs(path):
-    return path if "://" in path else os.path.abspath(path)
-
-
 def _remove(path):
     if os.path.exists(path):
         os.remove(path)
@@ -771,7 +450,7 @@ def extract_teacher_logits(options):
     options.validate()
     files = find_shards(options)
     _refuse_shared_names(files, options)
-    teacher = load_teacher(options)
+    teacher = teachers.load_teacher(options)
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
     settings = _settings(options, teacher, width)

@@ -16,6 +16,7 @@ from assemble_tf.data import metadata, schema
 from assemble_tf.data.preprocessing import preprocess_eval
 from assemble_tf.models import build_model
 from assemble_tf.training import teacher_logits as tl
+from assemble_tf.training import teachers
 from official.utils.misc.validation import OptionError
 from tests import testing_utils
 
@@ -409,8 +410,8 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
             raise RuntimeError("teacher failed")
         return tf.zeros([len(images), CLASSES])
 
-    teacher = tl.Teacher(call, CLASSES, {"test": True})
-    monkeypatch.setattr(tl, "load_teacher", lambda options: teacher)
+    teacher = teachers.Teacher(call, CLASSES, {"test": True})
+    monkeypatch.setattr(teachers, "load_teacher", lambda options: teacher)
     out = tmp_path / "kd"
     options = _options(labelled_data, out, teacher_saved_model="unused")
     with pytest.raises(RuntimeError, match="teacher failed"):
@@ -692,7 +693,7 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
         tf.train.Checkpoint(model=model), str(run / "checkpoints"), 3
     )
     manager.save()
-    identity = tl._weights_identity(str(run))
+    identity = teachers._weights_identity(str(run))
     prefix = str(run / "checkpoints" / "ckpt-1")
     index = open(prefix + ".index", "rb").read()
     assert identity == {
@@ -706,7 +707,7 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
     )
     twin.save()
     assert (
-        tl._weights_identity(str(tmp_path / "twin"))["sha256"]
+        teachers._weights_identity(str(tmp_path / "twin"))["sha256"]
         == (identity["sha256"])
     )
     head = model.get_layer("head_dense")
@@ -715,7 +716,7 @@ def test_a_run_folders_teacher_is_identified_by_its_latest_checkpoint(
         tf.train.Checkpoint(model=model), str(tmp_path / "changed"), 3
     )
     changed.save()
-    later = tl._weights_identity(str(tmp_path / "changed"))
+    later = teachers._weights_identity(str(tmp_path / "changed"))
     assert later["checkpoint"].endswith("ckpt-1")
     assert later["sha256"] != identity["sha256"]
 
@@ -913,19 +914,23 @@ def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
                 raise RuntimeError("stopped")
             return tf.fill([len(images), CLASSES], float(value))
 
-        return tl.Teacher(call, CLASSES, {"name": value, "sha256": str(value)})
+        return teachers.Teacher(
+            call, CLASSES, {"name": value, "sha256": str(value)}
+        )
 
     out = tmp_path / "kd"
     options = _options(labelled_data, out, teacher_saved_model="unused")
-    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(1))
+    monkeypatch.setattr(teachers, "load_teacher", lambda o: teacher(1))
     tl.extract_teacher_logits(options)
     # 3 batches of train, then validation's first: stopped.
-    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(2, fail_on=4))
+    monkeypatch.setattr(
+        teachers, "load_teacher", lambda o: teacher(2, fail_on=4)
+    )
     with pytest.raises(RuntimeError, match="stopped"):
         tl.extract_teacher_logits(dataclasses.replace(options, overwrite=True))
     assert _logits(_examples(out / SHARDS[0])).max() == 2.0
     assert _logits(_examples(out / SHARDS[1])).max() == 1.0  # still A's
-    monkeypatch.setattr(tl, "load_teacher", lambda o: teacher(2))
+    monkeypatch.setattr(teachers, "load_teacher", lambda o: teacher(2))
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(
             dataclasses.replace(options, patterns=("train-*",))
