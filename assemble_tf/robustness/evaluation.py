@@ -113,10 +113,23 @@ def find_imagenet_c(root, corruptions=None, skipped=None):
     return found
 
 
+# The hidden names make_imagenet_c (`file_utils.atomic_write`) and
+# make_imagenet_p (`video.write_video`) write a file under until it is
+# complete: `.<name>.tmp-<pid>` and `.<name>.<pid>.tmp.mp4`.
+_UNFINISHED = re.compile(r"^\..+(\.tmp-\d+|\.\d+\.tmp\.mp4)$")
+
+
 def _class_files(folder, extensions, skipped=None):
-    """[(path, wnid)] of `<folder>/<wnid>/<file>`, sorted by wnid and file;
-    what else `folder` and its class folders hold (not hidden) goes to
-    `skipped`."""
+    """[(path, wnid)] of `<folder>/<wnid>/<file>`, sorted by wnid and file
+    (hidden files aside); what else `folder` and its class folders hold
+    (not hidden) goes to `skipped`.
+
+    Raises:
+        OptionError: (`data_dir`) a class folder holds a file a generator
+            was writing when it stopped: the set is unfinished (before: an
+            interrupted make_imagenet_p's partial video was read as one,
+            and failed as a damaged file).
+    """
     items = []
     for wnid in sorted(os.listdir(folder)):
         sub = os.path.join(folder, wnid)
@@ -126,11 +139,27 @@ def _class_files(folder, extensions, skipped=None):
             continue
         for name in sorted(os.listdir(sub)):
             path = os.path.join(sub, name)
+            if _UNFINISHED.match(name):
+                raise _unfinished_set(path)
+            if name.startswith("."):
+                continue
             if name.lower().endswith(extensions) and os.path.isfile(path):
                 items.append((path, wnid))
-            elif skipped is not None and not name.startswith("."):
+            elif skipped is not None:
                 skipped.append(path)
     return items
+
+
+def _unfinished_set(path):
+    tool = "make_imagenet_p" if path.endswith(".mp4") else "make_imagenet_c"
+    return OptionError(
+        "data_dir",
+        "{field} is an unfinished set: {path} is a file tools.{tool} was "
+        "writing when it stopped. Rerun tools.{tool} with the same flags to "
+        "finish the set (it takes up where it stopped), then evaluate.",
+        path=path,
+        tool=tool,
+    )
 
 
 def find_imagenet_p(root, perturbations=None, difficulty=1, skipped=None):

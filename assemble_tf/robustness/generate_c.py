@@ -401,6 +401,13 @@ def generate(options, progress=None):
     options.validate()
     tasks, num_tasks = _sources(options)
     prepare_output(options)
+    # What a killed run was writing (before: left for good, and
+    # tools.eval_robustness now refuses a set holding them).
+    stale = jobs.remove_stale_temporaries(
+        options.output_dir,
+        [f"{c}/{s}" for c in options.corruptions for s in options.severities],
+        ".*.tmp-*",  # file_utils.atomic_write's temporary names
+    )
     failures, counts = [], collections.Counter()
     for _, result in jobs.run_tasks(
         functools.partial(process, options=options),
@@ -414,6 +421,7 @@ def generate(options, progress=None):
         counts.update(skipped=result["skipped"])
         failures.extend(result["failures"])
     summary = _summary(options, counts, failures, time.time() - start)
+    summary["stale_temp_files_removed"] = stale
     jobs.write_summary(options.output_dir, summary)
     if failures and not (counts["written"] or counts["skipped"]):
         # Nothing written and nothing there: it exited 0.
@@ -482,6 +490,11 @@ def format_summary(summary):
         noun="failures",
     )
     lines.append(f"seconds: {summary['seconds']}")
+    if summary.get("stale_temp_files_removed"):
+        lines.append(
+            f"removed {summary['stale_temp_files_removed']} unfinished "
+            "temporary files of an interrupted run"
+        )
     held = summary.get("in_folder") or {}
     lines.append(
         f"in the folder, with earlier runs: {len(held)} corruptions ("

@@ -35,7 +35,6 @@ saved as `summary.json`.
 
 import collections
 import dataclasses
-import glob
 import hashlib
 import io
 import os
@@ -389,15 +388,6 @@ def prepare_output(options):
     )
 
 
-def _remove_stale_temps(out, folder_names):
-    removed = 0
-    for folder in folder_names:
-        for path in glob.glob(os.path.join(out, folder, "*", ".*.tmp.mp4")):
-            os.remove(path)
-            removed += 1
-    return removed
-
-
 # --------------------------------------------------------------------------
 # The run.
 
@@ -424,8 +414,10 @@ def generate(options):
     targets = folders(options.perturbation_names(), options.difficulty)
     found, indexed = _select(options)
     prepare_output(options)
-    stale = _remove_stale_temps(
-        options.output_dir, [folder for _, _, folder in targets]
+    stale = jobs.remove_stale_temporaries(
+        options.output_dir,
+        [folder for _, _, folder in targets],
+        ".*.tmp.mp4",  # video.write_video's temporary names
     )
     tasks, kept = _plan(indexed, targets, options)
     written, unreadable, seconds = _tally(_run(tasks, options))

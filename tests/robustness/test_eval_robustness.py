@@ -53,6 +53,42 @@ def test_find_imagenet_c_layout_and_errors(tmp_path):
         evaluation.find_imagenet_c(str(tmp_path / "fog"))
 
 
+@pytest.mark.parametrize(
+    "kind, name, tool",
+    [
+        ("c", ".img_00.JPEG.tmp-4242", "make_imagenet_c"),
+        ("p", ".clip.mp4.4242.tmp.mp4", "make_imagenet_p"),
+    ],
+)
+def test_a_set_a_generator_was_still_writing_is_named_unfinished(
+    tmp_path, kind, name, tool
+):
+    """A file a killed (or running) generator was writing under its hidden
+    temporary name: the set is unfinished, and the rerun that finishes it
+    is named (before: make_imagenet_p's partial video was read as a video
+    and failed as a damaged file)."""
+    if kind == "c":
+        write_set(str(tmp_path), ("fog",), severities=(1,), per_class=1)
+        folder = tmp_path / "fog" / "1" / WNIDS[0]
+        find = evaluation.find_imagenet_c
+    else:
+        folder = tmp_path / "tilt" / WNIDS[0]
+        folder.mkdir(parents=True)
+        (folder / "clip.mp4").write_bytes(b"video")
+        find = evaluation.find_imagenet_p
+    (folder / ".DS_Store").write_bytes(b"x")  # other hidden files: fine
+    assert len(next(iter(find(str(tmp_path)).values()))) == 1
+    (folder / name).write_bytes(b"partial")
+    with pytest.raises(ValueError) as error:
+        find(str(tmp_path))
+    assert error.value.as_flag() == (
+        f"--data_dir is an unfinished set: {folder / name} is a file "
+        f"tools.{tool} was writing when it stopped. Rerun tools.{tool} with "
+        "the same flags to finish the set (it takes up where it stopped), "
+        "then evaluate."
+    )
+
+
 def test_entries_outside_the_layout_are_named_not_skipped_silently(tmp_path):
     """Before: a sub-folder in a class folder, a .webp image, an image
     beside the class folders or a severity folder "6" were left out

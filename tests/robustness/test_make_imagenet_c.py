@@ -120,12 +120,17 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     # resumable: everything is skipped
     again = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
     assert again["written"] == 0 and again["skipped_existing"] == 16
-    # a lost file is rewritten, identically
+    # a lost file is rewritten, identically, and the file a killed run was
+    # writing is removed (before: kept for good)
     lost = os.path.join("pixelate", "2", "n01443537", "d.JPEG")
     os.remove(out / lost)
+    stale = out / "pixelate" / "2" / "n01443537" / ".d.JPEG.tmp-999"
+    stale.write_bytes(b"partial")
     again = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
     assert again["written"] == 1 and again["skipped_existing"] == 15
     assert (out / lost).read_bytes() == tree[lost]
+    assert not stale.exists() and again["stale_temp_files_removed"] == 1
+    assert "removed 1 unfinished temporary files" in mic.format_summary(again)
     # 2 spawned workers write byte-identical files
     out2 = tmp_path / "c2"
     two = mic.generate(

@@ -347,6 +347,24 @@ def run_tasks(
             raise KeyboardInterrupt(resume) from None
 
 
+def remove_stale_temporaries(output_dir, folders, pattern):
+    """Removes the files matching `pattern` in the class folders of each
+    of `folders` (relative to `output_dir`): the files a killed run was
+    writing under a hidden temporary name, which a rerun writes again.
+
+    Returns:
+        How many were removed.
+    """
+    import glob
+
+    removed = 0
+    for folder in folders:
+        for path in glob.glob(os.path.join(output_dir, folder, "*", pattern)):
+            os.remove(path)
+            removed += 1
+    return removed
+
+
 def summary_path(output_dir):
     """Where a job's summary goes."""
     return os.path.join(output_dir, SUMMARY_FILE)
