@@ -233,6 +233,22 @@ def read_label_map(path):
     return mapping
 
 
+def _how_labels_were_read(path):
+    """How `read_label_map` read `path`, for the message of classes it
+    lacks: a file not in labels.txt's three columns is read as a synsets
+    list, one class per line up to its first space (before: class names
+    with spaces were "not in" it without a word why)."""
+    try:
+        metadata.read_labels(path)
+        return ""
+    except ValueError:
+        return (
+            " It was read as a synsets list (each line's class is its first "
+            "word); for class names with spaces, write it as our labels.txt: "
+            "label<TAB>class<TAB>text per line."
+        )
+
+
 def label_map(wnids, num_classes, label_offset, labels_file=None):
     """{wnid: model label} for the classes of an evaluation set.
 
@@ -254,9 +270,14 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
         mapping = read_label_map(labels_file)
         missing = [w for w in wnids if w not in mapping]
         if missing:
-            raise ValueError(
-                f"{len(missing)} classes of the set are not in "
-                f"{labels_file}, e.g. {missing[:3]}."
+            raise OptionError(
+                "labels_file",
+                "{count} classes of the set are not in {field}={path}, e.g. "
+                "{missing}.{how}",
+                count=len(missing),
+                path=labels_file,
+                missing=missing[:3],
+                how=_how_labels_were_read(labels_file),
             )
         stored = {w: mapping[w] for w in wnids}
     elif len(wnids) == num_classes:

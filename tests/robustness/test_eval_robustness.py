@@ -215,6 +215,24 @@ def test_label_map(tmp_path):
         "n00000001": 1,
         "n00000002": 2,
     }
+    # Classes it lacks are named, with how the file was read: a file not
+    # in labels.txt's columns is a synsets list, whose class is each line's
+    # first word (before: class names with spaces were just "not in" it).
+    with pytest.raises(ValueError) as error:
+        evaluation.label_map(["n01 cat"], 2, 1, str(labels))
+    assert error.value.as_flag() == (
+        f"1 classes of the set are not in --labels_file={labels}, e.g. "
+        "['n01 cat']."
+    )
+    synsets.write_text("n01 cat\nn02\n")
+    with pytest.raises(ValueError) as error:
+        evaluation.label_map(["n01 cat"], 2, 1, str(synsets))
+    assert error.value.as_flag() == (
+        f"1 classes of the set are not in --labels_file={synsets}, e.g. "
+        "['n01 cat']. It was read as a synsets list (each line's class is "
+        "its first word); for class names with spaces, write it as our "
+        "labels.txt: label<TAB>class<TAB>text per line."
+    )
 
 
 @pytest.fixture(scope="module")
