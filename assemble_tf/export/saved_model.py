@@ -41,6 +41,7 @@ import re
 import shutil
 import socket
 import tempfile
+import types
 
 import numpy as np
 import tensorflow as tf
@@ -51,6 +52,7 @@ from official.utils.misc.validation import (
     OptionError,
     PathExistsError,
     PathNotWritableError,
+    check_creatable,
 )
 
 
@@ -82,7 +84,8 @@ class ServingModule(tf.Module):
     Args:
         model: the Keras classifier.
         preprocessing_type: the eval preprocessing of `serving_default`.
-        jit_compile: XLA-compile `preprocessed`.
+        jit_compile: XLA-compile the network of `preprocessed` (and so of
+            `serving_default`, which calls it).
         class_names: the name of each logit (`class_names` outputs), or
             None for their indices ("0", "1", ...).
     """
@@ -562,7 +565,22 @@ def _temp_export_dir(export_dir, log):
         The temporary folder's path (`.export_<pid>@<host>.<random>`).
     """
     parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
+    # Named as the flag (before: "[Errno 17] File exists: <parent>" where a
+    # file sits in the way, which sent users to --overwrite).
+    check_creatable(
+        types.SimpleNamespace(export_dir=export_dir), ["export_dir"]
+    )
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise PathNotWritableError(
+            "export_dir",
+            "{field}={path} cannot be created ({reason}); export to a "
+            "folder you can write to.",
+            errno_code=e.errno,
+            path=export_dir,
+            reason=e.strerror or e,
+        ) from None
     for stale in remove_stale_exports(parent):
         log(f"Removed {stale}, the temporary folder of a dead export.")
     try:

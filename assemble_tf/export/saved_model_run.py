@@ -29,7 +29,11 @@ import os
 import sys
 
 from assemble_tf.runs import class_names, loading
-from official.utils.misc.validation import OptionError, check_choices
+from official.utils.misc.validation import (
+    OptionError,
+    check_choices,
+    check_creatable,
+)
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -81,6 +85,7 @@ def validate(options):
     """Raises `OptionError` naming the option of a bad value."""
     if not options.export_dir:
         raise OptionError("export_dir", "{field} is required.")
+    check_creatable(options, ["export_dir"])  # before the model loads
     check_choices(options, {"precision": PRECISIONS})
     if options.preprocessing:  # before: "preprocessing_type must be ..."
         from assemble_tf.data.sizes import eval_sizes

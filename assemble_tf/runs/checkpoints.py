@@ -247,6 +247,7 @@ def load_weights_file(model, path, field="weights"):
     and warns about each container it skips.
 
     Raises:
+        MissingPathError: (`field`) no such file.
         OptionError: (`field`) the file holds another architecture or
             class count; names the first variable that differs.
     """
@@ -254,6 +255,11 @@ def load_weights_file(model, path, field="weights"):
 
     from official.utils.misc.validation import OptionError
 
+    if "://" not in path and not os.path.isfile(path):
+        # Before: h5py's "[Errno 2] Unable to synchronously open file ...".
+        raise MissingPathError(
+            field, "{field}={path}: no such file.", path=path
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping nested container")
         try:

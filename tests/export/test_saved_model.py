@@ -1297,6 +1297,32 @@ def test_next_export_removes_temp_folders_of_dead_exports(tmp_path):
     assert sorted(os.listdir(parent)) == sorted(["1", live.name, remote.name])
 
 
+def test_an_export_dir_under_a_file_is_named(tmp_path):
+    """A file where the export's parent folder must be: named as the flag,
+    by the binary's options before the model loads and by the library
+    (before: "[Errno 17] File exists: <parent>", which sent users to
+    --overwrite)."""
+    from assemble_tf.export import saved_model_run
+
+    (tmp_path / "afile").write_text("x")
+    target = str(tmp_path / "afile" / "1")
+    options = saved_model_run.ExportOptions(
+        export_dir=target, preset="resnet50"
+    )
+    with pytest.raises(ValueError) as raised:
+        saved_model_run.validate(options)
+    expected = (
+        f"--export_dir={target} cannot be created: {tmp_path / 'afile'} is a "
+        "file, not a folder."
+    )
+    assert raised.value.as_flag() == expected
+    with pytest.raises(ValueError) as raised:
+        export_lib.export_saved_model(
+            testing_utils.serving_model(), target, "imagenet_32"
+        )
+    assert raised.value.as_flag() == expected
+
+
 def test_an_unwritable_parent_is_named_not_the_temporary_folder(
     tmp_path, monkeypatch
 ):

@@ -118,6 +118,12 @@ def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
         f"--weights={tmp_path / 'x.txt'} is no weights file by its name: "
         "Keras reads .weights.h5, .keras and legacy .h5 files."
     )
+    # No such file: named (before: h5py's "[Errno 2] Unable to
+    # synchronously open file ...").
+    missing = str(tmp_path / "nothere.weights.h5")
+    with pytest.raises(FileNotFoundError) as error:
+        checkpoints.restore(nine, weights=missing)
+    assert error.value.as_flag() == f"--weights={missing}: no such file."
 
 
 def test_pruning_mid_epoch_checkpoints_keeps_the_named_one(tmp_path):
