@@ -162,6 +162,11 @@ def parse_class_range(value):
         raise invalid(
             "class_range", value, "'low,high' integers such as 0,100"
         ) from None
+    if not 0 <= low < high:
+        # Before: named as num_classes=high-low, a flag not given.
+        raise invalid(
+            "class_range", f"{low},{high}", "'low,high' with 0 <= low < high"
+        )
     return low, high
 
 

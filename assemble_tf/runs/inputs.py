@@ -185,10 +185,12 @@ def _record_source(data_config, is_training):
 def check_source_splits(data_config):
     """Refuses a tfds or folder source whose train or validation split
     does not exist, before training (the validation split was otherwise
-    first read after the first epoch).
+    first read after the first epoch), and a `class_range` reaching past
+    its classes.
 
     Raises:
-        OptionError: naming the split field, the source and its splits.
+        OptionError: naming the split field, the source and its splits, or
+            `class_range` and the source's class count.
     """
     from official.utils.misc.validation import OptionError
 
@@ -202,6 +204,23 @@ def check_source_splits(data_config):
             raise OptionError(
                 field, "{field}: {reason}", reason=str(e)
             ) from None
+    if data_config.class_range and (
+        data_config.class_range[1] > info.num_classes
+    ):
+        # Before: trained a head of the range's width, the classes past
+        # the source's named unused_N and never seen.
+        low, high = data_config.class_range
+        raise OptionError(
+            "class_range",
+            "{field}={low},{high} reaches past the {count} classes of "
+            "{source}={path} (labels 0-{last}): keep HIGH <= {count}.",
+            ["source"],
+            low=low,
+            high=high,
+            count=info.num_classes,
+            path=data_config.source,
+            last=info.num_classes - 1,
+        )
 
 
 def count_source_examples(data_config, split):

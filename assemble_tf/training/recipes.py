@@ -27,7 +27,8 @@ The named recipes:
   (`RETRIEVAL_BASE`): NormSoftmax (Zhai & Wu, "Classification is a Strong
   Baseline for Deep Metric Learning", BMVC 2019, arXiv 1811.12649) on a
   512-d BN'd embedding, cosine logits / 0.05, class-disjoint training
-  halves, with the Food-101 protocol's optimiser otherwise. The rows then
+  halves, 30 epochs at batch 128 with 1 warm-up epoch, with the Food-101
+  protocol's optimiser otherwise. The rows then
   differ only where the paper says they do.
 
 A recipe is {config group: {field: value}} plus the backbone preset it

@@ -68,6 +68,28 @@ def test_a_folder_source_with_a_class_range(tmp_path):
     assert class_names.from_data(data) == ["apple", "banana", "cherry", "date"]
     ranged = dataclasses.replace(data, num_classes=2, class_range=(1, 3))
     assert class_names.from_data(ranged) == ["banana", "cherry"]
+    # A range past the folder's 4 classes: named before training (before:
+    # a 99-way head trained, classes 4-98 named unused_N and never seen).
+    from assemble_tf.runs import inputs
+
+    inputs.check_source_splits(
+        dataclasses.replace(
+            ranged, train_split="train", validation_split="train"
+        )
+    )
+    past = dataclasses.replace(
+        ranged,
+        num_classes=97,
+        class_range=(2, 99),
+        train_split="train",
+        validation_split="train",
+    )
+    with pytest.raises(ValueError) as error:
+        inputs.check_source_splits(past)
+    assert error.value.as_flag() == (
+        f"--class_range=2,99 reaches past the 4 classes of --source="
+        f"{tmp_path} (labels 0-3): keep HIGH <= 4."
+    )
 
 
 def test_a_run_keeps_its_names_and_older_runs_read_their_data(tmp_path):

@@ -416,6 +416,15 @@ def test_a_folder_source_sets_the_classes_and_held_out_split(
     d = data(num_classes=10, validation_split="train")  # given: kept
     assert (d.num_classes, d.validation_split) == (10, "train")
     assert data(class_range="1,3").num_classes == 2
+    # An empty or reversed range is named as itself (before:
+    # "--num_classes=-3 is invalid", a flag not given).
+    for text in ("5,2", "3,3"):
+        with pytest.raises(ValueError) as e:
+            data(class_range=text)
+        assert e.value.as_flag() == (
+            f"--class_range='{text}' is invalid: 'low,high' with 0 <= low < "
+            "high."
+        )
     one = tmp_path / "one"
     shutil.copytree(root / "train" / "class_1", one / "train" / "a")
     with pytest.raises(ValueError) as e:
