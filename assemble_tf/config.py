@@ -560,7 +560,9 @@ class TrainConfig(_Group):
         check=_at_least(0),
     )
     warm_start: str | None = _f(
-        None, "Checkpoint dir/prefix or .weights.h5 to start from."
+        None,
+        "A run's model_dir, a checkpoint prefix, a .weights.h5 or .keras "
+        "file, or a SavedModel to start from.",
     )
     warm_start_head: bool = _f(
         False, "Also load the classifier head (False re-initialises it)."

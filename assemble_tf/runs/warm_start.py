@@ -222,7 +222,8 @@ def warm_start_model(
 
     Args:
         model: the freshly built model.
-        path: a `.weights.h5` file (e.g. from the checkpoint importer), a
+        path: a `.weights.h5` file (e.g. from the checkpoint importer) or
+            a whole-model `.keras` file (its weights are read), a
             run's model_dir / checkpoints dir / checkpoint prefix (its
             config.json may have another class count), or a SavedModel
             exported by `tools.export_saved_model`.
@@ -236,7 +237,7 @@ def warm_start_model(
             variables are matched through such a twin; BN-folded exports
             cannot be used).
     """
-    if path.endswith(".weights.h5"):
+    if path.endswith((".weights.h5", ".keras")):  # Keras reads both
         if not os.path.isfile(path):
             raise _missing(path)
         if load_head:
@@ -257,8 +258,8 @@ def warm_start_model(
                 raise MissingPathError(
                     "warm_start",
                     "{field}={path}: no checkpoint found (pass a run's "
-                    "model_dir or checkpoints/ dir, a prefix, a SavedModel "
-                    "or a .weights.h5 file).",
+                    "model_dir or checkpoints/ dir, a prefix, a SavedModel, "
+                    "a .weights.h5 or a .keras file).",
                     path=path,
                 )
             checkpoints.restore(model, prefix)

@@ -136,3 +136,17 @@ def test_a_weights_file_of_another_architecture_is_refused(tmp_path):
     for a, b in zip(source.weights, model.weights, strict=True):
         if not a.path.startswith("head_"):
             np.testing.assert_array_equal(a.numpy(), b.numpy(), a.path)
+    # A whole-model .keras file: its weights, head or not (before: "no
+    # checkpoint found" for a file that exists).
+    keras_file = str(tmp_path / "m.keras")
+    source.save(keras_file)
+    fresh = build_model("resnet50", base_width=8, num_classes=3, **tiny)
+    warm_start.warm_start_model(fresh, keras_file)
+    same = build_model("resnet50", base_width=8, num_classes=5, **tiny)
+    warm_start.warm_start_model(same, keras_file, load_head=True)
+    for a, b, c in zip(
+        source.weights, fresh.weights, same.weights, strict=True
+    ):
+        np.testing.assert_array_equal(a.numpy(), c.numpy(), a.path)
+        if not a.path.startswith("head_"):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), a.path)
