@@ -20,6 +20,7 @@ the original graph produced (a golden `.npz` with arrays `inputs`,
 
 import dataclasses
 import functools
+import math
 import os
 
 from official.utils.misc.validation import (
@@ -113,12 +114,13 @@ def convert(options):
     from assemble_tf.models import build_model
 
     check_output(options.output, options.overwrite)
-    if options.tolerance < 0:
-        # Before: "differs ... > -1.0 x max |logit|", the model blamed.
+    if not 0 <= options.tolerance < math.inf:
+        # Before: "differs ... > -1.0 x max |logit|", the model blamed;
+        # and nan passed every check (no comparison with nan is true).
         raise OptionError(
             "tolerance",
-            "{field}={value} must be >= 0: the allowed max |diff| as a "
-            "fraction of max |logit|, e.g. {field}=1e-3.",
+            "{field}={value} must be a finite number >= 0: the allowed max "
+            "|diff| as a fraction of max |logit|, e.g. {field}=1e-3.",
             value=options.tolerance,
         )
     golden = read_golden(options.golden) if options.golden else None
@@ -220,7 +222,7 @@ def verify(model, golden, tolerance, data=None):
     logits = np.asarray(model(data["inputs"], training=False))
     diff = float(np.abs(logits - data["logits"]).max())
     scale = float(np.abs(data["logits"]).max())
-    if diff > tolerance * scale:
+    if not diff <= tolerance * scale:  # a NaN logit fails too
         raise ValueError(
             f"Converted model differs from {golden}: max |diff| {diff:.4g} "
             f"> {tolerance} x max |logit| {scale:.4g}."

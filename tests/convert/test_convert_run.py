@@ -181,7 +181,13 @@ def test_what_the_original_never_had_is_refused(tmp_path):
         "head_pool: GeM with p=4, epsilon=1e-06; the original's GeM has p=3 "
         "and epsilon=1e-6."
     )
-    with pytest.raises(OptionError) as e:
-        run.convert(_options(output, tolerance=-1.0))
-    assert e.value.as_flag().startswith("--tolerance=-1.0 must be >= 0")
+    # Negative, NaN (no comparison with it is true: every check passed)
+    # or infinite: refused before any work.
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(OptionError) as e:
+            run.convert(_options(output, tolerance=bad))
+        assert e.value.as_flag() == (
+            f"--tolerance={bad} must be a finite number >= 0: the allowed "
+            "max |diff| as a fraction of max |logit|, e.g. --tolerance=1e-3."
+        )
     assert not os.path.exists(output)
