@@ -170,7 +170,13 @@ def collect(names, image_size=None, progress=True):
     )
     for name in bar:
         bar.set_postfix_str(name)
-        rows.append(preset_row(name, image_size))
+        try:
+            rows.append(preset_row(name, image_size))
+        except ValueError as e:
+            if getattr(e, "field", None):  # names its option already
+                raise
+            # Before: the builder's message alone, naming no preset.
+            raise ValueError(f"Preset {name}: {e}") from None
         keras.backend.clear_session()
     return rows
 

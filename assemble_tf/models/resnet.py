@@ -56,6 +56,7 @@ SHORTCUTS = ("conv", "avg2", "avg3")
 POOLINGS = ("avg", "gem")
 CLASSIFIERS = ("dense", "cosine")
 EXPANSION = {"basic": 1, "bottleneck": 4}
+ANTI_ALIAS_SIZE = 3  # the paper's blur filter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +274,39 @@ def _check_head(o):
         )
 
 
+def _check_types(o):
+    """Options of the wrong type, or an option that does nothing (before:
+    depth=50.0 built "resnet50.0", include_top="no" built the head,
+    block_sizes=5 raised a bare TypeError, se_ratio=0 was named as the
+    layer's `ratio`, anti_alias_size without anti_alias was ignored)."""
+    if isinstance(o.depth, bool) or not isinstance(o.depth, int):
+        raise ValueError(
+            f"`depth` must be an int, one of {sorted(RESNET_SPECS)}. "
+            f"Received: depth={o.depth!r}"
+        )
+    for option in ("include_top", "zero_gamma"):
+        if not isinstance(getattr(o, option), bool):
+            raise ValueError(
+                f"`{option}` must be True or False. Received: "
+                f"{option}={getattr(o, option)!r}"
+            )
+    for option in ("se_ratio", "sk_reduction", "sk_min_dim", "anti_alias_size"):
+        validation.check_positive_int(option, getattr(o, option))
+    if o.anti_alias is None and o.anti_alias_size != ANTI_ALIAS_SIZE:
+        raise ValueError(
+            "`anti_alias_size` sets the blur of `anti_alias`, which is None: "
+            "pass anti_alias too (e.g. 'sconv'), or leave the size out. "
+            f"Received: anti_alias_size={o.anti_alias_size!r}"
+        )
+    for option in ("block_sizes", "stage_strides"):
+        value = getattr(o, option)
+        if value is not None and not isinstance(value, (tuple, list)):
+            raise ValueError(
+                f"`{option}` must be None or 4 ints, one per stage. "
+                f"Received: {option}={value!r}"
+            )
+
+
 def _resolve(o):
     """Checks every option, in one pass, and fills the defaults.
 
@@ -285,6 +319,7 @@ def _resolve(o):
         The `_Options` with `block_sizes`, `stage_strides` and `big_little`
         as tuples.
     """
+    _check_types(o)
     if o.depth not in RESNET_SPECS:
         raise ValueError(
             f"`depth` must be one of {sorted(RESNET_SPECS)}. "
@@ -641,7 +676,7 @@ def build_resnet(
     sk_reduction=2,
     sk_min_dim=32,
     anti_alias=None,
-    anti_alias_size=3,
+    anti_alias_size=ANTI_ALIAS_SIZE,
     big_little=None,
     dropblock=None,
     zero_gamma=True,

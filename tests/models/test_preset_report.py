@@ -88,6 +88,17 @@ def test_preset_table_refuses_an_unknown_preset_before_building(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_preset_that_cannot_be_built_at_the_size_is_named():
+    """Before: the builder's message alone, naming no preset of the list."""
+    with pytest.raises(ValueError) as e:
+        preset_report.collect(["resnet50", "table6_m3"], 240, progress=False)
+    assert str(e.value).startswith(
+        "Preset table6_m3: BigLittleNet needs an input side that is a "
+        "multiple of 32"
+    )
+    assert str(e.value).endswith("Received: image_size=240")
+
+
 def test_preset_table_refuses_repeats_and_a_file_before_building(
     tmp_path, monkeypatch
 ):

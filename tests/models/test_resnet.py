@@ -185,6 +185,17 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"stem": "deep", "base_width": 1}, "at least 2 with stem='deep'"),
         ({"bn_momentum": "0.9"}, "must be a number. Received: bn_moment"),
         ({"bn_epsilon": None}, "must be a number. Received: bn_epsilon=N"),
+        # Before: built "resnet50.0"; built the head; a bare TypeError;
+        # named the layer's `ratio` / `reduction` / `min_dim`; ignored.
+        ({"depth": 50.0}, "must be an int, one of .*Received: depth=50.0"),
+        ({"include_top": "no"}, "True or False. Received: include_top='no'"),
+        ({"zero_gamma": "no"}, "True or False. Received: zero_gamma='no'"),
+        ({"block_sizes": 5}, "None or 4 ints, one per stage. Received: bl"),
+        ({"stage_strides": 5}, "None or 4 ints, one per stage. Received: s"),
+        ({"attention": "se", "se_ratio": 0}, "Received: se_ratio=0"),
+        ({"attention": "sk", "sk_reduction": 0}, "Received: sk_reduction=0"),
+        ({"attention": "sk", "sk_min_dim": -1}, "Received: sk_min_dim=-1"),
+        ({"anti_alias_size": 5}, "which is None: pass anti_alias too"),
     ],
 )
 def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
