@@ -82,6 +82,7 @@ def validate(options):
     choices = {"mixup_type": MIXUP_TYPES, "dtype": DTYPES}
     check_choices(options, choices)
     lowest = dict(batch_size=1, image_size=8, rounds=1, warmup_steps=0)
+    lowest.update(num_classes=2)  # before: 0 failed in the pipeline
     lowest.update(min_seconds=0.0, settle_seconds=0.0)
     check_at_least(options, lowest)
     from assemble_tf import config as config_lib
@@ -188,7 +189,8 @@ def _check_labels_fit(options):
     from assemble_tf.data import metadata
 
     info = metadata.dataset_info(options.data_dir)
-    if info is None:
+    if info is None:  # no summary.json / labels.txt: the records tell
+        _check_sampled_labels_fit(options)
         return
     width = info.head_width(0)
     if options.num_classes < width:
@@ -205,6 +207,30 @@ def _check_labels_fit(options):
             low=info.label_base,
             high=info.label_base + info.num_classes - 1,
             width=width,
+        )
+
+
+def _check_sampled_labels_fit(options):
+    """`_check_labels_fit` from the labels of the first records, for a
+    folder without metadata (before: a `num_classes` below them timed a
+    pipeline that dropped records, without a word)."""
+    from assemble_tf.data import checks
+
+    pattern = os.path.join(options.data_dir, options.file_pattern)
+    sample = checks.sample_records(pattern)
+    if sample.max_label is not None and sample.max_label >= options.num_classes:
+        raise OptionError(
+            "num_classes",
+            "{field}={value} does not cover the labels of {data_dir}={path}: "
+            "its first {count} records hold labels up to {high}, and the "
+            "pipeline would drop the records beyond {field} and time less "
+            "work than the baselines; pass {field}={width} or more.",
+            ["data_dir"],
+            value=options.num_classes,
+            path=options.data_dir,
+            count=f"{sample.records:,}",
+            high=sample.max_label,
+            width=sample.max_label + 1,
         )
 
 

@@ -114,3 +114,24 @@ def test_a_class_count_below_the_datas_labels_is_refused(tmp_path):
         "records and time less work than the baselines; pass "
         "--num_classes=10 or more."
     )
+
+
+def test_without_metadata_the_records_labels_bound_the_class_count(data_dir):
+    """A folder of shards without summary.json / labels.txt: the first
+    records' labels are read (before: a count below them timed a pipeline
+    that dropped records, and 0 ended in a traceback)."""
+    with pytest.raises(OptionError) as e:
+        input_benchmark.run_benchmark(
+            dataclasses.replace(_options(data_dir), num_classes=3)
+        )
+    assert e.value.as_flag() == (
+        f"--num_classes=3 does not cover the labels of --data_dir={data_dir}: "
+        "its first 12 records hold labels up to 3, and the pipeline would "
+        "drop the records beyond --num_classes and time less work than the "
+        "baselines; pass --num_classes=4 or more."
+    )
+    with pytest.raises(OptionError) as e:
+        input_benchmark.validate(
+            dataclasses.replace(_options(data_dir), num_classes=0)
+        )
+    assert e.value.as_flag().startswith("--num_classes=0")
