@@ -90,7 +90,12 @@ def test_markdown_table_with_imagecorruptions():
         "|---|---:|---:|---:|\n"
         "| fog | 10.0 | 50.0 | 5.0x |\n"
         "| snow | 20.0 | n/a | |\n"
-        "| **total, 2 x 5** | **0.15 s** | **0.25 s** | |"
+        "| **total, 2 x 5** | **0.15 s** | **0.25 s** | 5.0x (the 1 both "
+        "timed) |"
+    )
+    theirs["snow"] = 0.04  # both timed: the speed-up of the totals
+    assert benchmark.markdown_table(["fog", "snow"], ours, theirs).endswith(
+        "| **total, 2 x 5** | **0.15 s** | **0.45 s** | 3.0x |"
     )
 
 
