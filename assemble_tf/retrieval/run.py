@@ -231,7 +231,10 @@ def read_images(options, info, split, class_range, class_split):
 
     from assemble_tf.data import sources
 
-    total = sources.num_examples(info, split)
+    try:
+        total = sources.num_examples(info, split)
+    except ValueError as e:  # before: the reason alone, naming no flag
+        raise OptionError("split", "{field}: {reason}", reason=str(e)) from None
     dataset = sources.encoded_dataset(info, split)
     if class_range:
         dataset = sources.filter_classes(dataset, *class_range)

@@ -357,7 +357,15 @@ def run_benchmark(options):
     from assemble_tf.robustness import corruptions
 
     names = check_names(options.corruptions, corruptions.CORRUPTIONS)
-    if options.compare_imagecorruptions and options.python:
+    if options.python and not options.compare_imagecorruptions:
+        # Before: ignored without a word.
+        raise OptionError(
+            "python",
+            "{field} names the interpreter that times imagecorruptions: "
+            "pass {compare_imagecorruptions} too, or leave {field} out.",
+            ["compare_imagecorruptions"],
+        )
+    if options.python:
         _check_interpreter(options.python)  # before our timings
     image = astronaut_crop(options.image_size, options.resize)
     ours, setup_s = time_ours(image, names, options.repeats, options.progress)

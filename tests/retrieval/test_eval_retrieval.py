@@ -320,6 +320,12 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     # Before: no --weights (nor --model_dir) failed in os.path.abspath(None).
     with pytest.raises(ValueError, match="`preset` needs `weights`"):
         run.evaluate_retrieval(_tiny_options(tiny_run, weights=None))
+    # A split the source lacks: named as --split (before: the reason
+    # alone, naming no flag).
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, split="nope"))
+    assert e.value.as_flag().startswith("--split: ")
+    assert "nope" in e.value.as_flag()
 
 
 def test_default_output_folders_keep_weights_files_apart(tmp_path):

@@ -80,6 +80,17 @@ def test_option_errors_name_the_flags():
                 progress=False,
             )
         )
+    # Without the comparison it times nothing: named (before: ignored).
+    with pytest.raises(OptionError) as e:
+        benchmark.run_benchmark(
+            benchmark.CorruptionBenchmarkOptions(
+                corruptions=("fog",), python=sys.executable, progress=False
+            )
+        )
+    assert e.value.as_flag() == (
+        "--python names the interpreter that times imagecorruptions: pass "
+        "--compare_imagecorruptions too, or leave --python out."
+    )
 
 
 def test_markdown_table_with_imagecorruptions():
