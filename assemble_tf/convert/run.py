@@ -26,7 +26,7 @@ import os
 from official.utils.misc.validation import (
     OptionError,
     PathExistsError,
-    check_creatable,
+    check_creatable_path,
     first_line,
 )
 
@@ -73,7 +73,7 @@ def check_output(output, overwrite=False):
             "Received: {field}={output}",
             output=output,
         )
-    check_creatable(ConvertOptions("", "", output), files=["output"])
+    check_creatable_path("output", output, folder=False)
     if os.path.isdir(output):
         # Before: an h5py IsADirectoryError traceback when overwriting.
         raise OptionError(

@@ -32,6 +32,7 @@ top-1 agreement >= 0.8 on the 32 verification images (crops, and as
 many encoded images for `serving_default`).
 """
 
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -41,7 +42,6 @@ import re
 import shutil
 import socket
 import tempfile
-import types
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +52,7 @@ from official.utils.misc.validation import (
     OptionError,
     PathExistsError,
     PathNotWritableError,
-    check_creatable,
+    check_creatable_path,
 )
 
 
@@ -518,9 +518,13 @@ SAVE_OPTIONS = tf.saved_model.SaveOptions()
 def _run_as_saved(functions, inputs):
     """{name: {output: numpy value}} of `functions[name](inputs[name])`,
     run with the traces `save_module` made (see `SAVE_OPTIONS`)."""
-    from tensorflow.python.saved_model import save_context
+    try:  # TensorFlow's own module, not its API: without it, traced again
+        from tensorflow.python.saved_model import save_context
 
-    with save_context.save_context(SAVE_OPTIONS):
+        options = save_context.save_context(SAVE_OPTIONS)
+    except (ImportError, AttributeError):
+        options = contextlib.nullcontext()
+    with options:
         return {
             name: {
                 k: v.numpy() for k, v in fn(tf.constant(inputs[name])).items()
@@ -567,9 +571,7 @@ def _temp_export_dir(export_dir, log):
     parent = os.path.dirname(export_dir)
     # Named as the flag (before: "[Errno 17] File exists: <parent>" where a
     # file sits in the way, which sent users to --overwrite).
-    check_creatable(
-        types.SimpleNamespace(export_dir=export_dir), ["export_dir"]
-    )
+    check_creatable_path("export_dir", export_dir)
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:

@@ -160,6 +160,8 @@ def collect(names, image_size=None, progress=True):
     import keras
     from tqdm import tqdm
 
+    from official.utils.misc.validation import OptionError
+
     rows = []
     bar = tqdm(
         names,
@@ -173,7 +175,7 @@ def collect(names, image_size=None, progress=True):
         try:
             rows.append(preset_row(name, image_size))
         except ValueError as e:
-            if getattr(e, "field", None):  # names its option already
+            if isinstance(e, OptionError):  # names its option already
                 raise
             # Before: the builder's message alone, naming no preset.
             raise ValueError(f"Preset {name}: {e}") from None

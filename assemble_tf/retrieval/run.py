@@ -231,10 +231,8 @@ def read_images(options, info, split, class_range, class_split):
 
     from assemble_tf.data import sources
 
-    try:
-        total = sources.num_examples(info, split)
-    except ValueError as e:  # before: the reason alone, naming no flag
-        raise OptionError("split", "{field}: {reason}", reason=str(e)) from None
+    # Named (before: the reason alone, naming no flag).
+    total = sources.num_examples(info, split, "split")
     dataset = sources.encoded_dataset(info, split)
     if class_range:
         dataset = sources.filter_classes(dataset, *class_range)

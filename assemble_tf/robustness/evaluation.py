@@ -17,6 +17,7 @@ interrupted evaluation continues where it stopped.
 """
 
 import collections
+import fnmatch
 import glob
 import hashlib
 import json
@@ -28,7 +29,7 @@ import tensorflow as tf
 
 from assemble_tf.data import metadata, preprocessing
 from assemble_tf.data.schema import IMAGENET_LABEL_OFFSET
-from assemble_tf.robustness import metrics
+from assemble_tf.robustness import metrics, video
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from official.utils.misc import file_utils
 from official.utils.misc.validation import MissingPathError, OptionError
@@ -115,8 +116,8 @@ def find_imagenet_c(root, corruptions=None, skipped=None):
 
 # The hidden names make_imagenet_c (`file_utils.atomic_write`) and
 # make_imagenet_p (`video.write_video`) write a file under until it is
-# complete: `.<name>.tmp-<pid>` and `.<name>.<pid>.tmp.mp4`.
-_UNFINISHED = re.compile(r"^\..+(\.tmp-\d+|\.\d+\.tmp\.mp4)$")
+# complete.
+_UNFINISHED = (file_utils.ATOMIC_TEMP_GLOB, video.TEMP_GLOB)
 
 
 def _class_files(folder, extensions, skipped=None):
@@ -139,7 +140,7 @@ def _class_files(folder, extensions, skipped=None):
             continue
         for name in sorted(os.listdir(sub)):
             path = os.path.join(sub, name)
-            if _UNFINISHED.match(name):
+            if any(fnmatch.fnmatch(name, g) for g in _UNFINISHED):
                 raise _unfinished_set(path)
             if name.startswith("."):
                 continue
@@ -211,6 +212,13 @@ def read_label_map(path):
     `wnid [text]` per line in class order, whose stored labels are the
     ImageNet ones (line index + 1).
     """
+    return _read_label_map(path)[0]
+
+
+def _read_label_map(path):
+    """(`read_label_map`'s mapping, whether `path` was read as a synsets
+    list)."""
+    synsets = False
     if not os.path.isfile(path):
         raise MissingPathError(
             "labels_file", "{field}={path}: no such file.", path=path
@@ -220,6 +228,7 @@ def read_label_map(path):
     except metadata.LabelsFileError:
         raise
     except ValueError:  # not labels.txt: a synsets list
+        synsets = True
         with open(path, encoding="utf-8-sig") as f:
             lines = [line.split()[0] for line in f if line.strip()]
         mapping = {
@@ -230,23 +239,16 @@ def read_label_map(path):
         raise OptionError(
             "labels_file", "{field}={path} holds no classes.", path=path
         )
-    return mapping
+    return mapping, synsets
 
 
-def _how_labels_were_read(path):
-    """How `read_label_map` read `path`, for the message of classes it
-    lacks: a file not in labels.txt's three columns is read as a synsets
-    list, one class per line up to its first space (before: class names
-    with spaces were "not in" it without a word why)."""
-    try:
-        metadata.read_labels(path)
-        return ""
-    except ValueError:
-        return (
-            " It was read as a synsets list (each line's class is its first "
-            "word); for class names with spaces, write it as our labels.txt: "
-            "label<TAB>class<TAB>text per line."
-        )
+# Why a synsets list lacks classes with spaces in their names (before:
+# they were "not in" it without a word why).
+_READ_AS_SYNSETS = (
+    " It was read as a synsets list (each line's class is its first word); "
+    "for class names with spaces, write it as our labels.txt: "
+    "label<TAB>class<TAB>text per line."
+)
 
 
 def label_map(wnids, num_classes, label_offset, labels_file=None):
@@ -267,7 +269,7 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
     """
     wnids = sorted(set(wnids))
     if labels_file:
-        mapping = read_label_map(labels_file)
+        mapping, synsets = _read_label_map(labels_file)
         missing = [w for w in wnids if w not in mapping]
         if missing:
             raise OptionError(
@@ -277,7 +279,7 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
                 count=len(missing),
                 path=labels_file,
                 missing=missing[:3],
-                how=_how_labels_were_read(labels_file),
+                how=_READ_AS_SYNSETS if synsets else "",
             )
         stored = {w: mapping[w] for w in wnids}
     elif len(wnids) == num_classes:

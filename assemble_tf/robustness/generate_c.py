@@ -406,7 +406,7 @@ def generate(options, progress=None):
     stale = jobs.remove_stale_temporaries(
         options.output_dir,
         [f"{c}/{s}" for c in options.corruptions for s in options.severities],
-        ".*.tmp-*",  # file_utils.atomic_write's temporary names
+        file_utils.ATOMIC_TEMP_GLOB,  # what `_write` writes under
     )
     failures, counts = [], collections.Counter()
     for _, result in jobs.run_tasks(

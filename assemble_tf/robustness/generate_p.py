@@ -417,7 +417,7 @@ def generate(options):
     stale = jobs.remove_stale_temporaries(
         options.output_dir,
         [folder for _, _, folder in targets],
-        ".*.tmp.mp4",  # video.write_video's temporary names
+        video.TEMP_GLOB,
     )
     tasks, kept = _plan(indexed, targets, options)
     written, unreadable, seconds = _tally(_run(tasks, options))

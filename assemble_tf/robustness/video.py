@@ -59,6 +59,11 @@ class EncoderUnavailableError(OptionError, ImportError):
         super().__init__("codec", template, **values)
 
 
+# The names `write_video` writes under until a video is complete (a killed
+# process leaves them): `.<name>.<pid>.tmp.mp4`.
+TEMP_GLOB = ".*.tmp.mp4"
+
+
 def x264_arguments(noise=False):
     """The ffmpeg output options of the release's libx264 encoding.
 

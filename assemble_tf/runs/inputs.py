@@ -198,12 +198,7 @@ def check_source_splits(data_config):
         return
     info = open_data_source(data_config)
     for field in ("train_split", "validation_split"):
-        try:
-            sources.num_examples(info, getattr(data_config, field))
-        except ValueError as e:
-            raise OptionError(
-                field, "{field}: {reason}", reason=str(e)
-            ) from None
+        sources.num_examples(info, getattr(data_config, field), field)
     if data_config.class_range and (
         data_config.class_range[1] > info.num_classes
     ):

@@ -166,13 +166,19 @@ def folder_warnings(info):
     return lines
 
 
-def num_examples(info, split):
+def num_examples(info, split, field=None):
     """Examples in `split` of `info`; slices and sums allowed ("a[:10%]+b").
 
     Raises:
-        ValueError: unknown split name or bad split syntax.
+        ValueError: unknown split name or bad split syntax (an
+            `OptionError` naming `field` when given).
     """
-    return sum(to - from_ for _, from_, to in _absolute(info, split))
+    try:
+        return sum(to - from_ for _, from_, to in _absolute(info, split))
+    except ValueError as e:
+        if field is None:
+            raise
+        raise OptionError(field, "{field}: {reason}", reason=str(e)) from None
 
 
 def encoded_dataset(

@@ -78,6 +78,11 @@ def open_text(path):
         return io.StringIO(f.read().decode("utf-8-sig"), newline=None)
 
 
+# The names `atomic_write` writes under until a file is complete (a killed
+# process leaves them): `.<name>.tmp-<pid>`.
+ATOMIC_TEMP_GLOB = ".*.tmp-*"
+
+
 def atomic_write(path, data):
     """Writes `data` (str as UTF-8, or bytes) to `path` atomically."""
     tmp = os.path.join(

@@ -23,6 +23,7 @@ Nothing here imports TensorFlow.
 
 import dataclasses
 import functools
+import glob
 import json
 import os
 import string
@@ -355,8 +356,6 @@ def remove_stale_temporaries(output_dir, folders, pattern):
     Returns:
         How many were removed.
     """
-    import glob
-
     removed = 0
     for folder in folders:
         for path in glob.glob(os.path.join(output_dir, folder, "*", pattern)):

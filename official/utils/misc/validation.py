@@ -202,24 +202,34 @@ def check_creatable(options, folders=(), files=()):
     Raises:
         OptionError: naming the option and the file in the way.
     """
+    for name in (*folders, *files):
+        check_creatable_path(name, getattr(options, name), name in folders)
+
+
+def check_creatable_path(field, path, folder=True):
+    """`check_creatable` of one path: `field` names the option, `folder`
+    says whether `path` is a folder to make (else a file, whose folder is
+    checked). None or empty passes.
+
+    Raises:
+        OptionError: naming `field` and the file in the way.
+    """
     import os
 
-    for name in (*folders, *files):
-        path = getattr(options, name)
-        if not path:
-            continue
-        path = os.path.abspath(path)
-        current = path if name in folders else os.path.dirname(path)
-        while not os.path.exists(current):
-            current = os.path.dirname(current)
-        if not os.path.isdir(current):
-            raise OptionError(
-                name,
-                "{field}={path} cannot be created: {file} is a file, not a "
-                "folder.",
-                path=getattr(options, name),
-                file=current,
-            )
+    if not path:
+        return
+    current = os.path.abspath(path)
+    if not folder:
+        current = os.path.dirname(current)
+    while not os.path.exists(current):
+        current = os.path.dirname(current)
+    if not os.path.isdir(current):
+        raise OptionError(
+            field,
+            "{field}={path} cannot be created: {file} is a file, not a folder.",
+            path=path,
+            file=current,
+        )
 
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
