@@ -254,14 +254,22 @@ def test_manual_download_message(tmp_path):
         assert f"tfds build imagenet2012 --data_dir={tmp_path}" in msg
 
 
-def test_not_prepared_message(tmp_path, caplog):
+def test_not_prepared_message(tmp_path, caplog, monkeypatch):
     import logging
+    import tempfile
 
     caplog.set_level("INFO")
     absl_logger = logging.getLogger("absl")
     level, filters = absl_logger.level, list(absl_logger.filters)
+    # Before: tfds's builder left an empty tmp*tfds folder in the system's
+    # temporary folder on every call (a user's /tmp filled with them).
+    system_temp = tmp_path / "system_temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     with pytest.raises(ValueError) as e:
         sources.open_source("food101", data_dir=str(tmp_path))
+    assert os.listdir(system_temp) == []
+    assert tempfile.tempdir == str(system_temp)
     # Only our error: tfds's lookup logged "Variant folder ... has no
     # dataset_info.json" above it (a folder that does not exist).
     assert not [r for r in caplog.records if "dataset_info" in r.getMessage()]

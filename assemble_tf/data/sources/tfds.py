@@ -1,8 +1,10 @@
 """TensorFlow Datasets sources: open a prepared set (never downloading
 unless asked), and read it with the images still encoded."""
 
+import contextlib
 import difflib
 import os
+import tempfile
 
 import tensorflow as tf
 
@@ -34,7 +36,10 @@ def open_tfds(source, data_dir, download):
         # Without tfds's warning "Variant folder <data_dir>/<name>/<version>
         # has no dataset_info.json" (a folder that need not exist) above our
         # one-line error, which says where it looked and how to prepare.
-        with dropped.dropped(r"^Variant folder .* has no dataset_info"):
+        with (
+            dropped.dropped(r"^Variant folder .* has no dataset_info"),
+            _private_temporary_folder(),
+        ):
             builder = tfds.builder(source, **kwargs)
             prepared = builder.is_prepared()
     except registered.DatasetNotFoundError:
@@ -65,6 +70,25 @@ def open_tfds(source, data_dir, download):
         label_key=label_key,
         builder=builder,
     )
+
+
+@contextlib.contextmanager
+def _private_temporary_folder():
+    """Temporary files made meanwhile go to a folder removed afterwards.
+
+    A tfds builder of a set that is not prepared makes a folder in the
+    system's temporary folder (`tempfile.mkdtemp("tfds")`) to copy the
+    set's metadata from Google Cloud Storage into, reads it at once and
+    never removes it: an empty `tmp*tfds` folder per call, even with no
+    network (the copy then fails quietly).
+    """
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="assemble_tfds_") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved
 
 
 def _data_root(builder):
