@@ -122,8 +122,9 @@ TABLE = (
         None,
         _hw(
             "Where retrieval.json and neighbours.png go (default "
-            "<model_dir>/retrieval/<source>, or <--weights folder>/retrieval/"
-            "<weights name>/<source>; required with --saved_model)."
+            "<model_dir>/retrieval/<source>; with --weights, also beside "
+            "--model_dir, <--weights folder>/retrieval/<weights name>/"
+            "<source>; required with --saved_model)."
         ),
     ),
 )

@@ -92,8 +92,9 @@ def _define_evaluation_flags():
     flags.DEFINE_string(
         "output_dir",
         None,
-        "Results folder (default: <model_dir>/robustness, or "
-        "<--weights folder>/robustness/<weights name>).",
+        "Results folder (default: <model_dir>/robustness; with --weights, "
+        "also beside --model_dir, <--weights folder>/robustness/<weights "
+        "name>).",
     )
     flags.DEFINE_bool("progress", True, "Show a progress bar (on stderr).")
 

@@ -40,7 +40,14 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
     flags.DEFINE_string("validation_pattern", None, "Override the shard glob.")
     flags.DEFINE_integer("label_offset", None, "Override the label offset.")
-    flags.DEFINE_string("eval_preprocessing", None, "Override resize/crop.")
+    flags.DEFINE_string(
+        "eval_preprocessing",
+        None,
+        "Eval resize/crop instead of the run's or preset's: imagenet (256 "
+        "-> 224), imagenet_NNN (int(NNN / 0.875) -> NNN), imagenet_NNNa "
+        "(NNN + 1 -> NNN), imagenet_224_256 (292 -> 256), "
+        "imagenet_224_256a (257 -> 256).",
+    )
     flags.DEFINE_integer("batch_size", 100, "Eval batch size.", lower_bound=1)
     flags.DEFINE_enum(
         "precision",
@@ -53,7 +60,8 @@ def define_flags():
         "output_dir",
         None,
         "Where eval.json and reliability.png go (default: model_dir; with "
-        "--weights, <weights folder>/eval/<weights name>).",
+        "--weights, also beside --model_dir, <weights folder>/eval/<weights "
+        "name>).",
     )
 
 

@@ -23,7 +23,10 @@ def define_flags():
     )
     flags.DEFINE_list("presets", None, "Subset of presets (default: all).")
     flags.DEFINE_integer(
-        "image_size", None, "Override every preset's evaluation size."
+        "image_size",
+        None,
+        "Override every preset's evaluation size (at least 64, the smallest "
+        "side every preset builds at).",
     )
     flags.DEFINE_bool("plot", True, "Write the GMACs-vs-top-1 scatter plot.")
 

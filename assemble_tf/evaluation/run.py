@@ -303,15 +303,16 @@ def evaluate_model(options):
 
 
 def output_dir(options, loaded):
-    """`options.output_dir`, else the run's folder, else (a preset with a
-    weights file) <weights folder>/eval/<weights name>, as the robustness
-    and retrieval tools (before: the weights' folder itself, often the
-    folder the tool ran in, where a second weights file's report replaced
-    the first's)."""
+    """`options.output_dir`, else for a weights file (with a preset, or
+    replacing a run's checkpoint) <weights folder>/eval/<weights name>,
+    else the run's folder, as the robustness and retrieval tools. Before:
+    the weights' folder itself, where a second weights file's report
+    replaced the first's; and with a run, the run's folder, where the
+    weights' report replaced the checkpoint's."""
     from assemble_tf.runs import loading
 
     if options.output_dir:
         return options.output_dir
-    if options.model_dir or not loaded.weights:
-        return loaded.config.model_dir
-    return loading.weights_results_dir(loaded.weights, "eval")
+    if loaded.weights:
+        return loading.weights_results_dir(loaded.weights, "eval")
+    return loaded.config.model_dir

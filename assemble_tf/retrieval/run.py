@@ -206,8 +206,9 @@ def check_ks(ks, num_images, where, max_images=None):
 
 
 def output_dir(options, info):
-    """`options.output_dir`, else `<model_dir>/retrieval/<source name>`,
-    or `<weights folder>/retrieval/<weights name>/<source name>` (None
+    """`options.output_dir`, else for a weights file (with a preset, or
+    replacing a run's checkpoint) `<weights folder>/retrieval/<weights
+    name>/<source name>`, else `<model_dir>/retrieval/<source name>` (None
     without either: the model source is missing)."""
     if options.output_dir:
         return options.output_dir
@@ -217,10 +218,10 @@ def output_dir(options, info):
         )
     if not (options.model_dir or options.weights):
         return None  # `load_embedder` names what is missing
-    if options.model_dir:
-        root = os.path.join(options.model_dir, "retrieval")
-    else:
+    if options.weights:  # also where it replaces a run's checkpoint
         root = loading.weights_results_dir(options.weights, "retrieval")
+    else:
+        root = os.path.join(options.model_dir, "retrieval")
     return os.path.join(root, info.name.replace("/", "_"))
 
 

@@ -312,15 +312,17 @@ def uneven_severities(found):
 
 
 def output_dir(options, config, source):
-    """`options.output_dir`, else <model_dir>/robustness for a training
-    run, else <weights folder>/robustness/<weights name> (before: the
-    weights' folder itself, where a second weights file's report replaced
-    the first's)."""
+    """`options.output_dir`, else for a weights file (with a preset, or
+    replacing a run's checkpoint) <weights folder>/robustness/<weights
+    name>, else <model_dir>/robustness. Before: the weights' folder itself,
+    where a second weights file's report replaced the first's; and with a
+    run, the run's folder, where the weights' report replaced the
+    checkpoint's."""
     if options.output_dir:
         return options.output_dir
-    if options.model_dir:
-        return os.path.join(config.model_dir, "robustness")
-    return loading.weights_results_dir(source, "robustness")
+    if options.weights:
+        return loading.weights_results_dir(source, "robustness")
+    return os.path.join(config.model_dir, "robustness")
 
 
 def _log_to_stderr(text):

@@ -442,3 +442,11 @@ def test_a_weights_file_s_report_goes_beside_it_in_eval():
     assert run.output_dir(options(model_dir="/runs/r"), run_loaded) == (
         "/runs/r"
     )
+    # Weights that replace the run's checkpoint (before: their report went
+    # to the run's folder, replacing the checkpoint's eval.json).
+    replaced = types.SimpleNamespace(
+        config=types.SimpleNamespace(model_dir="/runs/r"),
+        weights="/w/a.weights.h5",
+    )
+    given = options(model_dir="/runs/r", weights="/w/a.weights.h5")
+    assert run.output_dir(given, replaced) == "/w/eval/a"

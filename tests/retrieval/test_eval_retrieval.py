@@ -342,9 +342,12 @@ def test_default_output_folders_keep_weights_files_apart(tmp_path):
     assert out(weights=weights) == str(
         tmp_path / "retrieval" / "a" / "cars196_1.0"
     )
-    assert out(model_dir="/runs/r", weights=weights) == (
-        "/runs/r/retrieval/cars196_1.0"
+    # Weights that replace a run's checkpoint: theirs too (before: the
+    # run's folder, where their report replaced the checkpoint's).
+    assert out(model_dir="/runs/r", weights=weights) == str(
+        tmp_path / "retrieval" / "a" / "cars196_1.0"
     )
+    assert out(model_dir="/runs/r") == "/runs/r/retrieval/cars196_1.0"
     assert out(weights=weights, output_dir="/o") == "/o"
     assert out() is None
 

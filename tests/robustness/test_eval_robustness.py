@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -156,6 +157,19 @@ def test_two_weights_files_in_one_folder_keep_their_reports_apart(tmp_path):
     }
     given = run.RobustnessOptions(kind="c", data_dir="/x", output_dir="/o")
     assert run.output_dir(given, config, "/w/a.weights.h5") == "/o"
+    # Weights that replace a run's checkpoint (before: <model_dir>/
+    # robustness, where their report replaced the checkpoint's).
+    run_config = types.SimpleNamespace(model_dir="/runs/r")
+    replaced = run.RobustnessOptions(
+        kind="c", data_dir="/x", model_dir="/runs/r", weights="/w/a.h5"
+    )
+    assert run.output_dir(replaced, run_config, "/w/a.h5") == (
+        "/w/robustness/a"
+    )
+    checkpoint = run.RobustnessOptions(kind="c", data_dir="/x", model_dir="/r")
+    assert run.output_dir(checkpoint, run_config, "/r/ckpt-3") == (
+        "/runs/r/robustness"
+    )
 
 
 def test_label_map(tmp_path):
