@@ -148,13 +148,16 @@ class StatsCounts:
     def describe(self, finished=False):
         """'2 not images, 1 not decodable': the non-zero kinds. With
         `finished` (a consumed pass), records dropped by `ignore_errors`
-        (a TFRecord image that passed the marker check but did not
-        decode) count as not decodable."""
+        (a whole TFRecord JPEG that did not decode) count as not
+        decodable."""
         undecodable = self.undecodable
         if finished:
             undecodable += self.skipped - self.unusable
         kinds = (
-            (self.invalid, "not images"),
+            (
+                self.invalid,
+                "not an image" if self.invalid == 1 else "not images",
+            ),
             (undecodable, "not decodable"),
             (self.no_logits, "without teacher logits"),
             (self.wrong_logits, "with teacher logits of another width"),
@@ -462,10 +465,13 @@ def _decoder(config, stats):
     def decode(element):
         if config.record_source is not None:
             record = element
-            ok = preprocessing.is_supported_image(record["image_bytes"])
         else:
             record = decode_record(element, config.num_logits)
-            ok = looks_like_jpeg(record["image_bytes"])
+        # JPEG, PNG, GIF or BMP by signature, as `checks` samples records
+        # and `tools.extract_teacher_logits` reads them (before: TFRecords
+        # took JPEGs that end in EOI only, so a PNG record, or a JPEG with
+        # bytes after its end, was skipped by training and evaluation).
+        ok = preprocessing.is_supported_image(record["image_bytes"])
         stats.read.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         if config.num_logits:
@@ -486,8 +492,9 @@ def _decoder(config, stats):
     return decode
 
 
-def _preprocess(config, record, seed):
-    """The train crop (with augmentation) or the eval resize / crop."""
+def _preprocess(config, record, seed, assume_jpeg=False):
+    """The train crop (with augmentation) or the eval resize / crop;
+    `assume_jpeg`: the bytes are a whole JPEG (no format branch)."""
     if config.is_training:
         return preprocessing.preprocess_train(
             record["image_bytes"],
@@ -498,9 +505,7 @@ def _preprocess(config, record, seed):
             config.dtype,
             config.stddev,
             (config.min_crop_area, 1.0),
-            # TFRecord images passed `looks_like_jpeg` (or are the
-            # placeholder JPEG): no format branch.
-            assume_jpeg=config.record_source is None,
+            assume_jpeg=assume_jpeg,
         )
     return preprocessing.preprocess_eval(
         record["image_bytes"],
@@ -557,20 +562,28 @@ def _parser(config, stats):
                 record["ok"], record["image_bytes"], placeholder
             ),
         )
+        flagged = functools.partial(
+            _or_flagged, functools.partial(_preprocess, config), record, seed
+        )
         if config.record_source is None:
-            # Our builder decoded every image it wrote, and a truncated
-            # file fails `looks_like_jpeg`: what still fails to decode is
-            # dropped by ignore_errors (counted at the end of a pass).
-            # Flagging costs 20 % of the ImageNet pipeline's speed.
-            images, decoded = _preprocess(config, record, seed), True
+            # Our builder wrote whole JPEGs, decoded once: those skip the
+            # flag, which costs 20 % of the ImageNet pipeline's speed (what
+            # of them still fails to decode is dropped by ignore_errors,
+            # counted at the end of a pass). Other images (PNG, a JPEG cut
+            # off or with bytes after its end) are flagged where they fail.
+            images, decoded = tf.cond(
+                looks_like_jpeg(record["image_bytes"]),
+                lambda: (
+                    _preprocess(config, record, seed, assume_jpeg=True),
+                    tf.constant(True),
+                ),
+                flagged,
+            )
         else:
-            # User files, checked by their signature only.
-            images, decoded = _or_flagged(
-                functools.partial(_preprocess, config), record, seed
-            )
-            stats.undecodable.assign_add(
-                tf.cast(record["ok"] & tf.logical_not(decoded), tf.int64)
-            )
+            images, decoded = flagged()  # user files: checked by signature
+        stats.undecodable.assign_add(
+            tf.cast(record["ok"] & tf.logical_not(decoded), tf.int64)
+        )
         out = {
             "ok": record["ok"] & decoded,
             "images": images,
