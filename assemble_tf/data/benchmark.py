@@ -72,6 +72,9 @@ def decode_and_crop_dataset(config, resize=False):
         return image[0, 0, 0]
 
     ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    # Records that are not JPEGs, or do not decode, are left out (before:
+    # the first such record stopped the benchmark with a traceback).
+    ds = ds.ignore_errors()
     return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
 
 

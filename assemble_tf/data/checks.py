@@ -34,7 +34,8 @@ class RecordSample:
         pattern: the shard glob.
         files: number of shards.
         records: records read (at most the sample size).
-        images: records whose image looks like a JPEG or PNG.
+        images: records whose image is a JPEG, PNG, GIF or BMP by its
+            signature (as the input pipeline reads them).
         logit_sizes: {length of image/logit: records} (0: no logits).
         min_label, max_label: stored labels seen (None without records).
     """
@@ -113,8 +114,11 @@ def _built_sizes(folder, stamp):
 
 
 def _is_image(data):
-    jpeg = data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
-    return jpeg or data[:8] == b"\x89PNG\r\n\x1a\n"
+    """JPEG, PNG, GIF or BMP by signature: the input pipeline's rule
+    (`preprocessing.is_supported_image`)."""
+    return data.startswith(
+        (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF", b"BM")
+    )
 
 
 def no_records_error(pattern, others=("train_pattern", "validation_pattern")):
@@ -150,16 +154,20 @@ def no_records_error(pattern, others=("train_pattern", "validation_pattern")):
     )
 
 
-def sample_records(pattern, limit=SAMPLE_RECORDS):
+def sample_records(
+    pattern,
+    limit=SAMPLE_RECORDS,
+    others=("train_pattern", "validation_pattern"),
+):
     """Reads the first `limit` records of the sorted shards of `pattern`.
 
     Raises:
         FileNotFoundError: no file matches `pattern` (a `MissingPathError`
-            naming `data_dir` and the patterns).
+            naming `data_dir` and `others`, the caller's pattern options).
     """
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise no_records_error(pattern)
+        raise no_records_error(pattern, others)
     check_shard_sizes(files)
     spec = {
         schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -270,14 +278,14 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
     ):
         sample = sample_records(os.path.join(d.data_dir, pattern), limit)
         samples[split] = sample
-        _check_records(split, sample)
+        check_records(split, sample)
         _check_labels(sample, d)
     if config.train.kd_temperature > 0:
         _check_teacher_logits(config, samples["train"])
     return samples
 
 
-def _check_records(split, sample):
+def check_records(split, sample):
     """Raises `DataError` unless `sample` (of `split`) read records with
     images."""
     if not sample.records:
@@ -290,7 +298,8 @@ def _check_records(split, sample):
     if not sample.images:
         raise DataError(
             f"None of the first {sample.records:,} records of "
-            f"{sample.pattern} holds a JPEG or PNG image (image/encoded). "
+            f"{sample.pattern} holds a JPEG, PNG, GIF or BMP image "
+            "(image/encoded). "
             "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
         )
 

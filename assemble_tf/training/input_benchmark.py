@@ -160,17 +160,23 @@ def run_benchmark(options):
     """
     from tqdm import tqdm
 
-    from assemble_tf.data import benchmark
+    from assemble_tf.data import benchmark, checks, input_pipeline
 
     validate(options)
-    _check_labels_fit(options)
+    pattern = os.path.join(options.data_dir, options.file_pattern)
+    sample = checks.sample_records(pattern, others=("file_pattern",))
+    checks.check_records("benchmarked", sample)
+    _check_labels_fit(options, sample)
     config = input_config(options)
-    with tqdm(
-        total=3 * options.rounds,
-        desc="timing rounds",
-        file=sys.stderr,
-        disable=not options.progress,
-    ) as bar:
+    with (
+        tqdm(
+            total=3 * options.rounds,
+            desc="timing rounds",
+            file=sys.stderr,
+            disable=not options.progress,
+        ) as bar,
+        input_pipeline.reraise_data_errors(),
+    ):
         result = benchmark.run(
             config,
             options.rounds,
@@ -182,7 +188,7 @@ def run_benchmark(options):
     return {**result, **_settings(options)}
 
 
-def _check_labels_fit(options):
+def _check_labels_fit(options, sample):
     """Refuses a `num_classes` below the labels the data's summary.json /
     labels.txt states (before: the pipeline dropped the other records,
     the baselines did not, and the ratio fell without a word)."""
@@ -190,7 +196,7 @@ def _check_labels_fit(options):
 
     info = metadata.dataset_info(options.data_dir)
     if info is None:  # no summary.json / labels.txt: the records tell
-        _check_sampled_labels_fit(options)
+        _check_sampled_labels_fit(options, sample)
         return
     width = info.head_width(0)
     if options.num_classes < width:
@@ -210,14 +216,10 @@ def _check_labels_fit(options):
         )
 
 
-def _check_sampled_labels_fit(options):
-    """`_check_labels_fit` from the labels of the first records, for a
-    folder without metadata (before: a `num_classes` below them timed a
-    pipeline that dropped records, without a word)."""
-    from assemble_tf.data import checks
-
-    pattern = os.path.join(options.data_dir, options.file_pattern)
-    sample = checks.sample_records(pattern)
+def _check_sampled_labels_fit(options, sample):
+    """`_check_labels_fit` from the labels of the first records (`sample`),
+    for a folder without metadata (before: a `num_classes` below them timed
+    a pipeline that dropped records, without a word)."""
     if sample.max_label is not None and sample.max_label >= options.num_classes:
         raise OptionError(
             "num_classes",

@@ -97,11 +97,12 @@ def test_float_mixing_under_another_backend_is_refused(data_dir, monkeypatch):
     input_benchmark.validate(dataclasses.replace(options, dtype="uint8"))
 
 
-def test_a_class_count_below_the_datas_labels_is_refused(tmp_path):
+def test_a_class_count_below_the_datas_labels_is_refused(tmp_path, data_dir):
     """Before: the full pipeline dropped the records of the other labels
     and the baselines read them all: the ratio fell without a word."""
     from assemble_tf.data import metadata
 
+    assert data_dir == str(tmp_path)  # the shards, and now labels.txt
     metadata.write_labels(
         str(tmp_path / "labels.txt"),
         [(c, f"n0{c}", f"c{c}") for c in range(10)],
@@ -135,3 +136,62 @@ def test_without_metadata_the_records_labels_bound_the_class_count(data_dir):
             dataclasses.replace(_options(data_dir), num_classes=0)
         )
     assert e.value.as_flag().startswith("--num_classes=0")
+
+
+def _write(path, images):
+    from assemble_tf.data import schema
+    from tests import testing_utils
+
+    testing_utils.write_records(
+        path,
+        [
+            schema.make_example(data, i % 4, 40, 40, filename=f"{i}.jpg")
+            for i, data in enumerate(images)
+        ],
+    )
+
+
+def test_records_that_are_no_jpeg_are_left_out_of_the_references(tmp_path):
+    """Before: the first PNG or cut-off JPEG record stopped the benchmark
+    in the decode-and-crop reference with a traceback (`jpeg::Uncompress
+    failed`); the training pipeline reads the PNG and skips the other."""
+    import io
+
+    from PIL import Image
+
+    from tests import testing_utils
+
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 40))
+    png = io.BytesIO()
+    Image.fromarray(testing_utils.smooth_image(40, 40)).save(png, "PNG")
+    _write(
+        tmp_path / "train-00000-of-00001",
+        [jpeg] * 6 + [png.getvalue(), jpeg[:100], b"not an image"],
+    )
+    report = input_benchmark.run_benchmark(_options(str(tmp_path)))
+    assert report["decode_and_crop_images_per_sec"] > 0
+    assert report["ratio"] > 0
+
+
+def test_records_without_images_are_one_error(tmp_path):
+    """Before: a traceback wrapping the pipeline guard's assertion."""
+    from assemble_tf.data.input_pipeline import DataError
+
+    _write(tmp_path / "train-00000-of-00001", [b"not an image"] * 20)
+    with pytest.raises(DataError) as e:
+        input_benchmark.run_benchmark(_options(str(tmp_path)))
+    assert str(e.value) == (
+        f"None of the first 20 records of {tmp_path}/train-* holds a JPEG, "
+        "PNG, GIF or BMP image (image/encoded). Rebuild them with `python -m "
+        "tools.build_imagenet_tfrecords`."
+    )
+
+
+def test_a_pattern_that_matches_nothing_names_file_pattern(tmp_path):
+    """Before: "Check --data_dir / --train_pattern / --validation_pattern",
+    flags of tools.train that tools.benchmark_input does not have."""
+    with pytest.raises(OptionError) as e:
+        input_benchmark.run_benchmark(_options(str(tmp_path)))
+    message = e.value.as_flag()
+    assert message.endswith("check --data_dir / --file_pattern."), message
+    assert "train_pattern" not in message
