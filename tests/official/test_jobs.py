@@ -339,3 +339,65 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in pids if _alive(p)]
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (
+            OSError(30, "Read-only file system", "/runs/a/.config.json.tmp-7"),
+            "cannot write /runs/a: read-only file system; write to another "
+            "folder.",
+        ),
+        (
+            OSError(28, "No space left on device", "/runs/a/eval.json"),
+            "cannot write /runs/a/eval.json: no space left on the device; "
+            "free some space (a rerun goes on from what was saved) or write "
+            "to another folder.",
+        ),
+        (
+            # TensorFlow's checkpoint writer on a full disk, verbatim.
+            "ResourceExhaustedError",
+            "cannot write /runs/a/checkpoints: no space left on the device; "
+            "free some space (a rerun goes on from what was saved) or write "
+            "to another folder.",
+        ),
+    ],
+)
+def test_an_output_on_a_read_only_or_full_disk_is_one_line(
+    error, message, capsys
+):
+    """Before: a traceback ending in `OSError: [Errno 30] Read-only file
+    system: '<run>/.config.json.tmp-22467'` (tools.train, tools.evaluate),
+    or TensorFlow's `ResourceExhaustedError` from a checkpoint's save."""
+    from official.utils.flags import core as flags_core
+
+    if error == "ResourceExhaustedError":
+        import tensorflow as tf
+
+        error = tf.errors.ResourceExhaustedError(
+            None,
+            None,
+            "{{function_node __wrapped__SaveV2_dtypes_2_device_/job:localhost"
+            "/replica:0/task:0/device:CPU:0}} /runs/a/checkpoints/ckpt-2_temp/"
+            "part-00000-of-00001.data-00000-of-00001.tempstate7448024233904645"
+            "034; No space left on device [Op:SaveV2]",
+        )
+
+    def main(argv):
+        raise error
+
+    with pytest.raises(SystemExit) as e:
+        flags_core.clean_errors(main)([])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == f"ERROR: {message}\n"
+
+
+def test_other_errors_still_raise():
+    from official.utils.flags import core as flags_core
+
+    def main(argv):
+        raise OSError(5, "Input/output error", "/x")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        flags_core.clean_errors(main)([])

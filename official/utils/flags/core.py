@@ -5,6 +5,7 @@ code never touches `FLAGS` (tensorflow/models official/utils/flags/
 guidelines.md). Only flags the user set explicitly override a preset.
 """
 
+import errno
 import functools
 import os
 import re
@@ -77,7 +78,9 @@ def clean_errors(
     The message should name the flag or file and the fix: an `OptionError`
     (also a `MissingPathError`, a FileNotFoundError) prints its options as
     their flags (`as_flag(names=flag_names)`; `flag_names`: {option: flag}
-    for options whose flag is named otherwise). The exit code is 2.
+    for options whose flag is named otherwise). The exit code is 2; so
+    for an output on a read-only or full disk (any error: the folder and
+    the fix, `_storage_error`).
     Ctrl-C prints one line (the interrupt's own text, e.g. how to resume)
     and exits 130; a job that stopped on SIGTERM (`interrupts.Terminated`)
     likewise, exit 143.
@@ -87,19 +90,6 @@ def clean_errors(
     def wrapped(argv):
         try:
             return main(argv)
-        except errors as e:
-            if isinstance(e, OptionError):
-                text = e.as_flag(names=flag_names)
-            elif isinstance(e, PermissionError) and e.filename:
-                # Before: a traceback (an unreadable class folder).
-                text = (
-                    f"{e.filename}: permission denied; make it readable "
-                    "(and writable, for an output) or choose another path."
-                )
-            else:
-                text = e
-            print(f"ERROR: {text}", file=sys.stderr)
-            sys.exit(2)
         except interrupts.Terminated as e:
             # SIGTERM, after the job saved what a rerun goes on from.
             print(f"Terminated. {e}".rstrip(), file=sys.stderr)
@@ -109,8 +99,84 @@ def clean_errors(
             # shell's exit code for SIGINT.
             print(f"Interrupted. {e}".rstrip(), file=sys.stderr)
             sys.exit(130)
+        except Exception as e:
+            text = _storage_error(e)
+            if text is None:
+                if not isinstance(e, errors):
+                    raise
+                text = _expected_error(e, flag_names)
+            print(f"ERROR: {text}", file=sys.stderr)
+            sys.exit(2)
 
     return wrapped
+
+
+def _expected_error(error, flag_names):
+    """The one-line text of an expected error (`clean_errors`)."""
+    if isinstance(error, OptionError):
+        return error.as_flag(names=flag_names)
+    if isinstance(error, PermissionError) and error.filename:
+        # Before: a traceback (an unreadable class folder).
+        return (
+            f"{error.filename}: permission denied; make it readable (and "
+            "writable, for an output) or choose another path."
+        )
+    return str(error)
+
+
+# errno -> (what happened, the fix), for outputs a job cannot write.
+_STORAGE_ERRORS = {
+    errno.EROFS: ("read-only file system", "write to another folder"),
+    errno.ENOSPC: (
+        "no space left on the device",
+        "free some space (a rerun goes on from what was saved) or write to "
+        "another folder",
+    ),
+    errno.EDQUOT: (
+        "disk quota exceeded",
+        "free some space (a rerun goes on from what was saved) or write to "
+        "another folder",
+    ),
+}
+# The same, as TensorFlow's C++ file system reports them (an `OpError`,
+# e.g. ResourceExhaustedError while writing a checkpoint).
+_STORAGE_MESSAGES = {
+    "Read-only file system": errno.EROFS,
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+}
+
+
+def _storage_error(error):
+    """One line for an output that cannot be written (a read-only or full
+    disk), naming the folder and the fix, else None. Before: a traceback
+    ending in `OSError: [Errno 30] Read-only file system:
+    '<run>/.config.json.tmp-22467'`."""
+    code, path = getattr(error, "errno", None), getattr(error, "filename", None)
+    if not isinstance(error, OSError):
+        code = next(
+            (c for text, c in _STORAGE_MESSAGES.items() if text in str(error)),
+            None,
+        )
+        # TensorFlow: "{{function_node ...device_/job:...}} <path>; No
+        # space left on device [Op:SaveV2]".
+        texts = "|".join(_STORAGE_MESSAGES)
+        found = re.search(rf"(/[^\s;]+); (?:{texts})", str(error))
+        path = found.group(1) if found else None
+    if code not in _STORAGE_ERRORS:
+        return None
+    what, fix = _STORAGE_ERRORS[code]
+    if path:
+        # A temporary name of an atomic write says less than its folder:
+        # ours (`.name.tmp-PID`), TensorFlow's (`ckpt-2_temp/part-...`).
+        path = os.fspath(path)
+        tf_temp = re.fullmatch(r"(.*)/[^/]+_temp/[^/]+", path)
+        if tf_temp:
+            path = tf_temp.group(1)
+        elif ".tmp" in os.path.basename(path):
+            path = os.path.dirname(path)
+        return f"cannot write {path}: {what}; {fix}."
+    return f"cannot write the outputs: {what}; {fix}."
 
 
 def adopt_project_flags(flag_values=flags.FLAGS, main_module=None):
