@@ -384,6 +384,16 @@ class DataConfig(_Group):
             raise invalid(
                 "synthetic", self.synthetic, "not with {source}", ["source"]
             )
+        if self.source and self.data_dir:
+            # Before: data_dir was ignored without a word.
+            raise invalid(
+                "data_dir",
+                self.data_dir,
+                "not with {source}: pass one dataset, TFRecords (this) or "
+                "a tfds set or image folder ({source}; its tfds folder is "
+                "{tfds_data_dir})",
+                ["source", "tfds_data_dir"],
+            )
         if not self.source and not self.synthetic and not self.data_dir:
             raise invalid(
                 "data_dir",

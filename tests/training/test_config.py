@@ -71,6 +71,14 @@ def test_json_round_trip(tmp_path):
                 "--randaugment_magnitude=15 is invalid: must be in [0, 10]"
             ),
         ),
+        (  # --data_dir was ignored and the source trained, without a word
+            {"data": {"source": "oxford_flowers102"}},
+            re.escape(
+                "is invalid: not with --source: pass one dataset, TFRecords "
+                "(this) or a tfds set or image folder (--source; its tfds "
+                "folder is --tfds_data_dir)."
+            ),
+        ),
         (  # an odd batch lost an image per step, 1 failed
             {"augment": {"mixup_type": 2}, "train": {"batch_size": 3}},
             "--batch_size=3 is invalid: --mixup_type=2 mixes the two halves "
