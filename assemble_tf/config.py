@@ -991,6 +991,16 @@ def _read_data(config, explicit):
     info = metadata.dataset_info(d.data_dir)
     if info is None:
         return config
+    if info.num_classes < 2:  # before: a 1-way head trained to loss 0
+        raise OptionError(
+            "data_dir",
+            "{field}={path}: its {file} lists {count} class(es): a "
+            "classifier needs at least 2 (build the records from a folder "
+            "of 2 or more class folders).",
+            path=d.data_dir,
+            file=os.path.basename(info.source),
+            count=info.num_classes,
+        )
     width = info.head_width(d.label_offset)
     if width == d.num_classes:
         return config

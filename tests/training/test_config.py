@@ -635,3 +635,24 @@ def test_an_eval_crop_far_from_the_training_crop_is_a_warning(tmp_path):
     assert config_lib.eval_size_warning(data("assemble_resnet50")) is None
     near = data("resnet50", image_size=128, eval_preprocessing="imagenet_160")
     assert config_lib.eval_size_warning(near) is None
+
+
+def test_records_of_one_class_are_refused(tmp_path):
+    """Before: a one-class TFRecord set trained a 1-way head (train loss
+    0.06, top-1 1) without a word; a one-class folder source is refused
+    (`sources.require_classes`)."""
+    from assemble_tf.data import metadata
+
+    metadata.write_labels(str(tmp_path / "labels.txt"), [(0, "cat", "cat")])
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--data_dir={tmp_path}: its labels.txt lists 1 class(es): a "
+            "classifier needs at least 2 (build the records from a folder "
+            "of 2 or more class folders)."
+        )
+    ):
+        config_lib.make_config(
+            str(tmp_path / "run"),
+            "resnet50",
+            {"data": {"data_dir": str(tmp_path)}},
+        )
