@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from assemble_tf.runs import checkpoints, models
-from assemble_tf.training import step_lib
+from assemble_tf.training import step_lib, summaries
 from official.utils.misc import interrupts, seeds
 from official.utils.misc.validation import OptionError
 
@@ -436,9 +436,10 @@ class Trainer:
                 "trained (deleted or replaced?): the history and training "
                 "curves lack them."
             )
-        writer = _SummaryWriter(
+        writer = summaries.SummaryWriter(
             os.path.join(self.config.model_dir, "logs", "train"),
             backend.is_chief,
+            self.step,
         )
         best = checkpoints.BestKeeper(
             self.config.model_dir, self.config.train.keep_best
@@ -705,25 +706,6 @@ class _EpochState:
     @property
     def skipped(self):
         return self.skipped_before + self.stats.unusable
-
-
-class _SummaryWriter:
-    """TensorBoard scalars (written by the chief only)."""
-
-    def __init__(self, logdir, is_chief):
-        import tensorflow as tf
-
-        self._tf = tf
-        self.writer = (
-            tf.summary.create_file_writer(logdir) if is_chief else None
-        )
-
-    def scalars(self, step, values):
-        if self.writer is None:
-            return
-        with self.writer.as_default(step=step):
-            for name, value in values.items():
-                self._tf.summary.scalar(name, value)
 
 
 class _Progress:

@@ -133,6 +133,16 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, tiny_data):
         )
     history = json.load(open(os.path.join(killed, "history.json")))
     assert [r["epoch"] for r in history] == [1, 2, 3]
+    # One TensorBoard point per tag and step, as the uninterrupted run's
+    # (before: the killed process's points after its checkpoint stayed
+    # beside the resumed run's).
+    from tests.training.test_summaries import scalars
+
+    def steps(run):
+        logs = os.path.join(run, "logs", "train")
+        return {tag: [s for s, _ in p] for tag, p in scalars(logs).items()}
+
+    assert steps(killed) == steps(straight) != {}
 
 
 @pytest.mark.slow
