@@ -16,7 +16,11 @@ import typing
 
 from assemble_tf import presets
 from official.utils.misc import file_utils
-from official.utils.misc.validation import OptionError, check_local_path
+from official.utils.misc.validation import (
+    OptionError,
+    check_creatable_path,
+    check_local_path,
+)
 
 
 def _f(default, help_text, check=None, parse=None):
@@ -803,6 +807,8 @@ def make_config(model_dir, preset, overrides=None):
         An `ExperimentConfig`.
     """
     check_local_path("model_dir", model_dir)
+    # Before: "[Errno 17] File exists: '<path>'", naming no flag.
+    check_creatable_path("model_dir", model_dir)
     presets.get(preset)
     groups = {name: {} for name in GROUPS}
     for name, values in preset_defaults(preset).items():
@@ -832,10 +838,28 @@ def make_config(model_dir, preset, overrides=None):
     )
     config = absolute_paths(config)
     validate(config)
+    _refuse_a_run_in_the_data(config)
     refuse_ignored_options(config)
     if config.data.source and not config.data.synthetic:
         return _read_source(config, set(given))
     return _read_data(config, "num_classes" in given)
+
+
+def _refuse_a_run_in_the_data(config):
+    """Refuses a `model_dir` that is the TFRecord folder `data_dir` (before:
+    accepted, writing checkpoints and config.json among the shards)."""
+    d = config.data
+    same = os.path.normpath(str(config.model_dir)) == os.path.normpath(
+        str(d.data_dir)
+    )
+    if d.data_dir and config.model_dir and same:
+        raise OptionError(
+            "model_dir",
+            "{field}={path} is {data_dir}, the folder of the records: give "
+            "the run a folder of its own.",
+            ["data_dir"],
+            path=config.model_dir,
+        )
 
 
 def absolute_paths(config):

@@ -458,12 +458,14 @@ def test_load_embedder_from_model_dir(tmp_path):
     from assemble_tf import config as config_lib
     from assemble_tf.runs import models as run_models
 
+    (tmp_path / "data").mkdir()
+
     config = config_lib.make_config(
         str(tmp_path),
         "resnet50",
         {
             "data": {
-                "data_dir": str(tmp_path),
+                "data_dir": str(tmp_path / "data"),
                 "num_classes": 3,
                 "eval_preprocessing": "imagenet_64",
             },

@@ -15,7 +15,7 @@ from tests import testing_utils
 
 def test_preset_recipe_sets_the_defaults(tmp_path):
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "assemble_resnet50",
         {"data": {"data_dir": str(tmp_path)}},
     )
@@ -26,18 +26,19 @@ def test_preset_recipe_sets_the_defaults(tmp_path):
     assert cfg.train.kd_temperature == 1.0
     assert cfg.data.eval_preprocessing == "imagenet_224_256"
     vanilla = config_lib.make_config(
-        str(tmp_path), "resnet50", {"data": {"data_dir": str(tmp_path)}}
+        str(tmp_path / "run"), "resnet50", {"data": {"data_dir": str(tmp_path)}}
     )
     assert vanilla.augment.mixup_type == 0 and vanilla.train.epochs == 120
 
 
 def test_json_round_trip(tmp_path):
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "resnet50",
         {"data": {"data_dir": str(tmp_path)}, "train": {"batch_size": 32}},
     )
-    path = str(tmp_path / "config.json")
+    (tmp_path / "run").mkdir()
+    path = str(tmp_path / "run" / "config.json")
     cfg.to_json(path)
     assert config_lib.ExperimentConfig.from_json(path) == cfg
 
@@ -124,7 +125,7 @@ def test_validation_names_flag_and_value(tmp_path, overrides, match):
     data.setdefault("data_dir", str(tmp_path))
     with testing_utils.raises_flag_error(match):
         config_lib.make_config(
-            str(tmp_path), "resnet50", {"data": data, **overrides}
+            str(tmp_path / "run"), "resnet50", {"data": data, **overrides}
         )
 
 
@@ -134,7 +135,7 @@ def test_only_explicit_flags_override_the_preset(tmp_path):
     values(
         [
             "prog",
-            f"--model_dir={tmp_path}",
+            f"--model_dir={tmp_path}/run",
             "--preset=assemble_resnet50",
             f"--data_dir={tmp_path}",
             "--batch_size=64",
@@ -158,16 +159,17 @@ def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
     data = {"data": {"data_dir": str(tmp_path)}}
     for given in ("0.9,0.7", [0.9, 0.7], (0.9, 0.7)):
         cfg = config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "assemble_resnet50",
             {**data, "train": {"dropblock_keep_prob": given}},
         )
         assert cfg.train.dropblock_keep_prob == (0.9, 0.7)
-    path = str(tmp_path / "config.json")
+    (tmp_path / "run").mkdir()
+    path = str(tmp_path / "run" / "config.json")
     cfg.to_json(path)
     assert config_lib.ExperimentConfig.from_json(path) == cfg  # list -> pair
     off = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "assemble_resnet50",
         {**data, "train": {"dropblock_keep_prob": "none"}},
     )
@@ -175,20 +177,20 @@ def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
     # Before: accepted, and silently did nothing.
     with pytest.raises(ValueError, match="resnet50 has none"):
         config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "resnet50",
             {**data, "train": {"dropblock_keep_prob": "1.0,0.9"}},
         )
     # --nodropblock drops the preset's schedule; an explicit one is refused.
     plain = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "assemble_resnet50",
         {**data, "model": {"dropblock": False}},
     )
     assert plain.train.dropblock_keep_prob is None
     with pytest.raises(ValueError, match="`dropblock`=False removes them"):
         config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "assemble_resnet50",
             {
                 **data,
@@ -208,9 +210,11 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
     data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
     schedule = {"train": {"dropblock_keep_prob": "0.9,0.7"}}
     with pytest.raises(ValueError, match="`add_dropblock` adds them"):
-        config_lib.make_config(str(tmp_path), "table6_m4", {**data, **schedule})
+        config_lib.make_config(
+            str(tmp_path / "run"), "table6_m4", {**data, **schedule}
+        )
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "table6_m4",
         {
             **data,
@@ -234,7 +238,7 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
         "--add_dropblock=True is invalid: contradicts"
     ):
         config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "table6_m4",
             {**data, "model": {"add_dropblock": True, "dropblock": False}},
         )
@@ -243,7 +247,7 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
 def test_classifier_is_checked_before_the_model_is_built(tmp_path):
     data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "resnet50",
         {**data, "model": {"classifier": "cosine", "cosine_temperature": 0.1}},
     )
@@ -254,7 +258,7 @@ def test_classifier_is_checked_before_the_model_is_built(tmp_path):
     ):
         with testing_utils.raises_flag_error(match):
             config_lib.make_config(
-                str(tmp_path), "resnet50", {**data, "model": model}
+                str(tmp_path / "run"), "resnet50", {**data, "model": model}
             )
 
 
@@ -355,9 +359,9 @@ def test_loop_and_data_sizes_are_checked_before_anything_runs(tmp_path):
         with testing_utils.raises_flag_error(
             re.escape(f"--{field}={value!r} is invalid: {allowed}")
         ):
-            config_lib.make_config(str(tmp_path), "resnet50", overrides)
+            config_lib.make_config(str(tmp_path / "run"), "resnet50", overrides)
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "resnet50",
         {"data": data, "train": {"eval_every_epochs": 2, "keep_best": 0}},
     )
@@ -383,10 +387,12 @@ def test_runtime_options_of_another_strategy_are_refused(tmp_path):
     ):
         with testing_utils.raises_flag_error(re.escape(message)):
             config_lib.make_config(
-                str(tmp_path), "resnet50", {"data": data, "runtime": runtime}
+                str(tmp_path / "run"),
+                "resnet50",
+                {"data": data, "runtime": runtime},
             )
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "resnet50",
         {
             "data": data,
@@ -406,12 +412,12 @@ def test_a_cosine_temperature_needs_the_cosine_head(tmp_path):
         )
     ):
         config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "resnet50",
             {"data": data, "model": {"cosine_temperature": 0.1}},
         )
     cfg = config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "resnet50",
         {
             "data": data,
@@ -552,7 +558,7 @@ def test_big_little_models_take_multiples_of_32_px(tmp_path):
             )
         ):
             config_lib.make_config(
-                str(tmp_path),
+                str(tmp_path / "run"),
                 "assemble_resnet50",
                 {"data": {**data, "image_size": size}, "train": train},
             )
@@ -563,7 +569,7 @@ def test_big_little_models_take_multiples_of_32_px(tmp_path):
         )
     ):
         config_lib.make_config(
-            str(tmp_path),
+            str(tmp_path / "run"),
             "assemble_resnet50",
             {
                 "data": {**data, "eval_preprocessing": "imagenet_17"},
@@ -572,10 +578,10 @@ def test_big_little_models_take_multiples_of_32_px(tmp_path):
         )
     # A plain ResNet takes any size from 16; the BigLittle one 32k.
     config_lib.make_config(
-        str(tmp_path), "resnet50", {"data": {**data, "image_size": 17}}
+        str(tmp_path / "run"), "resnet50", {"data": {**data, "image_size": 17}}
     )
     config_lib.make_config(
-        str(tmp_path),
+        str(tmp_path / "run"),
         "assemble_resnet50",
         {"data": {**data, "image_size": 96}, "train": train},
     )
@@ -596,10 +602,12 @@ def test_randaugment_beside_autoaugment_is_refused(tmp_path):
             "yours); add --autoaugment=none to use RandAugment."
         )
     ):
-        config_lib.make_config(str(tmp_path), "assemble_resnet50", overrides)
+        config_lib.make_config(
+            str(tmp_path / "run"), "assemble_resnet50", overrides
+        )
     overrides["augment"]["autoaugment"] = "none"
     config = config_lib.make_config(
-        str(tmp_path), "assemble_resnet50", overrides
+        str(tmp_path / "run"), "assemble_resnet50", overrides
     )
     assert config.augment.randaugment_layers == 2
 
@@ -624,7 +632,9 @@ def test_an_eval_crop_far_from_the_training_crop_is_a_warning(tmp_path):
 
     def data(preset, **given):
         overrides = {"data": {"data_dir": str(tmp_path), **given}}
-        return config_lib.make_config(str(tmp_path), preset, overrides).data
+        return config_lib.make_config(
+            str(tmp_path / "run"), preset, overrides
+        ).data
 
     far = data("assemble_resnet50", image_size=32)
     assert config_lib.eval_size_warning(far) == (
@@ -656,3 +666,25 @@ def test_records_of_one_class_are_refused(tmp_path):
             "resnet50",
             {"data": {"data_dir": str(tmp_path)}},
         )
+
+
+def test_a_model_dir_that_is_a_file_or_the_data_folder_is_refused(tmp_path):
+    """Before: "[Errno 17] File exists: '<path>'" naming no flag; and a
+    model_dir equal to data_dir wrote checkpoints among the shards."""
+    data = {"data": {"data_dir": str(tmp_path)}}
+    (tmp_path / "afile").write_text("")
+    for model_dir in (tmp_path / "afile", tmp_path / "afile" / "run"):
+        with testing_utils.raises_flag_error(
+            re.escape(
+                f"--model_dir={model_dir} cannot be created: "
+                f"{tmp_path / 'afile'} is a file, not a folder."
+            )
+        ):
+            config_lib.make_config(str(model_dir), "resnet50", data)
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--model_dir={tmp_path} is --data_dir, the folder of the "
+            "records: give the run a folder of its own."
+        )
+    ):
+        config_lib.make_config(f"{tmp_path}/", "resnet50", data)
