@@ -27,6 +27,10 @@ def _base_type(tp):
     return tp
 
 
+def _takes_none(tp):
+    return type(None) in typing.get_args(tp)
+
+
 def flag_help(text, names):
     """Field help as flag help: a field named in backticks (`source`) reads
     as its flag (--source); other backticked text is left as it is."""
@@ -98,12 +102,21 @@ def explicit_overrides(flag_values, groups=tuple(config_lib.GROUPS)):
     overrides = {}
     for group in groups:
         cls = config_lib.GROUPS[group]
+        hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
             if (group, field.name) in _SKIP:
                 continue
             if flag_values[field.name].present:
                 value = flag_values[field.name].value
-                if isinstance(value, str) and value.lower() == "none":
+                # "none" is None where the field takes None; elsewhere it
+                # stays text, refused with the values the field takes
+                # (before: "--eval_preprocessing=None is invalid: must be
+                # text").
+                if (
+                    isinstance(value, str)
+                    and value.lower() == "none"
+                    and _takes_none(hints[field.name])
+                ):
                     value = None
                 overrides.setdefault(group, {})[field.name] = value
     return overrides

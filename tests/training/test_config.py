@@ -153,6 +153,17 @@ def test_only_explicit_flags_override_the_preset(tmp_path):
     assert cfg.data.eval_preprocessing == "imagenet_224_256"
 
 
+def test_none_is_none_only_where_the_field_takes_none():
+    """Before: --eval_preprocessing=none became None and was refused as
+    "must be text", not with the values the flag takes."""
+    values = absl_flags.FlagValues()
+    config_flags.define_config_flags(flag_values=values)
+    values(["prog", "--source=None", "--eval_preprocessing=none"])
+    assert config_flags.explicit_overrides(values) == {
+        "data": {"source": None, "eval_preprocessing": "none"}
+    }
+
+
 def test_dropblock_schedule_is_parsed_once_and_needs_dropblock_layers(
     tmp_path,
 ):
