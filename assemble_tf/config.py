@@ -837,12 +837,29 @@ def make_config(model_dir, preset, overrides=None):
         }
     )
     config = absolute_paths(config)
-    validate(config)
+    try:
+        validate(config)
+    except OptionError as e:
+        raise _noted_if_the_presets(e, preset, overrides) from None
     _refuse_a_run_in_the_data(config)
     refuse_ignored_options(config)
     if config.data.source and not config.data.synthetic:
         return _read_source(config, set(given))
     return _read_data(config, "num_classes" in given)
+
+
+def _noted_if_the_presets(error, preset, overrides):
+    """`error`, saying so where its field's value is the preset recipe's
+    and not given (before: "--warmup_epochs=5.0 is invalid: must be <
+    --epochs=2.0" for a user who set --epochs=2 only)."""
+    given = {f for values in (overrides or {}).values() for f in values}
+    recipe = {f for values in preset_defaults(preset).values() for f in values}
+    if error.field in given or error.field not in recipe:
+        return error
+    return error.noted(
+        "(That value is the {recipe} recipe's; set {field} to change it.)",
+        recipe=preset,
+    )
 
 
 def _refuse_a_run_in_the_data(config):

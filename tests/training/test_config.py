@@ -699,3 +699,28 @@ def test_a_model_dir_that_is_a_file_or_the_data_folder_is_refused(tmp_path):
         )
     ):
         config_lib.make_config(f"{tmp_path}/", "resnet50", data)
+
+
+def test_an_invalid_value_of_the_recipe_says_so(tmp_path):
+    """Before: "--warmup_epochs=5.0 is invalid: must be < --epochs=2.0"
+    for a user who set --epochs=2 only."""
+    data = {"data": {"data_dir": str(tmp_path)}}
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "--warmup_epochs=5.0 is invalid: must be < --epochs=2.0. (That "
+            "value is the resnet50 recipe's; set --warmup_epochs to change "
+            "it.)"
+        )
+        + "$"
+    ):
+        config_lib.make_config(
+            str(tmp_path / "run"),
+            "resnet50",
+            {**data, "train": {"epochs": 2.0}},
+        )
+    with testing_utils.raises_flag_error(r"must be < --epochs=2\.0\.$"):
+        config_lib.make_config(
+            str(tmp_path / "run"),
+            "resnet50",
+            {**data, "train": {"epochs": 2.0, "warmup_epochs": 3.0}},
+        )

@@ -81,6 +81,14 @@ class OptionError(ValueError):
         field = flag or names.get(self.field, self.field)
         return self.template.format(field=f"--{field}", **flags, **self.values)
 
+    def noted(self, text, **values):
+        """This error with `text` (a template too: `{field}` and the
+        error's others, plus `values`) appended: what the caller knows of
+        the value, e.g. that it came from a preset."""
+        error = self.renamed({}, **values)
+        error.template = f"{self.template} {text}"
+        return error.renamed({})
+
     def renamed(self, names, **values):
         """This error with options renamed ({option: new name}) and
         `values` replaced: the error of a library call made for an option
