@@ -401,3 +401,18 @@ def test_other_errors_still_raise():
 
     with pytest.raises(OSError, match="Input/output error"):
         flags_core.clean_errors(main)([])
+
+
+def test_the_tpu_strategy_without_a_tpu_names_the_flag():
+    """Before: TensorFlow's "Please provide a TPU Name to connect to.",
+    naming no flag."""
+    from official.utils.misc import distribution_utils
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as e:
+        distribution_utils.get_distribution_strategy("tpu", tpu_address="")
+    assert e.value.as_flag() == (
+        "--tpu='': no TPU found (Please provide a TPU Name to connect to). "
+        "Pass the TPU's name or grpc:// address ('local' on a TPU VM), or "
+        "choose another --distribution_strategy."
+    )

@@ -42,9 +42,22 @@ def get_distribution_strategy(name="mirrored", num_gpus=None, tpu_address=""):
             return tf.distribute.MirroredStrategy(["/cpu:0"])
         devices = [g.name for g in gpus[: num_gpus or len(gpus)]]
         return tf.distribute.MirroredStrategy(devices)
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu=tpu_address
-    )
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=tpu_address
+        )
+    except ValueError as e:  # before: "Please provide a TPU Name to ..."
+        from official.utils.misc.validation import OptionError
+
+        raise OptionError(
+            "tpu",
+            "{field}={value!r}: no TPU found ({error}). Pass the TPU's name "
+            "or grpc:// address ('local' on a TPU VM), or choose another "
+            "{distribution_strategy}.",
+            ["distribution_strategy"],
+            value=tpu_address,
+            error=str(e).rstrip("."),
+        ) from None
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
