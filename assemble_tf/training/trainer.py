@@ -225,6 +225,13 @@ class Trainer:
                 f"Resumed from {restored} (epoch {self.backend.epoch}, "
                 f"step {self.step})."
             )
+            if self.step >= self.plan.total_steps:
+                # Before: the old summary again, without a word of why.
+                self.log(
+                    f"Nothing to train: the run is at step {self.step:,}, "
+                    f"and this one ends at step {self.plan.total_steps:,} "
+                    "(max_steps, else epochs x steps per epoch)."
+                )
             self._reopen_cut_epoch()
             return True
         return False

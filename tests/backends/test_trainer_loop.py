@@ -87,6 +87,14 @@ def _continues_a_run_max_steps_cut(folder, whole):
 
     cfg, trainer, history, _ = run(max_steps=6)
     assert trainer.step == 6 and [r["step"] for r in history] == [4, 6]
+    # A rerun at or under the step reached says so (before: the old
+    # summary again, without a word of why).
+    _, again, _, logged = run(max_steps=5)
+    assert again.step == 6
+    assert logged[1] == (
+        "Nothing to train: the run is at step 6, and this one ends at step "
+        "5 (max_steps, else epochs x steps per epoch)."
+    )
     cfg.to_json(str(folder / "config.json"))  # as tools.train writes it
     rest = _config(folder, train=DETERMINISTIC)
     assert train_lib.check_resume(rest) == ["train.max_steps: 6 -> None"]
