@@ -29,6 +29,7 @@ are kept on rerun unless `overwrite`.
     report = teacher_logits.extract_teacher_logits(options)  # summary.json
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -256,11 +257,12 @@ def extract_shard(src, dst, teacher, options, labels):
         labels: the range of stored labels the logits cover.
 
     Returns:
-        (records read, records written, {label: (synset, text)} seen).
+        (records read, records written, {label: (synset, text)} seen,
+        the `image/filename`s of the records left out, in input order).
     """
     tmp = temporary_path(dst)
     read = count_records(src)
-    written, seen = 0, {}
+    written, seen, names = 0, {}, collections.Counter()
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
             for serialized, images in _batches(src, options):
@@ -275,11 +277,32 @@ def extract_shard(src, dst, teacher, options, labels):
                     feature.float_list.value.extend(row.tolist())
                     writer.write(example.SerializeToString(deterministic=True))
                     written += 1
+                    names[_filename(example)] += 1
         os.replace(tmp, dst)
     except BaseException:
         _remove(tmp)
         raise
-    return read, written, seen
+    return read, written, seen, _left_out(src, names) if read > written else []
+
+
+def _filename(example):
+    value = example.features.feature[schema.FILENAME].bytes_list.value
+    return value[0].decode("utf-8", "replace") if value else ""
+
+
+def _left_out(src, written):
+    """The `image/filename`s of the records of `src` beyond the counts of
+    `written` ({filename: records written}), in input order (before: only
+    their number was said)."""
+    left = collections.Counter(written)
+    out = []
+    for raw in tf.data.TFRecordDataset(src).as_numpy_iterator():
+        name = _filename(tf.train.Example.FromString(raw))
+        if left[name]:
+            left[name] -= 1
+        else:
+            out.append(name or "(no image/filename)")
+    return out
 
 
 def _batches(src, options):
@@ -769,19 +792,28 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 else count_records(src)
             )
         else:
-            read, records, found = extract_shard(
+            read, records, found, left_out = extract_shard(
                 src, dst, teacher, options, labels
             )
-            done[name] = {"records": records, "skipped": read - records}
+            done[name] = {
+                "records": records,
+                "skipped": read - records,
+                "left_out": left_out,
+            }
             file_utils.atomic_write_json(
                 progress_path, {"settings": settings, "shards": done}
             )
         shards[name] = {"records": records, "skipped": read - records}
+        if done.get(name, {}).get("left_out"):
+            shards[name]["left_out"] = done[name]["left_out"]
         shards[name]["kept"] = kept
         if read > records and not kept:
+            shown = ", ".join(left_out[:5]) + (
+                f" and {len(left_out) - 5:,} more" if len(left_out) > 5 else ""
+            )
             bar.write(
                 f"WARNING: {name}: {read - records:,} of {read:,} records "
-                "left out (their image does not decode).",
+                f"left out (their image does not decode): {shown}.",
                 file=sys.stderr,
             )
         for label, names in found.items():

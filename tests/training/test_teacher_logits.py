@@ -524,8 +524,11 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     }
     assert (
         f"WARNING: {SHARDS[0]}: 2 of 11 records left out (their image does "
-        "not decode)." in capsys.readouterr().err.splitlines()
+        "not decode): bad0.jpg, bad1.jpg."
+        in capsys.readouterr().err.splitlines()
     )
+    written = json.loads((tmp_path / "kd" / metadata.SUMMARY).read_text())
+    assert written["shards"][SHARDS[0]]["left_out"] == ["bad0.jpg", "bad1.jpg"]
     # A rerun keeps the shards and their counts (from summary.json, or
     # extract_progress.json after an interrupted run; else read again).
     assert not (out / tl.PROGRESS).exists()
