@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import functools
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -105,6 +106,44 @@ def check_shard_sizes(files):
                 "tools.build_imagenet_tfrecords` (the rerun rewrites that "
                 "shard)."
             )
+
+
+_SHARD_NAME = re.compile(r"^(.*)-(\d+)-of-(\d+)$")
+
+
+def check_shard_set(files, pattern):
+    """Refuses shards named `<prefix>-NNNNN-of-MMMMM` that a catch-all
+    `pattern` (`<prefix>-*`, `*`) matches when some of the M are missing.
+
+    Before: a folder that lost `validation-00001-of-00002` (a copy
+    without its summary.json and build state) was evaluated on the other
+    half without a word. A pattern that selects shards on purpose (e.g.
+    `train-0000[0-4]-*`) is not checked.
+    """
+    if not re.fullmatch(r"[^*?\[\]]*\*", os.path.basename(pattern)):
+        return
+    found = collections.defaultdict(set)
+    for path in files:
+        name = _SHARD_NAME.match(os.path.basename(path))
+        if name:
+            prefix, index, total = name.groups()
+            found[(os.path.dirname(path), prefix, total)].add(int(index))
+    for (folder, prefix, total), indices in sorted(found.items()):
+        missing = sorted(set(range(int(total))) - indices)
+        if not missing:
+            continue
+        names = [f"{prefix}-{i:0{len(total)}d}-of-{total}" for i in missing]
+        shown = ", ".join(names[:3]) + (
+            f" and {len(names) - 3:,} more" if len(names) > 3 else ""
+        )
+        raise DataError(
+            f"{pattern} matches {len(indices):,} of the {int(total):,} "
+            f"shards {prefix}-*-of-{total} in {folder}: {shown} missing. "
+            "Copy them too, or rebuild with `python -m "
+            "tools.build_imagenet_tfrecords`; to read only some shards, "
+            "name them in the pattern (e.g. "
+            f"{prefix}-{min(indices):0{len(total)}d}-*)."
+        )
 
 
 @functools.lru_cache(maxsize=64)

@@ -327,6 +327,7 @@ def _file_dataset(config, input_context):
         raise checks.no_records_error(config.file_pattern, others=())
     files = sorted(files)
     checks.check_shard_sizes(files)
+    checks.check_shard_set(files, config.file_pattern)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) < input_context.num_input_pipelines:

@@ -261,3 +261,25 @@ def test_a_hand_edited_labels_file_is_refused_naming_it(tmp_path):
         "them was edited. Restore it from the build "
         "(tools.build_imagenet_tfrecords writes both)."
     )
+
+
+def test_a_missing_shard_of_a_numbered_set_is_named(tmp_path):
+    """Before: a copy without summary.json and build state that lost
+    validation-00001-of-00002 was evaluated on the other half, without a
+    word. A pattern that picks shards on purpose is not checked."""
+    from assemble_tf.data.input_pipeline import DataError
+
+    files = [str(tmp_path / f"validation-{i:05d}-of-00004") for i in (0, 2)]
+    pattern = str(tmp_path / "validation-*")
+    with pytest.raises(DataError) as e:
+        checks.check_shard_set(files, pattern)
+    assert str(e.value) == (
+        f"{pattern} matches 2 of the 4 shards validation-*-of-00004 in "
+        f"{tmp_path}: validation-00001-of-00004, validation-00003-of-00004 "
+        "missing. Copy them too, or rebuild with `python -m "
+        "tools.build_imagenet_tfrecords`; to read only some shards, name "
+        "them in the pattern (e.g. validation-00000-*)."
+    )
+    checks.check_shard_set(files, str(tmp_path / "validation-0000[02]-*"))
+    whole = [str(tmp_path / f"train-{i:05d}-of-00002") for i in (0, 1)]
+    checks.check_shard_set(whole, str(tmp_path / "train-*"))
