@@ -35,8 +35,8 @@ class RecordSample:
         pattern: the shard glob.
         files: number of shards.
         records: records read (at most the sample size).
-        images: records whose image is a JPEG, PNG, GIF or BMP by its
-            signature (as the input pipeline reads them).
+        images: records whose image is a whole JPEG, or a PNG, GIF or
+            BMP (`input_pipeline.is_record_image`).
         logit_sizes: {length of image/logit: records} (0: no logits).
         min_label, max_label: stored labels seen (None without records).
     """
@@ -153,11 +153,11 @@ def _built_sizes(folder, stamp):
 
 
 def _is_image(data):
-    """JPEG, PNG, GIF or BMP by signature: the input pipeline's rule
-    (`preprocessing.is_supported_image`)."""
-    return data.startswith(
-        (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF", b"BM")
-    )
+    """A whole JPEG, or a PNG, GIF or BMP: the input pipeline's rule
+    (`input_pipeline.is_record_image`)."""
+    if data.startswith(b"\xff\xd8"):
+        return len(data) > 4 and data.endswith(b"\xff\xd9")
+    return data.startswith((b"\x89PNG\r\n\x1a\n", b"GIF", b"BM"))
 
 
 def no_records_error(pattern, others=("train_pattern", "validation_pattern")):
@@ -337,8 +337,8 @@ def check_records(split, sample):
     if not sample.images:
         raise DataError(
             f"None of the first {sample.records:,} records of "
-            f"{sample.pattern} holds a JPEG, PNG, GIF or BMP image "
-            "(image/encoded). "
+            f"{sample.pattern} holds a whole JPEG, or a PNG, GIF or BMP "
+            "image (image/encoded). "
             "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
         )
 

@@ -308,6 +308,19 @@ def _boxes(parsed):
     return tf.clip_by_value(tf.boolean_mask(boxes, finite), 0.0, 1.0)
 
 
+def is_record_image(image_bytes):
+    """A TFRecord image the pipelines read: a whole JPEG (`looks_like_jpeg`:
+    a cut-off file lacks its end marker) or a PNG, GIF or BMP by signature.
+    The rule of `checks` and of `tools.extract_teacher_logits` too (before:
+    JPEGs only here, so a PNG record that the up-front check and the
+    teacher's logits took was skipped by training and evaluation). Our
+    builder re-encodes a JPEG with data after its end marker."""
+    other = preprocessing.is_supported_image(image_bytes) & tf.logical_not(
+        tf.io.is_jpeg(image_bytes)
+    )
+    return looks_like_jpeg(image_bytes) | other
+
+
 def looks_like_jpeg(image_bytes):
     """True when the bytes start with SOI (FFD8) and end with EOI (FFD9).
 
@@ -468,11 +481,10 @@ def _decoder(config, stats):
             record = element
         else:
             record = decode_record(element, config.num_logits)
-        # JPEG, PNG, GIF or BMP by signature, as `checks` samples records
-        # and `tools.extract_teacher_logits` reads them (before: TFRecords
-        # took JPEGs that end in EOI only, so a PNG record, or a JPEG with
-        # bytes after its end, was skipped by training and evaluation).
-        ok = preprocessing.is_supported_image(record["image_bytes"])
+        if config.record_source is not None:
+            ok = preprocessing.is_supported_image(record["image_bytes"])
+        else:
+            ok = is_record_image(record["image_bytes"])
         stats.read.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         if config.num_logits:
@@ -493,9 +505,8 @@ def _decoder(config, stats):
     return decode
 
 
-def _preprocess(config, record, seed, assume_jpeg=False):
-    """The train crop (with augmentation) or the eval resize / crop;
-    `assume_jpeg`: the bytes are a whole JPEG (no format branch)."""
+def _preprocess(config, record, seed):
+    """The train crop (with augmentation) or the eval resize / crop."""
     if config.is_training:
         return preprocessing.preprocess_train(
             record["image_bytes"],
@@ -506,7 +517,6 @@ def _preprocess(config, record, seed, assume_jpeg=False):
             config.dtype,
             config.stddev,
             (config.min_crop_area, 1.0),
-            assume_jpeg=assume_jpeg,
         )
     return preprocessing.preprocess_eval(
         record["image_bytes"],
@@ -563,28 +573,20 @@ def _parser(config, stats):
                 record["ok"], record["image_bytes"], placeholder
             ),
         )
-        flagged = functools.partial(
-            _or_flagged, functools.partial(_preprocess, config), record, seed
-        )
         if config.record_source is None:
-            # Our builder wrote whole JPEGs, decoded once: those skip the
-            # flag, which costs 20 % of the ImageNet pipeline's speed (what
-            # of them still fails to decode is dropped by ignore_errors,
-            # counted at the end of a pass). Other images (PNG, a JPEG cut
-            # off or with bytes after its end) are flagged where they fail.
-            images, decoded = tf.cond(
-                looks_like_jpeg(record["image_bytes"]),
-                lambda: (
-                    _preprocess(config, record, seed, assume_jpeg=True),
-                    tf.constant(True),
-                ),
-                flagged,
-            )
+            # Our builder decoded every image it wrote, and a truncated
+            # JPEG fails `is_record_image`: what still fails to decode is
+            # dropped by ignore_errors (counted at the end of a pass).
+            # Flagging costs 20 % of the ImageNet pipeline's speed.
+            images, decoded = _preprocess(config, record, seed), True
         else:
-            images, decoded = flagged()  # user files: checked by signature
-        stats.undecodable.assign_add(
-            tf.cast(record["ok"] & tf.logical_not(decoded), tf.int64)
-        )
+            # User files, checked by their signature only.
+            images, decoded = _or_flagged(
+                functools.partial(_preprocess, config), record, seed
+            )
+            stats.undecodable.assign_add(
+                tf.cast(record["ok"] & tf.logical_not(decoded), tf.int64)
+            )
         out = {
             "ok": record["ok"] & decoded,
             "images": images,

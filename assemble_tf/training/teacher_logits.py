@@ -308,17 +308,24 @@ def _left_out(src, written):
 def _batches(src, options):
     """(serialized records, eval crops) batches of a shard's readable
     images, in order."""
-    from assemble_tf.data import preprocessing
+    from assemble_tf.data import input_pipeline, preprocessing
 
     spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
     kind = options.teacher_preprocessing
 
+    def image(serialized):
+        return tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
+
     def parse(serialized):
-        image = tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
-        return serialized, preprocessing.preprocess_eval(image, kind)
+        return serialized, preprocessing.preprocess_eval(
+            image(serialized), kind
+        )
 
     return (
         tf.data.TFRecordDataset(src)
+        # The records the input pipelines read (a whole JPEG, or a PNG, GIF
+        # or BMP); the others are left out and named, as undecodable ones.
+        .filter(lambda s: input_pipeline.is_record_image(image(s)))
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
         .batch(options.batch_size)
@@ -813,7 +820,8 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
             )
             bar.write(
                 f"WARNING: {name}: {read - records:,} of {read:,} records "
-                f"left out (their image does not decode): {shown}.",
+                "left out (their image is not one the input pipelines "
+                f"read, or does not decode): {shown}.",
                 file=sys.stderr,
             )
         for label, names in found.items():

@@ -181,9 +181,9 @@ def test_records_without_images_are_one_error(tmp_path):
     with pytest.raises(DataError) as e:
         input_benchmark.run_benchmark(_options(str(tmp_path)))
     assert str(e.value) == (
-        f"None of the first 20 records of {tmp_path}/train-* holds a JPEG, "
-        "PNG, GIF or BMP image (image/encoded). Rebuild them with `python -m "
-        "tools.build_imagenet_tfrecords`."
+        f"None of the first 20 records of {tmp_path}/train-* holds a whole "
+        "JPEG, or a PNG, GIF or BMP image (image/encoded). Rebuild them with "
+        "`python -m tools.build_imagenet_tfrecords`."
     )
 
 

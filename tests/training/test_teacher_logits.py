@@ -523,9 +523,9 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
         "num_logits": CLASSES,
     }
     assert (
-        f"WARNING: {SHARDS[0]}: 2 of 11 records left out (their image does "
-        "not decode): bad0.jpg, bad1.jpg."
-        in capsys.readouterr().err.splitlines()
+        f"WARNING: {SHARDS[0]}: 2 of 11 records left out (their image is "
+        "not one the input pipelines read, or does not decode): bad0.jpg, "
+        "bad1.jpg." in capsys.readouterr().err.splitlines()
     )
     written = json.loads((tmp_path / "kd" / metadata.SUMMARY).read_text())
     assert written["shards"][SHARDS[0]]["left_out"] == ["bad0.jpg", "bad1.jpg"]
