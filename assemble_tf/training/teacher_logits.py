@@ -225,6 +225,14 @@ def label_space(options, num_logits):
         fix = "leave {field} out" if options.prepend_zero else "pass {field}"
     elif options.teacher_saved_model:
         field, fix = "teacher_saved_model", "{field} has other classes"
+    elif options.teacher_weights and os.path.isdir(options.teacher_weights):
+        # A run's head is its own (before: the advice named
+        # teacher_num_classes, which a run's config.json overrides).
+        field = "teacher_weights"
+        fix = (
+            "{field} is a training run with a {width}-way head: use a "
+            "teacher trained on these classes"
+        )
     else:
         field = "teacher_num_classes"
         fix = "the teacher needs {field}={classes}"

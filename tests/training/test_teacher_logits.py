@@ -382,12 +382,16 @@ def test_a_record_label_outside_its_folders_classes_blames_the_record(
         (6, {"prepend_zero": True}, "teacher_num_classes", "classes=2"),
         (2, {"teacher_saved_model": "t"}, "prepend_zero", "pass"),
         (5, {"teacher_saved_model": "t"}, "teacher_saved_model", "other"),
+        # Before: "needs --teacher_num_classes=3", which a run ignores.
+        (5, {"teacher_weights": "RUN"}, "teacher_weights", "a 5-way head"),
     ],
 )
 def test_label_space_names_the_option_to_change(
     labelled_data, tmp_path, width, teacher, field, fix
 ):
     """3 classes stored from 0 need 3 logits; the error says how."""
+    if teacher.get("teacher_weights") == "RUN":  # a training run's folder
+        teacher = {"teacher_weights": str(tmp_path)}
     options = _options(labelled_data, tmp_path / "kd", **teacher)
     assert tl.label_space(options, 3) == (0, CLASSES)
     with pytest.raises(OptionError) as error:
