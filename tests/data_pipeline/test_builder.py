@@ -992,6 +992,27 @@ def test_non_finite_teacher_logits_name_the_file_and_images(tmp_path):
     assert inputs.read_logits([str(path)], "train_logits")[1].shape == (1, 2)
 
 
+def test_an_image_with_two_rows_of_logits_names_both(tmp_path):
+    """Before: "0.jpg has logits in both a.csv and a.csv" for a name twice
+    in one file."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    one, two = tmp_path / "a.csv", tmp_path / "b.csv"
+    one.write_text("0.jpg,1,2\n1.jpg,0,1\n0.jpg,3,4\n")
+    two.write_text("1.jpg,5,6\n")
+    with pytest.raises(OptionError) as e:
+        inputs.read_logits([str(one)], "train_logits")
+    assert e.value.as_flag() == (
+        f"--train_logits: 0.jpg has two rows of logits, in {one} (row 1 of "
+        f"its values) and {one} (row 3 of its values); give each image one "
+        "row."
+    )
+    one.write_text("0.jpg,1,2\n1.jpg,0,1\n")
+    with pytest.raises(OptionError, match=f"in {one} \\(row 2 of its"):
+        inputs.read_logits([str(one), str(two)], "train_logits")
+
+
 def test_validation_labels_of_file_names_with_spaces(tmp_path):
     """Before: "line 1 has 3 fields" for a file name with a space."""
     from assemble_tf.data.builder import inputs

@@ -388,17 +388,19 @@ def read_logits(files, flag):
         else:
             file_names, values = _read_logits_csv(path, flag)
         _check_finite(file_names, values, path, flag)
-        for name in file_names:
+        for row, name in enumerate(file_names, 1):
+            where = f"{path} (row {row:,} of its values)"
             if name in origin:
+                # Before: "in both a.csv and a.csv" for a name twice in one.
                 raise OptionError(
                     flag,
-                    "{field}: {name} has logits in both {first} and {path}; "
-                    "give each image one row.",
+                    "{field}: {name} has two rows of logits, in {first} and "
+                    "{where}; give each image one row.",
                     name=name,
                     first=origin[name],
-                    path=path,
+                    where=where,
                 )
-            origin[name] = path
+            origin[name] = where
         names.extend(file_names)
         rows.append(values)
     widths = {r.shape[1] for r in rows if r.size}
