@@ -895,6 +895,23 @@ def test_a_file_that_could_not_be_read_is_read_by_the_rerun(
     assert builder.build(config)["splits"]["train"]["shards_resumed"] == 4
 
 
+def test_a_wnid_listed_twice_with_other_text_is_refused(tmp_path):
+    """Before: the first line won without a word."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    path = tmp_path / "synsets.txt"
+    path.write_text("n01 alpha\nn02 beta\nn01 alpha\n# n01 gamma\n")
+    assert inputs.read_synsets(str(path)) == {"n01": "alpha", "n02": "beta"}
+    path.write_text("n01 alpha\nn02 beta\nn01 other\n")
+    with pytest.raises(OptionError) as e:
+        inputs.read_synsets(str(path))
+    assert e.value.as_flag() == (
+        f"--synsets_file={path} lists n01 twice with other text (lines 1 "
+        "and 3: 'alpha', 'other'); keep one line."
+    )
+
+
 def test_a_class_list_of_another_encoding_names_its_flag(tmp_path):
     """Before: "'utf-8' codec can't decode byte 0xe9 ...", naming neither
     the file nor the flag."""

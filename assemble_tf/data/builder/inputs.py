@@ -165,14 +165,31 @@ def _text(path, field):
 
 
 def read_synsets(path):
-    """Reads `wnid text` lines into `{wnid: text}` (the first one wins)."""
+    """Reads `wnid text` lines into `{wnid: text}`; a wnid listed again
+    with the same text is kept once, with other text refused (before: the
+    first won, without a word)."""
     require_file(path, "synsets_file")
-    texts = {}
+    texts, lines = {}, {}
     with _text(path, "synsets_file") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             parts = line.strip().split(None, 1)
-            if parts and not parts[0].startswith("#"):
-                texts.setdefault(parts[0], parts[1] if len(parts) > 1 else "")
+            if not parts or parts[0].startswith("#"):
+                continue
+            wnid, text = parts[0], parts[1] if len(parts) > 1 else ""
+            if texts.get(wnid, text) != text:
+                raise OptionError(
+                    "synsets_file",
+                    "{field}={path} lists {wnid} twice with other text (lines "
+                    "{first} and {number}: {a!r}, {b!r}); keep one line.",
+                    path=path,
+                    wnid=wnid,
+                    first=lines[wnid],
+                    number=number,
+                    a=texts[wnid],
+                    b=text,
+                )
+            texts.setdefault(wnid, text)
+            lines.setdefault(wnid, number)
     if not texts:
         raise OptionError(
             "synsets_file",
