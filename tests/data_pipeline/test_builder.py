@@ -895,6 +895,31 @@ def test_a_file_that_could_not_be_read_is_read_by_the_rerun(
     assert builder.build(config)["splits"]["train"]["shards_resumed"] == 4
 
 
+def test_a_class_folder_that_links_to_another_is_refused(tmp_path):
+    """Before: the linked folder's images were written twice, once under
+    each label. A link to a folder outside the root is a class of its own."""
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "train" / "dog")
+    assert inputs.list_class_folders(
+        str(tmp_path / "train"), "train_dir", "folder"
+    ) == ["cat", "dog"]
+    os.symlink(tmp_path / "train" / "cat", tmp_path / "train" / "kitty")
+    with pytest.raises(OptionError) as e:
+        inputs.list_class_folders(
+            str(tmp_path / "train"), "train_dir", "folder"
+        )
+    assert e.value.as_flag() == (
+        f"--train_dir={tmp_path / 'train'}: the class folders 'cat' and "
+        f"'kitty' are one folder ({tmp_path / 'train' / 'cat'}): its images "
+        "would be written under both labels. Remove the link, or copy the "
+        "images if both classes are meant."
+    )
+
+
 def test_a_wnid_listed_twice_with_other_text_is_refused(tmp_path):
     """Before: the first line won without a word."""
     from assemble_tf.data.builder import inputs
