@@ -293,13 +293,16 @@ def evaluate_model(options):
         FileNotFoundError: no config.json, checkpoint or weights file.
         DataError: the split yielded no usable image.
     """
+    from official.utils.misc.validation import check_writable_folder
+
     validate(options)
     loaded = load_model(options)
+    out = output_dir(options, loaded)
+    # Before the evaluation, not at its first write.
+    check_writable_folder("output_dir", out, bool(options.output_dir))
     evaluator = make_evaluator(loaded, options.precision)
     result = run_evaluation(evaluator, loaded.config, options.progress)
-    return write_outputs(
-        result, loaded, options.precision, output_dir(options, loaded)
-    )
+    return write_outputs(result, loaded, options.precision, out)
 
 
 def output_dir(options, loaded):

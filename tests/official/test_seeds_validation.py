@@ -231,3 +231,32 @@ def test_outputs_behind_a_file_are_refused_before_the_work(tmp_path):
         check_creatable(options, folders=["out"])
     with pytest.raises(OptionError, match="`output`=.* cannot be created"):
         convert_run.check_output(str(afile / "x.weights.h5"))
+
+
+def test_a_folder_that_cannot_be_written_is_named_before_the_work(
+    tmp_path, monkeypatch
+):
+    """tools.evaluate evaluated, then failed writing its plot to a run on a
+    read-only disk (a traceback). `os.access` stands in for the read-only
+    mount (root passes permission bits)."""
+    import os
+
+    from official.utils.misc.validation import (
+        OptionError,
+        check_writable_folder,
+    )
+
+    target = tmp_path / "run" / "eval"
+    check_writable_folder("output_dir", str(target))  # writable: passes
+    assert not target.exists()  # and nothing made
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(tmp_path))
+    with pytest.raises(OptionError) as e:
+        check_writable_folder("output_dir", str(target))
+    assert e.value.as_flag() == (
+        f"--output_dir={target}: {tmp_path} is not writable (a read-only "
+        "disk, or no permission); pass --output_dir a folder that is."
+    )
+    with pytest.raises(OptionError) as e:
+        check_writable_folder("output_dir", str(target), given=False)
+    assert e.value.as_flag().startswith(f"The outputs go to {target}: ")
+    check_writable_folder("output_dir", "gs://bucket/run")

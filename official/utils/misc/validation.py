@@ -240,6 +240,35 @@ def check_creatable_path(field, path, folder=True):
         )
 
 
+def check_writable_folder(field, path, given=True):
+    """`check_creatable_path` of a folder, and the folder (or the nearest
+    one that exists) writable: a read-only disk is named before a job's
+    work, not at its first write (tools.evaluate evaluated, then failed
+    writing its plot). `given`: `path` is the option's value, not the
+    default it stands for. URLs and None pass.
+
+    Raises:
+        OptionError: naming `field` and the folder.
+    """
+    import os
+
+    if not path or "://" in path:
+        return
+    check_creatable_path(field, path)
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        current = os.path.dirname(current)
+    if not os.access(current, os.W_OK):
+        where = "{field}={path}: " if given else "The outputs go to {path}: "
+        raise OptionError(
+            field,
+            where + "{folder} is not writable (a read-only disk, or no "
+            "permission); pass {field} a folder that is.",
+            path=path,
+            folder=current,
+        )
+
+
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
