@@ -33,6 +33,7 @@ from official.utils.misc.validation import (
     OptionError,
     check_at_least,
     check_choices,
+    check_writable_folder,
 )
 
 CLASS_SPLITS = ("test", "train", "all")  # sources.retrieval_selection's
@@ -456,6 +457,8 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     for line in sources.folder_warnings(info):
         log(f"WARNING: {line}")
     out_dir = output_dir(options, info)
+    # Named before the embedding, not at the report's write.
+    check_writable_folder("output_dir", out_dir, bool(options.output_dir))
     images = read_images(options, info, *selection)
     check_ks(options.ks, images.total, images.where, options.max_images)
     embedder = load_embedder(options)

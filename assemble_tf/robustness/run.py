@@ -29,7 +29,7 @@ import sys
 from assemble_tf.robustness import evaluation, metrics, perturbations
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from assemble_tf.runs import loading
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_writable_folder
 
 KINDS = ("c", "p")
 NORMALIZATIONS = ("alexnet", "none")
@@ -573,6 +573,8 @@ def evaluate_robustness(
             "are left out."
         )
     out = output_dir(options, config, source)
+    # Named before hours of evaluation, not at the report's write.
+    check_writable_folder("output_dir", out, bool(options.output_dir))
     os.makedirs(out, exist_ok=True)
     ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
     results = _predict_set(ev, model, labels)
