@@ -573,7 +573,6 @@ def evaluate_robustness(
             "are left out."
         )
     out = output_dir(options, config, source)
-    # Named before hours of evaluation, not at the report's write.
     check_writable_folder("output_dir", out, bool(options.output_dir))
     os.makedirs(out, exist_ok=True)
     ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
