@@ -167,6 +167,7 @@ def run_evaluation(evaluator, config, progress=True):
     from tqdm import tqdm
 
     from assemble_tf.data import input_pipeline
+    from assemble_tf.evaluation import checks
     from assemble_tf.runs import inputs
 
     input_config = inputs.input_config(config, is_training=False)
@@ -193,6 +194,11 @@ def run_evaluation(evaluator, config, progress=True):
             "count the others.",
             file=sys.stderr,
         )
+    model = getattr(evaluator, "model", None)
+    policy = getattr(getattr(model, "dtype_policy", None), "name", None)
+    warning = checks.nonfinite_warning(result, policy)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return result
 
 

@@ -639,8 +639,16 @@ class Trainer:
         self.log(_format_record(record))
 
     def _check_validation_count(self, metrics):
-        """Warns once where the validation split read fewer records than
-        its summary.json lists (a cut-off or missing shard)."""
+        """Warns where the evaluation's loss is not finite, and once where
+        the validation split read fewer records than its summary.json
+        lists (a cut-off or missing shard)."""
+        from assemble_tf.evaluation import checks as evaluation_checks
+
+        warning = evaluation_checks.nonfinite_warning(
+            metrics, self.config.train.mixed_precision
+        )
+        if warning:
+            self.log(f"WARNING: epoch {self.backend.epoch}: {warning}")
         if self._validation_counted:
             return
         self._validation_counted = True
