@@ -138,6 +138,7 @@ class Trainer:
         self._prepared = False
         self._validation_counted = False
         self._resume = None  # a mid-epoch checkpoint's progress
+        self._finished_state = None  # the `_EpochState` being evaluated
 
     # What the tools and tests read -----------------------------------------
 
@@ -488,6 +489,7 @@ class Trainer:
                 progress.update(state.done, state.loss, state.rate)
             elapsed = time.perf_counter() - start
             self._check_signals(state)  # before the evaluation (minutes)
+            self._finished_state = state  # saved on a Ctrl-C in its eval
         finally:
             # Before any message, a Ctrl-C's or a NaN's too: a line of its
             # own (it was glued to the bar).
@@ -618,7 +620,15 @@ class Trainer:
         last = self.step >= plan.total_steps or epoch + 1 >= plan.num_epochs
         if (epoch + 1) % max(1, round(t.eval_every_epochs)) == 0 or last:
             if not self.config.data.synthetic:
-                metrics = self.evaluate()
+                try:
+                    metrics = self.evaluate()
+                except KeyboardInterrupt:
+                    # Every step of the epoch ran: keep them (before: a
+                    # Ctrl-C in the evaluation lost the epoch), as SIGTERM
+                    # at the epoch's end does; the rerun evaluates it.
+                    backend.set_epoch(epoch)
+                    self._save_mid_epoch(self._finished_state)
+                    raise
                 self._check_validation_count(metrics)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
         writer.scalars(
@@ -662,6 +672,16 @@ class Trainer:
     def _stop_on_sigterm(self, state):
         """Saves the mid-epoch checkpoint of `state`; returns the
         `Terminated` to raise."""
+        prefix = self._save_mid_epoch(state)
+        return interrupts.Terminated(
+            f"Training stopped on SIGTERM at step {self.step} ({state.done} "
+            f"of the {state.steps} steps of epoch {state.epoch + 1}) and "
+            f"saved {prefix}; rerun the same command to resume from there."
+        )
+
+    def _save_mid_epoch(self, state):
+        """Saves the mid-epoch checkpoint of `state` and its progress.json;
+        returns its prefix."""
         backend = self.backend
         backend.sync()
         # Only the checkpoint progress.json names stays until the new one
@@ -690,11 +710,7 @@ class Trainer:
             },
         )
         checkpoints.prune_preempted(backend.checkpoint_dir, prefix)
-        return interrupts.Terminated(
-            f"Training stopped on SIGTERM at step {self.step} ({state.done} "
-            f"of the {state.steps} steps of epoch {state.epoch + 1}) and "
-            f"saved {prefix}; rerun the same command to resume from there."
-        )
+        return prefix
 
 
 @dataclasses.dataclass

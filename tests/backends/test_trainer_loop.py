@@ -476,6 +476,29 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     whole, _ = trainer(tmp_path / "whole")
     expected = whole.train()
 
+    # Ctrl-C in epoch 1's evaluation keeps its steps (before: the epoch was
+    # lost, "resume from the start (no checkpoint yet)"); the rerun
+    # evaluates it and ends as the uninterrupted run.
+    from assemble_tf.training.trainer import TrainingInterrupted
+
+    in_eval, _ = trainer(tmp_path / "in_eval")
+
+    def ctrl_c_in_eval():
+        raise KeyboardInterrupt
+
+    in_eval.evaluate = ctrl_c_in_eval
+    with pytest.raises(TrainingInterrupted) as error:
+        in_eval.train()
+    kept = tmp_path / "in_eval" / "checkpoints" / "preempted" / "ckpt-4"
+    assert str(error.value) == (
+        "Training stopped at step 4; rerun the same command to resume from "
+        f"step 4 ({kept})."
+    )
+    rerun, _ = trainer(tmp_path / "in_eval")
+    assert [r["epoch"] for r in rerun.train()] == [1, 2]
+    for a, b in zip(weights(whole), weights(rerun), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
     run = tmp_path / "stopped"
     from assemble_tf.runs import checkpoints
 
