@@ -866,10 +866,9 @@ def _refuse_a_run_in_the_data(config):
     """Refuses a `model_dir` that is the TFRecord folder `data_dir` (before:
     accepted, writing checkpoints and config.json among the shards)."""
     d = config.data
-    same = os.path.normpath(str(config.model_dir)) == os.path.normpath(
-        str(d.data_dir)
-    )
-    if d.data_dir and config.model_dir and same:
+    if not (d.data_dir and config.model_dir):
+        return
+    if os.path.normpath(config.model_dir) == os.path.normpath(d.data_dir):
         raise OptionError(
             "model_dir",
             "{field}={path} is {data_dir}, the folder of the records: give "

@@ -479,11 +479,9 @@ def _decoder(config, stats):
     def decode(element):
         if config.record_source is not None:
             record = element
-        else:
-            record = decode_record(element, config.num_logits)
-        if config.record_source is not None:
             ok = preprocessing.is_supported_image(record["image_bytes"])
         else:
+            record = decode_record(element, config.num_logits)
             ok = is_record_image(record["image_bytes"])
         stats.read.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))

@@ -322,6 +322,6 @@ def output_dir(options, loaded):
 
     if options.output_dir:
         return options.output_dir
-    if loaded.weights:
-        return loading.weights_results_dir(loaded.weights, "eval")
-    return loaded.config.model_dir
+    return loading.default_results_dir(
+        loaded.weights, loaded.config.model_dir, "eval"
+    )

@@ -219,10 +219,11 @@ def output_dir(options, info):
         )
     if not (options.model_dir or options.weights):
         return None  # `load_embedder` names what is missing
-    if options.weights:  # also where it replaces a run's checkpoint
-        root = loading.weights_results_dir(options.weights, "retrieval")
-    else:
-        root = os.path.join(options.model_dir, "retrieval")
+    root = loading.default_results_dir(
+        options.weights,
+        options.model_dir and os.path.join(options.model_dir, "retrieval"),
+        "retrieval",
+    )
     return os.path.join(root, info.name.replace("/", "_"))
 
 

@@ -320,9 +320,11 @@ def output_dir(options, config, source):
     checkpoint's."""
     if options.output_dir:
         return options.output_dir
-    if options.weights:
-        return loading.weights_results_dir(source, "robustness")
-    return os.path.join(config.model_dir, "robustness")
+    return loading.default_results_dir(
+        options.weights and source,
+        config and os.path.join(config.model_dir, "robustness"),
+        "robustness",
+    )
 
 
 def _log_to_stderr(text):

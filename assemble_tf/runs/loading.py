@@ -86,6 +86,16 @@ def weights_results_dir(weights, job):
     return os.path.join(folder, job, name)
 
 
+def default_results_dir(weights, run_folder, job):
+    """Where `job`'s results go without an output folder: beside a weights
+    file (`weights_results_dir`), also one that replaces a run's
+    checkpoint (before: into the run's folder, where its report replaced
+    the checkpoint's), else `run_folder`."""
+    if weights:
+        return weights_results_dir(weights, job)
+    return run_folder
+
+
 def resolve(
     *,
     model_dir=None,

@@ -321,20 +321,20 @@ def _batches(src, options):
     spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
     kind = options.teacher_preprocessing
 
-    def image(serialized):
-        return tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
-
     def parse(serialized):
-        return serialized, preprocessing.preprocess_eval(
-            image(serialized), kind
-        )
+        image = tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
+        return serialized, image
+
+    def crop(serialized, image):
+        return serialized, preprocessing.preprocess_eval(image, kind)
 
     return (
         tf.data.TFRecordDataset(src)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         # The records the input pipelines read (a whole JPEG, or a PNG, GIF
         # or BMP); the others are left out and named, as undecodable ones.
-        .filter(lambda s: input_pipeline.is_record_image(image(s)))
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .filter(lambda _, image: input_pipeline.is_record_image(image))
+        .map(crop, num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
         .batch(options.batch_size)
         .prefetch(tf.data.AUTOTUNE)

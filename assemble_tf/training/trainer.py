@@ -629,7 +629,7 @@ class Trainer:
                     backend.set_epoch(epoch)
                     self._save_mid_epoch(self._finished_state)
                     raise
-                self._check_validation_count(metrics)
+                self._check_evaluation(metrics)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
         writer.scalars(
             self.step, {k: v for k, v in record.items() if isinstance(v, float)}
@@ -648,7 +648,7 @@ class Trainer:
                 best.offer(path, record["val_top1"], epoch + 1)
         self.log(_format_record(record))
 
-    def _check_validation_count(self, metrics):
+    def _check_evaluation(self, metrics):
         """Warns where the evaluation's loss is not finite, and once where
         the validation split read fewer records than its summary.json
         lists (a cut-off or missing shard)."""

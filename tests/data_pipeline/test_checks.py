@@ -211,7 +211,7 @@ def test_an_evaluation_short_of_the_listed_images_names_the_cut_shard(
         config=config, log=logged.append, _validation_counted=False
     )
     for _ in range(2):
-        trainer_lib.Trainer._check_validation_count(
+        trainer_lib.Trainer._check_evaluation(
             trainer, {"count": 2, "skipped": 1}
         )
     assert logged == [

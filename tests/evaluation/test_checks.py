@@ -54,7 +54,7 @@ def test_evaluate_and_the_trainer_print_it(tmp_path, capsys):
         log=logged.append,
         _validation_counted=True,
     )
-    trainer_lib.Trainer._check_validation_count(
+    trainer_lib.Trainer._check_evaluation(
         trainer, {"count": 3, "loss": float("nan")}
     )
     assert len(logged) == 1

@@ -124,19 +124,15 @@ def _expected_error(error, flag_names):
     return str(error)
 
 
+_FREE_SPACE = (
+    "free some space (a rerun goes on from what was saved) or write to "
+    "another folder"
+)
 # errno -> (what happened, the fix), for outputs a job cannot write.
 _STORAGE_ERRORS = {
     errno.EROFS: ("read-only file system", "write to another folder"),
-    errno.ENOSPC: (
-        "no space left on the device",
-        "free some space (a rerun goes on from what was saved) or write to "
-        "another folder",
-    ),
-    errno.EDQUOT: (
-        "disk quota exceeded",
-        "free some space (a rerun goes on from what was saved) or write to "
-        "another folder",
-    ),
+    errno.ENOSPC: ("no space left on the device", _FREE_SPACE),
+    errno.EDQUOT: ("disk quota exceeded", _FREE_SPACE),
 }
 # The same, as TensorFlow's C++ file system reports them (an `OpError`,
 # e.g. ResourceExhaustedError while writing a checkpoint).
