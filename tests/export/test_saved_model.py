@@ -906,10 +906,12 @@ def test_bfloat16_export_binary_keeps_float32_signatures(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # exports
 def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
-    """The reloaded graph fuses conv + bias + ReLU of a folded model and
-    rounds differently in bfloat16 than the in-memory one: a float32
-    tolerance refuses it (and leaves nothing), the bfloat16 one (a mean
-    relative L2 of 0.05) accepts it."""
+    """Where the CPU has bfloat16 instructions (AVX512_BF16, AMX), the
+    reloaded graph fuses conv + bias + ReLU of a folded model and rounds
+    differently in bfloat16 than the in-memory one; on AVX2 alone it does
+    not. The bfloat16 tolerance (a mean relative L2 of 0.05) accepts the
+    export on either; a float32 tolerance refuses it, and leaves nothing,
+    exactly where the reload differs."""
     from assemble_tf.export import precision
     from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 
@@ -918,18 +920,24 @@ def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
     bf16 = precision.bfloat16_copy(
         folded, lambda: fold_bn_graph(build_model("resnet50", **TINY_R50))
     )
-    with pytest.raises(ValueError, match="differs from the model"):
-        export_lib.export_saved_model(
-            bf16, str(tmp_path / "strict"), "imagenet_32", rtol=0.0
-        )
-    assert os.listdir(tmp_path) == []
     check = export_lib.ReferenceCheck(model)
     diffs = export_lib.export_saved_model(
         bf16, str(tmp_path / "1"), "imagenet_32", reference=check
     )
-    assert max(diffs.values()) > 1e-4  # the case the tolerance is for
     assert check.measured["preprocessed"]["mean_relative_l2"] <= 0.15
     assert check.measured["preprocessed"]["top1_agreement"] >= 0.8
+    strict = tmp_path / "strict"
+    if max(diffs.values()) > 1e-4:  # the default atol: the fused reload
+        with pytest.raises(ValueError, match="differs from the model"):
+            export_lib.export_saved_model(
+                bf16, str(strict), "imagenet_32", rtol=0.0
+            )
+        assert os.listdir(tmp_path) == ["1"]
+    else:
+        export_lib.export_saved_model(
+            bf16, str(strict), "imagenet_32", rtol=0.0
+        )
+        assert sorted(os.listdir(tmp_path)) == ["1", "strict"]
 
 
 def test_the_bfloat16_reload_check_is_a_mean_relative_l2():

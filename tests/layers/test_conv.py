@@ -91,8 +91,36 @@ def test_gradients_equal_keras_float32(rules, h, w, kernel, stride, padding):
         assert _relative(a, b) < 2e-6, (name, _relative(a, b))
 
 
+def _float32_kernel_gradient(layer, x):
+    """The kernel gradient of `_forward_backward` summed in float32 from
+    the same bfloat16 operands: the input, the weights and the output
+    gradient rounded to bfloat16 as the mixed_bfloat16 layer rounds them."""
+
+    def bf16(t):
+        return tf.cast(tf.cast(t, tf.bfloat16), tf.float32)
+
+    ref = keras.layers.Conv2D(
+        layer.filters, layer.kernel_size, layer.strides, layer.padding
+    )
+    ref.build(x.shape)
+    ref.set_weights([bf16(v).numpy() for v in layer.get_weights()])
+    with tf.GradientTape() as tape:
+        y = ref(bf16(x))
+        w = tf.reshape(
+            tf.cast(tf.range(tf.size(y)) % 7, tf.float32), tf.shape(y)
+        )
+        loss = tf.reduce_sum(y * bf16(w * (1.0 / 7.0)))
+    return tape.gradient(loss, ref.kernel.value).numpy()
+
+
 @pytest.mark.parametrize("h,w,kernel,stride,padding", SHAPES[::2])
 def test_gradients_equal_keras_bfloat16(rules, h, w, kernel, stride, padding):
+    """The forward pass, the input and the bias gradients are Keras' own
+    ops; the kernel gradient is one float32 sum rounded to bfloat16: within
+    about one rounding of the float32 sum of the same bfloat16 operands,
+    and never further from it than Keras' `Conv2DBackpropFilter`, which
+    sums in bfloat16 on CPUs without bfloat16 instructions (AVX2 only:
+    2.7 % off on 7 x 7 pointwise, against 0.4 % for ours)."""
     rules(ALWAYS)
     policy = keras.DTypePolicy("mixed_bfloat16")
     ours, ref = _pair(policy, kernel, stride, padding)
@@ -100,11 +128,16 @@ def test_gradients_equal_keras_bfloat16(rules, h, w, kernel, stride, padding):
     assert ours._use_matmul_gradient(tf.cast(x, tf.bfloat16))
     got = _forward_backward(ours, x)
     want = _forward_backward(ref, x)
-    # The forward pass and the input gradient are the same ops; the
-    # kernel gradient sums in float32 and rounds once to bfloat16.
-    for name, a, b in zip(("y", "dx", "dw", "db"), got, want, strict=True):
-        tol = 2**-8 if name == "dw" else 0.0
-        assert _relative(a, b) <= tol, (name, _relative(a, b))
+    for name, a, b in zip(
+        ("y", "dx", "db"), got[:2] + got[3:], want[:2] + want[3:], strict=True
+    ):
+        assert a.shape == b.shape, name
+        assert _relative(a, b) == 0.0, (name, _relative(a, b))
+    exact = _float32_kernel_gradient(ours, x)
+    assert got[2].shape == exact.shape
+    ours_off, keras_off = _relative(got[2], exact), _relative(want[2], exact)
+    assert ours_off <= 2**-7, ours_off
+    assert ours_off <= keras_off + 2**-9, (ours_off, keras_off)
 
 
 def test_xla_and_unknown_spatial_size(rules):
