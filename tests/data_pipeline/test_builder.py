@@ -915,7 +915,7 @@ def test_a_class_folder_that_links_to_another_is_refused(tmp_path):
     assert e.value.as_flag() == (
         f"--train_dir={tmp_path / 'train'}: the class folders 'cat' and "
         f"'kitty' are one folder ({tmp_path / 'train' / 'cat'}): its images "
-        "would be written under both labels. Remove the link, or copy the "
+        "would be read under both labels. Remove the link, or copy the "
         "images if both classes are meant."
     )
 

@@ -229,6 +229,27 @@ def test_folder_errors(folder, tmp_path):
         sources.num_examples(info, "train[:x]")
 
 
+def test_a_class_folder_that_links_to_another_is_refused(tmp_path):
+    """Before: a link `train/kitty -> train/cat` read cat's images twice,
+    once under each label, without a word. A link to a folder outside the
+    split is a class of its own."""
+    from official.utils.misc.validation import OptionError
+
+    root = _folder(tmp_path / "pets", {"train": 2, "test": 1})
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "train" / "d_cls")
+    assert sources.open_source(str(root)).num_classes == 4
+    os.symlink(root / "train" / "a_cls", root / "train" / "kitty")
+    with pytest.raises(OptionError) as e:
+        sources.open_source(str(root))
+    assert e.value.as_flag() == (
+        f"--source={root / 'train'}: the class folders 'a_cls' and 'kitty' "
+        f"are one folder ({root / 'train' / 'a_cls'}): its images would be "
+        "read under both labels. Remove the link, or copy the images if "
+        "both classes are meant."
+    )
+
+
 # ------------------------------------------------------------------- tfds
 
 

@@ -15,6 +15,7 @@ from assemble_tf.data.builder.config import (
     MAX_LISTED,
     WNID_PATTERN,
 )
+from official.utils.misc import validation
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -142,30 +143,8 @@ def list_class_folders(root, flag, layout):
                 root=root,
                 bad=listing(bad),
             )
-    _refuse_aliased_classes(root, classes, flag)
+    validation.check_distinct_class_folders(flag, root, classes)
     return classes
-
-
-def _refuse_aliased_classes(root, classes, flag):
-    """Refuses two class folders that are one folder (a link to another
-    class folder of `root`): before, its images were written twice, once
-    under each label."""
-    seen = {}
-    for name in classes:
-        real = os.path.realpath(os.path.join(root, name))
-        if real in seen:
-            raise OptionError(
-                flag,
-                "{field}={root}: the class folders {a} and {b} are one "
-                "folder ({real}): its images would be written under both "
-                "labels. Remove the link, or copy the images if both "
-                "classes are meant.",
-                root=root,
-                a=repr(seen[real]),
-                b=repr(name),
-                real=real,
-            )
-        seen[real] = name
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import random
 import tensorflow as tf
 
 from assemble_tf.data.sources.catalog import SourceInfo, import_tfds
-from official.utils.misc import file_utils
+from official.utils.misc import file_utils, validation
 from official.utils.misc.validation import MissingPathError, OptionError
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -86,6 +86,12 @@ def open_folder(root):
             "{field}={root}: no such folder. Pass a tfds name (e.g. "
             "oxford_flowers102) or a folder <root>/<split>/<class>/<image>.",
             root=root,
+        )
+    for split in _subdirs(root):
+        validation.check_distinct_class_folders(
+            "source",
+            os.path.join(root, split),
+            _subdirs(os.path.join(root, split)),
         )
     examples, classes = scan_folder(root)
     splits = {k: len(v) for k, v in examples.items() if v}

@@ -296,6 +296,33 @@ def check_local_path(field, path):
         )
 
 
+def check_distinct_class_folders(field, root, classes):
+    """Refuses two class folders of `root` that are one folder (a link to
+    another class folder): its images would be read under both labels.
+
+    Raises:
+        OptionError: naming `field`, both classes and the folder.
+    """
+    import os
+
+    seen = {}
+    for name in classes:
+        real = os.path.realpath(os.path.join(root, name))
+        if real in seen:
+            raise OptionError(
+                field,
+                "{field}={root}: the class folders {a} and {b} are one "
+                "folder ({real}): its images would be read under both "
+                "labels. Remove the link, or copy the images if both "
+                "classes are meant.",
+                root=root,
+                a=repr(seen[real]),
+                b=repr(name),
+                real=real,
+            )
+        seen[real] = name
+
+
 def first_line(error, limit=300):
     """The first line of an exception's message (TensorFlow's `message`
     without its op context where it has one), at most `limit` characters;
