@@ -70,6 +70,17 @@ def _define_label_flags():
     )
 
 
+_NORMALIZATION_HELP = (
+    "ImageNet-C: alexnet divides each corruption error by AlexNet's (the "
+    "ImageNet-C mCE); none reports the plain mean corruption error, as the "
+    "paper's Food-101-C mCE (Table 8) and for any non-ImageNet set."
+)
+_OUTPUT_DIR_HELP = (
+    "Results folder (default: <model_dir>/robustness; with --weights, also "
+    "beside --model_dir, <--weights folder>/robustness/<weights name>)."
+)
+
+
 def _define_evaluation_flags():
     """How to evaluate and where the results go."""
     flags.DEFINE_integer(
@@ -85,17 +96,9 @@ def _define_evaluation_flags():
         "normalization",
         "alexnet",
         ["alexnet", "none"],
-        "ImageNet-C: alexnet divides each corruption error by AlexNet's (the "
-        "ImageNet-C mCE); none reports the plain mean corruption error, as "
-        "the paper's Food-101-C mCE (Table 8) and for any non-ImageNet set.",
+        _NORMALIZATION_HELP,
     )
-    flags.DEFINE_string(
-        "output_dir",
-        None,
-        "Results folder (default: <model_dir>/robustness; with --weights, "
-        "also beside --model_dir, <--weights folder>/robustness/<weights "
-        "name>).",
-    )
+    flags.DEFINE_string("output_dir", None, _OUTPUT_DIR_HELP)
     flags.DEFINE_bool("progress", True, "Show a progress bar (on stderr).")
 
 

@@ -37,17 +37,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines the binary's flags (names match `EvaluateOptions` fields)."""
     model_source_flags.define_model_source_flags(model_overrides=True)
-    flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
-    flags.DEFINE_string("validation_pattern", None, "Override the shard glob.")
-    flags.DEFINE_integer("label_offset", None, "Override the label offset.")
-    flags.DEFINE_string(
-        "eval_preprocessing",
-        None,
-        "Eval resize/crop instead of the run's or preset's: imagenet (256 "
-        "-> 224), imagenet_NNN (int(NNN / 0.875) -> NNN), imagenet_NNNa "
-        "(NNN + 1 -> NNN), imagenet_224_256 (292 -> 256), "
-        "imagenet_224_256a (257 -> 256).",
-    )
+    _define_data_flags()
     flags.DEFINE_integer("batch_size", 100, "Eval batch size.", lower_bound=1)
     flags.DEFINE_enum(
         "precision",
@@ -62,6 +52,21 @@ def define_flags():
         "Where eval.json and reliability.png go (default: model_dir; with "
         "--weights, also beside --model_dir, <weights folder>/eval/<weights "
         "name>).",
+    )
+
+
+def _define_data_flags():
+    """What to evaluate on, instead of the run's data and eval crop."""
+    flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
+    flags.DEFINE_string("validation_pattern", None, "Override the shard glob.")
+    flags.DEFINE_integer("label_offset", None, "Override the label offset.")
+    flags.DEFINE_string(
+        "eval_preprocessing",
+        None,
+        "Eval resize/crop instead of the run's or preset's: imagenet (256 "
+        "-> 224), imagenet_NNN (int(NNN / 0.875) -> NNN), imagenet_NNNa "
+        "(NNN + 1 -> NNN), imagenet_224_256 (292 -> 256), "
+        "imagenet_224_256a (257 -> 256).",
     )
 
 
