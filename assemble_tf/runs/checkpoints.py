@@ -241,6 +241,18 @@ def _model_keys(reader):
     }
 
 
+def read_model_variables(prefix):
+    """{variable path: numpy value} of the model variables of a TensorFlow
+    2 object-based checkpoint (a run's, or a SavedModel's `variables/
+    variables`), without building the model; None for another
+    checkpoint."""
+    reader = _tf().train.load_checkpoint(prefix)
+    keys = _model_keys(reader)
+    if keys is None:
+        return None
+    return {path: reader.get_tensor(key) for path, key in keys.items()}
+
+
 def load_weights_file(model, path, field="weights"):
     """`model.load_weights(path)` with one line where the file does not
     fit: Keras' error prints the variable's values (20 lines of numbers)

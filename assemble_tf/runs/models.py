@@ -10,8 +10,9 @@ from assemble_tf.models import build_model
 # Layers of the classification / embedding head (everything else is the
 # backbone for freeze_backbone and backbone_lr_multiplier).
 HEAD_PREFIXES = ("head_", "logits")
-# Layers re-initialised by a warm start without the head.
-REINIT_LAYERS = ("head_dense", "head_embedding")
+# Layers re-initialised by a warm start without the head: the classifier
+# and the embedding head (its projection and that projection's BN).
+REINIT_LAYERS = ("head_dense", "head_embedding", "head_embedding_bn")
 
 
 def is_head_variable(variable):
@@ -25,15 +26,3 @@ def build_run_model(config, image_size=None, **extra):
         **config.model.build_overrides(config.data.num_classes, image_size),
         **extra,
     )
-
-
-def rebuild_fn(config):
-    """callable(num_classes) -> the run's model with another class count."""
-
-    def rebuild(num_classes):
-        return build_model(
-            config.model.preset,
-            **config.model.build_overrides(num_classes),
-        )
-
-    return rebuild

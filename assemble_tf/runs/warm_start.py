@@ -35,18 +35,11 @@ def _layer_of(path):
     return path.split("/")[0]
 
 
-def _source_weights(path, rebuild):
+def _source_weights(path):
     """{variable path: numpy value} of a SavedModel or a run checkpoint
-    whose model differs from ours (another class count), or None when the
-    checkpoint can be restored directly."""
+    whose model differs from ours (another class count or head), or None
+    when the checkpoint can be restored directly."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        if rebuild is None:
-            raise OptionError(
-                "warm_start",
-                "{field}={path} is a SavedModel: warm starting from it "
-                "needs the run's config (use the training binaries).",
-                path=path,
-            )
         if keras.backend.backend() != "tensorflow":
             # Its variables restore into TensorFlow variables only; the
             # read failed and was reported as a fold_bn export.
@@ -59,35 +52,22 @@ def _source_weights(path, rebuild):
                 path=path,
                 backend=keras.backend.backend(),
             )
-        loaded = tf.saved_model.load(path)
-        if "preprocessed" not in loaded.signatures:
+        # Read by variable path, without loading the graph or building its
+        # model: the export's head may differ from ours (another class
+        # count, a new embedding head or GeM pooling).
+        weights = None
+        if tf.io.gfile.exists(os.path.join(path, "variables")):
+            weights = checkpoints.read_model_variables(
+                os.path.join(path, "variables", "variables")
+            )
+        if not weights:
             raise OptionError(
                 "warm_start",
                 "{field}={path} is not a SavedModel of "
-                "tools.export_saved_model (no 'preprocessed' signature).",
+                "tools.export_saved_model (no model variables).",
                 path=path,
             )
-        outputs = loaded.signatures["preprocessed"].structured_outputs
-        twin = rebuild(int(outputs["logits"].shape[-1]))
-        variables = os.path.join(path, "variables", "variables")
-        try:
-            # By path, paths and shapes checked first (a read that failed
-            # half-way left TensorFlow a warning per unrestored value at
-            # exit: 70 lines for a tiny folded export); random-generator
-            # states are not weights (DropBlock's: an export of any model
-            # with DropBlock layers was refused as "another graph").
-            checkpoints.restore_tensorflow_checkpoint(twin, variables)
-        except (ValueError, tf.errors.OpError):
-            raise OptionError(
-                "warm_start",
-                "{field}={path} is a SavedModel of another graph than the "
-                "model's (its BatchNorms folded into the convolutions by "
-                "the export's fold_bn option, or another architecture): warm "
-                "start from an export made without fold_bn, or from the "
-                "training run.",
-                path=path,
-            ) from None
-        return {v.path: v.numpy() for v in twin.variables}
+        return weights
     cfg = run_config_path(path)
     if cfg is None:
         return None
@@ -200,24 +180,35 @@ def _assign_by_path(model, weights, load_head, origin):
             v.assign(value)
             count += 1
     if missing or mismatched:
-        raise OptionError(
-            "warm_start",
-            "{field}={path} does not fit the model: {missing} variables "
-            "missing (e.g. {some_missing}), {mismatched} of another shape "
-            "(e.g. {some_mismatched}). Use the preset (and overrides) the "
-            "weights were trained with.",
-            path=origin,
-            missing=len(missing),
-            some_missing=missing[:3],
-            mismatched=len(mismatched),
-            some_mismatched=mismatched[:3],
-        )
+        raise _does_not_fit(origin, missing, mismatched, weights)
     return count
 
 
-def warm_start_model(
-    model, path, load_head=False, keep_bn_stats=True, rebuild=None
-):
+def _does_not_fit(origin, missing, mismatched, weights):
+    folded = os.path.isfile(os.path.join(origin, "saved_model.pb")) and not [
+        path for path in weights if path.endswith("/moving_mean")
+    ]
+    return OptionError(
+        "warm_start",
+        "{field}={path} does not fit the model: {missing} variables "
+        "missing (e.g. {some_missing}), {mismatched} of another shape "
+        "(e.g. {some_mismatched}). "
+        + (
+            "A SavedModel exported with fold_bn has no BatchNorms (they are "
+            "folded into the convolutions): warm start from an export made "
+            "without fold_bn, or from the training run."
+            if folded
+            else "Use the preset (and overrides) the weights were trained with."
+        ),
+        path=origin,
+        missing=len(missing),
+        some_missing=missing[:3],
+        mismatched=len(mismatched),
+        some_mismatched=mismatched[:3],
+    )
+
+
+def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
     """Loads pretrained weights for fine-tuning.
 
     Args:
@@ -232,10 +223,10 @@ def warm_start_model(
         keep_bn_stats: keep BN moving statistics; False resets them to
             0 / 1 (the original warm start restored trainable variables
             only).
-        rebuild: callable(num_classes) -> a model of the same architecture
-            with another class count (needed for SavedModels, whose
-            variables are matched through such a twin; BN-folded exports
-            cannot be used).
+
+    Without `load_head` the source's head may differ from the model's
+    (another class count, no embedding head). BN-folded SavedModels cannot
+    be used.
     """
     if path.endswith((".weights.h5", ".keras")):  # Keras reads both
         if not os.path.isfile(path):
@@ -249,7 +240,7 @@ def warm_start_model(
     ):
         raise _missing(path)
     else:
-        weights = _source_weights(path, rebuild)
+        weights = _source_weights(path)
         if weights is not None:
             _assign_by_path(model, weights, load_head, path)
         else:
@@ -264,20 +255,7 @@ def warm_start_model(
                 )
             checkpoints.restore(model, prefix)
     if not load_head:
-        for name in REINIT_LAYERS:
-            try:
-                layer = model.get_layer(name)
-            except ValueError:
-                continue
-            for var, init in (
-                (layer.kernel, layer.kernel_initializer),
-                (
-                    getattr(layer, "bias", None),
-                    getattr(layer, "bias_initializer", None),
-                ),
-            ):
-                if var is not None:
-                    var.assign(init(var.shape, var.dtype))
+        _reinitialise_head(model)
     if not keep_bn_stats:
         for layer in model._flatten_layers(include_self=False):
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -285,6 +263,34 @@ def warm_start_model(
                 layer.moving_variance.assign(
                     tf.ones_like(layer.moving_variance)
                 )
+
+
+# The variables of the `REINIT_LAYERS` kinds (Dense, CosineClassifier,
+# BatchNormalization) and their initializers' attributes.
+_INITIALIZERS = (
+    ("kernel", "kernel_initializer"),
+    ("bias", "bias_initializer"),
+    ("gamma", "gamma_initializer"),
+    ("beta", "beta_initializer"),
+    ("moving_mean", "moving_mean_initializer"),
+    ("moving_variance", "moving_variance_initializer"),
+)
+
+
+def _reinitialise_head(model):
+    """Gives the `REINIT_LAYERS` of `model` their initial values (before:
+    the embedding head's BN kept the source's statistics and scale, which
+    described the source's projection, not the new one)."""
+    for name in REINIT_LAYERS:
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        for variable, initializer in _INITIALIZERS:
+            var = getattr(layer, variable, None)
+            if var is not None:
+                init = getattr(layer, initializer)
+                var.assign(init(var.shape, var.dtype))
 
 
 def reestimate_bn_statistics(model, batches, steps, dtype="float32"):

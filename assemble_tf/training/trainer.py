@@ -39,7 +39,7 @@ import zipfile
 import keras
 import numpy as np
 
-from assemble_tf.runs import checkpoints, models
+from assemble_tf.runs import checkpoints
 from assemble_tf.training import step_lib, summaries
 from official.utils.misc import interrupts, seeds
 from official.utils.misc.validation import OptionError
@@ -323,7 +323,6 @@ class Trainer:
                 t.warm_start,
                 t.warm_start_head,
                 t.warm_start_bn_stats,
-                rebuild=models.rebuild_fn(self.config),
             )
             self.log(f"Warm start from {t.warm_start}.")
             if t.bn_reestimate_steps:

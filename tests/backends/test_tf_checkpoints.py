@@ -118,7 +118,7 @@ def test_a_run_of_tools_train_restores_and_warm_starts_by_path():
         np.asarray(model(images, training=False)), want, rtol=1e-4, atol=1e-5
     )
     # The run's backbone into a 5-class model, as tools.finetune does.
-    target = models.rebuild_fn(config)(5)
+    target = build_model(config.model.preset, **config.model.build_overrides(5))
     warm_start_model(target, TF_RUN, load_head=False)
     for name in ("stem_1_conv", "stage4_block1_3_conv"):
         np.testing.assert_array_equal(

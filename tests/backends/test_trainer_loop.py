@@ -397,7 +397,7 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
     export.mkdir(parents=True)
     (export / "saved_model.pb").write_bytes(b"")
     with pytest.raises(ValueError) as error:
-        warm_start._source_weights(str(export), rebuild=lambda n: None)
+        warm_start._source_weights(str(export))
     assert str(error.value) == (
         f"`warm_start`={export} is a SavedModel, which only TensorFlow "
         "restores: under KERAS_BACKEND=jax, warm start from the training run "

@@ -244,11 +244,7 @@ def test_warm_start_from_a_run_and_a_saved_model(
     want = backbone(src)
     for origin in (export, ckpt):
         target = build_model("resnet50", num_classes=3, **TINY)
-        warm_start.warm_start_model(
-            target,
-            origin,
-            rebuild=lambda n: build_model("resnet50", num_classes=n, **TINY),
-        )
+        warm_start.warm_start_model(target, origin)
         got = backbone(target)
         for key, value in want.items():
             np.testing.assert_array_equal(got[key], value, f"{origin} {key}")
@@ -263,11 +259,7 @@ def test_warm_start_from_a_run_and_a_saved_model(
     assert [v for v in source.variables if warm_start.is_rng_state(v)]
     write_export(source, tmp_path / "db", "imagenet_32")
     target = build_model("resnet50", num_classes=3, **dropblock)
-    warm_start.warm_start_model(
-        target,
-        str(tmp_path / "db"),
-        rebuild=lambda n: build_model("resnet50", num_classes=n, **dropblock),
-    )
+    warm_start.warm_start_model(target, str(tmp_path / "db"))
     got, want = (
         {k: v for k, v in backbone(m).items() if "seed_generator" not in k}
         for m in (target, source)
@@ -289,23 +281,81 @@ def test_warm_start_from_a_run_and_a_saved_model(
     tf_logger.addHandler(caplog.handler)
     try:
         with pytest.raises(ValueError) as e:
-            warm_start.warm_start_model(
-                target,
-                folded_dir,
-                rebuild=lambda n: build_model(
-                    "resnet50", num_classes=n, **TINY
-                ),
-            )
+            warm_start.warm_start_model(target, folded_dir)
         (line,) = str(e.value).splitlines()
         del e  # its traceback holds the half-restored model
         gc.collect()  # where that restore's objects warned
     finally:
         tf_logger.removeHandler(caplog.handler)
-    assert f"`warm_start`={folded_dir} is a SavedModel of another" in line
-    assert "without fold_bn" in line
+    assert line.startswith(
+        f"`warm_start`={folded_dir} does not fit the model: "
+    )
+    assert "_bn/" in line and "without fold_bn" in line
     # Before: 70 lines of "Value in checkpoint could not be found in the
     # restored object" at exit, after the one-line error.
     assert not [r for r in caplog.records if "checkpoint" in r.getMessage()]
+
+
+@pytest.mark.slow  # exports
+def test_warm_start_into_a_new_embedding_head_and_gem_pooling(
+    tmp_path, source_weights
+):
+    """The retrieval recipes add a 512-d embedding head (and GeM pooling
+    may be added) to an ImageNet backbone: from a run or a SavedModel
+    without one (before: refused, "head_embedding_bn/gamma missing", and
+    a SavedModel as "another graph ... fold_bn"). The new head keeps its
+    initial values; from a source that has one, the embedding head is
+    re-initialised too, its BN included (before: the BN kept the source's
+    statistics, which described the source's projection)."""
+    from tests.testing_utils import write_export
+
+    src, _ = source_weights
+    export = str(tmp_path / "export")
+    write_export(src, export, "imagenet_32")
+    ckpt = tf.train.Checkpoint(model=src).save(str(tmp_path / "run/ckpt"))
+    config_lib.make_config(
+        str(tmp_path / "run"),
+        "resnet50",
+        {
+            "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+            "data": {"num_classes": 5, "synthetic": True},
+        },
+    ).to_json(str(tmp_path / "run" / "config.json"))
+    head = {"embedding_size": 6, "classifier": "cosine", "pooling": "gem"}
+
+    def fresh():
+        keras.utils.set_random_seed(11)
+        return build_model("resnet50", num_classes=3, **TINY, **head)
+
+    initial = {v.path: v.numpy() for v in fresh().variables}
+    for origin in (export, ckpt):
+        target = fresh()
+        warm_start.warm_start_model(target, origin)
+        got = {v.path: v.numpy() for v in target.variables}
+        for path, value in backbone(src).items():
+            np.testing.assert_array_equal(got[path], value, path)
+        for path in ("head_embedding_bn/moving_variance", "head_dense/kernel"):
+            np.testing.assert_array_equal(got[path], initial[path], path)
+    # A source with an embedding head (BN statistics moved).
+    src_head = build_model("resnet50", num_classes=5, **TINY, **head)
+    testing_utils.randomize_bn(src_head, seed=5)
+    bn = src_head.get_layer("head_embedding_bn")
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)
+    path = str(tmp_path / "head.weights.h5")
+    src_head.save_weights(path)
+    for load_head, want in ((False, 1.0), (True, bn.moving_variance)):
+        target = build_model(
+            "resnet50", num_classes=5 if load_head else 3, **TINY, **head
+        )
+        warm_start.warm_start_model(target, path, load_head=load_head)
+        np.testing.assert_array_equal(
+            target.get_layer("head_embedding_bn").moving_variance.numpy(),
+            np.broadcast_to(np.asarray(want), (6,)),
+        )
+    # The head itself, asked for, must be there.
+    target = build_model("resnet50", num_classes=5, **TINY, **head)
+    with pytest.raises(ValueError, match="head_embedding"):
+        warm_start.warm_start_model(target, ckpt, load_head=True)
 
 
 def test_finetune_tool_names_unknown_datasets(tmp_path):

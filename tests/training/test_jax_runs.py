@@ -184,9 +184,7 @@ def test_tensorflow_refuses_to_resume_a_jax_run_and_warm_starts_from_it(
         os.path.join(jax_run, "config.json")
     )
     model = models.build_run_model(config)
-    warm_start.warm_start_model(
-        model, jax_run, load_head=True, rebuild=models.rebuild_fn(config)
-    )
+    warm_start.warm_start_model(model, jax_run, load_head=True)
     weights = model.get_layer("head_dense").kernel.numpy()
     with np.load(
         os.path.join(jax_run, "checkpoints", "ckpt-3.state.npz")
