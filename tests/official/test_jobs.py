@@ -119,6 +119,19 @@ def test_claim_refuses_a_file_stray_outputs_and_a_broken_record(tmp_path):
     (stray / "options.json").write_text("{not json")
     with pytest.raises(jobs.OutputMismatchError, match="not valid JSON"):
         jobs.claim_output_dir(str(stray), {}, spec)
+    # Another job's folder (a TFRecord set's, whose summary.json training
+    # reads): before, a generator wrote into it and replaced that file.
+    other = tmp_path / "records"
+    other.mkdir()
+    (other / "summary.json").write_text('{"num_classes": 10}')
+    with pytest.raises(jobs.OutputMismatchError) as info:
+        jobs.claim_output_dir(str(other), {}, SPEC, overwrite=False)
+    assert info.value.as_flag() == (
+        f"--output_dir={other} holds another job's outputs (its "
+        "summary.json) but no options.json; pass --overwrite to replace "
+        "them or choose another --output_dir for a set."
+    )
+    assert os.listdir(other) == ["summary.json"]
 
 
 def test_claim_with_overwrite_calls_keep_with_the_old_record(tmp_path):

@@ -235,9 +235,23 @@ def _read_record(output_dir, spec, overwrite):
 
 
 def _refuse_stray(output_dir, spec, overwrite):
-    """Raises when a folder without the record holds outputs."""
+    """Raises when a folder without the record holds outputs: this job's
+    (`spec.stray`) or another job's (its `summary.json`; before, a
+    generator wrote into a TFRecord dataset's folder and replaced the
+    summary.json the training reads)."""
     import glob
 
+    if os.path.exists(summary_path(output_dir)):
+        raise OutputMismatchError(
+            "{field}={output_dir} holds another job's outputs (its "
+            "{summary}) but no {file}; "
+            + _choose_another(overwrite)
+            + " for {what}.",
+            output_dir=output_dir,
+            summary=SUMMARY_FILE,
+            file=spec.file_name,
+            what=spec.what,
+        )
     found = sorted(
         path
         for pattern in spec.stray
