@@ -636,7 +636,7 @@ def regenerate_command(data_dir, job, names_flag, names, severities=None):
         _quoted(options.get("input"))
         or given
         or "--input_dir=<the images it was made from>",
-        f"--output_dir={data_dir}",
+        _quoted(f"--output_dir={data_dir}"),
         *(f"--{k}={options[k]}" for k in _GENERATOR_OPTIONS if k in options),
         f"--{names_flag}={','.join(names)}",
     ]

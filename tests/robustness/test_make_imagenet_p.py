@@ -744,10 +744,15 @@ def test_the_regenerate_command_keeps_a_limited_sets_input_and_limit(
     """A set made from a glob with --limit=10 (summary.json: 10 of 359
     images selected): its command quotes the glob and keeps the limit
     (before: no --limit, so the missing perturbations were made from all
-    359 images and the set was uneven)."""
+    359 images and the set was uneven). A folder with spaces is quoted
+    (before: the pasted command stopped at the first space)."""
     import json
+    import shlex
 
     from assemble_tf.robustness import evaluation
+
+    tmp_path = tmp_path / "p out ü"
+    tmp_path.mkdir()
 
     (tmp_path / "options.json").write_text(
         json.dumps(
@@ -767,6 +772,7 @@ def test_the_regenerate_command_keeps_a_limited_sets_input_and_limit(
     )
     assert command == (
         "python -m tools.make_imagenet_p --tfrecord_pattern='/d/validation-*' "
-        f"--output_dir={tmp_path} --resize=36 --crop=32 "
+        f"--output_dir='{tmp_path}' --resize=36 --crop=32 "
         "--perturbations=tilt --limit=10"
     )
+    assert shlex.split(command)[4] == f"--output_dir={tmp_path}"
