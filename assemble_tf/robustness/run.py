@@ -109,6 +109,18 @@ class RobustnessOptions(loading.ModelSource):
                 value=self.difficulty,
                 frames=frames,
             )
+        if self.clean_error is not None and (
+            self.kind != "c" or self.normalization != "alexnet"
+        ):
+            # Before: ignored without a word.
+            raise OptionError(
+                "clean_error",
+                "{field}={value} gives the relative mCE, which divides by "
+                "AlexNet's errors on ImageNet-C: it applies with {kind}=c "
+                "and {normalization}=alexnet only. Leave {field} out.",
+                others=["kind", "normalization"],
+                value=self.clean_error,
+            )
         if self.kind == "p" and self.normalization != "alexnet":
             # ImageNet-P's FR is defined relative to AlexNet's flip rates;
             # a plain mean would be silently the same report.

@@ -594,6 +594,16 @@ def test_robustness_options_name_the_bad_field(tmp_path):
         "--normalization=none applies to ImageNet-C (--kind=c) only: "
         "ImageNet-P's FR is always relative to AlexNet's."
     )
+    # A clean error where no relative mCE is computed (before: ignored).
+    options(clean_error=0.25).validate()
+    for kw in ({"normalization": "none"}, {"kind": "p"}):
+        with pytest.raises(ValueError) as e:
+            options(clean_error=0.25, **kw).validate()
+        assert e.value.as_flag() == (
+            "--clean_error=0.25 gives the relative mCE, which divides by "
+            "AlexNet's errors on ImageNet-C: it applies with --kind=c and "
+            "--normalization=alexnet only. Leave --clean_error out."
+        )
 
 
 @pytest.mark.slow
