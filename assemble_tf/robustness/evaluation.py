@@ -275,7 +275,8 @@ def label_map(wnids, num_classes, label_offset, labels_file=None):
             raise OptionError(
                 "labels_file",
                 "{count} classes of the set are not in {field}={path}, e.g. "
-                "{missing}.{how}",
+                "{missing}: pass the labels.txt of the model's training set, "
+                "or remove those class folders from the set.{how}",
                 count=len(missing),
                 path=labels_file,
                 missing=missing[:3],
@@ -577,21 +578,17 @@ def evaluate_p(
                 progress.update(len(items))
             continue
         top5, wrong, frames = [], 0, 0
-        lengths = set()
+        lengths = {}
         for path, wnid in items:
             video = read_video(path)
             pred = predict_fn(tf.constant(video)).numpy()
-            lengths.add(len(pred))
+            lengths[path] = len(pred)
             top5.append(pred)
             wrong += int(np.sum(pred[:, 0] != labels[wnid]))
             frames += len(pred)
             if progress is not None:
                 progress.update(1)
-        if len(lengths) > 1:
-            raise ValueError(
-                f"{name}: videos have different frame counts "
-                f"{sorted(lengths)}; regenerate the set."
-            )
+        _check_frame_counts(name, lengths)
         top5 = np.stack(top5)
         noise = name in metrics.NOISE_PERTURBATIONS
         step = 1 if noise else difficulty
@@ -612,6 +609,25 @@ def evaluate_p(
         )
         results[name] = dict(result, cached=False)
     return results
+
+
+def _check_frame_counts(name, lengths):
+    """Raises naming the videos of perturbation `name` whose frame count
+    ({path: frames}) differs from most of its videos' (before: "videos
+    have different frame counts [3, 31, 41]", naming none)."""
+    counts = collections.Counter(lengths.values())
+    if len(counts) < 2:
+        return
+    usual = counts.most_common(1)[0][0]
+    odd = sorted(p for p, n in lengths.items() if n != usual)
+    raise ValueError(
+        f"{name}: {len(odd)} of its {len(lengths)} videos have another "
+        f"frame count than the others' {usual}: "
+        + ", ".join(f"{p} ({lengths[p]})" for p in odd[:3])
+        + (", ..." if len(odd) > 3 else "")
+        + ". Delete them and rerun the tools.make_imagenet_p command that "
+        "made the set: it makes the missing videos again."
+    )
 
 
 # Options of a generated set's options.json that are also flags of its

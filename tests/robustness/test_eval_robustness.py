@@ -236,16 +236,36 @@ def test_label_map(tmp_path):
         evaluation.label_map(["n01 cat"], 2, 1, str(labels))
     assert error.value.as_flag() == (
         f"1 classes of the set are not in --labels_file={labels}, e.g. "
-        "['n01 cat']."
+        "['n01 cat']: pass the labels.txt of the model's training set, or "
+        "remove those class folders from the set."
     )
     synsets.write_text("n01 cat\nn02\n")
     with pytest.raises(ValueError) as error:
         evaluation.label_map(["n01 cat"], 2, 1, str(synsets))
     assert error.value.as_flag() == (
         f"1 classes of the set are not in --labels_file={synsets}, e.g. "
-        "['n01 cat']. It was read as a synsets list (each line's class is "
-        "its first word); for class names with spaces, write it as our "
-        "labels.txt: label<TAB>class<TAB>text per line."
+        "['n01 cat']: pass the labels.txt of the model's training set, or "
+        "remove those class folders from the set. It was read as a synsets "
+        "list (each line's class is its first word); for class names with "
+        "spaces, write it as our labels.txt: label<TAB>class<TAB>text per "
+        "line."
+    )
+
+
+def test_videos_of_another_frame_count_are_named():
+    """Before: "brightness: videos have different frame counts [3, 31,
+    41]; regenerate the set", naming no video."""
+    lengths = {f"p/brightness/n0/{i}.mp4": 31 for i in range(5)}
+    evaluation._check_frame_counts("brightness", lengths)  # all alike
+    lengths["p/brightness/n0/3.mp4"] = 41
+    lengths["p/brightness/n0/1.mp4"] = 3
+    with pytest.raises(ValueError) as error:
+        evaluation._check_frame_counts("brightness", lengths)
+    assert str(error.value) == (
+        "brightness: 2 of its 5 videos have another frame count than the "
+        "others' 31: p/brightness/n0/1.mp4 (3), p/brightness/n0/3.mp4 (41). "
+        "Delete them and rerun the tools.make_imagenet_p command that made "
+        "the set: it makes the missing videos again."
     )
 
 
