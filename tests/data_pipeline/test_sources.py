@@ -250,6 +250,34 @@ def test_a_class_folder_that_links_to_another_is_refused(tmp_path):
     )
 
 
+def test_classes_with_images_in_some_splits_only_are_named(tmp_path, folder):
+    """Before: test/Cat beside train/cat became a third class, never
+    trained on, and top-1 fell to 0 without a word."""
+    root = tmp_path / "pets"
+    for split, cls in (("train", "cat"), ("train", "dog"), ("test", "Cat")):
+        os.makedirs(root / split / cls)
+        (root / split / cls / "0.jpg").write_bytes(
+            testing_utils.jpeg_bytes(testing_utils.smooth_image(8, 8))
+        )
+    os.makedirs(root / "test" / "dog")  # no images: an empty class there
+    info = sources.open_source(str(root))
+    assert info.partial_classes == (
+        ("Cat", ("test",)),
+        ("cat", ("train",)),
+        ("dog", ("train",)),
+    )
+    assert sources.folder_warnings(info) == [
+        f"{root}: 3 classes have images in some splits only: 'Cat' (test "
+        "only), 'cat' (train only), 'dog' (train only). A class without "
+        "training images is never predicted, and one without evaluation "
+        "images is not measured: check the class folders' names (case "
+        "counts). A class-disjoint retrieval set is meant so."
+    ]
+    every = sources.open_source(folder)  # each class in both splits
+    assert every.partial_classes == ()
+    assert not [w for w in sources.folder_warnings(every) if "only" in w]
+
+
 # ------------------------------------------------------------------- tfds
 
 

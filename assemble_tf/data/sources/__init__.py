@@ -144,10 +144,11 @@ def is_folder(source):
     return path_like or (os.path.isdir(path) and not is_tfds_name(source))
 
 
-def folder_warnings(info):
+def folder_warnings(info, across_splits=True):
     """Warning lines for a folder source: its files that are not images
-    (left out) and its class folders without images (labels no image
-    has)."""
+    (left out), its class folders without images (labels no image has)
+    and, with `across_splits` (training), its classes with images in some
+    splits only."""
     lines = []
     if info.ignored:
         shown = ", ".join(info.ignored[:3])
@@ -162,6 +163,21 @@ def folder_warnings(info):
         lines.append(
             f"{info.data_dir}: class folders without images, still counted "
             f"as classes: {', '.join(info.empty_classes)}."
+        )
+    if across_splits and info.partial_classes:
+        # Before: a test/Cat beside train/cat was a third class, never
+        # trained on and never predicted, without a word.
+        shown = ", ".join(
+            f"{cls!r} ({' and '.join(where)} only)"
+            for cls, where in info.partial_classes[:3]
+        )
+        more = ", ..." if len(info.partial_classes) > 3 else ""
+        lines.append(
+            f"{info.data_dir}: {len(info.partial_classes):,} classes have "
+            f"images in some splits only: {shown}{more}. A class without "
+            "training images is never predicted, and one without evaluation "
+            "images is not measured: check the class folders' names (case "
+            "counts). A class-disjoint retrieval set is meant so."
         )
     return lines
 

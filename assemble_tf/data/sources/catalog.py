@@ -34,6 +34,8 @@ class SourceInfo:
             relative to the folder.
         empty_classes: a folder's class folders without an image in any
             split (still labels, as in tfds' ImageFolder).
+        partial_classes: ((class, (splits with its images)), ...) of a
+            folder's classes with images in some of its splits only.
     """
 
     name: str
@@ -47,6 +49,7 @@ class SourceInfo:
     builder: object = dataclasses.field(default=None, compare=False, repr=False)
     ignored: tuple = ()
     empty_classes: tuple = ()
+    partial_classes: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)

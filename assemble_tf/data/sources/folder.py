@@ -129,6 +129,22 @@ def open_folder(root):
         empty_classes=tuple(
             sorted(set(classes) - {c for v in examples.values() for _, c in v})
         ),
+        partial_classes=_partial_classes(examples),
+    )
+
+
+def _partial_classes(examples):
+    """((class, (splits with its images)), ...) of the classes with images
+    in some of the splits that have images, not all."""
+    splits = sorted(s for s, items in examples.items() if items)
+    found = {}
+    for split in splits:
+        for cls in sorted({c for _, c in examples[split]}):
+            found.setdefault(cls, []).append(split)
+    return tuple(
+        (cls, tuple(where))
+        for cls, where in sorted(found.items())
+        if len(where) < len(splits)
     )
 
 
