@@ -133,4 +133,4 @@ TABLE = (
 def define():
     """Defines the binary's own flags and the --ks validator."""
     flag_table.define_table(TABLE, __name__)
-    flags_core.register_int_list_validator("ks", None)
+    flags_core.register_int_list_validator("ks", None, example="1,2,4,8")

@@ -452,6 +452,14 @@ def test_eval_retrieval_clean_errors():
     assert "ERROR: --source=caltech_birds201" in result.stderr
     assert "caltech_birds2011" in result.stderr
     assert "Traceback" not in result.stderr
+    # Its own example (before: --block_sizes' 3,4,6,3).
+    result = testing_utils.run_main(
+        "tools.eval_retrieval", "--source=x", "--preset=resnet50", "--ks=1,a"
+    )
+    assert testing_utils.error_line(result) == (
+        "ERROR: flag --ks=1,a: --ks takes comma-separated integers, e.g. "
+        "1,2,4,8. Received: --ks=1,a"
+    )
 
 
 def test_load_embedder_from_model_dir(tmp_path):

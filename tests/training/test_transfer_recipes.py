@@ -532,8 +532,14 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         "--warmup_epochs=0",
     )
     assert run.returncode == 2
-    assert run.stderr.splitlines()[-1].startswith(
+    error = run.stderr.splitlines()[-1]
+    assert error.startswith(
         "ERROR: --validation_split: Unknown split 'validation' for pets: it "
         "has ['train', 'val']"
+    )
+    # And the fix (before: the splits alone).
+    assert error.endswith(
+        ". Pass one of them as --validation_split, or a slice of one (e.g. "
+        "--validation_split='train[80%:]')."
     )
     assert not (tmp_path / "run").exists()

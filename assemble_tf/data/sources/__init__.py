@@ -194,7 +194,22 @@ def num_examples(info, split, field=None):
     except ValueError as e:
         if field is None:
             raise
-        raise OptionError(field, "{field}: {reason}", reason=str(e)) from None
+        fix = ""
+        if isinstance(e, _UnknownSplit):  # the fix, beside the splits
+            fix = (
+                " Pass one of them as {field}, or a slice of one (e.g. "
+                "{field}='{example}[80%:]')."
+            )
+        raise OptionError(
+            field,
+            "{field}: {reason}" + fix,
+            reason=str(e),
+            example=sorted(info.splits)[0] if info.splits else "train",
+        ) from None
+
+
+class _UnknownSplit(ValueError):
+    """A split expression naming a split the source does not have."""
 
 
 def encoded_dataset(
@@ -256,7 +271,7 @@ def _absolute(info, split):
             to = n if a.to is None else a.to
             out.append((a.splitname, from_, to))
     except (KeyError, ValueError) as e:
-        raise ValueError(
+        raise _UnknownSplit(
             f"Unknown split {split!r} for {info.name}: it has "
             f"{sorted(info.splits)} ({e})."
         ) from None

@@ -39,15 +39,16 @@ def explicitly_set(flag_values, names):
     }
 
 
-def parse_int_list(flag_name, text, length=None):
-    """Parses "3,4,6,3" into a tuple of ints, naming the flag on error."""
+def parse_int_list(flag_name, text, length=None, example="3,4,6,3"):
+    """Parses "3,4,6,3" into a tuple of ints, naming the flag (and a value
+    it takes, `example`) on error."""
     if text is None:
         return None
     try:
         values = tuple(int(v) for v in str(text).split(",") if v.strip())
     except ValueError:
         raise flags.ValidationError(
-            f"--{flag_name} takes comma-separated integers, e.g. 3,4,6,3. "
+            f"--{flag_name} takes comma-separated integers, e.g. {example}. "
             f"Received: --{flag_name}={text}"
         ) from None
     if length is not None and len(values) != length:
@@ -58,11 +59,11 @@ def parse_int_list(flag_name, text, length=None):
     return values
 
 
-def register_int_list_validator(flag_name, length):
+def register_int_list_validator(flag_name, length, example="3,4,6,3"):
     """Rejects a malformed comma-separated list at parse time."""
 
     def check(text):
-        parse_int_list(flag_name, text, length)
+        parse_int_list(flag_name, text, length, example)
         return True
 
     flags.register_validator(flag_name, check)
