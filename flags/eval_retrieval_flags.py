@@ -114,7 +114,7 @@ TABLE = (
         "bool",
         "save_embeddings",
         False,
-        "Also write embeddings.npz (embeddings, labels).",
+        "Also write embeddings.npz (embeddings, labels, images, class_names).",
     ),
     (
         "string",

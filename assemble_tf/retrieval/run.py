@@ -67,7 +67,8 @@ class RetrievalOptions(loading.ModelSource):
         max_images: embed only the first N images (quick runs).
         plot_queries: queries drawn in neighbours.png (0: no plot).
         seed: seed of the plotted queries.
-        save_embeddings: also write embeddings.npz (embeddings, labels).
+        save_embeddings: also write embeddings.npz (embeddings, labels,
+            each row's image and the class names).
         output_dir: where the outputs go (default `<model_dir>/retrieval/
             <source>` or `<weights folder>/retrieval/<weights name>/
             <source>`; required with `saved_model`).
@@ -389,15 +390,25 @@ def _report(result, images, embedder, embeddings, labels, seconds, out_dir):
     return report
 
 
-def write_outputs(report, options, images, embeddings, labels, result):
+def write_outputs(
+    report, options, images, embeddings, labels, result, names=None
+):
     """embeddings.npz, neighbours.png (as `options` ask) and
-    retrieval.json (`report`, with their paths) next to it."""
+    retrieval.json (`report`, with their paths) next to it. `names`: each
+    embedding's image (`_Images.names`), kept in embeddings.npz beside the
+    class names (before: rows that could not be told apart)."""
     out_dir = os.path.dirname(report["retrieval_json"])
     os.makedirs(out_dir, exist_ok=True)
     if options.save_embeddings:
         path = os.path.join(out_dir, "embeddings.npz")
         tmp = path[: -len(".npz")] + ".tmp.npz"
-        np.savez(tmp, embeddings=embeddings, labels=labels)
+        np.savez(
+            tmp,
+            embeddings=embeddings,
+            labels=labels,
+            images=np.asarray(names if names is not None else [], str),
+            class_names=np.asarray(images.info.class_names or (), str),
+        )
         os.replace(tmp, path)
         report["embeddings_npz"] = path
     if options.plot_queries:
@@ -497,4 +508,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         out_dir,
     )
     report.update(counts)
-    return write_outputs(report, options, images, embeddings, labels, result)
+    names = images.names(done.indices.tolist())
+    return write_outputs(
+        report, options, images, embeddings, labels, result, names
+    )

@@ -242,6 +242,14 @@ def test_eval_retrieval_end_to_end(tiny_run):
     npz = np.load(summary["embeddings_npz"])
     assert npz["embeddings"].shape == (12, 256)
     assert sorted(npz["labels"].tolist()) == [0] * 4 + [1] * 4 + [2] * 4
+    # Each row's image and class (before: rows could not be told apart).
+    names = tuple(npz["class_names"].tolist())
+    assert len(names) == 3
+    assert len(npz["images"]) == 12
+    for image, label in zip(npz["images"], npz["labels"], strict=True):
+        split, cls, _ = image.split("/")
+        assert split == "test" and cls == names[label]
+        assert os.path.isfile(tiny_run / "data" / image)
     assert not [p for p in os.listdir(out) if ".tmp" in p]
 
 
