@@ -1120,16 +1120,25 @@ def eval_size_warning(data):
     at 32 px scored on a preset's 256-px crops (`tools.train
     --image_size=32` kept `eval_preprocessing` without a word). None
     otherwise, and for synthetic data."""
+    if data.synthetic:
+        return None
+    return crop_size_warning(
+        "eval_preprocessing", data.eval_preprocessing, data.image_size
+    )
+
+
+def crop_size_warning(field, preprocessing, image_size, verb="evaluates"):
+    """`eval_size_warning` for the eval preprocessing `preprocessing` that
+    option `field` gives a model trained on `image_size`-px crops."""
     from assemble_tf.data.sizes import eval_sizes
 
-    crop = eval_sizes(data.eval_preprocessing, "eval_preprocessing")[2]
-    if data.synthetic or data.image_size / 2 <= crop <= 2 * data.image_size:
+    crop = eval_sizes(preprocessing, field)[2]
+    if image_size / 2 <= crop <= 2 * image_size:
         return None
     return (
-        f"eval_preprocessing={data.eval_preprocessing} evaluates "
-        f"{crop}-px crops of a model trained on {data.image_size}-px ones; "
-        f"set eval_preprocessing to imagenet_{data.image_size} (or a size "
-        "near the training one)."
+        f"{field}={preprocessing} {verb} {crop}-px crops of a model trained "
+        f"on {image_size}-px ones; set {field} to imagenet_{image_size} (or "
+        "a size near the training one)."
     )
 
 

@@ -79,6 +79,7 @@ class LoadedModel:
     rebuild: object  # callable(**extra) -> keras.Model
     class_names: list | None = None
     names_from: str = "no class names given"
+    image_size: int | None = None  # the training crops' side, where known
 
 
 def validate(options):
@@ -117,6 +118,7 @@ def _load_run(options):
         lambda **extra: run_models.build_run_model(config, **extra),
         names,
         where,
+        config.data.image_size,
     )
 
 
@@ -251,6 +253,16 @@ def export(options, log=_log_to_stderr):
         )
     ptype = options.preprocessing or loaded.preprocessing
     check_crop(loaded.model, ptype)
+    if options.preprocessing and loaded.image_size:
+        from assemble_tf import config as config_lib
+
+        # Before: a model trained at 32 px exported for 64-px crops
+        # without a word (tools.train warns about its own).
+        size = config_lib.crop_size_warning(
+            "preprocessing", ptype, loaded.image_size, "serves"
+        )
+        if size:
+            log(f"WARNING: {size}")
     model, reference = serving_model(options, loaded, log)
     diffs = export_lib.export_saved_model(
         model,

@@ -1411,7 +1411,9 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
-def test_export_of_a_run_applies_or_refuses_the_model_flags(tmp_path):
+def test_export_of_a_run_applies_or_refuses_the_model_flags(
+    tmp_path, monkeypatch
+):
     """tools.export_saved_model --model_dir with --model_overrides or
     --num_classes: before, both were ignored without a word (the export
     kept the run's base width and head)."""
@@ -1466,6 +1468,32 @@ def test_export_of_a_run_applies_or_refuses_the_model_flags(tmp_path):
         load(model_overrides={"base_width": 16})  # the weights do not fit
     gem = load(model_overrides={"pooling": "gem"}).model  # applied
     assert type(gem.get_layer("head_pool")).__name__ == "GeMPooling2D"
+    # Crops far from the training ones get a warning, as in tools.train
+    # (before: a 224-px run exported for 32-px crops without a word).
+    assert load().image_size == config.data.image_size == 224
+    lines = []
+
+    def stop(*args):
+        raise RuntimeError("stopped before the export")
+
+    monkeypatch.setattr(saved_model_run, "serving_model", stop)
+    for crop, warned in (("imagenet_32", True), ("imagenet_128", False)):
+        lines.clear()
+        with pytest.raises(RuntimeError, match="stopped"):
+            saved_model_run.export(
+                saved_model_run.ExportOptions(
+                    export_dir=str(tmp_path / "x" / "1"),
+                    model_dir=str(run),
+                    weights=weights,
+                    preprocessing=crop,
+                ),
+                log=lines.append,
+            )
+        assert (
+            "WARNING: preprocessing=imagenet_32 serves 32-px crops of a "
+            "model trained on 224-px ones; set preprocessing to imagenet_224 "
+            "(or a size near the training one)." in lines
+        ) is warned
 
 
 def test_a_crop_a_big_little_model_cannot_take_is_named():
