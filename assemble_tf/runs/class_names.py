@@ -166,6 +166,12 @@ def of_run(model_dir, config):
     except (OSError, ValueError):
         names = None
     if names is None:
+        data = config.data.data_dir
+        if data and "://" not in data and not os.path.isdir(data):
+            # Before: "its data name no classes" of data that was gone.
+            return None, (
+                f"the run has no {FILE} and its data_dir {data} is gone"
+            )
         return None, "neither the run nor its data name the classes"
     where = config.data.source or config.data.data_dir
     return names, f"the run's data ({where})"

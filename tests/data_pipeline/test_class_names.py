@@ -101,6 +101,11 @@ def test_a_run_keeps_its_names_and_older_runs_read_their_data(tmp_path):
     )
     run = tmp_path / "run"
     run.mkdir()
+    assert class_names.of_run(str(run), config) == (
+        None,
+        f"the run has no class_names.txt and its data_dir {tmp_path / 'data'} "
+        "is gone",
+    )
     (tmp_path / "data").mkdir()
     assert class_names.of_run(str(run), config) == (
         None,
