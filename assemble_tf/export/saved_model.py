@@ -496,8 +496,13 @@ def export_saved_model(
 def save_module(module, path):
     """Saves the `ServingModule` `module` to `path` with its class names as
     the asset `class_names.txt` (`tf.saved_model.load(path).class_names_file`):
-    what `export_saved_model` writes, before it verifies and renames it."""
-    with tempfile.TemporaryDirectory() as folder:
+    what `export_saved_model` writes, before it verifies and renames it.
+    The names are written to a temporary folder beside `path`, named as the
+    export's own (before: in the system's temporary folder, where a killed
+    export left it; the next export removes it with the export's)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    folder = tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+    try:
         names = os.path.join(folder, "class_names.txt")
         with open(names, "w", encoding="utf-8") as f:
             f.writelines(f"{name}\n" for name in module.class_names)
@@ -505,6 +510,8 @@ def save_module(module, path):
         tf.saved_model.save(
             module, path, signatures=module.signatures(), options=SAVE_OPTIONS
         )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # The options of every save. `tf.saved_model.save` traces the signatures

@@ -368,9 +368,13 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     with open(names.numpy().decode(), encoding="utf-8") as f:
         assert f.read() == "daisy\nrose\ntulip\n"
     assert (target / "saved_model.pb").stat().st_mtime_ns != stamp
-    # (The class names' temporary file's folder is removed too.)
+    # The class names' temporary folder, beside the export and named as
+    # its temporary folder (a killed export's is removed by the next), then
+    # the old export.
     removed = [p for p in removed if p.startswith(str(tmp_path / "sm"))]
-    assert len(removed) == 1 and not os.path.exists(removed[0])
+    assert len(removed) == 2
+    assert not [p for p in removed if os.path.exists(p)]
+    assert export_lib._TEMP_NAME.match(os.path.basename(removed[0]))
     assert sorted(os.listdir(tmp_path / "sm")) == ["1", "latest"]
     assert lines[0] == (
         "WARNING: TF Serving serves numbered version folders of its "
