@@ -429,6 +429,53 @@ def write_outputs(
     return report
 
 
+def _data_warnings(options, info, class_range):
+    """The source's warnings (`sources.folder_warnings`: one split is
+    embedded, so which classes the other splits hold does not matter) and
+    `trained_classes_warning`'s."""
+    from assemble_tf.data import sources
+
+    lines = sources.folder_warnings(info, across_splits=False)
+    trained = trained_classes_warning(options.model_dir, info, class_range)
+    return lines + ([trained] if trained else [])
+
+
+def trained_classes_warning(model_dir, info, class_range):
+    """A warning when the run in `model_dir` was fine-tuned on a class
+    range of the source `info` and the classes evaluated (`class_range`,
+    None: all) include some of them (before: recall on trained classes,
+    reported as retrieval's, without a word); else None."""
+    path = os.path.join(model_dir or "", "config.json")
+    if not model_dir or not os.path.isfile(path):
+        return None
+    from assemble_tf import config as config_lib
+
+    data = config_lib.ExperimentConfig.from_json(path).data
+    if not data.class_range or not _same_source(data.source, info):
+        return None
+    low, high = data.class_range
+    lo, hi = class_range or (0, info.num_classes)
+    shared = min(high, hi) - max(low, lo)
+    if shared <= 0:
+        return None
+    return (
+        f"{model_dir} was fine-tuned on classes {low}-{high - 1} of "
+        f"{info.name}; {shared} of the {hi - lo} classes evaluated are "
+        "among them, so recall is not class-disjoint (the retrieval "
+        "protocol scores classes the model never saw): evaluate a set of "
+        "the other classes."
+    )
+
+
+def _same_source(source, info):
+    if not source:
+        return False
+    if info.kind == "folder":
+        real = os.path.realpath(os.path.expanduser(source))
+        return real == os.path.realpath(info.data_dir)
+    return source.split(":")[0].split("/")[0] == info.name.split("/")[0]
+
+
 def _stderr(line):
     print(line, file=sys.stderr)
 
@@ -466,8 +513,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     selection = sources.retrieval_selection(
         info, options.split, options.class_split
     )
-    # One split is embedded: which classes the others hold does not matter.
-    for line in sources.folder_warnings(info, across_splits=False):
+    for line in _data_warnings(options, info, selection[1]):
         log(f"WARNING: {line}")
     out_dir = output_dir(options, info)
     # Named before the embedding, not at the report's write.

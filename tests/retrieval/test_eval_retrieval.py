@@ -552,3 +552,42 @@ def test_source_defaults_to_the_runs_own(tmp_path):
     with pytest.raises(OptionError) as e:
         run.source_of(run.RetrievalOptions(preset="resnet50"))
     assert e.value.as_flag().startswith("--source is required: a tfds name")
+
+
+def test_a_run_fine_tuned_on_some_classes_of_the_set_is_named(tiny_run):
+    """eval_retrieval of a run fine-tuned with --class_range on the same
+    folder: before, recall over every class, trained ones included, was
+    reported without a word."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.retrieval import run
+
+    data = str(tiny_run / "data")
+    info = sources.open_source(data)
+    assert info.num_classes == 3
+    folder = tiny_run / "ft"
+    folder.mkdir(exist_ok=True)
+
+    def fine_tuned(class_range, source=data):
+        config_lib.make_config(
+            str(folder),
+            "resnet50",
+            {"data": {"source": source, "class_range": class_range}},
+        ).to_json(str(folder / "config.json"))
+        return str(folder)
+
+    assert run.trained_classes_warning(fine_tuned("0,2"), info, None) == (
+        f"{folder} was fine-tuned on classes 0-1 of data; 2 of the 3 "
+        "classes evaluated are among them, so recall is not class-disjoint "
+        "(the retrieval protocol scores classes the model never saw): "
+        "evaluate a set of the other classes."
+    )
+    assert run.trained_classes_warning(fine_tuned("0,2"), info, (2, 3)) is None
+    assert run.trained_classes_warning(fine_tuned(None), info, None) is None
+    import shutil
+
+    copy = tiny_run / "copy"
+    if not copy.exists():
+        shutil.copytree(data, copy)
+    other = fine_tuned("0,2", str(copy))  # another folder
+    assert run.trained_classes_warning(other, info, None) is None
+    assert run.trained_classes_warning(None, info, None) is None
