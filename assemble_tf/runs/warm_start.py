@@ -69,12 +69,16 @@ def _source_weights(path):
             )
         return weights
     cfg = run_config_path(path)
-    if cfg is None:
-        return None
-    source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
-    prefix = checkpoint_prefix(path)
+    prefix = checkpoint_prefix(path) if cfg else None
     if not prefix:
         return None
+    if not checkpoints.is_keras_checkpoint(prefix):
+        # A TensorFlow checkpoint is read by variable path, as a SavedModel
+        # is; its model need not be built (before: built, then restored).
+        weights = checkpoints.read_model_variables(prefix)
+        if weights is not None:
+            return weights
+    source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
     checkpoints.restore(source, prefix)
     return {v.path: v.numpy() for v in source.variables}
 
