@@ -167,7 +167,8 @@ def parse_severities(values):
     error."""
     text = values if isinstance(values, str) else ",".join(map(str, values))
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        # "1,,2" is an error (a value was left out), as "1,a".
+        values = tuple(int(v) for v in text.split(",")) if text else ()
     except ValueError:
         raise OptionError(
             "severities",

@@ -470,6 +470,23 @@ def test_eval_retrieval_clean_errors():
     )
 
 
+def test_an_int_list_flag_with_a_value_left_out_is_refused():
+    """Before: "1,,4" and "1,4," read as 1,4."""
+    from absl import flags
+
+    from official.utils.flags import core as flags_core
+
+    for text in ("1,,4", "1,4,", ",1"):
+        with pytest.raises(flags.ValidationError) as error:
+            flags_core.parse_int_list("ks", text, example="1,2,4,8")
+        assert str(error.value) == (
+            "--ks takes comma-separated integers, e.g. 1,2,4,8. "
+            f"Received: --ks={text}"
+        )
+    assert flags_core.parse_int_list("ks", " 1, 4") == (1, 4)
+    assert flags_core.parse_int_list("ks", "") == ()
+
+
 def test_load_embedder_from_model_dir(tmp_path):
     from assemble_tf import config as config_lib
     from assemble_tf.runs import models as run_models

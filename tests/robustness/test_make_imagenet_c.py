@@ -388,6 +388,12 @@ def test_options_from_flags():
         ({"severities": "0,3"}, r"--severities=0,3"),
         ({"severities": "1,x"}, r"--severities=1,x"),
         ({"severities": "2,2"}, "twice"),
+        # A value left out (before: read as 1,2).
+        (
+            {"severities": "1,,2"},
+            r"comma-separated integers.*--severities=1,,2",
+        ),
+        ({"severities": "1,2,"}, r"--severities=1,2,$"),
         ({"corruptions": "snow,hail"}, r"'hail'.*gaussian_noise"),
         ({"crop_rounding": "up"}, r"--crop_rounding='up'"),
     ]

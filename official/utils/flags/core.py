@@ -44,8 +44,10 @@ def parse_int_list(flag_name, text, length=None, example="3,4,6,3"):
     it takes, `example`) on error."""
     if text is None:
         return None
+    items = str(text).split(",") if str(text).strip() else []
     try:
-        values = tuple(int(v) for v in str(text).split(",") if v.strip())
+        # "1,,2" is no list of integers (a value was left out), nor "1,2,".
+        values = tuple(int(v) for v in items)
     except ValueError:
         raise flags.ValidationError(
             f"--{flag_name} takes comma-separated integers, e.g. {example}. "
