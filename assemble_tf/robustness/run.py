@@ -442,7 +442,10 @@ def _report_c(ev, results, paper):
     files = {}
     files["chart_png"] = plots.error_bars(
         summary["ce"],
-        os.path.join(ev.out, "ce_per_corruption.png"),
+        os.path.join(
+            ev.out,
+            "error_per_corruption.png" if plain else "ce_per_corruption.png",
+        ),
         f"{preset}: error per corruption (not normalised)"
         if plain
         else f"{preset}: CE per corruption (AlexNet = 100)",
@@ -513,6 +516,7 @@ def _summarize(ev, results):
     summary, table, files = make(ev, results, paper)
     report = {
         "kind": o.kind,
+        "normalization": o.normalization if o.kind == "c" else None,
         "preset": preset,
         "source": ev.source,
         "data_dir": os.path.abspath(o.data_dir),
@@ -608,14 +612,24 @@ def evaluate_robustness(
     return report
 
 
+def report_name(kind, normalization="alexnet"):
+    """The report files' name: robustness_<kind>, and for ImageNet-C
+    without AlexNet's normalisation robustness_c_unnormalized, so that the
+    two reports of one set sit side by side (before: the second replaced
+    the first)."""
+    if kind == "c" and normalization == "none":
+        return "robustness_c_unnormalized"
+    return f"robustness_{kind}"
+
+
 def _write_report(report, table, out):
-    """Writes robustness_<kind>.md (`table`) and .json (`report` with the
+    """Writes <report_name>.md (`table`) and .json (`report` with the
     markdown's path); returns the report with the json path added."""
-    kind = report["kind"]
-    report = dict(report, markdown=os.path.join(out, f"robustness_{kind}.md"))
+    name = report_name(report["kind"], report["normalization"])
+    report = dict(report, markdown=os.path.join(out, f"{name}.md"))
     with open(report["markdown"], "w") as f:
         f.write(table)
-    path = os.path.join(out, f"robustness_{kind}.json")
+    path = os.path.join(out, f"{name}.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     return dict(report, json=path)

@@ -476,6 +476,31 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     assert logged[1] == (
         f"WARNING: {data}: not evaluated, no ImageNet-C name: my_blur."
     )
+    # The plain errors of the same set (from the cache) are a report of
+    # their own beside it (before: they replaced robustness_c.json/.md and
+    # the chart).
+    first = {k: open(line[k], "rb").read() for k in ("json", "markdown")}
+    plain = run.evaluate_robustness(
+        dataclasses.replace(options, normalization="none", clean_error=None),
+        loaded,
+        config,
+        source,
+        log=lambda line: None,
+    )
+    assert plain["summary"]["normalization"] == "none"
+    assert (
+        plain["normalization"]
+        == "none"
+        == json.load(open(plain["json"]))["normalization"]
+    )
+    out = tmp_path / "out"
+    assert (plain["json"], plain["markdown"], plain["chart_png"]) == (
+        str(out / "robustness_c_unnormalized.json"),
+        str(out / "robustness_c_unnormalized.md"),
+        str(out / "error_per_corruption.png"),
+    )
+    assert first == {k: open(line[k], "rb").read() for k in first}
+    assert line["chart_png"] == str(out / "ce_per_corruption.png")
     # Another class -> label map (a labels.txt in another order): other
     # errors, none from the cache (before: the cache kept the first map's
     # errors and said "same model and the same files").

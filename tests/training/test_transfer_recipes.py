@@ -395,7 +395,7 @@ def _food101_c_of_the_run(tmp_path, image_folder):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(
-        (tmp_path / "run/robustness/robustness_c.json").read_text()
+        (tmp_path / "run/robustness/robustness_c_unnormalized.json").read_text()
     )
     summary = report["summary"]
     assert summary["normalization"] == "none" and report["paper"] is None
@@ -407,7 +407,9 @@ def _food101_c_of_the_run(tmp_path, image_folder):
         assert summary["ce"][c] == pytest.approx(100 * np.mean(errors))
     assert (
         "not normalised"
-        in (tmp_path / "run/robustness/robustness_c.md").read_text()
+        in (
+            tmp_path / "run/robustness/robustness_c_unnormalized.md"
+        ).read_text()
     )
 
 
