@@ -40,21 +40,11 @@ def _source_weights(path):
     whose model differs from ours (another class count or head), or None
     when the checkpoint can be restored directly."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        if keras.backend.backend() != "tensorflow":
-            # Its variables restore into TensorFlow variables only; the
-            # read failed and was reported as a fold_bn export.
-            raise OptionError(
-                "warm_start",
-                "{field}={path} is a SavedModel, which only TensorFlow "
-                "restores: under KERAS_BACKEND={backend}, warm start from "
-                "the training run or a .weights.h5 (or fine-tune under "
-                "TensorFlow).",
-                path=path,
-                backend=keras.backend.backend(),
-            )
         # Read by variable path, without loading the graph or building its
         # model: the export's head may differ from ours (another class
-        # count, a new embedding head or GeM pooling).
+        # count, a new embedding head or GeM pooling), and the values are
+        # numpy arrays, which a model of any backend takes (before: refused
+        # under JAX).
         weights = None
         if tf.io.gfile.exists(os.path.join(path, "variables")):
             weights = checkpoints.read_model_variables(

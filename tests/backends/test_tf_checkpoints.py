@@ -125,3 +125,36 @@ def test_a_run_of_tools_train_restores_and_warm_starts_by_path():
             np.asarray(target.get_layer(name).kernel),
             np.asarray(model.get_layer(name).kernel),
         )
+
+
+TF_EXPORT = os.path.join(DATA, "tf_export", "1")
+
+
+def test_warm_start_from_a_tensorflow_saved_model_under_any_backend():
+    """`tools.finetune --warm_start=<export>` under JAX: the SavedModel
+    that tools.export_saved_model wrote from tests/data/tf_run (see its
+    README) is read by variable path; with its head, the model gives the
+    run's logits; without, the backbone goes into a 5-class model (before:
+    refused under JAX, "a SavedModel, which only TensorFlow restores")."""
+    from assemble_tf import config as config_lib
+    from assemble_tf.runs import models
+    from assemble_tf.runs.warm_start import warm_start_model
+
+    config = config_lib.ExperimentConfig.from_json(
+        os.path.join(TF_RUN, "config.json")
+    )
+    model = models.build_run_model(config)
+    warm_start_model(model, TF_EXPORT, load_head=True)
+    with np.load(os.path.join(TF_RUN, "logits.npz")) as data:
+        images, want = data["images"], data["logits"]
+    np.testing.assert_allclose(
+        np.asarray(model(images, training=False)), want, rtol=1e-4, atol=1e-5
+    )
+    target = build_model(config.model.preset, **config.model.build_overrides(5))
+    warm_start_model(target, TF_EXPORT, load_head=False)
+    for name in ("stem_1_conv", "stage4_block1_3_conv"):
+        np.testing.assert_array_equal(
+            np.asarray(target.get_layer(name).kernel),
+            np.asarray(model.get_layer(name).kernel),
+        )
+    assert np.asarray(target.get_layer("head_dense").kernel).shape[1] == 5

@@ -389,20 +389,6 @@ def test_tensorflow_only_options_under_jax_name_the_alternative(tmp_path):
         "KERAS_BACKEND=jax is set: run it with KERAS_BACKEND unset (or "
         "=tensorflow); it reads runs trained under any backend."
     )
-    # A SavedModel as --warm_start under JAX: named as TensorFlow-only
-    # (it was reported as an export of another graph).
-    from assemble_tf.runs import warm_start
-
-    export = tmp_path / "export" / "2"
-    export.mkdir(parents=True)
-    (export / "saved_model.pb").write_bytes(b"")
-    with pytest.raises(ValueError) as error:
-        warm_start._source_weights(str(export))
-    assert str(error.value) == (
-        f"`warm_start`={export} is a SavedModel, which only TensorFlow "
-        "restores: under KERAS_BACKEND=jax, warm start from the training run "
-        "or a .weights.h5 (or fine-tune under TensorFlow)."
-    )
 
 
 class _LogLines(logging.Handler):
