@@ -345,13 +345,16 @@ def source_label_map(wnids, class_names, source):
 IMAGENET_CLASSES = 1000
 
 
-def training_classes(data_config):
+def training_classes(data_config, labels=None):
     """(classes the model was trained on, whether they are ImageNet's).
 
     From the training data's summary.json / labels.txt when the run has a
     TFRecord data_dir, from the source's name for tfds / folder runs, else
     (a preset with imported weights) from the head: 1001 with label offset
-    0 or 1000 with offset 1 is ImageNet's 1000.
+    0 or 1000 with offset 1 is ImageNet's 1000. `labels` (the set's
+    {class folder: model label}, as `label_map` reads it): where one is 0,
+    the head has no background class and every output is a class (a
+    10-way head at offset 0 was said to have 9).
     """
     from assemble_tf.data import metadata
 
@@ -363,6 +366,8 @@ def training_classes(data_config):
     if info is not None:
         return info.num_classes, info.num_classes == IMAGENET_CLASSES
     real = d.num_classes - (IMAGENET_LABEL_OFFSET - d.label_offset)
+    if labels is not None and background_class(d, labels=labels) is None:
+        real = d.num_classes
     return real, real == IMAGENET_CLASSES
 
 

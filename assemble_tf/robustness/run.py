@@ -273,11 +273,13 @@ def label_map(options, config, wnids):
     )
 
 
-def comparability_notes(kind, config, wnids, normalization="alexnet"):
+def comparability_notes(
+    kind, config, wnids, normalization="alexnet", labels=None
+):
     """(warnings, whether the model is an ImageNet one): a set with fewer
     classes than the model, or a model not trained on ImageNet (no paper
-    figure beside it)."""
-    classes, imagenet = evaluation.training_classes(config.data)
+    figure beside it). `labels`: the set's {class folder: model label}."""
+    classes, imagenet = evaluation.training_classes(config.data, labels)
     notes = []
     if len(wnids) < classes:
         if kind == "p":
@@ -558,7 +560,7 @@ def evaluate_robustness(
     wnids = {wnid for _, wnid in _items(options.kind, found)}
     labels = label_map(options, config, wnids)
     notes, imagenet = comparability_notes(
-        options.kind, config, wnids, options.normalization
+        options.kind, config, wnids, options.normalization, labels
     )
     uneven = uneven_severities(found) if options.kind == "c" else []
     if uneven:

@@ -748,6 +748,23 @@ def test_training_classes_tells_imagenet_models(tmp_path):
         data(num_classes=1000, label_offset=1)
     ) == (1000, True)
     assert evaluation.training_classes(data(num_classes=4)) == (3, False)
+    # The set's labels tell: 1..3, class 0 a background (the original's
+    # convention); 0..3, four classes (before: 3).
+    one_based = {"a": 1, "b": 2, "c": 3}
+    assert evaluation.training_classes(data(num_classes=4), one_based) == (
+        3,
+        False,
+    )
+    zero_based = {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert evaluation.training_classes(data(num_classes=4), zero_based) == (
+        4,
+        False,
+    )
+    imagenet = {f"n{i:08d}": i for i in range(1000)}
+    assert evaluation.training_classes(data(num_classes=1000), imagenet) == (
+        1000,
+        True,
+    )
     (tmp_path / "summary.json").write_text(
         json.dumps({"num_classes": 10, "label_offset": 0})
     )
