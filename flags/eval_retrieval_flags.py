@@ -58,6 +58,17 @@ TABLE = (
         {"enum_values": list(run.CLASS_SPLITS)},
     ),
     (
+        "string",
+        "class_range",
+        None,
+        _hw(
+            "'low,high': evaluate only labels in [low, high) of any source "
+            "(e.g. the classes a run fine-tuned with --class_range left "
+            "out); for the retrieval sets instead of --class_split, over both "
+            "halves' images."
+        ),
+    ),
+    (
         "enum",
         "similarity",
         "cosine",

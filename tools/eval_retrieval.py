@@ -31,6 +31,7 @@ import json
 
 from absl import flags
 
+from assemble_tf import config as config_lib
 from assemble_tf.retrieval import run
 from flags import eval_retrieval_flags, model_source_flags
 from official.utils.flags import core as flags_core
@@ -50,6 +51,9 @@ def options_from_flags(flag_values):
     names = [f.name for f in dataclasses.fields(run.RetrievalOptions)]
     values = {name: flag_values[name].value for name in names}
     values["ks"] = flags_core.parse_int_list("ks", flag_values.ks)
+    values["class_range"] = config_lib.parse_class_range(
+        flag_values.class_range
+    )
     return run.RetrievalOptions(**values)
 
 

@@ -57,6 +57,10 @@ class RetrievalOptions(loading.ModelSource):
             the retrieval sets, else test (or the only split).
         class_split: class-disjoint half ("test", "train" or "all") of the
             retrieval sets; None: "test" for those, "all" for the others.
+        class_range: (low, high): evaluate only labels in [low, high), of
+            any source (e.g. the classes a run fine-tuned with
+            `class_range` did not see); for the retrieval sets instead of
+            `class_split`.
         similarity: neighbour ranking, "cosine" or "euclidean".
         ks: the k of recall@k.
         chunk_size: queries per search chunk (memory).
@@ -81,6 +85,7 @@ class RetrievalOptions(loading.ModelSource):
     download: bool = False
     split: str | None = None
     class_split: str | None = None
+    class_range: tuple[int, int] | None = None
     similarity: str = "cosine"
     ks: tuple[int, ...] = (1, 2, 4, 8)
     chunk_size: int = 2048
@@ -180,6 +185,10 @@ def validate(options):
         )
     choices = {"similarity": recall.SIMILARITIES, "class_split": CLASS_SPLITS}
     check_choices(options, choices)
+    if options.class_range is not None:
+        from assemble_tf import config as config_lib
+
+        config_lib.parse_class_range(options.class_range)  # 0 <= low < high
     lowest = dict(chunk_size=1, batch_size=1, image_size=32, max_images=2)
     lowest["plot_queries"] = 0
     check_at_least(options, lowest)
@@ -458,12 +467,17 @@ def trained_classes_warning(model_dir, info, class_range):
     shared = min(high, hi) - max(low, lo)
     if shared <= 0:
         return None
+    unseen = [(a, b) for a, b in ((0, low), (high, info.num_classes)) if a < b]
+    fix = "evaluate a set of the other classes"
+    if len(unseen) == 1:
+        fix = "evaluate the classes it never saw (class_range={},{})".format(
+            *unseen[0]
+        )
     return (
         f"{model_dir} was fine-tuned on classes {low}-{high - 1} of "
         f"{info.name}; {shared} of the {hi - lo} classes evaluated are "
         "among them, so recall is not class-disjoint (the retrieval "
-        "protocol scores classes the model never saw): evaluate a set of "
-        "the other classes."
+        f"protocol scores classes the model never saw): {fix}."
     )
 
 
@@ -511,7 +525,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         options.source, options.tfds_data_dir, options.download
     )
     selection = sources.retrieval_selection(
-        info, options.split, options.class_split
+        info, options.split, options.class_split, options.class_range
     )
     for line in _data_warnings(options, info, selection[1]):
         log(f"WARNING: {line}")

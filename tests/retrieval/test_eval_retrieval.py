@@ -1,5 +1,6 @@
 """Embeddings (assemble_tf.retrieval.embed) and tools.eval_retrieval."""
 
+import dataclasses
 import json
 import os
 import types
@@ -62,6 +63,20 @@ def test_retrieval_selection():
         sel(_info("x", splits={"a": 1, "b": 2}))
     with pytest.raises(ValueError, match="class_split='half'"):
         sel(cars, class_split="half")
+    # A class range, of any set: over both halves' images for the
+    # retrieval sets, else over the default split.
+    assert sel(cub, class_range=(150, 200)) == ("train+test", (150, 200), "all")
+    assert sel(cub, "test", None, (0, 10)) == ("test", (0, 10), "all")
+    assert sel(folder, class_range=(0, 5)) == ("test", (0, 5), "all")
+    assert sel(cub, None, "all", (0, 10))[1] == (0, 10)
+    with pytest.raises(ValueError) as e:
+        sel(cub, None, "test", (0, 10))
+    assert e.value.as_flag() == (
+        "--class_range and --class_split=test both choose the classes "
+        "evaluated: give one (--class_range reads both halves' images)."
+    )
+    with pytest.raises(ValueError, match="past the 200 classes"):
+        sel(cub, class_range=(100, 201))
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
@@ -294,6 +309,15 @@ def test_evaluate_retrieval_in_process(tiny_run):
     assert report["eval_preprocessing"] == "imagenet_64"
     assert report["neighbours_png"] is report["embeddings_npz"] is None
     assert sorted(os.listdir(out)) == ["retrieval.json"]
+    # Some classes of the folder only (before: no option; every class of
+    # the split was evaluated).
+    some = run.evaluate_retrieval(
+        dataclasses.replace(options, class_range=(1, 3), plot_queries=2),
+        progress=False,
+    )
+    assert (some["num_queries"], some["num_classes_evaluated"]) == (8, 2)
+    assert (some["class_range"], some["class_split"]) == ([1, 3], "all")
+    assert some["recall@1"] == 1.0
 
 
 def test_evaluate_retrieval_option_errors(tiny_run):
@@ -321,6 +345,16 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     assert e.value.as_flag() == "--ks needs positive integers. Received: 0,1"
     with pytest.raises(OptionError, match="`image_size`=16 must be at least"):
         run.evaluate_retrieval(_tiny_options(tiny_run, image_size=16))
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, class_range=(1, 4)))
+    assert e.value.as_flag() == (
+        "--class_range=1,4 reaches past the 3 classes of data (labels 0-2)."
+    )
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, class_range=(2, 1)))
+    assert e.value.as_flag() == (
+        "--class_range='2,1' is invalid: 'low,high' with 0 <= low < high."
+    )
     saved = _tiny_options(tiny_run, preset=None, saved_model="/x/1")
     with pytest.raises(OptionError) as e:
         run.evaluate_retrieval(saved)
@@ -468,6 +502,16 @@ def test_eval_retrieval_clean_errors():
         "ERROR: flag --ks=1,a: --ks takes comma-separated integers, e.g. "
         "1,2,4,8. Received: --ks=1,a"
     )
+    result = testing_utils.run_main(
+        "tools.eval_retrieval",
+        "--source=x",
+        "--preset=resnet50",
+        "--class_range=5",
+    )
+    assert testing_utils.error_line(result) == (
+        "ERROR: --class_range='5' is invalid: 'low,high' integers such as "
+        "0,100."
+    )
 
 
 def test_an_int_list_flag_with_a_value_left_out_is_refused():
@@ -596,7 +640,12 @@ def test_a_run_fine_tuned_on_some_classes_of_the_set_is_named(tiny_run):
         f"{folder} was fine-tuned on classes 0-1 of data; 2 of the 3 "
         "classes evaluated are among them, so recall is not class-disjoint "
         "(the retrieval protocol scores classes the model never saw): "
-        "evaluate a set of the other classes."
+        "evaluate the classes it never saw (class_range=2,3)."
+    )
+    # Unseen classes on both sides: no one range to name.
+    five = dataclasses.replace(info, num_classes=5)
+    assert run.trained_classes_warning(fine_tuned("1,3"), five, None).endswith(
+        "never saw): evaluate a set of the other classes."
     )
     assert run.trained_classes_warning(fine_tuned("0,2"), info, (2, 3)) is None
     assert run.trained_classes_warning(fine_tuned(None), info, None) is None

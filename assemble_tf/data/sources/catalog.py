@@ -192,7 +192,7 @@ def retrieval_classes(name, part="test"):
     )
 
 
-def retrieval_selection(info, split=None, class_split=None):
+def retrieval_selection(info, split=None, class_split=None, class_range=None):
     """What a retrieval evaluation of `info` reads.
 
     Args:
@@ -200,6 +200,10 @@ def retrieval_selection(info, split=None, class_split=None):
         split: an explicit split (tfds syntax), or None for the default.
         class_split: "train", "test" or "all"; None means "test" for the
             class-disjoint sets of `RETRIEVAL_SPLITS` and "all" otherwise.
+        class_range: (low, high): only labels in [low, high), of any set
+            (e.g. the classes a fine-tuning run's `class_range` left out of
+            an image folder); for the retrieval sets instead of a
+            `class_split` half, over the images of both halves.
 
     Returns:
         (split, (low, high) label range or None for every class,
@@ -226,6 +230,8 @@ def retrieval_selection(info, split=None, class_split=None):
             known=sorted(RETRIEVAL_SPLITS),
             name=info.name,
         )
+    if class_range is not None:
+        return _retrieval_range(info, split, class_split, class_range)
     class_split = class_split or ("test" if retrieval else "all")
     class_range = None
     if retrieval:
@@ -247,6 +253,34 @@ def retrieval_selection(info, split=None, class_split=None):
                 splits=sorted(info.splits),
             )
     return split, class_range, class_split
+
+
+def _retrieval_range(info, split, class_split, class_range):
+    """`retrieval_selection` of the classes in `class_range`."""
+    if class_split in ("train", "test"):
+        raise OptionError(
+            "class_range",
+            "{field} and {class_split}={value} both choose the classes "
+            "evaluated: give one ({field} reads both halves' images).",
+            ["class_split"],
+            value=class_split,
+        )
+    low, high = class_range
+    if info.num_classes and high > info.num_classes:
+        raise OptionError(
+            "class_range",
+            "{field}={low},{high} reaches past the {count} classes of "
+            "{name} (labels 0-{last}).",
+            low=low,
+            high=high,
+            count=info.num_classes,
+            name=info.name,
+            last=info.num_classes - 1,
+        )
+    # The split of every class (both halves' images for the retrieval
+    # sets, else test or the only split).
+    split = split or retrieval_selection(info, None, "all")[0]
+    return split, (low, high), "all"
 
 
 def transfer_dataset(name):
