@@ -7,6 +7,8 @@ For the recall@k evaluation of Assemble-ResNet's retrieval experiments
 
 import io
 import os
+import re
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -71,15 +73,50 @@ def neighbours_figure(
         return f"class {label}"
 
     tmp = path[: -len(".png")] + ".tmp.png"
-    recall.plot_neighbours(
-        tmp,
-        [images[i] for i in chosen],
-        [[images[j] for j in row] for row in idx],
-        labels[idx] == labels[chosen][:, None],
-        query_labels=[name(labels[i]) for i in chosen],
-        title=f"{result['similarity']} recall@1 {result['recall@1']:.3f}"
-        if "recall@1" in result
-        else None,
-    )
+
+    def draw(names):
+        return _drawn(
+            recall.plot_neighbours,
+            tmp,
+            [images[i] for i in chosen],
+            [[images[j] for j in row] for row in idx],
+            labels[idx] == labels[chosen][:, None],
+            query_labels=names,
+            title=f"{result['similarity']} recall@1 {result['recall@1']:.3f}"
+            if "recall@1" in result
+            else None,
+        )
+
+    names = [name(labels[i]) for i in chosen]
+    missing = draw(names)
+    if missing:
+        # Class names the font has no glyphs for (e.g. CJK folder names
+        # under matplotlib's DejaVu Sans) were boxes: their label instead.
+        draw(
+            [
+                f"class {labels[i]}" if set(n) & missing else n
+                for i, n in zip(chosen, names, strict=True)
+            ]
+        )
     os.replace(tmp, path)
     return path
+
+
+_MISSING_GLYPH = re.compile(r"^Glyph (\d+) .*missing from")
+
+
+def _drawn(plot, *args, **kwargs):
+    """Runs `plot(*args, **kwargs)`; returns the characters matplotlib
+    had no glyph for (its "Glyph N missing" warnings, not passed on);
+    other warnings pass."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot(*args, **kwargs)
+    missing = set()
+    for w in caught:
+        found = _MISSING_GLYPH.match(str(w.message))
+        if found:
+            missing.add(chr(int(found.group(1))))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return missing

@@ -657,3 +657,55 @@ def test_a_run_fine_tuned_on_some_classes_of_the_set_is_named(tiny_run):
     other = fine_tuned("0,2", str(copy))  # another folder
     assert run.trained_classes_warning(other, info, None) is None
     assert run.trained_classes_warning(None, info, None) is None
+
+
+def test_neighbours_figure_labels_classes_the_font_cannot_draw(
+    tmp_path, monkeypatch
+):
+    """A class named in CJK (an image folder's name) was drawn as boxes
+    under matplotlib's DejaVu Sans, with a warning per glyph: such a
+    class is labelled by its number, the others by name, and no glyph
+    warning reaches the console."""
+    import warnings
+
+    from assemble_tf.retrieval import plots, recall
+
+    labels = np.array([0, 0, 1, 1])
+    embeddings = np.eye(4, dtype=np.float32) + labels[:, None] * 0.5
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (
+            [jpeg_bytes(smooth_image(32, 32, seed=i)) for i in range(4)],
+            labels,
+        )
+    )
+    drawn = []
+    plot = recall.plot_neighbours
+
+    def recorded(*args, query_labels, **kwargs):
+        drawn.append(list(query_labels))
+        return plot(*args, query_labels=query_labels, **kwargs)
+
+    monkeypatch.setattr(recall, "plot_neighbours", recorded)
+    import matplotlib
+
+    # matplotlib's own font alone, also where a CJK font is installed.
+    monkeypatch.setitem(matplotlib.rcParams, "font.family", ["DejaVu Sans"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any glyph warning fails the test
+        path = plots.neighbours_figure(
+            str(tmp_path / "n.png"),
+            dataset,
+            embeddings,
+            labels,
+            ["猫", "café"],
+            {"similarity": "cosine", "recall@1": 1.0},
+            num_queries=4,
+            similarity="cosine",
+        )
+    assert drawn == [
+        ["猫", "猫", "café", "café"],
+        ["class 0", "class 0", "café", "café"],
+    ]
+    with Image.open(path) as png:
+        assert png.format == "PNG"
+    assert not (tmp_path / "n.tmp.png").exists()
