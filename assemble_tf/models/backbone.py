@@ -62,6 +62,17 @@ def pyramid_outputs(model):
     specs = probe.compute_output_spec(
         keras.KerasTensor((1, side, side, 3), dtype=model.input.dtype)
     )
+    sides = [spec.shape[1] for spec in specs]
+    if 1 in sides[:-1]:
+        # Strides 16 and 32 both give 1 px from 16 px and less: which map
+        # is P5 cannot be told (a 16-px resnet50 gave stage 4's map as P4
+        # and no P5).
+        raise ValueError(
+            f"Model {model.name!r} takes {side}-px images, where its feature "
+            "maps reach 1 px before the last stage and their strides cannot "
+            "be told apart: build it with image_size >= 32 or None for "
+            "pyramid outputs."
+        )
     levels, level = {}, 0
     for tensor, spec in zip(tensors, specs, strict=True):
         level = _stride_level(side, spec.shape[1], level)

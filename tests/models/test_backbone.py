@@ -51,6 +51,21 @@ def test_odd_fixed_sizes_keep_one_level_per_stage(side, sizes):
     }
 
 
+def test_sizes_where_strides_16_and_32_both_give_one_pixel_are_refused():
+    """Before: a 16-px resnet50 gave stage 4's map as P4 (stage 3's was
+    dropped) and no P5, without a word; 32 px is the smallest size whose
+    levels can be told (above)."""
+    tiny = dict(TINY, block_sizes=(1, 1, 1, 1))
+    model = build_model("resnet50", image_size=16, **tiny)
+    with pytest.raises(ValueError) as error:
+        pyramid_outputs(model)
+    assert str(error.value) == (
+        "Model 'resnet50' takes 16-px images, where its feature maps reach "
+        "1 px before the last stage and their strides cannot be told apart: "
+        "build it with image_size >= 32 or None for pyramid outputs."
+    )
+
+
 @pytest.mark.slow  # over 2 s on 2 cores
 def test_backbone_shares_the_classifier_weights_and_features(tmp_path):
     model = build_model("resnet50", image_size=32, **TINY)
