@@ -34,6 +34,12 @@ def _as_tuple(option, value):
         ) from None
 
 
+def attention_names(attention):
+    """The names of an `attention` option: None -> (), "sk,se" or
+    ("sk", "se") -> ("sk", "se")."""
+    return _as_tuple("attention", attention)
+
+
 def create_attention(attention, se_ratio=16, sk_reduction=2, sk_min_dim=32):
     """Resolves the `attention` option into layer constructors.
 

@@ -21,6 +21,7 @@ names from them (`assemble_tf.convert.tf1_names`).
 """
 
 import dataclasses
+import inspect
 
 import keras
 
@@ -31,6 +32,7 @@ from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.conv import Conv2D
 from assemble_tf.layers.cosine_classifier import CosineClassifier
 from assemble_tf.layers.factory import (
+    attention_names,
     create_anti_alias,
     create_attention,
     create_drop_block,
@@ -274,6 +276,56 @@ def _check_head(o):
         )
 
 
+# Options that set up a feature, the feature's option and the values that
+# turn it on (`None`: any value but None).
+_FEATURE_OPTIONS = (
+    ("se_ratio", "attention", ("se",), "e.g. attention='se'"),
+    ("sk_reduction", "attention", ("sk", "sknet"), "e.g. attention='sk'"),
+    ("sk_min_dim", "attention", ("sk", "sknet"), "e.g. attention='sk'"),
+    ("anti_alias_size", "anti_alias", None, "e.g. anti_alias='sconv'"),
+    ("cosine_temperature", "classifier", ("cosine",), "classifier='cosine'"),
+)
+# The head's options, which do nothing without it.
+_HEAD_OPTIONS = (
+    "pooling",
+    "embedding_size",
+    "classifier",
+    "cosine_temperature",
+)
+
+
+def _check_unused(o):
+    """An option whose feature is off does nothing: refused, naming what
+    turns it on (before: se_ratio without SE, SK's options without SK, a
+    temperature without the cosine head and the head's options with
+    include_top=False were ignored; anti_alias_size alone was refused)."""
+    defaults = _DEFAULTS
+    if not o.include_top:
+        given = [n for n in _HEAD_OPTIONS if getattr(o, n) != defaults[n]]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` sets up the head, which include_top=False "
+                "leaves out: leave it out, or build the head. Received: "
+                f"{given[0]}={getattr(o, given[0])!r}"
+            )
+    attention = attention_names(o.attention)
+    for option, feature, values, example in _FEATURE_OPTIONS:
+        value = getattr(o, option)
+        if value == defaults[option]:
+            continue
+        setting = getattr(o, feature)
+        on = setting is not None
+        if values is not None:
+            names = attention if feature == "attention" else (setting,)
+            on = any(v in names for v in values)
+        if not on:
+            raise ValueError(
+                f"`{option}` sets up what {feature}={setting!r} leaves out: "
+                f"pass {example} too, or leave {option} out. Received: "
+                f"{option}={value!r}"
+            )
+
+
 def _check_types(o):
     """Options of the wrong type, or an option that does nothing (before:
     depth=50.0 built "resnet50.0", include_top="no" built the head,
@@ -292,12 +344,6 @@ def _check_types(o):
             )
     for option in ("se_ratio", "sk_reduction", "sk_min_dim", "anti_alias_size"):
         validation.check_positive_int(option, getattr(o, option))
-    if o.anti_alias is None and o.anti_alias_size != ANTI_ALIAS_SIZE:
-        raise ValueError(
-            "`anti_alias_size` sets the blur of `anti_alias`, which is None: "
-            "pass anti_alias too (e.g. 'sconv'), or leave the size out. "
-            f"Received: anti_alias_size={o.anti_alias_size!r}"
-        )
     for option in ("block_sizes", "stage_strides"):
         value = getattr(o, option)
         if value is not None and not isinstance(value, (tuple, list)):
@@ -353,6 +399,7 @@ def _resolve(o):
     _check_anti_alias(o)
     create_attention(o.attention)
     _check_head(o)
+    _check_unused(o)
     big_little = tuple(o.big_little) if o.big_little is not None else None
     return dataclasses.replace(
         o, block_sizes=sizes, stage_strides=strides, big_little=big_little
@@ -712,3 +759,9 @@ def build_resnet(
     if include_top:
         x = builder.head(x)
     return keras.Model(inputs, x, name=name or f"resnet{depth}")
+
+
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(build_resnet).parameters.items()
+}

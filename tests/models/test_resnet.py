@@ -195,7 +195,15 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"attention": "se", "se_ratio": 0}, "Received: se_ratio=0"),
         ({"attention": "sk", "sk_reduction": 0}, "Received: sk_reduction=0"),
         ({"attention": "sk", "sk_min_dim": -1}, "Received: sk_min_dim=-1"),
-        ({"anti_alias_size": 5}, "which is None: pass anti_alias too"),
+        ({"anti_alias_size": 5}, "anti_alias=None leaves out: pass e.g. a"),
+        # Before: built, the option ignored.
+        ({"se_ratio": 4}, "`se_ratio` sets up what attention=None leaves o"),
+        ({"attention": "sk", "se_ratio": 4}, "pass e.g. attention='se' too"),
+        ({"attention": "se", "sk_reduction": 4}, "leave sk_reduction out. "),
+        ({"sk_min_dim": 8}, "Received: sk_min_dim=8"),
+        ({"cosine_temperature": 2.0}, "classifier='dense' leaves out: pass c"),
+        ({"include_top": False, "pooling": "gem"}, "include_top=False leave"),
+        ({"include_top": False, "embedding_size": 8}, "`embedding_size` set"),
     ],
 )
 def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
