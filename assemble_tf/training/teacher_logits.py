@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import metadata, schema
+from assemble_tf.data.builder.inputs import listing
 from assemble_tf.runs.warm_start import run_config_path
 from assemble_tf.training import teachers
 from official.utils.misc import file_utils
@@ -291,6 +292,13 @@ def extract_shard(src, dst, teacher, options, labels):
         _remove(tmp)
         raise
     return read, written, seen, _left_out(src, names) if read > written else []
+
+
+def input_identity(path):
+    """{"bytes", "mtime_ns"} of an input shard: a shard rebuilt under the
+    same name (another dataset, more records) differs in one of them."""
+    stat = tf.io.gfile.stat(path)
+    return {"bytes": int(stat.length), "mtime_ns": int(stat.mtime_nsec)}
 
 
 def _filename(example):
@@ -634,6 +642,8 @@ def _check_kept_shards(files, options, settings):
         for name, counts in sorted(written.items())
         if name not in names and os.path.exists(os.path.join(out, name))
     }
+    for name in _stale(options, others):
+        del others[name]
     kept = [n for n in sorted(names) if os.path.exists(os.path.join(out, n))]
     if options.overwrite or not kept:
         return others, set()
@@ -657,6 +667,42 @@ def _check_kept_shards(files, options, settings):
     for name in sorted(set(kept) - redo):
         _check_width(options, name, name in written, settings["num_logits"])
     return others, redo
+
+
+def _stale(options, others):
+    """The earlier shards (`others`: outside this run's patterns) whose
+    input shard is gone or has changed since: removed with `overwrite`,
+    else refused (before: kept and counted, so a dataset rebuilt with 3
+    train shards instead of 2 trained on every image twice)."""
+    stale = []
+    for name, counts in others.items():
+        src = os.path.join(options.input_dir, name)
+        if not tf.io.gfile.exists(src):
+            stale.append(f"{name} (its input shard is gone)")
+        elif counts.get("input", input_identity(src)) != input_identity(src):
+            stale.append(f"{name} (its input shard changed)")
+    if not stale:
+        return []
+    names = [entry.split(" ")[0] for entry in stale]
+    if options.overwrite:
+        for name in names:
+            _remove(os.path.join(options.output_dir, name))
+        print(
+            f"Removed {len(names)} shard(s) extracted from input shards "
+            f"that are gone or have changed since: {listing(stale)}.",
+            file=sys.stderr,
+        )
+        return names
+    raise OptionError(
+        "output_dir",
+        "{field}={path} holds shards extracted from input shards that are "
+        "gone or have changed since: {stale}. Pass {overwrite} to remove "
+        "them (and extract what {patterns} matches), or pick another "
+        "{field}.",
+        ["overwrite", "patterns"],
+        path=options.output_dir,
+        stale=listing(stale),
+    )
 
 
 def _refuse_unlisted(options, names, recorded, written, settings, differs):
@@ -798,8 +844,18 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 # A damaged shard of an earlier run: extracted again
                 # (before: a traceback).
                 kept = False
+        identity = input_identity(src)
+        known = done.get(name, {})
+        if kept and known.get("input", identity) != identity:
+            # The input shard was rebuilt since (before: its old logits
+            # and images were kept, and counted).
+            bar.write(
+                f"{name}: the input shard changed since it was extracted "
+                "(size or modification time): extracting it again.",
+                file=sys.stderr,
+            )
+            kept = False
         if kept:
-            known = done.get(name, {})
             # Counts of an older run without them: read the input again.
             read = (
                 records + known["skipped"]
@@ -814,11 +870,16 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 "records": records,
                 "skipped": read - records,
                 "left_out": left_out,
+                "input": identity,
             }
             file_utils.atomic_write_json(
                 progress_path, {"settings": settings, "shards": done}
             )
-        shards[name] = {"records": records, "skipped": read - records}
+        shards[name] = {
+            "records": records,
+            "skipped": read - records,
+            "input": identity,
+        }
         if done.get(name, {}).get("left_out"):
             shards[name]["left_out"] = done[name]["left_out"]
         shards[name]["kept"] = kept

@@ -745,9 +745,22 @@ def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
     )
     assert summary["splits"]["train"]["images"] == 9
     assert summary["splits"]["validation"]["images"] == 4
+    inputs_ = [
+        tl.input_identity(os.path.join(labelled_data, n)) for n in SHARDS
+    ]
     assert summary["shards"] == {
-        SHARDS[0]: {"records": 9, "skipped": 0, "kept": True},
-        SHARDS[1]: {"records": 4, "skipped": 0, "kept": False},
+        SHARDS[0]: {
+            "records": 9,
+            "skipped": 0,
+            "kept": True,
+            "input": inputs_[0],
+        },
+        SHARDS[1]: {
+            "records": 4,
+            "skipped": 0,
+            "kept": False,
+            "input": inputs_[1],
+        },
     }
     assert inputs.count_examples(str(out), "train", "train-*") == 9
     # Another teacher for the validation shard alone: the train shard
@@ -981,3 +994,54 @@ def test_runs_of_other_patterns_keep_the_class_names(tmp_path):
     assert metadata.read_labels(str(out / metadata.LABELS)) == [
         (c, f"n0{c}", f"class {c}") for c in range(CLASSES)
     ]
+
+
+def test_shards_of_a_rebuilt_input_are_not_kept(tmp_path):
+    """Before: a dataset rebuilt with 2 train shards instead of 1 kept the
+    old output shard beside the new ones (summary.json: every train image
+    twice, and train read them so), also with --overwrite; and an input
+    shard rewritten under its own name kept its old logits and count."""
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "kd"
+    _, options = _preset_teacher(tmp_path, data, out)
+    tl.extract_teacher_logits(options)
+    # The same images, rebuilt into two train shards.
+    old = os.path.join(data, SHARDS[0])
+    records = [r.numpy() for r in tf.data.TFRecordDataset(old)]
+    os.remove(old)
+    halves = ("train-00000-of-00002", "train-00001-of-00002")
+    for name, part in zip(halves, (records[:5], records[5:]), strict=True):
+        with tf.io.TFRecordWriter(os.path.join(data, name)) as writer:
+            for record in part:
+                writer.write(record)
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(options)
+    assert error.value.as_flag() == (
+        f"--output_dir={out} holds shards extracted from input shards that "
+        f"are gone or have changed since: {SHARDS[0]} (its input shard is "
+        "gone). Pass --overwrite to remove them (and extract what "
+        "--patterns matches), or pick another --output_dir."
+    )
+    summary = tl.extract_teacher_logits(
+        dataclasses.replace(options, overwrite=True)
+    )
+    assert sorted(summary["shards"]) == sorted(halves + SHARDS[1:])
+    assert summary["splits"]["train"] == {
+        "images": 9,
+        "shards": 2,
+        "skipped": 0,
+        "num_logits": CLASSES,
+    }
+    assert not (out / SHARDS[0]).exists()
+    # A validation shard rewritten under its name with other records: its
+    # logits are extracted again, not kept (before: 4 images kept).
+    val = os.path.join(data, SHARDS[1])
+    with tf.io.TFRecordWriter(val) as writer:
+        for record in records[:7]:
+            writer.write(record)
+    os.utime(val, ns=(1, 1))
+    rerun = tl.extract_teacher_logits(options)
+    assert rerun["shards"][SHARDS[1]]["records"] == 7
+    assert not rerun["shards"][SHARDS[1]]["kept"]
+    assert all(rerun["shards"][n]["kept"] for n in halves)
+    assert len(_examples(out / SHARDS[1])) == 7
