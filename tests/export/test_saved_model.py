@@ -607,9 +607,11 @@ def test_keras_reference_is_timed_at_the_requested_size(monkeypatch):
     ) == [224, 256]
 
 
-def test_peak_fraction_above_one_is_refused():
-    """A row faster than the matmul peak is a bug: an error naming the row,
-    not a peak fraction > 1 (issue 24 item 5)."""
+def test_peak_fraction_above_one_is_noted_and_above_two_refused():
+    """A row at twice the matmul peak is a bug: an error naming the row
+    (issue 24 item 5). Between 1x and 2x (Winograd convolutions, or a
+    peak measured low on a busy machine) the row is kept with a note and
+    a warning (before: refused at 1.05x, losing the run's timing)."""
     from assemble_tf.export import throughput_run
 
     entry = {
@@ -621,12 +623,30 @@ def test_peak_fraction_above_one_is_refused():
         "paper": None,
     }
     peaks = {"float32": 100.0}  # stubbed peak: 68 img/s is 136 GFLOP/s
-    row = throughput_run.result_row(entry, 40.0, "float32", peaks)
+    logged = []
+    row = throughput_run.result_row(
+        entry, 40.0, "float32", peaks, logged.append
+    )
     assert row["peak_fraction"] == pytest.approx(0.8)
+    assert row["note"] is None and logged == []
+    row = throughput_run.result_row(
+        entry, 68.0, "float32", peaks, logged.append
+    )
+    assert row["peak_fraction"] == pytest.approx(1.36)
+    assert row["note"] == (
+        "keras_resnet50: 136.0 GFLOP/s is 1.36x the float32 matmul peak "
+        "measured in this run (100.0 GFLOP/s): its convolutions do fewer "
+        "multiplications than their nominal MACs (e.g. Winograd), or the "
+        "peak was measured low (a busy machine); its peak fraction is no "
+        "measure of efficiency."
+    )
+    assert logged == [f"WARNING: {row['note']}"]
     with pytest.raises(ValueError) as e:
-        throughput_run.result_row(entry, 68.0, "float32", peaks)
-    assert str(e.value).startswith(
-        "keras_resnet50: 136.0 GFLOP/s is 1.36x the float32 matmul peak"
+        throughput_run.result_row(entry, 101.0, "float32", peaks)
+    assert str(e.value) == (
+        "keras_resnet50: 202.0 GFLOP/s is 2.02x the float32 matmul peak "
+        "measured in this run (100.0 GFLOP/s); no model runs at 2x the "
+        "peak, so its MAC count or its timing is wrong. Not reported."
     )
 
 
