@@ -78,7 +78,10 @@ def _define_teacher_flags():
         "mean-subtracted crops and returning `logits` (or one output).",
     )
     flags.DEFINE_string(
-        "teacher_preprocessing", "imagenet", "Eval resize/crop for the teacher."
+        "teacher_preprocessing",
+        None,
+        "Eval resize/crop for the teacher (default: a training run's own, a "
+        "preset's eval preprocessing, imagenet for a SavedModel).",
     )
 
 

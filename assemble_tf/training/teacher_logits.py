@@ -45,6 +45,7 @@ from assemble_tf.runs.warm_start import run_config_path
 from assemble_tf.training import teachers
 from official.utils.misc import file_utils
 from official.utils.misc.validation import (
+    MissingPathError,
     OptionError,
     check_creatable,
 )
@@ -55,6 +56,9 @@ _SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")  # the builder's shard names
 # rerun keeps the shard and reads its counts here, or in the summary.json
 # of a finished run). Removed when summary.json is written.
 PROGRESS = "extract_progress.json"
+
+
+_DEFAULT_NUM_CLASSES = 1001  # the original's ImageNet heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +77,9 @@ class TeacherLogitsOptions:
         teacher_num_classes: logits of the preset's model.
         teacher_overrides: `build_model` arguments of the preset's model.
         teacher_saved_model: a SavedModel teacher (instead of a preset).
-        teacher_preprocessing: the eval resize / crop the teacher takes.
+        teacher_preprocessing: the eval resize / crop the teacher takes;
+            None: a training run's own (its config.json), a preset's
+            eval preprocessing, "imagenet" for a SavedModel.
         prepend_zero: prepend a 0 background logit (1000-class teachers for
             the 1001-way original format, labels stored 1..1000).
         batch_size: images per teacher call.
@@ -86,10 +92,10 @@ class TeacherLogitsOptions:
     patterns: tuple = ("train-*", "validation-*")
     teacher_preset: str | None = None
     teacher_weights: str | None = None
-    teacher_num_classes: int = 1001
+    teacher_num_classes: int = _DEFAULT_NUM_CLASSES
     teacher_overrides: dict = dataclasses.field(default_factory=dict)
     teacher_saved_model: str | None = None
-    teacher_preprocessing: str = "imagenet"
+    teacher_preprocessing: str | None = None
     prepend_zero: bool = False
     batch_size: int = 64
     overwrite: bool = False
@@ -113,8 +119,6 @@ class TeacherLogitsOptions:
                 "teacher_saved_model",
                 "{field} is a whole teacher: leave the preset out.",
             )
-        if not self.teacher_saved_model:
-            self._validate_preset()
         if "num_classes" in self.teacher_overrides:
             # Before: replaced by teacher_num_classes without a word.
             raise OptionError(
@@ -124,10 +128,32 @@ class TeacherLogitsOptions:
                 ["teacher_num_classes"],
                 value=self.teacher_overrides["num_classes"],
             )
+        if not self.teacher_saved_model:
+            self._validate_preset()
         for name in ("batch_size", "teacher_num_classes"):
             if getattr(self, name) < 1:
                 raise OptionError(name, "{field} must be at least 1.")
-        teachers.crop_size(self)
+        teachers.crop_size(self.resolved())
+
+    def resolved(self):
+        """These options with `teacher_preprocessing` filled in: a run's
+        own eval preprocessing (before: "imagenet", 224-px crops, for a
+        32-px run), a preset's, else "imagenet"."""
+        if self.teacher_preprocessing:
+            return self
+        if self.teacher_saved_model:
+            kind = "imagenet"
+        elif self.teacher_preset:
+            from assemble_tf import presets
+
+            kind = presets.get(self.teacher_preset).eval_preprocessing
+        else:
+            from assemble_tf import config as config_lib
+
+            path = run_config_path(self.teacher_weights)
+            config = config_lib.ExperimentConfig.from_json(path)
+            kind = config.data.eval_preprocessing
+        return dataclasses.replace(self, teacher_preprocessing=kind)
 
     def _validate_preset(self):
         """A preset teacher needs both its name and its weights; a run
@@ -142,6 +168,19 @@ class TeacherLogitsOptions:
                 ["teacher_weights", "teacher_preset"],
             )
         weights = self.teacher_weights
+        if (
+            weights
+            and "://" not in weights
+            and not os.path.exists(weights)
+            and not tf.io.gfile.glob(weights + ".*")  # a checkpoint prefix
+        ):
+            # Before: "teacher_preset is required with teacher_weights".
+            raise MissingPathError(
+                "teacher_weights",
+                "{field}={path} does not exist: a .weights.h5 file, a "
+                "checkpoint prefix or a training run's model_dir.",
+                path=weights,
+            )
         if weights and os.path.isfile(os.path.join(weights, "saved_model.pb")):
             # Checked before the preset: "teacher_preset is required" sent
             # the user the wrong way.
@@ -162,9 +201,17 @@ class TeacherLogitsOptions:
                 path=weights,
             )
         if not self.teacher_preset and run_config_path(self.teacher_weights):
-            if self.teacher_overrides:
+            given = [
+                name
+                for name, default in (
+                    ("teacher_overrides", {}),
+                    ("teacher_num_classes", _DEFAULT_NUM_CLASSES),
+                )
+                if getattr(self, name) != default
+            ]
+            if given:  # teacher_num_classes: before, ignored
                 raise OptionError(
-                    "teacher_overrides",
+                    given[0],
                     "{field} builds a {teacher_preset}; the run "
                     "{teacher_weights}={path} is built from its config.json: "
                     "leave {field} out.",
@@ -494,6 +541,7 @@ def extract_teacher_logits(options):
             made), or a record label the logits do not cover.
     """
     options.validate()
+    options = options.resolved()
     files = find_shards(options)
     _refuse_shared_names(files, options)
     teacher = teachers.load_teacher(options)

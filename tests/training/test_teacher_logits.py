@@ -826,9 +826,17 @@ def test_a_training_run_is_a_teacher_without_its_preset(
     testing_utils.randomize_bn(model, seed=3)
     tf.train.Checkpoint(model=model).save(str(run / "checkpoints" / "ckpt"))
     out = tmp_path / "kd"
+    # The run's own eval preprocessing by default (before: imagenet's
+    # 224-px crops for this 32-px run).
     summary = tl.extract_teacher_logits(
-        _options(labelled_data, out, teacher_weights=str(run))
+        _options(
+            labelled_data,
+            out,
+            teacher_weights=str(run),
+            teacher_preprocessing=None,
+        )
     )
+    assert summary["teacher"]["preprocessing"] == "imagenet_32"
     assert summary["teacher"]["run"] == str(run)
     assert summary["teacher"]["preset"] == "resnet50"
     assert summary["teacher"]["checkpoint"].endswith("ckpt-1")
@@ -850,6 +858,24 @@ def test_a_training_run_is_a_teacher_without_its_preset(
         f"--teacher_weights={run} is built from its config.json: leave "
         "--teacher_overrides out."
     )
+    with pytest.raises(OptionError) as error:  # before: ignored
+        _options(
+            labelled_data, out, teacher_weights=str(run), teacher_num_classes=4
+        ).validate()
+    assert error.value.as_flag().startswith(
+        "--teacher_num_classes builds a --teacher_preset; the run"
+    )
+    with pytest.raises(OptionError) as error:
+        _options(
+            labelled_data, out, teacher_weights=str(tmp_path / "nope")
+        ).validate()
+    assert error.value.as_flag() == (  # before: "--teacher_preset is required"
+        f"--teacher_weights={tmp_path / 'nope'} does not exist: a "
+        ".weights.h5 file, a checkpoint prefix or a training run's model_dir."
+    )
+    # A checkpoint prefix exists by its files.
+    prefix = str(run / "checkpoints" / "ckpt-1")
+    _options(labelled_data, out, teacher_weights=prefix).validate()
     _, path = exported
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(
