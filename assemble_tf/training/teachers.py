@@ -191,7 +191,12 @@ def _run_teacher(path):
                 path=path,
             )
         checkpoints.restore(model, prefix)
-    source = {"run": _abs(path), "preset": config.model.preset}
+    # The run's folder, however it was named (its model_dir, checkpoints/
+    # or a checkpoint prefix): the checkpoint and its digest tell which
+    # weights (before: the same checkpoint named by its prefix was refused
+    # as another teacher, "teacher.run '<run>' -> '<run>/.../ckpt-1'").
+    run = os.path.dirname(run_config_path(path))
+    source = {"run": _abs(run), "preset": config.model.preset}
     # The identity of what was restored (a later checkpoint of a run still
     # training is not it).
     return _logits_call(model), {**source, **_weights_identity(prefix)}

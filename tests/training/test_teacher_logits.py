@@ -873,9 +873,19 @@ def test_a_training_run_is_a_teacher_without_its_preset(
         f"--teacher_weights={tmp_path / 'nope'} does not exist: a "
         ".weights.h5 file, a checkpoint prefix or a training run's model_dir."
     )
-    # A checkpoint prefix exists by its files.
+    # The same checkpoint named by its prefix is the same teacher: every
+    # shard is kept (before: refused, "teacher.run '<run>' -> '<prefix>'").
     prefix = str(run / "checkpoints" / "ckpt-1")
-    _options(labelled_data, out, teacher_weights=prefix).validate()
+    again = tl.extract_teacher_logits(
+        _options(
+            labelled_data,
+            out,
+            teacher_weights=prefix,
+            teacher_preprocessing=None,
+        )
+    )
+    assert all(shard["kept"] for shard in again["shards"].values())
+    assert again["teacher"] == summary["teacher"]
     _, path = exported
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(
