@@ -133,6 +133,15 @@ def validate(options):
             bad=sorted(bad),
             valid=", ".join(throughput.MODES),
         )
+    given = [n for n in ("fold_bn", "jit_compile") if getattr(options, n)]
+    if options.modes and given:  # before: ignored beside the modes
+        raise OptionError(
+            given[0],
+            "{field} with {modes}={selected}: the modes name each path "
+            "(fold_bn, xla, fold_bn_xla, ...); leave {field} out.",
+            ["modes"],
+            selected=",".join(options.modes),
+        )
     modes = selected_modes(options)
     if options.dtype != "float32" and any("bf16" in m for m in modes):
         raise OptionError(

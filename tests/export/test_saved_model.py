@@ -673,6 +673,15 @@ def test_run_benchmark_option_errors_name_the_option():
         "--modes=bf16 with --dtype=float16: the bf16 modes time bfloat16 "
         "beside float32; drop --dtype (or the bf16 modes)."
     )
+    # Before: ignored, the plain path timed.
+    with pytest.raises(OptionError) as e:
+        throughput_run.run_benchmark(options(modes=("plain",), fold_bn=True))
+    assert e.value.as_flag() == (
+        "--fold_bn with --modes=plain: the modes name each path (fold_bn, "
+        "xla, fold_bn_xla, ...); leave --fold_bn out."
+    )
+    with pytest.raises(OptionError, match="`jit_compile` with `modes`"):
+        throughput_run.run_benchmark(options(modes=("bf16",), jit_compile=True))
     with pytest.raises(OptionError) as e:
         throughput_run.run_benchmark(options(modes=("plain", "fast")))
     assert e.value.as_flag().startswith("--modes=plain,fast: unknown ['fast']")
