@@ -114,6 +114,18 @@ def create_anti_alias(anti_alias, filter_size=3):
     )
 
 
+def _sequence(key, value):
+    """`dropblock[key]` as a tuple; a scalar is an error naming the key
+    (before: "TypeError: 'int' object is not iterable")."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(
+            f"`dropblock['{key}']` must be a list, one value per stage, e.g. "
+            f"{{'stages': (3, 4), 'gamma_scales': (0.25, 1.0)}}. Received: "
+            f"{key}={value!r}"
+        )
+    return tuple(value)
+
+
 def create_drop_block(dropblock, num_stages=4):
     """Resolves the `dropblock` option into a per-stage constructor.
 
@@ -146,8 +158,15 @@ def create_drop_block(dropblock, num_stages=4):
         raise ValueError(
             f"Unknown `dropblock` keys {extra}; allowed: {sorted(allowed)}."
         )
-    stages = tuple(dropblock.get("stages", (3, 4)))
-    scales = tuple(dropblock.get("gamma_scales", (0.25, 1.0)))
+    stages = _sequence("stages", dropblock.get("stages", (3, 4)))
+    scales = _sequence(
+        "gamma_scales", dropblock.get("gamma_scales", (0.25, 1.0))
+    )
+    if len(set(stages)) != len(stages):  # before: the last scale won
+        raise ValueError(
+            "`dropblock['stages']` names a stage more than once. "
+            f"Received: stages={stages}"
+        )
     if len(scales) != len(stages):
         raise ValueError(
             "`dropblock['gamma_scales']` needs one value per stage in "

@@ -177,6 +177,9 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"depth": 200, "big_little": (2, 4)}, "depth=200"),
         ({"dropblock": {"stages": (3,), "gamma_scales": (1, 2)}}, "one value"),
         ({"dropblock": {"size": 7}}, "size"),
+        # Before: a bare TypeError; the second scale of stage 3 won.
+        ({"dropblock": {"stages": 3, "gamma_scales": 1.0}}, "be a list, one"),
+        ({"dropblock": {"stages": (3, 3), "gamma_scales": (0.1, 1)}}, "once"),
         ({"num_classes": 0}, "num_classes=0"),
         ({"bn_momentum": 5}, "bn_momentum=5"),  # built and trained before
         ({"bn_epsilon": 0.0}, "bn_epsilon=0.0"),
