@@ -187,7 +187,9 @@ class SelectiveKernel(keras.layers.Layer):
             setattr(
                 self,
                 f"pad{spec.suffix}",
-                keras.layers.ZeroPadding2D(pad, dtype=self.dtype_policy)
+                keras.layers.ZeroPadding2D(
+                    pad, dtype=self.dtype_policy, name=f"pad{spec.suffix}"
+                )
                 if downsamples
                 else None,
             )

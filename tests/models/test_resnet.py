@@ -32,14 +32,22 @@ def test_every_preset_builds_tiny_and_runs(name):
 
 
 def test_layer_names_are_deterministic_and_hierarchical():
-    names = [
-        layer.name for layer in build_model("assemble_resnet50", **TINY).layers
-    ]
+    def all_names(model):
+        # The layers inside layers too (an SK unit's padding was named by
+        # Keras' global counter: zero_padding2d, then zero_padding2d_3).
+        return [
+            f"{layer.name}/{inner.name}"
+            for layer in model.layers
+            for inner in layer._flatten_layers(include_self=False)
+        ] + [layer.name for layer in model.layers]
+
+    # SK downsampling itself (no anti-aliasing): its padding layer.
+    sk = all_names(build_model("table6_m2", **TINY))
+    assert sk == all_names(build_model("table6_m2", **TINY))
+    assert "stage2_block1_sk/pad" in sk
+    names = all_names(build_model("assemble_resnet50", **TINY))
     keras.backend.clear_session()
-    again = [
-        layer.name for layer in build_model("assemble_resnet50", **TINY).layers
-    ]
-    assert names == again
+    assert names == all_names(build_model("assemble_resnet50", **TINY))
     for expected in [
         "stem_1_conv",
         "stem_bl_big_conv",
