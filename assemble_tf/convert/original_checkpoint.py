@@ -132,9 +132,11 @@ def expected_variables(scopes, checkpoint_names):
                 expected[f"{scope}/dense/bias"] = layer.bias
             else:
                 raise CheckpointMismatchError(
-                    f"{layer.name}: the importer does not know the original "
-                    f"variable names of a '{kind}' layer (SE blocks and "
-                    "embedding heads are not in the released checkpoints)."
+                    f"{layer.name}: the importer does not map the original's "
+                    f"'{kind}' layers. The original code has SE blocks and "
+                    "embedding heads, but none of the paper's models or "
+                    "released checkpoints does, and no checkpoint of them "
+                    "was at hand to test their variable names against."
                 )
     return expected
 

@@ -92,6 +92,31 @@ def check_output(output, overwrite=False):
         )
 
 
+def _check_strides(options):
+    """The original's stage strides are (1, 2, 2, 2), BigLittleNet's
+    merges (2, 2, 1, 2), and `no_downsample` sets the last to 1: any other
+    `stage_strides` has no variables of its own, so the weights converted
+    and computed other logits (before: accepted)."""
+    from assemble_tf import presets
+
+    strides = options.model_overrides.get("stage_strides")
+    if strides is None:
+        return
+    kwargs = {**presets.get(options.preset).model_kwargs()}
+    kwargs.update(options.model_overrides)
+    usual = (2, 2, 1, 2) if kwargs.get("big_little") else (1, 2, 2, 2)
+    if tuple(strides) not in (usual, usual[:3] + (1,)):
+        raise OptionError(
+            "stage_strides",
+            "{field}={value}: the original's stage strides are {usual}, or "
+            "{no_downsample} with its no_downsample; a checkpoint of it "
+            "computes other logits under any other.",
+            value=",".join(map(str, strides)),
+            usual=",".join(map(str, usual)),
+            no_downsample=",".join(map(str, usual[:3] + (1,))),
+        )
+
+
 def convert(options):
     """Converts the checkpoint, checks it against `options.golden` (when
     given) and only then saves the weights file: a failed check leaves no
@@ -123,6 +148,7 @@ def convert(options):
             "|diff| as a fraction of max |logit|, e.g. {field}=1e-3.",
             value=options.tolerance,
         )
+    _check_strides(options)
     golden = read_golden(options.golden) if options.golden else None
     model, count = build_and_load(
         options.checkpoint,

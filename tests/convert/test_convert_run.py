@@ -191,3 +191,43 @@ def test_what_the_original_never_had_is_refused(tmp_path):
             "max |diff| as a fraction of max |logit|, e.g. --tolerance=1e-3."
         )
     assert not os.path.exists(output)
+
+
+def test_options_the_original_cannot_have_are_refused(tmp_path):
+    """Before: --stage_strides=1,2,2,2 on a BL checkpoint (no variables of
+    its own) converted all 307 variables, and only --golden told that the
+    logits were 13.6 off; an SE preset was refused as "not in the released
+    checkpoints", though the original's code has SE blocks."""
+    output = str(tmp_path / "w.weights.h5")
+    overrides = {**TINY, "stage_strides": (1, 2, 2, 2)}
+    with pytest.raises(OptionError) as e:
+        run.convert(
+            dataclasses.replace(_options(output), model_overrides=overrides)
+        )
+    assert e.value.as_flag() == (
+        "--stage_strides=1,2,2,2: the original's stage strides are 2,2,1,2, "
+        "or 2,2,1,1 with its no_downsample; a checkpoint of it computes "
+        "other logits under any other."
+    )
+    # Its no_downsample: the last stage at stride 1 passes this check.
+    no_downsample = {**TINY, "stage_strides": (2, 2, 1, 1)}
+    run._check_strides(
+        dataclasses.replace(_options(output), model_overrides=no_downsample)
+    )
+    vanilla = os.path.join(DATA, "golden", "tiny_vanilla_64", "model.ckpt")
+    se = run.ConvertOptions(
+        checkpoint=vanilla,
+        preset="table7_e4",
+        output=output,
+        model_overrides={"base_width": 16, "block_sizes": (1, 1, 1, 1)},
+    )
+    with pytest.raises(ValueError) as e:
+        run.convert(se)
+    assert str(e.value) == (
+        "stage1_block1_se: the importer does not map the original's 'se' "
+        "layers. The original code has SE blocks and embedding heads, but "
+        "none of the paper's models or released checkpoints does, and no "
+        "checkpoint of them was at hand to test their variable names "
+        "against."
+    )
+    assert not os.path.exists(output)
