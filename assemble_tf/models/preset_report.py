@@ -270,6 +270,10 @@ def write_outputs(rows, table, out, with_plot=True):
     if with_plot:
         plot(rows, os.path.join(out, PLOT_FILE))
         files.append(PLOT_FILE)
+    elif os.path.exists(os.path.join(out, PLOT_FILE)):
+        # An earlier table's plot, of other presets (before: left beside
+        # this table as if it were its own).
+        os.remove(os.path.join(out, PLOT_FILE))
     return files
 
 
@@ -308,6 +312,21 @@ def preset_table(options, show=None):
         # The smallest size every preset builds at (BlurPool's 5-tap
         # filters need 3-pixel maps; BigLittleNet multiples of 32).
         check_at_least(options, {"image_size": 64})
+        big_little = [
+            n for n in names if presets.get(n).model_kwargs().get("big_little")
+        ]
+        if big_little and options.image_size % 32:
+            # Before: refused by the first BigLittleNet model built, after
+            # the presets before it.
+            raise OptionError(
+                "image_size",
+                "{field}={size} does not fit {which}: BigLittleNet takes "
+                "sides that are multiples of 32, e.g. {field}={fit}.",
+                size=options.image_size,
+                which=", ".join(big_little[:3])
+                + (", ..." if len(big_little) > 3 else ""),
+                fit=options.image_size // 32 * 32 or 64,
+            )
     if options.output_dir and os.path.isfile(options.output_dir):
         raise OptionError(
             "output_dir",

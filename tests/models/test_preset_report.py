@@ -2,6 +2,7 @@
 tools.preset_table in-process."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -67,6 +68,15 @@ def test_preset_table_writes_the_table_files(tmp_path):
         "| resnet50 | 224 | 25.61 | 4.09 | 76.3 | 76.0 | 536 | Table 1 |"
     )
     assert json.loads((tmp_path / "presets.json").read_text()) == rows
+    # Without the plot, the earlier table's is removed (before: left beside
+    # a table of other presets).
+    again = preset_report.preset_table(
+        dataclasses.replace(options, presets=("resnet50",), plot=False)
+    )
+    assert sorted(os.listdir(tmp_path)) == sorted(again["files"])
+    assert "presets_gmacs_vs_top1.png" not in again["files"]
+    assert len(json.loads((tmp_path / "presets.json").read_text())) == 1
+    preset_report.write_outputs(rows, report["table"], str(tmp_path))
     assert (tmp_path / "presets.md").read_text() == report["table"] + "\n"
     with open(tmp_path / "presets.csv", newline="") as f:
         assert [r["preset"] for r in csv.DictReader(f)] == [
@@ -124,4 +134,13 @@ def test_preset_table_refuses_repeats_and_a_file_before_building(
     with pytest.raises(ValueError) as error:  # 0 meant "each preset's"
         preset_report.preset_table(options(presets=("resnet50",), image_size=0))
     assert error.value.as_flag() == "--image_size=0 must be at least 64."
+    # Before: resnet50 built, then table6_m3 refused.
+    with pytest.raises(ValueError) as error:
+        preset_report.preset_table(
+            options(presets=("resnet50", "table6_m3"), image_size=65)
+        )
+    assert error.value.as_flag() == (
+        "--image_size=65 does not fit table6_m3: BigLittleNet takes sides "
+        "that are multiples of 32, e.g. --image_size=64."
+    )
     assert built == []
