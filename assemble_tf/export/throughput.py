@@ -28,6 +28,7 @@ import numpy as np
 from assemble_tf.export import precision
 from assemble_tf.export.optimize import fold_bn_graph, folded_copy
 from assemble_tf.models import build_model, count_macs
+from official.utils.logs import logger
 
 MODES = ("plain", "xla", "fold_bn", "fold_bn_xla", "bf16", "fold_bn_bf16")
 PAPER_R50_IMAGES_PER_SEC = 536  # Table 7 E0 on one P40
@@ -337,7 +338,9 @@ def markdown_table(rows):
 def _cell(value):
     if value is None:
         return "-"
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return logger.table_number(value)
+    return str(value)
 
 
 def _plot(rows, path):

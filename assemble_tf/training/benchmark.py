@@ -37,6 +37,7 @@ from assemble_tf import presets as presets_lib
 from assemble_tf.export import throughput
 from assemble_tf.models import count_macs
 from assemble_tf.runs import models, runtime
+from official.utils.logs import logger
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -545,9 +546,9 @@ COLUMNS = [
 
 def _cell(value):
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return logger.table_number(value)
     if isinstance(value, list):  # quartiles
-        return "-".join(f"{v:.3g}" for v in value)
+        return "-".join(logger.table_number(v) for v in value)
     return str(value)
 
 
