@@ -565,7 +565,11 @@ def markdown_table(report):
     lines.append("")
     lines.append(
         f"{report['device']}, batch {s['batch_size']}, "
-        f"{s['image_size'] or 'train size'} px, "
+        + (
+            f"{s['image_size']} px, "
+            if s["image_size"]
+            else "each preset's train size, "
+        )
         + (
             "XLA (jax.jit, both steps)"
             if report.get("backend") == "jax"

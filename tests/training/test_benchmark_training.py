@@ -117,6 +117,13 @@ def test_markdown_has_a_row_per_preset_and_precision(tmp_path):
     table = benchmark.markdown_table(report)
     assert _table_rows(table) == [(r["preset"], r["precision"]) for r in rows]
     assert "| 0.5 | 0.45-0.55 |" in table
+    assert "CPU (2 cores), batch 32, 224 px, no XLA; " in table
+    report["settings"]["image_size"] = None  # --image_size=0
+    # Before: "batch 32, train size px".
+    assert "batch 32, each preset's train size, no XLA; " in (
+        benchmark.markdown_table(report)
+    )
+    report["settings"]["image_size"] = 224
     paths = benchmark.write_outputs(report, str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == [
         "benchmark_training.json",
