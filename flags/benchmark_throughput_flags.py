@@ -84,6 +84,7 @@ TABLE = (
         "--steps given explicitly are kept.",
     ),
     ("string", "output_dir", None, "Where JSON, markdown, PNG go."),
+    ("bool", "progress", True, "Progress bars on stderr (building, timing)."),
 )
 
 

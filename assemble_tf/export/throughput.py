@@ -125,8 +125,11 @@ def wait(out):
         tf.reshape(out, [-1])[0].numpy()
 
 
-def time_interleaved_runs(entries, warmup, runs, steps, batch_size):
-    """Images/s of each entry's `fn(images)` per run, runs interleaved.
+def time_interleaved_runs(
+    entries, warmup, runs, steps, batch_size, tick=lambda: None
+):
+    """Images/s of each entry's `fn(images)` per run, runs interleaved;
+    `tick()` after each warm-up and timed run of an entry (a progress bar).
 
     Run r of every entry is timed before run r + 1 of any, so slow drifts of
     a shared machine (other jobs, frequency scaling) hit all entries alike
@@ -140,6 +143,7 @@ def time_interleaved_runs(entries, warmup, runs, steps, batch_size):
     for e in entries:
         for _ in range(warmup):
             wait(e["fn"](e["images"]))
+            tick()
     rates = [[] for _ in entries]
     for run in range(runs):
         order = range(len(entries))
@@ -150,15 +154,16 @@ def time_interleaved_runs(entries, warmup, runs, steps, batch_size):
                 out = e["fn"](e["images"])
             wait(out)
             rates[i].append(steps * batch_size / (time.perf_counter() - start))
+            tick()
     return rates
 
 
-def time_interleaved(entries, warmup, runs, steps, batch_size):
+def time_interleaved(entries, warmup, runs, steps, batch_size, tick=None):
     """Median images/s of each entry over `time_interleaved_runs`."""
-    return [
-        statistics.median(r)
-        for r in time_interleaved_runs(entries, warmup, runs, steps, batch_size)
-    ]
+    per_run = time_interleaved_runs(
+        entries, warmup, runs, steps, batch_size, tick or (lambda: None)
+    )
+    return [statistics.median(r) for r in per_run]
 
 
 def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):

@@ -65,6 +65,8 @@ class ThroughputOptions:
             stage), sizes and 2 iterations (tests, CI); timing settings
             given explicitly are kept.
         output_dir: where benchmark.jsonl, .md and .png go (None: none).
+        progress: progress bars on stderr while the models are built and
+            timed (a paper table takes minutes of each).
     """
 
     preset: tuple[str, ...] = ("resnet50",)
@@ -81,6 +83,7 @@ class ThroughputOptions:
     paper_table: bool = False
     smoke: bool = False
     output_dir: str | None = None
+    progress: bool = True
 
 
 def selected_modes(options):
@@ -193,6 +196,7 @@ def preset_entries(options, names, modes, settings):
 
     tiny = SMOKE_MODEL if options.smoke else {}
     entries = []
+    bar = _bar(options, total=len(names) * len(modes), desc="building")
     for name in names:
         preset = presets.get(name)
         default = SMOKE_IMAGE_SIZE if options.smoke else preset.eval_image_size
@@ -202,6 +206,7 @@ def preset_entries(options, names, modes, settings):
             model, macs = throughput.build(
                 name, size, "fold_bn" in mode, "bf16" in mode, **tiny
             )
+            bar.update()
             label = name if len(modes) == 1 else f"{name} ({mode})"
             entries.append(
                 throughput.entry(
@@ -215,6 +220,7 @@ def preset_entries(options, names, modes, settings):
                     paper=paper,
                 )
             )
+    bar.close()
     return entries
 
 
@@ -321,15 +327,24 @@ def _stderr(line):
     print(line, file=sys.stderr)
 
 
-def _time_rows(entries, settings, dtype, peaks, log):
+def _bar(options, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, disable=not options.progress, **kwargs)
+
+
+def _time_rows(entries, settings, dtype, peaks, log, options):
     """Times `entries` interleaved; their rows, with ratios."""
-    rates = throughput.time_interleaved(
-        entries,
-        settings["warmup"],
-        settings["runs"],
-        settings["steps"],
-        settings["batch_size"],
-    )
+    total = len(entries) * (settings["warmup"] + settings["runs"])
+    with _bar(options, total=total, desc="timing", unit="run") as bar:
+        rates = throughput.time_interleaved(
+            entries,
+            settings["warmup"],
+            settings["runs"],
+            settings["steps"],
+            settings["batch_size"],
+            tick=bar.update,
+        )
     rows = []
     for entry, rate in zip(entries, rates, strict=True):
         rows.append(result_row(entry, rate, dtype, peaks, log))
@@ -374,7 +389,7 @@ def run_benchmark(options, log=_stderr):
             f"{settings['warmup']} warm-up, {settings['runs']} interleaved "
             f"runs of {settings['steps']} batches."
         )
-        rows = _time_rows(entries, settings, options.dtype, peaks, log)
+        rows = _time_rows(entries, settings, options.dtype, peaks, log, options)
     backend = throughput.backend()
     for row in rows:
         row.update(

@@ -474,9 +474,11 @@ def test_throughput_benchmark_smoke_writes_valid_json(tmp_path):
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
-def test_run_benchmark_in_process(tmp_path, monkeypatch):
+def test_run_benchmark_in_process(tmp_path, monkeypatch, capfd):
     """The library of tools.benchmark_throughput: the smoke run's rows
-    (a fixed matmul peak instead of the measured one, for speed)."""
+    (a fixed matmul peak instead of the measured one, for speed), with
+    progress bars while the models are built and timed (before: nothing
+    between "Timing ..." and the end, 25 minutes for --paper_table)."""
     import json
 
     import keras
@@ -505,6 +507,10 @@ def test_run_benchmark_in_process(tmp_path, monkeypatch):
     assert report["settings"] == throughput_run.SMOKE_SETTINGS
     assert lines[0].startswith("Timing 2 models on ")
     assert lines[1].startswith("resnet50: ")
+    bars = capfd.readouterr().err
+    assert "building: 100%" in bars and "2/2" in bars
+    # 2 models x (1 warm-up + 2 runs).
+    assert "timing: 100%" in bars and "6/6 [" in bars
     written = (tmp_path / "benchmark.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in written] == rows
     # The mixed_bfloat16 policy of the run is undone.
