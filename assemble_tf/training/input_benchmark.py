@@ -171,7 +171,7 @@ def run_benchmark(options):
     with (
         tqdm(
             total=3 * options.rounds,
-            desc="timing rounds",
+            desc="timing (3 pipelines x rounds)",
             file=sys.stderr,
             disable=not options.progress,
         ) as bar,
