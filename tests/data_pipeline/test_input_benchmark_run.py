@@ -28,6 +28,7 @@ def _options(data_dir, **kwargs):
     )
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_run_benchmark_reports_ratios_and_settings(data_dir):
     options = _options(data_dir, mixup_type=1, autoaugment="v0")
     report = input_benchmark.run_benchmark(options)

@@ -31,6 +31,7 @@ def test_every_preset_builds_tiny_and_runs(name):
     assert np.all(np.isfinite(logits.numpy()))
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_layer_names_are_deterministic_and_hierarchical():
     def all_names(model):
         # The layers inside layers too (an SK unit's padding was named by
@@ -65,6 +66,7 @@ def test_layer_names_are_deterministic_and_hierarchical():
         assert expected in names
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_feature_map_shapes():
     # Full width; one block per stage (two where BigLittleNet needs them):
     # the depth changes no shape.

@@ -157,6 +157,7 @@ def test_saved_model_embedder(tmp_path):
         embed.saved_model_embedder(bare)
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_an_embedding_head_is_what_the_export_serves(tmp_path):
     """A NormSoftmax (retrieval) model: its export's feature_vector is the
     embedding head's output that retrieval embeds from the run (before:
@@ -283,6 +284,7 @@ def _tiny_options(tiny_run, **values):
     return run.RetrievalOptions(**values)
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_evaluate_retrieval_in_process(tiny_run):
     """The library of tools.eval_retrieval: the end-to-end test's numbers."""
     from assemble_tf.retrieval import run
@@ -394,6 +396,7 @@ def test_default_output_folders_keep_weights_files_apart(tmp_path):
     assert out() is None
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     """A truncated JPEG and a text file named .jpg are skipped, counted and
     named, as tools.evaluate skips them; recall is over the other images.

@@ -254,6 +254,7 @@ def test_preset_teacher_on_a_folder_without_metadata(tmp_path):
     assert (out / metadata.LABELS).read_text().count("\n") == CLASSES
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_foreign_serving_default_on_float_images(labelled_data, tmp_path):
     """Without `preprocessed`: a `serving_default` with one float input
     and one output (any name) is the teacher; its `logits` among several
@@ -952,6 +953,7 @@ def test_binary_names_its_own_flags_and_a_file_in_the_way(
     )
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
     labelled_data, tmp_path, monkeypatch
 ):
@@ -1032,6 +1034,7 @@ def test_runs_of_other_patterns_keep_the_class_names(tmp_path):
     ]
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_shards_of_a_rebuilt_input_are_not_kept(tmp_path):
     """Before: a dataset rebuilt with 2 train shards instead of 1 kept the
     old output shard beside the new ones (summary.json: every train image

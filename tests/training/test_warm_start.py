@@ -105,6 +105,7 @@ def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
         warm_start.warm_start_model(other, run_dir, load_head=True)
 
 
+@pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_a_weights_file_of_another_architecture_is_refused(tmp_path):
     """Keras' skip_mismatch skips any layer of another shape: a
     .weights.h5 of another width loaded nothing and the run trained from
