@@ -82,7 +82,8 @@ def summarize(preset, overrides):
         non_trainable_params, gmacs (4 significant digits)}.
 
     Raises:
-        OptionError: an image size below 32 (names `image_size`).
+        OptionError: an image size below 32, or one the preset's layers
+            cannot take (names `image_size`).
     """
     from assemble_tf import presets
     from assemble_tf.models import (
@@ -101,7 +102,20 @@ def summarize(preset, overrides):
             "stride; the benchmarks' lowest size too).",
             value=overrides["image_size"],
         )
-    model = build_model_to_count(preset, **overrides)
+    try:
+        model = build_model_to_count(preset, **overrides)
+    except ValueError as e:
+        if "image size" not in str(e) and "input side" not in str(e):
+            raise
+        # Named as the option to change (before: the layer's message
+        # alone, after "must be at least 32" had passed).
+        raise OptionError(
+            "image_size",
+            "{field}={value} does not fit {preset}: {reason}",
+            value=overrides["image_size"],
+            preset=preset,
+            reason=e,
+        ) from None
     total, trainable, non_trainable = count_params(model)
     return {
         "preset": preset,

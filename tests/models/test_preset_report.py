@@ -41,6 +41,16 @@ def test_summarize_matches_torchvision_resnet50():
         "--image_size=1 must be at least 32 (the network's output stride; "
         "the benchmarks' lowest size too)."
     )
+    # 32 px is too small for BlurPool's 5-tap filters at stride 32: named
+    # as the option to change (before: the layer's message alone).
+    with pytest.raises(OptionError) as error:
+        preset_report.summarize("table3_a1", {"image_size": 32})
+    assert error.value.as_flag().startswith(
+        "--image_size=32 does not fit table3_a1: BlurPool2D "
+    )
+    assert error.value.as_flag().endswith(
+        "Use a larger image size or a smaller filter_size (anti_alias_size)."
+    )
 
 
 def test_preset_table_writes_the_table_files(tmp_path):
