@@ -404,6 +404,19 @@ def run(options, log=None):
         _measured_row(e, per_run, peaks)
         for e, per_run in zip(entries, runs, strict=True)
     ]
+    for row in measured:
+        if row["peak_fraction"] > 1:
+            # As tools.benchmark_throughput says (before: 62 GFLOP/s
+            # against a 23 GFLOP/s peak in a table, without a word).
+            log(
+                f"WARNING: {row['model']} ({row['precision']}): "
+                f"{row['gflops']:.1f} GFLOP/s is {row['peak_fraction']:.2f}x "
+                "the matmul peak measured in this run: its convolutions do "
+                "fewer multiplications than their nominal MACs (e.g. "
+                "Winograd), or the peak was measured low (a busy machine, "
+                "or a small --peak_matmul_size); its peak fraction is no "
+                "measure of efficiency."
+            )
     rows, keras_rows = _rows_vs_keras(measured)
     return {
         "device": device,

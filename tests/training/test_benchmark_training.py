@@ -134,10 +134,22 @@ def test_markdown_has_a_row_per_preset_and_precision(tmp_path):
 
 
 @pytest.mark.slow  # compiles two train steps
-def test_smoke_run_in_process(tmp_path):
+def test_smoke_run_in_process(tmp_path, monkeypatch):
     options = benchmark.smoke_options(presets=("resnet50",))
-    report = benchmark.run(options)
+    # A peak every row beats: each row is named in a warning (before: a
+    # fraction above 1 in the table, without a word).
+    monkeypatch.setattr(
+        benchmark, "matmul_peaks", lambda precisions, size: {"float32": 1e-3}
+    )
+    lines = []
+    report = benchmark.run(options, log=lines.append)
     _check_report(report, ["resnet50"], ["float32"])
+    warnings = [line for line in lines if line.startswith("WARNING: ")]
+    assert [w.split(":")[1].strip() for w in warnings] == [
+        "resnet50 (float32)",
+        "keras_resnet50 (float32)",
+    ]
+    assert all("x the matmul peak measured in this run" in w for w in warnings)
     assert report["settings"]["batch_size"] == 2
     assert report["rows"][0]["image_size"] == 32
     assert report["rows"][0]["recipe"] == "wd 0.0001"
