@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, check_writable_folder
 
 PRESET = "assemble_resnet50"
 # The demo's departures from the assemble_resnet50 recipe, for 64x64 digits
@@ -225,6 +225,8 @@ def run_demo(options, log=_log_to_stderr):
             "{field}={value} must be at least 1.",
             value=options.epochs,
         )
+    # Before: a NotADirectoryError traceback for a file in the way.
+    check_writable_folder("output_dir", options.output_dir)
     data_dir = prepare_data(os.path.abspath(options.output_dir), log)
     config = demo_config(options, data_dir)
     adopt_moved_run(config, log)

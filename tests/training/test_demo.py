@@ -74,6 +74,13 @@ def test_run_demo_names_a_bad_epoch_count(tmp_path):
         demo.run_demo(options)
     assert e.value.as_flag() == "--epochs=0 must be at least 1."
     assert not list(tmp_path.iterdir())
+    # A file in the way: one line (before: a NotADirectoryError traceback
+    # from the dataset step).
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OptionError) as e:
+        demo.run_demo(demo.DemoOptions(output_dir=str(tmp_path / "afile")))
+    assert e.value.as_flag().startswith(f"--output_dir={tmp_path / 'afile'} ")
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 def test_one_epoch_warms_up_for_half_of_it(tmp_path):
