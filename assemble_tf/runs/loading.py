@@ -132,6 +132,24 @@ def resolve(
         FileNotFoundError: no config.json, no such checkpoint or no such
             `weights` file (a `MissingPathError` naming the option).
     """
+    # Options the source ignores (before: accepted; the run's own preset
+    # and the weights file were used).
+    if model_dir and preset:
+        raise OptionError(
+            "preset",
+            "{field}={preset} with {model_dir}: the run's config.json names "
+            "its preset; leave {field} out (it goes with {weights} alone).",
+            ["model_dir", "weights"],
+            preset=preset,
+        )
+    if weights and checkpoint:
+        raise OptionError(
+            "checkpoint",
+            "{field}={value} with {weights}: the weights file is what is "
+            "read, not a checkpoint; leave one of them out.",
+            ["weights"],
+            value=checkpoint,
+        )
     if weights and not os.path.isfile(weights):
         # Before anything reads it (h5py's errno message names no flag).
         raise MissingPathError(
@@ -206,6 +224,21 @@ def _run_config(model_dir, overrides):
     if config.data.data_dir != stored.data.data_dir:
         check_same_classes(
             stored, config.data.data_dir, config.data.label_offset
+        )
+    elif config.data.label_offset != stored.data.label_offset:
+        # The run's own data read with another offset: every class shifted
+        # by the difference (before: evaluated, top-1 0.099 on the demo,
+        # with only the out-of-range records counted).
+        raise OptionError(
+            "label_offset",
+            "{field}={value}: the run was trained on {data_dir}={path} "
+            "with {field}={trained}, and its head's outputs are those "
+            "classes; another offset shifts every label. Leave {field} out "
+            "(it applies to other data, with {data_dir}).",
+            ["data_dir"],
+            value=config.data.label_offset,
+            trained=stored.data.label_offset,
+            path=stored.data.data_dir or stored.data.source,
         )
     return config
 

@@ -196,6 +196,20 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     _check_bfloat16_report(out, tiny_run, tmp_path)
     assert os.path.getsize(out["reliability_png"]) > 1000
+    assert "WARNING: eval_preprocessing" not in result.stderr
+    # Crops three times the run's: said (before: top-1 0.10 of the 32-px
+    # demo at 224 px, without a word).
+    far = testing_utils.run_main(
+        "tools.evaluate",
+        f"--model_dir={config.model_dir}",
+        "--eval_preprocessing=imagenet_96",
+        f"--output_dir={tmp_path / 'far'}",
+    )
+    assert far.returncode == 0, far.stderr[-3000:]
+    assert (
+        "WARNING: eval_preprocessing=imagenet_96 evaluates 96-px crops of a "
+        "model trained on 32-px ones; set eval_preprocessing to imagenet_32"
+    ) in far.stderr
 
 
 def test_evaluate_model_names_the_options():
@@ -392,6 +406,45 @@ def test_an_override_a_runs_model_would_ignore_is_refused(tiny_run):
     assert e.value.as_flag() == (
         "--model_overrides sets cosine_temperature=0.1, which the run "
         "ignores: it applies to classifier=cosine only."
+    )
+
+
+def test_source_options_the_source_ignores_are_refused(tiny_run):
+    """Before: --label_offset on a run's own data shifted every class
+    (top-1 0.099 on the demo, with only out-of-range records counted);
+    --preset beside --model_dir and --checkpoint beside --weights were
+    ignored."""
+    from assemble_tf.runs import loading
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    offset = config.data.label_offset
+    with pytest.raises(OptionError) as e:
+        loading.resolve(
+            model_dir=config.model_dir, data={"label_offset": offset + 1}
+        )
+    assert e.value.as_flag() == (
+        f"--label_offset={offset + 1}: the run was trained on "
+        f"--data_dir={config.data.data_dir} with --label_offset={offset}, "
+        "and its head's outputs are those classes; another offset shifts "
+        "every label. Leave --label_offset out (it applies to other data, "
+        "with --data_dir)."
+    )
+    # The run's own offset, given: fine.
+    loading.resolve(model_dir=config.model_dir, data={"label_offset": offset})
+    with pytest.raises(OptionError) as e:
+        loading.resolve(model_dir=config.model_dir, preset="resnet50")
+    assert e.value.as_flag() == (
+        "--preset=resnet50 with --model_dir: the run's config.json names its "
+        "preset; leave --preset out (it goes with --weights alone)."
+    )
+    with pytest.raises(OptionError) as e:
+        loading.resolve(
+            preset="resnet50", weights="w.weights.h5", checkpoint="best"
+        )
+    assert e.value.as_flag() == (
+        "--checkpoint=best with --weights: the weights file is what is read, "
+        "not a checkpoint; leave one of them out."
     )
 
 
