@@ -92,7 +92,10 @@ def define_model_source_flags(model_overrides=False, flag_values=None):
     flags.DEFINE_integer(
         "num_classes",
         None,
-        hw("Logits of --preset's model (default: the preset's, 1001)."),
+        hw(
+            "Logits of --preset's model (default: from the data's classes "
+            "where the binary reads them, else the preset's 1001)."
+        ),
         lower_bound=1,
         **fv,
     )

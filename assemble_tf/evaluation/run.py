@@ -281,6 +281,10 @@ def write_outputs(result, loaded, precision, out_dir):
         report["agreement_md"] = os.path.join(out_dir, "agreement.md")
         with open(report["agreement_md"], "w") as f:
             f.write(agreement_markdown(result))
+    elif os.path.exists(os.path.join(out_dir, "agreement.md")):
+        # An earlier evaluation's (another checkpoint or precision): it
+        # stayed beside this eval.json as if it were its own.
+        os.remove(os.path.join(out_dir, "agreement.md"))
     with open(report["eval_json"], "w") as f:
         json.dump(dict(report, reliability=rel, per_class=rows), f, indent=1)
     return report

@@ -197,6 +197,16 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     _check_bfloat16_report(out, tiny_run, tmp_path)
     assert os.path.getsize(out["reliability_png"]) > 1000
     assert "WARNING: eval_preprocessing" not in result.stderr
+    assert os.path.isfile(tmp_path / "agreement.md")
+    # float32 alone into the same folder: the bfloat16 run's agreement.md
+    # goes (before: it stayed beside this eval.json as if its own).
+    again = testing_utils.run_main(
+        "tools.evaluate",
+        f"--model_dir={config.model_dir}",
+        f"--output_dir={tmp_path}",
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not os.path.exists(tmp_path / "agreement.md")
     # Crops three times the run's: said (before: top-1 0.10 of the 32-px
     # demo at 224 px, without a word).
     far = testing_utils.run_main(
