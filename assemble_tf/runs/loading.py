@@ -314,5 +314,15 @@ def _preset_config(preset, weights, output_dir, overrides):
             "{field} needs {weights} (or use {model_dir}).",
             ["weights", "model_dir"],
         )
+    data = overrides.get("data", {})
+    if not any(data.get(k) for k in ("data_dir", "source", "synthetic")):
+        # Before: "--data_dir=None is invalid: required unless
+        # --synthetic", a flag the evaluation has not.
+        raise OptionError(
+            "data_dir",
+            "{field} is required with {preset}: the TFRecord folder whose "
+            "validation split is evaluated.",
+            ["preset"],
+        )
     out = output_dir or os.path.dirname(os.path.abspath(weights))
     return config_lib.make_config(out, preset, overrides)

@@ -449,6 +449,12 @@ def test_source_options_the_source_ignores_are_refused(tiny_run):
         "preset; leave --preset out (it goes with --weights alone)."
     )
     with pytest.raises(OptionError) as e:
+        loading.resolve(preset="resnet50", weights=__file__)
+    assert e.value.as_flag() == (  # before: "... required unless --synthetic"
+        "--data_dir is required with --preset: the TFRecord folder whose "
+        "validation split is evaluated."
+    )
+    with pytest.raises(OptionError) as e:
         loading.resolve(
             preset="resnet50", weights="w.weights.h5", checkpoint="best"
         )
