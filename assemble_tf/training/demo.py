@@ -13,7 +13,8 @@ The work of `tools.demo` (`make demo`), in `run_demo`:
 4. writes a reliability diagram and a short report (`report.md`, beside
    the training curves of the run).
 
-About six minutes on 2 cores. Rerunning resumes / reuses what is there.
+About three and a half minutes on 2 cores (README.md). Rerunning resumes /
+reuses what is there.
 
     summary = demo.run_demo(demo.DemoOptions(output_dir="demo_out"))
 """

@@ -261,7 +261,9 @@ def format_summary(summary):
             f"  {split}: {s['images']} images in {s['shards_done']}/"
             f"{s['shards']} shards ({s['shards_resumed']} kept from an "
             f"earlier run), {s['skipped']} skipped, "
-            f"{sum(s['reencoded'].values())} re-encoded as RGB JPEG, "
+            # Of the images stored, by this run or the one that wrote a
+            # kept shard (before: "re-encoded", read as this run's work).
+            f"{sum(s['reencoded'].values())} stored re-encoded as RGB JPEG, "
             f"{min(counts)}..{max(counts)} images per class"
             + ("" if s["complete"] else "  [INCOMPLETE]")
         )
