@@ -77,6 +77,10 @@ def _define_teacher_flags():
         "signature (our exports), else a `serving_default` taking float "
         "mean-subtracted crops and returning `logits` (or one output).",
     )
+    _define_teacher_preprocessing_flag()
+
+
+def _define_teacher_preprocessing_flag():
     flags.DEFINE_string(
         "teacher_preprocessing",
         None,

@@ -132,24 +132,7 @@ def resolve(
         FileNotFoundError: no config.json, no such checkpoint or no such
             `weights` file (a `MissingPathError` naming the option).
     """
-    # Options the source ignores (before: accepted; the run's own preset
-    # and the weights file were used).
-    if model_dir and preset:
-        raise OptionError(
-            "preset",
-            "{field}={preset} with {model_dir}: the run's config.json names "
-            "its preset; leave {field} out (it goes with {weights} alone).",
-            ["model_dir", "weights"],
-            preset=preset,
-        )
-    if weights and checkpoint:
-        raise OptionError(
-            "checkpoint",
-            "{field}={value} with {weights}: the weights file is what is "
-            "read, not a checkpoint; leave one of them out.",
-            ["weights"],
-            value=checkpoint,
-        )
+    _refuse_ignored(model_dir, checkpoint, preset, weights)
     if weights and not os.path.isfile(weights):
         # Before anything reads it (h5py's errno message names no flag).
         raise MissingPathError(
@@ -188,6 +171,27 @@ def resolve(
             config.model_dir, checkpoint or "latest"
         )
     return config, prefix, weights
+
+
+def _refuse_ignored(model_dir, checkpoint, preset, weights):
+    """Refuses source options the source ignores (before: accepted; the
+    run's own preset and the weights file were used)."""
+    if model_dir and preset:
+        raise OptionError(
+            "preset",
+            "{field}={preset} with {model_dir}: the run's config.json names "
+            "its preset; leave {field} out (it goes with {weights} alone).",
+            ["model_dir", "weights"],
+            preset=preset,
+        )
+    if weights and checkpoint:
+        raise OptionError(
+            "checkpoint",
+            "{field}={value} with {weights}: the weights file is what is "
+            "read, not a checkpoint; leave one of them out.",
+            ["weights"],
+            value=checkpoint,
+        )
 
 
 def _run_config(model_dir, overrides):

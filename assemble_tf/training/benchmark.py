@@ -414,7 +414,7 @@ def run(options, log=None):
                 "the matmul peak measured in this run: its convolutions do "
                 "fewer multiplications than their nominal MACs (e.g. "
                 "Winograd), or the peak was measured low (a busy machine, "
-                "or a small --peak_matmul_size); its peak fraction is no "
+                "or a small peak_matmul_size); its peak fraction is no "
                 "measure of efficiency."
             )
     rows, keras_rows = _rows_vs_keras(measured)

@@ -894,14 +894,7 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 kept = False
         identity = input_identity(src)
         known = done.get(name, {})
-        if kept and known.get("input", identity) != identity:
-            # The input shard was rebuilt since (before: its old logits
-            # and images were kept, and counted).
-            bar.write(
-                f"{name}: the input shard changed since it was extracted "
-                "(size or modification time): extracting it again.",
-                file=sys.stderr,
-            )
+        if kept and _input_changed(name, known, identity, bar):
             kept = False
         if kept:
             # Counts of an older run without them: read the input again.
@@ -944,6 +937,20 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
         for label, names in found.items():
             seen.setdefault(label, names)
     return shards, seen
+
+
+def _input_changed(name, known, identity, bar):
+    """Whether shard `name`'s input was rebuilt since its extraction
+    (`known`: its record; before: its old logits and images were kept,
+    and counted); said on `bar`."""
+    if known.get("input", identity) == identity:
+        return False
+    bar.write(
+        f"{name}: the input shard changed since it was extracted (size or "
+        "modification time): extracting it again.",
+        file=sys.stderr,
+    )
+    return True
 
 
 def make_summary(options, teacher, base, num_classes, shards):
