@@ -103,7 +103,6 @@ def test_a_run_of_tools_train_restores_and_warm_starts_by_path():
     run of tools.train failed."""
     from assemble_tf import config as config_lib
     from assemble_tf.runs import models
-    from assemble_tf.runs.warm_start import warm_start_model
 
     config = config_lib.ExperimentConfig.from_json(
         os.path.join(TF_RUN, "config.json")
@@ -112,19 +111,28 @@ def test_a_run_of_tools_train_restores_and_warm_starts_by_path():
     checkpoints.restore_tensorflow_checkpoint(
         model, os.path.join(TF_RUN, "checkpoints", "ckpt-1")
     )
+    _gives_the_runs_logits_and_backbone(model, config, TF_RUN)
+
+
+def _gives_the_runs_logits_and_backbone(model, config, source):
+    """`model` (restored from tests/data/tf_run or its export) gives the
+    run's logits, and a warm start from `source` puts its backbone into a
+    5-class model, as tools.finetune does."""
+    from assemble_tf.runs.warm_start import warm_start_model
+
     with np.load(os.path.join(TF_RUN, "logits.npz")) as data:
         images, want = data["images"], data["logits"]
     np.testing.assert_allclose(
         np.asarray(model(images, training=False)), want, rtol=1e-4, atol=1e-5
     )
-    # The run's backbone into a 5-class model, as tools.finetune does.
     target = build_model(config.model.preset, **config.model.build_overrides(5))
-    warm_start_model(target, TF_RUN, load_head=False)
+    warm_start_model(target, source, load_head=False)
     for name in ("stem_1_conv", "stage4_block1_3_conv"):
         np.testing.assert_array_equal(
             np.asarray(target.get_layer(name).kernel),
             np.asarray(model.get_layer(name).kernel),
         )
+    assert np.asarray(target.get_layer("head_dense").kernel).shape[1] == 5
 
 
 TF_EXPORT = os.path.join(DATA, "tf_export", "1")
@@ -145,16 +153,4 @@ def test_warm_start_from_a_tensorflow_saved_model_under_any_backend():
     )
     model = models.build_run_model(config)
     warm_start_model(model, TF_EXPORT, load_head=True)
-    with np.load(os.path.join(TF_RUN, "logits.npz")) as data:
-        images, want = data["images"], data["logits"]
-    np.testing.assert_allclose(
-        np.asarray(model(images, training=False)), want, rtol=1e-4, atol=1e-5
-    )
-    target = build_model(config.model.preset, **config.model.build_overrides(5))
-    warm_start_model(target, TF_EXPORT, load_head=False)
-    for name in ("stem_1_conv", "stage4_block1_3_conv"):
-        np.testing.assert_array_equal(
-            np.asarray(target.get_layer(name).kernel),
-            np.asarray(model.get_layer(name).kernel),
-        )
-    assert np.asarray(target.get_layer("head_dense").kernel).shape[1] == 5
+    _gives_the_runs_logits_and_backbone(model, config, TF_EXPORT)
