@@ -722,16 +722,19 @@ def _stale(options, others):
     input shard is gone or has changed since: removed with `overwrite`,
     else refused (before: kept and counted, so a dataset rebuilt with 3
     train shards instead of 2 trained on every image twice)."""
-    stale = []
+    reasons = {}
     for name, counts in others.items():
         src = os.path.join(options.input_dir, name)
         if not tf.io.gfile.exists(src):
-            stale.append(f"{name} (its input shard is gone)")
-        elif counts.get("input", input_identity(src)) != input_identity(src):
-            stale.append(f"{name} (its input shard changed)")
-    if not stale:
+            reasons[name] = "its input shard is gone"
+            continue
+        identity = input_identity(src)
+        if counts.get("input", identity) != identity:
+            reasons[name] = "its input shard changed"
+    if not reasons:
         return []
-    names = [entry.split(" ")[0] for entry in stale]
+    names = list(reasons)
+    stale = [f"{name} ({why})" for name, why in reasons.items()]
     if options.overwrite:
         for name in names:
             _remove(os.path.join(options.output_dir, name))
