@@ -125,6 +125,15 @@ def wait(out):
         tf.reshape(out, [-1])[0].numpy()
 
 
+# Why a row can measure above the matmul peak of its run; said by both
+# benchmarks beside such a row.
+ABOVE_PEAK = (
+    "its convolutions do fewer multiplications than their nominal MACs "
+    "(e.g. Winograd), or the peak was measured low (a busy machine); its "
+    "peak fraction is no measure of efficiency."
+)
+
+
 def time_interleaved_runs(
     entries, warmup, runs, steps, batch_size, tick=lambda: None
 ):

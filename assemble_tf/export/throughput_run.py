@@ -300,12 +300,7 @@ def result_row(entry, rate, dtype, peaks, log=None):
         )
     note = None
     if fraction > 1:
-        note = (
-            f"{beyond}: its convolutions do fewer multiplications than "
-            "their nominal MACs (e.g. Winograd), or the peak was measured "
-            "low (a busy machine); its peak fraction is no measure of "
-            "efficiency."
-        )
+        note = f"{beyond}: {throughput.ABOVE_PEAK}"
         if log is not None:
             log(f"WARNING: {note}")
     return {

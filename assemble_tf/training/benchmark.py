@@ -411,11 +411,7 @@ def run(options, log=None):
             log(
                 f"WARNING: {row['model']} ({row['precision']}): "
                 f"{row['gflops']:.1f} GFLOP/s is {row['peak_fraction']:.2f}x "
-                "the matmul peak measured in this run: its convolutions do "
-                "fewer multiplications than their nominal MACs (e.g. "
-                "Winograd), or the peak was measured low (a busy machine, "
-                "or a small peak_matmul_size); its peak fraction is no "
-                "measure of efficiency."
+                f"the matmul peak measured in this run: {throughput.ABOVE_PEAK}"
             )
     rows, keras_rows = _rows_vs_keras(measured)
     return {
