@@ -84,6 +84,12 @@ TABLE = (
         "--steps given explicitly are kept.",
     ),
     ("string", "output_dir", None, "Where JSON, markdown, PNG go."),
+    (
+        "bool",
+        "overwrite",
+        False,
+        "Replace the report of an earlier run in --output_dir.",
+    ),
     ("bool", "progress", True, "Progress bars on stderr (building, timing)."),
 )
 

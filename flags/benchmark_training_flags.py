@@ -67,6 +67,12 @@ TABLE = (
     ("string", "output_dir", None, "Where the JSON, markdown and PNG go."),
     (
         "bool",
+        "overwrite",
+        False,
+        "Replace the report of an earlier run in --output_dir.",
+    ),
+    (
+        "bool",
         "smoke",
         False,
         "Tiny run for tests: our models at base_width 8, Keras' ResNet50 "

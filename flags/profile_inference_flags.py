@@ -40,6 +40,12 @@ TABLE = (
         {"lower_bound": 1},
     ),
     ("string", "output_dir", None, "Where profile.json, .md and .png go."),
+    (
+        "bool",
+        "overwrite",
+        False,
+        "Replace the profile of an earlier run in --output_dir.",
+    ),
 )
 
 

@@ -2,7 +2,7 @@ r"""Inference throughput of presets, as ratios measured in one run.
 
     python -m tools.benchmark_throughput --preset=assemble_resnet50 \
         --compare=keras_resnet50 --output_dir=bench_out
-    python -m tools.benchmark_throughput --paper_table --output_dir=bench_out
+    python -m tools.benchmark_throughput --paper_table --output_dir=bench_paper
 
 Lee et al. 2020 (https://arxiv.org/abs/2001.06268) report images/s on one
 Tesla P40, FP32, batch 64. Absolute numbers depend on the machine, so this

@@ -2,7 +2,7 @@ r"""Training images/s of presets, as ratios to Keras' ResNet50.
 
     python -m tools.benchmark_training \
         --presets=resnet50,assemble_resnet50 \
-        --precisions=float32,mixed_bfloat16 --output_dir=bench_out
+        --precisions=float32,mixed_bfloat16 --output_dir=bench_train
 
 Times our `Trainer`'s compiled step (uint8 batches normalized and mixed on
 the device, the preset's recipe: Mixup, label smoothing, KD, weight decay,
@@ -68,6 +68,7 @@ def main(argv):
         print(line, file=sys.stderr, flush=True)
 
     validation.check_creatable(FLAGS, folders=["output_dir"])  # before
+    validation.check_replaceable(FLAGS, benchmark.OUTPUT_FILES)  # the work
     report = benchmark.run(options, log=log)
     for r in report["rows"]:
         log(

@@ -34,6 +34,7 @@ from official.utils.misc.validation import (
     check_at_least,
     check_choices,
     check_creatable,
+    check_replaceable,
 )
 
 # Layer class name -> family (first match wins; other layers: "other").
@@ -73,6 +74,7 @@ class ProfileOptions:
         steps: traced batches (the report is per batch).
         model_overrides: `build_model` overrides (tiny models in tests).
         output_dir: where profile.json, .md and .png go (None: none).
+        overwrite: replace an earlier profile in `output_dir`.
     """
 
     preset: str = "assemble_resnet50"
@@ -83,6 +85,7 @@ class ProfileOptions:
     steps: int = 3
     model_overrides: dict | None = None
     output_dir: str | None = None
+    overwrite: bool = False
 
     def validate(self):
         """Raises `OptionError` naming a bad field."""
@@ -101,6 +104,7 @@ class ProfileOptions:
                 value=self.mode,
             )
         check_creatable(self, folders=["output_dir"])
+        check_replaceable(self, (PROFILE_JSON, PROFILE_MD, PROFILE_PNG))
         check_at_least(
             self, {"batch_size": 1, "warmup": 1, "steps": 1, "image_size": 32}
         )

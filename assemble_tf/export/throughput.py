@@ -300,15 +300,19 @@ def add_ratios(rows):
     return rows
 
 
+OUTPUT_FILES = ("benchmark.jsonl", "benchmark.md", "benchmark.png")
+
+
 def write_outputs(rows, out_dir):
-    """benchmark.jsonl, benchmark.md and benchmark.png in `out_dir`."""
+    """`OUTPUT_FILES` in `out_dir`: the rows, their table and plot."""
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "benchmark.jsonl"), "w") as f:
+    jsonl, md, png = (os.path.join(out_dir, n) for n in OUTPUT_FILES)
+    with open(jsonl, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
-    with open(os.path.join(out_dir, "benchmark.md"), "w") as f:
+    with open(md, "w") as f:
         f.write(markdown_table(rows))
-    _plot(rows, os.path.join(out_dir, "benchmark.png"))
+    _plot(rows, png)
 
 
 MARKDOWN_COLUMNS = (

@@ -25,6 +25,7 @@ from official.utils.misc.validation import (
     check_choices,
     check_creatable,
     check_distinct,
+    check_replaceable,
 )
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -65,6 +66,7 @@ class ThroughputOptions:
             stage), sizes and 2 iterations (tests, CI); timing settings
             given explicitly are kept.
         output_dir: where benchmark.jsonl, .md and .png go (None: none).
+        overwrite: replace an earlier report in `output_dir`.
         progress: progress bars on stderr while the models are built and
             timed (a paper table takes minutes of each).
     """
@@ -83,6 +85,7 @@ class ThroughputOptions:
     paper_table: bool = False
     smoke: bool = False
     output_dir: str | None = None
+    overwrite: bool = False
     progress: bool = True
 
 
@@ -122,6 +125,7 @@ def _check_values(options):
     check_distinct(options, ("modes", "preset"))
     # Before the timing (it failed after it, on writing).
     check_creatable(options, folders=["output_dir"])
+    check_replaceable(options, throughput.OUTPUT_FILES)
 
 
 def validate(options):

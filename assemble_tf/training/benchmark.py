@@ -599,12 +599,14 @@ def markdown_table(report):
     return "\n".join(lines) + "\n"
 
 
+OUTPUT_FILES = tuple(f"benchmark_training.{e}" for e in ("json", "md", "png"))
+
+
 def write_outputs(report, out_dir):
-    """benchmark_training.json, .md and .png in `out_dir`; returns paths."""
+    """`OUTPUT_FILES` in `out_dir`; returns {extension: path}."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {
-        ext: os.path.join(out_dir, f"benchmark_training.{ext}")
-        for ext in ("json", "md", "png")
+        n.rsplit(".", 1)[1]: os.path.join(out_dir, n) for n in OUTPUT_FILES
     }
     with open(paths["json"], "w") as f:
         json.dump(report, f, indent=1)

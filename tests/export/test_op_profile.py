@@ -1,6 +1,7 @@
 """The per-operator inference profile (`assemble_tf.export.op_profile`,
 `tools.profile_inference`)."""
 
+import dataclasses
 import json
 import os
 
@@ -86,6 +87,13 @@ def test_tiny_assemble_profile_attributes_every_family(tmp_path):
     md = open(tmp_path / "profile.md").read()
     assert "| SK attention and sum |" in md
     assert os.path.getsize(tmp_path / "profile.png") > 1000
+    # Another profile into the folder: refused unless --overwrite.
+    again = op_profile.ProfileOptions(
+        preset="resnet50", output_dir=str(tmp_path)
+    )
+    with pytest.raises(FileExistsError, match="profile.json, profile.md"):
+        again.validate()
+    dataclasses.replace(again, overwrite=True).validate()
 
 
 @pytest.mark.slow  # over 2 s on 2 cores

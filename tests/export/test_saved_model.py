@@ -515,6 +515,18 @@ def test_run_benchmark_in_process(tmp_path, monkeypatch, capfd):
     assert [json.loads(line) for line in written] == rows
     # The mixed_bfloat16 policy of the run is undone.
     assert keras.config.dtype_policy().name == "float32"
+    # A rerun into the folder is refused before any timing (before: the
+    # figures were replaced silently); --overwrite replaces them.
+    with pytest.raises(FileExistsError, match="overwrite") as refused:
+        throughput_run.run_benchmark(options, log=lines.append)
+    assert refused.value.field == "output_dir"
+    assert str(refused.value) == (
+        f"`output_dir`={tmp_path} holds benchmark.jsonl, benchmark.md, "
+        "benchmark.png of an earlier run; pass `overwrite` to replace them, "
+        "or name another folder."
+    )
+    replace = dataclasses.replace(options, overwrite=True)
+    assert throughput_run.validate(replace) == ["plain"]
 
 
 def test_smoke_keeps_the_timing_settings_given():

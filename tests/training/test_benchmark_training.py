@@ -187,6 +187,21 @@ def test_binary_smoke_writes_json_markdown_and_png(tmp_path):
         ("table7_e8", "mixed_bfloat16")
     ]
     assert "ours / Keras = " in result.stderr
+    # A rerun into the folder: refused before any timing (before: the
+    # earlier figures were replaced without a word), then --overwrite.
+    again = testing_utils.run_main(
+        "tools.benchmark_training",
+        "--smoke",
+        "--presets=resnet50",
+        f"--output_dir={tmp_path}",
+    )
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert testing_utils.error_line(again) == (
+        f"ERROR: --output_dir={tmp_path} holds benchmark_training.json, "
+        "benchmark_training.md, benchmark_training.png of an earlier run; "
+        "pass --overwrite to replace them, or name another folder."
+    )
+    assert json.load(open(tmp_path / "benchmark_training.json")) == report
 
 
 NO_TENSORFLOW = """

@@ -240,6 +240,37 @@ def check_creatable_path(field, path, folder=True):
         )
 
 
+def check_replaceable(options, names, field="output_dir"):
+    """Refuses an output folder that holds any of `names` (an earlier
+    run's report) unless `options.overwrite`: a benchmark's figures are
+    measurements, and a rerun into the same folder replaced them without
+    a word. Checked before the work.
+
+    Args:
+        options: an object with `field` and `overwrite` attributes.
+        names: the files the job writes into the folder.
+        field: the attribute naming the folder (None or empty passes).
+
+    Raises:
+        PathExistsError: naming `field`, the files and `overwrite`.
+    """
+    import os
+
+    folder = getattr(options, field)
+    if not folder or options.overwrite:
+        return
+    found = [n for n in names if os.path.exists(os.path.join(folder, n))]
+    if found:
+        raise PathExistsError(
+            field,
+            "{field}={folder} holds {found} of an earlier run; pass "
+            "{overwrite} to replace them, or name another folder.",
+            ["overwrite"],
+            folder=folder,
+            found=", ".join(found),
+        )
+
+
 def check_writable_folder(field, path, given=True):
     """`check_creatable_path` of a folder, and the folder (or the nearest
     one that exists) writable: a read-only disk is named before a job's
