@@ -794,10 +794,15 @@ def synthetic_train_examples(config):
     return config.data.num_train_examples or 10 * config.train.batch_size
 
 
-def make_config(model_dir, preset, overrides=None):
-    """Preset defaults, then `overrides` ({group: {field: value}}), then
-    validation, then what the data says (`_read_data`, the one step that
-    reads the disk).
+def make_config(model_dir, preset, overrides=None, recipe=None):
+    """Preset defaults, then a fine-tuning `recipe`'s, then `overrides`
+    ({group: {field: value}} each), then validation, then what the data
+    says (`_read_data`, the one step that reads the disk).
+
+    An option that the others make do nothing is refused where
+    `overrides` gives it, and reset to its default where the preset or
+    the recipe does (e.g. the recipe's Mixup alpha once Mixup is turned
+    off; `refuse_ignored_options`).
 
     A TFRecord `data_dir` whose summary.json / labels.txt states its
     classes sets `num_classes` (the head must fit the labels); an explicit
@@ -814,7 +819,7 @@ def make_config(model_dir, preset, overrides=None):
     for name, values in preset_defaults(preset).items():
         groups[name].update(values)
     groups["model"]["preset"] = preset
-    for name, values in (overrides or {}).items():
+    for name, values in [*(recipe or {}).items(), *(overrides or {}).items()]:
         if name not in GROUPS:
             raise ValueError(f"Unknown config group {name!r}")
         groups[name].update(values)
@@ -840,19 +845,23 @@ def make_config(model_dir, preset, overrides=None):
     try:
         validate(config)
     except OptionError as e:
-        raise _noted_if_the_presets(e, preset, overrides) from None
+        # A fine-tuning recipe's value is not the preset's.
+        named = [*(recipe or {}).values(), *(overrides or {}).values()]
+        raise _noted_if_the_presets(e, preset, named) from None
     _refuse_a_run_in_the_data(config)
-    refuse_ignored_options(config)
+    refuse_ignored_options(config, overrides or {})
+    config = without_ignored_options(config)  # the preset's or recipe's
     if config.data.source and not config.data.synthetic:
         return _read_source(config, set(given))
     return _read_data(config, "num_classes" in given)
 
 
-def _noted_if_the_presets(error, preset, overrides):
+def _noted_if_the_presets(error, preset, named):
     """`error`, saying so where its field's value is the preset recipe's
-    and not given (before: "--warmup_epochs=5.0 is invalid: must be <
+    and not among `named` ({field: value} dicts given or of another
+    recipe; before: "--warmup_epochs=5.0 is invalid: must be <
     --epochs=2.0" for a user who set --epochs=2 only)."""
-    given = {f for values in (overrides or {}).values() for f in values}
+    given = {f for values in named for f in values}
     recipe = {f for values in preset_defaults(preset).values() for f in values}
     if error.field in given or error.field not in recipe:
         return error
@@ -942,7 +951,8 @@ def _read_source(config, given):
 def ignored_options(config):
     """[(group, field, value, allowed, other)] of the options that the
     config's other options make do nothing (e.g. `tpu` with another
-    strategy)."""
+    strategy); `other` names the option that ignores it (a tuple: and the
+    others `allowed` names)."""
     model, rt = config.model, config.runtime
     preset = presets.get(model.preset)
     classifier = model.classifier or preset.model.get("classifier", "dense")
@@ -980,21 +990,116 @@ def ignored_options(config):
                 "distribution_strategy",
             )
         )
+    found += _ignored_data_options(config.data)
+    found += _ignored_recipe_options(config.augment, config.train)
     return found
 
 
-def refuse_ignored_options(config):
-    """Options that a new run's other options make do nothing (before:
-    accepted and ignored, e.g. `tpu` with another strategy trained on one
-    device). Checked for new configs only: a stored config.json that holds
-    them still loads (its run trained without them), and resumes compare
-    without them (`without_ignored_options`).
+def _changed(values, name):
+    """Whether field `name` of the group `values` differs from its
+    default (a value given, or a preset's)."""
+    field = next(f for f in dataclasses.fields(values) if f.name == name)
+    return getattr(values, name) != field.default
+
+
+def _ignored_data_options(data):
+    """`ignored_options` of the data group: TFRecord options with a tfds or
+    folder `source`, a `data_dir` of synthetic data (before: each trained
+    without a word; `label_offset` shifted a folder's labels, dropping its
+    first class as out of range)."""
+    found = []
+    if data.source:
+        tfrecords = "applies to TFRecords ({data_dir}) only, not to {source}"
+        why = ("source", "data_dir")
+        for name in ("train_pattern", "validation_pattern", "use_bboxes"):
+            if _changed(data, name):
+                value = getattr(data, name)
+                found.append(("data", name, value, tfrecords, why))
+        if data.label_offset:
+            found.append(
+                (
+                    "data",
+                    "label_offset",
+                    data.label_offset,
+                    tfrecords + ", whose labels start at 0",
+                    why,
+                )
+            )
+    if data.synthetic and data.data_dir:
+        found.append(
+            (
+                "data",
+                "data_dir",
+                data.data_dir,
+                "not read with {synthetic} (random images): leave one out",
+                "synthetic",
+            )
+        )
+    return found
+
+
+def _ignored_recipe_options(augment, train):
+    """`ignored_options` of options whose feature another option turns
+    off: Mixup's alpha without Mixup, RandAugment's magnitude without its
+    layers, warm-start options without a warm start."""
+    found = []
+    if not augment.mixup_type and _changed(augment, "mixup_alpha"):
+        found.append(
+            (
+                "augment",
+                "mixup_alpha",
+                augment.mixup_alpha,
+                "applies to {mixup_type}=1 or 2 only (here 0: no Mixup)",
+                "mixup_type",
+            )
+        )
+    if not augment.randaugment_layers and _changed(
+        augment, "randaugment_magnitude"
+    ):
+        found.append(
+            (
+                "augment",
+                "randaugment_magnitude",
+                augment.randaugment_magnitude,
+                "applies to {randaugment_layers} > 0 only (here 0: no "
+                "RandAugment)",
+                "randaugment_layers",
+            )
+        )
+    if not train.warm_start:
+        for name in ("warm_start_head", "warm_start_bn_stats"):
+            if _changed(train, name):
+                found.append(
+                    (
+                        "train",
+                        name,
+                        getattr(train, name),
+                        "applies with {warm_start} only",
+                        "warm_start",
+                    )
+                )
+    return found
+
+
+def refuse_ignored_options(config, given):
+    """Options given that a new run's other options make do nothing
+    (before: accepted and ignored, e.g. `tpu` with another strategy
+    trained on one device). Checked for new configs only: a stored
+    config.json that holds them still loads (its run trained without
+    them), and resumes compare without them (`without_ignored_options`).
+
+    Args:
+        config: the new run's `ExperimentConfig`.
+        given: {group: {field: value}} the user set (others come from
+            the preset or a recipe, and are reset instead).
 
     Raises:
         OptionError: naming the ignored option and the one that ignores it.
     """
-    for _, field, value, allowed, other in ignored_options(config):
-        raise invalid(field, value, allowed, others=(other,))
+    for group, field, value, allowed, other in ignored_options(config):
+        if field in given.get(group, {}):
+            others = other if isinstance(other, tuple) else (other,)
+            raise invalid(field, value, allowed, others=others)
 
 
 def without_ignored_options(config):

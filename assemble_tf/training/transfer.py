@@ -95,21 +95,20 @@ def resolve(request, dry_run=False):
     preset, source, warnings = _apply_recipe(request, name, recipe)
     retrieval = request.retrieval or bool(recipe and recipe.retrieval)
     data, info = dataset_options(request, source, retrieval, dry_run=dry_run)
-    overrides = dict(recipe.overrides) if recipe else {}
-    overrides["data"] = {**overrides.get("data", {}), **data}
-    for group, values in request.overrides.items():
-        overrides[group] = {**overrides.get(group, {}), **values}
-    model = overrides.get("model", {})
-    if model.get("classifier") == "dense" and "cosine_temperature" not in (
-        request.overrides.get("model", {})
-    ):
-        # The recipe's temperature goes with its cosine head, which the
-        # request replaced.
-        model.pop("cosine_temperature", None)
+    # The recipe's values are reset where the request turns their
+    # feature off (its cosine temperature with a dense head, its BN
+    # statistics option without a warm start); the request's are refused.
+    overrides = dict(request.overrides)
+    overrides["data"] = {**data, **overrides.get("data", {})}
     if not request.model_dir and not dry_run:
         raise OptionError("model_dir", "{field} is required (the run folder).")
     _check_class_count(request, info, overrides["data"])
-    config = config_lib.make_config(request.model_dir, preset, overrides)
+    config = config_lib.make_config(
+        request.model_dir,
+        preset,
+        overrides,
+        recipe=recipe.overrides if recipe else None,
+    )
     resuming = os.path.isfile(
         os.path.join(request.model_dir or "", "config.json")
     )

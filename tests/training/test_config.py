@@ -413,6 +413,77 @@ def test_runtime_options_of_another_strategy_are_refused(tmp_path):
     assert cfg.runtime.num_gpus == 0
 
 
+SOURCE = {"source": "/data/flowers"}  # refused before it is read
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"data": {**SOURCE, "train_pattern": "zzz-*"}},
+            "--train_pattern='zzz-*' is invalid: applies to TFRecords "
+            "(--data_dir) only, not to --source.",
+        ),
+        (
+            {"data": {**SOURCE, "use_bboxes": True}},
+            "--use_bboxes=True is invalid: applies to TFRecords (--data_dir) "
+            "only, not to --source.",
+        ),
+        (
+            {"data": {**SOURCE, "label_offset": 1}},
+            "--label_offset=1 is invalid: applies to TFRecords (--data_dir) "
+            "only, not to --source, whose labels start at 0.",
+        ),
+        (
+            {"data": {"synthetic": True, "data_dir": "/data/records"}},
+            "--data_dir='/data/records' is invalid: not read with "
+            "--synthetic (random images): leave one out.",
+        ),
+        (
+            {"data": {"synthetic": True}, "augment": {"mixup_alpha": 0.7}},
+            "--mixup_alpha=0.7 is invalid: applies to --mixup_type=1 or 2 "
+            "only (here 0: no Mixup).",
+        ),
+        (
+            {
+                "data": {"synthetic": True},
+                "augment": {"randaugment_magnitude": 5},
+            },
+            "--randaugment_magnitude=5 is invalid: applies to "
+            "--randaugment_layers > 0 only (here 0: no RandAugment).",
+        ),
+        (
+            {"data": {"synthetic": True}, "train": {"warm_start_head": True}},
+            "--warm_start_head=True is invalid: applies with --warm_start "
+            "only.",
+        ),
+    ],
+)
+def test_an_option_that_others_make_do_nothing_is_refused(
+    tmp_path, overrides, message
+):
+    """Before: each trained without a word (`label_offset` with a folder
+    shifted its labels: its first class was skipped as out of range and
+    the second trained as logit 0)."""
+    with testing_utils.raises_flag_error(re.escape(message)):
+        config_lib.make_config(str(tmp_path / "run"), "resnet50", overrides)
+
+
+def test_a_recipe_option_another_turns_off_is_reset_not_refused(tmp_path):
+    """Mixup off on a (fine-tuning) recipe that sets Mixup's alpha: the
+    recipe's alpha is reset to the default (it does nothing), not refused
+    as if given."""
+    cfg = config_lib.make_config(
+        str(tmp_path / "run"),
+        "resnet50",
+        {"data": {"synthetic": True}, "augment": {"mixup_type": 0}},
+        recipe={"augment": {"mixup_type": 1, "mixup_alpha": 0.4}},
+    )
+    assert cfg.augment.mixup_type == 0
+    default = config_lib.AugmentConfig.__dataclass_fields__["mixup_alpha"]
+    assert cfg.augment.mixup_alpha == default.default == 0.2
+
+
 def test_a_cosine_temperature_needs_the_cosine_head(tmp_path):
     """Before: ignored by the dense head without a word."""
     data = {"synthetic": True}

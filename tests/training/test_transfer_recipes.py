@@ -105,6 +105,27 @@ def test_a_retrieval_row_with_a_dense_head_drops_the_cosine_temperature():
         )
 
 
+def test_a_recipe_option_without_its_feature_is_reset_a_given_one_refused():
+    """The recipe's `warm_start_bn_stats=False` without a warm start, its
+    Mixup alpha with Mixup off: reset to the defaults, as the options do
+    nothing; the same options given on the command line are refused
+    (before: accepted and ignored)."""
+    config, _, _ = _resolve("--recipe=retrieval_s3")
+    assert config.train.warm_start is None
+    assert config.train.warm_start_bn_stats  # the default, not the recipe's
+    warm, _, _ = _resolve("--recipe=retrieval_s3", "--warm_start=/r")
+    assert not warm.train.warm_start_bn_stats  # the recipe's
+    with testing_utils.raises_flag_error(
+        "--warm_start_bn_stats=False is invalid: applies with --warm_start "
+        "only."
+    ):
+        _resolve("--recipe=retrieval_s3", "--nowarm_start_bn_stats")
+    with testing_utils.raises_flag_error(
+        "--mixup_alpha=0.4 is invalid: applies to --mixup_type=1 or 2 only"
+    ):
+        _resolve("--recipe=vanilla", "--source=food101", "--mixup_alpha=0.4")
+
+
 def test_the_rows_are_the_papers():
     named = {n for n in recipes.RECIPES if n.startswith(("table8", "retr"))}
     named |= {n for n in recipes.RECIPES if n.startswith("assemble_ir50")}
@@ -115,7 +136,8 @@ def test_the_rows_are_the_papers():
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_row_resolves_to_its_backbone_and_regularizers(name):
     preset, regs, dataset, metric, figure = ROWS[name]
-    config, recipe, result = _resolve(f"--recipe={name}")
+    # (warm started: the recipe's BN option applies to a warm start only)
+    config, recipe, result = _resolve(f"--recipe={name}", "--warm_start=/r")
     m, d, a, t = config.model, config.data, config.augment, config.train
     assert m.preset == preset and d.source == dataset
     paper = {metric: figure}
