@@ -46,9 +46,12 @@ def find_checkpoint(model_dir, which="latest"):
     """A run's checkpoint prefix: "latest", "best" or an explicit prefix."""
     if which == "latest":
         ckpt_dir = os.path.join(model_dir, "checkpoints")
-        found = latest_keras_checkpoint(
-            ckpt_dir
-        ) or _tf().train.latest_checkpoint(ckpt_dir)
+        tf_format = tf_checkpoints(ckpt_dir)  # without its state file too
+        found = (
+            latest_keras_checkpoint(ckpt_dir)
+            or _tf().train.latest_checkpoint(ckpt_dir)
+            or (tf_format[-1][1] if tf_format else None)
+        )
     elif which == "best":
         entries = BestKeeper(model_dir, 0).entries
         found = entries[0]["prefix"] if entries else None
@@ -411,6 +414,20 @@ def _keras_checkpoints(directory):
         )
         prefix = path[: -len(KERAS_STATE)]
         if match and os.path.isfile(prefix + KERAS_WEIGHTS):
+            found.append((int(match.group(1)), prefix))
+    return sorted(found)
+
+
+def tf_checkpoints(directory):
+    """[(number, prefix)] of the TensorFlow-format checkpoints in
+    `directory` whose index is there, by number: found from the files, as
+    `_keras_checkpoints` (the `checkpoint` state file may be gone, or
+    list a newest one whose files are)."""
+    found = []
+    for path in glob.glob(os.path.join(directory, "ckpt-*.index")):
+        prefix = path[: -len(".index")]
+        match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
+        if match:
             found.append((int(match.group(1)), prefix))
     return sorted(found)
 

@@ -275,6 +275,13 @@ class TFStep:
         """
         listed = self.manager.checkpoints
         if not listed:
+            # The state file is gone (deleted, or not copied with the
+            # run): the newest checkpoint in the folder (before: the run
+            # trained over them from the start). Those stay unlisted: the
+            # manager prunes the ones it saves from here.
+            found = checkpoints.tf_checkpoints(self.manager.directory)
+            listed = [found[-1][1]] if found else []
+        if not listed:
             return None
         present = [p for p in listed if tf.io.gfile.exists(p + ".index")]
         if not present:

@@ -80,11 +80,14 @@ def to_host(*values):
 
 def _other_format_checkpoint(model_dir, backend):
     """A checkpoint of the other backend's format in `model_dir`, or None."""
-    import tensorflow as tf
 
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     if backend == "jax":
-        return tf.train.latest_checkpoint(ckpt_dir)
+        # From the files: the state file may list a newest checkpoint
+        # whose files were deleted (tf.train.latest_checkpoint said None,
+        # and the run trained over the older ones from the start).
+        found = checkpoints.tf_checkpoints(ckpt_dir)
+        return found[-1][1] if found else None
     return checkpoints.latest_keras_checkpoint(ckpt_dir)
 
 
@@ -214,7 +217,13 @@ class Trainer:
             raise _damaged_checkpoint(latest, e) from None
         except checkpoints.tf_errors() as e:
             raise _damaged_checkpoint(latest, e) from None
-        if restored and restored != latest:
+        if restored and not latest:
+            self.log(
+                f"WARNING: {self.backend.checkpoint_dir}/checkpoint listed "
+                "no checkpoint (deleted, or not copied with the run); "
+                f"resumed from {restored}, the newest in the folder."
+            )
+        elif restored and restored != latest:
             self.log(
                 f"WARNING: {latest}, the newest checkpoint listed, has no "
                 f"files; resumed from {restored}, the newest that has."
@@ -235,7 +244,31 @@ class Trainer:
                 )
             self._reopen_cut_epoch()
             return True
+        self._refuse_a_start_over_a_run()
         return False
+
+    def _refuse_a_start_over_a_run(self):
+        """Refuses to train from the start in a `model_dir` whose history
+        has epochs but no checkpoint resumes (before: it trained from
+        epoch 1 and wrote its checkpoints, history and best/ over the
+        earlier run's, without a word).
+
+        Raises:
+            OptionError: naming `model_dir`, the epochs and the fixes.
+        """
+        history = checkpoints.load_history(self.config.model_dir)
+        if not history:
+            return
+        raise OptionError(
+            "model_dir",
+            "{field}={path} holds a run of {epochs} epoch(s) (history.json) "
+            "but no checkpoint to resume from in {folder}: restore its "
+            "checkpoints from a copy to resume, or pass a new {field} to "
+            "train from the start.",
+            path=self.config.model_dir,
+            epochs=len(history),
+            folder=self.backend.checkpoint_dir,
+        )
 
     def _reopen_cut_epoch(self):
         """Continues the epoch `max_steps` cut short. That run ended with

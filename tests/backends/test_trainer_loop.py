@@ -128,6 +128,20 @@ def _resumes_of_a_damaged_run(run):
         )
         return out, logged
 
+    # No checkpoint at all beside a history of epochs: refused (before:
+    # trained from epoch 1 over the run's history and best/).
+    gone = run.parent / "no_checkpoints"
+    shutil.copytree(run, gone)
+    shutil.rmtree(gone / "checkpoints")
+    t, _ = trainer(gone)
+    with pytest.raises(ValueError) as error:
+        t.prepare()
+    assert str(error.value) == (
+        f"`model_dir`={gone} holds a run of 2 epoch(s) (history.json) but "
+        f"no checkpoint to resume from in {gone / 'checkpoints'}: restore "
+        "its checkpoints from a copy to resume, or pass a new `model_dir` "
+        "to train from the start."
+    )
     copy = run.parent / "damaged"
     shutil.copytree(run, copy)
     ckpts = copy / "checkpoints"
@@ -157,6 +171,18 @@ def _resumes_of_a_damaged_run(run):
         assert logged == [
             f"WARNING: {newest}, the newest checkpoint listed, has no "
             f"files; resumed from {ckpts / 'ckpt-1'}, the newest that has.",
+            resumed,
+        ]
+        # The `checkpoint` state file deleted (or not copied with the
+        # run): resumed from the files (before: trained from the start
+        # over them).
+        os.remove(ckpts / "checkpoint")
+        t, logged = trainer(copy)
+        t.prepare()
+        assert t.step == 4 and logged == [
+            f"WARNING: {ckpts}/checkpoint listed no checkpoint (deleted, or "
+            f"not copied with the run); resumed from {ckpts / 'ckpt-1'}, the "
+            "newest in the folder.",
             resumed,
         ]
     else:
@@ -643,3 +669,33 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
         "train_images_per_sec); delete "
         f"{preempted} to resume from the last epoch checkpoint instead."
     )
+
+
+def test_a_tensorflow_run_is_found_without_its_newest_files(tmp_path):
+    """Under JAX, a TensorFlow run whose `checkpoint` state file lists a
+    newest checkpoint whose files were deleted is still the other backend's
+    run (before: `tf.train.latest_checkpoint` said None, and the JAX run
+    trained from epoch 1 into the folder, replacing its history)."""
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    for n in (8, 9):
+        (ckpts / f"ckpt-{n}.index").write_bytes(b"")
+        (ckpts / f"ckpt-{n}.data-00000-of-00001").write_bytes(b"")
+    (ckpts / "ckpt-10.tmp.index").write_bytes(b"")  # not a checkpoint
+    (ckpts / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-10"\n'
+        'all_model_checkpoint_paths: "ckpt-10"\n'
+    )
+    found = trainer_lib._other_format_checkpoint(str(tmp_path), "jax")
+    assert found == str(ckpts / "ckpt-9")
+    assert (
+        trainer_lib._other_format_checkpoint(str(tmp_path), "tensorflow")
+        is None
+    )
+    # The tools (evaluate, export) find it as well, with the state file
+    # and without (before: "no checkpoint").
+    from assemble_tf.runs import checkpoints
+
+    assert checkpoints.find_checkpoint(str(tmp_path)) == found
+    (ckpts / "checkpoint").unlink()
+    assert checkpoints.find_checkpoint(str(tmp_path)) == found
