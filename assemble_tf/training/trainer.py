@@ -91,6 +91,19 @@ def _other_format_checkpoint(model_dir, backend):
     return checkpoints.latest_keras_checkpoint(ckpt_dir)
 
 
+def _among_best(history, train):
+    """Whether the last record of `history` ranks among the `keep_best`
+    evaluated epochs of the run (by top-1, then the earlier epoch, as
+    `checkpoints.BestKeeper` ranks them). From the history, which every
+    worker holds alike: the save it calls for is collective."""
+    last = history[-1]
+    if train.keep_best <= 0 or "val_top1" not in last:
+        return False
+    scored = [r for r in history if "val_top1" in r]
+    rank = sorted(scored, key=lambda r: (-r["val_top1"], r["epoch"]))
+    return last in rank[: train.keep_best]
+
+
 class Trainer:
     """Runs a training job on the current Keras backend.
 
@@ -672,7 +685,9 @@ class Trainer:
         if backend.is_chief:
             checkpoints.save_history(self.config.model_dir, history)
         every = max(1, round(t.checkpoint_every_epochs))
-        if (epoch + 1) % every == 0 or last:
+        # An epoch that enters best/ is saved whatever the cadence (before:
+        # with checkpoint_every_epochs 2, an odd best epoch was lost).
+        if (epoch + 1) % every == 0 or last or _among_best(history, t):
             path = backend.save(epoch + 1)
             if backend.is_chief:
                 checkpoints.clear_preempted(backend.checkpoint_dir)

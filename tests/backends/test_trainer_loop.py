@@ -699,3 +699,43 @@ def test_a_tensorflow_run_is_found_without_its_newest_files(tmp_path):
     assert checkpoints.find_checkpoint(str(tmp_path)) == found
     (ckpts / "checkpoint").unlink()
     assert checkpoints.find_checkpoint(str(tmp_path)) == found
+
+
+@pytest.mark.slow  # trains three epochs
+def test_the_best_epoch_is_kept_whatever_the_checkpoint_cadence(
+    tmp_path, tmp_path_factory
+):
+    """Checkpoints every 2 epochs, evaluation every epoch: the best epoch
+    (1, by the top-1 scripted here) is saved and kept in best/ (before:
+    only a checkpointed epoch could enter best/, and best.json named
+    epoch 2)."""
+    import json
+
+    tiny_data = str(  # the tiny records of tests/training, shared
+        training_conftest.shared_once(
+            tmp_path_factory, "tiny_data", training_conftest._write_tiny_data
+        )
+    )
+    cfg = _config(
+        tmp_path,
+        train={"epochs": 3.0, "checkpoint_every_epochs": 2, "keep_best": 1},
+        data={
+            "data_dir": tiny_data,  # 64 train images: 4 steps of 16
+            "num_classes": 4,
+            "image_size": 32,
+            "eval_preprocessing": "imagenet_32",
+        },
+    )
+    trainer = trainer_lib.Trainer(
+        cfg, runtime.setup_runtime(cfg), log=lambda s: None
+    )
+    scripted = iter([0.9, 0.2, 0.1])
+    evaluate = trainer.evaluate
+    trainer.evaluate = lambda: {**evaluate(), "top1": next(scripted)}
+    history = trainer.train()
+    assert [r["val_top1"] for r in history] == [0.9, 0.2, 0.1]
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert [(e["epoch"], e["top1"]) for e in best] == [(1, 0.9)]
+    assert list((tmp_path / "best").glob("epoch0001.*"))
+    saved = {p.name.split(".")[0] for p in tmp_path.glob("checkpoints/ckpt-*")}
+    assert saved == {"ckpt-1", "ckpt-2", "ckpt-3"}
