@@ -531,7 +531,7 @@ class Trainer:
             while state.done < state.steps:
                 self._check_signals(state)
                 self._run_loop(state, iterator, seed_base, writer, start)
-                progress.update(state.done, state.loss, state.rate)
+                progress.update(state.done, state.loss, state.loop_rate)
             elapsed = time.perf_counter() - start
             self._check_signals(state)  # before the evaluation (minutes)
             self._finished_state = state  # saved on a Ctrl-C in its eval
@@ -577,6 +577,7 @@ class Trainer:
         t, plan = self.config.train, self.plan
         n = min(t.steps_per_loop, state.steps - state.done)
         first = self.step
+        began = time.perf_counter()
         mean, wd_value = self.backend.train_loop(iterator, seed_base, n)
         loss, state.wd = to_host(mean, wd_value)
         if not np.isfinite(loss):
@@ -598,12 +599,16 @@ class Trainer:
         state.done += n
         state.loss = loss
         state.loss_sum += loss * n
-        state.rate = (
-            (state.done - state.first)
-            * t.batch_size
-            / (time.perf_counter() - start)
-        )
+        now = time.perf_counter()
+        state.rate = (state.done - state.first) * t.batch_size / (now - start)
+        state.loop_rate = n * t.batch_size / max(now - began, 1e-9)
         if self.step // t.log_every > first // t.log_every:
+            # The rate since the last scalar (before: since the epoch's
+            # start, its compile and input warm-up included, so the curve
+            # climbed within every epoch).
+            done, since = state.logged or (state.first, start)
+            rate = (state.done - done) * t.batch_size / max(now - since, 1e-9)
+            state.logged = (state.done, now)
             writer.scalars(
                 self.step,
                 {
@@ -611,7 +616,7 @@ class Trainer:
                     "step/learning_rate": float(
                         np.asarray(plan.lr_schedule(self.step))
                     ),
-                    "step/train_images_per_sec": state.rate,
+                    "step/train_images_per_sec": rate,
                 },
             )
 
@@ -764,8 +769,9 @@ class Trainer:
 class _EpochState:
     """Where an epoch is: its steps, those done (`first` of them before
     this process), their summed loss, the last loss, weight-decay loss and
-    images/s, and its unusable records (those before a resume, and the
-    pipeline's `stats` since)."""
+    images/s (since the epoch's start, and of the last loop), the
+    (steps done, time) of the last step scalars, and its unusable records
+    (those before a resume, and the pipeline's `stats` since)."""
 
     epoch: int
     steps: int
@@ -774,6 +780,8 @@ class _EpochState:
     skipped_before: int = 0
     wd: float = 0.0
     rate: float = 0.0
+    loop_rate: float = 0.0
+    logged: tuple | None = None
     stats: object = None
     loss: float = 0.0
     done: int = dataclasses.field(init=False)
