@@ -25,6 +25,10 @@ from official.utils.misc.validation import MissingPathError
 
 # Records read per split: enough to see a mixed set, fast on any disk.
 SAMPLE_RECORDS = 1000
+# Images of the sample decoded (milliseconds): a split whose images pass
+# the format check but none decodes (12-bit or lossless JPEGs, damaged
+# data) is refused; the pipeline drops such records as it meets them.
+DECODE_TRIES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +43,9 @@ class RecordSample:
             BMP (`input_pipeline.is_record_image`).
         logit_sizes: {length of image/logit: records} (0: no logits).
         min_label, max_label: stored labels seen (None without records).
+        decode_tries: images of the first records decoded (at most
+            `DECODE_TRIES`).
+        decoded: those of them that decoded.
     """
 
     pattern: str
@@ -48,6 +55,8 @@ class RecordSample:
     logit_sizes: dict
     min_label: int | None
     max_label: int | None
+    decode_tries: int = 0
+    decoded: int = 0
 
 
 def damaged_shard_error(path, read, error):
@@ -214,6 +223,7 @@ def sample_records(
         schema.LOGIT: tf.io.VarLenFeature(tf.float32),
     }
     records, images, sizes, labels = 0, 0, collections.Counter(), []
+    first_images = []
     for path in files:
         if records >= limit:
             break
@@ -226,7 +236,9 @@ def sample_records(
                 data = parsed[schema.IMAGE].numpy()
                 read += len(serialized)
                 records += len(serialized)
-                images += sum(_is_image(d) for d in data)
+                whole = [d for d in data if _is_image(d)]
+                images += len(whole)
+                first_images += whole[: DECODE_TRIES - len(first_images)]
                 rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
                 sizes.update(np.bincount(rows, minlength=len(data)).tolist())
                 labels.append(parsed[schema.LABEL].numpy())
@@ -242,7 +254,20 @@ def sample_records(
         logit_sizes=dict(sizes),
         min_label=int(labels.min()) if labels.size else None,
         max_label=int(labels.max()) if labels.size else None,
+        decode_tries=len(first_images),
+        decoded=sum(map(_decodes, first_images)),
     )
+
+
+def _decodes(data):
+    """Whether image bytes decode as the pipelines decode them."""
+    from assemble_tf.data import preprocessing
+
+    try:
+        preprocessing.decode_image(tf.constant(data))
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return False
+    return True
 
 
 def _parse_batch(serialized, spec):
@@ -340,6 +365,17 @@ def check_records(split, sample):
             f"{sample.pattern} holds a whole JPEG, or a PNG, GIF or BMP "
             "image (image/encoded). "
             "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
+        )
+    if sample.decode_tries and not sample.decoded:
+        # Before: the pipeline dropped each as it failed, and a training
+        # split of them read on forever.
+        raise DataError(
+            f"None of the first {sample.decode_tries} images of "
+            f"{sample.pattern} decodes, though each looks like a whole "
+            "JPEG, PNG, GIF or BMP (12-bit or lossless JPEG, or damaged "
+            "data?). Rebuild the records with `python -m "
+            "tools.build_imagenet_tfrecords`, which re-encodes what it "
+            "can read and skips the rest."
         )
 
 

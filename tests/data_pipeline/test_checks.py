@@ -90,6 +90,39 @@ def test_empty_shards_are_refused_naming_the_split(tmp_path):
         checks.check_training_data(_config(tmp_path, 3))
 
 
+def test_a_split_whose_images_look_whole_but_none_decodes_is_refused(
+    tmp_path,
+):
+    """JPEG markers around bytes that do not decode (12-bit or lossless
+    JPEGs of another converter, damaged data): refused before training
+    (before: the pipeline dropped each as it failed, and training read
+    on forever, deaf to SIGTERM). One such image among good ones passes:
+    the pipeline drops and counts it."""
+    _write(tmp_path, [0, 1, 2])
+    train = tmp_path / "train-00000-of-00001"
+    bad = [
+        schema.make_example(b"\xff\xd8garbage\xff\xd9", label, 8, 8)
+        for label in (0, 1, 2)
+    ]
+    testing_utils.write_records(train, bad)
+    sample = checks.sample_records(str(train))
+    assert (sample.images, sample.decode_tries, sample.decoded) == (3, 3, 0)
+    with pytest.raises(DataError) as error:
+        checks.check_training_data(_config(tmp_path, 3))
+    assert str(error.value).startswith(
+        f"None of the first 3 images of {tmp_path}/train-* decodes, though "
+        "each looks "
+        "like a whole JPEG, PNG, GIF or BMP"
+    )
+    good = schema.make_example(
+        testing_utils.jpeg_bytes(np.full((8, 8, 3), 9)), 1, 8, 8
+    )
+    testing_utils.write_records(train, bad[:2] + [good] * 9)
+    sample = checks.sample_records(str(train))
+    assert (sample.decode_tries, sample.decoded) == (8, 6)
+    checks.check_training_data(_config(tmp_path, 3))
+
+
 def test_records_that_are_not_examples_and_cut_off_shards(tmp_path):
     """The check reads the first records with tf.io.parse_example: a
     record that is not an Example (the pipeline skips and counts it) and a
