@@ -306,6 +306,39 @@ def test_sigterm_stops_a_pool_job_and_its_workers():
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def _killed_once(task):
+    """The second task kills its own worker (the OOM killer, `kill -9`)."""
+    import signal
+
+    if task == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return task
+
+
+@pytest.mark.slow  # starts processes
+def test_a_killed_worker_is_one_error_naming_the_option_and_the_resume():
+    """Before: a `BrokenProcessPool` traceback naming neither the cause
+    nor how the job resumes."""
+    import multiprocessing
+
+    job = jobs.run_tasks(
+        _killed_once,
+        [0, 1, 2, 3],
+        2,
+        progress=False,
+        resume="Rerun it.",
+        workers_option="num_workers",
+    )
+    with pytest.raises(jobs.OptionError) as e:
+        list(job)
+    assert e.value.as_flag() == (
+        "A worker process died (killed by a signal, or by the system for "
+        "lack of memory) and the job stopped. Rerun it. If memory ran out, "
+        "rerun with a lower --num_workers (here 2)."
+    )
+    assert multiprocessing.active_children() == []
+
+
 def _alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -113,6 +113,7 @@ def _write_shards(config, todo):
         resume="Rerun the same command"
         + (" without the overwrite option" if config.overwrite else "")
         + " to resume: finished shards are kept.",
+        workers_option="num_workers",
     ):
         pass
 

@@ -320,6 +320,7 @@ def run_tasks(
     size=None,
     reports_progress=False,
     resume="Rerun the same command to resume: finished outputs are kept.",
+    workers_option="workers",
 ):
     """Yields `(task, fn(task))` as tasks finish, behind a progress bar.
 
@@ -335,10 +336,16 @@ def run_tasks(
         reports_progress: in this process `fn(task, progress=callable)`
             moves the bar itself, image by image.
         resume: what a Ctrl-C says (how the job resumes).
+        workers_option: the option that sets `workers` (named where a
+            worker process dies).
 
     Raises:
+        OptionError: a worker process died (killed, or out of memory):
+            naming `workers_option` and how the job resumes.
         Whatever `fn` raised; the pending tasks are cancelled first.
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from tqdm import tqdm
 
     with tqdm(
@@ -354,6 +361,18 @@ def run_tasks(
                     if not live:
                         bar.update(size(task) if size else 1)
                     yield task, result
+        except BrokenProcessPool:
+            # Before: a traceback that named neither the cause nor the
+            # resume.
+            raise OptionError(
+                workers_option,
+                "A worker process died (killed by a signal, or by the "
+                "system for lack of memory) and the job stopped. {resume} "
+                "If memory ran out, rerun with a lower {field} (here "
+                "{value}).",
+                resume=resume,
+                value=workers,
+            ) from None
         except KeyboardInterrupt as e:
             if str(e):
                 raise
