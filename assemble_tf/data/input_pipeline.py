@@ -385,6 +385,18 @@ def build_dataset(config, input_context=None, stats=None):
             "dtype='uint8' is for training pipelines; evaluation returns the "
             "original's normalized float crops."
         )
+    if config.is_training and config.mixup_type == 2 and batch_size % 2:
+        # Type 2 mixes the two halves of a batch: an odd one lost an image
+        # per batch, a batch of 1 gave empty batches forever.
+        raise DataOptionError(
+            "batch_size",
+            "{field}={value} (per replica: {per_replica}) with "
+            "{mixup_type}=2, which mixes the two halves of each batch: "
+            "make it even.",
+            ["mixup_type"],
+            value=config.batch_size,
+            per_replica=batch_size,
+        )
     stats = stats or PipelineStats()
     ds = _records(config, input_context)
     skipped = _records_to_skip(config, input_context)

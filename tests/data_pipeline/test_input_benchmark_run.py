@@ -73,6 +73,12 @@ def test_input_config_is_the_training_pipeline(data_dir):
             "AutoAugment",
         ),
         ({"label_smoothing": 3.0}, "--label_smoothing=3.0 is invalid"),
+        # Before: batches of 0 images, timed at 900 images/s.
+        (
+            {"mixup_type": 2, "batch_size": 1},
+            "--batch_size=1 (per replica: 1) with --mixup_type=2, which "
+            "mixes the two halves of each batch: make it even.",
+        ),
     ],
 )
 def test_option_errors_name_the_flag(data_dir, kwargs, message):
