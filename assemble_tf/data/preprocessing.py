@@ -158,10 +158,35 @@ def decode_image(image_bytes):
     return tf.cond(
         tf.io.is_jpeg(image_bytes),
         lambda: decode_jpeg(image_bytes),
+        lambda: decode_other(image_bytes),
+    )
+
+
+def decode_other(image_bytes):
+    """PNG, GIF or BMP bytes -> uint8 RGB, transparency composed onto
+    white as the TFRecord builder stores it (`builder.images.
+    flatten_alpha`): a transparent PNG read from a folder, a tfds set or
+    a serving request is the image the records hold (before: black where
+    transparent, white in the records). GIF, whose decoder gives RGB
+    only, as decoded."""
+    is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+    return tf.cond(
+        is_gif,
         lambda: tf.io.decode_image(
             image_bytes, channels=3, expand_animations=False
         ),
+        lambda: _onto_white(
+            tf.io.decode_image(image_bytes, channels=4, expand_animations=False)
+        ),
     )
+
+
+def _onto_white(rgba):
+    """uint8 RGBA -> RGB over an opaque white background (opaque pixels
+    exactly as they are)."""
+    rgb = tf.cast(rgba[..., :3], tf.float32)
+    alpha = tf.cast(rgba[..., 3:], tf.float32) / 255.0
+    return tf.cast(tf.round(rgb * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
 
 
 def decode_jpeg_or_png(image_bytes):
@@ -182,7 +207,7 @@ def decode_jpeg_or_png(image_bytes):
         return tf.cond(
             is_jpeg,
             lambda: decode_jpeg(image_bytes),
-            lambda: tf.io.decode_png(image_bytes, channels=3),
+            lambda: _onto_white(tf.io.decode_png(image_bytes, channels=4)),
         )
 
 
@@ -307,9 +332,7 @@ def preprocess_train(
         )
 
     def other():  # PNG / GIF / BMP from tfds or image folders
-        full = tf.io.decode_image(
-            image_bytes, channels=3, expand_animations=False
-        )
+        full = decode_other(image_bytes)
         w = _crop_window(tf.shape(full), bboxes, seeds[0], area_range)
         return full[w[0] : w[0] + w[2], w[1] : w[1] + w[3]]
 

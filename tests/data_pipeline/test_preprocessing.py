@@ -235,3 +235,35 @@ def test_train_augmenter_sees_uint8_after_resize():
     mean = np.array([123.68, 116.78, 103.94], np.float32)
     # uint8 truncation happens before the op: allow one grey level.
     np.testing.assert_allclose(255 - (plain + mean), inverted + mean, atol=1)
+
+
+def test_a_transparent_png_is_composed_onto_white_as_the_builder_stores_it():
+    """The same RGBA (and grey + alpha) PNG from a folder, a tfds set or a
+    serving request is the image the builder's records hold: transparency
+    over white (before: black where transparent); opaque pixels exact,
+    half-transparent within 1 of Pillow's composite."""
+    import io
+
+    from PIL import Image
+
+    from assemble_tf.data.builder import images
+
+    rgba = np.zeros((6, 5, 4), np.uint8)
+    rgba[1:4, 1:3] = [200, 30, 10, 255]  # opaque
+    rgba[0, 0] = [0, 0, 255, 128]  # half transparent
+    rgba[5, 4] = [90, 90, 90, 1]
+    for mode in ("RGBA", "LA"):
+        image = Image.fromarray(rgba, "RGBA").convert(mode)
+        data = io.BytesIO()
+        image.save(data, "PNG")
+        expected = np.asarray(images.flatten_alpha(image).convert("RGB"))
+        for decode in (
+            pp.decode_image,
+            pp.decode_jpeg_or_png,
+        ):
+            got = decode(tf.constant(data.getvalue())).numpy()
+            assert got.dtype == np.uint8 and got.shape == (6, 5, 3)
+            diff = np.abs(got.astype(int) - expected.astype(int))
+            assert diff.max() <= 1, (mode, decode.__name__)
+            assert (got[2, 2] == expected[2, 2]).all()
+            assert (got[3, 4] == 255).all()  # transparent: white
