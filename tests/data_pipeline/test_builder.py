@@ -598,6 +598,26 @@ def test_imagenet_layout_errors_name_the_flag(tmp_path):
     )
     with raises_as_flag(ValueError, match="--layout=folder"):
         builder.build(bad)
+    # The folder layout: integer labels beside class folders are named
+    # with the labels file and the fix (before: "not class folders of
+    # --train_dir", naming neither).
+    folder = dataclasses.replace(
+        config,
+        layout="folder",
+        train_dir=str(tmp_path / "train"),
+        validation_labels=str(tmp_path / "ids.txt"),
+        output_dir=str(tmp_path / "out_folder"),
+    )
+    with raises_as_flag(
+        ValueError,
+        match=re.escape(
+            f"--validation_labels={tmp_path / 'ids.txt'} names classes that "
+            f"are not class folders of --train_dir={tmp_path / 'train'}: "
+        )
+        + ".*not the devkit's integer ids: map them to wnids with its "
+        "meta.mat.",
+    ):
+        builder.build(folder)
     bad = dataclasses.replace(bad, jpeg_quality=101)
     with raises_as_flag(ValueError, match="--jpeg_quality=101"):
         builder.build(bad)

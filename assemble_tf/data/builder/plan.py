@@ -141,6 +141,26 @@ def discover(config):
     known = set(classes)
     for split, (_, files, _) in found.items():
         unknown = sorted({c for _, c in files} - known)
+        if unknown and split == "validation" and config.validation_labels:
+            # Before: "not class folders of --train_dir", naming neither
+            # the labels file nor its fix.
+            numbers = all(c.isdigit() for c in unknown)
+            raise OptionError(
+                "validation_labels",
+                "{field}={path} names classes that are not class folders "
+                "of {train_dir}={root}: {names}. Each line must name the "
+                "image's class folder (a WordNet id, or the folder's name)"
+                + (
+                    ", not the devkit's integer ids: map them to wnids with "
+                    "its meta.mat."
+                    if numbers
+                    else "."
+                ),
+                others=("train_dir",),
+                path=config.validation_labels,
+                root=config.train_dir,
+                names=listing(unknown),
+            )
         if unknown:
             raise OptionError(
                 "train_dir",
