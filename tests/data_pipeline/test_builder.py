@@ -719,7 +719,7 @@ def test_refuses_to_overwrite_another_build(tmp_path):
     assert info.value.as_flag().startswith(
         f"--output_dir={capped} holds shards made with other options (the "
         "train inputs differ (12 files before, 13 now), and with them the "
-        "default --train_shards (12 before, 13 now))"
+        "default --train_shards (12 before, 13 now): new ant/ant_new.jpg)"
     ), info.value.as_flag()
     summary = builder.build(
         folder_config(tmp_path / "train", out, train_shards=3, overwrite=True)

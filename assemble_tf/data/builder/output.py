@@ -83,11 +83,13 @@ def _split_differences(split, before, section, inputs=None):
         flag = jobs.named(f"{split}_shards")
         if files[0] != files[1] and section.get("shards_option") is None:
             # Before: "--train_shards: existing build 35, now 36" to a user
-            # who had added an image and never passed the flag.
+            # who had added an image and never passed the flag; then
+            # without the files that changed.
             return [
                 f"the {split} inputs differ ({files[0]} files before, "
                 f"{files[1]} now), and with them the default {flag} "
                 f"({shards[0]} before, {shards[1]} now)"
+                + _which_inputs(split, inputs)
             ]
         return [_change(flag, *shards)]
     reasons = []
@@ -108,17 +110,23 @@ def _split_differences(split, before, section, inputs=None):
         )
     )
     if changed:
-        which = inputs(split) if inputs else None
-        if which:  # a template: file names' braces are no fields
-            which = which.replace("{", "{{").replace("}", "}}")
         reasons.append(
             f"the {split} inputs (files, their sizes or modification "
             "times, labels, texts, boxes or logits) "
             f"differ in {changed} of {section['num_shards']} shards "
             f"({before.get('num_files')} files before, "
-            f"{section['num_files']} now)" + (f": {which}" if which else "")
+            f"{section['num_files']} now)" + _which_inputs(split, inputs)
         )
     return reasons
+
+
+def _which_inputs(split, inputs):
+    """': changed a; new b' of the split's files (`inputs(split)`), as a
+    template fragment (file names' braces are no fields), or ''."""
+    which = inputs(split) if inputs else None
+    if not which:
+        return ""
+    return ": " + which.replace("{", "{{").replace("}", "}}")
 
 
 def changed_inputs(out, plan, limit=5):
