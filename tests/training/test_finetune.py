@@ -41,29 +41,37 @@ def source_weights(tmp_path_factory):
 
 
 def make_config(model_dir, source, **train):
-    overrides = recipes.get("vanilla").overrides
-    overrides["model"].update(
-        base_width=8, block_sizes="1,1,1,1", bn_momentum=0.9
+    """The vanilla recipe (as a recipe: its options that a run without a
+    warm start ignores are reset) with a tiny model and `train` given."""
+    overrides = {
+        "model": dict(base_width=8, block_sizes="1,1,1,1", bn_momentum=0.9),
+        "data": dict(
+            source=source,
+            num_classes=3,
+            validation_split="test",
+            image_size=32,
+            eval_preprocessing="imagenet_32",
+            shuffle_buffer=16,
+        ),
+        "train": {
+            **dict(
+                batch_size=4,
+                eval_batch_size=4,
+                epochs=1.0,
+                max_steps=2,
+                warmup_epochs=0.0,
+                base_learning_rate=0.5,
+                log_every=1,
+            ),
+            **train,
+        },
+    }
+    return config_lib.make_config(
+        str(model_dir),
+        "resnet50",
+        overrides,
+        recipe=recipes.get("vanilla").overrides,
     )
-    overrides["data"].update(
-        source=source,
-        num_classes=3,
-        validation_split="test",
-        image_size=32,
-        eval_preprocessing="imagenet_32",
-        shuffle_buffer=16,
-    )
-    overrides["train"].update(
-        batch_size=4,
-        eval_batch_size=4,
-        epochs=1.0,
-        max_steps=2,
-        warmup_epochs=0.0,
-        base_learning_rate=0.5,
-        log_every=1,
-    )
-    overrides["train"].update(train)
-    return config_lib.make_config(str(model_dir), "resnet50", overrides)
 
 
 def backbone(model):
