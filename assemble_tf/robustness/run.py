@@ -121,6 +121,16 @@ class RobustnessOptions(loading.ModelSource):
                 others=["kind", "normalization"],
                 value=self.clean_error,
             )
+        if self.kind == "c" and self.difficulty != 1:
+            # Before: ignored without a word (and a new cache key: the
+            # set was evaluated again).
+            raise OptionError(
+                "difficulty",
+                "{field}={value} is ImageNet-P's frame step and applies to "
+                "{kind}=p only; leave it out with {kind}=c.",
+                others=["kind"],
+                value=self.difficulty,
+            )
         if self.kind == "p" and self.normalization != "alexnet":
             # ImageNet-P's FR is defined relative to AlexNet's flip rates;
             # a plain mean would be silently the same report.
