@@ -828,6 +828,12 @@ def _uneven_images_note(results):
         for name, r in results.items()
         if any(e is not None for e in r["top1_error"])
     }
+    return _uneven_note(counts, "Images", "corruption", "error")
+
+
+def _uneven_note(counts, items, kind, measure):
+    """`_uneven_images_note` of {name: count} ("Images" per "corruption",
+    or "Videos" per "perturbation"), or None where the counts agree."""
     if len(set(counts.values())) < 2:
         return None
     groups = collections.defaultdict(list)
@@ -838,10 +844,11 @@ def _uneven_images_note(results):
         for count, names in sorted(groups.items())
     )
     return (
-        f"Images per corruption differ ({each}): each corruption's error "
-        "is over other images, so the mean over them mixes image sets. "
-        "Generate the smaller corruptions again from the same images "
-        "(with the same image limit as the others, or none)."
+        f"{items} per {kind} differ ({each}): each {kind}'s {measure} "
+        f"is over other {items.lower()}, so the mean over them mixes "
+        f"{items.lower()[:-1]} sets. Generate the smaller {kind}s again "
+        f"from the same images (with the same image limit as the others, "
+        "or none)."
     )
 
 
@@ -897,27 +904,38 @@ def summarize_p(results, difficulty=1, command=None):
     `command(missing)`: as `summarize_c`'s, for missing test perturbations.
     """
     fp = {k: v["flip_probability"] for k, v in results.items()}
+    # Before: an mFR over perturbations of other videos, without a word
+    # (ImageNet-C said so of its images).
+    uneven = _uneven_note(
+        {k: v["videos"] for k, v in results.items() if "videos" in v},
+        "Videos",
+        "perturbation",
+        "flip probability",
+    )
     summary = {
         "difficulty": int(difficulty),
         "flip_probability": fp,
         "fr": {},
         "top5_distance": {k: v["top5_distance"] for k, v in results.items()},
         "mfr": None,
-        "note": None,
+        "note": uneven,
     }
     if difficulty > 1:
-        summary["note"] = FR_DIFFICULTY_NOTE.format(d=int(difficulty))
+        summary["note"] = _joined(
+            FR_DIFFICULTY_NOTE.format(d=int(difficulty)), uneven
+        )
         return summary
     summary["fr"] = metrics.flip_rates(fp)
     missing = [p for p in metrics.TEST_PERTURBATIONS if p not in fp]
     if not missing:
         summary["mfr"] = metrics.mfr(fp)
     else:  # before: mFR "-" without a word
-        summary["note"] = (
+        summary["note"] = _joined(
+            uneven,
             f"No mFR: the set has no results for {', '.join(missing)} (of "
             "the 10 test perturbations); generate them into the same "
             "folder with `"
             + (command or _default_command("p", "perturbations"))(missing)
-            + "`."
+            + "`.",
         )
     return summary

@@ -639,6 +639,14 @@ def test_robustness_options_name_the_bad_field(tmp_path):
         "--normalization=none applies to ImageNet-C (--kind=c) only: "
         "ImageNet-P's FR is always relative to AlexNet's."
     )
+    # ImageNet-P's frame step with ImageNet-C (before: ignored, and the
+    # set evaluated again under another cache key).
+    with pytest.raises(ValueError) as e:
+        options(kind="c", difficulty=3).validate()
+    assert e.value.as_flag() == (
+        "--difficulty=3 is ImageNet-P's frame step and applies to --kind=p "
+        "only; leave it out with --kind=c."
+    )
     # A clean error where no relative mCE is computed (before: ignored).
     options(clean_error=0.25).validate()
     for kw in ({"normalization": "none"}, {"kind": "p"}):
@@ -915,6 +923,26 @@ def test_a_set_of_uneven_corruptions_or_a_selection_is_named():
     for c in ("fog", "snow"):
         results[c]["count"][2] = 10
     assert "differ" not in (evaluation.summarize_c(results)["note"] or "")
+    # ImageNet-P alike, per perturbation's videos (before: an mFR over
+    # other videos per perturbation, without a word).
+    videos = {
+        p: {
+            "flip_probability": 0.05,
+            "top5_distance": 0.1,
+            "videos": 1 if p == "brightness" else 4,
+        }
+        for p in metrics.TEST_PERTURBATIONS
+    }
+    p_uneven = evaluation.summarize_p(videos)
+    assert p_uneven["mfr"] is not None
+    assert p_uneven["note"].startswith(
+        "Videos per perturbation differ (1 in brightness; 4 in "
+        "gaussian_noise, motion_blur, rotate, scale, shot_noise, snow, "
+        "tilt, translate, zoom_blur): each perturbation's flip probability "
+        "is over other videos, so the mean over them mixes video sets."
+    )
+    videos["brightness"]["videos"] = 4
+    assert evaluation.summarize_p(videos)["note"] is None
     # Evaluated with names=fog: mCE needs the others, which the set has.
     only_fog = evaluation.summarize_c(
         {"fog": results["fog"]}, selected=("fog",)
