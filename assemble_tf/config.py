@@ -1219,27 +1219,43 @@ def validate(config):
     _check_big_little_sizes(m, d)
 
 
-def eval_size_warning(data):
+def eval_size_warning(data, preset=None):
     """A warning when the eval crops of `data` (a `DataConfig`) are more
     than twice, or under half, the training crops' side: a model trained
     at 32 px scored on a preset's 256-px crops (`tools.train
     --image_size=32` kept `eval_preprocessing` without a word). None
-    otherwise, and for synthetic data."""
+    otherwise, and for synthetic data. `preset`: the size is that preset's,
+    not a run's (weights of unknown training size)."""
     if data.synthetic:
         return None
     return crop_size_warning(
-        "eval_preprocessing", data.eval_preprocessing, data.image_size
+        "eval_preprocessing",
+        data.eval_preprocessing,
+        data.image_size,
+        preset=preset,
     )
 
 
-def crop_size_warning(field, preprocessing, image_size, verb="evaluates"):
+def crop_size_warning(
+    field, preprocessing, image_size, verb="evaluates", preset=None
+):
     """`eval_size_warning` for the eval preprocessing `preprocessing` that
-    option `field` gives a model trained on `image_size`-px crops."""
+    option `field` gives a model trained on `image_size`-px crops (with
+    `preset`: the size that preset trains at, weights of unknown size)."""
     from assemble_tf.data.sizes import eval_sizes
 
     crop = eval_sizes(preprocessing, field)[2]
     if image_size / 2 <= crop <= 2 * image_size:
         return None
+    if preset:
+        # Before: "a model trained on 224-px ones" of weights trained at
+        # any size.
+        return (
+            f"{field}={preprocessing} {verb} {crop}-px crops, and {preset} "
+            f"trains on {image_size}-px ones: set {field} to "
+            f"imagenet_{image_size} unless these weights were trained near "
+            f"{crop} px."
+        )
     return (
         f"{field}={preprocessing} {verb} {crop}-px crops of a model trained "
         f"on {image_size}-px ones; set {field} to imagenet_{image_size} (or "

@@ -161,9 +161,10 @@ def make_evaluator(loaded, precision=None):
         )
 
 
-def run_evaluation(evaluator, config, progress=True):
+def run_evaluation(evaluator, config, progress=True, preset=None):
     """`evaluator.evaluate` over the config's whole validation split; a
-    warning on stderr names the records it skipped."""
+    warning on stderr names the records it skipped. `preset`: the model
+    is that preset with weights, not a run (`config_lib.eval_size_warning`)."""
     from tqdm import tqdm
 
     from assemble_tf import config as config_lib
@@ -171,7 +172,7 @@ def run_evaluation(evaluator, config, progress=True):
     from assemble_tf.evaluation import checks
     from assemble_tf.runs import inputs
 
-    size = config_lib.eval_size_warning(config.data)
+    size = config_lib.eval_size_warning(config.data, preset)
     if size:  # before: top-1 0.10 of 32-px digits at 224 px, without a word
         print(f"WARNING: {size}", file=sys.stderr)
     input_config = inputs.input_config(config, is_training=False)
@@ -315,7 +316,10 @@ def evaluate_model(options):
     # Before the evaluation, not at its first write.
     check_writable_folder("output_dir", out, bool(options.output_dir))
     evaluator = make_evaluator(loaded, options.precision)
-    result = run_evaluation(evaluator, loaded.config, options.progress)
+    preset = None if options.model_dir else loaded.config.model.preset
+    result = run_evaluation(
+        evaluator, loaded.config, options.progress, preset=preset
+    )
     return write_outputs(result, loaded, options.precision, out)
 
 

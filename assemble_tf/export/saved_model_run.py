@@ -253,13 +253,20 @@ def export(options, log=_log_to_stderr):
         )
     ptype = options.preprocessing or loaded.preprocessing
     check_crop(loaded.model, ptype)
-    if options.preprocessing and loaded.image_size:
+    if options.preprocessing and (loaded.image_size or options.preset):
         from assemble_tf import config as config_lib
+        from assemble_tf import presets
 
         # Before: a model trained at 32 px exported for 64-px crops
-        # without a word (tools.train warns about its own).
+        # without a word (tools.train warns about its own); a preset's
+        # weights are said to be of the size the preset trains at.
+        preset = None if loaded.image_size else options.preset
         size = config_lib.crop_size_warning(
-            "preprocessing", ptype, loaded.image_size, "serves"
+            "preprocessing",
+            ptype,
+            loaded.image_size or presets.get(preset).train_image_size,
+            "serves",
+            preset=preset,
         )
         if size:
             log(f"WARNING: {size}")

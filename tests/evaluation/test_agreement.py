@@ -257,7 +257,9 @@ def test_evaluate_model_names_the_options():
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
-def test_evaluate_preset_weights_with_model_overrides(tiny_run, tmp_path):
+def test_evaluate_preset_weights_with_model_overrides(
+    tiny_run, tmp_path, capfd
+):
     """Issue 24 item 8: the .weights.h5 of a non-default width evaluates
     with --preset and --model_overrides (as the other model-source
     binaries), giving the run's own numbers."""
@@ -287,6 +289,14 @@ def test_evaluate_preset_weights_with_model_overrides(tiny_run, tmp_path):
     assert got["count"] == want["count"] == 10
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
     assert got["top1"] == want["top1"]
+    # The crop is far from the size the preset trains at, which these
+    # weights need not share: said as such (before: "of a model trained on
+    # 224-px ones" of weights trained at 32 px).
+    assert (
+        "WARNING: eval_preprocessing=imagenet_32 evaluates 32-px crops, and "
+        "resnet50 trains on 224-px ones: set eval_preprocessing to "
+        "imagenet_224 unless these weights were trained near 32 px."
+    ) in capfd.readouterr().err
 
 
 def _check_bfloat16_report(out, tiny_run, tmp_path):

@@ -1545,6 +1545,26 @@ def test_export_of_a_run_applies_or_refuses_the_model_flags(
             "model trained on 224-px ones; set preprocessing to imagenet_224 "
             "(or a size near the training one)." in lines
         ) is warned
+    # A preset with weights: the size is the preset's, said so (before:
+    # no word at all).
+    lines.clear()
+    with pytest.raises(RuntimeError, match="stopped"):
+        saved_model_run.export(
+            saved_model_run.ExportOptions(
+                export_dir=str(tmp_path / "x" / "1"),
+                preset="resnet50",
+                weights=weights,
+                num_classes=3,
+                model_overrides={"base_width": 8, "block_sizes": [1, 1, 1, 1]},
+                preprocessing="imagenet_32",
+            ),
+            log=lines.append,
+        )
+    assert (
+        "WARNING: preprocessing=imagenet_32 serves 32-px crops, and resnet50 "
+        "trains on 224-px ones: set preprocessing to imagenet_224 unless "
+        "these weights were trained near 32 px."
+    ) in lines
 
 
 def test_a_crop_a_big_little_model_cannot_take_is_named():
