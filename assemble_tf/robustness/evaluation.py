@@ -58,6 +58,7 @@ def find_imagenet_c(root, corruptions=None, skipped=None):
     """
     if not os.path.isdir(root):
         raise _not_a_directory(root)
+    _check_finished(root, "make_imagenet_c")
     present = [
         c
         for c in metrics.ALL_CORRUPTIONS
@@ -151,6 +152,29 @@ def _class_files(folder, extensions, skipped=None):
     return items
 
 
+def _check_finished(root, tool):
+    """Refuses a set `tools.{tool}` made whose `summary.json` is missing
+    beside its `options.json`: the generator was stopped between two
+    files (it removes the summary as it starts and writes it at its end).
+
+    Raises:
+        OptionError: (`data_dir`) with the command's fix.
+    """
+    options = os.path.join(root, "options.json")
+    if os.path.isfile(options) and not os.path.isfile(
+        os.path.join(root, "summary.json")
+    ):
+        raise OptionError(
+            "data_dir",
+            "{field}={root} is an unfinished set: tools.{tool} wrote its "
+            "options.json but no summary.json (stopped before it ended, or "
+            "still running). Rerun tools.{tool} with the same flags to "
+            "finish the set (it takes up where it stopped), then evaluate.",
+            root=root,
+            tool=tool,
+        )
+
+
 def _unfinished_set(path):
     tool = "make_imagenet_p" if path.endswith(".mp4") else "make_imagenet_c"
     return OptionError(
@@ -173,6 +197,7 @@ def find_imagenet_p(root, perturbations=None, difficulty=1, skipped=None):
     """
     if not os.path.isdir(root):
         raise _not_a_directory(root)
+    _check_finished(root, "make_imagenet_p")
     known = metrics.ALL_PERTURBATIONS
     if perturbations:
         unknown = sorted(set(perturbations) - set(known))

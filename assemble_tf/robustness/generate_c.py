@@ -402,6 +402,10 @@ def generate(options, progress=None):
     options.validate()
     tasks, num_tasks = _sources(options)
     prepare_output(options)
+    # Until the summary is written again, the set is unfinished (read as
+    # such by tools.eval_robustness: a kill between two files left a
+    # set that evaluated as whole).
+    jobs.begin_summary(options.output_dir)
     # What a killed run was writing (before: left for good, and
     # tools.eval_robustness now refuses a set holding them).
     stale = jobs.remove_stale_temporaries(

@@ -414,6 +414,10 @@ def generate(options):
     targets = folders(options.perturbation_names(), options.difficulty)
     found, indexed = _select(options)
     prepare_output(options)
+    # Until the summary is written again, the set is unfinished (read as
+    # such by tools.eval_robustness: a kill between two files left a
+    # set that evaluated as whole).
+    jobs.begin_summary(options.output_dir)
     stale = jobs.remove_stale_temporaries(
         options.output_dir,
         [folder for _, _, folder in targets],

@@ -88,6 +88,20 @@ def test_a_set_a_generator_was_still_writing_is_named_unfinished(
         "the same flags to finish the set (it takes up where it stopped), "
         "then evaluate."
     )
+    # Killed between two files: the generator's options.json without its
+    # summary.json (before: evaluated as a whole set, an mCE of 0.00).
+    (folder / name).unlink()
+    (tmp_path / "options.json").write_text("{}")
+    with pytest.raises(ValueError) as error:
+        find(str(tmp_path))
+    assert error.value.as_flag() == (
+        f"--data_dir={tmp_path} is an unfinished set: tools.{tool} wrote "
+        "its options.json but no summary.json (stopped before it ended, or "
+        f"still running). Rerun tools.{tool} with the same flags to finish "
+        "the set (it takes up where it stopped), then evaluate."
+    )
+    (tmp_path / "summary.json").write_text("{}")
+    assert len(next(iter(find(str(tmp_path)).values()))) == 1
 
 
 def test_entries_outside_the_layout_are_named_not_skipped_silently(tmp_path):

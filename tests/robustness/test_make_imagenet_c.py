@@ -120,6 +120,21 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     # resumable: everything is skipped
     again = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
     assert again["written"] == 0 and again["skipped_existing"] == 16
+
+    # a run stopped between two files leaves no summary.json, so the set
+    # reads as unfinished until a rerun ends (before: the earlier run's
+    # summary stayed, and the set evaluated as whole)
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = mic.jobs.run_tasks
+    mic.jobs.run_tasks = stopped
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
+    finally:
+        mic.jobs.run_tasks = real
+    assert not (out / "summary.json").exists()
     # a lost file is rewritten, identically, and the file a killed run was
     # writing is removed (before: kept for good)
     lost = os.path.join("pixelate", "2", "n01443537", "d.JPEG")

@@ -402,6 +402,15 @@ def summary_path(output_dir):
     return os.path.join(output_dir, SUMMARY_FILE)
 
 
+def begin_summary(output_dir):
+    """Removes `output_dir/summary.json` as a run starts: a folder with its
+    options record and no summary is one a run is writing, or one killed
+    before it finished (`write_summary` ends the run)."""
+    path = summary_path(output_dir)
+    if os.path.isfile(path):
+        os.remove(path)
+
+
 def write_summary(output_dir, summary):
     """Writes `summary` to `output_dir/summary.json` (atomically)."""
     path = summary_path(output_dir)
