@@ -209,6 +209,26 @@ def check_crop(model, preprocessing):
         )
 
 
+def _crop_size_warning(options, loaded, ptype):
+    """The warning of a `preprocessing` given far from the training crops
+    (before: a model trained at 32 px exported for 64-px crops without a
+    word; tools.train warns about its own); a preset's weights are said
+    to be of the size the preset trains at. None otherwise."""
+    if not options.preprocessing or not (loaded.image_size or options.preset):
+        return None
+    from assemble_tf import config as config_lib
+    from assemble_tf import presets
+
+    preset = None if loaded.image_size else options.preset
+    return config_lib.crop_size_warning(
+        "preprocessing",
+        ptype,
+        loaded.image_size or presets.get(preset).train_image_size,
+        "serves",
+        preset=preset,
+    )
+
+
 def export(options, log=_log_to_stderr):
     """Exports and verifies the model of `options`.
 
@@ -253,23 +273,9 @@ def export(options, log=_log_to_stderr):
         )
     ptype = options.preprocessing or loaded.preprocessing
     check_crop(loaded.model, ptype)
-    if options.preprocessing and (loaded.image_size or options.preset):
-        from assemble_tf import config as config_lib
-        from assemble_tf import presets
-
-        # Before: a model trained at 32 px exported for 64-px crops
-        # without a word (tools.train warns about its own); a preset's
-        # weights are said to be of the size the preset trains at.
-        preset = None if loaded.image_size else options.preset
-        size = config_lib.crop_size_warning(
-            "preprocessing",
-            ptype,
-            loaded.image_size or presets.get(preset).train_image_size,
-            "serves",
-            preset=preset,
-        )
-        if size:
-            log(f"WARNING: {size}")
+    size = _crop_size_warning(options, loaded, ptype)
+    if size:
+        log(f"WARNING: {size}")
     model, reference = serving_model(options, loaded, log)
     diffs = export_lib.export_saved_model(
         model,

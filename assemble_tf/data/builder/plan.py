@@ -138,7 +138,32 @@ def discover(config):
                     source=getattr(config, field),
                     bad=listing(bad),
                 )
-    known = set(classes)
+    _check_known_classes(config, found, set(classes))
+    if config.synsets_file:
+        mapping = read_synsets(config.synsets_file)
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            raise OptionError(
+                "synsets_file",
+                "{field}={path} has no line for {count} classes: {names}.",
+                path=config.synsets_file,
+                count=len(missing),
+                names=listing(missing),
+            )
+        texts = {c: mapping[c] for c in classes}
+    else:
+        texts = {c: c for c in classes}
+    return classes, texts, found
+
+
+def _check_known_classes(config, found, known):
+    """Refuses a split whose classes are not among `known` (the train
+    split's class folders), naming the validation labels file where it
+    gave them.
+
+    Raises:
+        OptionError: naming `validation_labels` or `train_dir`.
+    """
     for split, (_, files, _) in found.items():
         unknown = sorted({c for _, c in files} - known)
         if unknown and split == "validation" and config.validation_labels:
@@ -170,21 +195,6 @@ def discover(config):
                 root=config.train_dir,
                 names=listing(unknown),
             )
-    if config.synsets_file:
-        mapping = read_synsets(config.synsets_file)
-        missing = [c for c in classes if c not in mapping]
-        if missing:
-            raise OptionError(
-                "synsets_file",
-                "{field}={path} has no line for {count} classes: {names}.",
-                path=config.synsets_file,
-                count=len(missing),
-                names=listing(missing),
-            )
-        texts = {c: mapping[c] for c in classes}
-    else:
-        texts = {c: c for c in classes}
-    return classes, texts, found
 
 
 def assign_shards(num_items, num_shards, seed):
