@@ -337,7 +337,9 @@ def _targets(task, options, result):
                 options.output_dir, name, str(severity), task.wnid
             )
             path = os.path.join(folder, out_name)
-            if os.path.exists(path):
+            # An empty file is not done (before: skipped, and evaluation
+            # failed on it).
+            if os.path.isfile(path) and os.path.getsize(path):
                 result["skipped"] += 1
             else:
                 targets.append((name, severity, folder, path))

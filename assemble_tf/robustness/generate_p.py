@@ -481,8 +481,8 @@ def _plan(indexed, targets, options):
             target = os.path.join(
                 options.output_dir, folder, wnid, _stem(filename) + ".mp4"
             )
-            if os.path.isfile(target):
-                kept[folder] += 1
+            if os.path.isfile(target) and os.path.getsize(target):
+                kept[folder] += 1  # (an empty file is written again)
             else:
                 todo.append((name, difficulty, target))
         if todo:

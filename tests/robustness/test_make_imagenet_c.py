@@ -146,6 +146,11 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     assert (out / lost).read_bytes() == tree[lost]
     assert not stale.exists() and again["stale_temp_files_removed"] == 1
     assert "removed 1 unfinished temporary files" in mic.format_summary(again)
+    # an empty output (a full disk, a cut copy) is written again, not
+    # skipped as done
+    (out / lost).write_bytes(b"")
+    again = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
+    assert again["written"] == 1 and (out / lost).read_bytes() == tree[lost]
     # 2 spawned workers write byte-identical files
     out2 = tmp_path / "c2"
     two = mic.generate(
