@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import types
 
 import numpy as np
@@ -117,6 +118,23 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
         with Image.open(out / rel) as im:
             assert im.format == "JPEG" and im.size == (32, 32)
             assert im.mode == "RGB"
+    # another input into the same folder: said (before: its images of the
+    # same names were kept from the first input without a word)
+    other = tmp_path / "other_input"
+    shutil.copytree(jpeg_dir, other)
+
+    def said(options):
+        return [
+            w.as_flag() for w in options.warnings() if "made from" in str(w)
+        ]
+
+    assert said(_options(out, input_dir=jpeg_dir)) == []
+    assert said(_options(out, input_dir=str(other))) == [
+        f"--output_dir={out} was made from {os.path.abspath(jpeg_dir)}; "
+        f"this run reads {other}: images whose names are already there are "
+        "kept from the earlier input, not made again. Use another "
+        "--output_dir for another input."
+    ]
     # resumable: everything is skipped
     again = mic.generate(_options(out, input_dir=jpeg_dir), progress=False)
     assert again["written"] == 0 and again["skipped_existing"] == 16
