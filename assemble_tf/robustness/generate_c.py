@@ -110,7 +110,7 @@ class Options(jobs.JobOptions):
             size_note="; 256 is the Assemble models' set",
         )
         left_out = inputs.left_out_warning(self.input_dir)
-        other = _other_input_warning(self)
+        other = inputs.other_input_warning(self, "options")
         return tuple(w for w in (warning, left_out, other) if w)
 
     def pixel_options(self):
@@ -126,39 +126,6 @@ class Options(jobs.JobOptions):
             "jpeg_quality": self.jpeg_quality,
             "frost": frost_source(),
         }
-
-
-def _other_input_warning(options):
-    """The warning (an `OptionError`, not raised) where `output_dir`'s
-    summary names another input than
-    `options`' (before: its images of the same names were kept from the
-    earlier input without a word, and the summary named the new one), or
-    None (no earlier summary, or the same input)."""
-    import json
-
-    try:
-        with open(jobs.summary_path(options.output_dir)) as f:
-            before = json.load(f)["options"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    keys = ("input_dir", "tfrecord_pattern")
-
-    def source(values):
-        return {k: os.path.abspath(values[k]) for k in keys if values.get(k)}
-
-    old = source(before)
-    new = source({k: getattr(options, k) for k in keys})
-    if not old or old == new:
-        return None
-    return OptionError(
-        "output_dir",
-        "{field}={folder} was made from {old}; this run reads {new}: "
-        "images whose names are already there are kept from the earlier "
-        "input, not made again. Use another {field} for another input.",
-        folder=options.output_dir,
-        old=", ".join(old.values()),
-        new=", ".join(new.values()),
-    )
 
 
 def frost_source():

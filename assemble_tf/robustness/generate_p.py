@@ -149,10 +149,12 @@ class Options(jobs.JobOptions):
 
     def warnings(self):
         """A crop other than the benchmark's 224: no reference set exists
-        at another size (the Assemble models' 256 included)."""
+        at another size (the Assemble models' 256 included); input files
+        left out; an output folder made from another input."""
         warning = inputs.crop_warning(self.crop, "ImageNet-P perturbation")
         left_out = inputs.left_out_warning(self.input_dir)
-        return tuple(w for w in (warning, left_out) if w)
+        other = inputs.other_input_warning(self, "source")
+        return tuple(w for w in (warning, left_out, other) if w)
 
 
 @dataclasses.dataclass

@@ -254,3 +254,39 @@ def resize_shorter_side(image, size):
     if new == (width, height):
         return image
     return image.resize(new, Image.Resampling.BILINEAR)
+
+
+def other_input_warning(options, section):
+    """The warning (an `OptionError`, not raised) of a generator whose
+    `output_dir` holds a summary naming another input than `options`'
+    (`input_dir`, `tfrecord_pattern`; in the summary's `section`): its
+    outputs of the same names are kept from the earlier input (before:
+    without a word, and the summary named the new input). None without
+    an earlier summary, or for the same input."""
+    import json
+
+    from official.utils.misc import jobs
+
+    try:
+        with open(jobs.summary_path(options.output_dir)) as f:
+            before = json.load(f)[section]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    keys = ("input_dir", "tfrecord_pattern")
+
+    def source(values):
+        return {k: os.path.abspath(values[k]) for k in keys if values.get(k)}
+
+    old = source(before)
+    new = source({k: getattr(options, k) for k in keys})
+    if not old or old == new:
+        return None
+    return OptionError(
+        "output_dir",
+        "{field}={folder} was made from {old}; this run reads {new}: "
+        "outputs whose names are already there are kept from the earlier "
+        "input, not made again. Use another {field} for another input.",
+        folder=options.output_dir,
+        old=", ".join(old.values()),
+        new=", ".join(new.values()),
+    )

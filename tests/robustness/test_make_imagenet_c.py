@@ -131,7 +131,7 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
     assert said(_options(out, input_dir=jpeg_dir)) == []
     assert said(_options(out, input_dir=str(other))) == [
         f"--output_dir={out} was made from {os.path.abspath(jpeg_dir)}; "
-        f"this run reads {other}: images whose names are already there are "
+        f"this run reads {other}: outputs whose names are already there are "
         "kept from the earlier input, not made again. Use another "
         "--output_dir for another input."
     ]
