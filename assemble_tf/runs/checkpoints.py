@@ -46,12 +46,7 @@ def find_checkpoint(model_dir, which="latest"):
     """A run's checkpoint prefix: "latest", "best" or an explicit prefix."""
     if which == "latest":
         ckpt_dir = os.path.join(model_dir, "checkpoints")
-        tf_format = tf_checkpoints(ckpt_dir)  # without its state file too
-        found = (
-            latest_keras_checkpoint(ckpt_dir)
-            or _tf().train.latest_checkpoint(ckpt_dir)
-            or (tf_format[-1][1] if tf_format else None)
-        )
+        found = latest_in(ckpt_dir)
     elif which == "best":
         entries = BestKeeper(model_dir, 0).entries
         found = entries[0]["prefix"] if entries else None
@@ -405,31 +400,46 @@ def checkpoint_exists(prefix):
     )
 
 
-def _keras_checkpoints(directory):
-    """[(number, prefix)] of the complete Keras-format checkpoints."""
+def _numbered_checkpoints(directory, suffix):
+    """[(number, prefix)] of the `ckpt-N<suffix>` files in `directory`,
+    by number: found from the files themselves."""
     found = []
-    for path in glob.glob(os.path.join(directory, "ckpt-*" + KERAS_STATE)):
-        match = re.fullmatch(
-            r"ckpt-(\d+)", os.path.basename(path)[: -len(KERAS_STATE)]
-        )
-        prefix = path[: -len(KERAS_STATE)]
-        if match and os.path.isfile(prefix + KERAS_WEIGHTS):
-            found.append((int(match.group(1)), prefix))
-    return sorted(found)
-
-
-def tf_checkpoints(directory):
-    """[(number, prefix)] of the TensorFlow-format checkpoints in
-    `directory` whose index is there, by number: found from the files, as
-    `_keras_checkpoints` (the `checkpoint` state file may be gone, or
-    list a newest one whose files are)."""
-    found = []
-    for path in glob.glob(os.path.join(directory, "ckpt-*.index")):
-        prefix = path[: -len(".index")]
+    for path in glob.glob(os.path.join(directory, "ckpt-*" + suffix)):
+        prefix = path[: -len(suffix)]
         match = re.fullmatch(r"ckpt-(\d+)", os.path.basename(prefix))
         if match:
             found.append((int(match.group(1)), prefix))
     return sorted(found)
+
+
+def _keras_checkpoints(directory):
+    """[(number, prefix)] of the complete Keras-format checkpoints."""
+    return [
+        (number, prefix)
+        for number, prefix in _numbered_checkpoints(directory, KERAS_STATE)
+        if os.path.isfile(prefix + KERAS_WEIGHTS)
+    ]
+
+
+def latest_in(directory):
+    """The newest checkpoint prefix in `directory`, of either format: a
+    Keras-format one, else the one TensorFlow's `checkpoint` state file
+    names, else the newest TensorFlow one by its files (a run copied
+    without its state file); None if none."""
+    return (
+        latest_keras_checkpoint(directory)
+        or _tf().train.latest_checkpoint(directory)
+        or latest_tf_checkpoint(directory)
+    )
+
+
+def latest_tf_checkpoint(directory):
+    """The newest TensorFlow-format checkpoint prefix in `directory` whose
+    index is there, or None: from the files, as `latest_keras_checkpoint`
+    (the `checkpoint` state file may be gone, or list a newest one whose
+    files are not)."""
+    found = _numbered_checkpoints(directory, ".index")
+    return found[-1][1] if found else None
 
 
 def latest_keras_checkpoint(directory):

@@ -141,9 +141,7 @@ def checkpoint_prefix(path):
     if not os.path.isdir(path):
         return path if checkpoints.checkpoint_exists(path) else None
     for folder in (path, os.path.join(path, "checkpoints")):
-        found = tf.train.latest_checkpoint(
-            folder
-        ) or checkpoints.latest_keras_checkpoint(folder)
+        found = checkpoints.latest_in(folder)
         if found:
             return found
     return None

@@ -279,8 +279,8 @@ class TFStep:
             # run): the newest checkpoint in the folder (before: the run
             # trained over them from the start). Those stay unlisted: the
             # manager prunes the ones it saves from here.
-            found = checkpoints.tf_checkpoints(self.manager.directory)
-            listed = [found[-1][1]] if found else []
+            latest = checkpoints.latest_tf_checkpoint(self.manager.directory)
+            listed = [latest] if latest else []
         if not listed:
             return None
         present = [p for p in listed if tf.io.gfile.exists(p + ".index")]

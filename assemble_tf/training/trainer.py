@@ -80,14 +80,12 @@ def to_host(*values):
 
 def _other_format_checkpoint(model_dir, backend):
     """A checkpoint of the other backend's format in `model_dir`, or None."""
-
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     if backend == "jax":
         # From the files: the state file may list a newest checkpoint
         # whose files were deleted (tf.train.latest_checkpoint said None,
         # and the run trained over the older ones from the start).
-        found = checkpoints.tf_checkpoints(ckpt_dir)
-        return found[-1][1] if found else None
+        return checkpoints.latest_tf_checkpoint(ckpt_dir)
     return checkpoints.latest_keras_checkpoint(ckpt_dir)
 
 
