@@ -167,16 +167,27 @@ def decode_other(image_bytes):
     white as the TFRecord builder stores it (`builder.images.
     flatten_alpha`): a transparent PNG read from a folder, a tfds set or
     a serving request is the image the records hold (before: black where
-    transparent, white in the records). GIF, whose decoder gives RGB
-    only, as decoded."""
+    transparent, white in the records)."""
+    return _onto_white(_decode_rgba(image_bytes))
+
+
+def _decode_rgba(image_bytes):
+    """PNG, GIF or BMP bytes -> uint8 RGBA (a GIF, whose decoder gives
+    RGB only, opaque)."""
     is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+
+    def gif():
+        rgb = tf.io.decode_image(
+            image_bytes, channels=3, expand_animations=False
+        )
+        opaque = tf.fill(tf.concat([tf.shape(rgb)[:2], [1]], 0), 255)
+        return tf.concat([rgb, tf.cast(opaque, tf.uint8)], -1)
+
     return tf.cond(
         is_gif,
+        gif,
         lambda: tf.io.decode_image(
-            image_bytes, channels=3, expand_animations=False
-        ),
-        lambda: _onto_white(
-            tf.io.decode_image(image_bytes, channels=4, expand_animations=False)
+            image_bytes, channels=4, expand_animations=False
         ),
     )
 
@@ -332,9 +343,11 @@ def preprocess_train(
         )
 
     def other():  # PNG / GIF / BMP from tfds or image folders
-        full = decode_other(image_bytes)
+        full = _decode_rgba(image_bytes)
         w = _crop_window(tf.shape(full), bboxes, seeds[0], area_range)
-        return full[w[0] : w[0] + w[2], w[1] : w[1] + w[3]]
+        # Composed onto white after the crop: per pixel, the same image
+        # (`decode_other`), at the crop's cost rather than the image's.
+        return _onto_white(full[w[0] : w[0] + w[2], w[1] : w[1] + w[3]])
 
     if assume_jpeg:
         image = jpeg()
