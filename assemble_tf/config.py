@@ -949,10 +949,10 @@ def _read_source(config, given):
 
 
 def ignored_options(config):
-    """[(group, field, value, allowed, other)] of the options that the
+    """[(group, field, value, allowed, others)] of the options that the
     config's other options make do nothing (e.g. `tpu` with another
-    strategy); `other` names the option that ignores it (a tuple: and the
-    others `allowed` names)."""
+    strategy); `others` are the options `allowed` names, the one that
+    ignores it first."""
     model, rt = config.model, config.runtime
     preset = presets.get(model.preset)
     classifier = model.classifier or preset.model.get("classifier", "dense")
@@ -965,7 +965,7 @@ def ignored_options(config):
                 "cosine_temperature",
                 model.cosine_temperature,
                 "applies to {classifier}=cosine only",
-                "classifier",
+                ("classifier",),
             )
         )
     if rt.tpu and strategy != "tpu":
@@ -976,7 +976,7 @@ def ignored_options(config):
                 rt.tpu,
                 f"applies to {{distribution_strategy}}=tpu only (here "
                 f"{strategy})",
-                "distribution_strategy",
+                ("distribution_strategy",),
             )
         )
     if rt.num_gpus is not None and strategy not in ("mirrored", "one_device"):
@@ -987,7 +987,7 @@ def ignored_options(config):
                 rt.num_gpus,
                 "applies to {distribution_strategy}=mirrored or one_device "
                 f"only (here {strategy})",
-                "distribution_strategy",
+                ("distribution_strategy",),
             )
         )
     found += _ignored_data_options(config.data)
@@ -995,11 +995,15 @@ def ignored_options(config):
     return found
 
 
+def _default(values, name):
+    """The default of field `name` of the config group `values`."""
+    return next(f.default for f in dataclasses.fields(values) if f.name == name)
+
+
 def _changed(values, name):
     """Whether field `name` of the group `values` differs from its
     default (a value given, or a preset's)."""
-    field = next(f for f in dataclasses.fields(values) if f.name == name)
-    return getattr(values, name) != field.default
+    return getattr(values, name) != _default(values, name)
 
 
 def _ignored_data_options(data):
@@ -1032,7 +1036,7 @@ def _ignored_data_options(data):
                 "data_dir",
                 data.data_dir,
                 "not read with {synthetic} (random images): leave one out",
-                "synthetic",
+                ("synthetic",),
             )
         )
     return found
@@ -1050,7 +1054,7 @@ def _ignored_recipe_options(augment, train):
                 "mixup_alpha",
                 augment.mixup_alpha,
                 "applies to {mixup_type}=1 or 2 only (here 0: no Mixup)",
-                "mixup_type",
+                ("mixup_type",),
             )
         )
     if not augment.randaugment_layers and _changed(
@@ -1063,7 +1067,7 @@ def _ignored_recipe_options(augment, train):
                 augment.randaugment_magnitude,
                 "applies to {randaugment_layers} > 0 only (here 0: no "
                 "RandAugment)",
-                "randaugment_layers",
+                ("randaugment_layers",),
             )
         )
     if not train.warm_start:
@@ -1075,7 +1079,7 @@ def _ignored_recipe_options(augment, train):
                         name,
                         getattr(train, name),
                         "applies with {warm_start} only",
-                        "warm_start",
+                        ("warm_start",),
                     )
                 )
     return found
@@ -1096,9 +1100,8 @@ def refuse_ignored_options(config, given):
     Raises:
         OptionError: naming the ignored option and the one that ignores it.
     """
-    for group, field, value, allowed, other in ignored_options(config):
+    for group, field, value, allowed, others in ignored_options(config):
         if field in given.get(group, {}):
-            others = other if isinstance(other, tuple) else (other,)
             raise invalid(field, value, allowed, others=others)
 
 
@@ -1107,9 +1110,7 @@ def without_ignored_options(config):
     trained with (a config.json of an earlier version may hold them)."""
     for group, field, _, _, _ in ignored_options(config):
         values = getattr(config, group)
-        default = next(
-            f.default for f in dataclasses.fields(values) if f.name == field
-        )
+        default = _default(values, field)
         config = dataclasses.replace(
             config, **{group: dataclasses.replace(values, **{field: default})}
         )

@@ -212,15 +212,17 @@ def _run_config(model_dir, overrides):
         base[group].update(values)
     config = config_lib.ExperimentConfig.from_dict(base)
     config_lib.validate(config)
-    for group, field, value, allowed, other in config_lib.ignored_options(
+    for group, field, value, allowed, others in config_lib.ignored_options(
         config
     ):
         if field in overrides.get(group, {}):
             # An override the run's model would ignore (before: accepted).
+            for name in others:  # named as config fields, not flags
+                allowed = allowed.replace("{" + name + "}", name)
             raise OptionError(
                 "model_overrides",
                 "{field} sets {key}={value}, which the run ignores: it "
-                + allowed.replace("{" + other + "}", other)
+                + allowed
                 + ".",
                 key=field,
                 value=value,

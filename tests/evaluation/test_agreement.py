@@ -452,6 +452,16 @@ def test_source_options_the_source_ignores_are_refused(tiny_run):
     )
     # The run's own offset, given: fine.
     loading.resolve(model_dir=config.model_dir, data={"label_offset": offset})
+    # A model override the run's model ignores (a cosine temperature for
+    # its dense head): named with the option that ignores it.
+    with pytest.raises(OptionError) as e:
+        loading.resolve(
+            model_dir=config.model_dir, model={"cosine_temperature": 0.1}
+        )
+    assert e.value.as_flag() == (
+        "--model_overrides sets cosine_temperature=0.1, which the run "
+        "ignores: it applies to classifier=cosine only."
+    )
     with pytest.raises(OptionError) as e:
         loading.resolve(model_dir=config.model_dir, preset="resnet50")
     assert e.value.as_flag() == (
