@@ -853,12 +853,13 @@ def _uneven_images_note(results):
         for name, r in results.items()
         if any(e is not None for e in r["top1_error"])
     }
-    return _uneven_note(counts, "Images", "corruption", "error")
+    return _uneven_note(counts, "image", "corruption", "error")
 
 
-def _uneven_note(counts, items, kind, measure):
-    """`_uneven_images_note` of {name: count} ("Images" per "corruption",
-    or "Videos" per "perturbation"), or None where the counts agree."""
+def _uneven_note(counts, item, kind, measure):
+    """`_uneven_images_note` of {name: count} (of an `item`, "image" or
+    "video", per `kind`, "corruption" or "perturbation"), or None where
+    the counts agree."""
     if len(set(counts.values())) < 2:
         return None
     groups = collections.defaultdict(list)
@@ -869,9 +870,9 @@ def _uneven_note(counts, items, kind, measure):
         for count, names in sorted(groups.items())
     )
     return (
-        f"{items} per {kind} differ ({each}): each {kind}'s {measure} "
-        f"is over other {items.lower()}, so the mean over them mixes "
-        f"{items.lower()[:-1]} sets. Generate the smaller {kind}s again "
+        f"{item.capitalize()}s per {kind} differ ({each}): each {kind}'s "
+        f"{measure} is over other {item}s, so the mean over them mixes "
+        f"{item} sets. Generate the smaller {kind}s again "
         f"from the same images (with the same image limit as the others, "
         "or none)."
     )
@@ -933,7 +934,7 @@ def summarize_p(results, difficulty=1, command=None):
     # (ImageNet-C said so of its images).
     uneven = _uneven_note(
         {k: v["videos"] for k, v in results.items() if "videos" in v},
-        "Videos",
+        "video",
         "perturbation",
         "flip probability",
     )

@@ -17,9 +17,10 @@ the benchmark's 224 crop (`BENCHMARK_CROP`); `crop_warning` says so for
 another crop.
 """
 
+import json
 import os
 
-from official.utils.misc import file_utils
+from official.utils.misc import file_utils, jobs
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -263,10 +264,6 @@ def other_input_warning(options, section):
     outputs of the same names are kept from the earlier input (before:
     without a word, and the summary named the new input). None without
     an earlier summary, or for the same input."""
-    import json
-
-    from official.utils.misc import jobs
-
     try:
         with open(jobs.summary_path(options.output_dir)) as f:
             before = json.load(f)[section]
