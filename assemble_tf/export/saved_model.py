@@ -196,17 +196,46 @@ class ServingModule(tf.Module):
         with tf.control_dependencies([check]):
             return tf.identity(images)
 
+    def _check_outputs(self, outputs, images, signature):
+        """`outputs` (float32 [N, C]) after asserting they are finite. Finite
+        crops far off the normalised scale (values of 1e38) overflow inside
+        the network: NaN logits would give a class and probabilities of
+        NaN. The message names the first such image and its largest crop
+        value, which tells a crop off the scale from weights that are not
+        finite."""
+        finite = tf.reduce_all(tf.math.is_finite(outputs), axis=-1)
+        first_bad = tf.argmin(tf.cast(finite, tf.int32), output_type=tf.int32)
+        largest = tf.reduce_max(tf.abs(tf.gather(images, first_bad)))
+        check = tf.debugging.Assert(
+            tf.reduce_all(finite),
+            [
+                f"{signature}: the network outputs are not finite for the "
+                "image at index",
+                first_bad,
+                "whose crop values reach a magnitude of",
+                largest,
+                "; crops are RGB on the 0-255 scale minus the ImageNet mean "
+                "(magnitudes up to 152)",
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(outputs)
+
     def _forward(self, images):
         out = self._network(images)
         return {k: tf.cast(v, tf.float32) for k, v in out.items()}
 
     def _features(self, images):
         images = self._check_crops(images, "feature_vector")
-        return {"features": self.forward(images)["features"]}
+        features = self.forward(images)["features"]
+        return {
+            "features": self._check_outputs(features, images, "feature_vector")
+        }
 
     def _outputs(self, images):
         images = self._check_crops(images, "preprocessed")
         logits = self._crops_forward(images)["logits"]
+        logits = self._check_outputs(logits, images, "preprocessed")
         classes = tf.argmax(logits, axis=-1)
         return {
             "classes": classes,

@@ -1193,6 +1193,17 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
                 ),
             ):
                 sigs[name](images=tf.constant(bad))
+    # Finite crops far off the scale overflow inside the network: NaN
+    # logits gave a class and NaN probabilities.
+    bad = good.copy()
+    bad[1] = 3e38
+    for name in ("preprocessed", "feature_vector"):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            sigs[name](images=tf.constant(bad))
+        assert (
+            f"{name}: the network outputs are not finite for the image at "
+            "index] [1] [whose crop values reach a magnitude of] [3e+38]"
+        ) in info.value.message, info.value.message
     # A decompression bomb: a PNG whose header says 10,000 x 9,000 pixels
     # (a 187 KB PNG of 8,000 x 8,000 took 1.9 GB) is refused from its
     # header, before anything is decoded.
