@@ -40,7 +40,14 @@ def attention_names(attention):
     return _as_tuple("attention", attention)
 
 
-def create_attention(attention, se_ratio=16, sk_reduction=2, sk_min_dim=32):
+def create_attention(
+    attention,
+    se_ratio=16,
+    sk_reduction=2,
+    sk_min_dim=32,
+    bn_momentum=0.997,
+    bn_epsilon=1e-5,
+):
     """Resolves the `attention` option into layer constructors.
 
     Args:
@@ -49,6 +56,8 @@ def create_attention(attention, se_ratio=16, sk_reduction=2, sk_min_dim=32):
         se_ratio: int. SE reduction ratio.
         sk_reduction: int. SK attention ratio r.
         sk_min_dim: int. SK attention floor L.
+        bn_momentum: float. Momentum of the SK units' BNs (the model's).
+        bn_epsilon: float. Epsilon of the SK units' BNs (the model's).
 
     Returns:
         `(middle, post)`: `middle(filters, strides, name)` builds the layer
@@ -75,6 +84,8 @@ def create_attention(attention, se_ratio=16, sk_reduction=2, sk_min_dim=32):
                 variant=variant,
                 reduction=sk_reduction,
                 min_dim=sk_min_dim,
+                bn_momentum=bn_momentum,
+                bn_epsilon=bn_epsilon,
             )
     if "se" in names:
         post = functools.partial(SqueezeExcite, ratio=se_ratio)

@@ -416,6 +416,8 @@ class _Builder:
             se_ratio=o.se_ratio,
             sk_reduction=o.sk_reduction,
             sk_min_dim=o.sk_min_dim,
+            bn_momentum=o.bn_momentum,
+            bn_epsilon=o.bn_epsilon,
         )
         self.aa, self.blur = create_anti_alias(o.anti_alias, o.anti_alias_size)
         self.dropblock = create_drop_block(o.dropblock)

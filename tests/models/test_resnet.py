@@ -4,6 +4,7 @@ import pytest
 
 from assemble_tf import presets
 from assemble_tf.layers import (
+    BatchNorm,
     BlurPool2D,
     DropBlock2D,
     SelectiveKernel,
@@ -158,6 +159,28 @@ def test_zero_gamma_only_on_last_bn_of_each_block():
         "resnet50", base_width=16, block_sizes=(1, 1, 1, 1), zero_gamma=False
     )
     assert np.all(off.get_layer("stage1_block1_3_bn").gamma.numpy() == 1)
+
+
+def test_bn_options_reach_every_bn_the_sk_units_included():
+    """Before: the SK units' BNs kept 0.997 / 1e-5 whatever was asked."""
+    model = build_resnet(
+        50,
+        base_width=8,
+        block_sizes=(1, 1, 1, 1),
+        attention=("sk", "se"),
+        bn_momentum=0.9,
+        bn_epsilon=1e-3,
+        num_classes=3,
+    )
+    found = {}
+    for layer in model.layers:
+        inner = [v for v in vars(layer).values() if isinstance(v, BatchNorm)]
+        for bn in [layer] + inner:
+            if isinstance(bn, BatchNorm):
+                found[bn.path] = (bn.momentum, bn.epsilon)
+    sk = [path for path in found if "_sk/" in path]
+    assert len(sk) == 8 and len(found) == 21, sorted(found)
+    assert set(found.values()) == {(0.9, 1e-3)}
 
 
 def test_conv_init_is_variance_scaling_fan_in():
