@@ -353,6 +353,21 @@ def _check_types(o):
             )
 
 
+def _check_data_format():
+    """The models are NHWC throughout (the original's layout, its
+    checkpoints and the SavedModel signatures). Keras' layers read the
+    process-wide image data format: under "channels_first" a model built
+    and ran on NHWC images as if they were NCHW, or failed deep inside."""
+    data_format = keras.config.image_data_format()
+    if data_format != "channels_last":
+        raise ValueError(
+            "The ResNet models are channels_last (NHWC); Keras' image data "
+            f"format is {data_format!r} (keras.config."
+            "set_image_data_format, or ~/.keras/keras.json): set it to "
+            "'channels_last' before building."
+        )
+
+
 def _resolve(o):
     """Checks every option, in one pass, and fills the defaults.
 
@@ -365,6 +380,7 @@ def _resolve(o):
         The `_Options` with `block_sizes`, `stage_strides` and `big_little`
         as tuples.
     """
+    _check_data_format()
     _check_types(o)
     if o.depth not in RESNET_SPECS:
         raise ValueError(

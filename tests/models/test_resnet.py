@@ -247,6 +247,21 @@ def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
         build_resnet(**kwargs)
 
 
+def test_a_channels_first_keras_setting_is_refused():
+    """Before: NHWC images read as NCHW, a wrong model without a word."""
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError) as info:
+            build_resnet(50, base_width=8, block_sizes=(1, 1, 1, 1))
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    assert str(info.value) == (
+        "The ResNet models are channels_last (NHWC); Keras' image data "
+        "format is 'channels_first' (keras.config.set_image_data_format, or "
+        "~/.keras/keras.json): set it to 'channels_last' before building."
+    )
+
+
 def test_big_little_block_sizes_error_names_the_flag():
     """A tiny Assemble preset with one block per stage: the binaries print
     the flag and a size that works (before: a ValueError ending
