@@ -8,6 +8,13 @@ stride-2 bottleneck ("sconv"). Numerics follow clovaai/assembled-cnn
 reflect padding of int((k - 1) / 2) on every side, a depthwise VALID
 convolution with stride 2. The filter is a constant, not a weight.
 
+Beyond the original: an even filter size pads one pixel more after the map
+than before it (k - 1 in all, as "same" padding does), so the output has
+ceil(n / stride) pixels for every side n, as the block's shortcut. The
+extra pixel is read only on maps of odd side, where the original gave a
+pixel fewer than the shortcut and the residual add failed; everywhere else
+the outputs are the original's.
+
 Speed: on a static map the reflected border is built by concatenating the
 mirrored rows and columns, and only on the sides the strided filter reads
 (for an even side and size 3, the top and left only): the same padded
@@ -56,9 +63,10 @@ class BlurPool2D(keras.layers.Layer):
 
     Every channel is filtered with the same normalized binomial kernel
     (depthwise), after reflect padding of `int((filter_size - 1) / 2)` pixels
-    on every side, with a VALID convolution at `strides`. Size 1 is plain
-    subsampling. A 56x56 map with size 3 becomes 28x28. The layer has no
-    weights.
+    before and `filter_size - 1` in all, with a VALID convolution at
+    `strides`: ceil(n / strides) outputs for a side of n pixels, as a
+    strided "same" convolution. Size 1 is plain subsampling. A 56x56 map
+    with size 3 becomes 28x28, a 25x25 one 13x13. The layer has no weights.
 
     Args:
         filter_size: int. Binomial filter side, 1 to 7 (default 3).
@@ -79,7 +87,7 @@ class BlurPool2D(keras.layers.Layer):
             )
         self.filter_size = filter_size
         self.strides = strides
-        self.pad = (filter_size - 1) // 2
+        self.pad = (filter_size - 1) // 2  # before; k - 1 - pad after
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
@@ -90,7 +98,7 @@ class BlurPool2D(keras.layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         for axis in (1, 2):
-            if self.pad and input_shape[axis] is not None:
+            if self.filter_size > 1 and input_shape[axis] is not None:
                 self._check_reflectable(input_shape[axis], axis, input_shape)
         kernel = binomial_kernel(self.filter_size)
         self.kernel = np.tile(
@@ -99,14 +107,14 @@ class BlurPool2D(keras.layers.Layer):
 
     def call(self, inputs):
         x = inputs
-        if self.pad:
+        if self.filter_size > 1:
             static = x.shape[1] is not None and x.shape[2] is not None
             if static:
                 x = self._reflect(self._reflect(x, 1), 2)
             else:
-                p = self.pad
+                side = [self.pad, self.filter_size - 1 - self.pad]
                 x = keras.ops.pad(
-                    x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect"
+                    x, [[0, 0], side, side, [0, 0]], mode="reflect"
                 )
         kernel = keras.ops.cast(self.kernel, x.dtype)
         return keras.ops.depthwise_conv(
@@ -115,7 +123,7 @@ class BlurPool2D(keras.layers.Layer):
 
     def _padding_after(self, n):
         """Positions after the end the strided filter reads (size n)."""
-        outputs = (n + 2 * self.pad - self.filter_size) // self.strides + 1
+        outputs = (n - 1) // self.strides + 1
         last = (outputs - 1) * self.strides + self.filter_size - 1
         return max(0, last - (n + self.pad - 1))
 
@@ -147,7 +155,7 @@ class BlurPool2D(keras.layers.Layer):
             part = x[tuple(index)]
             return part if stop - start == 1 else keras.ops.flip(part, axis)
 
-        parts = [rows(1, p + 1), x]
+        parts = [rows(1, p + 1), x] if p else [x]
         if after:
             parts.append(rows(n - 1 - after, n - 1))
         return keras.ops.concatenate(parts, axis=axis)
@@ -156,7 +164,7 @@ class BlurPool2D(keras.layers.Layer):
         def out(size):
             if size is None:
                 return None
-            return (size + 2 * self.pad - self.filter_size) // self.strides + 1
+            return (size - 1) // self.strides + 1
 
         n, h, w, c = input_shape
         return (n, out(h), out(w), c)

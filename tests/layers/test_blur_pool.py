@@ -66,15 +66,19 @@ def test_non_default_arguments_round_trip():
     testing_utils.run_serialization_test(BlurPool2D(filter_size=5, name="b"))
 
 
-def _reference_blur(x, size, strides):
-    """numpy: reflect-pad by (size - 1) // 2 (np.pad "reflect", as
-    tf.pad REFLECT), then the binomial window at every `strides`-th
-    position."""
+def _reference_blur(x, size, strides, original=False):
+    """numpy: reflect-pad by (size - 1) // 2 before and size - 1 in all
+    (np.pad "reflect", as tf.pad REFLECT), then the binomial window at
+    every `strides`-th position: ceil(n / strides) outputs. `original`:
+    (size - 1) // 2 on every side, as clovaai/assembled-cnn
+    `anti_aliased_downsample` pads (an even size: one output fewer on
+    some sides)."""
     p = (size - 1) // 2
-    padded = np.pad(x, [(0, 0), (p, p), (p, p), (0, 0)], mode="reflect")
+    q = p if original else size - 1 - p
+    padded = np.pad(x, [(0, 0), (p, q), (p, q), (0, 0)], mode="reflect")
     k = binomial_kernel(size)
-    oh = (x.shape[1] + 2 * p - size) // strides + 1
-    ow = (x.shape[2] + 2 * p - size) // strides + 1
+    oh = (x.shape[1] + p + q - size) // strides + 1
+    ow = (x.shape[2] + p + q - size) // strides + 1
     out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
     for i in range(oh):
         for j in range(ow):
@@ -104,6 +108,29 @@ def test_reflected_border_on_every_side_it_reads(size, strides):
         want = _reference_blur(x, size, strides)
         np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-5)
         np.testing.assert_allclose(dynamic(x).numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [2, 4, 6])
+def test_an_even_size_gives_the_shortcuts_shape_and_the_originals_values(
+    size,
+):
+    """Padded as the original, an even size gave floor((n - 2) / 2) + 1
+    outputs: one fewer than the block's shortcut on a map of odd side (a
+    200 px model with anti_alias_size=4 failed to build). Now ceil(n / 2)
+    for every side, and the original's values wherever it had them."""
+    layer = BlurPool2D(size)
+    for n in (9, 13, 25):
+        x = testing_utils.random_images((1, n, n, 2), seed=n)
+        out = layer(x).numpy()
+        assert out.shape == (1, (n + 1) // 2, (n + 1) // 2, 2)
+        assert _reference_blur(x, size, 2, original=True).shape[1] == n // 2
+    for n in (8, 12, 26):
+        x = testing_utils.random_images((1, n, n, 2), seed=n)
+        np.testing.assert_allclose(
+            layer(x).numpy(),
+            _reference_blur(x, size, 2, original=True),
+            atol=1e-5,
+        )
 
 
 def test_even_size_3_reads_no_bottom_or_right_border():

@@ -247,6 +247,31 @@ def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
         build_resnet(**kwargs)
 
 
+def test_even_anti_alias_sizes_build_on_maps_of_odd_side():
+    """Before: anti_alias_size=4 at 200 px failed to build (a blurred map
+    one pixel smaller than its shortcut); at any size it failed at run
+    time."""
+    options = dict(
+        base_width=8,
+        block_sizes=(1, 1, 1, 1),
+        anti_alias=("sconv", "proj", "max"),
+        anti_alias_size=4,
+        num_classes=3,
+    )
+    fixed = build_resnet(50, image_size=200, **options)
+    x = testing_utils.random_images((1, 200, 200, 3)) * 50
+    assert fixed.get_layer("stage4_block1_blur").output.shape == (
+        None,
+        7,
+        7,
+        64,
+    )
+    anysize = build_resnet(50, **options)
+    anysize.set_weights(fixed.get_weights())
+    want = fixed(x).numpy()
+    np.testing.assert_allclose(anysize(x).numpy(), want, rtol=1e-5)
+
+
 def test_a_channels_first_keras_setting_is_refused():
     """Before: NHWC images read as NCHW, a wrong model without a word."""
     keras.config.set_image_data_format("channels_first")
