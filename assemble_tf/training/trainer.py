@@ -306,10 +306,17 @@ class Trainer:
             "weight_decay_loss": cut.get("weight_decay_loss", 0.0),
             "train_images_per_sec": cut.get("train_images_per_sec", 0.0),
         }
+        rest = plan.steps_per_epoch - done
+        more = min(rest, plan.total_steps - self.step)
         self.log(
             f"Epoch {epoch} ran {done} of its {plan.steps_per_epoch} steps "
-            f"before max_steps stopped it: training the other "
-            f"{plan.steps_per_epoch - done}."
+            "before max_steps stopped it: training "
+            + (
+                f"the other {rest}."
+                if more == rest
+                else f"{more} more of them (max_steps ends this run at "
+                f"step {plan.total_steps:,})."
+            )
         )
 
     def _restore_preempted(self):
@@ -551,10 +558,16 @@ class Trainer:
                 self.plan.steps_per_epoch, self.plan.total_steps - self.step
             )
             return _EpochState(epoch, steps, 0, stats=stats)
+        # The rest of the epoch, up to max_steps (before: a rerun with a
+        # larger max_steps trained to the end of the epoch).
+        done = resume["epoch_steps_done"]
+        steps = min(
+            resume["epoch_steps"], done + self.plan.total_steps - self.step
+        )
         return _EpochState(
             epoch,
-            resume["epoch_steps"],
-            resume["epoch_steps_done"],
+            max(done, steps),
+            done,
             loss_sum=resume["loss_sum"],
             skipped_before=resume["records_skipped"],
             # Those of the steps before the resume, until a loop runs here

@@ -98,10 +98,18 @@ def _continues_a_run_max_steps_cut(folder, whole):
     cfg.to_json(str(folder / "config.json"))  # as tools.train writes it
     rest = _config(folder, train=DETERMINISTIC)
     assert train_lib.check_resume(rest) == ["train.max_steps: 6 -> None"]
-    _, trainer, history, logged = run()
+    # A larger max_steps within the epoch stops there again (before: the
+    # rerun trained to the end of the epoch, past its max_steps).
+    _, trainer, history, logged = run(max_steps=7)
     assert logged[1] == (
         "Epoch 2 ran 2 of its 4 steps before max_steps stopped it: "
-        "training the other 2."
+        "training 1 more of them (max_steps ends this run at step 7)."
+    )
+    assert trainer.step == 7 and [r["step"] for r in history] == [4, 7]
+    _, trainer, history, logged = run()
+    assert logged[1] == (
+        "Epoch 2 ran 3 of its 4 steps before max_steps stopped it: "
+        "training the other 1."
     )
     assert trainer.step == 8 and [r["step"] for r in history] == [4, 8]
     stored = json.loads((folder / "history.json").read_text())
