@@ -529,6 +529,25 @@ class KerasCheckpointManager:
             step = int(data["step"]) if "step" in data.files else None
             return int(data["epoch"]), step
 
+    def repair_weights(self, prefix):
+        """Rewrites `prefix`.weights.h5 from the model, restored from
+        `prefix`, where the file cannot be opened (truncated, overwritten):
+        the resume reads only the state, and the TensorFlow tools only the
+        weights file (before: the resume went on, and tools.evaluate of the
+        run failed on it). Returns why it was rewritten, or None."""
+        import h5py
+
+        path = prefix + KERAS_WEIGHTS
+        try:
+            with h5py.File(path, "r"):
+                return None
+        except OSError as e:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        tmp = prefix + ".tmp" + KERAS_WEIGHTS
+        self.model.save_weights(tmp)
+        os.replace(tmp, path)
+        return reason
+
 
 def chief_and_dir(strategy, model_dir):
     """(is_chief, checkpoint dir) following the multi-worker convention."""

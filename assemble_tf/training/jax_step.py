@@ -275,6 +275,11 @@ class JaxStep:
             self.state = None
         return latest
 
+    def repair_weights(self, prefix):
+        """Rewrites the restored checkpoint's `.weights.h5` where it cannot
+        be opened; returns why, or None."""
+        return self.manager.repair_weights(prefix)
+
     def save(self, epoch):
         """Writes the checkpoint of `epoch` (done); returns its prefix."""
         self.sync()

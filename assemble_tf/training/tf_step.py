@@ -345,5 +345,12 @@ class TFStep:
         """Restores the mid-epoch checkpoint `prefix`."""
         self._restore(prefix)
 
+    @staticmethod
+    def repair_weights(prefix):
+        """None: a TensorFlow checkpoint is one set of files, which the
+        restore has read whole."""
+        del prefix
+        return None
+
     def set_epoch(self, epoch):
         self.epoch_variable.assign(epoch)

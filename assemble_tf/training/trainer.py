@@ -239,6 +239,12 @@ class Trainer:
                 f"WARNING: {latest}, the newest checkpoint listed, has no "
                 f"files; resumed from {restored}, the newest that has."
             )
+        if restored and (reason := self.backend.repair_weights(restored)):
+            self.log(
+                f"WARNING: {restored}.weights.h5 could not be opened "
+                f"({reason}); rewritten from {restored}.state.npz, the "
+                "checkpoint the run resumed from."
+            )
         if self._restore_preempted():
             return True
         if restored:
@@ -352,7 +358,7 @@ class Trainer:
             f"Resumed from {prefix} (step {self.step}: "
             f"{progress['epoch_steps_done']} of the "
             f"{progress['epoch_steps']} steps of epoch {progress['epoch'] + 1} "
-            "done, saved on SIGTERM)."
+            "done, saved when it was stopped)."
         )
         return True
 

@@ -209,6 +209,26 @@ def _resumes_of_a_damaged_run(run):
         t, _ = trainer(copy)
         t.prepare()
         assert t.step == 4
+        # The weights file, which only the TensorFlow tools read, cut
+        # short: rewritten from the state the resume read (before: the
+        # resume went on and tools.evaluate of the run failed on it).
+        weights = str(ckpts / "ckpt-1.weights.h5")
+        with open(weights, "r+b") as f:
+            f.truncate(1000)
+        t, logged = trainer(copy)
+        t.prepare()
+        assert logged[0].startswith(
+            f"WARNING: {ckpts / 'ckpt-1'}.weights.h5 could not be opened "
+            "(OSError: Unable to synchronously open file (truncated file"
+        ), logged
+        assert logged[0].endswith(
+            f"rewritten from {ckpts / 'ckpt-1'}.state.npz, the checkpoint "
+            "the run resumed from."
+        )
+        t.model.load_weights(weights)  # whole again
+        t, logged = trainer(copy)
+        t.prepare()
+        assert logged == [resumed]
     # history.json damaged: named with the fix, before any step; deleted:
     # a warning that the curves lack the epochs trained.
     history = copy / "history.json"
@@ -602,7 +622,7 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     stop, logged = stop_at(8)  # in the run's last loop
     assert logged[0] == (
         f"Resumed from {prefix} (step 5: 1 of the 4 steps of epoch 2 done, "
-        "saved on SIGTERM)."
+        "saved when it was stopped)."
     )
     assert "at step 8 (4 of the 4 steps of epoch 2)" in str(stop)
     # Stopped again before a step ran: the same checkpoint is named, not
@@ -643,7 +663,7 @@ def test_sigterm_stops_within_an_epoch_and_the_rerun_ends_as_without_it(
     assert not [w for w in tf_warnings.lines if "restored object" in w]
     assert logged[0] == (
         f"Resumed from {last} (step 8: 4 of the 4 steps of epoch 2 done, "
-        "saved on SIGTERM)."
+        "saved when it was stopped)."
     )
     assert resumed.step == 8
     assert os.path.basename(checkpoints.find_checkpoint(str(run))) == "ckpt-2"
