@@ -79,6 +79,15 @@ def _fit(names, count, base):
     return out
 
 
+def difference(before, now):
+    """Where two lists of names first differ: "logit 1: 'green' before,
+    'lime' now", or "4 names before, 5 now"."""
+    for i, (a, b) in enumerate(zip(before, now, strict=False)):
+        if a != b:
+            return f"logit {i}: {a!r} before, {b!r} now"
+    return f"{len(before)} names before, {len(now)} now"
+
+
 def write(model_dir, names):
     """Writes `names` (one per logit) as `<model_dir>/class_names.txt`."""
     file_utils.atomic_write(

@@ -87,6 +87,33 @@ def run_config_path(path):
     return None
 
 
+def head_names_note(path, names):
+    """Where the run `path` is in names its logits otherwise than `names`
+    (the new data's), a note saying so: a warm-started head keeps the
+    run's logit order, so its logit i starts as the run's class i, whatever
+    the data now call class i (before: loaded without a word). None where
+    they agree, or where either side names no classes."""
+    from assemble_tf.runs import class_names
+
+    config = run_config_path(path)
+    if config is None or not names:
+        return None
+    file = os.path.join(os.path.dirname(config), class_names.FILE)
+    if not os.path.isfile(file):
+        return None
+    try:
+        before = class_names.read(file)
+    except ValueError:
+        return None
+    if before == names:
+        return None
+    return (
+        f"the head comes from a run whose {file} names the logits otherwise "
+        f"than the data ({class_names.difference(before, names)}): each "
+        "logit starts as the run's class of that index."
+    )
+
+
 def _load_all_but_the_head(model, path):
     """`load_weights` that may skip the head only: Keras' skip_mismatch
     skips any layer whose shapes differ, and a file of another

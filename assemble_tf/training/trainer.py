@@ -374,6 +374,7 @@ class Trainer:
         resumed = self.restore()
         if resumed:
             self._check_same_data()
+            self._check_same_classes()
         if not resumed and t.warm_start:
             warm_start.warm_start_model(
                 self.model,
@@ -382,6 +383,14 @@ class Trainer:
                 t.warm_start_bn_stats,
             )
             self.log(f"Warm start from {t.warm_start}.")
+            if t.warm_start_head:
+                from assemble_tf.runs import class_names
+
+                note = warm_start.head_names_note(
+                    t.warm_start, class_names.from_data(self.config.data)
+                )
+                if note:
+                    self.log(f"WARNING: {note}")
             if t.bn_reestimate_steps:
                 with input_pipeline.reraise_data_errors():
                     count = warm_start.reestimate_bn_statistics(
@@ -395,6 +404,34 @@ class Trainer:
                     f"{t.bn_reestimate_steps} batches."
                 )
         self._prepared = True
+
+    def _check_same_classes(self):
+        """Refuses to resume where the data name the logits otherwise than
+        the run's class_names.txt (a class folder renamed, added or
+        removed: before, logit 1 trained as "banana" went on as "cherry"
+        and class_names.txt was rewritten, without a word)."""
+        from assemble_tf.runs import class_names
+
+        path = os.path.join(self.config.model_dir, class_names.FILE)
+        if not os.path.isfile(path):
+            return
+        now = class_names.from_data(self.config.data)
+        if now is None:
+            return
+        before = class_names.read(path, field="model_dir")
+        if before == now:
+            return
+        data = self.config.data
+        raise OptionError(
+            "data_dir" if data.data_dir else "source",
+            "{field}={data} names the classes otherwise than the run's "
+            "{path} ({differ}): resume it on the data it started on, or "
+            "train a new {model_dir} with {warm_start} from this run.",
+            ["model_dir", "warm_start"],
+            data=data.data_dir or data.source,
+            path=path,
+            differ=class_names.difference(before, now),
+        )
 
     def _check_same_data(self):
         """Refuses to resume on a training split of another size than the

@@ -595,3 +595,30 @@ def test_a_resume_on_a_training_split_of_another_size_is_refused(
     os.remove(data / "train-00001-of-00001")
     same = testing_utils.run_main(*args)  # the data it started on
     assert same.returncode == 0, same.stderr[-3000:]
+    # A class renamed (before: the rerun resumed, its logit 1 trained as
+    # "green" went on as "lime", and class_names.txt was rewritten).
+    labels = data / "labels.txt"
+    labels.write_text(labels.read_text().replace("green", "lime"))
+    renamed = testing_utils.run_main(*args)
+    assert testing_utils.error_line(renamed) == (
+        f"ERROR: --data_dir={data} names the classes otherwise than the "
+        f"run's {tmp_path / 'run' / 'class_names.txt'} (logit 1: 'green' "
+        "before, 'lime' now): resume it on the data it started on, or train "
+        "a new --model_dir with --warm_start from this run."
+    )
+    assert "green" in (tmp_path / "run" / "class_names.txt").read_text()
+    # Its head warm-started on the renamed data: said (before: silent).
+    args[-1] = f"--model_dir={tmp_path / 'head'}"
+    head = testing_utils.run_main(
+        *args,
+        f"--warm_start={tmp_path / 'run'}",
+        "--warm_start_head",
+        "--max_steps=1",
+    )
+    assert head.returncode == 0, head.stderr[-3000:]
+    assert (
+        f"WARNING: the head comes from a run whose {tmp_path / 'run'}/"
+        "class_names.txt names the logits otherwise than the data (logit 1: "
+        "'green' before, 'lime' now): each logit starts as the run's class "
+        "of that index."
+    ) in head.stderr
