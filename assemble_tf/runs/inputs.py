@@ -216,6 +216,39 @@ def check_source_splits(data_config):
             path=data_config.source,
             last=info.num_classes - 1,
         )
+    if data_config.class_range:
+        _check_range_keeps_images(data_config)
+
+
+def _check_range_keeps_images(data_config):
+    """Refuses a `class_range` that keeps no image of a split (before: an
+    empty validation split was found after the first epoch, and errors
+    named the TFRecord flags or `num_train_examples`). Reads up to the
+    first image in the range of each split."""
+    from official.utils.misc.validation import OptionError
+
+    for field in ("train_split", "validation_split"):
+        split = getattr(data_config, field)
+        source = _record_source(
+            dataclasses.replace(data_config, train_split=split), True
+        )
+        if any(True for _ in source(None, False, 0).take(1)):
+            continue
+        low, high = data_config.class_range
+        named = "{" + field + "}"  # the split's option, in the message
+        raise OptionError(
+            "class_range",
+            "{field}={low},{high} keeps no image of the {split!r} split of "
+            f"{{source}}={{path}} ({named}): its images are all of classes "
+            "outside labels {low}-{last}. Widen {field}, or pick another "
+            f"{named}.",
+            ["source", field],
+            low=low,
+            high=high,
+            last=high - 1,
+            split=split,
+            path=data_config.source,
+        )
 
 
 def count_source_examples(data_config, split):

@@ -412,6 +412,42 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
         )
 
 
+def test_a_class_range_that_keeps_no_image_of_a_split_is_refused(tmp_path):
+    """Classes a-c train, d-e test: a range of one side's classes left the
+    other split empty (before: found after the first epoch's training,
+    with an error naming --data_dir and --validation_pattern, or as "no
+    images ... or --num_train_examples")."""
+    for split, names in (("train", "abc"), ("test", "de")):
+        for name in names:
+            folder = tmp_path / "folder" / split / name
+            folder.mkdir(parents=True)
+            image = testing_utils.smooth_image(8, 8, seed=ord(name))
+            (folder / "0.jpg").write_bytes(testing_utils.jpeg_bytes(image))
+    root = tmp_path / "folder"
+
+    def data(class_range):
+        return config_lib.make_config(
+            str(tmp_path / "run"),
+            "resnet50",
+            {"data": {"source": str(root), "class_range": class_range}},
+        ).data
+
+    for class_range, field, split in (
+        ("0,3", "validation_split", "test"),
+        ("3,5", "train_split", "train"),
+    ):
+        with pytest.raises(ValueError) as error:
+            inputs.check_source_splits(data(class_range))
+        low, high = class_range.split(",")
+        assert error.value.as_flag() == (
+            f"--class_range={class_range} keeps no image of the '{split}' "
+            f"split of --source={root} (--{field}): its images are all of "
+            f"classes outside labels {low}-{int(high) - 1}. Widen "
+            f"--class_range, or pick another --{field}."
+        )
+    inputs.check_source_splits(data("2,4"))  # c trains, d tests
+
+
 @pytest.mark.slow
 def test_finetune_tool_on_a_folder(tmp_path, image_folder, source_weights):
     _, weights = source_weights
