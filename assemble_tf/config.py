@@ -166,10 +166,13 @@ def parse_class_range(value):
         raise invalid(
             "class_range", value, "'low,high' integers such as 0,100"
         ) from None
-    if not 0 <= low < high:
+    if not 0 <= low < high - 1:
         # Before: named as num_classes=high-low, a flag not given.
         raise invalid(
-            "class_range", f"{low},{high}", "'low,high' with 0 <= low < high"
+            "class_range",
+            f"{low},{high}",
+            "'low,high' with 0 <= low and high >= low + 2 (a head of at "
+            "least 2 classes)",
         )
     return low, high
 

@@ -355,7 +355,8 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     with pytest.raises(OptionError) as e:
         run.evaluate_retrieval(_tiny_options(tiny_run, class_range=(2, 1)))
     assert e.value.as_flag() == (
-        "--class_range='2,1' is invalid: 'low,high' with 0 <= low < high."
+        "--class_range='2,1' is invalid: 'low,high' with 0 <= low and "
+        "high >= low + 2 (a head of at least 2 classes)."
     )
     saved = _tiny_options(tiny_run, preset=None, saved_model="/x/1")
     with pytest.raises(OptionError) as e:

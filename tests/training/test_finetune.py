@@ -510,14 +510,15 @@ def test_a_folder_source_sets_the_classes_and_held_out_split(
     d = data(num_classes=10, validation_split="train")  # given: kept
     assert (d.num_classes, d.validation_split) == (10, "train")
     assert data(class_range="1,3").num_classes == 2
-    # An empty or reversed range is named as itself (before:
-    # "--num_classes=-3 is invalid", a flag not given).
-    for text in ("5,2", "3,3"):
+    # An empty, reversed or one-class range is named as itself (before:
+    # "--num_classes=-3 is invalid" or "--num_classes=1 is invalid", a
+    # flag not given).
+    for text in ("5,2", "3,3", "1,2"):
         with pytest.raises(ValueError) as e:
             data(class_range=text)
         assert e.value.as_flag() == (
-            f"--class_range='{text}' is invalid: 'low,high' with 0 <= low < "
-            "high."
+            f"--class_range='{text}' is invalid: 'low,high' with 0 <= low "
+            "and high >= low + 2 (a head of at least 2 classes)."
         )
     one = tmp_path / "one"
     shutil.copytree(root / "train" / "class_1", one / "train" / "a")
