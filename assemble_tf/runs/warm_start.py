@@ -184,11 +184,12 @@ def is_rng_state(variable):
 def _assign_by_path(model, weights, load_head, origin):
     """Copies `weights` ({path: value}) into `model`; returns the count.
     Random generator states are neither copied nor required."""
-    missing, mismatched, count = [], [], 0
+    missing, mismatched, count, unfit = [], [], 0, []
     for v in model.variables:
         if is_rng_state(v):
             continue
-        if not load_head and _layer_of(v.path) in REINIT_LAYERS:
+        head = _layer_of(v.path) in REINIT_LAYERS
+        if not load_head and head:
             continue
         value = weights.get(v.path)
         if value is None:
@@ -198,27 +199,40 @@ def _assign_by_path(model, weights, load_head, origin):
         else:
             v.assign(value)
             count += 1
+            continue
+        unfit.append(head)
     if missing or mismatched:
-        raise _does_not_fit(origin, missing, mismatched, weights)
+        raise _does_not_fit(
+            origin, missing, mismatched, weights, head_only=all(unfit)
+        )
     return count
 
 
-def _does_not_fit(origin, missing, mismatched, weights):
+def _does_not_fit(origin, missing, mismatched, weights, head_only=False):
     folded = os.path.isfile(os.path.join(origin, "saved_model.pb")) and not [
         path for path in weights if path.endswith("/moving_mean")
     ]
+    if folded:
+        fix = (
+            "A SavedModel exported with fold_bn has no BatchNorms (they are "
+            "folded into the convolutions): warm start from an export made "
+            "without fold_bn, or from the training run."
+        )
+    elif head_only:
+        # Before: "use the preset ..." where only the head (another class
+        # count, another head) differed.
+        fix = (
+            "Only the head differs (another class count or head): leave out "
+            "{warm_start_head} to start the head afresh."
+        )
+    else:
+        fix = "Use the preset (and overrides) the weights were trained with."
     return OptionError(
         "warm_start",
         "{field}={path} does not fit the model: {missing} variables "
         "missing (e.g. {some_missing}), {mismatched} of another shape "
-        "(e.g. {some_mismatched}). "
-        + (
-            "A SavedModel exported with fold_bn has no BatchNorms (they are "
-            "folded into the convolutions): warm start from an export made "
-            "without fold_bn, or from the training run."
-            if folded
-            else "Use the preset (and overrides) the weights were trained with."
-        ),
+        "(e.g. {some_mismatched}). " + fix,
+        ["warm_start_head"],
         path=origin,
         missing=len(missing),
         some_missing=missing[:3],

@@ -101,8 +101,31 @@ def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
         )
     )
     keras.utils.set_random_seed(0)
-    with pytest.raises(ValueError, match="of another shape"):
+    with pytest.raises(ValueError) as error:
         warm_start.warm_start_model(other, run_dir, load_head=True)
+    assert "of another shape" in str(error.value)
+    assert str(error.value).endswith(
+        "Use the preset (and overrides) the weights were trained with."
+    )
+    # Only the head differs (3 classes, not 5): the fix is to leave the
+    # head out (before: "use the preset ...", which was right).
+    three = run_models.build_run_model(
+        config_lib.make_config(
+            str(tmp_path / "t"),
+            "assemble_resnet50",
+            {**OVERRIDES, "data": {**OVERRIDES["data"], "num_classes": 3}},
+        )
+    )
+    with pytest.raises(ValueError) as error:
+        warm_start.warm_start_model(three, run_dir, load_head=True)
+    assert error.value.as_flag() == (
+        f"--warm_start={run_dir} does not fit the model: 0 variables missing "
+        "(e.g. []), 2 of another shape (e.g. ['head_dense/kernel (256, 5) vs "
+        "(256, 3)', 'head_dense/bias (5,) vs (3,)']). Only the head differs "
+        "(another class count or head): leave out --warm_start_head to "
+        "start the head afresh."
+    )
+    warm_start.warm_start_model(three, run_dir)  # as it says
 
 
 @pytest.mark.slow  # over 2 s on the Zen 3 host
