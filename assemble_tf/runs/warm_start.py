@@ -163,10 +163,17 @@ def _load_all_but_the_head(model, path):
 
 
 def checkpoint_prefix(path):
-    """The checkpoint a warm-start path names: a prefix, or the latest in a
-    run's model_dir or checkpoints/ dir (TensorFlow or Keras format)."""
+    """The checkpoint a warm-start path names: a prefix, the latest in a
+    run's model_dir or checkpoints/ dir (TensorFlow or Keras format), or
+    the best in its best/ dir."""
     if not os.path.isdir(path):
         return path if checkpoints.checkpoint_exists(path) else None
+    if os.path.isfile(os.path.join(path, "best.json")):
+        # A run's best/ folder: its best checkpoint, as tools.evaluate
+        # --checkpoint=best (before: "no checkpoint found").
+        run = os.path.dirname(os.path.normpath(path))
+        entries = checkpoints.BestKeeper(run, 0).entries
+        return entries[0]["prefix"] if entries else None
     for folder in (path, os.path.join(path, "checkpoints")):
         found = checkpoints.latest_in(folder)
         if found:

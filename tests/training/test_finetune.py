@@ -249,8 +249,14 @@ def test_warm_start_from_a_run_and_a_saved_model(
         },
     )
     run_config.to_json(str(tmp_path / "run" / "config.json"))
+    # Its best/ folder, as training keeps it (before: "no checkpoint
+    # found" for a folder tools.evaluate reads as --checkpoint=best).
+    from assemble_tf.runs import checkpoints
+
+    checkpoints.BestKeeper(str(tmp_path / "run"), 1).offer(ckpt, 0.5, 1)
+    best = str(tmp_path / "run" / "best") + "/"
     want = backbone(src)
-    for origin in (export, ckpt):
+    for origin in (export, ckpt, best):
         target = build_model("resnet50", num_classes=3, **TINY)
         warm_start.warm_start_model(target, origin)
         got = backbone(target)
