@@ -561,9 +561,11 @@ def test_a_folder_with_val_is_evaluated_on_it_and_bad_splits_stop_first(
         "ERROR: --validation_split: Unknown split 'validation' for pets: it "
         "has ['train', 'val']"
     )
-    # And the fix (before: the splits alone).
+    # And the fix (before: the splits alone; then a slice of the training
+    # split alone, which evaluated on images it trained on).
     assert error.endswith(
         ". Pass one of them as --validation_split, or a slice of one (e.g. "
-        "--validation_split='train[80%:]')."
+        "--validation_split='train[80%:]' with --train_split='train[:80%]', "
+        "so that the two do not overlap)."
     )
     assert not (tmp_path / "run").exists()
