@@ -1048,7 +1048,8 @@ def _ignored_data_options(data):
 def _ignored_recipe_options(augment, train):
     """`ignored_options` of options whose feature another option turns
     off: Mixup's alpha without Mixup, RandAugment's magnitude without its
-    layers, warm-start options without a warm start."""
+    layers, warm-start options without a warm start, the backbone's
+    learning-rate multiplier with a frozen backbone."""
     found = []
     if not augment.mixup_type and _changed(augment, "mixup_alpha"):
         found.append(
@@ -1085,6 +1086,17 @@ def _ignored_recipe_options(augment, train):
                         ("warm_start",),
                     )
                 )
+    if train.freeze_backbone and _changed(train, "backbone_lr_multiplier"):
+        found.append(
+            (
+                "train",
+                "backbone_lr_multiplier",
+                train.backbone_lr_multiplier,
+                "applies to a backbone that trains (here {freeze_backbone}: "
+                "only the head trains)",
+                ("freeze_backbone",),
+            )
+        )
     return found
 
 

@@ -457,6 +457,18 @@ SOURCE = {"source": "/data/flowers"}  # refused before it is read
             "--warm_start_head=True is invalid: applies with --warm_start "
             "only.",
         ),
+        (
+            {
+                "data": {"synthetic": True},
+                "train": {
+                    "warm_start": "/x",
+                    "freeze_backbone": True,
+                    "backbone_lr_multiplier": 0.1,
+                },
+            },
+            "--backbone_lr_multiplier=0.1 is invalid: applies to a backbone "
+            "that trains (here --freeze_backbone: only the head trains).",
+        ),
     ],
 )
 def test_an_option_that_others_make_do_nothing_is_refused(
