@@ -29,6 +29,7 @@ whose state `stateless_call` threads through the step).
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from assemble_tf.layers import common
@@ -104,6 +105,12 @@ class DropBlock2D(keras.layers.Layer):
         self.keep_prob = float(keep_prob)
         self.block_size = block_size
         self.gamma_scale = float(gamma_scale)
+        if not isinstance(shared_mask, (bool, np.bool_)):
+            # Before: bool("no") turned the shared mask on.
+            raise ValueError(
+                "`shared_mask` must be True or False. "
+                f"Received: shared_mask={shared_mask!r}"
+            )
         self.shared_mask = bool(shared_mask)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -119,8 +126,10 @@ class DropBlock2D(keras.layers.Layer):
 
         # A raw tf.Variable: tracked for tf.train.Checkpoint and SavedModel,
         # but not a Keras weight, so parameter counts stay exact.
+        # The value set last (before: a `set_keep_prob` before the first
+        # call was lost, and the layer dropped at the constructor's).
         self.keep_prob_variable = tf.Variable(
-            self.keep_prob,
+            self._keep_prob_value,
             trainable=False,
             dtype="float32",
             name="keep_prob",

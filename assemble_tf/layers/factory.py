@@ -195,7 +195,18 @@ def create_drop_block(dropblock, num_stages=4):
         block_size=dropblock.get("block_size", 7),
         shared_mask=dropblock.get("shared_mask", False),
     )
-    DropBlock2D(**common)  # validate early, before the model is built
+    try:  # validate early, before the model is built
+        for scale in scales:
+            DropBlock2D(gamma_scale=scale, **common)
+    except ValueError as e:
+        # Named as the option's keys (before: the layer's own arguments,
+        # `gamma_scale` for `gamma_scales`).
+        where = (
+            " (an entry of `dropblock['gamma_scales']`)"
+            if "gamma_scale" in str(e)
+            else ""
+        )
+        raise ValueError(f"Invalid `dropblock` option{where}: {e}") from None
     per_stage = dict(zip(stages, scales, strict=True))
 
     def make(stage):

@@ -20,6 +20,16 @@ def test_keep_prob_variable_is_read_inside_tf_function():
     assert layer.count_params() == 0 and not layer.weights
 
 
+def test_a_keep_prob_set_before_the_first_call_is_kept():
+    """Before: `build` made the variable from the constructor's value, and
+    the layer dropped nothing."""
+    layer = DropBlock2D(keep_prob=1.0, block_size=3, seed=2)
+    layer.set_keep_prob(0.5)
+    out = layer(np.ones((4, 16, 16, 8), "float32"), training=True)
+    assert float(layer.current_keep_prob()) == 0.5
+    assert 0.3 < float((out.numpy() == 0).mean()) < 0.7
+
+
 def test_dynamic_shapes():
     layer = DropBlock2D(keep_prob=0.8, block_size=7, seed=2)
     fn = tf.function(

@@ -213,6 +213,12 @@ def test_conv_init_is_variance_scaling_fan_in():
         # Before: a bare TypeError; the second scale of stage 3 won.
         ({"dropblock": {"stages": 3, "gamma_scales": 1.0}}, "be a list, one"),
         ({"dropblock": {"stages": (3, 3), "gamma_scales": (0.1, 1)}}, "once"),
+        # Before: bool("no") shared the mask; the layer's argument named.
+        ({"dropblock": {"shared_mask": "no"}}, "Received: shared_mask='no'"),
+        (
+            {"dropblock": {"gamma_scales": (0.25, -1)}},
+            r"\(an entry of `dropblock\['gamma_scales'\]`\): `gamma_scale`",
+        ),
         ({"num_classes": 0}, "num_classes=0"),
         ({"bn_momentum": 5}, "bn_momentum=5"),  # built and trained before
         ({"bn_epsilon": 0.0}, "bn_epsilon=0.0"),
