@@ -5,6 +5,7 @@ and `build_backbone(model)` for multi-scale (P2-P5) features."""
 import inspect
 
 from assemble_tf import presets
+from assemble_tf.models import resnet
 from assemble_tf.models.backbone import build_backbone, pyramid_outputs
 from assemble_tf.models.profile import count_macs, count_params
 from assemble_tf.models.resnet import (
@@ -44,6 +45,12 @@ def build_model(preset, **overrides):
         )
     kwargs = spec.model_kwargs()
     kwargs.update(overrides)
+    # A preset's own option whose feature an override turns off goes with
+    # it (before: attention=None on an SK preset was refused for the
+    # preset's sk_reduction, an option the user never passed).
+    for option in resnet.unused_options(**kwargs):
+        if option not in overrides:
+            del kwargs[option]
     kwargs.setdefault("name", preset)
     return build_resnet(**kwargs)
 

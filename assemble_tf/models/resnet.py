@@ -287,6 +287,7 @@ _FEATURE_OPTIONS = (
 )
 # The head's options, which do nothing without it.
 _HEAD_OPTIONS = (
+    "num_classes",
     "pooling",
     "embedding_size",
     "classifier",
@@ -299,15 +300,24 @@ def _check_unused(o):
     turns it on (before: se_ratio without SE, SK's options without SK, a
     temperature without the cosine head and the head's options with
     include_top=False were ignored; anti_alias_size alone was refused)."""
+    for _, message in _unused(o):
+        raise ValueError(message)
+
+
+def _unused(o):
+    """(option, message) of each option of `o` set to other than its
+    default that its feature's setting leaves out."""
     defaults = _DEFAULTS
     if not o.include_top:
-        given = [n for n in _HEAD_OPTIONS if getattr(o, n) != defaults[n]]
-        if given:
-            raise ValueError(
-                f"`{given[0]}` sets up the head, which include_top=False "
-                "leaves out: leave it out, or build the head. Received: "
-                f"{given[0]}={getattr(o, given[0])!r}"
-            )
+        for name in _HEAD_OPTIONS:
+            value = getattr(o, name)
+            if value != defaults[name]:
+                message = (
+                    f"`{name}` sets up the head, which include_top=False "
+                    "leaves out: leave it out, or build the head. "
+                    f"Received: {name}={value!r}"
+                )
+                yield name, message
     attention = attention_names(o.attention)
     for option, feature, values, example in _FEATURE_OPTIONS:
         value = getattr(o, option)
@@ -319,11 +329,26 @@ def _check_unused(o):
             names = attention if feature == "attention" else (setting,)
             on = any(v in names for v in values)
         if not on:
-            raise ValueError(
-                f"`{option}` sets up what {feature}={setting!r} leaves out: "
-                f"pass {example} too, or leave {option} out. Received: "
-                f"{option}={value!r}"
+            message = (
+                f"`{option}` sets up what {feature}={setting!r} leaves "
+                f"out: pass {example} too, or leave {option} out. "
+                f"Received: {option}={value!r}"
             )
+            yield option, message
+
+
+def unused_options(**kwargs):
+    """The `build_resnet` arguments among `kwargs` that the others leave
+    out (`se_ratio` without SE, the head's options with include_top=False,
+    ...), which `build_resnet` refuses. `build_model` drops a preset's own
+    such options where an override turns their feature off."""
+    merged = {**_DEFAULTS, **kwargs}
+    merged.pop("name")
+    try:
+        options = _Options(**merged)
+        return [option for option, _ in _unused(options)]
+    except (TypeError, ValueError):
+        return []  # build_resnet names what is wrong
 
 
 def _check_types(o):

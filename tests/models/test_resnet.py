@@ -293,6 +293,27 @@ def test_a_channels_first_keras_setting_is_refused():
     )
 
 
+def test_an_override_turning_a_preset_feature_off_takes_its_options():
+    """Before: attention=None on an SK preset was refused for the preset's
+    sk_reduction, and anti_alias=None on an anti-aliased one for its
+    anti_alias_size: options the user never passed."""
+    tiny = {"base_width": 8, "block_sizes": (1, 1, 1, 1), "image_size": 32}
+    plain = build_model("resnet50", **tiny)
+    for preset, off in (
+        ("table2_c4", {"attention": None}),
+        ("table3_a1", {"anti_alias": None}),
+    ):
+        model = build_model(preset, **tiny, **off)
+        assert model.count_params() == plain.count_params(), preset
+    # An option given with its feature off is still refused.
+    with pytest.raises(ValueError, match="Received: sk_reduction=4"):
+        build_model("table2_c4", attention=None, sk_reduction=4, **tiny)
+    # The head's options with include_top=False, num_classes included
+    # (before: num_classes=10 was accepted and did nothing).
+    with pytest.raises(ValueError, match="Received: num_classes=10"):
+        build_resnet(50, include_top=False, num_classes=10)
+
+
 def test_big_little_block_sizes_error_names_the_flag():
     """A tiny Assemble preset with one block per stage: the binaries print
     the flag and a size that works (before: a ValueError ending
