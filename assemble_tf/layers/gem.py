@@ -27,8 +27,15 @@ class GeMPooling2D(keras.layers.Layer):
 
     def __init__(self, p=3.0, trainable_p=False, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(p, (int, float)) or p <= 0:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
             raise ValueError(f"GeM `p` must be > 0. Received: p={p!r}")
+        if isinstance(epsilon, bool) or not (
+            isinstance(epsilon, (int, float)) and epsilon > 0
+        ):  # <= 0: the power of a 0 (or negative) input, NaN or inf
+            raise ValueError(
+                "GeM `epsilon` must be a number > 0. "
+                f"Received: epsilon={epsilon!r}"
+            )
         self.p = float(p)
         self.trainable_p = bool(trainable_p)
         self.epsilon = float(epsilon)

@@ -22,6 +22,7 @@ names from them (`assemble_tf.convert.tf1_names`).
 
 import dataclasses
 import inspect
+import math
 
 import keras
 
@@ -224,7 +225,9 @@ def _stage_strides(o):
         big_little = o.big_little is not None
         return BIG_LITTLE_STAGE_STRIDES if big_little else STAGE_STRIDES
     strides = tuple(o.stage_strides)
-    if len(strides) != 4 or any(s not in (1, 2) for s in strides):
+    if len(strides) != 4 or any(
+        isinstance(s, bool) or s not in (1, 2) for s in strides
+    ):
         raise ValueError(
             "`stage_strides` must be 4 values of 1 or 2. "
             f"Received: stage_strides={strides!r}"
@@ -269,9 +272,13 @@ def _check_head(o):
         )
     _check_choice("classifier", o.classifier, CLASSIFIERS)
     t = o.cosine_temperature
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+    if (
+        isinstance(t, bool)
+        or not isinstance(t, (int, float))
+        or not (0 < t < math.inf)
+    ):  # inf: every logit 0
         raise ValueError(
-            "`cosine_temperature` must be a number > 0. "
+            "`cosine_temperature` must be a finite number > 0. "
             f"Received: cosine_temperature={t!r}"
         )
 
@@ -429,9 +436,10 @@ def _resolve(o):
             f"`bn_momentum` must be in [0, 1). Received: "
             f"bn_momentum={o.bn_momentum!r}"
         )
-    if not o.bn_epsilon > 0.0:
+    if not 0.0 < o.bn_epsilon < math.inf:
         raise ValueError(
-            f"`bn_epsilon` must be > 0. Received: bn_epsilon={o.bn_epsilon!r}"
+            "`bn_epsilon` must be a finite number > 0. Received: "
+            f"bn_epsilon={o.bn_epsilon!r}"
         )
     if o.big_little is not None:
         _check_big_little(o)

@@ -40,6 +40,18 @@ def test_gem_matches_formula_and_limits():
     assert [w.name for w in layer.trainable_weights] == ["p"]
 
 
+def test_gem_validation_echoes_the_value():
+    """Before: p=True pooled as p=1, and epsilon=-1 gave NaN."""
+    for kwargs, match in (
+        ({"p": True}, "Received: p=True"),
+        ({"p": 0}, "Received: p=0"),
+        ({"epsilon": -1}, "Received: epsilon=-1"),
+        ({"epsilon": 0.0}, "Received: epsilon=0.0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            GeMPooling2D(**kwargs)
+
+
 def test_big_little_merge_upsamples_and_adds():
     big = np.arange(4, dtype="float32").reshape(1, 2, 2, 1)
     little = np.full((1, 4, 4, 1), -1.0, "float32")

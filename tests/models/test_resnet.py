@@ -222,6 +222,14 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"num_classes": 0}, "num_classes=0"),
         ({"bn_momentum": 5}, "bn_momentum=5"),  # built and trained before
         ({"bn_epsilon": 0.0}, "bn_epsilon=0.0"),
+        # Before: accepted; inf epsilon or temperature (every logit 0), and
+        # True as a stride of 1.
+        ({"bn_epsilon": float("inf")}, "finite number > 0. Received: bn_ep"),
+        (
+            {"classifier": "cosine", "cosine_temperature": float("inf")},
+            "finite number > 0. Received: cosine_temperature=inf",
+        ),
+        ({"stage_strides": (True, 2, 2, 2)}, r"stage_strides=\(True, 2, 2"),
         # Before: Keras' "units=None", "filters=0", "'<=' not supported".
         ({"num_classes": None}, "include_top=False\\). Received: num_c"),
         ({"stem": "deep", "base_width": 1}, "at least 2 with stem='deep'"),
