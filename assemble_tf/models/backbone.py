@@ -70,8 +70,9 @@ def pyramid_outputs(model):
         raise ValueError(
             f"Model {model.name!r} takes {side}-px images, where its feature "
             "maps reach 1 px before the last stage and their strides cannot "
-            "be told apart: build it with image_size >= 32 or None for "
-            "pyramid outputs."
+            "be told apart: build it with an image_size whose maps stay "
+            "over 1 px until the last stage (at the default strides, 17 "
+            "or more), or None, for pyramid outputs."
         )
     levels, level = {}, 0
     for tensor, spec in zip(tensors, specs, strict=True):

@@ -53,8 +53,8 @@ def test_odd_fixed_sizes_keep_one_level_per_stage(side, sizes):
 
 def test_sizes_where_strides_16_and_32_both_give_one_pixel_are_refused():
     """Before: a 16-px resnet50 gave stage 4's map as P4 (stage 3's was
-    dropped) and no P5, without a word; 32 px is the smallest size whose
-    levels can be told (above)."""
+    dropped) and no P5, without a word; 17 px is the smallest size whose
+    levels can be told."""
     tiny = dict(TINY, block_sizes=(1, 1, 1, 1))
     model = build_model("resnet50", image_size=16, **tiny)
     with pytest.raises(ValueError) as error:
@@ -62,8 +62,17 @@ def test_sizes_where_strides_16_and_32_both_give_one_pixel_are_refused():
     assert str(error.value) == (
         "Model 'resnet50' takes 16-px images, where its feature maps reach "
         "1 px before the last stage and their strides cannot be told apart: "
-        "build it with image_size >= 32 or None for pyramid outputs."
+        "build it with an image_size whose maps stay over 1 px until the "
+        "last stage (at the default strides, 17 or more), or None, for "
+        "pyramid outputs."
     )
+    sides = [
+        t.shape[1]
+        for t in pyramid_outputs(
+            build_model("resnet50", image_size=17, **tiny)
+        ).values()
+    ]
+    assert sides == [5, 3, 2, 1]  # P2-P5
 
 
 @pytest.mark.slow  # over 2 s on 2 cores
