@@ -57,6 +57,13 @@ def test_retrieval_selection():
     folder = _info("mine", kind="folder")
     assert sel(folder) == ("test", None, "all")
     assert sel(_info("x", splits={"val": 3})) == ("val", None, "all")
+    # The split tools.finetune evaluates such a folder on (before: "pass
+    # --split" for train/ and val/).
+    for held_out in ("val", "validation"):
+        two = _info("x", kind="folder", splits={"train": 4, held_out: 2})
+        assert sel(two) == (held_out, None, "all")
+    both = {"train": 4, "validation": 2, "test": 2}
+    assert sel(_info("x", splits=both))[0] == "test"
     with pytest.raises(ValueError, match="`class_split`=test needs"):
         sel(folder, class_split="test")
     with pytest.raises(ValueError, match="pass `split`"):

@@ -208,7 +208,8 @@ def retrieval_selection(info, split=None, class_split=None, class_range=None):
     Returns:
         (split, (low, high) label range or None for every class,
         class_split). Default split: the protocol's for `RETRIEVAL_SPLITS`
-        sets, else "test" when there is one, else the only split.
+        sets, else "test", "validation" or "val" (the first there), else
+        the only split.
 
     Raises:
         ValueError: "train"/"test" for a set without class-disjoint halves,
@@ -240,8 +241,14 @@ def retrieval_selection(info, split=None, class_split=None, class_range=None):
         if (low, high) != (0, info.num_classes):
             class_range = (low, high)
     elif not split:
-        if "test" in info.splits:
-            split = "test"
+        # The held-out split: "test", else the one tools.finetune evaluates
+        # on ("validation", then an image folder's "val"; before: a folder
+        # of train/ and val/ asked for the split), else the only one.
+        held_out = [
+            s for s in ("test", "validation", "val") if s in info.splits
+        ]
+        if held_out:
+            split = held_out[0]
         elif len(info.splits) == 1:
             split = next(iter(info.splits))
         else:
