@@ -412,6 +412,20 @@ def _numbered_checkpoints(directory, suffix):
     return sorted(found)
 
 
+def newer_incomplete_keras_checkpoint(directory, restored):
+    """The newest Keras-format checkpoint in `directory` newer than
+    `restored` (a prefix, or None) with one of its two files only (a save
+    cut short, or a file deleted), or None."""
+    done = int(restored.rsplit("-", 1)[1]) if restored else 0
+    numbers = {
+        number: prefix
+        for suffix in (KERAS_STATE, KERAS_WEIGHTS)
+        for number, prefix in _numbered_checkpoints(directory, suffix)
+        if number > done
+    }
+    return numbers[max(numbers)] if numbers else None
+
+
 def _keras_checkpoints(directory):
     """[(number, prefix)] of the complete Keras-format checkpoints."""
     return [

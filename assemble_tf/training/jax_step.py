@@ -275,6 +275,13 @@ class JaxStep:
             self.state = None
         return latest
 
+    def incomplete_checkpoint(self, restored):
+        """A checkpoint newer than `restored` with one of its two files
+        only, or None."""
+        return checkpoints.newer_incomplete_keras_checkpoint(
+            self.manager.directory, restored
+        )
+
     def repair_weights(self, prefix):
         """Rewrites the restored checkpoint's `.weights.h5` where it cannot
         be opened; returns why, or None."""

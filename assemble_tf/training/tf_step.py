@@ -346,6 +346,13 @@ class TFStep:
         self._restore(prefix)
 
     @staticmethod
+    def incomplete_checkpoint(restored):
+        """None: the restore already warns of a listed checkpoint whose
+        files are gone."""
+        del restored
+        return None
+
+    @staticmethod
     def repair_weights(prefix):
         """None: a TensorFlow checkpoint is one set of files, which the
         restore has read whole."""

@@ -239,6 +239,17 @@ class Trainer:
                 f"WARNING: {latest}, the newest checkpoint listed, has no "
                 f"files; resumed from {restored}, the newest that has."
             )
+        if cut := self.backend.incomplete_checkpoint(restored):
+            # Before: the resume fell back to the one before without a word.
+            self.log(
+                f"WARNING: {cut} has one of its two files only (a save cut "
+                "short, or a file deleted); "
+                + (
+                    f"resumed from {restored}, the newest whole one."
+                    if restored
+                    else "no whole checkpoint is left."
+                )
+            )
         if restored and (reason := self.backend.repair_weights(restored)):
             self.log(
                 f"WARNING: {restored}.weights.h5 could not be opened "

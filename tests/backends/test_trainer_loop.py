@@ -229,6 +229,19 @@ def _resumes_of_a_damaged_run(run):
         t, logged = trainer(copy)
         t.prepare()
         assert logged == [resumed]
+        # A newer checkpoint with its weights file only (a kill between
+        # its two renames, or its state deleted): the resume falls back,
+        # and says so (before: without a word).
+        shutil.copy(weights, ckpts / "ckpt-2.weights.h5")
+        t, logged = trainer(copy)
+        t.prepare()
+        assert logged == [
+            f"WARNING: {ckpts / 'ckpt-2'} has one of its two files only (a "
+            "save cut short, or a file deleted); resumed from "
+            f"{ckpts / 'ckpt-1'}, the newest whole one.",
+            resumed,
+        ]
+        assert t.step == 4
     # history.json damaged: named with the fix, before any step; deleted:
     # a warning that the curves lack the epochs trained.
     history = copy / "history.json"
