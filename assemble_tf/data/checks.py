@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from assemble_tf.data import metadata, schema
 from assemble_tf.data.input_pipeline import DataError, DataOptionError
+from official.utils.misc import file_utils
 from official.utils.misc.validation import MissingPathError
 
 # Records read per split: enough to see a mixed set, fast on any disk.
@@ -346,6 +347,16 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
         _check_labels(sample, d)
     if config.train.kd_temperature > 0:
         _check_teacher_logits(config, samples["train"])
+    progress = os.path.join(d.data_dir, metadata.EXTRACT_PROGRESS)
+    if file_utils.isfile(progress):
+        # Before: trained on the shards of an interrupted extraction,
+        # which may hold the logits of two teachers.
+        raise DataError(
+            f"{progress} says a `python -m tools.extract_teacher_logits` "
+            "run into this folder did not finish (its shards may hold the "
+            "logits of two teachers, or none): rerun that command to "
+            "finish it."
+        )
     return samples
 
 

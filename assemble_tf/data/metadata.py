@@ -21,6 +21,10 @@ LABELS = "labels.txt"
 # One JSON per finished shard (assemble_tf.data.builder.shards): its file
 # name and size, among others.
 STATE_DIR = ".build_state"
+# The progress of an unfinished `tools.extract_teacher_logits` run in its
+# output folder (assemble_tf.training.teacher_logits): its shards may be
+# of two teachers until the run finishes and removes it.
+EXTRACT_PROGRESS = "extract_progress.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -54,8 +54,9 @@ TEMPORARY = ".{name}.tmp"  # a shard being written
 _SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")  # the builder's shard names
 # Per finished shard of an unfinished run: records written and skipped (a
 # rerun keeps the shard and reads its counts here, or in the summary.json
-# of a finished run). Removed when summary.json is written.
-PROGRESS = "extract_progress.json"
+# of a finished run). Removed when summary.json is written; training
+# refuses a folder that holds it.
+PROGRESS = metadata.EXTRACT_PROGRESS
 
 
 _DEFAULT_NUM_CLASSES = 1001  # the original's ImageNet heads
@@ -907,6 +908,10 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 else count_records(src)
             )
         else:
+            # The finished run's summary.json goes before its first shard
+            # is replaced: an interrupted --overwrite with another teacher
+            # left it naming the old teacher over shards of both.
+            _remove(os.path.join(options.output_dir, metadata.SUMMARY))
             read, records, found, left_out = extract_shard(
                 src, dst, teacher, options, labels
             )

@@ -988,6 +988,23 @@ def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
         tl.extract_teacher_logits(dataclasses.replace(options, overwrite=True))
     assert _logits(_examples(out / SHARDS[0])).max() == 2.0
     assert _logits(_examples(out / SHARDS[1])).max() == 1.0  # still A's
+    # Training refuses the folder, whose summary.json is gone (before: it
+    # named teacher A over shards of both, and training went on).
+    assert not (out / metadata.SUMMARY).exists()
+    from assemble_tf.data import checks
+
+    config = config_lib.make_config(
+        str(tmp_path / "run"),
+        "resnet50",
+        {"data": {"data_dir": str(out), "num_classes": CLASSES}},
+    )
+    with pytest.raises(ValueError) as error:
+        checks.check_training_data(config)
+    assert str(error.value) == (
+        f"{out / tl.PROGRESS} says a `python -m tools.extract_teacher_logits` "
+        "run into this folder did not finish (its shards may hold the "
+        "logits of two teachers, or none): rerun that command to finish it."
+    )
     monkeypatch.setattr(teachers, "load_teacher", lambda o: teacher(2))
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(
