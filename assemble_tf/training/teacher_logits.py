@@ -120,6 +120,13 @@ class TeacherLogitsOptions:
                 "teacher_saved_model",
                 "{field} is a whole teacher: leave the preset out.",
             )
+        if self.teacher_saved_model and self.teacher_weights:
+            # Before: the weights were dropped without a word.
+            raise OptionError(
+                "teacher_saved_model",
+                "{field} and {teacher_weights} each name a teacher: give one.",
+                ["teacher_weights"],
+            )
         if "num_classes" in self.teacher_overrides:
             # Before: replaced by teacher_num_classes without a word.
             raise OptionError(
@@ -328,6 +335,8 @@ def extract_shard(src, dst, teacher, options, labels):
                     logits = np.pad(logits, [[0, 0], [1, 0]])
                 for raw, row in zip(serialized.numpy(), logits, strict=True):
                     example = tf.train.Example.FromString(raw)
+                    if not np.isfinite(row).all():
+                        raise _nonfinite_logits(example, src, options)
                     _note_label(example, seen, labels, src, options)
                     feature = example.features.feature[schema.LOGIT]
                     del feature.float_list.value[:]
@@ -340,6 +349,26 @@ def extract_shard(src, dst, teacher, options, labels):
         _remove(tmp)
         raise
     return read, written, seen, _left_out(src, names) if read > written else []
+
+
+def _nonfinite_logits(example, src, options):
+    """The error of a record whose teacher logits are not finite (before:
+    written, and training stopped at its first steps on a NaN loss that
+    named no teacher)."""
+    field = (
+        "teacher_saved_model"
+        if options.teacher_saved_model
+        else "teacher_weights"
+    )
+    return OptionError(
+        field,
+        "{field}={path} gives logits that are not finite (NaN or Inf) for "
+        "{name} of {src}: its weights diverged or overflow on these "
+        "images; extract from a checkpoint whose logits are finite.",
+        path=getattr(options, field),
+        name=_filename(example) or "a record",
+        src=src,
+    )
 
 
 def input_identity(path):

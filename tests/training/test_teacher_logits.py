@@ -431,6 +431,34 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
     )
 
 
+def test_logits_that_are_not_finite_are_refused_naming_the_record(
+    labelled_data, tmp_path, monkeypatch
+):
+    """Before: written, and reported as a success; training then stopped on
+    a NaN loss that named no teacher."""
+
+    def call(images):
+        logits = np.zeros([len(images), CLASSES], np.float32)
+        logits[-1, 1] = np.nan
+        return tf.constant(logits)
+
+    teacher = teachers.Teacher(call, CLASSES, {"test": True})
+    monkeypatch.setattr(teachers, "load_teacher", lambda options: teacher)
+    out = tmp_path / "kd"
+    options = _options(labelled_data, out, teacher_saved_model="/x/1")
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(options)
+    src = os.path.join(labelled_data, SHARDS[0])
+    name = _examples(src)[3].features.feature[schema.FILENAME]
+    assert error.value.as_flag() == (
+        "--teacher_saved_model=/x/1 gives logits that are not finite (NaN "
+        f"or Inf) for {name.bytes_list.value[0].decode()} of {src}: its "
+        "weights diverged or overflow on these images; extract from a "
+        "checkpoint whose logits are finite."
+    )
+    assert not out.exists()  # nothing written
+
+
 @pytest.mark.parametrize(
     "changes, field, words",
     [
@@ -443,6 +471,12 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
             ["required with teacher_preset"],
         ),
         ({"teacher_preset": "resnet50"}, "teacher_saved_model", ["whole"]),
+        # Before: the weights were dropped without a word.
+        (
+            {"teacher_weights": "/runs/a"},
+            "teacher_saved_model",
+            ["--teacher_saved_model and --teacher_weights each name a"],
+        ),
         ({"teacher_preprocessing": "bad"}, "teacher_preprocessing", ["'bad'"]),
         ({"batch_size": 0}, "batch_size", ["at least 1"]),
         (
