@@ -276,7 +276,10 @@ def label_space(options, num_logits):
     if num_logits == need:
         return info.label_base, info.num_classes
     toggled = num_logits + (-1 if options.prepend_zero else 1)
-    if toggled == need:
+    if toggled == need and (options.prepend_zero or info.label_base == 1):
+        # A background logit to prepend only where labels start at 1
+        # (before: advised on 0-based data, where it shifted the teacher's
+        # class i onto the data's class i + 1).
         field = "prepend_zero"
         fix = "leave {field} out" if options.prepend_zero else "pass {field}"
     elif options.teacher_saved_model:
@@ -291,7 +294,10 @@ def label_space(options, num_logits):
         )
     else:
         field = "teacher_num_classes"
-        fix = "the teacher needs {field}={classes}"
+        fix = (
+            "the logits must come from a teacher of these {classes} "
+            "classes ({field}={classes}, with weights trained on them)"
+        )
     raise OptionError(
         field,
         "The teacher's logits are {width} wide, but {source} lists {n} "

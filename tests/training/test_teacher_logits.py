@@ -377,11 +377,13 @@ def test_a_record_label_outside_its_folders_classes_blames_the_record(
 @pytest.mark.parametrize(
     "width, teacher, field, fix",
     [
-        (2, {}, "prepend_zero", "pass --prepend_zero"),
+        # Labels from 0: a background logit would shift every class
+        # (before: "pass --prepend_zero").
+        (2, {}, "teacher_num_classes", "of these 3 classes"),
         (4, {"prepend_zero": True}, "prepend_zero", "leave --prepend_zero"),
-        (5, {}, "teacher_num_classes", "needs --teacher_num_classes=3"),
+        (5, {}, "teacher_num_classes", "(--teacher_num_classes=3, with w"),
         (6, {"prepend_zero": True}, "teacher_num_classes", "classes=2"),
-        (2, {"teacher_saved_model": "t"}, "prepend_zero", "pass"),
+        (2, {"teacher_saved_model": "t"}, "teacher_saved_model", "other"),
         (5, {"teacher_saved_model": "t"}, "teacher_saved_model", "other"),
         # Before: "needs --teacher_num_classes=3", which a run ignores.
         (5, {"teacher_weights": "RUN"}, "teacher_weights", "a 5-way head"),
@@ -399,6 +401,20 @@ def test_label_space_names_the_option_to_change(
         tl.label_space(options, width)
     assert error.value.field == field
     assert fix in error.value.as_flag(), error.value.as_flag()
+
+
+def test_prepend_zero_is_advised_for_labels_stored_from_1(tmp_path):
+    """ImageNet-style records (labels 1..3) and a 3-class teacher: a
+    background logit 0 makes them fit."""
+    data = _write_data(tmp_path / "data", label_base=1)
+    options = _options(data, tmp_path / "kd", teacher_saved_model="t")
+    with pytest.raises(OptionError) as error:
+        tl.label_space(options, 3)
+    assert error.value.as_flag() == (
+        "The teacher's logits are 3 wide, but "
+        f"{os.path.join(data, metadata.SUMMARY)} lists 3 classes stored as "
+        "1..3, which need 4: pass --prepend_zero."
+    )
 
 
 def test_a_failure_inside_a_shard_leaves_no_partial_file(
