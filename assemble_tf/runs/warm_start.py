@@ -245,6 +245,7 @@ def _does_not_fit(origin, missing, mismatched, weights, head_only=False):
         some_missing=missing[:3],
         mismatched=len(mismatched),
         some_mismatched=mismatched[:3],
+        head_only=head_only,
     )
 
 

@@ -208,6 +208,21 @@ class TeacherLogitsOptions:
                 ["teacher_saved_model", "teacher_preset"],
                 path=weights,
             )
+        if (
+            self.teacher_preset
+            and weights
+            and os.path.isdir(weights)
+            and run_config_path(weights)
+        ):
+            # Before: the preset was built and the run's checkpoint did not
+            # fit it ("1001 classes, 180 variables missing").
+            raise OptionError(
+                "teacher_preset",
+                "{teacher_weights}={path} is a training run, built from its "
+                "config.json: leave {field} out.",
+                ["teacher_weights"],
+                path=weights,
+            )
         if not self.teacher_preset and run_config_path(self.teacher_weights):
             given = [
                 name

@@ -143,6 +143,19 @@ def _preset_teacher(options):
     try:
         warm_start_model(model, path, load_head=True)
     except (OSError, ValueError) as e:
+        if isinstance(e, OptionError) and e.values.get("head_only"):
+            # Before: the warm start's advice (leave its head out), cut
+            # short inside this message.
+            raise OptionError(
+                "teacher_num_classes",
+                "{field}={classes} does not fit the head of "
+                "{teacher_weights}={path} ({shapes}): pass the class count "
+                "the weights were trained with.",
+                ["teacher_weights"],
+                classes=options.teacher_num_classes,
+                path=path,
+                shapes=", ".join(e.values["some_mismatched"]),
+            ) from None
         if isinstance(e, OptionError):
             e = e.renamed(_TEACHER_NAMES)
         reason = (

@@ -909,6 +909,38 @@ def test_a_training_run_is_a_teacher_without_its_preset(
         f"--teacher_weights={run} is built from its config.json: leave "
         "--teacher_overrides out."
     )
+    # A preset beside the run folder (before: built, and the run's
+    # checkpoint did not fit it: "1001 classes, 180 variables missing").
+    with pytest.raises(OptionError) as error:
+        _options(
+            labelled_data,
+            out,
+            teacher_weights=str(run),
+            teacher_preset="resnet50",
+        ).validate()
+    assert error.value.as_flag() == (
+        f"--teacher_weights={run} is a training run, built from its "
+        "config.json: leave --teacher_preset out."
+    )
+    # A preset with the run's checkpoint prefix and another class count:
+    # named (before: the warm start's advice, cut short mid-sentence).
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(
+            _options(
+                labelled_data,
+                tmp_path / "kd4",
+                teacher_weights=str(run / "checkpoints" / "ckpt-1"),
+                teacher_preset="resnet50",
+                teacher_overrides={**TINY, "block_sizes": (1, 1, 1, 1)},
+                teacher_num_classes=4,
+            )
+        )
+    assert error.value.as_flag() == (
+        "--teacher_num_classes=4 does not fit the head of --teacher_weights="
+        f"{run / 'checkpoints' / 'ckpt-1'} (head_dense/kernel (256, 3) vs "
+        "(256, 4), head_dense/bias (3,) vs (4,)): pass the class count the "
+        "weights were trained with."
+    )
     with pytest.raises(OptionError) as error:  # before: ignored
         _options(
             labelled_data, out, teacher_weights=str(run), teacher_num_classes=4
