@@ -11,6 +11,7 @@ made (a field named `name` in backticks reads as its flag there).
 
 import dataclasses
 import json
+import math
 import os
 import typing
 
@@ -198,6 +199,10 @@ def _check_type(field, value):
         ):
             return
         if kind is float and isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                # Before: inf passed the range checks (a KD temperature of
+                # inf trained to a NaN loss), and NaN was "must be >= 0".
+                raise invalid(field.name, value, "must be a finite number")
             if not isinstance(value, bool):
                 return
         if kind is str and isinstance(value, str):

@@ -51,6 +51,15 @@ def test_json_round_trip(tmp_path):
             "--base_learning_rate=-0.1 is invalid: must be > 0",
         ),
         ({"train": {"mixed_precision": "fp16"}}, "--mixed_precision='fp16'"),
+        # Before: inf trained to a NaN loss; NaN was "must be >= 0".
+        (
+            {"train": {"kd_temperature": float("inf")}},
+            "--kd_temperature=inf is invalid: must be a finite number",
+        ),
+        (
+            {"augment": {"mixup_alpha": float("nan")}},
+            "--mixup_alpha=nan is invalid: must be a finite number",
+        ),
         ({"augment": {"mixup_type": 3}}, "--mixup_type=3"),
         ({"train": {"eval_batch_size": -3}}, "--eval_batch_size=-3 is invalid"),
         ({"train": {"eval_batch_size": 0}}, "--eval_batch_size=0 is invalid"),
