@@ -64,6 +64,11 @@ def test_input_config_is_the_training_pipeline(data_dir):
         ({"mixup_type": 3}, "--mixup_type=3: use one of 0, 1, 2."),
         ({"dtype": "int8"}, "--dtype='int8': use one of uint8, float32, "),
         ({"rounds": 0}, "--rounds=0 must be at least 1."),
+        # Before: passed, and the timing of NaN seconds never ended.
+        (
+            {"min_seconds": float("nan")},
+            "--min_seconds=nan must be a finite number of at least 0",
+        ),
         ({"data_dir": ""}, "--data_dir is required."),
         # Before: RandAugment dropped silently; a bad label smoothing
         # failed as "label_smoothing must ..." once the timing had begun.

@@ -2,6 +2,7 @@
 
 import copy
 import errno
+import math
 import numbers
 import re
 
@@ -189,6 +190,14 @@ def check_at_least(options, lowest):
     """
     for name, low in lowest.items():
         value = getattr(options, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            # Before: NaN and inf passed (--min_seconds=nan timed forever).
+            raise OptionError(
+                name,
+                "{field}={value} must be a finite number of at least {low}.",
+                value=value,
+                low=low,
+            )
         if value is not None and value < low:
             raise OptionError(
                 name,
