@@ -70,7 +70,9 @@ def _define_timing_flags():
 def _define_pipeline_flags():
     """What the training pipeline does."""
     flags.DEFINE_string(
-        "autoaugment", None, "AutoAugment policy (imagenet, v0, good) or none."
+        "autoaugment",
+        None,
+        "AutoAugment policy (imagenet, v0, good, test) or none.",
     )
     flags.DEFINE_integer("randaugment_layers", 0, "RandAugment N (0 = off).")
     flags.DEFINE_integer("randaugment_magnitude", 10, "RandAugment M.")

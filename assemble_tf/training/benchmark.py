@@ -434,7 +434,8 @@ def _time_entries(options, log):
     with tempfile.TemporaryDirectory() as model_dir:
         entries = build_entries(options, model_dir)
         log(
-            f"Timing {len(entries)} train steps, batch {options.batch_size}: "
+            f"Timing the train steps of {len(entries)} models, batch "
+            f"{options.batch_size}: "
             f"{options.warmup_steps} warm-up steps each, then "
             f"{options.repeats} interleaved repeats of "
             f"{options.steps_per_repeat} steps."
@@ -568,7 +569,12 @@ def markdown_table(report):
         "|" + "---|" * len(COLUMNS),
     ]
     for r in report["rows"]:
-        cells = [_cell(r[k]) for k, _ in COLUMNS]
+        # The peak fraction as the console prints it (before: 0.00891
+        # here, 0.9% there).
+        cells = [
+            f"{r[k]:.1%}" if k == "peak_fraction" else _cell(r[k])
+            for k, _ in COLUMNS
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     s = report["settings"]
     lines.append("")

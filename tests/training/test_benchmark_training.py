@@ -117,6 +117,7 @@ def test_markdown_has_a_row_per_preset_and_precision(tmp_path):
     table = benchmark.markdown_table(report)
     assert _table_rows(table) == [(r["preset"], r["precision"]) for r in rows]
     assert "| 0.5 | 0.45-0.55 |" in table
+    assert table.splitlines()[2].endswith("| 30.0% |")  # as the console
     assert "CPU (2 cores), batch 32, 224 px, no XLA; " in table
     report["settings"]["image_size"] = None  # --image_size=0
     # Before: "batch 32, train size px".
