@@ -137,6 +137,22 @@ def _sequence(key, value):
     return tuple(value)
 
 
+def _check_layers(scales, common):
+    """Builds the DropBlock layer of each scale once, for its checks;
+    their errors named as the option's keys (before: the layer's own
+    arguments, `gamma_scale` for `gamma_scales`)."""
+    try:
+        for scale in scales:
+            DropBlock2D(gamma_scale=scale, **common)
+    except ValueError as e:
+        where = (
+            " (an entry of `dropblock['gamma_scales']`)"
+            if "gamma_scale" in str(e)
+            else ""
+        )
+        raise ValueError(f"Invalid `dropblock` option{where}: {e}") from None
+
+
 def create_drop_block(dropblock, num_stages=4):
     """Resolves the `dropblock` option into a per-stage constructor.
 
@@ -195,18 +211,7 @@ def create_drop_block(dropblock, num_stages=4):
         block_size=dropblock.get("block_size", 7),
         shared_mask=dropblock.get("shared_mask", False),
     )
-    try:  # validate early, before the model is built
-        for scale in scales:
-            DropBlock2D(gamma_scale=scale, **common)
-    except ValueError as e:
-        # Named as the option's keys (before: the layer's own arguments,
-        # `gamma_scale` for `gamma_scales`).
-        where = (
-            " (an entry of `dropblock['gamma_scales']`)"
-            if "gamma_scale" in str(e)
-            else ""
-        )
-        raise ValueError(f"Invalid `dropblock` option{where}: {e}") from None
+    _check_layers(scales, common)  # early, before the model is built
     per_stage = dict(zip(stages, scales, strict=True))
 
     def make(stage):

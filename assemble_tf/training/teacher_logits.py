@@ -208,6 +208,21 @@ class TeacherLogitsOptions:
                 ["teacher_saved_model", "teacher_preset"],
                 path=weights,
             )
+        if self._validate_run_teacher():
+            return
+        for name, other in (
+            ("teacher_weights", "teacher_preset"),
+            ("teacher_preset", "teacher_weights"),
+        ):
+            if not getattr(self, name):
+                raise OptionError(
+                    name, "{field} is required with {other}.", other=other
+                )
+
+    def _validate_run_teacher(self):
+        """A training run's folder names its own model: no preset, no
+        build options beside it. Returns whether the teacher is a run."""
+        weights = self.teacher_weights
         if (
             self.teacher_preset
             and weights
@@ -241,15 +256,8 @@ class TeacherLogitsOptions:
                     ["teacher_preset", "teacher_weights"],
                     path=self.teacher_weights,
                 )
-            return
-        for name, other in (
-            ("teacher_weights", "teacher_preset"),
-            ("teacher_preset", "teacher_weights"),
-        ):
-            if not getattr(self, name):
-                raise OptionError(
-                    name, "{field} is required with {other}.", other=other
-                )
+            return True
+        return False
 
 
 def find_shards(options):
@@ -345,6 +353,10 @@ def extract_shard(src, dst, teacher, options, labels):
         (records read, records written, {label: (synset, text)} seen,
         the `image/filename`s of the records left out, in input order).
     """
+    # The finished run's summary.json goes before its first shard is
+    # replaced: an interrupted --overwrite with another teacher left it
+    # naming the old teacher over shards of both.
+    _remove(os.path.join(os.path.dirname(dst), metadata.SUMMARY))
     tmp = temporary_path(dst)
     read = count_records(src)
     written, seen, names = 0, {}, collections.Counter()
@@ -958,10 +970,6 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
                 else count_records(src)
             )
         else:
-            # The finished run's summary.json goes before its first shard
-            # is replaced: an interrupted --overwrite with another teacher
-            # left it naming the old teacher over shards of both.
-            _remove(os.path.join(options.output_dir, metadata.SUMMARY))
             read, records, found, left_out = extract_shard(
                 src, dst, teacher, options, labels
             )
