@@ -1066,6 +1066,45 @@ def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
     assert rows[1]["ratio_vs_r50"] == 1.0  # our R50 in the same mode
 
 
+def test_the_plots_tick_labels_do_not_overlap():
+    """Before: "assemble_resnet50 (fold_bn_bf16)" ran over its neighbours'
+    names in benchmark.png."""
+    import matplotlib.pyplot as plt
+
+    from assemble_tf.export import throughput
+
+    names = [
+        f"{p} ({m})"
+        for p in ("resnet50", "assemble_resnet50")
+        for m in ("plain", "fold_bn", "bf16", "fold_bn_bf16")
+    ] + ["keras_resnet50"]
+    rows = [
+        {
+            "model": name,
+            "images_per_sec": 10.0 + i,
+            "dtype": "float32",
+            "device": "CPU",
+            "batch_size": 32,
+            "ratio_vs_r50": 1.0,
+            "paper_ratio_vs_r50": 0.5,
+        }
+        for i, name in enumerate(names)
+    ]
+    fig = throughput.figure(rows)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            boxes = [
+                t.get_window_extent(renderer) for t in ax.get_xticklabels()
+            ]
+            assert len(boxes) == len(names)
+            for a, b in zip(boxes, boxes[1:], strict=False):
+                assert not a.overlaps(b), (a, b)
+    finally:
+        plt.close(fig)
+
+
 def test_markdown_names_the_device_and_each_rows_dtype():
     """A table pasted elsewhere still says where it was measured, and a
     bf16 mode's row says bfloat16 beside the float32 rows (before: neither
