@@ -161,13 +161,17 @@ def test_folder_frozen_backbone_changes_only_the_head(
     assert len(trainer.model.trainable_variables) == 2
     assert history[-1]["val_count"] == 6  # the test split, PNG-free
     assert history[-1]["val_skipped"] == 1  # cut.jpg
-    skipped = history[-1]["train_records_skipped"]  # read-ahead too
-    assert skipped >= 1
-    assert (
-        f"WARNING: epoch 1 skipped {skipped} unusable training records "
-        f"({skipped} not decodable; counted as read, records read ahead "
-        "included)."
-    ) in logged
+    # The training side counts what the pipeline has read by the epoch's
+    # end: the 2 steps take 8 of the 13 records, and cut.jpg is among the
+    # records read ahead in most runs, not all (a clean-clone run read it
+    # too late: 0). The exact count is the validation side's above.
+    skipped = history[-1]["train_records_skipped"]
+    assert skipped in (0, 1)
+    if skipped:
+        assert (
+            "WARNING: epoch 1 skipped 1 unusable training records (1 not "
+            "decodable; counted as read, records read ahead included)."
+        ) in logged
     assert 0.0 <= history[-1]["val_top1"] <= 1.0
     # What tools.evaluate runs: the same count, and a warning.
     from assemble_tf.evaluation import run as evaluation_run
