@@ -162,16 +162,20 @@ def test_folder_frozen_backbone_changes_only_the_head(
     assert history[-1]["val_count"] == 6  # the test split, PNG-free
     assert history[-1]["val_skipped"] == 1  # cut.jpg
     # The training side counts what the pipeline has read by the epoch's
-    # end: the 2 steps take 8 of the 13 records, and cut.jpg is among the
-    # records read ahead in most runs, not all (a clean-clone run read it
-    # too late: 0). The exact count is the validation side's above.
+    # end, read-ahead included: the 2 steps take 8 of the 13 records, and
+    # cut.jpg was read 0, 1 or 2 times by then (the shuffled split
+    # repeats) in runs of this test. The exact count is the validation
+    # side's above; here the warning must say what the history counts.
     skipped = history[-1]["train_records_skipped"]
-    assert skipped in (0, 1)
+    warned = [line for line in logged if "unusable training" in line]
     if skipped:
-        assert (
-            "WARNING: epoch 1 skipped 1 unusable training records (1 not "
-            "decodable; counted as read, records read ahead included)."
-        ) in logged
+        assert warned == [
+            f"WARNING: epoch 1 skipped {skipped} unusable training records "
+            f"({skipped} not decodable; counted as read, records read ahead "
+            "included)."
+        ]
+    else:
+        assert not warned
     assert 0.0 <= history[-1]["val_top1"] <= 1.0
     # What tools.evaluate runs: the same count, and a warning.
     from assemble_tf.evaluation import run as evaluation_run
