@@ -287,6 +287,20 @@ class Trainer:
         history = checkpoints.load_history(self.config.model_dir)
         if not history:
             return
+        cut = self.backend.incomplete_checkpoint(None)
+        if (
+            cut
+            and cut.endswith("ckpt-1")
+            and [r["epoch"] for r in history] == [1]
+        ):
+            # Stopped while saving its first checkpoint, the history
+            # written before it: only that epoch is lost (before: refused
+            # as a run whose checkpoints were gone).
+            self.log(
+                f"The run was stopped while it saved its first checkpoint "
+                f"({cut}): training from the start."
+            )
+            return
         raise OptionError(
             "model_dir",
             "{field}={path} holds a run of {epochs} epoch(s) (history.json) "

@@ -125,6 +125,7 @@ def _resumes_of_a_damaged_run(run):
     with a warning (before: tracebacks; a deleted TensorFlow checkpoint
     still listed in `checkpoint` could not be resumed at all)."""
     import glob
+    import json
     import os
     import shutil
 
@@ -242,6 +243,24 @@ def _resumes_of_a_damaged_run(run):
             resumed,
         ]
         assert t.step == 4
+        # Stopped while saving its first checkpoint (its history written
+        # first): trained from the start, said (before: refused as a run
+        # whose checkpoints were gone).
+        first = run.parent / "first_save_cut"
+        (first / "checkpoints").mkdir(parents=True)
+        shutil.copy(weights, first / "checkpoints" / "ckpt-1.weights.h5")
+        stored = json.loads((copy / "history.json").read_text())
+        (first / "history.json").write_text(json.dumps(stored[:1]))
+        t, logged = trainer(first)
+        t.prepare()
+        assert t.step == 0
+        cut = first / "checkpoints" / "ckpt-1"
+        assert logged == [
+            f"WARNING: {cut} has one of its two files only (a save cut "
+            "short, or a file deleted); no whole checkpoint is left.",
+            f"The run was stopped while it saved its first checkpoint "
+            f"({cut}): training from the start.",
+        ]
     # history.json damaged: named with the fix, before any step; deleted:
     # a warning that the curves lack the epochs trained.
     history = copy / "history.json"
