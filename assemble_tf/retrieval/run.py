@@ -399,6 +399,42 @@ def _report(result, images, embedder, embeddings, labels, seconds, out_dir):
     return report
 
 
+def _check_usable(options, images, done, out_dir, log):
+    """`check_ks` of the images embedded (unreadable ones left out); with
+    `save_embeddings` a refusal keeps the embeddings (before: the work of
+    the embedding was lost)."""
+    try:
+        check_ks(options.ks, len(done.labels), images.where, options.max_images)
+    except ValueError:
+        if options.save_embeddings:
+            path = save_embeddings(
+                out_dir,
+                images,
+                done.embeddings,
+                done.labels,
+                images.names(done.indices.tolist()),
+            )
+            log(f"The embeddings are saved: {path}.")
+        raise
+
+
+def save_embeddings(out_dir, images, embeddings, labels, names):
+    """Writes `<out_dir>/embeddings.npz` (embeddings, labels, each row's
+    image, the class names); returns its path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "embeddings.npz")
+    tmp = path[: -len(".npz")] + ".tmp.npz"
+    np.savez(
+        tmp,
+        embeddings=embeddings,
+        labels=labels,
+        images=np.asarray(names if names is not None else [], str),
+        class_names=np.asarray(images.info.class_names or (), str),
+    )
+    os.replace(tmp, path)
+    return path
+
+
 def write_outputs(
     report, options, images, embeddings, labels, result, names=None
 ):
@@ -407,19 +443,11 @@ def write_outputs(
     embedding's image (`_Images.names`), kept in embeddings.npz beside the
     class names (before: rows that could not be told apart)."""
     out_dir = os.path.dirname(report["retrieval_json"])
-    os.makedirs(out_dir, exist_ok=True)
     if options.save_embeddings:
-        path = os.path.join(out_dir, "embeddings.npz")
-        tmp = path[: -len(".npz")] + ".tmp.npz"
-        np.savez(
-            tmp,
-            embeddings=embeddings,
-            labels=labels,
-            images=np.asarray(names if names is not None else [], str),
-            class_names=np.asarray(images.info.class_names or (), str),
+        report["embeddings_npz"] = save_embeddings(
+            out_dir, images, embeddings, labels, names
         )
-        os.replace(tmp, path)
-        report["embeddings_npz"] = path
+    os.makedirs(out_dir, exist_ok=True)
     if options.plot_queries:
         from assemble_tf.retrieval import plots
 
@@ -543,12 +571,10 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     if message:
         log(message)
     embeddings, labels = done.embeddings, done.labels
-    check_ks(  # unreadable ones
-        options.ks, len(labels), images.where, options.max_images
-    )
     images = dataclasses.replace(
         images, dataset=kept_dataset(images.dataset, done)
     )
+    _check_usable(options, images, done, out_dir, log)
     result, search_seconds = search(embeddings, labels, options, progress)
     alone = result["num_queries_without_match"]
     if alone:

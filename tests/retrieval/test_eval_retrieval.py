@@ -291,6 +291,51 @@ def _tiny_options(tiny_run, **values):
     return run.RetrievalOptions(**values)
 
 
+def test_a_refusal_after_the_embedding_keeps_the_embeddings(tiny_run, tmp_path):
+    """4 images, one cut short: k = 3 passes the count before the
+    embedding and not the 3 usable images after it. Before: the refusal
+    came after embedding everything, and kept nothing even with
+    save_embeddings."""
+    from assemble_tf.retrieval import run
+
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        os.makedirs(root / "test" / name)
+        for i in range(2):
+            image = smooth_image(40, 48, seed=ord(name) + i)
+            (root / "test" / name / f"{i}.jpg").write_bytes(jpeg_bytes(image))
+    cut = root / "test" / "b" / "1.jpg"
+    cut.write_bytes(cut.read_bytes()[:300])
+    out = tmp_path / "out"
+    options = _tiny_options(
+        tiny_run,
+        source=str(root),
+        ks=(1, 3),
+        plot_queries=0,
+        output_dir=str(out),
+        save_embeddings=True,
+    )
+    logged = []
+    with pytest.raises(ValueError) as error:
+        run.evaluate_retrieval(options, progress=False, log=logged.append)
+    assert error.value.as_flag() == (
+        "--ks=1,3: k can be at most 2 for the 3 images of test of data; "
+        "lower --ks."
+    )
+    path = out / "embeddings.npz"
+    assert logged[-1] == f"The embeddings are saved: {path}."
+    with np.load(path) as saved:
+        assert saved["embeddings"].shape == (3, 256)
+        images = saved["images"].tolist()
+        rows = sorted(zip(images, saved["labels"].tolist(), strict=True))
+        assert rows == [
+            ("test/a/0.jpg", 0),
+            ("test/a/1.jpg", 0),
+            ("test/b/0.jpg", 1),
+        ]
+    assert not (out / "retrieval.json").exists()
+
+
 @pytest.mark.slow  # over 2 s on the Zen 3 host
 def test_evaluate_retrieval_in_process(tiny_run):
     """The library of tools.eval_retrieval: the end-to-end test's numbers."""
