@@ -71,6 +71,8 @@ def _define_served_model_flags():
         None,
         "Eval preprocessing (default: the run's/preset's).",
     )
+    # The name the other model-source binaries give it.
+    flags.DEFINE_alias("eval_preprocessing", "preprocessing")
     flags.DEFINE_bool(
         "jit_compile",
         False,

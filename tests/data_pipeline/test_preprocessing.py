@@ -57,6 +57,20 @@ def test_bad_preprocessing_type_is_named():
         "'imagenet_224_256a'], 'imagenet_NNN' or 'imagenet_NNNa'. Received: "
         "--preprocessing='foo'"
     )
+    # The binary takes it as --eval_preprocessing too, the name of
+    # tools.evaluate and tools.eval_retrieval (before: an unknown flag).
+    from tests import testing_utils
+
+    result = testing_utils.run_main(
+        "tools.export_saved_model",
+        "--preset=resnet50",
+        "--weights=/no/such.weights.h5",
+        "--export_dir=/x/1",
+        "--eval_preprocessing=foo",
+    )
+    assert testing_utils.error_line(result).startswith(
+        "ERROR: --preprocessing must be one of "
+    ), result.stderr
 
 
 @pytest.mark.parametrize(
