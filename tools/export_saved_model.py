@@ -47,6 +47,7 @@ def define_flags():
     """Defines the binary's flags (names match `ExportOptions` fields)."""
     model_source_flags.define_model_source_flags(model_overrides=True)
     _define_served_model_flags()
+    flags.DEFINE_alias("eval_preprocessing", "preprocessing")
     flags.DEFINE_string("export_dir", None, "Where the SavedModel goes.")
     flags.DEFINE_bool(
         "overwrite",
@@ -69,10 +70,9 @@ def _define_served_model_flags():
     flags.DEFINE_string(
         "preprocessing",
         None,
-        "Eval preprocessing (default: the run's/preset's).",
+        "Eval preprocessing (default: the run's/preset's); also spelled "
+        "--eval_preprocessing, as in the other model-source binaries.",
     )
-    # The name the other model-source binaries give it.
-    flags.DEFINE_alias("eval_preprocessing", "preprocessing")
     flags.DEFINE_bool(
         "jit_compile",
         False,
