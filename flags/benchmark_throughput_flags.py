@@ -5,6 +5,8 @@ Only absl and the flag table: the binary also runs under
 `KERAS_BACKEND=jax` on a machine without TensorFlow.
 """
 
+from absl import flags
+
 from flags import flag_table
 
 TABLE = (
@@ -95,5 +97,7 @@ TABLE = (
 
 
 def define():
-    """Defines the binary's flags."""
+    """Defines the binary's flags; `--presets` is `--preset`, the name
+    `tools.benchmark_training` gives its list."""
     flag_table.define_table(TABLE, __name__)
+    flags.DEFINE_alias("presets", "preset", module_name=__name__)

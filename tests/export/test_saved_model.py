@@ -677,6 +677,14 @@ def test_paper_table_with_a_preset_is_refused():
         "ERROR: --preset with --paper_table: the paper's table times its own "
         "Table 7 rows; leave one of them out."
     )
+    # --presets is --preset (tools.benchmark_training's name for its list;
+    # before: an unknown flag).
+    result = testing_utils.run_main(
+        "tools.benchmark_throughput", "--paper_table", "--presets=resnet50"
+    )
+    assert testing_utils.error_line(result).startswith(
+        "ERROR: --preset with --paper_table: "
+    ), result.stderr
 
 
 def test_run_benchmark_option_errors_name_the_option():
