@@ -307,8 +307,9 @@ def _check_unused(o):
     turns it on (before: se_ratio without SE, SK's options without SK, a
     temperature without the cosine head and the head's options with
     include_top=False were ignored; anti_alias_size alone was refused)."""
-    for _, message in _unused(o):
-        raise ValueError(message)
+    found = next(_unused(o), None)
+    if found:
+        raise ValueError(found[1])
 
 
 def _unused(o):
