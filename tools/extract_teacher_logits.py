@@ -85,7 +85,7 @@ def _define_teacher_preprocessing_flag():
         "teacher_preprocessing",
         None,
         "Eval resize/crop for the teacher (default: a training run's own, a "
-        "preset's eval preprocessing, imagenet for a SavedModel).",
+        "preset's eval preprocessing, an export's own, else imagenet).",
     )
 
 

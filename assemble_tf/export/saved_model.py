@@ -522,10 +522,16 @@ def export_saved_model(
     return diffs
 
 
+# The asset naming the eval preprocessing of `serving_default`: what a
+# consumer of the crop signatures (a KD teacher, retrieval) must apply.
+PREPROCESSING_FILE = "preprocessing.txt"
+
+
 def save_module(module, path):
     """Saves the `ServingModule` `module` to `path` with its class names as
-    the asset `class_names.txt` (`tf.saved_model.load(path).class_names_file`):
-    what `export_saved_model` writes, before it verifies and renames it.
+    the asset `class_names.txt` (`tf.saved_model.load(path).class_names_file`)
+    and its eval preprocessing type as `preprocessing.txt`: what
+    `export_saved_model` writes, before it verifies and renames it.
     The names are written to a temporary folder beside `path`, named as the
     export's own (before: in the system's temporary folder, where a killed
     export left it; the next export removes it with the export's)."""
@@ -536,6 +542,10 @@ def save_module(module, path):
         with open(names, "w", encoding="utf-8") as f:
             f.writelines(f"{name}\n" for name in module.class_names)
         module.class_names_file = tf.saved_model.Asset(names)
+        kind = os.path.join(folder, PREPROCESSING_FILE)
+        with open(kind, "w", encoding="utf-8") as f:
+            f.write(f"{module.preprocessing_type}\n")
+        module.preprocessing_file = tf.saved_model.Asset(kind)
         tf.saved_model.save(
             module, path, signatures=module.signatures(), options=SAVE_OPTIONS
         )
@@ -1031,3 +1041,25 @@ def _sample_jpeg(height, width):
 def _sample_png(height, width):
     image = (np.indices((height, width))[0][..., None] * [3, 1, 2]) % 256
     return tf.io.encode_png(image.astype("uint8")).numpy()
+
+
+def saved_preprocessing(path):
+    """The eval preprocessing type an export of ours names in
+    `assets/preprocessing.txt`, else None (an export from before it, or
+    another program's SavedModel). Reads the file alone: no TensorFlow
+    graph is loaded."""
+    asset = os.path.join(path, "assets", PREPROCESSING_FILE)
+    if not tf.io.gfile.exists(asset):
+        return None
+    with tf.io.gfile.GFile(asset) as f:
+        kind = f.read().strip()
+    try:
+        preprocessing.eval_sizes(kind)
+    except ValueError:
+        raise ValueError(
+            f"{asset} names the eval preprocessing {kind!r}, not a type "
+            "this version knows ('imagenet', 'imagenet_NNN', "
+            "'imagenet_NNNa', ...): export the model again with python -m "
+            "tools.export_saved_model."
+        ) from None
+    return kind

@@ -118,7 +118,8 @@ def saved_model_embedder(path, preprocessing=None):
 
     Args:
         path: the SavedModel folder.
-        preprocessing: the eval preprocessing; default from the signature's
+        preprocessing: the eval preprocessing; default the export's own
+            (its assets/preprocessing.txt), else from the signature's
             input size S: "imagenet" for 224, else "imagenet_S" (resize
             int(S / 0.875), centre crop S).
 
@@ -149,6 +150,10 @@ def saved_model_embedder(path, preprocessing=None):
     spec = signature.structured_input_signature[1]["images"]
     size = int(spec.shape[1])
     if preprocessing is None:
+        from assemble_tf.export import saved_model as export
+
+        preprocessing = export.saved_preprocessing(path)
+    if preprocessing is None:  # an export from before the asset
         preprocessing = "imagenet" if size == 224 else f"imagenet_{size}"
     crop = prep.eval_sizes(preprocessing)[2]
     if crop != size:

@@ -80,7 +80,9 @@ class TeacherLogitsOptions:
         teacher_saved_model: a SavedModel teacher (instead of a preset).
         teacher_preprocessing: the eval resize / crop the teacher takes;
             None: a training run's own (its config.json), a preset's
-            eval preprocessing, "imagenet" for a SavedModel.
+            eval preprocessing, a SavedModel's own (its
+            assets/preprocessing.txt, written by tools.export_saved_model),
+            else "imagenet".
         prepend_zero: prepend a 0 background logit (1000-class teachers for
             the 1001-way original format, labels stored 1..1000).
         batch_size: images per teacher call.
@@ -146,11 +148,15 @@ class TeacherLogitsOptions:
     def resolved(self):
         """These options with `teacher_preprocessing` filled in: a run's
         own eval preprocessing (before: "imagenet", 224-px crops, for a
-        32-px run), a preset's, else "imagenet"."""
+        32-px run), a preset's, an export's (before: "imagenet" for any),
+        else "imagenet"."""
         if self.teacher_preprocessing:
             return self
         if self.teacher_saved_model:
-            kind = "imagenet"
+            from assemble_tf.export import saved_model
+
+            path = self.teacher_saved_model
+            kind = saved_model.saved_preprocessing(path) or "imagenet"
         elif self.teacher_preset:
             from assemble_tf import presets
 

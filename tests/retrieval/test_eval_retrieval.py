@@ -162,6 +162,26 @@ def test_saved_model_embedder(tmp_path):
     )
     with pytest.raises(ValueError, match="no feature_vector signature"):
         embed.saved_model_embedder(bare)
+    # An export names its preprocessing (tools.export_saved_model writes
+    # it; tests/training/test_teacher_logits.py reads what it writes):
+    # retrieval takes it, not the size's guess (before: imagenet_64, resize
+    # 73, for an export resizing to 65).
+    asset = os.path.join(path, "assets", "preprocessing.txt")
+    os.makedirs(os.path.dirname(asset), exist_ok=True)
+    with open(asset, "w") as f:
+        f.write("imagenet_64a\n")
+    assert embed.saved_model_embedder(path).preprocessing == "imagenet_64a"
+    with open(asset, "w") as f:
+        f.write("imagenet_65a\n")  # not the signature's size
+    with pytest.raises(ValueError, match="crops 65 pixels"):
+        embed.saved_model_embedder(path)
+    with open(asset, "w") as f:
+        f.write("bicubic\n")
+    with pytest.raises(
+        ValueError,
+        match="preprocessing.txt names the eval preprocessing 'bicubic'",
+    ):
+        embed.saved_model_embedder(path)
 
 
 @pytest.mark.slow  # over 2 s on the Zen 3 host

@@ -196,9 +196,17 @@ def test_our_export_is_a_teacher(exported, labelled_data, tmp_path):
     folder carries labels.txt / summary.json that training reads."""
     model, path = exported
     out = tmp_path / "kd"
+    # The export's own preprocessing, read from its assets (before:
+    # "imagenet", 224-px crops, refused for the 32-px signature).
     summary = tl.extract_teacher_logits(
-        _options(labelled_data, out, teacher_saved_model=path)
+        _options(
+            labelled_data,
+            out,
+            teacher_saved_model=path,
+            teacher_preprocessing=None,
+        )
     )
+    assert summary["teacher"]["preprocessing"] == "imagenet_32"
     assert summary["teacher"]["signature"] == "preprocessed"
     assert summary["teacher"]["output"] == "logits"
     assert sorted(os.listdir(out)) == sorted(
