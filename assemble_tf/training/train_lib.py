@@ -7,6 +7,7 @@ al. 2020, https://arxiv.org/abs/2001.06268, recipes in
 `assemble_tf.presets`).
 """
 
+import dataclasses
 import os
 
 from assemble_tf import config as config_lib
@@ -76,7 +77,7 @@ def check_resume(config):
         (g, k, f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}")
         for g in config_lib.GROUPS
         for k in a[g]
-        if a[g][k] != b[g][k]
+        if a[g][k] != b[g][k] and not _follows(old, config, g, k)
     ]
     refused = [d for g, k, d in diffs if (g, k) not in RESUME_MAY_CHANGE]
     if refused:
@@ -89,6 +90,27 @@ def check_resume(config):
             diffs="; ".join(refused),
         )
     return [d for _, _, d in diffs]
+
+
+def _follows(old, new, group, field):
+    """Whether the difference in `group.field` follows from another: one
+    side's value would be ignored by the other side's options (listed
+    themselves; before: `warm_start_bn_stats` beside a changed
+    `warm_start`, whose removal reset it)."""
+    for config, other in ((old, new), (new, old)):
+        values = getattr(config, group)
+        value = getattr(getattr(other, group), field)
+        try:  # a group's own checks may refuse the mix: not ignored
+            swapped = dataclasses.replace(
+                config,
+                **{group: dataclasses.replace(values, **{field: value})},
+            )
+            ignored = config_lib.ignored_options(swapped)
+        except ValueError:
+            continue
+        if any((g, k) == (group, field) for g, k, *_ in ignored):
+            return True
+    return False
 
 
 @runtime.keeps_dtype_policy

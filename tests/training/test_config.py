@@ -591,6 +591,16 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
         )
     ):
         train_lib.check_resume(config(epochs=3.0, steps_per_loop=3))
+    # An option the change makes ignored is not listed beside it (before:
+    # "train.warm_start_bn_stats: False -> True" too).
+    warm = {"warm_start": str(tmp_path / "w.h5"), "warm_start_bn_stats": False}
+    config(**warm).to_json(str(tmp_path / "config.json"))
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"configuration (train.warm_start: '{tmp_path}/w.h5' -> None). "
+        )
+    ):
+        train_lib.check_resume(base)
     (tmp_path / "config.json").unlink()
     with testing_utils.raises_flag_error(
         re.escape(
