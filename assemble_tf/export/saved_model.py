@@ -14,68 +14,31 @@ preset's eval size, not a fixed 224. Signatures:
 * `feature_vector(images: float32 [N, S, S, 3])`: -> `features` [N, C], the
   pooled (pre-classifier) features.
 
-The export is written to a temporary folder next to the target, reloaded
-twice, with `tf.saved_model.load` and with the graph-and-session loader that
-`saved_model_cli run` and TF Serving use, compared signature by signature
-with the in-memory model, and only then renamed into place (with the
-umask's permissions, not the temporary folder's 0700), never over a
-folder that appeared meanwhile unless `overwrite`: a failure never leaves
-a half export, and the temporary folder a killed export left
-(`.export_<pid>@<host>.*`) goes with the next export beside it. Bad inputs
-fail at the signature with an `InvalidArgumentError` saying what it takes.
+The export is written to a temporary folder next to the target
+(`placement`), reloaded twice and compared signature by signature with the
+in-memory model (`verification`), and only then renamed into place: a
+failure never leaves a half export. Bad inputs fail at the signature with
+an `InvalidArgumentError` saying what it takes.
 
 A bfloat16 export (`precision.bfloat16_copy` of the model) keeps the same
 float32 (and string) inputs and float32 outputs; the verification then also
-compares every signature, as the session loader runs it, with the float32
-model (`ReferenceCheck`): mean relative L2 of logits and features <= 0.15,
-top-1 agreement >= 0.8 on the 32 verification images (crops, and as
-many encoded images for `serving_default`).
+compares it with the float32 model (`verification.ReferenceCheck`).
+
+Beside the variables, an export carries the class names
+(`assets/class_names.txt`) and its eval preprocessing type
+(`assets/preprocessing.txt`, `saved_preprocessing`).
 """
 
-import contextlib
-import ctypes
-import dataclasses
-import errno
 import functools
 import os
-import re
 import shutil
-import socket
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
+from assemble_tf import models
 from assemble_tf.data import preprocessing
-from assemble_tf.export import precision
-from official.utils.misc.validation import (
-    OptionError,
-    PathExistsError,
-    PathNotWritableError,
-    check_creatable_path,
-)
-
-
-def feature_model(model, with_logits=False):
-    """The sub-model from the input to the model's embedding (its
-    embedding head's batch-normalised output, else the pooled features:
-    `models.embedding_layer`, what retrieval embeds); with `with_logits`,
-    to {"logits", "features"} (one pass for both)."""
-    import keras
-
-    from assemble_tf.models import embedding_layer
-
-    # The single input itself, not `model.inputs` (a list): a sub-model
-    # built on a list warns that a tensor "doesn't match the expected
-    # structure" each time it is called with one.
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    # Before: always head_pool, so an embedding-head (retrieval) model's
-    # export served another vector than the one it was evaluated on.
-    features = model.get_layer(embedding_layer(model) or "head_pool").output
-    if with_logits:
-        outputs = {"logits": model.outputs[0], "features": features}
-        return keras.Model(inputs, outputs)
-    return keras.Model(inputs, features)
+from assemble_tf.export import placement, verification
 
 
 class ServingModule(tf.Module):
@@ -113,7 +76,7 @@ class ServingModule(tf.Module):
         # attribute: its object graph (the same layers as `model`'s) would
         # be saved and restored again for nothing (a tiny Assemble-R50
         # exports 7 % faster).
-        network = feature_model(model, with_logits=True)
+        network = models.feature_model(model, with_logits=True)
         self._network = lambda images: network(images, training=False)
         # Track the TensorFlow variables themselves. Through the Keras
         # objects alone the SavedModel restores them under other handles
@@ -403,44 +366,6 @@ def check_image_pixels(image, index):
         return tf.identity(image)
 
 
-@dataclasses.dataclass
-class ReferenceCheck:
-    """Tolerances of an export against another model (bfloat16 vs float32).
-
-    The defaults are the bfloat16 ones. Measured on random weights and 32
-    noise images: a mean relative L2 of logits of 0.004-0.034 (R50 and
-    Assemble-R50 at 224 px, base-width-8 models at 32-64 px); top-1
-    agreement 0.91-1.0, noisy where random logits nearly tie (a flip needs
-    a top-2 margin within the bfloat16 error), so its bound only catches
-    gross failures. The trained demo model: docs/benchmarks.md.
-
-    Attributes:
-        model: the reference Keras model (the float32 one).
-        max_mean_relative_l2: the largest allowed mean over the verification
-            images of ||out - ref|| / ||ref|| (logits, and features of the
-            `feature_vector` signature).
-        min_top1_agreement: the smallest allowed fraction of verification
-            images whose class is the reference's (`preprocessed`, the one
-            signature with enough images for a fraction to mean something).
-        num_images: random verification images when none are passed.
-        measured: set by `verify`: {signature: `precision.compare_logits`
-            of its output against the reference's (no top-1 agreement for
-            `feature_vector`)}.
-    """
-
-    model: object
-    max_mean_relative_l2: float = 0.15
-    min_top1_agreement: float = 0.8
-    num_images: int = 32
-    measured: dict = dataclasses.field(default_factory=dict)
-
-    def tolerance(self):
-        return {
-            "max_mean_relative_l2": self.max_mean_relative_l2,
-            "min_top1_agreement": self.min_top1_agreement,
-        }
-
-
 def export_saved_model(
     model,
     export_dir,
@@ -469,14 +394,16 @@ def export_saved_model(
         jit_compile: compile `preprocessed` with XLA.
         overwrite: replace an existing `export_dir`.
         atol: allowed max |difference| of logits after reloading.
-        reference: a `ReferenceCheck` (the float32 model a bfloat16 export
-            must stay close to), or None; its `measured` is filled in.
+        reference: a `verification.ReferenceCheck` (the float32 model a
+            bfloat16 export must stay close to), or None; its `measured`
+            is filled in.
         rtol: 0: the reloaded outputs within `atol` of the model's; > 0:
             their mean relative L2 <= rtol, and the same classes where the
             top-2 margin exceeds 2 atol + rtol max |output|
-            (`reload_failure`). None: 0 in float32, 0.05 computing in
-            bfloat16 / float16 (the reloaded graph fuses conv + bias + ReLU
-            and rounds otherwise: 0.008 on a tiny trained Assemble-R50).
+            (`verification.reload_failure`). None: 0 in float32, 0.05
+            computing in bfloat16 / float16 (the reloaded graph fuses conv
+            + bias + ReLU and rounds otherwise: 0.008 on a tiny trained
+            Assemble-R50).
         log: called with a line for each temporary folder of a dead
             export removed from `export_dir`'s parent.
         class_names: the name of each logit, or None for their indices:
@@ -489,7 +416,7 @@ def export_saved_model(
 
     The temporary folder `.export_<pid>@<host>.<random>` beside
     `export_dir` is removed on any error, or if killed by the next export
-    into that parent on that host (`remove_stale_exports`).
+    into that parent on that host (`placement.remove_stale_exports`).
 
     Raises:
         PathExistsError (a FileExistsError and an `OptionError`):
@@ -502,20 +429,20 @@ def export_saved_model(
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir):
-        _check_replaceable(export_dir, overwrite)
-    check_images, check_bytes = _verification_inputs(
+        placement.check_replaceable(export_dir, overwrite)
+    check_images, check_bytes = verification.verification_inputs(
         preprocessing_type, check_images, check_bytes, reference
     )
     if rtol is None:
         rtol = 0.0 if model.compute_dtype == "float32" else 0.05
     module = ServingModule(model, preprocessing_type, jit_compile, class_names)
-    tmp = _temp_export_dir(export_dir, log)
+    tmp = placement.temp_export_dir(export_dir, log)
     try:
         save_module(module, tmp)
-        diffs = verify(
+        diffs = verification.verify(
             tmp, module, check_images, check_bytes, atol, reference, rtol
         )
-        _move_into_place(tmp, export_dir, overwrite)
+        placement.move_into_place(tmp, export_dir, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -536,7 +463,7 @@ def save_module(module, path):
     export's own (before: in the system's temporary folder, where a killed
     export left it; the next export removes it with the export's)."""
     parent = os.path.dirname(os.path.abspath(path))
-    folder = tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
+    folder = tempfile.mkdtemp(prefix=placement.temp_prefix(), dir=parent)
     try:
         names = os.path.join(folder, "class_names.txt")
         with open(names, "w", encoding="utf-8") as f:
@@ -547,500 +474,13 @@ def save_module(module, path):
             f.write(f"{module.preprocessing_type}\n")
         module.preprocessing_file = tf.saved_model.Asset(kind)
         tf.saved_model.save(
-            module, path, signatures=module.signatures(), options=SAVE_OPTIONS
+            module,
+            path,
+            signatures=module.signatures(),
+            options=verification.SAVE_OPTIONS,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-# The options of every save. `tf.saved_model.save` traces the signatures
-# under them, and TensorFlow keys its traces by them: `verify` calls the
-# module's signatures under the same options, reusing those traces instead
-# of tracing the network and every signature again (about 2 s of a tiny
-# Assemble-R50's 16-18 s export); the graph saved is the one compared.
-SAVE_OPTIONS = tf.saved_model.SaveOptions()
-
-
-def _run_as_saved(functions, inputs):
-    """{name: {output: numpy value}} of `functions[name](inputs[name])`,
-    run with the traces `save_module` made (see `SAVE_OPTIONS`)."""
-    try:  # TensorFlow's own module, not its API: without it, traced again
-        from tensorflow.python.saved_model import save_context
-
-        options = save_context.save_context(SAVE_OPTIONS)
-    except (ImportError, AttributeError):
-        options = contextlib.nullcontext()
-    with options:
-        return {
-            name: {
-                k: v.numpy() for k, v in fn(tf.constant(inputs[name])).items()
-            }
-            for name, fn in functions.items()
-        }
-
-
-def _verification_inputs(preprocessing_type, images, image_bytes, reference):
-    """The crops and encoded images the export is verified on.
-
-    Args:
-        preprocessing_type: the eval preprocessing (its size is the crops').
-        images: float32 [N, S, S, 3], or None for random ones (2, or
-            `reference.num_images`).
-        image_bytes: encoded images, or None for as many generated ones.
-        reference: a `ReferenceCheck` or None.
-
-    Returns:
-        (images, image_bytes), the given ones or made ones.
-    """
-    size = preprocessing.eval_sizes(preprocessing_type)[2]
-    count = 2 if reference is None else reference.num_images
-    if images is None:
-        images = (
-            np.random.default_rng(0)
-            .uniform(-120, 130, (count, size, size, 3))
-            .astype("float32")
-        )
-    if image_bytes is None:
-        image_bytes = sample_images(size, count)
-    return images, image_bytes
-
-
-def _temp_export_dir(export_dir, log):
-    """A new temporary folder beside `export_dir` to write the export to.
-
-    Makes the parent folder and first removes the temporary folders of
-    dead exports there (`remove_stale_exports`), logging each.
-
-    Returns:
-        The temporary folder's path (`.export_<pid>@<host>.<random>`).
-    """
-    parent = os.path.dirname(export_dir)
-    # Named as the flag (before: "[Errno 17] File exists: <parent>" where a
-    # file sits in the way, which sent users to --overwrite).
-    check_creatable_path("export_dir", export_dir)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise PathNotWritableError(
-            "export_dir",
-            "{field}={path} cannot be created ({reason}); export to a "
-            "folder you can write to.",
-            errno_code=e.errno,
-            path=export_dir,
-            reason=e.strerror or e,
-        ) from None
-    for stale in remove_stale_exports(parent):
-        log(f"Removed {stale}, the temporary folder of a dead export.")
-    try:
-        return tempfile.mkdtemp(prefix=_temp_prefix(), dir=parent)
-    except OSError as e:  # named by the temporary folder, unknown to users
-        raise PathNotWritableError(
-            "export_dir",
-            "{field}={path} cannot be written: no folder can be made in "
-            "{parent} ({reason}); export to a folder you can write to.",
-            errno_code=e.errno,
-            path=export_dir,
-            parent=parent,
-            reason=e.strerror or e,
-        ) from None
-
-
-def _move_into_place(tmp, export_dir, overwrite):
-    """Renames the verified export `tmp` to `export_dir`, with the umask's
-    permissions (not the temporary folder's 0700).
-
-    Raises:
-        PathExistsError: `export_dir` exists and not `overwrite` (also
-            when it appeared during the export).
-    """
-    os.chmod(tmp, 0o777 & ~_umask())
-    if overwrite and os.path.exists(export_dir):
-        _check_replaceable(export_dir, overwrite)
-        # Swapped, then the old one removed: TF Serving, polling the
-        # version folder, never finds it missing (it was deleted, then
-        # the new one renamed: a poll in between unloaded the version).
-        _exchange(tmp, export_dir)
-        shutil.rmtree(tmp)
-        return
-    _rename_no_replace(tmp, export_dir)
-
-
-def _renameat2(src, dst, flags):
-    """Linux' renameat2(src, dst, flags): 0, or the errno (ENOSYS where
-    the C library has no renameat2)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    rename = getattr(libc, "renameat2", None)
-    if rename is None:
-        return errno.ENOSYS
-    result = rename(
-        _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags
-    )
-    return 0 if result == 0 else ctypes.get_errno()
-
-
-def _exchange(a, b):
-    """Swaps the folders `a` and `b` in one step: Linux' renameat2(
-    RENAME_EXCHANGE) where available, else `b` renamed aside, `a` renamed
-    to `b`, and the old `b` renamed to `a` (an instant without `b`)."""
-    code = _renameat2(a, b, _RENAME_EXCHANGE)
-    if code == 0:
-        return
-    if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
-        raise OSError(code, os.strerror(code), b)
-    aside = a + ".old"
-    os.rename(b, aside)
-    os.rename(a, b)
-    os.rename(aside, a)
-
-
-def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
-    """Compares every signature of the SavedModel at `path` with `module`,
-    loaded by TF2 (`tf.saved_model.load`) and by the TF1 session loader of
-    `saved_model_cli run` and TF Serving; returns the larger max
-    |differences| (what each loader must meet: `reload_failure`). With a
-    `ReferenceCheck`, also compares the session loader's outputs with its
-    model (see `check_reference`)."""
-    inputs = {
-        "preprocessed": np.asarray(images, np.float32),
-        "feature_vector": np.asarray(images, np.float32),
-        "serving_default": np.asarray(image_bytes, object),
-    }
-    want = _run_as_saved(module.signatures(), inputs)
-    sigs = tf.saved_model.load(path).signatures
-    loaders = {
-        "tf.saved_model.load": {
-            name: {
-                k: v.numpy()
-                for k, v in sigs[name](images=tf.constant(x)).items()
-            }
-            for name, x in inputs.items()
-        },
-        "session loader": run_in_session(path, inputs),
-    }
-    diffs, allowed, bad = {}, {}, {}
-    for loader, results in loaders.items():
-        for name, expected in want.items():
-            key = "features" if name == "feature_vector" else "logits"
-            allowed[name] = atol + rtol * float(np.max(np.abs(expected[key])))
-            diff = _max_diff(expected[key], results[name][key])
-            diffs[name] = max(diffs.get(name, 0.0), diff)
-            failure = reload_failure(
-                expected[key], results[name][key], atol, rtol
-            )
-            if failure:
-                bad[f"{name} ({loader})"] = failure
-            if "classes" not in expected:
-                continue
-            sure = (
-                _top2_margin(expected[key]) > 2 * allowed[name]
-                if rtol
-                else slice(None)
-            )
-            for output in ("classes", "class_names"):
-                if not np.array_equal(
-                    expected[output][sure], results[name][output][sure]
-                ):
-                    raise ValueError(
-                        f"The SavedModel's {name} signature, loaded by the "
-                        f"{loader}, disagrees with the model on {output}."
-                    )
-    if bad:
-        raise ValueError(
-            "The reloaded SavedModel differs from the model: "
-            + "; ".join(f"{name}: {text}" for name, text in bad.items())
-            + "."
-        )
-    if reference is not None:
-        check_reference(
-            reference,
-            loaders["session loader"],
-            images,
-            image_bytes,
-            module.preprocessing_type,
-        )
-    return diffs
-
-
-def check_reference(reference, results, images, image_bytes, ptype):
-    """Compares a SavedModel's outputs with `reference.model`'s.
-
-    Args:
-        reference: the `ReferenceCheck`; its `measured` is filled in.
-        results: {signature: {output: value}} of the SavedModel on `images`
-            (`preprocessed`, `feature_vector`) and `image_bytes`
-            (`serving_default`).
-        images: the float32 verification crops.
-        image_bytes: the encoded verification images.
-        ptype: the eval preprocessing of the bytes signature.
-
-    Raises:
-        OptionError: (field `precision`) a signature's mean relative L2 or
-            top-1 agreement is outside the tolerance; names the signature
-            and the numbers.
-    """
-    model = reference.model
-    crops = tf.stack(
-        [
-            preprocessing.preprocess_bytes(tf.constant(b), ptype)
-            for b in image_bytes
-        ]
-    )
-    want = {
-        "preprocessed": ("logits", model(images, training=False)),
-        "serving_default": ("logits", model(crops, training=False)),
-        "feature_vector": (
-            "features",
-            feature_model(model)(images, training=False),
-        ),
-    }
-    failures = []
-    for name, (key, expected) in want.items():
-        got = precision.compare_logits(
-            np.asarray(expected, np.float32), results[name][key]
-        )
-        if key == "features":  # an argmax of features means nothing
-            del got["top1_agreement"]
-        reference.measured[name] = got
-        if not got["mean_relative_l2"] <= reference.max_mean_relative_l2:
-            failures.append(
-                f"{name}: mean relative L2 of {key} "
-                f"{got['mean_relative_l2']:.4g} > "
-                f"{reference.max_mean_relative_l2}"
-            )
-        if (
-            name == "preprocessed"
-            and got["top1_agreement"] < reference.min_top1_agreement
-        ):
-            failures.append(
-                f"{name}: top-1 agreement {got['top1_agreement']:.4g} < "
-                f"{reference.min_top1_agreement} on {got['count']} images"
-            )
-    if failures:
-        raise OptionError(
-            "precision",
-            "The exported model is further from the reference (float32) "
-            "model than allowed: {failures}. Export with {field}=float32, "
-            "or check the model's bfloat16 accuracy with tools.evaluate "
-            "{field}=bfloat16.",
-            failures="; ".join(failures),
-        )
-    return reference.measured
-
-
-def run_in_session(path, inputs, tags=("serve",)):
-    """Runs signatures as TF Serving does: the SavedModel's graph imported
-    into a TF1 session, variables restored by its saver.
-
-    Args:
-        path: the SavedModel folder.
-        inputs: {signature name: numpy value of its `images` input}.
-        tags: the MetaGraph's tag set.
-
-    Returns:
-        {signature name: {output name: numpy value}}.
-    """
-    out = {}
-    # `SavedModelLoader.load` is what `tf.compat.v1.saved_model.load` (and
-    # so saved_model_cli) runs, without that function's deprecation warning.
-    from tensorflow.python.saved_model import loader_impl
-
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = loader_impl.SavedModelLoader(path).load(sess, list(tags))
-        for name, value in inputs.items():
-            sig = meta.signature_def[name]
-            fetches = {k: t.name for k, t in sig.outputs.items()}
-            out[name] = sess.run(
-                fetches, feed_dict={sig.inputs["images"].name: value}
-            )
-    return out
-
-
-_TEMP_NAME = re.compile(r"\.export_(\d+)@(.*)\.[^.]+$")
-
-
-def _temp_prefix():
-    return f".export_{os.getpid()}@{socket.gethostname()}."
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def remove_stale_exports(parent):
-    """Removes the temporary folders of dead exports from `parent`.
-
-    A temporary export folder is named `.export_<pid>@<host>.<random>`;
-    one of this host whose process no longer runs was left by a killed
-    export and is removed (folders of other hosts, which may share the
-    file system, are kept).
-
-    Returns:
-        The removed folders' paths.
-    """
-    removed = []
-    host = socket.gethostname()
-    for name in sorted(os.listdir(parent)):
-        match = _TEMP_NAME.match(name)
-        path = os.path.join(parent, name)
-        if (
-            match
-            and match.group(2) == host
-            and not _pid_alive(int(match.group(1)))
-            and os.path.isdir(path)
-        ):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _check_replaceable(export_dir, overwrite):
-    """Raises unless `overwrite` and `export_dir` is a SavedModel or an
-    empty folder: `--overwrite` once replaced any folder (a training run,
-    a dataset) or failed on a file with a traceback."""
-    if not overwrite:
-        raise _exists_error(export_dir)
-    if os.path.isdir(export_dir):
-        names = sorted(os.listdir(export_dir))
-        if not names or {"saved_model.pb", "saved_model.pbtxt"} & set(names):
-            return
-        what = f"a folder holding {', '.join(names[:4])}"
-        what += ", ..." if len(names) > 4 else ""
-    else:
-        what = "a file"
-    raise PathExistsError(
-        "export_dir",
-        "{field}={path} is {what}, not a SavedModel: {overwrite} replaces "
-        "only a SavedModel or an empty folder. Choose another {field}.",
-        others=("overwrite",),
-        path=export_dir,
-        what=what,
-    )
-
-
-def _exists_error(export_dir):
-    return PathExistsError(
-        "export_dir",
-        "{field}={path} exists; pass {overwrite} to replace it.",
-        others=("overwrite",),
-        path=export_dir,
-    )
-
-
-_RENAME_NOREPLACE = 1
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _rename_no_replace(src, dst):
-    """Renames `src` to `dst`, failing if `dst` exists (even empty).
-
-    Linux' renameat2(RENAME_NOREPLACE) where available, else a check and
-    `os.rename` (which refuses a non-empty `dst`).
-
-    Raises:
-        PathExistsError (a FileExistsError): `dst` exists.
-    """
-    code = _renameat2(src, dst, _RENAME_NOREPLACE)
-    if code == 0:
-        return
-    if code == errno.EEXIST:
-        raise _exists_error(dst)
-    if code not in (errno.EINVAL, errno.ENOSYS):  # unsupported: below
-        raise OSError(code, os.strerror(code), dst)
-    if os.path.lexists(dst):
-        raise _exists_error(dst)
-    try:
-        os.rename(src, dst)
-    except OSError as e:
-        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
-            raise _exists_error(dst) from e
-        raise
-
-
-def sample_images(size, count):
-    """`count` encoded images (JPEG, PNG alternately) of sizes around
-    `size`, for the verification of the bytes signature."""
-    return [
-        (_sample_jpeg if i % 2 == 0 else _sample_png)(
-            size + (37 + 7 * i) % 45, size + (11 + 13 * i) % 50
-        )
-        for i in range(count)
-    ]
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _top2_margin(logits):
-    """Per row, the largest logit minus the second (inf with one class)."""
-    logits = np.asarray(logits, np.float64)
-    if logits.shape[-1] < 2:
-        return np.full(logits.shape[:-1], np.inf)
-    top2 = np.sort(logits, axis=-1)[..., -2:]
-    return top2[..., 1] - top2[..., 0]
-
-
-# A reduced-precision reload may move one image further than the mean
-# allows (measured: 0.19 at a mean of 0.008), but not this much further.
-IMAGE_RTOL_FACTOR = 10
-
-
-def reload_failure(expected, got, atol, rtol):
-    """Why the reloaded outputs `got` [N, K] differ too much from the
-    model's `expected`, or None.
-
-    rtol == 0 (float32): every |difference| <= `atol`. rtol > 0 (bfloat16,
-    float16): the mean over the images of |got - expected| / |expected|
-    (L2 norms per image) <= `rtol`, and no image's above
-    `IMAGE_RTOL_FACTOR` * rtol. One number's share of the largest output
-    is no measure there: a reloaded BN-folded bfloat16 graph fuses conv +
-    bias + ReLU and rounds each image a little differently, and a run with
-    large activations differed by 12 % of its largest logit on one image
-    of 32 (19 % of that image's norm) at a mean of 0.8 %, all classes
-    agreeing.
-    """
-    expected = np.asarray(expected, np.float64)
-    got = np.asarray(got, np.float64)
-    if not rtol:
-        diff = _max_diff(expected, got)
-        return None if diff <= atol else f"max |difference| {diff:.3g} > {atol}"
-    norms = np.linalg.norm(expected.reshape(len(expected), -1), axis=-1)
-    errors = np.linalg.norm((got - expected).reshape(len(got), -1), axis=-1)
-    # An all-zero row (features of a dark image) against the batch's scale.
-    floor = max(atol, 1e-3 * float(norms.max(initial=0.0)))
-    relative = errors / np.maximum(norms, floor)
-    if relative.max(initial=0.0) > IMAGE_RTOL_FACTOR * rtol:
-        worst = int(np.argmax(relative))
-        return (
-            f"image {worst}: relative L2 {relative[worst]:.3g} > "
-            f"{IMAGE_RTOL_FACTOR * rtol:.3g}"
-        )
-    if relative.mean() > rtol:
-        return f"mean relative L2 {relative.mean():.3g} > {rtol}"
-    return None
-
-
-def _max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-
-
-def _sample_jpeg(height, width):
-    image = (np.indices((height, width)).sum(0)[..., None] * [1, 2, 3]) % 256
-    return tf.io.encode_jpeg(image.astype("uint8")).numpy()
-
-
-def _sample_png(height, width):
-    image = (np.indices((height, width))[0][..., None] * [3, 1, 2]) % 256
-    return tf.io.encode_png(image.astype("uint8")).numpy()
 
 
 def saved_preprocessing(path):

@@ -167,8 +167,7 @@ def serving_model(options, loaded, log=_log_to_stderr):
     """(model to export, `ReferenceCheck` or None): the loaded model,
     BN-folded with `fold_bn` (logs the count) and computing in bfloat16
     with `precision="bfloat16"` (checked against the float32 model)."""
-    from assemble_tf.export import optimize, precision
-    from assemble_tf.export import saved_model as export_lib
+    from assemble_tf.export import optimize, precision, verification
 
     model = float32_model = loaded.model
     if options.fold_bn:
@@ -182,7 +181,7 @@ def serving_model(options, loaded, log=_log_to_stderr):
         return optimize.fold_bn_graph(fresh) if options.fold_bn else fresh
 
     model = precision.bfloat16_copy(model, rebuild)
-    return model, export_lib.ReferenceCheck(float32_model)
+    return model, verification.ReferenceCheck(float32_model)
 
 
 def check_crop(model, preprocessing):

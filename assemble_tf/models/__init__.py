@@ -6,7 +6,11 @@ import inspect
 
 from assemble_tf import presets
 from assemble_tf.models import resnet
-from assemble_tf.models.backbone import build_backbone, pyramid_outputs
+from assemble_tf.models.backbone import (
+    build_backbone,
+    feature_model,
+    pyramid_outputs,
+)
 from assemble_tf.models.profile import count_macs, count_params
 from assemble_tf.models.resnet import (
     EMBEDDING_LAYERS,
@@ -95,5 +99,6 @@ __all__ = [
     "count_macs",
     "count_params",
     "embedding_layer",
+    "feature_model",
     "pyramid_outputs",
 ]

@@ -20,7 +20,7 @@ import math
 
 import keras
 
-from assemble_tf.models.resnet import build_resnet
+from assemble_tf.models.resnet import build_resnet, embedding_layer
 
 # The groups whose outputs are candidates, in graph order.
 _GROUPS = ("stem_", "stage1_", "stage2_", "stage3_", "stage4_")
@@ -126,3 +126,21 @@ def build_backbone(model=None, name=None, **kwargs):
     return keras.Model(
         model.input, outputs, name=name or f"{model.name}_backbone"
     )
+
+
+def feature_model(model, with_logits=False):
+    """The sub-model from the input to the model's embedding (its
+    embedding head's batch-normalised output, else the pooled features:
+    `models.embedding_layer`, what retrieval embeds); with `with_logits`,
+    to {"logits", "features"} (one pass for both)."""
+    # The single input itself, not `model.inputs` (a list): a sub-model
+    # built on a list warns that a tensor "doesn't match the expected
+    # structure" each time it is called with one.
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    # Before: always head_pool, so an embedding-head (retrieval) model's
+    # export served another vector than the one it was evaluated on.
+    features = model.get_layer(embedding_layer(model) or "head_pool").output
+    if with_logits:
+        outputs = {"logits": model.outputs[0], "features": features}
+        return keras.Model(inputs, outputs)
+    return keras.Model(inputs, features)

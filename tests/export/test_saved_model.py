@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 from assemble_tf.data import preprocessing
+from assemble_tf.export import placement, verification
 from assemble_tf.export import saved_model as export_lib
-from assemble_tf.models import build_model
+from assemble_tf.models import build_model, feature_model
 from tests import testing_utils
 
 TINY = {"base_width": 8, "block_sizes": (2, 2, 2, 1), "num_classes": 5}
@@ -97,7 +98,7 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     # alone while another job ran).
     np.testing.assert_allclose(got["logits"], want, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(got["classes"], want.argmax(-1))
-    feats = export_lib.feature_model(model)(images, training=False).numpy()
+    feats = feature_model(model)(images, training=False).numpy()
     np.testing.assert_allclose(
         outputs["feature_vector"]["features"], feats, rtol=1e-5, atol=1e-4
     )
@@ -125,8 +126,10 @@ def test_the_verification_runs_the_traces_the_save_made(tmp_path):
     functions = [module.forward, *module.signatures().values()]
     assert [f.experimental_get_tracing_count() for f in functions] == [1] * 4
     images = testing_utils.random_images((2, 32, 32, 3))
-    jpegs = export_lib.sample_images(32, 2)
-    diffs = export_lib.verify(str(tmp_path / "1"), module, images, jpegs, 1e-4)
+    jpegs = verification.sample_images(32, 2)
+    diffs = verification.verify(
+        str(tmp_path / "1"), module, images, jpegs, 1e-4
+    )
     assert set(diffs) == {"serving_default", "preprocessed", "feature_vector"}
     assert [f.experimental_get_tracing_count() for f in functions] == [1] * 4
 
@@ -142,7 +145,7 @@ def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
     tf.saved_model.load(str(tmp_path / "raw"))  # the Python loader copes
     x = testing_utils.random_images((1, 32, 32, 3))
     with pytest.raises(tf.errors.FailedPreconditionError, match="variable"):
-        export_lib.run_in_session(str(tmp_path / "raw"), {"preprocessed": x})
+        verification.run_in_session(str(tmp_path / "raw"), {"preprocessed": x})
 
 
 @pytest.mark.slow  # the exported fixture: a verified export
@@ -165,10 +168,16 @@ def test_export_round_trip_through_all_signatures(exported, loaded):
         "forward",
         "model",
         "preprocessed",
+        "preprocessing_file",
         "serving_default",
         "serving_variables",
         "signatures",
     ]
+    assert sorted(os.listdir(os.path.join(path, "assets"))) == [
+        "class_names.txt",
+        "preprocessing.txt",
+    ]
+    assert export_lib.saved_preprocessing(path) == "imagenet_64"
     assert len(loaded.serving_variables) == len(model.variables)
     images = testing_utils.random_images((3, 64, 64, 3), low=-120, high=130)
     out = loaded.signatures["preprocessed"](images=tf.constant(images))
@@ -242,7 +251,7 @@ def test_failed_export_leaves_no_folder(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("injected failure during verification")
 
-    monkeypatch.setattr(export_lib, "verify", broken)
+    monkeypatch.setattr(verification, "verify", broken)
     with pytest.raises(RuntimeError, match="injected"):
         export_lib.export_saved_model(model, str(target), "imagenet_32")
     assert not target.exists()
@@ -374,7 +383,7 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     removed = [p for p in removed if p.startswith(str(tmp_path / "sm"))]
     assert len(removed) == 2
     assert not [p for p in removed if os.path.exists(p)]
-    assert export_lib._TEMP_NAME.match(os.path.basename(removed[0]))
+    assert placement.TEMP_NAME.match(os.path.basename(removed[0]))
     assert sorted(os.listdir(tmp_path / "sm")) == ["1", "latest"]
     assert lines[0] == (
         "WARNING: TF Serving serves numbered version folders of its "
@@ -820,8 +829,8 @@ def test_reference_check_passes_bfloat16_and_names_what_fails():
             ("serving_default", module.serving_default, np.array(jpegs)),
         )
     }
-    check = export_lib.ReferenceCheck(model)
-    measured = export_lib.check_reference(
+    check = verification.ReferenceCheck(model)
+    measured = verification.check_reference(
         check, results, images, jpegs, "imagenet_32"
     )
     assert set(measured) == {
@@ -832,9 +841,11 @@ def test_reference_check_passes_bfloat16_and_names_what_fails():
     for m in measured.values():
         assert 0 < m["mean_relative_l2"] <= check.max_mean_relative_l2
     assert measured["preprocessed"]["count"] == 8
-    tight = export_lib.ReferenceCheck(model, max_mean_relative_l2=1e-6)
+    tight = verification.ReferenceCheck(model, max_mean_relative_l2=1e-6)
     with pytest.raises(ValueError) as info:
-        export_lib.check_reference(tight, results, images, jpegs, "imagenet_32")
+        verification.check_reference(
+            tight, results, images, jpegs, "imagenet_32"
+        )
     message = str(info.value)
     for part in (
         "preprocessed: mean relative L2 of logits",
@@ -844,9 +855,9 @@ def test_reference_check_passes_bfloat16_and_names_what_fails():
     ):
         assert part in message, message
     assert "--precision=float32" in info.value.as_flag()
-    strict = export_lib.ReferenceCheck(model, min_top1_agreement=1.5)
+    strict = verification.ReferenceCheck(model, min_top1_agreement=1.5)
     with pytest.raises(ValueError, match="top-1 agreement .* < 1.5 on 8"):
-        export_lib.check_reference(
+        verification.check_reference(
             strict, results, images, jpegs, "imagenet_32"
         )
 
@@ -979,7 +990,7 @@ def test_bfloat16_export_of_a_bn_folded_model(tmp_path):
     bf16 = precision.bfloat16_copy(
         folded, lambda: fold_bn_graph(build_model("resnet50", **TINY_R50))
     )
-    check = export_lib.ReferenceCheck(model)
+    check = verification.ReferenceCheck(model)
     diffs = export_lib.export_saved_model(
         bf16, str(tmp_path / "1"), "imagenet_32", reference=check
     )
@@ -1010,15 +1021,15 @@ def test_the_bfloat16_reload_check_is_a_mean_relative_l2():
     expected[1] = [900.0, -400.0, 200.0, 0.0]
     one_off = expected.copy()
     one_off[1] += [0.0, 180.0, 0.0, 0.0]  # 12 % of 1448: 18 % of its image
-    assert export_lib.reload_failure(expected, one_off, 1e-4, 0.05) is None
+    assert verification.reload_failure(expected, one_off, 1e-4, 0.05) is None
     everywhere = expected * 1.06  # 6 % on every image
-    assert export_lib.reload_failure(expected, everywhere, 1e-4, 0.05) == (
+    assert verification.reload_failure(expected, everywhere, 1e-4, 0.05) == (
         "mean relative L2 0.06 > 0.05"
     )
     # One image wholly wrong, whose 1/32 share of the mean would pass.
     broken = expected.copy()
     broken[7] = -broken[7]
-    assert export_lib.reload_failure(expected, broken, 1e-4, 0.05) == (
+    assert verification.reload_failure(expected, broken, 1e-4, 0.05) == (
         "image 7: relative L2 2 > 0.5"
     )
     # An all-zero row is measured against the batch's scale, not 1e-4.
@@ -1026,12 +1037,12 @@ def test_the_bfloat16_reload_check_is_a_mean_relative_l2():
     dark[9] = 0.0
     noisy = dark.copy()
     noisy[9] = 0.01
-    assert export_lib.reload_failure(dark, noisy, 1e-4, 0.05) is None
+    assert verification.reload_failure(dark, noisy, 1e-4, 0.05) is None
     # float32 (rtol 0): any number beyond atol.
-    assert export_lib.reload_failure(expected, expected, 1e-4, 0.0) is None
+    assert verification.reload_failure(expected, expected, 1e-4, 0.0) is None
     nudged = expected.copy()
     nudged[5, 2] += 2e-4
-    assert export_lib.reload_failure(expected, nudged, 1e-4, 0.0) == (
+    assert verification.reload_failure(expected, nudged, 1e-4, 0.0) == (
         "max |difference| 0.0002 > 0.0001"
     )
 
@@ -1489,7 +1500,7 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
     renames last fails naming --overwrite, and the first one's export (or
     even an empty folder made meanwhile) stays."""
     target = tmp_path / "serving" / "1"
-    verify = export_lib.verify
+    verify = verification.verify
 
     def racing(*args, **kwargs):
         result = verify(*args, **kwargs)
@@ -1498,7 +1509,7 @@ def test_export_refuses_a_target_created_meanwhile(tmp_path, monkeypatch):
             (target / "saved_model.pb").write_bytes(b"the other export")
         return result
 
-    monkeypatch.setattr(export_lib, "verify", racing)
+    monkeypatch.setattr(verification, "verify", racing)
     model = testing_utils.serving_model()
     for make_file in (True, False):
         with pytest.raises(FileExistsError, match="pass `overwrite`"):
