@@ -18,7 +18,8 @@ top-1 / top-5 error, CE, mCE over the 15 standard corruptions and over all
 19 (the original's number), relative mCE (with --clean_error); for
 ImageNet-P flip probabilities, FR, mFR and top-5 distances. Writes
 robustness_<kind>.json, robustness_<kind>.md (the paper's figures beside
-ours for paper presets), a bar chart and a gallery PNG, and prints one JSON
+ours for paper presets; robustness_<kind>_unnormalized.* with
+--normalization=none), a bar chart and a gallery PNG, and prints one JSON
 line. Per-corruption results are cached in <output_dir>/cache_<kind>, so
 rerunning an interrupted command continues where it stopped. The work is
 `assemble_tf.robustness.run`.

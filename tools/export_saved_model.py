@@ -14,10 +14,13 @@ r"""Exports a trained or imported model as a verified SavedModel.
 
 Signatures: `serving_default` (JPEG/PNG bytes -> classes, class_names,
 probabilities, logits, with the preset's eval preprocessing in the graph),
-`preprocessed` (float eval crops) and `feature_vector` (pooled features).
+`preprocessed` (float eval crops) and `feature_vector` (the embedding: an
+embedding head's batch-normalised output, else the pooled features).
 The class names are the run's (its class_names.txt, written by training)
 or `--class_names`' (else the indices); the SavedModel carries them as
-`assets/class_names.txt`. The export is written to a temporary folder,
+`assets/class_names.txt`, and its eval preprocessing as
+`assets/preprocessing.txt` (what a KD teacher and retrieval read). The
+export is written to a temporary folder,
 reloaded and compared with the in-memory model signature by signature, then
 renamed into place.
 

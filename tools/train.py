@@ -1,6 +1,7 @@
-r"""Trains a preset with its recipe on TFRecords, resumably: under
-TensorFlow on any tf.distribute strategy, or under KERAS_BACKEND=jax data
-parallel over the local devices.
+r"""Trains a preset with its recipe on TFRecords (--data_dir), a tfds set or
+an image folder (--source), resumably: under TensorFlow on any
+tf.distribute strategy, or under KERAS_BACKEND=jax data parallel over the
+local devices.
 
     python -m tools.train --preset=assemble_resnet50 \
         --data_dir=/data/imagenet --model_dir=/runs/a50 \
