@@ -568,14 +568,11 @@ def count_records(path):
     Raises:
         ValueError: the file is cut off or corrupt (named, with the fix).
     """
-    read = 0
-    try:
-        for _ in tf.data.TFRecordDataset(path):
-            read += 1
-    except tf.errors.DataLossError as e:
-        from assemble_tf.data import checks
+    from assemble_tf.data import checks
 
-        raise checks.damaged_shard_error(path, read, e) from None
+    read, error = checks.read_through(path)
+    if error is not None:
+        raise checks.damaged_shard_error(path, read, error)
     return read
 
 

@@ -4,6 +4,7 @@ library user, the flag through `as_flag()` for a binary's)."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from assemble_tf import config as config_lib
 from assemble_tf.data import checks, schema
@@ -316,3 +317,25 @@ def test_a_missing_shard_of_a_numbered_set_is_named(tmp_path):
     checks.check_shard_set(files, str(tmp_path / "validation-0000[02]-*"))
     whole = [str(tmp_path / f"train-{i:05d}-of-00002") for i in (0, 1)]
     checks.check_shard_set(whole, str(tmp_path / "train-*"))
+
+
+def test_read_through_counts_bytes_after_the_last_record(tmp_path):
+    """TensorFlow's reader takes fewer bytes than a record header (12) as
+    the end of the file: such a tail is a cut, not the end (before: an
+    11-byte shard, or a short text file, read as 0 records)."""
+    path = str(tmp_path / "records")
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in (1, 11, 21):
+            writer.write(b"x" * size)
+    whole = open(path, "rb").read()
+    assert len(whole) == 3 * 16 + 33  # length, CRC, data, CRC per record
+    assert checks.read_through(path) == (3, None)
+    for tail, records in ((whole[:11], 0), (whole + b"hello", 3)):
+        with open(path, "wb") as f:
+            f.write(tail)
+        assert len(list(tf.data.TFRecordDataset(path))) == records
+        count, error = checks.read_through(path)
+        assert count == records and isinstance(error, tf.errors.DataLossError)
+    with open(path, "wb") as f:
+        f.write(b"")
+    assert checks.read_through(path) == (0, None)  # empty: no records

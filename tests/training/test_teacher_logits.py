@@ -608,6 +608,17 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     assert str(error.value).startswith(
         f"{train} is cut off or corrupt (after 10 readable records)."
     )
+    # ... also where fewer bytes than a record header are left: TensorFlow
+    # reads them as the end (before: 0 records kept from an 11-byte shard,
+    # the split's images gone without a word).
+    for left in (data_bytes[:11], b"hello"):
+        with open(train, "wb") as f:
+            f.write(left)
+        with pytest.raises(ValueError) as error:
+            tl.extract_teacher_logits(cut)
+        assert str(error.value).startswith(
+            f"{train} is cut off or corrupt (after 0 readable records)."
+        )
     # A split without one readable image is refused, not left as a 0-byte
     # shard.
     testing_utils.write_records(train, bad)
