@@ -349,6 +349,18 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
     d = config.data
     if d.synthetic or d.source:
         return {}
+    progress = os.path.join(d.data_dir, metadata.EXTRACT_PROGRESS)
+    if file_utils.isfile(progress):
+        # Before: trained on the shards of an interrupted extraction,
+        # which may hold the logits of two teachers; first, as shards it
+        # had not written yet may be missing (before: "No TFRecord files
+        # match", with the builder as the fix).
+        raise DataError(
+            f"{progress} says a `python -m tools.extract_teacher_logits` "
+            "run into this folder did not finish (its shards may hold the "
+            "logits of two teachers, or none): rerun that command to "
+            "finish it."
+        )
     samples = {}
     for split, pattern in (
         ("train", d.train_pattern),
@@ -360,16 +372,6 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
         _check_labels(sample, d)
     if config.train.kd_temperature > 0:
         _check_teacher_logits(config, samples["train"])
-    progress = os.path.join(d.data_dir, metadata.EXTRACT_PROGRESS)
-    if file_utils.isfile(progress):
-        # Before: trained on the shards of an interrupted extraction,
-        # which may hold the logits of two teachers.
-        raise DataError(
-            f"{progress} says a `python -m tools.extract_teacher_logits` "
-            "run into this folder did not finish (its shards may hold the "
-            "logits of two teachers, or none): rerun that command to "
-            "finish it."
-        )
     return samples
 
 

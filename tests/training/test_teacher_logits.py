@@ -1099,13 +1099,23 @@ def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
         "resnet50",
         {"data": {"data_dir": str(out), "num_classes": CLASSES}},
     )
-    with pytest.raises(ValueError) as error:
-        checks.check_training_data(config)
-    assert str(error.value) == (
+    refusal = (
         f"{out / tl.PROGRESS} says a `python -m tools.extract_teacher_logits` "
         "run into this folder did not finish (its shards may hold the "
         "logits of two teachers, or none): rerun that command to finish it."
     )
+    with pytest.raises(ValueError) as error:
+        checks.check_training_data(config)
+    assert str(error.value) == refusal
+    # Also before a shard it had not written yet is missed (before: "No
+    # TFRecord files match", with the builder as the fix).
+    validation = out / SHARDS[1]
+    kept = validation.read_bytes()
+    validation.unlink()
+    with pytest.raises(ValueError) as error:
+        checks.check_training_data(config)
+    assert str(error.value) == refusal
+    validation.write_bytes(kept)
     monkeypatch.setattr(teachers, "load_teacher", lambda o: teacher(2))
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(
