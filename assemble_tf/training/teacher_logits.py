@@ -160,7 +160,11 @@ class TeacherLogitsOptions:
         elif self.teacher_preset:
             from assemble_tf import presets
 
-            kind = presets.get(self.teacher_preset).eval_preprocessing
+            try:
+                preset = presets.get(self.teacher_preset)
+            except OptionError as e:  # (before: named `preset`, no flag)
+                raise e.renamed({"preset": "teacher_preset"}) from None
+            kind = preset.eval_preprocessing
         else:
             from assemble_tf import config as config_lib
 
@@ -221,9 +225,10 @@ class TeacherLogitsOptions:
             ("teacher_preset", "teacher_weights"),
         ):
             if not getattr(self, name):
-                raise OptionError(
-                    name, "{field} is required with {other}.", other=other
-                )
+                # (before: "--teacher_weights is required with
+                # teacher_preset", the other without its dashes)
+                template = "{field} is required with {" + other + "}."
+                raise OptionError(name, template, [other])
 
     def _validate_run_teacher(self):
         """A training run's folder names its own model: no preset, no

@@ -492,7 +492,17 @@ def test_logits_that_are_not_finite_are_refused_naming_the_record(
         (
             {"teacher_saved_model": None, "teacher_preset": "resnet50"},
             "teacher_weights",
-            ["required with teacher_preset"],
+            ["--teacher_weights is required with --teacher_preset."],
+        ),
+        # Before: "--preset='resnet5' is not a preset", no such flag.
+        (
+            {
+                "teacher_saved_model": None,
+                "teacher_preset": "resnet5",
+                "teacher_weights": "TMP",
+            },
+            "teacher_preset",
+            ["--teacher_preset='resnet5' is not a preset. Did you mean"],
         ),
         ({"teacher_preset": "resnet50"}, "teacher_saved_model", ["whole"]),
         # Before: the weights were dropped without a word.
@@ -524,6 +534,8 @@ def test_options_name_their_field(tmp_path, changes, field, words):
     }
     if values["output_dir"] == "IN":
         values["output_dir"] = values["input_dir"]
+    if values.get("teacher_weights") == "TMP":  # weights that exist
+        values["teacher_weights"] = str(tmp_path)
     with pytest.raises(OptionError) as error:
         tl.TeacherLogitsOptions(**values).validate()
     assert error.value.field == field
