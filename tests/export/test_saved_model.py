@@ -694,6 +694,36 @@ def test_paper_table_with_a_preset_is_refused():
     assert testing_utils.error_line(result).startswith(
         "ERROR: --preset with --paper_table: "
     ), result.stderr
+    # Both names: refused (before: the last one given won, and the other's
+    # models were not timed, without a word); an alias given twice is one.
+    result = testing_utils.run_main(
+        "tools.benchmark_throughput",
+        "--preset=resnet50",
+        "--presets=assemble_resnet50",
+    )
+    assert testing_utils.error_line(result) == (
+        "ERROR: --presets is another name of --preset: give one of them "
+        "(both were given)."
+    )
+    result = testing_utils.run_main(
+        "tools.export_saved_model",
+        "--export_dir=unused",
+        "--eval_preprocessing=imagenet",
+        "--preprocessing=imagenet",
+    )
+    assert testing_utils.error_line(result) == (
+        "ERROR: --eval_preprocessing is another name of --preprocessing: "
+        "give one of them (both were given)."
+    )
+    result = testing_utils.run_main(
+        "tools.benchmark_throughput",
+        "--paper_table",
+        "--presets=resnet50",
+        "--presets=resnet50",
+    )
+    assert testing_utils.error_line(result).startswith(
+        "ERROR: --preset with --paper_table: "
+    ), result.stderr
 
 
 def test_run_benchmark_option_errors_name_the_option():

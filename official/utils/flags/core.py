@@ -214,7 +214,33 @@ def parse_flags(argv, flag_values=flags.FLAGS):
             f"ERROR: {_unexpected(argv, rest[1], flag_values)}", file=sys.stderr
         )
         sys.exit(2)
+    both = _alias_and_original(flag_values)
+    if both:
+        print(f"ERROR: {both}", file=sys.stderr)
+        sys.exit(2)
     return rest
+
+
+_ALIAS_HELP = re.compile(r"^Alias for --(\w+)\.$")
+
+
+def _alias_and_original(flag_values):
+    """The message for a flag given both by its name and by an alias
+    (absl's `DEFINE_alias`: the last one given won, and the other was
+    dropped without a word, e.g. `--preset=resnet50
+    --presets=assemble_resnet50` timed one model), or None."""
+    for name in flag_values:
+        flag = flag_values[name]
+        match = _ALIAS_HELP.match(flag.help or "")
+        if not (match and flag.present and name == flag.name):
+            continue
+        original = flag_values[match.group(1)]
+        if original.present > flag.present:  # it counts the alias's too
+            return (
+                f"--{name} is another name of --{original.name}: give one "
+                "of them (both were given)."
+            )
+    return None
 
 
 def _unexpected(argv, word, flag_values):
