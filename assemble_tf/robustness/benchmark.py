@@ -324,14 +324,15 @@ def markdown_table(names, ours, theirs=None):
                 timed += 1
                 row += f" {1000 * other:.1f} | {other / ours[name]:.1f}x |"
         lines.append(row)
-    total = f"| **total, {len(names)} x 5** | **{total_ours:.2f} s** |"
+    # Three significant digits (before: "0.00 s" for small images).
+    total = f"| **total, {len(names)} x 5** | **{total_ours:.3g} s** |"
     if theirs is not None:
         # The speed-up over the corruptions both timed (before: none; the
         # two totals also add up different sets where one is n/a).
         speedup = f"{total_theirs / both:.1f}x" if both else ""
         if speedup and timed < len(names):
             speedup += f" (the {timed} both timed)"
-        total += f" **{total_theirs:.2f} s** | {speedup} |"
+        total += f" **{total_theirs:.3g} s** | {speedup} |"
     lines.append(total)
     return "\n".join(lines)
 

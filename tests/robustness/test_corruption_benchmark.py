@@ -108,6 +108,11 @@ def test_markdown_table_with_imagecorruptions():
     assert benchmark.markdown_table(["fog", "snow"], ours, theirs).endswith(
         "| **total, 2 x 5** | **0.15 s** | **0.45 s** | 3.0x |"
     )
+    # Small images: three significant digits (before: "**0.00 s**").
+    small = {"fog": 1e-4, "snow": 2.14e-4}
+    assert benchmark.markdown_table(["fog", "snow"], small).endswith(
+        "| **total, 2 x 5** | **0.00157 s** |"
+    )
 
 
 def _script(path, text):
