@@ -20,7 +20,9 @@ the input folder's classes (its `labels.txt` / `summary.json`), with
 the 1001-way original format. Shards are written under a hidden temporary
 name and renamed when complete: a failure leaves no partial file (and,
 when it comes before the first shard, no output folder); finished shards
-are kept on rerun unless `overwrite`.
+are kept on rerun unless `overwrite`. One shard's work is
+`teacher_shards`; what a rerun keeps of the output folder,
+`teacher_resume`.
 
     options = teacher_logits.TeacherLogitsOptions(
         input_dir="/data/imagenet", output_dir="/data/imagenet_kd",
@@ -29,35 +31,21 @@ are kept on rerun unless `overwrite`.
     report = teacher_logits.extract_teacher_logits(options)  # summary.json
 """
 
-import collections
 import dataclasses
-import json
 import os
-import re
 import sys
 
-import numpy as np
 import tensorflow as tf
 
-from assemble_tf.data import metadata, schema
-from assemble_tf.data.builder.inputs import listing
+from assemble_tf.data import metadata
 from assemble_tf.runs.warm_start import run_config_path
-from assemble_tf.training import teachers
+from assemble_tf.training import teacher_resume, teacher_shards, teachers
 from official.utils.misc import file_utils
 from official.utils.misc.validation import (
     MissingPathError,
     OptionError,
     check_creatable,
 )
-
-TEMPORARY = ".{name}.tmp"  # a shard being written
-_SHARD_NAME = re.compile(r"-\d{5}-of-\d{5}$")  # the builder's shard names
-# Per finished shard of an unfinished run: records written and skipped (a
-# rerun keeps the shard and reads its counts here, or in the summary.json
-# of a finished run). Removed when summary.json is written; training
-# refuses a folder that holds it.
-PROGRESS = metadata.EXTRACT_PROGRESS
-
 
 _DEFAULT_NUM_CLASSES = 1001  # the original's ImageNet heads
 
@@ -346,263 +334,6 @@ def label_space(options, num_logits):
     )
 
 
-def extract_shard(src, dst, teacher, options, labels):
-    """Writes `dst` = `src` with the teacher's logits, record for record.
-
-    Records whose image cannot be read are left out. `dst` appears only
-    when complete (written as a hidden temporary file, removed on failure).
-
-    Args:
-        src: the input shard.
-        dst: the output shard.
-        teacher: a `teachers.Teacher`.
-        options: the `TeacherLogitsOptions` (preprocessing, batch size,
-            prepend_zero).
-        labels: the range of stored labels the logits cover.
-
-    Returns:
-        (records read, records written, {label: (synset, text)} seen,
-        the `image/filename`s of the records left out, in input order).
-    """
-    # The finished run's summary.json goes before its first shard is
-    # replaced: an interrupted --overwrite with another teacher left it
-    # naming the old teacher over shards of both.
-    _remove(os.path.join(os.path.dirname(dst), metadata.SUMMARY))
-    tmp = temporary_path(dst)
-    read = count_records(src)
-    written, seen, names = 0, {}, collections.Counter()
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for serialized, images in _batches(src, options):
-                logits = np.asarray(teacher.call(images), np.float32)
-                if options.prepend_zero:
-                    logits = np.pad(logits, [[0, 0], [1, 0]])
-                for raw, row in zip(serialized.numpy(), logits, strict=True):
-                    example = tf.train.Example.FromString(raw)
-                    if not np.isfinite(row).all():
-                        raise _nonfinite_logits(example, src, options)
-                    _note_label(example, seen, labels, src, options)
-                    feature = example.features.feature[schema.LOGIT]
-                    del feature.float_list.value[:]
-                    feature.float_list.value.extend(row.tolist())
-                    writer.write(example.SerializeToString(deterministic=True))
-                    written += 1
-                    names[_filename(example)] += 1
-        os.replace(tmp, dst)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return read, written, seen, _left_out(src, names) if read > written else []
-
-
-def _nonfinite_logits(example, src, options):
-    """The error of a record whose teacher logits are not finite (before:
-    written, and training stopped at its first steps on a NaN loss that
-    named no teacher)."""
-    field = (
-        "teacher_saved_model"
-        if options.teacher_saved_model
-        else "teacher_weights"
-    )
-    return OptionError(
-        field,
-        "{field}={path} gives logits that are not finite (NaN or Inf) for "
-        "{name} of {src}: its weights diverged or overflow on these "
-        "images; extract from a checkpoint whose logits are finite.",
-        path=getattr(options, field),
-        name=_filename(example) or "a record",
-        src=src,
-    )
-
-
-def input_identity(path):
-    """{"bytes", "mtime_ns"} of an input shard: a shard rebuilt under the
-    same name (another dataset, more records) differs in one of them."""
-    stat = tf.io.gfile.stat(path)
-    return {"bytes": int(stat.length), "mtime_ns": int(stat.mtime_nsec)}
-
-
-def _filename(example):
-    value = example.features.feature[schema.FILENAME].bytes_list.value
-    return value[0].decode("utf-8", "replace") if value else ""
-
-
-def _left_out(src, written):
-    """The `image/filename`s of the records of `src` beyond the counts of
-    `written` ({filename: records written}), in input order (before: only
-    their number was said)."""
-    left = collections.Counter(written)
-    out = []
-    for raw in tf.data.TFRecordDataset(src).as_numpy_iterator():
-        name = _filename(tf.train.Example.FromString(raw))
-        if left[name]:
-            left[name] -= 1
-        else:
-            out.append(name or "(no image/filename)")
-    return out
-
-
-def _batches(src, options):
-    """(serialized records, eval crops) batches of a shard's readable
-    images, in order."""
-    from assemble_tf.data import input_pipeline, preprocessing
-
-    spec = {schema.IMAGE: tf.io.FixedLenFeature([], tf.string)}
-    kind = options.teacher_preprocessing
-
-    def parse(serialized):
-        image = tf.io.parse_single_example(serialized, spec)[schema.IMAGE]
-        return serialized, image
-
-    def crop(serialized, image):
-        return serialized, preprocessing.preprocess_eval(image, kind)
-
-    return (
-        tf.data.TFRecordDataset(src)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        # The records the input pipelines read (a whole JPEG, or a PNG, GIF
-        # or BMP); the others are left out and named, as undecodable ones.
-        .filter(lambda _, image: input_pipeline.is_record_image(image))
-        .map(crop, num_parallel_calls=tf.data.AUTOTUNE)
-        .ignore_errors()
-        .batch(options.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-def _note_label(example, seen, labels=None, path="", options=None):
-    """Adds the record's class to `seen`; refuses a label outside `labels`
-    (the range the logits cover; None: any)."""
-    feature = example.features.feature
-    if (
-        schema.LABEL not in feature
-        or not feature[schema.LABEL].int64_list.value
-    ):
-        return
-    label = int(feature[schema.LABEL].int64_list.value[0])
-    if labels is not None and label not in labels:
-        raise _label_error(label, labels, path, options)
-    if label not in seen:
-        seen[label] = tuple(
-            _text(feature, key) for key in (schema.SYNSET, schema.TEXT)
-        )
-
-
-def _label_error(label, labels, path, options):
-    """The OptionError of a record label the stored logits do not cover."""
-    values = {"path": path, "label": label}
-    bad = _outside_the_data(label, options.input_dir)
-    if bad is not None:  # the record is wrong, not the teacher
-        return OptionError(
-            "input_dir",
-            "{field}: {path} holds label {label}, outside the {count} "
-            "classes of its folder's {file} ({low}..{high}): the record is "
-            "wrong. Rebuild the shard with `python -m "
-            "tools.build_imagenet_tfrecords`.",
-            **bad,
-            **values,
-        )
-    if options.prepend_zero and label < labels.start:
-        return OptionError(
-            "prepend_zero",
-            "{field} makes logit 0 the background of labels stored from 1 "
-            "(ImageNet's 1..1000), but {path} holds label {label}: leave "
-            "{field} out for 0-based labels.",
-            **values,
-        )
-    if not options.prepend_zero and labels.start == 0 and label == labels.stop:
-        # One past the last: labels stored from 1 (ImageNet's 1..1000)
-        # with a teacher of as many classes.
-        return OptionError(
-            "input_dir",
-            "{field}: {path} holds label {label}, but the stored logits "
-            "cover labels {low}..{high}: for labels stored from 1 with a "
-            "teacher of as many classes, pass {prepend_zero} (logit 0 "
-            "becomes the background).",
-            ["prepend_zero"],
-            low=labels.start,
-            high=labels.stop - 1,
-            **values,
-        )
-    return OptionError(
-        "input_dir",
-        "{field}: {path} holds label {label}, but the stored logits cover "
-        "labels {low}..{high}; use a teacher of this data's classes.",
-        low=labels.start,
-        high=labels.stop - 1,
-        **values,
-    )
-
-
-def _outside_the_data(label, input_dir):
-    """{count, file, low, high} of the folder's classes where `label` is
-    outside them, else None (no or unreadable metadata included)."""
-    from assemble_tf.data import metadata
-
-    try:
-        info = metadata.dataset_info(input_dir)
-    except ValueError:
-        return None
-    if info is None:
-        return None
-    low, count = info.label_base, info.num_classes
-    if low <= label < low + count:
-        return None
-    return {
-        "count": count,
-        "file": os.path.basename(info.source),
-        "low": low,
-        "high": low + count - 1,
-    }
-
-
-def _text(feature, key):
-    if key not in feature or not feature[key].bytes_list.value:
-        return ""
-    return feature[key].bytes_list.value[0].decode("utf-8", "replace")
-
-
-def metadata_path(options):
-    """The output folder's summary.json."""
-    return os.path.join(options.output_dir, metadata.SUMMARY)
-
-
-def count_records(path):
-    """The records of a TFRecord file.
-
-    Raises:
-        ValueError: the file is cut off or corrupt (named, with the fix).
-    """
-    from assemble_tf.data import checks
-
-    read, error = checks.read_through(path)
-    if error is not None:
-        raise checks.damaged_shard_error(path, read, error)
-    return read
-
-
-def scan_shard(path, labels=True):
-    """(records, {label: (synset, text)}) of a finished shard (the labels
-    only when asked: they need every record parsed)."""
-    records, seen = 0, {}
-    for raw in tf.data.TFRecordDataset(path):
-        records += 1
-        if labels:
-            _note_label(tf.train.Example.FromString(raw.numpy()), seen)
-    return records, seen
-
-
-def temporary_path(dst):
-    """The hidden name `dst` is written under until complete."""
-    folder, name = os.path.split(dst)
-    return os.path.join(folder, TEMPORARY.format(name=name))
-
-
-def _remove(path):
-    if os.path.exists(path):
-        os.remove(path)
-
-
 def extract_teacher_logits(options):
     """Writes every shard with teacher logits, then labels.txt and
     summary.json; returns the summary.
@@ -614,12 +345,12 @@ def extract_teacher_logits(options):
     options.validate()
     options = options.resolved()
     files = find_shards(options)
-    _refuse_shared_names(files, options)
+    teacher_resume.refuse_shared_names(files, options)
     teacher = teachers.load_teacher(options)
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
-    settings = _settings(options, teacher, width)
-    earlier, redo = _check_kept_shards(files, options, settings)
+    settings = teacher_resume.shard_settings(options, teacher, width)
+    earlier, redo = teacher_resume.check_kept_shards(files, options, settings)
     out = options.output_dir
     created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
@@ -645,7 +376,7 @@ def extract_teacher_logits(options):
                 "tools.build_imagenet_tfrecords`."
             )
         write_metadata(options, summary, seen)
-        _remove(os.path.join(out, PROGRESS))
+        teacher_shards.remove(os.path.join(out, teacher_resume.PROGRESS))
     except BaseException:
         if created and not os.listdir(out):
             os.rmdir(out)
@@ -653,296 +384,19 @@ def extract_teacher_logits(options):
     return summary
 
 
-def _settings(options, teacher, width):
-    """What decides a shard's logits: kept shards must share it (as JSON
-    stores it: lists for tuples)."""
-    settings = {
-        "teacher": dict(teacher.source),
-        "preprocessing": options.teacher_preprocessing,
-        "prepend_zero": options.prepend_zero,
-        "num_logits": width,
-    }
-    return json.loads(json.dumps(settings))
-
-
-def _recorded(options):
-    """(settings, {shard: counts}) of the runs that wrote the output
-    folder: its summary.json, then its progress file (newer); settings
-    None when neither says."""
-    settings, shards = None, {}
-    path = metadata_path(options)
-    if os.path.isfile(path):
-        with open(path) as f:
-            summary = json.load(f)
-        shards.update(summary.get("shards", {}))
-        teacher = dict(summary.get("teacher", {}))
-        if teacher:
-            settings = {
-                "preprocessing": teacher.pop("preprocessing", None),
-                "prepend_zero": teacher.pop("prepend_zero", None),
-                "num_logits": summary.get("num_logits"),
-            }
-            teacher.pop("num_logits", None)  # the teacher's, not the width
-            settings["teacher"] = teacher
-    progress = os.path.join(options.output_dir, PROGRESS)
-    if os.path.isfile(progress):
-        with open(progress) as f:
-            found = json.load(f)
-        if "settings" not in found:  # written before settings were
-            found = {"shards": found}
-        if found.get("settings", settings) != settings:
-            # An extraction of other settings (an interrupted overwrite)
-            # wrote the progress: the summary's shards are not its own.
-            shards = {}
-        settings = found.get("settings", settings)
-        shards.update(found["shards"])
-    return settings, shards
-
-
-def _same_settings(recorded, settings):
-    """`recorded == settings`, a record from before the weights' digest
-    compared without it."""
-    if recorded is None:
-        return False
-    if "sha256" not in (recorded.get("teacher") or {}):
-        teacher = dict(settings["teacher"])
-        for key in ("sha256", "checkpoint"):
-            teacher.pop(key, None)
-        settings = {**settings, "teacher": teacher}
-    return recorded == settings
-
-
-def _refuse_shared_names(files, options):
-    """Shards are written under their file names: two inputs of one name
-    (a/train-0 and b/train-0) wrote one output, the other dropped."""
-    first = {}
-    for path in files:
-        name = os.path.basename(path)
-        if name in first:
-            raise OptionError(
-                "patterns",
-                "{field} matches {a} and {b}, which share a file name: the "
-                "output keeps one shard per name. Extract each folder into "
-                "its own {output_dir}.",
-                ["output_dir"],
-                a=first[name],
-                b=path,
-            )
-        first[name] = path
-
-
-def _check_kept_shards(files, options, settings):
-    """A rerun keeps the shards already written: only those of the same
-    teacher and settings, holding logits of this width (before: any file
-    of the name was kept, e.g. the input's own shards without logits, or
-    those of another teacher weights, while the summary named this one).
-    Shards an earlier run wrote outside this run's `patterns` stay part of
-    the folder (and of its summary) when their settings are these.
-
-    Returns:
-        ({shard: counts} of the earlier shards outside `files` (still in
-        the folder, same settings), {shards of `files` to extract again:
-        there, but listed by no record of these settings}).
-
-    Raises:
-        OptionError: (field `output_dir`) naming the shard or the settings
-            that differ, and `overwrite`; (field `patterns`) earlier shards
-            of other settings that this run would not replace.
-    """
-    out = options.output_dir
-    names = {os.path.basename(src) for src in files}
-    recorded, written = _recorded(options)
-    differs = recorded is not None and not _same_settings(recorded, settings)
-    if recorded is not None and not differs:
-        settings = recorded  # compared as recorded (the digest, or not)
-    _refuse_unlisted(options, names, recorded, written, settings, differs)
-    others = {
-        name: counts
-        for name, counts in sorted(written.items())
-        if name not in names and os.path.exists(os.path.join(out, name))
-    }
-    for name in _stale(options, others):
-        del others[name]
-    kept = [n for n in sorted(names) if os.path.exists(os.path.join(out, n))]
-    if options.overwrite or not kept:
-        return others, set()
-    if differs:
-        raise OptionError(
-            "output_dir",
-            "{field}={path} holds shards extracted with other settings "
-            "({diffs}): pass {overwrite} to extract every shard again, or "
-            "pick another {field}.",
-            ["overwrite"],
-            path=out,
-            diffs="; ".join(_differences(recorded, settings)),
-        )
-    if recorded is None:
-        redo = set()
-    else:
-        # No record of these settings lists them (an interrupted overwrite
-        # left the earlier teacher's): extracted again (before: kept, and
-        # named as this teacher's).
-        redo = {name for name in kept if name not in written}
-    for name in sorted(set(kept) - redo):
-        _check_width(options, name, name in written, settings["num_logits"])
-    return others, redo
-
-
-def _stale(options, others):
-    """The earlier shards (`others`: outside this run's patterns) whose
-    input shard is gone or has changed since: removed with `overwrite`,
-    else refused (before: kept and counted, so a dataset rebuilt with 3
-    train shards instead of 2 trained on every image twice)."""
-    reasons = {}
-    for name, counts in others.items():
-        src = os.path.join(options.input_dir, name)
-        if not tf.io.gfile.exists(src):
-            reasons[name] = "its input shard is gone"
-            continue
-        identity = input_identity(src)
-        if counts.get("input", identity) != identity:
-            reasons[name] = "its input shard changed"
-    if not reasons:
-        return []
-    names = list(reasons)
-    stale = [f"{name} ({why})" for name, why in reasons.items()]
-    if options.overwrite:
-        for name in names:
-            _remove(os.path.join(options.output_dir, name))
-        print(
-            f"Removed {len(names)} shard(s) extracted from input shards "
-            f"that are gone or have changed since: {listing(stale)}.",
-            file=sys.stderr,
-        )
-        return names
-    raise OptionError(
-        "output_dir",
-        "{field}={path} holds shards extracted from input shards that are "
-        "gone or have changed since: {stale}. Pass {overwrite} to remove "
-        "them (and extract what {patterns} matches), or pick another "
-        "{field}.",
-        ["overwrite", "patterns"],
-        path=options.output_dir,
-        stale=listing(stale),
-    )
-
-
-def _refuse_unlisted(options, names, recorded, written, settings, differs):
-    """Refuses shards outside this run (`names`) that no record of these
-    settings lists: an interrupted overwrite left the earlier teacher's,
-    and they cannot be kept beside this one's (before: kept, and
-    summary.json counted this run's only: train read half-length
-    epochs)."""
-    out = options.output_dir
-    if recorded is None or not os.path.isdir(out):
-        return
-    unlisted = sorted(
-        name
-        for name in os.listdir(out)
-        if _SHARD_NAME.search(name)
-        and name not in names
-        and (differs or name not in written)
-    )
-    if not unlisted:
-        return
-    shards = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
-    if differs:
-        raise OptionError(
-            "patterns",
-            "{output_dir}={path} holds {shards} of other settings ({diffs}), "
-            "which {field} does not cover: the folder would hold logits of "
-            "both. Extract those too (widen {field}, with {overwrite}), or "
-            "pick another {output_dir}.",
-            ["output_dir", "overwrite"],
-            path=out,
-            shards=shards,
-            diffs="; ".join(_differences(recorded, settings)),
-        )
-    raise OptionError(
-        "patterns",
-        "{output_dir}={path} holds {shards}, which no record lists as "
-        "written with these settings and which {field} does not cover: "
-        "extract those too (widen {field}), or pick another {output_dir}.",
-        ["output_dir"],
-        path=out,
-        shards=shards,
-    )
-
-
-def _check_width(options, name, listed, num_logits):
-    """Refuses a kept shard whose records carry no logits or another
-    width: not written by this extraction (a damaged or empty shard that
-    a record lists is extracted again)."""
-    width = _first_logit_width(os.path.join(options.output_dir, name))
-    if width in ("damaged", "empty") and listed:
-        return
-    if width == num_logits:
-        return
-    found = {None: "no teacher logits", "empty": "no records"}.get(
-        width, "nothing readable"
-    )
-    raise OptionError(
-        "output_dir",
-        "{field}={path} holds {name}, whose records carry {found} (this "
-        "teacher writes {width}): it was not written by this extraction. "
-        "Pass {overwrite} to extract it again, or pick another {field}.",
-        ["overwrite"],
-        path=options.output_dir,
-        name=name,
-        found=found
-        if width in (None, "empty", "damaged")
-        else f"{width} logits",
-        width=num_logits,
-    )
-
-
-def _differences(recorded, settings):
-    """["key 'old' -> 'new'"] of the settings that differ; the teacher's
-    by its own keys (teacher.sha256: the weights' content changed)."""
-    diffs = []
-    for key, value in settings.items():
-        before = recorded.get(key)
-        if before == value:
-            continue
-        if isinstance(value, dict) and isinstance(before, dict):
-            diffs += [
-                f"{key}.{k} {before.get(k)!r} -> {value.get(k)!r}"
-                for k in sorted(set(before) | set(value))
-                if before.get(k) != value.get(k)
-            ]
-        else:
-            diffs.append(f"{key} {before!r} -> {value!r}")
-    return diffs
-
-
-def _first_logit_width(path):
-    """The `image/logit` length of the first record of `path`: None for
-    none, "empty" for a shard without records (every record of its input
-    was left out), "damaged" for one that does not read (extracted
-    again)."""
-    try:
-        for raw in tf.data.TFRecordDataset(path).take(1):
-            feature = tf.train.Example.FromString(raw.numpy()).features.feature
-            if schema.LOGIT not in feature:
-                return None
-            return len(feature[schema.LOGIT].float_list.value)
-    except (tf.errors.OpError, ValueError):
-        return "damaged"
-    return "empty"
-
-
 def _write_shards(files, teacher, options, labels, settings, redo=()):
     """({shard: {records, skipped, kept}}, {label: (synset, text)});
-    `settings` (`_settings`) go into the progress file; the shards named
-    in `redo` are extracted again though they exist."""
+    `settings` (`teacher_resume.shard_settings`) go into the progress
+    file; the shards named in `redo` are extracted again though they
+    exist."""
     from tqdm import tqdm
 
     need_labels = not os.path.isfile(
         os.path.join(options.input_dir, metadata.LABELS)
     )
-    progress_path = os.path.join(options.output_dir, PROGRESS)
-    recorded, done = _recorded(options)
-    if not _same_settings(recorded, settings):
+    progress_path = os.path.join(options.output_dir, teacher_resume.PROGRESS)
+    recorded, done = teacher_resume.recorded_runs(options)
+    if not teacher_resume.same_settings(recorded, settings):
         done = {}  # another extraction's shards: not this one's progress
     shards, seen = {}, {}
     bar = tqdm(
@@ -955,30 +409,32 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
     for src in bar:
         name = os.path.basename(src)
         dst = os.path.join(options.output_dir, name)
-        _remove(temporary_path(dst))  # left by a killed run
+        teacher_shards.remove(
+            teacher_shards.temporary_path(dst)
+        )  # left by a killed run
         kept = (
             os.path.exists(dst) and not options.overwrite and name not in redo
         )
         if kept:
             try:
-                records, found = scan_shard(dst, need_labels)
+                records, found = teacher_shards.scan_shard(dst, need_labels)
             except (tf.errors.DataLossError, ValueError):
                 # A damaged shard of an earlier run: extracted again
                 # (before: a traceback).
                 kept = False
-        identity = input_identity(src)
+        identity = teacher_shards.input_identity(src)
         known = done.get(name, {})
-        if kept and _input_changed(name, known, identity, bar):
+        if kept and teacher_resume.input_changed(name, known, identity, bar):
             kept = False
         if kept:
             # Counts of an older run without them: read the input again.
             read = (
                 records + known["skipped"]
                 if (known.get("records") == records)
-                else count_records(src)
+                else teacher_shards.count_records(src)
             )
         else:
-            read, records, found, left_out = extract_shard(
+            read, records, found, left_out = teacher_shards.extract_shard(
                 src, dst, teacher, options, labels
             )
             done[name] = {
@@ -1011,20 +467,6 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
         for label, names in found.items():
             seen.setdefault(label, names)
     return shards, seen
-
-
-def _input_changed(name, known, identity, bar):
-    """Whether shard `name`'s input was rebuilt since its extraction
-    (`known`: its record; before: its old logits and images were kept,
-    and counted); said on `bar`."""
-    if known.get("input", identity) == identity:
-        return False
-    bar.write(
-        f"{name}: the input shard changed since it was extracted (size or "
-        "modification time): extracting it again.",
-        file=sys.stderr,
-    )
-    return True
 
 
 def make_summary(options, teacher, base, num_classes, shards):

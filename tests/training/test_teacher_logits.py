@@ -16,7 +16,7 @@ from assemble_tf.data import metadata, schema
 from assemble_tf.data.preprocessing import preprocess_eval
 from assemble_tf.models import build_model
 from assemble_tf.training import teacher_logits as tl
-from assemble_tf.training import teachers
+from assemble_tf.training import teacher_shards, teachers
 from official.utils.misc.validation import OptionError
 from tests import testing_utils
 
@@ -374,7 +374,7 @@ def test_a_record_label_outside_its_folders_classes_blames_the_record(
     (before: "use a teacher of this data's classes")."""
     data = _write_data(tmp_path / "data")
     options = _options(data, tmp_path / "kd")
-    error = tl._label_error(42, range(0, 3), "train-x", options)
+    error = teacher_shards.label_error(42, range(0, 3), "train-x", options)
     assert error.as_flag() == (
         "--input_dir: train-x holds label 42, outside the 3 classes of its "
         "folder's summary.json (0..2): the record is wrong. Rebuild the "
@@ -446,7 +446,7 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
     with pytest.raises(RuntimeError, match="teacher failed"):
         tl.extract_teacher_logits(options)
     # The finished shard, and its counts for the rerun.
-    assert sorted(os.listdir(out)) == [tl.PROGRESS, SHARDS[0]]
+    assert sorted(os.listdir(out)) == [metadata.EXTRACT_PROGRESS, SHARDS[0]]
     summary = tl.extract_teacher_logits(options)
     assert summary["shards"][SHARDS[0]]["kept"]
     assert not summary["shards"][SHARDS[1]]["kept"]
@@ -606,7 +606,7 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     assert written["shards"][SHARDS[0]]["left_out"] == ["bad0.jpg", "bad1.jpg"]
     # A rerun keeps the shards and their counts (from summary.json, or
     # extract_progress.json after an interrupted run; else read again).
-    assert not (out / tl.PROGRESS).exists()
+    assert not (out / metadata.EXTRACT_PROGRESS).exists()
     assert tl.extract_teacher_logits(options)["skipped_records"] == 2
     os.remove(out / metadata.SUMMARY)
     assert tl.extract_teacher_logits(options)["skipped_records"] == 2
@@ -828,7 +828,8 @@ def test_runs_of_other_patterns_add_up_in_one_summary(tmp_path, labelled_data):
     assert summary["splits"]["train"]["images"] == 9
     assert summary["splits"]["validation"]["images"] == 4
     inputs_ = [
-        tl.input_identity(os.path.join(labelled_data, n)) for n in SHARDS
+        teacher_shards.input_identity(os.path.join(labelled_data, n))
+        for n in SHARDS
     ]
     assert summary["shards"] == {
         SHARDS[0]: {
@@ -1111,8 +1112,9 @@ def test_an_interrupted_overwrite_leaves_no_shard_of_the_old_teacher(
         "resnet50",
         {"data": {"data_dir": str(out), "num_classes": CLASSES}},
     )
+    progress = out / metadata.EXTRACT_PROGRESS
     refusal = (
-        f"{out / tl.PROGRESS} says a `python -m tools.extract_teacher_logits` "
+        f"{progress} says a `python -m tools.extract_teacher_logits` "
         "run into this folder did not finish (its shards may hold the "
         "logits of two teachers, or none): rerun that command to finish it."
     )
