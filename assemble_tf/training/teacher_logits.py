@@ -409,9 +409,8 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
     for src in bar:
         name = os.path.basename(src)
         dst = os.path.join(options.output_dir, name)
-        teacher_shards.remove(
-            teacher_shards.temporary_path(dst)
-        )  # left by a killed run
+        # The temporary file a killed run left.
+        teacher_shards.remove(teacher_shards.temporary_path(dst))
         kept = (
             os.path.exists(dst) and not options.overwrite and name not in redo
         )
@@ -455,18 +454,23 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
             shards[name]["left_out"] = done[name]["left_out"]
         shards[name]["kept"] = kept
         if read > records and not kept:
-            shown = ", ".join(left_out[:5]) + (
-                f" and {len(left_out) - 5:,} more" if len(left_out) > 5 else ""
-            )
-            bar.write(
-                f"WARNING: {name}: {read - records:,} of {read:,} records "
-                "left out (their image is not one the input pipelines "
-                f"read, or does not decode): {shown}.",
-                file=sys.stderr,
-            )
+            bar.write(_left_out_warning(name, read, left_out), file=sys.stderr)
         for label, names in found.items():
             seen.setdefault(label, names)
     return shards, seen
+
+
+def _left_out_warning(name, read, left_out):
+    """The warning line of a shard whose records `left_out` (their
+    `image/filename`s) were not written, of `read`."""
+    shown = ", ".join(left_out[:5]) + (
+        f" and {len(left_out) - 5:,} more" if len(left_out) > 5 else ""
+    )
+    return (
+        f"WARNING: {name}: {len(left_out):,} of {read:,} records left out "
+        "(their image is not one the input pipelines read, or does not "
+        f"decode): {shown}."
+    )
 
 
 def make_summary(options, teacher, base, num_classes, shards):
