@@ -395,15 +395,11 @@ def export_saved_model(
         overwrite: replace an existing `export_dir`.
         atol: allowed max |difference| of logits after reloading.
         reference: a `verification.ReferenceCheck` (the float32 model a
-            bfloat16 export must stay close to), or None; its `measured`
-            is filled in.
-        rtol: 0: the reloaded outputs within `atol` of the model's; > 0:
-            their mean relative L2 <= rtol, and the same classes where the
-            top-2 margin exceeds 2 atol + rtol max |output|
-            (`verification.reload_failure`). None: 0 in float32, 0.05
+            bfloat16 export must stay close to; `measured` filled in).
+        rtol: the reloaded outputs' allowed mean relative L2
+            (`verification.reload_failure`); None: 0 in float32, 0.05
             computing in bfloat16 / float16 (the reloaded graph fuses conv
-            + bias + ReLU and rounds otherwise: 0.008 on a tiny trained
-            Assemble-R50).
+            + bias + ReLU: 0.008 on a tiny trained Assemble-R50).
         log: called with a line for each temporary folder of a dead
             export removed from `export_dir`'s parent.
         class_names: the name of each logit, or None for their indices:

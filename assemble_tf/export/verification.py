@@ -117,7 +117,9 @@ def verify(path, module, images, image_bytes, atol, reference=None, rtol=0.0):
     """Compares every signature of the SavedModel at `path` with `module`,
     loaded by TF2 (`tf.saved_model.load`) and by the TF1 session loader of
     `saved_model_cli run` and TF Serving; returns the larger max
-    |differences| (what each loader must meet: `reload_failure`). With a
+    |differences| (what each loader must meet: `reload_failure`, and the
+    model's classes wherever its top-2 margin exceeds 2 atol + rtol max
+    |output|; all of them with rtol 0). With a
     `ReferenceCheck`, also compares the session loader's outputs with its
     model (see `check_reference`)."""
     inputs = {
