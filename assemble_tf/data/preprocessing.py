@@ -153,8 +153,86 @@ def is_supported_image(image_bytes):
     )
 
 
+def _header_ints(image_bytes, start, count, size, big_endian):
+    """`count` unsigned `size`-byte integers at `start` of the bytes, int64
+    (zeros where the bytes are too short to hold them)."""
+    end = start + count * size
+    raw = tf.cond(
+        tf.strings.length(image_bytes) >= end,
+        lambda: tf.strings.substr(image_bytes, start, count * size),
+        lambda: tf.constant(b"\0" * (count * size)),
+    )
+    digits = tf.reshape(
+        tf.cast(tf.io.decode_raw(raw, tf.uint8), tf.int64), [count, size]
+    )
+    weights = [256 ** (size - 1 - i) for i in range(size)]
+    if not big_endian:
+        weights = weights[::-1]
+    return tf.reduce_sum(digits * tf.constant(weights, tf.int64), axis=1)
+
+
+def image_size_from_header(image_bytes):
+    """(height, width) int64 of JPEG, PNG, GIF or BMP bytes, read from the
+    header (no decoding); (0, 0) for another format or bytes too short to
+    hold one. A damaged JPEG header raises InvalidArgumentError, as its
+    decoding would."""
+    head = tf.strings.substr(image_bytes, 0, 8)
+    # PNG: IHDR width then height, big-endian 32-bit, at byte 16.
+    png = _header_ints(image_bytes, 16, 2, 4, True)[::-1]
+    # GIF: the logical screen's width then height, little-endian 16-bit.
+    gif = _header_ints(image_bytes, 6, 2, 2, False)[::-1]
+    # BMP: width then height, little-endian signed 32-bit at byte 18 (a
+    # negative height: rows stored top-down).
+    bmp = _header_ints(image_bytes, 18, 2, 4, False)[::-1]
+    bmp = tf.where(bmp >= 1 << 31, (1 << 32) - bmp, bmp)
+    return tf.case(
+        [
+            (
+                tf.io.is_jpeg(image_bytes),
+                lambda: tf.cast(
+                    tf.io.extract_jpeg_shape(image_bytes)[:2], tf.int64
+                ),
+            ),
+            (tf.equal(head, _PNG_MAGIC), lambda: png),
+            (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"), lambda: gif),
+            (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), lambda: bmp),
+        ],
+        default=lambda: tf.zeros([2], tf.int64),
+    )
+
+
+# The most pixels the input pipelines decode: what the TFRecord builder
+# stores (Pillow's decompression-bomb error, twice `Image.MAX_IMAGE_PIXELS`).
+# Before, a 90 KB PNG of 20,000 x 20,000 in an image folder took 17 GB to
+# decode before it failed.
+MAX_DECODE_PIXELS = 2 * 89_478_485
+
+
+def checked_pixels(image_bytes):
+    """`image_bytes` after asserting, from its header, that the image holds
+    at most `MAX_DECODE_PIXELS` pixels: InvalidArgumentError before any
+    decoding (a record the pipelines skip, as one that does not
+    decode)."""
+    size = image_size_from_header(image_bytes)
+    check = tf.debugging.Assert(
+        size[0] * size[1] <= MAX_DECODE_PIXELS,
+        [
+            "Image of",
+            size[1],
+            "x",
+            size[0],
+            f"pixels (width x height), more than the {MAX_DECODE_PIXELS:,} "
+            "the input pipelines decode",
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
+
+
 def decode_image(image_bytes):
-    """JPEG (INTEGER_ACCURATE, as the original) or PNG/GIF/BMP -> uint8 RGB."""
+    """JPEG (INTEGER_ACCURATE, as the original) or PNG/GIF/BMP -> uint8 RGB,
+    of at most `MAX_DECODE_PIXELS` pixels (`checked_pixels`)."""
+    image_bytes = checked_pixels(image_bytes)
     return tf.cond(
         tf.io.is_jpeg(image_bytes),
         lambda: decode_jpeg(image_bytes),
@@ -332,6 +410,7 @@ def preprocess_train(
     """
     if bboxes is None:
         bboxes = tf.zeros([0, 4], tf.float32)
+    image_bytes = checked_pixels(image_bytes)  # nothing decoded beyond it
     seeds = tf.random.experimental.stateless_split(
         tf.cast(seed, tf.int64), num=3
     )

@@ -316,39 +316,11 @@ def gated(condition, passed, message, placeholder):
 MAX_IMAGE_PIXELS = 89_478_485
 
 
-def image_size_from_header(image):
-    """(height, width) int64 of JPEG or PNG bytes, read from the header
-    (no decoding); (0, 0) for a PNG too short to hold one."""
-    png_size = tf.cond(
-        tf.strings.length(image) >= 24,
-        lambda: tf.cast(
-            tf.io.decode_raw(
-                tf.strings.substr(image, 16, 8), tf.uint8, little_endian=False
-            ),
-            tf.int64,
-        ),
-        lambda: tf.zeros([8], tf.int64),
-    )
-    # IHDR: width then height, big-endian 32-bit.
-    weights = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
-    png = tf.stack(
-        [
-            tf.reduce_sum(png_size[4:] * weights),
-            tf.reduce_sum(png_size[:4] * weights),
-        ]
-    )
-    return tf.cond(
-        tf.io.is_jpeg(image),
-        lambda: tf.cast(tf.io.extract_jpeg_shape(image)[:2], tf.int64),
-        lambda: png,
-    )
-
-
 def check_image_pixels(image, index):
     """`image` (JPEG or PNG bytes) after asserting, from its header, that it
     holds at most `MAX_IMAGE_PIXELS` pixels (InvalidArgumentError naming
     its index in the batch and its size)."""
-    size = image_size_from_header(image)
+    size = preprocessing.image_size_from_header(image)
     check = tf.debugging.Assert(
         size[0] * size[1] <= MAX_IMAGE_PIXELS,
         [

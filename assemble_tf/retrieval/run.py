@@ -324,6 +324,8 @@ def skipped_images(done, images):
 
 def skipped_message(counts, where):
     """The console line about skipped images (None when none was)."""
+    from assemble_tf.data.preprocessing import MAX_DECODE_PIXELS
+
     n = counts["images_skipped"]
     if not n:
         return None
@@ -333,7 +335,8 @@ def skipped_message(counts, where):
     return (
         f"WARNING: skipped {n} of the {counts['images_read']} images of "
         f"{where} that cannot be decoded ({counts['images_not_images']} not "
-        f"a JPEG, PNG, GIF or BMP; the others truncated or corrupt): "
+        f"a JPEG, PNG, GIF or BMP; the others truncated, corrupt or over "
+        f"{MAX_DECODE_PIXELS:,} pixels): "
         f"{names}{more}. Recall is over the other "
         f"{counts['images_read'] - n}."
     )

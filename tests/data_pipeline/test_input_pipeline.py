@@ -553,6 +553,29 @@ def test_user_images_that_do_not_decode_are_counted_not_lost():
     assert stats.describe() == "2 not decodable"
 
 
+def test_user_images_over_the_pixel_limit_are_skipped_before_decoding(
+    monkeypatch,
+):
+    """An image whose header says more pixels than the pipelines decode is
+    skipped and counted before it is decoded (before: a 90 KB PNG of
+    20,000 x 20,000 in an image folder took 17 GB to decode, then was
+    called corrupt). Here with a limit of 1,199 pixels: the JPEGs of 40 x
+    30 (1,200) of `_user_files` go, its PNGs of 30 x 36 (1,080) stay."""
+    from assemble_tf.data import preprocessing
+
+    monkeypatch.setattr(preprocessing, "MAX_DECODE_PIXELS", 1_199)
+    files, labels = _user_files()
+    stats = PipelineStats()
+    config = _eval_config(
+        "", record_source=_source(files, labels), label_offset=0
+    )
+    batches = list(build_dataset(config, stats=stats))
+    got = np.concatenate([b["labels"].numpy() for _, b in batches])
+    assert sorted(got.tolist()) == [0, 4]  # the two whole PNGs
+    counts = stats.counts()
+    assert (counts.read, counts.undecodable, counts.invalid) == (8, 6, 0)
+
+
 def test_a_training_source_of_undecodable_images_stops_not_hangs():
     """Before: training on such files never yielded a batch (the guard
     never saw them) and hung."""

@@ -281,3 +281,63 @@ def test_a_transparent_png_is_composed_onto_white_as_the_builder_stores_it():
             assert diff.max() <= 1, (mode, decode.__name__)
             assert (got[2, 2] == expected[2, 2]).all()
             assert (got[3, 4] == 255).all()  # transparent: white
+
+
+def test_header_sizes_of_every_format_the_pipelines_read():
+    """(height, width) from the header, as Pillow reads the file, for the
+    formats a folder may hold (BMP stored top-down too: a negative
+    height); other bytes give (0, 0)."""
+    import io
+
+    from PIL import Image
+
+    size = tf.function(pp.image_size_from_header)
+    image = testing_utils.smooth_image(23, 57, 1)
+    for fmt in ("JPEG", "PNG", "GIF", "BMP"):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format=fmt)
+        data = buf.getvalue()
+        assert size(tf.constant(data)).numpy().tolist() == [23, 57], fmt
+    top_down = bytearray(data)  # the BMP: height -23
+    top_down[22:26] = (-23).to_bytes(4, "little", signed=True)
+    assert size(tf.constant(bytes(top_down))).numpy().tolist() == [23, 57]
+    for other in (b"", b"text", b"\x89PNG\r\n\x1a\n"):
+        assert size(tf.constant(other)).numpy().tolist() == [0, 0]
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding(
+    monkeypatch,
+):
+    """Train and eval decoding refuse, from the header, an image of more
+    than `MAX_DECODE_PIXELS` (what the builder stores): a PNG header of
+    20,000 x 20,000 (a 90 KB file decodes to 1.2 GB per channel) fails
+    with the sizes, not as a damaged file after the allocation; the limit
+    is read when the function is traced."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">II", 20_000, 20_000) + b"\x01\x00\x00\x00\x00"
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
+    message = (
+        "[Image of] [20000] [x] [20000] [pixels (width x height), more "
+        "than the 178,956,970 the input pipelines decode]"
+    )
+    for fn in (
+        pp.decode_image,
+        lambda b: pp.preprocess_train(b, [1, 2], 32),
+        lambda b: pp.preprocess_eval(b, "imagenet_32"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            tf.function(fn)(tf.constant(bomb))
+        assert message in info.value.message, info.value.message
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(30, 40, 0))
+    assert pp.decode_image(tf.constant(jpeg)).shape == (30, 40, 3)
+    monkeypatch.setattr(pp, "MAX_DECODE_PIXELS", 1_199)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="40.*30"):
+        tf.function(pp.decode_image)(tf.constant(jpeg))

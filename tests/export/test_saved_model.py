@@ -1304,7 +1304,7 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
         "x height), more than the 89,478,485 this export decodes; send it "
         "resized" in info.value.message
     ), info.value.message
-    size = tf.function(export_lib.image_size_from_header)
+    size = tf.function(preprocessing.image_size_from_header)
     png = tf.io.encode_png(testing_utils.smooth_image(30, 70, 2))
     assert size(png).numpy().tolist() == [30, 70]  # (height, width)
     assert size(tf.constant(jpeg)).numpy().tolist() == [40, 50]

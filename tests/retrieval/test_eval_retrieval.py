@@ -532,8 +532,8 @@ def test_eval_retrieval_skips_and_counts_unusable_images(tiny_run, tmp_path):
     )
     assert warning[0].startswith(
         "WARNING: skipped 2 of the 15 images of test of data that cannot "
-        "be decoded (1 not a JPEG, PNG, GIF or BMP; the others truncated "
-        "or corrupt): "
+        "be decoded (1 not a JPEG, PNG, GIF or BMP; the others truncated, "
+        "corrupt or over 178,956,970 pixels): "
     )
     assert all(name in warning[0] for name in bad)
     assert warning[0].endswith("Recall is over the other 13.")
