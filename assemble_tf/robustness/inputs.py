@@ -137,10 +137,15 @@ def list_image_folder(input_dir):
             value=input_dir,
         )
     entries = sorted(os.listdir(input_dir))
+    # Names that are not UTF-8 are left out (`left_out_warning` names
+    # them; before: the job stopped on the first, after writing its
+    # options, naming no file).
     classes = [
         e
         for e in entries
-        if os.path.isdir(os.path.join(input_dir, e)) and not e.startswith(".")
+        if os.path.isdir(os.path.join(input_dir, e))
+        and not e.startswith(".")
+        and file_utils.is_utf8(e)
     ]
     found = []
     for wnid in classes:
@@ -150,6 +155,7 @@ def list_image_folder(input_dir):
             if (
                 name.lower().endswith(IMAGE_EXTENSIONS)
                 and not name.startswith(".")
+                and file_utils.is_utf8(name)
                 and os.path.isfile(path)
             ):
                 found.append((wnid, name, path))

@@ -136,6 +136,24 @@ def test_folder_info(folder):
     assert "builder" not in repr(info)
 
 
+def test_a_folder_with_names_not_utf8_is_refused_naming_them(tmp_path):
+    """TensorFlow cannot list a name that is not UTF-8: refused up front,
+    naming it (before: "'utf-8' codec can't decode byte 0xff" from every
+    tool reading the folder, naming no file)."""
+    from official.utils.misc.validation import OptionError
+
+    root = _folder(tmp_path / "images")
+    with open(os.path.join(os.fsencode(root), b"test/b_cls/\xff.jpg"), "wb"):
+        pass
+    with pytest.raises(OptionError) as error:
+        sources.open_source(str(root))
+    assert error.value.as_flag() == (
+        f"--source={root} holds a name that is not UTF-8 (test/b_cls/"
+        "\ufffd.jpg), which TensorFlow cannot list: rename them, or move "
+        "them out of the folder."
+    )
+
+
 def test_folder_dataset_bytes_labels_and_imagefolder_order(folder):
     info = sources.open_source(str(folder))
     ds = sources.encoded_dataset(info, "train")

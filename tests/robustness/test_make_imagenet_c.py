@@ -630,3 +630,13 @@ def test_files_the_folder_input_leaves_out_are_named(tmp_path):
     (tmp_path / "n02" / "c.webp").unlink()
     (tmp_path / "loose.png").unlink()
     assert inputs.left_out_warning(str(tmp_path)) is None
+    # Names that are not UTF-8 are left out and named (before: the job
+    # stopped on the first, "'utf-8' codec can't encode characters",
+    # after writing its options).
+    os.mkdir(os.path.join(os.fsencode(tmp_path), b"n\xff"))
+    with open(os.path.join(os.fsencode(tmp_path), b"n01/\xfe.jpg"), "wb"):
+        pass
+    assert [t[1] for t in inputs.list_image_folder(str(tmp_path))] == ["a.JPEG"]
+    assert "(n01/\ufffd.jpg (name not UTF-8), n\ufffd/ (name not UTF-8: " in (
+        inputs.left_out_warning(str(tmp_path)).as_flag()
+    )

@@ -15,7 +15,7 @@ from assemble_tf.data.builder.config import (
     MAX_LISTED,
     WNID_PATTERN,
 )
-from official.utils.misc import validation
+from official.utils.misc import file_utils, validation
 from official.utils.misc.jobs import MissingPathError
 from official.utils.misc.validation import OptionError
 
@@ -43,20 +43,6 @@ def require_file(path, flag):
         )
 
 
-def shown_name(name):
-    """`name` printable: a byte of a name that is not UTF-8 (os.listdir's
-    surrogate escape) shows as U+FFFD."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _utf8(name):
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _has_control(name):
     return any(unicodedata.category(c) == "Cc" for c in name)
 
@@ -71,8 +57,10 @@ def list_images(folder):
         path = os.path.join(folder, name)
         if name.startswith("."):
             continue
-        if not _utf8(name):
-            ignored.append(f"{shown_name(name)} (name not UTF-8: rename it)")
+        if not file_utils.is_utf8(name):
+            ignored.append(
+                f"{file_utils.shown_name(name)} (name not UTF-8: rename it)"
+            )
         elif os.path.isdir(path):
             ignored.append(f"{name}/ (a sub-folder: not read)")
         elif not os.path.isfile(path):
@@ -91,7 +79,11 @@ def list_class_folders(root, flag, layout):
         for name in os.listdir(root)
         if os.path.isdir(os.path.join(root, name)) and not name.startswith(".")
     )
-    bad = [shown_name(name) for name in classes if not _utf8(name)]
+    bad = [
+        file_utils.shown_name(name)
+        for name in classes
+        if not file_utils.is_utf8(name)
+    ]
     if bad:
         raise OptionError(
             flag,

@@ -27,8 +27,8 @@ from assemble_tf.data.builder.inputs import (
     read_validation_labels,
     require_dir,
     resolve_logit_files,
-    shown_name,
 )
+from official.utils.misc import file_utils
 from official.utils.misc.validation import OptionError
 
 
@@ -87,7 +87,7 @@ def _discover_split(config, split, classes):
         if name.startswith("."):
             continue
         if not os.path.isdir(folder):
-            ignored.append(shown_name(name))
+            ignored.append(file_utils.shown_name(name))
             continue
         images, others = list_images(folder)
         files.extend((f"{name}/{image}", name) for image in images)

@@ -78,6 +78,36 @@ def scan_folder(root):
     return examples, sorted(classes)
 
 
+def _refuse_names_not_utf8(root):
+    """Refuses a name that is not UTF-8 down to the images (splits, class
+    folders, files): TensorFlow's file system, which lists the folder,
+    cannot (before: "'utf-8' codec can't decode byte 0xff", naming no
+    file)."""
+    bad = []
+
+    def walk(folder, shown, depth):
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if not file_utils.is_utf8(name):
+                bad.append(shown + file_utils.shown_name(name))
+            elif depth < 2 and os.path.isdir(path):
+                walk(path, f"{shown}{name}/", depth + 1)
+
+    walk(root, "", 0)
+    if bad:
+        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise OptionError(
+            "source",
+            "{field}={root} holds {count} that {are} not UTF-8 ({shown}), "
+            "which TensorFlow cannot list: rename them, or move them out of "
+            "the folder.",
+            root=root,
+            count="a name" if len(bad) == 1 else f"{len(bad)} names",
+            are="is" if len(bad) == 1 else "are",
+            shown=shown,
+        )
+
+
 def open_folder(root):
     root = os.path.abspath(root)
     if not os.path.isdir(root):
@@ -87,6 +117,7 @@ def open_folder(root):
             "oxford_flowers102) or a folder <root>/<split>/<class>/<image>.",
             root=root,
         )
+    _refuse_names_not_utf8(root)
     for split in _subdirs(root):
         validation.check_distinct_class_folders(
             "source",

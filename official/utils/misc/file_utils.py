@@ -44,21 +44,48 @@ def listdir(path):
     return os.listdir(path)
 
 
+def is_utf8(name):
+    """Whether a file name (as `os.listdir` gives it: bytes that are not
+    UTF-8 escaped as surrogates) is UTF-8, which TensorFlow's file system
+    and the JSON summaries need."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_name(name):
+    """`name` printable: a byte of a name that is not UTF-8 shows as
+    U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def left_out_of_class_folders(top, extensions):
     """What a reader of `top/<class>/<file>` images with `extensions`
     leaves out, relative to `top`, hidden files aside: files directly in
     `top`, then, class by class, subfolders, files of other extensions,
-    and names that are not files (a broken link, a named pipe)."""
+    names that are not files (a broken link, a named pipe) and names that
+    are not UTF-8 (a class folder's, whose files are not read either)."""
     names = sorted(n for n in listdir(top) if not n.startswith("."))
     classes = [n for n in names if isdir(os.path.join(top, n))]
-    left = [f"{n} (outside a class folder)" for n in names if n not in classes]
+    left = [
+        f"{shown_name(n)} (outside a class folder)"
+        for n in names
+        if n not in classes
+    ]
     for cls in classes:
+        if not is_utf8(cls):
+            left.append(f"{shown_name(cls)}/ (name not UTF-8: rename it)")
+            continue
         folder = os.path.join(top, cls)
         for name in sorted(listdir(folder)):
             path = os.path.join(folder, name)
             if name.startswith("."):
                 continue
-            if isdir(path):
+            if not is_utf8(name):
+                left.append(f"{cls}/{shown_name(name)} (name not UTF-8)")
+            elif isdir(path):
                 left.append(f"{cls}/{name}/ (a subfolder)")
             elif not name.lower().endswith(extensions):
                 left.append(f"{cls}/{name}")
