@@ -421,6 +421,13 @@ def test_an_image_over_pillows_pixel_limit_is_skipped_as_too_large(
     assert "300 pixels" in str(info.value.detail)
     assert str(info.value.detail).endswith("Downscale it to use it.")
     assert builder.encode_image(png_bytes(np.zeros((8, 12, 3), np.uint8)))
+    # Between the limit and twice it: stored, without Pillow's warning (a
+    # raw line without the file's name in the builder's output).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert builder.encode_image(png_bytes(np.zeros((12, 12, 3), np.uint8)))
 
 
 def test_missing_logits_is_an_error_listing_the_names(tmp_path):

@@ -3,6 +3,7 @@ with their end-of-image marker are kept byte for byte, anything else
 becomes an RGB JPEG; unreadable files are skipped with a reason."""
 
 import io
+import warnings
 
 import numpy as np
 
@@ -59,8 +60,13 @@ def encode_image(data, jpeg_quality=DEFAULT_JPEG_QUALITY):
     if not data:
         raise SkipImage(SKIP_EMPTY, "0 bytes")
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()  # decodes every pixel: catches truncated files
+        with warnings.catch_warnings():
+            # Pillow warns from `Image.MAX_IMAGE_PIXELS` on, without the
+            # file's name (a raw line in the builder's output), and refuses
+            # from twice that, which is the rule here (`SKIP_TOO_LARGE`).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()  # decodes every pixel: catches truncated files
     except UnidentifiedImageError:
         raise SkipImage(
             SKIP_UNREADABLE, "not an image format Pillow recognizes"
