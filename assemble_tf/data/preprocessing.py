@@ -208,21 +208,27 @@ def image_size_from_header(image_bytes):
 MAX_DECODE_PIXELS = 2 * 89_478_485
 
 
-def checked_pixels(image_bytes):
+def checked_pixels(
+    image_bytes,
+    limit=None,
+    what=("Image of",),
+    tail="the input pipelines decode",
+):
     """`image_bytes` after asserting, from its header, that the image holds
-    at most `MAX_DECODE_PIXELS` pixels: InvalidArgumentError before any
-    decoding (a record the pipelines skip, as one that does not
-    decode)."""
+    at most `limit` pixels (default `MAX_DECODE_PIXELS`): an
+    InvalidArgumentError before any decoding (a record the pipelines skip,
+    as one that does not decode), saying `what`, the size, "more than the
+    <limit>" and `tail`."""
+    limit = MAX_DECODE_PIXELS if limit is None else limit
     size = image_size_from_header(image_bytes)
     check = tf.debugging.Assert(
-        size[0] * size[1] <= MAX_DECODE_PIXELS,
+        size[0] * size[1] <= limit,
         [
-            "Image of",
+            *what,
             size[1],
             "x",
             size[0],
-            f"pixels (width x height), more than the {MAX_DECODE_PIXELS:,} "
-            "the input pipelines decode",
+            f"pixels (width x height), more than the {limit:,} {tail}",
         ],
     )
     with tf.control_dependencies([check]):

@@ -320,22 +320,12 @@ def check_image_pixels(image, index):
     """`image` (JPEG or PNG bytes) after asserting, from its header, that it
     holds at most `MAX_IMAGE_PIXELS` pixels (InvalidArgumentError naming
     its index in the batch and its size)."""
-    size = preprocessing.image_size_from_header(image)
-    check = tf.debugging.Assert(
-        size[0] * size[1] <= MAX_IMAGE_PIXELS,
-        [
-            "serving_default: image",
-            index,
-            "is",
-            size[1],
-            "x",
-            size[0],
-            f"pixels (width x height), more than the {MAX_IMAGE_PIXELS:,} "
-            "this export decodes; send it resized",
-        ],
+    return preprocessing.checked_pixels(
+        image,
+        MAX_IMAGE_PIXELS,
+        ("serving_default: image", index, "is"),
+        "this export decodes; send it resized",
     )
-    with tf.control_dependencies([check]):
-        return tf.identity(image)
 
 
 def export_saved_model(
