@@ -426,6 +426,30 @@ def newer_incomplete_keras_checkpoint(directory, restored):
     return numbers[max(numbers)] if numbers else None
 
 
+_TF_PARTIAL = re.compile(r"^ckpt-(\d+)(?:_temp|\.data-\d+-of-\d+)$")
+
+
+def newer_incomplete_tf_checkpoint(directory, restored):
+    """The newest TensorFlow checkpoint in `directory` newer than
+    `restored` (a prefix, or None) whose save was cut short: its
+    temporary folder (`ckpt-N_temp/`, where TensorFlow writes the shards
+    it merges) or data without its `.index`; None if none (before: a run
+    stopped while it saved its first checkpoint could not be restarted)."""
+    done = int(restored.rsplit("-", 1)[1]) if restored else 0
+    if not os.path.isdir(directory):
+        return None
+    numbers = set()
+    for name in os.listdir(directory):
+        match = _TF_PARTIAL.match(name)
+        if match and int(match.group(1)) > done:
+            prefix = os.path.join(directory, f"ckpt-{match.group(1)}")
+            if name.endswith("_temp") or not os.path.exists(prefix + ".index"):
+                numbers.add(int(match.group(1)))
+    if not numbers:
+        return None
+    return os.path.join(directory, f"ckpt-{max(numbers)}")
+
+
 def _keras_checkpoints(directory):
     """[(number, prefix)] of the complete Keras-format checkpoints."""
     return [

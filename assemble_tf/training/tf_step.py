@@ -345,12 +345,12 @@ class TFStep:
         """Restores the mid-epoch checkpoint `prefix`."""
         self._restore(prefix)
 
-    @staticmethod
-    def incomplete_checkpoint(restored):
-        """None: the restore already warns of a listed checkpoint whose
-        files are gone."""
-        del restored
-        return None
+    def incomplete_checkpoint(self, restored):
+        """A checkpoint newer than `restored` whose save was cut short (its
+        temporary folder, or data without an index), or None."""
+        return checkpoints.newer_incomplete_tf_checkpoint(
+            self.manager.directory, restored
+        )
 
     @staticmethod
     def repair_weights(prefix):

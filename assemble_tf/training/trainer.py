@@ -242,8 +242,8 @@ class Trainer:
         if cut := self.backend.incomplete_checkpoint(restored):
             # Before: the resume fell back to the one before without a word.
             self.log(
-                f"WARNING: {cut} has one of its two files only (a save cut "
-                "short, or a file deleted); "
+                f"WARNING: {cut} is incomplete (a save cut short, or a file "
+                "deleted); "
                 + (
                     f"resumed from {restored}, the newest whole one."
                     if restored

@@ -194,6 +194,25 @@ def _resumes_of_a_damaged_run(run):
             "newest in the folder.",
             resumed,
         ]
+        # Stopped while TensorFlow saved the first checkpoint (its shards
+        # in ckpt-1_temp/, the history written first): trained from the
+        # start, said (before: refused as a run whose checkpoints were
+        # gone, and its error's "rerun" could not resume).
+        first = run.parent / "first_save_cut"
+        part = first / "checkpoints" / "ckpt-1_temp" / "part-00000-of-00001"
+        part.parent.mkdir(parents=True)
+        part.with_suffix(".data-00000-of-00001").write_bytes(b"cut")
+        stored = json.loads((copy / "history.json").read_text())
+        (first / "history.json").write_text(json.dumps(stored[:1]))
+        t, logged = trainer(first)
+        t.prepare()
+        cut = first / "checkpoints" / "ckpt-1"
+        assert t.step == 0 and logged == [
+            f"WARNING: {cut} is incomplete (a save cut short, or a file "
+            "deleted); no whole checkpoint is left.",
+            "The run was stopped while it saved its first checkpoint "
+            f"({cut}): training from the start.",
+        ]
     else:
         assert logged == [resumed]
         # The steps run come from the checkpoint, not from the optimizer's
@@ -237,8 +256,8 @@ def _resumes_of_a_damaged_run(run):
         t, logged = trainer(copy)
         t.prepare()
         assert logged == [
-            f"WARNING: {ckpts / 'ckpt-2'} has one of its two files only (a "
-            "save cut short, or a file deleted); resumed from "
+            f"WARNING: {ckpts / 'ckpt-2'} is incomplete (a save cut short, "
+            "or a file deleted); resumed from "
             f"{ckpts / 'ckpt-1'}, the newest whole one.",
             resumed,
         ]
@@ -256,8 +275,8 @@ def _resumes_of_a_damaged_run(run):
         assert t.step == 0
         cut = first / "checkpoints" / "ckpt-1"
         assert logged == [
-            f"WARNING: {cut} has one of its two files only (a save cut "
-            "short, or a file deleted); no whole checkpoint is left.",
+            f"WARNING: {cut} is incomplete (a save cut short, or a file "
+            "deleted); no whole checkpoint is left.",
             f"The run was stopped while it saved its first checkpoint "
             f"({cut}): training from the start.",
         ]
