@@ -19,6 +19,7 @@ import shutil
 import socket
 import tempfile
 
+from official.utils.misc import file_utils
 from official.utils.misc.validation import (
     PathExistsError,
     PathNotWritableError,
@@ -121,16 +122,6 @@ def temp_prefix():
     return f".export_{os.getpid()}@{socket.gethostname()}."
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def remove_stale_exports(parent):
     """Removes the temporary folders of dead exports from `parent`.
 
@@ -150,7 +141,7 @@ def remove_stale_exports(parent):
         if (
             match
             and match.group(2) == host
-            and not _pid_alive(int(match.group(1)))
+            and not file_utils.pid_alive(int(match.group(1)))
             and os.path.isdir(path)
         ):
             shutil.rmtree(path, ignore_errors=True)

@@ -350,38 +350,50 @@ def extract_teacher_logits(options):
     width = teacher.num_logits + int(options.prepend_zero)
     base, num_classes = label_space(options, width)
     settings = teacher_resume.shard_settings(options, teacher, width)
-    earlier, redo = teacher_resume.check_kept_shards(files, options, settings)
     out = options.output_dir
     created = not os.path.exists(out)
-    os.makedirs(out, exist_ok=True)
     try:
-        shards, seen = _write_shards(
-            files,
-            teacher,
-            options,
-            range(base, base + num_classes),
-            settings,
-            redo,
-        )
-        earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
-        shards = dict(sorted({**earlier, **shards}.items()))
-        summary = make_summary(options, teacher, base, num_classes, shards)
-        empty = [s for s, v in summary["splits"].items() if not v["images"]]
-        if empty:
-            split = summary["splits"][empty[0]]
-            raise ValueError(
-                f"No record of the {empty[0]} shards in {options.input_dir} "
-                f"has an image that decodes ({split['skipped']:,} left "
-                "out): rebuild them with `python -m "
-                "tools.build_imagenet_tfrecords`."
+        # One run at a time: what the folder holds is read under the lock.
+        with file_utils.folder_lock(out, "output_dir", _JOB):
+            earlier, redo = teacher_resume.check_kept_shards(
+                files, options, settings
             )
-        write_metadata(options, summary, seen)
-        teacher_shards.remove(os.path.join(out, teacher_resume.PROGRESS))
+            shards, seen = _write_shards(
+                files,
+                teacher,
+                options,
+                range(base, base + num_classes),
+                settings,
+                redo,
+            )
+            earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
+            shards = dict(sorted({**earlier, **shards}.items()))
+            summary = make_summary(options, teacher, base, num_classes, shards)
+            _refuse_empty_splits(summary, options)
+            write_metadata(options, summary, seen)
+            teacher_shards.remove(os.path.join(out, teacher_resume.PROGRESS))
     except BaseException:
-        if created and not os.listdir(out):
+        if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)
         raise
     return summary
+
+
+_JOB = "tools.extract_teacher_logits run"
+
+
+def _refuse_empty_splits(summary, options):
+    """Refuses a split of which no record has a usable image (before: a
+    0-byte shard was left)."""
+    empty = [s for s, v in summary["splits"].items() if not v["images"]]
+    if empty:
+        split = summary["splits"][empty[0]]
+        raise ValueError(
+            f"No record of the {empty[0]} shards in {options.input_dir} "
+            f"has an image that decodes ({split['skipped']:,} left "
+            "out): rebuild them with `python -m "
+            "tools.build_imagenet_tfrecords`."
+        )
 
 
 def _write_shards(files, teacher, options, labels, settings, redo=()):

@@ -25,3 +25,26 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
         file_utils.atomic_write(path, 123)
     assert open(path).read() == "old"
     assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def test_folder_lock_is_released_and_refuses_a_live_holder(tmp_path):
+    """The lock file exists while the block runs, goes with it (also on an
+    error), and a lock held by a live process of this host refuses."""
+    import socket
+
+    from official.utils.misc.validation import OptionError
+
+    folder = tmp_path / "out"  # made by the lock
+    lock = folder / file_utils.LOCK_FILE
+    me = f"{os.getpid()}@{socket.gethostname()}"
+    with file_utils.folder_lock(str(folder), "output_dir", "job"):
+        assert lock.read_text() == me
+        with pytest.raises(OptionError, match="another job \\(process "):
+            with file_utils.folder_lock(str(folder), "output_dir", "job"):
+                pass
+        assert lock.read_text() == me  # the refused one left it alone
+    assert not lock.exists()
+    with pytest.raises(RuntimeError):
+        with file_utils.folder_lock(str(folder), "output_dir", "job"):
+            raise RuntimeError
+    assert os.listdir(folder) == []

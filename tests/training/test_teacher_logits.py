@@ -1226,3 +1226,42 @@ def test_shards_of_a_rebuilt_input_are_not_kept(tmp_path):
     assert not rerun["shards"][SHARDS[1]]["kept"]
     assert all(rerun["shards"][n]["kept"] for n in halves)
     assert len(_examples(out / SHARDS[1])) == 7
+
+
+def test_a_second_run_into_the_folder_is_refused(
+    labelled_data, tmp_path, monkeypatch
+):
+    """Two extractions into one folder at once: the second is refused,
+    naming the first (before: both wrote, one's shards stayed under the
+    other's summary.json, exit 0). A lock a killed run left is taken
+    over."""
+    import socket
+
+    def teacher(options):
+        return teachers.Teacher(
+            lambda images: tf.ones([len(images), CLASSES]),
+            CLASSES,
+            {"name": "t", "sha256": "1"},
+        )
+
+    monkeypatch.setattr(teachers, "load_teacher", teacher)
+    out = tmp_path / "kd"
+    out.mkdir()
+    lock = out / ".lock"
+    holder = f"{os.getppid()}@{socket.gethostname()}"  # a live process
+    lock.write_text(holder)
+    options = _options(labelled_data, out, teacher_saved_model="unused")
+    with pytest.raises(OptionError) as error:
+        tl.extract_teacher_logits(options)
+    assert error.value.as_flag() == (
+        f"--output_dir={out} is being written by another "
+        f"tools.extract_teacher_logits run (process {holder}): wait for it "
+        "to end, or pick another --output_dir. If that process is gone, "
+        f"delete {lock}."
+    )
+    assert sorted(os.listdir(out)) == [".lock"]  # untouched
+    lock.write_text(f"999999999@{socket.gethostname()}")  # a dead one's
+    assert len(tl.extract_teacher_logits(options)["shards"]) == 2
+    assert sorted(os.listdir(out)) == sorted(
+        [*SHARDS, metadata.LABELS, metadata.SUMMARY]
+    )

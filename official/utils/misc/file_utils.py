@@ -7,6 +7,7 @@ resumes (TFRecord builder, ImageNet-C/P generators, evaluation caches).
 through TensorFlow's file system, for the TFRecord folders a run reads.
 """
 
+import contextlib
 import json
 import os
 
@@ -146,3 +147,82 @@ def read_json(path, fix):
             return json.load(f)
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); {fix}.") from None
+
+
+def pid_alive(pid):
+    """Whether process `pid` runs on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# The file a job holds while it writes into a folder (`folder_lock`).
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, field, job):
+    """Holds `folder` (made if missing) for this process while the block
+    runs: a second process that writes into it is refused (before: two
+    extractions into one folder left shards of one teacher under the
+    other's summary.json, and exited 0).
+
+    The lock is `folder/.lock`, made exclusively, naming the process
+    (`pid@host`); a lock of this host whose process is gone (killed) is
+    taken over.
+
+    Args:
+        folder: the output folder.
+        field: the option naming it, for the error.
+        job: what writes it, e.g. "tools.extract_teacher_logits run".
+
+    Raises:
+        OptionError: (`field`) another live process holds it.
+    """
+    import socket
+
+    from official.utils.misc.validation import OptionError
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_FILE)
+    host = socket.gethostname()
+    me = f"{os.getpid()}@{host}"
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    holder = f.read().strip()
+            except FileNotFoundError:  # released meanwhile
+                continue
+            pid, _, where = holder.partition("@")
+            if where == host and pid.isdigit() and not pid_alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # a killed process's
+                continue
+            raise OptionError(
+                field,
+                "{field}={path} is being written by another {job} (process "
+                "{holder}): wait for it to end, or pick another {field}. If "
+                "that process is gone, delete {lock}.",
+                path=folder,
+                job=job,
+                holder=holder or "unknown",
+                lock=path,
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            with open(path, encoding="utf-8") as f:
+                mine = f.read().strip() == me
+            if mine:
+                os.remove(path)
