@@ -36,10 +36,10 @@ def test_folder_lock_is_released_and_refuses_a_live_holder(tmp_path):
 
     folder = tmp_path / "out"  # made by the lock
     lock = folder / file_utils.LOCK_FILE
-    me = f"{os.getpid()}@{socket.gethostname()}"
+    me = f"{os.getpid()}@{socket.gethostname()} job"
     with file_utils.folder_lock(str(folder), "output_dir", "job"):
         assert lock.read_text() == me
-        with pytest.raises(OptionError, match="another job \\(process "):
+        with pytest.raises(OptionError, match="by another job \\(process "):
             with file_utils.folder_lock(str(folder), "output_dir", "job"):
                 pass
         assert lock.read_text() == me  # the refused one left it alone

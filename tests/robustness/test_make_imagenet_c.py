@@ -529,6 +529,31 @@ def test_a_crop_other_than_224_or_256_warns(jpeg_dir, tmp_path):
     again = testing_utils.run_main(*command.split()[2:], "--noprogress")
     assert again.returncode == 0, again.stderr
     assert "written: 0" in again.stdout
+    assert os.listdir(tmp_path / "c").count(".lock") == 0  # released
+    # Another run writing the folder (its lock, a live process's): refused,
+    # naming it (before: both wrote, and the second's summary.json said
+    # complete a severity the first was still writing).
+    import socket
+
+    holder = f"{os.getppid()}@{socket.gethostname()}"
+    (tmp_path / "c" / ".lock").write_text(f"{holder} tools.make_imagenet_p")
+    again = testing_utils.run_main(*command.split()[2:], "--noprogress")
+    assert testing_utils.error_line(again) == (
+        f"ERROR: --output_dir={tmp_path / 'c'} is being written by another "
+        f"tools.make_imagenet_p (process {holder}): wait for it to end, "
+        "or pick another --output_dir. If that process is gone, delete "
+        f"{tmp_path / 'c' / '.lock'}."
+    )
+    # A file where the folder goes: one line (before: a traceback).
+    again = testing_utils.run_main(
+        *command.split()[2:],
+        f"--output_dir={tmp_path / 'c' / 'summary.json' / 'x'}",
+    )
+    assert testing_utils.error_line(again) == (
+        f"ERROR: --output_dir={tmp_path / 'c' / 'summary.json' / 'x'} cannot "
+        f"be created: {tmp_path / 'c' / 'summary.json'} is a file, not a "
+        "folder."
+    )
 
 
 def test_a_cut_or_corrupt_shard_is_named(tmp_path):

@@ -1254,8 +1254,8 @@ def test_a_second_run_into_the_folder_is_refused(
     with pytest.raises(OptionError) as error:
         tl.extract_teacher_logits(options)
     assert error.value.as_flag() == (
-        f"--output_dir={out} is being written by another "
-        f"tools.extract_teacher_logits run (process {holder}): wait for it "
+        f"--output_dir={out} is being written by another job (process "
+        f"{holder}): wait for it "
         "to end, or pick another --output_dir. If that process is gone, "
         f"delete {lock}."
     )

@@ -171,9 +171,9 @@ def folder_lock(folder, field, job):
     extractions into one folder left shards of one teacher under the
     other's summary.json, and exited 0).
 
-    The lock is `folder/.lock`, made exclusively, naming the process
-    (`pid@host`); a lock of this host whose process is gone (killed) is
-    taken over.
+    The lock is `folder/.lock`, made exclusively, naming the process and
+    its job (`pid@host job`); a lock of this host whose process is gone
+    (killed) is taken over.
 
     Args:
         folder: the output folder.
@@ -185,12 +185,18 @@ def folder_lock(folder, field, job):
     """
     import socket
 
-    from official.utils.misc.validation import OptionError
+    from official.utils.misc.validation import (
+        OptionError,
+        check_creatable_path,
+    )
 
+    # A file in the way named as the option (before, in the ImageNet-C/P
+    # generators and the builder: a NotADirectoryError traceback).
+    check_creatable_path(field, folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_FILE)
     host = socket.gethostname()
-    me = f"{os.getpid()}@{host}"
+    me = f"{os.getpid()}@{host} {job}"
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -200,19 +206,20 @@ def folder_lock(folder, field, job):
                     holder = f.read().strip()
             except FileNotFoundError:  # released meanwhile
                 continue
-            pid, _, where = holder.partition("@")
+            process, _, their_job = holder.partition(" ")
+            pid, _, where = process.partition("@")
             if where == host and pid.isdigit() and not pid_alive(int(pid)):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)  # a killed process's
                 continue
             raise OptionError(
                 field,
-                "{field}={path} is being written by another {job} (process "
-                "{holder}): wait for it to end, or pick another {field}. If "
+                "{field}={path} is being written by {job} (process "
+                "{process}): wait for it to end, or pick another {field}. If "
                 "that process is gone, delete {lock}.",
                 path=folder,
-                job=job,
-                holder=holder or "unknown",
+                job=f"another {their_job}" if their_job else "another job",
+                process=process or "unknown",
                 lock=path,
             ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:

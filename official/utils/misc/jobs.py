@@ -467,6 +467,25 @@ class Job:
     files: tuple = ()
 
 
+def _run_alone(job, options, program):
+    """`job.run(options)` holding `output_dir` (`file_utils.folder_lock`):
+    a second run into the folder is refused, naming the first (before: two
+    ImageNet-C runs at once marked a severity complete that the other was
+    still writing). A folder the lock made is removed if the run leaves it
+    empty."""
+    out = options.output_dir
+    name = os.path.basename(program).removesuffix(".py")  # or tools.NAME
+    name = name if name.startswith("tools.") else f"tools.{name}"
+    created = not os.path.exists(out)
+    try:
+        with file_utils.folder_lock(out, "output_dir", f"{name} run"):
+            return job.run(options)
+    except BaseException:
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        raise
+
+
 def main(job, argv, flag_values):
     """A job binary's `main`: its flags -> options (validated; warnings on
     stderr) -> the run -> the summary on stdout (also as JSON with a true
@@ -479,7 +498,7 @@ def main(job, argv, flag_values):
         )
     options = job.options.from_flags(flag_values)
     print_warnings(options)
-    summary = job.run(options)
+    summary = _run_alone(job, options, argv[0])
     files = [("Summary", summary_path(options.output_dir))]
     files += [
         (label, os.path.join(options.output_dir, name))
