@@ -116,6 +116,11 @@ def _clean_keras_state():
         from tensorflow.python.framework import config as tf_config
 
         tf_config.disable_op_determinism()
+    # A Ctrl-C or SIGTERM a test sent stays on record in the process
+    # (`interrupts.check` raises it again): the next test starts without.
+    from official.utils.misc import interrupts
+
+    interrupts.reset()
 
 
 @pytest.hookimpl(hookwrapper=True)

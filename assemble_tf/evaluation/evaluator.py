@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from assemble_tf.data import input_pipeline
 from assemble_tf.evaluation.metrics import ClassificationMetrics
+from official.utils.misc import interrupts
 
 
 class Evaluator:
@@ -62,6 +63,7 @@ class Evaluator:
         self.metrics.reset()
         with input_pipeline.reraise_data_errors():
             for images, batch in dataset:
+                interrupts.check()  # a Ctrl-C or SIGTERM swallowed on its way
                 self._fn(images, batch)
                 if progress is not None:
                     progress.update(1)

@@ -23,6 +23,7 @@ from assemble_tf.data import preprocessing as prep
 from assemble_tf.models import EMBEDDING_LAYERS, build_model, embedding_layer
 from assemble_tf.runs import checkpoints, loading
 from assemble_tf.runs import models as run_models
+from official.utils.misc import interrupts
 from official.utils.misc.validation import MissingPathError, OptionError
 
 
@@ -348,6 +349,7 @@ def embed_dataset(embedder, dataset, batch_size=64, progress=None):
     for images, batch_labels, batch_indices in preprocessed_batches(
         dataset, embedder.preprocessing, batch_size, stats
     ):
+        interrupts.check()  # a Ctrl-C or SIGTERM swallowed on its way
         chunks.append(np.asarray(embedder.fn(images), np.float32))
         labels.append(batch_labels.numpy())
         indices.append(batch_indices.numpy())

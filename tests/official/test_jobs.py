@@ -218,6 +218,30 @@ def test_sigterm_outside_a_loop_that_saves_is_one_line(capsys):
     assert e.value.code == 143
     assert capsys.readouterr().err == "Terminated.\n"
     assert signal.getsignal(signal.SIGTERM) is before
+    from official.utils.misc import interrupts
+
+    # Re-raised by TensorFlow with its own lines (a traced function's
+    # "in user code: ..."): the line is still one (before: a dozen).
+    def wrapped(argv):
+        try:
+            main(argv)
+        except interrupts.Terminated as e:
+            raise interrupts.Terminated(f"in user code:\n  {e}") from None
+
+    # Swallowed on its way (a layer's `except Exception`): the job stops
+    # all the same (before: it ran to the end and exited 0).
+    def swallowed(argv):
+        try:
+            main(argv)
+        except Exception:
+            pass
+        return 0
+
+    for fn in (wrapped, swallowed):
+        with pytest.raises(SystemExit) as e:
+            flags_core.clean_errors(flags_core.checked_main(fn))([])
+        assert e.value.code == 143
+        assert capsys.readouterr().err == "Terminated.\n"
 
 
 def test_run_tasks_in_process_and_the_bar():

@@ -95,7 +95,8 @@ def clean_errors(
             return main(argv)
         except interrupts.Terminated as e:
             # SIGTERM, after the job saved what a rerun goes on from.
-            print(f"Terminated. {e}".rstrip(), file=sys.stderr)
+            text = interrupts.terminated_message(e)
+            print(f"Terminated. {text}".rstrip(), file=sys.stderr)
             sys.exit(interrupts.TERMINATED_EXIT_CODE)
         except KeyboardInterrupt as e:
             # Ctrl-C: one line (a long job may say how to resume), the
@@ -336,7 +337,12 @@ def checked_main(main, tensorflow_only=False):
             require_tensorflow_backend(f"tools.{name}", why or READS_ANY_RUN)
         check_no_urls(flags.FLAGS)
         with interrupts.sigterm_raises(""):
-            return main(argv)
+            result = main(argv)
+            # A Ctrl-C or SIGTERM that code on its way swallowed (a tf.data
+            # finalizer, a Keras layer's call): the job stops as asked
+            # (before: it ran to the end and exited 0).
+            interrupts.check()
+            return result
 
     return checked
 

@@ -26,6 +26,11 @@ import threading
 
 _requested = threading.Event()
 _terminate = threading.Event()
+# The message of the `Terminated` that `sigterm_raises`'s handler raised,
+# or None: TensorFlow and Keras re-raise an exception from inside a traced
+# function or a layer's call with their own lines added (before: "Terminated.
+# in user code: File ..." and a dozen lines more).
+_raised = None
 
 # The exit status of a job stopped by SIGTERM (128 + 15), as the shell
 # reports a process that the signal killed.
@@ -76,15 +81,27 @@ def requested():
 
 
 def check():
-    """Raises `KeyboardInterrupt` if SIGINT arrived (and was swallowed)."""
+    """Raises `KeyboardInterrupt` if SIGINT arrived (and was swallowed),
+    `Terminated` if `sigterm_raises`' SIGTERM did."""
     if _requested.is_set():
         raise KeyboardInterrupt
+    if _raised is not None:
+        raise Terminated(_raised)
+
+
+def terminated_message(error):
+    """What to print of the `Terminated` `error`: the message it was
+    raised with by `sigterm_raises`' handler (not what TensorFlow or Keras
+    added on its way up), else its own."""
+    return _raised if _raised is not None else str(error)
 
 
 def reset():
     """Forgets an earlier SIGINT or SIGTERM (tests)."""
+    global _raised
     _requested.clear()
     _terminate.clear()
+    _raised = None
 
 
 @contextlib.contextmanager
@@ -118,11 +135,15 @@ def sigterm_raises(message):
     is then shut down; before, SIGTERM killed the parent alone and its
     workers wrote on, then hung). The previous handler is back afterwards.
     """
+    global _raised
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _raised = None  # an earlier block's
 
     def handler(signum, frame):
+        global _raised
+        _raised = message
         raise Terminated(message)
 
     previous = signal.signal(signal.SIGTERM, handler)
