@@ -426,6 +426,14 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
             "to another folder.",
         ),
         (
+            # A relative path (before: named from its first "/", "/b").
+            "tf.data: full/b/.train-00000-of-00002.tmp; No space left on "
+            "device",
+            "cannot write full/b: no space left on the device; free some "
+            "space (a rerun goes on from what was saved) or write to another "
+            "folder.",
+        ),
+        (
             # TensorFlow's checkpoint writer on a full disk, verbatim.
             "ResourceExhaustedError",
             "cannot write /runs/a/checkpoints: no space left on the device; "
@@ -442,6 +450,10 @@ def test_an_output_on_a_read_only_or_full_disk_is_one_line(
     or TensorFlow's `ResourceExhaustedError` from a checkpoint's save."""
     from official.utils.flags import core as flags_core
 
+    if isinstance(error, str) and error.startswith("tf.data: "):
+        import tensorflow as tf
+
+        error = tf.errors.ResourceExhaustedError(None, None, error[9:])
     if error == "ResourceExhaustedError":
         import tensorflow as tf
 

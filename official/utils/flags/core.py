@@ -161,7 +161,9 @@ def _storage_error(error):
         # TensorFlow: "{{function_node ...device_/job:...}} <path>; No
         # space left on device [Op:SaveV2]".
         texts = "|".join(_STORAGE_MESSAGES)
-        found = re.search(rf"(/[^\s;]+); (?:{texts})", str(error))
+        # The path as given, relative too (before: from its first "/":
+        # "full/b/x.tmp" was named "/b").
+        found = re.search(rf"([^\s;{{}}]+); (?:{texts})", str(error))
         path = found.group(1) if found else None
     if code not in _STORAGE_ERRORS:
         return None
