@@ -29,6 +29,7 @@ import sys
 from assemble_tf.robustness import evaluation, metrics, perturbations
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from assemble_tf.runs import loading
+from official.utils.misc import interrupts
 from official.utils.misc.validation import OptionError, check_writable_folder
 
 KINDS = ("c", "p")
@@ -403,26 +404,30 @@ def _predict_set(ev, model, labels):
         file=sys.stderr,
         disable=not o.progress,
     ) as bar:
+        kind = "corruptions" if o.kind == "c" else "perturbations"
+        resume = (
+            "Rerun the same command to resume: the results of the finished "
+            f"{kind} are kept in {cache}."
+        )
         try:
-            if o.kind == "c":
-                return evaluation.evaluate_c(
-                    predict, ev.found, labels, cache, sig, o.batch_size, bar
-                )
-            from assemble_tf.robustness.video import read_video
+            # SIGTERM says it too (before: "Terminated." alone).
+            with interrupts.sigterm_raises(resume):
+                if o.kind == "c":
+                    return evaluation.evaluate_c(
+                        predict, ev.found, labels, cache, sig, o.batch_size,
+                        bar,
+                    )  # fmt: skip
+                from assemble_tf.robustness.video import read_video
 
-            return evaluation.evaluate_p(
-                predict, ev.found, labels, cache, sig, read_video,
-                o.difficulty, bar,
-            )  # fmt: skip
+                return evaluation.evaluate_p(
+                    predict, ev.found, labels, cache, sig, read_video,
+                    o.difficulty, bar,
+                )  # fmt: skip
         except KeyboardInterrupt as e:
             if str(e):
                 raise
             # Said after "Interrupted." (before: that word alone).
-            kind = "corruptions" if o.kind == "c" else "perturbations"
-            raise KeyboardInterrupt(
-                "Rerun the same command to resume: the results of the "
-                f"finished {kind} are kept in {cache}."
-            ) from None
+            raise KeyboardInterrupt(resume) from None
 
 
 def _report_c(ev, results, paper):

@@ -602,6 +602,25 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
         "Rerun the same command to resume: the results of the finished "
         f"corruptions are kept in {cache}."
     )
+    # So does SIGTERM (before: "Terminated." alone).
+    import signal
+    import time
+
+    from official.utils.misc import interrupts
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+
+    monkeypatch.setattr(evaluation, "evaluate_c", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(interrupts.Terminated) as e:
+        run.evaluate_robustness(options, loaded, config, source, log=str)
+    assert interrupts.terminated_message(e.value) == (
+        "Rerun the same command to resume: the results of the finished "
+        f"corruptions are kept in {cache}."
+    )
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_robustness_options_name_the_bad_field(tmp_path):
