@@ -124,7 +124,45 @@ def run_experiment(config, log=None):
         ValueError (and its `DataError`), FileNotFoundError: bad config or
             data, naming the option or file.
         NonFiniteLossError: the loss diverged.
+        OptionError: another process trains into `model_dir`.
     """
+    out = config.model_dir
+    created = not os.path.exists(out)
+    try:
+        with _held(config):
+            return _run(config, log)
+    except BaseException:
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)  # made by the lock: a failed start leaves nothing
+        raise
+
+
+def _held(config):
+    """`model_dir` held by this run (`file_utils.folder_lock`; before, two
+    runs into one folder both trained from scratch over each other's
+    files, exit 0) where one process writes it: not across the workers of
+    a multi-worker, TPU or multi-process JAX run, which share it."""
+    import contextlib
+
+    import keras
+
+    from official.utils.misc import file_utils
+
+    shared = config.runtime.distribution_strategy in (
+        "multi_worker_mirrored",
+        "tpu",
+    )
+    if keras.backend.backend() == "jax":
+        import jax
+
+        shared = jax.process_count() > 1
+    if shared or file_utils.is_url(config.model_dir):
+        return contextlib.nullcontext()
+    return file_utils.folder_lock(config.model_dir, "model_dir", "training run")
+
+
+def _run(config, log):
+    """`run_experiment` in a held `model_dir`."""
     changed = check_resume(config)
     strategy = runtime.setup_runtime(config)
     checks.check_training_data(config)

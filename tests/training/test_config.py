@@ -826,3 +826,30 @@ def test_an_invalid_value_of_the_recipe_says_so(tmp_path):
             "resnet50",
             {**data, "train": {"epochs": 2.0, "warmup_epochs": 3.0}},
         )
+
+
+def test_a_second_run_into_a_model_dir_is_refused(tmp_path):
+    """Two processes training into one model_dir: the second is refused,
+    naming the first (before: both trained from scratch over each other's
+    checkpoints and TensorBoard files, exit 0); the folder the refused one
+    found is left as it was."""
+    import socket
+
+    from assemble_tf.training import train_lib
+
+    config = config_lib.make_config(
+        str(tmp_path / "run"), "resnet50", {"data": {"synthetic": True}}
+    )
+    (tmp_path / "run").mkdir()
+    holder = f"{os.getppid()}@{socket.gethostname()}"  # a live process
+    (tmp_path / "run" / ".lock").write_text(f"{holder} training run")
+    with testing_utils.raises_flag_error(
+        re.escape(
+            f"--model_dir={tmp_path / 'run'} is being written by another "
+            f"training run (process {holder}): wait for it to end, or pick "
+            "another --model_dir. If that process is gone, delete "
+            f"{tmp_path / 'run' / '.lock'}."
+        )
+    ):
+        train_lib.run_experiment(config)
+    assert os.listdir(tmp_path / "run") == [".lock"]
