@@ -20,9 +20,8 @@ The class names are the run's (its class_names.txt, written by training)
 or `--class_names`' (else the indices); the SavedModel carries them as
 `assets/class_names.txt`, and its eval preprocessing as
 `assets/preprocessing.txt` (what a KD teacher and retrieval read). The
-export is written to a temporary folder,
-reloaded and compared with the in-memory model signature by signature, then
-renamed into place.
+export is written to a temporary folder, reloaded and compared with the
+in-memory model signature by signature, then renamed into place.
 
 `--precision=bfloat16` serves the same weights computing in bfloat16 (R50:
 1.6-2.7x the float32 images/s on a CPU with AMX, about 1.6x with

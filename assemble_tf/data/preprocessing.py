@@ -219,9 +219,18 @@ def checked_pixels(
     InvalidArgumentError before any decoding (a record the pipelines skip,
     as one that does not decode), saying `what`, the size, "more than the
     <limit>" and `tail`."""
+    check = _pixel_check(image_size_from_header(image_bytes), limit, what, tail)
+    with tf.control_dependencies([check]):
+        return tf.identity(image_bytes)
+
+
+def _pixel_check(size, limit=None, what=("Image of",), tail=None):
+    """The assertion of `checked_pixels` on `size` ((height, width, ...)
+    from a header)."""
     limit = MAX_DECODE_PIXELS if limit is None else limit
-    size = image_size_from_header(image_bytes)
-    check = tf.debugging.Assert(
+    tail = tail or "the input pipelines decode"
+    size = tf.cast(size, tf.int64)  # 65,535 x 65,535 overflows int32
+    return tf.debugging.Assert(
         size[0] * size[1] <= limit,
         [
             *what,
@@ -231,8 +240,6 @@ def checked_pixels(
             f"pixels (width x height), more than the {limit:,} {tail}",
         ],
     )
-    with tf.control_dependencies([check]):
-        return tf.identity(image_bytes)
 
 
 def decode_image(image_bytes):
@@ -416,19 +423,22 @@ def preprocess_train(
     """
     if bboxes is None:
         bboxes = tf.zeros([0, 4], tf.float32)
-    image_bytes = checked_pixels(image_bytes)  # nothing decoded beyond it
     seeds = tf.random.experimental.stateless_split(
         tf.cast(seed, tf.int64), num=3
     )
 
+    # Each branch checks the pixel count before it decodes (`checked_pixels`;
+    # the JPEG one on the shape its crop window reads anyway).
     def jpeg():
-        window = sample_crop_window(image_bytes, bboxes, seeds[0], area_range)
+        shape = tf.image.extract_jpeg_shape(image_bytes)
+        with tf.control_dependencies([_pixel_check(shape)]):
+            window = _crop_window(shape, bboxes, seeds[0], area_range)
         return tf.image.decode_and_crop_jpeg(
             image_bytes, window, channels=3, dct_method=DCT_METHOD
         )
 
     def other():  # PNG / GIF / BMP from tfds or image folders
-        full = _decode_rgba(image_bytes)
+        full = _decode_rgba(checked_pixels(image_bytes))
         w = _crop_window(tf.shape(full), bboxes, seeds[0], area_range)
         # Composed onto white after the crop: per pixel, the same image
         # (`decode_other`), at the crop's cost rather than the image's.

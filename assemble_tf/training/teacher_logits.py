@@ -351,31 +351,26 @@ def extract_teacher_logits(options):
     base, num_classes = label_space(options, width)
     settings = teacher_resume.shard_settings(options, teacher, width)
     out = options.output_dir
-    created = not os.path.exists(out)
-    try:
-        # One run at a time: what the folder holds is read under the lock.
-        with file_utils.folder_lock(out, "output_dir", _JOB):
-            earlier, redo = teacher_resume.check_kept_shards(
-                files, options, settings
-            )
-            shards, seen = _write_shards(
-                files,
-                teacher,
-                options,
-                range(base, base + num_classes),
-                settings,
-                redo,
-            )
-            earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
-            shards = dict(sorted({**earlier, **shards}.items()))
-            summary = make_summary(options, teacher, base, num_classes, shards)
-            _refuse_empty_splits(summary, options)
-            write_metadata(options, summary, seen)
-            teacher_shards.remove(os.path.join(out, teacher_resume.PROGRESS))
-    except BaseException:
-        if created and os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
-        raise
+    # One run at a time: what the folder holds is read under the lock (and
+    # a failure before the first shard leaves no folder).
+    with file_utils.folder_lock(out, "output_dir", _JOB):
+        earlier, redo = teacher_resume.check_kept_shards(
+            files, options, settings
+        )
+        shards, seen = _write_shards(
+            files,
+            teacher,
+            options,
+            range(base, base + num_classes),
+            settings,
+            redo,
+        )
+        earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
+        shards = dict(sorted({**earlier, **shards}.items()))
+        summary = make_summary(options, teacher, base, num_classes, shards)
+        _refuse_empty_splits(summary, options)
+        write_metadata(options, summary, seen)
+        teacher_shards.remove(os.path.join(out, teacher_resume.PROGRESS))
     return summary
 
 

@@ -126,15 +126,8 @@ def run_experiment(config, log=None):
         NonFiniteLossError: the loss diverged.
         OptionError: another process trains into `model_dir`.
     """
-    out = config.model_dir
-    created = not os.path.exists(out)
-    try:
-        with _held(config):
-            return _run(config, log)
-    except BaseException:
-        if created and os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)  # made by the lock: a failed start leaves nothing
-        raise
+    with _held(config):  # a failed start leaves no folder
+        return _run(config, log)
 
 
 def _held(config):

@@ -44,6 +44,12 @@ def test_folder_lock_is_released_and_refuses_a_live_holder(tmp_path):
                 pass
         assert lock.read_text() == me  # the refused one left it alone
     assert not lock.exists()
+    assert not folder.exists()  # made by the lock and left empty
+    with pytest.raises(RuntimeError):
+        with file_utils.folder_lock(str(folder), "output_dir", "job"):
+            raise RuntimeError
+    assert not folder.exists()  # a failed start leaves nothing
+    folder.mkdir()  # a folder that was there stays, empty
     with pytest.raises(RuntimeError):
         with file_utils.folder_lock(str(folder), "output_dir", "job"):
             raise RuntimeError

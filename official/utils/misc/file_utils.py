@@ -169,7 +169,8 @@ def folder_lock(folder, field, job):
     """Holds `folder` (made if missing) for this process while the block
     runs: a second process that writes into it is refused (before: two
     extractions into one folder left shards of one teacher under the
-    other's summary.json, and exited 0).
+    other's summary.json, and exited 0). A folder it made and the block
+    left empty (a failed start) is removed with the lock.
 
     The lock is `folder/.lock`, made exclusively, naming the process and
     its job (`pid@host job`); a lock of this host whose process is gone
@@ -183,17 +184,28 @@ def folder_lock(folder, field, job):
     Raises:
         OptionError: (`field`) another live process holds it.
     """
-    import socket
-
-    from official.utils.misc.validation import (
-        OptionError,
-        check_creatable_path,
-    )
+    from official.utils.misc.validation import check_creatable_path
 
     # A file in the way named as the option (before, in the ImageNet-C/P
     # generators and the builder: a NotADirectoryError traceback).
     check_creatable_path(field, folder)
+    created = not os.path.exists(folder)
     os.makedirs(folder, exist_ok=True)
+    try:
+        with _lock_file(folder, field, job):
+            yield
+    finally:
+        if created and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+
+
+@contextlib.contextmanager
+def _lock_file(folder, field, job):
+    """`folder_lock`'s `.lock` in the existing `folder`."""
+    import socket
+
+    from official.utils.misc.validation import OptionError
+
     path = os.path.join(folder, LOCK_FILE)
     host = socket.gethostname()
     me = f"{os.getpid()}@{host} {job}"

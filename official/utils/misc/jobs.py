@@ -471,19 +471,13 @@ def _run_alone(job, options, program):
     """`job.run(options)` holding `output_dir` (`file_utils.folder_lock`):
     a second run into the folder is refused, naming the first (before: two
     ImageNet-C runs at once marked a severity complete that the other was
-    still writing). A folder the lock made is removed if the run leaves it
-    empty."""
-    out = options.output_dir
+    still writing)."""
     name = os.path.basename(program).removesuffix(".py")  # or tools.NAME
     name = name if name.startswith("tools.") else f"tools.{name}"
-    created = not os.path.exists(out)
-    try:
-        with file_utils.folder_lock(out, "output_dir", f"{name} run"):
-            return job.run(options)
-    except BaseException:
-        if created and os.path.isdir(out) and not os.listdir(out):
-            os.rmdir(out)
-        raise
+    with file_utils.folder_lock(
+        options.output_dir, "output_dir", f"{name} run"
+    ):
+        return job.run(options)
 
 
 def main(job, argv, flag_values):
