@@ -27,6 +27,7 @@ import os
 import sys
 
 from assemble_tf.runs import loading
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -165,8 +166,6 @@ def run_evaluation(evaluator, config, progress=True, preset=None):
     """`evaluator.evaluate` over the config's whole validation split; a
     warning on stderr names the records it skipped. `preset`: the model
     is that preset with weights, not a run (`config_lib.eval_size_warning`)."""
-    from tqdm import tqdm
-
     from assemble_tf import config as config_lib
     from assemble_tf.data import input_pipeline
     from assemble_tf.evaluation import checks
@@ -177,11 +176,8 @@ def run_evaluation(evaluator, config, progress=True, preset=None):
         print(f"WARNING: {size}", file=sys.stderr)
     input_config = inputs.input_config(config, is_training=False)
     stats = input_pipeline.PipelineStats()
-    with tqdm(
-        desc="evaluating",
-        unit="batch",
-        file=sys.stderr,
-        disable=not progress,
+    with progress_lib.bar(
+        desc="evaluating", unit="batch", progress=progress
     ) as bar:
         dataset = evaluator.dataset(input_config, stats)
         result = evaluator.evaluate(dataset, bar, stats)

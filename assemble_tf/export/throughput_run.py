@@ -19,6 +19,7 @@ import sys
 
 from assemble_tf.export import throughput
 from assemble_tf.runs import runtime
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -200,7 +201,11 @@ def preset_entries(options, names, modes, settings):
 
     tiny = SMOKE_MODEL if options.smoke else {}
     entries = []
-    bar = _bar(options, total=len(names) * len(modes), desc="building")
+    bar = progress_lib.bar(
+        total=len(names) * len(modes),
+        desc="building",
+        progress=options.progress,
+    )
     for name in names:
         preset = presets.get(name)
         default = SMOKE_IMAGE_SIZE if options.smoke else preset.eval_image_size
@@ -326,16 +331,12 @@ def _stderr(line):
     print(line, file=sys.stderr)
 
 
-def _bar(options, **kwargs):
-    from tqdm import tqdm
-
-    return tqdm(file=sys.stderr, disable=not options.progress, **kwargs)
-
-
 def _time_rows(entries, settings, dtype, peaks, log, options):
     """Times `entries` interleaved; their rows, with ratios."""
     total = len(entries) * (settings["warmup"] + settings["runs"])
-    with _bar(options, total=total, desc="timing", unit="run") as bar:
+    with progress_lib.bar(
+        total=total, desc="timing", unit="run", progress=options.progress
+    ) as bar:
         rates = throughput.time_interleaved(
             entries,
             settings["warmup"],

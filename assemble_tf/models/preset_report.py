@@ -19,7 +19,8 @@ import csv
 import dataclasses
 import json
 import os
-import sys
+
+from official.utils.misc import progress as progress_lib
 
 COLUMNS = [
     ("preset", "preset"),
@@ -172,17 +173,12 @@ def preset_row(name, image_size=None):
 def collect(names, image_size=None, progress=True):
     """Returns one row dict per preset (builds each model once)."""
     import keras
-    from tqdm import tqdm
 
     from official.utils.misc.validation import OptionError
 
     rows = []
-    bar = tqdm(
-        names,
-        desc="building presets",
-        unit="model",
-        disable=not progress,
-        file=sys.stderr,
+    bar = progress_lib.bar(
+        names, desc="building presets", unit="model", progress=progress
     )
     for name in bar:
         bar.set_postfix_str(name)

@@ -29,6 +29,7 @@ import numpy as np
 from assemble_tf.retrieval import recall
 from assemble_tf.runs import loading
 from official.utils.misc import file_utils
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -281,21 +282,15 @@ def load_embedder(options):
     )
 
 
-def _bar(total, desc, unit, progress):
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, desc=desc, unit=unit, file=sys.stderr, disable=not progress
-    )
-
-
 def embed_images(embedder, images, batch_size, progress=True):
     """(`embed.Embedded`, seconds) of `images`, with a progress bar;
     unusable images are skipped and counted."""
     from assemble_tf.retrieval import embed
 
     start = time.time()
-    with _bar(images.total, "embedding", "img", progress) as bar:
+    with progress_lib.bar(
+        total=images.total, desc="embedding", unit="img", progress=progress
+    ) as bar:
         done = embed.embed_dataset(
             embedder, images.dataset, batch_size, bar.update
         )
@@ -361,7 +356,9 @@ def kept_dataset(dataset, done):
 def search(embeddings, labels, options, progress=True):
     """(recall dict of `recall.recall_at_k`, seconds), with a progress bar."""
     start = time.time()
-    with _bar(len(labels), "searching", "query", progress) as bar:
+    with progress_lib.bar(
+        total=len(labels), desc="searching", unit="query", progress=progress
+    ) as bar:
         done = [0]
 
         def advance(n):

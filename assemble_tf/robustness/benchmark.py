@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError
 
 # The keys of the one-line JSON report (`console_line`).
@@ -235,11 +236,9 @@ def time_corruption(image, name, repeats):
 def time_ours(image, names, repeats, progress=True):
     """({name: mean over severities of the median seconds per image},
     seconds of the frost cache built first: photos or textures)."""
-    from tqdm import tqdm
-
     setup_s = build_frost_cache()
     result = {}
-    for name in tqdm(names, desc="ours", disable=not progress):
+    for name in progress_lib.bar(names, desc="ours", progress=progress):
         result[name] = time_corruption(image, name, repeats)
     return result, setup_s
 

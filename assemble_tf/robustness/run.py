@@ -30,6 +30,7 @@ from assemble_tf.robustness import evaluation, metrics, perturbations
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from assemble_tf.runs import loading
 from official.utils.misc import interrupts
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError, check_writable_folder
 
 KINDS = ("c", "p")
@@ -372,8 +373,6 @@ class _Evaluation:
 
 def _predict_set(ev, model, labels):
     """Per-corruption / perturbation results (cached under `ev.out`)."""
-    from tqdm import tqdm
-
     from assemble_tf.robustness import report
 
     o = ev.options
@@ -397,12 +396,11 @@ def _predict_set(ev, model, labels):
         if background is None:  # not the caches that ranked without 0
             sig["background"] = "none"
     predict = evaluation.make_predict_fn(model, background=background)
-    with tqdm(
+    with progress_lib.bar(
         total=len(_items(o.kind, ev.found)),
         desc=f"ImageNet-{o.kind.upper()}",
         unit="image" if o.kind == "c" else "video",
-        file=sys.stderr,
-        disable=not o.progress,
+        progress=o.progress,
     ) as bar:
         kind = "corruptions" if o.kind == "c" else "perturbations"
         resume = (

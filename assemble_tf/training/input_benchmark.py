@@ -17,8 +17,8 @@ clovaai/assembled-cnn, Lee et al. 2020, https://arxiv.org/abs/2001.06268).
 
 import dataclasses
 import os
-import sys
 
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     OptionError,
     check_at_least,
@@ -158,8 +158,6 @@ def run_benchmark(options):
     Raises:
         OptionError: a bad option (named).
     """
-    from tqdm import tqdm
-
     from assemble_tf.data import benchmark, checks, input_pipeline
 
     validate(options)
@@ -169,11 +167,10 @@ def run_benchmark(options):
     _check_labels_fit(options, sample)
     config = input_config(options)
     with (
-        tqdm(
+        progress_lib.bar(
             total=3 * options.rounds,
             desc="timing (3 pipelines x rounds)",
-            file=sys.stderr,
-            disable=not options.progress,
+            progress=options.progress,
         ) as bar,
         input_pipeline.reraise_data_errors(),
     ):

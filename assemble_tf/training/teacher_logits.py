@@ -41,6 +41,7 @@ from assemble_tf.data import metadata
 from assemble_tf.runs.warm_start import run_config_path
 from assemble_tf.training import teacher_resume, teacher_shards, teachers
 from official.utils.misc import file_utils
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     MissingPathError,
     OptionError,
@@ -396,8 +397,6 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
     `settings` (`teacher_resume.shard_settings`) go into the progress
     file; the shards named in `redo` are extracted again though they
     exist."""
-    from tqdm import tqdm
-
     need_labels = not os.path.isfile(
         os.path.join(options.input_dir, metadata.LABELS)
     )
@@ -406,12 +405,8 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
     if not teacher_resume.same_settings(recorded, settings):
         done = {}  # another extraction's shards: not this one's progress
     shards, seen = {}, {}
-    bar = tqdm(
-        files,
-        desc="shards",
-        unit="shard",
-        file=sys.stderr,
-        disable=not options.progress,
+    bar = progress_lib.bar(
+        files, desc="shards", unit="shard", progress=options.progress
     )
     for src in bar:
         name = os.path.basename(src)

@@ -42,6 +42,7 @@ import numpy as np
 from assemble_tf.runs import checkpoints
 from assemble_tf.training import step_lib, summaries
 from official.utils.misc import interrupts, seeds
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError
 
 # TensorFlow (tf.data, TensorBoard, warm start) is imported where it is
@@ -877,14 +878,11 @@ class _Progress:
     """A one-line progress bar with loss and images/s, updated per loop."""
 
     def __init__(self, steps, epoch, num_epochs, done=0):
-        from tqdm import tqdm
-
-        self.bar = tqdm(
+        self.bar = progress_lib.bar(
             total=steps,
             initial=done,
             desc=f"epoch {epoch}/{num_epochs}",
             unit="step",
-            file=sys.stderr,
             leave=False,
             mininterval=1.0,
         )

@@ -105,6 +105,37 @@ def reset():
 
 
 @contextlib.contextmanager
+def deferred():
+    """Within the block, SIGINT only sets the flag; the block runs to its
+    end and the interrupt is raised there, as the handler before would
+    have raised it (`KeyboardInterrupt` for Python's and `install()`'s).
+
+    For code that an exception must not cut in half: an object whose
+    `__init__` is interrupted is dropped half-built, and its `__del__`
+    then fails (tqdm's: "Exception ignored in ... AttributeError: 'tqdm'
+    object has no attribute 'pos'" under a job's own one-line message).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived = []
+
+    def handler(signum, frame):
+        _requested.set()
+        arrived.append(frame)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if arrived and previous is not signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, arrived[0])
+        raise KeyboardInterrupt  # SIG_DFL, or a handler that did not raise
+
+
+@contextlib.contextmanager
 def graceful_termination(enabled=True):
     """Within the block, SIGTERM sets `termination_requested()` instead of
     killing the process; the previous handler is back afterwards.

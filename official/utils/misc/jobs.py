@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable
 
 from official.utils.misc import file_utils, interrupts, worker_pool
+from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (  # noqa: F401 (re-export)
     MissingPathError,
     OptionError,
@@ -346,10 +347,8 @@ def run_tasks(
     """
     from concurrent.futures.process import BrokenProcessPool
 
-    from tqdm import tqdm
-
-    with tqdm(
-        total=total, unit="img", desc="images", disable=not progress
+    with progress_lib.bar(
+        total=total, unit="img", desc="images", progress=progress
     ) as bar:
         live = reports_progress and workers <= 1
         call = functools.partial(fn, progress=bar.update) if live else fn
