@@ -1241,8 +1241,10 @@ def validate(config):
 
 
 def eval_size_warning(data, preset=None):
-    """A warning when the eval crops of `data` (a `DataConfig`) are more
-    than twice, or under half, the training crops' side: a model trained
+    """A warning (an `OptionError`, not raised: printed, it names the
+    option as the reader set it) when the eval crops of `data` (a
+    `DataConfig`) are more than twice, or under half, the training crops'
+    side: a model trained
     at 32 px scored on a preset's 256-px crops (`tools.train
     --image_size=32` kept `eval_preprocessing` without a word). None
     otherwise, and for synthetic data. `preset`: the size is that preset's,
@@ -1268,19 +1270,24 @@ def crop_size_warning(
     crop = eval_sizes(preprocessing, field)[2]
     if image_size / 2 <= crop <= 2 * image_size:
         return None
+    values = dict(value=preprocessing, crop=crop, size=image_size)
     if preset:
         # Before: "a model trained on 224-px ones" of weights trained at
         # any size.
-        return (
-            f"{field}={preprocessing} {verb} {crop}-px crops, and {preset} "
-            f"trains on {image_size}-px ones: set {field} to "
-            f"imagenet_{image_size} unless these weights were trained near "
-            f"{crop} px."
+        return OptionError(
+            field,
+            "{field}={value} " + verb + " {crop}-px crops, and {preset} "
+            "trains on {size}-px ones: set {field} to imagenet_{size} unless "
+            "these weights were trained near {crop} px.",
+            preset=preset,
+            **values,
         )
-    return (
-        f"{field}={preprocessing} {verb} {crop}-px crops of a model trained "
-        f"on {image_size}-px ones; set {field} to imagenet_{image_size} (or "
-        "a size near the training one)."
+    return OptionError(
+        field,
+        "{field}={value} " + verb + " {crop}-px crops of a model trained on "
+        "{size}-px ones; set {field} to imagenet_{size} (or a size near the "
+        "training one).",
+        **values,
     )
 
 

@@ -498,14 +498,22 @@ def trained_classes_warning(model_dir, info, class_range):
     unseen = [(a, b) for a, b in ((0, low), (high, info.num_classes)) if a < b]
     fix = "evaluate a set of the other classes"
     if len(unseen) == 1:
-        fix = "evaluate the classes it never saw (class_range={},{})".format(
-            *unseen[0]
-        )
-    return (
-        f"{model_dir} was fine-tuned on classes {low}-{high - 1} of "
-        f"{info.name}; {shared} of the {hi - lo} classes evaluated are "
-        "among them, so recall is not class-disjoint (the retrieval "
-        f"protocol scores classes the model never saw): {fix}."
+        fix = "evaluate the classes it never saw ({field}={unseen})"
+    # An OptionError, not raised: printed, it names the option as the
+    # reader set it (`--class_range` in the binary).
+    return OptionError(
+        "class_range",
+        "{run} was fine-tuned on classes {low}-{last} of {name}; {shared} of "
+        "the {count} classes evaluated are among them, so recall is not "
+        "class-disjoint (the retrieval protocol scores classes the model "
+        "never saw): " + fix + ".",
+        run=model_dir,
+        low=low,
+        last=high - 1,
+        name=info.name,
+        shared=shared,
+        count=hi - lo,
+        unseen="{},{}".format(*unseen[0]) if len(unseen) == 1 else None,
     )
 
 

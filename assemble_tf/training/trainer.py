@@ -143,12 +143,15 @@ class Trainer:
             )
         self.plan = step_lib.make_plan(config)
         if self.plan.num_train < t.batch_size:
-            self.log(
-                f"WARNING: the training split has {self.plan.num_train:,} "
-                f"images, fewer than one batch of {t.batch_size:,}: each "
-                "step repeats images within its batch. A smaller batch_size "
-                "trains on each image once a step."
+            few = OptionError(
+                "batch_size",
+                "the training split has {count:,} images, fewer than one "
+                "batch of {value:,}: each step repeats images within its "
+                "batch. A smaller {field} trains on each image once a step.",
+                count=self.plan.num_train,
+                value=t.batch_size,
             )
+            self.log(f"WARNING: {few}")
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
         self._validation_counted = False

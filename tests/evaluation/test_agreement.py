@@ -217,9 +217,10 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
     )
     assert far.returncode == 0, far.stderr[-3000:]
     assert (
-        "WARNING: eval_preprocessing=imagenet_96 evaluates 96-px crops of a "
-        "model trained on 32-px ones; set eval_preprocessing to imagenet_32"
-    ) in far.stderr
+        "WARNING: --eval_preprocessing=imagenet_96 evaluates 96-px crops of "
+        "a model trained on 32-px ones; set --eval_preprocessing to "
+        "imagenet_32"
+    ) in far.stderr  # the flag, as typed
 
 
 def test_evaluate_model_names_the_options():
@@ -293,8 +294,8 @@ def test_evaluate_preset_weights_with_model_overrides(
     # weights need not share: said as such (before: "of a model trained on
     # 224-px ones" of weights trained at 32 px).
     assert (
-        "WARNING: eval_preprocessing=imagenet_32 evaluates 32-px crops, and "
-        "resnet50 trains on 224-px ones: set eval_preprocessing to "
+        "WARNING: `eval_preprocessing`=imagenet_32 evaluates 32-px crops, "
+        "and resnet50 trains on 224-px ones: set `eval_preprocessing` to "
         "imagenet_224 unless these weights were trained near 32 px."
     ) in capfd.readouterr().err
 

@@ -1640,9 +1640,9 @@ def test_export_of_a_run_applies_or_refuses_the_model_flags(
                 log=lines.append,
             )
         assert (
-            "WARNING: preprocessing=imagenet_32 serves 32-px crops of a "
-            "model trained on 224-px ones; set preprocessing to imagenet_224 "
-            "(or a size near the training one)." in lines
+            "WARNING: `preprocessing`=imagenet_32 serves 32-px crops of a "
+            "model trained on 224-px ones; set `preprocessing` to "
+            "imagenet_224 (or a size near the training one)." in lines
         ) is warned
     # A preset with weights: the size is the preset's, said so (before:
     # no word at all).
@@ -1660,8 +1660,9 @@ def test_export_of_a_run_applies_or_refuses_the_model_flags(
             log=lines.append,
         )
     assert (
-        "WARNING: preprocessing=imagenet_32 serves 32-px crops, and resnet50 "
-        "trains on 224-px ones: set preprocessing to imagenet_224 unless "
+        "WARNING: `preprocessing`=imagenet_32 serves 32-px crops, and "
+        "resnet50 trains on 224-px ones: set `preprocessing` to imagenet_224 "
+        "unless "
         "these weights were trained near 32 px."
     ) in lines
 

@@ -712,17 +712,19 @@ def test_a_run_fine_tuned_on_some_classes_of_the_set_is_named(tiny_run):
         ).to_json(str(folder / "config.json"))
         return str(folder)
 
-    assert run.trained_classes_warning(fine_tuned("0,2"), info, None) == (
+    warning = run.trained_classes_warning(fine_tuned("0,2"), info, None)
+    assert warning.as_flag() == (
         f"{folder} was fine-tuned on classes 0-1 of data; 2 of the 3 "
         "classes evaluated are among them, so recall is not class-disjoint "
         "(the retrieval protocol scores classes the model never saw): "
-        "evaluate the classes it never saw (class_range=2,3)."
+        "evaluate the classes it never saw (--class_range=2,3)."
     )
+    assert str(warning).endswith("(`class_range`=2,3).")  # the library's
     # Unseen classes on both sides: no one range to name.
     five = dataclasses.replace(info, num_classes=5)
-    assert run.trained_classes_warning(fine_tuned("1,3"), five, None).endswith(
-        "never saw): evaluate a set of the other classes."
-    )
+    assert str(
+        run.trained_classes_warning(fine_tuned("1,3"), five, None)
+    ).endswith("never saw): evaluate a set of the other classes.")
     assert run.trained_classes_warning(fine_tuned("0,2"), info, (2, 3)) is None
     assert run.trained_classes_warning(fine_tuned(None), info, None) is None
     import shutil

@@ -10,6 +10,7 @@ from absl import flags as absl_flags
 
 from assemble_tf import config as config_lib
 from flags import config_flags
+from official.utils.misc import validation
 from tests import testing_utils
 
 
@@ -750,11 +751,19 @@ def test_an_eval_crop_far_from_the_training_crop_is_a_warning(tmp_path):
         ).data
 
     far = data("assemble_resnet50", image_size=32)
-    assert config_lib.eval_size_warning(far) == (
-        "eval_preprocessing=imagenet_224_256 evaluates 256-px crops of a "
-        "model trained on 32-px ones; set eval_preprocessing to imagenet_32 "
-        "(or a size near the training one)."
+    warning = config_lib.eval_size_warning(far)
+    assert str(warning) == (
+        "`eval_preprocessing`=imagenet_224_256 evaluates 256-px crops of a "
+        "model trained on 32-px ones; set `eval_preprocessing` to "
+        "imagenet_32 (or a size near the training one)."
     )
+    with validation.options_as_flags({"eval_preprocessing": "eval"}):
+        assert str(warning) == (
+            "--eval=imagenet_224_256 evaluates 256-px crops of a model "
+            "trained on 32-px ones; set --eval to imagenet_32 (or a size "
+            "near the training one)."
+        )
+    assert str(warning).startswith("`eval_preprocessing`=")  # put back
     assert config_lib.eval_size_warning(data("assemble_resnet50")) is None
     near = data("resnet50", image_size=128, eval_preprocessing="imagenet_160")
     assert config_lib.eval_size_warning(near) is None

@@ -178,7 +178,7 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
     assert logged == [
         "WARNING: the training split has 8 images, fewer than one batch of "
         "16: each step repeats images within its batch. A smaller "
-        "batch_size trains on each image once a step."
+        "`batch_size` trains on each image once a step."
     ]
     # The schedule's epoch is the loop's, so the learning rate ends where
     # the run does (before: N / B steps, as the original, whose data

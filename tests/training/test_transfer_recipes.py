@@ -263,6 +263,17 @@ def test_dry_run_and_list_recipes_from_the_command_line(tmp_path):
     assert foreign.returncode == 0, foreign.stderr[-2000:]
     assert "figures do not apply" in foreign.stderr
     assert json.loads(foreign.stdout.strip().splitlines()[-1])["paper"] == {}
+    # A warning names the flags as the user typed them (before:
+    # "eval_preprocessing=imagenet evaluates ...").
+    small = testing_utils.run_main(
+        "tools.finetune", "--recipe=table8_f13", "--image_size=64", "--dry_run"
+    )
+    assert small.returncode == 0, small.stderr[-2000:]
+    assert (
+        "WARNING: --eval_preprocessing=imagenet evaluates 224-px crops of a "
+        "model trained on 64-px ones; set --eval_preprocessing to "
+        "imagenet_64 (or a size near the training one).\n"
+    ) in small.stderr
 
 
 def test_plain_mce_is_the_mean_corruption_error():

@@ -15,7 +15,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from official.utils.logs import startup
-from official.utils.misc import heap, interrupts
+from official.utils.misc import heap, interrupts, validation
 from official.utils.misc.validation import OptionError
 
 # Modules whose flags a binary's --help lists (absl's own are left to
@@ -92,7 +92,9 @@ def clean_errors(
     @functools.wraps(main)
     def wrapped(argv):
         try:
-            return main(argv)
+            # Warnings the library prints mid-run name flags too.
+            with validation.options_as_flags(flag_names):
+                return main(argv)
         except interrupts.Terminated as e:
             # SIGTERM, after the job saved what a rerun goes on from.
             text = interrupts.terminated_message(e)

@@ -1,5 +1,6 @@
 """Argument checks and option errors shared by the library."""
 
+import contextlib
 import copy
 import errno
 import math
@@ -35,6 +36,30 @@ def _check_int(name, value, minimum, what):
     return int(value)
 
 
+# {option: flag name} while a binary runs (`options_as_flags`), else None.
+_flag_names = None
+
+
+@contextlib.contextmanager
+def options_as_flags(names=None):
+    """Within the block, `str()` of an `OptionError` is its `as_flag(names=
+    names)` form: a binary's warnings (`OptionError`s not raised, printed
+    mid-run by the library) name flags as its errors do (before: "batch_size"
+    and "eval_preprocessing=..." where the user had typed `--batch_size`).
+
+    Args:
+        names: {option: flag name} for options whose flag is named
+            otherwise.
+    """
+    global _flag_names
+    before = _flag_names
+    _flag_names = dict(names or {})
+    try:
+        yield
+    finally:
+        _flag_names = before
+
+
 class OptionError(ValueError):
     """A missing or unusable option, named by its field.
 
@@ -43,7 +68,9 @@ class OptionError(ValueError):
     mentions); library users read the fields (`str(e)`: "`source` is
     required ..."), the binaries print the flags that set them
     (`as_flag()`, the same with each option as its command-line flag;
-    `official.utils.flags.core.clean_errors`).
+    `official.utils.flags.core.clean_errors`), and so does `str(e)` while a
+    binary runs (`options_as_flags`). Not raised, it is a warning that
+    names options the same way.
 
     Args:
         field: the option at fault.
@@ -60,6 +87,11 @@ class OptionError(ValueError):
         self.values = values
         names = {n: f"`{n}`" for n in self.others}
         super().__init__(template.format(field=f"`{field}`", **names, **values))
+
+    def __str__(self):
+        if _flag_names is not None:
+            return self.as_flag(names=_flag_names)
+        return super().__str__()
 
     def __reduce__(self):
         # Pickled (e.g. from a worker process) with its parts: subclasses
