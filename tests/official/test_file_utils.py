@@ -36,7 +36,8 @@ def test_folder_lock_is_released_and_refuses_a_live_holder(tmp_path):
 
     folder = tmp_path / "out"  # made by the lock
     lock = folder / file_utils.LOCK_FILE
-    me = f"{os.getpid()}@{socket.gethostname()} job"
+    start = file_utils.process_start(os.getpid())
+    me = f"{os.getpid()}@{socket.gethostname()} job\nstarted {start}"
     with file_utils.folder_lock(str(folder), "output_dir", "job"):
         assert lock.read_text() == me
         with pytest.raises(OptionError, match="by another job \\(process "):
@@ -54,3 +55,31 @@ def test_folder_lock_is_released_and_refuses_a_live_holder(tmp_path):
         with file_utils.folder_lock(str(folder), "output_dir", "job"):
             raise RuntimeError
     assert os.listdir(folder) == []
+
+
+def test_a_lock_whose_pid_now_names_a_later_process_is_taken_over(tmp_path):
+    """A container restarted after preemption runs its job under the same
+    low pid on the same host name: before, the killed job's lock read as
+    held by it ("is being written by another tools.train run (process
+    1@pod-0)") and the restart was refused."""
+    import socket
+
+    from official.utils.misc.validation import OptionError
+
+    parent = os.getppid()  # a live process that is not this one
+    start = file_utils.process_start(parent)
+    assert start and start != file_utils.process_start(os.getpid())
+    boot, ticks = start.rsplit(":", 1)
+    assert len(boot) == 36 and int(ticks) > 0
+    lock = tmp_path / file_utils.LOCK_FILE
+    holder = f"{parent}@{socket.gethostname()} tools.train run"
+    for held in (f"{holder}\nstarted {start}", holder):  # and no record
+        lock.write_text(held)
+        with pytest.raises(OptionError, match=f"process {parent}@"):
+            with file_utils.folder_lock(str(tmp_path), "model_dir", "job"):
+                pass
+        assert lock.read_text() == held
+    lock.write_text(f"{holder}\nstarted {boot}:{int(ticks) - 1}")
+    with file_utils.folder_lock(str(tmp_path), "model_dir", "job"):
+        assert lock.read_text().startswith(f"{os.getpid()}@")
+    assert not lock.exists()

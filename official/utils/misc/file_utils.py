@@ -160,6 +160,24 @@ def pid_alive(pid):
     return True
 
 
+def process_start(pid):
+    """What tells process `pid` from a later one given the same number:
+    "<boot id>:<start time in clock ticks>" on Linux (`/proc`), else None.
+
+    A container restarted after preemption starts its job under the same
+    low pid, on the same host name; the number alone named the killed job's
+    lock as held.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            # Field 22 (starttime); the name in field 2 may hold spaces.
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f"{f.read().strip()}:{start}"
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+
+
 # The file a job holds while it writes into a folder (`folder_lock`).
 LOCK_FILE = ".lock"
 
@@ -173,8 +191,9 @@ def folder_lock(folder, field, job):
     left empty (a failed start) is removed with the lock.
 
     The lock is `folder/.lock`, made exclusively, naming the process and
-    its job (`pid@host job`); a lock of this host whose process is gone
-    (killed) is taken over.
+    its job (`pid@host job`, then `started <process_start>` where known); a
+    lock of this host whose process is gone (killed), or whose pid now
+    belongs to a process started later, is taken over.
 
     Args:
         folder: the output folder.
@@ -199,6 +218,15 @@ def folder_lock(folder, field, job):
             os.rmdir(folder)
 
 
+def _gone(pid, started):
+    """Whether the lock of process `pid` of this host, `started` as
+    `process_start` said then (empty: not recorded), outlived it."""
+    if not pid_alive(pid):
+        return True
+    now = process_start(pid)
+    return bool(started and now and now != started.strip())
+
+
 @contextlib.contextmanager
 def _lock_file(folder, field, job):
     """`folder_lock`'s `.lock` in the existing `folder`."""
@@ -209,6 +237,9 @@ def _lock_file(folder, field, job):
     path = os.path.join(folder, LOCK_FILE)
     host = socket.gethostname()
     me = f"{os.getpid()}@{host} {job}"
+    start = process_start(os.getpid())
+    if start:
+        me += f"\nstarted {start}"
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -218,9 +249,10 @@ def _lock_file(folder, field, job):
                     holder = f.read().strip()
             except FileNotFoundError:  # released meanwhile
                 continue
-            process, _, their_job = holder.partition(" ")
+            first, _, started = holder.partition("\nstarted ")
+            process, _, their_job = first.partition(" ")
             pid, _, where = process.partition("@")
-            if where == host and pid.isdigit() and not pid_alive(int(pid)):
+            if where == host and pid.isdigit() and _gone(int(pid), started):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)  # a killed process's
                 continue
