@@ -693,6 +693,33 @@ def test_resume_after_a_crash_and_a_deleted_shard(tmp_path, monkeypatch):
     assert summary["splits"]["train"]["shards_resumed"] == 4
 
 
+def test_a_full_disk_leaves_no_partial_shard(tmp_path, monkeypatch):
+    """Before: the temp file of the shard being written when the disk
+    filled stayed there, taking the space, until a rerun."""
+    import errno
+
+    from assemble_tf.data.builder import shards
+
+    simple_folder(str(tmp_path / "train"))
+    out = tmp_path / "out"
+    real = shards._write_records
+
+    def full_after_one_record(task, writer, progress):
+        writer.write(b"one record")
+        writer.flush()
+        temp = shards.temp_shard_path(task.output_dir, task.name)
+        assert os.path.getsize(temp) > 0
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards, "_write_records", full_after_one_record)
+    with pytest.raises(OSError, match="No space left"):
+        builder.build(folder_config(tmp_path / "train", out))
+    assert glob.glob(str(out / ".train-*.tmp")) == []
+    monkeypatch.setattr(shards, "_write_records", real)
+    summary = builder.build(folder_config(tmp_path / "train", out))
+    assert summary["splits"]["train"]["images"] == 12
+
+
 def test_refuses_to_overwrite_another_build(tmp_path):
     simple_folder(str(tmp_path / "train"))
     out = tmp_path / "out"

@@ -2,6 +2,7 @@
 to resume."""
 
 import collections
+import contextlib
 import dataclasses
 import glob
 import json
@@ -70,6 +71,19 @@ def write_shard(task, progress=None):
 
     name = task.name
     tmp = temp_shard_path(task.output_dir, name)
+    try:
+        return _write_shard_via(tmp, task, progress, tf)
+    except BaseException:
+        # A full disk (or Ctrl-C) leaves no partial shard taking space
+        # until a rerun (before: the temp file stayed on the full disk).
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _write_shard_via(tmp, task, progress, tf):
+    """`write_shard` through the temp file `tmp`."""
+    name = task.name
     with tf.io.TFRecordWriter(tmp) as writer:
         per_class, reencoded, skipped = _write_records(task, writer, progress)
     images = sum(per_class.values())
