@@ -90,8 +90,13 @@ def test_deferred_runs_the_block_to_its_end_then_raises(reported):
     with interrupts.deferred():
         ran.append("quiet")
     assert signal.getsignal(signal.SIGINT) is handler
-    # An ignored SIGINT stays ignored.
+    # An ignored SIGINT stays ignored; a handler that does not raise is
+    # called once, at the end, and nothing is raised.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with interrupts.deferred():
         os.kill(os.getpid(), signal.SIGINT)
-    assert ran == ["after the signal", "quiet"]
+    signal.signal(signal.SIGINT, lambda *args: ran.append("handled"))
+    with interrupts.deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        ran.append("block")
+    assert ran == ["after the signal", "quiet", "block", "handled"]

@@ -107,8 +107,8 @@ def reset():
 @contextlib.contextmanager
 def deferred():
     """Within the block, SIGINT only sets the flag; the block runs to its
-    end and the interrupt is raised there, as the handler before would
-    have raised it (`KeyboardInterrupt` for Python's and `install()`'s).
+    end and the handler before is called there (Python's and `install()`'s
+    raise `KeyboardInterrupt`; an ignored SIGINT stays ignored).
 
     For code that an exception must not cut in half: an object whose
     `__init__` is interrupted is dropped half-built, and its `__del__`
@@ -129,10 +129,11 @@ def deferred():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if arrived and previous is not signal.SIG_IGN:
+    if arrived:
         if callable(previous):
             previous(signal.SIGINT, arrived[0])
-        raise KeyboardInterrupt  # SIG_DFL, or a handler that did not raise
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt  # the nearest to being killed by it
 
 
 @contextlib.contextmanager
