@@ -154,6 +154,52 @@ def test_a_folder_with_names_not_utf8_is_refused_naming_them(tmp_path):
     )
 
 
+def test_hidden_files_are_no_images_of_a_folder(tmp_path):
+    """Before: a class's ".hidden.jpg" was trained on, evaluated and
+    embedded, and macOS's "._x.jpg" counted as a bad image every epoch
+    (docs/data.md: every folder reader leaves hidden files out)."""
+    root = _folder(tmp_path / "images", {"train": 2, "test": 1})
+    warned = sources.folder_warnings(sources.open_source(str(root)))
+    image = np.zeros((8, 8, 3), np.uint8)
+    (root / "train" / "a_cls" / ".hidden.jpg").write_bytes(
+        testing_utils.jpeg_bytes(image)
+    )
+    (root / "train" / "b_cls" / "._0.jpg").write_bytes(b"AppleDouble")
+    info = sources.open_source(str(root))
+    assert info.splits == {"train": 6, "test": 3}
+    paths = [p for p, _ in sources.folder.scan_folder(str(root))[0]["train"]]
+    names = sorted(os.path.basename(p) for p in paths)
+    assert names == ["0.JPG"] * 3 + ["1.jpg"] * 3
+    assert sources.folder_warnings(info) == warned  # without a word
+
+
+@pytest.mark.parametrize(
+    "name, what",
+    [
+        ("new\nline", "hold a tab, a newline or another control character"),
+        ("tab\there", "hold a tab, a newline or another control character"),
+        (" lead", "start or end with a space"),
+        ("trail ", "start or end with a space"),
+    ],
+)
+def test_class_names_a_class_name_file_cannot_hold_are_refused(
+    tmp_path, name, what
+):
+    """Before: a newline split the run's class_names.txt (every later class
+    one line off, tools.evaluate then refused 10 names for 9 logits), and
+    " lead" read back as "lead" made the rerun refuse the run."""
+    from official.utils.misc.validation import OptionError
+
+    root = _folder(tmp_path / "images", {"train": 1, "test": 1})
+    (root / "test" / name).mkdir()
+    with pytest.raises(OptionError) as error:
+        sources.open_source(str(root))
+    assert error.value.as_flag().startswith(
+        f"--source={root / 'test'} has class folders whose names {what}: "
+        f"{name!r}. Rename them (a run's class_names.txt "
+    )
+
+
 def test_folder_dataset_bytes_labels_and_imagefolder_order(folder):
     info = sources.open_source(str(folder))
     ds = sources.encoded_dataset(info, "train")

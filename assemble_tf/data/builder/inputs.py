@@ -6,7 +6,6 @@ import collections
 import contextlib
 import glob
 import os
-import unicodedata
 
 import numpy as np
 
@@ -41,10 +40,6 @@ def require_file(path, flag):
         raise MissingPathError(
             flag, "{field}={path} does not exist or is not a file.", path=path
         )
-
-
-def _has_control(name):
-    return any(unicodedata.category(c) == "Cc" for c in name)
 
 
 def list_images(folder):
@@ -93,27 +88,16 @@ def list_class_folders(root, flag, layout):
             root=root,
             bad=listing(bad),
         )
-    bad = [repr(name) for name in classes if _has_control(name)]
-    if bad:  # a newline split labels.txt's line, which then did not read
-        raise OptionError(
-            flag,
-            "{field}={root} has class folders whose names hold a tab, a "
-            "newline or another control character: {bad}. Rename them "
-            "(labels.txt keeps one class per line, its fields tab-separated).",
-            root=root,
-            bad=listing(bad),
-        )
-    bad = [repr(name) for name in classes if name != name.strip()]
-    if bad:  # labels.txt's reader strips them: "alpha " became "alpha"
-        raise OptionError(
-            flag,
-            "{field}={root} has class folders whose names start or end "
-            "with a space: {bad}. Rename them (labels.txt's classes are "
-            "read without them, so two folders became one name and "
-            "eval_robustness could not find them).",
-            root=root,
-            bad=listing(bad),
-        )
+    # A newline split labels.txt's line, which then did not read; its
+    # reader strips spaces: "alpha " became "alpha".
+    validation.check_class_names(
+        flag,
+        root,
+        classes,
+        "labels.txt keeps one class per line, its fields tab-separated",
+        "labels.txt's classes are read without them, so two folders became "
+        "one name and eval_robustness could not find them",
+    )
     if not classes:
         raise OptionError(
             flag,

@@ -15,10 +15,14 @@ _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _list_images(folder):
+    # Hidden files are no images of the set, as for every folder reader
+    # (before: a class's ".hidden.jpg" was trained on, evaluated and
+    # embedded, and macOS's "._x.jpg" counted as a bad image each epoch).
     return sorted(
         os.path.join(folder, f)
         for f in tf.io.gfile.listdir(folder)
         if f.lower().endswith(_IMAGE_EXTENSIONS)
+        and not f.startswith(".")
         and file_utils.isfile(os.path.join(folder, f))
     )
 
@@ -60,7 +64,8 @@ def scan_folder(root):
     """{split: [(path, class_name)]} and the sorted class names of `root`.
 
     Same rules and order as `tfds.folder_dataset.ImageFolder`: splits and
-    classes are the subfolders, images end in .jpg/.jpeg/.png (any case),
+    classes are the subfolders, images end in .jpg/.jpeg/.png (any case;
+    hidden files, ".name", are left out),
     the label space is the sorted union of class folders over all splits,
     and each split's list is shuffled with `random.Random(split_name)` so
     that a slice like "train[:90%]" mixes classes.
@@ -119,10 +124,20 @@ def open_folder(root):
         )
     _refuse_names_not_utf8(root)
     for split in _subdirs(root):
-        validation.check_distinct_class_folders(
+        classes = _subdirs(os.path.join(root, split))
+        # Before: a newline in a name split class_names.txt's line (every
+        # later class one line off), and a rerun or tools.evaluate read
+        # " lead space" back as "lead space" and refused the run.
+        validation.check_class_names(
             "source",
             os.path.join(root, split),
-            _subdirs(os.path.join(root, split)),
+            classes,
+            "a run's class_names.txt keeps one class per line",
+            "a run's class_names.txt is read back without them, so a rerun "
+            "or tools.evaluate found other names",
+        )
+        validation.check_distinct_class_folders(
+            "source", os.path.join(root, split), classes
         )
     examples, classes = scan_folder(root)
     splits = {k: len(v) for k, v in examples.items() if v}

@@ -368,6 +368,52 @@ def check_local_path(field, path):
         )
 
 
+def check_class_names(field, root, classes, lines_why, spaces_why):
+    """Refuses class folder names that a class-name file (one class per
+    line, read back stripped) cannot hold: a tab, a newline or another
+    control character, or a space at either end.
+
+    Args:
+        field: the option naming `root`.
+        root: the folder holding the class folders.
+        classes: their names.
+        lines_why: why one class per line matters (the message's
+            parenthesis after "Rename them").
+        spaces_why: what the stripped read-back broke.
+
+    Raises:
+        OptionError: naming `field`, `root` and every such name.
+    """
+    import unicodedata
+
+    def control(name):
+        return any(unicodedata.category(c) == "Cc" for c in name)
+
+    for bad, what, why in (
+        (
+            [repr(n) for n in classes if control(n)],
+            "hold a tab, a newline or another control character",
+            lines_why,
+        ),
+        (
+            [repr(n) for n in classes if n != n.strip()],
+            "start or end with a space",
+            spaces_why,
+        ),
+    ):
+        if bad:
+            raise OptionError(
+                field,
+                "{field}={root} has class folders whose names {what}: {bad}. "
+                "Rename them ({why}).",
+                root=root,
+                what=what,
+                bad=", ".join(bad[:20])
+                + (f", ... and {len(bad) - 20} more" if len(bad) > 20 else ""),
+                why=why,
+            )
+
+
 def check_distinct_class_folders(field, root, classes):
     """Refuses two class folders of `root` that are one folder (a link to
     another class folder): its images would be read under both labels.
