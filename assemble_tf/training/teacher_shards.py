@@ -106,10 +106,17 @@ def _left_out(src, written):
     """The `image/filename`s of the records of `src` beyond the counts of
     `written` ({filename: records written}), in input order (before: only
     their number was said)."""
+    from google.protobuf.message import DecodeError
+
     left = collections.Counter(written)
     out = []
-    for raw in tf.data.TFRecordDataset(src).as_numpy_iterator():
-        name = _filename(tf.train.Example.FromString(raw))
+    records = tf.data.TFRecordDataset(src).as_numpy_iterator()
+    for index, raw in enumerate(records):
+        try:
+            name = _filename(tf.train.Example.FromString(raw))
+        except DecodeError:  # before: a DecodeError traceback
+            out.append(f"record {index} (not a tf.train.Example)")
+            continue
         if left[name]:
             left[name] -= 1
         else:
@@ -202,7 +209,9 @@ def label_error(label, labels, path, options):
     return OptionError(
         "input_dir",
         "{field}: {path} holds label {label}, but the stored logits cover "
-        "labels {low}..{high}; use a teacher of this data's classes.",
+        "labels {low}..{high}; use a teacher of this data's classes, or, if "
+        "the record's label is wrong (the folder has no labels.txt to tell), "
+        "rebuild the shard with `python -m tools.build_imagenet_tfrecords`.",
         low=labels.start,
         high=labels.stop - 1,
         **values,

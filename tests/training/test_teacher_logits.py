@@ -380,6 +380,18 @@ def test_a_record_label_outside_its_folders_classes_blames_the_record(
         "folder's summary.json (0..2): the record is wrong. Rebuild the "
         "shard with `python -m tools.build_imagenet_tfrecords`."
     )
+    # Without metadata, either may be wrong: both fixes (before: the
+    # teacher alone was blamed for a record labelled 9 of 3 classes).
+    bare = _write_data(tmp_path / "bare", with_metadata=False)
+    error = teacher_shards.label_error(
+        9, range(0, 3), "train-x", dataclasses.replace(options, input_dir=bare)
+    )
+    assert error.as_flag() == (
+        "--input_dir: train-x holds label 9, but the stored logits cover "
+        "labels 0..2; use a teacher of this data's classes, or, if the "
+        "record's label is wrong (the folder has no labels.txt to tell), "
+        "rebuild the shard with `python -m tools.build_imagenet_tfrecords`."
+    )
 
 
 @pytest.mark.parametrize(
@@ -586,6 +598,9 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     with tf.io.TFRecordWriter(train) as writer:
         for record in good[:4] + [b.SerializeToString() for b in bad]:
             writer.write(record)
+        # No tf.train.Example at all (before: a DecodeError traceback,
+        # after the shard was moved into place).
+        writer.write(b"not an example")
         for record in good[4:]:
             writer.write(record)
     out = tmp_path / "kd"
@@ -594,22 +609,23 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     assert summary["splits"]["train"] == {
         "images": 9,
         "shards": 1,
-        "skipped": 2,
+        "skipped": 3,
         "num_logits": CLASSES,
     }
+    left_out = ["bad0.jpg", "bad1.jpg", "record 6 (not a tf.train.Example)"]
     assert (
-        f"WARNING: {SHARDS[0]}: 2 of 11 records left out (their image is "
-        "not one the input pipelines read, or does not decode): bad0.jpg, "
-        "bad1.jpg." in capsys.readouterr().err.splitlines()
+        f"WARNING: {SHARDS[0]}: 3 of 12 records left out (their image is "
+        "not one the input pipelines read, or does not decode): "
+        f"{', '.join(left_out)}." in capsys.readouterr().err.splitlines()
     )
     written = json.loads((tmp_path / "kd" / metadata.SUMMARY).read_text())
-    assert written["shards"][SHARDS[0]]["left_out"] == ["bad0.jpg", "bad1.jpg"]
+    assert written["shards"][SHARDS[0]]["left_out"] == left_out
     # A rerun keeps the shards and their counts (from summary.json, or
     # extract_progress.json after an interrupted run; else read again).
     assert not (out / metadata.EXTRACT_PROGRESS).exists()
-    assert tl.extract_teacher_logits(options)["skipped_records"] == 2
+    assert tl.extract_teacher_logits(options)["skipped_records"] == 3
     os.remove(out / metadata.SUMMARY)
-    assert tl.extract_teacher_logits(options)["skipped_records"] == 2
+    assert tl.extract_teacher_logits(options)["skipped_records"] == 3
     # A cut-off input shard: one line naming it.
     data_bytes = open(train, "rb").read()
     with open(train, "wb") as f:
@@ -618,7 +634,7 @@ def test_unreadable_records_are_counted_named_and_kept_on_rerun(
     with pytest.raises(ValueError) as error:
         tl.extract_teacher_logits(cut)
     assert str(error.value).startswith(
-        f"{train} is cut off or corrupt (after 10 readable records)."
+        f"{train} is cut off or corrupt (after 11 readable records)."
     )
     # ... also where fewer bytes than a record header are left: TensorFlow
     # reads them as the end (before: 0 records kept from an 11-byte shard,
