@@ -47,6 +47,10 @@ class RecordSample:
         decode_tries: images of the first records decoded (at most
             `DECODE_TRIES`).
         decoded: those of them that decoded.
+        unparsed: records that are no `tf.train.Example` of this project's
+            features (not an Example, a float label, two labels, ...).
+        unlabelled: Examples without image/class/label (not in the label
+            range: the pipeline skips and counts them).
     """
 
     pattern: str
@@ -58,6 +62,8 @@ class RecordSample:
     max_label: int | None
     decode_tries: int = 0
     decoded: int = 0
+    unparsed: int = 0
+    unlabelled: int = 0
 
 
 def damaged_shard_error(path, read, error):
@@ -216,6 +222,10 @@ def no_records_error(pattern, others=("train_pattern", "validation_pattern")):
     )
 
 
+# What `sample_records` reads for a record without image/class/label.
+_NO_LABEL = np.iinfo(np.int64).min
+
+
 def sample_records(
     pattern,
     limit=SAMPLE_RECORDS,
@@ -233,10 +243,13 @@ def sample_records(
     check_shard_sizes(files)
     spec = {
         schema.IMAGE: tf.io.FixedLenFeature([], tf.string, default_value=""),
-        schema.LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        schema.LABEL: tf.io.FixedLenFeature(
+            [], tf.int64, default_value=_NO_LABEL
+        ),
         schema.LOGIT: tf.io.VarLenFeature(tf.float32),
     }
     records, images, sizes, labels = 0, 0, collections.Counter(), []
+    unparsed = unlabelled = 0
     first_images = []
     for path in files:
         if records >= limit:
@@ -250,12 +263,17 @@ def sample_records(
                 data = parsed[schema.IMAGE].numpy()
                 read += len(serialized)
                 records += len(serialized)
+                unparsed += len(serialized) - len(data)
                 whole = [d for d in data if _is_image(d)]
                 images += len(whole)
                 first_images += whole[: DECODE_TRIES - len(first_images)]
                 rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
                 sizes.update(np.bincount(rows, minlength=len(data)).tolist())
-                labels.append(parsed[schema.LABEL].numpy())
+                label = parsed[schema.LABEL].numpy()
+                # Before: a missing label read as -1 ("holds labels -1..2:
+                # fix --num_classes").
+                unlabelled += int(np.sum(label == _NO_LABEL))
+                labels.append(label[label != _NO_LABEL])
         except tf.errors.DataLossError as e:
             # A cut-off shard: one line naming it (before: a traceback).
             raise damaged_shard_error(path, read, e) from None
@@ -270,6 +288,8 @@ def sample_records(
         max_label=int(labels.max()) if labels.size else None,
         decode_tries=len(first_images),
         decoded=sum(map(_decodes, first_images)),
+        unparsed=unparsed,
+        unlabelled=unlabelled,
     )
 
 
@@ -305,6 +325,12 @@ def _parse_batch(serialized, spec):
 
 def _check_labels(sample, data_config):
     d = data_config
+    if sample.min_label is None:
+        raise DataError(
+            f"None of the first {sample.records:,} records of "
+            f"{sample.pattern} has a label (image/class/label, one int64). "
+            "Rebuild them with `python -m tools.build_imagenet_tfrecords`."
+        )
     low = sample.min_label - d.label_offset
     high = sample.max_label - d.label_offset
     if low < 0 or high >= d.num_classes:
@@ -385,6 +411,17 @@ def check_records(split, sample):
             "tools.build_imagenet_tfrecords` and check that the "
             f"{split} folder has readable images."
         )
+    if sample.unparsed == sample.records:
+        # Before: "None of the first 8 records holds a whole JPEG" of
+        # records whose images were fine and whose labels were floats.
+        raise DataError(
+            f"None of the first {sample.records:,} records of "
+            f"{sample.pattern} is a tf.train.Example of this project's "
+            "features (image/encoded: one bytes value; image/class/label: "
+            "one int64; image/logit: floats): not Examples, or a label "
+            "stored as a float or more than once? Rebuild them with "
+            "`python -m tools.build_imagenet_tfrecords`."
+        )
     if not sample.images:
         raise DataError(
             f"None of the first {sample.records:,} records of "
@@ -432,7 +469,10 @@ def _check_teacher_logits(config, sample):
             pattern=sample.pattern,
         )
     wrong = {n: c for n, c in sample.logit_sizes.items() if n not in (0, want)}
-    if wrong:
+    # A few records of another width among right ones are the records'
+    # fault: the pipeline skips and counts them (before: the whole set was
+    # refused, naming the few widths only).
+    if wrong and not sample.logit_sizes.get(want):
         raise DataOptionError(
             "kd_temperature",
             "The teacher logits (image/logit) in {pattern} hold {sizes} "

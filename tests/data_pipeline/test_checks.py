@@ -339,3 +339,77 @@ def test_read_through_counts_bytes_after_the_last_record(tmp_path):
     with open(path, "wb") as f:
         f.write(b"")
     assert checks.read_through(path) == (0, None)  # empty: no records
+
+
+def _rewritten(path, change):
+    """Rewrites the records of `path` as `change(example, index)` makes
+    them (a `tf.train.Example` changed in place)."""
+    records = [
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(str(path))
+    ]
+    for i, example in enumerate(records):
+        change(example, i)
+    testing_utils.write_records(path, records)
+
+
+def test_records_of_another_schema_are_named_as_such(tmp_path):
+    """Before: labels stored as floats were "None of the first 4 records
+    holds a whole JPEG" (the images were fine), and records without a
+    label read as label -1 ("holds labels -1..2: fix --num_classes")."""
+    _write(tmp_path, [0, 1, 2, 1])
+    train = tmp_path / "train-00000-of-00001"
+
+    def unlabelled(example, i):
+        if i == 1:
+            del example.features.feature[schema.LABEL]
+
+    _rewritten(train, unlabelled)
+    sample = checks.sample_records(str(train))
+    assert (sample.records, sample.unlabelled, sample.unparsed) == (4, 1, 0)
+    assert (sample.min_label, sample.max_label) == (0, 2)
+    checks.check_training_data(_config(tmp_path, 3))  # the pipeline skips it
+
+    def no_label(example, i):
+        example.features.feature.pop(schema.LABEL, None)
+
+    _rewritten(train, no_label)
+    with pytest.raises(DataError) as error:
+        checks.check_training_data(_config(tmp_path, 3))
+    assert str(error.value) == (
+        f"None of the first 4 records of {tmp_path}/train-* has a label "
+        "(image/class/label, one int64). Rebuild them with `python -m "
+        "tools.build_imagenet_tfrecords`."
+    )
+
+    def float_label(example, i):
+        example.features.feature[schema.LABEL].float_list.value.append(1.0)
+
+    _rewritten(train, float_label)
+    sample = checks.sample_records(str(train))
+    assert (sample.records, sample.unparsed, sample.images) == (4, 4, 0)
+    with pytest.raises(DataError) as error:
+        checks.check_training_data(_config(tmp_path, 3))
+    assert str(error.value).startswith(
+        f"None of the first 4 records of {tmp_path}/train-* is a "
+        "tf.train.Example of this project's features (image/encoded: one "
+        "bytes value; image/class/label: one int64; image/logit: floats)"
+    )
+
+
+def test_a_few_teacher_logits_of_another_width_are_left_to_the_pipeline(
+    tmp_path,
+):
+    """3 of 4 records carry the head's 3 logits: the other is skipped and
+    counted by the pipeline (before: the whole set was refused, "hold [2]
+    values", naming only the odd width)."""
+    _write(tmp_path, [0, 1, 2, 1], logits=[0.5] * 3)
+    train = tmp_path / "train-00000-of-00001"
+
+    def shorter(example, i):
+        if i == 2:
+            del example.features.feature[schema.LOGIT].float_list.value[2:]
+
+    _rewritten(train, shorter)
+    sample = checks.check_training_data(_config(tmp_path, 3, 1.0))["train"]
+    assert sample.logit_sizes == {3: 3, 2: 1}
