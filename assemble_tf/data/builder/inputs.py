@@ -186,7 +186,8 @@ def read_validation_labels(path, image_names):
             the sorted image file names (ILSVRC2012_validation_ground_truth
             mapped to wnids), or `filename wnid` lines (tab, comma or
             space separated: the class is the last field, so a file name
-            may hold spaces; with or without its extension).
+            may hold spaces; with or without its extension). Blank lines
+            and lines starting with "#" are comments.
         image_names: sorted image file names of the folder.
 
     Returns:
