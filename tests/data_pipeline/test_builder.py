@@ -693,6 +693,24 @@ def test_resume_after_a_crash_and_a_deleted_shard(tmp_path, monkeypatch):
     assert summary["splits"]["train"]["shards_resumed"] == 4
 
 
+def test_one_class_builds_with_a_warning(tmp_path):
+    """Before: built without a word, then refused by tools.train."""
+    simple_folder(str(tmp_path / "train"), per_class=2, classes=("ant",))
+    summary = builder.build(
+        folder_config(tmp_path / "train", tmp_path / "o", train_shards=1)
+    )
+    assert summary["num_classes"] == 1
+    assert (
+        "WARNING: 1 class: tools.train and tools.finetune need at least 2 "
+        "(a classifier); add the other class folders."
+    ) in builder.format_summary(summary).splitlines()
+    simple_folder(str(tmp_path / "train2"), per_class=1)
+    two = builder.build(
+        folder_config(tmp_path / "train2", tmp_path / "o2", train_shards=1)
+    )
+    assert "WARNING: 1 class" not in builder.format_summary(two)
+
+
 def test_a_full_disk_leaves_no_partial_shard(tmp_path, monkeypatch):
     """Before: the temp file of the shard being written when the disk
     filled stayed there, taking the space, until a rerun."""

@@ -292,6 +292,13 @@ def format_summary(summary):
             f"{summary['num_classes']} folders there are, so they are not "
             "the synsets file's numbering."
         )
+    if summary["num_classes"] == 1:
+        # Before: built without a word, then refused by tools.train ("a
+        # classifier needs at least 2").
+        lines.append(
+            "WARNING: 1 class: tools.train and tools.finetune need at "
+            "least 2 (a classifier); add the other class folders."
+        )
     unused = summary.get("validation_labels_unused") or []
     if unused:
         lines.append(
