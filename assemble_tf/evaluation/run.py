@@ -240,13 +240,16 @@ def write_per_class_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_outputs(result, loaded, precision, out_dir):
+def write_outputs(result, loaded, precision, out_dir, names=None):
     """Writes reliability.png, per_class.csv, agreement.md (with an
     agreement) and eval.json to `out_dir`; returns the report (eval.json
-    without the reliability bins and the per-class rows)."""
+    without the reliability bins and the per-class rows). `names`: the
+    class names (`runs.class_names.of_run`; None: read here)."""
     from assemble_tf.evaluation import plots
     from assemble_tf.runs import class_names
 
+    if names is None:
+        names, _ = class_names.of_run(loaded.config.model_dir, loaded.config)
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "reliability.png")
     rel = result["reliability"]
@@ -257,7 +260,6 @@ def write_outputs(result, loaded, precision, out_dir):
         + (f" ({precision})" if precision else "")
         + f": top-1 {result['top1']:.4f}",
     )
-    names, _ = class_names.of_run(loaded.config.model_dir, loaded.config)
     rows = per_class_rows(result["per_class"], names)
     report = {
         k: v for k, v in result.items() if k not in ("reliability", "per_class")
@@ -304,19 +306,23 @@ def evaluate_model(options):
         FileNotFoundError: no config.json, checkpoint or weights file.
         DataError: the split yielded no usable image.
     """
+    from assemble_tf.runs import class_names
     from official.utils.misc.validation import check_writable_folder
 
     validate(options)
     loaded = load_model(options)
     out = output_dir(options, loaded)
-    # Before the evaluation, not at its first write.
+    # Before the evaluation, not at its first write; so are the class
+    # names (before: refused after the whole split was evaluated, with
+    # reliability.png written).
     check_writable_folder("output_dir", out, bool(options.output_dir))
+    names, _ = class_names.of_run(loaded.config.model_dir, loaded.config)
     evaluator = make_evaluator(loaded, options.precision)
     preset = None if options.model_dir else loaded.config.model.preset
     result = run_evaluation(
         evaluator, loaded.config, options.progress, preset=preset
     )
-    return write_outputs(result, loaded, options.precision, out)
+    return write_outputs(result, loaded, options.precision, out, names)
 
 
 def output_dir(options, loaded):

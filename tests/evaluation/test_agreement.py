@@ -395,6 +395,36 @@ def test_data_of_other_classes_than_the_runs_is_refused(tiny_run, tmp_path):
     )
 
 
+def test_class_names_that_do_not_fit_are_refused_before_evaluating(
+    tiny_run, tmp_path
+):
+    """Before: the whole split was evaluated and reliability.png written,
+    then the run's class_names.txt was refused."""
+    import shutil
+
+    from assemble_tf.evaluation import run
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(config.model_dir, copy)
+    (copy / "class_names.txt").write_text("a\nb\n")
+    out = tmp_path / "eval"
+
+    def refused(*args, **kwargs):
+        raise AssertionError("evaluated before the names were checked")
+
+    with pytest.raises(OptionError, match="names 2 classes; the model has 3"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(run, "run_evaluation", refused)
+            run.evaluate_model(
+                run.EvaluateOptions(
+                    model_dir=str(copy), output_dir=str(out), progress=False
+                )
+            )
+    assert not out.exists()
+
+
 def test_model_overrides_name_the_options_a_run_takes(tiny_run):
     """Before: "Unknown model config keys ['attention']." naming no flag
     (the help said "build_model arguments")."""
