@@ -264,6 +264,9 @@ def export(options, log=_log_to_stderr):
         width = int(loaded.model.outputs[0].shape[-1])
         names = class_names.read(options.class_names, width)
         names_from = options.class_names
+        twice = class_names.duplicates_warning(names, options.class_names)
+        if twice:  # before: exported without a word
+            log(f"WARNING: {twice}")
     if names is None:
         log(
             f"The class_names outputs will be the logits' indices "

@@ -17,6 +17,7 @@ the original 1001-way head, Lee et al. 2020, arXiv 2001.06268, and
 clovaai/assembled-cnn); one beyond its classes is "unused_<i>".
 """
 
+import collections
 import os
 
 from official.utils.misc import file_utils
@@ -146,6 +147,33 @@ def read(path, count=None, field="class_names"):
             count=count,
         )
     return [line.strip() for line in lines]
+
+
+def duplicates_warning(names, path, field="class_names"):
+    """A warning (an `OptionError`, not raised) when `names` (read from
+    `path`) give two logits one name: the served `class_names` cannot tell
+    them apart. Not refused: ImageNet's readable names hold two "crane"s
+    and two "maillot"s. None when every name is distinct."""
+    logits = collections.defaultdict(list)
+    for i, name in enumerate(names or ()):
+        logits[name].append(i)
+    shared = [(n, i) for n, i in logits.items() if len(i) > 1]
+    if not shared:
+        return None
+    shown = "; ".join(
+        f"{name!r} for logits {', '.join(map(str, where))}"
+        for name, where in shared[:5]
+    )
+    return OptionError(
+        field,
+        "{field}={path} gives {count} to more than one logit ({shown}{more}): "
+        "the served class_names cannot tell them apart. Make each line "
+        "unique (e.g. add the class id) unless that is meant.",
+        path=path,
+        count="a name" if len(shared) == 1 else f"{len(shared)} names",
+        shown=shown,
+        more="; ..." if len(shared) > 5 else "",
+    )
 
 
 def _labels_file_names(path, count):

@@ -161,3 +161,16 @@ def test_a_bad_names_file_is_named(tmp_path):
         "'label<TAB>wnid<TAB>text': 'n01\\tApple'. Write one name per line "
         "(no TAB) or a labels.txt."
     )
+
+
+def test_names_given_to_two_logits_are_a_warning():
+    """Not refused (ImageNet's readable names hold two "crane"s), said."""
+    assert class_names.duplicates_warning(["a", "b"], "f.txt") is None
+    assert class_names.duplicates_warning(None, "f.txt") is None
+    warning = class_names.duplicates_warning(["a", "b", "a", "b", "c"], "f")
+    assert warning.as_flag() == (
+        "--class_names=f gives 2 names to more than one logit ('a' for "
+        "logits 0, 2; 'b' for logits 1, 3): the served class_names cannot "
+        "tell them apart. Make each line unique (e.g. add the class id) "
+        "unless that is meant."
+    )

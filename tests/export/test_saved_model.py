@@ -345,6 +345,36 @@ def test_export_run_folds_and_exports_in_process(tmp_path, monkeypatch):
     lines = []
     with pytest.raises(FileExistsError, match="pass `overwrite`"):
         saved_model_run.export(options, log=lines.append)
+    # Two logits of one name: said before the export (before: served
+    # without a word).
+    dup = tmp_path / "dup.txt"
+    dup.write_text("cat\ndog\ndog\n")
+    lines.clear()
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args):
+        raise Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(saved_model_run, "serving_model", stop)
+        with pytest.raises(Stop):
+            saved_model_run.export(
+                dataclasses.replace(
+                    options,
+                    class_names=str(dup),
+                    export_dir=str(tmp_path / "dup" / "1"),
+                ),
+                log=lines.append,
+            )
+    assert (
+        f"WARNING: `class_names`={dup} gives a name to more than one logit "
+        "('dog' for logits 1, 2): the served class_names cannot tell them "
+        "apart. Make each line unique (e.g. add the class id) unless that "
+        "is meant."
+    ) in lines
+    lines.clear()
     # `overwrite`: the new export is swapped into place, then the old one
     # removed (before: the old one removed, then the new one renamed: a
     # TF Serving poll in between found no version). A folder that is no
