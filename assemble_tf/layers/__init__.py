@@ -15,13 +15,26 @@ from assemble_tf.layers.squeeze_excite import SqueezeExcite
 def set_dropblock_keep_prob(model, keep_prob):
     """Sets the keep probability of every DropBlock2D layer in `model`.
 
+    Under TensorFlow the layers hold it in a variable that traced steps
+    read. Under JAX it is a number that Keras' jitted train step (`fit`,
+    `train_on_batch`) traces in as a constant: when it changes, that step
+    is rebuilt (before: the new value was ignored once the step had been
+    compiled). The project's own JAX step passes it in
+    (`drop_block.keep_prob_override`) and is not rebuilt.
+
     Returns the number of layers updated (0 when DropBlock is off).
     """
-    count = 0
+    import keras
+
+    count, changed = 0, False
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, DropBlock2D):
+            changed |= layer._keep_prob_value != float(keep_prob)
             layer.set_keep_prob(keep_prob)
             count += 1
+    compiled = getattr(model, "train_function", None) is not None
+    if changed and compiled and keras.backend.backend() != "tensorflow":
+        model.make_train_function(force=True)
     return count
 
 

@@ -125,3 +125,30 @@ def test_keep_prob_override_feeds_a_traced_schedule():
     again, _ = fn(np.float32(0.6), state2)
     assert not np.array_equal(np_(again), np_(dropped))
     assert layer.current_keep_prob() == 1.0  # the override is gone
+
+
+def test_a_new_keep_prob_reaches_keras_compiled_train_step():
+    """Under JAX Keras' jitted step had traced the keep probability in as
+    a constant: `set_dropblock_keep_prob` after the first
+    `train_on_batch` changed nothing (the loss stayed exactly the same)."""
+    from assemble_tf.layers import set_dropblock_keep_prob
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            DropBlock2D(keep_prob=1.0, block_size=3, seed=1),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, kernel_initializer="ones"),
+        ]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x = np.ones((4, 8, 8, 2), np.float32)
+    y = np.zeros((4, 1), np.float32)
+    kept = [float(model.train_on_batch(x, y)) for _ in range(2)]
+    assert kept == [128.0**2] * 2  # all 128 inputs of 1 kept, no scaling
+    assert set_dropblock_keep_prob(model, 0.3) == 1
+    dropped = float(model.train_on_batch(x, y))
+    assert dropped != kept[0]
+    assert set_dropblock_keep_prob(model, 1.0) == 1
+    assert float(model.train_on_batch(x, y)) == kept[0]
