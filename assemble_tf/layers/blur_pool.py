@@ -112,14 +112,41 @@ class BlurPool2D(keras.layers.Layer):
             if static:
                 x = self._reflect(self._reflect(x, 1), 2)
             else:
-                side = [self.pad, self.filter_size - 1 - self.pad]
-                x = keras.ops.pad(
-                    x, [[0, 0], side, side, [0, 0]], mode="reflect"
-                )
+                x = self._reflect_dynamic(x)
         kernel = keras.ops.cast(self.kernel, x.dtype)
         return keras.ops.depthwise_conv(
             x, kernel, strides=self.strides, padding="valid"
         )
+
+    def _reflect_dynamic(self, x):
+        """`_reflect` along H and W of sizes known only when the graph runs
+        (TensorFlow: JAX traces every shape): the same padding, computed
+        from the run-time sizes (before: `filter_size - 1 - pad` after
+        the map whatever it read, and a 2-px map of a size-4 filter failed
+        in MirrorPad, which a static shape of 2 px took)."""
+        import tensorflow as tf
+
+        sizes = tf.shape(x)[1:3]
+        outputs = (sizes - 1) // self.strides + 1
+        last = (outputs - 1) * self.strides + self.filter_size - 1
+        after = tf.maximum(0, last - (sizes + self.pad - 1))
+        needed = tf.maximum(self.pad, after) + 1
+        check = tf.debugging.assert_greater_equal(
+            sizes,
+            needed,
+            message=(
+                # No quotes: TensorFlow escapes them in the message.
+                f"BlurPool2D {self.name} (filter_size={self.filter_size})"
+                " reflect-pads more pixels than the map has: use a larger "
+                "image size or a smaller filter_size (anti_alias_size). "
+                "Height and width, then the sizes they need:"
+            ),
+        )
+        with tf.control_dependencies([check]):
+            pads = tf.stack(
+                [[0, 0], [self.pad, after[0]], [self.pad, after[1]], [0, 0]]
+            )
+        return tf.pad(x, pads, mode="REFLECT")
 
     def _padding_after(self, n):
         """Positions after the end the strided filter reads (size n)."""

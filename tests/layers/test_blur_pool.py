@@ -91,6 +91,15 @@ def _reference_blur(x, size, strides, original=False):
     return out
 
 
+def _reflectable(n, size, strides):
+    """Whether a side of n reflects the pixels a strided filter of `size`
+    reads past it (at most n - 1 on each side)."""
+    outputs = (n - 1) // strides + 1
+    last = (outputs - 1) * strides + size - 1
+    pad = (size - 1) // 2
+    return max(pad, last - (n + pad - 1)) <= n - 1
+
+
 @pytest.mark.parametrize("size", [2, 3, 4, 5, 7])
 @pytest.mark.parametrize("strides", [1, 2, 3])
 def test_reflected_border_on_every_side_it_reads(size, strides):
@@ -103,7 +112,12 @@ def test_reflected_border_on_every_side_it_reads(size, strides):
     dynamic = tf.function(
         layer, input_signature=[tf.TensorSpec((None, None, None, 2))]
     )
-    for h, w in ((8, 8), (9, 7), (10, 5)):
+    # (2, 3): the smallest maps a size-4 filter reads (before: the dynamic
+    # pad was size - 1 - pad whatever the filter read, and MirrorPad
+    # refused a 2-px map that the static path took).
+    for h, w in ((8, 8), (9, 7), (10, 5), (size, size + 1), (2, 3)):
+        if not all(_reflectable(n, size, strides) for n in (h, w)):
+            continue  # too small for this filter: refused (below)
         x = testing_utils.random_images((2, h, w, 2), seed=h * w)
         want = _reference_blur(x, size, strides)
         np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-5)
@@ -168,3 +182,19 @@ def test_maps_too_small_to_reflect_are_refused_with_the_sizes():
         np.testing.assert_allclose(
             BlurPool2D(size)(x).numpy(), _reference_blur(x, size, 2), atol=1e-5
         )
+    # A map of unknown size: refused when the graph runs, with the layer,
+    # the filter and the fix (before: MirrorPad's "paddings must be less
+    # than the dimension size").
+    import tensorflow as tf
+
+    layer = BlurPool2D(5, name="blur")
+    dynamic = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, None, None, 2))]
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        dynamic(testing_utils.random_images((1, 2, 2, 2)))
+    assert (
+        "BlurPool2D blur (filter_size=5) reflect-pads more pixels than "
+        "the map has: use a larger image size or a smaller filter_size "
+        "(anti_alias_size)." in str(error.value)
+    )
