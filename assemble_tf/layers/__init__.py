@@ -29,8 +29,9 @@ def set_dropblock_keep_prob(model, keep_prob):
     count, changed = 0, False
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, DropBlock2D):
-            changed |= layer._keep_prob_value != float(keep_prob)
+            before = layer._keep_prob_value
             layer.set_keep_prob(keep_prob)
+            changed |= layer._keep_prob_value != before
             count += 1
     compiled = getattr(model, "train_function", None) is not None
     if changed and compiled and keras.backend.backend() != "tensorflow":

@@ -5,7 +5,11 @@ use TF1 `variance_scaling_initializer()` defaults (scale 1.0, fan_in,
 truncated normal), not He scale 2.0; the dense head uses glorot-uniform.
 """
 
+import math
+import numbers
+
 import keras
+import numpy as np
 
 
 def conv_initializer():
@@ -15,9 +19,58 @@ def conv_initializer():
     )
 
 
+def _is_number(value):
+    """A real number that is no bool (True passed as 1 before)."""
+    return isinstance(value, numbers.Real) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
 def check_probability(name, value):
     """Raises ValueError naming `name` unless 0 < value <= 1."""
-    if not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+    if not _is_number(value) or not 0.0 < float(value) <= 1.0:
         raise ValueError(
             f"`{name}` must be a number in (0, 1]. Received: {name}={value!r}"
         )
+
+
+def check_number(name, value, low=0.0, low_included=False, high=math.inf):
+    """Returns `value` as a float, or raises ValueError naming `name`
+    unless it is a finite number above `low` (or equal to it, with
+    `low_included`) and below `high` (before: NaN or inf was taken and gave
+    NaN, all-zero or never-dropped outputs)."""
+    ok = _is_number(value) and math.isfinite(value) and value < high
+    ok = ok and (value >= low if low_included else value > low)
+    if not ok:
+        bound = f">= {low:g}" if low_included else f"> {low:g}"
+        if high < math.inf:
+            bound += f" and < {high:g}"
+        raise ValueError(
+            f"`{name}` must be a finite number {bound}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_int(name, value, choices=None):
+    """Returns `value` as an int, or raises ValueError naming `name` unless
+    it is an integer (numpy's too; no bool, no float) >= 1, or one of
+    `choices`."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    ok = ok and (value in choices if choices else value >= 1)
+    if not ok:
+        what = f"one of {tuple(choices)}" if choices else "an integer >= 1"
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_bool(name, value):
+    """Returns `value` as a bool, or raises ValueError naming `name` unless
+    it is True or False (before: bool("no") switched a feature on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(
+            f"`{name}` must be True or False. Received: {name}={value!r}"
+        )
+    return bool(value)

@@ -11,6 +11,7 @@ embedding is then a good retrieval feature under cosine distance.
 
 import keras
 
+from assemble_tf.layers import common
 from official.utils.misc import validation
 
 # Floor of the squared L2 norm: a zero vector normalises to zero (finite).
@@ -54,17 +55,9 @@ class CosineClassifier(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         validation.check_positive_int("units", units)
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not temperature > 0
-        ):
-            raise ValueError(
-                "`temperature` must be a number > 0. "
-                f"Received: temperature={temperature!r}"
-            )
+        # inf: every logit 0 (build_resnet refused it, the layer took it).
+        self.temperature = common.check_number("temperature", temperature)
         self.units = units
-        self.temperature = float(temperature)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
 

@@ -97,14 +97,12 @@ class DropBlock2D(keras.layers.Layer):
         super().__init__(**kwargs)
         common.check_probability("keep_prob", keep_prob)
         validation.check_positive_int("block_size", block_size)
-        if not isinstance(gamma_scale, (int, float)) or gamma_scale < 0:
-            raise ValueError(
-                "`gamma_scale` must be a non-negative number. "
-                f"Received: gamma_scale={gamma_scale!r}"
-            )
         self.keep_prob = float(keep_prob)
         self.block_size = block_size
-        self.gamma_scale = float(gamma_scale)
+        # inf zeroed the whole map, NaN never dropped (before: taken).
+        self.gamma_scale = common.check_number(
+            "gamma_scale", gamma_scale, low_included=True
+        )
         if not isinstance(shared_mask, (bool, np.bool_)):
             # Before: bool("no") turned the shared mask on.
             raise ValueError(
@@ -137,7 +135,7 @@ class DropBlock2D(keras.layers.Layer):
 
     def set_keep_prob(self, value):
         """Sets the keep probability used from the next call on."""
-        common.check_probability("keep_prob", float(value))
+        common.check_probability("keep_prob", value)
         self._keep_prob_value = float(value)
         if self.keep_prob_variable is not None:
             self.keep_prob_variable.assign(float(value))

@@ -9,6 +9,8 @@ p approaches max pooling.
 
 import keras
 
+from assemble_tf.layers import common
+
 
 @keras.saving.register_keras_serializable(package="assemble_tf")
 class GeMPooling2D(keras.layers.Layer):
@@ -27,18 +29,12 @@ class GeMPooling2D(keras.layers.Layer):
 
     def __init__(self, p=3.0, trainable_p=False, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or p <= 0:
-            raise ValueError(f"GeM `p` must be > 0. Received: p={p!r}")
-        if isinstance(epsilon, bool) or not (
-            isinstance(epsilon, (int, float)) and epsilon > 0
-        ):  # <= 0: the power of a 0 (or negative) input, NaN or inf
-            raise ValueError(
-                "GeM `epsilon` must be a number > 0. "
-                f"Received: epsilon={epsilon!r}"
-            )
-        self.p = float(p)
-        self.trainable_p = bool(trainable_p)
-        self.epsilon = float(epsilon)
+        # epsilon <= 0: the power of a 0 (or negative) input, NaN or inf;
+        # p NaN or inf: NaN outputs (before: taken); trainable_p="no" was
+        # True.
+        self.p = common.check_number("p", p)
+        self.trainable_p = common.check_bool("trainable_p", trainable_p)
+        self.epsilon = common.check_number("epsilon", epsilon)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):

@@ -127,7 +127,7 @@ class SelectiveKernel(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         validation.check_positive_int("filters", filters)
-        if strides not in (1, 2):
+        if isinstance(strides, bool) or strides not in (1, 2):
             raise ValueError(
                 f"SelectiveKernel strides must be 1 or 2. "
                 f"Received: strides={strides!r}"
@@ -144,9 +144,13 @@ class SelectiveKernel(keras.layers.Layer):
         self.variant = variant
         self.reduction = reduction
         self.min_dim = min_dim
-        self.bn_momentum = bn_momentum
-        self.bn_epsilon = bn_epsilon
-        self.fold_bn = bool(fold_bn)
+        # Before: bn_momentum=5 and bn_epsilon=-1 (which build_resnet
+        # refuses) were taken, and fold_bn="no" folded.
+        self.bn_momentum = common.check_number(
+            "bn_momentum", bn_momentum, 0.0, True, 1.0
+        )
+        self.bn_epsilon = common.check_number("bn_epsilon", bn_epsilon)
+        self.fold_bn = common.check_bool("fold_bn", fold_bn)
         self.attention_dim = max(int(filters / reduction), min_dim)
         self.specs = path_specs(variant)
         # Sub-layers in creation order (their order in `weights`); the

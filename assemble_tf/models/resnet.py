@@ -23,8 +23,10 @@ names from them (`assemble_tf.convert.tf1_names`).
 import dataclasses
 import inspect
 import math
+import numbers
 
 import keras
+import numpy as np
 
 from assemble_tf.layers import common
 from assemble_tf.layers.avg_pool import PaddedAveragePool2D
@@ -154,12 +156,16 @@ def _check_choice(option, value, choices):
 
 
 def _are_positive_ints(values, count):
-    """Whether `values` is `count` ints >= 1 (bools excluded)."""
+    """Whether `values` is `count` ints >= 1: numpy's too (before:
+    `tuple(np.array(...))` was refused, where `base_width=np.int64(8)` was
+    taken), bools excluded."""
     return (
         isinstance(values, (tuple, list))
         and len(values) == count
         and not any(
-            isinstance(v, bool) or not isinstance(v, int) or v < 1
+            isinstance(v, (bool, np.bool_))
+            or not isinstance(v, numbers.Integral)
+            or v < 1
             for v in values
         )
     )
@@ -208,7 +214,7 @@ def _block_sizes(o):
             "`block_sizes` must be 4 positive ints (blocks per stage). "
             f"Received: block_sizes={o.block_sizes!r}"
         )
-    sizes = tuple(sizes)
+    sizes = tuple(int(v) for v in sizes)
     if o.big_little is not None and min(sizes[:3]) < 2:
         raise validation.OptionError(
             "block_sizes",

@@ -139,3 +139,43 @@ def test_every_exported_layer_is_checked():
         n for n in layers.__all__ if isinstance(getattr(layers, n), type)
     }
     assert exported == set(CASES)
+
+
+@pytest.mark.parametrize(
+    "make, shown",
+    [
+        # Truthy strings switched features on.
+        (lambda: SelectiveKernel(8, fold_bn="no"), "fold_bn='no'"),
+        (lambda: GeMPooling2D(trainable_p="no"), "trainable_p='no'"),
+        # NaN and inf gave NaN, all-zero or never-dropped outputs.
+        (lambda: GeMPooling2D(p=float("nan")), "p=nan"),
+        (lambda: GeMPooling2D(p=float("inf")), "p=inf"),
+        (lambda: GeMPooling2D(epsilon=float("inf")), "epsilon=inf"),
+        (lambda: DropBlock2D(0.9, 3, gamma_scale=float("inf")), "gamma_sc"),
+        (lambda: DropBlock2D(0.9, 3, gamma_scale=float("nan")), "gamma_sc"),
+        (lambda: CosineClassifier(4, temperature=float("inf")), "rature=inf"),
+        # Values build_resnet refuses.
+        (lambda: SelectiveKernel(8, bn_momentum=5.0), "bn_momentum=5.0"),
+        (lambda: SelectiveKernel(8, bn_epsilon=-1.0), "bn_epsilon=-1.0"),
+        # Bools taken as 1 (and kept as True in the config).
+        (lambda: BlurPool2D(strides=True), "strides=True"),
+        (lambda: SelectiveKernel(8, strides=True), "strides=True"),
+        (lambda: DropBlock2D(True), "keep_prob=True"),
+        # A float size failed at the first call, naming no argument.
+        (lambda: BlurPool2D(3.0), "filter_size=3.0"),
+        (lambda: DropBlock2D(0.9).set_keep_prob("x"), "keep_prob='x'"),
+    ],
+)
+def test_bad_constructor_values_are_refused_echoing_them(make, shown):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert shown in str(error.value)
+
+
+def test_numpy_integers_and_floats_are_taken():
+    """As Python's (numpy's int64 strides were refused by BlurPool2D)."""
+    layer = BlurPool2D(np.int64(3), strides=np.int64(2))
+    assert layer.get_config()["strides"] == 2
+    assert type(layer.get_config()["strides"]) is int
+    assert GeMPooling2D(p=np.float32(2.0)).p == 2.0
+    DropBlock2D(np.float32(0.5)).set_keep_prob(np.float64(0.7))

@@ -261,6 +261,19 @@ def test_bad_options_fail_at_build_time_naming_the_value(kwargs, match):
         build_resnet(**kwargs)
 
 
+def test_numpy_block_counts_are_taken_as_ints():
+    """Before: `block_sizes=tuple(np.array([1, 2, 1, 1]))` was refused
+    ("must be 4 positive ints") where `base_width=np.int64(8)` was taken."""
+    sizes = tuple(np.array([1, 2, 1, 1]))
+    model = build_resnet(
+        50, base_width=np.int64(8), block_sizes=sizes, num_classes=3
+    )
+    names = [layer.name for layer in model.layers]
+    assert "stage2_block2_1_conv" in names
+    assert "stage2_block3_1_conv" not in names
+    assert "stage3_block2_1_conv" not in names
+
+
 def test_even_anti_alias_sizes_build_on_maps_of_odd_side():
     """Before: anti_alias_size=4 at 200 px failed to build (a blurred map
     one pixel smaller than its shortcut); at any size it failed at run
