@@ -42,6 +42,20 @@ class PaddedAveragePool2D(keras.layers.Layer):
         self.padding = validation.check_non_negative_int("padding", padding)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
+    def build(self, input_shape):
+        # Before: a map smaller than the window gave 0 x 0 in training and
+        # 1 x 1 at inference (the depthwise path).
+        for axis in (1, 2):
+            n = input_shape[axis]
+            if n is not None and n + 2 * self.padding < self.pool_size:
+                raise ValueError(
+                    f"PaddedAveragePool2D {self.name!r} (pool_size="
+                    f"{self.pool_size}, padding={self.padding}) needs maps "
+                    f"of at least {self.pool_size - 2 * self.padding} "
+                    f"pixels; received {n} along axis {axis} (input shape "
+                    f"{tuple(input_shape)})."
+                )
+
     def call(self, inputs, training=None):
         p = self.padding
         if not training and keras.backend.backend() == "tensorflow":

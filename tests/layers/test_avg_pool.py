@@ -58,3 +58,17 @@ def test_bad_arguments_echo_the_value():
         PaddedAveragePool2D(3, padding=-1)
     with pytest.raises(ValueError, match="strides=1.5"):
         PaddedAveragePool2D(3, strides=1.5)
+
+
+def test_a_map_smaller_than_the_window_is_refused():
+    """Before: 0 x 0 in training and 1 x 1 at inference."""
+    layer = PaddedAveragePool2D(2, 3, 0, name="pool")
+    with pytest.raises(ValueError) as error:
+        layer(np.ones((2, 1, 1, 4), np.float32))
+    assert str(error.value) == (
+        "PaddedAveragePool2D 'pool' (pool_size=2, padding=0) needs maps of "
+        "at least 2 pixels; received 1 along axis 1 (input shape (2, 1, 1, "
+        "4))."
+    )
+    out = PaddedAveragePool2D(3, 2, 1)(np.ones((1, 1, 1, 1), np.float32))
+    assert out.shape == (1, 1, 1, 1)  # 1 + 2 zeros: the smallest map
