@@ -1217,3 +1217,29 @@ def test_changed_inputs_names_changed_new_and_removed_files(tmp_path):
     )
     (states / "train-00000-of-00001.json").write_text(json.dumps({}))
     assert output.changed_inputs(out, plan) is None
+
+
+def test_a_class_folder_in_another_unicode_form_is_named_as_such(tmp_path):
+    """Before: "The validation split has classes that are not class
+    folders of --train_dir: café" beside a train folder café."""
+    import unicodedata
+
+    from official.utils.misc.validation import OptionError
+
+    nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
+    simple_folder(str(tmp_path / "train"), per_class=1, classes=(nfc, "tea"))
+    simple_folder(str(tmp_path / "val"), per_class=1, classes=(nfd, "tea"))
+    config = folder_config(
+        tmp_path / "train",
+        tmp_path / "out",
+        train_shards=1,
+        validation_dir=str(tmp_path / "val"),
+        validation_shards=1,
+    )
+    with raises_as_flag(OptionError, match="Unicode") as error:
+        builder.build(config)
+    assert error.value.as_flag().endswith(
+        "Some differ from one only in their Unicode normalization: "
+        "'cafe\u0301' (cafe\\u0301) and 'caf\u00e9' (caf\\xe9); rename them "
+        "alike."
+    )

@@ -557,3 +557,40 @@ def test_filter_classes():
     assert kept == [(b"3", 3), (b"4", 4), (b"4", 4)]
     with pytest.raises(ValueError, match="low=4, high=4"):
         sources.filter_classes(ds, 4, 4)
+
+
+def test_class_names_that_differ_only_in_unicode_normalization(tmp_path):
+    """'café' written by macOS (NFD) and by most tools (NFC) look the same:
+    in one split they were two classes of one name, across splits a
+    warning named 'café' twice without saying why."""
+    import unicodedata
+
+    from official.utils.misc.validation import OptionError
+
+    nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
+    assert nfc != nfd
+    root = _folder(tmp_path / "one", {"train": 1, "test": 1})
+    for name in (nfc, nfd):
+        (root / "train" / name).mkdir()
+        (root / "train" / name / "0.jpg").write_bytes(
+            testing_utils.jpeg_bytes(np.zeros((8, 8, 3), np.uint8))
+        )
+    with pytest.raises(OptionError) as error:
+        sources.open_source(str(root))
+    assert error.value.as_flag() == (
+        f"--source={root / 'train'} has class folders whose names differ "
+        "only in their Unicode normalization: 'cafe\u0301' (cafe\\u0301) and "
+        "'caf\u00e9' (caf\\xe9). They read as one name: rename one, or merge "
+        "them."
+    )
+    across = _folder(tmp_path / "two", {"train": 1, "test": 1})
+    for split, name in (("train", nfc), ("test", nfd)):
+        (across / split / name).mkdir()
+        (across / split / name / "0.jpg").write_bytes(
+            testing_utils.jpeg_bytes(np.zeros((8, 8, 3), np.uint8))
+        )
+    warnings = sources.folder_warnings(sources.open_source(str(across)))
+    assert (
+        "(case counts; these differ only in their Unicode normalization: "
+        "'cafe\u0301' (cafe\\u0301) and 'caf\u00e9' (caf\\xe9))."
+    ) in warnings[-1]

@@ -28,7 +28,7 @@ from assemble_tf.data.builder.inputs import (
     require_dir,
     resolve_logit_files,
 )
-from official.utils.misc import file_utils
+from official.utils.misc import file_utils, validation
 from official.utils.misc.validation import OptionError
 
 
@@ -187,13 +187,19 @@ def _check_known_classes(config, found, known):
                 names=listing(unknown),
             )
         if unknown:
+            twins = validation.unicode_twins(unknown, known)
             raise OptionError(
                 "train_dir",
                 "The {split} split has classes that are not class folders "
-                "of {field}={root}: {names}.",
+                "of {field}={root}: {names}.{twins}",
                 split=split,
                 root=config.train_dir,
                 names=listing(unknown),
+                # Before: "café" named as missing beside a train "café".
+                twins=f" Some differ from one only in their Unicode "
+                f"normalization: {twins}; rename them alike."
+                if twins
+                else "",
             )
 
 

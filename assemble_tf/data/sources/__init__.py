@@ -44,6 +44,7 @@ from assemble_tf.data.sources.folder import (
     open_folder,
 )
 from assemble_tf.data.sources.tfds import is_tfds_name, open_tfds, tfds_dataset
+from official.utils.misc import validation
 from official.utils.misc.validation import OptionError
 
 
@@ -172,12 +173,20 @@ def folder_warnings(info, across_splits=True):
             for cls, where in info.partial_classes[:3]
         )
         more = ", ..." if len(info.partial_classes) > 3 else ""
+        partial = [cls for cls, _ in info.partial_classes]
+        twins = validation.unicode_twins(partial)
         lines.append(
             f"{info.data_dir}: {len(info.partial_classes):,} classes have "
             f"images in some splits only: {shown}{more}. A class without "
             "training images is never predicted, and one without evaluation "
             "images is not measured: check the class folders' names (case "
-            "counts). A class-disjoint retrieval set is meant so."
+            "counts"
+            + (
+                f"; these differ only in their Unicode normalization: {twins}"
+                if twins
+                else ""
+            )
+            + "). A class-disjoint retrieval set is meant so."
         )
     return lines
 

@@ -368,6 +368,30 @@ def check_local_path(field, path):
         )
 
 
+def unicode_twins(names, others=None):
+    """The pairs of `names` (or of `names` and `others`) that differ only
+    in Unicode normalization, as "'café' (caf\\xe9) and 'café'
+    (cafe\\u0301)": they look the same and are different folders (macOS
+    writes NFD, most tools NFC). '' when there is none."""
+    import unicodedata
+
+    def key(name):
+        return unicodedata.normalize("NFC", name)
+
+    pool = {}
+    for name in others if others is not None else names:
+        pool.setdefault(key(name), []).append(name)
+    pairs = []
+    for name in names:
+        twins = [o for o in pool.get(key(name), []) if o != name]
+        if twins and (others is not None or name < twins[0]):
+            pairs.append(
+                f"{name!r} ({ascii(name)[1:-1]}) and "
+                f"{twins[0]!r} ({ascii(twins[0])[1:-1]})"
+            )
+    return "; ".join(pairs[:5]) + ("; ..." if len(pairs) > 5 else "")
+
+
 def check_class_names(field, root, classes, lines_why, spaces_why):
     """Refuses class folder names that a class-name file (one class per
     line, read back stripped) cannot hold: a tab, a newline or another
@@ -412,6 +436,16 @@ def check_class_names(field, root, classes, lines_why, spaces_why):
                 + (f", ... and {len(bad) - 20} more" if len(bad) > 20 else ""),
                 why=why,
             )
+    twins = unicode_twins(classes)
+    if twins:  # before: two classes of one name, without a word
+        raise OptionError(
+            field,
+            "{field}={root} has class folders whose names differ only in "
+            "their Unicode normalization: {twins}. They read as one name: "
+            "rename one, or merge them.",
+            root=root,
+            twins=twins,
+        )
 
 
 def check_distinct_class_folders(field, root, classes):
