@@ -257,32 +257,59 @@ def format_summary(summary):
         f"{summary['label_offset']})"
     ]
     for split, s in summary["splits"].items():
-        counts = list(s["per_class"].values()) or [0]
+        lines += _split_lines(split, s)
+    lines += _warning_lines(summary)
+    lines += jobs.format_problems(
+        summary["skipped"],
+        lambda s: (
+            f"skipped {s['split']}/{s['file']}: {s['reason']} ({s['detail']})"
+        ),
+        limit=MAX_LISTED,
+        noun="skipped files",
+    )
+    if any(s["reason"] == SKIP_NOT_READ for s in summary["skipped"]):
         lines.append(
-            f"  {split}: {s['images']} images in {s['shards_done']}/"
-            f"{s['shards']} shards ({s['shards_resumed']} kept from an "
-            f"earlier run), {s['skipped']} skipped, "
-            # Of the images stored, by this run or the one that wrote a
-            # kept shard (before: "re-encoded", read as this run's work).
-            f"{sum(s['reencoded'].values())} stored re-encoded as RGB JPEG, "
-            f"{min(counts)}..{max(counts)} images per class"
-            + ("" if s["complete"] else "  [INCOMPLETE]")
+            "Files that could not be read are read again by a rerun of the "
+            "same command (their shards are rebuilt), e.g. once their "
+            "permissions are fixed."
         )
-        for kind, count in s["reencoded"].items():
-            lines.append(f"    re-encoded {kind}: {count}")
-        ignored = s.get("ignored_files", [])
-        if ignored:
-            lines.append(
-                f"    not read (no image file extension, sub-folders, "
-                f"broken links, names not UTF-8): {len(ignored)}, "
-                f"e.g. {', '.join(ignored[:3])} (ignored_files in "
-                "summary.json)"
-            )
-        if "files_with_boxes" in s:
-            lines.append(
-                f"    files with bounding boxes: {s['files_with_boxes']} of "
-                f"{s['files']}"
-            )
+    return "\n".join(lines)
+
+
+def _split_lines(split, s):
+    """`format_summary`'s lines of one split's summary `s`."""
+    counts = list(s["per_class"].values()) or [0]
+    lines = [
+        f"  {split}: {s['images']} images in {s['shards_done']}/"
+        f"{s['shards']} shards ({s['shards_resumed']} kept from an "
+        f"earlier run), {s['skipped']} skipped, "
+        # Of the images stored, by this run or the one that wrote a
+        # kept shard (before: "re-encoded", read as this run's work).
+        f"{sum(s['reencoded'].values())} stored re-encoded as RGB JPEG, "
+        f"{min(counts)}..{max(counts)} images per class"
+        + ("" if s["complete"] else "  [INCOMPLETE]")
+    ]
+    for kind, count in s["reencoded"].items():
+        lines.append(f"    re-encoded {kind}: {count}")
+    ignored = s.get("ignored_files", [])
+    if ignored:
+        lines.append(
+            f"    not read (no image file extension, sub-folders, "
+            f"broken links, names not UTF-8): {len(ignored)}, "
+            f"e.g. {', '.join(ignored[:3])} (ignored_files in "
+            "summary.json)"
+        )
+    if "files_with_boxes" in s:
+        lines.append(
+            f"    files with bounding boxes: {s['files_with_boxes']} of "
+            f"{s['files']}"
+        )
+    return lines
+
+
+def _warning_lines(summary):
+    """`format_summary`'s WARNING lines about the classes and labels."""
+    lines = []
     missing = summary.get("synsets_without_folder") or []
     if missing:
         lines.append(
@@ -318,21 +345,7 @@ def format_summary(summary):
                 f"without an image ({_first(empty)}): their labels exist, "
                 f"and {what}."
             )
-    lines += jobs.format_problems(
-        summary["skipped"],
-        lambda s: (
-            f"skipped {s['split']}/{s['file']}: {s['reason']} ({s['detail']})"
-        ),
-        limit=MAX_LISTED,
-        noun="skipped files",
-    )
-    if any(s["reason"] == SKIP_NOT_READ for s in summary["skipped"]):
-        lines.append(
-            "Files that could not be read are read again by a rerun of the "
-            "same command (their shards are rebuilt), e.g. once their "
-            "permissions are fixed."
-        )
-    return "\n".join(lines)
+    return lines
 
 
 JOB = jobs.Job(BuildConfig, build, format_summary, files=(("labels", LABELS),))
