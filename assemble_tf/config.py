@@ -516,6 +516,14 @@ class TrainConfig(_Group):
     momentum: float = _f(
         0.9, "SGD momentum (no Nesterov).", check=_fraction(True, False)
     )
+    optimizer: str = _f(
+        "momentum",
+        "momentum: the original's TF1 MomentumOptimizer (a = m * a + g; "
+        "w -= lr * a); keras_sgd: keras.optimizers.SGD (the learning rate "
+        "inside the velocity: other steps while the rate moves), what runs "
+        "written before this option trained with.",
+        check=_one_of("momentum", "keras_sgd"),
+    )
     weight_decay: float = _f(
         1e-4,
         "wd * 1/2 * sum(w^2) over all trainable variables except BN "
@@ -742,6 +750,11 @@ class ExperimentConfig:
         # The run is where its config.json is (older runs stored an
         # absolute model_dir that a move makes stale).
         values["model_dir"] = os.path.dirname(os.path.abspath(path))
+        train = values.get("train")
+        if isinstance(train, dict) and "optimizer" not in train:
+            # Written before the option: those runs trained with Keras'
+            # SGD, whose state a resume must not read as the original's.
+            train["optimizer"] = "keras_sgd"
         try:
             config = cls.from_dict(values)
             validate(config)  # e.g. "eval_preprocessing": "foo", edited

@@ -24,7 +24,7 @@ from assemble_tf import config as config_lib
 from assemble_tf.data import postprocess
 from assemble_tf.layers import DropBlock2D
 from assemble_tf.runs import models
-from assemble_tf.training import losses, schedules
+from assemble_tf.training import losses, optimizers, schedules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +124,8 @@ def build_parts(config, plan):
             else float(t.backbone_lr_multiplier)
             for v in model.trainable_variables
         ]
-    optimizer = keras.optimizers.SGD(
-        learning_rate=plan.lr_schedule, momentum=t.momentum
+    optimizer = optimizers.make_optimizer(
+        t.optimizer, plan.lr_schedule, t.momentum
     )
     if t.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

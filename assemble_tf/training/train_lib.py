@@ -81,11 +81,22 @@ def check_resume(config):
     ]
     refused = [d for g, k, d in diffs if (g, k) not in RESUME_MAY_CHANGE]
     if refused:
+        # A run written before the option: the same command now means
+        # the original's optimizer.
+        legacy = (
+            " (runs written before the optimizer option trained with "
+            "keras_sgd: add {optimizer}=keras_sgd to resume one)"
+            if (a["train"]["optimizer"], b["train"]["optimizer"])
+            == ("keras_sgd", "momentum")
+            else ""
+        )
         raise OptionError(
             "model_dir",
             "{field}={path} holds a run with a different configuration "
-            "({diffs}). Rerun with the same options to resume, or pick a "
-            "new {field}.",
+            "({diffs}). Rerun with the same options to resume"
+            + legacy
+            + ", or pick a new {field}.",
+            ["optimizer"],
             path=config.model_dir,
             diffs="; ".join(refused),
         )

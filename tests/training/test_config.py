@@ -602,6 +602,26 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
         )
     ):
         train_lib.check_resume(base)
+    # A run written before the optimizer option (Keras' SGD): read as
+    # such, and the same command names the option that resumes it.
+    written = base.to_dict()
+    del written["train"]["optimizer"]
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    old = config_lib.ExperimentConfig.from_json(str(tmp_path / "config.json"))
+    assert (old.train.optimizer, base.train.optimizer) == (
+        "keras_sgd",
+        "momentum",
+    )
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "(train.optimizer: 'keras_sgd' -> 'momentum'). Rerun with the "
+            "same options to resume (runs written before the optimizer "
+            "option trained with keras_sgd: add --optimizer=keras_sgd to "
+            "resume one), or pick a new --model_dir."
+        )
+    ):
+        train_lib.check_resume(base)
+    assert train_lib.check_resume(config(optimizer="keras_sgd")) == []
     (tmp_path / "config.json").unlink()
     with testing_utils.raises_flag_error(
         re.escape(
