@@ -189,7 +189,11 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
         "resnet50",
         {
             "data": {"synthetic": True, "num_train_examples": 1020},
-            "train": {"batch_size": 256, "epochs": 100.0},
+            "train": {
+                "batch_size": 256,
+                "epochs": 100.0,
+                "lr_schedule": "cosine",
+            },
         },
     )
     plan = step_lib.make_plan(config)
