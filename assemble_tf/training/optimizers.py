@@ -16,7 +16,8 @@ whenever it moves. For a constant gradient, 500 warm-up steps and a
 cosine to step 1,000: Keras' steps are 0.53x the original's at step 1,
 0.91x at step 100 and 1.19x at step 900, and its last step is 0.19 % of
 the peak step where the original's is 0.001 % (189x). PyTorch's
-`torch.optim.SGD` uses the original's form too. `MomentumSGD` is that form on every Keras backend.
+`torch.optim.SGD` uses the original's form too. `MomentumSGD` is that
+form on every Keras backend.
 """
 
 import keras
