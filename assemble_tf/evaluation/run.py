@@ -240,16 +240,14 @@ def write_per_class_csv(rows, path):
         writer.writerows(rows)
 
 
-def write_outputs(result, loaded, precision, out_dir, names=None):
+def write_outputs(result, loaded, precision, out_dir, names):
     """Writes reliability.png, per_class.csv, agreement.md (with an
     agreement) and eval.json to `out_dir`; returns the report (eval.json
     without the reliability bins and the per-class rows). `names`: the
-    class names (`runs.class_names.of_run`; None: read here)."""
+    class names (`runs.class_names.of_run`'s, None when nothing names
+    them)."""
     from assemble_tf.evaluation import plots
-    from assemble_tf.runs import class_names
 
-    if names is None:
-        names, _ = class_names.of_run(loaded.config.model_dir, loaded.config)
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "reliability.png")
     rel = result["reliability"]
