@@ -115,7 +115,12 @@ def deferred():
     then fails (tqdm's: "Exception ignored in ... AttributeError: 'tqdm'
     object has no attribute 'pos'" under a job's own one-line message).
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        # Installed outside Python (getsignal gives None): it could not
+        # be put back.
+        or signal.getsignal(signal.SIGINT) is None
+    ):
         yield
         return
     arrived = []
