@@ -448,7 +448,8 @@ def _check_teacher_logits(config, sample):
     width (knowledge distillation is on)."""
     d, t = config.data, config.train
     want = d.num_classes + d.label_offset
-    with_logits = sample.records - sample.logit_sizes.get(0, 0)
+    parsed = sum(sample.logit_sizes.values())  # records that parse
+    with_logits = parsed - sample.logit_sizes.get(0, 0)
     fix = (
         "Set {field}=0 to train without knowledge distillation, or "
         "write the teacher's logits into a copy of the records first "
