@@ -507,7 +507,8 @@ class TrainConfig(_Group):
     )
     lr_schedule: str = _f(
         "cosine",
-        "cosine, piecewise or constant.",
+        "cosine, piecewise (x0.1 at epochs 30, 60, 80 and 90, as the "
+        "original) or constant.",
         check=_one_of("cosine", "piecewise", "constant"),
     )
     warmup_epochs: float = _f(

@@ -245,10 +245,20 @@ def run_demo(options, log=_log_to_stderr):
             writer=e.values["writer"],
         ) from None
     except OptionError as e:
+        out = os.path.abspath(options.output_dir)
+        if "optimizer" in e.others:
+            # A demo of an earlier version: the demo has no --optimizer
+            # (before: "add --optimizer=keras_sgd", an unknown flag).
+            raise OptionError(
+                "output_dir",
+                "{field}={path} holds a demo run of an earlier version "
+                "(trained with Keras' SGD, which the demo no longer uses): "
+                "pick a new {field}, or delete that one.",
+                path=out,
+            ) from None
         # The run folder is <output_dir>/run: the demo's flag for it
         # (before: "pick a new `model_dir`", no demo flag).
         path = e.values.get("path")
-        out = os.path.abspath(options.output_dir)
         values = {"path": out} if path == config.model_dir else {}
         raise e.renamed({"model_dir": "output_dir"}, **values) from None
     with open(summary["history"]) as f:

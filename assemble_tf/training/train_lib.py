@@ -81,26 +81,41 @@ def check_resume(config):
     ]
     refused = [d for g, k, d in diffs if (g, k) not in RESUME_MAY_CHANGE]
     if refused:
-        # A run written before the option: the same command now means
-        # the original's optimizer.
-        legacy = (
-            " (runs written before the optimizer option trained with "
-            "keras_sgd: add {optimizer}=keras_sgd to resume one)"
-            if (a["train"]["optimizer"], b["train"]["optimizer"])
-            == ("keras_sgd", "momentum")
+        legacy = _legacy_flags(a["train"], b["train"], config.model.preset)
+        hint = (
+            " (runs written before these defaults changed: add "
+            + " ".join(f"{{{name}}}={value}" for name, value in legacy)
+            + " to resume one)"
+            if legacy
             else ""
         )
         raise OptionError(
             "model_dir",
             "{field}={path} holds a run with a different configuration "
             "({diffs}). Rerun with the same options to resume"
-            + legacy
+            + hint
             + ", or pick a new {field}.",
-            ["optimizer"],
+            [name for name, _ in legacy],
             path=config.model_dir,
             diffs="; ".join(refused),
         )
     return [d for _, _, d in diffs]
+
+
+def _legacy_flags(old, new, preset):
+    """[(option, value)] that resume a run written before a default
+    changed, where the same command now means another run: Keras' SGD
+    before `optimizer` (the original's momentum now), and for `resnet50`
+    the cosine before its step-LR recipe (Table 1's baseline now)."""
+    if (old["optimizer"], new["optimizer"]) != ("keras_sgd", "momentum"):
+        return []
+    flags = [("optimizer", "keras_sgd")]
+    if preset == "resnet50" and (old["lr_schedule"], new["lr_schedule"]) == (
+        "cosine",
+        "piecewise",
+    ):
+        flags.append(("lr_schedule", "cosine"))
+    return flags
 
 
 def _follows(old, new, group, field):

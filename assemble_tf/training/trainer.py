@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from assemble_tf.runs import checkpoints
-from assemble_tf.training import step_lib, summaries
+from assemble_tf.training import schedules, step_lib, summaries
 from official.utils.misc import interrupts, seeds
 from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError
@@ -152,6 +152,20 @@ class Trainer:
                 value=t.batch_size,
             )
             self.log(f"WARNING: {few}")
+        first_drop = schedules.PIECEWISE_BOUNDARIES[0]
+        if t.lr_schedule == "piecewise" and t.epochs <= first_drop:
+            # Before: the rate stayed at its peak without a word (the
+            # resnet50 preset's Table 1 recipe is piecewise).
+            flat = OptionError(
+                "lr_schedule",
+                "{field}=piecewise drops the learning rate at epochs "
+                "{bounds}, as the original's step schedule: a run of "
+                "{epochs:g} epochs never decays. Set {field}=cosine for a "
+                "short run.",
+                bounds=", ".join(map(str, schedules.PIECEWISE_BOUNDARIES)),
+                epochs=t.epochs,
+            )
+            self.log(f"WARNING: {flat}")
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
         self._validation_counted = False

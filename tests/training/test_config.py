@@ -615,13 +615,23 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     with testing_utils.raises_flag_error(
         re.escape(
             "(train.optimizer: 'keras_sgd' -> 'momentum'). Rerun with the "
-            "same options to resume (runs written before the optimizer "
-            "option trained with keras_sgd: add --optimizer=keras_sgd to "
-            "resume one), or pick a new --model_dir."
+            "same options to resume (runs written before these defaults "
+            "changed: add --optimizer=keras_sgd to resume one), or pick a "
+            "new --model_dir."
         )
     ):
         train_lib.check_resume(base)
     assert train_lib.check_resume(config(optimizer="keras_sgd")) == []
+    # A resnet50 run written before its step-LR recipe: both flags.
+    written["train"]["lr_schedule"] = "cosine"
+    (tmp_path / "config.json").write_text(json.dumps(written))
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "(runs written before these defaults changed: add "
+            "--optimizer=keras_sgd --lr_schedule=cosine to resume one)"
+        )
+    ):
+        train_lib.check_resume(base)
     (tmp_path / "config.json").unlink()
     with testing_utils.raises_flag_error(
         re.escape(

@@ -138,6 +138,32 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
     assert "--model_dir" not in text and text.endswith("--output_dir.")
 
 
+def test_a_demo_run_of_an_earlier_version_names_no_flag_it_lacks(
+    tmp_path, monkeypatch
+):
+    """A demo folder written before `optimizer` (Keras' SGD): before,
+    "add --optimizer=keras_sgd", a flag tools.demo does not have."""
+    import json
+
+    from official.utils.misc.validation import OptionError
+
+    checkpoints = _demo_run_folder(tmp_path, monkeypatch, epochs=2)
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
+    (checkpoints / "ckpt-1.index").write_bytes(b"")
+    path = tmp_path / "run" / "config.json"
+    written = json.loads(path.read_text())
+    del written["train"]["optimizer"]
+    path.write_text(json.dumps(written))
+    options = demo.DemoOptions(output_dir=str(tmp_path), epochs=2)
+    with pytest.raises(OptionError) as e:
+        demo.run_demo(options)
+    assert e.value.as_flag() == (
+        f"--output_dir={tmp_path} holds a demo run of an earlier version "
+        "(trained with Keras' SGD, which the demo no longer uses): pick a "
+        "new --output_dir, or delete that one."
+    )
+
+
 def test_a_demo_run_of_the_other_backend_names_the_fix(tmp_path, monkeypatch):
     """Before: "... or use a new --output_dir and --warm_start from it",
     a flag tools.demo does not have."""

@@ -1,5 +1,6 @@
 """Learning rate, DropBlock schedule, losses and weight-decay set."""
 
+import dataclasses
 import math
 
 import keras
@@ -180,6 +181,19 @@ def test_a_split_smaller_than_a_batch_keeps_its_learning_rate(tmp_path):
         "16: each step repeats images within its batch. A smaller "
         "`batch_size` trains on each image once a step."
     ]
+    # The resnet50 preset's step schedule (Table 1's recipe) drops at fixed
+    # epochs: a short run is told it never decays (before: not a word).
+    step = dataclasses.replace(
+        config,
+        train=dataclasses.replace(config.train, lr_schedule="piecewise"),
+    )
+    logged.clear()
+    trainer_lib.Trainer(step, runtime.setup_runtime(step), logged.append)
+    assert logged[-1] == (
+        "WARNING: `lr_schedule`=piecewise drops the learning rate at epochs "
+        "30, 60, 80, 90, as the original's step schedule: a run of 2 epochs "
+        "never decays. Set `lr_schedule`=cosine for a short run."
+    )
     # The schedule's epoch is the loop's, so the learning rate ends where
     # the run does (before: N / B steps, as the original, whose data
     # repeat across epochs; Flowers-102's 1,020 images at 256 ran 300 of
