@@ -40,7 +40,7 @@ import tensorflow as tf
 from assemble_tf.data import metadata
 from assemble_tf.runs.warm_start import run_config_path
 from assemble_tf.training import teacher_resume, teacher_shards, teachers
-from official.utils.misc import file_utils
+from official.utils.misc import file_utils, interrupts
 from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import (
     MissingPathError,
@@ -358,14 +358,24 @@ def extract_teacher_logits(options):
         earlier, redo = teacher_resume.check_kept_shards(
             files, options, settings
         )
-        shards, seen = _write_shards(
-            files,
-            teacher,
-            options,
-            range(base, base + num_classes),
-            settings,
-            redo,
+        # Ctrl-C and SIGTERM say how to go on (before: "Interrupted." or
+        # "Terminated." alone).
+        resume = (
+            "Rerun the same command to resume: the finished shards in "
+            f"{out} are kept."
         )
+        try:
+            with interrupts.sigterm_raises(resume):
+                shards, seen = _write_shards(
+                    files,
+                    teacher,
+                    options,
+                    range(base, base + num_classes),
+                    settings,
+                    redo,
+                )
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(resume) from None
         earlier = {n: {**c, "kept": True} for n, c in earlier.items()}
         shards = dict(sorted({**earlier, **shards}.items()))
         summary = make_summary(options, teacher, base, num_classes, shards)
@@ -409,6 +419,7 @@ def _write_shards(files, teacher, options, labels, settings, redo=()):
         files, desc="shards", unit="shard", progress=options.progress
     )
     for src in bar:
+        interrupts.check()  # a SIGTERM or Ctrl-C swallowed on its way
         name = os.path.basename(src)
         dst = os.path.join(options.output_dir, name)
         # The temporary file a killed run left.

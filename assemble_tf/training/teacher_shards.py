@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf.data import metadata, schema
+from official.utils.misc import interrupts
 from official.utils.misc.validation import (
     OptionError,
 )
@@ -49,6 +50,7 @@ def extract_shard(src, dst, teacher, options, labels):
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
             for serialized, images in _batches(src, options):
+                interrupts.check()  # swallowed on its way (a finalizer)
                 logits = np.asarray(teacher.call(images), np.float32)
                 if options.prepend_zero:
                     logits = np.pad(logits, [[0, 0], [1, 0]])

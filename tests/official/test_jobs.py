@@ -182,6 +182,47 @@ def test_ctrl_c_in_a_job_says_how_to_resume():
         list(jobs.run_tasks(fn, [1], 1, progress=False, resume="without it"))
 
 
+def test_a_sigterm_swallowed_in_a_finalizer_stops_at_the_next_task():
+    """Before: SIGTERM raised inside a garbage-collector callback (JAX's
+    `_xla_gc_callback`) printed "Exception ignored ... Terminated" and the
+    job wrote every remaining shard before it stopped."""
+    import os
+    import signal
+    import sys
+
+    from official.utils.misc import interrupts
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # lands in __del__
+
+    reported, ran = [], []
+    previous_hook = sys.unraisablehook
+    previous_int = signal.getsignal(signal.SIGINT)
+    sys.unraisablehook = lambda u: reported.append(u.exc_value)
+    interrupts.install()
+
+    def fn(task):
+        ran.append(task)
+        if task == 1:
+            Finalized()  # its Terminated is "ignored" by Python
+        return task
+
+    try:
+        with pytest.raises(interrupts.Terminated, match="^resume here$"):
+            list(
+                jobs.run_tasks(
+                    fn, [1, 2, 3], 1, progress=False, resume=("resume here")
+                )
+            )
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGINT, previous_int)
+        interrupts.reset()
+    assert ran == [1]
+    assert reported == []  # not printed
+
+
 def test_an_unreadable_path_is_one_line(tmp_path, capsys):
     """Before: a PermissionError traceback (an unreadable class folder)."""
     from official.utils.flags import core as flags_core

@@ -459,6 +459,23 @@ def test_a_failure_inside_a_shard_leaves_no_partial_file(
         tl.extract_teacher_logits(options)
     # The finished shard, and its counts for the rerun.
     assert sorted(os.listdir(out)) == [metadata.EXTRACT_PROGRESS, SHARDS[0]]
+    # Ctrl-C there says how to go on (before: "Interrupted." alone).
+    monkeypatch.setattr(
+        teachers,
+        "load_teacher",
+        lambda options: teachers.Teacher(
+            lambda images: (_ for _ in ()).throw(KeyboardInterrupt),
+            CLASSES,
+            {"test": True},
+        ),
+    )
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        tl.extract_teacher_logits(options)
+    assert str(stopped.value) == (
+        "Rerun the same command to resume: the finished shards in "
+        f"{out} are kept."
+    )
+    monkeypatch.setattr(teachers, "load_teacher", lambda options: teacher)
     summary = tl.extract_teacher_logits(options)
     assert summary["shards"][SHARDS[0]]["kept"]
     assert not summary["shards"][SHARDS[1]]["kept"]

@@ -61,12 +61,19 @@ def install():
 
 def _quiet_swallowed_ctrl_c(previous):
     """An unraisable-exception hook that drops a `KeyboardInterrupt` from
-    our SIGINT handler (`check()` raises it again) and passes anything
-    else to `previous`."""
+    our SIGINT handler and a `Terminated` from `sigterm_raises`' (`check()`
+    raises both again) and passes anything else to `previous`."""
 
     def hook(unraisable):
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and (
             _requested.is_set()
+        ):
+            return
+        # `sigterm_raises`' Terminated, swallowed likewise (a garbage
+        # collector callback: JAX's `_xla_gc_callback`); `check()` raises
+        # it again.
+        if isinstance(unraisable.exc_value, Terminated) and (
+            _raised is not None
         ):
             return
         previous(unraisable)

@@ -357,6 +357,9 @@ def run_tasks(
                 for task, result in worker_pool.imap_bounded(
                     call, tasks, workers, initializer=initializer
                 ):
+                    # A SIGTERM or Ctrl-C swallowed on its way (in a
+                    # finalizer): before, the job ran on to its end.
+                    interrupts.check()
                     if not live:
                         bar.update(size(task) if size else 1)
                     yield task, result
