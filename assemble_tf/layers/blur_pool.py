@@ -23,12 +23,11 @@ CPUs (Assemble-R50's blurs 31 -> 12 ms per batch of 32); in float32 about
 the same cost (docs/benchmarks.md "Assemble-R50 in bfloat16").
 """
 
-import numbers
-
 import keras
 import numpy as np
 
 from assemble_tf.layers import common
+from official.utils.misc import validation
 
 # Rows of Pascal's triangle: the 1-D binomial filters of size 1 to 7.
 BINOMIAL_ROWS = {
@@ -51,14 +50,10 @@ def binomial_kernel(filter_size):
     Returns:
         A `(filter_size, filter_size)` array that sums to 1.
     """
-    integer = isinstance(filter_size, numbers.Integral) and not isinstance(
-        filter_size, (bool, np.bool_)
-    )  # before: 3.0 was taken, then TensorFlow failed at the first call
-    if not integer or filter_size not in BINOMIAL_ROWS:
-        raise ValueError(
-            "BlurPool filter_size must be an integer from 1 to 7. "
-            f"Received: filter_size={filter_size!r}"
-        )
+    # Before: 3.0 was taken, then TensorFlow failed at the first call.
+    filter_size = common.check_int_choice(
+        "filter_size", filter_size, tuple(BINOMIAL_ROWS)
+    )
     row = np.asarray(BINOMIAL_ROWS[filter_size], dtype=np.float64)
     kernel = np.outer(row, row)
     return kernel / kernel.sum()
@@ -89,7 +84,7 @@ class BlurPool2D(keras.layers.Layer):
         binomial_kernel(filter_size)  # validates
         self.filter_size = int(filter_size)
         # numpy's integers too, no bool (strides=True stayed in the config).
-        self.strides = common.check_int("strides", strides)
+        self.strides = validation.check_positive_int("strides", strides)
         self.pad = (filter_size - 1) // 2  # before; k - 1 - pad after
         self.input_spec = keras.layers.InputSpec(ndim=4)
 

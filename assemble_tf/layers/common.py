@@ -52,17 +52,19 @@ def check_number(name, value, low=0.0, low_included=False, high=math.inf):
     return float(value)
 
 
-def check_int(name, value, choices=None):
+def check_int_choice(name, value, choices):
     """Returns `value` as an int, or raises ValueError naming `name` unless
-    it is an integer (numpy's too; no bool, no float) >= 1, or one of
-    `choices`."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(
+    it is an integer (numpy's too; no bool, no float: 3.0 == 3 and True ==
+    1 passed before) among `choices` (integers >= 1 alone:
+    `validation.check_positive_int`)."""
+    integer = isinstance(value, numbers.Integral) and not isinstance(
         value, (bool, np.bool_)
     )
-    ok = ok and (value in choices if choices else value >= 1)
-    if not ok:
-        what = f"one of {tuple(choices)}" if choices else "an integer >= 1"
-        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    if not integer or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. "
+            f"Received: {name}={value!r}"
+        )
     return int(value)
 
 

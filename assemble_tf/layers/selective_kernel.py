@@ -127,11 +127,7 @@ class SelectiveKernel(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         validation.check_positive_int("filters", filters)
-        if isinstance(strides, bool) or strides not in (1, 2):
-            raise ValueError(
-                f"SelectiveKernel strides must be 1 or 2. "
-                f"Received: strides={strides!r}"
-            )
+        strides = common.check_int_choice("strides", strides, (1, 2))
         if variant not in VARIANTS:
             raise ValueError(
                 f"SelectiveKernel variant must be one of {VARIANTS}. "

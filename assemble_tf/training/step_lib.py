@@ -6,8 +6,10 @@ once, in `keras.ops`, and called by the TensorFlow step (`tf_step`) and the
 JAX step (`jax_step`):
 
 * `Plan`: steps per epoch, total steps, the warm-up + cosine learning rate
-  and the DropBlock keep-probability range of a run;
-* `build_parts`: the model, SGD with momentum (loss-scaled under
+  and the DropBlock keep-probability range of a run (`plan_warnings`: what
+  in it works but misleads);
+* `build_parts`: the model, SGD with momentum in the original's form
+  (`optimizers`; loss-scaled under
   mixed_float16), the weight-decayed variables, the DropBlock layers and
   the per-variable learning-rate multipliers of fine-tuning;
 * `step_loss`: normalize and mix a uint8 batch (`BatchPostprocess`), then
@@ -25,6 +27,7 @@ from assemble_tf.data import postprocess
 from assemble_tf.layers import DropBlock2D
 from assemble_tf.runs import models
 from assemble_tf.training import losses, optimizers, schedules
+from official.utils.misc.validation import OptionError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +109,40 @@ class Parts:
     dropblock_layers: list
     lr_multipliers: list | None
     post: postprocess.BatchPostprocess
+
+
+def plan_warnings(config, plan):
+    """`OptionError`s, not raised, of a plan that works but misleads:
+    fewer training images than a batch, a step schedule that never
+    decays."""
+    t, warnings = config.train, []
+    if plan.num_train < t.batch_size:
+        warnings.append(
+            OptionError(
+                "batch_size",
+                "the training split has {count:,} images, fewer than one "
+                "batch of {value:,}: each step repeats images within its "
+                "batch. A smaller {field} trains on each image once a step.",
+                count=plan.num_train,
+                value=t.batch_size,
+            )
+        )
+    bounds = schedules.PIECEWISE_BOUNDARIES
+    if t.lr_schedule == "piecewise" and t.epochs <= bounds[0]:
+        # Before: the rate stayed at its peak without a word (the
+        # resnet50 preset's Table 1 recipe is piecewise).
+        warnings.append(
+            OptionError(
+                "lr_schedule",
+                "{field}=piecewise drops the learning rate at epochs "
+                "{bounds}, as the original's step schedule: a run of "
+                "{epochs:g} epochs never decays. Set {field}=cosine for a "
+                "short run.",
+                bounds=", ".join(map(str, bounds)),
+                epochs=t.epochs,
+            )
+        )
+    return warnings
 
 
 def build_parts(config, plan):

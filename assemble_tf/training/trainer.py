@@ -40,7 +40,7 @@ import keras
 import numpy as np
 
 from assemble_tf.runs import checkpoints
-from assemble_tf.training import schedules, step_lib, summaries
+from assemble_tf.training import step_lib, summaries
 from official.utils.misc import interrupts, seeds
 from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError
@@ -142,30 +142,8 @@ class Trainer:
                 per_replica=t.batch_size // replicas,
             )
         self.plan = step_lib.make_plan(config)
-        if self.plan.num_train < t.batch_size:
-            few = OptionError(
-                "batch_size",
-                "the training split has {count:,} images, fewer than one "
-                "batch of {value:,}: each step repeats images within its "
-                "batch. A smaller {field} trains on each image once a step.",
-                count=self.plan.num_train,
-                value=t.batch_size,
-            )
-            self.log(f"WARNING: {few}")
-        first_drop = schedules.PIECEWISE_BOUNDARIES[0]
-        if t.lr_schedule == "piecewise" and t.epochs <= first_drop:
-            # Before: the rate stayed at its peak without a word (the
-            # resnet50 preset's Table 1 recipe is piecewise).
-            flat = OptionError(
-                "lr_schedule",
-                "{field}=piecewise drops the learning rate at epochs "
-                "{bounds}, as the original's step schedule: a run of "
-                "{epochs:g} epochs never decays. Set {field}=cosine for a "
-                "short run.",
-                bounds=", ".join(map(str, schedules.PIECEWISE_BOUNDARIES)),
-                epochs=t.epochs,
-            )
-            self.log(f"WARNING: {flat}")
+        for warning in step_lib.plan_warnings(config, self.plan):
+            self.log(f"WARNING: {warning}")
         self.backend = make_step(config, self.plan, runtime)
         self._prepared = False
         self._validation_counted = False
