@@ -67,6 +67,8 @@ class PipelineStats:
     `bad_label` (a label, less
     `label_offset`, outside 0..num_classes-1: the up-front check reads the
     first records only, and such a label trained on an all-zero target).
+    `parsed` counts the records that parse as a `tf.train.Example` (all
+    of a tfds or folder source): the others are dropped by the pipeline.
     `skipped` (read, not emitted) is exact once a pass has been consumed;
     during training it also holds the records in flight.
     """
@@ -74,6 +76,7 @@ class PipelineStats:
     def __init__(self):
         with tf.init_scope():
             self.read = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.parsed = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.invalid = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.undecodable = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.no_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -111,6 +114,7 @@ class StatsCounts:
     """`PipelineStats` read at one moment (see there for each count)."""
 
     read: int
+    parsed: int
     invalid: int
     undecodable: int
     no_logits: int
@@ -138,6 +142,7 @@ class StatsCounts:
         return {
             "records_read": self.read,
             "records_skipped": self.skipped,
+            "records_not_examples": self.read - self.parsed,
             "records_invalid_jpeg": self.invalid,
             "records_undecodable": self.undecodable,
             "records_without_logits": self.no_logits,
@@ -147,13 +152,22 @@ class StatsCounts:
 
     def describe(self, finished=False):
         """'2 not images, 1 not decodable': the non-zero kinds. With
-        `finished` (a consumed pass), records dropped by `ignore_errors`
-        (a whole TFRecord JPEG that did not decode) count as not
-        decodable."""
-        undecodable = self.undecodable
+        `finished` (a consumed pass), the records that did not parse as a
+        `tf.train.Example` are named, and the others `ignore_errors`
+        dropped (a whole TFRecord JPEG that did not decode) count as not
+        decodable. Before, a record that was not an Example was counted as
+        not decodable."""
+        undecodable, not_examples = self.undecodable, 0
         if finished:
-            undecodable += self.skipped - self.unusable
+            not_examples = self.read - self.parsed
+            undecodable += self.skipped - self.unusable - not_examples
         kinds = (
+            (
+                not_examples,
+                "not a tf.train.Example"
+                if not_examples == 1
+                else "not tf.train.Examples",
+            ),
             (
                 self.invalid,
                 "not an image" if self.invalid == 1 else "not images",
@@ -489,13 +503,18 @@ def _decoder(config, stats):
     logits when KD needs them), counting what is read and skipped."""
 
     def decode(element):
-        if config.record_source is not None:
-            record = element
-            ok = preprocessing.is_supported_image(record["image_bytes"])
-        else:
-            record = decode_record(element, config.num_logits)
-            ok = is_record_image(record["image_bytes"])
-        stats.read.assign_add(1)
+        # Counted before the parse, which fails on a record that is not an
+        # Example (`ignore_errors` drops it): `read - parsed` counts those.
+        read = stats.read.assign_add(1)
+        with tf.control_dependencies([read]):
+            if config.record_source is not None:
+                record = dict(element)
+                ok = preprocessing.is_supported_image(record["image_bytes"])
+            else:
+                record = decode_record(element, config.num_logits)
+                ok = is_record_image(record["image_bytes"])
+        with tf.control_dependencies([record["label"]]):
+            stats.parsed.assign_add(1)
         stats.invalid.assign_add(tf.cast(tf.logical_not(ok), tf.int64))
         if config.num_logits:
             has = record.pop("has_logits")

@@ -98,6 +98,7 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
     assert stats.as_dict() == {
         "records_read": 14,
         "records_skipped": 2,
+        "records_not_examples": 0,
         "records_invalid_jpeg": 2,  # the truncated one lost its EOI marker
         "records_undecodable": 0,
         "records_without_logits": 0,
@@ -550,6 +551,7 @@ def test_user_images_that_do_not_decode_are_counted_not_lost():
     assert stats.as_dict() == {
         "records_read": 8,
         "records_skipped": 2,
+        "records_not_examples": 0,
         "records_invalid_jpeg": 0,
         "records_undecodable": 2,
         "records_without_logits": 0,
@@ -621,7 +623,9 @@ def test_tfrecord_images_that_do_not_decode_are_counted_after_a_pass(
     tmp_path,
 ):
     """A JPEG with intact SOI / EOI markers whose data does not decode
-    (not from our builder): dropped, and counted once the pass is over."""
+    (not from our builder): dropped, and counted once the pass is over. A
+    record that is not a tf.train.Example is named as such (before: "not
+    decodable")."""
     jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(30, 30))
     damaged = jpeg[:200] + bytes(len(jpeg) - 202) + b"\xff\xd9"
     examples = _examples(3, offset=1) + [
@@ -634,3 +638,12 @@ def test_tfrecord_images_that_do_not_decode_are_counted_after_a_pass(
     assert sum(int(images.shape[0]) for images, _ in batches) == 3
     assert stats.skipped == 1 and stats.unusable == 0
     assert stats.describe(True) == "1 not decodable"
+    with tf.io.TFRecordWriter(str(tmp_path / "validation-1")) as writer:
+        writer.write(b"not an Example")
+        writer.write(jpeg)  # a bare JPEG, not in an Example
+        writer.write(examples[0].SerializeToString())
+    stats = PipelineStats()
+    batches = list(build_dataset(config, stats=stats))
+    assert sum(int(images.shape[0]) for images, _ in batches) == 4
+    assert stats.as_dict()["records_not_examples"] == 2
+    assert stats.describe(True) == ("2 not tf.train.Examples, 1 not decodable")
