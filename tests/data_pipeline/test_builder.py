@@ -1151,6 +1151,24 @@ def test_validation_labels_of_file_names_with_spaces(tmp_path):
     path.write_text("a.jpg,n01,extra\n")
     with pytest.raises(OptionError, match="line 1 has 3 fields"):
         inputs.read_validation_labels(str(path), ["a.jpg"])
+    # A class name with spaces on a space-separated line: the words before
+    # its last went into the file name (before: "has no line for 1 images"
+    # alone).
+    path.write_text("a.jpg tench\nb.jpg golden retriever\n")
+    with pytest.raises(OptionError) as error:
+        inputs.read_validation_labels(str(path), ["a.jpg", "b.jpg"])
+    assert str(error.value).endswith(
+        ": b.jpg. Line 2 was read as file 'b.jpg golden' and class "
+        "'retriever': where a class name holds spaces, separate the file "
+        "name from it by a tab or a comma."
+    )
+    path.write_text("a tench\nb great white shark\n")  # names sans .jpg
+    with pytest.raises(OptionError, match="as file 'b great white' and"):
+        inputs.read_validation_labels(str(path), ["a.jpg", "b.jpg"])
+    path.write_text("a.jpg tench\n")  # no line at all: no hint
+    with pytest.raises(OptionError) as error:
+        inputs.read_validation_labels(str(path), ["a.jpg", "b.jpg"])
+    assert str(error.value).endswith(": b.jpg.")
 
 
 def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):

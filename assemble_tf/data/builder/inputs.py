@@ -287,13 +287,33 @@ def _labels_by_name(path, rows, image_names):
         raise OptionError(
             "validation_labels",
             "{field}={path} has no line for {count} images of "
-            "{validation_dir}: {names}.",
+            "{validation_dir}: {names}.{hint}",
             others=("validation_dir",),
             path=path,
             count=len(missing),
             names=listing(missing),
+            hint=_split_hint(rows, missing),
         )
     return labels
+
+
+def _split_hint(rows, missing):
+    """A hint where a space-separated line put a class name's first words
+    into the file name ('a.jpg golden retriever' read as file 'a.jpg
+    golden', class 'retriever'), else ''."""
+    wanted = set(missing) | {os.path.splitext(n)[0] for n in missing}
+    for lineno, (name, label) in rows:
+        head, _, rest = name.partition(" ")
+        while rest:
+            if head in wanted:
+                return (
+                    f" Line {lineno} was read as file '{name}' and class "
+                    f"'{label}': where a class name holds spaces, separate "
+                    "the file name from it by a tab or a comma."
+                )
+            more, _, rest = rest.partition(" ")
+            head = f"{head} {more}"
+    return ""
 
 
 def read_bboxes(path):
