@@ -138,6 +138,16 @@ class JaxStep:
         trainable, opt_vars = optimizer.stateless_apply(
             opt_vars, grads, trainable
         )
+        # The iterations count the steps run, a loss-scaled step skipped
+        # for its non-finite gradients included (see `tf_step._one_step`):
+        # the learning-rate schedule reads them.
+        index = [
+            i
+            for i, v in enumerate(optimizer.variables)
+            if v is optimizer.iterations
+        ][0]
+        opt_vars = list(opt_vars)
+        opt_vars[index] = jnp.asarray(step + 1, opt_vars[index].dtype)
         return (trainable, non_trainable, opt_vars), total, wd
 
     def _logits(self, trainable, non_trainable, images):

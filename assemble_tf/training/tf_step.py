@@ -174,6 +174,15 @@ class TFStep:
                 layer.keep_prob_variable.assign(keep)
         seed = tf.stack([seed_base, step])
         total, wd = self.strategy.run(replica_step, args=(images, batch, seed))
+        # The iterations count the steps run, a loss-scaled step skipped
+        # for its non-finite gradients included (as the original's global
+        # step under its static loss scale): Keras' LossScaleOptimizer does
+        # not advance them there, and the trainer's step, the schedules and
+        # the per-step seed fell a step behind the batches per skip (a
+        # mixed_float16 resume trained a batch twice).
+        self.optimizer.iterations.assign(
+            tf.cast(step + 1, self.optimizer.iterations.dtype)
+        )
         return (
             self.strategy.reduce("SUM", total, axis=None),
             self.strategy.reduce("SUM", wd, axis=None),

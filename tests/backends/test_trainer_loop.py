@@ -821,3 +821,36 @@ def test_the_best_epoch_is_kept_whatever_the_checkpoint_cadence(
     assert list((tmp_path / "best").glob("epoch0001.*"))
     saved = {p.name.split(".")[0] for p in tmp_path.glob("checkpoints/ckpt-*")}
     assert saved == {"ckpt-1", "ckpt-2", "ckpt-3"}
+
+
+@pytest.mark.slow  # trains
+def test_a_skipped_loss_scaled_step_still_counts_as_a_step(tmp_path):
+    """mixed_float16's dynamic loss scale skips the first steps, whose
+    scaled gradients overflow float16. Keras' LossScaleOptimizer does not
+    advance its iterations there; they drove the trainer's step, the
+    learning-rate schedule and the per-step seed, which fell behind the
+    batches (before: 8 batches, "steps": 6 under TensorFlow, and a resume
+    trained a batch twice; the JAX schedule ran 2 steps behind)."""
+    cfg = _config(
+        tmp_path,
+        train={**DETERMINISTIC, "mixed_precision": "mixed_float16"},
+    )
+    trainer = trainer_lib.Trainer(
+        cfg, runtime.setup_runtime(cfg), log=lambda s: None
+    )
+    optimizer = trainer.optimizer
+    # A scale whose gradients overflow float16: the first steps are skipped
+    # until it has halved enough.
+    optimizer.dynamic_scale.assign(2.0**22)
+    history = trainer.train()
+    skips = round(np.log2(2.0**22 / float(optimizer.dynamic_scale)))
+    assert 1 <= skips < 8  # the premise: some steps skipped, not all
+    assert trainer.step == 8  # 2 epochs of 4 batches
+    assert [r["step"] for r in history] == [4, 8]
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 8
+    # The rate the optimizer applies is the schedule's at the steps run:
+    # the cosine's end (was the rate 2 steps before it).
+    rate = optimizer.learning_rate
+    assert float(keras.ops.convert_to_numpy(rate)) == pytest.approx(
+        history[-1]["learning_rate"], abs=1e-9
+    )
