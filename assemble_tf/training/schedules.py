@@ -76,12 +76,18 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
             t = ops.minimum(ops.maximum(step - w, 0.0), decay)
             after = lr * 0.5 * (1.0 + ops.cos(math.pi * t / decay))
         elif self.schedule == "piecewise":
-            bounds = [b * self.steps_per_epoch for b in PIECEWISE_BOUNDARIES]
+            # As the original: boundaries int(steps_per_epoch * epoch),
+            # each rate kept through its boundary step
+            # (`tf.train.piecewise_constant`); before, the rate dropped a
+            # step early where a boundary was a whole number of steps.
+            bounds = [
+                int(b * self.steps_per_epoch) for b in PIECEWISE_BOUNDARIES
+            ]
             after = ops.full_like(step, lr * PIECEWISE_FACTORS[0])
             for bound, factor in zip(
                 bounds, PIECEWISE_FACTORS[1:], strict=True
             ):
-                after = ops.where(step >= bound, lr * factor, after)
+                after = ops.where(step > bound, lr * factor, after)
         else:
             after = ops.full_like(step, lr)
         if self.warmup_steps > 0:

@@ -27,7 +27,9 @@ def test_warmup_cosine_values():
 
 def test_piecewise_and_constant():
     s = schedules.WarmupSchedule(0.1, 100, 100, 0, "piecewise")
-    assert [round(float(s(e * 100)), 8) for e in (0, 29, 30, 60, 80, 90)] == [
+    assert [
+        round(float(s(e * 100 + 1)), 8) for e in (0, 29, 30, 60, 80, 90)
+    ] == [
         0.1,
         0.1,
         0.01,
@@ -35,6 +37,25 @@ def test_piecewise_and_constant():
         0.0001,
         1e-5,
     ]
+    # The original's own formula (functions/model_fns.py): boundaries
+    # int(steps per epoch x epoch), each rate kept through its boundary
+    # step by tf.train.piecewise_constant (before: dropped a step early on
+    # a whole-number boundary), with whole and fractional steps per epoch.
+    for steps_per_epoch in (100, 1281167 / 1024, 37 / 3):
+        s = schedules.WarmupSchedule(0.4, steps_per_epoch, 95, 0, "piecewise")
+        bounds = [int(steps_per_epoch * e) for e in (30, 60, 80, 90)]
+        steps = [b + d for b in bounds for d in (-1, 0, 1, 2)] + [0]
+        want = [
+            tf.compat.v1.train.piecewise_constant(
+                tf.constant(t, tf.int64),
+                [tf.constant(b, tf.int64) for b in bounds],
+                [0.4 * f for f in (1.0, 0.1, 0.01, 0.001, 1e-4)],
+            )()
+            for t in steps
+        ]
+        np.testing.assert_allclose(
+            [float(s(t)) for t in steps], want, rtol=1e-6
+        )
     c = schedules.WarmupSchedule(0.3, 10, 5, 1, "constant")
     assert float(c(5)) == pytest.approx(0.15, rel=1e-6)
     assert float(c(40)) == pytest.approx(0.3, rel=1e-6)
