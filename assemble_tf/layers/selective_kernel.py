@@ -323,10 +323,21 @@ class SelectiveKernel(keras.layers.Layer):
 
 
 def _global_average(u):
-    """GAP of U, (N, 1, 1, C): an average pool over the whole (static) map,
-    else a mean."""
+    """GAP of U, (N, 1, 1, C): under TensorFlow in float32 or bfloat16 an
+    average pool over the whole (static) map (oneDNN sums in float32, 7x
+    faster than Keras' mean in bfloat16, which casts U up first), else a
+    mean, which sums in float32. An average pool sums in its own dtype
+    elsewhere: in float16 a 64x64 map of 20s summed to inf (every SK
+    preset's logits were NaN under mixed_float16, both backends), and JAX's
+    in bfloat16 averaged it to 8."""
     h, w = u.shape[1], u.shape[2]
-    if h is None or w is None:
+    pooled = (
+        h is not None
+        and w is not None
+        and keras.backend.backend() == "tensorflow"
+        and keras.backend.standardize_dtype(u.dtype) in ("float32", "bfloat16")
+    )
+    if not pooled:
         return keras.ops.mean(u, axis=(1, 2), keepdims=True)
     return keras.ops.average_pool(u, (h, w), strides=1, padding="valid")
 
