@@ -11,8 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from assemble_tf.layers import SelectiveKernel
-from assemble_tf.layers import selective_kernel
+from assemble_tf.layers import SelectiveKernel, selective_kernel
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
