@@ -108,6 +108,10 @@ class BlurPool2D(keras.layers.Layer):
         if self.filter_size > 1:
             static = x.shape[1] is not None and x.shape[2] is not None
             if static:
+                # Both sides checked on the input's shape (before: the
+                # width's error showed the shape after the height's pad).
+                for axis in (1, 2):
+                    self._check_reflectable(x.shape[axis], axis, x.shape)
                 x = self._reflect(self._reflect(x, 1), 2)
             else:
                 x = self._reflect_dynamic(x)
@@ -172,7 +176,6 @@ class BlurPool2D(keras.layers.Layer):
         """
         n, p = x.shape[axis], self.pad
         after = self._padding_after(n)
-        self._check_reflectable(n, axis, x.shape)
 
         def rows(start, stop):  # x[start:stop] along axis, reversed
             index = [slice(None)] * 4

@@ -177,6 +177,16 @@ def test_maps_too_small_to_reflect_are_refused_with_the_sizes():
         )
         assert f"received {n} along axis 1" in str(error.value)
         assert pad >= n or size > n + 1
+    # Too narrow only, in a layer built for any size (a model's): the
+    # input's shape (before: the shape after the height's padding, (1, 9,
+    # 2, 2) here).
+    layer = BlurPool2D(5, name="blur")
+    layer.build((None, None, None, 2))
+    with pytest.raises(ValueError) as error:
+        layer(testing_utils.random_images((1, 5, 2, 2)))
+    assert "received 2 along axis 2 (input shape (1, 5, 2, 2))" in str(
+        error.value
+    )
     for size, n in ((3, 2), (5, 3), (7, 4)):
         x = testing_utils.random_images((1, n, n, 2), seed=n)
         np.testing.assert_allclose(
