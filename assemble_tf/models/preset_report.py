@@ -308,6 +308,7 @@ def preset_table(options, show=None):
     from official.utils.misc.validation import (
         OptionError,
         check_at_least,
+        check_creatable_path,
         check_distinct,
     )
 
@@ -343,6 +344,9 @@ def preset_table(options, show=None):
             "{field}={path} is a file; pass a folder (made if missing).",
             path=options.output_dir,
         )
+    # A file or an unwritable folder on the way, before the table (before:
+    # a NotADirectoryError traceback after it).
+    check_creatable_path("output_dir", options.output_dir)
     rows = collect(names, options.image_size, options.progress)
     table = format_table(rows)
     if show is not None:

@@ -1530,10 +1530,11 @@ def test_an_unwritable_parent_is_named_not_the_temporary_folder(
             testing_utils.serving_model(), str(parent / "1"), "imagenet_32"
         )
     assert raised.value.errno == 13
+    # Found by the up-front check, in the nearest folder that exists.
     assert raised.value.as_flag() == (
         f"--export_dir={parent / '1'} cannot be written: no folder can be "
-        f"made in {parent} (Permission denied); export to a folder you can "
-        "write to."
+        f"made in {tmp_path} (Permission denied); choose another "
+        "--export_dir."
     )
     assert ".export_" not in str(raised.value)
     # The binary: that line, no traceback (a PermissionError was not among

@@ -1,5 +1,7 @@
 """The shared seed derivation and argument check (official/utils/misc)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -231,6 +233,21 @@ def test_outputs_behind_a_file_are_refused_before_the_work(tmp_path):
         check_creatable(options, folders=["out"])
     with pytest.raises(OptionError, match="`output`=.* cannot be created"):
         convert_run.check_output(str(afile / "x.weights.h5"))
+    # A folder in which none can be made (root passes permission bits, so
+    # /proc stands in for a read-only mount): named before the work (before:
+    # "[Errno 2] No such file or directory: '/proc/out'" after a whole
+    # evaluation, a NotADirectoryError traceback in tools.make_demo_dataset).
+    options.out, options.weights = "/proc/out/deeper", None
+    with pytest.raises(OptionError) as error:
+        check_creatable(options, folders=["out"])
+    assert error.value.as_flag() == (
+        "--out=/proc/out/deeper cannot be written: no folder can be made in "
+        "/proc (No such file or directory); choose another --out."
+    )
+    before = sorted(os.listdir(tmp_path))
+    options.out = str(tmp_path / "new")
+    check_creatable(options, folders=["out"])
+    assert sorted(os.listdir(tmp_path)) == before  # the probe is removed
 
 
 def test_a_folder_that_cannot_be_written_is_named_before_the_work(

@@ -7,7 +7,11 @@ from typing import NamedTuple
 
 from assemble_tf.data import metadata
 from official.utils.misc import jobs
-from official.utils.misc.validation import OptionError, check_at_least
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    check_creatable_path,
+)
 
 LAYOUTS = ("imagenet", "folder")
 SPLITS = ("train", "validation")
@@ -92,6 +96,10 @@ class BuildConfig(jobs.JobOptions):
                 value=self.layout,
             )
         jobs.require(self, "output_dir")
+        # A file or an unwritable folder on the way, before the build
+        # (before: a NotADirectoryError traceback, or "[Errno 2] No such
+        # file or directory" without the flag).
+        check_creatable_path("output_dir", self.output_dir)
         self._validate_inputs()
         check_at_least(
             self,

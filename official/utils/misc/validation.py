@@ -5,6 +5,7 @@ import copy
 import errno
 import math
 import numbers
+import os
 import re
 
 
@@ -279,6 +280,34 @@ def check_creatable_path(field, path, folder=True):
             path=path,
             file=current,
         )
+    _probe_folder(field, path, current)
+
+
+def _probe_folder(field, path, folder):
+    """Makes and removes an empty folder in `folder`, the nearest existing
+    one of `path`: whether the job can write there, found before the work
+    (permission bits say nothing for root, and nothing of /proc or a
+    read-only mount; before: "[Errno 2] No such file or directory:
+    '/proc/out'" after a whole evaluation, or a NotADirectoryError
+    traceback).
+
+    Raises:
+        PathNotWritableError: naming `field`, the folder and the reason.
+    """
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=folder))
+    except OSError as e:
+        raise PathNotWritableError(
+            field,
+            "{field}={path} cannot be written: no folder can be made in "
+            "{folder} ({reason}); choose another {field}.",
+            errno_code=e.errno,
+            path=path,
+            folder=folder,
+            reason=e.strerror or e,
+        ) from None
 
 
 def check_replaceable(options, names, field="output_dir"):
