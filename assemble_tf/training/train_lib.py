@@ -38,7 +38,8 @@ def check_resume(config):
     it: nothing would be lost), except in `RESUME_MAY_CHANGE`.
 
     Returns:
-        The changes allowed ("train.steps_per_loop: 100 -> 3"), or [].
+        The changes allowed, as `OptionError`s not raised ("`steps_per_loop`:
+        100 -> 3"; "--steps_per_loop: 100 -> 3" in a binary), or [].
 
     Raises:
         OptionError: naming `model_dir` and listing the differences; or
@@ -74,12 +75,12 @@ def check_resume(config):
     a = config_lib.without_ignored_options(old).to_dict()
     b = config_lib.without_ignored_options(config).to_dict()
     diffs = [
-        (g, k, f"{g}.{k}: {a[g][k]!r} -> {b[g][k]!r}")
+        (g, k)
         for g in config_lib.GROUPS
         for k in a[g]
         if a[g][k] != b[g][k] and not _follows(old, config, g, k)
     ]
-    refused = [d for g, k, d in diffs if (g, k) not in RESUME_MAY_CHANGE]
+    refused = [(g, k) for g, k in diffs if (g, k) not in RESUME_MAY_CHANGE]
     if refused:
         legacy = _legacy_flags(a["train"], b["train"], config.model.preset)
         hint = (
@@ -89,17 +90,31 @@ def check_resume(config):
             if legacy
             else ""
         )
+        # Each difference names its option ("--mixup_type: 0 -> 2" in the
+        # binaries; before: "augment.mixup_type: 0 -> 2", the config's
+        # own names).
+        values = {}
+        for i, (g, k) in enumerate(refused):
+            values[f"old{i}"], values[f"new{i}"] = a[g][k], b[g][k]
+        listed = "; ".join(
+            f"{{{k}}}: {{old{i}!r}} -> {{new{i}!r}}"
+            for i, (_, k) in enumerate(refused)
+        )
         raise OptionError(
             "model_dir",
-            "{field}={path} holds a run with a different configuration "
-            "({diffs}). Rerun with the same options to resume"
+            "{field}={path} holds a run with a different configuration ("
+            + listed
+            + "). Rerun with the same options to resume"
             + hint
             + ", or pick a new {field}.",
-            [name for name, _ in legacy],
+            [k for _, k in refused] + [name for name, _ in legacy],
             path=config.model_dir,
-            diffs="; ".join(refused),
+            **values,
         )
-    return [d for _, _, d in diffs]
+    return [
+        OptionError(k, "{field}: {old!r} -> {new!r}", old=a[g][k], new=b[g][k])
+        for g, k in diffs
+    ]
 
 
 def _legacy_flags(old, new, preset):
@@ -191,7 +206,7 @@ def _run(config, log):
     if changed:  # resumed: only a run with checkpoints has changes
         trainer.log(
             "Resuming with other settings of how the loop runs (not of "
-            f"what it trains): {'; '.join(changed)}."
+            f"what it trains): {'; '.join(map(str, changed))}."
         )
     config.to_json(os.path.join(config.model_dir, "config.json"))
     # What each logit means, kept with the run (the export serves it).

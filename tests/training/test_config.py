@@ -580,14 +580,16 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     for suffix in (".state.npz", ".weights.h5"):
         (tmp_path / "checkpoints" / f"ckpt-1{suffix}").write_bytes(b"")
     assert train_lib.check_resume(base) == []
-    assert train_lib.check_resume(config(steps_per_loop=3, keep_best=0)) == [
-        "train.steps_per_loop: 100 -> 3",
-        "train.keep_best: 3 -> 0",
+    changed = train_lib.check_resume(config(steps_per_loop=3, keep_best=0))
+    assert [c.as_flag() for c in changed] == [
+        "--steps_per_loop: 100 -> 3",
+        "--keep_best: 3 -> 0",
     ]
+    assert str(changed[0]) == "`steps_per_loop`: 100 -> 3"  # the library's
     with testing_utils.raises_flag_error(
         re.escape(
             f"--model_dir={tmp_path} holds a run with a different "
-            "configuration (train.epochs: 2.0 -> 3.0). Rerun with the same "
+            "configuration (--epochs: 2.0 -> 3.0). Rerun with the same "
             "options to resume, or pick a new --model_dir."
         )
     ):
@@ -597,9 +599,7 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     warm = {"warm_start": str(tmp_path / "w.h5"), "warm_start_bn_stats": False}
     config(**warm).to_json(str(tmp_path / "config.json"))
     with testing_utils.raises_flag_error(
-        re.escape(
-            f"configuration (train.warm_start: '{tmp_path}/w.h5' -> None). "
-        )
+        re.escape(f"configuration (--warm_start: '{tmp_path}/w.h5' -> None). ")
     ):
         train_lib.check_resume(base)
     # A run written before the optimizer option (Keras' SGD): read as
@@ -614,7 +614,7 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     )
     with testing_utils.raises_flag_error(
         re.escape(
-            "(train.optimizer: 'keras_sgd' -> 'momentum'). Rerun with the "
+            "(--optimizer: 'keras_sgd' -> 'momentum'). Rerun with the "
             "same options to resume (runs written before these defaults "
             "changed: add --optimizer=keras_sgd to resume one), or pick a "
             "new --model_dir."
