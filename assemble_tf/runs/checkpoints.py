@@ -146,16 +146,23 @@ def _restore_objects(model, checkpoint):
     other options is named in one line (before: TensorFlow's message
     naming neither the checkpoint nor the fix, and at exit a warning per
     value the failed restore left, 56 for a tiny run)."""
+    from assemble_tf.runs.warm_start import is_rng_state
     from official.utils.misc.validation import first_line
 
     tf = _tf()
-    differences = model_differences(model, checkpoint)
-    mismatched = differences[1] if differences else []
-    if mismatched:
+    # Random-generator states are not weights (older checkpoints lack
+    # them). Variables the checkpoint lacks are refused too: a layer the
+    # run did not have (e.g. --model_overrides='{"embedding_size": 512}')
+    # shifted the restore's matching by layer order, which failed half-way
+    # (and left 210 warnings at exit) or would leave a layer initialized.
+    differences = model_differences(model, checkpoint, is_rng_state)
+    missing, mismatched = differences or ([], [])
+    if missing or mismatched:
+        listed = (missing + mismatched)[:2]
         raise _another_model(
             checkpoint,
-            f"{len(mismatched)} variables of another shape, e.g. "
-            + ", ".join(mismatched[:2]),
+            f"{len(missing)} variables missing, {len(mismatched)} of another "
+            f"shape, e.g. {', '.join(listed)}",
         )
     try:
         tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
