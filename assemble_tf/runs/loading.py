@@ -10,6 +10,7 @@ missing source is an `OptionError` naming the options (a binary prints
 their flags).
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -158,7 +159,8 @@ def resolve(
     if model_dir:
         config = _run_config(model_dir, overrides)
     elif preset:
-        config = _preset_config(preset, weights, output_dir, overrides)
+        with _overrides_named(overrides):
+            config = _preset_config(preset, weights, output_dir, overrides)
     else:
         raise OptionError(
             "model_dir",
@@ -171,6 +173,25 @@ def resolve(
             config.model_dir, checkpoint or "latest"
         )
     return config, prefix, weights
+
+
+@contextlib.contextmanager
+def _overrides_named(overrides):
+    """An `OptionError` of a model override's value, named as the override:
+    "--model_overrides: base_width=0 is invalid: ..." (before: "--base_width
+    =0 is invalid", a flag tools.evaluate has not)."""
+    try:
+        yield
+    except OptionError as e:
+        if e.field not in overrides.get("model", {}):
+            raise
+        raise OptionError(
+            "model_overrides",
+            "{field}: {detail}",
+            detail=e.template.format(
+                field=e.field, **{n: n for n in e.others}, **e.values
+            ),
+        ) from None
 
 
 def _refuse_ignored(model_dir, checkpoint, preset, weights):
@@ -211,7 +232,8 @@ def _run_config(model_dir, overrides):
     for group, values in overrides.items():
         base[group].update(values)
     config = config_lib.ExperimentConfig.from_dict(base)
-    config_lib.validate(config)
+    with _overrides_named(overrides):
+        config_lib.validate(config)
     for group, field, value, allowed, others in config_lib.ignored_options(
         config
     ):

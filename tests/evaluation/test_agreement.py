@@ -443,6 +443,30 @@ def test_model_overrides_name_the_options_a_run_takes(tiny_run):
     )
 
 
+def test_an_overrides_bad_value_is_named_as_the_override(tiny_run):
+    """Before: "--base_width=0 is invalid: must be >= 1.", a flag that
+    tools.evaluate and tools.export_saved_model do not have."""
+    from assemble_tf.runs import loading
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    for model, text in (
+        ({"base_width": 0}, "base_width=0 is invalid: must be >= 1."),
+        ({"pooling": "max"}, "pooling='max' is invalid: avg or gem."),
+    ):
+        with pytest.raises(OptionError) as e:
+            loading.resolve(model_dir=config.model_dir, model=model)
+        assert e.value.as_flag() == f"--model_overrides: {text}"
+        with pytest.raises(OptionError) as e:  # a preset and its weights
+            loading.resolve(
+                preset="resnet50",
+                weights=__file__,
+                model=model,
+                data={"data_dir": config.data.data_dir},
+            )
+        assert e.value.as_flag() == f"--model_overrides: {text}"
+
+
 def test_an_override_a_runs_model_would_ignore_is_refused(tiny_run):
     """Before: `--model_overrides='{"cosine_temperature": 0.1}'` on a run
     with the dense head was accepted and did nothing."""
