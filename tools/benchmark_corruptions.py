@@ -27,6 +27,7 @@ import json
 from absl import flags
 
 from official.utils.flags import core as flags_core
+from official.utils.misc import validation
 
 FLAGS = flags.FLAGS
 
@@ -83,9 +84,7 @@ def options_from_flags(flag_values):
         image_size=flag_values.image_size,
         resize=flag_values.resize,
         repeats=flag_values.repeats,
-        corruptions=tuple(n.strip() for n in text.split(",") if n.strip())
-        if text
-        else None,
+        corruptions=validation.split_names("corruptions", text) or None,
         single_thread=flag_values.single_thread,
         compare_imagecorruptions=flag_values.compare_imagecorruptions,
         python=flag_values.python,

@@ -32,6 +32,7 @@ from absl import flags
 
 from flags import model_source_flags
 from official.utils.flags import core as flags_core
+from official.utils.misc import validation
 
 FLAGS = flags.FLAGS
 
@@ -118,7 +119,7 @@ def options_from_flags(flag_values):
         for f in dataclasses.fields(run.RobustnessOptions)
         if f.name in flag_values
     }
-    values["names"] = tuple(values["names"])
+    values["names"] = validation.split_names("names", values["names"])
     values["model_overrides"] = model_source_flags.parse_overrides(
         values["model_overrides"]
     )

@@ -39,7 +39,7 @@ from PIL import Image
 from assemble_tf.data import schema
 from assemble_tf.robustness import corruptions, filters, inputs
 from official.utils.misc import file_utils, jobs, worker_pool
-from official.utils.misc.validation import OptionError
+from official.utils.misc.validation import OptionError, split_names
 
 JPEG_QUALITY = 85
 # 2: the reference's clipped_zoom, glass-blur loop and crop rounding; 3:
@@ -142,9 +142,7 @@ def frost_source():
 def parse_corruptions(names):
     """'a,b' or ('a', 'b') -> ('a', 'b'); empty -> all 19; unknown names or
     repeats are an error."""
-    if isinstance(names, str):
-        names = names.split(",")
-    names = tuple(n.strip() for n in names or () if n.strip())
+    names = split_names("corruptions", names)
     if not names:
         return corruptions.CORRUPTIONS
     bad = [n for n in names if n not in corruptions.CORRUPTIONS]
@@ -154,12 +152,6 @@ def parse_corruptions(names):
             "{field}: unknown {bad}. Valid names: {valid}.",
             bad=", ".join(map(repr, bad)),
             valid=", ".join(corruptions.CORRUPTIONS),
-        )
-    if len(set(names)) != len(names):
-        raise OptionError(
-            "corruptions",
-            "{field} lists a name twice: {value}",
-            value=",".join(names),
         )
     return names
 

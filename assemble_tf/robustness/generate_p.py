@@ -49,7 +49,11 @@ from assemble_tf.robustness import inputs, video
 from assemble_tf.robustness import perturbations as P
 from official.utils.misc import jobs, worker_pool
 from official.utils.misc.jobs import MissingPathError
-from official.utils.misc.validation import OptionError, check_at_least
+from official.utils.misc.validation import (
+    OptionError,
+    check_at_least,
+    split_names,
+)
 
 SUMMARY = jobs.SUMMARY_FILE
 # 2: the input as one key; 3: codec replaces fourcc; 4: the reference's
@@ -178,7 +182,8 @@ class Task:
 
 
 def resolve_perturbations(perturbations, set_name):
-    """The perturbations to generate, in the order given, without repeats."""
+    """The perturbations to generate, in the order given (a repeat or an
+    empty name is refused: `split_names`)."""
     if set_name not in SETS:
         raise OptionError(
             "set",
@@ -186,25 +191,23 @@ def resolve_perturbations(perturbations, set_name):
             sets=SETS,
             value=set_name,
         )
+    perturbations = split_names("perturbations", perturbations)
     if not perturbations:
         return {
             "test": P.TEST_PERTURBATIONS,
             "validation": P.VALIDATION_PERTURBATIONS,
             "all": P.PERTURBATIONS,
         }[set_name]
-    if isinstance(perturbations, str):
-        perturbations = perturbations.split(",")
-    names = tuple(dict.fromkeys(p.strip() for p in perturbations if p.strip()))
-    bad = [name for name in names if name not in P.PERTURBATIONS]
-    if bad or not names:
+    bad = [name for name in perturbations if name not in P.PERTURBATIONS]
+    if bad:
         raise OptionError(
             "perturbations",
             "{field}={value}: unknown {bad}. Valid: {valid}.",
             value=",".join(perturbations),
-            bad=", ".join(bad) or "(empty)",
+            bad=", ".join(bad),
             valid=", ".join(P.PERTURBATIONS),
         )
-    return names
+    return perturbations
 
 
 def folders(names, difficulty):

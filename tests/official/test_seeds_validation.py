@@ -277,3 +277,39 @@ def test_a_folder_that_cannot_be_written_is_named_before_the_work(
         check_writable_folder("output_dir", str(target), given=False)
     assert e.value.as_flag().startswith(f"The outputs go to {target}: ")
     check_writable_folder("output_dir", "gs://bucket/run")
+
+
+def test_name_lists_refuse_empty_names_and_repeats():
+    """Before: `--corruptions=,` generated all 19 corruptions x 5
+    severities (its empty names dropped), `--corruptions=a,,b` dropped the
+    gap and `--perturbations=brightness,,brightness` generated it once;
+    the generators, the robustness evaluation and the corruption benchmark
+    now share one parser."""
+    from assemble_tf.robustness import generate_c, generate_p
+    from official.utils.misc.validation import OptionError, split_names
+
+    assert split_names("names", " fog , snow") == ("fog", "snow")
+    assert split_names("names", ("fog",)) == ("fog",)
+    assert split_names("names", "") == split_names("names", None) == ()
+    with pytest.raises(OptionError) as error:
+        generate_c.parse_corruptions(",")
+    assert error.value.as_flag() == (
+        "--corruptions=, holds an empty name (a comma too many?); separate "
+        "the names by single commas."
+    )
+    with pytest.raises(OptionError, match="^`corruptions`=fog,,snow holds"):
+        generate_c.parse_corruptions("fog,,snow")
+    assert generate_c.parse_corruptions("") == generate_c.parse_corruptions(
+        None
+    )
+    assert len(generate_c.parse_corruptions("")) == 19
+    with pytest.raises(OptionError) as error:
+        generate_p.resolve_perturbations("brightness,,brightness", "all")
+    assert "holds an empty name" in str(error.value)
+    with pytest.raises(OptionError) as error:
+        generate_p.resolve_perturbations("brightness,rotate,brightness", "all")
+    assert error.value.as_flag() == (
+        "--perturbations=brightness,rotate,brightness names brightness more "
+        "than once."
+    )
+    assert generate_p.resolve_perturbations(" rotate", "all") == ("rotate",)

@@ -213,6 +213,37 @@ def check_distinct(options, names):
             )
 
 
+def split_names(field, value):
+    """'a,b' or ('a', 'b') -> ('a', 'b'); '' or None -> ().
+
+    Raises:
+        OptionError: (`field`) an empty name, as in 'a,,b' or ',' (before:
+            dropped, and `--corruptions=,` generated all 19), or a name
+            given twice (done twice, or silently once).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    names = tuple(str(n).strip() for n in value)
+    if not all(names):
+        raise OptionError(
+            field,
+            "{field}={value} holds an empty name (a comma too many?); "
+            "separate the names by single commas.",
+            value=",".join(names),
+        )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise OptionError(
+            field,
+            "{field}={value} names {twice} more than once.",
+            value=",".join(names),
+            twice=", ".join(twice),
+        )
+    return names
+
+
 def check_at_least(options, lowest):
     """Raises `OptionError` for the first attribute of `options` that is
     set (not None) and below its lowest value.
