@@ -71,16 +71,15 @@ class Teacher:
 
 
 def crop_size(options):
-    """The side of the teacher's eval crops (`teacher_preprocessing`)."""
-    try:
-        return sizes.eval_sizes(options.teacher_preprocessing)[2]
-    except ValueError as e:
-        raise OptionError(
-            "teacher_preprocessing",
-            "{field}={value!r} is unknown: {reason}",
-            value=options.teacher_preprocessing,
-            reason=e,
-        ) from None
+    """The side of the teacher's eval crops (`teacher_preprocessing`).
+
+    Raises:
+        OptionError: naming `teacher_preprocessing` (before: the error named
+            `preprocessing_type`, an option the binary has not).
+    """
+    return sizes.eval_sizes(
+        options.teacher_preprocessing, field="teacher_preprocessing"
+    )[2]
 
 
 def load_teacher(options):

@@ -1298,3 +1298,22 @@ def test_a_second_run_into_the_folder_is_refused(
     assert sorted(os.listdir(out)) == sorted(
         [*SHARDS, metadata.LABELS, metadata.SUMMARY]
     )
+
+
+def test_an_unknown_teacher_preprocessing_names_its_flag():
+    """Before: "... `preprocessing_type` must be one of ... Received:
+    `preprocessing_type`='bogus'", an option the binary has not."""
+    import types
+
+    from assemble_tf.training import teachers
+    from official.utils.misc.validation import OptionError
+
+    with pytest.raises(OptionError) as error:
+        teachers.crop_size(types.SimpleNamespace(teacher_preprocessing="bogus"))
+    assert error.value.as_flag().startswith("--teacher_preprocessing must ")
+    assert error.value.as_flag().endswith(
+        "Received: --teacher_preprocessing='bogus'"
+    )
+    assert "preprocessing_type" not in error.value.as_flag()
+    options = types.SimpleNamespace(teacher_preprocessing="imagenet_64")
+    assert teachers.crop_size(options) == 64
