@@ -46,6 +46,7 @@ from official.utils.misc.validation import (
     MissingPathError,
     OptionError,
     check_creatable,
+    split_names,
 )
 
 _DEFAULT_NUM_CLASSES = 1001  # the original's ImageNet heads
@@ -106,6 +107,15 @@ class TeacherLogitsOptions:
             )
         # Before: a bare "[Errno 17] File exists" once the teacher loaded.
         check_creatable(self, folders=["output_dir"])
+        # An empty glob matched the input folder itself (before: "holds ,
+        # whose records carry nothing readable"; "has no shards matching
+        # ." for an empty list).
+        if not split_names("patterns", self.patterns):
+            raise OptionError(
+                "patterns",
+                "{field} is empty: give the shard globs to read, e.g. "
+                "train-*,validation-*.",
+            )
         if self.teacher_saved_model and self.teacher_preset:
             raise OptionError(
                 "teacher_saved_model",

@@ -542,6 +542,19 @@ def test_logits_that_are_not_finite_are_refused_naming_the_record(
         ),
         ({"teacher_preprocessing": "bad"}, "teacher_preprocessing", ["'bad'"]),
         ({"batch_size": 0}, "batch_size", ["at least 1"]),
+        # Before: an empty glob matched the input folder ("holds , whose
+        # records carry nothing readable"), a repeat was read once.
+        ({"patterns": ()}, "patterns", ["--patterns is empty: give the"]),
+        (
+            {"patterns": ("validation-*", "", "validation-*")},
+            "patterns",
+            ["--patterns=validation-*,,validation-* holds an empty name"],
+        ),
+        (
+            {"patterns": ("train-*", "train-*")},
+            "patterns",
+            ["--patterns=train-*,train-* names train-* more than once."],
+        ),
         (
             {
                 "teacher_saved_model": None,
