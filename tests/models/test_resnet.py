@@ -104,7 +104,9 @@ def test_mixed_precision_keeps_float32_logits_and_variables(mixed_precision):
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert all(v.dtype == "float32" for v in model.weights)
     assert model.get_layer("stage4_block1_sk").compute_dtype == "float16"
-    assert model.get_layer("head_dense").compute_dtype == "float16"
+    # The classifier computes in float32 (float16 logits tie near-ties).
+    assert model.get_layer("head_dense").compute_dtype == "float32"
+    assert model.get_layer("head_pool").compute_dtype == "float16"
 
 
 def test_tweak_placement():
