@@ -1051,6 +1051,20 @@ def _ignored_data_options(data):
                     why,
                 )
             )
+    else:
+        # Before: --train_split=foo with TFRecords trained without a word.
+        for name in ("tfds_data_dir", "train_split", "validation_split"):
+            if _changed(data, name):
+                value = getattr(data, name)
+                found.append(
+                    (
+                        "data",
+                        name,
+                        value,
+                        "applies to a tfds or folder {source} only",
+                        ("source",),
+                    )
+                )
     if data.synthetic and data.data_dir:
         found.append(
             (

@@ -449,6 +449,18 @@ SOURCE = {"source": "/data/flowers"}  # refused before it is read
             "--data_dir='/data/records' is invalid: not read with "
             "--synthetic (random images): leave one out.",
         ),
+        # Before: a split or tfds folder with TFRecords trained without a
+        # word (the split of the records' own file names was read).
+        (
+            {"data": {"synthetic": True, "train_split": "foo"}},
+            "--train_split='foo' is invalid: applies to a tfds or folder "
+            "--source only.",
+        ),
+        (
+            {"data": {"synthetic": True, "tfds_data_dir": "/tfds"}},
+            "--tfds_data_dir='/tfds' is invalid: applies to a tfds or "
+            "folder --source only.",
+        ),
         (
             {"data": {"synthetic": True}, "augment": {"mixup_alpha": 0.7}},
             "--mixup_alpha=0.7 is invalid: applies to --mixup_type=1 or 2 "
@@ -654,12 +666,13 @@ def test_local_data_paths_are_stored_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     def make(data, train=None):
+        # Both given: the source is not opened (TFRecords take no split).
+        split = {"validation_split": "t"} if "source" in data else {}
         return config_lib.make_config(
             "run",
             "resnet50",
             {
-                # Both given: the source is not opened.
-                "data": {"num_classes": 10, "validation_split": "t", **data},
+                "data": {"num_classes": 10, **split, **data},
                 "train": {"kd_temperature": 0.0, **(train or {})},
             },
         )
