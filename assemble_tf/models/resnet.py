@@ -148,11 +148,26 @@ class _Options:
         return RESNET_SPECS[self.depth][0]
 
 
+def _invalid(option, requirement, value):
+    """The builder's error for `option`: "`option` must <requirement>.
+    Received: `option`=<value>" (in a binary, "--option"; before, a
+    ValueError whose backticked names read as no flag there)."""
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, numbers.Number) for v in value
+    ):
+        shown = ",".join(map(str, value))  # as the flag takes it
+    else:
+        shown = repr(value)
+    return validation.OptionError(
+        option,
+        "{field} must " + requirement + ". Received: {field}={value}",
+        value=shown,
+    )
+
+
 def _check_choice(option, value, choices):
     if value not in choices:
-        raise ValueError(
-            f"`{option}` must be one of {choices}. Received: {option}={value!r}"
-        )
+        raise _invalid(option, f"be one of {choices}", value)
 
 
 def _are_positive_ints(values, count):
@@ -175,9 +190,10 @@ def _check_big_little(o):
     """BigLittleNet needs bottleneck blocks, block counts, a multiple of 32
     and a width that alpha divides."""
     if not _are_positive_ints(o.big_little, 2):
-        raise ValueError(
-            "`big_little` must be None or (alpha, beta), two positive "
-            f"ints. Received: big_little={o.big_little!r}"
+        raise _invalid(
+            "big_little",
+            "be None or (alpha, beta), two positive ints",
+            o.big_little,
         )
     if o.block_type != "bottleneck":
         raise ValueError(
@@ -210,9 +226,10 @@ def _block_sizes(o):
     else:
         sizes = o.block_sizes
     if not _are_positive_ints(tuple(sizes), 4):
-        raise ValueError(
-            "`block_sizes` must be 4 positive ints (blocks per stage). "
-            f"Received: block_sizes={o.block_sizes!r}"
+        raise _invalid(
+            "block_sizes",
+            "be 4 positive ints (blocks per stage)",
+            o.block_sizes,
         )
     sizes = tuple(int(v) for v in sizes)
     if o.big_little is not None and min(sizes[:3]) < 2:
@@ -234,10 +251,7 @@ def _stage_strides(o):
     if len(strides) != 4 or any(
         isinstance(s, bool) or s not in (1, 2) for s in strides
     ):
-        raise ValueError(
-            "`stage_strides` must be 4 values of 1 or 2. "
-            f"Received: stage_strides={strides!r}"
-        )
+        raise _invalid("stage_strides", "be 4 values of 1 or 2", strides)
     return strides
 
 
@@ -257,12 +271,12 @@ def _check_anti_alias(o):
 
 
 def _number_error(o):
-    """The message for a BN option that is not a number, or None (before:
+    """The error for a BN option that is not a number, or None (before:
     "'<=' not supported between instances of 'str' and 'float')."""
     for option in ("bn_momentum", "bn_epsilon"):
         value = getattr(o, option)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"`{option}` must be a number. Received: {option}={value!r}"
+            return _invalid(option, "be a number", value)
     return None
 
 
@@ -283,10 +297,7 @@ def _check_head(o):
         or not isinstance(t, (int, float))
         or not (0 < t < math.inf)
     ):  # inf: every logit 0
-        raise ValueError(
-            "`cosine_temperature` must be a finite number > 0. "
-            f"Received: cosine_temperature={t!r}"
-        )
+        raise _invalid("cosine_temperature", "be a finite number > 0", t)
 
 
 # Options that set up a feature, the feature's option and the values that
@@ -437,17 +448,11 @@ def _resolve(o):
             f"base_width={o.base_width!r}"
         )
     if number_error := _number_error(o):
-        raise ValueError(number_error)
+        raise number_error
     if not 0.0 <= o.bn_momentum < 1.0:  # 5 built, and trained, diverging
-        raise ValueError(
-            f"`bn_momentum` must be in [0, 1). Received: "
-            f"bn_momentum={o.bn_momentum!r}"
-        )
+        raise _invalid("bn_momentum", "be in [0, 1)", o.bn_momentum)
     if not 0.0 < o.bn_epsilon < math.inf:
-        raise ValueError(
-            "`bn_epsilon` must be a finite number > 0. Received: "
-            f"bn_epsilon={o.bn_epsilon!r}"
-        )
+        raise _invalid("bn_epsilon", "be a finite number > 0", o.bn_epsilon)
     if o.big_little is not None:
         _check_big_little(o)
     sizes = _block_sizes(o)
