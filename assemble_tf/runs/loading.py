@@ -220,12 +220,22 @@ def _run_config(model_dir, overrides):
     ({group: {field: value}}) applied and validated."""
     path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(path):
+        # Before: "has no config.json" for a folder that is not there (a
+        # typo), or a file.
+        what = (
+            "has no config.json"
+            if os.path.isdir(model_dir)
+            else "is a file, not a run folder"
+            if os.path.exists(model_dir)
+            else "does not exist"
+        )
         raise MissingPathError(
             "model_dir",
-            "{field}={path} has no config.json; pass a training run's "
-            "{field}, or {preset} with {weights}.",
+            "{field}={path} {what}; pass a training run's {field}, or "
+            "{preset} with {weights}.",
             ["preset", "weights"],
             path=model_dir,
+            what=what,
         )
     stored = config_lib.ExperimentConfig.from_json(path)
     base = stored.to_dict()

@@ -443,6 +443,24 @@ def test_model_overrides_name_the_options_a_run_takes(tiny_run):
     )
 
 
+def test_a_model_dir_that_is_not_a_run_says_what_it_is(tmp_path):
+    """Before: "has no config.json" for a folder that is not there."""
+    from assemble_tf.runs import loading
+
+    (tmp_path / "afile").write_text("")
+    for path, what in (
+        (tmp_path / "typo", "does not exist"),
+        (tmp_path, "has no config.json"),
+        (tmp_path / "afile", "is a file, not a run folder"),
+    ):
+        with pytest.raises(FileNotFoundError) as e:
+            loading.resolve(model_dir=str(path))
+        assert e.value.as_flag() == (
+            f"--model_dir={path} {what}; pass a training run's --model_dir, "
+            "or --preset with --weights."
+        )
+
+
 def test_an_overrides_bad_value_is_named_as_the_override(tiny_run):
     """Before: "--base_width=0 is invalid: must be >= 1.", a flag that
     tools.evaluate and tools.export_saved_model do not have."""
