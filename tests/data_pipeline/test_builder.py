@@ -1261,3 +1261,30 @@ def test_a_class_folder_in_another_unicode_form_is_named_as_such(tmp_path):
         "'cafe\u0301' (cafe\\u0301) and 'caf\u00e9' (caf\\xe9); rename them "
         "alike."
     )
+
+
+def test_a_splits_options_need_its_folder(tmp_path):
+    """Before: --validation_shards=4 (or --train_shards) without the
+    split's folder was taken and did nothing; logits were refused."""
+    from official.utils.misc.validation import OptionError
+
+    cases = (
+        (
+            {"validation_shards": 4},
+            "--validation_shards needs --validation_dir.",
+        ),
+        ({"validation_logits": "v.csv"}, "--validation_logits needs --vali"),
+    )
+    for extra, message in cases:
+        with pytest.raises(OptionError) as error:
+            folder_config(tmp_path / "in", tmp_path / "out", **extra).validate()
+        assert error.value.as_flag().startswith(message)
+    config = builder.BuildConfig(
+        output_dir=str(tmp_path / "out"),
+        layout="folder",
+        validation_dir=str(tmp_path / "in"),
+        train_shards=8,
+    )
+    with pytest.raises(OptionError) as error:
+        config.validate()
+    assert error.value.as_flag() == "--train_shards needs --train_dir."

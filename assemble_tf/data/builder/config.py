@@ -150,14 +150,17 @@ class BuildConfig(jobs.JobOptions):
                     root=root,
                 )
         for split in ("train", "validation"):
-            if getattr(self, f"{split}_logits") and not getattr(
-                self, f"{split}_dir"
-            ):
-                raise OptionError(
-                    f"{split}_logits",
-                    "{field} needs " + jobs.named(f"{split}_dir") + ".",
-                    others=(f"{split}_dir",),
-                )
+            # Shards too (before: --validation_shards=4 without a
+            # validation folder was taken and did nothing).
+            for option in (f"{split}_logits", f"{split}_shards"):
+                if getattr(self, option) not in (None, "") and not getattr(
+                    self, f"{split}_dir"
+                ):
+                    raise OptionError(
+                        option,
+                        "{field} needs " + jobs.named(f"{split}_dir") + ".",
+                        others=(f"{split}_dir",),
+                    )
 
     def resolved(self):
         """The validated config with the layout's default label offset."""
