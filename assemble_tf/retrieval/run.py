@@ -193,6 +193,21 @@ def validate(options):
     lowest = dict(chunk_size=1, batch_size=1, image_size=32, max_images=2)
     lowest["plot_queries"] = 0
     check_at_least(options, lowest)
+    if options.image_size and options.eval_preprocessing:
+        # Before: image_size was dropped without a word.
+        raise OptionError(
+            "image_size",
+            "{field}={size} with {eval_preprocessing}={value}: {field} is "
+            "shorthand for {eval_preprocessing}=imagenet_{size}; give one.",
+            ["eval_preprocessing"],
+            size=options.image_size,
+            value=options.eval_preprocessing,
+        )
+    if len(set(options.ks)) != len(options.ks):
+        # Before: de-duplicated without a word.
+        raise OptionError(
+            "ks", "{field}={ks} names a k twice.", ks=_join(options.ks)
+        )
 
 
 def check_ks(ks, num_images, where, max_images=None):

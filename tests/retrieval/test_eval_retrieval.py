@@ -419,6 +419,19 @@ def test_evaluate_retrieval_option_errors(tiny_run):
     assert e.value.as_flag() == "--ks needs positive integers. Received: 0,1"
     with pytest.raises(OptionError, match="`image_size`=16 must be at least"):
         run.evaluate_retrieval(_tiny_options(tiny_run, image_size=16))
+    # Before: --image_size dropped beside --eval_preprocessing, and a
+    # repeated k computed once.
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(
+            _tiny_options(tiny_run, eval_preprocessing="imagenet_32")
+        )
+    assert e.value.as_flag() == (
+        "--image_size=64 with --eval_preprocessing=imagenet_32: --image_size "
+        "is shorthand for --eval_preprocessing=imagenet_64; give one."
+    )
+    with pytest.raises(OptionError) as e:
+        run.evaluate_retrieval(_tiny_options(tiny_run, ks=(1, 1)))
+    assert e.value.as_flag() == "--ks=1,1 names a k twice."
     with pytest.raises(OptionError) as e:
         run.evaluate_retrieval(_tiny_options(tiny_run, class_range=(1, 4)))
     assert e.value.as_flag() == (
