@@ -109,6 +109,13 @@ def read(path, count=None, field="class_names"):
         OptionError: (named `field`) no such file, an empty name, or not
             `count` names.
     """
+    if os.path.isdir(path):  # before: "no such file"
+        raise OptionError(
+            field,
+            "{field}={path} is a folder; pass the class-name file (one name "
+            "per line, or a builder's labels.txt).",
+            path=path,
+        )
     if not os.path.isfile(path):
         raise OptionError(field, "{field}={path}: no such file.", path=path)
     with open(path, encoding="utf-8-sig") as f:

@@ -148,6 +148,12 @@ def test_a_bad_names_file_is_named(tmp_path):
     path.write_text("cat\ndog\n")
     with pytest.raises(OptionError, match="names 2 classes; the model has 3"):
         class_names.read(str(path), 3)
+    with pytest.raises(OptionError) as e:  # before: "no such file"
+        class_names.read(str(tmp_path), 3)
+    assert e.value.as_flag() == (
+        f"--class_names={tmp_path} is a folder; pass the class-name file "
+        "(one name per line, or a builder's labels.txt)."
+    )
     with pytest.raises(OptionError, match="no such file"):
         class_names.read(str(tmp_path / "missing.txt"), 3)
     # Lines with a TAB that are no labels.txt: the option and the rule
