@@ -100,7 +100,8 @@ def _continues_a_run_max_steps_cut(folder, whole):
     )
     cfg.to_json(str(folder / "config.json"))  # as tools.train writes it
     rest = _config(folder, train=DETERMINISTIC)
-    assert train_lib.check_resume(rest) == ["train.max_steps: 6 -> None"]
+    changed = train_lib.check_resume(rest)
+    assert [c.as_flag() for c in changed] == ["--max_steps: 6 -> None"]
     # A larger max_steps within the epoch stops there again (before: the
     # rerun trained to the end of the epoch, past its max_steps).
     _, trainer, history, logged = run(max_steps=7)

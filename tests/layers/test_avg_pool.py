@@ -44,6 +44,21 @@ def test_matches_zero_pad_then_valid_average(
     assert out.shape == layer.compute_output_shape(x.shape)
 
 
+def test_bfloat16_inference_is_unbiased():
+    """Before: 1/9 as a bfloat16 weight (0.11133) scaled every output of
+    the TensorFlow inference path by 1.002: a map of 2s (exact in
+    bfloat16) averaged to 2.00391."""
+    import keras
+
+    x = keras.ops.full((1, 8, 8, 4), 2.0, dtype="bfloat16")
+    layer = PaddedAveragePool2D(3, strides=2, padding=0, dtype="bfloat16")
+    for training in (False, True):
+        out = keras.ops.convert_to_numpy(
+            keras.ops.cast(layer(x, training=training), "float32")
+        )
+        np.testing.assert_array_equal(out, 2.0)
+
+
 def test_corner_counts_the_padded_zeros():
     x = np.ones((1, 4, 4, 1), np.float32)
     out = PaddedAveragePool2D(3, strides=2, padding=1)(x).numpy()[0, :, :, 0]

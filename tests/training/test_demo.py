@@ -134,7 +134,7 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
         demo.run_demo(again)
     text = e.value.as_flag()
     assert text.startswith(f"--output_dir={tmp_path} holds a run")
-    assert "train.epochs: 2.0 -> 3.0" in text
+    assert "(--epochs: 2.0 -> 3.0)" in text
     assert "--model_dir" not in text and text.endswith("--output_dir.")
 
 
