@@ -24,6 +24,7 @@ from official.utils.misc.validation import (
     PathExistsError,
     PathNotWritableError,
     check_creatable_path,
+    not_writable,
 )
 
 
@@ -56,15 +57,7 @@ def temp_export_dir(export_dir, log):
     try:
         return tempfile.mkdtemp(prefix=temp_prefix(), dir=parent)
     except OSError as e:  # named by the temporary folder, unknown to users
-        raise PathNotWritableError(
-            "export_dir",
-            "{field}={path} cannot be written: no folder can be made in "
-            "{parent} ({reason}); export to a folder you can write to.",
-            errno_code=e.errno,
-            path=export_dir,
-            parent=parent,
-            reason=e.strerror or e,
-        ) from None
+        raise not_writable("export_dir", export_dir, parent, e) from None
 
 
 def move_into_place(tmp, export_dir, overwrite):

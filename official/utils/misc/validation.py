@@ -202,15 +202,20 @@ def check_distinct(options, names):
     `names`) that holds an entry more than once (it would be done twice).
     """
     for name in names:
-        values = list(getattr(options, name) or ())
-        twice = sorted({v for v in values if values.count(v) > 1})
-        if twice:
-            raise OptionError(
-                name,
-                "{field}={values} names {twice} more than once.",
-                values=",".join(values),
-                twice=", ".join(twice),
-            )
+        _refuse_repeats(name, [str(v) for v in getattr(options, name) or ()])
+
+
+def _refuse_repeats(field, values):
+    """Raises `OptionError` (`field`) where `values` (strings) holds an
+    entry more than once."""
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise OptionError(
+            field,
+            "{field}={values} names {twice} more than once.",
+            values=",".join(values),
+            twice=", ".join(twice),
+        )
 
 
 def split_names(field, value):
@@ -233,14 +238,7 @@ def split_names(field, value):
             "separate the names by single commas.",
             value=",".join(names),
         )
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise OptionError(
-            field,
-            "{field}={value} names {twice} more than once.",
-            value=",".join(names),
-            twice=", ".join(twice),
-        )
+    _refuse_repeats(field, list(names))
     return names
 
 
@@ -330,15 +328,21 @@ def _probe_folder(field, path, folder):
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=folder))
     except OSError as e:
-        raise PathNotWritableError(
-            field,
-            "{field}={path} cannot be written: no folder can be made in "
-            "{folder} ({reason}); choose another {field}.",
-            errno_code=e.errno,
-            path=path,
-            folder=folder,
-            reason=e.strerror or e,
-        ) from None
+        raise not_writable(field, path, folder, e) from None
+
+
+def not_writable(field, path, folder, error):
+    """The `PathNotWritableError` of an output `path` (of option `field`)
+    for which no folder could be made in `folder` (`error`, an OSError)."""
+    return PathNotWritableError(
+        field,
+        "{field}={path} cannot be written: no folder can be made in "
+        "{folder} ({reason}); choose another {field}.",
+        errno_code=error.errno,
+        path=path,
+        folder=folder,
+        reason=error.strerror or error,
+    )
 
 
 def check_replaceable(options, names, field="output_dir"):
