@@ -82,39 +82,44 @@ def check_resume(config):
     ]
     refused = [(g, k) for g, k in diffs if (g, k) not in RESUME_MAY_CHANGE]
     if refused:
-        legacy = _legacy_flags(a["train"], b["train"], config.model.preset)
-        hint = (
-            " (runs written before these defaults changed: add "
-            + " ".join(f"{{{name}}}={value}" for name, value in legacy)
-            + " to resume one)"
-            if legacy
-            else ""
-        )
-        # Each difference names its option ("--mixup_type: 0 -> 2" in the
-        # binaries; before: "augment.mixup_type: 0 -> 2", the config's
-        # own names).
-        values = {}
-        for i, (g, k) in enumerate(refused):
-            values[f"old{i}"], values[f"new{i}"] = a[g][k], b[g][k]
-        listed = "; ".join(
-            f"{{{k}}}: {{old{i}!r}} -> {{new{i}!r}}"
-            for i, (_, k) in enumerate(refused)
-        )
-        raise OptionError(
-            "model_dir",
-            "{field}={path} holds a run with a different configuration ("
-            + listed
-            + "). Rerun with the same options to resume"
-            + hint
-            + ", or pick a new {field}.",
-            [k for _, k in refused] + [name for name, _ in legacy],
-            path=config.model_dir,
-            **values,
-        )
+        raise _other_configuration(config, refused, a, b)
     return [
         OptionError(k, "{field}: {old!r} -> {new!r}", old=a[g][k], new=b[g][k])
         for g, k in diffs
     ]
+
+
+def _other_configuration(config, refused, old, new):
+    """The refusal of a resume whose options differ in `refused` ([(group,
+    field)]; `old` and `new` the two configs' dicts): each difference
+    names its option ("--mixup_type: 0 -> 2" in the binaries; before:
+    "augment.mixup_type: 0 -> 2", the config's own names)."""
+    legacy = _legacy_flags(old["train"], new["train"], config.model.preset)
+    hint = (
+        " (runs written before these defaults changed: add "
+        + " ".join(f"{{{name}}}={value}" for name, value in legacy)
+        + " to resume one)"
+        if legacy
+        else ""
+    )
+    values = {}
+    for i, (g, k) in enumerate(refused):
+        values[f"old{i}"], values[f"new{i}"] = old[g][k], new[g][k]
+    listed = "; ".join(
+        f"{{{k}}}: {{old{i}!r}} -> {{new{i}!r}}"
+        for i, (_, k) in enumerate(refused)
+    )
+    return OptionError(
+        "model_dir",
+        "{field}={path} holds a run with a different configuration ("
+        + listed
+        + "). Rerun with the same options to resume"
+        + hint
+        + ", or pick a new {field}.",
+        [k for _, k in refused] + [name for name, _ in legacy],
+        path=config.model_dir,
+        **values,
+    )
 
 
 def _legacy_flags(old, new, preset):
