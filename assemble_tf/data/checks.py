@@ -51,6 +51,7 @@ class RecordSample:
             features (not an Example, a float label, two labels, ...).
         unlabelled: Examples without image/class/label (not in the label
             range: the pipeline skips and counts them).
+        boxed: records with at least one bounding box (image/object/bbox).
     """
 
     pattern: str
@@ -64,6 +65,7 @@ class RecordSample:
     decoded: int = 0
     unparsed: int = 0
     unlabelled: int = 0
+    boxed: int = 0
 
 
 def damaged_shard_error(path, read, error):
@@ -247,9 +249,10 @@ def sample_records(
             [], tf.int64, default_value=_NO_LABEL
         ),
         schema.LOGIT: tf.io.VarLenFeature(tf.float32),
+        schema.BBOX_YMIN: tf.io.VarLenFeature(tf.float32),
     }
     records, images, sizes, labels = 0, 0, collections.Counter(), []
-    unparsed = unlabelled = 0
+    unparsed = unlabelled = boxed = 0
     first_images = []
     for path in files:
         if records >= limit:
@@ -269,6 +272,8 @@ def sample_records(
                 first_images += whole[: DECODE_TRIES - len(first_images)]
                 rows = parsed[schema.LOGIT].indices.numpy()[:, 0]
                 sizes.update(np.bincount(rows, minlength=len(data)).tolist())
+                boxes = parsed[schema.BBOX_YMIN].indices.numpy()[:, 0]
+                boxed += len(np.unique(boxes))
                 label = parsed[schema.LABEL].numpy()
                 # Before: a missing label read as -1 ("holds labels -1..2:
                 # fix --num_classes").
@@ -290,6 +295,7 @@ def sample_records(
         decoded=sum(map(_decodes, first_images)),
         unparsed=unparsed,
         unlabelled=unlabelled,
+        boxed=boxed,
     )
 
 
@@ -398,6 +404,18 @@ def check_training_data(config, limit=SAMPLE_RECORDS):
         _check_labels(sample, d)
     if config.train.kd_temperature > 0:
         _check_teacher_logits(config, samples["train"])
+    if d.use_bboxes and not samples["train"].boxed:
+        # Before: taken, and every crop sampled from the whole image.
+        raise DataOptionError(
+            "use_bboxes",
+            "None of the first {records:,} records of {pattern} holds a "
+            "bounding box (image/object/bbox/*), so {field} would sample "
+            "every crop from the whole image: leave {field} out, or rebuild "
+            "the records with `python -m tools.build_imagenet_tfrecords "
+            "--bbox_csv=...`.",
+            records=samples["train"].records,
+            pattern=samples["train"].pattern,
+        )
     return samples
 
 

@@ -2,6 +2,8 @@
 refused before training, naming the option to change (the field for a
 library user, the flag through `as_flag()` for a binary's)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -52,6 +54,28 @@ def test_records_that_fit_pass_and_report_what_was_read(tmp_path):
     assert samples["train"].records == samples["validation"].records == 4
     assert samples["train"].logit_sizes == {4: 4}
     assert (samples["train"].min_label, samples["train"].max_label) == (0, 3)
+
+
+def test_use_bboxes_on_records_without_boxes_is_refused(tmp_path):
+    """Before: taken, and every crop sampled from the whole image."""
+    _write(tmp_path, [0, 1, 2])
+    config = _config(tmp_path, 3)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, use_bboxes=True)
+    )
+    with pytest.raises(DataError) as error:
+        checks.check_training_data(config)
+    assert error.value.as_flag() == (
+        f"None of the first 3 records of {tmp_path}/train-* holds a "
+        "bounding box (image/object/bbox/*), so --use_bboxes would sample "
+        "every crop from the whole image: leave --use_bboxes out, or "
+        "rebuild the records with `python -m tools.build_imagenet_tfrecords "
+        "--bbox_csv=...`."
+    )
+    jpeg = testing_utils.jpeg_bytes(np.full((8, 8, 3), 9))
+    boxed = schema.make_example(jpeg, 1, 8, 8, bboxes=[(0.1, 0.2, 0.5, 0.9)])
+    testing_utils.write_records(tmp_path / "train-00000-of-00001", [boxed])
+    assert checks.check_training_data(config)["train"].boxed == 1
 
 
 def test_labels_outside_the_head_name_num_classes_and_the_offset(tmp_path):
