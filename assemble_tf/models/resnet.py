@@ -158,6 +158,7 @@ def _invalid(option, requirement, value):
         shown = ",".join(map(str, value))  # as the flag takes it
     else:
         shown = repr(value)
+    requirement = requirement.replace("{", "{{").replace("}", "}}")
     return validation.OptionError(
         option,
         "{field} must " + requirement + ". Received: {field}={value}",

@@ -188,9 +188,7 @@ def _overrides_named(overrides):
         raise OptionError(
             "model_overrides",
             "{field}: {detail}",
-            detail=e.template.format(
-                field=e.field, **{n: n for n in e.others}, **e.values
-            ),
+            detail=e.bare(),
         ) from None
 
 

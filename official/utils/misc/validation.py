@@ -115,6 +115,13 @@ class OptionError(ValueError):
         field = flag or names.get(self.field, self.field)
         return self.template.format(field=f"--{field}", **flags, **self.values)
 
+    def bare(self):
+        """The message with every option by its bare name (`base_width=0
+        is invalid ...`): for an error quoted inside another option's, e.g.
+        a key of `model_overrides`."""
+        names = {n: n for n in self.others}
+        return self.template.format(field=self.field, **names, **self.values)
+
     def noted(self, text, **values):
         """This error with `text` (a template too: `{field}` and the
         error's others, plus `values`) appended: what the caller knows of
