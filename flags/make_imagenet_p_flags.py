@@ -44,8 +44,9 @@ TABLE = (
     (
         "enum",
         "set",
-        "test",
-        "Perturbations when --perturbations is not given.",
+        None,
+        "The perturbations when --perturbations is not given (refused "
+        "beside it). Default: test.",
         {"enum_values": list(generate_p.SETS)},
     ),
     (

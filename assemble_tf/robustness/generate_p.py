@@ -82,7 +82,7 @@ class Options(jobs.JobOptions):
     crop: int = 224
     crop_rounding: str = "auto"  # inputs.CROP_ROUNDINGS
     perturbations: str | tuple | None = None
-    set: str = "test"
+    set: str | None = None  # SETS; "test" unless perturbations are named
     difficulty: int = 1
     seed: int = 0
     workers: int = 1
@@ -183,7 +183,18 @@ class Task:
 
 def resolve_perturbations(perturbations, set_name):
     """The perturbations to generate, in the order given (a repeat or an
-    empty name is refused: `split_names`)."""
+    empty name is refused: `split_names`), else those of `set_name`
+    ("test" when None); a set beside named perturbations is refused, as it
+    would choose nothing."""
+    if set_name is not None and perturbations:
+        raise OptionError(
+            "set",
+            "{field}={value} chooses the perturbations only when "
+            "{perturbations} does not name them; give one of the two.",
+            others=("perturbations",),
+            value=set_name,
+        )
+    set_name = "test" if set_name is None else set_name
     if set_name not in SETS:
         raise OptionError(
             "set",

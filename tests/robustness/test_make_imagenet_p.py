@@ -526,6 +526,11 @@ def test_bad_options_are_refused_clearly(tmp_path):
         (dict(perturbations="rotate,fog"), "unknown fog. Valid: gaussian"),
         (dict(perturbations="rotate", difficulty=2), "none is in"),
         (dict(set="train", perturbations=None), "--set must be one of"),
+        (
+            dict(set="validation", perturbations="rotate"),
+            "^--set=validation chooses the perturbations only when "
+            "--perturbations does not name them; give one of the two.$",
+        ),
         (dict(input_dir=str(tmp_path / "nope")), "is not a directory"),
     ]
     for kwargs, message in cases:
