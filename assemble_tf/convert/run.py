@@ -24,6 +24,7 @@ import math
 import os
 
 from official.utils.misc.validation import (
+    MissingPathError,
     OptionError,
     PathExistsError,
     check_creatable_path,
@@ -131,7 +132,9 @@ def convert(options):
 
     Raises:
         OptionError, FileExistsError: a bad `output` (`check_output`) or
-            `golden` (`read_golden`), before any work.
+            `golden` (`read_golden`), or an unreadable `checkpoint`
+            (`MissingPathError`, also a FileNotFoundError), before any
+            work.
         ValueError: variables that do not match the model, all listed; or
             the golden check failed.
     """
@@ -150,17 +153,35 @@ def convert(options):
         )
     _check_strides(options)
     golden = read_golden(options.golden) if options.golden else None
-    model, count = build_and_load(
-        options.checkpoint,
-        functools.partial(build_model, options.preset),
-        **options.model_overrides,
-    )
+    _check_readable(options.checkpoint)
+    try:
+        model, count = build_and_load(
+            options.checkpoint,
+            functools.partial(build_model, options.preset),
+            **options.model_overrides,
+        )
+    except FileNotFoundError as e:  # a variable's data unreadable
+        raise MissingPathError("checkpoint", "{field}: {e}", e=e) from None
     checked = None
     if golden is not None:
         checked = verify(model, options.golden, options.tolerance, golden)
     os.makedirs(os.path.dirname(os.path.abspath(options.output)), exist_ok=True)
     model.save_weights(options.output)
     return model, count, checked
+
+
+def _check_readable(prefix):
+    """The checkpoint's index read before the model is built: an
+    unreadable prefix is refused naming its option (before: the same
+    message without it)."""
+    from assemble_tf.convert.original_checkpoint import read_checkpoint
+
+    try:
+        read_checkpoint(prefix)
+    except FileNotFoundError as e:
+        raise MissingPathError("checkpoint", "{field}: {e}", e=e) from None
+    except ValueError as e:  # a checkpoint of ours
+        raise OptionError("checkpoint", "{field}: {e}", e=e) from None
 
 
 def read_golden(path):

@@ -69,8 +69,9 @@ def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
 
     output = str(tmp_path / "w.weights.h5")
     index = os.path.join(FOLDER, "model.ckpt.index")
-    with pytest.raises(FileNotFoundError, match="not the .index file"):
+    with pytest.raises(FileNotFoundError, match="not the .index file") as e:
         run.convert(dataclasses.replace(_options(output), checkpoint=index))
+    assert e.value.as_flag().startswith(f"--checkpoint: {index!r} is one of")
     for name, damage in (
         ("cut_data", lambda p: _truncate(p + ".data-00000-of-00001", 1000)),
         ("no_data", lambda p: os.remove(p + ".data-00000-of-00001")),
@@ -84,6 +85,7 @@ def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
             run.convert(
                 dataclasses.replace(_options(output), checkpoint=prefix)
             )
+        assert error.value.as_flag().startswith("--checkpoint: Cannot read")
         assert prefix in str(error.value), name
         assert "damaged or incomplete" in str(error.value), name
         assert "\n" not in str(error.value)
@@ -161,8 +163,9 @@ def test_what_the_original_never_had_is_refused(tmp_path):
     output = str(tmp_path / "w.weights.h5")
     with pytest.raises(ValueError) as e:
         run.convert(dataclasses.replace(_options(output), checkpoint=ours))
-    assert str(e.value).startswith(
-        f"{ours!r} is a TensorFlow 2 object-based checkpoint (one of a "
+    assert e.value.as_flag().startswith(
+        f"--checkpoint: {ours!r} is a TensorFlow 2 object-based checkpoint "
+        "(one of a "
         "training run of ours), not one of the original TF1 code"
     )
     assert "\n" not in str(e.value)
