@@ -35,6 +35,8 @@ from official.utils.misc.validation import OptionError
 
 # Marks the guard's error so that `reraise_data_errors` can recognise it.
 _DATA_ERROR_TAG = "[assemble_tf.DataError]"
+# How many unusable records a warning names (`PipelineStats.names`).
+NAMED = 5
 
 
 class DataError(ValueError):
@@ -83,16 +85,43 @@ class PipelineStats:
             self.wrong_logits = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.bad_label = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.emitted = tf.Variable(0, dtype=tf.int64, trainable=False)
+            # The names of the first NAMED unusable records that have one
+            # (a folder's file paths, a TFRecord's image/filename), and
+            # how many had one; the last slot takes the rest.
+            self.named = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.names = tf.Variable(
+                [""] * (NAMED + 1), dtype=tf.string, trainable=False
+            )
 
     def counts(self):
         """The counters, each read once: a `StatsCounts` whose numbers
         agree with each other while the pipeline reads ahead."""
+        named = int(self.named.numpy())
+        names = [n.decode("utf-8", "replace") for n in self.names.numpy()]
         return StatsCounts(
             **{
                 f.name: int(getattr(self, f.name).numpy())
                 for f in dataclasses.fields(StatsCounts)
-            }
+                if f.name not in ("named", "names")
+            },
+            named=named,
+            names=tuple(names[: min(named, NAMED)]),
         )
+
+    def note_unusable(self, ok, name):
+        """Records `name` (a string scalar) when `ok` is false and `name`
+        is not empty; returns an op."""
+        known = tf.logical_not(ok) & (tf.strings.length(name) > 0)
+
+        def note():
+            i = self.named.assign_add(1) - 1
+            slot = tf.minimum(i, NAMED)
+            with tf.control_dependencies(
+                [self.names.scatter_nd_update([[slot]], [name])]
+            ):
+                return tf.constant(True)
+
+        return tf.cond(known, note, lambda: tf.constant(False))
 
     @property
     def skipped(self):
@@ -121,6 +150,8 @@ class StatsCounts:
     wrong_logits: int
     bad_label: int
     emitted: int
+    named: int = 0  # unusable records with a name
+    names: tuple = ()  # the first NAMED of them
 
     @property
     def skipped(self):
@@ -177,7 +208,12 @@ class StatsCounts:
             (self.wrong_logits, "with teacher logits of another width"),
             (self.bad_label, "with a label out of range"),
         )
-        return ", ".join(f"{n:,} {what}" for n, what in kinds if n)
+        text = ", ".join(f"{n:,} {what}" for n, what in kinds if n)
+        if self.names:  # once each (a training split repeats)
+            names = ", ".join(dict.fromkeys(self.names))
+            more = self.named > len(self.names)
+            text += f"; {'first names' if more else 'names'}: {names}"
+        return text
 
 
 @contextlib.contextmanager
@@ -227,8 +263,9 @@ class InputConfig:
         cache: cache decoded records in memory (small datasets).
         record_source: None (read `file_pattern` TFRecords) or a callable
             `(input_context, is_training, seed) -> Dataset of (image_bytes,
-            label)`, e.g. a tfds dataset or an image folder
-            (`assemble_tf.data.sources`); labels are 0-based.
+            label)` or `(image_bytes, label, name)`, e.g. a tfds dataset
+            or an image folder (`assemble_tf.data.sources`); labels are
+            0-based; a warning names the unusable images by `name`.
         skip_steps: global steps of this (training) pass already run, by
             a run that resumes within an epoch: their records are skipped
             before decoding, and the records after them get the seeds they
@@ -461,7 +498,7 @@ def _graph_fn(fn):
 
 
 def _records(config, input_context):
-    """The record stream: a `record_source`'s (image bytes, label) as
+    """The record stream: a `record_source`'s (image bytes, label[, name]) as
     record dicts, or the TFRecord shards interleaved; cached, shuffled and
     repeated as the config says."""
     if config.record_source is not None:
@@ -474,10 +511,11 @@ def _records(config, input_context):
             input_context, config.is_training, config.seed
         )
         ds = ds.map(
-            lambda image_bytes, label: {
+            lambda image_bytes, label, *name: {
                 "image_bytes": image_bytes,
                 "label": tf.cast(label, tf.int32),
-                "filename": tf.constant(""),
+                # A folder's file path (`encoded_dataset(with_names=True)`)
+                "filename": name[0] if name else tf.constant(""),
                 "bboxes": tf.zeros([0, 4], tf.float32),
             },
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -669,7 +707,8 @@ def _guard(config, stats):
             ],
             summarize=10,
         )
-        with tf.control_dependencies([check]):
+        noted = stats.note_unusable(ok, element["filenames"])
+        with tf.control_dependencies([check, noted]):
             return tf.identity(ok)
 
     return guard

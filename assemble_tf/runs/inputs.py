@@ -172,11 +172,12 @@ def _record_source(data_config, is_training):
             shuffle_files=training,
             input_context=input_context,
             seed=seed,
+            with_names=True,  # a warning names the files it skipped
         )
         if bounds:
             low = tf.constant(bounds[0], tf.int64)
             ds = sources.filter_classes(ds, *bounds)
-            ds = ds.map(lambda image, label: (image, label - low))
+            ds = ds.map(lambda image, label, name: (image, label - low, name))
         return ds
 
     return source
@@ -256,7 +257,7 @@ def count_source_examples(data_config, split):
     source = _record_source(
         dataclasses.replace(data_config, train_split=split), True
     )
-    ds = source(None, False, 0).map(lambda image, label: label)
+    ds = source(None, False, 0).map(lambda image, label, name: label)
     return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 

@@ -105,7 +105,10 @@ def test_eval_reads_every_image_and_skips_corrupt_records(records):
         "records_wrong_logits": 0,
         "records_label_out_of_range": 0,
     }
-    assert stats.unusable == 2 and stats.describe(True) == "2 not images"
+    assert stats.unusable == 2
+    assert stats.describe(True) == (
+        "2 not images; names: truncated.jpg, garbage.jpg"
+    )
 
 
 @pytest.mark.parametrize("is_training", [True, False])
@@ -156,7 +159,7 @@ def test_png_and_bmp_records_are_read(tmp_path, is_training):
         n.decode() for _, b in batches for n in b["filenames"].numpy()
     )
     assert names == good
-    assert stats.describe(True) == "2 not images"  # d and e
+    assert stats.describe(True) == "2 not images; names: d.jpg, e.jpg"
     # The same crop from every lossless copy.
     images = np.concatenate([x.numpy() for x, _ in batches])
     order = np.argsort([n for _, b in batches for n in b["filenames"].numpy()])
@@ -196,7 +199,9 @@ def test_labels_the_head_does_not_have_are_counted_not_trained_on(tmp_path):
     counts = stats.as_dict()
     assert counts["records_label_out_of_range"] == 3
     assert counts["records_skipped"] == 3 and stats.unusable == 3
-    assert stats.describe(True) == "3 with a label out of range"
+    assert stats.describe(True) == (
+        "3 with a label out of range; names: bad0.jpg, bad6.jpg, bad9.jpg"
+    )
     testing_utils.write_records(tmp_path / "train-0", bad)
     config = _eval_config(
         str(tmp_path / "train-*"),
@@ -337,7 +342,8 @@ def test_logits_of_another_width_are_counted_as_such(tmp_path):
     assert counts["records_without_logits"] == 2
     assert counts["records_wrong_logits"] == 1
     assert stats.describe(True) == (
-        "2 without teacher logits, 1 with teacher logits of another width"
+        "2 without teacher logits, 1 with teacher logits of another width; "
+        "names: img3.jpg, img4.jpg, img5.jpg"
     )
 
 
@@ -647,3 +653,24 @@ def test_tfrecord_images_that_do_not_decode_are_counted_after_a_pass(
     assert sum(int(images.shape[0]) for images, _ in batches) == 4
     assert stats.as_dict()["records_not_examples"] == 2
     assert stats.describe(True) == ("2 not tf.train.Examples, 1 not decodable")
+
+
+def test_a_description_names_each_file_once_and_says_when_there_are_more():
+    from assemble_tf.data.input_pipeline import NAMED, StatsCounts
+
+    counts = dict.fromkeys(
+        ("read", "parsed", "invalid", "no_logits", "wrong_logits"), 0
+    )
+    counts.update(read=9, parsed=9, bad_label=0, emitted=2)
+    names = ("a.jpg", "b.jpg", "a.jpg", "c.jpg", "d.jpg")
+    assert len(names) == NAMED
+    more = StatsCounts(**counts, undecodable=7, named=7, names=names)
+    assert more.describe() == (
+        "7 not decodable; first names: a.jpg, b.jpg, c.jpg, d.jpg"
+    )
+    all_of_them = StatsCounts(**counts, undecodable=7, named=5, names=names)
+    assert all_of_them.describe().endswith(
+        "; names: a.jpg, b.jpg, c.jpg, d.jpg"
+    )
+    unnamed = StatsCounts(**counts, undecodable=7)
+    assert unnamed.describe() == "7 not decodable"

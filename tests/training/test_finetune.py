@@ -168,11 +168,11 @@ def test_folder_frozen_backbone_changes_only_the_head(
     # side's above; here the warning must say what the history counts.
     skipped = history[-1]["train_records_skipped"]
     warned = [line for line in logged if "unusable training" in line]
-    if skipped:
+    if skipped:  # named, once (the split repeats)
         assert warned == [
             f"WARNING: epoch 1 skipped {skipped} unusable training records "
-            f"({skipped} not decodable; counted as read, records read ahead "
-            "included)."
+            f"({skipped} not decodable; names: {folder}/train/class_2/cut.jpg; "
+            "counted as read, records read ahead included)."
         ]
     else:
         assert not warned
@@ -187,8 +187,9 @@ def test_folder_frozen_backbone_changes_only_the_head(
     result = evaluation_run.run_evaluation(evaluator, config, progress=False)
     assert (result["count"], result["skipped"]) == (6, 1)
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "WARNING: 1 of 7 validation records skipped (1 not decodable); "
-        "the metrics count the others."
+        "WARNING: 1 of 7 validation records skipped (1 not decodable; "
+        f"names: {folder}/test/class_2/cut.jpg); the metrics count the "
+        "others."
     )
 
 
@@ -408,7 +409,7 @@ def test_class_range_and_retrieval_head_on_a_folder(tmp_path, image_folder):
     assert trainer.num_train == 8  # classes 1 and 2 of the train split
     labels = [
         int(label)
-        for _, label in inputs._record_source(config.data, False)(
+        for _, label, _ in inputs._record_source(config.data, False)(
             None, False, 0
         )
     ]

@@ -56,7 +56,7 @@ def filter_classes(dataset, low, high):
         )
     low64, high64 = tf.constant(low, tf.int64), tf.constant(high, tf.int64)
     return dataset.filter(
-        lambda image, label: (label >= low64) & (label < high64)
+        lambda image, label, *name: (label >= low64) & (label < high64)
     )
 
 
@@ -231,7 +231,12 @@ class _UnknownSplit(ValueError):
 
 
 def encoded_dataset(
-    info, split, shuffle_files=False, input_context=None, seed=None
+    info,
+    split,
+    shuffle_files=False,
+    input_context=None,
+    seed=None,
+    with_names=False,
 ):
     """`(image_bytes, label)` pairs of `split`, images still encoded.
 
@@ -246,19 +251,27 @@ def encoded_dataset(
             reads its share (tfds: a contiguous even share of the examples,
             `tfds.even_splits`; folder: every n-th example).
         seed: seed of the file shuffling (None: random).
+        with_names: also yield each image's name: a folder's file path,
+            "" for tfds (which names few images).
 
     Returns:
-        A `tf.data.Dataset` of `(tf.string scalar, tf.int64 scalar)`.
+        A `tf.data.Dataset` of `(tf.string scalar, tf.int64 scalar)`, or
+        with `with_names` `(image_bytes, label, name)`.
 
     Raises:
         ValueError: unknown split (the message lists the splits).
     """
     ranges = _absolute(info, split)  # validates the split
     if info.kind == "tfds":
-        return tfds_dataset(info, split, shuffle_files, input_context, seed)
+        ds = tfds_dataset(info, split, shuffle_files, input_context, seed)
+        if with_names:
+            ds = ds.map(lambda image, label: (image, label, ""))
+        return ds
     if info.kind != "folder":
         raise ValueError(f"Unknown SourceInfo.kind={info.kind!r}.")
-    return folder_dataset(info, ranges, shuffle_files, input_context, seed)
+    return folder_dataset(
+        info, ranges, shuffle_files, input_context, seed, with_names
+    )
 
 
 def _split_dict(info):

@@ -194,7 +194,9 @@ def _partial_classes(examples):
     )
 
 
-def folder_dataset(info, ranges, shuffle_files, input_context, seed):
+def folder_dataset(
+    info, ranges, shuffle_files, input_context, seed, with_names=False
+):
     examples, _ = scan_folder(info.data_dir)
     index = {name: i for i, name in enumerate(info.class_names)}
     paths, labels = [], []
@@ -218,6 +220,8 @@ def folder_dataset(info, ranges, shuffle_files, input_context, seed):
     if shuffle_files and paths:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     return ds.map(
-        lambda path, label: (tf.io.read_file(path), label),
+        lambda path, label: (
+            (tf.io.read_file(path), label) + ((path,) if with_names else ())
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
