@@ -256,7 +256,7 @@ def write_outputs(result, loaded, precision, out_dir, names):
         png,
         title=f"{loaded.config.model.preset}"
         + (f" ({precision})" if precision else "")
-        + f": top-1 {result['top1']:.4f}",
+        + f": top-1 {100.0 * result['top1']:.2f}%",  # as the ECE
     )
     rows = per_class_rows(result["per_class"], names)
     report = {
