@@ -454,6 +454,11 @@ def _report_c(ev, results, paper):
     mean, over = summary["mce"], "15 standard"
     if mean is None:
         mean, over = summary["mce_19"], "19"
+    title = (
+        f"{preset}: error per corruption (not normalised)"
+        if plain
+        else f"{preset}: CE per corruption (AlexNet = 100)"
+    ) + _partial_title(summary)
     files = {}
     files["chart_png"] = plots.error_bars(
         summary["ce"],
@@ -461,9 +466,7 @@ def _report_c(ev, results, paper):
             ev.out,
             "error_per_corruption.png" if plain else "ce_per_corruption.png",
         ),
-        f"{preset}: error per corruption (not normalised)"
-        if plain
-        else f"{preset}: CE per corruption (AlexNet = 100)",
+        title,
         "top-1 error (%)" if plain else "CE (%)",
         reference=None if plain else 100.0,
         mean=mean,
@@ -473,6 +476,17 @@ def _report_c(ev, results, paper):
         ev.found, os.path.join(ev.out, "gallery_c.png")
     )
     return summary, table, files
+
+
+def _partial_title(summary):
+    """A second title line for a set evaluated at some severities only,
+    naming the corruptions the chart leaves out (no CE), or ""."""
+    if not summary["severities_partial"]:
+        return ""
+    left_out = sorted(set(summary["top1_error"]) - set(summary["ce"]))
+    return "\nsome severities only" + (
+        f"; no CE: {', '.join(left_out)}" if left_out else ""
+    )
 
 
 def _report_p(ev, results, paper):

@@ -572,6 +572,11 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
         "are published for the 15 standard corruptions only."
     )
     assert f"WARNING: {summary['note']}" in logged
+    # The chart says so too, and names the corruptions it leaves out.
+    assert run._partial_title(summary) == (
+        "\nsome severities only; no CE: gaussian_blur, saturate, spatter, "
+        "speckle_noise"
+    )
     markdown = open(partial["markdown"]).read()
     assert summary["note"] in markdown
     assert "| spatter | " in markdown and markdown.count(" | - |") >= 4
