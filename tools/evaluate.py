@@ -68,6 +68,7 @@ def _define_data_flags():
         "(NNN + 1 -> NNN), imagenet_224_256 (292 -> 256), "
         "imagenet_224_256a (257 -> 256).",
     )
+    flags.DEFINE_bool("progress", True, "Show a progress bar (on stderr).")
 
 
 def options_from_flags(flag_values):
@@ -78,7 +79,6 @@ def options_from_flags(flag_values):
         **{
             f.name: flag_values[f.name].value
             for f in dataclasses.fields(run.EvaluateOptions)
-            if f.name != "progress"  # always on
         }
     )
 

@@ -204,9 +204,12 @@ def test_evaluate_tool_reports_bfloat16_agreement(tiny_run, tmp_path):
         "tools.evaluate",
         f"--model_dir={config.model_dir}",
         f"--output_dir={tmp_path}",
+        "--noprogress",  # before: an unknown flag here alone
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert not os.path.exists(tmp_path / "agreement.md")
+    assert "evaluating: " in result.stderr
+    assert "evaluating" not in again.stderr
     # Crops three times the run's: said (before: top-1 0.10 of the 32-px
     # demo at 224 px, without a word).
     far = testing_utils.run_main(
