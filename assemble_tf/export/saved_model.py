@@ -113,8 +113,9 @@ class ServingModule(tf.Module):
 
     def _check_crops(self, images, signature):
         """`images` after asserting it is a non-empty batch of S x S x 3
-        crops of finite values (InvalidArgumentError naming the signature,
-        not one from inside the model). The session loader of TF Serving
+        crops of finite values of magnitude at most `MAX_CROP_MAGNITUDE`
+        (InvalidArgumentError naming the signature, not one from inside
+        the model). The session loader of TF Serving
         feeds any shape: the rank is checked before the sizes. NaN or Inf
         are refused: the exported graph's fused convolutions turn them into
         finite, confident logits (Grappler's remapper), where the Keras
@@ -157,6 +158,26 @@ class ServingModule(tf.Module):
             ],
         )
         with tf.control_dependencies([check]):
+            # Finite crops far off the scale: values of 1e38 overflowed in
+            # the network, and a plain export's fused convolutions turned
+            # the NaNs into finite, confident logits (the same for 1e38
+            # and -3e38).
+            largest = tf.reduce_max(tf.abs(images), axis=[1, 2, 3])
+            first_off = tf.argmax(largest, output_type=tf.int32)
+            scale = tf.debugging.Assert(
+                tf.reduce_all(largest <= MAX_CROP_MAGNITUDE),
+                [
+                    f"{signature}: the crops are off the input scale; the "
+                    "image at index",
+                    first_off,
+                    "reaches a magnitude of",
+                    largest[first_off],
+                    "(more than "
+                    f"{MAX_CROP_MAGNITUDE:,.0f}); crops are RGB on the 0-255 "
+                    "scale minus the ImageNet mean (magnitudes up to 152)",
+                ],
+            )
+        with tf.control_dependencies([scale]):
             return tf.identity(images)
 
     def _check_outputs(self, outputs, images, signature):
@@ -234,6 +255,9 @@ class ServingModule(tf.Module):
         }
 
 
+# The largest crop magnitude the float signatures take: 0-255 RGB minus
+# the ImageNet mean reaches 152, 0-255 unnormalised 255.
+MAX_CROP_MAGNITUDE = 1000.0
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

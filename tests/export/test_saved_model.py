@@ -1311,17 +1311,36 @@ def test_bad_inputs_fail_clearly_at_the_signature(tmp_path):
                 ),
             ):
                 sigs[name](images=tf.constant(bad))
-    # Finite crops far off the scale overflow inside the network: NaN
-    # logits gave a class and NaN probabilities.
-    bad = good.copy()
-    bad[1] = 3e38
-    for name in ("preprocessed", "feature_vector"):
-        with pytest.raises(tf.errors.InvalidArgumentError) as info:
-            sigs[name](images=tf.constant(bad))
-        assert (
-            f"{name}: the network outputs are not finite for the image at "
-            "index] [1] [whose crop values reach a magnitude of] [3e+38]"
-        ) in info.value.message, info.value.message
+    # Finite crops far off the scale: values of 1e38 overflowed inside the
+    # network, into NaN logits (a class and NaN probabilities) or, in a
+    # trained plain export, finite confident ones.
+    for value in (3e38, -1001.0):
+        bad = good.copy()
+        bad[1, 0, 0, 1] = value
+        for name in ("preprocessed", "feature_vector"):
+            with pytest.raises(tf.errors.InvalidArgumentError) as info:
+                sigs[name](images=tf.constant(bad))
+            assert (
+                f"{name}: the crops are off the input scale; the image at "
+                f"index] [1] [reaches a magnitude of] [{abs(value):g}] [(more "
+                "than 1,000); crops are RGB on the 0-255 scale minus the "
+                "ImageNet mean (magnitudes up to 152)"
+            ) in info.value.message, info.value.message
+    edge = good.copy()
+    edge[0, 0, 0, 0] = -1000.0
+    assert np.isfinite(sigs["preprocessed"](images=edge)["logits"]).all()
+    # Outputs that are not finite all the same (weights that are not):
+    # named with the image's largest crop value.
+    loaded = tf.saved_model.load(path)  # keeps the variables alive
+    served = loaded.signatures["preprocessed"]
+    (bias,) = [v for v in served.variables if "head_dense/bias" in v.name]
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        served(images=tf.constant(edge))
+    assert (
+        "preprocessed: the network outputs are not finite for the image at "
+        "index] [0] [whose crop values reach a magnitude of] [1000]"
+    ) in info.value.message, info.value.message
     # A decompression bomb: a PNG whose header says 10,000 x 9,000 pixels
     # (a 187 KB PNG of 8,000 x 8,000 took 1.9 GB) is refused from its
     # header, before anything is decoded.
