@@ -352,6 +352,16 @@ def _time_rows(entries, settings, dtype, peaks, log, options):
     return throughput.add_ratios(rows)
 
 
+def _precisions(dtype, modes):
+    """'float32', or with modes 'modes plain, bf16 (bf16 ones in
+    bfloat16)'."""
+    if not modes:
+        return dtype
+    return f"modes {', '.join(modes)}" + (
+        " (bf16 ones in bfloat16)" if any("bf16" in m for m in modes) else ""
+    )
+
+
 def run_benchmark(options, log=_stderr):
     """Times the models of `options` side by side; writes the outputs.
 
@@ -385,7 +395,7 @@ def run_benchmark(options, log=_stderr):
             entries += keras_entries(options, modes, settings, keras_sizes)
         log(
             f"Timing {len(entries)} models on {device}, batch "
-            f"{settings['batch_size']}, {options.dtype}: "
+            f"{settings['batch_size']}, {_precisions(options.dtype, modes)}: "
             f"{settings['warmup']} warm-up, {settings['runs']} interleaved "
             f"runs of {settings['steps']} batches."
         )

@@ -1232,6 +1232,13 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
     assert bf16["matmul_peak_gflops"] != rows[0]["matmul_peak_gflops"]
     table = (tmp_path / "benchmark.md").read_text()
     assert "ratio_vs_float32" in table.splitlines()[2]
+    # The first line's precision (before: "float32" beside bf16 rows).
+    from assemble_tf.export import throughput_run
+
+    assert throughput_run._precisions("float32", ("plain", "bf16")) == (
+        "modes plain, bf16 (bf16 ones in bfloat16)"
+    )
+    assert throughput_run._precisions("float16", ()) == "float16"
     bad = testing_utils.run_main(
         "tools.benchmark_throughput",
         "--smoke",
