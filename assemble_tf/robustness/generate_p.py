@@ -186,6 +186,7 @@ def resolve_perturbations(perturbations, set_name):
     empty name is refused: `split_names`), else those of `set_name`
     ("test" when None); a set beside named perturbations is refused, as it
     would choose nothing."""
+    perturbations = split_names("perturbations", perturbations)
     if set_name is not None and perturbations:
         raise OptionError(
             "set",
@@ -202,7 +203,6 @@ def resolve_perturbations(perturbations, set_name):
             sets=SETS,
             value=set_name,
         )
-    perturbations = split_names("perturbations", perturbations)
     if not perturbations:
         return {
             "test": P.TEST_PERTURBATIONS,

@@ -304,12 +304,12 @@ def test_name_lists_refuse_empty_names_and_repeats():
     )
     assert len(generate_c.parse_corruptions("")) == 19
     with pytest.raises(OptionError) as error:
-        generate_p.resolve_perturbations("brightness,,brightness", "all")
+        generate_p.resolve_perturbations("brightness,,brightness", None)
     assert "holds an empty name" in str(error.value)
     with pytest.raises(OptionError) as error:
-        generate_p.resolve_perturbations("brightness,rotate,brightness", "all")
+        generate_p.resolve_perturbations("brightness,rotate,brightness", None)
     assert error.value.as_flag() == (
         "--perturbations=brightness,rotate,brightness names brightness more "
         "than once."
     )
-    assert generate_p.resolve_perturbations(" rotate", "all") == ("rotate",)
+    assert generate_p.resolve_perturbations(" rotate", None) == ("rotate",)
