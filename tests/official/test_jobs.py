@@ -332,20 +332,25 @@ def test_console_lines_and_main(tmp_path, capsys):
         jobs.main(job, ["toy", "extra"], flags)
 
 
-def _sleep_then_pid(seconds):
-    """A pool task (picklable: module level)."""
+def _sleep_then_pid(task):
+    """A pool task (picklable: module level): sleeps, then touches the
+    file it names, if any."""
     import time
 
+    seconds, done = task if isinstance(task, tuple) else (task, None)
     time.sleep(seconds)
+    if done:
+        open(done, "w").close()
     return os.getpid()
 
 
 @pytest.mark.slow  # spawns worker processes
-def test_sigterm_stops_a_pool_job_and_its_workers():
+def test_sigterm_stops_a_pool_job_and_its_workers(tmp_path):
     """SIGTERM (a preempted machine) stops a worker-pool job as Ctrl-C
     does: `Terminated` with the resume line, the pending tasks cancelled,
-    no worker left (before: the parent died alone and its workers wrote
-    on, then hung)."""
+    the running ones stopped, no worker left (before: the parent died
+    alone and its workers wrote on, then hung; then the running tasks
+    were waited for: the builder took 9-12 s to stop, a shard a worker)."""
     import multiprocessing
     import signal
     import time
@@ -353,7 +358,8 @@ def test_sigterm_stops_a_pool_job_and_its_workers():
     from official.utils.misc import interrupts
 
     previous = signal.getsignal(signal.SIGTERM)
-    tasks = [0.05] * 2 + [0.5] * 40
+    long = [(20.0, str(tmp_path / f"done{i}")) for i in range(40)]
+    tasks = [0.05] * 2 + long
     job = jobs.run_tasks(
         _sleep_then_pid, tasks, 2, progress=False, resume="Rerun it."
     )
@@ -365,9 +371,10 @@ def test_sigterm_stops_a_pool_job_and_its_workers():
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(5)  # the handler raises here
     assert str(e.value) == "Rerun it."
-    job.close()  # the pool shuts down: running tasks end, the rest go
+    job.close()  # the pool shuts down: the running tasks are stopped
     assert done < 10
     assert multiprocessing.active_children() == []
+    assert list(tmp_path.iterdir()) == []  # no long task ran to its end
     assert signal.getsignal(signal.SIGTERM) is previous
 
 

@@ -15,6 +15,8 @@ import os
 import threading
 import time
 
+from official.utils.misc import interrupts
+
 IN_FLIGHT_PER_WORKER = 2
 
 
@@ -87,6 +89,27 @@ def imap_bounded(
                     task = pending.pop(future)
                     yield task, future.result()
                     submit_next()
-        except BaseException:
+        except (KeyboardInterrupt, interrupts.Terminated, GeneratorExit):
+            # Stopped (here, or in the caller, which then closes this
+            # generator): the running tasks end now, not when done (the
+            # builder took 9-12 s to exit on Ctrl-C, a whole shard per
+            # worker). Every job writes to a temporary name and renames
+            # when done, and its rerun removes what a stopped task left.
+            _terminate_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+        except BaseException:  # a task's error: the others finish first
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _terminate_workers(pool):
+    """Sends SIGTERM to the pool's worker processes (Python 3.14 has
+    `ProcessPoolExecutor.terminate_workers`; before it, its `_processes`)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
