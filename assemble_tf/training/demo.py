@@ -200,6 +200,43 @@ def plot_reliability(history, path):
     )
 
 
+def _check_same_flags(config, output_dir):
+    """Refuses a rerun whose --epochs or --seed differ from the demo run's
+    in `output_dir`, naming those flags alone (before: the warm-up the
+    demo derives from --epochs was listed too, a flag it has not). Other
+    differences are left to the resume check."""
+    import json
+
+    try:
+        with open(os.path.join(config.model_dir, "config.json")) as f:
+            old = json.load(f)["train"]
+        changed = [
+            (name, old[name], getattr(config.train, name))
+            for name in ("epochs", "seed")
+            if old[name] != getattr(config.train, name)
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no run yet, or one the resume check names
+    if not changed:
+        return
+    values = {}
+    for i, (_, was, now) in enumerate(changed):
+        values[f"old{i}"], values[f"new{i}"] = was, now
+    raise OptionError(
+        "output_dir",
+        "{field}={path} holds a demo run with other settings ("
+        + "; ".join(
+            f"{{{name}}}: {{old{i}!r}} -> {{new{i}!r}}"
+            for i, (name, _, _) in enumerate(changed)
+        )
+        + "). Rerun with the same ones to resume it, or pick a new "
+        "{field}.",
+        [name for name, _, _ in changed],
+        path=os.path.abspath(output_dir),
+        **values,
+    )
+
+
 def run_demo(options, log=_log_to_stderr):
     """Writes the digits, trains and evaluates the demo model, and writes
     its reliability diagram and report.
@@ -231,6 +268,7 @@ def run_demo(options, log=_log_to_stderr):
     data_dir = prepare_data(os.path.abspath(options.output_dir), log)
     config = demo_config(options, data_dir)
     adopt_moved_run(config, log)
+    _check_same_flags(config, options.output_dir)
     try:
         summary = train_lib.run_experiment(config)
     except trainer_lib.OtherBackendRunError as e:
