@@ -136,13 +136,19 @@ def _setup_lines(config, summary):
         f"{config.model.base_width}, blocks {blocks}, "
         f"input {config.data.image_size}: BigLittleNet + SK + anti-aliasing "
         f"+ DropBlock ({summary['params']:,} parameters).",
-        f"Recipe: {t.epochs:g} epochs, batch {t.batch_size}, SGD momentum "
-        f"{t.momentum}, LR {t.base_learning_rate} {t.lr_schedule} with "
-        f"{t.warmup_epochs:g} warm-up epoch, weight decay {t.weight_decay}, "
+        f"Recipe: {_count(t.epochs, 'epoch')}, batch {t.batch_size}, SGD "
+        f"momentum {t.momentum}, LR {t.base_learning_rate} {t.lr_schedule} "
+        f"with {_count(t.warmup_epochs, 'warm-up epoch')}, weight decay "
+        f"{t.weight_decay}, "
         f"Mixup type {a.mixup_type}, label smoothing {a.label_smoothing}, "
         f"AutoAugment {a.autoaugment}, DropBlock keep "
         f"{' -> '.join(map(str, t.dropblock_keep_prob or (1.0,)))}.",
     ]
+
+
+def _count(number, noun):
+    """'1 epoch', '2 epochs', '0.5 warm-up epoch' (a fraction of one)."""
+    return f"{number:g} {noun}" + ("s" if number > 1 else "")
 
 
 def _result_lines(summary, history):

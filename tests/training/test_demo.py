@@ -53,6 +53,9 @@ def test_report_lists_setup_metrics_and_epochs(tmp_path):
     assert lines[2].startswith("Data: /data/digits (scikit-learn digits")
     assert "(123,456 parameters)" in lines[3]
     assert lines[4].startswith("Recipe: 2 epochs, batch 32, SGD momentum")
+    assert "with 1 warm-up epoch, " in lines[4]
+    assert demo._count(1.0, "epoch") == "1 epoch"
+    assert demo._count(0.5, "warm-up epoch") == "0.5 warm-up epoch"
     assert "| top-1 | 0.9000 |" in lines
     assert "| train images/s (last epoch) | 400 |" in lines
     assert "| wall time (this invocation) | 61 s |" in lines
