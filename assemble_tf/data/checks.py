@@ -313,15 +313,18 @@ def _decodes(data):
 def _parse_batch(serialized, spec):
     """`tf.io.parse_example` of a batch, leaving out the records that are
     not `tf.train.Example`s (the pipeline skips and counts them; here they
-    were a traceback)."""
+    were a traceback). TensorFlow's error quotes the record: for bytes that
+    are not UTF-8 (a bare JPEG written as a record) building its message
+    raises UnicodeDecodeError instead."""
+    unparsable = (tf.errors.InvalidArgumentError, UnicodeDecodeError)
     try:
         return tf.io.parse_example(serialized, spec)
-    except tf.errors.InvalidArgumentError:
+    except unparsable:
         good = []
         for record in serialized:
             try:
                 tf.io.parse_single_example(record, spec)
-            except tf.errors.InvalidArgumentError:
+            except unparsable:
                 continue
             good.append(record)
         return tf.io.parse_example(

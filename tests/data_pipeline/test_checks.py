@@ -157,20 +157,24 @@ def test_records_that_are_not_examples_and_cut_off_shards(tmp_path):
     _write(tmp_path, [0, 1, 2, 1])
     train = tmp_path / "train-00000-of-00001"
     good = [r.numpy() for r in tf.data.TFRecordDataset(str(train))]
+    # A bare JPEG written as a record too: TensorFlow's parse error quotes
+    # its bytes, which are not UTF-8 (before: "'utf-8' codec can't decode
+    # byte 0xff", naming nothing).
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(8, 8))
     with tf.io.TFRecordWriter(str(train)) as writer:
-        for record in good[:2] + [b"not an Example"] + good[2:]:
+        for record in good[:2] + [b"not an Example", jpeg] + good[2:]:
             writer.write(record)
     sample = checks.sample_records(str(train))
-    assert (sample.records, sample.images) == (5, 4)
+    assert (sample.records, sample.images, sample.unparsed) == (6, 4, 2)
     assert (sample.min_label, sample.max_label) == (0, 2)
     checks.check_training_data(_config(tmp_path, 3))
     data = train.read_bytes()
     train.write_bytes(data[:-10])
     with pytest.raises(ValueError) as error:
         checks.check_training_data(_config(tmp_path, 3))
-    # Read in batches of 256, it said "after 0" of the 4 before the cut.
+    # Read in batches of 256, it said "after 0" of the 5 before the cut.
     assert str(error.value).startswith(
-        f"{train} is cut off or corrupt (after 4 readable records)."
+        f"{train} is cut off or corrupt (after 5 readable records)."
     )
 
 
