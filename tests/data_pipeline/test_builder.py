@@ -1149,8 +1149,21 @@ def test_validation_labels_of_file_names_with_spaces(tmp_path):
         "n03",
     ]
     path.write_text("a.jpg,n01,extra\n")
-    with pytest.raises(OptionError, match="line 1 has 3 fields"):
+    with pytest.raises(OptionError, match="line 1 has 3 fields; use one"):
         inputs.read_validation_labels(str(path), ["a.jpg"])
+    # One- and two-field lines mixed (before: a StopIteration traceback),
+    # and an empty class (before: "not class folders of ...: .").
+    for text, message in (
+        ("n01\nb.jpg n02\nn03\n", "line 2 has 2 fields among lines of"),
+        ("a.jpg n01\nn02\nc.jpg n03\n", "line 2 has 1 field among lines of"),
+        ("a.jpg,n01\nb.jpg,\n", "line 2 has an empty field: 'b.jpg,'"),
+    ):
+        path.write_text(text)
+        with pytest.raises(OptionError) as error:
+            inputs.read_validation_labels(str(path), ["a.jpg", "b.jpg"])
+        assert error.value.as_flag().startswith(
+            f"--validation_labels={path} {message}"
+        ), error.value.as_flag()
     # A class name with spaces on a space-separated line: the words before
     # its last went into the file name (before: "has no line for 1 images"
     # alone).

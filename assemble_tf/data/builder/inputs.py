@@ -219,16 +219,42 @@ def read_validation_labels(path, image_names):
             )
         return [fields[0] for _, fields in rows]
     if widths != [2]:
-        lineno, fields = next(r for r in rows if len(r[1]) not in (1, 2))
-        raise OptionError(
-            "validation_labels",
-            "{field}={path} line {lineno} has {count} fields; use one class "
-            "per line or 'filename class' lines.",
-            path=path,
-            lineno=lineno,
-            count=len(fields),
-        )
+        _refuse_mixed_widths(path, rows)
+    for lineno, fields in rows:
+        if not all(fields):  # before: "not class folders ...: ."
+            raise OptionError(
+                "validation_labels",
+                "{field}={path} line {lineno} has an empty field: "
+                "{line!r}; use 'filename class' lines.",
+                path=path,
+                lineno=lineno,
+                line=",".join(fields),
+            )
     return _labels_by_name(path, rows, image_names)
+
+
+def _refuse_mixed_widths(path, rows):
+    """Names the first line of a width other than 1 or 2 fields, else the
+    first of the rarer width in a mix of one- and two-field lines (before:
+    a StopIteration traceback for the mix)."""
+    odd = [r for r in rows if len(r[1]) not in (1, 2)]
+    if odd:
+        (lineno, fields), mixed = odd[0], ""
+    else:
+        ones = [r for r in rows if len(r[1]) == 1]
+        twos = [r for r in rows if len(r[1]) == 2]
+        (lineno, fields) = (ones if len(ones) <= len(twos) else twos)[0]
+        mixed = " among lines of the other format"
+    raise OptionError(
+        "validation_labels",
+        "{field}={path} line {lineno} has {count} field{s}{mixed}; use one "
+        "class per line or 'filename class' lines throughout.",
+        path=path,
+        lineno=lineno,
+        count=len(fields),
+        s="" if len(fields) == 1 else "s",
+        mixed=mixed,
+    )
 
 
 def _label_fields(line):
