@@ -519,6 +519,19 @@ def test_imagenet_layout_with_validation_labels_file(tmp_path):
         validation_shards=2,
         progress=False,
     )
+    from official.utils.misc.validation import OptionError
+
+    # The labels file beside class folders (the train split's layout):
+    # said so (before: "holds no images." alone).
+    with pytest.raises(OptionError) as error:
+        builder.build(
+            dataclasses.replace(config, validation_dir=config.train_dir)
+        )
+    assert error.value.as_flag() == (
+        f"--validation_dir={config.train_dir} holds no images directly, "
+        "only folders: --validation_labels labels a flat folder of images; "
+        "leave it out for class folders."
+    )
     summary = builder.build(config)
     labels = {"n00000001": 1, "n00000002": 2, "n00000003": 3}
     train = by_filename(read_records(config.output_dir, "train"))

@@ -63,8 +63,20 @@ def _discover_split(config, split, classes):
     if split == "validation" and config.validation_labels:
         names, ignored = list_images(root)
         if not names:
+            folders = any(
+                os.path.isdir(os.path.join(root, c)) for c in os.listdir(root)
+            )
             raise OptionError(
-                "validation_dir", "{field}={root} holds no images.", root=root
+                "validation_dir",
+                "{field}={root} holds no images"
+                + (
+                    " directly, only folders: {validation_labels} labels a "
+                    "flat folder of images; leave it out for class folders."
+                    if folders
+                    else "."
+                ),
+                others=("validation_labels",),
+                root=root,
             )
         labels = read_validation_labels(config.validation_labels, names)
         return root, list(zip(names, labels, strict=True)), ignored
