@@ -1197,6 +1197,25 @@ def test_validation_labels_of_file_names_with_spaces(tmp_path):
     assert str(error.value).endswith(": b.jpg.")
 
 
+def test_boxes_and_logits_keyed_both_ways_are_refused():
+    """Before: the base-name rows of a file that also had class/name rows
+    were dropped without a word."""
+    import types
+
+    from assemble_tf.data.builder import inputs
+    from official.utils.misc.validation import OptionError
+
+    entries = [types.SimpleNamespace(relpath=p) for p in ("a/x.jpg", "b/y.jpg")]
+    table = {"a/x.jpg": 1, "y.jpg": 2}
+    assert inputs.match_names(entries, table, "boxes", "bbox_csv") == [1, 2]
+    with pytest.raises(OptionError) as error:
+        inputs.match_names(entries, {**table, "x.jpg": 3}, "boxes", "bbox_csv")
+    assert error.value.as_flag() == (
+        "--bbox_csv: boxes are keyed both by the path under the split "
+        "folder and by the base name for a/x.jpg; key each file one way."
+    )
+
+
 def test_gif_bmp_tiff_and_webp_files_are_read(tmp_path):
     """Before: a real .gif or .bmp was "not an image file", though the
     same bytes named .jpg were read and re-encoded."""

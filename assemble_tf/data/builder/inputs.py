@@ -543,9 +543,26 @@ def _read_logits_npz(path, flag):
 
 def match_names(entries, table, what, flag):
     """Returns one `table` value (or None) per entry, by relpath then base
-    name; a base name shared by several files is an error."""
+    name; a base name shared by several files is an error, and so is a
+    file keyed both ways (before: its base-name rows were dropped)."""
     counts = collections.Counter(os.path.basename(e.relpath) for e in entries)
     values, ambiguous = [], []
+    twice = [
+        e.relpath
+        for e in entries
+        if e.relpath in table
+        and os.path.basename(e.relpath) != e.relpath
+        and os.path.basename(e.relpath) in table
+    ]
+    if twice:
+        raise OptionError(
+            flag,
+            "{field}: {what} are keyed both by the path under the split "
+            "folder and by the base name for {names}; key each file one "
+            "way.",
+            what=what,
+            names=listing(twice),
+        )
     for entry in entries:
         if entry.relpath in table:
             values.append(table[entry.relpath])
