@@ -63,6 +63,7 @@ def test_rounds_time_three_pipelines_on_fresh_iterators(shards, monkeypatch):
     assert result["decode_crop_resize_images_per_sec"] > 0
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_ratios_are_medians_of_per_round_ratios(shards, monkeypatch):
     # Timings in call order: per round full, crop, resize; each settle
     # call (returning 1) comes before its timing.

@@ -168,6 +168,7 @@ def test_png_and_bmp_records_are_read(tmp_path, is_training):
     assert np.abs(a - b).max() < 20  # JPEG against lossless
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_labels_the_head_does_not_have_are_counted_not_trained_on(tmp_path):
     """The up-front check reads the first records only; a later label of 9
     for a 5-class head was trained on an all-zero target (and failed
@@ -255,6 +256,7 @@ def test_boxes_of_other_tools_are_clipped_or_left_out_not_fatal(tmp_path):
     assert stats.unusable == 0
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_train_batches_mixup_type1_and_smoothing(records):
     config = InputConfig(
         file_pattern=records,
@@ -276,6 +278,7 @@ def test_train_batches_mixup_type1_and_smoothing(records):
     assert batch["lambda"].shape == (3,)
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_sharding_by_input_context_is_disjoint(records):
     names = []
     for pid in range(2):
@@ -387,6 +390,7 @@ def test_synthetic_uint8_batches_are_the_real_pipelines_shape(records):
     assert images.shape == (4, 32, 32, 3) and "lambda" in batch
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
     from assemble_tf.data.input_pipeline import BatchPostprocess
 

@@ -305,6 +305,7 @@ def test_header_sizes_of_every_format_the_pipelines_read():
         assert size(tf.constant(other)).numpy().tolist() == [0, 0]
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_images_over_the_pixel_limit_are_refused_before_decoding(
     monkeypatch,
 ):

@@ -115,6 +115,7 @@ def test_saved_model_cli_runs_every_signature(exported, tmp_path):
     )
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_the_verification_runs_the_traces_the_save_made(tmp_path):
     """`verify` runs the signatures with the traces `tf.saved_model.save`
     made: the network, and each signature, is traced once per export (a
@@ -587,6 +588,7 @@ def test_smoke_keeps_the_timing_settings_given():
     assert settings(steps=7)["steps"] == 7
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_timing_many_models_does_not_warn_of_retracing(caplog):
     """One tf.function per model: `--paper_table` printed TensorFlow's "5
     out of the last 5 calls ... triggered tf.function retracing" twice

@@ -16,7 +16,27 @@ from tests import testing_utils
 TINY = {"base_width": 16, "block_sizes": (2, 2, 2, 1), "image_size": 64}
 
 
-@pytest.mark.parametrize("name", presets.names())
+# make test-fast builds one preset per tweak family (plain; SK, SE, SKNet,
+# the anti-aliasing variants, Big-Little and DropBlock); make test every
+# preset (37, 17 s of test time).
+_FAST_PRESETS = (
+    "resnet50",
+    "assemble_resnet50",
+    "table2_c2",
+    "table2_c5",
+    "table3_a1",
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        if name in _FAST_PRESETS
+        else pytest.param(name, marks=pytest.mark.slow)
+        for name in presets.names()
+    ],
+)
 def test_every_preset_builds_tiny_and_runs(name):
     # One block per stage where the preset allows it (Big-Little needs two
     # in S1-S3): every option of the preset is built and run either way,
@@ -109,6 +129,7 @@ def test_mixed_precision_keeps_float32_logits_and_variables(mixed_precision):
     assert model.get_layer("head_pool").compute_dtype == "float16"
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_tweak_placement():
     model = build_model("assemble_resnet50", **TINY)
     blurs = [

@@ -197,6 +197,7 @@ _SLOW_RANDOM = ("elastic_transform", "glass_blur", "snow", "spatter")
         for n in corruptions.RANDOM
     ],
 )
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_random_corruption_strength_matches_reference(photos, name):
     _skip_frost_without_photos(name)
     images = [photos[p] for p in _STRENGTH_PHOTOS]

@@ -437,6 +437,7 @@ def test_prepend_zero_is_advised_for_labels_stored_from_1(tmp_path):
     )
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_a_failure_inside_a_shard_leaves_no_partial_file(
     labelled_data, tmp_path, monkeypatch
 ):
@@ -1274,6 +1275,7 @@ def test_shards_of_a_rebuilt_input_are_not_kept(tmp_path):
     assert len(_examples(out / SHARDS[1])) == 7
 
 
+@pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_a_second_run_into_the_folder_is_refused(
     labelled_data, tmp_path, monkeypatch
 ):
