@@ -260,14 +260,16 @@ def _known(source):
 def _retrieval_split(request, source):
     """Train and evaluate on the training classes (the evaluation a sanity
     check); recall@K on the held-out classes is `eval_retrieval`'s."""
-    from assemble_tf.data import sources
 
-    if os.path.isdir(source):
+    if os.path.isdir(source) or _given_class_range(request):
         # A folder: its train split is the training half (its classes are
         # kept apart from the test split's for a class-disjoint evaluation).
+        # Any tfds set: the classes --class_range names (before: refused
+        # unless the catalogue knew a split, naming a flag of
+        # eval_retrieval's).
         split = request.data_option("train_split") or "train"
         return {"train_split": split, "validation_split": split}
-    split, low, high = sources.retrieval_classes(source, "train")
+    split, low, high = _catalogued_retrieval_classes(source)
     return {
         "train_split": split,
         "validation_split": split,
@@ -276,12 +278,40 @@ def _retrieval_split(request, source):
     }
 
 
-def _catalogue_classes(request, source, retrieval):
-    """The class count of `source` without reading its data."""
+def _given_class_range(request):
+    """The request's explicit (low, high), or None."""
+    value = request.overrides.get("data", {}).get("class_range")
+    return config_lib.parse_class_range(value)
+
+
+def _catalogued_retrieval_classes(source):
+    """(split, low, high) of the training half of a tfds `source` the
+    catalogue splits by class (CUB-200-2011, Cars196, SOP), else an error
+    naming --class_range."""
     from assemble_tf.data import sources
 
+    try:
+        return sources.retrieval_classes(source, "train")
+    except OptionError:
+        raise OptionError(
+            "class_range",
+            "No class-disjoint retrieval split is known for {source}="
+            "{name!r} (known: {known}); pass {field}=LOW,HIGH, the classes "
+            "to train on (eval_retrieval then tests on the others).",
+            ["source"],
+            name=source,
+            known=", ".join(sorted(sources.RETRIEVAL_SPLITS)),
+        ) from None
+
+
+def _catalogue_classes(request, source, retrieval):
+    """The class count of `source` without reading its data."""
+
+    given = _given_class_range(request)
+    if given:
+        return given[1] - given[0]
     if retrieval and not os.path.isdir(source):
-        _, low, high = sources.retrieval_classes(source, "train")
+        _, low, high = _catalogued_retrieval_classes(source)
         return high - low
     known = _known(source)
     if known is not None:

@@ -105,6 +105,25 @@ def test_a_retrieval_row_with_a_dense_head_drops_the_cosine_temperature():
         )
 
 
+def test_retrieval_training_on_any_tfds_set_takes_a_class_range():
+    """The catalogue splits CUB, Cars196 and SOP by class; another set
+    trains on the classes --class_range names (before: refused, naming
+    --class_split, a flag of eval_retrieval's)."""
+    config, _, _ = _resolve(
+        "--recipe=retrieval_s5", "--source=food101", "--class_range=0,50"
+    )
+    data = config.data
+    assert (data.class_range, data.num_classes) == ((0, 50), 50)
+    assert data.train_split == data.validation_split == "train"
+    cub, _, _ = _resolve("--recipe=retrieval_s5", "--source=caltech_birds2011")
+    assert (cub.data.class_range, cub.data.num_classes) == ((0, 100), 100)
+    with testing_utils.raises_flag_error(
+        "^No class-disjoint retrieval split is known for "
+        "--source='food101' .*; pass --class_range=LOW,HIGH, the classes"
+    ):
+        _resolve("--recipe=retrieval_s5", "--source=food101")
+
+
 def test_a_recipe_option_without_its_feature_is_reset_a_given_one_refused():
     """The recipe's `warm_start_bn_stats=False` without a warm start, its
     Mixup alpha with Mixup off: reset to the defaults, as the options do
