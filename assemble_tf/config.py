@@ -867,9 +867,7 @@ def make_config(model_dir, preset, overrides=None, recipe=None):
     try:
         validate(config)
     except OptionError as e:
-        # A fine-tuning recipe's value is not the preset's.
-        named = [*(recipe or {}).values(), *(overrides or {}).values()]
-        raise _noted_if_the_presets(e, preset, named) from None
+        raise _noted_if_a_default(e, preset, overrides, recipe) from None
     _refuse_a_run_in_the_data(config)
     refuse_ignored_options(config, overrides or {})
     config = without_ignored_options(config)  # the preset's or recipe's
@@ -878,14 +876,24 @@ def make_config(model_dir, preset, overrides=None, recipe=None):
     return _read_data(config, "num_classes" in given)
 
 
-def _noted_if_the_presets(error, preset, named):
-    """`error`, saying so where its field's value is the preset recipe's
-    and not among `named` ({field: value} dicts given or of another
-    recipe; before: "--warmup_epochs=5.0 is invalid: must be <
-    --epochs=2.0" for a user who set --epochs=2 only)."""
-    given = {f for values in named for f in values}
-    recipe = {f for values in preset_defaults(preset).values() for f in values}
-    if error.field in given or error.field not in recipe:
+def _noted_if_a_default(error, preset, overrides, recipe):
+    """`error`, saying so where its field's value was not given
+    (`overrides`) but is a fine-tuning `recipe`'s or the preset's
+    (before: "--warmup_epochs=5.0 is invalid: must be < --epochs=2.0" for
+    a user who set --epochs=2 only; a fine-tuning recipe's value had no
+    note). `overrides` and `recipe`: {group: {field: value}} or None."""
+
+    def fields(groups):
+        return {f for values in (groups or {}).values() for f in values}
+
+    if error.field in fields(overrides):
+        return error
+    if error.field in fields(recipe):
+        return error.noted(
+            "(That value is the fine-tuning recipe's; set {field} to change "
+            "it.)"
+        )
+    if error.field not in fields(preset_defaults(preset)):
         return error
     return error.noted(
         "(That value is the {recipe} recipe's; set {field} to change it.)",

@@ -878,6 +878,21 @@ def test_an_invalid_value_of_the_recipe_says_so(tmp_path):
             "resnet50",
             {**data, "train": {"epochs": 2.0, "warmup_epochs": 3.0}},
         )
+    # A fine-tuning recipe's value (its 5 warm-up epochs; before: no note).
+    with testing_utils.raises_flag_error(
+        re.escape(
+            "--warmup_epochs=5.0 is invalid: must be < --epochs=3.0. (That "
+            "value is the fine-tuning recipe's; set --warmup_epochs to "
+            "change it.)"
+        )
+        + "$"
+    ):
+        config_lib.make_config(
+            str(tmp_path / "run"),
+            "resnet50",
+            {**data, "train": {"epochs": 3.0}},
+            recipe={"train": {"warmup_epochs": 5.0}},
+        )
 
 
 def test_a_second_run_into_a_model_dir_is_refused(tmp_path):
