@@ -122,10 +122,59 @@ def resolve(request, dry_run=False):
     if size:
         warnings += (size,)
     paper = {}
-    if recipe is not None and recipe.preset in (None, preset):
+    replaced = _replaced_recipe_values(recipe, request.overrides, config)
+    if replaced:
+        # Before: unsaid, and the row's figures reported beside a run of
+        # another recipe (F5 without DropBlock is F4).
+        warnings += (
+            f"recipe {name}'s "
+            + ", ".join(f"{f} {old!r} -> {new!r}" for f, old, new in replaced)
+            + " (set by the options given): the paper's figures do not "
+            "apply.",
+        )
+    elif recipe is not None and recipe.preset in (None, preset):
         paper = recipe.paper
     warnings += _other_dataset_warning(name, paper, request.source)
     return Resolution(config, name, recipe, info, warnings, paper)
+
+
+def _replaced_recipe_values(recipe, overrides, config):
+    """[(field, the row's value, the run's)] of the options given that
+    change the recipe's row: a value it sets, or a regularizer it leaves
+    at its default (off); [] without a recipe."""
+    if recipe is None:
+        return []
+    table = recipe.overrides
+    regularizers = {
+        (group, field)
+        for part in recipes.REGULARIZERS.values()
+        for group, values in part.items()
+        for field in values
+    }
+    replaced = []
+    for group, values in overrides.items():
+        section = getattr(config, group, None)
+        for field in values:
+            if field in table.get(group, {}):
+                row = table[group][field]
+            elif (group, field) in regularizers:
+                row = type(section).__dataclass_fields__[field].default
+            else:
+                continue
+            value = getattr(section, field)
+            if not _same(row, value):
+                replaced.append((field, row, value))
+    return replaced
+
+
+def _same(a, b):
+    """Equal as option values: numbers by value, sequences item by item,
+    "none" as None."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return (None if a == "none" else a) == (None if b == "none" else b)
 
 
 def _other_dataset_warning(name, paper, source):

@@ -239,11 +239,43 @@ def test_explicit_flags_win_and_a_foreign_backbone_is_flagged():
         "--recipe=table8_f5", "--preset=resnet50", "--epochs=30"
     )
     assert config.model.preset == "resnet50" and config.train.epochs == 30.0
-    (warning,) = result.warnings
-    assert "preset resnet50 replaces it" in warning
-    assert "the paper's figures do not apply" in warning
+    backbone, epochs = result.warnings
+    assert "preset resnet50 replaces it" in backbone
+    assert "the paper's figures do not apply" in backbone
+    assert epochs == (
+        "recipe table8_f5's epochs 100.0 -> 30.0 (set by the options "
+        "given): the paper's figures do not apply."
+    )
     # ... so they are not reported (issue 24 item 11).
     assert result.paper == {}
+    # A regularizer of the row turned off, or one it leaves off turned on
+    # (before: unsaid, and F5's figures reported for F4); a value equal
+    # to the row's, or a loop option, keeps them.
+    for argv, said in (
+        (
+            ["--recipe=table8_f5", "--noadd_dropblock"],
+            "add_dropblock True -> False",
+        ),
+        (
+            ["--recipe=table8_f5", "--label_smoothing=0.1"],
+            "label_smoothing 0.0 -> 0.1",
+        ),
+        (
+            ["--recipe=table8_f13", "--dropblock_keep_prob=0.9,0.8"],
+            "dropblock_keep_prob (0.9, 0.7) -> (0.9, 0.8)",
+        ),
+    ):
+        _, _, result = _resolve(*argv)
+        assert result.paper == {}, argv
+        assert [w for w in result.warnings if said in w], result.warnings
+    for argv in (
+        ["--recipe=table8_f13", "--epochs=100", "--label_smoothing=0.1"],
+        ["--recipe=table8_f13", "--dropblock_keep_prob=0.9,0.7"],
+        ["--recipe=table8_f13", "--steps_per_loop=7"],
+    ):
+        _, _, result = _resolve(*argv)
+        assert result.paper == {"food101": {"top1": 92.47, "mce": 41.99}}
+        assert result.warnings == ()
     with pytest.raises(ValueError, match="Did you mean table8_f1"):
         _resolve("--recipe=table8_f1x")
 
@@ -401,7 +433,12 @@ def test_two_steps_of_a_row_on_an_image_folder(tmp_path, image_folder, name):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["recipe"] == name and summary["steps"] == 2
-    assert summary["paper"] == recipes.get(name).paper
+    # A tiny run of the row: its figures are not reported beside it.
+    assert "paper" not in summary
+    assert f"WARNING: recipe {name}'s image_size 224 -> 64, " in proc.stderr
+    assert "(set by the options given): the paper's figures do not apply." in (
+        proc.stderr
+    )
     config = config_lib.ExperimentConfig.from_json(
         f"{tmp_path}/run/config.json"
     )
