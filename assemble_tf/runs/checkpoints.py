@@ -293,14 +293,38 @@ def load_weights_file(model, path, field="weights"):
             detail = _mismatch_detail(str(e))
             if detail is None:  # not a misfit
                 raise
+            classes = _head_classes(str(e))
             raise OptionError(
                 field,
-                "{field}={path} does not fit the model ({detail}): use the "
-                "preset, model overrides and class count the weights were "
-                "saved with.",
+                "{field}={path} does not fit the model ({detail}): "
+                + (
+                    "the file's head has {classes} classes: set "
+                    "{num_classes}={classes}, or use"
+                    if classes
+                    else "use"
+                )
+                + " the preset, model overrides and class count the weights "
+                "were saved with.",
+                ["num_classes"],
                 path=path,
                 detail=detail,
+                classes=classes,
             ) from None
+
+
+def _head_classes(text):
+    """The file's class count where Keras' load error names the classifier
+    (`head_dense`) of another width, else None."""
+    found = re.search(
+        r"variable\.shape=\((?:\d+, )?(\d+),?\), Received: value\.shape="
+        r"\((?:\d+, )?(\d+),?\).*?Target variable: <Variable "
+        r"path=[^,]*head_dense/(?:kernel|bias)",
+        text,
+        re.S,
+    )
+    if not found or found.group(1) == found.group(2):
+        return None
+    return int(found.group(2))
 
 
 def _mismatch_detail(text):

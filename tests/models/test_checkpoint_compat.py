@@ -99,7 +99,8 @@ def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
             checkpoints.restore(nine, weights=path)
     assert error.value.as_flag() == (
         f"--weights={path} does not fit the model (head_dense/kernel has "
-        "shape (256, 9) in the model and (256, 10) in the file): use the "
+        "shape (256, 9) in the model and (256, 10) in the file): the "
+        "file's head has 10 classes: set --num_classes=10, or use the "
         "preset, model overrides and class count the weights were saved "
         "with."
     )
