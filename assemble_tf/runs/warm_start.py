@@ -234,11 +234,24 @@ def _does_not_fit(origin, missing, mismatched, weights, head_only=False):
         )
     else:
         fix = "Use the preset (and overrides) the weights were trained with."
+    # The kinds there are (before: "0 of another shape (e.g. [])").
+    found = [
+        text
+        for count, text in (
+            (missing, "{missing} variables missing (e.g. {some_missing})"),
+            (
+                mismatched,
+                "{mismatched} of another shape (e.g. {some_mismatched})",
+            ),
+        )
+        if count
+    ]
     return OptionError(
         "warm_start",
-        "{field}={path} does not fit the model: {missing} variables "
-        "missing (e.g. {some_missing}), {mismatched} of another shape "
-        "(e.g. {some_mismatched}). " + fix,
+        "{field}={path} does not fit the model: "
+        + ", ".join(found)
+        + ". "
+        + fix,
         ["warm_start_head"],
         path=origin,
         missing=len(missing),

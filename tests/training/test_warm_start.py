@@ -119,9 +119,9 @@ def test_warm_start_still_refuses_a_model_of_another_shape(tmp_path):
     with pytest.raises(ValueError) as error:
         warm_start.warm_start_model(three, run_dir, load_head=True)
     assert error.value.as_flag() == (
-        f"--warm_start={run_dir} does not fit the model: 0 variables missing "
-        "(e.g. []), 2 of another shape (e.g. ['head_dense/kernel (256, 5) vs "
-        "(256, 3)', 'head_dense/bias (5,) vs (3,)']). Only the head differs "
+        f"--warm_start={run_dir} does not fit the model: 2 of another shape "
+        "(e.g. ['head_dense/kernel (256, 5) vs (256, 3)', 'head_dense/bias "
+        "(5,) vs (3,)']). Only the head differs "
         "(another class count or head): leave out --warm_start_head to "
         "start the head afresh."
     )
