@@ -654,7 +654,13 @@ class BestKeeper:
                     for e in json.load(f)
                 ]
 
-    def offer(self, prefix, top1, epoch):
+    def offer(self, prefix, top1, epoch, cut=False):
+        """Copies the checkpoint at `prefix` in as `epoch`'s (replacing
+        an earlier offer of that epoch) and keeps the best. A `cut` epoch
+        (one `max_steps` stopped, which a rerun completes and offers
+        again) is kept where it ranks among the `keep` best without
+        pushing a whole epoch out (before: it did, and the completed epoch
+        could then rank lower: the better checkpoint was lost)."""
         if self.keep <= 0:
             return
         os.makedirs(self.dir, exist_ok=True)
@@ -663,28 +669,39 @@ class BestKeeper:
             suffix = src[len(prefix) :]
             shutil.copyfile(src, os.path.join(self.dir, name + suffix))
         self.entries = [e for e in self.entries if e["epoch"] != epoch]
-        self.entries.append(
-            {
-                "epoch": epoch,
-                "top1": top1,
-                "prefix": os.path.join(self.dir, name),
-            }
-        )
+        entry = {
+            "epoch": epoch,
+            "top1": top1,
+            "prefix": os.path.join(self.dir, name),
+        }
+        if cut:
+            entry["cut"] = True
+        self.entries.append(entry)
         self._keep_best()
 
     def prune(self):
         """Removes the kept checkpoints beyond `keep` (a rerun of a
         finished run with a lower keep_best: before, `best/` kept them, as
         only a new epoch pruned). keep 0 keeps what is there."""
-        if 0 < self.keep < len(self.entries):
+        if self.keep > 0 and self.entries:
             self._keep_best()
 
     def _keep_best(self):
-        self.entries.sort(key=lambda e: (-e["top1"], e["epoch"]))
-        for gone in self.entries[self.keep :]:
+        """The `keep` best whole epochs, and a cut one ranked among the
+        first `keep` of all."""
+        ranked = sorted(self.entries, key=lambda e: (-e["top1"], e["epoch"]))
+        whole = [e for e in ranked if not e.get("cut")][: self.keep]
+        kept = [
+            e
+            for i, e in enumerate(ranked)
+            if e in whole or (e.get("cut") and i < self.keep)
+        ]
+        for gone in ranked:
+            if gone in kept:
+                continue
             for f in glob.glob(glob.escape(gone["prefix"]) + ".*"):
                 os.remove(f)
-        self.entries = self.entries[: self.keep]
+        self.entries = kept
         stored = [dict(e, prefix=_name(e["prefix"])) for e in self.entries]
         file_utils.atomic_write_json(self.index_path, stored, indent=1)
 

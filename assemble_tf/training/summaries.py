@@ -14,10 +14,14 @@ import os
 EVENTS_GLOB = "events.out.tfevents.*"
 
 
-def purge_after(logdir, step):
+def purge_after(logdir, step, epoch_points_at_step=False):
     """Removes the events of steps after `step` from the event files in
     `logdir`; each file that loses any is rewritten atomically (a write
-    to a temporary name, then a rename).
+    to a temporary name, then a rename). With `epoch_points_at_step`, also
+    the per-epoch points (tags outside `step/`) at `step` itself: those of
+    an epoch `max_steps` cut short there, which the resumed run completes
+    and writes again (before: a second point of that epoch, a dip in each
+    curve).
 
     Returns:
         the number of events removed.
@@ -25,12 +29,18 @@ def purge_after(logdir, step):
     import tensorflow as tf
     from tensorflow.core.util import event_pb2
 
+    def stale(event):
+        if event.step != step or not epoch_points_at_step:
+            return event.step > step
+        tags = [value.tag for value in event.summary.value]
+        return bool(tags) and not any(t.startswith("step/") for t in tags)
+
     removed = 0
     for path in sorted(tf.io.gfile.glob(os.path.join(logdir, EVENTS_GLOB))):
         kept, dropped = [], 0
         try:
             for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
-                if event_pb2.Event.FromString(record).step > step:
+                if stale(event_pb2.Event.FromString(record)):
                     dropped += 1
                 else:
                     kept.append(record)
@@ -52,13 +62,13 @@ class SummaryWriter:
     the events after it that an earlier process of the run wrote are
     purged first (`purge_after`)."""
 
-    def __init__(self, logdir, is_chief, step=0):
+    def __init__(self, logdir, is_chief, step=0, epoch_points_at_step=False):
         import tensorflow as tf
 
         self._tf = tf
         self.writer = None
         if is_chief:
-            purge_after(logdir, step)
+            purge_after(logdir, step, epoch_points_at_step)
             self.writer = tf.summary.create_file_writer(logdir)
 
     def scalars(self, step, values):

@@ -148,6 +148,7 @@ class Trainer:
         self._prepared = False
         self._validation_counted = False
         self._resume = None  # a mid-epoch checkpoint's progress
+        self._reopened_cut = False  # resumes an epoch max_steps cut short
         self._finished_state = None  # the `_EpochState` being evaluated
 
     # What the tools and tests read -----------------------------------------
@@ -320,6 +321,7 @@ class Trainer:
         done = self.step - (epoch - 1) * plan.steps_per_epoch
         if not 0 < done < plan.steps_per_epoch or self.step >= plan.total_steps:
             return
+        self._reopened_cut = True
         history = checkpoints.load_history(self.config.model_dir)
         cut = next((r for r in history if r["epoch"] == epoch), {})
         backend.set_epoch(epoch - 1)
@@ -562,6 +564,8 @@ class Trainer:
             os.path.join(self.config.model_dir, "logs", "train"),
             backend.is_chief,
             self.step,
+            # A cut epoch's points go, as its history record will.
+            epoch_points_at_step=self._reopened_cut,
         )
         best = checkpoints.BestKeeper(
             self.config.model_dir, self.config.train.keep_best
@@ -772,7 +776,14 @@ class Trainer:
             if backend.is_chief:
                 checkpoints.clear_preempted(backend.checkpoint_dir)
             if "val_top1" in record and backend.is_chief:
-                best.offer(path, record["val_top1"], epoch + 1)
+                # An epoch max_steps cut short (a rerun completes it), not
+                # the schedule's own last, fractional one.
+                done = self.step - epoch * plan.steps_per_epoch
+                cut = (
+                    done < plan.steps_per_epoch
+                    and self.step < plan.schedule_steps
+                )
+                best.offer(path, record["val_top1"], epoch + 1, cut=cut)
         self.log(_format_record(record))
 
     def _check_evaluation(self, metrics):

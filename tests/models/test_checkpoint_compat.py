@@ -253,6 +253,41 @@ def test_a_lower_keep_best_prunes_the_kept_checkpoints_at_once(tmp_path):
     assert [(e["epoch"], e["prefix"]) for e in stored] == [(2, "epoch0002")]
 
 
+def test_a_cut_epoch_never_pushes_a_whole_one_out_of_best(tmp_path):
+    """keep_best 1: epoch 1 scored 0.50; epoch 3, cut by max_steps, 0.60;
+    completed by a rerun, 0.40 (before: the cut epoch pushed epoch 1 out,
+    and best/ ended with the completed epoch 3 at 0.40)."""
+    import json
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+
+    def offer(epoch, top1, cut=False):
+        prefix = run / "checkpoints" / f"ckpt-{epoch}"
+        (run / "checkpoints" / f"ckpt-{epoch}.index").write_text(str(top1))
+        keeper = checkpoints.BestKeeper(str(run), 1)  # a process each
+        keeper.offer(str(prefix), top1, epoch, cut=cut)
+        stored = json.load(open(run / "best" / "best.json"))
+        return [(e["epoch"], e["top1"], e.get("cut", False)) for e in stored]
+
+    assert offer(1, 0.5) == [(1, 0.5, False)]
+    assert offer(2, 0.3) == [(1, 0.5, False)]
+    # The cut epoch ranks first (tools.evaluate --checkpoint=best takes
+    # it), beside the best whole one.
+    assert offer(3, 0.6, cut=True) == [(3, 0.6, True), (1, 0.5, False)]
+    assert sorted(os.listdir(run / "best")) == [
+        "best.json",
+        "epoch0001.index",
+        "epoch0003.index",
+    ]
+    assert offer(3, 0.4) == [(1, 0.5, False)]
+    assert (run / "best" / "epoch0001.index").read_text() == "0.5"
+    assert not (run / "best" / "epoch0003.index").exists()
+    # A cut epoch that ranks below the kept ones is not kept.
+    assert offer(4, 0.45, cut=True) == [(1, 0.5, False)]
+    assert not (run / "best" / "epoch0004.index").exists()
+
+
 def test_a_checkpoint_without_a_layer_of_the_model_is_refused(tmp_path, caplog):
     """A model with a layer its checkpoint lacks (tools.evaluate
     --model_overrides='{"embedding_size": 16}'): the restore matched by

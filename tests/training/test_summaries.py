@@ -57,3 +57,24 @@ def test_workers_other_than_the_chief_write_and_purge_nothing(tmp_path):
     writer = summaries.SummaryWriter(str(tmp_path), is_chief=False, step=0)
     writer.scalars(1, {"loss": 1.0})
     assert os.listdir(tmp_path) == []
+
+
+def test_a_cut_epochs_points_go_with_its_record(tmp_path):
+    """An epoch max_steps cut at step 14 wrote its per-epoch points there;
+    the rerun that completes the epoch writes them at its end (before: the
+    step-14 points stayed, a dip in every epoch curve). The step/ points
+    of the steps trained stay."""
+    log_dir = str(tmp_path)
+    first = summaries.SummaryWriter(log_dir, is_chief=True)
+    first.scalars(11, {"val_top1": 0.25})
+    first.scalars(14, {"val_top1": 0.5, "step/train_loss": 2.5})
+    first.writer.flush()
+    second = summaries.SummaryWriter(
+        log_dir, is_chief=True, step=14, epoch_points_at_step=True
+    )
+    second.scalars(22, {"val_top1": 0.75})
+    second.writer.flush()
+    assert scalars(log_dir) == {
+        "val_top1": [(11, 0.25), (22, 0.75)],
+        "step/train_loss": [(14, 2.5)],
+    }
