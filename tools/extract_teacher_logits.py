@@ -52,6 +52,7 @@ def define_flags():
     flags.DEFINE_bool("prepend_zero", False, "Prepend a 0 background logit.")
     flags.DEFINE_integer("batch_size", 64, "Teacher batch size.", lower_bound=1)
     flags.DEFINE_bool("overwrite", False, "Redo shards that already exist.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar (on stderr).")
     flags.mark_flags_as_required(["input_dir", "output_dir"])
 
 
@@ -102,7 +103,7 @@ def options_from_flags(flag_values):
     values = {
         f.name: flag_values[f.name].value
         for f in fields
-        if f.name in flag_values  # progress: always on
+        if f.name in flag_values
     }
     text = values["teacher_overrides"]
     try:

@@ -280,6 +280,14 @@ def find_shards(options):
     for pattern in options.patterns:
         found = tf.io.gfile.glob(os.path.join(options.input_dir, pattern))
         files += sorted(found)
+    if not files and not tf.io.gfile.isdir(options.input_dir):
+        # Before: "has no shards matching train-*, validation-*".
+        raise MissingPathError(
+            "input_dir",
+            "{field}={path} is not a folder: point it at the folder of the "
+            "TFRecord shards.",
+            path=options.input_dir,
+        )
     if not files:
         raise OptionError(
             "input_dir",

@@ -1112,6 +1112,21 @@ def test_binary_names_its_own_flags_and_a_file_in_the_way(
         f"ERROR: --output_dir={tmp_path / 'file'} cannot be created: "
         f"{tmp_path / 'file'} is a file, not a folder.\n"
     )
+    # A missing input folder (before: "has no shards matching train-*,
+    # validation-*"); --noprogress is a flag here too.
+    result = testing_utils.run_main(
+        "tools.extract_teacher_logits",
+        f"--input_dir={tmp_path / 'nowhere'}",
+        f"--teacher_weights={weights}",
+        f"--output_dir={tmp_path / 'kd'}",
+        "--teacher_preset=resnet50",
+        "--noprogress",
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"ERROR: --input_dir={tmp_path / 'nowhere'} is not a folder: point "
+        "it at the folder of the TFRecord shards.\n"
+    )
 
 
 @pytest.mark.slow  # over 2 s on the Zen 3 host
