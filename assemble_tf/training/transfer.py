@@ -309,7 +309,6 @@ def _known(source):
 def _retrieval_split(request, source):
     """Train and evaluate on the training classes (the evaluation a sanity
     check); recall@K on the held-out classes is `eval_retrieval`'s."""
-
     if os.path.isdir(source) or _given_class_range(request):
         # A folder: its train split is the training half (its classes are
         # kept apart from the test split's for a class-disjoint evaluation).
@@ -355,7 +354,6 @@ def _catalogued_retrieval_classes(source):
 
 def _catalogue_classes(request, source, retrieval):
     """The class count of `source` without reading its data."""
-
     given = _given_class_range(request)
     if given:
         return given[1] - given[0]
