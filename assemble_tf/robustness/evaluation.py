@@ -677,9 +677,13 @@ def regenerate_command(data_dir, job, names_flag, names, severities=None):
         options = {}
     last_run = _read_json_dict(os.path.join(data_dir, "summary.json"))
     given, limit = _last_run_input(last_run) if options else (None, None)
+    recorded = options.get("input")  # a flag (ImageNet-P), {flag: path} (C)
+    if isinstance(recorded, dict) and len(recorded) == 1:
+        ((flag, path),) = recorded.items()
+        recorded = f"--{flag}={path}"
     parts = [
         f"python -m {job}",
-        _quoted(options.get("input"))
+        _quoted(recorded if isinstance(recorded, str) else None)
         or given
         or "--input_dir=<the images it was made from>",
         _quoted(f"--output_dir={data_dir}"),

@@ -49,7 +49,10 @@ FORMAT_VERSION = 3
 SUMMARY_FILE = jobs.SUMMARY_FILE
 _MAX_LISTED_FAILURES = 1000
 _OUTPUT = jobs.OutputRecord(
-    what="a set", format_version=FORMAT_VERSION, job="tools.make_imagenet_c"
+    what="a set",
+    format_version=FORMAT_VERSION,
+    job="tools.make_imagenet_c",
+    noted=("input",),  # another input is warned about (`warnings`)
 )
 
 
@@ -194,6 +197,7 @@ def prepare_output(options):
     """Creates output_dir with options.json, or checks the existing one."""
     record = dict(options.pixel_options())
     del record["format_version"]  # the claim adds it
+    record["input"] = inputs.input_record(options)
     jobs.claim_output_dir(options.output_dir, record, _OUTPUT)
 
 
@@ -208,6 +212,7 @@ class Task:
     filename: str  # original name, e.g. ILSVRC2012_val_00000001.JPEG
     path: str | None = None  # from `input_dir`
     data: bytes | None = None  # from `tfrecord_pattern`
+    problem: str | None = None  # why a record's names are not usable
 
     @property
     def key(self):
@@ -265,10 +270,12 @@ def _read_records(files, limit):
     for count, (synset, filename, data) in enumerate(
         inputs.read_records(files, keys), 1
     ):
+        wnid, name, problem = inputs.record_names(synset, filename)
         yield Task(
-            wnid=synset.decode("utf-8", "replace"),
-            filename=os.path.basename(filename.decode("utf-8", "replace")),
+            wnid=wnid,
+            filename=name,
             data=data,
+            problem=problem and f"record {count - 1}: {problem}",
         )
         if limit and count >= limit:
             return
@@ -280,9 +287,12 @@ def _read_records(files, limit):
 def process(task, options):
     """Writes the missing outputs of one image; returns a result dict."""
     result = {"written": 0, "skipped": 0, "failures": []}
-    if not task.wnid or not task.filename:
+    if task.problem or not task.wnid or not task.filename:
         result["failures"].append(
-            {"file": task.key, "reason": "no synset or no file name"}
+            {
+                "file": task.key,
+                "reason": task.problem or "no synset or no file name",
+            }
         )
         return result
     targets = _targets(task, options, result)

@@ -156,9 +156,9 @@ class Options(jobs.JobOptions):
         at another size (the Assemble models' 256 included); input files
         left out; an output folder made from another input."""
         warning = inputs.crop_warning(self.crop, "ImageNet-P perturbation")
+        # (Another input is refused, not warned about: options.json.)
         left_out = inputs.left_out_warning(self.input_dir)
-        other = inputs.other_input_warning(self, "source")
-        return tuple(w for w in (warning, left_out, other) if w)
+        return tuple(w for w in (warning, left_out) if w)
 
 
 @dataclasses.dataclass
@@ -315,16 +315,16 @@ def list_tfrecords(pattern):
     for index, (synset, filename) in enumerate(
         inputs.read_records(files, (schema.SYNSET, schema.FILENAME))
     ):
-        wnid, name = synset.decode(), filename.decode()
-        if not wnid or not name:
+        wnid, name, problem = inputs.record_names(synset, filename)
+        if problem:
             raise OptionError(
                 "tfrecord_pattern",
-                "{field}={value}: record {index} has no {key}; the output "
-                "layout <wnid>/<stem>.mp4 needs both (build the records "
-                "with tools.build_imagenet_tfrecords).",
+                "{field}={value}: record {index}: {problem}; the output "
+                "layout <wnid>/<stem>.mp4 needs a synset and a file name "
+                "(build the records with tools.build_imagenet_tfrecords).",
                 value=pattern,
                 index=index,
-                key=schema.SYNSET if not wnid else schema.FILENAME,
+                problem=problem,
             )
         entries.append((wnid, name, None))
     if not entries:
@@ -375,10 +375,9 @@ def _select(options):
 
 def _recorded_options(options):
     """The options that change a video's content (options.json)."""
-    source = "input_dir" if options.input_dir else "tfrecord_pattern"
-    value = options.input_dir or options.tfrecord_pattern
-    if source == "input_dir":
-        value = os.path.abspath(value)
+    # Absolute, the pattern too (before: "validation-*" as typed, which
+    # any other folder's records matched on a rerun from there).
+    ((source, value),) = inputs.input_record(options).items()
     return {
         "resize": int(options.resize),
         "crop": int(options.crop),

@@ -121,6 +121,37 @@ def crop_offset(size, crop, rounding):
     return int((size - crop) / 2)
 
 
+class _Values:
+    """Attributes from a dict (absent ones None)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __getattr__(self, name):
+        return self.values.get(name)
+
+
+def record_names(synset, filename):
+    """`(wnid, file name, problem)` of a record's `image/class/synset` and
+    `image/filename` bytes; `problem` (a reason, or None) where they are
+    not usable as the output's folder and name: missing, not UTF-8, or
+    not one visible path component (before: a synset "../x" wrote outside
+    the severity folder, and ".hidden.JPEG" a file the evaluation skips,
+    both counted as written)."""
+    try:
+        wnid, name = synset.decode(), filename.decode()
+    except UnicodeDecodeError:
+        return "", "", "its synset or file name is not UTF-8"
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if not wnid or not name:
+        return wnid, name, "no synset or no file name"
+    if "/" in wnid or "\\" in wnid or wnid.startswith("."):
+        return wnid, name, f"synset {wnid!r} is not a folder name"
+    if name.startswith("."):
+        return wnid, name, f"file name {name!r} is hidden"
+    return wnid, name, None
+
+
 def list_image_folder(input_dir):
     """Sorted `(wnid, filename, path)` of `input_dir/<wnid>/<file>`.
 
@@ -263,26 +294,40 @@ def resize_shorter_side(image, size):
     return image.resize(new, Image.Resampling.BILINEAR)
 
 
-def other_input_warning(options, section):
-    """The warning (an `OptionError`, not raised) of a generator whose
-    `output_dir` holds a summary naming another input than `options`'
-    (`input_dir`, `tfrecord_pattern`; in the summary's `section`): its
-    outputs of the same names are kept from the earlier input (before:
-    without a word, and the summary named the new input). None without
-    an earlier summary, or for the same input."""
-    try:
-        with open(jobs.summary_path(options.output_dir)) as f:
-            before = json.load(f)[section]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def input_record(options):
+    """{"input_dir" or "tfrecord_pattern": its absolute path}: the input
+    as a generator's output folder records it (a relative pattern stored
+    as typed matched any folder's `validation-*` later)."""
     keys = ("input_dir", "tfrecord_pattern")
+    return {
+        k: os.path.abspath(getattr(options, k))
+        for k in keys
+        if getattr(options, k)
+    }
 
-    def source(values):
-        return {k: os.path.abspath(values[k]) for k in keys if values.get(k)}
 
-    old = source(before)
-    new = source({k: getattr(options, k) for k in keys})
-    if not old or old == new:
+def other_input_warning(options, section, record_file="options.json"):
+    """The warning (an `OptionError`, not raised) of a generator whose
+    `output_dir` was made from another input than `options'` (the
+    `input` its `record_file` keeps, else the summary's `section`, of
+    folders from before): its outputs of the same names are kept from the
+    earlier input (before: without a word, and the summary named the new
+    input; a killed run left no summary, so its rerun from another input
+    said nothing). None without an earlier record, or for the same
+    input."""
+    old = None
+    try:
+        with open(os.path.join(options.output_dir, record_file)) as f:
+            old = json.load(f)["input"]
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            with open(jobs.summary_path(options.output_dir)) as f:
+                before = json.load(f)[section]
+            old = input_record(_Values(before))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    new = input_record(options)
+    if not isinstance(old, dict) or not old or old == new:
         return None
     return OptionError(
         "output_dir",

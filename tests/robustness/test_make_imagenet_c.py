@@ -111,6 +111,9 @@ def test_tree_resume_and_worker_independence(jpeg_dir, tmp_path):
         "jpeg_quality": 85,
         # the imagecorruptions wheel's photos (make installs it)
         "frost": mic.frost_source(),
+        # Noted, not compared: another input is warned about (and
+        # warned about after a killed run too, which left no summary).
+        "input": {"input_dir": str(jpeg_dir)},
     }
     assert mic.frost_source() in ("release photos", "synthetic textures")
     assert json.loads(tree["summary.json"]) == summary
@@ -665,3 +668,88 @@ def test_files_the_folder_input_leaves_out_are_named(tmp_path):
     assert "(n01/\ufffd.jpg (name not UTF-8), n\ufffd/ (name not UTF-8: " in (
         inputs.left_out_warning(str(tmp_path)).as_flag()
     )
+
+
+def test_record_names_that_are_no_folder_and_file_name_are_failures(tmp_path):
+    """Before: a synset "../evil" wrote outside the severity folder, "." into
+    it, and ".hidden.JPEG" a file tools.eval_robustness skips, all counted
+    as written; a synset that is not UTF-8 stopped ImageNet-P naming
+    nothing."""
+    from assemble_tf.data import schema
+    from assemble_tf.robustness import generate_p, inputs
+
+    assert inputs.record_names(b"n01", b"sub/a.JPEG") == ("n01", "a.JPEG", None)
+    for synset, filename, problem in (
+        (b"../evil", b"a.JPEG", "synset '../evil' is not a folder name"),
+        (b".", b"a.JPEG", "synset '.' is not a folder name"),
+        (b"n01", b".hidden.JPEG", "file name '.hidden.JPEG' is hidden"),
+        (b"\xff", b"a.JPEG", "its synset or file name is not UTF-8"),
+        (b"", b"a.JPEG", "no synset or no file name"),
+    ):
+        assert inputs.record_names(synset, filename)[2] == problem
+    jpeg = testing_utils.jpeg_bytes(testing_utils.smooth_image(40, 48))
+    testing_utils.write_records(
+        tmp_path / "validation-00000-of-00001",
+        [
+            schema.make_example(jpeg, 1, 40, 48, filename=f, synset=s)
+            for s, f in (
+                ("n01", "good.JPEG"),
+                ("../evil", "a.JPEG"),
+                ("n01", ".hidden.JPEG"),
+            )
+        ],
+    )
+    pattern = str(tmp_path / "validation-*")
+    summary = mic.generate(
+        _options(
+            tmp_path / "c",
+            input_dir=None,
+            tfrecord_pattern=pattern,
+            corruptions=("fog",),
+            severities=(1,),
+        ),
+        progress=False,
+    )
+    assert _tree(tmp_path / "c").keys() == {
+        "options.json",
+        "summary.json",
+        "fog/1/n01/good.JPEG",
+    }
+    assert [f["reason"] for f in summary["failures"]] == [
+        "record 1: synset '../evil' is not a folder name",
+        "record 2: file name '.hidden.JPEG' is hidden",
+    ]
+    with raises_as_flag(
+        ValueError,
+        "^--tfrecord_pattern=.*: record 1: synset '../evil' is not a "
+        "folder name; the output layout",
+    ):
+        generate_p.list_tfrecords(pattern)
+
+
+def test_another_input_after_a_killed_run_is_said(jpeg_dir, tmp_path):
+    """The input is kept in options.json (not compared: another one is
+    warned about); before, only in summary.json, which a run removes as it
+    starts, so the rerun of a killed run from another input said nothing
+    and mixed the two sets. A relative pattern is recorded absolute."""
+    out = tmp_path / "c"
+    mic.generate(
+        _options(out, input_dir=jpeg_dir, corruptions=("fog",), limit=1),
+        progress=False,
+    )
+    os.remove(out / "summary.json")  # as a kill leaves it
+    other = _options(out, input_dir=str(tmp_path / "x"))
+    assert [w.as_flag() for w in other.warnings() if "made from" in str(w)] == [
+        f"--output_dir={out} was made from {jpeg_dir}; this run reads "
+        f"{tmp_path / 'x'}: outputs whose names are already there are kept "
+        "from the earlier input, not made again. Use another --output_dir "
+        "for another input."
+    ]
+    mic.prepare_output(other)  # taken, as warned
+    with contextlib.chdir(tmp_path):
+        relative = _options(out, input_dir=None, tfrecord_pattern="val-*")
+        from assemble_tf.robustness import inputs
+
+        assert inputs.input_record(relative) == {
+            "tfrecord_pattern": str(tmp_path / "val-*")
+        }

@@ -300,16 +300,16 @@ def test_folder_input_tree_frames_workers_and_resume(tmp_path):
     ]
     expected_tree = sorted(["options.json", "summary.json"] + videos)
     assert tree(tmp_path / "serial") == expected_tree
-    # Another input into the folder: said, as make_imagenet_c says it.
+    # Another input into the folder: refused, naming both (before: also a
+    # warning that its outputs would be kept, which the refusal belied).
     other = options(tmp_path, "serial", input_dir=str(tmp_path / "x"))
-    assert [w.as_flag() for w in other.warnings() if "made from" in str(w)] == [
-        f"--output_dir={tmp_path / 'serial'} was made from "
-        f"{tmp_path / 'val'}; this run reads {tmp_path / 'x'}: outputs whose "
-        "names are already there are kept from the earlier input, not made "
-        "again. Use another --output_dir for another input."
-    ]
-    same = options(tmp_path, "serial", workers=1)
-    assert not [w for w in same.warnings() if "made from" in str(w)]
+    assert not [w for w in other.warnings() if "made from" in str(w)]
+    with pytest.raises(jobs.OutputMismatchError) as error:
+        tool.prepare_output(other)
+    assert (
+        f"(input: existing --input_dir={tmp_path / 'val'}, now "
+        f"--input_dir={tmp_path / 'x'})"
+    ) in error.value.as_flag(), error.value.as_flag()
     assert tree(tmp_path / "parallel") == expected_tree
     for summary in (serial, parallel):
         assert summary["images_processed"] == 4 and summary["complete"]

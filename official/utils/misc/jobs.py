@@ -137,6 +137,8 @@ class OutputRecord:
             "job": a folder another job recorded is refused as that job's,
             not as one of other options (a record without "job", from
             before, is compared as it is).
+        noted: keys recorded for the job's own use and not compared (the
+            ImageNet-C generator's input, which it warns about instead).
     """
 
     what: str
@@ -146,6 +148,7 @@ class OutputRecord:
     labels: dict = dataclasses.field(default_factory=dict)
     compare: Callable | None = None
     job: str | None = None
+    noted: tuple = ()
 
 
 def claim_output_dir(output_dir, record, spec, overwrite=None, keep=None):
@@ -283,7 +286,10 @@ def _refuse_other_options(output_dir, spec, old, record, overwrite):
             what=spec.what,
         )
     compare = spec.compare or functools.partial(_differences, spec.labels)
-    reasons = compare(old, record)
+    reasons = compare(
+        {k: v for k, v in old.items() if k not in spec.noted},
+        {k: v for k, v in record.items() if k not in spec.noted},
+    )
     if reasons:
         fix = _remedy(overwrite, "replace it")
         raise OutputMismatchError(
