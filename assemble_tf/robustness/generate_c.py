@@ -314,7 +314,10 @@ def process(task, options):
         return result
     except (OSError, ValueError, SyntaxError) as e:
         result["failures"].append(
-            {"file": task.key, "reason": f"cannot decode: {e}"}
+            {
+                "file": task.key,
+                "reason": f"cannot decode: {inputs.decode_error(e)}",
+            }
         )
         return result
     seed = image_seed(options.seed, task.filename)

@@ -277,7 +277,7 @@ def process_image(task):
     try:
         pixels = load_resized(task.resize, task.path, task.data)
     except Exception as e:  # noqa: BLE001 - any decoder failure skips
-        return {"unreadable": f"{type(e).__name__}: {e}"}
+        return {"unreadable": f"{type(e).__name__}: {inputs.decode_error(e)}"}
     written = []
     for name, difficulty, path in task.jobs:
         frames = P.sequence(

@@ -19,6 +19,7 @@ another crop.
 
 import json
 import os
+import re
 
 from official.utils.misc import file_utils, jobs
 from official.utils.misc.jobs import MissingPathError
@@ -150,6 +151,17 @@ def record_names(synset, filename):
     if name.startswith("."):
         return wnid, name, f"file name {name!r} is hidden"
     return wnid, name, None
+
+
+def decode_error(error):
+    """`str(error)` of an image decoder without Pillow's repr of an
+    in-memory file ("cannot identify image file <_io.BytesIO object at
+    0x7f...>" for a record's bytes)."""
+    return re.sub(
+        r"<_io\.BytesIO object at 0x[0-9a-f]+>",
+        "the record's bytes",
+        str(error),
+    )
 
 
 def list_image_folder(input_dir):

@@ -691,11 +691,12 @@ def test_record_names_that_are_no_folder_and_file_name_are_failures(tmp_path):
     testing_utils.write_records(
         tmp_path / "validation-00000-of-00001",
         [
-            schema.make_example(jpeg, 1, 40, 48, filename=f, synset=s)
-            for s, f in (
-                ("n01", "good.JPEG"),
-                ("../evil", "a.JPEG"),
-                ("n01", ".hidden.JPEG"),
+            schema.make_example(data, 1, 40, 48, filename=f, synset=s)
+            for s, f, data in (
+                ("n01", "good.JPEG", jpeg),
+                ("../evil", "a.JPEG", jpeg),
+                ("n01", ".hidden.JPEG", jpeg),
+                ("n02", "junk.JPEG", b"not an image"),
             )
         ],
     )
@@ -718,6 +719,8 @@ def test_record_names_that_are_no_folder_and_file_name_are_failures(tmp_path):
     assert [f["reason"] for f in summary["failures"]] == [
         "record 1: synset '../evil' is not a folder name",
         "record 2: file name '.hidden.JPEG' is hidden",
+        # (before: "... image file <_io.BytesIO object at 0x7f...>")
+        "cannot decode: cannot identify image file the record's bytes",
     ]
     with raises_as_flag(
         ValueError,
