@@ -171,6 +171,20 @@ def run_binary(module, *args, cwd=None, timeout=600, env=None, unset=()):
 
 
 @contextlib.contextmanager
+def tensorflow_logs_to(caplog):
+    """Sends TensorFlow's Python log (which does not propagate to the root
+    logger) to pytest's `caplog` inside the block."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+@contextlib.contextmanager
 def raises_flag_error(match):
     """Like `pytest.raises(ValueError, match=match)`, matched against the
     message a binary prints: an `OptionError` (which names a config field

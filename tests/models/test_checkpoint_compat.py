@@ -15,6 +15,7 @@ import numpy as np
 
 from assemble_tf.models import build_model
 from assemble_tf.runs import checkpoints
+from tests import testing_utils
 from tests.conftest import DATA
 
 EARLIER = os.path.join(DATA, "earlier_checkpoints")
@@ -171,19 +172,14 @@ def test_a_checkpoint_of_another_width_is_one_line_without_warnings(caplog):
         num_classes=3,
         image_size=32,
     )
-    import logging
 
     prefix = os.path.join(EARLIER, "assemble_r50_w4")
-    tf_logger = logging.getLogger("tensorflow")  # it does not propagate
-    tf_logger.addHandler(caplog.handler)
-    try:
+    with testing_utils.tensorflow_logs_to(caplog):
         with pytest.raises(ValueError) as e:
             checkpoints.restore(model, prefix)
         import gc
 
         gc.collect()  # where the partial restore's objects warned
-    finally:
-        tf_logger.removeHandler(caplog.handler)
     assert str(e.value).startswith(
         f"{prefix} holds another model than the one built (0 variables "
         "missing, 266 of another shape, e.g. stem_1_conv/kernel (7, 7, 3, 4) "
@@ -295,7 +291,6 @@ def test_a_checkpoint_without_a_layer_of_the_model_is_refused(tmp_path, caplog):
     at exit; a lacking layer of the same shapes would have stayed at its
     initial values. Refused before it, naming the variables."""
     import gc
-    import logging
 
     import pytest
     import tensorflow as tf
@@ -304,14 +299,10 @@ def test_a_checkpoint_without_a_layer_of_the_model_is_refused(tmp_path, caplog):
     saved = build_model("resnet50", **tiny)
     prefix = tf.train.Checkpoint(model=saved).write(str(tmp_path / "ckpt"))
     model = build_model("resnet50", embedding_size=16, **tiny)
-    tf_logger = logging.getLogger("tensorflow")  # it does not propagate
-    tf_logger.addHandler(caplog.handler)
-    try:
+    with testing_utils.tensorflow_logs_to(caplog):
         with pytest.raises(ValueError) as e:
             checkpoints.restore(model, prefix)
         gc.collect()
-    finally:
-        tf_logger.removeHandler(caplog.handler)
     assert str(e.value).startswith(
         f"{prefix} holds another model than the one built (5 variables "
         "missing, 1 of another shape, e.g. head_embedding/kernel, "

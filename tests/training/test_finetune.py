@@ -2,7 +2,6 @@
 
 import gc
 import json
-import logging
 
 import keras
 import numpy as np
@@ -300,16 +299,12 @@ def test_warm_start_from_a_run_and_a_saved_model(
     folded_dir = str(tmp_path / "folded")
     write_export(folded_copy(src)[0], folded_dir, "imagenet_32")
     target = build_model("resnet50", num_classes=3, **TINY)
-    tf_logger = logging.getLogger("tensorflow")  # it does not propagate
-    tf_logger.addHandler(caplog.handler)
-    try:
+    with testing_utils.tensorflow_logs_to(caplog):
         with pytest.raises(ValueError) as e:
             warm_start.warm_start_model(target, folded_dir)
         (line,) = str(e.value).splitlines()
         del e  # its traceback holds the half-restored model
         gc.collect()  # where that restore's objects warned
-    finally:
-        tf_logger.removeHandler(caplog.handler)
     assert line.startswith(
         f"`warm_start`={folded_dir} does not fit the model: "
     )
