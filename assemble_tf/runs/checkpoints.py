@@ -290,10 +290,9 @@ def load_weights_file(model, path, field="weights"):
                     "reads .weights.h5, .keras and legacy .h5 files.",
                     path=path,
                 ) from None
-            detail = _mismatch_detail(str(e))
+            detail, classes = _mismatch(str(e))
             if detail is None:  # not a misfit
                 raise
-            classes = _head_classes(str(e))
             raise OptionError(
                 field,
                 "{field}={path} does not fit the model ({detail}): "
@@ -312,24 +311,11 @@ def load_weights_file(model, path, field="weights"):
             ) from None
 
 
-def _head_classes(text):
-    """The file's class count where Keras' load error names the classifier
-    (`head_dense`) of another width, else None."""
-    found = re.search(
-        r"variable\.shape=\((?:\d+, )?(\d+),?\), Received: value\.shape="
-        r"\((?:\d+, )?(\d+),?\).*?Target variable: <Variable "
-        r"path=[^,]*head_dense/(?:kernel|bias)",
-        text,
-        re.S,
-    )
-    if not found or found.group(1) == found.group(2):
-        return None
-    return int(found.group(2))
-
-
-def _mismatch_detail(text):
-    """The first differing variable of Keras' load error, in a phrase;
-    None for another error."""
+def _mismatch(text):
+    """(the first differing variable of Keras' load error, in a phrase;
+    the file's class count where that variable is the classifier's
+    (`head_dense`) of another width, else None); (None, None) for another
+    error."""
     count = re.search(r"A total of (\d+) objects could not be loaded", text)
     shapes = re.search(
         r"variable\.shape=(\(.*?\)), Received: value\.shape=(\(.*?\))", text
@@ -342,11 +328,19 @@ def _mismatch_detail(text):
         )
         if count and count.group(1) != "1":
             detail += f"; {count.group(1)} layers differ"
-        return detail
+        model, file = (
+            [int(d) for d in re.findall(r"\d+", shape)]
+            for shape in shapes.groups()
+        )
+        head = re.search(r"head_dense/(kernel|bias)$", name.group(1))
+        classes = None
+        if head and model[:-1] == file[:-1] and model[-1:] != file[-1:]:
+            classes = file[-1]
+        return detail, classes
     if count or "could not be loaded" in text:
         first = text.strip().splitlines()[0]
-        return first[:300]
-    return None
+        return first[:300], None
+    return None, None
 
 
 def unreadable_error(path, error, fix):
