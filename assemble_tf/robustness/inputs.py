@@ -122,16 +122,6 @@ def crop_offset(size, crop, rounding):
     return int((size - crop) / 2)
 
 
-class _Values:
-    """Attributes from a dict (absent ones None)."""
-
-    def __init__(self, values):
-        self.values = values
-
-    def __getattr__(self, name):
-        return self.values.get(name)
-
-
 def record_names(synset, filename):
     """`(wnid, file name, problem)` of a record's `image/class/synset` and
     `image/filename` bytes; `problem` (a reason, or None) where they are
@@ -309,13 +299,11 @@ def resize_shorter_side(image, size):
 def input_record(options):
     """{"input_dir" or "tfrecord_pattern": its absolute path}: the input
     as a generator's output folder records it (a relative pattern stored
-    as typed matched any folder's `validation-*` later)."""
+    as typed matched any folder's `validation-*` later). `options`: the
+    generator's options, or a dict of them (a summary's)."""
+    get = options.get if isinstance(options, dict) else options.__getattribute__
     keys = ("input_dir", "tfrecord_pattern")
-    return {
-        k: os.path.abspath(getattr(options, k))
-        for k in keys
-        if getattr(options, k)
-    }
+    return {k: os.path.abspath(get(k)) for k in keys if get(k)}
 
 
 def other_input_warning(options, section, record_file="options.json"):
@@ -335,7 +323,7 @@ def other_input_warning(options, section, record_file="options.json"):
         try:
             with open(jobs.summary_path(options.output_dir)) as f:
                 before = json.load(f)[section]
-            old = input_record(_Values(before))
+            old = input_record(before)
         except (OSError, ValueError, KeyError, TypeError):
             return None
     new = input_record(options)

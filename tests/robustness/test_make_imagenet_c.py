@@ -749,6 +749,14 @@ def test_another_input_after_a_killed_run_is_said(jpeg_dir, tmp_path):
         "for another input."
     ]
     mic.prepare_output(other)  # taken, as warned
+    # A folder from before (no input in options.json): its summary says.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "options.json").write_text(json.dumps({"seed": 0}))
+    summary = {"options": {"input_dir": jpeg_dir, "tfrecord_pattern": None}}
+    (old / "summary.json").write_text(json.dumps(summary))
+    (warning,) = _options(old, input_dir=str(tmp_path / "x")).warnings()[1:]
+    assert f"was made from {jpeg_dir}; this run reads" in warning.as_flag()
     with contextlib.chdir(tmp_path):
         relative = _options(out, input_dir=None, tfrecord_pattern="val-*")
         from assemble_tf.robustness import inputs
