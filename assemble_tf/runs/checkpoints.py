@@ -219,20 +219,25 @@ def _model_keys(reader):
     variable's path as its full name), or None for another checkpoint.
 
     The model's variables are the nodes reachable from the root's `model`
-    child. Their keys need not start with "model/": a variable is saved
-    once, under the first path to it, and a training run's trainable
-    variables are reached through `optimizer/_trainable_variables/N`
-    first (warm starts under JAX from runs of tools.train found 189 of
-    them missing)."""
+    child (a training run's checkpoint, and a SavedModel exported before
+    2026-12-08), else from its `serving_variables` (a SavedModel of
+    `export.saved_model.ServingModule`). Their keys need not start with
+    "model/": a variable is saved once, under the first path to it, and a
+    training run's trainable variables are reached through
+    `optimizer/_trainable_variables/N` first (warm starts under JAX from
+    runs of tools.train found 189 of them missing)."""
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     if not reader.has_tensor(OBJECT_GRAPH):
         return None
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH))
+    children = {c.local_name: c.node_id for c in graph.nodes[0].children}
     todo = [
-        c.node_id for c in graph.nodes[0].children if c.local_name == "model"
-    ]
+        children[name]
+        for name in ("model", "serving_variables")
+        if name in children
+    ][:1]
     seen = set()
     while todo:
         node = todo.pop()

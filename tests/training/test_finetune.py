@@ -263,8 +263,16 @@ def test_warm_start_from_a_run_and_a_saved_model(
 
     checkpoints.BestKeeper(str(tmp_path / "run"), 1).offer(ckpt, 0.5, 1)
     best = str(tmp_path / "run" / "best") + "/"
+    # An export written before 2026-12-08 tracked the Keras model as the
+    # root's `model` (which warm starts read then): still read.
+    from assemble_tf.export import saved_model
+
+    old_export = str(tmp_path / "old_export")
+    module = saved_model.ServingModule(src, "imagenet_32")
+    module.model = src
+    saved_model.save_module(module, old_export)
     want = backbone(src)
-    for origin in (export, ckpt, best):
+    for origin in (export, old_export, ckpt, best):
         target = build_model("resnet50", num_classes=3, **TINY)
         warm_start.warm_start_model(target, origin)
         got = backbone(target)
