@@ -103,6 +103,7 @@ def refuse_jit_compile_under_jax(jit_compile):
 def _jax_runtime(config):
     import jax
 
+    _keep_tensorflow_off_gpus()
     rt = config.runtime
     devices = jax.local_devices()
     if rt.num_gpus == 0:
@@ -188,6 +189,27 @@ def setup_runtime(config):
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     return strategy
+
+
+def _keep_tensorflow_off_gpus():
+    """Under JAX, TensorFlow feeds the data on the host: its GPUs hidden
+    before its first op (`startup.keep_tensorflow_off_gpus`; the binaries
+    did so at TensorFlow's import), or a warning where it set them up."""
+    try:
+        import tensorflow as tf
+    except ImportError:  # JAX alone (the benchmark's GPU machine)
+        return
+    from absl import logging
+
+    from official.utils.logs import startup
+
+    if not startup.keep_tensorflow_off_gpus(tf):
+        logging.warning(
+            "TensorFlow set up its GPUs before this JAX run and may hold "
+            "most of their memory, which JAX then lacks: call "
+            'tf.config.set_visible_devices([], "GPU") before TensorFlow\'s '
+            "first op (the binaries do)."
+        )
 
 
 @contextlib.contextmanager

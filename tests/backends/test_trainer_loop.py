@@ -333,6 +333,35 @@ def _jax_devices():
     return jax.local_device_count()
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the JAX runtime only"
+)
+def test_the_jax_runtime_keeps_tensorflow_off_the_gpus(
+    tmp_path, monkeypatch, caplog
+):
+    """tf.data feeds a JAX run; TensorFlow's GPUs are hidden before it
+    runs an op, or a warning says it set them up before (and may hold
+    their memory)."""
+    from official.utils.logs import startup
+
+    seen = []
+    kept = [True, False]
+    monkeypatch.setattr(
+        startup,
+        "keep_tensorflow_off_gpus",
+        lambda tf: seen.append(tf.__name__) or kept.pop(0),
+    )
+    cfg = _config(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        runtime.setup_runtime(cfg)
+        assert not caplog.records
+        runtime.setup_runtime(cfg)
+    assert seen == ["tensorflow", "tensorflow"]
+    assert [r.getMessage()[:40] for r in caplog.records] == [
+        "TensorFlow set up its GPUs before this J"
+    ]
+
+
 @pytest.mark.slow  # trains twice
 @pytest.mark.skipif(_jax_devices() < 2, reason="JAX with 2 devices only")
 def test_two_devices_train_the_recipe_like_one(tmp_path):

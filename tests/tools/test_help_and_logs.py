@@ -194,3 +194,42 @@ def test_an_argument_that_is_no_flag_is_refused(args, message):
     assert result.returncode == 2
     assert result.stderr == f"ERROR: {message}\n"
     assert result.stdout == ""
+
+
+class _FakeConfig:
+    """`tf.config` of a TensorFlow with one GPU, set up or not yet."""
+
+    def __init__(self, initialized):
+        self.initialized = initialized
+        self.visible = ["GPU:0"]
+        self.calls = []
+
+    def set_visible_devices(self, devices, kind):
+        self.calls.append((devices, kind))
+        if self.initialized:
+            raise RuntimeError("cannot be modified after being initialized")
+        self.visible = devices
+
+    def get_visible_devices(self, kind):
+        return self.visible
+
+    def list_physical_devices(self):
+        return []
+
+
+def test_tensorflow_is_kept_off_the_gpus_under_jax(monkeypatch):
+    """Under JAX, TensorFlow (tf.data) would map most of each GPU's memory
+    at its first op: the GPUs are hidden from it at its import."""
+    import types
+
+    fake = types.SimpleNamespace(config=_FakeConfig(initialized=False))
+    assert startup.keep_tensorflow_off_gpus(fake)
+    assert fake.config.calls == [([], "GPU")] and fake.config.visible == []
+    late = types.SimpleNamespace(config=_FakeConfig(initialized=True))
+    assert not startup.keep_tensorflow_off_gpus(late)  # kept them
+    # The binaries' import hook: under JAX only.
+    for backend, calls in (("jax", [([], "GPU")]), ("tensorflow", [])):
+        monkeypatch.setenv("KERAS_BACKEND", backend)
+        fake = types.SimpleNamespace(config=_FakeConfig(initialized=False))
+        startup._set_up_devices(fake)
+        assert fake.config.calls == calls, backend

@@ -71,8 +71,31 @@ def filter_startup_lines(text):
 
 
 def _set_up_devices(tf_module):
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        keep_tensorflow_off_gpus(tf_module)
     # Device set-up prints the cuInit error: do it now, captured.
     tf_module.config.list_physical_devices()
+
+
+def keep_tensorflow_off_gpus(tf_module):
+    """Hides the GPUs from TensorFlow, before its devices are set up.
+
+    Under the Keras JAX backend TensorFlow only feeds the data (tf.data on
+    the host's CPUs), but a TensorFlow built with CUDA
+    (`tensorflow[and-cuda]`) maps nearly all of each GPU's memory at its
+    first op, and JAX then runs out of it. The binaries call this right
+    after TensorFlow's import when KERAS_BACKEND=jax, and the JAX runtime
+    again (`assemble_tf.runs.runtime`).
+
+    Returns:
+        True when TensorFlow sees no GPU; False when its devices were set
+        up before, with GPUs among them.
+    """
+    try:
+        tf_module.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # "cannot be modified after being initialized"
+        return not tf_module.config.get_visible_devices("GPU")
+    return True
 
 
 class _captured_stderr:
@@ -110,6 +133,8 @@ def quiet_tensorflow_startup(argv=None):
     argv = sys.argv if argv is None else argv
     verbosity = requested_verbosity(argv)
     if verbosity is not None and verbosity >= 0:
+        # Nothing hidden; the GPUs still kept from TensorFlow under JAX.
+        import_hooks.after_first_import("tensorflow", _set_up_devices)
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return import_hooks.after_first_import(
