@@ -17,7 +17,15 @@ export PYTHONDONTWRITEBYTECODE :=
 
 venv: $(STAMP)
 
+# tensorflow==2.21.0 has wheels for Python 3.11-3.13: say so before pip
+# fails with "No matching distribution found".
+PYTHON_CHECK := import sys; v = sys.version_info[:2]; \
+	sys.exit(None if (3, 11) <= v <= (3, 13) else \
+	"Python %d.%d ($(PYTHON)): tensorflow==2.21.0 needs Python 3.11-3.13; " \
+	"run make PYTHON=python3.12 (or another of them)." % v)
+
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -c '$(PYTHON_CHECK)'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -r requirements.txt

@@ -369,3 +369,31 @@ def test_the_training_guide_lists_every_config_flag():
         if f"`--{f.name}`" not in section
     ]
     assert missing == []
+
+
+def test_pip_install_alone_gets_every_runtime_requirement():
+    """`pip install .` (without requirements.txt) must give a working
+    environment: before, tensorboard (every training run's summaries),
+    importlib_resources (tfds) and imageio-ffmpeg (ImageNet-P) came only
+    from requirements.txt, and a run crashed after its first epoch."""
+    import tomllib
+
+    project = tomllib.loads(_read("pyproject.toml"))["project"]
+
+    def names(specs):
+        return {
+            re.split(r"[<>=!\[; ]", spec, maxsplit=1)[0].lower()
+            for spec in specs
+        }
+
+    pinned = names(
+        line
+        for line in _read("requirements.txt").splitlines()
+        if line and not line.startswith("#")
+    )
+    tools = {"pytest", "pytest-xdist", "pytest-timeout", "ruff"}
+    extras = names(project["optional-dependencies"]["jax"])
+    assert extras == {"jax", "jaxlib"}
+    assert pinned - tools - extras == names(project["dependencies"])
+    # tensorflow==2.21.0 has no wheel for Python 3.14.
+    assert project["requires-python"] == ">=3.11,<3.14"
