@@ -799,7 +799,7 @@ def summarize_c(
         "severities_complete": sorted(set(errors) - set(partial)),
         "severities_partial": partial,
         "note": _partial_note(
-            partial, set(errors) - set(normalised), normalization
+            partial, set(errors) - set(normalised), normalization, command
         ),
     }
     if all(c in ce for c in metrics.STANDARD_CORRUPTIONS):
@@ -886,22 +886,35 @@ def _joined(*notes):
     return " ".join(n for n in notes if n) or None
 
 
-def _partial_note(partial, without_ce, normalization="alexnet"):
-    """The summary's note on corruptions evaluated at some severities."""
+def _partial_note(partial, without_ce, normalization="alexnet", command=None):
+    """The summary's note on corruptions evaluated at some severities:
+    which mean is off the published protocol (before: "mCE" where only an
+    extra corruption lacked a severity, and the 15-corruption mCE was the
+    protocol's), and the command that generates the other severities."""
     if not partial:
         return None
     given = sorted({tuple(v) for v in partial.values()})
     severities = "; ".join(",".join(map(str, v)) for v in given)
+    plain = normalization == "none"
     how = (
         "their error is the mean over those severities"
-        if normalization == "none"
+        if plain
         else "their CE is normalised by AlexNet's errors at the same severities"
     )
+    if set(partial) & set(metrics.STANDARD_CORRUPTIONS):
+        which = (
+            "mCE is not the published protocol's (all 5 severities), so it "
+            "does not compare with published figures"
+        )
+    else:
+        which = "the mCE of the 15 standard corruptions is the published " + (
+            "protocol's (all 5 severities); the mean over 19 is not"
+            if plain
+            else "protocol's (all 5 severities)"
+        )
     note = (
         f"{len(partial)} corruption(s) evaluated at severities "
-        f"{severities} only: {how}, and mCE is not the published "
-        "protocol's (all 5 severities), so it does not compare with "
-        "published figures."
+        f"{severities} only: {how}, and {which}."
     )
     if without_ce:
         note += (
@@ -909,7 +922,18 @@ def _partial_note(partial, without_ce, normalization="alexnet"):
             "per severity are published for the 15 standard corruptions "
             "only."
         )
-    return note
+    make = command or _default_command("c", "corruptions")
+    rest = collections.defaultdict(list)
+    for name, held in partial.items():
+        others = tuple(s for s in range(1, 6) if s not in held)
+        rest[others].append(name)
+    commands = " and ".join(
+        f"`{make(sorted(names), list(others))}`"
+        for others, names in sorted(rest.items())
+    )
+    return f"{note} The other severities: generate them into the same " + (
+        f"folder with {commands}."
+    )
 
 
 FR_DIFFICULTY_NOTE = (
@@ -925,13 +949,16 @@ def _default_command(kind, names_flag):
     )
 
 
-def summarize_p(results, difficulty=1, command=None):
+def summarize_p(results, difficulty=1, command=None, selected=()):
     """FR per perturbation and mFR when all 10 test ones are present.
 
     FR divides by AlexNet's flip probabilities, which were published for
     difficulty 1 only; at a higher difficulty the summary has the flip
     probabilities and top-5 distances, `fr` empty, `mfr` None and a note.
     `command(missing)`: as `summarize_c`'s, for missing test perturbations.
+    `selected`: the perturbations the evaluation was limited to (empty:
+    all in the set); the note then says mFR needs the others, not that
+    the set lacks them (as `summarize_c`'s).
     """
     fp = {k: v["flip_probability"] for k, v in results.items()}
     # Before: an mFR over perturbations of other videos, without a word
@@ -959,7 +986,16 @@ def summarize_p(results, difficulty=1, command=None):
     missing = [p for p in metrics.TEST_PERTURBATIONS if p not in fp]
     if not missing:
         summary["mfr"] = metrics.mfr(fp)
+    elif selected and not set(missing) & set(selected):
+        # Before: "the set has no results for ..." of a complete set.
+        summary["note"] = _joined(
+            uneven,
+            f"No mFR: the evaluation was limited to {len(selected)} "
+            "perturbation(s) (names); mFR is the mean over the 10 test "
+            "ones.",
+        )
     else:  # before: mFR "-" without a word
+        missing = [p for p in missing if not selected or p in selected]
         summary["note"] = _joined(
             uneven,
             f"No mFR: the set has no results for {', '.join(missing)} (of "

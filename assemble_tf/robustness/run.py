@@ -505,12 +505,16 @@ def _report_p(ev, results, paper):
             "tools.make_imagenet_p",
             "perturbations",
         ),
+        selected=ev.options.names,
     )
     note = " ".join(ev.notes) or None
     table = report.markdown_p(summary, results, paper, preset, note)
     files = {}
     if summary["note"]:
         ev.log(f"WARNING: {summary['note']}")
+    # Flip probabilities where there is no mFR (before: also beside an
+    # mFR, where the note was only of uneven video counts).
+    if summary["mfr"] is None:
         files["chart_png"] = plots.error_bars(
             {k: 100 * v for k, v in summary["flip_probability"].items()},
             os.path.join(ev.out, "fp_per_perturbation.png"),

@@ -569,7 +569,16 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
         "is not the published protocol's (all 5 severities), so it does "
         "not compare with published figures. No CE for gaussian_blur, "
         "saturate, spatter, speckle_noise: AlexNet's errors per severity "
-        "are published for the 15 standard corruptions only."
+        "are published for the 15 standard corruptions only. The other "
+        "severities: generate them into the same folder with `"
+        + evaluation.regenerate_command(
+            data,
+            "tools.make_imagenet_c",
+            "corruptions",
+            sorted(metrics.ALL_CORRUPTIONS),
+            [5],
+        )
+        + "`."
     )
     assert f"WARNING: {summary['note']}" in logged
     # The chart says so too, and names the corruptions it leaves out.
@@ -1006,6 +1015,57 @@ def test_a_set_of_uneven_corruptions_or_a_selection_is_named():
     )["note"]
     # The severities the set holds (3 only) go to the command.
     assert command.endswith(" (3,)`.") and "'snow'" in command
+    # ImageNet-P evaluated with names=rotate,tilt on a complete set: mFR
+    # needs the others (before: "the set has no results for ..." and a
+    # command making 8 perturbations the set has).
+    p_only = evaluation.summarize_p(
+        {p: videos[p] for p in ("rotate", "tilt")}, selected=("rotate", "tilt")
+    )
+    assert p_only["mfr"] is None
+    assert p_only["note"] == (
+        "No mFR: the evaluation was limited to 2 perturbation(s) (names); "
+        "mFR is the mean over the 10 test ones."
+    )
+    assert (
+        "no results for scale"
+        in evaluation.summarize_p(
+            {"rotate": videos["rotate"]}, selected=("rotate", "scale")
+        )["note"]
+    )
+
+
+def test_an_extra_corruption_at_some_severities_keeps_the_15_mce():
+    """Only an extra corruption short of a severity: the 15-corruption
+    mCE is the published protocol's (before: "mCE is not the published
+    protocol's"), and the note gives the command for the severity."""
+    results = {c: {"top1_error": [0.5] * 5} for c in metrics.ALL_CORRUPTIONS}
+    results["speckle_noise"]["top1_error"][4] = None
+    summary = evaluation.summarize_c(
+        results, command=lambda names, severities: f"make {names} {severities}"
+    )
+    assert summary["mce"] is not None and summary["mce_19"] is None
+    assert summary["note"] == (
+        "1 corruption(s) evaluated at severities 1,2,3,4 only: their CE is "
+        "normalised by AlexNet's errors at the same severities, and the mCE "
+        "of the 15 standard corruptions is the published protocol's (all 5 "
+        "severities). No CE for speckle_noise: AlexNet's errors per "
+        "severity are published for the 15 standard corruptions only. The "
+        "other severities: generate them into the same folder with `make "
+        "['speckle_noise'] [5]`."
+    )
+    plain = evaluation.summarize_c(results, normalization="none")
+    assert plain["mce_19"] is not None
+    assert (
+        "protocol's (all 5 severities); the mean over 19 is not."
+        in (plain["note"])
+    )
+    results["fog"]["top1_error"][0] = None  # a standard one: mCE is off
+    note = evaluation.summarize_c(results)["note"]
+    assert "and mCE is not the published protocol's" in note
+    assert note.endswith(
+        "`python -m tools.make_imagenet_c --corruptions=fog` and `python -m "
+        "tools.make_imagenet_c --corruptions=speckle_noise`."
+    )
 
 
 def test_a_damaged_image_of_the_set_is_named_with_the_fix(tmp_path):
