@@ -269,6 +269,13 @@ class ModelConfig(_Group):
         "Override the head pooling: avg or gem.",
         check=_one_of("avg", "gem"),
     )
+    shortcut: str | None = _f(
+        None,
+        "Override the downsampling shortcut: conv, avg2 (ResNet-D), avg3 "
+        "(BigLittleNet) or avg2_tf1 (the original code's ResNet-D "
+        "shortcut, which its ResNet-D checkpoints need).",
+        check=_one_of("conv", "avg2", "avg3", "avg2_tf1"),
+    )
     embedding_size: int | None = _f(
         None,
         "Embedding head (1x1 conv + BN before the classifier) of this "
@@ -318,6 +325,8 @@ class ModelConfig(_Group):
             out["dropblock"] = dict(presets.DROPBLOCK["dropblock"])
         if self.pooling is not None:
             out["pooling"] = self.pooling
+        if self.shortcut is not None:
+            out["shortcut"] = self.shortcut
         if self.embedding_size:
             out["embedding_size"] = self.embedding_size
         if self.classifier is not None:

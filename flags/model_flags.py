@@ -12,6 +12,7 @@ _SCALAR_OVERRIDES = (
     "base_width",
     "bn_momentum",
     "pooling",
+    "shortcut",
     "embedding_size",
     "classifier",
     "cosine_temperature",
@@ -63,6 +64,14 @@ def define_model_flags(preset_default=None, preset_required=True):
         flags_core.register_int_list_validator(name, 4)
     flags.DEFINE_float("bn_momentum", None, "BatchNorm momentum (0.997).")
     flags.DEFINE_enum("pooling", None, ["avg", "gem"], "Global pooling.")
+    flags.DEFINE_enum(
+        "shortcut",
+        None,
+        ["conv", "avg2", "avg3", "avg2_tf1"],
+        "Downsampling shortcut: conv, avg2 (ResNet-D), avg3 (BigLittleNet) "
+        "or avg2_tf1 (the original code's ResNet-D shortcut, which its "
+        "ResNet-D checkpoints need).",
+    )
     flags.DEFINE_integer(
         "embedding_size",
         None,

@@ -118,6 +118,29 @@ def _check_strides(options):
         )
 
 
+def _check_shortcut(options):
+    """The original code's ResNet-D shortcut is "avg2_tf1": it also pools
+    S1's stride-1 projection, and counts the zero padding of an odd side.
+    A preset's "avg2" (the paper's) loaded its checkpoints without a word
+    and computed other logits (max |diff| 12 of 49 on a tiny R50-D + SK
+    at 112 px)."""
+    from assemble_tf import presets
+
+    kwargs = {**presets.get(options.preset).model_kwargs()}
+    kwargs.update(options.model_overrides)
+    if kwargs.get("shortcut") == "avg2":
+        raise OptionError(
+            "shortcut",
+            "{preset} has the paper's ResNet-D shortcut (avg2); the "
+            "original code's, whose checkpoints these are, also pools the "
+            "first stage's stride-1 projection and counts the padding of "
+            "an odd side: convert with {field}=avg2_tf1, and give the "
+            "model that loads the weights the same shortcut (the model "
+            "option `shortcut`, e.g. build_model(..., shortcut='avg2_tf1')).",
+            preset=options.preset,
+        )
+
+
 def convert(options):
     """Converts the checkpoint, checks it against `options.golden` (when
     given) and only then saves the weights file: a failed check leaves no
@@ -152,6 +175,7 @@ def convert(options):
             value=options.tolerance,
         )
     _check_strides(options)
+    _check_shortcut(options)
     golden = read_golden(options.golden) if options.golden else None
     _check_readable(options.checkpoint)
     try:

@@ -57,7 +57,7 @@ STAGE_STRIDES = (1, 2, 2, 2)
 # In BigLittleNet these are the strides of the merge blocks of S1-S3.
 BIG_LITTLE_STAGE_STRIDES = (2, 2, 1, 2)
 STEMS = ("classic", "deep")
-SHORTCUTS = ("conv", "avg2", "avg3")
+SHORTCUTS = ("conv", "avg2", "avg3", "avg2_tf1")
 POOLINGS = ("avg", "gem")
 CLASSIFIERS = ("dense", "cosine")
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -86,8 +86,11 @@ class _Options:
             with BigLittleNet (the merge-block strides).
         stem: str. "classic" (7x7/2) or "deep" (ResNet-C 3x3 x3, 32-32-64).
         shortcut: str. Downsampling projection: "conv" (strided 1x1),
-            "avg2" (ResNet-D 2x2/2 average pool + 1x1) or "avg3" (original
-            BigLittleNet pad-1 3x3/2 average pool + 1x1).
+            "avg2" (ResNet-D 2x2/2 average pool + 1x1), "avg3" (original
+            BigLittleNet pad-1 3x3/2 average pool + 1x1) or "avg2_tf1"
+            (the original code's ResNet-D shortcut, for its checkpoints:
+            zero pad bottom / right, 2x2/2 pool counting the zeros, and a
+            2x2/1 "same" pool on S1's stride-1 projection too).
         attention: None, "se", "sk", "sknet" or a combination like
             ("sk", "se").
         se_ratio: int. SE reduction (16).
@@ -578,6 +581,24 @@ class _Builder:
             # ResNet-D: 2x2/2 average pool, padding excluded from the mean.
             x = keras.layers.AveragePooling2D(
                 2, strides=2, padding="same", name=f"{name}_pool"
+            )(x)
+            strides = 1
+        elif kind == "avg2_tf1":
+            # The original code's ResNet-D shortcut (clovaai master,
+            # `resnet_d_projection_shortcut`): at stride 2 a zero row and
+            # column after the map, then a 2x2/2 "valid" pool (on an odd
+            # side the zeros count in the last mean); at stride 1 (S1's
+            # projection) a 2x2/1 "same" pool, padding excluded. "avg2" is
+            # the paper's (Bag of Tricks) and has neither.
+            if strides > 1:
+                x = keras.layers.ZeroPadding2D(
+                    ((0, 1), (0, 1)), name=f"{name}_pool_pad"
+                )(x)
+            x = keras.layers.AveragePooling2D(
+                2,
+                strides=strides,
+                padding="valid" if strides > 1 else "same",
+                name=f"{name}_pool",
             )(x)
             strides = 1
         elif strides > 1 and kind == "avg3":

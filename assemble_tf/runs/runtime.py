@@ -199,12 +199,12 @@ def _keep_tensorflow_off_gpus():
         import tensorflow as tf
     except ImportError:  # JAX alone (the benchmark's GPU machine)
         return
-    from absl import logging
+    import logging
 
     from official.utils.logs import startup
 
     if not startup.keep_tensorflow_off_gpus(tf):
-        logging.warning(
+        logging.getLogger(__name__).warning(
             "TensorFlow set up its GPUs before this JAX run and may hold "
             "most of their memory, which JAX then lacks: call "
             'tf.config.set_visible_devices([], "GPU") before TensorFlow\'s '

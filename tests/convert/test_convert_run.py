@@ -217,12 +217,45 @@ def test_options_the_original_cannot_have_are_refused(tmp_path):
     run._check_strides(
         dataclasses.replace(_options(output), model_overrides=no_downsample)
     )
+    # The paper's ResNet-D shortcut: the original code's is avg2_tf1
+    # (before: converted, and the logits differed without a word).
+    golden = os.path.join(DATA, "golden", "tiny_resnetd_sk_112")
+    resnet_d = run.ConvertOptions(
+        checkpoint=os.path.join(golden, "model.ckpt"),
+        preset="sk_resnet50d",
+        output=output,
+        model_overrides={
+            "base_width": 16,
+            "block_sizes": (1, 1, 1, 1),
+            "num_classes": 10,
+        },
+        golden=os.path.join(golden, "golden.npz"),
+    )
+    with pytest.raises(OptionError) as e:
+        run.convert(resnet_d)
+    assert e.value.as_flag().startswith(
+        "sk_resnet50d has the paper's ResNet-D shortcut (avg2); the original "
+        "code's, whose checkpoints these are, also pools the first stage's "
+        "stride-1 projection and counts the padding of an odd side: convert "
+        "with --shortcut=avg2_tf1, "
+    )
+    assert not os.path.exists(output)
+    overrides = {**resnet_d.model_overrides, "shortcut": "avg2_tf1"}
+    _, count, (diff, scale) = run.convert(
+        dataclasses.replace(resnet_d, model_overrides=overrides)
+    )
+    assert count == 121 and diff <= 1e-3 * scale
+    os.remove(output)
     vanilla = os.path.join(DATA, "golden", "tiny_vanilla_64", "model.ckpt")
     se = run.ConvertOptions(
         checkpoint=vanilla,
         preset="table7_e4",
         output=output,
-        model_overrides={"base_width": 16, "block_sizes": (1, 1, 1, 1)},
+        model_overrides={
+            "base_width": 16,
+            "block_sizes": (1, 1, 1, 1),
+            "shortcut": "avg2_tf1",
+        },
     )
     with pytest.raises(ValueError) as e:
         run.convert(se)

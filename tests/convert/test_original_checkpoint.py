@@ -33,7 +33,22 @@ CASES = {
         307,
         1_612_857,
     ),
+    # resnet_version=1 with use_resnet_d and SK: the original's ResNet-D
+    # shortcut (pooled S1 projection; at 112 px S4 downsamples a 7x7 map,
+    # whose padding the original's pool counts).
+    "tiny_resnetd_sk_112": (
+        "sk_resnet50d",
+        {
+            "base_width": 16,
+            "block_sizes": (1, 1, 1, 1),
+            "num_classes": 10,
+            "shortcut": "avg2_tf1",
+        },
+        121,
+        748_770,
+    ),
 }
+SIZES = {"tiny_resnetd_sk_112": 112}
 
 
 def _builder(preset):
@@ -45,7 +60,10 @@ def test_golden_logits_are_reproduced(folder):
     preset, overrides, num_vars, num_params = CASES[folder]
     prefix = os.path.join(GOLDEN, folder, "model.ckpt")
     model, count = build_and_load(
-        prefix, _builder(preset), image_size=64, **overrides
+        prefix,
+        _builder(preset),
+        image_size=SIZES.get(folder, 64),
+        **overrides,
     )
     assert count == num_vars
     assert model.count_params() == num_params
@@ -54,6 +72,27 @@ def test_golden_logits_are_reproduced(folder):
     diff = np.abs(logits - golden["logits"]).max()
     assert diff <= 1e-3 * np.abs(golden["logits"]).max()
     assert np.array_equal(logits.argmax(-1), golden["logits"].argmax(-1))
+
+
+def test_the_paper_resnet_d_shortcut_is_not_the_original_codes():
+    """The preset's "avg2" (Bag of Tricks: no pool at stride 1, padding
+    excluded) loads the ResNet-D golden's variables but computes other
+    logits: hence "avg2_tf1", and the converter's refusal of "avg2"."""
+    folder = "tiny_resnetd_sk_112"
+    _, overrides, _, _ = CASES[folder]
+    golden = np.load(os.path.join(GOLDEN, folder, "golden.npz"))
+    diffs = {}
+    for shortcut in ("avg2", "avg2_tf1"):
+        model, _ = build_and_load(
+            os.path.join(GOLDEN, folder, "model.ckpt"),
+            _builder("sk_resnet50d"),
+            **{**overrides, "shortcut": shortcut},
+        )
+        logits = model(golden["inputs"], training=False).numpy()
+        diffs[shortcut] = np.abs(logits - golden["logits"]).max()
+    scale = np.abs(golden["logits"]).max()
+    assert diffs["avg2"] > 0.1 * scale  # measured: 12.4 of 48.9
+    assert diffs["avg2_tf1"] <= 1e-3 * scale
 
 
 def test_wrong_preset_lists_every_offending_variable():

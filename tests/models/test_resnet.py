@@ -595,3 +595,40 @@ def test_the_export_clone_folds_every_bn(preset):
     diff = np.abs(clone(x, training=False).numpy() - expected).max()
     assert diff <= 1e-5 * np.abs(expected).max()
     assert fold_bn_graph(clone).count_params() == clone.count_params()
+
+
+def test_the_shortcut_option_reaches_the_model():
+    """`shortcut` in a run's model options (and the tools' flags) takes
+    the builder's choices; avg2_tf1 adds the pools of the original code's
+    ResNet-D shortcut, the first stage's stride-1 one included."""
+    from assemble_tf.config import ModelConfig
+    from assemble_tf.models import resnet
+
+    assert "shortcut" not in ModelConfig().build_overrides(5)
+    with pytest.raises(ValueError, match="shortcut"):
+        ModelConfig(shortcut="avg4").validate()
+    for kind in resnet.SHORTCUTS:
+        config = ModelConfig(preset="resnet50", shortcut=kind)
+        config.validate()
+        assert config.build_overrides(5)["shortcut"] == kind
+    overrides = ModelConfig(
+        preset="resnet50d",
+        base_width=8,
+        block_sizes="1,1,1,1",
+        shortcut="avg2_tf1",
+    ).build_overrides(5)
+    model = build_model("resnet50d", **overrides)
+    pools = {
+        layer.name: layer.strides
+        for layer in model.layers
+        if layer.name.endswith("_shortcut_pool")
+    }
+    assert pools == {
+        f"stage{s}_block1_shortcut_pool": (1, 1) if s == 1 else (2, 2)
+        for s in (1, 2, 3, 4)
+    }
+    assert [
+        layer.padding
+        for layer in model.layers
+        if layer.name.endswith("_shortcut_pool_pad")
+    ] == [((0, 1), (0, 1))] * 3
