@@ -136,12 +136,13 @@ def test_the_verification_runs_the_traces_the_save_made(tmp_path):
 
 
 def test_export_fails_when_the_session_loader_cannot_run_it(tmp_path):
-    """Without its variables tracked as TensorFlow variables, the export
-    loads in Python but not under the session loader: the verification
-    catches that and nothing is left behind."""
+    """With its variables tracked through the Keras objects only, not as
+    TensorFlow variables, the export loads in Python but not under the
+    session loader: the verification catches that."""
     model = testing_utils.serving_model()
     module = export_lib.ServingModule(model, "imagenet_32")
     del module.serving_variables
+    module.model = model
     tf.saved_model.save(module, str(tmp_path / "raw"), module.signatures())
     tf.saved_model.load(str(tmp_path / "raw"))  # the Python loader copes
     x = testing_utils.random_images((1, 32, 32, 3))
