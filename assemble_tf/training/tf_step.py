@@ -113,7 +113,7 @@ class TFStep:
                 parts,
                 images,
                 batch,
-                seed,
+                self._replica_seed(seed),
                 lambda x: self.model(x, training=True),
                 parts.decayed,
                 self.num_replicas,
@@ -125,6 +125,23 @@ class TFStep:
             )
         grads = tape.gradient(scaled, self.model.trainable_variables)
         return step_lib.scale_gradients(grads, parts.lr_multipliers), total, wd
+
+    def _replica_seed(self, seed):
+        """This replica's seed, [seed_base, step * replicas + replica]:
+        each replica mixes its share of the batch with its own draws
+        (before: every replica drew the same Mixup / CutMix lambdas and
+        boxes, so 8 GPUs drew an eighth of the distinct ones a global batch
+        needs; the JAX step draws for the whole global batch). One
+        replica's is the step's seed itself."""
+        if self.num_replicas == 1:
+            return seed
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return tf.stack(
+            [
+                seed[0],
+                seed[1] * self.num_replicas + tf.cast(replica, seed.dtype),
+            ]
+        )
 
     def _replica_train_step(self, images, batch, seed):
         """One replica's step: gradients, then the optimizer update (which

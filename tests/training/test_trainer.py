@@ -348,6 +348,51 @@ def test_two_replica_step_equals_one_replica_step(tmp_path):
     assert out["diff"] < 1e-5
 
 
+@pytest.mark.slow  # builds two trainers
+def test_each_replica_mixes_with_its_own_draws(tmp_path, monkeypatch):
+    """The seed each replica's step gets (its Mixup / CutMix draws) is
+    its own, [base, step * replicas + replica]; one replica's is the
+    step's. Before: every replica got [base, step], and drew the same
+    lambdas and boxes as the others."""
+    import tensorflow as tf
+
+    from assemble_tf.training import step_lib
+    from assemble_tf.training import trainer as trainer_lib
+
+    def seed_as_loss(config, parts, images, batch, seed, logits_fn, *_):
+        logits = logits_fn(tf.cast(images, tf.float32))
+        loss = tf.cast(seed[1], tf.float32) + 0.0 * tf.reduce_sum(logits)
+        return loss, tf.constant(0.0)
+
+    monkeypatch.setattr(step_lib, "step_loss", seed_as_loss)
+    cfg = config_lib.make_config(str(tmp_path), "resnet50", TINY_SYNTHETIC)
+    images = np.zeros((2, 32, 32, 3), "uint8")
+    batch = {"labels": np.zeros(2, "int32"), "targets": np.eye(4)[[0, 0]]}
+    seeds = {}
+    for name, strategy in (
+        ("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+        ("two", testing_utils.two_replica_strategy()),
+    ):
+        trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+        data = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (
+                tf.constant(images),
+                {k: tf.constant(v) for k, v in batch.items()},
+            )
+        )
+
+        @tf.function
+        def step(data, trainer=trainer, strategy=strategy):
+            return strategy.run(
+                trainer.backend._replica_train_step,
+                args=(*data, tf.constant([7, 3], tf.int64)),
+            )
+
+        totals = strategy.experimental_local_results(step(data)[0])
+        seeds[name] = [float(t) for t in totals]
+    assert seeds == {"one": [3.0], "two": [6.0, 7.0]}
+
+
 def _free_port():
     import socket
 
