@@ -33,7 +33,7 @@ drawn per application). Both mappings share Rotate +-30 l degrees, ShearX/Y
 SolarizeAdd int(110 l) (added below 128). They differ in:
 
 * "original" (default; the TPU code, i.e. how the Assemble-ResNet models
-  were trained): Posterize keeps int(4 l) bits (0 to 4); Solarize
+  were trained): Posterize keeps max(int(4 l), 1) bits (1 to 4); Solarize
   threshold int(256 l) (weaker as the level grows); TranslateX/Y
   +-l * translate_const px (250, RandAugment 100); Cutout half-side
   int(l * cutout_const) (100, RandAugment 40).
@@ -46,9 +46,11 @@ SolarizeAdd int(110 l) (added below 128). They differ in:
   paper's 331-px images); Cutout half-side int(l * cutout_const) with
   cutout_const = 30 (side [0, 60] px).
 
-Posterize with 0 bits (original mapping, level < 2.5; only in `v0`) gives
-black, as PIL's mask arithmetic does; the TPU code kept 1 bit on CPU
-because TF clamps a uint8 shift by 8 to 7.
+The TPU code's Posterize argument is int(4 l), 0 below level 2.5 (`v0`'s
+low levels, RandAugment at magnitude 0-2), but it shifted a uint8 by 8 - 0,
+which TensorFlow clamps to 7: 1 bit was kept, and so the "original"
+mapping gives 1 there. (`ops.posterize` with 0 bits gives black, as PIL's
+mask arithmetic does.)
 
 Randomness is stateless: `distort(image, seed=s)` with a shape-[2] integer
 seed is a pure function of (image, s). Without a seed, a
@@ -163,7 +165,10 @@ def _shared_level_to_arg():
 LEVEL_TO_ARG = {
     "original": {
         **_shared_level_to_arg(),
-        "Posterize": lambda level, hp: int((level / MAX_LEVEL) * 4),
+        # The TPU code's 0 bits (level < 2.5) shifted a uint8 by 8, which
+        # TensorFlow clamps to 7: 1 bit kept, as here (before: 0 bits, a
+        # black image, for 10 % of RandAugment's at magnitude 0-2).
+        "Posterize": lambda level, hp: max(int((level / MAX_LEVEL) * 4), 1),
         "Solarize": lambda level, hp: int((level / MAX_LEVEL) * 256),
     },
     "paper": {

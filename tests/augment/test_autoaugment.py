@@ -133,7 +133,19 @@ def test_original_level_to_arg_table():
         return [level_to_arg(op, level) for level in levels]
 
     assert args("Posterize", [5, 6, 7, 8]) == [2, 2, 2, 3]
-    assert args("Posterize", [0, 2, 10]) == [0, 0, 4]
+    # The TPU code's int(4 l) is 0 below level 2.5, but its shift of a
+    # uint8 by 8 was clamped to 7 by TensorFlow: 1 bit kept (before: 0, a
+    # black image).
+    assert args("Posterize", [0, 2, 10]) == [1, 1, 4]
+    image = tf.constant([[[0, 100, 200]]], tf.uint8)
+    shift = tf.constant(8, tf.uint8)  # the TPU code's shift for 0 bits
+    tpu = tf.bitwise.left_shift(tf.bitwise.right_shift(image, shift), shift)
+    assert tpu.numpy().tolist() == [[[0, 0, 128]]]
+    from assemble_tf.augment import ops
+
+    assert ops.posterize(image, args("Posterize", [2])[0]).numpy().tolist() == (
+        tpu.numpy().tolist()
+    )
     assert args("Solarize", [3, 4, 5, 7, 8]) == [76, 102, 128, 179, 204]
     assert args("SolarizeAdd", [3, 7, 10]) == [33, 77, 110]
     assert args("Cutout", [3, 4, 10]) == [30, 40, 100]
