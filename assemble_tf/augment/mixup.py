@@ -93,6 +93,27 @@ def _is_floating(x):
     return "float" in keras.backend.standardize_dtype(x.dtype)
 
 
+def _check_pairable(images):
+    """Float images of an even count, where the count is known (the
+    pipeline's batches are; before: uint8 images failed in the mixing with
+    "Cannot convert 1.0 to EagerTensor of dtype uint8", and an odd batch
+    lost its last image without a word)."""
+    dtype = str(getattr(images, "dtype", ""))
+    if "float" not in dtype:
+        raise ValueError(
+            f"Mixup / CutMix mix float images; `images` are {dtype}: cast "
+            "them to float32 first (the training step's post-processing "
+            "does)."
+        )
+    n = images.shape[0]
+    if n is not None and n % 2:
+        raise ValueError(
+            f"Mixup / CutMix pair the first half of the batch with the "
+            f"second: a batch of {n} images would lose its last one. Give "
+            "an even batch."
+        )
+
+
 class MixupAndCutmix:
     """Mixes a batch of images and targets (a `tf.data` post-process).
 
@@ -146,6 +167,7 @@ class MixupAndCutmix:
                 batch["targets"], self.label_smoothing
             )
             return batch
+        _check_pairable(batch["images"])
         seeds = stateless_random.split(seed, 4)
         n = ops.shape(batch["images"])[0]
         half = n // 2

@@ -130,6 +130,14 @@ def test_type0_only_smooths_and_bad_options_are_named():
         MixupAndCutmix(mixup_type=3)
     with pytest.raises(ValueError, match="mode='mix'"):
         MixupAndCutmix(mode="mix")
+    # Called directly: uint8 images (before: a TypeError naming nothing)
+    # and an odd batch (before: its last image dropped without a word).
+    uint8 = dict(_batch(4), images=np.zeros((4, 6, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="`images` are uint8: cast them"):
+        MixupAndCutmix(mixup_type=1)(uint8)
+    for mixup_type in (1, 2):
+        with pytest.raises(ValueError, match="a batch of 5 images would"):
+            MixupAndCutmix(mixup_type=mixup_type)(_batch(5))
 
 
 def test_low_precision_batches_are_mixed_in_float32_then_cast():
