@@ -110,6 +110,9 @@ class _Images:
     class_split: str
     dataset: object  # tf.data of (encoded image, label)
     total: int
+    # The split's indices of `dataset`'s images where a class range chose
+    # them (tfds), else None (the split's first `total`).
+    kept: object = None
 
     @property
     def where(self):
@@ -117,9 +120,13 @@ class _Images:
 
     def names(self, indices):
         """Names of the images at `indices` of `dataset`: a folder's
-        files (relative to its root), else "<split>[<index>]" (the index
-        among the selected images)."""
+        files (relative to its root), else "<split>[<index>]", the index
+        in the split as given (before: among the images the class range
+        kept, which named other images of the split: CUB's and Cars'
+        default halves)."""
         if self.info.kind != "folder":
+            if self.kept is not None:
+                indices = [int(self.kept[i]) for i in indices]
             return [f"{self.split}[{i}]" for i in indices]
         paths = _folder_paths(self)
         root = self.info.data_dir
@@ -256,25 +263,30 @@ def output_dir(options, info):
 def read_images(options, info, split, class_range, class_split):
     """The `_Images` of `info`'s selection (`sources.retrieval_selection`),
     at most `options.max_images` of them."""
-    import tensorflow as tf
-
     from assemble_tf.data import sources
 
     # Named (before: the reason alone, naming no flag).
     total = sources.num_examples(info, split, "split")
     dataset = sources.encoded_dataset(info, split)
+    kept = None
     if class_range:
+        # The class-disjoint half: which of the split's images it holds
+        # (labels only, no decoding), to count and to name them.
+        low, high = class_range
+        labels = [
+            batch
+            for batch in dataset.map(lambda image, label: label)
+            .batch(8192)
+            .as_numpy_iterator()
+        ]
+        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        kept = np.flatnonzero((labels >= low) & (labels < high))
         dataset = sources.filter_classes(dataset, *class_range)
-        # The class-disjoint half: count it (labels only, no decoding).
-        total = int(
-            dataset.map(lambda image, label: label).reduce(
-                tf.constant(0, tf.int64), lambda n, _: n + 1
-            )
-        )
+        total = len(kept)
     if options.max_images:
         dataset = dataset.take(options.max_images)
         total = min(total, options.max_images)
-    return _Images(info, split, class_range, class_split, dataset, total)
+    return _Images(info, split, class_range, class_split, dataset, total, kept)
 
 
 def load_embedder(options):

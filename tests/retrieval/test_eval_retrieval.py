@@ -800,3 +800,33 @@ def test_neighbours_figure_labels_classes_the_font_cannot_draw(
     with Image.open(path) as png:
         assert png.format == "PNG"
     assert not (tmp_path / "n.tmp.png").exists()
+
+
+def test_tfds_images_are_named_by_their_index_in_the_split(monkeypatch):
+    """A class range (CUB's and Cars' default halves) keeps some of the
+    split's images; their names are their indices in the split (before:
+    among the kept ones, "train+test[0]" for the split's image 1)."""
+    from assemble_tf.retrieval import run
+
+    labels = np.array([3, 0, 2, 1, 3, 2], np.int64)
+    monkeypatch.setattr(sources, "num_examples", lambda *a: len(labels))
+    monkeypatch.setattr(
+        sources,
+        "encoded_dataset",
+        lambda info, split: tf.data.Dataset.from_tensor_slices(
+            ([b"x"] * len(labels), labels)
+        ),
+    )
+    info = types.SimpleNamespace(kind="tfds", name="birds")
+    options = run.RetrievalOptions(source="birds", max_images=None)
+    images = run.read_images(options, info, "train+test", (2, 4), "test")
+    assert images.total == 4
+    got = [int(label) for _, label in images.dataset.as_numpy_iterator()]
+    assert got == [3, 2, 3, 2]
+    assert images.names([0, 1, 3]) == [
+        "train+test[0]",
+        "train+test[2]",
+        "train+test[5]",
+    ]
+    whole = run.read_images(options, info, "test", None, "all")
+    assert whole.total == 6 and whole.names([1]) == ["test[1]"]
