@@ -432,6 +432,20 @@ def _check_usable(options, images, done, out_dir, log):
     the embedding was lost)."""
     try:
         check_ks(options.ks, len(done.labels), images.where, options.max_images)
+        classes = np.unique(done.labels)
+        if classes.size < 2:
+            # Before: recall@K 1.0 by construction, every neighbour of the
+            # query's class (a class range of one class was refused).
+            raise OptionError(
+                "source",
+                "{field}: the {count} images of {where} are all of class "
+                "{label}; recall@K needs images of at least 2 classes (pick "
+                "another {split} or {class_range}).",
+                ["split", "class_range"],
+                count=len(done.labels),
+                where=images.where,
+                label=int(classes[0]) if classes.size else "none",
+            )
     except ValueError:
         if options.save_embeddings:
             path = save_embeddings(

@@ -354,6 +354,17 @@ def test_a_refusal_after_the_embedding_keeps_the_embeddings(tiny_run, tmp_path):
             ("test/b/0.jpg", 1),
         ]
     assert not (out / "retrieval.json").exists()
+    # One class left (b's images unusable): recall@K would be 1.0 by
+    # construction (before: reported so).
+    (root / "test" / "b" / "0.jpg").write_bytes(b"not a jpeg")
+    options = dataclasses.replace(options, ks=(1,))
+    with pytest.raises(ValueError) as error:
+        run.evaluate_retrieval(options, progress=False, log=logged.append)
+    assert error.value.as_flag() == (
+        "--source: the 2 images of test of data are all of class 0; "
+        "recall@K needs images of at least 2 classes (pick another --split "
+        "or --class_range)."
+    )
 
 
 @pytest.mark.slow  # over 2 s on the Zen 3 host
