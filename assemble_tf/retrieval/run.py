@@ -296,6 +296,24 @@ def load_embedder(options):
     preprocessing = options.eval_preprocessing
     if options.image_size and not preprocessing:
         preprocessing = f"imagenet_{options.image_size}"
+    try:
+        return _load_embedder(embed, options, preprocessing)
+    except OptionError as e:
+        if e.field != "eval_preprocessing" or options.eval_preprocessing:
+            raise
+        # Before: named --eval_preprocessing=imagenet_96, which the user
+        # had not given.
+        raise OptionError(
+            "image_size",
+            "{field}={value} crops {value} pixels but the SavedModel takes "
+            "{size}: leave {field} out (the export's own preprocessing is "
+            "used) or give {size}.",
+            value=options.image_size,
+            size=e.values.get("size"),
+        ) from None
+
+
+def _load_embedder(embed, options, preprocessing):
     return embed.load_embedder(
         model_dir=options.model_dir,
         checkpoint=options.checkpoint,

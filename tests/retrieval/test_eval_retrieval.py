@@ -212,6 +212,24 @@ def test_an_embedding_head_is_what_the_export_serves(tmp_path):
         embed.load_embedder(saved_model=path, layer="head_pool")
     assert error.value.field == "embedding_layer"
     assert "a SavedModel serves one embedding" in str(error.value)
+    # --image_size of another size names itself (before: an
+    # --eval_preprocessing=imagenet_96 the user had not given).
+    from assemble_tf.retrieval import run
+
+    options = run.RetrievalOptions(saved_model=path, image_size=96)
+    with pytest.raises(OptionError) as error:
+        run.load_embedder(options)
+    assert error.value.as_flag() == (
+        "--image_size=96 crops 96 pixels but the SavedModel takes 64: leave "
+        "--image_size out (the export's own preprocessing is used) or give "
+        "64."
+    )
+    options = run.RetrievalOptions(
+        saved_model=path, eval_preprocessing="imagenet_96"
+    )
+    with pytest.raises(OptionError, match="crops 96 pixels") as error:
+        run.load_embedder(options)
+    assert error.value.field == "eval_preprocessing"
 
 
 def test_load_embedder_errors(tmp_path):
