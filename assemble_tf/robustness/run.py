@@ -315,11 +315,16 @@ def comparability_notes(
         )
         if kind == "c" and normalization != "none":
             # Before: an "mCE" of 86 on a 3-class set, without a word.
-            note += (
-                " Its CE and mCE divide by AlexNet's errors on ImageNet-C, "
-                "which mean nothing for another dataset's images: "
-                "normalization none gives the plain mean corruption error "
-                "(the paper's Food-101-C figures, Table 8)."
+            # The option as the binary's flag (before: "normalization
+            # none", which the user could not paste).
+            note += " " + str(
+                OptionError(
+                    "normalization",
+                    "Its CE and mCE divide by AlexNet's errors on "
+                    "ImageNet-C, which mean nothing for another dataset's "
+                    "images: {field}=none gives the plain mean corruption "
+                    "error (the paper's Food-101-C figures, Table 8).",
+                )
             )
         notes.append(note)
     return notes, imagenet

@@ -366,8 +366,8 @@ def test_eval_robustness_c_end_to_end_and_resume(tmp_path, tiny_weights):
         "The model was trained on 3 classes, not on ImageNet: the paper's "
         "ImageNet mCE of resnet50 is not shown beside it. Its CE and mCE "
         "divide by AlexNet's errors on ImageNet-C, which mean nothing for "
-        "another dataset's images: normalization none gives the plain mean "
-        "corruption error (the paper's Food-101-C figures, Table 8)."
+        "another dataset's images: --normalization=none gives the plain "
+        "mean corruption error (the paper's Food-101-C figures, Table 8)."
     )
     assert f"WARNING: {not_imagenet}" in proc.stderr
     assert not_imagenet in table and report["warnings"] == [not_imagenet]
@@ -461,8 +461,8 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
         "The model was trained on 3 classes, not on ImageNet: the paper's "
         "ImageNet mCE of resnet50 is not shown beside it. Its CE and mCE "
         "divide by AlexNet's errors on ImageNet-C, which mean nothing for "
-        "another dataset's images: normalization none gives the plain mean "
-        "corruption error (the paper's Food-101-C figures, Table 8)."
+        "another dataset's images: `normalization`=none gives the plain "
+        "mean corruption error (the paper's Food-101-C figures, Table 8)."
     )
     assert table.rstrip().endswith(not_imagenet)  # the file keeps it
     console = table.rstrip()[: -len(not_imagenet)].rstrip()
