@@ -200,8 +200,18 @@ def test_class_names_a_class_name_file_cannot_hold_are_refused(
     )
 
 
-def test_folder_dataset_bytes_labels_and_imagefolder_order(folder):
+def test_folder_dataset_bytes_labels_and_imagefolder_order(
+    folder, tmp_path, monkeypatch
+):
+    import tempfile
+
+    # Before: tfds's ImageFolder left an empty tmp*tfds folder in the
+    # system's temporary folder per image-folder source opened.
+    system_temp = tmp_path / "system_temp"
+    system_temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))
     info = sources.open_source(str(folder))
+    assert os.listdir(system_temp) == []
     ds = sources.encoded_dataset(info, "train")
     assert ds.element_spec == (
         tf.TensorSpec([], tf.string),

@@ -5,9 +5,11 @@ class-disjoint retrieval halves of the authors' builders
 (clovaai/assembled-cnn `datasets/build_*_zeroshot.py`); `SourceInfo`
 describes an opened tfds set or image folder."""
 
+import contextlib
 import dataclasses
 import difflib
 import os
+import tempfile
 
 from official.utils.misc.validation import OptionError
 
@@ -320,3 +322,23 @@ def import_tfds():
     import tensorflow_datasets as tfds
 
     return tfds
+
+
+@contextlib.contextmanager
+def private_temporary_folder():
+    """Temporary files made meanwhile go to a folder removed afterwards.
+
+    A tfds builder of a set that is not prepared makes a folder in the
+    system's temporary folder (`tempfile.mkdtemp("tfds")`) to copy the
+    set's metadata from Google Cloud Storage into, reads it at once and
+    never removes it: an empty `tmp*tfds` folder per call, even with no
+    network (the copy then fails quietly). tfds' `ImageFolder` does the
+    same (an image-folder source left one per run).
+    """
+    saved = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="assemble_tfds_") as folder:
+        tempfile.tempdir = folder
+        try:
+            yield
+        finally:
+            tempfile.tempdir = saved

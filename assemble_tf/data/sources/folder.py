@@ -7,7 +7,11 @@ import random
 
 import tensorflow as tf
 
-from assemble_tf.data.sources.catalog import SourceInfo, import_tfds
+from assemble_tf.data.sources.catalog import (
+    SourceInfo,
+    import_tfds,
+    private_temporary_folder,
+)
 from official.utils.misc import file_utils, validation
 from official.utils.misc.validation import MissingPathError, OptionError
 
@@ -160,7 +164,8 @@ def open_folder(root):
             root=root,
             found=found,
         )
-    builder = import_tfds().folder_dataset.ImageFolder(root)
+    with private_temporary_folder():
+        builder = import_tfds().folder_dataset.ImageFolder(root)
     return SourceInfo(
         name=os.path.basename(root),
         kind="folder",

@@ -1,10 +1,8 @@
 """TensorFlow Datasets sources: open a prepared set (never downloading
 unless asked), and read it with the images still encoded."""
 
-import contextlib
 import difflib
 import os
-import tempfile
 
 import tensorflow as tf
 
@@ -12,6 +10,7 @@ from assemble_tf.data.sources.catalog import (
     SourceInfo,
     base_name,
     import_tfds,
+    private_temporary_folder,
 )
 from official.utils.logs import dropped
 from official.utils.misc.validation import OptionError
@@ -38,7 +37,7 @@ def open_tfds(source, data_dir, download):
         # one-line error, which says where it looked and how to prepare.
         with (
             dropped.dropped(r"^Variant folder .* has no dataset_info"),
-            _private_temporary_folder(),
+            private_temporary_folder(),
         ):
             builder = tfds.builder(source, **kwargs)
             prepared = builder.is_prepared()
@@ -70,25 +69,6 @@ def open_tfds(source, data_dir, download):
         label_key=label_key,
         builder=builder,
     )
-
-
-@contextlib.contextmanager
-def _private_temporary_folder():
-    """Temporary files made meanwhile go to a folder removed afterwards.
-
-    A tfds builder of a set that is not prepared makes a folder in the
-    system's temporary folder (`tempfile.mkdtemp("tfds")`) to copy the
-    set's metadata from Google Cloud Storage into, reads it at once and
-    never removes it: an empty `tmp*tfds` folder per call, even with no
-    network (the copy then fails quietly).
-    """
-    saved = tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="assemble_tfds_") as folder:
-        tempfile.tempdir = folder
-        try:
-            yield
-        finally:
-            tempfile.tempdir = saved
 
 
 def _data_root(builder):
