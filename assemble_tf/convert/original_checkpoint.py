@@ -216,8 +216,8 @@ def load_original_checkpoint(prefix, model):
         lines = [
             f"Checkpoint {prefix!r} does not match the model "
             f"({len(expected)} model variables, {len(shapes)} in the "
-            "checkpoint). Check the preset and the overrides (num_classes, "
-            "base_width, block_sizes, big_little)."
+            "checkpoint). Check the preset (BigLittleNet or not comes with "
+            "it) and the overrides (num_classes, base_width, block_sizes)."
         ]
         ckpt_bl = any("/stage" in n for n in shapes)
         model_bl = tf1_names.is_big_little(model)
