@@ -330,7 +330,9 @@ def embed_dataset(embedder, dataset, batch_size=64, progress=None):
         embedder: an `Embedder`.
         dataset: a `tf.data.Dataset` of (tf.string, tf.int64) scalars.
         batch_size: images per forward pass.
-        progress: optional callable(num_images_in_batch).
+        progress: optional callable(images read since its last call,
+            the skipped ones included: a bar of the dataset's size ends
+            full).
 
     Raises:
         ValueError: no usable image (the dataset is empty, or all of its
@@ -346,6 +348,7 @@ def embed_dataset(embedder, dataset, batch_size=64, progress=None):
         )
     stats = input_pipeline.PipelineStats()
     chunks, labels, indices = [], [], []
+    position = 0  # images read up to the last batch's last one
     for images, batch_labels, batch_indices in preprocessed_batches(
         dataset, embedder.preprocessing, batch_size, stats
     ):
@@ -354,8 +357,14 @@ def embed_dataset(embedder, dataset, batch_size=64, progress=None):
         labels.append(batch_labels.numpy())
         indices.append(batch_indices.numpy())
         if progress is not None:
-            progress(len(labels[-1]))
+            # The skipped images before it too (before: a bar that ended
+            # at 83 %, as if the run had stopped).
+            last = int(indices[-1][-1]) + 1
+            progress(last - position)
+            position = last
     read = int(stats.read.numpy())
+    if progress is not None and read > position:
+        progress(read - position)
     if not chunks:
         raise ValueError(
             "No images to embed: the split (or class range) is empty."

@@ -126,6 +126,10 @@ def test_embedding_layer_and_compute_embeddings():
             tf.constant([0, 1], tf.int64),
         )
     )
+    seen = []
+    mixed = bad.concatenate(ds.take(2)).concatenate(bad)
+    embed.embed_dataset(embedder, mixed, 1, seen.append)
+    assert seen == [3, 1, 2]  # every image read, the skipped ones too
     done = embed.embed_dataset(embedder, ds.take(2).concatenate(bad), 2)
     assert (done.read, done.not_images) == (4, 1)
     np.testing.assert_array_equal(done.indices, [0, 1])
