@@ -421,6 +421,40 @@ def search(embeddings, labels, options, progress=True):
     return result, time.time() - start
 
 
+# What a default output folder's earlier retrieval.json is compared on.
+SELECTION_KEYS = (
+    "model",
+    "split",
+    "class_split",
+    "class_range",
+    "eval_preprocessing",
+    "embedding_layer",
+    "similarity",
+)
+
+
+def _replaced_selection(report):
+    """How the retrieval.json `report` replaces differs from it, as
+    "key old -> new; ..." (before: the default folder of a run held one
+    selection's results, and the next selection replaced them without a
+    word), or None."""
+    import json
+
+    try:
+        with open(report["retrieval_json"], encoding="utf-8") as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(before, dict):
+        return None
+    changed = [
+        f"{key} {before.get(key)} -> {report.get(key)}"
+        for key in SELECTION_KEYS
+        if key in before and before[key] != report.get(key)
+    ]
+    return "; ".join(changed) or None
+
+
 def _report(result, images, embedder, embeddings, labels, seconds, out_dir):
     """The recalls with counts and settings (no outputs written yet)."""
     report = dict(result)
@@ -661,6 +695,17 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
         out_dir,
     )
     report.update(counts)
+    if not options.output_dir:
+        replaced = _replaced_selection(report)
+        if replaced:
+            note = OptionError(
+                "output_dir",
+                "{path} held the results of another selection ({replaced}); "
+                "they are replaced: give {field} to keep both.",
+                path=report["retrieval_json"],
+                replaced=replaced,
+            )
+            log(f"WARNING: {note}")
     names = images.names(done.indices.tolist())
     return write_outputs(
         report, options, images, embeddings, labels, result, names

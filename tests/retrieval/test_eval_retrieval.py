@@ -425,6 +425,23 @@ def test_evaluate_retrieval_in_process(tiny_run):
     assert (some["num_queries"], some["num_classes_evaluated"]) == (8, 2)
     assert (some["class_range"], some["class_split"]) == ([1, 3], "all")
     assert some["recall@1"] == 1.0
+    # The default folder: another selection's results are replaced with a
+    # warning (before: without a word).
+    logged = []
+    default = dataclasses.replace(options, output_dir=None)
+    for values in ({}, {"class_range": (1, 3)}):
+        report = run.evaluate_retrieval(
+            dataclasses.replace(default, **values),
+            progress=False,
+            log=logged.append,
+        )
+    path = report["retrieval_json"]
+    assert path.startswith(str(tiny_run / "retrieval"))
+    assert [line for line in logged if "another selection" in line] == [
+        f"WARNING: {path} held the results of another "
+        "selection (class_range None -> [1, 3]); they are replaced: give "
+        "`output_dir` to keep both."
+    ]
 
 
 def test_evaluate_retrieval_option_errors(tiny_run):
