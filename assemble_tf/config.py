@@ -367,7 +367,10 @@ class DataConfig(_Group):
     min_crop_area: float = _f(
         0.05,
         "Smallest random train crop as a fraction of the image area "
-        "(0.05 as the original; small images may want more).",
+        "(0.05 as the original; small images may want more). A crop also "
+        "covers at least 10 % of the box it is drawn around (the whole "
+        "image without use_bboxes), as the original's: below 0.1 this "
+        "only matters with boxes.",
         check=_fraction(False, True),
     )
     shuffle_buffer: int = _f(

@@ -291,6 +291,45 @@ def test_sharding_by_input_context_is_disjoint(records):
     assert len(names[0] | names[1]) == 12
 
 
+def test_shards_that_workers_cannot_share_evenly_are_named(records, caplog):
+    """Each worker's pipeline reads whole shards: 3 over 2 workers read
+    other numbers of records (an epoch saw 27 of 32 images, 5 twice:
+    before, without a word), and 3 over 4 cannot be shared."""
+    import logging
+
+    from assemble_tf.data.input_pipeline import DataError
+
+    config = InputConfig(
+        file_pattern=records,
+        is_training=True,
+        batch_size=4,
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        label_offset=1,
+    )
+
+    def context(n):
+        return tf.distribute.InputContext(
+            num_input_pipelines=n, input_pipeline_id=0, num_replicas_in_sync=4
+        )
+
+    with caplog.at_level(logging.WARNING):
+        build_dataset(config, context(3))  # 1 shard each: no word
+        assert not caplog.records
+        build_dataset(config, context(2))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"3 shards of {records} over 2 input pipelines (one per worker), "
+        "which each read whole shards: they read other numbers of records, "
+        "so an epoch sees some images twice and others not at all; rebuild "
+        "the records with a multiple of 2 shards (the builder's "
+        "train_shards / validation_shards)."
+    ]
+    with pytest.raises(
+        DataError, match="matches 3 shard\\(s\\), fewer than the 4"
+    ):
+        build_dataset(config, context(4))
+
+
 def test_deterministic_mode_repeats_exactly(records):
     config = InputConfig(
         file_pattern=records,
