@@ -167,14 +167,6 @@ def time_interleaved_runs(
     return rates
 
 
-def time_interleaved(entries, warmup, runs, steps, batch_size, tick=None):
-    """Median images/s of each entry over `time_interleaved_runs`."""
-    per_run = time_interleaved_runs(
-        entries, warmup, runs, steps, batch_size, tick or (lambda: None)
-    )
-    return [statistics.median(r) for r in per_run]
-
-
 def matmul_peak_gflops(dtype, size=2048, repeats=3, trials=5):
     """Best float32 (or dtype) matmul GFLOP/s of several trials.
 
@@ -264,17 +256,34 @@ def _inference(model, images):
     return model(images, training=False)
 
 
+def paired_ratio(row, base):
+    """`row`'s images/s over `base`'s: the median of the per-run ratios
+    where both hold `images_per_sec_per_run` (run r of each was timed
+    within one round of the machine, `time_interleaved_runs`), else the
+    ratio of their medians. Before: always the ratio of the medians, which
+    pairs runs of different moments (3-4 % off the paired figure in a
+    smoke run), unlike `tools.benchmark_training` and
+    `tools.benchmark_input`."""
+    ours = row.get("images_per_sec_per_run")
+    theirs = base.get("images_per_sec_per_run")
+    if ours and theirs and len(ours) == len(theirs):
+        return statistics.median(
+            a / b for a, b in zip(ours, theirs, strict=True)
+        )
+    return row["images_per_sec"] / base["images_per_sec"]
+
+
 def add_ratios(rows):
-    """Adds ratios to our R50 (per mode, with the paper's beside), to
-    Keras' ResNet50 (plain) and, for a bf16 mode, to the same preset's
-    float32 mode (`bf16` to `plain`, `fold_bn_bf16` to `fold_bn`) where
-    those rows are present."""
+    """Adds ratios (`paired_ratio`) to our R50 (per mode, with the
+    paper's beside), to Keras' ResNet50 (plain) and, for a bf16 mode, to
+    the same preset's float32 mode (`bf16` to `plain`, `fold_bn_bf16` to
+    `fold_bn`) where those rows are present."""
     by_mode = {(r["preset"], r["mode"]): r for r in rows}
     float32_mode = {"bf16": "plain", "fold_bn_bf16": "fold_bn"}
     for r in rows:
         same = by_mode.get((r["preset"], float32_mode.get(r["mode"])))
         if same:
-            r["ratio_vs_float32"] = r["images_per_sec"] / same["images_per_sec"]
+            r["ratio_vs_float32"] = paired_ratio(r, same)
     bases = {
         r["mode"]: r for r in rows if r["preset"] in ("table7_e0", "resnet50")
     }
@@ -287,16 +296,14 @@ def add_ratios(rows):
     for r in rows:
         base = bases.get(r["mode"])
         if base and r["preset"] != "keras_resnet50":
-            r["ratio_vs_r50"] = r["images_per_sec"] / base["images_per_sec"]
+            r["ratio_vs_r50"] = paired_ratio(r, base)
             if r.get("paper_images_per_sec"):
                 r["paper_ratio_vs_r50"] = (
                     r["paper_images_per_sec"] / PAPER_R50_IMAGES_PER_SEC
                 )
         keras_row = keras_rows.get(r.get("image_size"))
         if keras_row:
-            r["ratio_vs_keras_resnet50"] = (
-                r["images_per_sec"] / keras_row["images_per_sec"]
-            )
+            r["ratio_vs_keras_resnet50"] = paired_ratio(r, keras_row)
     return rows
 
 

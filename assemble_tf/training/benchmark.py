@@ -171,7 +171,7 @@ def trainer_entry(preset, precision, options, model_dir):
     """Our `Trainer`'s compiled step on a repeated in-memory uint8 batch.
 
     Returns:
-        A dict for `throughput.time_interleaved` (`fn(images)` runs one
+        A dict for `throughput.time_interleaved_runs` (`fn(images)` runs one
         step and returns its loss) with the model's MACs and metadata.
     """
     from assemble_tf.training.trainer import Trainer
@@ -481,13 +481,13 @@ def _rows_vs_keras(measured):
     """Our rows with their ratios to Keras' row of the same precision.
 
     Args:
-        measured: `_measured_row`s of every entry; their
-            images_per_sec_per_repeat are removed.
+        measured: `_measured_row`s of every entry.
 
     Returns:
         (rows, keras_rows): ours (model renamed preset, with
-        keras_images_per_sec, keras_gflops, ratio_vs_keras: the median of
-        the per-repeat ratios, ratio_quartiles) and Keras' rows.
+        keras_images_per_sec and its per-repeat rates, keras_gflops,
+        ratio_vs_keras: the median of the per-repeat ratios,
+        ratio_quartiles) and Keras' rows.
     """
     keras_rows = {
         r["precision"]: r for r in measured if r["model"] == KERAS_LABEL
@@ -501,16 +501,21 @@ def _rows_vs_keras(measured):
         paired = [
             ours / theirs
             for ours, theirs in zip(
-                r.pop("images_per_sec_per_repeat"),
+                r["images_per_sec_per_repeat"],
                 ref["images_per_sec_per_repeat"],
                 strict=True,
             )
         ]
+        # The repeats' rates stay in the JSON, Keras' beside ours: the
+        # ratio and its quartiles follow from them (before: dropped).
         rows.append(
             dict(
                 r,
                 preset=r.pop("model"),
                 keras_images_per_sec=ref["images_per_sec"],
+                keras_images_per_sec_per_repeat=ref[
+                    "images_per_sec_per_repeat"
+                ],
                 keras_gflops=ref["gflops"],
                 ratio_vs_keras=float(np.median(paired)),
                 ratio_quartiles=[
@@ -518,8 +523,6 @@ def _rows_vs_keras(measured):
                 ],
             )
         )
-    for r in keras_rows.values():
-        r.pop("images_per_sec_per_repeat")
     return rows, list(keras_rows.values())
 
 

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import stat
+import statistics
 import struct
 
 import keras
@@ -1157,6 +1158,22 @@ def test_bf16_rows_get_a_ratio_to_float32_and_to_keras():
     assert rows[5]["ratio_vs_r50"] == 0.4
     assert rows[1]["ratio_vs_keras_resnet50"] == pytest.approx(160 / 95)
     assert rows[1]["ratio_vs_r50"] == 1.0  # our R50 in the same mode
+    # With the runs' rates, the median of the paired ratios (run r of
+    # each, timed in one round), not the ratio of the medians (before:
+    # here 30 / 80 = 0.375 instead of 0.5).
+    paired = throughput.add_ratios(
+        [
+            dict(
+                row("resnet50", "plain", 80.0),
+                images_per_sec_per_run=[100.0, 80.0, 40.0],
+            ),
+            dict(
+                row("table2_c5", "plain", 30.0),
+                images_per_sec_per_run=[50.0, 30.0, 20.0],
+            ),
+        ]
+    )
+    assert paired[1]["ratio_vs_r50"] == pytest.approx(0.5)  # .5 .375 .5
 
 
 def test_the_plots_tick_labels_do_not_overlap():
@@ -1237,11 +1254,22 @@ def test_throughput_benchmark_bf16_mode_against_keras_float32(tmp_path):
         ("keras_resnet50", "float32"),
     ]
     bf16 = rows[1]
-    assert bf16["ratio_vs_float32"] == pytest.approx(
-        bf16["images_per_sec"] / rows[0]["images_per_sec"]
+
+    def paired(a, b):  # the median of the runs' ratios
+        pairs = zip(
+            a["images_per_sec_per_run"],
+            b["images_per_sec_per_run"],
+            strict=True,
+        )
+        return statistics.median(x / y for x, y in pairs)
+
+    assert len(bf16["images_per_sec_per_run"]) == 2  # --runs in the file
+    assert bf16["images_per_sec"] == pytest.approx(
+        statistics.median(bf16["images_per_sec_per_run"]), rel=1e-4
     )
+    assert bf16["ratio_vs_float32"] == pytest.approx(paired(bf16, rows[0]))
     assert bf16["ratio_vs_keras_resnet50"] == pytest.approx(
-        bf16["images_per_sec"] / rows[2]["images_per_sec"]
+        paired(bf16, rows[2])
     )
     assert bf16["matmul_peak_gflops"] != rows[0]["matmul_peak_gflops"]
     table = (tmp_path / "benchmark.md").read_text()
