@@ -29,9 +29,12 @@ def set_dropblock_keep_prob(model, keep_prob):
     count, changed = 0, False
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, DropBlock2D):
-            before = layer._keep_prob_value
             layer.set_keep_prob(keep_prob)
-            changed |= layer._keep_prob_value != before
+            # Against the value the compiled step traced (before: against
+            # the layer's last value, which its own setter may have moved
+            # already, and the step kept the old one).
+            traced = layer._traced_keep_prob
+            changed |= traced is not None and traced != float(keep_prob)
             count += 1
     compiled = getattr(model, "train_function", None) is not None
     if changed and compiled and keras.backend.backend() != "tensorflow":

@@ -116,6 +116,7 @@ class DropBlock2D(keras.layers.Layer):
         self.keep_prob_variable = None
         self._keep_prob_value = self.keep_prob
         self._keep_prob_override = None
+        self._traced_keep_prob = None
 
     def build(self, input_shape):
         if keras.backend.backend() != "tensorflow":
@@ -134,7 +135,12 @@ class DropBlock2D(keras.layers.Layer):
         )
 
     def set_keep_prob(self, value):
-        """Sets the keep probability used from the next call on."""
+        """Sets the keep probability used from the next call on.
+
+        Under JAX a train step Keras has already jitted keeps the value it
+        traced: set it with `set_dropblock_keep_prob(model, value)`, which
+        rebuilds that step.
+        """
         common.check_probability("keep_prob", value)
         self._keep_prob_value = float(value)
         if self.keep_prob_variable is not None:
@@ -221,6 +227,9 @@ class DropBlock2D(keras.layers.Layer):
             return inputs
         keep = self.current_keep_prob()
         if isinstance(keep, float):
+            # What a traced step (Keras' jitted one under JAX) bakes in:
+            # `set_dropblock_keep_prob` rebuilds it when it differs.
+            self._traced_keep_prob = keep
             return inputs if keep >= 1.0 else self._drop(inputs, keep)
         if keras.backend.backend() == "tensorflow":
             return ops.cond(

@@ -152,3 +152,8 @@ def test_a_new_keep_prob_reaches_keras_compiled_train_step():
     assert dropped != kept[0]
     assert set_dropblock_keep_prob(model, 1.0) == 1
     assert float(model.train_on_batch(x, y)) == kept[0]
+    # A layer's own setter first: the model-wide one still rebuilds the
+    # step, which had traced 1.0 (before: it saw no change and kept it).
+    model.layers[0].set_keep_prob(0.3)
+    assert set_dropblock_keep_prob(model, 0.3) == 1
+    assert float(model.train_on_batch(x, y)) != kept[0]
