@@ -1275,6 +1275,16 @@ def validate(config):
             "(or set it to none)",
             ["dropblock", "add_dropblock"],
         )
+    if m.add_dropblock and not t.dropblock_keep_prob:
+        # The reverse (before: trained with layers that dropped nothing).
+        raise invalid(
+            "add_dropblock",
+            m.add_dropblock,
+            "adds DropBlock layers that keep every activation without "
+            "{dropblock_keep_prob}: give the schedule too, e.g. "
+            "{dropblock_keep_prob}=0.9,0.7 (Table 8's rows F5-F8)",
+            ["dropblock_keep_prob"],
+        )
     if config.augment.mixup_type == 2 and t.batch_size % 2:
         # Type 2 mixes the two halves of each (per-replica) batch: an odd
         # one lost an image per step, a batch of 1 failed at its first.

@@ -255,6 +255,18 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
     assert blocks and {b.block_size for b in blocks} == {7}
     names = sorted({b.name.split("_")[0] for b in blocks})
     assert names == ["stage3", "stage4"], names
+    # Layers without a schedule keep every activation (before: trained
+    # so without a word).
+    with testing_utils.raises_flag_error(
+        "--add_dropblock=True is invalid: adds DropBlock layers that keep "
+        "every activation without --dropblock_keep_prob: give the schedule "
+        "too, e.g. --dropblock_keep_prob=0.9,0.7 \\(Table 8's rows F5-F8\\)"
+    ):
+        config_lib.make_config(
+            str(tmp_path / "run"),
+            "table6_m4",
+            {**data, "model": {"add_dropblock": True}},
+        )
     with testing_utils.raises_flag_error(
         "--add_dropblock=True is invalid: contradicts"
     ):
