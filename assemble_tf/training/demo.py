@@ -135,7 +135,8 @@ def _setup_lines(config, summary):
         f"Model: `{config.model.preset}` at base width "
         f"{config.model.base_width}, blocks {blocks}, "
         f"input {config.data.image_size}: BigLittleNet + SK + anti-aliasing "
-        f"+ DropBlock ({summary['params']:,} parameters).",
+        f"+ DropBlock ({summary['params']:,} parameters), trained under "
+        f"{_backend()} in {t.mixed_precision}.",
         f"Recipe: {_count(t.epochs, 'epoch')}, batch {t.batch_size}, SGD "
         f"momentum {t.momentum}, LR {t.base_learning_rate} {t.lr_schedule} "
         f"with {_count(t.warmup_epochs, 'warm-up epoch')}, weight decay "
@@ -144,6 +145,15 @@ def _setup_lines(config, summary):
         f"AutoAugment {a.autoaugment}, DropBlock keep "
         f"{' -> '.join(map(str, t.dropblock_keep_prob or (1.0,)))}.",
     ]
+
+
+def _backend():
+    """The Keras backend, as the report names it."""
+    import keras
+
+    return {"tensorflow": "TensorFlow", "jax": "JAX"}.get(
+        keras.backend.backend(), keras.backend.backend()
+    )
 
 
 def _count(number, noun):
@@ -232,7 +242,7 @@ def _check_same_flags(config, output_dir):
         "output_dir",
         "{field}={path} holds a demo run with other settings ("
         + "; ".join(
-            f"{{{name}}}: {{old{i}!r}} -> {{new{i}!r}}"
+            f"{{{name}}}: {{old{i}:g}} -> {{new{i}:g}}"
             for i, (name, _, _) in enumerate(changed)
         )
         + "). Rerun with the same ones to resume it, or pick a new "

@@ -4,6 +4,7 @@
 `train_lib.run_experiment` without training.
 """
 
+import keras
 import pytest
 
 from assemble_tf.training import demo
@@ -51,7 +52,14 @@ def test_report_lists_setup_metrics_and_epochs(tmp_path):
     lines = path.read_text().split("\n")
     assert lines[:2] == ["# Assemble-TF demo report", ""]
     assert lines[2].startswith("Data: /data/digits (scikit-learn digits")
-    assert "(123,456 parameters)" in lines[3]
+    # The backend and precision it trained in (before: a JAX run's report
+    # read as a TensorFlow run's).
+    backend = {"tensorflow": "TensorFlow", "jax": "JAX"}[
+        keras.backend.backend()
+    ]
+    assert lines[3].endswith(
+        f"(123,456 parameters), trained under {backend} in float32."
+    )
     assert lines[4].startswith("Recipe: 2 epochs, batch 32, SGD momentum")
     assert "with 1 warm-up epoch, " in lines[4]
     assert demo._count(1.0, "epoch") == "1 epoch"
@@ -137,7 +145,7 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
         demo.run_demo(again)
     assert e.value.as_flag() == (
         f"--output_dir={tmp_path} holds a demo run with other settings "
-        "(--epochs: 2.0 -> 3.0). Rerun with the same ones to resume it, or "
+        "(--epochs: 2 -> 3). Rerun with the same ones to resume it, or "
         "pick a new --output_dir."
     )
     # 1 -> 2 epochs changes the warm-up the demo derives (0.5 -> 1.0):
@@ -148,7 +156,7 @@ def test_a_rerun_of_other_epochs_names_the_demos_flag(tmp_path, monkeypatch):
     again = demo.DemoOptions(output_dir=str(tmp_path / "one"), epochs=2, seed=7)
     with pytest.raises(OptionError) as e:
         demo.run_demo(again)
-    assert "(--epochs: 1.0 -> 2.0; --seed: 0 -> 7)" in e.value.as_flag()
+    assert "(--epochs: 1 -> 2; --seed: 0 -> 7)" in e.value.as_flag()
 
 
 def test_a_demo_run_of_an_earlier_version_names_no_flag_it_lacks(
