@@ -8,6 +8,7 @@ import pytest
 
 from assemble_tf.robustness import benchmark
 from official.utils.misc.validation import OptionError
+from tests import testing_utils
 
 
 def test_run_benchmark_times_the_named_corruptions():
@@ -53,6 +54,14 @@ def test_option_errors_name_the_flags():
         benchmark.check_names(["fog", "fog", "snow"], valid)
     with pytest.raises(ValueError, match="is empty"):
         benchmark.check_names([], valid)
+    # From the command line too (before: --corruptions= timed all 19).
+    result = testing_utils.run_main(
+        "tools.benchmark_corruptions", "--corruptions="
+    )
+    assert result.returncode == 2
+    assert testing_utils.error_line(result) == (
+        "ERROR: --corruptions is empty: name one."
+    )
     with pytest.raises(OptionError) as e:
         benchmark.check_names(["bogus", "fog"], valid)
     assert str(e.value) == "`corruptions`: unknown bogus. Valid: fog, snow."
