@@ -23,7 +23,7 @@ TABLE = (
         "image_size",
         None,
         "Input side of every model, --compare's too. Default: each "
-        "preset's eval size.",
+        "preset's eval size (64 with --smoke).",
     ),
     (
         "enum",

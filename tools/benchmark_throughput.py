@@ -11,8 +11,9 @@ tool prints ratios against references timed in the same process: Keras'
 (`--paper_table`, beside the paper's ratio, e.g. Assemble-R50 312/536 =
 0.58). Each figure is the median of `--runs` timed runs of `--steps` batches
 after `--warmup` batches, inside `tf.function` (optionally XLA, BN folded).
-Also reports achieved GFLOP/s against a float32 matmul peak measured in the
-same run. Writes JSON lines, a markdown table and a bar chart.
+Also reports achieved GFLOP/s against a matmul peak of the row's compute
+dtype (float32, or bfloat16 / float16) measured in the same run. Writes
+JSON lines, a markdown table and a bar chart.
 
 `--modes=plain,bf16 --compare=keras_resnet50` times our model computing in
 bfloat16 (float32 in and out, as `tools.export_saved_model
