@@ -433,6 +433,21 @@ SELECTION_KEYS = (
 )
 
 
+def _warn_of_replaced_selection(report, log):
+    """Logs a warning where `report` replaces the retrieval.json of
+    another selection in its (default) folder."""
+    replaced = _replaced_selection(report)
+    if replaced:
+        note = OptionError(
+            "output_dir",
+            "{path} held the results of another selection ({replaced}); "
+            "they are replaced: give {field} to keep both.",
+            path=report["retrieval_json"],
+            replaced=replaced,
+        )
+        log(f"WARNING: {note}")
+
+
 def _replaced_selection(report):
     """How the retrieval.json `report` replaces differs from it, as
     "key old -> new; ..." (before: the default folder of a run held one
@@ -696,16 +711,7 @@ def evaluate_retrieval(options, progress=True, log=_stderr):
     )
     report.update(counts)
     if not options.output_dir:
-        replaced = _replaced_selection(report)
-        if replaced:
-            note = OptionError(
-                "output_dir",
-                "{path} held the results of another selection ({replaced}); "
-                "they are replaced: give {field} to keep both.",
-                path=report["retrieval_json"],
-                replaced=replaced,
-            )
-            log(f"WARNING: {note}")
+        _warn_of_replaced_selection(report, log)
     names = images.names(done.indices.tolist())
     return write_outputs(
         report, options, images, embeddings, labels, result, names

@@ -65,18 +65,26 @@ def records(tmp_path):
     return str(tmp_path / "train-*")
 
 
+def _config(pattern, defaults, overrides):
+    """The `InputConfig` of the test records: `defaults`, then
+    `overrides`."""
+    base = dict(file_pattern=pattern, num_classes=NUM_CLASSES, label_offset=1)
+    return InputConfig(**{**base, **defaults, **overrides})
+
+
 def _eval_config(pattern, **kw):
-    base = dict(
-        file_pattern=pattern,
+    evaluation = dict(
         is_training=False,
         batch_size=5,
-        num_classes=NUM_CLASSES,
         preprocessing_type="imagenet_32",
-        label_offset=1,
         deterministic=True,
     )
-    base.update(kw)
-    return InputConfig(**base)
+    return _config(pattern, evaluation, kw)
+
+
+def _train_config(pattern, **kw):
+    training = dict(is_training=True, batch_size=4, image_size=32)
+    return _config(pattern, training, kw)
 
 
 def test_eval_reads_every_image_and_skips_corrupt_records(records):
@@ -258,13 +266,9 @@ def test_boxes_of_other_tools_are_clipped_or_left_out_not_fatal(tmp_path):
 
 @pytest.mark.slow  # over 1.4 s in make test (make test-fast: 2 min)
 def test_train_batches_mixup_type1_and_smoothing(records):
-    config = InputConfig(
-        file_pattern=records,
-        is_training=True,
+    config = _train_config(
+        records,
         batch_size=3,
-        num_classes=NUM_CLASSES,
-        image_size=32,
-        label_offset=1,
         mixup_type=1,
         label_smoothing=0.1,
         shuffle_buffer=16,
@@ -299,14 +303,7 @@ def test_shards_that_workers_cannot_share_evenly_are_named(records, caplog):
 
     from assemble_tf.data.input_pipeline import DataError
 
-    config = InputConfig(
-        file_pattern=records,
-        is_training=True,
-        batch_size=4,
-        num_classes=NUM_CLASSES,
-        image_size=32,
-        label_offset=1,
-    )
+    config = _train_config(records)
 
     def context(n):
         return tf.distribute.InputContext(
@@ -331,13 +328,8 @@ def test_shards_that_workers_cannot_share_evenly_are_named(records, caplog):
 
 
 def test_deterministic_mode_repeats_exactly(records):
-    config = InputConfig(
-        file_pattern=records,
-        is_training=True,
-        batch_size=4,
-        num_classes=NUM_CLASSES,
-        image_size=32,
-        label_offset=1,
+    config = _train_config(
+        records,
         deterministic=True,
         seed=5,
         shuffle_buffer=8,
@@ -434,19 +426,13 @@ def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
     from assemble_tf.data.input_pipeline import BatchPostprocess
 
     common = dict(
-        file_pattern=records,
-        is_training=True,
-        batch_size=4,
-        num_classes=NUM_CLASSES,
-        image_size=32,
-        label_offset=1,
         deterministic=True,
         seed=9,
         shuffle_buffer=8,
         mixup_type=1,
         label_smoothing=0.1,
     )
-    u8 = InputConfig(dtype="uint8", **common)
+    u8 = _train_config(records, dtype="uint8", **common)
     raw, batch = next(iter(build_dataset(u8)))
     assert raw.dtype == tf.uint8 and raw.shape == (8, 32, 32, 3)
     assert "lambda" not in batch  # mixing waits for the train step
@@ -455,8 +441,10 @@ def test_uint8_pipeline_plus_batch_postprocess_matches_float(records):
     )
     assert images.shape == (4, 32, 32, 3) and images.dtype == tf.float32
     np.testing.assert_allclose(mixed["targets"].numpy().sum(-1), 1.0, rtol=1e-6)
-    f32 = InputConfig(
-        dtype="float32", **dict(common, mixup_type=0, label_smoothing=0.0)
+    f32 = _train_config(
+        records,
+        dtype="float32",
+        **dict(common, mixup_type=0, label_smoothing=0.0),
     )
     floats, _ = next(iter(build_dataset(f32)))
     # Same crops; uint8 rounding moves a pixel by at most half a level.
