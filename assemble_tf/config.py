@@ -274,7 +274,7 @@ class ModelConfig(_Group):
         "Override the downsampling shortcut: conv, avg2 (ResNet-D), avg3 "
         "(BigLittleNet) or avg2_tf1 (the original code's ResNet-D "
         "shortcut, which its ResNet-D checkpoints need).",
-        check=_one_of("conv", "avg2", "avg3", "avg2_tf1"),
+        check=_one_of(*presets.SHORTCUTS),
     )
     embedding_size: int | None = _f(
         None,

@@ -22,6 +22,10 @@ from official.utils.misc.validation import OptionError
 
 # Building blocks of the rows (arguments of models.resnet.build_resnet).
 R50 = {"depth": 50}
+# The downsampling shortcuts `build_resnet` takes (`shortcut`): one list
+# for the builder, a run's model options and the model tools' flag.
+SHORTCUTS = ("conv", "avg2", "avg3", "avg2_tf1")
+
 R50D = {"depth": 50, "stem": "deep", "shortcut": "avg2"}
 BIG_LITTLE_R50 = {"depth": 50, "big_little": (2, 4), "shortcut": "avg3"}
 SK = {"attention": "sk"}

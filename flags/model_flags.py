@@ -67,7 +67,7 @@ def define_model_flags(preset_default=None, preset_required=True):
     flags.DEFINE_enum(
         "shortcut",
         None,
-        ["conv", "avg2", "avg3", "avg2_tf1"],
+        list(presets.SHORTCUTS),
         "Downsampling shortcut: conv, avg2 (ResNet-D), avg3 (BigLittleNet) "
         "or avg2_tf1 (the original code's ResNet-D shortcut, which its "
         "ResNet-D checkpoints need).",

@@ -93,18 +93,25 @@ def check_output(output, overwrite=False):
         )
 
 
+def _model_kwargs(options):
+    """The `build_resnet` arguments of the preset with the overrides."""
+    from assemble_tf import presets
+
+    return {
+        **presets.get(options.preset).model_kwargs(),
+        **options.model_overrides,
+    }
+
+
 def _check_strides(options):
     """The original's stage strides are (1, 2, 2, 2), BigLittleNet's
     merges (2, 2, 1, 2), and `no_downsample` sets the last to 1: any other
     `stage_strides` has no variables of its own, so the weights converted
     and computed other logits (before: accepted)."""
-    from assemble_tf import presets
-
     strides = options.model_overrides.get("stage_strides")
     if strides is None:
         return
-    kwargs = {**presets.get(options.preset).model_kwargs()}
-    kwargs.update(options.model_overrides)
+    kwargs = _model_kwargs(options)
     usual = (2, 2, 1, 2) if kwargs.get("big_little") else (1, 2, 2, 2)
     if tuple(strides) not in (usual, usual[:3] + (1,)):
         raise OptionError(
@@ -124,11 +131,7 @@ def _check_shortcut(options):
     A preset's "avg2" (the paper's) loaded its checkpoints without a word
     and computed other logits (max |diff| 12 of 49 on a tiny R50-D + SK
     at 112 px)."""
-    from assemble_tf import presets
-
-    kwargs = {**presets.get(options.preset).model_kwargs()}
-    kwargs.update(options.model_overrides)
-    if kwargs.get("shortcut") == "avg2":
+    if _model_kwargs(options).get("shortcut") == "avg2":
         raise OptionError(
             "shortcut",
             "{preset} has the paper's ResNet-D shortcut (avg2); the "

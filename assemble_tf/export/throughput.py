@@ -267,10 +267,14 @@ def paired_ratio(row, base):
     ours = row.get("images_per_sec_per_run")
     theirs = base.get("images_per_sec_per_run")
     if ours and theirs and len(ours) == len(theirs):
-        return statistics.median(
-            a / b for a, b in zip(ours, theirs, strict=True)
-        )
+        return statistics.median(paired_ratios(ours, theirs))
     return row["images_per_sec"] / base["images_per_sec"]
+
+
+def paired_ratios(ours, theirs):
+    """Run r's images/s of one model over another's, per run (both timed
+    within one round of the machine: `time_interleaved_runs`)."""
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
 
 
 def add_ratios(rows):

@@ -28,6 +28,7 @@ import numbers
 import keras
 import numpy as np
 
+from assemble_tf import presets
 from assemble_tf.layers import common
 from assemble_tf.layers.avg_pool import PaddedAveragePool2D
 from assemble_tf.layers.batch_norm import BatchNorm
@@ -57,7 +58,7 @@ STAGE_STRIDES = (1, 2, 2, 2)
 # In BigLittleNet these are the strides of the merge blocks of S1-S3.
 BIG_LITTLE_STAGE_STRIDES = (2, 2, 1, 2)
 STEMS = ("classic", "deep")
-SHORTCUTS = ("conv", "avg2", "avg3", "avg2_tf1")
+SHORTCUTS = presets.SHORTCUTS
 POOLINGS = ("avg", "gem")
 CLASSIFIERS = ("dense", "cosine")
 EXPANSION = {"basic": 1, "bottleneck": 4}

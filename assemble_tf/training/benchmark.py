@@ -497,15 +497,9 @@ def _rows_vs_keras(measured):
         if r["model"] == KERAS_LABEL:
             continue
         ref = keras_rows[r["precision"]]
-        # Paired per repeat: both ran within one round of the machine.
-        paired = [
-            ours / theirs
-            for ours, theirs in zip(
-                r["images_per_sec_per_repeat"],
-                ref["images_per_sec_per_repeat"],
-                strict=True,
-            )
-        ]
+        paired = throughput.paired_ratios(
+            r["images_per_sec_per_repeat"], ref["images_per_sec_per_repeat"]
+        )
         # The repeats' rates stay in the JSON, Keras' beside ours: the
         # ratio and its quartiles follow from them (before: dropped).
         rows.append(
