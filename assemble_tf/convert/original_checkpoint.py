@@ -145,13 +145,57 @@ def expected_variables(scopes, checkpoint_names):
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
+_FILE_SUFFIX = re.compile(r"\.(index|data-\d+-of-\d+)$")
+
+
+def _step(prefix):
+    """The trailing step of a prefix (model.ckpt-750683), for sorting."""
+    found = re.search(r"-(\d+)$", prefix)
+    return (int(found.group(1)) if found else -1, prefix)
+
+
+def _check_prefix(prefix):
+    """Raises `FileNotFoundError` for a path that is no prefix: one of a
+    checkpoint's files (named with the prefix to pass instead), or a folder
+    without a `checkpoint` state file (named with the prefixes in it).
+    Before: "not the .index file" for a .data file too, and a folder gave
+    TensorFlow's "Couldn't find 'checkpoint' file"."""
+    import glob
+    import os
+
+    suffix = _FILE_SUFFIX.search(prefix)
+    if suffix:
+        raise FileNotFoundError(
+            f"{prefix!r} is one of a checkpoint's files (.{suffix.group(1)}); "
+            f"pass its prefix, {prefix[: suffix.start()]!r}."
+        )
+    if not os.path.isdir(prefix) or tf.train.latest_checkpoint(prefix):
+        return
+    found = sorted(
+        (
+            p[: -len(".index")]
+            for p in glob.glob(os.path.join(prefix, "*.index"))
+        ),
+        key=_step,
+    )
+    if not found:
+        raise FileNotFoundError(
+            f"{prefix!r} is a folder without a TF1 checkpoint (no .index "
+            "file in it): pass a checkpoint's prefix, e.g. "
+            "/ckpts/model.ckpt-750683."
+        )
+    shown = ", ".join(repr(p) for p in found[-3:])
+    raise FileNotFoundError(
+        f"{prefix!r} is a folder without a `checkpoint` file naming its "
+        f"newest checkpoint: pass a prefix, e.g. {shown}"
+        f"{' (the newest last)' if len(found) > 1 else ''}."
+    )
+
+
 def read_checkpoint(prefix):
     """Returns `(reader, {name: shape})` of the model variables in `prefix`."""
     hint = "pass the prefix, e.g. model.ckpt-750683, not the .index file"
-    if re.search(r"\.(index|data-\d+-of-\d+)$", prefix):
-        raise FileNotFoundError(
-            f"{prefix!r} is one of a checkpoint's files: {hint}."
-        )
+    _check_prefix(prefix)
     try:
         reader = tf.train.load_checkpoint(prefix)
         names = reader.get_variable_to_shape_map()

@@ -162,11 +162,16 @@ def validate(options):
             dtype=options.dtype,
         )
     if throughput.backend() == "jax" and any("xla" in m for m in modes):
+        if not options.modes:  # the mode came from jit_compile
+            raise OptionError(
+                "jit_compile",
+                "{field}: under KERAS_BACKEND=jax every forward pass is "
+                "XLA-compiled already; leave {field} out.",
+            )
         raise OptionError(
             "modes",
-            "{field}={selected} (or {jit_compile}): under KERAS_BACKEND=jax "
-            "every mode is XLA-compiled already; use plain or fold_bn.",
-            ["jit_compile"],
+            "{field}={selected}: under KERAS_BACKEND=jax every mode is "
+            "XLA-compiled already; use plain or fold_bn.",
             selected=",".join(modes),
         )
     return modes

@@ -184,9 +184,11 @@ def collect(names, image_size=None, progress=True):
         bar.set_postfix_str(name)
         try:
             rows.append(preset_row(name, image_size))
+        except OptionError as e:  # the option stays named (a flag)
+            raise OptionError(
+                e.field, f"Preset {name}: {e.template}", e.others, **e.values
+            ) from None
         except ValueError as e:
-            if isinstance(e, OptionError):  # names its option already
-                raise
             # Before: the builder's message alone, naming no preset.
             raise ValueError(f"Preset {name}: {e}") from None
         keras.backend.clear_session()

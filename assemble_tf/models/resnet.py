@@ -210,16 +210,20 @@ def _check_big_little(o):
             f"BigLittleNet has no block counts for depth={o.depth}; pass "
             "`block_sizes` (4 nominal counts)."
         )
+    # Named as options (a binary prints "--image_size=48"; before, a bare
+    # "image_size=48" that read as no flag there).
     if o.image_size is not None and o.image_size % 32:
-        raise ValueError(
-            "BigLittleNet needs an input side that is a multiple of 32 "
-            "(the big branch is upsampled 2x and added to the little "
-            f"one). Received: image_size={o.image_size}"
+        raise _invalid(
+            "image_size",
+            "be a multiple of 32 for BigLittleNet (the big branch is "
+            "upsampled 2x and added to the little one)",
+            o.image_size,
         )
     if o.base_width % o.big_little[0]:
-        raise ValueError(
-            f"`base_width` must be divisible by the BigLittleNet alpha. "
-            f"Received: base_width={o.base_width}, big_little={o.big_little}"
+        raise _invalid(
+            "base_width",
+            f"be divisible by the BigLittleNet alpha {o.big_little[0]}",
+            o.base_width,
         )
 
 

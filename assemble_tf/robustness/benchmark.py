@@ -37,6 +37,9 @@ from official.utils.misc.validation import OptionError
 # The keys of the one-line JSON report (`console_line`).
 JSON_KEYS = (
     "image_size",
+    "resize",
+    "repeats",
+    "single_thread",
     "ours_s",
     "ours_total_s",
     "frost_cache_s",
@@ -343,7 +346,8 @@ def run_benchmark(options):
         options: a `CorruptionBenchmarkOptions`.
 
     Returns:
-        {"image_size", "ours_s" ({name: seconds per image}),
+        {"image_size", "resize", "repeats", "single_thread", "ours_s"
+        ({name: seconds per image}),
         "ours_total_s" (all of them at 5 severities), "frost_cache_s",
         "imagecorruptions_s" (`time_imagecorruptions`' dict, or None),
         "corruptions" (the names timed, as given)}.
@@ -380,6 +384,11 @@ def run_benchmark(options):
         )
     return {
         "image_size": options.image_size,
+        # The setting, so that a JSON line read later says what it timed
+        # (before: the size alone).
+        "resize": options.resize,
+        "repeats": options.repeats,
+        "single_thread": options.single_thread,
         "ours_s": ours,
         "ours_total_s": 5 * sum(ours.values()),
         "frost_cache_s": setup_s,

@@ -69,9 +69,36 @@ def test_unreadable_checkpoints_and_goldens_are_one_named_error(tmp_path):
 
     output = str(tmp_path / "w.weights.h5")
     index = os.path.join(FOLDER, "model.ckpt.index")
-    with pytest.raises(FileNotFoundError, match="not the .index file") as e:
-        run.convert(dataclasses.replace(_options(output), checkpoint=index))
-    assert e.value.as_flag().startswith(f"--checkpoint: {index!r} is one of")
+    prefix = os.path.join(FOLDER, "model.ckpt")
+    data = prefix + ".data-00000-of-00001"
+    for path, suffix in ((index, "index"), (data, "data-00000-of-00001")):
+        with pytest.raises(FileNotFoundError) as e:
+            run.convert(dataclasses.replace(_options(output), checkpoint=path))
+        assert e.value.as_flag() == (
+            f"--checkpoint: {path!r} is one of a checkpoint's files "
+            f"(.{suffix}); pass its prefix, {prefix!r}."
+        )
+    # A folder without the `checkpoint` state file (before: TensorFlow's
+    # "Couldn't find 'checkpoint' file"): its prefixes, the newest last.
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    for step in (900, 80):
+        for name in ("index", "data-00000-of-00001"):
+            (steps / f"model.ckpt-{step}.{name}").write_text("")
+    with pytest.raises(FileNotFoundError) as e:
+        run.convert(
+            dataclasses.replace(_options(output), checkpoint=str(steps))
+        )
+    first, last = (str(steps / f"model.ckpt-{s}") for s in (80, 900))
+    assert e.value.as_flag() == (
+        f"--checkpoint: {str(steps)!r} is a folder without a `checkpoint` "
+        f"file naming its newest checkpoint: pass a prefix, e.g. {first!r}, "
+        f"{last!r} (the newest last)."
+    )
+    with pytest.raises(FileNotFoundError, match="without a TF1 checkpoint"):
+        run.convert(
+            dataclasses.replace(_options(output), checkpoint=str(tmp_path))
+        )
     for name, damage in (
         ("cut_data", lambda p: _truncate(p + ".data-00000-of-00001", 1000)),
         ("no_data", lambda p: os.remove(p + ".data-00000-of-00001")),

@@ -821,6 +821,28 @@ def test_run_benchmark_option_errors_name_the_option():
     assert throughput_run.selected_modes(options(jit_compile=True)) == ["xla"]
 
 
+def test_xla_requests_under_jax_name_the_option_given(monkeypatch):
+    from assemble_tf.export import throughput, throughput_run
+    from official.utils.misc.validation import OptionError
+
+    monkeypatch.setattr(throughput, "backend", lambda: "jax")
+    options = throughput_run.ThroughputOptions
+    # Before: "--modes=xla (or --jit_compile)" for a run without --modes.
+    with pytest.raises(OptionError) as e:
+        throughput_run.validate(options(jit_compile=True))
+    assert e.value.as_flag() == (
+        "--jit_compile: under KERAS_BACKEND=jax every forward pass is "
+        "XLA-compiled already; leave --jit_compile out."
+    )
+    with pytest.raises(OptionError) as e:
+        throughput_run.validate(options(modes=("plain", "fold_bn_xla")))
+    assert e.value.as_flag() == (
+        "--modes=plain,fold_bn_xla: under KERAS_BACKEND=jax every mode is "
+        "XLA-compiled already; use plain or fold_bn."
+    )
+    assert throughput_run.validate(options(modes=("fold_bn",))) == ["fold_bn"]
+
+
 # bfloat16 serving: tools.export_saved_model --precision=bfloat16.
 
 TINY_R50 = {"base_width": 8, "block_sizes": (1, 1, 1, 1), "num_classes": 3}

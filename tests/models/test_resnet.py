@@ -217,7 +217,7 @@ def test_conv_init_is_variance_scaling_fan_in():
     "kwargs,match",
     [
         ({"depth": 51}, "depth=51"),
-        ({"big_little": (2, 4), "image_size": 240}, "image_size=240"),
+        ({"big_little": (2, 4), "image_size": 240}, "`image_size`=240"),
         ({"stem": "space2depth"}, "stem`='space2depth'"),
         ({"shortcut": "avg"}, "shortcut`='avg'"),
         ({"attention": "cbam"}, "attention='cbam'"),
@@ -228,7 +228,7 @@ def test_conv_init_is_variance_scaling_fan_in():
         ({"anti_alias": "proj", "shortcut": "avg2"}, "shortcut='avg2'"),
         ({"block_sizes": (3, 4, 6)}, "block_sizes`=3,4,6"),
         ({"big_little": (2, 4), "block_sizes": (1, 2, 2, 1)}, "at least 2"),
-        ({"big_little": (3, 4)}, "alpha"),
+        ({"big_little": (3, 4)}, "by the BigLittleNet alpha 3. Received: `b"),
         ({"depth": 18, "big_little": (2, 4)}, "depth=18"),
         ({"depth": 200, "big_little": (2, 4)}, "depth=200"),
         ({"dropblock": {"stages": (3,), "gamma_scales": (1, 2)}}, "one value"),

@@ -31,6 +31,11 @@ def test_run_benchmark_times_the_named_corruptions():
     line = benchmark.console_line(report)
     assert list(line) == list(benchmark.JSON_KEYS)
     assert line["image_size"] == 64
+    assert (line["resize"], line["repeats"], line["single_thread"]) == (
+        72,
+        1,
+        False,
+    )
     json.dumps(line)
     text = benchmark.format_text(report, options).splitlines()
     assert text[:2] == ["| corruption | ours ms/img |", "|---|---:|"]
