@@ -264,6 +264,12 @@ class ModelConfig(_Group):
         "preset that has none, e.g. to fine-tune with a keep-prob schedule "
         "(Table 8 rows F5-F8).",
     )
+    dropblock_shared_mask: bool = _f(
+        False,
+        "One DropBlock mask for the whole batch, as the original code "
+        "(default: one per example, as the DropBlock paper; "
+        "docs/fidelity.md).",
+    )
     pooling: str | None = _f(
         None,
         "Override the head pooling: avg or gem.",
@@ -305,6 +311,30 @@ class ModelConfig(_Group):
                 "layers)",
                 others=("dropblock",),
             )
+        if self.dropblock_shared_mask and not self._dropblock():
+            raise invalid(
+                "dropblock_shared_mask",
+                self.dropblock_shared_mask,
+                "sets up DropBlock layers this model does not have ("
+                + (
+                    "{dropblock}=False removes them"
+                    if not self.dropblock
+                    else f"{self.preset} has none; {{add_dropblock}} adds them"
+                )
+                + ")",
+                others=("dropblock", "add_dropblock"),
+            )
+
+    def _dropblock(self):
+        """The model's DropBlock settings (a dict), or None."""
+        if not self.dropblock:
+            return None
+        own = presets.get(self.preset).model.get("dropblock")
+        if own:
+            return dict(own)
+        if self.add_dropblock:
+            return dict(presets.DROPBLOCK["dropblock"])
+        return None
 
     def build_overrides(self, num_classes, image_size=None):
         """Keyword overrides for `assemble_tf.models.build_model`."""
@@ -317,12 +347,13 @@ class ModelConfig(_Group):
             out["block_sizes"] = tuple(self.block_sizes)
         if self.bn_momentum is not None:
             out["bn_momentum"] = self.bn_momentum
-        if not self.dropblock:
+        dropblock = self._dropblock()
+        if dropblock is None:
             out["dropblock"] = None
-        elif self.add_dropblock and not presets.get(self.preset).model.get(
-            "dropblock"
-        ):
-            out["dropblock"] = dict(presets.DROPBLOCK["dropblock"])
+        elif self.add_dropblock or self.dropblock_shared_mask:
+            if self.dropblock_shared_mask:
+                dropblock["shared_mask"] = True
+            out["dropblock"] = dropblock
         if self.pooling is not None:
             out["pooling"] = self.pooling
         if self.shortcut is not None:

@@ -277,6 +277,46 @@ def test_add_dropblock_gives_a_preset_without_them_the_papers_layers(
         )
 
 
+@pytest.mark.slow  # builds three models
+def test_dropblock_shared_mask_reaches_every_dropblock_layer(tmp_path):
+    """The original's one mask per batch (docs/fidelity.md), from a flag
+    (before: a key of the builder's `dropblock` dict alone)."""
+    from assemble_tf.layers import DropBlock2D
+    from assemble_tf.runs import models as run_models
+
+    data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
+    tiny = {"base_width": 8, "block_sizes": "2,2,2,1"}
+
+    def layers(preset, **model):
+        schedule = {"dropblock_keep_prob": "0.9,0.7"}
+        cfg = config_lib.make_config(
+            str(tmp_path / "run"),
+            preset,
+            {**data, "model": {**tiny, **model}, "train": schedule},
+        )
+        model = run_models.build_run_model(cfg, image_size=64)
+        found = model._flatten_layers()
+        return [x for x in found if isinstance(x, DropBlock2D)]
+
+    assert {b.shared_mask for b in layers("assemble_resnet50")} == {False}
+    shared = layers("assemble_resnet50", dropblock_shared_mask=True)
+    assert len(shared) == len(layers("assemble_resnet50"))
+    assert {(b.shared_mask, b.block_size) for b in shared} == {(True, 7)}
+    added = layers("table6_m4", add_dropblock=True, dropblock_shared_mask=True)
+    assert added and all(b.shared_mask for b in added)
+    with testing_utils.raises_flag_error(
+        "--dropblock_shared_mask=True is invalid: sets up DropBlock layers "
+        "this model does not have \\(table6_m4 has none; --add_dropblock "
+        "adds them\\)"
+    ):
+        layers("table6_m4", dropblock_shared_mask=True)
+    with testing_utils.raises_flag_error(
+        "--dropblock_shared_mask=True is invalid: sets up DropBlock layers "
+        "this model does not have \\(--dropblock=False removes them\\)"
+    ):
+        layers("assemble_resnet50", dropblock=False, dropblock_shared_mask=True)
+
+
 def test_classifier_is_checked_before_the_model_is_built(tmp_path):
     data = {"data": {"data_dir": str(tmp_path), "num_classes": 10}}
     cfg = config_lib.make_config(
