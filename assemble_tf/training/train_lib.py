@@ -17,12 +17,20 @@ from assemble_tf.runs import checkpoints, class_names, inputs, runtime
 from assemble_tf.training import trainer as trainer_lib
 from official.utils.misc.validation import OptionError
 
-# Fields a resume may change: how the loop is run and reported, not what
-# it trains (the learning-rate and DropBlock schedules, the data, the
-# model and the devices stay as they were).
+# Fields a resume may change: where the data is, how the loop is run and
+# reported, not what it trains (the learning-rate and DropBlock schedules,
+# the data, the model and the devices stay as they were).
 RESUME_MAY_CHANGE = (
+    # The same records mounted elsewhere (a preempted job back on another
+    # machine; before: refused, and unresumable once the old path was
+    # gone). Other data is refused by its size and class names
+    # (`checks.check_training_data`, `class_names`).
+    ("data", "data_dir"),
     ("train", "steps_per_loop"),
     ("train", "log_every"),
+    # When to checkpoint and evaluate: the weights trained are the same.
+    ("train", "checkpoint_every_epochs"),
+    ("train", "eval_every_epochs"),
     ("train", "keep_checkpoints"),
     ("train", "keep_best"),
     ("train", "eval_batch_size"),
@@ -210,8 +218,9 @@ def _run(config, log):
     trainer.prepare()  # resume or warm start
     if changed:  # resumed: only a run with checkpoints has changes
         trainer.log(
-            "Resuming with other settings of how the loop runs (not of "
-            f"what it trains): {'; '.join(map(str, changed))}."
+            "Resuming with other settings of where the data is or how the "
+            f"loop runs (not of what it trains): "
+            f"{'; '.join(map(str, changed))}."
         )
     config.to_json(os.path.join(config.model_dir, "config.json"))
     # What each logit means, kept with the run (the export serves it).

@@ -644,9 +644,18 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
     for suffix in (".state.npz", ".weights.h5"):
         (tmp_path / "checkpoints" / f"ckpt-1{suffix}").write_bytes(b"")
     assert train_lib.check_resume(base) == []
-    changed = train_lib.check_resume(config(steps_per_loop=3, keep_best=0))
+    changed = train_lib.check_resume(
+        config(
+            steps_per_loop=3,
+            keep_best=0,
+            eval_every_epochs=2.0,
+            checkpoint_every_epochs=2.0,
+        )
+    )
     assert [c.as_flag() for c in changed] == [
         "--steps_per_loop: 100 -> 3",
+        "--checkpoint_every_epochs: 1.0 -> 2.0",
+        "--eval_every_epochs: 1.0 -> 2.0",
         "--keep_best: 3 -> 0",
     ]
     assert str(changed[0]) == "`steps_per_loop`: 100 -> 3"  # the library's

@@ -640,6 +640,19 @@ def test_a_resume_on_a_training_split_of_another_size_is_refused(
     os.remove(data / "train-00001-of-00001")
     same = testing_utils.run_main(*args)  # the data it started on
     assert same.returncode == 0, same.stderr[-3000:]
+    # The same records at another path (before: refused as another
+    # configuration, and unresumable once the old path was gone).
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    elsewhere = testing_utils.run_main(
+        *[a.replace(str(data), str(moved)) for a in args]
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert (
+        "Resuming with other settings of where the data is or how the loop "
+        f"runs (not of what it trains): --data_dir: '{data}' -> '{moved}'."
+    ) in elsewhere.stderr
+    moved.rename(data)
     # A class renamed (before: the rerun resumed, its logit 1 trained as
     # "green" went on as "lime", and class_names.txt was rewritten).
     labels = data / "labels.txt"
