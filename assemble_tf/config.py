@@ -599,7 +599,12 @@ class TrainConfig(_Group):
         "makes the step ~2.8x slower, as for Keras' own step: an option for "
         "GPUs and TPUs.",
     )
-    seed: int = _f(0, "Seed of data order, crops, mixing and init.")
+    seed: int = _f(
+        0,
+        "Seed of data order, crops, mixing and init (0 to 2**32 - 1).",
+        # Before: Keras' "Seed must be between 0 and 2**32 - 1", no flag.
+        check=(lambda v: 0 <= v < 2**32, "must be between 0 and 2**32 - 1"),
+    )
     deterministic: bool = _f(
         False, "Op determinism and a fixed data order (slower)."
     )

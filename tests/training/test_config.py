@@ -65,6 +65,12 @@ def test_json_round_trip(tmp_path):
         ({"train": {"eval_batch_size": -3}}, "--eval_batch_size=-3 is invalid"),
         ({"train": {"eval_batch_size": 0}}, "--eval_batch_size=0 is invalid"),
         ({"train": {"steps_per_loop": 0}}, "--steps_per_loop=0 is invalid"),
+        # Before: Keras' "Seed must be between 0 and 2**32 - 1", no flag.
+        (
+            {"train": {"seed": -1}},
+            re.escape("--seed=-1 is invalid: must be between 0 and 2**32 - 1"),
+        ),
+        ({"train": {"seed": 2**32}}, "--seed=4294967296 is invalid"),
         ({"augment": {"autoaugment": "cifar"}}, "--autoaugment='cifar'"),
         ({"train": {"dropblock_keep_prob": "1.0"}}, "dropblock_keep_prob"),
         (
