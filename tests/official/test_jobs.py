@@ -523,6 +523,32 @@ def test_an_output_on_a_read_only_or_full_disk_is_one_line(
     assert capsys.readouterr().err == f"ERROR: {message}\n"
 
 
+def test_an_option_on_a_read_only_disk_keeps_its_own_message(capsys):
+    """Before: "cannot write the outputs: read-only file system; write to
+    another folder.", naming neither the option nor the folder."""
+    import errno
+
+    from official.utils.flags import core as flags_core
+    from official.utils.misc.validation import PathNotWritableError
+
+    def main(argv):
+        raise PathNotWritableError(
+            "model_dir",
+            "{field}={path} cannot be written: no folder can be made in "
+            "/ro (Read-only file system); choose another {field}.",
+            errno_code=errno.EROFS,
+            path="/ro/run",
+        )
+
+    with pytest.raises(SystemExit) as e:
+        flags_core.clean_errors(main)([])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "ERROR: --model_dir=/ro/run cannot be written: no folder can be made "
+        "in /ro (Read-only file system); choose another --model_dir.\n"
+    )
+
+
 def test_other_errors_still_raise():
     from official.utils.flags import core as flags_core
 

@@ -106,7 +106,10 @@ def clean_errors(
             print(f"Interrupted. {e}".rstrip(), file=sys.stderr)
             sys.exit(130)
         except Exception as e:
-            text = _storage_error(e)
+            # An option's own error names it and its folder already
+            # (before: a PathNotWritableError on a read-only disk became
+            # "cannot write the outputs", naming neither).
+            text = None if isinstance(e, OptionError) else _storage_error(e)
             if text is None:
                 if not isinstance(e, errors):
                     raise
