@@ -210,7 +210,7 @@ def _check_big_little(o):
             f"BigLittleNet has no block counts for depth={o.depth}; pass "
             "`block_sizes` (4 nominal counts)."
         )
-    # Named as options (a binary prints "--image_size=48"; before, a bare
+    # Named as options (a binary prints them as its flags; before, a bare
     # "image_size=48" that read as no flag there).
     if o.image_size is not None and o.image_size % 32:
         raise _invalid(

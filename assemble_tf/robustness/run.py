@@ -20,6 +20,7 @@ where it stopped.
     report = run.evaluate_robustness(options, model, config, source, found)
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -29,7 +30,7 @@ import sys
 from assemble_tf.robustness import evaluation, metrics, perturbations
 from assemble_tf.robustness.inputs import IMAGE_EXTENSIONS
 from assemble_tf.runs import loading
-from official.utils.misc import interrupts
+from official.utils.misc import file_utils, interrupts
 from official.utils.misc import progress as progress_lib
 from official.utils.misc.validation import OptionError, check_writable_folder
 
@@ -595,6 +596,50 @@ def evaluate_robustness(
     found = find_set(options, log) if found is None else found
     wnids = {wnid for _, wnid in _items(options.kind, found)}
     labels = label_map(options, config, wnids)
+    notes, imagenet = _logged_notes(options, config, found, wnids, labels, log)
+    out = output_dir(options, config, source)
+    check_writable_folder("output_dir", out, bool(options.output_dir))
+    # One evaluation per report at a time (before: two runs into one folder
+    # both exited 0, and the report held the later one's set only).
+    report_file = report_name(options.kind, options.normalization)
+    lock = (
+        contextlib.nullcontext()
+        if file_utils.is_url(out)
+        else file_utils.folder_lock(
+            out,
+            "output_dir",
+            f"tools.eval_robustness ({report_file})",
+            f".{report_file}.lock",
+        )
+    )
+    with lock:
+        os.makedirs(out, exist_ok=True)
+        ev = _Evaluation(
+            options, config, source, found, out, notes, imagenet, log
+        )
+        results = _predict_set(ev, model, labels)
+        cached = [name for name, r in results.items() if r["cached"]]
+        if cached:
+            log(
+                f"Reused the cached results of {len(cached)} of "
+                f"{len(results)} ({', '.join(cached[:3])}"
+                f"{', ...' if len(cached) > 3 else ''}): same model and the "
+                "same files. Delete "
+                f"{os.path.join(out, 'cache_' + options.kind)} to recompute."
+            )
+        report, table = _summarize(ev, results)
+        report = _write_report(report, table, out)
+    # The notes were logged as warnings; the file's table ends with them,
+    # the console's does not repeat them.
+    logged = {" ".join(notes), report["summary"].get("note")}
+    log("\n".join(x for x in table.split("\n") if x not in logged).rstrip())
+    return report
+
+
+def _logged_notes(options, config, found, wnids, labels, log):
+    """Logs what makes the set's figures differ from the paper's (and
+    folders left out); returns `(notes, imagenet)` of
+    `comparability_notes` plus uneven severities."""
     notes, imagenet = comparability_notes(
         options.kind, config, wnids, options.normalization, labels
     )
@@ -628,26 +673,7 @@ def evaluate_robustness(
             f"{', '.join(m.rsplit('_', 1)[0] for m in missing)} "
             "are left out."
         )
-    out = output_dir(options, config, source)
-    check_writable_folder("output_dir", out, bool(options.output_dir))
-    os.makedirs(out, exist_ok=True)
-    ev = _Evaluation(options, config, source, found, out, notes, imagenet, log)
-    results = _predict_set(ev, model, labels)
-    cached = [name for name, r in results.items() if r["cached"]]
-    if cached:
-        log(
-            f"Reused the cached results of {len(cached)} of {len(results)} "
-            f"({', '.join(cached[:3])}{', ...' if len(cached) > 3 else ''}): "
-            "same model and the same files. Delete "
-            f"{os.path.join(out, 'cache_' + options.kind)} to recompute."
-        )
-    report, table = _summarize(ev, results)
-    report = _write_report(report, table, out)
-    # The notes were logged as warnings; the file's table ends with them,
-    # the console's does not repeat them.
-    logged = {" ".join(notes), report["summary"].get("note")}
-    log("\n".join(x for x in table.split("\n") if x not in logged).rstrip())
-    return report
+    return notes, imagenet
 
 
 def report_name(kind, normalization="alexnet"):

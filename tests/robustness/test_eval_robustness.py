@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from assemble_tf.robustness import evaluation, metrics
+from official.utils.misc.validation import OptionError
 from tests import testing_utils
 from tests.testing_utils import jpeg_bytes, smooth_image
 
@@ -470,6 +471,24 @@ def test_evaluate_robustness_in_process(tmp_path, tiny_weights, monkeypatch):
     # Issue 24 item 11: each note once on the console.
     assert sum(not_imagenet in line for line in logged) == 1
     assert report["warnings"] == [not_imagenet]
+    # Another evaluation writing the same report (a live process holds
+    # its lock): refused, naming it (before: both exited 0 and the report
+    # held the later one's set only); the lock is gone after a run.
+    import socket
+
+    lock = tmp_path / "out" / ".robustness_c.lock"
+    assert not lock.exists()
+    holder = f"{os.getppid()}@{socket.gethostname()}"  # a live process
+    lock.write_text(f"{holder} tools.eval_robustness (robustness_c)")
+    with pytest.raises(OptionError) as e:
+        run.evaluate_robustness(options, loaded, config, source, log=print)
+    assert e.value.as_flag() == (
+        f"--output_dir={tmp_path / 'out'} is being written by another "
+        f"tools.eval_robustness (robustness_c) (process {holder}): wait for "
+        "it to end, or pick another --output_dir. If that process is gone, "
+        f"delete {lock}."
+    )
+    lock.unlink()
     # Run again: every result comes from the cache, and the console says
     # so; a folder that names no corruption is named (before: silently
     # left out).

@@ -183,7 +183,7 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def folder_lock(folder, field, job):
+def folder_lock(folder, field, job, name=LOCK_FILE):
     """Holds `folder` (made if missing) for this process while the block
     runs: a second process that writes into it is refused (before: two
     extractions into one folder left shards of one teacher under the
@@ -199,6 +199,8 @@ def folder_lock(folder, field, job):
         folder: the output folder.
         field: the option naming it, for the error.
         job: what writes it, e.g. "tools.extract_teacher_logits run".
+        name: the lock file's name: jobs whose outputs in one folder do
+            not collide hold locks of their own (e.g. one per report).
 
     Raises:
         OptionError: (`field`) another live process holds it.
@@ -211,7 +213,7 @@ def folder_lock(folder, field, job):
     created = not os.path.exists(folder)
     os.makedirs(folder, exist_ok=True)
     try:
-        with _lock_file(folder, field, job):
+        with _lock_file(folder, field, job, name):
             yield
     finally:
         if created and os.path.isdir(folder) and not os.listdir(folder):
@@ -228,13 +230,13 @@ def _gone(pid, started):
 
 
 @contextlib.contextmanager
-def _lock_file(folder, field, job):
-    """`folder_lock`'s `.lock` in the existing `folder`."""
+def _lock_file(folder, field, job, name=LOCK_FILE):
+    """`folder_lock`'s lock file `name` in the existing `folder`."""
     import socket
 
     from official.utils.misc.validation import OptionError
 
-    path = os.path.join(folder, LOCK_FILE)
+    path = os.path.join(folder, name)
     host = socket.gethostname()
     me = f"{os.getpid()}@{host} {job}"
     start = process_start(os.getpid())
