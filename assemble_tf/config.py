@@ -348,9 +348,9 @@ class ModelConfig(_Group):
         if self.bn_momentum is not None:
             out["bn_momentum"] = self.bn_momentum
         dropblock = self._dropblock()
-        if dropblock is None:
+        if not self.dropblock:
             out["dropblock"] = None
-        elif self.add_dropblock or self.dropblock_shared_mask:
+        elif dropblock and (self.add_dropblock or self.dropblock_shared_mask):
             if self.dropblock_shared_mask:
                 dropblock["shared_mask"] = True
             out["dropblock"] = dropblock
