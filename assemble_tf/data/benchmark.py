@@ -14,7 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from assemble_tf.data import preprocessing
+from assemble_tf.data import checks, preprocessing
 from assemble_tf.data.input_pipeline import (
     BatchPostprocess,
     InputConfig,
@@ -42,7 +42,7 @@ def decode_and_crop_dataset(config, resize=False):
     legacy bilinear resize, float32): the least work that yields training
     crops, so its rate bounds what any exact pipeline can reach here.
     """
-    files = sorted(tf.io.gfile.glob(config.file_pattern))
+    files = checks.shard_files(config.file_pattern, others=())
     ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files))
     ds = ds.interleave(
         tf.data.TFRecordDataset,

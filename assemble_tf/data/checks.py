@@ -142,23 +142,77 @@ def check_shard_sizes(files):
 _SHARD_NAME = re.compile(r"^(.*)-(\d+)-of-(\d+)$")
 
 
+def shard_files(pattern, others=("train_pattern", "validation_pattern")):
+    """The sorted TFRecord files of the shard glob `pattern` ([] where
+    none: the caller raises `no_records_error`).
+
+    Where some files are named `NAME-NNNNN-of-NNNNN`, a matched file
+    that is not (`train-00000-of-00001 copy`, `.bak`) is refused (before:
+    read as one more shard, its records counted twice). Without such
+    names, any name is a shard.
+
+    Raises:
+        DataError: a stray file among numbered shards; a `DataOptionError`
+            naming `others`, the caller's pattern options, where given.
+    """
+    files = sorted(tf.io.gfile.glob(pattern))
+    names = [bool(_SHARD_NAME.match(os.path.basename(f))) for f in files]
+    if any(names) and not all(names):
+        stray = files[names.index(False)]
+        text = (
+            "{path} is not named NAME-NNNNN-of-NNNNN like the other shards "
+            "{pattern} matches (a copy?) and would be read as one more, its "
+            "records counted twice: remove or rename it, or give "
+        )
+        if not others:
+            raise DataError(
+                text.format(path=stray, pattern=pattern)
+                + "a pattern that leaves it out."
+            )
+        raise DataOptionError(
+            others[0],
+            text
+            + " / ".join(["{field}", *("{" + o + "}" for o in others[1:])])
+            + " that leaves it out.",
+            others[1:],
+            path=stray,
+            pattern=pattern,
+        )
+    return files
+
+
 def check_shard_set(files, pattern):
     """Refuses shards named `<prefix>-NNNNN-of-MMMMM` that a catch-all
-    `pattern` (`<prefix>-*`, `*`) matches when some of the M are missing.
+    `pattern` (`<prefix>-*`, `*`) matches when some of the M are missing,
+    and (any pattern) shards of one prefix with two totals M.
 
     Before: a folder that lost `validation-00001-of-00002` (a copy
     without its summary.json and build state) was evaluated on the other
     half without a word. A pattern that selects shards on purpose (e.g.
-    `train-0000[0-4]-*`) is not checked.
+    `train-0000[0-4]-*`) is not checked for missing ones.
     """
-    if not re.fullmatch(r"[^*?\[\]]*\*", os.path.basename(pattern)):
-        return
     found = collections.defaultdict(set)
     for path in files:
         name = _SHARD_NAME.match(os.path.basename(path))
         if name:
             prefix, index, total = name.groups()
             found[(os.path.dirname(path), prefix, total)].add(int(index))
+    totals = collections.defaultdict(list)
+    for folder, prefix, total in sorted(found):
+        totals[(folder, prefix)].append(total)
+    for (folder, prefix), sets in sorted(totals.items()):
+        if len(sets) > 1:
+            # Before: both sets read, the images of two builds (or one
+            # build twice) in one split.
+            shown = " and ".join(f"{prefix}-*-of-{t}" for t in sets)
+            raise DataError(
+                f"{pattern} matches the shards of {len(sets)} builds in "
+                f"{folder}: {shown}. Keep one set (remove or move the "
+                "others), or name one in the pattern (e.g. "
+                f"{prefix}-*-of-{sets[-1]})."
+            )
+    if not re.fullmatch(r"[^*?\[\]]*\*", os.path.basename(pattern)):
+        return
     for (folder, prefix, total), indices in sorted(found.items()):
         missing = sorted(set(range(int(total))) - indices)
         if not missing:
@@ -239,7 +293,7 @@ def sample_records(
         FileNotFoundError: no file matches `pattern` (a `MissingPathError`
             naming `data_dir` and `others`, the caller's pattern options).
     """
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = shard_files(pattern, others)
     if not files:
         raise no_records_error(pattern, others)
     check_shard_sizes(files)

@@ -386,10 +386,9 @@ def looks_like_jpeg(image_bytes):
 def _file_dataset(config, input_context):
     from assemble_tf.data import checks
 
-    files = tf.io.gfile.glob(config.file_pattern)
+    files = checks.shard_files(config.file_pattern, others=())
     if not files:
         raise checks.no_records_error(config.file_pattern, others=())
-    files = sorted(files)
     checks.check_shard_sizes(files)
     checks.check_shard_set(files, config.file_pattern)
     ds = tf.data.Dataset.from_tensor_slices(files)

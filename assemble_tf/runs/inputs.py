@@ -19,16 +19,20 @@ from official.utils.misc import seeds
 
 def count_examples(data_dir, split, pattern):
     """Images of a split: from the builder's summary.json, else counted."""
+    from assemble_tf.data import checks
+
     images = metadata.split_images(data_dir, split)
     if images is not None:
         return images
-    files = tf.io.gfile.glob(os.path.join(data_dir, pattern))
+    field = f"{split}_pattern"
+    files = checks.shard_files(os.path.join(data_dir, pattern), (field,))
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
 
 
 def validation_shortfall(config, read):
     """Compares the records an evaluation read (`read`, skipped ones
-    included) with the validation images of the data's summary.json.
+    included) with the validation images of the data's summary.json:
+    fewer or more.
 
     The reader stops at the cut of a cut-off shard without an error that
     a pipeline skipping bad records could count (evaluate reported 14 of
@@ -46,11 +50,20 @@ def validation_shortfall(config, read):
     if d.source or d.synthetic or d.validation_pattern != default:
         return None
     listed = metadata.split_images(d.data_dir, "validation")
-    if listed is None or read >= listed:
+    if listed is None or read == listed:
         return None
     summary = os.path.join(d.data_dir, metadata.SUMMARY)
     pattern = os.path.join(d.data_dir, d.validation_pattern)
-    for path in sorted(tf.io.gfile.glob(pattern)):
+    if read > listed:
+        # Before: no word (evaluate counted 32 of a 16-image split, a
+        # shard's copy read too).
+        return (
+            f"the validation shards ({pattern}) hold {read:,} records and "
+            f"{summary} lists {listed:,} images (a copy of a shard, or "
+            f"shards of another build?): the metrics count the {read:,}.",
+            False,
+        )
+    for path in checks.shard_files(pattern, ("validation_pattern",)):
         count, error = checks.read_through(path)
         if error is not None:
             return (
@@ -89,11 +102,12 @@ def input_config(config, is_training, epoch=0, skip_steps=0):
     d, a, t = config.data, config.augment, config.train
     field = "train_pattern" if is_training else "validation_pattern"
     pattern = os.path.join(d.data_dir or "", getattr(d, field))
-    if not (d.source or d.synthetic or tf.io.gfile.glob(pattern)):
+    if not (d.source or d.synthetic):
         from assemble_tf.data import checks
 
-        # Named with its pattern field (tools.evaluate named only data_dir).
-        raise checks.no_records_error(pattern, others=(field,))
+        if not checks.shard_files(pattern, (field,)):
+            # Named with its pattern field (tools.evaluate: data_dir only).
+            raise checks.no_records_error(pattern, others=(field,))
     num_logits = None
     if t.kd_temperature > 0 and is_training:
         num_logits = d.num_classes + d.label_offset

@@ -347,6 +347,79 @@ def test_a_missing_shard_of_a_numbered_set_is_named(tmp_path):
     checks.check_shard_set(whole, str(tmp_path / "train-*"))
 
 
+def test_a_copy_of_a_shard_is_refused_not_read_twice(tmp_path):
+    """Before: `train-00000-of-00001 copy` and `validation-...-of-00001.bak`
+    were read as more shards (tools.train counted 128 of 64 images,
+    tools.evaluate 32 of 16 though summary.json listed 16), without a
+    word. Shards of two builds are refused too; names of another scheme
+    (none NAME-NNNNN-of-NNNNN) are all shards, as before."""
+    import json
+    import shutil
+
+    from assemble_tf.data import input_pipeline
+    from assemble_tf.runs import inputs
+
+    _write(tmp_path, [0, 1, 2, 1])
+    config = _config(tmp_path, 3)
+    train = tmp_path / "train-00000-of-00001"
+    copy = tmp_path / "train-00000-of-00001 copy"
+    shutil.copy(train, copy)
+    stray = (
+        f"{copy} is not named NAME-NNNNN-of-NNNNN like the other shards "
+        f"{tmp_path}/train-* matches (a copy?) and would be read as one "
+        "more, its records counted twice: remove or rename it, or give "
+    )
+    with pytest.raises(DataError) as e:
+        checks.check_training_data(config)
+    assert e.value.as_flag() == (
+        stray + "--train_pattern / --validation_pattern that leaves it out."
+    )
+    with pytest.raises(DataError) as e:
+        inputs.count_examples(str(tmp_path), "train", "train-*")
+    assert e.value.as_flag() == stray + "--train_pattern that leaves it out."
+    with pytest.raises(DataError) as e:
+        inputs.input_config(config, is_training=True)
+    assert e.value.as_flag() == stray + "--train_pattern that leaves it out."
+    pipeline = input_pipeline.InputConfig(
+        file_pattern=str(tmp_path / "train-*"),
+        is_training=False,
+        batch_size=2,
+        num_classes=3,
+        preprocessing_type="imagenet_32",
+    )
+    with pytest.raises(DataError) as e:
+        input_pipeline.build_dataset(pipeline)
+    assert str(e.value) == stray + "a pattern that leaves it out."
+    copy.unlink()
+    assert inputs.count_examples(str(tmp_path), "train", "train-*") == 4
+    # More records than summary.json lists: a warning naming both.
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"splits": {"validation": {"images": 4}}})
+    )
+    assert inputs.validation_shortfall(config, 8) == (
+        f"the validation shards ({tmp_path}/validation-*) hold 8 records "
+        f"and {tmp_path}/summary.json lists 4 images (a copy of a shard, or "
+        "shards of another build?): the metrics count the 8.",
+        False,
+    )
+    # Two whole sets of one prefix: two builds.
+    files = [str(tmp_path / "train-00000-of-00001")] + [
+        str(tmp_path / f"train-{i:05d}-of-00002") for i in (0, 1)
+    ]
+    with pytest.raises(DataError) as e:
+        checks.check_shard_set(files, str(tmp_path / "train-*"))
+    assert str(e.value) == (
+        f"{tmp_path}/train-* matches the shards of 2 builds in {tmp_path}: "
+        "train-*-of-00001 and train-*-of-00002. Keep one set (remove or "
+        "move the others), or name one in the pattern (e.g. "
+        "train-*-of-00002)."
+    )
+    # Another naming scheme: every match is a shard.
+    for name in ("mine-a.tfrecord", "mine-b.tfrecord"):
+        shutil.copy(train, tmp_path / name)
+    assert inputs.count_examples(str(tmp_path), "train", "mine-*") == 8
+
+
 def test_read_through_counts_bytes_after_the_last_record(tmp_path):
     """TensorFlow's reader takes fewer bytes than a record header (12) as
     the end of the file: such a tail is a cut, not the end (before: an
