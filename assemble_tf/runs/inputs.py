@@ -18,7 +18,11 @@ from official.utils.misc import seeds
 
 
 def count_examples(data_dir, split, pattern):
-    """Images of a split: from the builder's summary.json, else counted."""
+    """Images of a split: from the builder's summary.json, else counted.
+
+    Raises:
+        ValueError: a shard is cut off or corrupt (names it).
+    """
     from assemble_tf.data import checks
 
     images = metadata.split_images(data_dir, split)
@@ -26,7 +30,15 @@ def count_examples(data_dir, split, pattern):
         return images
     field = f"{split}_pattern"
     files = checks.shard_files(os.path.join(data_dir, pattern), (field,))
-    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+    total = 0
+    for path in files:
+        count, error = checks.read_through(path)
+        if error is not None:
+            # Before: a DataLossError traceback naming no file, for a cut
+            # past the records the up-front check samples.
+            raise checks.damaged_shard_error(path, count, error)
+        total += count
+    return total
 
 
 def validation_shortfall(config, read):

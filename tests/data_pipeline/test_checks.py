@@ -178,6 +178,30 @@ def test_records_that_are_not_examples_and_cut_off_shards(tmp_path):
     )
 
 
+def test_a_cut_shard_past_the_sample_is_named_by_the_count(tmp_path):
+    """Without summary.json training counts its records: a cut-off shard
+    past the records the up-front check samples was a DataLossError
+    traceback naming no file (before: "truncated record at 69523 ...
+    [Op:IteratorGetNext]")."""
+    from assemble_tf.runs import inputs
+
+    _write(tmp_path, [0, 1, 2, 1])
+    first = tmp_path / "train-00000-of-00002"
+    (tmp_path / "train-00000-of-00001").rename(first)
+    cut = tmp_path / "train-00001-of-00002"
+    cut.write_bytes(first.read_bytes()[:-10])
+    checks.check_training_data(_config(tmp_path, 3), limit=4)  # 1st only
+    with pytest.raises(ValueError) as error:
+        inputs.count_examples(str(tmp_path), "train", "train-*")
+    assert str(error.value) == (
+        f"{cut} is cut off or corrupt (after 3 readable records). Rebuild "
+        "it with `python -m tools.build_imagenet_tfrecords`, or leave it "
+        "out of the input."
+    )
+    cut.write_bytes(first.read_bytes())
+    assert inputs.count_examples(str(tmp_path), "train", "train-*") == 8
+
+
 def test_a_shard_cut_after_the_build_is_refused_by_its_size(tmp_path):
     """The builder records each shard's size (.build_state/): a shard cut
     off since (a partial copy) is refused by the up-front check and by
