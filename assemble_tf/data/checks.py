@@ -146,16 +146,22 @@ def shard_files(pattern, others=("train_pattern", "validation_pattern")):
     """The sorted TFRecord files of the shard glob `pattern` ([] where
     none: the caller raises `no_records_error`).
 
-    Where some files are named `NAME-NNNNN-of-NNNNN`, a matched file
-    that is not (`train-00000-of-00001 copy`, `.bak`) is refused (before:
-    read as one more shard, its records counted twice). Without such
-    names, any name is a shard.
+    Folders it matches are not shards: left out, as a README or
+    .DS_Store beside the shards is (`train-*` does not match them; before:
+    a `train-old/` folder was a
+    FailedPreconditionError traceback in training, and `validation-old/`
+    skipped by the evaluation). Where some files are named
+    `NAME-NNNNN-of-NNNNN`, a matched file that is not (`train-00000-of-
+    00001 copy`, `.bak`) is refused (before: read as one more shard, its
+    records counted twice). Without such names, any name is a shard.
 
     Raises:
         DataError: a stray file among numbered shards; a `DataOptionError`
             naming `others`, the caller's pattern options, where given.
     """
-    files = sorted(tf.io.gfile.glob(pattern))
+    files = [
+        f for f in sorted(tf.io.gfile.glob(pattern)) if not tf.io.gfile.isdir(f)
+    ]
     names = [bool(_SHARD_NAME.match(os.path.basename(f))) for f in files]
     if any(names) and not all(names):
         stray = files[names.index(False)]

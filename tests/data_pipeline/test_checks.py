@@ -444,6 +444,32 @@ def test_a_copy_of_a_shard_is_refused_not_read_twice(tmp_path):
     assert inputs.count_examples(str(tmp_path), "train", "mine-*") == 8
 
 
+def test_folders_that_the_pattern_matches_are_not_shards(tmp_path):
+    """Before: a `train-old/` folder was a FailedPreconditionError
+    traceback ("Is a directory") in tools.train, and `validation-old/`
+    was skipped by tools.evaluate: both leave them out now."""
+    from assemble_tf.runs import inputs
+
+    _write(tmp_path, [0, 1, 2, 1])
+    (tmp_path / "train-old").mkdir()
+    (tmp_path / "validation-old").mkdir()
+    config = _config(tmp_path, 3)
+    samples = checks.check_training_data(config)
+    assert samples["train"].files == samples["validation"].files == 1
+    assert inputs.count_examples(str(tmp_path), "train", "train-*") == 4
+    # The pipelines' files (tools.evaluate's, tools.train's).
+    for split in ("train", "validation"):
+        assert checks.shard_files(str(tmp_path / f"{split}-*")) == [
+            str(tmp_path / f"{split}-00000-of-00001")
+        ]
+    # A pattern matching folders only matches no shard.
+    with pytest.raises(FileNotFoundError) as error:
+        checks.sample_records(str(tmp_path / "*-old"))
+    assert str(error.value).startswith(
+        f"No TFRecord files match '{tmp_path}/*-old'."
+    )
+
+
 def test_read_through_counts_bytes_after_the_last_record(tmp_path):
     """TensorFlow's reader takes fewer bytes than a record header (12) as
     the end of the file: such a tail is a cut, not the end (before: an
