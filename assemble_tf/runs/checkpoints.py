@@ -110,8 +110,12 @@ def _available_checkpoints(model_dir):
     return sorted(found)
 
 
-def restore(model, checkpoint=None, weights=None):
+def restore(model, checkpoint=None, weights=None, unreadable=None):
     """Loads `weights` (.weights.h5) or the checkpoint prefix into `model`.
+
+    `unreadable(path, error)`: the error to raise where the files do not
+    read (default: `unreadable_error`, its fix naming --checkpoint), for a
+    caller whose option named them otherwise (a warm start).
 
     Raises:
         ValueError: the files are damaged or incomplete (named, with what
@@ -131,6 +135,8 @@ def restore(model, checkpoint=None, weights=None):
     except FileNotFoundError:
         raise
     except (IndexError, OSError, tf_errors()) as e:
+        if unreadable is not None:
+            raise unreadable(weights or checkpoint, e) from None
         raise unreadable_error(
             weights or checkpoint,
             e,
@@ -348,16 +354,25 @@ def _mismatch(text):
     return None, None
 
 
-def unreadable_error(path, error, fix):
-    """The one-line `ValueError` of checkpoint or weights files at `path`
-    that do not read (`error`, its first line kept), ending with `fix`."""
-    from official.utils.misc.validation import first_line
+def unreadable_error(path, error, fix, field=None):
+    """The one-line error of checkpoint or weights files at `path` that do
+    not read (`error`, its first line kept), ending with `fix`: a
+    `ValueError`, or with `field` (the option that named the files) an
+    `OptionError` whose `fix` is a template that may name it (`{field}`)."""
+    from official.utils.misc.validation import OptionError, first_line
 
-    reason = first_line(error, 200)
-    return ValueError(
-        f"{path} cannot be read ({type(error).__name__}: {reason}): its "
-        f"files are damaged or incomplete. {fix}"
+    template = (
+        "{path} cannot be read ({kind}: {reason}): its files are damaged or "
+        "incomplete. "
     )
+    values = {
+        "path": path,
+        "kind": type(error).__name__,
+        "reason": first_line(error, 200),
+    }
+    if field is not None:
+        return OptionError(field, template + fix, **values)
+    return ValueError(template.format(**values) + fix)
 
 
 def tf_errors():

@@ -9,6 +9,7 @@ then be re-estimated on the new data.
 
 import os
 import warnings
+import zipfile
 
 import keras
 import numpy as np
@@ -35,6 +36,28 @@ def _layer_of(path):
     return path.split("/")[0]
 
 
+def _unreadable(path, error):
+    """The one-line error of a warm start whose files at `path` do not
+    read: as tools.evaluate's and a resume's, naming `warm_start` (before:
+    IndexError "Read less bytes than requested" from a cut-off .data
+    file, or TensorFlow's "not an sstable" from a cut-off .index)."""
+    return checkpoints.unreadable_error(
+        path,
+        error,
+        "Restore them from a copy, or warm start from another checkpoint, "
+        "SavedModel or weights file ({field}=PATH).",
+        "warm_start",
+    )
+
+
+def _read_model_variables(prefix):
+    """`checkpoints.read_model_variables`, with `_unreadable`'s error."""
+    try:
+        return checkpoints.read_model_variables(prefix)
+    except (IndexError, OSError, checkpoints.tf_errors()) as e:
+        raise _unreadable(prefix, e) from None
+
+
 def _source_weights(path):
     """{variable path: numpy value} of a SavedModel or a run checkpoint
     whose model differs from ours (another class count or head), or None
@@ -47,7 +70,7 @@ def _source_weights(path):
         # under JAX).
         weights = None
         if tf.io.gfile.exists(os.path.join(path, "variables")):
-            weights = checkpoints.read_model_variables(
+            weights = _read_model_variables(
                 os.path.join(path, "variables", "variables")
             )
         if not weights:
@@ -65,11 +88,11 @@ def _source_weights(path):
     if not checkpoints.is_keras_checkpoint(prefix):
         # A TensorFlow checkpoint is read by variable path, as a SavedModel
         # is; its model need not be built (before: built, then restored).
-        weights = checkpoints.read_model_variables(prefix)
+        weights = _read_model_variables(prefix)
         if weights is not None:
             return weights
     source = build_run_model(config_lib.ExperimentConfig.from_json(cfg))
-    checkpoints.restore(source, prefix)
+    checkpoints.restore(source, prefix, unreadable=_unreadable)
     return {v.path: v.numpy() for v in source.variables}
 
 
@@ -285,10 +308,13 @@ def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
     if path.endswith((".weights.h5", ".keras")):  # Keras reads both
         if not os.path.isfile(path):
             raise _missing(path)
-        if load_head:
-            checkpoints.load_weights_file(model, path, "warm_start")
-        else:
-            _load_all_but_the_head(model, path)
+        try:
+            if load_head:
+                checkpoints.load_weights_file(model, path, "warm_start")
+            else:
+                _load_all_but_the_head(model, path)
+        except (OSError, zipfile.BadZipFile) as e:  # h5py's, a .keras zip's
+            raise _unreadable(path, e) from None
     elif not tf.io.gfile.exists(path) and not checkpoints.checkpoint_exists(
         path
     ):
@@ -307,7 +333,7 @@ def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
                     "a .weights.h5 or a .keras file).",
                     path=path,
                 )
-            checkpoints.restore(model, prefix)
+            checkpoints.restore(model, prefix, unreadable=_unreadable)
     if not load_head:
         _reinitialise_head(model)
     if not keep_bn_stats:

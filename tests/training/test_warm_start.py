@@ -174,3 +174,50 @@ def test_a_weights_file_of_another_architecture_is_refused(tmp_path):
         np.testing.assert_array_equal(a.numpy(), c.numpy(), a.path)
         if not a.path.startswith("head_"):
             np.testing.assert_array_equal(a.numpy(), b.numpy(), a.path)
+
+
+def test_a_damaged_checkpoint_to_warm_start_from_is_named(tmp_path):
+    """A run whose checkpoint is cut off (`truncate -s 1000` of its .data,
+    or its .index), or a weights file that is not HDF5: one line naming
+    the files, the fix and the option (before: tools.finetune and
+    tools.train --warm_start=RUN ended in IndexError "Read less bytes than
+    requested" from `_model_keys`, TensorFlow's OpError "not an sstable",
+    or h5py's OSError)."""
+    from assemble_tf.models import build_model
+
+    tiny = {
+        "model": {"base_width": 8, "block_sizes": "1,1,1,1"},
+        "data": {"synthetic": True, "num_classes": 5},
+    }
+    run_dir = str(tmp_path / "run")
+    config = config_lib.make_config(run_dir, "resnet50", tiny)
+    config.to_json(os.path.join(run_dir, "config.json"))
+    prefix = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=run_models.build_run_model(config)),
+        os.path.join(run_dir, "checkpoints"),
+        1,
+    ).save()
+    data = prefix + ".data-00000-of-00001"
+    whole = {p: open(p, "rb").read() for p in (data, prefix + ".index")}
+    noise = str(tmp_path / "noise.weights.h5")
+    with open(noise, "wb") as f:
+        f.write(b"not an HDF5 file" * 64)
+    target = build_model("resnet50", num_classes=3, base_width=8)
+    fix = (
+        "its files are damaged or incomplete. Restore them from a copy, or "
+        "warm start from another checkpoint, SavedModel or weights file "
+        "(--warm_start=PATH)."
+    )
+    for cut, origin, named, reason in (
+        (data, run_dir, prefix, "IndexError: Read less bytes than requested"),
+        (prefix + ".index", prefix, prefix, "OpError: not an sstable (bad"),
+        (None, noise, noise, "OSError: Unable to synchronously open file"),
+    ):
+        for path, content in whole.items():
+            with open(path, "wb") as f:
+                f.write(content[:1000] if path == cut else content)
+        with pytest.raises(ValueError) as error:
+            warm_start.warm_start_model(target, origin)
+        message = error.value.as_flag()
+        assert message.startswith(f"{named} cannot be read ({reason}"), message
+        assert message.endswith(f"): {fix}"), message
