@@ -23,7 +23,6 @@ record per epoch), written atomically.
 """
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -652,21 +651,114 @@ class BestKeeper:
     """Copies the N best checkpoints by validation top-1 to model_dir/best.
 
     best.json stores each prefix by name inside `best/` (a moved run
-    stays whole); `entries` holds them as full paths.
+    stays whole); `entries` holds them as full paths, best first.
+
+    Args:
+        model_dir: the run's folder.
+        keep: how many to keep (0: keep what is there).
+        scores: {epoch: (top1, cut)} of the run's evaluated epochs, as
+            training offered them (from its history): where best.json is
+            damaged, or missing while best/ holds checkpoints, `entries`
+            are rebuilt from those checkpoints and `rebuilt` says so (a
+            warning). Without `scores` (a reader of the run), a
+            `ValueError` names the file and the fix.
     """
 
-    def __init__(self, model_dir, keep):
+    def __init__(self, model_dir, keep, scores=None):
         self.dir = os.path.join(model_dir, "best")
         self.keep = keep
         self.index_path = os.path.join(self.dir, "best.json")
         self.entries = []
-        if os.path.isfile(self.index_path):
-            with open(self.index_path) as f:
-                self.entries = [
-                    # basename: older runs stored absolute paths.
-                    dict(e, prefix=os.path.join(self.dir, _name(e["prefix"])))
-                    for e in json.load(f)
-                ]
+        self.rebuilt = None
+        found = self._checkpoints()
+        names = ", ".join(_name(prefix) for _, prefix in found)
+        # What to do where best.json does not read, or is missing.
+        if scores is not None:
+            fix = (
+                f"keeping the best anew from the checkpoints in {self.dir} "
+                f"({names or 'none'}), ranked by their val_top1 in "
+                "history.json"
+            )
+            unranked = [_name(p) for e, p in found if e not in scores]
+            if unranked:
+                fix += (
+                    f" (none for {', '.join(unranked)}: left there, unranked)"
+                )
+        elif found:
+            fix = (
+                "rerun the run's training to rebuild it from history.json "
+                f"and the checkpoints in {self.dir} ({names}), or pass one "
+                f"of them by its path (e.g. {found[-1][1]})"
+            )
+        else:
+            fix = f"delete it: {self.dir} holds no checkpoint to rank"
+        # Before: json.load's own error, naming no file ("Unterminated
+        # string starting at ..."), or a TypeError traceback for JSON of
+        # another shape; this blocked a resume too. A missing best.json
+        # beside checkpoints read as "No checkpoint 'best' ... train
+        # first".
+        try:
+            if os.path.isfile(self.index_path):
+                self.entries = self._read(fix)
+            elif found:
+                raise ValueError(
+                    f"{self.index_path} is missing, though its folder holds "
+                    f"checkpoints; {fix}."
+                )
+        except ValueError as e:
+            if scores is None:
+                raise
+            # The checkpoints in best/ stay: none is deleted unranked, and
+            # each keeps the top-1 and cut mark it was offered with, so
+            # the first prune keeps what best.json held.
+            self.rebuilt = str(e)
+            for epoch, prefix in found:
+                if epoch in scores:
+                    top1, cut = scores[epoch]
+                    entry = {"epoch": epoch, "top1": top1, "prefix": prefix}
+                    if cut:
+                        entry["cut"] = True
+                    self.entries.append(entry)
+            self.entries.sort(key=lambda e: (-e["top1"], e["epoch"]))
+
+    def _read(self, fix):
+        """best.json's entries, checked (`ValueError`: named, with
+        `fix`)."""
+        stored = file_utils.read_json(self.index_path, fix)
+        if not isinstance(stored, list) or not all(
+            isinstance(e, dict)
+            and isinstance(e.get("epoch"), int)
+            and isinstance(e.get("top1"), (int, float))
+            and isinstance(e.get("prefix"), str)
+            for e in stored
+        ):
+            raise ValueError(
+                f'{self.index_path} is not a list of best checkpoints ([{{"'
+                f'epoch": 3, "top1": 0.71, "prefix": "epoch0003"}}, ...]); '
+                f"{fix}."
+            )
+        # basename: older runs stored absolute paths.
+        return [
+            dict(e, prefix=os.path.join(self.dir, _name(e["prefix"])))
+            for e in stored
+        ]
+
+    def _checkpoints(self):
+        """[(epoch, prefix)] of the whole checkpoints in `best/` (of
+        either format), by epoch."""
+        found = {}
+        for suffix in (".index", KERAS_STATE):
+            for path in glob.glob(
+                os.path.join(glob.escape(self.dir), "epoch*" + suffix)
+            ):
+                prefix = path[: -len(suffix)]
+                match = re.fullmatch(r"epoch(\d+)", os.path.basename(prefix))
+                if match and (
+                    os.path.isfile(prefix + ".index")
+                    or is_keras_checkpoint(prefix)
+                ):
+                    found[int(match.group(1))] = prefix
+        return sorted(found.items())
 
     def offer(self, prefix, top1, epoch, cut=False):
         """Copies the checkpoint at `prefix` in as `epoch`'s (replacing

@@ -103,6 +103,22 @@ def _among_best(history, train):
     return last in rank[: train.keep_best]
 
 
+def _best_scores(history, plan):
+    """{epoch: (val_top1, cut)} of the evaluated epochs of `history`, as
+    `_finish_epoch` offered them to `checkpoints.BestKeeper`: what it
+    rebuilds a damaged or missing best.json from (before: the resume
+    stopped at json.load's error, naming no file)."""
+    scores = {}
+    for r in history:
+        if "val_top1" not in r:
+            continue
+        step = r.get("step")
+        done = step - (r["epoch"] - 1) * plan.steps_per_epoch if step else 0
+        cut = 0 < done < plan.steps_per_epoch and step < plan.schedule_steps
+        scores[r["epoch"]] = (r["val_top1"], cut)
+    return scores
+
+
 class Trainer:
     """Runs a training job on the current Keras backend.
 
@@ -568,8 +584,12 @@ class Trainer:
             epoch_points_at_step=self._reopened_cut,
         )
         best = checkpoints.BestKeeper(
-            self.config.model_dir, self.config.train.keep_best
+            self.config.model_dir,
+            self.config.train.keep_best,
+            _best_scores(checkpoints.load_history(self.config.model_dir), plan),
         )
+        if best.rebuilt and backend.is_chief:
+            self.log(f"WARNING: {best.rebuilt}")
         if backend.is_chief:
             best.prune()
         # (A run stopped on SIGTERM in its last loop has run every step,

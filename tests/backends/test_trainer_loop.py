@@ -813,6 +813,26 @@ def test_a_tensorflow_run_is_found_without_its_newest_files(tmp_path):
     assert checkpoints.find_checkpoint(str(tmp_path)) == found
 
 
+def test_best_scores_mark_the_epochs_max_steps_cut_as_their_offer_did():
+    """What rebuilds a damaged best.json: each evaluated epoch's top-1,
+    and whether max_steps cut it (not the schedule's own fractional last
+    epoch)."""
+    from types import SimpleNamespace
+
+    plan = SimpleNamespace(steps_per_epoch=4, schedule_steps=10)
+    history = [
+        {"epoch": 1, "step": 4, "val_top1": 0.5},
+        {"epoch": 2, "step": 8},  # not evaluated
+        {"epoch": 3, "step": 10, "val_top1": 0.7},  # the schedule's end
+    ]
+    assert trainer_lib._best_scores(history, plan) == {
+        1: (0.5, False),
+        3: (0.7, False),
+    }
+    history[-1]["step"] = 9  # max_steps 9
+    assert trainer_lib._best_scores(history, plan)[3] == (0.7, True)
+
+
 @pytest.mark.slow  # trains three epochs
 def test_the_best_epoch_is_kept_whatever_the_checkpoint_cadence(
     tmp_path, tmp_path_factory
@@ -851,6 +871,24 @@ def test_the_best_epoch_is_kept_whatever_the_checkpoint_cadence(
     assert list((tmp_path / "best").glob("epoch0001.*"))
     saved = {p.name.split(".")[0] for p in tmp_path.glob("checkpoints/ckpt-*")}
     assert saved == {"ckpt-1", "ckpt-2", "ckpt-3"}
+    # best.json cut off (`truncate -s 10`): a rerun warns and rebuilds it
+    # from best/ and the history (before: it stopped at json.load's
+    # "Unterminated string starting at ...", naming no file).
+    index = tmp_path / "best" / "best.json"
+    whole = index.read_text()
+    index.write_text(whole[:10])
+    logged = []
+    rerun = trainer_lib.Trainer(
+        cfg, runtime.setup_runtime(cfg), log=logged.append
+    )
+    rerun.train()
+    assert (
+        f"WARNING: {index} is not valid JSON (Unterminated string starting "
+        "at: line 3 column 3 (char 7)); keeping the best anew from the "
+        f"checkpoints in {index.parent} (epoch0001), ranked by their "
+        "val_top1 in history.json."
+    ) in logged
+    assert index.read_text() == whole
 
 
 @pytest.mark.slow  # trains

@@ -284,6 +284,79 @@ def test_a_cut_epoch_never_pushes_a_whole_one_out_of_best(tmp_path):
     assert not (run / "best" / "epoch0004.index").exists()
 
 
+def test_a_damaged_or_missing_best_json_is_named_or_rebuilt(tmp_path):
+    """best.json cut off (`truncate -s 10`), of another shape, or deleted
+    beside the checkpoints in best/: tools.evaluate --checkpoint=best
+    names the file and the fix; training rebuilds it from those
+    checkpoints and the top-1 and cut marks they were offered with, and
+    loses none (before: json.load's "Unterminated string starting at ..."
+    naming no file, a TypeError traceback, or "No checkpoint 'best' ...
+    train first"; a resume stopped on the first two)."""
+    import pytest
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    keeper = checkpoints.BestKeeper(str(run), 2)
+    # Epoch 2, cut by max_steps, ranks first without pushing out epoch 1.
+    scores = {1: (0.5, False), 2: (0.7, True), 3: (0.6, False), 4: (0.2, False)}
+    for epoch, (top1, cut) in scores.items():
+        prefix = run / "checkpoints" / f"ckpt-{epoch}"
+        (run / "checkpoints" / f"ckpt-{epoch}.index").write_text("x")
+        keeper.offer(str(prefix), top1, epoch, cut=cut)
+    best = run / "best"
+    index = best / "best.json"
+    whole = index.read_text()
+    files = sorted(os.listdir(best))
+    assert files == [
+        "best.json",
+        "epoch0001.index",
+        "epoch0002.index",
+        "epoch0003.index",
+    ]
+    fix = (
+        "rerun the run's training to rebuild it from history.json and the "
+        f"checkpoints in {best} (epoch0001, epoch0002, epoch0003), or pass "
+        f"one of them by its path (e.g. {best}/epoch0003)."
+    )
+    for damage, problem in (
+        (
+            whole[:10],
+            "is not valid JSON (Unterminated string starting at: line 3 "
+            "column 3 (char 7))",
+        ),
+        (
+            '{"a":1}',
+            'is not a list of best checkpoints ([{"epoch": 3, "top1": 0.71, '
+            '"prefix": "epoch0003"}, ...])',
+        ),
+        (None, "is missing, though its folder holds checkpoints"),
+    ):
+        if damage is None:
+            index.unlink()
+        else:
+            index.write_text(damage)
+        with pytest.raises(ValueError) as error:
+            checkpoints.find_checkpoint(str(run), "best")
+        assert str(error.value) == f"{index} {problem}; {fix}"
+        rebuilt = checkpoints.BestKeeper(str(run), 2, scores)
+        assert rebuilt.rebuilt == (
+            f"{index} {problem}; keeping the best anew from the checkpoints "
+            f"in {best} (epoch0001, epoch0002, epoch0003), ranked by their "
+            "val_top1 in history.json."
+        )
+        rebuilt.prune()
+        assert index.read_text() == whole
+        assert sorted(os.listdir(best)) == files
+    # An epoch without a score stays, unranked.
+    index.unlink()
+    partial = checkpoints.BestKeeper(str(run), 2, {1: (0.5, False)})
+    assert partial.rebuilt.endswith(
+        "history.json (none for epoch0002, epoch0003: left there, unranked)."
+    )
+    partial.prune()
+    assert sorted(os.listdir(best)) == files
+
+
 def test_a_checkpoint_without_a_layer_of_the_model_is_refused(tmp_path, caplog):
     """A model with a layer its checkpoint lacks (tools.evaluate
     --model_overrides='{"embedding_size": 16}'): the restore matched by
