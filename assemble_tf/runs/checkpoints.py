@@ -357,21 +357,44 @@ def unreadable_error(path, error, fix, field=None):
     """The one-line error of checkpoint or weights files at `path` that do
     not read (`error`, its first line kept), ending with `fix`: a
     `ValueError`, or with `field` (the option that named the files) an
-    `OptionError` whose `fix` is a template that may name it (`{field}`)."""
+    `OptionError` whose `fix` is a template that may name it (`{field}`).
+
+    Files no longer there after the failed read were deleted while they
+    were read: by the training run that wrote them, which keeps only its
+    last checkpoints (before: called damaged, "restore them from a copy",
+    when tools.evaluate read a checkpoint the run then pruned)."""
     from official.utils.misc.validation import OptionError, first_line
 
-    template = (
-        "{path} cannot be read ({kind}: {reason}): its files are damaged or "
-        "incomplete. "
-    )
+    others = ["keep_checkpoints", "keep_best"]
+    if _gone(path):
+        template = (
+            "{path} was deleted while it was being read ({kind}: {reason}): "
+            "a training run keeps only its last {keep_checkpoints} "
+            "checkpoints (and {keep_best} best), deleting older ones as it "
+            "saves. Rerun to read one it holds now."
+        )
+    else:
+        template = (
+            "{path} cannot be read ({kind}: {reason}): its files are damaged "
+            "or incomplete. " + (fix if field else "{fix}")
+        )
     values = {
         "path": path,
         "kind": type(error).__name__,
         "reason": first_line(error, 200),
     }
     if field is not None:
-        return OptionError(field, template + fix, **values)
-    return ValueError(template.format(**values) + fix)
+        return OptionError(field, template, others, **values)
+    flags = {name: f"--{name}" for name in others}
+    return ValueError(template.format(fix=fix, **flags, **values))
+
+
+def _gone(path):
+    """True where neither a checkpoint nor a file is at `path`."""
+    try:
+        return not checkpoint_exists(path) and not _tf().io.gfile.exists(path)
+    except ImportError:  # no TensorFlow: local Keras-format files
+        return not is_keras_checkpoint(path) and not os.path.exists(path)
 
 
 def tf_errors():

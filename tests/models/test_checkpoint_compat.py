@@ -80,6 +80,45 @@ def test_a_damaged_checkpoint_or_weights_file_is_named(tmp_path):
         )
 
 
+def test_a_checkpoint_deleted_while_it_is_read_is_not_called_damaged(
+    tmp_path, monkeypatch
+):
+    """tools.evaluate found a run's newest checkpoint, which the training
+    run (--keep_checkpoints=1) deleted before it was read: said so, and to
+    rerun (before: "... its files are damaged or incomplete. Restore them
+    from a copy ...")."""
+    import shutil
+
+    import pytest
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for suffix in (".index", ".data-00000-of-00001"):
+        shutil.copy(
+            os.path.join(EARLIER, "assemble_r50_w4" + suffix),
+            folder / f"ckpt-5{suffix}",
+        )
+    prefix = checkpoints.find_checkpoint(str(tmp_path / "run"))
+    assert prefix == str(folder / "ckpt-5")
+    differences = checkpoints.model_differences
+
+    def pruned_first(model, checkpoint, skip=None):
+        for path in folder.iterdir():  # as the training run prunes it
+            path.unlink()
+        return differences(model, checkpoint, skip)
+
+    monkeypatch.setattr(checkpoints, "model_differences", pruned_first)
+    with pytest.raises(ValueError) as error:
+        checkpoints.restore(_earlier_model(), prefix)
+    assert str(error.value) == (
+        f"{prefix} was deleted while it was being read (NotFoundError: "
+        "Unsuccessful TensorSliceReader constructor: Failed to find any "
+        f"matching files for {prefix}): a training run keeps only its last "
+        "--keep_checkpoints checkpoints (and --keep_best best), deleting "
+        "older ones as it saves. Rerun to read one it holds now."
+    )
+
+
 def test_weights_of_another_model_are_one_line_naming_the_variable(tmp_path):
     """Keras' own error printed the variable's values (20 lines of numbers)
     after a warning per skipped container (tools.evaluate,
