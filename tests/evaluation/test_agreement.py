@@ -440,8 +440,8 @@ def test_model_overrides_name_the_options_a_run_takes(tiny_run):
     assert e.value.as_flag() == (
         "--model_overrides sets attention, not an option of a run's model; "
         "it takes add_dropblock, base_width, block_sizes, bn_momentum, "
-        "classifier, cosine_temperature, dropblock, embedding_size, "
-        "pooling, shortcut (the other architecture options come with the "
+        "classifier, cosine_temperature, dropblock, dropblock_shared_mask, "
+        "embedding_size, pooling, shortcut (the other architecture options come with the "
         "preset: pick one that has them)."
     )
 
