@@ -29,6 +29,7 @@ Checkpoints are a `tf.train.CheckpointManager` (model, optimizer, epoch).
 
 import os
 
+import keras
 import tensorflow as tf
 
 from assemble_tf.data import input_pipeline
@@ -83,6 +84,7 @@ class TFStep:
         self._step_fn = None
         self._loop_fn = None
         self._xla = None  # the XLA replica step, built on first use
+        self._average_fn = None  # `sync`'s, built on first use
 
     model = property(lambda self: self.parts.model)
     optimizer = property(lambda self: self.parts.optimizer)
@@ -260,7 +262,43 @@ class TFStep:
         return float(self.plan.keep_prob(self.step))
 
     def sync(self):
-        """Nothing to do: the variables are the state."""
+        """Averages the BatchNorm moving statistics over the replicas
+        (before an evaluation, a checkpoint or the end of training).
+
+        Each replica normalizes with its own batch's moments and updates
+        its own copy of the moving statistics (Keras' BatchNormalization
+        variables aggregate nothing): the copies drifted apart, a
+        checkpoint kept replica 0's, and the evaluation of each epoch
+        (each replica with its copy) described no saved model, nor did
+        the best-kept ones. The moving averages are linear in the batch
+        moments, so their mean over replicas at the end equals averaging
+        the moments at every step, without a collective per step.
+        """
+        if self.num_replicas < 2:
+            return
+        if self._average_fn is None:
+            stats = [
+                v
+                for layer in self.model._flatten_layers()
+                if isinstance(layer, keras.layers.BatchNormalization)
+                for v in (layer.moving_mean, layer.moving_variance)
+            ]
+
+            def average():
+                context = tf.distribute.get_replica_context()
+                means = context.all_reduce(
+                    tf.distribute.ReduceOp.MEAN,
+                    [tf.identity(v.value) for v in stats],
+                )
+                for v, mean in zip(stats, means, strict=True):
+                    v.assign(mean)  # this replica's copy
+
+            self._average_fn = (
+                tf.function(lambda: self.strategy.run(average), autograph=False)
+                if stats
+                else lambda: None
+            )
+        self._average_fn()
 
     # Data, evaluation, checkpoints ----------------------------------------
 

@@ -349,6 +349,87 @@ def test_two_replica_step_equals_one_replica_step(tmp_path):
 
 
 @pytest.mark.slow  # builds two trainers
+def test_replicas_moving_statistics_are_averaged_before_eval_and_save(
+    tmp_path,
+):
+    """Each replica updates its own copy of the BN moving statistics from
+    its half of the batch; `sync` (before every evaluation and checkpoint)
+    makes every copy their mean, and the moving means then equal those of
+    one replica stepping on the whole batch. Before: the copies drifted
+    apart, each replica evaluated with its own, and a checkpoint kept
+    replica 0's."""
+    import keras
+    import tensorflow as tf
+
+    from assemble_tf.training import trainer as trainer_lib
+
+    keras.utils.set_random_seed(0)
+    overrides = json.loads(json.dumps(TINY_SYNTHETIC))
+    del overrides["train"]["max_steps"], overrides["train"]["seed"]
+    cfg = config_lib.make_config(str(tmp_path), "resnet50", overrides)
+    rng = np.random.default_rng(0)
+    halves = rng.integers(0, 255, (2, 4, 32, 32, 3)).astype("uint8")
+    halves[1] //= 4  # darker: other moments
+    labels = np.array([0, 1, 2, 3], "int32")
+    targets = np.eye(4, dtype="float32")[labels]
+
+    def stepped(strategy, images, init=None):
+        trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
+        if init is not None:
+            trainer.model.set_weights(init)
+        trainer.init = trainer.model.get_weights()
+        n = len(images) // strategy.num_replicas_in_sync
+        data = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (
+                tf.constant(images[ctx.replica_id_in_sync_group * n :][:n]),
+                {
+                    "labels": tf.constant(np.resize(labels, n)),
+                    "targets": tf.constant(np.resize(targets, (n, 4))),
+                },
+            )
+        )
+
+        @tf.function
+        def step(data):
+            return strategy.run(
+                trainer.backend._replica_train_step,
+                args=(*data, tf.constant([1, 2], tf.int64)),
+            )
+
+        step(data)
+        return trainer
+
+    whole = np.concatenate(list(halves))
+    one = stepped(tf.distribute.OneDeviceStrategy("/cpu:0"), whole)
+    two = stepped(testing_utils.two_replica_strategy(), whole, one.init)
+    layer = two.model.get_layer("stem_1_bn")
+    local = two.strategy.experimental_local_results
+
+    def copies(v):
+        return [np.asarray(c) for c in local(v.value)]
+
+    before = copies(layer.moving_mean)
+    assert np.abs(before[0] - before[1]).max() > 1e-3  # drifted apart
+    two.backend.sync()
+    for v in (layer.moving_mean, layer.moving_variance):
+        a, b = copies(v)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(
+        copies(layer.moving_mean)[0], (before[0] + before[1]) / 2, rtol=1e-6
+    )
+    # Halves of equal size: the mean of the two batch means is the whole
+    # batch's, so the first BN's moving means (its input, the stem conv of
+    # the images, is the same in both) are one replica's on the whole
+    # batch. (Deeper, each replica normalized with its own moments.)
+    np.testing.assert_allclose(
+        np.asarray(layer.moving_mean),
+        np.asarray(one.model.get_layer("stem_1_bn").moving_mean),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.slow  # builds two trainers
 def test_each_replica_mixes_with_its_own_draws(tmp_path, monkeypatch):
     """The seed each replica's step gets (its Mixup / CutMix draws) is
     its own, [base, step * replicas + replica]; one replica's is the
