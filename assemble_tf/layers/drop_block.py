@@ -49,6 +49,19 @@ def keep_prob_override(layers, keep_prob):
             object.__setattr__(layer, "_keep_prob_override", None)
 
 
+def _replica_id():
+    """This replica's index under a TensorFlow strategy of several
+    replicas (in its replica context), else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync < 2:
+        return None
+    return context.replica_id_in_sync_group
+
+
 def _seed_padding(block_h, block_w):
     """NHWC paddings that bring the seed grid back to H x W (numbers or
     tensors), the block's extra row / column at the top / left."""
@@ -172,9 +185,7 @@ class DropBlock2D(keras.layers.Layer):
             / float(seed_h * seed_w)
         )
         batch = 1 if self.shared_mask else ops.shape(inputs)[0]
-        uniform = keras.random.uniform(
-            (batch, seed_h, seed_w, c), seed=self.seed_generator
-        )
+        uniform = self._uniform((batch, seed_h, seed_w, c))
         seeds = ops.cast(uniform < gamma, "float32")
         seeds = ops.pad(seeds, _seed_padding(bs_h, bs_w))
         # A stride-1 SAME max-pool grows every seed into a bs x bs block.
@@ -182,6 +193,25 @@ class DropBlock2D(keras.layers.Layer):
             seeds, pool_size=(bs_h, bs_w), strides=1, padding="same"
         )
         return 1.0 - dropped
+
+    def _uniform(self, shape):
+        """Uniform draws in [0, 1) of `shape` from the layer's generator;
+        in each replica of a TensorFlow strategy, that replica's own.
+
+        The generator's state is a mirrored variable that every replica
+        advances alike: before, every replica drew the masks of the
+        others (N GPUs, an N-th of the distinct masks), as the Mixup
+        draws did before `tf_step._replica_seed`.
+        """
+        replica = _replica_id()
+        if replica is None:
+            return keras.random.uniform(shape, seed=self.seed_generator)
+        import tensorflow as tf
+
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.cast(self.seed_generator.next(), tf.int64), replica
+        )
+        return tf.random.stateless_uniform(shape, seed=seed)
 
     def _dynamic_mask(self, inputs, keep_prob):
         """`drop_mask` for maps of unknown height or width (TensorFlow
@@ -201,9 +231,7 @@ class DropBlock2D(keras.layers.Layer):
             / tf.cast(seed_h * seed_w, "float32")
         )
         batch = 1 if self.shared_mask else n
-        uniform = keras.random.uniform(
-            tf.stack([batch, seed_h, seed_w, c]), seed=self.seed_generator
-        )
+        uniform = self._uniform(tf.stack([batch, seed_h, seed_w, c]))
         seeds = tf.cast(uniform < gamma, "float32")
         seeds = tf.pad(seeds, _seed_padding(bs_h, bs_w))
         dropped = tf.nn.dilation2d(

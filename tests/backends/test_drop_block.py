@@ -100,6 +100,36 @@ def test_shared_mask_is_one_per_batch():
     assert not all(np.array_equal(m[0], m[i]) for i in range(1, 6))
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.distribute replicas"
+)
+def test_each_tensorflow_replica_draws_its_own_masks():
+    """Before: the generator's state, a mirrored variable, gave every
+    replica the masks of the others; the fraction dropped stays."""
+    import tensorflow as tf
+
+    strategy = testing_utils.two_replica_strategy()
+    x = tf.ones((2, 16, 16, 8))
+    with strategy.scope():
+        layer = DropBlock2D(keep_prob=0.7, block_size=3, seed=1)
+        layer.build(x.shape)
+
+    @tf.function(autograph=False)
+    def masks():
+        return strategy.experimental_local_results(
+            strategy.run(lambda: layer.drop_mask(x))
+        )
+
+    first, second = (np_(m) for m in masks())
+    assert not np.array_equal(first, second)
+    again = np_(masks()[0])
+    assert not np.array_equal(first, again)  # each call draws anew
+    kept = np.mean([first.mean(), second.mean(), again.mean()])
+    assert kept == pytest.approx(
+        expected_kept_fraction(16, 16, 3, 0.7), abs=0.04
+    )
+
+
 def test_keep_prob_override_feeds_a_traced_schedule():
     """A stateless step passes the keep probability in: at 1 the layer is
     the identity, below 1 it drops, with no retrace between the two."""
