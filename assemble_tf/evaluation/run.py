@@ -136,6 +136,10 @@ def load_model(options):
             import keras
 
             keras.config.set_dtype_policy("float32")
+        if not isinstance(strategy, runtime.JaxRuntime):
+            runtime.check_eval_batch(
+                "batch_size", options.batch_size, strategy.num_replicas_in_sync
+            )
         with strategy.scope():
             model = run_models.build_run_model(config)
     checkpoints.restore(model, checkpoint, weights)

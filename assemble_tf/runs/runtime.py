@@ -161,6 +161,22 @@ def _jax_runtime(config):
     return JaxRuntime(devices, sharding)
 
 
+def check_eval_batch(field, batch_size, replicas):
+    """Raises `OptionError` (`field`) where a TensorFlow strategy's
+    `replicas` do not divide the evaluation's global `batch_size` (JAX
+    evaluates on one device). Before: TensorFlow's "The global_batch_size
+    7 is not divisible by num_replicas_in_sync 2", naming no flag, after
+    the first epoch had trained."""
+    if batch_size % replicas:
+        raise OptionError(
+            field,
+            "{field}={value} is not divisible by the {replicas} replicas: "
+            "use a multiple of {replicas}.",
+            value=batch_size,
+            replicas=replicas,
+        )
+
+
 def setup_runtime(config):
     """Precision policy, seeds and determinism; returns the strategy
     (TensorFlow) or the `JaxRuntime` (JAX).

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 
 from assemble_tf.runs import checkpoints
+from assemble_tf.runs import runtime as runtime_lib
 from assemble_tf.training import step_lib, summaries
 from official.utils.misc import interrupts, seeds
 from official.utils.misc import progress as progress_lib
@@ -140,6 +141,12 @@ class Trainer:
                 "{field}={value} is not divisible by the {replicas} replicas.",
                 value=t.batch_size,
                 replicas=replicas,
+            )
+        if keras.backend.backend() == "tensorflow":
+            # Before: TensorFlow's "The global_batch_size 7 is not divisible
+            # by num_replicas_in_sync 2" after the first epoch had trained.
+            runtime_lib.check_eval_batch(
+                "eval_batch_size", t.eval_batch_size or t.batch_size, replicas
             )
         # (Under JAX the step mixes the global batch.)
         if (

@@ -428,6 +428,35 @@ def test_class_names_that_do_not_fit_are_refused_before_evaluating(
     assert not out.exists()
 
 
+def test_a_batch_the_replicas_do_not_divide_is_refused_up_front(
+    tiny_run, monkeypatch
+):
+    """tools.evaluate --batch_size (and a run's --eval_batch_size) under a
+    strategy of 2 replicas: named before any work (before: TensorFlow's
+    "The global_batch_size 7 is not divisible by num_replicas_in_sync 2",
+    and in training only after the first epoch)."""
+    from assemble_tf.evaluation import run
+    from assemble_tf.runs import runtime
+    from assemble_tf.training import trainer as trainer_lib
+    from official.utils.misc.validation import OptionError
+
+    config, _ = tiny_run
+    monkeypatch.setattr(
+        runtime, "setup_runtime", lambda c: testing_utils.two_replica_strategy()
+    )
+    options = run.EvaluateOptions(model_dir=config.model_dir, batch_size=7)
+    with pytest.raises(OptionError) as e:
+        run.load_model(options)
+    assert e.value.as_flag() == (
+        "--batch_size=7 is not divisible by the 2 replicas: use a multiple "
+        "of 2."
+    )
+    train = dataclasses.replace(config.train, eval_batch_size=7)
+    odd = dataclasses.replace(config, train=train)
+    with pytest.raises(OptionError, match="`eval_batch_size`=7 is not div"):
+        trainer_lib.Trainer(odd, testing_utils.two_replica_strategy())
+
+
 def test_model_overrides_name_the_options_a_run_takes(tiny_run):
     """Before: "Unknown model config keys ['attention']." naming no flag
     (the help said "build_model arguments")."""
@@ -441,8 +470,8 @@ def test_model_overrides_name_the_options_a_run_takes(tiny_run):
         "--model_overrides sets attention, not an option of a run's model; "
         "it takes add_dropblock, base_width, block_sizes, bn_momentum, "
         "classifier, cosine_temperature, dropblock, dropblock_shared_mask, "
-        "embedding_size, pooling, shortcut (the other architecture options come with the "
-        "preset: pick one that has them)."
+        "embedding_size, pooling, shortcut (the other architecture options "
+        "come with the preset: pick one that has them)."
     )
 
 
