@@ -48,6 +48,19 @@ def _config(tmp_path, num_classes, kd_temperature=0.0, label_offset=0):
     )
 
 
+def _eval_input(pattern):
+    """An evaluation pipeline's config over the shards of `pattern`."""
+    from assemble_tf.data import input_pipeline
+
+    return input_pipeline.InputConfig(
+        file_pattern=str(pattern),
+        is_training=False,
+        batch_size=2,
+        num_classes=3,
+        preprocessing_type="imagenet_32",
+    )
+
+
 def test_records_that_fit_pass_and_report_what_was_read(tmp_path):
     _write(tmp_path, [0, 1, 2, 3], logits=[0.5] * 4)
     samples = checks.check_training_data(_config(tmp_path, 4, 1.0))
@@ -229,15 +242,8 @@ def test_a_shard_cut_after_the_build_is_refused_by_its_size(tmp_path):
     with pytest.raises(DataError) as error:
         checks.check_training_data(_config(tmp_path, 3))
     assert str(error.value) == want
-    config = input_pipeline.InputConfig(
-        file_pattern=str(tmp_path / "validation-*"),
-        is_training=False,
-        batch_size=2,
-        num_classes=3,
-        preprocessing_type="imagenet_32",
-    )
     with pytest.raises(DataError) as error:
-        input_pipeline.build_dataset(config)
+        input_pipeline.build_dataset(_eval_input(tmp_path / "validation-*"))
     assert str(error.value) == want
 
 
@@ -404,15 +410,8 @@ def test_a_copy_of_a_shard_is_refused_not_read_twice(tmp_path):
     with pytest.raises(DataError) as e:
         inputs.input_config(config, is_training=True)
     assert e.value.as_flag() == stray + "--train_pattern that leaves it out."
-    pipeline = input_pipeline.InputConfig(
-        file_pattern=str(tmp_path / "train-*"),
-        is_training=False,
-        batch_size=2,
-        num_classes=3,
-        preprocessing_type="imagenet_32",
-    )
     with pytest.raises(DataError) as e:
-        input_pipeline.build_dataset(pipeline)
+        input_pipeline.build_dataset(_eval_input(tmp_path / "train-*"))
     assert str(e.value) == stray + "a pattern that leaves it out."
     copy.unlink()
     assert inputs.count_examples(str(tmp_path), "train", "train-*") == 4
