@@ -209,6 +209,33 @@ def test_ctrl_c_and_sigterm_print_one_line_naming_where_a_rerun_resumes(
     assert os.path.isfile(prefix + ".index")
 
 
+def _tiny_config(model_dir, data_dir, bn_momentum, **train):
+    """A tiny R50's run config on the tiny records (batch 16)."""
+    return config_lib.make_config(
+        str(model_dir),
+        "resnet50",
+        {
+            "model": {
+                "base_width": 8,
+                "block_sizes": "1,1,1,1",
+                "bn_momentum": bn_momentum,
+            },
+            "data": {
+                "data_dir": data_dir,
+                "num_classes": 4,
+                "image_size": 32,
+                "eval_preprocessing": "imagenet_32",
+            },
+            "train": {
+                "batch_size": 16,
+                "warmup_epochs": 0.0,
+                "base_learning_rate": 0.05,
+                **train,
+            },
+        },
+    )
+
+
 @pytest.mark.slow  # trains or compiles
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     import tensorflow as tf
@@ -216,29 +243,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_data):
     from assemble_tf.runs import runtime
     from assemble_tf.training import trainer as trainer_lib
 
-    cfg = config_lib.make_config(
-        str(tmp_path),
-        "resnet50",
-        {
-            "model": {
-                "base_width": 8,
-                "block_sizes": "1,1,1,1",
-                "bn_momentum": 0.9,
-            },
-            "data": {
-                "data_dir": tiny_data,
-                "num_classes": 4,
-                "image_size": 32,
-                "eval_preprocessing": "imagenet_32",
-            },
-            "train": {
-                "batch_size": 16,
-                "epochs": 2.0,
-                "warmup_epochs": 0.0,
-                "base_learning_rate": 0.05,
-            },
-        },
-    )
+    cfg = _tiny_config(tmp_path, tiny_data, 0.9, epochs=2.0)
     strategy = runtime.setup_runtime(cfg)
     trainer = trainer_lib.Trainer(cfg, strategy, log=lambda s: None)
     trainer.plan = dataclasses.replace(trainer.plan, total_steps=4)  # epoch 1
@@ -439,31 +444,8 @@ def test_a_two_replica_run_reports_the_model_it_saves(tmp_path, tiny_data):
     from assemble_tf.training import trainer as trainer_lib
 
     run = tmp_path / "run"
-    cfg = config_lib.make_config(
-        str(run),
-        "resnet50",
-        {
-            # A fast moving average: the replicas' copies part at once.
-            "model": {
-                "base_width": 8,
-                "block_sizes": "1,1,1,1",
-                "bn_momentum": 0.5,
-            },
-            "data": {
-                "data_dir": tiny_data,
-                "num_classes": 4,
-                "image_size": 32,
-                "eval_preprocessing": "imagenet_32",
-            },
-            "train": {
-                "batch_size": 16,
-                "eval_batch_size": 8,
-                "epochs": 1.0,
-                "warmup_epochs": 0.0,
-                "base_learning_rate": 0.05,
-            },
-        },
-    )
+    # A fast moving average: the replicas' copies part at once.
+    cfg = _tiny_config(run, tiny_data, 0.5, epochs=1.0, eval_batch_size=8)
     run.mkdir()
     cfg.to_json(str(run / "config.json"))
     trainer = trainer_lib.Trainer(
