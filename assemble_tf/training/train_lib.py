@@ -19,7 +19,7 @@ from official.utils.misc.validation import OptionError
 
 # Fields a resume may change: where the data is, how the loop is run and
 # reported, not what it trains (the learning-rate and DropBlock schedules,
-# the data, the model and the devices stay as they were).
+# the data, the model and the strategy stay as they were).
 RESUME_MAY_CHANGE = (
     # The same records mounted elsewhere (a preempted job back on another
     # machine; before: refused, and unresumable once the old path was
@@ -34,6 +34,9 @@ RESUME_MAY_CHANGE = (
     ("train", "keep_checkpoints"),
     ("train", "keep_best"),
     ("train", "eval_batch_size"),
+    # How many GPUs (a job back on fewer): the global batch and the
+    # schedules stay; the strategy itself must not change.
+    ("runtime", "num_gpus"),
     # Where this invocation stops: the schedules span `epochs` (a rerun
     # with a larger or no max_steps continues the same run).
     ("train", "max_steps"),

@@ -665,6 +665,23 @@ def test_a_resume_may_change_how_the_loop_runs_not_what_it_trains(tmp_path):
         "--keep_best: 3 -> 0",
     ]
     assert str(changed[0]) == "`steps_per_loop`: 100 -> 3"  # the library's
+
+    # A job back on fewer GPUs (before: refused, "--num_gpus: 8 -> 4").
+    def gpus(n):
+        return config_lib.make_config(
+            str(tmp_path),
+            "resnet50",
+            {
+                "data": {"synthetic": True},
+                "train": {"epochs": 2.0, "warmup_epochs": 0.0},
+                "runtime": {"distribution_strategy": "mirrored", "num_gpus": n},
+            },
+        )
+
+    gpus(8).to_json(str(tmp_path / "config.json"))
+    changed = train_lib.check_resume(gpus(4))
+    assert [c.as_flag() for c in changed] == ["--num_gpus: 8 -> 4"]
+    base.to_json(str(tmp_path / "config.json"))
     with testing_utils.raises_flag_error(
         re.escape(
             f"--model_dir={tmp_path} holds a run with a different "
