@@ -1,7 +1,7 @@
 """Keras 3 layers of Assemble-TF (all registered serializable)."""
 
 from assemble_tf.layers.avg_pool import PaddedAveragePool2D
-from assemble_tf.layers.batch_norm import BatchNorm
+from assemble_tf.layers.batch_norm import BatchNorm, batch_norm_layers
 from assemble_tf.layers.big_little import BigLittleMerge
 from assemble_tf.layers.blur_pool import BlurPool2D, binomial_kernel
 from assemble_tf.layers.conv import Conv2D
@@ -44,6 +44,7 @@ def set_dropblock_keep_prob(model, keep_prob):
 
 __all__ = [
     "BatchNorm",
+    "batch_norm_layers",
     "BigLittleMerge",
     "BlurPool2D",
     "Conv2D",

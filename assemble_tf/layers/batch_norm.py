@@ -138,3 +138,13 @@ class BatchNorm(keras.layers.BatchNormalization):
             moving_variance * self.momentum + variance * (1.0 - self.momentum)
         )
         return tf.cast(outputs, self.compute_dtype)
+
+
+def batch_norm_layers(model):
+    """Every BatchNormalization layer of `model`, nested ones (SK's,
+    Big-Little's) included, ours and Keras' alike."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from assemble_tf import config as config_lib
-from assemble_tf.layers import set_dropblock_keep_prob
+from assemble_tf.layers import batch_norm_layers, set_dropblock_keep_prob
 from assemble_tf.runs import checkpoints
 from assemble_tf.runs.models import (
     REINIT_LAYERS,
@@ -337,12 +337,9 @@ def warm_start_model(model, path, load_head=False, keep_bn_stats=True):
     if not load_head:
         _reinitialise_head(model)
     if not keep_bn_stats:
-        for layer in model._flatten_layers(include_self=False):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
-                layer.moving_variance.assign(
-                    tf.ones_like(layer.moving_variance)
-                )
+        for layer in batch_norm_layers(model):
+            layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+            layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
 
 
 # The variables of the `REINIT_LAYERS` kinds (Dense, CosineClassifier,
@@ -399,11 +396,7 @@ def reestimate_bn_statistics(model, batches, steps, dtype="float32"):
     Raises:
         OptionError: (field `bn_reestimate_steps`) `batches` ran out first.
     """
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    layers = batch_norm_layers(model)
     # Frozen ones too (`freeze_backbone`): a BatchNorm that is not
     # trainable computes no batch statistics, so those of a frozen
     # backbone stayed at their reset 0 / 1. Trainable meanwhile.

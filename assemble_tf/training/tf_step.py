@@ -29,11 +29,11 @@ Checkpoints are a `tf.train.CheckpointManager` (model, optimizer, epoch).
 
 import os
 
-import keras
 import tensorflow as tf
 
 from assemble_tf.data import input_pipeline
 from assemble_tf.evaluation.evaluator import Evaluator
+from assemble_tf.layers import batch_norm_layers
 from assemble_tf.runs import checkpoints, inputs
 from assemble_tf.runs.warm_start import is_rng_state
 from assemble_tf.training import step_lib
@@ -279,8 +279,7 @@ class TFStep:
         if self._average_fn is None:
             stats = [
                 v
-                for layer in self.model._flatten_layers()
-                if isinstance(layer, keras.layers.BatchNormalization)
+                for layer in batch_norm_layers(self.model)
                 for v in (layer.moving_mean, layer.moving_variance)
             ]
 
